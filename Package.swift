@@ -1,0 +1,66 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+// Thin executable over library modules; the unsafe process work lives in C under sandbox/
+// and runs as its own single-threaded executable (`proctor-sandbox`), so Swift never runs
+// between fork and exec.
+let package = Package(
+    name: "Proctor",
+    platforms: [.macOS(.v13)],
+    products: [
+        .executable(name: "proctor", targets: ["proctor"]),
+        .executable(name: "proctor-sandbox", targets: ["proctor-sandbox"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/LebJe/TOMLKit", from: "0.6.0"),
+        .package(url: "https://github.com/apple/swift-crypto", from: "3.12.0"),
+    ],
+    targets: [
+        // System libraries through pkg-config.
+        .systemLibrary(name: "CSeccomp", pkgConfig: "libseccomp", providers: [.apt(["libseccomp-dev"])]),
+        .systemLibrary(name: "CGit2", pkgConfig: "libgit2", providers: [.apt(["libgit2-dev"])]),
+        .systemLibrary(name: "CCurl", pkgConfig: "libcurl", providers: [.apt(["libcurl4-openssl-dev"])]),
+
+        // The launcher: namespaces, mounts, rlimits, cgroups, Landlock, seccomp, audit listener.
+        .executableTarget(
+            name: "proctor-sandbox",
+            dependencies: ["CSeccomp"],
+            path: "sandbox",
+            exclude: ["README.md"],
+            cSettings: [.define("_GNU_SOURCE"), .unsafeFlags(["-Wall", "-Wextra", "-Wno-unused-parameter"])]
+        ),
+
+        .target(
+            name: "ProctorConfig",
+            dependencies: [.product(name: "TOMLKit", package: "TOMLKit")]
+        ),
+        .target(
+            name: "ProctorSandbox",
+            dependencies: ["ProctorConfig"]
+        ),
+        .target(
+            name: "ProctorGit",
+            dependencies: ["CGit2"]
+        ),
+        .target(
+            name: "ProctorLoop",
+            dependencies: [
+                "ProctorConfig", "ProctorSandbox", "ProctorGit", "CCurl",
+                .product(name: "Crypto", package: "swift-crypto"),
+            ]
+        ),
+        .executableTarget(
+            name: "proctor",
+            dependencies: [
+                "ProctorConfig", "ProctorSandbox", "ProctorGit", "ProctorLoop",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+
+        .testTarget(name: "ProctorConfigTests", dependencies: ["ProctorConfig"]),
+        .testTarget(name: "SandboxTests", dependencies: ["ProctorConfig", "ProctorSandbox"]),
+        .testTarget(name: "GitTests", dependencies: ["ProctorGit"]),
+        .testTarget(name: "LoopTests", dependencies: ["ProctorLoop", "ProctorGit", "ProctorConfig"]),
+    ]
+)

@@ -1,0 +1,2 @@
+#include <stdio.h>
+int main(void) { fputs("proctor-sandbox: placeholder\n", stderr); return 125; }
