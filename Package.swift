@@ -46,14 +46,18 @@ let package = Package(
         .target(
             name: "ProctorLoop",
             dependencies: [
-                "ProctorConfig", "ProctorSandbox", "ProctorGit", "CCurl",
+                "ProctorConfig", "ProctorSandbox", "ProctorGit", "ProctorAgents",
                 .product(name: "Crypto", package: "swift-crypto"),
             ]
+        ),
+        .target(
+            name: "ProctorAgents",
+            dependencies: ["ProctorConfig", "ProctorGit", "CCurl"]
         ),
         .executableTarget(
             name: "proctor",
             dependencies: [
-                "ProctorConfig", "ProctorSandbox", "ProctorGit", "ProctorLoop",
+                "ProctorConfig", "ProctorSandbox", "ProctorGit", "ProctorLoop", "ProctorAgents",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -62,5 +66,6 @@ let package = Package(
         .testTarget(name: "SandboxTests", dependencies: ["ProctorConfig", "ProctorSandbox"]),
         .testTarget(name: "GitTests", dependencies: ["ProctorGit"]),
         .testTarget(name: "LoopTests", dependencies: ["ProctorLoop", "ProctorGit", "ProctorConfig"]),
+        .testTarget(name: "AgentTests", dependencies: ["ProctorAgents", "ProctorConfig"]),
     ]
 )
