@@ -52,7 +52,7 @@ let package = Package(
         ),
         .target(
             name: "ProctorAgents",
-            dependencies: ["ProctorConfig", "ProctorGit", "CCurl"]
+            dependencies: ["ProctorConfig", "ProctorSandbox", "ProctorGit", "CCurl"]
         ),
         .executableTarget(
             name: "proctor",
