@@ -1,0 +1,25 @@
+/// A configuration mistake, located precisely enough to fix without reading the source:
+/// `proctor.toml:12: [experiment].timeout: expected a duration such as "30s" or "5m", got "soon"`.
+public struct ConfigError: Error, CustomStringConvertible, Sendable, Equatable {
+    public var file: String
+    /// 1-based line, when known.
+    public var line: Int?
+    /// Dotted key such as `experiment.timeout`, when the error is about one key.
+    public var key: String?
+    public var message: String
+
+    public init(file: String, line: Int?, key: String?, message: String) {
+        self.file = file
+        self.line = line
+        self.key = key
+        self.message = message
+    }
+
+    public var description: String {
+        var text = file
+        if let line { text += ":\(line)" }
+        text += ": "
+        if let key { text += "\(key): " }
+        return text + message
+    }
+}

@@ -1,0 +1,66 @@
+import Foundation
+
+/// A named sandbox preset from `policies/NAME.toml`.
+public struct PolicyPreset: Sendable, Equatable {
+    public var name: String
+    /// Host paths mounted read-only at the same place (missing ones skipped).
+    public var system: [String]
+    /// Host paths never visible, even inside the system mounts.
+    public var hide: [String]
+    public var tmpSize: Int64
+    public var nofile: Int
+    public var stdioLimit: Int64
+    public var graceMs: Int64
+    /// When false, the experiment phase never gets the host network.
+    public var allowNetwork: Bool
+
+    /// Reads `dir/NAME.toml`; unknown keys and bad values are errors naming the file and line.
+    public static func load(name: String, from dir: String) throws -> PolicyPreset {
+        let file = dir + "/" + name + ".toml"
+        guard let data = FileManager.default.contents(atPath: file), let text = String(data: data, encoding: .utf8) else {
+            let known = (try? FileManager.default.contentsOfDirectory(atPath: dir))?
+                .filter { $0.hasSuffix(".toml") }.map { String($0.dropLast(5)) }.sorted() ?? []
+            throw ConfigError(file: file, line: nil, key: "sandbox.policy",
+                              message: "no such policy preset \"\(name)\" (known: \(known.joined(separator: ", ")))")
+        }
+        let reader = try TOMLReader(file: file, text: text)
+        var top = TableReader(reader, [], reader.root)
+        let system = try top.strings("system") ?? ["/usr", "/bin", "/lib", "/lib64", "/etc"]
+        let hide = try top.strings("hide") ?? []
+        for (key, paths) in [("system", system), ("hide", hide)] {
+            for path in paths where !path.hasPrefix("/") || path.split(separator: "/").contains("..") {
+                throw reader.error([], key, "expected absolute paths without \"..\", got \"\(path)\"")
+            }
+        }
+        let preset = PolicyPreset(
+            name: name, system: system, hide: hide,
+            tmpSize: try top.size("tmp_size") ?? 512 << 20,
+            nofile: try top.int("nofile", min: 16, max: 1 << 20) ?? 1024,
+            stdioLimit: try top.size("stdio_limit") ?? 64 << 20,
+            graceMs: try top.duration("grace") ?? 500,
+            allowNetwork: try top.bool("network") ?? true)
+        try top.finish()
+        return preset
+    }
+}
+
+/// Where proctor's bundled data (`policies/`, the `workspace/` template) lives.
+public enum BundledData {
+    /// The first of `$PROCTOR_HOME`, `<exe>/../share/proctor`, or the checkout the binary was
+    /// built in (found by walking up from the executable), that has a `policies/` folder.
+    public static func root(executable: String = CommandLine.arguments[0]) -> String? {
+        var candidates: [String] = []
+        if let home = ProcessInfo.processInfo.environment["PROCTOR_HOME"] { candidates.append(home) }
+        let exe = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? executable
+        var dir = URL(fileURLWithPath: exe).deletingLastPathComponent()
+        candidates.append(dir.appendingPathComponent("../share/proctor").standardizedFileURL.path)
+        for _ in 0..<6 {
+            candidates.append(dir.path)
+            dir = dir.deletingLastPathComponent()
+        }
+        return candidates.first { FileManager.default.fileExists(atPath: $0 + "/policies/default.toml") }
+    }
+
+    public static var policies: String? { root().map { $0 + "/policies" } }
+    public static var workspaceTemplate: String? { root().map { $0 + "/workspace" } }
+}

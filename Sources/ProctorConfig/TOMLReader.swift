@@ -1,0 +1,177 @@
+import Foundation
+import TOMLKit
+
+/// Reads a TOML document into typed values while tracking which keys were used, so that an
+/// unknown key, a wrong type or an impossible value is an error naming the file, line and key.
+///
+/// TOMLKit does not expose source positions of values, so lines are found by scanning the
+/// text for the table header and the `key =` line beneath it.
+final class TOMLReader {
+    let file: String
+    private let lines: [Substring]
+    let root: TOMLTable
+
+    init(file: String, text: String) throws {
+        self.file = file
+        self.lines = text.split(separator: "\n", omittingEmptySubsequences: false)
+        do {
+            root = try TOMLTable(string: text)
+        } catch let error as TOMLParseError {
+            throw ConfigError(file: file, line: error.source.begin.line, key: nil, message: error.description)
+        }
+    }
+
+    /// The line of `key` inside the table `path` (e.g. ["agent", "mutate"]), or of the table header.
+    func line(of path: [String], key: String?) -> Int? {
+        var current: [String] = []
+        var headerLine: Int?
+        for (index, raw) in lines.enumerated() {
+            let text = raw.trimmingCharacters(in: .whitespaces)
+            if text.hasPrefix("[") {
+                let inner = text.drop(while: { $0 == "[" }).prefix(while: { $0 != "]" })
+                current = inner.split(separator: ".").map {
+                    $0.trimmingCharacters(in: .whitespaces).trimmingCharacters(in: CharacterSet(charactersIn: "\"'"))
+                }
+                if current == path { headerLine = index + 1 }
+                continue
+            }
+            guard let key, current == path else { continue }
+            let name = text.prefix(while: { $0 != "=" }).trimmingCharacters(in: .whitespaces)
+                .trimmingCharacters(in: CharacterSet(charactersIn: "\"'"))
+            if name == key && text.contains("=") { return index + 1 }
+        }
+        return headerLine
+    }
+
+    func error(_ path: [String], _ key: String?, _ message: String) -> ConfigError {
+        let dotted = (path + (key.map { [$0] } ?? [])).joined(separator: ".")
+        return ConfigError(file: file, line: line(of: path, key: key), key: dotted.isEmpty ? nil : dotted, message: message)
+    }
+}
+
+/// One table being read; `finish()` rejects keys nobody asked for.
+struct TableReader {
+    let reader: TOMLReader
+    let path: [String]
+    let table: TOMLTable?
+    private var used: Set<String> = []
+
+    init(_ reader: TOMLReader, _ path: [String], _ table: TOMLTable?) {
+        self.reader = reader
+        self.path = path
+        self.table = table
+    }
+
+    /// A sub-table; missing is allowed (all its keys take defaults).
+    mutating func table(_ key: String) throws -> TableReader {
+        used.insert(key)
+        guard let value = table?[key] else { return TableReader(reader, path + [key], nil) }
+        guard let sub = value.table else { throw reader.error(path, key, "expected a table, got \(value.type)") }
+        return TableReader(reader, path + [key], sub)
+    }
+
+    func has(_ key: String) -> Bool { table?[key] != nil }
+
+    mutating func string(_ key: String) throws -> String? {
+        used.insert(key)
+        guard let value = table?[key] else { return nil }
+        guard let text = value.string else { throw reader.error(path, key, "expected a string, got \(value.type)") }
+        return text
+    }
+
+    mutating func string(_ key: String, oneOf choices: [String]) throws -> String? {
+        guard let text = try string(key) else { return nil }
+        guard choices.contains(text) else {
+            throw reader.error(path, key, "expected one of \(choices.map { "\"\($0)\"" }.joined(separator: ", ")), got \"\(text)\"")
+        }
+        return text
+    }
+
+    mutating func bool(_ key: String) throws -> Bool? {
+        used.insert(key)
+        guard let value = table?[key] else { return nil }
+        guard let flag = value.bool else { throw reader.error(path, key, "expected true or false, got \(value.type)") }
+        return flag
+    }
+
+    mutating func int(_ key: String, min: Int = 0, max: Int = Int.max) throws -> Int? {
+        used.insert(key)
+        guard let value = table?[key] else { return nil }
+        guard let number = value.int else { throw reader.error(path, key, "expected an integer, got \(value.type)") }
+        guard number >= min && number <= max else {
+            throw reader.error(path, key, "expected an integer from \(min) to \(max), got \(number)")
+        }
+        return number
+    }
+
+    mutating func double(_ key: String, min: Double = -.infinity) throws -> Double? {
+        used.insert(key)
+        guard let value = table?[key] else { return nil }
+        let number: Double
+        if let d = value.double { number = d } else if let i = value.int { number = Double(i) } else {
+            throw reader.error(path, key, "expected a number, got \(value.type)")
+        }
+        guard number.isFinite && number >= min else {
+            throw reader.error(path, key, "expected a finite number ≥ \(min), got \(number)")
+        }
+        return number
+    }
+
+    mutating func strings(_ key: String) throws -> [String]? {
+        used.insert(key)
+        guard let value = table?[key] else { return nil }
+        guard let array = value.array else { throw reader.error(path, key, "expected an array of strings, got \(value.type)") }
+        return try array.map { element in
+            guard let text = element.string else {
+                throw reader.error(path, key, "expected an array of strings, found a \(element.type)")
+            }
+            return text
+        }
+    }
+
+    mutating func ints(_ key: String, min: Int = 0) throws -> [Int]? {
+        used.insert(key)
+        guard let value = table?[key] else { return nil }
+        guard let array = value.array else { throw reader.error(path, key, "expected an array of integers, got \(value.type)") }
+        return try array.map { element in
+            guard let number = element.int, number >= min else {
+                throw reader.error(path, key, "expected an array of integers ≥ \(min)")
+            }
+            return number
+        }
+    }
+
+    /// A duration such as `500ms`, `30s`, `5m`, `1h`, in milliseconds.
+    mutating func duration(_ key: String) throws -> Int64? {
+        guard let text = try stringValue(key, expecting: "a duration such as \"30s\" or \"5m\"") else { return nil }
+        guard let ms = Units.milliseconds(text), ms > 0 else {
+            throw reader.error(path, key, "expected a positive duration such as \"500ms\", \"30s\", \"5m\" or \"1h\", got \"\(text)\"")
+        }
+        return ms
+    }
+
+    /// A size such as `64KiB`, `512MiB`, `4GiB`, in bytes.
+    mutating func size(_ key: String) throws -> Int64? {
+        guard let text = try stringValue(key, expecting: "a size such as \"512MiB\"") else { return nil }
+        guard let bytes = Units.bytes(text), bytes > 0 else {
+            throw reader.error(path, key, "expected a positive size such as \"64KiB\", \"512MiB\" or \"4GiB\", got \"\(text)\"")
+        }
+        return bytes
+    }
+
+    private mutating func stringValue(_ key: String, expecting: String) throws -> String? {
+        used.insert(key)
+        guard let value = table?[key] else { return nil }
+        guard let text = value.string else { throw reader.error(path, key, "expected \(expecting), got \(value.type)") }
+        return text
+    }
+
+    /// Rejects keys that were never read: a typo must not silently fall back to a default.
+    func finish() throws {
+        guard let table else { return }
+        for key in table.keys.sorted() where !used.contains(key) {
+            let section = path.isEmpty ? "the top level" : "[\(path.joined(separator: "."))]"
+            throw reader.error(path, key, "unknown key in \(section)")
+        }
+    }
+}

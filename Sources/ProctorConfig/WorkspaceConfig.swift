@@ -1,0 +1,268 @@
+import Foundation
+
+/// The typed contents of a workspace's `proctor.toml`, validated before anything runs.
+public struct WorkspaceConfig: Sendable, Equatable {
+    /// `[files]`: workspace-relative globs.
+    public struct Files: Sendable, Equatable {
+        public var editable: [String] = []
+        public var notes: [String] = []
+        public var locked: [String] = []
+        public var hidden: [String] = []
+        /// Directories, workspace-relative, without a trailing slash.
+        public var outputs: [String] = ["outputs"]
+    }
+
+    /// `[experiment]`: the budgeted run of the agent-edited script.
+    public struct Experiment: Sendable, Equatable {
+        public var command: [String] = []
+        public var timeoutMs: Int64 = 5 * 60_000
+        public var cpuTimeMs: Int64? = nil
+        public var memoryBytes: Int64? = 4 << 30
+        public var pids: Int? = 256
+        public var maxFileSize: Int64? = 256 << 20
+        public var maxOutputBytes: Int64? = 1 << 30
+        public var network: Bool = false
+        public var env: [String] = ["PATH", "LANG"]
+        public var seeds: [UInt64] = [42]
+    }
+
+    /// `[evaluator]`: the locked scorer, run from the pinned copy.
+    public struct Evaluator: Sendable, Equatable {
+        public var command: [String] = []
+        public var timeoutMs: Int64 = 2 * 60_000
+        public var memoryBytes: Int64? = 4 << 30
+        public var metric: String = "score"
+        public var maximize: Bool = true
+    }
+
+    /// `[limits]`: caps on the evaluator's measurements and on the diff.
+    public struct Limits: Sendable, Equatable {
+        public var features: Int? = nil
+        public var trees: Int? = nil
+        public var diffLines: Int = 400
+        /// Largest changed file the diff validator accepts.
+        public var maxFileBytes: Int64 = 1 << 20
+    }
+
+    /// `[gates]`: what counts as a real improvement.
+    public struct Gates: Sendable, Equatable {
+        public var minImprovement: Double = 0
+        public var confirmSeeds: [UInt64] = []
+    }
+
+    /// `[agent]`: who proposes changes. Kind-specific settings are kept raw for the agent layer.
+    public struct Agent: Sendable, Equatable {
+        public var kind: String = "mutate"
+        public var command: [String] = []
+        public var network: Bool = false
+        public var timeoutMs: Int64 = 10 * 60_000
+        public var memoryBytes: Int64? = 4 << 30
+        /// Environment variables passed to a command agent (names), e.g. its API key.
+        public var env: [String] = ["PATH", "LANG", "TERM"]
+        /// Read-only paths a command agent may additionally see (its own installation).
+        public var readOnly: [String] = []
+        /// Files copied into the agent's private home (e.g. a CLI's config), host path → home-relative path.
+        public var homeFiles: [String: String] = [:]
+        // http
+        public var httpProtocol: String = "openai"
+        public var baseURL: String = ""
+        public var model: String = ""
+        public var apiKeyEnv: String? = nil
+        public var maxTokens: Int = 4096
+        public var temperature: Double? = nil
+        public var retries: Int = 4
+        public var pricePerMTokIn: Double? = nil
+        public var pricePerMTokOut: Double? = nil
+    }
+
+    /// `[sandbox]`: which preset from `policies/` to start from.
+    public struct Sandbox: Sendable, Equatable {
+        public var policy: String = "default"
+        /// Extra read-only host paths (e.g. a toolchain outside /usr).
+        public var readOnly: [String] = []
+    }
+
+    /// Absolute path of the workspace root.
+    public var root: String
+    /// Absolute path of the `proctor.toml` this was read from.
+    public var file: String
+    public var files = Files()
+    public var experiment = Experiment()
+    public var evaluator = Evaluator()
+    public var limits = Limits()
+    public var gates = Gates()
+    public var agent = Agent()
+    public var sandbox = Sandbox()
+
+    public init(root: String, file: String) {
+        self.root = root
+        self.file = file
+    }
+}
+
+extension WorkspaceConfig {
+    /// Loads and validates `DIR/proctor.toml`.
+    public static func load(workspace: String) throws -> WorkspaceConfig {
+        let root = URL(fileURLWithPath: workspace).standardizedFileURL.path
+        let file = root + "/proctor.toml"
+        guard let data = FileManager.default.contents(atPath: file) else {
+            throw ConfigError(file: file, line: nil, key: nil, message: "cannot read the workspace configuration (is \(root) a proctor workspace? `proctor init` makes one)")
+        }
+        guard let text = String(data: data, encoding: .utf8) else {
+            throw ConfigError(file: file, line: nil, key: nil, message: "not UTF-8 text")
+        }
+        return try parse(text, root: root, file: file)
+    }
+
+    /// Parses the text of a `proctor.toml`; `file` is only used in error messages.
+    public static func parse(_ text: String, root: String, file: String) throws -> WorkspaceConfig {
+        let reader = try TOMLReader(file: file, text: text)
+        var top = TableReader(reader, [], reader.root)
+        var config = WorkspaceConfig(root: root, file: file)
+
+        var files = try top.table("files")
+        config.files.editable = try files.strings("editable").map { try relativeGlobs($0, files, "editable") } ?? []
+        config.files.notes = try files.strings("notes").map { try relativeGlobs($0, files, "notes") } ?? []
+        config.files.locked = try files.strings("locked").map { try relativeGlobs($0, files, "locked") } ?? []
+        config.files.hidden = try files.strings("hidden").map { try relativeGlobs($0, files, "hidden") } ?? []
+        if let outputs = try files.strings("outputs") {
+            config.files.outputs = try relativeGlobs(outputs, files, "outputs").map { path in
+                let trimmed = path.hasSuffix("/") ? String(path.dropLast()) : path
+                guard !trimmed.isEmpty, !trimmed.contains("*"), !trimmed.contains("?"), !trimmed.contains("[") else {
+                    throw reader.error(files.path, "outputs", "expected plain directory names such as \"outputs/\", got \"\(path)\"")
+                }
+                return trimmed
+            }
+        }
+        try files.finish()
+
+        var exp = try top.table("experiment")
+        if let command = try exp.strings("command") { config.experiment.command = command }
+        if let value = try exp.duration("timeout") { config.experiment.timeoutMs = value }
+        config.experiment.cpuTimeMs = try exp.duration("cpu_time")
+        if exp.has("memory") { config.experiment.memoryBytes = try exp.size("memory") }
+        if let value = try exp.int("pids", min: 1, max: 1 << 22) { config.experiment.pids = value }
+        if let value = try exp.size("max_file_size") { config.experiment.maxFileSize = value }
+        if let value = try exp.size("max_output_bytes") { config.experiment.maxOutputBytes = value }
+        if let value = try exp.bool("network") { config.experiment.network = value }
+        if let value = try exp.strings("env") { config.experiment.env = try envNames(value, exp, "env") }
+        if let value = try exp.ints("seeds") {
+            guard !value.isEmpty else { throw reader.error(exp.path, "seeds", "expected at least one seed") }
+            config.experiment.seeds = value.map { UInt64($0) }
+        }
+        try exp.finish()
+        guard !config.experiment.command.isEmpty else {
+            throw reader.error(["experiment"], "command", "expected the experiment command, e.g. [\"python3\", \"train.py\"]")
+        }
+
+        var ev = try top.table("evaluator")
+        if let command = try ev.strings("command") { config.evaluator.command = command }
+        if let value = try ev.duration("timeout") { config.evaluator.timeoutMs = value }
+        if ev.has("memory") { config.evaluator.memoryBytes = try ev.size("memory") }
+        if let value = try ev.string("metric") {
+            guard !value.isEmpty else { throw reader.error(ev.path, "metric", "expected a non-empty key name") }
+            config.evaluator.metric = value
+        }
+        if let value = try ev.string("direction", oneOf: ["maximize", "minimize"]) {
+            config.evaluator.maximize = value == "maximize"
+        }
+        try ev.finish()
+
+        var limits = try top.table("limits")
+        config.limits.features = try limits.int("features", min: 1)
+        config.limits.trees = try limits.int("trees", min: 1)
+        if let value = try limits.int("diff_lines", min: 1) { config.limits.diffLines = value }
+        if let value = try limits.size("max_file_size") { config.limits.maxFileBytes = value }
+        try limits.finish()
+
+        var gates = try top.table("gates")
+        if let value = try gates.double("min_improvement", min: 0) { config.gates.minImprovement = value }
+        if let value = try gates.ints("confirm_seeds") { config.gates.confirmSeeds = value.map { UInt64($0) } }
+        try gates.finish()
+
+        var agent = try top.table("agent")
+        if let value = try agent.string("kind", oneOf: ["mutate", "command", "http"]) { config.agent.kind = value }
+        if let value = try agent.strings("command") { config.agent.command = value }
+        if let value = try agent.bool("network") { config.agent.network = value }
+        if let value = try agent.duration("timeout") { config.agent.timeoutMs = value }
+        if agent.has("memory") { config.agent.memoryBytes = try agent.size("memory") }
+        if let value = try agent.strings("env") { config.agent.env = try envNames(value, agent, "env") }
+        if let value = try agent.strings("read_only") { config.agent.readOnly = try absolutePaths(value, agent, "read_only") }
+        if let value = try agent.string("protocol", oneOf: ["openai", "anthropic"]) { config.agent.httpProtocol = value }
+        if let value = try agent.string("base_url") {
+            guard value.hasPrefix("http://") || value.hasPrefix("https://") else {
+                throw reader.error(agent.path, "base_url", "expected an http:// or https:// URL, got \"\(value)\"")
+            }
+            config.agent.baseURL = value
+        }
+        if let value = try agent.string("model") { config.agent.model = value }
+        if let value = try agent.string("api_key_env") { config.agent.apiKeyEnv = try envNames([value], agent, "api_key_env")[0] }
+        if let value = try agent.int("max_tokens", min: 1) { config.agent.maxTokens = value }
+        config.agent.temperature = try agent.double("temperature", min: 0)
+        if let value = try agent.int("retries", min: 0, max: 20) { config.agent.retries = value }
+        config.agent.pricePerMTokIn = try agent.double("price_per_mtok_in", min: 0)
+        config.agent.pricePerMTokOut = try agent.double("price_per_mtok_out", min: 0)
+        var home = try agent.table("home_files")
+        for key in home.table?.keys ?? [] {
+            guard let target = try home.string(key) else { continue }
+            guard key.hasPrefix("/") else { throw reader.error(home.path, key, "expected an absolute host path as the key") }
+            guard !target.hasPrefix("/"), !target.split(separator: "/").contains("..") else {
+                throw reader.error(home.path, key, "expected a path relative to the agent's home, got \"\(target)\"")
+            }
+            config.agent.homeFiles[key] = target
+        }
+        try home.finish()
+        // `[agent.mutate]` is reserved for the mutate agent's options; markers in the files drive it.
+        var mutate = try agent.table("mutate")
+        try mutate.finish()
+        try agent.finish()
+        if config.agent.kind == "command" && config.agent.command.isEmpty {
+            throw reader.error(["agent"], "command", "kind = \"command\" needs a command, e.g. [\"claude\", \"-p\", \"{prompt}\"]")
+        }
+        if config.agent.kind == "http" {
+            if config.agent.baseURL.isEmpty { throw reader.error(["agent"], "base_url", "kind = \"http\" needs base_url") }
+            if config.agent.model.isEmpty { throw reader.error(["agent"], "model", "kind = \"http\" needs model") }
+        }
+
+        var sandbox = try top.table("sandbox")
+        if let value = try sandbox.string("policy") {
+            guard value.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "-" || $0 == "_" }), !value.isEmpty else {
+                throw reader.error(sandbox.path, "policy", "expected a preset name from policies/, got \"\(value)\"")
+            }
+            config.sandbox.policy = value
+        }
+        if let value = try sandbox.strings("read_only") { config.sandbox.readOnly = try absolutePaths(value, sandbox, "read_only") }
+        try sandbox.finish()
+
+        try top.finish()
+        return config
+    }
+
+    private static func relativeGlobs(_ values: [String], _ table: TableReader, _ key: String) throws -> [String] {
+        try values.map { value in
+            let parts = value.split(separator: "/", omittingEmptySubsequences: false)
+            guard !value.isEmpty, !value.hasPrefix("/"), !parts.contains(".."), !value.contains("\0") else {
+                throw table.reader.error(table.path, key, "expected workspace-relative paths without \"..\", got \"\(value)\"")
+            }
+            return value.hasPrefix("./") ? String(value.dropFirst(2)) : value
+        }
+    }
+
+    private static func envNames(_ values: [String], _ table: TableReader, _ key: String) throws -> [String] {
+        try values.map { name in
+            guard let first = name.first, first == "_" || first.isLetter,
+                name.allSatisfy({ $0 == "_" || ($0.isASCII && ($0.isLetter || $0.isNumber)) })
+            else { throw table.reader.error(table.path, key, "expected environment variable names, got \"\(name)\"") }
+            return name
+        }
+    }
+
+    private static func absolutePaths(_ values: [String], _ table: TableReader, _ key: String) throws -> [String] {
+        try values.map { path in
+            guard path.hasPrefix("/"), !path.split(separator: "/").contains("..") else {
+                throw table.reader.error(table.path, key, "expected absolute paths without \"..\", got \"\(path)\"")
+            }
+            return path
+        }
+    }
+}

@@ -1,0 +1,26 @@
+import Foundation
+import ProctorConfig
+import ProctorSandbox
+
+/// `proctor exec`: one command under the workspace's policy, outside the research loop.
+public enum ExecStep {
+    /// Runs the command and returns the status `proctor exec` exits with. Throws for proctor's own failures (125).
+    public static func run(workspace: String, phase: Phase, command: [String], auditLog: String?, seed: UInt64?,
+                           wait: Bool) throws -> Int32 {
+        let env = try SandboxEnvironment.load(workspace: workspace)
+        let runID = RunID.make(prefix: "exec")
+        let audit = try AuditLog(path: auditLog ?? env.config.root + "/.proctor/audit.jsonl")
+        var locks: [ExperimentLock] = []
+        if phase == .experiment {
+            // One experiment at a time, per workspace and per machine: timings are only honest alone.
+            locks = try env.takeLocks(run: runID, iteration: nil, wait: wait, audit: audit, phase: phase)
+        }
+        defer { locks.removeAll() }
+        var pinned: PinnedCopy?
+        if phase == .evaluator { pinned = try PinnedCopy.fromWorkingTree(env.config) }
+        let result = try env.launch(phase: phase, command: command, seed: seed ?? env.config.experiment.seeds.first,
+                                    pinnedDirectory: pinned?.directory, audit: audit,
+                                    context: AuditContext(run: runID, iteration: nil, config: env.config))
+        return result.status
+    }
+}

@@ -1,0 +1,44 @@
+import Foundation
+import ProctorConfig
+import ProctorSandbox
+
+/// A private, read-only copy of the locked files that the evaluator runs from.
+public final class PinnedCopy: @unchecked Sendable {
+    public let directory: String
+
+    init(directory: String) {
+        self.directory = directory
+    }
+
+    deinit {
+        try? FileTree.removeContents(of: directory)
+        rmdir(directory)
+    }
+
+    static func makeDirectory() throws -> String {
+        var template = Array((NSTemporaryDirectory() + "/proctor-pinned-XXXXXX").utf8CString)
+        guard let made = mkdtemp(&template) else {
+            throw PlanError(description: "mkdtemp: \(String(cString: strerror(errno)))")
+        }
+        return String(cString: made)
+    }
+
+    /// Copies the working tree's locked files (for `proctor exec --phase evaluator` outside a run).
+    public static func fromWorkingTree(_ config: WorkspaceConfig) throws -> PinnedCopy {
+        let copy = PinnedCopy(directory: try makeDirectory())
+        let globs = config.files.locked.map(Glob.init)
+        let fm = FileManager.default
+        guard let walker = fm.enumerator(atPath: config.root) else { return copy }
+        while let rel = walker.nextObject() as? String {
+            if rel == ".git" || rel == ".proctor" { walker.skipDescendants(); continue }
+            guard globs.contains(where: { $0.matches(rel) }) else { continue }
+            let source = config.root + "/" + rel
+            var st = stat()
+            guard lstat(source, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG else { continue }
+            let target = copy.directory + "/" + rel
+            try fm.createDirectory(atPath: (target as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+            try fm.copyItem(atPath: source, toPath: target)
+        }
+        return copy
+    }
+}

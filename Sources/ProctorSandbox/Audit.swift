@@ -1,0 +1,138 @@
+import Foundation
+
+/// One line of `.proctor/audit.jsonl`.
+public struct AuditRecord: Codable, Sendable, Equatable {
+    public var time: Date
+    public var run: String
+    /// Null outside an iteration (e.g. `proctor exec`).
+    public var iteration: Int?
+    public var phase: String
+    /// `write`, `syscall`, `network`, `diff`, `limit`, `lock`, `timeout`, `memory`, `pids`, `tamper`, `sandbox`, ...
+    public var kind: String
+    /// `denied`, `killed`, `rejected`, or `enforced`/`unenforced` for the sandbox's limit summary.
+    public var decision: String
+    public var pid: Int?
+    public var syscall: String?
+    /// Absolute path.
+    public var path: String?
+    public var rule: String?
+    public var detail: String?
+    /// For `sandbox` records: how each limit was enforced (`memory: cgroup-v1 4294967296`).
+    public var limits: [String: String]?
+    public var count: Int?
+
+    public init(time: Date = Date(), run: String, iteration: Int?, phase: String, kind: String, decision: String,
+                pid: Int? = nil, syscall: String? = nil, path: String? = nil, rule: String? = nil,
+                detail: String? = nil, limits: [String: String]? = nil, count: Int? = nil) {
+        self.time = time
+        self.run = run
+        self.iteration = iteration
+        self.phase = phase
+        self.kind = kind
+        self.decision = decision
+        self.pid = pid
+        self.syscall = syscall
+        self.path = path
+        self.rule = rule
+        self.detail = detail
+        self.limits = limits
+        self.count = count
+    }
+
+    private enum CodingKeys: String, CodingKey {
+        case time, run, iteration, phase, kind, decision, pid, syscall, path, rule, detail, limits, count
+    }
+
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(time, forKey: .time)
+        try c.encode(run, forKey: .run)
+        try c.encode(iteration, forKey: .iteration)  // null, not absent: the contract names the key
+        try c.encode(phase, forKey: .phase)
+        try c.encode(kind, forKey: .kind)
+        try c.encode(decision, forKey: .decision)
+        try c.encodeIfPresent(pid, forKey: .pid)
+        try c.encodeIfPresent(syscall, forKey: .syscall)
+        try c.encodeIfPresent(path, forKey: .path)
+        try c.encodeIfPresent(rule, forKey: .rule)
+        try c.encodeIfPresent(detail, forKey: .detail)
+        try c.encodeIfPresent(limits, forKey: .limits)
+        try c.encodeIfPresent(count, forKey: .count)
+    }
+}
+
+/// JSON lines from one configured encoder (sorted keys, ISO 8601 dates), one `write` per record
+/// on an `O_APPEND` descriptor, so concurrent writers and crashes never interleave half lines.
+public enum JSONLines {
+    public static func encoder() -> JSONEncoder {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        encoder.dateEncodingStrategy = .custom { date, encoder in
+            var container = encoder.singleValueContainer()
+            try container.encode(isoFormatter.string(from: date))
+        }
+        return encoder
+    }
+
+    public static func decoder() -> JSONDecoder {
+        let decoder = JSONDecoder()
+        decoder.dateDecodingStrategy = .custom { decoder in
+            let text = try decoder.singleValueContainer().decode(String.self)
+            guard let date = isoFormatter.date(from: text) else {
+                throw DecodingError.dataCorrupted(.init(codingPath: decoder.codingPath, debugDescription: "not ISO 8601: \(text)"))
+            }
+            return date
+        }
+        return decoder
+    }
+
+    nonisolated(unsafe) static let isoFormatter: ISO8601DateFormatter = {
+        let formatter = ISO8601DateFormatter()
+        formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+        return formatter
+    }()
+
+    /// Appends one record as one line with one `write(2)`.
+    public static func append<T: Encodable>(_ value: T, to fd: Int32, encoder: JSONEncoder) throws {
+        var data = try encoder.encode(value)
+        data.append(0x0A)
+        try data.withUnsafeBytes { raw in
+            let written = write(fd, raw.baseAddress, raw.count)
+            if written != raw.count { throw PlanError(description: "write to the log failed: \(String(cString: strerror(errno)))") }
+        }
+    }
+
+    /// Reads every complete line; a torn last line (a crash mid-write on another system) is skipped.
+    public static func read<T: Decodable>(_ type: T.Type, from path: String) -> [T] {
+        guard let data = FileManager.default.contents(atPath: path) else { return [] }
+        let decoder = decoder()
+        return data.split(separator: 0x0A).compactMap { try? decoder.decode(T.self, from: Data($0)) }
+    }
+}
+
+/// `.proctor/audit.jsonl`, opened for appending.
+public final class AuditLog: @unchecked Sendable {
+    public let path: String
+    private let fd: Int32
+    private let encoder = JSONLines.encoder()
+    private let lock = NSLock()
+
+    public init(path: String) throws {
+        self.path = path
+        try FileManager.default.createDirectory(atPath: (path as NSString).deletingLastPathComponent,
+                                                withIntermediateDirectories: true)
+        fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0o644)
+        guard fd >= 0 else { throw PlanError(description: "open \(path): \(String(cString: strerror(errno)))") }
+    }
+
+    deinit { close(fd) }
+
+    public func append(_ record: AuditRecord) {
+        lock.lock()
+        defer { lock.unlock() }
+        // An audit line that cannot be written must not stop the run; say so on stderr.
+        do { try JSONLines.append(record, to: fd, encoder: encoder) } catch {
+            FileHandle.standardError.write(Data("proctor: audit: \(error)\n".utf8))
+        }
+    }
+}

@@ -1,0 +1,231 @@
+import Foundation
+import ProctorConfig
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+/// How one sandboxed command ended, as the launcher reported it.
+public struct SandboxResult: Sendable, Equatable {
+    /// The status `proctor exec` exits with (the command's, 124, 125, 126, 127 or 128+N).
+    public var status: Int32
+    public var exitCode: Int32?
+    public var signal: Int32?
+    public var timedOut = false
+    public var wallMs: Int64 = 0
+    public var cpuMs: Int64 = 0
+    public var peakMemoryBytes: Int64 = 0
+    /// Budgets that were hit: `timeout`, `memory`, `pids`, `output`, `stdio`, `cpu`.
+    public var limitsHit: [String] = []
+    /// Details of the limits hit, by kind.
+    public var limitDetails: [String: String] = [:]
+    /// How each limit was enforced (`memory` → `cgroup-v1 4294967296`).
+    public var enforcement: [String: String] = [:]
+    /// Limits that could not be enforced as asked.
+    public var warnings: [String] = []
+    public var deniedWrites = 0
+    public var droppedRecords = 0
+
+    /// A one-line reason for a non-zero status, for the ledger.
+    public var reason: String {
+        if timedOut { return "wall-clock limit reached" }
+        if let kind = limitsHit.first { return "\(kind) limit: \(limitDetails[kind] ?? "exceeded")" }
+        if let signal { return "killed by signal \(signal)" }
+        return "exit status \(status)"
+    }
+}
+
+/// Who is running, for the audit lines the launcher writes.
+public struct AuditContext: Sendable {
+    public var run: String
+    public var iteration: Int?
+    public var config: WorkspaceConfig
+
+    public init(run: String, iteration: Int?, config: WorkspaceConfig) {
+        self.run = run
+        self.iteration = iteration
+        self.config = config
+    }
+
+    /// Names the rule that made a path read-only, for the audit.
+    public func rule(for path: String) -> String {
+        let root = config.root
+        guard path == root || path.hasPrefix(root + "/") else {
+            if path == "/tmp" || path.hasPrefix("/tmp/") { return "tmp" }
+            return "read-only-system"
+        }
+        let rel = path == root ? "" : String(path.dropFirst(root.count + 1))
+        let first = rel.split(separator: "/").first.map(String.init) ?? ""
+        if first == ".git" { return "git" }
+        if first == ".proctor" { return "proctor-state" }
+        if rel == "proctor.toml" { return "config" }
+        let files = config.files
+        if files.locked.contains(where: { Glob($0).matches(rel) }) { return "locked" }
+        if files.hidden.contains(where: { Glob($0).matches(rel) }) { return "hidden" }
+        if files.editable.contains(where: { Glob($0).matches(rel) }) { return "editable" }
+        if files.notes.contains(where: { Glob($0).matches(rel) }) { return "notes" }
+        return "frozen"
+    }
+}
+
+/// Runs commands through the `proctor-sandbox` executable and turns its report into audit lines.
+public struct Launcher: Sendable {
+    public var helper: String
+
+    public init(helper: String) {
+        self.helper = helper
+    }
+
+    /// `proctor-sandbox` next to the running executable, or `$PROCTOR_SANDBOX`.
+    public static func locate() throws -> Launcher {
+        if let path = ProcessInfo.processInfo.environment["PROCTOR_SANDBOX"] { return Launcher(helper: path) }
+        let exe = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
+        let path = URL(fileURLWithPath: exe).deletingLastPathComponent().appendingPathComponent("proctor-sandbox").path
+        guard access(path, X_OK) == 0 else {
+            throw PlanError(description: "the launcher \(path) is missing; build with `swift build` (it is the proctor-sandbox product)")
+        }
+        return Launcher(helper: path)
+    }
+
+    /// Runs the plan, blocking until the sandbox is gone. `stdout`/`stderr` default to proctor's own.
+    /// Every report line is turned into an audit record as it arrives, so a crash loses nothing already seen.
+    public func run(_ plan: LaunchPlan, audit: AuditLog?, context: AuditContext,
+                    stdout: Int32 = 1, stderr: Int32 = 2) throws -> SandboxResult {
+        var report = try Pipe2()
+        var death = try Pipe2()
+        defer {
+            report.closeBoth()
+            death.closeBoth()
+        }
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_adddup2(&actions, stdout, 1)
+        posix_spawn_file_actions_adddup2(&actions, stderr, 2)
+        posix_spawn_file_actions_adddup2(&actions, report.write, 3)
+        posix_spawn_file_actions_adddup2(&actions, death.read, 4)
+
+        var attributes = posix_spawnattr_t()
+        posix_spawnattr_init(&attributes)
+        defer { posix_spawnattr_destroy(&attributes) }
+        var noSignals = sigset_t()
+        sigemptyset(&noSignals)
+        posix_spawnattr_setsigmask(&attributes, &noSignals)
+        var defaults = sigset_t()
+        sigemptyset(&defaults)
+        for sig in [SIGPIPE, SIGINT, SIGTERM, SIGHUP, SIGCHLD, SIGQUIT] { sigaddset(&defaults, sig) }
+        posix_spawnattr_setsigdefault(&attributes, &defaults)
+        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
+
+        let argv = [helper] + ["--report-fd", "3", "--parent-fd", "4"] + plan.arguments
+        var cArgs = argv.map { strdup($0) } + [nil]
+        defer { cArgs.forEach { free($0) } }
+        var cEnv: [UnsafeMutablePointer<CChar>?] = [nil]
+        var pid: pid_t = 0
+        let rc = posix_spawn(&pid, helper, &actions, &attributes, &cArgs, &cEnv)
+        guard rc == 0 else { throw PlanError(description: "spawn \(helper): \(String(cString: strerror(rc))) (stage: launch)") }
+        // The helper holds its copies; ours of the write end must go so that EOF comes when it exits.
+        close(report.write)
+        report.write = -1
+        close(death.read)
+        death.read = -1
+
+        var result = SandboxResult(status: 125)
+        readLines(report.read) { fields in self.handle(fields, result: &result, plan: plan, audit: audit, context: context) }
+        var status: Int32 = 0
+        while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+        if (status & 0x7f) == 0 {
+            result.status = (status >> 8) & 0xff
+        } else {
+            result.status = 128 + (status & 0x7f)
+        }
+        if let audit {
+            audit.append(AuditRecord(run: context.run, iteration: context.iteration, phase: plan.phase.rawValue,
+                                     kind: "sandbox", decision: result.warnings.isEmpty ? "enforced" : "unenforced",
+                                     detail: result.warnings.isEmpty ? nil : result.warnings.joined(separator: "; "),
+                                     limits: result.enforcement))
+        }
+        return result
+    }
+
+    private func handle(_ f: [String], result: inout SandboxResult, plan: LaunchPlan, audit: AuditLog?,
+                        context: AuditContext) {
+        func record(_ kind: String, _ decision: String, detail: String? = nil, pid: Int? = nil, syscall: String? = nil,
+                    path: String? = nil, rule: String? = nil, time: Date = Date(), count: Int? = nil) {
+            audit?.append(AuditRecord(time: time, run: context.run, iteration: context.iteration,
+                                      phase: plan.phase.rawValue, kind: kind, decision: decision, pid: pid,
+                                      syscall: syscall, path: path, rule: rule, detail: detail, count: count))
+        }
+        switch f.first {
+        case "enforce" where f.count >= 4:
+            result.enforcement[f[1]] = f[2] + " " + f[3]
+        case "warn" where f.count >= 3:
+            result.warnings.append("\(f[1]): \(f[2])")
+        case "deny" where f.count >= 5:
+            result.deniedWrites += 1
+            let time = Double(f[1]).map { Date(timeIntervalSince1970: $0 / 1000) } ?? Date()
+            record("write", "denied", pid: Int(f[2]), syscall: f[3], path: f[4], rule: context.rule(for: f[4]), time: time)
+        case "dropped" where f.count >= 2:
+            result.droppedRecords = Int(f[1]) ?? 0
+            record("write", "denied", detail: "further denied writes counted, not recorded", count: result.droppedRecords)
+        case "limit" where f.count >= 2:
+            let detail = f.count >= 3 ? f[2] : ""
+            result.limitsHit.append(f[1])
+            result.limitDetails[f[1]] = detail
+            if f[1] == "timeout" { result.timedOut = true }
+            let kind = ["timeout", "memory", "pids"].contains(f[1]) ? f[1] : "limit"
+            record(kind, f[1] == "stdio" ? "denied" : "killed", detail: f[1] == kind ? detail : "\(f[1]): \(detail)")
+        case "result" where f.count >= 7:
+            result.exitCode = Int32(f[1]).flatMap { $0 >= 0 ? $0 : nil }
+            result.signal = Int32(f[2]).flatMap { $0 > 0 ? $0 : nil }
+            result.timedOut = result.timedOut || f[3] == "1"
+            result.wallMs = Int64(f[4]) ?? 0
+            result.cpuMs = Int64(f[5]) ?? 0
+            result.peakMemoryBytes = Int64(f[6]) ?? 0
+        default:
+            break
+        }
+    }
+
+    /// Reads tab-separated lines until EOF; a line longer than 64 KiB is cut (the child chose the path).
+    private func readLines(_ fd: Int32, _ body: ([String]) -> Void) {
+        var pending = [UInt8]()
+        var buffer = [UInt8](repeating: 0, count: 65536)
+        while true {
+            let n = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+            if n < 0 && errno == EINTR { continue }
+            if n <= 0 { break }
+            pending += buffer[0..<n]
+            while let newline = pending.firstIndex(of: 0x0A) {
+                let line = String(decoding: pending[..<newline].prefix(65536), as: UTF8.self)
+                pending.removeSubrange(...newline)
+                body(line.split(separator: "\t", omittingEmptySubsequences: false).map(String.init))
+            }
+            if pending.count > 65536 { pending.removeAll() }
+        }
+    }
+}
+
+/// A pipe whose ends are close-on-exec and numbered above the descriptors passed to the helper,
+/// so that `dup2` onto 3 and 4 never meets an end already sitting there.
+struct Pipe2 {
+    var read: Int32
+    var write: Int32
+
+    init() throws {
+        var fds: [Int32] = [-1, -1]
+        guard pipe(&fds) == 0 else { throw PlanError(description: "pipe: \(String(cString: strerror(errno)))") }
+        read = fcntl(fds[0], F_DUPFD_CLOEXEC, 10)
+        write = fcntl(fds[1], F_DUPFD_CLOEXEC, 10)
+        close(fds[0])
+        close(fds[1])
+        guard read >= 0, write >= 0 else { throw PlanError(description: "fcntl: \(String(cString: strerror(errno)))") }
+    }
+
+    mutating func closeBoth() {
+        if read >= 0 { close(read) }
+        if write >= 0 { close(write) }
+        read = -1
+        write = -1
+    }
+}

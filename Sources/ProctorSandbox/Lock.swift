@@ -1,0 +1,99 @@
+import Foundation
+
+/// Who holds an experiment lock, as written into the lock file.
+public struct LockHolder: Codable, Sendable, Equatable {
+    public var pid: Int32
+    public var run: String
+    public var iteration: Int?
+    public var since: Date
+    public var workspace: String
+
+    public init(pid: Int32, run: String, iteration: Int?, since: Date, workspace: String) {
+        self.pid = pid
+        self.run = run
+        self.iteration = iteration
+        self.since = since
+        self.workspace = workspace
+    }
+
+    public var summary: String {
+        "pid \(pid), run \(run), iteration \(iteration.map(String.init) ?? "-"), since \(JSONLines.isoFormatter.string(from: since)) (\(workspace))"
+    }
+}
+
+/// An exclusive kernel `flock`: released by the kernel when the process dies, so a crash never
+/// leaves a stale lock. The holder's identity is written into the file for `proctor status`.
+public final class ExperimentLock: @unchecked Sendable {
+    public struct Busy: Error, CustomStringConvertible {
+        public var path: String
+        public var holder: LockHolder?
+        public var description: String {
+            "another run holds the lock: " + (holder?.summary ?? "unknown holder") + " [\(path)]"
+        }
+    }
+
+    public let path: String
+    private let fd: Int32
+
+    /// The per-workspace lock, `.proctor/lock`.
+    public static func workspacePath(_ root: String) -> String { root + "/.proctor/lock" }
+
+    /// The per-machine lock: one experiment at a time on this machine, across users.
+    public static var machinePath: String {
+        ProcessInfo.processInfo.environment["PROCTOR_MACHINE_LOCK"] ?? "/tmp/proctor-machine.lock"
+    }
+
+    /// Takes the lock, failing at once when it is held (or waiting when `wait` is true).
+    public init(path: String, holder: LockHolder, wait: Bool = false) throws {
+        self.path = path
+        try? FileManager.default.createDirectory(atPath: (path as NSString).deletingLastPathComponent,
+                                                 withIntermediateDirectories: true)
+        // O_NOFOLLOW: the machine lock lives in a shared directory where a symlink could be planted.
+        let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0o666)
+        guard fd >= 0 else { throw PlanError(description: "open lock \(path): \(String(cString: strerror(errno)))") }
+        var st = stat()
+        if fstat(fd, &st) == 0 && st.st_uid == geteuid() { fchmod(fd, 0o666) }
+        while flock(fd, LOCK_EX | (wait ? 0 : LOCK_NB)) != 0 {
+            if errno == EINTR { continue }
+            let busy = errno == EWOULDBLOCK
+            let holder = ExperimentLock.readHolder(fd)
+            close(fd)
+            if busy { throw Busy(path: path, holder: holder) }
+            throw PlanError(description: "flock \(path): \(String(cString: strerror(errno)))")
+        }
+        self.fd = fd
+        update(holder)
+    }
+
+    /// Rewrites the holder (e.g. the iteration moved on).
+    public func update(_ holder: LockHolder) {
+        guard let data = try? JSONLines.encoder().encode(holder) else { return }
+        ftruncate(fd, 0)
+        _ = data.withUnsafeBytes { pwrite(fd, $0.baseAddress, $0.count, 0) }
+    }
+
+    deinit {
+        ftruncate(fd, 0)
+        flock(fd, LOCK_UN)
+        close(fd)
+    }
+
+    /// The current holder of the lock at `path`, or nil when it is free.
+    public static func holder(at path: String) -> LockHolder? {
+        let fd = open(path, O_RDWR | O_CLOEXEC | O_NOFOLLOW)
+        guard fd >= 0 else { return nil }
+        defer { close(fd) }
+        if flock(fd, LOCK_SH | LOCK_NB) == 0 {
+            flock(fd, LOCK_UN)
+            return nil
+        }
+        return readHolder(fd)
+    }
+
+    private static func readHolder(_ fd: Int32) -> LockHolder? {
+        var buffer = [UInt8](repeating: 0, count: 4096)
+        let n = buffer.withUnsafeMutableBytes { pread(fd, $0.baseAddress, $0.count, 0) }
+        guard n > 0 else { return nil }
+        return try? JSONLines.decoder().decode(LockHolder.self, from: Data(buffer[0..<n]))
+    }
+}

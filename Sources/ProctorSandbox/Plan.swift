@@ -1,0 +1,254 @@
+import ProctorConfig
+
+/// Everything `proctor-sandbox` needs for one command, compiled from a workspace policy.
+/// A pure value: tests snapshot it, the launcher turns it into arguments.
+public struct LaunchPlan: Sendable, Equatable {
+    /// One step of building the child's filesystem, applied in order.
+    public enum Mount: Sendable, Equatable {
+        case readOnly(source: String, target: String, optional: Bool)
+        case readWrite(source: String, target: String)
+        case hide(String)
+        case tmpfs(String, size: Int64)
+        case dev(String)
+        case proc(String)
+    }
+
+    public enum Network: String, Sendable, Equatable {
+        /// A new network namespace with no interface at all.
+        case none
+        /// A new network namespace with only `lo` up.
+        case loopback
+        /// The host's network (agent phase with `[agent].network = true`).
+        case host
+    }
+
+    public var phase: Phase
+    public var mounts: [Mount] = []
+    public var workingDirectory: String
+    /// The complete environment of the command, in order.
+    public var environment: [(String, String)] = []
+    public var network: Network = .none
+    public var timeoutMs: Int64
+    public var graceMs: Int64
+    public var cpuSeconds: Int64?
+    public var memoryBytes: Int64?
+    public var pids: Int?
+    public var maxFileSize: Int64?
+    public var nofile: Int?
+    /// Directories whose total size is capped, with the cap.
+    public var outputLimits: [(String, Int64)] = []
+    public var stdioLimit: Int64?
+    /// Absolute paths where writes are allowed (the audit reports writes anywhere else).
+    public var writable: [String] = []
+    public var command: [String]
+
+    public static func == (a: LaunchPlan, b: LaunchPlan) -> Bool { a.arguments == b.arguments }
+
+    /// The `proctor-sandbox` command line (without the program name): options, `--`, command.
+    public var arguments: [String] {
+        var args: [String] = []
+        for mount in mounts {
+            switch mount {
+            case .readOnly(let source, let target, let optional): args += [optional ? "--ro-try" : "--ro", source, target]
+            case .readWrite(let source, let target): args += ["--rw", source, target]
+            case .hide(let target): args += ["--hide", target]
+            case .tmpfs(let target, let size): args += ["--tmpfs", target, String(size)]
+            case .dev(let target): args += ["--dev", target]
+            case .proc(let target): args += ["--proc", target]
+            }
+        }
+        args += ["--chdir", workingDirectory, "--net", network.rawValue]
+        for (name, value) in environment { args += ["--setenv", name, value] }
+        args += ["--timeout", String(timeoutMs), "--grace", String(graceMs)]
+        if let cpuSeconds { args += ["--cpu", String(cpuSeconds)] }
+        if let memoryBytes { args += ["--memory", String(memoryBytes)] }
+        if let pids { args += ["--pids", String(pids)] }
+        if let maxFileSize { args += ["--fsize", String(maxFileSize)] }
+        if let nofile { args += ["--nofile", String(nofile)] }
+        for (dir, bytes) in outputLimits { args += ["--output-limit", dir, String(bytes)] }
+        if let stdioLimit { args += ["--stdio-limit", String(stdioLimit)] }
+        for path in writable { args += ["--writable", path] }
+        args += ["--audit-writes", "--"]
+        return args + command
+    }
+}
+
+/// What to run and in which phase; compiled with `LaunchPlan.compile`.
+public struct LaunchRequest: Sendable {
+    public var config: WorkspaceConfig
+    public var preset: PolicyPreset
+    public var phase: Phase
+    public var command: [String]
+    /// `PROCTOR_SEED` of this run.
+    public var seed: UInt64?
+    /// Evaluator phase: a directory holding the locked files as pinned (same relative paths).
+    public var pinnedDirectory: String?
+    /// Agent phase: the agent's private home directory (writable).
+    public var agentHome: String?
+
+    public init(config: WorkspaceConfig, preset: PolicyPreset, phase: Phase, command: [String], seed: UInt64? = nil,
+                pinnedDirectory: String? = nil, agentHome: String? = nil) {
+        self.config = config
+        self.preset = preset
+        self.phase = phase
+        self.command = command
+        self.seed = seed
+        self.pinnedDirectory = pinnedDirectory
+        self.agentHome = agentHome
+    }
+}
+
+/// A reason the policy cannot be turned into a sandbox (exit 125).
+public struct PlanError: Error, CustomStringConvertible, Sendable {
+    public var description: String
+
+    public init(description: String) {
+        self.description = description
+    }
+}
+
+extension LaunchPlan {
+    /// Compiles a request into a plan. Deny by default: the child sees only the preset's system
+    /// directories (minus its secrets), the interpreter's prefix, and the phase's view of the
+    /// workspace; it writes only where the phase allows.
+    public static func compile(_ request: LaunchRequest, host: HostFacts) throws -> LaunchPlan {
+        let config = request.config
+        let ws = config.root
+        guard !request.command.isEmpty else { throw PlanError(description: "no command to run") }
+        let timeout: Int64
+        switch request.phase {
+        case .experiment: timeout = config.experiment.timeoutMs
+        case .evaluator: timeout = config.evaluator.timeoutMs
+        case .agent: timeout = config.agent.timeoutMs
+        }
+        var plan = LaunchPlan(phase: request.phase, workingDirectory: ws, timeoutMs: timeout,
+                              graceMs: request.preset.graceMs, command: request.command)
+
+        // The system, read-only, then its secrets hidden.
+        for dir in request.preset.system { plan.mounts.append(.readOnly(source: dir, target: dir, optional: true)) }
+        for path in config.sandbox.readOnly where host.exists(path) {
+            plan.mounts.append(.readOnly(source: path, target: path, optional: false))
+        }
+        let hostPath = host.environment["PATH"] ?? "/usr/local/bin:/usr/bin:/bin"
+        let interpreter = host.interpreterPrefix(request.command[0], hostPath)
+        if let interpreter { plan.mounts.append(.readOnly(source: interpreter.prefix, target: interpreter.prefix, optional: false)) }
+        for path in request.preset.hide where host.exists(path) { plan.mounts.append(.hide(path)) }
+
+        let outputs = config.files.outputs.map { ws + "/" + $0 }
+        let hidden = hiddenPaths(config, host: host)
+        switch request.phase {
+        case .experiment:
+            plan.mounts.append(.readOnly(source: ws, target: ws, optional: false))
+            plan.mounts += protectedState(ws, host: host).map(LaunchPlan.Mount.hide)
+            plan.mounts += hidden.map { .hide(ws + "/" + $0) }
+            for dir in outputs { plan.mounts.append(.readWrite(source: dir, target: dir)) }
+            plan.network = config.experiment.network && request.preset.allowNetwork ? .host : .loopback
+            plan.cpuSeconds = config.experiment.cpuTimeMs.map { ($0 + 999) / 1000 }
+            plan.memoryBytes = config.experiment.memoryBytes
+            plan.pids = config.experiment.pids
+            plan.maxFileSize = config.experiment.maxFileSize
+            if let cap = config.experiment.maxOutputBytes { plan.outputLimits = outputs.map { ($0, cap) } }
+            plan.writable = outputs
+
+        case .evaluator:
+            // The evaluator sees artifacts only: an empty workspace with the pinned locked files,
+            // the hidden data and the outputs, all read-only. Nothing the agent wrote elsewhere in
+            // the workspace (a planted numpy.py, sitecustomize.py) is there to be imported.
+            guard let pinned = request.pinnedDirectory else {
+                throw PlanError(description: "the evaluator phase needs the pinned copy of the locked files")
+            }
+            plan.mounts.append(.tmpfs(ws, size: 16 << 20))
+            let entries = host.workspaceEntries()
+            let lockedGlobs = config.files.locked.map(Glob.init)
+            for entry in entries where lockedGlobs.contains(where: { $0.matches(entry) }) && host.exists(pinned + "/" + entry) {
+                plan.mounts.append(.readOnly(source: pinned + "/" + entry, target: ws + "/" + entry, optional: false))
+            }
+            for path in hidden { plan.mounts.append(.readOnly(source: ws + "/" + path, target: ws + "/" + path, optional: false)) }
+            for dir in outputs where host.exists(dir) { plan.mounts.append(.readOnly(source: dir, target: dir, optional: false)) }
+            plan.network = .none
+            plan.memoryBytes = config.evaluator.memoryBytes
+            plan.pids = 64
+            plan.maxFileSize = 64 << 20
+            plan.writable = [ws]
+
+        case .agent:
+            plan.mounts.append(.readOnly(source: ws, target: ws, optional: false))
+            plan.mounts += protectedState(ws, host: host).map(LaunchPlan.Mount.hide)
+            plan.mounts += hidden.map { .hide(ws + "/" + $0) }
+            // Per-file writable binds: the agent edits these files in place. A write-to-temp-then-
+            // rename save cannot replace a bind-mounted file (EBUSY/EXDEV): such agents must write
+            // in place. Names that do not exist cannot be created.
+            let entries = host.workspaceEntries()
+            let globs = (config.files.editable + config.files.notes).map(Glob.init)
+            var writable: [String] = []
+            for entry in entries where globs.contains(where: { $0.matches(entry) }) {
+                writable.append(ws + "/" + entry)
+                plan.mounts.append(.readWrite(source: ws + "/" + entry, target: ws + "/" + entry))
+            }
+            if let home = request.agentHome { plan.mounts.append(.readWrite(source: home, target: home)); writable.append(home) }
+            plan.network = config.agent.network ? .host : .none
+            plan.memoryBytes = config.agent.memoryBytes
+            plan.pids = 512
+            plan.maxFileSize = config.limits.maxFileBytes
+            plan.writable = writable
+        }
+        plan.mounts += [.tmpfs("/tmp", size: request.preset.tmpSize), .dev("/dev"), .proc("/proc")]
+        plan.nofile = request.preset.nofile
+        plan.stdioLimit = request.preset.stdioLimit
+        plan.environment = environment(request, host: host, interpreterBin: interpreter?.bin, outputs: outputs)
+        return plan
+    }
+
+    /// The supervisor's own files in the workspace: never visible from any sandbox.
+    private static func protectedState(_ ws: String, host: HostFacts) -> [String] {
+        [".git", ".proctor", "proctor.toml"].map { ws + "/" + $0 }.filter(host.exists)
+    }
+
+    /// Workspace-relative paths to hide: a whole directory for `dir/**` or `dir/`, otherwise
+    /// every existing entry that matches.
+    static func hiddenPaths(_ config: WorkspaceConfig, host: HostFacts) -> [String] {
+        var result: [String] = []
+        var globs: [Glob] = []
+        for pattern in config.files.hidden {
+            var base = pattern
+            if base.hasSuffix("/**") { base.removeLast(3) } else if base.hasSuffix("/") { base.removeLast() }
+            if base != pattern, !base.contains(where: { "*?[\\".contains($0) }) {
+                if host.exists(config.root + "/" + base) { result.append(base) }
+            } else {
+                globs.append(Glob(pattern))
+            }
+        }
+        if !globs.isEmpty {
+            for entry in host.workspaceEntries() where globs.contains(where: { $0.matches(entry) }) {
+                // Hiding a directory hides what is beneath it.
+                if !result.contains(where: { entry.hasPrefix($0 + "/") }) { result.append(entry) }
+            }
+        }
+        return result
+    }
+
+    private static func environment(_ request: LaunchRequest, host: HostFacts, interpreterBin: String?,
+                                    outputs: [String]) -> [(String, String)] {
+        let names: [String]
+        switch request.phase {
+        case .experiment, .evaluator: names = request.config.experiment.env
+        case .agent: names = request.config.agent.env
+        }
+        var env: [(String, String)] = []
+        for name in names where !name.hasPrefix("PROCTOR_") {
+            guard var value = host.environment[name] else { continue }
+            if name == "PATH", let bin = interpreterBin { value = bin + ":" + value }
+            // The host's home is never mounted; the agent gets its private one.
+            if name == "HOME" { value = request.agentHome ?? "/tmp" }
+            env.append((name, value))
+        }
+        if !names.contains("PATH") {
+            env.append(("PATH", (interpreterBin.map { $0 + ":" } ?? "") + "/usr/local/bin:/usr/bin:/bin"))
+        }
+        if request.phase == .agent, let home = request.agentHome, !names.contains("HOME") { env.append(("HOME", home)) }
+        if let seed = request.seed { env.append(("PROCTOR_SEED", String(seed))) }
+        env.append(("PROCTOR_PHASE", request.phase.rawValue))
+        if let first = outputs.first { env.append(("PROCTOR_OUTPUTS", first)) }
+        return env
+    }
+}
