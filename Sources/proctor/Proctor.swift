@@ -1,4 +1,5 @@
 import ArgumentParser
+import Foundation
 
 /// `proctor`: supervise an untrusted research agent. Argument parsing only; the work is in the libraries.
 @main
@@ -6,6 +7,22 @@ struct Proctor: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Run an untrusted AI research agent safely: sandboxed steps, a locked evaluator, git keep/revert.",
         subcommands: [Exec.self])
+
+    /// Like `ParsableCommand.main()`, except that bad input exits 125 (the contract's "proctor itself
+    /// failed"), not 64, so that scripts can tell it from the command's own status.
+    static func main() {
+        do {
+            var command = try parseAsRoot()
+            try command.run()
+        } catch {
+            let code = exitCode(for: error)
+            if code == .validationFailure {
+                FileHandle.standardError.write(Data((fullMessage(for: error) + "\n").utf8))
+                Foundation.exit(125)
+            }
+            exit(withError: error)
+        }
+    }
 }
 
 /// Options every workspace command shares.
