@@ -25,6 +25,7 @@ final class TOMLReader {
     func line(of path: [String], key: String?) -> Int? {
         var current: [String] = []
         var headerLine: Int?
+        var tableLine: Int?
         for (index, raw) in lines.enumerated() {
             let text = raw.trimmingCharacters(in: .whitespaces)
             if text.hasPrefix("[") {
@@ -33,6 +34,7 @@ final class TOMLReader {
                     $0.trimmingCharacters(in: .whitespaces).trimmingCharacters(in: CharacterSet(charactersIn: "\"'"))
                 }
                 if current == path { headerLine = index + 1 }
+                if let key, tableLine == nil, current == path + [key] { tableLine = index + 1 }
                 continue
             }
             guard let key, current == path else { continue }
@@ -40,7 +42,7 @@ final class TOMLReader {
                 .trimmingCharacters(in: CharacterSet(charactersIn: "\"'"))
             if name == key && text.contains("=") { return index + 1 }
         }
-        return headerLine
+        return tableLine ?? headerLine
     }
 
     func error(_ path: [String], _ key: String?, _ message: String) -> ConfigError {

@@ -1,0 +1,174 @@
+import Foundation
+import ProctorSandbox
+
+/// How an iteration ended (the ledger's `status` column).
+public enum IterationStatus: String, Codable, Sendable, CaseIterable {
+    case keep, discard, crash, timeout, rejected
+}
+
+/// One row of `.proctor/results.tsv`.
+public struct LedgerRow: Sendable, Equatable {
+    public var iteration: Int
+    public var commit: String
+    public var score: Double?
+    public var status: IterationStatus
+    public var seconds: Double
+    public var peakMemMB: Int?
+    public var features: Int?
+    public var trees: Int?
+    public var description: String
+
+    public static let header = ["iteration", "commit", "score", "status", "seconds", "peak_mem_mb", "features", "trees", "description"]
+
+    public var fields: [String] {
+        [String(iteration), commit, score.map { String(format: "%.6f", $0) } ?? "", status.rawValue,
+         String(format: "%.1f", seconds), peakMemMB.map(String.init) ?? "", features.map(String.init) ?? "",
+         trees.map(String.init) ?? "", Ledger.clean(description)]
+    }
+
+    init?(fields: [String]) {
+        guard fields.count == LedgerRow.header.count, let iteration = Int(fields[0]),
+            let status = IterationStatus(rawValue: fields[3])
+        else { return nil }
+        self.iteration = iteration
+        commit = fields[1]
+        score = Double(fields[2])
+        self.status = status
+        seconds = Double(fields[4]) ?? 0
+        peakMemMB = Int(fields[5])
+        features = Int(fields[6])
+        trees = Int(fields[7])
+        description = fields[8]
+    }
+
+    public init(iteration: Int, commit: String, score: Double?, status: IterationStatus, seconds: Double,
+                peakMemMB: Int?, features: Int?, trees: Int?, description: String) {
+        self.iteration = iteration
+        self.commit = commit
+        self.score = score
+        self.status = status
+        self.seconds = seconds
+        self.peakMemMB = peakMemMB
+        self.features = features
+        self.trees = trees
+        self.description = description
+    }
+}
+
+/// The full record of one iteration in `.proctor/runs.jsonl`.
+public struct RunRecord: Codable, Sendable {
+    public struct SeedScore: Codable, Sendable {
+        public var seed: UInt64
+        public var score: Double?
+        public var seconds: Double
+        public var status: String
+    }
+
+    public var time: Date
+    public var run: String
+    public var iteration: Int
+    public var status: IterationStatus
+    public var reason: String?
+    public var description: String
+    public var commit: String?
+    public var parent: String
+    public var score: Double?
+    public var bestBefore: Double?
+    public var scores: [SeedScore]
+    public var diff: DiffStats?
+    public var measurements: [String: Double]
+    public var limits: [String: String]
+    public var durations: [String: Double]
+    public var agent: String
+    public var usage: AgentUsageRecord?
+    public var violations: [String]
+}
+
+public struct DiffStats: Codable, Sendable {
+    public var files: [String]
+    public var added: Int
+    public var removed: Int
+}
+
+public struct AgentUsageRecord: Codable, Sendable {
+    public var promptTokens: Int
+    public var completionTokens: Int
+    public var costUSD: Double?
+}
+
+/// `.proctor/results.tsv` and `.proctor/runs.jsonl`, outside git's reach so a revert never loses a row.
+/// Each row is one `write(2)` on an `O_APPEND` descriptor; a torn tail left by a crash of the
+/// machine is cut off when the ledger is next opened, so readers only ever see whole lines.
+public final class Ledger: @unchecked Sendable {
+    public let resultsPath: String
+    public let runsPath: String
+    private let results: Int32
+    private let runs: Int32
+    private let encoder = JSONLines.encoder()
+
+    public init(directory: String) throws {
+        resultsPath = directory + "/results.tsv"
+        runsPath = directory + "/runs.jsonl"
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        Ledger.repairTail(resultsPath)
+        Ledger.repairTail(runsPath)
+        results = open(resultsPath, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0o644)
+        runs = open(runsPath, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0o644)
+        guard results >= 0, runs >= 0 else { throw PlanError(description: "open ledger in \(directory): \(String(cString: strerror(errno)))") }
+        var st = stat()
+        if fstat(results, &st) == 0 && st.st_size == 0 { try writeLine(results, LedgerRow.header.joined(separator: "\t")) }
+    }
+
+    deinit {
+        close(results)
+        close(runs)
+    }
+
+    /// Appends the row and the record (the record first: the row is what readers trust).
+    public func append(_ row: LedgerRow, record: RunRecord) throws {
+        try JSONLines.append(record, to: runs, encoder: encoder)
+        try writeLine(results, row.fields.joined(separator: "\t"))
+        fsync(runs)
+        fsync(results)
+    }
+
+    /// Every complete row of the ledger at `directory`.
+    public static func rows(in directory: String) -> [LedgerRow] {
+        guard let text = try? String(contentsOfFile: directory + "/results.tsv", encoding: .utf8) else { return [] }
+        var lines = text.components(separatedBy: "\n")
+        if !text.hasSuffix("\n") { lines.removeLast() }  // torn tail
+        return lines.dropFirst().compactMap { LedgerRow(fields: $0.components(separatedBy: "\t")) }
+    }
+
+    public static func records(in directory: String) -> [RunRecord] {
+        JSONLines.read(RunRecord.self, from: directory + "/runs.jsonl")
+    }
+
+    private func writeLine(_ fd: Int32, _ line: String) throws {
+        let data = Array((line + "\n").utf8)
+        let n = data.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+        guard n == data.count else { throw PlanError(description: "write ledger: \(String(cString: strerror(errno)))") }
+    }
+
+    /// Tabs and newlines would break the TSV: the description is one line.
+    static func clean(_ text: String) -> String {
+        String(text.map { $0 == "\t" || $0 == "\n" || $0 == "\r" ? " " : $0 }.prefix(300))
+    }
+
+    private static func repairTail(_ path: String) {
+        let fd = open(path, O_RDWR | O_CLOEXEC | O_NOFOLLOW)
+        guard fd >= 0 else { return }
+        defer { close(fd) }
+        var st = stat()
+        guard fstat(fd, &st) == 0, st.st_size > 0 else { return }
+        // Find the last newline; anything after it is a torn write.
+        var size = Int64(st.st_size)
+        var byte: UInt8 = 0
+        while size > 0 {
+            guard pread(fd, &byte, 1, off_t(size - 1)) == 1 else { return }
+            if byte == 0x0A { break }
+            size -= 1
+        }
+        if size != Int64(st.st_size) { ftruncate(fd, off_t(size)) }
+    }
+}

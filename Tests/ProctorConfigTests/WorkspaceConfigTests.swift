@@ -1,0 +1,105 @@
+import ProctorConfig
+import XCTest
+
+final class WorkspaceConfigTests: XCTestCase {
+    let full = """
+        [files]
+        editable = ["train.py"]
+        notes    = ["LOG.md", "LEARNING.md"]
+        locked   = ["prepare.py"]
+        hidden   = ["holdout/**"]
+        outputs  = ["outputs/"]
+
+        [experiment]
+        command  = ["python3", "train.py"]
+        timeout  = "5m"
+        cpu_time = "10m"
+        memory   = "4GiB"
+        pids     = 256
+        max_file_size = "256MiB"
+        max_output_bytes = "1GiB"
+        network  = false
+        env      = ["PATH", "HOME", "LANG"]
+        seeds    = [42]
+
+        [evaluator]
+        command   = ["python3", "prepare.py", "--score"]
+        timeout   = "2m"
+        metric    = "auc"
+        direction = "maximize"
+
+        [limits]
+        features   = 200
+        trees      = 500
+        diff_lines = 400
+
+        [gates]
+        min_improvement = 0.0005
+        confirm_seeds   = [17, 73]
+
+        [agent]
+        kind = "mutate"
+        """
+
+    func parse(_ text: String) throws -> WorkspaceConfig {
+        try WorkspaceConfig.parse(text, root: "/ws", file: "/ws/proctor.toml")
+    }
+
+    func testContractExampleParses() throws {
+        let config = try parse(full)
+        XCTAssertEqual(config.files.outputs, ["outputs"])
+        XCTAssertEqual(config.experiment.timeoutMs, 300_000)
+        XCTAssertEqual(config.experiment.cpuTimeMs, 600_000)
+        XCTAssertEqual(config.experiment.memoryBytes, 4 << 30)
+        XCTAssertEqual(config.experiment.maxOutputBytes, 1 << 30)
+        XCTAssertEqual(config.experiment.seeds, [42])
+        XCTAssertEqual(config.evaluator.metric, "auc")
+        XCTAssertTrue(config.evaluator.maximize)
+        XCTAssertEqual(config.limits.trees, 500)
+        XCTAssertEqual(config.gates.confirmSeeds, [17, 73])
+        XCTAssertEqual(config.gates.minImprovement, 0.0005)
+    }
+
+    func assertError(_ text: String, line: Int?, key: String, contains message: String,
+                     file: StaticString = #filePath, lineNumber: UInt = #line) {
+        XCTAssertThrowsError(try parse(text), file: file, line: lineNumber) { error in
+            guard let error = error as? ConfigError else { return XCTFail("\(error)", file: file, line: lineNumber) }
+            XCTAssertEqual(error.file, "/ws/proctor.toml", file: file, line: lineNumber)
+            XCTAssertEqual(error.line, line, "\(error)", file: file, line: lineNumber)
+            XCTAssertEqual(error.key, key, file: file, line: lineNumber)
+            XCTAssertTrue(error.message.contains(message), error.message, file: file, line: lineNumber)
+        }
+    }
+
+    func testUnknownKeyNamesFileLineAndKey() {
+        assertError(full.replacingOccurrences(of: "cpu_time", with: "cpu_tme"), line: 11, key: "experiment.cpu_tme",
+                    contains: "unknown key")
+    }
+
+    func testWrongTypeAndImpossibleValues() {
+        assertError(full.replacingOccurrences(of: "pids     = 256", with: "pids = \"many\""), line: 13,
+                    key: "experiment.pids", contains: "expected an integer")
+        assertError(full.replacingOccurrences(of: "timeout  = \"5m\"", with: "timeout = \"5 minutes\""), line: 10,
+                    key: "experiment.timeout", contains: "duration")
+        assertError(full.replacingOccurrences(of: "memory   = \"4GiB\"", with: "memory = \"4G\""), line: 12,
+                    key: "experiment.memory", contains: "size")
+        assertError(full.replacingOccurrences(of: "\"maximize\"", with: "\"up\""), line: 24,
+                    key: "evaluator.direction", contains: "maximize")
+        assertError(full.replacingOccurrences(of: "hidden   = [\"holdout/**\"]", with: "hidden = [\"../etc\"]"), line: 5,
+                    key: "files.hidden", contains: "..")
+        assertError(full.replacingOccurrences(of: "[agent]", with: "[agnet]"), line: 35, key: "agnet",
+                    contains: "unknown key")
+        assertError(full.replacingOccurrences(of: "kind = \"mutate\"", with: "kind = \"command\""), line: 35,
+                    key: "agent.command", contains: "needs a command")
+    }
+
+    func testSyntaxErrorHasLine() {
+        XCTAssertThrowsError(try parse("[files]\neditable = [\"a\"\n")) { error in
+            XCTAssertNotNil((error as? ConfigError)?.line)
+        }
+    }
+
+    func testMissingCommandIsAnError() {
+        assertError("[files]\neditable = [\"a\"]\n", line: nil, key: "experiment.command", contains: "experiment command")
+    }
+}
