@@ -1,0 +1,162 @@
+import Foundation
+
+/// Directory-descriptor based file operations that never follow a symbolic link below the root they start from:
+/// the working tree was written by the agent and may hold links planted to point anywhere.
+enum FileSystem {
+    static let typeMask: UInt32 = 0o170000
+    static let directoryType: UInt32 = 0o040000
+    static let regularType: UInt32 = 0o100000
+    static let symlinkType: UInt32 = 0o120000
+
+    enum EntryType { case directory, regular, symlink, other }
+
+    struct Entry {
+        var type: EntryType
+        var permissions: UInt32
+        var size: Int64
+    }
+
+    /// An open directory descriptor, closed in `deinit`.
+    final class Directory {
+        let fd: Int32
+        /// Absolute path, for error messages only.
+        let path: String
+
+        init(fd: Int32, path: String) {
+            self.fd = fd
+            self.path = path
+        }
+
+        deinit { close(fd) }
+
+        /// Opens `path` itself (the caller's root; a link there is the caller's choice and is followed).
+        static func open(_ path: String) throws -> Directory {
+            let fd = Foundation.open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+            guard fd >= 0 else { throw GitError.system(operation: "open", path: path, errno: errno) }
+            return Directory(fd: fd, path: path)
+        }
+
+        func child(_ name: String) -> String { path.hasSuffix("/") ? path + name : path + "/" + name }
+
+        /// The entry `name` without following a link; nil when it does not exist.
+        func entry(_ name: String) throws -> Entry? {
+            var info = stat()
+            guard fstatat(fd, name, &info, AT_SYMLINK_NOFOLLOW) == 0 else {
+                if errno == ENOENT || errno == ENOTDIR { return nil }
+                throw GitError.system(operation: "fstatat", path: child(name), errno: errno)
+            }
+            let type: EntryType =
+                switch UInt32(info.st_mode) & typeMask {
+                case directoryType: .directory
+                case regularType: .regular
+                case symlinkType: .symlink
+                default: .other
+                }
+            return Entry(type: type, permissions: UInt32(info.st_mode) & 0o7777, size: Int64(info.st_size))
+        }
+
+        /// Opens the subdirectory `name`, failing on a link (`O_NOFOLLOW`); creates it first when `create`.
+        func subdirectory(_ name: String, create: Bool = false) throws -> Directory {
+            if create, mkdirat(fd, name, 0o755) != 0, errno != EEXIST {
+                throw GitError.system(operation: "mkdirat", path: child(name), errno: errno)
+            }
+            let sub = openat(fd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+            guard sub >= 0 else { throw GitError.system(operation: "openat", path: child(name), errno: errno) }
+            return Directory(fd: sub, path: child(name))
+        }
+
+        /// Names in the directory, without `.` and `..`.
+        func names() throws -> [String] {
+            let copy = dup(fd)
+            guard copy >= 0, let stream = fdopendir(copy) else {
+                throw GitError.system(operation: "fdopendir", path: path, errno: errno)
+            }
+            defer { closedir(stream) }
+            var names: [String] = []
+            while let entry = readdir(stream) {
+                let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
+                    String(cString: raw.bindMemory(to: CChar.self).baseAddress!)
+                }
+                if name != ".", name != ".." { names.append(name) }
+            }
+            return names
+        }
+
+        func chmod(_ name: String, _ mode: UInt32) throws {
+            guard fchmodat(fd, name, mode_t(mode), 0) == 0 else {
+                throw GitError.system(operation: "fchmodat", path: child(name), errno: errno)
+            }
+        }
+
+        /// Removes `name` and, for a real directory, everything beneath it. A link is removed as a link.
+        func remove(_ name: String) throws {
+            guard let entry = try entry(name) else { return }
+            if entry.type == .directory {
+                // An agent may have made the directory unreadable to keep its contents.
+                if entry.permissions & 0o700 != 0o700 { try chmod(name, 0o700) }
+                let sub = try subdirectory(name)
+                for child in try sub.names() { try sub.remove(child) }
+                guard unlinkat(fd, name, AT_REMOVEDIR) == 0 else {
+                    throw GitError.system(operation: "rmdir", path: child(name), errno: errno)
+                }
+            } else if unlinkat(fd, name, 0) != 0, errno != ENOENT {
+                throw GitError.system(operation: "unlink", path: child(name), errno: errno)
+            }
+        }
+
+        /// The bytes of the regular file `name`, opened without following a link.
+        func read(_ name: String) throws -> [UInt8] {
+            let file = openat(fd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)
+            guard file >= 0 else { throw GitError.system(operation: "openat", path: child(name), errno: errno) }
+            defer { close(file) }
+            var bytes: [UInt8] = []
+            var chunk = [UInt8](repeating: 0, count: 1 << 16)
+            while true {
+                let count = chunk.withUnsafeMutableBytes { Foundation.read(file, $0.baseAddress, $0.count) }
+                if count < 0, errno == EINTR { continue }
+                guard count >= 0 else { throw GitError.system(operation: "read", path: child(name), errno: errno) }
+                if count == 0 { return bytes }
+                bytes.append(contentsOf: chunk[0..<count])
+            }
+        }
+
+        /// The target of the link `name`.
+        func readLink(_ name: String) throws -> [UInt8] {
+            var buffer = [UInt8](repeating: 0, count: Int(PATH_MAX) + 1)
+            let count = buffer.withUnsafeMutableBytes { readlinkat(fd, name, $0.baseAddress!, $0.count) }
+            guard count >= 0 else { throw GitError.system(operation: "readlinkat", path: child(name), errno: errno) }
+            return Array(buffer[0..<count])
+        }
+
+        /// Creates the new file `name` (never replacing anything) with `bytes` and exactly `mode`.
+        func create(_ name: String, bytes: UnsafeRawBufferPointer, mode: UInt32) throws {
+            let file = openat(fd, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode_t(0o600))
+            guard file >= 0 else { throw GitError.system(operation: "openat", path: child(name), errno: errno) }
+            defer { close(file) }
+            var offset = 0
+            while offset < bytes.count {
+                let count = write(file, bytes.baseAddress! + offset, bytes.count - offset)
+                if count < 0, errno == EINTR { continue }
+                guard count > 0 else { throw GitError.system(operation: "write", path: child(name), errno: errno) }
+                offset += count
+            }
+            // fchmod after writing: the umask must not decide the pinned copy's mode, and 0444 cannot be written.
+            guard fchmod(file, mode_t(mode)) == 0 else {
+                throw GitError.system(operation: "fchmod", path: child(name), errno: errno)
+            }
+        }
+    }
+
+    /// Opens the directory at the workspace-relative `path` below `root`, one component at a time without
+    /// following links; nil when a component is missing or is not a real directory.
+    static func openParent(of path: String, in root: Directory) throws -> (Directory, String)? {
+        var components = path.split(separator: "/").map(String.init)
+        guard let name = components.popLast() else { return nil }
+        var directory = root
+        for component in components {
+            guard try directory.entry(component)?.type == .directory else { return nil }
+            directory = try directory.subdirectory(component)
+        }
+        return (directory, name)
+    }
+}

@@ -1,0 +1,381 @@
+import CGit2
+import Foundation
+
+/// A git repository whose working tree is a Proctor workspace. Not thread-safe: use one instance per thread.
+///
+/// Every method throws `GitError`. libgit2 runs no hooks, so nothing the agent planted in `.git/hooks` runs here.
+public final class Repository {
+    let handle: OpaquePointer
+    /// Absolute path of the working tree, without a trailing slash.
+    public let workdir: String
+
+    private init(handle: OpaquePointer) throws {
+        guard let path = git_repository_workdir(handle) else {
+            git_repository_free(handle)
+            throw GitError.unsafePath(path: String(cString: git_repository_path(handle)), reason: "bare repository")
+        }
+        self.handle = handle
+        var workdir = String(cString: path)
+        while workdir.count > 1, workdir.hasSuffix("/") { workdir.removeLast() }
+        self.workdir = workdir
+    }
+
+    deinit { git_repository_free(handle) }
+
+    /// Opens the repository whose working tree is exactly `path` (parent directories are not searched, so a
+    /// workspace without `.git` never silently uses an enclosing repository).
+    public static func open(at path: String) throws -> Repository {
+        precondition(libgit2Initialized)
+        var repo: OpaquePointer?
+        try check(
+            git_repository_open_ext(&repo, path, GIT_REPOSITORY_OPEN_NO_SEARCH.rawValue, nil), "git_repository_open_ext")
+        return try Repository(handle: repo!)
+    }
+
+    /// Creates a new repository at `path` (directories are created as needed) whose unborn HEAD points to
+    /// `initialBranch`. Fails if a repository already exists there.
+    public static func create(at path: String, initialBranch: String = "main") throws -> Repository {
+        precondition(libgit2Initialized)
+        var options = git_repository_init_options()
+        try check(
+            git_repository_init_options_init(&options, UInt32(GIT_REPOSITORY_INIT_OPTIONS_VERSION)),
+            "git_repository_init_options_init")
+        options.flags = GIT_REPOSITORY_INIT_MKPATH.rawValue | GIT_REPOSITORY_INIT_NO_REINIT.rawValue
+        var repo: OpaquePointer?
+        try initialBranch.withCString { head in
+            options.initial_head = head
+            try check(git_repository_init_ext(&repo, path, &options), "git_repository_init_ext")
+        }
+        return try Repository(handle: repo!)
+    }
+
+    // MARK: - References
+
+    /// The commit HEAD points to; nil on an unborn branch (a new repository before its first commit).
+    public func head() throws -> ObjectID? {
+        var reference: OpaquePointer?
+        let code = git_repository_head(&reference, handle)
+        if code == GIT_EUNBORNBRANCH.rawValue || code == GIT_ENOTFOUND.rawValue { return nil }
+        try check(code, "git_repository_head")
+        defer { git_reference_free(reference) }
+        var object: OpaquePointer?
+        try check(git_reference_peel(&object, reference, GIT_OBJECT_COMMIT), "git_reference_peel")
+        defer { git_object_free(object) }
+        return ObjectID(git_object_id(object).pointee)
+    }
+
+    /// The short name of the branch HEAD points to (`main`, `proctor/run-1`), born or not; nil when detached.
+    public func currentBranch() throws -> String? {
+        var reference: OpaquePointer?
+        try check(git_reference_lookup(&reference, handle, "HEAD"), "git_reference_lookup")
+        defer { git_reference_free(reference) }
+        guard let target = git_reference_symbolic_target(reference) else { return nil }
+        let name = String(cString: target)
+        return name.hasPrefix("refs/heads/") ? String(name.dropFirst("refs/heads/".count)) : nil
+    }
+
+    /// The commit a revision names: a full or abbreviated id, a branch, `HEAD`, `HEAD~2`, ...
+    public func resolve(_ revision: String) throws -> ObjectID {
+        var object: OpaquePointer?
+        try check(git_revparse_single(&object, handle, revision), "git_revparse_single")
+        defer { git_object_free(object) }
+        var commit: OpaquePointer?
+        try check(git_object_peel(&commit, object, GIT_OBJECT_COMMIT), "git_object_peel")
+        defer { git_object_free(commit) }
+        return ObjectID(git_object_id(commit).pointee)
+    }
+
+    /// The tip of the local branch `name`; nil when there is no such branch.
+    public func branchTip(_ name: String) throws -> ObjectID? {
+        var oid = git_oid()
+        let code = git_reference_name_to_id(&oid, handle, "refs/heads/" + name)
+        if code == GIT_ENOTFOUND.rawValue { return nil }
+        try check(code, "git_reference_name_to_id")
+        return ObjectID(oid)
+    }
+
+    /// Creates the local branch `name` (e.g. `proctor/<run>`) at `commit`; with `force`, moves an existing
+    /// branch of that name, otherwise an existing branch is an error. HEAD does not move: see `setHead(branch:)`.
+    public func createBranch(_ name: String, at commit: ObjectID, force: Bool = false) throws {
+        try withCommit(commit) { commit in
+            var reference: OpaquePointer?
+            try check(git_branch_create(&reference, handle, name, commit, force ? 1 : 0), "git_branch_create")
+            git_reference_free(reference)
+        }
+    }
+
+    /// Points HEAD at the local branch `name`. The working tree and index are left alone: call
+    /// `restore(to:excluding:)` to make them match the branch.
+    public func setHead(branch name: String) throws {
+        try check(git_repository_set_head(handle, "refs/heads/" + name), "git_repository_set_head")
+    }
+
+    // MARK: - Commits
+
+    /// A commit's message, summary, parents and date.
+    public func commitInfo(_ id: ObjectID) throws -> CommitInfo {
+        try withCommit(id) { commit in
+            let parents = (0..<git_commit_parentcount(commit)).map { ObjectID(git_commit_parent_id(commit, $0).pointee) }
+            return CommitInfo(
+                id: id,
+                message: git_commit_message(commit).map { String(cString: $0) } ?? "",
+                summary: git_commit_summary(commit).map { String(cString: $0) } ?? "",
+                parents: parents,
+                date: Date(timeIntervalSince1970: TimeInterval(git_commit_time(commit))))
+        }
+    }
+
+    /// Commits reachable from the tip of `branch` (HEAD when nil) along first parents, newest first, at most
+    /// `limit` of them. Empty for an unborn branch.
+    public func log(branch: String? = nil, limit: Int = .max) throws -> [CommitInfo] {
+        guard let tip = try branch.map({ try branchTip($0) }) ?? head() else { return [] }
+        var walk: OpaquePointer?
+        try check(git_revwalk_new(&walk, handle), "git_revwalk_new")
+        defer { git_revwalk_free(walk) }
+        try check(git_revwalk_sorting(walk, GIT_SORT_TOPOLOGICAL.rawValue), "git_revwalk_sorting")
+        try check(git_revwalk_simplify_first_parent(walk), "git_revwalk_simplify_first_parent")
+        var oid = tip.oid
+        try check(git_revwalk_push(walk, &oid), "git_revwalk_push")
+        var commits: [CommitInfo] = []
+        while commits.count < limit {
+            let code = git_revwalk_next(&oid, walk)
+            if code == GIT_ITEROVER.rawValue { break }
+            try check(code, "git_revwalk_next")
+            commits.append(try commitInfo(ObjectID(oid)))
+        }
+        return commits
+    }
+
+    /// Commits the working-tree contents of `paths` (workspace-relative files; a missing file is removed
+    /// from the commit, a directory adds the files beneath it that `.gitignore` does not ignore) on top of
+    /// HEAD and advances HEAD's branch. With `paths == nil`, commits every change to a tracked file, like
+    /// `git commit -a`. Nothing outside `paths` changes in the commit or on disk, no hook runs, and links in
+    /// the working tree are committed as links, never followed. Afterwards the index matches the new commit.
+    /// The author and committer are the configured identity, else `proctor <proctor@localhost>`.
+    @discardableResult
+    public func commit(message: String, paths: [String]? = nil) throws -> ObjectID {
+        let parent = try head()
+        let selected: [String]
+        if let paths {
+            selected = paths
+        } else if let parent {
+            selected = try changes(against: parent, excluding: [], untracked: false).flatMap { [$0.oldPath, $0.path] }
+        } else {
+            selected = []
+        }
+        let baseline = try parent.map { try tree(of: $0) } ?? emptyTree()
+        defer { git_tree_free(baseline) }
+        let root = try FileSystem.Directory.open(workdir)
+        var updates: [(path: String, mode: FileMode, id: ObjectID?)] = []
+        for path in Set(selected).sorted() {
+            if let reason = WorkspacePath.problem(path) { throw GitError.unsafePath(path: path, reason: reason) }
+            try collectUpdates(path, root: root, baseline: baseline, explicit: true, into: &updates)
+        }
+        var treeID = git_oid()
+        _ = try withTreeUpdates(updates) { raw in
+            try check(git_tree_create_updated(&treeID, handle, baseline, raw.count, raw.baseAddress), "git_tree_create_updated")
+        }
+        var newTree: OpaquePointer?
+        try check(git_tree_lookup(&newTree, handle, &treeID), "git_tree_lookup")
+        defer { git_tree_free(newTree) }
+        let signature = try defaultSignature()
+        defer { git_signature_free(signature) }
+        var commitID = git_oid()
+        if let parent {
+            try withCommit(parent) { parentCommit in
+                var parents: [OpaquePointer?] = [parentCommit]
+                try check(
+                    git_commit_create(&commitID, handle, "HEAD", signature, signature, nil, message, newTree, 1, &parents),
+                    "git_commit_create")
+            }
+        } else {
+            try check(
+                git_commit_create(&commitID, handle, "HEAD", signature, signature, nil, message, newTree, 0, nil),
+                "git_commit_create")
+        }
+        try resetIndex(to: newTree)
+        return ObjectID(commitID)
+    }
+
+    // MARK: - Reading commits
+
+    /// The bytes of the file at `path` in `commit`. Fails for a directory, link or submodule.
+    public func blob(at path: String, in commit: ObjectID) throws -> [UInt8] {
+        if let reason = WorkspacePath.problem(path) { throw GitError.unsafePath(path: path, reason: reason) }
+        let root = try tree(of: commit)
+        defer { git_tree_free(root) }
+        var entry: OpaquePointer?
+        try check(git_tree_entry_bypath(&entry, root, path), "git_tree_entry_bypath")
+        defer { git_tree_entry_free(entry) }
+        let mode = FileMode(rawValue: git_tree_entry_filemode(entry).rawValue)
+        guard mode == .regular || mode == .executable else {
+            throw GitError.unsafePath(path: path, reason: "mode \(mode) is not a regular file")
+        }
+        return try blobBytes(git_tree_entry_id(entry).pointee)
+    }
+
+    /// Writes `paths` (files or directories) as they are in `commit` into `directory`, creating
+    /// subdirectories as needed: files are created new (an existing file is an error) with mode 0444, or
+    /// 0555 when executable in git. Refuses `..`, absolute and `.git` paths, links and submodules, and
+    /// never follows a link inside `directory`.
+    public func materialize(_ paths: [String], from commit: ObjectID, into directory: String) throws {
+        let root = try tree(of: commit)
+        defer { git_tree_free(root) }
+        let entries = try flatten(root)
+        let destination = try FileSystem.Directory.open(directory)
+        for path in paths {
+            if let reason = WorkspacePath.problem(path) { throw GitError.unsafePath(path: path, reason: reason) }
+            guard let mode = entries[path]?.mode else {
+                throw GitError.libgit2(
+                    function: "git_tree_entry_bypath", code: GIT_ENOTFOUND.rawValue,
+                    message: "the path '\(path)' does not exist in \(commit.short)")
+            }
+            let files = mode == .tree ? entries.keys.filter { $0.hasPrefix(path + "/") }.sorted() : [path]
+            for file in files {
+                guard let (mode, id) = entries[file] else { continue }
+                if mode == .tree { continue }
+                guard mode == .regular || mode == .executable else {
+                    throw GitError.unsafePath(path: file, reason: "mode \(mode) is not a regular file")
+                }
+                var parent = destination
+                let components = file.split(separator: "/").map(String.init)
+                for component in components.dropLast() { parent = try parent.subdirectory(component, create: true) }
+                let bytes = try blobBytes(id.oid)
+                try bytes.withUnsafeBytes {
+                    try parent.create(components.last!, bytes: $0, mode: mode == .executable ? 0o555 : 0o444)
+                }
+            }
+        }
+    }
+
+    // MARK: - Internals shared by the extensions
+
+    func withCommit<T>(_ id: ObjectID, _ body: (OpaquePointer) throws -> T) throws -> T {
+        var oid = id.oid
+        var commit: OpaquePointer?
+        try check(git_commit_lookup(&commit, handle, &oid), "git_commit_lookup")
+        defer { git_commit_free(commit) }
+        return try body(commit!)
+    }
+
+    /// The root tree of `commit`; the caller frees it with `git_tree_free`.
+    func tree(of commit: ObjectID) throws -> OpaquePointer {
+        try withCommit(commit) { commit in
+            var tree: OpaquePointer?
+            try check(git_commit_tree(&tree, commit), "git_commit_tree")
+            return tree!
+        }
+    }
+
+    private func emptyTree() throws -> OpaquePointer {
+        var builder: OpaquePointer?
+        try check(git_treebuilder_new(&builder, handle, nil), "git_treebuilder_new")
+        defer { git_treebuilder_free(builder) }
+        var oid = git_oid()
+        try check(git_treebuilder_write(&oid, builder), "git_treebuilder_write")
+        var tree: OpaquePointer?
+        try check(git_tree_lookup(&tree, handle, &oid), "git_tree_lookup")
+        return tree!
+    }
+
+    /// Every entry beneath `tree` by full path, directories included (as `.tree`).
+    func flatten(_ tree: OpaquePointer, prefix: String = "") throws -> [String: (mode: FileMode, id: ObjectID)] {
+        var entries: [String: (mode: FileMode, id: ObjectID)] = [:]
+        for index in 0..<git_tree_entrycount(tree) {
+            let entry = git_tree_entry_byindex(tree, index)
+            let path = prefix + String(cString: git_tree_entry_name(entry))
+            let mode = FileMode(rawValue: git_tree_entry_filemode(entry).rawValue)
+            entries[path] = (mode, ObjectID(git_tree_entry_id(entry).pointee))
+            if mode == .tree {
+                var subtree: OpaquePointer?
+                try check(git_tree_lookup(&subtree, handle, git_tree_entry_id(entry)), "git_tree_lookup")
+                defer { git_tree_free(subtree) }
+                entries.merge(try flatten(subtree!, prefix: path + "/")) { $1 }
+            }
+        }
+        return entries
+    }
+
+    func blobBytes(_ oid: git_oid) throws -> [UInt8] {
+        var oid = oid
+        var blob: OpaquePointer?
+        try check(git_blob_lookup(&blob, handle, &oid), "git_blob_lookup")
+        defer { git_blob_free(blob) }
+        let size = Int(git_blob_rawsize(blob))
+        guard size > 0, let content = git_blob_rawcontent(blob) else { return [] }
+        return Array(UnsafeRawBufferPointer(start: content, count: size))
+    }
+
+    /// Replaces the index with `tree` and writes it, so that the index matches the commit just made or restored.
+    func resetIndex(to tree: OpaquePointer?) throws {
+        var index: OpaquePointer?
+        try check(git_repository_index(&index, handle), "git_repository_index")
+        defer { git_index_free(index) }
+        try check(git_index_read_tree(index, tree), "git_index_read_tree")
+        try check(git_index_write(index), "git_index_write")
+    }
+
+    private func defaultSignature() throws -> UnsafeMutablePointer<git_signature> {
+        var signature: UnsafeMutablePointer<git_signature>?
+        if git_signature_default(&signature, handle) == 0, let signature { return signature }
+        try check(git_signature_now(&signature, "proctor", "proctor@localhost"), "git_signature_now")
+        return signature!
+    }
+
+    /// Adds the tree updates that make `path` in the commit equal the working tree.
+    private func collectUpdates(
+        _ path: String, root: FileSystem.Directory, baseline: OpaquePointer, explicit: Bool,
+        into updates: inout [(path: String, mode: FileMode, id: ObjectID?)]
+    ) throws {
+        let located = try FileSystem.openParent(of: path, in: root)
+        guard let (parent, name) = located, let entry = try parent.entry(name) else {
+            // Gone from the working tree (or reachable only through a link): remove it if the commit has it.
+            var existing: OpaquePointer?
+            if git_tree_entry_bypath(&existing, baseline, path) == 0 {
+                git_tree_entry_free(existing)
+                updates.append((path, .absent, nil))
+            }
+            return
+        }
+        if !explicit {
+            var ignored: Int32 = 0
+            try check(git_ignore_path_is_ignored(&ignored, handle, path), "git_ignore_path_is_ignored")
+            if ignored == 1 { return }
+        }
+        var oid = git_oid()
+        switch entry.type {
+        case .directory:
+            let directory = try parent.subdirectory(name)
+            for child in try directory.names().sorted() where child.lowercased() != ".git" {
+                try collectUpdates(path + "/" + child, root: root, baseline: baseline, explicit: false, into: &updates)
+            }
+            return
+        case .regular:
+            let bytes = try parent.read(name)
+            try check(git_blob_create_from_buffer(&oid, handle, bytes, bytes.count), "git_blob_create_from_buffer")
+            updates.append((path, entry.permissions & 0o100 != 0 ? .executable : .regular, ObjectID(oid)))
+        case .symlink:
+            let target = try parent.readLink(name)
+            try check(git_blob_create_from_buffer(&oid, handle, target, target.count), "git_blob_create_from_buffer")
+            updates.append((path, .symlink, ObjectID(oid)))
+        case .other:
+            throw GitError.unsafePath(path: path, reason: "not a regular file, directory or symbolic link")
+        }
+    }
+
+    private func withTreeUpdates<T>(
+        _ updates: [(path: String, mode: FileMode, id: ObjectID?)], _ body: (UnsafeBufferPointer<git_tree_update>) throws -> T
+    ) throws -> T {
+        // strdup'd paths stay valid for the whole call; freed afterwards.
+        let paths = updates.map { strdup($0.path) }
+        defer { paths.forEach { free($0) } }
+        let raw = zip(updates, paths).map { update, path in
+            git_tree_update(
+                action: update.id == nil ? GIT_TREE_UPDATE_REMOVE : GIT_TREE_UPDATE_UPSERT,
+                id: update.id?.oid ?? git_oid(),
+                filemode: git_filemode_t(rawValue: update.mode.rawValue),
+                path: UnsafePointer(path))
+        }
+        return try raw.withUnsafeBufferPointer(body)
+    }
+}

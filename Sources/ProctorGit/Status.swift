@@ -1,0 +1,129 @@
+import CGit2
+import Foundation
+
+extension Repository {
+    /// How the working tree differs from `commit`: every added, modified, deleted, renamed or type-changed
+    /// path, untracked and `.gitignore`d files included (an ignore rule must not hide a change), except the
+    /// paths under `excluded` prefixes (`[".proctor/", "outputs/"]`: a prefix names a directory with or
+    /// without its trailing `/`) and `.git`. Renames are detected, also onto untracked files. A directory
+    /// holding its own repository is one change with `isSubmodule` set. Sorted by path.
+    public func status(against commit: ObjectID, excluding excluded: [String] = []) throws -> [Change] {
+        try changes(against: commit, excluding: excluded, untracked: true)
+    }
+
+    func changes(against commit: ObjectID, excluding excluded: [String], untracked: Bool) throws -> [Change] {
+        let tree = try tree(of: commit)
+        defer { git_tree_free(tree) }
+        var options = git_diff_options()
+        try check(git_diff_options_init(&options, UInt32(GIT_DIFF_OPTIONS_VERSION)), "git_diff_options_init")
+        var flags = GIT_DIFF_INCLUDE_TYPECHANGE.rawValue | GIT_DIFF_INCLUDE_UNREADABLE.rawValue
+        if untracked {
+            flags |= GIT_DIFF_INCLUDE_UNTRACKED.rawValue | GIT_DIFF_RECURSE_UNTRACKED_DIRS.rawValue
+            flags |= GIT_DIFF_INCLUDE_IGNORED.rawValue | GIT_DIFF_RECURSE_IGNORED_DIRS.rawValue
+        }
+        options.flags = flags
+        var diff: OpaquePointer?
+        try check(git_diff_tree_to_workdir_with_index(&diff, handle, tree, &options), "git_diff_tree_to_workdir_with_index")
+        defer { git_diff_free(diff) }
+        if untracked {
+            var find = git_diff_find_options()
+            try check(
+                git_diff_find_options_init(&find, UInt32(GIT_DIFF_FIND_OPTIONS_VERSION)), "git_diff_find_options_init")
+            find.flags = GIT_DIFF_FIND_RENAMES.rawValue | GIT_DIFF_FIND_FOR_UNTRACKED.rawValue
+            try check(git_diff_find_similar(diff, &find), "git_diff_find_similar")
+        }
+        let prefixes = excluded.map { $0.hasSuffix("/") ? String($0.dropLast()) : $0 }.filter { !$0.isEmpty }
+        func isExcluded(_ path: String) -> Bool {
+            prefixes.contains { path == $0 || path.hasPrefix($0 + "/") }
+        }
+        let root = try FileSystem.Directory.open(workdir)
+        var changes: [Change] = []
+        for index in 0..<git_diff_num_deltas(diff) {
+            let delta = git_diff_get_delta(diff, index)!.pointee
+            var path = String(cString: delta.new_file.path)
+            let oldPath = String(cString: delta.old_file.path)
+            var kind: ChangeKind
+            var oldMode = FileMode(rawValue: UInt32(delta.old_file.mode))
+            var newMode = FileMode(rawValue: UInt32(delta.new_file.mode))
+            switch delta.status {
+            case GIT_DELTA_ADDED, GIT_DELTA_UNTRACKED, GIT_DELTA_IGNORED, GIT_DELTA_COPIED: kind = .added
+            case GIT_DELTA_DELETED: kind = .deleted
+            case GIT_DELTA_RENAMED: kind = .renamed
+            case GIT_DELTA_TYPECHANGE: kind = .typeChange
+            case GIT_DELTA_MODIFIED, GIT_DELTA_UNREADABLE, GIT_DELTA_CONFLICTED: kind = .modified
+            default: continue
+            }
+            if isExcluded(oldPath), isExcluded(path) { continue }
+            if kind == .renamed, isExcluded(path) {
+                // Moved into an excluded directory: from the commit's point of view the file is gone.
+                (kind, path, newMode) = (.deleted, oldPath, .absent)
+            }
+            if kind == .added { oldMode = .absent }
+            if kind == .deleted { newMode = .absent }
+            var change = Change(path: path, oldPath: kind == .renamed ? oldPath : path, kind: kind,
+                                oldMode: oldMode, newMode: newMode)
+            if kind == .added, delta.status != GIT_DELTA_ADDED {
+                // Untracked or ignored: libgit2 does not load their content, read it without following links.
+                guard try describeNewFile(&change, root: root) else { continue }
+            } else {
+                var patch: OpaquePointer?
+                try check(git_patch_from_diff(&patch, diff, index), "git_patch_from_diff")
+                defer { git_patch_free(patch) }
+                var added = 0
+                var removed = 0
+                try check(git_patch_line_stats(nil, &added, &removed, patch), "git_patch_line_stats")
+                let flags = git_patch_get_delta(patch).pointee.flags
+                change.isBinary = flags & GIT_DIFF_FLAG_BINARY.rawValue != 0 || delta.status == GIT_DELTA_UNREADABLE
+                (change.addedLines, change.removedLines) = change.isBinary ? (0, 0) : (added, removed)
+                if kind != .deleted, let (parent, name) = try FileSystem.openParent(of: path, in: root) {
+                    change.newSize = try parent.entry(name)?.size ?? 0
+                }
+            }
+            change.isSymlink = oldMode == .symlink || newMode == .symlink
+            change.isSubmodule = change.isSubmodule || oldMode == .submodule || newMode == .submodule
+            changes.append(change)
+        }
+        return changes.sorted { $0.path < $1.path }
+    }
+
+    static let largestTextFile: Int64 = 512 << 20
+
+    /// Fills in an untracked or ignored file's size, lines and kind; false when there is nothing to report
+    /// (an empty directory).
+    private func describeNewFile(_ change: inout Change, root: FileSystem.Directory) throws -> Bool {
+        if change.path.hasSuffix("/") {
+            // libgit2 does not descend into a directory with its own `.git`: a nested repository.
+            change.path.removeLast()
+            change.oldPath = change.path
+            guard let (parent, name) = try FileSystem.openParent(of: change.path, in: root),
+                try parent.entry(name)?.type == .directory,
+                try parent.subdirectory(name).entry(".git") != nil
+            else { return false }
+            change.isSubmodule = true
+            change.newMode = .submodule
+            return true
+        }
+        guard let (parent, name) = try FileSystem.openParent(of: change.path, in: root),
+            let entry = try parent.entry(name)
+        else { return false }
+        change.newSize = entry.size
+        let bytes: [UInt8]
+        switch entry.type {
+        case .regular where entry.size > Self.largestTextFile, .other:
+            // Too large to count lines (git's own `max_size` default), or a FIFO, socket or device.
+            change.isBinary = true
+            return true
+        case .regular: bytes = try parent.read(name)
+        case .symlink: bytes = try parent.readLink(name)
+        case .directory: return false
+        }
+        change.isBinary = bytes.withUnsafeBufferPointer { buffer in
+            buffer.withMemoryRebound(to: CChar.self) { git_blob_data_is_binary($0.baseAddress, $0.count) == 1 }
+        }
+        if !change.isBinary {
+            let newlines = bytes.reduce(0) { $1 == UInt8(ascii: "\n") ? $0 + 1 : $0 }
+            change.addedLines = newlines + (bytes.last.map { $0 == UInt8(ascii: "\n") ? 0 : 1 } ?? 0)
+        }
+        return true
+    }
+}
