@@ -1,0 +1,48 @@
+import Foundation
+import ProctorSandbox
+
+/// `.proctor/state.json`: what `--resume` needs beyond the ledger and the branch. Written with
+/// write-to-temp, fsync, rename, so a crash leaves either the old or the new state, never half.
+public struct RunState: Codable, Sendable {
+    public var run: String
+    public var branch: String
+    /// The commit the run started from; its locked files are the pins.
+    public var baseCommit: String
+    /// The last kept commit (the branch tip when consistent).
+    public var bestCommit: String
+    public var bestScore: Double
+    public var baselineScore: Double
+    /// SHA-256 of each locked file, by workspace-relative path.
+    public var pins: [String: String]
+    /// The last iteration that finished (its row is in the ledger).
+    public var lastIteration: Int
+    /// An iteration that started and has no row yet (the supervisor died during it).
+    public var inProgress: Int?
+
+    public static func path(_ root: String) -> String { root + "/.proctor/state.json" }
+
+    public static func load(_ root: String) -> RunState? {
+        guard let data = FileManager.default.contents(atPath: path(root)) else { return nil }
+        return try? JSONLines.decoder().decode(RunState.self, from: data)
+    }
+
+    public func save(_ root: String) throws {
+        try AtomicFile.write(JSONLines.encoder().encode(self), to: RunState.path(root))
+    }
+}
+
+/// Whole-file replacement that survives a crash at any moment.
+public enum AtomicFile {
+    public static func write(_ data: Data, to path: String) throws {
+        let temp = path + ".tmp-\(getpid())"
+        let fd = open(temp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0o644)
+        guard fd >= 0 else { throw PlanError(description: "open \(temp): \(String(cString: strerror(errno)))") }
+        let written = data.withUnsafeBytes { Glibc.write(fd, $0.baseAddress, $0.count) }
+        fsync(fd)
+        close(fd)
+        guard written == data.count, rename(temp, path) == 0 else {
+            unlink(temp)
+            throw PlanError(description: "write \(path): \(String(cString: strerror(errno)))")
+        }
+    }
+}
