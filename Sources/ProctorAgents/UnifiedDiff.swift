@@ -1,0 +1,225 @@
+/// One file's part of a unified diff, and a strict applier for it.
+///
+/// Strict where it matters for safety and meaning: every context and removed line must equal
+/// the file's line exactly (no whitespace or fuzz tolerance), renames, deletions, mode changes
+/// and binary patches are refused. Lenient where models are commonly sloppy and nothing is at
+/// stake: the line counts in `@@` headers are not trusted (a hunk ends at the next header), a
+/// hunk whose start line is off is placed at the nearest position where its old lines match
+/// exactly, and a blank line inside a hunk is read as a blank context line.
+struct FilePatch: Equatable {
+    /// The path on the `---` side, nil for `/dev/null` (a new file).
+    var oldPath: String?
+    /// The path on the `+++` side, nil for `/dev/null` (a deletion, which is refused).
+    var newPath: String?
+    var hunks: [Hunk]
+
+    struct Hunk: Equatable {
+        enum Line: Equatable {
+            case context(String)
+            case remove(String)
+            case add(String)
+        }
+
+        /// 1-based start line on the old side from the `@@` header, nil when the header has none.
+        var oldStart: Int?
+        var lines: [Line]
+        /// A `\ No newline at end of file` marker followed a line on the new side.
+        var newSideLacksFinalNewline = false
+
+        var oldLines: [String] {
+            lines.compactMap {
+                switch $0 {
+                case .context(let text), .remove(let text): return text
+                case .add: return nil
+                }
+            }
+        }
+
+        var newLines: [String] {
+            lines.compactMap {
+                switch $0 {
+                case .context(let text), .add(let text): return text
+                case .remove: return nil
+                }
+            }
+        }
+    }
+
+    /// The path this patch writes.
+    var target: String? { newPath ?? oldPath }
+
+    /// Parses every file section of a diff block (the lines between the fences).
+    static func parseAll(_ lines: [String]) throws(AgentError) -> [FilePatch] {
+        var patches: [FilePatch] = []
+        var index = 0
+        func malformed(_ why: String) -> AgentError {
+            AgentError.rejected(reason: "malformed diff: \(why)", paths: [])
+        }
+        while index < lines.count {
+            let line = lines[index]
+            if line.hasPrefix("--- "), index + 1 < lines.count, lines[index + 1].hasPrefix("+++ ") {
+                let oldPath = try path(from: line, prefix: "a/")
+                let newPath = try path(from: lines[index + 1], prefix: "b/")
+                if newPath == nil {
+                    throw AgentError.rejected(
+                        reason: "deleting files is not allowed: \(oldPath ?? "/dev/null")",
+                        paths: oldPath.map { [$0] } ?? [])
+                }
+                if let oldPath, let newPath, oldPath != newPath {
+                    throw AgentError.rejected(
+                        reason: "renaming files is not allowed: \(oldPath) -> \(newPath)", paths: [oldPath, newPath])
+                }
+                index += 2
+                var patch = FilePatch(oldPath: oldPath, newPath: newPath, hunks: [])
+                while index < lines.count, lines[index].hasPrefix("@@") {
+                    var hunk = Hunk(oldStart: try oldStart(lines[index]), lines: [])
+                    index += 1
+                    var trailingBlanks = 0
+                    while index < lines.count {
+                        let body = lines[index]
+                        if body.hasPrefix("@@") || body.hasPrefix("diff --git ") { break }
+                        if body.hasPrefix("--- "), index + 1 < lines.count, lines[index + 1].hasPrefix("+++ ") { break }
+                        if body.isEmpty {
+                            hunk.lines.append(.context(""))
+                            trailingBlanks += 1
+                        } else {
+                            trailingBlanks = 0
+                            switch body.first {
+                            case " ": hunk.lines.append(.context(String(body.dropFirst())))
+                            case "-": hunk.lines.append(.remove(String(body.dropFirst())))
+                            case "+": hunk.lines.append(.add(String(body.dropFirst())))
+                            case "\\":
+                                switch hunk.lines.last {
+                                case .add, .context: hunk.newSideLacksFinalNewline = true
+                                default: break
+                                }
+                            default:
+                                throw malformed("unexpected line in a hunk of \(patch.target ?? "?"): \(body.prefix(80))")
+                            }
+                        }
+                        index += 1
+                    }
+                    // Blank lines after the last real hunk line separate sections; they are not context.
+                    hunk.lines.removeLast(trailingBlanks)
+                    if !hunk.lines.isEmpty { patch.hunks.append(hunk) }
+                }
+                guard !patch.hunks.isEmpty else { throw malformed("no hunks for \(patch.target ?? "?")") }
+                patches.append(patch)
+            } else if line.hasPrefix("diff --git ") || line.hasPrefix("index ") || line.hasPrefix("new file mode ")
+                || line.trimmed().isEmpty
+            {
+                index += 1
+            } else if line.hasPrefix("deleted file mode") {
+                throw AgentError.rejected(reason: "deleting files is not allowed", paths: [])
+            } else if line.hasPrefix("old mode") || line.hasPrefix("new mode") {
+                throw AgentError.rejected(reason: "changing file modes is not allowed", paths: [])
+            } else if line.hasPrefix("rename ") || line.hasPrefix("copy ") || line.hasPrefix("similarity index")
+                || line.hasPrefix("dissimilarity index")
+            {
+                throw AgentError.rejected(reason: "renaming or copying files is not allowed", paths: [])
+            } else if line.hasPrefix("Binary files") || line.hasPrefix("GIT binary patch") {
+                throw AgentError.rejected(reason: "binary patches are not allowed", paths: [])
+            } else if line.hasPrefix("@@") {
+                throw malformed("a hunk without --- and +++ lines")
+            } else {
+                throw malformed("unexpected line: \(line.prefix(80))")
+            }
+        }
+        guard !patches.isEmpty else { throw malformed("the diff block holds no file") }
+        return patches
+    }
+
+    /// `--- a/train.py\t2024-...` → `train.py`; `/dev/null` → nil.
+    private static func path(from header: String, prefix: String) throws(AgentError) -> String? {
+        var text = String(header.dropFirst(4))
+        if let tab = text.firstIndex(of: "\t") { text = String(text[..<tab]) }
+        text = text.trimmed(" ")
+        if text == "/dev/null" { return nil }
+        if text.hasPrefix("\"") {
+            throw AgentError.rejected(reason: "quoted paths are not supported in diffs: \(text)", paths: [text])
+        }
+        if text.hasPrefix(prefix) { text = String(text.dropFirst(prefix.count)) }
+        guard !text.isEmpty else { throw AgentError.rejected(reason: "malformed diff: empty path", paths: []) }
+        return text
+    }
+
+    /// `@@ -12,5 +12,6 @@ def main():` → 12; `@@ @@` (models sometimes omit numbers) → nil.
+    private static func oldStart(_ header: String) throws(AgentError) -> Int? {
+        let fields = header.split(separator: " ")
+        guard fields.count >= 2, fields[0] == "@@" else {
+            throw AgentError.rejected(reason: "malformed diff: bad hunk header \(header.prefix(80))", paths: [])
+        }
+        if fields[1] == "@@" { return nil }
+        guard fields[1].hasPrefix("-"), let start = Int(fields[1].dropFirst().split(separator: ",")[0]), start >= 0
+        else {
+            throw AgentError.rejected(reason: "malformed diff: bad hunk header \(header.prefix(80))", paths: [])
+        }
+        return start
+    }
+
+    /// The new text of the file after applying the hunks to `original` (nil: the file does not exist).
+    func apply(to original: String?) throws(AgentError) -> String {
+        let path = target ?? "?"
+        func doesNotApply(_ why: String) -> AgentError {
+            AgentError.rejected(reason: "patch does not apply: \(why)", paths: [path])
+        }
+        if oldPath == nil, let original, !original.isEmpty {
+            throw doesNotApply("it creates \(path), which already exists")
+        }
+        if oldPath != nil, original == nil { throw doesNotApply("\(path) does not exist") }
+
+        var lines = (original ?? "").split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
+        var endsWithNewline = false
+        if lines.last == "" {
+            lines.removeLast()
+            endsWithNewline = !lines.isEmpty || (original ?? "").hasSuffix("\n")
+        }
+
+        var result: [String] = []
+        var cursor = 0
+        for (number, hunk) in hunks.enumerated() {
+            let old = hunk.oldLines
+            let where_ = hunk.oldStart.map { " (near line \($0))" } ?? ""
+            let position: Int
+            if old.isEmpty {
+                // Pure insertion, no context: `@@ -N,0 +M,K @@` inserts after line N.
+                guard let start = hunk.oldStart, start >= cursor, start <= lines.count else {
+                    throw doesNotApply("hunk \(number + 1) of \(path) has no context and no usable line number")
+                }
+                position = start
+            } else {
+                var matches: [Int] = []
+                if old.count <= lines.count - cursor {
+                    for candidate in cursor...(lines.count - old.count)
+                    where lines[candidate] == old[0] && Array(lines[candidate..<(candidate + old.count)]) == old {
+                        matches.append(candidate)
+                    }
+                }
+                if let start = hunk.oldStart {
+                    let wanted = max(start - 1, 0)
+                    guard let best = matches.min(by: { abs($0 - wanted) < abs($1 - wanted) }) else {
+                        throw doesNotApply("hunk \(number + 1) of \(path)\(where_) does not match the current file")
+                    }
+                    position = best
+                } else {
+                    guard matches.count == 1 else {
+                        throw doesNotApply(
+                            matches.isEmpty
+                                ? "hunk \(number + 1) of \(path) does not match the current file"
+                                : "hunk \(number + 1) of \(path) has no line number and matches \(matches.count) places")
+                    }
+                    position = matches[0]
+                }
+            }
+            result += lines[cursor..<position]
+            result += hunk.newLines
+            cursor = position + old.count
+            if cursor == lines.count {
+                endsWithNewline = !hunk.newSideLacksFinalNewline
+            }
+        }
+        result += lines[cursor...]
+        if result.isEmpty { return "" }
+        return result.joined(separator: "\n") + (endsWithNewline ? "\n" : "")
+    }
+}
