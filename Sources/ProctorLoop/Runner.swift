@@ -43,7 +43,7 @@ public final class Runner {
     let env: SandboxEnvironment
     let config: WorkspaceConfig
     let repo: Repository
-    let agent: Agent
+    var agent: Agent!
     let agentName: String
     let options: RunOptions
     let progress: Progress
@@ -57,12 +57,12 @@ public final class Runner {
     var locks: [ExperimentLock] = []
     var counts: [IterationStatus: Int] = [:]
 
-    public init(env: SandboxEnvironment, agent: Agent, agentName: String, options: RunOptions, progress: Progress) throws {
+    /// `agentKind` overrides `[agent].kind` (the `--agent` option).
+    public init(env: SandboxEnvironment, agentKind: String? = nil, options: RunOptions, progress: Progress) throws {
         self.env = env
         self.config = env.config
         self.root = env.config.root
-        self.agent = agent
-        self.agentName = agentName
+        self.agentName = agentKind ?? env.config.agent.kind
         self.options = options
         self.progress = progress
         repo = try Repository.open(at: root)
@@ -76,6 +76,7 @@ public final class Runner {
         Interrupt.install()
         try ensureIgnored()
         let runID = options.resume ? (RunState.load(root)?.run ?? "") : RunID.make()
+        agent = try AgentFactory.make(kind: agentName, env: env, audit: audit, run: runID)
         locks = try env.takeLocks(run: runID, iteration: nil, wait: options.wait, audit: audit, phase: .experiment)
         defer { locks.removeAll() }
         if options.resume {

@@ -1,0 +1,97 @@
+import Foundation
+import ProctorAgents
+import ProctorConfig
+import ProctorSandbox
+
+/// `kind = "command"`: a coding CLI (Claude Code, Codex, aider, a script) run in the agent-phase
+/// sandbox. It may write only `editable` and `notes` files, never sees `hidden` or `.git`, gets a
+/// private home that is deleted afterwards, and the network only when `[agent].network = true`.
+/// Whatever it leaves running dies with its PID namespace before the experiment starts.
+public struct CommandAgent: Agent {
+    let env: SandboxEnvironment
+    let audit: AuditLog
+    let run: String
+
+    public init(env: SandboxEnvironment, audit: AuditLog, run: String) {
+        self.env = env
+        self.audit = audit
+        self.run = run
+    }
+
+    public func propose(_ context: AgentContext) throws -> Proposal {
+        let config = env.config
+        let home = try makeHome()
+        defer {
+            try? FileTree.removeContents(of: home)
+            rmdir(home)
+        }
+        for (source, target) in config.agent.homeFiles {
+            let destination = home + "/" + target
+            try FileManager.default.createDirectory(atPath: (destination as NSString).deletingLastPathComponent,
+                                                    withIntermediateDirectories: true)
+            guard (try? FileManager.default.copyItem(atPath: source, toPath: destination)) != nil else {
+                throw AgentError.failed(reason: "cannot copy [agent.home_files] \(source) into the agent's home")
+            }
+        }
+        let prompt = AgentPrompt.system(context) + "\n\n" + AgentPrompt.user(context)
+        let promptFile = home + "/PROMPT.md"
+        try Data(prompt.utf8).write(to: URL(fileURLWithPath: promptFile))
+        let command = config.agent.command.map {
+            $0.replacingOccurrences(of: "{prompt_file}", with: promptFile).replacingOccurrences(of: "{prompt}", with: prompt)
+        }
+        let output = home + "/.proctor-agent-output"
+        let fd = open(output, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { throw AgentError.failed(reason: "cannot create the agent's output file") }
+        defer { close(fd) }
+        let result: SandboxResult
+        do {
+            result = try env.launch(phase: .agent, command: command, seed: context.seed, agentHome: home, audit: audit,
+                                    context: AuditContext(run: run, iteration: context.iteration, config: config),
+                                    stdout: fd, stderr: 2)
+        } catch {
+            throw AgentError.failed(reason: "agent sandbox: \(error)")
+        }
+        guard result.status == 0 else { throw AgentError.failed(reason: "agent command: \(result.reason)") }
+        let text = (try? String(contentsOfFile: output, encoding: .utf8)) ?? ""
+        return Proposal(description: Self.summary(of: text))
+    }
+
+    /// The agent's `SUMMARY:` line, else its last non-empty line.
+    static func summary(of text: String) -> String {
+        let lines = text.split(whereSeparator: \.isNewline).map { $0.trimmingCharacters(in: .whitespaces) }
+        if let line = lines.last(where: { $0.uppercased().hasPrefix("SUMMARY:") }) {
+            return String(line.dropFirst("SUMMARY:".count).trimmingCharacters(in: .whitespaces).prefix(200))
+        }
+        return String((lines.last(where: { !$0.isEmpty }) ?? "command agent change").prefix(200))
+    }
+
+    /// A private home outside the workspace and outside /tmp (the sandbox mounts its own /tmp over it).
+    private func makeHome() throws -> String {
+        let base = ProcessInfo.processInfo.environment["PROCTOR_AGENT_HOME_BASE"] ?? "/var/tmp"
+        var template = Array((base + "/proctor-agent-XXXXXX").utf8CString)
+        guard let made = mkdtemp(&template) else { throw AgentError.failed(reason: "mkdtemp in \(base) failed") }
+        return String(cString: made)
+    }
+}
+
+/// Builds the agent a workspace asks for.
+public enum AgentFactory {
+    public static func make(kind: String, env: SandboxEnvironment, audit: AuditLog, run: String) throws -> Agent {
+        let agent = env.config.agent
+        switch kind {
+        case "mutate":
+            return MutateAgent()
+        case "http":
+            let config = HTTPAgentConfig(
+                wireProtocol: HTTPAgentProtocol(rawValue: agent.httpProtocol) ?? .openai, baseURL: agent.baseURL,
+                model: agent.model, apiKeyEnv: agent.apiKeyEnv, maxTokens: agent.maxTokens, temperature: agent.temperature,
+                timeoutSeconds: Double(agent.timeoutMs) / 1000, maxRetries: agent.retries,
+                pricePerMTokIn: agent.pricePerMTokIn, pricePerMTokOut: agent.pricePerMTokOut)
+            return HTTPAgent(config: config)
+        case "command":
+            return CommandAgent(env: env, audit: audit, run: run)
+        default:
+            throw RunError("unknown agent kind \"\(kind)\" (expected mutate, http or command)")
+        }
+    }
+}

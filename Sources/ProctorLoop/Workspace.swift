@@ -1,0 +1,130 @@
+import Foundation
+import ProctorConfig
+import ProctorGit
+import ProctorSandbox
+
+/// `proctor init` and `proctor check`: making a workspace and checking its working tree.
+public enum WorkspaceSteps {
+    /// Copies the template into `dir`, makes it a git repository with one commit, and pins the locked files.
+    /// Refuses a directory that already holds a `proctor.toml` unless `repin` is set (then only re-pins).
+    public static func initialize(dir: String, template: String?, repin: Bool) throws -> [String] {
+        let root = URL(fileURLWithPath: dir).standardizedFileURL.path
+        let fm = FileManager.default
+        var notes: [String] = []
+        if repin {
+            let config = try WorkspaceConfig.load(workspace: root)
+            let repo = try Repository.open(at: root)
+            guard let head = try repo.head() else { throw RunError("\(root) has no commit to pin") }
+            try Pins.save(try lockedHashes(config, repo: repo, commit: head), root: root)
+            return ["re-pinned the locked files of \(head.short)"]
+        }
+        if fm.fileExists(atPath: root + "/proctor.toml") {
+            throw RunError("\(root) already holds a proctor.toml; use `proctor init --repin` to re-pin its locked files")
+        }
+        let source = try templatePath(template)
+        try fm.createDirectory(atPath: root, withIntermediateDirectories: true)
+        try copyTree(from: source, to: root)
+        let repo: Repository
+        if fm.fileExists(atPath: root + "/.git") {
+            repo = try Repository.open(at: root)
+        } else {
+            repo = try Repository.create(at: root)
+        }
+        let config = try WorkspaceConfig.load(workspace: root)
+        var exclude = (try? String(contentsOfFile: root + "/.git/info/exclude", encoding: .utf8)) ?? ""
+        for entry in ["/.proctor/"] + config.files.outputs.map({ "/" + $0 + "/" }) where !exclude.contains(entry + "\n") {
+            exclude += (exclude.isEmpty || exclude.hasSuffix("\n") ? "" : "\n") + entry + "\n"
+        }
+        try fm.createDirectory(atPath: root + "/.git/info", withIntermediateDirectories: true)
+        try AtomicFile.write(Data(exclude.utf8), to: root + "/.git/info/exclude")
+        let head = try repo.commit(message: "proctor init: workspace from \(URL(fileURLWithPath: source).lastPathComponent)",
+                                   paths: ["."])
+        try Pins.save(try lockedHashes(config, repo: repo, commit: head), root: root)
+        notes.append("workspace ready at \(root) (commit \(head.short)); locked files pinned")
+        notes.append("next: proctor run --workspace \(root) --iterations 20")
+        return notes
+    }
+
+    static func templatePath(_ name: String?) throws -> String {
+        if let name, name.contains("/") {
+            guard FileManager.default.fileExists(atPath: name + "/proctor.toml") else {
+                throw RunError("template \(name) has no proctor.toml")
+            }
+            return name
+        }
+        guard let bundled = BundledData.workspaceTemplate else {
+            throw RunError("cannot find proctor's bundled workspace/ (set PROCTOR_HOME to the checkout)")
+        }
+        guard name == nil || name == "default" || name == "tabular" else {
+            throw RunError("unknown template \"\(name!)\"; bundled: default (or give a directory path)")
+        }
+        return bundled
+    }
+
+    /// Copies regular files and directories; skips outputs, caches, proctor state and links.
+    private static func copyTree(from source: String, to target: String) throws {
+        let fm = FileManager.default
+        guard let walker = fm.enumerator(atPath: source) else { throw RunError("cannot read \(source)") }
+        while let rel = walker.nextObject() as? String {
+            let name = (rel as NSString).lastPathComponent
+            if [".git", ".proctor", "outputs", "__pycache__", ".pytest_cache"].contains(name) {
+                walker.skipDescendants()
+                continue
+            }
+            var st = stat()
+            guard lstat(source + "/" + rel, &st) == 0 else { continue }
+            switch st.st_mode & S_IFMT {
+            case S_IFDIR: try fm.createDirectory(atPath: target + "/" + rel, withIntermediateDirectories: true)
+            case S_IFREG:
+                if !fm.fileExists(atPath: target + "/" + rel) { try fm.copyItem(atPath: source + "/" + rel, toPath: target + "/" + rel) }
+            default: continue
+            }
+        }
+    }
+
+    static func lockedHashes(_ config: WorkspaceConfig, repo: Repository, commit: ObjectID) throws -> [String: String] {
+        let globs = config.files.locked.map(Glob.init)
+        var pins: [String: String] = [:]
+        guard let walker = FileManager.default.enumerator(atPath: config.root) else { return pins }
+        while let rel = walker.nextObject() as? String {
+            if rel == ".git" || rel == ".proctor" { walker.skipDescendants(); continue }
+            guard globs.contains(where: { $0.matches(rel) }) else { continue }
+            var st = stat()
+            guard lstat(config.root + "/" + rel, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG else { continue }
+            pins[rel] = Pins.sha256(try repo.blob(at: rel, in: commit))
+        }
+        return pins
+    }
+
+    /// `proctor check`: the working tree's changes against the last kept commit, validated like an
+    /// agent's proposal, plus the locked files against their pins. Returns the problems (empty: ok).
+    public static func check(workspace: String) throws -> [String] {
+        let config = try WorkspaceConfig.load(workspace: workspace)
+        let root = config.root
+        let repo = try Repository.open(at: root)
+        let base: ObjectID
+        if let state = RunState.load(root), let best = try? repo.resolve(state.bestCommit),
+            try repo.currentBranch() == state.branch {
+            base = best
+        } else if let head = try repo.head() {
+            base = head
+        } else {
+            throw RunError("\(root) has no commit; run `proctor init`")
+        }
+        var problems: [String] = []
+        let excluded = [".proctor/"] + config.files.outputs.map { $0 + "/" }
+        let changes = try repo.status(against: base, excluding: excluded)
+        let editable = config.files.editable.map(Glob.init)
+        let notes = config.files.notes.map(Glob.init)
+        let policy = DiffPolicy(isEditable: { p in editable.contains { $0.matches(p) } },
+                                isNotes: { p in notes.contains { $0.matches(p) } },
+                                maxChangedLines: config.limits.diffLines, maxFileBytes: config.limits.maxFileBytes)
+        problems += DiffValidator.validate(changes, policy: policy).map(\.description)
+        let pins = RunState.load(root)?.pins ?? Pins.load(root) ?? [:]
+        for (path, hash) in pins.sorted(by: { $0.key < $1.key }) {
+            let data = FileManager.default.contents(atPath: root + "/" + path).map { [UInt8]($0) }
+            if data.map(Pins.sha256) != hash { problems.append("\(path): differs from its pin [tamper]") }
+        }
+        return problems
+    }
+}

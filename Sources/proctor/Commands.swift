@@ -1,0 +1,164 @@
+import ArgumentParser
+import Foundation
+import ProctorLoop
+import ProctorSandbox
+
+struct Run: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "The research loop: propose, validate, experiment, score with the locked evaluator, keep or revert.",
+        discussion: "Ctrl-C abandons the current iteration cleanly; `proctor run --resume` continues later.")
+
+    @OptionGroup var options: WorkspaceOptions
+
+    @Option(help: "Iterations after the baseline (default: until interrupted).")
+    var iterations: Int?
+
+    @Option(help: "Agent kind, overriding [agent].kind: mutate, http or command.")
+    var agent: String?
+
+    @Flag(help: "Continue the last run from its ledger and branch.")
+    var resume = false
+
+    @Flag(help: "Wait for the experiment lock instead of failing at once.")
+    var wait = false
+
+    func validate() throws {
+        if let iterations, iterations < 1 { throw ValidationError("--iterations must be at least 1") }
+        if let agent, !["mutate", "http", "command"].contains(agent) {
+            throw ValidationError("--agent must be mutate, http or command")
+        }
+    }
+
+    func run() throws {
+        let env: SandboxEnvironment
+        do { env = try SandboxEnvironment.load(workspace: options.workspace) } catch {
+            fail(error, status: 125)
+        }
+        let progress = Progress(total: iterations)
+        let summary: RunSummary
+        do {
+            let runner = try Runner(env: env, agentKind: agent, options: RunOptions(iterations: iterations, resume: resume, wait: wait),
+                                    progress: progress)
+            summary = try runner.run()
+        } catch let busy as ExperimentLock.Busy {
+            fail(busy, status: 125)
+        } catch {
+            fail(error, status: 1)
+        }
+        let c = summary.counts
+        print("""
+
+            run \(summary.run)\(summary.interrupted ? " (interrupted; continue with --resume)" : "")
+              kept \(c[.keep] ?? 0), discarded \(c[.discard] ?? 0), rejected \(c[.rejected] ?? 0), crashed \(c[.crash] ?? 0), timed out \(c[.timeout] ?? 0)
+              best \(formatScore(summary.best)) vs baseline \(formatScore(summary.baseline)) at \(summary.bestCommit.prefix(12)) on branch \(summary.branch)
+              ledger: \(summary.ledger)
+              audit:  proctor audit --workspace \(options.workspace)    report: proctor report --workspace \(options.workspace)
+            """)
+        if summary.interrupted { throw ExitCode(130) }
+    }
+}
+
+struct Init: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Scaffold a research workspace from the bundled template, commit it and pin its locked files.")
+
+    @Argument(help: "Directory to create (default: the current directory).")
+    var dir: String = "."
+
+    @Option(help: "Template: \"default\" (the bundled tabular workspace) or a directory holding a proctor.toml.")
+    var template: String?
+
+    @Flag(help: "Only re-pin the locked files of an existing workspace (after changing the evaluator on purpose).")
+    var repin = false
+
+    func run() throws {
+        do {
+            for line in try WorkspaceSteps.initialize(dir: dir, template: template, repin: repin) { print(line) }
+        } catch {
+            fail(error, status: 125)
+        }
+    }
+}
+
+struct Check: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Validate the working tree against the contract (exit 0 ok, 1 violations).")
+
+    @OptionGroup var options: WorkspaceOptions
+
+    func run() throws {
+        let problems: [String]
+        do { problems = try WorkspaceSteps.check(workspace: options.workspace) } catch { fail(error, status: 125) }
+        if problems.isEmpty {
+            print("ok: the working tree follows the policy")
+            return
+        }
+        for problem in problems { print("violation: \(problem)") }
+        throw ExitCode(1)
+    }
+}
+
+struct Status: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Lock holder, current iteration, best score.")
+
+    @OptionGroup var options: WorkspaceOptions
+
+    func run() throws {
+        do { try Reports.status(workspace: options.workspace).forEach { print($0) } } catch { fail(error, status: 125) }
+    }
+}
+
+struct Audit: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "What was blocked, summarised.")
+
+    @OptionGroup var options: WorkspaceOptions
+
+    @Flag(help: "Print the summary as JSON.")
+    var json = false
+
+    @Option(name: .customLong("run"), help: "Only this run's records.")
+    var runID: String?
+
+    func run() throws {
+        let summary: Reports.AuditSummary
+        do { summary = Reports.summarize(try Reports.auditRecords(workspace: options.workspace, run: runID)) } catch {
+            fail(error, status: 125)
+        }
+        if json {
+            let data = (try? JSONLines.encoder().encode(summary)) ?? Data()
+            print(String(decoding: data, as: UTF8.self))
+        } else {
+            Reports.auditText(summary).forEach { print($0) }
+        }
+    }
+}
+
+struct Report: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Write an HTML report with the progress chart.")
+
+    @OptionGroup var options: WorkspaceOptions
+
+    @Option(help: "Output file (default: WORKSPACE/.proctor/report.html).")
+    var out: String?
+
+    func run() throws {
+        do {
+            let html = try Reports.html(workspace: options.workspace)
+            let path = out ?? URL(fileURLWithPath: options.workspace).standardizedFileURL.path + "/.proctor/report.html"
+            try Data(html.utf8).write(to: URL(fileURLWithPath: path))
+            print("report: \(path)")
+        } catch {
+            fail(error, status: 125)
+        }
+    }
+}
+
+/// Prints `proctor: <error>` on stderr and exits with `status`.
+func fail(_ error: Error, status: Int32) -> Never {
+    FileHandle.standardError.write(Data("proctor: \(error)\n".utf8))
+    Foundation.exit(status)
+}
+
+func formatScore(_ value: Double) -> String {
+    value.isNaN ? "-" : String(format: "%.6g", value)
+}
