@@ -140,8 +140,10 @@ public struct Launcher: Sendable {
             result.status = 128 + (status & 0x7f)
         }
         if let audit {
+            // Which limits were enforced and how; a launch that never got that far says so.
+            let decision = result.enforcement.isEmpty ? "failed" : result.warnings.isEmpty ? "enforced" : "unenforced"
             audit.append(AuditRecord(run: context.run, iteration: context.iteration, phase: plan.phase.rawValue,
-                                     kind: "sandbox", decision: result.warnings.isEmpty ? "enforced" : "unenforced",
+                                     kind: "sandbox", decision: decision,
                                      detail: result.warnings.isEmpty ? nil : result.warnings.joined(separator: "; "),
                                      limits: result.enforcement))
         }

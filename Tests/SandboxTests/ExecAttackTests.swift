@@ -1,0 +1,397 @@
+import Foundation
+import XCTest
+
+/// Attacks from inside real sandboxed children started by `proctor exec`, each judged from outside:
+/// the protected file's bytes, the host's files, a listener, the process table, the audit log.
+final class ExecAttackTests: XCTestCase {
+    override func setUpWithError() throws {
+        try XCTSkipUnless(FileManager.default.isExecutableFile(atPath: proctorBinary), "build proctor first (swift build)")
+    }
+
+    // MARK: Writing where it must not
+
+    func testAppendToLockedFileIsDeniedAndAuditedOnce() throws {
+        let ws = try TestWorkspace()
+        let before = bytes(ws.path("prepare.py"))
+        let out = try ws.exec([python, "-c", "open('prepare.py','a').write('pwned')"])
+        XCTAssertNotEqual(out.status, 0)
+        XCTAssertTrue(out.stderr.contains("Read-only file system") || out.stderr.contains("PermissionError"), out.stderr)
+        XCTAssertEqual(bytes(ws.path("prepare.py")), before)
+        let denied = ws.deniedWrites().filter { $0["path"] as? String == ws.path("prepare.py") }
+        XCTAssertEqual(denied.count, 1, "\(ws.audit())")
+        XCTAssertEqual(denied.first?["rule"] as? String, "locked")
+        XCTAssertEqual(denied.first?["phase"] as? String, "experiment")
+        XCTAssertNotNil(denied.first?["pid"])
+        XCTAssertNotNil(denied.first?["syscall"])
+    }
+
+    func testDirectWriteClassesLeaveProtectedFilesIntact() throws {
+        let ws = try TestWorkspace()
+        let script = """
+            import os, ctypes
+            libc = ctypes.CDLL(None, use_errno=True)
+            attempts = {
+              'truncate': lambda: os.truncate('prepare.py', 0),
+              'chmod': lambda: os.chmod('prepare.py', 0o777),
+              'utime': lambda: os.utime('prepare.py', (0, 0)),
+              'unlink': lambda: os.unlink('prepare.py'),
+              'rename-over': lambda: os.rename('train.py', 'prepare.py'),
+              'rename-away': lambda: os.rename('prepare.py', 'outputs/p.py'),
+              'hardlink': lambda: os.link('prepare.py', 'outputs/p.py'),
+              'symlink-new': lambda: os.symlink('/etc/passwd', 'evil'),
+              'mkdir': lambda: os.mkdir('newdir'),
+              'mknod-fifo': lambda: os.mkfifo('fifo'),
+              'create-hook': lambda: open('.git/hooks/pre-commit', 'w'),
+              'create-new': lambda: open('sitecustomize.py', 'w'),
+              'editable': lambda: open('train.py', 'w'),
+              'config': lambda: open('proctor.toml', 'a'),
+              'data': lambda: open('data/train.csv', 'w'),
+              'dotdot': lambda: open('outputs/../prepare.py', 'a'),
+              'proc-fd': lambda: open('/proc/self/fd/%d' % os.open('prepare.py', os.O_RDONLY), 'w'),
+              'setxattr': lambda: os.setxattr('prepare.py', 'user.x', b'1'),
+            }
+            for name, attempt in attempts.items():
+                try:
+                    attempt()
+                    print('ALLOWED', name)
+                except OSError as e:
+                    print('denied', name, e.errno)
+            # RENAME_EXCHANGE of the locked file with an output.
+            open('outputs/swap', 'w').write('x')
+            AT_FDCWD = -100
+            r = libc.renameat2(AT_FDCWD, b'outputs/swap', AT_FDCWD, b'prepare.py', 2)
+            print('ALLOWED exchange' if r == 0 else 'denied exchange')
+            # A symlink inside outputs pointing at the protected file, followed for writing.
+            os.symlink(os.path.abspath('prepare.py'), 'outputs/link')
+            try:
+                open('outputs/link', 'a').write('pwned'); print('ALLOWED symlink-follow')
+            except OSError: print('denied symlink-follow')
+            # O_TMPFILE then linkat into a protected place.
+            try:
+                fd = os.open('outputs', os.O_TMPFILE | os.O_WRONLY, 0o600)
+                os.write(fd, b'x')
+                r = libc.linkat(fd, b'', AT_FDCWD, b'new-locked.py', 0x1000)
+                print('ALLOWED tmpfile-link' if r == 0 else 'denied tmpfile-link')
+            except OSError: print('denied tmpfile')
+            """
+        try ws.write("outputs/.keep", "")
+        let protected = ["prepare.py", "train.py", "proctor.toml", "data/train.csv", "LOG.md"]
+        let before = protected.map { bytes(ws.path($0)) }
+        let out = try ws.exec([python, "-c", script])
+        XCTAssertFalse(out.stdout.contains("ALLOWED"), out.stdout + out.stderr)
+        XCTAssertTrue(out.stdout.contains("denied exchange"), out.stdout + out.stderr)
+        XCTAssertEqual(protected.map { bytes(ws.path($0)) }, before)
+        for name in ["evil", "newdir", "fifo", "sitecustomize.py", "new-locked.py", ".git/hooks/pre-commit"] {
+            XCTAssertFalse(FileManager.default.fileExists(atPath: ws.path(name)), name)
+        }
+        let paths = Set(ws.deniedWrites().compactMap { $0["path"] as? String })
+        for rel in ["prepare.py", "train.py", "proctor.toml", "data/train.csv", "sitecustomize.py"] {
+            XCTAssertTrue(paths.contains(ws.path(rel)), "no audit line for \(rel): \(paths.sorted())")
+        }
+        XCTAssertFalse(paths.contains { $0.hasPrefix(ws.path("outputs/")) && !$0.hasSuffix("link") }, "false positive: \(paths)")
+    }
+
+    func testAllowedWritesLeaveNoViolation() throws {
+        let ws = try TestWorkspace()
+        let out = try ws.exec(["sh", "-c", "echo ok > outputs/result.txt && mkdir -p outputs/sub && echo t > /tmp/t && cat outputs/result.txt > /dev/null"])
+        XCTAssertEqual(out.status, 0, out.stderr)
+        XCTAssertEqual(ws.read("outputs/result.txt"), "ok\n")
+        XCTAssertEqual(ws.deniedWrites().count, 0, "\(ws.deniedWrites())")
+    }
+
+    func testPlantedSymlinkAsOutputsIsRefused() throws {
+        let ws = try TestWorkspace()
+        let target = ws.path("../" + URL(fileURLWithPath: ws.root).lastPathComponent + "-victim")
+        try FileManager.default.createDirectory(atPath: target, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: target) }
+        try FileManager.default.createSymbolicLink(atPath: ws.path("outputs"), withDestinationPath: target)
+        let out = try ws.exec(["sh", "-c", "echo pwned > outputs/x"])
+        XCTAssertEqual(out.status, 125, out.stderr)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: target + "/x"))
+    }
+
+    func testAuditReachesGrandchildrenThreadsAndExec() throws {
+        let ws = try TestWorkspace()
+        let script = """
+            import os, threading, subprocess
+            def attempt(path):
+                try: open(path, 'a')
+                except OSError: pass
+            t = threading.Thread(target=attempt, args=('LOG.md',)); t.start(); t.join()
+            subprocess.run(['sh', '-c', 'sh -c "echo x >> data/train.csv"'])
+            os.execvp('sh', ['sh', '-c', 'echo x >> train.py'])
+            """
+        _ = try ws.exec([python, "-c", script])
+        let paths = ws.deniedWrites().compactMap { $0["path"] as? String }
+        for rel in ["LOG.md", "data/train.csv", "train.py"] {
+            XCTAssertTrue(paths.contains(ws.path(rel)), "missing \(rel) in \(paths)")
+        }
+        let pids = Set(ws.deniedWrites().compactMap { $0["pid"] as? Int })
+        XCTAssertGreaterThanOrEqual(pids.count, 2, "writes from different processes should carry their pids")
+    }
+
+    func testFloodOfDeniedWritesIsCountedNotStalled() throws {
+        let ws = try TestWorkspace()
+        let script = """
+            import os
+            for i in range(20000):
+                try: os.open('prepare.py', os.O_WRONLY)
+                except OSError: pass
+            print('done')
+            """
+        let out = try ws.exec([python, "-c", script])
+        XCTAssertEqual(out.status, 0, out.stderr)
+        XCTAssertTrue(out.stdout.contains("done"))
+        XCTAssertLessThan(out.seconds, 9)
+        let lines = ws.audit().count
+        XCTAssertLessThan(lines, 10_000, "the audit must cap a flood")
+        XCTAssertTrue(ws.audit().contains { ($0["count"] as? Int ?? 0) > 0 }, "dropped records must be counted")
+    }
+
+    // MARK: Reading what it must not
+
+    func testHiddenGitAndConfigAreInvisible() throws {
+        let ws = try TestWorkspace()
+        _ = try runProcess(["/usr/bin/git", "init", "-q", ws.root])
+        let out = try ws.exec(["sh", "-c", "cat holdout/labels.csv; ls -A holdout; ls -A .git; cat proctor.toml; cat /etc/shadow; ls -A .proctor; echo end"])
+        XCTAssertFalse(out.stdout.contains("SECRET-LABEL"))
+        XCTAssertFalse(out.stdout.contains("labels.csv"))
+        XCTAssertFalse(out.stdout.contains("HEAD"))
+        XCTAssertFalse(out.stdout.contains("[experiment]"))
+        XCTAssertFalse(out.stdout.contains("root:"))
+        XCTAssertTrue(out.stdout.contains("end"))
+        // The evaluator phase does see the hidden labels.
+        let eval = try ws.exec(["cat", "holdout/labels.csv"], phase: "evaluator")
+        XCTAssertTrue(eval.stdout.contains("SECRET-LABEL"), eval.stderr)
+        // ...but not the editable script (it reads artifacts only).
+        let planted = try ws.exec(["sh", "-c", "cat train.py || echo gone"], phase: "evaluator")
+        XCTAssertTrue(planted.stdout.contains("gone"), planted.stdout)
+    }
+
+    func testEnvironmentIsAllowlisted() throws {
+        let ws = try TestWorkspace()
+        var env = ProcessInfo.processInfo.environment
+        env["OPENAI_API_KEY"] = "sk-test-secret"
+        env["AWS_SECRET_ACCESS_KEY"] = "aws-secret"
+        let out = try ws.exec(["sh", "-c", "env"], environment: env)
+        XCTAssertEqual(out.status, 0, out.stderr)
+        XCTAssertFalse(out.stdout.contains("secret"))
+        XCTAssertTrue(out.stdout.contains("PROCTOR_SEED=42"))
+        XCTAssertTrue(out.stdout.contains("PROCTOR_PHASE=experiment"))
+        XCTAssertTrue(out.stdout.contains("PROCTOR_OUTPUTS=\(ws.path("outputs"))"))
+        XCTAssertFalse(out.stdout.contains("HOME=/root"))
+    }
+
+    func testHostProcessesAreInvisible() throws {
+        let ws = try TestWorkspace()
+        let me = getpid()
+        let out = try ws.exec(["sh", "-c", "ls /proc | grep -E '^[0-9]+$' | wc -l; cat /proc/\(me)/environ && echo LEAK; ls /proc/1/root/ 2>&1 | head -3; cat /proc/1/cmdline | tr '\\0' ' '"])
+        let count = Int(out.stdout.split(separator: "\n").first?.trimmingCharacters(in: .whitespaces) ?? "") ?? 999
+        XCTAssertLessThan(count, 10, out.stdout)
+        XCTAssertFalse(out.stdout.contains("LEAK"))
+    }
+
+    // MARK: Escaping the filter and the namespaces
+
+    func testDangerousSyscallsAreDenied() throws {
+        let ws = try TestWorkspace()
+        let script = """
+            import ctypes, os
+            libc = ctypes.CDLL(None, use_errno=True)
+            def call(name, nr, *args):
+                r = libc.syscall(nr, *args)
+                print(name, 'ALLOWED' if r >= 0 else 'denied', ctypes.get_errno())
+            buf = ctypes.create_string_buffer(256)
+            call('io_uring_setup', 425, 8, buf)
+            call('unshare-user', 272, 0x10000000)
+            call('unshare-mount', 272, 0x00020000)
+            call('clone-newns', 56, 0x00020000 | 17, 0, 0, 0, 0)
+            call('mount', 165, b'none', b'/tmp', b'tmpfs', 0, 0)
+            call('ptrace-attach', 101, 16, 1, 0, 0)
+            call('bpf', 321, 0, buf, 64)
+            call('perf_event_open', 298, buf, 0, -1, -1, 0)
+            call('userfaultfd', 323, 0)
+            call('keyctl', 250, 0, 0, 0, 0, 0)
+            call('pivot_root', 155, b'/tmp', b'/tmp')
+            call('chroot', 161, b'/tmp')
+            call('open_tree', 428, -100, b'/', 0)
+            call('fsopen', 430, b'tmpfs', 0)
+            call('setns', 308, 0, 0)
+            call('open_by_handle_at', 304, -100, buf, 0)
+            call('personality', 135, 0x0040000)
+            call('TIOCSTI-high-bits', 16, 0, 0xdeadbeef00005412, buf)
+            call('kexec_load', 246, 0, 0, 0, 0)
+            r = libc.syscall(435, 0, 0)
+            print('clone3', 'ALLOWED' if r >= 0 else 'denied', ctypes.get_errno())
+            """
+        let out = try ws.exec([python, "-c", script])
+        XCTAssertFalse(out.stdout.contains("ALLOWED"), out.stdout + out.stderr)
+        XCTAssertTrue(out.stdout.contains("clone3 denied 38"), "clone3 must fail with ENOSYS: \(out.stdout)")
+        XCTAssertTrue(out.stdout.contains("io_uring_setup denied"), out.stdout + out.stderr)
+    }
+
+    func testForeignABIsAreRejected() throws {
+        let ws = try TestWorkspace()
+        // x32: getpid with the x32 bit set must not run as a syscall.
+        let out = try ws.exec([python, "-c", "import ctypes; libc=ctypes.CDLL(None, use_errno=True); r=libc.syscall(0x40000000|39); print('ALLOWED' if r > 0 else 'denied')"])
+        XCTAssertFalse(out.stdout.contains("ALLOWED"), out.stdout + out.stderr)
+    }
+
+    func testNoNewPrivsNoCapabilitiesNewSessionNoLeakedFds() throws {
+        let ws = try TestWorkspace()
+        let out = try ws.exec(["sh", "-c", "grep -E '^(NoNewPrivs|CapEff|CapPrm|CapBnd|CapAmb)' /proc/self/status; ls /proc/self/fd; ps -o sid= -p $$ 2>/dev/null; cat /proc/self/stat | cut -d' ' -f6,7"])
+        XCTAssertTrue(out.stdout.contains("NoNewPrivs:\t1"), out.stdout)
+        XCTAssertTrue(out.stdout.contains("CapEff:\t0000000000000000"), out.stdout)
+        XCTAssertTrue(out.stdout.contains("CapBnd:\t0000000000000000"), out.stdout)
+        let fdLine = out.stdout.split(separator: "\n").first { $0.allSatisfy { $0.isNumber || $0 == " " } && $0.contains("0") }
+        XCTAssertNotNil(fdLine)
+        let fds = out.stdout.split(separator: "\n").filter { Int($0) != nil }.compactMap { Int($0) }
+        XCTAssertTrue(fds.allSatisfy { $0 <= 3 }, "leaked fds: \(fds)")  // 0,1,2 and ls's own directory fd
+    }
+
+    // MARK: Talking to the outside
+
+    func testNetworkIsLoopbackOnlyAndHostListenerReceivesNothing() throws {
+        let ws = try TestWorkspace()
+        let listener = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        XCTAssertGreaterThanOrEqual(listener, 0)
+        defer { close(listener) }
+        var addr = sockaddr_in()
+        addr.sin_family = sa_family_t(AF_INET)
+        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+        addr.sin_port = 0
+        _ = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(listener, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+        listen(listener, 4)
+        var len = socklen_t(MemoryLayout<sockaddr_in>.size)
+        _ = withUnsafeMutablePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(listener, $0, &len) } }
+        let port = Int(UInt16(bigEndian: addr.sin_port))
+        let script = """
+            import socket
+            for fam, kind, proto in [(socket.AF_NETLINK, socket.SOCK_RAW, 0), (socket.AF_PACKET, socket.SOCK_RAW, 0), (40, socket.SOCK_STREAM, 0)]:
+                try: socket.socket(fam, kind, proto); print('ALLOWED family', fam)
+                except OSError: print('denied family', fam)
+            try:
+                s = socket.create_connection(('127.0.0.1', \(port)), timeout=2); s.send(b'leak'); print('ALLOWED connect')
+            except OSError as e: print('denied connect', e)
+            try:
+                s = socket.socket(); s.bind(('127.0.0.1', 0)); s.listen(); print('loopback ok')
+            except OSError as e: print('loopback error', e)
+            """
+        let out = try ws.exec([python, "-c", script])
+        XCTAssertFalse(out.stdout.contains("ALLOWED"), out.stdout + out.stderr)
+        XCTAssertTrue(out.stdout.contains("loopback ok"), out.stdout + out.stderr)
+        // Nothing may be queued on the host listener.
+        fcntl(listener, F_SETFL, O_NONBLOCK)
+        XCTAssertLessThan(accept(listener, nil, nil), 0, "the host listener received a connection")
+    }
+
+    // MARK: Exhausting the machine
+
+    func testTimeoutReturns124AndKillsDaemonsThatIgnoreSignals() throws {
+        let ws = try TestWorkspace(toml: TestWorkspace.defaultToml.replacingOccurrences(of: "timeout  = \"10s\"", with: "timeout  = \"2s\""))
+        let marker = "proctor-daemon-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+        let out = try ws.exec(["sh", "-c", "(setsid sh -c 'trap \"\" TERM HUP INT; exec -a \(marker) sleep 1000' &); sleep 100"])
+        XCTAssertEqual(out.status, 124, out.stderr)
+        XCTAssertLessThan(out.seconds, 4)
+        usleep(200_000)
+        XCTAssertEqual(processes(containing: marker), [])
+        XCTAssertTrue(ws.audit().contains { $0["kind"] as? String == "timeout" && $0["decision"] as? String == "killed" })
+    }
+
+    func testForkBombIsBounded() throws {
+        let ws = try TestWorkspace()
+        let script = """
+            import os
+            n = 0
+            for i in range(400):
+                try:
+                    if os.fork() == 0:
+                        import time; time.sleep(30); os._exit(0)
+                    n += 1
+                except OSError:
+                    break
+            print('forked', n)
+            os._exit(0)
+            """
+        let out = try ws.exec([python, "-c", script])
+        let forked = Int(out.stdout.split(separator: " ").last?.trimmingCharacters(in: .whitespacesAndNewlines) ?? "") ?? 999
+        XCTAssertLessThan(forked, 64, out.stdout + out.stderr)
+        XCTAssertLessThan(out.seconds, 8)
+    }
+
+    func testMemoryHogIsStopped() throws {
+        let ws = try TestWorkspace()
+        let out = try ws.exec([python, "-c", "x = bytearray(900 * 1024 * 1024); x[::4096] = b'1' * len(x[::4096]); print('SURVIVED')"])
+        XCTAssertNotEqual(out.status, 0)
+        XCTAssertFalse(out.stdout.contains("SURVIVED"))
+    }
+
+    func testOutputFillIsCapped() throws {
+        let ws = try TestWorkspace()
+        let out = try ws.exec(["sh", "-c", "i=0; while [ $i -lt 64 ]; do head -c 1048576 /dev/zero > outputs/f$i || exit 9; i=$((i+1)); done; echo WROTE-ALL"])
+        XCTAssertFalse(out.stdout.contains("WROTE-ALL"), out.stdout)
+        XCTAssertNotEqual(out.status, 0)
+        var total = 0
+        for name in (try? FileManager.default.contentsOfDirectory(atPath: ws.path("outputs"))) ?? [] {
+            total += (try? FileManager.default.attributesOfItem(atPath: ws.path("outputs/" + name))[.size] as? Int) ?? 0
+        }
+        XCTAssertLessThan(total, 24 << 20, "outputs grew far past the 16 MiB cap")
+    }
+
+    func testStdoutFloodIsCapped() throws {
+        let ws = try TestWorkspace(extra: "[sandbox]\npolicy = \"strict\"\n")
+        let out = try ws.exec(["sh", "-c", "head -c 100000000 /dev/zero | tr '\\0' a; echo"])
+        XCTAssertLessThanOrEqual(out.stdout.utf8.count, 8 << 20 + 4096)
+    }
+
+    func testKillingProctorKillsTheSandbox() throws {
+        let ws = try TestWorkspace()
+        let marker = "proctor-orphan-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: proctorBinary)
+        process.arguments = ["exec", "--workspace", ws.root, "--", "sh", "-c", "exec -a \(marker) sleep 1000"]
+        var env = ProcessInfo.processInfo.environment
+        env["PROCTOR_MACHINE_LOCK"] = ws.path(".machine.lock")
+        process.environment = env
+        try process.run()
+        for _ in 0..<50 where processes(containing: marker).isEmpty { usleep(100_000) }
+        XCTAssertFalse(processes(containing: marker).isEmpty, "the sandboxed command never started")
+        kill(process.processIdentifier, SIGKILL)
+        process.waitUntilExit()
+        for _ in 0..<30 where !processes(containing: marker).isEmpty { usleep(100_000) }
+        XCTAssertEqual(processes(containing: marker), [])
+    }
+
+    // MARK: Exit statuses and the lock
+
+    func testExitStatusesFollowTheContract() throws {
+        let ws = try TestWorkspace()
+        XCTAssertEqual(try ws.exec(["sh", "-c", "exit 3"]).status, 3)
+        XCTAssertEqual(try ws.exec(["sh", "-c", "kill -9 $$"]).status, 137)
+        XCTAssertEqual(try ws.exec(["no-such-command-xyz"]).status, 127)
+        try ws.write("outputs/notexec", "#!/bin/sh\n")
+        XCTAssertEqual(try ws.exec([ws.path("outputs/notexec")]).status, 126)
+        try ws.write("proctor.toml", "[experiment]\ncommand = [\"x\"]\ntimeout = \"forever\"\n")
+        let bad = try ws.exec(["true"])
+        XCTAssertEqual(bad.status, 125)
+        XCTAssertTrue(bad.stderr.contains("proctor.toml:3") && bad.stderr.contains("experiment.timeout"), bad.stderr)
+    }
+
+    func testSecondExperimentFailsWhileTheLockIsHeld() throws {
+        let ws = try TestWorkspace()
+        let marker = "proctor-lockholder-\(getpid())"
+        let first = Process()
+        first.executableURL = URL(fileURLWithPath: proctorBinary)
+        first.arguments = ["exec", "--workspace", ws.root, "--", "sh", "-c", "exec -a \(marker) sleep 5"]
+        var env = ProcessInfo.processInfo.environment
+        env["PROCTOR_MACHINE_LOCK"] = ws.path(".machine.lock")
+        first.environment = env
+        try first.run()
+        defer { kill(first.processIdentifier, SIGKILL); first.waitUntilExit() }
+        for _ in 0..<50 where processes(containing: marker).isEmpty { usleep(100_000) }
+        let second = try ws.exec(["true"])
+        XCTAssertEqual(second.status, 125)
+        XCTAssertTrue(second.stderr.contains("another run holds the lock"), second.stderr)
+        XCTAssertTrue(ws.audit().contains { $0["kind"] as? String == "lock" && $0["decision"] as? String == "denied" })
+    }
+}
