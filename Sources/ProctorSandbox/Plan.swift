@@ -133,6 +133,9 @@ extension LaunchPlan {
         let interpreter = host.interpreterPrefix(request.command[0], hostPath)
         if let interpreter { plan.mounts.append(.readOnly(source: interpreter.prefix, target: interpreter.prefix, optional: false)) }
         for path in request.preset.hide where host.exists(path) { plan.mounts.append(.hide(path)) }
+        // The private /tmp, /dev and /proc come before the workspace: a workspace that lives under
+        // /tmp must be mounted on top of the private /tmp, not hidden by it.
+        plan.mounts += [.tmpfs("/tmp", size: request.preset.tmpSize), .dev("/dev"), .proc("/proc")]
 
         let outputs = config.files.outputs.map { ws + "/" + $0 }
         let hidden = hiddenPaths(config, host: host)
@@ -192,7 +195,6 @@ extension LaunchPlan {
             plan.maxFileSize = config.limits.maxFileBytes
             plan.writable = writable
         }
-        plan.mounts += [.tmpfs("/tmp", size: request.preset.tmpSize), .dev("/dev"), .proc("/proc")]
         plan.nofile = request.preset.nofile
         plan.stdioLimit = request.preset.stdioLimit
         plan.environment = environment(request, host: host, interpreterBin: interpreter?.bin, outputs: outputs)
