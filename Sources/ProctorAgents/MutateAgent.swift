@@ -1,3 +1,4 @@
+import Foundation
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
@@ -155,9 +156,10 @@ struct Knob {
         guard spec.count == 2 || spec.count == 3, let kind = Kind(rawValue: String(spec[0])) else {
             throw bad("expected `mutate: int|float LO..HI log|linear`")
         }
-        let bounds = spec[1].split(separator: ".", maxSplits: 1, omittingEmptySubsequences: false)
-        guard bounds.count == 2, bounds[1].hasPrefix("."), let low = Double(String(bounds[0])),
-            let high = Double(String(bounds[1].dropFirst())), low.isFinite, high.isFinite, low <= high
+        // Split at "..", not at the first ".": both bounds may have decimal points (0.005..0.5).
+        let range = String(spec[1])
+        guard let dots = range.range(of: ".."), let low = Double(range[..<dots.lowerBound]),
+            let high = Double(range[dots.upperBound...]), low.isFinite, high.isFinite, low <= high
         else { throw bad("expected a range LO..HI with LO <= HI") }
         let scale = spec.count == 3 ? Scale(rawValue: String(spec[2])) : .linear
         guard let scale else { throw bad("the scale is `log` or `linear`") }

@@ -56,6 +56,9 @@ public final class Runner {
     var pinned: PinnedCopy!
     var locks: [ExperimentLock] = []
     var counts: [IterationStatus: Int] = [:]
+    /// Agent failures in a row; a broken agent must not burn the night producing crash rows.
+    var agentFailures = 0
+    static let maxAgentFailures = 5
 
     /// `agentKind` overrides `[agent].kind` (the `--agent` option).
     public init(env: SandboxEnvironment, agentKind: String? = nil, options: RunOptions, progress: Progress) throws {
@@ -218,9 +221,15 @@ public final class Runner {
                 }
                 return try finish(.rejected, reason: reason, description: "agent proposal rejected", violations: [reason])
             case .failed(let reason):
-                return try finish(.crash, reason: reason, description: "agent failed")
+                agentFailures += 1
+                let finished = try finish(.crash, reason: reason, description: "agent failed")
+                if agentFailures >= Runner.maxAgentFailures {
+                    throw RunError("the agent failed \(agentFailures) times in a row; last: \(reason)")
+                }
+                return finished
             }
         }
+        agentFailures = 0
         if Interrupt.requested { return try abandon(best) }
 
         // 2. Locked files must still match their pins, then the diff must follow the policy.
@@ -619,7 +628,10 @@ public enum Interrupt {
     public static var requested: Bool { flag != 0 }
 
     static func install() {
-        let handler: @convention(c) (Int32) -> Void = { _ in Interrupt.flag = 1 }
+        let handler: @convention(c) (Int32) -> Void = { _ in
+            Interrupt.flag = 1
+            ActiveSandbox.stop()
+        }
         signal(SIGINT, handler)
         signal(SIGTERM, handler)
     }

@@ -37,8 +37,11 @@ public enum WorkspaceSteps {
         }
         try fm.createDirectory(atPath: root + "/.git/info", withIntermediateDirectories: true)
         try AtomicFile.write(Data(exclude.utf8), to: root + "/.git/info/exclude")
+        let entries = try fm.contentsOfDirectory(atPath: root).filter {
+            ![".git", ".proctor"].contains($0) && !config.files.outputs.contains($0)
+        }.sorted()
         let head = try repo.commit(message: "proctor init: workspace from \(URL(fileURLWithPath: source).lastPathComponent)",
-                                   paths: ["."])
+                                   paths: entries)
         try Pins.save(try lockedHashes(config, repo: repo, commit: head), root: root)
         notes.append("workspace ready at \(root) (commit \(head.short)); locked files pinned")
         notes.append("next: proctor run --workspace \(root) --iterations 20")

@@ -68,6 +68,17 @@ public struct AuditContext: Sendable {
     }
 }
 
+/// The launcher currently running, so that a signal handler can stop it (async-signal-safe: one `kill`).
+public enum ActiveSandbox {
+    nonisolated(unsafe) public static var pid: pid_t = 0
+
+    /// Asks the running sandbox to stop: SIGTERM to every process in it, SIGKILL after the grace period.
+    public static func stop() {
+        let current = pid
+        if current > 0 { kill(current, SIGTERM) }
+    }
+}
+
 /// Runs commands through the `proctor-sandbox` executable and turns its report into audit lines.
 public struct Launcher: Sendable {
     public var helper: String
@@ -124,6 +135,8 @@ public struct Launcher: Sendable {
         var pid: pid_t = 0
         let rc = posix_spawn(&pid, helper, &actions, &attributes, &cArgs, &cEnv)
         guard rc == 0 else { throw PlanError(description: "spawn \(helper): \(String(cString: strerror(rc))) (stage: launch)") }
+        ActiveSandbox.pid = pid
+        defer { ActiveSandbox.pid = 0 }
         // The helper holds its copies; ours of the write end must go so that EOF comes when it exits.
         close(report.write)
         report.write = -1
