@@ -219,12 +219,14 @@ public final class Repository {
     /// 0555 when executable in git. Refuses `..`, absolute and `.git` paths, links and submodules, and
     /// never follows a link inside `directory`.
     public func materialize(_ paths: [String], from commit: ObjectID, into directory: String) throws {
+        for path in paths {
+            if let reason = WorkspacePath.problem(path) { throw GitError.unsafePath(path: path, reason: reason) }
+        }
         let root = try tree(of: commit)
         defer { git_tree_free(root) }
         let entries = try flatten(root)
         let destination = try FileSystem.Directory.open(directory)
         for path in paths {
-            if let reason = WorkspacePath.problem(path) { throw GitError.unsafePath(path: path, reason: reason) }
             guard let mode = entries[path]?.mode else {
                 throw GitError.libgit2(
                     function: "git_tree_entry_bypath", code: GIT_ENOTFOUND.rawValue,

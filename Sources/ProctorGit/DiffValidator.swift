@@ -1,0 +1,104 @@
+/// What an iteration's changes to the working tree may be. Path classes are predicates so that this module
+/// does not depend on how patterns are written (the caller passes `Glob` matchers from `proctor.toml`).
+public struct DiffPolicy: Sendable {
+    /// Paths the agent may change (and create), e.g. `train.py`.
+    public var isEditable: @Sendable (String) -> Bool
+    /// Notes the agent may write (and create), e.g. `LOG.md`; exempt from the line cap, not from the size cap.
+    public var isNotes: @Sendable (String) -> Bool
+    /// Most lines added plus removed, over all editable files together.
+    public var maxChangedLines: Int
+    /// Largest size in bytes of any changed file.
+    public var maxFileBytes: Int64
+
+    public init(
+        isEditable: @escaping @Sendable (String) -> Bool, isNotes: @escaping @Sendable (String) -> Bool,
+        maxChangedLines: Int, maxFileBytes: Int64
+    ) {
+        self.isEditable = isEditable
+        self.isNotes = isNotes
+        self.maxChangedLines = maxChangedLines
+        self.maxFileBytes = maxFileBytes
+    }
+}
+
+/// One broken rule, naming the path and a stable rule id.
+public struct Violation: Sendable, Hashable, Codable, CustomStringConvertible {
+    /// Stable rule ids, written to the audit log.
+    public enum Rule: String, Sendable, Hashable, Codable, CaseIterable {
+        case notEditable = "not-editable"
+        case newFile = "new-file"
+        case deleted
+        case renamed
+        case mode
+        case symlink
+        case submodule
+        case binary
+        case diffLines = "diff-lines"
+        case size
+    }
+
+    public var path: String
+    public var rule: Rule
+    public var message: String
+
+    public init(path: String, rule: Rule, message: String) {
+        self.path = path
+        self.rule = rule
+        self.message = message
+    }
+
+    public var description: String { "\(path): \(message) [\(rule.rawValue)]" }
+}
+
+/// The pure check of a working tree's changes against a `DiffPolicy`.
+public enum DiffValidator {
+    /// Every violation in `changes` (from `Repository.status(against:excluding:)`), in path order; empty when
+    /// the changes may be scored. Only editable and notes paths may change or appear; nothing may be deleted,
+    /// renamed, change mode or type, be or become a link or submodule; editable files stay text; editable
+    /// lines changed stay within the cap; every changed file stays within the size cap.
+    public static func validate(_ changes: [Change], policy: DiffPolicy) -> [Violation] {
+        var violations: [Violation] = []
+        var linesByPath: [(String, Int)] = []
+        for change in changes {
+            let path = change.path
+            let allowed = { (path: String) in policy.isEditable(path) || policy.isNotes(path) }
+            func flag(_ rule: Violation.Rule, _ message: String) {
+                violations.append(Violation(path: path, rule: rule, message: message))
+            }
+            switch change.kind {
+            case .added where !allowed(path):
+                flag(.newFile, "new file outside the editable and notes files")
+            case .modified where !allowed(path), .typeChange where !allowed(path):
+                flag(.notEditable, "changed a file that is not editable")
+            case .deleted:
+                flag(.deleted, "deleted a tracked file")
+            case .renamed:
+                flag(.renamed, "renamed from \(change.oldPath)")
+            default:
+                break
+            }
+            if change.kind == .typeChange {
+                flag(.mode, "file type changed (\(change.oldMode) → \(change.newMode))")
+            } else if change.kind == .modified || change.kind == .renamed, change.oldMode != change.newMode {
+                flag(.mode, "mode changed (\(change.oldMode) → \(change.newMode))")
+            }
+            if change.isSymlink { flag(.symlink, "symbolic links are not allowed") }
+            if change.isSubmodule { flag(.submodule, "submodules and nested repositories are not allowed") }
+            let counted = policy.isEditable(path) && !policy.isNotes(path)
+            if change.isBinary, counted { flag(.binary, "binary content in an editable file") }
+            if change.kind != .deleted, change.newSize > policy.maxFileBytes {
+                flag(.size, "\(change.newSize) bytes, more than the limit of \(policy.maxFileBytes)")
+            }
+            if counted, change.kind != .deleted { linesByPath.append((path, change.addedLines + change.removedLines)) }
+        }
+        let total = linesByPath.reduce(0) { $0 + $1.1 }
+        if total > policy.maxChangedLines, let largest = linesByPath.max(by: { $0.1 < $1.1 }) {
+            let detail = linesByPath.map { "\($0.0): \($0.1)" }.joined(separator: ", ")
+            violations.append(Violation(
+                path: largest.0, rule: .diffLines,
+                message: "\(total) changed lines in editable files, more than the limit of "
+                    + "\(policy.maxChangedLines) (\(detail))"))
+        }
+        return violations.sorted { ($0.path, $0.rule.rawValue) < ($1.path, $1.rule.rawValue) }
+    }
+}
