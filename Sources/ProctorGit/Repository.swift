@@ -146,8 +146,9 @@ public final class Repository {
         return commits
     }
 
-    /// Commits the working-tree contents of `paths` (workspace-relative files; a missing file is removed
-    /// from the commit, a directory adds the files beneath it that `.gitignore` does not ignore) on top of
+    /// Commits the working-tree contents of `paths` (workspace-relative; a missing file is removed from the
+    /// commit; a directory stands for the files beneath it, as `git add dir` does: untracked files that
+    /// `.gitignore` ignores are left out, files gone from it are removed) on top of
     /// HEAD and advances HEAD's branch. With `paths == nil`, commits every change to a tracked file, like
     /// `git commit -a`. Nothing outside `paths` changes in the commit or on disk, no hook runs, and links in
     /// the working tree are committed as links, never followed. Afterwards the index matches the new commit.
@@ -339,7 +340,10 @@ public final class Repository {
             }
             return
         }
-        if !explicit {
+        var tracked: OpaquePointer?
+        let isTracked = git_tree_entry_bypath(&tracked, baseline, path) == 0
+        defer { git_tree_entry_free(tracked) }
+        if !explicit, !isTracked {
             var ignored: Int32 = 0
             try check(git_ignore_path_is_ignored(&ignored, handle, path), "git_ignore_path_is_ignored")
             if ignored == 1 { return }
@@ -348,8 +352,19 @@ public final class Repository {
         switch entry.type {
         case .directory:
             let directory = try parent.subdirectory(name)
-            for child in try directory.names().sorted() where child.lowercased() != ".git" {
+            let children = try directory.names().filter { $0.lowercased() != ".git" }
+            for child in children.sorted() {
                 try collectUpdates(path + "/" + child, root: root, baseline: baseline, explicit: false, into: &updates)
+            }
+            // Like `git add dir`: committed entries no longer in the directory leave the commit.
+            if isTracked, git_tree_entry_type(tracked) == GIT_OBJECT_TREE {
+                var subtree: OpaquePointer?
+                try check(git_tree_lookup(&subtree, handle, git_tree_entry_id(tracked)), "git_tree_lookup")
+                defer { git_tree_free(subtree) }
+                for index in 0..<git_tree_entrycount(subtree) {
+                    let child = String(cString: git_tree_entry_name(git_tree_entry_byindex(subtree, index)))
+                    if !children.contains(child) { updates.append((path + "/" + child, .absent, nil)) }
+                }
             }
             return
         case .regular:

@@ -28,6 +28,25 @@ final class RepositoryTests: XCTestCase {
         XCTAssertThrowsError(try Repository.create(at: repo.workdir), "no re-initialisation")
     }
 
+    func testCommitDirectoryLikeGitAdd() throws {
+        let (scratch, repo) = try Scratch.repository(
+            self, ["src/a.py": "a\n", "src/sub/b.py": "b\n", ".gitignore": "*.log\n", "other.py": "o\n"])
+        try scratch.write("src/kept.log", "tracked though ignored\n")
+        try scratch.git("add", "-f", "src/kept.log")
+        try scratch.git("commit", "-q", "-m", "kept")
+        try scratch.remove("src/sub")
+        try scratch.write("src/new.py", "n\n")
+        try scratch.write("src/debug.log", "ignored\n")
+        try scratch.write("src/kept.log", "changed\n")
+        try scratch.write("other.py", "changed\n")
+        let id = try repo.commit(message: "src", paths: ["src"])
+        XCTAssertEqual(
+            try scratch.git("ls-tree", "-r", "--name-only", id.hex).split(separator: "\n"),
+            [".gitignore", "other.py", "src/a.py", "src/kept.log", "src/new.py"])
+        XCTAssertEqual(try repo.blob(at: "src/kept.log", in: id), Array("changed\n".utf8))
+        XCTAssertEqual(try repo.blob(at: "other.py", in: id), Array("o\n".utf8))
+    }
+
     func testOpenDoesNotSearchParents() throws {
         let (scratch, _) = try Scratch.repository(self, files)
         try FileManager.default.createDirectory(atPath: scratch.path + "/sub", withIntermediateDirectories: true)
