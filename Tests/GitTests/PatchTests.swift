@@ -96,6 +96,27 @@ final class PatchTests: XCTestCase {
         XCTAssertFalse(scratch.exists("link"))
     }
 
+    func testPatchThroughALinkInTheWorkingTreeIsRefused() throws {
+        let (scratch, repo) = try Scratch.repository(self, files)
+        let outside = scratch.root + "/outside"
+        try FileManager.default.createDirectory(atPath: outside, withIntermediateDirectories: true)
+        try scratch.symlink("lib", to: outside)
+        let patch = """
+            diff --git a/lib/evil.py b/lib/evil.py
+            new file mode 100644
+            --- /dev/null
+            +++ b/lib/evil.py
+            @@ -0,0 +1 @@
+            +boom
+
+            """
+        XCTAssertNil(try Repository.patchEntries(patch).first?.problem, "lexically fine")
+        XCTAssertThrowsError(try repo.apply(patch: patch)) { error in
+            guard case .unsafePath = error as? GitError else { return XCTFail("\(error)") }
+        }
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: outside), [])
+    }
+
     func testGarbageIsNotAPatch() throws {
         XCTAssertThrowsError(try Repository.patchEntries("diff --git a/x\n@@ nonsense"))
         XCTAssertEqual(try Repository.patchEntries(""), [])

@@ -19,6 +19,7 @@ final class RestoreTests: XCTestCase {
         try scratch.chmod("train.py", 0o755)
         try scratch.chmod("run.sh", 0o644)
         try scratch.remove("src/deep/util.py")
+        try scratch.chmod("src/deep", 0o000)
         try scratch.write("new.py", "x\n")
         try scratch.write("newdir/a/b/c.txt", "deep\n")
         try scratch.write("ignored.log", "ignored by .gitignore\n")
@@ -35,6 +36,7 @@ final class RestoreTests: XCTestCase {
         XCTAssertEqual(scratch.mode("train.py"), 0o644)
         XCTAssertEqual(scratch.mode("run.sh"), 0o755)
         XCTAssertEqual(scratch.read("src/deep/util.py"), "util\n")
+        XCTAssertEqual(scratch.mode("src/deep"), 0o755)
         for gone in ["new.py", "newdir", "ignored.log", "src/untracked.py", "locked", "emptydir"] {
             XCTAssertFalse(scratch.exists(gone), gone)
         }

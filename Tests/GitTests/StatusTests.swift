@@ -117,6 +117,18 @@ final class StatusTests: XCTestCase {
         XCTAssertEqual(vendor.kind, .added)
     }
 
+    func testUnreadableDirectoryIsReportedOrRefused() throws {
+        let (scratch, repo) = try Scratch.repository(self, files)
+        try scratch.write("hidden/secret.py", "x\n")
+        try scratch.chmod("hidden", 0o000)
+        // Root reads it anyway; anyone else gets an error. Never a silently clean tree.
+        do {
+            XCTAssertEqual(try status(repo).keys.sorted(), ["hidden/secret.py"])
+        } catch {
+            XCTAssertNotEqual(getuid(), 0, "\(error)")
+        }
+    }
+
     func testStatusAgainstAnOlderCommit() throws {
         let (scratch, repo) = try Scratch.repository(self, files)
         let first = try repo.head()!
