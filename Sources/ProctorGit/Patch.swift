@@ -46,7 +46,8 @@ extension Repository {
             for (index, component) in components.enumerated() {
                 guard let entry = try directory.entry(component) else { break }
                 if entry.type == .symlink {
-                    throw GitError.unsafePath(path: path, reason: "'\(component)' in the working tree is a symbolic link")
+                    throw GitError.unsafePath(
+                        path: path, reason: "'\(component)' in the working tree is a symbolic link")
                 }
                 guard index < components.count - 1, entry.type == .directory else { break }
                 directory = try directory.subdirectory(component)

@@ -28,7 +28,8 @@ public final class Repository {
         precondition(libgit2Initialized)
         var repo: OpaquePointer?
         try check(
-            git_repository_open_ext(&repo, path, GIT_REPOSITORY_OPEN_NO_SEARCH.rawValue, nil), "git_repository_open_ext")
+            git_repository_open_ext(&repo, path, GIT_REPOSITORY_OPEN_NO_SEARCH.rawValue, nil), "git_repository_open_ext"
+        )
         return try Repository(handle: repo!)
     }
 
@@ -115,7 +116,9 @@ public final class Repository {
     /// A commit's message, summary, parents and date.
     public func commitInfo(_ id: ObjectID) throws -> CommitInfo {
         try withCommit(id) { commit in
-            let parents = (0..<git_commit_parentcount(commit)).map { ObjectID(git_commit_parent_id(commit, $0).pointee) }
+            let parents = (0..<git_commit_parentcount(commit)).map {
+                ObjectID(git_commit_parent_id(commit, $0).pointee)
+            }
             return CommitInfo(
                 id: id,
                 message: git_commit_message(commit).map { String(cString: $0) } ?? "",
@@ -174,7 +177,9 @@ public final class Repository {
         }
         var treeID = git_oid()
         _ = try withTreeUpdates(updates) { raw in
-            try check(git_tree_create_updated(&treeID, handle, baseline, raw.count, raw.baseAddress), "git_tree_create_updated")
+            try check(
+                git_tree_create_updated(&treeID, handle, baseline, raw.count, raw.baseAddress),
+                "git_tree_create_updated")
         }
         var newTree: OpaquePointer?
         try check(git_tree_lookup(&newTree, handle, &treeID), "git_tree_lookup")
@@ -186,7 +191,8 @@ public final class Repository {
             try withCommit(parent) { parentCommit in
                 var parents: [OpaquePointer?] = [parentCommit]
                 try check(
-                    git_commit_create(&commitID, handle, "HEAD", signature, signature, nil, message, newTree, 1, &parents),
+                    git_commit_create(
+                        &commitID, handle, "HEAD", signature, signature, nil, message, newTree, 1, &parents),
                     "git_commit_create")
             }
         } else {
@@ -381,7 +387,8 @@ public final class Repository {
     }
 
     private func withTreeUpdates<T>(
-        _ updates: [(path: String, mode: FileMode, id: ObjectID?)], _ body: (UnsafeBufferPointer<git_tree_update>) throws -> T
+        _ updates: [(path: String, mode: FileMode, id: ObjectID?)],
+        _ body: (UnsafeBufferPointer<git_tree_update>) throws -> T
     ) throws -> T {
         // strdup'd paths stay valid for the whole call; freed afterwards.
         let paths = updates.map { strdup($0.path) }

@@ -23,13 +23,15 @@ final class DiffValidatorTests: XCTestCase {
 
     func testNotEditableAndNewFile() {
         XCTAssertEqual(rules(Change(path: "prepare.py", kind: .modified, addedLines: 1)), ["prepare.py not-editable"])
-        XCTAssertEqual(rules(Change(path: "sitecustomize.py", kind: .added, oldMode: .absent)), ["sitecustomize.py new-file"])
+        XCTAssertEqual(
+            rules(Change(path: "sitecustomize.py", kind: .added, oldMode: .absent)), ["sitecustomize.py new-file"])
         XCTAssertEqual(rules(Change(path: "models/x.txt", kind: .added, oldMode: .absent)), ["models/x.txt new-file"])
     }
 
     func testDeletedRenamedMode() {
         XCTAssertEqual(rules(Change(path: "train.py", kind: .deleted, newMode: .absent)), ["train.py deleted"])
-        XCTAssertEqual(rules(Change(path: "models/b.py", oldPath: "models/a.py", kind: .renamed)), ["models/b.py renamed"])
+        XCTAssertEqual(
+            rules(Change(path: "models/b.py", oldPath: "models/a.py", kind: .renamed)), ["models/b.py renamed"])
         XCTAssertEqual(rules(Change(path: "train.py", kind: .modified, newMode: .executable)), ["train.py mode"])
         XCTAssertEqual(
             rules(Change(path: "prepare.py", kind: .typeChange, newMode: .symlink, isSymlink: true)),

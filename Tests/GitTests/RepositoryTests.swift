@@ -17,7 +17,9 @@ final class RepositoryTests: XCTestCase {
         XCTAssertEqual(try repo.head(), id)
         XCTAssertEqual(try repo.branchTip("main"), id)
         XCTAssertEqual(try repo.blob(at: "src/run.py", in: id), Array("print(1)\n".utf8))
-        XCTAssertThrowsError(try repo.blob(at: "extra.txt", in: id)) { XCTAssertTrue(($0 as? GitError)?.isNotFound == true) }
+        XCTAssertThrowsError(try repo.blob(at: "extra.txt", in: id)) {
+            XCTAssertTrue(($0 as? GitError)?.isNotFound == true)
+        }
         let info = try repo.commitInfo(id)
         XCTAssertEqual(info.summary, "scaffold")
         XCTAssertEqual(info.message, "scaffold\n\nbody text")
@@ -128,7 +130,8 @@ final class RepositoryTests: XCTestCase {
     }
 
     func testMaterializePinnedCopy() throws {
-        let (scratch, repo) = try Scratch.repository(self, 
+        let (scratch, repo) = try Scratch.repository(
+            self,
             ["prepare.py": "evaluator\n", "eval/run.sh": "#!/bin/sh\n", "eval/data/y.csv": "1\n", "train.py": "t\n"],
             executable: ["eval/run.sh"])
         let commit = try repo.head()!

@@ -8,7 +8,8 @@ final class StatusTests: XCTestCase {
         "prepare.py": "def score():\n    return 1\n",
         "data/rows.csv": "x,y\n1,2\n",
         ".gitignore": ".proctor/\noutputs/\n*.log\n",
-        "long.txt": (1...40).map { "line \($0) of a long enough file to be recognised when renamed" }.joined(separator: "\n"),
+        "long.txt": (1...40).map { "line \($0) of a long enough file to be recognised when renamed" }.joined(
+            separator: "\n"),
     ]
 
     private func status(_ repo: Repository) throws -> [String: Change] {
