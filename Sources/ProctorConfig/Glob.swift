@@ -62,7 +62,9 @@ public struct Glob: Sendable, Hashable, CustomStringConvertible {
         return Glob.matchSequence(segments, parts.map { Array($0.unicodeScalars) }) { segment, part in
             if case .tokens(let tokens) = segment { return Glob.matchSegment(tokens, part) }
             return false
-        } isStar: { $0 == .anySegments }
+        } isStar: {
+            $0 == .anySegments
+        }
     }
 
     /// The leading whole segments that contain no wildcard, joined with `/` (`holdout/**` → `holdout`,
@@ -171,7 +173,9 @@ public struct Glob: Sendable, Hashable, CustomStringConvertible {
             case .characterClass(let ranges, let negated):
                 return ranges.contains { $0.contains(scalar.value) } != negated
             }
-        } isStar: { $0 == .anyRun }
+        } isStar: {
+            $0 == .anyRun
+        }
     }
 
     /// Wildcard matching where each non-star element consumes exactly one item and a star consumes any run.

@@ -94,10 +94,11 @@ public enum DiffValidator {
         let total = linesByPath.reduce(0) { $0 + $1.1 }
         if total > policy.maxChangedLines, let largest = linesByPath.max(by: { $0.1 < $1.1 }) {
             let detail = linesByPath.map { "\($0.0): \($0.1)" }.joined(separator: ", ")
-            violations.append(Violation(
-                path: largest.0, rule: .diffLines,
-                message: "\(total) changed lines in editable files, more than the limit of "
-                    + "\(policy.maxChangedLines) (\(detail))"))
+            violations.append(
+                Violation(
+                    path: largest.0, rule: .diffLines,
+                    message: "\(total) changed lines in editable files, more than the limit of "
+                        + "\(policy.maxChangedLines) (\(detail))"))
         }
         return violations.sorted { ($0.path, $0.rule.rawValue) < ($1.path, $1.rule.rawValue) }
     }

@@ -29,13 +29,29 @@ extension Repository {
 
     /// Applies a unified diff to the working tree only (the index and HEAD stay), all files or none.
     /// Refuses, before touching anything, a patch with an unsafe entry (`PatchEntry.problem`: `..`, absolute
-    /// or `.git` paths, links, submodules) with `GitError.unsafePath`; throws `GitError.patchDoesNotApply`
+    /// or `.git` paths, links, submodules, a path through a link in the working tree) with
+    /// `GitError.unsafePath`; throws `GitError.patchDoesNotApply`
     /// when the patch's context does not match the files. Returns the entries applied.
     @discardableResult
     public func apply(patch: String) throws -> [PatchEntry] {
         let entries = try Self.patchEntries(patch)
         if let bad = entries.first(where: { $0.problem != nil }) {
             throw GitError.unsafePath(path: bad.newPath, reason: bad.problem!)
+        }
+        // libgit2 writes by path: a link already in the working tree on the way would be written through.
+        let root = try FileSystem.Directory.open(workdir)
+        for path in Set(entries.flatMap { [$0.oldPath, $0.newPath] }) {
+            var directory = root
+            let components = path.split(separator: "/").map(String.init)
+            for (index, component) in components.enumerated() {
+                guard let entry = try directory.entry(component) else { break }
+                if entry.type == .symlink {
+                    throw GitError.unsafePath(
+                        path: path, reason: "'\(component)' in the working tree is a symbolic link")
+                }
+                guard index < components.count - 1, entry.type == .directory else { break }
+                directory = try directory.subdirectory(component)
+            }
         }
         try Self.withParsedPatch(patch) { diff in
             let code = git_apply(handle, diff, GIT_APPLY_LOCATION_WORKDIR, nil)

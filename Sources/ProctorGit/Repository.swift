@@ -28,7 +28,8 @@ public final class Repository {
         precondition(libgit2Initialized)
         var repo: OpaquePointer?
         try check(
-            git_repository_open_ext(&repo, path, GIT_REPOSITORY_OPEN_NO_SEARCH.rawValue, nil), "git_repository_open_ext")
+            git_repository_open_ext(&repo, path, GIT_REPOSITORY_OPEN_NO_SEARCH.rawValue, nil), "git_repository_open_ext"
+        )
         return try Repository(handle: repo!)
     }
 
@@ -115,7 +116,9 @@ public final class Repository {
     /// A commit's message, summary, parents and date.
     public func commitInfo(_ id: ObjectID) throws -> CommitInfo {
         try withCommit(id) { commit in
-            let parents = (0..<git_commit_parentcount(commit)).map { ObjectID(git_commit_parent_id(commit, $0).pointee) }
+            let parents = (0..<git_commit_parentcount(commit)).map {
+                ObjectID(git_commit_parent_id(commit, $0).pointee)
+            }
             return CommitInfo(
                 id: id,
                 message: git_commit_message(commit).map { String(cString: $0) } ?? "",
@@ -146,8 +149,9 @@ public final class Repository {
         return commits
     }
 
-    /// Commits the working-tree contents of `paths` (workspace-relative files; a missing file is removed
-    /// from the commit, a directory adds the files beneath it that `.gitignore` does not ignore) on top of
+    /// Commits the working-tree contents of `paths` (workspace-relative; a missing file is removed from the
+    /// commit; a directory stands for the files beneath it, as `git add dir` does: untracked files that
+    /// `.gitignore` ignores are left out, files gone from it are removed) on top of
     /// HEAD and advances HEAD's branch. With `paths == nil`, commits every change to a tracked file, like
     /// `git commit -a`. Nothing outside `paths` changes in the commit or on disk, no hook runs, and links in
     /// the working tree are committed as links, never followed. Afterwards the index matches the new commit.
@@ -173,7 +177,9 @@ public final class Repository {
         }
         var treeID = git_oid()
         _ = try withTreeUpdates(updates) { raw in
-            try check(git_tree_create_updated(&treeID, handle, baseline, raw.count, raw.baseAddress), "git_tree_create_updated")
+            try check(
+                git_tree_create_updated(&treeID, handle, baseline, raw.count, raw.baseAddress),
+                "git_tree_create_updated")
         }
         var newTree: OpaquePointer?
         try check(git_tree_lookup(&newTree, handle, &treeID), "git_tree_lookup")
@@ -185,7 +191,8 @@ public final class Repository {
             try withCommit(parent) { parentCommit in
                 var parents: [OpaquePointer?] = [parentCommit]
                 try check(
-                    git_commit_create(&commitID, handle, "HEAD", signature, signature, nil, message, newTree, 1, &parents),
+                    git_commit_create(
+                        &commitID, handle, "HEAD", signature, signature, nil, message, newTree, 1, &parents),
                     "git_commit_create")
             }
         } else {
@@ -219,12 +226,14 @@ public final class Repository {
     /// 0555 when executable in git. Refuses `..`, absolute and `.git` paths, links and submodules, and
     /// never follows a link inside `directory`.
     public func materialize(_ paths: [String], from commit: ObjectID, into directory: String) throws {
+        for path in paths {
+            if let reason = WorkspacePath.problem(path) { throw GitError.unsafePath(path: path, reason: reason) }
+        }
         let root = try tree(of: commit)
         defer { git_tree_free(root) }
         let entries = try flatten(root)
         let destination = try FileSystem.Directory.open(directory)
         for path in paths {
-            if let reason = WorkspacePath.problem(path) { throw GitError.unsafePath(path: path, reason: reason) }
             guard let mode = entries[path]?.mode else {
                 throw GitError.libgit2(
                     function: "git_tree_entry_bypath", code: GIT_ENOTFOUND.rawValue,
@@ -337,7 +346,10 @@ public final class Repository {
             }
             return
         }
-        if !explicit {
+        var tracked: OpaquePointer?
+        let isTracked = git_tree_entry_bypath(&tracked, baseline, path) == 0
+        defer { git_tree_entry_free(tracked) }
+        if !explicit, !isTracked {
             var ignored: Int32 = 0
             try check(git_ignore_path_is_ignored(&ignored, handle, path), "git_ignore_path_is_ignored")
             if ignored == 1 { return }
@@ -346,8 +358,19 @@ public final class Repository {
         switch entry.type {
         case .directory:
             let directory = try parent.subdirectory(name)
-            for child in try directory.names().sorted() where child.lowercased() != ".git" {
+            let children = try directory.names().filter { $0.lowercased() != ".git" }
+            for child in children.sorted() {
                 try collectUpdates(path + "/" + child, root: root, baseline: baseline, explicit: false, into: &updates)
+            }
+            // Like `git add dir`: committed entries no longer in the directory leave the commit.
+            if isTracked, git_tree_entry_type(tracked) == GIT_OBJECT_TREE {
+                var subtree: OpaquePointer?
+                try check(git_tree_lookup(&subtree, handle, git_tree_entry_id(tracked)), "git_tree_lookup")
+                defer { git_tree_free(subtree) }
+                for index in 0..<git_tree_entrycount(subtree) {
+                    let child = String(cString: git_tree_entry_name(git_tree_entry_byindex(subtree, index)))
+                    if !children.contains(child) { updates.append((path + "/" + child, .absent, nil)) }
+                }
             }
             return
         case .regular:
@@ -364,7 +387,8 @@ public final class Repository {
     }
 
     private func withTreeUpdates<T>(
-        _ updates: [(path: String, mode: FileMode, id: ObjectID?)], _ body: (UnsafeBufferPointer<git_tree_update>) throws -> T
+        _ updates: [(path: String, mode: FileMode, id: ObjectID?)],
+        _ body: (UnsafeBufferPointer<git_tree_update>) throws -> T
     ) throws -> T {
         // strdup'd paths stay valid for the whole call; freed afterwards.
         let paths = updates.map { strdup($0.path) }

@@ -23,7 +23,8 @@ extension Repository {
         }
         options.flags = flags
         var diff: OpaquePointer?
-        try check(git_diff_tree_to_workdir_with_index(&diff, handle, tree, &options), "git_diff_tree_to_workdir_with_index")
+        try check(
+            git_diff_tree_to_workdir_with_index(&diff, handle, tree, &options), "git_diff_tree_to_workdir_with_index")
         defer { git_diff_free(diff) }
         if untracked {
             var find = git_diff_find_options()
@@ -60,8 +61,9 @@ extension Repository {
             }
             if kind == .added { oldMode = .absent }
             if kind == .deleted { newMode = .absent }
-            var change = Change(path: path, oldPath: kind == .renamed ? oldPath : path, kind: kind,
-                                oldMode: oldMode, newMode: newMode)
+            var change = Change(
+                path: path, oldPath: kind == .renamed ? oldPath : path, kind: kind,
+                oldMode: oldMode, newMode: newMode)
             if kind == .added, delta.status != GIT_DELTA_ADDED {
                 // Untracked or ignored: libgit2 does not load their content, read it without following links.
                 guard try describeNewFile(&change, root: root) else { continue }

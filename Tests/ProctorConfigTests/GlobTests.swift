@@ -43,7 +43,8 @@ final class GlobTests: XCTestCase {
     }
 
     func testTrailingSlashMeansDirectoryAndEverythingBeneath() {
-        assertMatches("outputs/", ["outputs", "outputs/", "outputs/model.bin", "outputs/a/b"], ["outputsx", "a/outputs/x"])
+        assertMatches(
+            "outputs/", ["outputs", "outputs/", "outputs/model.bin", "outputs/a/b"], ["outputsx", "a/outputs/x"])
         assertMatches("data/*/", ["data/x", "data/x/y.csv"], ["data"])
     }
 

@@ -1,0 +1,92 @@
+import ProctorGit
+import XCTest
+
+final class DiffValidatorTests: XCTestCase {
+    private let policy = DiffPolicy(
+        isEditable: { $0 == "train.py" || ($0.hasPrefix("models/") && $0.hasSuffix(".py")) },
+        isNotes: { $0 == "LOG.md" || $0.hasPrefix("notes/") },
+        maxChangedLines: 10, maxFileBytes: 1000)
+
+    private func rules(_ changes: Change...) -> [String] {
+        DiffValidator.validate(changes, policy: policy).map { "\($0.path) \($0.rule.rawValue)" }
+    }
+
+    func testAllowedChangesPass() {
+        XCTAssertEqual(
+            rules(
+                Change(path: "train.py", kind: .modified, addedLines: 4, removedLines: 4, newSize: 100),
+                Change(path: "models/new.py", kind: .added, oldMode: .absent, addedLines: 2, newSize: 10),
+                Change(path: "notes/idea.md", kind: .added, oldMode: .absent, addedLines: 500, newSize: 900),
+                Change(path: "LOG.md", kind: .modified, isBinary: true, newSize: 10)),
+            [])
+    }
+
+    func testNotEditableAndNewFile() {
+        XCTAssertEqual(rules(Change(path: "prepare.py", kind: .modified, addedLines: 1)), ["prepare.py not-editable"])
+        XCTAssertEqual(
+            rules(Change(path: "sitecustomize.py", kind: .added, oldMode: .absent)), ["sitecustomize.py new-file"])
+        XCTAssertEqual(rules(Change(path: "models/x.txt", kind: .added, oldMode: .absent)), ["models/x.txt new-file"])
+    }
+
+    func testDeletedRenamedMode() {
+        XCTAssertEqual(rules(Change(path: "train.py", kind: .deleted, newMode: .absent)), ["train.py deleted"])
+        XCTAssertEqual(
+            rules(Change(path: "models/b.py", oldPath: "models/a.py", kind: .renamed)), ["models/b.py renamed"])
+        XCTAssertEqual(rules(Change(path: "train.py", kind: .modified, newMode: .executable)), ["train.py mode"])
+        XCTAssertEqual(
+            rules(Change(path: "prepare.py", kind: .typeChange, newMode: .symlink, isSymlink: true)),
+            ["prepare.py mode", "prepare.py not-editable", "prepare.py symlink"])
+    }
+
+    func testSymlinkSubmoduleBinary() {
+        XCTAssertEqual(
+            rules(Change(path: "train.py", kind: .typeChange, newMode: .symlink, isSymlink: true)),
+            ["train.py mode", "train.py symlink"])
+        XCTAssertEqual(
+            rules(Change(path: "notes/link", kind: .added, oldMode: .absent, newMode: .symlink, isSymlink: true)),
+            ["notes/link symlink"])
+        XCTAssertEqual(
+            rules(Change(path: "notes/repo", kind: .added, oldMode: .absent, newMode: .submodule, isSubmodule: true)),
+            ["notes/repo submodule"])
+        XCTAssertEqual(rules(Change(path: "train.py", kind: .modified, isBinary: true)), ["train.py binary"])
+    }
+
+    func testLineCapCountsEditableFilesOnly() {
+        XCTAssertEqual(
+            rules(
+                Change(path: "train.py", kind: .modified, addedLines: 4, removedLines: 3),
+                Change(path: "models/a.py", kind: .modified, addedLines: 3),
+                Change(path: "LOG.md", kind: .modified, addedLines: 1000)),
+            [])
+        let violations = DiffValidator.validate(
+            [
+                Change(path: "train.py", kind: .modified, addedLines: 6, removedLines: 3),
+                Change(path: "models/a.py", kind: .modified, addedLines: 2),
+            ], policy: policy)
+        XCTAssertEqual(violations.map(\.rule), [.diffLines])
+        XCTAssertEqual(violations.first?.path, "train.py")
+        XCTAssertTrue(violations.first?.message.contains("11") == true)
+    }
+
+    func testSizeCapAppliesToNotesToo() {
+        XCTAssertEqual(
+            rules(
+                Change(path: "LOG.md", kind: .modified, newSize: 1001),
+                Change(path: "train.py", kind: .modified, newSize: 1000)),
+            ["LOG.md size"])
+    }
+
+    func testValidatesRealStatus() throws {
+        let (scratch, repo) = try Scratch.repository(self, ["train.py": "a\n", "prepare.py": "p\n", "LOG.md": "l\n"])
+        try scratch.write("train.py", "b\n")
+        try scratch.write("LOG.md", "l\nmore\n")
+        try scratch.write("prepare.py", "fake\n")
+        try scratch.write("numpy.py", "evil\n")
+        try scratch.write("notes/idea.md", "idea\n")
+        try scratch.symlink("notes/x", to: "/etc")
+        let violations = DiffValidator.validate(try repo.status(against: repo.head()!), policy: policy)
+        XCTAssertEqual(
+            violations.map { "\($0.path) \($0.rule.rawValue)" },
+            ["notes/x symlink", "numpy.py new-file", "prepare.py not-editable"])
+    }
+}

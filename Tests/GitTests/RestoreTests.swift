@@ -1,0 +1,100 @@
+import Foundation
+import ProctorGit
+import XCTest
+
+final class RestoreTests: XCTestCase {
+    private let files = [
+        "train.py": "lr = 0.1\n",
+        "run.sh": "#!/bin/sh\n",
+        "src/model.py": "model\n",
+        "src/deep/util.py": "util\n",
+        ".gitignore": ".proctor/\noutputs/\n*.log\n",
+    ]
+    private let excluded = [".proctor/", "outputs/"]
+
+    func testRestoreUndoesEverything() throws {
+        let (scratch, repo) = try Scratch.repository(self, files, executable: ["run.sh"])
+        let commit = try repo.head()!
+        try scratch.write("train.py", "lr = 99\n")
+        try scratch.chmod("train.py", 0o755)
+        try scratch.chmod("run.sh", 0o644)
+        try scratch.remove("src/deep/util.py")
+        try scratch.chmod("src/deep", 0o000)
+        try scratch.write("new.py", "x\n")
+        try scratch.write("newdir/a/b/c.txt", "deep\n")
+        try scratch.write("ignored.log", "ignored by .gitignore\n")
+        try scratch.write("src/untracked.py", "u\n")
+        try scratch.write("locked/inner.txt", "unreadable directory\n")
+        try scratch.chmod("locked", 0o000)
+        try scratch.write(".proctor/results.tsv", "ledger\n")
+        try scratch.write("outputs/model.bin", "weights\n")
+        try FileManager.default.createDirectory(atPath: scratch.path + "/emptydir", withIntermediateDirectories: true)
+
+        try repo.restore(to: commit, excluding: excluded)
+
+        XCTAssertEqual(scratch.read("train.py"), "lr = 0.1\n")
+        XCTAssertEqual(scratch.mode("train.py"), 0o644)
+        XCTAssertEqual(scratch.mode("run.sh"), 0o755)
+        XCTAssertEqual(scratch.read("src/deep/util.py"), "util\n")
+        XCTAssertEqual(scratch.mode("src/deep"), 0o755)
+        for gone in ["new.py", "newdir", "ignored.log", "src/untracked.py", "locked", "emptydir"] {
+            XCTAssertFalse(scratch.exists(gone), gone)
+        }
+        XCTAssertEqual(scratch.read(".proctor/results.tsv"), "ledger\n")
+        XCTAssertEqual(scratch.read("outputs/model.bin"), "weights\n")
+        XCTAssertEqual(try repo.status(against: commit, excluding: excluded), [])
+        XCTAssertEqual(try scratch.git("status", "--porcelain", "--ignored"), "!! .proctor/\n!! outputs/")
+    }
+
+    func testPlantedSymlinksAreRemovedWithoutTouchingTheirTargets() throws {
+        let (scratch, repo) = try Scratch.repository(self, files, executable: ["run.sh"])
+        let commit = try repo.head()!
+        let outside = scratch.root + "/outside"
+        try FileManager.default.createDirectory(atPath: outside + "/sub", withIntermediateDirectories: true)
+        try Data("precious\n".utf8).write(to: URL(fileURLWithPath: outside + "/sub/file.txt"))
+        try Data("precious\n".utf8).write(to: URL(fileURLWithPath: outside + "/model.py"))
+        // An untracked link to a directory, a link replacing a tracked file, a link replacing a tracked directory.
+        try scratch.symlink("escape", to: outside)
+        try scratch.remove("train.py")
+        try scratch.symlink("train.py", to: outside + "/sub/file.txt")
+        try scratch.remove("src")
+        try scratch.symlink("src", to: outside)
+
+        try repo.restore(to: commit, excluding: excluded)
+
+        XCTAssertFalse(scratch.exists("escape"))
+        XCTAssertFalse(scratch.isSymlink("train.py"))
+        XCTAssertFalse(scratch.isSymlink("src"))
+        XCTAssertEqual(scratch.read("train.py"), "lr = 0.1\n")
+        XCTAssertEqual(scratch.read("src/model.py"), "model\n")
+        XCTAssertEqual(try String(contentsOfFile: outside + "/sub/file.txt", encoding: .utf8), "precious\n")
+        XCTAssertEqual(try String(contentsOfFile: outside + "/model.py", encoding: .utf8), "precious\n")
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: outside).sorted(), ["model.py", "sub"])
+        XCTAssertEqual(try repo.status(against: commit, excluding: excluded), [])
+    }
+
+    func testExcludedPrefixIsNotFollowedOrEntered() throws {
+        let (scratch, repo) = try Scratch.repository(self, files)
+        let commit = try repo.head()!
+        try scratch.write("nested/keep/state.json", "{}\n")
+        try scratch.write("nested/drop.txt", "x\n")
+        try repo.restore(to: commit, excluding: ["nested/keep/"])
+        XCTAssertEqual(scratch.read("nested/keep/state.json"), "{}\n")
+        XCTAssertFalse(scratch.exists("nested/drop.txt"))
+    }
+
+    func testRestoreToAnOlderCommitAndIndexMatches() throws {
+        let (scratch, repo) = try Scratch.repository(self, files)
+        let first = try repo.head()!
+        try scratch.write("added-later.py", "later\n")
+        try scratch.write("train.py", "lr = 0.5\n")
+        let second = try repo.commit(message: "second", paths: ["added-later.py", "train.py"])
+        try repo.restore(to: first, excluding: excluded)
+        XCTAssertFalse(scratch.exists("added-later.py"))
+        XCTAssertEqual(scratch.read("train.py"), "lr = 0.1\n")
+        XCTAssertEqual(try repo.status(against: first), [])
+        try repo.restore(to: second, excluding: excluded)
+        XCTAssertEqual(scratch.read("added-later.py"), "later\n")
+        XCTAssertEqual(try scratch.git("status", "--porcelain"), "")
+    }
+}

@@ -1,0 +1,141 @@
+import Foundation
+import ProctorGit
+import XCTest
+
+final class StatusTests: XCTestCase {
+    private let files = [
+        "train.py": "a = 1\nb = 2\nc = 3\n",
+        "prepare.py": "def score():\n    return 1\n",
+        "data/rows.csv": "x,y\n1,2\n",
+        ".gitignore": ".proctor/\noutputs/\n*.log\n",
+        "long.txt": (1...40).map { "line \($0) of a long enough file to be recognised when renamed" }.joined(
+            separator: "\n"),
+    ]
+
+    private func status(_ repo: Repository) throws -> [String: Change] {
+        let changes = try repo.status(against: repo.head()!, excluding: [".proctor/", "outputs"])
+        return Dictionary(uniqueKeysWithValues: changes.map { ($0.path, $0) })
+    }
+
+    func testCleanTreeHasNoChanges() throws {
+        let (_, repo) = try Scratch.repository(self, files)
+        XCTAssertEqual(try repo.status(against: repo.head()!), [])
+    }
+
+    func testModifiedAddedAndDeleted() throws {
+        let (scratch, repo) = try Scratch.repository(self, files)
+        try scratch.write("train.py", "a = 1\nb = 20\nc = 3\nd = 4\n")
+        try scratch.write("notes/LOG.md", "one\ntwo\nthree")
+        try scratch.remove("prepare.py")
+        let changes = try status(repo)
+        XCTAssertEqual(changes.keys.sorted(), ["notes/LOG.md", "prepare.py", "train.py"])
+
+        let train = try XCTUnwrap(changes["train.py"])
+        XCTAssertEqual(train.kind, .modified)
+        XCTAssertEqual([train.addedLines, train.removedLines], [2, 1])
+        XCTAssertEqual([train.oldMode, train.newMode], [.regular, .regular])
+        XCTAssertEqual(train.newSize, 25)
+        XCTAssertFalse(train.isBinary || train.isSymlink || train.isSubmodule)
+
+        let log = try XCTUnwrap(changes["notes/LOG.md"])
+        XCTAssertEqual(log.kind, .added)
+        XCTAssertEqual([log.oldMode, log.newMode], [.absent, .regular])
+        XCTAssertEqual([log.addedLines, log.removedLines], [3, 0])
+        XCTAssertEqual(log.newSize, 13)
+
+        let prepare = try XCTUnwrap(changes["prepare.py"])
+        XCTAssertEqual(prepare.kind, .deleted)
+        XCTAssertEqual([prepare.addedLines, prepare.removedLines], [0, 2])
+        XCTAssertEqual(prepare.newMode, .absent)
+    }
+
+    func testIgnoredFilesAreReportedButExcludedPrefixesAreNot() throws {
+        let (scratch, repo) = try Scratch.repository(self, files)
+        try scratch.write("debug.log", "hidden by .gitignore\n")
+        try scratch.write("deep/er/cache.log", "also ignored\n")
+        try scratch.write(".proctor/results.tsv", "ledger\n")
+        try scratch.write("outputs/model.bin", "weights\n")
+        try scratch.write("outputsx/real.txt", "not excluded: only the directory itself is\n")
+        let changes = try status(repo)
+        XCTAssertEqual(changes.keys.sorted(), ["debug.log", "deep/er/cache.log", "outputsx/real.txt"])
+        XCTAssertEqual(changes["debug.log"]?.kind, .added)
+    }
+
+    func testRenameIsDetected() throws {
+        let (scratch, repo) = try Scratch.repository(self, files)
+        try FileManager.default.moveItem(atPath: scratch.path + "/long.txt", toPath: scratch.path + "/moved.txt")
+        let changes = try status(repo)
+        XCTAssertEqual(changes.count, 1)
+        let moved = try XCTUnwrap(changes["moved.txt"])
+        XCTAssertEqual(moved.kind, .renamed)
+        XCTAssertEqual(moved.oldPath, "long.txt")
+    }
+
+    func testModeChange() throws {
+        let (scratch, repo) = try Scratch.repository(self, files)
+        try scratch.chmod("train.py", 0o755)
+        let train = try XCTUnwrap(status(repo)["train.py"])
+        XCTAssertEqual(train.kind, .modified)
+        XCTAssertEqual([train.oldMode, train.newMode], [.regular, .executable])
+        XCTAssertEqual(train.addedLines + train.removedLines, 0)
+    }
+
+    func testSymlinks() throws {
+        let (scratch, repo) = try Scratch.repository(self, files)
+        try scratch.symlink("escape", to: "/etc/passwd")
+        try scratch.remove("prepare.py")
+        try scratch.symlink("prepare.py", to: "/tmp/fake_prepare.py")
+        let changes = try status(repo)
+        let escape = try XCTUnwrap(changes["escape"])
+        XCTAssertEqual(escape.kind, .added)
+        XCTAssertTrue(escape.isSymlink)
+        XCTAssertEqual(escape.newMode, .symlink)
+        XCTAssertEqual(escape.newSize, Int64("/etc/passwd".utf8.count))
+        let prepare = try XCTUnwrap(changes["prepare.py"])
+        XCTAssertEqual(prepare.kind, .typeChange)
+        XCTAssertTrue(prepare.isSymlink)
+        XCTAssertEqual([prepare.oldMode, prepare.newMode], [.regular, .symlink])
+    }
+
+    func testBinaryContent() throws {
+        let (scratch, repo) = try Scratch.repository(self, files)
+        try scratch.write("train.py", Data([0x61, 0x00, 0x62, 0x0a]))
+        try scratch.write("blob.bin", Data([0x00, 0x01, 0x02, 0xff, 0x00]))
+        let changes = try status(repo)
+        XCTAssertEqual(changes["train.py"]?.isBinary, true)
+        XCTAssertEqual(changes["train.py"]?.addedLines, 0)
+        XCTAssertEqual(changes["blob.bin"]?.isBinary, true)
+        XCTAssertEqual(changes["blob.bin"]?.newSize, 5)
+    }
+
+    func testNestedRepositoryIsASubmodule() throws {
+        let (scratch, repo) = try Scratch.repository(self, files)
+        try scratch.write("vendor/lib/code.py", "x = 1\n")
+        try scratch.run("/usr/bin/git", ["init", "-q", scratch.path + "/vendor/lib"])
+        let changes = try status(repo)
+        let vendor = try XCTUnwrap(changes["vendor/lib"], "\(changes.keys)")
+        XCTAssertTrue(vendor.isSubmodule)
+        XCTAssertEqual(vendor.kind, .added)
+    }
+
+    func testUnreadableDirectoryIsReportedOrRefused() throws {
+        let (scratch, repo) = try Scratch.repository(self, files)
+        try scratch.write("hidden/secret.py", "x\n")
+        try scratch.chmod("hidden", 0o000)
+        // Root reads it anyway; anyone else gets an error. Never a silently clean tree.
+        do {
+            XCTAssertEqual(try status(repo).keys.sorted(), ["hidden/secret.py"])
+        } catch {
+            XCTAssertNotEqual(getuid(), 0, "\(error)")
+        }
+    }
+
+    func testStatusAgainstAnOlderCommit() throws {
+        let (scratch, repo) = try Scratch.repository(self, files)
+        let first = try repo.head()!
+        try scratch.write("train.py", "changed\n")
+        try scratch.git("commit", "-q", "-am", "second")
+        XCTAssertEqual(try repo.status(against: repo.head()!), [])
+        XCTAssertEqual(try repo.status(against: first).map(\.path), ["train.py"])
+    }
+}
