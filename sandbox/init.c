@@ -1,0 +1,296 @@
+/*
+ * init (pid 1 of the sandbox) and the command child it forks.
+ *
+ * init: maps its ids, waits until the helper has put it into the cgroups, builds the mount
+ * tree, forks the command, reaps everything and forwards SIGTERM. When the command exits it
+ * kills the rest of the namespace and reports the status to the helper.
+ *
+ * command child: setsid, Landlock, capabilities, no_new_privs, seccomp (last), rlimits, exec.
+ */
+#include "psb.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/capability.h>
+#include <linux/securebits.h>
+#include <net/if.h>
+#include <poll.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#ifndef SECURE_NO_CAP_AMBIENT_RAISE
+#define SECURE_NO_CAP_AMBIENT_RAISE 6
+#define SECURE_NO_CAP_AMBIENT_RAISE_LOCKED 7
+#endif
+#ifndef PR_CAP_AMBIENT
+#define PR_CAP_AMBIENT 47
+#define PR_CAP_AMBIENT_CLEAR_ALL 4
+#endif
+
+extern char **environ;
+
+static void psb_noop(int sig) { (void)sig; }
+
+static void fail(int fd, const char *stage, const char *fmt, const char *arg)
+{
+    int e = errno;
+    psb_child_fail(fd, 0, stage, e, fmt, arg);
+}
+
+static void loopback_up(int st)
+{
+    int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (s < 0)
+        fail(st, "network", "socket for %s", "lo");
+    struct ifreq ifr;
+    memset(&ifr, 0, sizeof ifr);
+    strcpy(ifr.ifr_name, "lo");
+    if (ioctl(s, SIOCGIFFLAGS, &ifr) < 0)
+        fail(st, "network", "SIOCGIFFLAGS %s", "lo");
+    ifr.ifr_flags |= IFF_UP | IFF_RUNNING;
+    if (ioctl(s, SIOCSIFFLAGS, &ifr) < 0)
+        fail(st, "network", "SIOCSIFFLAGS %s up", "lo");
+    close(s);
+}
+
+static void drop_caps(int sk)
+{
+    /* uid 0 inside (proctor run as root) would regain a full permitted set on execve:
+     * NOROOT stops that, NO_SETUID_FIXUP and the locks keep the command from undoing it.
+     * This needs CAP_SETPCAP, so it comes before the capability sets are cleared. */
+    unsigned long bits = (1UL << SECURE_NOROOT) | (1UL << SECURE_NOROOT_LOCKED) |
+                         (1UL << SECURE_NO_SETUID_FIXUP) | (1UL << SECURE_NO_SETUID_FIXUP_LOCKED) |
+                         (1UL << SECURE_KEEP_CAPS_LOCKED) | (1UL << SECURE_NO_CAP_AMBIENT_RAISE) |
+                         (1UL << SECURE_NO_CAP_AMBIENT_RAISE_LOCKED);
+    if (prctl(PR_SET_SECUREBITS, bits, 0, 0, 0) < 0)
+        psb_child_fail(sk, 1, "caps", errno, "PR_SET_SECUREBITS");
+    for (int c = 0; c < 64; c++) {
+        if (prctl(PR_CAPBSET_DROP, c, 0, 0, 0) < 0) {
+            if (errno == EINVAL)
+                break; /* past CAP_LAST_CAP */
+            psb_child_fail(sk, 1, "caps", errno, "PR_CAPBSET_DROP %d", c);
+        }
+    }
+    if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) < 0 && errno != EINVAL)
+        psb_child_fail(sk, 1, "caps", errno, "PR_CAP_AMBIENT_CLEAR_ALL");
+    struct __user_cap_header_struct h = {_LINUX_CAPABILITY_VERSION_3, 0};
+    struct __user_cap_data_struct d[2];
+    memset(d, 0, sizeof d);
+    if (syscall(SYS_capset, &h, d) < 0)
+        psb_child_fail(sk, 1, "caps", errno, "capset");
+}
+
+static void send_fd(int sk, int fd)
+{
+    struct psb_rec r;
+    memset(&r, 0, sizeof r);
+    r.kind = PSB_REC_NOTIFYFD;
+    char cbuf[CMSG_SPACE(sizeof(int))];
+    memset(cbuf, 0, sizeof cbuf);
+    struct iovec iov = {&r, sizeof r};
+    struct msghdr mh = {0};
+    mh.msg_iov = &iov;
+    mh.msg_iovlen = 1;
+    mh.msg_control = cbuf;
+    mh.msg_controllen = sizeof cbuf;
+    struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
+    cm->cmsg_level = SOL_SOCKET;
+    cm->cmsg_type = SCM_RIGHTS;
+    cm->cmsg_len = CMSG_LEN(sizeof(int));
+    memcpy(CMSG_DATA(cm), &fd, sizeof fd);
+    if (sendmsg(sk, &mh, MSG_NOSIGNAL) < 0)
+        psb_child_fail(sk, 1, "seccomp", errno, "send listener fd");
+}
+
+static void send_warn(int sk, const char *limit, const char *msg)
+{
+    struct psb_rec r;
+    memset(&r, 0, sizeof r);
+    r.kind = PSB_REC_WARN;
+    snprintf(r.stage, sizeof r.stage, "%s", limit);
+    snprintf(r.msg, sizeof r.msg, "%s", msg);
+    (void)send(sk, &r, sizeof r, MSG_NOSIGNAL);
+}
+
+static void run_command(struct psb_child_ctx *ctx) __attribute__((noreturn));
+static void run_command(struct psb_child_ctx *ctx)
+{
+    const struct psb_config *cfg = ctx->cfg;
+    int sk = ctx->setup_sock;
+    char err[512];
+
+    struct sigaction dfl = {.sa_handler = SIG_DFL};
+    sigaction(SIGTERM, &dfl, NULL);
+    sigaction(SIGINT, &dfl, NULL);
+    sigaction(SIGHUP, &dfl, NULL);
+    sigaction(SIGCHLD, &dfl, NULL);
+    signal(SIGPIPE, SIG_DFL);
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);
+
+    /* A new session: no controlling terminal to push input into (TIOCSTI is denied too). */
+    if (setsid() < 0)
+        psb_child_fail(sk, 1, "session", errno, "setsid");
+    if (ctx->out_wr >= 0) {
+        if (dup2(ctx->out_wr, 1) < 0 || dup2(ctx->err_wr, 2) < 0)
+            psb_child_fail(sk, 1, "stdio", errno, "dup2");
+    }
+    /* runc CVE-2024-21626: nothing but 0, 1, 2 (and the close-on-exec setup socket) survives. */
+    if (sk > 3 && syscall(SYS_close_range, 3U, (unsigned)sk - 1, 0U) < 0)
+        for (int f = 3; f < sk; f++)
+            close(f);
+    if (syscall(SYS_close_range, (unsigned)sk + 1, ~0U, 0U) < 0)
+        for (int f = sk + 1; f < 65536; f++)
+            close(f);
+
+    if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
+        psb_child_fail(sk, 1, "caps", errno, "PR_SET_NO_NEW_PRIVS");
+
+    /* Landlock needs the final mount tree (paths are opened here, inside the new root). */
+    if (ctx->landlock_abi >= 1) {
+        int r = psb_landlock_apply(cfg, ctx->landlock_abi, err, sizeof err);
+        if (r < 0)
+            psb_child_fail(sk, 1, "landlock", -r, "%s", err);
+    }
+    drop_caps(sk);
+
+    /* seccomp comes last: the mount, Landlock and prctl calls above would be denied by it. */
+    int lfd = psb_seccomp_load(ctx->bpf, cfg->audit_writes);
+    if (lfd < 0)
+        psb_child_fail(sk, 1, "seccomp", -lfd, "load filter");
+    if (cfg->audit_writes) {
+        send_fd(sk, lfd);
+        close(lfd);
+    }
+    /* After the listener fd is out: RLIMIT_NOFILE may be tiny. */
+    if (psb_rlimits_apply(cfg, &ctx->plan, err, sizeof err) < 0)
+        psb_child_fail(sk, 1, "rlimits", errno, "%s", err);
+    if (cfg->chdir_to && chdir(cfg->chdir_to) < 0)
+        psb_child_fail(sk, 1, "chdir", errno, "chdir %s", cfg->chdir_to);
+    (void)send_warn;
+
+    /* execvpe searches the PATH of `environ`: point it at the sandbox's own environment. */
+    environ = (char **)cfg->env;
+    execvpe(cfg->argv[0], cfg->argv, (char **)cfg->env);
+    int e = errno;
+    dprintf(2, "proctor-sandbox: %s: %s\n", cfg->argv[0], strerror(e));
+    _exit(e == ENOENT ? 127 : 126);
+}
+
+int psb_init_main(void *arg)
+{
+    struct psb_child_ctx *ctx = arg;
+    const struct psb_config *cfg = ctx->cfg;
+    int st = ctx->status_wr;
+    char err[512];
+
+    /* pid 1 only receives signals it has a handler for, even from the helper. */
+    struct sigaction sa = {.sa_handler = psb_noop};
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGHUP, &sa, NULL);
+    sigaction(SIGCHLD, &sa, NULL);
+
+    memset(psb_wipe_start, 0, psb_wipe_len);
+    prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
+    /* getppid() is 0 across the PID namespace boundary; a widowed status pipe says the same. */
+    struct pollfd pp = {st, 0, 0};
+    if (poll(&pp, 1, 0) > 0 && (pp.revents & POLLERR))
+        _exit(125);
+
+    close(ctx->sync_wr);
+    close(ctx->status_rd);
+    close(ctx->setup_sock_peer);
+    if (ctx->out_rd >= 0) {
+        close(ctx->out_rd);
+        close(ctx->err_rd);
+    }
+    if (cfg->report_fd >= 0)
+        close(cfg->report_fd);
+    if (cfg->parent_fd >= 0)
+        close(cfg->parent_fd);
+
+    char map[64];
+    if (psb_write_file("/proc/self/setgroups", "deny") < 0 && errno != ENOENT)
+        fail(st, "userns", "write %s", "/proc/self/setgroups");
+    snprintf(map, sizeof map, "%u %u 1\n", (unsigned)ctx->uid, (unsigned)ctx->uid);
+    if (psb_write_file("/proc/self/uid_map", map) < 0)
+        fail(st, "userns", "write %s", "/proc/self/uid_map");
+    snprintf(map, sizeof map, "%u %u 1\n", (unsigned)ctx->gid, (unsigned)ctx->gid);
+    if (psb_write_file("/proc/self/gid_map", map) < 0)
+        fail(st, "userns", "write %s", "/proc/self/gid_map");
+
+    char b;
+    ssize_t k;
+    do
+        k = read(ctx->sync_rd, &b, 1);
+    while (k < 0 && errno == EINTR);
+    if (k != 1)
+        _exit(125); /* the helper failed or died; it reports */
+    close(ctx->sync_rd);
+    /* Now inside the sandbox's cgroups: make them the root of the cgroup namespace. */
+    (void)unshare(CLONE_NEWCGROUP);
+    /* Not dumpable: the command (same uid) can neither read /proc/1/environ (the helper's
+     * environment lives in this copy of its memory) nor see pid 1 with hidepid. */
+    prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+
+    if (cfg->net == PSB_NET_LOOPBACK)
+        loopback_up(st);
+    (void)sethostname("proctor", 7);
+
+    if (psb_open_sources(cfg, err, sizeof err) < 0)
+        psb_child_fail(st, 0, "mounts", errno, "%s", err);
+    if (psb_build_root(cfg, err, sizeof err) < 0)
+        psb_child_fail(st, 0, "mounts", errno, "%s", err);
+
+    pid_t cmd = fork();
+    if (cmd < 0)
+        fail(st, "fork", "fork %s", cfg->argv[0]);
+    if (cmd == 0) {
+        close(st);
+        run_command(ctx);
+    }
+    close(ctx->setup_sock);
+    if (ctx->out_wr >= 0) {
+        close(ctx->out_wr);
+        close(ctx->err_wr);
+    }
+
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGCHLD);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGHUP);
+    sigprocmask(SIG_BLOCK, &set, NULL);
+    for (;;) {
+        int ws;
+        pid_t w;
+        while ((w = waitpid(-1, &ws, WNOHANG)) > 0) {
+            if (w == cmd) {
+                /* The command is done: nothing it started may outlive it. */
+                kill(-1, SIGKILL);
+                struct psb_rec r;
+                memset(&r, 0, sizeof r);
+                r.kind = PSB_REC_EXIT;
+                r.wstatus = ws;
+                (void)psb_write_all(st, &r, sizeof r);
+                _exit(0);
+            }
+        }
+        siginfo_t si;
+        int s = sigwaitinfo(&set, &si);
+        if (s == SIGTERM || s == SIGINT || s == SIGHUP)
+            kill(-1, SIGTERM);
+    }
+}

@@ -1,0 +1,480 @@
+/*
+ * The sandbox's mount tree, built by init inside its new user and mount namespaces.
+ *
+ * 1. `/` becomes rprivate so nothing propagates back to the host.
+ * 2. Every source is opened first (O_PATH), while the host tree is still whole. Writable
+ *    sources, and read-only sources beneath a writable one, are resolved without following
+ *    any symlink (openat2 RESOLVE_NO_SYMLINKS, else a component walk with O_NOFOLLOW): a link
+ *    planted by a previous run can never redirect a mount.
+ * 3. A tmpfs becomes the new root; binds are cloned from the source fds (open_tree), made
+ *    nosuid/nodev (and read-only, recursively) while still detached (mount_setattr), then
+ *    attached to a destination that was itself opened without following symlinks.
+ * 4. pivot_root(".", ".") and a lazy unmount of the old root.
+ */
+#include "psb.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <linux/openat2.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#ifndef SYS_open_tree
+#define SYS_open_tree 428
+#endif
+#ifndef SYS_move_mount
+#define SYS_move_mount 429
+#endif
+#ifndef SYS_mount_setattr
+#define SYS_mount_setattr 442
+#endif
+#ifndef SYS_openat2
+#define SYS_openat2 437
+#endif
+#ifndef OPEN_TREE_CLONE
+#define OPEN_TREE_CLONE 1
+#endif
+#ifndef OPEN_TREE_CLOEXEC
+#define OPEN_TREE_CLOEXEC O_CLOEXEC
+#endif
+#ifndef MOVE_MOUNT_F_EMPTY_PATH
+#define MOVE_MOUNT_F_EMPTY_PATH 0x00000004
+#endif
+#ifndef MOVE_MOUNT_T_EMPTY_PATH
+#define MOVE_MOUNT_T_EMPTY_PATH 0x00000040
+#endif
+#ifndef AT_RECURSIVE
+#define AT_RECURSIVE 0x8000
+#endif
+#define PSB_MOUNT_ATTR_RDONLY 0x00000001
+#define PSB_MOUNT_ATTR_NOSUID 0x00000002
+#define PSB_MOUNT_ATTR_NODEV 0x00000004
+#define PSB_MOUNT_ATTR_NOEXEC 0x00000008
+
+struct psb_mount_attr {
+    uint64_t attr_set, attr_clr, propagation, userns_fd;
+};
+
+static int src_fds[PSB_MAX_OPS];
+static int dev_fds[5] = {-1, -1, -1, -1, -1};
+static const char *const dev_names[5] = {"null", "zero", "full", "random", "urandom"};
+static int have_new_api = 1;
+static const char *base;
+
+#define ERR(...) (snprintf(err, errlen, __VA_ARGS__), -1)
+
+int psb_open_nofollow(int dirfd, const char *path, int flags, int create, int want_dir)
+{
+    char buf[PATH_MAX];
+    if (strlen(path) >= sizeof buf) {
+        errno = ENAMETOOLONG;
+        return -1;
+    }
+    strcpy(buf, path);
+    int cur = openat(dirfd, (dirfd == AT_FDCWD && path[0] == '/') ? "/" : ".", O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (cur < 0)
+        return -1;
+    char *save = NULL;
+    char *comp = strtok_r(buf, "/", &save);
+    while (comp) {
+        char *next = strtok_r(NULL, "/", &save);
+        int last = next == NULL;
+        int oflags = O_PATH | O_NOFOLLOW | O_CLOEXEC | (last ? flags : O_DIRECTORY);
+        int fd = openat(cur, comp, oflags);
+        if (fd < 0 && errno == ENOENT && create) {
+            if (!last || want_dir) {
+                if (mkdirat(cur, comp, 0755) < 0 && errno != EEXIST)
+                    goto fail;
+            } else {
+                int f = openat(cur, comp, O_CREAT | O_EXCL | O_WRONLY | O_NOFOLLOW | O_CLOEXEC, 0444);
+                if (f < 0 && errno != EEXIST)
+                    goto fail;
+                if (f >= 0)
+                    close(f);
+            }
+            fd = openat(cur, comp, oflags);
+        }
+        if (fd < 0) {
+            struct stat st;
+            if (errno == ENOTDIR && fstatat(cur, comp, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISLNK(st.st_mode))
+                errno = ELOOP;
+            goto fail;
+        }
+        if (last) {
+            struct stat st;
+            if (fstat(fd, &st) == 0 && S_ISLNK(st.st_mode)) {
+                close(fd);
+                errno = ELOOP;
+                goto fail;
+            }
+        }
+        close(cur);
+        cur = fd;
+        comp = next;
+    }
+    return cur;
+fail: {
+    int e = errno;
+    close(cur);
+    errno = e;
+    return -1;
+}
+}
+
+/* No symlink anywhere on the path; openat2 when the kernel has it (5.6+). */
+static int open_strict(const char *path)
+{
+    struct open_how how = {.flags = O_PATH | O_CLOEXEC, .resolve = RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS};
+    int fd = (int)syscall(SYS_openat2, AT_FDCWD, path, &how, sizeof how);
+    if (fd >= 0 || (errno != ENOSYS && errno != E2BIG && errno != EINVAL))
+        return fd;
+    return psb_open_nofollow(AT_FDCWD, path, 0, 0, 0);
+}
+
+static int beneath(const char *p, const char *b)
+{
+    size_t n = strlen(b);
+    return strncmp(p, b, n) == 0 && (p[n] == '/' || p[n] == 0 || (n == 1 && b[0] == '/'));
+}
+
+int psb_open_sources(const struct psb_config *cfg, char *err, size_t errlen)
+{
+    /* Nothing done here may propagate back into the host's mount namespace. */
+    if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
+        return ERR("make / rprivate");
+    for (int i = 0; i < cfg->nops; i++) {
+        const struct psb_op *o = &cfg->ops[i];
+        src_fds[i] = -1;
+        if (o->kind != PSB_OP_RO && o->kind != PSB_OP_RO_TRY && o->kind != PSB_OP_RW)
+            continue;
+        int strict = o->kind == PSB_OP_RW;
+        for (int j = 0; j < cfg->nops && !strict; j++)
+            if (cfg->ops[j].kind == PSB_OP_RW && beneath(o->src, cfg->ops[j].src))
+                strict = 1;
+        int fd = strict ? open_strict(o->src) : open(o->src, O_PATH | O_CLOEXEC);
+        if (fd < 0) {
+            if (o->kind == PSB_OP_RO_TRY && (errno == ENOENT || errno == ENOTDIR))
+                continue;
+            return ERR("open %s %s%s", o->kind == PSB_OP_RW ? "--rw" : "--ro", o->src,
+                       strict ? " (no symlinks allowed)" : "");
+        }
+        src_fds[i] = fd;
+    }
+    for (int i = 0; i < cfg->nops; i++) {
+        if (cfg->ops[i].kind != PSB_OP_DEV)
+            continue;
+        for (int d = 0; d < 5; d++) {
+            char p[32];
+            snprintf(p, sizeof p, "/dev/%s", dev_names[d]);
+            dev_fds[d] = open(p, O_PATH | O_CLOEXEC);
+            if (dev_fds[d] < 0)
+                return ERR("open %s for --dev", p);
+        }
+        break;
+    }
+    return 0;
+}
+
+static int fdpath(char *buf, size_t len, int fd)
+{
+    return snprintf(buf, len, "/proc/self/fd/%d", fd);
+}
+
+static unsigned long locked_flags(int fd)
+{
+    struct statvfs sv;
+    unsigned long f = 0;
+    if (fstatvfs(fd, &sv) < 0)
+        return 0;
+    if (sv.f_flag & ST_NOSUID)
+        f |= MS_NOSUID;
+    if (sv.f_flag & ST_NODEV)
+        f |= MS_NODEV;
+    if (sv.f_flag & ST_NOEXEC)
+        f |= MS_NOEXEC;
+    if (sv.f_flag & ST_NOATIME)
+        f |= MS_NOATIME;
+    if (sv.f_flag & ST_NODIRATIME)
+        f |= MS_NODIRATIME;
+    if (sv.f_flag & ST_RELATIME)
+        f |= MS_RELATIME;
+    return f;
+}
+
+/* Clone the tree at src_fd onto dst_fd with attributes set before it becomes visible. */
+static int bind_fd(int src_fd, int dst_fd, const char *dst_path, uint64_t attrs, int recursive)
+{
+    if (have_new_api) {
+        int t = (int)syscall(SYS_open_tree, src_fd, "",
+                             OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_EMPTY_PATH | (recursive ? AT_RECURSIVE : 0));
+        if (t >= 0) {
+            struct psb_mount_attr ma = {.attr_set = attrs};
+            if (syscall(SYS_mount_setattr, t, "", AT_EMPTY_PATH | (recursive ? AT_RECURSIVE : 0), &ma, sizeof ma) < 0 ||
+                syscall(SYS_move_mount, t, "", dst_fd, "", MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH) < 0) {
+                int e = errno;
+                close(t);
+                errno = e;
+                return -1;
+            }
+            close(t);
+            return 0;
+        }
+        if (errno != ENOSYS)
+            return -1;
+        have_new_api = 0;
+    }
+    /* Pre-5.12 kernels: classic bind, then a remount that keeps the source's locked flags
+     * (a userns may add nosuid/nodev/rdonly but never clear them). Only the top mount
+     * becomes read-only here; submounts keep their own flags. */
+    char s[64], d[64];
+    fdpath(s, sizeof s, src_fd);
+    fdpath(d, sizeof d, dst_fd);
+    if (mount(s, d, NULL, MS_BIND | (recursive ? MS_REC : 0), NULL) < 0)
+        return -1;
+    unsigned long fl = MS_REMOUNT | MS_BIND | locked_flags(src_fd);
+    if (attrs & PSB_MOUNT_ATTR_RDONLY)
+        fl |= MS_RDONLY;
+    if (attrs & PSB_MOUNT_ATTR_NOSUID)
+        fl |= MS_NOSUID;
+    if (attrs & PSB_MOUNT_ATTR_NODEV)
+        fl |= MS_NODEV;
+    if (attrs & PSB_MOUNT_ATTR_NOEXEC)
+        fl |= MS_NOEXEC;
+    return mount(NULL, dst_path, NULL, fl, NULL);
+}
+
+static int empty_file_fd(int rootfd)
+{
+    static int fd = -1;
+    if (fd >= 0)
+        return fd;
+    int f = openat(rootfd, ".psb-empty", O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0444);
+    if (f < 0)
+        return -1;
+    close(f);
+    fd = openat(rootfd, ".psb-empty", O_PATH | O_CLOEXEC);
+    return fd;
+}
+
+static int mount_tmpfs(int dfd, unsigned long flags, const char *opts)
+{
+    char d[64];
+    fdpath(d, sizeof d, dfd);
+    return mount("tmpfs", d, "tmpfs", flags, opts);
+}
+
+/* Hide the existing node at `name` beneath dirfd (or dirfd itself when name is NULL). */
+static int hide_at(int rootfd, int dfd)
+{
+    struct stat st;
+    if (fstat(dfd, &st) < 0)
+        return -1;
+    if (S_ISDIR(st.st_mode))
+        return mount_tmpfs(dfd, MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, "mode=0555,size=4k,nr_inodes=1");
+    int ef = empty_file_fd(rootfd);
+    if (ef < 0)
+        return -1;
+    char p[64];
+    fdpath(p, sizeof p, dfd);
+    return bind_fd(ef, dfd, p, PSB_MOUNT_ATTR_RDONLY | PSB_MOUNT_ATTR_NOSUID | PSB_MOUNT_ATTR_NODEV |
+                                    PSB_MOUNT_ATTR_NOEXEC, 0);
+}
+
+static int full_path(char *buf, size_t len, const char *dst)
+{
+    return snprintf(buf, len, "%s%s", strcmp(base, "/") ? base : "", dst);
+}
+
+static int build_dev(int rootfd, const char *dst, char *err, size_t errlen)
+{
+    int dfd = psb_open_nofollow(rootfd, dst, O_DIRECTORY, 1, 1);
+    if (dfd < 0)
+        return ERR("create --dev %s", dst);
+    if (mount_tmpfs(dfd, MS_NOSUID | MS_NOEXEC, "mode=0755,size=64k,nr_inodes=64") < 0)
+        return ERR("mount tmpfs on --dev %s", dst);
+    close(dfd);
+    /* Reopen through the path: the fd above still names the covered directory. */
+    int dev = psb_open_nofollow(rootfd, dst, O_DIRECTORY, 0, 1);
+    if (dev < 0)
+        return ERR("open --dev %s", dst);
+    int devw = openat(dev, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (devw < 0)
+        return ERR("open --dev %s", dst);
+    for (int d = 0; d < 5; d++) {
+        int f = openat(devw, dev_names[d], O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0444);
+        if (f < 0)
+            return ERR("create %s/%s", dst, dev_names[d]);
+        close(f);
+        int t = openat(devw, dev_names[d], O_PATH | O_NOFOLLOW | O_CLOEXEC);
+        char p[PATH_MAX];
+        full_path(p, sizeof p, dst);
+        strncat(p, "/", sizeof p - strlen(p) - 1);
+        strncat(p, dev_names[d], sizeof p - strlen(p) - 1);
+        /* The device binds must not be nodev; the tmpfs they sit on is read-only below. */
+        if (t < 0 || bind_fd(dev_fds[d], t, p, PSB_MOUNT_ATTR_NOSUID | PSB_MOUNT_ATTR_NOEXEC, 0) < 0)
+            return ERR("bind /dev/%s on %s", dev_names[d], dst);
+        close(t);
+    }
+    static const char *const links[][2] = {
+        {"fd", "/proc/self/fd"}, {"stdin", "/proc/self/fd/0"}, {"stdout", "/proc/self/fd/1"},
+        {"stderr", "/proc/self/fd/2"}};
+    for (size_t i = 0; i < sizeof links / sizeof links[0]; i++)
+        if (symlinkat(links[i][1], devw, links[i][0]) < 0)
+            return ERR("symlink %s/%s", dst, links[i][0]);
+    close(devw);
+    char p[PATH_MAX];
+    full_path(p, sizeof p, dst);
+    /* Read-only: no /dev/shm, no files to fill memory with. */
+    if (mount(NULL, p, NULL, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NOEXEC, NULL) < 0)
+        return ERR("remount --dev %s read-only", dst);
+    close(dev);
+    return 0;
+}
+
+static int build_proc(int rootfd, const char *dst, char *err, size_t errlen)
+{
+    int dfd = psb_open_nofollow(rootfd, dst, O_DIRECTORY, 1, 1);
+    if (dfd < 0)
+        return ERR("create --proc %s", dst);
+    char d[64];
+    fdpath(d, sizeof d, dfd);
+    /* hidepid=invisible: pid 1 (not dumpable) and anything else the command may not ptrace
+     * disappears from the listing. The fresh mount belongs to the new PID namespace, so no
+     * host process is there at all. */
+    unsigned long fl = MS_NOSUID | MS_NODEV | MS_NOEXEC;
+    if (mount("proc", d, "proc", fl, "hidepid=invisible") < 0 && mount("proc", d, "proc", fl, "hidepid=2") < 0 &&
+        mount("proc", d, "proc", fl, NULL) < 0)
+        return ERR("mount proc on %s", dst);
+    close(dfd);
+    int pfd = psb_open_nofollow(rootfd, dst, O_DIRECTORY, 0, 1);
+    if (pfd < 0)
+        return ERR("open --proc %s", dst);
+    static const char *const ro[] = {"sys", "sysrq-trigger", "irq", "bus", "fs"};
+    static const char *const hide[] = {"kcore", "keys", "timer_list", "sched_debug", "latency_stats", "acpi", "scsi"};
+    char p[PATH_MAX];
+    for (size_t i = 0; i < sizeof ro / sizeof ro[0]; i++) {
+        int t = openat(pfd, ro[i], O_PATH | O_NOFOLLOW | O_CLOEXEC);
+        if (t < 0)
+            continue;
+        full_path(p, sizeof p, dst);
+        strncat(p, "/", sizeof p - strlen(p) - 1);
+        strncat(p, ro[i], sizeof p - strlen(p) - 1);
+        if (bind_fd(t, t, p, PSB_MOUNT_ATTR_RDONLY | PSB_MOUNT_ATTR_NOSUID | PSB_MOUNT_ATTR_NODEV | PSB_MOUNT_ATTR_NOEXEC, 1) < 0)
+            return ERR("mask %s/%s read-only", dst, ro[i]);
+        close(t);
+    }
+    for (size_t i = 0; i < sizeof hide / sizeof hide[0]; i++) {
+        int t = openat(pfd, hide[i], O_PATH | O_NOFOLLOW | O_CLOEXEC);
+        if (t < 0)
+            continue;
+        if (hide_at(rootfd, t) < 0)
+            return ERR("mask %s/%s", dst, hide[i]);
+        close(t);
+    }
+    close(pfd);
+    return 0;
+}
+
+int psb_build_root(const struct psb_config *cfg, char *err, size_t errlen)
+{
+    static const char *const bases[] = {"/tmp", "/mnt", "/run", "/var/tmp"};
+    struct stat st;
+    base = NULL;
+    for (size_t i = 0; i < sizeof bases / sizeof bases[0]; i++)
+        if (stat(bases[i], &st) == 0 && S_ISDIR(st.st_mode)) {
+            base = bases[i];
+            break;
+        }
+    if (!base)
+        return errno = ENOENT, ERR("no directory to build the new root on");
+    /* The root tmpfs only holds mount points; it is made read-only before the pivot. */
+    if (mount("tmpfs", base, "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755,size=1m") < 0)
+        return ERR("mount root tmpfs on %s", base);
+    int rootfd = open(base, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (rootfd < 0)
+        return ERR("open new root %s", base);
+
+    for (int i = 0; i < cfg->nops; i++) {
+        const struct psb_op *o = &cfg->ops[i];
+        char p[PATH_MAX];
+        full_path(p, sizeof p, o->dst);
+        switch (o->kind) {
+        case PSB_OP_RO:
+        case PSB_OP_RO_TRY:
+        case PSB_OP_RW: {
+            if (src_fds[i] < 0)
+                continue; /* --ro-try with a missing source */
+            if (fstat(src_fds[i], &st) < 0)
+                return ERR("stat %s", o->src);
+            int dfd = psb_open_nofollow(rootfd, o->dst, 0, 1, S_ISDIR(st.st_mode));
+            if (dfd < 0)
+                return ERR("create mount point %s", o->dst);
+            uint64_t attrs = PSB_MOUNT_ATTR_NOSUID | PSB_MOUNT_ATTR_NODEV;
+            if (o->kind != PSB_OP_RW)
+                attrs |= PSB_MOUNT_ATTR_RDONLY;
+            if (bind_fd(src_fds[i], dfd, p, attrs, 1) < 0)
+                return ERR("bind %s on %s %s", o->src, o->dst, o->kind == PSB_OP_RW ? "rw" : "ro");
+            close(dfd);
+            close(src_fds[i]);
+            src_fds[i] = -1;
+            break;
+        }
+        case PSB_OP_HIDE: {
+            int dfd = psb_open_nofollow(rootfd, o->dst, 0, 0, 0);
+            if (dfd < 0) {
+                if (errno == ENOENT)
+                    continue; /* nothing there to hide */
+                return ERR("open --hide %s", o->dst);
+            }
+            if (hide_at(rootfd, dfd) < 0)
+                return ERR("hide %s", o->dst);
+            close(dfd);
+            break;
+        }
+        case PSB_OP_TMPFS: {
+            int dfd = psb_open_nofollow(rootfd, o->dst, O_DIRECTORY, 1, 1);
+            if (dfd < 0)
+                return ERR("create --tmpfs %s", o->dst);
+            char opts[64];
+            snprintf(opts, sizeof opts, "mode=1777,size=%llu", (unsigned long long)o->size);
+            if (mount_tmpfs(dfd, MS_NOSUID | MS_NODEV, opts) < 0)
+                return ERR("mount tmpfs on %s", o->dst);
+            close(dfd);
+            break;
+        }
+        case PSB_OP_DEV:
+            if (build_dev(rootfd, o->dst, err, errlen) < 0)
+                return -1;
+            break;
+        case PSB_OP_PROC:
+            if (build_proc(rootfd, o->dst, err, errlen) < 0)
+                return -1;
+            break;
+        }
+    }
+    (void)unlinkat(rootfd, ".psb-empty", 0);
+    if (mount(NULL, base, NULL, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV, NULL) < 0)
+        return ERR("remount new root read-only");
+    if (fchdir(rootfd) < 0)
+        return ERR("chdir new root");
+    close(rootfd);
+    /* pivot_root(".", "."): the old root ends up stacked on "." and is detached at once, so
+     * no path to the host tree remains. */
+    if (syscall(SYS_pivot_root, ".", ".") < 0)
+        return ERR("pivot_root");
+    if (umount2(".", MNT_DETACH) < 0)
+        return ERR("detach old root");
+    if (chdir("/") < 0)
+        return ERR("chdir /");
+    for (int d = 0; d < 5; d++)
+        if (dev_fds[d] >= 0)
+            close(dev_fds[d]);
+    return 0;
+}

@@ -1,0 +1,143 @@
+/* proctor-sandbox: shared declarations. Every symbol is prefixed psb_. */
+#ifndef PSB_H
+#define PSB_H
+
+#include <stdint.h>
+#include <stddef.h>
+#include <sys/types.h>
+
+#define PSB_MAX_OPS 256
+#define PSB_MAX_ENV 256
+#define PSB_MAX_WRITABLE 512
+
+enum psb_op_kind {
+    PSB_OP_RO,
+    PSB_OP_RO_TRY,
+    PSB_OP_RW,
+    PSB_OP_HIDE,
+    PSB_OP_TMPFS,
+    PSB_OP_DEV,
+    PSB_OP_PROC,
+};
+
+struct psb_op {
+    enum psb_op_kind kind;
+    const char *src; /* host path (ro/rw) */
+    const char *dst; /* path inside the sandbox */
+    uint64_t size;   /* tmpfs */
+    int src_fd;      /* opened in init before the new root hides the host tree */
+    int src_is_dir;
+};
+
+enum psb_net { PSB_NET_NONE, PSB_NET_LOOPBACK, PSB_NET_HOST };
+
+/* Everything parsed from the command line; immutable after parsing except fds. */
+struct psb_config {
+    struct psb_op ops[PSB_MAX_OPS];
+    int nops;
+    const char *chdir_to;
+    char *env[PSB_MAX_ENV + 1];
+    int nenv;
+    enum psb_net net;
+    long long timeout_ms; /* 0 = none */
+    long long grace_ms;
+    long long cpu_s;      /* -1 = unset */
+    long long memory;     /* bytes, -1 = unset */
+    long long pids;       /* -1 = unset */
+    long long fsize;      /* -1 = unset */
+    long long nofile;     /* -1 = unset */
+    const char *output_dir;
+    long long output_limit; /* -1 = unset */
+    long long stdio_limit;  /* -1 = unset */
+    int audit_writes;
+    const char *writable[PSB_MAX_WRITABLE];
+    int nwritable;
+    int report_fd;  /* -1 = none */
+    int parent_fd;  /* -1 = none */
+    char **argv;    /* command */
+};
+
+/* How a limit ended up enforced, decided by the helper before clone. */
+struct psb_plan {
+    int use_rlimit_as;    /* memory fallback */
+    int use_rlimit_nproc; /* pids fallback */
+};
+
+/* Records on the status pipe (init -> helper) and the setup socket (command -> helper). */
+enum psb_rec_kind { PSB_REC_ERROR = 1, PSB_REC_EXIT = 2, PSB_REC_NOTIFYFD = 3, PSB_REC_WARN = 4 };
+
+struct psb_rec {
+    int kind;
+    int wstatus;     /* PSB_REC_EXIT */
+    int err;         /* errno for PSB_REC_ERROR */
+    char stage[16];
+    char msg[400];
+};
+
+/* Shared state handed from the helper to init and the command child. */
+struct psb_child_ctx {
+    const struct psb_config *cfg;
+    struct psb_plan plan;
+    int sync_rd;        /* init waits for one byte: cgroups joined */
+    int sync_wr;        /* helper's end, closed in init */
+    int status_wr;      /* init -> helper records */
+    int status_rd;
+    int setup_sock;     /* command -> helper (SOCK_SEQPACKET, CLOEXEC): errors, notify fd */
+    int setup_sock_peer;/* helper's end */
+    int out_wr, err_wr; /* stdio pipes when --stdio-limit, else -1 */
+    int out_rd, err_rd;
+    const void *bpf;    /* struct sock_fprog, built once in the helper */
+    uid_t uid;
+    gid_t gid;
+    int landlock_abi;
+};
+
+/* util (main.c) */
+void psb_report(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void psb_warn(const char *limit, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+extern int psb_report_fd;
+extern char *psb_wipe_start; /* original argv+environ area, wiped in init */
+extern size_t psb_wipe_len;
+int psb_write_all(int fd, const void *buf, size_t len);
+int psb_write_file(const char *path, const char *data);
+long long psb_now_ms(void);
+/* Sends an error record from a child and exits 125 via the helper's reporting. */
+void psb_child_fail(int fd, int is_sock, const char *stage, int err, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6), noreturn));
+
+/* init.c */
+int psb_init_main(void *arg);
+
+/* mounts.c */
+int psb_open_sources(const struct psb_config *cfg, char *err, size_t errlen);
+int psb_build_root(const struct psb_config *cfg, char *err, size_t errlen);
+int psb_open_nofollow(int dirfd, const char *path, int flags, int create, int want_dir);
+
+/* seccomp.c */
+int psb_seccomp_build(const struct psb_config *cfg, void **prog_out, char *err, size_t errlen);
+int psb_seccomp_load(const void *prog, int want_listener);
+
+/* landlock.c */
+int psb_landlock_abi(void);
+/* Returns 0 on success, -errno on failure; *applied set to 1 when a ruleset was enforced. */
+int psb_landlock_apply(const struct psb_config *cfg, int abi, char *err, size_t errlen);
+
+/* limits.c */
+struct psb_cgroups;
+struct psb_cgroups *psb_cgroups_setup(const struct psb_config *cfg, struct psb_plan *plan);
+int psb_cgroups_attach(struct psb_cgroups *cg, pid_t pid, char *err, size_t errlen);
+void psb_cgroups_finish(struct psb_cgroups *cg, long long *peak, int *oom, int *pids_hit);
+void psb_cgroups_kill_and_remove(struct psb_cgroups *cg);
+int psb_rlimits_apply(const struct psb_config *cfg, const struct psb_plan *plan, char *err, size_t errlen);
+void psb_report_rlimits(const struct psb_config *cfg);
+
+/* audit.c */
+struct psb_audit;
+struct psb_audit *psb_audit_new(const struct psb_config *cfg, int notify_fd);
+void psb_audit_handle(struct psb_audit *a);
+void psb_audit_finish(struct psb_audit *a);
+int psb_audit_fd(const struct psb_audit *a);
+int psb_path_beneath(const char *path, const char *base);
+void psb_path_normalize(char *path);
+
+#endif
