@@ -59,10 +59,11 @@ public struct SandboxEnvironment: Sendable {
     /// Compiles the plan for one command and runs it, printing unenforced limits on stderr.
     public func launch(phase: Phase, command: [String], seed: UInt64?, pinnedDirectory: String? = nil,
                        agentHome: String? = nil, audit: AuditLog?, context: AuditContext,
-                       stdout: Int32 = 1, stderr: Int32 = 2) throws -> SandboxResult {
+                       stdout: Int32 = 1, stderr: Int32 = 2, adjust: (inout LaunchRequest) -> Void = { _ in }) throws -> SandboxResult {
         if phase == .experiment { try prepareOutputs(clear: false) }
-        let request = LaunchRequest(config: config, preset: preset, phase: phase, command: command, seed: seed,
+        var request = LaunchRequest(config: config, preset: preset, phase: phase, command: command, seed: seed,
                                     pinnedDirectory: pinnedDirectory, agentHome: agentHome)
+        adjust(&request)
         let plan = try LaunchPlan.compile(request, host: .live(workspace: config.root, systemDirs: preset.system))
         let result = try launcher.run(plan, audit: audit, context: context, stdout: stdout, stderr: stderr)
         for warning in result.warnings {

@@ -115,6 +115,8 @@ public struct Launcher: Sendable {
         posix_spawn_file_actions_adddup2(&actions, stderr, 2)
         posix_spawn_file_actions_adddup2(&actions, report.write, 3)
         posix_spawn_file_actions_adddup2(&actions, death.read, 4)
+        // Passed descriptors keep their number (they are above 4 and not close-on-exec in the helper).
+        for fd in plan.passDescriptors { posix_spawn_file_actions_adddup2(&actions, fd, fd) }
 
         var attributes = posix_spawnattr_t()
         posix_spawnattr_init(&attributes)

@@ -40,6 +40,8 @@ public struct LaunchPlan: Sendable, Equatable {
     public var stdioLimit: Int64?
     /// Absolute paths where writes are allowed (the audit reports writes anywhere else).
     public var writable: [String] = []
+    /// Descriptors of the launcher that the command inherits under the same number.
+    public var passDescriptors: [Int32] = []
     public var command: [String]
 
     public static func == (a: LaunchPlan, b: LaunchPlan) -> Bool { a.arguments == b.arguments }
@@ -68,6 +70,7 @@ public struct LaunchPlan: Sendable, Equatable {
         for (dir, bytes) in outputLimits { args += ["--output-limit", dir, String(bytes)] }
         if let stdioLimit { args += ["--stdio-limit", String(stdioLimit)] }
         for path in writable { args += ["--writable", path] }
+        for fd in passDescriptors { args += ["--pass-fd", String(fd)] }
         args += ["--audit-writes", "--"]
         return args + command
     }
@@ -85,6 +88,12 @@ public struct LaunchRequest: Sendable {
     public var pinnedDirectory: String?
     /// Agent phase: the agent's private home directory (writable).
     public var agentHome: String?
+    /// Extra read-only mounts (host path, sandbox path), e.g. proctor itself for a session agent.
+    public var extraReadOnly: [(String, String)] = []
+    /// Extra variables set in the command's environment.
+    public var extraEnvironment: [(String, String)] = []
+    /// Launcher descriptors the command inherits (see `LaunchPlan.passDescriptors`).
+    public var passDescriptors: [Int32] = []
 
     public init(config: WorkspaceConfig, preset: PolicyPreset, phase: Phase, command: [String], seed: UInt64? = nil,
                 pinnedDirectory: String? = nil, agentHome: String? = nil) {
@@ -189,6 +198,9 @@ extension LaunchPlan {
                 plan.mounts.append(.readWrite(source: ws + "/" + entry, target: ws + "/" + entry))
             }
             if let home = request.agentHome { plan.mounts.append(.readWrite(source: home, target: home)); writable.append(home) }
+            for (source, target) in request.extraReadOnly {
+                plan.mounts.append(.readOnly(source: source, target: target, optional: false))
+            }
             plan.network = config.agent.network ? .host : .none
             plan.memoryBytes = config.agent.memoryBytes
             plan.pids = 512
@@ -198,6 +210,8 @@ extension LaunchPlan {
         plan.nofile = request.preset.nofile
         plan.stdioLimit = request.preset.stdioLimit
         plan.environment = environment(request, host: host, interpreterBin: interpreter?.bin, outputs: outputs)
+            + request.extraEnvironment
+        plan.passDescriptors = request.passDescriptors
         return plan
     }
 

@@ -1,0 +1,220 @@
+import Foundation
+import ProctorAgents
+import ProctorConfig
+import ProctorSandbox
+
+/// Agent-driven sessions, the autoresearch way: the agent runs for the whole session in the agent
+/// sandbox and asks for experiments with `proctor experiment "description"`. The request travels
+/// over a socket the agent inherits (fd `PROCTOR_SESSION_FD`), never a path it could replace; each
+/// request carries its own reply socket, so concurrent callers cannot read each other's answers.
+/// The supervisor runs one experiment at a time and refuses the rest.
+public enum SessionProtocol {
+    /// The descriptor number the agent's processes inherit.
+    public static let fd: Int32 = 3
+    public static let environmentName = "PROCTOR_SESSION_FD"
+
+    /// The reply to one request, one JSON object.
+    public struct Reply: Codable, Sendable {
+        public var accepted: Bool
+        public var message: String
+        public var iteration: Int?
+        public var status: String?
+        public var score: Double?
+        public var best: Double?
+    }
+}
+
+/// The `proctor experiment` side, inside the agent sandbox.
+public enum SessionClient {
+    /// Sends the request and waits for the reply. Throws when there is no session channel.
+    public static func request(description: String) throws -> SessionProtocol.Reply {
+        guard let text = ProcessInfo.processInfo.environment[SessionProtocol.environmentName], let channel = Int32(text) else {
+            throw RunError("not inside a proctor session (no \(SessionProtocol.environmentName)); run experiments with `proctor run` or `proctor session`")
+        }
+        var pair: [Int32] = [-1, -1]
+        guard socketpair(AF_UNIX, Int32(SOCK_SEQPACKET.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0, &pair) == 0 else {
+            throw RunError("socketpair: \(String(cString: strerror(errno)))")
+        }
+        defer { close(pair[0]) }
+        let body = Array(("EXPERIMENT\t" + String(description.prefix(500))).utf8)
+        let sent = sendWithDescriptor(channel, body, pair[1])
+        close(pair[1])
+        guard sent else { throw RunError("the session channel is closed: \(String(cString: strerror(errno)))") }
+        var buffer = [UInt8](repeating: 0, count: 65536)
+        var n: Int
+        repeat { n = recv(pair[0], &buffer, buffer.count, 0) } while n < 0 && errno == EINTR
+        guard n > 0 else { throw RunError("the supervisor closed the session without answering") }
+        return try JSONDecoder().decode(SessionProtocol.Reply.self, from: Data(buffer[0..<n]))
+    }
+
+    private static func sendWithDescriptor(_ socket: Int32, _ body: [UInt8], _ fd: Int32) -> Bool {
+        let space = MemoryLayout<cmsghdr>.size + MemoryLayout<Int32>.size
+        var control = [UInt8](repeating: 0, count: (space + 7) & ~7)
+        var body = body
+        return body.withUnsafeMutableBytes { bodyBytes in
+            control.withUnsafeMutableBytes { controlBytes in
+                var iov = iovec(iov_base: bodyBytes.baseAddress, iov_len: bodyBytes.count)
+                return withUnsafeMutablePointer(to: &iov) { iovPointer in
+                    var message = msghdr()
+                    message.msg_iov = iovPointer
+                    message.msg_iovlen = 1
+                    message.msg_control = controlBytes.baseAddress
+                    message.msg_controllen = controlBytes.count
+                    let header = controlBytes.baseAddress!.assumingMemoryBound(to: cmsghdr.self)
+                    header.pointee.cmsg_level = SOL_SOCKET
+                    header.pointee.cmsg_type = Int32(SCM_RIGHTS)
+                    header.pointee.cmsg_len = MemoryLayout<cmsghdr>.size + MemoryLayout<Int32>.size
+                    controlBytes.baseAddress!.advanced(by: MemoryLayout<cmsghdr>.size)
+                        .storeBytes(of: fd, as: Int32.self)
+                    return sendmsg(socket, &message, Int32(MSG_NOSIGNAL)) == bodyBytes.count
+                }
+            }
+        }
+    }
+}
+
+/// The supervisor's end: receives requests on a reader thread, refuses those that arrive while an
+/// experiment runs, and hands the others to the loop one at a time.
+final class SessionServer: @unchecked Sendable {
+    /// The end the agent inherits (as fd 3).
+    let agentEnd: Int32
+    private let serverEnd: Int32
+    private let lock = NSCondition()
+    private var pending: (description: String, reply: Int32)?
+    private var busy = false
+    private var closed = false
+
+    init() throws {
+        var pair: [Int32] = [-1, -1]
+        guard socketpair(AF_UNIX, Int32(SOCK_SEQPACKET.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0, &pair) == 0 else {
+            throw RunError("socketpair: \(String(cString: strerror(errno)))")
+        }
+        serverEnd = pair[0]
+        agentEnd = pair[1]
+        let thread = Thread { [self] in self.readLoop() }
+        thread.start()
+    }
+
+    /// Waits for the next accepted request; nil when the agent has gone (its end closed).
+    func next() -> (description: String, reply: Int32)? {
+        lock.lock()
+        defer { lock.unlock() }
+        while pending == nil && !closed { lock.wait() }
+        guard let request = pending else { return nil }
+        pending = nil
+        return request
+    }
+
+    /// Answers the request being served and accepts new ones again.
+    func finish(_ reply: Int32, _ answer: SessionProtocol.Reply) {
+        SessionServer.send(reply, answer)
+        close(reply)
+        lock.lock()
+        busy = false
+        lock.unlock()
+    }
+
+    /// The agent's side is gone: wake the loop.
+    func shutdown() {
+        lock.lock()
+        closed = true
+        lock.broadcast()
+        lock.unlock()
+    }
+
+    private func readLoop() {
+        var buffer = [UInt8](repeating: 0, count: 4096)
+        let space = (MemoryLayout<cmsghdr>.size + MemoryLayout<Int32>.size + 7) & ~7
+        var control = [UInt8](repeating: 0, count: space * 4)
+        while true {
+            var received = -1
+            var passed: Int32 = -1
+            buffer.withUnsafeMutableBytes { bodyBytes in
+                control.withUnsafeMutableBytes { controlBytes in
+                    var iov = iovec(iov_base: bodyBytes.baseAddress, iov_len: bodyBytes.count)
+                    withUnsafeMutablePointer(to: &iov) { iovPointer in
+                        var message = msghdr()
+                        message.msg_iov = iovPointer
+                        message.msg_iovlen = 1
+                        message.msg_control = controlBytes.baseAddress
+                        message.msg_controllen = controlBytes.count
+                        repeat { received = recvmsg(serverEnd, &message, Int32(MSG_CMSG_CLOEXEC)) } while received < 0 && errno == EINTR
+                        // Take exactly one descriptor from the first SCM_RIGHTS header; close any others.
+                        if received > 0, message.msg_controllen >= MemoryLayout<cmsghdr>.size {
+                            let header = controlBytes.baseAddress!.assumingMemoryBound(to: cmsghdr.self)
+                            if header.pointee.cmsg_level == SOL_SOCKET && header.pointee.cmsg_type == Int32(SCM_RIGHTS) {
+                                let count = (Int(header.pointee.cmsg_len) - MemoryLayout<cmsghdr>.size) / MemoryLayout<Int32>.size
+                                for k in 0..<max(count, 0) {
+                                    let fd = controlBytes.baseAddress!.advanced(by: MemoryLayout<cmsghdr>.size + k * 4)
+                                        .load(as: Int32.self)
+                                    if k == 0 { passed = fd } else { close(fd) }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            if received <= 0 { break }
+            let text = String(decoding: buffer[0..<received], as: UTF8.self)
+            guard passed >= 0 else { continue }  // no reply channel: nothing to answer on
+            guard text.hasPrefix("EXPERIMENT\t") else {
+                SessionServer.send(passed, .init(accepted: false, message: "unknown request"))
+                close(passed)
+                continue
+            }
+            let description = String(text.dropFirst("EXPERIMENT\t".count))
+            lock.lock()
+            if busy || pending != nil {
+                lock.unlock()
+                SessionServer.send(passed, .init(accepted: false, message: "refused: another experiment is running; one at a time"))
+                close(passed)
+                continue
+            }
+            busy = true
+            pending = (description, passed)
+            lock.broadcast()
+            lock.unlock()
+        }
+        shutdown()
+    }
+
+    static func send(_ fd: Int32, _ reply: SessionProtocol.Reply) {
+        guard let data = try? JSONEncoder().encode(reply) else { return }
+        _ = data.withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+    }
+
+    func closeAgentEnd() {
+        close(agentEnd)
+    }
+}
+
+/// An `Agent` whose proposals are the session agent's `proctor experiment` requests: the working
+/// tree as the agent left it is the proposal.
+final class SessionAgent: Agent, @unchecked Sendable {
+    let server: SessionServer
+    private var current: Int32 = -1
+
+    init(server: SessionServer) {
+        self.server = server
+    }
+
+    func propose(_ context: AgentContext) throws -> Proposal {
+        guard let request = server.next() else { throw SessionEnded() }
+        current = request.reply
+        let description = request.description.trimmingCharacters(in: .whitespacesAndNewlines)
+        return Proposal(description: description.isEmpty ? "session experiment" : description)
+    }
+
+    /// Called by the loop with the iteration's outcome.
+    func finished(iteration: Int, status: IterationStatus, score: Double?, best: Double, reason: String?) {
+        guard current >= 0 else { return }
+        let message = "iteration \(iteration): \(status.rawValue)" + (score.map { " score \(format($0))" } ?? "")
+            + " (best \(format(best)))" + (reason.map { ": \($0)" } ?? "")
+        server.finish(current, .init(accepted: true, message: message, iteration: iteration, status: status.rawValue,
+                                     score: score, best: best.isNaN ? nil : best))
+        current = -1
+    }
+}
+
+/// The session's agent exited: the loop ends cleanly.
+struct SessionEnded: Error {}
