@@ -155,9 +155,8 @@ struct Knob {
         guard spec.count == 2 || spec.count == 3, let kind = Kind(rawValue: String(spec[0])) else {
             throw bad("expected `mutate: int|float LO..HI log|linear`")
         }
-        let bounds = spec[1].split(separator: ".", maxSplits: 1, omittingEmptySubsequences: false)
-        guard bounds.count == 2, bounds[1].hasPrefix("."), let low = Double(String(bounds[0])),
-            let high = Double(String(bounds[1].dropFirst())), low.isFinite, high.isFinite, low <= high
+        guard let dots = spec[1].firstRange(of: ".."), let low = Double(String(spec[1][..<dots.lowerBound])),
+            let high = Double(String(spec[1][dots.upperBound...])), low.isFinite, high.isFinite, low <= high
         else { throw bad("expected a range LO..HI with LO <= HI") }
         let scale = spec.count == 3 ? Scale(rawValue: String(spec[2])) : .linear
         guard let scale else { throw bad("the scale is `log` or `linear`") }
