@@ -161,8 +161,9 @@ public struct HTTPClient: Sendable {
             let reason = "POST \(url): \(detail.isEmpty ? Self.text(code) : detail)"
             var connectTime: curl_off_t = 0
             _ = proctor_curl_getinfo_off(handle, CURLINFO_CONNECT_TIME_T, &connectTime)
-            throw HTTPClientError(kind: Self.kind(of: code, overflowed: sink.overflowed, connected: connectTime > 0),
-                                  message: sink.overflowed ? "POST \(url): response body larger than \(maxBodyBytes) bytes" : reason)
+            let kind = Self.kind(of: code, overflowed: sink.overflowed, connected: connectTime > 0)
+            throw HTTPClientError(
+                kind: kind, message: kind == .tooLarge ? "POST \(url): response body larger than \(maxBodyBytes) bytes" : reason)
         }
         var status: Int = 0
         _ = proctor_curl_getinfo_long(handle, CURLINFO_RESPONSE_CODE, &status)

@@ -326,6 +326,49 @@ final class HTTPAgentTests: XCTestCase {
         assertFailed(error, containing: "after 3 attempts")
     }
 
+    func testRedirectIsNotFollowed() throws {
+        let other = try ScriptedHTTPServer([Self.openAI(Self.replacementAnswer)])
+        let server = try ScriptedHTTPServer([
+            .respond(status: 307, headers: [("Location", other.baseURL + "/v1/chat/completions")], body: "")
+        ])
+        let ws = try TestWorkspace()
+        let before = ws.snapshot()
+        let (_, error) = propose(HTTPAgent(config: config(server)), ws.context())
+        assertFailed(error, containing: "not followed")
+        XCTAssertEqual(other.requests.count, 0, "the key went to another host")
+        XCTAssertEqual(ws.snapshot(), before)
+    }
+
+    func testOversizedResponseFails() throws {
+        let server = try ScriptedHTTPServer([Self.openAI(String(repeating: "x", count: 50_000))])
+        let ws = try TestWorkspace()
+        var settings = config(server)
+        settings.maxResponseBytes = 10_000
+        let (_, error) = propose(HTTPAgent(config: settings), ws.context())
+        assertFailed(error, containing: "larger than 10000 bytes")
+    }
+
+    func testHardLinkedEditableFileIsRefused() throws {
+        let server = try ScriptedHTTPServer([Self.openAI(Self.replacementAnswer)])
+        let ws = try TestWorkspace()
+        try FileManager.default.removeItem(atPath: ws.root + "/train.py")
+        XCTAssertEqual(link(ws.root + "/prepare.py", ws.root + "/train.py"), 0)
+        let before = ws.snapshot()
+        let (_, error) = propose(HTTPAgent(config: config(server)), ws.context())
+        assertRejected(error, containing: "hard links", paths: ["train.py"])
+        XCTAssertEqual(ws.snapshot(), before)
+        XCTAssertEqual(ws.read("prepare.py"), TestWorkspace.prepare)
+    }
+
+    func testNotesOnlyAnswerIsRejected() throws {
+        let server = try ScriptedHTTPServer([Self.openAI("SUMMARY: notes\nFILE: LOG.md\n```\nthoughts\n```\n")])
+        let ws = try TestWorkspace()
+        let before = ws.snapshot()
+        let (_, error) = propose(HTTPAgent(config: config(server)), ws.context())
+        assertRejected(error, containing: "only notes files")
+        XCTAssertEqual(ws.snapshot(), before)
+    }
+
     // MARK: - Forbidden answers
 
     func forbidden(_ answer: String, wire: HTTPAgentProtocol = .openai, containing text: String, paths: [String]? = nil, line: UInt = #line) throws {
