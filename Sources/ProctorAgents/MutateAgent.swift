@@ -1,7 +1,7 @@
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Darwin)
-import Darwin
+    import Darwin
 #endif
 
 /// `kind = "mutate"`: the built-in offline agent. It perturbs the tunable constants that the
@@ -47,7 +47,8 @@ public struct MutateAgent: Agent {
         }
 
         // Iteration mixed into the seed: a loop that passes one run seed still gets a new draw each time.
-        var rng = SplitMix64(seed: context.seed ^ (UInt64(truncatingIfNeeded: context.iteration) &* 0xD1B5_4A32_D192_ED03))
+        var rng = SplitMix64(
+            seed: context.seed ^ (UInt64(truncatingIfNeeded: context.iteration) &* 0xD1B5_4A32_D192_ED03))
         let ambiguous = Set(Dictionary(grouping: movable, by: \.name).filter { $0.value.count > 1 }.keys)
         let failures = recentFailures(context.history)
 
@@ -238,7 +239,8 @@ struct Knob {
         }
         if exponentStyle {
             let fraction = stripZeros(Array(digits.dropFirst()))
-            return sign + String(digits[0]) + (fraction.isEmpty ? "" : "." + fraction) + (upper ? "E" : "e") + String(exponent)
+            return sign + String(digits[0]) + (fraction.isEmpty ? "" : "." + fraction) + (upper ? "E" : "e")
+                + String(exponent)
         }
         let pointAt = exponent + 1  // digits before the decimal point
         var integerPart: String

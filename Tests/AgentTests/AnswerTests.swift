@@ -27,7 +27,8 @@ final class AnswerTests: XCTestCase {
 
     func testDiffHeadersAndRefusals() throws {
         let answer = try Answer.parse(
-            "```diff\ndiff --git a/x.py b/x.py\nindex 1..2 100644\n--- a/x.py\t2024-01-01\n+++ b/x.py\n@@ -1,2 +1,2 @@\n a\n-b\n+c\n```")
+            "```diff\ndiff --git a/x.py b/x.py\nindex 1..2 100644\n--- a/x.py\t2024-01-01\n+++ b/x.py\n@@ -1,2 +1,2 @@\n a\n-b\n+c\n```"
+        )
         guard case .patch(let patch) = answer.changes.first else { return XCTFail("no patch") }
         XCTAssertEqual(patch.oldPath, "x.py")
         XCTAssertEqual(patch.hunks.count, 1)
@@ -55,15 +56,19 @@ final class AnswerTests: XCTestCase {
     func testApplyExactOffsetAndNearest() throws {
         let file = "a\nb\nc\nd\nb\nc\ne\n"
         // Wrong line number (10): placed where the context matches, nearest to it.
-        XCTAssertEqual(try patch("--- a/f\n+++ b/f\n@@ -10,2 +10,2 @@\n b\n-c\n+C\n").apply(to: file), "a\nb\nc\nd\nb\nC\ne\n")
-        XCTAssertEqual(try patch("--- a/f\n+++ b/f\n@@ -2,2 +2,2 @@\n b\n-c\n+C\n").apply(to: file), "a\nb\nC\nd\nb\nc\ne\n")
+        XCTAssertEqual(
+            try patch("--- a/f\n+++ b/f\n@@ -10,2 +10,2 @@\n b\n-c\n+C\n").apply(to: file), "a\nb\nc\nd\nb\nC\ne\n")
+        XCTAssertEqual(
+            try patch("--- a/f\n+++ b/f\n@@ -2,2 +2,2 @@\n b\n-c\n+C\n").apply(to: file), "a\nb\nC\nd\nb\nc\ne\n")
         // No numbers and an ambiguous match: refused.
         XCTAssertThrowsError(try patch("--- a/f\n+++ b/f\n@@ @@\n b\n-c\n+C\n").apply(to: file))
         // Context must match exactly (trailing space differs).
         XCTAssertThrowsError(try patch("--- a/f\n+++ b/f\n@@ -1 +1 @@\n-a \n+A\n").apply(to: file))
         // Two hunks, insertion, blank context line, no newline at end.
         XCTAssertEqual(
-            try patch("--- a/f\n+++ b/f\n@@ -1,2 +1,3 @@\n a\n+x\n b\n@@ -6,2 +7,2 @@\n c\n-e\n+E\n\\ No newline at end of file\n").apply(to: file),
+            try patch(
+                "--- a/f\n+++ b/f\n@@ -1,2 +1,3 @@\n a\n+x\n b\n@@ -6,2 +7,2 @@\n c\n-e\n+E\n\\ No newline at end of file\n"
+            ).apply(to: file),
             "a\nx\nb\nc\nd\nb\nc\nE")
         XCTAssertEqual(try patch("--- a/f\n+++ b/f\n@@ -1,3 +1,3 @@\n a\n\n-c\n+C\n").apply(to: "a\n\nc\n"), "a\n\nC\n")
     }
@@ -88,9 +93,13 @@ final class AnswerTests: XCTestCase {
     }
 
     func testPromptListsHistoryAndRules() {
-        let history = (1...25).map { HistoryEntry(iteration: $0, status: $0 % 2 == 0 ? "keep" : "discard", score: 0.5, description: "step\t\($0)\nmore") }
+        let history = (1...25).map {
+            HistoryEntry(
+                iteration: $0, status: $0 % 2 == 0 ? "keep" : "discard", score: 0.5, description: "step\t\($0)\nmore")
+        }
         let context = AgentContext(
-            workspace: "/ws", program: "Do research.", editableFiles: ["train.py": "print(1)\n```\n"], notesFiles: ["LOG.md"],
+            workspace: "/ws", program: "Do research.", editableFiles: ["train.py": "print(1)\n```\n"],
+            notesFiles: ["LOG.md"],
             metric: "loss", maximize: false, bestScore: nil, history: history, iteration: 26, seed: 1, maxDiffLines: 50)
         let system = AgentPrompt.system(context)
         let user = AgentPrompt.user(context)

@@ -14,7 +14,9 @@ final class HTTPAgentTests: XCTestCase {
 
     // MARK: - Helpers
 
-    func config(_ server: ScriptedHTTPServer, _ wire: HTTPAgentProtocol = .openai, timeout: Double = 20, retries: Int = 3)
+    func config(
+        _ server: ScriptedHTTPServer, _ wire: HTTPAgentProtocol = .openai, timeout: Double = 20, retries: Int = 3
+    )
         -> HTTPAgentConfig
     {
         HTTPAgentConfig(
@@ -33,8 +35,12 @@ final class HTTPAgentTests: XCTestCase {
             status: 200, headers: [],
             body: json([
                 "id": "chatcmpl-1", "object": "chat.completion",
-                "choices": [["index": 0, "message": ["role": "assistant", "content": content], "finish_reason": "stop"]],
-                "usage": ["prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion],
+                "choices": [
+                    ["index": 0, "message": ["role": "assistant", "content": content], "finish_reason": "stop"]
+                ],
+                "usage": [
+                    "prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion,
+                ],
             ]))
     }
 
@@ -91,7 +97,9 @@ final class HTTPAgentTests: XCTestCase {
     }
 
     func assertNoKey(_ error: AgentError?, file: StaticString = #filePath, line: UInt = #line) {
-        XCTAssertFalse("\(String(describing: error))".contains(Self.key), "API key leaked: \(String(describing: error))", file: file, line: line)
+        XCTAssertFalse(
+            "\(String(describing: error))".contains(Self.key), "API key leaked: \(String(describing: error))",
+            file: file, line: line)
     }
 
     func assertRejected(
@@ -106,7 +114,8 @@ final class HTTPAgentTests: XCTestCase {
         assertNoKey(error, file: file, line: line)
     }
 
-    func assertFailed(_ error: AgentError?, containing text: String, file: StaticString = #filePath, line: UInt = #line) {
+    func assertFailed(_ error: AgentError?, containing text: String, file: StaticString = #filePath, line: UInt = #line)
+    {
         guard case .failed(let reason) = error else {
             return XCTFail("expected failed, got \(String(describing: error))", file: file, line: line)
         }
@@ -115,14 +124,21 @@ final class HTTPAgentTests: XCTestCase {
     }
 
     /// Every file but `changed` has the bytes it had in `before`.
-    func assertOnlyChanged(_ changed: Set<String>, _ before: [String: Data], _ ws: TestWorkspace, file: StaticString = #filePath, line: UInt = #line) {
+    func assertOnlyChanged(
+        _ changed: Set<String>, _ before: [String: Data], _ ws: TestWorkspace, file: StaticString = #filePath,
+        line: UInt = #line
+    ) {
         let after = ws.snapshot()
-        XCTAssertEqual(Set(after.keys).subtracting(changed.map { "ws/" + $0 }), Set(before.keys).subtracting(changed.map { "ws/" + $0 }), "files appeared or vanished", file: file, line: line)
+        XCTAssertEqual(
+            Set(after.keys).subtracting(changed.map { "ws/" + $0 }),
+            Set(before.keys).subtracting(changed.map { "ws/" + $0 }), "files appeared or vanished", file: file,
+            line: line)
         for (path, data) in before where !changed.contains(String(path.dropFirst(3))) {
             XCTAssertEqual(after[path], data, "\(path) changed", file: file, line: line)
         }
         for path in changed {
-            XCTAssertNotEqual(after["ws/" + path], before["ws/" + path], "\(path) did not change", file: file, line: line)
+            XCTAssertNotEqual(
+                after["ws/" + path], before["ws/" + path], "\(path) did not change", file: file, line: line)
         }
     }
 
@@ -135,7 +151,8 @@ final class HTTPAgentTests: XCTestCase {
         let (proposal, error) = propose(HTTPAgent(config: config(server)), ws.context())
         XCTAssertNil(error)
         XCTAssertEqual(proposal?.description, "halve the learning rate to reduce overfitting")
-        XCTAssertEqual(proposal?.usage, AgentUsage(promptTokens: 120, completionTokens: 30, costUSD: (120 * 2 + 30 * 10) / 1e6))
+        XCTAssertEqual(
+            proposal?.usage, AgentUsage(promptTokens: 120, completionTokens: 30, costUSD: (120 * 2 + 30 * 10) / 1e6))
         XCTAssertEqual(ws.read("train.py"), Self.newTrain)
         assertOnlyChanged(["train.py"], before, ws)
 
@@ -223,7 +240,9 @@ final class HTTPAgentTests: XCTestCase {
     }
 
     func testAnswerWithoutChangeIsRejectedAndUsageStillReported() throws {
-        let server = try ScriptedHTTPServer([Self.openAI("SUMMARY: nothing to do\nI would not change anything.", prompt: 9, completion: 3)])
+        let server = try ScriptedHTTPServer([
+            Self.openAI("SUMMARY: nothing to do\nI would not change anything.", prompt: 9, completion: 3)
+        ])
         let ws = try TestWorkspace()
         let before = ws.snapshot()
         let seen = UsageBox()
@@ -255,7 +274,8 @@ final class HTTPAgentTests: XCTestCase {
     }
 
     func testServerErrorsFailAfterRetries() throws {
-        let error500 = ScriptedHTTPServer.Reply.respond(status: 500, headers: [], body: "{\"error\":{\"message\":\"boom for key \(Self.key)\"}}")
+        let error500 = ScriptedHTTPServer.Reply.respond(
+            status: 500, headers: [], body: "{\"error\":{\"message\":\"boom for key \(Self.key)\"}}")
         let server = try ScriptedHTTPServer([error500, error500, error500, error500])
         let ws = try TestWorkspace()
         let before = ws.snapshot()
@@ -296,7 +316,9 @@ final class HTTPAgentTests: XCTestCase {
     }
 
     func testNotFoundNamesTheURL() throws {
-        let server = try ScriptedHTTPServer([.respond(status: 404, headers: [], body: "{\"error\":\"model 'x' not found\"}")])
+        let server = try ScriptedHTTPServer([
+            .respond(status: 404, headers: [], body: "{\"error\":\"model 'x' not found\"}")
+        ])
         let ws = try TestWorkspace()
         let (_, error) = propose(HTTPAgent(config: config(server)), ws.context())
         assertFailed(error, containing: "model or endpoint not found: \(server.baseURL)/v1/chat/completions")
@@ -369,14 +391,31 @@ final class HTTPAgentTests: XCTestCase {
         XCTAssertEqual(ws.snapshot(), before)
     }
 
+    func testConfigProblemsNameTheKey() {
+        var settings = HTTPAgentConfig(wireProtocol: .openai, baseURL: "http://127.0.0.1:11434/v1", model: "llama3")
+        XCTAssertEqual(settings.problems, [])
+        settings.baseURL = "ftp://x"
+        settings.apiKeyEnv = "sk-live-123"
+        settings.maxTokens = 0
+        XCTAssertEqual(settings.problems.count, 3)
+        XCTAssertTrue(settings.problems[1].contains("api_key_env"))
+        XCTAssertEqual(
+            HTTPAgentConfig(wireProtocol: .anthropic, baseURL: "https://api.anthropic.com/", model: "m").endpointURL,
+            "https://api.anthropic.com/v1/messages")
+    }
+
     // MARK: - Forbidden answers
 
-    func forbidden(_ answer: String, wire: HTTPAgentProtocol = .openai, containing text: String, paths: [String]? = nil, line: UInt = #line) throws {
+    func forbidden(
+        _ answer: String, wire: HTTPAgentProtocol = .openai, containing text: String, paths: [String]? = nil,
+        line: UInt = #line
+    ) throws {
         let server = try ScriptedHTTPServer([Self.reply(wire, answer)])
         let ws = try TestWorkspace()
         try? FileManager.default.createSymbolicLink(atPath: ws.root + "/linked.py", withDestinationPath: "prepare.py")
         let before = ws.snapshot()
-        let (_, error) = propose(HTTPAgent(config: config(server, wire)), ws.context(editable: ["train.py", "linked.py"]))
+        let (_, error) = propose(
+            HTTPAgent(config: config(server, wire)), ws.context(editable: ["train.py", "linked.py"]))
         assertRejected(error, containing: text, paths: paths, line: line)
         XCTAssertEqual(ws.snapshot(), before, "a rejected answer changed files", line: line)
     }
@@ -393,7 +432,9 @@ final class HTTPAgentTests: XCTestCase {
             ```
             """
         try forbidden(answer, containing: "path leaves the workspace", paths: ["../outside.txt"])
-        try forbidden(answer.replacingOccurrences(of: "outside.txt", with: "prepare.py"), wire: .anthropic, containing: "path leaves the workspace", paths: ["../prepare.py"])
+        try forbidden(
+            answer.replacingOccurrences(of: "outside.txt", with: "prepare.py"), wire: .anthropic,
+            containing: "path leaves the workspace", paths: ["../prepare.py"])
     }
 
     func testDiffTouchingTheEvaluatorIsRejected() throws {
@@ -414,24 +455,32 @@ final class HTTPAgentTests: XCTestCase {
             """
         // The allowed train.py hunk is not applied either: the whole answer is refused.
         try forbidden(answer, containing: "not an editable or notes file", paths: ["prepare.py"])
-        try forbidden("SUMMARY: x\nFILE: prepare.py\n```\nprint('{\"auc\": 1}')\n```\n", wire: .anthropic, containing: "prepare.py (not an editable", paths: ["prepare.py"])
+        try forbidden(
+            "SUMMARY: x\nFILE: prepare.py\n```\nprint('{\"auc\": 1}')\n```\n", wire: .anthropic,
+            containing: "prepare.py (not an editable", paths: ["prepare.py"])
     }
 
     func testAbsolutePathIsRejected() throws {
         let ws = try TestWorkspace()
         let answer = "SUMMARY: x\nFILE: \(ws.root)/train.py\n```\nprint('hi')\n```\n"
         try forbidden(answer, containing: "absolute path", paths: ["\(ws.root)/train.py"])
-        try forbidden("SUMMARY: x\n```diff\n--- /etc/passwd\n+++ /etc/passwd\n@@ -1 +1 @@\n-root\n+me\n```\n", containing: "absolute path")
+        try forbidden(
+            "SUMMARY: x\n```diff\n--- /etc/passwd\n+++ /etc/passwd\n@@ -1 +1 @@\n-root\n+me\n```\n",
+            containing: "absolute path")
     }
 
     func testGitMetadataAndConfigAreRejected() throws {
-        try forbidden("SUMMARY: x\nFILE: .git/hooks/pre-commit\n```\n#!/bin/sh\n```\n", containing: ".git is never writable")
-        try forbidden("SUMMARY: x\nFILE: proctor.toml\n```\n[files]\n```\n", containing: "not an editable or notes file")
+        try forbidden(
+            "SUMMARY: x\nFILE: .git/hooks/pre-commit\n```\n#!/bin/sh\n```\n", containing: ".git is never writable")
+        try forbidden(
+            "SUMMARY: x\nFILE: proctor.toml\n```\n[files]\n```\n", containing: "not an editable or notes file")
     }
 
     func testSymlinkedEditableFileIsRefused() throws {
         // linked.py is listed as editable but is a symlink to the evaluator.
-        try forbidden("SUMMARY: x\nFILE: linked.py\n```\nprint('{\"auc\": 1}')\n```\n", containing: "symlink", paths: ["linked.py"])
+        try forbidden(
+            "SUMMARY: x\nFILE: linked.py\n```\nprint('{\"auc\": 1}')\n```\n", containing: "symlink",
+            paths: ["linked.py"])
     }
 
     func testPatchThatDoesNotApplyIsRejected() throws {

@@ -43,7 +43,8 @@ final class MutateAgentTests: XCTestCase {
             var changed: [String] = []
             for (old, new) in zip(before, after) where old != new {
                 // Same name, same comment: only the value between " = " and the comment differs.
-                let marker = try XCTUnwrap(Self.markers.first { old.hasPrefix($0.name + " = ") }, "non-marker line changed: \(old)")
+                let marker = try XCTUnwrap(
+                    Self.markers.first { old.hasPrefix($0.name + " = ") }, "non-marker line changed: \(old)")
                 let oldComment = old[old.firstIndex(of: "#")!...]
                 let newComment = new[new.firstIndex(of: "#")!...]
                 XCTAssertEqual(oldComment, newComment)

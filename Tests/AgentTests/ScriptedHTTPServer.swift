@@ -1,7 +1,7 @@
 import Foundation
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// A real HTTP/1.1 server for tests: listens on 127.0.0.1 on an ephemeral port, answers each
@@ -115,7 +115,8 @@ final class ScriptedHTTPServer: @unchecked Sendable {
             }
             lock.lock()
             received.append(request)
-            let reply = script.isEmpty ? .respond(status: 500, headers: [], body: "script exhausted") : script.removeFirst()
+            let reply =
+                script.isEmpty ? .respond(status: 500, headers: [], body: "script exhausted") : script.removeFirst()
             lock.unlock()
             switch reply {
             case .hang:
@@ -131,7 +132,9 @@ final class ScriptedHTTPServer: @unchecked Sendable {
                 let all = Array(head.utf8) + bytes
                 var offset = 0
                 while offset < all.count {
-                    let written = all.withUnsafeBytes { send(client, $0.baseAddress! + offset, $0.count - offset, Int32(MSG_NOSIGNAL)) }
+                    let written = all.withUnsafeBytes {
+                        send(client, $0.baseAddress! + offset, $0.count - offset, Int32(MSG_NOSIGNAL))
+                    }
                     if written <= 0 { break }
                     offset += written
                 }
@@ -159,7 +162,8 @@ final class ScriptedHTTPServer: @unchecked Sendable {
         var headers: [String: String] = [:]
         for line in lines {
             guard let colon = line.firstIndex(of: ":") else { continue }
-            headers[line[..<colon].lowercased()] = line[line.index(after: colon)...].trimmingCharacters(in: .whitespaces)
+            headers[line[..<colon].lowercased()] = line[line.index(after: colon)...].trimmingCharacters(
+                in: .whitespaces)
         }
         let length = Int(headers["content-length"] ?? "0") ?? 0
         guard length >= 0, length <= 16 << 20 else { return nil }

@@ -41,10 +41,11 @@ final class TestWorkspace {
         try FileManager.default.createDirectory(atPath: root + "/.git/hooks", withIntermediateDirectories: true)
         try "outside the workspace\n".write(toFile: parent + "/outside.txt", atomically: false, encoding: .utf8)
         try "[core]\n".write(toFile: root + "/.git/config", atomically: false, encoding: .utf8)
-        let contents = files ?? [
-            "train.py": Self.train, "prepare.py": Self.prepare, "program.md": "Improve the AUC.\n",
-            "proctor.toml": "[files]\neditable = [\"train.py\"]\n",
-        ]
+        let contents =
+            files ?? [
+                "train.py": Self.train, "prepare.py": Self.prepare, "program.md": "Improve the AUC.\n",
+                "proctor.toml": "[files]\neditable = [\"train.py\"]\n",
+            ]
         for (path, text) in contents {
             let full = root + "/" + path
             try FileManager.default.createDirectory(
