@@ -80,7 +80,8 @@ public enum AgentPrompt {
         for path in context.editableFiles.keys.sorted() {
             let contents = context.editableFiles[path] ?? ""
             let fence = String(repeating: "`", count: max(3, longestBacktickRun(contents) + 1))
-            text += "FILE: \(path)\n\(fence)\n\(contents)\(contents.hasSuffix("\n") || contents.isEmpty ? "" : "\n")\(fence)\n\n"
+            text +=
+                "FILE: \(path)\n\(fence)\n\(contents)\(contents.hasSuffix("\n") || contents.isEmpty ? "" : "\n")\(fence)\n\n"
         }
         text += "This is iteration \(context.iteration). Propose your next change in the answer format."
         return text

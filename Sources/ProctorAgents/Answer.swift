@@ -66,7 +66,8 @@ struct Answer: Equatable {
                         reason: "malformed answer: the block for FILE: \(path) is never closed (answer cut short?)",
                         paths: [])
                 }
-                answer.changes.append(.replace(path: path, contents: body.isEmpty ? "" : body.joined(separator: "\n") + "\n"))
+                answer.changes.append(
+                    .replace(path: path, contents: body.isEmpty ? "" : body.joined(separator: "\n") + "\n"))
                 index = end + 1
             } else if let fence = Fence(opening: line) {
                 let info = fence.info.lowercased()
@@ -78,9 +79,11 @@ struct Answer: Equatable {
                     }
                     break
                 }
-                let looksLikeDiff = info.isEmpty && body.first(where: { !$0.isEmpty }).map {
-                    $0.hasPrefix("--- ") || $0.hasPrefix("diff --git ")
-                } == true
+                let looksLikeDiff =
+                    info.isEmpty
+                    && body.first(where: { !$0.isEmpty }).map {
+                        $0.hasPrefix("--- ") || $0.hasPrefix("diff --git ")
+                    } == true
                 if isDiff || looksLikeDiff {
                     answer.changes += try FilePatch.parseAll(body).map { .patch($0) }
                 }
@@ -161,4 +164,3 @@ struct Fence {
         return nil
     }
 }
-

@@ -1,13 +1,13 @@
 #if canImport(FoundationEssentials)
-import FoundationEssentials
+    import FoundationEssentials
 #else
-import Foundation
+    import Foundation
 #endif
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Darwin)
-import Darwin
+    import Darwin
 #endif
 
 /// Which wire protocol an `http` agent speaks.
@@ -75,6 +75,32 @@ public struct HTTPAgentConfig: Sendable, Equatable {
         self.maxResponseBytes = maxResponseBytes
     }
 
+    /// What is impossible in these settings, one message per problem naming the TOML key
+    /// (`[agent].base_url` ...); empty when the settings can be used.
+    public var problems: [String] {
+        var found: [String] = []
+        if !(baseURL.hasPrefix("http://") || baseURL.hasPrefix("https://")) {
+            found.append("[agent].base_url must start with http:// or https://: \(baseURL)")
+        }
+        if model.isEmpty { found.append("[agent].model must not be empty") }
+        if let name = apiKeyEnv, !name.isEmpty,
+            !name.allSatisfy({ $0 == "_" || ($0.isASCII && ($0.isLetter || $0.isNumber)) }) || name.first!.isNumber
+        {
+            found.append("[agent].api_key_env must be the NAME of an environment variable, not its value")
+        }
+        if maxTokens <= 0 { found.append("[agent].max_tokens must be positive") }
+        if let temperature, !(temperature >= 0 && temperature <= 2) {
+            found.append("[agent].temperature must be between 0 and 2")
+        }
+        if !(timeoutSeconds > 0) { found.append("[agent].timeout must be positive") }
+        if !(connectTimeoutSeconds > 0) { found.append("[agent].connect_timeout must be positive") }
+        if maxRetries < 0 { found.append("[agent].max_retries must not be negative") }
+        if (pricePerMTokIn ?? 0) < 0 || (pricePerMTokOut ?? 0) < 0 {
+            found.append("[agent] prices must not be negative")
+        }
+        return found
+    }
+
     /// The endpoint a request goes to.
     public var endpointURL: String {
         var base = baseURL
@@ -137,7 +163,9 @@ public struct HTTPAgent: Agent {
         do {
             answer = try Answer.parse(reply.text)
         } catch {
-            if case .rejected(let reason, let paths) = error { throw .rejected(reason: reason + truncated, paths: paths) }
+            if case .rejected(let reason, let paths) = error {
+                throw .rejected(reason: reason + truncated, paths: paths)
+            }
             throw error
         }
         guard !answer.changes.isEmpty else {
@@ -204,7 +232,9 @@ public struct HTTPAgent: Agent {
     func complete(system: String, user: String, key: String?) throws(AgentError) -> Reply {
         let url = config.endpointURL
         let body = try requestBody(system: system, user: user)
-        var headers: [(name: String, value: String)] = [("Content-Type", "application/json"), ("Accept", "application/json")]
+        var headers: [(name: String, value: String)] = [
+            ("Content-Type", "application/json"), ("Accept", "application/json"),
+        ]
         switch config.wireProtocol {
         case .openai:
             if let key { headers.append(("Authorization", "Bearer \(key)")) }
@@ -234,7 +264,8 @@ public struct HTTPAgent: Agent {
                     return try parseReply(response.body)
                 case 401, 403:
                     let variable = config.apiKeyEnv.map { "$\($0)" } ?? "the api_key_env setting"
-                    throw AgentError.failed(reason: "authentication failed: check \(variable) (HTTP \(response.status) from \(url))")
+                    throw AgentError.failed(
+                        reason: "authentication failed: check \(variable) (HTTP \(response.status) from \(url))")
                 case 404:
                     throw AgentError.failed(reason: "model or endpoint not found: \(url) (model \"\(config.model)\")")
                 case 429, 500..<600:
@@ -243,9 +274,12 @@ public struct HTTPAgent: Agent {
                 case 300..<400:
                     let location = response.headers["location"].map { " to \($0)" } ?? ""
                     throw AgentError.failed(
-                        reason: "HTTP \(response.status) from \(url): redirect\(location) not followed; set base_url to the final address")
+                        reason:
+                            "HTTP \(response.status) from \(url): redirect\(location) not followed; set base_url to the final address"
+                    )
                 default:
-                    throw AgentError.failed(reason: "HTTP \(response.status) from \(url)\(serverMessage(response.body))")
+                    throw AgentError.failed(
+                        reason: "HTTP \(response.status) from \(url)\(serverMessage(response.body))")
                 }
             } catch let error as HTTPClientError {
                 switch error.kind {

@@ -1,9 +1,9 @@
 import CCurl
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Darwin)
-import Darwin
+    import Darwin
 #endif
 
 /// `curl_global_init` is not thread-safe and must run once before any easy handle exists; a global
@@ -139,14 +139,17 @@ public struct HTTPClient: Sendable {
         try set(
             "CONNECTTIMEOUT_MS",
             proctor_curl_setopt_long(handle, CURLOPT_CONNECTTIMEOUT_MS, Self.milliseconds(connectTimeoutSeconds)))
-        try set("MAXFILESIZE_LARGE", proctor_curl_setopt_off(handle, CURLOPT_MAXFILESIZE_LARGE, curl_off_t(maxBodyBytes)))
+        try set(
+            "MAXFILESIZE_LARGE", proctor_curl_setopt_off(handle, CURLOPT_MAXFILESIZE_LARGE, curl_off_t(maxBodyBytes)))
         try set("ACCEPT_ENCODING", proctor_curl_setopt_str(handle, CURLOPT_ACCEPT_ENCODING, ""))
         try set("POST", proctor_curl_setopt_long(handle, CURLOPT_POST, 1))
-        try set("POSTFIELDSIZE_LARGE", proctor_curl_setopt_off(handle, CURLOPT_POSTFIELDSIZE_LARGE, curl_off_t(body.count)))
+        try set(
+            "POSTFIELDSIZE_LARGE", proctor_curl_setopt_off(handle, CURLOPT_POSTFIELDSIZE_LARGE, curl_off_t(body.count)))
         // COPYPOSTFIELDS copies the bytes, so the buffer need not outlive this closure.
         let copyCode = body.withUnsafeBytes { raw in
             proctor_curl_setopt_ptr(
-                handle, CURLOPT_COPYPOSTFIELDS, UnsafeMutableRawPointer(mutating: raw.baseAddress ?? UnsafeRawPointer(errorBuffer)))
+                handle, CURLOPT_COPYPOSTFIELDS,
+                UnsafeMutableRawPointer(mutating: raw.baseAddress ?? UnsafeRawPointer(errorBuffer)))
         }
         try set("COPYPOSTFIELDS", copyCode)
         try set("HTTPHEADER", proctor_curl_setopt_ptr(handle, CURLOPT_HTTPHEADER, headerList))
@@ -161,8 +164,10 @@ public struct HTTPClient: Sendable {
             let reason = "POST \(url): \(detail.isEmpty ? Self.text(code) : detail)"
             var connectTime: curl_off_t = 0
             _ = proctor_curl_getinfo_off(handle, CURLINFO_CONNECT_TIME_T, &connectTime)
-            throw HTTPClientError(kind: Self.kind(of: code, overflowed: sink.overflowed, connected: connectTime > 0),
-                                  message: sink.overflowed ? "POST \(url): response body larger than \(maxBodyBytes) bytes" : reason)
+            let kind = Self.kind(of: code, overflowed: sink.overflowed, connected: connectTime > 0)
+            throw HTTPClientError(
+                kind: kind,
+                message: kind == .tooLarge ? "POST \(url): response body larger than \(maxBodyBytes) bytes" : reason)
         }
         var status: Int = 0
         _ = proctor_curl_getinfo_long(handle, CURLINFO_RESPONSE_CODE, &status)

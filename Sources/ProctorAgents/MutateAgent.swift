@@ -1,8 +1,7 @@
-import Foundation
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Darwin)
-import Darwin
+    import Darwin
 #endif
 
 /// `kind = "mutate"`: the built-in offline agent. It perturbs the tunable constants that the
@@ -48,7 +47,8 @@ public struct MutateAgent: Agent {
         }
 
         // Iteration mixed into the seed: a loop that passes one run seed still gets a new draw each time.
-        var rng = SplitMix64(seed: context.seed ^ (UInt64(truncatingIfNeeded: context.iteration) &* 0xD1B5_4A32_D192_ED03))
+        var rng = SplitMix64(
+            seed: context.seed ^ (UInt64(truncatingIfNeeded: context.iteration) &* 0xD1B5_4A32_D192_ED03))
         let ambiguous = Set(Dictionary(grouping: movable, by: \.name).filter { $0.value.count > 1 }.keys)
         let failures = recentFailures(context.history)
 
@@ -156,10 +156,8 @@ struct Knob {
         guard spec.count == 2 || spec.count == 3, let kind = Kind(rawValue: String(spec[0])) else {
             throw bad("expected `mutate: int|float LO..HI log|linear`")
         }
-        // Split at "..", not at the first ".": both bounds may have decimal points (0.005..0.5).
-        let range = String(spec[1])
-        guard let dots = range.range(of: ".."), let low = Double(range[..<dots.lowerBound]),
-            let high = Double(range[dots.upperBound...]), low.isFinite, high.isFinite, low <= high
+        guard let dots = spec[1].firstRange(of: ".."), let low = Double(String(spec[1][..<dots.lowerBound])),
+            let high = Double(String(spec[1][dots.upperBound...])), low.isFinite, high.isFinite, low <= high
         else { throw bad("expected a range LO..HI with LO <= HI") }
         let scale = spec.count == 3 ? Scale(rawValue: String(spec[2])) : .linear
         guard let scale else { throw bad("the scale is `log` or `linear`") }
@@ -241,7 +239,8 @@ struct Knob {
         }
         if exponentStyle {
             let fraction = stripZeros(Array(digits.dropFirst()))
-            return sign + String(digits[0]) + (fraction.isEmpty ? "" : "." + fraction) + (upper ? "E" : "e") + String(exponent)
+            return sign + String(digits[0]) + (fraction.isEmpty ? "" : "." + fraction) + (upper ? "E" : "e")
+                + String(exponent)
         }
         let pointAt = exponent + 1  // digits before the decimal point
         var integerPart: String

@@ -94,7 +94,8 @@ struct FilePatch: Equatable {
                                 default: break
                                 }
                             default:
-                                throw malformed("unexpected line in a hunk of \(patch.target ?? "?"): \(body.prefix(80))")
+                                throw malformed(
+                                    "unexpected line in a hunk of \(patch.target ?? "?"): \(body.prefix(80))")
                             }
                         }
                         index += 1
@@ -206,7 +207,8 @@ struct FilePatch: Equatable {
                         throw doesNotApply(
                             matches.isEmpty
                                 ? "hunk \(number + 1) of \(path) does not match the current file"
-                                : "hunk \(number + 1) of \(path) has no line number and matches \(matches.count) places")
+                                : "hunk \(number + 1) of \(path) has no line number and matches \(matches.count) places"
+                        )
                     }
                     position = matches[0]
                 }

@@ -1,7 +1,7 @@
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Darwin)
-import Darwin
+    import Darwin
 #endif
 
 /// The files an in-process agent (`http`, `mutate`) may change, and the only way it touches them.
@@ -129,7 +129,8 @@ struct WorkspaceFiles {
             if next < 0 {
                 let code = errno
                 if code == ELOOP || code == ENOTDIR {
-                    throw AgentError.rejected(reason: "\(path): \(component) is not a plain directory (symlink?)", paths: [path])
+                    throw AgentError.rejected(
+                        reason: "\(path): \(component) is not a plain directory (symlink?)", paths: [path])
                 }
                 if code == ENOENT { return nil }
                 throw AgentError.failed(reason: "open \(absolute(path)): \(errnoName(code))")

@@ -1,0 +1,115 @@
+import XCTest
+
+@testable import ProctorAgents
+
+/// Parsing answers and applying diffs, without a server or a disk.
+final class AnswerTests: XCTestCase {
+    func testSummaryAndLongerFence() throws {
+        let answer = try Answer.parse(
+            """
+            **SUMMARY:** document the run
+            FILE: `LOG.md`
+            ````markdown
+            Example:
+            ```python
+            x = 1
+            ```
+            ````
+            """)
+        XCTAssertEqual(answer.summary, "document the run")
+        XCTAssertEqual(answer.changes, [.replace(path: "LOG.md", contents: "Example:\n```python\nx = 1\n```\n")])
+    }
+
+    func testOtherFencesAreIgnored() throws {
+        let answer = try Answer.parse("SUMMARY: a\nFor example:\n```python\nprint(1)\n```\n")
+        XCTAssertEqual(answer.changes, [])
+    }
+
+    func testDiffHeadersAndRefusals() throws {
+        let answer = try Answer.parse(
+            "```diff\ndiff --git a/x.py b/x.py\nindex 1..2 100644\n--- a/x.py\t2024-01-01\n+++ b/x.py\n@@ -1,2 +1,2 @@\n a\n-b\n+c\n```"
+        )
+        guard case .patch(let patch) = answer.changes.first else { return XCTFail("no patch") }
+        XCTAssertEqual(patch.oldPath, "x.py")
+        XCTAssertEqual(patch.hunks.count, 1)
+
+        for (diff, text) in [
+            ("--- a/x.py\n+++ /dev/null\n@@ -1 +0,0 @@\n-a\n", "deleting"),
+            ("--- a/x.py\n+++ b/y.py\n@@ -1 +1 @@\n-a\n+b\n", "renaming"),
+            ("old mode 100644\nnew mode 100755\n", "modes"),
+            ("--- a/x.py\n+++ b/x.py\nhello\n", "no hunks"),
+            ("--- a/x.py\n+++ b/x.py\n@@ -1 +1 @@\n-a\n?b\n", "unexpected line"),
+        ] {
+            XCTAssertThrowsError(try Answer.parse("```diff\n\(diff)```")) { error in
+                guard case AgentError.rejected(let reason, _) = error else { return XCTFail("\(error)") }
+                XCTAssertTrue(reason.contains(text), "\(reason) lacks \(text)")
+            }
+        }
+    }
+
+    func patch(_ diff: String) throws -> FilePatch {
+        let answer = try Answer.parse("```diff\n\(diff)```")
+        guard case .patch(let patch) = answer.changes.first else { throw AgentError.failed(reason: "no patch") }
+        return patch
+    }
+
+    func testApplyExactOffsetAndNearest() throws {
+        let file = "a\nb\nc\nd\nb\nc\ne\n"
+        // Wrong line number (10): placed where the context matches, nearest to it.
+        XCTAssertEqual(
+            try patch("--- a/f\n+++ b/f\n@@ -10,2 +10,2 @@\n b\n-c\n+C\n").apply(to: file), "a\nb\nc\nd\nb\nC\ne\n")
+        XCTAssertEqual(
+            try patch("--- a/f\n+++ b/f\n@@ -2,2 +2,2 @@\n b\n-c\n+C\n").apply(to: file), "a\nb\nC\nd\nb\nc\ne\n")
+        // No numbers and an ambiguous match: refused.
+        XCTAssertThrowsError(try patch("--- a/f\n+++ b/f\n@@ @@\n b\n-c\n+C\n").apply(to: file))
+        // Context must match exactly (trailing space differs).
+        XCTAssertThrowsError(try patch("--- a/f\n+++ b/f\n@@ -1 +1 @@\n-a \n+A\n").apply(to: file))
+        // Two hunks, insertion, blank context line, no newline at end.
+        XCTAssertEqual(
+            try patch(
+                "--- a/f\n+++ b/f\n@@ -1,2 +1,3 @@\n a\n+x\n b\n@@ -6,2 +7,2 @@\n c\n-e\n+E\n\\ No newline at end of file\n"
+            ).apply(to: file),
+            "a\nx\nb\nc\nd\nb\nc\nE")
+        XCTAssertEqual(try patch("--- a/f\n+++ b/f\n@@ -1,3 +1,3 @@\n a\n\n-c\n+C\n").apply(to: "a\n\nc\n"), "a\n\nC\n")
+    }
+
+    func testNewNotesFileFromDevNull() throws {
+        let created = try patch("--- /dev/null\n+++ b/LOG.md\n@@ -0,0 +1,2 @@\n+one\n+two\n")
+        XCTAssertEqual(try created.apply(to: nil), "one\ntwo\n")
+        XCTAssertThrowsError(try created.apply(to: "exists\n"))
+    }
+
+    func testPathChecks() {
+        let files = WorkspaceFiles(root: "/ws", editable: ["train.py", "src/model.py"], notes: ["LOG.md"])
+        XCTAssertNil(files.violation("train.py"))
+        XCTAssertNil(files.violation("./src/model.py"))
+        XCTAssertEqual(files.violation("../train.py"), "path leaves the workspace")
+        XCTAssertEqual(files.violation("src/../train.py"), "path leaves the workspace")
+        XCTAssertEqual(files.violation("/ws/train.py"), "absolute path")
+        XCTAssertEqual(files.violation(".git/config"), ".git is never writable")
+        XCTAssertEqual(files.violation("src//model.py"), "path is not normalised")
+        XCTAssertEqual(files.violation("prepare.py"), "not an editable or notes file")
+        XCTAssertEqual(files.violation("train.py\n"), "control character in path")
+    }
+
+    func testPromptListsHistoryAndRules() {
+        let history = (1...25).map {
+            HistoryEntry(
+                iteration: $0, status: $0 % 2 == 0 ? "keep" : "discard", score: 0.5, description: "step\t\($0)\nmore")
+        }
+        let context = AgentContext(
+            workspace: "/ws", program: "Do research.", editableFiles: ["train.py": "print(1)\n```\n"],
+            notesFiles: ["LOG.md"],
+            metric: "loss", maximize: false, bestScore: nil, history: history, iteration: 26, seed: 1, maxDiffLines: 50)
+        let system = AgentPrompt.system(context)
+        let user = AgentPrompt.user(context)
+        XCTAssertTrue(system.contains("Change only these files: train.py."))
+        XCTAssertTrue(system.contains("LOG.md"))
+        XCTAssertTrue(system.contains("at most 50 lines"))
+        XCTAssertTrue(user.contains("minimize"))
+        XCTAssertTrue(user.contains("none yet"))
+        XCTAssertFalse(user.contains("iteration 5:"), "only the last 20 iterations")
+        XCTAssertTrue(user.contains("- iteration 6: keep, 0.5: step 6 more"))
+        XCTAssertTrue(user.contains("````\nprint(1)\n```\n````"), "a file with ``` gets a longer fence")
+    }
+}
