@@ -20,7 +20,7 @@ public struct CommandAgent: Agent {
 
     public func propose(_ context: AgentContext) throws -> Proposal {
         let config = env.config
-        let home = try makeHome()
+        let home = try CommandAgent.makeHome()
         defer {
             try? FileTree.removeContents(of: home)
             rmdir(home)
@@ -66,7 +66,7 @@ public struct CommandAgent: Agent {
     }
 
     /// A private home outside the workspace and outside /tmp (the sandbox mounts its own /tmp over it).
-    private func makeHome() throws -> String {
+    static func makeHome() throws -> String {
         let base = ProcessInfo.processInfo.environment["PROCTOR_AGENT_HOME_BASE"] ?? "/var/tmp"
         var template = Array((base + "/proctor-agent-XXXXXX").utf8CString)
         guard let made = mkdtemp(&template) else { throw AgentError.failed(reason: "mkdtemp in \(base) failed") }

@@ -61,6 +61,10 @@ public final class Runner {
     static let maxAgentFailures = 5
 
     /// `agentKind` overrides `[agent].kind` (the `--agent` option).
+    /// Session mode: the agent command that drives the loop with `proctor experiment`.
+    public var sessionCommand: [String]?
+    var sessionEnded = false
+
     public init(env: SandboxEnvironment, agentKind: String? = nil, options: RunOptions, progress: Progress) throws {
         self.env = env
         self.config = env.config
@@ -79,7 +83,7 @@ public final class Runner {
         Interrupt.install()
         try ensureIgnored()
         let runID = options.resume ? (RunState.load(root)?.run ?? "") : RunID.make()
-        agent = try AgentFactory.make(kind: agentName, env: env, audit: audit, run: runID)
+        if sessionCommand == nil { agent = try AgentFactory.make(kind: agentName, env: env, audit: audit, run: runID) }
         locks = try env.takeLocks(run: runID, iteration: nil, wait: options.wait, audit: audit, phase: .experiment)
         defer { locks.removeAll() }
         if options.resume {
@@ -87,13 +91,17 @@ public final class Runner {
         } else {
             try start(runID)
         }
+        if let command = sessionCommand { try startSession(command) }
         var interrupted = false
         var done = 0
         while options.iterations.map({ done < $0 }) ?? true {
             if Interrupt.requested { interrupted = true; break }
             let iteration = state.lastIteration + 1
             let finished = try runIteration(iteration)
-            if !finished { interrupted = true; break }
+            if !finished {
+                interrupted = !sessionEnded
+                break
+            }
             done += 1
         }
         return RunSummary(run: state.run, branch: state.branch, counts: counts, baseline: state.baselineScore,
@@ -201,6 +209,8 @@ public final class Runner {
             state.inProgress = nil
             try state.save(root)
             counts[status, default: 0] += 1
+            (agent as? SessionAgent)?.finished(iteration: i, status: status, score: measured?.mean, best: state.bestScore,
+                                               reason: reason)
             progress.finished(i, total: options.iterations.map { state.lastIteration - i + $0 }, status: status,
                               score: measured?.mean, best: state.bestScore, seconds: seconds, description: row.description)
             return true
@@ -211,6 +221,11 @@ public final class Runner {
         let proposal: Proposal
         do {
             proposal = try agent.propose(agentContext(i))
+        } catch is SessionEnded {
+            sessionEnded = true
+            state.inProgress = nil
+            try state.save(root)
+            return false
         } catch let error as AgentError {
             if Interrupt.requested { return try abandon(best) }
             switch error {

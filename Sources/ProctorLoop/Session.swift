@@ -218,3 +218,52 @@ final class SessionAgent: Agent, @unchecked Sendable {
 
 /// The session's agent exited: the loop ends cleanly.
 struct SessionEnded: Error {}
+
+extension Runner {
+    /// Starts the session agent in the agent sandbox on a background thread, with the session
+    /// channel inherited and `proctor` itself mounted read-only so `proctor experiment` works inside.
+    func startSession(_ command: [String]) throws {
+        let server = try SessionServer()
+        agent = SessionAgent(server: server)
+        let exe = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
+        let mounts: [(String, String)] = [(exe, "/run/proctor/bin/proctor")]
+            + SessionRuntime.libraryDirectories().map { ($0, $0) }
+        let home = try CommandAgent.makeHome()
+        let env = self.env
+        let audit = self.audit
+        let context = AuditContext(run: state.run, iteration: nil, config: config)
+        let thread = Thread {
+            let result = try? env.launch(phase: .agent, command: command, seed: nil, agentHome: home, audit: audit,
+                                         context: context) { request in
+                request.extraReadOnly += mounts
+                request.extraEnvironment += [(SessionProtocol.environmentName, String(server.agentEnd)),
+                                             ("PATH", "/run/proctor/bin:/usr/local/bin:/usr/bin:/bin")]
+                request.passDescriptors = [server.agentEnd]
+            }
+            server.closeAgentEnd()
+            try? FileTree.removeContents(of: home)
+            rmdir(home)
+            FileHandle.standardError.write(Data("proctor: the session agent exited (\(result?.reason ?? "launch failed"))\n".utf8))
+            server.shutdown()
+        }
+        thread.start()
+        progress.line("session: agent started; it runs experiments with `proctor experiment \"description\"`")
+    }
+}
+
+/// Where the running proctor's shared libraries live (the Swift runtime outside the system dirs).
+enum SessionRuntime {
+    static func libraryDirectories() -> [String] {
+        guard let maps = try? String(contentsOfFile: "/proc/self/maps", encoding: .utf8) else { return [] }
+        var dirs: [String] = []
+        for line in maps.split(separator: "\n") {
+            guard let slash = line.firstIndex(of: "/") else { continue }
+            let path = String(line[slash...])
+            guard path.hasSuffix(".so") || path.contains(".so.") else { continue }
+            let dir = (path as NSString).deletingLastPathComponent
+            let system = ["/usr/", "/lib/", "/lib64/", "/lib32/"].contains { dir.hasPrefix($0) || dir + "/" == $0 }
+            if !system && !dirs.contains(dir) { dirs.append(dir) }
+        }
+        return dirs
+    }
+}

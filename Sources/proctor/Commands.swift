@@ -162,3 +162,68 @@ func fail(_ error: Error, status: Int32) -> Never {
 func formatScore(_ value: Double) -> String {
     value.isNaN ? "-" : String(format: "%.6g", value)
 }
+
+struct Session: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Start an agent (e.g. Claude Code) that drives the loop itself with `proctor experiment`.",
+        discussion: """
+            The agent runs in the agent sandbox: it may write only editable and notes files, never sees hidden \
+            files, the ledger or the evaluator's data. Inside, `proctor experiment "what I changed"` asks this \
+            supervisor to validate, run, score and keep or revert, one experiment at a time. The session ends \
+            when the agent exits.
+            """)
+
+    @OptionGroup var options: WorkspaceOptions
+
+    @Option(help: "Stop after this many experiments.")
+    var iterations: Int?
+
+    @Flag(help: "Continue the last run from its ledger and branch.")
+    var resume = false
+
+    @Flag(help: "Wait for the experiment lock instead of failing at once.")
+    var wait = false
+
+    @Argument(parsing: .postTerminator, help: "The agent command, after --.")
+    var command: [String] = []
+
+    func validate() throws {
+        if command.isEmpty { throw ValidationError("give the agent command after --, e.g. proctor session -- claude") }
+    }
+
+    func run() throws {
+        let env: SandboxEnvironment
+        do { env = try SandboxEnvironment.load(workspace: options.workspace) } catch { fail(error, status: 125) }
+        do {
+            let runner = try Runner(env: env, options: RunOptions(iterations: iterations, resume: resume, wait: wait),
+                                    progress: Progress(total: iterations))
+            runner.sessionCommand = command
+            let summary = try runner.run()
+            print("session \(summary.run): kept \(summary.counts[.keep] ?? 0) of \(summary.counts.values.reduce(0, +)) experiments; best \(formatScore(summary.best)) vs baseline \(formatScore(summary.baseline)); ledger \(summary.ledger)")
+        } catch let busy as ExperimentLock.Busy {
+            fail(busy, status: 125)
+        } catch {
+            fail(error, status: 1)
+        }
+    }
+}
+
+struct Experiment: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Inside a session: ask the supervisor to run one experiment on the current working tree.")
+
+    @Argument(help: "One line saying what changed.")
+    var description: String
+
+    func run() throws {
+        do {
+            let reply = try SessionClient.request(description: description)
+            print(reply.message)
+            if !reply.accepted { throw ExitCode(1) }
+        } catch let exit as ExitCode {
+            throw exit
+        } catch {
+            fail(error, status: 2)
+        }
+    }
+}

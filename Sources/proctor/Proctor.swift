@@ -6,7 +6,7 @@ import Foundation
 struct Proctor: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Run an untrusted AI research agent safely: sandboxed steps, a locked evaluator, git keep/revert.",
-        subcommands: [Init.self, Run.self, Exec.self, Check.self, Audit.self, Report.self, Status.self])
+        subcommands: [Init.self, Run.self, Session.self, Experiment.self, Exec.self, Check.self, Audit.self, Report.self, Status.self])
 
     /// Like `ParsableCommand.main()`, except that bad input exits 125 (the contract's "proctor itself
     /// failed"), not 64, so that scripts can tell it from the command's own status.
