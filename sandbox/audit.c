@@ -36,9 +36,12 @@ struct psb_audit {
     int fd;
     struct seccomp_notif *req;
     struct seccomp_notif_resp *resp;
-    const char *writable[PSB_MAX_OPS + PSB_MAX_WRITABLE + 8];
-    int nw;
+    const struct psb_config *cfg;
+    const char *extra[PSB_MAX_WRITABLE];
+    int nextra;
     long long reported, dropped;
+    int memfd;
+    pid_t mem_pid;
     char devw[3][PATH_MAX];
 };
 
@@ -140,23 +143,21 @@ struct psb_audit *psb_audit_new(const struct psb_config *cfg, int notify_fd)
     static struct psb_audit a;
     memset(&a, 0, sizeof a);
     a.fd = notify_fd;
+    a.memfd = -1;
     if (seccomp_notify_alloc(&a.req, &a.resp) < 0) {
         psb_warn("audit", "cannot allocate notification buffers; audit disabled");
         close(notify_fd);
         return NULL;
     }
+    a.cfg = cfg;
     for (int i = 0; i < cfg->nops; i++)
-        if (cfg->ops[i].kind == PSB_OP_RW || cfg->ops[i].kind == PSB_OP_TMPFS)
-            a.writable[a.nw++] = cfg->ops[i].dst;
-        else if (cfg->ops[i].kind == PSB_OP_DEV) {
+        if (cfg->ops[i].kind == PSB_OP_DEV) {
             static const char *const w[] = {"null", "zero", "full"};
-            for (int k = 0; k < 3; k++) {
+            for (int k = 0; k < 3; k++)
                 snprintf(a.devw[k], sizeof a.devw[k], "%s/%s", cfg->ops[i].dst, w[k]);
-                a.writable[a.nw++] = a.devw[k];
-            }
         }
     for (int i = 0; i < cfg->nwritable; i++)
-        a.writable[a.nw++] = cfg->writable[i];
+        a.extra[a.nextra++] = cfg->writable[i];
     for (size_t i = 0; i < sizeof table / sizeof table[0]; i++) {
         int nr = seccomp_syscall_resolve_name(table[i].name);
         if (nr >= 0)
@@ -167,11 +168,35 @@ struct psb_audit *psb_audit_new(const struct psb_config *cfg, int notify_fd)
 
 int psb_audit_fd(const struct psb_audit *a) { return a->fd; }
 
+/* Writable when beneath a --writable extra, or when the innermost mount covering the path
+ * (longest destination prefix; the later option wins a tie, as it is mounted on top) is a
+ * --rw or --tmpfs one. A read-only bind nested in a tmpfs is not writable. */
 static int is_writable(const struct psb_audit *a, const char *p)
 {
-    for (int i = 0; i < a->nw; i++)
-        if (psb_path_beneath(p, a->writable[i]))
+    for (int i = 0; i < a->nextra; i++)
+        if (psb_path_beneath(p, a->extra[i]))
             return 1;
+    const struct psb_config *cfg = a->cfg;
+    int best = -1;
+    size_t bestlen = 0;
+    for (int i = 0; i < cfg->nops; i++) {
+        const char *d = cfg->ops[i].dst;
+        size_t n = strlen(d);
+        if (psb_path_beneath(p, d) && (best < 0 || n >= bestlen)) {
+            best = i;
+            bestlen = n;
+        }
+    }
+    if (best < 0)
+        return 0;
+    enum psb_op_kind k = cfg->ops[best].kind;
+    if (k == PSB_OP_RW || k == PSB_OP_TMPFS)
+        return 1;
+    if (k == PSB_OP_DEV) {
+        for (int i = 0; i < 3; i++)
+            if (!strcmp(p, a->devw[i]))
+                return 1;
+    }
     return 0;
 }
 
@@ -413,12 +438,26 @@ void psb_audit_handle(struct psb_audit *a)
     memset(j, 0, sizeof j);
     int nj = 0;
     if (sc) {
-        char mp[64];
-        snprintf(mp, sizeof mp, "/proc/%d/mem", (int)pid);
-        int memfd = open(mp, O_RDONLY | O_CLOEXEC);
-        if (memfd >= 0) {
-            collect(a, sc, d, pid, memfd, j, &nj);
-            close(memfd);
+        /* One cached /proc/PID/mem: a flood usually comes from one process. A cached fd
+         * whose process exec'd or died reads nothing (its mm is gone): reopen and retry. */
+        int fresh = 0;
+        for (int attempt = 0; attempt < 2; attempt++) {
+            if (a->mem_pid != pid || a->memfd < 0 || attempt == 1) {
+                if (a->memfd >= 0)
+                    close(a->memfd);
+                char mp[64];
+                snprintf(mp, sizeof mp, "/proc/%d/mem", (int)pid);
+                a->memfd = open(mp, O_RDONLY | O_CLOEXEC);
+                a->mem_pid = a->memfd >= 0 ? pid : 0;
+                fresh = 1;
+            }
+            if (a->memfd < 0)
+                break;
+            memset(j, 0, sizeof j);
+            nj = 0;
+            collect(a, sc, d, pid, a->memfd, j, &nj);
+            if (nj > 0 || fresh)
+                break;
         }
         /* The pid (and its memory) belonged to the trapped task only if the id is still valid. */
         if (ioctl(a->fd, SECCOMP_IOCTL_NOTIF_ID_VALID, &a->req->id) < 0)

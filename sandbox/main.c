@@ -525,7 +525,7 @@ int main(int argc, char **argv)
     int timed_out = 0, killed_for = 0; /* 1 output, 2 parent, 3 signal */
     char limit_detail[256] = "";
     struct psb_rec rec;
-    int stopping = 0;
+    int stopping = 0, got_sigchld = 1;
 
     for (;;) {
         if (init_done && status_fd < 0 && sp[0].fd < 0 && sp[1].fd < 0)
@@ -577,8 +577,10 @@ int main(int argc, char **argv)
         if (pr > 0 && i_sig >= 0 && (pf[i_sig].revents & POLLIN)) {
             struct signalfd_siginfo si;
             while (read(sfd, &si, sizeof si) == sizeof si) {
-                if (si.ssi_signo == SIGCHLD)
+                if (si.ssi_signo == SIGCHLD) {
+                    got_sigchld = 1;
                     continue;
+                }
                 /* A stop request from the supervisor: the same path as a timeout, minus 124. */
                 if (!init_done && !stopping) {
                     stopping = 1;
@@ -588,7 +590,8 @@ int main(int argc, char **argv)
                 }
             }
         }
-        if (!init_done) {
+        if (!init_done && got_sigchld) {
+            got_sigchld = 0;
             int ws;
             pid_t w = wait4(init, &ws, WNOHANG, &ru);
             if (w == init) {
@@ -709,6 +712,7 @@ int main(int argc, char **argv)
             int dfd = open(cfg.output_dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
             if (dfd >= 0)
                 walk_dir(dfd, &w, 0);
+            long long spent = psb_now_ms() - now;
             if (w.bytes > cfg.output_limit || w.over_entries) {
                 if (w.over_entries)
                     psb_report("limit\toutput\tmore than %d entries under %s", PSB_OUTPUT_MAX_ENTRIES,
@@ -720,7 +724,9 @@ int main(int argc, char **argv)
                 killed_for = 1;
                 kill(init, SIGKILL);
             }
-            next_output = now + 50;
+            /* Every 50 ms, but never more than a fifth of the helper's time: a huge tree
+             * must not starve the audit listener and the stdio pipes. */
+            next_output = psb_now_ms() + (spent * 4 > 50 ? spent * 4 : 50);
         }
         if (init_done) {
             /* Everything in the PID namespace is gone; drain what is left without blocking. */

@@ -1,0 +1,351 @@
+#!/usr/bin/env bash
+# Attack tests for proctor-sandbox: hostile code runs inside a sandbox built like the real
+# policy; every verdict is taken from OUTSIDE (file bytes, host listing, listener, process
+# table, report lines, exit status). Runs as root and as an unprivileged user.
+#
+#   sandbox/tests/attack.sh            # builds the launcher with gcc into a temp dir
+#   PSB=/path/to/proctor-sandbox sandbox/tests/attack.sh
+#
+# Exits non-zero on any failure; the last line is "N passed, M failed".
+set -u
+HERE=$(cd "$(dirname "$0")" && pwd)
+PASSED=0
+FAILED=0
+pass() { PASSED=$((PASSED + 1)); echo "ok   - $*"; }
+fail() { FAILED=$((FAILED + 1)); echo "FAIL - $*"; }
+skip() { echo "skip - $*"; }
+check() { local d=$1; shift; if "$@"; then pass "$d"; else fail "$d"; fi; }
+
+T=$(mktemp -d /var/tmp/psb-attack.XXXXXX)
+chmod 755 "$T"
+LISTENER_PID=
+cleanup() {
+    [ -n "$LISTENER_PID" ] && kill "$LISTENER_PID" 2>/dev/null
+    chmod -R u+w "$T" 2>/dev/null
+    rm -rf "$T"
+}
+trap cleanup EXIT
+
+if [ -z "${PSB:-}" ]; then
+    gcc -D_GNU_SOURCE -O2 -Wall "$HERE"/../*.c -lseccomp -o "$T/psb" || { echo "build failed"; echo "0 passed, 1 failed"; exit 1; }
+    PSB=$T/psb
+fi
+ME=$(id -un)
+ROOT=0; [ "$(id -u)" = 0 ] && ROOT=1
+echo "# proctor-sandbox attack tests as $ME, binary $PSB"
+
+# ---------- workspace ----------
+WS=$T/ws
+mkdir -p "$WS/outputs" "$WS/holdout" "$WS/.git/hooks" "$WS/bin" "$WS/sub"
+echo "def prepare(): return 42  # pinned" > "$WS/prepare.py"
+echo "label,secret_seed=42" > "$WS/holdout/labels.csv"
+echo "config" > "$WS/sub/config.toml"
+echo "ref: refs/heads/main" > "$WS/.git/HEAD"
+gcc -O2 -x c -o "$WS/bin/probe" "$HERE/probe.c.in" || { echo "probe build failed"; echo "0 passed, 1 failed"; exit 1; }
+PROBE=$WS/bin/probe
+manifest() { (cd "$WS" && find . -mindepth 1 -path ./outputs -prune -o -print0 | sort -z | xargs -0 stat -c '%n %s %a %Y' && find . -path ./outputs -prune -o -type f -print0 | sort -z | xargs -0 sha256sum); }
+manifest > "$T/manifest.before"
+
+PY=
+if [ -x /usr/bin/python3 ]; then PY=/usr/bin/python3
+elif [ $ROOT = 1 ] && [ -x /root/.pyenv/versions/3.11.7/bin/python3 ]; then PY=/root/.pyenv/versions/3.11.7/bin/python3
+fi
+PYBIND=()
+case "$PY" in /root/*) PYBIND=(--ro /root/.pyenv/versions/3.11.7 /root/.pyenv/versions/3.11.7) ;; esac
+[ -z "$PY" ] && echo "# no python3 usable by $ME: python cases are skipped"
+needpy() { [ -n "$PY" ] || { skip "$1 (no python3)"; return 1; }; }
+
+# ---------- host-side listeners that must receive nothing ----------
+HITS=$T/listener.hits
+PORT=
+ABSTRACT="psb-attack-$$"
+HOSTSOCK=$T/host.sock
+if [ -n "$PY" ] || command -v python3 >/dev/null; then
+    HPY=${PY:-python3}
+    "$HPY" - "$T/port" "$HITS" "$ABSTRACT" "$HOSTSOCK" <<'EOF' &
+import socket, sys, select, os
+portf, hits, abstract, path = sys.argv[1:5]
+t = socket.socket(); t.bind(("127.0.0.1", 0)); t.listen(16)
+a = socket.socket(socket.AF_UNIX); a.bind("\0" + abstract); a.listen(16)
+p = socket.socket(socket.AF_UNIX); p.bind(path); p.listen(16)
+open(portf + ".tmp", "w").write(str(t.getsockname()[1])); os.rename(portf + ".tmp", portf)
+while True:
+    r, _, _ = select.select([t, a, p], [], [])
+    for s in r:
+        c, _ = s.accept()
+        open(hits, "a").write("hit %s\n" % s.family)
+        c.close()
+EOF
+    LISTENER_PID=$!
+    for _ in $(seq 100); do [ -s "$T/port" ] && break; sleep 0.05; done
+    PORT=$(cat "$T/port")
+fi
+
+# ---------- the policy ----------
+POLICY=(--ro /usr /usr --ro-try /lib /lib --ro-try /lib64 /lib64 --ro-try /bin /bin --ro-try /sbin /sbin
+    --ro /etc /etc --hide /etc/shadow --hide /etc/gshadow
+    "${PYBIND[@]}"
+    --ro "$WS" "$WS" --rw "$WS/outputs" "$WS/outputs" --hide "$WS/holdout"
+    --tmpfs /tmp 64MiB --dev /dev --proc /proc --net loopback --audit-writes --report-fd 3
+    --timeout 5000 --chdir "$WS"
+    --setenv PATH /usr/bin:/bin --setenv HOME "$WS/outputs" --setenv WS "$WS")
+R=$T/report; O=$T/out; E=$T/err
+# run [EXTRA OPTIONS...] -- CMD...: output in $O/$E/$R, exit status in $RC, wall time in $WALL ms.
+run() {
+    local t0 t1
+    t0=$(date +%s%N)
+    env SECRET_API_KEY=sk-live-hunter2 "$PSB" "${POLICY[@]}" "$@" 3>"$R" >"$O" 2>"$E" </dev/null
+    RC=$?
+    t1=$(date +%s%N)
+    WALL=$(((t1 - t0) / 1000000))
+}
+reported() { grep -qP "$1" "$R"; }
+no_deny() { ! grep -q '^deny' "$R"; }
+outhas() { grep -qF -- "$1" "$O"; }
+rc_is() { [ "$RC" = "$1" ]; }
+no_procs() { sleep 0.1; ! pgrep -f "$1" >/dev/null; }
+probe_ok() { ! grep -q ' BAD' "$O" && grep -q ' ok' "$O"; }
+result_last() { tail -n1 "$R" | grep -q '^result'; }
+
+# ================= writing where it must not =================
+run -- sh -c 'echo pwn > prepare.py; echo pwn >> prepare.py; : > prepare.py; echo pwn > sub/config.toml; exit 0'
+check "direct write/append/truncate via shell denied" true
+check "  deny line for openat of prepare.py (absolute path)" reported "^deny\t\d+\t\d+\topenat\t$WS/prepare.py$"
+check "  result is the last report line" result_last
+
+if needpy "python direct writes"; then
+run -- "$PY" -c '
+import os, sys
+ws = os.environ["WS"]; p = ws + "/prepare.py"
+def t(name, f):
+    try: f(); print(name, "BAD")
+    except OSError as e: print(name, "ok", e.errno)
+t("truncate", lambda: os.truncate(p, 0))
+t("chmod", lambda: os.chmod(p, 0o777))
+t("utime", lambda: os.utime(p, (0, 0)))
+t("unlink", lambda: os.unlink(p))
+t("mkdir", lambda: os.mkdir(ws + "/newdir"))
+t("mkfifo", lambda: os.mkfifo(ws + "/fifo"))
+t("mknod", lambda: os.mknod(ws + "/node"))
+t("setxattr", lambda: os.setxattr(p, "user.x", b"1"))
+t("rmdir", lambda: os.rmdir(ws + "/sub"))
+t("chown", lambda: os.chown(p, os.getuid(), os.getgid()))
+t("symlink", lambda: os.symlink("/etc/passwd", ws + "/newlink"))
+t("open-rw", lambda: open(p, "r+"))
+t("open-append", lambda: open(p, "a"))
+t("creat-missing", lambda: open(ws + "/.git/hooks/pre-commit", "w"))
+t("creat-missing-x", lambda: os.open(ws + "/.git/hooks/post-checkout", os.O_CREAT | os.O_WRONLY | os.O_EXCL, 0o755))
+t("dotdot", lambda: open(ws + "/outputs/../prepare.py", "w"))
+t("dotdot-deep", lambda: open(ws + "/outputs/../../ws/sub/../prepare.py", "a"))
+'
+check "python: truncate/chmod/utime/unlink/mkdir/mkfifo/mknod/xattr/rmdir/chown/symlink/open/creat/.. all fail" bash -c "! grep -q BAD '$O' && [ \$(grep -c ' ok' '$O') = 17 ]"
+check "  audit: truncate reported" reported "\ttruncate\t$WS/prepare.py$"
+check "  audit: chmod reported" reported "\tchmod\t$WS/prepare.py$"
+check "  audit: utime reported" reported "\tutimensat\t$WS/prepare.py$"
+check "  audit: unlink reported" reported "\tunlink\t$WS/prepare.py$"
+check "  audit: mkdir reported" reported "\tmkdir\t$WS/newdir$"
+check "  audit: mknod reported" reported "\tmknod(at)?\t$WS/fifo$"
+check "  audit: new .git hook reported" reported "\topenat\t$WS/.git/hooks/pre-commit$"
+check "  audit: '..' normalised" reported "\topenat\t$WS/prepare.py$"
+fi
+
+run -- sh -c 'echo new > outputs/new.txt; mv outputs/new.txt prepare.py; mv prepare.py outputs/stolen.py; echo pwn >> outputs/stolen.py; exit 0'
+check "rename over a protected file / rename it away fails" true
+check "  audit: rename over reported (destination)" reported "\trename(at|at2)?\t$WS/prepare.py$"
+run -- "$PROBE" exchange "$WS/outputs/stolen.py" "$WS/prepare.py"
+check "renameat2(RENAME_EXCHANGE) fails" probe_ok
+check "  audit: renameat2 reported" reported "\trenameat2\t$WS/prepare.py$"
+
+run -- sh -c 'ln prepare.py outputs/hard && echo pwn >> outputs/hard; ln -s '"$WS"'/prepare.py outputs/sym; echo pwn > outputs/sym; echo pwn >> outputs/sym; ln -s '"$WS"' outputs/wsdir; echo pwn > outputs/wsdir/prepare.py; exit 0'
+check "hard link + symlink (file and dir) out of outputs: writes fail" true
+check "  audit: link of a protected file reported" reported "\tlink(at)?\t$WS/prepare.py$"
+check "  audit: write through a symlink in outputs reported with the real path" reported "\t\d+\topenat\t$WS/prepare.py$"
+run -- "$PROBE" fdreopen "$WS/prepare.py"
+check "/proc/self/fd reopen of a read-only fd for writing fails" probe_ok
+check "  audit: reopen reported as the file" reported "\topenat\t$WS/prepare.py$"
+run -- "$PROBE" tmpfile "$WS" "$WS/planted.py"
+check "O_TMPFILE + linkat into the workspace fails" probe_ok
+run -- "$PROBE" tmpfile "$WS/outputs" "$WS/planted.py"
+check "O_TMPFILE in outputs + linkat outside fails" probe_ok
+
+# allowed writes leave no record (stdout is a pipe, as under the supervisor)
+run --stdio-limit 100000 -- sh -c 'echo a > outputs/ok.txt; mkdir -p outputs/d/e; echo b >> outputs/d/e/f; mv outputs/ok.txt outputs/ok2.txt; rm outputs/ok2.txt; echo t > /tmp/x; echo n > /dev/null; ln -s ok outputs/l; touch outputs/d; chmod 600 outputs/d/e/f; echo x > /dev/stdout'
+check "allowed writes (outputs, /tmp, /dev/null, stdout) succeed" rc_is 0
+check "  and produce no deny line" no_deny
+
+# ================= reading what it must not =================
+run -- sh -c 'cat holdout/labels.csv; ls -A holdout; cat /etc/shadow; env; cat /proc/1/environ; cat /proc/1/cmdline; ls /proc; cat /proc/self/mountinfo; ls -a /root /home 2>&1; exit 0'
+check "hidden holdout unreadable (no label bytes)" bash -c "! grep -q secret_seed '$O'"
+check "/etc/shadow empty" bash -c "! grep -qE '^root:[^:]*:[0-9]+:[0-9]*:' '$O'"
+check "env secret absent" bash -c "! grep -q hunter2 '$O'"
+check "policy (argv) not visible in /proc/1/cmdline" bash -c "! grep -q -- '--report-fd' '$O'"
+check "no home directories visible" bash -c "[ \$(grep -c 'No such file' '$O') = 2 ]"
+if [ -e /etc/shadow ] && [ $ROOT = 1 ]; then
+    run -- cat /etc/shadow
+    check "/etc/shadow is an empty hidden file (as root)" bash -c "[ ! -s '$O' ]"
+fi
+
+# ================= escaping the filter =================
+run -- "$PROBE" io_uring; check "io_uring_setup/enter/register -> EPERM" probe_ok
+run -- "$PROBE" tiocsti; check "TIOCSTI/TIOCLINUX incl. high bits -> EPERM" probe_ok
+run -- "$PROBE" x32; check "x32 syscall kills the process (SIGSYS, 159)" rc_is 159
+run -- "$PROBE" i386; check "i386 int 0x80 kills the process (SIGSYS, 159)" rc_is 159
+run -- "$PROBE" personality; check "personality: only PER_LINUX and query" probe_ok
+run -- "$PROBE" namespaces; check "unshare/setns/clone(CLONE_NEW*)/clone3(ENOSYS)/mount/pivot_root/chroot/new mount API denied" probe_ok
+run -- "$PROBE" kernel; check "ptrace/process_vm/bpf/perf/userfaultfd/keyctl/open_by_handle_at/kexec/modules/iopl/... denied" probe_ok
+run -- "$PROBE" sockets; check "AF_NETLINK/AF_PACKET/AF_VSOCK/AF_ALG/MPTCP denied, AF_UNIX allowed" probe_ok
+run -- "$PROBE" fds; check "no fd beyond 0,1,2 leaks into the command (CVE-2024-21626)" probe_ok
+run -- sh -c 'grep -E "^(CapEff|CapPrm|CapBnd|CapAmb|CapInh|NoNewPrivs|Seccomp):" /proc/self/status'
+check "no capabilities, no_new_privs, seccomp filter mode" bash -c "grep -q 'CapEff:\s*0000000000000000' '$O' && grep -q 'CapBnd:\s*0000000000000000' '$O' && grep -q 'CapPrm:\s*0000000000000000' '$O' && grep -q 'NoNewPrivs:\s*1' '$O' && grep -q 'Seccomp:\s*2' '$O'"
+
+# ================= talking to the outside =================
+if [ -n "$PORT" ]; then
+    run -- "$PROBE" tcp "$PORT"; check "TCP connect to a host listener on 127.0.0.1 fails" probe_ok
+    run -- "$PROBE" unix "@$ABSTRACT"; check "abstract unix socket of the host unreachable" probe_ok
+    run -- "$PROBE" unix "$HOSTSOCK"; check "pathname unix socket of the host (not mounted) unreachable" probe_ok
+    run --net none -- "$PROBE" tcp "$PORT"; check "--net none: no TCP socket at all" probe_ok
+    if needpy "loopback inside"; then
+        run -- "$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); s.listen(); c=socket.create_connection(s.getsockname()); print("loopback-ok")'
+        check "--net loopback: TCP on the sandbox's own lo works" outhas loopback-ok
+    fi
+else
+    skip "network listener tests (no python3 on host)"
+fi
+
+# ================= exhausting the machine =================
+MARK=psbmark$$
+run --pids 64 --timeout 4000 -- sh -c "b() { b | b & }; b; sleep 1; echo $MARK"
+check "fork bomb with --pids 64 ends (exit $RC, ${WALL} ms)" bash -c "[ $WALL -lt 8000 ]"
+if grep -q $'^enforce\tpids\tcgroup' "$R"; then
+    check "  pids enforced by cgroup; limit pids reported" reported '^limit\tpids\t'
+else
+    check "  pids: warn line for the rlimit fallback" reported '^warn\tpids\t'
+fi
+check "  no process left" no_procs "$MARK"
+
+if needpy "memory hog"; then
+    run --memory 256MiB -- "$PY" -c 'x=[]
+while True: x.append(bytearray(16<<20))'
+    if grep -q $'^enforce\tmemory\tcgroup' "$R"; then
+        check "memory hog with --memory 256MiB killed (137) with limit memory" bash -c "[ $RC = 137 ] && grep -qP '^limit\tmemory\t' '$R'"
+        check "  peak memory reported <= ~256MiB" bash -c "p=\$(tail -n1 '$R' | cut -f7); [ \"\$p\" -le 300000000 ] && [ \"\$p\" -gt 100000000 ]"
+    else
+        check "memory hog: rlimit fallback warned and stopped (MemoryError)" bash -c "grep -qP '^warn\tmemory\t' '$R' && [ $RC = 1 ] && grep -q MemoryError '$E'"
+    fi
+fi
+run -- sh -c 'test -e /dev/shm && echo SHM; ls /dev; echo x > /dev/newfile; echo x > /dev/shm/x; exit 0'
+check "/dev/shm absent and /dev read-only" bash -c "! grep -q SHM '$O' && grep -q 'null' '$O' && ! grep -q newfile '$O'"
+run -- sh -c 'dd if=/dev/zero of=/tmp/fill bs=1M count=200 2>&1; du -sm /tmp/fill'
+check "tmpfs fill bounded by --tmpfs size (64MiB)" bash -c "grep -q 'No space left' '$O' && [ \$(tail -n1 '$O' | cut -f1) -le 64 ]"
+run --output-limit "$WS/outputs" 10MiB -- sh -c 'dd if=/dev/zero of=outputs/big bs=1M count=2000 status=none; sleep 5'
+check "disk fill under outputs stopped by --output-limit (exit $RC, ${WALL} ms)" bash -c "[ $RC = 137 ] && grep -qP '^limit\toutput\t' '$R' && [ $WALL -lt 4000 ]"
+check "  host file bounded" bash -c "[ \$(stat -c %s '$WS/outputs/big') -lt 1000000000 ]"
+rm -f "$WS/outputs/big"
+run --timeout 60000 --output-limit "$WS/outputs" 1GiB -- sh -c 'mkdir outputs/many; cd outputs/many; i=0; while [ $i -lt 200000 ]; do : > f$i; i=$((i+1)); done'
+check "file-count explosion stopped by --output-limit entry cap" bash -c "grep -qP '^limit\toutput\t.*entries' '$R'"
+rm -rf "$WS/outputs/many"
+run --stdio-limit 1000 -- sh -c 'yes flood | head -c 10000000; yes err | head -c 1000000 >&2'
+check "stdout flood capped at 1000 bytes by --stdio-limit" bash -c "[ \$(cat '$O' '$E' | wc -c) -le 1000 ] && grep -qP '^limit\tstdio\tdropped \d+ bytes' '$R' && [ $RC = 0 ]"
+if needpy "fd exhaustion"; then
+    run --nofile 32 -- "$PY" -c '
+fs = []
+try:
+    while True: fs.append(open("/dev/null"))
+except OSError as e: print("EMFILE", e.errno, len(fs))'
+    check "fd exhaustion bounded by --nofile 32" bash -c "grep -q 'EMFILE 24' '$O' && [ \$(awk '{print \$3}' '$O') -lt 32 ]"
+fi
+run --timeout 1000 --grace 300 -- sh -c "(trap '' TERM HUP INT; setsid sh -c \"trap '' TERM HUP INT; while :; do sleep 0.1; done; echo $MARK-daemon\" &) ; trap '' TERM; while :; do sleep 0.1; done"
+check "double-fork setsid daemon ignoring SIGTERM/SIGHUP: exit 124" rc_is 124
+check "  and no process left" no_procs "$MARK-daemon"
+check "  limit timeout reported, TIMEDOUT=1" bash -c "grep -qP '^limit\ttimeout\t' '$R' && tail -n1 '$R' | grep -qP '^result\t124\t\d+\t1\t'"
+run --timeout 2000 -- sleep 100
+check "sleep 100 with --timeout 2000 -> 124 in < 4 s (${WALL} ms)" bash -c "[ $RC = 124 ] && [ $WALL -lt 4000 ]"
+if needpy "cpu"; then
+    run --cpu 1 -- "$PY" -c 'while True: pass'
+    check "--cpu 1: busy loop stopped by SIGXCPU (exit $RC)" bash -c "[ $RC = 152 ] || [ $RC = 137 ]"
+fi
+
+# helper killed with SIGKILL -> sandbox dies
+env "$PSB" "${POLICY[@]}" -- sh -c "sleep 1000; echo $MARK-orphan" 3>/dev/null >/dev/null 2>&1 </dev/null &
+HP=$!
+sleep 0.3
+kill -9 $HP; wait $HP 2>/dev/null
+check "helper SIGKILLed: the sandbox dies with it" no_procs "$MARK-orphan"
+# supervisor death pipe
+mkfifo "$T/death"
+( exec 9>"$T/death"; sleep 1 ) &
+exec {PFD}<"$T/death"
+run --parent-fd "$PFD" -- sh -c "sleep 1000; echo $MARK-parent"
+exec {PFD}<&-
+check "parent-fd closed: sandbox killed (${WALL} ms)" bash -c "[ $WALL -lt 3000 ] && [ $RC = 137 ] && grep -qP '^limit\tparent\t' '$R'"
+check "  no process left" no_procs "$MARK-parent"
+# SIGTERM to the helper is a graceful stop
+"$PSB" "${POLICY[@]}" -- sh -c "sleep 1000; echo $MARK-term" 3>/dev/null >/dev/null 2>&1 </dev/null &
+HP=$!; sleep 0.3; kill -TERM $HP; wait $HP; TRC=$?
+check "SIGTERM to the helper stops the sandbox (exit $TRC = 143)" bash -c "[ $TRC = 143 ]"
+check "  no process left" no_procs "$MARK-term"
+
+# ================= audit =================
+run -- sh -c 'sh -c "sh -c \"echo x > prepare.py\""; exit 0'
+check "audit: denied write from a grandchild reported" reported "^deny\t\d+\t\d+\topenat\t$WS/prepare.py$"
+if needpy "audit thread/exec"; then
+    run -- "$PY" -c '
+import threading, os
+def w():
+    try: open(os.environ["WS"] + "/thread.txt", "w")
+    except OSError: pass
+t = threading.Thread(target=w); t.start(); t.join()
+os.execv("/bin/sh", ["sh", "-c", "echo x > " + os.environ["WS"] + "/after_exec.txt; exit 0"])'
+    check "audit: denied write from a thread reported" reported "^deny\t\d+\t\d+\topenat\t$WS/thread.txt$"
+    check "audit: denied write after execve reported" reported "^deny\t\d+\t\d+\topenat\t$WS/after_exec.txt$"
+    run --timeout 60000 -- "$PY" -c '
+import os
+p = os.environ["WS"] + "/prepare.py"
+n = 0
+for i in range(100000):
+    try: os.close(os.open(p, os.O_WRONLY))
+    except OSError: n += 1
+print("denied", n)'
+    check "audit flood: 100000 denied opens complete (${WALL} ms)" bash -c "grep -q 'denied 100000' '$O' && [ $WALL -lt 30000 ]"
+    check "  at most 2000 deny lines, and a dropped line" bash -c "[ \$(grep -c '^deny' '$R') -le 2000 ] && grep -qP '^dropped\t98000$' '$R'"
+fi
+
+# ================= planted symlink for the next run =================
+mv "$WS/outputs" "$WS/outputs.real"
+ln -s /etc "$WS/outputs"
+run -- sh -c 'echo pwn > outputs/passwd'
+check "outputs replaced by a symlink between runs: refused with 125" rc_is 125
+check "  one stderr line naming the stage" bash -c "grep -q 'stage: mounts' '$E' && [ \$(wc -l < '$E') = 1 ]"
+rm "$WS/outputs"; mv "$WS/outputs.real" "$WS/outputs"
+mkdir -p "$T/elsewhere"
+mv "$WS/outputs" "$WS/outputs.real"; mkdir "$WS/outputs"; rmdir "$WS/outputs"
+ln -s "$T/elsewhere" "$WS/outputs"
+run -- true
+check "  also for a symlink to a writable elsewhere" rc_is 125
+rm "$WS/outputs"; mv "$WS/outputs.real" "$WS/outputs"
+
+# ================= exit statuses =================
+run -- true; check "exit 0" rc_is 0
+run -- sh -c 'exit 7'; check "exit N passes through" rc_is 7
+run -- sh -c 'kill -SEGV $$'; check "signal N -> 128+N (139)" rc_is 139
+check "  result line carries the signal" bash -c "tail -n1 '$R' | grep -qP '^result\t139\t11\t0\t'"
+run -- /nonexistent/cmd; check "command not found -> 127" rc_is 127
+run -- "$WS/prepare.py"; check "not executable -> 126" rc_is 126
+run --bogus -- true; check "bad option -> 125 with (stage: args)" bash -c "[ $RC = 125 ] && grep -q 'stage: args' '$E'"
+run --ro /nonexistent /x -- true; check "missing --ro source -> 125" rc_is 125
+run --ro-try /nonexistent /x -- true; check "missing --ro-try source is skipped" rc_is 0
+
+# ================= judged from outside =================
+manifest > "$T/manifest.after"
+check "protected workspace bytes, modes and listing unchanged" diff "$T/manifest.before" "$T/manifest.after"
+check "no planted files in the workspace" bash -c "[ ! -e '$WS/planted.py' ] && [ ! -e '$WS/.git/hooks/pre-commit' ] && [ ! -e '$WS/thread.txt' ]"
+if [ -n "$PORT" ]; then
+    check "host listeners received nothing" bash -c "[ ! -s '$HITS' ]"
+fi
+check "no sandbox process left at all" no_procs "$MARK"
+if [ $ROOT = 1 ]; then
+    check "no cgroup left behind" bash -c "! ls -d /sys/fs/cgroup/*/proctor/psb-* /sys/fs/cgroup/*/*/*/proctor/psb-* 2>/dev/null | grep -q ."
+fi
+
+echo "$PASSED passed, $FAILED failed"
+[ "$FAILED" = 0 ]
