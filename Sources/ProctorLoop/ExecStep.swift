@@ -20,7 +20,7 @@ public enum ExecStep {
         if phase == .evaluator { pinned = try PinnedCopy.fromWorkingTree(env.config) }
         let result = try env.launch(phase: phase, command: command, seed: seed ?? env.config.experiment.seeds.first,
                                     pinnedDirectory: pinned?.directory, audit: audit,
-                                    context: AuditContext(run: runID, iteration: nil, config: env.config))
+                                    context: AuditContext(run: runID, iteration: nil, config: env.config), stdin: 0)
         return result.status
     }
 }
