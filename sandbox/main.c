@@ -193,6 +193,7 @@ static void parse_args(int argc, char **argv, struct psb_config *c)
     c->grace_ms = 500;
     c->cpu_s = c->memory = c->pids = c->fsize = c->nofile = -1;
     c->output_limit = c->stdio_limit = -1;
+    c->output_entries = 100000;
     c->report_fd = c->parent_fd = -1;
     c->net = PSB_NET_NONE;
     int i = 1;
@@ -283,6 +284,9 @@ static void parse_args(int argc, char **argv, struct psb_config *c)
             NEED(2);
             c->output_dir = check_path(a, argv[++i]);
             c->output_limit = parse_num(a, argv[++i]);
+        } else if (!strcmp(a, "--output-entries")) {
+            NEED(1);
+            c->output_entries = parse_num(a, argv[++i]);
         } else if (!strcmp(a, "--stdio-limit")) {
             NEED(1);
             c->stdio_limit = parse_num(a, argv[++i]);
@@ -331,10 +335,10 @@ struct stdio_pipe {
 struct out_walk {
     long long bytes;
     long long entries;
+    long long max_entries;
     int over_entries;
 };
 
-#define PSB_OUTPUT_MAX_ENTRIES 100000
 #define PSB_OUTPUT_MAX_DEPTH 128
 
 static void walk_dir(int dfd, struct out_walk *w, int depth)
@@ -348,7 +352,7 @@ static void walk_dir(int dfd, struct out_walk *w, int depth)
     while ((de = readdir(d))) {
         if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
             continue;
-        if (++w->entries > PSB_OUTPUT_MAX_ENTRIES) {
+        if (++w->entries > w->max_entries) {
             w->over_entries = 1;
             break;
         }
@@ -425,6 +429,8 @@ int main(int argc, char **argv)
         psb_report("enforce\ttimeout\tpidns-kill\t%lld", cfg.timeout_ms);
     if (cfg.output_limit >= 0)
         psb_report("enforce\toutput\thost-poll-50ms\t%lld", cfg.output_limit);
+    if (cfg.output_limit >= 0)
+        psb_report("enforce\toutput-entries\thost-poll-50ms\t%lld", cfg.output_entries);
     if (cfg.stdio_limit >= 0)
         psb_report("enforce\tstdio\tpipe-drain\t%lld", cfg.stdio_limit);
     psb_report("enforce\tseccomp\t%s\t1", cfg.audit_writes ? "filter+notify" : "filter");
@@ -708,14 +714,14 @@ int main(int argc, char **argv)
             kill_at = -1;
         }
         if (!init_done && next_output >= 0 && now >= next_output && !stopping) {
-            struct out_walk w = {0, 0, 0};
+            struct out_walk w = {0, 0, cfg.output_entries, 0};
             int dfd = open(cfg.output_dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
             if (dfd >= 0)
                 walk_dir(dfd, &w, 0);
             long long spent = psb_now_ms() - now;
             if (w.bytes > cfg.output_limit || w.over_entries) {
                 if (w.over_entries)
-                    psb_report("limit\toutput\tmore than %d entries under %s", PSB_OUTPUT_MAX_ENTRIES,
+                    psb_report("limit\toutput\tmore than %lld entries under %s", cfg.output_entries,
                                cfg.output_dir);
                 else
                     psb_report("limit\toutput\t%lld bytes > %lld under %s", w.bytes, cfg.output_limit,

@@ -48,6 +48,7 @@ struct psb_config {
     long long nofile;     /* -1 = unset */
     const char *output_dir;
     long long output_limit; /* -1 = unset */
+    long long output_entries; /* entry cap of the output walk */
     long long stdio_limit;  /* -1 = unset */
     int audit_writes;
     const char *writable[PSB_MAX_WRITABLE];
