@@ -486,7 +486,26 @@ int main(int argc, char **argv)
     long long t_clone = psb_now_ms();
     /* Raw clone without CLONE_VM behaves like fork: the child gets a copy of this memory
      * (config, BPF program) and runs psb_init_main on its own copy of the stack. */
-    pid_t init = (pid_t)syscall(SYS_clone, (unsigned long)flags | SIGCHLD, NULL, NULL, NULL, 0UL);
+    pid_t init = -1;
+    int cgfd = psb_cgroups_v2_fd(cg);
+    if (cgfd >= 0) {
+        /* cgroup v2: born inside the cgroup (CLONE_INTO_CGROUP, 5.7+), no migration at all.
+         * clone3 with no stack behaves like fork. */
+        struct {
+            uint64_t flags, pidfd, child_tid, parent_tid, exit_signal, stack, stack_size, tls, set_tid,
+                set_tid_size, cgroup;
+        } ca;
+        memset(&ca, 0, sizeof ca);
+        ca.flags = (uint64_t)flags | 0x200000000ULL /* CLONE_INTO_CGROUP */;
+        ca.exit_signal = SIGCHLD;
+        ca.cgroup = (uint64_t)cgfd;
+        init = (pid_t)syscall(435 /* clone3 */, &ca, sizeof ca);
+        if (init > 0)
+            psb_cgroups_mark_joined(cg);
+        close(cgfd); /* parent and child alike */
+    }
+    if (init < 0)
+        init = (pid_t)syscall(SYS_clone, (unsigned long)flags | SIGCHLD, NULL, NULL, NULL, 0UL);
     if (init < 0) {
         setup_fail("clone", errno, "namespaces");
         psb_cgroups_kill_and_remove(cg);
@@ -531,7 +550,7 @@ int main(int argc, char **argv)
     int timed_out = 0, killed_for = 0; /* 1 output, 2 parent, 3 signal */
     char limit_detail[256] = "";
     struct psb_rec rec;
-    int stopping = 0, got_sigchld = 1;
+    int stopping = 0, got_sigchld = 1, audit_hup = 0;
 
     for (;;) {
         if (init_done && status_fd < 0 && sp[0].fd < 0 && sp[1].fd < 0)
@@ -548,7 +567,7 @@ int main(int argc, char **argv)
             pf[n] = (struct pollfd){setup_fd, POLLIN, 0};
             i_setup = n++;
         }
-        if (audit && !init_done) {
+        if (audit && !init_done && !audit_hup) {
             pf[n] = (struct pollfd){psb_audit_fd(audit), POLLIN, 0};
             i_audit = n++;
         }
@@ -641,6 +660,7 @@ int main(int argc, char **argv)
                         int nfd;
                         memcpy(&nfd, CMSG_DATA(cm), sizeof nfd);
                         audit = psb_audit_new(&cfg, nfd);
+                        (void)send(setup_fd, "k", 1, MSG_NOSIGNAL | MSG_DONTWAIT);
                     }
                 } else if (rec.kind == PSB_REC_ERROR && !setup_error) {
                     setup_error = 1;
@@ -664,6 +684,8 @@ int main(int argc, char **argv)
         }
         if (i_audit >= 0 && (pf[i_audit].revents & POLLIN))
             psb_audit_handle(audit);
+        else if (i_audit >= 0 && (pf[i_audit].revents & (POLLHUP | POLLERR | POLLNVAL)))
+            audit_hup = 1; /* no task uses the filter any more: stop polling it (it would spin) */
         for (int s = 0; s < 2; s++) {
             int idx = s == 0 ? i_out : i_err;
             if (idx < 0 || !(pf[idx].revents & (POLLIN | POLLHUP | POLLERR)))

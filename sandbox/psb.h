@@ -126,6 +126,8 @@ int psb_landlock_apply(const struct psb_config *cfg, int abi, char *err, size_t 
 /* limits.c */
 struct psb_cgroups;
 struct psb_cgroups *psb_cgroups_setup(const struct psb_config *cfg, struct psb_plan *plan);
+int psb_cgroups_v2_fd(struct psb_cgroups *cg);
+void psb_cgroups_mark_joined(struct psb_cgroups *cg);
 int psb_cgroups_attach(struct psb_cgroups *cg, pid_t pid, char *err, size_t errlen);
 void psb_cgroups_finish(struct psb_cgroups *cg, long long *peak, int *oom, int *pids_hit);
 void psb_cgroups_kill_and_remove(struct psb_cgroups *cg);
