@@ -107,6 +107,12 @@ public final class Runner {
         guard let head = try repo.head() else { throw RunError("the workspace repository has no commit; run `proctor init` first") }
         let dirty = try repo.status(against: head, excluding: excluded)
         if !dirty.isEmpty {
+            // A locked file changed in the working tree is a tamper attempt, whoever made it.
+            let locked = config.files.locked.map(Glob.init)
+            for path in Set(dirty.flatMap { [$0.path, $0.oldPath] }).sorted() where locked.contains(where: { $0.matches(path) }) {
+                audit.append(AuditRecord(run: "start", iteration: nil, phase: "validate", kind: "tamper", decision: "rejected",
+                                         path: absolute(path), rule: "locked", detail: "differs from the committed, pinned file"))
+            }
             throw RunError("the working tree differs from HEAD (\(dirty.prefix(5).map(\.path).joined(separator: ", "))): commit or remove the changes before `proctor run`")
         }
         let pins = try pinLockedFiles(at: head)
@@ -291,6 +297,8 @@ public final class Runner {
                                   measured: measured, diff: stats, usage: proposal.usage)
             }
             if let over = overLimits(confirm) {
+                audit.append(AuditRecord(run: state.run, iteration: i, phase: "evaluator", kind: "limit", decision: "rejected",
+                                         rule: "limits", detail: over))
                 return try finish(.rejected, reason: over, description: proposal.description, measured: measured,
                                   diff: stats, usage: proposal.usage, violations: [over])
             }
