@@ -145,8 +145,10 @@ struct WorkspaceSpec {
     var target = "0.7"
 
     /// Writes `outputs/pred.txt`: X, TREES, the seed. `# mutate:` markers for the mutate agent.
-    /// `BONUS` (edited by the scripted agents) moves the prediction: 1 = exact on seed 42 only,
-    /// 2 = exact on every seed. `SLEEP` delays the experiment; `STARTED` marks that it is running.
+    /// `BONUS` (edited by the scripted agents) moves the prediction: 1 = exact on seed 42 only and far
+    /// off on every other seed, 2 = exact on every seed. `GREEDY` multiplies the trees by 10 on the
+    /// seeds other than 42. `SLEEP` delays the experiment; `outputs/started` marks that it is running;
+    /// `WAIT_FOR` makes it wait until prepare.py (as the experiment sees it) contains that text.
     static let defaultTrain = """
         import os, sys, time
         X = 0.2  # mutate: float 0.0..1.0 linear
@@ -158,16 +160,24 @@ struct WorkspaceSpec {
         out = os.environ["PROCTOR_OUTPUTS"]
         seed = int(os.environ["PROCTOR_SEED"])
         open(os.path.join(out, "started"), "w").write(str(os.getpid()))
+        GREEDY = 0
+        WAIT_FOR = ""
         if SLEEP:
             time.sleep(SLEEP)
+        if WAIT_FOR:
+            open(os.path.join(out, "waiting"), "w").write("1")
+            deadline = time.time() + 20
+            while WAIT_FOR not in open("prepare.py").read() and time.time() < deadline:
+                time.sleep(0.05)
         x = X
         target = 0.7
         if BONUS == 1:
-            x = target if seed == 42 else 0.0
+            x = target if seed == 42 else -0.5
         elif BONUS == 2:
             x = target
+        trees = TREES * 10 if GREEDY and seed != 42 else TREES
         with open(os.path.join(out, "pred.txt"), "w") as f:
-            f.write(f"{x} {TREES} {FEATURES} {seed} {MODE}\\n")
+            f.write(f"{x} {trees} {FEATURES} {seed} {MODE}\\n")
         print("trained")
 
         """
