@@ -163,6 +163,7 @@ struct WorkspaceSpec {
         GREEDY = 0
         WAIT_FOR = ""
         if SLEEP:
+            open(os.path.join(out, "sleeping"), "w").write(str(os.getpid()))
             time.sleep(SLEEP)
         if WAIT_FOR:
             open(os.path.join(out, "waiting"), "w").write("1")
@@ -264,6 +265,8 @@ final class LoopWorkspace {
     /// Unique per workspace: on the experiment's command line, to find its processes.
     let tag: String
     let spec: WorkspaceSpec
+    /// `PROCTOR_MACHINE_LOCK`: per workspace unless a test shares one between workspaces.
+    var machineLock: String
 
     init(_ spec: WorkspaceSpec = WorkspaceSpec(), initialize: Bool = true) throws {
         self.spec = spec
@@ -274,6 +277,7 @@ final class LoopWorkspace {
         templateDir = base + "/template"
         root = base + "/ws"
         tag = "looptest-" + UUID().uuidString.prefix(8).lowercased()
+        machineLock = base + "/machine.lock"
         try LoopWorkspace.write(templateDir + "/proctor.toml", spec.toml(tag: tag))
         try LoopWorkspace.write(templateDir + "/train.py", spec.train)
         try LoopWorkspace.write(templateDir + "/prepare.py", spec.prepare)
@@ -308,7 +312,7 @@ final class LoopWorkspace {
     var environment: [String: String] {
         var env = ProcessInfo.processInfo.environment
         // Each workspace has its own machine lock: tests do not serialise on the real one.
-        env["PROCTOR_MACHINE_LOCK"] = base + "/machine.lock"
+        env["PROCTOR_MACHINE_LOCK"] = machineLock
         return env
     }
 
@@ -358,11 +362,12 @@ final class LoopWorkspace {
 
     var rows: [Row] { ledgerLines.dropFirst().map { Row(fields: $0.components(separatedBy: "\t")) } }
 
-    func row(_ iteration: Int) -> Row? { rows.first { $0.iteration == iteration } }
+    /// The latest row of `iteration` (the ledger holds every run of the workspace).
+    func row(_ iteration: Int) -> Row? { rows.last { $0.iteration == iteration } }
 
     /// `.proctor/runs.jsonl` records.
     var records: [[String: Any]] { jsonLines(".proctor/runs.jsonl") }
-    func record(_ iteration: Int) -> [String: Any]? { records.first { $0["iteration"] as? Int == iteration } }
+    func record(_ iteration: Int) -> [String: Any]? { records.last { $0["iteration"] as? Int == iteration } }
 
     /// `.proctor/audit.jsonl` records.
     var audit: [[String: Any]] { jsonLines(".proctor/audit.jsonl") }
