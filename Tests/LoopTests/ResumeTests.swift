@@ -123,6 +123,11 @@ final class ResumeTests: XCTestCase {
         XCTAssertTrue(second[2].description.contains("interrupted"), second[2].description)
         XCTAssertEqual(ws.records.suffix(4).map { $0["run"] as? String }, Array(repeating: ws.runID, count: 4))
         try ResumeTests.assertTreeAndBranchConsistent(ws)
+        // `proctor status` reports the current run, not the sum of every run in the ledger.
+        let status = try ws.proctor(["status", "--workspace", ws.root])
+        XCTAssertTrue(status.stdout.contains("run: \(ws.runID!) on \(ws.branch!)"), status.stdout)
+        XCTAssertTrue(status.stdout.contains("iteration: 3 finished"), status.stdout)
+        XCTAssertTrue(status.stdout.contains("iterations: keep 2, discard 0, crash 1, timeout 0, rejected 0"), status.stdout)
     }
 
     /// A new run killed during its baseline: resume refuses (there is no best score to continue from), even
