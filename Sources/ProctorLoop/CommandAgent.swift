@@ -51,6 +51,12 @@ public struct CommandAgent: Agent {
         } catch {
             throw AgentError.failed(reason: "agent sandbox: \(error)")
         }
+        // A write outside the editable and notes files is an attempt on the evaluator, the config,
+        // git or the host: the sandbox stopped and audited it; the iteration is rejected, so that
+        // whatever else the agent changed is neither run nor kept.
+        if result.deniedWrites > 0 {
+            throw AgentError.rejected(reason: "the agent tried to write \(result.deniedWrites) protected path\(result.deniedWrites == 1 ? "" : "s") (see the audit)", paths: [])
+        }
         guard result.status == 0 else { throw AgentError.failed(reason: "agent command: \(result.reason)") }
         let text = (try? String(contentsOfFile: output, encoding: .utf8)) ?? ""
         return Proposal(description: Self.summary(of: text))
