@@ -54,10 +54,19 @@ public struct CommandAgent: Agent {
         // A write outside the editable and notes files is an attempt on the evaluator, the config,
         // git or the host: the sandbox stopped and audited it; the iteration is rejected, so that
         // whatever else the agent changed is neither run nor kept.
+        // The paths are already audited as denied writes; they are named here for the ledger only.
         if result.deniedWrites > 0 {
-            throw AgentError.rejected(reason: "the agent tried to write \(result.deniedWrites) protected path\(result.deniedWrites == 1 ? "" : "s") (see the audit)", paths: [])
+            let root = config.root + "/"
+            let named = result.deniedPaths.map { $0.hasPrefix(root) ? String($0.dropFirst(root.count)) : $0 }
+            throw AgentError.rejected(
+                reason: "the agent tried to write where it may not: \(named.joined(separator: ", "))"
+                    + (result.deniedWrites > named.count ? " (\(result.deniedWrites) attempts in all; see the audit)" : ""),
+                paths: [])
         }
-        guard result.status == 0 else { throw AgentError.failed(reason: "agent command: \(result.reason)") }
+        // A budget hit anywhere in the agent's tree (a helper it started was OOM-killed) fails the
+        // proposal even when the agent itself exits 0: what it left behind is not to be trusted.
+        let budgets = result.limitsHit.filter { $0 != "stdio" }
+        guard result.status == 0, budgets.isEmpty else { throw AgentError.failed(reason: "agent command: \(result.reason)") }
         let text = (try? String(contentsOfFile: output, encoding: .utf8)) ?? ""
         return Proposal(description: Self.summary(of: text))
     }
