@@ -108,6 +108,7 @@ final class CommandAgentLoopTests: XCTestCase {
             echo planted > holdout/planted.txt
             echo '#!/bin/sh' > .git/hooks/pre-commit
             echo owned > ../outside.txt
+            echo owned > /usr/proctor-planted
             \(Self.good)
             """)
         XCTAssertEqual(ws.statuses(), ["keep", "rejected", "keep"], ws.describe(outcome))
@@ -117,10 +118,15 @@ final class CommandAgentLoopTests: XCTestCase {
         for rel in ["sitecustomize.py", "pkg", "holdout/planted.txt", ".git/hooks/pre-commit"] {
             XCTAssertFalse(fm.fileExists(atPath: ws.path(rel)), "\(rel) was created")
         }
+        XCTAssertFalse(fm.fileExists(atPath: "/usr/proctor-planted"))
+        // ../outside.txt: the test workspace lives under /tmp, which is the sandbox's private tmpfs,
+        // so that write lands in the sandbox's own /tmp (allowed, gone with it): the host file is intact.
         XCTAssertEqual(fm.contents(atPath: ws.parent + "/outside.txt"), Data("outside the workspace\n".utf8))
         XCTAssertTrue(
-            deniedWrites(ws, iteration: 1).contains { ($0["path"] as? String) == ws.parent + "/outside.txt" },
-            "the write outside the workspace is audited: \(deniedWrites(ws, iteration: 1))")
+            deniedWrites(ws, iteration: 1).contains {
+                $0["path"] as? String == "/usr/proctor-planted" && $0["rule"] as? String == "read-only-system"
+            }, "the write outside the workspace is audited: \(deniedWrites(ws, iteration: 1))")
+        XCTAssertTrue(reason(ws, 1).contains("sitecustomize.py"), reason(ws, 1))
     }
 
     // MARK: - Processes that outlive the agent
@@ -154,7 +160,8 @@ final class CommandAgentLoopTests: XCTestCase {
         XCTAssertTrue(seen.count > 0, "the daemon never ran: the test proves nothing")
         XCTAssertEqual(processesWith(marker: marker), [], "the daemon outlived the run")
         // The agent's own change was measured and kept; the daemon's never reached the experiment.
-        XCTAssertEqual(ws.statuses(), ["keep", "keep", "keep"], ws.describe(outcome))
+        // Iteration 2 makes the same edit again: nothing changed, so it is discarded.
+        XCTAssertEqual(ws.statuses(), ["keep", "keep", "discard"], ws.describe(outcome))
         XCTAssertEqual(ws.rows().count > 1 ? ws.rows()[1]["score"] : nil, "0.900000")
         XCTAssertEqual(ws.read("train.py"), LoopWorkspace.train("0.6"))
         XCTAssertFalse(ws.filesContaining("daemon", under: ws.root + "/outputs").count > 0)
@@ -178,7 +185,7 @@ final class CommandAgentLoopTests: XCTestCase {
         XCTAssertFalse(outcome.stdout.contains(LoopWorkspace.hiddenLabel))
         XCTAssertFalse(outcome.stderr.contains(LoopWorkspace.hiddenLabel))
 
-        // The scavenger: every trick at once, in iteration 2 of a fresh run, with a good edit so
+        // The scavenger: every trick at once, in a fresh run, with a good edit so
         // that what it gathered is committed and visible.
         let scavenge = """
             { cat holdout/target.txt; ls -la holdout; cat .git/config; git show HEAD:holdout/target.txt;
@@ -201,7 +208,8 @@ final class CommandAgentLoopTests: XCTestCase {
 
     // MARK: - Exhausting the machine
 
-    /// An agent that allocates far beyond `[agent] memory` is stopped: `crash`, proctor itself
+    /// An agent whose helper allocates far beyond `[agent] memory` is stopped by the cgroup (or
+    /// the rlimit): `crash` even though the agent script itself exits 0, audited, proctor itself
     /// unharmed, the next iteration kept.
     func testMemoryHogCrashesContained() throws {
         let (ws, outcome) = try loop(
@@ -210,7 +218,8 @@ final class CommandAgentLoopTests: XCTestCase {
             """, extra: "memory = \"128MiB\"")
         XCTAssertEqual(ws.statuses(), ["keep", "crash", "keep"], ws.describe(outcome))
         let why = reason(ws, 1)
-        XCTAssertTrue(why.contains("memory") || why.contains("exit status") || why.contains("signal"), why)
+        XCTAssertTrue(why.contains("memory limit"), why)
+        XCTAssertFalse(ws.audit(kind: "memory", decision: "killed", iteration: 1).isEmpty, "\(ws.audit())")
     }
 
     /// An agent that never finishes is killed at `[agent] timeout`: `crash` within the budget.
