@@ -145,13 +145,27 @@ static void run_command(struct psb_child_ctx *ctx)
         if (dup2(ctx->out_wr, 1) < 0 || dup2(ctx->err_wr, 2) < 0)
             psb_child_fail(sk, 1, "stdio", errno, "dup2");
     }
-    /* runc CVE-2024-21626: nothing but 0, 1, 2 (and the close-on-exec setup socket) survives. */
-    if (sk > 3 && syscall(SYS_close_range, 3U, (unsigned)sk - 1, 0U) < 0)
-        for (int f = 3; f < sk; f++)
+    /* runc CVE-2024-21626: nothing but 0, 1, 2, the close-on-exec setup socket and the one
+     * descriptor the supervisor chose to pass (a session channel) survives. */
+    int keep[2] = {sk, cfg->pass_fd};
+    if (keep[1] >= 0 && keep[1] < keep[0]) {
+        keep[1] = sk;
+        keep[0] = cfg->pass_fd;
+    }
+    int from = 3;
+    for (int k = 0; k < 2; k++) {
+        if (keep[k] < 0)
+            continue;
+        if (keep[k] > from && syscall(SYS_close_range, (unsigned)from, (unsigned)keep[k] - 1, 0U) < 0)
+            for (int f = from; f < keep[k]; f++)
+                close(f);
+        from = keep[k] + 1;
+    }
+    if (syscall(SYS_close_range, (unsigned)from, ~0U, 0U) < 0)
+        for (int f = from; f < 65536; f++)
             close(f);
-    if (syscall(SYS_close_range, (unsigned)sk + 1, ~0U, 0U) < 0)
-        for (int f = sk + 1; f < 65536; f++)
-            close(f);
+    if (cfg->pass_fd >= 0 && fcntl(cfg->pass_fd, F_SETFD, 0) < 0)
+        psb_child_fail(sk, 1, "pass-fd", errno, "fcntl");
 
     if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
         psb_child_fail(sk, 1, "caps", errno, "PR_SET_NO_NEW_PRIVS");

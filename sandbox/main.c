@@ -193,7 +193,7 @@ static void parse_args(int argc, char **argv, struct psb_config *c)
     c->grace_ms = 500;
     c->cpu_s = c->memory = c->pids = c->fsize = c->nofile = -1;
     c->output_limit = c->stdio_limit = -1;
-    c->report_fd = c->parent_fd = -1;
+    c->report_fd = c->parent_fd = c->pass_fd = -1;
     c->net = PSB_NET_NONE;
     int i = 1;
 #define NEED(n)                                                                                    \
@@ -299,6 +299,9 @@ static void parse_args(int argc, char **argv, struct psb_config *c)
         } else if (!strcmp(a, "--parent-fd")) {
             NEED(1);
             c->parent_fd = parse_fd(a, argv[++i]);
+        } else if (!strcmp(a, "--pass-fd")) {
+            NEED(1);
+            c->pass_fd = parse_fd(a, argv[++i]);
         } else {
             die_args("unknown option %s", a);
         }
@@ -312,6 +315,10 @@ static void parse_args(int argc, char **argv, struct psb_config *c)
         die_args("--report-fd must not be 0, 1 or 2");
     if (c->parent_fd >= 0 && c->parent_fd <= 2)
         die_args("--parent-fd must not be 0, 1 or 2");
+    if (c->pass_fd >= 0 && (c->pass_fd <= 2 || c->pass_fd == c->report_fd || c->pass_fd == c->parent_fd))
+        die_args("--pass-fd must not be 0, 1, 2, the report or the parent descriptor");
+    if (c->pass_fd >= 0 && fcntl(c->pass_fd, F_GETFD) < 0)
+        die_args("--pass-fd %d is not open", c->pass_fd);
     if (c->pids == 0 || c->nofile == 0)
         die_args("--pids and --nofile must be positive");
 }

@@ -54,6 +54,7 @@ struct psb_config {
     int nwritable;
     int report_fd;  /* -1 = none */
     int parent_fd;  /* -1 = none */
+    int pass_fd;    /* -1 = none; inherited by the command under the same number (session channel) */
     char **argv;    /* command */
 };
 

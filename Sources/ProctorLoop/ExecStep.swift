@@ -17,10 +17,10 @@ public enum ExecStep {
         }
         defer { locks.removeAll() }
         var pinned: PinnedCopy?
-        if phase == .evaluator { pinned = try PinnedCopy.fromWorkingTree(env.config) }
+        if phase == .evaluator { pinned = try PinnedCopy.forExec(env.config) }
         let result = try env.launch(phase: phase, command: command, seed: seed ?? env.config.experiment.seeds.first,
                                     pinnedDirectory: pinned?.directory, audit: audit,
-                                    context: AuditContext(run: runID, iteration: nil, config: env.config))
+                                    context: AuditContext(run: runID, iteration: nil, config: env.config), stdin: 0)
         return result.status
     }
 }

@@ -1,5 +1,6 @@
 import Foundation
 import ProctorConfig
+import ProctorGit
 import ProctorSandbox
 
 /// A private, read-only copy of the locked files that the evaluator runs from.
@@ -23,7 +24,22 @@ public final class PinnedCopy: @unchecked Sendable {
         return String(cString: made)
     }
 
-    /// Copies the working tree's locked files (for `proctor exec --phase evaluator` outside a run).
+    /// The evaluator's copy for `proctor exec --phase evaluator`: the locked files of the current
+    /// run's base commit (or HEAD) from git's object store; a workspace without git history gets
+    /// a copy of its working tree, with a warning.
+    public static func forExec(_ config: WorkspaceConfig) throws -> PinnedCopy {
+        guard let repo = try? Repository.open(at: config.root), let head = try? repo.head() else {
+            FileHandle.standardError.write(Data("proctor: warning: \(config.root) has no git history; the evaluator runs from the working tree's locked files\n".utf8))
+            return try fromWorkingTree(config)
+        }
+        let base = RunState.load(config.root).flatMap { try? repo.resolve($0.baseCommit) } ?? head
+        let pins = try WorkspaceSteps.lockedHashes(config, repo: repo, commit: base)
+        let copy = PinnedCopy(directory: try makeDirectory())
+        try repo.materialize(pins.keys.sorted(), from: base, into: copy.directory)
+        return copy
+    }
+
+    /// Copies the working tree's locked files.
     public static func fromWorkingTree(_ config: WorkspaceConfig) throws -> PinnedCopy {
         let copy = PinnedCopy(directory: try makeDirectory())
         let globs = config.files.locked.map(Glob.init)

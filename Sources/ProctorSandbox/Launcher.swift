@@ -103,7 +103,7 @@ public struct Launcher: Sendable {
     /// Runs the plan, blocking until the sandbox is gone. `stdout`/`stderr` default to proctor's own.
     /// Every report line is turned into an audit record as it arrives, so a crash loses nothing already seen.
     public func run(_ plan: LaunchPlan, audit: AuditLog?, context: AuditContext,
-                    stdout: Int32 = 1, stderr: Int32 = 2) throws -> SandboxResult {
+                    stdin: Int32 = 0, stdout: Int32 = 1, stderr: Int32 = 2) throws -> SandboxResult {
         var report = try Pipe2()
         var death = try Pipe2()
         defer {
@@ -113,6 +113,7 @@ public struct Launcher: Sendable {
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
         defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_adddup2(&actions, stdin, 0)
         posix_spawn_file_actions_adddup2(&actions, stdout, 1)
         posix_spawn_file_actions_adddup2(&actions, stderr, 2)
         posix_spawn_file_actions_adddup2(&actions, report.write, 3)
