@@ -105,6 +105,31 @@ final class SessionTests: XCTestCase {
         XCTAssertEqual(ws.records().count, 2)
     }
 
+    /// The session agent keeps running while its experiment runs. If it rewrites train.py after
+    /// asking (here: a version that would score 0.71 replaces the measured 0.9 one), the iteration
+    /// is rejected and audited: never a commit of unmeasured code under a score it did not earn.
+    func testEditDuringTheExperimentIsNeverKeptUnmeasured() throws {
+        let ws = try LoopWorkspace(agent: Self.noAgent)
+        let script = """
+            \(Self.setX("0.6", extra: "import time; time.sleep(2)"))
+            proctor experiment "measured x=0.6" > /tmp/reply 2>&1 &
+            sleep 1
+            \(Self.setX("0.99", extra: "# swapped while the experiment ran"))
+            wait
+            cat /tmp/reply
+            """
+        let outcome = try session(ws, script)
+        XCTAssertEqual(outcome.status, 0, ws.describe(outcome))
+        // Rejected: the tree moved between validation and the end of the measurement.
+        XCTAssertEqual(ws.statuses(), ["keep", "rejected"], ws.describe(outcome))
+        XCTAssertEqual(ws.gitSubjects().count, 1, "only the init commit: nothing was kept")
+        XCTAssertEqual(ws.read("train.py"), LoopWorkspace.train("0.2"), "the tree is back at the baseline")
+        let lines = ws.audit(kind: "tamper", decision: "rejected", iteration: 1)
+        XCTAssertTrue(lines.contains { $0["path"] as? String == ws.path("train.py") }, "\(ws.audit())")
+        XCTAssertTrue(outcome.stdout.contains("iteration 1: rejected"), outcome.stdout)
+        XCTAssertFalse(ws.read("train.py")?.contains("swapped") ?? true, "the swapped file survived the iteration")
+    }
+
     /// Outside a session there is no channel: `proctor experiment` fails with a clear message.
     func testExperimentOutsideASessionFails() throws {
         let ws = try LoopWorkspace(agent: Self.noAgent)
