@@ -33,7 +33,7 @@ public struct CommandAgent: Agent {
                 throw AgentError.failed(reason: "cannot copy [agent.home_files] \(source) into the agent's home")
             }
         }
-        let prompt = AgentPrompt.system(context) + "\n\n" + AgentPrompt.user(context)
+        let prompt = CommandAgent.prompt(context)
         let promptFile = home + "/PROMPT.md"
         try Data(prompt.utf8).write(to: URL(fileURLWithPath: promptFile))
         let command = config.agent.command.map {
@@ -69,6 +69,35 @@ public struct CommandAgent: Agent {
         guard result.status == 0, budgets.isEmpty else { throw AgentError.failed(reason: "agent command: \(result.reason)") }
         let text = (try? String(contentsOfFile: output, encoding: .utf8)) ?? ""
         return Proposal(description: Self.summary(of: text))
+    }
+
+    /// The prompt of a coding CLI. Not the http agent's: that one asks for FILE blocks or a diff
+    /// in the answer and says the model cannot run anything, while a CLI edits the files itself
+    /// and only its changes to the working tree count.
+    static func prompt(_ context: AgentContext) -> String {
+        let editable = context.editableFiles.keys.sorted()
+        let notes = context.notesFiles.sorted()
+        let system = """
+            You are the research agent of Proctor, a supervisor that runs machine-learning experiments. \
+            This turn you make ONE change by editing files in the current directory. When you are done, \
+            Proctor validates your edits, runs the experiment in a sandbox, scores it with a locked \
+            evaluator, and keeps the change only if the score improves; otherwise it is reverted.
+
+            Rules:
+            - Edit only these files, in place: \(editable.joined(separator: ", ")).\(notes.isEmpty ? "" : "\n- You may also write these notes files (they never affect the score): \(notes.joined(separator: ", ")).")
+            - Write files in place: creating, renaming or deleting files is refused, and so is a save \
+            that writes a temporary file and renames it over the original.
+            - Any write anywhere else (the evaluator, its data, proctor.toml, .git, outside the \
+            workspace) is blocked, recorded, and gets the whole turn rejected.
+            - Change at most \(context.maxDiffLines) lines in total (added plus removed lines).
+            - Do not run the experiment yourself; Proctor does, after you finish.
+            - Make one focused change you expect to improve the metric; do not try to game the evaluator.
+            - Finish by printing one line: SUMMARY: <what you changed and why>
+            """
+        let user = AgentPrompt.user(context).replacingOccurrences(
+            of: "Propose your next change in the answer format.",
+            with: "Make your change now by editing the files, then print the SUMMARY line.")
+        return system + "\n\n" + user
     }
 
     /// The agent's `SUMMARY:` line, else its last non-empty line.
