@@ -238,6 +238,40 @@ final class CommandAgentLoopTests: XCTestCase {
 
     // MARK: - Configuration
 
+    /// What a CLI is told: `{prompt}` and `{prompt_file}` carry the same text; it asks for edits in
+    /// place (not the http agent's FILE-block answer), shows program.md, the editable file, the
+    /// iteration, and nothing of the evaluator or the hidden data. The agent files its prompt in
+    /// LOG.md, which is committed with its kept edit.
+    func testPromptTellsTheCLIToEditInPlace() throws {
+        let script = """
+            printf '%s' "$2" > /tmp/argv-prompt
+            if cmp -s /tmp/argv-prompt "$1"; then echo "PROMPTS-AGREE" >> LOG.md; fi
+            cat "$1" >> LOG.md
+            \(Self.good)
+            """
+        let ws = try LoopWorkspace(
+            agent: """
+                [agent]
+                kind    = "command"
+                command = ["sh", "-c", \(tomlString(script)), "agent", "{prompt_file}", "{prompt}"]
+                timeout = "20s"
+                """)
+        let outcome = try ws.run(iterations: 1)
+        XCTAssertEqual(ws.statuses(), ["keep", "keep"], ws.describe(outcome))
+        let prompt = try XCTUnwrap(ws.read("LOG.md"))
+        XCTAssertTrue(prompt.contains("PROMPTS-AGREE"), prompt)
+        for needed in [
+            "editing files in the current directory", "Edit only these files, in place: train.py", "LOG.md",
+            "Move X towards the hidden target.", "X = 0.2  # mutate", "This is iteration 1.", "SUMMARY:",
+        ] {
+            XCTAssertTrue(prompt.contains(needed), "the prompt lacks \"\(needed)\"")
+        }
+        for banned in ["Answer format (only this is read)", "holdout/target.txt", LoopWorkspace.hiddenLabel, "json.dumps"] {
+            XCTAssertFalse(prompt.contains(banned), "the prompt holds \"\(banned)\"")
+        }
+        XCTAssertEqual(ws.rows().last?["description"], "set X to 0.6")
+    }
+
     /// `[agent] read_only` makes a CLI installed outside the system directories runnable, read-only.
     func testReadOnlyMakesTheAgentInstallationVisible() throws {
         var template = Array("/var/tmp/proctor-agentbin-XXXXXX".utf8CString)
