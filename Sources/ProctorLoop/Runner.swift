@@ -58,6 +58,8 @@ public final class Runner {
     var counts: [IterationStatus: Int] = [:]
     /// Agent failures in a row; a broken agent must not burn the night producing crash rows.
     var agentFailures = 0
+    /// What the agent's answers cost during the current proposal, rejected ones included.
+    let meter = UsageMeter()
     static let maxAgentFailures = 5
 
     /// `agentKind` overrides `[agent].kind` (the `--agent` option).
@@ -83,7 +85,9 @@ public final class Runner {
         Interrupt.install()
         try ensureIgnored()
         let runID = options.resume ? (RunState.load(root)?.run ?? "") : RunID.make()
-        if sessionCommand == nil { agent = try AgentFactory.make(kind: agentName, env: env, audit: audit, run: runID) }
+        if sessionCommand == nil {
+            agent = try AgentFactory.make(kind: agentName, env: env, audit: audit, run: runID, meter: meter)
+        }
         locks = try env.takeLocks(run: runID, iteration: nil, wait: options.wait, audit: audit, phase: .experiment)
         defer { locks.removeAll() }
         if options.resume {
@@ -219,6 +223,7 @@ public final class Runner {
         // 1. Propose.
         progress.phase(i, "agent", budgetMs: config.agent.timeoutMs)
         let proposal: Proposal
+        _ = meter.take()
         do {
             proposal = try agent.propose(agentContext(i))
         } catch is SessionEnded {
@@ -234,10 +239,11 @@ public final class Runner {
                     audit.append(AuditRecord(run: state.run, iteration: i, phase: "agent", kind: "diff", decision: "rejected",
                                              path: path.isEmpty ? nil : absolute(path), rule: "agent-proposal", detail: reason))
                 }
-                return try finish(.rejected, reason: reason, description: "agent proposal rejected", violations: [reason])
+                return try finish(.rejected, reason: reason, description: "agent proposal rejected", usage: meter.take(),
+                                  violations: [reason])
             case .failed(let reason):
                 agentFailures += 1
-                let finished = try finish(.crash, reason: reason, description: "agent failed")
+                let finished = try finish(.crash, reason: reason, description: "agent failed", usage: meter.take())
                 if agentFailures >= Runner.maxAgentFailures {
                     throw RunError("the agent failed \(agentFailures) times in a row; last: \(reason)")
                 }
