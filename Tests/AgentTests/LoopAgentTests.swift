@@ -72,6 +72,14 @@ final class HTTPLoopTests: XCTestCase {
         ws.records().last { $0["iteration"] as? Int == iteration } ?? [:]
     }
 
+    /// A rejected answer still cost its tokens: the record says so.
+    func assertCharged(_ ws: LoopWorkspace, _ iteration: Int, _ wire: HTTPAgentProtocol, line: UInt = #line) {
+        let usage = record(ws, iteration)["usage"] as? [String: Any]
+        let (prompt, completion) = Self.tokens(wire)
+        XCTAssertEqual(usage?["promptTokens"] as? Int, prompt, "\(wire): \(record(ws, iteration))", line: line)
+        XCTAssertEqual(usage?["completionTokens"] as? Int, completion, "\(wire)", line: line)
+    }
+
     // MARK: - Tests
 
     /// A good answer is kept (commit, X = 0.6 in HEAD), a worse one discarded and reverted; both
@@ -127,6 +135,7 @@ final class HTTPLoopTests: XCTestCase {
             XCTAssertTrue((record(ws, 1)["reason"] as? String ?? "").contains("malformed"), "\(wire): \(record(ws, 1))")
             XCTAssertFalse(ws.audit(kind: "diff", decision: "rejected", iteration: 1).isEmpty, "\(wire): no audit line")
             XCTAssertEqual(server.requests.count, 2, "\(wire): a malformed answer is not retried")
+            XCTAssertNil(record(ws, 1)["usage"] as? [String: Any], "\(wire): no usage could be read")
             XCTAssertEqual(ws.read("train.py"), LoopWorkspace.train("0.6"), "\(wire)")
         }
     }
@@ -199,6 +208,7 @@ final class HTTPLoopTests: XCTestCase {
             XCTAssertTrue(lines.allSatisfy { ($0["path"] as? String ?? "/").hasPrefix("/") }, "absolute paths: \(lines)")
             XCTAssertTrue(
                 (record(ws, 1)["reason"] as? String ?? "").contains("leaves the workspace"), "\(wire): \(record(ws, 1))")
+            assertCharged(ws, 1, wire)
         }
     }
 
@@ -230,6 +240,7 @@ final class HTTPLoopTests: XCTestCase {
             XCTAssertTrue(lines.contains { $0["path"] as? String == ws.root + "/prepare.py" }, "\(wire): \(lines)")
             XCTAssertFalse(ws.rows().contains { $0["score"] == "0.950000" }, "the train.py half was applied")
             XCTAssertEqual(ws.read("train.py"), LoopWorkspace.train("0.6"))
+            assertCharged(ws, 1, wire)
             assertKeyNowhere(ws, outcome)
         }
     }
