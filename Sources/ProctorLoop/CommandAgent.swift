@@ -33,7 +33,7 @@ public struct CommandAgent: Agent {
                 throw AgentError.failed(reason: "cannot copy [agent.home_files] \(source) into the agent's home")
             }
         }
-        let prompt = AgentPrompt.system(context) + "\n\n" + AgentPrompt.user(context)
+        let prompt = CommandAgent.prompt(context)
         let promptFile = home + "/PROMPT.md"
         try Data(prompt.utf8).write(to: URL(fileURLWithPath: promptFile))
         let command = config.agent.command.map {
@@ -51,9 +51,53 @@ public struct CommandAgent: Agent {
         } catch {
             throw AgentError.failed(reason: "agent sandbox: \(error)")
         }
-        guard result.status == 0 else { throw AgentError.failed(reason: "agent command: \(result.reason)") }
+        // A write outside the editable and notes files is an attempt on the evaluator, the config,
+        // git or the host: the sandbox stopped and audited it; the iteration is rejected, so that
+        // whatever else the agent changed is neither run nor kept.
+        // The paths are already audited as denied writes; they are named here for the ledger only.
+        if result.deniedWrites > 0 {
+            let root = config.root + "/"
+            let named = result.deniedPaths.map { $0.hasPrefix(root) ? String($0.dropFirst(root.count)) : $0 }
+            throw AgentError.rejected(
+                reason: "the agent tried to write where it may not: \(named.joined(separator: ", "))"
+                    + (result.deniedWrites > named.count ? " (\(result.deniedWrites) attempts in all; see the audit)" : ""),
+                paths: [])
+        }
+        // A budget hit anywhere in the agent's tree (a helper it started was OOM-killed) fails the
+        // proposal even when the agent itself exits 0: what it left behind is not to be trusted.
+        let budgets = result.limitsHit.filter { $0 != "stdio" }
+        guard result.status == 0, budgets.isEmpty else { throw AgentError.failed(reason: "agent command: \(result.reason)") }
         let text = (try? String(contentsOfFile: output, encoding: .utf8)) ?? ""
         return Proposal(description: Self.summary(of: text))
+    }
+
+    /// The prompt of a coding CLI. Not the http agent's: that one asks for FILE blocks or a diff
+    /// in the answer and says the model cannot run anything, while a CLI edits the files itself
+    /// and only its changes to the working tree count.
+    static func prompt(_ context: AgentContext) -> String {
+        let editable = context.editableFiles.keys.sorted()
+        let notes = context.notesFiles.sorted()
+        let system = """
+            You are the research agent of Proctor, a supervisor that runs machine-learning experiments. \
+            This turn you make ONE change by editing files in the current directory. When you are done, \
+            Proctor validates your edits, runs the experiment in a sandbox, scores it with a locked \
+            evaluator, and keeps the change only if the score improves; otherwise it is reverted.
+
+            Rules:
+            - Edit only these files, in place: \(editable.joined(separator: ", ")).\(notes.isEmpty ? "" : "\n- You may also write these notes files (they never affect the score): \(notes.joined(separator: ", ")).")
+            - Write files in place: creating, renaming or deleting files is refused, and so is a save \
+            that writes a temporary file and renames it over the original.
+            - Any write anywhere else (the evaluator, its data, proctor.toml, .git, outside the \
+            workspace) is blocked, recorded, and gets the whole turn rejected.
+            - Change at most \(context.maxDiffLines) lines in total (added plus removed lines).
+            - Do not run the experiment yourself; Proctor does, after you finish.
+            - Make one focused change you expect to improve the metric; do not try to game the evaluator.
+            - Finish by printing one line: SUMMARY: <what you changed and why>
+            """
+        let user = AgentPrompt.user(context).replacingOccurrences(
+            of: "Propose your next change in the answer format.",
+            with: "Make your change now by editing the files, then print the SUMMARY line.")
+        return system + "\n\n" + user
     }
 
     /// The agent's `SUMMARY:` line, else its last non-empty line.
@@ -76,7 +120,9 @@ public struct CommandAgent: Agent {
 
 /// Builds the agent a workspace asks for.
 public enum AgentFactory {
-    public static func make(kind: String, env: SandboxEnvironment, audit: AuditLog, run: String) throws -> Agent {
+    /// `meter` sees the usage of every answer an http agent receives, also of answers then rejected.
+    public static func make(kind: String, env: SandboxEnvironment, audit: AuditLog, run: String,
+                            meter: UsageMeter? = nil) throws -> Agent {
         let agent = env.config.agent
         switch kind {
         case "mutate":
@@ -87,11 +133,41 @@ public enum AgentFactory {
                 model: agent.model, apiKeyEnv: agent.apiKeyEnv, maxTokens: agent.maxTokens, temperature: agent.temperature,
                 timeoutSeconds: Double(agent.timeoutMs) / 1000, maxRetries: agent.retries,
                 pricePerMTokIn: agent.pricePerMTokIn, pricePerMTokOut: agent.pricePerMTokOut)
-            return HTTPAgent(config: config)
+            var onUsage: (@Sendable (AgentUsage) -> Void)? = nil
+            if let meter { onUsage = { usage in meter.add(usage) } }
+            return HTTPAgent(config: config, onUsage: onUsage)
         case "command":
             return CommandAgent(env: env, audit: audit, run: run)
         default:
             throw RunError("unknown agent kind \"\(kind)\" (expected mutate, http or command)")
         }
+    }
+}
+
+/// Tokens and cost an agent reported during one proposal, so a rejected or failed iteration is
+/// charged what its answers cost.
+public final class UsageMeter: @unchecked Sendable {
+    private let lock = NSLock()
+    private var total: AgentUsage?
+
+    public init() {}
+
+    func add(_ usage: AgentUsage) {
+        lock.lock()
+        defer { lock.unlock() }
+        guard var sum = total else { total = usage; return }
+        sum.promptTokens += usage.promptTokens
+        sum.completionTokens += usage.completionTokens
+        if let cost = usage.costUSD { sum.costUSD = (sum.costUSD ?? 0) + cost }
+        total = sum
+    }
+
+    /// The usage since the last call, and a fresh start.
+    func take() -> AgentUsage? {
+        lock.lock()
+        defer { lock.unlock() }
+        let usage = total
+        total = nil
+        return usage
     }
 }

@@ -58,6 +58,8 @@ public final class Runner {
     var counts: [IterationStatus: Int] = [:]
     /// Agent failures in a row; a broken agent must not burn the night producing crash rows.
     var agentFailures = 0
+    /// What the agent's answers cost during the current proposal, rejected ones included.
+    let meter = UsageMeter()
     static let maxAgentFailures = 5
 
     /// `agentKind` overrides `[agent].kind` (the `--agent` option).
@@ -83,7 +85,9 @@ public final class Runner {
         Interrupt.install()
         try ensureIgnored()
         let runID = options.resume ? (RunState.load(root)?.run ?? "") : RunID.make()
-        if sessionCommand == nil { agent = try AgentFactory.make(kind: agentName, env: env, audit: audit, run: runID) }
+        if sessionCommand == nil {
+            agent = try AgentFactory.make(kind: agentName, env: env, audit: audit, run: runID, meter: meter)
+        }
         locks = try env.takeLocks(run: runID, iteration: nil, wait: options.wait, audit: audit, phase: .experiment)
         defer { locks.removeAll() }
         if options.resume {
@@ -233,6 +237,7 @@ public final class Runner {
         // 1. Propose.
         progress.phase(i, "agent", budgetMs: config.agent.timeoutMs)
         let proposal: Proposal
+        _ = meter.take()
         do {
             proposal = try agent.propose(agentContext(i))
         } catch is SessionEnded {
@@ -248,10 +253,11 @@ public final class Runner {
                     audit.append(AuditRecord(run: state.run, iteration: i, phase: "agent", kind: "diff", decision: "rejected",
                                              path: path.isEmpty ? nil : absolute(path), rule: "agent-proposal", detail: reason))
                 }
-                return try finish(.rejected, reason: reason, description: "agent proposal rejected", violations: [reason])
+                return try finish(.rejected, reason: reason, description: "agent proposal rejected", usage: meter.take(),
+                                  violations: [reason])
             case .failed(let reason):
                 agentFailures += 1
-                let finished = try finish(.crash, reason: reason, description: "agent failed")
+                let finished = try finish(.crash, reason: reason, description: "agent failed", usage: meter.take())
                 if agentFailures >= Runner.maxAgentFailures {
                     throw RunError("the agent failed \(agentFailures) times in a row; last: \(reason)")
                 }
@@ -289,9 +295,24 @@ public final class Runner {
                               diff: stats, usage: proposal.usage)
         }
 
-        // 3-4. Experiment and locked evaluator on the first seed.
+        // 3-4. Experiment and locked evaluator on the first seed. A session agent keeps running
+        // meanwhile: whatever it changes after asking must not be kept under this score.
+        let validated = fingerprint(changes)
+        func movedDuringExperiment(_ measured: Measurement) throws -> Bool? {
+            let moved = try movedPaths(since: validated, against: best)
+            guard !moved.isEmpty else { return nil }
+            for path in moved {
+                audit.append(AuditRecord(run: state.run, iteration: i, phase: "validate", kind: "tamper", decision: "rejected",
+                                         path: absolute(path), rule: "experiment-input",
+                                         detail: "changed while the experiment ran"))
+            }
+            return try finish(.rejected, reason: "changed while the experiment ran: \(moved.joined(separator: ", "))",
+                              description: proposal.description, measured: measured, diff: stats, usage: proposal.usage,
+                              violations: moved.map { "\($0): changed while the experiment ran" })
+        }
         let first = try measure(iteration: i, seeds: [firstSeed], description: proposal.description)
         if Interrupt.requested { return try abandon(best) }
+        if let finished = try movedDuringExperiment(first) { return finished }
         guard case .scored(let score, _, _, _) = first.outcome else {
             return try finish(first.status, reason: first.reason, description: proposal.description, measured: first,
                               diff: stats, usage: proposal.usage)
@@ -315,6 +336,7 @@ public final class Runner {
             let confirm = try measure(iteration: i, seeds: config.gates.confirmSeeds, description: proposal.description)
             if Interrupt.requested { return try abandon(best) }
             measured = first.merged(with: confirm)
+            if let finished = try movedDuringExperiment(measured) { return finished }
             guard case .scored = confirm.outcome else {
                 return try finish(confirm.status, reason: "confirmation: " + confirm.reason, description: proposal.description,
                                   measured: measured, diff: stats, usage: proposal.usage)
@@ -344,6 +366,24 @@ public final class Runner {
         state.bestScore = mean
         return try finish(.keep, reason: nil, description: proposal.description, measured: measured, commit: commit,
                           diff: stats, usage: proposal.usage)
+    }
+
+    /// SHA-256 of each changed path as it is now ("-" when missing or not a regular file).
+    private func fingerprint(_ changes: [Change]) -> [String: String] {
+        var result: [String: String] = [:]
+        for path in changes.flatMap({ [$0.path, $0.oldPath] }) where !path.isEmpty {
+            let fd = open(root + "/" + path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)
+            guard fd >= 0 else { result[path] = "-"; continue }
+            let handle = FileHandle(fileDescriptor: fd, closeOnDealloc: true)
+            result[path] = Pins.sha256([UInt8]((try? handle.readToEnd()) ?? Data()))
+        }
+        return result
+    }
+
+    /// Paths whose bytes differ from `validated`, or that changed only since it was taken.
+    private func movedPaths(since validated: [String: String], against best: ObjectID) throws -> [String] {
+        let now = fingerprint(try repo.status(against: best, excluding: excluded))
+        return Set(now.keys).union(validated.keys).filter { now[$0] != validated[$0] }.sorted()
     }
 
     /// Ctrl-C during an iteration: no row, the tree back to the last kept commit, the state consistent.

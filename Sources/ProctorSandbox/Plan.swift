@@ -138,6 +138,13 @@ extension LaunchPlan {
         for path in config.sandbox.readOnly where host.exists(path) {
             plan.mounts.append(.readOnly(source: path, target: path, optional: false))
         }
+        // `[agent] read_only`: where a command agent's CLI is installed (e.g. ~/.local). Mounted
+        // before the secrets are hidden and before the workspace, so neither can be re-exposed.
+        if request.phase == .agent {
+            for path in config.agent.readOnly where host.exists(path) {
+                plan.mounts.append(.readOnly(source: path, target: path, optional: false))
+            }
+        }
         let hostPath = host.environment["PATH"] ?? "/usr/local/bin:/usr/bin:/bin"
         let interpreter = host.interpreterPrefix(request.command[0], hostPath)
         if let interpreter { plan.mounts.append(.readOnly(source: interpreter.prefix, target: interpreter.prefix, optional: false)) }

@@ -1,0 +1,141 @@
+import Foundation
+import XCTest
+
+/// `proctor session -- CMD`: the agent drives the loop with `proctor experiment` from inside the
+/// agent sandbox, over the inherited socket. Real child processes; judged from the ledger, the
+/// audit, the agent's own output (proctor's stdout) and the files.
+final class SessionTests: XCTestCase {
+    /// Writes train.py in place (per-file binds refuse a rename over it) with X and optional extra code.
+    static func setX(_ x: String, extra: String = "") -> String {
+        let text = LoopWorkspace.train(x, extra: extra)
+        return "cat > train.py <<'PROCTOR_EOF'\n\(text)PROCTOR_EOF\n"
+    }
+
+    func session(_ ws: LoopWorkspace, _ script: String, iterations: Int? = nil, deadline: Double = 180) throws
+        -> ChildOutcome
+    {
+        var args = ["session", "--workspace", ws.root]
+        if let iterations { args += ["--iterations", String(iterations)] }
+        return try ws.proctor(args + ["--", "sh", "-c", script], deadline: deadline)
+    }
+
+    static let noAgent = "[agent]\nkind = \"mutate\"\ntimeout = \"60s\""
+
+    /// Three experiments asked for from inside: each is validated, run, scored and kept or
+    /// reverted; the agent reads every result; the session stops after `--iterations 3`.
+    func testAgentRunsExperimentsThroughTheSupervisor() throws {
+        let ws = try LoopWorkspace(agent: Self.noAgent)
+        let script = """
+            for x in 0.3 0.6 0.5; do
+            \(Self.setX("$x").replacingOccurrences(of: "<<'PROCTOR_EOF'", with: "<<PROCTOR_EOF"))
+            echo "agent: x=$x -> $(proctor experiment "try x=$x" 2>&1; echo " rc=$?")"
+            done
+            sleep 5
+            """
+        let outcome = try session(ws, script, iterations: 3)
+        XCTAssertEqual(outcome.status, 0, ws.describe(outcome))
+        let rows = ws.rows()
+        XCTAssertEqual(rows.map { $0["status"] }, ["keep", "keep", "keep", "discard"], ws.describe(outcome))
+        XCTAssertEqual(rows.map { $0["score"] }, ["0.500000", "0.600000", "0.900000", "0.800000"])
+        XCTAssertEqual(rows.dropFirst().map { $0["description"] }, ["try x=0.3", "try x=0.6", "try x=0.5"])
+        // The agent saw each verdict (its stdout is proctor's).
+        XCTAssertTrue(outcome.stdout.contains("agent: x=0.3 -> iteration 1: keep score 0.6"), outcome.stdout)
+        XCTAssertTrue(outcome.stdout.contains("agent: x=0.6 -> iteration 2: keep score 0.9"), outcome.stdout)
+        // The discarded one was reverted to the best.
+        XCTAssertEqual(ws.read("train.py"), LoopWorkspace.train("0.6"))
+        XCTAssertEqual(ws.filesContaining(LoopWorkspace.hiddenLabel, under: ws.root + "/.proctor"), [])
+    }
+
+    /// Two `proctor experiment` at once: exactly one runs, the other is refused at once with exit 1.
+    func testConcurrentExperimentsOneIsRefused() throws {
+        let ws = try LoopWorkspace(agent: Self.noAgent)
+        // The experiment sleeps 3 s so the two requests certainly overlap.
+        let script = """
+            \(Self.setX("0.6", extra: "import time; time.sleep(3)"))
+            ( proctor experiment "first"; echo "rc=$?" ) > /tmp/a 2>&1 &
+            ( proctor experiment "second"; echo "rc=$?" ) > /tmp/b 2>&1 &
+            wait
+            echo "A: $(tr '\\n' ' ' < /tmp/a)"
+            echo "B: $(tr '\\n' ' ' < /tmp/b)"
+            """
+        let outcome = try session(ws, script)
+        XCTAssertEqual(outcome.status, 0, ws.describe(outcome))
+        let lines = outcome.stdout.split(separator: "\n").filter { $0.hasPrefix("A: ") || $0.hasPrefix("B: ") }
+        XCTAssertEqual(lines.count, 2, outcome.stdout)
+        let refused = lines.filter { $0.contains("refused") }
+        let accepted = lines.filter { !$0.contains("refused") }
+        XCTAssertEqual(refused.count, 1, "exactly one refused: \(lines)")
+        XCTAssertEqual(accepted.count, 1, "\(lines)")
+        XCTAssertTrue(refused.first?.contains("rc=1") == true, "the refused one exits 1: \(lines)")
+        XCTAssertTrue(accepted.first?.contains("iteration 1: keep") == true, "\(lines)")
+        XCTAssertTrue(accepted.first?.contains("rc=0") == true, "\(lines)")
+        // One experiment, one row.
+        XCTAssertEqual(ws.statuses(), ["keep", "keep"], ws.describe(outcome))
+    }
+
+    /// Appending to the ledger or the audit from inside is denied and audited; the ledger holds
+    /// only what the supervisor wrote, and the experiment asked for afterwards is recorded.
+    func testWritingTheLedgerIsDeniedAndAudited() throws {
+        let ws = try LoopWorkspace(agent: Self.noAgent)
+        let script = """
+            printf '7\\tdeadbeef\\t1.000000\\tkeep\\t1.0\\t\\t\\t\\tforged\\n' >> .proctor/results.tsv
+            echo '{"kind":"forged"}' >> .proctor/audit.jsonl
+            echo forged > .proctor/state.json
+            ln -s /tmp/x .proctor/runs.jsonl
+            \(Self.setX("0.6"))
+            proctor experiment "after forging"
+            """
+        let outcome = try session(ws, script)
+        XCTAssertEqual(outcome.status, 0, ws.describe(outcome))
+        XCTAssertEqual(ws.statuses(), ["keep", "keep"], ws.describe(outcome))
+        XCTAssertFalse(ws.read(".proctor/results.tsv")?.contains("forged") ?? true)
+        XCTAssertFalse(ws.read(".proctor/results.tsv")?.contains("deadbeef") ?? true)
+        let audit = ws.audit()
+        XCTAssertFalse(audit.contains { $0["kind"] as? String == "forged" }, "a forged audit line")
+        XCTAssertTrue(audit.allSatisfy { $0["time"] != nil && $0["phase"] != nil && $0["decision"] != nil })
+        let denied = ws.audit(kind: "write", decision: "denied").filter { $0["phase"] as? String == "agent" }
+        for rel in [".proctor/results.tsv", ".proctor/audit.jsonl"] {
+            XCTAssertTrue(
+                denied.contains { $0["path"] as? String == ws.path(rel) && $0["rule"] as? String == "proctor-state" },
+                "no denied write of \(rel): \(denied)")
+        }
+        var st = stat()
+        XCTAssertEqual(lstat(ws.path(".proctor/runs.jsonl"), &st), 0)
+        XCTAssertEqual(st.st_mode & S_IFMT, S_IFREG, "runs.jsonl was replaced")
+        XCTAssertEqual(ws.records().count, 2)
+    }
+
+    /// The session agent keeps running while its experiment runs. If it rewrites train.py after
+    /// asking (here: a version that would score 0.71 replaces the measured 0.9 one), the iteration
+    /// is rejected and audited: never a commit of unmeasured code under a score it did not earn.
+    func testEditDuringTheExperimentIsNeverKeptUnmeasured() throws {
+        let ws = try LoopWorkspace(agent: Self.noAgent)
+        let script = """
+            \(Self.setX("0.6", extra: "import time; time.sleep(2)"))
+            proctor experiment "measured x=0.6" > /tmp/reply 2>&1 &
+            sleep 1
+            \(Self.setX("0.99", extra: "# swapped while the experiment ran"))
+            wait
+            cat /tmp/reply
+            """
+        let outcome = try session(ws, script)
+        XCTAssertEqual(outcome.status, 0, ws.describe(outcome))
+        // Rejected: the tree moved between validation and the end of the measurement.
+        XCTAssertEqual(ws.statuses(), ["keep", "rejected"], ws.describe(outcome))
+        XCTAssertEqual(ws.gitSubjects().count, 1, "only the init commit: nothing was kept")
+        XCTAssertEqual(ws.read("train.py"), LoopWorkspace.train("0.2"), "the tree is back at the baseline")
+        let lines = ws.audit(kind: "tamper", decision: "rejected", iteration: 1)
+        XCTAssertTrue(lines.contains { $0["path"] as? String == ws.path("train.py") }, "\(ws.audit())")
+        XCTAssertTrue(outcome.stdout.contains("iteration 1: rejected"), outcome.stdout)
+        XCTAssertFalse(ws.read("train.py")?.contains("swapped") ?? true, "the swapped file survived the iteration")
+    }
+
+    /// Outside a session there is no channel: `proctor experiment` fails with a clear message.
+    func testExperimentOutsideASessionFails() throws {
+        let ws = try LoopWorkspace(agent: Self.noAgent)
+        let outcome = try ws.proctor(["experiment", "x"], deadline: 30)
+        XCTAssertEqual(outcome.status, 2, outcome.stderr)
+        XCTAssertTrue(outcome.stderr.contains("not inside a proctor session"), outcome.stderr)
+        XCTAssertEqual(ws.statuses(), [])
+    }
+}
