@@ -79,6 +79,38 @@ exec %(real)s "$@"
 """
 
 
+def drop(args, option, nvalues):
+    """args without every `option` and its values (options only, before `--`)."""
+    out, i = [], 0
+    while i < len(args):
+        if args[i] == "--":
+            return out + args[i:]
+        if args[i] == option:
+            i += 1 + nvalues
+            continue
+        out.append(args[i])
+        i += 1
+    return out
+
+
+def replace_value(args, option, value):
+    return [value if i > 0 and args[i - 1] == option and "--" not in args[:i] else a for i, a in enumerate(args)]
+
+
+# What each ablation removes from the launcher's plan.
+ABLATIONS = [
+    ("- audit (--audit-writes)", lambda a: drop(a, "--audit-writes", 0)),
+    ("- cgroups (--memory --pids)", lambda a: drop(drop(a, "--memory", 1), "--pids", 1)),
+    ("- output poll (--output-limit)", lambda a: drop(a, "--output-limit", 2)),
+    ("- stdio pipes (--stdio-limit)", lambda a: drop(a, "--stdio-limit", 1)),
+    ("- hides (--hide x%d)", lambda a: drop(a, "--hide", 1)),
+    ("net none (no lo)", lambda a: replace_value(a, "--net", "none")),
+    ("- all of the above", lambda a: replace_value(drop(drop(drop(drop(drop(drop(drop(
+        a, "--audit-writes", 0), "--memory", 1), "--pids", 1), "--output-limit", 2), "--stdio-limit", 1),
+        "--hide", 1), "--writable", 1), "--net", "none")),
+]
+
+
 def make_template(path):
     os.makedirs(os.path.join(path, "holdout"))
     files = {"proctor.toml": PROCTOR_TOML, "train.py": TRAIN_PY, "prepare.py": PREPARE_PY,
@@ -93,6 +125,8 @@ def main():
     ap.add_argument("-n", "--runs", type=int, default=int(os.environ.get("SPAWN_N", "200")),
                     help="measured spawns per variant (default 200)")
     ap.add_argument("--warmup", type=int, default=20, help="interleaved warm-up rounds, discarded (default 20)")
+    ap.add_argument("--ablate", action="store_true",
+                    help="also time the launcher with one feature of the plan removed at a time (for the owners)")
     args = ap.parse_args()
 
     proctor = os.environ.get("PROCTOR_BIN") or os.path.join(B.REPO, ".build/release/proctor")
@@ -200,6 +234,8 @@ def main():
                 "proctor exec / bwrap median ratio: %.2f" % (med["proctor exec"] / med["bwrap"])]
         if warn:
             out += ["", "stderr of the variants (deduplicated):"] + ["  " + w for w in warn[:10]]
+        if args.ablate:
+            out += ablate(spawns["launcher alone"], launcher, rest, devnull, death_r, med, args)
         out += ["", "launcher plan (%d arguments, fd options omitted):" % len(rest), "  " + " ".join(rest)]
         B.emit("spawn", out)
     finally:
@@ -207,6 +243,30 @@ def main():
             B.log("kept " + tmp)
         else:
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def ablate(full, launcher, rest, devnull, death_r, med, args):
+    """The launcher with one feature removed at a time, interleaved with the full plan."""
+    variants = {"launcher, full plan": full}
+    hides = rest.count("--hide")
+    for label, edit in ABLATIONS:
+        label = label.replace("%d", str(hides))
+        argv = [launcher, "--report-fd", "3", "--parent-fd", "4"] + edit(rest)
+        variants[label] = B.Spawn(label, argv, env={}, fds={3: devnull, 4: death_r},
+                                  stdout=full.stdout, stderr=full.stderr)
+    for label, sp in variants.items():
+        if sp.run()[2] != 0:
+            sys.exit("ablation %r failed" % label)
+    names = list(variants)
+    runs = max(20, args.runs // 2)
+    B.log("ablation: %d measured + %d warm-up rounds of %d launcher variants" % (runs, args.warmup, len(names)))
+    samples = B.interleaved(names, runs, args.warmup, lambda n: dict(zip(("ms", "cpu"), variants[n].run()[:2])))
+    base = B.median(samples[names[0]]["ms"])
+    rows = [[n, "%.2f" % B.median(samples[n]["ms"]), "%.2f" % B.percentile(samples[n]["ms"], 90),
+             "%.2f" % B.median(samples[n]["cpu"]), "%+.2f" % (B.median(samples[n]["ms"]) - base),
+             "%.2f" % (B.median(samples[n]["ms"]) / med["bwrap"])] for n in names]
+    return (["", "launcher ablation (%d interleaved runs each; what one feature of the plan costs):" % runs, ""]
+            + B.table(["launcher variant", "median ms", "p90 ms", "cpu ms", "vs full", "/ bwrap"], rows))
 
 
 if __name__ == "__main__":
