@@ -120,6 +120,50 @@ def parse_time(text):
     return datetime.datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
 
 
+def diagnose(proctor, template, tmp, env, n):
+    """One extra, untimed `proctor run` under strace (supervisor thread only, children untraced):
+    time inside launcher processes (spawn to reap) versus the supervisor's own, and its fsyncs."""
+    if not shutil.which("strace"):
+        return ["", "(strace missing: no supervisor/launcher split)"]
+    ws = os.path.join(tmp, "diagnose")
+    subprocess.run([proctor, "init", ws, "--template", template], env=env, check=True, capture_output=True)
+    trace = os.path.join(tmp, "diagnose.strace")
+    secs, rc = wall(["strace", "-ttt", "-T", "-o", trace, "-e", "trace=clone,clone3,vfork,wait4,fsync,fdatasync",
+                     proctor, "run", "--workspace", ws, "--iterations", str(n)], env, out=subprocess.DEVNULL)
+    if rc != 0:
+        return ["", "(diagnostic run under strace failed: %d)" % rc]
+    spawned, in_launchers, launches, fsyncs, fsync_s = {}, 0.0, 0, 0, 0.0
+    first = last = None
+    for line in open(trace):
+        parts = line.split(None, 1)
+        if len(parts) < 2 or not parts[0][0].isdigit():
+            continue
+        t = float(parts[0])
+        first = t if first is None else first
+        last = t
+        call, rest = parts[1].split("(", 1)[0], parts[1]
+        ret = rest.rsplit("=", 1)[-1].split()[0] if "=" in rest else ""
+        if call in ("clone", "clone3", "vfork") and ret.isdigit():
+            spawned[int(ret)] = t
+        elif call == "wait4":
+            pid = int(ret) if ret.isdigit() else -1
+            if pid in spawned:
+                in_launchers += t - spawned.pop(pid)
+                launches += 1
+        elif call in ("fsync", "fdatasync"):
+            fsyncs += 1
+            if "<" in rest:
+                fsync_s += float(rest.rsplit("<", 1)[1].split(">")[0])
+    total = (last - first) if first is not None else secs
+    per = lambda x: x / n * 1000  # noqa: E731
+    return ["",
+            "supervisor vs launchers (one extra run under strace -e clone3,wait4,fsync; strace slows the supervisor a",
+            "little, the sandboxed children are not traced), per iteration, baseline and start-up included:",
+            "  launcher processes, spawn to reap  %7.1f ms  (%.1f launches per iteration)" % (per(in_launchers), launches / n),
+            "  proctor's own code                 %7.1f ms" % per(total - in_launchers),
+            "  of which fsync                     %7.1f ms  (%.1f fsyncs per iteration)" % (per(fsync_s), fsyncs / n)]
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("-n", "--iterations", type=int, default=int(os.environ.get("LOOP_N", "30")),
@@ -260,6 +304,7 @@ def main():
                 "bash-loop overhead without its perturb process: %.1f ms/iter (proctor / that: %.2f)" % (
                     over_b - perturb, over_p / (over_b - perturb) if over_b - perturb > 0 else float("nan")),
                 "proctor overhead / bash-loop overhead ratio: %.2f" % (over_p / over_b if over_b > 0 else float("nan"))]
+        out += diagnose(proctor, template, tmp, env, n)
         B.emit("loop", out)
     finally:
         if os.environ.get("BENCH_KEEP"):

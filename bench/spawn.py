@@ -127,7 +127,12 @@ def main():
     ap.add_argument("--warmup", type=int, default=20, help="interleaved warm-up rounds, discarded (default 20)")
     ap.add_argument("--ablate", action="store_true",
                     help="also time the launcher with one feature of the plan removed at a time (for the owners)")
-    args = ap.parse_args()
+    ap.add_argument("command", nargs="*", metavar="-- CMD ARG...",
+                    help="what to spawn instead of /bin/true, after --, e.g. -- python3 -c pass")
+    argv = sys.argv[1:]
+    cut = argv.index("--") if "--" in argv else len(argv)
+    args = ap.parse_args(argv[:cut])
+    args.command = argv[cut + 1:] or ["/bin/true"]
 
     proctor = os.environ.get("PROCTOR_BIN") or os.path.join(B.REPO, ".build/release/proctor")
     launcher = os.environ.get("PROCTOR_SANDBOX_BIN") or os.path.join(os.path.dirname(proctor), "proctor-sandbox")
@@ -137,6 +142,16 @@ def main():
     bwrap = shutil.which("bwrap")
     if not bwrap:
         sys.exit("bwrap missing: apt-get install -y bubblewrap (bench/spawn.sh does it)")
+
+    command = list(args.command)
+    if "/" not in command[0]:
+        # Resolve once, to the real binary (not a pyenv shim), and give every variant that path.
+        path = os.path.dirname(B.real_python()) + ":" + os.environ.get("PATH", os.defpath)
+        found = shutil.which(command[0], path=path)
+        if not found:
+            sys.exit("%s not found" % command[0])
+        command[0] = found
+    shown = " ".join(args.command)
 
     tmp = tempfile.mkdtemp(prefix="proctor-bench-spawn-", dir=os.environ.get("BENCH_TMPDIR", "/var/tmp"))
     try:
@@ -154,7 +169,7 @@ def main():
         with open(wrapper, "w") as f:
             f.write(WRAPPER % {"log": argv_log, "real": launcher})
         os.chmod(wrapper, 0o755)
-        cap = subprocess.run([proctor, "exec", "--workspace", ws, "--", "/bin/true"],
+        cap = subprocess.run([proctor, "exec", "--workspace", ws, "--"] + command,
                              env=dict(env, PROCTOR_SANDBOX=wrapper), capture_output=True, text=True)
         if cap.returncode != 0:
             sys.exit("proctor exec (capture) failed with %d:\n%s%s" % (cap.returncode, cap.stdout, cap.stderr))
@@ -179,9 +194,9 @@ def main():
 
         names = ["bare", "bwrap", "proctor exec", "launcher alone"]
         spawns = {
-            "bare": B.Spawn("bare", ["/bin/true"], env=env),
-            "bwrap": B.Spawn("bwrap", [bwrap] + BWRAP_FLAGS + ["/bin/true"], env=env),
-            "proctor exec": B.Spawn("proctor exec", [proctor, "exec", "--workspace", ws, "--", "/bin/true"], env=env),
+            "bare": B.Spawn("bare", command, env=env, cwd=ws),
+            "bwrap": B.Spawn("bwrap", [bwrap] + BWRAP_FLAGS + command, env=env, cwd=ws),
+            "proctor exec": B.Spawn("proctor exec", [proctor, "exec", "--workspace", ws, "--"] + command, env=env),
             "launcher alone": B.Spawn("launcher alone", [launcher, "--report-fd", "3", "--parent-fd", "4"] + rest,
                                       env={}, fds={3: devnull, 4: death_r}),
         }
@@ -213,20 +228,21 @@ def main():
         for n in names:
             ms = samples[n]["ms"]
             rows.append([n, "%.2f" % med[n], "%.2f" % B.percentile(ms, 90), "%.2f" % min(ms),
-                         "%.2f" % B.median(samples[n]["cpu"]),
+                         "-" if n == "bwrap" else "%.2f" % B.median(samples[n]["cpu"]),
                          "%.2f" % (med[n] / med["bwrap"]), "%.1f" % (med[n] / med["bare"])])
         warn = sorted({line for n in names for line in open(logs[n]).read().splitlines() if line.strip()})
-        out = ["# proctor spawn benchmark: /bin/true, %d interleaved runs per variant (+%d warm-up rounds)"
-               % (args.runs, args.warmup), ""]
+        out = ["# proctor spawn benchmark: %s, %d interleaved runs per variant (+%d warm-up rounds)"
+               % (shown, args.runs, args.warmup), ""]
         out += B.machine_lines()
         out += ["", "time = wall clock from posix_spawn to wait4 in the timing process; cpu = user+sys of the",
-                "spawned process and every descendant it reaped (wait4 rusage), median.", ""]
+                "spawned process and every descendant it reaped (wait4 rusage), median; bwrap's sandboxed",
+                "processes are not charged to it that way (shown as -).", ""]
         out += B.table(["variant", "median ms", "p90 ms", "min ms", "cpu ms", "/ bwrap", "/ bare"], rows)
         out += ["",
                 "variants:",
-                "  bare            /bin/true",
-                "  bwrap           bwrap " + " ".join(BWRAP_FLAGS) + " /bin/true",
-                "  proctor exec    proctor exec --workspace WS -- /bin/true   (CONTRACT example policy, all budgets)",
+                "  bare            " + shown,
+                "  bwrap           bwrap " + " ".join(BWRAP_FLAGS) + " " + shown,
+                "  proctor exec    proctor exec --workspace WS -- %s   (CONTRACT example policy, all budgets)" % shown,
                 "  launcher alone  proctor-sandbox with the argv proctor exec gave it (fd 3 -> /dev/null, fd 4 death pipe)",
                 "",
                 "proctor's own share (proctor exec - launcher alone): %.2f ms median" % (med["proctor exec"] - med["launcher alone"]),
