@@ -61,9 +61,9 @@ final class TamperTests: XCTestCase {
         XCTAssertEqual(ws.read("prepare.py"), TamperTests.cheatingEvaluator)
     }
 
-    /// Changed from the host while the run is going: while the experiment runs the evaluator still comes
-    /// from the pinned copy (no score of 999), and the next iteration sees the tamper, rejects it, audits
-    /// it and restores the pinned bytes.
+    /// Changed from the host while the run is going: the evaluator still comes from the pinned copy (no
+    /// score of 999), and because the tree moved under the experiment the candidate is never kept: it is
+    /// rejected with a tamper line, the pinned bytes are restored, and the next iteration goes on.
     func testEvaluatorChangedDuringARunIsNeverUsedAndIsRestored() throws {
         var spec = WorkspaceSpec()
         spec.agentScript = agentPrelude + """
@@ -84,20 +84,20 @@ final class TamperTests: XCTestCase {
         XCTAssertEqual(exitStatus(run), 0, output.stdout + output.stderr)
 
         assertLedgerConsistent(ws, iterations: [0, 1, 2])
-        let kept = try XCTUnwrap(ws.row(1))
-        XCTAssertEqual(kept.status, "keep", kept.fields.joined(separator: " "))
-        XCTAssertEqual(try XCTUnwrap(kept.score), 1.0, accuracy: 0.001, "scored by the pinned evaluator")
+        let moved = try XCTUnwrap(ws.row(1))
+        XCTAssertEqual(moved.status, "rejected", moved.fields.joined(separator: " "))
+        XCTAssertTrue(moved.description.contains("prepare.py"), moved.description)
+        XCTAssertEqual(try XCTUnwrap(moved.score), 1.0, accuracy: 0.001, "scored by the pinned evaluator")
         for record in ws.records {
             for seed in record["scores"] as? [[String: Any]] ?? [] {
                 XCTAssertNotEqual(seed["score"] as? Double, 999)
             }
         }
-        let rejected = try XCTUnwrap(ws.row(2))
-        XCTAssertEqual(rejected.status, "rejected")
-        XCTAssertTrue(rejected.description.contains("prepare.py"), rejected.description)
+        let next = try XCTUnwrap(ws.row(2))
+        XCTAssertNotEqual(next.status, "rejected", next.fields.joined(separator: " "))
         let tamper = ws.audit.filter { $0["kind"] as? String == "tamper" }
         XCTAssertEqual(tamper.count, 1, "\(ws.audit.filter { $0["kind"] as? String != "sandbox" })")
-        XCTAssertEqual(tamper.first?["iteration"] as? Int, 2)
+        XCTAssertEqual(tamper.first?["iteration"] as? Int, 1)
         XCTAssertEqual(tamper.first?["path"] as? String, ws.path("prepare.py"))
         XCTAssertEqual(tamper.first?["decision"] as? String, "rejected")
 
