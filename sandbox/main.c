@@ -340,6 +340,7 @@ struct out_walk {
 };
 
 #define PSB_OUTPUT_MAX_DEPTH 128
+#define PSB_SETUP_TIMEOUT_MS 30000
 
 static void walk_dir(int dfd, struct out_walk *w, int depth)
 {
@@ -585,8 +586,17 @@ int main(int argc, char **argv)
         }
         long long now = psb_now_ms();
         long long wake = -1;
+        /* Setup itself is bounded too (a hung mount source, a stuck cgroup write). */
+        long long setup_deadline = t_clone + PSB_SETUP_TIMEOUT_MS;
+        if (!init_done && t_start < 0 && !setup_error) {
+            if (now >= setup_deadline) {
+                setup_error = 1;
+                setup_fail("sandbox setup did not finish in time", ETIMEDOUT, "setup");
+            } else
+                wake = setup_deadline;
+        }
         if (!init_done) {
-            if (deadline >= 0 && !timed_out)
+            if (deadline >= 0 && !timed_out && (wake < 0 || deadline < wake))
                 wake = deadline;
             if (kill_at >= 0 && (wake < 0 || kill_at < wake))
                 wake = kill_at;
