@@ -525,18 +525,18 @@ int main(int argc, char **argv)
     }
 
     /* Init waits on the sync pipe: it joins the cgroups before it builds anything. */
+    /* If init already failed (ESRCH, EPIPE), its own error record on the status pipe says why. */
     int setup_error = 0;
     if (psb_cgroups_attach(cg, init, err, sizeof err) < 0) {
-        setup_fail(err, errno, "cgroups");
-        kill(init, SIGKILL);
-        setup_error = 1;
-    } else {
-        char b = 'g';
-        if (write(sync_p[1], &b, 1) != 1) {
-            setup_fail("sync", errno, "namespaces");
-            kill(init, SIGKILL);
+        if (errno != ESRCH) {
+            setup_fail(err, errno, "cgroups");
             setup_error = 1;
         }
+        kill(init, SIGKILL);
+    } else {
+        char b = 'g';
+        if (write(sync_p[1], &b, 1) != 1)
+            kill(init, SIGKILL);
     }
     close(sync_p[1]);
 
