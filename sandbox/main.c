@@ -347,6 +347,7 @@ struct out_walk {
 };
 
 #define PSB_OUTPUT_MAX_DEPTH 128
+#define PSB_SETUP_TIMEOUT_MS 30000
 
 static void walk_dir(int dfd, struct out_walk *w, int depth)
 {
@@ -531,18 +532,18 @@ int main(int argc, char **argv)
     }
 
     /* Init waits on the sync pipe: it joins the cgroups before it builds anything. */
+    /* If init already failed (ESRCH, EPIPE), its own error record on the status pipe says why. */
     int setup_error = 0;
     if (psb_cgroups_attach(cg, init, err, sizeof err) < 0) {
-        setup_fail(err, errno, "cgroups");
-        kill(init, SIGKILL);
-        setup_error = 1;
-    } else {
-        char b = 'g';
-        if (write(sync_p[1], &b, 1) != 1) {
-            setup_fail("sync", errno, "namespaces");
-            kill(init, SIGKILL);
+        if (errno != ESRCH) {
+            setup_fail(err, errno, "cgroups");
             setup_error = 1;
         }
+        kill(init, SIGKILL);
+    } else {
+        char b = 'g';
+        if (write(sync_p[1], &b, 1) != 1)
+            kill(init, SIGKILL);
     }
     close(sync_p[1]);
 
@@ -592,8 +593,17 @@ int main(int argc, char **argv)
         }
         long long now = psb_now_ms();
         long long wake = -1;
+        /* Setup itself is bounded too (a hung mount source, a stuck cgroup write). */
+        long long setup_deadline = t_clone + PSB_SETUP_TIMEOUT_MS;
+        if (!init_done && t_start < 0 && !setup_error) {
+            if (now >= setup_deadline) {
+                setup_error = 1;
+                setup_fail("sandbox setup did not finish in time", ETIMEDOUT, "setup");
+            } else
+                wake = setup_deadline;
+        }
         if (!init_done) {
-            if (deadline >= 0 && !timed_out)
+            if (deadline >= 0 && !timed_out && (wake < 0 || deadline < wake))
                 wake = deadline;
             if (kill_at >= 0 && (wake < 0 || kill_at < wake))
                 wake = kill_at;
