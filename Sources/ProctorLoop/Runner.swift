@@ -52,6 +52,8 @@ public final class Runner {
     let root: String
     /// Paths that are neither the agent's nor git's business: proctor's state and the experiment's outputs.
     let excluded: [String]
+    /// What a revert leaves in place: proctor's state and the hidden files (outputs are removed).
+    let kept: [String]
     var state: RunState!
     var pinned: PinnedCopy!
     var locks: [ExperimentLock] = []
@@ -77,7 +79,8 @@ public final class Runner {
         repo = try Repository.open(at: root)
         audit = try AuditLog(path: root + "/.proctor/audit.jsonl")
         ledger = try Ledger(directory: root + "/.proctor")
-        excluded = [".proctor/"] + env.config.files.outputs.map { $0 + "/" }
+        excluded = env.config.untrackedByLoop
+        kept = [".proctor/"] + env.config.hiddenPrefixes
     }
 
     /// Runs the loop until the iteration count is reached or SIGINT/SIGTERM arrives.
@@ -167,7 +170,7 @@ public final class Runner {
         }
         try repo.setHead(branch: saved.branch)
         let best = try repo.resolve(saved.bestCommit)
-        try repo.restore(to: best, excluding: [".proctor/"])
+        try repo.restore(to: best, excluding: kept)
         // A run without a measured baseline has no best score to continue from.
         if saved.inProgress == 0 || saved.bestScore.isNaN {
             throw RunError("the run died while measuring its baseline; start a new run")
@@ -213,7 +216,7 @@ public final class Runner {
         func finish(_ status: IterationStatus, reason: String?, description: String, measured: Measurement? = nil,
                     commit: ObjectID? = nil, diff: DiffStats? = nil, usage: AgentUsage? = nil,
                     violations: [String] = []) throws -> Bool {
-            if commit == nil { try repo.restore(to: best, excluding: [".proctor/"]) }
+            if commit == nil { try repo.restore(to: best, excluding: kept) }
             let seconds = Date().timeIntervalSince(started)
             let last = measured?.evaluations.last
             let row = LedgerRow(iteration: i, commit: commit?.short ?? "", score: measured?.mean, status: status,
@@ -388,7 +391,7 @@ public final class Runner {
 
     /// Ctrl-C during an iteration: no row, the tree back to the last kept commit, the state consistent.
     private func abandon(_ best: ObjectID) throws -> Bool {
-        try repo.restore(to: best, excluding: [".proctor/"])
+        try repo.restore(to: best, excluding: kept)
         state.inProgress = nil
         try state.save(root)
         progress.line("interrupted: iteration abandoned, tree restored to \(best.short)")
