@@ -35,6 +35,9 @@ sys.path[:] = [
     if p not in ("", ".") and os.path.abspath(p) not in (_HERE, os.getcwd())
 ]
 
+os.environ["OPENBLAS_NUM_THREADS"] = "1"  # no BLAS thread pool: the evaluator is sandboxed too
+os.environ["OMP_NUM_THREADS"] = "1"
+
 import argparse  # noqa: E402
 import csv  # noqa: E402
 import io  # noqa: E402

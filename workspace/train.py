@@ -8,6 +8,11 @@ import os
 import sys
 import time
 
+# Two cores: LightGBM's OpenMP threads; numpy needs no BLAS threads (keeps the process
+# count far below the sandbox's pids limit on machines with many cores).
+os.environ.setdefault("OMP_NUM_THREADS", "2")
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
 import lightgbm as lgb
 import numpy as np
 
