@@ -17,7 +17,7 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 import lightgbm as lgb
 import numpy as np
 
-# Hyper-parameters. The `# mutate:` comments tell proctor's built-in offline agent which
+# Hyper-parameters. The "mutate" marker comments tell proctor's built-in offline agent which
 # constants it may change and within which range: kind, lo..hi, scale.
 LEARNING_RATE = 0.3  # mutate: float 0.005..0.5 log
 NUM_ROUNDS = 100  # mutate: int 20..800 log
