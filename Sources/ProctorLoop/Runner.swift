@@ -423,6 +423,19 @@ public final class Runner {
                 result.outcome = .failed(.crash, "experiment: \(experiment.reason); log \(log.path)")
                 return result
             }
+            // A link (or FIFO, socket) left in the outputs would be followed by the evaluator, which
+            // sees the hidden data: refused before it runs, like a tampered locked file.
+            let planted = try env.outputsSpecialEntries()
+            if !planted.isEmpty {
+                for path in planted {
+                    audit.append(AuditRecord(run: state.run, iteration: iteration, phase: "evaluator", kind: "tamper",
+                                             decision: "rejected", path: absolute(path), rule: "outputs",
+                                             detail: "a link or special file in the outputs; the evaluator reads regular files only"))
+                }
+                result.scores.append(.init(seed: seed, score: nil, seconds: Double(experiment.wallMs) / 1000, status: "rejected"))
+                result.outcome = .failed(.rejected, "the outputs hold links or special files: \(planted.joined(separator: ", "))")
+                return result
+            }
             progress.phase(iteration, "evaluator seed \(seed)", budgetMs: config.evaluator.timeoutMs)
             let out = try LogFile(path: "\(logs)/\(iteration)-\(seed)-evaluator.out")
             let err = try LogFile(path: "\(logs)/\(iteration)-\(seed)-evaluator.err")
