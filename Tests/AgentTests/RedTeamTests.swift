@@ -59,6 +59,29 @@ final class RedTeamTests: XCTestCase {
         XCTAssertFalse(eval.stdout.contains("1.0"), eval.stdout)
     }
 
+    /// The command agent replaces its output file (in its own writable home) with a link to a
+    /// host file only the supervisor can read. Proctor must not read the link: the host file's
+    /// last line would become the summary, then the ledger's description and the next prompt.
+    func testAgentOutputLinkDoesNotLeakAHostFileIntoTheLedger() throws {
+        let secretDir = try makeTempDir()
+        defer { _ = try? runChild(["/bin/rm", "-rf", secretDir], environment: [:], deadline: 30) }
+        let secret = secretDir + "/credentials"
+        try Data("[default]\naws_secret_access_key = SECRET-7f3e21\n".utf8).write(to: URL(fileURLWithPath: secret))
+        chmod(secret, 0o600)
+        let script = """
+            sed 's/^X = .*/X = 0.3/' train.py > "$HOME/t" && cat "$HOME/t" > train.py
+            echo "SUMMARY: honest change"
+            rm -f "$HOME/.proctor-agent-output"
+            ln -s \(secret) "$HOME/.proctor-agent-output"
+            """
+        let ws = try LoopWorkspace(agent: Self.commandAgent(script))
+        let outcome = try ws.run(iterations: 2)
+        XCTAssertEqual(outcome.status, 0, ws.describe(outcome))
+        XCTAssertEqual(ws.filesContaining("SECRET-7f3e21", under: ws.root + "/.proctor"), [], ws.describe(outcome))
+        XCTAssertFalse(ws.rows().contains { ($0["description"] ?? "").contains("SECRET") }, ws.describe(outcome))
+        XCTAssertFalse(outcome.stdout.contains("SECRET-7f3e21"), outcome.stdout)
+    }
+
     func makeTempDir() throws -> String {
         var template = Array((NSTemporaryDirectory() + "/proctor-redteam-XXXXXX").utf8CString)
         guard let made = mkdtemp(&template) else { throw POSIXError(.EIO) }
