@@ -82,6 +82,38 @@ final class RedTeamTests: XCTestCase {
         XCTAssertFalse(outcome.stdout.contains("SECRET-7f3e21"), outcome.stdout)
     }
 
+    /// A session agent asks for an experiment with, as its reply channel, a stream socket whose
+    /// buffer it filled and never reads. Answering must not block: the run ends after
+    /// `--iterations 1` while the agent still sleeps, instead of hanging until the agent's timeout.
+    func testSessionReplyChannelThatCannotBeWrittenDoesNotHangTheSupervisor() throws {
+        let ws = try LoopWorkspace(agent: "[agent]\nkind = \"mutate\"\ntimeout = \"90s\"")
+        let script = SessionTests.setX("0.6") + """
+            cat > "$HOME/jam.py" <<'PROCTOR_EOF'
+            import os, socket, time
+            channel = socket.socket(fileno=int(os.environ["PROCTOR_SESSION_FD"]))
+            a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+            a.setblocking(False)
+            try:
+                while True:
+                    a.send(b"x" * 65536)
+            except BlockingIOError:
+                pass
+            a.setblocking(True)
+            socket.send_fds(channel, [b"EXPERIMENT\tjammed reply"], [a.fileno()])
+            a.close()
+            print("jam sent", flush=True)
+            time.sleep(80)
+            PROCTOR_EOF
+            python3 "$HOME/jam.py"
+            """
+        let outcome = try ws.proctor(["session", "--workspace", ws.root, "--iterations", "1", "--", "sh", "-c", script],
+                                     deadline: 150)
+        XCTAssertEqual(outcome.status, 0, ws.describe(outcome))
+        XCTAssertTrue(outcome.stdout.contains("jam sent"), ws.describe(outcome))
+        XCTAssertLessThan(outcome.seconds, 45, "the supervisor blocked on the agent's reply channel: \(ws.describe(outcome))")
+        XCTAssertEqual(ws.rows().count, 2, ws.describe(outcome))
+    }
+
     func makeTempDir() throws -> String {
         var template = Array((NSTemporaryDirectory() + "/proctor-redteam-XXXXXX").utf8CString)
         guard let made = mkdtemp(&template) else { throw POSIXError(.EIO) }
