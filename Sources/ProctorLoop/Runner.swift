@@ -117,6 +117,7 @@ public final class Runner {
 
     private func start(_ runID: String) throws {
         guard let head = try repo.head() else { throw RunError("the workspace repository has no commit; run `proctor init` first") }
+        try env.clearOutputs()
         let dirty = try repo.status(against: head, excluding: excluded)
         if !dirty.isEmpty {
             // A locked file changed in the working tree is a tamper attempt, whoever made it.
@@ -167,6 +168,7 @@ public final class Runner {
         }
         try repo.setHead(branch: saved.branch)
         let best = try repo.resolve(saved.bestCommit)
+        try env.clearOutputs()
         try repo.restore(to: best, excluding: [".proctor/"])
         // A run without a measured baseline has no best score to continue from.
         if saved.inProgress == 0 || saved.bestScore.isNaN {
@@ -400,6 +402,10 @@ public final class Runner {
     /// The experiment and the evaluator for each seed, stopping at the first failure.
     func measure(iteration: Int, seeds: [UInt64], description: String) throws -> Measurement {
         var result = Measurement()
+        // Once scored, the outputs are emptied (iteratively, links unfollowed): git's status walk
+        // stops at 100 nested directories and the restore recurses, so a deep tree left by the
+        // experiment would otherwise stop the whole run with an error, on every --resume too.
+        defer { try? env.clearOutputs() }
         let logs = root + "/.proctor/logs/" + state.run
         try FileManager.default.createDirectory(atPath: logs, withIntermediateDirectories: true)
         for seed in seeds {

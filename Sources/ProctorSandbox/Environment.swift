@@ -56,6 +56,16 @@ public struct SandboxEnvironment: Sendable {
         }
     }
 
+    /// Empties the outputs that exist as real directories (a link or file in their place is left to
+    /// `prepareOutputs`, which refuses it).
+    public func clearOutputs() throws {
+        for dir in config.files.outputs {
+            let path = config.root + "/" + dir
+            var st = stat()
+            if lstat(path, &st) == 0 && (st.st_mode & S_IFMT) == S_IFDIR { try FileTree.removeContents(of: path) }
+        }
+    }
+
     /// Entries beneath the outputs that are neither regular files nor directories (workspace-relative,
     /// at most `limit`). The evaluator reads the outputs while it sees the hidden data: a symlink left
     /// there by the experiment (`outputs/pred.txt -> ../holdout/labels.txt`) would make it score the

@@ -114,6 +114,19 @@ final class RedTeamTests: XCTestCase {
         XCTAssertEqual(ws.rows().count, 2, ws.describe(outcome))
     }
 
+    /// The experiment nests 110 directories under its outputs: under the launcher's depth cap
+    /// (128), over libgit2's (100). Git's status walk after the experiment failed on it and the
+    /// whole run stopped with an error (and again on every --resume). The run must go on.
+    func testDeepTreeInTheOutputsDoesNotStopTheRun() throws {
+        let deep = "d = os.environ[\"PROCTOR_OUTPUTS\"]\nfor _ in range(110):\n    d = os.path.join(d, \"d\")\n    os.mkdir(d)"
+        let script = SessionTests.setX("0.6", extra: deep) + "echo 'SUMMARY: deep outputs'\n"
+        let ws = try LoopWorkspace(agent: Self.commandAgent(script))
+        let outcome = try ws.run(iterations: 2)
+        XCTAssertEqual(outcome.status, 0, ws.describe(outcome))
+        XCTAssertEqual(ws.statuses(), ["keep", "keep", "discard"], ws.describe(outcome))
+        XCTAssertEqual(ws.rows().count, 3, ws.describe(outcome))
+    }
+
     func makeTempDir() throws -> String {
         var template = Array((NSTemporaryDirectory() + "/proctor-redteam-XXXXXX").utf8CString)
         guard let made = mkdtemp(&template) else { throw POSIXError(.EIO) }
