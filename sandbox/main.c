@@ -344,6 +344,7 @@ struct out_walk {
     long long entries;
     long long max_entries;
     int over_entries;
+    int over_depth;
 };
 
 #define PSB_OUTPUT_MAX_DEPTH 128
@@ -372,12 +373,18 @@ static void walk_dir(int dfd, struct out_walk *w, int depth)
         if (S_ISREG(st.st_mode) && st.st_size > b)
             b = st.st_size;
         w->bytes += b;
-        if (S_ISDIR(st.st_mode) && depth < PSB_OUTPUT_MAX_DEPTH) {
+        if (S_ISDIR(st.st_mode)) {
+            /* What lies deeper is not counted: a deeper tree is itself over the limit, or
+             * gigabytes below level 128 would pass the cap unseen. */
+            if (depth >= PSB_OUTPUT_MAX_DEPTH) {
+                w->over_depth = 1;
+                break;
+            }
             int sub = openat(dirfd(d), de->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
             if (sub >= 0)
                 walk_dir(sub, w, depth + 1);
         }
-        if (w->over_entries)
+        if (w->over_entries || w->over_depth)
             break;
     }
     closedir(d);
@@ -753,13 +760,16 @@ int main(int argc, char **argv)
             kill_at = -1;
         }
         if (!init_done && next_output >= 0 && now >= next_output && !stopping) {
-            struct out_walk w = {0, 0, cfg.output_entries, 0};
+            struct out_walk w = {0, 0, cfg.output_entries, 0, 0};
             int dfd = open(cfg.output_dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
             if (dfd >= 0)
                 walk_dir(dfd, &w, 0);
             long long spent = psb_now_ms() - now;
-            if (w.bytes > cfg.output_limit || w.over_entries) {
-                if (w.over_entries)
+            if (w.bytes > cfg.output_limit || w.over_entries || w.over_depth) {
+                if (w.over_depth)
+                    psb_report("limit\toutput\tdirectories nested more than %d deep under %s",
+                               PSB_OUTPUT_MAX_DEPTH, cfg.output_dir);
+                else if (w.over_entries)
                     psb_report("limit\toutput\tmore than %lld entries under %s", cfg.output_entries,
                                cfg.output_dir);
                 else

@@ -40,7 +40,10 @@ public struct CommandAgent: Agent {
             $0.replacingOccurrences(of: "{prompt_file}", with: promptFile).replacingOccurrences(of: "{prompt}", with: prompt)
         }
         let output = home + "/.proctor-agent-output"
-        let fd = open(output, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
+        // Read back through this descriptor, never the path: the home is the agent's to write, and
+        // a link put there in place of the file would make proctor read a host file (a credentials
+        // file) into the summary, hence into the ledger and the agent's next prompt.
+        let fd = open(output, O_RDWR | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0o600)
         guard fd >= 0 else { throw AgentError.failed(reason: "cannot create the agent's output file") }
         defer { close(fd) }
         let result: SandboxResult
@@ -67,7 +70,19 @@ public struct CommandAgent: Agent {
         // proposal even when the agent itself exits 0: what it left behind is not to be trusted.
         let budgets = result.limitsHit.filter { $0 != "stdio" }
         guard result.status == 0, budgets.isEmpty else { throw AgentError.failed(reason: "agent command: \(result.reason)") }
-        let text = (try? String(contentsOfFile: output, encoding: .utf8)) ?? ""
+        var bytes: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 65536)
+        // The summary is one line near the end: the last 1 MiB is plenty, whatever the agent printed.
+        let size = lseek(fd, 0, SEEK_END)
+        var offset = max(0, size - (1 << 20))
+        while offset < size {
+            let n = chunk.withUnsafeMutableBytes { pread(fd, $0.baseAddress, $0.count, off_t(offset)) }
+            if n < 0 && errno == EINTR { continue }
+            guard n > 0 else { break }
+            bytes += chunk[0..<n]
+            offset += off_t(n)
+        }
+        let text = String(decoding: bytes, as: UTF8.self)
         return Proposal(description: Self.summary(of: text))
     }
 

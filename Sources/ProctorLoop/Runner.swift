@@ -117,6 +117,7 @@ public final class Runner {
 
     private func start(_ runID: String) throws {
         guard let head = try repo.head() else { throw RunError("the workspace repository has no commit; run `proctor init` first") }
+        try env.clearOutputs()
         let dirty = try repo.loopStatus(against: head, config: config)
         if !dirty.isEmpty {
             // A locked file changed in the working tree is a tamper attempt, whoever made it.
@@ -167,6 +168,7 @@ public final class Runner {
         }
         try repo.setHead(branch: saved.branch)
         let best = try repo.resolve(saved.bestCommit)
+        try env.clearOutputs()
         try repo.restore(to: best, excluding: kept)
         // A run without a measured baseline has no best score to continue from.
         if saved.inProgress == 0 || saved.bestScore.isNaN {
@@ -400,6 +402,10 @@ public final class Runner {
     /// The experiment and the evaluator for each seed, stopping at the first failure.
     func measure(iteration: Int, seeds: [UInt64], description: String) throws -> Measurement {
         var result = Measurement()
+        // Once scored, the outputs are emptied (iteratively, links unfollowed): git's status walk
+        // stops at 100 nested directories and the restore recurses, so a deep tree left by the
+        // experiment would otherwise stop the whole run with an error, on every --resume too.
+        defer { try? env.clearOutputs() }
         let logs = root + "/.proctor/logs/" + state.run
         try FileManager.default.createDirectory(atPath: logs, withIntermediateDirectories: true)
         for seed in seeds {
@@ -421,6 +427,19 @@ public final class Runner {
             if experiment.status != 0 {
                 result.scores.append(.init(seed: seed, score: nil, seconds: Double(experiment.wallMs) / 1000, status: "crash"))
                 result.outcome = .failed(.crash, "experiment: \(experiment.reason); log \(log.path)")
+                return result
+            }
+            // A link (or FIFO, socket) left in the outputs would be followed by the evaluator, which
+            // sees the hidden data: refused before it runs, like a tampered locked file.
+            let planted = try env.outputsSpecialEntries()
+            if !planted.isEmpty {
+                for path in planted {
+                    audit.append(AuditRecord(run: state.run, iteration: iteration, phase: "evaluator", kind: "tamper",
+                                             decision: "rejected", path: absolute(path), rule: "outputs",
+                                             detail: "a link or special file in the outputs; the evaluator reads regular files only"))
+                }
+                result.scores.append(.init(seed: seed, score: nil, seconds: Double(experiment.wallMs) / 1000, status: "rejected"))
+                result.outcome = .failed(.rejected, "the outputs hold links or special files: \(planted.joined(separator: ", "))")
                 return result
             }
             progress.phase(iteration, "evaluator seed \(seed)", budgetMs: config.evaluator.timeoutMs)

@@ -178,9 +178,12 @@ final class SessionServer: @unchecked Sendable {
         shutdown()
     }
 
+    /// Never blocks: the reply descriptor is the agent's, and one whose buffer it filled (a stream
+    /// socket nobody reads) would otherwise hang the loop, or the reader thread, until the agent's
+    /// timeout, past `--iterations` and Ctrl-C. A reply that does not fit at once is dropped.
     static func send(_ fd: Int32, _ reply: SessionProtocol.Reply) {
         guard let data = try? JSONEncoder().encode(reply) else { return }
-        _ = data.withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+        _ = data.withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL | MSG_DONTWAIT)) }
     }
 
     func closeAgentEnd() {

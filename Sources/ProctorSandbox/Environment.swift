@@ -56,12 +56,47 @@ public struct SandboxEnvironment: Sendable {
         }
     }
 
+    /// Empties the outputs that exist as real directories (a link or file in their place is left to
+    /// `prepareOutputs`, which refuses it).
+    public func clearOutputs() throws {
+        for dir in config.files.outputs {
+            let path = config.root + "/" + dir
+            var st = stat()
+            if lstat(path, &st) == 0 && (st.st_mode & S_IFMT) == S_IFDIR { try FileTree.removeContents(of: path) }
+        }
+    }
+
+    /// Entries beneath the outputs that are neither regular files nor directories (workspace-relative,
+    /// at most `limit`). The evaluator reads the outputs while it sees the hidden data: a symlink left
+    /// there by the experiment (`outputs/pred.txt -> ../holdout/labels.txt`) would make it score the
+    /// labels themselves, or read a host file for it; a FIFO would hang it. Such outputs are refused.
+    public func outputsSpecialEntries(limit: Int = 20) throws -> [String] {
+        var found: [String] = []
+        for dir in config.files.outputs {
+            let path = config.root + "/" + dir
+            var st = stat()
+            guard lstat(path, &st) == 0 else { continue }
+            guard (st.st_mode & S_IFMT) == S_IFDIR else { found.append(dir); continue }
+            try FileTree.walk(path, removing: false) { rel, mode in
+                let type = mode & S_IFMT
+                if type != S_IFDIR && type != S_IFREG && found.count < limit { found.append(dir + "/" + rel) }
+            }
+        }
+        return found
+    }
+
     /// Compiles the plan for one command and runs it, printing unenforced limits on stderr.
     /// `stdin` nil means /dev/null (every step of the loop); `proctor exec` passes its own.
     public func launch(phase: Phase, command: [String], seed: UInt64?, pinnedDirectory: String? = nil,
                        agentHome: String? = nil, audit: AuditLog?, context: AuditContext,
                        stdin: Int32? = nil, stdout: Int32 = 1, stderr: Int32 = 2, adjust: (inout LaunchRequest) -> Void = { _ in }) throws -> SandboxResult {
         if phase == .experiment { try prepareOutputs(clear: false) }
+        if phase == .evaluator {
+            let planted = try outputsSpecialEntries()
+            if !planted.isEmpty {
+                throw PlanError(description: "the outputs hold links or special files the evaluator must not follow: \(planted.joined(separator: ", "))")
+            }
+        }
         var request = LaunchRequest(config: config, preset: preset, phase: phase, command: command, seed: seed,
                                     pinnedDirectory: pinnedDirectory, agentHome: agentHome)
         adjust(&request)
@@ -93,36 +128,75 @@ public enum RunID {
 public enum FileTree {
     /// Removes everything inside `dir` (not `dir` itself). Symlinks are removed as links.
     public static func removeContents(of dir: String) throws {
-        let fd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
-        guard fd >= 0 else { throw PlanError(description: "open \(dir): \(String(cString: strerror(errno)))") }
-        defer { close(fd) }
-        try removeContents(fd: fd, path: dir)
+        try walk(dir, removing: true) { _, _ in }
     }
 
-    private static func removeContents(fd: Int32, path: String) throws {
-        let dupfd = dup(fd)
-        guard let stream = fdopendir(dupfd) else { close(dupfd); return }
-        defer { closedir(stream) }
-        var names: [String] = []
-        while let entry = readdir(stream) {
-            let name = withUnsafePointer(to: entry.pointee.d_name) { String(cString: UnsafeRawPointer($0).assumingMemoryBound(to: CChar.self)) }
-            if name != "." && name != ".." { names.append(name) }
+    /// Visits every entry beneath `dir` (relative path, `lstat` mode) without following a link, and with
+    /// `removing` removes each one (directories after their contents). Iterative and holding at most two
+    /// descriptors: an experiment can nest directories 100000 deep in the time between two polls of
+    /// the output cap, and a recursive walk would run out of descriptors or stack and stop the run.
+    /// Going back up uses `..`, checked against the device and inode it left.
+    public static func walk(_ dir: String, removing: Bool, visit: (String, mode_t) -> Void) throws {
+        var fd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+        guard fd >= 0 else { throw PlanError(description: "open \(dir): \(String(cString: strerror(errno)))") }
+        defer { close(fd) }
+        struct Frame { var name: String; var path: String; var dev: UInt; var ino: UInt; var subdirs: [String] }
+        func fail(_ op: String, _ path: String) -> PlanError {
+            PlanError(description: "\(op) \(dir)\(path.isEmpty ? "" : "/" + path): \(String(cString: strerror(errno)))")
         }
-        for name in names {
-            var st = stat()
-            guard fstatat(fd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 else { continue }
-            if (st.st_mode & S_IFMT) == S_IFDIR {
-                let child = openat(fd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
-                if child >= 0 {
-                    try removeContents(fd: child, path: path + "/" + name)
-                    close(child)
-                }
-                if unlinkat(fd, name, AT_REMOVEDIR) != 0 {
-                    throw PlanError(description: "rmdir \(path)/\(name): \(String(cString: strerror(errno)))")
-                }
-            } else if unlinkat(fd, name, 0) != 0 {
-                throw PlanError(description: "unlink \(path)/\(name): \(String(cString: strerror(errno)))")
+        /// Visits (and removes) the non-directories of the open directory; returns its subdirectories.
+        func scan(_ fd: Int32, _ path: String) throws -> [String] {
+            let copy = dup(fd)
+            guard copy >= 0, let stream = fdopendir(copy) else {
+                if copy >= 0 { close(copy) }
+                throw fail("opendir", path)
             }
+            var names: [String] = []
+            while let entry = readdir(stream) {
+                let name = withUnsafePointer(to: entry.pointee.d_name) { String(cString: UnsafeRawPointer($0).assumingMemoryBound(to: CChar.self)) }
+                if name != "." && name != ".." { names.append(name) }
+            }
+            closedir(stream)
+            var subdirs: [String] = []
+            for name in names {
+                let rel = path.isEmpty ? name : path + "/" + name
+                var st = stat()
+                guard fstatat(fd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 else { continue }
+                visit(rel, st.st_mode)
+                if (st.st_mode & S_IFMT) == S_IFDIR {
+                    // An experiment may have made a directory unreadable to keep its contents.
+                    if removing && (st.st_mode & 0o700) != 0o700 { fchmodat(fd, name, 0o700, 0) }
+                    subdirs.append(name)
+                } else if removing && unlinkat(fd, name, 0) != 0 && errno != ENOENT {
+                    throw fail("unlink", rel)
+                }
+            }
+            return subdirs
+        }
+        var st = stat()
+        guard fstat(fd, &st) == 0 else { throw fail("fstat", "") }
+        var frames = [Frame(name: "", path: "", dev: UInt(st.st_dev), ino: UInt(st.st_ino), subdirs: try scan(fd, ""))]
+        while let top = frames.last {
+            if let next = top.subdirs.last {
+                frames[frames.count - 1].subdirs.removeLast()
+                let path = top.path.isEmpty ? next : top.path + "/" + next
+                let child = openat(fd, next, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+                guard child >= 0, fstat(child, &st) == 0 else { throw fail("open", path) }
+                close(fd)
+                fd = child
+                frames.append(Frame(name: next, path: path, dev: UInt(st.st_dev), ino: UInt(st.st_ino), subdirs: try scan(fd, path)))
+                continue
+            }
+            guard frames.count > 1 else { return }
+            frames.removeLast()
+            let parent = openat(fd, "..", O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+            guard parent >= 0, fstat(parent, &st) == 0 else { throw fail("open", top.path + "/..") }
+            close(fd)
+            fd = parent
+            guard UInt(st.st_dev) == frames[frames.count - 1].dev, UInt(st.st_ino) == frames[frames.count - 1].ino else {
+                throw PlanError(description: "\(dir)/\(top.path) moved while it was being walked")
+            }
+            if removing && unlinkat(fd, top.name, AT_REMOVEDIR) != 0 && errno != ENOENT { throw fail("rmdir", top.path) }
         }
     }
 }

@@ -154,7 +154,8 @@ final class LoopWorkspace {
     }
 
     /// Writes the template next to the workspace and runs `proctor init ROOT --template TEMPLATE`.
-    init(agent: String, experimentTimeout: String = "30s", file: StaticString = #filePath, line: UInt = #line) throws {
+    init(agent: String, experimentTimeout: String = "30s", prepare: String = LoopWorkspace.prepare,
+         file: StaticString = #filePath, line: UInt = #line) throws {
         var template = Array((NSTemporaryDirectory() + "/proctor-loop-XXXXXX").utf8CString)
         guard let made = mkdtemp(&template) else { throw POSIXError(.EIO) }
         parent = URL(fileURLWithPath: String(cString: made)).resolvingSymlinksInPath().path
@@ -165,7 +166,7 @@ final class LoopWorkspace {
         let files = [
             "proctor.toml": Self.toml(agent: agent, experimentTimeout: experimentTimeout),
             "train.py": Self.train("0.2"),
-            "prepare.py": Self.prepare,
+            "prepare.py": prepare,
             "holdout/target.txt": "0.7\n\(Self.hiddenLabel)\n",
             "LOG.md": "# Notes\n",
             "program.md": "Move X towards the hidden target.\n",

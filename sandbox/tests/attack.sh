@@ -244,6 +244,10 @@ rm -f "$WS/outputs/big"
 run --timeout 30000 --output-limit "$WS/outputs" 1GiB --output-entries 3000 -- sh -c 'mkdir outputs/many; cd outputs/many; i=0; while [ $i -lt 200000 ]; do : > f$i; i=$((i+1)); done'
 check "file-count explosion stopped by --output-limit entry cap" bash -c "grep -qP '^limit\toutput\t.*entries' '$R'"
 rm -rf "$WS/outputs/many"
+run --timeout 30000 --output-limit "$WS/outputs" 10MiB -- sh -c 'cd outputs; i=0; while [ $i -lt 200 ]; do mkdir d; cd d; i=$((i+1)); done; dd if=/dev/zero of=big bs=1M count=2000 status=none; sleep 5'
+check "200 MB below 200 nested directories stopped by --output-limit (exit $RC)" bash -c "[ $RC = 137 ] && grep -qP '^limit\toutput\t.*nested' '$R'"
+check "  deep file bounded" bash -c "[ \$(du -sm '$WS/outputs' | cut -f1) -lt 1000 ]"
+rm -rf "$WS/outputs/d"
 run --stdio-limit 1000 -- sh -c 'yes flood | head -c 10000000; yes err | head -c 1000000 >&2'
 check "stdout flood capped at 1000 bytes by --stdio-limit" bash -c "[ \$(cat '$O' '$E' | wc -c) -le 1000 ] && grep -qP '^limit\tstdio\tdropped \d+ bytes' '$R' && [ $RC = 0 ]"
 if needpy "fd exhaustion"; then
