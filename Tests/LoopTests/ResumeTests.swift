@@ -87,6 +87,40 @@ final class ResumeTests: XCTestCase {
         XCTAssertTrue(processes(containing: ws.tag).isEmpty)
     }
 
+    /// SIGKILL while the agent is editing: its half-made change is undone on resume, the iteration is a crash,
+    /// and neither the agent's processes nor its private home outlive proctor for long.
+    func testResumeAfterSIGKILLDuringTheAgent() throws {
+        var spec = WorkspaceSpec()
+        spec.agentScript = agentPrelude + """
+            case "$i" in
+            1) set_var X 0.5; echo "SUMMARY: X to 0.5" ;;
+            2) set_var X 0.6; echo "half" >> LOG.md; sleep 60 # {TAG}
+               echo "SUMMARY: never" ;;
+            *) set_var X 0.69; echo "SUMMARY: X to 0.69" ;;
+            esac
+            """
+        let ws = try LoopWorkspace(spec)
+        let output = try CapturedOutput()
+        let run = try ws.startRun(["--iterations", "3"], output: output)
+        defer { if run.isRunning { kill(run.processIdentifier, SIGKILL) } }
+        XCTAssertTrue(waitUntil(timeout: 60) { ws.read("LOG.md")?.contains("half") == true },
+                      "the agent never started iteration 2: \(output.stdout)\(output.stderr)")
+        XCTAssertFalse(processes(containing: ws.tag).isEmpty, "the agent is running")
+        kill(run.processIdentifier, SIGKILL)
+        run.waitUntilExit()
+        XCTAssertTrue(waitUntil(timeout: 10) { processes(containing: ws.tag).isEmpty },
+                      "the agent outlived its supervisor: \(processes(containing: ws.tag))")
+        XCTAssertTrue(ws.read("train.py")!.contains("X = 0.6 "))
+
+        let resumed = try ws.run(["--resume", "--iterations", "1"])
+        XCTAssertEqual(resumed.status, 0, resumed.text)
+        assertLedgerConsistent(ws, iterations: [0, 1, 2, 3])
+        XCTAssertEqual(ws.rows.map(\.status), ["keep", "keep", "crash", "keep"])
+        try ResumeTests.assertTreeAndBranchConsistent(ws)
+        XCTAssertEqual(ws.read("LOG.md"), "# notes\n", "the half-written note is gone")
+        XCTAssertTrue(ws.read("train.py")!.contains("X = 0.69 "))
+    }
+
     /// The ledger holds every run of the workspace. A second run killed mid-iteration must resume from its
     /// own rows: the interrupted iteration is recorded and the numbering continues from the second run.
     func testResumeOfASecondRunIgnoresTheFirstRunsRows() throws {

@@ -138,7 +138,7 @@ struct WorkspaceSpec {
         diff_lines = 20
         """
     /// A shell script for `[agent] kind = "command"` (run as `sh -c SCRIPT sh PROMPT_FILE`, in the
-    /// workspace, in the agent sandbox), or nil for the mutate agent.
+    /// workspace, in the agent sandbox), or nil for the mutate agent. `{TAG}` becomes the workspace's tag.
     var agentScript: String?
     var train = WorkspaceSpec.defaultTrain
     var prepare = WorkspaceSpec.defaultPrepare
@@ -234,7 +234,7 @@ struct WorkspaceSpec {
 
             """
         if let agentScript {
-            let quoted = agentScript.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"")
+            let quoted = agentScript.replacingOccurrences(of: "{TAG}", with: tag).replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"")
                 .replacingOccurrences(of: "\n", with: "\\n")
             text += """
 
