@@ -268,7 +268,7 @@ final class LoopWorkspace {
     /// `PROCTOR_MACHINE_LOCK`: per workspace unless a test shares one between workspaces.
     var machineLock: String
 
-    init(_ spec: WorkspaceSpec = WorkspaceSpec(), initialize: Bool = true) throws {
+    init(_ spec: WorkspaceSpec = WorkspaceSpec(), files: [String: String] = [:], initialize: Bool = true) throws {
         self.spec = spec
         var template = Array((NSTemporaryDirectory() + "/proctor-looptest-XXXXXX").utf8CString)
         guard let made = mkdtemp(&template) else { throw NSError(domain: "mkdtemp", code: Int(errno)) }
@@ -283,6 +283,7 @@ final class LoopWorkspace {
         try LoopWorkspace.write(templateDir + "/prepare.py", spec.prepare)
         try LoopWorkspace.write(templateDir + "/LOG.md", "# notes\n")
         try LoopWorkspace.write(templateDir + "/holdout/target.txt", spec.target + "\n")
+        for (path, text) in files { try LoopWorkspace.write(templateDir + "/" + path, text) }
         if initialize {
             let result = try proctor(["init", root, "--template", templateDir])
             guard result.status == 0 else {
