@@ -377,6 +377,15 @@ public final class Runner {
                 result.outcome = .failed(.crash, "experiment: \(experiment.reason); log \(log.path)")
                 return result
             }
+            // A link out of the outputs would have the evaluator read what it points at (the hidden labels,
+            // which the experiment itself cannot read) as the experiment's artifacts.
+            if let (link, target) = linkOutOfOutputs() {
+                audit.append(AuditRecord(run: state.run, iteration: iteration, phase: "experiment", kind: "outputs",
+                                         decision: "rejected", path: link, rule: "symlink", detail: "link to \(target)"))
+                result.scores.append(.init(seed: seed, score: nil, seconds: Double(experiment.wallMs) / 1000, status: "rejected"))
+                result.outcome = .failed(.rejected, "experiment: link out of the outputs: \(link) -> \(target)")
+                return result
+            }
             progress.phase(iteration, "evaluator seed \(seed)", budgetMs: config.evaluator.timeoutMs)
             let out = try LogFile(path: "\(logs)/\(iteration)-\(seed)-evaluator.out")
             let err = try LogFile(path: "\(logs)/\(iteration)-\(seed)-evaluator.err")
@@ -403,6 +412,42 @@ public final class Runner {
         let scores = result.evaluations.map(\.score)
         result.outcome = .scored(Gate.mean(scores), result.evaluations, result.durations.values.reduce(0, +), result.peakMB)
         return result
+    }
+
+    /// The first symbolic link under the outputs whose target, resolved by name from the link's directory,
+    /// is outside the outputs directory (the experiment has exited: nothing changes them meanwhile).
+    private func linkOutOfOutputs() -> (String, String)? {
+        func normalized(_ path: String) -> String {
+            var parts: [Substring] = []
+            for part in path.split(separator: "/") where part != "." {
+                if part == ".." { _ = parts.popLast() } else { parts.append(part) }
+            }
+            return "/" + parts.joined(separator: "/")
+        }
+        func scan(_ dir: String, inside top: String) -> (String, String)? {
+            guard let names = try? FileManager.default.contentsOfDirectory(atPath: dir) else { return nil }
+            for name in names.sorted() {
+                let path = dir + "/" + name
+                var st = stat()
+                guard lstat(path, &st) == 0 else { continue }
+                switch st.st_mode & S_IFMT {
+                case S_IFLNK:
+                    let target = (try? FileManager.default.destinationOfSymbolicLink(atPath: path)) ?? ""
+                    let resolved = normalized(target.hasPrefix("/") ? target : dir + "/" + target)
+                    if resolved != top && !resolved.hasPrefix(top + "/") { return (path, target) }
+                case S_IFDIR:
+                    if let found = scan(path, inside: top) { return found }
+                default:
+                    continue
+                }
+            }
+            return nil
+        }
+        for dir in config.files.outputs {
+            let top = normalized(root + "/" + dir)
+            if let found = scan(top, inside: top) { return found }
+        }
+        return nil
     }
 
     private func overLimits(_ measured: Measurement) -> String? {
