@@ -56,4 +56,52 @@ final class ScoringTests: XCTestCase {
         XCTAssertEqual(try ws.git(["rev-list", "--count", ws.branch!]), "1", "nothing was kept")
         XCTAssertEqual(ws.read("train.py"), spec.train, "the tree is back to the baseline")
     }
+    /// The experiment cannot read the hidden labels, but it can leave a link in its outputs that points at
+    /// them; the evaluator would then read the labels as the predictions and score them perfectly. A link
+    /// out of the outputs is rejected before the evaluator runs; a link within them is fine.
+    func testOutputsLinkToTheHiddenLabelsIsRejected() throws {
+        var spec = WorkspaceSpec()
+        // The labels file happens to parse as predictions: exactly what a cheating link exploits.
+        spec.target = "0.7 50 5 42 ok"
+        spec.prepare = spec.prepare.replacingOccurrences(of: "target = float(open(\"holdout/target.txt\").read())",
+                                                         with: "target = float(open(\"holdout/target.txt\").read().split()[0])")
+        spec.agentScript = agentPrelude + """
+            case "$i" in
+            1) cat >> train.py <<'EOF'
+            os.remove(os.path.join(out, "pred.txt"))
+            os.symlink(os.path.abspath("holdout/target.txt"), os.path.join(out, "pred.txt"))
+            EOF
+               echo "SUMMARY: absolute link to the labels" ;;
+            2) cat >> train.py <<'EOF'
+            os.remove(os.path.join(out, "pred.txt"))
+            os.makedirs(os.path.join(out, "d"))
+            os.symlink("../../holdout/target.txt", os.path.join(out, "d", "labels"))
+            os.symlink("d/labels", os.path.join(out, "pred.txt"))
+            EOF
+               echo "SUMMARY: relative link chain to the labels" ;;
+            3) set_var X 0.5
+            cat >> train.py <<'EOF'
+            os.symlink("pred.txt", os.path.join(out, "latest"))
+            EOF
+               echo "SUMMARY: a link within the outputs" ;;
+            esac
+            """
+        let ws = try LoopWorkspace(spec)
+        XCTAssertEqual(try ws.proctor(["exec", "--workspace", ws.root, "--", "cat", "holdout/target.txt"]).status, 1,
+                       "the experiment phase cannot read the labels itself")
+        let result = try ws.run(["--iterations", "3"])
+        XCTAssertEqual(result.status, 0, result.text)
+        assertLedgerConsistent(ws, iterations: [0, 1, 2, 3])
+        for iteration in [1, 2] {
+            let row = try XCTUnwrap(ws.row(iteration))
+            XCTAssertEqual(row.status, "rejected", "iteration \(iteration): \(row.fields)")
+            XCTAssertNil(row.score, "iteration \(iteration) was scored: \(row.fields)")
+            let audit = ws.audit.filter { $0["iteration"] as? Int == iteration && $0["kind"] as? String == "outputs" }
+            XCTAssertEqual(audit.first?["decision"] as? String, "rejected", "iteration \(iteration): \(ws.audit.filter { $0["kind"] as? String != "sandbox" })")
+            XCTAssertTrue((audit.first?["path"] as? String ?? "").hasPrefix(ws.path("outputs/")), "\(audit)")
+        }
+        XCTAssertFalse(ws.rows.contains { $0.score.map { $0 > 0.999 } ?? false }, "the labels were scored: \(ws.ledgerLines)")
+        XCTAssertEqual(ws.row(3)?.status, "keep", "a link inside the outputs is harmless: \(ws.row(3)?.fields ?? [])")
+        XCTAssertEqual(try ws.gitStatus(), "")
+    }
 }
