@@ -49,6 +49,17 @@ final class DiffValidationTests: XCTestCase {
         let logs = try FileManager.default.contentsOfDirectory(atPath: ws.path(".proctor/logs/\(ws.runID!)"))
         XCTAssertFalse(logs.contains { $0.hasPrefix("1-") || $0.hasPrefix("2-") || $0.hasPrefix("3-") }, "\(logs)")
 
+        // `proctor audit` summarises the rejections by rule, with the paths.
+        let summary = try ws.proctor(["audit", "--workspace", ws.root, "--json", "--run", ws.runID!])
+        XCTAssertEqual(summary.status, 0, summary.text)
+        let json = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(summary.stdout.utf8)) as? [String: Any])
+        let groups = (json["groups"] as? [[String: Any]] ?? []).filter { $0["kind"] as? String == "diff" }
+        XCTAssertEqual(Set(groups.compactMap { $0["rule"] as? String }), ["diff-lines", "binary", "mode"], "\(groups)")
+        for group in groups {
+            XCTAssertEqual(group["decision"] as? String, "rejected")
+            XCTAssertEqual(group["paths"] as? [String], [ws.path("train.py")])
+        }
+
         // The legal change after three rejections is scored against the untouched baseline.
         let legal = try XCTUnwrap(ws.row(4))
         XCTAssertEqual(legal.status, "keep", legal.fields.joined(separator: " "))

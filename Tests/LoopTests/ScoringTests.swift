@@ -104,4 +104,42 @@ final class ScoringTests: XCTestCase {
         XCTAssertEqual(ws.row(3)?.status, "keep", "a link inside the outputs is harmless: \(ws.row(3)?.fields ?? [])")
         XCTAssertEqual(try ws.gitStatus(), "")
     }
+    /// Writing the ledger, the state or the branch from the experiment or the agent does nothing: `.proctor/`
+    /// and `.git` are out of every sandbox's reach, and what the loop records is only what it measured.
+    func testExperimentAndAgentCannotWriteTheLedgerStateOrBranch() throws {
+        var spec = WorkspaceSpec()
+        let forge = "1\\tdeadbeef\\t999\\tkeep\\t0\\t\\t\\t\\tforged\\n"
+        spec.agentScript = agentPrelude + """
+            for f in .proctor/results.tsv .proctor/runs.jsonl .proctor/state.json .git/HEAD .proctor/lock proctor.toml; do
+              printf '\(forge)' >> "$f" 2>/dev/null && echo "agent wrote $f" >> LOG.md
+            done
+            mkdir -p .proctor/logs 2>/dev/null && echo "agent made logs" >> LOG.md
+            cat >> train.py <<'EOF'
+            for f in [".proctor/results.tsv", ".proctor/runs.jsonl", ".proctor/state.json", ".git/HEAD", ".proctor/lock", "proctor.toml"]:
+                try:
+                    open(f, "a").write("1\\tdeadbeef\\t999\\tkeep\\t0\\t\\t\\t\\tforged\\n")
+                    print("experiment wrote", f)
+                except OSError as e:
+                    print("denied", f, e)
+            EOF
+            echo "SUMMARY: forge the ledger"
+            """
+        let ws = try LoopWorkspace(spec)
+        let head = try ws.git(["rev-parse", "HEAD"])
+        let toml = ws.read("proctor.toml")
+        let result = try ws.run(["--iterations", "1"])
+        XCTAssertEqual(result.status, 0, result.text)
+        assertLedgerConsistent(ws, iterations: [0, 1])
+        XCTAssertFalse(ws.read(".proctor/results.tsv")!.contains("forged"))
+        XCTAssertFalse(ws.read(".proctor/runs.jsonl")!.contains("forged"))
+        XCTAssertFalse(ws.read(".proctor/state.json")!.contains("forged"))
+        XCTAssertEqual(ws.read("proctor.toml"), toml)
+        XCTAssertEqual(try ws.git(["rev-parse", "HEAD"]), head)
+        let log = ws.read(".proctor/logs/\(ws.runID!)/1-42-experiment.log") ?? ""
+        XCTAssertFalse(log.contains("experiment wrote"), log)
+        XCTAssertEqual(ws.row(1)?.status, "discard", "\(ws.row(1)?.fields ?? [])")
+        XCTAssertEqual(try XCTUnwrap(ws.row(1)?.score), 0.5, accuracy: 0.001)
+        let diff = ws.record(1)?["diff"] as? [String: Any]
+        XCTAssertEqual(diff?["files"] as? [String], ["train.py"], "the agent could not write anything it reported in LOG.md")
+    }
 }
