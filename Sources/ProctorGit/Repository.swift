@@ -100,7 +100,15 @@ public final class Repository {
     public func createBranch(_ name: String, at commit: ObjectID, force: Bool = false) throws {
         try withCommit(commit) { commit in
             var reference: OpaquePointer?
-            try check(git_branch_create(&reference, handle, name, commit, force ? 1 : 0), "git_branch_create")
+            if force {
+                // git_branch_create refuses to move the branch HEAD points at; a forced reference update does not.
+                var oid = git_commit_id(commit).pointee
+                try check(
+                    git_reference_create(&reference, handle, "refs/heads/" + name, &oid, 1, "proctor: move branch"),
+                    "git_reference_create")
+            } else {
+                try check(git_branch_create(&reference, handle, name, commit, 0), "git_branch_create")
+            }
             git_reference_free(reference)
         }
     }

@@ -159,6 +159,25 @@ public final class Runner {
         guard var saved = RunState.load(root) else { throw RunError("nothing to resume: no \(RunState.path(root))") }
         guard let tip = try repo.branchTip(saved.branch) else { throw RunError("the run's branch \(saved.branch) is gone") }
         let rows = Ledger.rows(in: root + "/.proctor")
+        // The ledger holds every run of this workspace, oldest first, so an iteration number alone does
+        // not say whose row it is: iteration `lost` has its row only if that is the ledger's last row and
+        // the last record (written just before it) is this run's.
+        let lastRecord = Ledger.records(in: root + "/.proctor").last
+        let recorded = { (i: Int) in rows.last?.iteration == i && lastRecord?.run == saved.run && lastRecord?.iteration == i }
+        if let lost = saved.inProgress, recorded(lost) {
+            // Died after the row, before the state: the row is the truth, a kept commit included.
+            saved.lastIteration = max(saved.lastIteration, lost)
+            if let record = lastRecord, record.status == .keep, record.commit == tip.hex, let score = record.score {
+                saved.bestCommit = tip.hex
+                saved.bestScore = score
+                if lost == 0 { saved.baselineScore = score }
+            }
+            saved.inProgress = nil
+        }
+        // A run without a measured baseline has no best score to continue from.
+        if saved.inProgress == 0 || saved.bestScore.isNaN {
+            throw RunError("the run died while measuring its baseline; start a new run")
+        }
         if tip.hex != saved.bestCommit {
             // Crash between the keep commit and its ledger row: a commit the ledger does not know
             // is not a kept experiment. Move the branch back to the last recorded keep.
@@ -170,16 +189,6 @@ public final class Runner {
         let best = try repo.resolve(saved.bestCommit)
         try env.clearOutputs()
         try repo.restore(to: best, excluding: kept)
-        // A run without a measured baseline has no best score to continue from.
-        if saved.inProgress == 0 || saved.bestScore.isNaN {
-            throw RunError("the run died while measuring its baseline; start a new run")
-        }
-        // The ledger holds every run of this workspace, oldest first, so an iteration number alone does
-        // not say whose row it is: iteration `lost` has its row only if that is the ledger's last row and
-        // the last record (written just before it) is this run's.
-        let lastRecord = Ledger.records(in: root + "/.proctor").last
-        let recorded = { (i: Int) in rows.last?.iteration == i && lastRecord?.run == saved.run && lastRecord?.iteration == i }
-        if let lost = saved.inProgress, recorded(lost) { saved.lastIteration = max(saved.lastIteration, lost) }
         if let lost = saved.inProgress, !recorded(lost) {
             let row = LedgerRow(iteration: lost, commit: "", score: nil, status: .crash, seconds: 0, peakMemMB: nil,
                                 features: nil, trees: nil, description: "interrupted: the supervisor stopped mid-iteration")

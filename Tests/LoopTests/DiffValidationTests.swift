@@ -49,6 +49,17 @@ final class DiffValidationTests: XCTestCase {
         let logs = try FileManager.default.contentsOfDirectory(atPath: ws.path(".proctor/logs/\(ws.runID!)"))
         XCTAssertFalse(logs.contains { $0.hasPrefix("1-") || $0.hasPrefix("2-") || $0.hasPrefix("3-") }, "\(logs)")
 
+        // `proctor audit` summarises the rejections by rule, with the paths.
+        let summary = try ws.proctor(["audit", "--workspace", ws.root, "--json", "--run", ws.runID!])
+        XCTAssertEqual(summary.status, 0, summary.text)
+        let json = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(summary.stdout.utf8)) as? [String: Any])
+        let groups = (json["groups"] as? [[String: Any]] ?? []).filter { $0["kind"] as? String == "diff" }
+        XCTAssertEqual(Set(groups.compactMap { $0["rule"] as? String }), ["diff-lines", "binary", "mode"], "\(groups)")
+        for group in groups {
+            XCTAssertEqual(group["decision"] as? String, "rejected")
+            XCTAssertEqual(group["paths"] as? [String], [ws.path("train.py")])
+        }
+
         // The legal change after three rejections is scored against the untouched baseline.
         let legal = try XCTUnwrap(ws.row(4))
         XCTAssertEqual(legal.status, "keep", legal.fields.joined(separator: " "))
@@ -87,6 +98,51 @@ final class DiffValidationTests: XCTestCase {
         XCTAssertEqual(try ws.git(["rev-parse", "HEAD"]), head, "no commit for a rejected diff")
         XCTAssertEqual(try ws.git(["symbolic-ref", "--short", "HEAD"]), ws.branch)
         XCTAssertEqual(try ws.git(["rev-parse", ws.branch!]), head)
+    }
+
+    /// An editable directory (`src/**`) is writable as a whole in the agent sandbox, so the agent can make
+    /// links, write binaries and nest repositories there; each is rejected in the loop and undone, and a
+    /// legal new file in it is kept. (Existing files are bind mounts of their own there, so deleting or
+    /// renaming them fails in the sandbox; `proctor check` covers those rules.)
+    func testAgentWithAnEditableDirectory() throws {
+        var spec = WorkspaceSpec()
+        spec.files = spec.files.replacingOccurrences(of: "editable = [\"train.py\"]", with: "editable = [\"train.py\", \"src/**\"]")
+        spec.agentScript = agentPrelude + """
+            case "$i" in
+            1) ln -s ../prepare.py src/evil.py; echo "SUMMARY: link" ;;
+            2) printf 'x = 1\\000\\001\\n' > src/blob.py; echo "SUMMARY: binary" ;;
+            3) mkdir -p src/sub && cd src/sub && git init -q . && echo x > f && cd ../.. ; echo "SUMMARY: nested repository" ;;
+            4) ln -s /etc/passwd src/util/passwd; echo 'y = 2' >> src/util/helpers.py; echo "SUMMARY: link deeper" ;;
+            5) echo 'z = 3' > src/new.py; set_var X 0.69; echo "SUMMARY: new module" ;;
+            esac
+            """
+        let ws = try LoopWorkspace(spec, files: ["src/model.py": "W = 1\n", "src/util/helpers.py": "def h():\n    return 1\n"])
+        let result = try ws.run(["--iterations", "5"])
+        XCTAssertEqual(result.status, 0, result.text)
+        assertLedgerConsistent(ws, iterations: Array(0...5))
+        let expected: [Int: ([String], String)] = [
+            1: (["symlink"], "src/evil.py"), 2: (["binary"], "src/blob.py"), 3: (["submodule", "new-file"], "src/sub"),
+            4: (["symlink"], "src/util/passwd"),
+        ]
+        for (iteration, (rules, path)) in expected.sorted(by: { $0.key < $1.key }) {
+            let row = try XCTUnwrap(ws.row(iteration))
+            XCTAssertEqual(row.status, "rejected", "iteration \(iteration): \(row.fields)")
+            let audit = ws.audit.filter { $0["iteration"] as? Int == iteration && $0["kind"] as? String == "diff" }
+            XCTAssertTrue(audit.contains { rules.contains($0["rule"] as? String ?? "") && ($0["path"] as? String ?? "").hasPrefix(ws.path(path)) },
+                          "iteration \(iteration): expected \(rules) on \(path) in \(audit)")
+            XCTAssertTrue(audit.allSatisfy { ($0["path"] as? String ?? "").hasPrefix(ws.root + "/") }, "absolute paths: \(audit)")
+        }
+        let kept = try XCTUnwrap(ws.row(5))
+        XCTAssertEqual(kept.status, "keep", kept.fields.joined(separator: " "))
+        XCTAssertEqual(try ws.git(["show", "--name-only", "--format=", "HEAD"]).split(separator: "\n").sorted(), ["src/new.py", "train.py"])
+        XCTAssertEqual(try ws.gitStatus(), "")
+        XCTAssertEqual(try ws.ignoredLeftovers(), [])
+        XCTAssertEqual(ws.read("src/model.py"), "W = 1\n")
+        XCTAssertEqual(ws.read("src/util/helpers.py"), "def h():\n    return 1\n")
+        for gone in ["src/evil.py", "src/blob.py", "src/sub", "src/util/passwd"] {
+            var st = stat()
+            XCTAssertNotEqual(lstat(ws.path(gone), &st), 0, "\(gone) survived the restore")
+        }
     }
 
     /// `proctor check` on a working tree changed by hand (with host access, outside any sandbox).

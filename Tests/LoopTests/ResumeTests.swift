@@ -87,6 +87,115 @@ final class ResumeTests: XCTestCase {
         XCTAssertTrue(processes(containing: ws.tag).isEmpty)
     }
 
+    /// SIGKILL while the agent is editing: its half-made change is undone on resume, the iteration is a crash,
+    /// and neither the agent's processes nor its private home outlive proctor for long.
+    func testResumeAfterSIGKILLDuringTheAgent() throws {
+        var spec = WorkspaceSpec()
+        spec.agentScript = agentPrelude + """
+            case "$i" in
+            1) set_var X 0.5; echo "SUMMARY: X to 0.5" ;;
+            2) set_var X 0.6; echo "half" >> LOG.md; sleep 60 # {TAG}
+               echo "SUMMARY: never" ;;
+            *) set_var X 0.69; echo "SUMMARY: X to 0.69" ;;
+            esac
+            """
+        let ws = try LoopWorkspace(spec)
+        let output = try CapturedOutput()
+        let run = try ws.startRun(["--iterations", "3"], output: output)
+        defer { if run.isRunning { kill(run.processIdentifier, SIGKILL) } }
+        XCTAssertTrue(waitUntil(timeout: 60) { ws.read("LOG.md")?.contains("half") == true },
+                      "the agent never started iteration 2: \(output.stdout)\(output.stderr)")
+        XCTAssertFalse(processes(containing: ws.tag).isEmpty, "the agent is running")
+        kill(run.processIdentifier, SIGKILL)
+        run.waitUntilExit()
+        XCTAssertTrue(waitUntil(timeout: 10) { processes(containing: ws.tag).isEmpty },
+                      "the agent outlived its supervisor: \(processes(containing: ws.tag))")
+        XCTAssertTrue(ws.read("train.py")!.contains("X = 0.6 "))
+
+        let resumed = try ws.run(["--resume", "--iterations", "1"])
+        XCTAssertEqual(resumed.status, 0, resumed.text)
+        assertLedgerConsistent(ws, iterations: [0, 1, 2, 3])
+        XCTAssertEqual(ws.rows.map(\.status), ["keep", "keep", "crash", "keep"])
+        try ResumeTests.assertTreeAndBranchConsistent(ws)
+        XCTAssertEqual(ws.read("LOG.md"), "# notes\n", "the half-written note is gone")
+        XCTAssertTrue(ws.read("train.py")!.contains("X = 0.69 "))
+    }
+
+    /// proctor dies after a keep's commit and ledger row but before `.proctor/state.json` is replaced (the
+    /// state is written atomically, so it is then exactly the one saved when the iteration began). Resume
+    /// must keep the recorded commit: the ledger says it was kept.
+    func testResumeAfterDeathBetweenAKeepRowAndTheState() throws {
+        var spec = WorkspaceSpec()
+        spec.agentScript = agentPrelude + """
+            case "$i" in
+            1) set_var X 0.5; echo "SUMMARY: X to 0.5" ;;
+            *) set_var X 0.69; echo "SUMMARY: X to 0.69" ;;
+            esac
+            """
+        let ws = try LoopWorkspace(spec)
+        let initCommit = try ws.git(["rev-parse", "HEAD"])
+        XCTAssertEqual(try ws.run(["--iterations", "1"]).status, 0)
+        XCTAssertEqual(ws.rows.map(\.status), ["keep", "keep"])
+        let kept = try ws.git(["rev-parse", ws.branch!])
+        XCTAssertNotEqual(kept, initCommit)
+
+        // The state as saved when iteration 1 began.
+        var state = try XCTUnwrap(ws.state)
+        state["bestCommit"] = initCommit
+        state["bestScore"] = ws.row(0)!.score!
+        state["lastIteration"] = 0
+        state["inProgress"] = 1
+        try JSONSerialization.data(withJSONObject: state).write(to: URL(fileURLWithPath: ws.path(".proctor/state.json")))
+
+        let resumed = try ws.run(["--resume", "--iterations", "1"])
+        XCTAssertEqual(resumed.status, 0, resumed.text)
+        assertLedgerConsistent(ws, iterations: [0, 1, 2])
+        XCTAssertEqual(ws.rows.map(\.status), ["keep", "keep", "keep"])
+        let tip = try ws.git(["rev-parse", ws.branch!])
+        XCTAssertEqual(try ws.git(["rev-parse", tip + "^"]), kept, "iteration 1's recorded keep is still on the branch")
+        XCTAssertEqual(ws.record(2)?["parent"] as? String, kept)
+        try ResumeTests.assertTreeAndBranchConsistent(ws)
+    }
+
+    /// proctor dies after a keep's commit but before its ledger row: the commit the ledger does not know is
+    /// dropped from the branch, the iteration is a crash, and the run continues from the last recorded keep.
+    func testResumeAfterDeathBetweenAKeepCommitAndItsRow() throws {
+        var spec = WorkspaceSpec()
+        spec.agentScript = agentPrelude + """
+            case "$i" in
+            1) set_var X 0.5; echo "SUMMARY: X to 0.5" ;;
+            *) set_var X 0.69; echo "SUMMARY: X to 0.69" ;;
+            esac
+            """
+        let ws = try LoopWorkspace(spec)
+        let initCommit = try ws.git(["rev-parse", "HEAD"])
+        XCTAssertEqual(try ws.run(["--iterations", "1"]).status, 0)
+        let unrecorded = try ws.git(["rev-parse", ws.branch!])
+
+        // Take back iteration 1's row, record and state, as if proctor died right after committing.
+        for file in [".proctor/results.tsv", ".proctor/runs.jsonl"] {
+            var lines = ws.read(file)!.split(separator: "\n", omittingEmptySubsequences: false).dropLast()
+            lines.removeLast()
+            try ws.write(file, lines.joined(separator: "\n") + "\n")
+        }
+        var state = try XCTUnwrap(ws.state)
+        state["bestCommit"] = initCommit
+        state["bestScore"] = ws.row(0)!.score!
+        state["lastIteration"] = 0
+        state["inProgress"] = 1
+        try JSONSerialization.data(withJSONObject: state).write(to: URL(fileURLWithPath: ws.path(".proctor/state.json")))
+        assertLedgerConsistent(ws, iterations: [0])
+
+        let resumed = try ws.run(["--resume", "--iterations", "1"])
+        XCTAssertEqual(resumed.status, 0, resumed.text)
+        assertLedgerConsistent(ws, iterations: [0, 1, 2])
+        XCTAssertEqual(ws.rows.map(\.status), ["keep", "crash", "keep"])
+        let tip = try ws.git(["rev-parse", ws.branch!])
+        XCTAssertEqual(try ws.git(["rev-parse", tip + "^"]), initCommit, "the unrecorded commit is gone from the branch")
+        XCTAssertNotEqual(tip, unrecorded)
+        try ResumeTests.assertTreeAndBranchConsistent(ws)
+    }
+
     /// The ledger holds every run of the workspace. A second run killed mid-iteration must resume from its
     /// own rows: the interrupted iteration is recorded and the numbering continues from the second run.
     func testResumeOfASecondRunIgnoresTheFirstRunsRows() throws {

@@ -28,7 +28,7 @@ final class RunTests: XCTestCase {
         for row in ws.rows.dropFirst() {
             guard let score = row.score else { continue }
             if row.status == "keep" {
-                XCTAssertGreaterThanOrEqual(score, best + 0.001 - 1e-6, row.fields.description)
+                XCTAssertGreaterThanOrEqual(score, best + 0.001 - 2e-6, row.fields.description)  // the ledger rounds to 6 digits
                 best = score
             }
         }
@@ -46,7 +46,7 @@ final class RunTests: XCTestCase {
     /// experiment, so a stale prediction from an earlier experiment is never scored.
     func testTimeoutCrashAndStaleOutputs() throws {
         var spec = WorkspaceSpec()
-        spec.experimentTimeout = "2s"
+        spec.experimentTimeout = "5s"
         spec.agentScript = agentPrelude + """
             case "$i" in
             1) set_var SLEEP 30; echo "SUMMARY: too slow" ;;
@@ -61,7 +61,7 @@ final class RunTests: XCTestCase {
         assertLedgerConsistent(ws, iterations: [0, 1, 2, 3])
         XCTAssertEqual(ws.rows.map(\.status), ["keep", "timeout", "crash", "crash"])
         XCTAssertTrue((ws.record(1)?["reason"] as? String ?? "").contains("experiment"), "\(ws.record(1) ?? [:])")
-        XCTAssertLessThan(Double(ws.row(1)?.fields[4] ?? "") ?? 99, 15, "the timeout killed it")
+        XCTAssertLessThan(Double(ws.row(1)?.fields[4] ?? "") ?? 99, 25, "the timeout killed it")
         XCTAssertTrue((ws.record(2)?["reason"] as? String ?? "").contains("experiment"), "\(ws.record(2) ?? [:])")
         XCTAssertTrue((ws.record(3)?["reason"] as? String ?? "").contains("evaluator"), "\(ws.record(3) ?? [:])")
         XCTAssertTrue(ws.read(".proctor/logs/\(ws.runID!)/3-42-experiment.log")?.contains("trained") == true,

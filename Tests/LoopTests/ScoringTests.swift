@@ -56,4 +56,90 @@ final class ScoringTests: XCTestCase {
         XCTAssertEqual(try ws.git(["rev-list", "--count", ws.branch!]), "1", "nothing was kept")
         XCTAssertEqual(ws.read("train.py"), spec.train, "the tree is back to the baseline")
     }
+    /// The experiment cannot read the hidden labels, but it can leave a link in its outputs that points at
+    /// them; the evaluator would then read the labels as the predictions and score them perfectly. A link
+    /// out of the outputs is rejected before the evaluator runs; a link within them is fine.
+    func testOutputsLinkToTheHiddenLabelsIsRejected() throws {
+        var spec = WorkspaceSpec()
+        // The labels file happens to parse as predictions: exactly what a cheating link exploits.
+        spec.target = "0.7 50 5 42 ok"
+        spec.prepare = spec.prepare.replacingOccurrences(of: "target = float(open(\"holdout/target.txt\").read())",
+                                                         with: "target = float(open(\"holdout/target.txt\").read().split()[0])")
+        spec.agentScript = agentPrelude + """
+            case "$i" in
+            1) cat >> train.py <<'EOF'
+            os.remove(os.path.join(out, "pred.txt"))
+            os.symlink(os.path.abspath("holdout/target.txt"), os.path.join(out, "pred.txt"))
+            EOF
+               echo "SUMMARY: absolute link to the labels" ;;
+            2) cat >> train.py <<'EOF'
+            os.remove(os.path.join(out, "pred.txt"))
+            os.makedirs(os.path.join(out, "d"))
+            os.symlink("../../holdout/target.txt", os.path.join(out, "d", "labels"))
+            os.symlink("d/labels", os.path.join(out, "pred.txt"))
+            EOF
+               echo "SUMMARY: relative link chain to the labels" ;;
+            3) set_var X 0.5
+            cat >> train.py <<'EOF'
+            os.symlink("pred.txt", os.path.join(out, "latest"))
+            EOF
+               echo "SUMMARY: a link within the outputs" ;;
+            esac
+            """
+        let ws = try LoopWorkspace(spec)
+        XCTAssertEqual(try ws.proctor(["exec", "--workspace", ws.root, "--", "cat", "holdout/target.txt"]).status, 1,
+                       "the experiment phase cannot read the labels itself")
+        let result = try ws.run(["--iterations", "3"])
+        XCTAssertEqual(result.status, 0, result.text)
+        assertLedgerConsistent(ws, iterations: [0, 1, 2, 3])
+        for iteration in [1, 2] {
+            let row = try XCTUnwrap(ws.row(iteration))
+            XCTAssertEqual(row.status, "rejected", "iteration \(iteration): \(row.fields)")
+            XCTAssertNil(row.score, "iteration \(iteration) was scored: \(row.fields)")
+            let audit = ws.audit.filter { $0["iteration"] as? Int == iteration && $0["kind"] as? String == "outputs" }
+            XCTAssertEqual(audit.first?["decision"] as? String, "rejected", "iteration \(iteration): \(ws.audit.filter { $0["kind"] as? String != "sandbox" })")
+            XCTAssertTrue((audit.first?["path"] as? String ?? "").hasPrefix(ws.path("outputs/")), "\(audit)")
+        }
+        XCTAssertFalse(ws.rows.contains { $0.score.map { $0 > 0.999 } ?? false }, "the labels were scored: \(ws.ledgerLines)")
+        XCTAssertEqual(ws.row(3)?.status, "keep", "a link inside the outputs is harmless: \(ws.row(3)?.fields ?? [])")
+        XCTAssertEqual(try ws.gitStatus(), "")
+    }
+    /// Writing the ledger, the state or the branch from the experiment or the agent does nothing: `.proctor/`
+    /// and `.git` are out of every sandbox's reach, and what the loop records is only what it measured.
+    func testExperimentAndAgentCannotWriteTheLedgerStateOrBranch() throws {
+        var spec = WorkspaceSpec()
+        let forge = "1\\tdeadbeef\\t999\\tkeep\\t0\\t\\t\\t\\tforged\\n"
+        spec.agentScript = agentPrelude + """
+            for f in .proctor/results.tsv .proctor/runs.jsonl .proctor/state.json .git/HEAD .proctor/lock proctor.toml; do
+              printf '\(forge)' >> "$f" 2>/dev/null && echo "agent wrote $f" >> LOG.md
+            done
+            mkdir -p .proctor/logs 2>/dev/null && echo "agent made logs" >> LOG.md
+            cat >> train.py <<'EOF'
+            for f in [".proctor/results.tsv", ".proctor/runs.jsonl", ".proctor/state.json", ".git/HEAD", ".proctor/lock", "proctor.toml"]:
+                try:
+                    open(f, "a").write("1\\tdeadbeef\\t999\\tkeep\\t0\\t\\t\\t\\tforged\\n")
+                    print("experiment wrote", f)
+                except OSError as e:
+                    print("denied", f, e)
+            EOF
+            echo "SUMMARY: forge the ledger"
+            """
+        let ws = try LoopWorkspace(spec)
+        let head = try ws.git(["rev-parse", "HEAD"])
+        let toml = ws.read("proctor.toml")
+        let result = try ws.run(["--iterations", "1"])
+        XCTAssertEqual(result.status, 0, result.text)
+        assertLedgerConsistent(ws, iterations: [0, 1])
+        XCTAssertFalse(ws.read(".proctor/results.tsv")!.contains("forged"))
+        XCTAssertFalse(ws.read(".proctor/runs.jsonl")!.contains("forged"))
+        XCTAssertFalse(ws.read(".proctor/state.json")!.contains("forged"))
+        XCTAssertEqual(ws.read("proctor.toml"), toml)
+        XCTAssertEqual(try ws.git(["rev-parse", "HEAD"]), head)
+        let log = ws.read(".proctor/logs/\(ws.runID!)/1-42-experiment.log") ?? ""
+        XCTAssertFalse(log.contains("experiment wrote"), log)
+        XCTAssertEqual(ws.row(1)?.status, "discard", "\(ws.row(1)?.fields ?? [])")
+        XCTAssertEqual(try XCTUnwrap(ws.row(1)?.score), 0.5, accuracy: 0.001)
+        let diff = ws.record(1)?["diff"] as? [String: Any]
+        XCTAssertEqual(diff?["files"] as? [String], ["train.py"], "the agent could not write anything it reported in LOG.md")
+    }
 }

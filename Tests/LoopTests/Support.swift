@@ -138,7 +138,7 @@ struct WorkspaceSpec {
         diff_lines = 20
         """
     /// A shell script for `[agent] kind = "command"` (run as `sh -c SCRIPT sh PROMPT_FILE`, in the
-    /// workspace, in the agent sandbox), or nil for the mutate agent.
+    /// workspace, in the agent sandbox), or nil for the mutate agent. `{TAG}` becomes the workspace's tag.
     var agentScript: String?
     var train = WorkspaceSpec.defaultTrain
     var prepare = WorkspaceSpec.defaultPrepare
@@ -234,7 +234,7 @@ struct WorkspaceSpec {
 
             """
         if let agentScript {
-            let quoted = agentScript.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"")
+            let quoted = agentScript.replacingOccurrences(of: "{TAG}", with: tag).replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"")
                 .replacingOccurrences(of: "\n", with: "\\n")
             text += """
 
@@ -268,7 +268,7 @@ final class LoopWorkspace {
     /// `PROCTOR_MACHINE_LOCK`: per workspace unless a test shares one between workspaces.
     var machineLock: String
 
-    init(_ spec: WorkspaceSpec = WorkspaceSpec(), initialize: Bool = true) throws {
+    init(_ spec: WorkspaceSpec = WorkspaceSpec(), files: [String: String] = [:], initialize: Bool = true) throws {
         self.spec = spec
         var template = Array((NSTemporaryDirectory() + "/proctor-looptest-XXXXXX").utf8CString)
         guard let made = mkdtemp(&template) else { throw NSError(domain: "mkdtemp", code: Int(errno)) }
@@ -283,6 +283,7 @@ final class LoopWorkspace {
         try LoopWorkspace.write(templateDir + "/prepare.py", spec.prepare)
         try LoopWorkspace.write(templateDir + "/LOG.md", "# notes\n")
         try LoopWorkspace.write(templateDir + "/holdout/target.txt", spec.target + "\n")
+        for (path, text) in files { try LoopWorkspace.write(templateDir + "/" + path, text) }
         if initialize {
             let result = try proctor(["init", root, "--template", templateDir])
             guard result.status == 0 else {
