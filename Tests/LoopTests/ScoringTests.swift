@@ -96,24 +96,21 @@ final class ScoringTests: XCTestCase {
             let row = try XCTUnwrap(ws.row(iteration))
             XCTAssertEqual(row.status, "rejected", "iteration \(iteration): \(row.fields)")
             XCTAssertNil(row.score, "iteration \(iteration) was scored: \(row.fields)")
-            let audit = ws.audit.filter { $0["iteration"] as? Int == iteration && $0["kind"] as? String == "outputs" }
+            let audit = ws.audit.filter { $0["iteration"] as? Int == iteration && $0["kind"] as? String == "tamper" && $0["rule"] as? String == "outputs" }
             XCTAssertEqual(audit.first?["decision"] as? String, "rejected", "iteration \(iteration): \(ws.audit.filter { $0["kind"] as? String != "sandbox" })")
             XCTAssertTrue((audit.first?["path"] as? String ?? "").hasPrefix(ws.path("outputs/")), "\(audit)")
         }
         XCTAssertFalse(ws.rows.contains { $0.score.map { $0 > 0.999 } ?? false }, "the labels were scored: \(ws.ledgerLines)")
-        XCTAssertEqual(ws.row(3)?.status, "keep", "a link inside the outputs is harmless: \(ws.row(3)?.fields ?? [])")
+        // Any link is refused, even one that stays inside the outputs: the evaluator reads regular files only.
+        XCTAssertEqual(ws.row(3)?.status, "rejected", "\(ws.row(3)?.fields ?? [])")
         XCTAssertEqual(try ws.gitStatus(), "")
     }
-    /// Writing the ledger, the state or the branch from the experiment or the agent does nothing: `.proctor/`
-    /// and `.git` are out of every sandbox's reach, and what the loop records is only what it measured.
+    /// Writing the ledger, the state or the branch from the experiment does nothing: `.proctor/` and `.git`
+    /// are out of every sandbox's reach, and what the loop records is only what it measured. (A command
+    /// agent that tries the same is rejected outright: CommandAgentLoopTests.)
     func testExperimentAndAgentCannotWriteTheLedgerStateOrBranch() throws {
         var spec = WorkspaceSpec()
-        let forge = "1\\tdeadbeef\\t999\\tkeep\\t0\\t\\t\\t\\tforged\\n"
         spec.agentScript = agentPrelude + """
-            for f in .proctor/results.tsv .proctor/runs.jsonl .proctor/state.json .git/HEAD .proctor/lock proctor.toml; do
-              printf '\(forge)' >> "$f" 2>/dev/null && echo "agent wrote $f" >> LOG.md
-            done
-            mkdir -p .proctor/logs 2>/dev/null && echo "agent made logs" >> LOG.md
             cat >> train.py <<'EOF'
             for f in [".proctor/results.tsv", ".proctor/runs.jsonl", ".proctor/state.json", ".git/HEAD", ".proctor/lock", "proctor.toml"]:
                 try:
