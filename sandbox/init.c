@@ -220,6 +220,8 @@ int psb_init_main(void *arg)
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGHUP, &sa, NULL);
     sigaction(SIGCHLD, &sa, NULL);
+    sigaction(SIGUSR1, &sa, NULL);
+    sigaction(SIGUSR2, &sa, NULL);
 
     memset(psb_wipe_start, 0, psb_wipe_len);
     prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
@@ -296,6 +298,8 @@ int psb_init_main(void *arg)
     sigaddset(&set, SIGTERM);
     sigaddset(&set, SIGINT);
     sigaddset(&set, SIGHUP);
+    sigaddset(&set, SIGUSR1);
+    sigaddset(&set, SIGUSR2);
     sigprocmask(SIG_BLOCK, &set, NULL);
     for (;;) {
         int ws;
@@ -316,5 +320,13 @@ int psb_init_main(void *arg)
         int s = sigwaitinfo(&set, &si);
         if (s == SIGTERM || s == SIGINT || s == SIGHUP)
             kill(-1, SIGTERM);
+        /* Freeze and thaw (a session agent while its experiment runs): SIGSTOP cannot be caught or
+         * ignored. A second pass stops what was being forked while the first one walked the list. */
+        if (s == SIGUSR1) {
+            kill(-1, SIGSTOP);
+            kill(-1, SIGSTOP);
+        }
+        if (s == SIGUSR2)
+            kill(-1, SIGCONT);
     }
 }

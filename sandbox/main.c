@@ -487,6 +487,8 @@ int main(int argc, char **argv)
     sigaddset(&mask, SIGTERM);
     sigaddset(&mask, SIGINT);
     sigaddset(&mask, SIGHUP);
+    sigaddset(&mask, SIGUSR1);
+    sigaddset(&mask, SIGUSR2);
     sigprocmask(SIG_BLOCK, &mask, &oldmask);
     int sfd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
     if (sfd < 0) {
@@ -628,6 +630,12 @@ int main(int argc, char **argv)
             while (read(sfd, &si, sizeof si) == sizeof si) {
                 if (si.ssi_signo == SIGCHLD) {
                     got_sigchld = 1;
+                    continue;
+                }
+                /* Freeze (SIGUSR1) and thaw (SIGUSR2) every process in the sandbox: init does it. */
+                if (si.ssi_signo == SIGUSR1 || si.ssi_signo == SIGUSR2) {
+                    if (!init_done)
+                        kill(init, (int)si.ssi_signo);
                     continue;
                 }
                 /* A stop request from the supervisor: the same path as a timeout, minus 124. */
