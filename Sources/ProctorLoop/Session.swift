@@ -232,12 +232,16 @@ extension Runner {
         let env = self.env
         let audit = self.audit
         let context = AuditContext(run: state.run, iteration: nil, config: config)
+        // `proctor` first, then the PATH the agent would have had (`[agent] env` passes it), so a
+        // CLI installed in ~/.local/bin and made visible with `[agent] read_only` is still found.
+        let inherited = config.agent.env.contains("PATH") ? ProcessInfo.processInfo.environment["PATH"] : nil
+        let path = "/run/proctor/bin:" + (inherited.flatMap { $0.isEmpty ? nil : $0 } ?? "/usr/local/bin:/usr/bin:/bin")
         let thread = Thread {
             let result = try? env.launch(phase: .agent, command: command, seed: nil, agentHome: home, audit: audit,
                                          context: context) { request in
                 request.extraReadOnly += mounts
                 request.extraEnvironment += [(SessionProtocol.environmentName, String(server.agentEnd)),
-                                             ("PATH", "/run/proctor/bin:/usr/local/bin:/usr/bin:/bin")]
+                                             ("PATH", path)]
                 request.passDescriptors = [server.agentEnd]
             }
             server.closeAgentEnd()
