@@ -130,6 +130,30 @@ final class SessionTests: XCTestCase {
         XCTAssertFalse(ws.read("train.py")?.contains("swapped") ?? true, "the swapped file survived the iteration")
     }
 
+    /// A CLI installed outside the system directories (`[agent] read_only`) and found through the
+    /// user's PATH, as `proctor session -- claude ...` needs: it starts by name and still finds
+    /// `proctor experiment`.
+    func testSessionAgentFoundOnTheUsersPath() throws {
+        var template = Array("/var/tmp/proctor-agentbin-XXXXXX".utf8CString)
+        let dir = String(cString: try XCTUnwrap(mkdtemp(&template)))
+        defer { _ = try? runChild(["/bin/rm", "-rf", dir], environment: [:], deadline: 30) }
+        chmod(dir, 0o755)
+        // The CLI runs a helper of its own by name (as node-based CLIs do), then asks for the experiment.
+        let tool = dir + "/fake-cli-agent"
+        try Data("#!/bin/sh\nfake-cli-helper && proctor experiment \"from the fake cli\"\n".utf8)
+            .write(to: URL(fileURLWithPath: tool))
+        try Data("#!/bin/sh\n\(Self.setX("0.6"))".utf8).write(to: URL(fileURLWithPath: dir + "/fake-cli-helper"))
+        chmod(tool, 0o755)
+        chmod(dir + "/fake-cli-helper", 0o755)
+        let ws = try LoopWorkspace(agent: "[agent]\nkind = \"mutate\"\nread_only = [\(tomlString(dir))]")
+        let path = dir + ":" + (ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin")
+        let outcome = try ws.proctor(
+            ["session", "--workspace", ws.root, "--", "fake-cli-agent"], environment: ["PATH": path], deadline: 120)
+        XCTAssertEqual(outcome.status, 0, ws.describe(outcome))
+        XCTAssertEqual(ws.statuses(), ["keep", "keep"], ws.describe(outcome))
+        XCTAssertEqual(ws.rows().last?["description"], "from the fake cli")
+    }
+
     /// Outside a session there is no channel: `proctor experiment` fails with a clear message.
     func testExperimentOutsideASessionFails() throws {
         let ws = try LoopWorkspace(agent: Self.noAgent)
