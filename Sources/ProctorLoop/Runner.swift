@@ -108,6 +108,7 @@ public final class Runner {
             }
             done += 1
         }
+        (agent as? SessionAgent)?.server.removeSocket()
         return RunSummary(run: state.run, branch: state.branch, counts: counts, baseline: state.baselineScore,
                           best: state.bestScore, bestCommit: state.bestCommit, ledger: ledger.resultsPath,
                           interrupted: interrupted)
