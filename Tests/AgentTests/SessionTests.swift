@@ -154,6 +154,78 @@ final class SessionTests: XCTestCase {
         XCTAssertEqual(ws.rows().last?["description"], "from the fake cli")
     }
 
+    /// Node-based CLIs (Claude Code, Codex's npm wrapper) run their tools with child_process,
+    /// and libuv does not let a child inherit descriptors beyond stdio. `proctor experiment` run
+    /// from such a tool must still reach the supervisor.
+    func testExperimentFromANodeChildProcess() throws {
+        guard FileManager.default.isExecutableFile(atPath: "/usr/bin/node") else {
+            throw XCTSkip("no /usr/bin/node on this machine")
+        }
+        let ws = try LoopWorkspace(agent: Self.noAgent)
+        let train = LoopWorkspace.train("0.6")
+        let script = """
+            const fs = require("fs"), cp = require("child_process");
+            fs.writeFileSync("train.py", \(String(decoding: try JSONSerialization.data(withJSONObject: [train]), as: UTF8.self))[0]);
+            const r = cp.spawnSync("proctor", ["experiment", "from a node tool"], {encoding: "utf8"});
+            console.log("NODE-CHILD rc=" + r.status + " out=" + (r.stdout || "").trim() + " err=" + (r.stderr || "").trim());
+            """
+        let outcome = try ws.proctor(["session", "--workspace", ws.root, "--", "node", "-e", script], deadline: 120)
+        XCTAssertEqual(outcome.status, 0, ws.describe(outcome))
+        XCTAssertTrue(outcome.stdout.contains("NODE-CHILD rc=0 out=iteration 1: keep"), outcome.stdout + outcome.stderr)
+        XCTAssertEqual(ws.statuses(), ["keep", "keep"], ws.describe(outcome))
+    }
+
+    /// Through the mounted socket (no inherited descriptor): still one experiment at a time; the
+    /// socket itself cannot be removed or replaced by the agent; the experiment it asked for
+    /// cannot reach the channel at all (neither the mounted path, the host path nor the fd).
+    func testMountedSocketIsOneAtATimeFixedAndInvisibleToTheExperiment() throws {
+        let ws = try LoopWorkspace(agent: Self.noAgent)
+        let probe = """
+            import glob, os, socket, time
+            time.sleep(3)
+            reached = []
+            for fd in range(3, 64):
+                try:
+                    if os.path.stat.S_ISSOCK(os.fstat(fd).st_mode):
+                        reached.append("fd %d" % fd)
+                except OSError:
+                    pass
+            for path in ["/run/proctor/session.sock"] + glob.glob("/var/tmp/proctor-session-*/session.sock"):
+                s = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+                try:
+                    s.connect(path)
+                    reached.append(path)
+                except OSError:
+                    pass
+                finally:
+                    s.close()
+            print("SESSION-REACHABLE " + " ".join(reached) if reached else "SESSION-UNREACHABLE")
+            """
+        let script = """
+            \(Self.setX("0.6", extra: probe))
+            rm -f /run/proctor/session.sock
+            ln -sf /tmp/elsewhere /run/proctor/session.sock
+            unset PROCTOR_SESSION_FD
+            ( proctor experiment "first"; echo "rc=$?" ) > /tmp/a 2>&1 &
+            ( proctor experiment "second"; echo "rc=$?" ) > /tmp/b 2>&1 &
+            wait
+            echo "A: $(tr '\\n' ' ' < /tmp/a)"
+            echo "B: $(tr '\\n' ' ' < /tmp/b)"
+            """
+        let outcome = try session(ws, script)
+        XCTAssertEqual(outcome.status, 0, ws.describe(outcome))
+        let lines = outcome.stdout.split(separator: "\n").filter { $0.hasPrefix("A: ") || $0.hasPrefix("B: ") }
+        XCTAssertEqual(lines.filter { $0.contains("refused") && $0.contains("rc=1") }.count, 1, "\(lines)")
+        XCTAssertEqual(lines.filter { $0.contains("iteration 1: keep") && $0.contains("rc=0") }.count, 1, "\(lines)")
+        XCTAssertEqual(ws.statuses(), ["keep", "keep"], ws.describe(outcome))
+        let denied = ws.audit(kind: "write", decision: "denied").filter { $0["path"] as? String == "/run/proctor/session.sock" }
+        XCTAssertFalse(denied.isEmpty, "removing the mounted socket is audited: \(ws.audit())")
+        let logs = ws.root + "/.proctor/logs"
+        let reached = ws.filesContaining("SESSION-REACHABLE", under: logs)
+        XCTAssertEqual(reached, [], "the experiment reached the session channel: \(reached.map { ws.read(".proctor/logs/" + $0) ?? "" })")
+        XCTAssertFalse(ws.filesContaining("SESSION-UNREACHABLE", under: logs).isEmpty, "the probe never ran")
+    }
+
     /// Outside a session there is no channel: `proctor experiment` fails with a clear message.
     func testExperimentOutsideASessionFails() throws {
         let ws = try LoopWorkspace(agent: Self.noAgent)
