@@ -51,17 +51,14 @@ public struct CommandAgent: Agent {
         } catch {
             throw AgentError.failed(reason: "agent sandbox: \(error)")
         }
-        // A write outside the editable and notes files is an attempt on the evaluator, the config,
-        // git or the host: the sandbox stopped and audited it; the iteration is rejected, so that
-        // whatever else the agent changed is neither run nor kept.
-        // The paths are already audited as denied writes; they are named here for the ledger only.
-        if result.deniedWrites > 0 {
-            let root = config.root + "/"
-            let named = result.deniedPaths.map { $0.hasPrefix(root) ? String($0.dropFirst(root.count)) : $0 }
-            throw AgentError.rejected(
-                reason: "the agent tried to write where it may not: \(named.joined(separator: ", "))"
-                    + (result.deniedWrites > named.count ? " (\(result.deniedWrites) attempts in all; see the audit)" : ""),
-                paths: [])
+        // Every denied write is already audited. An attempt on what decides or records the score
+        // (the locked files, hidden data, git, proctor's state, the config) or on an existing
+        // frozen file rejects the iteration, so that nothing else the agent changed runs. A new
+        // name that was simply not created (the temporary file of an atomic save, which CLIs such
+        // as Claude Code then retry as an in-place write) or a write outside the workspace is
+        // contained and only audited. A flood of attempts (records dropped) also rejects.
+        if let refused = CommandAgent.refusedWrites(result, config: config, run: run, iteration: context.iteration) {
+            throw AgentError.rejected(reason: refused, paths: [])
         }
         // A budget hit anywhere in the agent's tree (a helper it started was OOM-killed) fails the
         // proposal even when the agent itself exits 0: what it left behind is not to be trusted.
@@ -69,6 +66,27 @@ public struct CommandAgent: Agent {
         guard result.status == 0, budgets.isEmpty else { throw AgentError.failed(reason: "agent command: \(result.reason)") }
         let text = (try? String(contentsOfFile: output, encoding: .utf8)) ?? ""
         return Proposal(description: Self.summary(of: text))
+    }
+
+    /// Why the agent's denied writes reject its proposal, or nil when they were all harmless.
+    static func refusedWrites(_ result: SandboxResult, config: WorkspaceConfig, run: String, iteration: Int) -> String? {
+        guard result.deniedWrites > 0 else { return nil }
+        let rules = AuditContext(run: run, iteration: iteration, config: config)
+        let root = config.root + "/"
+        let serious = result.deniedPaths.filter { path in
+            switch rules.rule(for: path) {
+            case "locked", "hidden", "git", "proctor-state", "config": return true
+            case "frozen":
+                var st = stat()
+                return lstat(path, &st) == 0  // an existing file, not a new name
+            default: return false
+            }
+        }
+        guard !serious.isEmpty || result.droppedRecords > 0 else { return nil }
+        let named = serious.prefix(8).map { $0.hasPrefix(root) ? String($0.dropFirst(root.count)) : $0 }
+        if named.isEmpty { return "the agent flooded the sandbox with \(result.deniedWrites) denied writes (see the audit)" }
+        return "the agent tried to write where it may not: \(named.joined(separator: ", "))"
+            + (serious.count > named.count ? " and \(serious.count - named.count) more (see the audit)" : "")
     }
 
     /// The prompt of a coding CLI. Not the http agent's: that one asks for FILE blocks or a diff

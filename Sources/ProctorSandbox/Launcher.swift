@@ -24,7 +24,8 @@ public struct SandboxResult: Sendable, Equatable {
     /// Limits that could not be enforced as asked.
     public var warnings: [String] = []
     public var deniedWrites = 0
-    /// The first few distinct paths of the denied writes (hints read from the child's memory).
+    /// The distinct paths of the denied writes, in order, at most as many as the audit records
+    /// (hints read from the child's memory).
     public var deniedPaths: [String] = []
     public var droppedRecords = 0
 
@@ -183,7 +184,7 @@ public struct Launcher: Sendable {
             result.warnings.append("\(f[1]): \(f[2])")
         case "deny" where f.count >= 5:
             result.deniedWrites += 1
-            if result.deniedPaths.count < 8 && !result.deniedPaths.contains(f[4]) { result.deniedPaths.append(f[4]) }
+            if result.deniedPaths.count < 2000 && !result.deniedPaths.contains(f[4]) { result.deniedPaths.append(f[4]) }
             let time = Double(f[1]).map { Date(timeIntervalSince1970: $0 / 1000) } ?? Date()
             record("write", "denied", pid: Int(f[2]), syscall: f[3], path: f[4], rule: context.rule(for: f[4]), time: time)
         case "dropped" where f.count >= 2:
