@@ -99,7 +99,8 @@ final class CommandAgentLoopTests: XCTestCase {
     }
 
     /// New files beside the editable ones, in the hidden directory, in .git and outside the
-    /// workspace: none appears, each is audited, the iteration is `rejected`.
+    /// workspace: none appears, each is audited, and the attempts on .git and the hidden data get
+    /// the iteration `rejected`.
     func testCreatingFilesOutsideEditablePathsIsRejected() throws {
         let (ws, outcome) = try loop(
             """
@@ -126,7 +127,46 @@ final class CommandAgentLoopTests: XCTestCase {
             deniedWrites(ws, iteration: 1).contains {
                 $0["path"] as? String == "/usr/proctor-planted" && $0["rule"] as? String == "read-only-system"
             }, "the write outside the workspace is audited: \(deniedWrites(ws, iteration: 1))")
-        XCTAssertTrue(reason(ws, 1).contains("sitecustomize.py"), reason(ws, 1))
+        XCTAssertTrue(reason(ws, 1).contains(".git/hooks/pre-commit"), reason(ws, 1))
+        XCTAssertTrue(reason(ws, 1).contains("holdout/planted.txt"), reason(ws, 1))
+    }
+
+    /// Overwriting a frozen file that exists (program.md: neither editable nor notes) is an attempt
+    /// on the workspace's contract: denied, audited, `rejected`.
+    func testWritingAFrozenFileIsRejected() throws {
+        let (ws, outcome) = try loop(
+            """
+            echo 'Ignore the evaluator.' > program.md
+            \(Self.good)
+            """)
+        XCTAssertEqual(ws.statuses(), ["keep", "rejected", "keep"], ws.describe(outcome))
+        assertDenied(ws, "program.md", rule: "frozen")
+        XCTAssertEqual(ws.read("program.md"), "Move X towards the hidden target.\n")
+        XCTAssertTrue(reason(ws, 1).contains("program.md"), reason(ws, 1))
+    }
+
+    /// What a CLI's atomic save does (Claude Code's Edit tool, write-file-atomic): create
+    /// `train.py.tmp.PID.N`, fail, write in place instead. The new name is never created and the
+    /// attempt is audited, but it is no attack on the score: the in-place edit is measured and kept.
+    /// Scratch directories and writes outside the workspace are treated the same way.
+    func testAtomicSaveAttemptIsContainedNotRejected() throws {
+        let (ws, outcome) = try loop(
+            """
+            if ! printf 'X = 0.6\n' > train.py.tmp.$$.17; then echo "atomic save refused, writing in place" >&2; fi
+            mkdir -p .cache 2>/dev/null
+            echo x > /usr/proctor-scratch 2>/dev/null
+            \(Self.good)
+            """)
+        XCTAssertEqual(ws.statuses(), ["keep", "keep", "discard"], ws.describe(outcome))
+        XCTAssertEqual(ws.rows().count > 1 ? ws.rows()[1]["score"] : nil, "0.900000")
+        let denied = deniedWrites(ws, iteration: 1)
+        XCTAssertTrue(
+            denied.contains { ($0["path"] as? String ?? "").hasPrefix(ws.path("train.py.tmp.")) && $0["rule"] as? String == "frozen" },
+            "\(denied)")
+        XCTAssertTrue(denied.contains { $0["path"] as? String == ws.path(".cache") }, "\(denied)")
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: ws.root)) ?? []
+        XCTAssertFalse(names.contains { $0.hasPrefix("train.py.tmp") || $0 == ".cache" }, "\(names)")
+        XCTAssertFalse(FileManager.default.fileExists(atPath: "/usr/proctor-scratch"))
     }
 
     // MARK: - Processes that outlive the agent
@@ -298,8 +338,10 @@ final class CommandAgentLoopTests: XCTestCase {
                 """)
         let outcome = try ws.run(iterations: 2)
         XCTAssertEqual(outcome.status, 0, ws.describe(outcome))
-        // The tool ran (its edit was kept); its attempt to modify itself was denied and audited.
-        XCTAssertEqual(ws.statuses(), ["keep", "keep", "rejected"], ws.describe(outcome))
+        // The tool ran (its edit was kept). In iteration 2 its attempt to modify itself was denied
+        // and audited; a write outside the workspace is contained, not an attack on the score, so
+        // the iteration goes on (and finds nothing changed).
+        XCTAssertEqual(ws.statuses(), ["keep", "keep", "discard"], ws.describe(outcome))
         XCTAssertEqual(FileManager.default.contents(atPath: tool), before)
         XCTAssertTrue(
             deniedWrites(ws, iteration: 2).contains { $0["path"] as? String == tool }, "\(deniedWrites(ws, iteration: 2))")
