@@ -312,6 +312,48 @@ final class CommandAgentLoopTests: XCTestCase {
         XCTAssertEqual(ws.rows().last?["description"], "set X to 0.6")
     }
 
+    /// The agent's environment is the `[agent] env` allowlist: a key it lists arrives, a secret it
+    /// does not list does not. Its `$HOME` is private, holds the `[agent.home_files]` copies, is not
+    /// the user's, and is gone after the iteration.
+    func testEnvironmentAllowlistAndPrivateHome() throws {
+        var template = Array("/var/tmp/proctor-homefile-XXXXXX".utf8CString)
+        let dir = String(cString: try XCTUnwrap(mkdtemp(&template)))
+        defer { _ = try? runChild(["/bin/rm", "-rf", dir], environment: [:], deadline: 30) }
+        try Data("token = home-file-7d1c\n".utf8).write(to: URL(fileURLWithPath: dir + "/cfg"))
+        let script = """
+            echo "HOME=$HOME" >> LOG.md
+            echo "LISTED=${AGENT_TEST_LISTED_KEY:-absent}" >> LOG.md
+            echo "UNLISTED=${AGENT_TEST_UNLISTED_SECRET:-absent}" >> LOG.md
+            echo "CFG=$(cat "$HOME/.config/tool/cfg")" >> LOG.md
+            ls /root /home > /dev/null 2>&1 && ls /root /home | head -5 >> LOG.md
+            \(Self.good)
+            """
+        let ws = try LoopWorkspace(
+            agent: """
+                [agent]
+                kind    = "command"
+                command = ["sh", "-c", \(tomlString(script))]
+                env     = ["PATH", "AGENT_TEST_LISTED_KEY"]
+                timeout = "20s"
+
+                [agent.home_files]
+                \(tomlString(dir + "/cfg")) = ".config/tool/cfg"
+                """)
+        let outcome = try ws.run(
+            iterations: 1,
+            environment: ["AGENT_TEST_LISTED_KEY": "listed-3b9f", "AGENT_TEST_UNLISTED_SECRET": "secret-0c4e"])
+        XCTAssertEqual(ws.statuses(), ["keep", "keep"], ws.describe(outcome))
+        let log = try XCTUnwrap(ws.read("LOG.md"))
+        XCTAssertTrue(log.contains("LISTED=listed-3b9f"), log)
+        XCTAssertTrue(log.contains("UNLISTED=absent"), log)
+        XCTAssertTrue(log.contains("CFG=token = home-file-7d1c"), log)
+        let home = log.split(separator: "\n").first { $0.hasPrefix("HOME=") }.map { String($0.dropFirst(5)) } ?? ""
+        XCTAssertTrue(home.hasPrefix("/var/tmp/proctor-agent-"), log)
+        XCTAssertNotEqual(home, ProcessInfo.processInfo.environment["HOME"])
+        XCTAssertFalse(FileManager.default.fileExists(atPath: home), "the private home outlived the iteration")
+        XCTAssertEqual(ws.filesContaining("secret-0c4e", under: ws.root), [])
+    }
+
     /// `[agent] read_only` makes a CLI installed outside the system directories runnable, read-only.
     func testReadOnlyMakesTheAgentInstallationVisible() throws {
         var template = Array("/var/tmp/proctor-agentbin-XXXXXX".utf8CString)
