@@ -354,6 +354,33 @@ final class CommandAgentLoopTests: XCTestCase {
         XCTAssertEqual(ws.filesContaining("secret-0c4e", under: ws.root), [])
     }
 
+    /// Without `[agent] network = true` the agent reaches nothing, not even the host's loopback
+    /// (the listener receives no connection); with it, it does.
+    func testNetworkOnlyWhenAsked() throws {
+        for network in [false, true] {
+            let server = try ScriptedHTTPServer(
+                [.respond(status: 200, headers: [], body: "{}"), .respond(status: 200, headers: [], body: "{}")],
+                lifetime: 120)
+            let fetch = """
+                python3 -c 'import urllib.request; urllib.request.urlopen("\(server.baseURL)/exfiltrate", timeout=3)' \
+                  && echo "network: reached" >> LOG.md || echo "network: blocked" >> LOG.md
+                \(Self.good)
+                """
+            let ws = try LoopWorkspace(
+                agent: """
+                    [agent]
+                    kind    = "command"
+                    command = ["sh", "-c", \(tomlString(fetch))]
+                    network = \(network)
+                    timeout = "20s"
+                    """)
+            let outcome = try ws.run(iterations: 1)
+            XCTAssertEqual(ws.statuses(), ["keep", "keep"], ws.describe(outcome))
+            XCTAssertEqual(server.requests.count, network ? 1 : 0, "network = \(network)")
+            XCTAssertTrue(ws.read("LOG.md")?.contains(network ? "network: reached" : "network: blocked") == true)
+        }
+    }
+
     /// `[agent] read_only` makes a CLI installed outside the system directories runnable, read-only.
     func testReadOnlyMakesTheAgentInstallationVisible() throws {
         var template = Array("/var/tmp/proctor-agentbin-XXXXXX".utf8CString)
