@@ -185,6 +185,12 @@ static void run_command(struct psb_child_ctx *ctx)
     if (cfg->audit_writes) {
         send_fd(sk, lfd);
         close(lfd);
+        /* Wait until the helper holds the listener: closing a unix socket (at exec) while an
+         * SCM_RIGHTS fd is still in flight runs the AF_UNIX garbage collector, which made
+         * execve several ms slower. */
+        char ack;
+        if (recv(sk, &ack, 1, 0) != 1)
+            psb_child_fail(sk, 1, "seccomp", errno ? errno : EPIPE, "listener handover");
     }
     /* After the listener fd is out: RLIMIT_NOFILE may be tiny. */
     if (psb_rlimits_apply(cfg, &ctx->plan, err, sizeof err) < 0)
@@ -244,16 +250,6 @@ int psb_init_main(void *arg)
     if (psb_write_file("/proc/self/gid_map", map) < 0)
         fail(st, "userns", "write %s", "/proc/self/gid_map");
 
-    char b;
-    ssize_t k;
-    do
-        k = read(ctx->sync_rd, &b, 1);
-    while (k < 0 && errno == EINTR);
-    if (k != 1)
-        _exit(125); /* the helper failed or died; it reports */
-    close(ctx->sync_rd);
-    /* Now inside the sandbox's cgroups: make them the root of the cgroup namespace. */
-    (void)unshare(CLONE_NEWCGROUP);
     /* Not dumpable: the command (same uid) can neither read /proc/1/environ (the helper's
      * environment lives in this copy of its memory) nor see pid 1 with hidepid. */
     prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
@@ -266,6 +262,20 @@ int psb_init_main(void *arg)
         psb_child_fail(st, 0, "mounts", errno, "%s", err);
     if (psb_build_root(cfg, err, sizeof err) < 0)
         psb_child_fail(st, 0, "mounts", errno, "%s", err);
+
+    /* The helper moves init into the cgroups meanwhile (a cgroup v1 migration waits for an
+     * RCU grace period, 5-15 ms here, so it overlaps the mount work above). The command is
+     * forked only once init is inside: everything it starts is accounted. */
+    char b;
+    ssize_t k;
+    do
+        k = read(ctx->sync_rd, &b, 1);
+    while (k < 0 && errno == EINTR);
+    if (k != 1)
+        _exit(125); /* the helper failed or died; it reports */
+    close(ctx->sync_rd);
+    /* Inside the sandbox's cgroups now: make them the root of the cgroup namespace. */
+    (void)unshare(CLONE_NEWCGROUP);
 
     pid_t cmd = fork();
     if (cmd < 0)

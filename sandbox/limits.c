@@ -27,6 +27,7 @@ struct psb_cgroups {
     char mem[PATH_MAX];   /* v1 memory dir or v2 dir */
     char pids[PATH_MAX];  /* v1 pids dir (v2: same as mem) */
     int has_mem, has_pids;
+    int joined; /* init was cloned straight into the v2 cgroup */
 };
 
 static int read_file(const char *path, char *buf, size_t len)
@@ -286,16 +287,31 @@ struct psb_cgroups *psb_cgroups_setup(const struct psb_config *cfg, struct psb_p
 
 int psb_cgroups_attach(struct psb_cgroups *cg, pid_t pid, char *err, size_t errlen)
 {
-    if (cg->has_mem && write_ll(cg->mem, "cgroup.procs", pid) < 0) {
+    /* v1: init is single-threaded (blocked on the sync pipe), so moving its one thread via
+     * "tasks" moves the process. Writing "cgroup.procs" takes cgroup_threadgroup_rwsem for
+     * writing, which waits for an RCU grace period: 5-8 ms per run here. */
+    if (cg->joined)
+        return 0;
+    const char *file = cg->version == 1 ? "tasks" : "cgroup.procs";
+    if (cg->has_mem && write_ll(cg->mem, file, pid) < 0) {
         snprintf(err, errlen, "join %s", cg->mem);
         return -1;
     }
-    if (cg->has_pids && (cg->version == 1 || !cg->has_mem) && write_ll(cg->pids, "cgroup.procs", pid) < 0) {
+    if (cg->has_pids && (cg->version == 1 || !cg->has_mem) && write_ll(cg->pids, file, pid) < 0) {
         snprintf(err, errlen, "join %s", cg->pids);
         return -1;
     }
     return 0;
 }
+
+int psb_cgroups_v2_fd(struct psb_cgroups *cg)
+{
+    if (cg->version != 2 || !(cg->has_mem || cg->has_pids))
+        return -1;
+    return open(cg->mem, O_PATH | O_DIRECTORY | O_CLOEXEC);
+}
+
+void psb_cgroups_mark_joined(struct psb_cgroups *cg) { cg->joined = 1; }
 
 void psb_cgroups_finish(struct psb_cgroups *cg, long long *peak, int *oom, int *pids_hit)
 {

@@ -193,6 +193,7 @@ static void parse_args(int argc, char **argv, struct psb_config *c)
     c->grace_ms = 500;
     c->cpu_s = c->memory = c->pids = c->fsize = c->nofile = -1;
     c->output_limit = c->stdio_limit = -1;
+    c->output_entries = 100000;
     c->report_fd = c->parent_fd = c->pass_fd = -1;
     c->net = PSB_NET_NONE;
     int i = 1;
@@ -283,6 +284,9 @@ static void parse_args(int argc, char **argv, struct psb_config *c)
             NEED(2);
             c->output_dir = check_path(a, argv[++i]);
             c->output_limit = parse_num(a, argv[++i]);
+        } else if (!strcmp(a, "--output-entries")) {
+            NEED(1);
+            c->output_entries = parse_num(a, argv[++i]);
         } else if (!strcmp(a, "--stdio-limit")) {
             NEED(1);
             c->stdio_limit = parse_num(a, argv[++i]);
@@ -338,11 +342,12 @@ struct stdio_pipe {
 struct out_walk {
     long long bytes;
     long long entries;
+    long long max_entries;
     int over_entries;
 };
 
-#define PSB_OUTPUT_MAX_ENTRIES 100000
 #define PSB_OUTPUT_MAX_DEPTH 128
+#define PSB_SETUP_TIMEOUT_MS 30000
 
 static void walk_dir(int dfd, struct out_walk *w, int depth)
 {
@@ -355,7 +360,7 @@ static void walk_dir(int dfd, struct out_walk *w, int depth)
     while ((de = readdir(d))) {
         if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
             continue;
-        if (++w->entries > PSB_OUTPUT_MAX_ENTRIES) {
+        if (++w->entries > w->max_entries) {
             w->over_entries = 1;
             break;
         }
@@ -432,6 +437,8 @@ int main(int argc, char **argv)
         psb_report("enforce\ttimeout\tpidns-kill\t%lld", cfg.timeout_ms);
     if (cfg.output_limit >= 0)
         psb_report("enforce\toutput\thost-poll-50ms\t%lld", cfg.output_limit);
+    if (cfg.output_limit >= 0)
+        psb_report("enforce\toutput-entries\thost-poll-50ms\t%lld", cfg.output_entries);
     if (cfg.stdio_limit >= 0)
         psb_report("enforce\tstdio\tpipe-drain\t%lld", cfg.stdio_limit);
     psb_report("enforce\tseccomp\t%s\t1", cfg.audit_writes ? "filter+notify" : "filter");
@@ -487,7 +494,26 @@ int main(int argc, char **argv)
     long long t_clone = psb_now_ms();
     /* Raw clone without CLONE_VM behaves like fork: the child gets a copy of this memory
      * (config, BPF program) and runs psb_init_main on its own copy of the stack. */
-    pid_t init = (pid_t)syscall(SYS_clone, (unsigned long)flags | SIGCHLD, NULL, NULL, NULL, 0UL);
+    pid_t init = -1;
+    int cgfd = psb_cgroups_v2_fd(cg);
+    if (cgfd >= 0) {
+        /* cgroup v2: born inside the cgroup (CLONE_INTO_CGROUP, 5.7+), no migration at all.
+         * clone3 with no stack behaves like fork. */
+        struct {
+            uint64_t flags, pidfd, child_tid, parent_tid, exit_signal, stack, stack_size, tls, set_tid,
+                set_tid_size, cgroup;
+        } ca;
+        memset(&ca, 0, sizeof ca);
+        ca.flags = (uint64_t)flags | 0x200000000ULL /* CLONE_INTO_CGROUP */;
+        ca.exit_signal = SIGCHLD;
+        ca.cgroup = (uint64_t)cgfd;
+        init = (pid_t)syscall(435 /* clone3 */, &ca, sizeof ca);
+        if (init > 0)
+            psb_cgroups_mark_joined(cg);
+        close(cgfd); /* parent and child alike */
+    }
+    if (init < 0)
+        init = (pid_t)syscall(SYS_clone, (unsigned long)flags | SIGCHLD, NULL, NULL, NULL, 0UL);
     if (init < 0) {
         setup_fail("clone", errno, "namespaces");
         psb_cgroups_kill_and_remove(cg);
@@ -506,18 +532,18 @@ int main(int argc, char **argv)
     }
 
     /* Init waits on the sync pipe: it joins the cgroups before it builds anything. */
+    /* If init already failed (ESRCH, EPIPE), its own error record on the status pipe says why. */
     int setup_error = 0;
     if (psb_cgroups_attach(cg, init, err, sizeof err) < 0) {
-        setup_fail(err, errno, "cgroups");
-        kill(init, SIGKILL);
-        setup_error = 1;
-    } else {
-        char b = 'g';
-        if (write(sync_p[1], &b, 1) != 1) {
-            setup_fail("sync", errno, "namespaces");
-            kill(init, SIGKILL);
+        if (errno != ESRCH) {
+            setup_fail(err, errno, "cgroups");
             setup_error = 1;
         }
+        kill(init, SIGKILL);
+    } else {
+        char b = 'g';
+        if (write(sync_p[1], &b, 1) != 1)
+            kill(init, SIGKILL);
     }
     close(sync_p[1]);
 
@@ -532,7 +558,7 @@ int main(int argc, char **argv)
     int timed_out = 0, killed_for = 0; /* 1 output, 2 parent, 3 signal */
     char limit_detail[256] = "";
     struct psb_rec rec;
-    int stopping = 0, got_sigchld = 1;
+    int stopping = 0, got_sigchld = 1, audit_hup = 0;
 
     for (;;) {
         if (init_done && status_fd < 0 && sp[0].fd < 0 && sp[1].fd < 0)
@@ -549,7 +575,7 @@ int main(int argc, char **argv)
             pf[n] = (struct pollfd){setup_fd, POLLIN, 0};
             i_setup = n++;
         }
-        if (audit && !init_done) {
+        if (audit && !init_done && !audit_hup) {
             pf[n] = (struct pollfd){psb_audit_fd(audit), POLLIN, 0};
             i_audit = n++;
         }
@@ -567,8 +593,17 @@ int main(int argc, char **argv)
         }
         long long now = psb_now_ms();
         long long wake = -1;
+        /* Setup itself is bounded too (a hung mount source, a stuck cgroup write). */
+        long long setup_deadline = t_clone + PSB_SETUP_TIMEOUT_MS;
+        if (!init_done && t_start < 0 && !setup_error) {
+            if (now >= setup_deadline) {
+                setup_error = 1;
+                setup_fail("sandbox setup did not finish in time", ETIMEDOUT, "setup");
+            } else
+                wake = setup_deadline;
+        }
         if (!init_done) {
-            if (deadline >= 0 && !timed_out)
+            if (deadline >= 0 && !timed_out && (wake < 0 || deadline < wake))
                 wake = deadline;
             if (kill_at >= 0 && (wake < 0 || kill_at < wake))
                 wake = kill_at;
@@ -642,6 +677,7 @@ int main(int argc, char **argv)
                         int nfd;
                         memcpy(&nfd, CMSG_DATA(cm), sizeof nfd);
                         audit = psb_audit_new(&cfg, nfd);
+                        (void)send(setup_fd, "k", 1, MSG_NOSIGNAL | MSG_DONTWAIT);
                     }
                 } else if (rec.kind == PSB_REC_ERROR && !setup_error) {
                     setup_error = 1;
@@ -665,6 +701,8 @@ int main(int argc, char **argv)
         }
         if (i_audit >= 0 && (pf[i_audit].revents & POLLIN))
             psb_audit_handle(audit);
+        else if (i_audit >= 0 && (pf[i_audit].revents & (POLLHUP | POLLERR | POLLNVAL)))
+            audit_hup = 1; /* no task uses the filter any more: stop polling it (it would spin) */
         for (int s = 0; s < 2; s++) {
             int idx = s == 0 ? i_out : i_err;
             if (idx < 0 || !(pf[idx].revents & (POLLIN | POLLHUP | POLLERR)))
@@ -715,14 +753,14 @@ int main(int argc, char **argv)
             kill_at = -1;
         }
         if (!init_done && next_output >= 0 && now >= next_output && !stopping) {
-            struct out_walk w = {0, 0, 0};
+            struct out_walk w = {0, 0, cfg.output_entries, 0};
             int dfd = open(cfg.output_dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
             if (dfd >= 0)
                 walk_dir(dfd, &w, 0);
             long long spent = psb_now_ms() - now;
             if (w.bytes > cfg.output_limit || w.over_entries) {
                 if (w.over_entries)
-                    psb_report("limit\toutput\tmore than %d entries under %s", PSB_OUTPUT_MAX_ENTRIES,
+                    psb_report("limit\toutput\tmore than %lld entries under %s", cfg.output_entries,
                                cfg.output_dir);
                 else
                     psb_report("limit\toutput\t%lld bytes > %lld under %s", w.bytes, cfg.output_limit,

@@ -250,17 +250,12 @@ static int bind_fd(int src_fd, int dst_fd, const char *dst_path, uint64_t attrs,
     return mount(NULL, dst_path, NULL, fl, NULL);
 }
 
+static int empty_fd = -1; /* an empty file on the root tmpfs, the source of file hides */
+
 static int empty_file_fd(int rootfd)
 {
-    static int fd = -1;
-    if (fd >= 0)
-        return fd;
-    int f = openat(rootfd, ".psb-empty", O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0444);
-    if (f < 0)
-        return -1;
-    close(f);
-    fd = openat(rootfd, ".psb-empty", O_PATH | O_CLOEXEC);
-    return fd;
+    (void)rootfd;
+    return empty_fd;
 }
 
 static int mount_tmpfs(int dfd, unsigned long flags, const char *opts)
@@ -400,6 +395,13 @@ int psb_build_root(const struct psb_config *cfg, char *err, size_t errlen)
     int rootfd = open(base, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (rootfd < 0)
         return ERR("open new root %s", base);
+    int tmpfd = dup(rootfd);
+    int f = openat(tmpfd, ".psb-empty", O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0444);
+    if (f < 0 || tmpfd < 0)
+        return ERR("create %s/.psb-empty", base);
+    close(f);
+    empty_fd = openat(tmpfd, ".psb-empty", O_PATH | O_CLOEXEC);
+    int root_bound = 0;
 
     for (int i = 0; i < cfg->nops; i++) {
         const struct psb_op *o = &cfg->ops[i];
@@ -424,6 +426,14 @@ int psb_build_root(const struct psb_config *cfg, char *err, size_t errlen)
             close(dfd);
             close(src_fds[i]);
             src_fds[i] = -1;
+            if (!strcmp(o->dst, "/")) {
+                /* Bound over the root itself: later destinations live in the new top mount. */
+                root_bound = 1;
+                close(rootfd);
+                rootfd = open(base, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+                if (rootfd < 0)
+                    return ERR("reopen new root %s", base);
+            }
             break;
         }
         case PSB_OP_HIDE: {
@@ -459,8 +469,9 @@ int psb_build_root(const struct psb_config *cfg, char *err, size_t errlen)
             break;
         }
     }
-    (void)unlinkat(rootfd, ".psb-empty", 0);
-    if (mount(NULL, base, NULL, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV, NULL) < 0)
+    (void)unlinkat(tmpfd, ".psb-empty", 0);
+    close(tmpfd);
+    if (!root_bound && mount(NULL, base, NULL, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV, NULL) < 0)
         return ERR("remount new root read-only");
     if (fchdir(rootfd) < 0)
         return ERR("chdir new root");

@@ -48,6 +48,7 @@ struct psb_config {
     long long nofile;     /* -1 = unset */
     const char *output_dir;
     long long output_limit; /* -1 = unset */
+    long long output_entries; /* entry cap of the output walk */
     long long stdio_limit;  /* -1 = unset */
     int audit_writes;
     const char *writable[PSB_MAX_WRITABLE];
@@ -126,6 +127,8 @@ int psb_landlock_apply(const struct psb_config *cfg, int abi, char *err, size_t 
 /* limits.c */
 struct psb_cgroups;
 struct psb_cgroups *psb_cgroups_setup(const struct psb_config *cfg, struct psb_plan *plan);
+int psb_cgroups_v2_fd(struct psb_cgroups *cg);
+void psb_cgroups_mark_joined(struct psb_cgroups *cg);
 int psb_cgroups_attach(struct psb_cgroups *cg, pid_t pid, char *err, size_t errlen);
 void psb_cgroups_finish(struct psb_cgroups *cg, long long *peak, int *oom, int *pids_hit);
 void psb_cgroups_kill_and_remove(struct psb_cgroups *cg);

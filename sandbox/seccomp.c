@@ -80,6 +80,17 @@ static int resolve(const char *name)
     return nr;
 }
 
+/* Field by field: the SCMP_A* macros leave datum_b implicit (-Wmissing-field-initializers). */
+static struct scmp_arg_cmp cmp(unsigned arg, enum scmp_compare op, uint64_t a, uint64_t b)
+{
+    struct scmp_arg_cmp c;
+    c.arg = arg;
+    c.op = op;
+    c.datum_a = a;
+    c.datum_b = b;
+    return c;
+}
+
 #define ADD(action, nr, n, cmps)                                                                   \
     do {                                                                                           \
         int rc_ = seccomp_rule_add_array(ctx, (action), (nr), (n), (cmps));                  \
@@ -117,49 +128,49 @@ int psb_seccomp_build(const struct psb_config *cfg, void **prog_out, char *err, 
     static const uint64_t nsflags[] = {CLONE_NEWNS,  CLONE_NEWCGROUP, CLONE_NEWUTS, CLONE_NEWIPC,
                                        CLONE_NEWUSER, CLONE_NEWPID,   CLONE_NEWNET, CLONE_NEWTIME};
     for (size_t i = 0; i < sizeof nsflags / sizeof nsflags[0]; i++) {
-        struct scmp_arg_cmp c = SCMP_A0(SCMP_CMP_MASKED_EQ, nsflags[i], nsflags[i]);
+        struct scmp_arg_cmp c = cmp(0, SCMP_CMP_MASKED_EQ, nsflags[i], nsflags[i]);
         ADD(eperm, SCMP_SYS(clone), 1, &c);
     }
     /* TIOCSTI/TIOCLINUX: the kernel compares the low 32 bits of cmd, so must we. */
     {
-        struct scmp_arg_cmp c = SCMP_A1(SCMP_CMP_MASKED_EQ, 0xffffffffULL, 0x5412 /* TIOCSTI */);
+        struct scmp_arg_cmp c = cmp(1, SCMP_CMP_MASKED_EQ, 0xffffffffULL, 0x5412 /* TIOCSTI */);
         ADD(eperm, SCMP_SYS(ioctl), 1, &c);
-        c = SCMP_A1(SCMP_CMP_MASKED_EQ, 0xffffffffULL, 0x541C /* TIOCLINUX */);
+        c = cmp(1, SCMP_CMP_MASKED_EQ, 0xffffffffULL, 0x541C /* TIOCLINUX */);
         ADD(eperm, SCMP_SYS(ioctl), 1, &c);
     }
     /* personality: only PER_LINUX (0) and the 0xffffffff query. libseccomp allows one
      * comparison per argument, so the complement is covered with masked compares: a 32-bit
      * value other than all-zeros and all-ones has, cyclically, a 1 bit followed by a 0 bit. */
     {
-        struct scmp_arg_cmp g = SCMP_A0(SCMP_CMP_GT, 0xffffffffULL);
+        struct scmp_arg_cmp g = cmp(0, SCMP_CMP_GT, 0xffffffffULL, 0);
         ADD(eperm, SCMP_SYS(personality), 1, &g);
         for (int b = 0; b < 32; b++) {
             uint64_t lo = 1ULL << b, hi = 1ULL << ((b + 1) % 32);
-            struct scmp_arg_cmp c = SCMP_A0(SCMP_CMP_MASKED_EQ, lo | hi, lo);
+            struct scmp_arg_cmp c = cmp(0, SCMP_CMP_MASKED_EQ, lo | hi, lo);
             ADD(eperm, SCMP_SYS(personality), 1, &c);
         }
     }
     /* socket families: AF_UNIX(1), AF_INET(2), AF_INET6(10) only; never MPTCP. Comparing the
      * full 64 bits is conservative: any high bit makes the value > 10 and it is denied. */
     {
-        struct scmp_arg_cmp c = SCMP_A0(SCMP_CMP_EQ, 0);
+        struct scmp_arg_cmp c = cmp(0, SCMP_CMP_EQ, 0, 0);
         ADD(eperm, SCMP_SYS(socket), 1, &c);
         for (int fam = 3; fam <= 9; fam++) {
-            c = SCMP_A0(SCMP_CMP_EQ, (uint64_t)fam);
+            c = cmp(0, SCMP_CMP_EQ, (uint64_t)fam, 0);
             ADD(eperm, SCMP_SYS(socket), 1, &c);
         }
-        c = SCMP_A0(SCMP_CMP_GT, 10);
+        c = cmp(0, SCMP_CMP_GT, 10, 0);
         ADD(eperm, SCMP_SYS(socket), 1, &c);
         if (cfg->net == PSB_NET_NONE) {
-            c = SCMP_A0(SCMP_CMP_EQ, AF_INET);
+            c = cmp(0, SCMP_CMP_EQ, AF_INET, 0);
             ADD(eperm, SCMP_SYS(socket), 1, &c);
-            c = SCMP_A0(SCMP_CMP_EQ, AF_INET6);
+            c = cmp(0, SCMP_CMP_EQ, AF_INET6, 0);
             ADD(eperm, SCMP_SYS(socket), 1, &c);
         }
-        c = SCMP_A2(SCMP_CMP_MASKED_EQ, 0xffffffffULL, 262 /* IPPROTO_MPTCP */);
+        c = cmp(2, SCMP_CMP_MASKED_EQ, 0xffffffffULL, 262 /* IPPROTO_MPTCP */);
         ADD(eperm, SCMP_SYS(socket), 1, &c);
         /* socketpair is AF_UNIX only in practice. */
-        c = SCMP_A0(SCMP_CMP_NE, AF_UNIX);
+        c = cmp(0, SCMP_CMP_NE, AF_UNIX, 0);
         ADD(eperm, SCMP_SYS(socketpair), 1, &c);
     }
 
@@ -173,9 +184,9 @@ int psb_seccomp_build(const struct psb_config *cfg, void **prog_out, char *err, 
         /* open/openat with O_WRONLY, O_RDWR, O_CREAT or O_TRUNC: one masked rule per bit. */
         static const uint64_t bits[] = {O_WRONLY, O_RDWR, O_CREAT, O_TRUNC};
         for (size_t i = 0; i < sizeof bits / sizeof bits[0]; i++) {
-            struct scmp_arg_cmp c = SCMP_A1(SCMP_CMP_MASKED_EQ, bits[i], bits[i]);
+            struct scmp_arg_cmp c = cmp(1, SCMP_CMP_MASKED_EQ, bits[i], bits[i]);
             ADD(SCMP_ACT_NOTIFY, SCMP_SYS(open), 1, &c);
-            c = SCMP_A2(SCMP_CMP_MASKED_EQ, bits[i], bits[i]);
+            c = cmp(2, SCMP_CMP_MASKED_EQ, bits[i], bits[i]);
             ADD(SCMP_ACT_NOTIFY, SCMP_SYS(openat), 1, &c);
         }
     }

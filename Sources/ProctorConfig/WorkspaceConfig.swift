@@ -266,3 +266,22 @@ extension WorkspaceConfig {
         }
     }
 }
+
+extension WorkspaceConfig {
+    /// Workspace-relative prefixes of the `hidden` files (`holdout/` for `holdout/**`). No sandbox but
+    /// the evaluator's sees them, and it only reads them, so the diff validator and the revert leave
+    /// them alone: held-out labels may live outside git (ignored) without being reported or deleted.
+    public var hiddenPrefixes: [String] {
+        files.hidden.compactMap { pattern in
+            var base = pattern
+            if base.hasSuffix("/**") { base.removeLast(3) } else if base.hasSuffix("/") { base.removeLast() }
+            guard !base.isEmpty, !base.contains(where: { "*?[\\".contains($0) }) else { return nil }
+            return base == pattern ? base : base + "/"
+        }
+    }
+
+    /// What the loop's status and revert never look into: proctor's state, the outputs, the hidden files.
+    public var untrackedByLoop: [String] {
+        [".proctor/"] + files.outputs.map { $0 + "/" } + hiddenPrefixes
+    }
+}

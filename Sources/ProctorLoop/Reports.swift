@@ -21,8 +21,12 @@ public enum Reports {
             lines.append("run: none yet (proctor run --workspace \(root))")
             return lines
         }
-        let rows = Ledger.rows(in: root + "/.proctor").filter { _ in true }
-        let counts = Dictionary(grouping: rows.filter { $0.iteration > 0 }, by: \.status).mapValues(\.count)
+        // The ledger holds every run of the workspace; count this run's iterations (from its records).
+        var latest: [Int: IterationStatus] = [:]
+        for record in Ledger.records(in: root + "/.proctor") where record.run == state.run && record.iteration > 0 {
+            latest[record.iteration] = record.status
+        }
+        let counts = Dictionary(grouping: latest.values, by: { $0 }).mapValues(\.count)
         lines.append("run: \(state.run) on \(state.branch)")
         lines.append("iteration: " + (state.inProgress.map { "\($0) in progress" } ?? "\(state.lastIteration) finished"))
         lines.append("best \(config.evaluator.metric): \(format(state.bestScore)) at \(String(state.bestCommit.prefix(12))) (baseline \(format(state.baselineScore)))")

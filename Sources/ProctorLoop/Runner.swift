@@ -52,6 +52,8 @@ public final class Runner {
     let root: String
     /// Paths that are neither the agent's nor git's business: proctor's state and the experiment's outputs.
     let excluded: [String]
+    /// What a revert leaves in place: proctor's state and the hidden files (outputs are removed).
+    let kept: [String]
     var state: RunState!
     var pinned: PinnedCopy!
     var locks: [ExperimentLock] = []
@@ -77,7 +79,8 @@ public final class Runner {
         repo = try Repository.open(at: root)
         audit = try AuditLog(path: root + "/.proctor/audit.jsonl")
         ledger = try Ledger(directory: root + "/.proctor")
-        excluded = [".proctor/"] + env.config.files.outputs.map { $0 + "/" }
+        excluded = env.config.untrackedByLoop
+        kept = [".proctor/"] + env.config.hiddenPrefixes
     }
 
     /// Runs the loop until the iteration count is reached or SIGINT/SIGTERM arrives.
@@ -120,6 +123,12 @@ public final class Runner {
         guard let head = try repo.head() else { throw RunError("the workspace repository has no commit; run `proctor init` first") }
         let dirty = try repo.status(against: head, excluding: excluded)
         if !dirty.isEmpty {
+            // A locked file changed in the working tree is a tamper attempt, whoever made it.
+            let locked = config.files.locked.map(Glob.init)
+            for path in Set(dirty.flatMap { [$0.path, $0.oldPath] }).sorted() where locked.contains(where: { $0.matches(path) }) {
+                audit.append(AuditRecord(run: "start", iteration: nil, phase: "validate", kind: "tamper", decision: "rejected",
+                                         path: absolute(path), rule: "locked", detail: "differs from the committed, pinned file"))
+            }
             throw RunError("the working tree differs from HEAD (\(dirty.prefix(5).map(\.path).joined(separator: ", "))): commit or remove the changes before `proctor run`")
         }
         let pins = try pinLockedFiles(at: head)
@@ -162,9 +171,18 @@ public final class Runner {
         }
         try repo.setHead(branch: saved.branch)
         let best = try repo.resolve(saved.bestCommit)
-        try repo.restore(to: best, excluding: [".proctor/"])
-        if let lost = saved.inProgress, !rows.contains(where: { $0.iteration == lost }) {
-            if lost == 0 { throw RunError("the run died while measuring its baseline; start a new run") }
+        try repo.restore(to: best, excluding: kept)
+        // A run without a measured baseline has no best score to continue from.
+        if saved.inProgress == 0 || saved.bestScore.isNaN {
+            throw RunError("the run died while measuring its baseline; start a new run")
+        }
+        // The ledger holds every run of this workspace, oldest first, so an iteration number alone does
+        // not say whose row it is: iteration `lost` has its row only if that is the ledger's last row and
+        // the last record (written just before it) is this run's.
+        let lastRecord = Ledger.records(in: root + "/.proctor").last
+        let recorded = { (i: Int) in rows.last?.iteration == i && lastRecord?.run == saved.run && lastRecord?.iteration == i }
+        if let lost = saved.inProgress, recorded(lost) { saved.lastIteration = max(saved.lastIteration, lost) }
+        if let lost = saved.inProgress, !recorded(lost) {
             let row = LedgerRow(iteration: lost, commit: "", score: nil, status: .crash, seconds: 0, peakMemMB: nil,
                                 features: nil, trees: nil, description: "interrupted: the supervisor stopped mid-iteration")
             try ledger.append(row, record: RunRecord(time: Date(), run: saved.run, iteration: lost, status: .crash,
@@ -174,7 +192,6 @@ public final class Runner {
                                                      agent: agentName, usage: nil, violations: []))
             saved.lastIteration = max(saved.lastIteration, lost)
         }
-        saved.lastIteration = max(saved.lastIteration, rows.map(\.iteration).max() ?? 0)
         saved.inProgress = nil
         state = saved
         try state.save(root)
@@ -200,7 +217,7 @@ public final class Runner {
         func finish(_ status: IterationStatus, reason: String?, description: String, measured: Measurement? = nil,
                     commit: ObjectID? = nil, diff: DiffStats? = nil, usage: AgentUsage? = nil,
                     violations: [String] = []) throws -> Bool {
-            if commit == nil { try repo.restore(to: best, excluding: [".proctor/"]) }
+            if commit == nil { try repo.restore(to: best, excluding: kept) }
             let seconds = Date().timeIntervalSince(started)
             let last = measured?.evaluations.last
             let row = LedgerRow(iteration: i, commit: commit?.short ?? "", score: measured?.mean, status: status,
@@ -329,6 +346,8 @@ public final class Runner {
                                   measured: measured, diff: stats, usage: proposal.usage)
             }
             if let over = overLimits(confirm) {
+                audit.append(AuditRecord(run: state.run, iteration: i, phase: "evaluator", kind: "limit", decision: "rejected",
+                                         rule: "limits", detail: over))
                 return try finish(.rejected, reason: over, description: proposal.description, measured: measured,
                                   diff: stats, usage: proposal.usage, violations: [over])
             }
@@ -373,7 +392,7 @@ public final class Runner {
 
     /// Ctrl-C during an iteration: no row, the tree back to the last kept commit, the state consistent.
     private func abandon(_ best: ObjectID) throws -> Bool {
-        try repo.restore(to: best, excluding: [".proctor/"])
+        try repo.restore(to: best, excluding: kept)
         state.inProgress = nil
         try state.save(root)
         progress.line("interrupted: iteration abandoned, tree restored to \(best.short)")

@@ -115,7 +115,7 @@ public enum WorkspaceSteps {
             throw RunError("\(root) has no commit; run `proctor init`")
         }
         var problems: [String] = []
-        let excluded = [".proctor/"] + config.files.outputs.map { $0 + "/" }
+        let excluded = config.untrackedByLoop
         let changes = try repo.status(against: base, excluding: excluded)
         let editable = config.files.editable.map(Glob.init)
         let notes = config.files.notes.map(Glob.init)

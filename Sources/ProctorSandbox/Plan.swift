@@ -272,6 +272,8 @@ extension LaunchPlan {
             env.append(("PATH", (interpreterBin.map { $0 + ":" } ?? "") + "/usr/local/bin:/usr/bin:/bin"))
         }
         if request.phase == .agent, let home = request.agentHome, !names.contains("HOME") { env.append(("HOME", home)) }
+        // Python would try to write __pycache__ into the read-only workspace: real denied writes, but noise.
+        if !names.contains("PYTHONDONTWRITEBYTECODE") { env.append(("PYTHONDONTWRITEBYTECODE", "1")) }
         if let seed = request.seed { env.append(("PROCTOR_SEED", String(seed))) }
         env.append(("PROCTOR_PHASE", request.phase.rawValue))
         if let first = outputs.first { env.append(("PROCTOR_OUTPUTS", first)) }

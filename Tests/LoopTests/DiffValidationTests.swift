@@ -1,0 +1,167 @@
+import Foundation
+import XCTest
+
+/// Issue 3, step 3: a diff that breaks the policy is `rejected`, recorded in the ledger and the audit with
+/// absolute paths, and the tree is restored exactly. `proctor check` runs the same validation alone.
+final class DiffValidationTests: XCTestCase {
+    /// An agent that writes only what its sandbox lets it write (train.py, LOG.md, in place) but
+    /// still breaks the diff policy, one way per iteration.
+    func testRejectedDiffsAreRecordedAndRestored() throws {
+        var spec = WorkspaceSpec()
+        spec.agentScript = agentPrelude + """
+            case "$i" in
+            1) for n in $(seq 1 30); do echo "# padding line $n" >> train.py; done; echo "SUMMARY: too many lines" ;;
+            2) printf 'X = 0.3\\000\\001\\002\\n' >> train.py; echo "SUMMARY: binary bytes" ;;
+            3) chmod 755 train.py; echo "SUMMARY: made train.py executable" ;;
+            4) set_var X 0.69; echo "note" >> LOG.md; echo "SUMMARY: a legal change" ;;
+            esac
+            """
+        let ws = try LoopWorkspace(spec)
+        let before = ws.snapshot()
+        let initCommit = try ws.git(["rev-parse", "HEAD"])
+
+        let result = try ws.run(["--iterations", "4"])
+        XCTAssertEqual(result.status, 0, result.text)
+        assertLedgerConsistent(ws, iterations: [0, 1, 2, 3, 4])
+
+        let expectedRule = [1: "diff-lines", 2: "binary", 3: "mode"]
+        for (iteration, rule) in expectedRule {
+            let row = try XCTUnwrap(ws.row(iteration))
+            XCTAssertEqual(row.status, "rejected", "iteration \(iteration): \(row.fields)")
+            XCTAssertEqual(row.commit, "", "a rejected iteration has no commit")
+            XCTAssertNil(row.score, "a rejected diff is never scored")
+            XCTAssertTrue(row.description.contains(rule), "iteration \(iteration): \(row.description)")
+            let audit = ws.audit.filter { $0["iteration"] as? Int == iteration && $0["kind"] as? String == "diff" }
+            XCTAssertFalse(audit.isEmpty, "no diff audit record for iteration \(iteration)")
+            for record in audit {
+                XCTAssertEqual(record["decision"] as? String, "rejected")
+                XCTAssertEqual(record["path"] as? String, ws.path("train.py"), "audit paths are absolute")
+                XCTAssertEqual(record["run"] as? String, ws.runID)
+                XCTAssertNotNil(record["time"] as? String)
+            }
+            XCTAssertTrue(audit.contains { $0["rule"] as? String == rule }, "rule \(rule) in \(audit)")
+            let record = try XCTUnwrap(ws.record(iteration))
+            XCTAssertEqual(record["status"] as? String, "rejected")
+            XCTAssertFalse((record["violations"] as? [String] ?? []).isEmpty)
+            XCTAssertEqual((record["scores"] as? [Any])?.count, 0, "nothing ran for a rejected diff")
+        }
+        // No experiment ran for a rejected diff: only the baseline's and iteration 4's logs exist.
+        let logs = try FileManager.default.contentsOfDirectory(atPath: ws.path(".proctor/logs/\(ws.runID!)"))
+        XCTAssertFalse(logs.contains { $0.hasPrefix("1-") || $0.hasPrefix("2-") || $0.hasPrefix("3-") }, "\(logs)")
+
+        // The legal change after three rejections is scored against the untouched baseline.
+        let legal = try XCTUnwrap(ws.row(4))
+        XCTAssertEqual(legal.status, "keep", legal.fields.joined(separator: " "))
+
+        // The tree of the kept commit; nothing of the rejected attempts survives.
+        XCTAssertEqual(try ws.gitStatus(), "")
+        XCTAssertEqual(try ws.ignoredLeftovers(), [])
+        var expected = before
+        expected["train.py"] = Data(spec.train.replacingOccurrences(of: "X = 0.2 ", with: "X = 0.69 ").utf8)
+        expected["LOG.md"] = Data("# notes\nnote\n".utf8)
+        XCTAssertEqual(ws.snapshot(), expected)
+        var st = stat()
+        XCTAssertEqual(lstat(ws.path("train.py"), &st), 0)
+        XCTAssertEqual(st.st_mode & 0o777, 0o644, "the mode change was reverted")
+        XCTAssertEqual(try ws.git(["rev-parse", "HEAD^"]), initCommit)
+    }
+
+    /// A rejected attempt is undone byte for byte, and restoring does not depend on what the agent
+    /// wrote: the tree equals the init commit, no leftovers, `git status` clean.
+    func testRejectedDiffLeavesTreeBytesIdentical() throws {
+        var spec = WorkspaceSpec()
+        spec.agentScript = agentPrelude + """
+            for n in $(seq 1 40); do echo "print($n)" >> train.py; done
+            printf 'scribbles\\n' > LOG.md
+            echo "SUMMARY: a long edit"
+            """
+        let ws = try LoopWorkspace(spec)
+        let before = ws.snapshot()
+        let head = try ws.git(["rev-parse", "HEAD"])
+        let result = try ws.run(["--iterations", "2"])
+        XCTAssertEqual(result.status, 0, result.text)
+        XCTAssertEqual(ws.rows.map(\.status), ["keep", "rejected", "rejected"])
+        XCTAssertEqual(ws.snapshot(), before)
+        XCTAssertEqual(try ws.gitStatus(), "")
+        XCTAssertEqual(try ws.ignoredLeftovers(), [])
+        XCTAssertEqual(try ws.git(["rev-parse", "HEAD"]), head, "no commit for a rejected diff")
+        XCTAssertEqual(try ws.git(["symbolic-ref", "--short", "HEAD"]), ws.branch)
+        XCTAssertEqual(try ws.git(["rev-parse", ws.branch!]), head)
+    }
+
+    /// `proctor check` on a working tree changed by hand (with host access, outside any sandbox).
+    func testCheckListsEachKindOfViolation() throws {
+        let ws = try LoopWorkspace()
+        let clean = try ws.proctor(["check", "--workspace", ws.root])
+        XCTAssertEqual(clean.status, 0, clean.text)
+        XCTAssertTrue(clean.stdout.contains("ok"), clean.text)
+
+        // Allowed edits only: still ok.
+        try ws.write("train.py", ws.read("train.py")!.replacingOccurrences(of: "X = 0.2 ", with: "X = 0.3 "))
+        try ws.write("LOG.md", "# notes\nanother note\n")
+        try ws.write("outputs/pred.txt", "whatever the experiment wrote\n")
+        let allowed = try ws.proctor(["check", "--workspace", ws.root])
+        XCTAssertEqual(allowed.status, 0, allowed.text)
+
+        // Each violation by itself.
+        let cases: [(String, () throws -> Void, String, String)] = [
+            ("locked file edited", { try ws.write("prepare.py", "print('{\"score\": 1}')\n") }, "prepare.py", "not-editable"),
+            ("unlisted new file", { try ws.write("helper.py", "import os\n") }, "helper.py", "new-file"),
+            ("new file in a new directory", { try ws.write("lib/numpy.py", "x = 1\n") }, "lib/numpy.py", "new-file"),
+            ("symlink", { XCTAssertEqual(symlink(ws.path("prepare.py"), ws.path("link.py")), 0) }, "link.py", "symlink"),
+            ("deleted file", { XCTAssertEqual(unlink(ws.path("LOG.md")), 0) }, "LOG.md", "deleted"),
+            ("deleted hidden data", { XCTAssertEqual(unlink(ws.path("holdout/target.txt")), 0) }, "holdout/target.txt", "deleted"),
+            ("editable replaced by a link", {
+                XCTAssertEqual(unlink(ws.path("train.py")), 0)
+                XCTAssertEqual(symlink("prepare.py", ws.path("train.py")), 0)
+            }, "train.py", "symlink"),
+            ("mode change", { XCTAssertEqual(chmod(ws.path("train.py"), 0o755), 0) }, "train.py", "mode"),
+            ("too many lines", {
+                try ws.write("train.py", ws.read("train.py")! + (1...30).map { "# line \($0)\n" }.joined())
+            }, "train.py", "diff-lines"),
+        ]
+        let pristine = try ws.git(["rev-parse", "HEAD"])
+        for (name, make, path, rule) in cases {
+            _ = try ws.git(["checkout", "-f", pristine, "--", "."])
+            _ = try ws.git(["clean", "-fdq"])
+            XCTAssertEqual(try ws.gitStatus(), "", name)
+            try make()
+            let result = try ws.proctor(["check", "--workspace", ws.root])
+            XCTAssertEqual(result.status, 1, "\(name): \(result.text)")
+            let violations = result.stdout.split(separator: "\n").filter { $0.hasPrefix("violation: ") }
+            XCTAssertTrue(violations.contains { $0.contains(path) && $0.contains("[\(rule)]") },
+                          "\(name): expected \(path) [\(rule)] in \(result.text)")
+        }
+
+        // A tampered locked file is also reported against its pin.
+        _ = try ws.git(["checkout", "-f", pristine, "--", "."])
+        _ = try ws.git(["clean", "-fdq"])
+        try ws.write("prepare.py", ws.read("prepare.py")! + "# tampered\n")
+        let tampered = try ws.proctor(["check", "--workspace", ws.root])
+        XCTAssertEqual(tampered.status, 1, tampered.text)
+        XCTAssertTrue(tampered.stdout.contains("prepare.py: differs from its pin [tamper]"), tampered.text)
+
+        // Several at once: every one listed, check changes nothing.
+        _ = try ws.git(["checkout", "-f", pristine, "--", "."])
+        try ws.write("prepare.py", "print(1)\n")
+        try ws.write("extra.txt", "x\n")
+        let snapshot = ws.snapshot()
+        let many = try ws.proctor(["check", "--workspace", ws.root])
+        XCTAssertEqual(many.status, 1, many.text)
+        XCTAssertTrue(many.stdout.contains("prepare.py"), many.text)
+        XCTAssertTrue(many.stdout.contains("extra.txt"), many.text)
+        XCTAssertEqual(ws.snapshot(), snapshot, "check only reads")
+        XCTAssertNil(ws.read(".proctor/results.tsv"), "check writes no ledger")
+    }
+
+    /// A hand-made violation left in the tree before `proctor run` is refused before anything runs.
+    func testRunRefusesADirtyTree() throws {
+        let ws = try LoopWorkspace()
+        try ws.write("helper.py", "x = 1\n")
+        let result = try ws.run(["--iterations", "1"])
+        XCTAssertNotEqual(result.status, 0, result.text)
+        XCTAssertTrue(result.stderr.contains("helper.py"), result.text)
+        XCTAssertTrue(ws.rows.isEmpty, "no ledger rows: \(ws.ledgerLines)")
+        XCTAssertEqual(ws.read("helper.py"), "x = 1\n", "proctor never deletes the user's uncommitted work")
+    }
+}

@@ -1,0 +1,173 @@
+import Foundation
+import XCTest
+
+/// Issue 3, steps 6-8: limits on what the evaluator measured, the multi-seed gate, keep as a commit on
+/// `proctor/<run>`, revert to the last kept commit.
+final class GateTests: XCTestCase {
+    /// Great on seed 42, bad on the confirmation seeds: the mean does not beat the best, so no commit.
+    func testWinOnOneSeedButNotOnTheMeanIsNotKept() throws {
+        var spec = WorkspaceSpec()
+        spec.agentScript = agentPrelude + """
+            case "$i" in
+            1) set_var BONUS 1; echo "SUMMARY: lucky seed" ;;
+            2) set_var BONUS 2; echo "SUMMARY: exact everywhere" ;;
+            esac
+            """
+        let ws = try LoopWorkspace(spec)
+        let result = try ws.run(["--iterations", "2"])
+        XCTAssertEqual(result.status, 0, result.text)
+        assertLedgerConsistent(ws, iterations: [0, 1, 2])
+        let baseline = try XCTUnwrap(ws.row(0)?.score)
+        XCTAssertEqual(baseline, 0.5, accuracy: 0.001)
+        XCTAssertEqual(ws.record(0)?["scores"].flatMap { $0 as? [Any] }?.count, 3, "the baseline is measured on every seed")
+
+        let lucky = try XCTUnwrap(ws.row(1))
+        XCTAssertEqual(lucky.status, "discard", lucky.fields.joined(separator: " "))
+        XCTAssertEqual(lucky.commit, "")
+        let record = try XCTUnwrap(ws.record(1))
+        let scores = try XCTUnwrap(record["scores"] as? [[String: Any]])
+        XCTAssertEqual(scores.compactMap { ($0["seed"] as? NSNumber)?.intValue }, [42, 17, 73], "confirmed on every seed")
+        XCTAssertEqual(try XCTUnwrap(scores[0]["score"] as? Double), 1.0, accuracy: 0.001, "it won on seed 42")
+        XCTAssertEqual(try XCTUnwrap(lucky.score), 0.2, accuracy: 0.001, "the ledger's score is the mean")
+        XCTAssertEqual(try XCTUnwrap(record["score"] as? Double), 0.2, accuracy: 0.001)
+
+        // The honest improvement right after is kept on top of the baseline, not of the lucky attempt.
+        let honest = try XCTUnwrap(ws.row(2))
+        XCTAssertEqual(honest.status, "keep")
+        let branch = try XCTUnwrap(ws.branch)
+        XCTAssertEqual(try ws.git(["rev-list", "--count", branch]), "2", "init + one keep")
+        XCTAssertEqual(try ws.git(["log", "-1", "--format=%s", branch]), "exact everywhere")
+        XCTAssertEqual(try ws.git(["diff", "HEAD^", "HEAD", "--stat", "--format="]).contains("train.py"), true)
+        XCTAssertFalse(try ws.git(["show", "HEAD:train.py"]).contains("BONUS = 1"))
+        XCTAssertEqual(try ws.gitStatus(), "")
+    }
+
+    /// Only the lucky seed, without a later keep: the branch stays at the init commit, the tree clean.
+    func testLuckySeedAloneLeavesNoCommit() throws {
+        var spec = WorkspaceSpec()
+        spec.agentScript = agentPrelude + "set_var BONUS 1; echo \"SUMMARY: lucky seed\"\n"
+        let ws = try LoopWorkspace(spec)
+        let head = try ws.git(["rev-parse", "HEAD"])
+        let before = ws.snapshot()
+        let result = try ws.run(["--iterations", "1"])
+        XCTAssertEqual(result.status, 0, result.text)
+        XCTAssertEqual(ws.rows.map(\.status), ["keep", "discard"])
+        XCTAssertEqual(try ws.git(["rev-parse", ws.branch!]), head)
+        XCTAssertEqual(ws.snapshot(), before)
+        XCTAssertEqual(try ws.gitStatus(), "")
+    }
+
+    /// Trees or features over `[limits]` are rejected even though the score improved; the limits are the
+    /// evaluator's measurements, including those of the confirmation seeds.
+    func testMeasurementsOverTheLimitsAreRejected() throws {
+        var spec = WorkspaceSpec()
+        spec.agentScript = agentPrelude + """
+            case "$i" in
+            1) set_var X 0.69; set_var TREES 500; echo "SUMMARY: more trees" ;;
+            2) set_var X 0.69; set_var FEATURES 50; echo "SUMMARY: more features" ;;
+            3) set_var X 0.69; set_var GREEDY 1; echo "SUMMARY: more trees on other seeds" ;;
+            4) set_var X 0.69; set_var TREES 100; echo "SUMMARY: at the cap" ;;
+            esac
+            """
+        let ws = try LoopWorkspace(spec)
+        let result = try ws.run(["--iterations", "4"])
+        XCTAssertEqual(result.status, 0, result.text)
+        assertLedgerConsistent(ws, iterations: [0, 1, 2, 3, 4])
+        let baseline = try XCTUnwrap(ws.row(0)?.score)
+
+        for (iteration, what) in [(1, "trees 500 over the limit 100"), (2, "features 50 over the limit 10"),
+                                  (3, "trees 500 over the limit 100")] {
+            let row = try XCTUnwrap(ws.row(iteration))
+            XCTAssertEqual(row.status, "rejected", "iteration \(iteration): \(row.fields)")
+            XCTAssertEqual(row.commit, "")
+            XCTAssertTrue(row.description.contains(what), "iteration \(iteration): \(row.description)")
+            XCTAssertGreaterThan(try XCTUnwrap(row.score), baseline + 0.1, "the score did improve")
+            let audit = ws.audit.filter { $0["iteration"] as? Int == iteration && $0["kind"] as? String == "limit" }
+            XCTAssertEqual(audit.count, 1, "iteration \(iteration): \(ws.audit.filter { $0["kind"] as? String != "sandbox" })")
+            XCTAssertEqual(audit.first?["decision"] as? String, "rejected")
+            XCTAssertTrue((audit.first?["detail"] as? String ?? "").contains(what), "\(audit)")
+        }
+        XCTAssertEqual(ws.row(1)?.trees, "500")
+        XCTAssertEqual(ws.row(3)?.trees, "500", "the ledger shows the measurement that broke the limit")
+        let atCap = try XCTUnwrap(ws.row(4))
+        XCTAssertEqual(atCap.status, "keep", "at the cap is allowed: \(atCap.fields)")
+        XCTAssertEqual(atCap.trees, "100")
+        XCTAssertEqual(try ws.git(["rev-list", "--count", ws.branch!]), "2")
+        XCTAssertEqual(try ws.gitStatus(), "")
+    }
+
+    /// Keep: a commit on `proctor/<run>` with the description, the score and the seeds; a discard or a
+    /// change below min_improvement: no commit, the tree back at the last keep; no git hook ever runs.
+    func testKeepCommitsAndDiscardReverts() throws {
+        var spec = WorkspaceSpec()
+        spec.agentScript = agentPrelude + """
+            case "$i" in
+            1) set_var X 0.5; echo "note 1" >> LOG.md; echo "SUMMARY: X to 0.5" ;;
+            2) set_var X 0.5004; echo "SUMMARY: X to 0.5004 (below min_improvement)" ;;
+            3) set_var X 0.69; echo "SUMMARY: X to 0.69" ;;
+            4) set_var X 0.3; echo "note 4" >> LOG.md; echo "SUMMARY: X to 0.3 (worse)" ;;
+            esac
+            """
+        let ws = try LoopWorkspace(spec)
+        let initCommit = try ws.git(["rev-parse", "HEAD"])
+        let initBranch = try ws.git(["symbolic-ref", "--short", "HEAD"])
+        // Hooks that would leave a mark if git ran them.
+        for hook in ["pre-commit", "post-commit", "commit-msg", "post-checkout", "reference-transaction"] {
+            try ws.write(".git/hooks/\(hook)", "#!/bin/sh\ntouch \(ws.base)/hook-ran-\(hook)\n")
+            chmod(ws.path(".git/hooks/\(hook)"), 0o755)
+        }
+
+        let result = try ws.run(["--iterations", "4"])
+        XCTAssertEqual(result.status, 0, result.text)
+        assertLedgerConsistent(ws, iterations: [0, 1, 2, 3, 4])
+        XCTAssertEqual(ws.rows.map(\.status), ["keep", "keep", "discard", "keep", "discard"])
+        XCTAssertTrue(result.stdout.contains("kept 2, discarded 2"), result.stdout)
+
+        let run = try XCTUnwrap(ws.runID)
+        let branch = try XCTUnwrap(ws.branch)
+        XCTAssertEqual(branch, "proctor/" + run)
+        XCTAssertEqual(try ws.git(["symbolic-ref", "--short", "HEAD"]), branch)
+        XCTAssertEqual(try ws.git(["rev-parse", initBranch]), initCommit, "the original branch is untouched")
+        let commits = try ws.git(["rev-list", branch]).split(separator: "\n").map(String.init)
+        XCTAssertEqual(commits.count, 3, "init + two keeps")
+        XCTAssertEqual(commits.last, initCommit)
+
+        // Each kept row names its commit; each commit message has the description, score and seeds.
+        for (iteration, commit, description) in [(1, commits[1], "X to 0.5"), (3, commits[0], "X to 0.69")] {
+            let row = try XCTUnwrap(ws.row(iteration))
+            XCTAssertFalse(row.commit.isEmpty)
+            XCTAssertTrue(commit.hasPrefix(row.commit), "row \(row.commit) vs commit \(commit)")
+            let message = try ws.git(["log", "-1", "--format=%B", commit])
+            XCTAssertTrue(message.hasPrefix(description), message)
+            XCTAssertTrue(message.contains("proctor-run: \(run)"), message)
+            XCTAssertTrue(message.contains("proctor-iteration: \(iteration)"), message)
+            let score = try XCTUnwrap(row.score)
+            XCTAssertTrue(message.contains("proctor-score: score=\(String(format: "%.6g", score))"), "\(score): \(message)")
+            XCTAssertTrue(message.contains("42,17,73"), message)
+            XCTAssertEqual(ws.record(iteration)?["commit"] as? String, commit)
+        }
+        XCTAssertEqual(try ws.git(["show", "--name-only", "--format=", commits[1]]).split(separator: "\n").sorted(),
+                       ["LOG.md", "train.py"])
+        XCTAssertEqual(try ws.git(["show", "--name-only", "--format=", commits[0]]), "train.py")
+
+        // The discarded iterations left nothing: no commit, the tree is the last keep exactly.
+        for iteration in [2, 4] { XCTAssertEqual(ws.row(iteration)?.commit, "") }
+        XCTAssertEqual(try XCTUnwrap(ws.record(2)?["scores"] as? [Any]).count, 1,
+                       "below min_improvement on the first seed: not confirmed")
+        XCTAssertEqual(try ws.gitStatus(), "")
+        XCTAssertEqual(try ws.ignoredLeftovers(), [])
+        XCTAssertTrue(ws.read("train.py")!.contains("X = 0.69  # mutate"))
+        XCTAssertEqual(ws.read("LOG.md"), "# notes\nnote 1\n")
+        XCTAssertEqual(try ws.git(["diff", "--stat", branch]), "")
+
+        let state = try XCTUnwrap(ws.state)
+        XCTAssertEqual(state["bestCommit"] as? String ?? state["best_commit"] as? String, commits[0])
+        let status = try ws.proctor(["status", "--workspace", ws.root])
+        XCTAssertEqual(status.status, 0, status.text)
+        XCTAssertTrue(status.stdout.contains("lock: free"), status.stdout)
+        XCTAssertTrue(status.stdout.contains("keep 2"), status.stdout)
+
+        let hooks = try FileManager.default.contentsOfDirectory(atPath: ws.base).filter { $0.hasPrefix("hook-ran") }
+        XCTAssertEqual(hooks, [], "git hooks ran")
+    }
+}

@@ -1,0 +1,96 @@
+import Foundation
+import XCTest
+
+/// Whole runs: the built-in mutate agent end to end, the experiment's budget statuses, a torn ledger tail.
+final class RunTests: XCTestCase {
+    /// `proctor run` with the embedded mutate agent: every row accounted for, every keep a commit and
+    /// every commit a keep, the tree equal to the branch tip, the summary printed.
+    func testMutateAgentRunIsConsistent() throws {
+        let ws = try LoopWorkspace()
+        let initCommit = try ws.git(["rev-parse", "HEAD"])
+        let result = try ws.run(["--iterations", "8"])
+        XCTAssertEqual(result.status, 0, result.text)
+        assertLedgerConsistent(ws, iterations: Array(0...8))
+        XCTAssertTrue(result.stdout.contains("ledger: \(ws.path(".proctor/results.tsv"))"), result.stdout)
+
+        let branch = try XCTUnwrap(ws.branch)
+        let commits = try ws.git(["rev-list", "--reverse", branch]).split(separator: "\n").map(String.init)
+        XCTAssertEqual(commits.first, initCommit)
+        let keeps = ws.rows.filter { $0.status == "keep" && $0.iteration > 0 }
+        XCTAssertEqual(keeps.count, commits.count - 1, "one commit per keep")
+        for (row, commit) in zip(keeps, commits.dropFirst()) {
+            XCTAssertTrue(commit.hasPrefix(row.commit), "\(row.fields) vs \(commit)")
+            XCTAssertEqual(try ws.git(["log", "-1", "--format=%s", commit]), row.description)
+            XCTAssertEqual(try ws.git(["show", "--name-only", "--format=", commit]), "train.py")
+        }
+        // Kept scores only go up, each by at least min_improvement.
+        var best = try XCTUnwrap(ws.row(0)?.score)
+        for row in ws.rows.dropFirst() {
+            guard let score = row.score else { continue }
+            if row.status == "keep" {
+                XCTAssertGreaterThanOrEqual(score, best + 0.001 - 1e-6, row.fields.description)
+                best = score
+            }
+        }
+        for row in ws.rows.dropFirst() {
+            XCTAssertTrue(row.description.contains("->"), "the mutate agent describes its change: \(row.description)")
+        }
+        XCTAssertEqual(try ws.gitStatus(), "")
+        XCTAssertEqual(try ws.git(["diff", branch, "--stat"]), "")
+        let status = try ws.proctor(["status", "--workspace", ws.root])
+        XCTAssertTrue(status.stdout.contains("iteration: 8 finished"), status.stdout)
+        XCTAssertTrue(status.stdout.contains("keep \(keeps.count)"), status.stdout)
+    }
+
+    /// The experiment's own failures become statuses with a reason; `outputs/` is cleared before each
+    /// experiment, so a stale prediction from an earlier experiment is never scored.
+    func testTimeoutCrashAndStaleOutputs() throws {
+        var spec = WorkspaceSpec()
+        spec.experimentTimeout = "2s"
+        spec.agentScript = agentPrelude + """
+            case "$i" in
+            1) set_var SLEEP 30; echo "SUMMARY: too slow" ;;
+            2) echo 'raise SystemExit(3)' >> train.py; echo "SUMMARY: exits 3" ;;
+            3) sed 's/^with open(os.path.join(out, "pred.txt"), "w") as f:/if False:/' train.py > "$HOME/t"; cat "$HOME/t" > train.py
+               echo "SUMMARY: writes no predictions" ;;
+            esac
+            """
+        let ws = try LoopWorkspace(spec)
+        let result = try ws.run(["--iterations", "3"])
+        XCTAssertEqual(result.status, 0, result.text)
+        assertLedgerConsistent(ws, iterations: [0, 1, 2, 3])
+        XCTAssertEqual(ws.rows.map(\.status), ["keep", "timeout", "crash", "crash"])
+        XCTAssertTrue((ws.record(1)?["reason"] as? String ?? "").contains("experiment"), "\(ws.record(1) ?? [:])")
+        XCTAssertLessThan(Double(ws.row(1)?.fields[4] ?? "") ?? 99, 15, "the timeout killed it")
+        XCTAssertTrue((ws.record(2)?["reason"] as? String ?? "").contains("experiment"), "\(ws.record(2) ?? [:])")
+        XCTAssertTrue((ws.record(3)?["reason"] as? String ?? "").contains("evaluator"), "\(ws.record(3) ?? [:])")
+        XCTAssertTrue(ws.read(".proctor/logs/\(ws.runID!)/3-42-experiment.log")?.contains("trained") == true,
+                      "iteration 3's experiment succeeded; only its predictions were missing")
+        XCTAssertEqual(try ws.gitStatus(), "")
+        XCTAssertEqual(ws.read("train.py"), spec.train)
+        XCTAssertTrue(processes(containing: ws.tag).isEmpty, "\(processes(containing: ws.tag))")
+    }
+
+    /// A torn last line (a machine crash mid-write) is cut when the ledger is opened again; the rows stay whole.
+    func testTornLedgerTailIsRepairedOnResume() throws {
+        var spec = WorkspaceSpec()
+        spec.agentScript = agentPrelude + "set_var X 0.3$i; echo \"SUMMARY: X 0.3$i\"\n"
+        let ws = try LoopWorkspace(spec)
+        XCTAssertEqual(try ws.run(["--iterations", "2"]).status, 0)
+        assertLedgerConsistent(ws, iterations: [0, 1, 2])
+        let results = try FileHandle(forWritingTo: URL(fileURLWithPath: ws.path(".proctor/results.tsv")))
+        results.seekToEndOfFile()
+        results.write(Data("3\tabc\t0.9".utf8))
+        try results.close()
+        let runs = try FileHandle(forWritingTo: URL(fileURLWithPath: ws.path(".proctor/runs.jsonl")))
+        runs.seekToEndOfFile()
+        runs.write(Data("{\"iteration\": 3, \"run\"".utf8))
+        try runs.close()
+
+        let resumed = try ws.run(["--resume", "--iterations", "2"])
+        XCTAssertEqual(resumed.status, 0, resumed.text)
+        assertLedgerConsistent(ws, iterations: [0, 1, 2, 3, 4])
+        XCTAssertFalse(ws.read(".proctor/results.tsv")!.contains("abc"))
+        try ResumeTests.assertTreeAndBranchConsistent(ws)
+    }
+}

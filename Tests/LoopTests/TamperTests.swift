@@ -1,0 +1,110 @@
+import Foundation
+import XCTest
+
+/// Issue 3, step 5: locked files are pinned at `proctor init` and when the run starts; a locked file that
+/// differs from its pin is rejected with a `tamper` audit line, and the evaluator always runs from the
+/// pinned copy.
+final class TamperTests: XCTestCase {
+    static let cheatingEvaluator = "import json\nprint(json.dumps({\"score\": 999.0}))\n"
+
+    /// A human (or an agent with host access) commits a changed evaluator on the branch: the pin taken at
+    /// `proctor init` no longer matches, the run refuses before anything runs, and `--repin` accepts it.
+    func testCommittedEvaluatorChangeIsRefusedUntilRepinned() throws {
+        let ws = try LoopWorkspace()
+        let original = try XCTUnwrap(ws.bytes("prepare.py"))
+        let initCommit = try ws.git(["rev-parse", "HEAD"])
+        try ws.write("prepare.py", TamperTests.cheatingEvaluator)
+        try ws.git(["-c", "user.name=mallory", "-c", "user.email=m@example.org", "commit", "-qam", "better evaluator"])
+
+        let refused = try ws.run(["--iterations", "1"])
+        XCTAssertNotEqual(refused.status, 0, refused.text)
+        XCTAssertTrue(refused.stderr.contains("prepare.py"), refused.text)
+        XCTAssertTrue(refused.stderr.contains("--repin"), refused.text)
+        let tamper = ws.audit.filter { $0["kind"] as? String == "tamper" }
+        XCTAssertEqual(tamper.count, 1, "\(ws.audit.filter { $0["kind"] as? String != "sandbox" })")
+        XCTAssertEqual(tamper.first?["decision"] as? String, "rejected")
+        XCTAssertEqual(tamper.first?["path"] as? String, ws.path("prepare.py"))
+        XCTAssertNotNil(tamper.first?["time"] as? String)
+        XCTAssertTrue(ws.rows.isEmpty, "nothing ran: \(ws.ledgerLines)")
+        XCTAssertEqual(try ws.proctorBranches(), [], "no run branch was made")
+        XCTAssertNil(ws.state)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: ws.path(".proctor/logs")), "no experiment ran")
+
+        // `proctor check` says the same.
+        let check = try ws.proctor(["check", "--workspace", ws.root])
+        XCTAssertEqual(check.status, 1, check.text)
+        XCTAssertTrue(check.stdout.contains("prepare.py: differs from its pin [tamper]"), check.text)
+
+        // Re-pinning on purpose makes the new evaluator the locked one.
+        let repin = try ws.proctor(["init", ws.root, "--repin"])
+        XCTAssertEqual(repin.status, 0, repin.text)
+        let accepted = try ws.run(["--iterations", "1", "--agent", "mutate"])
+        XCTAssertEqual(accepted.status, 0, accepted.text)
+        XCTAssertEqual(ws.row(0)?.score, 999, "the re-pinned evaluator scores the baseline")
+        XCTAssertNotEqual(original, ws.bytes("prepare.py"))
+        XCTAssertNotEqual(try ws.git(["rev-parse", "HEAD"]), initCommit)
+    }
+
+    /// The evaluator edited in the working tree and not committed: the run refuses, audits the tamper,
+    /// and leaves the file for its owner to look at.
+    func testUncommittedEvaluatorChangeIsRefused() throws {
+        let ws = try LoopWorkspace()
+        try ws.write("prepare.py", TamperTests.cheatingEvaluator)
+        let refused = try ws.run(["--iterations", "1"])
+        XCTAssertNotEqual(refused.status, 0, refused.text)
+        XCTAssertTrue(refused.stderr.contains("prepare.py"), refused.text)
+        let tamper = ws.audit.filter { $0["kind"] as? String == "tamper" }
+        XCTAssertEqual(tamper.first?["path"] as? String, ws.path("prepare.py"), "tamper audit line: \(ws.audit.filter { $0["kind"] as? String != "sandbox" })")
+        XCTAssertEqual(tamper.first?["decision"] as? String, "rejected")
+        XCTAssertTrue(ws.rows.isEmpty, "nothing ran: \(ws.ledgerLines)")
+        XCTAssertEqual(try ws.proctorBranches(), [])
+        XCTAssertEqual(ws.read("prepare.py"), TamperTests.cheatingEvaluator)
+    }
+
+    /// Changed from the host while the run is going: the evaluator still comes from the pinned copy (no
+    /// score of 999), and because the tree moved under the experiment the candidate is never kept: it is
+    /// rejected with a tamper line, the pinned bytes are restored, and the next iteration goes on.
+    func testEvaluatorChangedDuringARunIsNeverUsedAndIsRestored() throws {
+        var spec = WorkspaceSpec()
+        spec.agentScript = agentPrelude + """
+            case "$i" in
+            1) set_var BONUS 2; set_var WAIT_FOR '"TAMPERED"'; echo "SUMMARY: exact predictions" ;;
+            *) set_var X 0.3; echo "SUMMARY: move X" ;;
+            esac
+            """
+        let ws = try LoopWorkspace(spec)
+        let original = try XCTUnwrap(ws.bytes("prepare.py"))
+        let output = try CapturedOutput()
+        let run = try ws.startRun(["--iterations", "2"], output: output)
+        defer { if run.isRunning { kill(run.processIdentifier, SIGKILL) } }
+
+        XCTAssertTrue(waitUntil(timeout: 60) { ws.read("outputs/waiting") != nil }, output.stderr)
+        try ws.write("prepare.py", "# TAMPERED\n" + TamperTests.cheatingEvaluator)
+        run.waitUntilExit()
+        XCTAssertEqual(exitStatus(run), 0, output.stdout + output.stderr)
+
+        assertLedgerConsistent(ws, iterations: [0, 1, 2])
+        let moved = try XCTUnwrap(ws.row(1))
+        XCTAssertEqual(moved.status, "rejected", moved.fields.joined(separator: " "))
+        XCTAssertTrue(moved.description.contains("prepare.py"), moved.description)
+        XCTAssertEqual(try XCTUnwrap(moved.score), 1.0, accuracy: 0.001, "scored by the pinned evaluator")
+        for record in ws.records {
+            for seed in record["scores"] as? [[String: Any]] ?? [] {
+                XCTAssertNotEqual(seed["score"] as? Double, 999)
+            }
+        }
+        let next = try XCTUnwrap(ws.row(2))
+        XCTAssertNotEqual(next.status, "rejected", next.fields.joined(separator: " "))
+        let tamper = ws.audit.filter { $0["kind"] as? String == "tamper" }
+        XCTAssertEqual(tamper.count, 1, "\(ws.audit.filter { $0["kind"] as? String != "sandbox" })")
+        XCTAssertEqual(tamper.first?["iteration"] as? Int, 1)
+        XCTAssertEqual(tamper.first?["path"] as? String, ws.path("prepare.py"))
+        XCTAssertEqual(tamper.first?["decision"] as? String, "rejected")
+
+        XCTAssertEqual(ws.bytes("prepare.py"), original, "the pinned evaluator is back")
+        XCTAssertEqual(try ws.gitStatus(), "")
+        // The kept commit holds the agent's change only, never the tampered evaluator.
+        XCTAssertEqual(try ws.git(["show", "--name-only", "--format=", ws.branch!]), "train.py")
+        XCTAssertEqual(try ws.git(["show", "\(ws.branch!):prepare.py"]) + "\n", String(decoding: original, as: UTF8.self))
+    }
+}
