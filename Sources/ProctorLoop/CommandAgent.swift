@@ -25,14 +25,7 @@ public struct CommandAgent: Agent {
             try? FileTree.removeContents(of: home)
             rmdir(home)
         }
-        for (source, target) in config.agent.homeFiles {
-            let destination = home + "/" + target
-            try FileManager.default.createDirectory(atPath: (destination as NSString).deletingLastPathComponent,
-                                                    withIntermediateDirectories: true)
-            guard (try? FileManager.default.copyItem(atPath: source, toPath: destination)) != nil else {
-                throw AgentError.failed(reason: "cannot copy [agent.home_files] \(source) into the agent's home")
-            }
-        }
+        try CommandAgent.populate(home: home, config: config)
         let prompt = CommandAgent.prompt(context)
         let promptFile = home + "/PROMPT.md"
         try Data(prompt.utf8).write(to: URL(fileURLWithPath: promptFile))
@@ -66,6 +59,18 @@ public struct CommandAgent: Agent {
         guard result.status == 0, budgets.isEmpty else { throw AgentError.failed(reason: "agent command: \(result.reason)") }
         let text = (try? String(contentsOfFile: output, encoding: .utf8)) ?? ""
         return Proposal(description: Self.summary(of: text))
+    }
+
+    /// Copies `[agent.home_files]` into a fresh private home.
+    static func populate(home: String, config: WorkspaceConfig) throws {
+        for (source, target) in config.agent.homeFiles {
+            let destination = home + "/" + target
+            try FileManager.default.createDirectory(atPath: (destination as NSString).deletingLastPathComponent,
+                                                    withIntermediateDirectories: true)
+            guard (try? FileManager.default.copyItem(atPath: source, toPath: destination)) != nil else {
+                throw AgentError.failed(reason: "cannot copy [agent.home_files] \(source) into the agent's home")
+            }
+        }
     }
 
     /// Why the agent's denied writes reject its proposal, or nil when they were all harmless.

@@ -335,6 +335,13 @@ extension Runner {
         let mounts: [(String, String)] = [(exe, "/run/proctor/bin/proctor")]
             + SessionRuntime.libraryDirectories().map { ($0, $0) }
         let home = try CommandAgent.makeHome()
+        do {
+            try CommandAgent.populate(home: home, config: config)
+        } catch {
+            try? FileTree.removeContents(of: home)
+            rmdir(home)
+            throw RunError("session: \(error)")
+        }
         let env = self.env
         let audit = self.audit
         let context = AuditContext(run: state.run, iteration: nil, config: config)
@@ -342,14 +349,18 @@ extension Runner {
         // CLI installed in ~/.local/bin and made visible with `[agent] read_only` is still found.
         let inherited = config.agent.env.contains("PATH") ? ProcessInfo.processInfo.environment["PATH"] : nil
         let path = "/run/proctor/bin:" + (inherited.flatMap { $0.isEmpty ? nil : $0 } ?? "/usr/local/bin:/usr/bin:/bin")
+        let done = DispatchSemaphore(value: 0)
+        sessionDone = done
         let thread = Thread {
+            defer { done.signal() }
             let result = try? env.launch(phase: .agent, command: command, seed: nil, agentHome: home, audit: audit,
-                                         context: context) { request in
+                                         context: context, started: { ActiveSandbox.sessionPid = $0 }) { request in
                 request.extraReadOnly += mounts + [(server.socketPath, SessionProtocol.socketPath)]
                 request.extraEnvironment += [(SessionProtocol.environmentName, String(server.agentEnd)),
                                              ("PATH", path)]
                 request.passDescriptors = [server.agentEnd]
             }
+            ActiveSandbox.sessionPid = 0
             server.closeAgentEnd()
             server.removeSocket()
             try? FileTree.removeContents(of: home)
@@ -359,6 +370,17 @@ extension Runner {
         }
         thread.start()
         progress.line("session: agent started; it runs experiments with `proctor experiment \"description\"`")
+    }
+}
+
+extension Runner {
+    /// The loop is over (iterations done, interrupted, or the agent gone): stop the agent and wait
+    /// for its sandbox to be torn down, its private home and its socket removed.
+    func stopSession() {
+        guard let done = sessionDone else { return }
+        ActiveSandbox.stopSession()
+        _ = done.wait(timeout: .now() + .seconds(10))
+        sessionDone = nil
     }
 }
 

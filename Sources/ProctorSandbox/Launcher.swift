@@ -74,11 +74,20 @@ public struct AuditContext: Sendable {
 /// The launcher currently running, so that a signal handler can stop it (async-signal-safe: one `kill`).
 public enum ActiveSandbox {
     nonisolated(unsafe) public static var pid: pid_t = 0
+    /// The launcher of a session agent, which runs alongside the experiments it asks for.
+    nonisolated(unsafe) public static var sessionPid: pid_t = 0
 
-    /// Asks the running sandbox to stop: SIGTERM to every process in it, SIGKILL after the grace period.
+    /// Asks the running sandboxes to stop: SIGTERM to every process in them, SIGKILL after the grace period.
     public static func stop() {
         let current = pid
         if current > 0 { kill(current, SIGTERM) }
+        stopSession()
+    }
+
+    /// Asks the session agent's sandbox to stop.
+    public static func stopSession() {
+        let session = sessionPid
+        if session > 0 { kill(session, SIGTERM) }
     }
 }
 
@@ -103,8 +112,10 @@ public struct Launcher: Sendable {
 
     /// Runs the plan, blocking until the sandbox is gone. `stdout`/`stderr` default to proctor's own.
     /// Every report line is turned into an audit record as it arrives, so a crash loses nothing already seen.
+    /// `started` sees the launcher's pid as soon as it runs.
     public func run(_ plan: LaunchPlan, audit: AuditLog?, context: AuditContext,
-                    stdin: Int32 = 0, stdout: Int32 = 1, stderr: Int32 = 2) throws -> SandboxResult {
+                    stdin: Int32 = 0, stdout: Int32 = 1, stderr: Int32 = 2,
+                    started: ((pid_t) -> Void)? = nil) throws -> SandboxResult {
         var report = try Pipe2()
         var death = try Pipe2()
         defer {
@@ -143,6 +154,7 @@ public struct Launcher: Sendable {
         guard rc == 0 else { throw PlanError(description: "spawn \(helper): \(String(cString: strerror(rc))) (stage: launch)") }
         ActiveSandbox.pid = pid
         defer { ActiveSandbox.pid = 0 }
+        started?(pid)
         // The helper holds its copies; ours of the write end must go so that EOF comes when it exits.
         close(report.write)
         report.write = -1
