@@ -26,13 +26,15 @@ final class SessionTests: XCTestCase {
     func testAgentRunsExperimentsThroughTheSupervisor() throws {
         let ws = try LoopWorkspace(agent: Self.noAgent)
         let script = """
+            echo "agent home: $HOME"
             for x in 0.3 0.6 0.5; do
             \(Self.setX("$x").replacingOccurrences(of: "<<'PROCTOR_EOF'", with: "<<PROCTOR_EOF"))
             echo "agent: x=$x -> $(proctor experiment "try x=$x" 2>&1; echo " rc=$?")"
             done
-            sleep 5
+            sleep 1000
             """
         let outcome = try session(ws, script, iterations: 3)
+        XCTAssertLessThan(outcome.seconds, 60, "proctor waited for the agent instead of stopping it")
         XCTAssertEqual(outcome.status, 0, ws.describe(outcome))
         let rows = ws.rows()
         XCTAssertEqual(rows.map { $0["status"] }, ["keep", "keep", "keep", "discard"], ws.describe(outcome))
@@ -43,6 +45,12 @@ final class SessionTests: XCTestCase {
         XCTAssertTrue(outcome.stdout.contains("agent: x=0.6 -> iteration 2: keep score 0.9"), outcome.stdout)
         // The discarded one was reverted to the best.
         XCTAssertEqual(ws.read("train.py"), LoopWorkspace.train("0.6"))
+        // After the third experiment the still-running agent was stopped and its home removed.
+        let home = outcome.stdout.split(separator: "\n").first { $0.hasPrefix("agent home: ") }.map {
+            String($0.dropFirst("agent home: ".count))
+        }
+        XCTAssertTrue(home?.hasPrefix("/var/tmp/proctor-agent-") == true, outcome.stdout)
+        XCTAssertFalse(home.map { FileManager.default.fileExists(atPath: $0) } ?? true, "the agent's home outlived the session")
         XCTAssertEqual(ws.filesContaining(LoopWorkspace.hiddenLabel, under: ws.root + "/.proctor"), [])
     }
 
@@ -131,8 +139,8 @@ final class SessionTests: XCTestCase {
     }
 
     /// A CLI installed outside the system directories (`[agent] read_only`) and found through the
-    /// user's PATH, as `proctor session -- claude ...` needs: it starts by name and still finds
-    /// `proctor experiment`.
+    /// user's PATH, as `proctor session -- claude ...` needs: it starts by name, its helpers are
+    /// found, `proctor experiment` too, and its `[agent.home_files]` (credentials) are in its home.
     func testSessionAgentFoundOnTheUsersPath() throws {
         var template = Array("/var/tmp/proctor-agentbin-XXXXXX".utf8CString)
         let dir = String(cString: try XCTUnwrap(mkdtemp(&template)))
@@ -140,18 +148,21 @@ final class SessionTests: XCTestCase {
         chmod(dir, 0o755)
         // The CLI runs a helper of its own by name (as node-based CLIs do), then asks for the experiment.
         let tool = dir + "/fake-cli-agent"
-        try Data("#!/bin/sh\nfake-cli-helper && proctor experiment \"from the fake cli\"\n".utf8)
+        try Data("#!/bin/sh\ncat \"$HOME/.tool/cfg\"\nfake-cli-helper && proctor experiment \"from the fake cli\"\n".utf8)
             .write(to: URL(fileURLWithPath: tool))
         try Data("#!/bin/sh\n\(Self.setX("0.6"))".utf8).write(to: URL(fileURLWithPath: dir + "/fake-cli-helper"))
         chmod(tool, 0o755)
         chmod(dir + "/fake-cli-helper", 0o755)
-        let ws = try LoopWorkspace(agent: "[agent]\nkind = \"mutate\"\nread_only = [\(tomlString(dir))]")
+        try Data("session-home-file-51a0\n".utf8).write(to: URL(fileURLWithPath: dir + "/cfg"))
+        let ws = try LoopWorkspace(
+            agent: "[agent]\nkind = \"mutate\"\nread_only = [\(tomlString(dir))]\n[agent.home_files]\n\(tomlString(dir + "/cfg")) = \".tool/cfg\"")
         let path = dir + ":" + (ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin")
         let outcome = try ws.proctor(
             ["session", "--workspace", ws.root, "--", "fake-cli-agent"], environment: ["PATH": path], deadline: 120)
         XCTAssertEqual(outcome.status, 0, ws.describe(outcome))
         XCTAssertEqual(ws.statuses(), ["keep", "keep"], ws.describe(outcome))
         XCTAssertEqual(ws.rows().last?["description"], "from the fake cli")
+        XCTAssertTrue(outcome.stdout.contains("session-home-file-51a0"), "[agent.home_files] reached the session's home")
     }
 
     /// Node-based CLIs (Claude Code, Codex's npm wrapper) run their tools with child_process,
@@ -224,6 +235,40 @@ final class SessionTests: XCTestCase {
         let reached = ws.filesContaining("SESSION-REACHABLE", under: logs)
         XCTAssertEqual(reached, [], "the experiment reached the session channel: \(reached.map { ws.read(".proctor/logs/" + $0) ?? "" })")
         XCTAssertFalse(ws.filesContaining("SESSION-UNREACHABLE", under: logs).isEmpty, "the probe never ran")
+    }
+
+    /// Ctrl-C while the agent thinks after an experiment: proctor stops the agent and exits 130
+    /// promptly, and nothing of the agent survives.
+    func testInterruptStopsTheSessionAgent() throws {
+        let ws = try LoopWorkspace(agent: Self.noAgent)
+        let marker = "session-agent-\(UUID().uuidString.prefix(8))"
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: proctorExecutable)
+        let script = Self.setX("0.6") + "proctor experiment first\nsleep 1000\n"
+        process.arguments = ["session", "--workspace", ws.root, "--", "sh", "-c", script, marker]
+        process.environment = ws.environment()
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = FileHandle.nullDevice
+        process.standardInput = FileHandle.nullDevice
+        try process.run()
+        // proctor and the launcher carry the marker in their arguments too: wait for the agent's sh.
+        func agentRunning() -> Bool { processesWith(marker: marker).contains { $0.contains(": sh -c ") } }
+        // After its first experiment, while the agent "thinks".
+        let started = Date()
+        while ws.rows().count < 2 && Date().timeIntervalSince(started) < 60 { usleep(50_000) }
+        XCTAssertTrue(agentRunning(), "the session agent is not running")
+        usleep(300_000)
+        kill(process.processIdentifier, SIGINT)
+        let interrupted = Date()
+        while process.isRunning && Date().timeIntervalSince(interrupted) < 10 { usleep(50_000) }
+        let stopped = !process.isRunning
+        if !stopped { kill(process.processIdentifier, SIGKILL) }
+        process.waitUntilExit()
+        XCTAssertTrue(stopped, "proctor session did not stop within 10 s of SIGINT")
+        XCTAssertEqual(process.terminationStatus, 130, "an interrupted session exits 130")
+        usleep(200_000)
+        XCTAssertEqual(processesWith(marker: marker), [], "the session agent outlived proctor")
+        XCTAssertEqual(ws.statuses(), ["keep", "keep"])
     }
 
     /// Outside a session there is no channel: `proctor experiment` fails with a clear message.
