@@ -30,8 +30,11 @@ def run_text(argv, **kw):
         return ""
 
 
+STARTED = (datetime.datetime.now(datetime.timezone.utc), os.getloadavg())
+
+
 def machine_lines(extra=()):
-    """What the numbers were measured on: machine, kernel, versions."""
+    """What the numbers were measured on: machine, kernel, versions, when and under what load."""
     cpu = ""
     try:
         with open("/proc/cpuinfo") as f:
@@ -60,9 +63,11 @@ def machine_lines(extra=()):
     commit = run_text(["git", "-C", REPO, "log", "-1", "--format=%h %cd", "--date=short"])
     dirty = run_text(["git", "-C", REPO, "status", "--porcelain", "--untracked-files=no", "--", "Sources", "sandbox"])
     lines = [
-        "date:      " + datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC"),
-        "machine:   %s, %d cores (os.cpu_count), %s RAM, load avg %s" % (
-            cpu or platform.machine(), os.cpu_count() or 0, mem, " ".join("%.2f" % x for x in os.getloadavg())),
+        "date:      %s to %s" % (STARTED[0].strftime("%Y-%m-%d %H:%M:%S"),
+                                   datetime.datetime.now(datetime.timezone.utc).strftime("%H:%M:%S UTC")),
+        "machine:   %s, %d cores (os.cpu_count), %s RAM" % (cpu or platform.machine(), os.cpu_count() or 0, mem),
+        "load avg:  %s at the start, %s at the end (1/5/15 min; other work on the machine skews absolute times)" % (
+            " ".join("%.2f" % x for x in STARTED[1]), " ".join("%.2f" % x for x in os.getloadavg())),
         "kernel:    %s %s" % (platform.system(), platform.release()),
         "os:        %s; cgroup %s; running as uid %d" % (osname, cgroup, os.getuid()),
         "proctor:   %s%s" % (commit, " (+ uncommitted changes in Sources/ or sandbox/)" if dirty else ""),

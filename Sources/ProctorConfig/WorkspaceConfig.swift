@@ -280,8 +280,8 @@ extension WorkspaceConfig {
         }
     }
 
-    /// What the loop's status and revert never look into: proctor's state, the outputs, the hidden files.
+    /// What the loop's status never looks into: proctor's state and the outputs.
     public var untrackedByLoop: [String] {
-        [".proctor/"] + files.outputs.map { $0 + "/" } + hiddenPrefixes
+        [".proctor/"] + files.outputs.map { $0 + "/" }
     }
 }

@@ -50,8 +50,6 @@ public final class Runner {
     let audit: AuditLog
     let ledger: Ledger
     let root: String
-    /// Paths that are neither the agent's nor git's business: proctor's state and the experiment's outputs.
-    let excluded: [String]
     /// What a revert leaves in place: proctor's state and the hidden files (outputs are removed).
     let kept: [String]
     var state: RunState!
@@ -81,7 +79,6 @@ public final class Runner {
         repo = try Repository.open(at: root)
         audit = try AuditLog(path: root + "/.proctor/audit.jsonl")
         ledger = try Ledger(directory: root + "/.proctor")
-        excluded = env.config.untrackedByLoop
         kept = [".proctor/"] + env.config.hiddenPrefixes
     }
 
@@ -124,7 +121,7 @@ public final class Runner {
 
     private func start(_ runID: String) throws {
         guard let head = try repo.head() else { throw RunError("the workspace repository has no commit; run `proctor init` first") }
-        let dirty = try repo.status(against: head, excluding: excluded)
+        let dirty = try repo.loopStatus(against: head, config: config)
         if !dirty.isEmpty {
             // A locked file changed in the working tree is a tamper attempt, whoever made it.
             let locked = config.files.locked.map(Glob.init)
@@ -284,7 +281,7 @@ public final class Runner {
             return try finish(.rejected, reason: "locked file changed: \(tampered.joined(separator: ", "))",
                               description: proposal.description, usage: proposal.usage, violations: tampered.map { "\($0): tamper" })
         }
-        let changes = try repo.status(against: best, excluding: excluded)
+        let changes = try repo.loopStatus(against: best, config: config)
         let stats = DiffStats(files: changes.map(\.path), added: changes.reduce(0) { $0 + $1.addedLines },
                               removed: changes.reduce(0) { $0 + $1.removedLines })
         let violations = DiffValidator.validate(changes, policy: diffPolicy)
@@ -389,7 +386,7 @@ public final class Runner {
 
     /// Paths whose bytes differ from `validated`, or that changed only since it was taken.
     private func movedPaths(since validated: [String: String], against best: ObjectID) throws -> [String] {
-        let now = fingerprint(try repo.status(against: best, excluding: excluded))
+        let now = fingerprint(try repo.loopStatus(against: best, config: config))
         return Set(now.keys).union(validated.keys).filter { now[$0] != validated[$0] }.sorted()
     }
 

@@ -115,8 +115,7 @@ public enum WorkspaceSteps {
             throw RunError("\(root) has no commit; run `proctor init`")
         }
         var problems: [String] = []
-        let excluded = config.untrackedByLoop
-        let changes = try repo.status(against: base, excluding: excluded)
+        let changes = try repo.loopStatus(against: base, config: config)
         let editable = config.files.editable.map(Glob.init)
         let notes = config.files.notes.map(Glob.init)
         let policy = DiffPolicy(isEditable: { p in editable.contains { $0.matches(p) } },
@@ -129,5 +128,17 @@ public enum WorkspaceSteps {
             if data.map(Pins.sha256) != hash { problems.append("\(path): differs from its pin [tamper]") }
         }
         return problems
+    }
+}
+
+extension Repository {
+    /// The working tree's changes as the loop judges them: nothing under `.proctor/` or the outputs,
+    /// and no untracked files under the hidden prefixes (held-out labels may live outside git);
+    /// a tracked hidden file that changed or disappeared is still reported.
+    func loopStatus(against commit: ObjectID, config: WorkspaceConfig) throws -> [Change] {
+        let hidden = config.hiddenPrefixes
+        return try status(against: commit, excluding: config.untrackedByLoop).filter { change in
+            !(change.kind == .added && hidden.contains { change.path == $0 || change.path.hasPrefix($0) })
+        }
     }
 }

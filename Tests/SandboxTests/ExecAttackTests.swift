@@ -5,7 +5,7 @@ import XCTest
 /// the protected file's bytes, the host's files, a listener, the process table, the audit log.
 final class ExecAttackTests: XCTestCase {
     override func setUpWithError() throws {
-        try XCTSkipUnless(FileManager.default.isExecutableFile(atPath: proctorBinary), "build proctor first (swift build)")
+        try requireProctorBinary()
     }
 
     // MARK: Writing where it must not

@@ -9,6 +9,17 @@ let proctorBinary: String = {
     return dir.appendingPathComponent(".build/debug/proctor").path
 }()
 
+/// Skips when the binary is not built, except in CI, where a missing binary must fail loudly
+/// instead of turning the attack suite into silent skips.
+func requireProctorBinary(file: StaticString = #filePath, line: UInt = #line) throws {
+    guard !FileManager.default.isExecutableFile(atPath: proctorBinary) else { return }
+    if ProcessInfo.processInfo.environment["CI"] != nil {
+        XCTFail("no proctor binary at \(proctorBinary)", file: file, line: line)
+        throw XCTSkip("no binary")
+    }
+    throw XCTSkip("build proctor first (swift build)")
+}
+
 /// What a finished command did.
 struct Outcome {
     var status: Int32

@@ -344,7 +344,15 @@ if [ -n "$PORT" ]; then
 fi
 check "no sandbox process left at all" no_procs "$MARK"
 if [ $ROOT = 1 ]; then
-    check "no cgroup left behind" bash -c "! ls -d /sys/fs/cgroup/*/proctor/psb-* /sys/fs/cgroup/*/*/*/proctor/psb-* 2>/dev/null | grep -q ."
+    # Only cgroups whose launcher is gone count: other proctor runs on this machine may be live.
+    stale_cgroups() {
+        for d in /sys/fs/cgroup/*/proctor/psb-* /sys/fs/cgroup/*/*/*/proctor/psb-*; do
+            [ -d "$d" ] || continue
+            [ -d "/proc/${d##*psb-}" ] || echo "$d"
+        done
+    }
+    sleep 0.5
+    check "no cgroup left behind" bash -c "$(declare -f stale_cgroups); [ -z \"\$(stale_cgroups)\" ]"
 fi
 
 echo "$PASSED passed, $FAILED failed"
