@@ -189,7 +189,7 @@ final class CommandAgentLoopTests: XCTestCase {
                     pass
                 time.sleep(0.1)
             """
-        let seen = MarkerWatch(marker)
+        let seen = MarkerWatch(marker, prefix: "python3 -c")
         let (ws, outcome) = try loop(
             """
             ( setsid python3 -c \(shellQuote(daemon)) \(marker) < /dev/null > /dev/null 2>&1 & )
@@ -422,17 +422,19 @@ func shellQuote(_ text: String) -> String {
     "'" + text.replacingOccurrences(of: "'", with: "'\\''") + "'"
 }
 
-/// Polls the process table in the background, counting sightings of `marker`.
+/// Polls the process table in the background, counting sightings of a marked process.
 final class MarkerWatch: @unchecked Sendable {
     private let lock = NSLock()
     private var sightings = 0
     private var running = true
     private let done = DispatchSemaphore(value: 0)
 
-    init(_ marker: String) {
+    /// Counts processes whose command line starts with `prefix` and contains `marker` (the
+    /// launcher's own arguments hold the agent's script, marker included: not a sighting).
+    init(_ marker: String, prefix: String) {
         let thread = Thread { [self] in
             while isRunning {
-                if !processesWith(marker: marker).isEmpty {
+                if processesWith(marker: marker).contains(where: { $0.contains(": " + prefix) }) {
                     lock.lock()
                     sightings += 1
                     lock.unlock()
