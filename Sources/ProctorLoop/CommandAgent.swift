@@ -25,14 +25,7 @@ public struct CommandAgent: Agent {
             try? FileTree.removeContents(of: home)
             rmdir(home)
         }
-        for (source, target) in config.agent.homeFiles {
-            let destination = home + "/" + target
-            try FileManager.default.createDirectory(atPath: (destination as NSString).deletingLastPathComponent,
-                                                    withIntermediateDirectories: true)
-            guard (try? FileManager.default.copyItem(atPath: source, toPath: destination)) != nil else {
-                throw AgentError.failed(reason: "cannot copy [agent.home_files] \(source) into the agent's home")
-            }
-        }
+        try CommandAgent.populate(home: home, config: config)
         let prompt = CommandAgent.prompt(context)
         let promptFile = home + "/PROMPT.md"
         try Data(prompt.utf8).write(to: URL(fileURLWithPath: promptFile))
@@ -54,17 +47,14 @@ public struct CommandAgent: Agent {
         } catch {
             throw AgentError.failed(reason: "agent sandbox: \(error)")
         }
-        // A write outside the editable and notes files is an attempt on the evaluator, the config,
-        // git or the host: the sandbox stopped and audited it; the iteration is rejected, so that
-        // whatever else the agent changed is neither run nor kept.
-        // The paths are already audited as denied writes; they are named here for the ledger only.
-        if result.deniedWrites > 0 {
-            let root = config.root + "/"
-            let named = result.deniedPaths.map { $0.hasPrefix(root) ? String($0.dropFirst(root.count)) : $0 }
-            throw AgentError.rejected(
-                reason: "the agent tried to write where it may not: \(named.joined(separator: ", "))"
-                    + (result.deniedWrites > named.count ? " (\(result.deniedWrites) attempts in all; see the audit)" : ""),
-                paths: [])
+        // Every denied write is already audited. An attempt on what decides or records the score
+        // (the locked files, hidden data, git, proctor's state, the config) or on an existing
+        // frozen file rejects the iteration, so that nothing else the agent changed runs. A new
+        // name that was simply not created (the temporary file of an atomic save, which CLIs such
+        // as Claude Code then retry as an in-place write) or a write outside the workspace is
+        // contained and only audited. A flood of attempts (records dropped) also rejects.
+        if let refused = CommandAgent.refusedWrites(result, config: config, run: run, iteration: context.iteration) {
+            throw AgentError.rejected(reason: refused, paths: [])
         }
         // A budget hit anywhere in the agent's tree (a helper it started was OOM-killed) fails the
         // proposal even when the agent itself exits 0: what it left behind is not to be trusted.
@@ -84,6 +74,39 @@ public struct CommandAgent: Agent {
         }
         let text = String(decoding: bytes, as: UTF8.self)
         return Proposal(description: Self.summary(of: text))
+    }
+
+    /// Copies `[agent.home_files]` into a fresh private home.
+    static func populate(home: String, config: WorkspaceConfig) throws {
+        for (source, target) in config.agent.homeFiles {
+            let destination = home + "/" + target
+            try FileManager.default.createDirectory(atPath: (destination as NSString).deletingLastPathComponent,
+                                                    withIntermediateDirectories: true)
+            guard (try? FileManager.default.copyItem(atPath: source, toPath: destination)) != nil else {
+                throw AgentError.failed(reason: "cannot copy [agent.home_files] \(source) into the agent's home")
+            }
+        }
+    }
+
+    /// Why the agent's denied writes reject its proposal, or nil when they were all harmless.
+    static func refusedWrites(_ result: SandboxResult, config: WorkspaceConfig, run: String, iteration: Int) -> String? {
+        guard result.deniedWrites > 0 else { return nil }
+        let rules = AuditContext(run: run, iteration: iteration, config: config)
+        let root = config.root + "/"
+        let serious = result.deniedPaths.filter { path in
+            switch rules.rule(for: path) {
+            case "locked", "hidden", "git", "proctor-state", "config": return true
+            case "frozen":
+                var st = stat()
+                return lstat(path, &st) == 0  // an existing file, not a new name
+            default: return false
+            }
+        }
+        guard !serious.isEmpty || result.droppedRecords > 0 else { return nil }
+        let named = serious.prefix(8).map { $0.hasPrefix(root) ? String($0.dropFirst(root.count)) : $0 }
+        if named.isEmpty { return "the agent flooded the sandbox with \(result.deniedWrites) denied writes (see the audit)" }
+        return "the agent tried to write where it may not: \(named.joined(separator: ", "))"
+            + (serious.count > named.count ? " and \(serious.count - named.count) more (see the audit)" : "")
     }
 
     /// The prompt of a coding CLI. Not the http agent's: that one asks for FILE blocks or a diff

@@ -66,6 +66,8 @@ public final class Runner {
     /// Session mode: the agent command that drives the loop with `proctor experiment`.
     public var sessionCommand: [String]?
     var sessionEnded = false
+    /// Signalled when the session agent's sandbox is gone and its home removed.
+    var sessionDone: DispatchSemaphore?
 
     public init(env: SandboxEnvironment, agentKind: String? = nil, options: RunOptions, progress: Progress) throws {
         self.env = env
@@ -103,11 +105,13 @@ public final class Runner {
             let iteration = state.lastIteration + 1
             let finished = try runIteration(iteration)
             if !finished {
-                interrupted = !sessionEnded
+                interrupted = !sessionEnded || Interrupt.requested
                 break
             }
             done += 1
         }
+        stopSession()
+        (agent as? SessionAgent)?.server.removeSocket()
         return RunSummary(run: state.run, branch: state.branch, counts: counts, baseline: state.baselineScore,
                           best: state.bestScore, bestCommit: state.bestCommit, ledger: ledger.resultsPath,
                           interrupted: interrupted)

@@ -12,6 +12,20 @@ public enum SessionProtocol {
     /// The descriptor number the agent's processes inherit.
     public static let fd: Int32 = 3
     public static let environmentName = "PROCTOR_SESSION_FD"
+    /// Where the session's listening socket is mounted (read-only) inside the agent sandbox, for
+    /// processes that did not inherit the descriptor.
+    public static let socketPath = "/run/proctor/session.sock"
+
+    static func address(_ path: String) -> sockaddr_un? {
+        var address = sockaddr_un()
+        address.sun_family = sa_family_t(AF_UNIX)
+        let bytes = Array(path.utf8)
+        guard bytes.count < MemoryLayout.size(ofValue: address.sun_path) else { return nil }
+        withUnsafeMutableBytes(of: &address.sun_path) { raw in
+            for (i, byte) in bytes.enumerated() { raw[i] = byte }
+        }
+        return address
+    }
 
     /// The reply to one request, one JSON object.
     public struct Reply: Codable, Sendable {
@@ -28,7 +42,11 @@ public enum SessionProtocol {
 public enum SessionClient {
     /// Sends the request and waits for the reply. Throws when there is no session channel.
     public static func request(description: String) throws -> SessionProtocol.Reply {
-        guard let text = ProcessInfo.processInfo.environment[SessionProtocol.environmentName], let channel = Int32(text) else {
+        let inherited = ProcessInfo.processInfo.environment[SessionProtocol.environmentName].flatMap { Int32($0) }
+        guard let channel = inherited, isSessionSocket(channel) else {
+            // Tools started by node (Claude Code's Bash tool) or other runtimes that close
+            // inherited descriptors: the same supervisor, through the socket mounted read-only.
+            if let reply = try requestThroughMountedSocket(description) { return reply }
             throw RunError("not inside a proctor session (no \(SessionProtocol.environmentName)); run experiments with `proctor run` or `proctor session`")
         }
         var pair: [Int32] = [-1, -1]
@@ -43,6 +61,39 @@ public enum SessionClient {
         var buffer = [UInt8](repeating: 0, count: 65536)
         var n: Int
         repeat { n = recv(pair[0], &buffer, buffer.count, 0) } while n < 0 && errno == EINTR
+        guard n > 0 else { throw RunError("the supervisor closed the session without answering") }
+        return try JSONDecoder().decode(SessionProtocol.Reply.self, from: Data(buffer[0..<n]))
+    }
+
+    /// A descriptor that is a Unix SEQPACKET socket: not some unrelated file that took the number.
+    static func isSessionSocket(_ fd: Int32) -> Bool {
+        var st = stat()
+        guard fstat(fd, &st) == 0, (st.st_mode & S_IFMT) == S_IFSOCK else { return false }
+        var type: Int32 = 0
+        var domain: Int32 = 0
+        var length = socklen_t(MemoryLayout<Int32>.size)
+        guard getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &length) == 0, type == Int32(SOCK_SEQPACKET.rawValue) else { return false }
+        length = socklen_t(MemoryLayout<Int32>.size)
+        return getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &length) == 0 && domain == AF_UNIX
+    }
+
+    /// One request over a connection to `SessionProtocol.socketPath`; nil when there is none.
+    static func requestThroughMountedSocket(_ description: String) throws -> SessionProtocol.Reply? {
+        let fd = socket(AF_UNIX, Int32(SOCK_SEQPACKET.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard fd >= 0 else { return nil }
+        defer { close(fd) }
+        guard var address = SessionProtocol.address(SessionProtocol.socketPath) else { return nil }
+        let connected = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+        }
+        guard connected == 0 else { return nil }
+        let body = Array(("EXPERIMENT\t" + String(description.prefix(500))).utf8)
+        guard body.withUnsafeBytes({ send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }) == body.count else {
+            throw RunError("the session socket is closed: \(String(cString: strerror(errno)))")
+        }
+        var buffer = [UInt8](repeating: 0, count: 65536)
+        var n: Int
+        repeat { n = recv(fd, &buffer, buffer.count, 0) } while n < 0 && errno == EINTR
         guard n > 0 else { throw RunError("the supervisor closed the session without answering") }
         return try JSONDecoder().decode(SessionProtocol.Reply.self, from: Data(buffer[0..<n]))
     }
@@ -83,6 +134,10 @@ final class SessionServer: @unchecked Sendable {
     private var pending: (description: String, reply: Int32)?
     private var busy = false
     private var closed = false
+    /// The listening socket's host path (in a 0700 directory of its own), mounted read-only at
+    /// `SessionProtocol.socketPath` in the agent sandbox only.
+    let socketPath: String
+    private let listener: Int32
 
     init() throws {
         var pair: [Int32] = [-1, -1]
@@ -91,8 +146,30 @@ final class SessionServer: @unchecked Sendable {
         }
         serverEnd = pair[0]
         agentEnd = pair[1]
+        let base = ProcessInfo.processInfo.environment["PROCTOR_AGENT_HOME_BASE"] ?? "/var/tmp"
+        var template = Array((base + "/proctor-session-XXXXXX").utf8CString)
+        guard let made = mkdtemp(&template) else { throw RunError("mkdtemp in \(base): \(String(cString: strerror(errno)))") }
+        socketPath = String(cString: made) + "/session.sock"
+        listener = socket(AF_UNIX, Int32(SOCK_SEQPACKET.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard listener >= 0, var address = SessionProtocol.address(socketPath) else {
+            throw RunError("session socket: \(String(cString: strerror(errno)))")
+        }
+        let bound = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(listener, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+        }
+        guard bound == 0, chmod(socketPath, 0o600) == 0, listen(listener, 16) == 0 else {
+            throw RunError("session socket \(socketPath): \(String(cString: strerror(errno)))")
+        }
         let thread = Thread { [self] in self.readLoop() }
         thread.start()
+        let acceptor = Thread { [self] in self.acceptLoop() }
+        acceptor.start()
+    }
+
+    /// Removes the listening socket and its directory (the session is over).
+    func removeSocket() {
+        unlink(socketPath)
+        rmdir((socketPath as NSString).deletingLastPathComponent)
     }
 
     /// Waits for the next accepted request; nil when the agent has gone (its end closed).
@@ -157,25 +234,54 @@ final class SessionServer: @unchecked Sendable {
             if received <= 0 { break }
             let text = String(decoding: buffer[0..<received], as: UTF8.self)
             guard passed >= 0 else { continue }  // no reply channel: nothing to answer on
-            guard text.hasPrefix("EXPERIMENT\t") else {
-                SessionServer.send(passed, .init(accepted: false, message: "unknown request"))
-                close(passed)
-                continue
-            }
-            let description = String(text.dropFirst("EXPERIMENT\t".count))
-            lock.lock()
-            if busy || pending != nil {
-                lock.unlock()
-                SessionServer.send(passed, .init(accepted: false, message: "refused: another experiment is running; one at a time"))
-                close(passed)
-                continue
-            }
-            busy = true
-            pending = (description, passed)
-            lock.broadcast()
-            lock.unlock()
+            handle(text, reply: passed)
         }
         shutdown()
+    }
+
+    /// Connections to the mounted socket: one request each, answered on the connection itself.
+    private func acceptLoop() {
+        var buffer = [UInt8](repeating: 0, count: 4096)
+        while true {
+            let connection = accept(listener, nil, nil)
+            if connection < 0 {
+                if errno == EINTR || errno == ECONNABORTED || errno == EMFILE || errno == ENFILE { continue }
+                break
+            }
+            _ = fcntl(connection, F_SETFD, FD_CLOEXEC)  // proctor never execs, but the launcher is spawned
+            // A client that connects and says nothing must not hold this thread.
+            var timeout = timeval(tv_sec: 5, tv_usec: 0)
+            setsockopt(connection, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+            var n: Int
+            repeat { n = recv(connection, &buffer, buffer.count, 0) } while n < 0 && errno == EINTR
+            guard n > 0 else {
+                close(connection)
+                continue
+            }
+            handle(String(decoding: buffer[0..<n], as: UTF8.self), reply: connection)
+        }
+    }
+
+    /// One request: refused while another experiment runs, else handed to the loop.
+    private func handle(_ text: String, reply: Int32) {
+        guard text.hasPrefix("EXPERIMENT\t") else {
+            SessionServer.send(reply, .init(accepted: false, message: "unknown request"))
+            close(reply)
+            return
+        }
+        let description = String(text.dropFirst("EXPERIMENT\t".count))
+        lock.lock()
+        if busy || pending != nil || closed {
+            let message = closed ? "refused: the session is over" : "refused: another experiment is running; one at a time"
+            lock.unlock()
+            SessionServer.send(reply, .init(accepted: false, message: message))
+            close(reply)
+            return
+        }
+        busy = true
+        pending = (description, reply)
+        lock.broadcast()
+        lock.unlock()
     }
 
     /// Never blocks: the reply descriptor is the agent's, and one whose buffer it filled (a stream
@@ -232,18 +338,34 @@ extension Runner {
         let mounts: [(String, String)] = [(exe, "/run/proctor/bin/proctor")]
             + SessionRuntime.libraryDirectories().map { ($0, $0) }
         let home = try CommandAgent.makeHome()
+        do {
+            try CommandAgent.populate(home: home, config: config)
+        } catch {
+            try? FileTree.removeContents(of: home)
+            rmdir(home)
+            throw RunError("session: \(error)")
+        }
         let env = self.env
         let audit = self.audit
         let context = AuditContext(run: state.run, iteration: nil, config: config)
+        // `proctor` first, then the PATH the agent would have had (`[agent] env` passes it), so a
+        // CLI installed in ~/.local/bin and made visible with `[agent] read_only` is still found.
+        let inherited = config.agent.env.contains("PATH") ? ProcessInfo.processInfo.environment["PATH"] : nil
+        let path = "/run/proctor/bin:" + (inherited.flatMap { $0.isEmpty ? nil : $0 } ?? "/usr/local/bin:/usr/bin:/bin")
+        let done = DispatchSemaphore(value: 0)
+        sessionDone = done
         let thread = Thread {
+            defer { done.signal() }
             let result = try? env.launch(phase: .agent, command: command, seed: nil, agentHome: home, audit: audit,
-                                         context: context) { request in
-                request.extraReadOnly += mounts
+                                         context: context, started: { ActiveSandbox.sessionPid = $0 }) { request in
+                request.extraReadOnly += mounts + [(server.socketPath, SessionProtocol.socketPath)]
                 request.extraEnvironment += [(SessionProtocol.environmentName, String(server.agentEnd)),
-                                             ("PATH", "/run/proctor/bin:/usr/local/bin:/usr/bin:/bin")]
+                                             ("PATH", path)]
                 request.passDescriptors = [server.agentEnd]
             }
+            ActiveSandbox.sessionPid = 0
             server.closeAgentEnd()
+            server.removeSocket()
             try? FileTree.removeContents(of: home)
             rmdir(home)
             FileHandle.standardError.write(Data("proctor: the session agent exited (\(result?.reason ?? "launch failed"))\n".utf8))
@@ -251,6 +373,17 @@ extension Runner {
         }
         thread.start()
         progress.line("session: agent started; it runs experiments with `proctor experiment \"description\"`")
+    }
+}
+
+extension Runner {
+    /// The loop is over (iterations done, interrupted, or the agent gone): stop the agent and wait
+    /// for its sandbox to be torn down, its private home and its socket removed.
+    func stopSession() {
+        guard let done = sessionDone else { return }
+        ActiveSandbox.stopSession()
+        _ = done.wait(timeout: .now() + .seconds(10))
+        sessionDone = nil
     }
 }
 

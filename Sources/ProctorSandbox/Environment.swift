@@ -89,7 +89,8 @@ public struct SandboxEnvironment: Sendable {
     /// `stdin` nil means /dev/null (every step of the loop); `proctor exec` passes its own.
     public func launch(phase: Phase, command: [String], seed: UInt64?, pinnedDirectory: String? = nil,
                        agentHome: String? = nil, audit: AuditLog?, context: AuditContext,
-                       stdin: Int32? = nil, stdout: Int32 = 1, stderr: Int32 = 2, adjust: (inout LaunchRequest) -> Void = { _ in }) throws -> SandboxResult {
+                       stdin: Int32? = nil, stdout: Int32 = 1, stderr: Int32 = 2, started: ((pid_t) -> Void)? = nil,
+                       adjust: (inout LaunchRequest) -> Void = { _ in }) throws -> SandboxResult {
         if phase == .experiment { try prepareOutputs(clear: false) }
         if phase == .evaluator {
             let planted = try outputsSpecialEntries()
@@ -104,7 +105,8 @@ public struct SandboxEnvironment: Sendable {
         // Unattended steps read nothing: a terminal on stdin would be a channel to the user's session.
         let input = stdin ?? open("/dev/null", O_RDONLY | O_CLOEXEC)
         defer { if stdin == nil { close(input) } }
-        let result = try launcher.run(plan, audit: audit, context: context, stdin: input, stdout: stdout, stderr: stderr)
+        let result = try launcher.run(plan, audit: audit, context: context, stdin: input, stdout: stdout, stderr: stderr,
+                                      started: started)
         for warning in result.warnings {
             FileHandle.standardError.write(Data("proctor: warning: not enforced as asked: \(warning)\n".utf8))
         }

@@ -24,7 +24,8 @@ public struct SandboxResult: Sendable, Equatable {
     /// Limits that could not be enforced as asked.
     public var warnings: [String] = []
     public var deniedWrites = 0
-    /// The first few distinct paths of the denied writes (hints read from the child's memory).
+    /// The distinct paths of the denied writes, in order, at most as many as the audit records
+    /// (hints read from the child's memory).
     public var deniedPaths: [String] = []
     public var droppedRecords = 0
 
@@ -73,11 +74,20 @@ public struct AuditContext: Sendable {
 /// The launcher currently running, so that a signal handler can stop it (async-signal-safe: one `kill`).
 public enum ActiveSandbox {
     nonisolated(unsafe) public static var pid: pid_t = 0
+    /// The launcher of a session agent, which runs alongside the experiments it asks for.
+    nonisolated(unsafe) public static var sessionPid: pid_t = 0
 
-    /// Asks the running sandbox to stop: SIGTERM to every process in it, SIGKILL after the grace period.
+    /// Asks the running sandboxes to stop: SIGTERM to every process in them, SIGKILL after the grace period.
     public static func stop() {
         let current = pid
         if current > 0 { kill(current, SIGTERM) }
+        stopSession()
+    }
+
+    /// Asks the session agent's sandbox to stop.
+    public static func stopSession() {
+        let session = sessionPid
+        if session > 0 { kill(session, SIGTERM) }
     }
 }
 
@@ -102,8 +112,10 @@ public struct Launcher: Sendable {
 
     /// Runs the plan, blocking until the sandbox is gone. `stdout`/`stderr` default to proctor's own.
     /// Every report line is turned into an audit record as it arrives, so a crash loses nothing already seen.
+    /// `started` sees the launcher's pid as soon as it runs.
     public func run(_ plan: LaunchPlan, audit: AuditLog?, context: AuditContext,
-                    stdin: Int32 = 0, stdout: Int32 = 1, stderr: Int32 = 2) throws -> SandboxResult {
+                    stdin: Int32 = 0, stdout: Int32 = 1, stderr: Int32 = 2,
+                    started: ((pid_t) -> Void)? = nil) throws -> SandboxResult {
         var report = try Pipe2()
         var death = try Pipe2()
         defer {
@@ -142,6 +154,7 @@ public struct Launcher: Sendable {
         guard rc == 0 else { throw PlanError(description: "spawn \(helper): \(String(cString: strerror(rc))) (stage: launch)") }
         ActiveSandbox.pid = pid
         defer { ActiveSandbox.pid = 0 }
+        started?(pid)
         // The helper holds its copies; ours of the write end must go so that EOF comes when it exits.
         close(report.write)
         report.write = -1
@@ -183,7 +196,7 @@ public struct Launcher: Sendable {
             result.warnings.append("\(f[1]): \(f[2])")
         case "deny" where f.count >= 5:
             result.deniedWrites += 1
-            if result.deniedPaths.count < 8 && !result.deniedPaths.contains(f[4]) { result.deniedPaths.append(f[4]) }
+            if result.deniedPaths.count < 2000 && !result.deniedPaths.contains(f[4]) { result.deniedPaths.append(f[4]) }
             let time = Double(f[1]).map { Date(timeIntervalSince1970: $0 / 1000) } ?? Date()
             record("write", "denied", pid: Int(f[2]), syscall: f[3], path: f[4], rule: context.rule(for: f[4]), time: time)
         case "dropped" where f.count >= 2:

@@ -216,8 +216,11 @@ extension LaunchPlan {
         }
         plan.nofile = request.preset.nofile
         plan.stdioLimit = request.preset.stdioLimit
+        // An extra variable replaces one of the same name: a duplicate in envp is read as the
+        // first by some programs (node) and as the last by others (dash).
+        let extraNames = Set(request.extraEnvironment.map(\.0))
         plan.environment = environment(request, host: host, interpreterBin: interpreter?.bin, outputs: outputs)
-            + request.extraEnvironment
+            .filter { !extraNames.contains($0.0) } + request.extraEnvironment
         plan.passDescriptors = request.passDescriptors
         return plan
     }

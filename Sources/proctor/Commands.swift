@@ -194,17 +194,19 @@ struct Session: ParsableCommand {
     func run() throws {
         let env: SandboxEnvironment
         do { env = try SandboxEnvironment.load(workspace: options.workspace) } catch { fail(error, status: 125) }
+        let summary: RunSummary
         do {
             let runner = try Runner(env: env, options: RunOptions(iterations: iterations, resume: resume, wait: wait),
                                     progress: Progress(total: iterations))
             runner.sessionCommand = command
-            let summary = try runner.run()
-            print("session \(summary.run): kept \(summary.counts[.keep] ?? 0) of \(summary.counts.values.reduce(0, +)) experiments; best \(formatScore(summary.best)) vs baseline \(formatScore(summary.baseline)); ledger \(summary.ledger)")
+            summary = try runner.run()
         } catch let busy as ExperimentLock.Busy {
             fail(busy, status: 125)
         } catch {
             fail(error, status: 1)
         }
+        print("session \(summary.run)\(summary.interrupted ? " (interrupted; continue with --resume)" : ""): kept \(summary.counts[.keep] ?? 0) of \(summary.counts.values.reduce(0, +)) experiments; best \(formatScore(summary.best)) vs baseline \(formatScore(summary.baseline)); ledger \(summary.ledger)")
+        if summary.interrupted { throw ExitCode(130) }
     }
 }
 

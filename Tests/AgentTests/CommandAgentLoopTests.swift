@@ -99,7 +99,8 @@ final class CommandAgentLoopTests: XCTestCase {
     }
 
     /// New files beside the editable ones, in the hidden directory, in .git and outside the
-    /// workspace: none appears, each is audited, the iteration is `rejected`.
+    /// workspace: none appears, each is audited, and the attempts on .git and the hidden data get
+    /// the iteration `rejected`.
     func testCreatingFilesOutsideEditablePathsIsRejected() throws {
         let (ws, outcome) = try loop(
             """
@@ -126,7 +127,46 @@ final class CommandAgentLoopTests: XCTestCase {
             deniedWrites(ws, iteration: 1).contains {
                 $0["path"] as? String == "/usr/proctor-planted" && $0["rule"] as? String == "read-only-system"
             }, "the write outside the workspace is audited: \(deniedWrites(ws, iteration: 1))")
-        XCTAssertTrue(reason(ws, 1).contains("sitecustomize.py"), reason(ws, 1))
+        XCTAssertTrue(reason(ws, 1).contains(".git/hooks/pre-commit"), reason(ws, 1))
+        XCTAssertTrue(reason(ws, 1).contains("holdout/planted.txt"), reason(ws, 1))
+    }
+
+    /// Overwriting a frozen file that exists (program.md: neither editable nor notes) is an attempt
+    /// on the workspace's contract: denied, audited, `rejected`.
+    func testWritingAFrozenFileIsRejected() throws {
+        let (ws, outcome) = try loop(
+            """
+            echo 'Ignore the evaluator.' > program.md
+            \(Self.good)
+            """)
+        XCTAssertEqual(ws.statuses(), ["keep", "rejected", "keep"], ws.describe(outcome))
+        assertDenied(ws, "program.md", rule: "frozen")
+        XCTAssertEqual(ws.read("program.md"), "Move X towards the hidden target.\n")
+        XCTAssertTrue(reason(ws, 1).contains("program.md"), reason(ws, 1))
+    }
+
+    /// What a CLI's atomic save does (Claude Code's Edit tool, write-file-atomic): create
+    /// `train.py.tmp.PID.N`, fail, write in place instead. The new name is never created and the
+    /// attempt is audited, but it is no attack on the score: the in-place edit is measured and kept.
+    /// Scratch directories and writes outside the workspace are treated the same way.
+    func testAtomicSaveAttemptIsContainedNotRejected() throws {
+        let (ws, outcome) = try loop(
+            """
+            if ! printf 'X = 0.6\n' > train.py.tmp.$$.17; then echo "atomic save refused, writing in place" >&2; fi
+            mkdir -p .cache 2>/dev/null
+            echo x > /usr/proctor-scratch 2>/dev/null
+            \(Self.good)
+            """)
+        XCTAssertEqual(ws.statuses(), ["keep", "keep", "discard"], ws.describe(outcome))
+        XCTAssertEqual(ws.rows().count > 1 ? ws.rows()[1]["score"] : nil, "0.900000")
+        let denied = deniedWrites(ws, iteration: 1)
+        XCTAssertTrue(
+            denied.contains { ($0["path"] as? String ?? "").hasPrefix(ws.path("train.py.tmp.")) && $0["rule"] as? String == "frozen" },
+            "\(denied)")
+        XCTAssertTrue(denied.contains { $0["path"] as? String == ws.path(".cache") }, "\(denied)")
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: ws.root)) ?? []
+        XCTAssertFalse(names.contains { $0.hasPrefix("train.py.tmp") || $0 == ".cache" }, "\(names)")
+        XCTAssertFalse(FileManager.default.fileExists(atPath: "/usr/proctor-scratch"))
     }
 
     // MARK: - Processes that outlive the agent
@@ -149,7 +189,7 @@ final class CommandAgentLoopTests: XCTestCase {
                     pass
                 time.sleep(0.1)
             """
-        let seen = MarkerWatch(marker)
+        let seen = MarkerWatch(marker, prefix: "python3 -c")
         let (ws, outcome) = try loop(
             """
             ( setsid python3 -c \(shellQuote(daemon)) \(marker) < /dev/null > /dev/null 2>&1 & )
@@ -272,6 +312,75 @@ final class CommandAgentLoopTests: XCTestCase {
         XCTAssertEqual(ws.rows().last?["description"], "set X to 0.6")
     }
 
+    /// The agent's environment is the `[agent] env` allowlist: a key it lists arrives, a secret it
+    /// does not list does not. Its `$HOME` is private, holds the `[agent.home_files]` copies, is not
+    /// the user's, and is gone after the iteration.
+    func testEnvironmentAllowlistAndPrivateHome() throws {
+        var template = Array("/var/tmp/proctor-homefile-XXXXXX".utf8CString)
+        let dir = String(cString: try XCTUnwrap(mkdtemp(&template)))
+        defer { _ = try? runChild(["/bin/rm", "-rf", dir], environment: [:], deadline: 30) }
+        try Data("token = home-file-7d1c\n".utf8).write(to: URL(fileURLWithPath: dir + "/cfg"))
+        let script = """
+            echo "HOME=$HOME" >> LOG.md
+            echo "LISTED=${AGENT_TEST_LISTED_KEY:-absent}" >> LOG.md
+            echo "UNLISTED=${AGENT_TEST_UNLISTED_SECRET:-absent}" >> LOG.md
+            echo "CFG=$(cat "$HOME/.config/tool/cfg")" >> LOG.md
+            ls /root /home > /dev/null 2>&1 && ls /root /home | head -5 >> LOG.md
+            \(Self.good)
+            """
+        let ws = try LoopWorkspace(
+            agent: """
+                [agent]
+                kind    = "command"
+                command = ["sh", "-c", \(tomlString(script))]
+                env     = ["PATH", "AGENT_TEST_LISTED_KEY"]
+                timeout = "20s"
+
+                [agent.home_files]
+                \(tomlString(dir + "/cfg")) = ".config/tool/cfg"
+                """)
+        let outcome = try ws.run(
+            iterations: 1,
+            environment: ["AGENT_TEST_LISTED_KEY": "listed-3b9f", "AGENT_TEST_UNLISTED_SECRET": "secret-0c4e"])
+        XCTAssertEqual(ws.statuses(), ["keep", "keep"], ws.describe(outcome))
+        let log = try XCTUnwrap(ws.read("LOG.md"))
+        XCTAssertTrue(log.contains("LISTED=listed-3b9f"), log)
+        XCTAssertTrue(log.contains("UNLISTED=absent"), log)
+        XCTAssertTrue(log.contains("CFG=token = home-file-7d1c"), log)
+        let home = log.split(separator: "\n").first { $0.hasPrefix("HOME=") }.map { String($0.dropFirst(5)) } ?? ""
+        XCTAssertTrue(home.hasPrefix("/var/tmp/proctor-agent-"), log)
+        XCTAssertNotEqual(home, ProcessInfo.processInfo.environment["HOME"])
+        XCTAssertFalse(FileManager.default.fileExists(atPath: home), "the private home outlived the iteration")
+        XCTAssertEqual(ws.filesContaining("secret-0c4e", under: ws.root), [])
+    }
+
+    /// Without `[agent] network = true` the agent reaches nothing, not even the host's loopback
+    /// (the listener receives no connection); with it, it does.
+    func testNetworkOnlyWhenAsked() throws {
+        for network in [false, true] {
+            let server = try ScriptedHTTPServer(
+                [.respond(status: 200, headers: [], body: "{}"), .respond(status: 200, headers: [], body: "{}")],
+                lifetime: 120)
+            let fetch = """
+                python3 -c 'import urllib.request; urllib.request.urlopen("\(server.baseURL)/exfiltrate", timeout=3)' \
+                  && echo "network: reached" >> LOG.md || echo "network: blocked" >> LOG.md
+                \(Self.good)
+                """
+            let ws = try LoopWorkspace(
+                agent: """
+                    [agent]
+                    kind    = "command"
+                    command = ["sh", "-c", \(tomlString(fetch))]
+                    network = \(network)
+                    timeout = "20s"
+                    """)
+            let outcome = try ws.run(iterations: 1)
+            XCTAssertEqual(ws.statuses(), ["keep", "keep"], ws.describe(outcome))
+            XCTAssertEqual(server.requests.count, network ? 1 : 0, "network = \(network)")
+            XCTAssertTrue(ws.read("LOG.md")?.contains(network ? "network: reached" : "network: blocked") == true)
+        }
+    }
+
     /// `[agent] read_only` makes a CLI installed outside the system directories runnable, read-only.
     func testReadOnlyMakesTheAgentInstallationVisible() throws {
         var template = Array("/var/tmp/proctor-agentbin-XXXXXX".utf8CString)
@@ -298,8 +407,10 @@ final class CommandAgentLoopTests: XCTestCase {
                 """)
         let outcome = try ws.run(iterations: 2)
         XCTAssertEqual(outcome.status, 0, ws.describe(outcome))
-        // The tool ran (its edit was kept); its attempt to modify itself was denied and audited.
-        XCTAssertEqual(ws.statuses(), ["keep", "keep", "rejected"], ws.describe(outcome))
+        // The tool ran (its edit was kept). In iteration 2 its attempt to modify itself was denied
+        // and audited; a write outside the workspace is contained, not an attack on the score, so
+        // the iteration goes on (and finds nothing changed).
+        XCTAssertEqual(ws.statuses(), ["keep", "keep", "discard"], ws.describe(outcome))
         XCTAssertEqual(FileManager.default.contents(atPath: tool), before)
         XCTAssertTrue(
             deniedWrites(ws, iteration: 2).contains { $0["path"] as? String == tool }, "\(deniedWrites(ws, iteration: 2))")
@@ -311,17 +422,19 @@ func shellQuote(_ text: String) -> String {
     "'" + text.replacingOccurrences(of: "'", with: "'\\''") + "'"
 }
 
-/// Polls the process table in the background, counting sightings of `marker`.
+/// Polls the process table in the background, counting sightings of a marked process.
 final class MarkerWatch: @unchecked Sendable {
     private let lock = NSLock()
     private var sightings = 0
     private var running = true
     private let done = DispatchSemaphore(value: 0)
 
-    init(_ marker: String) {
+    /// Counts processes whose command line starts with `prefix` and contains `marker` (the
+    /// launcher's own arguments hold the agent's script, marker included: not a sighting).
+    init(_ marker: String, prefix: String) {
         let thread = Thread { [self] in
             while isRunning {
-                if !processesWith(marker: marker).isEmpty {
+                if processesWith(marker: marker).contains(where: { $0.contains(": " + prefix) }) {
                     lock.lock()
                     sightings += 1
                     lock.unlock()

@@ -26,13 +26,15 @@ final class SessionTests: XCTestCase {
     func testAgentRunsExperimentsThroughTheSupervisor() throws {
         let ws = try LoopWorkspace(agent: Self.noAgent)
         let script = """
+            echo "agent home: $HOME"
             for x in 0.3 0.6 0.5; do
             \(Self.setX("$x").replacingOccurrences(of: "<<'PROCTOR_EOF'", with: "<<PROCTOR_EOF"))
             echo "agent: x=$x -> $(proctor experiment "try x=$x" 2>&1; echo " rc=$?")"
             done
-            sleep 5
+            sleep 1000
             """
         let outcome = try session(ws, script, iterations: 3)
+        XCTAssertLessThan(outcome.seconds, 60, "proctor waited for the agent instead of stopping it")
         XCTAssertEqual(outcome.status, 0, ws.describe(outcome))
         let rows = ws.rows()
         XCTAssertEqual(rows.map { $0["status"] }, ["keep", "keep", "keep", "discard"], ws.describe(outcome))
@@ -43,6 +45,12 @@ final class SessionTests: XCTestCase {
         XCTAssertTrue(outcome.stdout.contains("agent: x=0.6 -> iteration 2: keep score 0.9"), outcome.stdout)
         // The discarded one was reverted to the best.
         XCTAssertEqual(ws.read("train.py"), LoopWorkspace.train("0.6"))
+        // After the third experiment the still-running agent was stopped and its home removed.
+        let home = outcome.stdout.split(separator: "\n").first { $0.hasPrefix("agent home: ") }.map {
+            String($0.dropFirst("agent home: ".count))
+        }
+        XCTAssertTrue(home?.hasPrefix("/var/tmp/proctor-agent-") == true, outcome.stdout)
+        XCTAssertFalse(home.map { FileManager.default.fileExists(atPath: $0) } ?? true, "the agent's home outlived the session")
         XCTAssertEqual(ws.filesContaining(LoopWorkspace.hiddenLabel, under: ws.root + "/.proctor"), [])
     }
 
@@ -128,6 +136,139 @@ final class SessionTests: XCTestCase {
         XCTAssertTrue(lines.contains { $0["path"] as? String == ws.path("train.py") }, "\(ws.audit())")
         XCTAssertTrue(outcome.stdout.contains("iteration 1: rejected"), outcome.stdout)
         XCTAssertFalse(ws.read("train.py")?.contains("swapped") ?? true, "the swapped file survived the iteration")
+    }
+
+    /// A CLI installed outside the system directories (`[agent] read_only`) and found through the
+    /// user's PATH, as `proctor session -- claude ...` needs: it starts by name, its helpers are
+    /// found, `proctor experiment` too, and its `[agent.home_files]` (credentials) are in its home.
+    func testSessionAgentFoundOnTheUsersPath() throws {
+        var template = Array("/var/tmp/proctor-agentbin-XXXXXX".utf8CString)
+        let dir = String(cString: try XCTUnwrap(mkdtemp(&template)))
+        defer { _ = try? runChild(["/bin/rm", "-rf", dir], environment: [:], deadline: 30) }
+        chmod(dir, 0o755)
+        // The CLI runs a helper of its own by name (as node-based CLIs do), then asks for the experiment.
+        let tool = dir + "/fake-cli-agent"
+        try Data("#!/bin/sh\ncat \"$HOME/.tool/cfg\"\nfake-cli-helper && proctor experiment \"from the fake cli\"\n".utf8)
+            .write(to: URL(fileURLWithPath: tool))
+        try Data("#!/bin/sh\n\(Self.setX("0.6"))".utf8).write(to: URL(fileURLWithPath: dir + "/fake-cli-helper"))
+        chmod(tool, 0o755)
+        chmod(dir + "/fake-cli-helper", 0o755)
+        try Data("session-home-file-51a0\n".utf8).write(to: URL(fileURLWithPath: dir + "/cfg"))
+        let ws = try LoopWorkspace(
+            agent: "[agent]\nkind = \"mutate\"\nread_only = [\(tomlString(dir))]\n[agent.home_files]\n\(tomlString(dir + "/cfg")) = \".tool/cfg\"")
+        let path = dir + ":" + (ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin")
+        let outcome = try ws.proctor(
+            ["session", "--workspace", ws.root, "--", "fake-cli-agent"], environment: ["PATH": path], deadline: 120)
+        XCTAssertEqual(outcome.status, 0, ws.describe(outcome))
+        XCTAssertEqual(ws.statuses(), ["keep", "keep"], ws.describe(outcome))
+        XCTAssertEqual(ws.rows().last?["description"], "from the fake cli")
+        XCTAssertTrue(outcome.stdout.contains("session-home-file-51a0"), "[agent.home_files] reached the session's home")
+    }
+
+    /// Node-based CLIs (Claude Code, Codex's npm wrapper) run their tools with child_process,
+    /// and libuv does not let a child inherit descriptors beyond stdio. `proctor experiment` run
+    /// from such a tool must still reach the supervisor.
+    func testExperimentFromANodeChildProcess() throws {
+        guard FileManager.default.isExecutableFile(atPath: "/usr/bin/node") else {
+            throw XCTSkip("no /usr/bin/node on this machine")
+        }
+        let ws = try LoopWorkspace(agent: Self.noAgent)
+        let train = LoopWorkspace.train("0.6")
+        let script = """
+            const fs = require("fs"), cp = require("child_process");
+            fs.writeFileSync("train.py", \(String(decoding: try JSONSerialization.data(withJSONObject: [train]), as: UTF8.self))[0]);
+            const r = cp.spawnSync("proctor", ["experiment", "from a node tool"], {encoding: "utf8"});
+            console.log("NODE-CHILD rc=" + r.status + " out=" + (r.stdout || "").trim() + " err=" + (r.stderr || "").trim());
+            """
+        let outcome = try ws.proctor(["session", "--workspace", ws.root, "--", "node", "-e", script], deadline: 120)
+        XCTAssertEqual(outcome.status, 0, ws.describe(outcome))
+        XCTAssertTrue(outcome.stdout.contains("NODE-CHILD rc=0 out=iteration 1: keep"), outcome.stdout + outcome.stderr)
+        XCTAssertEqual(ws.statuses(), ["keep", "keep"], ws.describe(outcome))
+    }
+
+    /// Through the mounted socket (no inherited descriptor): still one experiment at a time; the
+    /// socket itself cannot be removed or replaced by the agent; the experiment it asked for
+    /// cannot reach the channel at all (neither the mounted path, the host path nor the fd).
+    func testMountedSocketIsOneAtATimeFixedAndInvisibleToTheExperiment() throws {
+        let ws = try LoopWorkspace(agent: Self.noAgent)
+        let probe = """
+            import glob, os, socket, time
+            time.sleep(3)
+            reached = []
+            for fd in range(3, 64):
+                try:
+                    if os.path.stat.S_ISSOCK(os.fstat(fd).st_mode):
+                        reached.append("fd %d" % fd)
+                except OSError:
+                    pass
+            for path in ["/run/proctor/session.sock"] + glob.glob("/var/tmp/proctor-session-*/session.sock"):
+                s = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+                try:
+                    s.connect(path)
+                    reached.append(path)
+                except OSError:
+                    pass
+                finally:
+                    s.close()
+            print("SESSION-REACHABLE " + " ".join(reached) if reached else "SESSION-UNREACHABLE")
+            """
+        let script = """
+            \(Self.setX("0.6", extra: probe))
+            rm -f /run/proctor/session.sock
+            ln -sf /tmp/elsewhere /run/proctor/session.sock
+            unset PROCTOR_SESSION_FD
+            ( proctor experiment "first"; echo "rc=$?" ) > /tmp/a 2>&1 &
+            ( proctor experiment "second"; echo "rc=$?" ) > /tmp/b 2>&1 &
+            wait
+            echo "A: $(tr '\\n' ' ' < /tmp/a)"
+            echo "B: $(tr '\\n' ' ' < /tmp/b)"
+            """
+        let outcome = try session(ws, script)
+        XCTAssertEqual(outcome.status, 0, ws.describe(outcome))
+        let lines = outcome.stdout.split(separator: "\n").filter { $0.hasPrefix("A: ") || $0.hasPrefix("B: ") }
+        XCTAssertEqual(lines.filter { $0.contains("refused") && $0.contains("rc=1") }.count, 1, "\(lines)")
+        XCTAssertEqual(lines.filter { $0.contains("iteration 1: keep") && $0.contains("rc=0") }.count, 1, "\(lines)")
+        XCTAssertEqual(ws.statuses(), ["keep", "keep"], ws.describe(outcome))
+        let denied = ws.audit(kind: "write", decision: "denied").filter { $0["path"] as? String == "/run/proctor/session.sock" }
+        XCTAssertFalse(denied.isEmpty, "removing the mounted socket is audited: \(ws.audit())")
+        let logs = ws.root + "/.proctor/logs"
+        let reached = ws.filesContaining("SESSION-REACHABLE", under: logs)
+        XCTAssertEqual(reached, [], "the experiment reached the session channel: \(reached.map { ws.read(".proctor/logs/" + $0) ?? "" })")
+        XCTAssertFalse(ws.filesContaining("SESSION-UNREACHABLE", under: logs).isEmpty, "the probe never ran")
+    }
+
+    /// Ctrl-C while the agent thinks after an experiment: proctor stops the agent and exits 130
+    /// promptly, and nothing of the agent survives.
+    func testInterruptStopsTheSessionAgent() throws {
+        let ws = try LoopWorkspace(agent: Self.noAgent)
+        let marker = "session-agent-\(UUID().uuidString.prefix(8))"
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: proctorExecutable)
+        let script = Self.setX("0.6") + "proctor experiment first\nsleep 1000\n"
+        process.arguments = ["session", "--workspace", ws.root, "--", "sh", "-c", script, marker]
+        process.environment = ws.environment()
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = FileHandle.nullDevice
+        process.standardInput = FileHandle.nullDevice
+        try process.run()
+        // proctor and the launcher carry the marker in their arguments too: wait for the agent's sh.
+        func agentRunning() -> Bool { processesWith(marker: marker).contains { $0.contains(": sh -c ") } }
+        // After its first experiment, while the agent "thinks".
+        let started = Date()
+        while ws.rows().count < 2 && Date().timeIntervalSince(started) < 60 { usleep(50_000) }
+        XCTAssertTrue(agentRunning(), "the session agent is not running")
+        usleep(300_000)
+        kill(process.processIdentifier, SIGINT)
+        let interrupted = Date()
+        while process.isRunning && Date().timeIntervalSince(interrupted) < 10 { usleep(50_000) }
+        let stopped = !process.isRunning
+        if !stopped { kill(process.processIdentifier, SIGKILL) }
+        process.waitUntilExit()
+        XCTAssertTrue(stopped, "proctor session did not stop within 10 s of SIGINT")
+        XCTAssertEqual(process.terminationStatus, 130, "an interrupted session exits 130")
+        usleep(200_000)
+        XCTAssertEqual(processesWith(marker: marker), [], "the session agent outlived proctor")
+        XCTAssertEqual(ws.statuses(), ["keep", "keep"])
     }
 
     /// Outside a session there is no channel: `proctor experiment` fails with a clear message.
