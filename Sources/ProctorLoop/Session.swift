@@ -310,12 +310,23 @@ final class SessionAgent: Agent, @unchecked Sendable {
     func propose(_ context: AgentContext) throws -> Proposal {
         guard let request = server.next() else { throw SessionEnded() }
         current = request.reply
+        // The agent keeps running while its experiment is validated, run and committed: freeze it,
+        // or it could swap in code that was never validated and put the honest bytes back in time.
+        // A short settle first, while the reader thread refuses every other request: a second
+        // `proctor experiment` started together with this one is refused, not frozen mid-start and
+        // run afterwards. (What changes during the settle is what gets validated and measured.)
+        usleep(300_000)
+        guard ActiveSandbox.freezeSession() else {
+            ActiveSandbox.thawSession()
+            throw AgentError.failed(reason: "the session agent could not be frozen for its experiment")
+        }
         let description = request.description.trimmingCharacters(in: .whitespacesAndNewlines)
         return Proposal(description: description.isEmpty ? "session experiment" : description)
     }
 
     /// Called by the loop with the iteration's outcome.
     func finished(iteration: Int, status: IterationStatus, score: Double?, best: Double, reason: String?) {
+        ActiveSandbox.thawSession()
         guard current >= 0 else { return }
         let message = "iteration \(iteration): \(status.rawValue)" + (score.map { " score \(format($0))" } ?? "")
             + " (best \(format(best)))" + (reason.map { ": \($0)" } ?? "")

@@ -89,6 +89,66 @@ public enum ActiveSandbox {
         let session = sessionPid
         if session > 0 { kill(session, SIGTERM) }
     }
+
+    /// Stops every process of the session agent (SIGSTOP through the launcher's init) and waits until
+    /// they are all stopped, so that the tree an experiment is validated, run and committed from
+    /// cannot change underneath it. Returns false when they did not all stop within `timeout`.
+    @discardableResult
+    public static func freezeSession(timeout: TimeInterval = 2) -> Bool {
+        let session = sessionPid
+        guard session > 0 else { return true }
+        let deadline = Date().addingTimeInterval(timeout)
+        kill(session, SIGUSR1)
+        while Date() < deadline {
+            if ProcessTree.allStopped(below: session) {
+                // Once more: a process forked while init walked the list would have been missed.
+                kill(session, SIGUSR1)
+                usleep(2_000)
+                if ProcessTree.allStopped(below: session) { return true }
+            }
+            usleep(2_000)
+        }
+        return false
+    }
+
+    /// Lets the session agent run again.
+    public static func thawSession() {
+        let session = sessionPid
+        if session > 0 { kill(session, SIGUSR2) }
+    }
+}
+
+/// Reading the process tree under a launcher from /proc.
+enum ProcessTree {
+    /// Whether every process under the launcher's init (init itself excepted) is stopped or gone.
+    static func allStopped(below launcher: pid_t) -> Bool {
+        for pid in descendants(of: launcher).dropFirst() {  // the first is init, which never stops
+            guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+                let close = stat.lastIndex(of: ")")
+            else { continue }  // gone
+            let state = stat[stat.index(close, offsetBy: 2)]
+            if !"TtZX".contains(state) { return false }
+        }
+        return true
+    }
+
+    /// Descendants in breadth-first order (children of every thread, from /proc/PID/task/TID/children).
+    static func descendants(of root: pid_t) -> [pid_t] {
+        var result: [pid_t] = []
+        var queue: [pid_t] = [root]
+        while !queue.isEmpty {
+            let pid = queue.removeFirst()
+            let tasks = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/task")) ?? []
+            for tid in tasks {
+                let text = (try? String(contentsOfFile: "/proc/\(pid)/task/\(tid)/children", encoding: .utf8)) ?? ""
+                for child in text.split(separator: " ").compactMap({ pid_t($0) }) {
+                    result.append(child)
+                    queue.append(child)
+                }
+            }
+        }
+        return result
+    }
 }
 
 /// Runs commands through the `proctor-sandbox` executable and turns its report into audit lines.

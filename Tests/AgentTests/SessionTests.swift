@@ -113,29 +113,32 @@ final class SessionTests: XCTestCase {
         XCTAssertEqual(ws.records().count, 2)
     }
 
-    /// The session agent keeps running while its experiment runs. If it rewrites train.py after
-    /// asking (here: a version that would score 0.71 replaces the measured 0.9 one), the iteration
-    /// is rejected and audited: never a commit of unmeasured code under a score it did not earn.
+    /// The session agent is frozen while its experiment is validated, run and committed: a rewrite of
+    /// train.py it starts after asking (here: a version that would score 0.71 replacing the measured
+    /// 0.9 one) cannot land until the verdict is in. What is kept is exactly what was measured.
     func testEditDuringTheExperimentIsNeverKeptUnmeasured() throws {
         let ws = try LoopWorkspace(agent: Self.noAgent)
+        let measured = LoopWorkspace.train("0.6", extra: "import time; time.sleep(2)")
         let script = """
             \(Self.setX("0.6", extra: "import time; time.sleep(2)"))
             proctor experiment "measured x=0.6" > /tmp/reply 2>&1 &
             sleep 1
+            cat /tmp/reply > /tmp/reply-at-swap
             \(Self.setX("0.99", extra: "# swapped while the experiment ran"))
             wait
+            echo "reply when swapping: $(cat /tmp/reply-at-swap)"
             cat /tmp/reply
             """
         let outcome = try session(ws, script)
         XCTAssertEqual(outcome.status, 0, ws.describe(outcome))
-        // Rejected: the tree moved between validation and the end of the measurement.
-        XCTAssertEqual(ws.statuses(), ["keep", "rejected"], ws.describe(outcome))
-        XCTAssertEqual(ws.gitSubjects().count, 1, "only the init commit: nothing was kept")
-        XCTAssertEqual(ws.read("train.py"), LoopWorkspace.train("0.2"), "the tree is back at the baseline")
-        let lines = ws.audit(kind: "tamper", decision: "rejected", iteration: 1)
-        XCTAssertTrue(lines.contains { $0["path"] as? String == ws.path("train.py") }, "\(ws.audit())")
-        XCTAssertTrue(outcome.stdout.contains("iteration 1: rejected"), outcome.stdout)
-        XCTAssertFalse(ws.read("train.py")?.contains("swapped") ?? true, "the swapped file survived the iteration")
+        XCTAssertEqual(ws.statuses(), ["keep", "keep"], ws.describe(outcome))
+        // The agent's `sleep 1` only ended after the verdict: it was frozen meanwhile.
+        XCTAssertTrue(outcome.stdout.contains("reply when swapping: iteration 1: keep"), outcome.stdout)
+        XCTAssertEqual(ws.gitSubjects().first, "measured x=0.6", "\(ws.gitSubjects())")
+        let git = try runChild(["/usr/bin/git", "-C", ws.root, "show", "HEAD:train.py"],
+                               environment: ["PATH": "/usr/bin:/bin"], deadline: 30)
+        XCTAssertEqual(git.stdout, measured, "the commit holds what was measured")
+        XCTAssertEqual(ws.audit(kind: "tamper", decision: "rejected", iteration: 1).count, 0, "\(ws.audit())")
     }
 
     /// A CLI installed outside the system directories (`[agent] read_only`) and found through the
