@@ -3,30 +3,24 @@
 public enum Units {
     /// Milliseconds in a duration such as `5m`; nil when the text is not a duration.
     public static func milliseconds(_ text: String) -> Int64? {
-        let table: [(String, Int64)] = [("ms", 1), ("s", 1000), ("m", 60_000), ("h", 3_600_000)]
-        for (suffix, factor) in table where text.hasSuffix(suffix) {
-            let number = text.dropLast(suffix.count)
-            // "5ms" also ends in "s": only accept a plain non-negative integer before the suffix.
-            guard !number.isEmpty, number.allSatisfy(\.isASCII), number.allSatisfy(\.isNumber),
-                let value = Int64(number)
-            else { continue }
-            let (product, overflow) = value.multipliedReportingOverflow(by: factor)
-            return overflow ? nil : product
-        }
-        return nil
+        parse(text, [("ms", 1), ("s", 1000), ("m", 60_000), ("h", 3_600_000)])
     }
 
     /// Bytes in a size such as `4GiB`; nil when the text is not a size.
     public static func bytes(_ text: String) -> Int64? {
-        let table: [(String, Int64)] = [
-            ("KiB", 1 << 10), ("MiB", 1 << 20), ("GiB", 1 << 30), ("TiB", 1 << 40),
-            ("KB", 1000), ("MB", 1_000_000), ("GB", 1_000_000_000), ("B", 1),
-        ]
+        parse(text, [("KiB", 1 << 10), ("MiB", 1 << 20), ("GiB", 1 << 30), ("TiB", 1 << 40),
+                     ("KB", 1000), ("MB", 1_000_000), ("GB", 1_000_000_000), ("B", 1)])
+    }
+
+    /// A non-negative integer followed by one of the suffixes, times the suffix's factor. The table
+    /// is tried in order, and a suffix only counts when a plain number stands before it ("5ms" also
+    /// ends in "s"); overflow is no value.
+    private static func parse(_ text: String, _ table: [(String, Int64)]) -> Int64? {
         for (suffix, factor) in table where text.hasSuffix(suffix) {
             let number = text.dropLast(suffix.count)
-            guard !number.isEmpty, number.allSatisfy(\.isASCII), number.allSatisfy(\.isNumber),
-                let value = Int64(number)
-            else { continue }
+            guard !number.isEmpty, number.allSatisfy({ $0.isASCII && $0.isNumber }), let value = Int64(number) else {
+                continue
+            }
             let (product, overflow) = value.multipliedReportingOverflow(by: factor)
             return overflow ? nil : product
         }
