@@ -94,7 +94,10 @@ void psb_warn(const char *limit, const char *fmt, ...)
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
     psb_report("warn\t%s\t%s", limit, msg);
-    dprintf(2, "proctor-sandbox: warning: %s: %s\n", limit, msg);
+    /* With a report channel the supervisor says it (once, on its own stderr and in the audit);
+     * stderr here may be the experiment's log. Alone, the launcher must say it itself. */
+    if (psb_report_fd < 0)
+        dprintf(2, "proctor-sandbox: warning: %s: %s\n", limit, msg);
 }
 
 void psb_child_fail(int fd, int is_sock, const char *stage, int err, const char *fmt, ...)
