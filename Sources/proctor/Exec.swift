@@ -5,6 +5,7 @@ import ProctorSandbox
 
 struct Exec: ParsableCommand {
     static let configuration = CommandConfiguration(
+        commandName: "exec",
         abstract: "Run one command under the workspace's sandbox policy.",
         discussion: """
             Exit status as timeout(1) and docker run: the command's own; 128+N when signal N killed it; \

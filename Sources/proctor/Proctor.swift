@@ -5,6 +5,7 @@ import Foundation
 @main
 struct Proctor: ParsableCommand {
     static let configuration = CommandConfiguration(
+        commandName: "proctor",
         abstract: "Run an untrusted AI research agent safely: sandboxed steps, a locked evaluator, git keep/revert.",
         subcommands: [Init.self, Run.self, Session.self, Experiment.self, Exec.self, Check.self, Audit.self, Report.self, Status.self])
 
