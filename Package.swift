@@ -73,5 +73,6 @@ let package = Package(
         .testTarget(name: "GitTests", dependencies: ["ProctorGit"]),
         .testTarget(name: "LoopTests", dependencies: ["ProctorLoop", "ProctorGit", "ProctorConfig"]),
         .testTarget(name: "AgentTests", dependencies: ["ProctorAgents", "ProctorConfig"]),
+        .testTarget(name: "CLITests", dependencies: ["proctor", "ProctorSandbox"]),
     ]
 )

@@ -12,6 +12,10 @@ struct Proctor: ParsableCommand {
     /// Like `ParsableCommand.main()`, except that bad input exits 125 (the contract's "proctor itself
     /// failed"), not 64, so that scripts can tell it from the command's own status.
     static func main() {
+        // The hot path (`proctor exec` from scripts and benchmarks) skips ArgumentParser's start-up.
+        if let exec = ExecArguments.fastParse(CommandLine.arguments.dropFirst()) {
+            Foundation.exit(exec.run())
+        }
         do {
             var command = try parseAsRoot()
             try command.run()
