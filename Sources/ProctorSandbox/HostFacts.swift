@@ -110,7 +110,7 @@ enum InterpreterProbe {
     }
 
     private static func isScript(_ path: String) -> Bool {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        let fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC)  // a FIFO on PATH must not hang proctor
         guard fd >= 0 else { return false }
         defer { close(fd) }
         var magic: (UInt8, UInt8) = (0, 0)
