@@ -173,7 +173,7 @@ def main():
     args = ap.parse_args()
     n = args.iterations
 
-    proctor = os.environ.get("PROCTOR_BIN") or os.path.join(B.REPO, ".build/release/proctor")
+    proctor = os.environ.get("PROCTOR_BIN") or os.path.join(B.REPO, ".build-static/release/proctor")
     if not os.access(proctor, os.X_OK):
         sys.exit("missing %s: build with `swift build -c release` or run bench/loop.sh" % proctor)
     for tool in ("bwrap", "git", "timeout"):

@@ -134,7 +134,7 @@ def main():
     args = ap.parse_args(argv[:cut])
     args.command = argv[cut + 1:] or ["/bin/true"]
 
-    proctor = os.environ.get("PROCTOR_BIN") or os.path.join(B.REPO, ".build/release/proctor")
+    proctor = os.environ.get("PROCTOR_BIN") or os.path.join(B.REPO, ".build-static/release/proctor")
     launcher = os.environ.get("PROCTOR_SANDBOX_BIN") or os.path.join(os.path.dirname(proctor), "proctor-sandbox")
     for b in (proctor, launcher):
         if not os.access(b, os.X_OK):

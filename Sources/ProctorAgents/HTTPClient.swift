@@ -6,9 +6,18 @@ import CCurl
     import Darwin
 #endif
 
-/// `curl_global_init` is not thread-safe and must run once before any easy handle exists; a global
-/// `let` is initialised exactly once, lazily and atomically.
-private let curlGlobalInitCode: CURLcode = proctor_curl_global_init()
+/// libcurl is loaded (`dlopen`) on the first request, so that no other command pays for its
+/// dependencies at start-up; then `curl_global_init`, which is not thread-safe and must run once
+/// before any easy handle exists. A global `let` is initialised exactly once, lazily and
+/// atomically. Nil when ready, otherwise why libcurl cannot be used.
+private let curlLoadFailure: String? = {
+    var message = [CChar](repeating: 0, count: 1024)
+    if proctor_curl_load(&message, message.count) != 0 {
+        return String(decoding: message.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    }
+    let code = proctor_curl_global_init()
+    return code == CURLE_OK ? nil : "curl_global_init: \(HTTPClient.text(code))"
+}()
 
 /// The answer to one HTTP request.
 public struct HTTPResponse: Sendable {
@@ -96,19 +105,19 @@ public struct HTTPClient: Sendable {
                     kind: .invalidHeader, message: "the value of header \(header.name) contains a line break")
             }
         }
-        guard curlGlobalInitCode == CURLE_OK else {
-            throw HTTPClientError(kind: .other, message: "curl_global_init: \(Self.text(curlGlobalInitCode))")
+        if let failure = curlLoadFailure {
+            throw HTTPClientError(kind: .other, message: failure)
         }
-        guard let handle = curl_easy_init() else {
+        guard let handle = proctor_curl_easy_init() else {
             throw HTTPClientError(kind: .other, message: "curl_easy_init failed")
         }
-        defer { curl_easy_cleanup(handle) }
+        defer { proctor_curl_easy_cleanup(handle) }
 
         var headerList: UnsafeMutablePointer<curl_slist>? = nil
-        defer { curl_slist_free_all(headerList) }
+        defer { proctor_curl_slist_free_all(headerList) }
         // "Expect:" with no value stops libcurl from waiting for `100 Continue` on large bodies.
         for line in headers.map({ "\($0.name): \($0.value)" }) + ["Expect:"] {
-            guard let appended = curl_slist_append(headerList, line) else {
+            guard let appended = proctor_curl_slist_append(headerList, line) else {
                 throw HTTPClientError(kind: .other, message: "curl_slist_append failed")
             }
             headerList = appended
@@ -158,7 +167,7 @@ public struct HTTPClient: Sendable {
         try set("HEADERFUNCTION", proctor_curl_setopt_func(handle, CURLOPT_HEADERFUNCTION, responseHeaderCallback))
         try set("HEADERDATA", proctor_curl_setopt_ptr(handle, CURLOPT_HEADERDATA, sinkPointer))
 
-        let code = withExtendedLifetime(sink) { curl_easy_perform(handle) }
+        let code = withExtendedLifetime(sink) { proctor_curl_easy_perform(handle) }
         if code != CURLE_OK {
             let detail = String(cString: errorBuffer)
             let reason = "POST \(url): \(detail.isEmpty ? Self.text(code) : detail)"
@@ -205,7 +214,7 @@ public struct HTTPClient: Sendable {
     }
 
     static func text(_ code: CURLcode) -> String {
-        String(cString: curl_easy_strerror(code))
+        String(cString: proctor_curl_easy_strerror(code))
     }
 }
 

@@ -117,11 +117,7 @@ public struct SandboxEnvironment: Sendable {
 /// Run identifiers: sortable, readable, unique per process.
 public enum RunID {
     public static func make(prefix: String? = nil) -> String {
-        let formatter = DateFormatter()
-        formatter.locale = Locale(identifier: "en_US_POSIX")
-        formatter.timeZone = TimeZone(identifier: "UTC")
-        formatter.dateFormat = "yyyyMMdd-HHmmss"
-        let stamp = formatter.string(from: Date())
+        let stamp = UTCTime.compactStamp(Date())
         return (prefix.map { $0 + "-" } ?? "") + stamp + "-" + String(getpid())
     }
 }

@@ -161,7 +161,7 @@ public struct Launcher: Sendable {
 
     /// `proctor-sandbox` next to the running executable, or `$PROCTOR_SANDBOX`.
     public static func locate() throws -> Launcher {
-        if let path = ProcessInfo.processInfo.environment["PROCTOR_SANDBOX"] { return Launcher(helper: path) }
+        if let path = hostEnvironment("PROCTOR_SANDBOX") { return Launcher(helper: path) }
         let exe = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
         let path = URL(fileURLWithPath: exe).deletingLastPathComponent().appendingPathComponent("proctor-sandbox").path
         guard access(path, X_OK) == 0 else {

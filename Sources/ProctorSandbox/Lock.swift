@@ -1,4 +1,5 @@
 import Foundation
+import ProctorConfig
 
 /// Who holds an experiment lock, as written into the lock file.
 public struct LockHolder: Codable, Sendable, Equatable {
@@ -17,7 +18,7 @@ public struct LockHolder: Codable, Sendable, Equatable {
     }
 
     public var summary: String {
-        "pid \(pid), run \(run), iteration \(iteration.map(String.init) ?? "-"), since \(JSONLines.isoFormatter.string(from: since)) (\(workspace))"
+        "pid \(pid), run \(run), iteration \(iteration.map(String.init) ?? "-"), since \(UTCTime.iso8601(since)) (\(workspace))"
     }
 }
 
@@ -40,7 +41,7 @@ public final class ExperimentLock: @unchecked Sendable {
 
     /// The per-machine lock: one experiment at a time on this machine, across users.
     public static var machinePath: String {
-        ProcessInfo.processInfo.environment["PROCTOR_MACHINE_LOCK"] ?? "/tmp/proctor-machine.lock"
+        hostEnvironment("PROCTOR_MACHINE_LOCK") ?? "/tmp/proctor-machine.lock"
     }
 
     /// Takes the lock, failing at once when it is held (or waiting when `wait` is true).

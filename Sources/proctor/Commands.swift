@@ -5,6 +5,7 @@ import ProctorSandbox
 
 struct Run: ParsableCommand {
     static let configuration = CommandConfiguration(
+        commandName: "run",
         abstract: "The research loop: propose, validate, experiment, score with the locked evaluator, keep or revert.",
         discussion: "Ctrl-C abandons the current iteration cleanly; `proctor run --resume` continues later.")
 
@@ -60,6 +61,7 @@ struct Run: ParsableCommand {
 
 struct Init: ParsableCommand {
     static let configuration = CommandConfiguration(
+        commandName: "init",
         abstract: "Scaffold a research workspace from the bundled template, commit it and pin its locked files.")
 
     @Argument(help: "Directory to create (default: the current directory).")
@@ -82,6 +84,7 @@ struct Init: ParsableCommand {
 
 struct Check: ParsableCommand {
     static let configuration = CommandConfiguration(
+        commandName: "check",
         abstract: "Validate the working tree against the contract (exit 0 ok, 1 violations).")
 
     @OptionGroup var options: WorkspaceOptions
@@ -99,7 +102,8 @@ struct Check: ParsableCommand {
 }
 
 struct Status: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Lock holder, current iteration, best score.")
+    static let configuration = CommandConfiguration(
+        commandName: "status", abstract: "Lock holder, current iteration, best score.")
 
     @OptionGroup var options: WorkspaceOptions
 
@@ -109,7 +113,8 @@ struct Status: ParsableCommand {
 }
 
 struct Audit: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "What was blocked, summarised.")
+    static let configuration = CommandConfiguration(
+        commandName: "audit", abstract: "What was blocked, summarised.")
 
     @OptionGroup var options: WorkspaceOptions
 
@@ -134,7 +139,8 @@ struct Audit: ParsableCommand {
 }
 
 struct Report: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Write an HTML report with the progress chart.")
+    static let configuration = CommandConfiguration(
+        commandName: "report", abstract: "Write an HTML report with the progress chart.")
 
     @OptionGroup var options: WorkspaceOptions
 
@@ -165,6 +171,7 @@ func formatScore(_ value: Double) -> String {
 
 struct Session: ParsableCommand {
     static let configuration = CommandConfiguration(
+        commandName: "session",
         abstract: "Start an agent (e.g. Claude Code) that drives the loop itself with `proctor experiment`.",
         discussion: """
             The agent runs in the agent sandbox: it may write only editable and notes files, never sees hidden \
@@ -212,6 +219,7 @@ struct Session: ParsableCommand {
 
 struct Experiment: ParsableCommand {
     static let configuration = CommandConfiguration(
+        commandName: "experiment",
         abstract: "Inside a session: ask the supervisor to run one experiment on the current working tree.")
 
     @Argument(help: "One line saying what changed.")

@@ -5,6 +5,7 @@ import ProctorSandbox
 
 struct Exec: ParsableCommand {
     static let configuration = CommandConfiguration(
+        commandName: "exec",
         abstract: "Run one command under the workspace's sandbox policy.",
         discussion: """
             Exit status as timeout(1) and docker run: the command's own; 128+N when signal N killed it; \
@@ -33,16 +34,80 @@ struct Exec: ParsableCommand {
         if command.isEmpty { throw ValidationError("give the command to run after --, e.g. proctor exec -- python3 train.py") }
     }
 
+    var arguments: ExecArguments {
+        ExecArguments(workspace: options.workspace, phase: phase, auditLog: auditLog, seed: seed, wait: wait,
+                      command: command)
+    }
+
     func run() throws {
-        let status = exitOn125 {
-            try ExecStep.run(workspace: options.workspace, phase: phase, command: command, auditLog: auditLog,
-                             seed: seed, wait: wait)
-        }
-        throw ExitCode(status)
+        throw ExitCode(arguments.run())
     }
 }
 
 extension Phase: ExpressibleByArgument {}
+
+/// What `proctor exec` was asked to do, however its command line was parsed.
+struct ExecArguments: Equatable {
+    var workspace = "."
+    var phase: Phase = .experiment
+    var auditLog: String?
+    var seed: UInt64?
+    var wait = false
+    var command: [String] = []
+
+    /// Runs the command; returns the status `proctor exec` exits with.
+    func run() -> Int32 {
+        exitOn125 {
+            try ExecStep.run(workspace: workspace, phase: phase, command: command, auditLog: auditLog, seed: seed,
+                             wait: wait)
+        }
+    }
+
+    /// `proctor exec` in its plain spelling, parsed without ArgumentParser: `exec`, then each of
+    /// `--workspace DIR`, `--phase PHASE`, `--audit-log FILE`, `--seed N` and `--wait` at most once,
+    /// then `--` and a non-empty command. Building ArgumentParser's model of the command tree costs
+    /// about 15 M instructions (half of `proctor exec`'s own start-up), mostly Swift runtime
+    /// type-metadata and conformance look-ups, for a command line this simple.
+    ///
+    /// Anything else (help, `--option=value`, a repeated or unknown option, a value that is empty or
+    /// starts with `-`, a bad phase or seed, no command) returns nil: ArgumentParser then parses
+    /// it, with its own errors. Where this returns a value, ArgumentParser would have produced the
+    /// same one (CLITests checks both on the same command lines).
+    static func fastParse(_ args: ArraySlice<String>) -> ExecArguments? {
+        guard args.first == "exec" else { return nil }
+        var result = ExecArguments()
+        var seen: Set<String> = []
+        var rest = args.dropFirst()
+        while let option = rest.first {
+            rest = rest.dropFirst()
+            if option == "--" {
+                guard !rest.isEmpty else { return nil }
+                result.command = Array(rest)
+                return result
+            }
+            guard !seen.contains(option) else { return nil }
+            seen.insert(option)
+            if option == "--wait" {
+                result.wait = true
+                continue
+            }
+            guard let value = rest.first, !value.isEmpty, !value.hasPrefix("-") else { return nil }
+            rest = rest.dropFirst()
+            switch option {
+            case "--workspace": result.workspace = value
+            case "--audit-log": result.auditLog = value
+            case "--phase":
+                guard let phase = Phase(rawValue: value) else { return nil }
+                result.phase = phase
+            case "--seed":
+                guard let seed = UInt64(value) else { return nil }
+                result.seed = seed
+            default: return nil
+            }
+        }
+        return nil
+    }
+}
 
 /// Runs `body`; a thrown error is proctor's own failure: one line on stderr and status 125.
 func exitOn125(_ body: () throws -> Int32) -> Int32 {

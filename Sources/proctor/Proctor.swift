@@ -5,12 +5,17 @@ import Foundation
 @main
 struct Proctor: ParsableCommand {
     static let configuration = CommandConfiguration(
+        commandName: "proctor",
         abstract: "Run an untrusted AI research agent safely: sandboxed steps, a locked evaluator, git keep/revert.",
         subcommands: [Init.self, Run.self, Session.self, Experiment.self, Exec.self, Check.self, Audit.self, Report.self, Status.self])
 
     /// Like `ParsableCommand.main()`, except that bad input exits 125 (the contract's "proctor itself
     /// failed"), not 64, so that scripts can tell it from the command's own status.
     static func main() {
+        // The hot path (`proctor exec` from scripts and benchmarks) skips ArgumentParser's start-up.
+        if let exec = ExecArguments.fastParse(CommandLine.arguments.dropFirst()) {
+            Foundation.exit(exec.run())
+        }
         do {
             var command = try parseAsRoot()
             try command.run()
