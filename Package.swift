@@ -20,13 +20,7 @@ let package = Package(
         // System libraries through pkg-config.
         .systemLibrary(name: "CSeccomp", pkgConfig: "libseccomp", providers: [.apt(["libseccomp-dev"])]),
         .systemLibrary(name: "CGit2", pkgConfig: "libgit2", providers: [.apt(["libgit2-dev"])]),
-        // libcurl (headers from libcurl4-openssl-dev) is the exception: the HTTP agent dlopen()s
-        // it on first use (Sources/CCurl/shim.h), so that the ~25 libraries it drags in are not
-        // loaded by every `proctor` start-up. With `pkgConfig: "libcurl"`, SwiftPM puts
-        // pkg-config's `-lcurl` first on the link line, before any flag a target can add (so
-        // `-Xlinker --as-needed` comes too late), and the executable would still load it. Its
-        // headers are in the compiler's default include path on Linux and in the macOS SDK.
-        .systemLibrary(name: "CCurl"),
+        .systemLibrary(name: "CCurl", pkgConfig: "libcurl", providers: [.apt(["libcurl4-openssl-dev"])]),
 
         // The launcher: namespaces, mounts, rlimits, cgroups, Landlock, seccomp, audit listener.
         .executableTarget(
