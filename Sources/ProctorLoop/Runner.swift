@@ -56,6 +56,9 @@ public final class Runner {
     var pinned: PinnedCopy!
     var locks: [ExperimentLock] = []
     var counts: [IterationStatus: Int] = [:]
+    /// Iterations whose logs stay on disk: each launch may write up to the preset's `stdio_limit`,
+    /// so a night of iterations must not keep them all (the baseline's are always kept).
+    static let keptLogIterations = 50
     /// Agent failures in a row; a broken agent must not burn the night producing crash rows.
     var agentFailures = 0
     /// What the agent's answers cost during the current proposal, rejected ones included.
@@ -241,6 +244,7 @@ public final class Runner {
             state.lastIteration = i
             state.inProgress = nil
             try state.save(root)
+            pruneLogs(keepingFrom: i - Runner.keptLogIterations + 1)
             counts[status, default: 0] += 1
             (agent as? SessionAgent)?.finished(iteration: i, status: status, score: measured?.mean, best: state.bestScore,
                                                reason: reason)
@@ -399,6 +403,16 @@ public final class Runner {
     private func movedPaths(since validated: [String: String], against best: ObjectID) throws -> [String] {
         let now = fingerprint(try repo.loopStatus(against: best, config: config))
         return Set(now.keys).union(validated.keys).filter { now[$0] != validated[$0] }.sorted()
+    }
+
+    /// Removes the log files of iterations before `first` (not the baseline's): `ITERATION-...` names.
+    private func pruneLogs(keepingFrom first: Int) {
+        guard first > 1 else { return }
+        let dir = root + "/.proctor/logs/" + state.run
+        for name in (try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? [] {
+            guard let iteration = Int(name.prefix { $0 != "-" }), iteration > 0, iteration < first else { continue }
+            unlink(dir + "/" + name)
+        }
     }
 
     /// Ctrl-C during an iteration: no row, the tree back to the last kept commit, the state consistent.
