@@ -80,15 +80,32 @@ public final class ExperimentLock: @unchecked Sendable {
     }
 
     /// The current holder of the lock at `path`, or nil when it is free.
+    /// Asks the kernel's lock table (`/proc/locks`) instead of taking the lock, even briefly: a
+    /// `proctor status` must never make a starting run find the lock busy.
     public static func holder(at path: String) -> LockHolder? {
-        let fd = open(path, O_RDWR | O_CLOEXEC | O_NOFOLLOW)
+        let fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)
         guard fd >= 0 else { return nil }
         defer { close(fd) }
-        if flock(fd, LOCK_SH | LOCK_NB) == 0 {
-            flock(fd, LOCK_UN)
-            return nil
-        }
+        var st = stat()
+        guard fstat(fd, &st) == 0, isFlocked(device: UInt64(st.st_dev), inode: UInt64(st.st_ino)) else { return nil }
         return readHolder(fd)
+    }
+
+    /// Whether `/proc/locks` lists a FLOCK on the file (fields: `N: FLOCK ADVISORY WRITE PID MAJ:MIN:INODE ...`).
+    private static func isFlocked(device: UInt64, inode: UInt64) -> Bool {
+        guard let table = try? String(contentsOfFile: "/proc/locks", encoding: .utf8) else { return false }
+        let major = (device >> 8) & 0xfff | (device >> 32) & ~0xfff
+        let minor = device & 0xff | (device >> 12) & ~0xff
+        for line in table.split(separator: "\n") {
+            let fields = line.split(separator: " ")
+            guard fields.count >= 6, fields[1] == "FLOCK" else { continue }
+            let id = fields[5].split(separator: ":")
+            guard id.count == 3, let ino = UInt64(id[2]), ino == inode,
+                let maj = UInt64(id[0], radix: 16), let min = UInt64(id[1], radix: 16), maj == major, min == minor
+            else { continue }
+            return true
+        }
+        return false
     }
 
     private static func readHolder(_ fd: Int32) -> LockHolder? {
