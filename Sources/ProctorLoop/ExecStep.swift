@@ -6,8 +6,14 @@ import ProctorSandbox
 public enum ExecStep {
     /// Runs the command and returns the status `proctor exec` exits with. Throws for proctor's own failures (125).
     public static func run(workspace: String, phase: Phase, command: [String], auditLog: String?, seed: UInt64?,
-                           wait: Bool) throws -> Int32 {
-        let env = try SandboxEnvironment.load(workspace: workspace)
+                           wait: Bool, timeoutMs: Int64? = nil) throws -> Int32 {
+        var env = try SandboxEnvironment.load(workspace: workspace)
+        if let timeoutMs {
+            // `--timeout` overrides the phase's own limit, as `timeout(1)`'s duration would.
+            env.config.experiment.timeoutMs = timeoutMs
+            env.config.evaluator.timeoutMs = timeoutMs
+            env.config.agent.timeoutMs = timeoutMs
+        }
         let runID = RunID.make(prefix: "exec")
         let audit = try AuditLog(path: auditLog ?? env.config.root + "/.proctor/audit.jsonl")
         var locks: [ExperimentLock] = []

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import ProctorConfig
 import ProctorLoop
 import ProctorSandbox
 
@@ -27,16 +28,22 @@ struct Exec: ParsableCommand {
     @Flag(help: "Wait for the experiment lock instead of failing when another run holds it.")
     var wait = false
 
+    @Option(help: "Wall-clock limit overriding the phase's configured one, e.g. 2s or 5m.")
+    var timeout: String?
+
     @Argument(parsing: .postTerminator, help: "The command and its arguments, after --.")
     var command: [String] = []
 
     func validate() throws {
         if command.isEmpty { throw ValidationError("give the command to run after --, e.g. proctor exec -- python3 train.py") }
+        if let timeout, (Units.milliseconds(timeout) ?? 0) <= 0 {
+            throw ValidationError("--timeout: expected a positive duration such as \"500ms\", \"30s\", \"5m\" or \"1h\", got \"\(timeout)\"")
+        }
     }
 
     var arguments: ExecArguments {
         ExecArguments(workspace: options.workspace, phase: phase, auditLog: auditLog, seed: seed, wait: wait,
-                      command: command)
+                      timeoutMs: timeout.flatMap(Units.milliseconds), command: command)
     }
 
     func run() throws {
@@ -53,18 +60,19 @@ struct ExecArguments: Equatable {
     var auditLog: String?
     var seed: UInt64?
     var wait = false
+    var timeoutMs: Int64?
     var command: [String] = []
 
     /// Runs the command; returns the status `proctor exec` exits with.
     func run() -> Int32 {
         exitOn125 {
             try ExecStep.run(workspace: workspace, phase: phase, command: command, auditLog: auditLog, seed: seed,
-                             wait: wait)
+                             wait: wait, timeoutMs: timeoutMs)
         }
     }
 
     /// `proctor exec` in its plain spelling, parsed without ArgumentParser: `exec`, then each of
-    /// `--workspace DIR`, `--phase PHASE`, `--audit-log FILE`, `--seed N` and `--wait` at most once,
+    /// `--workspace DIR`, `--phase PHASE`, `--audit-log FILE`, `--seed N`, `--timeout D` and `--wait` at most once,
     /// then `--` and a non-empty command. Building ArgumentParser's model of the command tree costs
     /// about 15 M instructions (half of `proctor exec`'s own start-up), mostly Swift runtime
     /// type-metadata and conformance look-ups, for a command line this simple.
@@ -102,6 +110,9 @@ struct ExecArguments: Equatable {
             case "--seed":
                 guard let seed = UInt64(value) else { return nil }
                 result.seed = seed
+            case "--timeout":
+                guard let ms = Units.milliseconds(value), ms > 0 else { return nil }
+                result.timeoutMs = ms
             default: return nil
             }
         }
