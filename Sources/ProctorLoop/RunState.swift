@@ -12,6 +12,8 @@ public struct RunState: Codable, Sendable {
     public var bestCommit: String
     public var bestScore: Double
     public var baselineScore: Double
+    /// Max minus min of the baseline's scores over its seeds (nil in state files from before it was kept).
+    public var baselineSpread: Double?
     /// SHA-256 of each locked file, by workspace-relative path.
     public var pins: [String: String]
     /// The last iteration that finished (its row is in the ledger).

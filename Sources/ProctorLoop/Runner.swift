@@ -150,6 +150,8 @@ public final class Runner {
         }
         state.bestScore = mean
         state.baselineScore = mean
+        let baselineScores = evaluations.map(\.score)
+        state.baselineSpread = (baselineScores.max() ?? 0) - (baselineScores.min() ?? 0)
         state.lastIteration = 0
         state.inProgress = nil
         let row = LedgerRow(iteration: 0, commit: head.short, score: mean, status: .keep, seconds: seconds,
@@ -370,6 +372,18 @@ public final class Runner {
         guard let mean = measured.mean, gate.beats(mean, state.bestScore) else {
             return try finish(.discard, reason: "mean over seeds does not beat the best", description: proposal.description,
                               measured: measured, diff: stats, usage: proposal.usage)
+        }
+        // A candidate whose score no longer moves with PROCTOR_SEED, where the baseline's did, has
+        // fixed its own seed: re-rolling that seed until noise looks like progress is what the gate
+        // is there to stop.
+        let scores = measured.evaluations.map(\.score)
+        if scores.count >= 2, (scores.max()! - scores.min()!) <= 1e-12 * max(1, abs(mean)),
+            let spread = state.baselineSpread, spread > 1e-12 * max(1, abs(state.baselineScore)) {
+            let reason = "the score ignores PROCTOR_SEED (identical over seeds \(allSeeds.map(String.init).joined(separator: ",")), the baseline's varied by \(format(spread)))"
+            audit.append(AuditRecord(run: state.run, iteration: i, phase: "evaluator", kind: "seed", decision: "rejected",
+                                     rule: "ignores-seed", detail: reason))
+            return try finish(.rejected, reason: reason, description: proposal.description, measured: measured,
+                              diff: stats, usage: proposal.usage, violations: [reason])
         }
         // 7. Keep: a commit on the run's branch, then the row, then the state.
         let seeds = allSeeds.map(String.init).joined(separator: ",")

@@ -42,6 +42,32 @@ final class GateTests: XCTestCase {
         XCTAssertEqual(try ws.gitStatus(), "")
     }
 
+    /// A candidate that fixes its own seed (here: writes seed 1234 whatever PROCTOR_SEED says) scores
+    /// the same on every seed while the baseline's scores varied: that is re-rolling the seed until
+    /// noise looks like progress, so it is rejected and audited even though its mean wins.
+    func testScoreThatIgnoresTheSeedIsRejected() throws {
+        var spec = WorkspaceSpec()
+        spec.agentScript = agentPrelude + """
+            set_var X 0.6
+            cat >> train.py <<'EOF'
+            with open(os.path.join(out, "pred.txt"), "w") as f:
+                f.write(f"{x} {trees} {FEATURES} 1234 {MODE}\\n")
+            EOF
+            echo "SUMMARY: x=0.6 with my own seed"
+            """
+        let ws = try LoopWorkspace(spec)
+        let result = try ws.run(["--iterations", "1"])
+        XCTAssertEqual(result.status, 0, result.text)
+        let row = try XCTUnwrap(ws.row(1))
+        XCTAssertEqual(row.status, "rejected", row.fields.joined(separator: " "))
+        XCTAssertTrue(row.description.contains("PROCTOR_SEED"), row.description)
+        let seedLines = ws.audit.filter { $0["kind"] as? String == "seed" }
+        XCTAssertEqual(seedLines.first?["decision"] as? String, "rejected", "\(ws.audit.filter { $0["kind"] as? String != "sandbox" })")
+        XCTAssertEqual(seedLines.first?["iteration"] as? Int, 1)
+        XCTAssertEqual(try ws.git(["rev-list", "--count", ws.branch!]), "1", "nothing kept")
+        XCTAssertEqual(try ws.gitStatus(), "")
+    }
+
     /// Only the lucky seed, without a later keep: the branch stays at the init commit, the tree clean.
     func testLuckySeedAloneLeavesNoCommit() throws {
         var spec = WorkspaceSpec()
