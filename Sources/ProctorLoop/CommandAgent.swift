@@ -150,9 +150,11 @@ public struct CommandAgent: Agent {
     /// A private home outside the workspace and outside /tmp (the sandbox mounts its own /tmp over it).
     static func makeHome() throws -> String {
         let base = ProcessInfo.processInfo.environment["PROCTOR_AGENT_HOME_BASE"] ?? "/var/tmp"
-        var template = Array((base + "/proctor-agent-XXXXXX").utf8CString)
-        guard let made = mkdtemp(&template) else { throw AgentError.failed(reason: "mkdtemp in \(base) failed") }
-        return String(cString: made)
+        do {
+            return try ScratchDirectory.make(in: base, prefix: "proctor-agent")
+        } catch {
+            throw AgentError.failed(reason: "\(error)")
+        }
     }
 }
 

@@ -17,11 +17,7 @@ public final class PinnedCopy: @unchecked Sendable {
     }
 
     static func makeDirectory() throws -> String {
-        var template = Array((NSTemporaryDirectory() + "/proctor-pinned-XXXXXX").utf8CString)
-        guard let made = mkdtemp(&template) else {
-            throw PlanError(description: "mkdtemp: \(String(cString: strerror(errno)))")
-        }
-        return String(cString: made)
+        try ScratchDirectory.make(in: NSTemporaryDirectory(), prefix: "proctor-pinned")
     }
 
     /// The evaluator's copy for `proctor exec --phase evaluator`: the locked files of the current
@@ -56,5 +52,31 @@ public final class PinnedCopy: @unchecked Sendable {
             try fm.copyItem(atPath: source, toPath: target)
         }
         return copy
+    }
+}
+
+/// Private scratch directories (`mkdtemp`, mode 0700) whose names carry the creating process's pid,
+/// so that the ones a killed proctor left behind can be recognised and removed by the next one.
+enum ScratchDirectory {
+    static func make(in base: String, prefix: String) throws -> String {
+        sweep(in: base, prefix: prefix)
+        var template = Array((base + "/" + prefix + "-\(getpid())-XXXXXX").utf8CString)
+        guard let made = mkdtemp(&template) else {
+            throw PlanError(description: "mkdtemp in \(base): \(String(cString: strerror(errno)))")
+        }
+        return String(cString: made)
+    }
+
+    /// Removes `PREFIX-PID-*` directories owned by this user whose process is gone (never following links).
+    static func sweep(in base: String, prefix: String) {
+        for name in (try? FileManager.default.contentsOfDirectory(atPath: base)) ?? [] where name.hasPrefix(prefix + "-") {
+            let rest = name.dropFirst(prefix.count + 1)
+            guard let pid = Int32(rest.prefix { $0 != "-" }), pid > 0, kill(pid, 0) != 0, errno == ESRCH else { continue }
+            let path = base + "/" + name
+            var st = stat()
+            guard lstat(path, &st) == 0, (st.st_mode & S_IFMT) == S_IFDIR, st.st_uid == geteuid() else { continue }
+            try? FileTree.removeContents(of: path)
+            rmdir(path)
+        }
     }
 }
