@@ -367,8 +367,10 @@ extension Runner {
         sessionDone = done
         let thread = Thread {
             defer { done.signal() }
+            // The user's terminal is the agent's stdin: a session agent is interactive (Claude Code's
+            // prompt). It still has no controlling terminal, and TIOCSTI/TIOCLINUX are denied.
             let result = try? env.launch(phase: .agent, command: command, seed: nil, agentHome: home, audit: audit,
-                                         context: context, started: { ActiveSandbox.sessionPid = $0 }) { request in
+                                         context: context, stdin: 0, started: { ActiveSandbox.sessionPid = $0 }) { request in
                 request.extraReadOnly += mounts + [(server.socketPath, SessionProtocol.socketPath)]
                 request.extraEnvironment += [(SessionProtocol.environmentName, String(server.agentEnd)),
                                              ("PATH", path)]
