@@ -101,24 +101,28 @@ public enum Reports {
         let audit = summarize(JSONLines.read(AuditRecord.self, from: config.root + "/.proctor/audit.jsonl"))
         let state = RunState.load(config.root)
         let scored = rows.filter { $0.score != nil }
-        let width = 900.0, height = 360.0, pad = 50.0
+        let width = 900.0, height = 360.0, pad = 50.0, left = 90.0
         let scores = scored.compactMap(\.score)
         let lo = scores.min() ?? 0, hi = scores.max() ?? 1
         let span = hi - lo > 0 ? hi - lo : 1
         let maxIteration = Double(max(rows.map(\.iteration).max() ?? 1, 1))
-        func x(_ i: Int) -> Double { pad + Double(i) / maxIteration * (width - 2 * pad) }
+        func x(_ i: Int) -> Double { left + Double(i) / maxIteration * (width - left - pad) }
         func y(_ s: Double) -> Double { height - pad - (s - lo) / span * (height - 2 * pad) }
         let colors: [IterationStatus: String] = [.keep: "#1a7f37", .discard: "#8c959f", .crash: "#cf222e", .timeout: "#bf8700", .rejected: "#8250df"]
         var svg = "<svg xmlns='http://www.w3.org/2000/svg' width='\(Int(width))' height='\(Int(height))' role='img' aria-label='score per iteration'>"
         svg += "<rect width='100%' height='100%' fill='white'/>"
-        svg += "<line x1='\(pad)' y1='\(height - pad)' x2='\(width - pad)' y2='\(height - pad)' stroke='#444'/>"
-        svg += "<line x1='\(pad)' y1='\(pad)' x2='\(pad)' y2='\(height - pad)' stroke='#444'/>"
+        svg += "<line x1='\(left)' y1='\(height - pad)' x2='\(width - pad)' y2='\(height - pad)' stroke='#444'/>"
+        svg += "<line x1='\(left)' y1='\(pad)' x2='\(left)' y2='\(height - pad)' stroke='#444'/>"
         for k in 0...4 {
             let value = lo + span * Double(k) / 4
-            svg += "<text x='\(pad - 6)' y='\(y(value) + 4)' font-size='11' text-anchor='end'>\(escape(format(value)))</text>"
+            svg += "<text x='\(left - 6)' y='\(y(value) + 4)' font-size='11' text-anchor='end'>\(escape(format(value)))</text>"
         }
-        svg += "<text x='\(width / 2)' y='\(height - 12)' font-size='12' text-anchor='middle'>iteration</text>"
-        svg += "<text x='14' y='\(height / 2)' font-size='12' text-anchor='middle' transform='rotate(-90 14 \(height / 2))'>\(escape(config.evaluator.metric))</text>"
+        let step = max(1, Int((maxIteration / 10).rounded(.up)))
+        for i in stride(from: 0, through: Int(maxIteration), by: step) {
+            svg += "<text x='\(x(i))' y='\(height - pad + 16)' font-size='11' text-anchor='middle'>\(i)</text>"
+        }
+        svg += "<text x='\((left + width - pad) / 2)' y='\(height - 8)' font-size='12' text-anchor='middle'>iteration</text>"
+        svg += "<text x='16' y='\(height / 2)' font-size='12' text-anchor='middle' transform='rotate(-90 16 \(height / 2))'>\(escape(config.evaluator.metric))</text>"
         // Best-so-far step line through the kept scores.
         var best: Double?
         var points: [String] = []
