@@ -287,7 +287,7 @@ static int full_path(char *buf, size_t len, const char *dst)
     return snprintf(buf, len, "%s%s", strcmp(base, "/") ? base : "", dst);
 }
 
-static int build_dev(int rootfd, const char *dst, char *err, size_t errlen)
+static int build_dev(int rootfd, const char *dst, int want_shm, char *err, size_t errlen)
 {
     int dfd = psb_open_nofollow(rootfd, dst, O_DIRECTORY, 1, 1);
     if (dfd < 0)
@@ -323,10 +323,14 @@ static int build_dev(int rootfd, const char *dst, char *err, size_t errlen)
     for (size_t i = 0; i < sizeof links / sizeof links[0]; i++)
         if (symlinkat(links[i][1], devw, links[i][0]) < 0)
             return ERR("symlink %s/%s", dst, links[i][0]);
+    /* The mount point of a later `--tmpfs DST/shm SIZE` (a size-capped /dev/shm), made now: the
+     * tmpfs below becomes read-only. Without one there is no /dev/shm at all. */
+    if (want_shm && mkdirat(devw, "shm", 0755) < 0)
+        return ERR("mkdir %s/shm", dst);
     close(devw);
     char p[PATH_MAX];
     full_path(p, sizeof p, dst);
-    /* Read-only: no /dev/shm, no files to fill memory with. */
+    /* Read-only: no files to fill memory with; /dev/shm only as its own capped tmpfs. */
     if (mount(NULL, p, NULL, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NOEXEC, NULL) < 0)
         return ERR("remount --dev %s read-only", dst);
     close(dev);
@@ -460,7 +464,13 @@ int psb_build_root(const struct psb_config *cfg, char *err, size_t errlen)
             break;
         }
         case PSB_OP_DEV:
-            if (build_dev(rootfd, o->dst, err, errlen) < 0)
+            char shm[PATH_MAX];
+            snprintf(shm, sizeof shm, "%s/shm", o->dst);
+            int want_shm = 0;
+            for (int j = i + 1; j < cfg->nops; j++)
+                if (cfg->ops[j].kind == PSB_OP_TMPFS && !strcmp(cfg->ops[j].dst, shm))
+                    want_shm = 1;
+            if (build_dev(rootfd, o->dst, want_shm, err, errlen) < 0)
                 return -1;
             break;
         case PSB_OP_PROC:

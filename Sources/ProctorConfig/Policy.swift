@@ -8,6 +8,9 @@ public struct PolicyPreset: Sendable, Equatable {
     /// Host paths never visible, even inside the system mounts.
     public var hide: [String]
     public var tmpSize: Int64
+    /// Size of the private `/dev/shm` (POSIX semaphores and shared memory, which Python's
+    /// multiprocessing and joblib need); 0 for none.
+    public var shmSize: Int64
     public var nofile: Int
     public var stdioLimit: Int64
     public var graceMs: Int64
@@ -35,6 +38,7 @@ public struct PolicyPreset: Sendable, Equatable {
         let preset = PolicyPreset(
             name: name, system: system, hide: hide,
             tmpSize: try top.size("tmp_size") ?? 512 << 20,
+            shmSize: top.has("shm_size") ? (try top.size("shm_size") ?? 0) : 64 << 20,
             nofile: try top.int("nofile", min: 16, max: 1 << 20) ?? 1024,
             stdioLimit: try top.size("stdio_limit") ?? 64 << 20,
             graceMs: try top.duration("grace") ?? 500,

@@ -152,6 +152,8 @@ extension LaunchPlan {
         // The private /tmp, /dev and /proc come before the workspace: a workspace that lives under
         // /tmp must be mounted on top of the private /tmp, not hidden by it.
         plan.mounts += [.tmpfs("/tmp", size: request.preset.tmpSize), .dev("/dev"), .proc("/proc")]
+        // A small private /dev/shm, counted against the memory limit like /tmp (docker gives 64 MiB).
+        if request.preset.shmSize > 0 { plan.mounts.append(.tmpfs("/dev/shm", size: request.preset.shmSize)) }
 
         let outputs = config.files.outputs.map { ws + "/" + $0 }
         let hidden = hiddenPaths(config, host: host)

@@ -326,6 +326,19 @@ final class ExecAttackTests: XCTestCase {
         XCTAssertFalse(out.stdout.contains("SURVIVED"))
     }
 
+    /// /dev/shm exists (Python's multiprocessing needs POSIX semaphores) but is a small private tmpfs:
+    /// filling it fails, and nothing of it reaches the host.
+    func testDevShmIsPrivateAndCapped() throws {
+        let ws = try TestWorkspace()
+        let out = try ws.exec(["sh", "-c", "python3 -c 'import multiprocessing as m; m.Lock(); print(\"lock ok\")'; head -c 200000000 /dev/zero > /dev/shm/fill-\(getpid()) || echo FULL; echo x > /dev/planted || echo RO"])
+        XCTAssertTrue(out.stdout.contains("lock ok"), out.stdout + out.stderr)
+        XCTAssertTrue(out.stdout.contains("FULL"), out.stdout + out.stderr)
+        XCTAssertTrue(out.stdout.contains("RO"), out.stdout + out.stderr)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: "/dev/shm/fill-\(getpid())"))
+        XCTAssertEqual(ws.deniedWrites().filter { ($0["path"] as? String ?? "").hasPrefix("/dev/shm") }.count, 0,
+                       "writes to the private /dev/shm are allowed, not violations")
+    }
+
     func testOutputFillIsCapped() throws {
         let ws = try TestWorkspace()
         let out = try ws.exec(["sh", "-c", "i=0; while [ $i -lt 64 ]; do head -c 1048576 /dev/zero > outputs/f$i || exit 9; i=$((i+1)); done; echo WROTE-ALL"])
