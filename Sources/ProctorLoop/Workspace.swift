@@ -37,8 +37,9 @@ public enum WorkspaceSteps {
         }
         try fm.createDirectory(atPath: root + "/.git/info", withIntermediateDirectories: true)
         try AtomicFile.write(Data(exclude.utf8), to: root + "/.git/info/exclude")
-        let entries = try fm.contentsOfDirectory(atPath: root).filter {
-            ![".git", ".proctor"].contains($0) && !config.files.outputs.contains($0)
+        // Only what the template brought: files of the user's that were already there are theirs to commit.
+        let entries = try fm.contentsOfDirectory(atPath: source).filter {
+            ![".git", ".proctor", "__pycache__", ".pytest_cache"].contains($0) && !config.files.outputs.contains($0)
         }.sorted()
         let head = try repo.commit(message: "proctor init: workspace from \(URL(fileURLWithPath: source).lastPathComponent)",
                                    paths: entries)
