@@ -79,7 +79,7 @@ public final class Runner {
         self.agentName = agentKind ?? env.config.agent.kind
         self.options = options
         self.progress = progress
-        repo = try Repository.open(at: root)
+        repo = try Repository.workspace(root)
         audit = try AuditLog(path: root + "/.proctor/audit.jsonl")
         ledger = try Ledger(directory: root + "/.proctor")
         kept = [".proctor/"] + env.config.hiddenPrefixes

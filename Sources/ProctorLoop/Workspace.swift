@@ -13,7 +13,7 @@ public enum WorkspaceSteps {
         var notes: [String] = []
         if repin {
             let config = try WorkspaceConfig.load(workspace: root)
-            let repo = try Repository.open(at: root)
+            let repo = try Repository.workspace(root)
             guard let head = try repo.head() else { throw RunError("\(root) has no commit to pin") }
             try Pins.save(try lockedHashes(config, repo: repo, commit: head), root: root)
             return ["re-pinned the locked files of \(head.short)"]
@@ -105,7 +105,7 @@ public enum WorkspaceSteps {
     public static func check(workspace: String) throws -> [String] {
         let config = try WorkspaceConfig.load(workspace: workspace)
         let root = config.root
-        let repo = try Repository.open(at: root)
+        let repo = try Repository.workspace(root)
         let base: ObjectID
         if let state = RunState.load(root), let best = try? repo.resolve(state.bestCommit),
             try repo.currentBranch() == state.branch {
@@ -140,6 +140,17 @@ extension Repository {
         let hidden = config.hiddenPrefixes
         return try status(against: commit, excluding: config.untrackedByLoop).filter { change in
             !(change.kind == .added && hidden.contains { change.path == $0 || change.path.hasPrefix($0) })
+        }
+    }
+}
+
+extension Repository {
+    /// The workspace's own repository, with an error that says what to do when there is none.
+    static func workspace(_ root: String) throws -> Repository {
+        do {
+            return try Repository.open(at: root)
+        } catch let error as GitError where error.isNotFound {
+            throw RunError("\(root) is not a git repository of its own; make a workspace with `proctor init DIR` (it copies a template, commits it and pins the locked files)")
         }
     }
 }

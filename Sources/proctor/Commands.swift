@@ -37,9 +37,15 @@ struct Run: ParsableCommand {
         }
         let progress = Progress(total: iterations)
         let summary: RunSummary
+        // Nothing has run when the runner cannot be made (no repository, no ledger directory): bad input, 125.
+        let runner: Runner
         do {
-            let runner = try Runner(env: env, agentKind: agent, options: RunOptions(iterations: iterations, resume: resume, wait: wait),
-                                    progress: progress)
+            runner = try Runner(env: env, agentKind: agent, options: RunOptions(iterations: iterations, resume: resume, wait: wait),
+                                progress: progress)
+        } catch {
+            fail(error, status: 125)
+        }
+        do {
             summary = try runner.run()
         } catch let busy as ExperimentLock.Busy {
             fail(busy, status: 125)
@@ -202,10 +208,15 @@ struct Session: ParsableCommand {
         let env: SandboxEnvironment
         do { env = try SandboxEnvironment.load(workspace: options.workspace) } catch { fail(error, status: 125) }
         let summary: RunSummary
+        let runner: Runner
         do {
-            let runner = try Runner(env: env, options: RunOptions(iterations: iterations, resume: resume, wait: wait),
-                                    progress: Progress(total: iterations))
-            runner.sessionCommand = command
+            runner = try Runner(env: env, options: RunOptions(iterations: iterations, resume: resume, wait: wait),
+                                progress: Progress(total: iterations))
+        } catch {
+            fail(error, status: 125)
+        }
+        runner.sessionCommand = command
+        do {
             summary = try runner.run()
         } catch let busy as ExperimentLock.Busy {
             fail(busy, status: 125)
