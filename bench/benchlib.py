@@ -18,6 +18,27 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 
 
+# The tiny workspace both benchmarks use: the experiment and the evaluator do almost nothing, so
+# what is measured is the supervisor's (or the peer's) own cost.
+TRAIN_PY = """\
+import os
+
+X = 0.2  # mutate: float 0.0..1.0 linear
+
+out = os.environ.get("PROCTOR_OUTPUTS", "outputs")
+with open(os.path.join(out, "pred.txt"), "w") as f:
+    f.write(repr(X))
+"""
+
+PREPARE_PY = """\
+import json
+
+x = float(open("outputs/pred.txt").read())
+target = float(open("holdout/target.txt").read())
+print(json.dumps({"score": -(x - target) ** 2}))
+"""
+
+
 def log(msg):
     print(msg, file=sys.stderr, flush=True)
 

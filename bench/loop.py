@@ -49,24 +49,6 @@ min_improvement = 0.001
 kind = "mutate"
 """
 
-TRAIN_PY = """\
-import os
-
-X = 0.2  # mutate: float 0.0..1.0 linear
-
-out = os.environ.get("PROCTOR_OUTPUTS", "outputs")
-with open(os.path.join(out, "pred.txt"), "w") as f:
-    f.write(repr(X))
-"""
-
-PREPARE_PY = """\
-import json
-
-x = float(open("outputs/pred.txt").read())
-target = float(open("holdout/target.txt").read())
-print(json.dumps({"score": -(x - target) ** 2}))
-"""
-
 # Same code as the one-liner in bashloop.sh (measured alone for the breakdown).
 PERTURB = """
 import random, re
@@ -83,7 +65,7 @@ IGNORED = ["/outputs/", "/results.tsv", "/run.log"]
 
 def make_template(path):
     os.makedirs(os.path.join(path, "holdout"))
-    files = {"proctor.toml": PROCTOR_TOML, "train.py": TRAIN_PY, "prepare.py": PREPARE_PY,
+    files = {"proctor.toml": PROCTOR_TOML, "train.py": B.TRAIN_PY, "prepare.py": B.PREPARE_PY,
              "LOG.md": "# notes\n", "holdout/target.txt": "0.8\n"}
     for name, text in files.items():
         with open(os.path.join(path, name), "w") as f:
