@@ -31,27 +31,8 @@ struct Run: ParsableCommand {
     }
 
     func run() throws {
-        let env: SandboxEnvironment
-        do { env = try SandboxEnvironment.load(workspace: options.workspace) } catch {
-            fail(error, status: 125)
-        }
-        let progress = Progress(total: iterations)
-        let summary: RunSummary
-        // Nothing has run when the runner cannot be made (no repository, no ledger directory): bad input, 125.
-        let runner: Runner
-        do {
-            runner = try Runner(env: env, agentKind: agent, options: RunOptions(iterations: iterations, resume: resume, wait: wait),
-                                progress: progress)
-        } catch {
-            fail(error, status: 125)
-        }
-        do {
-            summary = try runner.run()
-        } catch let busy as ExperimentLock.Busy {
-            fail(busy, status: 125)
-        } catch {
-            fail(error, status: 1)
-        }
+        let summary = driveLoop(workspace: options.workspace, options: RunOptions(iterations: iterations, resume: resume, wait: wait),
+                                agent: agent, session: nil)
         let c = summary.counts
         print("""
 
@@ -165,6 +146,28 @@ struct Report: ParsableCommand {
     }
 }
 
+/// Runs the research loop (`proctor run`, or `proctor session` when `session` is the agent's command).
+/// Exits 125 when nothing could start (bad configuration, no repository, the lock held), 1 when the
+/// run failed on the way.
+func driveLoop(workspace: String, options: RunOptions, agent: String?, session: [String]?) -> RunSummary {
+    let env: SandboxEnvironment
+    do { env = try SandboxEnvironment.load(workspace: workspace) } catch { fail(error, status: 125) }
+    let runner: Runner
+    do {
+        runner = try Runner(env: env, agentKind: agent, options: options, progress: Progress(total: options.iterations))
+    } catch {
+        fail(error, status: 125)
+    }
+    runner.sessionCommand = session
+    do {
+        return try runner.run()
+    } catch let busy as ExperimentLock.Busy {
+        fail(busy, status: 125)
+    } catch {
+        fail(error, status: 1)
+    }
+}
+
 /// Prints `proctor: <error>` on stderr and exits with `status`.
 func fail(_ error: Error, status: Int32) -> Never {
     FileHandle.standardError.write(Data("proctor: \(error)\n".utf8))
@@ -205,24 +208,8 @@ struct Session: ParsableCommand {
     }
 
     func run() throws {
-        let env: SandboxEnvironment
-        do { env = try SandboxEnvironment.load(workspace: options.workspace) } catch { fail(error, status: 125) }
-        let summary: RunSummary
-        let runner: Runner
-        do {
-            runner = try Runner(env: env, options: RunOptions(iterations: iterations, resume: resume, wait: wait),
-                                progress: Progress(total: iterations))
-        } catch {
-            fail(error, status: 125)
-        }
-        runner.sessionCommand = command
-        do {
-            summary = try runner.run()
-        } catch let busy as ExperimentLock.Busy {
-            fail(busy, status: 125)
-        } catch {
-            fail(error, status: 1)
-        }
+        let summary = driveLoop(workspace: options.workspace, options: RunOptions(iterations: iterations, resume: resume, wait: wait),
+                                agent: nil, session: command)
         print("session \(summary.run)\(summary.interrupted ? " (interrupted; continue with --resume)" : ""): kept \(summary.counts[.keep] ?? 0) of \(summary.counts.values.reduce(0, +)) experiments; best \(formatScore(summary.best)) vs baseline \(formatScore(summary.baseline)); ledger \(summary.ledger)")
         if summary.interrupted { throw ExitCode(130) }
     }
