@@ -463,7 +463,7 @@ int psb_build_root(const struct psb_config *cfg, char *err, size_t errlen)
             close(dfd);
             break;
         }
-        case PSB_OP_DEV:
+        case PSB_OP_DEV: {
             char shm[PATH_MAX];
             snprintf(shm, sizeof shm, "%s/shm", o->dst);
             int want_shm = 0;
@@ -473,6 +473,7 @@ int psb_build_root(const struct psb_config *cfg, char *err, size_t errlen)
             if (build_dev(rootfd, o->dst, want_shm, err, errlen) < 0)
                 return -1;
             break;
+        }
         case PSB_OP_PROC:
             if (build_proc(rootfd, o->dst, err, errlen) < 0)
                 return -1;
