@@ -22,8 +22,7 @@ public struct CommandAgent: Agent {
         let config = env.config
         let home = try CommandAgent.makeHome()
         defer {
-            try? FileTree.removeContents(of: home)
-            rmdir(home)
+            FileTree.removeDirectory(home)
         }
         try CommandAgent.populate(home: home, config: config)
         let prompt = CommandAgent.prompt(context)

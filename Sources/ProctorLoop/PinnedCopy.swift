@@ -12,8 +12,7 @@ public final class PinnedCopy: @unchecked Sendable {
     }
 
     deinit {
-        try? FileTree.removeContents(of: directory)
-        rmdir(directory)
+        FileTree.removeDirectory(directory)
     }
 
     static func makeDirectory() throws -> String {
@@ -38,18 +37,11 @@ public final class PinnedCopy: @unchecked Sendable {
     /// Copies the working tree's locked files.
     public static func fromWorkingTree(_ config: WorkspaceConfig) throws -> PinnedCopy {
         let copy = PinnedCopy(directory: try makeDirectory())
-        let globs = config.files.locked.map(Glob.init)
-        let fm = FileManager.default
-        guard let walker = fm.enumerator(atPath: config.root) else { return copy }
-        while let rel = walker.nextObject() as? String {
-            if rel == ".git" || rel == ".proctor" { walker.skipDescendants(); continue }
-            guard globs.contains(where: { $0.matches(rel) }) else { continue }
-            let source = config.root + "/" + rel
-            var st = stat()
-            guard lstat(source, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG else { continue }
+        for rel in WorkspaceSteps.lockedPaths(config) {
             let target = copy.directory + "/" + rel
-            try fm.createDirectory(atPath: (target as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
-            try fm.copyItem(atPath: source, toPath: target)
+            try FileManager.default.createDirectory(atPath: (target as NSString).deletingLastPathComponent,
+                                                    withIntermediateDirectories: true)
+            try FileManager.default.copyItem(atPath: config.root + "/" + rel, toPath: target)
         }
         return copy
     }
@@ -75,8 +67,7 @@ enum ScratchDirectory {
             let path = base + "/" + name
             var st = stat()
             guard lstat(path, &st) == 0, (st.st_mode & S_IFMT) == S_IFDIR, st.st_uid == geteuid() else { continue }
-            try? FileTree.removeContents(of: path)
-            rmdir(path)
+            FileTree.removeDirectory(path)
         }
     }
 }

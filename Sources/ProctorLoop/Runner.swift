@@ -541,32 +541,13 @@ public final class Runner {
         return pins
     }
 
+    /// The pins of a run: as `WorkspaceSteps.lockedHashes`, and `[files].locked` must match something.
     func hashLockedFiles(at commit: ObjectID) throws -> [String: String] {
-        var pins: [String: String] = [:]
-        for path in lockedPaths() {
-            guard let bytes = try? repo.blob(at: path, in: commit) else {
-                throw RunError("locked file \(path) is not committed in \(commit.short); commit it first")
-            }
-            pins[path] = Pins.sha256(bytes)
-        }
+        let pins = try WorkspaceSteps.lockedHashes(config, repo: repo, commit: commit)
         if pins.isEmpty && !config.files.locked.isEmpty {
             throw RunError("no file matches [files].locked \(config.files.locked); the evaluator must be locked")
         }
         return pins
-    }
-
-    /// Locked paths as they exist in the working tree (regular files, not following links).
-    private func lockedPaths() -> [String] {
-        let globs = config.files.locked.map(Glob.init)
-        var result: [String] = []
-        guard let walker = FileManager.default.enumerator(atPath: root) else { return [] }
-        while let rel = walker.nextObject() as? String {
-            if rel == ".git" || rel == ".proctor" { walker.skipDescendants(); continue }
-            var st = stat()
-            guard lstat(root + "/" + rel, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG else { continue }
-            if globs.contains(where: { $0.matches(rel) }) { result.append(rel) }
-        }
-        return result.sorted()
     }
 
     /// Locked files whose working-tree bytes differ from their pins, or that are missing.
@@ -579,7 +560,7 @@ public final class Runner {
             let data = (try? handle.readToEnd()) ?? Data()
             if Pins.sha256([UInt8](data)) != hash { tampered.append(path) }
         }
-        let now = Set(lockedPaths())
+        let now = Set(WorkspaceSteps.lockedPaths(config))
         tampered += now.subtracting(state.pins.keys).sorted()  // a new file under a locked glob
         return tampered
     }
@@ -612,16 +593,14 @@ public final class Runner {
         var files: [String: String] = [:]
         var notes: [String] = []
         let noteGlobs = config.files.notes.map(Glob.init)
-        if let walker = FileManager.default.enumerator(atPath: root) {
-            while let rel = walker.nextObject() as? String {
-                if rel == ".git" || rel == ".proctor" || config.files.outputs.contains(rel) { walker.skipDescendants(); continue }
-                var st = stat()
-                guard lstat(root + "/" + rel, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG else { continue }
-                if editable.contains(where: { $0.matches(rel) }) {
-                    files[rel] = (try? String(contentsOfFile: root + "/" + rel, encoding: .utf8)) ?? ""
-                }
-                if noteGlobs.contains(where: { $0.matches(rel) }) { notes.append(rel) }
+        let listed = FileTree.regularFiles(under: root, skipping: config.files.outputs) { rel in
+            editable.contains { $0.matches(rel) } || noteGlobs.contains { $0.matches(rel) }
+        }
+        for rel in listed {
+            if editable.contains(where: { $0.matches(rel) }) {
+                files[rel] = (try? String(contentsOfFile: root + "/" + rel, encoding: .utf8)) ?? ""
             }
+            if noteGlobs.contains(where: { $0.matches(rel) }) { notes.append(rel) }
         }
         for pattern in config.files.notes where !pattern.contains(where: { "*?[".contains($0) }) && !notes.contains(pattern) {
             notes.append(pattern)

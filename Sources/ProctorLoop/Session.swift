@@ -352,8 +352,7 @@ extension Runner {
         do {
             try CommandAgent.populate(home: home, config: config)
         } catch {
-            try? FileTree.removeContents(of: home)
-            rmdir(home)
+            FileTree.removeDirectory(home)
             throw RunError("session: \(error)")
         }
         let env = self.env
@@ -379,8 +378,7 @@ extension Runner {
             ActiveSandbox.sessionPid = 0
             server.closeAgentEnd()
             server.removeSocket()
-            try? FileTree.removeContents(of: home)
-            rmdir(home)
+            FileTree.removeDirectory(home)
             FileHandle.standardError.write(Data("proctor: the session agent exited (\(result?.reason ?? "launch failed"))\n".utf8))
             server.shutdown()
         }

@@ -86,16 +86,21 @@ public enum WorkspaceSteps {
         }
     }
 
-    static func lockedHashes(_ config: WorkspaceConfig, repo: Repository, commit: ObjectID) throws -> [String: String] {
+    /// Locked files as they exist in the working tree (regular files, links not followed).
+    static func lockedPaths(_ config: WorkspaceConfig) -> [String] {
         let globs = config.files.locked.map(Glob.init)
+        return FileTree.regularFiles(under: config.root) { rel in globs.contains { $0.matches(rel) } }
+    }
+
+    /// SHA-256 of each locked file as committed in `commit`. Every locked file of the working tree
+    /// must be committed there.
+    static func lockedHashes(_ config: WorkspaceConfig, repo: Repository, commit: ObjectID) throws -> [String: String] {
         var pins: [String: String] = [:]
-        guard let walker = FileManager.default.enumerator(atPath: config.root) else { return pins }
-        while let rel = walker.nextObject() as? String {
-            if rel == ".git" || rel == ".proctor" { walker.skipDescendants(); continue }
-            guard globs.contains(where: { $0.matches(rel) }) else { continue }
-            var st = stat()
-            guard lstat(config.root + "/" + rel, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG else { continue }
-            pins[rel] = Pins.sha256(try repo.blob(at: rel, in: commit))
+        for path in lockedPaths(config) {
+            guard let bytes = try? repo.blob(at: path, in: commit) else {
+                throw RunError("locked file \(path) is not committed in \(commit.short); commit it first")
+            }
+            pins[path] = Pins.sha256(bytes)
         }
         return pins
     }

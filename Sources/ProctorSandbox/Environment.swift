@@ -124,6 +124,30 @@ public enum RunID {
 
 /// File-tree helpers that never follow symlinks.
 public enum FileTree {
+    /// Workspace-relative paths of the regular files under `root` that `include` accepts, sorted.
+    /// Links are not followed; `.git`, `.proctor` and the `skipping` top-level entries are not entered.
+    public static func regularFiles(under root: String, skipping: [String] = [],
+                                    where include: (String) -> Bool) -> [String] {
+        var result: [String] = []
+        guard let walker = FileManager.default.enumerator(atPath: root) else { return result }
+        while let rel = walker.nextObject() as? String {
+            if rel == ".git" || rel == ".proctor" || skipping.contains(rel) {
+                walker.skipDescendants()
+                continue
+            }
+            var st = stat()
+            guard include(rel), lstat(root + "/" + rel, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG else { continue }
+            result.append(rel)
+        }
+        return result.sorted()
+    }
+
+    /// Removes `dir` and everything in it, links as links; what cannot be removed stays.
+    public static func removeDirectory(_ dir: String) {
+        try? removeContents(of: dir)
+        rmdir(dir)
+    }
+
     /// Removes everything inside `dir` (not `dir` itself). Symlinks are removed as links.
     public static func removeContents(of dir: String) throws {
         try walk(dir, removing: true) { _, _ in }
