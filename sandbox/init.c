@@ -12,6 +12,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/capability.h>
+#include <linux/filter.h>
 #include <linux/securebits.h>
 #include <net/if.h>
 #include <poll.h>
@@ -119,6 +120,19 @@ static void send_warn(int sk, const char *limit, const char *msg)
     snprintf(r.stage, sizeof r.stage, "%s", limit);
     snprintf(r.msg, sizeof r.msg, "%s", msg);
     (void)send(sk, &r, sizeof r, MSG_NOSIGNAL);
+}
+
+static int read_full(int fd, void *buf, size_t len)
+{
+    for (size_t got = 0; got < len;) {
+        ssize_t k = read(fd, (char *)buf + got, len - got);
+        if (k < 0 && errno == EINTR)
+            continue;
+        if (k <= 0)
+            return -1;
+        got += (size_t)k;
+    }
+    return 0;
 }
 
 static void run_command(struct psb_child_ctx *ctx) __attribute__((noreturn));
@@ -268,13 +282,17 @@ int psb_init_main(void *arg)
     /* The helper moves init into the cgroups meanwhile (a cgroup v1 migration waits for an
      * RCU grace period, 5-15 ms here, so it overlaps the mount work above). The command is
      * forked only once init is inside: everything it starts is accounted. */
-    char b;
-    ssize_t k;
-    do
-        k = read(ctx->sync_rd, &b, 1);
-    while (k < 0 && errno == EINTR);
-    if (k != 1)
+    struct psb_go go;
+    if (read_full(ctx->sync_rd, &go, sizeof go) < 0 || go.ninsns == 0 || go.ninsns > BPF_MAXINSNS)
         _exit(125); /* the helper failed or died; it reports */
+    static struct sock_filter insns[BPF_MAXINSNS];
+    static struct sock_fprog prog;
+    if (read_full(ctx->sync_rd, insns, go.ninsns * sizeof *insns) < 0)
+        _exit(125);
+    prog.len = (unsigned short)go.ninsns;
+    prog.filter = insns;
+    ctx->bpf = &prog;
+    ctx->plan = go.plan;
     close(ctx->sync_rd);
     /* Inside the sandbox's cgroups now: make them the root of the cgroup namespace. */
     (void)unshare(CLONE_NEWCGROUP);

@@ -228,61 +228,72 @@ static int setup_v1_one(const char *controller, char *out, size_t len)
     return 0;
 }
 
-struct psb_cgroups *psb_cgroups_setup(const struct psb_config *cfg, struct psb_plan *plan)
+static struct psb_cgroups cgroups;
+
+/* Before clone: with cgroup v2, init is born inside its cgroup (CLONE_INTO_CGROUP). NULL when
+ * v2 is not usable here; psb_cgroups_setup_v1 then runs after clone. */
+struct psb_cgroups *psb_cgroups_setup_v2(const struct psb_config *cfg)
 {
-    static struct psb_cgroups cg;
-    memset(&cg, 0, sizeof cg);
+    struct psb_cgroups *cg = &cgroups;
+    memset(cg, 0, sizeof *cg);
     if (cfg->memory < 0 && cfg->pids < 0)
-        return &cg;
+        return cg;
+    if (setup_v2(cfg, cg) < 0)
+        return NULL;
+    if (cg->has_mem)
+        psb_report("enforce\tmemory\tcgroup-v2\t%lld", cfg->memory);
+    if (cg->has_pids)
+        psb_report("enforce\tpids\tcgroup-v2\t%lld", cfg->pids);
+    return cg;
+}
+
+/* cgroup v1 where v2 is not usable, else rlimits, with a warning for each limit that falls back. */
+struct psb_cgroups *psb_cgroups_setup_v1(const struct psb_config *cfg, struct psb_plan *plan)
+{
+    struct psb_cgroups *cg = &cgroups;
+    memset(cg, 0, sizeof *cg);
     const char *why = "no cgroup v2 delegation";
-    if (setup_v2(cfg, &cg) == 0) {
-        if (cg.has_mem)
-            psb_report("enforce\tmemory\tcgroup-v2\t%lld", cfg->memory);
-        if (cg.has_pids)
-            psb_report("enforce\tpids\tcgroup-v2\t%lld", cfg->pids);
-        return &cg;
-    }
     if (cfg->memory >= 0) {
-        if (setup_v1_one("memory", cg.mem, sizeof cg.mem) == 0) {
-            if (write_ll(cg.mem, "memory.limit_in_bytes", cfg->memory) == 0) {
+        if (setup_v1_one("memory", cg->mem, sizeof cg->mem) == 0) {
+            if (write_ll(cg->mem, "memory.limit_in_bytes", cfg->memory) == 0) {
                 char sp[PATH_MAX + 32];
-                snprintf(sp, sizeof sp, "%s/memory.memsw.limit_in_bytes", cg.mem);
+                snprintf(sp, sizeof sp, "%s/memory.memsw.limit_in_bytes", cg->mem);
                 if (access(sp, F_OK) == 0)
-                    (void)write_ll(cg.mem, "memory.memsw.limit_in_bytes", cfg->memory);
-                cg.has_mem = 1;
-                cg.version = 1;
+                    (void)write_ll(cg->mem, "memory.memsw.limit_in_bytes", cfg->memory);
+                cg->has_mem = 1;
+                cg->version = 1;
                 psb_report("enforce\tmemory\tcgroup-v1\t%lld", cfg->memory);
             } else {
-                rmdir(cg.mem);
+                rmdir(cg->mem);
             }
         } else {
             why = errno == EACCES || errno == EROFS || errno == EPERM ? "cgroup not writable" : "no usable cgroup";
         }
-        if (!cg.has_mem) {
+        if (!cg->has_mem) {
             plan->use_rlimit_as = 1;
             psb_report("enforce\tmemory\trlimit-as\t%lld", cfg->memory);
             psb_warn("memory", "%s; RLIMIT_AS only (virtual memory, not resident)", why);
         }
     }
     if (cfg->pids >= 0) {
-        if (setup_v1_one("pids", cg.pids, sizeof cg.pids) == 0) {
-            if (write_ll(cg.pids, "pids.max", cfg->pids) == 0) {
-                cg.has_pids = 1;
-                cg.version = 1;
+        if (setup_v1_one("pids", cg->pids, sizeof cg->pids) == 0) {
+            if (write_ll(cg->pids, "pids.max", cfg->pids) == 0) {
+                cg->has_pids = 1;
+                cg->version = 1;
                 psb_report("enforce\tpids\tcgroup-v1\t%lld", cfg->pids);
             } else {
-                rmdir(cg.pids);
+                rmdir(cg->pids);
             }
         } else {
             why = errno == EACCES || errno == EROFS || errno == EPERM ? "cgroup not writable" : "no usable cgroup";
         }
-        if (!cg.has_pids) {
+        if (!cg->has_pids) {
             plan->use_rlimit_nproc = 1;
             psb_report("enforce\tpids\trlimit-nproc\t%lld", cfg->pids);
             psb_warn("pids", "%s; RLIMIT_NPROC only (per uid in the sandbox's user namespace)", why);
         }
     }
-    return &cg;
+    return cg;
 }
 
 int psb_cgroups_attach(struct psb_cgroups *cg, pid_t pid, char *err, size_t errlen)
@@ -306,7 +317,7 @@ int psb_cgroups_attach(struct psb_cgroups *cg, pid_t pid, char *err, size_t errl
 
 int psb_cgroups_v2_fd(struct psb_cgroups *cg)
 {
-    if (cg->version != 2 || !(cg->has_mem || cg->has_pids))
+    if (!cg || cg->version != 2 || !(cg->has_mem || cg->has_pids))
         return -1;
     return open(cg->mem, O_PATH | O_DIRECTORY | O_CLOEXEC);
 }

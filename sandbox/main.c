@@ -14,6 +14,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <linux/filter.h>
 #include <poll.h>
 #include <sched.h>
 #include <signal.h>
@@ -429,17 +430,9 @@ int main(int argc, char **argv)
     ctx.uid = geteuid();
     ctx.gid = getegid();
 
-    /* The filter is compiled here, once, and handed to the command child as ready BPF. */
-    void *prog = NULL;
-    int r = psb_seccomp_build(&cfg, &prog, err, sizeof err);
-    if (r < 0) {
-        setup_fail(err, -r, "seccomp");
-        return 125;
-    }
-    ctx.bpf = prog;
     ctx.landlock_abi = psb_landlock_abi();
-
-    struct psb_cgroups *cg = psb_cgroups_setup(&cfg, &ctx.plan);
+    /* cgroup v2 before clone (init is born inside it); v1 after, overlapping init's mounts. */
+    struct psb_cgroups *cg = psb_cgroups_setup_v2(&cfg);
 
     /* Enforcement report for every limit the plan carries. */
     psb_report_rlimits(&cfg);
@@ -543,18 +536,32 @@ int main(int argc, char **argv)
         close(err_p[1]);
     }
 
-    /* Init waits on the sync pipe: it joins the cgroups before it builds anything. */
-    /* If init already failed (ESRCH, EPIPE), its own error record on the status pipe says why. */
+    /* While init builds its mount tree: cgroup v1 (or the rlimit fallbacks) and the seccomp
+     * filter, compiled once here and handed over as plain BPF with the go-ahead. Init forks the
+     * command only after that, so everything the command starts is accounted and filtered.
+     * If init already failed (ESRCH, EPIPE), its own error record on the status pipe says why. */
     int setup_error = 0;
-    if (psb_cgroups_attach(cg, init, err, sizeof err) < 0) {
+    struct psb_go go;
+    memset(&go, 0, sizeof go);
+    if (!cg)
+        cg = psb_cgroups_setup_v1(&cfg, &go.plan);
+    struct sock_fprog *prog = NULL;
+    int r = psb_seccomp_build(&cfg, (void **)&prog, err, sizeof err);
+    if (r < 0) {
+        setup_fail(err, -r, "seccomp");
+        setup_error = 1;
+        kill(init, SIGKILL);
+    } else if (psb_cgroups_attach(cg, init, err, sizeof err) < 0) {
         if (errno != ESRCH) {
             setup_fail(err, errno, "cgroups");
             setup_error = 1;
         }
         kill(init, SIGKILL);
     } else {
-        char b = 'g';
-        if (write(sync_p[1], &b, 1) != 1)
+        /* At most BPF_MAXINSNS (4096) instructions: 32 KiB, always within the pipe's buffer. */
+        go.ninsns = prog->len;
+        if (psb_write_all(sync_p[1], &go, sizeof go) < 0 ||
+            psb_write_all(sync_p[1], prog->filter, (size_t)prog->len * sizeof *prog->filter) < 0)
             kill(init, SIGKILL);
     }
     close(sync_p[1]);

@@ -65,6 +65,14 @@ struct psb_plan {
     int use_rlimit_nproc; /* pids fallback */
 };
 
+/* The helper's go-ahead to init on the sync pipe, followed by `ninsns` BPF instructions. The
+ * helper clones first and then, while init builds the mount tree, sets up cgroup v1 (the plan
+ * says which rlimit fallbacks apply) and compiles the seccomp filter. */
+struct psb_go {
+    struct psb_plan plan;
+    uint32_t ninsns;
+};
+
 /* Records on the status pipe (init -> helper) and the setup socket (command -> helper). */
 enum psb_rec_kind { PSB_REC_ERROR = 1, PSB_REC_EXIT = 2, PSB_REC_NOTIFYFD = 3, PSB_REC_WARN = 4 };
 
@@ -80,7 +88,7 @@ struct psb_rec {
 struct psb_child_ctx {
     const struct psb_config *cfg;
     struct psb_plan plan;
-    int sync_rd;        /* init waits for one byte: cgroups joined */
+    int sync_rd;        /* init waits for struct psb_go: cgroups joined, filter compiled */
     int sync_wr;        /* helper's end, closed in init */
     int status_wr;      /* init -> helper records */
     int status_rd;
@@ -88,7 +96,7 @@ struct psb_child_ctx {
     int setup_sock_peer;/* helper's end */
     int out_wr, err_wr; /* stdio pipes when --stdio-limit, else -1 */
     int out_rd, err_rd;
-    const void *bpf;    /* struct sock_fprog, built once in the helper */
+    const void *bpf;    /* struct sock_fprog, built in the helper, received with psb_go */
     uid_t uid;
     gid_t gid;
     int landlock_abi;
@@ -126,7 +134,8 @@ int psb_landlock_apply(const struct psb_config *cfg, int abi, char *err, size_t 
 
 /* limits.c */
 struct psb_cgroups;
-struct psb_cgroups *psb_cgroups_setup(const struct psb_config *cfg, struct psb_plan *plan);
+struct psb_cgroups *psb_cgroups_setup_v2(const struct psb_config *cfg);
+struct psb_cgroups *psb_cgroups_setup_v1(const struct psb_config *cfg, struct psb_plan *plan);
 int psb_cgroups_v2_fd(struct psb_cgroups *cg);
 void psb_cgroups_mark_joined(struct psb_cgroups *cg);
 int psb_cgroups_attach(struct psb_cgroups *cg, pid_t pid, char *err, size_t errlen);
