@@ -14,6 +14,7 @@
 #include <linux/capability.h>
 #include <linux/filter.h>
 #include <linux/securebits.h>
+#include <linux/sockios.h>
 #include <net/if.h>
 #include <poll.h>
 #include <sched.h>
@@ -47,20 +48,107 @@ static void fail(int fd, const char *stage, const char *fmt, const char *arg)
     psb_child_fail(fd, 0, stage, e, fmt, arg);
 }
 
-static void loopback_up(int st)
+/* A new network namespace, lo up if asked; returns an fd for it, or -1 with errno and *what. */
+static int new_netns(int loopback, const char **what)
 {
+    *what = "unshare CLONE_NEWNET";
+    if (unshare(CLONE_NEWNET) < 0)
+        return -1;
+    *what = "socket in the new network namespace";
     int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
     if (s < 0)
-        fail(st, "network", "socket for %s", "lo");
+        return -1;
     struct ifreq ifr;
     memset(&ifr, 0, sizeof ifr);
     strcpy(ifr.ifr_name, "lo");
-    if (ioctl(s, SIOCGIFFLAGS, &ifr) < 0)
-        fail(st, "network", "SIOCGIFFLAGS %s", "lo");
-    ifr.ifr_flags |= IFF_UP | IFF_RUNNING;
-    if (ioctl(s, SIOCSIFFLAGS, &ifr) < 0)
-        fail(st, "network", "SIOCSIFFLAGS %s up", "lo");
+    *what = "bring lo up";
+    if (loopback && (ioctl(s, SIOCGIFFLAGS, &ifr) < 0 ||
+                     (ifr.ifr_flags |= IFF_UP | IFF_RUNNING, ioctl(s, SIOCSIFFLAGS, &ifr) < 0)))
+        return -1;
+    *what = "SIOCGSKNS";
+    int ns = ioctl(s, SIOCGSKNS);
+    int e = errno;
     close(s);
+    errno = e;
+    return ns;
+}
+
+/* The network namespace costs more to create than all the others together (every pernet
+ * subsystem initialises: sysctls, loopback, addrconf), so a short-lived child of init creates
+ * it while init builds the mount tree, and hands init an fd for it. Init joins it before it
+ * forks the command; until then init runs nothing but its own setup. */
+struct netns_job {
+    pid_t pid;
+    int sock;
+    int loopback;
+};
+
+static void netns_start(const struct psb_config *cfg, struct netns_job *job)
+{
+    int sv[2];
+    job->pid = -1;
+    job->loopback = cfg->net == PSB_NET_LOOPBACK;
+    if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
+        return;
+    job->pid = fork();
+    if (job->pid == 0) {
+        close(sv[0]);
+        const char *what;
+        int ns = new_netns(job->loopback, &what);
+        int e = ns < 0 ? errno : 0;
+        char cbuf[CMSG_SPACE(sizeof(int))];
+        memset(cbuf, 0, sizeof cbuf);
+        struct iovec iov = {&e, sizeof e};
+        struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1};
+        if (ns >= 0) {
+            mh.msg_control = cbuf;
+            mh.msg_controllen = sizeof cbuf;
+            struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
+            cm->cmsg_level = SOL_SOCKET;
+            cm->cmsg_type = SCM_RIGHTS;
+            cm->cmsg_len = CMSG_LEN(sizeof(int));
+            memcpy(CMSG_DATA(cm), &ns, sizeof ns);
+        }
+        (void)sendmsg(sv[1], &mh, MSG_NOSIGNAL);
+        _exit(0);
+    }
+    close(sv[1]);
+    job->sock = sv[0];
+    if (job->pid < 0)
+        close(sv[0]);
+}
+
+/* Join the namespace the job made; without a job (or when it failed to hand one over, e.g. no
+ * SIOCGSKNS before Linux 4.9) make it here. */
+static void netns_join(int st, struct netns_job *job)
+{
+    int ns = -1, e = EPIPE;
+    if (job->pid > 0) {
+        char cbuf[CMSG_SPACE(sizeof(int))];
+        struct iovec iov = {&e, sizeof e};
+        struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf, .msg_controllen = sizeof cbuf};
+        ssize_t k;
+        do
+            k = recvmsg(job->sock, &mh, MSG_CMSG_CLOEXEC);
+        while (k < 0 && errno == EINTR);
+        struct cmsghdr *cm = k == (ssize_t)sizeof e ? CMSG_FIRSTHDR(&mh) : NULL;
+        if (cm && cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_RIGHTS)
+            memcpy(&ns, CMSG_DATA(cm), sizeof ns);
+        close(job->sock);
+        (void)waitpid(job->pid, NULL, 0);
+        if (ns >= 0) {
+            if (setns(ns, CLONE_NEWNET) < 0)
+                fail(st, "network", "setns %s", "CLONE_NEWNET");
+            close(ns);
+            return;
+        }
+    }
+    const char *what;
+    ns = new_netns(job->loopback, &what);
+    if (ns < 0 && strcmp(what, "SIOCGSKNS"))
+        fail(st, "network", "%s", what);
+    if (ns >= 0)
+        close(ns);
 }
 
 static void drop_caps(int sk)
@@ -270,14 +358,17 @@ int psb_init_main(void *arg)
      * environment lives in this copy of its memory) nor see pid 1 with hidepid. */
     prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
 
-    if (cfg->net == PSB_NET_LOOPBACK)
-        loopback_up(st);
+    struct netns_job netjob = {-1, -1, 0};
+    if (cfg->net != PSB_NET_HOST)
+        netns_start(cfg, &netjob);
     (void)sethostname("proctor", 7);
 
     if (psb_open_sources(cfg, err, sizeof err) < 0)
         psb_child_fail(st, 0, "mounts", errno, "%s", err);
     if (psb_build_root(cfg, err, sizeof err) < 0)
         psb_child_fail(st, 0, "mounts", errno, "%s", err);
+    if (cfg->net != PSB_NET_HOST)
+        netns_join(st, &netjob);
 
     /* The helper moves init into the cgroups meanwhile (a cgroup v1 migration waits for an
      * RCU grace period, 5-15 ms here, so it overlaps the mount work above). The command is

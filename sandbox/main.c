@@ -296,6 +296,9 @@ static void parse_args(int argc, char **argv, struct psb_config *c)
             c->stdio_limit = parse_num(a, argv[++i]);
         } else if (!strcmp(a, "--audit-writes")) {
             c->audit_writes = 1;
+        } else if (!strcmp(a, "--filter-cache")) {
+            NEED(1);
+            c->filter_cache = check_path(a, argv[++i]);
         } else if (!strcmp(a, "--writable")) {
             NEED(1);
             if (c->nwritable >= PSB_MAX_WRITABLE)
@@ -493,9 +496,8 @@ int main(int argc, char **argv)
         return 125;
     }
 
+    /* The network namespace is made by init, in parallel with its mount work (init.c). */
     int flags = CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS | CLONE_NEWCGROUP;
-    if (cfg.net != PSB_NET_HOST)
-        flags |= CLONE_NEWNET;
     long long t_clone = psb_now_ms();
     /* Raw clone without CLONE_VM behaves like fork: the child gets a copy of this memory
      * (config, BPF program) and runs psb_init_main on its own copy of the stack. */
@@ -546,7 +548,7 @@ int main(int argc, char **argv)
     if (!cg)
         cg = psb_cgroups_setup_v1(&cfg, &go.plan);
     struct sock_fprog *prog = NULL;
-    int r = psb_seccomp_build(&cfg, (void **)&prog, err, sizeof err);
+    int r = psb_seccomp_get(&cfg, (void **)&prog, err, sizeof err);
     if (r < 0) {
         setup_fail(err, -r, "seccomp");
         setup_error = 1;

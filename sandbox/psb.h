@@ -51,6 +51,7 @@ struct psb_config {
     long long output_entries; /* entry cap of the output walk */
     long long stdio_limit;  /* -1 = unset */
     int audit_writes;
+    const char *filter_cache; /* directory for compiled seccomp filters, NULL = none */
     const char *writable[PSB_MAX_WRITABLE];
     int nwritable;
     int report_fd;  /* -1 = none */
@@ -125,6 +126,7 @@ int psb_open_nofollow(int dirfd, const char *path, int flags, int create, int wa
 
 /* seccomp.c */
 int psb_seccomp_build(const struct psb_config *cfg, void **prog_out, char *err, size_t errlen);
+int psb_seccomp_get(const struct psb_config *cfg, void **prog_out, char *err, size_t errlen);
 int psb_seccomp_load(const void *prog, int want_listener);
 
 /* landlock.c */

@@ -42,6 +42,8 @@ public struct LaunchPlan: Sendable, Equatable {
     public var writable: [String] = []
     /// Descriptors of the launcher that the command inherits under the same number.
     public var passDescriptors: [Int32] = []
+    /// Where the launcher keeps compiled seccomp filters (inside `.proctor/`, seen by no sandbox).
+    public var filterCache: String?
     public var command: [String]
 
     public static func == (a: LaunchPlan, b: LaunchPlan) -> Bool { a.arguments == b.arguments }
@@ -71,6 +73,7 @@ public struct LaunchPlan: Sendable, Equatable {
         if let stdioLimit { args += ["--stdio-limit", String(stdioLimit)] }
         for path in writable { args += ["--writable", path] }
         for fd in passDescriptors { args += ["--pass-fd", String(fd)] }
+        if let filterCache { args += ["--filter-cache", filterCache] }
         args += ["--audit-writes", "--"]
         return args + command
     }
@@ -224,6 +227,7 @@ extension LaunchPlan {
         plan.environment = environment(request, host: host, interpreterBin: interpreter?.bin, outputs: outputs)
             .filter { !extraNames.contains($0.0) } + request.extraEnvironment
         plan.passDescriptors = request.passDescriptors
+        if host.exists(ws + "/.proctor") { plan.filterCache = ws + "/.proctor/cache" }
         return plan
     }
 
