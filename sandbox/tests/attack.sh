@@ -192,6 +192,40 @@ run -- "$PROBE" x32; check "x32 syscall kills the process (SIGSYS, 159)" rc_is 1
 run -- "$PROBE" i386; check "i386 int 0x80 kills the process (SIGSYS, 159)" rc_is 159
 run -- "$PROBE" personality; check "personality: only PER_LINUX and query" probe_ok
 run -- "$PROBE" namespaces; check "unshare/setns/clone(CLONE_NEW*)/clone3(ENOSYS)/mount/pivot_root/chroot/new mount API denied" probe_ok
+
+# The compiled-filter cache (in real use .proctor/cache, which no sandbox sees): only a file that is
+# ours, writable by nobody else and intact is ever loaded. The planted filter allows everything.
+FC=$T/state/cache
+mkdir -p "$T/state"
+plant_filter() { # FILE SUM-OK(1|0): one instruction, SECCOMP_RET_ALLOW
+    "${PY:-python3}" - "$1" "$2" <<'EOF'
+import struct, sys
+ins = struct.pack("<HBBI", 0x06, 0, 0, 0x7FFF0000)
+h = 1469598103934665603
+for b in ins:
+    h = ((h ^ b) * 1099511628211) & 0xFFFFFFFFFFFFFFFF
+if sys.argv[2] == "0":
+    h ^= 1
+open(sys.argv[1], "wb").write(struct.pack("<IIQ", 0x31664250, 1, h) + ins)
+EOF
+}
+run --filter-cache "$FC" -- "$PROBE" namespaces
+check "filter cache: the first run stores one filter, mode 0600, and it holds" \
+    bash -c "[ \$(ls '$FC' | grep -c '^seccomp-.*\.bpf\$') = 1 ] && [ \$(stat -c %a '$FC'/seccomp-*.bpf) = 600 ] && ! grep -q ' BAD' '$O'"
+run --filter-cache "$FC" -- "$PROBE" namespaces; check "  the cached filter holds" probe_ok
+CACHED=$(ls "$FC"/seccomp-*.bpf)
+if command -v "${PY:-python3}" >/dev/null; then
+    plant_filter "$CACHED" 1; chmod 666 "$CACHED"
+    run --filter-cache "$FC" -- "$PROBE" namespaces; check "  a planted allow-all filter writable by others is not loaded" probe_ok
+    plant_filter "$CACHED" 0; chmod 600 "$CACHED"
+    run --filter-cache "$FC" -- "$PROBE" namespaces; check "  a planted filter with a bad checksum is not loaded" probe_ok
+    run --filter-cache "$FC" -- "$PROBE" namespaces; check "  and is replaced by a good one" probe_ok
+    chmod 777 "$FC"; plant_filter "$CACHED" 1; chmod 600 "$CACHED"
+    run --filter-cache "$FC" -- "$PROBE" namespaces; check "  nothing is loaded from a cache directory writable by others" probe_ok
+    chmod 700 "$FC"
+else
+    skip "planted filter cache files (no python3)"
+fi
 run -- "$PROBE" kernel; check "ptrace/process_vm/bpf/perf/userfaultfd/keyctl/open_by_handle_at/kexec/modules/iopl/... denied" probe_ok
 run -- "$PROBE" sockets; check "AF_NETLINK/AF_PACKET/AF_VSOCK/AF_ALG/MPTCP denied, AF_UNIX allowed" probe_ok
 run -- "$PROBE" fds; check "no fd beyond 0,1,2 leaks into the command (CVE-2024-21626)" probe_ok
