@@ -76,13 +76,52 @@ static int write_ll(const char *dir, const char *file, long long v)
     return psb_write_file(p, b);
 }
 
+/* The whole of a /proc file, read once per launcher (v2 and both v1 controllers ask). */
+static const char *proc_text(const char *path, char **cache)
+{
+    if (*cache)
+        return *cache;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return NULL;
+    size_t cap = 8192, len = 0;
+    char *b = malloc(cap);
+    for (ssize_t n; b; len += (size_t)n) {
+        if (len + 1 >= cap) {
+            char *nb = cap < (16u << 20) ? realloc(b, cap *= 2) : NULL;
+            if (!nb) {
+                free(b);
+                b = NULL;
+                break;
+            }
+            b = nb;
+        }
+        n = read(fd, b + len, cap - len - 1);
+        if (n <= 0) {
+            if (n < 0) {
+                free(b);
+                b = NULL;
+            }
+            break;
+        }
+    }
+    close(fd);
+    if (b)
+        b[len] = 0;
+    return *cache = b;
+}
+
+static char *self_cgroup, *self_mounts;
+
 /* Own cgroup path for a v1 controller ("memory") or v2 (NULL). */
 static int own_cgroup(const char *controller, char *out, size_t len)
 {
-    char b[4096];
-    if (read_file("/proc/self/cgroup", b, sizeof b) < 0)
+    const char *text = proc_text("/proc/self/cgroup", &self_cgroup);
+    char *b = text ? strdup(text) : NULL;
+    if (!b)
         return -1;
-    for (char *l = strtok(b, "\n"); l; l = strtok(NULL, "\n")) {
+    int found = -1;
+    for (char *l = strtok(b, "\n"); l && found < 0; l = strtok(NULL, "\n")) {
         char *c1 = strchr(l, ':');
         char *c2 = c1 ? strchr(c1 + 1, ':') : NULL;
         if (!c2)
@@ -101,21 +140,24 @@ static int own_cgroup(const char *controller, char *out, size_t len)
         }
         if (match) {
             snprintf(out, len, "%s", c2 + 1);
-            return 0;
+            found = 0;
         }
     }
-    return -1;
+    free(b);
+    return found;
 }
 
 /* Mount point of cgroup2 (controller NULL) or of the v1 hierarchy holding controller. */
 static int mount_point(const char *controller, char *out, size_t len)
 {
-    FILE *f = fopen("/proc/self/mounts", "re");
-    if (!f)
+    const char *text = proc_text("/proc/self/mounts", &self_mounts);
+    if (!text)
         return -1;
     char dev[256], dir[PATH_MAX], type[64], opts[1024];
     int found = -1;
-    while (fscanf(f, "%255s %4095s %63s %1023s %*d %*d", dev, dir, type, opts) == 4) {
+    for (const char *l = text; *l; l = strchr(l, '\n') ? strchr(l, '\n') + 1 : "") {
+        if (sscanf(l, "%255s %4095s %63s %1023s", dev, dir, type, opts) != 4)
+            continue;
         if (!controller && !strcmp(type, "cgroup2")) {
             snprintf(out, len, "%s", dir);
             found = 0;
@@ -131,7 +173,6 @@ static int mount_point(const char *controller, char *out, size_t len)
                 break;
         }
     }
-    fclose(f);
     return found;
 }
 
@@ -329,6 +370,8 @@ void psb_cgroups_finish(struct psb_cgroups *cg, long long *peak, int *oom, int *
     *peak = -1;
     *oom = 0;
     *pids_hit = 0;
+    if (!cg)
+        return;
     if (cg->has_mem) {
         if (cg->version == 2) {
             *peak = read_ll(cg->mem, "memory.peak");
@@ -352,6 +395,8 @@ static void kill_and_rmdir(const char *dir)
 {
     char p[PATH_MAX + 32], b[4096];
     snprintf(p, sizeof p, "%s/cgroup.procs", dir);
+    if (rmdir(dir) == 0 || errno == ENOENT)
+        return; /* the usual case: the PID namespace is gone, so is everything in the cgroup */
     for (int tries = 0; tries < 200; tries++) {
         if (read_file(p, b, sizeof b) > 0)
             for (char *l = strtok(b, "\n"); l; l = strtok(NULL, "\n"))

@@ -229,6 +229,17 @@ static void parse_args(int argc, char **argv, struct psb_config *c)
             o->kind = !strcmp(a, "--hide") ? PSB_OP_HIDE : !strcmp(a, "--dev") ? PSB_OP_DEV : PSB_OP_PROC;
             o->dst = check_path(a, argv[++i]);
             o->src_fd = -1;
+        } else if (!strcmp(a, "--symlink")) {
+            NEED(2);
+            if (c->nops >= PSB_MAX_OPS)
+                die_args("too many mount options");
+            struct psb_op *o = &c->ops[c->nops++];
+            o->kind = PSB_OP_SYMLINK;
+            o->src = argv[++i];
+            if (!*o->src || strlen(o->src) >= PATH_MAX)
+                die_args("--symlink: bad link text");
+            o->dst = check_path(a, argv[++i]);
+            o->src_fd = -1;
         } else if (!strcmp(a, "--tmpfs")) {
             NEED(2);
             if (c->nops >= PSB_MAX_OPS)
@@ -580,6 +591,8 @@ int main(int argc, char **argv)
     char limit_detail[256] = "";
     struct psb_rec rec;
     int stopping = 0, got_sigchld = 1, audit_hup = 0;
+    long long peak = -1;
+    int oom = 0, pids_hit = 0, finished = 0;
 
     for (;;) {
         if (init_done && status_fd < 0 && sp[0].fd < 0 && sp[1].fd < 0)
@@ -677,6 +690,10 @@ int main(int argc, char **argv)
                     got_exit = 1;
                     cmd_wstatus = rec.wstatus;
                     t_end = now;
+                    /* The command is done and init has killed the rest: read the cgroup's
+                     * counters while the kernel tears the namespaces down. */
+                    psb_cgroups_finish(cg, &peak, &oom, &pids_hit);
+                    finished = 1;
                 } else if (rec.kind == PSB_REC_ERROR && !setup_error) {
                     setup_error = 1;
                     dprintf(2, "proctor-sandbox: %s: %s (stage: %s)\n", rec.msg, strerror(rec.err), rec.stage);
@@ -825,9 +842,8 @@ int main(int argc, char **argv)
     if (t_end < 0)
         t_end = psb_now_ms();
 
-    long long peak = -1;
-    int oom = 0, pids_hit = 0;
-    psb_cgroups_finish(cg, &peak, &oom, &pids_hit);
+    if (!finished)
+        psb_cgroups_finish(cg, &peak, &oom, &pids_hit);
     if (audit)
         psb_audit_finish(audit);
     psb_cgroups_kill_and_remove(cg);

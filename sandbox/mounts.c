@@ -478,6 +478,19 @@ int psb_build_root(const struct psb_config *cfg, char *err, size_t errlen)
             if (build_proc(rootfd, o->dst, err, errlen) < 0)
                 return -1;
             break;
+        case PSB_OP_SYMLINK: {
+            /* On the root tmpfs, which becomes read-only below. */
+            char parent[PATH_MAX];
+            snprintf(parent, sizeof parent, "%s", o->dst);
+            char *slash = strrchr(parent, '/');
+            const char *name = o->dst + (slash - parent) + 1;
+            *slash = 0;
+            int dfd = *parent ? psb_open_nofollow(rootfd, parent, O_DIRECTORY, 1, 1) : dup(rootfd);
+            if (dfd < 0 || !*name || symlinkat(o->src, dfd, name) < 0)
+                return ERR("symlink %s -> %s", o->dst, o->src);
+            close(dfd);
+            break;
+        }
         }
     }
     (void)unlinkat(tmpfd, ".psb-empty", 0);

@@ -18,11 +18,12 @@ enum psb_op_kind {
     PSB_OP_TMPFS,
     PSB_OP_DEV,
     PSB_OP_PROC,
+    PSB_OP_SYMLINK,
 };
 
 struct psb_op {
     enum psb_op_kind kind;
-    const char *src; /* host path (ro/rw) */
+    const char *src; /* host path (ro/rw), link text (symlink) */
     const char *dst; /* path inside the sandbox */
     uint64_t size;   /* tmpfs */
     int src_fd;      /* opened in init before the new root hides the host tree */

@@ -12,16 +12,20 @@ public struct HostFacts: Sendable {
     /// For a command name, the interpreter installation outside the system mounts it needs:
     /// (prefix to mount read-only, bin directory to put first on PATH), or nil.
     public var interpreterPrefix: @Sendable (_ command: String, _ path: String) -> (prefix: String, bin: String)?
+    /// The text of the symlink at a path, nil when it is not a symlink.
+    public var symlinkTarget: @Sendable (String) -> String?
 
     public init(
         environment: [String: String], exists: @escaping @Sendable (String) -> Bool,
         workspaceEntries: @escaping @Sendable () -> [String],
-        interpreterPrefix: @escaping @Sendable (String, String) -> (prefix: String, bin: String)?
+        interpreterPrefix: @escaping @Sendable (String, String) -> (prefix: String, bin: String)?,
+        symlinkTarget: @escaping @Sendable (String) -> String? = { _ in nil }
     ) {
         self.environment = environment
         self.exists = exists
         self.workspaceEntries = workspaceEntries
         self.interpreterPrefix = interpreterPrefix
+        self.symlinkTarget = symlinkTarget
     }
 
     /// Facts read from this machine, for a workspace at `root`.
@@ -30,7 +34,8 @@ public struct HostFacts: Sendable {
             environment: ProcessInfo.processInfo.environment,
             exists: { path in var st = stat(); return lstat(path, &st) == 0 },
             workspaceEntries: { listWorkspace(root) },
-            interpreterPrefix: { command, path in InterpreterProbe.prefix(for: command, path: path, systemDirs: systemDirs) })
+            interpreterPrefix: { command, path in InterpreterProbe.prefix(for: command, path: path, systemDirs: systemDirs) },
+            symlinkTarget: { path in try? FileManager.default.destinationOfSymbolicLink(atPath: path) })
     }
 
     private static func listWorkspace(_ root: String) -> [String] {

@@ -11,6 +11,8 @@ public struct LaunchPlan: Sendable, Equatable {
         case tmpfs(String, size: Int64)
         case dev(String)
         case proc(String)
+        /// A symlink at `at` whose text is `target` (a merged-/usr alias such as /bin -> usr/bin).
+        case symlink(target: String, at: String)
     }
 
     public enum Network: String, Sendable, Equatable {
@@ -59,6 +61,7 @@ public struct LaunchPlan: Sendable, Equatable {
             case .tmpfs(let target, let size): args += ["--tmpfs", target, String(size)]
             case .dev(let target): args += ["--dev", target]
             case .proc(let target): args += ["--proc", target]
+            case .symlink(let target, let at): args += ["--symlink", target, at]
             }
         }
         args += ["--chdir", workingDirectory, "--net", network.rawValue]
@@ -137,7 +140,13 @@ extension LaunchPlan {
                               graceMs: request.preset.graceMs, command: request.command)
 
         // The system, read-only, then its secrets hidden.
-        for dir in request.preset.system { plan.mounts.append(.readOnly(source: dir, target: dir, optional: true)) }
+        for dir in request.preset.system {
+            if let alias = systemAlias(dir, system: request.preset.system, host: host) {
+                plan.mounts.append(.symlink(target: alias, at: dir))
+            } else {
+                plan.mounts.append(.readOnly(source: dir, target: dir, optional: true))
+            }
+        }
         for path in config.sandbox.readOnly where host.exists(path) {
             plan.mounts.append(.readOnly(source: path, target: path, optional: false))
         }
@@ -229,6 +238,24 @@ extension LaunchPlan {
         plan.passDescriptors = request.passDescriptors
         if host.exists(ws + "/.proctor") { plan.filterCache = ws + "/.proctor/cache" }
         return plan
+    }
+
+    /// The link text when `dir` is a symlink into another system directory that is itself a real
+    /// directory (merged /usr: /bin -> usr/bin): the sandbox gets the same link, not a bind.
+    static func systemAlias(_ dir: String, system: [String], host: HostFacts) -> String? {
+        guard let text = host.symlinkTarget(dir), !text.isEmpty else { return nil }
+        var parts = text.hasPrefix("/") ? [] : dir.split(separator: "/").dropLast().map(String.init)
+        for part in text.split(separator: "/") {
+            if part == "." { continue }
+            if part == ".." { if parts.popLast() == nil { return nil }; continue }
+            parts.append(String(part))
+        }
+        let resolved = "/" + parts.joined(separator: "/")
+        let covered = system.contains { base in
+            base != dir && (resolved == base || resolved.hasPrefix(base + "/")) && host.exists(base)
+                && host.symlinkTarget(base) == nil
+        }
+        return covered ? text : nil
     }
 
     /// The supervisor's own files in the workspace: never visible from any sandbox.

@@ -226,6 +226,11 @@ if command -v "${PY:-python3}" >/dev/null; then
 else
     skip "planted filter cache files (no python3)"
 fi
+
+# --symlink (merged-/usr aliases): the link is there, resolves inside the sandbox, and cannot be
+# replaced or removed (the root tmpfs is read-only).
+run --symlink usr/bin /xbin -- /xbin/sh -c 'test "$(readlink /xbin)" = usr/bin && echo linked; rm -f /xbin; ln -sfn /tmp /xbin; test "$(readlink /xbin)" = usr/bin && echo kept'
+check "--symlink: a read-only alias that resolves inside the sandbox" bash -c "grep -qx linked '$O' && grep -qx kept '$O' && [ $RC = 0 ]"
 run -- "$PROBE" kernel; check "ptrace/process_vm/bpf/perf/userfaultfd/keyctl/open_by_handle_at/kexec/modules/iopl/... denied" probe_ok
 run -- "$PROBE" sockets; check "AF_NETLINK/AF_PACKET/AF_VSOCK/AF_ALG/MPTCP denied, AF_UNIX allowed" probe_ok
 run -- "$PROBE" fds; check "no fd beyond 0,1,2 leaks into the command (CVE-2024-21626)" probe_ok

@@ -1,0 +1,40 @@
+@testable import ProctorSandbox
+import XCTest
+
+/// Merged-/usr aliases: a system directory that is a symlink into another mounted one becomes the
+/// same symlink in the sandbox; anything else stays a read-only bind.
+final class PlanAliasTests: XCTestCase {
+    private func host(_ links: [String: String], missing: Set<String> = []) -> HostFacts {
+        HostFacts(environment: [:], exists: { !missing.contains($0) }, workspaceEntries: { [] },
+                  interpreterPrefix: { _, _ in nil }, symlinkTarget: { links[$0] })
+    }
+
+    private let system = ["/usr", "/bin", "/lib64", "/etc", "/opt"]
+
+    func testMergedUsrLinksAreRecreated() {
+        let h = host(["/bin": "usr/bin", "/lib64": "/usr/lib64"])
+        XCTAssertEqual(LaunchPlan.systemAlias("/bin", system: system, host: h), "usr/bin")
+        XCTAssertEqual(LaunchPlan.systemAlias("/lib64", system: system, host: h), "/usr/lib64")
+        XCTAssertNil(LaunchPlan.systemAlias("/usr", system: system, host: h))
+    }
+
+    func testLinksOutsideTheSystemDirectoriesStayBinds() {
+        // A link to a place no other system entry mounts would dangle (or expose it): bind it.
+        XCTAssertNil(LaunchPlan.systemAlias("/opt", system: system, host: host(["/opt": "/srv/opt"])))
+        XCTAssertNil(LaunchPlan.systemAlias("/bin", system: system, host: host(["/bin": "../../home/x/bin"])))
+        // The target directory is itself a link, or missing: no alias.
+        XCTAssertNil(LaunchPlan.systemAlias("/bin", system: system, host: host(["/bin": "usr/bin", "/usr": "/nix/usr"])))
+        XCTAssertNil(LaunchPlan.systemAlias("/bin", system: system, host: host(["/bin": "usr/bin"], missing: ["/usr"])))
+        // A link to itself or its own subdirectory is not covered by another entry.
+        XCTAssertNil(LaunchPlan.systemAlias("/bin", system: system, host: host(["/bin": "bin/x"])))
+    }
+
+    func testTheAliasIsALauncherArgument() {
+        var plan = LaunchPlan(phase: .experiment, workingDirectory: "/ws", timeoutMs: 1000, graceMs: 100, command: ["true"])
+        plan.mounts = [.readOnly(source: "/usr", target: "/usr", optional: true), .symlink(target: "usr/bin", at: "/bin")]
+        plan.filterCache = "/ws/.proctor/cache"
+        let args = plan.arguments
+        XCTAssertEqual(Array(args.prefix(6)), ["--ro-try", "/usr", "/usr", "--symlink", "usr/bin", "/bin"])
+        XCTAssertTrue(args.joined(separator: " ").contains("--filter-cache /ws/.proctor/cache --audit-writes --"))
+    }
+}
