@@ -231,8 +231,10 @@ def main():
                 "  launcher alone  proctor-sandbox with the argv proctor exec gave it (fd 3 -> /dev/null, fd 4 death pipe)",
                 "",
                 "proctor's own share (proctor exec - launcher alone): %.2f ms median" % (med["proctor exec"] - med["launcher alone"]),
-                "launcher / bwrap median ratio: %.2f" % (med["launcher alone"] / med["bwrap"]),
-                "proctor exec / bwrap median ratio: %.2f" % (med["proctor exec"] / med["bwrap"])]
+                "proctor exec / bwrap median ratio (one-shot CLI: the Swift process start-up, policy, locks,"
+                " audit record, then the same spawn): %.2f" % (med["proctor exec"] / med["bwrap"]),
+                "spawn / bwrap median ratio (the launcher with the full experiment policy, as proctor run and"
+                " proctor exec start every sandbox): %.2f" % (med["launcher alone"] / med["bwrap"])]
         if warn:
             out += ["", "stderr of the variants (deduplicated):"] + ["  " + w for w in warn[:10]]
         if args.ablate:
