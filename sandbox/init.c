@@ -48,6 +48,25 @@ static void fail(int fd, const char *stage, const char *fmt, const char *arg)
     psb_child_fail(fd, 0, stage, e, fmt, arg);
 }
 
+/* One message on a unix socket, with `fd` attached (SCM_RIGHTS) unless it is negative. */
+static int send_with_fd(int sk, const void *data, size_t len, int fd)
+{
+    char cbuf[CMSG_SPACE(sizeof(int))];
+    memset(cbuf, 0, sizeof cbuf);
+    struct iovec iov = {(void *)data, len};
+    struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1};
+    if (fd >= 0) {
+        mh.msg_control = cbuf;
+        mh.msg_controllen = sizeof cbuf;
+        struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
+        cm->cmsg_level = SOL_SOCKET;
+        cm->cmsg_type = SCM_RIGHTS;
+        cm->cmsg_len = CMSG_LEN(sizeof(int));
+        memcpy(CMSG_DATA(cm), &fd, sizeof fd);
+    }
+    return sendmsg(sk, &mh, MSG_NOSIGNAL) < 0 ? -1 : 0;
+}
+
 /* A new network namespace, lo up if asked; returns an fd for it, or -1 with errno and *what. */
 static int new_netns(int loopback, const char **what)
 {
@@ -96,20 +115,7 @@ static void netns_start(const struct psb_config *cfg, struct netns_job *job)
         const char *what;
         int ns = new_netns(job->loopback, &what);
         int e = ns < 0 ? errno : 0;
-        char cbuf[CMSG_SPACE(sizeof(int))];
-        memset(cbuf, 0, sizeof cbuf);
-        struct iovec iov = {&e, sizeof e};
-        struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1};
-        if (ns >= 0) {
-            mh.msg_control = cbuf;
-            mh.msg_controllen = sizeof cbuf;
-            struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
-            cm->cmsg_level = SOL_SOCKET;
-            cm->cmsg_type = SCM_RIGHTS;
-            cm->cmsg_len = CMSG_LEN(sizeof(int));
-            memcpy(CMSG_DATA(cm), &ns, sizeof ns);
-        }
-        (void)sendmsg(sv[1], &mh, MSG_NOSIGNAL);
+        (void)send_with_fd(sv[1], &e, sizeof e, ns);
         _exit(0);
     }
     close(sv[1]);
@@ -183,20 +189,7 @@ static void send_fd(int sk, int fd)
     struct psb_rec r;
     memset(&r, 0, sizeof r);
     r.kind = PSB_REC_NOTIFYFD;
-    char cbuf[CMSG_SPACE(sizeof(int))];
-    memset(cbuf, 0, sizeof cbuf);
-    struct iovec iov = {&r, sizeof r};
-    struct msghdr mh = {0};
-    mh.msg_iov = &iov;
-    mh.msg_iovlen = 1;
-    mh.msg_control = cbuf;
-    mh.msg_controllen = sizeof cbuf;
-    struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
-    cm->cmsg_level = SOL_SOCKET;
-    cm->cmsg_type = SCM_RIGHTS;
-    cm->cmsg_len = CMSG_LEN(sizeof(int));
-    memcpy(CMSG_DATA(cm), &fd, sizeof fd);
-    if (sendmsg(sk, &mh, MSG_NOSIGNAL) < 0)
+    if (send_with_fd(sk, &r, sizeof r, fd) < 0)
         psb_child_fail(sk, 1, "seccomp", errno, "send listener fd");
 }
 

@@ -191,6 +191,15 @@ static int parse_fd(const char *opt, const char *s)
     return (int)v;
 }
 
+static struct psb_op *new_op(struct psb_config *c)
+{
+    if (c->nops >= PSB_MAX_OPS)
+        die_args("too many mount options");
+    struct psb_op *o = &c->ops[c->nops++];
+    o->src_fd = -1;
+    return o;
+}
+
 static void parse_args(int argc, char **argv, struct psb_config *c)
 {
     memset(c, 0, sizeof *c);
@@ -214,41 +223,29 @@ static void parse_args(int argc, char **argv, struct psb_config *c)
         }
         if (!strcmp(a, "--ro") || !strcmp(a, "--ro-try") || !strcmp(a, "--rw")) {
             NEED(2);
-            if (c->nops >= PSB_MAX_OPS)
-                die_args("too many mount options");
-            struct psb_op *o = &c->ops[c->nops++];
+            struct psb_op *o = new_op(c);
             o->kind = !strcmp(a, "--ro") ? PSB_OP_RO : !strcmp(a, "--rw") ? PSB_OP_RW : PSB_OP_RO_TRY;
             o->src = check_path(a, argv[++i]);
             o->dst = check_path(a, argv[++i]);
-            o->src_fd = -1;
         } else if (!strcmp(a, "--hide") || !strcmp(a, "--dev") || !strcmp(a, "--proc")) {
             NEED(1);
-            if (c->nops >= PSB_MAX_OPS)
-                die_args("too many mount options");
-            struct psb_op *o = &c->ops[c->nops++];
+            struct psb_op *o = new_op(c);
             o->kind = !strcmp(a, "--hide") ? PSB_OP_HIDE : !strcmp(a, "--dev") ? PSB_OP_DEV : PSB_OP_PROC;
             o->dst = check_path(a, argv[++i]);
-            o->src_fd = -1;
         } else if (!strcmp(a, "--symlink")) {
             NEED(2);
-            if (c->nops >= PSB_MAX_OPS)
-                die_args("too many mount options");
-            struct psb_op *o = &c->ops[c->nops++];
+            struct psb_op *o = new_op(c);
             o->kind = PSB_OP_SYMLINK;
             o->src = argv[++i];
             if (!*o->src || strlen(o->src) >= PATH_MAX)
                 die_args("--symlink: bad link text");
             o->dst = check_path(a, argv[++i]);
-            o->src_fd = -1;
         } else if (!strcmp(a, "--tmpfs")) {
             NEED(2);
-            if (c->nops >= PSB_MAX_OPS)
-                die_args("too many mount options");
-            struct psb_op *o = &c->ops[c->nops++];
+            struct psb_op *o = new_op(c);
             o->kind = PSB_OP_TMPFS;
             o->dst = check_path(a, argv[++i]);
             o->size = (uint64_t)parse_num(a, argv[++i]);
-            o->src_fd = -1;
         } else if (!strcmp(a, "--chdir")) {
             NEED(1);
             c->chdir_to = check_path(a, argv[++i]);
