@@ -124,22 +124,28 @@ public enum RunID {
 
 /// File-tree helpers that never follow symlinks.
 public enum FileTree {
-    /// Workspace-relative paths of the regular files under `root` that `include` accepts, sorted.
-    /// Links are not followed; `.git`, `.proctor` and the `skipping` top-level entries are not entered.
-    public static func regularFiles(under root: String, skipping: [String] = [],
-                                    where include: (String) -> Bool) -> [String] {
+    /// Workspace-relative paths of every file and directory under `root`, in walk order. Links are
+    /// not followed; `.git`, `.proctor` and the `skipping` top-level entries are listed, not entered.
+    public static func entries(under root: String, skipping: [String] = []) -> [String] {
         var result: [String] = []
         guard let walker = FileManager.default.enumerator(atPath: root) else { return result }
         while let rel = walker.nextObject() as? String {
-            if rel == ".git" || rel == ".proctor" || skipping.contains(rel) {
-                walker.skipDescendants()
-                continue
-            }
-            var st = stat()
-            guard include(rel), lstat(root + "/" + rel, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG else { continue }
+            if rel == ".git" || rel == ".proctor" || skipping.contains(rel) { walker.skipDescendants() }
             result.append(rel)
         }
-        return result.sorted()
+        return result
+    }
+
+    /// The regular files among `entries(under:skipping:)` that `include` accepts (never `.git`,
+    /// `.proctor` or a skipped entry itself), sorted.
+    public static func regularFiles(under root: String, skipping: [String] = [],
+                                    where include: (String) -> Bool) -> [String] {
+        entries(under: root, skipping: skipping).filter { rel in
+            var st = stat()
+            return rel != ".git" && rel != ".proctor" && !skipping.contains(rel) && include(rel)
+                && lstat(root + "/" + rel, &st) == 0
+                && (st.st_mode & S_IFMT) == S_IFREG
+        }.sorted()
     }
 
     /// Removes `dir` and everything in it, links as links; what cannot be removed stays.

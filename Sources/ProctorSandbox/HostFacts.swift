@@ -33,20 +33,11 @@ public struct HostFacts: Sendable {
         HostFacts(
             environment: ProcessInfo.processInfo.environment,
             exists: { path in var st = stat(); return lstat(path, &st) == 0 },
-            workspaceEntries: { listWorkspace(root) },
+            workspaceEntries: { FileTree.entries(under: root) },
             interpreterPrefix: { command, path in InterpreterProbe.prefix(for: command, path: path, systemDirs: systemDirs) },
             symlinkTarget: { path in try? FileManager.default.destinationOfSymbolicLink(atPath: path) })
     }
 
-    private static func listWorkspace(_ root: String) -> [String] {
-        var result: [String] = []
-        guard let walker = FileManager.default.enumerator(atPath: root) else { return result }
-        while let entry = walker.nextObject() as? String {
-            if entry == ".git" || entry == ".proctor" { walker.skipDescendants() }
-            result.append(entry)
-        }
-        return result
-    }
 }
 
 /// Finds where an interpreter such as a pyenv or conda python lives, so that its prefix can be
