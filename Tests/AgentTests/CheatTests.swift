@@ -29,6 +29,22 @@ final class CheatTests: XCTestCase {
         XCTAssertEqual(ws.gitSubjects().count, 1, "a commit was kept: \(ws.gitSubjects())")
     }
 
+    /// A whole program (or data set) on one 100 KB line is not "one changed line": the diff-line
+    /// cap (400 here) counts a line once per 200 bytes, so the proposal is rejected and audited.
+    func testOneHugeLineDoesNotSlipUnderTheDiffLineCap() throws {
+        let blob = "BLOB = \"" + String(repeating: "ab", count: 50_000) + "\""
+        let script = SessionTests.setX("0.6", extra: blob) + "echo 'SUMMARY: one long line'\n"
+        let ws = try LoopWorkspace(agent: Self.commandAgent(script))
+        let outcome = try ws.run(iterations: 1)
+        XCTAssertEqual(outcome.status, 0, ws.describe(outcome))
+        XCTAssertEqual(ws.statuses(), ["keep", "rejected"], ws.describe(outcome))
+        XCTAssertTrue(ws.rows().last?["description"]?.contains("diff-lines") == true, ws.describe(outcome))
+        let audited = ws.audit(kind: "diff", decision: "rejected", iteration: 1)
+        XCTAssertTrue(audited.contains { $0["rule"] as? String == "diff-lines" && $0["path"] as? String == ws.path("train.py") },
+                      "\(audited)")
+        XCTAssertTrue(ws.read("train.py") == LoopWorkspace.train("0.2"), "the rejected change was not reverted")
+    }
+
     /// The experiment leaves, under a directory in its outputs, a file whose name is not UTF-8.
     /// Emptying the outputs decoded names as UTF-8 (repairing them), so that file could not be
     /// removed, its directory neither, and the next measurement (and every `--resume`) stopped
