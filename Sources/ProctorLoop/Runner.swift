@@ -179,7 +179,13 @@ public final class Runner {
             if let record = lastRecord, record.status == .keep, record.commit == tip.hex, let score = record.score {
                 saved.bestCommit = tip.hex
                 saved.bestScore = score
-                if lost == 0 { saved.baselineScore = score }
+                if lost == 0 {
+                    saved.baselineScore = score
+                    // The spread too, from the record's seeds: without it the resumed run would no
+                    // longer reject a candidate that fixed its own seed (the gate's noise check).
+                    let seeds = record.scores.compactMap(\.score)
+                    saved.baselineSpread = (seeds.max() ?? 0) - (seeds.min() ?? 0)
+                }
             }
             saved.inProgress = nil
         }
