@@ -291,14 +291,15 @@ final class ResumeTests: XCTestCase {
     func testResumeRefusesARunThatDiedInItsBaseline() throws {
         var spec = WorkspaceSpec()
         spec.experimentTimeout = "90s"
-        spec.train = spec.train.replacingOccurrences(of: "SLEEP = 0\n",
-                                                     with: "SLEEP = 60 if \"SLOWBASE\" in open(\"LOG.md\").read() else 0\n")
         spec.agentScript = agentPrelude + "set_var X 0.3$i; echo \"SUMMARY: X\"\n"
         let ws = try LoopWorkspace(spec)
         let first = try ws.run(["--iterations", "1"])
         XCTAssertEqual(first.status, 0, first.text)
         let firstRun = try XCTUnwrap(ws.runID)
-        try ws.write("LOG.md", "# notes\nSLOWBASE\n")
+        // The user makes the next baseline slow (the experiment does not see the notes, so in train.py).
+        let slow = try XCTUnwrap(ws.read("train.py")).replacingOccurrences(of: "SLEEP = 0\n", with: "SLEEP = 60\n")
+        XCTAssertTrue(slow.contains("SLEEP = 60\n"))
+        try ws.write("train.py", slow)
         try ws.git(["-c", "user.name=t", "-c", "user.email=t@example.org", "commit", "-qam", "slow baseline"])
         try ResumeTests.killMidExperiment(ws, ["--iterations", "1"])
         XCTAssertNotEqual(ws.runID, firstRun)
