@@ -257,7 +257,8 @@ public final class Runner {
             (agent as? SessionAgent)?.finished(iteration: i, status: status, score: measured?.mean, best: state.bestScore,
                                                reason: reason)
             progress.finished(i, total: options.iterations.map { state.lastIteration - i + $0 }, status: status,
-                              score: measured?.mean, best: state.bestScore, seconds: seconds, description: row.description)
+                              score: measured?.mean, best: state.bestScore, seconds: seconds,
+                              description: Ledger.clean(row.description))
             return true
         }
 

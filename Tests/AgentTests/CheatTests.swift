@@ -1,6 +1,8 @@
 import Foundation
 import XCTest
 
+@testable import ProctorAgents
+
 #if canImport(Glibc)
     import Glibc
 #endif
@@ -43,6 +45,37 @@ final class CheatTests: XCTestCase {
         XCTAssertTrue(audited.contains { $0["rule"] as? String == "diff-lines" && $0["path"] as? String == ws.path("train.py") },
                       "\(audited)")
         XCTAssertTrue(ws.read("train.py") == LoopWorkspace.train("0.2"), "the rejected change was not reverted")
+    }
+
+    /// An http agent's answer names a file with terminal control sequences (cursor up, erase line,
+    /// then a fake verdict). The rejection's reason quotes the path: it must reach neither the
+    /// ledger nor the operator's terminal (proctor's progress lines) as control characters, where it
+    /// would overwrite the real "rejected" line with "keep 0.999".
+    func testControlCharactersInAnAnswerDoNotReachTheLedgerOrTheTerminal() throws {
+        let fake = "\u{1B}[1A\u{1B}[2K[1/2] keep     score 0.999"
+        let answer = "SUMMARY: tidy\nFILE: train.py\u{1B}[1A\u{1B}[2K\(fake)\n```python\nX = 1\n```\n"
+        let wire = HTTPAgentProtocol.openai
+        let server = try ScriptedHTTPServer([HTTPLoopTests.reply(wire, answer), HTTPLoopTests.reply(wire, HTTPLoopTests.setX("0.6"))],
+                                            lifetime: 300)
+        let ws = try LoopWorkspace(agent: HTTPLoopTests.agentBlock(server, wire))
+        let outcome = try ws.run(iterations: 2, environment: [HTTPLoopTests.keyVariable: HTTPLoopTests.key])
+        XCTAssertEqual(outcome.status, 0, ws.describe(outcome))
+        XCTAssertEqual(ws.statuses(), ["keep", "rejected", "keep"], ws.describe(outcome))
+        let ledger = ws.read(".proctor/results.tsv") ?? ""
+        XCTAssertTrue(ledger.contains("control character"), ledger)
+        XCTAssertFalse(ledger.unicodeScalars.contains { $0.value == 0x1B }, "ESC in the ledger")
+        let progress = outcome.stdout.split(separator: "\n").filter { $0.contains("rejected") }
+        XCTAssertFalse(progress.isEmpty, outcome.stdout)
+        XCTAssertFalse(progress.contains { $0.unicodeScalars.contains { $0.value == 0x1B } },
+                       "ESC on the terminal: \(progress.map { $0.debugDescription })")
+        // `proctor audit` quotes the rejected path, escaped; the audit log itself keeps it exactly.
+        let audit = try ws.proctor(["audit", "--workspace", ws.root])
+        XCTAssertEqual(audit.status, 0, audit.stderr)
+        XCTAssertTrue(audit.stdout.contains("\\x1b[1A"), audit.stdout)
+        XCTAssertFalse(audit.stdout.unicodeScalars.contains { $0.value == 0x1B }, "ESC from proctor audit")
+        XCTAssertTrue(ws.audit(kind: "diff", decision: "rejected", iteration: 1).contains {
+            ($0["path"] as? String ?? "").contains("\u{1B}[1A")
+        })
     }
 
     /// The experiment leaves, under a directory in its outputs, a file whose name is not UTF-8.
