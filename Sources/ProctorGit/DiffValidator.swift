@@ -89,7 +89,7 @@ public enum DiffValidator {
             if change.kind != .deleted, change.newSize > policy.maxFileBytes {
                 flag(.size, "\(change.newSize) bytes, more than the limit of \(policy.maxFileBytes)")
             }
-            if counted, change.kind != .deleted { linesByPath.append((path, change.addedLines + change.removedLines)) }
+            if counted, change.kind != .deleted { linesByPath.append((path, change.addedLines + change.removedLines + change.longLineExtra)) }
         }
         let total = linesByPath.reduce(0) { $0 + $1.1 }
         if total > policy.maxChangedLines, let largest = linesByPath.max(by: { $0.1 < $1.1 }) {
@@ -98,7 +98,7 @@ public enum DiffValidator {
                 Violation(
                     path: largest.0, rule: .diffLines,
                     message: "\(total) changed lines in editable files, more than the limit of "
-                        + "\(policy.maxChangedLines) (\(detail))"))
+                        + "\(policy.maxChangedLines) (\(detail); a line counts once per \(Change.lineWidth) bytes)"))
         }
         return violations.sorted { ($0.path, $0.rule.rawValue) < ($1.path, $1.rule.rawValue) }
     }

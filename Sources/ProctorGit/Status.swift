@@ -77,6 +77,7 @@ extension Repository {
                 let flags = git_patch_get_delta(patch).pointee.flags
                 change.isBinary = flags & GIT_DIFF_FLAG_BINARY.rawValue != 0 || delta.status == GIT_DELTA_UNREADABLE
                 (change.addedLines, change.removedLines) = change.isBinary ? (0, 0) : (added, removed)
+                if !change.isBinary { change.longLineExtra = try Self.longLineExtra(patch) }
                 if kind != .deleted, let (parent, name) = try FileSystem.openParent(of: path, in: root) {
                     change.newSize = try parent.entry(name)?.size ?? 0
                 }
@@ -125,7 +126,30 @@ extension Repository {
         if !change.isBinary {
             let newlines = bytes.reduce(0) { $1 == UInt8(ascii: "\n") ? $0 + 1 : $0 }
             change.addedLines = newlines + (bytes.last.map { $0 == UInt8(ascii: "\n") ? 0 : 1 } ?? 0)
+            for line in bytes.split(separator: UInt8(ascii: "\n")) { change.longLineExtra += Self.extra(line.count) }
         }
         return true
+    }
+
+    /// Lines a line of `bytes` counts for beyond the first (see `Change.longLineExtra`).
+    static func extra(_ bytes: Int) -> Int { max(0, (bytes + Change.lineWidth - 1) / Change.lineWidth - 1) }
+
+    /// The long-line surcharge of a patch's added and removed lines.
+    private static func longLineExtra(_ patch: OpaquePointer?) throws -> Int {
+        var total = 0
+        for hunk in 0..<git_patch_num_hunks(patch) {
+            let lines = git_patch_num_lines_in_hunk(patch, hunk)
+            guard lines > 0 else { continue }
+            for index in 0..<Int(lines) {
+                var line: UnsafePointer<git_diff_line>?
+                guard git_patch_get_line_in_hunk(&line, patch, hunk, index) == 0, let line else { continue }
+                let origin = UInt8(bitPattern: line.pointee.origin)
+                guard origin == UInt8(ascii: "+") || origin == UInt8(ascii: "-") else { continue }
+                var length = Int(line.pointee.content_len)
+                if length > 0, line.pointee.content[length - 1] == 0x0A { length -= 1 }  // the newline
+                total += extra(length)
+            }
+        }
+        return total
     }
 }

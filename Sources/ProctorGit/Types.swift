@@ -79,6 +79,12 @@ public struct Change: Sendable, Hashable, Codable {
     public var removedLines: Int
     /// Size in bytes of the new side (0 when deleted).
     public var newSize: Int64
+    /// How many lines more the changed lines count for the diff-line cap because they are long: a
+    /// line of n bytes counts as ceil(n / `Change.lineWidth`) lines, so that a 900 KB one-line blob
+    /// (`exec(b64decode("..."))`) is not "one changed line".
+    public var longLineExtra: Int = 0
+    /// The bytes of a changed line that count as one line for the diff-line cap.
+    public static let lineWidth = 200
 
     public init(
         path: String, oldPath: String? = nil, kind: ChangeKind, oldMode: FileMode = .regular,

@@ -150,9 +150,22 @@ public final class Ledger: @unchecked Sendable {
         guard n == data.count else { throw PlanError(description: "write ledger: \(String(cString: strerror(errno)))") }
     }
 
-    /// Tabs and newlines would break the TSV: the description is one line.
+    /// Tabs and newlines would break the TSV: the description is one line. Other control characters
+    /// (ESC above all) are shown as `\xNN`: a description or reason quotes what an agent wrote (a path
+    /// in its answer), and raw escape sequences would rewrite the operator's terminal when the row
+    /// is printed (`[1] rejected` overwritten by a fake `keep 0.999`).
     static func clean(_ text: String) -> String {
-        String(text.map { $0 == "\t" || $0 == "\n" || $0 == "\r" ? " " : $0 }.prefix(300))
+        var out = ""
+        for scalar in text.unicodeScalars {
+            if scalar == "\t" || scalar == "\n" || scalar == "\r" {
+                out += " "
+            } else if scalar.properties.generalCategory == .control || scalar.value == 0x2028 || scalar.value == 0x2029 {
+                out += scalar.value < 0x100 ? String(format: "\\x%02x", scalar.value) : String(format: "\\u%04x", scalar.value)
+            } else {
+                out.unicodeScalars.append(scalar)
+            }
+        }
+        return String(out.prefix(300))
     }
 
     private static func repairTail(_ path: String) {

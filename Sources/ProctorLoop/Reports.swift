@@ -87,7 +87,8 @@ public enum Reports {
             var line = "\(String(group.count).padding(toLength: 6, withPad: " ", startingAt: 0)) \(group.kind) \(group.decision)"
             if let rule = group.rule { line += " [\(rule)]" }
             if !group.syscalls.isEmpty { line += " via \(group.syscalls.joined(separator: ","))" }
-            if !group.paths.isEmpty { line += ": " + group.paths.joined(separator: ", ") }
+            // Paths an agent named (in an answer) may hold escape sequences: shown, never sent to the terminal.
+            if !group.paths.isEmpty { line += ": " + group.paths.map(Ledger.clean).joined(separator: ", ") }
             lines.append(line)
         }
         for warning in summary.unenforced { lines.append("NOT ENFORCED: \(warning)") }

@@ -179,7 +179,13 @@ public final class Runner {
             if let record = lastRecord, record.status == .keep, record.commit == tip.hex, let score = record.score {
                 saved.bestCommit = tip.hex
                 saved.bestScore = score
-                if lost == 0 { saved.baselineScore = score }
+                if lost == 0 {
+                    saved.baselineScore = score
+                    // The spread too, from the record's seeds: without it the resumed run would no
+                    // longer reject a candidate that fixed its own seed (the gate's noise check).
+                    let seeds = record.scores.compactMap(\.score)
+                    saved.baselineSpread = (seeds.max() ?? 0) - (seeds.min() ?? 0)
+                }
             }
             saved.inProgress = nil
         }
@@ -251,13 +257,14 @@ public final class Runner {
             (agent as? SessionAgent)?.finished(iteration: i, status: status, score: measured?.mean, best: state.bestScore,
                                                reason: reason)
             progress.finished(i, total: options.iterations.map { state.lastIteration - i + $0 }, status: status,
-                              score: measured?.mean, best: state.bestScore, seconds: seconds, description: row.description)
+                              score: measured?.mean, best: state.bestScore, seconds: seconds,
+                              description: Ledger.clean(row.description))
             return true
         }
 
         // 1. Propose.
         progress.phase(i, "agent", budgetMs: config.agent.timeoutMs)
-        let proposal: Proposal
+        var proposal: Proposal
         _ = meter.take()
         do {
             proposal = try agent.propose(agentContext(i))
@@ -286,6 +293,10 @@ public final class Runner {
             }
         }
         agentFailures = 0
+        // One line, as the ledger holds it: a session agent's description spanning lines would
+        // otherwise put its own trailer paragraph (`proctor-score: ...=0.999999`) in the kept
+        // commit's message, a score no evaluator computed, and differ from the ledger's row.
+        proposal.description = Runner.oneLine(proposal.description)
         if Interrupt.requested { return try abandon(best) }
 
         // 2. Locked files must still match their pins, then the diff must follow the policy.
@@ -582,6 +593,13 @@ public final class Runner {
         return DiffPolicy(isEditable: { path in editable.contains { $0.matches(path) } },
                           isNotes: { path in notes.contains { $0.matches(path) } },
                           maxChangedLines: config.limits.diffLines, maxFileBytes: config.limits.maxFileBytes)
+    }
+
+    /// `text` on one line: line breaks of any kind and control characters become spaces, at most 300 characters.
+    static func oneLine(_ text: String) -> String {
+        let flat = String(text.map { $0.isNewline || $0.unicodeScalars.contains { $0.properties.generalCategory == .control } ? " " : $0 })
+        let trimmed = flat.trimmingCharacters(in: .whitespaces)
+        return String((trimmed.isEmpty ? "change" : trimmed).prefix(300))
     }
 
     private func absolute(_ path: String) -> String {

@@ -168,26 +168,33 @@ public enum FileTree {
         var fd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
         guard fd >= 0 else { throw PlanError(description: "open \(dir): \(String(cString: strerror(errno)))") }
         defer { close(fd) }
-        struct Frame { var name: String; var path: String; var dev: UInt; var ino: UInt; var subdirs: [String] }
+        // Names stay the bytes readdir gave: a name that is not UTF-8 (`\xff`), decoded to a String
+        // and encoded back, would name nothing, so its file could be neither checked nor removed
+        // (an experiment's way to keep a link past the check, or to stop the run on every clear).
+        struct Frame { var name: [CChar]; var path: String; var dev: UInt; var ino: UInt; var subdirs: [[CChar]] }
+        func display(_ name: [CChar]) -> String { String(decoding: name.dropLast().map { UInt8(bitPattern: $0) }, as: UTF8.self) }
         func fail(_ op: String, _ path: String) -> PlanError {
             PlanError(description: "\(op) \(dir)\(path.isEmpty ? "" : "/" + path): \(String(cString: strerror(errno)))")
         }
         /// Visits (and removes) the non-directories of the open directory; returns its subdirectories.
-        func scan(_ fd: Int32, _ path: String) throws -> [String] {
+        func scan(_ fd: Int32, _ path: String) throws -> [[CChar]] {
             let copy = dup(fd)
             guard copy >= 0, let stream = fdopendir(copy) else {
                 if copy >= 0 { close(copy) }
                 throw fail("opendir", path)
             }
-            var names: [String] = []
+            var names: [[CChar]] = []
             while let entry = readdir(stream) {
-                let name = withUnsafePointer(to: entry.pointee.d_name) { String(cString: UnsafeRawPointer($0).assumingMemoryBound(to: CChar.self)) }
-                if name != "." && name != ".." { names.append(name) }
+                let name: [CChar] = withUnsafePointer(to: entry.pointee.d_name) {
+                    let c = UnsafeRawPointer($0).assumingMemoryBound(to: CChar.self)
+                    return Array(UnsafeBufferPointer(start: c, count: strlen(c) + 1))
+                }
+                if name != [0x2E, 0] && name != [0x2E, 0x2E, 0] { names.append(name) }
             }
             closedir(stream)
-            var subdirs: [String] = []
+            var subdirs: [[CChar]] = []
             for name in names {
-                let rel = path.isEmpty ? name : path + "/" + name
+                let rel = path.isEmpty ? display(name) : path + "/" + display(name)
                 var st = stat()
                 guard fstatat(fd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 else { continue }
                 visit(rel, st.st_mode)
@@ -203,11 +210,11 @@ public enum FileTree {
         }
         var st = stat()
         guard fstat(fd, &st) == 0 else { throw fail("fstat", "") }
-        var frames = [Frame(name: "", path: "", dev: UInt(st.st_dev), ino: UInt(st.st_ino), subdirs: try scan(fd, ""))]
+        var frames = [Frame(name: [0], path: "", dev: UInt(st.st_dev), ino: UInt(st.st_ino), subdirs: try scan(fd, ""))]
         while let top = frames.last {
             if let next = top.subdirs.last {
                 frames[frames.count - 1].subdirs.removeLast()
-                let path = top.path.isEmpty ? next : top.path + "/" + next
+                let path = top.path.isEmpty ? display(next) : top.path + "/" + display(next)
                 let child = openat(fd, next, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
                 guard child >= 0, fstat(child, &st) == 0 else { throw fail("open", path) }
                 close(fd)

@@ -174,6 +174,10 @@ extension LaunchPlan {
             plan.mounts.append(.readOnly(source: ws, target: ws, optional: false))
             plan.mounts += protectedState(ws, host: host).map(LaunchPlan.Mount.hide)
             plan.mounts += hidden.map { .hide(ws + "/" + $0) }
+            // Notes "never affect scoring", and are exempt from the diff-line cap and the binary
+            // check: were they visible, one `exec(open("LOG.md").read())` in train.py would run an
+            // unbounded, unreviewed program. The experiment sees them empty (editable files stay).
+            plan.mounts += notesPaths(config, host: host).map { .hide(ws + "/" + $0) }
             for dir in outputs { plan.mounts.append(.readWrite(source: dir, target: dir)) }
             plan.network = config.experiment.network && request.preset.allowNetwork ? .host : .loopback
             plan.cpuSeconds = config.experiment.cpuTimeMs.map { ($0 + 999) / 1000 }
@@ -284,6 +288,16 @@ extension LaunchPlan {
             }
         }
         return result
+    }
+
+    /// Workspace-relative notes files that exist and are not also editable (those the experiment needs).
+    static func notesPaths(_ config: WorkspaceConfig, host: HostFacts) -> [String] {
+        let notes = config.files.notes.map(Glob.init)
+        guard !notes.isEmpty else { return [] }
+        let editable = config.files.editable.map(Glob.init)
+        return host.workspaceEntries().filter { entry in
+            notes.contains { $0.matches(entry) } && !editable.contains { $0.matches(entry) }
+        }
     }
 
     private static func environment(_ request: LaunchRequest, host: HostFacts, interpreterBin: String?,

@@ -157,6 +157,53 @@ final class ResumeTests: XCTestCase {
         try ResumeTests.assertTreeAndBranchConsistent(ws)
     }
 
+    /// proctor dies after the baseline's row, before the state that follows it. The resumed run takes
+    /// the baseline from the ledger, and must take its seed-to-seed spread too: otherwise a candidate
+    /// that fixes its own seed (re-rolling it until noise looks like progress) is no longer caught.
+    func testResumeAfterDeathBetweenTheBaselineRowAndTheStateKeepsTheSeedCheck() throws {
+        var spec = WorkspaceSpec()
+        spec.agentScript = agentPrelude + """
+            set_var X 0.6
+            cat >> train.py <<'EOF'
+            with open(os.path.join(out, "pred.txt"), "w") as f:
+                f.write(f"{x} {trees} {FEATURES} 1234 {MODE}\\n")
+            EOF
+            echo "SUMMARY: x=0.6 with my own seed"
+            """
+        let ws = try LoopWorkspace(spec)
+        // A first iteration by the built-in agent, then cut from the ledger: what is left is the
+        // baseline's row, with the state as saved when the baseline began.
+        let first = try ws.run(["--iterations", "1", "--agent", "mutate"])
+        XCTAssertEqual(first.status, 0, first.text)
+        XCTAssertEqual(ws.rows.count, 2, first.text)
+        for name in ["results.tsv", "runs.jsonl"] {
+            let path = ws.path(".proctor/" + name)
+            let lines = try String(contentsOfFile: path, encoding: .utf8).split(separator: "\n")
+            let keep = name == "results.tsv" ? 2 : 1
+            try Data((lines.prefix(keep).joined(separator: "\n") + "\n").utf8).write(to: URL(fileURLWithPath: path))
+        }
+        XCTAssertEqual(ws.rows.map(\.status), ["keep"])
+        try ws.git(["reset", "--hard", "-q", ws.row(0)!.commit])
+        var state = try XCTUnwrap(ws.state)
+        XCTAssertNotNil(state["baselineSpread"])
+        state["bestScore"] = "nan"
+        state["baselineScore"] = "nan"
+        state["baselineSpread"] = nil
+        state["inProgress"] = 0
+        state["lastIteration"] = 0
+        state["bestCommit"] = state["baseCommit"]
+        try JSONSerialization.data(withJSONObject: state).write(to: URL(fileURLWithPath: ws.path(".proctor/state.json")))
+
+        let resumed = try ws.run(["--resume", "--iterations", "1"])
+        XCTAssertEqual(resumed.status, 0, resumed.text)
+        let row = try XCTUnwrap(ws.row(1), resumed.text)
+        XCTAssertEqual(row.status, "rejected", row.fields.joined(separator: " "))
+        XCTAssertTrue(row.description.contains("PROCTOR_SEED"), row.description)
+        XCTAssertEqual(ws.audit.filter { $0["kind"] as? String == "seed" }.first?["iteration"] as? Int, 1)
+        XCTAssertEqual(try ws.git(["rev-list", "--count", ws.branch!]), "1", "nothing kept")
+        XCTAssertNotNil(ws.state?["baselineSpread"] as? Double)
+    }
+
     /// proctor dies after a keep's commit but before its ledger row: the commit the ledger does not know is
     /// dropped from the branch, the iteration is a crash, and the run continues from the last recorded keep.
     func testResumeAfterDeathBetweenAKeepCommitAndItsRow() throws {
@@ -244,14 +291,15 @@ final class ResumeTests: XCTestCase {
     func testResumeRefusesARunThatDiedInItsBaseline() throws {
         var spec = WorkspaceSpec()
         spec.experimentTimeout = "90s"
-        spec.train = spec.train.replacingOccurrences(of: "SLEEP = 0\n",
-                                                     with: "SLEEP = 60 if \"SLOWBASE\" in open(\"LOG.md\").read() else 0\n")
         spec.agentScript = agentPrelude + "set_var X 0.3$i; echo \"SUMMARY: X\"\n"
         let ws = try LoopWorkspace(spec)
         let first = try ws.run(["--iterations", "1"])
         XCTAssertEqual(first.status, 0, first.text)
         let firstRun = try XCTUnwrap(ws.runID)
-        try ws.write("LOG.md", "# notes\nSLOWBASE\n")
+        // The user makes the next baseline slow (the experiment does not see the notes, so in train.py).
+        let slow = try XCTUnwrap(ws.read("train.py")).replacingOccurrences(of: "SLEEP = 0\n", with: "SLEEP = 60\n")
+        XCTAssertTrue(slow.contains("SLEEP = 60\n"))
+        try ws.write("train.py", slow)
         try ws.git(["-c", "user.name=t", "-c", "user.email=t@example.org", "commit", "-qam", "slow baseline"])
         try ResumeTests.killMidExperiment(ws, ["--iterations", "1"])
         XCTAssertNotEqual(ws.runID, firstRun)

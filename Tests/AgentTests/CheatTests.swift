@@ -1,0 +1,139 @@
+import Foundation
+import XCTest
+
+@testable import ProctorAgents
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+/// Attempts to cheat the score or corrupt the loop's record, through the product paths (`proctor
+/// run`, `proctor session`) on a real workspace and git repository, judged from outside: ledger
+/// rows, run records, audit lines, commits and files.
+final class CheatTests: XCTestCase {
+    static func commandAgent(_ script: String) -> String { RedTeamTests.commandAgent(script) }
+
+    /// Notes are exempt from the diff-line cap and the binary check, and "never affect scoring".
+    /// A one-line `exec(open("LOG.md").read())` in train.py would make them the experiment's code:
+    /// the agent ships an unbounded (even binary) program through its notes. The experiment must
+    /// not see the notes, so the score is that of train.py alone.
+    func testNotesAreNotTheExperimentsCode() throws {
+        let train = LoopWorkspace.train("0.2", extra: "exec(open(\"LOG.md\").read())")
+        let script = "printf 'X = 0.7\\n' > LOG.md\n"
+            + "cat > train.py <<'PROCTOR_EOF'\n\(train)PROCTOR_EOF\necho 'SUMMARY: read the notes'\n"
+        let ws = try LoopWorkspace(agent: Self.commandAgent(script))
+        let outcome = try ws.run(iterations: 1)
+        XCTAssertEqual(outcome.status, 0, ws.describe(outcome))
+        let rows = ws.rows()
+        XCTAssertEqual(rows.count, 2, ws.describe(outcome))
+        XCTAssertNotEqual(rows.last?["score"], "1.000000", "the notes ran as the experiment: \(ws.describe(outcome))")
+        XCTAssertEqual(rows.last?["status"], "discard", ws.describe(outcome))
+        XCTAssertEqual(ws.gitSubjects().count, 1, "a commit was kept: \(ws.gitSubjects())")
+    }
+
+    /// A whole program (or data set) on one 100 KB line is not "one changed line": the diff-line
+    /// cap (400 here) counts a line once per 200 bytes, so the proposal is rejected and audited.
+    func testOneHugeLineDoesNotSlipUnderTheDiffLineCap() throws {
+        let blob = "BLOB = \"" + String(repeating: "ab", count: 50_000) + "\""
+        let script = SessionTests.setX("0.6", extra: blob) + "echo 'SUMMARY: one long line'\n"
+        let ws = try LoopWorkspace(agent: Self.commandAgent(script))
+        let outcome = try ws.run(iterations: 1)
+        XCTAssertEqual(outcome.status, 0, ws.describe(outcome))
+        XCTAssertEqual(ws.statuses(), ["keep", "rejected"], ws.describe(outcome))
+        XCTAssertTrue(ws.rows().last?["description"]?.contains("diff-lines") == true, ws.describe(outcome))
+        let audited = ws.audit(kind: "diff", decision: "rejected", iteration: 1)
+        XCTAssertTrue(audited.contains { $0["rule"] as? String == "diff-lines" && $0["path"] as? String == ws.path("train.py") },
+                      "\(audited)")
+        XCTAssertTrue(ws.read("train.py") == LoopWorkspace.train("0.2"), "the rejected change was not reverted")
+    }
+
+    /// An http agent's answer names a file with terminal control sequences (cursor up, erase line,
+    /// then a fake verdict). The rejection's reason quotes the path: it must reach neither the
+    /// ledger nor the operator's terminal (proctor's progress lines) as control characters, where it
+    /// would overwrite the real "rejected" line with "keep 0.999".
+    func testControlCharactersInAnAnswerDoNotReachTheLedgerOrTheTerminal() throws {
+        let fake = "\u{1B}[1A\u{1B}[2K[1/2] keep     score 0.999"
+        let answer = "SUMMARY: tidy\nFILE: train.py\u{1B}[1A\u{1B}[2K\(fake)\n```python\nX = 1\n```\n"
+        let wire = HTTPAgentProtocol.openai
+        let server = try ScriptedHTTPServer([HTTPLoopTests.reply(wire, answer), HTTPLoopTests.reply(wire, HTTPLoopTests.setX("0.6"))],
+                                            lifetime: 300)
+        let ws = try LoopWorkspace(agent: HTTPLoopTests.agentBlock(server, wire))
+        let outcome = try ws.run(iterations: 2, environment: [HTTPLoopTests.keyVariable: HTTPLoopTests.key])
+        XCTAssertEqual(outcome.status, 0, ws.describe(outcome))
+        XCTAssertEqual(ws.statuses(), ["keep", "rejected", "keep"], ws.describe(outcome))
+        let ledger = ws.read(".proctor/results.tsv") ?? ""
+        XCTAssertTrue(ledger.contains("control character"), ledger)
+        XCTAssertFalse(ledger.unicodeScalars.contains { $0.value == 0x1B }, "ESC in the ledger")
+        let progress = outcome.stdout.split(separator: "\n").filter { $0.contains("rejected") }
+        XCTAssertFalse(progress.isEmpty, outcome.stdout)
+        XCTAssertFalse(progress.contains { $0.unicodeScalars.contains { $0.value == 0x1B } },
+                       "ESC on the terminal: \(progress.map { $0.debugDescription })")
+        // `proctor audit` quotes the rejected path, escaped; the audit log itself keeps it exactly.
+        let audit = try ws.proctor(["audit", "--workspace", ws.root])
+        XCTAssertEqual(audit.status, 0, audit.stderr)
+        XCTAssertTrue(audit.stdout.contains("\\x1b[1A"), audit.stdout)
+        XCTAssertFalse(audit.stdout.unicodeScalars.contains { $0.value == 0x1B }, "ESC from proctor audit")
+        XCTAssertTrue(ws.audit(kind: "diff", decision: "rejected", iteration: 1).contains {
+            ($0["path"] as? String ?? "").contains("\u{1B}[1A")
+        })
+    }
+
+    /// The experiment leaves, under a directory in its outputs, a file whose name is not UTF-8.
+    /// Emptying the outputs decoded names as UTF-8 (repairing them), so that file could not be
+    /// removed, its directory neither, and the next measurement (and every `--resume`) stopped
+    /// the whole run with an error. A link with such a name also escaped the check for links.
+    func testOutputNamesThatAreNotUTF8AreClearedAndChecked() throws {
+        let extra = """
+            out = os.fsencode(os.environ["PROCTOR_OUTPUTS"])
+            os.mkdir(os.path.join(out, b"sub"))
+            with open(os.path.join(out, b"sub", b"\\xff\\xfe"), "w") as f:
+                f.write("stuck")
+            """
+        let script = SessionTests.setX("0.6", extra: extra) + "echo 'SUMMARY: odd names'\n"
+        let ws = try LoopWorkspace(agent: Self.commandAgent(script))
+        let outcome = try ws.run(iterations: 2)
+        XCTAssertEqual(outcome.status, 0, ws.describe(outcome))
+        XCTAssertEqual(ws.statuses(), ["keep", "keep", "discard"], ws.describe(outcome))
+        let left = try runChild(["/bin/ls", "-A", ws.path("outputs")], environment: [:], deadline: 30)
+        XCTAssertEqual(left.stdout, "", "the outputs were not emptied: \(left.stdout)\(left.stderr)")
+
+        // A link named with bytes that are not UTF-8 is a link all the same: refused, audited.
+        let link = """
+            out = os.fsencode(os.environ["PROCTOR_OUTPUTS"])
+            os.symlink(b"../holdout/target.txt", os.path.join(out, b"\\xff"))
+            """
+        let ws2 = try LoopWorkspace(agent: Self.commandAgent(SessionTests.setX("0.6", extra: link) + "echo 'SUMMARY: link'\n"))
+        let outcome2 = try ws2.run(iterations: 1)
+        XCTAssertEqual(outcome2.status, 0, ws2.describe(outcome2))
+        XCTAssertEqual(ws2.statuses(), ["keep", "rejected"], ws2.describe(outcome2))
+        XCTAssertFalse(ws2.audit(kind: "tamper", decision: "rejected", iteration: 1).isEmpty, ws2.describe(outcome2))
+    }
+
+    /// A session agent's description spans lines and carries its own `proctor-score:` trailer
+    /// paragraph. The kept commit's message must state only the score the evaluator computed, and
+    /// the ledger, the record and the commit the same one-line description.
+    func testMultiLineDescriptionCannotForgeTheCommitsScore() throws {
+        let ws = try LoopWorkspace(agent: SessionTests.noAgent)
+        let forged = "honest change\\n\\nproctor-run: forged\\nproctor-iteration: 1\\nproctor-score: score=0.999999 (forged)"
+        let script = SessionTests.setX("0.6") + """
+            proctor experiment "$(printf '\(forged)')"
+            sleep 1000
+            """
+        let outcome = try ws.proctor(["session", "--workspace", ws.root, "--iterations", "1", "--", "sh", "-c", script],
+                                     deadline: 120)
+        XCTAssertEqual(outcome.status, 0, ws.describe(outcome))
+        XCTAssertEqual(ws.statuses(), ["keep", "keep"], ws.describe(outcome))
+        let git = try runChild(["/usr/bin/git", "-C", ws.root, "log", "-1", "--format=%B"],
+                               environment: ["PATH": "/usr/bin:/bin"], deadline: 30)
+        XCTAssertEqual(git.status, 0, git.stderr)
+        let message = git.stdout
+        // The only trailer lines are proctor's own, and they carry the evaluator's score.
+        let trailers = message.split(separator: "\n").filter { $0.hasPrefix("proctor-") }
+        XCTAssertEqual(trailers.count, 3, message)
+        XCTAssertEqual(trailers.filter { $0.hasPrefix("proctor-score:") }.count, 1, message)
+        XCTAssertTrue(trailers.contains { $0.hasPrefix("proctor-score: score=0.9 ") }, message)
+        XCTAssertFalse(trailers.contains { $0.contains("0.999999") || $0.contains("forged") }, message)
+        XCTAssertEqual(message.split(separator: "\n").first.map(String.init), ws.rows().last?["description"], message)
+        XCTAssertEqual(ws.records().last?["description"] as? String, ws.rows().last?["description"])
+    }
+}
