@@ -80,6 +80,9 @@ public struct WorkspaceConfig: Sendable, Equatable {
         public var policy: String = "default"
         /// Extra read-only host paths (e.g. a toolchain outside /usr).
         public var readOnly: [String] = []
+        /// Host paths no sandbox phase sees: absolute, or `{site-packages}/REL` for REL in every
+        /// Python package directory (a dataset a package ships that would give the holdout away).
+        public var hide: [String] = []
     }
 
     /// Absolute path of the workspace root.
@@ -213,7 +216,7 @@ extension WorkspaceConfig {
         }
         try home.finish()
         // `[agent.mutate]` is reserved for the mutate agent's options; markers in the files drive it.
-        var mutate = try agent.table("mutate")
+        let mutate = try agent.table("mutate")
         try mutate.finish()
         try agent.finish()
         if config.agent.kind == "command" && config.agent.command.isEmpty {
@@ -232,6 +235,19 @@ extension WorkspaceConfig {
             config.sandbox.policy = value
         }
         if let value = try sandbox.strings("read_only") { config.sandbox.readOnly = try absolutePaths(value, sandbox, "read_only") }
+        if let value = try sandbox.strings("hide") {
+            config.sandbox.hide = try value.map { path in
+                let placeholder = "{site-packages}/"
+                let rest = path.hasPrefix(placeholder) ? String(path.dropFirst(placeholder.count)) : path
+                let parts = rest.split(separator: "/", omittingEmptySubsequences: false)
+                guard path.hasPrefix("/") || (rest != path && !rest.hasPrefix("/")), !rest.isEmpty,
+                      !parts.contains(".."), !parts.contains("."), !path.contains("\0") else {
+                    throw reader.error(sandbox.path, "hide",
+                                       "expected absolute paths or \"{site-packages}/relative/path\" without \"..\", got \"\(path)\"")
+                }
+                return path
+            }
+        }
         try sandbox.finish()
 
         try top.finish()

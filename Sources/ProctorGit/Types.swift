@@ -17,7 +17,7 @@ public struct ObjectID: Sendable, Hashable, Codable, CustomStringConvertible {
         var oid = oid
         var buffer = [CChar](repeating: 0, count: 41)
         git_oid_tostr(&buffer, buffer.count, &oid)
-        hex = String(cString: buffer)
+        hex = String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
     }
 
     var oid: git_oid {

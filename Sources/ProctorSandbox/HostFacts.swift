@@ -14,18 +14,22 @@ public struct HostFacts: Sendable {
     public var interpreterPrefix: @Sendable (_ command: String, _ path: String) -> (prefix: String, bin: String)?
     /// The text of the symlink at a path, nil when it is not a symlink.
     public var symlinkTarget: @Sendable (String) -> String?
+    /// The names in a host directory (empty when it cannot be read).
+    public var directoryEntries: @Sendable (String) -> [String]
 
     public init(
         environment: [String: String], exists: @escaping @Sendable (String) -> Bool,
         workspaceEntries: @escaping @Sendable () -> [String],
         interpreterPrefix: @escaping @Sendable (String, String) -> (prefix: String, bin: String)?,
-        symlinkTarget: @escaping @Sendable (String) -> String? = { _ in nil }
+        symlinkTarget: @escaping @Sendable (String) -> String? = { _ in nil },
+        directoryEntries: @escaping @Sendable (String) -> [String] = { _ in [] }
     ) {
         self.environment = environment
         self.exists = exists
         self.workspaceEntries = workspaceEntries
         self.interpreterPrefix = interpreterPrefix
         self.symlinkTarget = symlinkTarget
+        self.directoryEntries = directoryEntries
     }
 
     /// Facts read from this machine, for a workspace at `root`.
@@ -35,7 +39,8 @@ public struct HostFacts: Sendable {
             exists: { path in var st = stat(); return lstat(path, &st) == 0 },
             workspaceEntries: { FileTree.entries(under: root) },
             interpreterPrefix: { command, path in InterpreterProbe.prefix(for: command, path: path, systemDirs: systemDirs) },
-            symlinkTarget: { path in try? FileManager.default.destinationOfSymbolicLink(atPath: path) })
+            symlinkTarget: { path in try? FileManager.default.destinationOfSymbolicLink(atPath: path) },
+            directoryEntries: { path in (try? FileManager.default.contentsOfDirectory(atPath: path)) ?? [] })
     }
 
 }

@@ -161,6 +161,10 @@ extension LaunchPlan {
         let interpreter = host.interpreterPrefix(request.command[0], hostPath)
         if let interpreter { plan.mounts.append(.readOnly(source: interpreter.prefix, target: interpreter.prefix, optional: false)) }
         for path in request.preset.hide where host.exists(path) { plan.mounts.append(.hide(path)) }
+        // `[sandbox] hide`: after the interpreter's prefix is mounted, so its packages are covered.
+        for path in hostHides(config.sandbox.hide, interpreterPrefix: interpreter?.prefix, host: host) {
+            plan.mounts.append(.hide(path))
+        }
         // The private /tmp, /dev and /proc come before the workspace: a workspace that lives under
         // /tmp must be mounted on top of the private /tmp, not hidden by it.
         plan.mounts += [.tmpfs("/tmp", size: request.preset.tmpSize), .dev("/dev"), .proc("/proc")]
@@ -260,6 +264,29 @@ extension LaunchPlan {
                 && host.symlinkTarget(base) == nil
         }
         return covered ? text : nil
+    }
+
+    /// `[sandbox] hide` on this host: absolute paths that exist, and `{site-packages}/REL` under every
+    /// Python package directory of the interpreter's prefix, /usr and /usr/local
+    /// (`lib/python3/dist-packages`, `lib/python3.X/site-packages`, `lib/python3.X/dist-packages`).
+    static func hostHides(_ entries: [String], interpreterPrefix: String?, host: HostFacts) -> [String] {
+        let placeholder = "{site-packages}/"
+        var packageDirs: [String] = []
+        for root in [interpreterPrefix, "/usr", "/usr/local"].compactMap({ $0 }) {
+            let lib = (root == "/" ? "" : root) + "/lib"
+            var candidates = [lib + "/python3/dist-packages"]
+            for name in host.directoryEntries(lib).sorted() where name.hasPrefix("python3.") {
+                candidates += [lib + "/" + name + "/site-packages", lib + "/" + name + "/dist-packages"]
+            }
+            for dir in candidates where host.exists(dir) && !packageDirs.contains(dir) { packageDirs.append(dir) }
+        }
+        var result: [String] = []
+        for entry in entries {
+            let paths = entry.hasPrefix(placeholder)
+                ? packageDirs.map { $0 + "/" + entry.dropFirst(placeholder.count) } : [entry]
+            for path in paths where host.exists(path) && !result.contains(path) { result.append(path) }
+        }
+        return result
     }
 
     /// The supervisor's own files in the workspace: never visible from any sandbox.

@@ -93,6 +93,16 @@ final class WorkspaceConfigTests: XCTestCase {
                     key: "agent.command", contains: "needs a command")
     }
 
+    func testSandboxHideTakesHostPathsAndTheSitePackagesPlaceholder() throws {
+        let config = try parse(full + "\n[sandbox]\nhide = [\"/srv/raw\", \"{site-packages}/sklearn/datasets/data\"]\n")
+        XCTAssertEqual(config.sandbox.hide, ["/srv/raw", "{site-packages}/sklearn/datasets/data"])
+        let line = full.split(separator: "\n", omittingEmptySubsequences: false).count + 2
+        for bad in ["relative/path", "{site-packages}/../etc", "{site-packages}//abs", "{site-packages}/", "/srv/../etc"] {
+            assertError(full + "\n[sandbox]\nhide = [\"\(bad)\"]\n", line: line, key: "sandbox.hide",
+                        contains: "{site-packages}")
+        }
+    }
+
     func testSyntaxErrorHasLine() {
         XCTAssertThrowsError(try parse("[files]\neditable = [\"a\"\n")) { error in
             XCTAssertNotNil((error as? ConfigError)?.line)

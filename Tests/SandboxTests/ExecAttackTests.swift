@@ -8,6 +8,29 @@ final class ExecAttackTests: XCTestCase {
         try requireProctorBinary()
     }
 
+    // MARK: Reading what it must not
+
+    /// A data set a package ships (scikit-learn's digits: the bundled workspace's source, whose raw
+    /// rows would give every clean label away) is hidden from every phase by
+    /// `[sandbox] hide = ["{site-packages}/..."]`, wherever the interpreter keeps its packages.
+    func testPackageDataSetHiddenByHostHide() throws {
+        let probe = try runProcess(["/usr/bin/env", python, "-c", "import sklearn.datasets"])
+        guard probe.status == 0 else { throw XCTSkip("no scikit-learn for \(python)") }
+        let load = "from sklearn.datasets import load_digits; print('rows', len(load_digits().target))"
+        // Without the hide the raw data set is readable: this test can fail.
+        let open = try TestWorkspace()
+        let seen = try open.exec([python, "-c", load])
+        XCTAssertTrue(seen.stdout.contains("rows 1797"), seen.stdout + seen.stderr)
+
+        let ws = try TestWorkspace(extra: "[sandbox]\nhide = [\"{site-packages}/sklearn/datasets/data\"]\n")
+        for phase in ["experiment", "evaluator", "agent"] {
+            let out = try ws.exec([python, "-c", load], phase: phase)
+            XCTAssertNotEqual(out.status, 0, "\(phase): \(out.stdout)")
+            XCTAssertFalse(out.stdout.contains("rows"), phase)
+            XCTAssertTrue(out.stderr.contains("FileNotFoundError") || out.stderr.contains("No such file"), "\(phase): \(out.stderr)")
+        }
+    }
+
     // MARK: Writing where it must not
 
     func testAppendToLockedFileIsDeniedAndAuditedOnce() throws {

@@ -1,9 +1,10 @@
 @testable import ProctorSandbox
 import XCTest
 
-/// Merged-/usr aliases: a system directory that is a symlink into another mounted one becomes the
-/// same symlink in the sandbox; anything else stays a read-only bind.
-final class PlanAliasTests: XCTestCase {
+/// Plan decisions that depend on the host: merged-/usr aliases (a system directory that is a symlink
+/// into another mounted one becomes the same symlink; anything else stays a read-only bind) and the
+/// `[sandbox] hide` paths.
+final class PlanHostTests: XCTestCase {
     private func host(_ links: [String: String], missing: Set<String> = []) -> HostFacts {
         HostFacts(environment: [:], exists: { !missing.contains($0) }, workspaceEntries: { [] },
                   interpreterPrefix: { _, _ in nil }, symlinkTarget: { links[$0] })
@@ -36,5 +37,21 @@ final class PlanAliasTests: XCTestCase {
         let args = plan.arguments
         XCTAssertEqual(Array(args.prefix(6)), ["--ro-try", "/usr", "/usr", "--symlink", "usr/bin", "/bin"])
         XCTAssertTrue(args.joined(separator: " ").contains("--filter-cache /ws/.proctor/cache --audit-writes --"))
+    }
+
+    func testSitePackagesPlaceholderCoversEveryPackageDirectory() {
+        let existing: Set<String> = [
+            "/opt/py/lib/python3.11/site-packages", "/opt/py/lib/python3.11/site-packages/sklearn/datasets/data",
+            "/usr/lib/python3/dist-packages", "/usr/lib/python3/dist-packages/sklearn/datasets/data",
+            "/usr/local/lib/python3.11/dist-packages", "/srv/raw",
+        ]
+        let h = HostFacts(environment: [:], exists: { existing.contains($0) }, workspaceEntries: { [] },
+                          interpreterPrefix: { _, _ in nil },
+                          directoryEntries: { dir in
+                              ["/opt/py/lib": ["python3.11", "pkgconfig"], "/usr/local/lib": ["python3.11"]][dir] ?? [] })
+        let hides = LaunchPlan.hostHides(["{site-packages}/sklearn/datasets/data", "/srv/raw", "/srv/missing"],
+                                         interpreterPrefix: "/opt/py", host: h)
+        XCTAssertEqual(hides, ["/opt/py/lib/python3.11/site-packages/sklearn/datasets/data",
+                               "/usr/lib/python3/dist-packages/sklearn/datasets/data", "/srv/raw"])
     }
 }
