@@ -78,6 +78,8 @@ public struct Gate: Sendable {
     }
 
     public static func mean(_ scores: [Double]) -> Double {
-        scores.reduce(0, +) / Double(max(scores.count, 1))
+        // Each term divided first: two finite scores near the largest double must not sum to inf.
+        let n = Double(max(scores.count, 1))
+        return scores.reduce(0) { $0 + $1 / n }
     }
 }

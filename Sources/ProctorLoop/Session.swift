@@ -328,11 +328,22 @@ final class SessionAgent: Agent, @unchecked Sendable {
     func finished(iteration: Int, status: IterationStatus, score: Double?, best: Double, reason: String?) {
         ActiveSandbox.thawSession()
         guard current >= 0 else { return }
+        let reason = SessionAgent.agentVisible(reason)
         let message = "iteration \(iteration): \(status.rawValue)" + (score.map { " score \(format($0))" } ?? "")
             + " (best \(format(best)))" + (reason.map { ": \($0)" } ?? "")
         server.finish(current, .init(accepted: true, message: message, iteration: iteration, status: status.rawValue,
                                      score: score, best: best.isNaN ? nil : best))
         current = -1
+    }
+}
+
+extension SessionAgent {
+    /// What the agent is told about a failed iteration. The evaluator's own words (its stderr tail,
+    /// its last stdout line) could quote held-out data, so they stay in the ledger, which no sandbox
+    /// can read; the agent learns only that the evaluator could not score its outputs.
+    static func agentVisible(_ reason: String?) -> String? {
+        guard let reason, reason.hasPrefix("evaluator") else { return reason }
+        return "the evaluator could not score the outputs (its messages are in the ledger, not shown to agents)"
     }
 }
 

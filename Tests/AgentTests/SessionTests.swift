@@ -54,6 +54,28 @@ final class SessionTests: XCTestCase {
         XCTAssertEqual(ws.filesContaining(LoopWorkspace.hiddenLabel, under: ws.root + "/.proctor"), [])
     }
 
+    /// An evaluator that quotes the held-out data in its error: the session agent's reply says only
+    /// that the outputs could not be scored; the evaluator's words stay in the ledger.
+    func testEvaluatorErrorsDoNotReachTheAgent() throws {
+        let leaky = LoopWorkspace.prepare.replacingOccurrences(
+            of: "print(json.dumps(",
+            with: "import sys\nif pred > 0.65:\n    sys.exit('bad prediction; expected ' + open('holdout/target.txt').read().split()[1])\nprint(json.dumps(")
+        let ws = try LoopWorkspace(agent: Self.noAgent, prepare: leaky)
+        // Two experiments: the session stops after the second, which may cut its reply short.
+        let script = Self.setX("0.9") + "echo \"agent: $(proctor experiment 'x=0.9' 2>&1)\"\n"
+            + Self.setX("0.3") + "proctor experiment 'x=0.3'\nsleep 1000\n"
+        let outcome = try session(ws, script, iterations: 2)
+        XCTAssertEqual(outcome.status, 0, ws.describe(outcome))
+        XCTAssertEqual(ws.rows().map { $0["status"] }, ["keep", "crash", "keep"], ws.describe(outcome))
+        // proctor's own progress lines (the operator's terminal) may quote the evaluator; the reply may not.
+        let reply = outcome.stdout.split(separator: "\n").first { $0.hasPrefix("agent: ") }.map(String.init) ?? ""
+        XCTAssertTrue(reply.hasPrefix("agent: iteration 1: crash"), outcome.stdout)
+        XCTAssertTrue(reply.contains("could not score"), reply)
+        XCTAssertFalse(reply.contains(LoopWorkspace.hiddenLabel), "the agent read the holdout: \(reply)")
+        // The operator still has the evaluator's message.
+        XCTAssertTrue(ws.read(".proctor/runs.jsonl")?.contains(LoopWorkspace.hiddenLabel) == true)
+    }
+
     /// Two `proctor experiment` at once: exactly one runs, the other is refused at once with exit 1.
     func testConcurrentExperimentsOneIsRefused() throws {
         let ws = try LoopWorkspace(agent: Self.noAgent)

@@ -1,6 +1,8 @@
 import Foundation
 import XCTest
 
+@testable import ProctorLoop
+
 /// Issue 3, steps 6-8: limits on what the evaluator measured, the multi-seed gate, keep as a commit on
 /// `proctor/<run>`, revert to the last kept commit.
 final class GateTests: XCTestCase {
@@ -195,5 +197,14 @@ final class GateTests: XCTestCase {
 
         let hooks = try FileManager.default.contentsOfDirectory(atPath: ws.base).filter { $0.hasPrefix("hook-ran") }
         XCTAssertEqual(hooks, [], "git hooks ran")
+    }
+}
+
+/// The gate's arithmetic on its own.
+final class GateMeanTests: XCTestCase {
+    func testMeanOfHugeFiniteScoresStaysFinite() {
+        XCTAssertEqual(Gate.mean([1e308, 1e308]), 1e308)
+        XCTAssertEqual(Gate.mean([0.25, 0.75]), 0.5)
+        XCTAssertEqual(Gate.mean([]), 0)
     }
 }
