@@ -213,8 +213,18 @@ extension LaunchPlan {
             // in place. Names that do not exist cannot be created.
             let entries = host.workspaceEntries()
             let globs = (config.files.editable + config.files.notes).map(Glob.init)
+            // A broad glob (`*`, `**`, `src/`) also matches the supervisor's state, the config,
+            // locked and hidden entries: a writable bind of those, mounted after the hides, would
+            // re-expose them (`.proctor/cache` holds the seccomp filters the next sandbox loads,
+            // `holdout/` the labels). Never bind one, nor a directory that contains one.
+            let lockedGlobs = config.files.locked.map(Glob.init)
+            let offLimits = [".git", ".proctor", "proctor.toml"] + hidden
+                + entries.filter { entry in lockedGlobs.contains { $0.matches(entry) } }
+            func overlapsOffLimits(_ entry: String) -> Bool {
+                offLimits.contains { entry == $0 || entry.hasPrefix($0 + "/") || $0.hasPrefix(entry + "/") }
+            }
             var writable: [String] = []
-            for entry in entries where globs.contains(where: { $0.matches(entry) }) {
+            for entry in entries where globs.contains(where: { $0.matches(entry) }) && !overlapsOffLimits(entry) {
                 writable.append(ws + "/" + entry)
                 plan.mounts.append(.readWrite(source: ws + "/" + entry, target: ws + "/" + entry))
             }

@@ -168,6 +168,42 @@ final class ExecAttackTests: XCTestCase {
         XCTAssertTrue(planted.stdout.contains("gone"), planted.stdout)
     }
 
+    /// A broad editable glob (`*`, `**`) matches `.proctor`, `.git`, `proctor.toml`, the locked and
+    /// the hidden entries too. None of them may become a writable bind in the agent phase: the bind
+    /// would sit on top of the hide, exposing the labels, the ledger and the seccomp filter cache
+    /// (a filter planted there would be loaded by the next sandbox).
+    func testBroadEditableGlobExposesNoProtectedState() throws {
+        let toml = TestWorkspace.defaultToml
+            .replacingOccurrences(of: "editable = [\"train.py\"]", with: "editable = [\"*\"]")
+            .replacingOccurrences(of: "notes    = [\"LOG.md\"]", with: "notes    = [\"**\"]")
+        let ws = try TestWorkspace(toml: toml)
+        _ = try runProcess(["/usr/bin/git", "init", "-q", ws.root])
+        // First runs create .proctor/ and its filter cache (one filter per phase's options).
+        XCTAssertEqual(try ws.exec(["true"]).status, 0)
+        XCTAssertEqual(try ws.exec(["true"], phase: "agent").status, 0)
+        let cache = ws.path(".proctor/cache")
+        let cached = try FileManager.default.contentsOfDirectory(atPath: cache)
+        let guarded = ["proctor.toml", "prepare.py", "data/train.csv", ".git/HEAD"]
+        let before = guarded.map { bytes(ws.path($0)) }
+        let script = """
+            for f in .proctor/cache/*.bpf; do printf 'PLANTED' > "$f"; done
+            echo PLANTED > .proctor/cache/seccomp-planted.bpf; echo PLANTED >> .proctor/audit.jsonl
+            echo PLANTED >> proctor.toml; echo PLANTED >> prepare.py; echo PLANTED >> data/train.csv
+            echo PLANTED >> .git/HEAD; cat holdout/labels.csv; echo PLANTED >> train.py; echo end
+            """
+        let out = try ws.exec(["sh", "-c", script], phase: "agent")
+        XCTAssertTrue(out.stdout.contains("end"), out.stderr)
+        XCTAssertFalse(out.stdout.contains("SECRET-LABEL"), "hidden labels readable in the agent phase")
+        XCTAssertEqual(guarded.map { bytes(ws.path($0)) }, before)
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: cache), cached)
+        for name in cached {
+            XCTAssertFalse(String(decoding: bytes(cache + "/" + name) ?? Data(), as: UTF8.self).contains("PLANTED"))
+        }
+        XCTAssertFalse(ws.read(".proctor/audit.jsonl")?.contains("PLANTED") ?? false)
+        // The editable file itself stays writable.
+        XCTAssertTrue(ws.read("train.py")?.contains("PLANTED") ?? false, out.stderr)
+    }
+
     func testEnvironmentIsAllowlisted() throws {
         let ws = try TestWorkspace()
         var env = ProcessInfo.processInfo.environment
