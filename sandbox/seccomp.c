@@ -259,13 +259,49 @@ static uint64_t fnv1a(const void *p, size_t n)
     return h;
 }
 
-static int cache_dir(const char *path)
+/* Whether the directory `d` is, or lies beneath, the source of an --rw bind. The sandbox runs
+ * as our own uid, so whatever it writes passes the owner and mode checks: a cache it can write
+ * to (a workspace whose policy made .proctor, or a directory above it, writable) would let one
+ * run plant an allow-all filter for the next. Compared by device and inode while walking up
+ * through "..", so neither a symlink nor a different spelling of the path hides the overlap. */
+static int cache_writable_inside(const struct psb_config *cfg, int d)
+{
+    struct stat rw[PSB_MAX_OPS];
+    int n = 0;
+    for (int i = 0; i < cfg->nops; i++)
+        if (cfg->ops[i].kind == PSB_OP_RW && stat(cfg->ops[i].src, &rw[n]) == 0)
+            n++;
+    if (n == 0)
+        return 0;
+    int cur = dup(d);
+    for (int depth = 0; cur >= 0 && depth < 4096; depth++) {
+        struct stat st, up;
+        if (fstat(cur, &st) < 0)
+            break;
+        for (int k = 0; k < n; k++)
+            if (rw[k].st_dev == st.st_dev && rw[k].st_ino == st.st_ino) {
+                close(cur);
+                return 1;
+            }
+        int parent = openat(cur, "..", O_PATH | O_DIRECTORY | O_CLOEXEC);
+        close(cur);
+        cur = parent;
+        if (cur < 0 || fstat(cur, &up) < 0 || (up.st_dev == st.st_dev && up.st_ino == st.st_ino))
+            break; /* the root */
+    }
+    if (cur >= 0)
+        close(cur);
+    return 0;
+}
+
+static int cache_dir(const struct psb_config *cfg, const char *path)
 {
     int d = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
     if (d < 0 && errno == ENOENT && mkdir(path, 0700) == 0)
         d = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
     struct stat st;
-    if (d >= 0 && (fstat(d, &st) < 0 || st.st_uid != geteuid() || (st.st_mode & 022))) {
+    if (d >= 0 && (fstat(d, &st) < 0 || st.st_uid != geteuid() || (st.st_mode & 022) ||
+                   cache_writable_inside(cfg, d))) {
         close(d);
         d = -1;
     }
@@ -333,7 +369,7 @@ static void cache_write(int dir, const char *name, const struct sock_fprog *prog
 /* The filter for this configuration: from the cache when there is a valid one, else built. */
 int psb_seccomp_get(const struct psb_config *cfg, void **prog_out, char *err, size_t errlen)
 {
-    int dir = cfg->filter_cache ? cache_dir(cfg->filter_cache) : -1;
+    int dir = cfg->filter_cache ? cache_dir(cfg, cfg->filter_cache) : -1;
     char name[64];
     if (dir >= 0) {
         cache_name(cfg, name, sizeof name);

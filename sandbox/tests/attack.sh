@@ -223,6 +223,16 @@ if command -v "${PY:-python3}" >/dev/null; then
     chmod 777 "$FC"; plant_filter "$CACHED" 1; chmod 600 "$CACHED"
     run --filter-cache "$FC" -- "$PROBE" namespaces; check "  nothing is loaded from a cache directory writable by others" probe_ok
     chmod 700 "$FC"
+    # A cache directory the sandbox can write (beneath an --rw source) is never used: the child
+    # runs as our uid, so a filter it plants there passes the owner and mode checks.
+    FCW=$WS/outputs/state/cache; mkdir -p "$WS/outputs/state"
+    plant_filter "$WS/outputs/allow.bpf" 1
+    run --filter-cache "$FCW" -- true
+    run --filter-cache "$FCW" -- sh -c 'for f in '"$FCW"'/seccomp-*.bpf; do [ -f "$f" ] && cat '"$WS"'/outputs/allow.bpf > "$f"; done; exit 0'
+    run --filter-cache "$FCW" -- "$PROBE" namespaces
+    check "  a cache beneath an --rw source is not used (a filter planted from inside is never loaded)" \
+        bash -c "probe_ok() { ! grep -q ' BAD' '$O' && grep -q ' ok' '$O'; }; probe_ok && ! ls '$FCW' 2>/dev/null | grep -q '^seccomp-'"
+    rm -rf "$WS/outputs/state" "$WS/outputs/allow.bpf"
 else
     skip "planted filter cache files (no python3)"
 fi
