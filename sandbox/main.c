@@ -28,6 +28,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/sysmacros.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -403,6 +404,152 @@ static void walk_dir(int dfd, struct out_walk *w, int depth)
             break;
     }
     closedir(d);
+}
+
+/*
+ * Disk space the directory walk cannot see: a file under DIR that was unlinked while open (or
+ * made with O_TMPFILE and never linked) keeps its blocks until the last descriptor or mapping
+ * goes, so "open, unlink, write" filled the outputs filesystem past --output-limit unseen.
+ * Every sandbox process is init or a descendant of it (orphans are reparented to init), so the
+ * PPid chains in the host's /proc find them all; their descriptors (per thread: a thread may
+ * have its own table) and mappings are checked for nameless regular files on DIR's device,
+ * each inode counted once. Not seen: a descriptor parked in flight in a unix socket.
+ */
+struct nameless {
+    ino_t *ino;
+    size_t n, cap;
+    long long bytes;
+};
+
+static void nameless_add(struct nameless *u, ino_t ino, long long bytes)
+{
+    for (size_t i = 0; i < u->n; i++)
+        if (u->ino[i] == ino)
+            return;
+    if (u->n == u->cap) {
+        size_t cap = u->cap ? u->cap * 2 : 64;
+        ino_t *p = realloc(u->ino, cap * sizeof *p);
+        if (!p)
+            return;
+        u->ino = p;
+        u->cap = cap;
+    }
+    u->ino[u->n++] = ino;
+    u->bytes += bytes;
+}
+
+static pid_t proc_ppid(pid_t pid)
+{
+    char p[64], buf[512];
+    snprintf(p, sizeof p, "/proc/%d/stat", (int)pid);
+    int fd = open(p, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    ssize_t k = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (k <= 0)
+        return -1;
+    buf[k] = 0;
+    char *e = strrchr(buf, ')'); /* comm may hold spaces and parentheses */
+    int ppid;
+    return e && sscanf(e + 1, " %*c %d", &ppid) == 1 ? (pid_t)ppid : -1;
+}
+
+static void nameless_in_task(const char *task, dev_t dev, struct nameless *u)
+{
+    char p[PATH_MAX];
+    snprintf(p, sizeof p, "%s/fd", task);
+    DIR *d = opendir(p);
+    struct dirent *de;
+    while (d && (de = readdir(d))) {
+        if (de->d_name[0] == '.')
+            continue;
+        char f[PATH_MAX + 64];
+        struct stat st;
+        snprintf(f, sizeof f, "%s/%s", p, de->d_name);
+        /* stat only: nothing is opened, so a FIFO or a socket cannot block the helper */
+        if (stat(f, &st) == 0 && S_ISREG(st.st_mode) && st.st_nlink == 0 && st.st_dev == dev)
+            nameless_add(u, st.st_ino, (long long)st.st_blocks * 512 > st.st_size ? (long long)st.st_blocks * 512
+                                                                                     : (long long)st.st_size);
+    }
+    if (d)
+        closedir(d);
+    /* A mapping outlives its descriptor; its length is what it can have written. */
+    snprintf(p, sizeof p, "%s/maps", task);
+    FILE *m = fopen(p, "re");
+    char line[PATH_MAX + 128];
+    while (m && fgets(line, sizeof line, m)) {
+        unsigned long long lo, hi, ino;
+        unsigned maj, mnr;
+        if (strstr(line, " (deleted)") && sscanf(line, "%llx-%llx %*s %*x %x:%x %llu", &lo, &hi, &maj, &mnr, &ino) == 5 &&
+            maj == major(dev) && mnr == minor(dev) && ino)
+            nameless_add(u, (ino_t)ino, (long long)(hi - lo));
+    }
+    if (m)
+        fclose(m);
+}
+
+static long long nameless_bytes(pid_t init, dev_t dev)
+{
+    struct nameless u = {NULL, 0, 0, 0};
+    pid_t *pids = NULL, *pp = NULL;
+    size_t n = 0, cap = 0;
+    DIR *d = opendir("/proc");
+    struct dirent *de;
+    while (d && (de = readdir(d))) {
+        if (!isdigit((unsigned char)de->d_name[0]))
+            continue;
+        if (n == cap) {
+            cap = cap ? cap * 2 : 256;
+            pid_t *a = realloc(pids, cap * sizeof *a), *b = a ? realloc(pp, cap * sizeof *b) : NULL;
+            if (a)
+                pids = a;
+            if (!a || !b)
+                break;
+            pp = b;
+        }
+        pids[n] = (pid_t)atoi(de->d_name);
+        pp[n] = proc_ppid(pids[n]);
+        n++;
+    }
+    if (d)
+        closedir(d);
+    for (size_t i = 0; i < n; i++) {
+        /* In the sandbox when the PPid chain reaches init (bounded: pid reuse may make a loop). */
+        pid_t cur = pids[i];
+        int in = 0;
+        for (int depth = 0; depth < 4096 && cur > 1 && !in; depth++) {
+            if (cur == init) {
+                in = 1;
+                break;
+            }
+            size_t j = 0;
+            while (j < n && pids[j] != cur)
+                j++;
+            if (j == n)
+                break;
+            cur = pp[j];
+        }
+        if (!in)
+            continue;
+        char t[64];
+        snprintf(t, sizeof t, "/proc/%d/task", (int)pids[i]);
+        DIR *td = opendir(t);
+        struct dirent *te;
+        while (td && (te = readdir(td))) {
+            if (!isdigit((unsigned char)te->d_name[0]))
+                continue;
+            char task[128];
+            snprintf(task, sizeof task, "%s/%s", t, te->d_name);
+            nameless_in_task(task, dev, &u);
+        }
+        if (td)
+            closedir(td);
+    }
+    free(pids);
+    free(pp);
+    free(u.ino);
+    return u.bytes;
 }
 
 char *psb_wipe_start;
@@ -796,6 +943,12 @@ int main(int argc, char **argv)
         if (!init_done && next_output >= 0 && now >= next_output && !stopping) {
             struct out_walk w = {0, 0, cfg.output_entries, 0, 0};
             int dfd = open(cfg.output_dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+            struct stat ost;
+            long long nameless = 0;
+            if (dfd >= 0 && fstat(dfd, &ost) == 0) {
+                nameless = nameless_bytes(init, ost.st_dev);
+                w.bytes += nameless;
+            }
             if (dfd >= 0)
                 walk_dir(dfd, &w, 0);
             long long spent = psb_now_ms() - now;
@@ -807,8 +960,8 @@ int main(int argc, char **argv)
                     psb_report("limit\toutput\tmore than %lld entries under %s", cfg.output_entries,
                                cfg.output_dir);
                 else
-                    psb_report("limit\toutput\t%lld bytes > %lld under %s", w.bytes, cfg.output_limit,
-                               cfg.output_dir);
+                    psb_report("limit\toutput\t%lld bytes > %lld under %s (%lld in unlinked files)", w.bytes,
+                               cfg.output_limit, cfg.output_dir, nameless);
                 stopping = 1;
                 killed_for = 1;
                 kill(init, SIGKILL);

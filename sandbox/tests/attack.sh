@@ -290,6 +290,20 @@ run --output-limit "$WS/outputs" 10MiB -- sh -c 'dd if=/dev/zero of=outputs/big 
 check "disk fill under outputs stopped by --output-limit (exit $RC, ${WALL} ms)" bash -c "[ $RC = 137 ] && grep -qP '^limit\toutput\t' '$R' && [ $WALL -lt 4000 ]"
 check "  host file bounded" bash -c "[ \$(stat -c %s '$WS/outputs/big') -lt 1000000000 ]"
 rm -f "$WS/outputs/big"
+# Blocks of a file that has no name any more (unlinked while open, O_TMPFILE, a mapping that
+# outlives its fd) are on the host's disk all the same, invisible to a directory walk.
+run --output-limit "$WS/outputs" 10MiB -- sh -c 'exec 5>outputs/gone; rm outputs/gone; dd if=/dev/zero bs=1M count=100 status=none >&5; sleep 5'
+check "disk fill through an unlinked open file stopped by --output-limit (exit $RC)" bash -c "[ $RC = 137 ] && grep -qP '^limit\toutput\t' '$R'"
+if needpy "disk fill through O_TMPFILE and a mapping"; then
+    run --output-limit "$WS/outputs" 10MiB -- "$PY" -c '
+import os, mmap, time
+fd = os.open("outputs", os.O_TMPFILE | os.O_WRONLY, 0o600)
+for i in range(40): os.write(fd, b"x" * (1 << 20))
+fd2 = os.open("outputs/m", os.O_RDWR | os.O_CREAT, 0o600); os.unlink("outputs/m")
+os.ftruncate(fd2, 40 << 20); m = mmap.mmap(fd2, 40 << 20); os.close(fd2); m[:] = b"y" * (40 << 20)
+time.sleep(5)'
+    check "disk fill through O_TMPFILE and a mapping of an unlinked file stopped by --output-limit (exit $RC)" bash -c "[ $RC = 137 ] && grep -qP '^limit\toutput\t' '$R'"
+fi
 run --timeout 30000 --output-limit "$WS/outputs" 1GiB --output-entries 3000 -- sh -c 'mkdir outputs/many; cd outputs/many; i=0; while [ $i -lt 200000 ]; do : > f$i; i=$((i+1)); done'
 check "file-count explosion stopped by --output-limit entry cap" bash -c "grep -qP '^limit\toutput\t.*entries' '$R'"
 rm -rf "$WS/outputs/many"
