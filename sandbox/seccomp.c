@@ -45,13 +45,13 @@ static const char *const deny_eperm[] = {
     "afs_syscall", "tuxcall", "security", "getpmsg", "putpmsg", "lsm_set_self_attr",
 };
 
-/* Write intent: path arguments the audit listener reads (see audit.c). */
+/* Write intent: path arguments the audit listener reads (see audit.c). The chmod family is
+ * notified too, conditionally (see the setuid rules below). */
 static const char *const notify_always[] = {
     "creat", "openat2", "truncate", "rename", "renameat", "renameat2", "link", "linkat", "symlink",
-    "symlinkat", "unlink", "unlinkat", "mkdir", "mkdirat", "rmdir", "mknod", "mknodat", "chmod",
-    "fchmodat", "fchmodat2", "fchmod", "chown", "lchown", "fchownat", "fchown", "utime", "utimes",
-    "utimensat", "futimesat", "setxattr", "lsetxattr", "fsetxattr", "removexattr", "lremovexattr",
-    "fremovexattr", "setxattrat", "removexattrat",
+    "symlinkat", "unlink", "unlinkat", "mkdir", "mkdirat", "rmdir", "mknod", "mknodat", "chown",
+    "lchown", "fchownat", "fchown", "utime", "utimes", "utimensat", "futimesat", "setxattr", "lsetxattr",
+    "fsetxattr", "removexattr", "lremovexattr", "fremovexattr", "setxattrat", "removexattrat",
 };
 
 static int resolve(const char *name)
@@ -173,6 +173,34 @@ int psb_seccomp_build(const struct psb_config *cfg, void **prog_out, char *err, 
         /* socketpair is AF_UNIX only in practice. */
         c = cmp(0, SCMP_CMP_NE, AF_UNIX, 0);
         ADD(eperm, SCMP_SYS(socketpair), 1, &c);
+    }
+
+    /* No setuid/setgid bits: the command's files are the host user's files (host root's when
+     * proctor runs as root), and a writable place (outputs, an editable file) is on a host
+     * filesystem that is not nosuid outside the sandbox. `chmod 4755 outputs/x` on a copy of
+     * any binary made a setuid-root program for every local user. Creating a file with these
+     * bits is harmless: any write or truncate by an unprivileged process clears them.
+     * With --audit-writes the notification for these calls is conditional on a mode without
+     * those bits: an unconditional rule for the same call would shadow this one. */
+    {
+        static const struct {
+            const char *name;
+            unsigned arg;
+        } chmods[] = {{"chmod", 1}, {"fchmod", 1}, {"fchmodat", 2}, {"fchmodat2", 2}};
+        static const uint64_t bits[] = {S_ISUID, S_ISGID};
+        for (size_t i = 0; i < sizeof chmods / sizeof chmods[0]; i++) {
+            int nr = resolve(chmods[i].name);
+            if (nr == __NR_SCMP_ERROR || nr < 0)
+                continue;
+            for (size_t b = 0; b < 2; b++) {
+                struct scmp_arg_cmp c = cmp(chmods[i].arg, SCMP_CMP_MASKED_EQ, bits[b], bits[b]);
+                ADD(eperm, nr, 1, &c);
+            }
+            if (cfg->audit_writes) {
+                struct scmp_arg_cmp c = cmp(chmods[i].arg, SCMP_CMP_MASKED_EQ, S_ISUID | S_ISGID, 0);
+                ADD(SCMP_ACT_NOTIFY, nr, 1, &c);
+            }
+        }
     }
 
     if (cfg->audit_writes) {

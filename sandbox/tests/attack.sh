@@ -247,6 +247,14 @@ run -- "$PROBE" fds; check "no fd beyond 0,1,2 leaks into the command (CVE-2024-
 run -- sh -c 'grep -E "^(CapEff|CapPrm|CapBnd|CapAmb|CapInh|NoNewPrivs|Seccomp):" /proc/self/status'
 check "no capabilities, no_new_privs, seccomp filter mode" bash -c "grep -q 'CapEff:\s*0000000000000000' '$O' && grep -q 'CapBnd:\s*0000000000000000' '$O' && grep -q 'CapPrm:\s*0000000000000000' '$O' && grep -q 'NoNewPrivs:\s*1' '$O' && grep -q 'Seccomp:\s*2' '$O'"
 
+# A setuid/setgid program left in a writable place is one on the host (outputs is not nosuid
+# outside the sandbox): made from a copy of any binary, it ran as the sandbox's owner (root when
+# proctor runs as root) for every local user.
+run -- sh -c 'cp /usr/bin/id outputs/suid && chmod 755 outputs/suid && echo plain; chmod 4755 outputs/suid; chmod u+s,g+s outputs/suid; chmod 2755 outputs/suid; mkdir -p outputs/sgid; chmod 2775 outputs/sgid; exit 0'
+check "no setuid/setgid bit can be set in a writable place (checked on the host)" \
+    bash -c "grep -qx plain '$O' && [ -z \"\$(find '$WS/outputs' -perm /6000)\" ]"
+rm -rf "$WS/outputs/suid" "$WS/outputs/sgid"
+
 # ================= talking to the outside =================
 if [ -n "$PORT" ]; then
     run -- "$PROBE" tcp "$PORT"; check "TCP connect to a host listener on 127.0.0.1 fails" probe_ok
