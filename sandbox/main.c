@@ -415,27 +415,38 @@ static void walk_dir(int dfd, struct out_walk *w, int depth)
  * have its own table) and mappings are checked for nameless regular files on DIR's device,
  * each inode counted once. Not seen: a descriptor parked in flight in a unix socket.
  */
-struct nameless {
-    ino_t *ino;
-    size_t n, cap;
+struct nameless_file {
+    ino_t ino;
     long long bytes;
 };
 
+struct nameless {
+    struct nameless_file *f;
+    size_t n, cap;
+};
+
+/* Collected first, then sorted and counted once per inode: tens of thousands of open
+ * descriptors must not make a poll quadratic (the deadline is enforced in the same loop). */
 static void nameless_add(struct nameless *u, ino_t ino, long long bytes)
 {
-    for (size_t i = 0; i < u->n; i++)
-        if (u->ino[i] == ino)
-            return;
     if (u->n == u->cap) {
         size_t cap = u->cap ? u->cap * 2 : 64;
-        ino_t *p = realloc(u->ino, cap * sizeof *p);
+        struct nameless_file *p = realloc(u->f, cap * sizeof *p);
         if (!p)
             return;
-        u->ino = p;
+        u->f = p;
         u->cap = cap;
     }
-    u->ino[u->n++] = ino;
-    u->bytes += bytes;
+    u->f[u->n].ino = ino;
+    u->f[u->n++].bytes = bytes;
+}
+
+static int nameless_cmp(const void *a, const void *b)
+{
+    const struct nameless_file *x = a, *y = b;
+    if (x->ino != y->ino)
+        return x->ino < y->ino ? -1 : 1;
+    return x->bytes < y->bytes ? 1 : x->bytes > y->bytes ? -1 : 0; /* the largest first */
 }
 
 static pid_t proc_ppid(pid_t pid)
@@ -489,10 +500,51 @@ static void nameless_in_task(const char *task, dev_t dev, struct nameless *u)
         fclose(m);
 }
 
+struct proc_entry {
+    pid_t pid, ppid;
+    int state; /* 0 unknown, 1 in the sandbox, 2 not, 3 being resolved */
+};
+
+static int proc_cmp(const void *a, const void *b)
+{
+    pid_t x = ((const struct proc_entry *)a)->pid, y = ((const struct proc_entry *)b)->pid;
+    return x < y ? -1 : x > y;
+}
+
+/* In the sandbox when the PPid chain reaches init; memoised, so a poll stays O(n log n). */
+static int in_sandbox(struct proc_entry *p, size_t n, size_t i, pid_t init)
+{
+    size_t chain[4096];
+    size_t k = 0;
+    int verdict = 2;
+    for (;;) {
+        if (p[i].pid == init) {
+            verdict = 1;
+            break;
+        }
+        if (p[i].state == 1 || p[i].state == 2) {
+            verdict = p[i].state;
+            break;
+        }
+        if (p[i].state == 3 || k == sizeof chain / sizeof chain[0] || p[i].ppid <= 1)
+            break; /* a loop (pid reuse), too deep, or the host's init */
+        p[i].state = 3;
+        chain[k++] = i;
+        struct proc_entry key = {p[i].ppid, 0, 0};
+        struct proc_entry *up = bsearch(&key, p, n, sizeof *p, proc_cmp);
+        if (!up)
+            break;
+        i = (size_t)(up - p);
+    }
+    while (k)
+        p[chain[--k]].state = verdict;
+    return verdict == 1;
+}
+
 static long long nameless_bytes(pid_t init, dev_t dev)
 {
-    struct nameless u = {NULL, 0, 0, 0};
-    pid_t *pids = NULL, *pp = NULL;
+    struct nameless u = {NULL, 0, 0};
+    struct proc_entry *p = NULL;
     size_t n = 0, cap = 0;
     DIR *d = opendir("/proc");
     struct dirent *de;
@@ -500,40 +552,27 @@ static long long nameless_bytes(pid_t init, dev_t dev)
         if (!isdigit((unsigned char)de->d_name[0]))
             continue;
         if (n == cap) {
-            cap = cap ? cap * 2 : 256;
-            pid_t *a = realloc(pids, cap * sizeof *a), *b = a ? realloc(pp, cap * sizeof *b) : NULL;
-            if (a)
-                pids = a;
-            if (!a || !b)
+            size_t c = cap ? cap * 2 : 256;
+            struct proc_entry *a = realloc(p, c * sizeof *a);
+            if (!a)
                 break;
-            pp = b;
+            p = a;
+            cap = c;
         }
-        pids[n] = (pid_t)atoi(de->d_name);
-        pp[n] = proc_ppid(pids[n]);
+        p[n].pid = (pid_t)atoi(de->d_name);
+        p[n].ppid = proc_ppid(p[n].pid);
+        p[n].state = 0;
         n++;
     }
     if (d)
         closedir(d);
+    if (n)
+        qsort(p, n, sizeof *p, proc_cmp);
     for (size_t i = 0; i < n; i++) {
-        /* In the sandbox when the PPid chain reaches init (bounded: pid reuse may make a loop). */
-        pid_t cur = pids[i];
-        int in = 0;
-        for (int depth = 0; depth < 4096 && cur > 1 && !in; depth++) {
-            if (cur == init) {
-                in = 1;
-                break;
-            }
-            size_t j = 0;
-            while (j < n && pids[j] != cur)
-                j++;
-            if (j == n)
-                break;
-            cur = pp[j];
-        }
-        if (!in)
+        if (!in_sandbox(p, n, i, init))
             continue;
         char t[64];
-        snprintf(t, sizeof t, "/proc/%d/task", (int)pids[i]);
+        snprintf(t, sizeof t, "/proc/%d/task", (int)p[i].pid);
         DIR *td = opendir(t);
         struct dirent *te;
         while (td && (te = readdir(td))) {
@@ -546,10 +585,15 @@ static long long nameless_bytes(pid_t init, dev_t dev)
         if (td)
             closedir(td);
     }
-    free(pids);
-    free(pp);
-    free(u.ino);
-    return u.bytes;
+    free(p);
+    long long bytes = 0;
+    if (u.n)
+        qsort(u.f, u.n, sizeof *u.f, nameless_cmp);
+    for (size_t i = 0; i < u.n; i++)
+        if (i == 0 || u.f[i].ino != u.f[i - 1].ino)
+            bytes += u.f[i].bytes;
+    free(u.f);
+    return bytes;
 }
 
 char *psb_wipe_start;
