@@ -298,6 +298,24 @@ run --output-limit "$WS/outputs" 10MiB -- sh -c 'dd if=/dev/zero of=outputs/big 
 check "disk fill under outputs stopped by --output-limit (exit $RC, ${WALL} ms)" bash -c "[ $RC = 137 ] && grep -qP '^limit\toutput\t' '$R' && [ $WALL -lt 4000 ]"
 check "  host file bounded" bash -c "[ \$(stat -c %s '$WS/outputs/big') -lt 1000000000 ]"
 rm -f "$WS/outputs/big"
+# Per-uid kernel counters shared with the host: inotify instances are charged to the owner's
+# uid in every enclosing user namespace. The sandbox takes all it can and holds them while the
+# host (same user) asks for one.
+if needpy "inotify instances"; then
+    "$PSB" "${POLICY[@]}" -- "$PY" -c '
+import ctypes, time
+libc = ctypes.CDLL(None, use_errno=True)
+n = 0
+while n < 100000 and libc.inotify_init1(0) >= 0: n += 1
+print("held", n, flush=True); time.sleep(3)' 3>/dev/null >"$T/ino.out" 2>&1 &
+    INO_PID=$!
+    for _ in $(seq 50); do grep -q held "$T/ino.out" && break; sleep 0.1; done
+    HOSTINO=$("$PY" -c 'import ctypes; l = ctypes.CDLL(None, use_errno=True); print("host-ok" if l.inotify_init1(0) >= 0 else "host-EMFILE")')
+    wait $INO_PID
+    check "inotify instances held by the sandbox leave the host user some ($HOSTINO; $(cat "$T/ino.out"))" \
+        bash -c "grep -q held '$T/ino.out' && [ '$HOSTINO' = host-ok ]"
+fi
+
 # Blocks of a file that has no name any more (unlinked while open, O_TMPFILE, a mapping that
 # outlives its fd) are on the host's disk all the same, invisible to a directory walk.
 run --output-limit "$WS/outputs" 10MiB -- sh -c 'exec 5>outputs/gone; rm outputs/gone; dd if=/dev/zero bs=1M count=100 status=none >&5; sleep 5'
