@@ -167,6 +167,15 @@ extension LaunchPlan {
         // A small private /dev/shm, counted against the memory limit like /tmp (docker gives 64 MiB).
         if request.preset.shmSize > 0 { plan.mounts.append(.tmpfs("/dev/shm", size: request.preset.shmSize)) }
 
+        // The supervisor's own state is never writable from a sandbox, whatever the configuration
+        // says: `outputs = [".proctor"]` handed the experiment the ledger, the pins and the seccomp
+        // filter cache, `outputs = [".git"]` the hooks that the user's next `git commit` runs.
+        for dir in config.files.outputs {
+            let clean = dir.hasPrefix("./") ? String(dir.dropFirst(2)) : dir
+            if let state = [".git", ".proctor", "proctor.toml"].first(where: { clean == $0 || clean.hasPrefix($0 + "/") }) {
+                throw PlanError(description: "files.outputs: \"\(dir)\" is inside proctor's own state (\(state)); choose a directory such as \"outputs/\"")
+            }
+        }
         let outputs = config.files.outputs.map { ws + "/" + $0 }
         let hidden = hiddenPaths(config, host: host)
         switch request.phase {

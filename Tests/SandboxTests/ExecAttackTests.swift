@@ -204,6 +204,26 @@ final class ExecAttackTests: XCTestCase {
         XCTAssertTrue(ws.read("train.py")?.contains("PLANTED") ?? false, out.stderr)
     }
 
+    /// An outputs directory inside proctor's own state would make the ledger, the pins and the
+    /// filter cache (or `.git/hooks`) the experiment's to write: refused before anything runs.
+    func testOutputsInsideProctorStateAreRefused() throws {
+        for dir in [".proctor", ".git", ".git/hooks", "./.proctor/cache"] {
+            let toml = TestWorkspace.defaultToml.replacingOccurrences(of: "outputs  = [\"outputs/\"]",
+                                                                        with: "outputs  = [\"\(dir)\"]")
+            let ws = try TestWorkspace(toml: toml)
+            _ = try runProcess(["/usr/bin/git", "init", "-q", ws.root])
+            try ws.write(".proctor/pins.json", "{}")
+            try FileManager.default.createDirectory(atPath: ws.path(".proctor/cache"), withIntermediateDirectories: true)
+            let out = try ws.exec(["sh", "-c", "echo PWN > .proctor/planted; echo PWN > .proctor/cache/planted; echo PWN > .git/hooks/pre-commit; echo PWN >> .proctor/pins.json"])
+            XCTAssertEqual(out.status, 125, "\(dir): \(out.stderr)")
+            XCTAssertTrue(out.stderr.contains("files.outputs"), out.stderr)
+            XCTAssertFalse(FileManager.default.fileExists(atPath: ws.path(".proctor/planted")), dir)
+            XCTAssertFalse(FileManager.default.fileExists(atPath: ws.path(".proctor/cache/planted")), dir)
+            XCTAssertFalse(FileManager.default.fileExists(atPath: ws.path(".git/hooks/pre-commit")), dir)
+            XCTAssertEqual(ws.read(".proctor/pins.json"), "{}", dir)
+        }
+    }
+
     func testEnvironmentIsAllowlisted() throws {
         let ws = try TestWorkspace()
         var env = ProcessInfo.processInfo.environment
