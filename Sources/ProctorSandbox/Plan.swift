@@ -232,8 +232,21 @@ extension LaunchPlan {
             func overlapsOffLimits(_ entry: String) -> Bool {
                 offLimits.contains { entry == $0 || entry.hasPrefix($0 + "/") || $0.hasPrefix(entry + "/") }
             }
+            let chosen = entries.filter { entry in globs.contains { $0.matches(entry) } && !overlapsOffLimits(entry) }
+            // What lies beneath a writable directory is writable through it: no bind of its own.
+            // (Such a bind refuses a symlink, so one the agent left in an editable directory made
+            // every later agent phase fail with 125.)
+            let chosenSet = Set(chosen)
+            func beneathChosen(_ entry: String) -> Bool {
+                var parent = Substring(entry)
+                while let slash = parent.lastIndex(of: "/") {
+                    parent = parent[..<slash]
+                    if chosenSet.contains(String(parent)) { return true }
+                }
+                return false
+            }
             var writable: [String] = []
-            for entry in entries where globs.contains(where: { $0.matches(entry) }) && !overlapsOffLimits(entry) {
+            for entry in chosen where !beneathChosen(entry) {
                 writable.append(ws + "/" + entry)
                 plan.mounts.append(.readWrite(source: ws + "/" + entry, target: ws + "/" + entry))
             }

@@ -204,6 +204,23 @@ final class ExecAttackTests: XCTestCase {
         XCTAssertTrue(ws.read("train.py")?.contains("PLANTED") ?? false, out.stderr)
     }
 
+    /// A symlink the agent leaves in an editable directory must not break the next agent phase
+    /// (it is writable through the directory's bind, and never followed to make a mount).
+    func testSymlinkLeftInEditableDirectoryDoesNotBreakTheNextAgentPhase() throws {
+        let toml = TestWorkspace.defaultToml.replacingOccurrences(of: "editable = [\"train.py\"]",
+                                                                    with: "editable = [\"train.py\", \"src/\"]")
+        let ws = try TestWorkspace(toml: toml)
+        try ws.write("src/model.py", "x = 1\n")
+        let first = try ws.exec(["sh", "-c", "ln -s \(ws.path("prepare.py")) src/link && ln -s /etc src/etc && echo planted"], phase: "agent")
+        XCTAssertTrue(first.stdout.contains("planted"), first.stderr)
+        let before = bytes(ws.path("prepare.py"))
+        let second = try ws.exec(["sh", "-c", "echo y >> src/model.py; echo pwn >> src/link; echo next"], phase: "agent")
+        XCTAssertEqual(second.status, 0, second.stderr)
+        XCTAssertTrue(second.stdout.contains("next"), second.stderr)
+        XCTAssertEqual(ws.read("src/model.py"), "x = 1\ny\n")
+        XCTAssertEqual(bytes(ws.path("prepare.py")), before)
+    }
+
     /// An outputs directory inside proctor's own state would make the ledger, the pins and the
     /// filter cache (or `.git/hooks`) the experiment's to write: refused before anything runs.
     func testOutputsInsideProctorStateAreRefused() throws {
