@@ -310,7 +310,12 @@ extension LaunchPlan {
             }
         }
         if !globs.isEmpty {
-            for entry in host.workspaceEntries() where globs.contains(where: { $0.matches(entry) }) {
+            // A symlink is skipped: only a sandbox could have made one where a glob reaches (an
+            // editable directory, the outputs). Hiding it failed the next run (setup refuses to
+            // follow links), and the evaluator's read-only bind of it followed it on the host,
+            // mounting whatever it named. Inside a sandbox it resolves in the sandbox's own view.
+            for entry in host.workspaceEntries() where globs.contains(where: { $0.matches(entry) })
+                && host.symlinkTarget(config.root + "/" + entry) == nil {
                 // Hiding a directory hides what is beneath it.
                 if !result.contains(where: { entry.hasPrefix($0 + "/") }) { result.append(entry) }
             }

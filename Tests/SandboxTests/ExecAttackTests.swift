@@ -221,6 +221,28 @@ final class ExecAttackTests: XCTestCase {
         XCTAssertEqual(bytes(ws.path("prepare.py")), before)
     }
 
+    /// A symlink planted where a hidden glob reaches (an editable directory) must neither break
+    /// the next runs nor be followed on the host when the evaluator's view is built.
+    func testSymlinkMatchingAHiddenGlobIsNotFollowedOnTheHost() throws {
+        let toml = TestWorkspace.defaultToml
+            .replacingOccurrences(of: "editable = [\"train.py\"]", with: "editable = [\"train.py\", \"src/\"]")
+            .replacingOccurrences(of: "hidden   = [\"holdout/**\"]", with: "hidden   = [\"holdout/**\", \"**/*.secret\"]")
+        let ws = try TestWorkspace(toml: toml)
+        try ws.write("src/model.py", "x = 1\n")
+        // A host file outside the workspace, readable by the supervisor.
+        let outside = FileManager.default.temporaryDirectory.appendingPathComponent("proctor-host-\(UUID().uuidString)").path
+        try Data("HOST-ONLY-BYTES\n".utf8).write(to: URL(fileURLWithPath: outside))
+        chmod(outside, 0o644)
+        defer { unlink(outside) }
+        let plant = try ws.exec(["sh", "-c", "ln -s \(outside) src/x.secret && echo planted"], phase: "agent")
+        XCTAssertTrue(plant.stdout.contains("planted"), plant.stderr)
+        let eval = try ws.exec(["sh", "-c", "cat src/x.secret; echo end"], phase: "evaluator")
+        XCTAssertTrue(eval.stdout.contains("end"), eval.stderr)
+        XCTAssertFalse(eval.stdout.contains("HOST-ONLY-BYTES"), "the evaluator's setup followed a planted link on the host")
+        XCTAssertEqual(try ws.exec(["true"]).status, 0)
+        XCTAssertEqual(try ws.exec(["true"], phase: "agent").status, 0)
+    }
+
     /// An outputs directory inside proctor's own state would make the ledger, the pins and the
     /// filter cache (or `.git/hooks`) the experiment's to write: refused before anything runs.
     func testOutputsInsideProctorStateAreRefused() throws {
