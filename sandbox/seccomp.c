@@ -46,7 +46,7 @@ static const char *const deny_eperm[] = {
 };
 
 /* Write intent: path arguments the audit listener reads (see audit.c). The chmod family is
- * notified too, conditionally (see the setuid rules below). */
+ * notified too (see the setuid rules below). */
 static const char *const notify_always[] = {
     "creat", "openat2", "truncate", "rename", "renameat", "renameat2", "link", "linkat", "symlink",
     "symlinkat", "unlink", "unlinkat", "mkdir", "mkdirat", "rmdir", "mknod", "mknodat", "chown",
@@ -180,8 +180,9 @@ int psb_seccomp_build(const struct psb_config *cfg, void **prog_out, char *err, 
      * filesystem that is not nosuid outside the sandbox. `chmod 4755 outputs/x` on a copy of
      * any binary made a setuid-root program for every local user. Creating a file with these
      * bits is harmless: any write or truncate by an unprivileged process clears them.
-     * With --audit-writes the notification for these calls is conditional on a mode without
-     * those bits: an unconditional rule for the same call would shadow this one. */
+     * With --audit-writes the whole chmod family goes to the listener, which refuses such a
+     * mode (the mode is an argument value: no race) and reports it; an unconditional notify
+     * rule would shadow an EPERM rule for the same call anyway. */
     {
         static const struct {
             const char *name;
@@ -192,13 +193,13 @@ int psb_seccomp_build(const struct psb_config *cfg, void **prog_out, char *err, 
             int nr = resolve(chmods[i].name);
             if (nr == __NR_SCMP_ERROR || nr < 0)
                 continue;
+            if (cfg->audit_writes) {
+                ADD(SCMP_ACT_NOTIFY, nr, 0, NULL);
+                continue;
+            }
             for (size_t b = 0; b < 2; b++) {
                 struct scmp_arg_cmp c = cmp(chmods[i].arg, SCMP_CMP_MASKED_EQ, bits[b], bits[b]);
                 ADD(eperm, nr, 1, &c);
-            }
-            if (cfg->audit_writes) {
-                struct scmp_arg_cmp c = cmp(chmods[i].arg, SCMP_CMP_MASKED_EQ, S_ISUID | S_ISGID, 0);
-                ADD(SCMP_ACT_NOTIFY, nr, 1, &c);
             }
         }
     }

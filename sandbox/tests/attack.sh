@@ -253,6 +253,7 @@ check "no capabilities, no_new_privs, seccomp filter mode" bash -c "grep -q 'Cap
 run -- sh -c 'cp /usr/bin/id outputs/suid && chmod 755 outputs/suid && echo plain; chmod 4755 outputs/suid; chmod u+s,g+s outputs/suid; chmod 2755 outputs/suid; mkdir -p outputs/sgid; chmod 2775 outputs/sgid; exit 0'
 check "no setuid/setgid bit can be set in a writable place (checked on the host)" \
     bash -c "grep -qx plain '$O' && [ -z \"\$(find '$WS/outputs' -perm /6000)\" ]"
+check "  audit: the refused setuid chmod reported" reported "\tfchmodat\t$WS/outputs/suid$"
 rm -rf "$WS/outputs/suid" "$WS/outputs/sgid"
 
 # ================= talking to the outside =================
