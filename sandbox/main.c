@@ -413,7 +413,9 @@ static void walk_dir(int dfd, struct out_walk *w, int depth)
  * Every sandbox process is init or a descendant of it (orphans are reparented to init), so the
  * PPid chains in the host's /proc find them all; their descriptors (per thread: a thread may
  * have its own table) and mappings are checked for nameless regular files on DIR's device,
- * each inode counted once. Not seen: a descriptor parked in flight in a unix socket.
+ * each inode counted once. Not seen: a descriptor parked in flight in a unix socket, and
+ * (unprivileged helper only) a process that made itself non-dumpable: its /proc fd and maps
+ * then belong to global root, which the helper's uid cannot read.
  */
 struct nameless_file {
     ino_t ino;
