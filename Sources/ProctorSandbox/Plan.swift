@@ -225,9 +225,10 @@ extension LaunchPlan {
             // A broad glob (`*`, `**`, `src/`) also matches the supervisor's state, the config,
             // locked and hidden entries: a writable bind of those, mounted after the hides, would
             // re-expose them (`.proctor/cache` holds the seccomp filters the next sandbox loads,
-            // `holdout/` the labels). Never bind one, nor a directory that contains one.
+            // `holdout/` the labels). Never bind one, nor a directory that contains one. The outputs
+            // are the experiment's: what the agent left there would be scored as its results.
             let lockedGlobs = config.files.locked.map(Glob.init)
-            let offLimits = [".git", ".proctor", "proctor.toml"] + hidden
+            let offLimits = [".git", ".proctor", "proctor.toml"] + hidden + config.files.outputs
                 + entries.filter { entry in lockedGlobs.contains { $0.matches(entry) } }
             func overlapsOffLimits(_ entry: String) -> Bool {
                 offLimits.contains { entry == $0 || entry.hasPrefix($0 + "/") || $0.hasPrefix(entry + "/") }

@@ -178,6 +178,7 @@ final class ExecAttackTests: XCTestCase {
             .replacingOccurrences(of: "notes    = [\"LOG.md\"]", with: "notes    = [\"**\"]")
         let ws = try TestWorkspace(toml: toml)
         _ = try runProcess(["/usr/bin/git", "init", "-q", ws.root])
+        try ws.write("outputs/.keep", "")
         // First runs create .proctor/ and its filter cache (one filter per phase's options).
         XCTAssertEqual(try ws.exec(["true"]).status, 0)
         XCTAssertEqual(try ws.exec(["true"], phase: "agent").status, 0)
@@ -189,7 +190,8 @@ final class ExecAttackTests: XCTestCase {
             for f in .proctor/cache/*.bpf; do printf 'PLANTED' > "$f"; done
             echo PLANTED > .proctor/cache/seccomp-planted.bpf; echo PLANTED >> .proctor/audit.jsonl
             echo PLANTED >> proctor.toml; echo PLANTED >> prepare.py; echo PLANTED >> data/train.csv
-            echo PLANTED >> .git/HEAD; cat holdout/labels.csv; echo PLANTED >> train.py; echo end
+            echo PLANTED >> .git/HEAD; cat holdout/labels.csv; echo PLANTED >> train.py
+            echo PLANTED > outputs/predictions.csv; echo PLANTED >> outputs/.keep; echo end
             """
         let out = try ws.exec(["sh", "-c", script], phase: "agent")
         XCTAssertTrue(out.stdout.contains("end"), out.stderr)
@@ -200,6 +202,8 @@ final class ExecAttackTests: XCTestCase {
             XCTAssertFalse(String(decoding: bytes(cache + "/" + name) ?? Data(), as: UTF8.self).contains("PLANTED"))
         }
         XCTAssertFalse(ws.read(".proctor/audit.jsonl")?.contains("PLANTED") ?? false)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: ws.path("outputs/predictions.csv")), "the agent wrote the outputs")
+        XCTAssertEqual(ws.read("outputs/.keep"), "")
         // The editable file itself stays writable.
         XCTAssertTrue(ws.read("train.py")?.contains("PLANTED") ?? false, out.stderr)
     }
