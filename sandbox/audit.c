@@ -463,9 +463,18 @@ void psb_audit_handle(struct psb_audit *a)
         if (ioctl(a->fd, SECCOMP_IOCTL_NOTIF_ID_VALID, &a->req->id) < 0)
             nj = 0;
     }
+    /* A setuid or setgid mode is refused here (seccomp.c says why), wherever the file is. */
+    int setid = 0;
+    if (sc && (!strcmp(sc->name, "chmod") || !strcmp(sc->name, "fchmod")))
+        setid = (d->args[1] & (S_ISUID | S_ISGID)) != 0;
+    else if (sc && (!strcmp(sc->name, "fchmodat") || !strcmp(sc->name, "fchmodat2")))
+        setid = (d->args[2] & (S_ISUID | S_ISGID)) != 0;
     memset(a->resp, 0, sizeof *a->resp);
     a->resp->id = a->req->id;
-    a->resp->flags = SECCOMP_USER_NOTIF_FLAG_CONTINUE;
+    if (setid)
+        a->resp->error = -EPERM;
+    else
+        a->resp->flags = SECCOMP_USER_NOTIF_FLAG_CONTINUE;
     (void)ioctl(a->fd, SECCOMP_IOCTL_NOTIF_SEND, a->resp);
 
     for (int k = 0; k < nj; k++) {
@@ -480,6 +489,10 @@ void psb_audit_handle(struct psb_audit *a)
             if (readlink_str(lp, t, sizeof t) < 0 || t[0] != '/')
                 continue;
             snprintf(p, PATH_MAX, "%s", t);
+        }
+        if (setid) {
+            emit(a, pid, sc->name, p);
+            continue;
         }
         int create_only = sc->kind & F_CREATE;
         int followlast = !(sc->kind & F_NOFOLLOW);

@@ -373,6 +373,20 @@ static int build_proc(int rootfd, const char *dst, char *err, size_t errlen)
     int pfd = psb_open_nofollow(rootfd, dst, O_DIRECTORY, 0, 1);
     if (pfd < 0)
         return ERR("open --proc %s", dst);
+    /* inotify instances and watches are counted per uid up through every enclosing user
+     * namespace: a sandbox that took all 128 instances left its owner (root, when proctor runs
+     * as root: every root service) unable to create one until it ended. These sysctls belong to
+     * the sandbox's user namespace (init holds CAP_SYS_RESOURCE there) and cap it alone.
+     * Before /proc/sys becomes read-only below; best effort on kernels without them. */
+    static const char *const ucaps[][2] = {{"sys/user/max_inotify_instances", "16"},
+                                           {"sys/user/max_inotify_watches", "8192"}};
+    for (size_t i = 0; i < sizeof ucaps / sizeof ucaps[0]; i++) {
+        int f = openat(pfd, ucaps[i][0], O_WRONLY | O_CLOEXEC);
+        if (f >= 0) {
+            (void)psb_write_all(f, ucaps[i][1], strlen(ucaps[i][1]));
+            close(f);
+        }
+    }
     static const char *const ro[] = {"sys", "sysrq-trigger", "irq", "bus", "fs"};
     static const char *const hide[] = {"kcore", "keys", "timer_list", "sched_debug", "latency_stats", "acpi", "scsi"};
     char p[PATH_MAX];

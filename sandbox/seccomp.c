@@ -45,13 +45,13 @@ static const char *const deny_eperm[] = {
     "afs_syscall", "tuxcall", "security", "getpmsg", "putpmsg", "lsm_set_self_attr",
 };
 
-/* Write intent: path arguments the audit listener reads (see audit.c). */
+/* Write intent: path arguments the audit listener reads (see audit.c). The chmod family is
+ * notified too (see the setuid rules below). */
 static const char *const notify_always[] = {
     "creat", "openat2", "truncate", "rename", "renameat", "renameat2", "link", "linkat", "symlink",
-    "symlinkat", "unlink", "unlinkat", "mkdir", "mkdirat", "rmdir", "mknod", "mknodat", "chmod",
-    "fchmodat", "fchmodat2", "fchmod", "chown", "lchown", "fchownat", "fchown", "utime", "utimes",
-    "utimensat", "futimesat", "setxattr", "lsetxattr", "fsetxattr", "removexattr", "lremovexattr",
-    "fremovexattr", "setxattrat", "removexattrat",
+    "symlinkat", "unlink", "unlinkat", "mkdir", "mkdirat", "rmdir", "mknod", "mknodat", "chown",
+    "lchown", "fchownat", "fchown", "utime", "utimes", "utimensat", "futimesat", "setxattr", "lsetxattr",
+    "fsetxattr", "removexattr", "lremovexattr", "fremovexattr", "setxattrat", "removexattrat",
 };
 
 static int resolve(const char *name)
@@ -175,6 +175,35 @@ int psb_seccomp_build(const struct psb_config *cfg, void **prog_out, char *err, 
         ADD(eperm, SCMP_SYS(socketpair), 1, &c);
     }
 
+    /* No setuid/setgid bits: the command's files are the host user's files (host root's when
+     * proctor runs as root), and a writable place (outputs, an editable file) is on a host
+     * filesystem that is not nosuid outside the sandbox. `chmod 4755 outputs/x` on a copy of
+     * any binary made a setuid-root program for every local user. Creating a file with these
+     * bits is harmless: any write or truncate by an unprivileged process clears them.
+     * With --audit-writes the whole chmod family goes to the listener, which refuses such a
+     * mode (the mode is an argument value: no race) and reports it; an unconditional notify
+     * rule would shadow an EPERM rule for the same call anyway. */
+    {
+        static const struct {
+            const char *name;
+            unsigned arg;
+        } chmods[] = {{"chmod", 1}, {"fchmod", 1}, {"fchmodat", 2}, {"fchmodat2", 2}};
+        static const uint64_t bits[] = {S_ISUID, S_ISGID};
+        for (size_t i = 0; i < sizeof chmods / sizeof chmods[0]; i++) {
+            int nr = resolve(chmods[i].name);
+            if (nr == __NR_SCMP_ERROR || nr < 0)
+                continue;
+            if (cfg->audit_writes) {
+                ADD(SCMP_ACT_NOTIFY, nr, 0, NULL);
+                continue;
+            }
+            for (size_t b = 0; b < 2; b++) {
+                struct scmp_arg_cmp c = cmp(chmods[i].arg, SCMP_CMP_MASKED_EQ, bits[b], bits[b]);
+                ADD(eperm, nr, 1, &c);
+            }
+        }
+    }
+
     if (cfg->audit_writes) {
         for (size_t i = 0; i < sizeof notify_always / sizeof notify_always[0]; i++) {
             int nr = resolve(notify_always[i]);
@@ -259,13 +288,49 @@ static uint64_t fnv1a(const void *p, size_t n)
     return h;
 }
 
-static int cache_dir(const char *path)
+/* Whether the directory `d` is, or lies beneath, the source of an --rw bind. The sandbox runs
+ * as our own uid, so whatever it writes passes the owner and mode checks: a cache it can write
+ * to (a workspace whose policy made .proctor, or a directory above it, writable) would let one
+ * run plant an allow-all filter for the next. Compared by device and inode while walking up
+ * through "..", so neither a symlink nor a different spelling of the path hides the overlap. */
+static int cache_writable_inside(const struct psb_config *cfg, int d)
+{
+    struct stat rw[PSB_MAX_OPS];
+    int n = 0;
+    for (int i = 0; i < cfg->nops; i++)
+        if (cfg->ops[i].kind == PSB_OP_RW && stat(cfg->ops[i].src, &rw[n]) == 0)
+            n++;
+    if (n == 0)
+        return 0;
+    int cur = dup(d);
+    for (int depth = 0; cur >= 0 && depth < 4096; depth++) {
+        struct stat st, up;
+        if (fstat(cur, &st) < 0)
+            break;
+        for (int k = 0; k < n; k++)
+            if (rw[k].st_dev == st.st_dev && rw[k].st_ino == st.st_ino) {
+                close(cur);
+                return 1;
+            }
+        int parent = openat(cur, "..", O_PATH | O_DIRECTORY | O_CLOEXEC);
+        close(cur);
+        cur = parent;
+        if (cur < 0 || fstat(cur, &up) < 0 || (up.st_dev == st.st_dev && up.st_ino == st.st_ino))
+            break; /* the root */
+    }
+    if (cur >= 0)
+        close(cur);
+    return 0;
+}
+
+static int cache_dir(const struct psb_config *cfg, const char *path)
 {
     int d = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
     if (d < 0 && errno == ENOENT && mkdir(path, 0700) == 0)
         d = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
     struct stat st;
-    if (d >= 0 && (fstat(d, &st) < 0 || st.st_uid != geteuid() || (st.st_mode & 022))) {
+    if (d >= 0 && (fstat(d, &st) < 0 || st.st_uid != geteuid() || (st.st_mode & 022) ||
+                   cache_writable_inside(cfg, d))) {
         close(d);
         d = -1;
     }
@@ -333,7 +398,7 @@ static void cache_write(int dir, const char *name, const struct sock_fprog *prog
 /* The filter for this configuration: from the cache when there is a valid one, else built. */
 int psb_seccomp_get(const struct psb_config *cfg, void **prog_out, char *err, size_t errlen)
 {
-    int dir = cfg->filter_cache ? cache_dir(cfg->filter_cache) : -1;
+    int dir = cfg->filter_cache ? cache_dir(cfg, cfg->filter_cache) : -1;
     char name[64];
     if (dir >= 0) {
         cache_name(cfg, name, sizeof name);

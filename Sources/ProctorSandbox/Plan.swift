@@ -171,6 +171,15 @@ extension LaunchPlan {
         // A small private /dev/shm, counted against the memory limit like /tmp (docker gives 64 MiB).
         if request.preset.shmSize > 0 { plan.mounts.append(.tmpfs("/dev/shm", size: request.preset.shmSize)) }
 
+        // The supervisor's own state is never writable from a sandbox, whatever the configuration
+        // says: `outputs = [".proctor"]` handed the experiment the ledger, the pins and the seccomp
+        // filter cache, `outputs = [".git"]` the hooks that the user's next `git commit` runs.
+        for dir in config.files.outputs {
+            let clean = dir.hasPrefix("./") ? String(dir.dropFirst(2)) : dir
+            if let state = [".git", ".proctor", "proctor.toml"].first(where: { clean == $0 || clean.hasPrefix($0 + "/") }) {
+                throw PlanError(description: "files.outputs: \"\(dir)\" is inside proctor's own state (\(state)); choose a directory such as \"outputs/\"")
+            }
+        }
         let outputs = config.files.outputs.map { ws + "/" + $0 }
         let hidden = hiddenPaths(config, host: host)
         switch request.phase {
@@ -221,8 +230,32 @@ extension LaunchPlan {
             // in place. Names that do not exist cannot be created.
             let entries = host.workspaceEntries()
             let globs = (config.files.editable + config.files.notes).map(Glob.init)
+            // A broad glob (`*`, `**`, `src/`) also matches the supervisor's state, the config,
+            // locked and hidden entries: a writable bind of those, mounted after the hides, would
+            // re-expose them (`.proctor/cache` holds the seccomp filters the next sandbox loads,
+            // `holdout/` the labels). Never bind one, nor a directory that contains one. The outputs
+            // are the experiment's: what the agent left there would be scored as its results.
+            let lockedGlobs = config.files.locked.map(Glob.init)
+            let offLimits = [".git", ".proctor", "proctor.toml"] + hidden + config.files.outputs
+                + entries.filter { entry in lockedGlobs.contains { $0.matches(entry) } }
+            func overlapsOffLimits(_ entry: String) -> Bool {
+                offLimits.contains { entry == $0 || entry.hasPrefix($0 + "/") || $0.hasPrefix(entry + "/") }
+            }
+            let chosen = entries.filter { entry in globs.contains { $0.matches(entry) } && !overlapsOffLimits(entry) }
+            // What lies beneath a writable directory is writable through it: no bind of its own.
+            // (Such a bind refuses a symlink, so one the agent left in an editable directory made
+            // every later agent phase fail with 125.)
+            let chosenSet = Set(chosen)
+            func beneathChosen(_ entry: String) -> Bool {
+                var parent = Substring(entry)
+                while let slash = parent.lastIndex(of: "/") {
+                    parent = parent[..<slash]
+                    if chosenSet.contains(String(parent)) { return true }
+                }
+                return false
+            }
             var writable: [String] = []
-            for entry in entries where globs.contains(where: { $0.matches(entry) }) {
+            for entry in chosen where !beneathChosen(entry) {
                 writable.append(ws + "/" + entry)
                 plan.mounts.append(.readWrite(source: ws + "/" + entry, target: ws + "/" + entry))
             }
@@ -309,7 +342,12 @@ extension LaunchPlan {
             }
         }
         if !globs.isEmpty {
-            for entry in host.workspaceEntries() where globs.contains(where: { $0.matches(entry) }) {
+            // A symlink is skipped: only a sandbox could have made one where a glob reaches (an
+            // editable directory, the outputs). Hiding it failed the next run (setup refuses to
+            // follow links), and the evaluator's read-only bind of it followed it on the host,
+            // mounting whatever it named. Inside a sandbox it resolves in the sandbox's own view.
+            for entry in host.workspaceEntries() where globs.contains(where: { $0.matches(entry) })
+                && host.symlinkTarget(config.root + "/" + entry) == nil {
                 // Hiding a directory hides what is beneath it.
                 if !result.contains(where: { entry.hasPrefix($0 + "/") }) { result.append(entry) }
             }

@@ -191,6 +191,105 @@ final class ExecAttackTests: XCTestCase {
         XCTAssertTrue(planted.stdout.contains("gone"), planted.stdout)
     }
 
+    /// A broad editable glob (`*`, `**`) matches `.proctor`, `.git`, `proctor.toml`, the locked and
+    /// the hidden entries too. None of them may become a writable bind in the agent phase: the bind
+    /// would sit on top of the hide, exposing the labels, the ledger and the seccomp filter cache
+    /// (a filter planted there would be loaded by the next sandbox).
+    func testBroadEditableGlobExposesNoProtectedState() throws {
+        let toml = TestWorkspace.defaultToml
+            .replacingOccurrences(of: "editable = [\"train.py\"]", with: "editable = [\"*\"]")
+            .replacingOccurrences(of: "notes    = [\"LOG.md\"]", with: "notes    = [\"**\"]")
+        let ws = try TestWorkspace(toml: toml)
+        _ = try runProcess(["/usr/bin/git", "init", "-q", ws.root])
+        try ws.write("outputs/.keep", "")
+        // First runs create .proctor/ and its filter cache (one filter per phase's options).
+        XCTAssertEqual(try ws.exec(["true"]).status, 0)
+        XCTAssertEqual(try ws.exec(["true"], phase: "agent").status, 0)
+        let cache = ws.path(".proctor/cache")
+        let cached = try FileManager.default.contentsOfDirectory(atPath: cache)
+        let guarded = ["proctor.toml", "prepare.py", "data/train.csv", ".git/HEAD"]
+        let before = guarded.map { bytes(ws.path($0)) }
+        let script = """
+            for f in .proctor/cache/*.bpf; do printf 'PLANTED' > "$f"; done
+            echo PLANTED > .proctor/cache/seccomp-planted.bpf; echo PLANTED >> .proctor/audit.jsonl
+            echo PLANTED >> proctor.toml; echo PLANTED >> prepare.py; echo PLANTED >> data/train.csv
+            echo PLANTED >> .git/HEAD; cat holdout/labels.csv; echo PLANTED >> train.py
+            echo PLANTED > outputs/predictions.csv; echo PLANTED >> outputs/.keep; echo end
+            """
+        let out = try ws.exec(["sh", "-c", script], phase: "agent")
+        XCTAssertTrue(out.stdout.contains("end"), out.stderr)
+        XCTAssertFalse(out.stdout.contains("SECRET-LABEL"), "hidden labels readable in the agent phase")
+        XCTAssertEqual(guarded.map { bytes(ws.path($0)) }, before)
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: cache), cached)
+        for name in cached {
+            XCTAssertFalse(String(decoding: bytes(cache + "/" + name) ?? Data(), as: UTF8.self).contains("PLANTED"))
+        }
+        XCTAssertFalse(ws.read(".proctor/audit.jsonl")?.contains("PLANTED") ?? false)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: ws.path("outputs/predictions.csv")), "the agent wrote the outputs")
+        XCTAssertEqual(ws.read("outputs/.keep"), "")
+        // The editable file itself stays writable.
+        XCTAssertTrue(ws.read("train.py")?.contains("PLANTED") ?? false, out.stderr)
+    }
+
+    /// A symlink the agent leaves in an editable directory must not break the next agent phase
+    /// (it is writable through the directory's bind, and never followed to make a mount).
+    func testSymlinkLeftInEditableDirectoryDoesNotBreakTheNextAgentPhase() throws {
+        let toml = TestWorkspace.defaultToml.replacingOccurrences(of: "editable = [\"train.py\"]",
+                                                                    with: "editable = [\"train.py\", \"src/\"]")
+        let ws = try TestWorkspace(toml: toml)
+        try ws.write("src/model.py", "x = 1\n")
+        let first = try ws.exec(["sh", "-c", "ln -s \(ws.path("prepare.py")) src/link && ln -s /etc src/etc && echo planted"], phase: "agent")
+        XCTAssertTrue(first.stdout.contains("planted"), first.stderr)
+        let before = bytes(ws.path("prepare.py"))
+        let second = try ws.exec(["sh", "-c", "echo y >> src/model.py; echo pwn >> src/link; echo next"], phase: "agent")
+        XCTAssertEqual(second.status, 0, second.stderr)
+        XCTAssertTrue(second.stdout.contains("next"), second.stderr)
+        XCTAssertEqual(ws.read("src/model.py"), "x = 1\ny\n")
+        XCTAssertEqual(bytes(ws.path("prepare.py")), before)
+    }
+
+    /// A symlink planted where a hidden glob reaches (an editable directory) must neither break
+    /// the next runs nor be followed on the host when the evaluator's view is built.
+    func testSymlinkMatchingAHiddenGlobIsNotFollowedOnTheHost() throws {
+        let toml = TestWorkspace.defaultToml
+            .replacingOccurrences(of: "editable = [\"train.py\"]", with: "editable = [\"train.py\", \"src/\"]")
+            .replacingOccurrences(of: "hidden   = [\"holdout/**\"]", with: "hidden   = [\"holdout/**\", \"**/*.secret\"]")
+        let ws = try TestWorkspace(toml: toml)
+        try ws.write("src/model.py", "x = 1\n")
+        // A host file outside the workspace, readable by the supervisor.
+        let outside = FileManager.default.temporaryDirectory.appendingPathComponent("proctor-host-\(UUID().uuidString)").path
+        try Data("HOST-ONLY-BYTES\n".utf8).write(to: URL(fileURLWithPath: outside))
+        chmod(outside, 0o644)
+        defer { unlink(outside) }
+        let plant = try ws.exec(["sh", "-c", "ln -s \(outside) src/x.secret && echo planted"], phase: "agent")
+        XCTAssertTrue(plant.stdout.contains("planted"), plant.stderr)
+        let eval = try ws.exec(["sh", "-c", "cat src/x.secret; echo end"], phase: "evaluator")
+        XCTAssertTrue(eval.stdout.contains("end"), eval.stderr)
+        XCTAssertFalse(eval.stdout.contains("HOST-ONLY-BYTES"), "the evaluator's setup followed a planted link on the host")
+        XCTAssertEqual(try ws.exec(["true"]).status, 0)
+        XCTAssertEqual(try ws.exec(["true"], phase: "agent").status, 0)
+    }
+
+    /// An outputs directory inside proctor's own state would make the ledger, the pins and the
+    /// filter cache (or `.git/hooks`) the experiment's to write: refused before anything runs.
+    func testOutputsInsideProctorStateAreRefused() throws {
+        for dir in [".proctor", ".git", ".git/hooks", "./.proctor/cache"] {
+            let toml = TestWorkspace.defaultToml.replacingOccurrences(of: "outputs  = [\"outputs/\"]",
+                                                                        with: "outputs  = [\"\(dir)\"]")
+            let ws = try TestWorkspace(toml: toml)
+            _ = try runProcess(["/usr/bin/git", "init", "-q", ws.root])
+            try ws.write(".proctor/pins.json", "{}")
+            try FileManager.default.createDirectory(atPath: ws.path(".proctor/cache"), withIntermediateDirectories: true)
+            let out = try ws.exec(["sh", "-c", "echo PWN > .proctor/planted; echo PWN > .proctor/cache/planted; echo PWN > .git/hooks/pre-commit; echo PWN >> .proctor/pins.json"])
+            XCTAssertEqual(out.status, 125, "\(dir): \(out.stderr)")
+            XCTAssertTrue(out.stderr.contains("files.outputs"), out.stderr)
+            XCTAssertFalse(FileManager.default.fileExists(atPath: ws.path(".proctor/planted")), dir)
+            XCTAssertFalse(FileManager.default.fileExists(atPath: ws.path(".proctor/cache/planted")), dir)
+            XCTAssertFalse(FileManager.default.fileExists(atPath: ws.path(".git/hooks/pre-commit")), dir)
+            XCTAssertEqual(ws.read(".proctor/pins.json"), "{}", dir)
+        }
+    }
+
     func testEnvironmentIsAllowlisted() throws {
         let ws = try TestWorkspace()
         var env = ProcessInfo.processInfo.environment

@@ -223,6 +223,16 @@ if command -v "${PY:-python3}" >/dev/null; then
     chmod 777 "$FC"; plant_filter "$CACHED" 1; chmod 600 "$CACHED"
     run --filter-cache "$FC" -- "$PROBE" namespaces; check "  nothing is loaded from a cache directory writable by others" probe_ok
     chmod 700 "$FC"
+    # A cache directory the sandbox can write (beneath an --rw source) is never used: the child
+    # runs as our uid, so a filter it plants there passes the owner and mode checks.
+    FCW=$WS/outputs/state/cache; mkdir -p "$WS/outputs/state"
+    plant_filter "$WS/outputs/allow.bpf" 1
+    run --filter-cache "$FCW" -- true
+    run --filter-cache "$FCW" -- sh -c 'for f in '"$FCW"'/seccomp-*.bpf; do [ -f "$f" ] && cat '"$WS"'/outputs/allow.bpf > "$f"; done; exit 0'
+    run --filter-cache "$FCW" -- "$PROBE" namespaces
+    check "  a cache beneath an --rw source is not used (a filter planted from inside is never loaded)" \
+        bash -c "probe_ok() { ! grep -q ' BAD' '$O' && grep -q ' ok' '$O'; }; probe_ok && ! ls '$FCW' 2>/dev/null | grep -q '^seccomp-'"
+    rm -rf "$WS/outputs/state" "$WS/outputs/allow.bpf"
 else
     skip "planted filter cache files (no python3)"
 fi
@@ -236,6 +246,15 @@ run -- "$PROBE" sockets; check "AF_NETLINK/AF_PACKET/AF_VSOCK/AF_ALG/MPTCP denie
 run -- "$PROBE" fds; check "no fd beyond 0,1,2 leaks into the command (CVE-2024-21626)" probe_ok
 run -- sh -c 'grep -E "^(CapEff|CapPrm|CapBnd|CapAmb|CapInh|NoNewPrivs|Seccomp):" /proc/self/status'
 check "no capabilities, no_new_privs, seccomp filter mode" bash -c "grep -q 'CapEff:\s*0000000000000000' '$O' && grep -q 'CapBnd:\s*0000000000000000' '$O' && grep -q 'CapPrm:\s*0000000000000000' '$O' && grep -q 'NoNewPrivs:\s*1' '$O' && grep -q 'Seccomp:\s*2' '$O'"
+
+# A setuid/setgid program left in a writable place is one on the host (outputs is not nosuid
+# outside the sandbox): made from a copy of any binary, it ran as the sandbox's owner (root when
+# proctor runs as root) for every local user.
+run -- sh -c 'cp /usr/bin/id outputs/suid && chmod 755 outputs/suid && echo plain; chmod 4755 outputs/suid; chmod u+s,g+s outputs/suid; chmod 2755 outputs/suid; mkdir -p outputs/sgid; chmod 2775 outputs/sgid; exit 0'
+check "no setuid/setgid bit can be set in a writable place (checked on the host)" \
+    bash -c "grep -qx plain '$O' && [ -z \"\$(find '$WS/outputs' -perm /6000)\" ]"
+check "  audit: the refused setuid chmod reported" reported "\tfchmodat\t$WS/outputs/suid$"
+rm -rf "$WS/outputs/suid" "$WS/outputs/sgid"
 
 # ================= talking to the outside =================
 if [ -n "$PORT" ]; then
@@ -280,6 +299,38 @@ run --output-limit "$WS/outputs" 10MiB -- sh -c 'dd if=/dev/zero of=outputs/big 
 check "disk fill under outputs stopped by --output-limit (exit $RC, ${WALL} ms)" bash -c "[ $RC = 137 ] && grep -qP '^limit\toutput\t' '$R' && [ $WALL -lt 4000 ]"
 check "  host file bounded" bash -c "[ \$(stat -c %s '$WS/outputs/big') -lt 1000000000 ]"
 rm -f "$WS/outputs/big"
+# Per-uid kernel counters shared with the host: inotify instances are charged to the owner's
+# uid in every enclosing user namespace. The sandbox takes all it can and holds them while the
+# host (same user) asks for one.
+if needpy "inotify instances"; then
+    "$PSB" "${POLICY[@]}" -- "$PY" -c '
+import ctypes, time
+libc = ctypes.CDLL(None, use_errno=True)
+n = 0
+while n < 100000 and libc.inotify_init1(0) >= 0: n += 1
+print("held", n, flush=True); time.sleep(3)' 3>/dev/null >"$T/ino.out" 2>&1 &
+    INO_PID=$!
+    for _ in $(seq 50); do grep -q held "$T/ino.out" && break; sleep 0.1; done
+    HOSTINO=$("$PY" -c 'import ctypes; l = ctypes.CDLL(None, use_errno=True); print("host-ok" if l.inotify_init1(0) >= 0 else "host-EMFILE")')
+    wait $INO_PID
+    check "inotify instances held by the sandbox leave the host user some ($HOSTINO; $(cat "$T/ino.out"))" \
+        bash -c "grep -q held '$T/ino.out' && [ '$HOSTINO' = host-ok ]"
+fi
+
+# Blocks of a file that has no name any more (unlinked while open, O_TMPFILE, a mapping that
+# outlives its fd) are on the host's disk all the same, invisible to a directory walk.
+run --output-limit "$WS/outputs" 10MiB -- sh -c 'exec 5>outputs/gone; rm outputs/gone; dd if=/dev/zero bs=1M count=100 status=none >&5; sleep 5'
+check "disk fill through an unlinked open file stopped by --output-limit (exit $RC)" bash -c "[ $RC = 137 ] && grep -qP '^limit\toutput\t' '$R'"
+if needpy "disk fill through O_TMPFILE and a mapping"; then
+    run --output-limit "$WS/outputs" 10MiB -- "$PY" -c '
+import os, mmap, time
+fd = os.open("outputs", os.O_TMPFILE | os.O_WRONLY, 0o600)
+for i in range(40): os.write(fd, b"x" * (1 << 20))
+fd2 = os.open("outputs/m", os.O_RDWR | os.O_CREAT, 0o600); os.unlink("outputs/m")
+os.ftruncate(fd2, 40 << 20); m = mmap.mmap(fd2, 40 << 20); os.close(fd2); m[:] = b"y" * (40 << 20)
+time.sleep(5)'
+    check "disk fill through O_TMPFILE and a mapping of an unlinked file stopped by --output-limit (exit $RC)" bash -c "[ $RC = 137 ] && grep -qP '^limit\toutput\t' '$R'"
+fi
 run --timeout 30000 --output-limit "$WS/outputs" 1GiB --output-entries 3000 -- sh -c 'mkdir outputs/many; cd outputs/many; i=0; while [ $i -lt 200000 ]; do : > f$i; i=$((i+1)); done'
 check "file-count explosion stopped by --output-limit entry cap" bash -c "grep -qP '^limit\toutput\t.*entries' '$R'"
 rm -rf "$WS/outputs/many"
