@@ -463,6 +463,19 @@ void psb_audit_handle(struct psb_audit *a)
         if (ioctl(a->fd, SECCOMP_IOCTL_NOTIF_ID_VALID, &a->req->id) < 0)
             nj = 0;
     }
+    /* /proc/self/fd/N and friends name the file behind the descriptor: read it while the task is
+     * still stopped in the syscall. After the reply it may close the descriptor or exit. */
+    for (int k = 0; k < nj; k++) {
+        int fa = j[k].path[0] == '/' ? fd_alias(j[k].path) : -1;
+        if (fa < 0)
+            continue;
+        char lp[64], t[PATH_MAX];
+        snprintf(lp, sizeof lp, "/proc/%d/fd/%d", (int)pid, fa);
+        if (readlink_str(lp, t, sizeof t) < 0 || t[0] != '/')
+            j[k].path[0] = 0;
+        else
+            snprintf(j[k].path, PATH_MAX, "%s", t);
+    }
     /* A setuid or setgid mode is refused here (seccomp.c says why), wherever the file is. */
     int setid = 0;
     if (sc && (!strcmp(sc->name, "chmod") || !strcmp(sc->name, "fchmod")))
@@ -480,16 +493,7 @@ void psb_audit_handle(struct psb_audit *a)
     for (int k = 0; k < nj; k++) {
         char *p = j[k].path;
         if (p[0] != '/')
-            continue; /* a pipe or socket behind a descriptor */
-        int fa = fd_alias(p);
-        if (fa >= 0) {
-            char lp[64];
-            snprintf(lp, sizeof lp, "/proc/%d/fd/%d", (int)pid, fa);
-            char t[PATH_MAX];
-            if (readlink_str(lp, t, sizeof t) < 0 || t[0] != '/')
-                continue;
-            snprintf(p, PATH_MAX, "%s", t);
-        }
+            continue; /* a pipe or socket behind a descriptor (or an alias that did not resolve) */
         if (setid) {
             emit(a, pid, sc->name, p);
             continue;
