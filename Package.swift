@@ -67,11 +67,13 @@ let package = Package(
             ]
         ),
 
+        // Locating the built binaries and running children with captured output, for the test targets.
+        .target(name: "ProctorTestSupport", path: "Tests/ProctorTestSupport"),
         .testTarget(name: "ProctorConfigTests", dependencies: ["ProctorConfig"]),
-        .testTarget(name: "SandboxTests", dependencies: ["ProctorConfig", "ProctorSandbox"]),
+        .testTarget(name: "SandboxTests", dependencies: ["ProctorConfig", "ProctorSandbox", "ProctorTestSupport"]),
         .testTarget(name: "GitTests", dependencies: ["ProctorGit"]),
-        .testTarget(name: "LoopTests", dependencies: ["ProctorLoop", "ProctorGit", "ProctorConfig"]),
-        .testTarget(name: "AgentTests", dependencies: ["ProctorAgents", "ProctorConfig"]),
+        .testTarget(name: "LoopTests", dependencies: ["ProctorLoop", "ProctorGit", "ProctorConfig", "ProctorTestSupport"]),
+        .testTarget(name: "AgentTests", dependencies: ["ProctorAgents", "ProctorConfig", "ProctorTestSupport"]),
         .testTarget(name: "CLITests", dependencies: ["proctor", "ProctorSandbox"]),
     ]
 )

@@ -1,4 +1,5 @@
 import Foundation
+import ProctorTestSupport
 import XCTest
 
 #if canImport(Glibc)
@@ -198,7 +199,7 @@ final class CommandAgentLoopTests: XCTestCase {
             """)
         seen.stop()
         XCTAssertTrue(seen.count > 0, "the daemon never ran: the test proves nothing")
-        XCTAssertEqual(processesWith(marker: marker), [], "the daemon outlived the run")
+        XCTAssertEqual(processes(containing: marker), [], "the daemon outlived the run")
         // The agent's own change was measured and kept; the daemon's never reached the experiment.
         // Iteration 2 makes the same edit again: nothing changed, so it is discarded.
         XCTAssertEqual(ws.statuses(), ["keep", "keep", "discard"], ws.describe(outcome))
@@ -434,7 +435,7 @@ final class MarkerWatch: @unchecked Sendable {
     init(_ marker: String, prefix: String) {
         let thread = Thread { [self] in
             while isRunning {
-                if processesWith(marker: marker).contains(where: { $0.contains(": " + prefix) }) {
+                if processes(containing: marker).contains(where: { $0.contains(": " + prefix) }) {
                     lock.lock()
                     sightings += 1
                     lock.unlock()

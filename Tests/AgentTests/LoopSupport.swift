@@ -1,73 +1,10 @@
 import Foundation
+import ProctorTestSupport
 import XCTest
 
 #if canImport(Glibc)
     import Glibc
 #endif
-
-/// The built `proctor` binary: `$PROCTOR_BIN`, else `.build/debug/proctor` of this checkout.
-let proctorExecutable: String = {
-    if let path = ProcessInfo.processInfo.environment["PROCTOR_BIN"] { return path }
-    var dir = URL(fileURLWithPath: #filePath)
-    for _ in 0..<3 { dir.deleteLastPathComponent() }
-    return dir.appendingPathComponent(".build/debug/proctor").path
-}()
-
-/// What a finished child did.
-struct ChildOutcome {
-    var status: Int32
-    var stdout: String
-    var stderr: String
-    var seconds: Double
-    /// The test's own deadline ran out and the child was killed.
-    var killed: Bool
-}
-
-/// Runs a program to completion with a hard deadline (SIGTERM, then SIGKILL two seconds later),
-/// capturing its output in files so a flood cannot deadlock the test.
-func runChild(_ argv: [String], environment: [String: String], deadline seconds: Double) throws -> ChildOutcome {
-    let process = Process()
-    process.executableURL = URL(fileURLWithPath: argv[0])
-    process.arguments = Array(argv.dropFirst())
-    process.environment = environment
-    let outPath = NSTemporaryDirectory() + "/proctor-loop-out-\(UUID().uuidString)"
-    let errPath = outPath + ".err"
-    _ = FileManager.default.createFile(atPath: outPath, contents: nil)
-    _ = FileManager.default.createFile(atPath: errPath, contents: nil)
-    defer {
-        unlink(outPath)
-        unlink(errPath)
-    }
-    let out = try FileHandle(forWritingTo: URL(fileURLWithPath: outPath))
-    let err = try FileHandle(forWritingTo: URL(fileURLWithPath: errPath))
-    process.standardOutput = out
-    process.standardError = err
-    process.standardInput = FileHandle.nullDevice
-    let start = Date()
-    try process.run()
-    var killed = false
-    while process.isRunning {
-        if Date().timeIntervalSince(start) > seconds {
-            killed = true
-            kill(process.processIdentifier, SIGTERM)
-            let grace = Date()
-            while process.isRunning && Date().timeIntervalSince(grace) < 2 { usleep(50_000) }
-            if process.isRunning { kill(process.processIdentifier, SIGKILL) }
-            break
-        }
-        usleep(20_000)
-    }
-    process.waitUntilExit()
-    try? out.close()
-    try? err.close()
-    let outData = FileManager.default.contents(atPath: outPath) ?? Data()
-    let errData = FileManager.default.contents(atPath: errPath) ?? Data()
-    let status =
-        process.terminationReason == .uncaughtSignal ? 128 + process.terminationStatus : process.terminationStatus
-    return ChildOutcome(
-        status: status, stdout: String(decoding: outData, as: UTF8.self),
-        stderr: String(decoding: errData, as: UTF8.self), seconds: Date().timeIntervalSince(start), killed: killed)
-}
 
 /// A TOML basic string holding `text` exactly.
 func tomlString(_ text: String) -> String {
@@ -200,7 +137,7 @@ final class LoopWorkspace {
     func proctor(_ arguments: [String], environment extra: [String: String] = [:], deadline: Double = 240) throws
         -> ChildOutcome
     {
-        try runChild([proctorExecutable] + arguments, environment: environment(extra), deadline: deadline)
+        try runChild([proctorBinary] + arguments, environment: environment(extra), deadline: deadline)
     }
 
     /// `proctor run --workspace ROOT --iterations N`.
@@ -289,14 +226,3 @@ final class LoopWorkspace {
     }
 }
 
-/// Processes whose command line contains `marker` (the test's own process excluded).
-func processesWith(marker: String) -> [String] {
-    guard let entries = try? FileManager.default.contentsOfDirectory(atPath: "/proc") else { return [] }
-    var found: [String] = []
-    for pid in entries where Int32(pid) != nil && Int32(pid) != getpid() {
-        guard let data = FileManager.default.contents(atPath: "/proc/\(pid)/cmdline"), !data.isEmpty else { continue }
-        let cmdline = String(decoding: data.map { $0 == 0 ? 0x20 : $0 }, as: UTF8.self)
-        if cmdline.contains(marker) { found.append("\(pid): \(cmdline)") }
-    }
-    return found
-}

@@ -1,4 +1,5 @@
 import Foundation
+import ProctorTestSupport
 import XCTest
 
 /// `proctor session -- CMD`: the agent drives the loop with `proctor experiment` from inside the
@@ -268,7 +269,7 @@ final class SessionTests: XCTestCase {
         let ws = try LoopWorkspace(agent: Self.noAgent)
         let marker = "session-agent-\(UUID().uuidString.prefix(8))"
         let process = Process()
-        process.executableURL = URL(fileURLWithPath: proctorExecutable)
+        process.executableURL = URL(fileURLWithPath: proctorBinary)
         let script = Self.setX("0.6") + "proctor experiment first\nsleep 1000\n"
         process.arguments = ["session", "--workspace", ws.root, "--", "sh", "-c", script, marker]
         process.environment = ws.environment()
@@ -277,7 +278,7 @@ final class SessionTests: XCTestCase {
         process.standardInput = FileHandle.nullDevice
         try process.run()
         // proctor and the launcher carry the marker in their arguments too: wait for the agent's sh.
-        func agentRunning() -> Bool { processesWith(marker: marker).contains { $0.contains(": sh -c ") } }
+        func agentRunning() -> Bool { processes(containing: marker).contains { $0.contains(": sh -c ") } }
         // After its first experiment, while the agent "thinks".
         let started = Date()
         while ws.rows().count < 2 && Date().timeIntervalSince(started) < 60 { usleep(50_000) }
@@ -292,7 +293,7 @@ final class SessionTests: XCTestCase {
         XCTAssertTrue(stopped, "proctor session did not stop within 10 s of SIGINT")
         XCTAssertEqual(process.terminationStatus, 130, "an interrupted session exits 130")
         usleep(200_000)
-        XCTAssertEqual(processesWith(marker: marker), [], "the session agent outlived proctor")
+        XCTAssertEqual(processes(containing: marker), [], "the session agent outlived proctor")
         XCTAssertEqual(ws.statuses(), ["keep", "keep"])
     }
 

@@ -124,7 +124,8 @@ final class StatusTests: XCTestCase {
         try scratch.chmod("hidden", 0o000)
         // Root reads it anyway; anyone else gets an error. Never a silently clean tree.
         do {
-            XCTAssertEqual(try status(repo).keys.sorted(), ["hidden/secret.py"])
+            let keys = try status(repo).keys.sorted()
+            XCTAssertEqual(keys, ["hidden/secret.py"])
         } catch {
             XCTAssertNotEqual(getuid(), 0, "\(error)")
         }

@@ -1,4 +1,5 @@
 import Foundation
+import ProctorTestSupport
 import XCTest
 
 /// The contract: an unknown key, a wrong type or an impossible value in `proctor.toml` is an error that
@@ -63,7 +64,7 @@ final class ConfigTests: XCTestCase {
         let line = try XCTUnwrap(toml.components(separatedBy: "\n").firstIndex { $0.hasPrefix("trees = ") }) + 1
         XCTAssertTrue(result.stderr.contains("proctor.toml:\(line)"), result.stderr)
         XCTAssertTrue(result.stderr.contains("trees"), result.stderr)
-        let commits = try runProcess(["/usr/bin/git", "-C", ws.root, "rev-parse", "--verify", "-q", "HEAD"])
+        let commits = try runChild(["/usr/bin/git", "-C", ws.root, "rev-parse", "--verify", "-q", "HEAD"])
         XCTAssertNotEqual(commits.status, 0, "no commit was made: \(commits.text)")
     }
 }

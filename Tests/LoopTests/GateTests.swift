@@ -49,14 +49,7 @@ final class GateTests: XCTestCase {
     /// noise looks like progress, so it is rejected and audited even though its mean wins.
     func testScoreThatIgnoresTheSeedIsRejected() throws {
         var spec = WorkspaceSpec()
-        spec.agentScript = agentPrelude + """
-            set_var X 0.6
-            cat >> train.py <<'EOF'
-            with open(os.path.join(out, "pred.txt"), "w") as f:
-                f.write(f"{x} {trees} {FEATURES} 1234 {MODE}\\n")
-            EOF
-            echo "SUMMARY: x=0.6 with my own seed"
-            """
+        spec.agentScript = fixedSeedAgent
         let ws = try LoopWorkspace(spec)
         let result = try ws.run(["--iterations", "1"])
         XCTAssertEqual(result.status, 0, result.text)

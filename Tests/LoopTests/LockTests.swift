@@ -1,4 +1,5 @@
 import Foundation
+import ProctorTestSupport
 import XCTest
 
 /// Issue 3, step 1: one experiment at a time per workspace (and per machine). A second `proctor run` or

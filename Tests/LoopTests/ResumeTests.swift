@@ -1,4 +1,5 @@
 import Foundation
+import ProctorTestSupport
 import XCTest
 
 /// Issue 3, "The run": SIGKILL mid-experiment, then `proctor run --resume` continues with a consistent
@@ -162,14 +163,7 @@ final class ResumeTests: XCTestCase {
     /// that fixes its own seed (re-rolling it until noise looks like progress) is no longer caught.
     func testResumeAfterDeathBetweenTheBaselineRowAndTheStateKeepsTheSeedCheck() throws {
         var spec = WorkspaceSpec()
-        spec.agentScript = agentPrelude + """
-            set_var X 0.6
-            cat >> train.py <<'EOF'
-            with open(os.path.join(out, "pred.txt"), "w") as f:
-                f.write(f"{x} {trees} {FEATURES} 1234 {MODE}\\n")
-            EOF
-            echo "SUMMARY: x=0.6 with my own seed"
-            """
+        spec.agentScript = fixedSeedAgent
         let ws = try LoopWorkspace(spec)
         // A first iteration by the built-in agent, then cut from the ledger: what is left is the
         // baseline's row, with the state as saved when the baseline began.

@@ -1,4 +1,5 @@
 import Foundation
+import ProctorTestSupport
 import XCTest
 
 /// Whole runs: the built-in mutate agent end to end, the experiment's budget statuses, a torn ledger tail.

@@ -1,109 +1,9 @@
 import Foundation
+import ProctorTestSupport
 import XCTest
 
 // Helpers for the loop tests: each test makes a real workspace with `proctor init --template`, drives the
 // built `proctor` binary and inspects what it left on disk, in git and under `.proctor/`.
-
-/// The built `proctor` binary: `$PROCTOR_BIN`, else `.build/debug/proctor` of this checkout.
-let proctorBinary: String = {
-    if let path = ProcessInfo.processInfo.environment["PROCTOR_BIN"] { return path }
-    var dir = URL(fileURLWithPath: #filePath)
-    for _ in 0..<3 { dir.deleteLastPathComponent() }
-    return dir.appendingPathComponent(".build/debug/proctor").path
-}()
-
-/// What a finished command did.
-struct Outcome {
-    var status: Int32
-    var stdout: String
-    var stderr: String
-    var seconds: Double
-
-    var text: String { "status \(status)\n--- stdout\n\(stdout)\n--- stderr\n\(stderr)" }
-}
-
-/// Output files of a process; files rather than pipes so a flood cannot deadlock the test.
-final class CapturedOutput {
-    let outPath: String
-    let errPath: String
-    let out: FileHandle
-    let err: FileHandle
-
-    init() throws {
-        outPath = NSTemporaryDirectory() + "/proctor-looptest-out-\(UUID().uuidString)"
-        errPath = outPath + ".err"
-        FileManager.default.createFile(atPath: outPath, contents: nil)
-        FileManager.default.createFile(atPath: errPath, contents: nil)
-        out = try FileHandle(forWritingTo: URL(fileURLWithPath: outPath))
-        err = try FileHandle(forWritingTo: URL(fileURLWithPath: errPath))
-    }
-
-    var stdout: String { String(decoding: FileManager.default.contents(atPath: outPath) ?? Data(), as: UTF8.self) }
-    var stderr: String { String(decoding: FileManager.default.contents(atPath: errPath) ?? Data(), as: UTF8.self) }
-
-    deinit {
-        try? out.close()
-        try? err.close()
-        unlink(outPath)
-        unlink(errPath)
-    }
-}
-
-/// Starts a program without waiting for it.
-func startProcess(_ argv: [String], environment: [String: String]? = nil, cwd: String? = nil,
-                  output: CapturedOutput) throws -> Process {
-    let process = Process()
-    process.executableURL = URL(fileURLWithPath: argv[0])
-    process.arguments = Array(argv.dropFirst())
-    if let environment { process.environment = environment }
-    if let cwd { process.currentDirectoryURL = URL(fileURLWithPath: cwd) }
-    process.standardOutput = output.out
-    process.standardError = output.err
-    process.standardInput = FileHandle.nullDevice
-    try process.run()
-    return process
-}
-
-/// Runs a program to completion, capturing its output.
-@discardableResult
-func runProcess(_ argv: [String], environment: [String: String]? = nil, cwd: String? = nil) throws -> Outcome {
-    let output = try CapturedOutput()
-    let start = Date()
-    let process = try startProcess(argv, environment: environment, cwd: cwd, output: output)
-    process.waitUntilExit()
-    return Outcome(status: exitStatus(process), stdout: output.stdout, stderr: output.stderr,
-                   seconds: Date().timeIntervalSince(start))
-}
-
-func exitStatus(_ process: Process) -> Int32 {
-    process.terminationReason == .uncaughtSignal ? 128 + process.terminationStatus : process.terminationStatus
-}
-
-/// Polls `condition` until it holds or `timeout` seconds pass.
-@discardableResult
-func waitUntil(timeout: Double, interval: Double = 0.05, _ condition: () -> Bool) -> Bool {
-    let deadline = Date().addingTimeInterval(timeout)
-    while Date() < deadline {
-        if condition() { return true }
-        Thread.sleep(forTimeInterval: interval)
-    }
-    return condition()
-}
-
-/// Processes whose command line contains `marker` (the test's own process excluded).
-func processes(containing marker: String) -> [String] {
-    guard let entries = try? FileManager.default.contentsOfDirectory(atPath: "/proc") else { return [] }
-    var found: [String] = []
-    for pid in entries where Int(pid) != nil && Int32(pid) != getpid() {
-        guard let data = FileManager.default.contents(atPath: "/proc/\(pid)/cmdline"), !data.isEmpty else { continue }
-        // A zombie that is already reaped-on-the-way has no cmdline; a live one does.
-        if let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
-            let close = stat.lastIndex(of: ")"), stat[stat.index(close, offsetBy: 2)] == "Z" { continue }
-        let cmdline = String(decoding: data.map { $0 == 0 ? 0x20 : $0 }, as: UTF8.self)
-        if cmdline.contains(marker) { found.append("\(pid): \(cmdline)") }
-    }
-    return found
-}
 
 /// One row of `.proctor/results.tsv`, as strings.
 struct Row {
@@ -258,6 +158,17 @@ let agentPrelude = """
     """
 
 /// A workspace made by `proctor init --template` from a synthetic template, and its git repository.
+/// An agent whose train.py sets X = 0.6 and writes seed 1234 whatever PROCTOR_SEED says: it fixes its
+/// own seed, which the gate must catch (the baseline's scores varied from seed to seed).
+let fixedSeedAgent = agentPrelude + """
+    set_var X 0.6
+    cat >> train.py <<'EOF'
+    with open(os.path.join(out, "pred.txt"), "w") as f:
+        f.write(f"{x} {trees} {FEATURES} 1234 {MODE}\\n")
+    EOF
+    echo "SUMMARY: x=0.6 with my own seed"
+    """
+
 final class LoopWorkspace {
     let root: String
     let templateDir: String
@@ -294,7 +205,7 @@ final class LoopWorkspace {
 
     deinit {
         for pid in processes(containing: tag).compactMap({ Int32($0.prefix { $0 != ":" }) }) { kill(pid, SIGKILL) }
-        _ = try? runProcess(["/bin/rm", "-rf", base])
+        _ = try? runChild(["/bin/rm", "-rf", base])
     }
 
     static func write(_ path: String, _ text: String) throws {
@@ -319,13 +230,13 @@ final class LoopWorkspace {
 
     /// `proctor ARGS` (the workspace is passed by the caller where the command takes one).
     @discardableResult
-    func proctor(_ args: [String]) throws -> Outcome {
-        try runProcess([proctorBinary] + args, environment: environment)
+    func proctor(_ args: [String]) throws -> ChildOutcome {
+        try runChild([proctorBinary] + args, environment: environment)
     }
 
     /// `proctor run --workspace ROOT ARGS`.
     @discardableResult
-    func run(_ args: [String] = []) throws -> Outcome {
+    func run(_ args: [String] = []) throws -> ChildOutcome {
         try proctor(["run", "--workspace", root] + args)
     }
 
@@ -336,7 +247,7 @@ final class LoopWorkspace {
     /// `git -C ROOT ARGS`, trimmed stdout; fails the test on a non-zero exit.
     @discardableResult
     func git(_ args: [String], file: StaticString = #filePath, line: UInt = #line) throws -> String {
-        let result = try runProcess(["/usr/bin/git", "-C", root, "-c", "core.hooksPath=/dev/null"] + args)
+        let result = try runChild(["/usr/bin/git", "-C", root, "-c", "core.hooksPath=/dev/null"] + args)
         XCTAssertEqual(result.status, 0, "git \(args.joined(separator: " ")): \(result.stderr)", file: file, line: line)
         return result.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
     }

@@ -1,4 +1,5 @@
 import Foundation
+import ProctorTestSupport
 import XCTest
 
 /// Issue 3, step 5: locked files are pinned at `proctor init` and when the run starts; a locked file that

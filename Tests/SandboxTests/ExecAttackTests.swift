@@ -1,4 +1,5 @@
 import Foundation
+import ProctorTestSupport
 import XCTest
 
 /// Attacks from inside real sandboxed children started by `proctor exec`, each judged from outside:
@@ -14,7 +15,7 @@ final class ExecAttackTests: XCTestCase {
     /// rows would give every clean label away) is hidden from every phase by
     /// `[sandbox] hide = ["{site-packages}/..."]`, wherever the interpreter keeps its packages.
     func testPackageDataSetHiddenByHostHide() throws {
-        let probe = try runProcess(["/usr/bin/env", python, "-c", "import sklearn.datasets"])
+        let probe = try runChild(["/usr/bin/env", python, "-c", "import sklearn.datasets"])
         guard probe.status == 0 else { throw XCTSkip("no scikit-learn for \(python)") }
         let load = "from sklearn.datasets import load_digits; print('rows', len(load_digits().target))"
         // Without the hide the raw data set is readable: this test can fail.
@@ -175,7 +176,7 @@ final class ExecAttackTests: XCTestCase {
 
     func testHiddenGitAndConfigAreInvisible() throws {
         let ws = try TestWorkspace()
-        _ = try runProcess(["/usr/bin/git", "init", "-q", ws.root])
+        _ = try runChild(["/usr/bin/git", "init", "-q", ws.root])
         let out = try ws.exec(["sh", "-c", "cat holdout/labels.csv; ls -A holdout; ls -A .git; cat proctor.toml; cat /etc/shadow; ls -A .proctor; echo end"])
         XCTAssertFalse(out.stdout.contains("SECRET-LABEL"))
         XCTAssertFalse(out.stdout.contains("labels.csv"))
@@ -200,7 +201,7 @@ final class ExecAttackTests: XCTestCase {
             .replacingOccurrences(of: "editable = [\"train.py\"]", with: "editable = [\"*\"]")
             .replacingOccurrences(of: "notes    = [\"LOG.md\"]", with: "notes    = [\"**\"]")
         let ws = try TestWorkspace(toml: toml)
-        _ = try runProcess(["/usr/bin/git", "init", "-q", ws.root])
+        _ = try runChild(["/usr/bin/git", "init", "-q", ws.root])
         try ws.write("outputs/.keep", "")
         // First runs create .proctor/ and its filter cache (one filter per phase's options).
         XCTAssertEqual(try ws.exec(["true"]).status, 0)
@@ -277,7 +278,7 @@ final class ExecAttackTests: XCTestCase {
             let toml = TestWorkspace.defaultToml.replacingOccurrences(of: "outputs  = [\"outputs/\"]",
                                                                         with: "outputs  = [\"\(dir)\"]")
             let ws = try TestWorkspace(toml: toml)
-            _ = try runProcess(["/usr/bin/git", "init", "-q", ws.root])
+            _ = try runChild(["/usr/bin/git", "init", "-q", ws.root])
             try ws.write(".proctor/pins.json", "{}")
             try FileManager.default.createDirectory(atPath: ws.path(".proctor/cache"), withIntermediateDirectories: true)
             let out = try ws.exec(["sh", "-c", "echo PWN > .proctor/planted; echo PWN > .proctor/cache/planted; echo PWN > .git/hooks/pre-commit; echo PWN >> .proctor/pins.json"])
@@ -403,7 +404,7 @@ final class ExecAttackTests: XCTestCase {
         XCTAssertFalse(out.stdout.contains("ALLOWED"), out.stdout + out.stderr)
         XCTAssertTrue(out.stdout.contains("loopback ok"), out.stdout + out.stderr)
         // Nothing may be queued on the host listener.
-        fcntl(listener, F_SETFL, O_NONBLOCK)
+        _ = fcntl(listener, F_SETFL, O_NONBLOCK)
         XCTAssertLessThan(accept(listener, nil, nil), 0, "the host listener received a connection")
     }
 

@@ -1,4 +1,5 @@
 import Foundation
+import ProctorTestSupport
 import XCTest
 
 /// Process tests of the `proctor-sandbox` launcher: run the built binary, judge real effects.

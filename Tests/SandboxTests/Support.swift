@@ -1,13 +1,6 @@
 import Foundation
+import ProctorTestSupport
 import XCTest
-
-/// The built `proctor` binary: `$PROCTOR_BIN`, else `.build/debug/proctor` of this checkout.
-let proctorBinary: String = {
-    if let path = ProcessInfo.processInfo.environment["PROCTOR_BIN"] { return path }
-    var dir = URL(fileURLWithPath: #filePath)
-    for _ in 0..<3 { dir.deleteLastPathComponent() }
-    return dir.appendingPathComponent(".build/debug/proctor").path
-}()
 
 /// Skips when the binary is not built, except in CI, where a missing binary must fail loudly
 /// instead of turning the attack suite into silent skips.
@@ -18,48 +11,6 @@ func requireProctorBinary(file: StaticString = #filePath, line: UInt = #line) th
         throw XCTSkip("no binary")
     }
     throw XCTSkip("build proctor first (swift build)")
-}
-
-/// What a finished command did.
-struct Outcome {
-    var status: Int32
-    var stdout: String
-    var stderr: String
-    var seconds: Double
-}
-
-/// Runs a program to completion, capturing its output (bounded by what the test asks for).
-@discardableResult
-func runProcess(_ argv: [String], environment: [String: String]? = nil, cwd: String? = nil) throws -> Outcome {
-    let process = Process()
-    process.executableURL = URL(fileURLWithPath: argv[0])
-    process.arguments = Array(argv.dropFirst())
-    if let environment { process.environment = environment }
-    if let cwd { process.currentDirectoryURL = URL(fileURLWithPath: cwd) }
-    // Files, not pipes: a flood cannot deadlock the test and nothing is shared between threads.
-    let outPath = NSTemporaryDirectory() + "/proctor-test-out-\(UUID().uuidString)"
-    let errPath = outPath + ".err"
-    FileManager.default.createFile(atPath: outPath, contents: nil)
-    FileManager.default.createFile(atPath: errPath, contents: nil)
-    defer {
-        unlink(outPath)
-        unlink(errPath)
-    }
-    let out = try FileHandle(forWritingTo: URL(fileURLWithPath: outPath))
-    let err = try FileHandle(forWritingTo: URL(fileURLWithPath: errPath))
-    process.standardOutput = out
-    process.standardError = err
-    process.standardInput = FileHandle.nullDevice
-    let start = Date()
-    try process.run()
-    process.waitUntilExit()
-    try? out.close()
-    try? err.close()
-    let outData = FileManager.default.contents(atPath: outPath) ?? Data()
-    let errData = FileManager.default.contents(atPath: errPath) ?? Data()
-    let status = process.terminationReason == .uncaughtSignal ? 128 + process.terminationStatus : process.terminationStatus
-    return Outcome(status: status, stdout: String(decoding: outData, as: UTF8.self),
-                   stderr: String(decoding: errData, as: UTF8.self), seconds: Date().timeIntervalSince(start))
 }
 
 /// A throwaway workspace with a locked evaluator, hidden labels, an editable script and outputs.
@@ -103,7 +54,7 @@ final class TestWorkspace {
     }
 
     deinit {
-        _ = try? runProcess(["/bin/rm", "-rf", root])
+        _ = try? runChild(["/bin/rm", "-rf", root])
     }
 
     func path(_ rel: String) -> String { root + "/" + rel }
@@ -120,11 +71,11 @@ final class TestWorkspace {
 
     /// `proctor exec --workspace ROOT [options] -- command`.
     func exec(_ command: [String], phase: String = "experiment", options: [String] = [],
-              environment: [String: String]? = nil) throws -> Outcome {
+              environment: [String: String]? = nil) throws -> ChildOutcome {
         var env = environment ?? ProcessInfo.processInfo.environment
         // Each test workspace gets its own machine lock, so tests do not serialise on the real one.
         env["PROCTOR_MACHINE_LOCK"] = path(".machine.lock")
-        return try runProcess([proctorBinary, "exec", "--workspace", root, "--phase", phase] + options + ["--"] + command,
+        return try runChild([proctorBinary, "exec", "--workspace", root, "--phase", phase] + options + ["--"] + command,
                               environment: env)
     }
 
@@ -139,18 +90,6 @@ final class TestWorkspace {
     func deniedWrites() -> [[String: Any]] {
         audit().filter { $0["kind"] as? String == "write" && $0["decision"] as? String == "denied" && $0["path"] != nil }
     }
-}
-
-/// Processes whose command line contains `marker` (the test's own process excluded).
-func processes(containing marker: String) -> [String] {
-    guard let entries = try? FileManager.default.contentsOfDirectory(atPath: "/proc") else { return [] }
-    var found: [String] = []
-    for pid in entries where Int(pid) != nil && Int32(pid) != getpid() {
-        guard let data = FileManager.default.contents(atPath: "/proc/\(pid)/cmdline") else { continue }
-        let cmdline = String(decoding: data.map { $0 == 0 ? 0x20 : $0 }, as: UTF8.self)
-        if cmdline.contains(marker) { found.append("\(pid): \(cmdline)") }
-    }
-    return found
 }
 
 /// SHA-256-free byte equality is enough here: the tests compare whole small files.
