@@ -192,6 +192,29 @@ static int parse_fd(const char *opt, const char *s)
     return (int)v;
 }
 
+/* The options that take one number (a size, a count, milliseconds or seconds): where it goes. */
+static long long *numeric_option(struct psb_config *c, const char *a)
+{
+    static const struct {
+        const char *name;
+        size_t offset;
+    } table[] = {
+        {"--timeout", offsetof(struct psb_config, timeout_ms)},
+        {"--grace", offsetof(struct psb_config, grace_ms)},
+        {"--cpu", offsetof(struct psb_config, cpu_s)},
+        {"--memory", offsetof(struct psb_config, memory)},
+        {"--pids", offsetof(struct psb_config, pids)},
+        {"--fsize", offsetof(struct psb_config, fsize)},
+        {"--nofile", offsetof(struct psb_config, nofile)},
+        {"--output-entries", offsetof(struct psb_config, output_entries)},
+        {"--stdio-limit", offsetof(struct psb_config, stdio_limit)},
+    };
+    for (size_t k = 0; k < sizeof table / sizeof table[0]; k++)
+        if (!strcmp(a, table[k].name))
+            return (long long *)((char *)c + table[k].offset);
+    return NULL;
+}
+
 static struct psb_op *new_op(struct psb_config *c)
 {
     if (c->nops >= PSB_MAX_OPS)
@@ -222,7 +245,11 @@ static void parse_args(int argc, char **argv, struct psb_config *c)
             i++;
             break;
         }
-        if (!strcmp(a, "--ro") || !strcmp(a, "--ro-try") || !strcmp(a, "--rw")) {
+        long long *num = numeric_option(c, a);
+        if (num) {
+            NEED(1);
+            *num = parse_num(a, argv[++i]);
+        } else if (!strcmp(a, "--ro") || !strcmp(a, "--ro-try") || !strcmp(a, "--rw")) {
             NEED(2);
             struct psb_op *o = new_op(c);
             o->kind = !strcmp(a, "--ro") ? PSB_OP_RO : !strcmp(a, "--rw") ? PSB_OP_RW : PSB_OP_RO_TRY;
@@ -272,37 +299,10 @@ static void parse_args(int argc, char **argv, struct psb_config *c)
                 c->net = PSB_NET_HOST;
             else
                 die_args("--net %s: expected none, loopback or host", v);
-        } else if (!strcmp(a, "--timeout")) {
-            NEED(1);
-            c->timeout_ms = parse_num(a, argv[++i]);
-        } else if (!strcmp(a, "--grace")) {
-            NEED(1);
-            c->grace_ms = parse_num(a, argv[++i]);
-        } else if (!strcmp(a, "--cpu")) {
-            NEED(1);
-            c->cpu_s = parse_num(a, argv[++i]);
-        } else if (!strcmp(a, "--memory")) {
-            NEED(1);
-            c->memory = parse_num(a, argv[++i]);
-        } else if (!strcmp(a, "--pids")) {
-            NEED(1);
-            c->pids = parse_num(a, argv[++i]);
-        } else if (!strcmp(a, "--fsize")) {
-            NEED(1);
-            c->fsize = parse_num(a, argv[++i]);
-        } else if (!strcmp(a, "--nofile")) {
-            NEED(1);
-            c->nofile = parse_num(a, argv[++i]);
         } else if (!strcmp(a, "--output-limit")) {
             NEED(2);
             c->output_dir = check_path(a, argv[++i]);
             c->output_limit = parse_num(a, argv[++i]);
-        } else if (!strcmp(a, "--output-entries")) {
-            NEED(1);
-            c->output_entries = parse_num(a, argv[++i]);
-        } else if (!strcmp(a, "--stdio-limit")) {
-            NEED(1);
-            c->stdio_limit = parse_num(a, argv[++i]);
         } else if (!strcmp(a, "--audit-writes")) {
             c->audit_writes = 1;
         } else if (!strcmp(a, "--filter-cache")) {
