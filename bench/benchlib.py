@@ -20,6 +20,16 @@ REPO = os.path.dirname(HERE)
 
 # The tiny workspace both benchmarks use: the experiment and the evaluator do almost nothing, so
 # what is measured is the supervisor's (or the peer's) own cost.
+# The [files] section both benchmarks' workspaces use (the synthetic train.py/prepare.py below).
+FILES_TOML = """\
+[files]
+editable = ["train.py"]
+notes    = ["LOG.md"]
+locked   = ["prepare.py"]
+hidden   = ["holdout/**"]
+outputs  = ["outputs/"]
+"""
+
 TRAIN_PY = """\
 import os
 

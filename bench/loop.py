@@ -24,13 +24,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import benchlib as B  # noqa: E402
 
-PROCTOR_TOML = """\
-[files]
-editable = ["train.py"]
-notes    = ["LOG.md"]
-locked   = ["prepare.py"]
-hidden   = ["holdout/**"]
-outputs  = ["outputs/"]
+PROCTOR_TOML = B.FILES_TOML + """\
 
 [experiment]
 command = ["python3", "train.py"]

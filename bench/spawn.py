@@ -20,13 +20,7 @@ BWRAP_FLAGS = ["--unshare-all", "--ro-bind", "/", "/", "--dev", "/dev", "--proc"
                "--die-with-parent", "--new-session"]
 
 # The CONTRACT.md example, complete: every budget set, so the full experiment policy applies.
-PROCTOR_TOML = """\
-[files]
-editable = ["train.py"]
-notes    = ["LOG.md"]
-locked   = ["prepare.py"]
-hidden   = ["holdout/**"]
-outputs  = ["outputs/"]
+PROCTOR_TOML = B.FILES_TOML + """\
 
 [experiment]
 command  = ["python3", "train.py"]
