@@ -9,6 +9,7 @@
  */
 #include "psb.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/filter.h>
@@ -22,6 +23,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
 
 #ifndef CLONE_NEWTIME
@@ -380,6 +382,29 @@ out:
     return prog;
 }
 
+/* A miss is rare (a new launcher build or phase): the moment to drop what no build has used for a
+ * week (filters of older launcher builds, temp files of a launcher killed mid-write). */
+static void prune_cache(int dir, const char *keep)
+{
+    int d = dup(dir);
+    DIR *dp = d >= 0 ? fdopendir(d) : NULL;
+    if (!dp) {
+        if (d >= 0)
+            close(d);
+        return;
+    }
+    time_t now = time(NULL);
+    struct dirent *e;
+    struct stat st;
+    while ((e = readdir(dp))) {
+        int ours = !strncmp(e->d_name, "seccomp-", 8) || !strncmp(e->d_name, ".tmp-", 5);
+        if (ours && strcmp(e->d_name, keep) && fstatat(dir, e->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+            S_ISREG(st.st_mode) && now - st.st_atime > 7 * 24 * 3600)
+            (void)unlinkat(dir, e->d_name, 0);
+    }
+    closedir(dp);
+}
+
 static void cache_write(int dir, const char *name, const struct sock_fprog *prog)
 {
     char tmp[64];
@@ -393,6 +418,7 @@ static void cache_write(int dir, const char *name, const struct sock_fprog *prog
     ok = close(fd) == 0 && ok;
     if (!ok || renameat(dir, tmp, dir, name) < 0)
         (void)unlinkat(dir, tmp, 0);
+    prune_cache(dir, name);
 }
 
 /* The filter for this configuration: from the cache when there is a valid one, else built. */

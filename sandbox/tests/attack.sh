@@ -223,6 +223,12 @@ if command -v "${PY:-python3}" >/dev/null; then
     chmod 777 "$FC"; plant_filter "$CACHED" 1; chmod 600 "$CACHED"
     run --filter-cache "$FC" -- "$PROBE" namespaces; check "  nothing is loaded from a cache directory writable by others" probe_ok
     chmod 700 "$FC"
+    # A miss prunes what no launcher used for a week, and nothing else.
+    printf x > "$FC/seccomp-old.bpf"; printf x > "$FC/.tmp-999999"; printf x > "$FC/seccomp-recent.bpf"
+    touch -a -d '10 days ago' "$FC/seccomp-old.bpf" "$FC/.tmp-999999"
+    run --filter-cache "$FC" --net none -- true
+    check "  a cache miss prunes week-old entries and keeps recent ones" \
+        bash -c "[ ! -e '$FC/seccomp-old.bpf' ] && [ ! -e '$FC/.tmp-999999' ] && [ -e '$FC/seccomp-recent.bpf' ]"
     # A cache directory the sandbox can write (beneath an --rw source) is never used: the child
     # runs as our uid, so a filter it plants there passes the owner and mode checks.
     FCW=$WS/outputs/state/cache; mkdir -p "$WS/outputs/state"
