@@ -204,27 +204,50 @@ static void remove_stale(const char *parent)
     closedir(d);
 }
 
-static int setup_v2(const struct psb_config *cfg, struct psb_cgroups *cg)
+/* Makes `dir` able to hold cgroups with the controllers we need (creating it when asked). */
+static int v2_parent(const char *dir, int need_mem, int need_pids, int create)
 {
-    char mnt[PATH_MAX], own[PATH_MAX], dir[PATH_MAX], b[512];
-    if (mount_point(NULL, mnt, sizeof mnt) < 0 || own_cgroup(NULL, own, sizeof own) < 0)
+    char p[PATH_MAX + 32], b[512];
+    if (create && mkdir(dir, 0755) < 0 && errno != EEXIST)
         return -1;
-    snprintf(dir, sizeof dir, "%s%s", mnt, strcmp(own, "/") ? own : "");
-    char p[PATH_MAX + 32];
     snprintf(p, sizeof p, "%s/cgroup.controllers", dir);
     if (read_file(p, b, sizeof b) < 0)
         return -1;
-    int need_mem = cfg->memory >= 0, need_pids = cfg->pids >= 0;
     if ((need_mem && !has_word(b, "memory")) || (need_pids && !has_word(b, "pids")))
         return -1;
     snprintf(p, sizeof p, "%s/cgroup.subtree_control", dir);
     if (read_file(p, b, sizeof b) < 0)
         return -1;
     if ((need_mem && !has_word(b, "memory")) || (need_pids && !has_word(b, "pids"))) {
-        /* Fails with EBUSY when our own cgroup holds processes (no internal processes). */
+        /* Fails with EBUSY when the cgroup holds processes ("no internal processes"). */
         char req[64];
         snprintf(req, sizeof req, "%s%s", need_mem ? "+memory " : "", need_pids ? "+pids" : "");
         if (psb_write_file(p, req) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+static int setup_v2(const struct psb_config *cfg, struct psb_cgroups *cg)
+{
+    char mnt[PATH_MAX], own[PATH_MAX], dir[PATH_MAX];
+    if (mount_point(NULL, mnt, sizeof mnt) < 0 || own_cgroup(NULL, own, sizeof own) < 0)
+        return -1;
+    int need_mem = cfg->memory >= 0, need_pids = cfg->pids >= 0;
+    /* Our own cgroup where it is delegated and free of processes (a systemd user service's
+     * subtree); else a `proctor` cgroup below the root of the hierarchy, which root may create
+     * on a v2-only host where our own cgroup (a login session's scope) holds processes. */
+    snprintf(dir, sizeof dir, "%s%s", mnt, strcmp(own, "/") ? own : "");
+    if (v2_parent(dir, need_mem, need_pids, 0) < 0) {
+        /* Only where the root hands the controllers down already: nothing is created in vain
+         * (on a v1 host the unified hierarchy has none). */
+        char p[PATH_MAX + 32], b[512];
+        snprintf(p, sizeof p, "%s/cgroup.subtree_control", mnt);
+        if (read_file(p, b, sizeof b) < 0 || (need_mem && !has_word(b, "memory")) ||
+            (need_pids && !has_word(b, "pids")))
+            return -1;
+        snprintf(dir, sizeof dir, "%s/proctor", mnt);
+        if (v2_parent(dir, need_mem, need_pids, 1) < 0)
             return -1;
     }
     remove_stale(dir);
