@@ -590,8 +590,10 @@ public final class Runner {
     private var diffPolicy: DiffPolicy {
         let editable = config.files.editable.map(Glob.init)
         let notes = config.files.notes.map(Glob.init)
-        return DiffPolicy(isEditable: { path in editable.contains { $0.matches(path) } },
-                          isNotes: { path in notes.contains { $0.matches(path) } },
+        // A broad glob (`**`) also matches the config, the locked and the hidden files: never editable.
+        let config = self.config
+        return DiffPolicy(isEditable: { path in !config.isOffLimitsToAgents(path) && editable.contains { $0.matches(path) } },
+                          isNotes: { path in !config.isOffLimitsToAgents(path) && notes.contains { $0.matches(path) } },
                           maxChangedLines: config.limits.diffLines, maxFileBytes: config.limits.maxFileBytes)
     }
 
@@ -611,8 +613,10 @@ public final class Runner {
         var files: [String: String] = [:]
         var notes: [String] = []
         let noteGlobs = config.files.notes.map(Glob.init)
+        // Never the hidden labels, the locked evaluator or the config, however broad the globs: these
+        // files are the prompt of an http agent (sent to a remote model) and what it may rewrite.
         let listed = FileTree.regularFiles(under: root, skipping: config.files.outputs) { rel in
-            editable.contains { $0.matches(rel) } || noteGlobs.contains { $0.matches(rel) }
+            !config.isOffLimitsToAgents(rel) && (editable.contains { $0.matches(rel) } || noteGlobs.contains { $0.matches(rel) })
         }
         for rel in listed {
             if editable.contains(where: { $0.matches(rel) }) {
@@ -620,7 +624,8 @@ public final class Runner {
             }
             if noteGlobs.contains(where: { $0.matches(rel) }) { notes.append(rel) }
         }
-        for pattern in config.files.notes where !pattern.contains(where: { "*?[".contains($0) }) && !notes.contains(pattern) {
+        for pattern in config.files.notes where !pattern.contains(where: { "*?[".contains($0) }) && !notes.contains(pattern)
+            && !config.isOffLimitsToAgents(pattern) {
             notes.append(pattern)
         }
         let history = Ledger.rows(in: root + "/.proctor").suffix(50).map {
