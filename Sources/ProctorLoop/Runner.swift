@@ -629,7 +629,8 @@ public final class Runner {
             notes.append(pattern)
         }
         let history = Ledger.rows(in: root + "/.proctor").suffix(50).map {
-            HistoryEntry(iteration: $0.iteration, status: $0.status.rawValue, score: $0.score, description: $0.description)
+            HistoryEntry(iteration: $0.iteration, status: $0.status.rawValue, score: $0.score,
+                         description: SessionAgent.agentVisibleHistory($0.description))
         }
         let program = (try? String(contentsOfFile: root + "/program.md", encoding: .utf8)) ?? ""
         var seed = UInt64(iteration) &* 0x9E37_79B9_7F4A_7C15
