@@ -331,6 +331,15 @@ public final class Runner {
         // meanwhile: whatever it changes after asking must not be kept under this score.
         let validated = fingerprint(changes)
         func movedDuringExperiment(_ measured: Measurement) throws -> Bool? {
+            // A frozen session agent that ran anyway (a timer's SIGCONT) may have shown the
+            // experiment other bytes and put the validated ones back: the fingerprint cannot tell.
+            if ActiveSandbox.sessionRanWhileFrozen() {
+                let reason = Runner.ranWhileFrozen
+                audit.append(AuditRecord(run: state.run, iteration: i, phase: "validate", kind: "tamper", decision: "rejected",
+                                         rule: "session-freeze", detail: reason))
+                return try finish(.rejected, reason: reason, description: proposal.description, measured: measured,
+                                  diff: stats, usage: proposal.usage, violations: [reason])
+            }
             let moved = try movedPaths(since: validated, against: best)
             guard !moved.isEmpty else { return nil }
             for path in moved {
@@ -405,12 +414,18 @@ public final class Runner {
             proctor-iteration: \(i)
             proctor-score: \(config.evaluator.metric)=\(format(mean)) (mean over seeds \(seeds); best before \(format(state.bestScore)))
             """
+        if let finished = try movedDuringExperiment(measured) { return finished }
         let commit = try repo.commit(message: message, paths: changes.flatMap { [$0.path, $0.oldPath] }.filter { !$0.isEmpty })
+        // Ran between that check and the commit (which reads the working tree): stop before the row;
+        // `--resume` drops a commit the ledger does not know.
+        if ActiveSandbox.sessionRanWhileFrozen() { throw RunError(Runner.ranWhileFrozen + " (during the commit)") }
         state.bestCommit = commit.hex
         state.bestScore = mean
         return try finish(.keep, reason: nil, description: proposal.description, measured: measured, commit: commit,
                           diff: stats, usage: proposal.usage)
     }
+
+    static let ranWhileFrozen = "the session agent ran while it was frozen for its experiment (a signal resumed it)"
 
     /// SHA-256 of each changed path as it is now ("-" when missing or not a regular file).
     private func fingerprint(_ changes: [Change]) -> [String: String] {

@@ -92,4 +92,72 @@ final class AgentChannelTests: XCTestCase {
         XCTAssertTrue(reply.contains("could not score"), reply)
         XCTAssertFalse(reply.contains(LoopWorkspace.hiddenLabel), "the agent read the holdout: \(reply)")
     }
+
+    // MARK: - The freeze
+
+    /// A session agent is stopped (SIGSTOP) while its experiment is validated, run and committed.
+    /// But a stopped process is resumed by any SIGCONT, and the kernel sends one on the agent's
+    /// behalf: a POSIX timer (`timer_create` with `sigev_signo = SIGCONT`), `F_SETSIG`, a
+    /// parent-death signal. Here a one-shot timer wakes the agent after the freeze was confirmed;
+    /// it swaps `X = 0.7` into train.py while the validated code (which re-reads itself) runs, and
+    /// puts the validated bytes back before the experiment ends, so the post-experiment fingerprint
+    /// matched: 1.0 was kept under a commit whose code scores 0.6.
+    func testATimerThatResumesTheFrozenSessionAgentIsCaught() throws {
+        let validated = """
+            import os
+            import time
+
+            X = 0.3  # mutate: float 0.0..1.0 linear
+            out = os.environ["PROCTOR_OUTPUTS"]
+            open(os.path.join(out, "ready"), "w").close()
+            deadline = time.time() + 8
+            while time.time() < deadline:
+                for line in open(__file__):
+                    if line.startswith("X = ") and float(line.split()[2]) != X:
+                        X = float(line.split()[2])
+                        deadline = 0
+                time.sleep(0.02)
+            with open(os.path.join(out, "pred.txt"), "w") as f:
+                f.write(repr(X) + "\\n")
+            open(os.path.join(out, "done"), "w").close()
+            time.sleep(1)
+
+            """
+        let agent = """
+            import ctypes, os, signal, subprocess, time
+            validated = \(tomlString(validated))
+            open("train.py", "w").write(validated)
+            libc = ctypes.CDLL(None, use_errno=True)
+            class sigevent(ctypes.Structure):
+                _fields_ = [("value", ctypes.c_void_p), ("signo", ctypes.c_int), ("notify", ctypes.c_int), ("pad", ctypes.c_byte * 48)]
+            class timespec(ctypes.Structure):
+                _fields_ = [("s", ctypes.c_long), ("ns", ctypes.c_long)]
+            class itimerspec(ctypes.Structure):
+                _fields_ = [("interval", timespec), ("value", timespec)]
+            event = sigevent(signo=signal.SIGCONT, notify=0)  # SIGEV_SIGNAL
+            timer = ctypes.c_void_p()
+            assert libc.timer_create(1, ctypes.byref(event), ctypes.byref(timer)) == 0
+            # One shot, well after the 300 ms settle and the freeze, well before the experiment gives up.
+            assert libc.timer_settime(timer, 0, ctypes.byref(itimerspec(timespec(0, 0), timespec(1, 500000000))), None) == 0
+            client = subprocess.Popen(["proctor", "experiment", "x=0.3"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+            while not os.path.exists("outputs/ready"):
+                time.sleep(0.005)
+            open("train.py", "r+").write(validated.replace("X = 0.3", "X = 0.7"))
+            while not os.path.exists("outputs/done"):
+                time.sleep(0.005)
+            f = open("train.py", "r+"); f.write(validated); f.truncate(); f.close()
+            print("agent: " + client.communicate()[0].decode().strip(), flush=True)
+            time.sleep(1000)
+            """
+        let ws = try LoopWorkspace(agent: SessionTests.noAgent)
+        let outcome = try ws.proctor(["session", "--workspace", ws.root, "--iterations", "1", "--", "python3", "-c", agent],
+                                     deadline: 180)
+        XCTAssertEqual(outcome.status, 0, ws.describe(outcome))
+        let row = ws.rows().last ?? [:]
+        // Without the check: `keep 1.000000` under a commit whose train.py says X = 0.3 (0.6).
+        XCTAssertEqual(row["commit"], "", "a score the committed code does not produce was kept: \(ws.describe(outcome))")
+        XCTAssertEqual(row["status"], "rejected", ws.describe(outcome))
+        XCTAssertTrue(row["description"]?.contains("ran while") == true, ws.describe(outcome))
+        XCTAssertEqual(ws.read("train.py"), LoopWorkspace.train("0.2"), "the rejected change was not reverted")
+    }
 }
