@@ -425,7 +425,7 @@ public final class Runner {
                           diff: stats, usage: proposal.usage)
     }
 
-    static let ranWhileFrozen = "the session agent ran while it was frozen for its experiment (a signal resumed it)"
+    static let ranWhileFrozen = "the session agent ran (or ended) while it was frozen for its experiment"
 
     /// SHA-256 of each changed path as it is now ("-" when missing or not a regular file).
     private func fingerprint(_ changes: [Change]) -> [String: String] {

@@ -107,7 +107,7 @@ public enum ActiveSandbox {
                 usleep(2_000)
                 let tasks = ProcessTree.tasks(below: session)
                 if tasks.values.allSatisfy(\.stopped) {
-                    frozen = tasks
+                    frozen = (session, tasks)
                     return true
                 }
             }
@@ -117,7 +117,7 @@ public enum ActiveSandbox {
     }
 
     /// Every task of the session agent when it was last frozen (see `sessionRanWhileFrozen`).
-    nonisolated(unsafe) static var frozen: [String: ProcessTree.Task]?
+    nonisolated(unsafe) static var frozen: (launcher: pid_t, tasks: [String: ProcessTree.Task])?
 
     /// Whether any process of the frozen session agent ran since `freezeSession` returned true.
     ///
@@ -125,15 +125,18 @@ public enum ActiveSandbox {
     /// is stopped: a POSIX timer armed with `sigev_signo = SIGCONT`, `F_SETSIG` on a descriptor, a
     /// parent-death signal. No filter can see a timer's signal number (it is behind a pointer), so
     /// the supervisor checks instead: a task that ran has switched out since (its context-switch
-    /// counts moved), is not stopped now, or is new (it forked). Tasks that are gone are ignored:
-    /// init reaps a zombie that was left when the agent was frozen.
+    /// counts moved), is not stopped now, is new (it forked), or was stopped and is gone (only a
+    /// woken task exits; one that did its work and exited is reaped at once by init when it is
+    /// init's child). A zombie left when the agent was frozen may go: init reaps it.
+    /// The session's launcher as frozen, not `sessionPid`: that is cleared when the agent ends, and
+    /// an agent whose last process ended after its work would otherwise not be looked at.
     public static func sessionRanWhileFrozen() -> Bool {
-        let session = sessionPid
-        guard session > 0, let frozen else { return false }
-        for (key, task) in ProcessTree.tasks(below: session) where !task.stopped || frozen[key] != task {
+        guard let (launcher, frozen) = frozen else { return false }
+        let now = ProcessTree.tasks(below: launcher)
+        for (key, task) in now where !task.stopped || frozen[key] != task {
             return true
         }
-        return false
+        return frozen.contains { key, task in now[key] == nil && task.state != "Z" && task.state != "X" }
     }
 
     /// Lets the session agent run again.

@@ -103,6 +103,16 @@ final class AgentChannelTests: XCTestCase {
     /// puts the validated bytes back before the experiment ends, so the post-experiment fingerprint
     /// matched: 1.0 was kept under a commit whose code scores 0.6.
     func testATimerThatResumesTheFrozenSessionAgentIsCaught() throws {
+        try timerResumesTheFrozenAgent(orphan: false)
+    }
+
+    /// The same from a process whose parent is the sandbox's init (double fork), which exits once it
+    /// has put the validated bytes back: init reaps it, and no task that ran is left to look at.
+    func testATimerResumedProcessThatExitsAfterwardsIsCaught() throws {
+        try timerResumesTheFrozenAgent(orphan: true)
+    }
+
+    func timerResumesTheFrozenAgent(orphan: Bool, line: UInt = #line) throws {
         let validated = """
             import os
             import time
@@ -134,30 +144,38 @@ final class AgentChannelTests: XCTestCase {
                 _fields_ = [("s", ctypes.c_long), ("ns", ctypes.c_long)]
             class itimerspec(ctypes.Structure):
                 _fields_ = [("interval", timespec), ("value", timespec)]
+            client = subprocess.Popen(["proctor", "experiment", "x=0.3"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+            if \(orphan ? "True" : "False"):
+                if os.fork() != 0:
+                    print("agent: " + client.communicate()[0].decode().strip(), flush=True)
+                    time.sleep(1000)
+                if os.fork() != 0:
+                    os._exit(0)
             event = sigevent(signo=signal.SIGCONT, notify=0)  # SIGEV_SIGNAL
             timer = ctypes.c_void_p()
             assert libc.timer_create(1, ctypes.byref(event), ctypes.byref(timer)) == 0
             # One shot, well after the 300 ms settle and the freeze, well before the experiment gives up.
             assert libc.timer_settime(timer, 0, ctypes.byref(itimerspec(timespec(0, 0), timespec(1, 500000000))), None) == 0
-            client = subprocess.Popen(["proctor", "experiment", "x=0.3"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
             while not os.path.exists("outputs/ready"):
                 time.sleep(0.005)
             open("train.py", "r+").write(validated.replace("X = 0.3", "X = 0.7"))
             while not os.path.exists("outputs/done"):
                 time.sleep(0.005)
             f = open("train.py", "r+"); f.write(validated); f.truncate(); f.close()
+            if \(orphan ? "True" : "False"):
+                os._exit(0)
             print("agent: " + client.communicate()[0].decode().strip(), flush=True)
             time.sleep(1000)
             """
         let ws = try LoopWorkspace(agent: SessionTests.noAgent)
         let outcome = try ws.proctor(["session", "--workspace", ws.root, "--iterations", "1", "--", "python3", "-c", agent],
                                      deadline: 180)
-        XCTAssertEqual(outcome.status, 0, ws.describe(outcome))
+        XCTAssertEqual(outcome.status, 0, ws.describe(outcome), line: line)
         let row = ws.rows().last ?? [:]
         // Without the check: `keep 1.000000` under a commit whose train.py says X = 0.3 (0.6).
-        XCTAssertEqual(row["commit"], "", "a score the committed code does not produce was kept: \(ws.describe(outcome))")
-        XCTAssertEqual(row["status"], "rejected", ws.describe(outcome))
-        XCTAssertTrue(row["description"]?.contains("ran while") == true, ws.describe(outcome))
-        XCTAssertEqual(ws.read("train.py"), LoopWorkspace.train("0.2"), "the rejected change was not reverted")
+        XCTAssertEqual(row["commit"], "", "a score the committed code does not produce was kept: \(ws.describe(outcome))", line: line)
+        XCTAssertEqual(row["status"], "rejected", ws.describe(outcome), line: line)
+        XCTAssertTrue(row["description"]?.contains("while it was frozen") == true, ws.describe(outcome), line: line)
+        XCTAssertEqual(ws.read("train.py"), LoopWorkspace.train("0.2"), "the rejected change was not reverted", line: line)
     }
 }
