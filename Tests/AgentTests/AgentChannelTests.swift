@@ -178,4 +178,22 @@ final class AgentChannelTests: XCTestCase {
         XCTAssertTrue(row["description"]?.contains("while it was frozen") == true, ws.describe(outcome), line: line)
         XCTAssertEqual(ws.read("train.py"), LoopWorkspace.train("0.2"), "the rejected change was not reverted", line: line)
     }
+
+    // MARK: - The operator's terminal
+
+    /// A name with escape sequences (a session agent creates it in an editable directory while the
+    /// operator runs `proctor check`): the violation line printed it raw, so `ESC ] 0 ;` retitled
+    /// and `ESC [ 2 J` cleared the operator's terminal.
+    func testCheckDoesNotSendANamesEscapeSequencesToTheTerminal() throws {
+        let ws = try LoopWorkspace(agent: SessionTests.noAgent)
+        let name = "x\u{1B}]0;PWNED\u{07}\u{1B}[2J\u{9B}31m.py"
+        XCTAssertTrue(FileManager.default.createFile(atPath: ws.path(name), contents: Data("print(1)\n".utf8)))
+        let outcome = try ws.proctor(["check", "--workspace", ws.root], deadline: 60)
+        XCTAssertEqual(outcome.status, 1, outcome.stdout + outcome.stderr)
+        XCTAssertTrue(outcome.stdout.contains("violation: x\\x1b]0;PWNED\\x07\\x1b[2J\\u009b31m.py"), outcome.stdout)
+        for text in [outcome.stdout, outcome.stderr] {
+            XCTAssertFalse(text.unicodeScalars.contains { $0.value == 0x1B || $0.value == 0x07 || $0.value == 0x9B },
+                           "a control character reached the terminal: \(text.debugDescription)")
+        }
+    }
 }
