@@ -40,6 +40,11 @@ final class AgentChannelTests: XCTestCase {
         XCTAssertEqual(ws.read("holdout/target.txt"), labels, "an answer rewrote the hidden labels")
         XCTAssertEqual(ws.read("proctor.toml"), config, "an answer rewrote the config")
         XCTAssertEqual(ws.rows().last.flatMap { Double($0["score"] ?? "") }, 0.9, ws.describe(outcome))
+        // `proctor check` validates like the loop: a changed hidden label is a violation there too.
+        try Data("0.2\n".utf8).write(to: URL(fileURLWithPath: ws.path("holdout/target.txt")))
+        let check = try ws.proctor(["check", "--workspace", ws.root], deadline: 60)
+        XCTAssertEqual(check.status, 1, check.stdout + check.stderr)
+        XCTAssertTrue(check.stdout.contains("holdout/target.txt: changed a file that is not editable"), check.stdout)
     }
 
     // MARK: - The evaluator's words
