@@ -201,4 +201,24 @@ final class AgentChannelTests: XCTestCase {
                            "a control character reached the terminal: \(text.debugDescription)")
         }
     }
+
+    // MARK: - The API key
+
+    /// An endpoint that echoes the key in its answer (a logging proxy, a compromised server): the
+    /// summary is the ledger row and the commit message, a FILE block the committed code and notes.
+    func testAnAPIKeyEchoedInTheAnswerIsNeverWritten() throws {
+        let wire = HTTPAgentProtocol.anthropic
+        let key = HTTPLoopTests.key
+        let answer = "SUMMARY: set X with key \(key)\nFILE: train.py\n```python\n"
+            + LoopWorkspace.train("0.6", extra: "KEY = '\(key)'").dropLast() + "\n```\nFILE: LOG.md\n```\nkey \(key)\n```\n"
+        let server = try ScriptedHTTPServer([HTTPLoopTests.reply(wire, answer)], lifetime: 300)
+        let ws = try LoopWorkspace(agent: HTTPLoopTests.agentBlock(server, wire))
+        let outcome = try ws.run(iterations: 1, environment: [HTTPLoopTests.keyVariable: key])
+        XCTAssertEqual(outcome.status, 0, ws.describe(outcome))
+        XCTAssertEqual(ws.statuses(), ["keep", "keep"], ws.describe(outcome))
+        XCTAssertEqual(ws.filesContaining(key, under: ws.root), [], "the API key was written: \(ws.describe(outcome))")
+        XCTAssertFalse(outcome.stdout.contains(key) || outcome.stderr.contains(key), "the API key was printed")
+        XCTAssertFalse(ws.gitSubjects().contains { $0.contains(key) }, "the API key is in a commit message")
+        XCTAssertTrue(ws.read("train.py")?.contains("KEY = '[redacted]'") == true, ws.read("train.py") ?? "")
+    }
 }
