@@ -146,7 +146,11 @@ public struct HTTPAgent: Agent {
         var key: String? = nil
         do {
             key = try apiKey()
-            let reply = try complete(system: AgentPrompt.system(context), user: AgentPrompt.user(context), key: key)
+            var reply = try complete(system: AgentPrompt.system(context), user: AgentPrompt.user(context), key: key)
+            // The server knows the key and may echo it in the answer (a proxy, a compromised
+            // endpoint): the summary becomes the ledger row and the commit message, FILE blocks
+            // the committed code, so a run pushed anywhere would publish it.
+            if let key, key.count >= 4 { reply.text = reply.text.replacing(key, with: "[redacted]") }
             if let usage = reply.usage { onUsage?(usage) }
             let description = try apply(reply, to: context)
             return Proposal(description: description, usage: reply.usage)

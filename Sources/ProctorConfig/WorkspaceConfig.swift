@@ -296,6 +296,24 @@ extension WorkspaceConfig {
         }
     }
 
+    /// Whether `path` (workspace-relative) is never an agent's to read or change, whatever the
+    /// `editable` and `notes` globs say: proctor's state and config, git, the locked and hidden files
+    /// and the outputs. The agent-phase sandbox already keeps a broad glob (`**`, `*`, `src/`) from
+    /// binding these writable; the in-process agents (`http`, `mutate`) and the diff validator use
+    /// this, or `editable = ["**"]` put the hidden labels in the model's prompt and let an answer
+    /// rewrite them (hidden files are not pinned) or `proctor.toml`.
+    public func isOffLimitsToAgents(_ path: String) -> Bool {
+        let path = path.hasPrefix("./") ? String(path.dropFirst(2)) : path
+        func under(_ base: String) -> Bool {
+            let base = base.hasSuffix("/") ? String(base.dropLast()) : base
+            return !base.isEmpty && (path == base || path.hasPrefix(base + "/"))
+        }
+        if [".git", ".proctor", "proctor.toml"].contains(where: under) { return true }
+        if path.split(separator: "/").contains(where: { $0.lowercased() == ".git" }) { return true }
+        if files.outputs.contains(where: under) || hiddenPrefixes.contains(where: under) { return true }
+        return (files.hidden + files.locked).contains { Glob($0).matches(path) }
+    }
+
     /// What the loop's status never looks into: proctor's state and the outputs.
     public var untrackedByLoop: [String] {
         [".proctor/"] + files.outputs.map { $0 + "/" }

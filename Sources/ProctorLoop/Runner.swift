@@ -331,6 +331,15 @@ public final class Runner {
         // meanwhile: whatever it changes after asking must not be kept under this score.
         let validated = fingerprint(changes)
         func movedDuringExperiment(_ measured: Measurement) throws -> Bool? {
+            // A frozen session agent that ran anyway (a timer's SIGCONT) may have shown the
+            // experiment other bytes and put the validated ones back: the fingerprint cannot tell.
+            if ActiveSandbox.sessionRanWhileFrozen() {
+                let reason = Runner.ranWhileFrozen
+                audit.append(AuditRecord(run: state.run, iteration: i, phase: "validate", kind: "tamper", decision: "rejected",
+                                         rule: "session-freeze", detail: reason))
+                return try finish(.rejected, reason: reason, description: proposal.description, measured: measured,
+                                  diff: stats, usage: proposal.usage, violations: [reason])
+            }
             let moved = try movedPaths(since: validated, against: best)
             guard !moved.isEmpty else { return nil }
             for path in moved {
@@ -405,12 +414,18 @@ public final class Runner {
             proctor-iteration: \(i)
             proctor-score: \(config.evaluator.metric)=\(format(mean)) (mean over seeds \(seeds); best before \(format(state.bestScore)))
             """
+        if let finished = try movedDuringExperiment(measured) { return finished }
         let commit = try repo.commit(message: message, paths: changes.flatMap { [$0.path, $0.oldPath] }.filter { !$0.isEmpty })
+        // Ran between that check and the commit (which reads the working tree): stop before the row;
+        // `--resume` drops a commit the ledger does not know.
+        if ActiveSandbox.sessionRanWhileFrozen() { throw RunError(Runner.ranWhileFrozen + " (during the commit)") }
         state.bestCommit = commit.hex
         state.bestScore = mean
         return try finish(.keep, reason: nil, description: proposal.description, measured: measured, commit: commit,
                           diff: stats, usage: proposal.usage)
     }
+
+    static let ranWhileFrozen = "the session agent ran (or ended) while it was frozen for its experiment"
 
     /// SHA-256 of each changed path as it is now ("-" when missing or not a regular file).
     private func fingerprint(_ changes: [Change]) -> [String: String] {
@@ -590,8 +605,10 @@ public final class Runner {
     private var diffPolicy: DiffPolicy {
         let editable = config.files.editable.map(Glob.init)
         let notes = config.files.notes.map(Glob.init)
-        return DiffPolicy(isEditable: { path in editable.contains { $0.matches(path) } },
-                          isNotes: { path in notes.contains { $0.matches(path) } },
+        // A broad glob (`**`) also matches the config, the locked and the hidden files: never editable.
+        let config = self.config
+        return DiffPolicy(isEditable: { path in !config.isOffLimitsToAgents(path) && editable.contains { $0.matches(path) } },
+                          isNotes: { path in !config.isOffLimitsToAgents(path) && notes.contains { $0.matches(path) } },
                           maxChangedLines: config.limits.diffLines, maxFileBytes: config.limits.maxFileBytes)
     }
 
@@ -611,8 +628,10 @@ public final class Runner {
         var files: [String: String] = [:]
         var notes: [String] = []
         let noteGlobs = config.files.notes.map(Glob.init)
+        // Never the hidden labels, the locked evaluator or the config, however broad the globs: these
+        // files are the prompt of an http agent (sent to a remote model) and what it may rewrite.
         let listed = FileTree.regularFiles(under: root, skipping: config.files.outputs) { rel in
-            editable.contains { $0.matches(rel) } || noteGlobs.contains { $0.matches(rel) }
+            !config.isOffLimitsToAgents(rel) && (editable.contains { $0.matches(rel) } || noteGlobs.contains { $0.matches(rel) })
         }
         for rel in listed {
             if editable.contains(where: { $0.matches(rel) }) {
@@ -620,11 +639,13 @@ public final class Runner {
             }
             if noteGlobs.contains(where: { $0.matches(rel) }) { notes.append(rel) }
         }
-        for pattern in config.files.notes where !pattern.contains(where: { "*?[".contains($0) }) && !notes.contains(pattern) {
+        for pattern in config.files.notes where !pattern.contains(where: { "*?[".contains($0) }) && !notes.contains(pattern)
+            && !config.isOffLimitsToAgents(pattern) {
             notes.append(pattern)
         }
         let history = Ledger.rows(in: root + "/.proctor").suffix(50).map {
-            HistoryEntry(iteration: $0.iteration, status: $0.status.rawValue, score: $0.score, description: $0.description)
+            HistoryEntry(iteration: $0.iteration, status: $0.status.rawValue, score: $0.score,
+                         description: SessionAgent.agentVisibleHistory($0.description))
         }
         let program = (try? String(contentsOfFile: root + "/program.md", encoding: .utf8)) ?? ""
         var seed = UInt64(iteration) &* 0x9E37_79B9_7F4A_7C15

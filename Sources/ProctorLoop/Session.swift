@@ -342,8 +342,26 @@ extension SessionAgent {
     /// its last stdout line) could quote held-out data, so they stay in the ledger, which no sandbox
     /// can read; the agent learns only that the evaluator could not score its outputs.
     static func agentVisible(_ reason: String?) -> String? {
-        guard let reason, reason.hasPrefix("evaluator") else { return reason }
-        return "the evaluator could not score the outputs (its messages are in the ledger, not shown to agents)"
+        guard let reason else { return nil }
+        // A failure on a confirmation seed is "confirmation: evaluator: ...": an agent that scores on
+        // the first seed and breaks the others read the evaluator's words through this prefix.
+        let confirmation = "confirmation: "
+        let core = reason.hasPrefix(confirmation) ? reason.dropFirst(confirmation.count) : Substring(reason)
+        guard core.hasPrefix("evaluator") else { return reason }
+        return (core.count == reason.count ? "" : confirmation) + evaluatorHidden
+    }
+
+    static let evaluatorHidden = "the evaluator could not score the outputs (its messages are in the ledger, not shown to agents)"
+
+    /// A ledger row's description as an agent's prompt may show it. The row is `description [reason]`,
+    /// and the reason of a failed evaluator quotes its stderr: the history of the next prompt (an http
+    /// agent's model, a command agent's PROMPT.md) would carry the held-out data it printed. The
+    /// reason always follows the description, so cutting at the first evaluator reason marker
+    /// removes it even when the agent wrote such a marker in its own description.
+    static func agentVisibleHistory(_ description: String) -> String {
+        let cut = [" [evaluator", " [confirmation: evaluator"].compactMap { description.range(of: $0)?.lowerBound }.min()
+        guard let cut else { return description }
+        return String(description[..<cut]) + " [" + evaluatorHidden + "]"
     }
 }
 

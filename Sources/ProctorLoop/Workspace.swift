@@ -124,8 +124,9 @@ public enum WorkspaceSteps {
         let changes = try repo.loopStatus(against: base, config: config)
         let editable = config.files.editable.map(Glob.init)
         let notes = config.files.notes.map(Glob.init)
-        let policy = DiffPolicy(isEditable: { p in editable.contains { $0.matches(p) } },
-                                isNotes: { p in notes.contains { $0.matches(p) } },
+        // As the loop's policy: a broad glob never makes the config, locked or hidden files editable.
+        let policy = DiffPolicy(isEditable: { p in !config.isOffLimitsToAgents(p) && editable.contains { $0.matches(p) } },
+                                isNotes: { p in !config.isOffLimitsToAgents(p) && notes.contains { $0.matches(p) } },
                                 maxChangedLines: config.limits.diffLines, maxFileBytes: config.limits.maxFileBytes)
         problems += DiffValidator.validate(changes, policy: policy).map(\.description)
         let pins = RunState.load(root)?.pins ?? Pins.load(root) ?? [:]

@@ -98,22 +98,51 @@ public enum ActiveSandbox {
         let session = sessionPid
         guard session > 0 else { return true }
         let deadline = Date().addingTimeInterval(timeout)
+        frozen = nil
         kill(session, SIGUSR1)
         while Date() < deadline {
             if ProcessTree.allStopped(below: session) {
                 // Once more: a process forked while init walked the list would have been missed.
                 kill(session, SIGUSR1)
                 usleep(2_000)
-                if ProcessTree.allStopped(below: session) { return true }
+                let tasks = ProcessTree.tasks(below: session)
+                if tasks.values.allSatisfy(\.stopped) {
+                    frozen = (session, tasks)
+                    return true
+                }
             }
             usleep(2_000)
         }
         return false
     }
 
+    /// Every task of the session agent when it was last frozen (see `sessionRanWhileFrozen`).
+    nonisolated(unsafe) static var frozen: (launcher: pid_t, tasks: [String: ProcessTree.Task])?
+
+    /// Whether any process of the frozen session agent ran since `freezeSession` returned true.
+    ///
+    /// A stopped process resumes at any SIGCONT, and the kernel sends signals for the agent while it
+    /// is stopped: a POSIX timer armed with `sigev_signo = SIGCONT`, `F_SETSIG` on a descriptor, a
+    /// parent-death signal. No filter can see a timer's signal number (it is behind a pointer), so
+    /// the supervisor checks instead: a task that ran has switched out since (its context-switch
+    /// counts moved), is not stopped now, is new (it forked), or was stopped and is gone (only a
+    /// woken task exits; one that did its work and exited is reaped at once by init when it is
+    /// init's child). A zombie left when the agent was frozen may go: init reaps it.
+    /// The session's launcher as frozen, not `sessionPid`: that is cleared when the agent ends, and
+    /// an agent whose last process ended after its work would otherwise not be looked at.
+    public static func sessionRanWhileFrozen() -> Bool {
+        guard let (launcher, frozen) = frozen else { return false }
+        let now = ProcessTree.tasks(below: launcher)
+        for (key, task) in now where !task.stopped || frozen[key] != task {
+            return true
+        }
+        return frozen.contains { key, task in now[key] == nil && task.state != "Z" && task.state != "X" }
+    }
+
     /// Lets the session agent run again.
     public static func thawSession() {
         let session = sessionPid
+        frozen = nil
         if session > 0 { kill(session, SIGUSR2) }
     }
 }
@@ -130,6 +159,35 @@ enum ProcessTree {
             if !"TtZX".contains(state) { return false }
         }
         return true
+    }
+
+    /// One thread: its state and how often it was switched out (voluntarily, involuntarily).
+    struct Task: Equatable {
+        var state: Character
+        var switches: String
+
+        var stopped: Bool { "TtZX".contains(state) }
+    }
+
+    /// Every thread under the launcher's init (init excepted), keyed `PID/TID`.
+    static func tasks(below launcher: pid_t) -> [String: Task] {
+        var result: [String: Task] = [:]
+        for pid in descendants(of: launcher).dropFirst() {
+            for tid in (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/task")) ?? [] {
+                guard let status = try? String(contentsOfFile: "/proc/\(pid)/task/\(tid)/status", encoding: .utf8) else { continue }
+                var state: Character = "?"
+                var switches: [Substring] = []
+                for line in status.split(separator: "\n") {
+                    if line.hasPrefix("State:") {
+                        state = line.dropFirst("State:".count).first { !$0.isWhitespace } ?? "?"
+                    } else if line.hasPrefix("voluntary_ctxt_switches:") || line.hasPrefix("nonvoluntary_ctxt_switches:") {
+                        switches.append(line)
+                    }
+                }
+                result["\(pid)/\(tid)"] = Task(state: state, switches: switches.joined(separator: ","))
+            }
+        }
+        return result
     }
 
     /// Descendants in breadth-first order (children of every thread, from /proc/PID/task/TID/children).

@@ -83,7 +83,7 @@ struct Check: ParsableCommand {
             print("ok: the working tree follows the policy")
             return
         }
-        for problem in problems { print("violation: \(problem)") }
+        for problem in problems { print("violation: \(terminalSafe(problem))") }
         throw ExitCode(1)
     }
 }
@@ -170,8 +170,26 @@ func driveLoop(workspace: String, options: RunOptions, agent: String?, session: 
 
 /// Prints `proctor: <error>` on stderr and exits with `status`.
 func fail(_ error: Error, status: Int32) -> Never {
-    FileHandle.standardError.write(Data("proctor: \(error)\n".utf8))
+    FileHandle.standardError.write(Data("proctor: \(terminalSafe(String(describing: error)))\n".utf8))
     Foundation.exit(status)
+}
+
+/// `text` with control characters shown as `\xNN` (`\uNNNN` for C1 and the line/paragraph
+/// separators), for the operator's terminal. Paths in violations and errors are names an agent
+/// chose (a file it created in an editable directory while a session runs): raw, `ESC ] 0 ;`,
+/// `ESC [ 2 J` and the like would retitle, clear or rewrite the operator's terminal.
+func terminalSafe(_ text: String) -> String {
+    var out = ""
+    for scalar in text.unicodeScalars {
+        if scalar == "\n" || scalar == "\t" {
+            out.unicodeScalars.append(scalar)
+        } else if scalar.properties.generalCategory == .control || scalar.value == 0x2028 || scalar.value == 0x2029 {
+            out += scalar.value < 0x80 ? String(format: "\\x%02x", scalar.value) : String(format: "\\u%04x", scalar.value)
+        } else {
+            out.unicodeScalars.append(scalar)
+        }
+    }
+    return out
 }
 
 func formatScore(_ value: Double) -> String {

@@ -65,10 +65,10 @@ final class LoopWorkspace {
 
         """
 
-    static func toml(agent: String, experimentTimeout: String = "30s") -> String {
+    static func toml(agent: String, experimentTimeout: String = "30s", editable: String = "[\"train.py\"]") -> String {
         """
         [files]
-        editable = ["train.py"]
+        editable = \(editable)
         notes    = ["LOG.md"]
         locked   = ["prepare.py"]
         hidden   = ["holdout/**"]
@@ -92,7 +92,7 @@ final class LoopWorkspace {
 
     /// Writes the template next to the workspace and runs `proctor init ROOT --template TEMPLATE`.
     init(agent: String, experimentTimeout: String = "30s", prepare: String = LoopWorkspace.prepare,
-         file: StaticString = #filePath, line: UInt = #line) throws {
+         editable: String = "[\"train.py\"]", file: StaticString = #filePath, line: UInt = #line) throws {
         var template = Array((NSTemporaryDirectory() + "/proctor-loop-XXXXXX").utf8CString)
         guard let made = mkdtemp(&template) else { throw POSIXError(.EIO) }
         parent = URL(fileURLWithPath: String(cString: made)).resolvingSymlinksInPath().path
@@ -101,7 +101,7 @@ final class LoopWorkspace {
         machineLock = parent + "/machine.lock"
         let source = parent + "/template"
         let files = [
-            "proctor.toml": Self.toml(agent: agent, experimentTimeout: experimentTimeout),
+            "proctor.toml": Self.toml(agent: agent, experimentTimeout: experimentTimeout, editable: editable),
             "train.py": Self.train("0.2"),
             "prepare.py": prepare,
             "holdout/target.txt": "0.7\n\(Self.hiddenLabel)\n",
