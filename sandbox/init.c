@@ -420,6 +420,11 @@ int psb_init_main(void *arg)
         }
         siginfo_t si;
         int s = sigwaitinfo(&set, &si);
+        /* Stop, freeze and thaw orders come from the helper, outside this PID namespace, so the
+         * sender's pid reads 0 here. The same signal from a process in the sandbox (possible
+         * where Landlock cannot scope signals, before Linux 6.12) is not an order: ignored. */
+        if (s != SIGCHLD && si.si_pid != 0)
+            continue;
         if (s == SIGTERM || s == SIGINT || s == SIGHUP)
             kill(-1, SIGTERM);
         /* Freeze and thaw (a session agent while its experiment runs): SIGSTOP cannot be caught or
