@@ -134,7 +134,27 @@ extension WorkspaceConfig {
                 guard !trimmed.isEmpty, !trimmed.contains("*"), !trimmed.contains("?"), !trimmed.contains("[") else {
                     throw reader.error(files.path, "outputs", "expected plain directory names such as \"outputs/\", got \"\(path)\"")
                 }
+                // The outputs are emptied before every experiment and after every revert: a directory
+                // that is (or holds, or lies in) the workspace root, git's or proctor's own state, or a
+                // file the other [files] lists name would be deleted with them (`outputs = ["."]`
+                // wiped the whole workspace, `.git` included, on the first `proctor run`).
+                let segments = trimmed.split(separator: "/", omittingEmptySubsequences: false)
+                guard !segments.contains("."), !segments.contains(""), ![".git", ".proctor"].contains(segments[0]) else {
+                    throw reader.error(files.path, "outputs", "expected a directory of its own below the workspace root (not \".\", \".git\" or \".proctor\"), got \"\(path)\"")
+                }
                 return trimmed
+            }
+            for output in config.files.outputs {
+                let lists = [("editable", config.files.editable), ("notes", config.files.notes),
+                             ("locked", config.files.locked), ("hidden", config.files.hidden)]
+                for (name, patterns) in lists {
+                    for pattern in patterns {
+                        let prefix = Glob(pattern).literalPrefix
+                        guard !prefix.isEmpty, prefix == output || prefix.hasPrefix(output + "/") || output.hasPrefix(prefix + "/")
+                        else { continue }
+                        throw reader.error(files.path, "outputs", "expected a directory apart from the other [files] lists, got \"\(output)\", which overlaps \(name) \"\(pattern)\" (the outputs are emptied before every experiment)")
+                    }
+                }
             }
         }
         try files.finish()
@@ -170,6 +190,10 @@ extension WorkspaceConfig {
             config.evaluator.maximize = value == "maximize"
         }
         try ev.finish()
+        // Without one, the run would create its branch and only then fail the baseline with "no command to run".
+        guard !config.evaluator.command.isEmpty else {
+            throw reader.error(["evaluator"], "command", "expected the evaluator command, e.g. [\"python3\", \"prepare.py\", \"--score\"]")
+        }
 
         var limits = try top.table("limits")
         config.limits.features = try limits.int("features", min: 1)

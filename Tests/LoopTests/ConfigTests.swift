@@ -19,6 +19,16 @@ final class ConfigTests: XCTestCase {
          "direction = \"up\"", "direction"),
         ("unknown agent kind", { $0 + "\n[agent]\nkind = \"oracle\"\n" }, "kind = \"oracle\"", "kind"),
         ("unknown section", { $0 + "\n[experimnt]\nseeds = [1]\n" }, "[experimnt]", "experimnt"),
+        // The outputs are emptied before each experiment: the root, .git or a locked file's directory
+        // as the outputs used to delete the workspace (its repository included) on the first run.
+        ("outputs at the root", { $0.replacingOccurrences(of: "outputs  = [\"outputs/\"]", with: "outputs  = [\".\"]") },
+         "outputs  = [\".\"]", "files.outputs"),
+        ("outputs in .git", { $0.replacingOccurrences(of: "outputs  = [\"outputs/\"]", with: "outputs  = [\".git/\"]") },
+         "outputs  = [\".git/\"]", "files.outputs"),
+        ("outputs over the hidden files", { $0.replacingOccurrences(of: "outputs  = [\"outputs/\"]", with: "outputs  = [\"holdout\"]") },
+         "outputs  = [\"holdout\"]", "files.outputs"),
+        ("no evaluator command", { $0.replacingOccurrences(of: "command  = [\"python3\", \"prepare.py\"]", with: "") },
+         "[evaluator]", "evaluator.command"),
     ]
 
     func testBadConfigurationExits125BeforeAnythingRuns() throws {
@@ -51,6 +61,8 @@ final class ConfigTests: XCTestCase {
         XCTAssertEqual(try ws.proctorBranches(), [])
         XCTAssertEqual(try ws.git(["rev-parse", "HEAD"]), head)
         XCTAssertEqual(processes(containing: ws.tag), [])
+        XCTAssertEqual(ws.read("holdout/target.txt"), "0.7\n", "the hidden files are still there")
+        XCTAssertNotNil(ws.read("prepare.py"))
     }
 
     /// `proctor init --template` with a bad proctor.toml: 125 naming file, line and key; no commit.
