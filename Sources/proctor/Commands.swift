@@ -147,8 +147,8 @@ struct Report: ParsableCommand {
 }
 
 /// Runs the research loop (`proctor run`, or `proctor session` when `session` is the agent's command).
-/// Exits 125 when nothing could start (bad configuration, no repository, the lock held), 1 when the
-/// run failed on the way.
+/// Exits 125 when nothing could start (bad configuration, no repository, the lock held, a dirty tree,
+/// nothing to resume), 1 when the run failed on the way.
 func driveLoop(workspace: String, options: RunOptions, agent: String?, session: [String]?) -> RunSummary {
     let env: SandboxEnvironment
     do { env = try SandboxEnvironment.load(workspace: workspace) } catch { fail(error, status: 125) }
@@ -163,6 +163,8 @@ func driveLoop(workspace: String, options: RunOptions, agent: String?, session: 
         return try runner.run()
     } catch let busy as ExperimentLock.Busy {
         fail(busy, status: 125)
+    } catch let refused as StartRefused {
+        fail(refused, status: 125)
     } catch {
         fail(error, status: 1)
     }

@@ -1,0 +1,84 @@
+import Foundation
+import ProctorTestSupport
+import XCTest
+
+/// A `proctor run` that cannot start (a dirty tree, nothing or nothing readable to resume, a branch that is
+/// gone, an `--agent` the configuration cannot serve) is bad input: exit 125, one line naming what to fix,
+/// and nothing half-done: no ledger, no branch, no commit, HEAD and the tree untouched, the lock free.
+final class StartTests: XCTestCase {
+    /// The ledger files a refused start must not create.
+    static func assertNoLedger(_ ws: LoopWorkspace, file: StaticString = #filePath, line: UInt = #line) {
+        for name in ["results.tsv", "runs.jsonl"] {
+            XCTAssertFalse(FileManager.default.fileExists(atPath: ws.path(".proctor/" + name)), "\(name) was created",
+                           file: file, line: line)
+        }
+    }
+
+    static func assertRefused(_ result: ChildOutcome, mentioning text: String, file: StaticString = #filePath, line: UInt = #line) {
+        XCTAssertEqual(result.status, 125, result.text, file: file, line: line)
+        XCTAssertTrue(result.stderr.contains(text), "expected \(text) in \(result.stderr)", file: file, line: line)
+        XCTAssertEqual(result.stderr.split(separator: "\n").count, 1, "one line: \(result.stderr)", file: file, line: line)
+    }
+
+    func testDirtyTreeIsRefusedWith125AndLeavesNothing() throws {
+        let ws = try LoopWorkspace()
+        let head = try ws.git(["rev-parse", "HEAD"])
+        try ws.write("train.py", ws.read("train.py")! + "# my own edit\n")
+        let result = try ws.run(["--iterations", "1"])
+        StartTests.assertRefused(result, mentioning: "train.py")
+        StartTests.assertNoLedger(ws)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: ws.path(".proctor/state.json")))
+        XCTAssertEqual(try ws.proctorBranches(), [])
+        XCTAssertEqual(try ws.git(["rev-parse", "HEAD"]), head)
+        XCTAssertEqual(try ws.git(["symbolic-ref", "--short", "HEAD"]), "main")
+        XCTAssertTrue(ws.read("train.py")!.hasSuffix("# my own edit\n"), "the user's edit is kept")
+        XCTAssertTrue(try ws.proctor(["status", "--workspace", ws.root]).stdout.contains("lock: free"))
+    }
+
+    func testResumeWithNothingToResumeIsRefusedWith125() throws {
+        let ws = try LoopWorkspace()
+        StartTests.assertRefused(try ws.run(["--resume", "--iterations", "1"]), mentioning: "nothing to resume")
+        StartTests.assertNoLedger(ws)
+        XCTAssertEqual(try ws.proctorBranches(), [])
+    }
+
+    /// A state.json that does not parse (another tool's, or truncated by hand) is named as such, not
+    /// reported as missing, and nothing is written.
+    func testResumeWithACorruptStateNamesTheFile() throws {
+        let ws = try LoopWorkspace()
+        try ws.write(".proctor/state.json", "{\"run\": \"x\", \"branch\": ")
+        StartTests.assertRefused(try ws.run(["--resume", "--iterations", "1"]), mentioning: "state.json: not a run state")
+        StartTests.assertNoLedger(ws)
+        XCTAssertEqual(ws.read(".proctor/state.json"), "{\"run\": \"x\", \"branch\": ", "the state is left for the user")
+    }
+
+    /// The user deleted the run's branch between runs: resume refuses and writes no row for the lost run.
+    func testResumeAfterTheBranchWasDeletedIsRefusedWith125() throws {
+        let ws = try LoopWorkspace()
+        let first = try ws.run(["--iterations", "1"])
+        XCTAssertEqual(first.status, 0, first.text)
+        let branch = try XCTUnwrap(ws.branch)
+        let ledger = ws.read(".proctor/results.tsv")
+        let runs = ws.read(".proctor/runs.jsonl")
+        try ws.git(["checkout", "-q", "main"])
+        try ws.git(["branch", "-D", branch])
+        StartTests.assertRefused(try ws.run(["--resume", "--iterations", "1"]), mentioning: "\(branch) is gone")
+        XCTAssertEqual(ws.read(".proctor/results.tsv"), ledger)
+        XCTAssertEqual(ws.read(".proctor/runs.jsonl"), runs)
+        XCTAssertEqual(try ws.git(["symbolic-ref", "--short", "HEAD"]), "main")
+    }
+
+    /// `--agent command` over a proctor.toml without `[agent] command` used to run the baseline and then
+    /// record a crash for every iteration ("no command to run"), exiting 0.
+    func testAgentOverrideWithoutItsConfigurationIsRefused() throws {
+        let ws = try LoopWorkspace()
+        for (kind, key) in [("command", "agent.command"), ("http", "agent.base_url")] {
+            let result = try ws.run(["--iterations", "1", "--agent", kind])
+            StartTests.assertRefused(result, mentioning: key)
+            XCTAssertTrue(result.stderr.contains("proctor.toml"), result.stderr)
+        }
+        StartTests.assertNoLedger(ws)
+        XCTAssertEqual(try ws.proctorBranches(), [])
+        XCTAssertNil(ws.read("outputs/started"), "the baseline never ran")
+    }
+}
