@@ -78,5 +78,38 @@ final class ConfigTests: XCTestCase {
         XCTAssertTrue(result.stderr.contains("trees"), result.stderr)
         let commits = try runChild(["/usr/bin/git", "-C", ws.root, "rev-parse", "--verify", "-q", "HEAD"])
         XCTAssertNotEqual(commits.status, 0, "no commit was made: \(commits.text)")
+        // Nothing half-made: a directory holding the copied proctor.toml would make every later
+        // `proctor init` of it refuse ("already holds a proctor.toml").
+        XCTAssertFalse(FileManager.default.fileExists(atPath: ws.root), "init left \(ws.root) behind")
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: ws.base).sorted(), ["template"])
+        try ws.write("proctor.toml", "") // the user's own directory, with a file in it
+        try FileManager.default.removeItem(atPath: ws.path("proctor.toml"))
+        let again = try ws.proctor(["init", ws.root, "--template", ws.templateDir])
+        XCTAssertEqual(again.status, 125, again.text)
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: ws.root), [], "nothing copied into an existing directory")
+    }
+
+    /// SIGKILL during `proctor init DIR`: DIR is either absent or a whole workspace, never a half-made one
+    /// that every later `proctor init` refuses.
+    func testInitKilledHalfwayLeavesNoHalfMadeWorkspace() throws {
+        let ws = try LoopWorkspace(initialize: false)
+        // A template big enough that copying and committing it takes a while.
+        for i in 0..<400 { try LoopWorkspace.write(ws.templateDir + "/data/f\(i).txt", String(repeating: "x\(i)\n", count: 2000)) }
+        for delay in [0.02, 0.05, 0.1, 0.2] {
+            let output = try CapturedOutput()
+            let child = try startProcess([proctorBinary, "init", ws.root, "--template", ws.templateDir],
+                                         environment: ws.environment, output: output)
+            usleep(useconds_t(delay * 1_000_000))
+            kill(child.processIdentifier, SIGKILL)
+            child.waitUntilExit()
+            if FileManager.default.fileExists(atPath: ws.root) {
+                XCTAssertEqual(try ws.git(["status", "--porcelain"]), "", "killed after \(delay)s: a whole workspace")
+                XCTAssertNotNil(ws.read(".proctor/pins.json"), "killed after \(delay)s: pinned")
+                try FileManager.default.removeItem(atPath: ws.root)
+            }
+        }
+        let result = try ws.proctor(["init", ws.root, "--template", ws.templateDir])
+        XCTAssertEqual(result.status, 0, result.text)
+        XCTAssertEqual(try ws.git(["status", "--porcelain"]), "")
     }
 }
