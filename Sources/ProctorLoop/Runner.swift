@@ -156,8 +156,6 @@ public final class Runner {
         try env.clearOutputs()
         ledger = try Ledger(directory: root + "/.proctor")
         let branch = "proctor/" + runID
-        try repo.createBranch(branch, at: head)
-        try repo.setHead(branch: branch)
         state = RunState(run: runID, branch: branch, baseCommit: head.hex, bestCommit: head.hex, bestScore: .nan,
                          baselineScore: .nan, pins: pins, lastIteration: 0, inProgress: 0)
         try state.save(root)
@@ -167,6 +165,10 @@ public final class Runner {
         guard case .scored(let mean, let evaluations, let seconds, let peak) = baseline.outcome else {
             throw RunError("the baseline did not produce a score (\(baseline.reason)); see \(root)/.proctor/logs/\(runID)")
         }
+        // The branch only once the baseline is scored: a baseline that fails (or a SIGKILL during it,
+        // which has no chance to clean up) leaves HEAD where the user had it and no dead proctor/ branch.
+        try repo.createBranch(branch, at: head)
+        try repo.setHead(branch: branch)
         state.bestScore = mean
         state.baselineScore = mean
         let baselineScores = evaluations.map(\.score)
@@ -185,15 +187,19 @@ public final class Runner {
 
     private func resume() throws {
         var saved = try RunState.loadForResume(root)
-        guard let tip = try repo.branchTip(saved.branch) else {
-            throw StartRefused("the run's branch \(saved.branch) is gone (deleted?); start a new run without --resume")
-        }
         let rows = Ledger.rows(in: root + "/.proctor")
         // The ledger holds every run of this workspace, oldest first, so an iteration number alone does
         // not say whose row it is: iteration `lost` has its row only if that is the ledger's last row and
         // the last record (written just before it) is this run's.
         let lastRecord = Ledger.records(in: root + "/.proctor").last
         let recorded = { (i: Int) in rows.last?.iteration == i && lastRecord?.run == saved.run && lastRecord?.iteration == i }
+        // The branch is made once the baseline is scored, so a run that died in its baseline has none.
+        if saved.inProgress == 0 && !recorded(0) {
+            throw StartRefused("the run died while measuring its baseline; start a new run")
+        }
+        guard let tip = try repo.branchTip(saved.branch) else {
+            throw StartRefused("the run's branch \(saved.branch) is gone (deleted?); start a new run without --resume")
+        }
         if let lost = saved.inProgress, recorded(lost) {
             // Died after the row, before the state: the row is the truth, a kept commit included.
             saved.lastIteration = max(saved.lastIteration, lost)

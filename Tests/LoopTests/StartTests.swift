@@ -81,4 +81,39 @@ final class StartTests: XCTestCase {
         XCTAssertEqual(try ws.proctorBranches(), [])
         XCTAssertNil(ws.read("outputs/started"), "the baseline never ran")
     }
+
+    /// A baseline that fails, or a SIGKILL during it, leaves HEAD on the user's branch and no dead
+    /// `proctor/` branch (they used to pile up, HEAD left on the last one); the next run starts cleanly.
+    func testFailedOrKilledBaselineLeavesNoBranch() throws {
+        var spec = WorkspaceSpec()
+        spec.experimentTimeout = "90s"
+        let ws = try LoopWorkspace(spec)
+        let head = try ws.git(["rev-parse", "HEAD"])
+        let good = try XCTUnwrap(ws.read("train.py"))
+        let commit = { (text: String, message: String) in
+            try ws.write("train.py", text)
+            try ws.git(["-c", "user.name=t", "-c", "user.email=t@example.org", "commit", "-qam", message])
+        }
+        try commit("import sys\nsys.exit(3)\n", "crashing baseline")
+        let failed = try ws.run(["--iterations", "1"])
+        XCTAssertEqual(failed.status, 1, failed.text)
+        XCTAssertTrue(failed.stderr.contains("baseline did not produce a score"), failed.stderr)
+        XCTAssertEqual(try ws.proctorBranches(), [])
+        XCTAssertEqual(try ws.git(["symbolic-ref", "--short", "HEAD"]), "main")
+        XCTAssertEqual(try ws.gitStatus(), "")
+
+        try commit(good.replacingOccurrences(of: "SLEEP = 0\n", with: "SLEEP = 60\n"), "slow baseline")
+        try ResumeTests.killMidExperiment(ws, ["--iterations", "1"])
+        XCTAssertEqual(ws.state?["inProgress"] as? Int, 0)
+        XCTAssertEqual(try ws.proctorBranches(), [])
+        XCTAssertEqual(try ws.git(["symbolic-ref", "--short", "HEAD"]), "main")
+        StartTests.assertRefused(try ws.run(["--resume", "--iterations", "1"]), mentioning: "baseline")
+
+        try ws.git(["reset", "-q", "--hard", head])
+        let run = try ws.run(["--iterations", "1"])
+        XCTAssertEqual(run.status, 0, run.text)
+        XCTAssertEqual(try ws.proctorBranches(), [try XCTUnwrap(ws.branch)])
+        assertLedgerConsistent(ws, iterations: [0, 1])
+        try ResumeTests.assertTreeAndBranchConsistent(ws)
+    }
 }
