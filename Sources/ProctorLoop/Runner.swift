@@ -223,6 +223,24 @@ public final class Runner {
         guard let bestBefore = try? repo.resolve(saved.bestCommit) else {
             throw StartRefused("cannot resolve the run's last kept commit \(saved.bestCommit); start a new run")
         }
+        if tip.hex != saved.bestCommit {
+            // Only the keep commit of the interrupted iteration (one commit on the last kept one, with
+            // this run's trailers) is proctor's to drop. Anything else is the user's doing (a commit on
+            // the branch, a reset): dropping it silently would lose their work, so refuse instead.
+            let info = try repo.commitInfo(tip)
+            let unrecordedKeep = saved.inProgress.map { lost in
+                info.parents.map(\.hex) == [saved.bestCommit]
+                    && info.message.contains("\nproctor-run: \(saved.run)\nproctor-iteration: \(lost)\n")
+            } ?? false
+            guard unrecordedKeep else {
+                throw StartRefused("the run's branch \(saved.branch) moved since the run stopped (tip \(tip.short), last kept \(saved.bestCommit.prefix(12))): `git branch -f \(saved.branch) \(saved.bestCommit.prefix(12))` to continue it, or start a new run")
+            }
+        }
+        if let current = try repo.currentBranch(), current != saved.branch, let head = try repo.head(),
+            !(try repo.loopStatus(against: head, config: config)).isEmpty {
+            // HEAD elsewhere with changes in the tree: the user's work, which the restore below would wipe.
+            throw StartRefused("the working tree has changes on \(current), not on the run's branch \(saved.branch): commit or stash them before --resume")
+        }
         // The start checks passed: from here on the resumed run writes.
         ledger = try Ledger(directory: root + "/.proctor")
         if tip.hex != saved.bestCommit {

@@ -116,4 +116,39 @@ final class StartTests: XCTestCase {
         assertLedgerConsistent(ws, iterations: [0, 1])
         try ResumeTests.assertTreeAndBranchConsistent(ws)
     }
+
+    /// The user committed on the run's branch between runs: resume used to move the branch back to the
+    /// last kept commit and restore the tree, dropping the user's commit with one progress line. It is
+    /// now refused (125), the commit and ledger untouched; moved back by the user, the run continues.
+    func testResumeRefusesABranchTheUserMoved() throws {
+        let ws = try LoopWorkspace()
+        XCTAssertEqual(try ws.run(["--iterations", "1"]).status, 0)
+        let branch = try XCTUnwrap(ws.branch)
+        let kept = try ws.git(["rev-parse", branch])
+        try ws.write("LOG.md", "# notes\nmy own note\n")
+        try ws.git(["-c", "user.name=t", "-c", "user.email=t@example.org", "commit", "-qam", "my note"])
+        let mine = try ws.git(["rev-parse", branch])
+        let ledger = ws.read(".proctor/results.tsv")
+        StartTests.assertRefused(try ws.run(["--resume", "--iterations", "1"]), mentioning: "\(branch) moved")
+        XCTAssertEqual(try ws.git(["rev-parse", branch]), mine, "the user's commit is still the tip")
+        XCTAssertEqual(ws.read("LOG.md"), "# notes\nmy own note\n")
+        XCTAssertEqual(ws.read(".proctor/results.tsv"), ledger)
+
+        try ws.git(["reset", "-q", "--hard", kept])
+        let resumed = try ws.run(["--resume", "--iterations", "1"])
+        XCTAssertEqual(resumed.status, 0, resumed.text)
+        assertLedgerConsistent(ws, iterations: [0, 1, 2])
+    }
+
+    /// HEAD on another branch with uncommitted changes: those are the user's, and the resume's restore
+    /// would wipe them; refused.
+    func testResumeRefusesUncommittedChangesOnAnotherBranch() throws {
+        let ws = try LoopWorkspace()
+        XCTAssertEqual(try ws.run(["--iterations", "1"]).status, 0)
+        try ws.git(["checkout", "-q", "main"])
+        try ws.write("program.md", "my unsaved plan\n")
+        StartTests.assertRefused(try ws.run(["--resume", "--iterations", "1"]), mentioning: "changes on main")
+        XCTAssertEqual(ws.read("program.md"), "my unsaved plan\n")
+        XCTAssertEqual(try ws.git(["symbolic-ref", "--short", "HEAD"]), "main")
+    }
 }
