@@ -242,7 +242,10 @@ public final class Runner {
             throw StartRefused("the working tree has changes on \(current), not on the run's branch \(saved.branch): commit or stash them before --resume")
         }
         // The start checks passed: from here on the resumed run writes.
-        ledger = try Ledger(directory: root + "/.proctor")
+        ledger = try Ledger(directory: root + "/.proctor")  // cuts torn tails first
+        if let lost = saved.inProgress, !recorded(lost) {
+            Ledger.dropRecordWithoutRow(in: root + "/.proctor", run: saved.run, iteration: lost)
+        }
         if tip.hex != saved.bestCommit {
             // Crash between the keep commit and its ledger row: a commit the ledger does not know
             // is not a kept experiment. Move the branch back to the last recorded keep.
