@@ -38,6 +38,12 @@ public struct RunError: Error, CustomStringConvertible {
     public init(_ description: String) { self.description = description }
 }
 
+/// Ctrl-C (SIGINT, SIGTERM) before the run had anything to continue from: `proctor run` exits 130.
+public struct RunInterrupted: Error, CustomStringConvertible {
+    public var description: String
+    public init(_ description: String) { self.description = description }
+}
+
 /// The run refused to start (a dirty tree, nothing to resume, a branch that is gone, ...): bad input,
 /// found before the run wrote a ledger line, made a branch or moved HEAD. `proctor run` exits 125.
 public struct StartRefused: Error, CustomStringConvertible {
@@ -162,6 +168,9 @@ public final class Runner {
         pinned = try materializePins(head)
         progress.line("run \(runID) on branch \(branch); measuring the baseline")
         let baseline = try measure(iteration: 0, seeds: allSeeds, description: "baseline")
+        if Interrupt.requested {
+            throw RunInterrupted("interrupted while measuring the baseline of run \(runID); nothing was recorded: start a new run")
+        }
         guard case .scored(let mean, let evaluations, let seconds, let peak) = baseline.outcome else {
             throw RunError("the baseline did not produce a score (\(baseline.reason)); see \(root)/.proctor/logs/\(runID)")
         }

@@ -165,6 +165,8 @@ func driveLoop(workspace: String, options: RunOptions, agent: String?, session: 
         fail(busy, status: 125)
     } catch let refused as StartRefused {
         fail(refused, status: 125)
+    } catch let interrupted as RunInterrupted {
+        fail(interrupted, status: 130)
     } catch {
         fail(error, status: 1)
     }

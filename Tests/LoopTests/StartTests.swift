@@ -151,4 +151,26 @@ final class StartTests: XCTestCase {
         XCTAssertEqual(ws.read("program.md"), "my unsaved plan\n")
         XCTAssertEqual(try ws.git(["symbolic-ref", "--short", "HEAD"]), "main")
     }
+
+    /// Ctrl-C during the baseline: exit 130 as for any interrupted run (it was 1, "the baseline did not
+    /// produce a score (interrupted)"), the experiment gone, no branch, HEAD and the tree untouched.
+    func testSIGINTDuringTheBaselineExits130() throws {
+        var spec = WorkspaceSpec()
+        spec.train = WorkspaceSpec.defaultTrain.replacingOccurrences(of: "SLEEP = 0\n", with: "SLEEP = 60\n")
+        spec.experimentTimeout = "90s"
+        let ws = try LoopWorkspace(spec)
+        let output = try CapturedOutput()
+        let run = try ws.startRun(["--iterations", "1"], output: output)
+        defer { if run.isRunning { kill(run.processIdentifier, SIGKILL) } }
+        XCTAssertTrue(waitUntil(timeout: 60) { ws.read("outputs/sleeping") != nil }, "\(output.stdout)\(output.stderr)")
+        kill(run.processIdentifier, SIGINT)
+        run.waitUntilExit()
+        XCTAssertEqual(exitStatus(run), 130, output.stderr)
+        XCTAssertTrue(output.stderr.contains("interrupted while measuring the baseline"), output.stderr)
+        XCTAssertTrue(processes(containing: ws.tag).isEmpty)
+        XCTAssertEqual(try ws.proctorBranches(), [])
+        XCTAssertEqual(try ws.git(["symbolic-ref", "--short", "HEAD"]), "main")
+        XCTAssertEqual(try ws.gitStatus(), "")
+        XCTAssertTrue(try ws.proctor(["status", "--workspace", ws.root]).stdout.contains("lock: free"))
+    }
 }
