@@ -18,7 +18,12 @@ public enum Reports {
             lines.append("machine lock: held by \(holder.summary)")
         }
         guard let state = RunState.load(root) else {
-            lines.append("run: none yet (proctor run --workspace \(root))")
+            // A state file that is there but does not decode is not "no run yet": say which it is.
+            if FileManager.default.fileExists(atPath: RunState.path(root)) {
+                lines.append("run: \(RunState.path(root)) is not a run state proctor can read (start a new run without --resume)")
+            } else {
+                lines.append("run: none yet (proctor run --workspace \(root))")
+            }
             return lines
         }
         // The ledger holds every run of the workspace; count this run's iterations (from its records).

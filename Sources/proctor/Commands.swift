@@ -138,7 +138,15 @@ struct Report: ParsableCommand {
         do {
             let html = try Reports.html(workspace: options.workspace)
             let path = out ?? URL(fileURLWithPath: options.workspace).standardizedFileURL.path + "/.proctor/report.html"
-            try Data(html.utf8).write(to: URL(fileURLWithPath: path))
+            // POSIX calls for a one-line reason ("open /x/r.html: No such file or directory"), not
+            // Foundation's NSCocoaErrorDomain dump.
+            let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+            guard fd >= 0 else { throw RunError("--out: open \(path): \(String(cString: strerror(errno)))") }
+            let bytes = Array(html.utf8)
+            let written = write(fd, bytes, bytes.count)
+            let reason = String(cString: strerror(errno))
+            close(fd)
+            guard written == bytes.count else { throw RunError("--out: write \(path): \(written < 0 ? reason : "short write")") }
             print("report: \(path)")
         } catch {
             fail(error, status: 125)

@@ -173,4 +173,15 @@ final class StartTests: XCTestCase {
         XCTAssertEqual(try ws.gitStatus(), "")
         XCTAssertTrue(try ws.proctor(["status", "--workspace", ws.root]).stdout.contains("lock: free"))
     }
+
+    /// `proctor status` over a state.json that does not decode said "run: none yet"; `proctor report
+    /// --out` into a missing directory printed Foundation's NSCocoaErrorDomain dump.
+    func testStatusAndReportNameTheirBadInput() throws {
+        let ws = try LoopWorkspace()
+        try ws.write(".proctor/state.json", "{\"run\": 3")
+        let status = try ws.proctor(["status", "--workspace", ws.root])
+        XCTAssertTrue(status.stdout.contains("state.json is not a run state"), status.stdout)
+        let report = try ws.proctor(["report", "--workspace", ws.root, "--out", ws.base + "/missing/report.html"])
+        StartTests.assertRefused(report, mentioning: "open \(ws.base)/missing/report.html: No such file or directory")
+    }
 }
