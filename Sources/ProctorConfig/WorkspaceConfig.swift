@@ -78,6 +78,8 @@ public struct WorkspaceConfig: Sendable, Equatable {
     /// `[sandbox]`: which preset from `policies/` to start from.
     public struct Sandbox: Sendable, Equatable {
         public var policy: String = "default"
+        /// The line of `policy` in proctor.toml, for an error about a preset that does not exist.
+        public var policyLine: Int? = nil
         /// Extra read-only host paths (e.g. a toolchain outside /usr).
         public var readOnly: [String] = []
         /// Host paths no sandbox phase sees: absolute, or `{site-packages}/REL` for REL in every
@@ -257,6 +259,7 @@ extension WorkspaceConfig {
                 throw reader.error(sandbox.path, "policy", "expected a preset name from policies/, got \"\(value)\"")
             }
             config.sandbox.policy = value
+            config.sandbox.policyLine = reader.line(of: sandbox.path, key: "policy")
         }
         if let value = try sandbox.strings("read_only") { config.sandbox.readOnly = try absolutePaths(value, sandbox, "read_only") }
         if let value = try sandbox.strings("hide") {

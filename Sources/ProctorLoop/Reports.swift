@@ -6,7 +6,7 @@ import ProctorSandbox
 public enum Reports {
     /// Lock holders, the current iteration and the best score, as lines.
     public static func status(workspace: String) throws -> [String] {
-        let config = try WorkspaceConfig.load(workspace: workspace)
+        let config = try SandboxEnvironment.checkedConfig(workspace: workspace)
         let root = config.root
         var lines: [String] = []
         if let holder = ExperimentLock.holder(at: ExperimentLock.workspacePath(root)) {

@@ -129,7 +129,7 @@ public enum WorkspaceSteps {
     /// `proctor check`: the working tree's changes against the last kept commit, validated like an
     /// agent's proposal, plus the locked files against their pins. Returns the problems (empty: ok).
     public static func check(workspace: String) throws -> [String] {
-        let config = try WorkspaceConfig.load(workspace: workspace)
+        let config = try SandboxEnvironment.checkedConfig(workspace: workspace)
         let root = config.root
         let repo = try Repository.workspace(root)
         let base: ObjectID

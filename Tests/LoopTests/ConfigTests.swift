@@ -27,6 +27,8 @@ final class ConfigTests: XCTestCase {
          "outputs  = [\".git/\"]", "files.outputs"),
         ("outputs over the hidden files", { $0.replacingOccurrences(of: "outputs  = [\"outputs/\"]", with: "outputs  = [\"holdout\"]") },
          "outputs  = [\"holdout\"]", "files.outputs"),
+        // A preset that does not exist: named where it was written, not only as policies/NAME.toml.
+        ("unknown policy preset", { $0 + "\n[sandbox]\npolicy = \"nosuch\"\n" }, "policy = \"nosuch\"", "sandbox.policy"),
         ("no evaluator command", { $0.replacingOccurrences(of: "command  = [\"python3\", \"prepare.py\"]", with: "") },
          "[evaluator]", "evaluator.command"),
     ]
