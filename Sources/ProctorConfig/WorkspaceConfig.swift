@@ -111,6 +111,12 @@ extension WorkspaceConfig {
         let root = URL(fileURLWithPath: workspace).standardizedFileURL.path
         let file = root + "/proctor.toml"
         guard let data = FileManager.default.contents(atPath: file) else {
+            // Missing, or there and unreadable (permissions, a directory): different fixes, so say which.
+            var st = stat()
+            if stat(file, &st) == 0 || errno != ENOENT {
+                let reason = (st.st_mode & S_IFMT) == S_IFDIR ? "it is a directory" : String(cString: strerror(access(file, R_OK) == 0 ? EIO : errno))
+                throw ConfigError(file: file, line: nil, key: nil, message: "cannot read the workspace configuration: \(reason)")
+            }
             throw ConfigError(file: file, line: nil, key: nil, message: "cannot read the workspace configuration (is \(root) a proctor workspace? `proctor init` makes one)")
         }
         guard let text = String(data: data, encoding: .utf8) else {

@@ -184,4 +184,14 @@ final class StartTests: XCTestCase {
         let report = try ws.proctor(["report", "--workspace", ws.root, "--out", ws.base + "/missing/report.html"])
         StartTests.assertRefused(report, mentioning: "open \(ws.base)/missing/report.html: No such file or directory")
     }
+
+    /// A proctor.toml that is there but cannot be read is not "is this a proctor workspace?".
+    func testUnreadableConfigurationSaysWhy() throws {
+        let ws = try LoopWorkspace()
+        try FileManager.default.removeItem(atPath: ws.path("proctor.toml"))
+        try FileManager.default.createDirectory(atPath: ws.path("proctor.toml"), withIntermediateDirectories: false)
+        let result = try ws.run(["--iterations", "1"])
+        StartTests.assertRefused(result, mentioning: "proctor.toml: cannot read the workspace configuration: it is a directory")
+        StartTests.assertNoLedger(ws)
+    }
 }
