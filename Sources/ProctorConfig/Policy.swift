@@ -18,13 +18,18 @@ public struct PolicyPreset: Sendable, Equatable {
     public var allowNetwork: Bool
 
     /// Reads `dir/NAME.toml`; unknown keys and bad values are errors naming the file and line.
-    public static func load(name: String, from dir: String) throws -> PolicyPreset {
+    /// A preset that does not exist is an error at `reference` (proctor.toml's file and line of
+    /// `[sandbox] policy`), where the name was written.
+    public static func load(name: String, from dir: String, reference: (file: String, line: Int?)? = nil) throws -> PolicyPreset {
         let file = dir + "/" + name + ".toml"
-        guard let data = FileManager.default.contents(atPath: file), let text = String(data: data, encoding: .utf8) else {
+        guard let data = FileManager.default.contents(atPath: file) else {
             let known = (try? FileManager.default.contentsOfDirectory(atPath: dir))?
                 .filter { $0.hasSuffix(".toml") }.map { String($0.dropLast(5)) }.sorted() ?? []
-            throw ConfigError(file: file, line: nil, key: "sandbox.policy",
-                              message: "no such policy preset \"\(name)\" (known: \(known.joined(separator: ", ")))")
+            throw ConfigError(file: reference?.file ?? file, line: reference?.line, key: "sandbox.policy",
+                              message: "expected a preset from \(dir), got \"\(name)\" (known: \(known.joined(separator: ", ")))")
+        }
+        guard let text = String(data: data, encoding: .utf8) else {
+            throw ConfigError(file: file, line: nil, key: nil, message: "not UTF-8 text")
         }
         let reader = try TOMLReader(file: file, text: text)
         var top = TableReader(reader, [], reader.root)

@@ -78,6 +78,8 @@ public struct WorkspaceConfig: Sendable, Equatable {
     /// `[sandbox]`: which preset from `policies/` to start from.
     public struct Sandbox: Sendable, Equatable {
         public var policy: String = "default"
+        /// The line of `policy` in proctor.toml, for an error about a preset that does not exist.
+        public var policyLine: Int? = nil
         /// Extra read-only host paths (e.g. a toolchain outside /usr).
         public var readOnly: [String] = []
         /// Host paths no sandbox phase sees: absolute, or `{site-packages}/REL` for REL in every
@@ -109,6 +111,12 @@ extension WorkspaceConfig {
         let root = URL(fileURLWithPath: workspace).standardizedFileURL.path
         let file = root + "/proctor.toml"
         guard let data = FileManager.default.contents(atPath: file) else {
+            // Missing, or there and unreadable (permissions, a directory): different fixes, so say which.
+            var st = stat()
+            if stat(file, &st) == 0 || errno != ENOENT {
+                let reason = (st.st_mode & S_IFMT) == S_IFDIR ? "it is a directory" : String(cString: strerror(access(file, R_OK) == 0 ? EIO : errno))
+                throw ConfigError(file: file, line: nil, key: nil, message: "cannot read the workspace configuration: \(reason)")
+            }
             throw ConfigError(file: file, line: nil, key: nil, message: "cannot read the workspace configuration (is \(root) a proctor workspace? `proctor init` makes one)")
         }
         guard let text = String(data: data, encoding: .utf8) else {
@@ -134,7 +142,27 @@ extension WorkspaceConfig {
                 guard !trimmed.isEmpty, !trimmed.contains("*"), !trimmed.contains("?"), !trimmed.contains("[") else {
                     throw reader.error(files.path, "outputs", "expected plain directory names such as \"outputs/\", got \"\(path)\"")
                 }
+                // The outputs are emptied before every experiment and after every revert: a directory
+                // that is (or holds, or lies in) the workspace root, git's or proctor's own state, or a
+                // file the other [files] lists name would be deleted with them (`outputs = ["."]`
+                // wiped the whole workspace, `.git` included, on the first `proctor run`).
+                let segments = trimmed.split(separator: "/", omittingEmptySubsequences: false)
+                guard !segments.contains("."), !segments.contains(""), ![".git", ".proctor"].contains(segments[0]) else {
+                    throw reader.error(files.path, "outputs", "expected a directory of its own below the workspace root (not \".\", \".git\" or \".proctor\"), got \"\(path)\"")
+                }
                 return trimmed
+            }
+            for output in config.files.outputs {
+                let lists = [("editable", config.files.editable), ("notes", config.files.notes),
+                             ("locked", config.files.locked), ("hidden", config.files.hidden)]
+                for (name, patterns) in lists {
+                    for pattern in patterns {
+                        let prefix = Glob(pattern).literalPrefix
+                        guard !prefix.isEmpty, prefix == output || prefix.hasPrefix(output + "/") || output.hasPrefix(prefix + "/")
+                        else { continue }
+                        throw reader.error(files.path, "outputs", "expected a directory apart from the other [files] lists, got \"\(output)\", which overlaps \(name) \"\(pattern)\" (the outputs are emptied before every experiment)")
+                    }
+                }
             }
         }
         try files.finish()
@@ -170,6 +198,10 @@ extension WorkspaceConfig {
             config.evaluator.maximize = value == "maximize"
         }
         try ev.finish()
+        // Without one, the run would create its branch and only then fail the baseline with "no command to run".
+        guard !config.evaluator.command.isEmpty else {
+            throw reader.error(["evaluator"], "command", "expected the evaluator command, e.g. [\"python3\", \"prepare.py\", \"--score\"]")
+        }
 
         var limits = try top.table("limits")
         config.limits.features = try limits.int("features", min: 1)
@@ -233,6 +265,7 @@ extension WorkspaceConfig {
                 throw reader.error(sandbox.path, "policy", "expected a preset name from policies/, got \"\(value)\"")
             }
             config.sandbox.policy = value
+            config.sandbox.policyLine = reader.line(of: sandbox.path, key: "policy")
         }
         if let value = try sandbox.strings("read_only") { config.sandbox.readOnly = try absolutePaths(value, sandbox, "read_only") }
         if let value = try sandbox.strings("hide") {

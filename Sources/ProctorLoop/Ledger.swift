@@ -124,12 +124,37 @@ public final class Ledger: @unchecked Sendable {
         close(runs)
     }
 
-    /// Appends the row and the record (the record first: the row is what readers trust).
+    /// Appends the row and the record (the record first: the row is what readers trust). Both or
+    /// neither: when a write fails (a full disk) or is short, both files are cut back to where they
+    /// were, so a later append never follows a torn line and no record is left without its row.
+    /// (One writer: the run holds the workspace lock.)
     public func append(_ row: LedgerRow, record: RunRecord) throws {
-        try JSONLines.append(record, to: runs, encoder: encoder)
-        try writeLine(results, row.fields.joined(separator: "\t"))
+        let runsSize = lseek(runs, 0, SEEK_END)
+        let resultsSize = lseek(results, 0, SEEK_END)
+        do {
+            try JSONLines.append(record, to: runs, encoder: encoder)
+            try writeLine(results, row.fields.joined(separator: "\t"))
+        } catch {
+            if runsSize >= 0 { ftruncate(runs, runsSize) }
+            if resultsSize >= 0 { ftruncate(results, resultsSize) }
+            throw error
+        }
         fsync(runs)
         fsync(results)
+    }
+
+    /// Cuts the last line of runs.jsonl when it is `run`'s record of `iteration`: the record of an
+    /// iteration whose row never made it (a SIGKILL between the two writes), which resume then records
+    /// again as interrupted. Without this, runs.jsonl would hold two records for the iteration.
+    public static func dropRecordWithoutRow(in directory: String, run: String, iteration: Int) {
+        let path = directory + "/runs.jsonl"
+        guard let data = FileManager.default.contents(atPath: path), data.last == 0x0A else { return }
+        let body = data.dropLast()
+        let start = body.lastIndex(of: 0x0A).map { $0 + 1 } ?? body.startIndex
+        guard let last = try? JSONLines.decoder().decode(RunRecord.self, from: Data(body[start...])),
+            last.run == run, last.iteration == iteration
+        else { return }
+        truncate(path, off_t(start - data.startIndex))
     }
 
     /// Every complete row of the ledger at `directory`.

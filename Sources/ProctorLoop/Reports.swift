@@ -6,7 +6,7 @@ import ProctorSandbox
 public enum Reports {
     /// Lock holders, the current iteration and the best score, as lines.
     public static func status(workspace: String) throws -> [String] {
-        let config = try WorkspaceConfig.load(workspace: workspace)
+        let config = try SandboxEnvironment.checkedConfig(workspace: workspace)
         let root = config.root
         var lines: [String] = []
         if let holder = ExperimentLock.holder(at: ExperimentLock.workspacePath(root)) {
@@ -18,7 +18,12 @@ public enum Reports {
             lines.append("machine lock: held by \(holder.summary)")
         }
         guard let state = RunState.load(root) else {
-            lines.append("run: none yet (proctor run --workspace \(root))")
+            // A state file that is there but does not decode is not "no run yet": say which it is.
+            if FileManager.default.fileExists(atPath: RunState.path(root)) {
+                lines.append("run: \(RunState.path(root)) is not a run state proctor can read (start a new run without --resume)")
+            } else {
+                lines.append("run: none yet (proctor run --workspace \(root))")
+            }
             return lines
         }
         // The ledger holds every run of the workspace; count this run's iterations (from its records).

@@ -28,6 +28,18 @@ public struct RunState: Codable, Sendable {
         return try? JSONLines.decoder().decode(RunState.self, from: data)
     }
 
+    /// The state `--resume` continues from; a missing or unreadable one refuses the start, saying which.
+    static func loadForResume(_ root: String) throws -> RunState {
+        guard let data = FileManager.default.contents(atPath: path(root)) else {
+            throw StartRefused("nothing to resume: no \(path(root)) (start a run without --resume)")
+        }
+        do {
+            return try JSONLines.decoder().decode(RunState.self, from: data)
+        } catch {
+            throw StartRefused("\(path(root)): not a run state proctor can resume (\(error)); start a new run without --resume")
+        }
+    }
+
     public func save(_ root: String) throws {
         try AtomicFile.write(JSONLines.encoder().encode(self), to: RunState.path(root))
     }

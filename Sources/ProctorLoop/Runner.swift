@@ -38,6 +38,19 @@ public struct RunError: Error, CustomStringConvertible {
     public init(_ description: String) { self.description = description }
 }
 
+/// Ctrl-C (SIGINT, SIGTERM) before the run had anything to continue from: `proctor run` exits 130.
+public struct RunInterrupted: Error, CustomStringConvertible {
+    public var description: String
+    public init(_ description: String) { self.description = description }
+}
+
+/// The run refused to start (a dirty tree, nothing to resume, a branch that is gone, ...): bad input,
+/// found before the run wrote a ledger line, made a branch or moved HEAD. `proctor run` exits 125.
+public struct StartRefused: Error, CustomStringConvertible {
+    public var description: String
+    public init(_ description: String) { self.description = description }
+}
+
 /// The research loop: propose → validate the diff → experiment → locked evaluator → gates → keep or revert → record.
 public final class Runner {
     let env: SandboxEnvironment
@@ -48,7 +61,9 @@ public final class Runner {
     let options: RunOptions
     let progress: Progress
     let audit: AuditLog
-    let ledger: Ledger
+    /// Opened (and, the first time, created with its header) only once the run has passed its start
+    /// checks: a run refused at the start leaves no ledger behind.
+    var ledger: Ledger!
     let root: String
     /// What a revert leaves in place: proctor's state and the hidden files (outputs are removed).
     let kept: [String]
@@ -80,8 +95,16 @@ public final class Runner {
         self.options = options
         self.progress = progress
         repo = try Repository.workspace(root)
+        // `--agent` overrides [agent].kind, whose own requirements proctor.toml's parse could not check.
+        if agentKind == "command" && env.config.agent.command.isEmpty {
+            throw ConfigError(file: env.config.file, line: nil, key: "agent.command",
+                              message: "--agent command needs [agent] command = [...] in this file, e.g. [\"claude\", \"-p\", \"{prompt}\"]")
+        }
+        if agentKind == "http" && (env.config.agent.baseURL.isEmpty || env.config.agent.model.isEmpty) {
+            throw ConfigError(file: env.config.file, line: nil, key: env.config.agent.baseURL.isEmpty ? "agent.base_url" : "agent.model",
+                              message: "--agent http needs [agent] base_url and model in this file")
+        }
         audit = try AuditLog(path: root + "/.proctor/audit.jsonl")
-        ledger = try Ledger(directory: root + "/.proctor")
         kept = [".proctor/"] + env.config.hiddenPrefixes
     }
 
@@ -89,7 +112,7 @@ public final class Runner {
     public func run() throws -> RunSummary {
         Interrupt.install()
         try ensureIgnored()
-        let runID = options.resume ? (RunState.load(root)?.run ?? "") : RunID.make()
+        let runID = try options.resume ? RunState.loadForResume(root).run : RunID.make()
         if sessionCommand == nil {
             agent = try AgentFactory.make(kind: agentName, env: env, audit: audit, run: runID, meter: meter)
         }
@@ -123,8 +146,7 @@ public final class Runner {
     // MARK: - Start and resume
 
     private func start(_ runID: String) throws {
-        guard let head = try repo.head() else { throw RunError("the workspace repository has no commit; run `proctor init` first") }
-        try env.clearOutputs()
+        guard let head = try repo.head() else { throw StartRefused("the workspace repository has no commit; run `proctor init` first") }
         let dirty = try repo.loopStatus(against: head, config: config)
         if !dirty.isEmpty {
             // A locked file changed in the working tree is a tamper attempt, whoever made it.
@@ -133,21 +155,29 @@ public final class Runner {
                 audit.append(AuditRecord(run: "start", iteration: nil, phase: "validate", kind: "tamper", decision: "rejected",
                                          path: absolute(path), rule: "locked", detail: "differs from the committed, pinned file"))
             }
-            throw RunError("the working tree differs from HEAD (\(dirty.prefix(5).map(\.path).joined(separator: ", "))): commit or remove the changes before `proctor run`")
+            throw StartRefused("the working tree differs from HEAD (\(dirty.prefix(5).map(\.path).joined(separator: ", "))): commit or remove the changes before `proctor run`")
         }
         let pins = try pinLockedFiles(at: head)
+        // The start checks passed: from here on the run writes.
+        try env.clearOutputs()
+        ledger = try Ledger(directory: root + "/.proctor")
         let branch = "proctor/" + runID
-        try repo.createBranch(branch, at: head)
-        try repo.setHead(branch: branch)
         state = RunState(run: runID, branch: branch, baseCommit: head.hex, bestCommit: head.hex, bestScore: .nan,
                          baselineScore: .nan, pins: pins, lastIteration: 0, inProgress: 0)
         try state.save(root)
         pinned = try materializePins(head)
         progress.line("run \(runID) on branch \(branch); measuring the baseline")
         let baseline = try measure(iteration: 0, seeds: allSeeds, description: "baseline")
+        if Interrupt.requested {
+            throw RunInterrupted("interrupted while measuring the baseline of run \(runID); nothing was recorded: start a new run")
+        }
         guard case .scored(let mean, let evaluations, let seconds, let peak) = baseline.outcome else {
             throw RunError("the baseline did not produce a score (\(baseline.reason)); see \(root)/.proctor/logs/\(runID)")
         }
+        // The branch only once the baseline is scored: a baseline that fails (or a SIGKILL during it,
+        // which has no chance to clean up) leaves HEAD where the user had it and no dead proctor/ branch.
+        try repo.createBranch(branch, at: head)
+        try repo.setHead(branch: branch)
         state.bestScore = mean
         state.baselineScore = mean
         let baselineScores = evaluations.map(\.score)
@@ -165,14 +195,20 @@ public final class Runner {
     }
 
     private func resume() throws {
-        guard var saved = RunState.load(root) else { throw RunError("nothing to resume: no \(RunState.path(root))") }
-        guard let tip = try repo.branchTip(saved.branch) else { throw RunError("the run's branch \(saved.branch) is gone") }
+        var saved = try RunState.loadForResume(root)
         let rows = Ledger.rows(in: root + "/.proctor")
         // The ledger holds every run of this workspace, oldest first, so an iteration number alone does
         // not say whose row it is: iteration `lost` has its row only if that is the ledger's last row and
         // the last record (written just before it) is this run's.
         let lastRecord = Ledger.records(in: root + "/.proctor").last
         let recorded = { (i: Int) in rows.last?.iteration == i && lastRecord?.run == saved.run && lastRecord?.iteration == i }
+        // The branch is made once the baseline is scored, so a run that died in its baseline has none.
+        if saved.inProgress == 0 && !recorded(0) {
+            throw StartRefused("the run died while measuring its baseline; start a new run")
+        }
+        guard let tip = try repo.branchTip(saved.branch) else {
+            throw StartRefused("the run's branch \(saved.branch) is gone (deleted?); start a new run without --resume")
+        }
         if let lost = saved.inProgress, recorded(lost) {
             // Died after the row, before the state: the row is the truth, a kept commit included.
             saved.lastIteration = max(saved.lastIteration, lost)
@@ -191,13 +227,38 @@ public final class Runner {
         }
         // A run without a measured baseline has no best score to continue from.
         if saved.inProgress == 0 || saved.bestScore.isNaN {
-            throw RunError("the run died while measuring its baseline; start a new run")
+            throw StartRefused("the run died while measuring its baseline; start a new run")
+        }
+        guard let bestBefore = try? repo.resolve(saved.bestCommit) else {
+            throw StartRefused("cannot resolve the run's last kept commit \(saved.bestCommit); start a new run")
+        }
+        if tip.hex != saved.bestCommit {
+            // Only the keep commit of the interrupted iteration (one commit on the last kept one, with
+            // this run's trailers) is proctor's to drop. Anything else is the user's doing (a commit on
+            // the branch, a reset): dropping it silently would lose their work, so refuse instead.
+            let info = try repo.commitInfo(tip)
+            let unrecordedKeep = saved.inProgress.map { lost in
+                info.parents.map(\.hex) == [saved.bestCommit]
+                    && info.message.contains("\nproctor-run: \(saved.run)\nproctor-iteration: \(lost)\n")
+            } ?? false
+            guard unrecordedKeep else {
+                throw StartRefused("the run's branch \(saved.branch) moved since the run stopped (tip \(tip.short), last kept \(saved.bestCommit.prefix(12))): `git branch -f \(saved.branch) \(saved.bestCommit.prefix(12))` to continue it, or start a new run")
+            }
+        }
+        if let current = try repo.currentBranch(), current != saved.branch, let head = try repo.head(),
+            !(try repo.loopStatus(against: head, config: config)).isEmpty {
+            // HEAD elsewhere with changes in the tree: the user's work, which the restore below would wipe.
+            throw StartRefused("the working tree has changes on \(current), not on the run's branch \(saved.branch): commit or stash them before --resume")
+        }
+        // The start checks passed: from here on the resumed run writes.
+        ledger = try Ledger(directory: root + "/.proctor")  // cuts torn tails first
+        if let lost = saved.inProgress, !recorded(lost) {
+            Ledger.dropRecordWithoutRow(in: root + "/.proctor", run: saved.run, iteration: lost)
         }
         if tip.hex != saved.bestCommit {
             // Crash between the keep commit and its ledger row: a commit the ledger does not know
             // is not a kept experiment. Move the branch back to the last recorded keep.
-            guard let best = try? repo.resolve(saved.bestCommit) else { throw RunError("cannot resolve \(saved.bestCommit)") }
-            try repo.createBranch(saved.branch, at: best, force: true)
+            try repo.createBranch(saved.branch, at: bestBefore, force: true)
             progress.line("resume: dropped unrecorded commit \(tip.short) from \(saved.branch)")
         }
         try repo.setHead(branch: saved.branch)
@@ -561,7 +622,7 @@ public final class Runner {
                     audit.append(AuditRecord(run: "start", iteration: nil, phase: "validate", kind: "tamper", decision: "rejected",
                                              path: absolute(path), rule: "locked", detail: "differs from the pin taken at proctor init"))
                 }
-                throw RunError("locked files differ from their pins taken at `proctor init`: \(changed.joined(separator: ", ")). If you changed them on purpose, run `proctor init --repin`.")
+                throw StartRefused("locked files differ from their pins taken at `proctor init`: \(changed.joined(separator: ", ")). If you changed them on purpose, run `proctor init --repin`.")
             }
         }
         return pins
@@ -571,7 +632,7 @@ public final class Runner {
     func hashLockedFiles(at commit: ObjectID) throws -> [String: String] {
         let pins = try WorkspaceSteps.lockedHashes(config, repo: repo, commit: commit)
         if pins.isEmpty && !config.files.locked.isEmpty {
-            throw RunError("no file matches [files].locked \(config.files.locked); the evaluator must be locked")
+            throw StartRefused("no file matches [files].locked \(config.files.locked); the evaluator must be locked")
         }
         return pins
     }

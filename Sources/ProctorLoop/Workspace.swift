@@ -22,7 +22,28 @@ public enum WorkspaceSteps {
             throw RunError("\(root) already holds a proctor.toml; use `proctor init --repin` to re-pin its locked files")
         }
         let source = try templatePath(template)
-        try fm.createDirectory(atPath: root, withIntermediateDirectories: true)
+        // A bad template is refused before anything is made (its own proctor.toml is the file to fix).
+        _ = try WorkspaceConfig.load(workspace: source)
+        // A new directory is made under a temporary name and renamed into place once committed and
+        // pinned: a failure or a SIGKILL half-way leaves no half-made workspace at `dir` (whose
+        // proctor.toml would then make every later `proctor init` refuse it).
+        if !fm.fileExists(atPath: root) {
+            let parent = (root as NSString).deletingLastPathComponent
+            try fm.createDirectory(atPath: parent, withIntermediateDirectories: true)
+            let staging = parent + "/." + (root as NSString).lastPathComponent + ".proctor-init-\(getpid())"
+            _ = try? fm.removeItem(atPath: staging)
+            try fm.createDirectory(atPath: staging, withIntermediateDirectories: false)
+            do {
+                let notes = try initialize(dir: staging, template: source, repin: false)
+                guard rename(staging, root) == 0 else {
+                    throw RunError("rename \(staging) to \(root): \(String(cString: strerror(errno)))")
+                }
+                return notes.map { $0.replacingOccurrences(of: staging, with: root) }
+            } catch {
+                _ = try? fm.removeItem(atPath: staging)
+                throw error
+            }
+        }
         try copyTree(from: source, to: root)
         let repo: Repository
         if fm.fileExists(atPath: root + "/.git") {
@@ -108,7 +129,7 @@ public enum WorkspaceSteps {
     /// `proctor check`: the working tree's changes against the last kept commit, validated like an
     /// agent's proposal, plus the locked files against their pins. Returns the problems (empty: ok).
     public static func check(workspace: String) throws -> [String] {
-        let config = try WorkspaceConfig.load(workspace: workspace)
+        let config = try SandboxEnvironment.checkedConfig(workspace: workspace)
         let root = config.root
         let repo = try Repository.workspace(root)
         let base: ObjectID

@@ -16,11 +16,23 @@ public struct SandboxEnvironment: Sendable {
     /// Reads `proctor.toml` and its preset and finds the launcher; every failure names its cause.
     public static func load(workspace: String) throws -> SandboxEnvironment {
         let config = try WorkspaceConfig.load(workspace: workspace)
+        return SandboxEnvironment(config: config, preset: try preset(of: config), launcher: try Launcher.locate())
+    }
+
+    /// `proctor.toml` with its policy preset checked too, for the commands that launch nothing
+    /// (`check`, `status`): a bad preset is the same error, file, line and key, as for `run`.
+    public static func checkedConfig(workspace: String) throws -> WorkspaceConfig {
+        let config = try WorkspaceConfig.load(workspace: workspace)
+        _ = try preset(of: config)
+        return config
+    }
+
+    static func preset(of config: WorkspaceConfig) throws -> PolicyPreset {
         guard let policies = BundledData.policies else {
             throw PlanError(description: "cannot find proctor's policies/ folder (set PROCTOR_HOME to the directory holding it)")
         }
-        let preset = try PolicyPreset.load(name: config.sandbox.policy, from: policies)
-        return SandboxEnvironment(config: config, preset: preset, launcher: try Launcher.locate())
+        return try PolicyPreset.load(name: config.sandbox.policy, from: policies,
+                                     reference: (config.file, config.sandbox.policyLine))
     }
 
     /// Takes the workspace lock, then the machine lock; a busy lock is audited and thrown.

@@ -138,7 +138,15 @@ struct Report: ParsableCommand {
         do {
             let html = try Reports.html(workspace: options.workspace)
             let path = out ?? URL(fileURLWithPath: options.workspace).standardizedFileURL.path + "/.proctor/report.html"
-            try Data(html.utf8).write(to: URL(fileURLWithPath: path))
+            // POSIX calls for a one-line reason ("open /x/r.html: No such file or directory"), not
+            // Foundation's NSCocoaErrorDomain dump.
+            let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+            guard fd >= 0 else { throw RunError("--out: open \(path): \(String(cString: strerror(errno)))") }
+            let bytes = Array(html.utf8)
+            let written = write(fd, bytes, bytes.count)
+            let reason = String(cString: strerror(errno))
+            close(fd)
+            guard written == bytes.count else { throw RunError("--out: write \(path): \(written < 0 ? reason : "short write")") }
             print("report: \(path)")
         } catch {
             fail(error, status: 125)
@@ -147,8 +155,8 @@ struct Report: ParsableCommand {
 }
 
 /// Runs the research loop (`proctor run`, or `proctor session` when `session` is the agent's command).
-/// Exits 125 when nothing could start (bad configuration, no repository, the lock held), 1 when the
-/// run failed on the way.
+/// Exits 125 when nothing could start (bad configuration, no repository, the lock held, a dirty tree,
+/// nothing to resume), 1 when the run failed on the way.
 func driveLoop(workspace: String, options: RunOptions, agent: String?, session: [String]?) -> RunSummary {
     let env: SandboxEnvironment
     do { env = try SandboxEnvironment.load(workspace: workspace) } catch { fail(error, status: 125) }
@@ -163,6 +171,10 @@ func driveLoop(workspace: String, options: RunOptions, agent: String?, session: 
         return try runner.run()
     } catch let busy as ExperimentLock.Busy {
         fail(busy, status: 125)
+    } catch let refused as StartRefused {
+        fail(refused, status: 125)
+    } catch let interrupted as RunInterrupted {
+        fail(interrupted, status: 130)
     } catch {
         fail(error, status: 1)
     }

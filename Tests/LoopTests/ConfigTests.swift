@@ -19,6 +19,18 @@ final class ConfigTests: XCTestCase {
          "direction = \"up\"", "direction"),
         ("unknown agent kind", { $0 + "\n[agent]\nkind = \"oracle\"\n" }, "kind = \"oracle\"", "kind"),
         ("unknown section", { $0 + "\n[experimnt]\nseeds = [1]\n" }, "[experimnt]", "experimnt"),
+        // The outputs are emptied before each experiment: the root, .git or a locked file's directory
+        // as the outputs used to delete the workspace (its repository included) on the first run.
+        ("outputs at the root", { $0.replacingOccurrences(of: "outputs  = [\"outputs/\"]", with: "outputs  = [\".\"]") },
+         "outputs  = [\".\"]", "files.outputs"),
+        ("outputs in .git", { $0.replacingOccurrences(of: "outputs  = [\"outputs/\"]", with: "outputs  = [\".git/\"]") },
+         "outputs  = [\".git/\"]", "files.outputs"),
+        ("outputs over the hidden files", { $0.replacingOccurrences(of: "outputs  = [\"outputs/\"]", with: "outputs  = [\"holdout\"]") },
+         "outputs  = [\"holdout\"]", "files.outputs"),
+        // A preset that does not exist: named where it was written, not only as policies/NAME.toml.
+        ("unknown policy preset", { $0 + "\n[sandbox]\npolicy = \"nosuch\"\n" }, "policy = \"nosuch\"", "sandbox.policy"),
+        ("no evaluator command", { $0.replacingOccurrences(of: "command  = [\"python3\", \"prepare.py\"]", with: "") },
+         "[evaluator]", "evaluator.command"),
     ]
 
     func testBadConfigurationExits125BeforeAnythingRuns() throws {
@@ -51,6 +63,8 @@ final class ConfigTests: XCTestCase {
         XCTAssertEqual(try ws.proctorBranches(), [])
         XCTAssertEqual(try ws.git(["rev-parse", "HEAD"]), head)
         XCTAssertEqual(processes(containing: ws.tag), [])
+        XCTAssertEqual(ws.read("holdout/target.txt"), "0.7\n", "the hidden files are still there")
+        XCTAssertNotNil(ws.read("prepare.py"))
     }
 
     /// `proctor init --template` with a bad proctor.toml: 125 naming file, line and key; no commit.
@@ -66,5 +80,38 @@ final class ConfigTests: XCTestCase {
         XCTAssertTrue(result.stderr.contains("trees"), result.stderr)
         let commits = try runChild(["/usr/bin/git", "-C", ws.root, "rev-parse", "--verify", "-q", "HEAD"])
         XCTAssertNotEqual(commits.status, 0, "no commit was made: \(commits.text)")
+        // Nothing half-made: a directory holding the copied proctor.toml would make every later
+        // `proctor init` of it refuse ("already holds a proctor.toml").
+        XCTAssertFalse(FileManager.default.fileExists(atPath: ws.root), "init left \(ws.root) behind")
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: ws.base).sorted(), ["template"])
+        try ws.write("proctor.toml", "") // the user's own directory, with a file in it
+        try FileManager.default.removeItem(atPath: ws.path("proctor.toml"))
+        let again = try ws.proctor(["init", ws.root, "--template", ws.templateDir])
+        XCTAssertEqual(again.status, 125, again.text)
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: ws.root), [], "nothing copied into an existing directory")
+    }
+
+    /// SIGKILL during `proctor init DIR`: DIR is either absent or a whole workspace, never a half-made one
+    /// that every later `proctor init` refuses.
+    func testInitKilledHalfwayLeavesNoHalfMadeWorkspace() throws {
+        let ws = try LoopWorkspace(initialize: false)
+        // A template big enough that copying and committing it takes a while.
+        for i in 0..<400 { try LoopWorkspace.write(ws.templateDir + "/data/f\(i).txt", String(repeating: "x\(i)\n", count: 2000)) }
+        for delay in [0.02, 0.05, 0.1, 0.2] {
+            let output = try CapturedOutput()
+            let child = try startProcess([proctorBinary, "init", ws.root, "--template", ws.templateDir],
+                                         environment: ws.environment, output: output)
+            usleep(useconds_t(delay * 1_000_000))
+            kill(child.processIdentifier, SIGKILL)
+            child.waitUntilExit()
+            if FileManager.default.fileExists(atPath: ws.root) {
+                XCTAssertEqual(try ws.git(["status", "--porcelain"]), "", "killed after \(delay)s: a whole workspace")
+                XCTAssertNotNil(ws.read(".proctor/pins.json"), "killed after \(delay)s: pinned")
+                try FileManager.default.removeItem(atPath: ws.root)
+            }
+        }
+        let result = try ws.proctor(["init", ws.root, "--template", ws.templateDir])
+        XCTAssertEqual(result.status, 0, result.text)
+        XCTAssertEqual(try ws.git(["status", "--porcelain"]), "")
     }
 }

@@ -237,6 +237,40 @@ final class ResumeTests: XCTestCase {
         try ResumeTests.assertTreeAndBranchConsistent(ws)
     }
 
+    /// proctor dies between an iteration's record (runs.jsonl, written first) and its row (results.tsv):
+    /// the record without a row is cut on resume, which records the iteration as interrupted, so
+    /// runs.jsonl holds one record per row (it used to hold two for that iteration, a keep and a crash).
+    func testResumeAfterDeathBetweenARecordAndItsRow() throws {
+        var spec = WorkspaceSpec()
+        spec.agentScript = agentPrelude + """
+            case "$i" in
+            1) set_var X 0.5; echo "SUMMARY: X to 0.5" ;;
+            *) set_var X 0.69; echo "SUMMARY: X to 0.69" ;;
+            esac
+            """
+        let ws = try LoopWorkspace(spec)
+        let initCommit = try ws.git(["rev-parse", "HEAD"])
+        XCTAssertEqual(try ws.run(["--iterations", "1"]).status, 0)
+        XCTAssertEqual(ws.row(1)?.status, "keep")
+        // Take back iteration 1's row only, and the state, as if proctor died between the two writes.
+        var lines = ws.read(".proctor/results.tsv")!.split(separator: "\n", omittingEmptySubsequences: false).dropLast()
+        lines.removeLast()
+        try ws.write(".proctor/results.tsv", lines.joined(separator: "\n") + "\n")
+        var state = try XCTUnwrap(ws.state)
+        state["bestCommit"] = initCommit
+        state["bestScore"] = ws.row(0)!.score!
+        state["lastIteration"] = 0
+        state["inProgress"] = 1
+        try JSONSerialization.data(withJSONObject: state).write(to: URL(fileURLWithPath: ws.path(".proctor/state.json")))
+
+        let resumed = try ws.run(["--resume", "--iterations", "1"])
+        XCTAssertEqual(resumed.status, 0, resumed.text)
+        assertLedgerConsistent(ws, iterations: [0, 1, 2])
+        XCTAssertEqual(ws.rows.map(\.status), ["keep", "crash", "keep"])
+        XCTAssertEqual(ws.records.compactMap { $0["status"] as? String }, ["keep", "crash", "keep"])
+        try ResumeTests.assertTreeAndBranchConsistent(ws)
+    }
+
     /// The ledger holds every run of the workspace. A second run killed mid-iteration must resume from its
     /// own rows: the interrupted iteration is recorded and the numbering continues from the second run.
     func testResumeOfASecondRunIgnoresTheFirstRunsRows() throws {

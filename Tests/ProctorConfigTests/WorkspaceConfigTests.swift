@@ -109,6 +109,25 @@ final class WorkspaceConfigTests: XCTestCase {
         }
     }
 
+    /// The outputs are emptied before every experiment: a directory that is the root, git's or proctor's
+    /// state, or that holds (or lies in) files the other lists name is refused, naming the line.
+    func testOutputsMustBeADirectoryOfTheirOwn() throws {
+        for bad in [".", "./", "./.", "a/./b", "a//b", ".git", ".git/", ".proctor/logs", "holdout", "holdout/preds",
+                    "prepare.py", ""] {
+            assertError(full.replacingOccurrences(of: "outputs  = [\"outputs/\"]", with: "outputs  = [\"\(bad)\"]"),
+                        line: 6, key: "files.outputs", contains: "expected")
+        }
+        let config = try parse(full.replacingOccurrences(of: "outputs  = [\"outputs/\"]", with: "outputs  = [\"out/models/\", \"gitout\"]"))
+        XCTAssertEqual(config.files.outputs, ["out/models", "gitout"])
+    }
+
+    func testMissingEvaluatorCommandIsAnError() {
+        assertError(full.replacingOccurrences(of: "command   = [\"python3\", \"prepare.py\", \"--score\"]\n", with: ""),
+                    line: 20, key: "evaluator.command", contains: "evaluator command")
+        assertError(full.replacingOccurrences(of: "[\"python3\", \"prepare.py\", \"--score\"]", with: "[]"),
+                    line: 21, key: "evaluator.command", contains: "evaluator command")
+    }
+
     func testMissingCommandIsAnError() {
         assertError("[files]\neditable = [\"a\"]\n", line: nil, key: "experiment.command", contains: "experiment command")
     }

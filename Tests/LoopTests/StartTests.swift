@@ -1,0 +1,197 @@
+import Foundation
+import ProctorTestSupport
+import XCTest
+
+/// A `proctor run` that cannot start (a dirty tree, nothing or nothing readable to resume, a branch that is
+/// gone, an `--agent` the configuration cannot serve) is bad input: exit 125, one line naming what to fix,
+/// and nothing half-done: no ledger, no branch, no commit, HEAD and the tree untouched, the lock free.
+final class StartTests: XCTestCase {
+    /// The ledger files a refused start must not create.
+    static func assertNoLedger(_ ws: LoopWorkspace, file: StaticString = #filePath, line: UInt = #line) {
+        for name in ["results.tsv", "runs.jsonl"] {
+            XCTAssertFalse(FileManager.default.fileExists(atPath: ws.path(".proctor/" + name)), "\(name) was created",
+                           file: file, line: line)
+        }
+    }
+
+    static func assertRefused(_ result: ChildOutcome, mentioning text: String, file: StaticString = #filePath, line: UInt = #line) {
+        XCTAssertEqual(result.status, 125, result.text, file: file, line: line)
+        XCTAssertTrue(result.stderr.contains(text), "expected \(text) in \(result.stderr)", file: file, line: line)
+        XCTAssertEqual(result.stderr.split(separator: "\n").count, 1, "one line: \(result.stderr)", file: file, line: line)
+    }
+
+    func testDirtyTreeIsRefusedWith125AndLeavesNothing() throws {
+        let ws = try LoopWorkspace()
+        let head = try ws.git(["rev-parse", "HEAD"])
+        try ws.write("train.py", ws.read("train.py")! + "# my own edit\n")
+        let result = try ws.run(["--iterations", "1"])
+        StartTests.assertRefused(result, mentioning: "train.py")
+        StartTests.assertNoLedger(ws)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: ws.path(".proctor/state.json")))
+        XCTAssertEqual(try ws.proctorBranches(), [])
+        XCTAssertEqual(try ws.git(["rev-parse", "HEAD"]), head)
+        XCTAssertEqual(try ws.git(["symbolic-ref", "--short", "HEAD"]), "main")
+        XCTAssertTrue(ws.read("train.py")!.hasSuffix("# my own edit\n"), "the user's edit is kept")
+        XCTAssertTrue(try ws.proctor(["status", "--workspace", ws.root]).stdout.contains("lock: free"))
+    }
+
+    func testResumeWithNothingToResumeIsRefusedWith125() throws {
+        let ws = try LoopWorkspace()
+        StartTests.assertRefused(try ws.run(["--resume", "--iterations", "1"]), mentioning: "nothing to resume")
+        StartTests.assertNoLedger(ws)
+        XCTAssertEqual(try ws.proctorBranches(), [])
+    }
+
+    /// A state.json that does not parse (another tool's, or truncated by hand) is named as such, not
+    /// reported as missing, and nothing is written.
+    func testResumeWithACorruptStateNamesTheFile() throws {
+        let ws = try LoopWorkspace()
+        try ws.write(".proctor/state.json", "{\"run\": \"x\", \"branch\": ")
+        StartTests.assertRefused(try ws.run(["--resume", "--iterations", "1"]), mentioning: "state.json: not a run state")
+        StartTests.assertNoLedger(ws)
+        XCTAssertEqual(ws.read(".proctor/state.json"), "{\"run\": \"x\", \"branch\": ", "the state is left for the user")
+    }
+
+    /// The user deleted the run's branch between runs: resume refuses and writes no row for the lost run.
+    func testResumeAfterTheBranchWasDeletedIsRefusedWith125() throws {
+        let ws = try LoopWorkspace()
+        let first = try ws.run(["--iterations", "1"])
+        XCTAssertEqual(first.status, 0, first.text)
+        let branch = try XCTUnwrap(ws.branch)
+        let ledger = ws.read(".proctor/results.tsv")
+        let runs = ws.read(".proctor/runs.jsonl")
+        try ws.git(["checkout", "-q", "main"])
+        try ws.git(["branch", "-D", branch])
+        StartTests.assertRefused(try ws.run(["--resume", "--iterations", "1"]), mentioning: "\(branch) is gone")
+        XCTAssertEqual(ws.read(".proctor/results.tsv"), ledger)
+        XCTAssertEqual(ws.read(".proctor/runs.jsonl"), runs)
+        XCTAssertEqual(try ws.git(["symbolic-ref", "--short", "HEAD"]), "main")
+    }
+
+    /// `--agent command` over a proctor.toml without `[agent] command` used to run the baseline and then
+    /// record a crash for every iteration ("no command to run"), exiting 0.
+    func testAgentOverrideWithoutItsConfigurationIsRefused() throws {
+        let ws = try LoopWorkspace()
+        for (kind, key) in [("command", "agent.command"), ("http", "agent.base_url")] {
+            let result = try ws.run(["--iterations", "1", "--agent", kind])
+            StartTests.assertRefused(result, mentioning: key)
+            XCTAssertTrue(result.stderr.contains("proctor.toml"), result.stderr)
+        }
+        StartTests.assertNoLedger(ws)
+        XCTAssertEqual(try ws.proctorBranches(), [])
+        XCTAssertNil(ws.read("outputs/started"), "the baseline never ran")
+    }
+
+    /// A baseline that fails, or a SIGKILL during it, leaves HEAD on the user's branch and no dead
+    /// `proctor/` branch (they used to pile up, HEAD left on the last one); the next run starts cleanly.
+    func testFailedOrKilledBaselineLeavesNoBranch() throws {
+        var spec = WorkspaceSpec()
+        spec.experimentTimeout = "90s"
+        let ws = try LoopWorkspace(spec)
+        let head = try ws.git(["rev-parse", "HEAD"])
+        let good = try XCTUnwrap(ws.read("train.py"))
+        let commit = { (text: String, message: String) in
+            try ws.write("train.py", text)
+            try ws.git(["-c", "user.name=t", "-c", "user.email=t@example.org", "commit", "-qam", message])
+        }
+        try commit("import sys\nsys.exit(3)\n", "crashing baseline")
+        let failed = try ws.run(["--iterations", "1"])
+        XCTAssertEqual(failed.status, 1, failed.text)
+        XCTAssertTrue(failed.stderr.contains("baseline did not produce a score"), failed.stderr)
+        XCTAssertEqual(try ws.proctorBranches(), [])
+        XCTAssertEqual(try ws.git(["symbolic-ref", "--short", "HEAD"]), "main")
+        XCTAssertEqual(try ws.gitStatus(), "")
+
+        try commit(good.replacingOccurrences(of: "SLEEP = 0\n", with: "SLEEP = 60\n"), "slow baseline")
+        try ResumeTests.killMidExperiment(ws, ["--iterations", "1"])
+        XCTAssertEqual(ws.state?["inProgress"] as? Int, 0)
+        XCTAssertEqual(try ws.proctorBranches(), [])
+        XCTAssertEqual(try ws.git(["symbolic-ref", "--short", "HEAD"]), "main")
+        StartTests.assertRefused(try ws.run(["--resume", "--iterations", "1"]), mentioning: "baseline")
+
+        try ws.git(["reset", "-q", "--hard", head])
+        let run = try ws.run(["--iterations", "1"])
+        XCTAssertEqual(run.status, 0, run.text)
+        XCTAssertEqual(try ws.proctorBranches(), [try XCTUnwrap(ws.branch)])
+        assertLedgerConsistent(ws, iterations: [0, 1])
+        try ResumeTests.assertTreeAndBranchConsistent(ws)
+    }
+
+    /// The user committed on the run's branch between runs: resume used to move the branch back to the
+    /// last kept commit and restore the tree, dropping the user's commit with one progress line. It is
+    /// now refused (125), the commit and ledger untouched; moved back by the user, the run continues.
+    func testResumeRefusesABranchTheUserMoved() throws {
+        let ws = try LoopWorkspace()
+        XCTAssertEqual(try ws.run(["--iterations", "1"]).status, 0)
+        let branch = try XCTUnwrap(ws.branch)
+        let kept = try ws.git(["rev-parse", branch])
+        try ws.write("LOG.md", "# notes\nmy own note\n")
+        try ws.git(["-c", "user.name=t", "-c", "user.email=t@example.org", "commit", "-qam", "my note"])
+        let mine = try ws.git(["rev-parse", branch])
+        let ledger = ws.read(".proctor/results.tsv")
+        StartTests.assertRefused(try ws.run(["--resume", "--iterations", "1"]), mentioning: "\(branch) moved")
+        XCTAssertEqual(try ws.git(["rev-parse", branch]), mine, "the user's commit is still the tip")
+        XCTAssertEqual(ws.read("LOG.md"), "# notes\nmy own note\n")
+        XCTAssertEqual(ws.read(".proctor/results.tsv"), ledger)
+
+        try ws.git(["reset", "-q", "--hard", kept])
+        let resumed = try ws.run(["--resume", "--iterations", "1"])
+        XCTAssertEqual(resumed.status, 0, resumed.text)
+        assertLedgerConsistent(ws, iterations: [0, 1, 2])
+    }
+
+    /// HEAD on another branch with uncommitted changes: those are the user's, and the resume's restore
+    /// would wipe them; refused.
+    func testResumeRefusesUncommittedChangesOnAnotherBranch() throws {
+        let ws = try LoopWorkspace()
+        XCTAssertEqual(try ws.run(["--iterations", "1"]).status, 0)
+        try ws.git(["checkout", "-q", "main"])
+        try ws.write("program.md", "my unsaved plan\n")
+        StartTests.assertRefused(try ws.run(["--resume", "--iterations", "1"]), mentioning: "changes on main")
+        XCTAssertEqual(ws.read("program.md"), "my unsaved plan\n")
+        XCTAssertEqual(try ws.git(["symbolic-ref", "--short", "HEAD"]), "main")
+    }
+
+    /// Ctrl-C during the baseline: exit 130 as for any interrupted run (it was 1, "the baseline did not
+    /// produce a score (interrupted)"), the experiment gone, no branch, HEAD and the tree untouched.
+    func testSIGINTDuringTheBaselineExits130() throws {
+        var spec = WorkspaceSpec()
+        spec.train = WorkspaceSpec.defaultTrain.replacingOccurrences(of: "SLEEP = 0\n", with: "SLEEP = 60\n")
+        spec.experimentTimeout = "90s"
+        let ws = try LoopWorkspace(spec)
+        let output = try CapturedOutput()
+        let run = try ws.startRun(["--iterations", "1"], output: output)
+        defer { if run.isRunning { kill(run.processIdentifier, SIGKILL) } }
+        XCTAssertTrue(waitUntil(timeout: 60) { ws.read("outputs/sleeping") != nil }, "\(output.stdout)\(output.stderr)")
+        kill(run.processIdentifier, SIGINT)
+        run.waitUntilExit()
+        XCTAssertEqual(exitStatus(run), 130, output.stderr)
+        XCTAssertTrue(output.stderr.contains("interrupted while measuring the baseline"), output.stderr)
+        XCTAssertTrue(processes(containing: ws.tag).isEmpty)
+        XCTAssertEqual(try ws.proctorBranches(), [])
+        XCTAssertEqual(try ws.git(["symbolic-ref", "--short", "HEAD"]), "main")
+        XCTAssertEqual(try ws.gitStatus(), "")
+        XCTAssertTrue(try ws.proctor(["status", "--workspace", ws.root]).stdout.contains("lock: free"))
+    }
+
+    /// `proctor status` over a state.json that does not decode said "run: none yet"; `proctor report
+    /// --out` into a missing directory printed Foundation's NSCocoaErrorDomain dump.
+    func testStatusAndReportNameTheirBadInput() throws {
+        let ws = try LoopWorkspace()
+        try ws.write(".proctor/state.json", "{\"run\": 3")
+        let status = try ws.proctor(["status", "--workspace", ws.root])
+        XCTAssertTrue(status.stdout.contains("state.json is not a run state"), status.stdout)
+        let report = try ws.proctor(["report", "--workspace", ws.root, "--out", ws.base + "/missing/report.html"])
+        StartTests.assertRefused(report, mentioning: "open \(ws.base)/missing/report.html: No such file or directory")
+    }
+
+    /// A proctor.toml that is there but cannot be read is not "is this a proctor workspace?".
+    func testUnreadableConfigurationSaysWhy() throws {
+        let ws = try LoopWorkspace()
+        try FileManager.default.removeItem(atPath: ws.path("proctor.toml"))
+        try FileManager.default.createDirectory(atPath: ws.path("proctor.toml"), withIntermediateDirectories: false)
+        let result = try ws.run(["--iterations", "1"])
+        StartTests.assertRefused(result, mentioning: "proctor.toml: cannot read the workspace configuration: it is a directory")
+        StartTests.assertNoLedger(ws)
+    }
+}
