@@ -388,6 +388,36 @@ int psb_cgroups_v2_fd(struct psb_cgroups *cg)
 
 void psb_cgroups_mark_joined(struct psb_cgroups *cg) { cg->joined = 1; }
 
+/* The processes in the sandbox's cgroup (host pids, a malloc'd array), or -1 without one. */
+int psb_cgroups_procs(const struct psb_cgroups *cg, pid_t **out, size_t *n)
+{
+    if (!cg || !(cg->has_mem || cg->has_pids))
+        return -1;
+    char p[PATH_MAX + 32];
+    snprintf(p, sizeof p, "%s/cgroup.procs", cg->has_mem ? cg->mem : cg->pids);
+    FILE *f = fopen(p, "re");
+    if (!f)
+        return -1;
+    size_t cap = 64;
+    *n = 0;
+    *out = malloc(cap * sizeof **out);
+    int pid;
+    while (*out && fscanf(f, "%d", &pid) == 1) {
+        if (*n == cap) {
+            pid_t *a = realloc(*out, (cap *= 2) * sizeof **out);
+            if (!a) {
+                free(*out);
+                *out = NULL;
+                break;
+            }
+            *out = a;
+        }
+        (*out)[(*n)++] = (pid_t)pid;
+    }
+    fclose(f);
+    return *out ? 0 : -1;
+}
+
 void psb_cgroups_finish(struct psb_cgroups *cg, long long *peak, int *oom, int *pids_hit)
 {
     *peak = -1;

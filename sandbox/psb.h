@@ -141,6 +141,7 @@ struct psb_cgroups *psb_cgroups_setup_v2(const struct psb_config *cfg);
 struct psb_cgroups *psb_cgroups_setup_v1(const struct psb_config *cfg, struct psb_plan *plan);
 int psb_cgroups_v2_fd(struct psb_cgroups *cg);
 void psb_cgroups_mark_joined(struct psb_cgroups *cg);
+int psb_cgroups_procs(const struct psb_cgroups *cg, pid_t **out, size_t *n);
 int psb_cgroups_attach(struct psb_cgroups *cg, pid_t pid, char *err, size_t errlen);
 void psb_cgroups_finish(struct psb_cgroups *cg, long long *peak, int *oom, int *pids_hit);
 void psb_cgroups_kill_and_remove(struct psb_cgroups *cg);
