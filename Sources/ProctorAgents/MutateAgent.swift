@@ -52,6 +52,31 @@ public struct MutateAgent: Agent {
         let ambiguous = Set(Dictionary(grouping: movable, by: \.name).filter { $0.value.count > 1 }.keys)
         let failures = recentFailures(context.history)
 
+        // The same change just tried and not kept would waste an iteration (a narrow int range
+        // makes repeats likely): draw again, a few times, before settling for a repeat.
+        let tried = Set(context.history.suffix(recentWindow).filter { $0.status != "keep" }.map(\.description))
+        var chosen: [(Knob, String)] = []
+        var description = ""
+        for _ in 0..<8 {
+            chosen = draw(movable, failures: failures, ambiguous: ambiguous, &rng)
+            description = chosen.map { "\($0.0.label(qualified: ambiguous.contains($0.0.name))) \($0.0.literal) -> \($0.1)" }
+                .joined(separator: ", ")
+            if !tried.contains(description) { break }
+        }
+        guard !chosen.isEmpty else { throw AgentError.failed(reason: "could not move any `# mutate:` knob") }
+        for (knob, literal) in chosen {
+            texts[knob.path]?[knob.lineIndex] = knob.line.replacingCharacters(in: knob.valueRange, with: literal)
+        }
+        for path in Set(chosen.map(\.0.path)).sorted() {
+            guard let lines = texts[path] else { continue }
+            try files.replace(path, with: Array(lines.joined(separator: "\n").utf8))
+        }
+        return Proposal(description: description)
+    }
+
+    /// One or two knobs, weighted away from those that recently failed, each with its new literal.
+    private func draw(_ movable: [Knob], failures: [String: Int], ambiguous: Set<String>,
+                      _ rng: inout SplitMix64) -> [(Knob, String)] {
         var candidates = movable
         var chosen: [Knob] = []
         let wanted = movable.count >= 2 && rng.uniform() < 0.35 ? 2 : 1
@@ -72,19 +97,7 @@ public struct MutateAgent: Agent {
             chosen.append(candidates.remove(at: pick))
         }
         chosen.sort { ($0.path, $0.lineIndex) < ($1.path, $1.lineIndex) }
-
-        var changes: [String] = []
-        for knob in chosen {
-            guard let literal = knob.perturbed(&rng) else { continue }
-            texts[knob.path]?[knob.lineIndex] = knob.line.replacingCharacters(in: knob.valueRange, with: literal)
-            changes.append("\(knob.label(qualified: ambiguous.contains(knob.name))) \(knob.literal) -> \(literal)")
-        }
-        guard !changes.isEmpty else { throw AgentError.failed(reason: "could not move any `# mutate:` knob") }
-        for path in Set(chosen.map(\.path)).sorted() {
-            guard let lines = texts[path] else { continue }
-            try files.replace(path, with: Array(lines.joined(separator: "\n").utf8))
-        }
-        return Proposal(description: changes.joined(separator: ", "))
+        return chosen.compactMap { knob in knob.perturbed(&rng).map { (knob, $0) } }
     }
 
     /// How often each knob label appears in recent iterations that were not kept.

@@ -86,6 +86,21 @@ final class MutateAgentTests: XCTestCase {
         XCTAssertGreaterThan(outcomes.count, 10, "different seeds should explore")
     }
 
+    /// The exact change just tried and discarded is not proposed again (for any seed here).
+    func testDoesNotRepeatAChangeThatWasJustDiscarded() throws {
+        for seed in 0..<40 as Range<UInt64> {
+            let (a, b, c) = (try TestWorkspace(), try TestWorkspace(), try TestWorkspace())
+            let first = try MutateAgent().propose(a.context(seed: seed, iteration: 7))
+            let history = [HistoryEntry(iteration: 6, status: "discard", score: 0.8, description: first.description)]
+            let again = try MutateAgent().propose(b.context(seed: seed, iteration: 7, history: history))
+            XCTAssertNotEqual(again.description, first.description, "seed \(seed)")
+            // A kept change is no reason to avoid it.
+            let kept = [HistoryEntry(iteration: 6, status: "keep", score: 0.9, description: first.description)]
+            let same = try MutateAgent().propose(c.context(seed: seed, iteration: 7, history: kept))
+            XCTAssertEqual(same.description, first.description, "seed \(seed)")
+        }
+    }
+
     func testPrefersKnobsThatHaveNotJustFailed() throws {
         let history = (1...6).map {
             HistoryEntry(iteration: $0, status: "discard", score: 0.8, description: "LEARNING_RATE 0.1 -> 0.0\($0)")
