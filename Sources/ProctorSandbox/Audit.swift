@@ -97,13 +97,20 @@ public enum JSONLines {
         return formatter
     }()
 
-    /// Appends one record as one line with one `write(2)`.
+    /// Appends one record as one line with one `write(2)`. A short write (a full disk, a file size
+    /// limit) is cut back off, so the next line does not run on from half a record.
     public static func append<T: Encodable>(_ value: T, to fd: Int32, encoder: JSONEncoder) throws {
         var data = try encoder.encode(value)
         data.append(0x0A)
         try data.withUnsafeBytes { raw in
             let written = write(fd, raw.baseAddress, raw.count)
-            if written != raw.count { throw PlanError(description: "write to the log failed: \(String(cString: strerror(errno)))") }
+            if written == raw.count { return }
+            let reason = written < 0 ? String(cString: strerror(errno)) : "only \(written) of \(raw.count) bytes (disk full?)"
+            if written > 0 {
+                let end = lseek(fd, 0, SEEK_CUR)  // O_APPEND: just past what was written
+                if end >= written { _ = ftruncate(fd, end - off_t(written)) }
+            }
+            throw PlanError(description: "write to the log failed: \(reason)")
         }
     }
 
