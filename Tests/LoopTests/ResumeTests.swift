@@ -122,17 +122,20 @@ final class ResumeTests: XCTestCase {
         XCTAssertTrue(ws.read("train.py")!.contains("X = 0.69 "))
     }
 
+    /// An agent that sets X to 0.5 at iteration 1 and to 0.69 after that.
+    static let xTo05Then069 = agentPrelude + """
+        case "$i" in
+        1) set_var X 0.5; echo "SUMMARY: X to 0.5" ;;
+        *) set_var X 0.69; echo "SUMMARY: X to 0.69" ;;
+        esac
+        """
+
     /// proctor dies after a keep's commit and ledger row but before `.proctor/state.json` is replaced (the
     /// state is written atomically, so it is then exactly the one saved when the iteration began). Resume
     /// must keep the recorded commit: the ledger says it was kept.
     func testResumeAfterDeathBetweenAKeepRowAndTheState() throws {
         var spec = WorkspaceSpec()
-        spec.agentScript = agentPrelude + """
-            case "$i" in
-            1) set_var X 0.5; echo "SUMMARY: X to 0.5" ;;
-            *) set_var X 0.69; echo "SUMMARY: X to 0.69" ;;
-            esac
-            """
+        spec.agentScript = ResumeTests.xTo05Then069
         let ws = try LoopWorkspace(spec)
         let initCommit = try ws.git(["rev-parse", "HEAD"])
         XCTAssertEqual(try ws.run(["--iterations", "1"]).status, 0)
@@ -202,12 +205,7 @@ final class ResumeTests: XCTestCase {
     /// dropped from the branch, the iteration is a crash, and the run continues from the last recorded keep.
     func testResumeAfterDeathBetweenAKeepCommitAndItsRow() throws {
         var spec = WorkspaceSpec()
-        spec.agentScript = agentPrelude + """
-            case "$i" in
-            1) set_var X 0.5; echo "SUMMARY: X to 0.5" ;;
-            *) set_var X 0.69; echo "SUMMARY: X to 0.69" ;;
-            esac
-            """
+        spec.agentScript = ResumeTests.xTo05Then069
         let ws = try LoopWorkspace(spec)
         let initCommit = try ws.git(["rev-parse", "HEAD"])
         XCTAssertEqual(try ws.run(["--iterations", "1"]).status, 0)
@@ -242,12 +240,7 @@ final class ResumeTests: XCTestCase {
     /// runs.jsonl holds one record per row (it used to hold two for that iteration, a keep and a crash).
     func testResumeAfterDeathBetweenARecordAndItsRow() throws {
         var spec = WorkspaceSpec()
-        spec.agentScript = agentPrelude + """
-            case "$i" in
-            1) set_var X 0.5; echo "SUMMARY: X to 0.5" ;;
-            *) set_var X 0.69; echo "SUMMARY: X to 0.69" ;;
-            esac
-            """
+        spec.agentScript = ResumeTests.xTo05Then069
         let ws = try LoopWorkspace(spec)
         let initCommit = try ws.git(["rev-parse", "HEAD"])
         XCTAssertEqual(try ws.run(["--iterations", "1"]).status, 0)
