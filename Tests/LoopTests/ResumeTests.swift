@@ -122,6 +122,16 @@ final class ResumeTests: XCTestCase {
         XCTAssertTrue(ws.read("train.py")!.contains("X = 0.69 "))
     }
 
+    /// Rewrites state.json as it was saved when iteration 1 began: the baseline at `bestCommit` is best.
+    static func rewindState(_ ws: LoopWorkspace, bestCommit: String) throws {
+        var state = try XCTUnwrap(ws.state)
+        state["bestCommit"] = bestCommit
+        state["bestScore"] = ws.row(0)!.score!
+        state["lastIteration"] = 0
+        state["inProgress"] = 1
+        try JSONSerialization.data(withJSONObject: state).write(to: URL(fileURLWithPath: ws.path(".proctor/state.json")))
+    }
+
     /// An agent that sets X to 0.5 at iteration 1 and to 0.69 after that.
     static let xTo05Then069 = agentPrelude + """
         case "$i" in
@@ -144,12 +154,7 @@ final class ResumeTests: XCTestCase {
         XCTAssertNotEqual(kept, initCommit)
 
         // The state as saved when iteration 1 began.
-        var state = try XCTUnwrap(ws.state)
-        state["bestCommit"] = initCommit
-        state["bestScore"] = ws.row(0)!.score!
-        state["lastIteration"] = 0
-        state["inProgress"] = 1
-        try JSONSerialization.data(withJSONObject: state).write(to: URL(fileURLWithPath: ws.path(".proctor/state.json")))
+        try ResumeTests.rewindState(ws, bestCommit: initCommit)
 
         let resumed = try ws.run(["--resume", "--iterations", "1"])
         XCTAssertEqual(resumed.status, 0, resumed.text)
@@ -217,12 +222,7 @@ final class ResumeTests: XCTestCase {
             lines.removeLast()
             try ws.write(file, lines.joined(separator: "\n") + "\n")
         }
-        var state = try XCTUnwrap(ws.state)
-        state["bestCommit"] = initCommit
-        state["bestScore"] = ws.row(0)!.score!
-        state["lastIteration"] = 0
-        state["inProgress"] = 1
-        try JSONSerialization.data(withJSONObject: state).write(to: URL(fileURLWithPath: ws.path(".proctor/state.json")))
+        try ResumeTests.rewindState(ws, bestCommit: initCommit)
         assertLedgerConsistent(ws, iterations: [0])
 
         let resumed = try ws.run(["--resume", "--iterations", "1"])
@@ -249,12 +249,7 @@ final class ResumeTests: XCTestCase {
         var lines = ws.read(".proctor/results.tsv")!.split(separator: "\n", omittingEmptySubsequences: false).dropLast()
         lines.removeLast()
         try ws.write(".proctor/results.tsv", lines.joined(separator: "\n") + "\n")
-        var state = try XCTUnwrap(ws.state)
-        state["bestCommit"] = initCommit
-        state["bestScore"] = ws.row(0)!.score!
-        state["lastIteration"] = 0
-        state["inProgress"] = 1
-        try JSONSerialization.data(withJSONObject: state).write(to: URL(fileURLWithPath: ws.path(".proctor/state.json")))
+        try ResumeTests.rewindState(ws, bestCommit: initCommit)
 
         let resumed = try ws.run(["--resume", "--iterations", "1"])
         XCTAssertEqual(resumed.status, 0, resumed.text)
