@@ -305,7 +305,9 @@ extension LaunchPlan {
     static func hostHides(_ entries: [String], interpreterPrefix: String?, host: HostFacts) -> [String] {
         let placeholder = "{site-packages}/"
         var packageDirs: [String] = []
-        for root in [interpreterPrefix, "/usr", "/usr/local"].compactMap({ $0 }) {
+        // Listing /usr/lib and friends is work done at every launch: only when an entry asks for it.
+        let roots = entries.contains { $0.hasPrefix(placeholder) } ? [interpreterPrefix, "/usr", "/usr/local"] : []
+        for root in roots.compactMap({ $0 }) {
             let lib = (root == "/" ? "" : root) + "/lib"
             var candidates = [lib + "/python3/dist-packages"]
             for name in host.directoryEntries(lib).sorted() where name.hasPrefix("python3.") {

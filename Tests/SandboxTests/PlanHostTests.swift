@@ -54,4 +54,14 @@ final class PlanHostTests: XCTestCase {
         XCTAssertEqual(hides, ["/opt/py/lib/python3.11/site-packages/sklearn/datasets/data",
                                "/usr/lib/python3/dist-packages/sklearn/datasets/data", "/srv/raw"])
     }
+
+    func testNoPackageDirectoryListingWithoutThePlaceholder() {
+        final class Calls: @unchecked Sendable { var listed: [String] = [] }
+        let calls = Calls()
+        let h = HostFacts(environment: [:], exists: { _ in true }, workspaceEntries: { [] },
+                          interpreterPrefix: { _, _ in nil }, directoryEntries: { calls.listed.append($0); return [] })
+        XCTAssertEqual(LaunchPlan.hostHides(["/srv/raw"], interpreterPrefix: "/opt/py", host: h), ["/srv/raw"])
+        XCTAssertEqual(LaunchPlan.hostHides([], interpreterPrefix: "/opt/py", host: h), [])
+        XCTAssertEqual(calls.listed, [], "a launch without {site-packages} lists no directory")
+    }
 }
