@@ -220,3 +220,13 @@ def real_python():
     """The python3 that actually runs (not a pyenv/asdf shim script), so every peer runs the same binary."""
     exe = run_text(["python3", "-I", "-c", "import sys; print(sys.executable)"], cwd="/")
     return exe or shutil.which("python3")
+
+
+def make_template(path, proctor_toml):
+    """A template workspace for `proctor init --template`: the synthetic train.py and prepare.py."""
+    os.makedirs(os.path.join(path, "holdout"))
+    files = {"proctor.toml": proctor_toml, "train.py": TRAIN_PY, "prepare.py": PREPARE_PY,
+             "LOG.md": "# notes\n", "holdout/target.txt": "0.8\n"}
+    for name, text in files.items():
+        with open(os.path.join(path, name), "w") as f:
+            f.write(text)

@@ -57,15 +57,6 @@ print('X %%s -> %%s' %% (m.group(1), y))"""
 IGNORED = ["/outputs/", "/results.tsv", "/run.log"]
 
 
-def make_template(path):
-    os.makedirs(os.path.join(path, "holdout"))
-    files = {"proctor.toml": PROCTOR_TOML, "train.py": B.TRAIN_PY, "prepare.py": B.PREPARE_PY,
-             "LOG.md": "# notes\n", "holdout/target.txt": "0.8\n"}
-    for name, text in files.items():
-        with open(os.path.join(path, name), "w") as f:
-            f.write(text)
-
-
 def git_workspace(template, ws, env):
     """The bash loop's workspace: the same files in a git repository with one commit."""
     shutil.copytree(template, ws)
@@ -167,7 +158,7 @@ def main():
     env["PROCTOR_MACHINE_LOCK"] = os.path.join(tmp, "machine.lock")
     try:
         template = os.path.join(tmp, "template")
-        make_template(template)
+        B.make_template(template, PROCTOR_TOML)
         counter = [0]
         proctor_runs = []  # (workspace, total seconds)
         bash_counts = []

@@ -90,15 +90,6 @@ ABLATIONS = [
 ]
 
 
-def make_template(path):
-    os.makedirs(os.path.join(path, "holdout"))
-    files = {"proctor.toml": PROCTOR_TOML, "train.py": B.TRAIN_PY, "prepare.py": B.PREPARE_PY,
-             "LOG.md": "# notes\n", "holdout/target.txt": "0.8\n"}
-    for name, text in files.items():
-        with open(os.path.join(path, name), "w") as f:
-            f.write(text)
-
-
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("-n", "--runs", type=int, default=int(os.environ.get("SPAWN_N", "200")),
@@ -135,7 +126,7 @@ def main():
     tmp = tempfile.mkdtemp(prefix="proctor-bench-spawn-", dir=os.environ.get("BENCH_TMPDIR", "/var/tmp"))
     try:
         template, ws = os.path.join(tmp, "template"), os.path.join(tmp, "ws")
-        make_template(template)
+        B.make_template(template, PROCTOR_TOML)
         env = dict(os.environ)
         env["PROCTOR_MACHINE_LOCK"] = os.path.join(tmp, "machine.lock")
         init = subprocess.run([proctor, "init", ws, "--template", template], env=env, capture_output=True, text=True)
