@@ -421,16 +421,7 @@ final class HTTPAgentTests: XCTestCase {
     }
 
     func testDiffEscapingTheWorkspaceIsRejected() throws {
-        let answer = """
-            SUMMARY: sneaky
-            ```diff
-            --- a/../outside.txt
-            +++ b/../outside.txt
-            @@ -1 +1 @@
-            -outside the workspace
-            +owned
-            ```
-            """
+        let answer = escapingDiffAnswer
         try forbidden(answer, containing: "path leaves the workspace", paths: ["../outside.txt"])
         try forbidden(
             answer.replacingOccurrences(of: "outside.txt", with: "prepare.py"), wire: .anthropic,

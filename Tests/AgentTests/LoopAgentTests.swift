@@ -187,16 +187,7 @@ final class HTTPLoopTests: XCTestCase {
 
     /// A diff reaching `../outside.txt`: `rejected`, an audit line naming the path, nothing written.
     func testPatchLeavingTheWorkspaceIsRejected() throws {
-        let escape = """
-            SUMMARY: sneaky
-            ```diff
-            --- a/../outside.txt
-            +++ b/../outside.txt
-            @@ -1 +1 @@
-            -outside the workspace
-            +owned
-            ```
-            """
+        let escape = escapingDiffAnswer
         for wire in HTTPAgentProtocol.allCases {
             let (ws, _, _) = try loop(
                 wire, [Self.reply(wire, escape), Self.reply(wire, Self.setX("0.6"))], iterations: 2)

@@ -6,6 +6,19 @@ import XCTest
     import Glibc
 #endif
 
+/// A model's answer whose diff edits `../outside.txt`, a file next to the workspace: every path
+/// check must refuse it.
+let escapingDiffAnswer = """
+    SUMMARY: sneaky
+    ```diff
+    --- a/../outside.txt
+    +++ b/../outside.txt
+    @@ -1 +1 @@
+    -outside the workspace
+    +owned
+    ```
+    """
+
 /// A TOML basic string holding `text` exactly.
 func tomlString(_ text: String) -> String {
     var out = "\""

@@ -20,6 +20,19 @@ final class SessionTests: XCTestCase {
         return try ws.proctor(args + ["--", "sh", "-c", script], deadline: deadline)
     }
 
+    /// Two `proctor experiment` at the same moment, their replies printed as "A: ..." and "B: ...".
+    static let twoAtOnce = """
+        ( proctor experiment "first"; echo "rc=$?" ) > /tmp/a 2>&1 &
+        ( proctor experiment "second"; echo "rc=$?" ) > /tmp/b 2>&1 &
+        wait
+        echo "A: $(tr '\\n' ' ' < /tmp/a)"
+        echo "B: $(tr '\\n' ' ' < /tmp/b)"
+        """
+
+    static func twoAtOnceReplies(_ outcome: ChildOutcome) -> [Substring] {
+        outcome.stdout.split(separator: "\n").filter { $0.hasPrefix("A: ") || $0.hasPrefix("B: ") }
+    }
+
     static let noAgent = "[agent]\nkind = \"mutate\"\ntimeout = \"60s\""
 
     /// Three experiments asked for from inside: each is validated, run, scored and kept or
@@ -83,15 +96,11 @@ final class SessionTests: XCTestCase {
         // The experiment sleeps 3 s so the two requests certainly overlap.
         let script = """
             \(Self.setX("0.6", extra: "import time; time.sleep(3)"))
-            ( proctor experiment "first"; echo "rc=$?" ) > /tmp/a 2>&1 &
-            ( proctor experiment "second"; echo "rc=$?" ) > /tmp/b 2>&1 &
-            wait
-            echo "A: $(tr '\\n' ' ' < /tmp/a)"
-            echo "B: $(tr '\\n' ' ' < /tmp/b)"
+            \(Self.twoAtOnce)
             """
         let outcome = try session(ws, script)
         XCTAssertEqual(outcome.status, 0, ws.describe(outcome))
-        let lines = outcome.stdout.split(separator: "\n").filter { $0.hasPrefix("A: ") || $0.hasPrefix("B: ") }
+        let lines = Self.twoAtOnceReplies(outcome)
         XCTAssertEqual(lines.count, 2, outcome.stdout)
         let refused = lines.filter { $0.contains("refused") }
         let accepted = lines.filter { !$0.contains("refused") }
@@ -243,15 +252,11 @@ final class SessionTests: XCTestCase {
             rm -f /run/proctor/session.sock
             ln -sf /tmp/elsewhere /run/proctor/session.sock
             unset PROCTOR_SESSION_FD
-            ( proctor experiment "first"; echo "rc=$?" ) > /tmp/a 2>&1 &
-            ( proctor experiment "second"; echo "rc=$?" ) > /tmp/b 2>&1 &
-            wait
-            echo "A: $(tr '\\n' ' ' < /tmp/a)"
-            echo "B: $(tr '\\n' ' ' < /tmp/b)"
+            \(Self.twoAtOnce)
             """
         let outcome = try session(ws, script)
         XCTAssertEqual(outcome.status, 0, ws.describe(outcome))
-        let lines = outcome.stdout.split(separator: "\n").filter { $0.hasPrefix("A: ") || $0.hasPrefix("B: ") }
+        let lines = Self.twoAtOnceReplies(outcome)
         XCTAssertEqual(lines.filter { $0.contains("refused") && $0.contains("rc=1") }.count, 1, "\(lines)")
         XCTAssertEqual(lines.filter { $0.contains("iteration 1: keep") && $0.contains("rc=0") }.count, 1, "\(lines)")
         XCTAssertEqual(ws.statuses(), ["keep", "keep"], ws.describe(outcome))
