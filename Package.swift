@@ -27,13 +27,18 @@ let package = Package(
             name: "proctor-sandbox",
             dependencies: ["CSeccomp"],
             path: "sandbox",
-            exclude: ["README.md"],
+            exclude: ["README.md", "link-static.sh"],
             cSettings: [.define("_GNU_SOURCE"), .unsafeFlags(["-Wall", "-Wextra", "-Wno-unused-parameter"])],
             // Plain C: link it without the Swift runtime. SwiftPM links every executable through
             // swiftc, which otherwise adds swiftrt.o and libswiftCore (or, with
             // --static-swift-stdlib, the whole static runtime plus libstdc++): ~1.5 ms of start-up
-            // per sandbox. "Embedded" is how the driver is told to add none of it.
-            linkerSettings: [.unsafeFlags(["-no-static-stdlib", "-enable-experimental-feature", "Embedded"])]
+            // per sandbox. "Embedded" is how the driver is told to add none of it. Then a static
+            // PIE (libc and libseccomp inside; sandbox/link-static.sh says why and how).
+            linkerSettings: [.unsafeFlags([
+                "-no-static-stdlib", "-enable-experimental-feature", "Embedded",
+                "-Xclang-linker", "-static-pie",
+                "-Xclang-linker", "-fuse-ld=\(Context.packageDirectory)/sandbox/link-static.sh",
+            ])]
         ),
 
         .target(

@@ -49,7 +49,7 @@ static void fail(int fd, const char *stage, const char *fmt, const char *arg)
 }
 
 /* One message on a unix socket, with `fd` attached (SCM_RIGHTS) unless it is negative. */
-static int send_with_fd(int sk, const void *data, size_t len, int fd)
+int psb_send_fd(int sk, const void *data, size_t len, int fd)
 {
     char cbuf[CMSG_SPACE(sizeof(int))];
     memset(cbuf, 0, sizeof cbuf);
@@ -65,6 +65,24 @@ static int send_with_fd(int sk, const void *data, size_t len, int fd)
         memcpy(CMSG_DATA(cm), &fd, sizeof fd);
     }
     return sendmsg(sk, &mh, MSG_NOSIGNAL) < 0 ? -1 : 0;
+}
+
+/* Joins the cgroup v1 whose "tasks" file the helper sent on `sk`: a thread moving itself
+ * ("0") takes no threadgroup lock, so no RCU grace period (limits.c). */
+static void join_cgroup(int st, int sk)
+{
+    char c, cbuf[CMSG_SPACE(sizeof(int))];
+    struct iovec iov = {&c, 1};
+    struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf, .msg_controllen = sizeof cbuf};
+    int fd = -1;
+    if (recvmsg(sk, &mh, MSG_CMSG_CLOEXEC) == 1) {
+        struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
+        if (cm && cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_RIGHTS && cm->cmsg_len == CMSG_LEN(sizeof(int)))
+            memcpy(&fd, CMSG_DATA(cm), sizeof fd);
+    }
+    if (fd < 0 || write(fd, "0", 1) != 1)
+        psb_child_fail(st, 0, "cgroups", fd < 0 ? EPROTO : errno, "%s", "join the sandbox's cgroup");
+    close(fd);
 }
 
 /* A new network namespace, lo up if asked; returns an fd for it, or -1 with errno and *what. */
@@ -115,7 +133,7 @@ static void netns_start(const struct psb_config *cfg, struct netns_job *job)
         const char *what;
         int ns = new_netns(job->loopback, &what);
         int e = ns < 0 ? errno : 0;
-        (void)send_with_fd(sv[1], &e, sizeof e, ns);
+        (void)psb_send_fd(sv[1], &e, sizeof e, ns);
         _exit(0);
     }
     close(sv[1]);
@@ -189,7 +207,7 @@ static void send_fd(int sk, int fd)
     struct psb_rec r;
     memset(&r, 0, sizeof r);
     r.kind = PSB_REC_NOTIFYFD;
-    if (send_with_fd(sk, &r, sizeof r, fd) < 0)
+    if (psb_send_fd(sk, &r, sizeof r, fd) < 0)
         psb_child_fail(sk, 1, "seccomp", errno, "send listener fd");
 }
 
@@ -363,12 +381,13 @@ int psb_init_main(void *arg)
     if (cfg->net != PSB_NET_HOST)
         netns_join(st, &netjob);
 
-    /* The helper moves init into the cgroups meanwhile (a cgroup v1 migration waits for an
-     * RCU grace period, 5-15 ms here, so it overlaps the mount work above). The command is
-     * forked only once init is inside: everything it starts is accounted. */
+    /* The helper makes the cgroups meanwhile; init joins them (v1) or is already inside (v2).
+     * The command is forked only once init is inside: everything it starts is accounted. */
     struct psb_go go;
-    if (read_full(ctx->sync_rd, &go, sizeof go) < 0 || go.ninsns == 0 || go.ninsns > BPF_MAXINSNS)
+    if (read_full(ctx->sync_rd, &go, sizeof go) < 0 || go.ninsns == 0 || go.ninsns > BPF_MAXINSNS || go.njoin > 2)
         _exit(125); /* the helper failed or died; it reports */
+    for (uint32_t i = 0; i < go.njoin; i++)
+        join_cgroup(st, ctx->setup_sock);
     static struct sock_filter insns[BPF_MAXINSNS];
     static struct sock_fprog prog;
     if (read_full(ctx->sync_rd, insns, go.ninsns * sizeof *insns) < 0)

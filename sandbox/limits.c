@@ -360,23 +360,40 @@ struct psb_cgroups *psb_cgroups_setup_v1(const struct psb_config *cfg, struct ps
     return cg;
 }
 
-int psb_cgroups_attach(struct psb_cgroups *cg, pid_t pid, char *err, size_t errlen)
+/* Puts init into the cgroups. v1: init joins itself, through "tasks" files opened here and sent
+ * on `sk` (returns how many; init writes "0" to each): moving another task, by pid, takes
+ * cgroup_threadgroup_rwsem for writing, which waits for an RCU grace period (0.1-15 ms here),
+ * while a single thread moving itself needs no such lock. init is single-threaded, so its one
+ * thread is the process. v2 without CLONE_INTO_CGROUP: by pid (returns 0). */
+int psb_cgroups_attach(struct psb_cgroups *cg, pid_t pid, int sk, char *err, size_t errlen)
 {
-    /* v1: init is single-threaded (blocked on the sync pipe), so moving its one thread via
-     * "tasks" moves the process. Writing "cgroup.procs" takes cgroup_threadgroup_rwsem for
-     * writing, which waits for an RCU grace period: 5-8 ms per run here. */
     if (cg->joined)
         return 0;
-    const char *file = cg->version == 1 ? "tasks" : "cgroup.procs";
-    if (cg->has_mem && write_ll(cg->mem, file, pid) < 0) {
-        snprintf(err, errlen, "join %s", cg->mem);
-        return -1;
+    const char *dirs[2] = {cg->has_mem ? cg->mem : NULL,
+                           cg->has_pids && (cg->version == 1 || !cg->has_mem) ? cg->pids : NULL};
+    int sent = 0;
+    for (int i = 0; i < 2; i++) {
+        if (!dirs[i])
+            continue;
+        if (cg->version == 2) {
+            if (write_ll(dirs[i], "cgroup.procs", pid) < 0)
+                return snprintf(err, errlen, "join %s", dirs[i]), -1;
+            continue;
+        }
+        char p[PATH_MAX + 32];
+        snprintf(p, sizeof p, "%s/tasks", dirs[i]);
+        int fd = open(p, O_WRONLY | O_CLOEXEC);
+        if (fd < 0 || psb_send_fd(sk, "j", 1, fd) < 0) {
+            int e = errno;
+            if (fd >= 0)
+                close(fd);
+            errno = e;
+            return snprintf(err, errlen, "join %s", dirs[i]), -1;
+        }
+        close(fd);
+        sent++;
     }
-    if (cg->has_pids && (cg->version == 1 || !cg->has_mem) && write_ll(cg->pids, file, pid) < 0) {
-        snprintf(err, errlen, "join %s", cg->pids);
-        return -1;
-    }
-    return 0;
+    return sent;
 }
 
 int psb_cgroups_v2_fd(struct psb_cgroups *cg)

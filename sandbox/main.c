@@ -770,7 +770,7 @@ int main(int argc, char **argv)
         setup_fail(err, -r, "seccomp");
         setup_error = 1;
         kill(init, SIGKILL);
-    } else if (psb_cgroups_attach(cg, init, err, sizeof err) < 0) {
+    } else if ((r = psb_cgroups_attach(cg, init, sv[0], err, sizeof err)) < 0) {
         if (errno != ESRCH) {
             setup_fail(err, errno, "cgroups");
             setup_error = 1;
@@ -778,6 +778,7 @@ int main(int argc, char **argv)
         kill(init, SIGKILL);
     } else {
         /* At most BPF_MAXINSNS (4096) instructions: 32 KiB, always within the pipe's buffer. */
+        go.njoin = (uint32_t)r;
         go.ninsns = prog->len;
         if (psb_write_all(sync_p[1], &go, sizeof go) < 0 ||
             psb_write_all(sync_p[1], prog->filter, (size_t)prog->len * sizeof *prog->filter) < 0)

@@ -73,6 +73,7 @@ struct psb_plan {
 struct psb_go {
     struct psb_plan plan;
     uint32_t ninsns;
+    uint32_t njoin; /* cgroup v1 "tasks" fds waiting on the setup socket; init joins them itself */
 };
 
 /* Records on the status pipe (init -> helper) and the setup socket (command -> helper). */
@@ -111,6 +112,7 @@ extern int psb_report_fd;
 extern char *psb_wipe_start; /* original argv+environ area, wiped in init */
 extern size_t psb_wipe_len;
 int psb_write_all(int fd, const void *buf, size_t len);
+int psb_send_fd(int sk, const void *data, size_t len, int fd);
 int psb_write_file(const char *path, const char *data);
 long long psb_now_ms(void);
 /* Sends an error record from a child and exits 125 via the helper's reporting. */
@@ -142,7 +144,7 @@ struct psb_cgroups *psb_cgroups_setup_v1(const struct psb_config *cfg, struct ps
 int psb_cgroups_v2_fd(struct psb_cgroups *cg);
 void psb_cgroups_mark_joined(struct psb_cgroups *cg);
 int psb_cgroups_procs(const struct psb_cgroups *cg, pid_t **out, size_t *n);
-int psb_cgroups_attach(struct psb_cgroups *cg, pid_t pid, char *err, size_t errlen);
+int psb_cgroups_attach(struct psb_cgroups *cg, pid_t pid, int sk, char *err, size_t errlen);
 void psb_cgroups_finish(struct psb_cgroups *cg, long long *peak, int *oom, int *pids_hit);
 void psb_cgroups_kill_and_remove(struct psb_cgroups *cg);
 int psb_rlimits_apply(const struct psb_config *cfg, const struct psb_plan *plan, char *err, size_t errlen);

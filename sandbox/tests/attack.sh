@@ -4,7 +4,7 @@
 # table, report lines, exit status). Runs as root and as an unprivileged user.
 #
 #   sandbox/tests/attack.sh            # builds the launcher with gcc into a temp dir
-#   PSB=/path/to/proctor-sandbox sandbox/tests/attack.sh
+#   PSB=/path/to/proctor-sandbox sandbox/tests/attack.sh   (or PROCTOR_SANDBOX=...)
 #
 # Exits non-zero on any failure; the last line is "N passed, M failed".
 set -u
@@ -26,8 +26,10 @@ cleanup() {
 }
 trap cleanup EXIT
 
-if [ -z "${PSB:-}" ]; then
-    gcc -D_GNU_SOURCE -O2 -Wall -Wno-format-truncation "$HERE"/../*.c -lseccomp -o "$T/psb" || { echo "build failed"; echo "0 passed, 1 failed"; exit 1; }
+# The shipped binary when CI names it (.ci/test sets PROCTOR_SANDBOX), else one linked like it.
+PSB=${PSB:-${PROCTOR_SANDBOX:-}}
+if [ -z "$PSB" ]; then
+    gcc -D_GNU_SOURCE -O2 -Wall -Wno-format-truncation -static-pie "$HERE"/../*.c -lseccomp -o "$T/psb" || { echo "build failed"; echo "0 passed, 1 failed"; exit 1; }
     PSB=$T/psb
 fi
 ME=$(id -un)
