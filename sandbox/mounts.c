@@ -268,13 +268,9 @@ static int bind_fd(int src_fd, int dst_fd, const char *dst_path, uint64_t attrs,
     return mount(NULL, dst_path, NULL, fl, NULL);
 }
 
-static int empty_fd = -1; /* an empty file on the root tmpfs, the source of file hides */
-
-static int empty_file_fd(int rootfd)
-{
-    (void)rootfd;
-    return empty_fd;
-}
+/* An empty file and an empty directory on the root tmpfs (unlinked once the tree is built), the
+ * sources of every hide: a bind of them costs less than a new tmpfs per hidden directory. */
+static int empty_fd = -1, empty_dir_fd = -1;
 
 static int mount_tmpfs(int dfd, unsigned long flags, const char *opts)
 {
@@ -284,20 +280,15 @@ static int mount_tmpfs(int dfd, unsigned long flags, const char *opts)
 }
 
 /* Hide the existing node at `name` beneath dirfd (or dirfd itself when name is NULL). */
-static int hide_at(int rootfd, int dfd)
+static int hide_at(int dfd)
 {
     struct stat st;
     if (fstat(dfd, &st) < 0)
         return -1;
-    if (S_ISDIR(st.st_mode))
-        return mount_tmpfs(dfd, MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, "mode=0555,size=4k,nr_inodes=1");
-    int ef = empty_file_fd(rootfd);
-    if (ef < 0)
-        return -1;
     char p[64];
     fdpath(p, sizeof p, dfd);
-    return bind_fd(ef, dfd, p, PSB_MOUNT_ATTR_RDONLY | PSB_MOUNT_ATTR_NOSUID | PSB_MOUNT_ATTR_NODEV |
-                                    PSB_MOUNT_ATTR_NOEXEC, 0);
+    return bind_fd(S_ISDIR(st.st_mode) ? empty_dir_fd : empty_fd, dfd, p,
+                   PSB_MOUNT_ATTR_RDONLY | PSB_MOUNT_ATTR_NOSUID | PSB_MOUNT_ATTR_NODEV | PSB_MOUNT_ATTR_NOEXEC, 0);
 }
 
 static int full_path(char *buf, size_t len, const char *dst)
@@ -405,7 +396,7 @@ static int build_proc(int rootfd, const char *dst, char *err, size_t errlen)
         int t = openat(pfd, hide[i], O_PATH | O_NOFOLLOW | O_CLOEXEC);
         if (t < 0)
             continue;
-        if (hide_at(rootfd, t) < 0)
+        if (hide_at(t) < 0)
             return ERR("mask %s/%s", dst, hide[i]);
         close(t);
     }
@@ -433,10 +424,13 @@ int psb_build_root(const struct psb_config *cfg, char *err, size_t errlen)
         return ERR("open new root %s", base);
     int tmpfd = dup(rootfd);
     int f = openat(tmpfd, ".psb-empty", O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0444);
-    if (f < 0 || tmpfd < 0)
+    if (f < 0 || tmpfd < 0 || mkdirat(tmpfd, ".psb-emptydir", 0555) < 0)
         return ERR("create %s/.psb-empty", base);
     close(f);
     empty_fd = openat(tmpfd, ".psb-empty", O_PATH | O_CLOEXEC);
+    empty_dir_fd = openat(tmpfd, ".psb-emptydir", O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (empty_fd < 0 || empty_dir_fd < 0)
+        return ERR("open %s/.psb-empty", base);
     int root_bound = 0;
 
     for (int i = 0; i < cfg->nops; i++) {
@@ -479,7 +473,7 @@ int psb_build_root(const struct psb_config *cfg, char *err, size_t errlen)
                     continue; /* nothing there to hide */
                 return ERR("open --hide %s", o->dst);
             }
-            if (hide_at(rootfd, dfd) < 0)
+            if (hide_at(dfd) < 0)
                 return ERR("hide %s", o->dst);
             close(dfd);
             break;
@@ -526,6 +520,9 @@ int psb_build_root(const struct psb_config *cfg, char *err, size_t errlen)
         }
     }
     (void)unlinkat(tmpfd, ".psb-empty", 0);
+    (void)unlinkat(tmpfd, ".psb-emptydir", AT_REMOVEDIR);
+    close(empty_fd);
+    close(empty_dir_fd);
     close(tmpfd);
     if (!root_bound && mount(NULL, base, NULL, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV, NULL) < 0)
         return ERR("remount new root read-only");
