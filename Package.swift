@@ -69,7 +69,11 @@ let package = Package(
             dependencies: [
                 "ProctorConfig", "ProctorSandbox", "ProctorGit", "ProctorLoop", "ProctorAgents",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
-            ]
+            ],
+            exclude: ["link-as-needed.sh"],
+            // libcurl (and the ~30 libraries it needs) is loaded only by the HTTP agent, on its first
+            // request (Sources/CCurl/shim.h); this linker drops it from what every start-up loads.
+            linkerSettings: [.unsafeFlags(["-Xclang-linker", "-fuse-ld=\(Context.packageDirectory)/Sources/proctor/link-as-needed.sh"])]
         ),
 
         // Locating the built binaries and running children with captured output, for the test targets.

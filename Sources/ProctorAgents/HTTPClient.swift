@@ -6,10 +6,15 @@ import CCurl
     import Darwin
 #endif
 
-/// `curl_global_init` is not thread-safe and must run once before any easy handle exists. A
-/// global `let` is initialised exactly once, lazily and atomically. Nil when ready, otherwise why
-/// libcurl cannot be used.
+/// libcurl is loaded (`dlopen`) on the first request, so that no other command pays for its
+/// dependencies at start-up; then `curl_global_init`, which is not thread-safe and must run once
+/// before any easy handle exists. A global `let` is initialised exactly once, lazily and
+/// atomically. Nil when ready, otherwise why libcurl cannot be used.
 private let curlLoadFailure: String? = {
+    var message = [CChar](repeating: 0, count: 1024)
+    if proctor_curl_load(&message, message.count) != 0 {
+        return String(decoding: message.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    }
     let code = proctor_curl_global_init()
     return code == CURLE_OK ? nil : "curl_global_init: \(HTTPClient.text(code))"
 }()
