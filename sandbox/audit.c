@@ -180,6 +180,8 @@ static int is_writable(const struct psb_audit *a, const char *p)
     int best = -1;
     size_t bestlen = 0;
     for (int i = 0; i < cfg->nops; i++) {
+        if (cfg->ops[i].kind == PSB_OP_HIDE_SOCKETS)
+            continue; /* mounts nothing over its directory */
         const char *d = cfg->ops[i].dst;
         size_t n = strlen(d);
         if (psb_path_beneath(p, d) && (best < 0 || n >= bestlen)) {

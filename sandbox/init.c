@@ -378,6 +378,15 @@ int psb_init_main(void *arg)
         psb_child_fail(st, 0, "mounts", errno, "%s", err);
     if (psb_build_root(cfg, err, sizeof err) < 0)
         psb_child_fail(st, 0, "mounts", errno, "%s", err);
+    if (psb_socket_scan_cut > 0) {
+        struct psb_rec w;
+        memset(&w, 0, sizeof w);
+        w.kind = PSB_REC_WARN;
+        snprintf(w.stage, sizeof w.stage, "sockets");
+        snprintf(w.msg, sizeof w.msg, "--hide-sockets stopped after %lld entries: unix sockets beyond them stay visible",
+                 psb_socket_scan_cut);
+        (void)psb_write_all(st, &w, sizeof w);
+    }
     if (cfg->net != PSB_NET_HOST)
         netns_join(st, &netjob);
 

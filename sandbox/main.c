@@ -255,10 +255,13 @@ static void parse_args(int argc, char **argv, struct psb_config *c)
             o->kind = !strcmp(a, "--ro") ? PSB_OP_RO : !strcmp(a, "--rw") ? PSB_OP_RW : PSB_OP_RO_TRY;
             o->src = check_path(a, argv[++i]);
             o->dst = check_path(a, argv[++i]);
-        } else if (!strcmp(a, "--hide") || !strcmp(a, "--dev") || !strcmp(a, "--proc")) {
+        } else if (!strcmp(a, "--hide") || !strcmp(a, "--dev") || !strcmp(a, "--proc") || !strcmp(a, "--hide-sockets")) {
             NEED(1);
             struct psb_op *o = new_op(c);
-            o->kind = !strcmp(a, "--hide") ? PSB_OP_HIDE : !strcmp(a, "--dev") ? PSB_OP_DEV : PSB_OP_PROC;
+            o->kind = !strcmp(a, "--hide")           ? PSB_OP_HIDE
+                      : !strcmp(a, "--dev")          ? PSB_OP_DEV
+                      : !strcmp(a, "--hide-sockets") ? PSB_OP_HIDE_SOCKETS
+                                                     : PSB_OP_PROC;
             o->dst = check_path(a, argv[++i]);
         } else if (!strcmp(a, "--symlink")) {
             NEED(2);

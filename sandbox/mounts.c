@@ -13,6 +13,7 @@
  */
 #include "psb.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -296,6 +297,59 @@ static int full_path(char *buf, size_t len, const char *dst)
     return snprintf(buf, len, "%s%s", strcmp(base, "/") ? base : "", dst);
 }
 
+/* Unix sockets beneath a mounted tree are hidden: connect() needs no write access to the
+ * filesystem, so a host process's socket in the workspace (an agent's, a dev server's) stays
+ * connectable through a read-only bind. Neither Landlock (before LANDLOCK_ACCESS_FS_RESOLVE_UNIX)
+ * nor seccomp (the address is behind a pointer) can refuse that connect; an empty file over the
+ * socket can. The walk follows no symlink and stops after PSB_SOCKET_SCAN_MAX entries. */
+#define PSB_SOCKET_SCAN_MAX 200000
+long long psb_socket_scan_cut;
+static long long socket_scan_seen;
+
+static int hide_sockets_in(int dirfd, int depth)
+{
+    int fd = openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0)
+        return 0; /* unreadable: nothing the sandbox could find in it either */
+    DIR *d = fdopendir(fd);
+    if (!d) {
+        close(fd);
+        return 0;
+    }
+    int rc = 0;
+    struct dirent *de;
+    while (rc == 0 && (de = readdir(d))) {
+        if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
+            continue;
+        if (++socket_scan_seen > PSB_SOCKET_SCAN_MAX) {
+            psb_socket_scan_cut = socket_scan_seen - 1;
+            break;
+        }
+        unsigned char type = de->d_type;
+        if (type == DT_UNKNOWN) {
+            struct stat st;
+            if (fstatat(fd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+                continue;
+            type = S_ISDIR(st.st_mode) ? DT_DIR : S_ISSOCK(st.st_mode) ? DT_SOCK : DT_REG;
+        }
+        if (type == DT_SOCK) {
+            int s = openat(fd, de->d_name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+            if (s >= 0) {
+                rc = hide_at(s);
+                close(s);
+            }
+        } else if (type == DT_DIR && depth < 64) {
+            int sub = openat(fd, de->d_name, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+            if (sub >= 0) {
+                rc = hide_sockets_in(sub, depth + 1);
+                close(sub);
+            }
+        }
+    }
+    closedir(d);
+    return rc;
+}
+
 static int build_dev(int rootfd, const char *dst, int want_shm, char *err, size_t errlen)
 {
     int dfd = psb_open_nofollow(rootfd, dst, O_DIRECTORY, 1, 1);
@@ -504,6 +558,15 @@ int psb_build_root(const struct psb_config *cfg, char *err, size_t errlen)
             if (build_proc(rootfd, o->dst, err, errlen) < 0)
                 return -1;
             break;
+        case PSB_OP_HIDE_SOCKETS: {
+            int dfd = psb_open_nofollow(rootfd, o->dst, O_DIRECTORY, 0, 1);
+            if (dfd < 0)
+                continue; /* nothing mounted there */
+            if (hide_sockets_in(dfd, 0) < 0)
+                return ERR("hide sockets beneath %s", o->dst);
+            close(dfd);
+            break;
+        }
         case PSB_OP_SYMLINK: {
             /* On the root tmpfs, which becomes read-only below. */
             char parent[PATH_MAX];

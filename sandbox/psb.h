@@ -19,6 +19,7 @@ enum psb_op_kind {
     PSB_OP_DEV,
     PSB_OP_PROC,
     PSB_OP_SYMLINK,
+    PSB_OP_HIDE_SOCKETS,
 };
 
 struct psb_op {
@@ -124,6 +125,8 @@ int psb_init_main(void *arg);
 
 /* mounts.c */
 int psb_open_sources(const struct psb_config *cfg, char *err, size_t errlen);
+/* Set by psb_build_root when a --hide-sockets walk stopped at its cap (init warns). */
+extern long long psb_socket_scan_cut;
 int psb_build_root(const struct psb_config *cfg, char *err, size_t errlen);
 int psb_open_nofollow(int dirfd, const char *path, int flags, int create, int want_dir);
 

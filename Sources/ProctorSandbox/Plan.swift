@@ -13,6 +13,9 @@ public struct LaunchPlan: Sendable, Equatable {
         case proc(String)
         /// A symlink at `at` whose text is `target` (a merged-/usr alias such as /bin -> usr/bin).
         case symlink(target: String, at: String)
+        /// Every unix socket beneath the directory, as mounted so far, is hidden: a read-only
+        /// mount does not stop connect().
+        case hideSockets(String)
     }
 
     public enum Network: String, Sendable, Equatable {
@@ -62,6 +65,7 @@ public struct LaunchPlan: Sendable, Equatable {
             case .dev(let target): args += ["--dev", target]
             case .proc(let target): args += ["--proc", target]
             case .symlink(let target, let at): args += ["--symlink", target, at]
+            case .hideSockets(let dir): args += ["--hide-sockets", dir]
             }
         }
         args += ["--chdir", workingDirectory, "--net", network.rawValue]
@@ -269,6 +273,9 @@ extension LaunchPlan {
             plan.maxFileSize = config.limits.maxFileBytes
             plan.writable = writable
         }
+        // A host process's unix socket in the workspace (an agent's, a dev server's) would be
+        // connectable through the read-only bind; the launcher hides the ones it finds.
+        plan.mounts.append(.hideSockets(ws))
         plan.nofile = request.preset.nofile
         plan.stdioLimit = request.preset.stdioLimit
         // An extra variable replaces one of the same name: a duplicate in envp is read as the

@@ -408,6 +408,42 @@ final class ExecAttackTests: XCTestCase {
         XCTAssertLessThan(accept(listener, nil, nil), 0, "the host listener received a connection")
     }
 
+    /// A host process's pathname socket in the workspace (an agent's, a dev server's): the
+    /// read-only bind does not stop connect(), so proctor has the launcher hide it.
+    func testHostUnixSocketInTheWorkspaceIsHidden() throws {
+        let ws = try TestWorkspace()
+        let sockPath = ws.path("data/sub/agent.sock")
+        try FileManager.default.createDirectory(atPath: ws.path("data/sub"), withIntermediateDirectories: true)
+        let listener = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+        XCTAssertGreaterThanOrEqual(listener, 0)
+        defer { close(listener) }
+        var addr = sockaddr_un()
+        addr.sun_family = sa_family_t(AF_UNIX)
+        withUnsafeMutableBytes(of: &addr.sun_path) { raw in
+            for (i, byte) in sockPath.utf8.enumerated() where i < raw.count - 1 { raw[i] = byte }
+        }
+        let bound = withUnsafePointer(to: &addr) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(listener, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+        }
+        XCTAssertEqual(bound, 0, String(cString: strerror(errno)))
+        XCTAssertEqual(listen(listener, 4), 0)
+        _ = fcntl(listener, F_SETFL, O_NONBLOCK)
+        let script = """
+            import socket
+            s = socket.socket(socket.AF_UNIX)
+            try: s.connect('\(sockPath)'); s.send(b'leak'); print('CONNECTED')
+            except OSError as e: print('refused', e)
+            """
+        for phase in ["experiment", "agent"] {
+            let out = try ws.exec([python, "-c", script], phase: phase)
+            XCTAssertTrue(out.stdout.contains("refused"), phase + ": " + out.stdout + out.stderr)
+            XCTAssertLessThan(accept(listener, nil, nil), 0, "\(phase): the host socket received a connection")
+        }
+        var st = stat()
+        XCTAssertEqual(lstat(sockPath, &st), 0)
+        XCTAssertEqual(st.st_mode & S_IFMT, S_IFSOCK, "the host's socket is untouched")
+    }
+
     // MARK: Exhausting the machine
 
     func testTimeoutReturns124AndKillsDaemonsThatIgnoreSignals() throws {

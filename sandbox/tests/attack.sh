@@ -270,6 +270,32 @@ if [ -n "$PORT" ]; then
     run -- "$PROBE" unix "@$ABSTRACT"; check "abstract unix socket of the host unreachable" probe_ok
     run -- "$PROBE" unix "$HOSTSOCK"; check "pathname unix socket of the host (not mounted) unreachable" probe_ok
     run --net none -- "$PROBE" tcp "$PORT"; check "--net none: no TCP socket at all" probe_ok
+    # A host process's pathname socket inside a read-only mount: connect() needs no write
+    # access, so only hiding the socket keeps the sandbox out (--hide-sockets, which proctor
+    # passes for the workspace).
+    SW=$T/sockws; WSHITS=$T/wsock.hits
+    mkdir -p "$SW/a/b"
+    "$HPY" - "$SW/a/b/agent.sock" "$WSHITS" <<'EOF' &
+import socket, sys
+p = socket.socket(socket.AF_UNIX); p.bind(sys.argv[1]); p.listen(16)
+while True:
+    c, _ = p.accept()
+    open(sys.argv[2], "a").write("hit\n")
+    c.close()
+EOF
+    SOCK_LISTENER=$!
+    for _ in $(seq 100); do [ -S "$SW/a/b/agent.sock" ] && break; sleep 0.05; done
+    run --ro "$SW" "$SW" -- "$PROBE" unix "$SW/a/b/agent.sock"
+    check "  control: without --hide-sockets a host socket in a read-only mount is connectable" \
+        bash -c "grep -q 'unix-path BAD' '$O' && sleep 0.2 && [ -s '$WSHITS' ]"
+    rm -f "$WSHITS"
+    run --ro "$SW" "$SW" --hide-sockets "$SW" -- "$PROBE" unix "$SW/a/b/agent.sock"
+    check "host unix socket in a read-only mount hidden (--hide-sockets): connect fails, listener gets nothing" \
+        bash -c "grep -q 'unix-path ok' '$O' && sleep 0.2 && [ ! -s '$WSHITS' ]"
+    run --ro "$SW" "$SW" --hide-sockets "$SW" -- sh -c "[ -S '$SW/a/b/agent.sock' ] && echo still-a-socket; rm -f '$SW/a/b/agent.sock'; exit 0"
+    check "  the hidden socket is an empty read-only file that cannot be removed" \
+        bash -c "! grep -q still-a-socket '$O' && [ -S '$SW/a/b/agent.sock' ]"
+    kill "$SOCK_LISTENER" 2>/dev/null
     if needpy "loopback inside"; then
         run -- "$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); s.listen(); c=socket.create_connection(s.getsockname()); print("loopback-ok")'
         check "--net loopback: TCP on the sandbox's own lo works" outhas loopback-ok
