@@ -40,7 +40,7 @@ public struct SandboxEnvironment: Sendable {
         let holder = LockHolder(pid: getpid(), run: run, iteration: iteration, since: Date(), workspace: config.root)
         do {
             let workspace = try ExperimentLock(path: ExperimentLock.workspacePath(config.root), holder: holder, wait: wait)
-            let machine = try ExperimentLock(path: ExperimentLock.machinePath, holder: holder, wait: wait)
+            let machine = try ExperimentLock(path: ExperimentLock.machinePath, holder: holder, wait: wait, shared: true)
             return [workspace, machine]
         } catch let busy as ExperimentLock.Busy {
             audit?.append(AuditRecord(run: run, iteration: iteration, phase: phase.rawValue, kind: "lock",

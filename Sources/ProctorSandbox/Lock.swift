@@ -44,16 +44,19 @@ public final class ExperimentLock: @unchecked Sendable {
         hostEnvironment("PROCTOR_MACHINE_LOCK") ?? "/tmp/proctor-machine.lock"
     }
 
-    /// Takes the lock, failing at once when it is held (or waiting when `wait` is true).
-    public init(path: String, holder: LockHolder, wait: Bool = false) throws {
+    /// Takes the lock, failing at once when it is held (or waiting when `wait` is true). The
+    /// machine lock is shared by every user of the machine (mode 0666); a workspace's is its
+    /// owner's (0644: another user may wait on it, not rewrite its holder).
+    public init(path: String, holder: LockHolder, wait: Bool = false, shared: Bool = false) throws {
         self.path = path
         try? FileManager.default.createDirectory(atPath: (path as NSString).deletingLastPathComponent,
                                                  withIntermediateDirectories: true)
         // O_NOFOLLOW: the machine lock lives in a shared directory where a symlink could be planted.
-        let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0o666)
+        let mode: mode_t = shared ? 0o666 : 0o644
+        let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, mode)
         guard fd >= 0 else { throw PlanError(description: "open lock \(path): \(String(cString: strerror(errno)))") }
         var st = stat()
-        if fstat(fd, &st) == 0 && st.st_uid == geteuid() { fchmod(fd, 0o666) }
+        if fstat(fd, &st) == 0 && st.st_uid == geteuid() { fchmod(fd, mode) }
         while flock(fd, LOCK_EX | (wait ? 0 : LOCK_NB)) != 0 {
             if errno == EINTR { continue }
             let busy = errno == EWOULDBLOCK

@@ -30,6 +30,9 @@ final class LockTests: XCTestCase {
         let run = try XCTUnwrap(ws.runID)
         let pid = first.processIdentifier
         let rowsBefore = ws.ledgerLines
+        var st = stat()
+        XCTAssertEqual(stat(ws.root + "/.proctor/lock", &st), 0)
+        XCTAssertEqual(st.st_mode & 0o777, 0o644, "another user may wait on the workspace lock, not rewrite its holder")
         let stateBefore = ws.bytes(".proctor/state.json")
 
         for args in [["run", "--workspace", ws.root, "--iterations", "1"],
