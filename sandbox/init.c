@@ -378,13 +378,13 @@ int psb_init_main(void *arg)
         psb_child_fail(st, 0, "mounts", errno, "%s", err);
     if (psb_build_root(cfg, err, sizeof err) < 0)
         psb_child_fail(st, 0, "mounts", errno, "%s", err);
-    if (psb_socket_scan_cut > 0) {
+    if (psb_socket_scan_incomplete) {
         struct psb_rec w;
         memset(&w, 0, sizeof w);
         w.kind = PSB_REC_WARN;
         snprintf(w.stage, sizeof w.stage, "sockets");
-        snprintf(w.msg, sizeof w.msg, "--hide-sockets stopped after %lld entries: unix sockets beyond them stay visible",
-                 psb_socket_scan_cut);
+        snprintf(w.msg, sizeof w.msg, "--hide-sockets saw only %d entries, %d levels deep: unix sockets beyond stay visible",
+                 PSB_SOCKET_SCAN_MAX, PSB_SOCKET_SCAN_DEPTH);
         (void)psb_write_all(st, &w, sizeof w);
     }
     if (cfg->net != PSB_NET_HOST)

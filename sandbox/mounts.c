@@ -301,12 +301,27 @@ static int full_path(char *buf, size_t len, const char *dst)
  * filesystem, so a host process's socket in the workspace (an agent's, a dev server's) stays
  * connectable through a read-only bind. Neither Landlock (before LANDLOCK_ACCESS_FS_RESOLVE_UNIX)
  * nor seccomp (the address is behind a pointer) can refuse that connect; an empty file over the
- * socket can. The walk follows no symlink and stops after PSB_SOCKET_SCAN_MAX entries. */
-#define PSB_SOCKET_SCAN_MAX 200000
-long long psb_socket_scan_cut;
+ * socket can. The walk follows no symlink and stops after PSB_SOCKET_SCAN_MAX entries or
+ * PSB_SOCKET_SCAN_DEPTH levels (init then warns). The writable binds come last: what a sandbox
+ * piled up there in an earlier run cannot use up the budget before the rest is seen. */
+int psb_socket_scan_incomplete;
 static long long socket_scan_seen;
 
-static int hide_sockets_in(int dirfd, int depth)
+struct socket_scan {
+    const struct psb_config *cfg;
+    int skip_writable; /* first pass: leave the --rw targets for the second */
+    char path[PATH_MAX];
+};
+
+static int is_rw_target(const struct psb_config *cfg, const char *path)
+{
+    for (int i = 0; i < cfg->nops; i++)
+        if (cfg->ops[i].kind == PSB_OP_RW && !strcmp(cfg->ops[i].dst, path))
+            return 1;
+    return 0;
+}
+
+static int hide_sockets_in(struct socket_scan *sc, int dirfd, int depth)
 {
     int fd = openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (fd < 0)
@@ -316,13 +331,14 @@ static int hide_sockets_in(int dirfd, int depth)
         close(fd);
         return 0;
     }
+    size_t len = strlen(sc->path);
     int rc = 0;
     struct dirent *de;
     while (rc == 0 && (de = readdir(d))) {
         if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
             continue;
         if (++socket_scan_seen > PSB_SOCKET_SCAN_MAX) {
-            psb_socket_scan_cut = socket_scan_seen - 1;
+            psb_socket_scan_incomplete = 1;
             break;
         }
         unsigned char type = de->d_type;
@@ -338,16 +354,51 @@ static int hide_sockets_in(int dirfd, int depth)
                 rc = hide_at(s);
                 close(s);
             }
-        } else if (type == DT_DIR && depth < 64) {
+        } else if (type == DT_DIR) {
+            if (depth >= PSB_SOCKET_SCAN_DEPTH) {
+                psb_socket_scan_incomplete = 1;
+                continue;
+            }
+            if (snprintf(sc->path + len, sizeof sc->path - len, "/%s", de->d_name) >= (int)(sizeof sc->path - len))
+                continue; /* no such path can be connect()ed either (sun_path is 108 bytes) */
+            if (sc->skip_writable && is_rw_target(sc->cfg, sc->path)) {
+                sc->path[len] = 0;
+                continue;
+            }
             int sub = openat(fd, de->d_name, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
             if (sub >= 0) {
-                rc = hide_sockets_in(sub, depth + 1);
+                rc = hide_sockets_in(sc, sub, depth + 1);
                 close(sub);
             }
+            sc->path[len] = 0;
         }
     }
     closedir(d);
     return rc;
+}
+
+/* Both passes over `dst`: everything but the writable binds, then those beneath it. */
+static int hide_sockets(const struct psb_config *cfg, int rootfd, const char *dst)
+{
+    static struct socket_scan sc;
+    sc.cfg = cfg;
+    for (int pass = 0; pass < 2; pass++) {
+        for (int i = -1; i < cfg->nops; i++) {
+            const char *dir = i < 0 ? dst : cfg->ops[i].dst;
+            if (pass == 0 ? i >= 0 : (i < 0 || cfg->ops[i].kind != PSB_OP_RW || !psb_path_beneath(dir, dst) || !strcmp(dir, dst)))
+                continue;
+            int dfd = psb_open_nofollow(rootfd, dir, O_DIRECTORY, 0, 1);
+            if (dfd < 0)
+                continue; /* nothing mounted there (or a file bind) */
+            sc.skip_writable = pass == 0;
+            snprintf(sc.path, sizeof sc.path, "%s", strcmp(dir, "/") ? dir : "");
+            int rc = hide_sockets_in(&sc, dfd, 0);
+            close(dfd);
+            if (rc < 0)
+                return -1;
+        }
+    }
+    return 0;
 }
 
 static int build_dev(int rootfd, const char *dst, int want_shm, char *err, size_t errlen)
@@ -559,12 +610,8 @@ int psb_build_root(const struct psb_config *cfg, char *err, size_t errlen)
                 return -1;
             break;
         case PSB_OP_HIDE_SOCKETS: {
-            int dfd = psb_open_nofollow(rootfd, o->dst, O_DIRECTORY, 0, 1);
-            if (dfd < 0)
-                continue; /* nothing mounted there */
-            if (hide_sockets_in(dfd, 0) < 0)
+            if (hide_sockets(cfg, rootfd, o->dst) < 0)
                 return ERR("hide sockets beneath %s", o->dst);
-            close(dfd);
             break;
         }
         case PSB_OP_SYMLINK: {

@@ -125,8 +125,10 @@ int psb_init_main(void *arg);
 
 /* mounts.c */
 int psb_open_sources(const struct psb_config *cfg, char *err, size_t errlen);
-/* Set by psb_build_root when a --hide-sockets walk stopped at its cap (init warns). */
-extern long long psb_socket_scan_cut;
+/* Bounds of a --hide-sockets walk; psb_build_root sets the flag when one was reached (init warns). */
+#define PSB_SOCKET_SCAN_MAX 200000
+#define PSB_SOCKET_SCAN_DEPTH 64
+extern int psb_socket_scan_incomplete;
 int psb_build_root(const struct psb_config *cfg, char *err, size_t errlen);
 int psb_open_nofollow(int dirfd, const char *path, int flags, int create, int want_dir);
 

@@ -295,7 +295,26 @@ EOF
     run --ro "$SW" "$SW" --hide-sockets "$SW" -- sh -c "[ -S '$SW/a/b/agent.sock' ] && echo still-a-socket; rm -f '$SW/a/b/agent.sock'; exit 0"
     check "  the hidden socket is an empty read-only file that cannot be removed" \
         bash -c "! grep -q still-a-socket '$O' && [ -S '$SW/a/b/agent.sock' ]"
-    kill "$SOCK_LISTENER" 2>/dev/null
+    # Entries piled up in a writable place cannot use up the walk's budget (200 000) before
+    # the read-only part is seen; the cut itself is reported.
+    mkdir -p "$SW/out/many" "$SW/z"
+    "$HPY" -c 'import os, sys; [os.symlink("x", "%s/%d" % (sys.argv[1], i)) for i in range(200001)]' "$SW/out/many"
+    "$HPY" - "$SW/z/late.sock" "$WSHITS" <<'EOF' &
+import socket, sys
+p = socket.socket(socket.AF_UNIX); p.bind(sys.argv[1]); p.listen(16)
+while True:
+    c, _ = p.accept()
+    open(sys.argv[2], "a").write("hit\n")
+    c.close()
+EOF
+    LATE_LISTENER=$!
+    for _ in $(seq 100); do [ -S "$SW/z/late.sock" ] && break; sleep 0.05; done
+    run --ro "$SW" "$SW" --rw "$SW/out" "$SW/out" --hide-sockets "$SW" -- "$PROBE" unix "$SW/z/late.sock"
+    check "socket scan: a writable place full of entries does not hide a host socket from the walk" \
+        bash -c "grep -q 'unix-path ok' '$O' && sleep 0.2 && [ ! -s '$WSHITS' ]"
+    check "  the walk's cut is reported (warn sockets)" reported '^warn\tsockets\t'
+    rm -rf "$SW/out"
+    kill "$SOCK_LISTENER" "$LATE_LISTENER" 2>/dev/null
     if needpy "loopback inside"; then
         run -- "$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); s.listen(); c=socket.create_connection(s.getsockname()); print("loopback-ok")'
         check "--net loopback: TCP on the sandbox's own lo works" outhas loopback-ok
