@@ -182,6 +182,12 @@ check "/etc/shadow empty" bash -c "! grep -qE '^root:[^:]*:[0-9]+:[0-9]*:' '$O'"
 check "env secret absent" bash -c "! grep -q hunter2 '$O'"
 check "policy (argv) not visible in /proc/1/cmdline" bash -c "! grep -q -- '--report-fd' '$O'"
 check "no home directories visible" bash -c "[ \$(grep -c 'No such file' '$O') = 2 ]"
+# /proc/PID/exe of the launcher's own processes (runc CVE-2019-5736): pid 1 is init, a copy of the
+# launcher; no handle on it, for reading or writing, and the binary on the host stays intact.
+PSB_SUM=$(sha256sum "$PSB" | cut -d' ' -f1)
+run -- sh -c 'for p in /proc/1/exe /proc/1/root/proc/1/exe; do cat "$p" >/dev/null 2>&1 && echo "READ $p"; (exec 3>>"$p") 2>/dev/null && echo "WRITE $p"; done; echo done'
+check "the launcher's image (/proc/1/exe) cannot be opened from inside" \
+    bash -c "grep -qx done '$O' && ! grep -qE '^(READ|WRITE)' '$O' && [ \"\$(sha256sum '$PSB' | cut -d' ' -f1)\" = '$PSB_SUM' ]"
 if [ -e /etc/shadow ] && [ $ROOT = 1 ]; then
     run -- cat /etc/shadow
     check "/etc/shadow is an empty hidden file (as root)" bash -c "[ ! -s '$O' ]"
