@@ -369,6 +369,13 @@ extension LaunchPlan {
         let notes = config.files.notes.map(Glob.init)
         guard !notes.isEmpty else { return [] }
         let editable = config.files.editable.map(Glob.init)
+        // Plain file names (`LOG.md`, the usual case) need no walk of the whole workspace, which
+        // costs every sandbox start ~3 ms per 1 000 entries in a workspace that holds a dataset.
+        if notes.allSatisfy({ $0.isLiteral && !$0.pattern.hasSuffix("/") }) {
+            return notes.map(\.literalPrefix).filter { entry in
+                host.exists(config.root + "/" + entry) && !editable.contains { $0.matches(entry) }
+            }
+        }
         return host.workspaceEntries().filter { entry in
             notes.contains { $0.matches(entry) } && !editable.contains { $0.matches(entry) }
         }
