@@ -1,3 +1,4 @@
+import ProctorConfig
 @testable import ProctorSandbox
 import XCTest
 
@@ -63,5 +64,22 @@ final class PlanHostTests: XCTestCase {
         XCTAssertEqual(LaunchPlan.hostHides(["/srv/raw"], interpreterPrefix: "/opt/py", host: h), ["/srv/raw"])
         XCTAssertEqual(LaunchPlan.hostHides([], interpreterPrefix: "/opt/py", host: h), [])
         XCTAssertEqual(calls.listed, [], "a launch without {site-packages} lists no directory")
+    }
+
+    func testPlainNotesNamesNeedNoWalkOfTheWorkspace() throws {
+        final class Calls: @unchecked Sendable { var walks = 0 }
+        let calls = Calls()
+        let present: Set<String> = ["/ws/LOG.md", "/ws/notes/a.md"]
+        let h = HostFacts(environment: [:], exists: { present.contains($0) },
+                          workspaceEntries: { calls.walks += 1; return ["LOG.md", "notes", "notes/a.md", "train.py"] },
+                          interpreterPrefix: { _, _ in nil })
+        var config = WorkspaceConfig(root: "/ws", file: "/ws/proctor.toml")
+        config.files.editable = ["train.py"]
+        config.files.notes = ["LOG.md", "LEARNING.md"]
+        XCTAssertEqual(LaunchPlan.notesPaths(config, host: h), ["LOG.md"], "a missing name is no path to hide")
+        XCTAssertEqual(calls.walks, 0, "plain names are checked one by one, the workspace is not walked")
+        config.files.notes = ["notes/*.md"]
+        XCTAssertEqual(LaunchPlan.notesPaths(config, host: h), ["notes/a.md"])
+        XCTAssertEqual(calls.walks, 1, "a wildcard needs the walk")
     }
 }
