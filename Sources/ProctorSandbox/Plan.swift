@@ -214,7 +214,11 @@ extension LaunchPlan {
             plan.mounts.append(.tmpfs(ws, size: 16 << 20))
             let entries = host.workspaceEntries()
             let lockedGlobs = config.files.locked.map(Glob.init)
-            for entry in entries where lockedGlobs.contains(where: { $0.matches(entry) }) && host.exists(pinned + "/" + entry) {
+            let locked = entries.filter { entry in
+                lockedGlobs.contains(where: { $0.matches(entry) }) && host.exists(pinned + "/" + entry)
+            }
+            let elsewhere = hidden + config.files.outputs.map(Self.cleanRelative)
+            for entry in pinnedBinds(locked, elsewhere: elsewhere) {
                 plan.mounts.append(.readOnly(source: pinned + "/" + entry, target: ws + "/" + entry, optional: false))
             }
             for path in hidden { plan.mounts.append(.readOnly(source: ws + "/" + path, target: ws + "/" + path, optional: false)) }
@@ -365,6 +369,34 @@ extension LaunchPlan {
     }
 
     /// Workspace-relative notes files that exist and are not also editable (those the experiment needs).
+    /// What of the pinned copy the evaluator gets, as few binds as possible: for each locked entry
+    /// its shallowest ancestor (or itself) with no other mount (`elsewhere`: hidden paths, outputs)
+    /// at, above or beneath it. The pinned copy holds the locked files only, so a whole directory
+    /// of it shows nothing else, and `data/**` over a dataset is one bind, not one per file (the
+    /// launcher takes at most 256 mount options).
+    static func pinnedBinds(_ locked: [String], elsewhere: [String]) -> [String] {
+        func overlaps(_ path: String) -> Bool {
+            elsewhere.contains { $0 == path || $0.hasPrefix(path + "/") || path.hasPrefix($0 + "/") }
+        }
+        var chosen: [String] = []
+        var seen = Set<String>()
+        for entry in locked {
+            let parts = entry.split(separator: "/")
+            let ancestors = (1...max(parts.count, 1)).lazy.map { parts.prefix($0).joined(separator: "/") }
+            let pick = ancestors.first { !overlaps($0) } ?? entry
+            if seen.insert(pick).inserted { chosen.append(pick) }
+        }
+        return chosen
+    }
+
+    /// `./outputs/` -> `outputs`.
+    static func cleanRelative(_ path: String) -> String {
+        var p = Substring(path)
+        while p.hasPrefix("./") { p = p.dropFirst(2) }
+        while p.hasSuffix("/") { p = p.dropLast() }
+        return String(p)
+    }
+
     static func notesPaths(_ config: WorkspaceConfig, host: HostFacts) -> [String] {
         let notes = config.files.notes.map(Glob.init)
         guard !notes.isEmpty else { return [] }

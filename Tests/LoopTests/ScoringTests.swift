@@ -4,6 +4,22 @@ import XCTest
 /// Issue 3, step 5: the score is the metric key of the JSON object on the locked evaluator's last stdout
 /// line; anything else is `crash`, and what the experiment prints is never a score.
 final class ScoringTests: XCTestCase {
+    /// A locked dataset of more files than the launcher takes mount options (256): the evaluator
+    /// gets every one of them from the pinned copy (bound by directory, not file by file) and scores.
+    func testLockedDatasetOfManyFilesIsScored() throws {
+        var spec = WorkspaceSpec()
+        spec.files = spec.files.replacingOccurrences(of: "locked   = [\"prepare.py\"]",
+                                                     with: "locked   = [\"prepare.py\", \"data/**\"]")
+        spec.prepare = "import os, sys\nif len(os.listdir('data/shards')) != 300: sys.exit('data/shards incomplete')\n"
+            + WorkspaceSpec.defaultPrepare
+        var files: [String: String] = [:]
+        for i in 0..<300 { files["data/shards/s\(i).txt"] = "\(i)\n" }
+        let ws = try LoopWorkspace(spec, files: files)
+        let result = try ws.run(["--iterations", "1"])
+        XCTAssertEqual(result.status, 0, result.text)
+        XCTAssertNotNil(ws.rows.first?.score, "the baseline was scored: \(ws.ledgerLines) \(result.text)")
+    }
+
     func testExperimentCannotPrintItsScoreAndBrokenEvaluatorOutputIsACrash() throws {
         var spec = WorkspaceSpec()
         let modes = ["nonjson", "missing", "nan", "string", "trailer", "array", "empty"]

@@ -82,4 +82,12 @@ final class PlanHostTests: XCTestCase {
         XCTAssertEqual(LaunchPlan.notesPaths(config, host: h), ["notes/a.md"])
         XCTAssertEqual(calls.walks, 1, "a wildcard needs the walk")
     }
+
+    func testPinnedCopyIsBoundByTheShallowestDirectoryNothingElseIsMountedIn() {
+        let locked = ["prepare.py", "data", "data/a.csv", "data/b/c.csv", "eval/metric.py", "out/ref.csv", "holdout/x.py"]
+        XCTAssertEqual(LaunchPlan.pinnedBinds(locked, elsewhere: ["holdout", "out/run"]),
+                       ["prepare.py", "data", "eval", "out/ref.csv", "holdout/x.py"],
+                       "one bind for data/ and eval/; entry by entry where a hidden path or an output shares the directory")
+        XCTAssertEqual(LaunchPlan.cleanRelative("./outputs/"), "outputs")
+    }
 }
