@@ -622,7 +622,8 @@ public final class Runner {
                     audit.append(AuditRecord(run: "start", iteration: nil, phase: "validate", kind: "tamper", decision: "rejected",
                                              path: absolute(path), rule: "locked", detail: "differs from the pin taken at proctor init"))
                 }
-                throw StartRefused("locked files differ from their pins taken at `proctor init`: \(changed.joined(separator: ", ")). If you changed them on purpose, run `proctor init --repin`.")
+                let named = changed.prefix(10).joined(separator: ", ") + (changed.count > 10 ? " and \(changed.count - 10) more" : "")
+                throw StartRefused("locked files differ from their pins taken at `proctor init`: \(named). If you changed them on purpose, run `proctor init --repin`.")
             }
         }
         return pins
