@@ -444,6 +444,19 @@ final class ExecAttackTests: XCTestCase {
         XCTAssertEqual(st.st_mode & S_IFMT, S_IFSOCK, "the host's socket is untouched")
     }
 
+    /// A glob that matches more single files than the launcher takes mounts: a clear error naming
+    /// the cause, exit 125, nothing run (not the launcher's "too many mount options").
+    func testTooManyMountsIsAClearConfigurationError() throws {
+        let ws = try TestWorkspace(toml: TestWorkspace.defaultToml.replacingOccurrences(
+            of: "notes    = [\"LOG.md\"]", with: "notes    = [\"notes/*.md\"]"))
+        for i in 0..<300 { try ws.write("notes/n\(i).md", "note \(i)\n") }
+        let out = try ws.exec(["/bin/sh", "-c", "echo ran > outputs/ran"])
+        XCTAssertEqual(out.status, 125, out.stdout + out.stderr)
+        XCTAssertTrue(out.stderr.contains("more than the 256"), out.stderr)
+        XCTAssertTrue(out.stderr.contains("name their directory"), out.stderr)
+        XCTAssertNil(ws.read("outputs/ran"), "nothing ran")
+    }
+
     // MARK: Exhausting the machine
 
     func testTimeoutReturns124AndKillsDaemonsThatIgnoreSignals() throws {
