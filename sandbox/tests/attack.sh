@@ -281,7 +281,9 @@ if [ -n "$PORT" ]; then
     # passes for the workspace).
     SW=$T/sockws; WSHITS=$T/wsock.hits
     mkdir -p "$SW/a/b"
-    "$HPY" - "$SW/a/b/agent.sock" "$WSHITS" <<'EOF' &
+    SOCK_LISTENERS=()
+    unix_listener() { # PATH: a host process accepting there; each connection adds a line to $WSHITS
+        "$HPY" - "$1" "$WSHITS" <<'EOF' &
 import socket, sys
 p = socket.socket(socket.AF_UNIX); p.bind(sys.argv[1]); p.listen(16)
 while True:
@@ -289,8 +291,10 @@ while True:
     open(sys.argv[2], "a").write("hit\n")
     c.close()
 EOF
-    SOCK_LISTENER=$!
-    for _ in $(seq 100); do [ -S "$SW/a/b/agent.sock" ] && break; sleep 0.05; done
+        SOCK_LISTENERS+=($!)
+        for _ in $(seq 100); do [ -S "$1" ] && break; sleep 0.05; done
+    }
+    unix_listener "$SW/a/b/agent.sock"
     run --ro "$SW" "$SW" -- "$PROBE" unix "$SW/a/b/agent.sock"
     check "  control: without --hide-sockets a host socket in a read-only mount is connectable" \
         bash -c "grep -q 'unix-path BAD' '$O' && sleep 0.2 && [ -s '$WSHITS' ]"
@@ -305,22 +309,13 @@ EOF
     # the read-only part is seen; the cut itself is reported.
     mkdir -p "$SW/out/many" "$SW/z"
     "$HPY" -c 'import os, sys; [os.symlink("x", "%s/%d" % (sys.argv[1], i)) for i in range(200001)]' "$SW/out/many"
-    "$HPY" - "$SW/z/late.sock" "$WSHITS" <<'EOF' &
-import socket, sys
-p = socket.socket(socket.AF_UNIX); p.bind(sys.argv[1]); p.listen(16)
-while True:
-    c, _ = p.accept()
-    open(sys.argv[2], "a").write("hit\n")
-    c.close()
-EOF
-    LATE_LISTENER=$!
-    for _ in $(seq 100); do [ -S "$SW/z/late.sock" ] && break; sleep 0.05; done
+    unix_listener "$SW/z/late.sock"
     run --ro "$SW" "$SW" --rw "$SW/out" "$SW/out" --hide-sockets "$SW" -- "$PROBE" unix "$SW/z/late.sock"
     check "socket scan: a writable place full of entries does not hide a host socket from the walk" \
         bash -c "grep -q 'unix-path ok' '$O' && sleep 0.2 && [ ! -s '$WSHITS' ]"
     check "  the walk's cut is reported (warn sockets)" reported '^warn\tsockets\t'
     rm -rf "$SW/out"
-    kill "$SOCK_LISTENER" "$LATE_LISTENER" 2>/dev/null
+    kill "${SOCK_LISTENERS[@]}" 2>/dev/null
     if needpy "loopback inside"; then
         run -- "$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); s.listen(); c=socket.create_connection(s.getsockname()); print("loopback-ok")'
         check "--net loopback: TCP on the sandbox's own lo works" outhas loopback-ok
