@@ -383,8 +383,8 @@ int psb_init_main(void *arg)
         memset(&w, 0, sizeof w);
         w.kind = PSB_REC_WARN;
         snprintf(w.stage, sizeof w.stage, "sockets");
-        snprintf(w.msg, sizeof w.msg, "--hide-sockets stopped (over %d entries or %d levels deep): unix sockets beyond stay visible",
-                 PSB_SOCKET_SCAN_MAX, PSB_SOCKET_SCAN_DEPTH);
+        snprintf(w.msg, sizeof w.msg, "--hide-sockets stopped after %d entries: unix sockets beyond stay visible",
+                 PSB_SOCKET_SCAN_MAX);
         (void)psb_write_all(st, &w, sizeof w);
     }
     if (cfg->net != PSB_NET_HOST)

@@ -310,6 +310,8 @@ static long long socket_scan_seen;
 struct socket_scan {
     const struct psb_config *cfg;
     int skip_writable; /* first pass: leave the --rw targets for the second */
+    int hidden;        /* sockets hidden so far (each one is a mount) */
+    int lost;          /* below a path longer than PATH_MAX: no --rw target there, walk by fd */
     char path[PATH_MAX];
 };
 
@@ -349,28 +351,35 @@ static int hide_sockets_in(struct socket_scan *sc, int dirfd, int depth)
             type = S_ISDIR(st.st_mode) ? DT_DIR : S_ISSOCK(st.st_mode) ? DT_SOCK : DT_REG;
         }
         if (type == DT_SOCK) {
+            if (++sc->hidden > PSB_SOCKET_HIDE_MAX) {
+                rc = -2;
+                break;
+            }
             int s = openat(fd, de->d_name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
             if (s >= 0) {
                 rc = hide_at(s);
                 close(s);
             }
         } else if (type == DT_DIR) {
-            if (depth >= PSB_SOCKET_SCAN_DEPTH) {
-                psb_socket_scan_incomplete = 1;
-                continue;
-            }
-            if (snprintf(sc->path + len, sizeof sc->path - len, "/%s", de->d_name) >= (int)(sizeof sc->path - len))
-                continue; /* no such path can be connect()ed either (sun_path is 108 bytes) */
-            if (sc->skip_writable && is_rw_target(sc->cfg, sc->path)) {
+            /* Past PATH_MAX the walk goes on by fd: a process can chdir down and connect() by a
+             * short relative name. No --rw target lies that deep. */
+            int lost_here = 0;
+            if (!sc->lost && snprintf(sc->path + len, sizeof sc->path - len, "/%s", de->d_name) >= (int)(sizeof sc->path - len))
+                sc->lost = lost_here = 1;
+            if (!sc->lost && sc->skip_writable && is_rw_target(sc->cfg, sc->path)) {
                 sc->path[len] = 0;
                 continue;
             }
             int sub = openat(fd, de->d_name, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
             if (sub >= 0) {
-                rc = hide_sockets_in(sc, sub, depth + 1);
+                /* Too deep to walk: the directory itself is hidden (fails closed). */
+                rc = depth >= PSB_SOCKET_SCAN_DEPTH ? hide_at(sub) : hide_sockets_in(sc, sub, depth + 1);
                 close(sub);
             }
-            sc->path[len] = 0;
+            if (lost_here)
+                sc->lost = 0;
+            if (!sc->lost)
+                sc->path[len] = 0;
         }
     }
     closedir(d);
@@ -382,6 +391,8 @@ static int hide_sockets(const struct psb_config *cfg, int rootfd, const char *ds
 {
     static struct socket_scan sc;
     sc.cfg = cfg;
+    sc.hidden = 0;
+    sc.lost = 0;
     for (int pass = 0; pass < 2; pass++) {
         for (int i = -1; i < cfg->nops; i++) {
             const char *dir = i < 0 ? dst : cfg->ops[i].dst;
@@ -395,7 +406,7 @@ static int hide_sockets(const struct psb_config *cfg, int rootfd, const char *ds
             int rc = hide_sockets_in(&sc, dfd, 0);
             close(dfd);
             if (rc < 0)
-                return -1;
+                return rc;
         }
     }
     return 0;
@@ -550,6 +561,17 @@ int psb_build_root(const struct psb_config *cfg, char *err, size_t errlen)
                 continue; /* --ro-try with a missing source */
             if (fstat(src_fds[i], &st) < 0)
                 return ERR("stat %s", o->src);
+            if (S_ISSOCK(st.st_mode)) {
+                /* A bound socket would be connectable (connect() needs no write access): an
+                 * empty read-only file stands in its place. */
+                int dfd = psb_open_nofollow(rootfd, o->dst, 0, 1, 0);
+                if (dfd < 0 || hide_at(dfd) < 0)
+                    return ERR("hide the socket %s at %s", o->src, o->dst);
+                close(dfd);
+                close(src_fds[i]);
+                src_fds[i] = -1;
+                break;
+            }
             int dfd = psb_open_nofollow(rootfd, o->dst, 0, 1, S_ISDIR(st.st_mode));
             if (dfd < 0)
                 return ERR("create mount point %s", o->dst);
@@ -610,7 +632,11 @@ int psb_build_root(const struct psb_config *cfg, char *err, size_t errlen)
                 return -1;
             break;
         case PSB_OP_HIDE_SOCKETS: {
-            if (hide_sockets(cfg, rootfd, o->dst) < 0)
+            int hs = hide_sockets(cfg, rootfd, o->dst);
+            if (hs == -2)
+                return errno = E2BIG, ERR("more than %d unix sockets beneath %s (each is hidden by a mount); remove them",
+                                          PSB_SOCKET_HIDE_MAX, o->dst);
+            if (hs < 0)
                 return ERR("hide sockets beneath %s", o->dst);
             break;
         }

@@ -127,7 +127,8 @@ int psb_init_main(void *arg);
 int psb_open_sources(const struct psb_config *cfg, char *err, size_t errlen);
 /* Bounds of a --hide-sockets walk; psb_build_root sets the flag when one was reached (init warns). */
 #define PSB_SOCKET_SCAN_MAX 200000
-#define PSB_SOCKET_SCAN_DEPTH 64
+#define PSB_SOCKET_SCAN_DEPTH 64  /* deeper directories are hidden whole */
+#define PSB_SOCKET_HIDE_MAX 1024  /* more sockets than this: the sandbox is not started */
 extern int psb_socket_scan_incomplete;
 int psb_build_root(const struct psb_config *cfg, char *err, size_t errlen);
 int psb_open_nofollow(int dirfd, const char *path, int flags, int create, int want_dir);

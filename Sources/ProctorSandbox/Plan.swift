@@ -412,8 +412,15 @@ extension LaunchPlan {
         // Plain file names (`LOG.md`, the usual case) need no walk of the whole workspace, which
         // costs every sandbox start ~3 ms per 1 000 entries in a workspace that holds a dataset.
         if notes.allSatisfy({ $0.isLiteral && !$0.pattern.hasSuffix("/") }) {
+            // As the walk, which does not descend into a symlinked directory: no component may be a link.
+            func throughLink(_ entry: String) -> Bool {
+                let parts = entry.split(separator: "/")
+                return (1..<max(parts.count, 1)).contains { n in
+                    host.symlinkTarget(config.root + "/" + parts.prefix(n).joined(separator: "/")) != nil
+                }
+            }
             return notes.map(\.literalPrefix).filter { entry in
-                host.exists(config.root + "/" + entry) && !editable.contains { $0.matches(entry) }
+                host.exists(config.root + "/" + entry) && !throughLink(entry) && !editable.contains { $0.matches(entry) }
             }
         }
         return host.workspaceEntries().filter { entry in

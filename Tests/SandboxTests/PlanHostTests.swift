@@ -81,6 +81,10 @@ final class PlanHostTests: XCTestCase {
         config.files.notes = ["notes/*.md"]
         XCTAssertEqual(LaunchPlan.notesPaths(config, host: h), ["notes/a.md"])
         XCTAssertEqual(calls.walks, 1, "a wildcard needs the walk")
+        let linked = HostFacts(environment: [:], exists: { _ in true }, workspaceEntries: { [] },
+                               interpreterPrefix: { _, _ in nil }, symlinkTarget: { $0 == "/ws/docs" ? "/elsewhere" : nil })
+        config.files.notes = ["docs/LOG.md", "LOG.md"]
+        XCTAssertEqual(LaunchPlan.notesPaths(config, host: linked), ["LOG.md"], "never a path through a symlinked directory")
     }
 
     func testPinnedCopyIsBoundByTheShallowestDirectoryNothingElseIsMountedIn() {

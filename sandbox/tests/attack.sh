@@ -315,6 +315,52 @@ EOF
         bash -c "grep -q 'unix-path ok' '$O' && sleep 0.2 && [ ! -s '$WSHITS' ]"
     check "  the walk's cut is reported (warn sockets)" reported '^warn\tsockets\t'
     rm -rf "$SW/out"
+    # A socket below a path longer than PATH_MAX is still reachable by chdir and a relative name;
+    # one below the walk's depth limit is hidden with its whole directory; a socket named as a
+    # mount source becomes an empty file; a pile of sockets stops the start instead of mounting
+    # one hide each without end.
+    if needpy "deep unix sockets"; then
+        "$HPY" - "$SW/long" "$WSHITS" <<'EOF' &
+import os, socket, sys
+os.makedirs(sys.argv[1], exist_ok=True); os.chdir(sys.argv[1])
+for i in range(17):
+    os.mkdir("d" * 250); os.chdir("d" * 250)
+p = socket.socket(socket.AF_UNIX); p.bind("s.sock"); p.listen(16)
+open("ready", "w").close()
+while True:
+    c, _ = p.accept()
+    open(sys.argv[2], "a").write("hit\n")
+    c.close()
+EOF
+        SOCK_LISTENERS+=($!)
+        DEEP=$SW/deep$(printf '/d%.0s' $(seq 70))
+        mkdir -p "$DEEP"
+        unix_listener "$DEEP/s.sock"
+        for _ in $(seq 100); do [ -n "$(find "$SW/long" -name ready)" ] && break; sleep 0.05; done
+        run --ro "$SW" "$SW" --hide-sockets "$SW" -- "$PY" -c '
+import os, socket, sys
+def tryconnect(where):
+    s = socket.socket(socket.AF_UNIX)
+    try: s.connect("s.sock"); print("CONNECTED", where)
+    except OSError as e: print("refused", where, e.errno)
+os.chdir(sys.argv[1])
+for i in range(17): os.chdir("d" * 250)
+tryconnect("long")
+try: os.chdir(sys.argv[2]); tryconnect("deep")
+except OSError as e: print("refused deep (directory hidden)", e.errno)
+' "$SW/long" "$DEEP"
+        check "sockets below PATH_MAX-long paths and below the depth limit are hidden too" \
+            bash -c "grep -q 'refused long' '$O' && grep -q 'refused deep' '$O' && ! grep -q CONNECTED '$O' && sleep 0.2 && [ ! -s '$WSHITS' ]"
+    fi
+    run --tmpfs "$T/w" 1MiB --ro "$SW/a/b/agent.sock" "$T/w/s" -- "$PROBE" unix "$T/w/s"
+    check "a socket named as a mount source is an empty file inside" \
+        bash -c "grep -q 'unix-path ok' '$O' && sleep 0.2 && [ ! -s '$WSHITS' ]"
+    mkdir -p "$SW/pile"
+    "$HPY" -c 'import socket, sys; [socket.socket(socket.AF_UNIX).bind("%s/%d.sock" % (sys.argv[1], i)) for i in range(1025)]' "$SW/pile"
+    run --ro "$SW" "$SW" --hide-sockets "$SW" -- /bin/true
+    check "more than 1024 sockets to hide: not started (125), with the reason" \
+        bash -c "[ $RC = 125 ] && grep -q 'more than 1024 unix sockets' '$E'"
+    rm -rf "$SW/pile"
     kill "${SOCK_LISTENERS[@]}" 2>/dev/null
     if needpy "loopback inside"; then
         run -- "$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); s.listen(); c=socket.create_connection(s.getsockname()); print("loopback-ok")'
