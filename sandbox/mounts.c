@@ -386,13 +386,29 @@ static int hide_sockets_in(struct socket_scan *sc, int dirfd, int depth)
     return rc;
 }
 
-/* Both passes over `dst`: everything but the writable binds, then those beneath it. */
+/* Both passes over `dst`: everything but the writable binds, then those beneath it. First the
+ * binds beneath `dst` whose source is itself a socket: readdir reports the mount point's own
+ * type (a file on the tmpfs below), not the socket mounted on it. (A socket mounted elsewhere on
+ * purpose, such as a session's, is left alone.) */
 static int hide_sockets(const struct psb_config *cfg, int rootfd, const char *dst)
 {
     static struct socket_scan sc;
     sc.cfg = cfg;
     sc.hidden = 0;
     sc.lost = 0;
+    for (int i = 0; i < cfg->nops; i++) {
+        const struct psb_op *o = &cfg->ops[i];
+        if ((o->kind != PSB_OP_RO && o->kind != PSB_OP_RO_TRY && o->kind != PSB_OP_RW) || !psb_path_beneath(o->dst, dst))
+            continue;
+        int f = psb_open_nofollow(rootfd, o->dst, 0, 0, 0);
+        struct stat st;
+        if (f >= 0 && fstat(f, &st) == 0 && S_ISSOCK(st.st_mode) && (++sc.hidden > PSB_SOCKET_HIDE_MAX || hide_at(f) < 0)) {
+            close(f);
+            return sc.hidden > PSB_SOCKET_HIDE_MAX ? -2 : -1;
+        }
+        if (f >= 0)
+            close(f);
+    }
     for (int pass = 0; pass < 2; pass++) {
         for (int i = -1; i < cfg->nops; i++) {
             const char *dir = i < 0 ? dst : cfg->ops[i].dst;
@@ -561,17 +577,6 @@ int psb_build_root(const struct psb_config *cfg, char *err, size_t errlen)
                 continue; /* --ro-try with a missing source */
             if (fstat(src_fds[i], &st) < 0)
                 return ERR("stat %s", o->src);
-            if (S_ISSOCK(st.st_mode)) {
-                /* A bound socket would be connectable (connect() needs no write access): an
-                 * empty read-only file stands in its place. */
-                int dfd = psb_open_nofollow(rootfd, o->dst, 0, 1, 0);
-                if (dfd < 0 || hide_at(dfd) < 0)
-                    return ERR("hide the socket %s at %s", o->src, o->dst);
-                close(dfd);
-                close(src_fds[i]);
-                src_fds[i] = -1;
-                break;
-            }
             int dfd = psb_open_nofollow(rootfd, o->dst, 0, 1, S_ISDIR(st.st_mode));
             if (dfd < 0)
                 return ERR("create mount point %s", o->dst);

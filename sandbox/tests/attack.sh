@@ -352,9 +352,13 @@ except OSError as e: print("refused deep (directory hidden)", e.errno)
         check "sockets below PATH_MAX-long paths and below the depth limit are hidden too" \
             bash -c "grep -q 'refused long' '$O' && grep -q 'refused deep' '$O' && ! grep -q CONNECTED '$O' && sleep 0.2 && [ ! -s '$WSHITS' ]"
     fi
-    run --tmpfs "$T/w" 1MiB --ro "$SW/a/b/agent.sock" "$T/w/s" -- "$PROBE" unix "$T/w/s"
-    check "a socket named as a mount source is an empty file inside" \
+    run --tmpfs "$T/w" 1MiB --ro "$SW/a/b/agent.sock" "$T/w/s" --hide-sockets "$T/w" -- "$PROBE" unix "$T/w/s"
+    check "a socket bound onto a mount point beneath --hide-sockets is hidden" \
         bash -c "grep -q 'unix-path ok' '$O' && sleep 0.2 && [ ! -s '$WSHITS' ]"
+    run --tmpfs "$T/w" 1MiB --ro "$SW/a/b/agent.sock" /run/s --hide-sockets "$T/w" -- "$PROBE" unix /run/s
+    check "  one bound elsewhere on purpose (a session's) stays connectable" \
+        bash -c "grep -q 'unix-path BAD' '$O' && sleep 0.2 && [ -s '$WSHITS' ]"
+    rm -f "$WSHITS"
     mkdir -p "$SW/pile"
     "$HPY" -c 'import socket, sys; [socket.socket(socket.AF_UNIX).bind("%s/%d.sock" % (sys.argv[1], i)) for i in range(1025)]' "$SW/pile"
     run --ro "$SW" "$SW" --hide-sockets "$SW" -- /bin/true
