@@ -282,17 +282,27 @@ if [ -n "$PORT" ]; then
     SW=$T/sockws; WSHITS=$T/wsock.hits
     mkdir -p "$SW/a/b"
     SOCK_LISTENERS=()
-    unix_listener() { # PATH: a host process accepting there; each connection adds a line to $WSHITS
-        "$HPY" - "$1" "$WSHITS" <<'EOF' &
-import socket, sys
-p = socket.socket(socket.AF_UNIX); p.bind(sys.argv[1]); p.listen(16)
+    unix_listener() { # PATH [N]: a host process accepting on PATH, or on s.sock N levels of
+        # 250-character directories below PATH (a path longer than PATH_MAX); each connection adds
+        # a line to $WSHITS
+        local ready=$T/listener.ready.${#SOCK_LISTENERS[@]}
+        "$HPY" - "$1" "$WSHITS" "${2:-0}" "$ready" <<'EOF' &
+import os, socket, sys
+path, hits, levels, ready = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
+if levels:
+    os.makedirs(path, exist_ok=True); os.chdir(path)
+    for i in range(levels):
+        os.mkdir("d" * 250); os.chdir("d" * 250)
+    path = "s.sock"
+p = socket.socket(socket.AF_UNIX); p.bind(path); p.listen(16)
+open(ready, "w").close()
 while True:
     c, _ = p.accept()
-    open(sys.argv[2], "a").write("hit\n")
+    open(hits, "a").write("hit\n")
     c.close()
 EOF
         SOCK_LISTENERS+=($!)
-        for _ in $(seq 100); do [ -S "$1" ] && break; sleep 0.05; done
+        for _ in $(seq 100); do [ -e "$ready" ] && break; sleep 0.05; done
     }
     unix_listener "$SW/a/b/agent.sock"
     run --ro "$SW" "$SW" -- "$PROBE" unix "$SW/a/b/agent.sock"
@@ -320,23 +330,10 @@ EOF
     # mount source becomes an empty file; a pile of sockets stops the start instead of mounting
     # one hide each without end.
     if needpy "deep unix sockets"; then
-        "$HPY" - "$SW/long" "$WSHITS" <<'EOF' &
-import os, socket, sys
-os.makedirs(sys.argv[1], exist_ok=True); os.chdir(sys.argv[1])
-for i in range(17):
-    os.mkdir("d" * 250); os.chdir("d" * 250)
-p = socket.socket(socket.AF_UNIX); p.bind("s.sock"); p.listen(16)
-open("ready", "w").close()
-while True:
-    c, _ = p.accept()
-    open(sys.argv[2], "a").write("hit\n")
-    c.close()
-EOF
-        SOCK_LISTENERS+=($!)
+        unix_listener "$SW/long" 17
         DEEP=$SW/deep$(printf '/d%.0s' $(seq 70))
         mkdir -p "$DEEP"
         unix_listener "$DEEP/s.sock"
-        for _ in $(seq 100); do [ -n "$(find "$SW/long" -name ready)" ] && break; sleep 0.05; done
         run --ro "$SW" "$SW" --hide-sockets "$SW" -- "$PY" -c '
 import os, socket, sys
 def tryconnect(where):
