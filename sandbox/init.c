@@ -67,19 +67,30 @@ int psb_send_fd(int sk, const void *data, size_t len, int fd)
     return sendmsg(sk, &mh, MSG_NOSIGNAL) < 0 ? -1 : 0;
 }
 
+/* The other end of psb_send_fd: one message of exactly `len` bytes; the descriptor that came
+ * with it (close-on-exec), or -1. */
+static int recv_with_fd(int sk, void *data, size_t len)
+{
+    char cbuf[CMSG_SPACE(sizeof(int))];
+    struct iovec iov = {data, len};
+    struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf, .msg_controllen = sizeof cbuf};
+    ssize_t k;
+    do
+        k = recvmsg(sk, &mh, MSG_CMSG_CLOEXEC);
+    while (k < 0 && errno == EINTR);
+    struct cmsghdr *cm = k == (ssize_t)len ? CMSG_FIRSTHDR(&mh) : NULL;
+    int fd = -1;
+    if (cm && cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_RIGHTS && cm->cmsg_len == CMSG_LEN(sizeof(int)))
+        memcpy(&fd, CMSG_DATA(cm), sizeof fd);
+    return fd;
+}
+
 /* Joins the cgroup v1 whose "tasks" file the helper sent on `sk`: a thread moving itself
  * ("0") takes no threadgroup lock, so no RCU grace period (limits.c). */
 static void join_cgroup(int st, int sk)
 {
-    char c, cbuf[CMSG_SPACE(sizeof(int))];
-    struct iovec iov = {&c, 1};
-    struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf, .msg_controllen = sizeof cbuf};
-    int fd = -1;
-    if (recvmsg(sk, &mh, MSG_CMSG_CLOEXEC) == 1) {
-        struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
-        if (cm && cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_RIGHTS && cm->cmsg_len == CMSG_LEN(sizeof(int)))
-            memcpy(&fd, CMSG_DATA(cm), sizeof fd);
-    }
+    char c;
+    int fd = recv_with_fd(sk, &c, 1);
     if (fd < 0 || write(fd, "0", 1) != 1)
         psb_child_fail(st, 0, "cgroups", fd < 0 ? EPROTO : errno, "%s", "join the sandbox's cgroup");
     close(fd);
@@ -148,16 +159,7 @@ static void netns_join(int st, struct netns_job *job)
 {
     int ns = -1, e = EPIPE;
     if (job->pid > 0) {
-        char cbuf[CMSG_SPACE(sizeof(int))];
-        struct iovec iov = {&e, sizeof e};
-        struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf, .msg_controllen = sizeof cbuf};
-        ssize_t k;
-        do
-            k = recvmsg(job->sock, &mh, MSG_CMSG_CLOEXEC);
-        while (k < 0 && errno == EINTR);
-        struct cmsghdr *cm = k == (ssize_t)sizeof e ? CMSG_FIRSTHDR(&mh) : NULL;
-        if (cm && cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_RIGHTS)
-            memcpy(&ns, CMSG_DATA(cm), sizeof ns);
+        ns = recv_with_fd(job->sock, &e, sizeof e);
         close(job->sock);
         (void)waitpid(job->pid, NULL, 0);
         if (ns >= 0) {
@@ -211,14 +213,15 @@ static void send_fd(int sk, int fd)
         psb_child_fail(sk, 1, "seccomp", errno, "send listener fd");
 }
 
-static void send_warn(int sk, const char *limit, const char *msg)
+/* A warning record on init's status pipe: the helper reports it and warns on stderr. */
+static void send_warn(int st, const char *limit, const char *msg)
 {
     struct psb_rec r;
     memset(&r, 0, sizeof r);
     r.kind = PSB_REC_WARN;
     snprintf(r.stage, sizeof r.stage, "%s", limit);
     snprintf(r.msg, sizeof r.msg, "%s", msg);
-    (void)send(sk, &r, sizeof r, MSG_NOSIGNAL);
+    (void)psb_write_all(st, &r, sizeof r);
 }
 
 static int read_full(int fd, void *buf, size_t len)
@@ -310,7 +313,6 @@ static void run_command(struct psb_child_ctx *ctx)
         psb_child_fail(sk, 1, "rlimits", errno, "%s", err);
     if (cfg->chdir_to && chdir(cfg->chdir_to) < 0)
         psb_child_fail(sk, 1, "chdir", errno, "chdir %s", cfg->chdir_to);
-    (void)send_warn;
 
     /* execvpe searches the PATH of `environ`: point it at the sandbox's own environment. */
     environ = (char **)cfg->env;
@@ -379,13 +381,10 @@ int psb_init_main(void *arg)
     if (psb_build_root(cfg, err, sizeof err) < 0)
         psb_child_fail(st, 0, "mounts", errno, "%s", err);
     if (psb_socket_scan_incomplete) {
-        struct psb_rec w;
-        memset(&w, 0, sizeof w);
-        w.kind = PSB_REC_WARN;
-        snprintf(w.stage, sizeof w.stage, "sockets");
-        snprintf(w.msg, sizeof w.msg, "--hide-sockets stopped after %d entries: unix sockets beyond stay visible",
+        char msg[128];
+        snprintf(msg, sizeof msg, "--hide-sockets stopped after %d entries: unix sockets beyond stay visible",
                  PSB_SOCKET_SCAN_MAX);
-        (void)psb_write_all(st, &w, sizeof w);
+        send_warn(st, "sockets", msg);
     }
     if (cfg->net != PSB_NET_HOST)
         netns_join(st, &netjob);

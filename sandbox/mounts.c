@@ -301,19 +301,26 @@ static int full_path(char *buf, size_t len, const char *dst)
  * filesystem, so a host process's socket in the workspace (an agent's, a dev server's) stays
  * connectable through a read-only bind. Neither Landlock (before LANDLOCK_ACCESS_FS_RESOLVE_UNIX)
  * nor seccomp (the address is behind a pointer) can refuse that connect; an empty file over the
- * socket can. The walk follows no symlink and stops after PSB_SOCKET_SCAN_MAX entries or
- * PSB_SOCKET_SCAN_DEPTH levels (init then warns). The writable binds come last: what a sandbox
- * piled up there in an earlier run cannot use up the budget before the rest is seen. */
+ * socket can. The walk follows no symlink; a directory deeper than PSB_SOCKET_SCAN_DEPTH is
+ * hidden whole; past PSB_SOCKET_SCAN_MAX entries it stops (init then warns). The writable binds
+ * come last: what a sandbox piled up there in an earlier run cannot use up the budget before the
+ * rest is seen. */
 int psb_socket_scan_incomplete;
-static long long socket_scan_seen;
 
 struct socket_scan {
     const struct psb_config *cfg;
     int skip_writable; /* first pass: leave the --rw targets for the second */
+    long long seen;    /* entries walked */
     int hidden;        /* sockets hidden so far (each one is a mount) */
     int lost;          /* below a path longer than PATH_MAX: no --rw target there, walk by fd */
     char path[PATH_MAX];
 };
+
+/* -2 past PSB_SOCKET_HIDE_MAX sockets (each hide is a mount): the start is refused. */
+static int hide_socket(struct socket_scan *sc, int fd)
+{
+    return ++sc->hidden > PSB_SOCKET_HIDE_MAX ? -2 : hide_at(fd);
+}
 
 static int is_rw_target(const struct psb_config *cfg, const char *path)
 {
@@ -339,7 +346,7 @@ static int hide_sockets_in(struct socket_scan *sc, int dirfd, int depth)
     while (rc == 0 && (de = readdir(d))) {
         if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
             continue;
-        if (++socket_scan_seen > PSB_SOCKET_SCAN_MAX) {
+        if (++sc->seen > PSB_SOCKET_SCAN_MAX) {
             psb_socket_scan_incomplete = 1;
             break;
         }
@@ -351,13 +358,9 @@ static int hide_sockets_in(struct socket_scan *sc, int dirfd, int depth)
             type = S_ISDIR(st.st_mode) ? DT_DIR : S_ISSOCK(st.st_mode) ? DT_SOCK : DT_REG;
         }
         if (type == DT_SOCK) {
-            if (++sc->hidden > PSB_SOCKET_HIDE_MAX) {
-                rc = -2;
-                break;
-            }
             int s = openat(fd, de->d_name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
             if (s >= 0) {
-                rc = hide_at(s);
+                rc = hide_socket(sc, s);
                 close(s);
             }
         } else if (type == DT_DIR) {
@@ -386,46 +389,47 @@ static int hide_sockets_in(struct socket_scan *sc, int dirfd, int depth)
     return rc;
 }
 
-/* Both passes over `dst`: everything but the writable binds, then those beneath it. First the
- * binds beneath `dst` whose source is itself a socket: readdir reports the mount point's own
- * type (a file on the tmpfs below), not the socket mounted on it. (A socket mounted elsewhere on
- * purpose, such as a session's, is left alone.) */
+/* One walk from `dir` (a directory of the new tree); 0 when nothing is mounted there. */
+static int walk_for_sockets(struct socket_scan *sc, int rootfd, const char *dir, int skip_writable)
+{
+    int dfd = psb_open_nofollow(rootfd, dir, O_DIRECTORY, 0, 1);
+    if (dfd < 0)
+        return 0;
+    sc->skip_writable = skip_writable;
+    snprintf(sc->path, sizeof sc->path, "%s", strcmp(dir, "/") ? dir : "");
+    int rc = hide_sockets_in(sc, dfd, 0);
+    close(dfd);
+    return rc;
+}
+
+/* First the binds beneath `dst` whose source is itself a socket: readdir reports the mount
+ * point's own type (a file on the tmpfs below), not the socket mounted on it. (A socket mounted
+ * elsewhere on purpose, such as a session's, is left alone.) Then `dst` but its writable binds,
+ * then those. */
 static int hide_sockets(const struct psb_config *cfg, int rootfd, const char *dst)
 {
     static struct socket_scan sc;
+    memset(&sc, 0, sizeof sc);
     sc.cfg = cfg;
-    sc.hidden = 0;
-    sc.lost = 0;
     for (int i = 0; i < cfg->nops; i++) {
         const struct psb_op *o = &cfg->ops[i];
         if ((o->kind != PSB_OP_RO && o->kind != PSB_OP_RO_TRY && o->kind != PSB_OP_RW) || !psb_path_beneath(o->dst, dst))
             continue;
         int f = psb_open_nofollow(rootfd, o->dst, 0, 0, 0);
         struct stat st;
-        if (f >= 0 && fstat(f, &st) == 0 && S_ISSOCK(st.st_mode) && (++sc.hidden > PSB_SOCKET_HIDE_MAX || hide_at(f) < 0)) {
-            close(f);
-            return sc.hidden > PSB_SOCKET_HIDE_MAX ? -2 : -1;
-        }
+        int rc = f >= 0 && fstat(f, &st) == 0 && S_ISSOCK(st.st_mode) ? hide_socket(&sc, f) : 0;
         if (f >= 0)
             close(f);
+        if (rc < 0)
+            return rc;
     }
-    for (int pass = 0; pass < 2; pass++) {
-        for (int i = -1; i < cfg->nops; i++) {
-            const char *dir = i < 0 ? dst : cfg->ops[i].dst;
-            if (pass == 0 ? i >= 0 : (i < 0 || cfg->ops[i].kind != PSB_OP_RW || !psb_path_beneath(dir, dst) || !strcmp(dir, dst)))
-                continue;
-            int dfd = psb_open_nofollow(rootfd, dir, O_DIRECTORY, 0, 1);
-            if (dfd < 0)
-                continue; /* nothing mounted there (or a file bind) */
-            sc.skip_writable = pass == 0;
-            snprintf(sc.path, sizeof sc.path, "%s", strcmp(dir, "/") ? dir : "");
-            int rc = hide_sockets_in(&sc, dfd, 0);
-            close(dfd);
-            if (rc < 0)
-                return rc;
-        }
+    int rc = walk_for_sockets(&sc, rootfd, dst, 1);
+    for (int i = 0; rc == 0 && i < cfg->nops; i++) {
+        const struct psb_op *o = &cfg->ops[i];
+        if (o->kind == PSB_OP_RW && psb_path_beneath(o->dst, dst) && strcmp(o->dst, dst))
+            rc = walk_for_sockets(&sc, rootfd, o->dst, 0);
     }
-    return 0;
+    return rc;
 }
 
 static int build_dev(int rootfd, const char *dst, int want_shm, char *err, size_t errlen)

@@ -217,7 +217,7 @@ extension LaunchPlan {
             let locked = entries.filter { entry in
                 lockedGlobs.contains(where: { $0.matches(entry) }) && host.exists(pinned + "/" + entry)
             }
-            let elsewhere = hidden + config.files.outputs.map(Self.cleanRelative)
+            let elsewhere = hidden + config.files.outputs  // parsed plain: no "./", no trailing "/"
             for entry in pinnedBinds(locked, elsewhere: elsewhere) {
                 plan.mounts.append(.readOnly(source: pinned + "/" + entry, target: ws + "/" + entry, optional: false))
             }
@@ -395,14 +395,6 @@ extension LaunchPlan {
             if seen.insert(pick).inserted { chosen.append(pick) }
         }
         return chosen
-    }
-
-    /// `./outputs/` -> `outputs`.
-    static func cleanRelative(_ path: String) -> String {
-        var p = Substring(path)
-        while p.hasPrefix("./") { p = p.dropFirst(2) }
-        while p.hasSuffix("/") { p = p.dropLast() }
-        return String(p)
     }
 
     static func notesPaths(_ config: WorkspaceConfig, host: HostFacts) -> [String] {
