@@ -22,10 +22,12 @@ final class TOMLReader {
     }
 
     /// The line of `key` inside the table `path` (e.g. ["agent", "mutate"]), or of the table header.
-    func line(of path: [String], key: String?) -> Int? {
+    /// `occurrence` counts `[[path]]` headers (0-based) for the elements of an array of tables.
+    func line(of path: [String], key: String?, occurrence: Int = 0) -> Int? {
         var current: [String] = []
         var headerLine: Int?
         var tableLine: Int?
+        var seen = 0
         for (index, raw) in lines.enumerated() {
             let text = raw.trimmingCharacters(in: .whitespaces)
             if text.hasPrefix("[") {
@@ -33,7 +35,15 @@ final class TOMLReader {
                 current = inner.split(separator: ".").map {
                     $0.trimmingCharacters(in: .whitespaces).trimmingCharacters(in: CharacterSet(charactersIn: "\"'"))
                 }
-                if current == path { headerLine = index + 1 }
+                if current == path {
+                    if seen != occurrence {
+                        seen += 1
+                        current = []  // an earlier element of the array: not the one asked about
+                        continue
+                    }
+                    seen += 1
+                    headerLine = index + 1
+                }
                 if let key, tableLine == nil, current == path + [key] { tableLine = index + 1 }
                 continue
             }
@@ -45,9 +55,11 @@ final class TOMLReader {
         return tableLine ?? headerLine
     }
 
-    func error(_ path: [String], _ key: String?, _ message: String) -> ConfigError {
+    func error(_ path: [String], _ key: String?, _ message: String, occurrence: Int? = nil) -> ConfigError {
         let dotted = (path + (key.map { [$0] } ?? [])).joined(separator: ".")
-        return ConfigError(file: file, line: line(of: path, key: key), key: dotted.isEmpty ? nil : dotted, message: message)
+        let name = occurrence.map { _ in path.joined(separator: ".") + "[\(occurrence! + 1)]" + (key.map { "." + $0 } ?? "") } ?? dotted
+        return ConfigError(file: file, line: line(of: path, key: key, occurrence: occurrence ?? 0),
+                           key: name.isEmpty ? nil : name, message: message)
     }
 }
 
@@ -56,19 +68,40 @@ struct TableReader {
     let reader: TOMLReader
     let path: [String]
     let table: TOMLTable?
+    /// The element's index when this table is one of an array of tables (`[[phases]]`).
+    let occurrence: Int?
     private var used: Set<String> = []
 
-    init(_ reader: TOMLReader, _ path: [String], _ table: TOMLTable?) {
+    init(_ reader: TOMLReader, _ path: [String], _ table: TOMLTable?, occurrence: Int? = nil) {
         self.reader = reader
         self.path = path
         self.table = table
+        self.occurrence = occurrence
+    }
+
+    /// The located error for `key` of this table.
+    func error(_ key: String?, _ message: String) -> ConfigError {
+        reader.error(path, key, message, occurrence: occurrence)
+    }
+
+    /// An array of tables (`[[phases]]`); missing is an empty array.
+    mutating func tables(_ key: String) throws -> [TableReader] {
+        used.insert(key)
+        guard let value = table?[key] else { return [] }
+        guard let array = value.array else { throw error(key, "expected an array of tables ([[\(key)]]), got \(value.type)") }
+        return try array.enumerated().map { index, element in
+            guard let sub = element.table else {
+                throw error(key, "expected an array of tables ([[\(key)]]), found a \(element.type)")
+            }
+            return TableReader(reader, path + [key], sub, occurrence: index)
+        }
     }
 
     /// A sub-table; missing is allowed (all its keys take defaults).
     mutating func table(_ key: String) throws -> TableReader {
         used.insert(key)
         guard let value = table?[key] else { return TableReader(reader, path + [key], nil) }
-        guard let sub = value.table else { throw reader.error(path, key, "expected a table, got \(value.type)") }
+        guard let sub = value.table else { throw error(key, "expected a table, got \(value.type)") }
         return TableReader(reader, path + [key], sub)
     }
 
@@ -77,14 +110,14 @@ struct TableReader {
     mutating func string(_ key: String) throws -> String? {
         used.insert(key)
         guard let value = table?[key] else { return nil }
-        guard let text = value.string else { throw reader.error(path, key, "expected a string, got \(value.type)") }
+        guard let text = value.string else { throw error(key, "expected a string, got \(value.type)") }
         return text
     }
 
     mutating func string(_ key: String, oneOf choices: [String]) throws -> String? {
         guard let text = try string(key) else { return nil }
         guard choices.contains(text) else {
-            throw reader.error(path, key, "expected one of \(choices.map { "\"\($0)\"" }.joined(separator: ", ")), got \"\(text)\"")
+            throw error(key, "expected one of \(choices.map { "\"\($0)\"" }.joined(separator: ", ")), got \"\(text)\"")
         }
         return text
     }
@@ -92,16 +125,16 @@ struct TableReader {
     mutating func bool(_ key: String) throws -> Bool? {
         used.insert(key)
         guard let value = table?[key] else { return nil }
-        guard let flag = value.bool else { throw reader.error(path, key, "expected true or false, got \(value.type)") }
+        guard let flag = value.bool else { throw error(key, "expected true or false, got \(value.type)") }
         return flag
     }
 
     mutating func int(_ key: String, min: Int = 0, max: Int = Int.max) throws -> Int? {
         used.insert(key)
         guard let value = table?[key] else { return nil }
-        guard let number = value.int else { throw reader.error(path, key, "expected an integer, got \(value.type)") }
+        guard let number = value.int else { throw error(key, "expected an integer, got \(value.type)") }
         guard number >= min && number <= max else {
-            throw reader.error(path, key, "expected an integer from \(min) to \(max), got \(number)")
+            throw error(key, "expected an integer from \(min) to \(max), got \(number)")
         }
         return number
     }
@@ -111,10 +144,10 @@ struct TableReader {
         guard let value = table?[key] else { return nil }
         let number: Double
         if let d = value.double { number = d } else if let i = value.int { number = Double(i) } else {
-            throw reader.error(path, key, "expected a number, got \(value.type)")
+            throw error(key, "expected a number, got \(value.type)")
         }
         guard number.isFinite && number >= min else {
-            throw reader.error(path, key, "expected a finite number ≥ \(min), got \(number)")
+            throw error(key, "expected a finite number ≥ \(min), got \(number)")
         }
         return number
     }
@@ -122,10 +155,10 @@ struct TableReader {
     mutating func strings(_ key: String) throws -> [String]? {
         used.insert(key)
         guard let value = table?[key] else { return nil }
-        guard let array = value.array else { throw reader.error(path, key, "expected an array of strings, got \(value.type)") }
+        guard let array = value.array else { throw error(key, "expected an array of strings, got \(value.type)") }
         return try array.map { element in
             guard let text = element.string else {
-                throw reader.error(path, key, "expected an array of strings, found a \(element.type)")
+                throw error(key, "expected an array of strings, found a \(element.type)")
             }
             return text
         }
@@ -134,10 +167,10 @@ struct TableReader {
     mutating func ints(_ key: String, min: Int = 0) throws -> [Int]? {
         used.insert(key)
         guard let value = table?[key] else { return nil }
-        guard let array = value.array else { throw reader.error(path, key, "expected an array of integers, got \(value.type)") }
+        guard let array = value.array else { throw error(key, "expected an array of integers, got \(value.type)") }
         return try array.map { element in
             guard let number = element.int, number >= min else {
-                throw reader.error(path, key, "expected an array of integers ≥ \(min)")
+                throw error(key, "expected an array of integers ≥ \(min)")
             }
             return number
         }
@@ -147,7 +180,7 @@ struct TableReader {
     mutating func duration(_ key: String) throws -> Int64? {
         guard let text = try stringValue(key, expecting: "a duration such as \"30s\" or \"5m\"") else { return nil }
         guard let ms = Units.milliseconds(text), ms > 0 else {
-            throw reader.error(path, key, "expected a positive duration such as \"500ms\", \"30s\", \"5m\" or \"1h\", got \"\(text)\"")
+            throw error(key, "expected a positive duration such as \"500ms\", \"30s\", \"5m\" or \"1h\", got \"\(text)\"")
         }
         return ms
     }
@@ -156,7 +189,7 @@ struct TableReader {
     mutating func size(_ key: String) throws -> Int64? {
         guard let text = try stringValue(key, expecting: "a size such as \"512MiB\"") else { return nil }
         guard let bytes = Units.bytes(text), bytes > 0 else {
-            throw reader.error(path, key, "expected a positive size such as \"64KiB\", \"512MiB\" or \"4GiB\", got \"\(text)\"")
+            throw error(key, "expected a positive size such as \"64KiB\", \"512MiB\" or \"4GiB\", got \"\(text)\"")
         }
         return bytes
     }
@@ -164,7 +197,7 @@ struct TableReader {
     private mutating func stringValue(_ key: String, expecting: String) throws -> String? {
         used.insert(key)
         guard let value = table?[key] else { return nil }
-        guard let text = value.string else { throw reader.error(path, key, "expected \(expecting), got \(value.type)") }
+        guard let text = value.string else { throw error(key, "expected \(expecting), got \(value.type)") }
         return text
     }
 
@@ -173,7 +206,7 @@ struct TableReader {
         guard let table else { return }
         for key in table.keys.sorted() where !used.contains(key) {
             let section = path.isEmpty ? "the top level" : "[\(path.joined(separator: "."))]"
-            throw reader.error(path, key, "unknown key in \(section)")
+            throw error(key, "unknown key in \(section)")
         }
     }
 }

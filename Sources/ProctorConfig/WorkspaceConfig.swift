@@ -8,6 +8,9 @@ public struct WorkspaceConfig: Sendable, Equatable {
         public var notes: [String] = []
         public var locked: [String] = []
         public var hidden: [String] = []
+        /// The sealed test set: like `hidden`, but seen only by `[evaluator] sealed_command`, which
+        /// runs on kept commits alone; no agent ever learns its scores.
+        public var sealed: [String] = []
         /// Directories, workspace-relative, without a trailing slash.
         public var outputs: [String] = ["outputs"]
     }
@@ -32,6 +35,8 @@ public struct WorkspaceConfig: Sendable, Equatable {
         public var timeoutMs: Int64 = 2 * 60_000
         public var memoryBytes: Int64? = 4 << 30
         public var metric: String = "score"
+        /// The sealed evaluator (a locked script over the `sealed` files); empty when there is none.
+        public var sealedCommand: [String] = []
         public var maximize: Bool = true
     }
 
@@ -88,6 +93,27 @@ public struct WorkspaceConfig: Sendable, Equatable {
     }
 
     /// Absolute path of the workspace root.
+    /// `[memory]`: what the runtime remembers around the loop (`.proctor/memory/`).
+    public struct Memory: Sendable, Equatable {
+        /// How many discarded candidates closest to the best `near_misses.md` keeps.
+        public var nearMisses: Int = 3
+        /// Iterations without a keep after which the next prompt carries the plateau hint.
+        public var plateauAfter: Int = 15
+        /// A user-maintained, locked file whose lines join `do_not_retry.md`.
+        public var doNotRetry: String? = nil
+        /// `rules` (deterministic, from the ledger and the diffs) or `agent` (an http agent rewrites
+        /// `learnings.md` with a second model call).
+        public var synthesize: String = "rules"
+    }
+
+    /// One `[[phases]]` table: a research strategy for the iterations up to `until`.
+    public struct ResearchPhase: Sendable, Equatable {
+        /// The last iteration of the phase (nil: until the run ends).
+        public var until: Int?
+        public var strategy: String
+        public var name: String
+    }
+
     public var root: String
     /// Absolute path of the `proctor.toml` this was read from.
     public var file: String
@@ -98,6 +124,8 @@ public struct WorkspaceConfig: Sendable, Equatable {
     public var gates = Gates()
     public var agent = Agent()
     public var sandbox = Sandbox()
+    public var memory = Memory()
+    public var phases: [ResearchPhase] = []
 
     public init(root: String, file: String) {
         self.root = root
@@ -136,6 +164,7 @@ extension WorkspaceConfig {
         config.files.notes = try files.strings("notes").map { try relativeGlobs($0, files, "notes") } ?? []
         config.files.locked = try files.strings("locked").map { try relativeGlobs($0, files, "locked") } ?? []
         config.files.hidden = try files.strings("hidden").map { try relativeGlobs($0, files, "hidden") } ?? []
+        config.files.sealed = try files.strings("sealed").map { try relativeGlobs($0, files, "sealed") } ?? []
         if let outputs = try files.strings("outputs") {
             config.files.outputs = try relativeGlobs(outputs, files, "outputs").map { path in
                 let trimmed = path.hasSuffix("/") ? String(path.dropLast()) : path
@@ -154,7 +183,8 @@ extension WorkspaceConfig {
             }
             for output in config.files.outputs {
                 let lists = [("editable", config.files.editable), ("notes", config.files.notes),
-                             ("locked", config.files.locked), ("hidden", config.files.hidden)]
+                             ("locked", config.files.locked), ("hidden", config.files.hidden),
+                             ("sealed", config.files.sealed)]
                 for (name, patterns) in lists {
                     for pattern in patterns {
                         let prefix = Glob(pattern).literalPrefix
@@ -197,7 +227,24 @@ extension WorkspaceConfig {
         if let value = try ev.string("direction", oneOf: ["maximize", "minimize"]) {
             config.evaluator.maximize = value == "maximize"
         }
+        if let value = try ev.strings("sealed_command") { config.evaluator.sealedCommand = value }
         try ev.finish()
+        // Each needs the other: a sealed evaluator without its set would score nothing, a set
+        // without an evaluator would be hidden for nothing.
+        if !config.evaluator.sealedCommand.isEmpty && config.files.sealed.isEmpty {
+            throw reader.error(["evaluator"], "sealed_command", "expected [files] sealed = [...] naming the sealed test set it scores")
+        }
+        if config.evaluator.sealedCommand.isEmpty && !config.files.sealed.isEmpty {
+            throw reader.error(["files"], "sealed", "expected [evaluator] sealed_command = [...] to score the sealed set")
+        }
+        for pattern in config.files.sealed {
+            let overlap = (config.files.editable + config.files.notes + config.files.locked + config.files.hidden).first {
+                $0 == pattern || Glob($0).matches(pattern) || Glob(pattern).matches($0)
+            }
+            if let overlap {
+                throw reader.error(["files"], "sealed", "expected files apart from the other [files] lists, got \"\(pattern)\", which overlaps \"\(overlap)\"")
+            }
+        }
         // Without one, the run would create its branch and only then fail the baseline with "no command to run".
         guard !config.evaluator.command.isEmpty else {
             throw reader.error(["evaluator"], "command", "expected the evaluator command, e.g. [\"python3\", \"prepare.py\", \"--score\"]")
@@ -259,6 +306,43 @@ extension WorkspaceConfig {
             if config.agent.model.isEmpty { throw reader.error(["agent"], "model", "kind = \"http\" needs model") }
         }
 
+        var memory = try top.table("memory")
+        if let value = try memory.int("near_misses", min: 0, max: 100) { config.memory.nearMisses = value }
+        if let value = try memory.int("plateau_after", min: 1) { config.memory.plateauAfter = value }
+        if let value = try memory.string("do_not_retry") {
+            config.memory.doNotRetry = try relativeGlobs([value], memory, "do_not_retry")[0]
+            guard !value.contains(where: { "*?[".contains($0) }) else {
+                throw memory.error("do_not_retry", "expected one workspace-relative file name, got \"\(value)\"")
+            }
+        }
+        if let value = try memory.string("synthesize", oneOf: ["rules", "agent"]) { config.memory.synthesize = value }
+        try memory.finish()
+        if config.memory.synthesize == "agent" && config.agent.kind != "http" {
+            throw reader.error(["memory"], "synthesize", "\"agent\" needs [agent] kind = \"http\" (the model that rewrites learnings.md); use \"rules\"")
+        }
+        if let file = config.memory.doNotRetry, !config.files.locked.contains(where: { Glob($0).matches(file) }) {
+            throw reader.error(["memory"], "do_not_retry", "expected a locked file (add \"\(file)\" to [files] locked: agents must not edit their own do-not-retry list)")
+        }
+
+        for var phase in try top.tables("phases") {
+            let index = phase.occurrence ?? 0
+            let until = try phase.int("until", min: 1)
+            guard let strategy = try phase.string("strategy"), !strategy.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty else {
+                throw phase.error("strategy", "expected the phase's strategy text, e.g. \"explore: try very different models\"")
+            }
+            let name = try phase.string("name") ?? "phase \(index + 1)"
+            try phase.finish()
+            if let previous = config.phases.last {
+                guard let last = previous.until else {
+                    throw phase.error("until", "expected no phase after one without `until` (it lasts until the run ends)")
+                }
+                if let until, until <= last {
+                    throw phase.error("until", "expected phases in order: until = \(until) is not after the previous phase's \(last)")
+                }
+            }
+            config.phases.append(ResearchPhase(until: until, strategy: strategy, name: name))
+        }
+
         var sandbox = try top.table("sandbox")
         if let value = try sandbox.string("policy") {
             guard value.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "-" || $0 == "_" }), !value.isEmpty else {
@@ -317,11 +401,29 @@ extension WorkspaceConfig {
 }
 
 extension WorkspaceConfig {
+    /// The phase iteration `i` belongs to, if `[[phases]]` are set.
+    public func phase(at iteration: Int) -> (index: Int, phase: ResearchPhase)? {
+        for (index, phase) in phases.enumerated() where phase.until.map({ iteration <= $0 }) ?? true {
+            return (index, phase)
+        }
+        return nil
+    }
+
+    /// What the sealed evaluator's sandbox is built from: the sealed files in the place of the
+    /// hidden ones (the validation labels are not its to read), its own command.
+    public var sealedEvaluatorView: WorkspaceConfig {
+        var view = self
+        view.files.hidden = files.sealed
+        view.files.sealed = []
+        view.evaluator.command = evaluator.sealedCommand
+        return view
+    }
+
     /// Workspace-relative prefixes of the `hidden` files (`holdout/` for `holdout/**`). No sandbox but
     /// the evaluator's sees them, and it only reads them, so the diff validator and the revert leave
     /// them alone: held-out labels may live outside git (ignored) without being reported or deleted.
     public var hiddenPrefixes: [String] {
-        files.hidden.compactMap { pattern in
+        (files.hidden + files.sealed).compactMap { pattern in
             var base = pattern
             if base.hasSuffix("/**") { base.removeLast(3) } else if base.hasSuffix("/") { base.removeLast() }
             guard !base.isEmpty, !base.contains(where: { "*?[\\".contains($0) }) else { return nil }
@@ -344,7 +446,7 @@ extension WorkspaceConfig {
         if [".git", ".proctor", "proctor.toml"].contains(where: under) { return true }
         if path.split(separator: "/").contains(where: { $0.lowercased() == ".git" }) { return true }
         if files.outputs.contains(where: under) || hiddenPrefixes.contains(where: under) { return true }
-        return (files.hidden + files.locked).contains { Glob($0).matches(path) }
+        return (files.hidden + files.sealed + files.locked).contains { Glob($0).matches(path) }
     }
 
     /// What the loop's status never looks into: proctor's state and the outputs.

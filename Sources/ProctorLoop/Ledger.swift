@@ -11,6 +11,8 @@ public struct LedgerRow: Sendable, Equatable {
     public var iteration: Int
     public var commit: String
     public var score: Double?
+    /// The sealed test set's score: kept rows only, and only with `[evaluator] sealed_command`.
+    public var sealed: Double?
     public var status: IterationStatus
     public var seconds: Double
     public var peakMemMB: Int?
@@ -18,34 +20,39 @@ public struct LedgerRow: Sendable, Equatable {
     public var trees: Int?
     public var description: String
 
-    public static let header = ["iteration", "commit", "score", "status", "seconds", "peak_mem_mb", "features", "trees", "description"]
+    public static let header = ["iteration", "commit", "score", "sealed", "status", "seconds", "peak_mem_mb", "features",
+                                "trees", "description"]
+    /// The header of ledgers written before the `sealed` column; `Ledger` migrates them on open.
+    static let headerWithoutSealed = header.filter { $0 != "sealed" }
 
     public var fields: [String] {
-        [String(iteration), commit, score.map { String(format: "%.6f", $0) } ?? "", status.rawValue,
-         String(format: "%.1f", seconds), peakMemMB.map(String.init) ?? "", features.map(String.init) ?? "",
+        [String(iteration), commit, score.map { String(format: "%.6f", $0) } ?? "", sealed.map { String(format: "%.6f", $0) } ?? "",
+         status.rawValue, String(format: "%.1f", seconds), peakMemMB.map(String.init) ?? "", features.map(String.init) ?? "",
          trees.map(String.init) ?? "", Ledger.clean(description)]
     }
 
     init?(fields: [String]) {
         guard fields.count == LedgerRow.header.count, let iteration = Int(fields[0]),
-            let status = IterationStatus(rawValue: fields[3])
+            let status = IterationStatus(rawValue: fields[4])
         else { return nil }
         self.iteration = iteration
         commit = fields[1]
         score = Double(fields[2])
+        sealed = Double(fields[3])
         self.status = status
-        seconds = Double(fields[4]) ?? 0
-        peakMemMB = Int(fields[5])
-        features = Int(fields[6])
-        trees = Int(fields[7])
-        description = fields[8]
+        seconds = Double(fields[5]) ?? 0
+        peakMemMB = Int(fields[6])
+        features = Int(fields[7])
+        trees = Int(fields[8])
+        description = fields[9]
     }
 
-    public init(iteration: Int, commit: String, score: Double?, status: IterationStatus, seconds: Double,
+    public init(iteration: Int, commit: String, score: Double?, sealed: Double? = nil, status: IterationStatus, seconds: Double,
                 peakMemMB: Int?, features: Int?, trees: Int?, description: String) {
         self.iteration = iteration
         self.commit = commit
         self.score = score
+        self.sealed = sealed
         self.status = status
         self.seconds = seconds
         self.peakMemMB = peakMemMB
@@ -73,6 +80,9 @@ public struct RunRecord: Codable, Sendable {
     public var commit: String?
     public var parent: String
     public var score: Double?
+    /// The sealed evaluator's mean over the seeds (kept iterations and the baseline only).
+    public var sealed: Double?
+    public var sealedScores: [SeedScore]?
     public var bestBefore: Double?
     public var scores: [SeedScore]
     public var diff: DiffStats?
@@ -82,6 +92,18 @@ public struct RunRecord: Codable, Sendable {
     public var agent: String
     public var usage: AgentUsageRecord?
     public var violations: [String]
+    /// The `[[phases]]` entry the iteration ran in (its `name`), if phases are set.
+    public var phase: String?
+    /// `proctor nudge` texts delivered to the agent with this iteration's proposal, in order.
+    public var nudges: [String]?
+    /// Numbers of the analysis runs (`.proctor/analysis/<n>/`) summarized into this proposal.
+    public var analyses: [Int]?
+    /// Whether the proposal's prompt carried the plateau hint.
+    public var plateau: Bool?
+    /// The agent's transcript, relative to `.proctor/` (`logs/<run>/<i>-agent.log`).
+    public var agentLog: String?
+    /// A second model call that rewrote `learnings.md` (`[memory] synthesize = "agent"`).
+    public var synthesisUsage: AgentUsageRecord?
 }
 
 public struct DiffStats: Codable, Sendable {
@@ -112,6 +134,7 @@ public final class Ledger: @unchecked Sendable {
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         Ledger.repairTail(resultsPath)
         Ledger.repairTail(runsPath)
+        try Ledger.addSealedColumn(resultsPath)
         results = open(resultsPath, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0o644)
         runs = open(runsPath, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0o644)
         guard results >= 0, runs >= 0 else { throw PlanError(description: "open ledger in \(directory): \(String(cString: strerror(errno)))") }
@@ -191,6 +214,22 @@ public final class Ledger: @unchecked Sendable {
             }
         }
         return String(out.prefix(300))
+    }
+
+    /// A ledger written before the `sealed` column gets it (empty) in every row, in one atomic
+    /// replacement: a crash leaves the old file or the new one.
+    static func addSealedColumn(_ path: String) throws {
+        guard let text = try? String(contentsOfFile: path, encoding: .utf8),
+            text.prefix(while: { $0 != "\n" }) == LedgerRow.headerWithoutSealed.joined(separator: "\t")
+        else { return }
+        let sealedIndex = LedgerRow.header.firstIndex(of: "sealed")!
+        let lines = text.split(separator: "\n", omittingEmptySubsequences: false).dropFirst().map { line -> String in
+            guard !line.isEmpty else { return "" }
+            var fields = line.components(separatedBy: "\t")
+            if fields.count == LedgerRow.headerWithoutSealed.count { fields.insert("", at: sealedIndex) }
+            return fields.joined(separator: "\t")
+        }
+        try AtomicFile.write(Data(([LedgerRow.header.joined(separator: "\t")] + lines).joined(separator: "\n").utf8), to: path)
     }
 
     private static func repairTail(_ path: String) {

@@ -108,7 +108,7 @@ public enum Reports {
         let state = RunState.load(config.root)
         let scored = rows.filter { $0.score != nil }
         let width = 900.0, height = 360.0, pad = 50.0, left = 90.0
-        let scores = scored.compactMap(\.score)
+        let scores = scored.compactMap(\.score) + rows.filter { $0.status == .keep }.compactMap(\.sealed)
         let lo = scores.min() ?? 0, hi = scores.max() ?? 1
         let span = hi - lo > 0 ? hi - lo : 1
         let maxIteration = Double(max(rows.map(\.iteration).max() ?? 1, 1))
@@ -140,6 +140,11 @@ public enum Reports {
         }
         if let best { points.append("\(x(Int(maxIteration))),\(y(best))") }
         svg += "<polyline fill='none' stroke='#1a7f37' stroke-width='2' points='\(points.joined(separator: " "))'/>"
+        // The sealed test set's scores of the kept rows: a second line, never seen by the agent.
+        let sealedPoints = rows.filter { $0.status == .keep }.compactMap { row in row.sealed.map { "\(x(row.iteration)),\(y($0))" } }
+        if !sealedPoints.isEmpty {
+            svg += "<polyline class='sealed' fill='none' stroke='#0969da' stroke-width='2' stroke-dasharray='6 3' points='\(sealedPoints.joined(separator: " "))'><title>sealed test set</title></polyline>"
+        }
         for row in scored {
             svg += "<circle cx='\(x(row.iteration))' cy='\(y(row.score!))' r='4' fill='\(colors[row.status] ?? "#000")'><title>\(row.iteration): \(escape(row.status.rawValue)) \(escape(format(row.score!))) \(escape(row.description))</title></circle>"
         }
@@ -148,6 +153,9 @@ public enum Reports {
         html += "<h1>proctor report: \(escape(URL(fileURLWithPath: config.root).lastPathComponent))</h1>"
         if let state {
             html += "<p>run <b>\(escape(state.run))</b> on branch <code>\(escape(state.branch))</code>: baseline \(escape(format(state.baselineScore))), best <b>\(escape(format(state.bestScore)))</b> (\(escape(config.evaluator.metric)), \(config.evaluator.maximize ? "higher" : "lower") is better)</p>"
+        }
+        if let gap = sealedGap(rows, maximize: config.evaluator.maximize) {
+            html += "<p class='sealed-gap'>\(escape(gap))</p>"
         }
         let counts = Dictionary(grouping: rows.filter { $0.iteration > 0 }, by: \.status).mapValues(\.count)
         html += "<p>" + IterationStatus.allCases.map { "<span class='\($0.rawValue)'>\($0.rawValue) \(counts[$0] ?? 0)</span>" }.joined(separator: " · ") + "</p>"
@@ -159,6 +167,28 @@ public enum Reports {
         }
         html += "</table></body></html>\n"
         return html
+    }
+
+    /// The sealed gap of the workspace's ledger (`proctor report` prints it).
+    public static func sealedGap(workspace: String) throws -> String? {
+        let config = try WorkspaceConfig.load(workspace: workspace)
+        return sealedGap(Ledger.rows(in: config.root + "/.proctor"), maximize: config.evaluator.maximize)
+    }
+
+    /// How much of the last kept validation score holds on the sealed test set, in words.
+    public static func sealedGap(_ rows: [LedgerRow], maximize: Bool) -> String? {
+        guard let last = rows.last(where: { $0.status == .keep && $0.sealed != nil }), let score = last.score,
+            let sealed = last.sealed
+        else { return nil }
+        let gap = maximize ? score - sealed : sealed - score
+        var text = "last kept (iteration \(last.iteration)): validation \(format(score)), sealed \(format(sealed)), gap \(format(gap))"
+        if let first = rows.first(where: { $0.status == .keep && $0.sealed != nil }), first.iteration != last.iteration,
+            let firstScore = first.score, let firstSealed = first.sealed {
+            let validationGain = maximize ? score - firstScore : firstScore - score
+            let sealedGain = maximize ? sealed - firstSealed : firstSealed - sealed
+            text += "; since iteration \(first.iteration) validation improved by \(format(validationGain)), sealed by \(format(sealedGain))"
+        }
+        return text
     }
 
     static func escape(_ text: String) -> String {

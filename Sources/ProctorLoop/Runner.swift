@@ -51,7 +51,8 @@ public struct StartRefused: Error, CustomStringConvertible {
     public init(_ description: String) { self.description = description }
 }
 
-/// The research loop: propose → validate the diff → experiment → locked evaluator → gates → keep or revert → record.
+/// The research loop: start or resume a run, then one `Iteration` after another (propose → validate →
+/// measure → gate → keep or revert → record, each a named stage under `Iteration/`).
 public final class Runner {
     let env: SandboxEnvironment
     let config: WorkspaceConfig
@@ -76,6 +77,8 @@ public final class Runner {
     static let keptLogIterations = 50
     /// Agent failures in a row; a broken agent must not burn the night producing crash rows.
     var agentFailures = 0
+    /// The last agent failure's reason, for the message that stops the run.
+    var lastAgentFailure = ""
     /// What the agent's answers cost during the current proposal, rejected ones included.
     let meter = UsageMeter()
     static let maxAgentFailures = 5
@@ -160,6 +163,7 @@ public final class Runner {
         let pins = try pinLockedFiles(at: head)
         // The start checks passed: from here on the run writes.
         try env.clearOutputs()
+        discardStashedOutputs()
         ledger = try Ledger(directory: root + "/.proctor")
         let branch = "proctor/" + runID
         state = RunState(run: runID, branch: branch, baseCommit: head.hex, bestCommit: head.hex, bestScore: .nan,
@@ -184,12 +188,16 @@ public final class Runner {
         state.baselineSpread = (baselineScores.max() ?? 0) - (baselineScores.min() ?? 0)
         state.lastIteration = 0
         state.inProgress = nil
-        let row = LedgerRow(iteration: 0, commit: head.short, score: mean, status: .keep, seconds: seconds,
+        let sealed = try scoreSealed(iteration: 0)
+        let row = LedgerRow(iteration: 0, commit: head.short, score: mean, sealed: sealed.mean, status: .keep, seconds: seconds,
                             peakMemMB: peak, features: evaluations.last?.measurements["features"].map { Int($0) },
                             trees: evaluations.last?.measurements["trees"].map { Int($0) }, description: "baseline")
-        try ledger.append(row, record: record(0, .keep, reason: nil, description: "baseline", commit: head.hex,
-                                              parent: head.hex, measured: baseline, bestBefore: nil, diff: nil,
-                                              usage: nil, violations: []))
+        var baselineRecord = runRecord(0, .keep, reason: nil, description: "baseline", commit: head.hex,
+                                       parent: head.hex, measured: baseline, bestBefore: nil, diff: nil,
+                                       usage: nil, violations: [])
+        baselineRecord.sealed = sealed.mean
+        baselineRecord.sealedScores = sealing ? sealed.scores : nil
+        try ledger.append(row, record: baselineRecord)
         try state.save(root)
         progress.line("baseline \(config.evaluator.metric) = \(format(mean)) over seeds \(allSeeds.map(String.init).joined(separator: ","))")
     }
@@ -264,6 +272,7 @@ public final class Runner {
         try repo.setHead(branch: saved.branch)
         let best = try repo.resolve(saved.bestCommit)
         try env.clearOutputs()
+        discardStashedOutputs()
         try repo.restore(to: best, excluding: kept)
         if let lost = saved.inProgress, !recorded(lost) {
             let row = LedgerRow(iteration: lost, commit: "", score: nil, status: .crash, seconds: 0, peakMemMB: nil,
@@ -288,208 +297,36 @@ public final class Runner {
 
     // MARK: - One iteration
 
-    /// Runs iteration `i` to a ledger row. Returns false when it was interrupted (no row, tree restored).
+    /// Runs iteration `i` (`Iteration.run`) to a ledger row. Returns false when it was interrupted
+    /// or the session agent ended (no row, tree restored).
     private func runIteration(_ i: Int) throws -> Bool {
-        let started = Date()
         state.inProgress = i
         try state.save(root)
-        locks.forEach { $0.update(LockHolder(pid: getpid(), run: state.run, iteration: i, since: started, workspace: root)) }
-        let best = try repo.resolve(state.bestCommit)
-        let bestBefore = state.bestScore
-
-        func finish(_ status: IterationStatus, reason: String?, description: String, measured: Measurement? = nil,
-                    commit: ObjectID? = nil, diff: DiffStats? = nil, usage: AgentUsage? = nil,
-                    violations: [String] = []) throws -> Bool {
-            if commit == nil { try repo.restore(to: best, excluding: kept) }
-            let seconds = Date().timeIntervalSince(started)
-            let last = measured?.evaluations.last
-            let row = LedgerRow(iteration: i, commit: commit?.short ?? "", score: measured?.mean, status: status,
-                                seconds: seconds, peakMemMB: measured?.peakMB, features: last?.measurements["features"].map { Int($0) },
-                                trees: last?.measurements["trees"].map { Int($0) },
-                                description: description + (reason.map { status == .keep || status == .discard ? "" : " [\($0)]" } ?? ""))
-            try ledger.append(row, record: record(i, status, reason: reason, description: description, commit: commit?.hex,
-                                                  parent: best.hex, measured: measured, bestBefore: bestBefore,
-                                                  diff: diff, usage: usage, violations: violations))
-            state.lastIteration = i
-            state.inProgress = nil
-            try state.save(root)
-            pruneLogs(keepingFrom: i - Runner.keptLogIterations + 1)
-            counts[status, default: 0] += 1
-            (agent as? SessionAgent)?.finished(iteration: i, status: status, score: measured?.mean, best: state.bestScore,
-                                               reason: reason)
-            progress.finished(i, total: options.iterations.map { state.lastIteration - i + $0 }, status: status,
-                              score: measured?.mean, best: state.bestScore, seconds: seconds,
-                              description: Ledger.clean(row.description))
+        let iteration = try Iteration(runner: self, number: i)
+        locks.forEach { $0.update(LockHolder(pid: getpid(), run: state.run, iteration: i, since: iteration.started, workspace: root)) }
+        switch try iteration.run() {
+        case .verdict(let verdict):
+            try iteration.revertUnlessKept(verdict)
+            try record(verdict, of: iteration)
+            // A broken agent must not burn the night producing crash rows.
+            if agentFailures >= Runner.maxAgentFailures {
+                throw RunError("the agent failed \(agentFailures) times in a row; last: \(lastAgentFailure)")
+            }
             return true
-        }
-
-        // 1. Propose.
-        progress.phase(i, "agent", budgetMs: config.agent.timeoutMs)
-        var proposal: Proposal
-        _ = meter.take()
-        do {
-            proposal = try agent.propose(agentContext(i))
-        } catch is SessionEnded {
+        case .abandoned:
+            return try abandon(iteration.best)
+        case .sessionEnded:
             sessionEnded = true
             state.inProgress = nil
             try state.save(root)
             return false
-        } catch let error as AgentError {
-            if Interrupt.requested { return try abandon(best) }
-            switch error {
-            case .rejected(let reason, let paths):
-                for path in paths.isEmpty ? [""] : paths {
-                    audit.append(AuditRecord(run: state.run, iteration: i, phase: "agent", kind: "diff", decision: "rejected",
-                                             path: path.isEmpty ? nil : absolute(path), rule: "agent-proposal", detail: reason))
-                }
-                return try finish(.rejected, reason: reason, description: "agent proposal rejected", usage: meter.take(),
-                                  violations: [reason])
-            case .failed(let reason):
-                agentFailures += 1
-                let finished = try finish(.crash, reason: reason, description: "agent failed", usage: meter.take())
-                if agentFailures >= Runner.maxAgentFailures {
-                    throw RunError("the agent failed \(agentFailures) times in a row; last: \(reason)")
-                }
-                return finished
-            }
         }
-        agentFailures = 0
-        // One line, as the ledger holds it: a session agent's description spanning lines would
-        // otherwise put its own trailer paragraph (`proctor-score: ...=0.999999`) in the kept
-        // commit's message, a score no evaluator computed, and differ from the ledger's row.
-        proposal.description = Runner.oneLine(proposal.description)
-        if Interrupt.requested { return try abandon(best) }
-
-        // 2. Locked files must still match their pins, then the diff must follow the policy.
-        let tampered = try tamperedLockedFiles()
-        if !tampered.isEmpty {
-            for path in tampered {
-                audit.append(AuditRecord(run: state.run, iteration: i, phase: "validate", kind: "tamper", decision: "rejected",
-                                         path: absolute(path), rule: "locked", detail: "differs from its pin"))
-            }
-            return try finish(.rejected, reason: "locked file changed: \(tampered.joined(separator: ", "))",
-                              description: proposal.description, usage: proposal.usage, violations: tampered.map { "\($0): tamper" })
-        }
-        let changes = try repo.loopStatus(against: best, config: config)
-        let stats = DiffStats(files: changes.map(\.path), added: changes.reduce(0) { $0 + $1.addedLines },
-                              removed: changes.reduce(0) { $0 + $1.removedLines })
-        let violations = DiffValidator.validate(changes, policy: diffPolicy)
-        if !violations.isEmpty {
-            for violation in violations {
-                audit.append(AuditRecord(run: state.run, iteration: i, phase: "validate", kind: "diff", decision: "rejected",
-                                         path: absolute(violation.path), rule: violation.rule.rawValue, detail: violation.message))
-            }
-            return try finish(.rejected, reason: violations.map(\.description).joined(separator: "; "),
-                              description: proposal.description, diff: stats, usage: proposal.usage,
-                              violations: violations.map(\.description))
-        }
-        if changes.isEmpty {
-            return try finish(.discard, reason: "no change", description: proposal.description + " (no change)",
-                              diff: stats, usage: proposal.usage)
-        }
-
-        // 3-4. Experiment and locked evaluator on the first seed. A session agent keeps running
-        // meanwhile: whatever it changes after asking must not be kept under this score.
-        let validated = fingerprint(changes)
-        func movedDuringExperiment(_ measured: Measurement) throws -> Bool? {
-            // A frozen session agent that ran anyway (a timer's SIGCONT) may have shown the
-            // experiment other bytes and put the validated ones back: the fingerprint cannot tell.
-            if ActiveSandbox.sessionRanWhileFrozen() {
-                let reason = Runner.ranWhileFrozen
-                audit.append(AuditRecord(run: state.run, iteration: i, phase: "validate", kind: "tamper", decision: "rejected",
-                                         rule: "session-freeze", detail: reason))
-                return try finish(.rejected, reason: reason, description: proposal.description, measured: measured,
-                                  diff: stats, usage: proposal.usage, violations: [reason])
-            }
-            let moved = try movedPaths(since: validated, against: best)
-            guard !moved.isEmpty else { return nil }
-            for path in moved {
-                audit.append(AuditRecord(run: state.run, iteration: i, phase: "validate", kind: "tamper", decision: "rejected",
-                                         path: absolute(path), rule: "experiment-input",
-                                         detail: "changed while the experiment ran"))
-            }
-            return try finish(.rejected, reason: "changed while the experiment ran: \(moved.joined(separator: ", "))",
-                              description: proposal.description, measured: measured, diff: stats, usage: proposal.usage,
-                              violations: moved.map { "\($0): changed while the experiment ran" })
-        }
-        let first = try measure(iteration: i, seeds: [firstSeed], description: proposal.description)
-        if Interrupt.requested { return try abandon(best) }
-        if let finished = try movedDuringExperiment(first) { return finished }
-        guard case .scored(let score, _, _, _) = first.outcome else {
-            return try finish(first.status, reason: first.reason, description: proposal.description, measured: first,
-                              diff: stats, usage: proposal.usage)
-        }
-        // 5. Limits on what the evaluator measured (not on what the agent configured).
-        if let over = overLimits(first) {
-            audit.append(AuditRecord(run: state.run, iteration: i, phase: "evaluator", kind: "limit", decision: "rejected",
-                                     rule: "limits", detail: over))
-            return try finish(.rejected, reason: over, description: proposal.description, measured: first,
-                              diff: stats, usage: proposal.usage, violations: [over])
-        }
-        let gate = Gate(maximize: config.evaluator.maximize, minImprovement: config.gates.minImprovement)
-        guard gate.beats(score, state.bestScore) else {
-            return try finish(.discard, reason: nil, description: proposal.description, measured: first,
-                              diff: stats, usage: proposal.usage)
-        }
-        // 6. Confirm on the other seeds: the mean over all seeds must still win.
-        var measured = first
-        if !config.gates.confirmSeeds.isEmpty {
-            progress.line("[\(i)] \(format(score)) beats \(format(state.bestScore)) on seed \(firstSeed); confirming on \(config.gates.confirmSeeds.map(String.init).joined(separator: ","))")
-            let confirm = try measure(iteration: i, seeds: config.gates.confirmSeeds, description: proposal.description)
-            if Interrupt.requested { return try abandon(best) }
-            measured = first.merged(with: confirm)
-            if let finished = try movedDuringExperiment(measured) { return finished }
-            guard case .scored = confirm.outcome else {
-                return try finish(confirm.status, reason: "confirmation: " + confirm.reason, description: proposal.description,
-                                  measured: measured, diff: stats, usage: proposal.usage)
-            }
-            if let over = overLimits(confirm) {
-                audit.append(AuditRecord(run: state.run, iteration: i, phase: "evaluator", kind: "limit", decision: "rejected",
-                                         rule: "limits", detail: over))
-                return try finish(.rejected, reason: over, description: proposal.description, measured: measured,
-                                  diff: stats, usage: proposal.usage, violations: [over])
-            }
-        }
-        guard let mean = measured.mean, gate.beats(mean, state.bestScore) else {
-            return try finish(.discard, reason: "mean over seeds does not beat the best", description: proposal.description,
-                              measured: measured, diff: stats, usage: proposal.usage)
-        }
-        // A candidate whose score no longer moves with PROCTOR_SEED, where the baseline's did, has
-        // fixed its own seed: re-rolling that seed until noise looks like progress is what the gate
-        // is there to stop.
-        let scores = measured.evaluations.map(\.score)
-        if scores.count >= 2, (scores.max()! - scores.min()!) <= 1e-12 * max(1, abs(mean)),
-            let spread = state.baselineSpread, spread > 1e-12 * max(1, abs(state.baselineScore)) {
-            let reason = "the score ignores PROCTOR_SEED (identical over seeds \(allSeeds.map(String.init).joined(separator: ",")), the baseline's varied by \(format(spread)))"
-            audit.append(AuditRecord(run: state.run, iteration: i, phase: "evaluator", kind: "seed", decision: "rejected",
-                                     rule: "ignores-seed", detail: reason))
-            return try finish(.rejected, reason: reason, description: proposal.description, measured: measured,
-                              diff: stats, usage: proposal.usage, violations: [reason])
-        }
-        // 7. Keep: a commit on the run's branch, then the row, then the state.
-        let seeds = allSeeds.map(String.init).joined(separator: ",")
-        let message = """
-            \(proposal.description)
-
-            proctor-run: \(state.run)
-            proctor-iteration: \(i)
-            proctor-score: \(config.evaluator.metric)=\(format(mean)) (mean over seeds \(seeds); best before \(format(state.bestScore)))
-            """
-        if let finished = try movedDuringExperiment(measured) { return finished }
-        let commit = try repo.commit(message: message, paths: changes.flatMap { [$0.path, $0.oldPath] }.filter { !$0.isEmpty })
-        // Ran between that check and the commit (which reads the working tree): stop before the row;
-        // `--resume` drops a commit the ledger does not know.
-        if ActiveSandbox.sessionRanWhileFrozen() { throw RunError(Runner.ranWhileFrozen + " (during the commit)") }
-        state.bestCommit = commit.hex
-        state.bestScore = mean
-        return try finish(.keep, reason: nil, description: proposal.description, measured: measured, commit: commit,
-                          diff: stats, usage: proposal.usage)
     }
 
     static let ranWhileFrozen = "the session agent ran (or ended) while it was frozen for its experiment"
 
     /// SHA-256 of each changed path as it is now ("-" when missing or not a regular file).
-    private func fingerprint(_ changes: [Change]) -> [String: String] {
+    func fingerprint(_ changes: [Change]) -> [String: String] {
         var result: [String: String] = [:]
         for path in changes.flatMap({ [$0.path, $0.oldPath] }) where !path.isEmpty {
             let fd = open(root + "/" + path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)
@@ -501,13 +338,13 @@ public final class Runner {
     }
 
     /// Paths whose bytes differ from `validated`, or that changed only since it was taken.
-    private func movedPaths(since validated: [String: String], against best: ObjectID) throws -> [String] {
+    func movedPaths(since validated: [String: String], against best: ObjectID) throws -> [String] {
         let now = fingerprint(try repo.loopStatus(against: best, config: config))
         return Set(now.keys).union(validated.keys).filter { now[$0] != validated[$0] }.sorted()
     }
 
     /// Removes the log files of iterations before `first` (not the baseline's): `ITERATION-...` names.
-    private func pruneLogs(keepingFrom first: Int) {
+    func pruneLogs(keepingFrom first: Int) {
         guard first > 1 else { return }
         let dir = root + "/.proctor/logs/" + state.run
         for name in (try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? [] {
@@ -517,97 +354,12 @@ public final class Runner {
     }
 
     /// Ctrl-C during an iteration: no row, the tree back to the last kept commit, the state consistent.
-    private func abandon(_ best: ObjectID) throws -> Bool {
+    func abandon(_ best: ObjectID) throws -> Bool {
         try repo.restore(to: best, excluding: kept)
         state.inProgress = nil
         try state.save(root)
         progress.line("interrupted: iteration abandoned, tree restored to \(best.short)")
         return false
-    }
-
-    // MARK: - Measuring
-
-    /// The experiment and the evaluator for each seed, stopping at the first failure.
-    func measure(iteration: Int, seeds: [UInt64], description: String) throws -> Measurement {
-        var result = Measurement()
-        // Once scored, the outputs are emptied (iteratively, links unfollowed): git's status walk
-        // stops at 100 nested directories and the restore recurses, so a deep tree left by the
-        // experiment would otherwise stop the whole run with an error, on every --resume too.
-        defer { try? env.clearOutputs() }
-        let logs = root + "/.proctor/logs/" + state.run
-        try FileManager.default.createDirectory(atPath: logs, withIntermediateDirectories: true)
-        for seed in seeds {
-            let context = AuditContext(run: state.run, iteration: iteration, config: config)
-            try env.prepareOutputs(clear: true)
-            progress.phase(iteration, "experiment seed \(seed)", budgetMs: config.experiment.timeoutMs)
-            let log = try LogFile(path: "\(logs)/\(iteration)-\(seed)-experiment.log")
-            let experiment = try env.launch(phase: .experiment, command: config.experiment.command, seed: seed,
-                                            audit: audit, context: context, stdout: log.fd, stderr: log.fd)
-            result.durations["experiment", default: 0] += Double(experiment.wallMs) / 1000
-            result.peakBytes = max(result.peakBytes, experiment.peakMemoryBytes)
-            result.limits.merge(experiment.enforcement.mapKeys { "experiment." + $0 }) { a, _ in a }
-            if Interrupt.requested { result.outcome = .failed(.crash, "interrupted"); return result }
-            if experiment.timedOut {
-                result.scores.append(.init(seed: seed, score: nil, seconds: Double(experiment.wallMs) / 1000, status: "timeout"))
-                result.outcome = .failed(.timeout, "experiment: \(experiment.reason)")
-                return result
-            }
-            if experiment.status != 0 {
-                result.scores.append(.init(seed: seed, score: nil, seconds: Double(experiment.wallMs) / 1000, status: "crash"))
-                result.outcome = .failed(.crash, "experiment: \(experiment.reason); log \(log.path)")
-                return result
-            }
-            // A link (or FIFO, socket) left in the outputs would be followed by the evaluator, which
-            // sees the hidden data: refused before it runs, like a tampered locked file.
-            let planted = try env.outputsSpecialEntries()
-            if !planted.isEmpty {
-                for path in planted {
-                    audit.append(AuditRecord(run: state.run, iteration: iteration, phase: "evaluator", kind: "tamper",
-                                             decision: "rejected", path: absolute(path), rule: "outputs",
-                                             detail: "a link or special file in the outputs; the evaluator reads regular files only"))
-                }
-                result.scores.append(.init(seed: seed, score: nil, seconds: Double(experiment.wallMs) / 1000, status: "rejected"))
-                result.outcome = .failed(.rejected, "the outputs hold links or special files: \(planted.joined(separator: ", "))")
-                return result
-            }
-            progress.phase(iteration, "evaluator seed \(seed)", budgetMs: config.evaluator.timeoutMs)
-            let out = try LogFile(path: "\(logs)/\(iteration)-\(seed)-evaluator.out")
-            let err = try LogFile(path: "\(logs)/\(iteration)-\(seed)-evaluator.err")
-            let evaluator = try env.launch(phase: .evaluator, command: config.evaluator.command, seed: seed,
-                                           pinnedDirectory: pinned.directory, audit: audit, context: context,
-                                           stdout: out.fd, stderr: err.fd)
-            result.durations["evaluator", default: 0] += Double(evaluator.wallMs) / 1000
-            if Interrupt.requested { result.outcome = .failed(.crash, "interrupted"); return result }
-            guard evaluator.status == 0 else {
-                result.scores.append(.init(seed: seed, score: nil, seconds: Double(experiment.wallMs) / 1000, status: "crash"))
-                result.outcome = .failed(evaluator.timedOut ? .timeout : .crash, "evaluator: \(evaluator.reason); \(err.tail())")
-                return result
-            }
-            do {
-                let evaluation = try Evaluation.parse(stdout: out.contents(), metric: config.evaluator.metric)
-                result.evaluations.append(evaluation)
-                result.scores.append(.init(seed: seed, score: evaluation.score, seconds: Double(experiment.wallMs) / 1000, status: "ok"))
-            } catch {
-                result.scores.append(.init(seed: seed, score: nil, seconds: Double(experiment.wallMs) / 1000, status: "crash"))
-                result.outcome = .failed(.crash, "evaluator: \(error)")
-                return result
-            }
-        }
-        let scores = result.evaluations.map(\.score)
-        result.outcome = .scored(Gate.mean(scores), result.evaluations, result.durations.values.reduce(0, +), result.peakMB)
-        return result
-    }
-
-    private func overLimits(_ measured: Measurement) -> String? {
-        for evaluation in measured.evaluations {
-            if let cap = config.limits.features, let value = evaluation.measurements["features"], value > Double(cap) {
-                return "features \(Int(value)) over the limit \(cap)"
-            }
-            if let cap = config.limits.trees, let value = evaluation.measurements["trees"], value > Double(cap) {
-                return "trees \(Int(value)) over the limit \(cap)"
-            }
-        }
-        return nil
     }
 
     // MARK: - Pins
@@ -639,7 +391,7 @@ public final class Runner {
     }
 
     /// Locked files whose working-tree bytes differ from their pins, or that are missing.
-    private func tamperedLockedFiles() throws -> [String] {
+    func tamperedLockedFiles() throws -> [String] {
         var tampered: [String] = []
         for (path, hash) in state.pins.sorted(by: { $0.key < $1.key }) {
             let fd = open(root + "/" + path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)
@@ -661,10 +413,10 @@ public final class Runner {
 
     // MARK: - Helpers
 
-    private var firstSeed: UInt64 { config.experiment.seeds.first ?? 42 }
-    private var allSeeds: [UInt64] { [firstSeed] + config.gates.confirmSeeds }
+    var firstSeed: UInt64 { config.experiment.seeds.first ?? 42 }
+    var allSeeds: [UInt64] { [firstSeed] + config.gates.confirmSeeds }
 
-    private var diffPolicy: DiffPolicy {
+    var diffPolicy: DiffPolicy {
         let editable = config.files.editable.map(Glob.init)
         let notes = config.files.notes.map(Glob.init)
         // A broad glob (`**`) also matches the config, the locked and the hidden files: never editable.
@@ -681,11 +433,11 @@ public final class Runner {
         return String((trimmed.isEmpty ? "change" : trimmed).prefix(300))
     }
 
-    private func absolute(_ path: String) -> String {
+    func absolute(_ path: String) -> String {
         path.hasPrefix("/") ? path : root + "/" + path
     }
 
-    private func agentContext(_ iteration: Int) throws -> AgentContext {
+    func agentContext(_ iteration: Int) throws -> AgentContext {
         let editable = config.files.editable.map(Glob.init)
         var files: [String: String] = [:]
         var notes: [String] = []
@@ -718,7 +470,7 @@ public final class Runner {
                             maxDiffLines: config.limits.diffLines)
     }
 
-    private func record(_ i: Int, _ status: IterationStatus, reason: String?, description: String, commit: String?,
+    func runRecord(_ i: Int, _ status: IterationStatus, reason: String?, description: String, commit: String?,
                         parent: String, measured: Measurement?, bestBefore: Double?, diff: DiffStats?, usage: AgentUsage?,
                         violations: [String]) -> RunRecord {
         var measurements: [String: Double] = [:]
@@ -745,47 +497,6 @@ public final class Runner {
             try FileManager.default.createDirectory(atPath: root + "/.git/info", withIntermediateDirectories: true)
             try AtomicFile.write(Data(lines.filter { !$0.isEmpty }.joined(separator: "\n").appending("\n").utf8), to: exclude)
         }
-    }
-}
-
-/// Scores and costs of one candidate over one or more seeds.
-struct Measurement {
-    enum Outcome {
-        case scored(Double, [Evaluation], Double, Int?)
-        case failed(IterationStatus, String)
-    }
-
-    var outcome: Outcome = .failed(.crash, "not run")
-    var evaluations: [Evaluation] = []
-    var scores: [RunRecord.SeedScore] = []
-    var durations: [String: Double] = [:]
-    var limits: [String: String] = [:]
-    var peakBytes: Int64 = 0
-
-    var peakMB: Int? { peakBytes > 0 ? Int(peakBytes >> 20) : nil }
-    var mean: Double? { evaluations.isEmpty ? nil : Gate.mean(evaluations.map(\.score)) }
-
-    var status: IterationStatus {
-        if case .failed(let status, _) = outcome { return status }
-        return .discard
-    }
-
-    var reason: String {
-        if case .failed(_, let reason) = outcome { return reason }
-        return ""
-    }
-
-    func merged(with other: Measurement) -> Measurement {
-        var merged = self
-        merged.evaluations += other.evaluations
-        merged.scores += other.scores
-        merged.durations.merge(other.durations, uniquingKeysWith: +)
-        merged.peakBytes = max(peakBytes, other.peakBytes)
-        merged.outcome = other.outcome
-        if case .scored = other.outcome, let mean = merged.mean {
-            merged.outcome = .scored(mean, merged.evaluations, merged.durations.values.reduce(0, +), merged.peakMB)
-        }
-        return merged
     }
 }
 

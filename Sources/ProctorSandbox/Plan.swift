@@ -185,7 +185,11 @@ extension LaunchPlan {
             }
         }
         let outputs = config.files.outputs.map { ws + "/" + $0 }
-        let hidden = hiddenPaths(config, host: host)
+        // The sealed test set is hidden like `hidden` in every phase; only the evaluator binds its
+        // hidden files, and the sealed evaluator is launched with the sealed files as its hidden
+        // ones (`WorkspaceConfig.sealedEvaluatorView`), so no phase sees both sets.
+        let hidden = hiddenPaths(config, host: host, patterns: config.files.hidden + config.files.sealed)
+        let evaluatorHidden = hiddenPaths(config, host: host, patterns: config.files.hidden)
         switch request.phase {
         case .experiment:
             plan.mounts.append(.readOnly(source: ws, target: ws, optional: false))
@@ -218,10 +222,11 @@ extension LaunchPlan {
                 lockedGlobs.contains(where: { $0.matches(entry) }) && host.exists(pinned + "/" + entry)
             }
             let elsewhere = hidden + config.files.outputs  // parsed plain: no "./", no trailing "/"
+            // (`hidden` holds the sealed files too: a locked directory holding them is bound by its entries.)
             for entry in pinnedBinds(locked, elsewhere: elsewhere) {
                 plan.mounts.append(.readOnly(source: pinned + "/" + entry, target: ws + "/" + entry, optional: false))
             }
-            for path in hidden { plan.mounts.append(.readOnly(source: ws + "/" + path, target: ws + "/" + path, optional: false)) }
+            for path in evaluatorHidden { plan.mounts.append(.readOnly(source: ws + "/" + path, target: ws + "/" + path, optional: false)) }
             for dir in outputs where host.exists(dir) { plan.mounts.append(.readOnly(source: dir, target: dir, optional: false)) }
             plan.network = .none
             plan.memoryBytes = config.evaluator.memoryBytes
@@ -350,10 +355,10 @@ extension LaunchPlan {
 
     /// Workspace-relative paths to hide: a whole directory for `dir/**` or `dir/`, otherwise
     /// every existing entry that matches.
-    static func hiddenPaths(_ config: WorkspaceConfig, host: HostFacts) -> [String] {
+    static func hiddenPaths(_ config: WorkspaceConfig, host: HostFacts, patterns: [String]) -> [String] {
         var result: [String] = []
         var globs: [Glob] = []
-        for pattern in config.files.hidden {
+        for pattern in patterns {
             var base = pattern
             if base.hasSuffix("/**") { base.removeLast(3) } else if base.hasSuffix("/") { base.removeLast() }
             if base != pattern, !base.contains(where: { "*?[\\".contains($0) }) {

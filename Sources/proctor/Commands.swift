@@ -148,6 +148,7 @@ struct Report: ParsableCommand {
             close(fd)
             guard written == bytes.count else { throw RunError("--out: write \(path): \(written < 0 ? reason : "short write")") }
             print("report: \(path)")
+            if let gap = try Reports.sealedGap(workspace: options.workspace) { print("sealed test set: \(gap)") }
         } catch {
             fail(error, status: 125)
         }

@@ -62,7 +62,7 @@ final class RunTests: XCTestCase {
         assertLedgerConsistent(ws, iterations: [0, 1, 2, 3])
         XCTAssertEqual(ws.rows.map(\.status), ["keep", "timeout", "crash", "crash"])
         XCTAssertTrue((ws.record(1)?["reason"] as? String ?? "").contains("experiment"), "\(ws.record(1) ?? [:])")
-        XCTAssertLessThan(Double(ws.row(1)?.fields[4] ?? "") ?? 99, 25, "the timeout killed it")
+        XCTAssertLessThan(ws.row(1)?.seconds ?? 99, 25, "the timeout killed it")
         XCTAssertTrue((ws.record(2)?["reason"] as? String ?? "").contains("experiment"), "\(ws.record(2) ?? [:])")
         XCTAssertTrue((ws.record(3)?["reason"] as? String ?? "").contains("evaluator"), "\(ws.record(3) ?? [:])")
         XCTAssertTrue(ws.read(".proctor/logs/\(ws.runID!)/3-42-experiment.log")?.contains("trained") == true,

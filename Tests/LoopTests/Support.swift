@@ -11,9 +11,11 @@ struct Row {
     var iteration: Int { Int(fields[0]) ?? -1 }
     var commit: String { fields[1] }
     var score: Double? { Double(fields[2]) }
-    var status: String { fields[3] }
-    var trees: String { fields[7] }
-    var description: String { fields[8] }
+    var sealed: Double? { Double(fields[3]) }
+    var status: String { fields[4] }
+    var seconds: Double? { Double(fields[5]) }
+    var trees: String { fields[8] }
+    var description: String { fields[9] }
 }
 
 /// The settings a synthetic workspace differs in.
@@ -43,6 +45,10 @@ struct WorkspaceSpec {
     var train = WorkspaceSpec.defaultTrain
     var prepare = WorkspaceSpec.defaultPrepare
     var target = "0.7"
+    /// More `[evaluator]` keys (`sealed_command = [...]`).
+    var evaluatorExtra = ""
+    /// More tables at the end of proctor.toml (`[memory]`, `[[phases]]`).
+    var extraSections = ""
 
     /// Writes `outputs/pred.txt`: X, TREES, the seed. `# mutate:` markers for the mutate agent.
     /// `BONUS` (edited by the scripted agents) moves the prediction: 1 = exact on seed 42 only and far
@@ -125,6 +131,7 @@ struct WorkspaceSpec {
             [evaluator]
             command  = ["python3", "prepare.py"]
             metric   = "score"
+            \(evaluatorExtra)
 
             \(limits)
 
@@ -145,7 +152,7 @@ struct WorkspaceSpec {
 
                 """
         }
-        return text
+        return text + "\n" + extraSections + "\n"
     }
 }
 
@@ -323,15 +330,15 @@ final class LoopWorkspace {
     }
 }
 
-/// Asserts the ledger is whole: the contract's header, nine fields a row, each iteration once, in order.
+/// Asserts the ledger is whole: the contract's header, ten fields a row, each iteration once, in order.
 func assertLedgerConsistent(_ ws: LoopWorkspace, iterations expected: [Int], file: StaticString = #filePath, line: UInt = #line) {
     let lines = ws.ledgerLines
-    XCTAssertEqual(lines.first, "iteration\tcommit\tscore\tstatus\tseconds\tpeak_mem_mb\tfeatures\ttrees\tdescription",
+    XCTAssertEqual(lines.first, "iteration\tcommit\tscore\tsealed\tstatus\tseconds\tpeak_mem_mb\tfeatures\ttrees\tdescription",
                    file: file, line: line)
     let text = ws.read(".proctor/results.tsv") ?? ""
     XCTAssertTrue(text.hasSuffix("\n"), "torn last line in results.tsv", file: file, line: line)
     for row in lines.dropFirst() {
-        XCTAssertEqual(row.components(separatedBy: "\t").count, 9, "malformed row: \(row)", file: file, line: line)
+        XCTAssertEqual(row.components(separatedBy: "\t").count, 10, "malformed row: \(row)", file: file, line: line)
     }
     XCTAssertEqual(ws.rows.map(\.iteration), expected, "ledger iterations:\n\(text)", file: file, line: line)
     for row in ws.rows {

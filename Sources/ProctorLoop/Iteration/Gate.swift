@@ -1,0 +1,44 @@
+import Foundation
+
+extension Iteration {
+    /// 7. Gates: the candidate must beat the best by `min_improvement` on the first seed, then on
+    /// the mean over all its seeds (each confirmation seed measured like the first); one whose
+    /// score no longer moves with `PROCTOR_SEED` has fixed its own seed and is rejected.
+    func gate() throws -> IterationEnd? {
+        guard let first = measured, case .scored(let score, _, _, _) = first.outcome else {
+            preconditionFailure("gate() runs only on a scored first seed")
+        }
+        let state = runner.state!
+        let gate = Gate(maximize: runner.config.evaluator.maximize, minImprovement: runner.config.gates.minImprovement)
+        guard gate.beats(score, state.bestScore) else { return ends(.discard, reason: nil) }
+        let confirmSeeds = runner.config.gates.confirmSeeds
+        if !confirmSeeds.isEmpty {
+            runner.progress.line("[\(number)] \(format(score)) beats \(format(state.bestScore)) on seed \(runner.firstSeed); confirming on \(confirmSeeds.map(String.init).joined(separator: ","))")
+            let confirm = try runner.measure(iteration: number, seeds: confirmSeeds, description: proposal.description)
+            if Interrupt.requested { return .abandoned }
+            measured = first.merged(with: confirm)
+            if let moved = try inputsMoved() { return moved }
+            guard case .scored = confirm.outcome else {
+                return ends(confirm.status, reason: "confirmation: " + confirm.reason)
+            }
+            if let over = runner.overLimits(confirm) {
+                return ends(.rejected, reason: over, violations: [over],
+                            audit: [rejection(phase: "evaluator", kind: "limit", rule: "limits", detail: over)])
+            }
+        }
+        guard let mean = measured?.mean, gate.beats(mean, state.bestScore) else {
+            return ends(.discard, reason: "mean over seeds does not beat the best")
+        }
+        // A candidate whose score no longer moves with PROCTOR_SEED, where the baseline's did, has
+        // fixed its own seed: re-rolling that seed until noise looks like progress is what the gate
+        // is there to stop.
+        let scores = measured?.evaluations.map(\.score) ?? []
+        if scores.count >= 2, (scores.max()! - scores.min()!) <= 1e-12 * max(1, abs(mean)),
+            let spread = state.baselineSpread, spread > 1e-12 * max(1, abs(state.baselineScore)) {
+            let reason = "the score ignores PROCTOR_SEED (identical over seeds \(runner.allSeeds.map(String.init).joined(separator: ",")), the baseline's varied by \(format(spread)))"
+            return ends(.rejected, reason: reason, violations: [reason],
+                        audit: [rejection(phase: "evaluator", kind: "seed", rule: "ignores-seed", detail: reason)])
+        }
+        return nil
+    }
+}

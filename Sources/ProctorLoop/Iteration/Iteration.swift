@@ -1,0 +1,84 @@
+import Foundation
+import ProctorAgents
+import ProctorGit
+import ProctorSandbox
+
+/// One iteration of `proctor run`, as the README's "One iteration" lists it: **propose**
+/// (`Propose.swift`) → **validate** (`Validate.swift`) → **measure**: experiment, locked evaluator,
+/// limits (`Measure.swift`) → **gate** (`Gate.swift`) → **keep or revert** (`KeepOrRevert.swift`) →
+/// **record** (`Record.swift`). Each stage either hands on (`nil`) or ends the iteration; the
+/// recorder is the one place an ending becomes audit lines, a ledger row and a record.
+final class Iteration {
+    unowned let runner: Runner
+    /// The iteration's number (the baseline is 0).
+    let number: Int
+    let started = Date()
+    /// The last kept commit: the diff is taken against it, a revert restores it.
+    let best: ObjectID
+    /// The best score when the iteration started (the record's `best_before`).
+    let bestBefore: Double
+
+    // What the stages found so far.
+    var proposal = Proposal(description: "")
+    var changes: [Change] = []
+    var stats: DiffStats?
+    /// SHA-256 of each changed path as validated: what is measured and kept must be these bytes.
+    var validated: [String: String] = [:]
+    var measured: Measurement?
+
+    init(runner: Runner, number: Int) throws {
+        self.runner = runner
+        self.number = number
+        best = try runner.repo.resolve(runner.state.bestCommit)
+        bestBefore = runner.state.bestScore
+    }
+
+    /// The stages in order; the first that ends the iteration decides.
+    func run() throws -> IterationEnd {
+        try propose() ?? validate() ?? measure() ?? gate() ?? keep()
+    }
+
+    /// Ends the iteration with a verdict on the proposal as it stands: its description, diff
+    /// statistics, cost and what was measured so far, unless given.
+    func ends(_ status: IterationStatus, reason: String?, description: String? = nil, usage: AgentUsage? = nil,
+              commit: ObjectID? = nil, violations: [String] = [], audit: [AuditRecord] = []) -> IterationEnd {
+        .verdict(Verdict(status: status, reason: reason, description: description ?? proposal.description,
+                         measured: measured, commit: commit, diff: stats, usage: usage ?? proposal.usage,
+                         violations: violations, audit: audit))
+    }
+
+    /// An audit line of this iteration for a rejected candidate (`path` relative to the workspace).
+    func rejection(phase: String, kind: String, path: String? = nil, rule: String, detail: String) -> AuditRecord {
+        AuditRecord(run: runner.state.run, iteration: number, phase: phase, kind: kind, decision: "rejected",
+                    path: path.map(runner.absolute), rule: rule, detail: detail)
+    }
+}
+
+/// How an iteration ends.
+enum IterationEnd {
+    /// Recorded (`Runner.record`): audit lines, a ledger row, a record.
+    case verdict(Verdict)
+    /// Ctrl-C: no row, the tree back to the last kept commit.
+    case abandoned
+    /// The session agent exited: the loop ends cleanly, no row.
+    case sessionEnded
+}
+
+/// What the stages decided about one candidate.
+struct Verdict {
+    var status: IterationStatus
+    /// Why, for anything but a plain keep or discard (the ledger shows it in brackets).
+    var reason: String?
+    var description: String
+    var measured: Measurement?
+    /// The keep commit; nil for every other status (the tree is reverted).
+    var commit: ObjectID?
+    var diff: DiffStats?
+    var usage: AgentUsage?
+    var violations: [String]
+    /// Written to `.proctor/audit.jsonl` by the recorder.
+    var audit: [AuditRecord]
+    /// The sealed evaluator's score of a kept candidate (`Sealed.swift`); never shown to an agent.
+    var sealed: Double? = nil
+    var sealedScores: [RunRecord.SeedScore]? = nil
+}

@@ -1,0 +1,41 @@
+import Foundation
+import ProctorGit
+import ProctorSandbox
+
+extension Iteration {
+    /// 8. Keep: a commit on the run's branch with the description and score (the row and the
+    /// state follow in `Runner.record`).
+    func keep() throws -> IterationEnd {
+        guard let mean = measured?.mean else { preconditionFailure("keep() runs only on a scored candidate") }
+        let seeds = runner.allSeeds.map(String.init).joined(separator: ",")
+        let message = """
+            \(proposal.description)
+
+            proctor-run: \(runner.state.run)
+            proctor-iteration: \(number)
+            proctor-score: \(runner.config.evaluator.metric)=\(format(mean)) (mean over seeds \(seeds); best before \(format(runner.state.bestScore)))
+            """
+        // The sealed test set scores the kept candidate's outputs before the commit, so that the
+        // commit and its row stay one short step apart.
+        let sealed = try runner.scoreSealed(iteration: number)
+        if let moved = try inputsMoved() { return moved }
+        let commit = try runner.repo.commit(message: message, paths: changes.flatMap { [$0.path, $0.oldPath] }.filter { !$0.isEmpty })
+        // Ran between that check and the commit (which reads the working tree): stop before the row;
+        // `--resume` drops a commit the ledger does not know.
+        if ActiveSandbox.sessionRanWhileFrozen() { throw RunError(Runner.ranWhileFrozen + " (during the commit)") }
+        runner.state.bestCommit = commit.hex
+        runner.state.bestScore = mean
+        guard case .verdict(var verdict) = ends(.keep, reason: nil, commit: commit) else { preconditionFailure() }
+        verdict.sealed = sealed.mean
+        verdict.sealedScores = runner.sealing ? sealed.scores : nil
+        return .verdict(verdict)
+    }
+
+    /// 8. Revert: anything but a keep restores the tree exactly to the last kept commit (untracked
+    /// files removed, links never followed; `.proctor/` and the hidden files stay).
+    func revertUnlessKept(_ verdict: Verdict) throws {
+        guard verdict.commit == nil else { return }
+        runner.discardStashedOutputs()
+        try runner.repo.restore(to: best, excluding: runner.kept)
+    }
+}

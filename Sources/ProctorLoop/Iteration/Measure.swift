@@ -1,0 +1,150 @@
+import Foundation
+import ProctorGit
+import ProctorSandbox
+
+extension Iteration {
+    /// 4-6. Experiment and locked evaluator on the first seed, then the limits on what the
+    /// evaluator measured (not on what the agent configured).
+    func measure() throws -> IterationEnd? {
+        runner.discardStashedOutputs()
+        let first = try runner.measure(iteration: number, seeds: [runner.firstSeed], description: proposal.description)
+        measured = first
+        if Interrupt.requested { return .abandoned }
+        if let moved = try inputsMoved() { return moved }
+        guard case .scored = first.outcome else { return ends(first.status, reason: first.reason) }
+        if let over = runner.overLimits(first) {
+            return ends(.rejected, reason: over, violations: [over],
+                        audit: [rejection(phase: "evaluator", kind: "limit", rule: "limits", detail: over)])
+        }
+        return nil
+    }
+}
+
+extension Runner {
+
+    /// The experiment and the evaluator for each seed, stopping at the first failure.
+    func measure(iteration: Int, seeds: [UInt64], description: String) throws -> Measurement {
+        var result = Measurement()
+        // Once scored, the outputs are emptied (iteratively, links unfollowed): git's status walk
+        // stops at 100 nested directories and the restore recurses, so a deep tree left by the
+        // experiment would otherwise stop the whole run with an error, on every --resume too.
+        defer { try? env.clearOutputs() }
+        let logs = root + "/.proctor/logs/" + state.run
+        try FileManager.default.createDirectory(atPath: logs, withIntermediateDirectories: true)
+        for seed in seeds {
+            let context = AuditContext(run: state.run, iteration: iteration, config: config)
+            try env.prepareOutputs(clear: true)
+            progress.phase(iteration, "experiment seed \(seed)", budgetMs: config.experiment.timeoutMs)
+            let log = try LogFile(path: "\(logs)/\(iteration)-\(seed)-experiment.log")
+            let experiment = try env.launch(phase: .experiment, command: config.experiment.command, seed: seed,
+                                            audit: audit, context: context, stdout: log.fd, stderr: log.fd)
+            result.durations["experiment", default: 0] += Double(experiment.wallMs) / 1000
+            result.peakBytes = max(result.peakBytes, experiment.peakMemoryBytes)
+            result.limits.merge(experiment.enforcement.mapKeys { "experiment." + $0 }) { a, _ in a }
+            if Interrupt.requested { result.outcome = .failed(.crash, "interrupted"); return result }
+            if experiment.timedOut {
+                result.scores.append(.init(seed: seed, score: nil, seconds: Double(experiment.wallMs) / 1000, status: "timeout"))
+                result.outcome = .failed(.timeout, "experiment: \(experiment.reason)")
+                return result
+            }
+            if experiment.status != 0 {
+                result.scores.append(.init(seed: seed, score: nil, seconds: Double(experiment.wallMs) / 1000, status: "crash"))
+                result.outcome = .failed(.crash, "experiment: \(experiment.reason); log \(log.path)")
+                return result
+            }
+            // A link (or FIFO, socket) left in the outputs would be followed by the evaluator, which
+            // sees the hidden data: refused before it runs, like a tampered locked file.
+            let planted = try env.outputsSpecialEntries()
+            if !planted.isEmpty {
+                for path in planted {
+                    audit.append(AuditRecord(run: state.run, iteration: iteration, phase: "evaluator", kind: "tamper",
+                                             decision: "rejected", path: absolute(path), rule: "outputs",
+                                             detail: "a link or special file in the outputs; the evaluator reads regular files only"))
+                }
+                result.scores.append(.init(seed: seed, score: nil, seconds: Double(experiment.wallMs) / 1000, status: "rejected"))
+                result.outcome = .failed(.rejected, "the outputs hold links or special files: \(planted.joined(separator: ", "))")
+                return result
+            }
+            progress.phase(iteration, "evaluator seed \(seed)", budgetMs: config.evaluator.timeoutMs)
+            let out = try LogFile(path: "\(logs)/\(iteration)-\(seed)-evaluator.out")
+            let err = try LogFile(path: "\(logs)/\(iteration)-\(seed)-evaluator.err")
+            let evaluator = try env.launch(phase: .evaluator, command: config.evaluator.command, seed: seed,
+                                           pinnedDirectory: pinned.directory, audit: audit, context: context,
+                                           stdout: out.fd, stderr: err.fd)
+            result.durations["evaluator", default: 0] += Double(evaluator.wallMs) / 1000
+            if Interrupt.requested { result.outcome = .failed(.crash, "interrupted"); return result }
+            guard evaluator.status == 0 else {
+                result.scores.append(.init(seed: seed, score: nil, seconds: Double(experiment.wallMs) / 1000, status: "crash"))
+                result.outcome = .failed(evaluator.timedOut ? .timeout : .crash, "evaluator: \(evaluator.reason); \(err.tail())")
+                return result
+            }
+            do {
+                let evaluation = try Evaluation.parse(stdout: out.contents(), metric: config.evaluator.metric)
+                result.evaluations.append(evaluation)
+                result.scores.append(.init(seed: seed, score: evaluation.score, seconds: Double(experiment.wallMs) / 1000, status: "ok"))
+                // Kept aside for the sealed evaluator, which runs only if the candidate is kept.
+                if sealing { try stashOutputs(seed: seed) }
+            } catch {
+                result.scores.append(.init(seed: seed, score: nil, seconds: Double(experiment.wallMs) / 1000, status: "crash"))
+                result.outcome = .failed(.crash, "evaluator: \(error)")
+                return result
+            }
+        }
+        let scores = result.evaluations.map(\.score)
+        result.outcome = .scored(Gate.mean(scores), result.evaluations, result.durations.values.reduce(0, +), result.peakMB)
+        return result
+    }
+
+    func overLimits(_ measured: Measurement) -> String? {
+        for evaluation in measured.evaluations {
+            if let cap = config.limits.features, let value = evaluation.measurements["features"], value > Double(cap) {
+                return "features \(Int(value)) over the limit \(cap)"
+            }
+            if let cap = config.limits.trees, let value = evaluation.measurements["trees"], value > Double(cap) {
+                return "trees \(Int(value)) over the limit \(cap)"
+            }
+        }
+        return nil
+    }
+}
+
+/// Scores and costs of one candidate over one or more seeds.
+struct Measurement {
+    enum Outcome {
+        case scored(Double, [Evaluation], Double, Int?)
+        case failed(IterationStatus, String)
+    }
+
+    var outcome: Outcome = .failed(.crash, "not run")
+    var evaluations: [Evaluation] = []
+    var scores: [RunRecord.SeedScore] = []
+    var durations: [String: Double] = [:]
+    var limits: [String: String] = [:]
+    var peakBytes: Int64 = 0
+
+    var peakMB: Int? { peakBytes > 0 ? Int(peakBytes >> 20) : nil }
+    var mean: Double? { evaluations.isEmpty ? nil : Gate.mean(evaluations.map(\.score)) }
+
+    var status: IterationStatus {
+        if case .failed(let status, _) = outcome { return status }
+        return .discard
+    }
+
+    var reason: String {
+        if case .failed(_, let reason) = outcome { return reason }
+        return ""
+    }
+
+    func merged(with other: Measurement) -> Measurement {
+        var merged = self
+        merged.evaluations += other.evaluations
+        merged.scores += other.scores
+        merged.durations.merge(other.durations, uniquingKeysWith: +)
+        merged.peakBytes = max(peakBytes, other.peakBytes)
+        merged.outcome = other.outcome
+        if case .scored = other.outcome, let mean = merged.mean {
+            merged.outcome = .scored(mean, merged.evaluations, merged.durations.values.reduce(0, +), merged.peakMB)
+        }
+        return merged
+    }
+}

@@ -1,0 +1,36 @@
+import Foundation
+import ProctorAgents
+
+extension Iteration {
+    /// 2. Propose: the agent edits the working tree (mutate, http, command or session agent).
+    func propose() throws -> IterationEnd? {
+        runner.progress.phase(number, "agent", budgetMs: runner.config.agent.timeoutMs)
+        _ = runner.meter.take()
+        do {
+            proposal = try runner.agent.propose(runner.agentContext(number))
+        } catch is SessionEnded {
+            return .sessionEnded
+        } catch let error as AgentError {
+            if Interrupt.requested { return .abandoned }
+            switch error {
+            case .rejected(let reason, let paths):
+                let lines = (paths.isEmpty ? [nil] : paths.map { Optional($0) }).map {
+                    rejection(phase: "agent", kind: "diff", path: $0, rule: "agent-proposal", detail: reason)
+                }
+                return ends(.rejected, reason: reason, description: "agent proposal rejected", usage: runner.meter.take(),
+                            violations: [reason], audit: lines)
+            case .failed(let reason):
+                runner.agentFailures += 1
+                runner.lastAgentFailure = reason
+                return ends(.crash, reason: reason, description: "agent failed", usage: runner.meter.take())
+            }
+        }
+        runner.agentFailures = 0
+        // One line, as the ledger holds it: a session agent's description spanning lines would
+        // otherwise put its own trailer paragraph (`proctor-score: ...=0.999999`) in the kept
+        // commit's message, a score no evaluator computed, and differ from the ledger's row.
+        proposal.description = Runner.oneLine(proposal.description)
+        if Interrupt.requested { return .abandoned }
+        return nil
+    }
+}

@@ -1,0 +1,37 @@
+import Foundation
+import ProctorAgents
+import ProctorSandbox
+
+extension Runner {
+    /// 9. Record: the one place a verdict becomes audit lines, a ledger row and a record (the
+    /// record first, each one fsynced `write`), then the state, and the session agent's reply.
+    func record(_ verdict: Verdict, of iteration: Iteration) throws {
+        for line in verdict.audit { audit.append(line) }
+        let i = iteration.number
+        let status = verdict.status
+        let seconds = Date().timeIntervalSince(iteration.started)
+        let measured = verdict.measured
+        let last = measured?.evaluations.last
+        let shownReason = verdict.reason.map { status == .keep || status == .discard ? "" : " [\($0)]" } ?? ""
+        let row = LedgerRow(iteration: i, commit: verdict.commit?.short ?? "", score: measured?.mean, sealed: verdict.sealed, status: status,
+                            seconds: seconds, peakMemMB: measured?.peakMB, features: last?.measurements["features"].map { Int($0) },
+                            trees: last?.measurements["trees"].map { Int($0) }, description: verdict.description + shownReason)
+        var record = runRecord(i, status, reason: verdict.reason, description: verdict.description,
+                               commit: verdict.commit?.hex, parent: iteration.best.hex, measured: measured,
+                               bestBefore: iteration.bestBefore, diff: verdict.diff, usage: verdict.usage,
+                               violations: verdict.violations)
+        record.sealed = verdict.sealed
+        record.sealedScores = verdict.sealedScores
+        try ledger.append(row, record: record)
+        state.lastIteration = i
+        state.inProgress = nil
+        try state.save(root)
+        pruneLogs(keepingFrom: i - Runner.keptLogIterations + 1)
+        counts[status, default: 0] += 1
+        (agent as? SessionAgent)?.finished(iteration: i, status: status, score: measured?.mean, best: state.bestScore,
+                                           reason: verdict.reason)
+        progress.finished(i, total: options.iterations.map { state.lastIteration - i + $0 }, status: status,
+                          score: measured?.mean, best: state.bestScore, seconds: seconds,
+                          description: Ledger.clean(row.description))
+    }
+}

@@ -1,0 +1,78 @@
+import Foundation
+import ProctorGit
+import ProctorSandbox
+
+/// The sealed test set: a second locked evaluator (`[evaluator] sealed_command`) over a second
+/// hidden set (`[files] sealed`), run only on kept commits and the baseline. Every iteration's
+/// validation score is the agent's feedback, so over hundreds of iterations the loop fits that
+/// holdout; the sealed score is never fed back (not in prompts, verdicts, memory or any log a
+/// sandbox can read) and tells how much of the progress holds out.
+///
+/// The sealed evaluator scores the same artifacts as the validation evaluator: each seed's
+/// outputs wait in `.proctor/sealed-outputs/<seed>/` (invisible to every sandbox) until the gates
+/// decide, then are put back one seed at a time for the sealed evaluator, and removed.
+extension Runner {
+    var sealing: Bool { !config.evaluator.sealedCommand.isEmpty }
+
+    private var sealedStash: String { root + "/.proctor/sealed-outputs" }
+
+    /// Moves the outputs just scored aside for a possible sealed evaluation (a rename, not a copy).
+    func stashOutputs(seed: UInt64) throws {
+        let dir = sealedStash + "/\(seed)"
+        FileTree.removeDirectory(dir)
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        for (index, output) in config.files.outputs.enumerated() {
+            let path = root + "/" + output
+            guard rename(path, dir + "/\(index)") == 0 else {
+                throw RunError("sealed test set: cannot move \(path) aside (\(String(cString: strerror(errno)))); the outputs must lie on the workspace's file system")
+            }
+        }
+        try env.prepareOutputs(clear: true)
+    }
+
+    /// Drops what `stashOutputs` kept (a candidate that was not kept; a start or resume after a crash).
+    func discardStashedOutputs() {
+        FileTree.removeDirectory(sealedStash)
+    }
+
+    /// The sealed evaluator on each stashed seed's outputs; nil when the set is not configured or
+    /// it could not score (the reason goes to the progress line and the record, never to an agent).
+    func scoreSealed(iteration: Int) throws -> (mean: Double?, scores: [RunRecord.SeedScore]) {
+        guard sealing else { return (nil, []) }
+        defer {
+            discardStashedOutputs()
+            try? env.clearOutputs()
+        }
+        let view = config.sealedEvaluatorView
+        let logs = root + "/.proctor/logs/" + state.run
+        var scores: [RunRecord.SeedScore] = []
+        let seeds = ((try? FileManager.default.contentsOfDirectory(atPath: sealedStash)) ?? []).compactMap(UInt64.init).sorted()
+        for seed in seeds {
+            // The seed's outputs back in place, exactly as its validation evaluator saw them.
+            try env.clearOutputs()
+            for (index, output) in config.files.outputs.enumerated() {
+                let path = root + "/" + output
+                rmdir(path)
+                guard rename(sealedStash + "/\(seed)/\(index)", path) == 0 else {
+                    throw RunError("sealed test set: cannot put back \(path): \(String(cString: strerror(errno)))")
+                }
+            }
+            progress.phase(iteration, "sealed evaluator seed \(seed)", budgetMs: config.evaluator.timeoutMs)
+            let out = try LogFile(path: "\(logs)/\(iteration)-\(seed)-sealed.out")
+            let err = try LogFile(path: "\(logs)/\(iteration)-\(seed)-sealed.err")
+            let context = AuditContext(run: state.run, iteration: iteration, config: config)
+            let result = try env.launch(phase: .evaluator, command: view.evaluator.command, seed: seed,
+                                        pinnedDirectory: pinned.directory, audit: audit, context: context,
+                                        stdout: out.fd, stderr: err.fd, adjust: { $0.config = view })
+            let seconds = Double(result.wallMs) / 1000
+            guard result.status == 0, let evaluation = try? Evaluation.parse(stdout: out.contents(), metric: config.evaluator.metric) else {
+                scores.append(.init(seed: seed, score: nil, seconds: seconds, status: result.status == 0 ? "crash" : (result.timedOut ? "timeout" : "crash")))
+                progress.line("[\(iteration)] the sealed evaluator could not score seed \(seed); see \(err.path)")
+                return (nil, scores)
+            }
+            scores.append(.init(seed: seed, score: evaluation.score, seconds: seconds, status: "ok"))
+        }
+        let values = scores.compactMap(\.score)
+        return (values.isEmpty ? nil : Gate.mean(values), scores)
+    }
+}

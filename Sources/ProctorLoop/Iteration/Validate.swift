@@ -1,0 +1,50 @@
+import Foundation
+import ProctorGit
+import ProctorSandbox
+
+extension Iteration {
+    /// 3. Validate: locked files must still match their pins, then the diff against the last kept
+    /// commit must follow the policy. Nothing runs before this passes.
+    func validate() throws -> IterationEnd? {
+        let tampered = try runner.tamperedLockedFiles()
+        if !tampered.isEmpty {
+            return ends(.rejected, reason: "locked file changed: \(tampered.joined(separator: ", "))",
+                        violations: tampered.map { "\($0): tamper" },
+                        audit: tampered.map { rejection(phase: "validate", kind: "tamper", path: $0, rule: "locked",
+                                                        detail: "differs from its pin") })
+        }
+        changes = try runner.repo.loopStatus(against: best, config: runner.config)
+        stats = DiffStats(files: changes.map(\.path), added: changes.reduce(0) { $0 + $1.addedLines },
+                          removed: changes.reduce(0) { $0 + $1.removedLines })
+        let violations = DiffValidator.validate(changes, policy: runner.diffPolicy)
+        if !violations.isEmpty {
+            return ends(.rejected, reason: violations.map(\.description).joined(separator: "; "),
+                        violations: violations.map(\.description),
+                        audit: violations.map { rejection(phase: "validate", kind: "diff", path: $0.path,
+                                                          rule: $0.rule.rawValue, detail: $0.message) })
+        }
+        if changes.isEmpty {
+            return ends(.discard, reason: "no change", description: proposal.description + " (no change)")
+        }
+        validated = runner.fingerprint(changes)
+        return nil
+    }
+
+    /// Re-validation while the candidate is measured and kept: a session agent keeps running
+    /// meanwhile, and whatever it changes after asking must not be kept under this score.
+    func inputsMoved() throws -> IterationEnd? {
+        // A frozen session agent that ran anyway (a timer's SIGCONT) may have shown the
+        // experiment other bytes and put the validated ones back: the fingerprint cannot tell.
+        if ActiveSandbox.sessionRanWhileFrozen() {
+            let reason = Runner.ranWhileFrozen
+            return ends(.rejected, reason: reason, violations: [reason],
+                        audit: [rejection(phase: "validate", kind: "tamper", rule: "session-freeze", detail: reason)])
+        }
+        let moved = try runner.movedPaths(since: validated, against: best)
+        guard !moved.isEmpty else { return nil }
+        return ends(.rejected, reason: "changed while the experiment ran: \(moved.joined(separator: ", "))",
+                    violations: moved.map { "\($0): changed while the experiment ran" },
+                    audit: moved.map { rejection(phase: "validate", kind: "tamper", path: $0, rule: "experiment-input",
+                                                 detail: "changed while the experiment ran") })
+    }
+}
