@@ -21,12 +21,18 @@ public struct AgentContext: Sendable {
     public var seed: UInt64
     /// Cap on changed lines in editable files (`[limits].diff_lines`).
     public var maxDiffLines: Int
+    /// What the runtime remembers around the loop (learnings, near-misses, the phase, nudges, ...).
+    public var memory: AgentMemory
+    /// Where the agent's transcript goes (`.proctor/logs/<run>/<i>-agent.log`), nil for none.
+    public var transcript: String?
 
     public init(
         workspace: String, program: String, editableFiles: [String: String], notesFiles: [String],
         metric: String, maximize: Bool, bestScore: Double?, history: [HistoryEntry], iteration: Int,
-        seed: UInt64, maxDiffLines: Int
+        seed: UInt64, maxDiffLines: Int, memory: AgentMemory = AgentMemory(), transcript: String? = nil
     ) {
+        self.memory = memory
+        self.transcript = transcript
         self.workspace = workspace
         self.program = program
         self.editableFiles = editableFiles
@@ -38,6 +44,80 @@ public struct AgentContext: Sendable {
         self.iteration = iteration
         self.seed = seed
         self.maxDiffLines = maxDiffLines
+    }
+}
+
+/// What the runtime remembers around the loop, as the next proposal is shown it: kept by proctor
+/// (never the agent's own files), built from the ledger and the diffs. It never holds what the
+/// evaluator said nor a sealed score.
+public struct AgentMemory: Sendable {
+    /// `learnings.md`: categories of change with trials, keeps, effects and a verdict.
+    public var learnings: String
+    /// `do_not_retry.md`: exhausted categories and the user's own list.
+    public var doNotRetry: String
+    /// The discarded candidates closest to the best, with their diffs.
+    public var nearMisses: [NearMiss]
+    /// Iterations in a row without a keep, and whether that reached `[memory] plateau_after`.
+    public var iterationsWithoutKeep: Int
+    public var plateau: Bool
+    /// The current `[[phases]]` entry.
+    public var phase: PhaseNote?
+    /// `proctor nudge` texts not yet delivered, oldest first.
+    public var nudges: [String]
+    /// Summaries of analysis runs made since the last proposal.
+    public var analyses: [String]
+    /// For the mutate agent: per `# mutate:` parameter, the values already tried and not kept.
+    public var triedValues: [String: Set<String>]
+    /// For the mutate agent: parameters whose category is exhausted (do not retry).
+    public var exhausted: Set<String>
+    /// Where a command or session agent finds the memory files, read-only, in its sandbox.
+    public var directory: String?
+
+    public init(learnings: String = "", doNotRetry: String = "", nearMisses: [NearMiss] = [],
+                iterationsWithoutKeep: Int = 0, plateau: Bool = false, phase: PhaseNote? = nil,
+                nudges: [String] = [], analyses: [String] = [], triedValues: [String: Set<String>] = [:],
+                exhausted: Set<String> = [], directory: String? = nil) {
+        self.learnings = learnings
+        self.doNotRetry = doNotRetry
+        self.nearMisses = nearMisses
+        self.iterationsWithoutKeep = iterationsWithoutKeep
+        self.plateau = plateau
+        self.phase = phase
+        self.nudges = nudges
+        self.analyses = analyses
+        self.triedValues = triedValues
+        self.exhausted = exhausted
+        self.directory = directory
+    }
+
+    /// A discarded candidate close to the best.
+    public struct NearMiss: Sendable, Equatable {
+        public var iteration: Int
+        public var score: Double
+        public var description: String
+        /// The unified diff against the commit it was measured on (re-appliable).
+        public var patch: String
+
+        public init(iteration: Int, score: Double, description: String, patch: String) {
+            self.iteration = iteration
+            self.score = score
+            self.description = description
+            self.patch = patch
+        }
+    }
+
+    /// The research phase the iteration is in.
+    public struct PhaseNote: Sendable, Equatable {
+        public var name: String
+        public var strategy: String
+        /// Its last iteration, nil when it lasts until the run ends.
+        public var until: Int?
+
+        public init(name: String, strategy: String, until: Int?) {
+            self.name = name
+            self.strategy = strategy
+            self.until = until
+        }
     }
 }
 

@@ -61,6 +61,7 @@ public enum AgentPrompt {
         text += "# Goal\n\nMetric: \(context.metric), \(direction).\n"
         text += "Best kept score so far: \(context.bestScore.map { format($0) } ?? "none yet").\n\n"
 
+        text += memory(context.memory)
         text += "# Recent iterations (oldest first)\n\n"
         let recent = context.history.suffix(historyLimit)
         if recent.isEmpty {
@@ -84,6 +85,60 @@ public enum AgentPrompt {
                 "FILE: \(path)\n\(fence)\n\(contents)\(contents.hasSuffix("\n") || contents.isEmpty ? "" : "\n")\(fence)\n\n"
         }
         text += "This is iteration \(context.iteration). Propose your next change in the answer format."
+        return text
+    }
+
+    /// The plateau hint's text: after `[memory] plateau_after` iterations without a keep.
+    public static func plateauHint(_ count: Int) -> String {
+        "The last \(count) iterations kept nothing: the current line of changes has stalled. Try something " +
+            "fundamentally different (another model family, features, objective or data treatment), or combine " +
+            "the near misses below into one change."
+    }
+
+    /// Each memory section at most this many characters (the learnings of a long night grow).
+    static let sectionLimit = 12_000
+
+    /// The runtime's memory: phase, nudges, plateau, learnings, do-not-retry, near misses, analyses.
+    public static func memory(_ memory: AgentMemory) -> String {
+        func bounded(_ text: String) -> String {
+            let trimmed = text.trimmed()
+            guard trimmed.count > sectionLimit else { return trimmed }
+            return String(trimmed.prefix(sectionLimit)) + "\n[... cut at \(sectionLimit) characters; the whole file is in the memory directory]"
+        }
+        var text = ""
+        if let phase = memory.phase {
+            let span = phase.until.map { "until iteration \($0)" } ?? "until the run ends"
+            text += "# Research phase: \(oneLine(phase.name)) (\(span))\n\n\(bounded(phase.strategy))\n\n"
+        }
+        if !memory.nudges.isEmpty {
+            text += "# From the human supervising this run (new since your last turn; follow it)\n\n"
+            text += memory.nudges.map { "- " + bounded($0) }.joined(separator: "\n") + "\n\n"
+        }
+        if memory.plateau {
+            text += "# Plateau\n\n\(plateauHint(memory.iterationsWithoutKeep))\n\n"
+        }
+        if !memory.learnings.trimmed().isEmpty {
+            text += "# Learnings so far (synthesized by Proctor from every measured change)\n\n\(bounded(memory.learnings))\n\n"
+        }
+        if !memory.doNotRetry.trimmed().isEmpty {
+            text += "# Do not retry\n\n\(bounded(memory.doNotRetry))\n\n"
+        }
+        if !memory.nearMisses.isEmpty {
+            text += "# Near misses (discarded, closest to the best; re-appliable diffs)\n\n"
+            var section = ""
+            for miss in memory.nearMisses {
+                let fence = String(repeating: "`", count: max(3, longestBacktickRun(miss.patch) + 1))
+                section += "## iteration \(miss.iteration): \(format(miss.score)): \(oneLine(miss.description))\n\n\(fence)diff\n\(miss.patch)\(miss.patch.hasSuffix("\n") ? "" : "\n")\(fence)\n\n"
+            }
+            text += bounded(section) + "\n\n"
+        }
+        if !memory.analyses.isEmpty {
+            text += "# Analysis runs since your last turn (their output, no score)\n\n"
+            text += bounded(memory.analyses.joined(separator: "\n\n")) + "\n\n"
+        }
+        if let directory = memory.directory, !text.isEmpty {
+            text += "(These memory files are also readable, not writable, under \(directory)/.)\n\n"
+        }
         return text
     }
 

@@ -144,18 +144,31 @@ public struct HTTPAgent: Agent {
 
     public func propose(_ context: AgentContext) throws -> Proposal {
         var key: String? = nil
+        // The transcript: what was asked (sizes, not the prompt, which is rebuilt from the ledger
+        // and the files) and the answer text, the key redacted.
+        var log = "# http agent: \(config.wireProtocol) \(config.endpointURL) model \(config.model)\n"
+        defer { context.transcript.map { AgentTranscript.write(log, to: $0, redacting: key) } }
         do {
             key = try apiKey()
-            var reply = try complete(system: AgentPrompt.system(context), user: AgentPrompt.user(context), key: key)
+            let system = AgentPrompt.system(context)
+            let user = AgentPrompt.user(context)
+            log += "# request: system prompt \(system.count) characters, user prompt \(user.count) characters\n"
+            var reply = try complete(system: system, user: user, key: key)
             // The server knows the key and may echo it in the answer (a proxy, a compromised
             // endpoint): the summary becomes the ledger row and the commit message, FILE blocks
             // the committed code, so a run pushed anywhere would publish it.
             if let key, key.count >= 4 { reply.text = reply.text.replacing(key, with: "[redacted]") }
-            if let usage = reply.usage { onUsage?(usage) }
+            if let usage = reply.usage {
+                onUsage?(usage)
+                log += "# usage: \(usage.promptTokens) prompt tokens, \(usage.completionTokens) completion tokens\n"
+            }
+            log += "# answer\n\(reply.text)\n"
             let description = try apply(reply, to: context)
             return Proposal(description: description, usage: reply.usage)
         } catch {
-            throw scrub(error, key)
+            let scrubbed = scrub(error, key)
+            log += "# failed: \(scrubbed)\n"
+            throw scrubbed
         }
     }
 

@@ -55,15 +55,37 @@ public struct MutateAgent: Agent {
         // The same change just tried and not kept would waste an iteration (a narrow int range
         // makes repeats likely): draw again, a few times, before settling for a repeat.
         let tried = Set(context.history.suffix(recentWindow).filter { $0.status != "keep" }.map(\.description))
+        let memory = context.memory
+        func label(_ knob: Knob) -> String { knob.label(qualified: ambiguous.contains(knob.name)) }
+        func describe(_ changes: [(Knob, String)]) -> String {
+            changes.map { "\(label($0.0)) \($0.0.literal) -> \($0.1)" }.joined(separator: ", ")
+        }
+        // A value the memory says was already measured for that knob and not kept is not worth
+        // another iteration; nor is a knob whose category is exhausted, while others are left.
+        func triedBefore(_ change: (Knob, String)) -> Bool {
+            memory.triedValues[label(change.0)]?.contains(change.1) ?? false
+        }
+        let fresh = movable.filter { !memory.exhausted.contains(label($0)) }
+        let pool = fresh.isEmpty ? movable : fresh
+        // On a plateau: every other iteration combines the near misses' values, else wider steps.
         var chosen: [(Knob, String)] = []
         var description = ""
-        for _ in 0..<8 {
-            chosen = draw(movable, failures: failures, ambiguous: ambiguous, &rng)
-            description = chosen.map { "\($0.0.label(qualified: ambiguous.contains($0.0.name))) \($0.0.literal) -> \($0.1)" }
-                .joined(separator: ", ")
-            if !tried.contains(description) { break }
+        if memory.plateau, let combined = combineNearMisses(memory.nearMisses, knobs: movable, label: label), !combined.changes.isEmpty,
+            rng.uniform() < 0.5 {
+            chosen = combined.changes
+            description = "combine near misses \(combined.iterations.map(String.init).joined(separator: ", ")): " + describe(chosen)
+        } else {
+            let widen = memory.plateau ? 2.0 : 1.0
+            for _ in 0..<8 {
+                chosen = draw(pool, failures: failures, ambiguous: ambiguous, widen: widen, &rng)
+                description = describe(chosen)
+                if !tried.contains(description) && !chosen.contains(where: triedBefore) { break }
+            }
         }
         guard !chosen.isEmpty else { throw AgentError.failed(reason: "could not move any `# mutate:` knob") }
+        context.transcript.map {
+            AgentTranscript.write("# mutate agent, iteration \(context.iteration)\(memory.plateau ? " (plateau: \(memory.iterationsWithoutKeep) iterations without a keep)" : "")\n\(description)\n", to: $0)
+        }
         for (knob, literal) in chosen {
             texts[knob.path]?[knob.lineIndex] = knob.line.replacingCharacters(in: knob.valueRange, with: literal)
         }
@@ -75,7 +97,7 @@ public struct MutateAgent: Agent {
     }
 
     /// One or two knobs, weighted away from those that recently failed, each with its new literal.
-    private func draw(_ movable: [Knob], failures: [String: Int], ambiguous: Set<String>,
+    private func draw(_ movable: [Knob], failures: [String: Int], ambiguous: Set<String>, widen: Double = 1,
                       _ rng: inout SplitMix64) -> [(Knob, String)] {
         var candidates = movable
         var chosen: [Knob] = []
@@ -97,7 +119,29 @@ public struct MutateAgent: Agent {
             chosen.append(candidates.remove(at: pick))
         }
         chosen.sort { ($0.path, $0.lineIndex) < ($1.path, $1.lineIndex) }
-        return chosen.compactMap { knob in knob.perturbed(&rng).map { (knob, $0) } }
+        return chosen.compactMap { knob in knob.perturbed(&rng, widen: widen).map { (knob, $0) } }
+    }
+
+    /// The values the near misses (this agent's own descriptions, `LABEL OLD -> NEW, ...`) set,
+    /// applied together: each knob to the value of the closest near miss that moved it.
+    private func combineNearMisses(_ misses: [AgentMemory.NearMiss], knobs: [Knob],
+                                   label: (Knob) -> String) -> (changes: [(Knob, String)], iterations: [Int])? {
+        guard misses.count >= 2 else { return nil }
+        var changes: [(Knob, String)] = []
+        var used: [Int] = []
+        for miss in misses {
+            for part in miss.description.split(separator: ",") {
+                let words = part.split(separator: " ").map(String.init)
+                guard words.count == 4, words[2] == "->", let knob = knobs.first(where: { label($0) == words[0] }),
+                    !changes.contains(where: { label($0.0) == words[0] }), knob.literal != words[3], knob.accepts(words[3])
+                else { continue }
+                changes.append((knob, words[3]))
+                if !used.contains(miss.iteration) { used.append(miss.iteration) }
+            }
+        }
+        guard used.count >= 2 else { return nil }
+        changes.sort { ($0.0.path, $0.0.lineIndex) < ($1.0.path, $1.0.lineIndex) }
+        return (changes, used)
     }
 
     /// How often each knob label appears in recent iterations that were not kept.
@@ -193,13 +237,13 @@ struct Knob {
     }
 
     /// A new literal, different from the current value and inside the range; nil if none was found.
-    func perturbed(_ rng: inout SplitMix64) -> String? {
+    func perturbed(_ rng: inout SplitMix64, widen: Double = 1) -> String? {
         let start = min(max(value, low), high)
         for _ in 0..<32 {
             var next: Double
             switch scale {
-            case .log: next = start * exp(0.5 * rng.gaussian())
-            case .linear: next = start + rng.gaussian() * 0.15 * (high - low)
+            case .log: next = start * exp(0.5 * widen * rng.gaussian())
+            case .linear: next = start + rng.gaussian() * 0.15 * widen * (high - low)
             }
             next = min(max(next, low), high)
             if let literal = accept(next) { return literal }
@@ -212,6 +256,12 @@ struct Knob {
         case .float:
             return accept(start + (((low + high) / 2 > start ? high : low) - start) / 2)
         }
+    }
+
+    /// Whether `literal` (a near miss's value) is a value of this knob's type inside its range.
+    func accepts(_ literal: String) -> Bool {
+        guard let number = Double(literal), number >= low, number <= high else { return false }
+        return kind == .float || Double(Int(number)) == number
     }
 
     /// The literal for `candidate` if it is a real change inside the range.

@@ -38,11 +38,20 @@ public struct CommandAgent: Agent {
         let fd = open(output, O_RDWR | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0o600)
         guard fd >= 0 else { throw AgentError.failed(reason: "cannot create the agent's output file") }
         defer { close(fd) }
+        // The transcript: the agent's stderr as it runs, then its stdout (read back below), so a
+        // user can read why it did what it did. Under .proctor/, which no sandbox sees.
+        let transcript = context.transcript.flatMap { Transcript(path: $0) }
+        transcript?.append("# agent command: \(config.agent.command.joined(separator: " "))\n# stderr\n")
+        defer { transcript?.appendOutput(of: fd) }
         let result: SandboxResult
         do {
             result = try env.launch(phase: .agent, command: command, seed: context.seed, agentHome: home, audit: audit,
                                     context: AuditContext(run: run, iteration: context.iteration, config: config),
-                                    stdout: fd, stderr: 2)
+                                    stdout: fd, stderr: transcript?.fd ?? 2, adjust: { request in
+                if let memory = context.memory.directory, let source = Transcript.memorySource(config.root) {
+                    request.extraReadOnly.append((source, memory))
+                }
+            })
         } catch {
             throw AgentError.failed(reason: "agent sandbox: \(error)")
         }

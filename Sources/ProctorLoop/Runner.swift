@@ -82,6 +82,8 @@ public final class Runner {
     /// What the agent's answers cost during the current proposal, rejected ones included.
     let meter = UsageMeter()
     static let maxAgentFailures = 5
+    /// Iterations in a row without a keep (the plateau), once counted.
+    var withoutKeep: Int?
 
     /// `agentKind` overrides `[agent].kind` (the `--agent` option).
     /// Session mode: the agent command that drives the loop with `proctor experiment`.
@@ -435,39 +437,6 @@ public final class Runner {
 
     func absolute(_ path: String) -> String {
         path.hasPrefix("/") ? path : root + "/" + path
-    }
-
-    func agentContext(_ iteration: Int) throws -> AgentContext {
-        let editable = config.files.editable.map(Glob.init)
-        var files: [String: String] = [:]
-        var notes: [String] = []
-        let noteGlobs = config.files.notes.map(Glob.init)
-        // Never the hidden labels, the locked evaluator or the config, however broad the globs: these
-        // files are the prompt of an http agent (sent to a remote model) and what it may rewrite.
-        let listed = FileTree.regularFiles(under: root, skipping: config.files.outputs) { rel in
-            !config.isOffLimitsToAgents(rel) && (editable.contains { $0.matches(rel) } || noteGlobs.contains { $0.matches(rel) })
-        }
-        for rel in listed {
-            if editable.contains(where: { $0.matches(rel) }) {
-                files[rel] = (try? String(contentsOfFile: root + "/" + rel, encoding: .utf8)) ?? ""
-            }
-            if noteGlobs.contains(where: { $0.matches(rel) }) { notes.append(rel) }
-        }
-        for pattern in config.files.notes where !pattern.contains(where: { "*?[".contains($0) }) && !notes.contains(pattern)
-            && !config.isOffLimitsToAgents(pattern) {
-            notes.append(pattern)
-        }
-        let history = Ledger.rows(in: root + "/.proctor").suffix(50).map {
-            HistoryEntry(iteration: $0.iteration, status: $0.status.rawValue, score: $0.score,
-                         description: SessionAgent.agentVisibleHistory($0.description))
-        }
-        let program = (try? String(contentsOfFile: root + "/program.md", encoding: .utf8)) ?? ""
-        var seed = UInt64(iteration) &* 0x9E37_79B9_7F4A_7C15
-        for byte in state.run.utf8 { seed = (seed ^ UInt64(byte)) &* 0x100_0000_01B3 }
-        return AgentContext(workspace: root, program: program, editableFiles: files, notesFiles: notes.sorted(),
-                            metric: config.evaluator.metric, maximize: config.evaluator.maximize,
-                            bestScore: state.bestScore, history: Array(history), iteration: iteration, seed: seed,
-                            maxDiffLines: config.limits.diffLines)
     }
 
     func runRecord(_ i: Int, _ status: IterationStatus, reason: String?, description: String, commit: String?,

@@ -19,6 +19,8 @@ final class Iteration {
     let bestBefore: Double
 
     // What the stages found so far.
+    /// The memory the agent was shown with its proposal (recorded with the iteration).
+    var shown = AgentMemory()
     var proposal = Proposal(description: "")
     var changes: [Change] = []
     var stats: DiffStats?

@@ -7,7 +7,8 @@ extension Iteration {
         runner.progress.phase(number, "agent", budgetMs: runner.config.agent.timeoutMs)
         _ = runner.meter.take()
         do {
-            proposal = try runner.agent.propose(runner.agentContext(number))
+            shown = runner.agentMemory(number)
+            proposal = try runner.agent.propose(runner.agentContext(number, memory: shown))
         } catch is SessionEnded {
             return .sessionEnded
         } catch let error as AgentError {
