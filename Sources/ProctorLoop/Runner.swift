@@ -128,6 +128,8 @@ public final class Runner {
         } else {
             try start(runID)
         }
+        // What agents may read of the runtime's memory; bound read-only into their sandboxes.
+        try FileManager.default.createDirectory(atPath: root + "/.proctor/memory", withIntermediateDirectories: true)
         if let command = sessionCommand { try startSession(command) }
         var interrupted = false
         var done = 0

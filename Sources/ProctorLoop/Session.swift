@@ -302,6 +302,9 @@ final class SessionServer: @unchecked Sendable {
 final class SessionAgent: Agent, @unchecked Sendable {
     let server: SessionServer
     private var current: Int32 = -1
+    /// The agent's output and where iteration `i`'s transcript goes (nil on a terminal).
+    var output: SessionTranscript?
+    var transcriptFor: ((Int) -> String)?
 
     init(server: SessionServer) {
         self.server = server
@@ -320,6 +323,8 @@ final class SessionAgent: Agent, @unchecked Sendable {
             ActiveSandbox.thawSession()
             throw AgentError.failed(reason: "the session agent could not be frozen for its experiment")
         }
+        // What it prints from now on belongs to its next experiment.
+        if let output, let path = transcriptFor?(context.iteration + 1) { output.switchTo(path) }
         let description = request.description.trimmingCharacters(in: .whitespacesAndNewlines)
         return Proposal(description: description.isEmpty ? "session experiment" : description)
     }
@@ -391,6 +396,16 @@ extension Runner {
         // CLI installed in ~/.local/bin and made visible with `[agent] read_only` is still found.
         let inherited = config.agent.env.contains("PATH") ? ProcessInfo.processInfo.environment["PATH"] : nil
         let path = "/run/proctor/bin:" + (inherited.flatMap { $0.isEmpty ? nil : $0 } ?? "/usr/local/bin:/usr/bin:/bin")
+        // What the agent prints between two experiments goes to the next iteration's transcript.
+        let output = SessionTranscript()
+        let root = self.root
+        if let output {
+            output.switchTo(root + "/.proctor/" + transcriptPath(state.lastIteration + 1))
+            (agent as? SessionAgent)?.output = output
+            (agent as? SessionAgent)?.transcriptFor = { [run = state.run] i in root + "/.proctor/logs/\(run)/\(i)-agent.log" }
+        } else {
+            progress.line("session: the agent writes to your terminal; its output is kept in .proctor/logs only when proctor's output is redirected")
+        }
         let done = DispatchSemaphore(value: 0)
         sessionDone = done
         let thread = Thread {
@@ -398,13 +413,16 @@ extension Runner {
             // The user's terminal is the agent's stdin: a session agent is interactive (Claude Code's
             // prompt). It still has no controlling terminal, and TIOCSTI/TIOCLINUX are denied.
             let result = try? env.launch(phase: .agent, command: command, seed: nil, agentHome: home, audit: audit,
-                                         context: context, stdin: 0, started: { ActiveSandbox.sessionPid = $0 }) { request in
+                                         context: context, stdin: 0, stdout: output?.childEnd ?? 1, stderr: output?.childEnd ?? 2,
+                                         started: { ActiveSandbox.sessionPid = $0 }) { request in
                 request.extraReadOnly += mounts + [(server.socketPath, SessionProtocol.socketPath)]
+                if let memory = Transcript.memorySource(root) { request.extraReadOnly.append((memory, Transcript.memoryMount)) }
                 request.extraEnvironment += [(SessionProtocol.environmentName, String(server.agentEnd)),
                                              ("PATH", path)]
                 request.passDescriptors = [server.agentEnd]
             }
             ActiveSandbox.sessionPid = 0
+            output?.finish()
             server.closeAgentEnd()
             server.removeSocket()
             FileTree.removeDirectory(home)

@@ -47,3 +47,63 @@ final class Transcript {
     /// Where agents find the memory files in their sandbox.
     static let memoryMount = "/run/proctor/memory"
 }
+
+/// A session agent's stdout and stderr, copied to proctor's own stdout and into the transcript
+/// of the iteration it is working towards (`switchTo`), so that its reasoning between two
+/// experiments is kept. Only when proctor's stdout is not a terminal: an interactive CLI on a
+/// terminal keeps the terminal (its prompt, colours, raw mode), and the run says so once.
+final class SessionTranscript: @unchecked Sendable {
+    /// The descriptor the agent gets as stdout and stderr.
+    let childEnd: Int32
+    private let readEnd: Int32
+    private let lock = NSLock()
+    private var current: Transcript?
+    private let done = DispatchSemaphore(value: 0)
+
+    /// nil when proctor's stdout is a terminal (or no pipe could be made).
+    init?() {
+        guard isatty(1) == 0 else { return nil }
+        var fds: [Int32] = [-1, -1]
+        guard pipe(&fds) == 0 else { return nil }
+        // Not inherited by anything but the agent (the launcher dups what it is given).
+        _ = fcntl(fds[0], F_SETFD, FD_CLOEXEC)
+        _ = fcntl(fds[1], F_SETFD, FD_CLOEXEC)
+        readEnd = fds[0]
+        childEnd = fds[1]
+        let thread = Thread { [self] in copy() }
+        thread.start()
+    }
+
+    /// From now on the agent's output goes to the transcript at `path`.
+    func switchTo(_ path: String) {
+        let next = Transcript(path: path)
+        next?.append("# session agent output\n")
+        lock.lock()
+        current = next
+        lock.unlock()
+    }
+
+    /// The agent is gone: close proctor's copy of its end and wait for the copy to drain.
+    func finish() {
+        close(childEnd)
+        _ = done.wait(timeout: .now() + .seconds(5))
+    }
+
+    private func copy() {
+        defer {
+            close(readEnd)
+            done.signal()
+        }
+        var buffer = [UInt8](repeating: 0, count: 65536)
+        while true {
+            let n = buffer.withUnsafeMutableBytes { read(readEnd, $0.baseAddress, $0.count) }
+            if n < 0 && errno == EINTR { continue }
+            guard n > 0 else { return }
+            _ = buffer.withUnsafeBytes { write(1, $0.baseAddress, n) }
+            lock.lock()
+            let target = current
+            lock.unlock()
+            _ = target.map { file in buffer.withUnsafeBytes { write(file.fd, $0.baseAddress, n) } }
+        }
+    }
+}

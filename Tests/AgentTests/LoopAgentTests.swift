@@ -110,6 +110,11 @@ final class HTTPLoopTests: XCTestCase {
                 XCTAssertEqual(record(ws, i)["agent"] as? String, "http")
             }
             XCTAssertEqual(server.requests.count, 2, "\(wire)")
+            // The transcript keeps what the model answered (the key redacted: assertKeyNowhere).
+            let agentLog = try XCTUnwrap(record(ws, 1)["agentLog"] as? String, "\(wire)")
+            let transcript = ws.read(".proctor/" + agentLog) ?? ""
+            XCTAssertTrue(transcript.contains("I will move X.") && transcript.contains("SUMMARY: set X to 0.6"), transcript)
+            XCTAssertTrue(transcript.contains("model test-model"), transcript)
             let request = server.requests.first
             XCTAssertEqual(request?.path, wire == .openai ? "/v1/chat/completions" : "/v1/messages")
             if wire == .openai {
