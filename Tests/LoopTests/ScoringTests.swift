@@ -1,5 +1,8 @@
 import Foundation
 import XCTest
+import ProctorSandbox
+
+@testable import ProctorLoop
 
 /// Issue 3, step 5: the score is the metric key of the JSON object on the locked evaluator's last stdout
 /// line; anything else is `crash`, and what the experiment prints is never a score.
@@ -66,8 +69,11 @@ final class ScoringTests: XCTestCase {
             XCTAssertNil(record["score"] as? Double, "mode \(mode)")
             XCTAssertTrue((record["reason"] as? String ?? "").contains("evaluator"), "mode \(mode): \(record)")
         }
+        // Python writes NaN as a bare `NaN`: read, and a crash that says so (issue 8); a string says so too.
         let nan = "\(ws.record(4)?["reason"] ?? "")"
-        XCTAssertTrue(nan.contains("JSON") || nan.contains("finite"), nan)
+        XCTAssertTrue(nan.contains("\"score\" is NaN"), nan)
+        let string = "\(ws.record(5)?["reason"] ?? "")"
+        XCTAssertTrue(string.contains("\"score\" is a string"), string)
         XCTAssertEqual(try ws.gitStatus(), "")
         XCTAssertEqual(try ws.git(["rev-list", "--count", ws.branch!]), "1", "nothing was kept")
         XCTAssertEqual(ws.read("train.py"), spec.train, "the tree is back to the baseline")
@@ -154,5 +160,122 @@ final class ScoringTests: XCTestCase {
         XCTAssertEqual(try XCTUnwrap(ws.row(1)?.score), 0.5, accuracy: 0.001)
         let diff = ws.record(1)?["diff"] as? [String: Any]
         XCTAssertEqual(diff?["files"] as? [String], ["train.py"], "the agent could not write anything it reported in LOG.md")
+    }
+}
+
+/// Issue 8: scores that are not numbers. Python's `json.dumps` writes `-Infinity`, `Infinity` and `NaN` as
+/// bare tokens; the infinities are the ends of the scale, the rest a crash that says what it was.
+final class NonFiniteScoreTests: XCTestCase {
+    func parse(_ line: String, metric: String = "score") throws -> Evaluation {
+        try Evaluation.parse(stdout: "evaluating...\n" + line + "\n", metric: metric)
+    }
+
+    func failure(_ line: String) -> Evaluation.Failure? {
+        do {
+            _ = try parse(line)
+            return nil
+        } catch {
+            return error as? Evaluation.Failure
+        }
+    }
+
+    func testPythonInfinitiesAreScoresInAnyKeyPosition() throws {
+        let minus = try parse(#"{"score": -Infinity, "trees": 3}"#)
+        XCTAssertEqual(minus.score, -.infinity)
+        XCTAssertEqual(minus.measurements, ["trees": 3])
+        XCTAssertEqual(try parse(#"{"trees": 3, "score": Infinity}"#).score, .infinity)
+        XCTAssertEqual(try parse(#"{"a":1,"score":-Infinity,"b":2}"#).score, -.infinity)
+        XCTAssertEqual(try parse("{\"trees\": 3,\t\"score\":\t-Infinity }").score, -.infinity)
+        // Other measurements may be infinite too; a NaN measurement is no measurement; nested tokens are fine.
+        let other = try parse(#"{"score": 0.5, "sharpe": -Infinity, "drawdown": Infinity, "vol": NaN, "curve": [NaN, -Infinity, {"x": Infinity}]}"#)
+        XCTAssertEqual(other.score, 0.5)
+        XCTAssertEqual(other.measurements, ["sharpe": -.infinity, "drawdown": .infinity])
+    }
+
+    func testNaNNullAndStringAreCrashesThatSayWhich() {
+        XCTAssertEqual(failure(#"{"score": NaN, "trees": 3}"#), .notANumber("score", .nan))
+        XCTAssertEqual(failure(#"{"score": null}"#), .notANumber("score", .null))
+        XCTAssertEqual(failure(#"{"score": "0.5"}"#), .notANumber("score", .string))
+        XCTAssertEqual(failure(#"{"score": "-Infinity"}"#), .notANumber("score", .string), "quoted, it is a string")
+        XCTAssertEqual("\(Evaluation.Failure.notANumber("score", .nan))", "the evaluator's \"score\" is NaN, not a score")
+        XCTAssertEqual("\(Evaluation.Failure.notANumber("score", .null))", "the evaluator's \"score\" is null, not a score")
+        XCTAssertEqual("\(Evaluation.Failure.notANumber("score", .string))", "the evaluator's \"score\" is a string, not a score")
+        // Not there, or not a number of any kind: as before.
+        XCTAssertEqual(failure(#"{"accuracy": -Infinity}"#), .missingMetric("score"))
+        XCTAssertEqual(failure(#"{"score": true}"#), .missingMetric("score"))
+        XCTAssertEqual(failure(#"{"score": [1]}"#), .missingMetric("score"))
+    }
+
+    func testTheWordsInsideStringsAreLeftAlone() throws {
+        let noted = try parse(#"{"note": "-Infinity, Infinity: NaN", "score": 0.25, "why": "x\": -Infinity"}"#)
+        XCTAssertEqual(noted.score, 0.25)
+        // An escaped backslash ends the string: the token after it is a value.
+        XCTAssertEqual(try parse(#"{"path": "C:\\", "score": -Infinity}"#).score, -.infinity)
+        XCTAssertEqual(try parse(#"{"Infinity": 1, "score": 2}"#).score, 2)
+        XCTAssertEqual(try parse(#"{"score": 2, "-Infinity": Infinity}"#).measurements, ["-Infinity": .infinity])
+    }
+
+    /// Only Python's three tokens are let through: the rest of JSON5 stays a broken line.
+    func testOnlyPythonsTokensAreAccepted() {
+        for line in [#"{score: -Infinity}"#, #"{"score": +Infinity}"#,
+                     #"{"score": -Infinityx}"#, #"{"score": -Infinity, "n": 0x10}"#, #"{"score": - Infinity}"#,
+                     #"{"score": -Infinity} // gate"#, #"{"score": -Infinity, 'a': 1}"#, #"[-Infinity]"#,
+                     #"{"score" -Infinity}"#, "-Infinity"] {
+            guard case .notJSON = failure(line) else {
+                XCTFail("\(line): \(String(describing: failure(line)))")
+                continue
+            }
+        }
+    }
+
+    func testGateWithInfinitiesMaximizing() {
+        let gate = Gate(maximize: true, minImprovement: 0.001)
+        XCTAssertTrue(gate.beats(-1e9, -.infinity), "any finite score beats a failed hard gate")
+        XCTAssertTrue(gate.beats(0.5, -.infinity))
+        XCTAssertFalse(gate.beats(-.infinity, -.infinity))
+        XCTAssertFalse(gate.beats(-.infinity, 0.5))
+        XCTAssertTrue(gate.beats(.infinity, 0.5))
+        XCTAssertTrue(gate.beats(.infinity, -.infinity))
+        XCTAssertFalse(gate.beats(.infinity, .infinity))
+        XCTAssertFalse(gate.beats(1e308, .infinity))
+        XCTAssertTrue(gate.beats(-.infinity, nil), "the first score is the best, whatever it is")
+        XCTAssertFalse(gate.beats(.nan, -.infinity))
+        // Finite scores as before.
+        XCTAssertTrue(gate.beats(0.502, 0.5))
+        XCTAssertFalse(gate.beats(0.5005, 0.5))
+    }
+
+    func testGateWithInfinitiesMinimizing() {
+        let gate = Gate(maximize: false, minImprovement: 0.001)
+        XCTAssertTrue(gate.beats(1e9, .infinity), "any finite loss beats a diverged one")
+        XCTAssertFalse(gate.beats(.infinity, .infinity))
+        XCTAssertFalse(gate.beats(.infinity, 0.5))
+        XCTAssertTrue(gate.beats(-.infinity, 0.5))
+        XCTAssertTrue(gate.beats(-.infinity, .infinity))
+        XCTAssertFalse(gate.beats(-.infinity, -.infinity))
+        XCTAssertFalse(gate.beats(-1e308, -.infinity))
+        XCTAssertTrue(gate.beats(0.498, 0.5))
+        XCTAssertFalse(gate.beats(0.4995, 0.5))
+    }
+
+    func testMeanAndSpreadWithInfinities() {
+        XCTAssertEqual(Gate.mean([0.5, -.infinity, 0.7]), -.infinity)
+        XCTAssertEqual(Gate.mean([-.infinity, -.infinity]), -.infinity)
+        XCTAssertEqual(Gate.mean([0.5, .infinity]), .infinity)
+        // No mean exists for a mix; never NaN: the worst end when maximizing.
+        XCTAssertEqual(Gate.mean([.infinity, -.infinity]), -.infinity)
+        XCTAssertEqual(Gate.mean([-.infinity, 0.1, .infinity]), -.infinity)
+        XCTAssertEqual(Gate.spread([0.25, 0.75, 0.5]), 0.5)
+        XCTAssertEqual(Gate.spread([]), 0)
+        XCTAssertNil(Gate.spread([-.infinity, -.infinity]), "inf - inf is no spread")
+        XCTAssertNil(Gate.spread([0.5, -.infinity]))
+    }
+
+    func testCountOfAnInfiniteMeasurementIsNil() throws {
+        let evaluation = try parse(#"{"score": 1, "features": Infinity, "trees": 12.0, "huge": 1e300}"#)
+        XCTAssertNil(evaluation.count("features"))
+        XCTAssertEqual(evaluation.count("trees"), 12)
+        XCTAssertNil(evaluation.count("huge"))
+        XCTAssertNil(evaluation.count("absent"))
     }
 }
