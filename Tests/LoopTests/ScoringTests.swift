@@ -278,4 +278,38 @@ final class NonFiniteScoreTests: XCTestCase {
         XCTAssertNil(evaluation.count("huge"))
         XCTAssertNil(evaluation.count("absent"))
     }
+
+    /// results.tsv writes `-inf`/`inf` and reads them back; runs.jsonl and state.json (JSONLines) too.
+    func testLedgerStateAndRecordsRoundTripInfinities() throws {
+        let dir = NSTemporaryDirectory() + "/proctor-inf-\(UUID().uuidString)"
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let ledger = try Ledger(directory: dir + "/.proctor")
+        for (i, score) in [(0, -Double.infinity), (1, Double.infinity), (2, 0.125)] {
+            let row = LedgerRow(iteration: i, commit: "abc", score: score, status: .keep, seconds: 1, peakMemMB: nil,
+                                features: nil, trees: nil, description: "row \(i)")
+            let record = RunRecord(time: Date(), run: "r", iteration: i, status: .keep, reason: nil, description: "row \(i)",
+                                   commit: nil, parent: "p", score: score, bestBefore: i == 0 ? nil : -.infinity,
+                                   scores: [.init(seed: 42, score: score, seconds: 1, status: "ok")], diff: nil,
+                                   measurements: ["sharpe": score], limits: [:], durations: [:], agent: "test", usage: nil,
+                                   violations: [])
+            try ledger.append(row, record: record)
+        }
+        let text = try String(contentsOfFile: dir + "/.proctor/results.tsv", encoding: .utf8)
+        XCTAssertEqual(text.split(separator: "\n").dropFirst().map { $0.split(separator: "\t")[2] }, ["-inf", "inf", "0.125000"])
+        XCTAssertEqual(Ledger.rows(in: dir + "/.proctor").map(\.score), [-.infinity, .infinity, 0.125])
+        let records = Ledger.records(in: dir + "/.proctor")
+        XCTAssertEqual(records.map(\.score), [-.infinity, .infinity, 0.125])
+        XCTAssertEqual(records.map(\.bestBefore), [nil, -.infinity, -.infinity])
+        XCTAssertEqual(records.map { $0.scores.first?.score }, [-.infinity, .infinity, 0.125])
+        XCTAssertEqual(records.map { $0.measurements["sharpe"] }, [-.infinity, .infinity, 0.125])
+
+        let state = RunState(run: "r", branch: "proctor/r", baseCommit: "a", bestCommit: "a", bestScore: -.infinity,
+                             baselineScore: -.infinity, baselineSpread: nil, pins: [:], lastIteration: 0, inProgress: nil)
+        try state.save(dir)
+        XCTAssertTrue(try String(contentsOfFile: RunState.path(dir), encoding: .utf8).contains("\"bestScore\":\"-inf\""))
+        let loaded = try RunState.loadForResume(dir)
+        XCTAssertEqual(loaded.bestScore, -.infinity)
+        XCTAssertEqual(loaded.baselineScore, -.infinity)
+        XCTAssertEqual(LedgerRow.scoreField(.nan), "nan")
+    }
 }
