@@ -312,4 +312,20 @@ final class NonFiniteScoreTests: XCTestCase {
         XCTAssertEqual(loaded.baselineScore, -.infinity)
         XCTAssertEqual(LedgerRow.scoreField(.nan), "nan")
     }
+
+    /// A session agent's reply after a -inf baseline: a plain JSONEncoder throws on -inf, and the reply
+    /// was silently dropped.
+    func testSessionReplyWithAnInfiniteBestIsSent() throws {
+        var pair: [Int32] = [-1, -1]
+        XCTAssertEqual(socketpair(AF_UNIX, Int32(SOCK_SEQPACKET.rawValue), 0, &pair), 0)
+        defer { close(pair[0]); close(pair[1]) }
+        SessionServer.send(pair[1], .init(accepted: true, message: "iteration 1: discard", iteration: 1, status: "discard",
+                                          score: -.infinity, best: -.infinity))
+        var buffer = [UInt8](repeating: 0, count: 4096)
+        let n = recv(pair[0], &buffer, buffer.count, Int32(MSG_DONTWAIT))
+        XCTAssertGreaterThan(n, 0, "no reply was sent")
+        let reply = try JSONLines.decoder().decode(SessionProtocol.Reply.self, from: Data(buffer[0..<max(n, 0)]))
+        XCTAssertEqual(reply.best, -.infinity)
+        XCTAssertEqual(reply.score, -.infinity)
+    }
 }
