@@ -328,4 +328,65 @@ final class NonFiniteScoreTests: XCTestCase {
         XCTAssertEqual(reply.best, -.infinity)
         XCTAssertEqual(reply.score, -.infinity)
     }
+
+    /// End to end: the evaluator prints `{"score": -Infinity}` for the baseline's configuration (a failed
+    /// hard gate) and a finite score once train.py changes. The run starts, the first finite score is
+    /// kept, a later -inf is a discard (not a crash), and `--resume` reads the -inf baseline back.
+    func testMinusInfinityBaselineStartsTheRunAndTheFirstFiniteScoreIsKept() throws {
+        var spec = WorkspaceSpec()
+        spec.prepare = spec.prepare.replacingOccurrences(
+            of: "result = {\"score\": score,",
+            with: "if float(x) == 0.2:\n    score = float(\"-inf\")\nresult = {\"note\": \"gate: -Infinity\", \"score\": score,")
+        spec.agentScript = agentPrelude + """
+            case "$i" in
+            1) set_var X 0.6; echo "SUMMARY: x=0.6" ;;
+            2) set_var X 0.2; echo "SUMMARY: back to the gate" ;;
+            3) set_var X 0.65; echo "SUMMARY: x=0.65" ;;
+            esac
+            """
+        let ws = try LoopWorkspace(spec)
+        let result = try ws.run(["--iterations", "2"])
+        XCTAssertEqual(result.status, 0, result.text)
+        assertLedgerConsistent(ws, iterations: [0, 1, 2])
+        let evaluatorOut = ws.read(".proctor/logs/\(ws.runID!)/0-42-evaluator.out") ?? ""
+        XCTAssertTrue(evaluatorOut.contains("\"score\": -Infinity"), "Python wrote the bare token: \(evaluatorOut)")
+
+        let baseline = try XCTUnwrap(ws.row(0))
+        XCTAssertEqual(baseline.fields[2], "-inf", baseline.fields.description)
+        XCTAssertEqual(baseline.status, "keep")
+        XCTAssertTrue(result.stdout.contains("baseline score = -inf"), result.stdout)
+        let first = try XCTUnwrap(ws.row(1))
+        XCTAssertEqual(first.status, "keep", first.fields.description)
+        XCTAssertEqual(try XCTUnwrap(first.score), 0.9, accuracy: 0.001)
+        XCTAssertEqual(ws.record(1)?["bestBefore"] as? String, "-inf")
+        let message = try ws.git(["log", "-1", "--format=%B", ws.branch!])
+        XCTAssertTrue(message.contains("best before -inf)"), message)
+        let again = try XCTUnwrap(ws.row(2))
+        XCTAssertEqual(again.status, "discard", again.fields.description)
+        XCTAssertEqual(again.fields[2], "-inf")
+
+        var state = try RunState.loadForResume(ws.root)
+        XCTAssertEqual(state.baselineScore, -.infinity)
+        XCTAssertNil(state.baselineSpread, "no spread of -inf scores")
+        let status = try ws.proctor(["status", "--workspace", ws.root])
+        XCTAssertTrue(status.stdout.contains("(baseline -inf)"), status.stdout)
+
+        let html = try Reports.html(workspace: ws.root)
+        // The axis spans the finite scores, inset from the edges; the -inf points sit on the bottom edge, marked.
+        XCTAssertEqual(html.components(separatedBy: "class='neg-inf'").count - 1, 2, html)
+        XCTAssertTrue(html.contains("<title>0: keep -inf baseline</title>"), html)
+        XCTAssertTrue(html.contains("points='85.0,306.0 95.0,306.0 90.0,316.0'"), "iteration 0 on the bottom edge (310): \(html)")
+        XCTAssertTrue(html.contains("<circle cx='470.0' cy='294.0'"), "0.9, the lowest finite score, above the edge: \(html)")
+        XCTAssertFalse(html.contains("nan") || html.contains("='-inf") || html.contains("='inf") || html.contains(",inf")
+                       || html.contains(",-inf"), html)
+
+        let resumed = try ws.run(["--resume", "--iterations", "1"])
+        XCTAssertEqual(resumed.status, 0, resumed.text)
+        assertLedgerConsistent(ws, iterations: [0, 1, 2, 3])
+        XCTAssertEqual(ws.row(3)?.status, "keep", "\(ws.row(3)?.fields ?? [])")
+        state = try RunState.loadForResume(ws.root)
+        XCTAssertEqual(state.baselineScore, -.infinity)
+        XCTAssertEqual(state.bestScore, 0.95, accuracy: 0.001)
+        XCTAssertEqual(try ws.gitStatus(), "")
+    }
 }
