@@ -151,11 +151,13 @@ public enum Reports {
             let score = row.score!
             let (cx, cy) = (x(row.iteration), y(score))
             let fill = colors[row.status] ?? "#000"
-            let title = "<title>\(row.iteration): \(escape(row.status.rawValue)) \(escape(format(score))) \(escape(row.description))</title>"
+            let title = "<title>\(row.iteration): \(escape(row.status.rawValue)) \(escape(format(score))) "
+                + "\(escape(row.description))</title>"
             if score.isInfinite {
                 // Pointing off the chart: down for -inf, up for inf.
                 let tip = score < 0 ? cy + 6 : cy - 6, base = score < 0 ? cy - 4 : cy + 4
-                svg += "<polygon class='\(score < 0 ? "neg-inf" : "pos-inf")' points='\(cx - 5),\(base) \(cx + 5),\(base) \(cx),\(tip)' fill='\(fill)'>\(title)</polygon>"
+                let points = "\(cx - 5),\(base) \(cx + 5),\(base) \(cx),\(tip)"
+                svg += "<polygon class='\(score < 0 ? "neg-inf" : "pos-inf")' points='\(points)' fill='\(fill)'>\(title)</polygon>"
             } else {
                 svg += "<circle cx='\(cx)' cy='\(cy)' r='4' fill='\(fill)'>\(title)</circle>"
             }

@@ -119,8 +119,7 @@ public struct Evaluation: Sendable, Equatable {
                 }
             } else if byte == UInt8(ascii: "\"") {
                 inString = true
-            } else if let token = tokens.first(where: { line[i...].starts(with: $0) }),
-                let before = out.last(where: { !isJSONWhitespace($0) }), [UInt8(ascii: ":"), UInt8(ascii: ","), UInt8(ascii: "[")].contains(before),
+            } else if let token = tokens.first(where: { line[i...].starts(with: $0) }), atValueStart(out),
                 i + token.count == line.count || isDelimiter(line[i + token.count]) {
                 out.append(UInt8(ascii: "0"))
                 i += token.count
@@ -131,6 +130,12 @@ public struct Evaluation: Sendable, Equatable {
             i += 1
         }
         return found ? out : nil
+    }
+
+    /// Whether what was written so far ends where a value may start: after `:`, `,` or `[`.
+    private static func atValueStart(_ written: [UInt8]) -> Bool {
+        guard let last = written.last(where: { !isJSONWhitespace($0) }) else { return false }
+        return last == UInt8(ascii: ":") || last == UInt8(ascii: ",") || last == UInt8(ascii: "[")
     }
 
     private static func isJSONWhitespace(_ byte: UInt8) -> Bool {

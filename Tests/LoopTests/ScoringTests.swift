@@ -1,6 +1,6 @@
 import Foundation
-import XCTest
 import ProctorSandbox
+import XCTest
 
 @testable import ProctorLoop
 
