@@ -26,9 +26,17 @@ public struct LedgerRow: Sendable, Equatable {
     static let headerWithoutSealed = header.filter { $0 != "sealed" }
 
     public var fields: [String] {
-        [String(iteration), commit, score.map { String(format: "%.6f", $0) } ?? "", sealed.map { String(format: "%.6f", $0) } ?? "",
+        [String(iteration), commit, score.map(LedgerRow.scoreField) ?? "", sealed.map(LedgerRow.scoreField) ?? "",
          status.rawValue, String(format: "%.1f", seconds), peakMemMB.map(String.init) ?? "", features.map(String.init) ?? "",
          trees.map(String.init) ?? "", Ledger.clean(description)]
+    }
+
+    /// Six decimals; `-inf` and `inf` (a score at an end of the scale, issue 8) and `nan` spelled out, as
+    /// `Double(_:)` reads them back, whatever the C library's printf writes for them.
+    static func scoreField(_ score: Double) -> String {
+        if score.isNaN { return "nan" }
+        if score.isInfinite { return score < 0 ? "-inf" : "inf" }
+        return String(format: "%.6f", score)
     }
 
     init?(fields: [String]) {

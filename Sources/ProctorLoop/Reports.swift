@@ -108,12 +108,19 @@ public enum Reports {
         let state = RunState.load(config.root)
         let scored = rows.filter { $0.score != nil }
         let width = 900.0, height = 360.0, pad = 50.0, left = 90.0
-        let scores = scored.compactMap(\.score) + rows.filter { $0.status == .keep }.compactMap(\.sealed)
+        // The axis spans the finite scores only: one -inf (a failed hard gate, issue 8) would stretch
+        // it to nothing. -inf is drawn on the bottom edge and inf on the top edge, as triangles, and
+        // the finite scores then keep clear of the edges. The sealed line shares the axis.
+        let scores = (scored.compactMap(\.score) + rows.filter { $0.status == .keep }.compactMap(\.sealed)).filter(\.isFinite)
+        let inset = scored.contains { $0.score?.isInfinite == true } ? 16.0 : 0
         let lo = scores.min() ?? 0, hi = scores.max() ?? 1
         let span = hi - lo > 0 ? hi - lo : 1
         let maxIteration = Double(max(rows.map(\.iteration).max() ?? 1, 1))
         func x(_ i: Int) -> Double { left + Double(i) / maxIteration * (width - left - pad) }
-        func y(_ s: Double) -> Double { height - pad - (s - lo) / span * (height - 2 * pad) }
+        func y(_ s: Double) -> Double {
+            if s.isInfinite { return s < 0 ? height - pad : pad }
+            return height - pad - inset - (s - lo) / span * (height - 2 * pad - 2 * inset)
+        }
         let colors: [IterationStatus: String] = [.keep: "#1a7f37", .discard: "#8c959f", .crash: "#cf222e", .timeout: "#bf8700", .rejected: "#8250df"]
         var svg = "<svg xmlns='http://www.w3.org/2000/svg' width='\(Int(width))' height='\(Int(height))' role='img' aria-label='score per iteration'>"
         svg += "<rect width='100%' height='100%' fill='white'/>"
@@ -146,7 +153,19 @@ public enum Reports {
             svg += "<polyline class='sealed' fill='none' stroke='#0969da' stroke-width='2' stroke-dasharray='6 3' points='\(sealedPoints.joined(separator: " "))'><title>sealed test set</title></polyline>"
         }
         for row in scored {
-            svg += "<circle cx='\(x(row.iteration))' cy='\(y(row.score!))' r='4' fill='\(colors[row.status] ?? "#000")'><title>\(row.iteration): \(escape(row.status.rawValue)) \(escape(format(row.score!))) \(escape(row.description))</title></circle>"
+            let score = row.score!
+            let (cx, cy) = (x(row.iteration), y(score))
+            let fill = colors[row.status] ?? "#000"
+            let title = "<title>\(row.iteration): \(escape(row.status.rawValue)) \(escape(format(score))) "
+                + "\(escape(row.description))</title>"
+            if score.isInfinite {
+                // Pointing off the chart: down for -inf, up for inf.
+                let tip = score < 0 ? cy + 6 : cy - 6, base = score < 0 ? cy - 4 : cy + 4
+                let points = "\(cx - 5),\(base) \(cx + 5),\(base) \(cx),\(tip)"
+                svg += "<polygon class='\(score < 0 ? "neg-inf" : "pos-inf")' points='\(points)' fill='\(fill)'>\(title)</polygon>"
+            } else {
+                svg += "<circle cx='\(cx)' cy='\(cy)' r='4' fill='\(fill)'>\(title)</circle>"
+            }
         }
         svg += "</svg>"
         var html = "<!doctype html><html><head><meta charset='utf-8'><title>proctor report</title><style>body{font-family:system-ui,sans-serif;margin:2em}table{border-collapse:collapse;font-size:13px}td,th{border:1px solid #ddd;padding:3px 8px;text-align:left}.keep{color:#1a7f37}.crash,.timeout{color:#cf222e}.rejected{color:#8250df}</style></head><body>"

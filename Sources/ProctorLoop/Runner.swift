@@ -188,14 +188,13 @@ public final class Runner {
         try repo.setHead(branch: branch)
         state.bestScore = mean
         state.baselineScore = mean
-        let baselineScores = evaluations.map(\.score)
-        state.baselineSpread = (baselineScores.max() ?? 0) - (baselineScores.min() ?? 0)
+        state.baselineSpread = Gate.spread(evaluations.map(\.score))
         state.lastIteration = 0
         state.inProgress = nil
         let sealed = try scoreSealed(iteration: 0)
         let row = LedgerRow(iteration: 0, commit: head.short, score: mean, sealed: sealed.mean, status: .keep, seconds: seconds,
-                            peakMemMB: peak, features: evaluations.last?.measurements["features"].map { Int($0) },
-                            trees: evaluations.last?.measurements["trees"].map { Int($0) }, description: "baseline")
+                            peakMemMB: peak, features: evaluations.last?.count("features"),
+                            trees: evaluations.last?.count("trees"), description: "baseline")
         var baselineRecord = runRecord(0, .keep, reason: nil, description: "baseline", commit: head.hex,
                                        parent: head.hex, measured: baseline, bestBefore: nil, diff: nil,
                                        usage: nil, violations: [])
@@ -232,7 +231,7 @@ public final class Runner {
                     // The spread too, from the record's seeds: without it the resumed run would no
                     // longer reject a candidate that fixed its own seed (the gate's noise check).
                     let seeds = record.scores.compactMap(\.score)
-                    saved.baselineSpread = (seeds.max() ?? 0) - (seeds.min() ?? 0)
+                    saved.baselineSpread = Gate.spread(seeds)
                 }
             }
             saved.inProgress = nil

@@ -62,7 +62,7 @@ public enum SessionClient {
         var n: Int
         repeat { n = recv(pair[0], &buffer, buffer.count, 0) } while n < 0 && errno == EINTR
         guard n > 0 else { throw RunError("the supervisor closed the session without answering") }
-        return try JSONDecoder().decode(SessionProtocol.Reply.self, from: Data(buffer[0..<n]))
+        return try JSONLines.decoder().decode(SessionProtocol.Reply.self, from: Data(buffer[0..<n]))
     }
 
     /// A descriptor that is a Unix SEQPACKET socket: not some unrelated file that took the number.
@@ -95,7 +95,7 @@ public enum SessionClient {
         var n: Int
         repeat { n = recv(fd, &buffer, buffer.count, 0) } while n < 0 && errno == EINTR
         guard n > 0 else { throw RunError("the supervisor closed the session without answering") }
-        return try JSONDecoder().decode(SessionProtocol.Reply.self, from: Data(buffer[0..<n]))
+        return try JSONLines.decoder().decode(SessionProtocol.Reply.self, from: Data(buffer[0..<n]))
     }
 
     private static func sendWithDescriptor(_ socket: Int32, _ body: [UInt8], _ fd: Int32) -> Bool {
@@ -288,7 +288,9 @@ final class SessionServer: @unchecked Sendable {
     /// socket nobody reads) would otherwise hang the loop, or the reader thread, until the agent's
     /// timeout, past `--iterations` and Ctrl-C. A reply that does not fit at once is dropped.
     static func send(_ fd: Int32, _ reply: SessionProtocol.Reply) {
-        guard let data = try? JSONEncoder().encode(reply) else { return }
+        // JSONLines' encoder: a best score of -inf (issue 8) is "-inf", where a plain encoder throws and
+        // the agent would get no reply at all.
+        guard let data = try? JSONLines.encoder().encode(reply) else { return }
         _ = data.withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL | MSG_DONTWAIT)) }
     }
 

@@ -1,5 +1,8 @@
 import Foundation
+import ProctorSandbox
 import XCTest
+
+@testable import ProctorLoop
 
 /// Issue 3, step 5: the score is the metric key of the JSON object on the locked evaluator's last stdout
 /// line; anything else is `crash`, and what the experiment prints is never a score.
@@ -66,8 +69,11 @@ final class ScoringTests: XCTestCase {
             XCTAssertNil(record["score"] as? Double, "mode \(mode)")
             XCTAssertTrue((record["reason"] as? String ?? "").contains("evaluator"), "mode \(mode): \(record)")
         }
+        // Python writes NaN as a bare `NaN`: read, and a crash that says so (issue 8); a string says so too.
         let nan = "\(ws.record(4)?["reason"] ?? "")"
-        XCTAssertTrue(nan.contains("JSON") || nan.contains("finite"), nan)
+        XCTAssertTrue(nan.contains("\"score\" is NaN"), nan)
+        let string = "\(ws.record(5)?["reason"] ?? "")"
+        XCTAssertTrue(string.contains("\"score\" is a string"), string)
         XCTAssertEqual(try ws.gitStatus(), "")
         XCTAssertEqual(try ws.git(["rev-list", "--count", ws.branch!]), "1", "nothing was kept")
         XCTAssertEqual(ws.read("train.py"), spec.train, "the tree is back to the baseline")
@@ -154,5 +160,234 @@ final class ScoringTests: XCTestCase {
         XCTAssertEqual(try XCTUnwrap(ws.row(1)?.score), 0.5, accuracy: 0.001)
         let diff = ws.record(1)?["diff"] as? [String: Any]
         XCTAssertEqual(diff?["files"] as? [String], ["train.py"], "the agent could not write anything it reported in LOG.md")
+    }
+}
+
+/// Issue 8: scores that are not numbers. Python's `json.dumps` writes `-Infinity`, `Infinity` and `NaN` as
+/// bare tokens; the infinities are the ends of the scale, the rest a crash that says what it was.
+final class NonFiniteScoreTests: XCTestCase {
+    func parse(_ line: String, metric: String = "score") throws -> Evaluation {
+        try Evaluation.parse(stdout: "evaluating...\n" + line + "\n", metric: metric)
+    }
+
+    func failure(_ line: String) -> Evaluation.Failure? {
+        do {
+            _ = try parse(line)
+            return nil
+        } catch {
+            return error as? Evaluation.Failure
+        }
+    }
+
+    func testPythonInfinitiesAreScoresInAnyKeyPosition() throws {
+        let minus = try parse(#"{"score": -Infinity, "trees": 3}"#)
+        XCTAssertEqual(minus.score, -.infinity)
+        XCTAssertEqual(minus.measurements, ["trees": 3])
+        XCTAssertEqual(try parse(#"{"trees": 3, "score": Infinity}"#).score, .infinity)
+        XCTAssertEqual(try parse(#"{"a":1,"score":-Infinity,"b":2}"#).score, -.infinity)
+        XCTAssertEqual(try parse("{\"trees\": 3,\t\"score\":\t-Infinity }").score, -.infinity)
+        // Other measurements may be infinite too; a NaN measurement is no measurement; nested tokens are fine.
+        let other = try parse(#"{"score": 0.5, "sharpe": -Infinity, "drawdown": Infinity, "vol": NaN, "curve": [NaN, -Infinity, {"x": Infinity}]}"#)
+        XCTAssertEqual(other.score, 0.5)
+        XCTAssertEqual(other.measurements, ["sharpe": -.infinity, "drawdown": .infinity])
+    }
+
+    func testNaNNullAndStringAreCrashesThatSayWhich() {
+        XCTAssertEqual(failure(#"{"score": NaN, "trees": 3}"#), .notANumber("score", .nan))
+        XCTAssertEqual(failure(#"{"score": null}"#), .notANumber("score", .null))
+        XCTAssertEqual(failure(#"{"score": "0.5"}"#), .notANumber("score", .string))
+        XCTAssertEqual(failure(#"{"score": "-Infinity"}"#), .notANumber("score", .string), "quoted, it is a string")
+        XCTAssertEqual("\(Evaluation.Failure.notANumber("score", .nan))", "the evaluator's \"score\" is NaN, not a score")
+        XCTAssertEqual("\(Evaluation.Failure.notANumber("score", .null))", "the evaluator's \"score\" is null, not a score")
+        XCTAssertEqual("\(Evaluation.Failure.notANumber("score", .string))", "the evaluator's \"score\" is a string, not a score")
+        // Not there, or not a number of any kind: as before.
+        XCTAssertEqual(failure(#"{"accuracy": -Infinity}"#), .missingMetric("score"))
+        XCTAssertEqual(failure(#"{"score": true}"#), .missingMetric("score"))
+        XCTAssertEqual(failure(#"{"score": [1]}"#), .missingMetric("score"))
+    }
+
+    func testTheWordsInsideStringsAreLeftAlone() throws {
+        let noted = try parse(#"{"note": "-Infinity, Infinity: NaN", "score": 0.25, "why": "x\": -Infinity"}"#)
+        XCTAssertEqual(noted.score, 0.25)
+        // An escaped backslash ends the string: the token after it is a value.
+        XCTAssertEqual(try parse(#"{"path": "C:\\", "score": -Infinity}"#).score, -.infinity)
+        XCTAssertEqual(try parse(#"{"Infinity": 1, "score": 2}"#).score, 2)
+        XCTAssertEqual(try parse(#"{"score": 2, "-Infinity": Infinity}"#).measurements, ["-Infinity": .infinity])
+    }
+
+    /// Only Python's three tokens are let through: the rest of JSON5 stays a broken line.
+    func testOnlyPythonsTokensAreAccepted() {
+        for line in [#"{score: -Infinity}"#, #"{"score": +Infinity}"#,
+                     #"{"score": -Infinityx}"#, #"{"score": -Infinity, "n": 0x10}"#, #"{"score": - Infinity}"#,
+                     #"{"score": -Infinity} // gate"#, #"{"score": -Infinity, 'a': 1}"#, #"[-Infinity]"#,
+                     #"{"score" -Infinity}"#, "-Infinity"] {
+            guard case .notJSON = failure(line) else {
+                XCTFail("\(line): \(String(describing: failure(line)))")
+                continue
+            }
+        }
+    }
+
+    func testGateWithInfinitiesMaximizing() {
+        let gate = Gate(maximize: true, minImprovement: 0.001)
+        XCTAssertTrue(gate.beats(-1e9, -.infinity), "any finite score beats a failed hard gate")
+        XCTAssertTrue(gate.beats(0.5, -.infinity))
+        XCTAssertFalse(gate.beats(-.infinity, -.infinity))
+        XCTAssertFalse(gate.beats(-.infinity, 0.5))
+        XCTAssertTrue(gate.beats(.infinity, 0.5))
+        XCTAssertTrue(gate.beats(.infinity, -.infinity))
+        XCTAssertFalse(gate.beats(.infinity, .infinity))
+        XCTAssertFalse(gate.beats(1e308, .infinity))
+        XCTAssertTrue(gate.beats(-.infinity, nil), "the first score is the best, whatever it is")
+        XCTAssertFalse(gate.beats(.nan, -.infinity))
+        // Finite scores as before.
+        XCTAssertTrue(gate.beats(0.502, 0.5))
+        XCTAssertFalse(gate.beats(0.5005, 0.5))
+    }
+
+    func testGateWithInfinitiesMinimizing() {
+        let gate = Gate(maximize: false, minImprovement: 0.001)
+        XCTAssertTrue(gate.beats(1e9, .infinity), "any finite loss beats a diverged one")
+        XCTAssertFalse(gate.beats(.infinity, .infinity))
+        XCTAssertFalse(gate.beats(.infinity, 0.5))
+        XCTAssertTrue(gate.beats(-.infinity, 0.5))
+        XCTAssertTrue(gate.beats(-.infinity, .infinity))
+        XCTAssertFalse(gate.beats(-.infinity, -.infinity))
+        XCTAssertFalse(gate.beats(-1e308, -.infinity))
+        XCTAssertTrue(gate.beats(0.498, 0.5))
+        XCTAssertFalse(gate.beats(0.4995, 0.5))
+    }
+
+    func testMeanAndSpreadWithInfinities() {
+        XCTAssertEqual(Gate.mean([0.5, -.infinity, 0.7]), -.infinity)
+        XCTAssertEqual(Gate.mean([-.infinity, -.infinity]), -.infinity)
+        XCTAssertEqual(Gate.mean([0.5, .infinity]), .infinity)
+        // No mean exists for a mix; never NaN: the worst end when maximizing.
+        XCTAssertEqual(Gate.mean([.infinity, -.infinity]), -.infinity)
+        XCTAssertEqual(Gate.mean([-.infinity, 0.1, .infinity]), -.infinity)
+        XCTAssertEqual(Gate.spread([0.25, 0.75, 0.5]), 0.5)
+        XCTAssertEqual(Gate.spread([]), 0)
+        XCTAssertNil(Gate.spread([-.infinity, -.infinity]), "inf - inf is no spread")
+        XCTAssertNil(Gate.spread([0.5, -.infinity]))
+    }
+
+    func testCountOfAnInfiniteMeasurementIsNil() throws {
+        let evaluation = try parse(#"{"score": 1, "features": Infinity, "trees": 12.0, "huge": 1e300}"#)
+        XCTAssertNil(evaluation.count("features"))
+        XCTAssertEqual(evaluation.count("trees"), 12)
+        XCTAssertNil(evaluation.count("huge"))
+        XCTAssertNil(evaluation.count("absent"))
+    }
+
+    /// results.tsv writes `-inf`/`inf` and reads them back; runs.jsonl and state.json (JSONLines) too.
+    func testLedgerStateAndRecordsRoundTripInfinities() throws {
+        let dir = NSTemporaryDirectory() + "/proctor-inf-\(UUID().uuidString)"
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let ledger = try Ledger(directory: dir + "/.proctor")
+        for (i, score) in [(0, -Double.infinity), (1, Double.infinity), (2, 0.125)] {
+            let row = LedgerRow(iteration: i, commit: "abc", score: score, status: .keep, seconds: 1, peakMemMB: nil,
+                                features: nil, trees: nil, description: "row \(i)")
+            let record = RunRecord(time: Date(), run: "r", iteration: i, status: .keep, reason: nil, description: "row \(i)",
+                                   commit: nil, parent: "p", score: score, bestBefore: i == 0 ? nil : -.infinity,
+                                   scores: [.init(seed: 42, score: score, seconds: 1, status: "ok")], diff: nil,
+                                   measurements: ["sharpe": score], limits: [:], durations: [:], agent: "test", usage: nil,
+                                   violations: [])
+            try ledger.append(row, record: record)
+        }
+        let text = try String(contentsOfFile: dir + "/.proctor/results.tsv", encoding: .utf8)
+        XCTAssertEqual(text.split(separator: "\n").dropFirst().map { $0.split(separator: "\t")[2] }, ["-inf", "inf", "0.125000"])
+        XCTAssertEqual(Ledger.rows(in: dir + "/.proctor").map(\.score), [-.infinity, .infinity, 0.125])
+        let records = Ledger.records(in: dir + "/.proctor")
+        XCTAssertEqual(records.map(\.score), [-.infinity, .infinity, 0.125])
+        XCTAssertEqual(records.map(\.bestBefore), [nil, -.infinity, -.infinity])
+        XCTAssertEqual(records.map { $0.scores.first?.score }, [-.infinity, .infinity, 0.125])
+        XCTAssertEqual(records.map { $0.measurements["sharpe"] }, [-.infinity, .infinity, 0.125])
+
+        let state = RunState(run: "r", branch: "proctor/r", baseCommit: "a", bestCommit: "a", bestScore: -.infinity,
+                             baselineScore: -.infinity, baselineSpread: nil, pins: [:], lastIteration: 0, inProgress: nil)
+        try state.save(dir)
+        XCTAssertTrue(try String(contentsOfFile: RunState.path(dir), encoding: .utf8).contains("\"bestScore\":\"-inf\""))
+        let loaded = try RunState.loadForResume(dir)
+        XCTAssertEqual(loaded.bestScore, -.infinity)
+        XCTAssertEqual(loaded.baselineScore, -.infinity)
+        XCTAssertEqual(LedgerRow.scoreField(.nan), "nan")
+    }
+
+    /// A session agent's reply after a -inf baseline: a plain JSONEncoder throws on -inf, and the reply
+    /// was silently dropped.
+    func testSessionReplyWithAnInfiniteBestIsSent() throws {
+        var pair: [Int32] = [-1, -1]
+        XCTAssertEqual(socketpair(AF_UNIX, Int32(SOCK_SEQPACKET.rawValue), 0, &pair), 0)
+        defer { close(pair[0]); close(pair[1]) }
+        SessionServer.send(pair[1], .init(accepted: true, message: "iteration 1: discard", iteration: 1, status: "discard",
+                                          score: -.infinity, best: -.infinity))
+        var buffer = [UInt8](repeating: 0, count: 4096)
+        let n = recv(pair[0], &buffer, buffer.count, Int32(MSG_DONTWAIT))
+        XCTAssertGreaterThan(n, 0, "no reply was sent")
+        let reply = try JSONLines.decoder().decode(SessionProtocol.Reply.self, from: Data(buffer[0..<max(n, 0)]))
+        XCTAssertEqual(reply.best, -.infinity)
+        XCTAssertEqual(reply.score, -.infinity)
+    }
+
+    /// End to end: the evaluator prints `{"score": -Infinity}` for the baseline's configuration (a failed
+    /// hard gate) and a finite score once train.py changes. The run starts, the first finite score is
+    /// kept, a later -inf is a discard (not a crash), and `--resume` reads the -inf baseline back.
+    func testMinusInfinityBaselineStartsTheRunAndTheFirstFiniteScoreIsKept() throws {
+        var spec = WorkspaceSpec()
+        spec.prepare = spec.prepare.replacingOccurrences(
+            of: "result = {\"score\": score,",
+            with: "if float(x) == 0.2:\n    score = float(\"-inf\")\nresult = {\"note\": \"gate: -Infinity\", \"score\": score,")
+        spec.agentScript = agentPrelude + """
+            case "$i" in
+            1) set_var X 0.6; echo "SUMMARY: x=0.6" ;;
+            2) set_var X 0.2; echo "SUMMARY: back to the gate" ;;
+            3) set_var X 0.65; echo "SUMMARY: x=0.65" ;;
+            esac
+            """
+        let ws = try LoopWorkspace(spec)
+        let result = try ws.run(["--iterations", "2"])
+        XCTAssertEqual(result.status, 0, result.text)
+        assertLedgerConsistent(ws, iterations: [0, 1, 2])
+        let evaluatorOut = ws.read(".proctor/logs/\(ws.runID!)/0-42-evaluator.out") ?? ""
+        XCTAssertTrue(evaluatorOut.contains("\"score\": -Infinity"), "Python wrote the bare token: \(evaluatorOut)")
+
+        let baseline = try XCTUnwrap(ws.row(0))
+        XCTAssertEqual(baseline.fields[2], "-inf", baseline.fields.description)
+        XCTAssertEqual(baseline.status, "keep")
+        XCTAssertTrue(result.stdout.contains("baseline score = -inf"), result.stdout)
+        XCTAssertTrue(result.stdout.contains("best 0.9 vs baseline -inf"), result.stdout)
+        let first = try XCTUnwrap(ws.row(1))
+        XCTAssertEqual(first.status, "keep", first.fields.description)
+        XCTAssertEqual(try XCTUnwrap(first.score), 0.9, accuracy: 0.001)
+        XCTAssertEqual(ws.record(1)?["bestBefore"] as? String, "-inf")
+        let message = try ws.git(["log", "-1", "--format=%B", ws.branch!])
+        XCTAssertTrue(message.contains("best before -inf)"), message)
+        let again = try XCTUnwrap(ws.row(2))
+        XCTAssertEqual(again.status, "discard", again.fields.description)
+        XCTAssertEqual(again.fields[2], "-inf")
+
+        var state = try RunState.loadForResume(ws.root)
+        XCTAssertEqual(state.baselineScore, -.infinity)
+        XCTAssertNil(state.baselineSpread, "no spread of -inf scores")
+        let status = try ws.proctor(["status", "--workspace", ws.root])
+        XCTAssertTrue(status.stdout.contains("(baseline -inf)"), status.stdout)
+
+        let html = try Reports.html(workspace: ws.root)
+        // The axis spans the finite scores, inset from the edges; the -inf points sit on the bottom edge, marked.
+        XCTAssertEqual(html.components(separatedBy: "class='neg-inf'").count - 1, 2, html)
+        XCTAssertTrue(html.contains("<title>0: keep -inf baseline</title>"), html)
+        XCTAssertTrue(html.contains("points='85.0,306.0 95.0,306.0 90.0,316.0'"), "iteration 0 on the bottom edge (310): \(html)")
+        XCTAssertTrue(html.contains("<circle cx='470.0' cy='294.0'"), "0.9, the lowest finite score, above the edge: \(html)")
+        XCTAssertFalse(html.contains("nan") || html.contains("='-inf") || html.contains("='inf") || html.contains(",inf")
+                       || html.contains(",-inf"), html)
+
+        let resumed = try ws.run(["--resume", "--iterations", "1"])
+        XCTAssertEqual(resumed.status, 0, resumed.text)
+        assertLedgerConsistent(ws, iterations: [0, 1, 2, 3])
+        XCTAssertEqual(ws.row(3)?.status, "keep", "\(ws.row(3)?.fields ?? [])")
+        state = try RunState.loadForResume(ws.root)
+        XCTAssertEqual(state.baselineScore, -.infinity)
+        XCTAssertEqual(state.bestScore, 0.95, accuracy: 0.001)
+        XCTAssertEqual(try ws.gitStatus(), "")
     }
 }

@@ -33,7 +33,7 @@ extension Iteration {
         // fixed its own seed: re-rolling that seed until noise looks like progress is what the gate
         // is there to stop.
         let scores = measured?.evaluations.map(\.score) ?? []
-        if scores.count >= 2, (scores.max()! - scores.min()!) <= 1e-12 * max(1, abs(mean)),
+        if scores.count >= 2, let candidateSpread = Gate.spread(scores), candidateSpread <= 1e-12 * max(1, abs(mean)),
             let spread = state.baselineSpread, spread > 1e-12 * max(1, abs(state.baselineScore)) {
             let reason = "the score ignores PROCTOR_SEED (identical over seeds \(runner.allSeeds.map(String.init).joined(separator: ",")), the baseline's varied by \(format(spread)))"
             return ends(.rejected, reason: reason, violations: [reason],

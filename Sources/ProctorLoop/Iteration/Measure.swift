@@ -25,6 +25,7 @@ extension Runner {
     /// The experiment and the evaluator for each seed, stopping at the first failure.
     func measure(iteration: Int, seeds: [UInt64], description: String) throws -> Measurement {
         var result = Measurement()
+        result.maximize = config.evaluator.maximize
         // Once scored, the outputs are emptied (iteratively, links unfollowed): git's status walk
         // stops at 100 nested directories and the restore recurses, so a deep tree left by the
         // experiment would otherwise stop the whole run with an error, on every --resume too.
@@ -91,17 +92,17 @@ extension Runner {
             }
         }
         let scores = result.evaluations.map(\.score)
-        result.outcome = .scored(Gate.mean(scores), result.evaluations, result.durations.values.reduce(0, +), result.peakMB)
+        result.outcome = .scored(Gate.mean(scores, maximize: config.evaluator.maximize), result.evaluations, result.durations.values.reduce(0, +), result.peakMB)
         return result
     }
 
     func overLimits(_ measured: Measurement) -> String? {
         for evaluation in measured.evaluations {
             if let cap = config.limits.features, let value = evaluation.measurements["features"], value > Double(cap) {
-                return "features \(Int(value)) over the limit \(cap)"
+                return "features \(format(value)) over the limit \(cap)"
             }
             if let cap = config.limits.trees, let value = evaluation.measurements["trees"], value > Double(cap) {
-                return "trees \(Int(value)) over the limit \(cap)"
+                return "trees \(format(value)) over the limit \(cap)"
             }
         }
         return nil
@@ -123,7 +124,9 @@ struct Measurement {
     var peakBytes: Int64 = 0
 
     var peakMB: Int? { peakBytes > 0 ? Int(peakBytes >> 20) : nil }
-    var mean: Double? { evaluations.isEmpty ? nil : Gate.mean(evaluations.map(\.score)) }
+    /// The direction, for the mean of scores at both ends of the scale.
+    var maximize = true
+    var mean: Double? { evaluations.isEmpty ? nil : Gate.mean(evaluations.map(\.score), maximize: maximize) }
 
     var status: IterationStatus {
         if case .failed(let status, _) = outcome { return status }

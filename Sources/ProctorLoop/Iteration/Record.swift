@@ -15,8 +15,8 @@ extension Runner {
         let last = measured?.evaluations.last
         let shownReason = verdict.reason.map { status == .keep || status == .discard ? "" : " [\($0)]" } ?? ""
         let row = LedgerRow(iteration: i, commit: verdict.commit?.short ?? "", score: measured?.mean, sealed: verdict.sealed, status: status,
-                            seconds: seconds, peakMemMB: measured?.peakMB, features: last?.measurements["features"].map { Int($0) },
-                            trees: last?.measurements["trees"].map { Int($0) }, description: verdict.description + shownReason)
+                            seconds: seconds, peakMemMB: measured?.peakMB, features: last?.count("features"),
+                            trees: last?.count("trees"), description: verdict.description + shownReason)
         var record = runRecord(i, status, reason: verdict.reason, description: verdict.description,
                                commit: verdict.commit?.hex, parent: iteration.best.hex, measured: measured,
                                bestBefore: iteration.bestBefore, diff: verdict.diff, usage: verdict.usage,

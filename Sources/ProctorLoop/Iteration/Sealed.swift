@@ -73,6 +73,6 @@ extension Runner {
             scores.append(.init(seed: seed, score: evaluation.score, seconds: seconds, status: "ok"))
         }
         let values = scores.compactMap(\.score)
-        return (values.isEmpty ? nil : Gate.mean(values), scores)
+        return (values.isEmpty ? nil : Gate.mean(values, maximize: config.evaluator.maximize), scores)
     }
 }
