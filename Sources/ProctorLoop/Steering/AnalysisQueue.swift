@@ -80,8 +80,13 @@ public struct AnalysisQueue: Sendable {
     @discardableResult
     public func runPending(env: SandboxEnvironment, audit: AuditLog?, run: String, iteration: Int?,
                            limit: Int = 8) -> [AnalysisRecord] {
-        let names = ((try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? [])
-            .filter { $0.hasSuffix(".request") }.sorted()
+        let entries = (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []
+        // Answers nobody collected (the `proctor analyze` gave up or was killed) go after an hour.
+        for name in entries where name.hasSuffix(".result") {
+            var st = stat()
+            if lstat(directory + "/" + name, &st) == 0, time(nil) - st.st_mtim.tv_sec > 3600 { unlink(directory + "/" + name) }
+        }
+        let names = entries.filter { $0.hasSuffix(".request") }.sorted()
         var records: [AnalysisRecord] = []
         for name in names.prefix(limit) {
             let id = String(name.dropLast(".request".count))
@@ -164,6 +169,7 @@ public enum AnalyzeStep {
         let audit = try AuditLog(path: root + "/.proctor/audit.jsonl")
         var queued: String?
         var told = false
+        var toldQueued = false
         var firstAttempt = true
         defer { if let id = queued { _ = queue.withdraw(id) } }
         while true {
@@ -180,7 +186,11 @@ public enum AnalyzeStep {
                     firstAttempt = false
                     if busy.path == ExperimentLock.workspacePath(root) {
                         queued = try queue.enqueue(command)
-                        say("a run holds the workspace (\(busy.holder?.summary ?? "unknown holder")); queued: it runs the analysis before its next proposal")
+                        // Once: a holder seen free for a moment (its file rewritten) re-queues the request.
+                        if !toldQueued {
+                            toldQueued = true
+                            say("a run holds the workspace (\(busy.holder?.summary ?? "unknown holder")); queued: it runs the analysis before its next proposal")
+                        }
                     } else if !told {
                         told = true
                         say("waiting for the machine lock: \(busy.holder?.summary ?? "unknown holder")")
