@@ -52,7 +52,9 @@ public enum SessionProtocol {
             switch self {
             case .experiment(let description): return Array(("EXPERIMENT\t" + String(description.prefix(500))).utf8)
             case .analysis(let command):
-                guard (try? AnalysisStore.validate(command)) != nil, let json = try? JSONEncoder().encode(command) else { return nil }
+                guard (try? AnalysisStore.validate(command)) != nil, let json = try? JSONEncoder().encode(command),
+                    json.count <= 4000  // the server reads one 4096-byte packet; escapes can grow the JSON
+                else { return nil }
                 return Array("ANALYZE\t".utf8) + Array(json)
             }
         }
@@ -92,7 +94,7 @@ public enum SessionClient {
     }
 
     static func request(_ request: SessionProtocol.Request) throws -> SessionProtocol.Reply {
-        guard let body = request.body else { throw RunError("the request is not valid (an analysis command of at most 256 arguments, 3500 bytes, no NUL)") }
+        guard let body = request.body else { throw RunError("the request is not valid (an analysis command of at most 256 arguments, 3500 bytes and 4000 as JSON, no NUL)") }
         let inherited = ProcessInfo.processInfo.environment[SessionProtocol.environmentName].flatMap { Int32($0) }
         guard let channel = inherited, isSessionSocket(channel) else {
             // Tools started by node (Claude Code's Bash tool) or other runtimes that close
