@@ -30,6 +30,29 @@ final class AnalysisTests: XCTestCase {
         XCTAssertEqual(shown.last.map(String.init), "line 4999 " + String(repeating: "x", count: 50), "the end is kept")
     }
 
+    /// What the loop calls around each proposal: queued analyses run, nudges and summaries in the
+    /// prompt until marked delivered, then gone.
+    func testSteeringGathersNudgesAndAnalysesUntilDelivered() throws {
+        let ws = try workspace()
+        try ws.write(".proctor/state.json", "{}")
+        try NudgeQueue(root: ws.root).append("look at feature 3")
+        let env = try SandboxEnvironment.load(workspace: ws.root)
+        let id = try AnalysisQueue(root: ws.root).enqueue(["sh", "-c", "echo from-the-queue"])
+        let first = Steering.beforeProposal(env: env, audit: nil, run: "r", iteration: 1)
+        XCTAssertEqual(first.nudges.map(\.text), ["look at feature 3"])
+        XCTAssertEqual(first.analyses.map(\.origin), ["queue"])
+        XCTAssertTrue(first.prompt.contains("- look at feature 3\n"), first.prompt)
+        XCTAssertTrue(first.prompt.contains("from-the-queue"), first.prompt)
+        XCTAssertEqual(AnalysisQueue(root: ws.root).takeResult(id)?.number, first.analyses.first?.number)
+        // Not marked (a crash before the record): the next iteration shows the same again.
+        XCTAssertEqual(Steering.beforeProposal(env: env, audit: nil, run: "r", iteration: 2).prompt, first.prompt)
+        try first.markDelivered()
+        let next = Steering.beforeProposal(env: env, audit: nil, run: "r", iteration: 2)
+        XCTAssertEqual(next.prompt, "")
+        XCTAssertEqual(next.nudges, [])
+        XCTAssertEqual(next.analyses, [])
+    }
+
     /// A run holds the workspace lock: `proctor analyze` queues the request, the loop (here a
     /// thread calling `runPending` as the loop does between iterations) runs it, the waiting call
     /// returns its result. Without the loop, the call would wait; it must not run it itself.
