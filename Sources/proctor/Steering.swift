@@ -36,7 +36,7 @@ struct AnalyzeCommand: ParsableCommand {
         commandName: "analyze",
         abstract: "Run an analysis command in the experiment sandbox: no score, its output kept and shown to the agent.",
         discussion: """
-            The command sees the workspace as an experiment does (read-only; hidden files absent) and writes \
+            The command sees the workspace as an experiment does (read-only, hidden files absent), the notes included, and writes \
             its outputs to a scratch directory of its own, never the outputs the evaluator reads. Kept in \
             .proctor/analysis/N/: output.log, scratch/, meta.json; the agent gets a summary (the command, \
             its status, the end of its output) with its next proposal. When a run holds the workspace, the \
