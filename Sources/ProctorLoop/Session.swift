@@ -35,6 +35,42 @@ public enum SessionProtocol {
         public var status: String?
         public var score: Double?
         public var best: Double?
+        /// An analysis request's: the analysis number and its command's exit status (older
+        /// supervisors leave them out; older clients ignore them).
+        public var analysis: Int?
+        public var exitStatus: Int32?
+    }
+
+    /// One request as the loop gets it. On the wire: `EXPERIMENT\t<description>` (as before) or
+    /// `ANALYZE\t<JSON array of the arguments>` (an older supervisor answers "unknown request").
+    public enum Request: Sendable, Equatable {
+        case experiment(description: String)
+        case analysis(command: [String])
+
+        /// The request's bytes, or nil for a command that is not valid (`AnalysisStore.validate`).
+        var body: [UInt8]? {
+            switch self {
+            case .experiment(let description): return Array(("EXPERIMENT\t" + String(description.prefix(500))).utf8)
+            case .analysis(let command):
+                guard (try? AnalysisStore.validate(command)) != nil, let json = try? JSONEncoder().encode(command),
+                    json.count <= 4000  // the server reads one 4096-byte packet; escapes can grow the JSON
+                else { return nil }
+                return Array("ANALYZE\t".utf8) + Array(json)
+            }
+        }
+
+        /// Parses a received request; nil for anything else (answered "unknown request").
+        init?(_ text: String) {
+            if text.hasPrefix("EXPERIMENT\t") {
+                self = .experiment(description: String(text.dropFirst("EXPERIMENT\t".count)))
+            } else if text.hasPrefix("ANALYZE\t"),
+                let command = try? JSONDecoder().decode([String].self, from: Data(text.dropFirst("ANALYZE\t".count).utf8)),
+                (try? AnalysisStore.validate(command)) != nil {
+                self = .analysis(command: command)
+            } else {
+                return nil
+            }
+        }
     }
 }
 
@@ -42,11 +78,28 @@ public enum SessionProtocol {
 public enum SessionClient {
     /// Sends the request and waits for the reply. Throws when there is no session channel.
     public static func request(description: String) throws -> SessionProtocol.Reply {
+        try request(.experiment(description: description))
+    }
+
+    /// `proctor analyze` inside a session: the supervisor runs `command` in the experiment sandbox
+    /// and answers with its summary (`Reply.message`) and exit status (`Reply.exitStatus`).
+    public static func request(analysis command: [String]) throws -> SessionProtocol.Reply {
+        try request(.analysis(command: command))
+    }
+
+    /// Whether this process is inside a session (it inherited the channel, or the socket is mounted).
+    public static var insideSession: Bool {
+        ProcessInfo.processInfo.environment[SessionProtocol.environmentName] != nil
+            || FileManager.default.fileExists(atPath: SessionProtocol.socketPath)
+    }
+
+    static func request(_ request: SessionProtocol.Request) throws -> SessionProtocol.Reply {
+        guard let body = request.body else { throw RunError("the request is not valid (an analysis command of at most 256 arguments, 3500 bytes and 4000 as JSON, no NUL)") }
         let inherited = ProcessInfo.processInfo.environment[SessionProtocol.environmentName].flatMap { Int32($0) }
         guard let channel = inherited, isSessionSocket(channel) else {
             // Tools started by node (Claude Code's Bash tool) or other runtimes that close
             // inherited descriptors: the same supervisor, through the socket mounted read-only.
-            if let reply = try requestThroughMountedSocket(description) { return reply }
+            if let reply = try requestThroughMountedSocket(body) { return reply }
             throw RunError("not inside a proctor session (no \(SessionProtocol.environmentName)); run experiments with `proctor run` or `proctor session`")
         }
         var pair: [Int32] = [-1, -1]
@@ -54,7 +107,6 @@ public enum SessionClient {
             throw RunError("socketpair: \(String(cString: strerror(errno)))")
         }
         defer { close(pair[0]) }
-        let body = Array(("EXPERIMENT\t" + String(description.prefix(500))).utf8)
         let sent = sendWithDescriptor(channel, body, pair[1])
         close(pair[1])
         guard sent else { throw RunError("the session channel is closed: \(String(cString: strerror(errno)))") }
@@ -78,7 +130,7 @@ public enum SessionClient {
     }
 
     /// One request over a connection to `SessionProtocol.socketPath`; nil when there is none.
-    static func requestThroughMountedSocket(_ description: String) throws -> SessionProtocol.Reply? {
+    static func requestThroughMountedSocket(_ body: [UInt8]) throws -> SessionProtocol.Reply? {
         let fd = socket(AF_UNIX, Int32(SOCK_SEQPACKET.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard fd >= 0 else { return nil }
         defer { close(fd) }
@@ -87,7 +139,6 @@ public enum SessionClient {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
         }
         guard connected == 0 else { return nil }
-        let body = Array(("EXPERIMENT\t" + String(description.prefix(500))).utf8)
         guard body.withUnsafeBytes({ send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }) == body.count else {
             throw RunError("the session socket is closed: \(String(cString: strerror(errno)))")
         }
@@ -131,7 +182,7 @@ final class SessionServer: @unchecked Sendable {
     let agentEnd: Int32
     private let serverEnd: Int32
     private let lock = NSCondition()
-    private var pending: (description: String, reply: Int32)?
+    private var pending: (request: SessionProtocol.Request, reply: Int32)?
     private var busy = false
     private var closed = false
     /// The listening socket's host path (in a 0700 directory of its own), mounted read-only at
@@ -172,8 +223,9 @@ final class SessionServer: @unchecked Sendable {
         rmdir((socketPath as NSString).deletingLastPathComponent)
     }
 
-    /// Waits for the next accepted request; nil when the agent has gone (its end closed).
-    func next() -> (description: String, reply: Int32)? {
+    /// Waits for the next accepted request; nil when the agent has gone (its end closed). The loop
+    /// answers it with `finish` (an experiment after its iteration, an analysis once run).
+    func next() -> (request: SessionProtocol.Request, reply: Int32)? {
         lock.lock()
         defer { lock.unlock() }
         while pending == nil && !closed { lock.wait() }
@@ -262,14 +314,13 @@ final class SessionServer: @unchecked Sendable {
         }
     }
 
-    /// One request: refused while another experiment runs, else handed to the loop.
+    /// One request: refused while another experiment or analysis runs, else handed to the loop.
     private func handle(_ text: String, reply: Int32) {
-        guard text.hasPrefix("EXPERIMENT\t") else {
+        guard let request = SessionProtocol.Request(text) else {
             SessionServer.send(reply, .init(accepted: false, message: "unknown request"))
             close(reply)
             return
         }
-        let description = String(text.dropFirst("EXPERIMENT\t".count))
         lock.lock()
         if busy || pending != nil || closed {
             let message = closed ? "refused: the session is over" : "refused: another experiment is running; one at a time"
@@ -279,7 +330,7 @@ final class SessionServer: @unchecked Sendable {
             return
         }
         busy = true
-        pending = (description, reply)
+        pending = (request, reply)
         lock.broadcast()
         lock.unlock()
     }
@@ -307,13 +358,23 @@ final class SessionAgent: Agent, @unchecked Sendable {
     /// The agent's output and where iteration `i`'s transcript goes (nil on a terminal).
     var output: SessionTranscript?
     var transcriptFor: ((Int) -> String)?
+    /// Runs a session agent's `proctor analyze` between experiments (on the loop's thread, which
+    /// holds the run's locks); nil refuses them.
+    var analyze: (([String]) -> SessionProtocol.Reply)?
 
     init(server: SessionServer) {
         self.server = server
     }
 
     func propose(_ context: AgentContext) throws -> Proposal {
-        guard let request = server.next() else { throw SessionEnded() }
+        var next = server.next()
+        // Analyses are answered here, one at a time, until the agent asks for an experiment.
+        while case .analysis(let command)? = next?.request, let reply = next?.reply {
+            server.finish(reply, analyze?(command) ?? .init(accepted: false, message: "refused: this supervisor runs no analyses"))
+            if Interrupt.requested { throw SessionEnded() }
+            next = server.next()
+        }
+        guard let request = next, case .experiment(let requested) = request.request else { throw SessionEnded() }
         current = request.reply
         // The agent keeps running while its experiment is validated, run and committed: freeze it,
         // or it could swap in code that was never validated and put the honest bytes back in time.
@@ -327,7 +388,7 @@ final class SessionAgent: Agent, @unchecked Sendable {
         }
         // What it prints from now on belongs to its next experiment.
         if let output, let path = transcriptFor?(context.iteration + 1) { output.switchTo(path) }
-        let description = request.description.trimmingCharacters(in: .whitespacesAndNewlines)
+                let description = requested.trimmingCharacters(in: .whitespacesAndNewlines)
         return Proposal(description: description.isEmpty ? "session experiment" : description)
     }
 
@@ -380,7 +441,12 @@ extension Runner {
     /// channel inherited and `proctor` itself mounted read-only so `proctor experiment` works inside.
     func startSession(_ command: [String]) throws {
         let server = try SessionServer()
-        agent = SessionAgent(server: server)
+        let sessionAgent = SessionAgent(server: server)
+        let (analysisEnv, analysisAudit, run) = (self.env, self.audit, state.run)
+        sessionAgent.analyze = {
+            AnalysisStore(root: analysisEnv.config.root).sessionReply($0, env: analysisEnv, audit: analysisAudit, run: run)
+        }
+        agent = sessionAgent
         let exe = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
         let mounts: [(String, String)] = [(exe, "/run/proctor/bin/proctor")]
             + SessionRuntime.libraryDirectories().map { ($0, $0) }

@@ -104,6 +104,13 @@ public struct LaunchRequest: Sendable {
     public var extraEnvironment: [(String, String)] = []
     /// Launcher descriptors the command inherits (see `LaunchPlan.passDescriptors`).
     public var passDescriptors: [Int32] = []
+    /// Experiment phase only, for an analysis run (`proctor analyze`, never scored): a host
+    /// directory whose `<output>` subdirectories are bound at the workspace's `[files].outputs`
+    /// paths instead of the outputs themselves, so it never writes what the evaluator reads (the
+    /// command sees the usual paths and `PROCTOR_OUTPUTS`; the output cap applies to the scratch).
+    /// The notes are readable too: they are hidden from experiments only because a scored program
+    /// could run them unreviewed. Everything else is the experiment's view.
+    public var analysisScratch: String?
 
     public init(config: WorkspaceConfig, preset: PolicyPreset, phase: Phase, command: [String], seed: UInt64? = nil,
                 pinnedDirectory: String? = nil, agentHome: String? = nil) {
@@ -134,6 +141,9 @@ extension LaunchPlan {
         let config = request.config
         let ws = config.root
         guard !request.command.isEmpty else { throw PlanError(description: "no command to run") }
+        if request.analysisScratch != nil && request.phase != .experiment {
+            throw PlanError(description: "an analysis scratch is for the experiment phase only, not \(request.phase.rawValue)")
+        }
         let timeout: Int64
         switch request.phase {
         case .experiment: timeout = config.experiment.timeoutMs
@@ -198,14 +208,18 @@ extension LaunchPlan {
             // Notes "never affect scoring", and are exempt from the diff-line cap and the binary
             // check: were they visible, one `exec(open("LOG.md").read())` in train.py would run an
             // unbounded, unreviewed program. The experiment sees them empty (editable files stay).
-            plan.mounts += notesPaths(config, host: host).map { .hide(ws + "/" + $0) }
-            for dir in outputs { plan.mounts.append(.readWrite(source: dir, target: dir)) }
+            if request.analysisScratch == nil { plan.mounts += notesPaths(config, host: host).map { .hide(ws + "/" + $0) } }
+            // The launcher opens every source before it mounts anything (no symlink on the way), so
+            // a scratch under `.proctor/`, hidden from the sandbox, is still bound at the outputs.
+            let sources = request.analysisScratch.map { scratch in config.files.outputs.map { scratch + "/" + $0 } } ?? outputs
+            for (source, target) in zip(sources, outputs) { plan.mounts.append(.readWrite(source: source, target: target)) }
             plan.network = config.experiment.network && request.preset.allowNetwork ? .host : .loopback
             plan.cpuSeconds = config.experiment.cpuTimeMs.map { ($0 + 999) / 1000 }
             plan.memoryBytes = config.experiment.memoryBytes
             plan.pids = config.experiment.pids
             plan.maxFileSize = config.experiment.maxFileSize
-            if let cap = config.experiment.maxOutputBytes { plan.outputLimits = outputs.map { ($0, cap) } }
+            // Polled by the launcher on the host: the directories as they are outside.
+            if let cap = config.experiment.maxOutputBytes { plan.outputLimits = sources.map { ($0, cap) } }
             plan.writable = outputs
 
         case .evaluator:

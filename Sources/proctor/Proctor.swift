@@ -7,7 +7,8 @@ struct Proctor: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "proctor",
         abstract: "Run an untrusted AI research agent safely: sandboxed steps, a locked evaluator, git keep/revert.",
-        subcommands: [Init.self, Run.self, Session.self, Experiment.self, Exec.self, Check.self, Audit.self, Report.self, Status.self])
+        subcommands: [Init.self, Run.self, Session.self, Experiment.self, Exec.self, Check.self, Audit.self, Report.self, Status.self,
+                      NudgeCommand.self, AnalyzeCommand.self])
 
     /// Like `ParsableCommand.main()`, except that bad input exits 125 (the contract's "proctor itself
     /// failed"), not 64, so that scripts can tell it from the command's own status.

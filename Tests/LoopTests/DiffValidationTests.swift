@@ -45,9 +45,12 @@ final class DiffValidationTests: XCTestCase {
             XCTAssertFalse((record["violations"] as? [String] ?? []).isEmpty)
             XCTAssertEqual((record["scores"] as? [Any])?.count, 0, "nothing ran for a rejected diff")
         }
-        // No experiment ran for a rejected diff: only the baseline's and iteration 4's logs exist.
+        // No experiment ran for a rejected diff: only the baseline's and iteration 4's logs exist
+        // (and every iteration's agent transcript).
         let logs = try FileManager.default.contentsOfDirectory(atPath: ws.path(".proctor/logs/\(ws.runID!)"))
+            .filter { !$0.hasSuffix("-agent.log") }
         XCTAssertFalse(logs.contains { $0.hasPrefix("1-") || $0.hasPrefix("2-") || $0.hasPrefix("3-") }, "\(logs)")
+        XCTAssertTrue(FileManager.default.fileExists(atPath: ws.path(".proctor/logs/\(ws.runID!)/1-agent.log")))
 
         // `proctor audit` summarises the rejections by rule, with the paths.
         let summary = try ws.proctor(["audit", "--workspace", ws.root, "--json", "--run", ws.runID!])

@@ -1,0 +1,171 @@
+import Foundation
+import ProctorConfig
+import ProctorLoop
+import ProctorSandbox
+import ProctorTestSupport
+import XCTest
+
+/// Issue 8: analysis runs (the experiment sandbox, no score, kept under `.proctor/analysis/`), run
+/// at once or queued for the run that holds the workspace lock.
+final class AnalysisTests: XCTestCase {
+    static let canary = "CANARY-HIDDEN-5f0c2a91d7"
+
+    /// A workspace whose hidden directory holds the canary, made by `proctor init`.
+    func workspace() throws -> LoopWorkspace {
+        try LoopWorkspace(WorkspaceSpec(), files: ["holdout/canary.txt": Self.canary + "\n"])
+    }
+
+    func testSummaryIsBounded() throws {
+        let ws = try workspace()
+        setenv("PROCTOR_MACHINE_LOCK", ws.machineLock, 1)
+        let outcome = try AnalyzeStep.run(workspace: ws.root, command: ["python3", "-c",
+                                          "import sys\nfor i in range(5000): print('line', i, 'x' * 50)\nsys.exit(0)"])
+        XCTAssertEqual(outcome.record.status, 0, outcome.summary)
+        let store = AnalysisStore(root: ws.root)
+        let summary = store.summary(of: try XCTUnwrap(store.record(1)))
+        XCTAssertEqual(summary, outcome.summary)
+        XCTAssertLessThan(summary.utf8.count, AnalysisStore.summaryBytes + 1000, summary)
+        let shown = summary.split(separator: "\n").filter { $0.hasPrefix("line ") }
+        XCTAssertLessThanOrEqual(shown.count, AnalysisStore.summaryLines)
+        XCTAssertEqual(shown.last.map(String.init), "line 4999 " + String(repeating: "x", count: 50), "the end is kept")
+    }
+
+    /// What the loop calls around each proposal: queued analyses run, nudges and summaries in the
+    /// prompt until marked delivered, then gone.
+    func testSteeringGathersNudgesAndAnalysesUntilDelivered() throws {
+        let ws = try workspace()
+        try ws.write(".proctor/state.json", "{}")
+        try NudgeQueue(root: ws.root).append("look at feature 3")
+        let env = try SandboxEnvironment.load(workspace: ws.root)
+        let id = try AnalysisQueue(root: ws.root).enqueue(["sh", "-c", "echo from-the-queue"])
+        let first = Steering.beforeProposal(env: env, audit: nil, run: "r", iteration: 1)
+        XCTAssertEqual(first.nudges.map(\.text), ["look at feature 3"])
+        XCTAssertEqual(first.analyses.map(\.origin), ["queue"])
+        XCTAssertTrue(first.prompt.contains("- look at feature 3\n"), first.prompt)
+        XCTAssertTrue(first.prompt.contains("from-the-queue"), first.prompt)
+        XCTAssertEqual(AnalysisQueue(root: ws.root).takeResult(id)?.number, first.analyses.first?.number)
+        // Not marked (a crash before the record): the next iteration shows the same again.
+        XCTAssertEqual(Steering.beforeProposal(env: env, audit: nil, run: "r", iteration: 2).prompt, first.prompt)
+        try first.markDelivered()
+        let next = Steering.beforeProposal(env: env, audit: nil, run: "r", iteration: 2)
+        XCTAssertEqual(next.prompt, "")
+        XCTAssertEqual(next.nudges, [])
+        XCTAssertEqual(next.analyses, [])
+    }
+
+    /// A run holds the workspace lock: `proctor analyze` queues the request, the loop (here a
+    /// thread calling `runPending` as the loop does between iterations) runs it, the waiting call
+    /// returns its result. Without the loop, the call would wait; it must not run it itself.
+    func testQueuedForTheRunningLoop() throws {
+        let ws = try workspace()
+        setenv("PROCTOR_MACHINE_LOCK", ws.machineLock, 1)
+        let env = try SandboxEnvironment.load(workspace: ws.root)
+        let held = try env.takeLocks(run: "loop-under-test", iteration: 3, wait: false, audit: nil, phase: .experiment)
+        let queue = AnalysisQueue(root: ws.root)
+        let ran = LockedBox<[AnalysisRecord]>([])
+        let stop = LockedBox(false)
+        let loop = Thread {
+            // The loop: between iterations it runs what is queued.
+            while !stop.value {
+                let records = queue.runPending(env: env, audit: nil, run: "loop-under-test", iteration: 3)
+                if !records.isEmpty { ran.value += records }
+                usleep(100_000)
+            }
+        }
+        loop.start()
+        defer { stop.value = true }
+        let said = LockedBox<[String]>([])
+        let result = LockedBox<Result<AnalyzeStep.Outcome, Error>?>(nil)
+        let root = ws.root
+        let waiter = Thread {
+            result.value = Result {
+                try AnalyzeStep.run(workspace: root, command: ["sh", "-c", "cat holdout/canary.txt; echo queued-ok; exit 3"]) {
+                    said.value.append($0)
+                }
+            }
+        }
+        waiter.start()
+        // A loop that never ran the queue would leave the call waiting: bounded here.
+        XCTAssertTrue(waitUntil(timeout: 60) { result.value != nil }, "the queued analysis never finished")
+        let outcome = try XCTUnwrap(result.value).get()
+        XCTAssertTrue(outcome.queued)
+        XCTAssertEqual(outcome.record.status, 3)
+        XCTAssertEqual(outcome.record.origin, "queue")
+        XCTAssertEqual(outcome.record.run, "loop-under-test")
+        XCTAssertEqual(ran.value.map(\.number), [outcome.record.number], "the loop ran it, once")
+        XCTAssertTrue(said.value.first?.contains("queued") == true, "\(said.value)")
+        XCTAssertTrue(outcome.summary.contains("queued-ok"), outcome.summary)
+        XCTAssertFalse(outcome.summary.contains(Self.canary))
+        let log = try XCTUnwrap(ws.read(".proctor/analysis/\(outcome.record.number)/output.log"))
+        XCTAssertFalse(log.contains(Self.canary), log)
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: queue.directory), [], "nothing left in the queue")
+        withExtendedLifetime(held) {}
+    }
+
+    /// The lock holder goes away while the request waits (the run ended): the waiting call takes the
+    /// request back and runs it itself, under the lock, instead of waiting forever.
+    func testQueuedRequestIsRunHereWhenTheRunEnds() throws {
+        let ws = try workspace()
+        setenv("PROCTOR_MACHINE_LOCK", ws.machineLock, 1)
+        let env = try SandboxEnvironment.load(workspace: ws.root)
+        var held: [ExperimentLock]? = try env.takeLocks(run: "ending-run", iteration: nil, wait: false, audit: nil, phase: .experiment)
+        let queue = AnalysisQueue(root: ws.root)
+        let result = LockedBox<Result<AnalyzeStep.Outcome, Error>?>(nil)
+        let root = ws.root
+        let waiter = Thread {
+            result.value = Result { try AnalyzeStep.run(workspace: root, command: ["sh", "-c", "echo ran-here"]) }
+        }
+        waiter.start()
+        XCTAssertTrue(waitUntil(timeout: 30) {
+            ((try? FileManager.default.contentsOfDirectory(atPath: queue.directory)) ?? []).contains { $0.hasSuffix(".request") }
+        }, "the request was never queued")
+        usleep(500_000)
+        XCTAssertNil(result.value, "it waits while the run holds the lock")
+        XCTAssertNil(AnalysisStore(root: ws.root).record(1), "and does not run it meanwhile")
+        held = nil
+        XCTAssertTrue(waitUntil(timeout: 60) { result.value != nil })
+        let outcome = try XCTUnwrap(result.value).get()
+        XCTAssertFalse(outcome.queued)
+        XCTAssertEqual(outcome.record.origin, "cli")
+        XCTAssertEqual(outcome.record.status, 0)
+        XCTAssertTrue(outcome.summary.contains("ran-here"), outcome.summary)
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: queue.directory), [])
+        XCTAssertNil(held)
+    }
+
+    /// The loop checks what it finds in the queue: garbage, a link, or a request for another id is
+    /// answered with an error and never run.
+    func testInvalidQueueEntriesAreNotRun() throws {
+        let ws = try workspace()
+        let env = try SandboxEnvironment.load(workspace: ws.root)
+        let queue = AnalysisQueue(root: ws.root)
+        try FileManager.default.createDirectory(atPath: queue.directory, withIntermediateDirectories: true)
+        try Data("not json".utf8).write(to: URL(fileURLWithPath: queue.directory + "/1-garbage.request"))
+        try Data(#"{"id":"other","time":"2026-01-01T00:00:00.000Z","command":["sh","-c","touch /tmp/x"],"pid":1}"#.utf8)
+            .write(to: URL(fileURLWithPath: queue.directory + "/2-mismatch.request"))
+        try Data(#"{"id":"3-empty","time":"2026-01-01T00:00:00.000Z","command":[],"pid":1}"#.utf8)
+            .write(to: URL(fileURLWithPath: queue.directory + "/3-empty.request"))
+        symlink(ws.root + "/train.py", queue.directory + "/4-link.request")
+        try Data("x".utf8).write(to: URL(fileURLWithPath: queue.directory + "/5 bad id.request"))
+        XCTAssertEqual(queue.runPending(env: env, audit: nil, run: "r", iteration: nil), [])
+        XCTAssertEqual(AnalysisStore(root: ws.root).records(), [])
+        for id in ["1-garbage", "2-mismatch", "4-link"] {
+            let answer = try XCTUnwrap(queue.takeResult(id), id)
+            XCTAssertNil(answer.number)
+            XCTAssertTrue(answer.error?.contains("not one proctor wrote") == true, "\(answer)")
+        }
+        XCTAssertTrue(queue.takeResult("3-empty")?.error?.contains("give the command") == true)
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: queue.directory), [])
+    }
+}
+
+/// A value shared with a thread.
+final class LockedBox<T>: @unchecked Sendable {
+    private let lock = NSLock()
+    private var stored: T
+    init(_ value: T) { stored = value }
+    var value: T {
+        get { lock.lock(); defer { lock.unlock() }; return stored }
+        set { lock.lock(); stored = newValue; lock.unlock() }
+    }
+}
