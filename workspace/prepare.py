@@ -5,23 +5,37 @@ anonymised (pixel columns shuffled and rescaled). Predict whether the digit is O
 A fifth of the TRAINING labels are wrong (careless annotators); the held-out test
 labels are clean. Metric: ROC AUC on the held-out test set, higher is better.
 
-    python3 prepare.py --split [--seed N]   (re)write data/ and holdout/
+The 1797 digits are split three ways, without overlap: the training set (data/train.csv,
+noisy labels), the test set (features in data/test_features.csv, clean labels in
+holdout/, which the loop scores every experiment on) and the sealed set (features in
+data/sealed_features.csv, clean labels in sealed/, scored only on kept experiments and
+never shown to the agent: how much did the loop overfit the holdout).
+
+    python3 prepare.py --split [--seed N]   (re)write data/, holdout/ and sealed/
     python3 prepare.py --score              score outputs/ against the holdout
+    python3 prepare.py --score-sealed       score outputs/ against the sealed set
 
 `--split` draws the split, the anonymisation and the label noise from --seed, or from
 the operating system's randomness when no seed is given (the seed is never stored or
-printed, so the holdout cannot be rebuilt from this file and the public data set).
+printed, so neither the holdout nor the sealed labels can be rebuilt from this file and
+the public data set).
 
 `--score` reads only plain files: `outputs/predictions.csv` (header `id,prediction`,
-one row per test id, a probability in [0, 1]) and `outputs/model.txt` (a LightGBM
+one row per test id, a probability in [0, 1]), `outputs/sealed_predictions.csv` (the
+same, one row per id of data/sealed_features.csv) and `outputs/model.txt` (a LightGBM
 text model over the columns of data/test_features.csv, selected by name). It
 recomputes the model's predictions itself, refuses predictions the model does not
-reproduce, and prints a JSON object as its last line:
+reproduce (the sealed ones included, so that every scored experiment can be
+sealed-scored too; their labels are not read), and prints a JSON object as its last line:
 
     {"auc": 0.987654, "features": 64, "trees": 180}
 
 where `features` (input features of the model) and `trees` are measured from the model
 file. Invalid outputs exit with status 2 and a message on stderr, and print no score.
+
+`--score-sealed` does the same over the sealed set (`outputs/sealed_predictions.csv`
+and `outputs/model.txt` against sealed/) and prints the same JSON line. It never reads
+holdout/, and `--score` never reads sealed/: each evaluator's sandbox holds only its own.
 """
 
 # Only the standard library and numpy; nothing is imported from the workspace or from
@@ -49,11 +63,17 @@ import numpy as np  # noqa: E402
 
 DATA_DIR = "data"
 HOLDOUT_DIR = "holdout"
+SEALED_DIR = "sealed"
 TRAIN_CSV = os.path.join(DATA_DIR, "train.csv")
 TEST_CSV = os.path.join(DATA_DIR, "test_features.csv")
 LABELS_CSV = os.path.join(HOLDOUT_DIR, "test_labels.csv")
+SEALED_CSV = os.path.join(DATA_DIR, "sealed_features.csv")
+SEALED_LABELS_CSV = os.path.join(SEALED_DIR, "labels.csv")
+PREDICTIONS = "predictions.csv"
+SEALED_PREDICTIONS = "sealed_predictions.csv"
 
-N_TEST = 597               # of 1797 digits; the rest (1200) is the training set
+N_TEST = 500               # of 1797 digits
+N_SEALED = 297             # the rest (1000) is the training set
 LABEL_NOISE = 0.20         # fraction of training labels flipped
 MAX_PREDICTIONS_BYTES = 1 << 20
 MAX_MODEL_BYTES = 64 << 20
@@ -88,24 +108,33 @@ def split(seed):
     rows = rng.permutation(n)
     features, label = features[rows], label[rows]
 
-    test, train = slice(0, N_TEST), slice(N_TEST, n)
+    # Three disjoint blocks of the shuffled rows: test, sealed, train.
+    test = slice(0, N_TEST)
+    sealed = slice(N_TEST, N_TEST + N_SEALED)
+    train = slice(N_TEST + N_SEALED, n)
     noisy = label[train].copy()
     flip = rng.random(len(noisy)) < LABEL_NOISE
     noisy[flip] = 1 - noisy[flip]
-    ids = rng.permutation(np.arange(100_000, 1_000_000))[:N_TEST]
-    order = np.argsort(ids)
+    # Test and sealed ids from one draw: distinct, and an id does not tell its set.
+    ids = rng.permutation(np.arange(100_000, 1_000_000))[:N_TEST + N_SEALED]
+    test_ids, sealed_ids = ids[:N_TEST], ids[N_TEST:]
 
     names = ["f%02d" % j for j in range(d)]
-    os.makedirs(DATA_DIR, exist_ok=True)
-    os.makedirs(HOLDOUT_DIR, exist_ok=True)
+    for directory in (DATA_DIR, HOLDOUT_DIR, SEALED_DIR):
+        os.makedirs(directory, exist_ok=True)
     _write_csv(TRAIN_CSV, names + ["label"],
                np.column_stack([features[train], noisy]))
-    _write_csv(TEST_CSV, ["id"] + names,
-               np.column_stack([ids, features[test]])[order])
-    _write_csv(LABELS_CSV, ["id", "label"],
-               np.column_stack([ids, label[test]])[order])
-    print("wrote %s (%d rows), %s (%d rows), %s"
-          % (TRAIN_CSV, n - N_TEST, TEST_CSV, N_TEST, LABELS_CSV))
+    # Rows by id, so that the order says nothing about the shuffle.
+    for ids_, rows_, features_csv, labels_csv in ((test_ids, test, TEST_CSV, LABELS_CSV),
+                                                  (sealed_ids, sealed, SEALED_CSV, SEALED_LABELS_CSV)):
+        order = np.argsort(ids_)
+        _write_csv(features_csv, ["id"] + names,
+                   np.column_stack([ids_, features[rows_]])[order])
+        _write_csv(labels_csv, ["id", "label"],
+                   np.column_stack([ids_, label[rows_]])[order])
+    print("wrote %s (%d rows), %s (%d rows), %s, %s (%d rows), %s"
+          % (TRAIN_CSV, n - N_TEST - N_SEALED, TEST_CSV, N_TEST, LABELS_CSV,
+             SEALED_CSV, N_SEALED, SEALED_LABELS_CSV))
 
 
 def _write_csv(path, header, values):
@@ -158,20 +187,21 @@ def _read_trusted_csv(path):
     return rows[0], rows[1:]
 
 
-def load_test():
-    header, rows = _read_trusted_csv(TEST_CSV)
+def load_features(path):
+    """Ids, column names and features of data/test_features.csv or data/sealed_features.csv."""
+    header, rows = _read_trusted_csv(path)
     if header[0] != "id":
-        sys.exit("prepare.py: %s is damaged" % TEST_CSV)
+        sys.exit("prepare.py: %s is damaged" % path)
     ids = np.array([int(r[0]) for r in rows], dtype=np.int64)
     x = np.array([[float(v) for v in r[1:]] for r in rows], dtype=np.float64)
     return ids, header[1:], x
 
 
-def load_labels(ids):
-    header, rows = _read_trusted_csv(LABELS_CSV)
+def load_labels(path, ids, features_path):
+    header, rows = _read_trusted_csv(path)
     by_id = {int(r[0]): int(r[1]) for r in rows}
     if header != ["id", "label"] or sorted(by_id) != sorted(ids.tolist()):
-        sys.exit("prepare.py: the holdout does not match %s" % TEST_CSV)
+        sys.exit("prepare.py: %s does not match %s" % (path, features_path))
     return np.array([by_id[i] for i in ids.tolist()], dtype=np.int64)
 
 
@@ -202,9 +232,9 @@ def load_predictions(path, ids):
                 raise Invalid("%s: line %d: not an integer id and a number" % (path, line)) from None
             k = wanted.get(i)
             if k is None:
-                raise Invalid("%s: line %d: unknown test id" % (path, line))
+                raise Invalid("%s: line %d: unknown id" % (path, line))
             if not math.isnan(out[k]):
-                raise Invalid("%s: line %d: duplicate test id" % (path, line))
+                raise Invalid("%s: line %d: duplicate id" % (path, line))
             if not (0.0 <= p <= 1.0):  # also rejects nan and inf
                 raise Invalid("%s: line %d: prediction is not a probability in [0, 1]" % (path, line))
             out[k] = p
@@ -212,7 +242,7 @@ def load_predictions(path, ids):
     except csv.Error:
         raise Invalid("%s: not CSV" % path) from None
     if seen != len(ids):
-        raise Invalid("%s: %d of %d test ids predicted" % (path, seen, len(ids)))
+        raise Invalid("%s: %d of %d ids predicted" % (path, seen, len(ids)))
     return out
 
 
@@ -300,6 +330,7 @@ class Tree:
 
 
 def load_model(path, test_columns):
+    """(trees, columns, sigmoid, average): the model over test_columns, chosen by name."""
     text = _read_untrusted(path, MAX_MODEL_BYTES)
     lines = text.splitlines()
     header, pos = {}, 0
@@ -389,16 +420,38 @@ def roc_auc(labels, scores):
     return (ranks[pos].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg)
 
 
-def score(outputs):
-    ids, test_columns, x_test = load_test()
-    predictions = load_predictions(os.path.join(outputs, "predictions.csv"), ids)
-    trees, columns, sigmoid, average = load_model(os.path.join(outputs, "model.txt"), test_columns)
-    recomputed = model_predictions(trees, columns, sigmoid, average, x_test)
+def reproduced(outputs, name, ids, x, model):
+    """The model's predictions over x, once outputs/name is shown to hold them, one per id."""
+    predictions = load_predictions(os.path.join(outputs, name), ids)
+    recomputed = model_predictions(*model, x)
     gap = float(np.max(np.abs(recomputed - predictions)))
     if not gap <= MATCH_TOLERANCE:
-        raise Invalid("predictions.csv is not what model.txt predicts (max difference %.3g)" % gap)
+        raise Invalid("%s is not what model.txt predicts (max difference %.3g)" % (name, gap))
+    return recomputed
+
+
+def score(outputs, sealed):
+    """--score (sealed=False): the test set against holdout/; --score-sealed: the sealed set
+    against sealed/. Each reads only its own labels."""
+    if sealed:
+        features_csv, name = SEALED_CSV, SEALED_PREDICTIONS
+    else:
+        features_csv, name = TEST_CSV, PREDICTIONS
+    ids, names, x = load_features(features_csv)
+    model = load_model(os.path.join(outputs, "model.txt"), names)
+    trees, columns = model[0], model[1]
+    recomputed = reproduced(outputs, name, ids, x, model)
+    if sealed:
+        labels = load_labels(SEALED_LABELS_CSV, ids, features_csv)
+    else:
+        # The sealed predictions must be there and be the model's too (only the features are
+        # read, never a sealed label): every experiment scored here can be sealed-scored.
+        sealed_ids, sealed_names, sealed_x = load_features(SEALED_CSV)
+        if sealed_names != names:
+            sys.exit("prepare.py: %s and %s have different columns" % (SEALED_CSV, TEST_CSV))
+        reproduced(outputs, SEALED_PREDICTIONS, sealed_ids, sealed_x, model)
+        labels = load_labels(LABELS_CSV, ids, features_csv)
     used = len(np.unique(np.concatenate([t.feature for t in trees])))
-    labels = load_labels(ids)
     auc = roc_auc(labels, recomputed)
     print("model: %d trees, %d input features (%d used); predictions reproduced"
           % (len(trees), len(columns), used))
@@ -408,17 +461,20 @@ def score(outputs):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     mode = ap.add_mutually_exclusive_group(required=True)
-    mode.add_argument("--split", action="store_true", help="(re)write data/ and holdout/")
-    mode.add_argument("--score", action="store_true", help="score the experiment's outputs")
+    mode.add_argument("--split", action="store_true", help="(re)write data/, holdout/ and sealed/")
+    mode.add_argument("--score", action="store_true", help="score the experiment's outputs on the test set")
+    mode.add_argument("--score-sealed", action="store_true",
+                      help="score the experiment's outputs on the sealed set")
     ap.add_argument("--seed", type=int, help="with --split: a fixed seed (default: random, never stored)")
     ap.add_argument("--outputs", default=os.environ.get("PROCTOR_OUTPUTS") or "outputs",
-                    help="with --score: the outputs directory (default $PROCTOR_OUTPUTS or outputs)")
+                    help="with --score or --score-sealed: the outputs directory "
+                         "(default $PROCTOR_OUTPUTS or outputs)")
     args = ap.parse_args()
     if args.split:
         split(args.seed)
         return
     try:
-        score(args.outputs)
+        score(args.outputs, sealed=args.score_sealed)
     except Invalid as e:
         print("prepare.py: no score: %s" % e, file=sys.stderr)
         sys.exit(2)
