@@ -8,9 +8,14 @@ import ProctorSandbox
 ///     .proctor/memory/do_not_retry.md      ResearchMemory.doNotRetryMarkdown(userLines:)
 ///     .proctor/memory/diffs/<run>/<iteration>.patch   the patch each iteration measured
 ///
-/// Each file is replaced whole (`AtomicFile.write`), and only when its bytes changed, so a reader
-/// never sees half a file. The markdown files are derived: `load` rebuilds the same memory from
-/// `.proctor/runs.jsonl` and the stored patches. One writer: the run holding the workspace lock.
+/// Each file is replaced whole (write to a temporary file, rename), and only when its bytes changed,
+/// so a reader never sees half a file. Unlike `AtomicFile.write` nothing is fsynced: three fsyncs
+/// cost ~14 ms per iteration on the project VM (bench/memory.sh), the loop's whole overhead, and
+/// nothing here is the truth. The ledger is (it fsyncs every row); the markdown files are derived
+/// and `load` rebuilds them from `.proctor/runs.jsonl` and the stored patches at `--resume`. A
+/// machine crash can lose the last patches (their iterations then count for no category, and a
+/// near-miss among them shows "diff not stored"), never a ledger row. One writer: the run holding
+/// the workspace lock.
 public final class MemoryStore {
     /// The workspace root.
     public let root: String
@@ -20,6 +25,7 @@ public final class MemoryStore {
     /// `.proctor/memory/diffs/<run>`.
     public let patchDirectory: String
     private var written: [String: Data] = [:]
+    private var made: Set<String> = []
 
     public static let learningsFile = "learnings.md"
     public static let nearMissesFile = "near_misses.md"
@@ -40,8 +46,8 @@ public final class MemoryStore {
     /// can be re-applied and `load` can rebuild the memory. An empty patch is not stored.
     public func savePatch(_ patch: String, iteration: Int) throws {
         guard !patch.isEmpty else { return }
-        try FileManager.default.createDirectory(atPath: patchDirectory, withIntermediateDirectories: true)
-        try AtomicFile.write(Data(patch.utf8), to: patchPath(iteration))
+        try makeDirectory(patchDirectory)
+        try Self.replace(patchPath(iteration), with: Data(patch.utf8))
     }
 
     /// The stored patch of `iteration`, nil when none was stored.
@@ -56,7 +62,7 @@ public final class MemoryStore {
     /// Returns the paths written.
     @discardableResult
     public func write(_ memory: ResearchMemory, userLines: [String] = []) throws -> [String] {
-        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        try makeDirectory(directory)
         var paths: [String] = []
         for (name, text) in [
             (Self.learningsFile, memory.learningsMarkdown()), (Self.nearMissesFile, memory.nearMissesMarkdown()),
@@ -64,7 +70,7 @@ public final class MemoryStore {
         ] {
             let data = Data(text.utf8)
             guard written[name] != data else { continue }
-            try AtomicFile.write(data, to: directory + "/" + name)
+            try Self.replace(directory + "/" + name, with: data)
             written[name] = data
             paths.append(directory + "/" + name)
         }
@@ -80,6 +86,42 @@ public final class MemoryStore {
             memory.add(record, patch: patch(iteration: record.iteration))
         }
         return memory
+    }
+
+    /// Creates `path` and its parents once per store (a directory removed behind its back comes back
+    /// at the next failed write only: a store is per run and `.proctor` is proctor's).
+    private func makeDirectory(_ path: String) throws {
+        guard !made.contains(path) else { return }
+        try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+        made.insert(path)
+    }
+
+    /// Replaces the file at `path` whole: a temporary file beside it (never through a link), renamed
+    /// over it. Not fsynced (see the type).
+    static func replace(_ path: String, with data: Data) throws {
+        let temp = path + ".tmp-\(getpid())"
+        let fd = open(temp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0o644)
+        guard fd >= 0 else { throw PlanError(description: "memory: open \(temp): \(String(cString: strerror(errno)))") }
+        var offset = 0
+        let failure: Int32? = data.withUnsafeBytes { bytes in
+            while offset < bytes.count {
+                let n = Glibc.write(fd, bytes.baseAddress! + offset, bytes.count - offset)
+                if n < 0 && errno == EINTR { continue }
+                guard n > 0 else { return errno }
+                offset += n
+            }
+            return nil
+        }
+        close(fd)
+        if let failure {
+            unlink(temp)
+            throw PlanError(description: "memory: write \(temp): \(String(cString: strerror(failure)))")
+        }
+        guard rename(temp, path) == 0 else {
+            let code = errno
+            unlink(temp)
+            throw PlanError(description: "memory: rename to \(path): \(String(cString: strerror(code)))")
+        }
     }
 
     /// The non-empty lines of the user's do-not-retry file at `path` (at most `limit`, each made one
