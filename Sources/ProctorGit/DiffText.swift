@@ -16,7 +16,8 @@ extension Repository {
         try check(git_diff_options_init(&options, UInt32(GIT_DIFF_OPTIONS_VERSION)), "git_diff_options_init")
         // Untracked content as added lines: a new file the agent wrote is part of its change. Ignored
         // files too, as `status(against:)` reports them (an ignore rule must not hide a change).
-        options.flags = GIT_DIFF_INCLUDE_UNTRACKED.rawValue | GIT_DIFF_RECURSE_UNTRACKED_DIRS.rawValue
+        options.flags =
+            GIT_DIFF_INCLUDE_UNTRACKED.rawValue | GIT_DIFF_RECURSE_UNTRACKED_DIRS.rawValue
             | GIT_DIFF_SHOW_UNTRACKED_CONTENT.rawValue | GIT_DIFF_INCLUDE_IGNORED.rawValue
             | GIT_DIFF_RECURSE_IGNORED_DIRS.rawValue | GIT_DIFF_INCLUDE_TYPECHANGE.rawValue
             | GIT_DIFF_SHOW_BINARY.rawValue | GIT_DIFF_DISABLE_PATHSPEC_MATCH.rawValue

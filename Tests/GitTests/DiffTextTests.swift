@@ -24,7 +24,8 @@ final class DiffTextTests: XCTestCase {
         XCTAssertTrue(patch.contains("+++ b/features.py\n"), patch)
         XCTAssertTrue(patch.contains("--- a/old.txt\n+++ /dev/null\n"), patch)
         XCTAssertFalse(patch.contains("LOG.md"), patch)
-        XCTAssertEqual(try Repository.patchEntries(patch).map(\.newPath).sorted(), ["features.py", "old.txt", "train.py"])
+        XCTAssertEqual(
+            try Repository.patchEntries(patch).map(\.newPath).sorted(), ["features.py", "old.txt", "train.py"])
 
         try scratch.git("reset", "-q", "--hard")
         try scratch.git("clean", "-qfd")

@@ -13,7 +13,8 @@ final class MemoryTests: XCTestCase {
     // MARK: - Categories
 
     func testCategoriesOfRealPatches() throws {
-        let train = try String(contentsOf: Self.repositoryRoot.appendingPathComponent("workspace/train.py"), encoding: .utf8)
+        let train = try String(
+            contentsOf: Self.repositoryRoot.appendingPathComponent("workspace/train.py"), encoding: .utf8)
         var changed = train.replacingOccurrences(of: "LEARNING_RATE = 0.3  #", with: "LEARNING_RATE = 0.25  #")
             .replacingOccurrences(of: "NUM_LEAVES = 63  #", with: "NUM_LEAVES = 40  #")
         XCTAssertNotEqual(changed, train)
@@ -26,8 +27,10 @@ final class MemoryTests: XCTestCase {
         XCTAssertEqual(categories[1].mutate, MutateRange(isInteger: true, low: 4, high: 128))
 
         // A dict entry, and a line in a function that assigns nothing.
-        changed = train.replacingOccurrences(of: "\"objective\": \"binary\",", with: "\"objective\": \"cross_entropy\",")
-            .replacingOccurrences(of: "    t0 = time.time()\n", with: "    t0 = time.time()\n    print(\"start\")\n")
+        changed = train.replacingOccurrences(
+            of: "\"objective\": \"binary\",", with: "\"objective\": \"cross_entropy\","
+        )
+        .replacingOccurrences(of: "    t0 = time.time()\n", with: "    t0 = time.time()\n    print(\"start\")\n")
         XCTAssertNotEqual(changed, train)
         patch = try Self.gitDiff(["train.py": train], ["train.py": changed])
         categories = Categories.of(patch)
@@ -37,10 +40,14 @@ final class MemoryTests: XCTestCase {
         // A YAML setting, a command-line flag among others, a reformatted line with the same value (the file),
         // a new file defining a function (the function).
         patch = try Self.gitDiff(
-            ["config.yaml": "model:\n  lr: 0.1\n  depth: 3\n", "run.sh": "python3 train.py --epochs 10 --batch 32\n",
-             "a.py": "X = 1\n"],
-            ["config.yaml": "model:\n  lr: 0.2\n  depth: 3\n", "run.sh": "python3 train.py --epochs 20 --batch 32\n",
-             "a.py": "X  =  1\n", "features.py": "def double(x):\n    return x * 2\n"])
+            [
+                "config.yaml": "model:\n  lr: 0.1\n  depth: 3\n", "run.sh": "python3 train.py --epochs 10 --batch 32\n",
+                "a.py": "X = 1\n",
+            ],
+            [
+                "config.yaml": "model:\n  lr: 0.2\n  depth: 3\n", "run.sh": "python3 train.py --epochs 20 --batch 32\n",
+                "a.py": "X  =  1\n", "features.py": "def double(x):\n    return x * 2\n",
+            ])
         categories = Categories.of(patch)
         XCTAssertEqual(categories.map(\.name), ["--epochs", "a.py", "features.py:double", "lr"], patch)
         XCTAssertEqual(categories.map(\.value), ["20", nil, nil, "0.2"])
@@ -66,27 +73,37 @@ final class MemoryTests: XCTestCase {
         XCTAssertEqual(memory.best, 0.92)
 
         let learnings = memory.learningsMarkdown()
-        XCTAssertTrue(learnings.contains(
-            "- `LEARNING_RATE` confidently bad: tried 4, kept 0, best effect -0.01, mean effect -0.025; values tried: "
-                + "`0.2` discard 0.89, `0.15` discard 0.88, `0.1` discard 0.87, `0.05` discard 0.86\n"), learnings)
-        XCTAssertTrue(learnings.contains(
-            "- `MIN_DATA_IN_LEAF` confidently bad: tried 3, kept 0, best effect none, mean effect none (3 without a score)"),
+        XCTAssertTrue(
+            learnings.contains(
+                "- `LEARNING_RATE` confidently bad: tried 4, kept 0, best effect -0.01, mean effect -0.025; values tried: "
+                    + "`0.2` discard 0.89, `0.15` discard 0.88, `0.1` discard 0.87, `0.05` discard 0.86\n"), learnings)
+        XCTAssertTrue(
+            learnings.contains(
+                "- `MIN_DATA_IN_LEAF` confidently bad: tried 3, kept 0, best effect none, mean effect none (3 without a score)"
+            ),
             learnings)
-        XCTAssertTrue(learnings.contains("- `FEATURE_FRACTION` promising: tried 2, kept 1, best effect +0.02"), learnings)
+        XCTAssertTrue(
+            learnings.contains("- `FEATURE_FRACTION` promising: tried 2, kept 1, best effect +0.02"), learnings)
         // Sections in verdict order.
         let order = ["## Promising", "## Ambiguous", "## Confidently bad"].map { learnings.range(of: $0)!.lowerBound }
         XCTAssertEqual(order, order.sorted())
 
         let doNotRetry = memory.doNotRetryMarkdown(userLines: ["never touch the seed", "  ", "# fake heading"])
-        XCTAssertTrue(doNotRetry.contains(
-            "- `LEARNING_RATE`: confidently bad: 4 trials, none kept, none better than the best on any seed\n"))
-        XCTAssertTrue(doNotRetry.contains("- `NUM_LEAVES`: every value of 4..6 tried since it was last kept, none kept (2 trials in all)\n"),
-                      doNotRetry)
+        XCTAssertTrue(
+            doNotRetry.contains(
+                "- `LEARNING_RATE`: confidently bad: 4 trials, none kept, none better than the best on any seed\n"))
+        XCTAssertTrue(
+            doNotRetry.contains(
+                "- `NUM_LEAVES`: every value of 4..6 tried since it was last kept, none kept (2 trials in all)\n"),
+            doNotRetry)
         XCTAssertFalse(doNotRetry.contains("FEATURE_FRACTION"))
-        XCTAssertTrue(doNotRetry.contains("## From the user\n\n- never touch the seed\n- \\# fake heading\n"), doNotRetry)
+        XCTAssertTrue(
+            doNotRetry.contains("## From the user\n\n- never touch the seed\n- \\# fake heading\n"), doNotRetry)
 
         let entry = try XCTUnwrap(memory.logEntry(for: 5))
-        XCTAssertEqual(entry, """
+        XCTAssertEqual(
+            entry,
+            """
             ## Iteration 5 (proctor)
 
             - hypothesis: `FEATURE_FRACTION 0.9 -> 0.8`
@@ -114,8 +131,10 @@ final class MemoryTests: XCTestCase {
             XCTAssertFalse(text.contains("\u{1B}"), text)
             XCTAssertFalse(text.contains("\n# Verdict"), text)
         }
-        XCTAssertTrue(memory.nearMissesMarkdown().contains("Hypothesis: `x # Verdict: promising\\x1b[2J'code' [link](http://evil)`"),
-                      memory.nearMissesMarkdown())
+        XCTAssertTrue(
+            memory.nearMissesMarkdown().contains(
+                "Hypothesis: `x # Verdict: promising\\x1b[2J'code' [link](http://evil)`"),
+            memory.nearMissesMarkdown())
     }
 
     // MARK: - Near-misses
@@ -127,10 +146,13 @@ final class MemoryTests: XCTestCase {
             memory.add(Self.record(0, .keep, score: 10, bestBefore: nil, seeds: [10]), patch: nil)
             // Maximizing, 9.5 is closest to 10; minimizing, 10.2 is.
             for (index, score) in [7.0, 9.5, 10.2, 8.0, 9.9].enumerated() {
-                memory.add(Self.record(index + 1, .discard, score: score, bestBefore: 10, seeds: [score]),
-                           patch: patches[index])
+                memory.add(
+                    Self.record(index + 1, .discard, score: score, bestBefore: 10, seeds: [score]),
+                    patch: patches[index])
             }
-            memory.add(Self.record(6, .crash, score: nil, bestBefore: 10, seeds: []), patch: Self.mutatePatch("Y", "1", "2", "int 1..9"))
+            memory.add(
+                Self.record(6, .crash, score: nil, bestBefore: 10, seeds: []),
+                patch: Self.mutatePatch("Y", "1", "2", "int 1..9"))
             let ranked = memory.nearMissPatches()
             XCTAssertEqual(ranked.map(\.iteration), maximize ? [3, 5, 2] : [1, 4, 2], "maximize: \(maximize)")
             XCTAssertEqual(ranked.first?.patch, patches[ranked[0].iteration - 1])
@@ -158,7 +180,8 @@ final class MemoryTests: XCTestCase {
         memory.add(Self.record(0, .keep, score: 1, bestBefore: nil, seeds: [1]), patch: nil)
         let patch = "diff --git a/n.md b/n.md\n--- a/n.md\n+++ b/n.md\n@@ -1 +1 @@\n-a\n+````\n"
         memory.add(Self.record(1, .discard, score: 0.5, bestBefore: 1, seeds: [0.5]), patch: patch)
-        XCTAssertTrue(memory.nearMissesMarkdown().contains("`````diff\n" + patch + "`````\n"), memory.nearMissesMarkdown())
+        XCTAssertTrue(
+            memory.nearMissesMarkdown().contains("`````diff\n" + patch + "`````\n"), memory.nearMissesMarkdown())
     }
 
     // MARK: - Duplicates
@@ -179,12 +202,16 @@ final class MemoryTests: XCTestCase {
         // Anything else differs.
         XCTAssertNil(memory.duplicate(of: patch.replacingOccurrences(of: "0.25", with: "0.250")))
         XCTAssertNil(memory.duplicate(of: patch.replacingOccurrences(of: "+LR = 0.25", with: "+LR  = 0.25")))
-        XCTAssertNil(memory.duplicate(of: patch.replacingOccurrences(of: "index 1111111..2222222", with: "index 1111111..3333333")))
+        XCTAssertNil(
+            memory.duplicate(
+                of: patch.replacingOccurrences(of: "index 1111111..2222222", with: "index 1111111..3333333")))
         XCTAssertNil(memory.duplicate(of: ""))
         // The skipped duplicate is not a trial, and its entry says so.
         memory.add(Self.record(4, .discard, score: nil, bestBefore: 1, seeds: []), patch: patch)
-        XCTAssertTrue(memory.learningsMarkdown().contains("`LR` ambiguous: tried 2, kept 0"), memory.learningsMarkdown())
-        XCTAssertTrue(memory.logEntry(for: 4)!.contains("not run: the same diff as iteration 2"), memory.logEntry(for: 4)!)
+        XCTAssertTrue(
+            memory.learningsMarkdown().contains("`LR` ambiguous: tried 2, kept 0"), memory.learningsMarkdown())
+        XCTAssertTrue(
+            memory.logEntry(for: 4)!.contains("not run: the same diff as iteration 2"), memory.logEntry(for: 4)!)
     }
 
     // MARK: - Plateau
@@ -196,13 +223,16 @@ final class MemoryTests: XCTestCase {
         for (index, status) in statuses.enumerated() {
             XCTAssertFalse(memory.plateau)
             XCTAssertNil(memory.plateauHint)
-            memory.add(Self.record(index + 1, status, score: status == .discard ? 0.5 : nil, bestBefore: 1, seeds: []),
-                       patch: Self.mutatePatch("A", "1", "\(index + 2)", "int 1..9"))
+            memory.add(
+                Self.record(index + 1, status, score: status == .discard ? 0.5 : nil, bestBefore: 1, seeds: []),
+                patch: Self.mutatePatch("A", "1", "\(index + 2)", "int 1..9"))
         }
         XCTAssertEqual(memory.iterationsWithoutKeep, 3)
         XCTAssertTrue(memory.plateau)
         XCTAssertTrue(memory.plateauHint?.contains("fundamentally different") ?? false)
-        memory.add(Self.record(4, .keep, score: 2, bestBefore: 1, seeds: [2]), patch: Self.mutatePatch("B", "1", "2", "int 1..9"))
+        memory.add(
+            Self.record(4, .keep, score: 2, bestBefore: 1, seeds: [2]),
+            patch: Self.mutatePatch("B", "1", "2", "int 1..9"))
         XCTAssertEqual(memory.iterationsWithoutKeep, 0)
         XCTAssertFalse(memory.plateau)
         XCTAssertNil(memory.plateauHint)
@@ -254,8 +284,9 @@ final class MemoryTests: XCTestCase {
         try ledger.append(Self.row(other), record: other)
 
         let files = ["learnings.md", "near_misses.md", "do_not_retry.md"].map { root + "/.proctor/memory/" + $0 }
-        XCTAssertEqual(files.map { try? String(contentsOfFile: $0, encoding: .utf8) },
-                       [memory.learningsMarkdown(), memory.nearMissesMarkdown(), memory.doNotRetryMarkdown(userLines: [])])
+        XCTAssertEqual(
+            files.map { try? String(contentsOfFile: $0, encoding: .utf8) },
+            [memory.learningsMarkdown(), memory.nearMissesMarkdown(), memory.doNotRetryMarkdown(userLines: [])])
         XCTAssertEqual(store.patch(iteration: 7), Self.longLedger(60, maximize: false)[7].1)
         XCTAssertTrue(FileManager.default.fileExists(atPath: root + "/.proctor/memory/diffs/r/7.patch"))
         XCTAssertEqual(try store.write(memory), [], "nothing changed, nothing written")
@@ -297,7 +328,9 @@ final class MemoryTests: XCTestCase {
             memory.add(record, patch: patch)
             let entry = memory.logEntry(for: record.iteration) ?? ""
             let added = DispatchTime.now().uptimeNanoseconds
-            let texts = [memory.learningsMarkdown(), memory.nearMissesMarkdown(), memory.doNotRetryMarkdown(userLines: [])]
+            let texts = [
+                memory.learningsMarkdown(), memory.nearMissesMarkdown(), memory.doNotRetryMarkdown(userLines: []),
+            ]
             let rendered = DispatchTime.now().uptimeNanoseconds
             try store.savePatch(patch ?? "", iteration: record.iteration)
             try store.write(memory)
@@ -308,8 +341,11 @@ final class MemoryTests: XCTestCase {
         }
         func median(_ values: [Double]) -> Double { values.sorted()[values.count / 2] }
         func p90(_ values: [Double]) -> Double { values.sorted()[values.count * 9 / 10] }
-        print(String(format: "memory-bench: rows %d, iterations %d, update in memory (dup check + add + 4 renders) median %.3f ms p90 %.3f ms; with files (patch + changed .md, no fsync) median %.3f ms p90 %.3f ms",
-                     rows, measured, median(inMemory), p90(inMemory), median(withFiles), p90(withFiles)))
+        print(
+            String(
+                format:
+                    "memory-bench: rows %d, iterations %d, update in memory (dup check + add + 4 renders) median %.3f ms p90 %.3f ms; with files (patch + changed .md, no fsync) median %.3f ms p90 %.3f ms",
+                rows, measured, median(inMemory), p90(inMemory), median(withFiles), p90(withFiles)))
     }
 
     // MARK: - Fixtures
@@ -317,26 +353,34 @@ final class MemoryTests: XCTestCase {
     static let repositoryRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
         .deletingLastPathComponent()
 
-    static func record(_ iteration: Int, _ status: IterationStatus, score: Double?, bestBefore: Double?, seeds: [Double],
-                       description: String? = nil, run: String = "r") -> RunRecord {
-        RunRecord(time: Date(timeIntervalSince1970: 1_800_000_000 + Double(iteration)), run: run, iteration: iteration,
-                  status: status, reason: status == .keep ? nil : "evaluator: \(secret) disagrees",
-                  description: description ?? "iteration \(iteration)", commit: nil, parent: "p", score: score,
-                  bestBefore: bestBefore,
-                  scores: seeds.enumerated().map { RunRecord.SeedScore(seed: UInt64($0.offset), score: $0.element, seconds: 1, status: "ok") },
-                  diff: DiffStats(files: ["train.py"], added: 1, removed: 1),
-                  measurements: ["sealed_auc": 0.123456, "trees": 12], limits: [:], durations: [:], agent: "test",
-                  usage: nil, violations: [secret])
+    static func record(
+        _ iteration: Int, _ status: IterationStatus, score: Double?, bestBefore: Double?, seeds: [Double],
+        description: String? = nil, run: String = "r"
+    ) -> RunRecord {
+        RunRecord(
+            time: Date(timeIntervalSince1970: 1_800_000_000 + Double(iteration)), run: run, iteration: iteration,
+            status: status, reason: status == .keep ? nil : "evaluator: \(secret) disagrees",
+            description: description ?? "iteration \(iteration)", commit: nil, parent: "p", score: score,
+            bestBefore: bestBefore,
+            scores: seeds.enumerated().map {
+                RunRecord.SeedScore(seed: UInt64($0.offset), score: $0.element, seconds: 1, status: "ok")
+            },
+            diff: DiffStats(files: ["train.py"], added: 1, removed: 1),
+            measurements: ["sealed_auc": 0.123456, "trees": 12], limits: [:], durations: [:], agent: "test",
+            usage: nil, violations: [secret])
     }
 
     static func row(_ record: RunRecord) -> LedgerRow {
-        LedgerRow(iteration: record.iteration, commit: "", score: record.score, status: record.status, seconds: 1,
-                  peakMemMB: nil, features: nil, trees: nil, description: record.description)
+        LedgerRow(
+            iteration: record.iteration, commit: "", score: record.score, status: record.status, seconds: 1,
+            peakMemMB: nil, features: nil, trees: nil, description: record.description)
     }
 
     /// The patch the mutate agent's change of one knob gives (as `git diff` writes it).
-    static func mutatePatch(_ name: String, _ old: String, _ new: String, _ spec: String, file: String = "train.py",
-                            blobs: String = "1111111..2222222") -> String {
+    static func mutatePatch(
+        _ name: String, _ old: String, _ new: String, _ spec: String, file: String = "train.py",
+        blobs: String = "1111111..2222222"
+    ) -> String {
         """
         diff --git a/\(file) b/\(file)
         index \(blobs) 100644
@@ -359,22 +403,29 @@ final class MemoryTests: XCTestCase {
     static func syntheticMemory() -> ResearchMemory {
         var memory = ResearchMemory(run: "r", options: MemoryOptions(maximize: true))
         var i = 0
-        func add(_ status: IterationStatus, _ score: Double?, _ seeds: [Double], _ patch: String?, best: Double = 0.90,
-                 description: String? = nil) {
-            memory.add(record(i, status, score: score, bestBefore: i == 0 ? nil : best, seeds: seeds, description: description),
-                       patch: patch)
+        func add(
+            _ status: IterationStatus, _ score: Double?, _ seeds: [Double], _ patch: String?, best: Double = 0.90,
+            description: String? = nil
+        ) {
+            memory.add(
+                record(
+                    i, status, score: score, bestBefore: i == 0 ? nil : best, seeds: seeds, description: description),
+                patch: patch)
             i += 1
         }
         add(.keep, 0.90, [0.90], nil, description: "baseline")  // 0
         for (value, score) in [("0.2", 0.89), ("0.15", 0.88), ("0.1", 0.87), ("0.05", 0.86)] {  // 1-4
             add(.discard, score, [score], mutatePatch("LEARNING_RATE", "0.3", value, "float 0.005..0.5 log"))
         }
-        add(.keep, 0.92, [0.92, 0.92, 0.92], mutatePatch("FEATURE_FRACTION", "0.9", "0.8", "float 0.2..1.0 linear"),
+        add(
+            .keep, 0.92, [0.92, 0.92, 0.92], mutatePatch("FEATURE_FRACTION", "0.9", "0.8", "float 0.2..1.0 linear"),
             description: "FEATURE_FRACTION 0.9 -> 0.8")  // 5
         for value in ["10", "20", "30"] {  // 6-8
             add(.crash, nil, [], mutatePatch("MIN_DATA_IN_LEAF", "3", value, "int 1..100 log"), best: 0.92)
         }
-        add(.discard, 0.91, [0.93, 0.89], mutatePatch("BAGGING_FRACTION", "0.9", "0.8", "float 0.3..1.0 linear"), best: 0.92)
+        add(
+            .discard, 0.91, [0.93, 0.89], mutatePatch("BAGGING_FRACTION", "0.9", "0.8", "float 0.3..1.0 linear"),
+            best: 0.92)
         add(.discard, 0.90, [0.90], mutatePatch("BAGGING_FRACTION", "0.9", "0.7", "float 0.3..1.0 linear"), best: 0.92)
         add(.discard, 0.89, [0.89], mutatePatch("BAGGING_FRACTION", "0.9", "0.6", "float 0.3..1.0 linear"), best: 0.92)  // 11
         add(.discard, 0.91, [0.91], mutatePatch("LAMBDA_L2", "0.01", "0.1", "float 0.001..100 log"), best: 0.92)
@@ -384,7 +435,9 @@ final class MemoryTests: XCTestCase {
         add(.discard, 0.91, [0.91], mutatePatch("FEATURE_FRACTION", "0.8", "0.7", "float 0.2..1.0 linear"), best: 0.92)
         add(.rejected, nil, [], mutatePatch("NUM_ROUNDS", "100", "9000", "int 20..800 log"), best: 0.92)  // 17
         while i < 30 {  // 18-29: no change, or the agent failed
-            add(i % 2 == 0 ? .discard : .crash, nil, [], nil, best: 0.92, description: i % 2 == 0 ? "x (no change)" : "agent failed")
+            add(
+                i % 2 == 0 ? .discard : .crash, nil, [], nil, best: 0.92,
+                description: i % 2 == 0 ? "x (no change)" : "agent failed")
         }
         return memory
     }
@@ -392,18 +445,22 @@ final class MemoryTests: XCTestCase {
     /// A long run of the mutate agent over 7 knobs: a keep every 37 iterations, otherwise discards
     /// (scored) and every 11th a crash.
     static func longLedger(_ count: Int, maximize: Bool = true) -> [(RunRecord, String?)] {
-        let knobs = ["LEARNING_RATE", "NUM_ROUNDS", "NUM_LEAVES", "MIN_DATA_IN_LEAF", "FEATURE_FRACTION",
-                     "BAGGING_FRACTION", "LAMBDA_L2"]
+        let knobs = [
+            "LEARNING_RATE", "NUM_ROUNDS", "NUM_LEAVES", "MIN_DATA_IN_LEAF", "FEATURE_FRACTION",
+            "BAGGING_FRACTION", "LAMBDA_L2",
+        ]
         var best = 0.5
         var result: [(RunRecord, String?)] = [(record(0, .keep, score: best, bestBefore: nil, seeds: [best]), nil)]
         for i in 1..<count {
             let knob = knobs[(i * 5) % knobs.count]
             // Distinct blob ids: every iteration a new experiment, none a duplicate.
-            let patch = mutatePatch(knob, "\(i % 13)", "\(i % 13 + 1 + i % 3)", "int 1..40 log",
-                                    blobs: String(format: "%07x..2222222", i))
+            let patch = mutatePatch(
+                knob, "\(i % 13)", "\(i % 13 + 1 + i % 3)", "int 1..40 log",
+                blobs: String(format: "%07x..2222222", i))
             let sign = maximize ? 1.0 : -1.0
             let status: IterationStatus = i % 37 == 0 ? .keep : (i % 11 == 0 ? .crash : .discard)
-            let score: Double? = status == .crash ? nil : best + sign * (status == .keep ? 0.001 : -Double(i % 17) / 1000)
+            let score: Double? =
+                status == .crash ? nil : best + sign * (status == .keep ? 0.001 : -Double(i % 17) / 1000)
             result.append((record(i, status, score: score, bestBefore: best, seeds: score.map { [$0] } ?? []), patch))
             if status == .keep, let score { best = score }
         }
@@ -430,6 +487,7 @@ final class MemoryTests: XCTestCase {
         try git("commit", "-q", "-m", "base")
         for (name, text) in after { try text.write(toFile: root + "/" + name, atomically: false, encoding: .utf8) }
         let repository = try Repository.open(at: root)
-        return try repository.diffText(against: repository.resolve("HEAD"), paths: Set(before.keys).union(after.keys).sorted())
+        return try repository.diffText(
+            against: repository.resolve("HEAD"), paths: Set(before.keys).union(after.keys).sorted())
     }
 }

@@ -104,7 +104,9 @@ public enum Categories {
                 }
                 if line.hasPrefix("--- ") {
                     let path = line.dropFirst(4)
-                    if path != "/dev/null", file.isEmpty { file = String(path.hasPrefix("a/") ? path.dropFirst(2) : path) }
+                    if path != "/dev/null", file.isEmpty {
+                        file = String(path.hasPrefix("a/") ? path.dropFirst(2) : path)
+                    }
                     continue
                 }
                 if !line.hasPrefix("@@") { continue }
@@ -149,12 +151,18 @@ public enum Categories {
     static func definitionName(_ line: Substring) -> String? {
         let words = line.split(whereSeparator: { !isIdentifier($0) })
         guard let first = line.first(where: { $0 != " " && $0 != "\t" }), isIdentifier(first) else { return nil }
-        let modifiers: Set<Substring> = ["async", "static", "public", "private", "internal", "pub", "export",
-                                         "final", "override", "mutating", "open", "fileprivate", "abstract"]
-        let definitions: Set<Substring> = ["def", "class", "func", "fn", "function", "fun", "struct", "impl",
-                                           "enum", "extension", "protocol", "trait", "sub", "module", "interface"]
+        let modifiers: Set<Substring> = [
+            "async", "static", "public", "private", "internal", "pub", "export",
+            "final", "override", "mutating", "open", "fileprivate", "abstract",
+        ]
+        let definitions: Set<Substring> = [
+            "def", "class", "func", "fn", "function", "fun", "struct", "impl",
+            "enum", "extension", "protocol", "trait", "sub", "module", "interface",
+        ]
         let rest = words.drop(while: { modifiers.contains($0) })
-        guard let keyword = rest.first, definitions.contains(keyword), let name = rest.dropFirst().first else { return nil }
+        guard let keyword = rest.first, definitions.contains(keyword), let name = rest.dropFirst().first else {
+            return nil
+        }
         return String(name.prefix(60))
     }
 
@@ -178,7 +186,8 @@ public enum Categories {
         var flags: [(name: String, value: String, mutate: MutateRange?)] = []
         for (index, token) in tokens.enumerated() where token.hasPrefix("--") {
             let parts = token.split(separator: "=", maxSplits: 1).map(String.init)
-            guard let flag = parts.first, flag.count > 2, flag.dropFirst(2).allSatisfy({ isIdentifier($0) || $0 == "-" })
+            guard let flag = parts.first, flag.count > 2,
+                flag.dropFirst(2).allSatisfy({ isIdentifier($0) || $0 == "-" })
             else { continue }
             if parts.count == 2 {
                 flags.append((flag, String(parts[1].prefix(80)), marker))
@@ -203,7 +212,9 @@ public enum Categories {
         if rest.first == ":" {
             // `name: value`, or a Python annotation `NAME: float = 0.1`.
             rest = rest.dropFirst()
-            if let equals = rest.firstIndex(of: "="), !rest[..<equals].contains("(") { rest = rest[rest.index(after: equals)...] }
+            if let equals = rest.firstIndex(of: "="), !rest[..<equals].contains("(") {
+                rest = rest[rest.index(after: equals)...]
+            }
         } else if rest.first == "=", rest.dropFirst().first != "=" {
             rest = rest.dropFirst()
         } else if let op = ["+=", "-=", "*=", "/="].first(where: { rest.hasPrefix($0) }) {

@@ -130,18 +130,22 @@ public struct ResearchMemory: Sendable {
         }
         if let key, trial.ran, !duplicate, measured[key] == nil { measured[key] = trial.iteration }
         if trial.status == .discard, let score = trial.score, !score.isNaN {
-            discards.append(NearMiss(iteration: trial.iteration, score: score, description: trial.description,
-                                     patch: patch.isEmpty ? nil : patch))
+            discards.append(
+                NearMiss(
+                    iteration: trial.iteration, score: score, description: trial.description,
+                    patch: patch.isEmpty ? nil : patch))
         }
-        let gain = trial.score.flatMap { score in trial.bestBefore.map { Self.gain(score, over: $0, options.maximize) } }
+        let gain = trial.score.flatMap { score in trial.bestBefore.map { Self.gain(score, over: $0, options.maximize) }
+        }
         if trial.status == .keep, let score = trial.score {
             best = score
             iterationsWithoutKeep = 0
         } else {
             iterationsWithoutKeep += 1
         }
-        entries[trial.iteration] = logEntry(trial, gain: gain, duplicateOf: duplicate ? firstMeasured : nil,
-                                            takeaway: kinds.compactMap { kind in categories[kind.name].map { line($0) } })
+        entries[trial.iteration] = logEntry(
+            trial, gain: gain, duplicateOf: duplicate ? firstMeasured : nil,
+            takeaway: kinds.compactMap { kind in categories[kind.name].map { line($0) } })
     }
 
     // MARK: - Questions the loop asks
@@ -160,11 +164,13 @@ public struct ResearchMemory: Sendable {
     public var plateauHint: String? {
         guard plateau else { return nil }
         let near = topNearMisses().map { "iteration \($0.iteration)" }
-        var hint = "No experiment was kept in the last \(iterationsWithoutKeep) iterations: small variations of the "
+        var hint =
+            "No experiment was kept in the last \(iterationsWithoutKeep) iterations: small variations of the "
             + "same ideas have stopped paying. Try something fundamentally different (another model, loss, feature "
             + "representation or training scheme) rather than another nearby value"
         if near.count >= 2 {
-            hint += ", or combine the near-misses (\(near.joined(separator: ", ")); their full diffs are in "
+            hint +=
+                ", or combine the near-misses (\(near.joined(separator: ", ")); their full diffs are in "
                 + "near_misses.md)"
         }
         return hint + ". See do_not_retry.md for what is exhausted."
@@ -198,10 +204,12 @@ public struct ResearchMemory: Sendable {
     /// bad), each group by best effect then name.
     public func learningsMarkdown() -> String {
         var text = "# Learnings\n\n"
-        text += "Written by proctor from the ledger of run \(MemoryText.code(run)) after \(iterations) iterations "
+        text +=
+            "Written by proctor from the ledger of run \(MemoryText.code(run)) after \(iterations) iterations "
             + "(best score \(MemoryText.number(best)), \(options.maximize ? "higher" : "lower") is better); "
             + "rewritten every iteration.\n"
-        text += "Effect: a trial's score minus the best score before it, signed so that positive is better. "
+        text +=
+            "Effect: a trial's score minus the best score before it, signed so that positive is better. "
             + "Confidently bad: tried at least \(options.confidentTrials) times, never kept, never better than the best "
             + "on any seed. Promising: kept, or better than the best on some seed. Ambiguous: the rest.\n"
         let grouped = Dictionary(grouping: categories.values) { $0.verdict(options) }
@@ -221,14 +229,16 @@ public struct ResearchMemory: Sendable {
     /// its score, distance and full diff (in a fence no line of the diff can close).
     public func nearMissesMarkdown() -> String {
         var text = "# Near-misses\n\n"
-        text += "Written by proctor: the \(options.nearMisses) discarded experiments of run \(MemoryText.code(run)) "
+        text +=
+            "Written by proctor: the \(options.nearMisses) discarded experiments of run \(MemoryText.code(run)) "
             + "closest to the best score (\(MemoryText.number(best))), closest first, with their full diffs against "
             + "the best of their time (they may need adapting to apply now).\n"
         let top = topNearMisses()
         if top.isEmpty { text += "\n(none yet)\n" }
         for miss in top {
             let distance = best.map { Self.gain($0, over: miss.score, options.maximize) }
-            text += "\n## Iteration \(miss.iteration): score \(MemoryText.number(miss.score))"
+            text +=
+                "\n## Iteration \(miss.iteration): score \(MemoryText.number(miss.score))"
                 + " (\(MemoryText.signed(distance.map { -$0 })) from the best)\n\n"
             text += "Hypothesis: \(MemoryText.code(miss.description))\n\n"
             if let patch = miss.patch {
@@ -244,7 +254,8 @@ public struct ResearchMemory: Sendable {
     /// (from the locked file the configuration names; each made one safe line).
     public func doNotRetryMarkdown(userLines: [String]) -> String {
         var text = "# Do not retry\n\n"
-        text += "Written by proctor from the ledger of run \(MemoryText.code(run)): categories of change that are "
+        text +=
+            "Written by proctor from the ledger of run \(MemoryText.code(run)): categories of change that are "
             + "exhausted.\n\n"
         let exhausted = categories.values.compactMap { stats in stats.exhaustion(options).map { (stats.name, $0) } }
             .sorted { $0.0 < $1.0 }
@@ -269,7 +280,8 @@ public struct ResearchMemory: Sendable {
     /// driver, not on the change). Everything else counts, `index` lines included: their blob ids pin
     /// the file before and after, so the same edit on a different base is a different experiment.
     public static func normalizedPatch(_ patch: String) -> String {
-        var lines = patch.replacingOccurrences(of: "\r\n", with: "\n").split(separator: "\n", omittingEmptySubsequences: false)
+        var lines = patch.replacingOccurrences(of: "\r\n", with: "\n").split(
+            separator: "\n", omittingEmptySubsequences: false)
         while let last = lines.last, last.allSatisfy(\.isWhitespace) { lines.removeLast() }
         return lines.map { line -> Substring in
             guard line.hasPrefix("@@ "), let close = line.dropFirst(3).range(of: " @@") else { return line }
@@ -292,12 +304,15 @@ public struct ResearchMemory: Sendable {
 
     private func topNearMisses() -> [NearMiss] {
         guard options.nearMisses > 0 else { return [] }
-        let distance = { (miss: NearMiss) in self.best.map { Self.gain($0, over: miss.score, self.options.maximize) } ?? 0 }
+        let distance = { (miss: NearMiss) in
+            self.best.map { Self.gain($0, over: miss.score, self.options.maximize) } ?? 0
+        }
         var top: [(Double, NearMiss)] = []
         for miss in discards {
             let entry = (distance(miss), miss)
             // Insertion into a list of at most `nearMisses`: O(discards × nearMisses), no full sort.
-            let at = top.firstIndex { $0.0 > entry.0 || ($0.0 == entry.0 && $0.1.iteration > miss.iteration) } ?? top.count
+            let at =
+                top.firstIndex { $0.0 > entry.0 || ($0.0 == entry.0 && $0.1.iteration > miss.iteration) } ?? top.count
             if at < options.nearMisses {
                 top.insert(entry, at: at)
                 if top.count > options.nearMisses { top.removeLast() }
@@ -308,8 +323,10 @@ public struct ResearchMemory: Sendable {
 
     /// One category's learnings line (also the takeaway of the iterations that tried it).
     private func line(_ stats: CategoryStats) -> String {
-        var text = "\(MemoryText.code(stats.name)) \(stats.verdict(options).rawValue): tried \(stats.tried), kept \(stats.kept)"
-        text += ", best effect \(MemoryText.signed(stats.bestEffect)), mean effect \(MemoryText.signed(stats.meanEffect))"
+        var text =
+            "\(MemoryText.code(stats.name)) \(stats.verdict(options).rawValue): tried \(stats.tried), kept \(stats.kept)"
+        text +=
+            ", best effect \(MemoryText.signed(stats.bestEffect)), mean effect \(MemoryText.signed(stats.meanEffect))"
         if stats.unscored > 0 { text += " (\(stats.unscored) without a score)" }
         let shown = stats.values.suffix(CategoryStats.valuesShown)
         if !shown.isEmpty {
@@ -327,10 +344,15 @@ public struct ResearchMemory: Sendable {
         let change = trial.files.isEmpty ? "no files" : trial.files.map(MemoryText.code).joined(separator: ", ")
         text += "- change: \(change), +\(trial.added) -\(trial.removed) lines\n"
         var result = "\(trial.status.rawValue), score \(MemoryText.number(trial.score))"
-        if trial.score != nil, trial.bestBefore != nil { result += ", \(MemoryText.signed(gain)) vs the best \(MemoryText.number(trial.bestBefore))" }
+        if trial.score != nil, trial.bestBefore != nil {
+            result += ", \(MemoryText.signed(gain)) vs the best \(MemoryText.number(trial.bestBefore))"
+        }
         if let duplicateOf { result += ", not run: the same diff as iteration \(duplicateOf)" }
         text += "- result: \(result)\n"
-        text += "- takeaway: " + (takeaway.isEmpty ? "no category of change learned from this iteration" : takeaway.joined(separator: "; ")) + "\n"
+        text +=
+            "- takeaway: "
+            + (takeaway.isEmpty
+                ? "no category of change learned from this iteration" : takeaway.joined(separator: "; ")) + "\n"
         return text
     }
 }
@@ -462,8 +484,11 @@ enum MemoryText {
             longest = max(longest, run)
             if scalar == "\n" || scalar == "\t" {
                 body.unicodeScalars.append(scalar)
-            } else if scalar.properties.generalCategory == .control || scalar.value == 0x2028 || scalar.value == 0x2029 {
-                body += scalar.value < 0x100 ? String(format: "\\x%02x", scalar.value) : String(format: "\\u%04x", scalar.value)
+            } else if scalar.properties.generalCategory == .control || scalar.value == 0x2028 || scalar.value == 0x2029
+            {
+                body +=
+                    scalar.value < 0x100
+                    ? String(format: "\\x%02x", scalar.value) : String(format: "\\u%04x", scalar.value)
             } else {
                 body.unicodeScalars.append(scalar)
             }
