@@ -27,12 +27,15 @@ public struct ChangeCategory: Sendable, Hashable, Comparable {
         self.mutate = mutate
     }
 
+    /// By name.
     public static func < (a: ChangeCategory, b: ChangeCategory) -> Bool { a.name < b.name }
 }
 
 /// The `int|float LO..HI [log|linear]` of a `# mutate:` marker.
 public struct MutateRange: Sendable, Hashable {
+    /// `int` (true) or `float`.
     public var isInteger: Bool
+    /// The bounds `LO..HI`, inclusive.
     public var low: Double
     public var high: Double
 

@@ -19,6 +19,7 @@ import ProctorSandbox
 public final class MemoryStore {
     /// The workspace root.
     public let root: String
+    /// The run whose patches and memory this store holds.
     public let run: String
     /// `.proctor/memory` under the workspace.
     public let directory: String
@@ -27,6 +28,7 @@ public final class MemoryStore {
     private var written: [String: Data] = [:]
     private var made: Set<String> = []
 
+    /// The markdown files' names in `directory`.
     public static let learningsFile = "learnings.md"
     public static let nearMissesFile = "near_misses.md"
     public static let doNotRetryFile = "do_not_retry.md"
@@ -55,6 +57,7 @@ public final class MemoryStore {
         FileManager.default.contents(atPath: patchPath(iteration)).map { String(decoding: $0, as: UTF8.self) }
     }
 
+    /// `.proctor/memory/diffs/<run>/<iteration>.patch`.
     public func patchPath(_ iteration: Int) -> String { patchDirectory + "/\(iteration).patch" }
 
     /// Writes the three markdown files from `memory`, each only if its bytes changed since this store

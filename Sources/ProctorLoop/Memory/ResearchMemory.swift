@@ -25,6 +25,7 @@ public struct MemoryOptions: Sendable, Equatable {
 /// `measurements` can hold anything the evaluator printed (a future `sealed` score among them), so
 /// this type has no field for them and nothing rendered from it can contain them.
 public struct Trial: Sendable, Equatable {
+    /// The iteration number and how it ended.
     public var iteration: Int
     public var status: IterationStatus
     /// The agent's description on one line, control characters escaped (`Ledger.clean`).
@@ -89,7 +90,9 @@ public enum Verdict: String, Sendable, CaseIterable {
 ///   of which has been tried, or was the starting value, since the parameter was last kept, with no
 ///   keep (a float range is continuous: only the first rule applies to it).
 public struct ResearchMemory: Sendable {
+    /// The run whose records this memory takes (`RunRecord.run`).
     public let run: String
+    /// Direction, near-miss count, plateau length, confidence threshold.
     public let options: MemoryOptions
     /// The best score so far: the last keep's score (the baseline's first), or the first `bestBefore` seen.
     public private(set) var best: Double?
@@ -103,6 +106,7 @@ public struct ResearchMemory: Sendable {
     private var measured: [String: Int] = [:]
     private var entries: [Int: String] = [:]
 
+    /// An empty memory for run `run` (feed it the baseline's record first, then every iteration's).
     public init(run: String, options: MemoryOptions) {
         self.run = run
         self.options = options
