@@ -59,7 +59,7 @@ public struct Trial: Sendable, Equatable {
 }
 
 /// How the memory judges a category of change.
-public enum Verdict: String, Sendable, CaseIterable {
+public enum CategoryVerdict: String, Sendable, CaseIterable {
     /// Kept at least once, or some seed of some trial scored better than the best before it.
     case promising
     /// Neither promising nor confidently bad: too few trials, or all below the best on every seed so far.
@@ -181,7 +181,7 @@ public struct ResearchMemory: Sendable {
     }
 
     /// The verdict on `category` (a name from `Categories.of`), nil when it was never tried.
-    public func verdict(_ category: String) -> Verdict? {
+    public func verdict(_ category: String) -> CategoryVerdict? {
         categories[category].map { $0.verdict(options) }
     }
 
@@ -217,7 +217,7 @@ public struct ResearchMemory: Sendable {
             + "Confidently bad: tried at least \(options.confidentTrials) times, never kept, never better than the best "
             + "on any seed. Promising: kept, or better than the best on some seed. Ambiguous: the rest.\n"
         let grouped = Dictionary(grouping: categories.values) { $0.verdict(options) }
-        for verdict in Verdict.allCases {
+        for verdict in CategoryVerdict.allCases {
             text += "\n## \(verdict.rawValue.prefix(1).uppercased() + verdict.rawValue.dropFirst())\n\n"
             let stats = (grouped[verdict] ?? []).sorted {
                 let (a, b) = ($0.bestEffect ?? -.infinity, $1.bestEffect ?? -.infinity)
@@ -439,7 +439,7 @@ private struct CategoryStats: Sendable {
         }
     }
 
-    func verdict(_ options: MemoryOptions) -> Verdict {
+    func verdict(_ options: MemoryOptions) -> CategoryVerdict {
         if kept > 0 || betterOnSeed > 0 { return .promising }
         return tried >= options.confidentTrials ? .confidentlyBad : .ambiguous
     }
