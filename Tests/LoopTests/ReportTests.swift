@@ -1,6 +1,8 @@
 import Foundation
 import XCTest
 
+@testable import ProctorLoop
+
 /// Issue 8, "the report people want to look at": `proctor report` on a real run, with phases,
 /// nudges, costs and memory files added the way the runtime writes them, parsed back from the HTML.
 final class ReportTests: XCTestCase {
@@ -139,6 +141,45 @@ final class ReportTests: XCTestCase {
         XCTAssertEqual(count(html, "<p class='none'>none yet</p>"), 3, "three memory sections")
         XCTAssertTrue(html.contains("<th>time per kept improvement</th><td class='n'>n/a</td>"))
         XCTAssertTrue(html.contains("<th>cost per kept improvement</th><td class='n'>n/a</td>"))
+    }
+
+    /// The memory files' markdown: only the tags the converter writes, whatever the text holds.
+    func testMarkdownEscapesEverythingAndKeepsItsOwnTagsOnly() {
+        let text = """
+            # Title <i>x</i>
+            - `a <b>` and **bold <u>**
+            - unbalanced ` and ** stay as text <s>
+            2. ordered
+
+            | a \\| b | c |
+            |---|:-:|
+            | <td>1 | **2** |
+            [link](javascript:alert(1)) <a href='x'>y</a>
+            ```html
+            <script>alert(1)</script>
+            """
+        let html = SafeMarkdown.html(text)
+        XCTAssertEqual(html, "<h3>Title &lt;i&gt;x&lt;/i&gt;</h3>"
+            + "<ul><li><code>a &lt;b&gt;</code> and <b>bold &lt;u&gt;</b></li><li>unbalanced ` and ** stay as text &lt;s&gt;</li></ul>"
+            + "<ol><li>ordered</li></ol>"
+            + "<table class='md'><tr><th>a | b</th><th>c</th></tr><tr><td>&lt;td&gt;1</td><td><b>2</b></td></tr></table>"
+            + "<p>[link](javascript:alert(1)) &lt;a href=&#39;x&#39;&gt;y&lt;/a&gt;</p>"
+            + "<pre><code>&lt;script&gt;alert(1)&lt;/script&gt;</code></pre>")
+    }
+
+    /// Infinite scores sit on the edges, outside the finite range, which they do not stretch.
+    func testChartScaleKeepsInfiniteScoresOnTheEdges() {
+        let scale = ReportChart.Scale(iterations: [0, 1, 2], finite: [0.5, 0.7], infinite: true)
+        XCTAssertEqual(scale.lo, 0.5)
+        XCTAssertEqual(scale.hi, 0.7)
+        XCTAssertLessThan(scale.y(.infinity), scale.y(0.7))
+        XCTAssertGreaterThan(scale.y(-.infinity), scale.y(0.5))
+        XCTAssertLessThanOrEqual(scale.y(-.infinity), scale.plotBottom)
+        XCTAssertGreaterThanOrEqual(scale.y(.infinity), scale.top)
+        XCTAssertGreaterThanOrEqual(scale.y(0.7) - scale.y(.infinity), 14, "the inf label clears the top tick")
+        let flat = ReportChart.Scale(iterations: [0], finite: [2], infinite: false)
+        XCTAssertLessThan(flat.lo, 2)
+        XCTAssertGreaterThan(flat.hi, 2)
     }
 
     // MARK: helpers
