@@ -127,7 +127,8 @@ struct Audit: ParsableCommand {
 
 struct Report: ParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "report", abstract: "Write an HTML report with the progress chart.")
+        commandName: "report",
+        abstract: "Write an HTML report: the progress chart, cost per improvement, memory, audit, ledger.")
 
     @OptionGroup var options: WorkspaceOptions
 
