@@ -60,6 +60,8 @@ public struct AgentMemory: Sendable {
     /// Iterations in a row without a keep, and whether that reached `[memory] plateau_after`.
     public var iterationsWithoutKeep: Int
     public var plateau: Bool
+    /// The runtime's plateau hint (nil: the prompt's own wording).
+    public var plateauHint: String?
     /// The current `[[phases]]` entry.
     public var phase: PhaseNote?
     /// `proctor nudge` texts not yet delivered, oldest first.
@@ -82,6 +84,7 @@ public struct AgentMemory: Sendable {
         self.nearMisses = nearMisses
         self.iterationsWithoutKeep = iterationsWithoutKeep
         self.plateau = plateau
+        self.plateauHint = nil
         self.phase = phase
         self.nudges = nudges
         self.analyses = analyses

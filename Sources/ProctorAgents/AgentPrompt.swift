@@ -115,7 +115,7 @@ public enum AgentPrompt {
             text += memory.nudges.map { "- " + bounded($0) }.joined(separator: "\n") + "\n\n"
         }
         if memory.plateau {
-            text += "# Plateau\n\n\(plateauHint(memory.iterationsWithoutKeep))\n\n"
+            text += "# Plateau\n\n\(memory.plateauHint ?? plateauHint(memory.iterationsWithoutKeep))\n\n"
         }
         if !memory.learnings.trimmed().isEmpty {
             text += "# Learnings so far (synthesized by Proctor from every measured change)\n\n\(bounded(memory.learnings))\n\n"

@@ -82,8 +82,10 @@ public final class Runner {
     /// What the agent's answers cost during the current proposal, rejected ones included.
     let meter = UsageMeter()
     static let maxAgentFailures = 5
-    /// Iterations in a row without a keep (the plateau), once counted.
-    var withoutKeep: Int?
+    /// The research memory around the loop (`Iteration/Remember.swift`, `Memory/`).
+    var memory: ResearchMemory?
+    var memoryStore: MemoryStore?
+    var researchLog: ResearchLog?
 
     /// `agentKind` overrides `[agent].kind` (the `--agent` option).
     /// Session mode: the agent command that drives the loop with `proctor experiment`.
@@ -202,6 +204,7 @@ public final class Runner {
         baselineRecord.sealedScores = sealing ? sealed.scores : nil
         try ledger.append(row, record: baselineRecord)
         try state.save(root)
+        try openMemory(baseline: baselineRecord)
         progress.line("baseline \(config.evaluator.metric) = \(format(mean)) over seeds \(allSeeds.map(String.init).joined(separator: ","))")
     }
 
@@ -294,6 +297,7 @@ public final class Runner {
         let pins = try hashLockedFiles(at: base)
         if pins != saved.pins { throw RunError("the locked files of \(saved.baseCommit) no longer match the run's pins") }
         pinned = try materializePins(base)
+        try openMemory(baseline: nil)
         locks.forEach { $0.update(LockHolder(pid: getpid(), run: saved.run, iteration: nil, since: Date(), workspace: root)) }
         progress.line("resuming run \(saved.run) at iteration \(saved.lastIteration + 1); best \(format(saved.bestScore))")
     }

@@ -393,12 +393,15 @@ final class SessionAgent: Agent, @unchecked Sendable {
     }
 
     /// Called by the loop with the iteration's outcome.
-    func finished(iteration: Int, status: IterationStatus, score: Double?, best: Double, reason: String?) {
+    func finished(iteration: Int, status: IterationStatus, score: Double?, best: Double, reason: String?,
+                  nudges: [String] = []) {
         ActiveSandbox.thawSession()
         guard current >= 0 else { return }
         let reason = SessionAgent.agentVisible(reason)
+        // The human's nudges ride on the verdict (and stay in /run/proctor/memory/nudges.md).
+        let told = nudges.isEmpty ? "" : "\nfrom the human supervising this run:\n" + nudges.map { "- " + $0 }.joined(separator: "\n")
         let message = "iteration \(iteration): \(status.rawValue)" + (score.map { " score \(format($0))" } ?? "")
-            + " (best \(format(best)))" + (reason.map { ": \($0)" } ?? "")
+            + " (best \(format(best)))" + (reason.map { ": \($0)" } ?? "") + told
         server.finish(current, .init(accepted: true, message: message, iteration: iteration, status: status.rawValue,
                                      score: score, best: best.isNaN ? nil : best))
         current = -1

@@ -46,27 +46,13 @@ extension Runner {
         "logs/\(state.run)/\(iteration)-agent.log"
     }
 
-    /// Iterations of this run in a row, up to now, that kept nothing (counted from the ledger once,
-    /// then kept up by `record`).
-    func iterationsWithoutKeep() -> Int {
-        if let known = withoutKeep { return known }
-        var count = 0
-        for record in Ledger.records(in: root + "/.proctor").reversed() where record.run == state.run {
-            if record.status == .keep { break }
-            count += 1
-        }
-        withoutKeep = count
-        return count
-    }
-
     /// The memory shown with iteration `i`'s proposal.
     func agentMemory(_ iteration: Int) -> AgentMemory {
         var memory = AgentMemory()
         if let (_, phase) = config.phase(at: iteration) {
             memory.phase = .init(name: phase.name, strategy: phase.strategy, until: phase.until)
         }
-        memory.iterationsWithoutKeep = iterationsWithoutKeep()
-        memory.plateau = memory.iterationsWithoutKeep >= config.memory.plateauAfter
+        fillMemory(&memory)
         memory.directory = Transcript.memorySource(root) == nil ? nil : Transcript.memoryMount
         return memory
     }

@@ -24,6 +24,10 @@ final class Iteration {
     var proposal = Proposal(description: "")
     var changes: [Change] = []
     var stats: DiffStats?
+    /// The change as a unified diff against `best` (for the memory and duplicate checks).
+    var patch: String?
+    /// The nudges and analyses gathered for the proposal (marked delivered once recorded).
+    var steering: Steering?
     /// SHA-256 of each changed path as validated: what is measured and kept must be these bytes.
     var validated: [String: String] = [:]
     var measured: Measurement?

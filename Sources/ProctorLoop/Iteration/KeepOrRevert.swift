@@ -19,7 +19,13 @@ extension Iteration {
         // commit and its row stay one short step apart.
         let sealed = try runner.scoreSealed(iteration: number)
         if let moved = try inputsMoved() { return moved }
-        let commit = try runner.repo.commit(message: message, paths: changes.flatMap { [$0.path, $0.oldPath] }.filter { !$0.isEmpty })
+        var paths = changes.flatMap { [$0.path, $0.oldPath] }.filter { !$0.isEmpty }
+        // The forced log: the entries since the last keep, this one's included, join the commit.
+        if let log = runner.researchLog, let file = log.appendToWorkspace(keptEntry: keptLogEntry(mean: mean)), !paths.contains(file) {
+            paths.append(file)
+        }
+        let commit = try runner.repo.commit(message: message, paths: paths)
+        runner.researchLog?.committed()
         // Ran between that check and the commit (which reads the working tree): stop before the row;
         // `--resume` drops a commit the ledger does not know.
         if ActiveSandbox.sessionRanWhileFrozen() { throw RunError(Runner.ranWhileFrozen + " (during the commit)") }
@@ -29,6 +35,17 @@ extension Iteration {
         verdict.sealed = sealed.mean
         verdict.sealedScores = runner.sealing ? sealed.scores : nil
         return .verdict(verdict)
+    }
+
+    /// The kept iteration's log entry, rendered before its record exists (from the same fields).
+    private func keptLogEntry(mean: Double) -> String? {
+        guard var preview = runner.memory else { return nil }
+        var record = runner.runRecord(number, .keep, reason: nil, description: proposal.description, commit: nil,
+                                      parent: best.hex, measured: measured, bestBefore: bestBefore, diff: stats,
+                                      usage: proposal.usage, violations: [])
+        record.score = mean
+        preview.add(record, patch: patch)
+        return ResearchLog.entry(number, memory: preview, nudges: shown.nudges)
     }
 
     /// 8. Revert: anything but a keep restores the tree exactly to the last kept commit (untracked

@@ -7,7 +7,14 @@ extension Iteration {
         runner.progress.phase(number, "agent", budgetMs: runner.config.agent.timeoutMs)
         _ = runner.meter.take()
         do {
+            // What the human said and the analyses run since the last proposal (queued ones run now).
+            let steering = Steering.beforeProposal(env: runner.env, audit: runner.audit, run: runner.state.run, iteration: nil)
+            self.steering = steering
             shown = runner.agentMemory(number)
+            shown.nudges = steering.nudges.map(\.text)
+            let analyses = AnalysisStore(root: runner.root)
+            let summaries = analyses.summaries(since: analyses.delivered)
+            if !summaries.isEmpty { shown.analyses = [summaries] }
             proposal = try runner.agent.propose(runner.agentContext(number, memory: shown))
         } catch is SessionEnded {
             return .sessionEnded

@@ -7,7 +7,6 @@ extension Runner {
     /// record first, each one fsynced `write`), then the state, and the session agent's reply.
     func record(_ verdict: Verdict, of iteration: Iteration) throws {
         for line in verdict.audit { audit.append(line) }
-        let sinceKeep = iterationsWithoutKeep()  // counted before this row joins the ledger
         let i = iteration.number
         let status = verdict.status
         let seconds = Date().timeIntervalSince(iteration.started)
@@ -27,15 +26,17 @@ extension Runner {
         record.nudges = iteration.shown.nudges.isEmpty ? nil : iteration.shown.nudges
         record.plateau = iteration.shown.plateau ? true : nil
         if FileManager.default.fileExists(atPath: root + "/.proctor/" + transcriptPath(i)) { record.agentLog = transcriptPath(i) }
+        record.analyses = iteration.steering.map { $0.analyses.map(\.number) }.flatMap { $0.isEmpty ? nil : $0 }
+        if let patch = iteration.patch, !patch.isEmpty { try? memoryStore?.savePatch(patch, iteration: i) }
         try ledger.append(row, record: record)
         state.lastIteration = i
         state.inProgress = nil
         try state.save(root)
         pruneLogs(keepingFrom: i - Runner.keptLogIterations + 1)
         counts[status, default: 0] += 1
-        withoutKeep = status == .keep ? 0 : sinceKeep + 1
+        remember(record, patch: iteration.patch, steering: iteration.steering)
         (agent as? SessionAgent)?.finished(iteration: i, status: status, score: measured?.mean, best: state.bestScore,
-                                           reason: verdict.reason)
+                                           reason: verdict.reason, nudges: iteration.shown.nudges)
         progress.finished(i, total: options.iterations.map { state.lastIteration - i + $0 }, status: status,
                           score: measured?.mean, best: state.bestScore, seconds: seconds,
                           description: Ledger.clean(row.description))

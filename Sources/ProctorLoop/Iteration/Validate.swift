@@ -26,6 +26,13 @@ extension Iteration {
         if changes.isEmpty {
             return ends(.discard, reason: "no change", description: proposal.description + " (no change)")
         }
+        // The exact change, kept for the memory (near misses are re-appliable); one already
+        // measured in this run is not measured again.
+        patch = try runner.repo.diffText(against: best, paths: Array(Set(changes.flatMap { [$0.path, $0.oldPath] }.filter { !$0.isEmpty })).sorted())
+        if let first = patch.flatMap({ runner.memory?.duplicate(of: $0) }) {
+            return ends(.discard, reason: "duplicate of iteration \(first)",
+                        description: proposal.description + " (duplicate of iteration \(first))")
+        }
         validated = runner.fingerprint(changes)
         return nil
     }

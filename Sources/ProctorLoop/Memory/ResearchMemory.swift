@@ -197,6 +197,15 @@ public struct ResearchMemory: Sendable {
         categories.values.filter { $0.exhaustion(options) != nil }.map(\.name).sorted()
     }
 
+    /// The near-misses (`nearMisses` at most, closest first) whose patch is known, with the agent's
+    /// description (one cleaned line), for the prompt and the mutate agent.
+    public func nearMissNotes() -> [(iteration: Int, score: Double, description: String, patch: String)] {
+        topNearMisses().compactMap { miss in miss.patch.map { (miss.iteration, miss.score, miss.description, $0) } }
+    }
+
+    /// Every category tried so far, sorted.
+    public var categoryNames: [String] { categories.keys.sorted() }
+
     /// The near-misses (`nearMisses` at most, closest first) whose patch is known, for re-applying.
     public func nearMissPatches() -> [(iteration: Int, score: Double, patch: String)] {
         topNearMisses().compactMap { miss in miss.patch.map { (miss.iteration, miss.score, $0) } }

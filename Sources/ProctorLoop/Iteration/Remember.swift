@@ -1,0 +1,181 @@
+import Foundation
+import ProctorAgents
+import ProctorGit
+import ProctorSandbox
+
+/// 10. Remember: after the record, the runtime's memory around the loop takes the iteration in
+/// (`ResearchMemory`), rewrites `.proctor/memory/` (learnings, near misses, do-not-retry, the log,
+/// the nudges delivered), and the nudges and analyses shown are marked delivered. Memory is never
+/// the agent's own files: only proctor writes `.proctor/memory/`, which sandboxes see read-only.
+/// A failure here is reported and the run goes on: the ledger is the record, and `--resume`
+/// rebuilds the memory from it.
+extension Runner {
+    var memoryOptions: MemoryOptions {
+        MemoryOptions(maximize: config.evaluator.maximize, nearMisses: config.memory.nearMisses,
+                      plateauAfter: config.memory.plateauAfter)
+    }
+
+    /// The memory of a new run (fed its baseline) or of a resumed one (rebuilt from the ledger).
+    func openMemory(baseline: RunRecord?) throws {
+        let store = try MemoryStore(root: root, run: state.run)
+        var memory = baseline == nil ? store.load(options: memoryOptions) : ResearchMemory(run: state.run, options: memoryOptions)
+        if let baseline { memory.add(baseline, patch: nil) }
+        self.memory = memory
+        memoryStore = store
+        researchLog = ResearchLog(runner: self)
+        writeMemoryFiles()
+    }
+
+    /// The user's own do-not-retry lines, from the pinned copy (the file is locked).
+    var userDoNotRetry: [String] {
+        guard let file = config.memory.doNotRetry, let pinned else { return [] }
+        return MemoryStore.userLines(path: pinned.directory + "/" + file)
+    }
+
+    func writeMemoryFiles() {
+        guard let memory, let memoryStore else { return }
+        do {
+            _ = try memoryStore.write(memory, userLines: userDoNotRetry)
+            try writeNudgesFile()
+        } catch {
+            progress.line("warning: the research memory could not be written (\(error)); the ledger is complete and --resume rebuilds it")
+        }
+    }
+
+    /// Takes the recorded iteration in: the memory, its files, the log, the steering delivered.
+    func remember(_ record: RunRecord, patch: String?, steering: Steering?) {
+        memory?.add(record, patch: patch)
+        writeMemoryFiles()
+        researchLog?.append(iteration: record.iteration, nudges: record.nudges ?? [], kept: record.status == .keep)
+        do {
+            try steering?.markDelivered()
+            try writeNudgesFile()
+        } catch {
+            progress.line("warning: could not mark the nudges delivered (\(error)); they will be shown again")
+        }
+    }
+
+    /// `.proctor/memory/nudges.md`: every nudge delivered so far, for agents that read files (a
+    /// session agent gets them in its next verdict too).
+    func writeNudgesFile() throws {
+        let queue = NudgeQueue(root: root)
+        let delivered = queue.all().filter { $0.id <= queue.delivered }
+        guard !delivered.isEmpty else { return }
+        let text = "# Messages from the human supervising this run (proctor nudge)\n\n"
+            + delivered.map { "- \($0.text.replacingOccurrences(of: "\n", with: "\n  "))" }.joined(separator: "\n") + "\n"
+        try AtomicFile.write(Data(text.utf8), to: root + "/.proctor/memory/nudges.md")
+    }
+
+    /// What the memory shows the agent with iteration `i`'s proposal.
+    func fillMemory(_ shown: inout AgentMemory) {
+        guard let memory else { return }
+        shown.learnings = memory.learningsMarkdown()
+        shown.doNotRetry = memory.doNotRetryMarkdown(userLines: userDoNotRetry)
+        shown.nearMisses = memory.nearMissNotes().map {
+            AgentMemory.NearMiss(iteration: $0.iteration, score: $0.score, description: $0.description, patch: $0.patch)
+        }
+        shown.iterationsWithoutKeep = memory.iterationsWithoutKeep
+        shown.plateau = memory.plateau
+        shown.plateauHint = memory.plateauHint
+        for name in memory.categoryNames {
+            let values = memory.exhaustedValues(name)
+            if !values.isEmpty { shown.triedValues[name] = Set(values) }
+        }
+        shown.exhausted = Set(memory.exhaustedCategories)
+    }
+}
+
+/// The forced log: every iteration gets an entry written by proctor (hypothesis, change, result,
+/// takeaway) in `.proctor/memory/LOG.md`, appended at once and readable by agents; and, when the
+/// workspace's notes name a `LOG.md`, the same entries go into that file inside each keep commit
+/// (all entries since the previous keep), so the branch carries the log and the working tree never
+/// differs from the last kept commit between iterations. What the agent wrote in its notes stays.
+final class ResearchLog {
+    unowned let runner: Runner
+    /// The workspace's notes file named LOG.md, if any (workspace-relative).
+    let workspaceFile: String?
+    /// Entries not yet in the workspace's LOG.md (since the last keep), oldest first.
+    private(set) var pending: [String] = []
+
+    init(runner: Runner) {
+        self.runner = runner
+        workspaceFile = runner.config.files.notes.first {
+            ($0 == "LOG.md" || $0.hasSuffix("/LOG.md")) && !$0.contains(where: { "*?[".contains($0) })
+        }
+        // After a resume: the entries since the last keep of this run are not in the kept commit.
+        if let memory = runner.memory {
+            let records = Ledger.records(in: runner.root + "/.proctor").filter { $0.run == runner.state.run }
+            let lastKeep = records.last(where: { $0.status == .keep })?.iteration ?? 0
+            pending = records.filter { $0.iteration > lastKeep }.compactMap { ResearchLog.entry($0.iteration, memory: memory, nudges: $0.nudges ?? []) }
+        }
+    }
+
+    var memoryPath: String { runner.root + "/.proctor/memory/LOG.md" }
+
+    /// Iteration `i`'s entry as `memory` renders it, with the nudges delivered to it.
+    static func entry(_ i: Int, memory: ResearchMemory?, nudges: [String]) -> String? {
+        guard i > 0, var entry = memory?.logEntry(for: i) else { return nil }
+        entry += nudges.map { "- nudge: \(Ledger.clean($0))\n" }.joined()
+        if !entry.hasSuffix("\n\n") { entry += "\n" }
+        return entry
+    }
+
+    /// Appends iteration `i`'s entry to `.proctor/memory/LOG.md`; unless it was kept (its entry is
+    /// in the keep commit already), it waits for the next keep to reach the workspace's LOG.md.
+    func append(iteration i: Int, nudges: [String], kept: Bool) {
+        guard let entry = Self.entry(i, memory: runner.memory, nudges: nudges) else { return }
+        let fd = open(memoryPath, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW, 0o644)
+        if fd >= 0 {
+            if lseek(fd, 0, SEEK_END) == 0 { writeAll(fd, "# Research log (written by proctor, one entry per iteration)\n\n") }
+            writeAll(fd, entry)
+            close(fd)
+        }
+        if !kept { pending.append(entry) }
+    }
+
+    /// Before a keep commit: the pending entries, the kept iteration's own included (`entry`), are
+    /// appended to the workspace's LOG.md, which then joins the commit. Returns the path to commit
+    /// too, nil when there is no such file or it is not a plain file (a link is never written through).
+    func appendToWorkspace(keptEntry entry: String?) -> String? {
+        guard let file = workspaceFile else { return nil }
+        let entries = pending + (entry.map { [$0] } ?? [])
+        guard !entries.isEmpty else { return nil }
+        let path = runner.root + "/" + file
+        // Every directory on the way a real directory: the file is the agent's to write, its place is not.
+        var parent = (file as NSString).deletingLastPathComponent
+        while !parent.isEmpty {
+            var st = stat()
+            guard lstat(runner.root + "/" + parent, &st) == 0, (st.st_mode & S_IFMT) == S_IFDIR else { return nil }
+            parent = (parent as NSString).deletingLastPathComponent
+        }
+        let fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK, 0o644)
+        guard fd >= 0 else { return nil }
+        defer { close(fd) }
+        var st = stat()
+        guard fstat(fd, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG, st.st_nlink == 1 else { return nil }
+        let size = lseek(fd, 0, SEEK_END)
+        var text = entries.joined()
+        if size > 0 {
+            // Start on a line of its own.
+            var last: UInt8 = 0
+            if pread(fd, &last, 1, off_t(size - 1)) == 1, last != 0x0A { text = "\n" + text }
+            text = "\n" + text
+        }
+        writeAll(fd, text)
+        return file
+    }
+
+    /// The kept iteration's entries are in its commit now.
+    func committed() { pending = [] }
+
+    private func writeAll(_ fd: Int32, _ text: String) {
+        let bytes = Array(text.utf8)
+        var offset = 0
+        while offset < bytes.count {
+            let n = bytes[offset...].withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+            if n < 0 && errno == EINTR { continue }
+            guard n > 0 else { return }
+            offset += n
+        }
+    }
+}
