@@ -78,14 +78,17 @@ final class LoopWorkspace {
 
         """
 
-    static func toml(agent: String, experimentTimeout: String = "30s", editable: String = "[\"train.py\"]") -> String {
+    static func toml(agent: String, experimentTimeout: String = "30s", editable: String = "[\"train.py\"]",
+                     locked: String = "[\"prepare.py\"]", filesExtra: String = "", evaluatorExtra: String = "",
+                     extra: String = "") -> String {
         """
         [files]
         editable = \(editable)
         notes    = ["LOG.md"]
-        locked   = ["prepare.py"]
+        locked   = \(locked)
         hidden   = ["holdout/**"]
         outputs  = ["outputs/"]
+        \(filesExtra)
 
         [experiment]
         command = ["python3", "train.py"]
@@ -98,14 +101,19 @@ final class LoopWorkspace {
         timeout   = "30s"
         metric    = "score"
         direction = "maximize"
+        \(evaluatorExtra)
 
         \(agent)
+
+        \(extra)
         """
     }
 
     /// Writes the template next to the workspace and runs `proctor init ROOT --template TEMPLATE`.
     init(agent: String, experimentTimeout: String = "30s", prepare: String = LoopWorkspace.prepare,
-         editable: String = "[\"train.py\"]", file: StaticString = #filePath, line: UInt = #line) throws {
+         editable: String = "[\"train.py\"]", locked: String = "[\"prepare.py\"]", filesExtra: String = "",
+         evaluatorExtra: String = "", extra: String = "", files extraFiles: [String: String] = [:],
+         train: String = LoopWorkspace.train("0.2"), file: StaticString = #filePath, line: UInt = #line) throws {
         var template = Array((NSTemporaryDirectory() + "/proctor-loop-XXXXXX").utf8CString)
         guard let made = mkdtemp(&template) else { throw POSIXError(.EIO) }
         parent = URL(fileURLWithPath: String(cString: made)).resolvingSymlinksInPath().path
@@ -113,14 +121,16 @@ final class LoopWorkspace {
         root = parent + "/ws"
         machineLock = parent + "/machine.lock"
         let source = parent + "/template"
-        let files = [
-            "proctor.toml": Self.toml(agent: agent, experimentTimeout: experimentTimeout, editable: editable),
-            "train.py": Self.train("0.2"),
+        var files = [
+            "proctor.toml": Self.toml(agent: agent, experimentTimeout: experimentTimeout, editable: editable, locked: locked,
+                                      filesExtra: filesExtra, evaluatorExtra: evaluatorExtra, extra: extra),
+            "train.py": train,
             "prepare.py": prepare,
             "holdout/target.txt": "0.7\n\(Self.hiddenLabel)\n",
             "LOG.md": "# Notes\n",
             "program.md": "Move X towards the hidden target.\n",
         ]
+        files.merge(extraFiles) { _, new in new }
         for (rel, text) in files {
             let url = URL(fileURLWithPath: source + "/" + rel)
             try FileManager.default.createDirectory(

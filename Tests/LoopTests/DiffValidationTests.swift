@@ -72,8 +72,12 @@ final class DiffValidationTests: XCTestCase {
         XCTAssertEqual(try ws.ignoredLeftovers(), [])
         var expected = before
         expected["train.py"] = Data(spec.train.replacingOccurrences(of: "X = 0.2 ", with: "X = 0.69 ").utf8)
-        expected["LOG.md"] = Data("# notes\nnote\n".utf8)
-        XCTAssertEqual(ws.snapshot(), expected)
+        expected["LOG.md"] = nil
+        var snapshot = ws.snapshot()
+        let notes = snapshot.removeValue(forKey: "LOG.md").map { String(decoding: $0, as: UTF8.self) }
+        XCTAssertEqual(snapshot, expected)
+        XCTAssertEqual(agentNotes(notes), "# notes\nnote\n")
+        XCTAssertTrue(notes?.contains("(proctor)") == true, notes ?? "")
         var st = stat()
         XCTAssertEqual(lstat(ws.path("train.py"), &st), 0)
         XCTAssertEqual(st.st_mode & 0o777, 0o644, "the mode change was reverted")
@@ -137,7 +141,8 @@ final class DiffValidationTests: XCTestCase {
         }
         let kept = try XCTUnwrap(ws.row(5))
         XCTAssertEqual(kept.status, "keep", kept.fields.joined(separator: " "))
-        XCTAssertEqual(try ws.git(["show", "--name-only", "--format=", "HEAD"]).split(separator: "\n").sorted(), ["src/new.py", "train.py"])
+        // The change, and proctor's log entries in the notes' LOG.md.
+        XCTAssertEqual(try ws.git(["show", "--name-only", "--format=", "HEAD"]).split(separator: "\n").sorted(), ["LOG.md", "src/new.py", "train.py"])
         XCTAssertEqual(try ws.gitStatus(), "")
         XCTAssertEqual(try ws.ignoredLeftovers(), [])
         XCTAssertEqual(ws.read("src/model.py"), "W = 1\n")

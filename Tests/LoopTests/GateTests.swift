@@ -169,7 +169,7 @@ final class GateTests: XCTestCase {
         }
         XCTAssertEqual(try ws.git(["show", "--name-only", "--format=", commits[1]]).split(separator: "\n").sorted(),
                        ["LOG.md", "train.py"])
-        XCTAssertEqual(try ws.git(["show", "--name-only", "--format=", commits[0]]), "train.py")
+        XCTAssertEqual(try ws.git(["show", "--name-only", "--format=", commits[0]]), "LOG.md\ntrain.py", "the change and proctor's log")
 
         // The discarded iterations left nothing: no commit, the tree is the last keep exactly.
         for iteration in [2, 4] { XCTAssertEqual(ws.row(iteration)?.commit, "") }
@@ -178,7 +178,8 @@ final class GateTests: XCTestCase {
         XCTAssertEqual(try ws.gitStatus(), "")
         XCTAssertEqual(try ws.ignoredLeftovers(), [])
         XCTAssertTrue(ws.read("train.py")!.contains("X = 0.69  # mutate"))
-        XCTAssertEqual(ws.read("LOG.md"), "# notes\nnote 1\n")
+        XCTAssertEqual(agentNotes(ws.read("LOG.md")), "# notes\nnote 1\n")
+        XCTAssertEqual(ws.read("LOG.md")?.components(separatedBy: "(proctor)\n").count, 4, "entries 1-3 in the last keep")
         XCTAssertEqual(try ws.git(["diff", "--stat", branch]), "")
 
         let state = try XCTUnwrap(ws.state)

@@ -118,7 +118,7 @@ final class ResumeTests: XCTestCase {
         assertLedgerConsistent(ws, iterations: [0, 1, 2, 3])
         XCTAssertEqual(ws.rows.map(\.status), ["keep", "keep", "crash", "keep"])
         try ResumeTests.assertTreeAndBranchConsistent(ws)
-        XCTAssertEqual(ws.read("LOG.md"), "# notes\n", "the half-written note is gone")
+        XCTAssertEqual(agentNotes(ws.read("LOG.md")), "# notes\n", "the half-written note is gone")
         XCTAssertTrue(ws.read("train.py")!.contains("X = 0.69 "))
     }
 

@@ -22,7 +22,7 @@ final class RunTests: XCTestCase {
         for (row, commit) in zip(keeps, commits.dropFirst()) {
             XCTAssertTrue(commit.hasPrefix(row.commit), "\(row.fields) vs \(commit)")
             XCTAssertEqual(try ws.git(["log", "-1", "--format=%s", commit]), row.description)
-            XCTAssertEqual(try ws.git(["show", "--name-only", "--format=", commit]), "train.py")
+            XCTAssertEqual(try ws.git(["show", "--name-only", "--format=", commit]), "LOG.md\ntrain.py")
         }
         // Kept scores only go up, each by at least min_improvement.
         var best = try XCTUnwrap(ws.row(0)?.score)

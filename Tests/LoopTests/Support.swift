@@ -330,6 +330,12 @@ final class LoopWorkspace {
     }
 }
 
+/// The agent's own part of a notes file: what comes before proctor's first log entry
+/// (`## Iteration N (proctor)`, appended with each keep commit).
+func agentNotes(_ text: String?) -> String? {
+    text.map { $0.components(separatedBy: "\n## Iteration ").first! }
+}
+
 /// Asserts the ledger is whole: the contract's header, ten fields a row, each iteration once, in order.
 func assertLedgerConsistent(_ ws: LoopWorkspace, iterations expected: [Int], file: StaticString = #filePath, line: UInt = #line) {
     let lines = ws.ledgerLines

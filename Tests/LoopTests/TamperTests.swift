@@ -104,8 +104,8 @@ final class TamperTests: XCTestCase {
 
         XCTAssertEqual(ws.bytes("prepare.py"), original, "the pinned evaluator is back")
         XCTAssertEqual(try ws.gitStatus(), "")
-        // The kept commit holds the agent's change only, never the tampered evaluator.
-        XCTAssertEqual(try ws.git(["show", "--name-only", "--format=", ws.branch!]), "train.py")
+        // The kept commit holds the agent's change (and proctor's log), never the tampered evaluator.
+        XCTAssertEqual(try ws.git(["show", "--name-only", "--format=", ws.branch!]), "LOG.md\ntrain.py")
         XCTAssertEqual(try ws.git(["show", "\(ws.branch!):prepare.py"]) + "\n", String(decoding: original, as: UTF8.self))
     }
 }

@@ -25,6 +25,14 @@ public struct ChildOutcome: Sendable {
     public var killed: Bool
 
     public var text: String { "status \(status)\n--- stdout\n\(stdout)\n--- stderr\n\(stderr)" }
+
+    public init(status: Int32, stdout: String, stderr: String, seconds: Double, killed: Bool) {
+        self.status = status
+        self.stdout = stdout
+        self.stderr = stderr
+        self.seconds = seconds
+        self.killed = killed
+    }
 }
 
 /// Output files of a process; files rather than pipes so a flood cannot deadlock the test.

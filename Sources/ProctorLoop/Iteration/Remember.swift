@@ -69,8 +69,12 @@ extension Runner {
     /// What the memory shows the agent with iteration `i`'s proposal.
     func fillMemory(_ shown: inout AgentMemory) {
         guard let memory else { return }
-        shown.learnings = memory.learningsMarkdown()
-        shown.doNotRetry = memory.doNotRetryMarkdown(userLines: userDoNotRetry)
+        // Nothing learned yet (the first proposal) is no section at all.
+        if !memory.categoryNames.isEmpty { shown.learnings = memory.learningsMarkdown() }
+        let userLines = userDoNotRetry
+        if !memory.exhaustedCategories.isEmpty || !userLines.isEmpty {
+            shown.doNotRetry = memory.doNotRetryMarkdown(userLines: userLines)
+        }
         shown.nearMisses = memory.nearMissNotes().map {
             AgentMemory.NearMiss(iteration: $0.iteration, score: $0.score, description: $0.description, patch: $0.patch)
         }

@@ -1,4 +1,5 @@
 import Foundation
+import ProctorConfig
 import ProctorGit
 import ProctorSandbox
 
@@ -28,7 +29,10 @@ extension Iteration {
         }
         // The exact change, kept for the memory (near misses are re-appliable); one already
         // measured in this run is not measured again.
-        patch = try runner.repo.diffText(against: best, paths: Array(Set(changes.flatMap { [$0.path, $0.oldPath] }.filter { !$0.isEmpty })).sorted())
+        // Notes never affect the score: they are neither a category of change nor make a proposal new.
+        let notes = runner.config.files.notes.map(Glob.init)
+        let code = Set(changes.flatMap { [$0.path, $0.oldPath] }.filter { path in !path.isEmpty && !notes.contains { $0.matches(path) } })
+        patch = code.isEmpty ? nil : try runner.repo.diffText(against: best, paths: code.sorted())
         if let first = patch.flatMap({ runner.memory?.duplicate(of: $0) }) {
             return ends(.discard, reason: "duplicate of iteration \(first)",
                         description: proposal.description + " (duplicate of iteration \(first))")
