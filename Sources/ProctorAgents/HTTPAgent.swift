@@ -238,6 +238,10 @@ public struct HTTPAgent: Agent {
         var truncated: Bool
     }
 
+    func apiKeyForSynthesis() throws(AgentError) -> String? { try apiKey() }
+
+    func scrubbed(_ error: AgentError, _ key: String?) -> AgentError { scrub(error, key) }
+
     private func apiKey() throws(AgentError) -> String? {
         guard let name = config.apiKeyEnv, !name.isEmpty else { return nil }
         guard let value = environment(name), !value.isEmpty else {

@@ -86,6 +86,8 @@ public final class Runner {
     var memory: ResearchMemory?
     var memoryStore: MemoryStore?
     var researchLog: ResearchLog?
+    /// `[memory] synthesize = "agent"`: the model's latest learnings.md.
+    var synthesizedLearnings: String?
 
     /// `agentKind` overrides `[agent].kind` (the `--agent` option).
     /// Session mode: the agent command that drives the loop with `proctor experiment`.

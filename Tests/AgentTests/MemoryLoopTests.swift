@@ -148,4 +148,28 @@ final class MemoryLoopTests: XCTestCase {
         let transcript = try XCTUnwrap(ws.read(".proctor/logs/\(run)/1-agent.log"))
         XCTAssertTrue(transcript.contains("thinking on stderr") && transcript.contains("SUMMARY: set X to 0.6"), transcript)
     }
+
+    /// `[memory] synthesize = "agent"`: after each iteration the model rewrites learnings.md from the
+    /// last diff and result; its tokens are recorded; the next prompt carries its text.
+    func testAgentSynthesisRewritesTheLearnings() throws {
+        let wire = HTTPAgentProtocol.anthropic
+        let script = [
+            HTTPLoopTests.reply(wire, Self.setX("0.6")), HTTPLoopTests.reply(wire, "# Learnings\n\nSYNTH-MARKER-1: X up helps\n"),
+            HTTPLoopTests.reply(wire, Self.setX("0.65")), HTTPLoopTests.reply(wire, "```markdown\n# Learnings\n\nSYNTH-MARKER-2\n```"),
+        ]
+        let server = try ScriptedHTTPServer(script, lifetime: 300)
+        let ws = try LoopWorkspace(agent: HTTPLoopTests.agentBlock(server, wire), extra: "[memory]\nsynthesize = \"agent\"",
+                                   train: Self.train("0.2"))
+        let outcome = try ws.run(iterations: 2, environment: [HTTPLoopTests.keyVariable: HTTPLoopTests.key])
+        XCTAssertEqual(outcome.status, 0, ws.describe(outcome))
+        XCTAssertEqual(ws.statuses(), ["keep", "keep", "keep"])
+        let bodies = server.requests.map { String(decoding: $0.body, as: UTF8.self) }
+        XCTAssertEqual(bodies.count, 4)
+        XCTAssertTrue(bodies[1].contains("learnings.md") && bodies[1].contains("+X = 0.6") && bodies[1].contains("Iteration 1"), bodies[1])
+        XCTAssertTrue(bodies[2].contains("SYNTH-MARKER-1"), "the next prompt carries the model's learnings")
+        XCTAssertEqual(ws.read(".proctor/memory/learnings.md"), "# Learnings\n\nSYNTH-MARKER-2\n")
+        let usage = ws.records().last?["synthesisUsage"] as? [String: Any]
+        XCTAssertNotNil(usage?["promptTokens"] as? Int, "\(ws.records().last ?? [:])")
+        XCTAssertEqual(ws.filesContaining(HTTPLoopTests.key, under: ws.root), [])
+    }
 }

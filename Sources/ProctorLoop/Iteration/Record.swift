@@ -28,13 +28,14 @@ extension Runner {
         if FileManager.default.fileExists(atPath: root + "/.proctor/" + transcriptPath(i)) { record.agentLog = transcriptPath(i) }
         record.analyses = iteration.steering.map { $0.analyses.map(\.number) }.flatMap { $0.isEmpty ? nil : $0 }
         if let patch = iteration.patch, !patch.isEmpty { try? memoryStore?.savePatch(patch, iteration: i) }
+        let synthesized = synthesize(&record, patch: iteration.patch)
         try ledger.append(row, record: record)
         state.lastIteration = i
         state.inProgress = nil
         try state.save(root)
         pruneLogs(keepingFrom: i - Runner.keptLogIterations + 1)
         counts[status, default: 0] += 1
-        remember(record, patch: iteration.patch, steering: iteration.steering)
+        remember(record, patch: iteration.patch, steering: iteration.steering, synthesized: synthesized)
         (agent as? SessionAgent)?.finished(iteration: i, status: status, score: measured?.mean, best: state.bestScore,
                                            reason: verdict.reason, nudges: iteration.shown.nudges)
         progress.finished(i, total: options.iterations.map { state.lastIteration - i + $0 }, status: status,

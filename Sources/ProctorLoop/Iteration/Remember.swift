@@ -42,10 +42,32 @@ extension Runner {
         }
     }
 
+    /// With `[memory] synthesize = "agent"` and an http agent, before the record is written: the
+    /// memory with this iteration in, and the model's rewrite of learnings.md, whose tokens and cost
+    /// go into the record. A failed call keeps the deterministic file (and says so).
+    func synthesize(_ record: inout RunRecord, patch: String?) -> ResearchMemory? {
+        guard config.memory.synthesize == "agent", let http = agent as? HTTPAgent, var next = memory else { return nil }
+        next.add(record, patch: patch)
+        guard let entry = ResearchLog.entry(record.iteration, memory: next, nudges: record.nudges ?? []) else { return next }
+        let current = synthesizedLearnings ?? (try? String(contentsOfFile: root + "/.proctor/memory/" + MemoryStore.learningsFile, encoding: .utf8)) ?? ""
+        do {
+            let result = try http.synthesizeLearnings(current: current, deterministic: next.learningsMarkdown(), lastEntry: entry, patch: patch)
+            synthesizedLearnings = result.text
+            record.synthesisUsage = result.usage.map { AgentUsageRecord(promptTokens: $0.promptTokens, completionTokens: $0.completionTokens, costUSD: $0.costUSD) }
+        } catch {
+            progress.line("warning: [memory] synthesize = \"agent\": the model could not rewrite learnings.md (\(error)); kept the ledger's synthesis")
+        }
+        return next
+    }
+
     /// Takes the recorded iteration in: the memory, its files, the log, the steering delivered.
-    func remember(_ record: RunRecord, patch: String?, steering: Steering?) {
-        memory?.add(record, patch: patch)
+    /// `synthesized`: the memory `synthesize` already fed this record.
+    func remember(_ record: RunRecord, patch: String?, steering: Steering?, synthesized: ResearchMemory? = nil) {
+        if let synthesized { memory = synthesized } else { memory?.add(record, patch: patch) }
         writeMemoryFiles()
+        if let text = synthesizedLearnings {
+            try? AtomicFile.write(Data(text.utf8), to: root + "/.proctor/memory/" + MemoryStore.learningsFile)
+        }
         researchLog?.append(iteration: record.iteration, nudges: record.nudges ?? [], kept: record.status == .keep)
         do {
             try steering?.markDelivered()
@@ -70,7 +92,7 @@ extension Runner {
     func fillMemory(_ shown: inout AgentMemory) {
         guard let memory else { return }
         // Nothing learned yet (the first proposal) is no section at all.
-        if !memory.categoryNames.isEmpty { shown.learnings = memory.learningsMarkdown() }
+        if !memory.categoryNames.isEmpty { shown.learnings = synthesizedLearnings ?? memory.learningsMarkdown() }
         let userLines = userDoNotRetry
         if !memory.exhaustedCategories.isEmpty || !userLines.isEmpty {
             shown.doNotRetry = memory.doNotRetryMarkdown(userLines: userLines)
