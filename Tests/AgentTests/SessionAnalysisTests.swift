@@ -31,4 +31,37 @@ final class SessionAnalysisTests: XCTestCase {
         XCTAssertEqual(ws.read(".proctor/analysis/1/scratch/outputs/made.txt"), "kept\n")
         XCTAssertEqual(ws.filesContaining(LoopWorkspace.hiddenLabel, under: ws.root + "/.proctor/analysis"), [])
     }
+
+    /// A nudge given before `--resume` reaches the session agent with its next verdict and in the
+    /// read-only memory; the agent cannot nudge itself (the queue is proctor's, invisible inside)
+    /// nor write the memory. Judged from outside: the queue's bytes, the memory's, the agent's output.
+    func testNudgeReachesTheSessionInItsVerdictAndTheAgentCannotNudgeItself() throws {
+        let ws = try LoopWorkspace(agent: SessionTests.noAgent)
+        let first = try ws.proctor(["session", "--workspace", ws.root, "--iterations", "1", "--", "sh", "-c",
+                                    SessionTests.setX("0.6") + "proctor experiment \"x=0.6\"\nsleep 1000\n"], deadline: 180)
+        XCTAssertEqual(first.status, 0, ws.describe(first))
+        let nudge = try ws.proctor(["nudge", "--workspace", ws.root, "HUMAN-NUDGE go to 0.65"])
+        XCTAssertEqual(nudge.status, 0, nudge.text)
+        let script = """
+            proctor nudge "SELF-NUDGE" > "$HOME/n" 2>&1; echo "self-nudge rc=$?"
+            echo SELF > /run/proctor/memory/nudges.md 2>/dev/null; echo "memory write rc=$?"
+            \(SessionTests.setX("0.65"))
+            proctor experiment "x=0.65"
+            echo "--- memory"; cat /run/proctor/memory/nudges.md
+            proctor experiment "again"
+            sleep 1000
+            """
+        let second = try ws.proctor(["session", "--workspace", ws.root, "--resume", "--iterations", "2", "--", "sh", "-c", script],
+                                    deadline: 180)
+        XCTAssertEqual(second.status, 0, ws.describe(second))
+        XCTAssertTrue(second.stdout.contains("from the human supervising this run:\n- HUMAN-NUDGE go to 0.65"), second.stdout)
+        XCTAssertTrue(second.stdout.contains("--- memory\n# Messages from the human"), second.stdout)
+        XCTAssertFalse(second.stdout.contains("self-nudge rc=0"), second.stdout)
+        XCTAssertFalse(second.stdout.contains("memory write rc=0"), second.stdout)
+        XCTAssertFalse(ws.read(".proctor/nudges.jsonl")?.contains("SELF-NUDGE") ?? true)
+        XCTAssertFalse(ws.read(".proctor/memory/nudges.md")?.contains("SELF") ?? true)
+        let record = try XCTUnwrap(ws.records().first { $0["iteration"] as? Int == 2 })
+        XCTAssertEqual(record["nudges"] as? [String], ["HUMAN-NUDGE go to 0.65"])
+        XCTAssertNil(ws.records().last?["nudges"], "delivered once")
+    }
 }
