@@ -4,6 +4,8 @@
     import Darwin
 #endif
 
+import ProctorSandbox
+
 /// Writes an in-process agent's transcript (`AgentContext.transcript`). Never fatal: a
 /// transcript that cannot be written costs the user a log, not the iteration.
 public enum AgentTranscript {
@@ -14,13 +16,6 @@ public enum AgentTranscript {
         let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0o644)
         guard fd >= 0 else { return }
         defer { close(fd) }
-        let bytes = Array(text.utf8)
-        var offset = 0
-        while offset < bytes.count {
-            let n = bytes[offset...].withUnsafeBytes { Glibc.write(fd, $0.baseAddress, $0.count) }
-            if n < 0 && errno == EINTR { continue }
-            guard n > 0 else { return }
-            offset += n
-        }
+        WriteAll.text(fd, text)
     }
 }

@@ -205,7 +205,8 @@ struct TableReader {
     func finish() throws {
         guard let table else { return }
         for key in table.keys.sorted() where !used.contains(key) {
-            let section = path.isEmpty ? "the top level" : "[\(path.joined(separator: "."))]"
+            let name = path.joined(separator: ".")
+            let section = path.isEmpty ? "the top level" : occurrence == nil ? "[\(name)]" : "[[\(name)]]"
             throw error(key, "unknown key in \(section)")
         }
     }

@@ -104,6 +104,8 @@ public struct WorkspaceConfig: Sendable, Equatable {
         /// `rules` (deterministic, from the ledger and the diffs) or `agent` (an http agent rewrites
         /// `learnings.md` with a second model call).
         public var synthesize: String = "rules"
+
+        public init() {}
     }
 
     /// One `[[phases]]` table: a research strategy for the iterations up to `until`.

@@ -1,5 +1,6 @@
 import Foundation
 import ProctorAgents
+import ProctorSandbox
 
 /// An agent's transcript, `.proctor/logs/<run>/<i>-agent.log`: what a command or session agent
 /// printed, an HTTP agent's request summary and answer, the mutate agent's change. Kept beside
@@ -15,10 +16,7 @@ final class Transcript {
 
     deinit { close(fd) }
 
-    func append(_ text: String) {
-        let bytes = Array(text.utf8)
-        _ = bytes.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
-    }
+    func append(_ text: String) { WriteAll.text(fd, text) }
 
     /// Appends what the agent wrote to `output` (its stdout), at most the last 4 MiB.
     func appendOutput(of output: Int32) {
@@ -30,7 +28,7 @@ final class Transcript {
             let n = chunk.withUnsafeMutableBytes { pread(output, $0.baseAddress, $0.count, off_t(offset)) }
             if n < 0 && errno == EINTR { continue }
             guard n > 0 else { break }
-            _ = chunk.withUnsafeBytes { write(fd, $0.baseAddress, n) }
+            WriteAll.bytes(fd, chunk[..<n])
             offset += off_t(n)
         }
     }
@@ -99,11 +97,11 @@ final class SessionTranscript: @unchecked Sendable {
             let n = buffer.withUnsafeMutableBytes { read(readEnd, $0.baseAddress, $0.count) }
             if n < 0 && errno == EINTR { continue }
             guard n > 0 else { return }
-            _ = buffer.withUnsafeBytes { write(1, $0.baseAddress, n) }
+            WriteAll.bytes(1, buffer[..<n])
             lock.lock()
             let target = current
             lock.unlock()
-            _ = target.map { file in buffer.withUnsafeBytes { write(file.fd, $0.baseAddress, n) } }
+            if let target { WriteAll.bytes(target.fd, buffer[..<n]) }
         }
     }
 }

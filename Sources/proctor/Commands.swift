@@ -40,6 +40,7 @@ struct Run: ParsableCommand {
               kept \(c[.keep] ?? 0), discarded \(c[.discard] ?? 0), rejected \(c[.rejected] ?? 0), crashed \(c[.crash] ?? 0), timed out \(c[.timeout] ?? 0)
               best \(formatScore(summary.best)) vs baseline \(formatScore(summary.baseline)) at \(summary.bestCommit.prefix(12)) on branch \(summary.branch)
               ledger: \(summary.ledger)
+              memory: \((summary.ledger as NSString).deletingLastPathComponent)/memory/ (learnings.md, near_misses.md, do_not_retry.md, LOG.md)
               audit:  proctor audit --workspace \(options.workspace)    report: proctor report --workspace \(options.workspace)
             """)
         if summary.interrupted { throw ExitCode(130) }

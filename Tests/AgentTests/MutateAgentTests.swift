@@ -179,4 +179,54 @@ final class MutateAgentTests: XCTestCase {
         XCTAssertEqual(Knob.format(-2.5, exponentStyle: false), "-2.5")
         XCTAssertEqual(Knob.format(9.99996, exponentStyle: false), "10.0")
     }
+
+    // MARK: - The research memory (issue 8)
+
+    /// Values the memory says were tried and not kept are not drawn again; exhausted knobs are left
+    /// alone while others remain.
+    func testSkipsTriedValuesAndExhaustedKnobs() throws {
+        let ws = try TestWorkspace()
+        let original = try XCTUnwrap(ws.read("train.py"))
+        let tried: Set<String> = ["12", "13", "14", "16", "17", "18"]
+        for iteration in 1...40 {
+            try Data(original.utf8).write(to: URL(fileURLWithPath: ws.root + "/train.py"))
+            var context = ws.context(seed: 11, iteration: iteration)
+            context.memory.triedValues = ["NUM_LEAVES": tried]
+            context.memory.exhausted = ["LEARNING_RATE", "FEATURE_FRACTION"]
+            let proposal = try MutateAgent().propose(context)
+            let text = try XCTUnwrap(ws.read("train.py"))
+            XCTAssertEqual(value(of: "LEARNING_RATE", in: text), "0.1", proposal.description)
+            XCTAssertEqual(value(of: "FEATURE_FRACTION", in: text), "1.0", proposal.description)
+            let leaves = try XCTUnwrap(value(of: "NUM_LEAVES", in: text))
+            XCTAssertNotEqual(leaves, "15", proposal.description)
+            XCTAssertFalse(tried.contains(leaves), "drew a value already tried: \(proposal.description)")
+        }
+    }
+
+    /// On a plateau, the mutate agent sets the near misses' values together (every other draw).
+    func testPlateauCombinesNearMisses() throws {
+        let ws = try TestWorkspace()
+        let original = try XCTUnwrap(ws.read("train.py"))
+        var combined = 0
+        for iteration in 1...20 {
+            try Data(original.utf8).write(to: URL(fileURLWithPath: ws.root + "/train.py"))
+            var context = ws.context(seed: 5, iteration: iteration)
+            context.memory.plateau = true
+            context.memory.iterationsWithoutKeep = 20
+            context.memory.nearMisses = [
+                .init(iteration: 3, score: 0.8, description: "LEARNING_RATE 0.1 -> 0.2", patch: "-LEARNING_RATE = 0.1\n+LEARNING_RATE = 0.2\n"),
+                .init(iteration: 5, score: 0.79, description: "NUM_LEAVES 15 -> 30", patch: "-NUM_LEAVES = 15\n+NUM_LEAVES = 30\n"),
+            ]
+            let proposal = try MutateAgent().propose(context)
+            guard proposal.description.hasPrefix("combine near misses") else { continue }
+            combined += 1
+            XCTAssertEqual(proposal.description, "combine near misses 3, 5: LEARNING_RATE 0.1 -> 0.2, NUM_LEAVES 15 -> 30")
+            let text = try XCTUnwrap(ws.read("train.py"))
+            XCTAssertEqual(value(of: "LEARNING_RATE", in: text), "0.2")
+            XCTAssertEqual(value(of: "NUM_LEAVES", in: text), "30")
+            XCTAssertEqual(value(of: "FEATURE_FRACTION", in: text), "1.0")
+        }
+        XCTAssertGreaterThan(combined, 3, "a plateau combines the near misses about every other time")
+        XCTAssertLessThan(combined, 20, "and still explores")
+    }
 }

@@ -16,6 +16,11 @@ final class MemoryRunTests: XCTestCase {
         let made = try runChild([proctorBinary, "init", root], environment: env)
         XCTAssertEqual(made.status, 0, made.text)
         let run = try runChild([proctorBinary, "run", "--workspace", root, "--iterations", "30"], environment: env, deadline: 900)
+        if run.status != 0, run.stderr.contains("RLIMIT_AS only"), run.stderr.contains("the baseline did not produce a score") {
+            // Unprivileged on a cgroup v1 host, memory falls back to RLIMIT_AS (virtual memory), under
+            // which the bundled LightGBM experiment cannot start (README, Known limits). CI runs this as root.
+            throw XCTSkip("the bundled workspace needs the memory cgroup here; proctor fell back to RLIMIT_AS: \(run.stderr)")
+        }
         XCTAssertEqual(run.status, 0, run.text)
         let ledger = try String(contentsOfFile: root + "/.proctor/results.tsv", encoding: .utf8)
         let rows = ledger.split(separator: "\n").dropFirst().map { $0.components(separatedBy: "\t") }

@@ -86,6 +86,14 @@ final class ResumeTests: XCTestCase {
         XCTAssertTrue(after.stdout.contains("lock: free"), after.stdout)
         XCTAssertTrue(after.stdout.contains("iteration: 4 finished"), after.stdout)
         XCTAssertTrue(processes(containing: ws.tag).isEmpty)
+        // The forced log has each iteration of the run once, the interrupted one as a crash; the
+        // memory was rebuilt from the ledger and knows the iterations before the kill.
+        let log = try XCTUnwrap(ws.read(".proctor/memory/LOG.md"))
+        let entries = log.components(separatedBy: "## Iteration ").dropFirst().map { String($0.prefix { $0.isNumber }) }
+        XCTAssertEqual(entries, ["1", "2", "3", "4"], log)
+        XCTAssertTrue(log.contains("- result: crash"), log)
+        XCTAssertTrue(ws.read(".proctor/memory/learnings.md")?.contains("after 5 iterations") == true,
+                      ws.read(".proctor/memory/learnings.md") ?? "")
     }
 
     /// SIGKILL while the agent is editing: its half-made change is undone on resume, the iteration is a crash,

@@ -22,8 +22,8 @@ extension Runner {
         if let baseline { memory.add(baseline, patch: nil) }
         self.memory = memory
         memoryStore = store
+        writeMemoryFiles()  // makes .proctor/memory/ first
         researchLog = ResearchLog(runner: self)
-        writeMemoryFiles()
     }
 
     /// The user's own do-not-retry lines, from the pinned copy (the file is locked).
@@ -128,11 +128,28 @@ final class ResearchLog {
         workspaceFile = runner.config.files.notes.first {
             ($0 == "LOG.md" || $0.hasSuffix("/LOG.md")) && !$0.contains(where: { "*?[".contains($0) })
         }
+        guard let memory = runner.memory else { return }
+        let records = Ledger.records(in: runner.root + "/.proctor").filter { $0.run == runner.state.run }
         // After a resume: the entries since the last keep of this run are not in the kept commit.
-        if let memory = runner.memory {
-            let records = Ledger.records(in: runner.root + "/.proctor").filter { $0.run == runner.state.run }
-            let lastKeep = records.last(where: { $0.status == .keep })?.iteration ?? 0
-            pending = records.filter { $0.iteration > lastKeep }.compactMap { ResearchLog.entry($0.iteration, memory: memory, nudges: $0.nudges ?? []) }
+        let lastKeep = records.last(where: { $0.status == .keep })?.iteration ?? 0
+        pending = records.filter { $0.iteration > lastKeep }.compactMap { ResearchLog.entry($0.iteration, memory: memory, nudges: $0.nudges ?? []) }
+        // The run's section of .proctor/memory/LOG.md, and any entry a crash kept from it (between
+        // a row and its entry): the ledger is the truth.
+        let header = "# Run \(runner.state.run)\n"
+        let text = (try? String(contentsOfFile: memoryPath, encoding: .utf8)) ?? ""
+        var missing = records.filter { $0.iteration > 0 }
+        if let section = text.range(of: header, options: .backwards) {
+            let logged = Set(text[section.upperBound...].components(separatedBy: "## Iteration ").dropFirst()
+                .compactMap { Int($0.prefix { $0.isNumber }) })
+            missing.removeAll { logged.contains($0.iteration) }
+        }
+        let fd = open(memoryPath, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW, 0o644)
+        guard fd >= 0 else { return }
+        defer { close(fd) }
+        if text.isEmpty { WriteAll.text(fd, "# Research log (written by proctor, one entry per iteration)\n\n") }
+        if !text.contains(header) { WriteAll.text(fd, header + "\n") }
+        for record in missing {
+            if let entry = ResearchLog.entry(record.iteration, memory: memory, nudges: record.nudges ?? []) { WriteAll.text(fd, entry) }
         }
     }
 
@@ -152,8 +169,7 @@ final class ResearchLog {
         guard let entry = Self.entry(i, memory: runner.memory, nudges: nudges) else { return }
         let fd = open(memoryPath, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW, 0o644)
         if fd >= 0 {
-            if lseek(fd, 0, SEEK_END) == 0 { writeAll(fd, "# Research log (written by proctor, one entry per iteration)\n\n") }
-            writeAll(fd, entry)
+            WriteAll.text(fd, entry)
             close(fd)
         }
         if !kept { pending.append(entry) }
@@ -187,21 +203,10 @@ final class ResearchLog {
             if pread(fd, &last, 1, off_t(size - 1)) == 1, last != 0x0A { text = "\n" + text }
             text = "\n" + text
         }
-        writeAll(fd, text)
+        WriteAll.text(fd, text)
         return file
     }
 
     /// The kept iteration's entries are in its commit now.
     func committed() { pending = [] }
-
-    private func writeAll(_ fd: Int32, _ text: String) {
-        let bytes = Array(text.utf8)
-        var offset = 0
-        while offset < bytes.count {
-            let n = bytes[offset...].withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
-            if n < 0 && errno == EINTR { continue }
-            guard n > 0 else { return }
-            offset += n
-        }
-    }
 }

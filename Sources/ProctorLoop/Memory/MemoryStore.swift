@@ -105,16 +105,8 @@ public final class MemoryStore {
         let temp = path + ".tmp-\(getpid())"
         let fd = open(temp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0o644)
         guard fd >= 0 else { throw PlanError(description: "memory: open \(temp): \(String(cString: strerror(errno)))") }
-        var offset = 0
-        let failure: Int32? = data.withUnsafeBytes { bytes in
-            while offset < bytes.count {
-                let n = Glibc.write(fd, bytes.baseAddress! + offset, bytes.count - offset)
-                if n < 0 && errno == EINTR { continue }
-                guard n > 0 else { return errno }
-                offset += n
-            }
-            return nil
-        }
+        let status = WriteAll.bytes(fd, data)
+        let failure: Int32? = status == 0 ? nil : status
         close(fd)
         if let failure {
             unlink(temp)
