@@ -225,10 +225,22 @@ final class SessionServer: @unchecked Sendable {
 
     /// Waits for the next accepted request; nil when the agent has gone (its end closed). The loop
     /// answers it with `finish` (an experiment after its iteration, an analysis once run).
-    func next() -> (request: SessionProtocol.Request, reply: Int32)? {
+    /// `idle` runs on the waiting thread about every `interval` seconds while no request came (the
+    /// loop's own work between experiments: analyses queued from another terminal).
+    func next(idle: (() -> Void)? = nil, interval: TimeInterval = 1) -> (request: SessionProtocol.Request, reply: Int32)? {
         lock.lock()
         defer { lock.unlock() }
-        while pending == nil && !closed { lock.wait() }
+        while pending == nil && !closed {
+            guard let idle else {
+                lock.wait()
+                continue
+            }
+            if !lock.wait(until: Date().addingTimeInterval(interval)) && pending == nil && !closed {
+                lock.unlock()
+                idle()
+                lock.lock()
+            }
+        }
         guard let request = pending else { return nil }
         pending = nil
         return request
@@ -355,6 +367,8 @@ final class SessionServer: @unchecked Sendable {
 final class SessionAgent: Agent, @unchecked Sendable {
     let server: SessionServer
     private var current: Int32 = -1
+    /// The loop's work while the agent works: the analyses another terminal queued.
+    var idle: (() -> Void)?
     /// The agent's output and where iteration `i`'s transcript goes (nil on a terminal).
     var output: SessionTranscript?
     var transcriptFor: ((Int) -> String)?
@@ -367,12 +381,12 @@ final class SessionAgent: Agent, @unchecked Sendable {
     }
 
     func propose(_ context: AgentContext) throws -> Proposal {
-        var next = server.next()
+        var next = server.next(idle: idle)
         // Analyses are answered here, one at a time, until the agent asks for an experiment.
         while case .analysis(let command)? = next?.request, let reply = next?.reply {
             server.finish(reply, analyze?(command) ?? .init(accepted: false, message: "refused: this supervisor runs no analyses"))
             if Interrupt.requested { throw SessionEnded() }
-            next = server.next()
+            next = server.next(idle: idle)
         }
         guard let request = next, case .experiment(let requested) = request.request else { throw SessionEnded() }
         current = request.reply
@@ -388,7 +402,7 @@ final class SessionAgent: Agent, @unchecked Sendable {
         }
         // What it prints from now on belongs to its next experiment.
         if let output, let path = transcriptFor?(context.iteration + 1) { output.switchTo(path) }
-                let description = requested.trimmingCharacters(in: .whitespacesAndNewlines)
+        let description = requested.trimmingCharacters(in: .whitespacesAndNewlines)
         return Proposal(description: description.isEmpty ? "session experiment" : description)
     }
 
@@ -448,6 +462,9 @@ extension Runner {
         let (analysisEnv, analysisAudit, run) = (self.env, self.audit, state.run)
         sessionAgent.analyze = {
             AnalysisStore(root: analysisEnv.config.root).sessionReply($0, env: analysisEnv, audit: analysisAudit, run: run)
+        }
+        sessionAgent.idle = {
+            _ = AnalysisQueue(root: analysisEnv.config.root).runPending(env: analysisEnv, audit: analysisAudit, run: run, iteration: nil)
         }
         agent = sessionAgent
         let exe = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]

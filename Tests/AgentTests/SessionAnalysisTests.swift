@@ -67,4 +67,23 @@ final class SessionAnalysisTests: XCTestCase {
         XCTAssertEqual(record["nudges"] as? [String], ["HUMAN-NUDGE go to 0.65"])
         XCTAssertNil(ws.records().last?["nudges"], "delivered once")
     }
+
+    /// An analysis queued from another terminal while the session agent works is run between its
+    /// experiments, without waiting for the agent's next request.
+    func testAnalysisQueuedFromAnotherTerminalRunsWhileTheAgentWorks() throws {
+        let ws = try LoopWorkspace(agent: SessionTests.noAgent)
+        let script = "sleep 12\n" + SessionTests.setX("0.6") + "proctor experiment \"x=0.6\"\nsleep 1000\n"
+        let output = try CapturedOutput()
+        let session = try startProcess([proctorBinary, "session", "--workspace", ws.root, "--iterations", "1", "--", "sh", "-c", script],
+                                       environment: ws.environment(), output: output)
+        defer { if session.isRunning { session.terminate() } }
+        XCTAssertTrue(waitUntil(timeout: 60) { output.stdout.contains("session: agent started") }, output.stdout + output.stderr)
+        let analysis = try ws.proctor(["analyze", "--workspace", ws.root, "--", "sh", "-c", "echo IDLE-ANALYSIS"], deadline: 60)
+        XCTAssertEqual(analysis.status, 0, analysis.text)
+        XCTAssertTrue(analysis.stdout.contains("IDLE-ANALYSIS"), analysis.text)
+        XCTAssertTrue(session.isRunning, "answered while the agent was still working")
+        XCTAssertEqual(ws.statuses(), ["keep"], "before the agent's first experiment")
+        XCTAssertTrue(waitUntil(timeout: 90) { !session.isRunning })
+        XCTAssertEqual(ws.statuses(), ["keep", "keep"])
+    }
 }
