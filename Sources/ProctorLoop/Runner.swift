@@ -1,4 +1,3 @@
-import Crypto
 import Foundation
 import ProctorAgents
 import ProctorConfig
@@ -473,65 +472,6 @@ public final class Runner {
             try FileManager.default.createDirectory(atPath: root + "/.git/info", withIntermediateDirectories: true)
             try AtomicFile.write(Data(lines.filter { !$0.isEmpty }.joined(separator: "\n").appending("\n").utf8), to: exclude)
         }
-    }
-}
-
-/// `.proctor/pins.json`, written by `proctor init`: the locked files' hashes when the workspace was made.
-public enum Pins {
-    public static func path(_ root: String) -> String { root + "/.proctor/pins.json" }
-
-    public static func load(_ root: String) -> [String: String]? {
-        guard let data = FileManager.default.contents(atPath: path(root)) else { return nil }
-        return try? JSONDecoder().decode([String: String].self, from: data)
-    }
-
-    public static func save(_ pins: [String: String], root: String) throws {
-        try FileManager.default.createDirectory(atPath: root + "/.proctor", withIntermediateDirectories: true)
-        try AtomicFile.write(JSONLines.encoder().encode(pins), to: path(root))
-    }
-
-    public static func sha256(_ bytes: [UInt8]) -> String {
-        SHA256.hash(data: bytes).map { String(format: "%02x", $0) }.joined()
-    }
-}
-
-/// A log file a sandboxed command writes its output to.
-final class LogFile {
-    let path: String
-    let fd: Int32
-
-    init(path: String) throws {
-        self.path = path
-        fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0o644)
-        guard fd >= 0 else { throw PlanError(description: "open \(path): \(String(cString: strerror(errno)))") }
-    }
-
-    deinit { close(fd) }
-
-    func contents() -> String {
-        (try? String(contentsOfFile: path, encoding: .utf8)) ?? ""
-    }
-
-    /// The last line, for a one-line reason.
-    func tail() -> String {
-        let lines = contents().split(whereSeparator: \.isNewline)
-        return lines.last.map { String($0.prefix(200)) } ?? "no output"
-    }
-}
-
-/// SIGINT/SIGTERM: finish or abort the current iteration cleanly instead of dying mid-write.
-public enum Interrupt {
-    nonisolated(unsafe) static var flag: sig_atomic_t = 0
-
-    public static var requested: Bool { flag != 0 }
-
-    static func install() {
-        let handler: @convention(c) (Int32) -> Void = { _ in
-            Interrupt.flag = 1
-            ActiveSandbox.stop()
-        }
-        signal(SIGINT, handler)
-        signal(SIGTERM, handler)
     }
 }
 
