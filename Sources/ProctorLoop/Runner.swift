@@ -184,7 +184,7 @@ public final class Runner {
             throw RunInterrupted("interrupted while measuring the baseline of run \(runID); nothing was recorded: start a new run")
         }
         guard case .scored(let mean, let evaluations, let seconds, let peak) = baseline.outcome else {
-            throw RunError("the baseline did not produce a score (\(baseline.reason)); see \(root)/.proctor/logs/\(runID)")
+            throw RunError("the baseline did not produce a score (\(baseline.reason?.ledgerText ?? "")); see \(root)/.proctor/logs/\(runID)")
         }
         // The branch only once the baseline is scored: a baseline that fails (or a SIGKILL during it,
         // which has no chance to clean up) leaves HEAD where the user had it and no dead proctor/ branch.
@@ -285,8 +285,10 @@ public final class Runner {
         if let lost = saved.inProgress, !recorded(lost) {
             let row = LedgerRow(iteration: lost, commit: "", score: nil, status: .crash, seconds: 0, peakMemMB: nil,
                                 features: nil, trees: nil, description: "interrupted: the supervisor stopped mid-iteration")
+            let reason = FailureReason.supervisorStopped
             try ledger.append(row, record: RunRecord(time: Date(), run: saved.run, iteration: lost, status: .crash,
-                                                     reason: "supervisor stopped", description: row.description,
+                                                     reason: reason.ledgerText,
+                                                     description: row.description,
                                                      commit: nil, parent: saved.bestCommit, score: nil, bestBefore: saved.bestScore,
                                                      scores: [], diff: nil, measurements: [:], limits: [:], durations: [:],
                                                      agent: agentName, usage: nil, violations: []))
@@ -446,12 +448,14 @@ public final class Runner {
         path.hasPrefix("/") ? path : root + "/" + path
     }
 
-    func runRecord(_ i: Int, _ status: IterationStatus, reason: String?, description: String, commit: String?,
+    /// The record of iteration `i`: runs.jsonl's `reason` is the reason's `ledgerText`.
+    func runRecord(_ i: Int, _ status: IterationStatus, reason: FailureReason?, description: String, commit: String?,
                         parent: String, measured: Measurement?, bestBefore: Double?, diff: DiffStats?, usage: AgentUsage?,
                         violations: [String]) -> RunRecord {
         var measurements: [String: Double] = [:]
         for evaluation in measured?.evaluations ?? [] { measurements.merge(evaluation.measurements) { _, new in new } }
-        return RunRecord(time: Date(), run: state.run, iteration: i, status: status, reason: reason, description: description,
+        return RunRecord(time: Date(), run: state.run, iteration: i, status: status, reason: reason?.ledgerText,
+                         description: description,
                          commit: commit, parent: parent, score: measured?.mean, bestBefore: bestBefore?.isNaN == true ? nil : bestBefore,
                          scores: measured?.scores ?? [], diff: diff, measurements: measurements,
                          limits: measured?.limits ?? [:], durations: measured?.durations ?? [:], agent: agentName,
