@@ -79,6 +79,8 @@ public final class Runner {
     var agentFailures = 0
     /// The last agent failure's reason, for the message that stops the run.
     var lastAgentFailure = ""
+    /// The last `historyLength` iterations as a prompt shows them (`Iteration/AgentView.swift`).
+    var history: [HistoryEntry] = []
     /// What the agent's answers cost during the current proposal, rejected ones included.
     let meter = UsageMeter()
     static let maxAgentFailures = 5
@@ -207,6 +209,7 @@ public final class Runner {
         try ledger.append(row, record: baselineRecord)
         try state.save(root)
         try openMemory(baseline: baselineRecord)
+        loadHistory()
         progress.line("baseline \(config.evaluator.metric) = \(format(mean)) over seeds \(allSeeds.map(String.init).joined(separator: ","))")
     }
 
@@ -287,7 +290,7 @@ public final class Runner {
                                 features: nil, trees: nil, description: "interrupted: the supervisor stopped mid-iteration")
             let reason = FailureReason.supervisorStopped
             try ledger.append(row, record: RunRecord(time: Date(), run: saved.run, iteration: lost, status: .crash,
-                                                     reason: reason.ledgerText,
+                                                     reason: reason.ledgerText, agentReason: reason.agentText,
                                                      description: row.description,
                                                      commit: nil, parent: saved.bestCommit, score: nil, bestBefore: saved.bestScore,
                                                      scores: [], diff: nil, measurements: [:], limits: [:], durations: [:],
@@ -302,6 +305,7 @@ public final class Runner {
         if pins != saved.pins { throw RunError("the locked files of \(saved.baseCommit) no longer match the run's pins") }
         pinned = try materializePins(base)
         try openMemory(baseline: nil)
+        loadHistory()
         locks.forEach { $0.update(LockHolder(pid: getpid(), run: saved.run, iteration: nil, since: Date(), workspace: root)) }
         progress.line("resuming run \(saved.run) at iteration \(saved.lastIteration + 1); best \(format(saved.bestScore))")
     }
@@ -448,14 +452,15 @@ public final class Runner {
         path.hasPrefix("/") ? path : root + "/" + path
     }
 
-    /// The record of iteration `i`: runs.jsonl's `reason` is the reason's `ledgerText`.
+    /// The record of iteration `i`: runs.jsonl's `reason` is the reason's `ledgerText`, its
+    /// `agentReason` the `agentText` that prompts show.
     func runRecord(_ i: Int, _ status: IterationStatus, reason: FailureReason?, description: String, commit: String?,
                         parent: String, measured: Measurement?, bestBefore: Double?, diff: DiffStats?, usage: AgentUsage?,
                         violations: [String]) -> RunRecord {
         var measurements: [String: Double] = [:]
         for evaluation in measured?.evaluations ?? [] { measurements.merge(evaluation.measurements) { _, new in new } }
         return RunRecord(time: Date(), run: state.run, iteration: i, status: status, reason: reason?.ledgerText,
-                         description: description,
+                         agentReason: reason?.agentText, description: description,
                          commit: commit, parent: parent, score: measured?.mean, bestBefore: bestBefore?.isNaN == true ? nil : bestBefore,
                          scores: measured?.scores ?? [], diff: diff, measurements: measurements,
                          limits: measured?.limits ?? [:], durations: measured?.durations ?? [:], agent: agentName,

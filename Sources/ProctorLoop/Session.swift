@@ -408,19 +408,6 @@ final class SessionAgent: Agent, @unchecked Sendable {
     }
 }
 
-extension SessionAgent {
-    /// A ledger row's description as an agent's prompt may show it. The row is `description [reason]`,
-    /// and the reason of a failed evaluator quotes its stderr: the history of the next prompt (an http
-    /// agent's model, a command agent's PROMPT.md) would carry the held-out data it printed. The
-    /// reason always follows the description, so cutting at the first evaluator reason marker
-    /// removes it even when the agent wrote such a marker in its own description.
-    static func agentVisibleHistory(_ description: String) -> String {
-        let cut = [" [evaluator", " [confirmation: evaluator"].compactMap { description.range(of: $0)?.lowerBound }.min()
-        guard let cut else { return description }
-        return String(description[..<cut]) + " [" + FailureReason.evaluatorHidden + "]"
-    }
-}
-
 /// The session's agent exited: the loop ends cleanly.
 struct SessionEnded: Error {}
 

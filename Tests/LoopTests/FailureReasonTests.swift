@@ -109,4 +109,51 @@ final class FailureReasonTests: XCTestCase {
         XCTAssertEqual(FailureReason.agentRejected("evaluator_notes.md does not exist").agentText,
                        "evaluator_notes.md does not exist")
     }
+
+    // MARK: - The history of a prompt
+
+    static func record(_ status: IterationStatus, reason: FailureReason?, description: String = "set x") -> RunRecord {
+        RunRecord(time: Date(), run: "r", iteration: 3, status: status, reason: reason?.ledgerText, agentReason: reason?.agentText,
+                  description: description, commit: nil, parent: "p", score: 0.123456789, bestBefore: nil, scores: [],
+                  diff: nil, measurements: [:], limits: [:], durations: [:], agent: "http", usage: nil, violations: [])
+    }
+
+    /// The history line is the record's description and its `agentReason`, in the ledger's shape.
+    func testHistoryComesFromTheRecordsAgentReason() {
+        let crash = Runner.historyEntry(Self.record(.crash, reason: .confirmation(.evaluator(EvaluatorWords(Self.marker)))))
+        XCTAssertEqual(crash.description, "set x [confirmation: \(FailureReason.evaluatorHidden)]")
+        XCTAssertEqual(crash.status, "crash")
+        XCTAssertEqual(crash.score, 0.123457, "the ledger's six decimals")
+        let rejected = Runner.historyEntry(Self.record(.rejected, reason: .lockedFilesChanged(["evaluate.py"])))
+        XCTAssertEqual(rejected.description, "set x [locked file changed: evaluate.py]")
+        // A keep or discard shows no reason, as its row does.
+        XCTAssertEqual(Runner.historyEntry(Self.record(.discard, reason: .noChange)).description, "set x")
+        // The agent's description quoting an evaluator marker is its own text and stays.
+        let quoting = Runner.historyEntry(Self.record(.rejected, reason: .noChange, description: "x [evaluator: mine]"))
+        XCTAssertEqual(quoting.description, "x [evaluator: mine] [no change]")
+    }
+
+    /// Records written before `agentReason` existed (a run resumed across the upgrade) fall back to
+    /// the old cut of the ledger's text.
+    func testLegacyRecordsAreCutAtTheEvaluatorsMarker() {
+        for reason in [FailureReason.evaluator(EvaluatorWords(Self.marker)), .confirmation(.evaluator(EvaluatorWords(Self.marker)))] {
+            var legacy = Self.record(.crash, reason: reason)
+            legacy.agentReason = nil
+            let entry = Runner.historyEntry(legacy)
+            XCTAssertFalse(entry.description.contains(Self.marker), entry.description)
+            XCTAssertEqual(entry.description, "set x [\(FailureReason.evaluatorHidden)]")
+        }
+        var old = Self.record(.rejected, reason: .noChange)
+        old.agentReason = nil
+        XCTAssertEqual(Runner.historyEntry(old).description, "set x [no change]")
+    }
+
+    /// `agentReason` is written to runs.jsonl next to `reason`, under that key.
+    func testRecordCarriesBothRenderings() throws {
+        let record = Self.record(.crash, reason: .evaluator(EvaluatorWords(Self.marker)))
+        let line = String(decoding: try JSONEncoder().encode(record), as: UTF8.self)
+        let object = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])
+        XCTAssertEqual(object["reason"] as? String, "evaluator: " + Self.marker)
+        XCTAssertEqual(object["agentReason"] as? String, FailureReason.evaluatorHidden)
+    }
 }
