@@ -165,8 +165,8 @@ public final class Runner {
             // A locked file changed in the working tree is a tamper attempt, whoever made it.
             let locked = config.files.locked.map(Glob.init)
             for path in Set(dirty.flatMap { [$0.path, $0.oldPath] }).sorted() where locked.contains(where: { $0.matches(path) }) {
-                audit.append(AuditRecord(run: "start", iteration: nil, phase: "validate", kind: "tamper", decision: "rejected",
-                                         path: absolute(path), rule: "locked", detail: "differs from the committed, pinned file"))
+                audit.append(AuditRecord(run: "start", iteration: nil, phase: .validate, kind: .tamper, decision: .rejected,
+                                         path: absolute(path), rule: .locked, detail: "differs from the committed, pinned file"))
             }
             throw StartRefused("the working tree differs from HEAD (\(dirty.prefix(5).map(\.path).joined(separator: ", "))): commit or remove the changes before `proctor run`")
         }
@@ -386,8 +386,8 @@ public final class Runner {
             let changed = Set(initial.keys).union(pins.keys).filter { initial[$0] != pins[$0] }.sorted()
             if !changed.isEmpty {
                 for path in changed {
-                    audit.append(AuditRecord(run: "start", iteration: nil, phase: "validate", kind: "tamper", decision: "rejected",
-                                             path: absolute(path), rule: "locked", detail: "differs from the pin taken at proctor init"))
+                    audit.append(AuditRecord(run: "start", iteration: nil, phase: .validate, kind: .tamper, decision: .rejected,
+                                             path: absolute(path), rule: .locked, detail: "differs from the pin taken at proctor init"))
                 }
                 let named = changed.prefix(10).joined(separator: ", ") + (changed.count > 10 ? " and \(changed.count - 10) more" : "")
                 throw StartRefused("locked files differ from their pins taken at `proctor init`: \(named). If you changed them on purpose, run `proctor init --repin`.")

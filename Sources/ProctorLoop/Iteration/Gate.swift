@@ -23,7 +23,7 @@ extension Iteration {
             }
             if let over = runner.overLimits(confirm) {
                 return ends(.rejected, reason: .overLimit(over), violations: [over],
-                            audit: [rejection(phase: "evaluator", kind: "limit", rule: "limits", detail: over)])
+                            audit: [rejection(phase: .evaluator, kind: .limit, rule: .limits, detail: over)])
             }
         }
         guard let mean = measured?.mean, gate.beats(mean, state.bestScore) else {
@@ -37,7 +37,7 @@ extension Iteration {
             let spread = state.baselineSpread, spread > 1e-12 * max(1, abs(state.baselineScore)) {
             let reason = FailureReason.ignoresSeed(seeds: runner.allSeeds, baselineSpread: spread)
             return ends(.rejected, reason: reason, violations: [reason.ledgerText],
-                        audit: [rejection(phase: "evaluator", kind: "seed", rule: "ignores-seed", detail: reason.ledgerText)])
+                        audit: [rejection(phase: .evaluator, kind: .seed, rule: .ignoresSeed, detail: reason.ledgerText)])
         }
         return nil
     }

@@ -54,8 +54,8 @@ final class Iteration {
     }
 
     /// An audit line of this iteration for a rejected candidate (`path` relative to the workspace).
-    func rejection(phase: String, kind: String, path: String? = nil, rule: String, detail: String) -> AuditRecord {
-        AuditRecord(run: runner.state.run, iteration: number, phase: phase, kind: kind, decision: "rejected",
+    func rejection(phase: AuditPhase, kind: AuditKind, path: String? = nil, rule: AuditRule, detail: String) -> AuditRecord {
+        AuditRecord(run: runner.state.run, iteration: number, phase: phase, kind: kind, decision: .rejected,
                     path: path.map(runner.absolute), rule: rule, detail: detail)
     }
 }

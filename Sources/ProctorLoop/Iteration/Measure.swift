@@ -14,7 +14,7 @@ extension Iteration {
         guard case .scored = first.outcome else { return ends(first.status, reason: first.reason) }
         if let over = runner.overLimits(first) {
             return ends(.rejected, reason: .overLimit(over), violations: [over],
-                        audit: [rejection(phase: "evaluator", kind: "limit", rule: "limits", detail: over)])
+                        audit: [rejection(phase: .evaluator, kind: .limit, rule: .limits, detail: over)])
         }
         return nil
     }
@@ -58,8 +58,8 @@ extension Runner {
             let planted = try env.outputsSpecialEntries()
             if !planted.isEmpty {
                 for path in planted {
-                    audit.append(AuditRecord(run: state.run, iteration: iteration, phase: "evaluator", kind: "tamper",
-                                             decision: "rejected", path: absolute(path), rule: "outputs",
+                    audit.append(AuditRecord(run: state.run, iteration: iteration, phase: .evaluator, kind: .tamper,
+                                             decision: .rejected, path: absolute(path), rule: .outputs,
                                              detail: "a link or special file in the outputs; the evaluator reads regular files only"))
                 }
                 result.scores.append(.init(seed: seed, score: nil, seconds: Double(experiment.wallMs) / 1000, status: "rejected"))

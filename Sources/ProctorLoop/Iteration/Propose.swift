@@ -23,7 +23,7 @@ extension Iteration {
             switch error {
             case .rejected(let reason, let paths):
                 let lines = (paths.isEmpty ? [nil] : paths.map { Optional($0) }).map {
-                    rejection(phase: "agent", kind: "diff", path: $0, rule: "agent-proposal", detail: reason)
+                    rejection(phase: .agent, kind: .diff, path: $0, rule: .agentProposal, detail: reason)
                 }
                 return ends(.rejected, reason: .agentRejected(reason), description: "agent proposal rejected", usage: runner.meter.take(),
                             violations: [reason], audit: lines)

@@ -11,7 +11,7 @@ extension Iteration {
         if !tampered.isEmpty {
             return ends(.rejected, reason: .lockedFilesChanged(tampered),
                         violations: tampered.map { "\($0): tamper" },
-                        audit: tampered.map { rejection(phase: "validate", kind: "tamper", path: $0, rule: "locked",
+                        audit: tampered.map { rejection(phase: .validate, kind: .tamper, path: $0, rule: .locked,
                                                         detail: "differs from its pin") })
         }
         changes = try runner.repo.loopStatus(against: best, config: runner.config)
@@ -21,8 +21,8 @@ extension Iteration {
         if !violations.isEmpty {
             return ends(.rejected, reason: .violations(violations.map(\.description)),
                         violations: violations.map(\.description),
-                        audit: violations.map { rejection(phase: "validate", kind: "diff", path: $0.path,
-                                                          rule: $0.rule.rawValue, detail: $0.message) })
+                        audit: violations.map { rejection(phase: .validate, kind: .diff, path: $0.path,
+                                                          rule: AuditRule(rawValue: $0.rule.rawValue), detail: $0.message) })
         }
         if changes.isEmpty {
             return ends(.discard, reason: .noChange, description: proposal.description + " (no change)")
@@ -49,13 +49,13 @@ extension Iteration {
         if ActiveSandbox.sessionRanWhileFrozen() {
             let reason = Runner.ranWhileFrozen
             return ends(.rejected, reason: .ranWhileFrozen, violations: [reason],
-                        audit: [rejection(phase: "validate", kind: "tamper", rule: "session-freeze", detail: reason)])
+                        audit: [rejection(phase: .validate, kind: .tamper, rule: .sessionFreeze, detail: reason)])
         }
         let moved = try runner.movedPaths(since: validated, against: best)
         guard !moved.isEmpty else { return nil }
         return ends(.rejected, reason: .inputsMoved(moved),
                     violations: moved.map { "\($0): changed while the experiment ran" },
-                    audit: moved.map { rejection(phase: "validate", kind: "tamper", path: $0, rule: "experiment-input",
+                    audit: moved.map { rejection(phase: .validate, kind: .tamper, path: $0, rule: .experimentInput,
                                                  detail: "changed while the experiment ran") })
     }
 }
