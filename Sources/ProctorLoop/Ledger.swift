@@ -83,7 +83,11 @@ public struct RunRecord: Codable, Sendable {
     public var run: String
     public var iteration: Int
     public var status: IterationStatus
+    /// Why, as the ledger's row shows it in brackets (the evaluator's words included).
     public var reason: String?
+    /// The same reason as agents may read it (`FailureReason.agentText`): what the next prompt's
+    /// history shows. Absent in records written before it existed, and where `reason` is.
+    public var agentReason: String?
     public var description: String
     public var commit: String?
     public var parent: String

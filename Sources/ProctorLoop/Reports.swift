@@ -68,12 +68,12 @@ public enum Reports {
         var groups: [String: AuditSummary.Group] = [:]
         var unenforced: [String] = []
         for record in records {
-            if record.kind == "sandbox" {
-                if record.decision == "unenforced", let detail = record.detail, !unenforced.contains(detail) { unenforced.append(detail) }
+            if record.kind == .sandbox {
+                if record.decision == .unenforced, let detail = record.detail, !unenforced.contains(detail) { unenforced.append(detail) }
                 continue
             }
-            let key = "\(record.kind)|\(record.decision)|\(record.rule ?? "")"
-            var group = groups[key] ?? .init(kind: record.kind, decision: record.decision, rule: record.rule, count: 0, paths: [], syscalls: [])
+            let key = "\(record.kind.rawValue)|\(record.decision.rawValue)|\(record.rule?.rawValue ?? "")"
+            var group = groups[key] ?? .init(kind: record.kind.rawValue, decision: record.decision.rawValue, rule: record.rule?.rawValue, count: 0, paths: [], syscalls: [])
             group.count += record.count ?? 1
             if let path = record.path, !group.paths.contains(path), group.paths.count < 5 { group.paths.append(path) }
             if let call = record.syscall, !group.syscalls.contains(call) { group.syscalls.append(call) }

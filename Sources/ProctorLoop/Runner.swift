@@ -78,6 +78,8 @@ public final class Runner {
     var agentFailures = 0
     /// The last agent failure's reason, for the message that stops the run.
     var lastAgentFailure = ""
+    /// The last `historyLength` iterations as a prompt shows them (`Iteration/AgentView.swift`).
+    var history: [HistoryEntry] = []
     /// What the agent's answers cost during the current proposal, rejected ones included.
     let meter = UsageMeter()
     static let maxAgentFailures = 5
@@ -162,8 +164,8 @@ public final class Runner {
             // A locked file changed in the working tree is a tamper attempt, whoever made it.
             let locked = config.files.locked.map(Glob.init)
             for path in Set(dirty.flatMap { [$0.path, $0.oldPath] }).sorted() where locked.contains(where: { $0.matches(path) }) {
-                audit.append(AuditRecord(run: "start", iteration: nil, phase: "validate", kind: "tamper", decision: "rejected",
-                                         path: absolute(path), rule: "locked", detail: "differs from the committed, pinned file"))
+                audit.append(AuditRecord(run: "start", iteration: nil, phase: .validate, kind: .tamper, decision: .rejected,
+                                         path: absolute(path), rule: .locked, detail: "differs from the committed, pinned file"))
             }
             throw StartRefused("the working tree differs from HEAD (\(dirty.prefix(5).map(\.path).joined(separator: ", "))): commit or remove the changes before `proctor run`")
         }
@@ -183,7 +185,7 @@ public final class Runner {
             throw RunInterrupted("interrupted while measuring the baseline of run \(runID); nothing was recorded: start a new run")
         }
         guard case .scored(let mean, let evaluations, let seconds, let peak) = baseline.outcome else {
-            throw RunError("the baseline did not produce a score (\(baseline.reason)); see \(root)/.proctor/logs/\(runID)")
+            throw RunError("the baseline did not produce a score (\(baseline.reason?.ledgerText ?? "")); see \(root)/.proctor/logs/\(runID)")
         }
         // The branch only once the baseline is scored: a baseline that fails (or a SIGKILL during it,
         // which has no chance to clean up) leaves HEAD where the user had it and no dead proctor/ branch.
@@ -206,6 +208,7 @@ public final class Runner {
         try ledger.append(row, record: baselineRecord)
         try state.save(root)
         try openMemory(baseline: baselineRecord)
+        loadHistory()
         progress.line("baseline \(config.evaluator.metric) = \(format(mean)) over seeds \(allSeeds.map(String.init).joined(separator: ","))")
     }
 
@@ -284,8 +287,10 @@ public final class Runner {
         if let lost = saved.inProgress, !recorded(lost) {
             let row = LedgerRow(iteration: lost, commit: "", score: nil, status: .crash, seconds: 0, peakMemMB: nil,
                                 features: nil, trees: nil, description: "interrupted: the supervisor stopped mid-iteration")
+            let reason = FailureReason.supervisorStopped
             try ledger.append(row, record: RunRecord(time: Date(), run: saved.run, iteration: lost, status: .crash,
-                                                     reason: "supervisor stopped", description: row.description,
+                                                     reason: reason.ledgerText, agentReason: reason.agentText,
+                                                     description: row.description,
                                                      commit: nil, parent: saved.bestCommit, score: nil, bestBefore: saved.bestScore,
                                                      scores: [], diff: nil, measurements: [:], limits: [:], durations: [:],
                                                      agent: agentName, usage: nil, violations: []))
@@ -299,6 +304,7 @@ public final class Runner {
         if pins != saved.pins { throw RunError("the locked files of \(saved.baseCommit) no longer match the run's pins") }
         pinned = try materializePins(base)
         try openMemory(baseline: nil)
+        loadHistory()
         locks.forEach { $0.update(LockHolder(pid: getpid(), run: saved.run, iteration: nil, since: Date(), workspace: root)) }
         progress.line("resuming run \(saved.run) at iteration \(saved.lastIteration + 1); best \(format(saved.bestScore))")
     }
@@ -379,8 +385,8 @@ public final class Runner {
             let changed = Set(initial.keys).union(pins.keys).filter { initial[$0] != pins[$0] }.sorted()
             if !changed.isEmpty {
                 for path in changed {
-                    audit.append(AuditRecord(run: "start", iteration: nil, phase: "validate", kind: "tamper", decision: "rejected",
-                                             path: absolute(path), rule: "locked", detail: "differs from the pin taken at proctor init"))
+                    audit.append(AuditRecord(run: "start", iteration: nil, phase: .validate, kind: .tamper, decision: .rejected,
+                                             path: absolute(path), rule: .locked, detail: "differs from the pin taken at proctor init"))
                 }
                 let named = changed.prefix(10).joined(separator: ", ") + (changed.count > 10 ? " and \(changed.count - 10) more" : "")
                 throw StartRefused("locked files differ from their pins taken at `proctor init`: \(named). If you changed them on purpose, run `proctor init --repin`.")
@@ -445,12 +451,15 @@ public final class Runner {
         path.hasPrefix("/") ? path : root + "/" + path
     }
 
-    func runRecord(_ i: Int, _ status: IterationStatus, reason: String?, description: String, commit: String?,
+    /// The record of iteration `i`: runs.jsonl's `reason` is the reason's `ledgerText`, its
+    /// `agentReason` the `agentText` that prompts show.
+    func runRecord(_ i: Int, _ status: IterationStatus, reason: FailureReason?, description: String, commit: String?,
                         parent: String, measured: Measurement?, bestBefore: Double?, diff: DiffStats?, usage: AgentUsage?,
                         violations: [String]) -> RunRecord {
         var measurements: [String: Double] = [:]
         for evaluation in measured?.evaluations ?? [] { measurements.merge(evaluation.measurements) { _, new in new } }
-        return RunRecord(time: Date(), run: state.run, iteration: i, status: status, reason: reason, description: description,
+        return RunRecord(time: Date(), run: state.run, iteration: i, status: status, reason: reason?.ledgerText,
+                         agentReason: reason?.agentText, description: description,
                          commit: commit, parent: parent, score: measured?.mean, bestBefore: bestBefore?.isNaN == true ? nil : bestBefore,
                          scores: measured?.scores ?? [], diff: diff, measurements: measurements,
                          limits: measured?.limits ?? [:], durations: measured?.durations ?? [:], agent: agentName,

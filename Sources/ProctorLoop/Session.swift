@@ -406,12 +406,12 @@ final class SessionAgent: Agent, @unchecked Sendable {
         return Proposal(description: description.isEmpty ? "session experiment" : description)
     }
 
-    /// Called by the loop with the iteration's outcome.
-    func finished(iteration: Int, status: IterationStatus, score: Double?, best: Double, reason: String?,
+    /// Called by the loop with the iteration's outcome; the agent reads the reason's `agentText`.
+    func finished(iteration: Int, status: IterationStatus, score: Double?, best: Double, reason: FailureReason?,
                   nudges: [String] = []) {
         ActiveSandbox.thawSession()
         guard current >= 0 else { return }
-        let reason = SessionAgent.agentVisible(reason)
+        let reason = reason?.agentText
         // The human's nudges ride on the verdict (and stay in /run/proctor/memory/nudges.md).
         let told = nudges.isEmpty ? "" : "\nfrom the human supervising this run:\n" + nudges.map { "- " + $0 }.joined(separator: "\n")
         let message = "iteration \(iteration): \(status.rawValue)" + (score.map { " score \(format($0))" } ?? "")
@@ -419,34 +419,6 @@ final class SessionAgent: Agent, @unchecked Sendable {
         server.finish(current, .init(accepted: true, message: message, iteration: iteration, status: status.rawValue,
                                      score: score, best: best.isNaN ? nil : best))
         current = -1
-    }
-}
-
-extension SessionAgent {
-    /// What the agent is told about a failed iteration. The evaluator's own words (its stderr tail,
-    /// its last stdout line) could quote held-out data, so they stay in the ledger, which no sandbox
-    /// can read; the agent learns only that the evaluator could not score its outputs.
-    static func agentVisible(_ reason: String?) -> String? {
-        guard let reason else { return nil }
-        // A failure on a confirmation seed is "confirmation: evaluator: ...": an agent that scores on
-        // the first seed and breaks the others read the evaluator's words through this prefix.
-        let confirmation = "confirmation: "
-        let core = reason.hasPrefix(confirmation) ? reason.dropFirst(confirmation.count) : Substring(reason)
-        guard core.hasPrefix("evaluator") else { return reason }
-        return (core.count == reason.count ? "" : confirmation) + evaluatorHidden
-    }
-
-    static let evaluatorHidden = "the evaluator could not score the outputs (its messages are in the ledger, not shown to agents)"
-
-    /// A ledger row's description as an agent's prompt may show it. The row is `description [reason]`,
-    /// and the reason of a failed evaluator quotes its stderr: the history of the next prompt (an http
-    /// agent's model, a command agent's PROMPT.md) would carry the held-out data it printed. The
-    /// reason always follows the description, so cutting at the first evaluator reason marker
-    /// removes it even when the agent wrote such a marker in its own description.
-    static func agentVisibleHistory(_ description: String) -> String {
-        let cut = [" [evaluator", " [confirmation: evaluator"].compactMap { description.range(of: $0)?.lowerBound }.min()
-        guard let cut else { return description }
-        return String(description[..<cut]) + " [" + evaluatorHidden + "]"
     }
 }
 

@@ -1,28 +1,109 @@
 import Foundation
 
+/// The typed fields of an audit line. Each is a string in the JSON, as before; in Swift each is a
+/// type whose constants are the values proctor writes, so that a writer names `.tamper`, not a
+/// spelling a reader (`proctor audit`, the report) would have to match. They are open (a
+/// `RawRepresentable` struct rather than a closed enum) so that reading an audit.jsonl written by
+/// another version never drops a line it does not know; values computed at run time (a limit the
+/// launcher names, the rule of a denied path, a diff rule) come in through `init(rawValue:)`.
+public protocol AuditValue: RawRepresentable, Codable, Hashable, Sendable, CustomStringConvertible where RawValue == String {
+    init(rawValue: String)
+}
+
+extension AuditValue {
+    public var description: String { rawValue }
+}
+
+/// Which step wrote an audit line: a sandbox's phase, or the supervisor's validation of a candidate.
+public struct AuditPhase: AuditValue {
+    public let rawValue: String
+    public init(rawValue: String) { self.rawValue = rawValue }
+    public init(_ phase: Phase) { rawValue = phase.rawValue }
+    public static let experiment = AuditPhase(.experiment)
+    public static let evaluator = AuditPhase(.evaluator)
+    public static let agent = AuditPhase(.agent)
+    /// The supervisor's checks of a candidate or of the workspace at the start (no sandbox).
+    public static let validate = AuditPhase(rawValue: "validate")
+}
+
+/// What an audit line is about.
+public struct AuditKind: AuditValue {
+    public let rawValue: String
+    public init(rawValue: String) { self.rawValue = rawValue }
+    /// A write the sandbox denied.
+    public static let write = AuditKind(rawValue: "write")
+    /// A diff (or an agent's answer) that broke the policy.
+    public static let diff = AuditKind(rawValue: "diff")
+    /// A locked file, a validated input or the outputs changed behind the supervisor's back.
+    public static let tamper = AuditKind(rawValue: "tamper")
+    /// A measurement over `[limits]`, or a sandbox limit other than the three below.
+    public static let limit = AuditKind(rawValue: "limit")
+    public static let timeout = AuditKind(rawValue: "timeout")
+    public static let memory = AuditKind(rawValue: "memory")
+    public static let pids = AuditKind(rawValue: "pids")
+    /// A score that ignores `PROCTOR_SEED`.
+    public static let seed = AuditKind(rawValue: "seed")
+    /// The experiment lock was held by another run.
+    public static let lock = AuditKind(rawValue: "lock")
+    /// How a launch's limits were enforced.
+    public static let sandbox = AuditKind(rawValue: "sandbox")
+}
+
+/// What was done about it.
+public struct AuditDecision: AuditValue {
+    public let rawValue: String
+    public init(rawValue: String) { self.rawValue = rawValue }
+    public static let denied = AuditDecision(rawValue: "denied")
+    public static let killed = AuditDecision(rawValue: "killed")
+    public static let rejected = AuditDecision(rawValue: "rejected")
+    /// `sandbox` lines: every limit enforced, some not, or the launch never got that far.
+    public static let enforced = AuditDecision(rawValue: "enforced")
+    public static let unenforced = AuditDecision(rawValue: "unenforced")
+    public static let failed = AuditDecision(rawValue: "failed")
+}
+
+/// The rule that decided (the supervisor's named rules; a denied path's rule and a diff rule come
+/// in by `init(rawValue:)`).
+public struct AuditRule: AuditValue {
+    public let rawValue: String
+    public init(rawValue: String) { self.rawValue = rawValue }
+    /// A locked file differs from its pin.
+    public static let locked = AuditRule(rawValue: "locked")
+    public static let limits = AuditRule(rawValue: "limits")
+    /// A link or special file in the outputs.
+    public static let outputs = AuditRule(rawValue: "outputs")
+    public static let ignoresSeed = AuditRule(rawValue: "ignores-seed")
+    /// The agent's answer refused before it was applied.
+    public static let agentProposal = AuditRule(rawValue: "agent-proposal")
+    /// A validated path changed while the candidate was measured.
+    public static let experimentInput = AuditRule(rawValue: "experiment-input")
+    /// A frozen session agent ran during its experiment.
+    public static let sessionFreeze = AuditRule(rawValue: "session-freeze")
+}
+
 /// One line of `.proctor/audit.jsonl`.
 public struct AuditRecord: Codable, Sendable, Equatable {
     public var time: Date
     public var run: String
     /// Null outside an iteration (e.g. `proctor exec`).
     public var iteration: Int?
-    public var phase: String
-    /// `write`, `syscall`, `network`, `diff`, `limit`, `lock`, `timeout`, `memory`, `pids`, `tamper`, `sandbox`, ...
-    public var kind: String
-    /// `denied`, `killed`, `rejected`, or `enforced`/`unenforced` for the sandbox's limit summary.
-    public var decision: String
+    public var phase: AuditPhase
+    /// `write`, `diff`, `limit`, `lock`, `timeout`, `memory`, `pids`, `tamper`, `seed`, `sandbox`.
+    public var kind: AuditKind
+    /// `denied`, `killed`, `rejected`, or `enforced`/`unenforced`/`failed` for the sandbox's limit summary.
+    public var decision: AuditDecision
     public var pid: Int?
     public var syscall: String?
     /// Absolute path.
     public var path: String?
-    public var rule: String?
+    public var rule: AuditRule?
     public var detail: String?
     /// For `sandbox` records: how each limit was enforced (`memory: cgroup-v1 4294967296`).
     public var limits: [String: String]?
     public var count: Int?
 
-    public init(time: Date = Date(), run: String, iteration: Int?, phase: String, kind: String, decision: String,
-                pid: Int? = nil, syscall: String? = nil, path: String? = nil, rule: String? = nil,
+    public init(time: Date = Date(), run: String, iteration: Int?, phase: AuditPhase, kind: AuditKind, decision: AuditDecision,
+                pid: Int? = nil, syscall: String? = nil, path: String? = nil, rule: AuditRule? = nil,
                 detail: String? = nil, limits: [String: String]? = nil, count: Int? = nil) {
         self.time = time
         self.run = run
@@ -37,6 +118,17 @@ public struct AuditRecord: Codable, Sendable, Equatable {
         self.detail = detail
         self.limits = limits
         self.count = count
+    }
+
+    /// For the launcher's report lines (`Launcher.handle`), whose limit names and decisions arrive
+    /// as strings from the C helper: the same record, each value taken by its raw spelling. Internal
+    /// to this module: the supervisor's own lines name their values by type.
+    init(time: Date = Date(), run: String, iteration: Int?, phase: String, kind: String, decision: String,
+                pid: Int? = nil, syscall: String? = nil, path: String? = nil, rule: String? = nil,
+                detail: String? = nil, limits: [String: String]? = nil, count: Int? = nil) {
+        self.init(time: time, run: run, iteration: iteration, phase: AuditPhase(rawValue: phase), kind: AuditKind(rawValue: kind),
+                  decision: AuditDecision(rawValue: decision), pid: pid, syscall: syscall, path: path,
+                  rule: rule.map(AuditRule.init(rawValue:)), detail: detail, limits: limits, count: count)
     }
 
     private enum CodingKeys: String, CodingKey {

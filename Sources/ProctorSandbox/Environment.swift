@@ -43,8 +43,8 @@ public struct SandboxEnvironment: Sendable {
             let machine = try ExperimentLock(path: ExperimentLock.machinePath, holder: holder, wait: wait, shared: true)
             return [workspace, machine]
         } catch let busy as ExperimentLock.Busy {
-            audit?.append(AuditRecord(run: run, iteration: iteration, phase: phase.rawValue, kind: "lock",
-                                      decision: "denied", path: busy.path, detail: busy.description))
+            audit?.append(AuditRecord(run: run, iteration: iteration, phase: AuditPhase(phase), kind: .lock,
+                                      decision: .denied, path: busy.path, detail: busy.description))
             throw busy
         }
     }

@@ -98,6 +98,52 @@ final class AgentChannelTests: XCTestCase {
         XCTAssertFalse(reply.contains(LoopWorkspace.hiddenLabel), "the agent read the holdout: \(reply)")
     }
 
+    /// The evaluator's words on a confirmation seed (a reason that is not "evaluator: ..."), and
+    /// after `--resume`, where the history is read back from runs.jsonl instead of kept in memory:
+    /// the next prompts say the evaluator could not score, never what it wrote. A run recorded before
+    /// `agentReason` existed (the field stripped here) is resumed with the same guarantee.
+    func testEvaluatorWordsOnAConfirmationSeedDoNotReachThePromptAcrossResume() throws {
+        let wire = HTTPAgentProtocol.openai
+        let server = try ScriptedHTTPServer(
+            [HTTPLoopTests.reply(wire, HTTPLoopTests.setX("0.9")), HTTPLoopTests.reply(wire, HTTPLoopTests.setX("0.6")),
+             HTTPLoopTests.reply(wire, HTTPLoopTests.setX("0.3"))],
+            lifetime: 300)
+        let ws = try LoopWorkspace(agent: "[gates]\nconfirm_seeds = [17]\n\n" + HTTPLoopTests.agentBlock(server, wire),
+                                   prepare: Self.leakyPrepare(seeds: [17]))
+        let key = [HTTPLoopTests.keyVariable: HTTPLoopTests.key]
+        let first = try ws.run(iterations: 1, environment: key)
+        XCTAssertEqual(first.status, 0, ws.describe(first))
+        XCTAssertEqual(ws.statuses(), ["keep", "crash"], ws.describe(first))
+        let record = try XCTUnwrap(ws.records().last)
+        XCTAssertTrue((record["reason"] as? String)?.hasPrefix("confirmation: evaluator: ") == true, "\(record)")
+        XCTAssertTrue((record["reason"] as? String)?.contains(LoopWorkspace.hiddenLabel) == true, "the operator keeps the words")
+        XCTAssertEqual(record["agentReason"] as? String,
+                       "confirmation: the evaluator could not score the outputs (its messages are in the ledger, not shown to agents)")
+        let resumed = try ws.proctor(["run", "--workspace", ws.root, "--resume", "--iterations", "1"], environment: key)
+        XCTAssertEqual(resumed.status, 0, ws.describe(resumed))
+        XCTAssertEqual(server.requests.count, 2, ws.describe(resumed))
+        // The run recorded before agentReason existed: the same records without it.
+        let runs = try XCTUnwrap(ws.read(".proctor/runs.jsonl"))
+        let legacy = runs.split(separator: "\n").map { line -> String in
+            var object = (try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any]) ?? [:]
+            object["agentReason"] = nil
+            return String(decoding: (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])) ?? Data(), as: UTF8.self)
+        }
+        try Data((legacy.joined(separator: "\n") + "\n").utf8).write(to: URL(fileURLWithPath: ws.path(".proctor/runs.jsonl")))
+        let again = try ws.proctor(["run", "--workspace", ws.root, "--resume", "--iterations", "1"], environment: key)
+        XCTAssertEqual(again.status, 0, ws.describe(again))
+        XCTAssertEqual(server.requests.count, 3, ws.describe(again))
+        for (index, request) in server.requests.enumerated().dropFirst() {
+            let body = String(decoding: request.body, as: UTF8.self)
+            XCTAssertTrue(body.contains("iteration 1: crash"), "prompt \(index + 1) names the crash: \(body.prefix(3000))")
+            XCTAssertTrue(body.contains("could not score the outputs"), "prompt \(index + 1): \(body.prefix(3000))")
+            XCTAssertFalse(body.contains(LoopWorkspace.hiddenLabel), "prompt \(index + 1) carried the evaluator's words")
+            XCTAssertFalse(body.contains("bad prediction"), "prompt \(index + 1) carried the evaluator's words")
+        }
+        XCTAssertTrue(String(decoding: server.requests[1].body, as: UTF8.self).contains("[confirmation: the evaluator could not score"))
+        XCTAssertTrue(ws.read(".proctor/results.tsv")?.contains(LoopWorkspace.hiddenLabel) == true)
+    }
+
     // MARK: - The freeze
 
     /// A session agent is stopped (SIGSTOP) while its experiment is validated, run and committed.

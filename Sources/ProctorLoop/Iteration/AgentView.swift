@@ -26,19 +26,61 @@ extension Runner {
             && !config.isOffLimitsToAgents(pattern) {
             notes.append(pattern)
         }
-        let history = Ledger.rows(in: root + "/.proctor").suffix(50).map {
-            HistoryEntry(iteration: $0.iteration, status: $0.status.rawValue, score: $0.score,
-                         description: SessionAgent.agentVisibleHistory($0.description))
-        }
         try? FileManager.default.createDirectory(atPath: root + "/.proctor/logs/" + state.run, withIntermediateDirectories: true)
         let program = (try? String(contentsOfFile: root + "/program.md", encoding: .utf8)) ?? ""
         var seed = UInt64(iteration) &* 0x9E37_79B9_7F4A_7C15
         for byte in state.run.utf8 { seed = (seed ^ UInt64(byte)) &* 0x100_0000_01B3 }
         return AgentContext(workspace: root, program: program, editableFiles: files, notesFiles: notes.sorted(),
                             metric: config.evaluator.metric, maximize: config.evaluator.maximize,
-                            bestScore: state.bestScore, history: Array(history), iteration: iteration, seed: seed,
+                            bestScore: state.bestScore, history: history, iteration: iteration, seed: seed,
                             maxDiffLines: config.limits.diffLines, memory: memory,
                             transcript: root + "/.proctor/" + transcriptPath(iteration))
+    }
+
+    /// The history a prompt shows: the last `historyLength` records, read once when the run starts or
+    /// resumes (every run in this workspace, as the ledger holds them), then kept up by `record`:
+    /// reading runs.jsonl for every proposal would cost more each iteration of a long night.
+    func loadHistory() {
+        history = Ledger.records(in: root + "/.proctor").suffix(Runner.historyLength).map(Runner.historyEntry)
+    }
+
+    /// Appends a record just written to the history of the next prompt.
+    func appendHistory(_ record: RunRecord) {
+        history.append(Runner.historyEntry(record))
+        if history.count > Runner.historyLength { history.removeFirst(history.count - Runner.historyLength) }
+    }
+
+    static let historyLength = 50
+
+    /// A row's description with its reason in brackets, for anything but a keep or discard: the
+    /// ledger's row with the reason's `ledgerText`, a prompt's history with its `agentText`.
+    static func rowDescription(_ description: String, reason: String?, status: IterationStatus) -> String {
+        description + (reason.map { status == .keep || status == .discard ? "" : " [\($0)]" } ?? "")
+    }
+
+    /// One record as a prompt's history shows it: its description and `agentReason`, never its
+    /// `reason` (which quotes the evaluator). The score is the ledger's (six decimals), as before.
+    static func historyEntry(_ record: RunRecord) -> HistoryEntry {
+        let description: String
+        if record.reason != nil && record.agentReason == nil {
+            description = legacyAgentVisibleHistory(Ledger.clean(rowDescription(record.description, reason: record.reason, status: record.status)))
+        } else {
+            description = Ledger.clean(rowDescription(record.description, reason: record.agentReason, status: record.status))
+        }
+        return HistoryEntry(iteration: record.iteration, status: record.status.rawValue,
+                            score: record.score.map { Double(LedgerRow.scoreField($0)) ?? $0 }, description: description)
+    }
+
+    /// Only for records written before `agentReason` existed (a run continued with `--resume`
+    /// across the upgrade): their reason is the ledger's text alone, so the evaluator's words are
+    /// cut where the old reasons marked them. The row is `description [reason]`, and the reason
+    /// always follows the description, so cutting at the first evaluator marker removes it even
+    /// when the agent wrote such a marker in its own description. Live reasons never come here:
+    /// their `agentText` is typed (`FailureReason`).
+    static func legacyAgentVisibleHistory(_ description: String) -> String {
+        let cut = [" [evaluator", " [confirmation: evaluator"].compactMap { description.range(of: $0)?.lowerBound }.min()
+        guard let cut else { return description }
+        return String(description[..<cut]) + " [" + FailureReason.evaluatorHidden + "]"
     }
 
     /// The transcript of iteration `i`'s agent, relative to `.proctor/`.

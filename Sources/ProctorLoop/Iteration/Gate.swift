@@ -19,15 +19,15 @@ extension Iteration {
             measured = first.merged(with: confirm)
             if let moved = try inputsMoved() { return moved }
             guard case .scored = confirm.outcome else {
-                return ends(confirm.status, reason: "confirmation: " + confirm.reason)
+                return ends(confirm.status, reason: confirm.reason.map(FailureReason.confirmation))
             }
             if let over = runner.overLimits(confirm) {
-                return ends(.rejected, reason: over, violations: [over],
-                            audit: [rejection(phase: "evaluator", kind: "limit", rule: "limits", detail: over)])
+                return ends(.rejected, reason: .overLimit(over), violations: [over],
+                            audit: [rejection(phase: .evaluator, kind: .limit, rule: .limits, detail: over)])
             }
         }
         guard let mean = measured?.mean, gate.beats(mean, state.bestScore) else {
-            return ends(.discard, reason: "mean over seeds does not beat the best")
+            return ends(.discard, reason: .meanDoesNotBeat)
         }
         // A candidate whose score no longer moves with PROCTOR_SEED, where the baseline's did, has
         // fixed its own seed: re-rolling that seed until noise looks like progress is what the gate
@@ -35,9 +35,9 @@ extension Iteration {
         let scores = measured?.evaluations.map(\.score) ?? []
         if scores.count >= 2, let candidateSpread = Gate.spread(scores), candidateSpread <= 1e-12 * max(1, abs(mean)),
             let spread = state.baselineSpread, spread > 1e-12 * max(1, abs(state.baselineScore)) {
-            let reason = "the score ignores PROCTOR_SEED (identical over seeds \(runner.allSeeds.map(String.init).joined(separator: ",")), the baseline's varied by \(format(spread)))"
-            return ends(.rejected, reason: reason, violations: [reason],
-                        audit: [rejection(phase: "evaluator", kind: "seed", rule: "ignores-seed", detail: reason)])
+            let reason = FailureReason.ignoresSeed(seeds: runner.allSeeds, baselineSpread: spread)
+            return ends(.rejected, reason: reason, violations: [reason.ledgerText],
+                        audit: [rejection(phase: .evaluator, kind: .seed, rule: .ignoresSeed, detail: reason.ledgerText)])
         }
         return nil
     }

@@ -46,7 +46,7 @@ final class Iteration {
 
     /// Ends the iteration with a verdict on the proposal as it stands: its description, diff
     /// statistics, cost and what was measured so far, unless given.
-    func ends(_ status: IterationStatus, reason: String?, description: String? = nil, usage: AgentUsage? = nil,
+    func ends(_ status: IterationStatus, reason: FailureReason?, description: String? = nil, usage: AgentUsage? = nil,
               commit: ObjectID? = nil, violations: [String] = [], audit: [AuditRecord] = []) -> IterationEnd {
         .verdict(Verdict(status: status, reason: reason, description: description ?? proposal.description,
                          measured: measured, commit: commit, diff: stats, usage: usage ?? proposal.usage,
@@ -54,8 +54,8 @@ final class Iteration {
     }
 
     /// An audit line of this iteration for a rejected candidate (`path` relative to the workspace).
-    func rejection(phase: String, kind: String, path: String? = nil, rule: String, detail: String) -> AuditRecord {
-        AuditRecord(run: runner.state.run, iteration: number, phase: phase, kind: kind, decision: "rejected",
+    func rejection(phase: AuditPhase, kind: AuditKind, path: String? = nil, rule: AuditRule, detail: String) -> AuditRecord {
+        AuditRecord(run: runner.state.run, iteration: number, phase: phase, kind: kind, decision: .rejected,
                     path: path.map(runner.absolute), rule: rule, detail: detail)
     }
 }
@@ -73,8 +73,9 @@ enum IterationEnd {
 /// What the stages decided about one candidate.
 struct Verdict {
     var status: IterationStatus
-    /// Why, for anything but a plain keep or discard (the ledger shows it in brackets).
-    var reason: String?
+    /// Why, for anything but a plain keep or discard (the ledger shows it in brackets; agents see
+    /// only its `agentText`).
+    var reason: FailureReason?
     var description: String
     var measured: Measurement?
     /// The keep commit; nil for every other status (the tree is reverted).

@@ -13,8 +13,8 @@ extension Iteration {
         if let moved = try inputsMoved() { return moved }
         guard case .scored = first.outcome else { return ends(first.status, reason: first.reason) }
         if let over = runner.overLimits(first) {
-            return ends(.rejected, reason: over, violations: [over],
-                        audit: [rejection(phase: "evaluator", kind: "limit", rule: "limits", detail: over)])
+            return ends(.rejected, reason: .overLimit(over), violations: [over],
+                        audit: [rejection(phase: .evaluator, kind: .limit, rule: .limits, detail: over)])
         }
         return nil
     }
@@ -42,15 +42,15 @@ extension Runner {
             result.durations["experiment", default: 0] += Double(experiment.wallMs) / 1000
             result.peakBytes = max(result.peakBytes, experiment.peakMemoryBytes)
             result.limits.merge(experiment.enforcement.mapKeys { "experiment." + $0 }) { a, _ in a }
-            if Interrupt.requested { result.outcome = .failed(.crash, "interrupted"); return result }
+            if Interrupt.requested { result.outcome = .failed(.crash, .interrupted); return result }
             if experiment.timedOut {
                 result.scores.append(.init(seed: seed, score: nil, seconds: Double(experiment.wallMs) / 1000, status: "timeout"))
-                result.outcome = .failed(.timeout, "experiment: \(experiment.reason)")
+                result.outcome = .failed(.timeout, .experiment(experiment.reason))
                 return result
             }
             if experiment.status != 0 {
                 result.scores.append(.init(seed: seed, score: nil, seconds: Double(experiment.wallMs) / 1000, status: "crash"))
-                result.outcome = .failed(.crash, "experiment: \(experiment.reason); log \(log.path)")
+                result.outcome = .failed(.crash, .experiment("\(experiment.reason); log \(log.path)"))
                 return result
             }
             // A link (or FIFO, socket) left in the outputs would be followed by the evaluator, which
@@ -58,12 +58,12 @@ extension Runner {
             let planted = try env.outputsSpecialEntries()
             if !planted.isEmpty {
                 for path in planted {
-                    audit.append(AuditRecord(run: state.run, iteration: iteration, phase: "evaluator", kind: "tamper",
-                                             decision: "rejected", path: absolute(path), rule: "outputs",
+                    audit.append(AuditRecord(run: state.run, iteration: iteration, phase: .evaluator, kind: .tamper,
+                                             decision: .rejected, path: absolute(path), rule: .outputs,
                                              detail: "a link or special file in the outputs; the evaluator reads regular files only"))
                 }
                 result.scores.append(.init(seed: seed, score: nil, seconds: Double(experiment.wallMs) / 1000, status: "rejected"))
-                result.outcome = .failed(.rejected, "the outputs hold links or special files: \(planted.joined(separator: ", "))")
+                result.outcome = .failed(.rejected, .specialOutputs(planted))
                 return result
             }
             progress.phase(iteration, "evaluator seed \(seed)", budgetMs: config.evaluator.timeoutMs)
@@ -73,10 +73,10 @@ extension Runner {
                                            pinnedDirectory: pinned.directory, audit: audit, context: context,
                                            stdout: out.fd, stderr: err.fd)
             result.durations["evaluator", default: 0] += Double(evaluator.wallMs) / 1000
-            if Interrupt.requested { result.outcome = .failed(.crash, "interrupted"); return result }
+            if Interrupt.requested { result.outcome = .failed(.crash, .interrupted); return result }
             guard evaluator.status == 0 else {
                 result.scores.append(.init(seed: seed, score: nil, seconds: Double(experiment.wallMs) / 1000, status: "crash"))
-                result.outcome = .failed(evaluator.timedOut ? .timeout : .crash, "evaluator: \(evaluator.reason); \(err.tail())")
+                result.outcome = .failed(evaluator.timedOut ? .timeout : .crash, .evaluator(EvaluatorWords("\(evaluator.reason); \(err.tail())")))
                 return result
             }
             do {
@@ -87,7 +87,7 @@ extension Runner {
                 if sealing { try stashOutputs(seed: seed) }
             } catch {
                 result.scores.append(.init(seed: seed, score: nil, seconds: Double(experiment.wallMs) / 1000, status: "crash"))
-                result.outcome = .failed(.crash, "evaluator: \(error)")
+                result.outcome = .failed(.crash, .evaluator(EvaluatorWords("\(error)")))
                 return result
             }
         }
@@ -113,10 +113,10 @@ extension Runner {
 struct Measurement {
     enum Outcome {
         case scored(Double, [Evaluation], Double, Int?)
-        case failed(IterationStatus, String)
+        case failed(IterationStatus, FailureReason)
     }
 
-    var outcome: Outcome = .failed(.crash, "not run")
+    var outcome: Outcome = .failed(.crash, .notRun)
     var evaluations: [Evaluation] = []
     var scores: [RunRecord.SeedScore] = []
     var durations: [String: Double] = [:]
@@ -133,9 +133,10 @@ struct Measurement {
         return .discard
     }
 
-    var reason: String {
+    /// Why it was not scored; nil once scored.
+    var reason: FailureReason? {
         if case .failed(_, let reason) = outcome { return reason }
-        return ""
+        return nil
     }
 
     func merged(with other: Measurement) -> Measurement {

@@ -23,14 +23,14 @@ extension Iteration {
             switch error {
             case .rejected(let reason, let paths):
                 let lines = (paths.isEmpty ? [nil] : paths.map { Optional($0) }).map {
-                    rejection(phase: "agent", kind: "diff", path: $0, rule: "agent-proposal", detail: reason)
+                    rejection(phase: .agent, kind: .diff, path: $0, rule: .agentProposal, detail: reason)
                 }
-                return ends(.rejected, reason: reason, description: "agent proposal rejected", usage: runner.meter.take(),
+                return ends(.rejected, reason: .agentRejected(reason), description: "agent proposal rejected", usage: runner.meter.take(),
                             violations: [reason], audit: lines)
             case .failed(let reason):
                 runner.agentFailures += 1
                 runner.lastAgentFailure = reason
-                return ends(.crash, reason: reason, description: "agent failed", usage: runner.meter.take())
+                return ends(.crash, reason: .agentFailed(reason), description: "agent failed", usage: runner.meter.take())
             }
         }
         runner.agentFailures = 0

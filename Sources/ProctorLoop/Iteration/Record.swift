@@ -12,10 +12,10 @@ extension Runner {
         let seconds = Date().timeIntervalSince(iteration.started)
         let measured = verdict.measured
         let last = measured?.evaluations.last
-        let shownReason = verdict.reason.map { status == .keep || status == .discard ? "" : " [\($0)]" } ?? ""
         let row = LedgerRow(iteration: i, commit: verdict.commit?.short ?? "", score: measured?.mean, sealed: verdict.sealed, status: status,
                             seconds: seconds, peakMemMB: measured?.peakMB, features: last?.count("features"),
-                            trees: last?.count("trees"), description: verdict.description + shownReason)
+                            trees: last?.count("trees"),
+                            description: Runner.rowDescription(verdict.description, reason: verdict.reason?.ledgerText, status: status))
         var record = runRecord(i, status, reason: verdict.reason, description: verdict.description,
                                commit: verdict.commit?.hex, parent: iteration.best.hex, measured: measured,
                                bestBefore: iteration.bestBefore, diff: verdict.diff, usage: verdict.usage,
@@ -30,6 +30,7 @@ extension Runner {
         if let patch = iteration.patch, !patch.isEmpty { try? memoryStore?.savePatch(patch, iteration: i) }
         let synthesized = synthesize(&record, patch: iteration.patch)
         try ledger.append(row, record: record)
+        appendHistory(record)
         state.lastIteration = i
         state.inProgress = nil
         try state.save(root)

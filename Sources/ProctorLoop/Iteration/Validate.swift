@@ -9,9 +9,9 @@ extension Iteration {
     func validate() throws -> IterationEnd? {
         let tampered = try runner.tamperedLockedFiles()
         if !tampered.isEmpty {
-            return ends(.rejected, reason: "locked file changed: \(tampered.joined(separator: ", "))",
+            return ends(.rejected, reason: .lockedFilesChanged(tampered),
                         violations: tampered.map { "\($0): tamper" },
-                        audit: tampered.map { rejection(phase: "validate", kind: "tamper", path: $0, rule: "locked",
+                        audit: tampered.map { rejection(phase: .validate, kind: .tamper, path: $0, rule: .locked,
                                                         detail: "differs from its pin") })
         }
         changes = try runner.repo.loopStatus(against: best, config: runner.config)
@@ -19,13 +19,13 @@ extension Iteration {
                           removed: changes.reduce(0) { $0 + $1.removedLines })
         let violations = DiffValidator.validate(changes, policy: runner.diffPolicy)
         if !violations.isEmpty {
-            return ends(.rejected, reason: violations.map(\.description).joined(separator: "; "),
+            return ends(.rejected, reason: .violations(violations.map(\.description)),
                         violations: violations.map(\.description),
-                        audit: violations.map { rejection(phase: "validate", kind: "diff", path: $0.path,
-                                                          rule: $0.rule.rawValue, detail: $0.message) })
+                        audit: violations.map { rejection(phase: .validate, kind: .diff, path: $0.path,
+                                                          rule: AuditRule(rawValue: $0.rule.rawValue), detail: $0.message) })
         }
         if changes.isEmpty {
-            return ends(.discard, reason: "no change", description: proposal.description + " (no change)")
+            return ends(.discard, reason: .noChange, description: proposal.description + " (no change)")
         }
         // The exact change, kept for the memory (near misses are re-appliable); one already
         // measured in this run is not measured again.
@@ -34,7 +34,7 @@ extension Iteration {
         let code = Set(changes.flatMap { [$0.path, $0.oldPath] }.filter { path in !path.isEmpty && !notes.contains { $0.matches(path) } })
         patch = code.isEmpty ? nil : try runner.repo.diffText(against: best, paths: code.sorted())
         if let first = patch.flatMap({ runner.memory?.duplicate(of: $0) }) {
-            return ends(.discard, reason: "duplicate of iteration \(first)",
+            return ends(.discard, reason: .duplicate(of: first),
                         description: proposal.description + " (duplicate of iteration \(first))")
         }
         validated = runner.fingerprint(changes)
@@ -48,14 +48,14 @@ extension Iteration {
         // experiment other bytes and put the validated ones back: the fingerprint cannot tell.
         if ActiveSandbox.sessionRanWhileFrozen() {
             let reason = Runner.ranWhileFrozen
-            return ends(.rejected, reason: reason, violations: [reason],
-                        audit: [rejection(phase: "validate", kind: "tamper", rule: "session-freeze", detail: reason)])
+            return ends(.rejected, reason: .ranWhileFrozen, violations: [reason],
+                        audit: [rejection(phase: .validate, kind: .tamper, rule: .sessionFreeze, detail: reason)])
         }
         let moved = try runner.movedPaths(since: validated, against: best)
         guard !moved.isEmpty else { return nil }
-        return ends(.rejected, reason: "changed while the experiment ran: \(moved.joined(separator: ", "))",
+        return ends(.rejected, reason: .inputsMoved(moved),
                     violations: moved.map { "\($0): changed while the experiment ran" },
-                    audit: moved.map { rejection(phase: "validate", kind: "tamper", path: $0, rule: "experiment-input",
+                    audit: moved.map { rejection(phase: .validate, kind: .tamper, path: $0, rule: .experimentInput,
                                                  detail: "changed while the experiment ran") })
     }
 }
