@@ -64,12 +64,16 @@ let package = Package(
             name: "ProctorAgents",
             dependencies: ["ProctorConfig", "ProctorSandbox", "ProctorGit", "CCurl"]
         ),
+        .target(
+            name: "ProctorCommands",
+            dependencies: [
+                "ProctorConfig", "ProctorSandbox", "ProctorLoop",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
         .executableTarget(
             name: "proctor",
-            dependencies: [
-                "ProctorConfig", "ProctorSandbox", "ProctorGit", "ProctorLoop", "ProctorAgents",
-                .product(name: "ArgumentParser", package: "swift-argument-parser"),
-            ],
+            dependencies: ["ProctorCommands"],
             exclude: ["link-as-needed.sh"],
             // libcurl (and the ~30 libraries it needs) is loaded only by the HTTP agent, on its first
             // request (Sources/CCurl/shim.h); this linker drops it from what every start-up loads.
@@ -83,6 +87,6 @@ let package = Package(
         .testTarget(name: "GitTests", dependencies: ["ProctorGit"]),
         .testTarget(name: "LoopTests", dependencies: ["ProctorLoop", "ProctorGit", "ProctorConfig", "ProctorTestSupport"]),
         .testTarget(name: "AgentTests", dependencies: ["ProctorAgents", "ProctorConfig", "ProctorTestSupport"]),
-        .testTarget(name: "CLITests", dependencies: ["proctor", "ProctorSandbox"]),
+        .testTarget(name: "CLITests", dependencies: ["ProctorCommands", "ProctorSandbox"]),
     ]
 )

@@ -2,13 +2,13 @@ import ArgumentParser
 import ProctorSandbox
 import XCTest
 
-@testable import proctor
+@testable import ProctorCommands
 
 /// `proctor exec`'s fast parser must agree with ArgumentParser wherever it answers.
 final class ExecFastParseTests: XCTestCase {
     /// ArgumentParser's reading of the same command line, or nil when it rejects it.
     private func viaArgumentParser(_ args: [String]) -> ExecArguments? {
-        guard let command = try? Proctor.parseAsRoot(args) else { return nil }
+        guard let command = try? ProctorCommand.parseAsRoot(args) else { return nil }
         return (command as? Exec)?.arguments
     }
 

@@ -1,10 +1,11 @@
 import ArgumentParser
 import Foundation
 
-/// `proctor`: supervise an untrusted research agent. Argument parsing only; the work is in the libraries.
-@main
-struct Proctor: ParsableCommand {
-    static let configuration = CommandConfiguration(
+/// `proctor`: supervise an untrusted research agent. Argument parsing only; the work is in the
+/// libraries. The executable (`Sources/proctor/main.swift`) calls `ProctorCommand.main()`; tests
+/// import this library instead of linking an executable target.
+public struct ProctorCommand: ParsableCommand {
+    public static let configuration = CommandConfiguration(
         commandName: "proctor",
         abstract: "Run an untrusted AI research agent safely: sandboxed steps, a locked evaluator, git keep/revert.",
         subcommands: [Init.self, Run.self, Session.self, Experiment.self, Exec.self, Check.self, Audit.self, Report.self, Status.self,
@@ -12,7 +13,9 @@ struct Proctor: ParsableCommand {
 
     /// Like `ParsableCommand.main()`, except that bad input exits 125 (the contract's "proctor itself
     /// failed"), not 64, so that scripts can tell it from the command's own status.
-    static func main() {
+    public init() {}
+
+    public static func main() {
         // The hot path (`proctor exec` from scripts and benchmarks) skips ArgumentParser's start-up.
         if let exec = ExecArguments.fastParse(CommandLine.arguments.dropFirst()) {
             Foundation.exit(exec.run())
@@ -20,6 +23,10 @@ struct Proctor: ParsableCommand {
         do {
             var command = try parseAsRoot()
             try command.run()
+        } catch let failure as CommandFailure {
+            // The one place a failed command becomes its message and exit status.
+            FileHandle.standardError.write(Data("proctor: \(terminalSafe(failure.message))\n".utf8))
+            Foundation.exit(failure.status)
         } catch {
             let code = exitCode(for: error)
             if code == .validationFailure {

@@ -26,7 +26,7 @@ struct NudgeCommand: ParsableCommand {
             let nudge = try NudgeQueue(root: root).append(text)
             print("nudge #\(nudge.id) queued; the agent gets it with its next proposal")
         } catch {
-            fail(error, status: 125)
+            throw CommandFailure(error, status: 125)
         }
     }
 }
@@ -58,8 +58,8 @@ struct AnalyzeCommand: ParsableCommand {
     func run() throws {
         if SessionClient.insideSession {
             let reply: SessionProtocol.Reply
-            do { reply = try SessionClient.request(analysis: command) } catch { fail(error, status: 125) }
-            guard reply.accepted else { fail(RunError(reply.message), status: 125) }
+            do { reply = try SessionClient.request(analysis: command) } catch { throw CommandFailure(error, status: 125) }
+            guard reply.accepted else { throw CommandFailure(RunError(reply.message), status: 125) }
             print(terminalSafe(reply.message), terminator: reply.message.hasSuffix("\n") ? "" : "\n")
             throw ExitCode(reply.exitStatus ?? 0)
         }
@@ -70,9 +70,9 @@ struct AnalyzeCommand: ParsableCommand {
                 FileHandle.standardError.write(Data("proctor: \(terminalSafe(line))\n".utf8))
             }
         } catch let interrupted as RunInterrupted {
-            fail(interrupted, status: 130)
+            throw CommandFailure(interrupted, status: 130)
         } catch {
-            fail(error, status: 125)
+            throw CommandFailure(error, status: 125)
         }
         print("analysis kept in \(outcome.path)")
         print(terminalSafe(outcome.summary), terminator: "")

@@ -11,28 +11,13 @@ struct Run: ParsableCommand {
 
     @OptionGroup var options: WorkspaceOptions
 
-    @Option(help: "Iterations after the baseline (default: until interrupted).")
-    var iterations: Int?
+    @OptionGroup var loop: LoopOptions
 
-    @Option(help: "Agent kind, overriding [agent].kind: mutate, http or command.")
-    var agent: String?
-
-    @Flag(help: "Continue the last run from its ledger and branch.")
-    var resume = false
-
-    @Flag(help: "Wait for the experiment lock instead of failing at once.")
-    var wait = false
-
-    func validate() throws {
-        if let iterations, iterations < 1 { throw ValidationError("--iterations must be at least 1") }
-        if let agent, !["mutate", "http", "command"].contains(agent) {
-            throw ValidationError("--agent must be mutate, http or command")
-        }
-    }
+    @Option(help: "Agent kind, overriding [agent].kind.")
+    var agent: AgentKind?
 
     func run() throws {
-        let summary = driveLoop(workspace: options.workspace, options: RunOptions(iterations: iterations, resume: resume, wait: wait),
-                                agent: agent, session: nil)
+        let summary = try driveLoop(workspace: options.workspace, options: loop.runOptions, agent: agent?.rawValue, session: nil)
         let c = summary.counts
         print("""
 
@@ -65,7 +50,7 @@ struct Init: ParsableCommand {
         do {
             for line in try WorkspaceSteps.initialize(dir: dir, template: template, repin: repin) { print(line) }
         } catch {
-            fail(error, status: 125)
+            throw CommandFailure(error, status: 125)
         }
     }
 }
@@ -79,7 +64,7 @@ struct Check: ParsableCommand {
 
     func run() throws {
         let problems: [String]
-        do { problems = try WorkspaceSteps.check(workspace: options.workspace) } catch { fail(error, status: 125) }
+        do { problems = try WorkspaceSteps.check(workspace: options.workspace) } catch { throw CommandFailure(error, status: 125) }
         if problems.isEmpty {
             print("ok: the working tree follows the policy")
             return
@@ -96,7 +81,7 @@ struct Status: ParsableCommand {
     @OptionGroup var options: WorkspaceOptions
 
     func run() throws {
-        do { try Reports.status(workspace: options.workspace).forEach { print($0) } } catch { fail(error, status: 125) }
+        do { try Reports.status(workspace: options.workspace).forEach { print($0) } } catch { throw CommandFailure(error, status: 125) }
     }
 }
 
@@ -115,7 +100,7 @@ struct Audit: ParsableCommand {
     func run() throws {
         let summary: Reports.AuditSummary
         do { summary = Reports.summarize(try Reports.auditRecords(workspace: options.workspace, run: runID)) } catch {
-            fail(error, status: 125)
+            throw CommandFailure(error, status: 125)
         }
         if json {
             let data = (try? JSONLines.encoder().encode(summary)) ?? Data()
@@ -152,41 +137,70 @@ struct Report: ParsableCommand {
             print("report: \(path)")
             if let gap = try Reports.sealedGap(workspace: options.workspace) { print("sealed test set: \(gap)") }
         } catch {
-            fail(error, status: 125)
+            throw CommandFailure(error, status: 125)
         }
     }
+}
+
+/// What `proctor run` and `proctor session` share.
+struct LoopOptions: ParsableArguments {
+    @Option(help: "Iterations (session: experiments) after the baseline (default: until interrupted or the agent ends).")
+    var iterations: Int?
+
+    @Flag(help: "Continue the last run from its ledger and branch.")
+    var resume = false
+
+    @Flag(help: "Wait for the experiment lock instead of failing at once.")
+    var wait = false
+
+    func validate() throws {
+        if let iterations, iterations < 1 { throw ValidationError("--iterations must be at least 1") }
+    }
+
+    var runOptions: RunOptions { RunOptions(iterations: iterations, resume: resume, wait: wait) }
+}
+
+/// `--agent`: the agent kinds `proctor run` can be told to use instead of `[agent].kind`.
+enum AgentKind: String, CaseIterable, ExpressibleByArgument {
+    case mutate, http, command
 }
 
 /// Runs the research loop (`proctor run`, or `proctor session` when `session` is the agent's command).
 /// Exits 125 when nothing could start (bad configuration, no repository, the lock held, a dirty tree,
 /// nothing to resume), 1 when the run failed on the way.
-func driveLoop(workspace: String, options: RunOptions, agent: String?, session: [String]?) -> RunSummary {
+func driveLoop(workspace: String, options: RunOptions, agent: String?, session: [String]?) throws -> RunSummary {
     let env: SandboxEnvironment
-    do { env = try SandboxEnvironment.load(workspace: workspace) } catch { fail(error, status: 125) }
+    do { env = try SandboxEnvironment.load(workspace: workspace) } catch { throw CommandFailure(error, status: 125) }
     let runner: Runner
     do {
         runner = try Runner(env: env, agentKind: agent, options: options, progress: Progress(total: options.iterations))
     } catch {
-        fail(error, status: 125)
+        throw CommandFailure(error, status: 125)
     }
     runner.sessionCommand = session
     do {
         return try runner.run()
     } catch let busy as ExperimentLock.Busy {
-        fail(busy, status: 125)
+        throw CommandFailure(busy, status: 125)
     } catch let refused as StartRefused {
-        fail(refused, status: 125)
+        throw CommandFailure(refused, status: 125)
     } catch let interrupted as RunInterrupted {
-        fail(interrupted, status: 130)
+        throw CommandFailure(interrupted, status: 130)
     } catch {
-        fail(error, status: 1)
+        throw CommandFailure(error, status: 1)
     }
 }
 
-/// Prints `proctor: <error>` on stderr and exits with `status`.
-func fail(_ error: Error, status: Int32) -> Never {
-    FileHandle.standardError.write(Data("proctor: \(terminalSafe(String(describing: error)))\n".utf8))
-    Foundation.exit(status)
+/// A command that failed: `ProctorCommand.main` prints `proctor: <message>` on stderr and exits
+/// with `status` (125 bad input or a refused start, 130 interrupted, 1 a run that failed on the way).
+struct CommandFailure: Error {
+    var message: String
+    var status: Int32
+
+    init(_ error: Error, status: Int32) {
+        message = String(describing: error)
+        self.status = status
+    }
 }
 
 /// `text` with control characters shown as `\xNN` (`\uNNNN` for C1 and the line/paragraph
@@ -224,14 +238,7 @@ struct Session: ParsableCommand {
 
     @OptionGroup var options: WorkspaceOptions
 
-    @Option(help: "Stop after this many experiments.")
-    var iterations: Int?
-
-    @Flag(help: "Continue the last run from its ledger and branch.")
-    var resume = false
-
-    @Flag(help: "Wait for the experiment lock instead of failing at once.")
-    var wait = false
+    @OptionGroup var loop: LoopOptions
 
     @Argument(parsing: .postTerminator, help: "The agent command, after --.")
     var command: [String] = []
@@ -241,8 +248,7 @@ struct Session: ParsableCommand {
     }
 
     func run() throws {
-        let summary = driveLoop(workspace: options.workspace, options: RunOptions(iterations: iterations, resume: resume, wait: wait),
-                                agent: nil, session: command)
+        let summary = try driveLoop(workspace: options.workspace, options: loop.runOptions, agent: nil, session: command)
         print("session \(summary.run)\(summary.interrupted ? " (interrupted; continue with --resume)" : ""): kept \(summary.counts[.keep] ?? 0) of \(summary.counts.values.reduce(0, +)) experiments; best \(formatScore(summary.best)) vs baseline \(formatScore(summary.baseline)); ledger \(summary.ledger)")
         if summary.interrupted { throw ExitCode(130) }
     }
@@ -264,7 +270,7 @@ struct Experiment: ParsableCommand {
         } catch let exit as ExitCode {
             throw exit
         } catch {
-            fail(error, status: 2)
+            throw CommandFailure(error, status: 2)
         }
     }
 }

@@ -1,0 +1,42 @@
+import ArgumentParser
+import XCTest
+
+@testable import ProctorCommands
+
+/// The command line as the library declares it (issue 9): `run` and `session` share their loop
+/// options, `--agent` is an enum, bad values are parse errors (which `proctor` turns into exit 125).
+final class CommandLineTests: XCTestCase {
+    func testRunAndSessionShareTheLoopOptions() throws {
+        let run = try XCTUnwrap(try ProctorCommand.parseAsRoot(["run", "--iterations", "3", "--resume", "--agent", "http"]) as? Run)
+        XCTAssertEqual(run.loop.iterations, 3)
+        XCTAssertTrue(run.loop.resume)
+        XCTAssertFalse(run.loop.wait)
+        XCTAssertEqual(run.agent, .http)
+        let session = try XCTUnwrap(try ProctorCommand.parseAsRoot(["session", "--iterations", "2", "--wait", "--", "claude", "-p"]) as? Session)
+        XCTAssertEqual(session.loop.runOptions.iterations, 2)
+        XCTAssertTrue(session.loop.runOptions.wait)
+        XCTAssertEqual(session.command, ["claude", "-p"])
+    }
+
+    func testBadValuesAreValidationFailures() {
+        for args in [["run", "--agent", "gpt"], ["run", "--iterations", "0"], ["session", "--iterations", "0", "--", "x"],
+                     ["session"], ["nudge"]] {
+            XCTAssertThrowsError(try ProctorCommand.parseAsRoot(args), "\(args)") { error in
+                XCTAssertEqual(ProctorCommand.exitCode(for: error), .validationFailure, "\(args): \(error)")
+            }
+        }
+        // The message names what --agent takes.
+        XCTAssertThrowsError(try ProctorCommand.parseAsRoot(["run", "--agent", "gpt"])) { error in
+            let message = ProctorCommand.message(for: error)
+            for kind in AgentKind.allCases { XCTAssertTrue(message.contains(kind.rawValue), message) }
+        }
+    }
+
+    /// A failure carries its exit status to the one place that prints it and exits.
+    func testCommandFailureKeepsItsStatus() {
+        struct Refused: Error, CustomStringConvertible { var description = "the working tree differs from HEAD" }
+        let failure = CommandFailure(Refused(), status: 125)
+        XCTAssertEqual(failure.status, 125)
+        XCTAssertEqual(failure.message, "the working tree differs from HEAD")
+    }
+}
