@@ -1,0 +1,67 @@
+import Foundation
+import ProctorAgents
+import ProctorConfig
+import ProctorSandbox
+
+/// An `Agent` whose proposals are the session agent's `proctor experiment` requests: the working
+/// tree as the agent left it is the proposal.
+final class SessionAgent: Agent, @unchecked Sendable {
+    let server: SessionServer
+    private var current: Int32 = -1
+    /// The loop's work while the agent works: the analyses another terminal queued.
+    var idle: (() -> Void)?
+    /// The agent's output and where iteration `i`'s transcript goes (nil on a terminal).
+    var output: SessionTranscript?
+    var transcriptFor: ((Int) -> String)?
+    /// Runs a session agent's `proctor analyze` between experiments (on the loop's thread, which
+    /// holds the run's locks); nil refuses them.
+    var analyze: (([String]) -> SessionProtocol.Reply)?
+
+    init(server: SessionServer) {
+        self.server = server
+    }
+
+    func propose(_ context: AgentContext) throws -> Proposal {
+        var next = server.next(idle: idle)
+        // Analyses are answered here, one at a time, until the agent asks for an experiment.
+        while case .analysis(let command)? = next?.request, let reply = next?.reply {
+            server.finish(reply, analyze?(command) ?? .init(accepted: false, message: "refused: this supervisor runs no analyses"))
+            if Interrupt.requested { throw SessionEnded() }
+            next = server.next(idle: idle)
+        }
+        guard let request = next, case .experiment(let requested) = request.request else { throw SessionEnded() }
+        current = request.reply
+        // The agent keeps running while its experiment is validated, run and committed: freeze it,
+        // or it could swap in code that was never validated and put the honest bytes back in time.
+        // A short settle first, while the reader thread refuses every other request: a second
+        // `proctor experiment` started together with this one is refused, not frozen mid-start and
+        // run afterwards. (What changes during the settle is what gets validated and measured.)
+        usleep(300_000)
+        guard ActiveSandbox.freezeSession() else {
+            ActiveSandbox.thawSession()
+            throw AgentError.failed(reason: "the session agent could not be frozen for its experiment")
+        }
+        // What it prints from now on belongs to its next experiment.
+        if let output, let path = transcriptFor?(context.iteration + 1) { output.switchTo(path) }
+        let description = requested.trimmingCharacters(in: .whitespacesAndNewlines)
+        return Proposal(description: description.isEmpty ? "session experiment" : description)
+    }
+
+    /// Called by the loop with the iteration's outcome; the agent reads the reason's `agentText`.
+    func finished(iteration: Int, status: IterationStatus, score: Double?, best: Double, reason: FailureReason?,
+                  nudges: [String] = []) {
+        ActiveSandbox.thawSession()
+        guard current >= 0 else { return }
+        let reason = reason?.agentText
+        // The human's nudges ride on the verdict (and stay in /run/proctor/memory/nudges.md).
+        let told = nudges.isEmpty ? "" : "\nfrom the human supervising this run:\n" + nudges.map { "- " + $0 }.joined(separator: "\n")
+        let message = "iteration \(iteration): \(status.rawValue)" + (score.map { " score \(format($0))" } ?? "")
+            + " (best \(format(best)))" + (reason.map { ": \($0)" } ?? "") + told
+        server.finish(current, .init(accepted: true, message: message, iteration: iteration, status: status.rawValue,
+                                     score: score, best: best.isNaN ? nil : best))
+        current = -1
+    }
+}
+
+/// The session's agent exited: the loop ends cleanly.
+struct SessionEnded: Error {}

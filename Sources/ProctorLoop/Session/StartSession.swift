@@ -1,0 +1,101 @@
+import Foundation
+import ProctorAgents
+import ProctorConfig
+import ProctorSandbox
+
+extension Runner {
+    /// Starts the session agent in the agent sandbox on a background thread, with the session
+    /// channel inherited and `proctor` itself mounted read-only so `proctor experiment` works inside.
+    func startSession(_ command: [String]) throws {
+        let server = try SessionServer()
+        let sessionAgent = SessionAgent(server: server)
+        let (analysisEnv, analysisAudit, run) = (self.env, self.audit, state.run)
+        sessionAgent.analyze = {
+            AnalysisStore(root: analysisEnv.config.root).sessionReply($0, env: analysisEnv, audit: analysisAudit, run: run)
+        }
+        sessionAgent.idle = {
+            _ = AnalysisQueue(root: analysisEnv.config.root).runPending(env: analysisEnv, audit: analysisAudit, run: run, iteration: nil)
+        }
+        agent = sessionAgent
+        let exe = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
+        let mounts: [(String, String)] = [(exe, "/run/proctor/bin/proctor")]
+            + SessionRuntime.libraryDirectories().map { ($0, $0) }
+        let home = try CommandAgent.makeHome()
+        do {
+            try CommandAgent.populate(home: home, config: config)
+        } catch {
+            FileTree.removeDirectory(home)
+            throw RunError("session: \(error)")
+        }
+        let env = self.env
+        let audit = self.audit
+        let context = AuditContext(run: state.run, iteration: nil, config: config)
+        // `proctor` first, then the PATH the agent would have had (`[agent] env` passes it), so a
+        // CLI installed in ~/.local/bin and made visible with `[agent] read_only` is still found.
+        let inherited = config.agent.env.contains("PATH") ? ProcessInfo.processInfo.environment["PATH"] : nil
+        let path = "/run/proctor/bin:" + (inherited.flatMap { $0.isEmpty ? nil : $0 } ?? "/usr/local/bin:/usr/bin:/bin")
+        // What the agent prints between two experiments goes to the next iteration's transcript.
+        let output = SessionTranscript()
+        let root = self.root
+        if let output {
+            output.switchTo(root + "/.proctor/" + transcriptPath(state.lastIteration + 1))
+            (agent as? SessionAgent)?.output = output
+            (agent as? SessionAgent)?.transcriptFor = { [run = state.run] i in root + "/.proctor/logs/\(run)/\(i)-agent.log" }
+        } else {
+            progress.line("session: the agent writes to your terminal; its output is kept in .proctor/logs only when proctor's output is redirected")
+        }
+        let done = DispatchSemaphore(value: 0)
+        sessionDone = done
+        let thread = Thread {
+            defer { done.signal() }
+            // The user's terminal is the agent's stdin: a session agent is interactive (Claude Code's
+            // prompt). It still has no controlling terminal, and TIOCSTI/TIOCLINUX are denied.
+            let result = try? env.launch(phase: .agent, command: command, seed: nil, agentHome: home, audit: audit,
+                                         context: context, stdin: 0, stdout: output?.childEnd ?? 1, stderr: output?.childEnd ?? 2,
+                                         started: { ActiveSandbox.sessionPid = $0 }) { request in
+                request.extraReadOnly += mounts + [(server.socketPath, SessionProtocol.socketPath)]
+                if let memory = Transcript.memorySource(root) { request.extraReadOnly.append((memory, Transcript.memoryMount)) }
+                request.extraEnvironment += [(SessionProtocol.environmentName, String(server.agentEnd)),
+                                             ("PATH", path)]
+                request.passDescriptors = [server.agentEnd]
+            }
+            ActiveSandbox.sessionPid = 0
+            output?.finish()
+            server.closeAgentEnd()
+            server.removeSocket()
+            FileTree.removeDirectory(home)
+            FileHandle.standardError.write(Data("proctor: the session agent exited (\(result?.reason ?? "launch failed"))\n".utf8))
+            server.shutdown()
+        }
+        thread.start()
+        progress.line("session: agent started; it runs experiments with `proctor experiment \"description\"`")
+    }
+}
+
+extension Runner {
+    /// The loop is over (iterations done, interrupted, or the agent gone): stop the agent and wait
+    /// for its sandbox to be torn down, its private home and its socket removed.
+    func stopSession() {
+        guard let done = sessionDone else { return }
+        ActiveSandbox.stopSession()
+        _ = done.wait(timeout: .now() + .seconds(10))
+        sessionDone = nil
+    }
+}
+
+/// Where the running proctor's shared libraries live (the Swift runtime outside the system dirs).
+enum SessionRuntime {
+    static func libraryDirectories() -> [String] {
+        guard let maps = try? String(contentsOfFile: "/proc/self/maps", encoding: .utf8) else { return [] }
+        var dirs: [String] = []
+        for line in maps.split(separator: "\n") {
+            guard let slash = line.firstIndex(of: "/") else { continue }
+            let path = String(line[slash...])
+            guard path.hasSuffix(".so") || path.contains(".so.") else { continue }
+            let dir = (path as NSString).deletingLastPathComponent
+            let system = ["/usr/", "/lib/", "/lib64/", "/lib32/"].contains { dir.hasPrefix($0) || dir + "/" == $0 }
+            if !system && !dirs.contains(dir) { dirs.append(dir) }
+        }
+        return dirs
+    }
+}
