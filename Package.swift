@@ -62,7 +62,7 @@ let package = Package(
         ),
         .target(
             name: "ProctorAgents",
-            dependencies: ["ProctorConfig", "ProctorSandbox", "ProctorGit", "CCurl"]
+            dependencies: ["ProctorSandbox", "CCurl"]
         ),
         .target(
             name: "ProctorCommands",
@@ -85,8 +85,10 @@ let package = Package(
         .testTarget(name: "ProctorConfigTests", dependencies: ["ProctorConfig"]),
         .testTarget(name: "SandboxTests", dependencies: ["ProctorConfig", "ProctorSandbox", "ProctorTestSupport"]),
         .testTarget(name: "GitTests", dependencies: ["ProctorGit"]),
-        .testTarget(name: "LoopTests", dependencies: ["ProctorLoop", "ProctorGit", "ProctorConfig", "ProctorTestSupport"]),
-        .testTarget(name: "AgentTests", dependencies: ["ProctorAgents", "ProctorConfig", "ProctorTestSupport"]),
-        .testTarget(name: "CLITests", dependencies: ["ProctorCommands", "ProctorSandbox"]),
+        .testTarget(name: "LoopTests", dependencies: ["ProctorLoop", "ProctorGit", "ProctorConfig", "ProctorSandbox", "ProctorTestSupport"]),
+        .testTarget(name: "AgentTests", dependencies: ["ProctorAgents", "ProctorTestSupport"]),
+        .testTarget(name: "CLITests", dependencies: [
+            "ProctorCommands", "ProctorSandbox", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ]),
     ]
 )
