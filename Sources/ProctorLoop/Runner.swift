@@ -87,6 +87,8 @@ public final class Runner {
     var memory: ResearchMemory?
     var memoryStore: MemoryStore?
     var researchLog: ResearchLog?
+    /// The lines of `[memory] do_not_retry`, read once from the pinned copy.
+    var userDoNotRetry: [String] = []
     /// `[memory] synthesize = "agent"`: the model's latest learnings.md.
     var synthesizedLearnings: String?
 

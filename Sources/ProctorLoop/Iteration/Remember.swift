@@ -22,21 +22,17 @@ extension Runner {
         if let baseline { memory.add(baseline, patch: nil) }
         self.memory = memory
         memoryStore = store
+        // The user's list is locked and read from the pinned copy: it cannot change during a run.
+        userDoNotRetry = config.memory.doNotRetry.map { MemoryStore.userLines(path: pinned.directory + "/" + $0) } ?? []
         writeMemoryFiles()  // makes .proctor/memory/ first
+        try? writeNudgesFile()
         researchLog = ResearchLog(runner: self)
-    }
-
-    /// The user's own do-not-retry lines, from the pinned copy (the file is locked).
-    var userDoNotRetry: [String] {
-        guard let file = config.memory.doNotRetry, let pinned else { return [] }
-        return MemoryStore.userLines(path: pinned.directory + "/" + file)
     }
 
     func writeMemoryFiles() {
         guard let memory, let memoryStore else { return }
         do {
             _ = try memoryStore.write(memory, userLines: userDoNotRetry)
-            try writeNudgesFile()
         } catch {
             progress.line("warning: the research memory could not be written (\(error)); the ledger is complete and --resume rebuilds it")
         }
@@ -71,7 +67,8 @@ extension Runner {
         researchLog?.append(iteration: record.iteration, nudges: record.nudges ?? [], kept: record.status == .keep)
         do {
             try steering?.markDelivered()
-            try writeNudgesFile()
+            // Rewritten only when this iteration delivered some (it is fsynced).
+            if steering?.nudges.isEmpty == false { try writeNudgesFile() }
         } catch {
             progress.line("warning: could not mark the nudges delivered (\(error)); they will be shown again")
         }
