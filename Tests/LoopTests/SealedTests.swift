@@ -33,7 +33,7 @@ final class SealedTests: XCTestCase {
         // The validation evaluator reports whether it could see the sealed set.
         spec.prepare = WorkspaceSpec.defaultPrepare.replacingOccurrences(
             of: #"result = {"score": score, "trees": int(trees), "features": int(features)}"#,
-            with: #"result = {"score": score, "trees": int(trees), "features": int(features), "saw_sealed": int(os.path.exists("sealed/target.txt"))}"#)
+            with: #"result = {"score": score, "trees": int(trees), "features": int(features), "saw_sealed": int(os.path.exists("sealed/target.txt")), "saw_memory": int(os.path.exists("/run/proctor/memory"))}"#)
         spec.confirmSeeds = "[17]"
         spec.agentScript = agent
         return spec
@@ -77,6 +77,8 @@ final class SealedTests: XCTestCase {
         for i in 0...3 {
             XCTAssertEqual(ws.record(i)?["measurements"].flatMap { ($0 as? [String: Any])?["saw_sealed"] as? Double }, 0,
                            "the validation evaluator saw the sealed set in iteration \(i)")
+            XCTAssertEqual(ws.record(i)?["measurements"].flatMap { ($0 as? [String: Any])?["saw_memory"] as? Double }, 0,
+                           "the evaluator saw the research memory in iteration \(i)")
         }
         let logs = ws.path(".proctor/logs/" + ws.runID!)
         let experimentLog = try String(contentsOfFile: logs + "/1-42-experiment.log", encoding: .utf8)
