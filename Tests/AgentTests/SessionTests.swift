@@ -150,11 +150,11 @@ final class SessionTests: XCTestCase {
     /// 0.9 one) cannot land until the verdict is in. What is kept is exactly what was measured.
     func testEditDuringTheExperimentIsNeverKeptUnmeasured() throws {
         let ws = try LoopWorkspace(agent: Self.noAgent)
-        let measured = LoopWorkspace.train("0.6", extra: "import time; time.sleep(3)")
+        let measured = LoopWorkspace.train("0.6", extra: "import time; time.sleep(6)")
         let script = """
-            \(Self.setX("0.6", extra: "import time; time.sleep(3)"))
+            \(Self.setX("0.6", extra: "import time; time.sleep(6)"))
             proctor experiment "measured x=0.6" > /tmp/reply 2>&1 &
-            sleep 1.5
+            sleep 3
             cat /tmp/reply > /tmp/reply-at-swap
             \(Self.setX("0.99", extra: "# swapped while the experiment ran"))
             wait
@@ -164,9 +164,9 @@ final class SessionTests: XCTestCase {
         let outcome = try session(ws, script)
         XCTAssertEqual(outcome.status, 0, ws.describe(outcome))
         XCTAssertEqual(ws.statuses(), ["keep", "keep"], ws.describe(outcome))
-        // The agent's `sleep 1.5` only ended after the verdict: it was frozen meanwhile (frozen within
-        // 1.5 s of asking, 0.3 s of which is the settle; an unfrozen agent would read no reply, the
-        // experiment alone takes 3 s).
+        // The agent's `sleep 3` only ended after the verdict: it was frozen meanwhile (frozen within
+        // 3 s of asking, 0.3 s of which is the settle; an unfrozen agent would read no reply, the
+        // experiment alone takes 6 s).
         XCTAssertTrue(outcome.stdout.contains("reply when swapping: iteration 1: keep"), outcome.stdout)
         XCTAssertEqual(ws.gitSubjects().first, "measured x=0.6", "\(ws.gitSubjects())")
         let git = try runChild(["/usr/bin/git", "-C", ws.root, "show", "HEAD:train.py"],
