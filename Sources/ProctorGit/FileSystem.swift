@@ -14,6 +14,21 @@ enum FileSystem {
         var type: EntryType
         var permissions: UInt32
         var size: Int64
+        /// What a git index caches of a file to decide that it did not change since.
+        var stamp = Stamp()
+    }
+
+    /// The stat fields a git index entry caches. An agent can put a file's size and mtime back after
+    /// changing its content; it cannot put back its ctime or keep its inode across a replacement.
+    struct Stamp: Equatable {
+        var mtime = (seconds: Int64(0), nanoseconds: Int64(0))
+        var ctime = (seconds: Int64(0), nanoseconds: Int64(0))
+        var inode: UInt64 = 0
+        var size: Int64 = 0
+
+        static func == (a: Stamp, b: Stamp) -> Bool {
+            a.mtime == b.mtime && a.ctime == b.ctime && a.inode == b.inode && a.size == b.size
+        }
     }
 
     /// An open directory descriptor, closed in `deinit`.
@@ -52,7 +67,11 @@ enum FileSystem {
                 case symlinkType: .symlink
                 default: .other
                 }
-            return Entry(type: type, permissions: UInt32(info.st_mode) & 0o7777, size: Int64(info.st_size))
+            let stamp = Stamp(
+                mtime: (Int64(info.st_mtim.tv_sec), Int64(info.st_mtim.tv_nsec)),
+                ctime: (Int64(info.st_ctim.tv_sec), Int64(info.st_ctim.tv_nsec)),
+                inode: UInt64(info.st_ino), size: Int64(info.st_size))
+            return Entry(type: type, permissions: UInt32(info.st_mode) & 0o7777, size: Int64(info.st_size), stamp: stamp)
         }
 
         /// Opens the subdirectory `name`, failing on a link (`O_NOFOLLOW`); creates it first when `create`.

@@ -6,7 +6,8 @@ extension Repository {
     /// mode (0644 or 0755), everything else is removed (untracked and ignored files, directories, links that
     /// replaced files), except `.git` and the paths under `excluded` prefixes (`[".proctor/", "outputs/"]`),
     /// which are not looked into. Removal never follows a link: a link pointing outside the workspace is
-    /// removed as a link and its target is untouched. HEAD does not move.
+    /// removed as a link and its target is untouched. HEAD does not move. Content decides, not the index's
+    /// cached size and mtime (see `cacheWouldHide`).
     public func restore(to commit: ObjectID, excluding excluded: [String] = []) throws {
         let tree = try tree(of: commit)
         defer { git_tree_free(tree) }
@@ -14,7 +15,8 @@ extension Repository {
         let prefixes = excluded.map { $0.hasSuffix("/") ? String($0.dropLast()) : $0 }.filter { !$0.isEmpty }
         // First clear everything checkout must not see: libgit2's own removal of untracked files is not
         // documented to leave links unfollowed, and checkout must never write through a planted link.
-        try prune(FileSystem.Directory.open(workdir), prefix: "", expected: expected, excluded: prefixes)
+        let cached = try indexStamps()
+        try prune(FileSystem.Directory.open(workdir), prefix: "", expected: expected, cached: cached, excluded: prefixes)
         var options = git_checkout_options()
         try check(
             git_checkout_options_init(&options, UInt32(GIT_CHECKOUT_OPTIONS_VERSION)), "git_checkout_options_init")
@@ -27,7 +29,7 @@ extension Repository {
     /// permissions of tracked files and directories.
     private func prune(
         _ directory: FileSystem.Directory, prefix: String, expected: [String: (mode: FileMode, id: ObjectID)],
-        excluded: [String]
+        cached: [String: FileSystem.Stamp], excluded: [String]
     ) throws {
         for name in try directory.names() {
             let path = prefix.isEmpty ? name : prefix + "/" + name
@@ -38,10 +40,15 @@ extension Repository {
             switch (expected[path]?.mode, entry.type) {
             case (.tree?, .directory):
                 if entry.permissions != 0o755 { try directory.chmod(name, 0o755) }
-                try prune(directory.subdirectory(name), prefix: path, expected: expected, excluded: excluded)
+                try prune(directory.subdirectory(name), prefix: path, expected: expected, cached: cached, excluded: excluded)
             case (nil, .directory) where holdsExcluded:
                 // An untracked parent of an excluded directory stays, emptied of everything else.
-                try prune(directory.subdirectory(name), prefix: path, expected: expected, excluded: excluded)
+                try prune(directory.subdirectory(name), prefix: path, expected: expected, cached: cached, excluded: excluded)
+            case (.regular?, .regular) where Self.cacheWouldHide(cached[path], entry.stamp),
+                 (.executable?, .regular) where Self.cacheWouldHide(cached[path], entry.stamp):
+                // Checkout would trust the cached size and mtime and keep this file's content:
+                // remove it, and checkout writes it anew from the commit.
+                try directory.remove(name)
             case (.regular?, .regular):
                 if entry.permissions != 0o644 { try directory.chmod(name, 0o644) }
             case (.executable?, .regular):
@@ -52,5 +59,37 @@ extension Repository {
                 try directory.remove(name)
             }
         }
+    }
+
+    /// Whether checkout would take the file for unchanged from the index's cache (size and mtime match,
+    /// which is all libgit2's checkout compares) although it was written since the cache was taken (its
+    /// ctime or inode differ): a same-size edit whose times were put back. Such a file's content is not
+    /// compared by checkout at all. A file that matches the cache entirely was not written since.
+    static func cacheWouldHide(_ cached: FileSystem.Stamp?, _ file: FileSystem.Stamp) -> Bool {
+        guard let cached else { return false }
+        // The index keeps 32 bits of each field, as git does.
+        let truncated = { (value: Int64) in value & 0xFFFF_FFFF }
+        let seemsUnchanged =
+            truncated(cached.size) == truncated(file.size) && cached.mtime.seconds == truncated(file.mtime.seconds)
+            && (cached.mtime.nanoseconds == 0 || cached.mtime.nanoseconds == file.mtime.nanoseconds)
+        guard seemsUnchanged else { return false }
+        return cached.ctime.seconds != truncated(file.ctime.seconds) || cached.ctime.nanoseconds != file.ctime.nanoseconds
+            || cached.inode & 0xFFFF_FFFF != file.inode & 0xFFFF_FFFF
+    }
+
+    /// The index's cached stat fields, by path.
+    func indexStamps() throws -> [String: FileSystem.Stamp] {
+        var index: OpaquePointer?
+        try check(git_repository_index(&index, handle), "git_repository_index")
+        defer { git_index_free(index) }
+        var stamps: [String: FileSystem.Stamp] = [:]
+        for position in 0..<git_index_entrycount(index) {
+            guard let entry = git_index_get_byindex(index, position)?.pointee else { continue }
+            stamps[String(cString: entry.path)] = FileSystem.Stamp(
+                mtime: (Int64(entry.mtime.seconds) & 0xFFFF_FFFF, Int64(entry.mtime.nanoseconds)),
+                ctime: (Int64(entry.ctime.seconds) & 0xFFFF_FFFF, Int64(entry.ctime.nanoseconds)),
+                inode: UInt64(entry.ino), size: Int64(entry.file_size))
+        }
+        return stamps
     }
 }

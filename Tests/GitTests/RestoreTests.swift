@@ -1,5 +1,5 @@
 import Foundation
-import ProctorGit
+@testable import ProctorGit
 import XCTest
 
 final class RestoreTests: XCTestCase {
@@ -44,6 +44,48 @@ final class RestoreTests: XCTestCase {
         XCTAssertEqual(scratch.read("outputs/model.bin"), "weights\n")
         XCTAssertEqual(try repo.status(against: commit, excluding: excluded), [])
         XCTAssertEqual(try scratch.git("status", "--porcelain", "--ignored"), "!! .proctor/\n!! outputs/")
+    }
+
+    /// Issue 10: a same-size edit whose access and modification times were put back. The index's cache
+    /// says "unchanged" by size and mtime; restore compares content, and leaves untouched files alone.
+    func testSameSizeEditWithItsTimesPutBackIsRestored() throws {
+        let (scratch, repo) = try Scratch.repository(self, files, executable: ["run.sh"])
+        let commit = try repo.head()!
+        // Restore once so that the index caches the files' stat data (as any `git status` does).
+        try repo.restore(to: commit, excluding: excluded)
+        _ = try scratch.git("update-index", "--refresh")
+        let path = scratch.path + "/train.py"
+        let before = try FileManager.default.attributesOfItem(atPath: path)
+        let untouched = try FileManager.default.attributesOfItem(atPath: scratch.path + "/src/model.py")[.systemFileNumber] as? Int
+        let handle = try XCTUnwrap(FileHandle(forUpdatingAtPath: path))
+        try handle.write(contentsOf: Data("lr = 9.1\n".utf8))
+        try handle.close()
+        try FileManager.default.setAttributes([.modificationDate: before[.modificationDate]!], ofItemAtPath: path)
+        XCTAssertEqual(try repo.status(against: commit, excluding: excluded).map(\.path), ["train.py"], "validation sees it")
+
+        try repo.restore(to: commit, excluding: excluded)
+
+        XCTAssertEqual(scratch.read("train.py"), "lr = 0.1\n")
+        XCTAssertEqual(try scratch.git("status", "--porcelain"), "")
+        XCTAssertEqual(try repo.status(against: commit, excluding: excluded), [])
+        // The cache is trusted where it holds: an untouched file is not rewritten (same inode).
+        XCTAssertEqual(
+            try FileManager.default.attributesOfItem(atPath: scratch.path + "/src/model.py")[.systemFileNumber] as? Int, untouched)
+    }
+
+    func testCacheWouldHideOnlyAWriteItCannotSee() {
+        let cached = FileSystem.Stamp(mtime: (100, 5), ctime: (100, 5), inode: 7, size: 9)
+        XCTAssertFalse(Repository.cacheWouldHide(cached, cached), "untouched")
+        XCTAssertFalse(Repository.cacheWouldHide(nil, cached), "not in the index: checkout compares content")
+        var written = cached
+        written.ctime = (130, 0)
+        XCTAssertTrue(Repository.cacheWouldHide(cached, written), "size and mtime put back, ctime moved")
+        var replaced = cached
+        replaced.inode = 8
+        XCTAssertTrue(Repository.cacheWouldHide(cached, replaced), "a new file with the old times")
+        var grown = written
+        grown.size = 10
+        XCTAssertFalse(Repository.cacheWouldHide(cached, grown), "checkout sees the size and compares content itself")
     }
 
     func testPlantedSymlinksAreRemovedWithoutTouchingTheirTargets() throws {
