@@ -67,6 +67,22 @@ public struct Glob: Sendable, Hashable, CustomStringConvertible {
         }
     }
 
+    /// Whether the pattern could match a path strictly beneath the directory `directory`
+    /// (workspace-relative): conservative, true when in doubt. `**/*.py` and `data/**` could match
+    /// beneath `data`; `*.py` and `src/*.py` could not.
+    public func couldMatchBeneath(_ directory: String) -> Bool {
+        let parts = directory.split(separator: "/").filter { $0 != "." }
+        for (index, part) in parts.enumerated() {
+            guard index < segments.count else { return false }
+            switch segments[index] {
+            case .anySegments: return true
+            case .tokens(let tokens):
+                if !Glob.matchSegment(tokens, Array(part.unicodeScalars)) { return false }
+            }
+        }
+        return segments.count > parts.count
+    }
+
     /// The leading whole segments that contain no wildcard, joined with `/` (`holdout/**` → `holdout`,
     /// `src/*.py` → `src`, `train.py` → `train.py`, `*.py` → ``): the deepest directory or file that every
     /// match lies in or is.

@@ -451,6 +451,22 @@ extension WorkspaceConfig {
         return (files.hidden + files.sealed + files.locked).contains { Glob($0).matches(path) }
     }
 
+    /// Whether a git-ignored path is the user's to keep (`wandb/`, `data/`, `checkpoints/`, `.venv/`):
+    /// no `editable` or `notes` glob matches it, a directory above it, or anything beneath it, so no
+    /// sandbox can write there (the agent's writable binds are those globs' matches; the experiment
+    /// writes only the outputs). The loop neither reports nor removes such a path. An ignored path an
+    /// agent could write is judged like any other new file.
+    public func isUsersIgnoredPath(_ path: String) -> Bool {
+        let globs = (files.editable + files.notes).map(Glob.init)
+        var ancestor = Substring(path)
+        while true {
+            if globs.contains(where: { $0.matches(String(ancestor)) }) { return false }
+            guard let slash = ancestor.lastIndex(of: "/") else { break }
+            ancestor = ancestor[..<slash]
+        }
+        return !globs.contains { $0.couldMatchBeneath(path) }
+    }
+
     /// What the loop's status never looks into: proctor's state and the outputs.
     public var untrackedByLoop: [String] {
         [".proctor/"] + files.outputs.map { $0 + "/" }

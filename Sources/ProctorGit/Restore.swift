@@ -7,8 +7,11 @@ extension Repository {
     /// replaced files), except `.git` and the paths under `excluded` prefixes (`[".proctor/", "outputs/"]`),
     /// which are not looked into. Removal never follows a link: a link pointing outside the workspace is
     /// removed as a link and its target is untouched. HEAD does not move. Content decides, not the index's
-    /// cached size and mtime (see `cacheWouldHide`).
-    public func restore(to commit: ObjectID, excluding excluded: [String] = []) throws {
+    /// cached size and mtime (see `cacheWouldHide`). An untracked path that git ignores and
+    /// `keepingIgnored` accepts is the user's (`data/`, `.venv/`) and stays, unentered.
+    public func restore(
+        to commit: ObjectID, excluding excluded: [String] = [], keepingIgnored: ((String) -> Bool)? = nil
+    ) throws {
         let tree = try tree(of: commit)
         defer { git_tree_free(tree) }
         let expected = try flatten(tree)
@@ -16,7 +19,11 @@ extension Repository {
         // First clear everything checkout must not see: libgit2's own removal of untracked files is not
         // documented to leave links unfollowed, and checkout must never write through a planted link.
         let cached = try indexStamps()
-        try prune(FileSystem.Directory.open(workdir), prefix: "", expected: expected, cached: cached, excluded: prefixes)
+        let keep = try keepingIgnored.map { accepts in
+            { (path: String, isDirectory: Bool) throws -> Bool in try accepts(path) && self.isIgnored(path, directory: isDirectory) }
+        }
+        try prune(FileSystem.Directory.open(workdir), prefix: "", expected: expected, cached: cached, excluded: prefixes,
+                  keep: keep)
         var options = git_checkout_options()
         try check(
             git_checkout_options_init(&options, UInt32(GIT_CHECKOUT_OPTIONS_VERSION)), "git_checkout_options_init")
@@ -29,7 +36,7 @@ extension Repository {
     /// permissions of tracked files and directories.
     private func prune(
         _ directory: FileSystem.Directory, prefix: String, expected: [String: (mode: FileMode, id: ObjectID)],
-        cached: [String: FileSystem.Stamp], excluded: [String]
+        cached: [String: FileSystem.Stamp], excluded: [String], keep: ((String, Bool) throws -> Bool)?
     ) throws {
         for name in try directory.names() {
             let path = prefix.isEmpty ? name : prefix + "/" + name
@@ -37,13 +44,16 @@ extension Repository {
             if excluded.contains(where: { path == $0 || path.hasPrefix($0 + "/") }) { continue }
             guard let entry = try directory.entry(name) else { continue }
             let holdsExcluded = excluded.contains { $0.hasPrefix(path + "/") }
+            if expected[path] == nil, let keep, try keep(path, entry.type == .directory) { continue }
             switch (expected[path]?.mode, entry.type) {
             case (.tree?, .directory):
                 if entry.permissions != 0o755 { try directory.chmod(name, 0o755) }
-                try prune(directory.subdirectory(name), prefix: path, expected: expected, cached: cached, excluded: excluded)
+                try prune(directory.subdirectory(name), prefix: path, expected: expected, cached: cached, excluded: excluded,
+                          keep: keep)
             case (nil, .directory) where holdsExcluded:
                 // An untracked parent of an excluded directory stays, emptied of everything else.
-                try prune(directory.subdirectory(name), prefix: path, expected: expected, cached: cached, excluded: excluded)
+                try prune(directory.subdirectory(name), prefix: path, expected: expected, cached: cached, excluded: excluded,
+                          keep: keep)
             case (.regular?, .regular) where Self.cacheWouldHide(cached[path], entry.stamp),
                  (.executable?, .regular) where Self.cacheWouldHide(cached[path], entry.stamp):
                 // Checkout would trust the cached size and mtime and keep this file's content:
@@ -75,6 +85,13 @@ extension Repository {
         guard seemsUnchanged else { return false }
         return cached.ctime.seconds != truncated(file.ctime.seconds) || cached.ctime.nanoseconds != file.ctime.nanoseconds
             || cached.inode & 0xFFFF_FFFF != file.inode & 0xFFFF_FFFF
+    }
+
+    /// Whether git's ignore rules (`.gitignore`, `.git/info/exclude`) ignore `path`.
+    public func isIgnored(_ path: String, directory: Bool) throws -> Bool {
+        var ignored: Int32 = 0
+        try check(git_ignore_path_is_ignored(&ignored, handle, directory ? path + "/" : path), "git_ignore_path_is_ignored")
+        return ignored == 1
     }
 
     /// The index's cached stat fields, by path.

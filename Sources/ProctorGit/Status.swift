@@ -7,11 +7,24 @@ extension Repository {
     /// paths under `excluded` prefixes (`[".proctor/", "outputs/"]`: a prefix names a directory with or
     /// without its trailing `/`) and `.git`. Renames are detected, also onto untracked files. A directory
     /// holding its own repository is one change with `isSubmodule` set. Sorted by path.
-    public func status(against commit: ObjectID, excluding excluded: [String] = []) throws -> [Change] {
-        try changes(against: commit, excluding: excluded, untracked: true)
+    ///
+    /// An ignored path that `keepingIgnored` accepts (the user's `wandb/`, `data/`, `.venv/`) is neither
+    /// reported nor entered: its size costs nothing. Ignored directories it refuses are listed file by file.
+    public func status(
+        against commit: ObjectID, excluding excluded: [String] = [], keepingIgnored: ((String) -> Bool)? = nil
+    ) throws -> [Change] {
+        var byPath: [String: Change] = [:]
+        for change in try changes(against: commit, excluding: excluded, untracked: true, keepingIgnored: keepingIgnored) {
+            byPath[change.path] = change
+        }
+        return byPath.values.sorted { $0.path < $1.path }
     }
 
-    func changes(against commit: ObjectID, excluding excluded: [String], untracked: Bool) throws -> [Change] {
+    /// `within`: a directory (with its `/`) the diff is limited to.
+    func changes(
+        against commit: ObjectID, excluding excluded: [String], untracked: Bool,
+        keepingIgnored: ((String) -> Bool)? = nil, within: String? = nil
+    ) throws -> [Change] {
         let tree = try tree(of: commit)
         defer { git_tree_free(tree) }
         var options = git_diff_options()
@@ -19,12 +32,19 @@ extension Repository {
         var flags = GIT_DIFF_INCLUDE_TYPECHANGE.rawValue | GIT_DIFF_INCLUDE_UNREADABLE.rawValue
         if untracked {
             flags |= GIT_DIFF_INCLUDE_UNTRACKED.rawValue | GIT_DIFF_RECURSE_UNTRACKED_DIRS.rawValue
-            flags |= GIT_DIFF_INCLUDE_IGNORED.rawValue | GIT_DIFF_RECURSE_IGNORED_DIRS.rawValue
+            flags |= GIT_DIFF_INCLUDE_IGNORED.rawValue
+            // With a keep rule, an ignored directory comes as one entry, judged below.
+            if keepingIgnored == nil { flags |= GIT_DIFF_RECURSE_IGNORED_DIRS.rawValue }
         }
-        options.flags = flags
+        options.flags = flags | GIT_DIFF_DISABLE_PATHSPEC_MATCH.rawValue
         var diff: OpaquePointer?
-        try check(
-            git_diff_tree_to_workdir_with_index(&diff, handle, tree, &options), "git_diff_tree_to_workdir_with_index")
+        var pathspecs: [UnsafeMutablePointer<CChar>?] = within.map { [strdup($0)] } ?? []
+        defer { pathspecs.forEach { free($0) } }
+        try pathspecs.withUnsafeMutableBufferPointer { buffer in
+            options.pathspec = git_strarray(strings: buffer.baseAddress, count: buffer.count)
+            try check(
+                git_diff_tree_to_workdir_with_index(&diff, handle, tree, &options), "git_diff_tree_to_workdir_with_index")
+        }
         defer { git_diff_free(diff) }
         if untracked {
             var find = git_diff_find_options()
@@ -43,6 +63,15 @@ extension Repository {
             let delta = git_diff_get_delta(diff, index)!.pointee
             var path = String(cString: delta.new_file.path)
             let oldPath = String(cString: delta.old_file.path)
+            if delta.status == GIT_DELTA_IGNORED, let keep = keepingIgnored {
+                let name = path.hasSuffix("/") ? String(path.dropLast()) : path
+                if isExcluded(name) || keep(name) { continue }
+                if path.hasSuffix("/"), try isDirectoryWithoutRepository(name) {
+                    // Not the user's: every file in it is judged like any new file.
+                    changes += try self.changes(against: commit, excluding: excluded, untracked: true, within: path)
+                    continue
+                }
+            }
             var kind: ChangeKind
             var oldMode = FileMode(rawValue: UInt32(delta.old_file.mode))
             var newMode = FileMode(rawValue: UInt32(delta.new_file.mode))
@@ -87,6 +116,14 @@ extension Repository {
             changes.append(change)
         }
         return changes.sorted { $0.path < $1.path }
+    }
+
+    /// Whether `path` is a directory (not a link) without a `.git` of its own.
+    private func isDirectoryWithoutRepository(_ path: String) throws -> Bool {
+        let root = try FileSystem.Directory.open(workdir)
+        guard let (parent, name) = try FileSystem.openParent(of: path, in: root), try parent.entry(name)?.type == .directory
+        else { return false }
+        return try parent.subdirectory(name).entry(".git") == nil
     }
 
     static let largestTextFile: Int64 = 512 << 20

@@ -285,7 +285,7 @@ public final class Runner {
         let best = try repo.resolve(saved.bestCommit)
         try env.clearOutputs()
         discardStashedOutputs()
-        try repo.restore(to: best, excluding: kept)
+        try repo.loopRestore(to: best, config: config, kept: kept)
         if let lost = saved.inProgress, !recorded(lost) {
             let row = LedgerRow(iteration: lost, commit: "", score: nil, status: .crash, seconds: 0, peakMemMB: nil,
                                 features: nil, trees: nil, description: "interrupted: the supervisor stopped mid-iteration")
@@ -371,7 +371,7 @@ public final class Runner {
 
     /// Ctrl-C during an iteration: no row, the tree back to the last kept commit, the state consistent.
     func abandon(_ best: ObjectID) throws -> Bool {
-        try repo.restore(to: best, excluding: kept)
+        try repo.loopRestore(to: best, config: config, kept: kept)
         state.inProgress = nil
         try state.save(root)
         progress.line("interrupted: iteration abandoned, tree restored to \(best.short)")

@@ -165,9 +165,17 @@ extension Repository {
     /// a tracked hidden file that changed or disappeared is still reported.
     func loopStatus(against commit: ObjectID, config: WorkspaceConfig) throws -> [Change] {
         let hidden = config.hiddenPrefixes
-        return try status(against: commit, excluding: config.untrackedByLoop).filter { change in
+        return try status(against: commit, excluding: config.untrackedByLoop, keepingIgnored: config.isUsersIgnoredPath).filter { change in
             !(change.kind == .added && hidden.contains { change.path == $0 || change.path.hasPrefix($0) })
         }
+    }
+}
+
+extension Repository {
+    /// Makes the working tree the kept commit `commit`, as the loop does after a discard, a Ctrl-C or a
+    /// crash: `kept` (proctor's state, hidden data outside git) and the user's ignored paths stay.
+    func loopRestore(to commit: ObjectID, config: WorkspaceConfig, kept: [String]) throws {
+        try restore(to: commit, excluding: kept, keepingIgnored: config.isUsersIgnoredPath)
     }
 }
 

@@ -63,6 +63,7 @@ public struct AuditContext: Sendable {
         if first == ".proctor" { return "proctor-state" }
         if rel == "proctor.toml" { return "config" }
         let files = config.files
+        if files.outputs.contains(where: { rel == $0 || rel.hasPrefix($0 + "/") }) { return "outputs" }
         if files.locked.contains(where: { Glob($0).matches(rel) }) { return "locked" }
         if files.hidden.contains(where: { Glob($0).matches(rel) }) { return "hidden" }
         if files.editable.contains(where: { Glob($0).matches(rel) }) { return "editable" }

@@ -246,7 +246,10 @@ extension LaunchPlan {
             plan.memoryBytes = config.evaluator.memoryBytes
             plan.pids = 64
             plan.maxFileSize = 64 << 20
-            plan.writable = [ws]
+            // Nothing beyond the mounts: the workspace's tmpfs is writable by its mount, and the
+            // read-only binds on it (the pinned locked files, the outputs, the hidden data) are not,
+            // so a write there is audited like in every other phase.
+            plan.writable = []
 
         case .agent:
             plan.mounts.append(.readOnly(source: ws, target: ws, optional: false))

@@ -61,6 +61,34 @@ final class StatusTests: XCTestCase {
         XCTAssertEqual(changes["debug.log"]?.kind, .added)
     }
 
+    /// Issue 10: the user's ignored directories (`wandb/`, `data/`) are neither reported nor entered
+    /// when the caller says they are the user's; the ones it refuses are listed file by file.
+    func testIgnoredPathsTheCallerKeepsAreNotReported() throws {
+        var withIgnores = files
+        withIgnores[".gitignore"] = ".proctor/\noutputs/\n*.log\nwandb/\ncache/\n"
+        let (scratch, repo) = try Scratch.repository(self, withIgnores)
+        try scratch.write("wandb/run-1/run.log", "loss 1\n")
+        try scratch.write("wandb/settings", "x\n")
+        try scratch.write("cache/a/b.bin", "planted\n")
+        try scratch.write("top.log", "log\n")
+        var asked: [String] = []
+        let changes = try repo.status(against: repo.head()!, excluding: [".proctor/", "outputs"]) { path in
+            asked.append(path)
+            return path == "wandb" || path == "top.log"
+        }
+        XCTAssertEqual(changes.map(\.path), ["cache/a/b.bin"])
+        XCTAssertEqual(changes.first?.kind, .added)
+        XCTAssertEqual(asked.sorted(), ["cache", "top.log", "wandb"], "one question per ignored entry, none inside wandb/")
+        // Without a keep rule every ignored file is a change, as before.
+        XCTAssertEqual(try repo.status(against: repo.head()!, excluding: [".proctor/"]).map(\.path),
+                       ["cache/a/b.bin", "top.log", "wandb/run-1/run.log", "wandb/settings"])
+        // Restore keeps what the rule keeps and removes the rest.
+        try repo.restore(to: repo.head()!, excluding: [".proctor/"]) { $0 == "wandb" }
+        XCTAssertEqual(scratch.read("wandb/run-1/run.log"), "loss 1\n")
+        XCTAssertFalse(scratch.exists("cache"))
+        XCTAssertFalse(scratch.exists("top.log"))
+    }
+
     func testRenameIsDetected() throws {
         let (scratch, repo) = try Scratch.repository(self, files)
         try FileManager.default.moveItem(atPath: scratch.path + "/long.txt", toPath: scratch.path + "/moved.txt")

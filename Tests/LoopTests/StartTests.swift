@@ -35,6 +35,32 @@ final class StartTests: XCTestCase {
         XCTAssertTrue(try ws.proctor(["status", "--workspace", ws.root]).stdout.contains("lock: free"))
     }
 
+    /// Issue 10: what an ML repository keeps ignored (`wandb/`, `data/`) does not stop a run, is not
+    /// removed by a revert, and is read-only to the experiment; an ignored file where the agent can
+    /// write (an editable directory) is still the agent's change and still refused.
+    func testTheUsersIgnoredDirectoriesStayAndDoNotStopTheRun() throws {
+        var spec = WorkspaceSpec()
+        spec.train = WorkspaceSpec.defaultTrain + "\nprint(open('data/rows.csv').read().strip())\n"
+        let ws = try LoopWorkspace(spec, files: [".gitignore": "wandb/\ndata/\n*.log\n"])
+        try ws.write("wandb/run-1/run.log", "loss 0.3\n")
+        try ws.write("data/rows.csv", "x,y\n")
+        let result = try ws.run(["--iterations", "3"])
+        XCTAssertEqual(result.status, 0, result.text)
+        XCTAssertEqual(ws.rows.count, 4, result.text)
+        XCTAssertTrue(ws.rows.contains { $0.status == "discard" || $0.status == "keep" }, result.text)
+        XCTAssertEqual(ws.read("wandb/run-1/run.log"), "loss 0.3\n", "the user's ignored file survived the reverts")
+        XCTAssertEqual(ws.read("data/rows.csv"), "x,y\n")
+        XCTAssertEqual(try ws.gitStatus(), "")
+        XCTAssertEqual(try ws.proctor(["check", "--workspace", ws.root]).status, 0)
+
+        // An ignored file inside what the agent may write is a change like any other.
+        var editableDir = WorkspaceSpec()
+        editableDir.files = editableDir.files.replacingOccurrences(of: "editable = [\"train.py\"]", with: "editable = [\"train.py\", \"src/\"]")
+        let agentDir = try LoopWorkspace(editableDir, files: [".gitignore": "*.log\n", "src/model.py": "m = 1\n"])
+        try agentDir.write("src/debug.log", "planted\n")
+        StartTests.assertRefused(try agentDir.run(["--iterations", "1"]), mentioning: "src/debug.log")
+    }
+
     func testResumeWithNothingToResumeIsRefusedWith125() throws {
         let ws = try LoopWorkspace()
         StartTests.assertRefused(try ws.run(["--resume", "--iterations", "1"]), mentioning: "nothing to resume")

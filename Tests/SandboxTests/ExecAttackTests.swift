@@ -115,6 +115,42 @@ final class ExecAttackTests: XCTestCase {
         XCTAssertFalse(paths.contains { $0.hasPrefix(ws.path("outputs/")) && !$0.hasSuffix("link") }, "false positive: \(paths)")
     }
 
+    /// Issue 10: the evaluator (which unpickles what the experiment left) is audited like every other
+    /// phase: writes to the outputs, a locked file or the hidden data are refused and audited with
+    /// `phase: evaluator`; its scratch space (the workspace's tmpfs, /tmp) is not a violation.
+    func testEvaluatorWritesAreAudited() throws {
+        let ws = try TestWorkspace()
+        try ws.write("outputs/pred.txt", "0.5\n")
+        let script = """
+            import os
+            for path in ['outputs/pred.txt', 'prepare.py', 'holdout/labels.csv', 'outputs/new.txt']:
+                try:
+                    open(path, 'a').write('x')
+                    print('ALLOWED', path)
+                except OSError:
+                    pass
+            open('scratch.txt', 'w').write('fine')
+            open('/tmp/t', 'w').write('fine')
+            print('end')
+            """
+        let out = try ws.exec([python, "-c", script], phase: "evaluator")
+        XCTAssertEqual(out.status, 0, out.stderr)
+        XCTAssertFalse(out.stdout.contains("ALLOWED"), out.stdout)
+        XCTAssertTrue(out.stdout.contains("end"), out.stdout + out.stderr)
+        XCTAssertEqual(ws.read("outputs/pred.txt"), "0.5\n")
+        let denied = ws.deniedWrites()
+        var rules: [String: String] = [:]
+        for line in denied where line["phase"] as? String == "evaluator" {
+            if let path = line["path"] as? String { rules[path] = line["rule"] as? String }
+        }
+        XCTAssertEqual(rules[ws.path("outputs/pred.txt")], "outputs", "\(denied)")
+        XCTAssertEqual(rules[ws.path("outputs/new.txt")], "outputs", "\(denied)")
+        XCTAssertEqual(rules[ws.path("prepare.py")], "locked", "\(denied)")
+        XCTAssertEqual(rules[ws.path("holdout/labels.csv")], "hidden", "\(denied)")
+        XCTAssertFalse(denied.contains { ($0["path"] as? String)?.hasSuffix("scratch.txt") == true || $0["path"] as? String == "/tmp/t" },
+                       "scratch space is not a violation: \(denied)")
+    }
+
     func testAllowedWritesLeaveNoViolation() throws {
         let ws = try TestWorkspace()
         let out = try ws.exec(["sh", "-c", "echo ok > outputs/result.txt && mkdir -p outputs/sub && echo t > /tmp/t && cat outputs/result.txt > /dev/null"])

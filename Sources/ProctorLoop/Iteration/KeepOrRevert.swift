@@ -53,6 +53,6 @@ extension Iteration {
     func revertUnlessKept(_ verdict: Verdict) throws {
         guard verdict.commit == nil else { return }
         runner.discardStashedOutputs()
-        try runner.repo.restore(to: best, excluding: runner.kept)
+        try runner.repo.loopRestore(to: best, config: runner.config, kept: runner.kept)
     }
 }
