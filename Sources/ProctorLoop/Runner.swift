@@ -180,18 +180,27 @@ public final class Runner {
         state = RunState(run: runID, branch: branch, baseCommit: head.hex, bestCommit: head.hex, bestScore: .nan,
                          baselineScore: .nan, pins: pins, lastIteration: 0, inProgress: 0)
         try state.save(root)
+        try measureBaseline(at: head)
+    }
+
+    /// Iteration 0: the base commit measured on every seed, then the run's branch, the row and the
+    /// memory. Run at start, and again by `--resume` when the supervisor died before the row.
+    private func measureBaseline(at head: ObjectID) throws {
+        let runID = state.run
+        let branch = state.branch
         pinned = try materializePins(head)
         progress.line("run \(runID) on branch \(branch); measuring the baseline")
         let baseline = try measure(iteration: 0, seeds: allSeeds, description: "baseline")
         if Interrupt.requested {
-            throw RunInterrupted("interrupted while measuring the baseline of run \(runID); nothing was recorded: start a new run")
+            throw RunInterrupted("interrupted while measuring the baseline of run \(runID); nothing was recorded: `proctor run --resume` measures it again")
         }
         guard case .scored(let mean, let evaluations, let seconds, let peak) = baseline.outcome else {
             throw RunError("the baseline did not produce a score (\(baseline.reason?.ledgerText ?? "")); see \(root)/.proctor/logs/\(runID)")
         }
         // The branch only once the baseline is scored: a baseline that fails (or a SIGKILL during it,
         // which has no chance to clean up) leaves HEAD where the user had it and no dead proctor/ branch.
-        try repo.createBranch(branch, at: head)
+        // (A resumed baseline may find it made already, by a run killed just after this line.)
+        try repo.createBranch(branch, at: head, force: true)
         try repo.setHead(branch: branch)
         state.bestScore = mean
         state.baselineScore = mean
@@ -214,6 +223,34 @@ public final class Runner {
         progress.line("baseline \(config.evaluator.metric) = \(format(mean)) over seeds \(allSeeds.map(String.init).joined(separator: ","))")
     }
 
+    /// The supervisor died while measuring the baseline (nothing recorded): the same run measures it
+    /// again on its base commit, if HEAD and the tree are still that commit.
+    private func resumeBaseline(_ saved: RunState) throws {
+        guard let base = try? repo.resolve(saved.baseCommit) else {
+            throw StartRefused("cannot resolve the run's base commit \(saved.baseCommit); start a new run without --resume")
+        }
+        guard let head = try repo.head(), head == base else {
+            throw StartRefused("HEAD moved since run \(saved.run) died measuring its baseline on \(base.short): check out \(base.short) to resume it, or start a new run without --resume")
+        }
+        let dirty = try repo.loopStatus(against: base, config: config)
+        if !dirty.isEmpty {
+            throw StartRefused("the working tree differs from \(base.short) (\(dirty.prefix(5).map(\.path).joined(separator: ", "))): commit or remove the changes before `proctor run --resume`")
+        }
+        // The locked files must still be the ones pinned when the run began.
+        let pins = try pinLockedFiles(at: base)
+        if pins != saved.pins {
+            throw StartRefused("the locked files differ from those pinned when run \(saved.run) began; start a new run without --resume")
+        }
+        // The start checks passed: from here on the resumed run writes.
+        ledger = try Ledger(directory: root + "/.proctor")
+        Ledger.dropRecordWithoutRow(in: root + "/.proctor", run: saved.run, iteration: 0)
+        try env.clearOutputs()
+        discardStashedOutputs()
+        state = saved
+        progress.line("resume: run \(saved.run) died measuring its baseline; measuring it again")
+        try measureBaseline(at: base)
+    }
+
     private func resume() throws {
         var saved = try RunState.loadForResume(root)
         let rows = Ledger.rows(in: root + "/.proctor")
@@ -222,9 +259,9 @@ public final class Runner {
         // the last record (written just before it) is this run's.
         let lastRecord = Ledger.records(in: root + "/.proctor").last
         let recorded = { (i: Int) in rows.last?.iteration == i && lastRecord?.run == saved.run && lastRecord?.iteration == i }
-        // The branch is made once the baseline is scored, so a run that died in its baseline has none.
+        // The branch is made once the baseline is scored, so a run that died in its baseline may have none.
         if saved.inProgress == 0 && !recorded(0) {
-            throw StartRefused("the run died while measuring its baseline; start a new run")
+            return try resumeBaseline(saved)
         }
         guard let tip = try repo.branchTip(saved.branch) else {
             throw StartRefused("the run's branch \(saved.branch) is gone (deleted?); start a new run without --resume")

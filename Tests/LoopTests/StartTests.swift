@@ -108,8 +108,8 @@ final class StartTests: XCTestCase {
         XCTAssertNil(ws.read("outputs/started"), "the baseline never ran")
     }
 
-    /// A baseline that fails, or a SIGKILL during it, leaves HEAD on the user's branch and no dead
-    /// `proctor/` branch (they used to pile up, HEAD left on the last one); the next run starts cleanly.
+    /// A baseline that fails leaves HEAD on the user's branch and no dead `proctor/` branch (they used
+    /// to pile up, HEAD left on the last one); the next run starts cleanly.
     func testFailedOrKilledBaselineLeavesNoBranch() throws {
         var spec = WorkspaceSpec()
         spec.experimentTimeout = "90s"
@@ -128,18 +128,45 @@ final class StartTests: XCTestCase {
         XCTAssertEqual(try ws.git(["symbolic-ref", "--short", "HEAD"]), "main")
         XCTAssertEqual(try ws.gitStatus(), "")
 
-        try commit(good.replacingOccurrences(of: "SLEEP = 0\n", with: "SLEEP = 60\n"), "slow baseline")
-        try ResumeTests.killMidExperiment(ws, ["--iterations", "1"])
-        XCTAssertEqual(ws.state?["inProgress"] as? Int, 0)
-        XCTAssertEqual(try ws.proctorBranches(), [])
-        XCTAssertEqual(try ws.git(["symbolic-ref", "--short", "HEAD"]), "main")
-        StartTests.assertRefused(try ws.run(["--resume", "--iterations", "1"]), mentioning: "baseline")
-
         try ws.git(["reset", "-q", "--hard", head])
         let run = try ws.run(["--iterations", "1"])
         XCTAssertEqual(run.status, 0, run.text)
         XCTAssertEqual(try ws.proctorBranches(), [try XCTUnwrap(ws.branch)])
         assertLedgerConsistent(ws, iterations: [0, 1])
+        try ResumeTests.assertTreeAndBranchConsistent(ws)
+    }
+
+    /// Issue 10: a SIGKILL while the baseline is measured (an overnight run on a slow experiment)
+    /// leaves no branch and HEAD where it was; `--resume` measures the baseline again, on the same run
+    /// and branch, and goes on. The experiment is slow while `slow/flag` exists (an ignored file).
+    func testResumeAfterAKillDuringTheBaselineMeasuresItAgain() throws {
+        var spec = WorkspaceSpec()
+        spec.train = WorkspaceSpec.defaultTrain.replacingOccurrences(
+            of: "SLEEP = 0\n", with: "SLEEP = 60 if os.path.exists('slow/flag') else 0\n")
+        spec.experimentTimeout = "90s"
+        let ws = try LoopWorkspace(spec, files: [".gitignore": "slow/\n"])
+        let head = try ws.git(["rev-parse", "HEAD"])
+        try ws.write("slow/flag", "1\n")
+        try ResumeTests.killMidExperiment(ws, ["--iterations", "1"])
+        let run = try XCTUnwrap(ws.state?["run"] as? String)
+        XCTAssertEqual(ws.state?["inProgress"] as? Int, 0)
+        XCTAssertEqual(try ws.proctorBranches(), [])
+        XCTAssertEqual(try ws.git(["symbolic-ref", "--short", "HEAD"]), "main")
+
+        // The tree or HEAD changed meanwhile: refused, nothing written.
+        try ws.write("train.py", spec.train + "# mine\n")
+        StartTests.assertRefused(try ws.run(["--resume", "--iterations", "1"]), mentioning: "train.py")
+        try ws.write("train.py", spec.train)
+        XCTAssertEqual(ws.rows.count, 0, "no row yet")
+
+        try FileManager.default.removeItem(atPath: ws.path("slow/flag"))
+        let resumed = try ws.run(["--resume", "--iterations", "2"])
+        XCTAssertEqual(resumed.status, 0, resumed.text)
+        XCTAssertTrue(resumed.stdout.contains("measuring it again"), resumed.stdout)
+        XCTAssertEqual(ws.state?["run"] as? String, run, "the same run")
+        XCTAssertEqual(try ws.proctorBranches(), ["proctor/" + run])
+        XCTAssertEqual(ws.rows.first?.commit, String(head.prefix(ws.rows.first?.commit.count ?? 0)))
+        assertLedgerConsistent(ws, iterations: [0, 1, 2])
         try ResumeTests.assertTreeAndBranchConsistent(ws)
     }
 
