@@ -29,7 +29,8 @@ public final class ExperimentLock: @unchecked Sendable {
         public var path: String
         public var holder: LockHolder?
         public var description: String {
-            "another run holds the lock: " + (holder?.summary ?? "unknown holder") + " [\(path)]"
+            "another run holds the lock: " + (holder?.summary ?? "unknown holder") + " [\(path)]; "
+                + "pass --wait to wait for it (`proctor run --wait`, `proctor exec --wait`)"
         }
     }
 

@@ -47,6 +47,7 @@ final class LockTests: XCTestCase {
             XCTAssertTrue(second.stderr.contains("run \(run)"), second.text)
             XCTAssertTrue(second.stderr.contains("iteration 1"), second.text)
             XCTAssertTrue(second.stderr.contains("since"), second.text)
+            XCTAssertTrue(second.stderr.contains("pass --wait to wait for it"), "the refusal says how to wait: \(second.text)")
             XCTAssertTrue(first.isRunning, "the second attempt must not disturb the first")
         }
         XCTAssertEqual(ws.ledgerLines, rowsBefore, "the refused runs wrote no rows")
