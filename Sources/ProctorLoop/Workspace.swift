@@ -110,7 +110,7 @@ public enum WorkspaceSteps {
     /// Locked files as they exist in the working tree (regular files, links not followed).
     static func lockedPaths(_ config: WorkspaceConfig) -> [String] {
         let globs = config.files.locked.map(Glob.init)
-        return FileTree.regularFiles(under: config.root) { rel in globs.contains { $0.matches(rel) } }
+        return FileTree.regularFiles(under: config.root, reaching: globs) { rel in globs.contains { $0.matches(rel) } }
     }
 
     /// SHA-256 of each locked file as committed in `commit`. Every locked file of the working tree

@@ -138,11 +138,18 @@ public enum RunID {
 public enum FileTree {
     /// Workspace-relative paths of every file and directory under `root`, in walk order. Links are
     /// not followed; `.git`, `.proctor` and the `skipping` top-level entries are listed, not entered.
-    public static func entries(under root: String, skipping: [String] = []) -> [String] {
+    /// With `reaching`, only the directories where one of those globs could match something are
+    /// entered (`train.py` reads the top level only, `data/**` enters `data`): the cost follows the
+    /// globs, not the size of the workspace (a dataset of 100 000 files is not walked for `LOG.md`).
+    public static func entries(under root: String, skipping: [String] = [], reaching: [Glob]? = nil) -> [String] {
         var result: [String] = []
         guard let walker = FileManager.default.enumerator(atPath: root) else { return result }
         while let rel = walker.nextObject() as? String {
-            if rel == ".git" || rel == ".proctor" || skipping.contains(rel) { walker.skipDescendants() }
+            if rel == ".git" || rel == ".proctor" || skipping.contains(rel) {
+                walker.skipDescendants()
+            } else if let reaching, !reaching.contains(where: { $0.couldMatchBeneath(rel) }) {
+                walker.skipDescendants()  // a no-op for a file
+            }
             result.append(rel)
         }
         return result
@@ -150,9 +157,9 @@ public enum FileTree {
 
     /// The regular files among `entries(under:skipping:)` that `include` accepts (never `.git`,
     /// `.proctor` or a skipped entry itself), sorted.
-    public static func regularFiles(under root: String, skipping: [String] = [],
+    public static func regularFiles(under root: String, skipping: [String] = [], reaching: [Glob]? = nil,
                                     where include: (String) -> Bool) -> [String] {
-        entries(under: root, skipping: skipping).filter { rel in
+        entries(under: root, skipping: skipping, reaching: reaching).filter { rel in
             var st = stat()
             return rel != ".git" && rel != ".proctor" && !skipping.contains(rel) && include(rel)
                 && lstat(root + "/" + rel, &st) == 0

@@ -1,4 +1,5 @@
 import Foundation
+import ProctorConfig
 
 /// What plan compilation needs to know about the host, gathered in one place so that the
 /// compilation itself stays a pure function that tests can feed with fixed facts.
@@ -9,6 +10,9 @@ public struct HostFacts: Sendable {
     public var exists: @Sendable (String) -> Bool
     /// Workspace-relative paths of every file and directory in the workspace (not under `.git`).
     public var workspaceEntries: @Sendable () -> [String]
+    /// The workspace entries where one of the globs could match (every match among them, and the
+    /// directories on the way); a walk that enters only those directories.
+    public var entriesReaching: @Sendable ([Glob]) -> [String]
     /// For a command name, the interpreter installation outside the system mounts it needs:
     /// (prefix to mount read-only, bin directory to put first on PATH), or nil.
     public var interpreterPrefix: @Sendable (_ command: String, _ path: String) -> (prefix: String, bin: String)?
@@ -22,11 +26,13 @@ public struct HostFacts: Sendable {
         workspaceEntries: @escaping @Sendable () -> [String],
         interpreterPrefix: @escaping @Sendable (String, String) -> (prefix: String, bin: String)?,
         symlinkTarget: @escaping @Sendable (String) -> String? = { _ in nil },
-        directoryEntries: @escaping @Sendable (String) -> [String] = { _ in [] }
+        directoryEntries: @escaping @Sendable (String) -> [String] = { _ in [] },
+        entriesReaching: (@Sendable ([Glob]) -> [String])? = nil
     ) {
         self.environment = environment
         self.exists = exists
         self.workspaceEntries = workspaceEntries
+        self.entriesReaching = entriesReaching ?? { _ in workspaceEntries() }
         self.interpreterPrefix = interpreterPrefix
         self.symlinkTarget = symlinkTarget
         self.directoryEntries = directoryEntries
@@ -40,7 +46,8 @@ public struct HostFacts: Sendable {
             workspaceEntries: { FileTree.entries(under: root) },
             interpreterPrefix: { command, path in InterpreterProbe.prefix(for: command, path: path, systemDirs: systemDirs) },
             symlinkTarget: { path in try? FileManager.default.destinationOfSymbolicLink(atPath: path) },
-            directoryEntries: { path in (try? FileManager.default.contentsOfDirectory(atPath: path)) ?? [] })
+            directoryEntries: { path in (try? FileManager.default.contentsOfDirectory(atPath: path)) ?? [] },
+            entriesReaching: { globs in FileTree.entries(under: root, reaching: globs) })
     }
 
 }

@@ -230,9 +230,8 @@ extension LaunchPlan {
                 throw PlanError(description: "the evaluator phase needs the pinned copy of the locked files")
             }
             plan.mounts.append(.tmpfs(ws, size: 16 << 20))
-            let entries = host.workspaceEntries()
             let lockedGlobs = config.files.locked.map(Glob.init)
-            let locked = entries.filter { entry in
+            let locked = host.entriesReaching(lockedGlobs).filter { entry in
                 lockedGlobs.contains(where: { $0.matches(entry) }) && host.exists(pinned + "/" + entry)
             }
             let elsewhere = hidden + config.files.outputs  // parsed plain: no "./", no trailing "/"
@@ -258,14 +257,14 @@ extension LaunchPlan {
             // Per-file writable binds: the agent edits these files in place. A write-to-temp-then-
             // rename save cannot replace a bind-mounted file (EBUSY/EXDEV): such agents must write
             // in place. Names that do not exist cannot be created.
-            let entries = host.workspaceEntries()
             let globs = (config.files.editable + config.files.notes).map(Glob.init)
+            let lockedGlobs = config.files.locked.map(Glob.init)
+            let entries = host.entriesReaching(globs + lockedGlobs)
             // A broad glob (`*`, `**`, `src/`) also matches the supervisor's state, the config,
             // locked and hidden entries: a writable bind of those, mounted after the hides, would
             // re-expose them (`.proctor/cache` holds the seccomp filters the next sandbox loads,
             // `holdout/` the labels). Never bind one, nor a directory that contains one. The outputs
             // are the experiment's: what the agent left there would be scored as its results.
-            let lockedGlobs = config.files.locked.map(Glob.init)
             let offLimits = [".git", ".proctor", "proctor.toml"] + hidden + config.files.outputs
                 + entries.filter { entry in lockedGlobs.contains { $0.matches(entry) } }
             func overlapsOffLimits(_ entry: String) -> Bool {
@@ -389,7 +388,7 @@ extension LaunchPlan {
             // editable directory, the outputs). Hiding it failed the next run (setup refuses to
             // follow links), and the evaluator's read-only bind of it followed it on the host,
             // mounting whatever it named. Inside a sandbox it resolves in the sandbox's own view.
-            for entry in host.workspaceEntries() where globs.contains(where: { $0.matches(entry) })
+            for entry in host.entriesReaching(globs) where globs.contains(where: { $0.matches(entry) })
                 && host.symlinkTarget(config.root + "/" + entry) == nil {
                 // Hiding a directory hides what is beneath it.
                 if !result.contains(where: { entry.hasPrefix($0 + "/") }) { result.append(entry) }
@@ -437,7 +436,7 @@ extension LaunchPlan {
                 host.exists(config.root + "/" + entry) && !throughLink(entry) && !editable.contains { $0.matches(entry) }
             }
         }
-        return host.workspaceEntries().filter { entry in
+        return host.entriesReaching(notes).filter { entry in
             notes.contains { $0.matches(entry) } && !editable.contains { $0.matches(entry) }
         }
     }

@@ -13,7 +13,7 @@ extension Runner {
         let noteGlobs = config.files.notes.map(Glob.init)
         // Never the hidden labels, the locked evaluator or the config, however broad the globs: these
         // files are the prompt of an http agent (sent to a remote model) and what it may rewrite.
-        let listed = FileTree.regularFiles(under: root, skipping: config.files.outputs) { rel in
+        let listed = FileTree.regularFiles(under: root, skipping: config.files.outputs, reaching: editable + noteGlobs) { rel in
             !config.isOffLimitsToAgents(rel) && (editable.contains { $0.matches(rel) } || noteGlobs.contains { $0.matches(rel) })
         }
         for rel in listed {
