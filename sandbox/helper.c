@@ -129,14 +129,7 @@ static int open_channels(struct helper *h)
     h->ctx.err_wr = err_p[1];
 
     sigset_t mask;
-    sigemptyset(&mask);
-    sigaddset(&mask, SIGCHLD);
-    sigaddset(&mask, SIGTERM);
-    sigaddset(&mask, SIGINT);
-    sigaddset(&mask, SIGHUP);
-    sigaddset(&mask, SIGUSR1);
-    sigaddset(&mask, SIGUSR2);
-    sigprocmask(SIG_BLOCK, &mask, NULL);
+    psb_block_signals(&mask);
     h->sfd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
     if (h->sfd < 0) {
         setup_fail("signalfd", errno, "setup");

@@ -4,6 +4,7 @@
 
 #include <stdint.h>
 #include <stddef.h>
+#include <signal.h>
 #include <sys/types.h>
 
 /* Limits, report records and options shared with proctor (Swift). */
@@ -134,6 +135,9 @@ int psb_write_all(int fd, const void *buf, size_t len);
 int psb_send_fd(int sk, const void *data, size_t len, int fd);
 int psb_write_file(const char *path, const char *data);
 long long psb_now_ms(void);
+/* Blocks, and puts in *set, the signals the helper and init take synchronously (signalfd,
+ * sigwaitinfo): SIGCHLD, the stop requests SIGTERM/SIGINT/SIGHUP, freeze/thaw SIGUSR1/SIGUSR2. */
+void psb_block_signals(sigset_t *set);
 /* Sends an error record from a child and exits 125 via the helper's reporting. */
 void psb_child_fail(int fd, int is_sock, const char *stage, int err, const char *fmt, ...)
     __attribute__((format(printf, 5, 6), noreturn));

@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -61,4 +62,16 @@ void psb_child_fail(int fd, int is_sock, const char *stage, int err, const char 
     else
         (void)psb_write_all(fd, &r, sizeof r);
     _exit(125);
+}
+
+void psb_block_signals(sigset_t *set)
+{
+    sigemptyset(set);
+    sigaddset(set, SIGCHLD);
+    sigaddset(set, SIGTERM);
+    sigaddset(set, SIGINT);
+    sigaddset(set, SIGHUP);
+    sigaddset(set, SIGUSR1);
+    sigaddset(set, SIGUSR2);
+    sigprocmask(SIG_BLOCK, set, NULL);
 }
