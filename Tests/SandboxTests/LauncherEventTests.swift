@@ -102,7 +102,8 @@ final class LauncherEventTests: XCTestCase {
     func testEveryIntegerFieldThatDoesNotParseIsAnError() {
         var checked = 0
         for spec in LauncherRecordSpec.all {
-            let fields = golden[spec.name]!.line.split(separator: "\t", omittingEmptySubsequences: false).dropFirst().map(String.init)
+            let line = golden[spec.name]!.line
+            let fields = line.split(separator: "\t", omittingEmptySubsequences: false).dropFirst().map(String.init)
             for (i, type) in spec.types.enumerated() where type == "i" {
                 for bad in ["", "12x", "0x10", "99999999999999999999"] {
                     var wrong = fields
@@ -146,8 +147,10 @@ final class LauncherEventTests: XCTestCase {
     /// Every option the plan emits is in PSB_OPTIONS with the arity it is given, and every option of
     /// the table is one proctor uses (or is named here as unused).
     func testPlanArgumentsFollowTheOptionTable() {
-        var plan = LaunchPlan(phase: .experiment, workingDirectory: "/ws", timeoutMs: 1000, graceMs: 100, command: ["true", "--ro"])
-        plan.mounts = [.readOnly(source: "/usr", target: "/usr", optional: false), .readOnly(source: "/lib", target: "/lib", optional: true),
+        var plan = LaunchPlan(phase: .experiment, workingDirectory: "/ws", timeoutMs: 1000, graceMs: 100,
+                              command: ["true", "--ro"])
+        plan.mounts = [.readOnly(source: "/usr", target: "/usr", optional: false),
+                       .readOnly(source: "/lib", target: "/lib", optional: true),
                        .readWrite(source: "/ws/out", target: "/ws/out"), .hide("/ws/h"), .tmpfs("/tmp", size: 1 << 20),
                        .dev("/dev"), .proc("/proc"), .symlink(target: "usr/bin", at: "/bin"), .hideSockets("/ws")]
         plan.environment = [("PATH", "/usr/bin")]
@@ -169,7 +172,8 @@ final class LauncherEventTests: XCTestCase {
             guard id != PSB_OPTION_COUNT else { return XCTFail("\(option) is not in PSB_OPTIONS") }
             let nargs = Int(psb_option_spec(id).nargs)
             XCTAssertGreaterThanOrEqual(args.count, 1 + nargs, option)
-            XCTAssertFalse(args.dropFirst().prefix(nargs).contains { $0.hasPrefix("--") }, "\(option): an argument is another option")
+            XCTAssertFalse(args.dropFirst().prefix(nargs).contains { $0.hasPrefix("--") },
+                           "\(option): an argument is another option")
             used.insert(option)
             args = args.dropFirst(1 + nargs)
         }

@@ -134,14 +134,16 @@ final class LauncherTests: XCTestCase {
 
     func testTheReportStartsWithTheVersionAndEveryLineParses() throws {
         let ws = try workspace()
-        let r = try run(policy(workspace: ws) + ["--timeout", "5000", "--stdio-limit", "4", "--", "sh", "-c", "echo hello; { echo x > prepare.py; } 2>/dev/null"])
+        let command = "echo hello; { echo x > prepare.py; } 2>/dev/null"
+        let r = try run(policy(workspace: ws) + ["--timeout", "5000", "--stdio-limit", "4", "--", "sh", "-c", command])
         XCTAssertEqual(r.report.first, "version\t\(PSB_PROTOCOL_VERSION)")
         var report = LauncherReport()
         let events = r.report.compactMap { report.event($0) }
         XCTAssertNil(report.error, "\(r.report)")
         XCTAssertTrue(events.contains(.enforce(limit: "stdio", mechanism: "pipe-drain", value: "4")), "\(events)")
         XCTAssertTrue(events.contains(.limit(kind: "stdio", detail: "dropped 2 bytes")), "\(events)")
-        XCTAssertTrue(events.contains { if case .deny(_, _, "openat", ws + "/prepare.py") = $0 { return true }; return false }, "\(events)")
+        let denied = events.contains { if case .deny(_, _, "openat", ws + "/prepare.py") = $0 { return true }; return false }
+        XCTAssertTrue(denied, "\(events)")
         guard case .result(exit: 2, signal: 0, timedOut: false, _, _, _)? = events.last else { return XCTFail("\(events)") }
     }
 
@@ -162,7 +164,8 @@ final class LauncherTests: XCTestCase {
         addTeardownBlock { try? FileManager.default.removeItem(at: dir) }
         func fakeLauncher(_ lines: [String]) throws -> Launcher {
             let name = UUID().uuidString
-            try lines.map { $0 + "\n" }.joined().write(to: dir.appendingPathComponent(name + ".report"), atomically: true, encoding: .utf8)
+            let report = dir.appendingPathComponent(name + ".report")
+            try lines.map { $0 + "\n" }.joined().write(to: report, atomically: true, encoding: .utf8)
             let script = dir.appendingPathComponent(name)
             try "#!/bin/sh\ncat '\(script.path).report' >&3\n".write(to: script, atomically: true, encoding: .utf8)
             chmod(script.path, 0o755)
@@ -177,7 +180,8 @@ final class LauncherTests: XCTestCase {
         XCTAssertEqual(good.wallMs, 5)
         XCTAssertEqual(good.peakMemoryBytes, 1024)
         let cases: [([String], LauncherProtocolError)] = [
-            (["version\t\(PSB_PROTOCOL_VERSION + 1)", result], .version(found: Int64(PSB_PROTOCOL_VERSION + 1), expected: Int64(PSB_PROTOCOL_VERSION))),
+            (["version\t\(PSB_PROTOCOL_VERSION + 1)", result],
+             .version(found: Int64(PSB_PROTOCOL_VERSION + 1), expected: Int64(PSB_PROTOCOL_VERSION))),
             ([result], .version(found: nil, expected: Int64(PSB_PROTOCOL_VERSION))),
             ([version, "result\t0\t0\t0\t5\t1"], .fieldCount(record: "result", expected: 6, found: 5)),
             ([version, "result\t0\t0\t0\tfive\t1\t1024"], .badField(record: "result", field: "WALL_MS", value: "five")),
