@@ -21,13 +21,16 @@ let package = Package(
         .systemLibrary(name: "CSeccomp", pkgConfig: "libseccomp", providers: [.apt(["libseccomp-dev"])]),
         .systemLibrary(name: "CGit2", pkgConfig: "libgit2", providers: [.apt(["libgit2-dev"])]),
         .systemLibrary(name: "CCurl", pkgConfig: "libcurl", providers: [.apt(["libcurl4-openssl-dev"])]),
+        // The launcher protocol (report records, options, limits), one header both sides compile:
+        // the launcher includes it, Swift imports it as this module.
+        .systemLibrary(name: "CLauncherProtocol", path: "sandbox/protocol"),
 
         // The launcher: namespaces, mounts, rlimits, cgroups, Landlock, seccomp, audit listener.
         .executableTarget(
             name: "proctor-sandbox",
             dependencies: ["CSeccomp"],
             path: "sandbox",
-            exclude: ["README.md", "link-static.sh"],
+            exclude: ["README.md", "link-static.sh", "protocol"],
             cSettings: [.define("_GNU_SOURCE"), .unsafeFlags(["-Wall", "-Wextra", "-Wno-unused-parameter"])],
             // Plain C: link it without the Swift runtime. SwiftPM links every executable through
             // swiftc, which otherwise adds swiftrt.o and libswiftCore (or, with
@@ -47,7 +50,7 @@ let package = Package(
         ),
         .target(
             name: "ProctorSandbox",
-            dependencies: ["ProctorConfig"]
+            dependencies: ["ProctorConfig", "CLauncherProtocol"]
         ),
         .target(
             name: "ProctorGit",
@@ -83,7 +86,7 @@ let package = Package(
         // Locating the built binaries and running children with captured output, for the test targets.
         .target(name: "ProctorTestSupport", path: "Tests/ProctorTestSupport"),
         .testTarget(name: "ProctorConfigTests", dependencies: ["ProctorConfig"]),
-        .testTarget(name: "SandboxTests", dependencies: ["ProctorConfig", "ProctorSandbox", "ProctorTestSupport"]),
+        .testTarget(name: "SandboxTests", dependencies: ["ProctorConfig", "ProctorSandbox", "ProctorTestSupport", "CLauncherProtocol"]),
         .testTarget(name: "GitTests", dependencies: ["ProctorGit"]),
         .testTarget(name: "LoopTests", dependencies: ["ProctorLoop", "ProctorGit", "ProctorConfig", "ProctorSandbox", "ProctorTestSupport"]),
         .testTarget(name: "AgentTests", dependencies: ["ProctorAgents", "ProctorTestSupport"]),

@@ -350,7 +350,7 @@ static void emit(struct psb_audit *a, pid_t pid, const char *name, const char *p
     clock_gettime(CLOCK_REALTIME, &ts);
     char esc[PATH_MAX * 4 + 8];
     escape(path, esc, sizeof esc);
-    psb_report("deny\t%lld\t%d\t%s\t%s", (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000, (int)pid, name, esc);
+    psb_emit(DENY, PSB_I((long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000), PSB_I(pid), PSB_T(name), PSB_T(esc));
 }
 
 /* Collected paths for one notification, judged after the response is sent. */
@@ -523,6 +523,6 @@ void psb_audit_handle(struct psb_audit *a)
 void psb_audit_finish(struct psb_audit *a)
 {
     if (a->dropped > 0)
-        psb_report("dropped\t%lld", a->dropped);
+        psb_emit(DROPPED, PSB_I(a->dropped));
     close(a->fd);
 }

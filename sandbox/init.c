@@ -261,27 +261,32 @@ static void run_command(struct psb_child_ctx *ctx)
         if (dup2(ctx->out_wr, 1) < 0 || dup2(ctx->err_wr, 2) < 0)
             psb_child_fail(sk, 1, "stdio", errno, "dup2");
     }
-    /* runc CVE-2024-21626: nothing but 0, 1, 2, the close-on-exec setup socket and the one
-     * descriptor the supervisor chose to pass (a session channel) survives. */
-    int keep[2] = {sk, cfg->pass_fd};
-    if (keep[1] >= 0 && keep[1] < keep[0]) {
-        keep[1] = sk;
-        keep[0] = cfg->pass_fd;
+    /* runc CVE-2024-21626: nothing but 0, 1, 2, the close-on-exec setup socket and the
+     * descriptors the supervisor chose to pass (a session channel) survives. The ones to keep,
+     * ascending (an insertion sort: no allocation here), bound the ranges that are closed. */
+    int keep[PSB_MAX_PASS_FDS + 1];
+    int nkeep = 0;
+    keep[nkeep++] = sk;
+    for (int k = 0; k < cfg->npass_fds; k++) {
+        int j = nkeep++;
+        for (; j > 0 && keep[j - 1] > cfg->pass_fds[k]; j--)
+            keep[j] = keep[j - 1];
+        keep[j] = cfg->pass_fds[k];
     }
     int from = 3;
-    for (int k = 0; k < 2; k++) {
-        if (keep[k] < 0)
-            continue;
+    for (int k = 0; k < nkeep; k++) {
         if (keep[k] > from && syscall(SYS_close_range, (unsigned)from, (unsigned)keep[k] - 1, 0U) < 0)
             for (int f = from; f < keep[k]; f++)
                 close(f);
-        from = keep[k] + 1;
+        if (keep[k] + 1 > from)
+            from = keep[k] + 1;
     }
     if (syscall(SYS_close_range, (unsigned)from, ~0U, 0U) < 0)
         for (int f = from; f < 65536; f++)
             close(f);
-    if (cfg->pass_fd >= 0 && fcntl(cfg->pass_fd, F_SETFD, 0) < 0)
-        psb_child_fail(sk, 1, "pass-fd", errno, "fcntl");
+    for (int k = 0; k < cfg->npass_fds; k++)
+        if (fcntl(cfg->pass_fds[k], F_SETFD, 0) < 0)
+            psb_child_fail(sk, 1, "pass-fd", errno, "fcntl");
 
     if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
         psb_child_fail(sk, 1, "caps", errno, "PR_SET_NO_NEW_PRIVS");
@@ -422,14 +427,7 @@ int psb_init_main(void *arg)
     }
 
     sigset_t set;
-    sigemptyset(&set);
-    sigaddset(&set, SIGCHLD);
-    sigaddset(&set, SIGTERM);
-    sigaddset(&set, SIGINT);
-    sigaddset(&set, SIGHUP);
-    sigaddset(&set, SIGUSR1);
-    sigaddset(&set, SIGUSR2);
-    sigprocmask(SIG_BLOCK, &set, NULL);
+    psb_block_signals(&set);
     for (;;) {
         int ws;
         pid_t w;

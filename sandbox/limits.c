@@ -305,9 +305,9 @@ struct psb_cgroups *psb_cgroups_setup_v2(const struct psb_config *cfg)
     if (setup_v2(cfg, cg) < 0)
         return NULL;
     if (cg->has_mem)
-        psb_report("enforce\tmemory\tcgroup-v2\t%lld", cfg->memory);
+        psb_enforce("memory", "cgroup-v2", "%lld", cfg->memory);
     if (cg->has_pids)
-        psb_report("enforce\tpids\tcgroup-v2\t%lld", cfg->pids);
+        psb_enforce("pids", "cgroup-v2", "%lld", cfg->pids);
     return cg;
 }
 
@@ -326,7 +326,7 @@ struct psb_cgroups *psb_cgroups_setup_v1(const struct psb_config *cfg, struct ps
                     (void)write_ll(cg->mem, "memory.memsw.limit_in_bytes", cfg->memory);
                 cg->has_mem = 1;
                 cg->version = 1;
-                psb_report("enforce\tmemory\tcgroup-v1\t%lld", cfg->memory);
+                psb_enforce("memory", "cgroup-v1", "%lld", cfg->memory);
             } else {
                 rmdir(cg->mem);
             }
@@ -335,7 +335,7 @@ struct psb_cgroups *psb_cgroups_setup_v1(const struct psb_config *cfg, struct ps
         }
         if (!cg->has_mem) {
             plan->use_rlimit_as = 1;
-            psb_report("enforce\tmemory\trlimit-as\t%lld", cfg->memory);
+            psb_enforce("memory", "rlimit-as", "%lld", cfg->memory);
             psb_warn("memory", "%s; RLIMIT_AS only (virtual memory, not resident)", why);
         }
     }
@@ -344,7 +344,7 @@ struct psb_cgroups *psb_cgroups_setup_v1(const struct psb_config *cfg, struct ps
             if (write_ll(cg->pids, "pids.max", cfg->pids) == 0) {
                 cg->has_pids = 1;
                 cg->version = 1;
-                psb_report("enforce\tpids\tcgroup-v1\t%lld", cfg->pids);
+                psb_enforce("pids", "cgroup-v1", "%lld", cfg->pids);
             } else {
                 rmdir(cg->pids);
             }
@@ -353,7 +353,7 @@ struct psb_cgroups *psb_cgroups_setup_v1(const struct psb_config *cfg, struct ps
         }
         if (!cg->has_pids) {
             plan->use_rlimit_nproc = 1;
-            psb_report("enforce\tpids\trlimit-nproc\t%lld", cfg->pids);
+            psb_enforce("pids", "rlimit-nproc", "%lld", cfg->pids);
             psb_warn("pids", "%s; RLIMIT_NPROC only (per uid in the sandbox's user namespace)", why);
         }
     }
@@ -493,11 +493,11 @@ void psb_cgroups_kill_and_remove(struct psb_cgroups *cg)
 void psb_report_rlimits(const struct psb_config *cfg)
 {
     if (cfg->cpu_s >= 0)
-        psb_report("enforce\tcpu\trlimit-cpu\t%lld", cfg->cpu_s);
+        psb_enforce("cpu", "rlimit-cpu", "%lld", cfg->cpu_s);
     if (cfg->fsize >= 0)
-        psb_report("enforce\tfsize\trlimit-fsize\t%lld", cfg->fsize);
+        psb_enforce("fsize", "rlimit-fsize", "%lld", cfg->fsize);
     if (cfg->nofile >= 0)
-        psb_report("enforce\tnofile\trlimit-nofile\t%lld", cfg->nofile);
+        psb_enforce("nofile", "rlimit-nofile", "%lld", cfg->nofile);
 }
 
 /* Limits only ever go down: a request above the inherited hard limit is clamped to it. */

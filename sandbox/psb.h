@@ -4,11 +4,11 @@
 
 #include <stdint.h>
 #include <stddef.h>
+#include <signal.h>
 #include <sys/types.h>
 
-#define PSB_MAX_OPS 256
-#define PSB_MAX_ENV 256
-#define PSB_MAX_WRITABLE 512
+/* Limits, report records and options shared with proctor (Swift). */
+#include "protocol/psb_protocol.h"
 
 enum psb_op_kind {
     PSB_OP_RO,
@@ -58,7 +58,8 @@ struct psb_config {
     int nwritable;
     int report_fd;  /* -1 = none */
     int parent_fd;  /* -1 = none */
-    int pass_fd;    /* -1 = none; inherited by the command under the same number (session channel) */
+    int pass_fds[PSB_MAX_PASS_FDS]; /* inherited by the command under the same numbers (session channel) */
+    int npass_fds;
     char **argv;    /* command */
 };
 
@@ -106,19 +107,46 @@ struct psb_child_ctx {
     int landlock_abi;
 };
 
-/* util (main.c) */
-void psb_report(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-void psb_warn(const char *limit, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* report.c: one record per line on --report-fd, through PSB_RECORDS (protocol/psb_protocol.h). */
 extern int psb_report_fd;
+void psb_emit_fields(enum psb_record r, const struct psb_field *f, size_t n);
+#define PSB_I(v) {.type = 'i', .i = (long long)(v)}
+#define PSB_T(v) {.type = 't', .t = (v)}
+/* psb_emit(DENY, PSB_I(ms), PSB_I(pid), PSB_T(name), PSB_T(path)): the field count is checked
+ * against the table when it compiles, the field types when it runs (a mismatch aborts). */
+#define psb_emit(id, ...)                                                                          \
+    do {                                                                                           \
+        const struct psb_field psb_fields_[] = {__VA_ARGS__};                                      \
+        _Static_assert(sizeof psb_fields_ / sizeof psb_fields_[0] == PSB_NFIELDS_##id,             \
+                       "psb_emit(" #id "): not the field count of PSB_RECORDS");                   \
+        psb_emit_fields(PSB_RECORD_##id, psb_fields_, PSB_NFIELDS_##id);                           \
+    } while (0)
+/* The text-field records, their last field formatted. */
+void psb_enforce(const char *limit, const char *mechanism, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+void psb_warn(const char *limit, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void psb_limit(const char *kind, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* main.c */
 extern char *psb_wipe_start; /* original argv+environ area, wiped in init */
 extern size_t psb_wipe_len;
+
+/* util.c */
 int psb_write_all(int fd, const void *buf, size_t len);
 int psb_send_fd(int sk, const void *data, size_t len, int fd);
 int psb_write_file(const char *path, const char *data);
 long long psb_now_ms(void);
+/* Blocks, and puts in *set, the signals the helper and init take synchronously (signalfd,
+ * sigwaitinfo): SIGCHLD, the stop requests SIGTERM/SIGINT/SIGHUP, freeze/thaw SIGUSR1/SIGUSR2. */
+void psb_block_signals(sigset_t *set);
 /* Sends an error record from a child and exits 125 via the helper's reporting. */
 void psb_child_fail(int fd, int is_sock, const char *stage, int err, const char *fmt, ...)
     __attribute__((format(printf, 5, 6), noreturn));
+
+/* args.c: exits 125 (stage: args) on a bad command line. */
+void psb_parse_args(int argc, char **argv, struct psb_config *c);
+
+/* helper.c: everything after parsing; returns the launcher's exit status. */
+int psb_helper_run(const struct psb_config *cfg);
 
 /* init.c */
 int psb_init_main(void *arg);
@@ -164,5 +192,9 @@ void psb_audit_finish(struct psb_audit *a);
 int psb_audit_fd(const struct psb_audit *a);
 int psb_path_beneath(const char *path, const char *base);
 void psb_path_normalize(char *path);
+
+/* output.c */
+/* Polls --output-limit: true when the outputs are over a cap (the limit line is reported). */
+int psb_output_over(const struct psb_config *cfg, pid_t init, const struct psb_cgroups *cg);
 
 #endif

@@ -281,7 +281,10 @@ public struct Launcher: Sendable {
         death.read = -1
 
         var result = SandboxResult(status: 125)
-        readLines(report.read) { fields in self.handle(fields, result: &result, plan: plan, audit: audit, context: context) }
+        var events = LauncherReport()
+        readLines(report.read) { line in
+            if let event = events.event(line) { self.handle(event, result: &result, plan: plan, audit: audit, context: context) }
+        }
         var status: Int32 = 0
         while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
         if (status & 0x7f) == 0 {
@@ -291,16 +294,18 @@ public struct Launcher: Sendable {
         }
         if let audit {
             // Which limits were enforced and how; a launch that never got that far says so.
-            let decision = result.enforcement.isEmpty ? "failed" : result.warnings.isEmpty ? "enforced" : "unenforced"
+            let decision = result.enforcement.isEmpty || events.error != nil ? "failed"
+                : result.warnings.isEmpty ? "enforced" : "unenforced"
+            let detail = events.error.map(\.description) ?? (result.warnings.isEmpty ? nil : result.warnings.joined(separator: "; "))
             audit.append(AuditRecord(run: context.run, iteration: context.iteration, phase: plan.phase.rawValue,
-                                     kind: "sandbox", decision: decision,
-                                     detail: result.warnings.isEmpty ? nil : result.warnings.joined(separator: "; "),
-                                     limits: result.enforcement))
+                                     kind: "sandbox", decision: decision, detail: detail, limits: result.enforcement))
         }
+        // A report proctor cannot read says nothing reliable about how the command ended.
+        if let error = events.error { throw error }
         return result
     }
 
-    private func handle(_ f: [String], result: inout SandboxResult, plan: LaunchPlan, audit: AuditLog?,
+    private func handle(_ event: LauncherEvent, result: inout SandboxResult, plan: LaunchPlan, audit: AuditLog?,
                         context: AuditContext) {
         func record(_ kind: String, _ decision: String, detail: String? = nil, pid: Int? = nil, syscall: String? = nil,
                     path: String? = nil, rule: String? = nil, time: Date = Date(), count: Int? = nil) {
@@ -308,40 +313,39 @@ public struct Launcher: Sendable {
                                       phase: plan.phase.rawValue, kind: kind, decision: decision, pid: pid,
                                       syscall: syscall, path: path, rule: rule, detail: detail, count: count))
         }
-        switch f.first {
-        case "enforce" where f.count >= 4:
-            result.enforcement[f[1]] = f[2] + " " + f[3]
-        case "warn" where f.count >= 3:
-            result.warnings.append("\(f[1]): \(f[2])")
-        case "deny" where f.count >= 5:
+        switch event {
+        case .version:
+            break  // checked by LauncherReport, which does not pass it on
+        case .enforce(let limit, let mechanism, let value):
+            result.enforcement[limit] = mechanism + " " + value
+        case .warn(let limit, let message):
+            result.warnings.append("\(limit): \(message)")
+        case .deny(let unixMs, let pid, let syscall, let path):
             result.deniedWrites += 1
-            if result.deniedPaths.count < 2000 && !result.deniedPaths.contains(f[4]) { result.deniedPaths.append(f[4]) }
-            let time = Double(f[1]).map { Date(timeIntervalSince1970: $0 / 1000) } ?? Date()
-            record("write", "denied", pid: Int(f[2]), syscall: f[3], path: f[4], rule: context.rule(for: f[4]), time: time)
-        case "dropped" where f.count >= 2:
-            result.droppedRecords = Int(f[1]) ?? 0
+            if result.deniedPaths.count < 2000 && !result.deniedPaths.contains(path) { result.deniedPaths.append(path) }
+            record("write", "denied", pid: Int(pid), syscall: syscall, path: path, rule: context.rule(for: path),
+                   time: Date(timeIntervalSince1970: Double(unixMs) / 1000))
+        case .dropped(let count):
+            result.droppedRecords = Int(count)
             record("write", "denied", detail: "further denied writes counted, not recorded", count: result.droppedRecords)
-        case "limit" where f.count >= 2:
-            let detail = f.count >= 3 ? f[2] : ""
-            result.limitsHit.append(f[1])
-            result.limitDetails[f[1]] = detail
-            if f[1] == "timeout" { result.timedOut = true }
-            let kind = ["timeout", "memory", "pids"].contains(f[1]) ? f[1] : "limit"
-            record(kind, f[1] == "stdio" ? "denied" : "killed", detail: f[1] == kind ? detail : "\(f[1]): \(detail)")
-        case "result" where f.count >= 7:
-            result.exitCode = Int32(f[1]).flatMap { $0 >= 0 ? $0 : nil }
-            result.signal = Int32(f[2]).flatMap { $0 > 0 ? $0 : nil }
-            result.timedOut = result.timedOut || f[3] == "1"
-            result.wallMs = Int64(f[4]) ?? 0
-            result.cpuMs = Int64(f[5]) ?? 0
-            result.peakMemoryBytes = Int64(f[6]) ?? 0
-        default:
-            break
+        case .limit(let kind, let detail):
+            result.limitsHit.append(kind)
+            result.limitDetails[kind] = detail
+            if kind == "timeout" { result.timedOut = true }
+            let auditKind = ["timeout", "memory", "pids"].contains(kind) ? kind : "limit"
+            record(auditKind, kind == "stdio" ? "denied" : "killed", detail: kind == auditKind ? detail : "\(kind): \(detail)")
+        case .result(let exit, let signal, let timedOut, let wallMs, let cpuMs, let peakMemoryBytes):
+            result.exitCode = Int32(exactly: exit).flatMap { $0 >= 0 ? $0 : nil }
+            result.signal = Int32(exactly: signal).flatMap { $0 > 0 ? $0 : nil }
+            result.timedOut = result.timedOut || timedOut
+            result.wallMs = wallMs
+            result.cpuMs = cpuMs
+            result.peakMemoryBytes = peakMemoryBytes
         }
     }
 
-    /// Reads tab-separated lines until EOF; a line longer than 64 KiB is cut (the child chose the path).
-    private func readLines(_ fd: Int32, _ body: ([String]) -> Void) {
+    /// Reads lines until EOF; a line longer than 64 KiB is cut (the child chose the path).
+    private func readLines(_ fd: Int32, _ body: (String) -> Void) {
         var pending = [UInt8]()
         var buffer = [UInt8](repeating: 0, count: 65536)
         while true {
@@ -352,7 +356,7 @@ public struct Launcher: Sendable {
             while let newline = pending.firstIndex(of: 0x0A) {
                 let line = String(decoding: pending[..<newline].prefix(65536), as: UTF8.self)
                 pending.removeSubrange(...newline)
-                body(line.split(separator: "\t", omittingEmptySubsequences: false).map(String.init))
+                body(line)
             }
             if pending.count > 65536 { pending.removeAll() }
         }

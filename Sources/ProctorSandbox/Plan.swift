@@ -1,3 +1,4 @@
+import CLauncherProtocol
 import ProctorConfig
 
 /// Everything `proctor-sandbox` needs for one command, compiled from a workspace policy.
@@ -310,7 +311,7 @@ extension LaunchPlan {
             .filter { !extraNames.contains($0.0) } + request.extraEnvironment
         plan.passDescriptors = request.passDescriptors
         if host.exists(ws + "/.proctor") { plan.filterCache = ws + "/.proctor/cache" }
-        // The launcher takes at most this many mount options (sandbox/psb.h PSB_MAX_OPS): say
+        // The launcher takes at most this many mount options (PSB_MAX_OPS): say
         // which globs to change rather than let it refuse the whole plan.
         if plan.mounts.count > LaunchPlan.maxMounts {
             throw PlanError(description: "the \(request.phase.rawValue) sandbox would need \(plan.mounts.count) mounts, more than the \(LaunchPlan.maxMounts) it takes: [files] globs (editable, notes, hidden) match too many single files; name their directory instead (\"src/\", \"holdout/**\")")
@@ -318,8 +319,8 @@ extension LaunchPlan {
         return plan
     }
 
-    /// PSB_MAX_OPS in sandbox/psb.h.
-    public static let maxMounts = 256
+    /// The most mount options the launcher takes (`PSB_MAX_OPS`, sandbox/protocol/psb_protocol.h).
+    public static let maxMounts = Int(PSB_MAX_OPS)
 
     /// The link text when `dir` is a symlink into another system directory that is itself a real
     /// directory (merged /usr: /bin -> usr/bin): the sandbox gets the same link, not a bind.

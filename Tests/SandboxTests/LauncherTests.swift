@@ -1,4 +1,7 @@
+import CLauncherProtocol
 import Foundation
+@testable import ProctorConfig
+@testable import ProctorSandbox
 import ProctorTestSupport
 import XCTest
 
@@ -39,7 +42,8 @@ final class LauncherTests: XCTestCase {
         return p
     }
 
-    private func run(_ args: [String]) throws -> Run {
+    /// `redirections` are shell redirections applied as the launcher starts (`7</etc/hostname`).
+    private func run(_ args: [String], redirections: String = "") throws -> Run {
         let out = Pipe()
         let err = Pipe()
         let reportFile = FileManager.default.temporaryDirectory.appendingPathComponent("psb-report-\(UUID().uuidString)")
@@ -47,7 +51,7 @@ final class LauncherTests: XCTestCase {
         let process = Process()
         // The report goes to fd 3, which the shell opens on a file just before exec.
         process.executableURL = URL(fileURLWithPath: "/bin/sh")
-        process.arguments = ["-c", "exec \"$0\" \"$@\" 3>\"$PSB_REPORT\"", try launcher.path, "--report-fd", "3"] + args
+        process.arguments = ["-c", "exec \"$0\" \"$@\" 3>\"$PSB_REPORT\" \(redirections)", try launcher.path, "--report-fd", "3"] + args
         process.standardOutput = out
         process.standardError = err
         process.standardInput = FileHandle.nullDevice
@@ -126,5 +130,66 @@ final class LauncherTests: XCTestCase {
         let ws = try workspace()
         XCTAssertEqual(try run(policy(workspace: ws) + ["--", "/nonexistent/cmd"]).status, 127)
         XCTAssertEqual(try run(policy(workspace: ws) + ["--", ws + "/prepare.py"]).status, 126)
+    }
+
+    func testTheReportStartsWithTheVersionAndEveryLineParses() throws {
+        let ws = try workspace()
+        let command = "echo hello; { echo x > prepare.py; } 2>/dev/null"
+        let r = try run(policy(workspace: ws) + ["--timeout", "5000", "--stdio-limit", "4", "--", "sh", "-c", command])
+        XCTAssertEqual(r.report.first, "version\t\(PSB_PROTOCOL_VERSION)")
+        var report = LauncherReport()
+        let events = r.report.compactMap { report.event($0) }
+        XCTAssertNil(report.error, "\(r.report)")
+        XCTAssertTrue(events.contains(.enforce(limit: "stdio", mechanism: "pipe-drain", value: "4")), "\(events)")
+        XCTAssertTrue(events.contains(.limit(kind: "stdio", detail: "dropped 2 bytes")), "\(events)")
+        let denied = events.contains { if case .deny(_, _, "openat", ws + "/prepare.py") = $0 { return true }; return false }
+        XCTAssertTrue(denied, "\(events)")
+        guard case .result(exit: 2, signal: 0, timedOut: false, _, _, _)? = events.last else { return XCTFail("\(events)") }
+    }
+
+    /// Every --pass-fd survives into the command under its number; other descriptors do not.
+    func testSeveralPassedDescriptorsAreKept() throws {
+        let ws = try workspace()
+        let probe = "for fd in 7 8 9; do [ -e /proc/self/fd/$fd ] && printf '%s ' $fd; done; true"
+        let r = try run(policy(workspace: ws) + ["--pass-fd", "8", "--pass-fd", "7", "--", "sh", "-c", probe],
+                        redirections: "7</dev/null 8</dev/null 9</dev/null")
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertEqual(r.stdout, "7 8 ")
+    }
+
+    /// Launcher.run refuses a launcher that speaks another protocol, and one whose lines do not parse.
+    func testLauncherRunFailsLoudlyOnAReportItCannotRead() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("psb-fake-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        addTeardownBlock { try? FileManager.default.removeItem(at: dir) }
+        func fakeLauncher(_ lines: [String]) throws -> Launcher {
+            let name = UUID().uuidString
+            let report = dir.appendingPathComponent(name + ".report")
+            try lines.map { $0 + "\n" }.joined().write(to: report, atomically: true, encoding: .utf8)
+            let script = dir.appendingPathComponent(name)
+            try "#!/bin/sh\ncat '\(script.path).report' >&3\n".write(to: script, atomically: true, encoding: .utf8)
+            chmod(script.path, 0o755)
+            return Launcher(helper: script.path)
+        }
+        let plan = LaunchPlan(phase: .experiment, workingDirectory: "/", timeoutMs: 1000, graceMs: 100, command: ["true"])
+        let context = AuditContext(run: "test", iteration: nil, config: WorkspaceConfig(root: "/ws", file: "/ws/proctor.toml"))
+        let version = "version\t\(PSB_PROTOCOL_VERSION)"
+        let result = "result\t0\t0\t0\t5\t1\t1024"
+
+        let good = try fakeLauncher([version, result]).run(plan, audit: nil, context: context)
+        XCTAssertEqual(good.wallMs, 5)
+        XCTAssertEqual(good.peakMemoryBytes, 1024)
+        let cases: [([String], LauncherProtocolError)] = [
+            (["version\t\(PSB_PROTOCOL_VERSION + 1)", result],
+             .version(found: Int64(PSB_PROTOCOL_VERSION + 1), expected: Int64(PSB_PROTOCOL_VERSION))),
+            ([result], .version(found: nil, expected: Int64(PSB_PROTOCOL_VERSION))),
+            ([version, "result\t0\t0\t0\t5\t1"], .fieldCount(record: "result", expected: 6, found: 5)),
+            ([version, "result\t0\t0\t0\tfive\t1\t1024"], .badField(record: "result", field: "WALL_MS", value: "five")),
+        ]
+        for (lines, expected) in cases {
+            XCTAssertThrowsError(try fakeLauncher(lines).run(plan, audit: nil, context: context), "\(lines)") { error in
+                XCTAssertEqual(error as? LauncherProtocolError, expected)
+            }
+        }
     }
 }
