@@ -9,6 +9,9 @@ struct SessionRequest: ~Copyable {
     var reply: OwnedDescriptor
     /// Who sent it (host pid), when the kernel said.
     var sender: pid_t?
+
+    /// The socket the answer goes to (`SessionServer.finish`).
+    consuming func takeReply() -> OwnedDescriptor { reply }
 }
 
 /// The supervisor's end: receives requests on a reader thread, refuses those that arrive while an
