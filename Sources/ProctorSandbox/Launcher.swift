@@ -126,7 +126,8 @@ public final class FreezableSandbox: @unchecked Sendable {
 
     /// The processes (host pids) of the sandbox as last frozen; empty when it is not frozen.
     public var frozenProcesses: Set<pid_t> {
-        lock.withLock { Set((frozen?.tasks.keys ?? [:].keys).compactMap { pid_t($0.prefix { $0 != "/" }) }) }
+        guard let tasks = lock.withLock({ frozen?.tasks }) else { return [] }
+        return Set(tasks.keys.compactMap { pid_t($0.prefix { $0 != "/" }) })
     }
 
     /// Whether any process of the frozen sandbox ran since `freeze` returned true.

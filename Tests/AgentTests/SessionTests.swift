@@ -165,7 +165,8 @@ final class SessionTests: XCTestCase {
         XCTAssertEqual(outcome.status, 0, ws.describe(outcome))
         XCTAssertEqual(ws.statuses(), ["keep", "keep"], ws.describe(outcome))
         // The agent's `sleep 3` only ended after the verdict: it was frozen meanwhile (frozen within
-        // 3 s of asking; an unfrozen agent would read no reply, the experiment alone takes 6 s).
+        // 3 s of asking, 0.3 s of which is the settle; an unfrozen agent would read no reply, the
+        // experiment alone takes 6 s).
         XCTAssertTrue(outcome.stdout.contains("reply when swapping: iteration 1: keep"), outcome.stdout)
         XCTAssertEqual(ws.gitSubjects().first, "measured x=0.6", "\(ws.gitSubjects())")
         let git = try runChild(["/usr/bin/git", "-C", ws.root, "show", "HEAD:train.py"],

@@ -107,35 +107,38 @@ final class DescriptorTests: XCTestCase {
         XCTAssertTrue(try StopSwitch(parent: first).requested, "a child of a stopped owner is stopped")
     }
 
-    /// Two launches at once, each owned by its own switch: stopping one ends its sandbox within
-    /// moments, the other keeps running until its own owner stops it.
+    /// Two launches at once (two workspaces, as two runs), each owned by its own switch: stopping
+    /// one ends its sandbox within moments, the other keeps running until its own owner stops it.
     func testStoppingOneOwnerLeavesTheOtherRunning() throws {
-        let ws = try TestWorkspace()
-        let env = try SandboxEnvironment.load(workspace: ws.root)
         let null = OwnedDescriptor(open("/dev/null", O_WRONLY | O_CLOEXEC))
         let output = null.raw
         final class Launch: @unchecked Sendable {
             let done = DispatchSemaphore(value: 0)
             let started = DispatchSemaphore(value: 0)
+            let workspace: TestWorkspace
             let stop: StopSwitch
             var pid: pid_t = 0
-            var result: SandboxResult?
-            init() throws { stop = try StopSwitch() }
+            var result: Result<SandboxResult, Error>?
+            init() throws {
+                workspace = try TestWorkspace()
+                stop = try StopSwitch()
+            }
         }
         let launches = [try Launch(), try Launch()]
         for launch in launches {
-            var ownedEnv = env
-            ownedEnv.stop = launch.stop
-            let owned = ownedEnv
+            var owned = try SandboxEnvironment.load(workspace: launch.workspace.root)
+            owned.stop = launch.stop
+            let env = owned
             let context = AuditContext(run: "stop-test", iteration: nil, config: env.config)
             Thread {
-                launch.result = try? owned.launch(phase: .experiment, command: ["sleep", "8"], seed: nil, audit: nil,
-                                                  context: context, stdout: output, stderr: output,
-                                                  started: { pid in launch.pid = pid; launch.started.signal() })
+                launch.result = Result {
+                    try env.launch(phase: .experiment, command: ["sleep", "8"], seed: nil, audit: nil, context: context,
+                                   stdout: output, stderr: output, started: { pid in launch.pid = pid; launch.started.signal() })
+                }
                 launch.done.signal()
             }.start()
         }
-        for launch in launches { XCTAssertEqual(launch.started.wait(timeout: .now() + 30), .success) }
+        for launch in launches { XCTAssertEqual(launch.started.wait(timeout: .now() + 30), .success, "\(String(describing: launch.result))") }
         usleep(500_000)
         let stoppedAt = Date()
         launches[0].stop.request()
@@ -146,7 +149,7 @@ final class DescriptorTests: XCTestCase {
         launches[1].stop.request()
         XCTAssertEqual(launches[1].done.wait(timeout: .now() + 5), .success)
         for launch in launches {
-            let result = try XCTUnwrap(launch.result)
+            let result = try XCTUnwrap(launch.result).get()
             XCTAssertFalse(result.timedOut)
             XCTAssertNotEqual(result.status, 0, "stopped, not finished: \(result)")
         }

@@ -45,13 +45,18 @@ final class SessionAgent: Agent, @unchecked Sendable {
         guard case .experiment(let requested) = request.request else { preconditionFailure("an experiment") }
         let sender = request.sender
         current = .some(request.reply)
+        // A short settle first, while the reader thread refuses every other request: a second
+        // `proctor experiment` started together with this one is refused, not frozen mid-start and
+        // run afterwards. A window, not an ordering: what no descriptor can tell is whether a
+        // process the agent has not forked yet is part of "together". (What changes during the
+        // settle is what gets validated and measured.)
+        usleep(300_000)
         guard sandbox.freeze() else {
             sandbox.thaw()
             throw AgentError.failed(reason: "the session agent could not be frozen for its experiment")
         }
-        // A second `proctor experiment` started together with this one may have been frozen before it
-        // could ask (until then the reader refuses every request): it is refused when it asks after
-        // the thaw, not run as the next experiment.
+        // One that was still starting after the settle (a loaded machine) is frozen before it could
+        // ask: it is refused when it asks after the thaw, not run as the next experiment.
         server.refuseOnce(sandbox.frozenProcesses.subtracting(sender.map { [$0] } ?? []))
         // What it prints from now on belongs to its next experiment.
         if let output, let path = transcriptFor?(context.iteration + 1) { output.switchTo(path) }
