@@ -98,8 +98,15 @@ public final class Runner {
     var sessionEnded = false
     /// Signalled when the session agent's sandbox is gone and its home removed.
     var sessionDone: DispatchSemaphore?
+    /// The session agent's sandbox while it runs: frozen for each of its experiments.
+    var sessionSandbox: FreezableSandbox?
+    /// This run's stop: its sandboxes stop, and the loop ends, when it is requested or at SIGINT/SIGTERM.
+    public let stop: StopSwitch
 
     public init(env: SandboxEnvironment, agentKind: String? = nil, options: RunOptions, progress: Progress) throws {
+        stop = try StopSwitch()
+        var env = env
+        env.stop = stop
         self.env = env
         self.config = env.config
         self.root = env.config.root
@@ -122,7 +129,7 @@ public final class Runner {
 
     /// Runs the loop until the iteration count is reached or SIGINT/SIGTERM arrives.
     public func run() throws -> RunSummary {
-        Interrupt.install()
+        StopSignal.install()
         try ensureIgnored()
         let runID = try options.resume ? RunState.loadForResume(root).run : RunID.make()
         if sessionCommand == nil {
@@ -141,11 +148,11 @@ public final class Runner {
         var interrupted = false
         var done = 0
         while options.iterations.map({ done < $0 }) ?? true {
-            if Interrupt.requested { interrupted = true; break }
+            if stop.requested { interrupted = true; break }
             let iteration = state.lastIteration + 1
             let finished = try runIteration(iteration)
             if !finished {
-                interrupted = !sessionEnded || Interrupt.requested
+                interrupted = !sessionEnded || stop.requested
                 break
             }
             done += 1
@@ -191,7 +198,7 @@ public final class Runner {
         pinned = try materializePins(head)
         progress.line("run \(runID) on branch \(branch); measuring the baseline")
         let baseline = try measure(iteration: 0, seeds: allSeeds, description: "baseline")
-        if Interrupt.requested {
+        if stop.requested {
             throw RunInterrupted("interrupted while measuring the baseline of run \(runID); nothing was recorded: `proctor run --resume` measures it again")
         }
         guard case .scored(let mean, let evaluations, let seconds, let peak) = baseline.outcome else {

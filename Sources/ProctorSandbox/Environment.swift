@@ -6,6 +6,8 @@ public struct SandboxEnvironment: Sendable {
     public var config: WorkspaceConfig
     public var preset: PolicyPreset
     public var launcher: Launcher
+    /// Whose launches these are: they stop when it is requested (nil: at SIGINT/SIGTERM).
+    public var stop: StopSwitch?
 
     public init(config: WorkspaceConfig, preset: PolicyPreset, launcher: Launcher) {
         self.config = config
@@ -118,7 +120,7 @@ public struct SandboxEnvironment: Sendable {
         let input = stdin ?? open("/dev/null", O_RDONLY | O_CLOEXEC)
         defer { if stdin == nil { close(input) } }
         let result = try launcher.run(plan, audit: audit, context: context, stdin: input, stdout: stdout, stderr: stderr,
-                                      started: started)
+                                      stop: stop, started: started)
         for warning in result.warnings {
             FileHandle.standardError.write(Data("proctor: warning: not enforced as asked: \(warning)\n".utf8))
         }

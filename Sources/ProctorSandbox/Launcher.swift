@@ -72,34 +72,42 @@ public struct AuditContext: Sendable {
     }
 }
 
-/// The launcher currently running, so that a signal handler can stop it (async-signal-safe: one `kill`).
-public enum ActiveSandbox {
-    nonisolated(unsafe) public static var pid: pid_t = 0
-    /// The launcher of a session agent, which runs alongside the experiments it asks for.
-    nonisolated(unsafe) public static var sessionPid: pid_t = 0
+/// A sandbox its owner freezes, thaws and stops while it runs: the session agent's, owned by its
+/// run, which runs experiments alongside it.
+public final class FreezableSandbox: @unchecked Sendable {
+    /// Stops it (its launch is given this switch).
+    public let stop: StopSwitch
+    private let lock = NSLock()
+    /// The launcher while it runs; 0 before and after.
+    private var launcher: pid_t = 0
+    /// Every task of the sandbox when it was last frozen (see `ranWhileFrozen`).
+    private var frozen: (launcher: pid_t, tasks: [String: ProcessTree.Task])?
 
-    /// Asks the running sandboxes to stop: SIGTERM to every process in them, SIGKILL after the grace period.
-    public static func stop() {
-        let current = pid
-        if current > 0 { kill(current, SIGTERM) }
-        stopSession()
+    public init(stop: StopSwitch) {
+        self.stop = stop
     }
 
-    /// Asks the session agent's sandbox to stop.
-    public static func stopSession() {
-        let session = sessionPid
-        if session > 0 { kill(session, SIGTERM) }
+    /// The launch's `started`: the launcher's pid, until `ended`.
+    public func started(_ pid: pid_t) {
+        lock.withLock { launcher = pid }
     }
 
-    /// Stops every process of the session agent (SIGSTOP through the launcher's init) and waits until
+    /// Its launch returned.
+    public func ended() {
+        lock.withLock { launcher = 0 }
+    }
+
+    private var current: pid_t { lock.withLock { launcher } }
+
+    /// Stops every process of the sandbox (SIGSTOP through the launcher's init) and waits until
     /// they are all stopped, so that the tree an experiment is validated, run and committed from
     /// cannot change underneath it. Returns false when they did not all stop within `timeout`.
     @discardableResult
-    public static func freezeSession(timeout: TimeInterval = 2) -> Bool {
-        let session = sessionPid
+    public func freeze(timeout: TimeInterval = 2) -> Bool {
+        let session = current
+        lock.withLock { frozen = nil }
         guard session > 0 else { return true }
         let deadline = Date().addingTimeInterval(timeout)
-        frozen = nil
         kill(session, SIGUSR1)
         while Date() < deadline {
             if ProcessTree.allStopped(below: session) {
@@ -108,7 +116,7 @@ public enum ActiveSandbox {
                 usleep(2_000)
                 let tasks = ProcessTree.tasks(below: session)
                 if tasks.values.allSatisfy(\.stopped) {
-                    frozen = (session, tasks)
+                    lock.withLock { frozen = (session, tasks) }
                     return true
                 }
             }
@@ -117,10 +125,13 @@ public enum ActiveSandbox {
         return false
     }
 
-    /// Every task of the session agent when it was last frozen (see `sessionRanWhileFrozen`).
-    nonisolated(unsafe) static var frozen: (launcher: pid_t, tasks: [String: ProcessTree.Task])?
+    /// The processes (host pids) of the sandbox as last frozen; empty when it is not frozen.
+    public var frozenProcesses: Set<pid_t> {
+        guard let tasks = lock.withLock({ frozen?.tasks }) else { return [] }
+        return Set(tasks.keys.compactMap { pid_t($0.prefix { $0 != "/" }) })
+    }
 
-    /// Whether any process of the frozen session agent ran since `freezeSession` returned true.
+    /// Whether any process of the frozen sandbox ran since `freeze` returned true.
     ///
     /// A stopped process resumes at any SIGCONT, and the kernel sends signals for the agent while it
     /// is stopped: a POSIX timer armed with `sigev_signo = SIGCONT`, `F_SETSIG` on a descriptor, a
@@ -129,10 +140,10 @@ public enum ActiveSandbox {
     /// counts moved), is not stopped now, is new (it forked), or was stopped and is gone (only a
     /// woken task exits; one that did its work and exited is reaped at once by init when it is
     /// init's child). A zombie left when the agent was frozen may go: init reaps it.
-    /// The session's launcher as frozen, not `sessionPid`: that is cleared when the agent ends, and
-    /// an agent whose last process ended after its work would otherwise not be looked at.
-    public static func sessionRanWhileFrozen() -> Bool {
-        guard let (launcher, frozen) = frozen else { return false }
+    /// The launcher as frozen, not the current one: that is cleared when the agent ends, and an
+    /// agent whose last process ended after its work would otherwise not be looked at.
+    public func ranWhileFrozen() -> Bool {
+        guard let (launcher, frozen) = lock.withLock({ frozen }) else { return false }
         let now = ProcessTree.tasks(below: launcher)
         for (key, task) in now where !task.stopped || frozen[key] != task {
             return true
@@ -140,10 +151,10 @@ public enum ActiveSandbox {
         return frozen.contains { key, task in now[key] == nil && task.state != "Z" && task.state != "X" }
     }
 
-    /// Lets the session agent run again.
-    public static func thawSession() {
-        let session = sessionPid
-        frozen = nil
+    /// Lets the sandbox run again.
+    public func thaw() {
+        let session = current
+        lock.withLock { frozen = nil }
         if session > 0 { kill(session, SIGUSR2) }
     }
 }
@@ -231,24 +242,23 @@ public struct Launcher: Sendable {
 
     /// Runs the plan, blocking until the sandbox is gone. `stdout`/`stderr` default to proctor's own.
     /// Every report line is turned into an audit record as it arrives, so a crash loses nothing already seen.
-    /// `started` sees the launcher's pid as soon as it runs.
+    /// `started` sees the launcher's pid as soon as it runs. The sandbox is stopped when `stop` is
+    /// requested (without one: when SIGINT or SIGTERM arrives, once `StopSignal.install` ran).
     public func run(_ plan: LaunchPlan, audit: AuditLog?, context: AuditContext,
-                    stdin: Int32 = 0, stdout: Int32 = 1, stderr: Int32 = 2,
+                    stdin: Int32 = 0, stdout: Int32 = 1, stderr: Int32 = 2, stop: StopSwitch? = nil,
                     started: ((pid_t) -> Void)? = nil) throws -> SandboxResult {
-        var report = try Pipe2()
-        var death = try Pipe2()
-        defer {
-            report.closeBoth()
-            death.closeBoth()
-        }
+        let report = try PipePair()
+        let death = try PipePair()
+        // Readable (closed) once the report ends: the watcher stops before the launcher is reaped.
+        let watching = try PipePair()
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
         defer { posix_spawn_file_actions_destroy(&actions) }
         posix_spawn_file_actions_adddup2(&actions, stdin, 0)
         posix_spawn_file_actions_adddup2(&actions, stdout, 1)
         posix_spawn_file_actions_adddup2(&actions, stderr, 2)
-        posix_spawn_file_actions_adddup2(&actions, report.write, 3)
-        posix_spawn_file_actions_adddup2(&actions, death.read, 4)
+        posix_spawn_file_actions_adddup2(&actions, report.write.raw, 3)
+        posix_spawn_file_actions_adddup2(&actions, death.read.raw, 4)
         // Passed descriptors keep their number (they are above 4 and not close-on-exec in the helper).
         for fd in plan.passDescriptors { posix_spawn_file_actions_adddup2(&actions, fd, fd) }
 
@@ -271,22 +281,24 @@ public struct Launcher: Sendable {
         var pid: pid_t = 0
         let rc = posix_spawn(&pid, helper, &actions, &attributes, &cArgs, &cEnv)
         guard rc == 0 else { throw PlanError(description: "spawn \(helper): \(String(cString: strerror(rc))) (stage: launch)") }
-        ActiveSandbox.pid = pid
-        defer { ActiveSandbox.pid = 0 }
+        let watcher = StopSwitch.watch(pid, stop: stop, done: watching.read.raw)
         started?(pid)
         // The helper holds its copies; ours of the write end must go so that EOF comes when it exits.
-        close(report.write)
-        report.write = -1
-        close(death.read)
-        death.read = -1
+        report.write.close()
+        death.read.close()
 
         var result = SandboxResult(status: 125)
         var events = LauncherReport()
-        readLines(report.read) { line in
+        readLines(report.read.raw) { line in
             if let event = events.event(line) { self.handle(event, result: &result, plan: plan, audit: audit, context: context) }
         }
+        watching.write.close()
+        watcher.wait()
+        watching.read.close()
         var status: Int32 = 0
         while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+        // Held until the launcher is gone: its EOF tells the launcher that proctor died.
+        death.write.close()
         if (status & 0x7f) == 0 {
             result.status = (status >> 8) & 0xff
         } else {
@@ -360,29 +372,5 @@ public struct Launcher: Sendable {
             }
             if pending.count > 65536 { pending.removeAll() }
         }
-    }
-}
-
-/// A pipe whose ends are close-on-exec and numbered above the descriptors passed to the helper,
-/// so that `dup2` onto 3 and 4 never meets an end already sitting there.
-struct Pipe2 {
-    var read: Int32
-    var write: Int32
-
-    init() throws {
-        var fds: [Int32] = [-1, -1]
-        guard pipe(&fds) == 0 else { throw PlanError(description: "pipe: \(String(cString: strerror(errno)))") }
-        read = fcntl(fds[0], F_DUPFD_CLOEXEC, 10)
-        write = fcntl(fds[1], F_DUPFD_CLOEXEC, 10)
-        close(fds[0])
-        close(fds[1])
-        guard read >= 0, write >= 0 else { throw PlanError(description: "fcntl: \(String(cString: strerror(errno)))") }
-    }
-
-    mutating func closeBoth() {
-        if read >= 0 { close(read) }
-        if write >= 0 { close(write) }
-        read = -1
-        write = -1
     }
 }

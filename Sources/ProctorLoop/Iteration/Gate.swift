@@ -15,7 +15,7 @@ extension Iteration {
         if !confirmSeeds.isEmpty {
             runner.progress.line("[\(number)] \(format(score)) beats \(format(state.bestScore)) on seed \(runner.firstSeed); confirming on \(confirmSeeds.map(String.init).joined(separator: ","))")
             let confirm = try runner.measure(iteration: number, seeds: confirmSeeds, description: proposal.description)
-            if Interrupt.requested { return .abandoned }
+            if runner.stop.requested { return .abandoned }
             measured = first.merged(with: confirm)
             if let moved = try inputsMoved() { return moved }
             guard case .scored = confirm.outcome else {

@@ -9,7 +9,7 @@ extension Iteration {
         runner.discardStashedOutputs()
         let first = try runner.measure(iteration: number, seeds: [runner.firstSeed], description: proposal.description)
         measured = first
-        if Interrupt.requested { return .abandoned }
+        if runner.stop.requested { return .abandoned }
         if let moved = try inputsMoved() { return moved }
         guard case .scored = first.outcome else { return ends(first.status, reason: first.reason) }
         if let over = runner.overLimits(first) {
@@ -42,7 +42,7 @@ extension Runner {
             result.durations["experiment", default: 0] += Double(experiment.wallMs) / 1000
             result.peakBytes = max(result.peakBytes, experiment.peakMemoryBytes)
             result.limits.merge(experiment.enforcement.mapKeys { "experiment." + $0 }) { a, _ in a }
-            if Interrupt.requested { result.outcome = .failed(.crash, .interrupted); return result }
+            if stop.requested { result.outcome = .failed(.crash, .interrupted); return result }
             if experiment.timedOut {
                 result.scores.append(.init(seed: seed, score: nil, seconds: Double(experiment.wallMs) / 1000, status: "timeout"))
                 result.outcome = .failed(.timeout, .experiment(experiment.reason))
@@ -73,7 +73,7 @@ extension Runner {
                                            pinnedDirectory: pinned.directory, audit: audit, context: context,
                                            stdout: out.fd, stderr: err.fd)
             result.durations["evaluator", default: 0] += Double(evaluator.wallMs) / 1000
-            if Interrupt.requested { result.outcome = .failed(.crash, .interrupted); return result }
+            if stop.requested { result.outcome = .failed(.crash, .interrupted); return result }
             guard evaluator.status == 0 else {
                 result.scores.append(.init(seed: seed, score: nil, seconds: Double(experiment.wallMs) / 1000, status: "crash"))
                 result.outcome = .failed(evaluator.timedOut ? .timeout : .crash, .evaluator(EvaluatorWords("\(evaluator.reason); \(err.tail())")))

@@ -19,7 +19,7 @@ extension Iteration {
         } catch is SessionEnded {
             return .sessionEnded
         } catch let error as AgentError {
-            if Interrupt.requested { return .abandoned }
+            if runner.stop.requested { return .abandoned }
             switch error {
             case .rejected(let reason, let paths):
                 let lines = (paths.isEmpty ? [nil] : paths.map { Optional($0) }).map {
@@ -38,7 +38,7 @@ extension Iteration {
         // otherwise put its own trailer paragraph (`proctor-score: ...=0.999999`) in the kept
         // commit's message, a score no evaluator computed, and differ from the ledger's row.
         proposal.description = Runner.oneLine(proposal.description)
-        if Interrupt.requested { return .abandoned }
+        if runner.stop.requested { return .abandoned }
         return nil
     }
 }

@@ -46,7 +46,7 @@ extension Iteration {
     func inputsMoved() throws -> IterationEnd? {
         // A frozen session agent that ran anyway (a timer's SIGCONT) may have shown the
         // experiment other bytes and put the validated ones back: the fingerprint cannot tell.
-        if ActiveSandbox.sessionRanWhileFrozen() {
+        if runner.sessionSandbox?.ranWhileFrozen() == true {
             let reason = Runner.ranWhileFrozen
             return ends(.rejected, reason: .ranWhileFrozen, violations: [reason],
                         audit: [rejection(phase: .validate, kind: .tamper, rule: .sessionFreeze, detail: reason)])

@@ -7,7 +7,10 @@ import ProctorSandbox
 /// tree as the agent left it is the proposal.
 final class SessionAgent: Agent, @unchecked Sendable {
     let server: SessionServer
-    private var current: Int32 = -1
+    /// The agent's sandbox, owned by the run: frozen while its experiment is validated, run and committed.
+    let sandbox: FreezableSandbox
+    /// Where the running experiment's verdict goes.
+    private var current: OwnedDescriptor?
     /// The loop's work while the agent works: the analyses another terminal queued.
     var idle: (() -> Void)?
     /// The agent's output and where iteration `i`'s transcript goes (nil on a terminal).
@@ -17,30 +20,44 @@ final class SessionAgent: Agent, @unchecked Sendable {
     /// holds the run's locks); nil refuses them.
     var analyze: (([String]) -> SessionProtocol.Reply)?
 
-    init(server: SessionServer) {
+    init(server: SessionServer, sandbox: FreezableSandbox) {
         self.server = server
+        self.sandbox = sandbox
     }
 
     func propose(_ context: AgentContext) throws -> Proposal {
-        var next = server.next(idle: idle)
         // Analyses are answered here, one at a time, until the agent asks for an experiment.
-        while case .analysis(let command)? = next?.request, let reply = next?.reply {
-            server.finish(reply, analyze?(command) ?? .init(accepted: false, message: "refused: this supervisor runs no analyses"))
-            if Interrupt.requested { throw SessionEnded() }
+        var next = server.next(idle: idle)
+        while let request = next.take() {
+            guard case .analysis(let command) = request.request else {
+                return try freeze(for: request, context)
+            }
+            server.finish(request.reply, analyze?(command) ?? .init(accepted: false, message: "refused: this supervisor runs no analyses"))
+            if sandbox.stop.requested { throw SessionEnded() }
             next = server.next(idle: idle)
         }
-        guard let request = next, case .experiment(let requested) = request.request else { throw SessionEnded() }
-        current = request.reply
-        // The agent keeps running while its experiment is validated, run and committed: freeze it,
-        // or it could swap in code that was never validated and put the honest bytes back in time.
+        throw SessionEnded()
+    }
+
+    /// The agent keeps running while its experiment is validated, run and committed: freeze it, or
+    /// it could swap in code that was never validated and put the honest bytes back in time.
+    private func freeze(for request: consuming SessionRequest, _ context: AgentContext) throws -> Proposal {
+        guard case .experiment(let requested) = request.request else { preconditionFailure("an experiment") }
+        let sender = request.sender
+        current = .some(request.reply)
         // A short settle first, while the reader thread refuses every other request: a second
         // `proctor experiment` started together with this one is refused, not frozen mid-start and
-        // run afterwards. (What changes during the settle is what gets validated and measured.)
+        // run afterwards. A window, not an ordering: what no descriptor can tell is whether a
+        // process the agent has not forked yet is part of "together". (What changes during the
+        // settle is what gets validated and measured.)
         usleep(300_000)
-        guard ActiveSandbox.freezeSession() else {
-            ActiveSandbox.thawSession()
+        guard sandbox.freeze() else {
+            sandbox.thaw()
             throw AgentError.failed(reason: "the session agent could not be frozen for its experiment")
         }
+        // One that was still starting after the settle (a loaded machine) is frozen before it could
+        // ask: it is refused when it asks after the thaw, not run as the next experiment.
+        server.refuseOnce(sandbox.frozenProcesses.subtracting(sender.map { [$0] } ?? []))
         // What it prints from now on belongs to its next experiment.
         if let output, let path = transcriptFor?(context.iteration + 1) { output.switchTo(path) }
         let description = requested.trimmingCharacters(in: .whitespacesAndNewlines)
@@ -50,16 +67,15 @@ final class SessionAgent: Agent, @unchecked Sendable {
     /// Called by the loop with the iteration's outcome; the agent reads the reason's `agentText`.
     func finished(iteration: Int, status: IterationStatus, score: Double?, best: Double, reason: FailureReason?,
                   nudges: [String] = []) {
-        ActiveSandbox.thawSession()
-        guard current >= 0 else { return }
+        sandbox.thaw()
+        guard let reply = current.take() else { return }
         let reason = reason?.agentText
         // The human's nudges ride on the verdict (and stay in /run/proctor/memory/nudges.md).
         let told = nudges.isEmpty ? "" : "\nfrom the human supervising this run:\n" + nudges.map { "- " + $0 }.joined(separator: "\n")
         let message = "iteration \(iteration): \(status.rawValue)" + (score.map { " score \(format($0))" } ?? "")
             + " (best \(format(best)))" + (reason.map { ": \($0)" } ?? "") + told
-        server.finish(current, .init(accepted: true, message: message, iteration: iteration, status: status.rawValue,
-                                     score: score, best: best.isNaN ? nil : best))
-        current = -1
+        server.finish(reply, .init(accepted: true, message: message, iteration: iteration, status: status.rawValue,
+                                   score: score, best: best.isNaN ? nil : best))
     }
 }
 

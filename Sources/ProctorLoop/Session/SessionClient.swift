@@ -31,19 +31,19 @@ public enum SessionClient {
             if let reply = try requestThroughMountedSocket(body) { return reply }
             throw RunError("not inside a proctor session (no \(SessionProtocol.environmentName)); run experiments with `proctor run` or `proctor session`")
         }
-        var pair: [Int32] = [-1, -1]
-        guard socketpair(AF_UNIX, Int32(SOCK_SEQPACKET.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0, &pair) == 0 else {
-            throw RunError("socketpair: \(String(cString: strerror(errno)))")
-        }
-        defer { close(pair[0]) }
-        let sent = sendWithDescriptor(channel, body, pair[1])
-        close(pair[1])
-        guard sent else { throw RunError("the session channel is closed: \(String(cString: strerror(errno)))") }
-        var buffer = [UInt8](repeating: 0, count: 65536)
-        var n: Int
-        repeat { n = recv(pair[0], &buffer, buffer.count, 0) } while n < 0 && errno == EINTR
-        guard n > 0 else { throw RunError("the supervisor closed the session without answering") }
-        return try JSONLines.decoder().decode(SessionProtocol.Reply.self, from: Data(buffer[0..<n]))
+        let pair = try SocketPair()
+        let sent = SocketChannel.send(channel, body, passing: pair.remote.raw)
+        let error = errno
+        // Only the supervisor holds the other end now: its close is our end of file.
+        pair.remote.close()
+        guard sent else { throw RunError("the session channel is closed: \(String(cString: strerror(error)))") }
+        return try reply(from: pair.local.raw)
+    }
+
+    /// The supervisor's one-message answer on `socket`.
+    private static func reply(from socket: Int32) throws -> SessionProtocol.Reply {
+        guard let message = SocketChannel.receive(socket) else { throw RunError("the supervisor closed the session without answering") }
+        return try JSONLines.decoder().decode(SessionProtocol.Reply.self, from: Data(message.bytes))
     }
 
     /// A descriptor that is a Unix SEQPACKET socket: not some unrelated file that took the number.
@@ -60,46 +60,17 @@ public enum SessionClient {
 
     /// One request over a connection to `SessionProtocol.socketPath`; nil when there is none.
     static func requestThroughMountedSocket(_ body: [UInt8]) throws -> SessionProtocol.Reply? {
-        let fd = socket(AF_UNIX, Int32(SOCK_SEQPACKET.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-        guard fd >= 0 else { return nil }
-        defer { close(fd) }
+        let made = socket(AF_UNIX, Int32(SOCK_SEQPACKET.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard made >= 0 else { return nil }
+        let fd = OwnedDescriptor(made)
         guard var address = SessionProtocol.address(SessionProtocol.socketPath) else { return nil }
         let connected = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd.raw, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
         }
         guard connected == 0 else { return nil }
-        guard body.withUnsafeBytes({ send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }) == body.count else {
+        guard SocketChannel.send(fd.raw, body) else {
             throw RunError("the session socket is closed: \(String(cString: strerror(errno)))")
         }
-        var buffer = [UInt8](repeating: 0, count: 65536)
-        var n: Int
-        repeat { n = recv(fd, &buffer, buffer.count, 0) } while n < 0 && errno == EINTR
-        guard n > 0 else { throw RunError("the supervisor closed the session without answering") }
-        return try JSONLines.decoder().decode(SessionProtocol.Reply.self, from: Data(buffer[0..<n]))
-    }
-
-    private static func sendWithDescriptor(_ socket: Int32, _ body: [UInt8], _ fd: Int32) -> Bool {
-        let space = MemoryLayout<cmsghdr>.size + MemoryLayout<Int32>.size
-        var control = [UInt8](repeating: 0, count: (space + 7) & ~7)
-        var body = body
-        return body.withUnsafeMutableBytes { bodyBytes in
-            control.withUnsafeMutableBytes { controlBytes in
-                var iov = iovec(iov_base: bodyBytes.baseAddress, iov_len: bodyBytes.count)
-                return withUnsafeMutablePointer(to: &iov) { iovPointer in
-                    var message = msghdr()
-                    message.msg_iov = iovPointer
-                    message.msg_iovlen = 1
-                    message.msg_control = controlBytes.baseAddress
-                    message.msg_controllen = controlBytes.count
-                    let header = controlBytes.baseAddress!.assumingMemoryBound(to: cmsghdr.self)
-                    header.pointee.cmsg_level = SOL_SOCKET
-                    header.pointee.cmsg_type = Int32(SCM_RIGHTS)
-                    header.pointee.cmsg_len = MemoryLayout<cmsghdr>.size + MemoryLayout<Int32>.size
-                    controlBytes.baseAddress!.advanced(by: MemoryLayout<cmsghdr>.size)
-                        .storeBytes(of: fd, as: Int32.self)
-                    return sendmsg(socket, &message, Int32(MSG_NOSIGNAL)) == bodyBytes.count
-                }
-            }
-        }
+        return try reply(from: fd.raw)
     }
 }

@@ -3,40 +3,53 @@ import ProctorAgents
 import ProctorConfig
 import ProctorSandbox
 
+/// One request as the loop gets it, with the socket its answer goes to.
+struct SessionRequest: ~Copyable {
+    var request: SessionProtocol.Request
+    var reply: OwnedDescriptor
+    /// Who sent it (host pid), when the kernel said.
+    var sender: pid_t?
+
+    /// The socket the answer goes to (`SessionServer.finish`).
+    consuming func takeReply() -> OwnedDescriptor { reply }
+}
+
 /// The supervisor's end: receives requests on a reader thread, refuses those that arrive while an
 /// experiment runs, and hands the others to the loop one at a time.
 final class SessionServer: @unchecked Sendable {
-    /// The end the agent inherits (as fd 3).
+    /// The end the agent inherits (as fd 3); ours is closed once its sandbox is gone.
     let agentEnd: Int32
-    private let serverEnd: Int32
+    private var agentEndOwner: OwnedDescriptor?
+    private let serverEnd: OwnedDescriptor
     private let lock = NSCondition()
-    private var pending: (request: SessionProtocol.Request, reply: Int32)?
+    private var pending: SessionRequest?
     private var busy = false
     private var closed = false
+    /// Processes frozen with the running experiment, its sender excepted (`refuseOnce`).
+    private var startedTogether: Set<pid_t> = []
     /// The listening socket's host path (in a 0700 directory of its own), mounted read-only at
     /// `SessionProtocol.socketPath` in the agent sandbox only.
     let socketPath: String
-    private let listener: Int32
+    private let listener: OwnedDescriptor
 
     init() throws {
-        var pair: [Int32] = [-1, -1]
-        guard socketpair(AF_UNIX, Int32(SOCK_SEQPACKET.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0, &pair) == 0 else {
-            throw RunError("socketpair: \(String(cString: strerror(errno)))")
-        }
-        serverEnd = pair[0]
-        agentEnd = pair[1]
+        let pair = try SocketPair()
+        // Every request then carries its sender's pid (`refuseOnce`).
+        try SocketChannel.passSenders(pair.local.raw)
+        agentEnd = pair.remote.raw
+        agentEndOwner = .some(pair.remote)
+        serverEnd = pair.local
         let base = ProcessInfo.processInfo.environment["PROCTOR_AGENT_HOME_BASE"] ?? "/var/tmp"
         var template = Array((base + "/proctor-session-XXXXXX").utf8CString)
         guard let made = mkdtemp(&template) else { throw RunError("mkdtemp in \(base): \(String(cString: strerror(errno)))") }
         socketPath = String(cString: made) + "/session.sock"
-        listener = socket(AF_UNIX, Int32(SOCK_SEQPACKET.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-        guard listener >= 0, var address = SessionProtocol.address(socketPath) else {
-            throw RunError("session socket: \(String(cString: strerror(errno)))")
-        }
+        listener = try OwnedDescriptor(checking: socket(AF_UNIX, Int32(SOCK_SEQPACKET.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0),
+                                       "session socket")
+        guard var address = SessionProtocol.address(socketPath) else { throw RunError("session socket \(socketPath): path too long") }
         let bound = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(listener, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(listener.raw, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
         }
-        guard bound == 0, chmod(socketPath, 0o600) == 0, listen(listener, 16) == 0 else {
+        guard bound == 0, chmod(socketPath, 0o600) == 0, listen(listener.raw, 16) == 0 else {
             throw RunError("session socket \(socketPath): \(String(cString: strerror(errno)))")
         }
         let thread = Thread { [self] in self.readLoop() }
@@ -55,7 +68,7 @@ final class SessionServer: @unchecked Sendable {
     /// answers it with `finish` (an experiment after its iteration, an analysis once run).
     /// `idle` runs on the waiting thread about every `interval` seconds while no request came (the
     /// loop's own work between experiments: analyses queued from another terminal).
-    func next(idle: (() -> Void)? = nil, interval: TimeInterval = 1) -> (request: SessionProtocol.Request, reply: Int32)? {
+    func next(idle: (() -> Void)? = nil, interval: TimeInterval = 1) -> SessionRequest? {
         lock.lock()
         defer { lock.unlock() }
         while pending == nil && !closed {
@@ -69,17 +82,25 @@ final class SessionServer: @unchecked Sendable {
                 lock.lock()
             }
         }
-        guard let request = pending else { return nil }
-        pending = nil
-        return request
+        return pending.take()
     }
 
     /// Answers the request being served and accepts new ones again.
-    func finish(_ reply: Int32, _ answer: SessionProtocol.Reply) {
-        SessionServer.send(reply, answer)
-        close(reply)
+    func finish(_ reply: consuming OwnedDescriptor, _ answer: SessionProtocol.Reply) {
+        SessionServer.send(reply.raw, answer)
+        reply.close()
         lock.lock()
         busy = false
+        lock.unlock()
+    }
+
+    /// The experiment being served froze `processes` (its sender excepted) while they may have been
+    /// starting a request of their own: two `proctor experiment` started together. The first request
+    /// each of them makes after the thaw is refused, as it would have been had it come a moment
+    /// earlier, instead of being run as the next experiment.
+    func refuseOnce(_ processes: Set<pid_t>) {
+        lock.lock()
+        startedTogether = processes
         lock.unlock()
     }
 
@@ -92,85 +113,50 @@ final class SessionServer: @unchecked Sendable {
     }
 
     private func readLoop() {
-        var buffer = [UInt8](repeating: 0, count: 4096)
-        let space = (MemoryLayout<cmsghdr>.size + MemoryLayout<Int32>.size + 7) & ~7
-        var control = [UInt8](repeating: 0, count: space * 4)
-        while true {
-            var received = -1
-            var passed: Int32 = -1
-            buffer.withUnsafeMutableBytes { bodyBytes in
-                control.withUnsafeMutableBytes { controlBytes in
-                    var iov = iovec(iov_base: bodyBytes.baseAddress, iov_len: bodyBytes.count)
-                    withUnsafeMutablePointer(to: &iov) { iovPointer in
-                        var message = msghdr()
-                        message.msg_iov = iovPointer
-                        message.msg_iovlen = 1
-                        message.msg_control = controlBytes.baseAddress
-                        message.msg_controllen = controlBytes.count
-                        repeat { received = recvmsg(serverEnd, &message, Int32(MSG_CMSG_CLOEXEC)) } while received < 0 && errno == EINTR
-                        // Take exactly one descriptor from the first SCM_RIGHTS header; close any others.
-                        if received > 0, message.msg_controllen >= MemoryLayout<cmsghdr>.size {
-                            let header = controlBytes.baseAddress!.assumingMemoryBound(to: cmsghdr.self)
-                            if header.pointee.cmsg_level == SOL_SOCKET && header.pointee.cmsg_type == Int32(SCM_RIGHTS) {
-                                let count = (Int(header.pointee.cmsg_len) - MemoryLayout<cmsghdr>.size) / MemoryLayout<Int32>.size
-                                for k in 0..<max(count, 0) {
-                                    let fd = controlBytes.baseAddress!.advanced(by: MemoryLayout<cmsghdr>.size + k * 4)
-                                        .load(as: Int32.self)
-                                    if k == 0 { passed = fd } else { close(fd) }
-                                }
-                            }
-                        }
-                    }
-                }
-            }
-            if received <= 0 { break }
-            let text = String(decoding: buffer[0..<received], as: UTF8.self)
-            guard passed >= 0 else { continue }  // no reply channel: nothing to answer on
-            handle(text, reply: passed)
+        while var message = SocketChannel.receive(serverEnd.raw, capacity: 4096) {
+            // No reply channel: nothing to answer on.
+            guard let reply = message.descriptor.take() else { continue }
+            handle(String(decoding: message.bytes, as: UTF8.self), reply: reply, sender: message.senderPID)
         }
         shutdown()
     }
 
     /// Connections to the mounted socket: one request each, answered on the connection itself.
     private func acceptLoop() {
-        var buffer = [UInt8](repeating: 0, count: 4096)
         while true {
-            let connection = accept(listener, nil, nil)
-            if connection < 0 {
+            let accepted = accept(listener.raw, nil, nil)
+            if accepted < 0 {
                 if errno == EINTR || errno == ECONNABORTED || errno == EMFILE || errno == ENFILE { continue }
                 break
             }
-            _ = fcntl(connection, F_SETFD, FD_CLOEXEC)  // proctor never execs, but the launcher is spawned
+            let connection = OwnedDescriptor(accepted)
+            _ = fcntl(connection.raw, F_SETFD, FD_CLOEXEC)  // proctor never execs, but the launcher is spawned
             // A client that connects and says nothing must not hold this thread.
             var timeout = timeval(tv_sec: 5, tv_usec: 0)
-            setsockopt(connection, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
-            var n: Int
-            repeat { n = recv(connection, &buffer, buffer.count, 0) } while n < 0 && errno == EINTR
-            guard n > 0 else {
-                close(connection)
-                continue
-            }
-            handle(String(decoding: buffer[0..<n], as: UTF8.self), reply: connection)
+            setsockopt(connection.raw, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+            let sender = SocketChannel.peer(connection.raw)
+            guard let message = SocketChannel.receive(connection.raw, capacity: 4096) else { continue }
+            handle(String(decoding: message.bytes, as: UTF8.self), reply: connection, sender: sender)
         }
     }
 
     /// One request: refused while another experiment or analysis runs, else handed to the loop.
-    private func handle(_ text: String, reply: Int32) {
+    private func handle(_ text: String, reply: consuming OwnedDescriptor, sender: pid_t?) {
         guard let request = SessionProtocol.Request(text) else {
-            SessionServer.send(reply, .init(accepted: false, message: "unknown request"))
-            close(reply)
+            SessionServer.send(reply.raw, .init(accepted: false, message: "unknown request"))
             return
         }
         lock.lock()
-        if busy || pending != nil || closed {
+        let together = sender.map { startedTogether.remove($0) != nil } ?? false
+        if busy || pending != nil || closed || together {
             let message = closed ? "refused: the session is over" : "refused: another experiment is running; one at a time"
             lock.unlock()
-            SessionServer.send(reply, .init(accepted: false, message: message))
-            close(reply)
+            SessionServer.send(reply.raw, .init(accepted: false, message: message))
             return
         }
         busy = true
-        pending = (request, reply)
+        startedTogether = []
+        pending = SessionRequest(request: request, reply: reply, sender: sender)
         lock.broadcast()
         lock.unlock()
     }
@@ -182,10 +168,11 @@ final class SessionServer: @unchecked Sendable {
         // JSONLines' encoder: a best score of -inf (issue 8) is "-inf", where a plain encoder throws and
         // the agent would get no reply at all.
         guard let data = try? JSONLines.encoder().encode(reply) else { return }
-        _ = data.withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL | MSG_DONTWAIT)) }
+        _ = SocketChannel.send(fd, [UInt8](data), flags: Int32(MSG_NOSIGNAL | MSG_DONTWAIT))
     }
 
+    /// The agent's sandbox is gone: the reader sees end of file once no copy of its end is left.
     func closeAgentEnd() {
-        close(agentEnd)
+        agentEndOwner = nil
     }
 }

@@ -8,7 +8,10 @@ extension Runner {
     /// channel inherited and `proctor` itself mounted read-only so `proctor experiment` works inside.
     func startSession(_ command: [String]) throws {
         let server = try SessionServer()
-        let sessionAgent = SessionAgent(server: server)
+        // The agent's sandbox is the run's: stopped with it, or alone when the loop is over.
+        let sandbox = FreezableSandbox(stop: try StopSwitch(parent: stop))
+        sessionSandbox = sandbox
+        let sessionAgent = SessionAgent(server: server, sandbox: sandbox)
         let (analysisEnv, analysisAudit, run) = (self.env, self.audit, state.run)
         sessionAgent.analyze = {
             AnalysisStore(root: analysisEnv.config.root).sessionReply($0, env: analysisEnv, audit: analysisAudit, run: run)
@@ -27,7 +30,9 @@ extension Runner {
             FileTree.removeDirectory(home)
             throw RunError("session: \(error)")
         }
-        let env = self.env
+        var sessionEnv = self.env
+        sessionEnv.stop = sandbox.stop
+        let env = sessionEnv
         let audit = self.audit
         let context = AuditContext(run: state.run, iteration: nil, config: config)
         // `proctor` first, then the PATH the agent would have had (`[agent] env` passes it), so a
@@ -52,14 +57,14 @@ extension Runner {
             // prompt). It still has no controlling terminal, and TIOCSTI/TIOCLINUX are denied.
             let result = try? env.launch(phase: .agent, command: command, seed: nil, agentHome: home, audit: audit,
                                          context: context, stdin: 0, stdout: output?.childEnd ?? 1, stderr: output?.childEnd ?? 2,
-                                         started: { ActiveSandbox.sessionPid = $0 }) { request in
+                                         started: sandbox.started) { request in
                 request.extraReadOnly += mounts + [(server.socketPath, SessionProtocol.socketPath)]
                 if let memory = Transcript.memorySource(root) { request.extraReadOnly.append((memory, Transcript.memoryMount)) }
                 request.extraEnvironment += [(SessionProtocol.environmentName, String(server.agentEnd)),
                                              ("PATH", path)]
                 request.passDescriptors = [server.agentEnd]
             }
-            ActiveSandbox.sessionPid = 0
+            sandbox.ended()
             output?.finish()
             server.closeAgentEnd()
             server.removeSocket()
@@ -77,7 +82,7 @@ extension Runner {
     /// for its sandbox to be torn down, its private home and its socket removed.
     func stopSession() {
         guard let done = sessionDone else { return }
-        ActiveSandbox.stopSession()
+        sessionSandbox?.stop.request()
         _ = done.wait(timeout: .now() + .seconds(10))
         sessionDone = nil
     }

@@ -157,7 +157,7 @@ public enum AnalyzeStep {
     /// as long as the lock stays held while it is queued, then at most the experiment's timeout plus
     /// `margin` once taken. When the lock is released with the request still queued (the run ended,
     /// or the holder was a `proctor exec`), the request is withdrawn and run here. `say` gets one
-    /// line for the user when it starts waiting. Ctrl-C (`Interrupt`) withdraws a queued request.
+    /// line for the user when it starts waiting. Ctrl-C (`StopSignal`) withdraws a queued request.
     public static func run(workspace: String, command: [String], margin: TimeInterval = 60, poll: TimeInterval = 0.2,
                            say: (String) -> Void = { _ in }) throws -> Outcome {
         let env = try SandboxEnvironment.load(workspace: workspace)
@@ -231,10 +231,10 @@ public enum AnalyzeStep {
     }
 
     private static func pause(_ seconds: TimeInterval) throws {
-        if Interrupt.requested { throw RunInterrupted("interrupted while waiting for the workspace") }
+        if StopSignal.received { throw RunInterrupted("interrupted while waiting for the workspace") }
         usleep(useconds_t(seconds * 1_000_000))
     }
 
     /// Ctrl-C stops a running analysis sandbox and a wait (the queued request is withdrawn).
-    public static func installInterruptHandler() { Interrupt.install() }
+    public static func installInterruptHandler() { StopSignal.install() }
 }

@@ -1,0 +1,92 @@
+import Foundation
+import Synchronization
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+/// SIGINT and SIGTERM: the process's only global state. The handler does two async-signal-safe
+/// things, an atomic store and a one-byte `write` to a pipe that nobody drains, so the pipe stays
+/// readable from the first signal on and every launch polling it sees the stop, however many
+/// wait. The sandboxes themselves belong to their runs (`StopSwitch`), which stop them.
+public enum StopSignal {
+    private static let flag = Atomic<Bool>(false)
+    /// Close-on-exec; the write end non-blocking, so that a burst of signals never blocks the handler.
+    static let pipe: (read: Int32, write: Int32) = {
+        var fds: [Int32] = [-1, -1]
+        precondition(Glibc.pipe(&fds) == 0, "pipe: \(String(cString: strerror(errno)))")
+        for fd in fds { _ = fcntl(fd, F_SETFD, FD_CLOEXEC) }
+        _ = fcntl(fds[1], F_SETFL, O_NONBLOCK)
+        return (fds[0], fds[1])
+    }()
+
+    /// Whether SIGINT or SIGTERM arrived since `install`.
+    public static var received: Bool { flag.load(ordering: .acquiring) }
+
+    /// Installs the handler for SIGINT and SIGTERM: finish or abort cleanly instead of dying mid-write.
+    public static func install() {
+        // Initialised here, not lazily inside the handler (swift_once is not async-signal-safe).
+        _ = pipe
+        _ = received
+        let handler: @convention(c) (Int32) -> Void = { _ in StopSignal.raise() }
+        signal(SIGINT, handler)
+        signal(SIGTERM, handler)
+    }
+
+    /// What the handler does; tests call it to stand in for a signal.
+    static func raise() {
+        flag.store(true, ordering: .releasing)
+        var byte: UInt8 = 1
+        _ = write(pipe.write, &byte, 1)
+    }
+}
+
+/// One owner's stop (a run, its session agent): requested by the owner or by SIGINT/SIGTERM, and
+/// by its parent's. A launch given the switch is stopped as soon as it is requested: SIGTERM to its
+/// launcher, which stops everything in the sandbox (SIGKILL after the grace period), as on a timeout.
+public final class StopSwitch: Sendable {
+    private let flag = Atomic<Bool>(false)
+    /// Written once by `request`, never drained (a level, like `StopSignal.pipe`).
+    private let wake: PipePair
+    private let parent: StopSwitch?
+
+    public init(parent: StopSwitch? = nil) throws {
+        wake = try PipePair()
+        self.parent = parent
+    }
+
+    /// Whether this owner, an owner above it or a signal asked to stop.
+    public var requested: Bool {
+        flag.load(ordering: .acquiring) || parent?.requested == true || StopSignal.received
+    }
+
+    /// Stops this owner's running launches (and its children's); later ones are stopped at once.
+    public func request() {
+        guard !flag.exchange(true, ordering: .acquiringAndReleasing) else { return }
+        var byte: UInt8 = 1
+        _ = write(wake.write.raw, &byte, 1)
+    }
+
+    /// Descriptors that are readable once a stop is requested.
+    var descriptors: [Int32] {
+        [wake.read.raw] + (parent?.descriptors ?? [StopSignal.pipe.read])
+    }
+
+    /// Starts watching the launcher `pid` until `done` is readable (or closed): SIGTERM to it once
+    /// `stop` (or, without one, a signal) asks. Wait on the semaphore before reaping the launcher,
+    /// so that the kill never reaches a pid reused after it.
+    static func watch(_ pid: pid_t, stop: StopSwitch?, done: Int32) -> DispatchSemaphore {
+        let finished = DispatchSemaphore(value: 0)
+        let stops = stop?.descriptors ?? [StopSignal.pipe.read]
+        let thread = Thread {
+            defer { finished.signal() }
+            var fds = (stops + [done]).map { pollfd(fd: $0, events: Int16(POLLIN), revents: 0) }
+            while poll(&fds, nfds_t(fds.count), -1) < 0 && errno == EINTR {}
+            if fds.last!.revents == 0 && fds.dropLast().contains(where: { $0.revents != 0 }) {
+                kill(pid, SIGTERM)
+            }
+        }
+        thread.start()
+        return finished
+    }
+}
