@@ -223,7 +223,7 @@ public struct Launcher: Sendable {
         let exe = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
         let path = URL(fileURLWithPath: exe).deletingLastPathComponent().appendingPathComponent("proctor-sandbox").path
         guard access(path, X_OK) == 0 else {
-            throw PlanError(description: "the launcher \(path) is missing; build with `swift build` (it is the proctor-sandbox product)")
+            throw SandboxError(.notInstalled, "the launcher \(path) is missing; build with `swift build` (it is the proctor-sandbox product)")
         }
         return Launcher(helper: path)
     }
@@ -269,7 +269,7 @@ public struct Launcher: Sendable {
         var cEnv: [UnsafeMutablePointer<CChar>?] = [nil]
         var pid: pid_t = 0
         let rc = posix_spawn(&pid, helper, &actions, &attributes, &cArgs, &cEnv)
-        guard rc == 0 else { throw PlanError(description: "spawn \(helper): \(String(cString: strerror(rc))) (stage: launch)") }
+        guard rc == 0 else { throw SandboxError(.io, "spawn \(helper): \(String(cString: strerror(rc))) (stage: launch)", errno: rc) }
         ActiveSandbox.pid = pid
         defer { ActiveSandbox.pid = 0 }
         started?(pid)
@@ -366,12 +366,12 @@ struct Pipe2 {
 
     init() throws {
         var fds: [Int32] = [-1, -1]
-        guard pipe(&fds) == 0 else { throw PlanError(description: "pipe: \(String(cString: strerror(errno)))") }
+        guard pipe(&fds) == 0 else { throw SandboxError.io(errno, "pipe") }
         read = fcntl(fds[0], F_DUPFD_CLOEXEC, 10)
         write = fcntl(fds[1], F_DUPFD_CLOEXEC, 10)
         close(fds[0])
         close(fds[1])
-        guard read >= 0, write >= 0 else { throw PlanError(description: "fcntl: \(String(cString: strerror(errno)))") }
+        guard read >= 0, write >= 0 else { throw SandboxError.io(errno, "fcntl") }
     }
 
     mutating func closeBoth() {
