@@ -1,4 +1,5 @@
 import Foundation
+import ProctorTestSupport
 import XCTest
 
 @testable import ProctorLoop
@@ -7,17 +8,6 @@ import XCTest
 /// and, for I/O on proctor's own files (ledger, run state, memory, logs), the failing call's errno.
 /// A directory where a file belongs (EISDIR) and a missing directory (ENOENT) fail even as root.
 final class LoopErrorTests: XCTestCase {
-    var dir = ""
-
-    override func setUpWithError() throws {
-        dir = NSTemporaryDirectory() + "loop-error-\(getpid())-\(UUID().uuidString)"
-        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-    }
-
-    override func tearDown() {
-        try? FileManager.default.removeItem(atPath: dir)
-    }
-
     private func assertIO(_ body: @autoclosure () throws -> Any, errno expected: Int32, message: String,
                           file: StaticString = #filePath, line: UInt = #line) {
         XCTAssertThrowsError(try body(), file: file, line: line) { error in
@@ -26,11 +16,14 @@ final class LoopErrorTests: XCTestCase {
     }
 
     func testLedgerThatCannotBeOpenedReportsTheErrno() throws {
+        let scratch = try TemporaryDirectory("loop-error"), dir = scratch.path
         try FileManager.default.createDirectory(atPath: dir + "/results.tsv", withIntermediateDirectories: false)
         assertIO(try Ledger(directory: dir), errno: EISDIR, message: "open ledger in \(dir): Is a directory")
+        withExtendedLifetime(scratch) {}
     }
 
-    func testStateMemoryAndLogWritesReportTheErrno() {
+    func testStateMemoryAndLogWritesReportTheErrno() throws {
+        let scratch = try TemporaryDirectory("loop-error"), dir = scratch.path
         let missing = dir + "/missing"
         assertIO(try RunState(run: "r", branch: "b", baseCommit: "c", bestCommit: "c", bestScore: 0, baselineScore: 0, pins: [:],
                               lastIteration: 0, inProgress: nil).save(missing),
@@ -39,11 +32,13 @@ final class LoopErrorTests: XCTestCase {
                  message: "memory: open \(missing)/learnings.md.tmp-\(getpid()): No such file or directory")
         assertIO(try LogFile(path: dir), errno: EISDIR, message: "open \(dir): Is a directory")
         XCTAssertFalse(FileManager.default.fileExists(atPath: missing), "nothing created on the way")
+        withExtendedLifetime(scratch) {}
     }
 
     /// Bad input is refused with its own code (125 in the CLI), not as an I/O failure.
-    func testRefusalsHaveTheirCode() {
-        for (name, body) in [("resume", { _ = try RunState.loadForResume(self.dir) }),
+    func testRefusalsHaveTheirCode() throws {
+        let scratch = try TemporaryDirectory("loop-error")
+        for (name, body) in [("resume", { _ = try RunState.loadForResume(scratch.path) }),
                              ("nudge", { _ = try NudgeQueue.validate("  ") }),
                              ("analysis", { _ = try AnalysisStore.validate([]) })] as [(String, () throws -> Void)] {
             XCTAssertThrowsError(try body(), name) { error in

@@ -1,40 +1,34 @@
 import Foundation
 @testable import ProctorConfig
 @testable import ProctorSandbox
+import ProctorTestSupport
 import XCTest
 
 /// Issue 9: a failure of the sandbox layer carries a code (which the command maps to an exit status)
 /// and, for a failed system call, its errno. Paths below a regular file or at a directory fail with
 /// ENOTDIR and EISDIR, which no permission bit (and no root) gets around.
 final class SandboxErrorTests: XCTestCase {
-    var dir = ""
+    var scratch: TemporaryDirectory!
+    var dir: String { scratch.path }
 
     override func setUpWithError() throws {
-        dir = NSTemporaryDirectory() + "sandbox-error-\(getpid())-\(UUID().uuidString)"
-        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        scratch = try TemporaryDirectory("sandbox-error")
         try Data("x".utf8).write(to: URL(fileURLWithPath: dir + "/file"))
     }
 
-    override func tearDown() {
-        try? FileManager.default.removeItem(atPath: dir)
-    }
-
-    private func assertIO(_ body: @autoclosure () throws -> Any, errno expected: Int32, message: String,
-                          file: StaticString = #filePath, line: UInt = #line) {
-        XCTAssertThrowsError(try body(), file: file, line: line) { error in
-            guard let error = error as? SandboxError else { return XCTFail("\(type(of: error)): \(error)", file: file, line: line) }
-            XCTAssertEqual(error.code, .io, file: file, line: line)
-            XCTAssertEqual(error.errno, expected, file: file, line: line)
-            XCTAssertEqual(error.description, message, file: file, line: line)
-        }
-    }
+    override func tearDown() { scratch = nil }
 
     func testFailedCallsCarryTheirErrno() {
-        assertIO(try ExperimentLock(path: dir + "/file/lock", holder: holder()), errno: ENOTDIR,
-                 message: "open lock \(dir)/file/lock: Not a directory")
-        assertIO(try AuditLog(path: dir), errno: EISDIR, message: "open \(dir): Is a directory")
-        assertIO(try FileTree.walk(dir + "/missing", removing: false) { _, _ in }, errno: ENOENT,
-                 message: "open \(dir)/missing: No such file or directory")
+        let failures: [(() throws -> Any, SandboxError)] = [
+            ({ try ExperimentLock(path: self.dir + "/file/lock", holder: self.holder()) },
+             SandboxError(.io, "open lock \(dir)/file/lock: Not a directory", errno: ENOTDIR)),
+            ({ try AuditLog(path: self.dir) }, SandboxError(.io, "open \(dir): Is a directory", errno: EISDIR)),
+            ({ try FileTree.walk(self.dir + "/missing", removing: false) { _, _ in } },
+             SandboxError(.io, "open \(dir)/missing: No such file or directory", errno: ENOENT)),
+        ]
+        for (body, expected) in failures {
+            XCTAssertThrowsError(try body()) { XCTAssertEqual($0 as? SandboxError, expected, "\($0)") }
+        }
     }
 
     /// A log line that cannot be written reports why: here a descriptor open for reading only.
