@@ -91,7 +91,8 @@ let package = Package(
         .testTarget(name: "LoopTests", dependencies: ["ProctorLoop", "ProctorGit", "ProctorConfig", "ProctorSandbox", "ProctorTestSupport"]),
         .testTarget(name: "AgentTests", dependencies: ["ProctorAgents", "ProctorTestSupport"]),
         .testTarget(name: "CLITests", dependencies: [
-            "ProctorCommands", "ProctorSandbox", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            "ProctorCommands", "ProctorConfig", "ProctorLoop", "ProctorSandbox",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
     ]
 )

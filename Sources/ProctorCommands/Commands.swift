@@ -28,7 +28,7 @@ struct Run: ParsableCommand {
               memory: \((summary.ledger as NSString).deletingLastPathComponent)/memory/ (learnings.md, near_misses.md, do_not_retry.md, LOG.md)
               audit:  proctor audit --workspace \(options.workspace)    report: proctor report --workspace \(options.workspace)
             """)
-        if summary.interrupted { throw ExitCode(130) }
+        if summary.interrupted { throw ExitCode(ExitStatus.interrupted) }
     }
 }
 
@@ -50,7 +50,7 @@ struct Init: ParsableCommand {
         do {
             for line in try WorkspaceSteps.initialize(dir: dir, template: template, repin: repin) { print(line) }
         } catch {
-            throw CommandFailure(error, status: 125)
+            throw CommandFailure(error, failed: ExitStatus.badInput)
         }
     }
 }
@@ -64,7 +64,7 @@ struct Check: ParsableCommand {
 
     func run() throws {
         let problems: [String]
-        do { problems = try WorkspaceSteps.check(workspace: options.workspace) } catch { throw CommandFailure(error, status: 125) }
+        do { problems = try WorkspaceSteps.check(workspace: options.workspace) } catch { throw CommandFailure(error, failed: ExitStatus.badInput) }
         if problems.isEmpty {
             print("ok: the working tree follows the policy")
             return
@@ -81,7 +81,7 @@ struct Status: ParsableCommand {
     @OptionGroup var options: WorkspaceOptions
 
     func run() throws {
-        do { try Reports.status(workspace: options.workspace).forEach { print($0) } } catch { throw CommandFailure(error, status: 125) }
+        do { try Reports.status(workspace: options.workspace).forEach { print($0) } } catch { throw CommandFailure(error, failed: ExitStatus.badInput) }
     }
 }
 
@@ -100,7 +100,7 @@ struct Audit: ParsableCommand {
     func run() throws {
         let summary: Reports.AuditSummary
         do { summary = Reports.summarize(try Reports.auditRecords(workspace: options.workspace, run: runID)) } catch {
-            throw CommandFailure(error, status: 125)
+            throw CommandFailure(error, failed: ExitStatus.badInput)
         }
         if json {
             let data = (try? JSONLines.encoder().encode(summary)) ?? Data()
@@ -128,16 +128,18 @@ struct Report: ParsableCommand {
             // POSIX calls for a one-line reason ("open /x/r.html: No such file or directory"), not
             // Foundation's NSCocoaErrorDomain dump.
             let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
-            guard fd >= 0 else { throw RunError("--out: open \(path): \(String(cString: strerror(errno)))") }
+            guard fd >= 0 else { throw LoopError.io(errno, "--out: open \(path)") }
             let bytes = Array(html.utf8)
             let written = write(fd, bytes, bytes.count)
-            let reason = String(cString: strerror(errno))
+            let failure = errno
             close(fd)
-            guard written == bytes.count else { throw RunError("--out: write \(path): \(written < 0 ? reason : "short write")") }
+            guard written == bytes.count else {
+                throw written < 0 ? LoopError.io(failure, "--out: write \(path)") : LoopError(.io, "--out: write \(path): short write")
+            }
             print("report: \(path)")
             if let gap = try Reports.sealedGap(workspace: options.workspace) { print("sealed test set: \(gap)") }
         } catch {
-            throw CommandFailure(error, status: 125)
+            throw CommandFailure(error, failed: ExitStatus.badInput)
         }
     }
 }
@@ -167,32 +169,25 @@ enum AgentKind: String, CaseIterable, ExpressibleByArgument {
 
 /// Runs the research loop (`proctor run`, or `proctor session` when `session` is the agent's command).
 /// Exits 125 when nothing could start (bad configuration, no repository, the lock held, a dirty tree,
-/// nothing to resume), 1 when the run failed on the way.
+/// nothing to resume), 130 when interrupted, 1 when the run failed on the way.
 func driveLoop(workspace: String, options: RunOptions, agent: String?, session: [String]?) throws -> RunSummary {
-    let env: SandboxEnvironment
-    do { env = try SandboxEnvironment.load(workspace: workspace) } catch { throw CommandFailure(error, status: 125) }
     let runner: Runner
     do {
+        let env = try SandboxEnvironment.load(workspace: workspace)
         runner = try Runner(env: env, agentKind: agent, options: options, progress: Progress(total: options.iterations))
     } catch {
-        throw CommandFailure(error, status: 125)
+        throw CommandFailure(error, failed: ExitStatus.badInput)
     }
     runner.sessionCommand = session
     do {
         return try runner.run()
-    } catch let busy as ExperimentLock.Busy {
-        throw CommandFailure(busy, status: 125)
-    } catch let refused as StartRefused {
-        throw CommandFailure(refused, status: 125)
-    } catch let interrupted as RunInterrupted {
-        throw CommandFailure(interrupted, status: 130)
     } catch {
-        throw CommandFailure(error, status: 1)
+        throw CommandFailure(error, failed: ExitStatus.runFailed)
     }
 }
 
 /// A command that failed: `ProctorCommand.main` prints `proctor: <message>` on stderr and exits
-/// with `status` (125 bad input or a refused start, 130 interrupted, 1 a run that failed on the way).
+/// with `status`.
 struct CommandFailure: Error {
     var message: String
     var status: Int32
@@ -200,6 +195,11 @@ struct CommandFailure: Error {
     init(_ error: Error, status: Int32) {
         message = String(describing: error)
         self.status = status
+    }
+
+    /// `error` with the status `ExitStatus.of` gives it where a plain failure exits `failed`.
+    init(_ error: Error, failed: Int32) {
+        self.init(error, status: ExitStatus.of(error, failed: failed))
     }
 }
 
@@ -250,7 +250,7 @@ struct Session: ParsableCommand {
     func run() throws {
         let summary = try driveLoop(workspace: options.workspace, options: loop.runOptions, agent: nil, session: command)
         print("session \(summary.run)\(summary.interrupted ? " (interrupted; continue with --resume)" : ""): kept \(summary.counts[.keep] ?? 0) of \(summary.counts.values.reduce(0, +)) experiments; best \(formatScore(summary.best)) vs baseline \(formatScore(summary.baseline)); ledger \(summary.ledger)")
-        if summary.interrupted { throw ExitCode(130) }
+        if summary.interrupted { throw ExitCode(ExitStatus.interrupted) }
     }
 }
 
@@ -270,7 +270,7 @@ struct Experiment: ParsableCommand {
         } catch let exit as ExitCode {
             throw exit
         } catch {
-            throw CommandFailure(error, status: 2)
+            throw CommandFailure(error, failed: ExitStatus.noSession)
         }
     }
 }

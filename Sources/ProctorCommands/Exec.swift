@@ -65,7 +65,7 @@ struct ExecArguments: Equatable {
 
     /// Runs the command; returns the status `proctor exec` exits with.
     func run() -> Int32 {
-        exitOn125 {
+        statusOrFailure {
             try ExecStep.run(workspace: workspace, phase: phase, command: command, auditLog: auditLog, seed: seed,
                              wait: wait, timeoutMs: timeoutMs)
         }
@@ -120,10 +120,10 @@ struct ExecArguments: Equatable {
     }
 }
 
-/// Runs `body`; a thrown error is proctor's own failure: one line on stderr and status 125.
-func exitOn125(_ body: () throws -> Int32) -> Int32 {
+/// Runs `body`; a thrown error is proctor's own failure: one line on stderr and its status (125).
+func statusOrFailure(_ body: () throws -> Int32) -> Int32 {
     do { return try body() } catch {
         FileHandle.standardError.write(Data("proctor: \(error)\n".utf8))
-        return 125
+        return ExitStatus.of(error, failed: ExitStatus.badInput)
     }
 }

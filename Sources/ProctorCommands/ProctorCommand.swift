@@ -31,7 +31,7 @@ public struct ProctorCommand: ParsableCommand {
             let code = exitCode(for: error)
             if code == .validationFailure {
                 FileHandle.standardError.write(Data((fullMessage(for: error) + "\n").utf8))
-                Foundation.exit(125)
+                Foundation.exit(ExitStatus.badInput)
             }
             exit(withError: error)
         }

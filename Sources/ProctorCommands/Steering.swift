@@ -26,7 +26,7 @@ struct NudgeCommand: ParsableCommand {
             let nudge = try NudgeQueue(root: root).append(text)
             print("nudge #\(nudge.id) queued; the agent gets it with its next proposal")
         } catch {
-            throw CommandFailure(error, status: 125)
+            throw CommandFailure(error, failed: ExitStatus.badInput)
         }
     }
 }
@@ -58,8 +58,8 @@ struct AnalyzeCommand: ParsableCommand {
     func run() throws {
         if SessionClient.insideSession {
             let reply: SessionProtocol.Reply
-            do { reply = try SessionClient.request(analysis: command) } catch { throw CommandFailure(error, status: 125) }
-            guard reply.accepted else { throw CommandFailure(RunError(reply.message), status: 125) }
+            do { reply = try SessionClient.request(analysis: command) } catch { throw CommandFailure(error, failed: ExitStatus.badInput) }
+            guard reply.accepted else { throw CommandFailure(LoopError(.refused, reply.message), failed: ExitStatus.badInput) }
             print(terminalSafe(reply.message), terminator: reply.message.hasSuffix("\n") ? "" : "\n")
             throw ExitCode(reply.exitStatus ?? 0)
         }
@@ -69,10 +69,8 @@ struct AnalyzeCommand: ParsableCommand {
             outcome = try AnalyzeStep.run(workspace: options.workspace, command: command) { line in
                 FileHandle.standardError.write(Data("proctor: \(terminalSafe(line))\n".utf8))
             }
-        } catch let interrupted as RunInterrupted {
-            throw CommandFailure(interrupted, status: 130)
         } catch {
-            throw CommandFailure(error, status: 125)
+            throw CommandFailure(error, failed: ExitStatus.badInput)
         }
         print("analysis kept in \(outcome.path)")
         print(terminalSafe(outcome.summary), terminator: "")

@@ -23,14 +23,14 @@ public enum AgentFactory {
         case "command":
             return CommandAgent(env: env, audit: audit, run: run)
         default:
-            throw RunError("unknown agent kind \"\(kind)\" (expected mutate, http or command)")
+            throw LoopError(.failed, "unknown agent kind \"\(kind)\" (expected mutate, http or command)")
         }
     }
 
     /// `[agent] protocol` (checked when proctor.toml is read; never silently another one).
     static func wireProtocol(_ name: String) throws -> HTTPAgentProtocol {
         guard let wire = HTTPAgentProtocol(rawValue: name) else {
-            throw RunError("unknown [agent] protocol \"\(name)\" (expected openai or anthropic)")
+            throw LoopError(.failed, "unknown [agent] protocol \"\(name)\" (expected openai or anthropic)")
         }
         return wire
     }

@@ -149,7 +149,7 @@ public final class Ledger: @unchecked Sendable {
         try Ledger.addSealedColumn(resultsPath)
         results = open(resultsPath, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0o644)
         runs = open(runsPath, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0o644)
-        guard results >= 0, runs >= 0 else { throw PlanError(description: "open ledger in \(directory): \(String(cString: strerror(errno)))") }
+        guard results >= 0, runs >= 0 else { throw LoopError.io(errno, "open ledger in \(directory)") }
         var st = stat()
         if fstat(results, &st) == 0 && st.st_size == 0 { try writeLine(results, LedgerRow.header.joined(separator: "\t")) }
     }
@@ -207,7 +207,7 @@ public final class Ledger: @unchecked Sendable {
     private func writeLine(_ fd: Int32, _ line: String) throws {
         let data = Array((line + "\n").utf8)
         let n = data.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
-        guard n == data.count else { throw PlanError(description: "write ledger: \(String(cString: strerror(errno)))") }
+        guard n == data.count else { throw LoopError.io(n < 0 ? errno : EIO, "write ledger") }
     }
 
     /// Tabs and newlines would break the TSV: the description is one line. Other control characters

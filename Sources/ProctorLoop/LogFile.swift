@@ -9,7 +9,7 @@ final class LogFile {
     init(path: String) throws {
         self.path = path
         fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0o644)
-        guard fd >= 0 else { throw PlanError(description: "open \(path): \(String(cString: strerror(errno)))") }
+        guard fd >= 0 else { throw LoopError.io(errno, "open \(path)") }
     }
 
     deinit { close(fd) }

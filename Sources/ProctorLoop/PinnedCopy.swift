@@ -54,7 +54,7 @@ enum ScratchDirectory {
         sweep(in: base, prefix: prefix)
         var template = Array((base + "/" + prefix + "-\(getpid())-XXXXXX").utf8CString)
         guard let made = mkdtemp(&template) else {
-            throw PlanError(description: "mkdtemp in \(base): \(String(cString: strerror(errno)))")
+            throw LoopError.io(errno, "mkdtemp in \(base)")
         }
         return String(cString: made)
     }

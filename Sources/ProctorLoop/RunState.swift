@@ -31,12 +31,12 @@ public struct RunState: Codable, Sendable {
     /// The state `--resume` continues from; a missing or unreadable one refuses the start, saying which.
     static func loadForResume(_ root: String) throws -> RunState {
         guard let data = FileManager.default.contents(atPath: path(root)) else {
-            throw StartRefused("nothing to resume: no \(path(root)) (start a run without --resume)")
+            throw LoopError(.refused, "nothing to resume: no \(path(root)) (start a run without --resume)")
         }
         do {
             return try JSONLines.decoder().decode(RunState.self, from: data)
         } catch {
-            throw StartRefused("\(path(root)): not a run state proctor can resume (\(error)); start a new run without --resume")
+            throw LoopError(.refused, "\(path(root)): not a run state proctor can resume (\(error)); start a new run without --resume")
         }
     }
 
@@ -50,13 +50,16 @@ public enum AtomicFile {
     public static func write(_ data: Data, to path: String) throws {
         let temp = path + ".tmp-\(getpid())"
         let fd = open(temp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0o644)
-        guard fd >= 0 else { throw PlanError(description: "open \(temp): \(String(cString: strerror(errno)))") }
+        guard fd >= 0 else { throw LoopError.io(errno, "open \(temp)") }
         let written = data.withUnsafeBytes { Glibc.write(fd, $0.baseAddress, $0.count) }
+        // The write's errno before fsync and close can change it; a short write has none (EIO, as `WriteAll`).
+        let writeFailure = written < 0 ? errno : EIO
         fsync(fd)
         close(fd)
         guard written == data.count, rename(temp, path) == 0 else {
+            let failure = written == data.count ? errno : writeFailure
             unlink(temp)
-            throw PlanError(description: "write \(path): \(String(cString: strerror(errno)))")
+            throw LoopError.io(failure, "write \(path)")
         }
     }
 }

@@ -31,25 +31,6 @@ public struct RunSummary: Sendable {
     public var interrupted: Bool
 }
 
-/// A failure that stops the run (not an iteration's status): proctor prints it and exits non-zero.
-public struct RunError: Error, CustomStringConvertible {
-    public var description: String
-    public init(_ description: String) { self.description = description }
-}
-
-/// Ctrl-C (SIGINT, SIGTERM) before the run had anything to continue from: `proctor run` exits 130.
-public struct RunInterrupted: Error, CustomStringConvertible {
-    public var description: String
-    public init(_ description: String) { self.description = description }
-}
-
-/// The run refused to start (a dirty tree, nothing to resume, a branch that is gone, ...): bad input,
-/// found before the run wrote a ledger line, made a branch or moved HEAD. `proctor run` exits 125.
-public struct StartRefused: Error, CustomStringConvertible {
-    public var description: String
-    public init(_ description: String) { self.description = description }
-}
-
 /// The research loop: start or resume a run, then one `Iteration` after another (propose → validate →
 /// measure → gate → keep or revert → record, each a named stage under `Iteration/`).
 public final class Runner {
@@ -167,7 +148,7 @@ public final class Runner {
     // MARK: - Start and resume
 
     private func start(_ runID: String) throws {
-        guard let head = try repo.head() else { throw StartRefused("the workspace repository has no commit; run `proctor init` first") }
+        guard let head = try repo.head() else { throw LoopError(.refused, "the workspace repository has no commit; run `proctor init` first") }
         let dirty = try repo.loopStatus(against: head, config: config)
         if !dirty.isEmpty {
             // A locked file changed in the working tree is a tamper attempt, whoever made it.
@@ -176,7 +157,7 @@ public final class Runner {
                 audit.append(AuditRecord(run: "start", iteration: nil, phase: .validate, kind: .tamper, decision: .rejected,
                                          path: absolute(path), rule: .locked, detail: "differs from the committed, pinned file"))
             }
-            throw StartRefused("the working tree differs from HEAD (\(dirty.prefix(5).map(\.path).joined(separator: ", "))): commit or remove the changes before `proctor run`")
+            throw LoopError(.refused, "the working tree differs from HEAD (\(dirty.prefix(5).map(\.path).joined(separator: ", "))): commit or remove the changes before `proctor run`")
         }
         let pins = try pinLockedFiles(at: head)
         // The start checks passed: from here on the run writes.
@@ -199,10 +180,10 @@ public final class Runner {
         progress.line("run \(runID) on branch \(branch); measuring the baseline")
         let baseline = try measure(iteration: 0, seeds: allSeeds, description: "baseline")
         if stop.requested {
-            throw RunInterrupted("interrupted while measuring the baseline of run \(runID); nothing was recorded: `proctor run --resume` measures it again")
+            throw LoopError(.interrupted, "interrupted while measuring the baseline of run \(runID); nothing was recorded: `proctor run --resume` measures it again")
         }
         guard case .scored(let mean, let evaluations, let seconds, let peak) = baseline.outcome else {
-            throw RunError("the baseline did not produce a score (\(baseline.reason?.ledgerText ?? "")); see \(root)/.proctor/logs/\(runID)")
+            throw LoopError(.failed, "the baseline did not produce a score (\(baseline.reason?.ledgerText ?? "")); see \(root)/.proctor/logs/\(runID)")
         }
         // The branch only once the baseline is scored: a baseline that fails (or a SIGKILL during it,
         // which has no chance to clean up) leaves HEAD where the user had it and no dead proctor/ branch.
@@ -234,19 +215,19 @@ public final class Runner {
     /// again on its base commit, if HEAD and the tree are still that commit.
     private func resumeBaseline(_ saved: RunState) throws {
         guard let base = try? repo.resolve(saved.baseCommit) else {
-            throw StartRefused("cannot resolve the run's base commit \(saved.baseCommit); start a new run without --resume")
+            throw LoopError(.refused, "cannot resolve the run's base commit \(saved.baseCommit); start a new run without --resume")
         }
         guard let head = try repo.head(), head == base else {
-            throw StartRefused("HEAD moved since run \(saved.run) died measuring its baseline on \(base.short): check out \(base.short) to resume it, or start a new run without --resume")
+            throw LoopError(.refused, "HEAD moved since run \(saved.run) died measuring its baseline on \(base.short): check out \(base.short) to resume it, or start a new run without --resume")
         }
         let dirty = try repo.loopStatus(against: base, config: config)
         if !dirty.isEmpty {
-            throw StartRefused("the working tree differs from \(base.short) (\(dirty.prefix(5).map(\.path).joined(separator: ", "))): commit or remove the changes before `proctor run --resume`")
+            throw LoopError(.refused, "the working tree differs from \(base.short) (\(dirty.prefix(5).map(\.path).joined(separator: ", "))): commit or remove the changes before `proctor run --resume`")
         }
         // The locked files must still be the ones pinned when the run began.
         let pins = try pinLockedFiles(at: base)
         if pins != saved.pins {
-            throw StartRefused("the locked files differ from those pinned when run \(saved.run) began; start a new run without --resume")
+            throw LoopError(.refused, "the locked files differ from those pinned when run \(saved.run) began; start a new run without --resume")
         }
         // The start checks passed: from here on the resumed run writes.
         ledger = try Ledger(directory: root + "/.proctor")
@@ -271,7 +252,7 @@ public final class Runner {
             return try resumeBaseline(saved)
         }
         guard let tip = try repo.branchTip(saved.branch) else {
-            throw StartRefused("the run's branch \(saved.branch) is gone (deleted?); start a new run without --resume")
+            throw LoopError(.refused, "the run's branch \(saved.branch) is gone (deleted?); start a new run without --resume")
         }
         if let lost = saved.inProgress, recorded(lost) {
             // Died after the row, before the state: the row is the truth, a kept commit included.
@@ -291,10 +272,10 @@ public final class Runner {
         }
         // A run without a measured baseline has no best score to continue from.
         if saved.inProgress == 0 || saved.bestScore.isNaN {
-            throw StartRefused("the run died while measuring its baseline; start a new run")
+            throw LoopError(.refused, "the run died while measuring its baseline; start a new run")
         }
         guard let bestBefore = try? repo.resolve(saved.bestCommit) else {
-            throw StartRefused("cannot resolve the run's last kept commit \(saved.bestCommit); start a new run")
+            throw LoopError(.refused, "cannot resolve the run's last kept commit \(saved.bestCommit); start a new run")
         }
         if tip.hex != saved.bestCommit {
             // Only the keep commit of the interrupted iteration (one commit on the last kept one, with
@@ -306,13 +287,13 @@ public final class Runner {
                     && info.message.contains("\nproctor-run: \(saved.run)\nproctor-iteration: \(lost)\n")
             } ?? false
             guard unrecordedKeep else {
-                throw StartRefused("the run's branch \(saved.branch) moved since the run stopped (tip \(tip.short), last kept \(saved.bestCommit.prefix(12))): `git branch -f \(saved.branch) \(saved.bestCommit.prefix(12))` to continue it, or start a new run")
+                throw LoopError(.refused, "the run's branch \(saved.branch) moved since the run stopped (tip \(tip.short), last kept \(saved.bestCommit.prefix(12))): `git branch -f \(saved.branch) \(saved.bestCommit.prefix(12))` to continue it, or start a new run")
             }
         }
         if let current = try repo.currentBranch(), current != saved.branch, let head = try repo.head(),
             !(try repo.loopStatus(against: head, config: config)).isEmpty {
             // HEAD elsewhere with changes in the tree: the user's work, which the restore below would wipe.
-            throw StartRefused("the working tree has changes on \(current), not on the run's branch \(saved.branch): commit or stash them before --resume")
+            throw LoopError(.refused, "the working tree has changes on \(current), not on the run's branch \(saved.branch): commit or stash them before --resume")
         }
         // The start checks passed: from here on the resumed run writes.
         ledger = try Ledger(directory: root + "/.proctor")  // cuts torn tails first
@@ -347,7 +328,7 @@ public final class Runner {
         try state.save(root)
         let base = try repo.resolve(saved.baseCommit)
         let pins = try hashLockedFiles(at: base)
-        if pins != saved.pins { throw RunError("the locked files of \(saved.baseCommit) no longer match the run's pins") }
+        if pins != saved.pins { throw LoopError(.failed, "the locked files of \(saved.baseCommit) no longer match the run's pins") }
         pinned = try materializePins(base)
         try openMemory(baseline: nil)
         loadHistory()
@@ -370,7 +351,7 @@ public final class Runner {
             try record(verdict, of: iteration)
             // A broken agent must not burn the night producing crash rows.
             if agentFailures >= Runner.maxAgentFailures {
-                throw RunError("the agent failed \(agentFailures) times in a row; last: \(lastAgentFailure)")
+                throw LoopError(.failed, "the agent failed \(agentFailures) times in a row; last: \(lastAgentFailure)")
             }
             return true
         case .abandoned:
@@ -435,7 +416,7 @@ public final class Runner {
                                              path: absolute(path), rule: .locked, detail: "differs from the pin taken at proctor init"))
                 }
                 let named = changed.prefix(10).joined(separator: ", ") + (changed.count > 10 ? " and \(changed.count - 10) more" : "")
-                throw StartRefused("locked files differ from their pins taken at `proctor init`: \(named). If you changed them on purpose, run `proctor init --repin`.")
+                throw LoopError(.refused, "locked files differ from their pins taken at `proctor init`: \(named). If you changed them on purpose, run `proctor init --repin`.")
             }
         }
         return pins
@@ -445,7 +426,7 @@ public final class Runner {
     func hashLockedFiles(at commit: ObjectID) throws -> [String: String] {
         let pins = try WorkspaceSteps.lockedHashes(config, repo: repo, commit: commit)
         if pins.isEmpty && !config.files.locked.isEmpty {
-            throw StartRefused("no file matches [files].locked \(config.files.locked); the evaluator must be locked")
+            throw LoopError(.refused, "no file matches [files].locked \(config.files.locked); the evaluator must be locked")
         }
         return pins
     }

@@ -14,12 +14,12 @@ public enum WorkspaceSteps {
         if repin {
             let config = try WorkspaceConfig.load(workspace: root)
             let repo = try Repository.workspace(root)
-            guard let head = try repo.head() else { throw RunError("\(root) has no commit to pin") }
+            guard let head = try repo.head() else { throw LoopError(.refused, "\(root) has no commit to pin") }
             try Pins.save(try lockedHashes(config, repo: repo, commit: head), root: root)
             return ["re-pinned the locked files of \(head.short)"]
         }
         if fm.fileExists(atPath: root + "/proctor.toml") {
-            throw RunError("\(root) already holds a proctor.toml; use `proctor init --repin` to re-pin its locked files")
+            throw LoopError(.refused, "\(root) already holds a proctor.toml; use `proctor init --repin` to re-pin its locked files")
         }
         let source = try templatePath(template)
         // A bad template is refused before anything is made (its own proctor.toml is the file to fix).
@@ -36,7 +36,7 @@ public enum WorkspaceSteps {
             do {
                 let notes = try initialize(dir: staging, template: source, repin: false)
                 guard rename(staging, root) == 0 else {
-                    throw RunError("rename \(staging) to \(root): \(String(cString: strerror(errno)))")
+                    throw LoopError.io(errno, "rename \(staging) to \(root)")
                 }
                 return notes.map { $0.replacingOccurrences(of: staging, with: root) }
             } catch {
@@ -73,15 +73,15 @@ public enum WorkspaceSteps {
     static func templatePath(_ name: String?) throws -> String {
         if let name, name.contains("/") {
             guard FileManager.default.fileExists(atPath: name + "/proctor.toml") else {
-                throw RunError("template \(name) has no proctor.toml")
+                throw LoopError(.refused, "template \(name) has no proctor.toml")
             }
             return name
         }
         guard let bundled = BundledData.workspaceTemplate else {
-            throw RunError("cannot find proctor's bundled workspace/ (set PROCTOR_HOME to the checkout)")
+            throw LoopError(.failed, "cannot find proctor's bundled workspace/ (set PROCTOR_HOME to the checkout)")
         }
         guard name == nil || name == "default" || name == "tabular" else {
-            throw RunError("unknown template \"\(name!)\"; bundled: default (or give a directory path)")
+            throw LoopError(.refused, "unknown template \"\(name!)\"; bundled: default (or give a directory path)")
         }
         return bundled
     }
@@ -89,7 +89,7 @@ public enum WorkspaceSteps {
     /// Copies regular files and directories; skips outputs, caches, proctor state and links.
     private static func copyTree(from source: String, to target: String) throws {
         let fm = FileManager.default
-        guard let walker = fm.enumerator(atPath: source) else { throw RunError("cannot read \(source)") }
+        guard let walker = fm.enumerator(atPath: source) else { throw LoopError(.failed, "cannot read \(source)") }
         while let rel = walker.nextObject() as? String {
             let name = (rel as NSString).lastPathComponent
             if [".git", ".proctor", "outputs", "__pycache__", ".pytest_cache"].contains(name) {
@@ -119,7 +119,7 @@ public enum WorkspaceSteps {
         var pins: [String: String] = [:]
         for path in lockedPaths(config) {
             guard let bytes = try? repo.blob(at: path, in: commit) else {
-                throw RunError("locked file \(path) is not committed in \(commit.short); commit it first")
+                throw LoopError(.failed, "locked file \(path) is not committed in \(commit.short); commit it first")
             }
             pins[path] = Pins.sha256(bytes)
         }
@@ -139,7 +139,7 @@ public enum WorkspaceSteps {
         } else if let head = try repo.head() {
             base = head
         } else {
-            throw RunError("\(root) has no commit; run `proctor init`")
+            throw LoopError(.refused, "\(root) has no commit; run `proctor init`")
         }
         var problems: [String] = []
         let changes = try repo.loopStatus(against: base, config: config)
@@ -185,7 +185,7 @@ extension Repository {
         do {
             return try Repository.open(at: root)
         } catch let error as GitError where error.isNotFound {
-            throw RunError("\(root) is not a git repository of its own; make a workspace with `proctor init DIR` (it copies a template, commits it and pins the locked files)")
+            throw LoopError(.refused, "\(root) is not a git repository of its own; make a workspace with `proctor init DIR` (it copies a template, commits it and pins the locked files)")
         }
     }
 }

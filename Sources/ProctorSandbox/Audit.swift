@@ -197,12 +197,13 @@ public enum JSONLines {
         try data.withUnsafeBytes { raw in
             let written = write(fd, raw.baseAddress, raw.count)
             if written == raw.count { return }
-            let reason = written < 0 ? String(cString: strerror(errno)) : "only \(written) of \(raw.count) bytes (disk full?)"
+            let failure: Int32? = written < 0 ? errno : nil
+            let reason = failure.map { String(cString: strerror($0)) } ?? "only \(written) of \(raw.count) bytes (disk full?)"
             if written > 0 {
                 let end = lseek(fd, 0, SEEK_CUR)  // O_APPEND: just past what was written
                 if end >= written { _ = ftruncate(fd, end - off_t(written)) }
             }
-            throw PlanError(description: "write to the log failed: \(reason)")
+            throw SandboxError(.io, "write to the log failed: \(reason)", errno: failure)
         }
     }
 
@@ -226,7 +227,7 @@ public final class AuditLog: @unchecked Sendable {
         try FileManager.default.createDirectory(atPath: (path as NSString).deletingLastPathComponent,
                                                 withIntermediateDirectories: true)
         fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0o644)
-        guard fd >= 0 else { throw PlanError(description: "open \(path): \(String(cString: strerror(errno)))") }
+        guard fd >= 0 else { throw SandboxError.io(errno, "open \(path)") }
     }
 
     deinit { close(fd) }

@@ -20,7 +20,7 @@ public struct OwnedDescriptor: ~Copyable, Sendable {
 
     /// Takes ownership of what a call returned, or throws naming the call with its errno.
     public init(checking raw: Int32, _ call: @autoclosure () -> String) throws {
-        guard raw >= 0 else { throw PlanError(description: "\(call()): \(String(cString: strerror(errno)))") }
+        guard raw >= 0 else { throw SandboxError.io(errno, call()) }
         self.raw = raw
     }
 
@@ -48,7 +48,7 @@ public struct OwnedDescriptor: ~Copyable, Sendable {
 
     public init(minimum: Int32 = 10) throws {
         var fds: [Int32] = [-1, -1]
-        guard pipe(&fds) == 0 else { throw PlanError(description: "pipe: \(String(cString: strerror(errno)))") }
+        guard pipe(&fds) == 0 else { throw SandboxError.io(errno, "pipe") }
         // The originals go at the end of this scope; the copies are close-on-exec from the start.
         let first = OwnedDescriptor(fds[0])
         let second = OwnedDescriptor(fds[1])

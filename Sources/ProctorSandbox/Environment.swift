@@ -31,7 +31,7 @@ public struct SandboxEnvironment: Sendable {
 
     static func preset(of config: WorkspaceConfig) throws -> PolicyPreset {
         guard let policies = BundledData.policies else {
-            throw PlanError(description: "cannot find proctor's policies/ folder (set PROCTOR_HOME to the directory holding it)")
+            throw SandboxError(.notInstalled, "cannot find proctor's policies/ folder (set PROCTOR_HOME to the directory holding it)")
         }
         return try PolicyPreset.load(name: config.sandbox.policy, from: policies,
                                      reference: (config.file, config.sandbox.policyLine))
@@ -44,9 +44,11 @@ public struct SandboxEnvironment: Sendable {
             let workspace = try ExperimentLock(path: ExperimentLock.workspacePath(config.root), holder: holder, wait: wait)
             let machine = try ExperimentLock(path: ExperimentLock.machinePath, holder: holder, wait: wait, shared: true)
             return [workspace, machine]
-        } catch let busy as ExperimentLock.Busy {
-            audit?.append(AuditRecord(run: run, iteration: iteration, phase: AuditPhase(phase), kind: .lock,
-                                      decision: .denied, path: busy.path, detail: busy.description))
+        } catch let busy as SandboxError {
+            if case .lockBusy(let path, _) = busy.code {
+                audit?.append(AuditRecord(run: run, iteration: iteration, phase: AuditPhase(phase), kind: .lock,
+                                          decision: .denied, path: path, detail: busy.description))
+            }
             throw busy
         }
     }
@@ -59,12 +61,12 @@ public struct SandboxEnvironment: Sendable {
             var st = stat()
             if lstat(path, &st) == 0 {
                 guard (st.st_mode & S_IFMT) == S_IFDIR else {
-                    throw PlanError(description: "\(path) is not a plain directory (a symlink or file was planted); refusing to run")
+                    throw SandboxError(.planted, "\(path) is not a plain directory (a symlink or file was planted); refusing to run")
                 }
                 if clear { try FileTree.removeContents(of: path) }
             } else {
                 guard mkdir(path, 0o755) == 0 else {
-                    throw PlanError(description: "mkdir \(path): \(String(cString: strerror(errno)))")
+                    throw SandboxError.io(errno, "mkdir \(path)")
                 }
             }
         }
@@ -109,7 +111,7 @@ public struct SandboxEnvironment: Sendable {
         if phase == .evaluator {
             let planted = try outputsSpecialEntries()
             if !planted.isEmpty {
-                throw PlanError(description: "the outputs hold links or special files the evaluator must not follow: \(planted.joined(separator: ", "))")
+                throw SandboxError(.planted, "the outputs hold links or special files the evaluator must not follow: \(planted.joined(separator: ", "))")
             }
         }
         var request = LaunchRequest(config: config, preset: preset, phase: phase, command: command, seed: seed,
@@ -187,15 +189,15 @@ public enum FileTree {
     /// Going back up uses `..`, checked against the device and inode it left.
     public static func walk(_ dir: String, removing: Bool, visit: (String, mode_t) -> Void) throws {
         var fd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
-        guard fd >= 0 else { throw PlanError(description: "open \(dir): \(String(cString: strerror(errno)))") }
+        guard fd >= 0 else { throw SandboxError.io(errno, "open \(dir)") }
         defer { close(fd) }
         // Names stay the bytes readdir gave: a name that is not UTF-8 (`\xff`), decoded to a String
         // and encoded back, would name nothing, so its file could be neither checked nor removed
         // (an experiment's way to keep a link past the check, or to stop the run on every clear).
         struct Frame { var name: [CChar]; var path: String; var dev: UInt; var ino: UInt; var subdirs: [[CChar]] }
         func display(_ name: [CChar]) -> String { String(decoding: name.dropLast().map { UInt8(bitPattern: $0) }, as: UTF8.self) }
-        func fail(_ op: String, _ path: String) -> PlanError {
-            PlanError(description: "\(op) \(dir)\(path.isEmpty ? "" : "/" + path): \(String(cString: strerror(errno)))")
+        func fail(_ op: String, _ path: String) -> SandboxError {
+            SandboxError.io(errno, "\(op) \(dir)\(path.isEmpty ? "" : "/" + path)")
         }
         /// Visits (and removes) the non-directories of the open directory; returns its subdirectories.
         func scan(_ fd: Int32, _ path: String) throws -> [[CChar]] {
@@ -250,7 +252,7 @@ public enum FileTree {
             close(fd)
             fd = parent
             guard UInt(st.st_dev) == frames[frames.count - 1].dev, UInt(st.st_ino) == frames[frames.count - 1].ino else {
-                throw PlanError(description: "\(dir)/\(top.path) moved while it was being walked")
+                throw SandboxError(.planted, "\(dir)/\(top.path) moved while it was being walked")
             }
             if removing && unlinkat(fd, top.name, AT_REMOVEDIR) != 0 && errno != ENOENT { throw fail("rmdir", top.path) }
         }

@@ -235,7 +235,7 @@ public struct Launcher: Sendable {
         let exe = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
         let path = URL(fileURLWithPath: exe).deletingLastPathComponent().appendingPathComponent("proctor-sandbox").path
         guard access(path, X_OK) == 0 else {
-            throw PlanError(description: "the launcher \(path) is missing; build with `swift build` (it is the proctor-sandbox product)")
+            throw SandboxError(.notInstalled, "the launcher \(path) is missing; build with `swift build` (it is the proctor-sandbox product)")
         }
         return Launcher(helper: path)
     }
@@ -280,7 +280,7 @@ public struct Launcher: Sendable {
         var cEnv: [UnsafeMutablePointer<CChar>?] = [nil]
         var pid: pid_t = 0
         let rc = posix_spawn(&pid, helper, &actions, &attributes, &cArgs, &cEnv)
-        guard rc == 0 else { throw PlanError(description: "spawn \(helper): \(String(cString: strerror(rc))) (stage: launch)") }
+        guard rc == 0 else { throw SandboxError(.io, "spawn \(helper): \(String(cString: strerror(rc))) (stage: launch)", errno: rc) }
         let watcher = StopSwitch.watch(pid, stop: stop, done: watching.read.raw)
         started?(pid)
         // The helper holds its copies; ours of the write end must go so that EOF comes when it exits.

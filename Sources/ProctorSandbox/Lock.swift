@@ -25,15 +25,6 @@ public struct LockHolder: Codable, Sendable, Equatable {
 /// An exclusive kernel `flock`: released by the kernel when the process dies, so a crash never
 /// leaves a stale lock. The holder's identity is written into the file for `proctor status`.
 public final class ExperimentLock: @unchecked Sendable {
-    public struct Busy: Error, CustomStringConvertible {
-        public var path: String
-        public var holder: LockHolder?
-        public var description: String {
-            "another run holds the lock: " + (holder?.summary ?? "unknown holder") + " [\(path)]; "
-                + "pass --wait to wait for it (`proctor run --wait`, `proctor exec --wait`)"
-        }
-    }
-
     public let path: String
     private let fd: Int32
 
@@ -55,16 +46,20 @@ public final class ExperimentLock: @unchecked Sendable {
         // O_NOFOLLOW: the machine lock lives in a shared directory where a symlink could be planted.
         let mode: mode_t = shared ? 0o666 : 0o644
         let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, mode)
-        guard fd >= 0 else { throw PlanError(description: "open lock \(path): \(String(cString: strerror(errno)))") }
+        guard fd >= 0 else { throw SandboxError.io(errno, "open lock \(path)") }
         var st = stat()
         if fstat(fd, &st) == 0 && st.st_uid == geteuid() { fchmod(fd, mode) }
         while flock(fd, LOCK_EX | (wait ? 0 : LOCK_NB)) != 0 {
-            if errno == EINTR { continue }
-            let busy = errno == EWOULDBLOCK
+            let failure = errno  // before pread and close can change it
+            if failure == EINTR { continue }
             let holder = ExperimentLock.readHolder(fd)
             close(fd)
-            if busy { throw Busy(path: path, holder: holder) }
-            throw PlanError(description: "flock \(path): \(String(cString: strerror(errno)))")
+            if failure == EWOULDBLOCK {
+                throw SandboxError(.lockBusy(path: path, holder: holder),
+                                   "another run holds the lock: " + (holder?.summary ?? "unknown holder") + " [\(path)]; "
+                                       + "pass --wait to wait for it (`proctor run --wait`, `proctor exec --wait`)")
+            }
+            throw SandboxError.io(failure, "flock \(path)")
         }
         self.fd = fd
         update(holder)

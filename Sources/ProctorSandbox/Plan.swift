@@ -125,15 +125,6 @@ public struct LaunchRequest: Sendable {
     }
 }
 
-/// A reason the policy cannot be turned into a sandbox (exit 125).
-public struct PlanError: Error, CustomStringConvertible, Sendable {
-    public var description: String
-
-    public init(description: String) {
-        self.description = description
-    }
-}
-
 extension LaunchPlan {
     /// Compiles a request into a plan. Deny by default: the child sees only the preset's system
     /// directories (minus its secrets), the interpreter's prefix, and the phase's view of the
@@ -141,9 +132,9 @@ extension LaunchPlan {
     public static func compile(_ request: LaunchRequest, host: HostFacts) throws -> LaunchPlan {
         let config = request.config
         let ws = config.root
-        guard !request.command.isEmpty else { throw PlanError(description: "no command to run") }
+        guard !request.command.isEmpty else { throw SandboxError(.badPlan, "no command to run") }
         if request.analysisScratch != nil && request.phase != .experiment {
-            throw PlanError(description: "an analysis scratch is for the experiment phase only, not \(request.phase.rawValue)")
+            throw SandboxError(.badPlan, "an analysis scratch is for the experiment phase only, not \(request.phase.rawValue)")
         }
         let timeout: Int64
         switch request.phase {
@@ -192,7 +183,7 @@ extension LaunchPlan {
         for dir in config.files.outputs {
             let clean = dir.hasPrefix("./") ? String(dir.dropFirst(2)) : dir
             if let state = [".git", ".proctor", "proctor.toml"].first(where: { clean == $0 || clean.hasPrefix($0 + "/") }) {
-                throw PlanError(description: "files.outputs: \"\(dir)\" is inside proctor's own state (\(state)); choose a directory such as \"outputs/\"")
+                throw SandboxError(.badPlan, "files.outputs: \"\(dir)\" is inside proctor's own state (\(state)); choose a directory such as \"outputs/\"")
             }
         }
         let outputs = config.files.outputs.map { ws + "/" + $0 }
@@ -228,7 +219,7 @@ extension LaunchPlan {
             // the hidden data and the outputs, all read-only. Nothing the agent wrote elsewhere in
             // the workspace (a planted numpy.py, sitecustomize.py) is there to be imported.
             guard let pinned = request.pinnedDirectory else {
-                throw PlanError(description: "the evaluator phase needs the pinned copy of the locked files")
+                throw SandboxError(.badPlan, "the evaluator phase needs the pinned copy of the locked files")
             }
             plan.mounts.append(.tmpfs(ws, size: 16 << 20))
             let lockedGlobs = config.files.locked.map(Glob.init)
@@ -314,7 +305,7 @@ extension LaunchPlan {
         // The launcher takes at most this many mount options (PSB_MAX_OPS): say
         // which globs to change rather than let it refuse the whole plan.
         if plan.mounts.count > LaunchPlan.maxMounts {
-            throw PlanError(description: "the \(request.phase.rawValue) sandbox would need \(plan.mounts.count) mounts, more than the \(LaunchPlan.maxMounts) it takes: [files] globs (editable, notes, hidden) match too many single files; name their directory instead (\"src/\", \"holdout/**\")")
+            throw SandboxError(.badPlan, "the \(request.phase.rawValue) sandbox would need \(plan.mounts.count) mounts, more than the \(LaunchPlan.maxMounts) it takes: [files] globs (editable, notes, hidden) match too many single files; name their directory instead (\"src/\", \"holdout/**\")")
         }
         return plan
     }

@@ -13,7 +13,7 @@ import Foundation
     public init() throws {
         var pair: [Int32] = [-1, -1]
         guard socketpair(AF_UNIX, Int32(SOCK_SEQPACKET.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0, &pair) == 0 else {
-            throw PlanError(description: "socketpair: \(String(cString: strerror(errno)))")
+            throw SandboxError.io(errno, "socketpair")
         }
         local = OwnedDescriptor(pair[0])
         remote = OwnedDescriptor(pair[1])
@@ -45,7 +45,7 @@ public enum SocketChannel {
     public static func passSenders(_ socket: Int32) throws {
         var on: Int32 = 1
         guard setsockopt(socket, SOL_SOCKET, SO_PASSCRED, &on, socklen_t(MemoryLayout<Int32>.size)) == 0 else {
-            throw PlanError(description: "setsockopt SO_PASSCRED: \(String(cString: strerror(errno)))")
+            throw SandboxError.io(errno, "setsockopt SO_PASSCRED")
         }
     }
 

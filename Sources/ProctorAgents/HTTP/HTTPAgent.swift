@@ -17,6 +17,8 @@ public struct HTTPAgent: Agent {
     public let onUsage: (@Sendable (AgentUsage) -> Void)?
     /// Looks up environment variables (tests inject one; the default is `getenv`).
     let environment: @Sendable (String) -> String?
+    /// The wire format of `config.wireProtocol`, chosen once.
+    let wire: any WireFormat
 
     /// An agent with the given settings; `onUsage` sees the usage of every answer received.
     public init(config: HTTPAgentConfig, onUsage: (@Sendable (AgentUsage) -> Void)? = nil) {
@@ -30,6 +32,7 @@ public struct HTTPAgent: Agent {
         self.config = config
         self.onUsage = onUsage
         self.environment = environment
+        wire = config.wireProtocol.format
     }
 
     public func propose(_ context: AgentContext) throws -> Proposal {

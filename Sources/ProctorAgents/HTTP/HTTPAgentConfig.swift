@@ -105,10 +105,7 @@ public struct HTTPAgentConfig: Sendable, Equatable {
     public var endpointURL: String {
         var base = baseURL
         while base.hasSuffix("/") { base.removeLast() }
-        switch wireProtocol {
-        case .openai: return base + "/chat/completions"
-        case .anthropic: return base.hasSuffix("/v1") ? base + "/messages" : base + "/v1/messages"
-        }
+        return wireProtocol.format.endpoint(base: base)
     }
 }
 

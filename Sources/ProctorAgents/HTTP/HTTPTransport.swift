@@ -16,16 +16,9 @@ extension HTTPAgent {
     func complete(system: String, user: String, key: String?) throws(AgentError) -> Reply {
         let url = config.endpointURL
         let body = try requestBody(system: system, user: user)
-        var headers: [(name: String, value: String)] = [
+        let headers: [(name: String, value: String)] = [
             ("Content-Type", "application/json"), ("Accept", "application/json"),
-        ]
-        switch config.wireProtocol {
-        case .openai:
-            if let key { headers.append(("Authorization", "Bearer \(key)")) }
-        case .anthropic:
-            if let key { headers.append(("x-api-key", key)) }
-            headers.append(("anthropic-version", "2023-06-01"))
-        }
+        ] + wire.headers(key: key)
 
         let clock = ContinuousClock()
         let deadline = clock.now + .milliseconds(Int64(max(config.timeoutSeconds, 0.001) * 1000))

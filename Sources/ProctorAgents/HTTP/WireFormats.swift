@@ -10,66 +10,124 @@
     import Darwin
 #endif
 
-/// The two wire formats, OpenAI's chat completions and Anthropic's messages: the request body and
-/// the reply's text, usage and truncation.
+/// One wire format of the `http` agent (issue 9): where a request goes, the headers that carry
+/// the key, the request body, and what a 2xx reply holds. `HTTPAgentProtocol.format` picks one from
+/// `[agent] protocol`; nothing else tells the formats apart.
+protocol WireFormat: Sendable {
+    /// Where the answer's text is in a reply, for the rejection of one without it.
+    var textLocation: String { get }
+    /// The endpoint below `base` (given without a trailing slash).
+    func endpoint(base: String) -> String
+    /// The headers after `Content-Type` and `Accept`: the key when there is one, a version.
+    func headers(key: String?) -> [(name: String, value: String)]
+    /// The request body for one proposal.
+    func body(_ config: HTTPAgentConfig, system: String, user: String) throws -> Data
+    /// What a 2xx body holds; `.rejected` when it is not this format's JSON object at all.
+    func read(_ body: Data) throws(AgentError) -> WireReply
+}
+
+/// A 2xx body as its format reads it, before the agent prices the tokens or judges the text.
+struct WireReply: Equatable {
+    /// The answer's text; nil when the reply holds none where the format puts it.
+    var text: String?
+    /// The tokens the server reported, without a cost.
+    var usage: AgentUsage?
+    /// Whether the model stopped at `max_tokens`.
+    var truncated: Bool
+    /// The server's own error message, when the body carries one.
+    var serverError: String?
+}
+
+extension HTTPAgentProtocol {
+    /// The format this protocol speaks.
+    var format: any WireFormat {
+        switch self {
+        case .openai: OpenAIChatFormat()
+        case .anthropic: AnthropicMessagesFormat()
+        }
+    }
+}
+
+/// `POST {base_url}/chat/completions`, `Authorization: Bearer KEY`: OpenAI and the servers that copy it.
+struct OpenAIChatFormat: WireFormat {
+    var textLocation: String { "choices[0].message.content" }
+
+    func endpoint(base: String) -> String { base + "/chat/completions" }
+
+    func headers(key: String?) -> [(name: String, value: String)] {
+        key.map { [("Authorization", "Bearer \($0)")] } ?? []
+    }
+
+    func body(_ config: HTTPAgentConfig, system: String, user: String) throws -> Data {
+        try JSONEncoder().encode(OpenAIRequest(
+            model: config.model,
+            messages: [.init(role: "system", content: system), .init(role: "user", content: user)],
+            max_tokens: config.maxTokens, temperature: config.temperature, stream: false))
+    }
+
+    func read(_ body: Data) throws(AgentError) -> WireReply {
+        guard let response = try? JSONDecoder().decode(OpenAIResponse.self, from: body) else {
+            throw .rejected(reason: "malformed response: not a chat-completions JSON object", paths: [])
+        }
+        let choice = response.choices?.first
+        return WireReply(
+            text: choice?.message?.content,
+            usage: response.usage.map { AgentUsage(promptTokens: $0.prompt_tokens ?? 0, completionTokens: $0.completion_tokens ?? 0) },
+            truncated: choice?.finish_reason == "length", serverError: response.error?.message)
+    }
+}
+
+/// `POST {base_url}/v1/messages`, `x-api-key: KEY`, `anthropic-version: 2023-06-01`.
+struct AnthropicMessagesFormat: WireFormat {
+    var textLocation: String { "text in content" }
+
+    func endpoint(base: String) -> String { base.hasSuffix("/v1") ? base + "/messages" : base + "/v1/messages" }
+
+    func headers(key: String?) -> [(name: String, value: String)] {
+        (key.map { [("x-api-key", $0)] } ?? []) + [("anthropic-version", "2023-06-01")]
+    }
+
+    func body(_ config: HTTPAgentConfig, system: String, user: String) throws -> Data {
+        try JSONEncoder().encode(AnthropicRequest(
+            model: config.model, max_tokens: config.maxTokens, system: system,
+            messages: [.init(role: "user", content: user)], temperature: config.temperature))
+    }
+
+    func read(_ body: Data) throws(AgentError) -> WireReply {
+        guard let response = try? JSONDecoder().decode(AnthropicResponse.self, from: body) else {
+            throw .rejected(reason: "malformed response: not a messages JSON object", paths: [])
+        }
+        // Text blocks only (a `thinking` or `tool_use` block is not the answer), joined.
+        let text = (response.content ?? []).filter { $0.type == nil || $0.type == "text" }.compactMap(\.text)
+            .joined(separator: "\n")
+        return WireReply(
+            text: text,
+            usage: response.usage.map { AgentUsage(promptTokens: $0.input_tokens ?? 0, completionTokens: $0.output_tokens ?? 0) },
+            truncated: response.stop_reason == "max_tokens", serverError: response.error?.message)
+    }
+}
+
+/// The request body, the reply's text, usage and truncation, through the agent's format.
 extension HTTPAgent {
     func requestBody(system: String, user: String) throws(AgentError) -> [UInt8] {
-        let encoder = JSONEncoder()
         do {
-            switch config.wireProtocol {
-            case .openai:
-                let request = OpenAIRequest(
-                    model: config.model,
-                    messages: [.init(role: "system", content: system), .init(role: "user", content: user)],
-                    max_tokens: config.maxTokens, temperature: config.temperature, stream: false)
-                return Array(try encoder.encode(request))
-            case .anthropic:
-                let request = AnthropicRequest(
-                    model: config.model, max_tokens: config.maxTokens, system: system,
-                    messages: [.init(role: "user", content: user)], temperature: config.temperature)
-                return Array(try encoder.encode(request))
-            }
+            return Array(try wire.body(config, system: system, user: user))
         } catch {
             throw .failed(reason: "cannot encode the request: \(error)")
         }
     }
 
-    /// Text, usage and whether the model stopped at `max_tokens`, from a 2xx body.
+    /// Text, usage (priced) and whether the model stopped at `max_tokens`, from a 2xx body. A reply
+    /// without text is rejected, its tokens still charged.
     func parseReply(_ body: [UInt8]) throws(AgentError) -> Reply {
-        let decoder = JSONDecoder()
-        let data = Data(body)
-        switch config.wireProtocol {
-        case .openai:
-            guard let response = try? decoder.decode(OpenAIResponse.self, from: data) else {
-                throw .rejected(reason: "malformed response: not a chat-completions JSON object", paths: [])
-            }
-            let usage = response.usage.map {
-                cost(AgentUsage(promptTokens: $0.prompt_tokens ?? 0, completionTokens: $0.completion_tokens ?? 0))
-            }
-            guard let choice = response.choices?.first, let text = choice.message?.content,
-                !text.trimmed().isEmpty
-            else {
-                if let usage { onUsage?(usage) }
-                let detail = response.error?.message.map { ": \($0)" } ?? ""
-                throw .rejected(reason: "malformed response: no choices[0].message.content\(detail)", paths: [])
-            }
-            return Reply(text: text, usage: usage, truncated: choice.finish_reason == "length")
-        case .anthropic:
-            guard let response = try? decoder.decode(AnthropicResponse.self, from: data) else {
-                throw .rejected(reason: "malformed response: not a messages JSON object", paths: [])
-            }
-            let usage = response.usage.map {
-                cost(AgentUsage(promptTokens: $0.input_tokens ?? 0, completionTokens: $0.output_tokens ?? 0))
-            }
-            let text = (response.content ?? []).filter { $0.type == nil || $0.type == "text" }.compactMap(\.text)
-                .joined(separator: "\n")
-            guard !text.trimmed().isEmpty else {
-                if let usage { onUsage?(usage) }
-                let detail = response.error?.message.map { ": \($0)" } ?? ""
-                throw .rejected(reason: "malformed response: no text in content\(detail)", paths: [])
-            }
-            return Reply(text: text, usage: usage, truncated: response.stop_reason == "max_tokens")
+        let read = try wire.read(Data(body))
+        let usage = read.usage.map(cost)
+        guard let text = read.text, !text.trimmed().isEmpty else {
+            if let usage { onUsage?(usage) }
+            let detail = read.serverError.map { ": \($0)" } ?? ""
+            throw .rejected(reason: "malformed response: no \(wire.textLocation)\(detail)", paths: [])
         }
+        return Reply(text: text, usage: usage, truncated: read.truncated)
     }
 
     /// `: <the server's error message>` from an error body, or "" (first 300 characters).

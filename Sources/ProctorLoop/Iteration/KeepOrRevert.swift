@@ -28,7 +28,7 @@ extension Iteration {
         runner.researchLog?.committed()
         // Ran between that check and the commit (which reads the working tree): stop before the row;
         // `--resume` drops a commit the ledger does not know.
-        if runner.sessionSandbox?.ranWhileFrozen() == true { throw RunError(Runner.ranWhileFrozen + " (during the commit)") }
+        if runner.sessionSandbox?.ranWhileFrozen() == true { throw LoopError(.failed, Runner.ranWhileFrozen + " (during the commit)") }
         runner.state.bestCommit = commit.hex
         runner.state.bestScore = mean
         guard case .verdict(var verdict) = ends(.keep, reason: nil, commit: commit) else { preconditionFailure() }

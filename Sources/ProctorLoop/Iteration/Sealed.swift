@@ -24,7 +24,8 @@ extension Runner {
         for (index, output) in config.files.outputs.enumerated() {
             let path = root + "/" + output
             guard rename(path, dir + "/\(index)") == 0 else {
-                throw RunError("sealed test set: cannot move \(path) aside (\(String(cString: strerror(errno)))); the outputs must lie on the workspace's file system")
+                let failure = errno
+                throw LoopError(.io, "sealed test set: cannot move \(path) aside (\(String(cString: strerror(failure)))); the outputs must lie on the workspace's file system", errno: failure)
             }
         }
         try env.prepareOutputs(clear: true)
@@ -54,7 +55,7 @@ extension Runner {
                 let path = root + "/" + output
                 rmdir(path)
                 guard rename(sealedStash + "/\(seed)/\(index)", path) == 0 else {
-                    throw RunError("sealed test set: cannot put back \(path): \(String(cString: strerror(errno)))")
+                    throw LoopError.io(errno, "sealed test set: cannot put back \(path)")
                 }
             }
             progress.phase(iteration, "sealed evaluator seed \(seed)", budgetMs: config.evaluator.timeoutMs)

@@ -36,7 +36,7 @@ public final class MemoryStore {
     /// The store of run `run` in the workspace at `root`; the run id must be one path component.
     public init(root: String, run: String) throws {
         guard !run.isEmpty, !run.contains("/"), run != ".", run != "..", !run.contains("\0") else {
-            throw PlanError(description: "memory: run id '\(run)' is not a file name")
+            throw LoopError(.failed, "memory: run id '\(run)' is not a file name")
         }
         self.root = root
         self.run = run
@@ -104,18 +104,18 @@ public final class MemoryStore {
     static func replace(_ path: String, with data: Data) throws {
         let temp = path + ".tmp-\(getpid())"
         let fd = open(temp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0o644)
-        guard fd >= 0 else { throw PlanError(description: "memory: open \(temp): \(String(cString: strerror(errno)))") }
+        guard fd >= 0 else { throw LoopError.io(errno, "memory: open \(temp)") }
         let status = WriteAll.bytes(fd, data)
         let failure: Int32? = status == 0 ? nil : status
         close(fd)
         if let failure {
             unlink(temp)
-            throw PlanError(description: "memory: write \(temp): \(String(cString: strerror(failure)))")
+            throw LoopError.io(failure, "memory: write \(temp)")
         }
         guard rename(temp, path) == 0 else {
             let code = errno
             unlink(temp)
-            throw PlanError(description: "memory: rename to \(path): \(String(cString: strerror(code)))")
+            throw LoopError.io(code, "memory: rename to \(path)")
         }
     }
 

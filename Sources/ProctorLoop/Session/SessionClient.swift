@@ -23,26 +23,26 @@ public enum SessionClient {
     }
 
     static func request(_ request: SessionProtocol.Request) throws -> SessionProtocol.Reply {
-        guard let body = request.body else { throw RunError("the request is not valid (an analysis command of at most 256 arguments, 3500 bytes and 4000 as JSON, no NUL)") }
+        guard let body = request.body else { throw LoopError(.failed, "the request is not valid (an analysis command of at most 256 arguments, 3500 bytes and 4000 as JSON, no NUL)") }
         let inherited = ProcessInfo.processInfo.environment[SessionProtocol.environmentName].flatMap { Int32($0) }
         guard let channel = inherited, isSessionSocket(channel) else {
             // Tools started by node (Claude Code's Bash tool) or other runtimes that close
             // inherited descriptors: the same supervisor, through the socket mounted read-only.
             if let reply = try requestThroughMountedSocket(body) { return reply }
-            throw RunError("not inside a proctor session (no \(SessionProtocol.environmentName)); run experiments with `proctor run` or `proctor session`")
+            throw LoopError(.failed, "not inside a proctor session (no \(SessionProtocol.environmentName)); run experiments with `proctor run` or `proctor session`")
         }
         let pair = try SocketPair()
         let sent = SocketChannel.send(channel, body, passing: pair.remote.raw)
         let error = errno
         // Only the supervisor holds the other end now: its close is our end of file.
         pair.remote.close()
-        guard sent else { throw RunError("the session channel is closed: \(String(cString: strerror(error)))") }
+        guard sent else { throw LoopError(.failed, "the session channel is closed: \(String(cString: strerror(error)))") }
         return try reply(from: pair.local.raw)
     }
 
     /// The supervisor's one-message answer on `socket`.
     private static func reply(from socket: Int32) throws -> SessionProtocol.Reply {
-        guard let message = SocketChannel.receive(socket) else { throw RunError("the supervisor closed the session without answering") }
+        guard let message = SocketChannel.receive(socket) else { throw LoopError(.failed, "the supervisor closed the session without answering") }
         return try JSONLines.decoder().decode(SessionProtocol.Reply.self, from: Data(message.bytes))
     }
 
@@ -69,7 +69,7 @@ public enum SessionClient {
         }
         guard connected == 0 else { return nil }
         guard SocketChannel.send(fd.raw, body) else {
-            throw RunError("the session socket is closed: \(String(cString: strerror(errno)))")
+            throw LoopError(.failed, "the session socket is closed: \(String(cString: strerror(errno)))")
         }
         return try reply(from: fd.raw)
     }

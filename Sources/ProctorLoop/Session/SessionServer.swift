@@ -41,16 +41,16 @@ final class SessionServer: @unchecked Sendable {
         serverEnd = pair.local
         let base = ProcessInfo.processInfo.environment["PROCTOR_AGENT_HOME_BASE"] ?? "/var/tmp"
         var template = Array((base + "/proctor-session-XXXXXX").utf8CString)
-        guard let made = mkdtemp(&template) else { throw RunError("mkdtemp in \(base): \(String(cString: strerror(errno)))") }
+        guard let made = mkdtemp(&template) else { throw LoopError(.failed, "mkdtemp in \(base): \(String(cString: strerror(errno)))") }
         socketPath = String(cString: made) + "/session.sock"
         listener = try OwnedDescriptor(checking: socket(AF_UNIX, Int32(SOCK_SEQPACKET.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0),
                                        "session socket")
-        guard var address = SessionProtocol.address(socketPath) else { throw RunError("session socket \(socketPath): path too long") }
+        guard var address = SessionProtocol.address(socketPath) else { throw LoopError(.failed, "session socket \(socketPath): path too long") }
         let bound = withUnsafePointer(to: &address) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(listener.raw, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
         }
         guard bound == 0, chmod(socketPath, 0o600) == 0, listen(listener.raw, 16) == 0 else {
-            throw RunError("session socket \(socketPath): \(String(cString: strerror(errno)))")
+            throw LoopError(.failed, "session socket \(socketPath): \(String(cString: strerror(errno)))")
         }
         let thread = Thread { [self] in self.readLoop() }
         thread.start()

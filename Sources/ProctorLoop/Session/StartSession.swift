@@ -28,7 +28,7 @@ extension Runner {
             try CommandAgent.populate(home: home, config: config)
         } catch {
             FileTree.removeDirectory(home)
-            throw RunError("session: \(error)")
+            throw LoopError(.failed, "session: \(error)")
         }
         var sessionEnv = self.env
         sessionEnv.stop = sandbox.stop

@@ -68,13 +68,13 @@ public struct AnalysisStore: Sendable {
     /// must fit one session request), no NUL.
     public static func validate(_ command: [String]) throws -> [String] {
         guard let first = command.first, !first.isEmpty else {
-            throw PlanError(description: "give the command to run after --, e.g. proctor analyze -- python3 -c 'import train'")
+            throw LoopError(.refused, "give the command to run after --, e.g. proctor analyze -- python3 -c 'import train'")
         }
         guard command.count <= 256, command.reduce(0, { $0 + $1.utf8.count + 1 }) <= 3500 else {
-            throw PlanError(description: "the analysis command is too long (at most 256 arguments, 3500 bytes)")
+            throw LoopError(.refused, "the analysis command is too long (at most 256 arguments, 3500 bytes)")
         }
         guard !command.contains(where: { $0.utf8.contains(0) }) else {
-            throw PlanError(description: "the analysis command holds a NUL byte")
+            throw LoopError(.refused, "the analysis command holds a NUL byte")
         }
         return command
     }
@@ -96,7 +96,7 @@ public struct AnalysisStore: Sendable {
                 try FileManager.default.createDirectory(atPath: scratch + "/" + dir, withIntermediateDirectories: true)
             }
             let log = open(logPath(number), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0o600)
-            guard log >= 0 else { throw PlanError(description: "open \(logPath(number)): \(String(cString: strerror(errno)))") }
+            guard log >= 0 else { throw LoopError.io(errno, "open \(logPath(number))") }
             defer { close(log) }
             let result = try env.launch(phase: .experiment, command: command, seed: env.config.experiment.seeds.first,
                                         audit: audit, context: AuditContext(run: run, iteration: iteration, config: env.config),
@@ -117,7 +117,7 @@ public struct AnalysisStore: Sendable {
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         var number = (numbers().last ?? 0) + 1
         while mkdir(path(number), 0o700) != 0 {
-            guard errno == EEXIST else { throw PlanError(description: "mkdir \(path(number)): \(String(cString: strerror(errno)))") }
+            guard errno == EEXIST else { throw LoopError.io(errno, "mkdir \(path(number))") }
             number += 1
         }
         return number

@@ -182,18 +182,19 @@ public enum AnalyzeStep {
                         try store.run(command: command, env: env, audit: audit, run: runID, iteration: nil, origin: "cli")
                     }
                     return Outcome(record: record, summary: store.summary(of: record), path: store.path(record.number), queued: false)
-                } catch let busy as ExperimentLock.Busy {
+                } catch let error as SandboxError {
+                    guard case .lockBusy(let path, let holder) = error.code else { throw error }
                     firstAttempt = false
-                    if busy.path == ExperimentLock.workspacePath(root) {
+                    if path == ExperimentLock.workspacePath(root) {
                         queued = try queue.enqueue(command)
                         // Once: a holder seen free for a moment (its file rewritten) re-queues the request.
                         if !toldQueued {
                             toldQueued = true
-                            say("a run holds the workspace (\(busy.holder?.summary ?? "unknown holder")); queued: it runs the analysis before its next proposal")
+                            say("a run holds the workspace (\(holder?.summary ?? "unknown holder")); queued: it runs the analysis before its next proposal")
                         }
                     } else if !told {
                         told = true
-                        say("waiting for the machine lock: \(busy.holder?.summary ?? "unknown holder")")
+                        say("waiting for the machine lock: \(holder?.summary ?? "unknown holder")")
                     }
                 }
             }
@@ -207,7 +208,7 @@ public enum AnalyzeStep {
                 if let result = queue.takeResult(id) {
                     queued = nil
                     guard let number = result.number, let record = store.record(number) else {
-                        throw PlanError(description: "the run could not start the analysis: \(result.error ?? "no record")")
+                        throw LoopError(.failed, "the run could not start the analysis: \(result.error ?? "no record")")
                     }
                     return Outcome(record: record, summary: store.summary(of: record), path: store.path(number), queued: true)
                 }
@@ -216,14 +217,14 @@ public enum AnalyzeStep {
                     if deadline == nil { deadline = Date().addingTimeInterval(limit) }
                     if Date() > deadline! {
                         queued = nil  // it is the loop's now; its result stays for `proctor analyze` to ignore
-                        throw PlanError(description: "the run took the analysis but gave no result within \(Int(limit)) s; see \(store.directory)")
+                        throw LoopError(.failed, "the run took the analysis but gave no result within \(Int(limit)) s; see \(store.directory)")
                     }
                 } else if ExperimentLock.holder(at: ExperimentLock.workspacePath(root)) == nil, queue.withdraw(id) {
                     queued = nil  // the run is gone; take the lock here
                     break
                 } else if !queue.isQueued(id) && !queue.isTaken(id) {
                     queued = nil
-                    throw PlanError(description: "the queued analysis request disappeared from \(queue.directory)")
+                    throw LoopError(.failed, "the queued analysis request disappeared from \(queue.directory)")
                 }
                 try pause(poll)
             }
@@ -231,7 +232,7 @@ public enum AnalyzeStep {
     }
 
     private static func pause(_ seconds: TimeInterval) throws {
-        if StopSignal.received { throw RunInterrupted("interrupted while waiting for the workspace") }
+        if StopSignal.received { throw LoopError(.interrupted, "interrupted while waiting for the workspace") }
         usleep(useconds_t(seconds * 1_000_000))
     }
 

@@ -43,12 +43,6 @@ public struct NudgeQueue: Sendable {
     public var queuePath: String { root + "/.proctor/nudges.jsonl" }
     public var cursorPath: String { root + "/.proctor/nudges.delivered" }
 
-    /// Why a nudge is refused (exit 125 in the CLI).
-    public struct Refused: Error, CustomStringConvertible, Sendable {
-        public var description: String
-        public init(_ description: String) { self.description = description }
-    }
-
     /// The text as it is stored: CRLF and CR become LF, surrounding blank space goes. Refused when
     /// empty, longer than `maxBytes`, or holding a control character other than newline and tab (it
     /// ends up in prompts, LOG.md and the HTML report; an escape sequence would rewrite a terminal),
@@ -56,15 +50,15 @@ public struct NudgeQueue: Sendable {
     public static func validate(_ text: String) throws -> String {
         let clean = text.replacingOccurrences(of: "\r\n", with: "\n").replacingOccurrences(of: "\r", with: "\n")
             .trimmingCharacters(in: .whitespacesAndNewlines)
-        guard !clean.isEmpty else { throw Refused("the nudge is empty; say what the agent should know, e.g. proctor nudge \"try a smaller learning rate\"") }
+        guard !clean.isEmpty else { throw LoopError(.refused, "the nudge is empty; say what the agent should know, e.g. proctor nudge \"try a smaller learning rate\"") }
         guard clean.utf8.count <= maxBytes else {
-            throw Refused("the nudge is \(clean.utf8.count) bytes; at most \(maxBytes) (it goes into every agent's next prompt)")
+            throw LoopError(.refused, "the nudge is \(clean.utf8.count) bytes; at most \(maxBytes) (it goes into every agent's next prompt)")
         }
         for scalar in clean.unicodeScalars where scalar != "\n" && scalar != "\t" {
             let v = scalar.value
             if scalar.properties.generalCategory == .control || v == 0x2028 || v == 0x2029
                 || (0x202A...0x202E).contains(v) || (0x2066...0x2069).contains(v) {
-                throw Refused(String(format: "the nudge holds the control character U+%04X; only text, newlines and tabs", v))
+                throw LoopError(.refused, String(format: "the nudge holds the control character U+%04X; only text, newlines and tabs", v))
             }
         }
         return clean
@@ -76,14 +70,14 @@ public struct NudgeQueue: Sendable {
     @discardableResult
     public func append(_ text: String, time: Date = Date()) throws -> Nudge {
         guard FileManager.default.fileExists(atPath: RunState.path(root)) else {
-            throw Refused("\(root) has no run to nudge (no .proctor/state.json); start one with `proctor run` or `proctor session`")
+            throw LoopError(.refused, "\(root) has no run to nudge (no .proctor/state.json); start one with `proctor run` or `proctor session`")
         }
         let clean = try NudgeQueue.validate(text)
         let fd = open(queuePath, O_RDWR | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0o600)
-        guard fd >= 0 else { throw Refused("open \(queuePath): \(String(cString: strerror(errno)))") }
+        guard fd >= 0 else { throw LoopError.io(errno, "open \(queuePath)") }
         defer { close(fd) }
         while flock(fd, LOCK_EX) != 0 {
-            guard errno == EINTR else { throw Refused("flock \(queuePath): \(String(cString: strerror(errno)))") }
+            guard errno == EINTR else { throw LoopError.io(errno, "flock \(queuePath)") }
         }
         defer { flock(fd, LOCK_UN) }
         let nudge = Nudge(id: (all().last?.id ?? 0) + 1, time: time, text: clean)
