@@ -467,6 +467,24 @@ extension WorkspaceConfig {
         return !globs.contains { $0.couldMatchBeneath(path) }
     }
 
+    /// Where anything can change during an iteration, as workspace paths (files, or directories standing
+    /// for what is beneath them): the literal part of each `editable`, `notes` and `locked` glob
+    /// (`train.py`, `src` for `src/*.py`). No sandbox writes anywhere else (the outputs are not the
+    /// tree's); nil when a glob starts with a wildcard (`**/*.py`), which can match anywhere.
+    public var agentWritableRoots: [String]? {
+        var roots: [String] = []
+        // The locked files too: a change to them (from the host, mid-run) is found by the pins and must be
+        // reverted with the rest. Hashed every iteration anyway, they cost no more here.
+        for glob in (files.editable + files.notes + files.locked).map(Glob.init) {
+            let root = glob.literalPrefix
+            if root.isEmpty { return nil }
+            roots.append(root)
+        }
+        let unique = Set(roots)
+        // Outermost only: a root beneath another is covered by it.
+        return unique.filter { root in !unique.contains { root.hasPrefix($0 + "/") } }.sorted()
+    }
+
     /// What the loop's status never looks into: proctor's state and the outputs.
     public var untrackedByLoop: [String] {
         [".proctor/"] + files.outputs.map { $0 + "/" }

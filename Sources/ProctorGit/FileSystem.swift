@@ -152,6 +152,25 @@ enum FileSystem {
             let file = openat(fd, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode_t(0o600))
             guard file >= 0 else { throw GitError.system(operation: "openat", path: child(name), errno: errno) }
             defer { close(file) }
+            try fill(file, name, bytes: bytes, mode: mode)
+        }
+
+        /// Rewrites the existing regular file `name` in place (same inode: a bind mount of it in a running
+        /// sandbox stays; unlinking it would detach that mount) with `bytes` and exactly `mode`. Never
+        /// follows a link, never opens a FIFO or device.
+        func overwrite(_ name: String, bytes: UnsafeRawBufferPointer, mode: UInt32) throws {
+            let file = openat(fd, name, O_WRONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC)
+            guard file >= 0 else { throw GitError.system(operation: "openat", path: child(name), errno: errno) }
+            defer { close(file) }
+            var info = stat()
+            guard fstat(file, &info) == 0, UInt32(info.st_mode) & typeMask == regularType else {
+                throw GitError.system(operation: "overwrite (not a regular file)", path: child(name), errno: EINVAL)
+            }
+            guard ftruncate(file, 0) == 0 else { throw GitError.system(operation: "ftruncate", path: child(name), errno: errno) }
+            try fill(file, name, bytes: bytes, mode: mode)
+        }
+
+        private func fill(_ file: Int32, _ name: String, bytes: UnsafeRawBufferPointer, mode: UInt32) throws {
             var offset = 0
             while offset < bytes.count {
                 let count = write(file, bytes.baseAddress! + offset, bytes.count - offset)

@@ -208,7 +208,11 @@ public final class Repository {
                 git_commit_create(&commitID, handle, "HEAD", signature, signature, nil, message, newTree, 0, nil),
                 "git_commit_create")
         }
-        try resetIndex(to: newTree)
+        if paths != nil {
+            try updateIndex(updates)
+        } else {
+            try resetIndex(to: newTree)
+        }
         return ObjectID(commitID)
     }
 
@@ -324,6 +328,38 @@ public final class Repository {
     }
 
     /// Replaces the index with `tree` and writes it, so that the index matches the commit just made or restored.
+    /// The index after a commit (or a restore) of `updates` on a tree the index held: only those entries
+    /// change, so a commit of one file costs one entry, not a rewrite of every entry's cache. Their stat
+    /// data is left empty: the next status compares their content once and caches it.
+    func updateIndex(_ updates: [(path: String, mode: FileMode, id: ObjectID?)]) throws {
+        var index: OpaquePointer?
+        try check(git_repository_index(&index, handle), "git_repository_index")
+        defer { git_index_free(index) }
+        for update in updates {
+            guard let id = update.id else {
+                let rc = git_index_remove_bypath(index, update.path)
+                if rc != 0 && rc != GIT_ENOTFOUND.rawValue { try check(rc, "git_index_remove_bypath") }
+                continue
+            }
+            try update.path.withCString { path in
+                var entry = git_index_entry()
+                entry.mode = update.mode.rawValue
+                entry.id = id.oid
+                entry.path = path
+                try check(git_index_add(index, &entry), "git_index_add")
+            }
+        }
+        try check(git_index_write(index), "git_index_write")
+    }
+
+    /// Makes the index hold `commit`'s tree (what the working tree matches), as a run's start needs: a
+    /// commit of a few paths then changes only their entries. Cached stat data of unchanged entries stays.
+    public func resetIndex(to commit: ObjectID) throws {
+        let tree = try tree(of: commit)
+        defer { git_tree_free(tree) }
+        try resetIndex(to: tree)
+    }
+
     func resetIndex(to tree: OpaquePointer?) throws {
         var index: OpaquePointer?
         try check(git_repository_index(&index, handle), "git_repository_index")

@@ -9,27 +9,150 @@ extension Repository {
     /// removed as a link and its target is untouched. HEAD does not move. Content decides, not the index's
     /// cached size and mtime (see `cacheWouldHide`). An untracked path that git ignores and
     /// `keepingIgnored` accepts is the user's (`data/`, `.venv/`) and stays, unentered.
+    ///
+    /// `within` (the only places that can differ: the files and directories a sandbox can write) makes the
+    /// restore cost what changed, not the size of the tree: what `status` reports there is restored path
+    /// by path, and `within` is walked for what status cannot see (empty directories, permissions); the
+    /// rest is not looked at. HEAD must then be `commit`, whose tree the index already holds (proctor's
+    /// commit and restore leave it so).
     public func restore(
-        to commit: ObjectID, excluding excluded: [String] = [], keepingIgnored: ((String) -> Bool)? = nil
+        to commit: ObjectID, excluding excluded: [String] = [], keepingIgnored: ((String) -> Bool)? = nil,
+        within: [String]? = nil
     ) throws {
         let tree = try tree(of: commit)
         defer { git_tree_free(tree) }
-        let expected = try flatten(tree)
         let prefixes = excluded.map { $0.hasSuffix("/") ? String($0.dropLast()) : $0 }.filter { !$0.isEmpty }
-        // First clear everything checkout must not see: libgit2's own removal of untracked files is not
-        // documented to leave links unfollowed, and checkout must never write through a planted link.
-        let cached = try indexStamps()
         let keep = try keepingIgnored.map { accepts in
             { (path: String, isDirectory: Bool) throws -> Bool in try accepts(path) && self.isIgnored(path, directory: isDirectory) }
         }
+        if let within, try head() == commit {
+            try restoreChanged(tree, commit: commit, excluded: excluded, prefixes: prefixes, keepingIgnored: keepingIgnored,
+                               keep: keep, within: within)
+            return
+        }
+        // First clear everything checkout must not see: libgit2's own removal of untracked files is not
+        // documented to leave links unfollowed, and checkout must never write through a planted link.
+        let expected = try flatten(tree)
+        let cached = try indexStamps()
         try prune(FileSystem.Directory.open(workdir), prefix: "", expected: expected, cached: cached, excluded: prefixes,
                   keep: keep)
+        try checkout(tree, paths: nil)
+        try resetIndex(to: tree)
+    }
+
+    /// The restore of what changed: every path `status` reports (the same comparison validation makes) is
+    /// removed without following links, parents before children, then checked out again if `commit` has
+    /// it; emptied untracked directories go; the `within` places are pruned whole.
+    private func restoreChanged(
+        _ tree: OpaquePointer, commit: ObjectID, excluded: [String], prefixes: [String], keepingIgnored: ((String) -> Bool)?,
+        keep: ((String, Bool) throws -> Bool)?, within: [String]
+    ) throws {
+        let changes = try status(against: commit, excluding: excluded, keepingIgnored: keepingIgnored, within: within)
+        let root = try FileSystem.Directory.open(workdir)
+        func inTree(_ path: String) -> Bool {
+            var entry: OpaquePointer?
+            guard git_tree_entry_bypath(&entry, tree, path) == 0 else { return false }
+            git_tree_entry_free(entry)
+            return true
+        }
+        let paths = Set(changes.flatMap { [$0.path, $0.oldPath] })
+            .sorted { ($0.split(separator: "/").count, $0) < ($1.split(separator: "/").count, $1) }
+        var restored: [String] = []
+        var rewritten: [(path: String, mode: FileMode, id: ObjectID)] = []
+        for path in paths {
+            // A parent that is gone or a link was itself a change, handled before (or removed with it).
+            let located = try FileSystem.openParent(of: path, in: root)
+            let expected = try treeEntry(tree, path)
+            if let (parent, name) = located, let expected, expected.mode == .regular || expected.mode == .executable,
+                try parent.entry(name)?.type == .regular {
+                // A file still a file: its content in place (an agent's per-file bind survives).
+                try overwrite(parent, name, id: expected.id, mode: expected.mode)
+                rewritten.append((path, expected.mode, expected.id))
+                continue
+            }
+            if let (parent, name) = located { try parent.remove(name) }
+            if expected != nil { restored.append(path) }
+        }
+        if !rewritten.isEmpty { try updateIndex(rewritten.map { ($0.path, $0.mode, Optional($0.id)) }) }
+        // Untracked directories the removals emptied, deepest first; a non-empty one (excluded or kept
+        // content beneath) stays.
+        let parents = Set(paths.flatMap { path in
+            path.split(separator: "/").dropLast().indices.map { path.split(separator: "/").prefix($0 + 1).joined(separator: "/") }
+        }).sorted { $0.count > $1.count }
+        for directory in parents where !inTree(directory) {
+            if let (parent, name) = try FileSystem.openParent(of: directory, in: root), try parent.entry(name)?.type == .directory,
+                try parent.subdirectory(name).names().isEmpty {
+                try parent.remove(name)
+            }
+        }
+        // What status cannot see where a sandbox could write: empty directories, permissions.
+        let expected = try flatten(tree, only: within)
+        for place in within where !prefixes.contains(where: { place == $0 || place.hasPrefix($0 + "/") }) {
+            guard let (parent, name) = try FileSystem.openParent(of: place, in: root), let entry = try parent.entry(name) else { continue }
+            switch (expected[place]?.mode, entry.type) {
+            case (.tree?, .directory):
+                if entry.permissions != 0o755 { try parent.chmod(name, 0o755) }
+                try prune(parent.subdirectory(name), prefix: place, expected: expected, cached: [:], excluded: prefixes, keep: keep)
+            case (.regular?, .regular):
+                if entry.permissions != 0o644 { try parent.chmod(name, 0o644) }
+            case (.executable?, .regular):
+                if entry.permissions != 0o755 { try parent.chmod(name, 0o755) }
+            default:
+                break  // anything else at that path was a change, restored above
+            }
+        }
+        if !restored.isEmpty { try checkout(tree, paths: restored) }
+    }
+
+    /// The mode and blob of `path` in `tree`, nil when it has none.
+    private func treeEntry(_ tree: OpaquePointer, _ path: String) throws -> (mode: FileMode, id: ObjectID)? {
+        var entry: OpaquePointer?
+        guard git_tree_entry_bypath(&entry, tree, path) == 0 else { return nil }
+        defer { git_tree_entry_free(entry) }
+        return (FileMode(rawValue: git_tree_entry_filemode(entry).rawValue), ObjectID(git_tree_entry_id(entry).pointee))
+    }
+
+    /// Writes blob `id` into the existing regular file `name` in place, with the mode git gives `mode`.
+    private func overwrite(_ parent: FileSystem.Directory, _ name: String, id: ObjectID, mode: FileMode) throws {
+        let bytes = try blobBytes(id.oid)
+        try bytes.withUnsafeBytes { try parent.overwrite(name, bytes: $0, mode: mode == .executable ? 0o755 : 0o644) }
+    }
+
+    /// `flatten` of the entries at `places` and beneath them.
+    private func flatten(_ tree: OpaquePointer, only places: [String]) throws -> [String: (mode: FileMode, id: ObjectID)] {
+        var entries: [String: (mode: FileMode, id: ObjectID)] = [:]
+        for place in places {
+            var entry: OpaquePointer?
+            guard git_tree_entry_bypath(&entry, tree, place) == 0 else { continue }
+            defer { git_tree_entry_free(entry) }
+            let mode = FileMode(rawValue: git_tree_entry_filemode(entry).rawValue)
+            entries[place] = (mode, ObjectID(git_tree_entry_id(entry).pointee))
+            guard mode == .tree else { continue }
+            var subtree: OpaquePointer?
+            try check(git_tree_lookup(&subtree, handle, git_tree_entry_id(entry)), "git_tree_lookup")
+            defer { git_tree_free(subtree) }
+            entries.merge(try flatten(subtree!, prefix: place + "/")) { $1 }
+        }
+        return entries
+    }
+
+    /// `git checkout --force` of `paths` (literal; nil: everything) from `tree`, missing files recreated.
+    private func checkout(_ tree: OpaquePointer, paths: [String]?) throws {
         var options = git_checkout_options()
         try check(
             git_checkout_options_init(&options, UInt32(GIT_CHECKOUT_OPTIONS_VERSION)), "git_checkout_options_init")
         options.checkout_strategy = GIT_CHECKOUT_FORCE.rawValue | GIT_CHECKOUT_RECREATE_MISSING.rawValue
-        try check(git_checkout_tree(handle, tree, &options), "git_checkout_tree")
-        try resetIndex(to: tree)
+        guard let paths else {
+            try check(git_checkout_tree(handle, tree, &options), "git_checkout_tree")
+            return
+        }
+        options.checkout_strategy |= GIT_CHECKOUT_DISABLE_PATHSPEC_MATCH.rawValue
+        var strings: [UnsafeMutablePointer<CChar>?] = paths.map { strdup($0) }
+        defer { strings.forEach { free($0) } }
+        try strings.withUnsafeMutableBufferPointer { buffer in
+            options.paths = git_strarray(strings: buffer.baseAddress, count: buffer.count)
+            try check(git_checkout_tree(handle, tree, &options), "git_checkout_tree")
+        }
     }
 
     /// Removes from `directory` whatever `expected` does not hold at that path and type, and resets the
@@ -56,9 +179,9 @@ extension Repository {
                           keep: keep)
             case (.regular?, .regular) where Self.cacheWouldHide(cached[path], entry.stamp),
                  (.executable?, .regular) where Self.cacheWouldHide(cached[path], entry.stamp):
-                // Checkout would trust the cached size and mtime and keep this file's content:
-                // remove it, and checkout writes it anew from the commit.
-                try directory.remove(name)
+                // Checkout would trust the cached size and mtime and keep this file's content: write the
+                // committed content in place (checkout then finds it unchanged).
+                if let (mode, id) = expected[path] { try overwrite(directory, name, id: id, mode: mode) }
             case (.regular?, .regular):
                 if entry.permissions != 0o644 { try directory.chmod(name, 0o644) }
             case (.executable?, .regular):

@@ -161,6 +161,7 @@ public final class Runner {
         }
         let pins = try pinLockedFiles(at: head)
         // The start checks passed: from here on the run writes.
+        try repo.resetIndex(to: head)  // the index may hold what the user staged; keeps update it entry by entry
         try env.clearOutputs()
         discardStashedOutputs()
         ledger = try Ledger(directory: root + "/.proctor")
@@ -230,6 +231,7 @@ public final class Runner {
             throw LoopError(.refused, "the locked files differ from those pinned when run \(saved.run) began; start a new run without --resume")
         }
         // The start checks passed: from here on the resumed run writes.
+        try repo.resetIndex(to: base)
         ledger = try Ledger(directory: root + "/.proctor")
         Ledger.dropRecordWithoutRow(in: root + "/.proctor", run: saved.run, iteration: 0)
         try env.clearOutputs()
@@ -310,7 +312,7 @@ public final class Runner {
         let best = try repo.resolve(saved.bestCommit)
         try env.clearOutputs()
         discardStashedOutputs()
-        try repo.loopRestore(to: best, config: config, kept: kept)
+        try repo.loopRestore(to: best, config: config, kept: kept, everything: true)
         if let lost = saved.inProgress, !recorded(lost) {
             let row = LedgerRow(iteration: lost, commit: "", score: nil, status: .crash, seconds: 0, peakMemMB: nil,
                                 features: nil, trees: nil, description: "interrupted: the supervisor stopped mid-iteration")
@@ -380,7 +382,7 @@ public final class Runner {
 
     /// Paths whose bytes differ from `validated`, or that changed only since it was taken.
     func movedPaths(since validated: [String: String], against best: ObjectID) throws -> [String] {
-        let now = fingerprint(try repo.loopStatus(against: best, config: config))
+        let now = fingerprint(try repo.loopStatus(against: best, config: config, scoped: true))
         return Set(now.keys).union(validated.keys).filter { now[$0] != validated[$0] }.sorted()
     }
 

@@ -163,9 +163,14 @@ extension Repository {
     /// The working tree's changes as the loop judges them: nothing under `.proctor/` or the outputs,
     /// and no untracked files under the hidden prefixes (held-out labels may live outside git);
     /// a tracked hidden file that changed or disappeared is still reported.
-    func loopStatus(against commit: ObjectID, config: WorkspaceConfig) throws -> [Change] {
+    ///
+    /// `scoped`: only where an iteration can change anything (`agentWritableRoots`), so that its cost
+    /// follows the editable files, not the size of the workspace; start, resume and `proctor check`
+    /// look at everything.
+    func loopStatus(against commit: ObjectID, config: WorkspaceConfig, scoped: Bool = false) throws -> [Change] {
         let hidden = config.hiddenPrefixes
-        return try status(against: commit, excluding: config.untrackedByLoop, keepingIgnored: config.isUsersIgnoredPath).filter { change in
+        return try status(against: commit, excluding: config.untrackedByLoop, keepingIgnored: config.isUsersIgnoredPath,
+                          within: scoped ? config.agentWritableRoots : nil).filter { change in
             !(change.kind == .added && hidden.contains { change.path == $0 || change.path.hasPrefix($0) })
         }
     }
@@ -174,8 +179,11 @@ extension Repository {
 extension Repository {
     /// Makes the working tree the kept commit `commit`, as the loop does after a discard, a Ctrl-C or a
     /// crash: `kept` (proctor's state, hidden data outside git) and the user's ignored paths stay.
-    func loopRestore(to commit: ObjectID, config: WorkspaceConfig, kept: [String]) throws {
-        try restore(to: commit, excluding: kept, keepingIgnored: config.isUsersIgnoredPath)
+    /// Costs what changed where an iteration can change anything (`agentWritableRoots`); `everything`
+    /// (a resume, which may have moved the branch and the index) looks at the whole tree.
+    func loopRestore(to commit: ObjectID, config: WorkspaceConfig, kept: [String], everything: Bool = false) throws {
+        try restore(to: commit, excluding: kept, keepingIgnored: config.isUsersIgnoredPath,
+                    within: everything ? nil : config.agentWritableRoots)
     }
 }
 

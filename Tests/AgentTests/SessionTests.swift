@@ -155,6 +155,9 @@ final class SessionTests: XCTestCase {
             \(Self.setX("0.6", extra: "import time; time.sleep(6)"))
             proctor experiment "measured x=0.6" > /tmp/reply 2>&1 &
             sleep 3
+            # The reply lands when the agent is thawed, alongside this shell: give it a moment (an
+            # unfrozen agent would still find none, the experiment alone takes 6 s).
+            for i in 1 2 3 4 5 6 7 8 9 10; do [ -s /tmp/reply ] && break; sleep 0.1; done
             cat /tmp/reply > /tmp/reply-at-swap
             \(Self.setX("0.99", extra: "# swapped while the experiment ran"))
             wait

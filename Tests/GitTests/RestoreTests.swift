@@ -73,6 +73,68 @@ final class RestoreTests: XCTestCase {
             try FileManager.default.attributesOfItem(atPath: scratch.path + "/src/model.py")[.systemFileNumber] as? Int, untouched)
     }
 
+    /// Issue 10: the loop's restore costs what changed. With `within` (the only places a sandbox may
+    /// write) it restores what status reports there, prunes `within`, looks at nothing else, and
+    /// rewrites a changed file in place (a sandbox's bind mount of it survives an unlink-free restore).
+    func testRestoreWithinUndoesEverythingAndTouchesNothingElse() throws {
+        let (scratch, repo) = try Scratch.repository(self, files, executable: ["run.sh"])
+        let commit = try repo.head()!
+        let outside = scratch.root + "/outside"
+        try FileManager.default.createDirectory(atPath: outside, withIntermediateDirectories: true)
+        try Data("precious\n".utf8).write(to: URL(fileURLWithPath: outside + "/model.py"))
+        let inode = { (rel: String) in try FileManager.default.attributesOfItem(atPath: scratch.path + "/" + rel)[.systemFileNumber] as? Int }
+        let untouched = try inode("src/deep/util.py")
+        let trainInode = try inode("train.py")
+        let handle = try XCTUnwrap(FileHandle(forUpdatingAtPath: scratch.path + "/train.py"))
+        try handle.truncate(atOffset: 0)
+        try handle.write(contentsOf: Data("lr = 99\n".utf8))
+        try handle.close()
+        try scratch.write("outside-within.txt", "not looked at\n")
+        try scratch.chmod("run.sh", 0o644)
+        try scratch.write("new.py", "x\n")
+        try scratch.write("newdir/a/b/c.txt", "deep\n")
+        try scratch.write("ignored.log", "ignored by .gitignore\n")
+        try FileManager.default.createDirectory(atPath: scratch.path + "/src/emptydir", withIntermediateDirectories: true)
+        try scratch.remove("src/model.py")
+        try scratch.symlink("src/model.py", to: outside + "/model.py")
+        try scratch.write(".proctor/results.tsv", "ledger\n")
+
+        try repo.restore(to: commit, excluding: excluded, within: ["train.py", "run.sh", "src", "new.py", "newdir", "ignored.log"])
+
+        XCTAssertEqual(scratch.read("train.py"), "lr = 0.1\n")
+        XCTAssertEqual(try inode("train.py"), trainInode, "rewritten in place")
+        XCTAssertEqual(scratch.read("outside-within.txt"), "not looked at\n")
+        try scratch.remove("outside-within.txt")
+        XCTAssertEqual(scratch.mode("run.sh"), 0o755)
+        XCTAssertEqual(scratch.read("src/model.py"), "model\n")
+        XCTAssertFalse(scratch.isSymlink("src/model.py"))
+        XCTAssertEqual(try String(contentsOfFile: outside + "/model.py", encoding: .utf8), "precious\n", "the link's target")
+        for gone in ["new.py", "newdir", "ignored.log", "src/emptydir"] { XCTAssertFalse(scratch.exists(gone), gone) }
+        XCTAssertEqual(scratch.read(".proctor/results.tsv"), "ledger\n")
+        XCTAssertEqual(try inode("src/deep/util.py"), untouched, "an unchanged file is not rewritten")
+        XCTAssertEqual(try repo.status(against: commit, excluding: excluded), [])
+        XCTAssertEqual(try scratch.git("status", "--porcelain"), "")
+    }
+
+    /// A link planted in place of a tracked directory: removed as a link, the directory checked out again.
+    func testRestoreWithinReplacesALinkedDirectory() throws {
+        let (scratch, repo) = try Scratch.repository(self, files, executable: ["run.sh"])
+        let commit = try repo.head()!
+        let outside = scratch.root + "/outside-dir"
+        try FileManager.default.createDirectory(atPath: outside, withIntermediateDirectories: true)
+        try Data("precious\n".utf8).write(to: URL(fileURLWithPath: outside + "/model.py"))
+        try FileManager.default.removeItem(atPath: scratch.path + "/src")
+        try scratch.symlink("src", to: outside)
+
+        try repo.restore(to: commit, excluding: excluded, within: ["train.py", "src"])
+
+        XCTAssertFalse(scratch.isSymlink("src"))
+        XCTAssertEqual(scratch.read("src/model.py"), "model\n")
+        XCTAssertEqual(scratch.read("src/deep/util.py"), "util\n")
+        XCTAssertEqual(try String(contentsOfFile: outside + "/model.py", encoding: .utf8), "precious\n")
+        XCTAssertEqual(try scratch.git("status", "--porcelain"), "")
+    }
+
     func testCacheWouldHideOnlyAWriteItCannotSee() {
         let cached = FileSystem.Stamp(mtime: (100, 5), ctime: (100, 5), inode: 7, size: 9)
         XCTAssertFalse(Repository.cacheWouldHide(cached, cached), "untouched")

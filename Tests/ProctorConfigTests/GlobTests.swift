@@ -8,6 +8,19 @@ final class GlobTests: XCTestCase {
         for path in no { XCTAssertFalse(glob.matches(path), "\(pattern) should not match \(path)", line: line) }
     }
 
+    /// Issue 10: the walks enter only directories where a glob could match something beneath.
+    func testCouldMatchBeneath() {
+        let cases: [(String, String, Bool)] = [
+            ("train.py", "corpus", false), ("*.py", "corpus", false), ("*", "corpus", false),
+            ("src/*.py", "src", true), ("src/*.py", "lib", false), ("src/*.py", "src/sub", false),
+            ("**/*.py", "corpus/0001", true), ("data/**", "data", true), ("data/", "data", true),
+            ("src/**/x.py", "src/a/b", true), ("s?c/*.py", "src", true), ("src", "src", false),
+        ]
+        for (pattern, directory, expected) in cases {
+            XCTAssertEqual(Glob(pattern).couldMatchBeneath(directory), expected, "\(pattern) beneath \(directory)")
+        }
+    }
+
     func testPlainNameMatchesOnlyAtRoot() {
         assertMatches("train.py", ["train.py", "./train.py"], ["src/train.py", "train.pyc", "train", "xtrain.py"])
         assertMatches("./train.py", ["train.py"], ["a/train.py"])

@@ -60,6 +60,25 @@ final class WorkspaceConfigTests: XCTestCase {
         XCTAssertEqual(config.gates.minImprovement, 0.0005)
     }
 
+    /// Issue 10: where an iteration can change anything, and which ignored paths are the user's.
+    func testWritableRootsAndTheUsersIgnoredPaths() throws {
+        let files = { (editable: String, notes: String) in
+            try self.parse(self.full.replacingOccurrences(of: "editable = [\"train.py\"]", with: "editable = \(editable)")
+                .replacingOccurrences(of: "notes    = [\"LOG.md\", \"LEARNING.md\"]", with: "notes = \(notes)"))
+        }
+        let plain = try files("[\"train.py\", \"src/*.py\", \"src/deep/x.py\"]", "[\"LOG.md\"]")
+        XCTAssertEqual(plain.agentWritableRoots, ["LOG.md", "prepare.py", "src", "train.py"], "the locked file too")
+        XCTAssertTrue(plain.isUsersIgnoredPath("wandb"))
+        XCTAssertTrue(plain.isUsersIgnoredPath("data/big.bin"))
+        XCTAssertTrue(plain.isUsersIgnoredPath("src/debug.log"), "no glob can match it: no sandbox can create it")
+        XCTAssertFalse(plain.isUsersIgnoredPath("src"), "a glob can match beneath it")
+        let directory = try files("[\"src/\"]", "[\"LOG.md\"]")
+        XCTAssertFalse(directory.isUsersIgnoredPath("src/debug.log"), "beneath an editable directory")
+        let anywhere = try files("[\"**/*.py\"]", "[\"LOG.md\"]")
+        XCTAssertNil(anywhere.agentWritableRoots, "a glob that can match anywhere")
+        XCTAssertFalse(anywhere.isUsersIgnoredPath(".venv"))
+    }
+
     func assertError(_ text: String, line: Int?, key: String, contains message: String,
                      file: StaticString = #filePath, lineNumber: UInt = #line) {
         XCTAssertThrowsError(try parse(text), file: file, line: lineNumber) { error in

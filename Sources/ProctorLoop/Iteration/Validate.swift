@@ -14,7 +14,7 @@ extension Iteration {
                         audit: tampered.map { rejection(phase: .validate, kind: .tamper, path: $0, rule: .locked,
                                                         detail: "differs from its pin") })
         }
-        changes = try runner.repo.loopStatus(against: best, config: runner.config)
+        changes = try runner.repo.loopStatus(against: best, config: runner.config, scoped: true)
         stats = DiffStats(files: changes.map(\.path), added: changes.reduce(0) { $0 + $1.addedLines },
                           removed: changes.reduce(0) { $0 + $1.removedLines })
         let violations = DiffValidator.validate(changes, policy: runner.diffPolicy)
