@@ -73,15 +73,21 @@ final class RestoreTests: XCTestCase {
             try FileManager.default.attributesOfItem(atPath: scratch.path + "/src/model.py")[.systemFileNumber] as? Int, untouched)
     }
 
+    /// The repository of `files` and a directory next to it holding `model.py` ("precious"), which no
+    /// restore may touch through a link.
+    private func withOutsideDirectory() throws -> (Scratch, Repository, ObjectID, String) {
+        let (scratch, repo) = try Scratch.repository(self, files, executable: ["run.sh"])
+        let outside = scratch.root + "/outside"
+        try FileManager.default.createDirectory(atPath: outside, withIntermediateDirectories: true)
+        try Data("precious\n".utf8).write(to: URL(fileURLWithPath: outside + "/model.py"))
+        return (scratch, repo, try repo.head()!, outside)
+    }
+
     /// Issue 10: the loop's restore costs what changed. With `within` (the only places a sandbox may
     /// write) it restores what status reports there, prunes `within`, looks at nothing else, and
     /// rewrites a changed file in place (a sandbox's bind mount of it survives an unlink-free restore).
     func testRestoreWithinUndoesEverythingAndTouchesNothingElse() throws {
-        let (scratch, repo) = try Scratch.repository(self, files, executable: ["run.sh"])
-        let commit = try repo.head()!
-        let outside = scratch.root + "/outside"
-        try FileManager.default.createDirectory(atPath: outside, withIntermediateDirectories: true)
-        try Data("precious\n".utf8).write(to: URL(fileURLWithPath: outside + "/model.py"))
+        let (scratch, repo, commit, outside) = try withOutsideDirectory()
         let inode = { (rel: String) in try FileManager.default.attributesOfItem(atPath: scratch.path + "/" + rel)[.systemFileNumber] as? Int }
         let untouched = try inode("src/deep/util.py")
         let trainInode = try inode("train.py")
@@ -118,11 +124,7 @@ final class RestoreTests: XCTestCase {
 
     /// A link planted in place of a tracked directory: removed as a link, the directory checked out again.
     func testRestoreWithinReplacesALinkedDirectory() throws {
-        let (scratch, repo) = try Scratch.repository(self, files, executable: ["run.sh"])
-        let commit = try repo.head()!
-        let outside = scratch.root + "/outside-dir"
-        try FileManager.default.createDirectory(atPath: outside, withIntermediateDirectories: true)
-        try Data("precious\n".utf8).write(to: URL(fileURLWithPath: outside + "/model.py"))
+        let (scratch, repo, commit, outside) = try withOutsideDirectory()
         try FileManager.default.removeItem(atPath: scratch.path + "/src")
         try scratch.symlink("src", to: outside)
 
