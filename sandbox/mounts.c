@@ -157,10 +157,14 @@ static int open_strict(const char *path)
     return psb_open_nofollow(AT_FDCWD, path, 0, 0, 0);
 }
 
-static int beneath(const char *p, const char *b)
+int psb_open_source(const struct psb_config *cfg, int i, int *strict)
 {
-    size_t n = strlen(b);
-    return strncmp(p, b, n) == 0 && (p[n] == '/' || p[n] == 0 || (n == 1 && b[0] == '/'));
+    const struct psb_op *o = &cfg->ops[i];
+    *strict = o->kind == PSB_OP_RW;
+    for (int j = 0; j < cfg->nops && !*strict; j++)
+        if (cfg->ops[j].kind == PSB_OP_RW && psb_path_beneath(o->src, cfg->ops[j].src))
+            *strict = 1;
+    return *strict ? open_strict(o->src) : open(o->src, O_PATH | O_CLOEXEC);
 }
 
 int psb_open_sources(const struct psb_config *cfg, char *err, size_t errlen)
@@ -173,11 +177,11 @@ int psb_open_sources(const struct psb_config *cfg, char *err, size_t errlen)
         src_fds[i] = -1;
         if (o->kind != PSB_OP_RO && o->kind != PSB_OP_RO_TRY && o->kind != PSB_OP_RW)
             continue;
-        int strict = o->kind == PSB_OP_RW;
-        for (int j = 0; j < cfg->nops && !strict; j++)
-            if (cfg->ops[j].kind == PSB_OP_RW && beneath(o->src, cfg->ops[j].src))
-                strict = 1;
-        int fd = strict ? open_strict(o->src) : open(o->src, O_PATH | O_CLOEXEC);
+        /* An idmapped tree the helper cloned (user.c): attached as it is. */
+        if ((src_fds[i] = psb_user_tree(i)) >= 0)
+            continue;
+        int strict;
+        int fd = psb_open_source(cfg, i, &strict);
         if (fd < 0) {
             if (o->kind == PSB_OP_RO_TRY && (errno == ENOENT || errno == ENOTDIR))
                 continue;
@@ -587,7 +591,10 @@ int psb_build_root(const struct psb_config *cfg, char *err, size_t errlen)
             uint64_t attrs = PSB_MOUNT_ATTR_NOSUID | PSB_MOUNT_ATTR_NODEV;
             if (o->kind != PSB_OP_RW)
                 attrs |= PSB_MOUNT_ATTR_RDONLY;
-            if (bind_fd(src_fds[i], dfd, p, attrs, 1) < 0)
+            /* A prepared tree has its attributes already (set while detached, by the helper). */
+            int premade = psb_user_tree(i) >= 0;
+            if (premade ? syscall(SYS_move_mount, src_fds[i], "", dfd, "", MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH) < 0
+                        : bind_fd(src_fds[i], dfd, p, attrs, 1) < 0)
                 return ERR("bind %s on %s %s", o->src, o->dst, o->kind == PSB_OP_RW ? "rw" : "ro");
             close(dfd);
             close(src_fds[i]);
