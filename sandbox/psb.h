@@ -157,6 +157,47 @@ int psb_helper_run(const struct psb_config *cfg);
 /* init.c */
 int psb_init_main(void *arg);
 
+/* The new mount API (5.2, mount_setattr 5.12), for headers that predate it: mounts.c, user.c.
+ * After the system's own headers, whose definitions win. */
+#include <fcntl.h>
+#include <sys/mount.h>
+#include <sys/syscall.h>
+#ifndef SYS_open_tree
+#define SYS_open_tree 428
+#endif
+#ifndef SYS_move_mount
+#define SYS_move_mount 429
+#endif
+#ifndef SYS_mount_setattr
+#define SYS_mount_setattr 442
+#endif
+#ifndef SYS_openat2
+#define SYS_openat2 437
+#endif
+#ifndef OPEN_TREE_CLONE
+#define OPEN_TREE_CLONE 1
+#endif
+#ifndef OPEN_TREE_CLOEXEC
+#define OPEN_TREE_CLOEXEC O_CLOEXEC
+#endif
+#ifndef MOVE_MOUNT_F_EMPTY_PATH
+#define MOVE_MOUNT_F_EMPTY_PATH 0x00000004
+#endif
+#ifndef MOVE_MOUNT_T_EMPTY_PATH
+#define MOVE_MOUNT_T_EMPTY_PATH 0x00000040
+#endif
+#ifndef AT_RECURSIVE
+#define AT_RECURSIVE 0x8000
+#endif
+#define PSB_MOUNT_ATTR_RDONLY 0x00000001
+#define PSB_MOUNT_ATTR_NOSUID 0x00000002
+#define PSB_MOUNT_ATTR_NODEV 0x00000004
+#define PSB_MOUNT_ATTR_NOEXEC 0x00000008
+#define PSB_MOUNT_ATTR_IDMAP 0x00100000
+struct psb_mount_attr {
+    uint64_t attr_set, attr_clr, propagation, userns_fd;
+};
+
 /* mounts.c */
 int psb_open_sources(const struct psb_config *cfg, char *err, size_t errlen);
 /* Bounds of a --hide-sockets walk; psb_build_root sets the flag when one was reached (init warns). */

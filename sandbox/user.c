@@ -31,22 +31,6 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#ifndef SYS_open_tree
-#define SYS_open_tree 428
-#endif
-#ifndef SYS_mount_setattr
-#define SYS_mount_setattr 442
-#endif
-#ifndef OPEN_TREE_CLONE
-#define OPEN_TREE_CLONE 1
-#endif
-#ifndef AT_RECURSIVE
-#define AT_RECURSIVE 0x8000
-#endif
-#define PSB_MOUNT_ATTR_RDONLY 0x00000001
-#define PSB_MOUNT_ATTR_NOSUID 0x00000002
-#define PSB_MOUNT_ATTR_NODEV 0x00000004
-#define PSB_MOUNT_ATTR_IDMAP 0x00100000
 
 #define ERR(...) (snprintf(err, errlen, __VA_ARGS__), -1)
 
@@ -160,9 +144,7 @@ int psb_user_prepare_trees(const struct psb_config *cfg, char *err, size_t errle
             rc = ERR("open_tree %s (idmapped binds need Linux 5.12)", o->src);
             break;
         }
-        struct {
-            uint64_t attr_set, attr_clr, propagation, userns_fd;
-        } ma = {PSB_MOUNT_ATTR_IDMAP | PSB_MOUNT_ATTR_NOSUID | PSB_MOUNT_ATTR_NODEV |
+        struct psb_mount_attr ma = {PSB_MOUNT_ATTR_IDMAP | PSB_MOUNT_ATTR_NOSUID | PSB_MOUNT_ATTR_NODEV |
                     (o->kind == PSB_OP_RW ? 0 : PSB_MOUNT_ATTR_RDONLY),
                 0, MS_PRIVATE, (uint64_t)ns[k].fd};
         if (syscall(SYS_mount_setattr, t, "", AT_EMPTY_PATH | AT_RECURSIVE, &ma, sizeof ma) < 0) {
