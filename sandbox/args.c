@@ -183,6 +183,20 @@ static void apply_option(struct psb_config *c, enum psb_option opt, const char *
             die_args("too many --pass-fd");
         c->pass_fds[c->npass_fds++] = parse_fd(a, v[0]);
         break;
+    case PSB_OPTION_USER: {
+        long long uid = parse_num(a, v[0]), gid = parse_num(a, v[1]);
+        /* Root (or its group) would own what only root may read: the point of --user. */
+        if (uid <= 0 || gid <= 0 || uid >= 0xffffffffLL || gid >= 0xffffffffLL)
+            die_args("--user %s %s: expected a uid and a gid other than 0", v[0], v[1]);
+        c->user_uid = (uid_t)uid;
+        c->user_gid = (gid_t)gid;
+        break;
+    }
+    case PSB_OPTION_MAP_OWNER:
+        if (c->nmap_owner >= PSB_MAX_MAP_OWNER)
+            die_args("too many --map-owner");
+        c->map_owner[c->nmap_owner++] = check_path(a, v[0]);
+        break;
     case PSB_OPTION_COUNT: die_args("unknown option %s", a);
     }
 }
@@ -223,6 +237,10 @@ void psb_parse_args(int argc, char **argv, struct psb_config *c)
         if (fd <= 2 || fd == c->report_fd || fd == c->parent_fd)
             die_args("--pass-fd must not be 0, 1, 2, the report or the parent descriptor");
     }
+    if (c->nmap_owner > 0 && !c->user_uid)
+        die_args("--map-owner needs --user");
+    if (c->user_uid && geteuid() != 0)
+        die_args("--user: only root can run the command as another user");
     if (c->pids == 0 || c->nofile == 0)
         die_args("--pids and --nofile must be positive");
 }

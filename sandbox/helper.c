@@ -96,6 +96,9 @@ static void report_enforcement(struct helper *h)
     if (cfg->stdio_limit >= 0)
         psb_enforce("stdio", "pipe-drain", "%lld", cfg->stdio_limit);
     psb_enforce("seccomp", cfg->audit_writes ? "filter+notify" : "filter", "1");
+    if (cfg->user_uid)
+        psb_enforce("user", cfg->nmap_owner ? "setresuid+idmap" : "setresuid", "%u:%u", (unsigned)cfg->user_uid,
+                    (unsigned)cfg->user_gid);
     psb_enforce("netns", cfg->net == PSB_NET_HOST ? "host" : "new-netns", "%s",
                 cfg->net == PSB_NET_NONE ? "none" : cfg->net == PSB_NET_LOOPBACK ? "loopback" : "host");
     if (h->ctx.landlock_abi >= 1) {
@@ -593,9 +596,21 @@ int psb_helper_run(const struct psb_config *cfg)
     h.cg = psb_cgroups_setup_v2(cfg);
     report_enforcement(&h);
 
+    char err[512];
+    if (cfg->user_uid && psb_user_prepare_trees(cfg, err, sizeof err) < 0) {
+        setup_fail(err, errno, "user");
+        psb_cgroups_kill_and_remove(h.cg);
+        return 125;
+    }
     if (open_channels(&h) < 0 || spawn_init(&h) < 0) {
         psb_cgroups_kill_and_remove(h.cg);
         return 125;
+    }
+    /* init waits for its maps before anything else (user.c). */
+    if (cfg->user_uid && psb_user_map_init(cfg, h.init, h.ctx.sync_wr, err, sizeof err) < 0) {
+        setup_fail(err, errno, "userns");
+        h.setup_error = 1;
+        kill(h.init, SIGKILL);
     }
     h.status_fd = h.ctx.status_rd;
     h.setup_fd = h.ctx.setup_sock_peer;

@@ -177,7 +177,7 @@ static void netns_join(int st, struct netns_job *job)
         close(ns);
 }
 
-static void drop_caps(int sk)
+static void drop_caps(const struct psb_config *cfg, int sk)
 {
     /* uid 0 inside (proctor run as root) would regain a full permitted set on execve:
      * NOROOT stops that, NO_SETUID_FIXUP and the locks keep the command from undoing it.
@@ -197,6 +197,10 @@ static void drop_caps(int sk)
     }
     if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) < 0 && errno != EINVAL)
         psb_child_fail(sk, 1, "caps", errno, "PR_CAP_AMBIENT_CLEAR_ALL");
+    /* The user switch needs CAP_SETUID/CAP_SETGID, so it comes before the sets are cleared;
+     * NO_SETUID_FIXUP (above) kept them through it, capset below clears them all. */
+    if (cfg->user_uid)
+        psb_user_switch(cfg, sk);
     struct __user_cap_header_struct h = {_LINUX_CAPABILITY_VERSION_3, 0};
     struct __user_cap_data_struct d[2];
     memset(d, 0, sizeof d);
@@ -297,7 +301,7 @@ static void run_command(struct psb_child_ctx *ctx)
         if (r < 0)
             psb_child_fail(sk, 1, "landlock", -r, "%s", err);
     }
-    drop_caps(sk);
+    drop_caps(cfg, sk);
 
     /* seccomp comes last: the mount, Landlock and prctl calls above would be denied by it. */
     int lfd = psb_seccomp_load(ctx->bpf, cfg->audit_writes);
@@ -363,14 +367,20 @@ int psb_init_main(void *arg)
         close(cfg->parent_fd);
 
     char map[64];
-    if (psb_write_file("/proc/self/setgroups", "deny") < 0 && errno != ENOENT)
-        fail(st, "userns", "write %s", "/proc/self/setgroups");
-    snprintf(map, sizeof map, "%u %u 1\n", (unsigned)ctx->uid, (unsigned)ctx->uid);
-    if (psb_write_file("/proc/self/uid_map", map) < 0)
-        fail(st, "userns", "write %s", "/proc/self/uid_map");
-    snprintf(map, sizeof map, "%u %u 1\n", (unsigned)ctx->gid, (unsigned)ctx->gid);
-    if (psb_write_file("/proc/self/gid_map", map) < 0)
-        fail(st, "userns", "write %s", "/proc/self/gid_map");
+    if (cfg->user_uid) {
+        /* The helper maps root and the user (user.c); nothing here works unmapped. */
+        if (read_full(ctx->sync_rd, map, 1) < 0)
+            _exit(125); /* the helper failed or died; it reports */
+    } else {
+        if (psb_write_file("/proc/self/setgroups", "deny") < 0 && errno != ENOENT)
+            fail(st, "userns", "write %s", "/proc/self/setgroups");
+        snprintf(map, sizeof map, "%u %u 1\n", (unsigned)ctx->uid, (unsigned)ctx->uid);
+        if (psb_write_file("/proc/self/uid_map", map) < 0)
+            fail(st, "userns", "write %s", "/proc/self/uid_map");
+        snprintf(map, sizeof map, "%u %u 1\n", (unsigned)ctx->gid, (unsigned)ctx->gid);
+        if (psb_write_file("/proc/self/gid_map", map) < 0)
+            fail(st, "userns", "write %s", "/proc/self/gid_map");
+    }
 
     /* Not dumpable: the command (same uid) can neither read /proc/1/environ (the helper's
      * environment lives in this copy of its memory) nor see pid 1 with hidepid. */

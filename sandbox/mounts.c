@@ -27,41 +27,6 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
-#ifndef SYS_open_tree
-#define SYS_open_tree 428
-#endif
-#ifndef SYS_move_mount
-#define SYS_move_mount 429
-#endif
-#ifndef SYS_mount_setattr
-#define SYS_mount_setattr 442
-#endif
-#ifndef SYS_openat2
-#define SYS_openat2 437
-#endif
-#ifndef OPEN_TREE_CLONE
-#define OPEN_TREE_CLONE 1
-#endif
-#ifndef OPEN_TREE_CLOEXEC
-#define OPEN_TREE_CLOEXEC O_CLOEXEC
-#endif
-#ifndef MOVE_MOUNT_F_EMPTY_PATH
-#define MOVE_MOUNT_F_EMPTY_PATH 0x00000004
-#endif
-#ifndef MOVE_MOUNT_T_EMPTY_PATH
-#define MOVE_MOUNT_T_EMPTY_PATH 0x00000040
-#endif
-#ifndef AT_RECURSIVE
-#define AT_RECURSIVE 0x8000
-#endif
-#define PSB_MOUNT_ATTR_RDONLY 0x00000001
-#define PSB_MOUNT_ATTR_NOSUID 0x00000002
-#define PSB_MOUNT_ATTR_NODEV 0x00000004
-#define PSB_MOUNT_ATTR_NOEXEC 0x00000008
-
-struct psb_mount_attr {
-    uint64_t attr_set, attr_clr, propagation, userns_fd;
-};
 
 static int src_fds[PSB_MAX_OPS];
 static int dev_fds[5] = {-1, -1, -1, -1, -1};
@@ -157,10 +122,14 @@ static int open_strict(const char *path)
     return psb_open_nofollow(AT_FDCWD, path, 0, 0, 0);
 }
 
-static int beneath(const char *p, const char *b)
+int psb_open_source(const struct psb_config *cfg, int i, int *strict)
 {
-    size_t n = strlen(b);
-    return strncmp(p, b, n) == 0 && (p[n] == '/' || p[n] == 0 || (n == 1 && b[0] == '/'));
+    const struct psb_op *o = &cfg->ops[i];
+    *strict = o->kind == PSB_OP_RW;
+    for (int j = 0; j < cfg->nops && !*strict; j++)
+        if (cfg->ops[j].kind == PSB_OP_RW && psb_path_beneath(o->src, cfg->ops[j].src))
+            *strict = 1;
+    return *strict ? open_strict(o->src) : open(o->src, O_PATH | O_CLOEXEC);
 }
 
 int psb_open_sources(const struct psb_config *cfg, char *err, size_t errlen)
@@ -173,11 +142,11 @@ int psb_open_sources(const struct psb_config *cfg, char *err, size_t errlen)
         src_fds[i] = -1;
         if (o->kind != PSB_OP_RO && o->kind != PSB_OP_RO_TRY && o->kind != PSB_OP_RW)
             continue;
-        int strict = o->kind == PSB_OP_RW;
-        for (int j = 0; j < cfg->nops && !strict; j++)
-            if (cfg->ops[j].kind == PSB_OP_RW && beneath(o->src, cfg->ops[j].src))
-                strict = 1;
-        int fd = strict ? open_strict(o->src) : open(o->src, O_PATH | O_CLOEXEC);
+        /* An idmapped tree the helper cloned (user.c): attached as it is. */
+        if ((src_fds[i] = psb_user_tree(i)) >= 0)
+            continue;
+        int strict;
+        int fd = psb_open_source(cfg, i, &strict);
         if (fd < 0) {
             if (o->kind == PSB_OP_RO_TRY && (errno == ENOENT || errno == ENOTDIR))
                 continue;
@@ -587,7 +556,10 @@ int psb_build_root(const struct psb_config *cfg, char *err, size_t errlen)
             uint64_t attrs = PSB_MOUNT_ATTR_NOSUID | PSB_MOUNT_ATTR_NODEV;
             if (o->kind != PSB_OP_RW)
                 attrs |= PSB_MOUNT_ATTR_RDONLY;
-            if (bind_fd(src_fds[i], dfd, p, attrs, 1) < 0)
+            /* A prepared tree has its attributes already (set while detached, by the helper). */
+            int premade = psb_user_tree(i) >= 0;
+            if (premade ? syscall(SYS_move_mount, src_fds[i], "", dfd, "", MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH) < 0
+                        : bind_fd(src_fds[i], dfd, p, attrs, 1) < 0)
                 return ERR("bind %s on %s %s", o->src, o->dst, o->kind == PSB_OP_RW ? "rw" : "ro");
             close(dfd);
             close(src_fds[i]);

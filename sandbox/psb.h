@@ -60,6 +60,12 @@ struct psb_config {
     int parent_fd;  /* -1 = none */
     int pass_fds[PSB_MAX_PASS_FDS]; /* inherited by the command under the same numbers (session channel) */
     int npass_fds;
+    /* --user: the command's host uid and gid (never 0), 0/0 = unset; --map-owner: the binds of
+     * sources at or beneath these paths are idmapped (their owner appears as that user). */
+    uid_t user_uid;
+    gid_t user_gid;
+    const char *map_owner[PSB_MAX_MAP_OWNER];
+    int nmap_owner;
     char **argv;    /* command */
 };
 
@@ -151,6 +157,47 @@ int psb_helper_run(const struct psb_config *cfg);
 /* init.c */
 int psb_init_main(void *arg);
 
+/* The new mount API (5.2, mount_setattr 5.12), for headers that predate it: mounts.c, user.c.
+ * After the system's own headers, whose definitions win. */
+#include <fcntl.h>
+#include <sys/mount.h>
+#include <sys/syscall.h>
+#ifndef SYS_open_tree
+#define SYS_open_tree 428
+#endif
+#ifndef SYS_move_mount
+#define SYS_move_mount 429
+#endif
+#ifndef SYS_mount_setattr
+#define SYS_mount_setattr 442
+#endif
+#ifndef SYS_openat2
+#define SYS_openat2 437
+#endif
+#ifndef OPEN_TREE_CLONE
+#define OPEN_TREE_CLONE 1
+#endif
+#ifndef OPEN_TREE_CLOEXEC
+#define OPEN_TREE_CLOEXEC O_CLOEXEC
+#endif
+#ifndef MOVE_MOUNT_F_EMPTY_PATH
+#define MOVE_MOUNT_F_EMPTY_PATH 0x00000004
+#endif
+#ifndef MOVE_MOUNT_T_EMPTY_PATH
+#define MOVE_MOUNT_T_EMPTY_PATH 0x00000040
+#endif
+#ifndef AT_RECURSIVE
+#define AT_RECURSIVE 0x8000
+#endif
+#define PSB_MOUNT_ATTR_RDONLY 0x00000001
+#define PSB_MOUNT_ATTR_NOSUID 0x00000002
+#define PSB_MOUNT_ATTR_NODEV 0x00000004
+#define PSB_MOUNT_ATTR_NOEXEC 0x00000008
+#define PSB_MOUNT_ATTR_IDMAP 0x00100000
+struct psb_mount_attr {
+    uint64_t attr_set, attr_clr, propagation, userns_fd;
+};
+
 /* mounts.c */
 int psb_open_sources(const struct psb_config *cfg, char *err, size_t errlen);
 /* Bounds of a --hide-sockets walk; psb_build_root sets the flag when one was reached (init warns). */
@@ -160,6 +207,19 @@ int psb_open_sources(const struct psb_config *cfg, char *err, size_t errlen);
 extern int psb_socket_scan_incomplete;
 int psb_build_root(const struct psb_config *cfg, char *err, size_t errlen);
 int psb_open_nofollow(int dirfd, const char *path, int flags, int create, int want_dir);
+/* An O_PATH fd of a bind source: without following any symlink when the source is writable or
+ * beneath a writable one (1 in *strict), else as the path resolves. */
+int psb_open_source(const struct psb_config *cfg, int i, int *strict);
+
+/* user.c: --user and --map-owner (proctor run as root). */
+/* Helper, before clone: the idmapped detached trees of the --map-owner binds (init attaches them). */
+int psb_user_prepare_trees(const struct psb_config *cfg, char *err, size_t errlen);
+/* The prepared tree of mount option i, or -1. */
+int psb_user_tree(int i);
+/* Helper, after clone: init's uid and gid maps (root and the user), then one byte on `sync_wr`. */
+int psb_user_map_init(const struct psb_config *cfg, pid_t init, int sync_wr, char *err, size_t errlen);
+/* Command: no supplementary groups, then the user's gid and uid (needs CAP_SETGID/CAP_SETUID). */
+void psb_user_switch(const struct psb_config *cfg, int sk);
 
 /* seccomp.c */
 int psb_seccomp_build(const struct psb_config *cfg, void **prog_out, char *err, size_t errlen);

@@ -90,6 +90,10 @@ public struct WorkspaceConfig: Sendable, Equatable {
         /// Host paths no sandbox phase sees: absolute, or `{site-packages}/REL` for REL in every
         /// Python package directory (a dataset a package ships that would give the holdout away).
         public var hide: [String] = []
+        /// `user`: the host user whose uid and gid every sandboxed command runs as when proctor runs
+        /// as root (nil: `proctor-sandbox`, created on first use). Checked when read: it exists and
+        /// is neither root nor in root's group.
+        public var user: String? = nil
     }
 
     /// Absolute path of the workspace root.
@@ -366,6 +370,15 @@ extension WorkspaceConfig {
                 }
                 return path
             }
+        }
+        if let value = try sandbox.string("user") {
+            guard let entry = getpwnam(value) else {
+                throw reader.error(sandbox.path, "user", "no user \"\(value)\" on this host (leave `user` out and proctor, run as root, creates the system user \"proctor-sandbox\")")
+            }
+            guard entry.pointee.pw_uid != 0, entry.pointee.pw_gid != 0 else {
+                throw reader.error(sandbox.path, "user", "\"\(value)\" is root or in root's group; the sandbox's user must be unprivileged")
+            }
+            config.sandbox.user = value
         }
         try sandbox.finish()
 

@@ -116,6 +116,7 @@ public struct SandboxEnvironment: Sendable {
         }
         var request = LaunchRequest(config: config, preset: preset, phase: phase, command: command, seed: seed,
                                     pinnedDirectory: pinnedDirectory, agentHome: agentHome)
+        request.user = try SandboxUser.forThisProcess(configured: config.sandbox.user)
         adjust(&request)
         let plan = try LaunchPlan.compile(request, host: .live(workspace: config.root, systemDirs: preset.system))
         // Unattended steps read nothing: a terminal on stdin would be a channel to the user's session.

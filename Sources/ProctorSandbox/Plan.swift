@@ -50,6 +50,10 @@ public struct LaunchPlan: Sendable, Equatable {
     public var passDescriptors: [Int32] = []
     /// Where the launcher keeps compiled seccomp filters (inside `.proctor/`, seen by no sandbox).
     public var filterCache: String?
+    /// Proctor run as root: the unprivileged user the command runs as (`--user`), and the host paths
+    /// whose binds are idmapped so that it can write and read them as their owner (`--map-owner`).
+    public var user: SandboxUser?
+    public var ownerMapped: [String] = []
     public var command: [String]
 
     public static func == (a: LaunchPlan, b: LaunchPlan) -> Bool { a.arguments == b.arguments }
@@ -82,6 +86,10 @@ public struct LaunchPlan: Sendable, Equatable {
         for path in writable { args += ["--writable", path] }
         for fd in passDescriptors { args += ["--pass-fd", String(fd)] }
         if let filterCache { args += ["--filter-cache", filterCache] }
+        if let user {
+            args += ["--user", String(user.uid), String(user.gid)]
+            for path in ownerMapped { args += ["--map-owner", path] }
+        }
         args += ["--audit-writes", "--"]
         return args + command
     }
@@ -105,6 +113,11 @@ public struct LaunchRequest: Sendable {
     public var extraEnvironment: [(String, String)] = []
     /// Launcher descriptors the command inherits (see `LaunchPlan.passDescriptors`).
     public var passDescriptors: [Int32] = []
+    /// Proctor run as root: the user the command runs as (see `SandboxUser`); nil otherwise.
+    public var user: SandboxUser?
+    /// With `user`: host paths besides the workspace, the agent's home and the pinned copy whose
+    /// binds the user must reach as their owner (the session socket, which it connects to).
+    public var mapOwner: [String] = []
     /// Experiment phase only, for an analysis run (`proctor analyze`, never scored): a host
     /// directory whose `<output>` subdirectories are bound at the workspace's `[files].outputs`
     /// paths instead of the outputs themselves, so it never writes what the evaluator reads (the
@@ -302,6 +315,16 @@ extension LaunchPlan {
             .filter { !extraNames.contains($0.0) } + request.extraEnvironment
         plan.passDescriptors = request.passDescriptors
         if host.exists(ws + "/.proctor") { plan.filterCache = ws + "/.proctor/cache" }
+        if let user = request.user {
+            // Only proctor's and the user's own places: an idmapped system directory would hand its
+            // root-only files back to the command.
+            plan.user = user
+            let places = [ws, request.agentHome, request.pinnedDirectory, request.analysisScratch].compactMap { $0 }
+                + request.mapOwner
+            for path in places where !plan.ownerMapped.contains(where: { path == $0 || path.hasPrefix($0 + "/") }) {
+                plan.ownerMapped.append(path)
+            }
+        }
         // The launcher takes at most this many mount options (PSB_MAX_OPS): say
         // which globs to change rather than let it refuse the whole plan.
         if plan.mounts.count > LaunchPlan.maxMounts {

@@ -164,6 +164,8 @@ final class LauncherEventTests: XCTestCase {
         plan.writable = ["/ws/out"]
         plan.passDescriptors = [7, 8]
         plan.filterCache = "/ws/.proctor/cache"
+        plan.user = SandboxUser(name: "proctor-sandbox", uid: 999, gid: 998)
+        plan.ownerMapped = ["/ws"]
 
         var args = plan.arguments[...]
         var used = Set<String>()

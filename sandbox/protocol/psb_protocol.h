@@ -14,12 +14,13 @@
 
 /* The first report line says it; proctor refuses a launcher that speaks another version.
  * Bump it when a record or an option changes its name, its fields or their meaning. */
-#define PSB_PROTOCOL_VERSION 1
+#define PSB_PROTOCOL_VERSION 2
 
 #define PSB_MAX_OPS 256      /* mount options: --ro, --ro-try, --rw, --symlink, --hide, --hide-sockets, --tmpfs, --dev, --proc */
 #define PSB_MAX_ENV 256      /* --setenv */
 #define PSB_MAX_WRITABLE 512 /* --writable */
 #define PSB_MAX_PASS_FDS 8   /* --pass-fd */
+#define PSB_MAX_MAP_OWNER 16 /* --map-owner */
 #define PSB_REPORT_LINE_MAX 8192 /* a longer line is cut (a deny path is the child's choice) */
 
 /*
@@ -139,7 +140,9 @@ static inline int psb_format_record(char *buf, size_t cap, enum psb_record r, co
     X(WRITABLE, "--writable", 1)                                                                   \
     X(REPORT_FD, "--report-fd", 1)                                                                 \
     X(PARENT_FD, "--parent-fd", 1)                                                                 \
-    X(PASS_FD, "--pass-fd", 1)
+    X(PASS_FD, "--pass-fd", 1)                                                                     \
+    X(USER, "--user", 2)                                                                           \
+    X(MAP_OWNER, "--map-owner", 1)
 
 #define PSB_X_OPTION_ID(id, name, nargs) PSB_OPTION_##id,
 enum psb_option { PSB_OPTIONS(PSB_X_OPTION_ID) PSB_OPTION_COUNT };

@@ -550,5 +550,22 @@ if [ $ROOT = 1 ]; then
     check "no cgroup left behind" bash -c "$(declare -f stale_cgroups); [ -z \"\$(stale_cgroups)\" ]"
 fi
 
+# ================= reading what only root may (issue 10) =================
+if [ $ROOT = 1 ]; then
+    # A root-only file under a mounted system path that no --hide names: host uid 0 reads it
+    # without any capability; as --user the kernel refuses it.
+    SECRETF=/etc/psb-attack-root-only-$$
+    echo ROOT-ONLY-SECRET >"$SECRETF" && chmod 600 "$SECRETF"
+    NU=$(id -u nobody) NG=$(id -g nobody)
+    run --user "$NU" "$NG" --map-owner "$WS" -- sh -c "id -u; id -G; echo by-user >outputs/by-user; cat $SECRETF"
+    check "--user: the root-only file is unreadable" bash -c "rc_is() { [ '$RC' = \$1 ]; }; rc_is 1 && ! grep -q ROOT-ONLY '$O' && grep -q 'Permission denied' '$E'"
+    check "  the command is the user, with no other group" bash -c "[ \"\$(head -n2 '$O' | tr '\n' ' ')\" = '$NU $NG ' ]"
+    check "  the idmapped output is written and stored as the workspace's owner" bash -c "[ \"\$(stat -c '%u %s' '$WS/outputs/by-user')\" = '0 8' ]"
+    check "  the report names the user" reported "^enforce\tuser\tsetresuid\+idmap\t$NU:$NG$"
+    rm -f "$SECRETF" "$WS/outputs/by-user"
+else
+    skip "--user needs root"
+fi
+
 echo "$PASSED passed, $FAILED failed"
 [ "$FAILED" = 0 ]
