@@ -58,7 +58,6 @@ extension Repository {
         let paths = Set(changes.flatMap { [$0.path, $0.oldPath] })
             .sorted { ($0.split(separator: "/").count, $0) < ($1.split(separator: "/").count, $1) }
         var restored: [String] = []
-        var rewritten: [(path: String, mode: FileMode, id: ObjectID)] = []
         for path in paths {
             // A parent that is gone or a link was itself a change, handled before (or removed with it).
             let located = try FileSystem.openParent(of: path, in: root)
@@ -67,13 +66,13 @@ extension Repository {
                 try parent.entry(name)?.type == .regular {
                 // A file still a file: its content in place (an agent's per-file bind survives).
                 try overwrite(parent, name, id: expected.id, mode: expected.mode)
-                rewritten.append((path, expected.mode, expected.id))
                 continue
             }
             if let (parent, name) = located { try parent.remove(name) }
             if expected != nil { restored.append(path) }
         }
-        if !rewritten.isEmpty { try updateIndex(rewritten.map { ($0.path, $0.mode, Optional($0.id)) }) }
+        // The index already holds `commit`'s entries for the rewritten files; their stat data is stale,
+        // so status compares their content (a few files), and the index is not rewritten.
         // Untracked directories the removals emptied, deepest first; a non-empty one (excluded or kept
         // content beneath) stays.
         let parents = Set(paths.flatMap { path in

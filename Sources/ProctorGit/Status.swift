@@ -40,9 +40,11 @@ extension Repository {
             // With a keep rule, an ignored directory comes as one entry, judged below.
             if keepingIgnored == nil { flags |= GIT_DIFF_RECURSE_IGNORED_DIRS.rawValue }
         }
-        // UPDATE_INDEX: a file whose content proves unchanged gets its stat data cached in the index again
-        // (a racily-clean entry is otherwise hashed on every status: 100,000 reads per iteration).
-        options.flags = flags | GIT_DIFF_DISABLE_PATHSPEC_MATCH.rawValue | GIT_DIFF_UPDATE_INDEX.rawValue
+        // A look at everything refreshes the index's stat cache (UPDATE_INDEX: a racily-clean entry is
+        // otherwise hashed by every later status, 100,000 reads an iteration); a scoped one leaves the
+        // index alone (rewriting it is what would cost the size of the tree).
+        options.flags = flags | GIT_DIFF_DISABLE_PATHSPEC_MATCH.rawValue
+        if within == nil { options.flags |= GIT_DIFF_UPDATE_INDEX.rawValue }
         var diff: OpaquePointer?
         var pathspecs: [UnsafeMutablePointer<CChar>?] = (within ?? []).map { strdup($0) }
         defer { pathspecs.forEach { free($0) } }
