@@ -31,7 +31,7 @@ AGENT = ("i=$(sed -n 's/^This is iteration \\([0-9]*\\)\\..*/\\1/p' \"$1\" | tai
 
 TRAIN = """\
 import os, sys, time
-X = 0.2
+X = 0.2  # mutate: float 0.0..1.0 linear
 out = os.environ["PROCTOR_OUTPUTS"]
 seed = os.environ["PROCTOR_SEED"]
 open(os.path.join(out, "started-" + seed), "w").write(str(time.time()))
