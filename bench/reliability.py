@@ -117,7 +117,7 @@ class Proctor:
 
 
 def git(ws, *args):
-    r = subprocess.run(["git", "-C", ws, "-c", "core.hooksPath=/dev/null"] + list(args), capture_output=True, text=True)
+    r = subprocess.run(["git", "-C", ws, "-c", "core.hooksPath=/dev/null", "-c", "safe.directory=*"] + list(args), capture_output=True, text=True)
     return r.returncode, r.stdout.strip()
 
 
