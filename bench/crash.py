@@ -21,10 +21,8 @@ Reproduce one kill: --seed S --kill K (its stage and delay, on a fresh workspace
 import argparse
 import os
 import random
-import shutil
 import signal
 import sys
-import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -291,10 +289,7 @@ def main():
                     help="first plant each inconsistency in a finished workspace and require the oracle to catch it")
     args = ap.parse_args()
 
-    R.become_subreaper()
-    tmp = tempfile.mkdtemp(prefix="proctor-bench-crash-", dir=os.environ.get("BENCH_TMPDIR", "/var/tmp"))
-    os.chmod(tmp, 0o755)
-    proctor = R.Proctor(tmp)
+    tmp, proctor = R.scratch("crash")
     failures, rows, windows = [], [], {}
     t0 = time.time()
     try:
@@ -371,11 +366,7 @@ def main():
                 " ".join("%s %.0f ms" % (k, v * 1000) for k, v in sorted(windows.items()))))
         report(args, rows, failures, time.time() - t0)
     finally:
-        R.kill_tree(R.descendants(os.getpid()))
-        if os.environ.get("BENCH_KEEP"):
-            B.log("kept " + tmp)
-        else:
-            shutil.rmtree(tmp, ignore_errors=True)
+        R.cleanup(tmp)
     sys.exit(1 if failures else 0)
 
 

@@ -13,9 +13,7 @@ Run through bench/load.sh, or: PROCTOR_BIN=... python3 bench/load.py [--runs 4] 
 import argparse
 import datetime
 import os
-import shutil
 import sys
-import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -93,10 +91,7 @@ def main():
                     help="report an order other than the asking order without failing")
     args = ap.parse_args()
 
-    R.become_subreaper()
-    tmp = tempfile.mkdtemp(prefix="proctor-bench-load-", dir=os.environ.get("BENCH_TMPDIR", "/var/tmp"))
-    os.chmod(tmp, 0o755)
-    proctor = R.Proctor(tmp)
+    tmp, proctor = R.scratch("load")
     table, failures, reordered = [], [], 0
     try:
         for r in range(args.rounds):
@@ -117,11 +112,7 @@ def main():
         out += ["  " + f for f in failures[:30]]
         B.emit("load", out)
     finally:
-        R.kill_tree(R.descendants(os.getpid()))
-        if os.environ.get("BENCH_KEEP"):
-            B.log("kept " + tmp)
-        else:
-            shutil.rmtree(tmp, ignore_errors=True)
+        R.cleanup(tmp)
     sys.exit(1 if failures or (reordered and not args.allow_reorder) else 0)
 
 

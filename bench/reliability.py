@@ -11,8 +11,10 @@ import hashlib
 import json
 import os
 import signal
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -119,6 +121,23 @@ class Proctor:
 def git(ws, *args):
     r = subprocess.run(["git", "-C", ws, "-c", "core.hooksPath=/dev/null", "-c", "safe.directory=*"] + list(args), capture_output=True, text=True)
     return r.returncode, r.stdout.strip()
+
+
+def scratch(kind):
+    """This process a subreaper, a temporary directory (BENCH_TMPDIR, /var/tmp) and the binary."""
+    become_subreaper()
+    tmp = tempfile.mkdtemp(prefix="proctor-bench-%s-" % kind, dir=os.environ.get("BENCH_TMPDIR", "/var/tmp"))
+    os.chmod(tmp, 0o755)
+    return tmp, Proctor(tmp)
+
+
+def cleanup(tmp):
+    """Kills what is left of this process's descendants; removes `tmp` unless BENCH_KEEP is set."""
+    kill_tree(descendants(os.getpid()))
+    if os.environ.get("BENCH_KEEP"):
+        B.log("kept " + tmp)
+    else:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 # ------------------------------------------------------------------ processes
@@ -365,7 +384,6 @@ def originals(ws, paths):
 def plant_and_check(proctor, ws, tag, locked):
     """Plants each inconsistency the oracle must catch, on a consistent workspace (copies of it),
     and returns the plantings it missed. An oracle that cannot fail is worth nothing."""
-    import shutil
     missed = []
     tsv = os.path.join(".proctor", "results.tsv")
 

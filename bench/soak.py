@@ -12,11 +12,8 @@ Run through bench/soak.sh, or: PROCTOR_BIN=... python3 bench/soak.py [-n N] [--e
 
 import argparse
 import datetime
-import json
 import os
-import shutil
 import sys
-import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -59,10 +56,7 @@ def main():
     early = args.early or (n // 10, n // 5)
     late = args.late or (n * 4 // 5, n)
 
-    R.become_subreaper()
-    tmp = tempfile.mkdtemp(prefix="proctor-bench-soak-", dir=os.environ.get("BENCH_TMPDIR", "/var/tmp"))
-    os.chmod(tmp, 0o755)
-    proctor = R.Proctor(tmp)
+    tmp, proctor = R.scratch("soak")
     tag = "soak%d" % os.getpid()
     try:
         template = os.path.join(tmp, "template")
@@ -140,11 +134,7 @@ def main():
         out += ["  " + p for p in problems]
         B.emit("soak", out)
     finally:
-        R.kill_tree(R.descendants(os.getpid()))
-        if os.environ.get("BENCH_KEEP"):
-            B.log("kept " + tmp)
-        else:
-            shutil.rmtree(tmp, ignore_errors=True)
+        R.cleanup(tmp)
     sys.exit(1 if problems else 0)
 
 
