@@ -126,6 +126,8 @@ def git(ws, *args):
 def scratch(kind):
     """This process a subreaper, a temporary directory (BENCH_TMPDIR, /var/tmp) and the binary."""
     become_subreaper()
+    # SIGTERM (a CI timeout, kill PID) ends the bench through its `finally`: the runs are killed, tmp removed.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     tmp = tempfile.mkdtemp(prefix="proctor-bench-%s-" % kind, dir=os.environ.get("BENCH_TMPDIR", "/var/tmp"))
     os.chmod(tmp, 0o755)
     return tmp, Proctor(tmp)
