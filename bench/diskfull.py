@@ -53,10 +53,17 @@ FILL_AGENT = ("i=$(sed -n 's/^This is iteration \\([0-9]*\\)\\..*/\\1/p' \"$1\" 
 SCENARIOS = ["experiment outputs", "logs", "ledger append", "commit"]
 
 
-def fill(path):
-    """Writes `path` until the filesystem is full; returns the bytes written."""
+def fill(path, leave=0):
+    """Appends to `path` until the filesystem is full, or until only `leave` bytes are free; returns
+    the bytes written."""
     total = 0
-    with open(path, "wb", buffering=0) as f:
+    with open(path, "ab", buffering=0) as f:
+        if leave:
+            st = os.statvfs(path)
+            want = max(0, st.f_bavail * st.f_frsize - leave)
+            while total < want:
+                total += f.write(b"\0" * min(1 << 20, want - total))
+            return total
         for chunk in (1 << 20, 1 << 16, 4096, 512, 1):
             block = b"\0" * chunk
             while True:
@@ -124,19 +131,26 @@ def scenario(proctor, mnt, tmp, name, n, user):
         kids = R.children(proc.pid)
         sup = type("P", (), {"pid": kids[0] if kids else proc.pid})()
     watch = C.Watch(sup, ws, tag, 0, 0)
-    # The iteration and role at which the filler runs; the rows before it.
+    # The iteration and sandbox during which the filler runs; the rows before it. For the ledger
+    # append and the commit, the filesystem is filled but for 512 KiB while the (last) evaluator runs,
+    # so that its output is still logged, and the rest the moment its launcher is gone.
     target = {"logs": (2, "agent"), "ledger append": (3, "eval"), "commit": (2, "eval-after-3")}.get(name)
-    filled, rows_before = 0, None
+    filled, rows_before, armed = 0, None, False
     deadline = time.time() + 300
     while proc.poll() is None and time.time() < deadline:
         roles, markers, _ = watch.poll()
         if target and not filled and watch.iteration == target[0]:
             role = target[1]
-            hit = (role in roles) if role != "eval-after-3" else ("eval" in roles and 3 in markers)
-            if hit:
+            running = (role in roles) if role != "eval-after-3" else ("eval" in roles and 3 in markers)
+            if running and name == "logs":
                 rows_before = R.ledger(ws)[0]
                 filled = fill(filler)
-        time.sleep(0.002)
+            elif running and not armed:
+                rows_before = R.ledger(ws)[0]
+                armed = fill(filler, leave=512 << 10)
+            elif armed and "eval" not in roles:
+                filled = armed + fill(filler)
+        time.sleep(0.001 if armed else 0.002)
     if proc.poll() is None:
         proc.kill()
     rc = proc.wait()
