@@ -1,0 +1,142 @@
+#!/usr/bin/env python3
+"""Soak (issue 10): one `proctor run --iterations N` (default 1,000) of a trivial workspace (the
+built-in mutate agent, an experiment and an evaluator that do almost nothing). The supervisor's
+resident memory (VmRSS from /proc/PID/status) and open descriptors (/proc/PID/fd) are sampled
+every 0.1 s against the iteration (rows in results.tsv); seconds per iteration come from the
+records' times in runs.jsonl. Compared: the early window (default iterations 100-200) against the
+late one (800-1,000). Exits 1 when the RSS or descriptor ratio exceeds --max-ratio (1.05) or the
+seconds-per-iteration ratio exceeds --max-time-ratio (1.10).
+
+Run through bench/soak.sh, or: PROCTOR_BIN=... python3 bench/soak.py [-n N] [--early A-B] [--late C-D].
+"""
+
+import argparse
+import datetime
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import benchlib as B  # noqa: E402
+import reliability as R  # noqa: E402
+
+
+def window(text):
+    a, b = text.split("-")
+    return int(a), int(b)
+
+
+def vmrss_kb(pid):
+    try:
+        with open("/proc/%d/status" % pid) as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return None
+
+
+def fd_count(pid):
+    try:
+        return len(os.listdir("/proc/%d/fd" % pid))
+    except OSError:
+        return None
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("-n", "--iterations", type=int, default=1000)
+    ap.add_argument("--early", type=window, default=None, help="iterations A-B (default 100-200, scaled to -n)")
+    ap.add_argument("--late", type=window, default=None, help="iterations C-D (default 800-1000, scaled to -n)")
+    ap.add_argument("--max-ratio", type=float, default=1.05, help="largest late/early RSS and fd ratio (1.05)")
+    ap.add_argument("--max-time-ratio", type=float, default=1.10, help="largest late/early s/iteration ratio (1.10)")
+    args = ap.parse_args()
+    n = args.iterations
+    early = args.early or (n // 10, n // 5)
+    late = args.late or (n * 4 // 5, n)
+
+    tmp, proctor = R.scratch("soak")
+    tag = "soak%d" % os.getpid()
+    try:
+        template = os.path.join(tmp, "template")
+        R.make_template(template, tag, experiment=0, evaluator=0, agent="mutate", confirm=False)
+        ws = os.path.join(tmp, "ws")
+        proctor.init(template, ws)
+        locked = R.originals(ws, ["prepare.py"])
+        log = os.path.join(tmp, "run.log")
+        t0 = time.time()
+        proc = proctor.start(["run", "--workspace", ws, "--iterations", str(n)], log)
+        samples = []  # (iteration, rss kB, fds)
+        while proc.poll() is None:
+            it = len(R.ledger_lines(ws)) - 2
+            rss, fds = vmrss_kb(proc.pid), fd_count(proc.pid)
+            if rss is not None and fds is not None and it >= 0:
+                samples.append((it, rss, fds))
+            time.sleep(0.1)
+        rc = proc.wait()
+        seconds = time.time() - t0
+        problems = []
+        if rc != 0:
+            problems.append("proctor run exited %d: %s" % (rc, open(log, errors="replace").read()[-800:]))
+        rows, records, bad = R.ledger(ws)
+        problems += bad
+        if len(rows) != n + 1:
+            problems.append("%d rows, expected %d" % (len(rows), n + 1))
+        problems += R.check(proctor, ws, tag, locked)
+
+        times = [datetime.datetime.fromisoformat(r["time"].replace("Z", "+00:00")).timestamp() for r in records]
+        per_it = {r["iteration"]: b - a for a, b, r in zip(times, times[1:], records[1:])}
+
+        def stats(lo, hi):
+            s = [x for x in samples if lo <= x[0] <= hi]
+            secs = [per_it[i] for i in range(max(1, lo), hi + 1) if i in per_it]
+            return {"samples": len(s), "rss": B.median([x[1] for x in s]), "rss max": max([x[1] for x in s] or [0]),
+                    "fds": max([x[2] for x in s] or [0]), "s/it": B.median(secs)}
+
+        a, b = stats(*early), stats(*late)
+        ratio = {k: (b[k] / a[k] if a[k] else float("nan")) for k in ("rss", "rss max", "fds", "s/it")}
+        if not a["samples"] or not b["samples"]:
+            problems.append("no samples in a window (early %d, late %d)" % (a["samples"], b["samples"]))
+        for k in ("rss", "fds"):
+            if not ratio[k] <= args.max_ratio:
+                problems.append("%s ratio %.3f > %.2f" % (k, ratio[k], args.max_ratio))
+        if not ratio["s/it"] <= args.max_time_ratio:
+            problems.append("seconds per iteration ratio %.3f > %.2f" % (ratio["s/it"], args.max_time_ratio))
+        statuses = {}
+        for r in rows:
+            statuses[r[4]] = statuses.get(r[4], 0) + 1
+
+        # The curve, ten points, for the eye.
+        curve = []
+        for k in range(10):
+            lo, hi = n * k // 10, n * (k + 1) // 10
+            s = stats(lo, hi)
+            curve.append(["%d-%d" % (lo, hi), s["samples"], "%.1f" % (s["rss"] / 1024), s["fds"],
+                          "%.1f" % (s["s/it"] * 1000)])
+        out = ["# proctor soak: one run of %d iterations, windows %d-%d and %d-%d" % (n, early[0], early[1], late[0],
+                                                                                   late[1]), ""]
+        out += B.machine_lines(["binary:    %s" % proctor.bin])
+        out += ["", "the supervisor's VmRSS and open descriptors sampled every 0.1 s; s/iteration from runs.jsonl's times",
+                ""]
+        out += B.table(["window", "samples", "RSS MiB (median)", "RSS max MiB", "fds (max)", "ms/iteration (median)"],
+                       [["%d-%d" % early, a["samples"], "%.1f" % (a["rss"] / 1024), "%.1f" % (a["rss max"] / 1024),
+                         a["fds"], "%.1f" % (a["s/it"] * 1000)],
+                        ["%d-%d" % late, b["samples"], "%.1f" % (b["rss"] / 1024), "%.1f" % (b["rss max"] / 1024),
+                         b["fds"], "%.1f" % (b["s/it"] * 1000)],
+                        ["late / early", "", "%.3f" % ratio["rss"], "%.3f" % ratio["rss max"], "%.3f" % ratio["fds"],
+                         "%.3f" % ratio["s/it"]]])
+        out += ["", "by tenth of the run:", ""]
+        out += B.table(["iterations", "samples", "RSS MiB", "fds", "ms/iteration"], curve)
+        out += ["", "%d iterations in %.0f s; rows by status: %s" % (n, seconds, statuses),
+                "result: %s" % ("ok (RSS and fd ratios <= %.2f, time ratio <= %.2f)" % (args.max_ratio, args.max_time_ratio)
+                                if not problems else "FAILED")]
+        out += ["  " + p for p in problems]
+        B.emit("soak", out)
+    finally:
+        R.cleanup(tmp)
+    sys.exit(1 if problems else 0)
+
+
+if __name__ == "__main__":
+    main()
