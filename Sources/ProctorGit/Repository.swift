@@ -352,6 +352,16 @@ public final class Repository {
         try check(git_index_write(index), "git_index_write")
     }
 
+    /// Removes libgit2's `index.lock` when one is there, as a process killed while writing the index
+    /// leaves it (every later checkout and index write then refuses). Only for a caller that knows no
+    /// other writer can hold it (proctor, under the workspace lock). True when one was removed.
+    public func removeStaleIndexLock() throws -> Bool {
+        let path = String(cString: git_repository_path(handle)) + "index.lock"
+        if unlink(path) == 0 { return true }
+        if errno == ENOENT { return false }
+        throw GitError.system(operation: "unlink", path: path, errno: errno)
+    }
+
     /// Makes the index hold `commit`'s tree (what the working tree matches), as a run's start needs: a
     /// commit of a few paths then changes only their entries. Cached stat data of unchanged entries stays.
     public func resetIndex(to commit: ObjectID) throws {

@@ -118,6 +118,10 @@ public final class Runner {
         }
         locks = try env.takeLocks(run: runID, iteration: nil, wait: options.wait, audit: audit, phase: .experiment)
         defer { locks.removeAll() }
+        // Under the workspace lock no other proctor writes this index: a lock file is a killed run's.
+        if try repo.removeStaleIndexLock() {
+            progress.line("removed .git/index.lock, left by a proctor killed while it wrote the index")
+        }
         if options.resume {
             try resume()
         } else {

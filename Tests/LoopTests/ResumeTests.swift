@@ -310,6 +310,20 @@ final class ResumeTests: XCTestCase {
         XCTAssertTrue(status.stdout.contains("iterations: keep 2, discard 0, crash 1, timeout 0, rejected 0"), status.stdout)
     }
 
+    /// A SIGKILL inside libgit2's index write leaves `.git/index.lock` (bench/crash.sh found it): every
+    /// checkout refused it and `--resume` exited 1. Under the workspace lock it is proctor's to remove.
+    func testResumeRemovesAStaleIndexLock() throws {
+        let ws = try LoopWorkspace()
+        XCTAssertEqual(try ws.run(["--iterations", "1"]).status, 0)
+        try ws.write(".git/index.lock", "")
+        let resumed = try ws.run(["--resume", "--iterations", "1"])
+        XCTAssertEqual(resumed.status, 0, resumed.text)
+        XCTAssertTrue(resumed.stdout.contains("removed .git/index.lock"), resumed.stdout)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: ws.path(".git/index.lock")))
+        assertLedgerConsistent(ws, iterations: [0, 1, 2])
+        try ResumeTests.assertTreeAndBranchConsistent(ws)
+    }
+
     /// A new run killed during its baseline, with an earlier run's baseline row in the ledger: resume
     /// measures the new run's baseline again (issue 10) and goes on, the earlier rows untouched. The
     /// experiment is slow while the ignored file `slow/flag` exists.
