@@ -175,6 +175,36 @@ final class MemoryTests: XCTestCase {
     }
 
     /// A diff whose text contains a fence cannot close the block it is shown in.
+    /// Issue 10 (the soak): discards that can never be near misses again are dropped, and the near
+    /// misses are still those a full ranking gives, after every new discard and every new best
+    /// (finite, infinite), in both directions.
+    func testBoundedDiscardsRankAsTheFullList() {
+        var state: UInt64 = 7
+        func next() -> UInt64 {
+            state = state &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
+            return state >> 33
+        }
+        for maximize in [true, false] {
+            var memory = ResearchMemory(run: "r", options: MemoryOptions(maximize: maximize, nearMisses: 3))
+            memory.add(Self.record(0, .keep, score: 0, bestBefore: nil, seeds: [0]), patch: nil)
+            var all: [(iteration: Int, score: Double)] = []
+            var best = 0.0
+            for iteration in 1...400 {
+                let score = Double(next() % 1000) / 10 - 50
+                let keep = iteration % 97 == 0 || iteration == 300
+                let value = iteration == 300 ? (maximize ? Double.infinity : -.infinity) : score
+                memory.add(Self.record(iteration, keep ? .keep : .discard, score: value, bestBefore: best, seeds: [value]),
+                           patch: Self.mutatePatch("X", "1", "\(iteration)", "int 1..9999"))
+                if keep { best = value } else { all.append((iteration, value)) }
+                let distance = { (miss: (iteration: Int, score: Double)) in ResearchMemory.gain(best, over: miss.score, maximize) }
+                let expected = all.sorted { a, b in
+                    distance(a) == distance(b) ? a.iteration < b.iteration : distance(a) < distance(b)
+                }.prefix(3).map(\.iteration)
+                XCTAssertEqual(memory.nearMissPatches().map(\.iteration), Array(expected), "maximize \(maximize), iteration \(iteration)")
+            }
+        }
+    }
+
     func testNearMissFenceOutgrowsBackticksInTheDiff() {
         var memory = ResearchMemory(run: "r", options: MemoryOptions(maximize: true))
         memory.add(Self.record(0, .keep, score: 1, bestBefore: nil, seeds: [1]), patch: nil)
