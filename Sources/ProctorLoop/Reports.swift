@@ -9,10 +9,10 @@ public enum Reports {
         let config = try SandboxEnvironment.checkedConfig(workspace: workspace)
         let root = config.root
         var lines: [String] = []
-        if let holder = ExperimentLock.holder(at: ExperimentLock.workspacePath(root)) {
-            lines.append("lock: held by \(holder.summary)")
-        } else {
-            lines.append("lock: free")
+        switch ExperimentLock.state(at: ExperimentLock.workspacePath(root)) {
+        case .held(let holder?): lines.append("lock: held by \(holder.summary)")
+        case .held(nil): lines.append("lock: held (holder unknown: not written by a proctor run)")
+        case .free: lines.append("lock: free")
         }
         if let holder = ExperimentLock.holder(at: ExperimentLock.machinePath), holder.workspace != root {
             lines.append("machine lock: held by \(holder.summary)")

@@ -82,12 +82,21 @@ public final class ExperimentLock: @unchecked Sendable {
     /// Asks the kernel's lock table (`/proc/locks`) instead of taking the lock, even briefly: a
     /// `proctor status` must never make a starting run find the lock busy.
     public static func holder(at path: String) -> LockHolder? {
+        if case .held(let holder) = state(at: path) { return holder }
+        return nil
+    }
+
+    /// Whether the lock at `path` is held, and by whom when the holder wrote itself down (a lock taken
+    /// by another tool, or a holder killed before it wrote, is held by an unknown holder: not free).
+    public enum State: Equatable { case free, held(LockHolder?) }
+
+    public static func state(at path: String) -> State {
         let fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)
-        guard fd >= 0 else { return nil }
+        guard fd >= 0 else { return .free }
         defer { close(fd) }
         var st = stat()
-        guard fstat(fd, &st) == 0, isFlocked(device: UInt64(st.st_dev), inode: UInt64(st.st_ino)) else { return nil }
-        return readHolder(fd)
+        guard fstat(fd, &st) == 0, isFlocked(device: UInt64(st.st_dev), inode: UInt64(st.st_ino)) else { return .free }
+        return .held(readHolder(fd))
     }
 
     /// Whether `/proc/locks` lists a FLOCK on the file (fields: `N: FLOCK ADVISORY WRITE PID MAJ:MIN:INODE ...`).

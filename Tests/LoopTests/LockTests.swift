@@ -96,6 +96,20 @@ final class LockTests: XCTestCase {
         XCTAssertTrue(waitUntil(timeout: 10) { processes(containing: ws.tag).isEmpty }, "\(processes(containing: ws.tag))")
     }
 
+    /// A lock held without a holder record (another tool's flock, a holder killed before it wrote):
+    /// `proctor status` said "lock: free" (bench/crash.sh's oracle found it).
+    func testStatusSaysALockWithoutAHolderIsHeld() throws {
+        let ws = try LoopWorkspace()
+        try ws.write(".proctor/lock", "")
+        let output = try CapturedOutput()
+        let holder = try startProcess(["/usr/bin/flock", ws.path(".proctor/lock"), "sleep", "30"], environment: ws.environment, output: output)
+        defer { kill(holder.processIdentifier, SIGKILL); holder.waitUntilExit() }
+        XCTAssertTrue(waitUntil(timeout: 10) {
+            (try? ws.proctor(["status", "--workspace", ws.root]).stdout.contains("lock: held (holder unknown")) == true
+        }, "status never saw the flock")
+        XCTAssertEqual(try ws.run(["--iterations", "1"]).status, 125, "a run refuses the held lock")
+    }
+
     /// The kernel releases the lock of a proctor killed with SIGKILL: no stale lock.
     func testKilledHolderLeavesNoStaleLock() throws {
         let ws = try LoopWorkspace(LockTests.sleepingSpec())

@@ -219,7 +219,7 @@ public enum AnalyzeStep {
                         queued = nil  // it is the loop's now; its result stays for `proctor analyze` to ignore
                         throw LoopError(.failed, "the run took the analysis but gave no result within \(Int(limit)) s; see \(store.directory)")
                     }
-                } else if ExperimentLock.holder(at: ExperimentLock.workspacePath(root)) == nil, queue.withdraw(id) {
+                } else if ExperimentLock.state(at: ExperimentLock.workspacePath(root)) == .free, queue.withdraw(id) {
                     queued = nil  // the run is gone; take the lock here
                     break
                 } else if !queue.isQueued(id) && !queue.isTaken(id) {
