@@ -43,9 +43,7 @@ extension HTTPAgent {
             guard let response = try? decoder.decode(OpenAIResponse.self, from: data) else {
                 throw .rejected(reason: "malformed response: not a chat-completions JSON object", paths: [])
             }
-            let usage = response.usage.map {
-                cost(AgentUsage(promptTokens: $0.prompt_tokens ?? 0, completionTokens: $0.completion_tokens ?? 0))
-            }
+            let usage = response.usage.flatMap { Self.usage($0.prompt_tokens, $0.completion_tokens) }.map(cost)
             guard let choice = response.choices?.first, let text = choice.message?.content,
                 !text.trimmed().isEmpty
             else {
@@ -58,9 +56,7 @@ extension HTTPAgent {
             guard let response = try? decoder.decode(AnthropicResponse.self, from: data) else {
                 throw .rejected(reason: "malformed response: not a messages JSON object", paths: [])
             }
-            let usage = response.usage.map {
-                cost(AgentUsage(promptTokens: $0.input_tokens ?? 0, completionTokens: $0.output_tokens ?? 0))
-            }
+            let usage = response.usage.flatMap { Self.usage($0.input_tokens, $0.output_tokens) }.map(cost)
             let text = (response.content ?? []).filter { $0.type == nil || $0.type == "text" }.compactMap(\.text)
                 .joined(separator: "\n")
             guard !text.trimmed().isEmpty else {
@@ -70,6 +66,19 @@ extension HTTPAgent {
             }
             return Reply(text: text, usage: usage, truncated: response.stop_reason == "max_tokens")
         }
+    }
+
+    /// The most tokens one answer may claim: far beyond any model's window, far below where the
+    /// sums over a run's answers (the loop's meter, the report) could overflow.
+    static let maxReportedTokens = 1 << 40
+
+    /// The usage a server reported, or nil when a count is negative or absurd: like a usage that
+    /// is not the schema, it is unknown rather than trusted (an `Int.max` from a broken or hostile
+    /// server trapped the report's sum; found by `bench/fuzz.sh`, issue 10).
+    static func usage(_ prompt: Int?, _ completion: Int?) -> AgentUsage? {
+        let range = 0...maxReportedTokens
+        guard range.contains(prompt ?? 0), range.contains(completion ?? 0) else { return nil }
+        return AgentUsage(promptTokens: prompt ?? 0, completionTokens: completion ?? 0)
     }
 
     /// `: <the server's error message>` from an error body, or "" (first 300 characters).
