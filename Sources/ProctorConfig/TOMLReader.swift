@@ -14,11 +14,81 @@ final class TOMLReader {
     init(file: String, text: String) throws {
         self.file = file
         self.lines = text.split(separator: "\n", omittingEmptySubsequences: false)
+        if let (line, found) = Self.unnamedTableHeader(text) {
+            throw ConfigError(file: file, line: line, key: nil,
+                              message: "a table header needs a name right after \"[\" (such as [files]), got \(found)")
+        }
         do {
             root = try TOMLTable(string: text)
         } catch let error as TOMLParseError {
             throw ConfigError(file: file, line: error.source.begin.line, key: nil, message: error.description)
         }
+    }
+
+    /// The first table header whose name does not start with a key character or a quote (`[` alone
+    /// on a line, `[ =x]`): the line and what stands there. toml++ 3.4 asserts on those instead of
+    /// returning an error (a SIGABRT in debug builds, undefined behaviour where `NDEBUG` turns the
+    /// assertion into an assumption); found by `bench/fuzz.sh` (issue 10). A header is a `[` that
+    /// opens a line outside strings and outside a value's brackets, so arrays spanning lines pass.
+    static func unnamedTableHeader(_ text: String) -> (Int, String)? {
+        let scalars = Array(text.unicodeScalars)
+        var index = 0
+        var line = 1
+        var depth = 0  // open [ and { of values
+        var atLineStart = true
+        func at(_ i: Int) -> Unicode.Scalar? { i < scalars.count ? scalars[i] : nil }
+        func startsWith(_ s: String, _ i: Int) -> Bool {
+            s.unicodeScalars.enumerated().allSatisfy { at(i + $0.offset) == $0.element }
+        }
+        func isKeyStart(_ c: Unicode.Scalar?) -> Bool {
+            guard let c else { return true }  // the end of the text: toml++ reports that itself
+            return ("0"..."9").contains(c) || ("a"..."z").contains(c) || ("A"..."Z").contains(c)
+                || c == "_" || c == "-" || c == "\"" || c == "'" || c == "]"
+        }
+        while index < scalars.count {
+            let c = scalars[index]
+            if c == "\n" { line += 1; atLineStart = true; index += 1; continue }
+            if c == " " || c == "\t" || c == "\r" { index += 1; continue }
+            if atLineStart && depth == 0 && c == "[" {
+                var next = index + 1
+                if at(next) == "[" { next += 1 }
+                while at(next) == " " || at(next) == "\t" { next += 1 }
+                if !isKeyStart(at(next)) {
+                    let found = at(next).map { $0 == "\n" ? "the end of the line" : "\"" + $0.escaped(asASCII: true) + "\"" }
+                    return (line, found ?? "the end of the file")
+                }
+                // A header never spans lines: go on after it.
+                while let c = at(index), c != "\n" { index += 1 }
+                continue
+            }
+            atLineStart = false
+            switch c {
+            case "#":
+                while let c = at(index), c != "\n" { index += 1 }
+                continue
+            case "[", "{": depth += 1
+            case "]", "}": depth = max(depth - 1, 0)
+            case "\"", "'":
+                let triple = startsWith(String(c) + String(c) + String(c), index)
+                index += triple ? 3 : 1
+                while let d = at(index) {
+                    if d == "\\" && c == "\"" { index += 2; continue }
+                    if d == "\n" {
+                        if !triple { break }  // an unterminated string: toml++ reports it
+                        line += 1
+                    }
+                    if d == c && (!triple || startsWith(String(c) + String(c) + String(c), index)) {
+                        index += triple ? 3 : 1
+                        break
+                    }
+                    index += 1
+                }
+                continue
+            default: break
+            }
+            index += 1
+        }
+        return nil
     }
 
     /// The line of `key` inside the table `path` (e.g. ["agent", "mutate"]), or of the table header.

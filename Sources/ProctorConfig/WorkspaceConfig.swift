@@ -150,7 +150,7 @@ extension WorkspaceConfig {
             throw ConfigError(file: file, line: nil, key: nil, message: "cannot read the workspace configuration (is \(root) a proctor workspace? `proctor init` makes one)")
         }
         guard let text = String(data: data, encoding: .utf8) else {
-            throw ConfigError(file: file, line: nil, key: nil, message: "not UTF-8 text")
+            throw ConfigError.notUTF8(file: file, bytes: [UInt8](data))
         }
         return try parse(text, root: root, file: file)
     }

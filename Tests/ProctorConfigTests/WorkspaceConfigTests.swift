@@ -1,3 +1,4 @@
+import Foundation
 import ProctorConfig
 import XCTest
 
@@ -106,6 +107,40 @@ final class WorkspaceConfigTests: XCTestCase {
     func testSyntaxErrorHasLine() {
         XCTAssertThrowsError(try parse("[files]\neditable = [\"a\"\n")) { error in
             XCTAssertNotNil((error as? ConfigError)?.line)
+        }
+    }
+
+    /// Found by bench/fuzz.sh (issue 10): a `[` alone on a line made toml++ abort the process
+    /// (an assertion in its key parser) instead of failing. Now a located error, and a `[` that
+    /// opens a line inside a value's brackets or a multi-line string is still read as TOML.
+    func testUnnamedTableHeaderIsALocatedErrorNotAnAbort() throws {
+        let lines = full.split(separator: "\n", omittingEmptySubsequences: false).count
+        for (header, found) in [("[", "the end of the line"), ("[ =x]", "\"=\""), ("[[#]]", "\"#\""), ("[.a]", "\".\"")] {
+            XCTAssertThrowsError(try parse(full + "\n" + header + "\nkind = 1\n")) { error in
+                guard let error = error as? ConfigError else { return XCTFail("\(error)") }
+                XCTAssertEqual(error.line, lines + 1, "\(error)")
+                XCTAssertTrue(error.message.contains("table header needs a name") && error.message.contains(found), "\(error)")
+            }
+        }
+        for fine in ["seeds_x = [\n[\n1]]\n", "note = \"\"\"\n[\n\"\"\"\n", "note = '''\n[\n'''\n", "note = \"[\" # [\n"] {
+            XCTAssertThrowsError(try parse(full + "\n" + fine)) { error in
+                XCTAssertTrue("\(error)".contains("unknown key"), "\(fine): \(error)")
+            }
+        }
+    }
+
+    /// A file that is not UTF-8 names the first line holding such bytes (it named no line).
+    func testNotUTF8NamesTheLine() throws {
+        let dir = NSTemporaryDirectory() + "proctor-utf8-\(getpid())"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        var bytes = Array(full.utf8)
+        let third = bytes.indices.filter { bytes[$0] == 0x0A }[1] + 3
+        bytes[third] = 0xFF
+        FileManager.default.createFile(atPath: dir + "/proctor.toml", contents: Data(bytes))
+        XCTAssertThrowsError(try WorkspaceConfig.load(workspace: dir)) { error in
+            XCTAssertEqual((error as? ConfigError)?.line, 3, "\(error)")
+            XCTAssertTrue("\(error)".contains("proctor.toml:3: not UTF-8"), "\(error)")
         }
     }
 
