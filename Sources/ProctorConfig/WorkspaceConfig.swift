@@ -178,8 +178,8 @@ extension WorkspaceConfig {
                 // file the other [files] lists name would be deleted with them (`outputs = ["."]`
                 // wiped the whole workspace, `.git` included, on the first `proctor run`).
                 let segments = trimmed.split(separator: "/", omittingEmptySubsequences: false)
-                guard !segments.contains("."), !segments.contains(""), ![".git", ".proctor"].contains(segments[0]) else {
-                    throw reader.error(files.path, "outputs", "expected a directory of its own below the workspace root (not \".\", \".git\" or \".proctor\"), got \"\(path)\"")
+                guard !segments.contains("."), !segments.contains(""), ![".git", ".proctor", "proctor.toml"].contains(segments[0]) else {
+                    throw reader.error(files.path, "outputs", "expected a directory of its own below the workspace root (not \".\", \".git\", \".proctor\" or \"proctor.toml\"), got \"\(path)\"")
                 }
                 return trimmed
             }

@@ -57,7 +57,7 @@ public struct SandboxEnvironment: Sendable {
             var st = stat()
             if lstat(path, &st) == 0 {
                 guard (st.st_mode & S_IFMT) == S_IFDIR else {
-                    throw PlanError(description: "\(path) is not a plain directory (a symlink or file was planted); refusing to run")
+                    throw PlanError(description: "\(config.file): files.outputs: \(path) is not a plain directory (a symlink or file was planted); refusing to run")
                 }
                 if clear { try FileTree.removeContents(of: path) }
             } else {

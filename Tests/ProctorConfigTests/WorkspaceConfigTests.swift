@@ -148,7 +148,7 @@ final class WorkspaceConfigTests: XCTestCase {
     /// state, or that holds (or lies in) files the other lists name is refused, naming the line.
     func testOutputsMustBeADirectoryOfTheirOwn() throws {
         for bad in [".", "./", "./.", "a/./b", "a//b", ".git", ".git/", ".proctor/logs", "holdout", "holdout/preds",
-                    "prepare.py", ""] {
+                    "prepare.py", "", "proctor.toml", "proctor.toml/x"] {
             assertError(full.replacingOccurrences(of: "outputs  = [\"outputs/\"]", with: "outputs  = [\"\(bad)\"]"),
                         line: 6, key: "files.outputs", contains: "expected")
         }

@@ -1,0 +1,39 @@
+import Foundation
+@testable import ProctorConfig
+@testable import ProctorSandbox
+import XCTest
+
+/// Issue 10 ("bad input, fuzzed"): configurations that load but cannot be launched still get an
+/// error naming proctor.toml and the key, as the fuzzer's oracle demands of every bad input.
+final class LocatedPlanErrorTests: XCTestCase {
+    private let preset = PolicyPreset(name: "test", system: ["/usr"], hide: [], tmpSize: 1 << 20, shmSize: 0, nofile: 64,
+                                      stdioLimit: 1 << 20, graceMs: 100, allowNetwork: false)
+
+    /// 400 outputs (each a writable bind) were refused naming only the editable, notes and hidden
+    /// globs, and no file.
+    func testTooManyOutputsNamesTheFileAndTable() {
+        var config = WorkspaceConfig(root: "/ws", file: "/ws/proctor.toml")
+        config.files.outputs = (0..<400).map { "out\($0)" }
+        let host = HostFacts(environment: [:], exists: { _ in true }, workspaceEntries: { [] }, interpreterPrefix: { _, _ in nil })
+        let request = LaunchRequest(config: config, preset: preset, phase: .experiment, command: ["true"], pinnedDirectory: nil)
+        XCTAssertThrowsError(try LaunchPlan.compile(request, host: host)) { error in
+            let text = "\(error)"
+            XCTAssertTrue(text.hasPrefix("/ws/proctor.toml: files: the experiment sandbox would need"), text)
+            XCTAssertTrue(text.contains("too many outputs"), text)
+        }
+    }
+
+    /// An output that exists as a file (`outputs = ["program.md"]`) was refused without naming
+    /// the configuration.
+    func testAnOutputThatIsAFileNamesTheKey() throws {
+        let ws = try TestWorkspace()
+        try ws.write("program.md", "read me\n")
+        var config = try WorkspaceConfig.load(workspace: ws.root)
+        config.files.outputs = ["program.md"]
+        let env = SandboxEnvironment(config: config, preset: preset, launcher: Launcher(helper: "/nonexistent"))
+        XCTAssertThrowsError(try env.prepareOutputs(clear: true)) { error in
+            XCTAssertTrue("\(error)".hasPrefix(ws.root + "/proctor.toml: files.outputs: "), "\(error)")
+        }
+        XCTAssertEqual(ws.read("program.md"), "read me\n")
+    }
+}
