@@ -103,7 +103,6 @@ public struct SandboxEnvironment: Sendable {
                        agentHome: String? = nil, audit: AuditLog?, context: AuditContext,
                        stdin: Int32? = nil, stdout: Int32 = 1, stderr: Int32 = 2, started: ((pid_t) -> Void)? = nil,
                        adjust: (inout LaunchRequest) -> Void = { _ in }) throws -> SandboxResult {
-        if phase == .experiment { try prepareOutputs(clear: false) }
         if phase == .evaluator {
             let planted = try outputsSpecialEntries()
             if !planted.isEmpty {
@@ -114,6 +113,9 @@ public struct SandboxEnvironment: Sendable {
                                     pinnedDirectory: pinnedDirectory, agentHome: agentHome)
         adjust(&request)
         let plan = try LaunchPlan.compile(request, host: .live(workspace: config.root, systemDirs: preset.system))
+        // After the plan compiled: a plan that is refused leaves no output directories behind
+        // (400 outputs made 400 directories, then failed the mount limit; issue 10's fuzzer).
+        if phase == .experiment { try prepareOutputs(clear: false) }
         // Unattended steps read nothing: a terminal on stdin would be a channel to the user's session.
         let input = stdin ?? open("/dev/null", O_RDONLY | O_CLOEXEC)
         defer { if stdin == nil { close(input) } }

@@ -37,3 +37,16 @@ final class LocatedPlanErrorTests: XCTestCase {
         XCTAssertEqual(ws.read("program.md"), "read me\n")
     }
 }
+
+extension LocatedPlanErrorTests {
+    /// Nothing half-done: a plan refused for its size made every output directory first.
+    func testARefusedPlanLeavesNoOutputDirectories() throws {
+        let ws = try TestWorkspace()
+        var config = try WorkspaceConfig.load(workspace: ws.root)
+        config.files.outputs = (0..<400).map { "out\($0)" }
+        let env = SandboxEnvironment(config: config, preset: preset, launcher: Launcher(helper: "/nonexistent"))
+        XCTAssertThrowsError(try env.launch(phase: .experiment, command: ["/bin/true"], seed: nil, audit: nil,
+                                            context: AuditContext(run: "t", iteration: nil, config: config)))
+        XCTAssertFalse(FileManager.default.fileExists(atPath: ws.root + "/out0"))
+    }
+}
