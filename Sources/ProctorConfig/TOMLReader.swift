@@ -14,9 +14,8 @@ final class TOMLReader {
     init(file: String, text: String) throws {
         self.file = file
         self.lines = text.split(separator: "\n", omittingEmptySubsequences: false)
-        if let (line, found) = Self.unnamedTableHeader(text) {
-            throw ConfigError(file: file, line: line, key: nil,
-                              message: "a table header needs a name right after \"[\" (such as [files]), got \(found)")
+        if let (line, message) = Self.inputTOMLKitTrapsOn(text) {
+            throw ConfigError(file: file, line: line, key: nil, message: message)
         }
         do {
             root = try TOMLTable(string: text)
@@ -25,16 +24,19 @@ final class TOMLReader {
         }
     }
 
-    /// The first table header whose name does not start with a key character or a quote (`[` alone
-    /// on a line, `[ =x]`): the line and what stands there. toml++ 3.4 asserts on those instead of
-    /// returning an error (a SIGABRT in debug builds, undefined behaviour where `NDEBUG` turns the
-    /// assertion into an assumption); found by `bench/fuzz.sh` (issue 10). A header is a `[` that
-    /// opens a line outside strings and outside a value's brackets, so arrays spanning lines pass.
-    static func unnamedTableHeader(_ text: String) -> (Int, String)? {
+    /// The first place toml++ 3.4 asserts on instead of returning an error (a SIGABRT in debug
+    /// builds, undefined behaviour where `NDEBUG` turns the assertion into an assumption), found by
+    /// `bench/fuzz.sh` (issue 10): a table header whose name does not start with a key character or
+    /// a quote (`[` alone on a line, `[ =x]`), and a `}` where an array expects a value
+    /// (`editable = [}train.py"]`). And a `\u0000` escape, which TOMLKit's C-string conversion
+    /// silently cut the value at (`outputs = ["a\u0000b"]` made a directory `a`). The line and
+    /// the message. A header is a `[` that opens a line
+    /// outside strings and outside a value's brackets, so arrays spanning lines pass.
+    static func inputTOMLKitTrapsOn(_ text: String) -> (Int, String)? {
         let scalars = Array(text.unicodeScalars)
         var index = 0
         var line = 1
-        var depth = 0  // open [ and { of values
+        var open: [Unicode.Scalar] = []  // the [ and { of values not closed yet
         var atLineStart = true
         func at(_ i: Int) -> Unicode.Scalar? { i < scalars.count ? scalars[i] : nil }
         func startsWith(_ s: String, _ i: Int) -> Bool {
@@ -49,13 +51,13 @@ final class TOMLReader {
             let c = scalars[index]
             if c == "\n" { line += 1; atLineStart = true; index += 1; continue }
             if c == " " || c == "\t" || c == "\r" { index += 1; continue }
-            if atLineStart && depth == 0 && c == "[" {
+            if atLineStart && open.isEmpty && c == "[" {
                 var next = index + 1
                 if at(next) == "[" { next += 1 }
                 while at(next) == " " || at(next) == "\t" { next += 1 }
                 if !isKeyStart(at(next)) {
                     let found = at(next).map { $0 == "\n" ? "the end of the line" : "\"" + $0.escaped(asASCII: true) + "\"" }
-                    return (line, found ?? "the end of the file")
+                    return (line, "a table header needs a name right after \"[\" (such as [files]), got \(found ?? "the end of the file")")
                 }
                 // A header never spans lines: go on after it.
                 while let c = at(index), c != "\n" { index += 1 }
@@ -66,13 +68,21 @@ final class TOMLReader {
             case "#":
                 while let c = at(index), c != "\n" { index += 1 }
                 continue
-            case "[", "{": depth += 1
-            case "]", "}": depth = max(depth - 1, 0)
+            case "[", "{": open.append(c)
+            case "}" where open.last == "[":
+                return (line, "expected a value or \"]\" in an array, got \"}\"")
+            case "]", "}": _ = open.popLast()
             case "\"", "'":
                 let triple = startsWith(String(c) + String(c) + String(c), index)
                 index += triple ? 3 : 1
                 while let d = at(index) {
-                    if d == "\\" && c == "\"" { index += 2; continue }
+                    if d == "\\" && c == "\"" {
+                        if startsWith("\\u0000", index) || startsWith("\\U00000000", index) {
+                            return (line, "a NUL character (\\u0000) in a string is not allowed (the value would be cut short there)")
+                        }
+                        index += 2
+                        continue
+                    }
                     if d == "\n" {
                         if !triple { break }  // an unterminated string: toml++ reports it
                         line += 1

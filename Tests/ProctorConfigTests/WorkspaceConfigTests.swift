@@ -122,7 +122,23 @@ final class WorkspaceConfigTests: XCTestCase {
                 XCTAssertTrue(error.message.contains("table header needs a name") && error.message.contains(found), "\(error)")
             }
         }
-        for fine in ["seeds_x = [\n[\n1]]\n", "note = \"\"\"\n[\n\"\"\"\n", "note = '''\n[\n'''\n", "note = \"[\" # [\n"] {
+        // toml++ also asserted on a "}" where an array expects a value.
+        for array in ["editable = [}train.py\"]", "x = [1, }", "x = [\n}]", "x = [[1], {a = 1}, }]"] {
+            XCTAssertThrowsError(try parse(full + "\n" + array + "\n")) { error in
+                guard let error = error as? ConfigError else { return XCTFail("\(error)") }
+                XCTAssertEqual(error.line, array.contains("\n") ? lines + 2 : lines + 1, "\(error)")
+                XCTAssertTrue(error.message.contains("expected a value or \"]\" in an array, got \"}\""), "\(error)")
+            }
+        }
+        // A NUL escape was cut off silently by TOMLKit: outputs = ["a\u0000b"] meant "a".
+        for nul in ["outputs_x = [\"a\\u0000b\"]", "k = \"\\U00000000\"", "k = \"\"\"\n\\u0000\"\"\""] {
+            XCTAssertThrowsError(try parse(full + "\n" + nul + "\n")) { error in
+                guard let error = error as? ConfigError else { return XCTFail("\(error)") }
+                XCTAssertEqual(error.line, nul.contains("\n") ? lines + 2 : lines + 1, "\(error)")
+                XCTAssertTrue(error.message.contains("NUL character"), "\(error)")
+            }
+        }
+        for fine in ["seeds_x = [\n[\n1]]\n", "note = \"\"\"\n[\n\"\"\"\n", "note = '''\n[\n'''\n", "note = \"[\" # [\n", "note = [{a = \"}\"}, {b = [1]}]\n", "note = \"\\\\u0000 \\u0001\"\n", "note = '\\u0000'\n"] {
             XCTAssertThrowsError(try parse(full + "\n" + fine)) { error in
                 XCTAssertTrue("\(error)".contains("unknown key"), "\(fine): \(error)")
             }
