@@ -364,6 +364,11 @@ extension WorkspaceConfig {
                     throw reader.error(sandbox.path, "hide",
                                        "expected absolute paths or \"{site-packages}/relative/path\" without \"..\", got \"\(path)\"")
                 }
+                // Hiding the root hides the system the sandbox is built from: the launcher then failed
+                // with "remount --dev /dev read-only: ENOENT" and no file or key (issue 10's fuzzer).
+                guard parts.contains(where: { !$0.isEmpty }) else {
+                    throw reader.error(sandbox.path, "hide", "expected a directory or file below \"/\", got \"\(path)\" (hiding the root hides everything)")
+                }
                 return path
             }
         }

@@ -102,6 +102,10 @@ final class WorkspaceConfigTests: XCTestCase {
             assertError(full + "\n[sandbox]\nhide = [\"\(bad)\"]\n", line: line, key: "sandbox.hide",
                         contains: "{site-packages}")
         }
+        // The root hid everything, and the launcher failed without naming the key (issue 10's fuzzer).
+        for root in ["/", "//", "///"] {
+            assertError(full + "\n[sandbox]\nhide = [\"\(root)\"]\n", line: line, key: "sandbox.hide", contains: "hides everything")
+        }
     }
 
     func testSyntaxErrorHasLine() {
