@@ -35,6 +35,7 @@ import sys
 import tempfile
 import threading
 import time
+import tomllib
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import benchlib as B  # noqa: E402
@@ -220,7 +221,10 @@ def fuzz_toml(args, proctor, tally, tmp):
             rc2, out2 = run([proctor, "exec", "--workspace", ws, "--", "/bin/true"], args.timeout, env=env)
             outcome, detail = judge_toml(rc2, out2, exec_=True)
         after = tree(ws)
-        changed = [p for p in diff(pristine, after) if p != "proctor.toml"]
+        # A valid mutant's own outputs are proctor's to make (`proctor exec` creates them).
+        made = outputs_of(mutant) if outcome == "accepted" else set()
+        raw = [p for p in diff(pristine, after) if p != "proctor.toml"]
+        changed = [p for p in raw if p.split("/")[0] not in made]
         if outcome in ("accepted", "located errors") and changed:
             outcome, detail = "writes", "wrote %s" % changed[:5]
         if not os.path.exists(outside_marker):
@@ -232,7 +236,7 @@ def fuzz_toml(args, proctor, tally, tmp):
             tally.add(outcome, where.replace("FILE", keep) + ": " + detail)
         else:
             tally.add(outcome)
-        if changed:  # back to the pristine workspace for the next case
+        if raw:  # back to the pristine workspace for the next case
             shutil.rmtree(ws)
             run([proctor, "init", ws], 300, env=env)
             pristine = tree(ws)
@@ -244,6 +248,15 @@ def fuzz_toml(args, proctor, tally, tmp):
 # `proctor: /ws/proctor.toml:12: experiment.timeout: expected ...` or, for a key whose line is not
 # known, `proctor.toml: experiment.timeout: ...`.
 LOCATED = re.compile(r"proctor\.toml:\d+: |proctor\.toml: [^\s:]+: ")
+
+
+def outputs_of(mutant):
+    """The first components of [files] outputs as Python's TOML reader reads them (empty if it cannot)."""
+    try:
+        outputs = tomllib.loads(mutant.decode()).get("files", {}).get("outputs", ["outputs"])
+        return {str(o).strip("/").split("/")[0] for o in outputs}
+    except (ValueError, UnicodeDecodeError, AttributeError, RecursionError):
+        return set()
 
 
 def judge_toml(rc, out, exec_=False):
