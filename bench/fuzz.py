@@ -29,7 +29,6 @@ import os
 import random
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -379,7 +378,6 @@ def fuzz_argv(args, proctor, launcher, tally, tmp):
             continue
         fixed.append(plan[i])
         i += 1
-    tally.plan = fixed
     # The harness itself: the plan as proctor gave it must run (else every mutant "fails" for nothing).
     death_r, death_w = os.pipe()
     r0 = subprocess.run([launcher, "--report-fd", "3", "--parent-fd", "4"] + fixed, capture_output=True, env={}, cwd=tmp,
@@ -478,17 +476,7 @@ def judge_argv(rc, text):
 
 # -------------------------------------------------------------------------------------- answer
 
-LOOP_TOML = """
-[experiment]
-command = ["python3", "train.py"]
-timeout = "20s"
-seeds   = [42]
-
-[evaluator]
-command   = ["python3", "prepare.py"]
-metric    = "score"
-direction = "maximize"
-
+LOOP_TOML = B.PHASES_TOML + """
 [agent]
 kind     = "http"
 protocol = "openai"
@@ -662,7 +650,7 @@ def main():
     tallies = []
     for cls in classes:
         tally = Tally(cls)
-        tally.loop, tally.loop_failures, tally.loop_seconds, tally.plan = None, [], 0.0, None
+        tally.loop, tally.loop_failures, tally.loop_seconds = None, [], 0.0
         tmp = tempfile.mkdtemp(prefix="proctor-fuzz-%s-" % cls)
         B.log("fuzz %s: %d cases, seed %d, in %s" % (cls, args.n, args.seed, tmp))
         start = time.time()

@@ -380,11 +380,18 @@ extension WorkspaceConfig {
 
     private static func relativeGlobs(_ values: [String], _ table: TableReader, _ key: String) throws -> [String] {
         try values.map { value in
-            let parts = value.split(separator: "/", omittingEmptySubsequences: false)
+            let relative = value.hasPrefix("./") ? String(value.dropFirst(2)) : value
+            let parts = relative.split(separator: "/", omittingEmptySubsequences: false)
             guard !value.isEmpty, !value.hasPrefix("/"), !parts.contains(".."), !value.contains("\0") else {
                 throw table.reader.error(table.path, key, "expected workspace-relative paths without \"..\", got \"\(value)\"")
             }
-            return value.hasPrefix("./") ? String(value.dropFirst(2)) : value
+            // `notes = ["."]` named the workspace root as a notes file: the agent sandbox then made
+            // the whole workspace writable over its read-only binds, and the launcher failed with no
+            // file or key (issue 10's fuzzer).
+            guard !relative.isEmpty, !parts.contains(".") else {
+                throw table.reader.error(table.path, key, "expected paths below the workspace root without \".\" components, got \"\(value)\"")
+            }
+            return relative
         }
     }
 

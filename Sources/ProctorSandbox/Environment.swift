@@ -53,18 +53,21 @@ public struct SandboxEnvironment: Sendable {
     /// redirect the next run's writable mount).
     public func prepareOutputs(clear: Bool) throws {
         for dir in config.files.outputs {
-            let path = config.root + "/" + dir
-            var st = stat()
-            if lstat(path, &st) == 0 {
-                guard (st.st_mode & S_IFMT) == S_IFDIR else {
-                    throw PlanError(description: "\(config.file): files.outputs: \(path) is not a plain directory (a symlink or file was planted); refusing to run")
-                }
-                if clear { try FileTree.removeContents(of: path) }
-            } else {
-                guard mkdir(path, 0o755) == 0 else {
-                    throw PlanError(description: "mkdir \(path): \(String(cString: strerror(errno)))")
+            // Every level, so that `outputs = ["runs/plots"]` works without a `runs/` (its mkdir
+            // failed with ENOENT and no file or key; issue 10's fuzzer), and no level may be a link.
+            var path = config.root
+            for part in dir.split(separator: "/") {
+                path += "/" + part
+                var st = stat()
+                if lstat(path, &st) == 0 {
+                    guard (st.st_mode & S_IFMT) == S_IFDIR else {
+                        throw PlanError(description: "\(config.file): files.outputs: \(path) is not a plain directory (a symlink or file was planted); refusing to run")
+                    }
+                } else if mkdir(path, 0o755) != 0 {
+                    throw PlanError(description: "\(config.file): files.outputs: mkdir \(path): \(String(cString: strerror(errno)))")
                 }
             }
+            if clear { try FileTree.removeContents(of: path) }
         }
     }
 

@@ -115,19 +115,7 @@ enum AnswerFuzz {
         case 0:
             text = "SUMMARY: a change\nFILE: train.py\n```python\n\(train.replacingOccurrences(of: "15", with: "31"))```\n"
         case 1:
-            text = """
-                SUMMARY: more leaves
-                ```diff
-                --- a/train.py
-                +++ b/train.py
-                @@ -3,3 +3,3 @@
-                 LEARNING_RATE = 0.1  # mutate: float 0.005..0.5 log
-                -NUM_LEAVES = 15  # mutate: int 4..128 log
-                +NUM_LEAVES = 31  # mutate: int 4..128 log
-                 FEATURE_FRACTION = 1.0  # mutate: float 0.3..1.0 linear
-                ```
-
-                """
+            text = HTTPAgentTests.diffAnswer + "\n"
         case 2:
             text = "SUMMARY: notes and code\nFILE: LOG.md\n````\nlearned ```x```\n````\n```diff\n--- /dev/null\n+++ b/LOG.md\n@@ -0,0 +1 @@\n+hi\n```\n"
         default:

@@ -149,6 +149,21 @@ final class WorkspaceConfigTests: XCTestCase {
         }
     }
 
+    /// `notes = ["."]` named the workspace root as a notes file and the launcher failed with no file
+    /// or key (issue 10's fuzzer): "." components are refused in every [files] list; "./x" is x.
+    func testDotComponentsAreRefusedInFileLists() throws {
+        for key in ["editable", "notes", "locked", "hidden"] {
+            let line = full.split(separator: "\n", omittingEmptySubsequences: false).firstIndex { $0.hasPrefix(key) }! + 1
+            for bad in [".", "./", "./.", "a/./b", "src/."] {
+                let text = full.replacingOccurrences(
+                    of: #"(?m)^\#(key)( *)= .*$"#, with: "\(key) = [\"\(bad)\"]", options: .regularExpression)
+                assertError(text, line: line, key: "files.\(key)", contains: "without \".\" components")
+            }
+        }
+        let dotted = full.replacingOccurrences(of: #"(?m)^notes( *)= .*$"#, with: #"notes = ["./LOG.md"]"#, options: .regularExpression)
+        XCTAssertEqual(try parse(dotted).files.notes, ["LOG.md"])
+    }
+
     /// A file that is not UTF-8 names the first line holding such bytes (it named no line).
     func testNotUTF8NamesTheLine() throws {
         let dir = NSTemporaryDirectory() + "proctor-utf8-\(getpid())"

@@ -50,3 +50,26 @@ extension LocatedPlanErrorTests {
         XCTAssertFalse(FileManager.default.fileExists(atPath: ws.root + "/out0"))
     }
 }
+
+extension LocatedPlanErrorTests {
+    /// `outputs = ["runs/plots"]` without a `runs/` failed its mkdir with ENOENT, naming no file or
+    /// key; every level is made now, and a level that is a link is refused with the key.
+    func testNestedOutputsAreMadeAndALinkOnTheWayIsRefused() throws {
+        let ws = try TestWorkspace()
+        var config = try WorkspaceConfig.load(workspace: ws.root)
+        config.files.outputs = ["runs/plots", "~/x"]
+        let env = SandboxEnvironment(config: config, preset: preset, launcher: Launcher(helper: "/nonexistent"))
+        try env.prepareOutputs(clear: true)
+        var isDirectory: ObjCBool = false
+        XCTAssertTrue(FileManager.default.fileExists(atPath: ws.root + "/runs/plots", isDirectory: &isDirectory) && isDirectory.boolValue)
+        XCTAssertTrue(FileManager.default.fileExists(atPath: ws.root + "/~/x"))
+
+        XCTAssertEqual(symlink("/tmp", ws.root + "/linked"), 0)
+        config.files.outputs = ["linked/plots"]
+        let linked = SandboxEnvironment(config: config, preset: preset, launcher: Launcher(helper: "/nonexistent"))
+        XCTAssertThrowsError(try linked.prepareOutputs(clear: true)) { error in
+            XCTAssertTrue("\(error)".hasPrefix(ws.root + "/proctor.toml: files.outputs: "), "\(error)")
+        }
+        XCTAssertFalse(FileManager.default.fileExists(atPath: "/tmp/plots"))
+    }
+}
