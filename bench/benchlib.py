@@ -30,6 +30,19 @@ hidden   = ["holdout/**"]
 outputs  = ["outputs/"]
 """
 
+# The experiment and evaluator sections of the loop benchmark's and the fuzzer's workspaces.
+PHASES_TOML = """
+[experiment]
+command = ["python3", "train.py"]
+timeout = "20s"
+seeds   = [42]
+
+[evaluator]
+command   = ["python3", "prepare.py"]
+metric    = "score"
+direction = "maximize"
+"""
+
 TRAIN_PY = """\
 import os
 

@@ -106,7 +106,9 @@ class AsUser(R.Proctor):
 def scenario(proctor, mnt, tmp, name, n, user):
     tag = "diskfull%d-%d" % (os.getpid(), n)
     template = os.path.join(tmp, "template-%d" % n)
-    R.make_template(template, tag, experiment=0.05, evaluator=0.1, agent_sleep=0.3, train=FILL_TRAIN % {"experiment": 0.05})
+    # The evaluator takes 0.5 s: the watch scans /proc for the sandboxes, and on a loaded CI machine a
+    # 0.1 s one could come and go between two scans (the filler then never ran).
+    R.make_template(template, tag, experiment=0.05, evaluator=0.5, agent_sleep=0.3, train=FILL_TRAIN % {"experiment": 0.05})
     if name == "experiment outputs":
         toml = open(os.path.join(template, "proctor.toml")).read()
         start = toml.index('command = ["sh"')
@@ -208,8 +210,17 @@ def main():
         proctor = AsUser(tmp, args.user)
         if args.user:
             subprocess.run(["chown", args.user, proctor.machine_lock] if os.path.exists(proctor.machine_lock) else ["true"])
-        for n, name in enumerate(args.scenario or SCENARIOS):
-            res = scenario(proctor, mnt, tmp, name, n, args.user)
+        n = 0
+        for name in args.scenario or SCENARIOS:
+            # The filler is timed by watching /proc for the sandboxes; on a loaded machine the moment
+            # can pass between two looks. That is the bench missing, not proctor failing: try again
+            # on a fresh workspace (at most three times), and say so.
+            for attempt in range(3):
+                res = scenario(proctor, mnt, tmp, name, n, args.user)
+                n += 1
+                if not any("the filler never ran" in p for p in res["problems"]):
+                    break
+                B.log("%-20s the filler's moment passed unseen (attempt %d); again" % (name, attempt + 1))
             results.append(res)
             B.log("%-20s %s; resume exit %d; %s" % (name, res["outcome"], res["resume"],
                                                    "ok" if not res["problems"] else "FAIL " + res["problems"][0]))

@@ -24,17 +24,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import benchlib as B  # noqa: E402
 
-PROCTOR_TOML = B.FILES_TOML + """\
-
-[experiment]
-command = ["python3", "train.py"]
-timeout = "20s"
-seeds   = [42]
-
-[evaluator]
-command   = ["python3", "prepare.py"]
-metric    = "score"
-direction = "maximize"
+PROCTOR_TOML = B.FILES_TOML + B.PHASES_TOML + """\
 
 [gates]
 min_improvement = 0.001

@@ -151,7 +151,10 @@ struct FilePatch: Equatable {
             throw AgentError.rejected(reason: "malformed diff: bad hunk header \(header.prefix(80))", paths: [])
         }
         if fields[1] == "@@" { return nil }
-        guard fields[1].hasPrefix("-"), let start = Int(fields[1].dropFirst().split(separator: ",")[0]), start >= 0
+        // `@@ - @@` and `@@ -,3 @@` have no number before the comma: split(separator:) gives no
+        // first element there, and indexing it trapped (found by bench/fuzz.sh, issue 10).
+        guard fields[1].hasPrefix("-"), let number = fields[1].dropFirst().split(separator: ",", omittingEmptySubsequences: false).first,
+            let start = Int(number), start >= 0
         else {
             throw AgentError.rejected(reason: "malformed diff: bad hunk header \(header.prefix(80))", paths: [])
         }

@@ -23,3 +23,16 @@ public struct ConfigError: Error, CustomStringConvertible, Sendable, Equatable {
         return text + message
     }
 }
+
+extension ConfigError {
+    /// A file that is not UTF-8, located at the first line holding a byte sequence that is not
+    /// (the fuzzer's byte flips were "not UTF-8 text" with no line, issue 10).
+    static func notUTF8(file: String, bytes: [UInt8]) -> ConfigError {
+        var line = 1
+        for chunk in bytes.split(separator: 0x0A, omittingEmptySubsequences: false) {
+            if String(validating: chunk, as: UTF8.self) == nil { break }
+            line += 1
+        }
+        return ConfigError(file: file, line: line, key: nil, message: "not UTF-8 text (this line holds bytes that are not UTF-8)")
+    }
+}

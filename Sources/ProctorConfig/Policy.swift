@@ -29,7 +29,7 @@ public struct PolicyPreset: Sendable, Equatable {
                               message: "expected a preset from \(dir), got \"\(name)\" (known: \(known.joined(separator: ", ")))")
         }
         guard let text = String(data: data, encoding: .utf8) else {
-            throw ConfigError(file: file, line: nil, key: nil, message: "not UTF-8 text")
+            throw ConfigError.notUTF8(file: file, bytes: [UInt8](data))
         }
         let reader = try TOMLReader(file: file, text: text)
         var top = TableReader(reader, [], reader.root)

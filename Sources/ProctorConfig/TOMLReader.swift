@@ -14,11 +14,91 @@ final class TOMLReader {
     init(file: String, text: String) throws {
         self.file = file
         self.lines = text.split(separator: "\n", omittingEmptySubsequences: false)
+        if let (line, message) = Self.inputTOMLKitTrapsOn(text) {
+            throw ConfigError(file: file, line: line, key: nil, message: message)
+        }
         do {
             root = try TOMLTable(string: text)
         } catch let error as TOMLParseError {
             throw ConfigError(file: file, line: error.source.begin.line, key: nil, message: error.description)
         }
+    }
+
+    /// The first place toml++ 3.4 asserts on instead of returning an error (a SIGABRT in debug
+    /// builds, undefined behaviour where `NDEBUG` turns the assertion into an assumption), found by
+    /// `bench/fuzz.sh` (issue 10): a table header whose name does not start with a key character or
+    /// a quote (`[` alone on a line, `[ =x]`), and a `}` where an array expects a value
+    /// (`editable = [}train.py"]`). And a `\u0000` escape, which TOMLKit's C-string conversion
+    /// silently cut the value at (`outputs = ["a\u0000b"]` made a directory `a`). The line and
+    /// the message. A header is a `[` that opens a line
+    /// outside strings and outside a value's brackets, so arrays spanning lines pass.
+    static func inputTOMLKitTrapsOn(_ text: String) -> (Int, String)? {
+        let scalars = Array(text.unicodeScalars)
+        var index = 0
+        var line = 1
+        var open: [Unicode.Scalar] = []  // the [ and { of values not closed yet
+        var atLineStart = true
+        func at(_ i: Int) -> Unicode.Scalar? { i < scalars.count ? scalars[i] : nil }
+        func startsWith(_ s: String, _ i: Int) -> Bool {
+            s.unicodeScalars.enumerated().allSatisfy { at(i + $0.offset) == $0.element }
+        }
+        func isKeyStart(_ c: Unicode.Scalar?) -> Bool {
+            guard let c else { return true }  // the end of the text: toml++ reports that itself
+            return ("0"..."9").contains(c) || ("a"..."z").contains(c) || ("A"..."Z").contains(c)
+                || c == "_" || c == "-" || c == "\"" || c == "'" || c == "]"
+        }
+        while index < scalars.count {
+            let c = scalars[index]
+            if c == "\n" { line += 1; atLineStart = true; index += 1; continue }
+            if c == " " || c == "\t" || c == "\r" { index += 1; continue }
+            if atLineStart && open.isEmpty && c == "[" {
+                var next = index + 1
+                if at(next) == "[" { next += 1 }
+                while at(next) == " " || at(next) == "\t" { next += 1 }
+                if !isKeyStart(at(next)) {
+                    let found = at(next).map { $0 == "\n" ? "the end of the line" : "\"" + $0.escaped(asASCII: true) + "\"" }
+                    return (line, "a table header needs a name right after \"[\" (such as [files]), got \(found ?? "the end of the file")")
+                }
+                // A header never spans lines: go on after it.
+                while let c = at(index), c != "\n" { index += 1 }
+                continue
+            }
+            atLineStart = false
+            switch c {
+            case "#":
+                while let c = at(index), c != "\n" { index += 1 }
+                continue
+            case "[", "{": open.append(c)
+            case "}" where open.last == "[":
+                return (line, "expected a value or \"]\" in an array, got \"}\"")
+            case "]", "}": _ = open.popLast()
+            case "\"", "'":
+                let triple = startsWith(String(c) + String(c) + String(c), index)
+                index += triple ? 3 : 1
+                while let d = at(index) {
+                    if d == "\\" && c == "\"" {
+                        if startsWith("\\u0000", index) || startsWith("\\U00000000", index) {
+                            return (line, "a NUL character (\\u0000) in a string is not allowed (the value would be cut short there)")
+                        }
+                        index += 2
+                        continue
+                    }
+                    if d == "\n" {
+                        if !triple { break }  // an unterminated string: toml++ reports it
+                        line += 1
+                    }
+                    if d == c && (!triple || startsWith(String(c) + String(c) + String(c), index)) {
+                        index += triple ? 3 : 1
+                        break
+                    }
+                    index += 1
+                }
+                continue
+            default: break
+            }
+            index += 1
+        }
+        return nil
     }
 
     /// The line of `key` inside the table `path` (e.g. ["agent", "mutate"]), or of the table header.

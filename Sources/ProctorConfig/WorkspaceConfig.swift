@@ -154,7 +154,7 @@ extension WorkspaceConfig {
             throw ConfigError(file: file, line: nil, key: nil, message: "cannot read the workspace configuration (is \(root) a proctor workspace? `proctor init` makes one)")
         }
         guard let text = String(data: data, encoding: .utf8) else {
-            throw ConfigError(file: file, line: nil, key: nil, message: "not UTF-8 text")
+            throw ConfigError.notUTF8(file: file, bytes: [UInt8](data))
         }
         return try parse(text, root: root, file: file)
     }
@@ -182,8 +182,8 @@ extension WorkspaceConfig {
                 // file the other [files] lists name would be deleted with them (`outputs = ["."]`
                 // wiped the whole workspace, `.git` included, on the first `proctor run`).
                 let segments = trimmed.split(separator: "/", omittingEmptySubsequences: false)
-                guard !segments.contains("."), !segments.contains(""), ![".git", ".proctor"].contains(segments[0]) else {
-                    throw reader.error(files.path, "outputs", "expected a directory of its own below the workspace root (not \".\", \".git\" or \".proctor\"), got \"\(path)\"")
+                guard !segments.contains("."), !segments.contains(""), ![".git", ".proctor", "proctor.toml"].contains(segments[0]) else {
+                    throw reader.error(files.path, "outputs", "expected a directory of its own below the workspace root (not \".\", \".git\", \".proctor\" or \"proctor.toml\"), got \"\(path)\"")
                 }
                 return trimmed
             }
@@ -368,6 +368,11 @@ extension WorkspaceConfig {
                     throw reader.error(sandbox.path, "hide",
                                        "expected absolute paths or \"{site-packages}/relative/path\" without \"..\", got \"\(path)\"")
                 }
+                // Hiding the root hides the system the sandbox is built from: the launcher then failed
+                // with "remount --dev /dev read-only: ENOENT" and no file or key (issue 10's fuzzer).
+                guard parts.contains(where: { !$0.isEmpty }) else {
+                    throw reader.error(sandbox.path, "hide", "expected a directory or file below \"/\", got \"\(path)\" (hiding the root hides everything)")
+                }
                 return path
             }
         }
@@ -388,11 +393,18 @@ extension WorkspaceConfig {
 
     private static func relativeGlobs(_ values: [String], _ table: TableReader, _ key: String) throws -> [String] {
         try values.map { value in
-            let parts = value.split(separator: "/", omittingEmptySubsequences: false)
+            let relative = value.hasPrefix("./") ? String(value.dropFirst(2)) : value
+            let parts = relative.split(separator: "/", omittingEmptySubsequences: false)
             guard !value.isEmpty, !value.hasPrefix("/"), !parts.contains(".."), !value.contains("\0") else {
                 throw table.reader.error(table.path, key, "expected workspace-relative paths without \"..\", got \"\(value)\"")
             }
-            return value.hasPrefix("./") ? String(value.dropFirst(2)) : value
+            // `notes = ["."]` named the workspace root as a notes file: the agent sandbox then made
+            // the whole workspace writable over its read-only binds, and the launcher failed with no
+            // file or key (issue 10's fuzzer).
+            guard !relative.isEmpty, !parts.contains(".") else {
+                throw table.reader.error(table.path, key, "expected paths below the workspace root without \".\" components, got \"\(value)\"")
+            }
+            return relative
         }
     }
 

@@ -57,18 +57,21 @@ public struct SandboxEnvironment: Sendable {
     /// redirect the next run's writable mount).
     public func prepareOutputs(clear: Bool) throws {
         for dir in config.files.outputs {
-            let path = config.root + "/" + dir
-            var st = stat()
-            if lstat(path, &st) == 0 {
-                guard (st.st_mode & S_IFMT) == S_IFDIR else {
-                    throw SandboxError(.planted, "\(path) is not a plain directory (a symlink or file was planted); refusing to run")
-                }
-                if clear { try FileTree.removeContents(of: path) }
-            } else {
-                guard mkdir(path, 0o755) == 0 else {
-                    throw SandboxError.io(errno, "mkdir \(path)")
+            // Every level, so that `outputs = ["runs/plots"]` works without a `runs/` (its mkdir
+            // failed with ENOENT and no file or key; issue 10's fuzzer), and no level may be a link.
+            var path = config.root
+            for part in dir.split(separator: "/") {
+                path += "/" + part
+                var st = stat()
+                if lstat(path, &st) == 0 {
+                    guard (st.st_mode & S_IFMT) == S_IFDIR else {
+                        throw SandboxError(.planted, "\(config.file): files.outputs: \(path) is not a plain directory (a symlink or file was planted); refusing to run")
+                    }
+                } else if mkdir(path, 0o755) != 0 {
+                    throw SandboxError.io(errno, "\(config.file): files.outputs: mkdir \(path)")
                 }
             }
+            if clear { try FileTree.removeContents(of: path) }
         }
     }
 
@@ -107,7 +110,6 @@ public struct SandboxEnvironment: Sendable {
                        agentHome: String? = nil, audit: AuditLog?, context: AuditContext,
                        stdin: Int32? = nil, stdout: Int32 = 1, stderr: Int32 = 2, started: ((pid_t) -> Void)? = nil,
                        adjust: (inout LaunchRequest) -> Void = { _ in }) throws -> SandboxResult {
-        if phase == .experiment { try prepareOutputs(clear: false) }
         if phase == .evaluator {
             let planted = try outputsSpecialEntries()
             if !planted.isEmpty {
@@ -119,6 +121,9 @@ public struct SandboxEnvironment: Sendable {
         request.user = try SandboxUser.forThisProcess(configured: config.sandbox.user)
         adjust(&request)
         let plan = try LaunchPlan.compile(request, host: .live(workspace: config.root, systemDirs: preset.system))
+        // After the plan compiled: a plan that is refused leaves no output directories behind
+        // (400 outputs made 400 directories, then failed the mount limit; issue 10's fuzzer).
+        if phase == .experiment { try prepareOutputs(clear: false) }
         // Unattended steps read nothing: a terminal on stdin would be a channel to the user's session.
         let input = stdin ?? open("/dev/null", O_RDONLY | O_CLOEXEC)
         defer { if stdin == nil { close(input) } }

@@ -328,7 +328,9 @@ extension LaunchPlan {
         // The launcher takes at most this many mount options (PSB_MAX_OPS): say
         // which globs to change rather than let it refuse the whole plan.
         if plan.mounts.count > LaunchPlan.maxMounts {
-            throw SandboxError(.badPlan, "the \(request.phase.rawValue) sandbox would need \(plan.mounts.count) mounts, more than the \(LaunchPlan.maxMounts) it takes: [files] globs (editable, notes, hidden) match too many single files; name their directory instead (\"src/\", \"holdout/**\")")
+            // Located at the [files] table, as a bad key is (a mutant with 400 outputs named only
+            // editable, notes and hidden, and no file: issue 10's fuzzer).
+            throw SandboxError(.badPlan, "\(request.config.file): files: the \(request.phase.rawValue) sandbox would need \(plan.mounts.count) mounts, more than the \(LaunchPlan.maxMounts) it takes: [files] globs (editable, notes, hidden) match too many single files, or there are too many outputs; name their directory instead (\"src/\", \"holdout/**\")")
         }
         return plan
     }

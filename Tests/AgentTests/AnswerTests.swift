@@ -39,6 +39,10 @@ final class AnswerTests: XCTestCase {
             ("old mode 100644\nnew mode 100755\n", "modes"),
             ("--- a/x.py\n+++ b/x.py\nhello\n", "no hunks"),
             ("--- a/x.py\n+++ b/x.py\n@@ -1 +1 @@\n-a\n?b\n", "unexpected line"),
+            // Found by bench/fuzz.sh (issue 10): a header with no number after "-" trapped.
+            ("--- a/x.py\n+++ b/x.py\n@@ - @@\n-a\n", "bad hunk header"),
+            ("--- a/x.py\n+++ b/x.py\n@@ -,3 +1 @@\n-a\n", "bad hunk header"),
+            ("--- a/x.py\n+++ b/x.py\n@@ -99999999999999999999 +1 @@\n-a\n", "bad hunk header"),
         ] {
             XCTAssertThrowsError(try Answer.parse("```diff\n\(diff)```")) { error in
                 guard case AgentError.rejected(let reason, _) = error else { return XCTFail("\(error)") }

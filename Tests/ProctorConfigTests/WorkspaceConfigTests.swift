@@ -1,3 +1,4 @@
+import Foundation
 import ProctorConfig
 import XCTest
 
@@ -120,6 +121,10 @@ final class WorkspaceConfigTests: XCTestCase {
             assertError(full + "\n[sandbox]\nhide = [\"\(bad)\"]\n", line: line, key: "sandbox.hide",
                         contains: "{site-packages}")
         }
+        // The root hid everything, and the launcher failed without naming the key (issue 10's fuzzer).
+        for root in ["/", "//", "///"] {
+            assertError(full + "\n[sandbox]\nhide = [\"\(root)\"]\n", line: line, key: "sandbox.hide", contains: "hides everything")
+        }
     }
 
     func testSyntaxErrorHasLine() {
@@ -128,11 +133,76 @@ final class WorkspaceConfigTests: XCTestCase {
         }
     }
 
+    /// Found by bench/fuzz.sh (issue 10): a `[` alone on a line made toml++ abort the process
+    /// (an assertion in its key parser) instead of failing. Now a located error, and a `[` that
+    /// opens a line inside a value's brackets or a multi-line string is still read as TOML.
+    func testUnnamedTableHeaderIsALocatedErrorNotAnAbort() throws {
+        let lines = full.split(separator: "\n", omittingEmptySubsequences: false).count
+        for (header, found) in [("[", "the end of the line"), ("[ =x]", "\"=\""), ("[[#]]", "\"#\""), ("[.a]", "\".\"")] {
+            XCTAssertThrowsError(try parse(full + "\n" + header + "\nkind = 1\n")) { error in
+                guard let error = error as? ConfigError else { return XCTFail("\(error)") }
+                XCTAssertEqual(error.line, lines + 1, "\(error)")
+                XCTAssertTrue(error.message.contains("table header needs a name") && error.message.contains(found), "\(error)")
+            }
+        }
+        // toml++ also asserted on a "}" where an array expects a value.
+        for array in ["editable = [}train.py\"]", "x = [1, }", "x = [\n}]", "x = [[1], {a = 1}, }]"] {
+            XCTAssertThrowsError(try parse(full + "\n" + array + "\n")) { error in
+                guard let error = error as? ConfigError else { return XCTFail("\(error)") }
+                XCTAssertEqual(error.line, array.contains("\n") ? lines + 2 : lines + 1, "\(error)")
+                XCTAssertTrue(error.message.contains("expected a value or \"]\" in an array, got \"}\""), "\(error)")
+            }
+        }
+        // A NUL escape was cut off silently by TOMLKit: outputs = ["a\u0000b"] meant "a".
+        for nul in ["outputs_x = [\"a\\u0000b\"]", "k = \"\\U00000000\"", "k = \"\"\"\n\\u0000\"\"\""] {
+            XCTAssertThrowsError(try parse(full + "\n" + nul + "\n")) { error in
+                guard let error = error as? ConfigError else { return XCTFail("\(error)") }
+                XCTAssertEqual(error.line, nul.contains("\n") ? lines + 2 : lines + 1, "\(error)")
+                XCTAssertTrue(error.message.contains("NUL character"), "\(error)")
+            }
+        }
+        for fine in ["seeds_x = [\n[\n1]]\n", "note = \"\"\"\n[\n\"\"\"\n", "note = '''\n[\n'''\n", "note = \"[\" # [\n", "note = [{a = \"}\"}, {b = [1]}]\n", "note = \"\\\\u0000 \\u0001\"\n", "note = '\\u0000'\n"] {
+            XCTAssertThrowsError(try parse(full + "\n" + fine)) { error in
+                XCTAssertTrue("\(error)".contains("unknown key"), "\(fine): \(error)")
+            }
+        }
+    }
+
+    /// `notes = ["."]` named the workspace root as a notes file and the launcher failed with no file
+    /// or key (issue 10's fuzzer): "." components are refused in every [files] list; "./x" is x.
+    func testDotComponentsAreRefusedInFileLists() throws {
+        for key in ["editable", "notes", "locked", "hidden"] {
+            let line = full.split(separator: "\n", omittingEmptySubsequences: false).firstIndex { $0.hasPrefix(key) }! + 1
+            for bad in [".", "./", "./.", "a/./b", "src/."] {
+                let text = full.replacingOccurrences(
+                    of: #"(?m)^\#(key)( *)= .*$"#, with: "\(key) = [\"\(bad)\"]", options: .regularExpression)
+                assertError(text, line: line, key: "files.\(key)", contains: "without \".\" components")
+            }
+        }
+        let dotted = full.replacingOccurrences(of: #"(?m)^notes( *)= .*$"#, with: #"notes = ["./LOG.md"]"#, options: .regularExpression)
+        XCTAssertEqual(try parse(dotted).files.notes, ["LOG.md"])
+    }
+
+    /// A file that is not UTF-8 names the first line holding such bytes (it named no line).
+    func testNotUTF8NamesTheLine() throws {
+        let dir = NSTemporaryDirectory() + "proctor-utf8-\(getpid())"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        var bytes = Array(full.utf8)
+        let third = bytes.indices.filter { bytes[$0] == 0x0A }[1] + 3
+        bytes[third] = 0xFF
+        FileManager.default.createFile(atPath: dir + "/proctor.toml", contents: Data(bytes))
+        XCTAssertThrowsError(try WorkspaceConfig.load(workspace: dir)) { error in
+            XCTAssertEqual((error as? ConfigError)?.line, 3, "\(error)")
+            XCTAssertTrue("\(error)".contains("proctor.toml:3: not UTF-8"), "\(error)")
+        }
+    }
+
     /// The outputs are emptied before every experiment: a directory that is the root, git's or proctor's
     /// state, or that holds (or lies in) files the other lists name is refused, naming the line.
     func testOutputsMustBeADirectoryOfTheirOwn() throws {
         for bad in [".", "./", "./.", "a/./b", "a//b", ".git", ".git/", ".proctor/logs", "holdout", "holdout/preds",
-                    "prepare.py", ""] {
+                    "prepare.py", "", "proctor.toml", "proctor.toml/x"] {
             assertError(full.replacingOccurrences(of: "outputs  = [\"outputs/\"]", with: "outputs  = [\"\(bad)\"]"),
                         line: 6, key: "files.outputs", contains: "expected")
         }

@@ -72,7 +72,7 @@ struct OpenAIChatFormat: WireFormat {
         let choice = response.choices?.first
         return WireReply(
             text: choice?.message?.content,
-            usage: response.usage.map { AgentUsage(promptTokens: $0.prompt_tokens ?? 0, completionTokens: $0.completion_tokens ?? 0) },
+            usage: response.usage.flatMap { HTTPAgent.usage($0.prompt_tokens, $0.completion_tokens) },
             truncated: choice?.finish_reason == "length", serverError: response.error?.message)
     }
 }
@@ -102,7 +102,7 @@ struct AnthropicMessagesFormat: WireFormat {
             .joined(separator: "\n")
         return WireReply(
             text: text,
-            usage: response.usage.map { AgentUsage(promptTokens: $0.input_tokens ?? 0, completionTokens: $0.output_tokens ?? 0) },
+            usage: response.usage.flatMap { HTTPAgent.usage($0.input_tokens, $0.output_tokens) },
             truncated: response.stop_reason == "max_tokens", serverError: response.error?.message)
     }
 }
@@ -128,6 +128,19 @@ extension HTTPAgent {
             throw .rejected(reason: "malformed response: no \(wire.textLocation)\(detail)", paths: [])
         }
         return Reply(text: text, usage: usage, truncated: read.truncated)
+    }
+
+    /// The most tokens one answer may claim: far beyond any model's window, far below where the
+    /// sums over a run's answers (the loop's meter, the report) could overflow.
+    static let maxReportedTokens = 1 << 40
+
+    /// The usage a server reported, or nil when a count is negative or absurd: like a usage that
+    /// is not the schema, it is unknown rather than trusted (an `Int.max` from a broken or hostile
+    /// server trapped the report's sum; found by `bench/fuzz.sh`, issue 10).
+    static func usage(_ prompt: Int?, _ completion: Int?) -> AgentUsage? {
+        let range = 0...maxReportedTokens
+        guard range.contains(prompt ?? 0), range.contains(completion ?? 0) else { return nil }
+        return AgentUsage(promptTokens: prompt ?? 0, completionTokens: completion ?? 0)
     }
 
     /// `: <the server's error message>` from an error body, or "" (first 300 characters).
