@@ -199,9 +199,7 @@ public enum JSONLines {
             if written == raw.count { return }
             // A short write says no errno; a full filesystem is the usual cause, and saying so lets the
             // user act (the disk-full bench saw "only 545 of 1037 bytes").
-            var space = statvfs()
-            let full = written >= 0 && fstatvfs(fd, &space) == 0 && UInt64(space.f_bavail) * UInt64(space.f_frsize) < UInt64(raw.count)
-            let failure: Int32 = written < 0 ? errno : full ? ENOSPC : EIO
+            let failure: Int32 = written < 0 ? errno : shortWriteCause(fd, wanted: raw.count - written)
             var reason = String(cString: strerror(failure))
             if written >= 0 { reason += " (only \(written) of \(raw.count) bytes written)" }
             if written > 0 {
@@ -210,6 +208,20 @@ public enum JSONLines {
             }
             throw SandboxError(.io, "write to the log failed: \(reason)", errno: failure)
         }
+    }
+
+    /// Why a `write` of `wanted` more bytes stopped short without an errno: the file size limit
+    /// (`EFBIG`), a full filesystem (`ENOSPC`), else `EIO`.
+    static func shortWriteCause(_ fd: Int32, wanted: Int) -> Int32 {
+        var info = stat()
+        var limit = rlimit()
+        if fstat(fd, &info) == 0, getrlimit(__rlimit_resource_t(RLIMIT_FSIZE.rawValue), &limit) == 0,
+            limit.rlim_cur != rlim_t.max, UInt64(info.st_size) + UInt64(wanted) > UInt64(limit.rlim_cur) {
+            return EFBIG
+        }
+        var space = statvfs()
+        if fstatvfs(fd, &space) == 0, UInt64(space.f_bavail) * UInt64(space.f_frsize) < UInt64(wanted) { return ENOSPC }
+        return EIO
     }
 
     /// Reads every complete line; a torn last line (a crash mid-write on another system) is skipped.

@@ -25,7 +25,8 @@ final class JSONLinesTests: XCTestCase {
         limit.rlim_cur = rlim_t(whole + 10)
         setrlimit(__rlimit_resource_t(RLIMIT_FSIZE.rawValue), &limit)
         XCTAssertThrowsError(try JSONLines.append(Line(text: String(repeating: "x", count: 100)), to: fd, encoder: encoder)) {
-            XCTAssertTrue("\($0)".contains("disk full") || "\($0)".contains("too large"), "\($0)")
+            XCTAssertTrue("\($0)".contains("File too large"), "the file size limit is named: \($0)")
+            XCTAssertEqual(($0 as? SandboxError)?.errno, EFBIG)
         }
         setrlimit(__rlimit_resource_t(RLIMIT_FSIZE.rawValue), &saved)
         signal(SIGXFSZ, oldHandler)
