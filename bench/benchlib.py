@@ -6,6 +6,7 @@ warm-up that is thrown away; we report medians and p90 and ratios of medians.
 """
 
 import datetime
+import json
 import os
 import platform
 import shutil
@@ -31,17 +32,19 @@ outputs  = ["outputs/"]
 """
 
 # The experiment and evaluator sections of the loop benchmark's and the fuzzer's workspaces.
-PHASES_TOML = """
-[experiment]
-command = ["python3", "train.py"]
-timeout = "20s"
-seeds   = [42]
+PHASES = {
+    "experiment": {"command": ["python3", "train.py"], "timeout": "20s", "seeds": [42]},
+    "evaluator": {"command": ["python3", "prepare.py"], "metric": "score", "direction": "maximize"},
+}
 
-[evaluator]
-command   = ["python3", "prepare.py"]
-metric    = "score"
-direction = "maximize"
-"""
+
+def toml_tables(tables):
+    """TOML text of {table: {key: value}} (strings, numbers and lists of them: JSON spells those alike)."""
+    return "".join("\n[%s]\n" % name + "".join("%s = %s\n" % (key, json.dumps(value)) for key, value in keys.items())
+                   for name, keys in tables.items())
+
+
+PHASES_TOML = toml_tables(PHASES)
 
 TRAIN_PY = """\
 import os
