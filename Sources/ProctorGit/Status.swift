@@ -40,11 +40,10 @@ extension Repository {
             // With a keep rule, an ignored directory comes as one entry, judged below.
             if keepingIgnored == nil { flags |= GIT_DIFF_RECURSE_IGNORED_DIRS.rawValue }
         }
-        // A look at everything refreshes the index's stat cache (UPDATE_INDEX: a racily-clean entry is
-        // otherwise hashed by every later status, 100,000 reads an iteration); a scoped one leaves the
-        // index alone (rewriting it is what would cost the size of the tree).
+        // Status never writes the index (`proctor check` and a refused start write nothing): the loop's
+        // statuses are scoped to the few places a sandbox can write, so a racily-clean entry elsewhere,
+        // which every status would hash again, is not looked at.
         options.flags = flags | GIT_DIFF_DISABLE_PATHSPEC_MATCH.rawValue
-        if within == nil { options.flags |= GIT_DIFF_UPDATE_INDEX.rawValue }
         var diff: OpaquePointer?
         var pathspecs: [UnsafeMutablePointer<CChar>?] = (within ?? []).map { strdup($0) }
         defer { pathspecs.forEach { free($0) } }
