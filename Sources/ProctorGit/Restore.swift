@@ -49,12 +49,7 @@ extension Repository {
     ) throws {
         let changes = try status(against: commit, excluding: excluded, keepingIgnored: keepingIgnored, within: within)
         let root = try FileSystem.Directory.open(workdir)
-        func inTree(_ path: String) -> Bool {
-            var entry: OpaquePointer?
-            guard git_tree_entry_bypath(&entry, tree, path) == 0 else { return false }
-            git_tree_entry_free(entry)
-            return true
-        }
+        func inTree(_ path: String) throws -> Bool { try treeEntry(tree, path) != nil }
         let paths = Set(changes.flatMap { [$0.path, $0.oldPath] })
             .sorted { ($0.split(separator: "/").count, $0) < ($1.split(separator: "/").count, $1) }
         var restored: [String] = []
@@ -78,7 +73,7 @@ extension Repository {
         let parents = Set(paths.flatMap { path in
             path.split(separator: "/").dropLast().indices.map { path.split(separator: "/").prefix($0 + 1).joined(separator: "/") }
         }).sorted { $0.count > $1.count }
-        for directory in parents where !inTree(directory) {
+        for directory in parents where try !inTree(directory) {
             if let (parent, name) = try FileSystem.openParent(of: directory, in: root), try parent.entry(name)?.type == .directory,
                 try parent.subdirectory(name).names().isEmpty {
                 try parent.remove(name)
@@ -121,14 +116,12 @@ extension Repository {
     private func flatten(_ tree: OpaquePointer, only places: [String]) throws -> [String: (mode: FileMode, id: ObjectID)] {
         var entries: [String: (mode: FileMode, id: ObjectID)] = [:]
         for place in places {
-            var entry: OpaquePointer?
-            guard git_tree_entry_bypath(&entry, tree, place) == 0 else { continue }
-            defer { git_tree_entry_free(entry) }
-            let mode = FileMode(rawValue: git_tree_entry_filemode(entry).rawValue)
-            entries[place] = (mode, ObjectID(git_tree_entry_id(entry).pointee))
-            guard mode == .tree else { continue }
+            guard let entry = try treeEntry(tree, place) else { continue }
+            entries[place] = entry
+            guard entry.mode == .tree else { continue }
             var subtree: OpaquePointer?
-            try check(git_tree_lookup(&subtree, handle, git_tree_entry_id(entry)), "git_tree_lookup")
+            var oid = entry.id.oid
+            try check(git_tree_lookup(&subtree, handle, &oid), "git_tree_lookup")
             defer { git_tree_free(subtree) }
             entries.merge(try flatten(subtree!, prefix: place + "/")) { $1 }
         }
