@@ -29,6 +29,9 @@
 
 
 static int src_fds[PSB_MAX_OPS];
+/* The socket scan's cache (cache.c): opened with the sources, as the new root may cover its host
+ * path (a workspace under /tmp); written back before the pivot. */
+static struct psb_scan_cache *scan_cache;
 static int dev_fds[5] = {-1, -1, -1, -1, -1};
 static const char *const dev_names[5] = {"null", "zero", "full", "random", "urandom"};
 static int have_new_api = 1;
@@ -167,6 +170,9 @@ int psb_open_sources(const struct psb_config *cfg, char *err, size_t errlen)
         }
         break;
     }
+    for (int i = 0; i < cfg->nops && !scan_cache; i++)
+        if (cfg->ops[i].kind == PSB_OP_HIDE_SOCKETS)
+            scan_cache = psb_scan_cache_open(cfg);
     return 0;
 }
 
@@ -273,7 +279,9 @@ static int full_path(char *buf, size_t len, const char *dst)
  * socket can. The walk follows no symlink; a directory deeper than PSB_SOCKET_SCAN_DEPTH is
  * hidden whole; past PSB_SOCKET_SCAN_MAX entries it stops (init then warns). The writable binds
  * come last: what a sandbox piled up there in an earlier run cannot use up the budget before the
- * rest is seen. */
+ * rest is seen. A directory of the read-only part that has not changed since an earlier start
+ * (its ctime, see cache.c) is not read again: only its subdirectories are entered, so a start
+ * costs the number of directories, not of files. */
 int psb_socket_scan_incomplete;
 
 struct socket_scan {
@@ -282,6 +290,7 @@ struct socket_scan {
     long long seen;    /* entries walked */
     int hidden;        /* sockets hidden so far (each one is a mount) */
     int lost;          /* below a path longer than PATH_MAX: no --rw target there, walk by fd */
+    struct psb_scan_cache *cache; /* listings of unchanged directories (cache.c); NULL in the --rw pass */
     char path[PATH_MAX];
 };
 
@@ -299,8 +308,81 @@ static int is_rw_target(const struct psb_config *cfg, const char *path)
     return 0;
 }
 
+static int hide_sockets_in(struct socket_scan *sc, int dirfd, int depth);
+
+/* The subdirectory `name` of `fd`, whose own path is sc->path (its first `len` bytes). */
+static int visit_subdir(struct socket_scan *sc, int fd, const char *name, size_t len, int depth)
+{
+    /* Past PATH_MAX the walk goes on by fd: a process can chdir down and connect() by a short
+     * relative name. No --rw target lies that deep. */
+    int lost_here = 0, rc = 0;
+    if (!sc->lost && snprintf(sc->path + len, sizeof sc->path - len, "/%s", name) >= (int)(sizeof sc->path - len))
+        sc->lost = lost_here = 1;
+    if (!sc->lost && sc->skip_writable && is_rw_target(sc->cfg, sc->path)) {
+        sc->path[len] = 0;
+        return 0;
+    }
+    int sub = openat(fd, name, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (sub >= 0) {
+        /* Too deep to walk: the directory itself is hidden (fails closed). */
+        rc = depth >= PSB_SOCKET_SCAN_DEPTH ? hide_at(sub) : hide_sockets_in(sc, sub, depth + 1);
+        close(sub);
+    }
+    if (lost_here)
+        sc->lost = 0;
+    if (!sc->lost)
+        sc->path[len] = 0;
+    return rc;
+}
+
+/* A directory the cache knows unchanged: only its subdirectories are entered, no readdir. */
+static int walk_cached(struct socket_scan *sc, int dirfd, const char *names, uint32_t nsub, int depth)
+{
+    size_t len = strlen(sc->path);
+    int rc = 0;
+    for (uint32_t k = 0; rc == 0 && k < nsub; k++, names += strlen(names) + 1)
+        rc = visit_subdir(sc, dirfd, names, len, depth);
+    return rc;
+}
+
+/* Names gathered for the cache while a directory is read; `ok` drops to 0 when it must not be
+ * stored (a socket in it, an entry of unknown type, a cut walk). */
+struct listing {
+    char *names;
+    size_t len, cap;
+    uint32_t nsub, nentries;
+    int ok;
+};
+
+static void listing_add(struct listing *l, const char *name)
+{
+    size_t n = strlen(name) + 1;
+    if (l->len + n > l->cap) {
+        size_t cap = l->cap ? 2 * l->cap : 1024;
+        while (cap < l->len + n)
+            cap *= 2;
+        char *grown = realloc(l->names, cap);
+        if (!grown) {
+            l->ok = 0;
+            return;
+        }
+        l->names = grown, l->cap = cap;
+    }
+    memcpy(l->names + l->len, name, n);
+    l->len += n;
+    l->nsub++;
+}
+
 static int hide_sockets_in(struct socket_scan *sc, int dirfd, int depth)
 {
+    struct stat dir_st;
+    int have_stat = sc->cache && fstat(dirfd, &dir_st) == 0;
+    uint32_t nsub, nentries;
+    const char *cached = have_stat ? psb_scan_cache_find(sc->cache, dirfd, &dir_st, &nsub, &nentries) : NULL;
+    if (cached && sc->seen + nentries <= PSB_SOCKET_SCAN_MAX) {
+        sc->seen += nentries;
+        return walk_cached(sc, dirfd, cached, nsub, depth);
+    }
     int fd = openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (fd < 0)
         return 0; /* unreadable: nothing the sandbox could find in it either */
@@ -310,6 +392,7 @@ static int hide_sockets_in(struct socket_scan *sc, int dirfd, int depth)
         return 0;
     }
     size_t len = strlen(sc->path);
+    struct listing l = {.ok = have_stat};
     int rc = 0;
     struct dirent *de;
     while (rc == 0 && (de = readdir(d))) {
@@ -317,44 +400,36 @@ static int hide_sockets_in(struct socket_scan *sc, int dirfd, int depth)
             continue;
         if (++sc->seen > PSB_SOCKET_SCAN_MAX) {
             psb_socket_scan_incomplete = 1;
+            l.ok = 0;
             break;
         }
+        l.nentries++;
         unsigned char type = de->d_type;
         if (type == DT_UNKNOWN) {
             struct stat st;
-            if (fstatat(fd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+            if (fstatat(fd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0) {
+                l.ok = 0;
                 continue;
+            }
             type = S_ISDIR(st.st_mode) ? DT_DIR : S_ISSOCK(st.st_mode) ? DT_SOCK : DT_REG;
         }
         if (type == DT_SOCK) {
+            l.ok = 0;
             int s = openat(fd, de->d_name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
             if (s >= 0) {
                 rc = hide_socket(sc, s);
                 close(s);
             }
         } else if (type == DT_DIR) {
-            /* Past PATH_MAX the walk goes on by fd: a process can chdir down and connect() by a
-             * short relative name. No --rw target lies that deep. */
-            int lost_here = 0;
-            if (!sc->lost && snprintf(sc->path + len, sizeof sc->path - len, "/%s", de->d_name) >= (int)(sizeof sc->path - len))
-                sc->lost = lost_here = 1;
-            if (!sc->lost && sc->skip_writable && is_rw_target(sc->cfg, sc->path)) {
-                sc->path[len] = 0;
-                continue;
-            }
-            int sub = openat(fd, de->d_name, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-            if (sub >= 0) {
-                /* Too deep to walk: the directory itself is hidden (fails closed). */
-                rc = depth >= PSB_SOCKET_SCAN_DEPTH ? hide_at(sub) : hide_sockets_in(sc, sub, depth + 1);
-                close(sub);
-            }
-            if (lost_here)
-                sc->lost = 0;
-            if (!sc->lost)
-                sc->path[len] = 0;
+            if (l.ok)
+                listing_add(&l, de->d_name);
+            rc = visit_subdir(sc, fd, de->d_name, len, depth);
         }
     }
     closedir(d);
+    if (rc == 0 && l.ok)
+        psb_scan_cache_note(sc->cache, dirfd, &dir_st, l.nentries, l.names, l.len, l.nsub);
+    free(l.names);
     return rc;
 }
 
@@ -392,7 +467,10 @@ static int hide_sockets(const struct psb_config *cfg, int rootfd, const char *ds
         if (rc < 0)
             return rc;
     }
+    /* The read-only part may use the cache; what this sandbox can write is always read whole. */
+    sc.cache = scan_cache;
     int rc = walk_for_sockets(&sc, rootfd, dst, 1);
+    sc.cache = NULL;
     for (int i = 0; rc == 0 && i < cfg->nops; i++) {
         const struct psb_op *o = &cfg->ops[i];
         if (o->kind == PSB_OP_RW && psb_path_beneath(o->dst, dst) && strcmp(o->dst, dst))
@@ -638,6 +716,8 @@ int psb_build_root(const struct psb_config *cfg, char *err, size_t errlen)
     }
     (void)unlinkat(tmpfd, ".psb-empty", 0);
     (void)unlinkat(tmpfd, ".psb-emptydir", AT_REMOVEDIR);
+    psb_scan_cache_close(scan_cache);
+    scan_cache = NULL;
     close(empty_fd);
     close(empty_dir_fd);
     close(tmpfd);

@@ -198,6 +198,27 @@ struct psb_mount_attr {
     uint64_t attr_set, attr_clr, propagation, userns_fd;
 };
 
+/* cache.c: the launcher's cache directory (--filter-cache). */
+uint64_t psb_fnv1a(const void *p, size_t n);
+/* The directory, created 0700 if missing; -1 when none is given or it is not safe to trust. */
+int psb_cache_dir(const struct psb_config *cfg);
+/* Whether an opened cache file may be believed: a regular file of ours that nobody else can write. */
+struct stat;
+int psb_cache_file_trusted(int fd, const struct stat *st);
+/* Writes a then b as `name` in the directory, atomically (a temporary file, then rename). */
+int psb_cache_replace(int dir, const char *name, const void *a, size_t alen, const void *b, size_t blen);
+/* The socket scan's listings (NULL: no cache); _close writes what changed. */
+struct psb_scan_cache;
+struct psb_scan_cache *psb_scan_cache_open(const struct psb_config *cfg);
+/* A directory's subdirectory names (each NUL-terminated, *nsub of them) and entry count, when the
+ * cache holds the directory `fd` (`st` its fstat) at this very change time; else NULL. */
+const char *psb_scan_cache_find(struct psb_scan_cache *c, int fd, const struct stat *st, uint32_t *nsub,
+                                uint32_t *nentries);
+/* Offers a directory whose walk found no socket in it (stored only when settled; see cache.c). */
+void psb_scan_cache_note(struct psb_scan_cache *c, int fd, const struct stat *st, uint32_t nentries,
+                         const char *names, size_t len, uint32_t nsub);
+void psb_scan_cache_close(struct psb_scan_cache *c);
+
 /* mounts.c */
 int psb_open_sources(const struct psb_config *cfg, char *err, size_t errlen);
 /* Bounds of a --hide-sockets walk; psb_build_root sets the flag when one was reached (init warns). */

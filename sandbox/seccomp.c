@@ -270,74 +270,15 @@ int psb_seccomp_load(const void *prog, int want_listener)
 }
 
 /*
- * The compiled filter is cached (--filter-cache DIR: the workspace's .proctor/cache, which no
- * sandbox can see): libseccomp takes ~0.4 ms to build it, a tenth of a whole sandbox's start.
- * The file name covers everything the filter depends on (the options, libseccomp's version,
- * this very launcher binary); a file is used only when it is ours, writable by nobody else,
- * and its checksum matches, so a torn write or a stale format is rebuilt, never loaded.
+ * The compiled filter is cached in the launcher's cache directory (cache.c): libseccomp takes
+ * ~0.4 ms to build it, a tenth of a whole sandbox's start. The file name covers everything the
+ * filter depends on (the options, libseccomp's version, this very launcher binary).
  */
 struct filter_file {
     uint32_t magic, ninsns;
     uint64_t sum;
 };
 #define PSB_FILTER_MAGIC 0x31664250u
-
-static uint64_t fnv1a(const void *p, size_t n)
-{
-    uint64_t h = 1469598103934665603ULL;
-    for (size_t i = 0; i < n; i++)
-        h = (h ^ ((const unsigned char *)p)[i]) * 1099511628211ULL;
-    return h;
-}
-
-/* Whether the directory `d` is, or lies beneath, the source of an --rw bind. The sandbox runs
- * as our own uid, so whatever it writes passes the owner and mode checks: a cache it can write
- * to (a workspace whose policy made .proctor, or a directory above it, writable) would let one
- * run plant an allow-all filter for the next. Compared by device and inode while walking up
- * through "..", so neither a symlink nor a different spelling of the path hides the overlap. */
-static int cache_writable_inside(const struct psb_config *cfg, int d)
-{
-    struct stat rw[PSB_MAX_OPS];
-    int n = 0;
-    for (int i = 0; i < cfg->nops; i++)
-        if (cfg->ops[i].kind == PSB_OP_RW && stat(cfg->ops[i].src, &rw[n]) == 0)
-            n++;
-    if (n == 0)
-        return 0;
-    int cur = dup(d);
-    for (int depth = 0; cur >= 0 && depth < 4096; depth++) {
-        struct stat st, up;
-        if (fstat(cur, &st) < 0)
-            break;
-        for (int k = 0; k < n; k++)
-            if (rw[k].st_dev == st.st_dev && rw[k].st_ino == st.st_ino) {
-                close(cur);
-                return 1;
-            }
-        int parent = openat(cur, "..", O_PATH | O_DIRECTORY | O_CLOEXEC);
-        close(cur);
-        cur = parent;
-        if (cur < 0 || fstat(cur, &up) < 0 || (up.st_dev == st.st_dev && up.st_ino == st.st_ino))
-            break; /* the root */
-    }
-    if (cur >= 0)
-        close(cur);
-    return 0;
-}
-
-static int cache_dir(const struct psb_config *cfg, const char *path)
-{
-    int d = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-    if (d < 0 && errno == ENOENT && mkdir(path, 0700) == 0)
-        d = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-    struct stat st;
-    if (d >= 0 && (fstat(d, &st) < 0 || st.st_uid != geteuid() || (st.st_mode & 022) ||
-                   cache_writable_inside(cfg, d))) {
-        close(d);
-        d = -1;
-    }
-    return d;
-}
 
 static void cache_name(const struct psb_config *cfg, char *out, size_t len)
 {
@@ -350,7 +291,7 @@ static void cache_name(const struct psb_config *cfg, char *out, size_t len)
                      v ? v->major : 0, v ? v->minor : 0, v ? v->micro : 0, (unsigned long long)st.st_dev,
                      (unsigned long long)st.st_ino, (long long)st.st_mtim.tv_sec, st.st_mtim.tv_nsec,
                      (long long)st.st_size);
-    snprintf(out, len, "seccomp-%016llx.bpf", (unsigned long long)fnv1a(key, (size_t)n));
+    snprintf(out, len, "seccomp-%016llx.bpf", (unsigned long long)psb_fnv1a(key, (size_t)n));
 }
 
 static struct sock_fprog *cache_read(int dir, const char *name)
@@ -362,14 +303,13 @@ static struct sock_fprog *cache_read(int dir, const char *name)
     struct filter_file h;
     struct sock_fprog *prog = NULL;
     struct sock_filter *ins = NULL;
-    if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_uid != geteuid() || (st.st_mode & 022) ||
-        read(fd, &h, sizeof h) != (ssize_t)sizeof h || h.magic != PSB_FILTER_MAGIC || h.ninsns == 0 ||
+    if (fstat(fd, &st) < 0 || !psb_cache_file_trusted(fd, &st) || read(fd, &h, sizeof h) != (ssize_t)sizeof h || h.magic != PSB_FILTER_MAGIC || h.ninsns == 0 ||
         h.ninsns > BPF_MAXINSNS || st.st_size != (off_t)(sizeof h + h.ninsns * sizeof *ins))
         goto out;
     ins = malloc(h.ninsns * sizeof *ins);
     prog = malloc(sizeof *prog);
     if (!ins || !prog || read(fd, ins, h.ninsns * sizeof *ins) != (ssize_t)(h.ninsns * sizeof *ins) ||
-        fnv1a(ins, h.ninsns * sizeof *ins) != h.sum) {
+        psb_fnv1a(ins, h.ninsns * sizeof *ins) != h.sum) {
         free(ins);
         free(prog);
         prog = NULL;
@@ -407,24 +347,16 @@ static void prune_cache(int dir, const char *keep)
 
 static void cache_write(int dir, const char *name, const struct sock_fprog *prog)
 {
-    char tmp[64];
-    snprintf(tmp, sizeof tmp, ".tmp-%d", (int)getpid());
-    int fd = openat(dir, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600);
-    if (fd < 0)
-        return;
     size_t n = prog->len * sizeof *prog->filter;
-    struct filter_file h = {PSB_FILTER_MAGIC, prog->len, fnv1a(prog->filter, n)};
-    int ok = psb_write_all(fd, &h, sizeof h) == 0 && psb_write_all(fd, prog->filter, n) == 0;
-    ok = close(fd) == 0 && ok;
-    if (!ok || renameat(dir, tmp, dir, name) < 0)
-        (void)unlinkat(dir, tmp, 0);
+    struct filter_file h = {PSB_FILTER_MAGIC, prog->len, psb_fnv1a(prog->filter, n)};
+    (void)psb_cache_replace(dir, name, &h, sizeof h, prog->filter, n);
     prune_cache(dir, name);
 }
 
 /* The filter for this configuration: from the cache when there is a valid one, else built. */
 int psb_seccomp_get(const struct psb_config *cfg, void **prog_out, char *err, size_t errlen)
 {
-    int dir = cfg->filter_cache ? cache_dir(cfg, cfg->filter_cache) : -1;
+    int dir = psb_cache_dir(cfg);
     char name[64];
     if (dir >= 0) {
         cache_name(cfg, name, sizeof name);

@@ -315,6 +315,45 @@ EOF
     run --ro "$SW" "$SW" --hide-sockets "$SW" -- sh -c "[ -S '$SW/a/b/agent.sock' ] && echo still-a-socket; rm -f '$SW/a/b/agent.sock'; exit 0"
     check "  the hidden socket is an empty read-only file that cannot be removed" \
         bash -c "! grep -q still-a-socket '$O' && [ -S '$SW/a/b/agent.sock' ]"
+    # The scan's cache (in the --filter-cache directory; sandbox/cache.c): a directory unchanged
+    # for 2 s is listed once and not read again while its ctime stays. A socket made in it later
+    # moves that ctime, so the next start reads it again and hides the socket; a torn cache file
+    # is not believed.
+    SC=$T/scancache; mkdir -p "$SW/c/d"
+    scan_has() { # DIR: whether sockets.scan (valid checksum) lists DIR's inode
+        "$HPY" - "$SC/sockets.scan" "$1" <<'EOF'
+import os, struct, sys
+data = open(sys.argv[1], "rb").read()
+magic, version, n, names_len, total = struct.unpack_from("<IIQQQ", data)
+body = data[32:]
+h = 1469598103934665603
+for b in body:
+    h = ((h ^ b) * 1099511628211) & (2**64 - 1)
+inos = {struct.unpack_from("<QQ", body, 56 * i)[1] for i in range(n)}
+sys.exit(0 if h == total and os.stat(sys.argv[2]).st_ino in inos else 1)
+EOF
+    }
+    scan_lacks() { [ -s "$SC/sockets.scan" ] && ! scan_has "$1"; }
+    sleep 3.1   # settled: unchanged for 2 s, counted in whole seconds
+    run --ro "$SW" "$SW" --hide-sockets "$SW" --filter-cache "$SC" -- true
+    check "socket scan cache: a settled directory is listed" scan_has "$SW/c/d"
+    check "  one holding a socket is not" scan_lacks "$SW/a/b"
+    STAMP=$(stat -c %Y.%i "$SC/sockets.scan")
+    sleep 1.1
+    run --ro "$SW" "$SW" --hide-sockets "$SW" --filter-cache "$SC" -- true
+    check "  a start with nothing changed reads the listings and leaves the file alone" \
+        test "$(stat -c %Y.%i "$SC/sockets.scan")" = "$STAMP"
+    unix_listener "$SW/c/d/late.sock"
+    rm -f "$WSHITS"
+    run --ro "$SW" "$SW" --hide-sockets "$SW" --filter-cache "$SC" -- "$PROBE" unix "$SW/c/d/late.sock"
+    check "  a socket made in a cached directory afterwards is hidden: connect fails, listener gets nothing" \
+        bash -c "grep -q 'unix-path ok' '$O' && sleep 0.2 && [ ! -s '$WSHITS' ]"
+    check "  and that directory's listing is dropped from the cache" scan_lacks "$SW/c/d"
+    head -c 100 /dev/urandom >"$SC/sockets.scan"
+    run --ro "$SW" "$SW" --hide-sockets "$SW" --filter-cache "$SC" -- "$PROBE" unix "$SW/c/d/late.sock"
+    check "  a torn cache file is ignored: the socket stays hidden" \
+        bash -c "grep -q 'unix-path ok' '$O' && sleep 0.2 && [ ! -s '$WSHITS' ]"
+    check "  and the file is written anew" scan_has "$SW/a"
     # Entries piled up in a writable place cannot use up the walk's budget (200 000) before
     # the read-only part is seen; the cut itself is reported.
     mkdir -p "$SW/out/many" "$SW/z"
