@@ -389,7 +389,8 @@ public struct Launcher: Sendable {
             default:
                 result.refusedConnections += 1
                 audit?.append(AuditRecord(time: time, run: context.run, iteration: context.iteration, phase: plan.phase.rawValue,
-                                          kind: "network", decision: "denied", detail: detail, host: host, port: Int(port)))
+                                          kind: "network", decision: "denied", detail: detail, host: host.isEmpty ? nil : host,
+                                          port: port > 0 ? Int(port) : nil))
             }
         case .result(let exit, let signal, let timedOut, let wallMs, let cpuMs, let peakMemoryBytes):
             result.exitCode = Int32(exactly: exit).flatMap { $0 >= 0 ? $0 : nil }
