@@ -133,7 +133,7 @@ public struct SandboxEnvironment: Sendable {
         defer { if stdin == nil { close(input) } }
         let result = try launcher.run(plan, audit: audit, context: context, stdin: input, stdout: stdout, stderr: stderr,
                                       stop: stop, started: started)
-        network.add(phase, result.network)
+        network.add(iteration: context.iteration, phase, result.network)
         for warning in result.warnings {
             FileHandle.standardError.write(Data("proctor: warning: not enforced as asked: \(warning)\n".utf8))
         }

@@ -45,28 +45,28 @@ public struct NetworkProxy: Sendable, Equatable {
     }
 }
 
-/// What the sandboxes launched from one environment sent through the allowlist proxy since it was
-/// last taken, by phase and host: the research loop takes it into each iteration's `runs.jsonl`
-/// record. Shared by the copies of a `SandboxEnvironment`.
+/// What the sandboxes launched from one environment sent through the allowlist proxy, by
+/// iteration, phase and host: the research loop puts an iteration's into its `runs.jsonl` record.
+/// Shared by the copies of a `SandboxEnvironment`.
 public final class NetworkMeter: @unchecked Sendable {
     private let lock = NSLock()
-    private var use: [String: [String: NetworkUse]] = [:]
+    private var use: [Int: [String: [String: NetworkUse]]] = [:]
 
     public init() {}
 
-    func add(_ phase: Phase, _ hosts: [String: NetworkUse]) {
-        guard !hosts.isEmpty else { return }
+    func add(iteration: Int?, _ phase: Phase, _ hosts: [String: NetworkUse]) {
+        guard let iteration, !hosts.isEmpty else { return }
         lock.lock()
         defer { lock.unlock() }
-        use[phase.rawValue, default: [:]].merge(hosts, uniquingKeysWith: +)
+        use[iteration, default: [:]][phase.rawValue, default: [:]].merge(hosts, uniquingKeysWith: +)
     }
 
-    /// Phase → host → use since the last call; nil when nothing went through.
-    public func take() -> [String: [String: NetworkUse]]? {
+    /// Phase → host → use of `iteration`, nil when nothing went through. Earlier iterations are
+    /// forgotten: their records are written.
+    public func use(of iteration: Int) -> [String: [String: NetworkUse]]? {
         lock.lock()
         defer { lock.unlock() }
-        let taken = use
-        use = [:]
-        return taken.isEmpty ? nil : taken
+        use = use.filter { $0.key >= iteration }
+        return use[iteration]
     }
 }
