@@ -167,6 +167,20 @@ final class NetworkProxyAttackTests: XCTestCase {
         XCTAssertTrue(refusals.contains { ($0["detail"] as? String)?.contains("169.254.169.254, a link-local address") == true })
     }
 
+    /// Without the test resolver the proxy asks the system's (getaddrinfo, from the static launcher):
+    /// `localhost` resolves through /etc/hosts to loopback and is refused like a rebinding name.
+    func testSystemResolverAnswerIsCheckedToo() throws {
+        let target = try LoopbackListener()
+        let ws = try TestWorkspace(extra: "[agent]\nkind = \"command\"\ncommand = [\"true\"]\nnetwork = \"allowlist\"\nallow_hosts = [\"localhost:\(target.port)\"]\n")
+        var env = ProcessInfo.processInfo.environment
+        env["PROCTOR_NET_HOSTS_FILE"] = nil
+        let out = try ws.exec([python, "-c", Self.client + "ask('localhost', 'CONNECT localhost:\(target.port) HTTP/1.1\\r\\n\\r\\n', b'LEAK')\n"],
+                              phase: "agent", environment: env)
+        XCTAssertTrue(out.stdout.contains("localhost HTTP/1.1 403 Forbidden | proctor: resolves to "), out.stdout + out.stderr)
+        XCTAssertTrue(out.stdout.contains("a loopback address (allow_private = false)"), out.stdout + out.stderr)
+        XCTAssertEqual(target.received(), [])
+    }
+
     /// `network = "none"` and the default: no network namespace route at all, and no proxy variables.
     func testNoneHasNoProxy() throws {
         let listener = try LoopbackListener()
