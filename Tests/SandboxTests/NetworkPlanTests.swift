@@ -1,3 +1,4 @@
+import CLauncherProtocol
 @testable import ProctorConfig
 @testable import ProctorSandbox
 import XCTest
@@ -59,5 +60,10 @@ final class NetworkPlanTests: XCTestCase {
         XCTAssertEqual(none.environment.filter { $0.0 == "HTTPS_PROXY" }.map(\.1), ["http://corp:8080"],
                        "without an allowlist the listed variable passes as it is")
         XCTAssertEqual(value(none, "--proxy-port"), [])
+    }
+
+    /// The configuration refuses more hosts than the launcher takes.
+    func testHostLimitIsTheLaunchers() {
+        XCTAssertEqual(NetworkAccess.maxHosts, Int(PSB_MAX_ALLOW_HOSTS))
     }
 }

@@ -181,6 +181,19 @@ final class NetworkProxyAttackTests: XCTestCase {
         XCTAssertEqual(target.received(), [])
     }
 
+    /// `network = true` keeps meaning the host's network, and every launching command says so.
+    func testTrueStillMeansHostAndWarns() throws {
+        let (ws, env) = try workspace(agent: "network = true", hosts: "")
+        let out = try ws.exec([python, "-c", "import os; print('proxy', os.environ.get('HTTPS_PROXY'))"], phase: "agent",
+                              environment: env)
+        XCTAssertEqual(out.status, 0, out.stderr)
+        XCTAssertTrue(out.stdout.contains("proxy None"), out.stdout)
+        XCTAssertTrue(out.stderr.contains("proctor: warning: \(ws.path("proctor.toml")):"), out.stderr)
+        XCTAssertTrue(out.stderr.contains("agent.network: true means \"host\""), out.stderr)
+        let sandbox = ws.audit().first { $0["kind"] as? String == "sandbox" }
+        XCTAssertEqual((sandbox?["limits"] as? [String: String])?["netns"], "host host")
+    }
+
     /// `network = "none"` and the default: no network namespace route at all, and no proxy variables.
     func testNoneHasNoProxy() throws {
         let listener = try LoopbackListener()
