@@ -302,17 +302,7 @@ static void run_command(struct psb_child_ctx *ctx)
             keep[j] = keep[j - 1];
         keep[j] = cfg->pass_fds[k];
     }
-    int from = 3;
-    for (int k = 0; k < nkeep; k++) {
-        if (keep[k] > from && syscall(SYS_close_range, (unsigned)from, (unsigned)keep[k] - 1, 0U) < 0)
-            for (int f = from; f < keep[k]; f++)
-                close(f);
-        if (keep[k] + 1 > from)
-            from = keep[k] + 1;
-    }
-    if (syscall(SYS_close_range, (unsigned)from, ~0U, 0U) < 0)
-        for (int f = from; f < 65536; f++)
-            close(f);
+    psb_close_fds_except(keep, nkeep);
     for (int k = 0; k < cfg->npass_fds; k++)
         if (fcntl(cfg->pass_fds[k], F_SETFD, 0) < 0)
             psb_child_fail(sk, 1, "pass-fd", errno, "fcntl");

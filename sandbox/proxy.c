@@ -641,46 +641,45 @@ static void on_connected(struct proxy *p, struct conn *c)
     }
 }
 
-/* Moves bytes one step: reads into an empty buffer, writes a pending one. Returns -1 when the
- * connection is over. */
+/* Reads from `fd` into its buffer when that is empty; *eof at the end or on an error. */
+static void fill(int fd, char *buf, size_t *len, size_t *off, int *eof)
+{
+    if (*len != 0 || *eof)
+        return;
+    ssize_t k = recv(fd, buf, PROXY_BUF, MSG_DONTWAIT);
+    if (k > 0) {
+        *len = (size_t)k;
+        *off = 0;
+    } else if (k == 0 || (errno != EAGAIN && errno != EINTR))
+        *eof = 1;
+}
+
+/* Writes what is pending to `fd`, counting it in *count; -1 when the connection is broken. */
+static int drain(int fd, const char *buf, size_t *len, size_t *off, long long *count)
+{
+    if (*len <= *off)
+        return 0;
+    ssize_t k = send(fd, buf + *off, *len - *off, MSG_DONTWAIT | MSG_NOSIGNAL);
+    if (k > 0) {
+        *off += (size_t)k;
+        *count += k;
+    } else if (k < 0 && errno != EAGAIN && errno != EINTR)
+        return -1;
+    if (*off == *len)
+        *len = *off = 0;
+    return 0;
+}
+
+/* Moves bytes one step each way. Returns -1 when the connection is over. */
 static int relay(struct conn *c, short cre, short ure)
 {
-    if ((cre & (POLLIN | POLLHUP | POLLERR)) && c->up_len == 0 && !c->client_eof) {
-        ssize_t k = recv(c->client, c->up, PROXY_BUF, MSG_DONTWAIT);
-        if (k > 0) {
-            c->up_len = (size_t)k;
-            c->up_off = 0;
-        } else if (k == 0 || (errno != EAGAIN && errno != EINTR))
-            c->client_eof = 1;
-    }
-    if ((ure & (POLLIN | POLLHUP | POLLERR)) && c->down_len == 0 && !c->upstream_eof) {
-        ssize_t k = recv(c->upstream, c->down, PROXY_BUF, MSG_DONTWAIT);
-        if (k > 0) {
-            c->down_len = (size_t)k;
-            c->down_off = 0;
-        } else if (k == 0 || (errno != EAGAIN && errno != EINTR))
-            c->upstream_eof = 1;
-    }
-    if (c->up_len > c->up_off) {
-        ssize_t k = send(c->upstream, c->up + c->up_off, c->up_len - c->up_off, MSG_DONTWAIT | MSG_NOSIGNAL);
-        if (k > 0) {
-            c->up_off += (size_t)k;
-            c->bytes_up += k;
-        } else if (k < 0 && errno != EAGAIN && errno != EINTR)
-            return -1;
-        if (c->up_off == c->up_len)
-            c->up_len = c->up_off = 0;
-    }
-    if (c->down_len > c->down_off) {
-        ssize_t k = send(c->client, c->down + c->down_off, c->down_len - c->down_off, MSG_DONTWAIT | MSG_NOSIGNAL);
-        if (k > 0) {
-            c->down_off += (size_t)k;
-            c->bytes_down += k;
-        } else if (k < 0 && errno != EAGAIN && errno != EINTR)
-            return -1;
-        if (c->down_off == c->down_len)
-            c->down_len = c->down_off = 0;
-    }
+    if (cre & (POLLIN | POLLHUP | POLLERR))
+        fill(c->client, c->up, &c->up_len, &c->up_off, &c->client_eof);
+    if (ure & (POLLIN | POLLHUP | POLLERR))
+        fill(c->upstream, c->down, &c->down_len, &c->down_off, &c->upstream_eof);
+    if (drain(c->upstream, c->up, &c->up_len, &c->up_off, &c->bytes_up) < 0 ||
+        drain(c->client, c->down, &c->down_len, &c->down_off, &c->bytes_down) < 0)
+        return -1;
     /* A client that hung up entirely can be sent nothing more. */
     if (c->client_eof && (cre & (POLLHUP | POLLERR)))
         return -1;
@@ -809,25 +808,6 @@ static void proxy_loop(struct proxy *p)
     }
 }
 
-/* Nothing of the helper's but the listener, the report channel and stderr. */
-static void close_other_fds(int a, int b)
-{
-    int keep[2] = {a < b ? a : b, a < b ? b : a};
-    int from = 3;
-    for (int k = 0; k < 2; k++) {
-        if (keep[k] < 0)
-            continue;
-        if (keep[k] > from && syscall(SYS_close_range, (unsigned)from, (unsigned)keep[k] - 1, 0U) < 0)
-            for (int f = from; f < keep[k]; f++)
-                close(f);
-        if (keep[k] + 1 > from)
-            from = keep[k] + 1;
-    }
-    if (syscall(SYS_close_range, (unsigned)from, ~0U, 0U) < 0)
-        for (int f = from; f < 65536; f++)
-            close(f);
-}
-
 pid_t psb_proxy_start(const struct psb_config *cfg, int listen_fd)
 {
     /* Read before the fork, so that a test resolver file that cannot be read fails the setup. */
@@ -861,7 +841,14 @@ pid_t psb_proxy_start(const struct psb_config *cfg, int listen_fd)
     sigemptyset(&term);
     sigaddset(&term, SIGTERM);
     sigprocmask(SIG_BLOCK, &term, NULL);
-    close_other_fds(listen_fd, psb_report_fd);
+    /* Nothing of the helper's but the listener, the report channel and stdio. */
+    int keep[2], nkeep = 0;
+    if (psb_report_fd >= 0 && psb_report_fd < listen_fd)
+        keep[nkeep++] = psb_report_fd;
+    keep[nkeep++] = listen_fd;
+    if (psb_report_fd > listen_fd)
+        keep[nkeep++] = psb_report_fd;
+    psb_close_fds_except(keep, nkeep);
     fcntl(listen_fd, F_SETFL, O_NONBLOCK);
     proxy_loop(&p);
     _exit(0);

@@ -150,6 +150,8 @@ extern size_t psb_wipe_len;
 int psb_write_all(int fd, const void *buf, size_t len);
 int psb_send_fd(int sk, const void *data, size_t len, int fd);
 int psb_write_file(const char *path, const char *data);
+/* Closes every descriptor from 3 up but those in `keep` (ascending); async-signal-safe. */
+void psb_close_fds_except(const int *keep, int nkeep);
 long long psb_now_ms(void);
 /* Blocks, and puts in *set, the signals the helper and init take synchronously (signalfd,
  * sigwaitinfo): SIGCHLD, the stop requests SIGTERM/SIGINT/SIGHUP, freeze/thaw SIGUSR1/SIGUSR2. */

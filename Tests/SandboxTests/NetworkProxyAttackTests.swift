@@ -233,6 +233,23 @@ final class NetworkProxyAttackTests: XCTestCase {
     }
 }
 
+/// A socket of `type` bound to 127.0.0.1 on a port the kernel picks: the descriptor and the port.
+private func loopbackSocket(_ type: Int32) throws -> (Int32, Int) {
+    let fd = socket(AF_INET, type, 0)
+    var addr = sockaddr_in()
+    addr.sin_family = sa_family_t(AF_INET)
+    addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+    var len = socklen_t(MemoryLayout<sockaddr_in>.size)
+    let bound = withUnsafeMutablePointer(to: &addr) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, len) == 0 && getsockname(fd, $0, &len) == 0 }
+    }
+    guard fd >= 0, bound else {
+        if fd >= 0 { close(fd) }
+        throw POSIXError(.EADDRNOTAVAIL)
+    }
+    return (fd, Int(UInt16(bigEndian: addr.sin_port)))
+}
+
 /// A TCP listener on 127.0.0.1: each connection's first bytes are kept, then answered with
 /// `HTTP/1.0 200 OK` and `reply-from-PORT`, and the connection closed.
 final class LoopbackListener: @unchecked Sendable {
@@ -242,17 +259,9 @@ final class LoopbackListener: @unchecked Sendable {
     private var got: [String] = []
 
     init() throws {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        self.fd = fd
-        var addr = sockaddr_in()
-        addr.sin_family = sa_family_t(AF_INET)
-        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
-        var len = socklen_t(MemoryLayout<sockaddr_in>.size)
-        let bound = withUnsafeMutablePointer(to: &addr) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, len) == 0 && listen(fd, 16) == 0 && getsockname(fd, $0, &len) == 0 }
-        }
-        guard fd >= 0, bound else { throw POSIXError(.EADDRNOTAVAIL) }
-        port = Int(UInt16(bigEndian: addr.sin_port))
+        (fd, port) = try loopbackSocket(Int32(SOCK_STREAM.rawValue))
+        guard listen(fd, 16) == 0 else { throw POSIXError(.EADDRNOTAVAIL) }
+        let fd = fd
         Thread.detachNewThread { [weak self] in
             while true {
                 let client = accept(fd, nil, nil)
@@ -291,17 +300,7 @@ final class LoopbackUDP {
     private let fd: Int32
 
     init() throws {
-        let fd = socket(AF_INET, Int32(SOCK_DGRAM.rawValue), 0)
-        self.fd = fd
-        var addr = sockaddr_in()
-        addr.sin_family = sa_family_t(AF_INET)
-        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
-        var len = socklen_t(MemoryLayout<sockaddr_in>.size)
-        let bound = withUnsafeMutablePointer(to: &addr) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, len) == 0 && getsockname(fd, $0, &len) == 0 }
-        }
-        guard fd >= 0, bound else { throw POSIXError(.EADDRNOTAVAIL) }
-        port = Int(UInt16(bigEndian: addr.sin_port))
+        (fd, port) = try loopbackSocket(Int32(SOCK_DGRAM.rawValue))
     }
 
     deinit { close(fd) }
