@@ -181,6 +181,35 @@ final class NetworkProxyAttackTests: XCTestCase {
         XCTAssertEqual(target.received(), [])
     }
 
+    /// A flood of refused requests is reported up to the proxy's cap and counted past it, and does not
+    /// stop the command; an allowed destination with nothing listening answers 502.
+    func testRefusalFloodIsCappedAndCountedAndAClosedPortIsABadGateway() throws {
+        let closed = try LoopbackListener()
+        let closedPort = closed.port
+        let (ws, env) = try workspace(agent: """
+            network = "allowlist"
+            allow_hosts = ["gone.test:\(closedPort)"]
+            allow_private = true
+            """, hosts: "gone.test 127.0.0.1\n")
+        closed.stop()
+        let script = Self.client + """
+            for i in range(1100):
+                s = socket.create_connection(('127.0.0.1', 3128)); s.sendall(b'CONNECT flood.test:443 HTTP/1.1\\r\\n\\r\\n'); s.recv(100); s.close()
+            ask('gone', 'CONNECT gone.test:\(closedPort) HTTP/1.1\\r\\n\\r\\n', b'x')
+            print('still running')
+            """
+        let out = try ws.exec([python, "-c", script], phase: "agent", environment: env)
+        XCTAssertEqual(out.status, 0, out.stdout + out.stderr)
+        XCTAssertTrue(out.stdout.contains("gone HTTP/1.1 502 Bad Gateway | proctor: connect failed: Connection refused"), out.stdout)
+        XCTAssertTrue(out.stdout.contains("still running"))
+        let network = ws.audit().filter { $0["kind"] as? String == "network" }
+        XCTAssertEqual(network.filter { $0["host"] as? String == "flood.test" }.count, 1000)
+        let counted = network.filter { $0["count"] != nil }
+        XCTAssertEqual(counted.count, 1, "\(counted)")
+        XCTAssertEqual(counted.first?["count"] as? Int, 100)
+        XCTAssertEqual(network.count, 1001, "the failed connect to an allowed host is not a refusal")
+    }
+
     /// `network = true` keeps meaning the host's network, and every launching command says so.
     func testTrueStillMeansHostAndWarns() throws {
         let (ws, env) = try workspace(agent: "network = true", hosts: "")
@@ -257,6 +286,7 @@ final class LoopbackListener: @unchecked Sendable {
     private let fd: Int32
     private let lock = NSLock()
     private var got: [String] = []
+    private var stopped = false
 
     init() throws {
         (fd, port) = try loopbackSocket(Int32(SOCK_STREAM.rawValue))
@@ -281,7 +311,14 @@ final class LoopbackListener: @unchecked Sendable {
         }
     }
 
-    deinit {
+    deinit { stop() }
+
+    /// Closes the listening socket: its port refuses connections from now on.
+    func stop() {
+        lock.lock()
+        defer { lock.unlock() }
+        guard !stopped else { return }
+        stopped = true
         shutdown(fd, Int32(SHUT_RDWR))
         close(fd)
     }
