@@ -75,4 +75,35 @@ final class NetworkAllowlistLoopTests: XCTestCase {
         XCTAssertTrue(audit.stdout.contains("network: api.test: 1 connection(s), \(use["bytes_up"]!) bytes up, \(use["bytes_down"]!) bytes down"),
                       audit.stdout)
     }
+
+    /// The experiment's allowlist in a real run: train.py fetches from the listed data host, each
+    /// iteration's record counts it under `experiment`, and an unlisted host is refused and audited.
+    func testExperimentTrafficIsCountedInTheIterationsRecord() throws {
+        let server = try ScriptedHTTPServer(Array(repeating: .respond(status: 200, headers: [], body: "0.7"), count: 4), lifetime: 120)
+        let fetch = """
+            import urllib.request, urllib.error
+            print("data:", urllib.request.urlopen("http://data.test:\(server.port)/target", timeout=5).read().decode())
+            try:
+                urllib.request.urlopen("http://other.test:\(server.port)/", timeout=5)
+            except urllib.error.HTTPError as e:
+                print("other:", e.code)
+            """
+        let ws = try LoopWorkspace(agent: "[agent]\nkind = \"mutate\"",
+                                   experimentExtra: "network = \"allowlist\"\nallow_hosts = [\"data.test:\(server.port)\"]\nallow_private = true",
+                                   train: LoopWorkspace.train("0.2", extra: fetch))
+        let hosts = ws.parent + "/hosts"
+        try Data("data.test 127.0.0.1\nother.test 127.0.0.1\n".utf8).write(to: URL(fileURLWithPath: hosts))
+        let outcome = try ws.run(iterations: 1, environment: ["PROCTOR_NET_HOSTS_FILE": hosts])
+        XCTAssertEqual(outcome.status, 0, ws.describe(outcome))
+        XCTAssertEqual(server.requests.map(\.path), ["/target", "/target"], "one fetch per experiment (baseline, iteration 1)")
+        for iteration in [0, 1] {
+            let record = try XCTUnwrap(ws.records().first { $0["iteration"] as? Int == iteration })
+            let network = record["network"] as? [String: [String: [String: Int]]]
+            XCTAssertEqual(network?["experiment"]?["data.test"]?["connections"], 1, "\(record)")
+            XCTAssertNil(network?["agent"])
+        }
+        let refused = ws.audit(kind: "network", decision: "denied")
+        XCTAssertEqual(refused.map { $0["host"] as? String }, ["other.test", "other.test"])
+        XCTAssertTrue(refused.allSatisfy { $0["phase"] as? String == "experiment" })
+    }
 }
