@@ -283,12 +283,13 @@ exec %(real)s "$@"
 OPTIONS = ["--timeout", "--grace", "--cpu", "--memory", "--pids", "--fsize", "--nofile", "--output-entries",
            "--stdio-limit", "--ro", "--ro-try", "--rw", "--hide", "--dev", "--proc", "--hide-sockets", "--symlink",
            "--tmpfs", "--chdir", "--setenv", "--net", "--output-limit", "--audit-writes", "--filter-cache",
-           "--writable", "--report-fd", "--parent-fd", "--pass-fd", "--", "--help", "-h", "--version", "-", ""]
+           "--writable", "--report-fd", "--parent-fd", "--pass-fd", "--proxy-port", "--allow-host", "--allow-private",
+           "--proxy-hosts", "--", "--help", "-h", "--version", "-", ""]
 NUMBERS = ["0", "1", "-1", "3", "4", "1K", "1KiB", "2M", "3GB", "1T", "1P", "9223372036854775807",
            "9223372036854775808", "18446744073709551615", "99999999999999999999999", "0x10", "1e3", " 5", "5 ",
            "+5", "00000000000000000000001", "8796093022208T", "9007199254740993K", "2147483648", "65535"]
 NUMERIC_OPTIONS = {"--timeout", "--grace", "--cpu", "--memory", "--pids", "--fsize", "--nofile", "--output-entries",
-                   "--stdio-limit", "--tmpfs", "--output-limit"}
+                   "--stdio-limit", "--tmpfs", "--output-limit", "--proxy-port"}
 COMMANDS = [["/bin/true"], ["/bin/false"], ["/bin/sh", "-c", "exit 3"], ["/nonexistent"], ["/"], [""],
             ["relative-command"], ["/bin/true", "\x01\x7f"], ["/dev/null"]]
 
@@ -309,7 +310,8 @@ def argv_case(r, plan, tmp):
             if kind == 0 and numeric:
                 a[r.choice(numeric)] = r.choice(NUMBERS)
             elif kind == 1:
-                a += ["--net", r.choice(["none", "loopback", "host"])]
+                a += r.choice([["--net", r.choice(["none", "loopback", "host", "allowlist"])],
+                               ["--net", "allowlist", "--proxy-port", "3128", "--allow-host", "*.fuzz.test"]])
             elif kind == 2:
                 a += ["--setenv", "FUZZ", bytes(r.randrange(1, 256) for _ in range(r.randrange(0, 200))).decode("latin-1")]
             else:
@@ -334,11 +336,12 @@ def argv_case(r, plan, tmp):
         elif kind == 6:  # options cut off at the end (a missing value)
             a = a[: r.randrange(len(a) + 1)] + [r.choice(OPTIONS)]
         elif kind == 7:  # many of one option
-            opt = r.choice(["--hide", "--setenv", "--writable", "--ro", "--tmpfs", "--symlink"])
+            opt = r.choice(["--hide", "--setenv", "--writable", "--ro", "--tmpfs", "--symlink", "--allow-host"])
             n = r.choice([300, 1000, 5000])
             extra = {"--hide": lambda i: [opt, "/tmp/h%d" % i], "--setenv": lambda i: [opt, "V%d" % i, "x"],
                      "--writable": lambda i: [opt, tmp + "/w%d" % i], "--ro": lambda i: [opt, "/usr", "/usr"],
-                     "--tmpfs": lambda i: [opt, "/t%d" % i, "1M"], "--symlink": lambda i: [opt, "x", "/l%d" % i]}[opt]
+                     "--tmpfs": lambda i: [opt, "/t%d" % i, "1M"], "--symlink": lambda i: [opt, "x", "/l%d" % i],
+                     "--allow-host": lambda i: [opt, "h%d.test" % i]}[opt]
             for i in range(n):
                 a += extra(i)
         elif kind == 8:  # the command replaced

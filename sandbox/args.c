@@ -153,8 +153,10 @@ static void apply_option(struct psb_config *c, enum psb_option opt, const char *
             c->net = PSB_NET_LOOPBACK;
         else if (!strcmp(v[0], "host"))
             c->net = PSB_NET_HOST;
+        else if (!strcmp(v[0], "allowlist"))
+            c->net = PSB_NET_ALLOWLIST;
         else
-            die_args("--net %s: expected none, loopback or host", v[0]);
+            die_args("--net %s: expected none, loopback, allowlist or host", v[0]);
         break;
     case PSB_OPTION_TIMEOUT: c->timeout_ms = parse_num(a, v[0]); break;
     case PSB_OPTION_GRACE: c->grace_ms = parse_num(a, v[0]); break;
@@ -197,6 +199,22 @@ static void apply_option(struct psb_config *c, enum psb_option opt, const char *
             die_args("too many --map-owner");
         c->map_owner[c->nmap_owner++] = check_path(a, v[0]);
         break;
+    case PSB_OPTION_PROXY_PORT: {
+        long long port = parse_num(a, v[0]);
+        if (port < 1 || port > 65535)
+            die_args("--proxy-port %s: expected a port from 1 to 65535", v[0]);
+        c->proxy_port = (int)port;
+        break;
+    }
+    case PSB_OPTION_ALLOW_HOST:
+        if (c->nallow_hosts >= PSB_MAX_ALLOW_HOSTS)
+            die_args("too many --allow-host");
+        if (!v[0][0] || strlen(v[0]) > 260)
+            die_args("--allow-host: expected a host name or address, optionally with :port");
+        c->allow_hosts[c->nallow_hosts++] = v[0];
+        break;
+    case PSB_OPTION_ALLOW_PRIVATE: c->allow_private = 1; break;
+    case PSB_OPTION_PROXY_HOSTS: c->proxy_hosts = check_path(a, v[0]); break;
     case PSB_OPTION_COUNT: die_args("unknown option %s", a);
     }
 }
@@ -241,6 +259,10 @@ void psb_parse_args(int argc, char **argv, struct psb_config *c)
         die_args("--map-owner needs --user");
     if (c->user_uid && geteuid() != 0)
         die_args("--user: only root can run the command as another user");
+    if ((c->net == PSB_NET_ALLOWLIST) != (c->proxy_port > 0))
+        die_args("--net allowlist and --proxy-port go together");
+    if (c->net != PSB_NET_ALLOWLIST && (c->nallow_hosts || c->allow_private || c->proxy_hosts))
+        die_args("--allow-host, --allow-private and --proxy-hosts need --net allowlist");
     if (c->pids == 0 || c->nofile == 0)
         die_args("--pids and --nofile must be positive");
 }

@@ -61,6 +61,7 @@ struct helper {
     int status_fd, setup_fd, parent_fd;
     struct stdio_pipe sp[2];
     struct psb_audit *audit;
+    pid_t proxy; /* --net allowlist: the proxy, once init handed over its listener; -1 before */
     int setup_error, audit_hup, got_sigchld;
     /* init and the command */
     int init_done, init_wstatus, got_exit, cmd_wstatus;
@@ -99,8 +100,9 @@ static void report_enforcement(struct helper *h)
     if (cfg->user_uid)
         psb_enforce("user", cfg->nmap_owner ? "setresuid+idmap" : "setresuid", "%u:%u", (unsigned)cfg->user_uid,
                     (unsigned)cfg->user_gid);
-    psb_enforce("netns", cfg->net == PSB_NET_HOST ? "host" : "new-netns", "%s",
-                cfg->net == PSB_NET_NONE ? "none" : cfg->net == PSB_NET_LOOPBACK ? "loopback" : "host");
+    static const char *const net_names[] = {"none", "loopback", "host", "allowlist"};
+    psb_enforce("netns", cfg->net == PSB_NET_HOST ? "host" : cfg->net == PSB_NET_ALLOWLIST ? "new-netns+proxy" : "new-netns",
+                "%s", net_names[cfg->net]);
     if (h->ctx.landlock_abi >= 1) {
         char mechanism[16];
         snprintf(mechanism, sizeof mechanism, "abi-%d", h->ctx.landlock_abi);
@@ -308,6 +310,20 @@ static void on_setup(struct helper *h, long long now)
                 memcpy(&nfd, CMSG_DATA(cm), sizeof nfd);
                 h->audit = psb_audit_new(h->cfg, nfd);
                 (void)send(h->setup_fd, "k", 1, MSG_NOSIGNAL | MSG_DONTWAIT);
+            }
+        } else if (rec.kind == PSB_REC_PROXYFD) {
+            /* From init alone: the command starts later, and this record is expected once. */
+            struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
+            if (cm && cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_RIGHTS && h->proxy < 0 &&
+                h->cfg->net == PSB_NET_ALLOWLIST) {
+                int lfd;
+                memcpy(&lfd, CMSG_DATA(cm), sizeof lfd);
+                h->proxy = psb_proxy_start(h->cfg, lfd);
+                close(lfd);
+                if (h->proxy < 0) {
+                    setup_fail("start the network proxy", errno, "network");
+                    h->setup_error = 1;
+                }
             }
         } else {
             on_record(h, &rec);
@@ -556,6 +572,8 @@ static int finish(struct helper *h)
         psb_cgroups_finish(h->cg, &h->peak, &h->oom, &h->pids_hit);
     if (h->audit)
         psb_audit_finish(h->audit);
+    if (h->proxy > 0)
+        psb_proxy_stop(h->proxy);
     psb_cgroups_kill_and_remove(h->cg);
 
     int sig = 0;
@@ -591,6 +609,7 @@ int psb_helper_run(const struct psb_config *cfg)
     h.ctx.landlock_abi = psb_landlock_abi();
     h.t_start = h.t_end = h.deadline = h.kill_at = h.next_output = -1;
     h.peak = -1;
+    h.proxy = -1;
     h.got_sigchld = 1; /* init may be gone before the first poll */
     /* cgroup v2 before clone (init is born inside it); v1 after, overlapping init's mounts. */
     h.cg = psb_cgroups_setup_v2(cfg);

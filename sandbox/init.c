@@ -16,6 +16,7 @@
 #include <linux/securebits.h>
 #include <linux/sockios.h>
 #include <net/if.h>
+#include <netinet/in.h>
 #include <poll.h>
 #include <sched.h>
 #include <signal.h>
@@ -135,7 +136,7 @@ static void netns_start(const struct psb_config *cfg, struct netns_job *job)
 {
     int sv[2];
     job->pid = -1;
-    job->loopback = cfg->net == PSB_NET_LOOPBACK;
+    job->loopback = cfg->net == PSB_NET_LOOPBACK || cfg->net == PSB_NET_ALLOWLIST;
     if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
         return;
     job->pid = fork();
@@ -175,6 +176,30 @@ static void netns_join(int st, struct netns_job *job)
         fail(st, "network", "%s", what);
     if (ns >= 0)
         close(ns);
+}
+
+/* --net allowlist: the only way out of the namespace is a listener on 127.0.0.1:proxy_port made
+ * here, inside it, and handed to the helper, whose proxy (outside) accepts on it. No process runs
+ * in the sandbox for it, and the command cannot take the port (it is bound before the command
+ * starts, without SO_REUSEPORT). */
+static void proxy_listener(int st, const struct psb_config *cfg, int sk)
+{
+    int s = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (s < 0)
+        fail(st, "network", "%s", "socket for the proxy listener");
+    struct sockaddr_in a;
+    memset(&a, 0, sizeof a);
+    a.sin_family = AF_INET;
+    a.sin_port = htons((uint16_t)cfg->proxy_port);
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (bind(s, (struct sockaddr *)&a, sizeof a) < 0 || listen(s, 128) < 0)
+        psb_child_fail(st, 0, "network", errno, "bind 127.0.0.1:%d for the proxy", cfg->proxy_port);
+    struct psb_rec r;
+    memset(&r, 0, sizeof r);
+    r.kind = PSB_REC_PROXYFD;
+    if (psb_send_fd(sk, &r, sizeof r, s) < 0)
+        fail(st, "network", "%s", "hand the proxy listener to the helper");
+    close(s);
 }
 
 static void drop_caps(const struct psb_config *cfg, int sk)
@@ -277,17 +302,7 @@ static void run_command(struct psb_child_ctx *ctx)
             keep[j] = keep[j - 1];
         keep[j] = cfg->pass_fds[k];
     }
-    int from = 3;
-    for (int k = 0; k < nkeep; k++) {
-        if (keep[k] > from && syscall(SYS_close_range, (unsigned)from, (unsigned)keep[k] - 1, 0U) < 0)
-            for (int f = from; f < keep[k]; f++)
-                close(f);
-        if (keep[k] + 1 > from)
-            from = keep[k] + 1;
-    }
-    if (syscall(SYS_close_range, (unsigned)from, ~0U, 0U) < 0)
-        for (int f = from; f < 65536; f++)
-            close(f);
+    psb_close_fds_except(keep, nkeep);
     for (int k = 0; k < cfg->npass_fds; k++)
         if (fcntl(cfg->pass_fds[k], F_SETFD, 0) < 0)
             psb_child_fail(sk, 1, "pass-fd", errno, "fcntl");
@@ -403,6 +418,8 @@ int psb_init_main(void *arg)
     }
     if (cfg->net != PSB_NET_HOST)
         netns_join(st, &netjob);
+    if (cfg->net == PSB_NET_ALLOWLIST)
+        proxy_listener(st, cfg, ctx->setup_sock);
 
     /* The helper makes the cgroups meanwhile; init joins them (v1) or is already inside (v2).
      * The command is forked only once init is inside: everything it starts is accounted. */

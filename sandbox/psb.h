@@ -31,7 +31,9 @@ struct psb_op {
     int src_is_dir;
 };
 
-enum psb_net { PSB_NET_NONE, PSB_NET_LOOPBACK, PSB_NET_HOST };
+/* ALLOWLIST: loopback only, plus a listener on 127.0.0.1:proxy_port inside whose connections the
+ * helper's proxy (proxy.c, outside the sandbox) checks against --allow-host and relays. */
+enum psb_net { PSB_NET_NONE, PSB_NET_LOOPBACK, PSB_NET_HOST, PSB_NET_ALLOWLIST };
 
 /* Everything parsed from the command line; immutable after parsing except fds. */
 struct psb_config {
@@ -66,6 +68,13 @@ struct psb_config {
     gid_t user_gid;
     const char *map_owner[PSB_MAX_MAP_OWNER];
     int nmap_owner;
+    /* --net allowlist: the proxy's port inside the sandbox, the admitted destinations (`name`,
+     * `*.suffix`, either with `:port`), private addresses admitted, a test resolver file. */
+    int proxy_port;
+    const char *allow_hosts[PSB_MAX_ALLOW_HOSTS];
+    int nallow_hosts;
+    int allow_private;
+    const char *proxy_hosts;
     char **argv;    /* command */
 };
 
@@ -85,7 +94,8 @@ struct psb_go {
 };
 
 /* Records on the status pipe (init -> helper) and the setup socket (command -> helper). */
-enum psb_rec_kind { PSB_REC_ERROR = 1, PSB_REC_EXIT = 2, PSB_REC_NOTIFYFD = 3, PSB_REC_WARN = 4 };
+/* PROXYFD: init's listener in the sandbox's network namespace, sent to the helper (--net allowlist). */
+enum psb_rec_kind { PSB_REC_ERROR = 1, PSB_REC_EXIT = 2, PSB_REC_NOTIFYFD = 3, PSB_REC_WARN = 4, PSB_REC_PROXYFD = 5 };
 
 struct psb_rec {
     int kind;
@@ -140,6 +150,8 @@ extern size_t psb_wipe_len;
 int psb_write_all(int fd, const void *buf, size_t len);
 int psb_send_fd(int sk, const void *data, size_t len, int fd);
 int psb_write_file(const char *path, const char *data);
+/* Closes every descriptor from 3 up but those in `keep` (ascending); async-signal-safe. */
+void psb_close_fds_except(const int *keep, int nkeep);
 long long psb_now_ms(void);
 /* Blocks, and puts in *set, the signals the helper and init take synchronously (signalfd,
  * sigwaitinfo): SIGCHLD, the stop requests SIGTERM/SIGINT/SIGHUP, freeze/thaw SIGUSR1/SIGUSR2. */
@@ -273,6 +285,12 @@ void psb_audit_finish(struct psb_audit *a);
 int psb_audit_fd(const struct psb_audit *a);
 int psb_path_beneath(const char *path, const char *base);
 void psb_path_normalize(char *path);
+
+/* proxy.c: the allowlist proxy, a child of the helper outside the sandbox, accepting on `listen_fd`
+ * (a socket of the sandbox's network namespace). Returns its pid, or -1. */
+pid_t psb_proxy_start(const struct psb_config *cfg, int listen_fd);
+/* Ends it and waits: its last records (open connections' byte counts) precede the result line. */
+void psb_proxy_stop(pid_t proxy);
 
 /* output.c */
 /* Polls --output-limit: true when the outputs are over a cap (the limit line is reported). */

@@ -75,3 +75,19 @@ void psb_block_signals(sigset_t *set)
     sigaddset(set, SIGUSR2);
     sigprocmask(SIG_BLOCK, set, NULL);
 }
+
+/* Closes every descriptor from 3 up but those in `keep` (ascending); async-signal-safe. */
+void psb_close_fds_except(const int *keep, int nkeep)
+{
+    int from = 3;
+    for (int k = 0; k < nkeep; k++) {
+        if (keep[k] > from && syscall(SYS_close_range, (unsigned)from, (unsigned)keep[k] - 1, 0U) < 0)
+            for (int f = from; f < keep[k]; f++)
+                close(f);
+        if (keep[k] + 1 > from)
+            from = keep[k] + 1;
+    }
+    if (syscall(SYS_close_range, (unsigned)from, ~0U, 0U) < 0)
+        for (int f = from; f < 65536; f++)
+            close(f);
+}

@@ -99,7 +99,11 @@ struct Audit: ParsableCommand {
 
     func run() throws {
         let summary: Reports.AuditSummary
-        do { summary = Reports.summarize(try Reports.auditRecords(workspace: options.workspace, run: runID)) } catch {
+        do {
+            var grouped = Reports.summarize(try Reports.auditRecords(workspace: options.workspace, run: runID))
+            grouped.network = try Reports.networkUse(workspace: options.workspace, run: runID)
+            summary = grouped
+        } catch {
             throw CommandFailure(error, failed: ExitStatus.badInput)
         }
         if json {

@@ -24,7 +24,8 @@ public struct WorkspaceConfig: Sendable, Equatable {
         public var pids: Int? = 256
         public var maxFileSize: Int64? = 256 << 20
         public var maxOutputBytes: Int64? = 1 << 30
-        public var network: Bool = false
+        /// `none` keeps the experiment on its own loopback.
+        public var network = NetworkAccess()
         public var env: [String] = ["PATH", "LANG"]
         public var seeds: [UInt64] = [42]
     }
@@ -59,7 +60,8 @@ public struct WorkspaceConfig: Sendable, Equatable {
     public struct Agent: Sendable, Equatable {
         public var kind: String = "mutate"
         public var command: [String] = []
-        public var network: Bool = false
+        /// Command and session agents' network (the http agent's requests are proctor's own).
+        public var network = NetworkAccess()
         public var timeoutMs: Int64 = 10 * 60_000
         public var memoryBytes: Int64? = 4 << 30
         /// Environment variables passed to a command agent (names), e.g. its API key.
@@ -132,6 +134,9 @@ public struct WorkspaceConfig: Sendable, Equatable {
     public var sandbox = Sandbox()
     public var memory = Memory()
     public var phases: [ResearchPhase] = []
+    /// Settings that work but carry a risk the user should hear of, located (`proctor.toml:12:
+    /// agent.network: ...`); said once per command that launches sandboxes.
+    public var warnings: [String] = []
 
     public init(root: String, file: String) {
         self.root = root
@@ -211,7 +216,7 @@ extension WorkspaceConfig {
         if let value = try exp.int("pids", min: 1, max: 1 << 22) { config.experiment.pids = value }
         if let value = try exp.size("max_file_size") { config.experiment.maxFileSize = value }
         if let value = try exp.size("max_output_bytes") { config.experiment.maxOutputBytes = value }
-        if let value = try exp.bool("network") { config.experiment.network = value }
+        config.experiment.network = try NetworkAccess.read(&exp, warnings: &config.warnings)
         if let value = try exp.strings("env") { config.experiment.env = try envNames(value, exp, "env") }
         if let value = try exp.ints("seeds") {
             guard !value.isEmpty else { throw reader.error(exp.path, "seeds", "expected at least one seed") }
@@ -271,7 +276,7 @@ extension WorkspaceConfig {
         var agent = try top.table("agent")
         if let value = try agent.string("kind", oneOf: ["mutate", "command", "http"]) { config.agent.kind = value }
         if let value = try agent.strings("command") { config.agent.command = value }
-        if let value = try agent.bool("network") { config.agent.network = value }
+        config.agent.network = try NetworkAccess.read(&agent, warnings: &config.warnings)
         if let value = try agent.duration("timeout") { config.agent.timeoutMs = value }
         if agent.has("memory") { config.agent.memoryBytes = try agent.size("memory") }
         if let value = try agent.strings("env") { config.agent.env = try envNames(value, agent, "env") }

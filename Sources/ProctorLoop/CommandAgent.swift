@@ -5,7 +5,8 @@ import ProctorSandbox
 
 /// `kind = "command"`: a coding CLI (Claude Code, Codex, aider, a script) run in the agent-phase
 /// sandbox. It may write only `editable` and `notes` files, never sees `hidden` or `.git`, gets a
-/// private home that is deleted afterwards, and the network only when `[agent].network = true`.
+/// private home that is deleted afterwards, and the network only as `[agent] network` says (an
+/// allowlist through the launcher's proxy, or the host's).
 /// Whatever it leaves running dies with its PID namespace before the experiment starts.
 public struct CommandAgent: Agent {
     let env: SandboxEnvironment

@@ -116,6 +116,9 @@ public struct RunRecord: Codable, Sendable {
     public var agentLog: String?
     /// A second model call that rewrote `learnings.md` (`[memory] synthesize = "agent"`).
     public var synthesisUsage: AgentUsageRecord?
+    /// `network = "allowlist"`: what went through the proxy during the iteration, by phase
+    /// (`agent`, `experiment`) and host as the sandbox named it: connections and bytes up and down.
+    public var network: [String: [String: NetworkUse]]? = nil
 }
 
 public struct DiffStats: Codable, Sendable {

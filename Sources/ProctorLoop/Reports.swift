@@ -62,6 +62,19 @@ public enum Reports {
         public var runs: [String]
         public var groups: [Group]
         public var unenforced: [String]
+        /// What went through the allowlist proxy (runs.jsonl), by host: where the sandboxes talked.
+        public var network: [String: NetworkUse] = [:]
+    }
+
+    /// Traffic through the allowlist proxy summed by host over the iterations of `run` (all runs: nil)
+    /// in `.proctor/runs.jsonl`.
+    public static func networkUse(workspace: String, run: String?) throws -> [String: NetworkUse] {
+        let config = try WorkspaceConfig.load(workspace: workspace)
+        var total: [String: NetworkUse] = [:]
+        for record in JSONLines.read(RunRecord.self, from: config.root + "/.proctor/runs.jsonl") where run == nil || record.run == run {
+            for hosts in (record.network ?? [:]).values { total.merge(hosts, uniquingKeysWith: +) }
+        }
+        return total
     }
 
     public static func summarize(_ records: [AuditRecord]) -> AuditSummary {
@@ -75,7 +88,9 @@ public enum Reports {
             let key = "\(record.kind.rawValue)|\(record.decision.rawValue)|\(record.rule?.rawValue ?? "")"
             var group = groups[key] ?? .init(kind: record.kind.rawValue, decision: record.decision.rawValue, rule: record.rule?.rawValue, count: 0, paths: [], syscalls: [])
             group.count += record.count ?? 1
-            if let path = record.path, !group.paths.contains(path), group.paths.count < 5 { group.paths.append(path) }
+            // A refused connection's destination stands where a write's path does.
+            let place = record.path ?? record.host.map { host in record.port.map { "\(host):\($0)" } ?? host }
+            if let place, !group.paths.contains(place), group.paths.count < 5 { group.paths.append(place) }
             if let call = record.syscall, !group.syscalls.contains(call) { group.syscalls.append(call) }
             groups[key] = group
         }
@@ -97,6 +112,9 @@ public enum Reports {
             lines.append(line)
         }
         for warning in summary.unenforced { lines.append("NOT ENFORCED: \(warning)") }
+        for (host, use) in summary.network.sorted(by: { ($0.value.bytesUp + $0.value.bytesDown, $1.key) > ($1.value.bytesUp + $1.value.bytesDown, $0.key) }) {
+            lines.append("network: \(Ledger.clean(host)): \(use.connections) connection(s), \(use.bytesUp) bytes up, \(use.bytesDown) bytes down")
+        }
         return lines
     }
 

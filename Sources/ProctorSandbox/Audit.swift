@@ -47,6 +47,8 @@ public struct AuditKind: AuditValue {
     public static let lock = AuditKind(rawValue: "lock")
     /// How a launch's limits were enforced.
     public static let sandbox = AuditKind(rawValue: "sandbox")
+    /// A connection the allowlist proxy refused (`host`, `port`, why in `detail`).
+    public static let network = AuditKind(rawValue: "network")
 }
 
 /// What was done about it.
@@ -101,10 +103,13 @@ public struct AuditRecord: Codable, Sendable, Equatable {
     /// For `sandbox` records: how each limit was enforced (`memory: cgroup-v1 4294967296`).
     public var limits: [String: String]?
     public var count: Int?
+    /// For `network` records: the destination as the sandbox asked for it.
+    public var host: String?
+    public var port: Int?
 
     public init(time: Date = Date(), run: String, iteration: Int?, phase: AuditPhase, kind: AuditKind, decision: AuditDecision,
                 pid: Int? = nil, syscall: String? = nil, path: String? = nil, rule: AuditRule? = nil,
-                detail: String? = nil, limits: [String: String]? = nil, count: Int? = nil) {
+                detail: String? = nil, limits: [String: String]? = nil, count: Int? = nil, host: String? = nil, port: Int? = nil) {
         self.time = time
         self.run = run
         self.iteration = iteration
@@ -118,6 +123,8 @@ public struct AuditRecord: Codable, Sendable, Equatable {
         self.detail = detail
         self.limits = limits
         self.count = count
+        self.host = host
+        self.port = port
     }
 
     /// For the launcher's report lines (`Launcher.handle`), whose limit names and decisions arrive
@@ -125,14 +132,14 @@ public struct AuditRecord: Codable, Sendable, Equatable {
     /// to this module: the supervisor's own lines name their values by type.
     init(time: Date = Date(), run: String, iteration: Int?, phase: String, kind: String, decision: String,
                 pid: Int? = nil, syscall: String? = nil, path: String? = nil, rule: String? = nil,
-                detail: String? = nil, limits: [String: String]? = nil, count: Int? = nil) {
+                detail: String? = nil, limits: [String: String]? = nil, count: Int? = nil, host: String? = nil, port: Int? = nil) {
         self.init(time: time, run: run, iteration: iteration, phase: AuditPhase(rawValue: phase), kind: AuditKind(rawValue: kind),
                   decision: AuditDecision(rawValue: decision), pid: pid, syscall: syscall, path: path,
-                  rule: rule.map(AuditRule.init(rawValue:)), detail: detail, limits: limits, count: count)
+                  rule: rule.map(AuditRule.init(rawValue:)), detail: detail, limits: limits, count: count, host: host, port: port)
     }
 
     private enum CodingKeys: String, CodingKey {
-        case time, run, iteration, phase, kind, decision, pid, syscall, path, rule, detail, limits, count
+        case time, run, iteration, phase, kind, decision, pid, syscall, path, rule, detail, limits, count, host, port
     }
 
     public func encode(to encoder: Encoder) throws {
@@ -150,6 +157,8 @@ public struct AuditRecord: Codable, Sendable, Equatable {
         try c.encodeIfPresent(detail, forKey: .detail)
         try c.encodeIfPresent(limits, forKey: .limits)
         try c.encodeIfPresent(count, forKey: .count)
+        try c.encodeIfPresent(host, forKey: .host)
+        try c.encodeIfPresent(port, forKey: .port)
     }
 }
 

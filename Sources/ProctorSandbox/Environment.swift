@@ -8,6 +8,8 @@ public struct SandboxEnvironment: Sendable {
     public var launcher: Launcher
     /// Whose launches these are: they stop when it is requested (nil: at SIGINT/SIGTERM).
     public var stop: StopSwitch?
+    /// Where the launches' traffic through the allowlist proxy is counted.
+    public let network = NetworkMeter()
 
     public init(config: WorkspaceConfig, preset: PolicyPreset, launcher: Launcher) {
         self.config = config
@@ -16,8 +18,10 @@ public struct SandboxEnvironment: Sendable {
     }
 
     /// Reads `proctor.toml` and its preset and finds the launcher; every failure names its cause.
+    /// The configuration's warnings (`network = true`) go to stderr here, once per command that launches.
     public static func load(workspace: String) throws -> SandboxEnvironment {
         let config = try WorkspaceConfig.load(workspace: workspace)
+        for warning in config.warnings { FileHandle.standardError.write(Data("proctor: warning: \(warning)\n".utf8)) }
         return SandboxEnvironment(config: config, preset: try preset(of: config), launcher: try Launcher.locate())
     }
 
@@ -129,6 +133,7 @@ public struct SandboxEnvironment: Sendable {
         defer { if stdin == nil { close(input) } }
         let result = try launcher.run(plan, audit: audit, context: context, stdin: input, stdout: stdout, stderr: stderr,
                                       stop: stop, started: started)
+        network.add(iteration: context.iteration, phase, result.network)
         for warning in result.warnings {
             FileHandle.standardError.write(Data("proctor: warning: not enforced as asked: \(warning)\n".utf8))
         }

@@ -28,6 +28,10 @@ public struct SandboxResult: Sendable, Equatable {
     /// (hints read from the child's memory).
     public var deniedPaths: [String] = []
     public var droppedRecords = 0
+    /// `network = "allowlist"`: where the command talked through the proxy, by host as it asked.
+    public var network: [String: NetworkUse] = [:]
+    /// Connections the proxy refused (each audited, up to the proxy's cap).
+    public var refusedConnections = 0
 
     /// A one-line reason for a non-zero status, for the ledger.
     public var reason: String {
@@ -35,6 +39,32 @@ public struct SandboxResult: Sendable, Equatable {
         if let kind = limitsHit.first { return "\(kind) limit: \(limitDetails[kind] ?? "exceeded")" }
         if let signal { return "killed by signal \(signal)" }
         return "exit status \(status)"
+    }
+}
+
+/// What went through the allowlist proxy to one host: connections made (or tried) and bytes relayed.
+public struct NetworkUse: Codable, Sendable, Equatable {
+    public var connections = 0
+    /// Towards the host.
+    public var bytesUp: Int64 = 0
+    /// From the host.
+    public var bytesDown: Int64 = 0
+
+    public init(connections: Int = 0, bytesUp: Int64 = 0, bytesDown: Int64 = 0) {
+        self.connections = connections
+        self.bytesUp = bytesUp
+        self.bytesDown = bytesDown
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case connections
+        case bytesUp = "bytes_up"
+        case bytesDown = "bytes_down"
+    }
+
+    /// The sum of two.
+    public static func + (a: NetworkUse, b: NetworkUse) -> NetworkUse {
+        NetworkUse(connections: a.connections + b.connections, bytesUp: a.bytesUp + b.bytesUp, bytesDown: a.bytesDown + b.bytesDown)
     }
 }
 
@@ -346,6 +376,22 @@ public struct Launcher: Sendable {
             if kind == "timeout" { result.timedOut = true }
             let auditKind = ["timeout", "memory", "pids"].contains(kind) ? kind : "limit"
             record(auditKind, kind == "stdio" ? "denied" : "killed", detail: kind == auditKind ? detail : "\(kind): \(detail)")
+        case .net(let unixMs, let host, let port, let decision, let detail, let up, let down):
+            let time = Date(timeIntervalSince1970: Double(unixMs) / 1000)
+            switch decision {
+            case "allowed":
+                result.network[host, default: NetworkUse()] = result.network[host, default: NetworkUse()]
+                    + NetworkUse(connections: 1, bytesUp: up, bytesDown: down)
+            case "dropped":
+                // Refusals past the proxy's cap: `up` counts them.
+                result.refusedConnections += Int(up)
+                record("network", "denied", detail: detail, time: time, count: Int(up))
+            default:
+                result.refusedConnections += 1
+                audit?.append(AuditRecord(time: time, run: context.run, iteration: context.iteration, phase: plan.phase.rawValue,
+                                          kind: "network", decision: "denied", detail: detail, host: host.isEmpty ? nil : host,
+                                          port: port > 0 ? Int(port) : nil))
+            }
         case .result(let exit, let signal, let timedOut, let wallMs, let cpuMs, let peakMemoryBytes):
             result.exitCode = Int32(exactly: exit).flatMap { $0 >= 0 ? $0 : nil }
             result.signal = Int32(exactly: signal).flatMap { $0 > 0 ? $0 : nil }

@@ -18,6 +18,10 @@ public enum LauncherEvent: Sendable, Equatable {
     /// A limit that was hit: `timeout`, `memory`, `pids`, `output`, `stdio`, `cpu`, `fsize`,
     /// `parent`, `signal`.
     case limit(kind: String, detail: String)
+    /// A connection through the allowlist proxy (`--net allowlist`), when it ended: the destination
+    /// as asked, `allowed`, `denied` or `dropped` (refusals past the proxy's cap; `up` counts them),
+    /// why (empty for an allowed one that went well), and the bytes relayed each way.
+    case net(unixMs: Int64, host: String, port: Int64, decision: String, detail: String, up: Int64, down: Int64)
     /// How the command ended; always the last line.
     case result(exit: Int64, signal: Int64, timedOut: Bool, wallMs: Int64, cpuMs: Int64, peakMemoryBytes: Int64)
 
@@ -39,6 +43,9 @@ public enum LauncherEvent: Sendable, Equatable {
         case PSB_RECORD_DENY: self = .deny(unixMs: try f.int(0), pid: try f.int(1), syscall: f.text(2), path: f.text(3))
         case PSB_RECORD_DROPPED: self = .dropped(count: try f.int(0))
         case PSB_RECORD_LIMIT: self = .limit(kind: f.text(0), detail: f.text(1))
+        case PSB_RECORD_NET:
+            self = .net(unixMs: try f.int(0), host: f.text(1), port: try f.int(2), decision: f.text(3), detail: f.text(4),
+                        up: try f.int(5), down: try f.int(6))
         case PSB_RECORD_RESULT:
             self = .result(exit: try f.int(0), signal: try f.int(1), timedOut: try f.flag(2), wallMs: try f.int(3),
                            cpuMs: try f.int(4), peakMemoryBytes: try f.int(5))

@@ -24,7 +24,9 @@ public struct LaunchPlan: Sendable, Equatable {
         case none
         /// A new network namespace with only `lo` up.
         case loopback
-        /// The host's network (agent phase with `[agent].network = true`).
+        /// Loopback only, and the allowlist proxy outside on `127.0.0.1:NetworkProxy.port` (`proxy`).
+        case allowlist
+        /// The host's network (`network = "host"`).
         case host
     }
 
@@ -34,6 +36,8 @@ public struct LaunchPlan: Sendable, Equatable {
     /// The complete environment of the command, in order.
     public var environment: [(String, String)] = []
     public var network: Network = .none
+    /// With `network == .allowlist`: what the proxy admits.
+    public var proxy: NetworkProxy?
     public var timeoutMs: Int64
     public var graceMs: Int64
     public var cpuSeconds: Int64?
@@ -74,6 +78,7 @@ public struct LaunchPlan: Sendable, Equatable {
             }
         }
         args += ["--chdir", workingDirectory, "--net", network.rawValue]
+        if network == .allowlist, let proxy { args += proxy.arguments }
         for (name, value) in environment { args += ["--setenv", name, value] }
         args += ["--timeout", String(timeoutMs), "--grace", String(graceMs)]
         if let cpuSeconds { args += ["--cpu", String(cpuSeconds)] }
@@ -218,7 +223,8 @@ extension LaunchPlan {
             // a scratch under `.proctor/`, hidden from the sandbox, is still bound at the outputs.
             let sources = request.analysisScratch.map { scratch in config.files.outputs.map { scratch + "/" + $0 } } ?? outputs
             for (source, target) in zip(sources, outputs) { plan.mounts.append(.readWrite(source: source, target: target)) }
-            plan.network = config.experiment.network && request.preset.allowNetwork ? .host : .loopback
+            // A preset that forbids the network keeps the experiment on its own loopback.
+            if request.preset.allowNetwork { plan.setNetwork(config.experiment.network, host: host) } else { plan.network = .loopback }
             plan.cpuSeconds = config.experiment.cpuTimeMs.map { ($0 + 999) / 1000 }
             plan.memoryBytes = config.experiment.memoryBytes
             plan.pids = config.experiment.pids
@@ -297,7 +303,7 @@ extension LaunchPlan {
             for (source, target) in request.extraReadOnly {
                 plan.mounts.append(.readOnly(source: source, target: target, optional: false))
             }
-            plan.network = config.agent.network ? .host : .none
+            plan.setNetwork(config.agent.network, host: host)
             plan.memoryBytes = config.agent.memoryBytes
             plan.pids = 512
             plan.maxFileSize = config.limits.maxFileBytes
@@ -310,9 +316,11 @@ extension LaunchPlan {
         plan.stdioLimit = request.preset.stdioLimit
         // An extra variable replaces one of the same name: a duplicate in envp is read as the
         // first by some programs (node) and as the last by others (dash).
-        let extraNames = Set(request.extraEnvironment.map(\.0))
+        // The proxy variables replace any of the host's too: with an allowlist nothing else leads out.
+        let proxyEnvironment = plan.network == .allowlist ? NetworkProxy.environment : []
+        let extraNames = Set((request.extraEnvironment + proxyEnvironment).map(\.0))
         plan.environment = environment(request, host: host, interpreterBin: interpreter?.bin, outputs: outputs)
-            .filter { !extraNames.contains($0.0) } + request.extraEnvironment
+            .filter { !extraNames.contains($0.0) } + proxyEnvironment + request.extraEnvironment
         plan.passDescriptors = request.passDescriptors
         if host.exists(ws + "/.proctor") { plan.filterCache = ws + "/.proctor/cache" }
         if let user = request.user {
@@ -333,6 +341,17 @@ extension LaunchPlan {
             throw SandboxError(.badPlan, "\(request.config.file): files: the \(request.phase.rawValue) sandbox would need \(plan.mounts.count) mounts, more than the \(LaunchPlan.maxMounts) it takes: [files] globs (editable, notes, hidden) match too many single files, or there are too many outputs; name their directory instead (\"src/\", \"holdout/**\")")
         }
         return plan
+    }
+
+    /// A phase's `network` setting: `none` (the experiment keeps its loopback), `allowlist` (loopback
+    /// and the proxy), `host`.
+    mutating func setNetwork(_ access: NetworkAccess, host: HostFacts) {
+        switch access.mode {
+        case .none: network = phase == .experiment ? .loopback : .none
+        case .allowlist: network = .allowlist
+        case .host: network = .host
+        }
+        proxy = NetworkProxy.of(access, host: host)
     }
 
     /// The most mount options the launcher takes (`PSB_MAX_OPS`, sandbox/protocol/psb_protocol.h).

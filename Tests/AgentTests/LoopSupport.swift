@@ -79,8 +79,8 @@ final class LoopWorkspace {
         """
 
     static func toml(agent: String, experimentTimeout: String = "30s", editable: String = "[\"train.py\"]",
-                     locked: String = "[\"prepare.py\"]", filesExtra: String = "", evaluatorExtra: String = "",
-                     extra: String = "") -> String {
+                     locked: String = "[\"prepare.py\"]", filesExtra: String = "", experimentExtra: String = "",
+                     evaluatorExtra: String = "", extra: String = "") -> String {
         """
         [files]
         editable = \(editable)
@@ -95,6 +95,7 @@ final class LoopWorkspace {
         timeout = \(tomlString(experimentTimeout))
         memory  = "512MiB"
         seeds   = [42]
+        \(experimentExtra)
 
         [evaluator]
         command   = ["python3", "prepare.py"]
@@ -112,7 +113,7 @@ final class LoopWorkspace {
     /// Writes the template next to the workspace and runs `proctor init ROOT --template TEMPLATE`.
     init(agent: String, experimentTimeout: String = "30s", prepare: String = LoopWorkspace.prepare,
          editable: String = "[\"train.py\"]", locked: String = "[\"prepare.py\"]", filesExtra: String = "",
-         evaluatorExtra: String = "", extra: String = "", files extraFiles: [String: String] = [:],
+         experimentExtra: String = "", evaluatorExtra: String = "", extra: String = "", files extraFiles: [String: String] = [:],
          train: String = LoopWorkspace.train("0.2"), file: StaticString = #filePath, line: UInt = #line) throws {
         var template = Array((NSTemporaryDirectory() + "/proctor-loop-XXXXXX").utf8CString)
         guard let made = mkdtemp(&template) else { throw POSIXError(.EIO) }
@@ -123,7 +124,8 @@ final class LoopWorkspace {
         let source = parent + "/template"
         var files = [
             "proctor.toml": Self.toml(agent: agent, experimentTimeout: experimentTimeout, editable: editable, locked: locked,
-                                      filesExtra: filesExtra, evaluatorExtra: evaluatorExtra, extra: extra),
+                                      filesExtra: filesExtra, experimentExtra: experimentExtra,
+                                      evaluatorExtra: evaluatorExtra, extra: extra),
             "train.py": train,
             "prepare.py": prepare,
             "holdout/target.txt": "0.7\n\(Self.hiddenLabel)\n",

@@ -25,6 +25,10 @@ final class LauncherEventTests: XCTestCase {
         "dropped": ([.i(17)], "dropped\t17", .dropped(count: 17)),
         "limit": ([.t("stdio"), .t("dropped 12 bytes")], "limit\tstdio\tdropped 12 bytes",
                   .limit(kind: "stdio", detail: "dropped 12 bytes")),
+        "net": ([.i(1_700_000_000_123), .t("api.example.com"), .i(443), .t("denied"), .t("not in allow_hosts"), .i(0), .i(0)],
+                "net\t1700000000123\tapi.example.com\t443\tdenied\tnot in allow_hosts\t0\t0",
+                .net(unixMs: 1_700_000_000_123, host: "api.example.com", port: 443, decision: "denied",
+                     detail: "not in allow_hosts", up: 0, down: 0)),
         "result": ([.i(137), .i(9), .i(1), .i(512), .i(40), .i(-1)], "result\t137\t9\t1\t512\t40\t-1",
                    .result(exit: 137, signal: 9, timedOut: true, wallMs: 512, cpuMs: 40, peakMemoryBytes: -1)),
     ]
@@ -166,6 +170,8 @@ final class LauncherEventTests: XCTestCase {
         plan.filterCache = "/ws/.proctor/cache"
         plan.user = SandboxUser(name: "proctor-sandbox", uid: 999, gid: 998)
         plan.ownerMapped = ["/ws"]
+        plan.network = .allowlist
+        plan.proxy = NetworkProxy(allowHosts: ["api.example.com", "127.0.0.1:11434"], allowPrivate: true, hostsFile: "/ws/hosts")
 
         var args = plan.arguments[...]
         var used = Set<String>()

@@ -14,13 +14,14 @@
 
 /* The first report line says it; proctor refuses a launcher that speaks another version.
  * Bump it when a record or an option changes its name, its fields or their meaning. */
-#define PSB_PROTOCOL_VERSION 2
+#define PSB_PROTOCOL_VERSION 3
 
 #define PSB_MAX_OPS 256      /* mount options: --ro, --ro-try, --rw, --symlink, --hide, --hide-sockets, --tmpfs, --dev, --proc */
 #define PSB_MAX_ENV 256      /* --setenv */
 #define PSB_MAX_WRITABLE 512 /* --writable */
 #define PSB_MAX_PASS_FDS 8   /* --pass-fd */
 #define PSB_MAX_MAP_OWNER 16 /* --map-owner */
+#define PSB_MAX_ALLOW_HOSTS 64 /* --allow-host */
 #define PSB_REPORT_LINE_MAX 8192 /* a longer line is cut (a deny path is the child's choice) */
 
 /*
@@ -35,6 +36,7 @@
     X(DENY, "deny", "iitt", "UNIX_MS PID SYSCALL PATH")                                            \
     X(DROPPED, "dropped", "i", "COUNT")                                                            \
     X(LIMIT, "limit", "tt", "KIND DETAIL")                                                         \
+    X(NET, "net", "itittii", "UNIX_MS HOST PORT DECISION DETAIL UP DOWN")                          \
     X(RESULT, "result", "iiiiii", "EXIT SIGNAL TIMEDOUT WALL_MS CPU_MS PEAK_MEM_BYTES")
 
 #define PSB_X_RECORD_ID(id, name, types, fields) PSB_RECORD_##id,
@@ -142,7 +144,11 @@ static inline int psb_format_record(char *buf, size_t cap, enum psb_record r, co
     X(PARENT_FD, "--parent-fd", 1)                                                                 \
     X(PASS_FD, "--pass-fd", 1)                                                                     \
     X(USER, "--user", 2)                                                                           \
-    X(MAP_OWNER, "--map-owner", 1)
+    X(MAP_OWNER, "--map-owner", 1)                                                                 \
+    X(PROXY_PORT, "--proxy-port", 1)                                                               \
+    X(ALLOW_HOST, "--allow-host", 1)                                                               \
+    X(ALLOW_PRIVATE, "--allow-private", 0)                                                         \
+    X(PROXY_HOSTS, "--proxy-hosts", 1)
 
 #define PSB_X_OPTION_ID(id, name, nargs) PSB_OPTION_##id,
 enum psb_option { PSB_OPTIONS(PSB_X_OPTION_ID) PSB_OPTION_COUNT };

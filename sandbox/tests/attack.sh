@@ -406,6 +406,30 @@ except OSError as e: print("refused deep (directory hidden)", e.errno)
         run -- "$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); s.listen(); c=socket.create_connection(s.getsockname()); print("loopback-ok")'
         check "--net loopback: TCP on the sandbox's own lo works" outhas loopback-ok
     fi
+    # --net allowlist: the only way out is the helper's proxy; the host listener is reached only
+    # through it, only when its name, port and (loopback) address are allowed.
+    if needpy "allowlist proxy"; then
+        printf 'allowed.test 127.0.0.1\nmeta.test 169.254.169.254\n' > "$T/hosts"
+        ASK='import socket, sys
+for req in sys.argv[1:]:
+    s = socket.create_connection(("127.0.0.1", 3128)); s.sendall(req.encode() + b"\r\n\r\n")
+    print(req.split()[1], s.recv(200).split(b"\r\n")[0].decode())
+try: socket.create_connection(("127.0.0.1", '"$PORT"'), timeout=2); print("direct CONNECTED")
+except OSError: print("direct refused")'
+        rm -f "$HITS"
+        run --net allowlist --proxy-port 3128 --allow-host "allowed.test:$PORT" --allow-host meta.test \
+            --proxy-hosts "$T/hosts" -- "$PY" -c "$ASK" "CONNECT allowed.test:$PORT HTTP/1.1" \
+            "CONNECT meta.test:443 HTTP/1.1" "CONNECT elsewhere.test:$PORT HTTP/1.1" "CONNECT 127.0.0.1:$PORT HTTP/1.1"
+        check "--net allowlist: loopback, link-local and unlisted destinations refused (403), no direct route" \
+            bash -c "[ \$(grep -c ' 403 Forbidden' '$O') = 4 ] && grep -q 'direct refused' '$O' && [ $RC = 0 ]"
+        check "  each refusal reported (net ... denied), the host listener untouched" \
+            bash -c "[ \$(grep -cP '^net\t.*\tdenied\t' '$R') = 4 ] && grep -qP '^net\t\d+\tmeta.test\t443\tdenied\tresolves to 169.254.169.254, a link-local' '$R' && sleep 0.2 && [ ! -s '$HITS' ]"
+        run --net allowlist --proxy-port 3128 --allow-host "allowed.test:$PORT" --allow-private \
+            --proxy-hosts "$T/hosts" -- "$PY" -c "$ASK" "CONNECT allowed.test:$PORT HTTP/1.1"
+        check "  with --allow-private the listed name and port get through, once" \
+            bash -c "grep -q ' 200 Connection established' '$O' && grep -qP '^net\t\d+\tallowed.test\t$PORT\tallowed\t' '$R' && sleep 0.2 && [ \$(wc -l < '$HITS') = 1 ]"
+        rm -f "$HITS"
+    fi
 else
     skip "network listener tests (no python3 on host)"
 fi
