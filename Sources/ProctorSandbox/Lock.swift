@@ -49,7 +49,15 @@ public final class ExperimentLock: @unchecked Sendable {
         guard fd >= 0 else { throw SandboxError.io(errno, "open lock \(path)") }
         var st = stat()
         if fstat(fd, &st) == 0 && st.st_uid == geteuid() { fchmod(fd, mode) }
-        while flock(fd, LOCK_EX | (wait ? 0 : LOCK_NB)) != 0 {
+        if wait {
+            do {
+                try Self.waitInTurn(fd, path: path, shared: shared)
+            } catch {
+                close(fd)
+                throw error
+            }
+        }
+        while !wait && flock(fd, LOCK_EX | LOCK_NB) != 0 {
             let failure = errno  // before pread and close can change it
             if failure == EINTR { continue }
             let holder = ExperimentLock.readHolder(fd)
@@ -63,6 +71,21 @@ public final class ExperimentLock: @unchecked Sendable {
         }
         self.fd = fd
         update(holder)
+    }
+
+    /// `--wait`: first come, first served (`LockQueue`); only the first live waiter tries the lock,
+    /// every 20 ms. A stop request (Ctrl-C, SIGTERM) ends the wait.
+    private static func waitInTurn(_ fd: Int32, path: String, shared: Bool) throws {
+        let queue = try LockQueue(lockPath: path, shared: shared)
+        defer { queue.leave() }
+        while true {
+            if StopSignal.received { throw SandboxError.io(EINTR, "waiting for the lock \(path)") }
+            if queue.isFirst() {
+                if flock(fd, LOCK_EX | LOCK_NB) == 0 { return }
+                if errno != EWOULDBLOCK && errno != EINTR { throw SandboxError.io(errno, "flock \(path)") }
+            }
+            usleep(20_000)
+        }
     }
 
     /// Rewrites the holder (e.g. the iteration moved on).
