@@ -4,8 +4,8 @@ machine lock (PROCTOR_MACHINE_LOCK), started --gap seconds apart (0.3) so that t
 in is defined. Checked per round: each run exits 0 with K+1 rows and passes the consistency oracle
 (none starved); no two runs ever had a sandbox at the same moment (sampled every 10 ms from the
 process trees) and their spans [first record - baseline seconds, last record] do not overlap (one
-after another); and they ran in the order they asked. An order violation is reported (the flock
-the runs wait on wakes every waiter at once: the kernel promises no order).
+after another); and they ran in the order they asked (`--wait` queues waiters by ticket, first come
+first served).
 
 Run through bench/load.sh, or: PROCTOR_BIN=... python3 bench/load.py [--runs 4] [-k K] [--rounds R].
 """
