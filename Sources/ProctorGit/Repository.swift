@@ -243,7 +243,8 @@ public final class Repository {
         }
         let root = try tree(of: commit)
         defer { git_tree_free(root) }
-        let entries = try flatten(root)
+        // Only the entries asked for: the pins are a few files of a tree that may hold 100,000.
+        let entries = try flatten(root, only: paths)
         let destination = try FileSystem.Directory.open(directory)
         for path in paths {
             guard let mode = entries[path]?.mode else {

@@ -99,7 +99,7 @@ extension Repository {
     }
 
     /// The mode and blob of `path` in `tree`, nil when it has none.
-    private func treeEntry(_ tree: OpaquePointer, _ path: String) throws -> (mode: FileMode, id: ObjectID)? {
+    func treeEntry(_ tree: OpaquePointer, _ path: String) throws -> (mode: FileMode, id: ObjectID)? {
         var entry: OpaquePointer?
         guard git_tree_entry_bypath(&entry, tree, path) == 0 else { return nil }
         defer { git_tree_entry_free(entry) }
@@ -113,7 +113,7 @@ extension Repository {
     }
 
     /// `flatten` of the entries at `places` and beneath them.
-    private func flatten(_ tree: OpaquePointer, only places: [String]) throws -> [String: (mode: FileMode, id: ObjectID)] {
+    func flatten(_ tree: OpaquePointer, only places: [String]) throws -> [String: (mode: FileMode, id: ObjectID)] {
         var entries: [String: (mode: FileMode, id: ObjectID)] = [:]
         for place in places {
             guard let entry = try treeEntry(tree, place) else { continue }
