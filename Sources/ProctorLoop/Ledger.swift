@@ -116,6 +116,9 @@ public struct RunRecord: Codable, Sendable {
     public var agentLog: String?
     /// A second model call that rewrote `learnings.md` (`[memory] synthesize = "agent"`).
     public var synthesisUsage: AgentUsageRecord?
+    /// What each phase's command ran (`experiment`, `evaluator`, `sealed`): the interpreter and the
+    /// environment it belongs to, as resolved on the host (issue 11).
+    public var interpreters: [String: ResolvedInterpreter]?
 }
 
 public struct DiffStats: Codable, Sendable {
