@@ -180,20 +180,22 @@ extension LaunchPlan {
         // base installation. One inside the workspace is seen through the phase's view of it.
         let interpreter = try host.interpreter(interpreterQuery(request, host: host))
         let inWorkspace = { (path: String) in path.hasPrefix(ws + "/") }
-        for dir in interpreter?.mounts ?? [] where !inWorkspace(dir) {
-            plan.mounts.append(.readOnly(source: dir, target: dir, optional: false))
-        }
         for path in request.preset.hide where host.exists(path) { plan.mounts.append(.hide(path)) }
-        // `[sandbox] hide`: after the interpreter's mounts, so its packages are covered; those inside
-        // the workspace (a project's `.venv/`) after the workspace's own mounts, below.
         let hides = hostHides(config.sandbox.hide, packageRoots: interpreter?.packageRoots ?? [], host: host)
-        for path in hides where !inWorkspace(path) { plan.mounts.append(.hide(path)) }
         let workspaceEnvironment = (interpreter?.prefix).flatMap { inWorkspace($0) ? String($0.dropFirst(ws.count + 1)) : nil }
         // The private /tmp, /dev and /proc come before the workspace: a workspace that lives under
         // /tmp must be mounted on top of the private /tmp, not hidden by it.
         plan.mounts += [.tmpfs("/tmp", size: request.preset.tmpSize), .dev("/dev"), .proc("/proc")]
         // A small private /dev/shm, counted against the memory limit like /tmp (docker gives 64 MiB).
         if request.preset.shmSize > 0 { plan.mounts.append(.tmpfs("/dev/shm", size: request.preset.shmSize)) }
+        // The interpreter's environment after the private /tmp (an environment may live under /tmp, as
+        // the workspace may), one inside the workspace with the phase's view of it, below.
+        for dir in interpreter?.mounts ?? [] where !inWorkspace(dir) {
+            plan.mounts.append(.readOnly(source: dir, target: dir, optional: false))
+        }
+        // `[sandbox] hide`: after the interpreter's mounts, so its packages are covered; those inside
+        // the workspace (a project's `.venv/`) after the workspace's own mounts, below.
+        for path in hides where !inWorkspace(path) { plan.mounts.append(.hide(path)) }
 
         // The supervisor's own state is never writable from a sandbox, whatever the configuration
         // says: `outputs = [".proctor"]` handed the experiment the ledger, the pins and the seccomp
@@ -490,17 +492,19 @@ extension LaunchPlan {
     static func interpreterQuery(_ request: LaunchRequest, host: HostFacts) -> InterpreterQuery {
         let config = request.config
         var visible = request.preset.system + config.sandbox.readOnly
-        let key: String
+        var key: String
         switch request.phase {
         case .experiment:
-            key = "[experiment] command"
+            key = request.command == config.experiment.command ? "[experiment] command" : ""
         case .evaluator:
             let sealed = !config.evaluator.sealedCommand.isEmpty && request.command == config.evaluator.sealedCommand
-            key = sealed ? "[evaluator] sealed_command" : "[evaluator] command"
+            key = sealed ? "[evaluator] sealed_command" : request.command == config.evaluator.command ? "[evaluator] command" : ""
         case .agent:
-            key = "[agent] command"
+            key = request.command.first == config.agent.command.first ? "[agent] command" : ""
             visible += config.agent.readOnly
         }
+        // A command given on the command line (`proctor exec`), not by a key.
+        if key.isEmpty { key = "the \(request.phase.rawValue) command" }
         // The evaluator sees none of the live workspace but what its plan binds.
         if request.phase != .evaluator { visible.append(config.root) }
         return InterpreterQuery(command: request.command[0], sandboxPath: sandboxPath(request, host: host),
@@ -525,7 +529,7 @@ extension LaunchPlan {
         var env: [(String, String)] = []
         for name in names where !name.hasPrefix("PROCTOR_") && !environmentNames.contains(name) {
             guard var value = host.environment[name] else { continue }
-            if name == "PATH", let bin = interpreterBin { value = bin + ":" + value }
+            if name == "PATH", let bin = interpreterBin, !value.hasPrefix(bin + ":") { value = bin + ":" + value }
             // The host's home is never mounted; the agent gets its private one.
             if name == "HOME" { value = request.agentHome ?? "/tmp" }
             env.append((name, value))

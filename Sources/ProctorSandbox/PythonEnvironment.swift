@@ -224,11 +224,12 @@ public enum PythonEnvironment {
     /// The refusal: what `command[0]` is on each side and the proctor.toml key that fixes it.
     static func refusal(_ query: InterpreterQuery, _ what: String, fix: String?) -> SandboxError {
         var text = "\(query.file): \(query.key): \(what). Refusing to run another interpreter than the one the command names."
+        let set = query.key.hasPrefix("[") ? " in proctor.toml, \(query.key) =" : ":"
         if let fix {
-            text += " Name the one you mean in \(query.key) = [\"\(fix)\", ...]"
+            text += " Name the one you mean\(set) [\"\(fix)\", ...]"
             if query.sandboxPath != query.environment["PATH"] { text += ", or pass your PATH with \(query.envKey) = [\"PATH\", ...]" }
         } else {
-            text += " Point \(query.key) at a Python environment's own interpreter (README: Your Python environment)"
+            text += " Point \(query.key) at a Python environment's own interpreter (README: \"Your Python environment\")"
         }
         return SandboxError(.interpreter, text)
     }
