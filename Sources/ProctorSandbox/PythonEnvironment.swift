@@ -144,7 +144,8 @@ public enum PythonEnvironment {
                 outside.append((project + "/bin/" + name, "the project's environment .venv/ (uv, poetry)"))
             }
             for (path, why) in outside where identity(path) != mine {
-                throw refusal(query, "\"\(name)\" would run \(found) in the sandbox, but \(path) on this host (\(why))", fix: path)
+                let inside = found + (executable == found ? "" : " (\(executable))")
+                throw refusal(query, "\"\(name)\" would run \(inside) in the sandbox, but \(path) on this host (\(why))", fix: path)
             }
         }
         return resolved
@@ -225,7 +226,9 @@ public enum PythonEnvironment {
     static func refusal(_ query: InterpreterQuery, _ what: String, fix: String?) -> SandboxError {
         var text = "\(query.file): \(query.key): \(what). Refusing to run another interpreter than the one the command names."
         let set = query.key.hasPrefix("[") ? " in proctor.toml, \(query.key) =" : ":"
-        if let fix {
+        if var fix {
+            // An environment in the workspace by its relative path: the workspace may move.
+            if fix.hasPrefix(query.workspace + "/") { fix.removeFirst(query.workspace.count + 1) }
             text += " Name the one you mean\(set) [\"\(fix)\", ...]"
             if query.sandboxPath != query.environment["PATH"] { text += ", or pass your PATH with \(query.envKey) = [\"PATH\", ...]" }
         } else {
