@@ -285,10 +285,15 @@ extension LaunchPlan {
             // re-expose them (`.proctor/cache` holds the seccomp filters the next sandbox loads,
             // `holdout/` the labels). Never bind one, nor a directory that contains one. The outputs
             // are the experiment's: what the agent left there would be scored as its results.
-            let offLimits = [".git", ".proctor", "proctor.toml"] + hidden + config.files.outputs + [workspaceEnvironment].compactMap { $0 }
+            // Python environments in the workspace too (every one the walk found, and the command's
+            // own): read-only in every phase, or a planted sitecustomize.py runs in the next evaluator.
+            let environments = entries.filter { $0 == "pyvenv.cfg" || $0.hasSuffix("/pyvenv.cfg") || $0 == "conda-meta" || $0.hasSuffix("/conda-meta") }
+                .map { $0.contains("/") ? String($0[..<$0.lastIndex(of: "/")!]) : "." }
+            let offLimits = [".git", ".proctor", "proctor.toml"] + hidden + config.files.outputs + environments
+                + [workspaceEnvironment].compactMap { $0 }
                 + entries.filter { entry in lockedGlobs.contains { $0.matches(entry) } }
             func overlapsOffLimits(_ entry: String) -> Bool {
-                offLimits.contains { entry == $0 || entry.hasPrefix($0 + "/") || $0.hasPrefix(entry + "/") }
+                offLimits.contains { $0 == "." || entry == $0 || entry.hasPrefix($0 + "/") || $0.hasPrefix(entry + "/") }
             }
             let chosen = entries.filter { entry in globs.contains { $0.matches(entry) } && !overlapsOffLimits(entry) }
             // What lies beneath a writable directory is writable through it: no bind of its own.

@@ -233,14 +233,19 @@ final class PythonEnvironmentTests: XCTestCase {
         try PythonHome.venv(ws.path(".venv"))
         let facts = host(ws, ["PATH": "/usr/bin:/bin"])
         let venv = ws.path(".venv")
-        let agent = try LaunchPlan.compile(request(ws, .agent, [venv + "/bin/python", "agent.py"]) { $0.files.editable = ["**"] },
-                                           host: facts)
+        // The agent's own command is not the environment's: the environment is found in the workspace.
+        let agent = try LaunchPlan.compile(request(ws, .agent, ["/bin/true"]) { $0.files.editable = ["**"] }, host: facts)
         let writable = agent.mounts.compactMap { mount -> String? in
             if case .readWrite(_, let target) = mount { return target }
             return nil
         }
         XCTAssertFalse(writable.isEmpty)
         XCTAssertFalse(writable.contains { $0 == venv || $0.hasPrefix(venv + "/") || venv.hasPrefix($0 + "/") }, "\(writable)")
+        // In-process agents (mutate, http) and the diff validator: the same rule, from the files on disk.
+        let config = try WorkspaceConfig.load(workspace: ws.root)
+        XCTAssertTrue(config.isOffLimitsToAgents(".venv/lib/python3.11/site-packages/sitecustomize.py"))
+        XCTAssertTrue(config.isOffLimitsToAgents(".venv"))
+        XCTAssertFalse(config.isOffLimitsToAgents("train.py"))
 
         let evaluator = try LaunchPlan.compile(request(ws, .evaluator, [".venv/bin/python", "prepare.py"]), host: facts)
         let empty = try XCTUnwrap(evaluator.mounts.firstIndex(of: .tmpfs(ws.root, size: 16 << 20)))
