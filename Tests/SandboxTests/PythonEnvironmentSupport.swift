@@ -53,7 +53,7 @@ final class PythonHome {
     /// `uv venv --python /usr/bin/python3 DIR`. uv is installed by .ci/setup with pip: in CI a missing
     /// uv fails; elsewhere the test is skipped with the reason.
     static func uvVenv(_ dir: String) throws -> String {
-        let path = (ProcessInfo.processInfo.environment["PATH"] ?? "").split(separator: ":").map { $0 + "/uv" }
+        let path = (ProcessInfo.processInfo.environment["PATH"] ?? "").split(separator: ":").map { String($0) + "/uv" }
         let uv = (path + ["/usr/local/bin/uv", "/usr/bin/uv", NSHomeDirectory() + "/.local/bin/uv"]).first {
             FileManager.default.isExecutableFile(atPath: $0)
         }
