@@ -210,10 +210,15 @@ public enum PythonEnvironment {
     /// one, or a directory holding the workspace (its hidden files and proctor's state).
     static func tooBroad(_ dir: String, query: InterpreterQuery) -> String? {
         if dir == "/" || dir.isEmpty { return "the root directory" }
+        // The local users' homes from /etc/passwd itself: enumerating a directory service (getpwent
+        // over LDAP) at every launch could take seconds.
         var homes = [query.environment["HOME"]].compactMap { $0 }
-        setpwent()
-        while let entry = getpwent() { homes.append(String(cString: entry.pointee.pw_dir)) }
-        endpwent()
+        if let entry = getpwuid(getuid()) { homes.append(String(cString: entry.pointee.pw_dir)) }
+        let passwd = (try? String(contentsOfFile: "/etc/passwd", encoding: .utf8)) ?? ""
+        for line in passwd.split(separator: "\n") {
+            let fields = line.split(separator: ":", omittingEmptySubsequences: false)
+            if fields.count >= 6 { homes.append(String(fields[5])) }
+        }
         for home in homes where home.hasPrefix("/") && home != "/" {
             if dir == home { return "the home directory itself" }
             if home.hasPrefix(dir + "/") { return "a directory above the home directory \(home)" }
