@@ -484,6 +484,9 @@ extension WorkspaceConfig {
     public func isInPythonEnvironment(_ path: String, exists: (String) -> Bool) -> Bool {
         var prefix = root
         for part in path.split(separator: "/") {
+            // By name too: an agent that writes a new `.venv/pyvenv.cfg` makes an environment that a
+            // bare `python3` would then be refused beside.
+            if part == "pyvenv.cfg" || part == "conda-meta" { return true }
             prefix += "/" + part
             if exists(prefix + "/pyvenv.cfg") || exists(prefix + "/conda-meta") { return true }
         }

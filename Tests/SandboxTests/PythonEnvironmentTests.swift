@@ -246,6 +246,8 @@ final class PythonEnvironmentTests: XCTestCase {
         XCTAssertTrue(config.isOffLimitsToAgents(".venv/lib/python3.11/site-packages/sitecustomize.py"))
         XCTAssertTrue(config.isOffLimitsToAgents(".venv"))
         XCTAssertFalse(config.isOffLimitsToAgents("train.py"))
+        XCTAssertTrue(config.isOffLimitsToAgents("env2/pyvenv.cfg"), "a new environment is not an agent's to make")
+        XCTAssertTrue(config.isOffLimitsToAgents("env3/conda-meta/history"))
 
         let evaluator = try LaunchPlan.compile(request(ws, .evaluator, [".venv/bin/python", "prepare.py"]), host: facts)
         let empty = try XCTUnwrap(evaluator.mounts.firstIndex(of: .tmpfs(ws.root, size: 16 << 20)))
