@@ -178,7 +178,7 @@ extension LaunchPlan {
         }
         // What command[0] runs, resolved on the host (issue 11): its environment's prefix, a venv's
         // base installation. One inside the workspace is seen through the phase's view of it.
-        let interpreter = try host.interpreter(interpreterQuery(request, host: host))
+        let interpreter = try resolveInterpreter(request, host: host)
         let inWorkspace = { (path: String) in path.hasPrefix(ws + "/") }
         for path in request.preset.hide where host.exists(path) { plan.mounts.append(.hide(path)) }
         let hides = hostHides(config.sandbox.hide, packageRoots: interpreter?.packageRoots ?? [], host: host)
@@ -521,7 +521,15 @@ extension LaunchPlan {
     /// (`.interpreter`) a launch would throw. For the start checks of `proctor run` and `proctor check`.
     public static func resolveInterpreter(_ request: LaunchRequest, host: HostFacts) throws -> ResolvedInterpreter? {
         guard !request.command.isEmpty else { return nil }
-        return try host.interpreter(interpreterQuery(request, host: host))
+        let query = interpreterQuery(request, host: host)
+        // `uv run`, `poetry run`, `conda run`: the tool would start inside the sandbox, wanting its
+        // cache, its configuration and the network to sync the environment. Name the interpreter.
+        let runners = ["uv", "poetry", "pipenv", "pdm", "hatch", "conda", "mamba", "micromamba"]
+        if request.command.count > 1, request.command[1] == "run",
+            let tool = runners.first(where: { $0 == PythonEnvironment.basename(request.command[0]) }) {
+            throw PythonEnvironment.refusal(query, "\"\(tool) run\" would start \(tool) inside the sandbox, without its cache, its configuration or the network", fix: tool == "uv" || tool == "poetry" ? ".venv/bin/python" : nil, orPath: false)
+        }
+        return try host.interpreter(query)
     }
 
     private static func environment(_ request: LaunchRequest, host: HostFacts, interpreter: ResolvedInterpreter?,

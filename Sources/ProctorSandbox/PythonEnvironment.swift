@@ -228,14 +228,14 @@ public enum PythonEnvironment {
     }
 
     /// The refusal: what `command[0]` is on each side and the proctor.toml key that fixes it.
-    static func refusal(_ query: InterpreterQuery, _ what: String, fix: String?) -> SandboxError {
+    static func refusal(_ query: InterpreterQuery, _ what: String, fix: String?, orPath: Bool = true) -> SandboxError {
         var text = "\(query.file): \(query.key): \(what). Refusing to run another interpreter than the one the command names."
         let set = query.key.hasPrefix("[") ? " in proctor.toml, \(query.key) =" : ":"
         if var fix {
             // An environment in the workspace by its relative path: the workspace may move.
             if fix.hasPrefix(query.workspace + "/") { fix.removeFirst(query.workspace.count + 1) }
             text += " Name the one you mean\(set) [\"\(fix)\", ...]"
-            if query.sandboxPath != query.environment["PATH"] { text += ", or pass your PATH with \(query.envKey) = [\"PATH\", ...]" }
+            if orPath && query.sandboxPath != query.environment["PATH"] { text += ", or pass your PATH with \(query.envKey) = [\"PATH\", ...]" }
         } else {
             text += " Point \(query.key) at a Python environment's own interpreter (README: \"Your Python environment\")"
         }

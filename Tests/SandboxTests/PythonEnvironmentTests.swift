@@ -261,6 +261,24 @@ final class PythonEnvironmentTests: XCTestCase {
         }
     }
 
+    /// `uv run train.py` would start uv in the sandbox (no cache, no network to sync with): refused
+    /// with the interpreter to name instead.
+    func testToolRunnersAreRefused() throws {
+        let ws = try TestWorkspace()
+        for command in [["uv", "run", "train.py"], ["poetry", "run", "python", "train.py"], ["/opt/conda/bin/conda", "run", "-n", "ml", "python"]] {
+            XCTAssertThrowsError(try LaunchPlan.compile(request(ws, .experiment, command), host: host(ws, ["PATH": "/usr/bin:/bin"]))) { error in
+                XCTAssertEqual((error as? SandboxError)?.code, .interpreter)
+                XCTAssertTrue("\(error)".contains("run\" would start"), "\(error)")
+            }
+        }
+        let uvRun = ["uv", "run", "train.py"]
+        XCTAssertThrowsError(try LaunchPlan.compile(request(ws, .experiment, uvRun) { $0.experiment.command = uvRun }, host: host(ws, [:]))) { error in
+            XCTAssertTrue("\(error)".contains("[experiment] command: \"uv run\" would start uv inside the sandbox"), "\(error)")
+            XCTAssertTrue("\(error)".hasSuffix("[experiment] command = [\".venv/bin/python\", ...]"), "\(error)")
+        }
+        XCTAssertNoThrow(try LaunchPlan.compile(request(ws, .experiment, ["/bin/sh", "run"]), host: host(ws, ["PATH": "/usr/bin:/bin"])))
+    }
+
     /// What `proctor run` checks before anything runs, per phase: the evaluator's own command may
     /// name another environment than the experiment's.
     func testEachCommandIsResolvedOnItsOwn() throws {
