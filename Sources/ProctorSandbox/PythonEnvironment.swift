@@ -122,8 +122,14 @@ public enum PythonEnvironment {
             if inside != found && inside.map(identity) != identity(found) {
                 throw refusal(query, "\"\(name)\" is \(found) on this host, which the sandbox does not see; inside it would run \(inside ?? "nothing (exit 127)")", fix: found)
             }
-        } else if !within(found, seen) && !within(executable, seen) {
-            throw refusal(query, "\"\(name)\" is \(found) on this host, which the sandbox does not see", fix: nil)
+        } else if !bare && !within(found, seen) {
+            // Run by its path, which the sandbox does not have (a shim's directory is not mounted,
+            // only the interpreter behind it): name the interpreter itself.
+            let shim = executable == found ? "" : ", a shim for \(executable)"
+            throw refusal(query, "\"\(name)\" is \(found) on this host\(shim), which the sandbox does not see",
+                          fix: executable == found ? nil : executable, orPath: false)
+        } else if !within(executable, seen) {
+            throw refusal(query, "\"\(name)\" is \(executable) on this host, which the sandbox does not see", fix: nil)
         }
 
         // Outside: what the user runs on the host with the same bare name.
@@ -143,9 +149,18 @@ public enum PythonEnvironment {
             if exists(project + "/pyvenv.cfg"), isExecutable(project + "/bin/" + name) {
                 outside.append((project + "/bin/" + name, "the project's environment .venv/ (uv, poetry)"))
             }
-            for (path, why) in outside where identity(path) != mine {
+            for (path, why) in outside {
+                // A shim on the host's PATH stands for the interpreter it runs there.
+                var meant = path
+                if isScript(path), let hostPath = query.environment["PATH"],
+                    let real = InterpreterProbe.shimTarget(name, shim: path, path: hostPath, environment: query.environment,
+                                                           probeCache: probeCache) {
+                    meant = real
+                }
+                guard identity(meant) != mine else { continue }
                 let inside = found + (executable == found ? "" : " (\(executable))")
-                throw refusal(query, "\"\(name)\" would run \(inside) in the sandbox, but \(path) on this host (\(why))", fix: path)
+                let there = path + (meant == path ? "" : " (\(meant))")
+                throw refusal(query, "\"\(name)\" would run \(inside) in the sandbox, but \(there) on this host (\(why))", fix: meant)
             }
         }
         return resolved

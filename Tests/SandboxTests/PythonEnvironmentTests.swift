@@ -87,6 +87,34 @@ final class PythonEnvironmentTests: XCTestCase {
         XCTAssertEqual(found.packageRoots, [env, base])
     }
 
+    /// A pyenv shim stands for the interpreter it runs: that installation's prefix is mounted, and the
+    /// shim itself, which the sandbox does not see, is never what a refusal tells the user to name.
+    func testShimResolvesToTheInstallationItRuns() throws {
+        let h = try PythonHome()
+        let version = h.home + "/.pyenv/versions/3.12.1"
+        try h.write(".pyenv/versions/3.12.1/lib/python3.12/os.py", "")
+        try FileManager.default.createDirectory(atPath: version + "/bin", withIntermediateDirectories: true)
+        try FileManager.default.copyItem(atPath: "/bin/true", toPath: version + "/bin/python3.12")
+        try h.write(".pyenv/shims/python3", "#!/bin/sh\necho '\(version)/bin/python3.12'\n")
+        chmod(h.home + "/.pyenv/shims/python3", 0o755)
+        let shims = h.home + "/.pyenv/shims"
+        let found = try XCTUnwrap(PythonEnvironment.resolve(query("python3", path: shims + ":/usr/bin:/bin", workspace: h.root + "/ws",
+                                                                  home: h.home), probeCache: nil))
+        XCTAssertEqual(found.kind, .installation)
+        XCTAssertEqual(found.executable, version + "/bin/python3.12")
+        XCTAssertEqual(found.mounts, [version], "the version's prefix, not ~/.pyenv")
+        XCTAssertEqual(found.bin, version + "/bin")
+
+        let byPath = refusal(query(shims + "/python3", workspace: h.root + "/ws", home: h.home))
+        XCTAssertTrue(byPath.contains("a shim for \(version)/bin/python3.12, which the sandbox does not see"), byPath)
+        XCTAssertTrue(byPath.hasSuffix("[experiment] command = [\"\(version)/bin/python3.12\", ...]"), byPath)
+
+        let unpassed = refusal(query("python3", path: "/usr/bin:/bin", environment: ["PATH": shims + ":/usr/bin:/bin"],
+                                     workspace: h.root + "/ws", home: h.home))
+        XCTAssertTrue(unpassed.contains("but \(shims)/python3 (\(version)/bin/python3.12) on this host"), unpassed)
+        XCTAssertTrue(unpassed.contains("[experiment] command = [\"\(version)/bin/python3.12\", ...]"), unpassed)
+    }
+
     // MARK: Never switching interpreters silently
 
     /// The second case: an activated venv, `command = ["python3", ...]`, and a sandbox whose
