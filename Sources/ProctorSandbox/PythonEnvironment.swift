@@ -95,6 +95,7 @@ public enum PythonEnvironment {
         let name = query.command
         let bare = !name.contains("/")
         let python = isPythonName(basename(name))
+        // What the host finds through the sandbox's PATH, and behind a shim the interpreter itself.
         guard let found = locate(name, path: query.sandboxPath, workspace: query.workspace) else {
             if bare, python, let hostPath = query.environment["PATH"],
                 let outside = locate(name, path: hostPath, workspace: query.workspace) {
@@ -114,8 +115,17 @@ public enum PythonEnvironment {
         // Another program (a command agent's CLI) keeps its mounts and is not judged as an interpreter.
         guard python || resolved.kind == .venv || resolved.kind == .conda else { return resolved }
 
-        // Inside: what the sandbox's own PATH lookup finds among the directories it sees.
-        let seen = query.visible + resolved.mounts
+        try checkInside(query, found: found, executable: executable, mounts: resolved.mounts)
+        if bare && python { try checkOutside(query, found: found, executable: executable, probeCache: probeCache) }
+        return resolved
+    }
+
+    /// Refuses when the sandbox would not run `found` (the host's answer through the sandbox's PATH):
+    /// its own PATH lookup, among the directories it sees, finds another interpreter or none.
+    static func checkInside(_ query: InterpreterQuery, found: String, executable: String, mounts: [String]) throws {
+        let name = query.command
+        let bare = !name.contains("/")
+        let seen = query.visible + mounts
         if bare && executable == found {
             let inside = locate(name, path: query.sandboxPath, workspace: query.workspace, within: seen)
             // A link the sandbox does not see to a file it sees (~/bin/python3 -> /usr/bin/python3.11) is the same interpreter.
@@ -131,39 +141,40 @@ public enum PythonEnvironment {
         } else if !within(executable, seen) {
             throw refusal(query, "\"\(name)\" is \(executable) on this host, which the sandbox does not see", fix: nil)
         }
+    }
 
-        // Outside: what the user runs on the host with the same bare name.
-        if bare && python {
-            let mine = identity(executable)
-            var outside: [(String, String)] = []
-            if let hostPath = query.environment["PATH"], hostPath != query.sandboxPath,
-                let path = locate(name, path: hostPath, workspace: query.workspace) {
-                outside.append((path, "this host's PATH"))
-            }
-            for variable in ["VIRTUAL_ENV", "CONDA_PREFIX"] {
-                if let prefix = query.environment[variable], prefix.hasPrefix("/"), isExecutable(prefix + "/bin/" + name) {
-                    outside.append((prefix + "/bin/" + name, "the activated environment \(variable)=\(prefix)"))
-                }
-            }
-            let project = query.workspace + "/.venv"
-            if exists(project + "/pyvenv.cfg"), isExecutable(project + "/bin/" + name) {
-                outside.append((project + "/bin/" + name, "the project's environment .venv/ (uv, poetry)"))
-            }
-            for (path, why) in outside {
-                // A shim on the host's PATH stands for the interpreter it runs there.
-                var meant = path
-                if isScript(path), let hostPath = query.environment["PATH"],
-                    let real = InterpreterProbe.shimTarget(name, shim: path, path: hostPath, environment: query.environment,
-                                                           probeCache: probeCache) {
-                    meant = real
-                }
-                guard identity(meant) != mine else { continue }
-                let inside = found + (executable == found ? "" : " (\(executable))")
-                let there = path + (meant == path ? "" : " (\(meant))")
-                throw refusal(query, "\"\(name)\" would run \(inside) in the sandbox, but \(there) on this host (\(why))", fix: meant)
+    /// Refuses when a bare `python3` means another interpreter on the host than in the sandbox: the
+    /// one the host's PATH finds, an activated environment's, the project's `.venv/`.
+    static func checkOutside(_ query: InterpreterQuery, found: String, executable: String, probeCache: ProbeCache?) throws {
+        let name = query.command
+        let mine = identity(executable)
+        var outside: [(String, String)] = []
+        if let hostPath = query.environment["PATH"], hostPath != query.sandboxPath,
+            let path = locate(name, path: hostPath, workspace: query.workspace) {
+            outside.append((path, "this host's PATH"))
+        }
+        for variable in ["VIRTUAL_ENV", "CONDA_PREFIX"] {
+            if let prefix = query.environment[variable], prefix.hasPrefix("/"), isExecutable(prefix + "/bin/" + name) {
+                outside.append((prefix + "/bin/" + name, "the activated environment \(variable)=\(prefix)"))
             }
         }
-        return resolved
+        let project = query.workspace + "/.venv"
+        if exists(project + "/pyvenv.cfg"), isExecutable(project + "/bin/" + name) {
+            outside.append((project + "/bin/" + name, "the project's environment .venv/ (uv, poetry)"))
+        }
+        for (path, why) in outside {
+            // A shim on the host's PATH stands for the interpreter it runs there.
+            var meant = path
+            if isScript(path), let hostPath = query.environment["PATH"],
+                let real = InterpreterProbe.shimTarget(name, shim: path, path: hostPath, environment: query.environment,
+                                                       probeCache: probeCache) {
+                meant = real
+            }
+            guard identity(meant) != mine else { continue }
+            let inside = found + (executable == found ? "" : " (\(executable))")
+            let there = path + (meant == path ? "" : " (\(meant))")
+            throw refusal(query, "\"\(name)\" would run \(inside) in the sandbox, but \(there) on this host (\(why))", fix: meant)
+        }
     }
 
     /// The environment `executable` belongs to and what of it to mount; nil for a program that is
