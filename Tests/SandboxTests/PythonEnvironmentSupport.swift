@@ -31,6 +31,16 @@ final class PythonHome {
         try Data(text.utf8).write(to: url)
     }
 
+    /// A Python installation as `PythonEnvironment` recognises one, at `rel` under the home: its
+    /// standard library's landmark and `bin/python3.12` (a stand-in, never run). Returns its prefix.
+    func installation(_ rel: String) throws -> String {
+        let prefix = home + "/" + rel
+        try write(rel + "/lib/python3.12/os.py", "")
+        try FileManager.default.createDirectory(atPath: prefix + "/bin", withIntermediateDirectories: true)
+        try FileManager.default.copyItem(atPath: "/bin/true", toPath: prefix + "/bin/python3.12")
+        return prefix
+    }
+
     /// Skips (or, in CI, fails) when the base interpreter cannot make venvs.
     static func requireVenv() throws {
         let probe = try runChild([basePython, "-c", "import venv"])

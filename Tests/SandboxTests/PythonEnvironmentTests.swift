@@ -73,10 +73,7 @@ final class PythonEnvironmentTests: XCTestCase {
     /// is mounted too, as its own prefix, not the home directory around it.
     func testBaseInstallationOutsideTheSystemIsMountedByItself() throws {
         let h = try PythonHome()
-        let base = h.home + "/.local/share/uv/python/cpython-3.12.7-linux-x86_64-gnu"
-        try h.write(".local/share/uv/python/cpython-3.12.7-linux-x86_64-gnu/lib/python3.12/os.py", "")
-        try FileManager.default.createDirectory(atPath: base + "/bin", withIntermediateDirectories: true)
-        try FileManager.default.copyItem(atPath: "/bin/true", toPath: base + "/bin/python3.12")
+        let base = try h.installation(".local/share/uv/python/cpython-3.12.7-linux-x86_64-gnu")
         let env = h.home + "/proj/.venv"
         try h.write("proj/.venv/pyvenv.cfg", "home = \(base)/bin\ninclude-system-site-packages = false\n")
         try FileManager.default.createDirectory(atPath: env + "/bin", withIntermediateDirectories: true)
@@ -91,10 +88,7 @@ final class PythonEnvironmentTests: XCTestCase {
     /// shim itself, which the sandbox does not see, is never what a refusal tells the user to name.
     func testShimResolvesToTheInstallationItRuns() throws {
         let h = try PythonHome()
-        let version = h.home + "/.pyenv/versions/3.12.1"
-        try h.write(".pyenv/versions/3.12.1/lib/python3.12/os.py", "")
-        try FileManager.default.createDirectory(atPath: version + "/bin", withIntermediateDirectories: true)
-        try FileManager.default.copyItem(atPath: "/bin/true", toPath: version + "/bin/python3.12")
+        let version = try h.installation(".pyenv/versions/3.12.1")
         try h.write(".pyenv/shims/python3", "#!/bin/sh\necho '\(version)/bin/python3.12'\n")
         chmod(h.home + "/.pyenv/shims/python3", 0o755)
         let shims = h.home + "/.pyenv/shims"
