@@ -2,7 +2,7 @@ import Foundation
 
 /// What a phase's `command[0]` is resolved against: the PATH the sandbox gets, what the sandbox sees
 /// anyway, and the host's own environment (the user's PATH, an activated `VIRTUAL_ENV` or
-/// `CONDA_PREFIX`).
+/// `CONDA_PREFIX`). Built by `LaunchPlan` for each launch (its memberwise initializer is internal).
 public struct InterpreterQuery: Sendable, Equatable {
     /// `command[0]` as written in proctor.toml.
     public var command: String
@@ -21,18 +21,6 @@ public struct InterpreterQuery: Sendable, Equatable {
     public var envKey: String
     /// The `proctor.toml` file, for the refusal.
     public var file: String
-
-    public init(command: String, sandboxPath: String, environment: [String: String], workspace: String, visible: [String],
-                key: String, envKey: String, file: String) {
-        self.command = command
-        self.sandboxPath = sandboxPath
-        self.environment = environment
-        self.workspace = workspace
-        self.visible = visible
-        self.key = key
-        self.envKey = envKey
-        self.file = file
-    }
 }
 
 /// The interpreter a phase's command runs, as resolved on the host, and what of the host it needs.

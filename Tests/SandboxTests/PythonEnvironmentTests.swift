@@ -317,10 +317,15 @@ final class PythonEnvironmentTests: XCTestCase {
         XCTAssertEqual(found["evaluator"]?.prefix, evaluator)
         XCTAssertEqual(found["evaluator"]?.kind, .conda)
 
+        let activated = host(ws, ["PATH": "/usr/bin:/bin", "VIRTUAL_ENV": experiment])
+        config.files.sealed = ["sealed/**"]
+        config.evaluator.sealedCommand = ["python3", "prepare.py", "--sealed"]
+        XCTAssertThrowsError(try SandboxEnvironment.interpreters(config: config, preset: preset(), host: activated)) { error in
+            XCTAssertTrue("\(error)".contains("[evaluator] sealed_command: \"python3\" would run /usr/bin/python3"), "\(error)")
+        }
         config.evaluator.command = ["python3", "prepare.py"]
-        XCTAssertThrowsError(try SandboxEnvironment.interpreters(config: config, preset: preset(),
-                                                                 host: host(ws, ["PATH": "/usr/bin:/bin", "VIRTUAL_ENV": experiment]))) { error in
-            XCTAssertTrue("\(error)".contains("[evaluator] command"), "\(error)")
+        XCTAssertThrowsError(try SandboxEnvironment.interpreters(config: config, preset: preset(), host: activated)) { error in
+            XCTAssertTrue("\(error)".contains("[evaluator] command: \"python3\""), "\(error)")
         }
     }
 }
