@@ -28,7 +28,7 @@ enum ExitStatus {
             }
         case let error as SandboxError:
             switch error.code {
-            case .lockBusy: return badInput
+            case .lockBusy, .interpreter: return badInput
             case .badPlan, .notInstalled, .planted, .io: return failed
             }
         default:

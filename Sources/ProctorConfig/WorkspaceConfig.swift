@@ -478,7 +478,24 @@ extension WorkspaceConfig {
         if [".git", ".proctor", "proctor.toml"].contains(where: under) { return true }
         if path.split(separator: "/").contains(where: { $0.lowercased() == ".git" }) { return true }
         if files.outputs.contains(where: under) || hiddenPrefixes.contains(where: under) { return true }
+        if isInPythonEnvironment(path, exists: { var st = stat(); return lstat($0, &st) == 0 }) { return true }
         return (files.hidden + files.sealed + files.locked).contains { Glob($0).matches(path) }
+    }
+
+    /// Whether `path` (workspace-relative) is, or lies in, a Python environment kept in the workspace
+    /// (a project's `.venv/`: a directory holding `pyvenv.cfg` or `conda-meta/`); `exists` says what
+    /// is on disk. Such an environment is read-only to every phase, whatever the globs say: a
+    /// `sitecustomize.py` planted in its packages would run in every later experiment and evaluator.
+    public func isInPythonEnvironment(_ path: String, exists: (String) -> Bool) -> Bool {
+        var prefix = root
+        for part in path.split(separator: "/") {
+            // By name too: an agent that writes a new `.venv/pyvenv.cfg` makes an environment that a
+            // bare `python3` would then be refused beside.
+            if part == "pyvenv.cfg" || part == "conda-meta" { return true }
+            prefix += "/" + part
+            if exists(prefix + "/pyvenv.cfg") || exists(prefix + "/conda-meta") { return true }
+        }
+        return false
     }
 
     /// Whether a git-ignored path is the user's to keep (`wandb/`, `data/`, `checkpoints/`, `.venv/`):

@@ -119,6 +119,9 @@ public struct RunRecord: Codable, Sendable {
     /// `network = "allowlist"`: what went through the proxy during the iteration, by phase
     /// (`agent`, `experiment`) and host as the sandbox named it: connections and bytes up and down.
     public var network: [String: [String: NetworkUse]]? = nil
+    /// What each phase's command ran (`experiment`, `evaluator`, `sealed`): the interpreter and the
+    /// environment it belongs to, as resolved on the host (issue 11).
+    public var interpreters: [String: ResolvedInterpreter]?
 }
 
 public struct DiffStats: Codable, Sendable {

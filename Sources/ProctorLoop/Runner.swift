@@ -48,6 +48,8 @@ public final class Runner {
     let root: String
     /// What a revert leaves in place: proctor's state and the hidden files (outputs are removed).
     let kept: [String]
+    /// What each phase's command runs, resolved once at the start (a refusal stops the start, 125).
+    let interpreters: [String: ResolvedInterpreter]
     var state: RunState!
     var pinned: PinnedCopy!
     var locks: [ExperimentLock] = []
@@ -104,6 +106,8 @@ public final class Runner {
             throw ConfigError(file: env.config.file, line: nil, key: env.config.agent.baseURL.isEmpty ? "agent.base_url" : "agent.model",
                               message: "--agent http needs [agent] base_url and model in this file")
         }
+        // Before anything runs: a command that would run another Python than the host's is refused.
+        interpreters = try env.interpreters()
         audit = try AuditLog(path: root + "/.proctor/audit.jsonl")
         kept = [".proctor/"] + env.config.hiddenPrefixes
     }
@@ -497,7 +501,8 @@ public final class Runner {
                          scores: measured?.scores ?? [], diff: diff, measurements: measurements,
                          limits: measured?.limits ?? [:], durations: measured?.durations ?? [:], agent: agentName,
                          usage: usage.map { AgentUsageRecord(promptTokens: $0.promptTokens, completionTokens: $0.completionTokens, costUSD: $0.costUSD) },
-                         violations: violations, network: env.network.use(of: i))
+                         violations: violations, network: env.network.use(of: i),
+                         interpreters: interpreters.isEmpty ? nil : interpreters)
     }
 
     /// `.proctor/` and the outputs are proctor's and the experiment's, never the repository's.

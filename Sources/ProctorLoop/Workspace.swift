@@ -131,6 +131,13 @@ public enum WorkspaceSteps {
     public static func check(workspace: String) throws -> [String] {
         let config = try SandboxEnvironment.checkedConfig(workspace: workspace)
         let root = config.root
+        // The refusal `proctor run` would stop at, as a violation (issue 11).
+        var problems: [String] = []
+        do {
+            _ = try SandboxEnvironment.interpreters(of: config)
+        } catch let error as SandboxError where error.code == .interpreter {
+            problems.append(error.description)
+        }
         let repo = try Repository.workspace(root)
         let base: ObjectID
         if let state = RunState.load(root), let best = try? repo.resolve(state.bestCommit),
@@ -141,7 +148,6 @@ public enum WorkspaceSteps {
         } else {
             throw LoopError(.refused, "\(root) has no commit; run `proctor init`")
         }
-        var problems: [String] = []
         let changes = try repo.loopStatus(against: base, config: config)
         let editable = config.files.editable.map(Glob.init)
         let notes = config.files.notes.map(Glob.init)

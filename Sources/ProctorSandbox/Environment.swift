@@ -41,6 +41,32 @@ public struct SandboxEnvironment: Sendable {
                                      reference: (config.file, config.sandbox.policyLine))
     }
 
+    /// What each of the workspace's commands runs (issue 11), keyed `experiment`, `evaluator` and
+    /// `sealed`, resolved as their launches will resolve them; throws the refusal (`.interpreter`,
+    /// exit 125) of the first that would run another interpreter than it names on the host, or one
+    /// its sandbox cannot see.
+    public func interpreters(host: HostFacts? = nil) throws -> [String: ResolvedInterpreter] {
+        try Self.interpreters(config: config, preset: preset, host: host)
+    }
+
+    /// `interpreters(host:)` for a configuration read without a launcher (`proctor check`).
+    public static func interpreters(of config: WorkspaceConfig) throws -> [String: ResolvedInterpreter] {
+        try interpreters(config: config, preset: preset(of: config), host: nil)
+    }
+
+    static func interpreters(config: WorkspaceConfig, preset: PolicyPreset, host: HostFacts?) throws -> [String: ResolvedInterpreter] {
+        let host = host ?? .live(workspace: config.root)
+        var roles: [(String, Phase, WorkspaceConfig)] = [("experiment", .experiment, config), ("evaluator", .evaluator, config)]
+        if !config.evaluator.sealedCommand.isEmpty { roles.append(("sealed", .evaluator, config.sealedEvaluatorView)) }
+        var found: [String: ResolvedInterpreter] = [:]
+        for (role, phase, view) in roles {
+            let command = phase == .experiment ? view.experiment.command : view.evaluator.command
+            let request = LaunchRequest(config: view, preset: preset, phase: phase, command: command)
+            if let resolved = try LaunchPlan.resolveInterpreter(request, host: host) { found[role] = resolved }
+        }
+        return found
+    }
+
     /// Takes the workspace lock, then the machine lock; a busy lock is audited and thrown.
     public func takeLocks(run: String, iteration: Int?, wait: Bool, audit: AuditLog?, phase: Phase) throws -> [ExperimentLock] {
         let holder = LockHolder(pid: getpid(), run: run, iteration: iteration, since: Date(), workspace: config.root)
@@ -124,7 +150,7 @@ public struct SandboxEnvironment: Sendable {
                                     pinnedDirectory: pinnedDirectory, agentHome: agentHome)
         request.user = try SandboxUser.forThisProcess(configured: config.sandbox.user)
         adjust(&request)
-        let plan = try LaunchPlan.compile(request, host: .live(workspace: config.root, systemDirs: preset.system))
+        let plan = try LaunchPlan.compile(request, host: .live(workspace: config.root))
         // After the plan compiled: a plan that is refused leaves no output directories behind
         // (400 outputs made 400 directories, then failed the mount limit; issue 10's fuzzer).
         if phase == .experiment { try prepareOutputs(clear: false) }

@@ -13,9 +13,9 @@ public struct HostFacts: Sendable {
     /// The workspace entries where one of the globs could match (every match among them, and the
     /// directories on the way); a walk that enters only those directories.
     public var entriesReaching: @Sendable ([Glob]) -> [String]
-    /// For a command name, the interpreter installation outside the system mounts it needs:
-    /// (prefix to mount read-only, bin directory to put first on PATH), or nil.
-    public var interpreterPrefix: @Sendable (_ command: String, _ path: String) -> (prefix: String, bin: String)?
+    /// What a phase's `command[0]` runs and what of the host it needs (`PythonEnvironment.resolve`);
+    /// nil when nothing is to be mounted for it. Throws to refuse the command.
+    public var interpreter: @Sendable (InterpreterQuery) throws -> ResolvedInterpreter?
     /// The text of the symlink at a path, nil when it is not a symlink.
     public var symlinkTarget: @Sendable (String) -> String?
     /// The names in a host directory (empty when it cannot be read).
@@ -24,7 +24,7 @@ public struct HostFacts: Sendable {
     public init(
         environment: [String: String], exists: @escaping @Sendable (String) -> Bool,
         workspaceEntries: @escaping @Sendable () -> [String],
-        interpreterPrefix: @escaping @Sendable (String, String) -> (prefix: String, bin: String)?,
+        interpreter: @escaping @Sendable (InterpreterQuery) throws -> ResolvedInterpreter?,
         symlinkTarget: @escaping @Sendable (String) -> String? = { _ in nil },
         directoryEntries: @escaping @Sendable (String) -> [String] = { _ in [] },
         entriesReaching: (@Sendable ([Glob]) -> [String])? = nil
@@ -33,18 +33,18 @@ public struct HostFacts: Sendable {
         self.exists = exists
         self.workspaceEntries = workspaceEntries
         self.entriesReaching = entriesReaching ?? { _ in workspaceEntries() }
-        self.interpreterPrefix = interpreterPrefix
+        self.interpreter = interpreter
         self.symlinkTarget = symlinkTarget
         self.directoryEntries = directoryEntries
     }
 
     /// Facts read from this machine, for a workspace at `root`.
-    public static func live(workspace root: String, systemDirs: [String]) -> HostFacts {
+    public static func live(workspace root: String) -> HostFacts {
         HostFacts(
             environment: ProcessInfo.processInfo.environment,
             exists: { path in var st = stat(); return lstat(path, &st) == 0 },
             workspaceEntries: { FileTree.entries(under: root) },
-            interpreterPrefix: { command, path in InterpreterProbe.prefix(for: command, path: path, systemDirs: systemDirs) },
+            interpreter: { query in try PythonEnvironment.resolve(query) },
             symlinkTarget: { path in try? FileManager.default.destinationOfSymbolicLink(atPath: path) },
             directoryEntries: { path in (try? FileManager.default.contentsOfDirectory(atPath: path)) ?? [] },
             entriesReaching: { globs in FileTree.entries(under: root, reaching: globs) })
@@ -52,60 +52,21 @@ public struct HostFacts: Sendable {
 
 }
 
-/// Finds where an interpreter such as a pyenv or conda python lives, so that its prefix can be
-/// mounted read-only without mounting the home directory it sits in.
+/// Asks a shim (pyenv, asdf) which interpreter it runs, for `PythonEnvironment`.
 enum InterpreterProbe {
-    nonisolated(unsafe) private static var cache: [String: (prefix: String, bin: String)?] = [:]
-    private static let lock = NSLock()
-
-    static func prefix(for command: String, path: String, systemDirs: [String]) -> (prefix: String, bin: String)? {
-        lock.lock()
-        defer { lock.unlock() }
-        let key = command + "\0" + path
-        if let hit = cache[key] { return hit }
-        let found = compute(command, path: path, systemDirs: systemDirs, probeCache: ProbeCache.standard)
-        cache[key] = found
-        return found
-    }
-
-    static func compute(_ command: String, path: String, systemDirs: [String], probeCache: ProbeCache?,
-                        environment: [String: String]? = nil) -> (prefix: String, bin: String)? {
-        guard var resolved = locate(command, path: path) else { return nil }
-        resolved = URL(fileURLWithPath: resolved).resolvingSymlinksInPath().path
-        if isScript(resolved) {
-            // A shim (pyenv, asdf) is a script that needs the whole home-based tool; ask the
-            // interpreter itself where it lives instead, isolated (-I) and from "/" so that no
-            // workspace file is imported on the host. That costs a python start-up behind the
-            // shim (~160 ms with pyenv), so the answer is kept across processes (ProbeCache).
-            guard URL(fileURLWithPath: command).lastPathComponent.hasPrefix("python") else { return nil }
-            var env = (environment ?? ProcessInfo.processInfo.environment).filter { $0.key.hasPrefix("PYENV") || $0.key == "HOME" }
-            env["PATH"] = path
-            let key = ProbeCache.key(command: command, shim: resolved, environment: env)
-            let real: String
-            if let cached = probeCache?.lookup(key), isUsableInterpreter(cached) {
-                real = cached
-            } else {
-                guard let probed = run([resolved, "-I", "-c", "import sys; print(sys.executable)"], environment: env)
-                else { return nil }
-                real = probed
-                if isUsableInterpreter(real) { probeCache?.store(key, real) }
-            }
-            resolved = URL(fileURLWithPath: real).resolvingSymlinksInPath().path
-        }
-        if systemDirs.contains(where: { resolved == $0 || resolved.hasPrefix($0 + "/") }) { return nil }
-        let bin = URL(fileURLWithPath: resolved).deletingLastPathComponent()
-        let prefix = bin.deletingLastPathComponent().path
-        guard prefix != "/" && !prefix.isEmpty else { return nil }
-        return (prefix, bin.path)
-    }
-
-    private static func locate(_ command: String, path: String) -> String? {
-        if command.contains("/") { return command.hasPrefix("/") ? command : nil }
-        for dir in path.split(separator: ":") where dir.hasPrefix("/") {
-            let candidate = "\(dir)/\(command)"
-            if access(candidate, X_OK) == 0 { return candidate }
-        }
-        return nil
+    /// The interpreter a shim (pyenv, asdf) runs: a script that needs the whole home-based tool, so
+    /// the interpreter itself is asked where it lives, isolated (-I) and from "/" so that no workspace
+    /// file is imported on the host. That costs a python start-up behind the shim (~160 ms with
+    /// pyenv), so the answer is kept across processes (ProbeCache).
+    static func shimTarget(_ command: String, shim: String, path: String, environment: [String: String]?,
+                           probeCache: ProbeCache?) -> String? {
+        var env = (environment ?? ProcessInfo.processInfo.environment).filter { $0.key.hasPrefix("PYENV") || $0.key == "HOME" }
+        env["PATH"] = path
+        let key = ProbeCache.key(command: command, shim: shim, environment: env)
+        if let cached = probeCache?.lookup(key), isUsableInterpreter(cached) { return cached }
+        guard let probed = run([shim, "-I", "-c", "import sys; print(sys.executable)"], environment: env) else { return nil }
+        if isUsableInterpreter(probed) { probeCache?.store(key, probed) }
+        return probed
     }
 
     /// An absolute path to an executable that is not itself a script (a cached answer is checked
@@ -117,7 +78,7 @@ enum InterpreterProbe {
         return !isScript(path)
     }
 
-    private static func isScript(_ path: String) -> Bool {
+    static func isScript(_ path: String) -> Bool {
         let fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC)  // a FIFO on PATH must not hang proctor
         guard fd >= 0 else { return false }
         defer { close(fd) }

@@ -181,19 +181,26 @@ extension LaunchPlan {
                 plan.mounts.append(.readOnly(source: path, target: path, optional: false))
             }
         }
-        let hostPath = host.environment["PATH"] ?? "/usr/local/bin:/usr/bin:/bin"
-        let interpreter = host.interpreterPrefix(request.command[0], hostPath)
-        if let interpreter { plan.mounts.append(.readOnly(source: interpreter.prefix, target: interpreter.prefix, optional: false)) }
+        // What command[0] runs, resolved on the host (issue 11): its environment's prefix, a venv's
+        // base installation. One inside the workspace is seen through the phase's view of it.
+        let interpreter = try resolveInterpreter(request, host: host)
+        let inWorkspace = { (path: String) in path.hasPrefix(ws + "/") }
         for path in request.preset.hide where host.exists(path) { plan.mounts.append(.hide(path)) }
-        // `[sandbox] hide`: after the interpreter's prefix is mounted, so its packages are covered.
-        for path in hostHides(config.sandbox.hide, interpreterPrefix: interpreter?.prefix, host: host) {
-            plan.mounts.append(.hide(path))
-        }
+        let hides = hostHides(config.sandbox.hide, packageRoots: interpreter?.packageRoots ?? [], host: host)
+        let workspaceEnvironment = (interpreter?.prefix).flatMap { inWorkspace($0) ? String($0.dropFirst(ws.count + 1)) : nil }
         // The private /tmp, /dev and /proc come before the workspace: a workspace that lives under
         // /tmp must be mounted on top of the private /tmp, not hidden by it.
         plan.mounts += [.tmpfs("/tmp", size: request.preset.tmpSize), .dev("/dev"), .proc("/proc")]
         // A small private /dev/shm, counted against the memory limit like /tmp (docker gives 64 MiB).
         if request.preset.shmSize > 0 { plan.mounts.append(.tmpfs("/dev/shm", size: request.preset.shmSize)) }
+        // The interpreter's environment after the private /tmp (an environment may live under /tmp, as
+        // the workspace may), one inside the workspace with the phase's view of it, below.
+        for dir in interpreter?.mounts ?? [] where !inWorkspace(dir) {
+            plan.mounts.append(.readOnly(source: dir, target: dir, optional: false))
+        }
+        // `[sandbox] hide`: after the interpreter's mounts, so its packages are covered; those inside
+        // the workspace (a project's `.venv/`) after the workspace's own mounts, below.
+        for path in hides where !inWorkspace(path) { plan.mounts.append(.hide(path)) }
 
         // The supervisor's own state is never writable from a sandbox, whatever the configuration
         // says: `outputs = [".proctor"]` handed the experiment the ledger, the pins and the seccomp
@@ -205,6 +212,10 @@ extension LaunchPlan {
             }
         }
         let outputs = config.files.outputs.map { ws + "/" + $0 }
+        // An environment in the workspace is read-only in every phase: never under an output.
+        if let env = workspaceEnvironment, let dir = config.files.outputs.first(where: { $0 == env || env.hasPrefix($0 + "/") || $0.hasPrefix(env + "/") }) {
+            throw SandboxError(.badPlan, "\(config.file): files.outputs: \"\(dir)\" overlaps the Python environment \(ws)/\(env) the command runs; an environment is read-only to every phase")
+        }
         // The sealed test set is hidden like `hidden` in every phase; only the evaluator binds its
         // hidden files, and the sealed evaluator is launched with the sealed files as its hidden
         // ones (`WorkspaceConfig.sealedEvaluatorView`), so no phase sees both sets.
@@ -252,6 +263,10 @@ extension LaunchPlan {
             }
             for path in evaluatorHidden { plan.mounts.append(.readOnly(source: ws + "/" + path, target: ws + "/" + path, optional: false)) }
             for dir in outputs where host.exists(dir) { plan.mounts.append(.readOnly(source: dir, target: dir, optional: false)) }
+            // The evaluator's own environment, when it is the project's (`.venv/`): read-only as elsewhere.
+            for dir in interpreter?.mounts ?? [] where inWorkspace(dir) {
+                plan.mounts.append(.readOnly(source: dir, target: dir, optional: false))
+            }
             plan.network = .none
             plan.memoryBytes = config.evaluator.memoryBytes
             plan.pids = 64
@@ -276,10 +291,15 @@ extension LaunchPlan {
             // re-expose them (`.proctor/cache` holds the seccomp filters the next sandbox loads,
             // `holdout/` the labels). Never bind one, nor a directory that contains one. The outputs
             // are the experiment's: what the agent left there would be scored as its results.
-            let offLimits = [".git", ".proctor", "proctor.toml"] + hidden + config.files.outputs
+            // Python environments in the workspace too (every one the walk found, and the command's
+            // own): read-only in every phase, or a planted sitecustomize.py runs in the next evaluator.
+            let environments = entries.filter { $0 == "pyvenv.cfg" || $0.hasSuffix("/pyvenv.cfg") || $0 == "conda-meta" || $0.hasSuffix("/conda-meta") }
+                .map { $0.contains("/") ? String($0[..<$0.lastIndex(of: "/")!]) : "." }
+            let offLimits = [".git", ".proctor", "proctor.toml"] + hidden + config.files.outputs + environments
+                + [workspaceEnvironment].compactMap { $0 }
                 + entries.filter { entry in lockedGlobs.contains { $0.matches(entry) } }
             func overlapsOffLimits(_ entry: String) -> Bool {
-                offLimits.contains { entry == $0 || entry.hasPrefix($0 + "/") || $0.hasPrefix(entry + "/") }
+                offLimits.contains { $0 == "." || entry == $0 || entry.hasPrefix($0 + "/") || $0.hasPrefix(entry + "/") }
             }
             let chosen = entries.filter { entry in globs.contains { $0.matches(entry) } && !overlapsOffLimits(entry) }
             // What lies beneath a writable directory is writable through it: no bind of its own.
@@ -309,6 +329,7 @@ extension LaunchPlan {
             plan.maxFileSize = config.limits.maxFileBytes
             plan.writable = writable
         }
+        for path in hides where inWorkspace(path) { plan.mounts.append(.hide(path)) }
         // A host process's unix socket in the workspace (an agent's, a dev server's) would be
         // connectable through the read-only bind; the launcher hides the ones it finds.
         plan.mounts.append(.hideSockets(ws))
@@ -319,7 +340,7 @@ extension LaunchPlan {
         // The proxy variables replace any of the host's too: with an allowlist nothing else leads out.
         let proxyEnvironment = plan.network == .allowlist ? NetworkProxy.environment : []
         let extraNames = Set((request.extraEnvironment + proxyEnvironment).map(\.0))
-        plan.environment = environment(request, host: host, interpreterBin: interpreter?.bin, outputs: outputs)
+        plan.environment = environment(request, host: host, interpreter: interpreter, outputs: outputs)
             .filter { !extraNames.contains($0.0) } + proxyEnvironment + request.extraEnvironment
         plan.passDescriptors = request.passDescriptors
         if host.exists(ws + "/.proctor") { plan.filterCache = ws + "/.proctor/cache" }
@@ -376,14 +397,14 @@ extension LaunchPlan {
     }
 
     /// `[sandbox] hide` on this host: absolute paths that exist, and `{site-packages}/REL` under every
-    /// Python package directory of the interpreter's prefix, /usr and /usr/local
-    /// (`lib/python3/dist-packages`, `lib/python3.X/site-packages`, `lib/python3.X/dist-packages`).
-    static func hostHides(_ entries: [String], interpreterPrefix: String?, host: HostFacts) -> [String] {
+    /// Python package directory of the resolved environment and its base (`packageRoots`), /usr and
+    /// /usr/local (`lib/python3/dist-packages`, `lib/python3.X/site-packages`, `lib/python3.X/dist-packages`).
+    static func hostHides(_ entries: [String], packageRoots: [String], host: HostFacts) -> [String] {
         let placeholder = "{site-packages}/"
         var packageDirs: [String] = []
         // Listing /usr/lib and friends is work done at every launch: only when an entry asks for it.
-        let roots = entries.contains { $0.hasPrefix(placeholder) } ? [interpreterPrefix, "/usr", "/usr/local"] : []
-        for root in roots.compactMap({ $0 }) {
+        let roots = entries.contains { $0.hasPrefix(placeholder) } ? packageRoots + ["/usr", "/usr/local"] : []
+        for root in roots {
             let lib = (root == "/" ? "" : root) + "/lib"
             var candidates = [lib + "/python3/dist-packages"]
             for name in host.directoryEntries(lib).sorted() where name.hasPrefix("python3.") {
@@ -477,24 +498,78 @@ extension LaunchPlan {
         }
     }
 
-    private static func environment(_ request: LaunchRequest, host: HostFacts, interpreterBin: String?,
-                                    outputs: [String]) -> [(String, String)] {
-        let names: [String]
+    /// The variables of the phase's `env` allowlist.
+    private static func passedNames(_ request: LaunchRequest) -> [String] {
         switch request.phase {
-        case .experiment, .evaluator: names = request.config.experiment.env
-        case .agent: names = request.config.agent.env
+        case .experiment, .evaluator: return request.config.experiment.env
+        case .agent: return request.config.agent.env
         }
+    }
+
+    /// The PATH the command gets, before an environment's `bin` is put first: the host's when the
+    /// allowlist passes it.
+    private static func sandboxPath(_ request: LaunchRequest, host: HostFacts) -> String {
+        passedNames(request).contains("PATH") ? host.environment["PATH"] ?? "" : "/usr/local/bin:/usr/bin:/bin"
+    }
+
+    /// What `command[0]` is resolved against in this phase (see `PythonEnvironment.resolve`).
+    static func interpreterQuery(_ request: LaunchRequest, host: HostFacts) -> InterpreterQuery {
+        let config = request.config
+        var visible = request.preset.system + config.sandbox.readOnly
+        var key: String
+        switch request.phase {
+        case .experiment:
+            key = request.command == config.experiment.command ? "[experiment] command" : ""
+        case .evaluator:
+            let sealed = !config.evaluator.sealedCommand.isEmpty && request.command == config.evaluator.sealedCommand
+            key = sealed ? "[evaluator] sealed_command" : request.command == config.evaluator.command ? "[evaluator] command" : ""
+        case .agent:
+            key = request.command.first == config.agent.command.first ? "[agent] command" : ""
+            visible += config.agent.readOnly
+        }
+        // A command given on the command line (`proctor exec`), not by a key.
+        if key.isEmpty { key = "the \(request.phase.rawValue) command" }
+        // The evaluator sees none of the live workspace but what its plan binds.
+        if request.phase != .evaluator { visible.append(config.root) }
+        return InterpreterQuery(command: request.command[0], sandboxPath: sandboxPath(request, host: host),
+                                environment: host.environment, workspace: config.root, visible: visible, key: key,
+                                envKey: request.phase == .agent ? "[agent] env" : "[experiment] env", file: config.file)
+    }
+
+    /// What `command[0]` of `request` runs, as a launch would resolve it; throws the refusal
+    /// (`.interpreter`) a launch would throw. For the start checks of `proctor run` and `proctor check`.
+    public static func resolveInterpreter(_ request: LaunchRequest, host: HostFacts) throws -> ResolvedInterpreter? {
+        guard !request.command.isEmpty else { return nil }
+        let query = interpreterQuery(request, host: host)
+        // `uv run`, `poetry run`, `conda run`: the tool would start inside the sandbox, wanting its
+        // cache, its configuration and the network to sync the environment. Name the interpreter.
+        let runners = ["uv", "poetry", "pipenv", "pdm", "hatch", "conda", "mamba", "micromamba"]
+        if request.command.count > 1, request.command[1] == "run",
+            let tool = runners.first(where: { $0 == PythonEnvironment.basename(request.command[0]) }) {
+            throw PythonEnvironment.refusal(query, "\"\(tool) run\" would start \(tool) inside the sandbox, without its cache, its configuration or the network", fix: tool == "uv" || tool == "poetry" ? ".venv/bin/python" : nil, orPath: false)
+        }
+        return try host.interpreter(query)
+    }
+
+    private static func environment(_ request: LaunchRequest, host: HostFacts, interpreter: ResolvedInterpreter?,
+                                    outputs: [String]) -> [(String, String)] {
+        let names = passedNames(request)
+        let interpreterBin = interpreter?.bin
+        // PYTHONHOME would point any interpreter at another installation's library; an environment's
+        // variables are set for the environment mounted, never passed from the host.
+        let environmentNames: Set<String> = ["PYTHONHOME", "VIRTUAL_ENV", "CONDA_PREFIX"]
         var env: [(String, String)] = []
-        for name in names where !name.hasPrefix("PROCTOR_") {
+        for name in names where !name.hasPrefix("PROCTOR_") && !environmentNames.contains(name) {
             guard var value = host.environment[name] else { continue }
-            if name == "PATH", let bin = interpreterBin { value = bin + ":" + value }
+            if name == "PATH", let bin = interpreterBin, !value.hasPrefix(bin + ":") { value = bin + ":" + value }
             // The host's home is never mounted; the agent gets its private one.
             if name == "HOME" { value = request.agentHome ?? "/tmp" }
             env.append((name, value))
         }
         if !names.contains("PATH") {
-            env.append(("PATH", (interpreterBin.map { $0 + ":" } ?? "") + "/usr/local/bin:/usr/bin:/bin"))
+            env.append(("PATH", (interpreterBin.map { $0 + ":" } ?? "") + sandboxPath(request, host: host)))
         }
+        for (name, value) in (interpreter?.variables ?? [:]).sorted(by: { $0.key < $1.key }) { env.append((name, value)) }
         if request.phase == .agent, let home = request.agentHome, !names.contains("HOME") { env.append(("HOME", home)) }
         // Python would try to write __pycache__ into the read-only workspace: real denied writes, but noise.
         if !names.contains("PYTHONDONTWRITEBYTECODE") { env.append(("PYTHONDONTWRITEBYTECODE", "1")) }

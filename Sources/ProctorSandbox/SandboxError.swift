@@ -40,6 +40,9 @@ public enum SandboxErrorCode: LayerErrorCode {
     /// Something planted where proctor expects its own: a link or file in place of an output
     /// directory, links or special files in the outputs, a directory moved while it was walked.
     case planted
+    /// The command would run another Python than the one it names on the host, or one the sandbox
+    /// cannot see (issue 11): refused before anything runs, like a bad key.
+    case interpreter
     /// A system call failed; `errno` says why.
     case io
 }

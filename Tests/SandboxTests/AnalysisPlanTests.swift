@@ -21,7 +21,7 @@ final class AnalysisPlanTests: XCTestCase {
     }
 
     private let host = HostFacts(environment: [:], exists: { _ in true }, workspaceEntries: { ["LOG.md", "train.py", "holdout"] },
-                                 interpreterPrefix: { _, _ in nil })
+                                 interpreter: { _ in nil })
 
     func testScratchIsBoundAtTheOutputsAndTheNotesAreShown() throws {
         let experiment = try LaunchPlan.compile(request(.experiment, scratch: nil), host: host)

@@ -14,7 +14,7 @@ final class LocatedPlanErrorTests: XCTestCase {
     func testTooManyOutputsNamesTheFileAndTable() {
         var config = WorkspaceConfig(root: "/ws", file: "/ws/proctor.toml")
         config.files.outputs = (0..<400).map { "out\($0)" }
-        let host = HostFacts(environment: [:], exists: { _ in true }, workspaceEntries: { [] }, interpreterPrefix: { _, _ in nil })
+        let host = HostFacts(environment: [:], exists: { _ in true }, workspaceEntries: { [] }, interpreter: { _ in nil })
         let request = LaunchRequest(config: config, preset: preset, phase: .experiment, command: ["true"], pinnedDirectory: nil)
         XCTAssertThrowsError(try LaunchPlan.compile(request, host: host)) { error in
             let text = "\(error)"

@@ -17,7 +17,7 @@ final class NetworkPlanTests: XCTestCase {
         let request = LaunchRequest(config: config, preset: preset, phase: phase, command: ["true"],
                                     pinnedDirectory: phase == .evaluator ? "/pinned" : nil, agentHome: "/home/agent")
         let host = HostFacts(environment: environment, exists: { _ in true }, workspaceEntries: { [] },
-                             interpreterPrefix: { _, _ in nil })
+                             interpreter: { _ in nil })
         return try LaunchPlan.compile(request, host: host)
     }
 

@@ -8,7 +8,7 @@ import XCTest
 final class PlanHostTests: XCTestCase {
     private func host(_ links: [String: String], missing: Set<String> = []) -> HostFacts {
         HostFacts(environment: [:], exists: { !missing.contains($0) }, workspaceEntries: { [] },
-                  interpreterPrefix: { _, _ in nil }, symlinkTarget: { links[$0] })
+                  interpreter: { _ in nil }, symlinkTarget: { links[$0] })
     }
 
     private let system = ["/usr", "/bin", "/lib64", "/etc", "/opt"]
@@ -47,11 +47,11 @@ final class PlanHostTests: XCTestCase {
             "/usr/local/lib/python3.11/dist-packages", "/srv/raw",
         ]
         let h = HostFacts(environment: [:], exists: { existing.contains($0) }, workspaceEntries: { [] },
-                          interpreterPrefix: { _, _ in nil },
+                          interpreter: { _ in nil },
                           directoryEntries: { dir in
                               ["/opt/py/lib": ["python3.11", "pkgconfig"], "/usr/local/lib": ["python3.11"]][dir] ?? [] })
         let hides = LaunchPlan.hostHides(["{site-packages}/sklearn/datasets/data", "/srv/raw", "/srv/missing"],
-                                         interpreterPrefix: "/opt/py", host: h)
+                                         packageRoots: ["/opt/py"], host: h)
         XCTAssertEqual(hides, ["/opt/py/lib/python3.11/site-packages/sklearn/datasets/data",
                                "/usr/lib/python3/dist-packages/sklearn/datasets/data", "/srv/raw"])
     }
@@ -60,9 +60,9 @@ final class PlanHostTests: XCTestCase {
         final class Calls: @unchecked Sendable { var listed: [String] = [] }
         let calls = Calls()
         let h = HostFacts(environment: [:], exists: { _ in true }, workspaceEntries: { [] },
-                          interpreterPrefix: { _, _ in nil }, directoryEntries: { calls.listed.append($0); return [] })
-        XCTAssertEqual(LaunchPlan.hostHides(["/srv/raw"], interpreterPrefix: "/opt/py", host: h), ["/srv/raw"])
-        XCTAssertEqual(LaunchPlan.hostHides([], interpreterPrefix: "/opt/py", host: h), [])
+                          interpreter: { _ in nil }, directoryEntries: { calls.listed.append($0); return [] })
+        XCTAssertEqual(LaunchPlan.hostHides(["/srv/raw"], packageRoots: ["/opt/py"], host: h), ["/srv/raw"])
+        XCTAssertEqual(LaunchPlan.hostHides([], packageRoots: ["/opt/py"], host: h), [])
         XCTAssertEqual(calls.listed, [], "a launch without {site-packages} lists no directory")
     }
 
@@ -72,7 +72,7 @@ final class PlanHostTests: XCTestCase {
         let present: Set<String> = ["/ws/LOG.md", "/ws/notes/a.md"]
         let h = HostFacts(environment: [:], exists: { present.contains($0) },
                           workspaceEntries: { calls.walks += 1; return ["LOG.md", "notes", "notes/a.md", "train.py"] },
-                          interpreterPrefix: { _, _ in nil })
+                          interpreter: { _ in nil })
         var config = WorkspaceConfig(root: "/ws", file: "/ws/proctor.toml")
         config.files.editable = ["train.py"]
         config.files.notes = ["LOG.md", "LEARNING.md"]
@@ -82,7 +82,7 @@ final class PlanHostTests: XCTestCase {
         XCTAssertEqual(LaunchPlan.notesPaths(config, host: h), ["notes/a.md"])
         XCTAssertEqual(calls.walks, 1, "a wildcard needs the walk")
         let linked = HostFacts(environment: [:], exists: { _ in true }, workspaceEntries: { [] },
-                               interpreterPrefix: { _, _ in nil }, symlinkTarget: { $0 == "/ws/docs" ? "/elsewhere" : nil })
+                               interpreter: { _ in nil }, symlinkTarget: { $0 == "/ws/docs" ? "/elsewhere" : nil })
         config.files.notes = ["docs/LOG.md", "LOG.md"]
         XCTAssertEqual(LaunchPlan.notesPaths(config, host: linked), ["LOG.md"], "never a path through a symlinked directory")
     }

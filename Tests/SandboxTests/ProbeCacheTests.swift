@@ -16,6 +16,7 @@ final class ProbeCacheTests: XCTestCase {
         root = URL(fileURLWithPath: NSTemporaryDirectory()).appendingPathComponent("proctor-probe-\(UUID().uuidString)").path
         try FileManager.default.createDirectory(atPath: root + "/shims", withIntermediateDirectories: true)
         try FileManager.default.createDirectory(atPath: root + "/prefix/bin", withIntermediateDirectories: true)
+        try makeInstallation(root + "/prefix")
         // The "real interpreter": any ELF executable will do, the probe never runs it.
         real = root + "/prefix/bin/python3.11"
         try FileManager.default.copyItem(atPath: "/bin/true", toPath: real)
@@ -29,6 +30,12 @@ final class ProbeCacheTests: XCTestCase {
         try? FileManager.default.removeItem(atPath: root)
     }
 
+    /// What makes a prefix a Python installation to `PythonEnvironment`: its standard library.
+    private func makeInstallation(_ prefix: String) throws {
+        try FileManager.default.createDirectory(atPath: prefix + "/lib/python3.11", withIntermediateDirectories: true)
+        FileManager.default.createFile(atPath: prefix + "/lib/python3.11/os.py", contents: Data())
+    }
+
     /// A pyenv-like shim: a script that prints the real interpreter and counts its runs.
     private func writeShim(printing path: String) throws {
         try "#!/bin/sh\necho x >> '\(counter)'\necho '\(path)'\n".write(toFile: shim, atomically: false, encoding: .utf8)
@@ -39,10 +46,15 @@ final class ProbeCacheTests: XCTestCase {
         ((try? String(contentsOfFile: counter, encoding: .utf8)) ?? "").split(separator: "\n").count
     }
 
-    private func probe(_ cache: ProbeCache? = nil) -> (prefix: String, bin: String)? {
-        InterpreterProbe.compute("python3", path: root + "/shims:/usr/bin:/bin", systemDirs: ["/usr", "/bin"],
-                                 probeCache: cache ?? ProbeCache(directory: cacheDir),
-                                 environment: ["HOME": root, "PYENV_ROOT": root + "/pyenv"])
+    private func probe(_ cache: ProbeCache? = nil, environment: [String: String]? = nil) -> (prefix: String, bin: String)? {
+        let query = InterpreterQuery(command: "python3", sandboxPath: root + "/shims:/usr/bin:/bin",
+                                     environment: environment ?? ["HOME": root, "PYENV_ROOT": root + "/pyenv"],
+                                     workspace: root + "/ws", visible: ["/usr", "/bin"], key: "[experiment] command",
+                                     envKey: "[experiment] env", file: root + "/ws/proctor.toml")
+        guard let found = try? PythonEnvironment.resolve(query, probeCache: cache ?? ProbeCache(directory: cacheDir)),
+            let prefix = found.prefix, let bin = found.bin
+        else { return nil }
+        return (prefix, bin)
     }
 
     func testSecondProbeComesFromTheCache() throws {
@@ -85,9 +97,7 @@ final class ProbeCacheTests: XCTestCase {
 
     func testOtherEnvironmentIsAnotherEntry() throws {
         _ = probe()
-        _ = InterpreterProbe.compute("python3", path: root + "/shims:/usr/bin:/bin", systemDirs: ["/usr", "/bin"],
-                                     probeCache: ProbeCache(directory: cacheDir),
-                                     environment: ["HOME": root, "PYENV_VERSION": "3.10.1"])
+        _ = probe(environment: ["HOME": root, "PYENV_VERSION": "3.10.1"])
         XCTAssertEqual(probes, 2)
     }
 
@@ -105,6 +115,7 @@ final class ProbeCacheTests: XCTestCase {
         let planted = root + "/secret/bin/python3"
         try FileManager.default.createDirectory(atPath: root + "/secret/bin", withIntermediateDirectories: true)
         try FileManager.default.copyItem(atPath: "/bin/true", toPath: planted)
+        try makeInstallation(root + "/secret")
         var json = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: file))) as? [String: Any])
         var entries = try XCTUnwrap(json["entries"] as? [[String: Any]])
         XCTAssertEqual(entries.count, 1)

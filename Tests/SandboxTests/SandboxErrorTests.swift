@@ -64,7 +64,7 @@ final class SandboxErrorTests: XCTestCase {
         config.files.outputs = ["outputs"]
         let preset = PolicyPreset(name: "test", system: ["/usr"], hide: [], tmpSize: 1 << 20, shmSize: 0, nofile: 64,
                                   stdioLimit: 1 << 20, graceMs: 100, allowNetwork: false)
-        let host = HostFacts(environment: [:], exists: { _ in true }, workspaceEntries: { [] }, interpreterPrefix: { _, _ in nil })
+        let host = HostFacts(environment: [:], exists: { _ in true }, workspaceEntries: { [] }, interpreter: { _ in nil })
         XCTAssertThrowsError(try LaunchPlan.compile(LaunchRequest(config: config, preset: preset, phase: .experiment, command: []),
                                                     host: host)) { error in
             XCTAssertEqual(error as? SandboxError, SandboxError(.badPlan, "no command to run"))
