@@ -82,6 +82,7 @@ def main():
             B.log("scale: template with %d files in %.1f s" % (n, time.perf_counter() - t0))
         counter = [0]
         per, outside, inside = {n: [] for n in counts}, {n: [] for n in counts}, {n: [] for n in counts}
+        by_status = {n: {"keep": [], "discard": []} for n in counts}  # outside ms of keeps and of discards
 
         def run(n):
             counter[0] += 1
@@ -104,17 +105,24 @@ def main():
                 per[n].append((b - a) * 1000)
                 inside[n].append(sandboxed)
                 outside[n].append((b - a) * 1000 - sandboxed)
+                if r.get("status") in by_status[n]:
+                    by_status[n][r["status"]].append((b - a) * 1000 - sandboxed)
             shutil.rmtree(ws, ignore_errors=True)
             return {}
 
         B.log("scale: %s files, %d iterations per run, %d interleaved rounds" % (counts, args.iterations, args.rounds))
         B.interleaved(counts, args.rounds, 0, run)
         base = B.median(outside[counts[0]])
+
+        def kind(n, status):  # "median (count)" of one kind of iteration's outside ms
+            xs = by_status[n][status]
+            return "%.1f (%d)" % (B.median(xs), len(xs)) if xs else "-"
+
         rows = []
         for n in counts:
             rows.append(["%d" % n, "%.1f" % B.median(per[n]), "%.1f" % B.percentile(per[n], 90),
                          "%.1f" % B.median(inside[n]), "%.1f" % B.median(outside[n]),
-                         "%.2f" % (B.median(outside[n]) / base)])
+                         "%.2f" % (B.median(outside[n]) / base), kind(n, "keep"), kind(n, "discard")])
         ratio = B.median(outside[counts[-1]]) / base
         out = ["# proctor scale benchmark: cost per iteration against the number of tracked files", ""]
         out += B.machine_lines()
@@ -122,7 +130,8 @@ def main():
                 % (args.iterations, args.rounds, args.data_mib),
                 "per iteration: between consecutive runs.jsonl records; inside: experiment + evaluator wall time;",
                 "outside = per iteration - inside (proctor's own work). Medians over every iteration of every round.", ""]
-        out += B.table(["tracked files", "ms/iter", "p90", "inside ms", "outside ms", "outside / first"], rows)
+        out += B.table(["tracked files", "ms/iter", "p90", "inside ms", "outside ms", "outside / first",
+                        "outside: keeps (n)", "discards (n)"], rows)
         out += ["", "outside ratio %d / %d files: %.2f" % (counts[-1], counts[0], ratio)]
         B.emit("scale", out)
         if args.check and ratio > args.check:

@@ -134,8 +134,11 @@ extension Repository {
         try check(
             git_checkout_options_init(&options, UInt32(GIT_CHECKOUT_OPTIONS_VERSION)), "git_checkout_options_init")
         options.checkout_strategy = GIT_CHECKOUT_FORCE.rawValue | GIT_CHECKOUT_RECREATE_MISSING.rawValue
+        // Checkout works on the repository's index and writes it: first the entries held in memory.
+        git_index_free(try currentIndex())
         guard let paths else {
             try check(git_checkout_tree(handle, tree, &options), "git_checkout_tree")
+            indexWritten()
             return
         }
         options.checkout_strategy |= GIT_CHECKOUT_DISABLE_PATHSPEC_MATCH.rawValue
@@ -145,6 +148,7 @@ extension Repository {
             options.paths = git_strarray(strings: buffer.baseAddress, count: buffer.count)
             try check(git_checkout_tree(handle, tree, &options), "git_checkout_tree")
         }
+        indexWritten()
     }
 
     /// Removes from `directory` whatever `expected` does not hold at that path and type, and resets the
@@ -211,8 +215,7 @@ extension Repository {
 
     /// The index's cached stat fields, by path.
     func indexStamps() throws -> [String: FileSystem.Stamp] {
-        var index: OpaquePointer?
-        try check(git_repository_index(&index, handle), "git_repository_index")
+        let index = try currentIndex()
         defer { git_index_free(index) }
         var stamps: [String: FileSystem.Stamp] = [:]
         for position in 0..<git_index_entrycount(index) {

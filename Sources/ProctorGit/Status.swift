@@ -31,6 +31,16 @@ extension Repository {
     ) throws -> [Change] {
         let tree = try tree(of: commit)
         defer { git_tree_free(tree) }
+        // The diff reads the index as a cache of what each file holds, and trusts it for which files
+        // the commit has: a full look (start, resume, `proctor check`) first makes it `commit` in memory
+        // (unchanged entries keep their stat data), since `.git/index` may lag the branch (a SIGKILL
+        // before a deferred write) or hold what the user staged; a scoped look mid-run uses the index
+        // proctor keeps equal to the branch, with the entries not yet written.
+        if within == nil {
+            try matchIndex(to: tree)
+        } else {
+            git_index_free(try currentIndex())
+        }
         var options = git_diff_options()
         try check(git_diff_options_init(&options, UInt32(GIT_DIFF_OPTIONS_VERSION)), "git_diff_options_init")
         var flags = GIT_DIFF_INCLUDE_TYPECHANGE.rawValue | GIT_DIFF_INCLUDE_UNREADABLE.rawValue

@@ -113,6 +113,9 @@ public final class Runner {
     }
 
     /// Runs the loop until the iteration count is reached or SIGINT/SIGTERM arrives.
+    /// Seconds a keep's index entries may stay unwritten (see `Repository.defersIndexWrites`).
+    static let indexWriteInterval = 5.0
+
     public func run() throws -> RunSummary {
         StopSignal.install()
         try ensureIgnored()
@@ -131,6 +134,11 @@ public final class Runner {
         } else {
             try start(runID)
         }
+        // A keep's index entries reach `.git/index` every few seconds and at the end, not each time
+        // (the 9 MB index of a 100,000-file workspace costs ~35 ms a write); a SIGKILL leaves the file
+        // behind the branch until the next run or `--resume` rewrites it.
+        repo.defersIndexWrites = true
+        defer { try? repo.writeIndex() }
         // What agents may read of the runtime's memory; bound read-only into their sandboxes.
         try FileManager.default.createDirectory(atPath: root + "/.proctor/memory", withIntermediateDirectories: true)
         if let command = sessionCommand { try startSession(command) }
@@ -140,6 +148,7 @@ public final class Runner {
             if stop.requested { interrupted = true; break }
             let iteration = state.lastIteration + 1
             let finished = try runIteration(iteration)
+            try repo.writeIndex(unlessWrittenWithin: Runner.indexWriteInterval)
             if !finished {
                 interrupted = !sessionEnded || stop.requested
                 break
@@ -148,6 +157,7 @@ public final class Runner {
         }
         stopSession()
         (agent as? SessionAgent)?.server.removeSocket()
+        try repo.writeIndex()
         return RunSummary(run: state.run, branch: state.branch, counts: counts, baseline: state.baselineScore,
                           best: state.bestScore, bestCommit: state.bestCommit, ledger: ledger.resultsPath,
                           interrupted: interrupted)

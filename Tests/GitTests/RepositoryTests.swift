@@ -190,3 +190,57 @@ extension Scratch {
         return String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
     }
 }
+
+/// A loop's keeps hold their index entries in memory (`defersIndexWrites`, issue 10): the repository's
+/// own status and restore see them at once, `.git/index` gets them at `writeIndex`, a git that rewrote
+/// the file meanwhile loses none of them, and a status through an index left behind (a SIGKILL before
+/// the write) still finds the working tree equal to the commit.
+final class DeferredIndexTests: XCTestCase {
+    private let files = ["train.py": "lr = 0.1\n", "prepare.py": "print('score')\n"]
+
+    func testKeepsWaitInMemoryUntilWritten() throws {
+        let (scratch, repo) = try Scratch.repository(self, files)
+        try repo.resetIndex(to: repo.head()!)  // as a run's start does
+        repo.defersIndexWrites = true
+        let before = try scratch.git("ls-files", "-s", "train.py")
+        try scratch.write("train.py", "lr = 0.2\n")
+        let kept = try repo.commit(message: "lr 0.2", paths: ["train.py"])
+        XCTAssertEqual(try repo.status(against: kept), [], "the repository itself sees its keep at once")
+        XCTAssertEqual(try scratch.git("ls-files", "-s", "train.py"), before, "not yet in .git/index")
+        try repo.writeIndex(unlessWrittenWithin: 3600)
+        XCTAssertEqual(try scratch.git("ls-files", "-s", "train.py"), before, "written less than an hour ago (at the commit before)")
+        try repo.writeIndex()
+        XCTAssertNotEqual(try scratch.git("ls-files", "-s", "train.py"), before)
+        XCTAssertEqual(try scratch.git("status", "--porcelain"), "", "git agrees once written")
+    }
+
+    func testAnotherGitRewritingTheIndexLosesNoKeep() throws {
+        let (scratch, repo) = try Scratch.repository(self, files)
+        repo.defersIndexWrites = true
+        try scratch.write("train.py", "lr = 0.3\n")
+        let kept = try repo.commit(message: "lr 0.3", paths: ["train.py"])
+        // The user's `git status` (or `git add`) rewrites .git/index from what it holds on disk.
+        try scratch.write("notes.txt", "mine\n")
+        _ = try scratch.git("add", "notes.txt")
+        _ = try scratch.git("rm", "-q", "--cached", "notes.txt")
+        XCTAssertEqual(try repo.status(against: kept).map(\.path), ["notes.txt"], "train.py is still the kept one")
+        try repo.writeIndex()
+        XCTAssertEqual(try scratch.git("status", "--porcelain", "--untracked-files=no"), "")
+    }
+
+    func testAStatusThroughAnIndexLeftBehindSeesNoChange() throws {
+        let (scratch, repo) = try Scratch.repository(self, files)
+        repo.defersIndexWrites = true
+        try scratch.write("train.py", "lr = 0.4\n")
+        try scratch.write("model.py", "layers = 2\n")
+        try scratch.remove("prepare.py")
+        try scratch.write("bin.dat", "\u{0}\u{1}\u{2}")
+        let kept = try repo.commit(message: "lr 0.4", paths: ["train.py", "model.py", "prepare.py", "bin.dat"])
+        // Killed before the write: a new process (a later `proctor check`) opens the stale index.
+        let later = try Repository.open(at: scratch.path)
+        XCTAssertEqual(try later.status(against: kept), [], "the tree equals the kept commit, whatever the index says")
+        XCTAssertEqual(try scratch.git("ls-files", "model.py"), "", "a status never writes the index")
+        try later.resetIndex(to: kept)
+        XCTAssertEqual(try scratch.git("status", "--porcelain"), "")
+    }
+}
