@@ -153,6 +153,30 @@ final class DiffValidationTests: XCTestCase {
         }
     }
 
+    /// Issue 10: a file git ignores, made by the agent inside its editable directory mid-run, is the
+    /// agent's change like any other: measured, and removed by the revert, so it can never carry state
+    /// from one iteration to the next (a `*.log`, an ignored `cache/` directory).
+    func testIgnoredFilesTheAgentMakesAreRevertedWithTheRest() throws {
+        var spec = WorkspaceSpec()
+        spec.files = spec.files.replacingOccurrences(of: "editable = [\"train.py\"]", with: "editable = [\"train.py\", \"src/**\"]")
+        spec.agentScript = agentPrelude + """
+            case "$i" in
+            1) printf 'trace\\n' > src/debug.log; echo "SUMMARY: a log only" ;;
+            2) mkdir -p src/cache && printf 'state\\n' > src/cache/state.txt; echo "SUMMARY: a cache only" ;;
+            esac
+            """
+        let ws = try LoopWorkspace(spec, files: [".gitignore": "*.log\ncache/\n", "src/model.py": "W = 1\n"])
+        let result = try ws.run(["--iterations", "2"])
+        XCTAssertEqual(result.status, 0, result.text)
+        XCTAssertEqual(ws.rows.map(\.status), ["keep", "discard", "discard"], result.text)
+        for gone in ["src/debug.log", "src/cache"] {
+            var st = stat()
+            XCTAssertNotEqual(lstat(ws.path(gone), &st), 0, "\(gone) survived the revert")
+        }
+        XCTAssertEqual(try ws.gitStatus(), "")
+        XCTAssertEqual(try ws.ignoredLeftovers(), [])
+    }
+
     /// `proctor check` on a working tree changed by hand (with host access, outside any sandbox).
     func testCheckListsEachKindOfViolation() throws {
         let ws = try LoopWorkspace()
