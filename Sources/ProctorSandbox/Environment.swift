@@ -22,14 +22,23 @@ public struct SandboxEnvironment: Sendable {
     public static func load(workspace: String) throws -> SandboxEnvironment {
         let config = try WorkspaceConfig.load(workspace: workspace)
         for warning in config.warnings { FileHandle.standardError.write(Data("proctor: warning: \(warning)\n".utf8)) }
-        return SandboxEnvironment(config: config, preset: try preset(of: config), launcher: try Launcher.locate())
+        let preset = try preset(of: config)
+        try checkDevices(config, preset: preset)
+        return SandboxEnvironment(config: config, preset: preset, launcher: try Launcher.locate())
+    }
+
+    /// `gpus` and `devices` against this host, before anything runs: more GPUs than there are, a
+    /// block device, a missing node is the configuration's error (file, line, key; exit 125).
+    static func checkDevices(_ config: WorkspaceConfig, preset: PolicyPreset) throws {
+        let host = HostFacts.live(workspace: config.root, systemDirs: preset.system)
+        for phase in [Phase.experiment, .evaluator] { _ = try PhaseDevices.of(config, phase: phase, preset: preset, host: host) }
     }
 
     /// `proctor.toml` with its policy preset checked too, for the commands that launch nothing
     /// (`check`, `status`): a bad preset is the same error, file, line and key, as for `run`.
     public static func checkedConfig(workspace: String) throws -> WorkspaceConfig {
         let config = try WorkspaceConfig.load(workspace: workspace)
-        _ = try preset(of: config)
+        try checkDevices(config, preset: try preset(of: config))
         return config
     }
 
