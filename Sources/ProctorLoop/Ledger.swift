@@ -119,6 +119,13 @@ public struct RunRecord: Codable, Sendable {
     /// `network = "allowlist"`: what went through the proxy during the iteration, by phase
     /// (`agent`, `experiment`) and host as the sandbox named it: connections and bytes up and down.
     public var network: [String: [String: NetworkUse]]? = nil
+    /// The most GPU memory the experiment's processes held (NVML), in MiB; absent without GPUs.
+    public var peakGpuMemMB: Int? = nil
+
+    enum CodingKeys: String, CodingKey {
+        case time, run, iteration, status, reason, agentReason, description, commit, parent, score, sealed, sealedScores, bestBefore, scores, diff, measurements, limits, durations, agent, usage, violations, phase, nudges, analyses, plateau, agentLog, synthesisUsage, network
+        case peakGpuMemMB = "peak_gpu_mem_mb"
+    }
 }
 
 public struct DiffStats: Codable, Sendable {

@@ -497,7 +497,8 @@ public final class Runner {
                          scores: measured?.scores ?? [], diff: diff, measurements: measurements,
                          limits: measured?.limits ?? [:], durations: measured?.durations ?? [:], agent: agentName,
                          usage: usage.map { AgentUsageRecord(promptTokens: $0.promptTokens, completionTokens: $0.completionTokens, costUSD: $0.costUSD) },
-                         violations: violations, network: env.network.use(of: i))
+                         violations: violations, network: env.network.use(of: i),
+                         peakGpuMemMB: measured?.peakGPUBytes.map { Int($0 >> 20) })
     }
 
     /// `.proctor/` and the outputs are proctor's and the experiment's, never the repository's.

@@ -10,6 +10,10 @@ public struct SandboxEnvironment: Sendable {
     public var stop: StopSwitch?
     /// Where the launches' traffic through the allowlist proxy is counted.
     public let network = NetworkMeter()
+    /// GPU memory is read through it in phases with GPUs (`NVML.shared`: none on a host without the driver).
+    public var nvml: NVML? = NVML.shared
+    /// The host's GPUs as `gpus` sees them (tests present stand-in nodes).
+    public var gpus: @Sendable () -> GPUHost = { GPUHost.live() }
 
     public init(config: WorkspaceConfig, preset: PolicyPreset, launcher: Launcher) {
         self.config = config
@@ -25,6 +29,16 @@ public struct SandboxEnvironment: Sendable {
         let preset = try preset(of: config)
         try checkDevices(config, preset: preset)
         return SandboxEnvironment(config: config, preset: preset, launcher: try Launcher.locate())
+    }
+
+    /// The GPU memory poller of a phase with GPUs, capped by `[experiment] gpu_memory`; nil without NVML.
+    private func gpuWatch(_ phase: Phase) -> GPUMemoryWatch? {
+        guard let nvml else { return nil }
+        switch phase {
+        case .experiment where config.experiment.gpus.wanted: return GPUMemoryWatch(nvml: nvml, cap: config.experiment.gpuMemoryBytes)
+        case .evaluator where config.evaluator.gpus.wanted: return GPUMemoryWatch(nvml: nvml, cap: nil)
+        default: return nil
+        }
     }
 
     /// `gpus` and `devices` against this host, before anything runs: more GPUs than there are, a
@@ -133,15 +147,28 @@ public struct SandboxEnvironment: Sendable {
                                     pinnedDirectory: pinnedDirectory, agentHome: agentHome)
         request.user = try SandboxUser.forThisProcess(configured: config.sandbox.user)
         adjust(&request)
-        let plan = try LaunchPlan.compile(request, host: .live(workspace: config.root, systemDirs: preset.system))
+        var host = HostFacts.live(workspace: config.root, systemDirs: preset.system)
+        host.gpus = gpus
+        let plan = try LaunchPlan.compile(request, host: host)
         // After the plan compiled: a plan that is refused leaves no output directories behind
         // (400 outputs made 400 directories, then failed the mount limit; issue 10's fuzzer).
         if phase == .experiment { try prepareOutputs(clear: false) }
         // Unattended steps read nothing: a terminal on stdin would be a channel to the user's session.
         let input = stdin ?? open("/dev/null", O_RDONLY | O_CLOEXEC)
         defer { if stdin == nil { close(input) } }
-        let result = try launcher.run(plan, audit: audit, context: context, stdin: input, stdout: stdout, stderr: stderr,
-                                      stop: stop, started: started)
+        let watch = gpuWatch(phase)
+        var result = try launcher.run(plan, audit: audit, context: context, stdin: input, stdout: stdout, stderr: stderr,
+                                      stop: stop, started: { pid in watch?.start(launcher: pid); started?(pid) })
+        if let watch {
+            watch.stop()
+            result.peakGPUMemoryBytes = watch.peak
+            if let over = watch.exceeded {
+                result.limitsHit.insert("gpu_memory", at: 0)
+                result.limitDetails["gpu_memory"] = over
+                audit?.append(AuditRecord(run: context.run, iteration: context.iteration, phase: phase.rawValue, kind: "limit",
+                                          decision: "killed", detail: "gpu_memory: \(over)"))
+            }
+        }
         network.add(iteration: context.iteration, phase, result.network)
         for warning in result.warnings {
             FileHandle.standardError.write(Data("proctor: warning: not enforced as asked: \(warning)\n".utf8))
