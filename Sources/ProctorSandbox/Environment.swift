@@ -10,8 +10,9 @@ public struct SandboxEnvironment: Sendable {
     public var stop: StopSwitch?
     /// Where the launches' traffic through the allowlist proxy is counted.
     public let network = NetworkMeter()
-    /// GPU memory is read through it in phases with GPUs (`NVML.shared`: none on a host without the driver).
-    public var nvml: NVML? = NVML.shared
+    /// GPU memory is read through it in phases with GPUs (`NVML.shared`: none on a host without the
+    /// driver). Asked only then: NVML's initialisation costs a GPU host tens of milliseconds.
+    public var nvml: @Sendable () -> NVML? = { NVML.shared }
     /// The host's GPUs as `gpus` sees them (tests present stand-in nodes).
     public var gpus: @Sendable () -> GPUHost = { GPUHost.live() }
 
@@ -33,12 +34,10 @@ public struct SandboxEnvironment: Sendable {
 
     /// The GPU memory poller of a phase with GPUs, capped by `[experiment] gpu_memory`; nil without NVML.
     private func gpuWatch(_ phase: Phase) -> GPUMemoryWatch? {
-        guard let nvml else { return nil }
-        switch phase {
-        case .experiment where config.experiment.gpus.wanted: return GPUMemoryWatch(nvml: nvml, cap: config.experiment.gpuMemoryBytes)
-        case .evaluator where config.evaluator.gpus.wanted: return GPUMemoryWatch(nvml: nvml, cap: nil)
-        default: return nil
-        }
+        let (wanted, cap) = phase == .experiment ? (config.experiment.gpus.wanted, config.experiment.gpuMemoryBytes)
+                                                 : (phase == .evaluator && config.evaluator.gpus.wanted, nil)
+        guard wanted, let nvml = nvml() else { return nil }
+        return GPUMemoryWatch(nvml: nvml, cap: cap)
     }
 
     /// `gpus` and `devices` against this host, before anything runs: more GPUs than there are, a

@@ -96,7 +96,8 @@ final class GPUMemoryTests: XCTestCase {
     func testPeakGPUMemoryOfTheSandboxAndTheBudgetKill() throws {
         let ws = try TestWorkspace()
         var env = try SandboxEnvironment.load(workspace: ws.root)
-        env.nvml = try NVML(library: dir + "/libnvml-stub.so")
+        let stub = try NVML(library: dir + "/libnvml-stub.so")
+        env.nvml = { stub }
         env.gpus = { GPUHost(control: [DeviceNode(source: "/dev/null", target: "/dev/nvidiactl")],
                              gpus: [(0, DeviceNode(source: "/dev/zero", target: "/dev/nvidia0"))]) }
         env.config.experiment.gpus = .count(1)
