@@ -551,7 +551,8 @@ static int build_dev(const struct psb_config *cfg, int rootfd, const char *dst, 
     int dfd = psb_open_nofollow(rootfd, dst, O_DIRECTORY, 1, 1);
     if (dfd < 0)
         return ERR("create --dev %s", dst);
-    if (mount_tmpfs(dfd, MS_NOSUID | MS_NOEXEC, "mode=0755,size=64k,nr_inodes=64") < 0)
+    /* Room for the --dev-node mount points too (a MIG GPU host has dozens of nvidia-caps nodes). */
+    if (mount_tmpfs(dfd, MS_NOSUID | MS_NOEXEC, "mode=0755,size=64k,nr_inodes=512") < 0)
         return ERR("mount tmpfs on --dev %s", dst);
     close(dfd);
     /* Reopen through the path: the fd above still names the covered directory. */
