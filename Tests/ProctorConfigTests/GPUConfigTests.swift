@@ -4,15 +4,8 @@ import XCTest
 /// Issue 13: `[experiment] gpus`, `devices`, `gpu_memory` and `[evaluator] gpus` as read from proctor.toml.
 final class GPUConfigTests: XCTestCase {
     func parse(experiment: String = "", evaluator: String = "") throws -> WorkspaceConfig {
-        let text = """
-            [experiment]
-            command = ["python3", "train.py"]
-            \(experiment)
-
-            [evaluator]
-            command = ["python3", "prepare.py"]
-            \(evaluator)
-            """
+        let text = ["[experiment]", #"command = ["python3", "train.py"]"#, experiment, "",
+                    "[evaluator]", #"command = ["python3", "prepare.py"]"#, evaluator].joined(separator: "\n")
         return try WorkspaceConfig.parse(text, root: "/ws", file: "/ws/proctor.toml")
     }
 

@@ -69,6 +69,15 @@ final class GPUMemoryTests: XCTestCase {
         _ = try? runChild(["/bin/rm", "-rf", dir])
     }
 
+    /// `gpuhog 20` outside any sandbox: the stub reports it as a GPU process like the sandbox's.
+    private func startDecoy() throws -> Process {
+        let decoy = Process()
+        decoy.executableURL = URL(fileURLWithPath: dir + "/gpuhog")
+        decoy.arguments = ["20"]
+        try decoy.run()
+        return decoy
+    }
+
     private func script(_ text: String) throws {
         try Data(text.utf8).write(to: URL(fileURLWithPath: dir + "/script"))
     }
@@ -76,10 +85,7 @@ final class GPUMemoryTests: XCTestCase {
     func testTheStubLibraryIsReadAndABrokenOneRefused() throws {
         let nvml = try NVML(library: dir + "/libnvml-stub.so")
         try script("gpuhog 1000\n")
-        let decoy = Process()
-        decoy.executableURL = URL(fileURLWithPath: dir + "/gpuhog")
-        decoy.arguments = ["5"]
-        try decoy.run()
+        let decoy = try startDecoy()
         defer { decoy.terminate(); decoy.waitUntilExit() }
         usleep(100_000)
         XCTAssertEqual(nvml.memoryByProcess()?[decoy.processIdentifier], 1000)
@@ -102,10 +108,7 @@ final class GPUMemoryTests: XCTestCase {
                              gpus: [(0, DeviceNode(source: "/dev/zero", target: "/dev/nvidia0"))]) }
         env.config.experiment.gpus = .count(1)
         try script("gpuhog \(700 << 20)\n")
-        let decoy = Process()
-        decoy.executableURL = URL(fileURLWithPath: dir + "/gpuhog")
-        decoy.arguments = ["20"]
-        try decoy.run()
+        let decoy = try startDecoy()
         defer { decoy.terminate(); decoy.waitUntilExit() }
         // Decoy's 700 MiB counted too would make 1400.
         let hog = ["/bin/sh", "-c", "cp /bin/sleep /tmp/gpuhog && /tmp/gpuhog 1.5"]
