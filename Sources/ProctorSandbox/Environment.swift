@@ -33,11 +33,11 @@ public struct SandboxEnvironment: Sendable {
     }
 
     /// The GPU memory poller of a phase with GPUs, capped by `[experiment] gpu_memory`; nil without NVML.
-    private func gpuWatch(_ phase: Phase) -> GPUMemoryWatch? {
+    private func gpuWatch(_ phase: Phase) throws -> GPUMemoryWatch? {
         let (wanted, cap) = phase == .experiment ? (config.experiment.gpus.wanted, config.experiment.gpuMemoryBytes)
                                                  : (phase == .evaluator && config.evaluator.gpus.wanted, nil)
         guard wanted, let nvml = nvml() else { return nil }
-        return GPUMemoryWatch(nvml: nvml, cap: cap)
+        return try GPUMemoryWatch(nvml: nvml, cap: cap, owner: stop)
     }
 
     /// `gpus` and `devices` against this host, before anything runs: more GPUs than there are, a
@@ -155,11 +155,11 @@ public struct SandboxEnvironment: Sendable {
         // Unattended steps read nothing: a terminal on stdin would be a channel to the user's session.
         let input = stdin ?? open("/dev/null", O_RDONLY | O_CLOEXEC)
         defer { if stdin == nil { close(input) } }
-        let watch = gpuWatch(phase)
+        let watch = try gpuWatch(phase)
         var result = try launcher.run(plan, audit: audit, context: context, stdin: input, stdout: stdout, stderr: stderr,
-                                      stop: stop, started: { pid in watch?.start(launcher: pid); started?(pid) })
+                                      stop: watch?.stop ?? stop, started: { pid in watch?.start(launcher: pid); started?(pid) })
         if let watch {
-            watch.stop()
+            watch.finish()
             result.peakGPUMemoryBytes = watch.peak
             if let over = watch.exceeded {
                 result.limitsHit.insert("gpu_memory", at: 0)

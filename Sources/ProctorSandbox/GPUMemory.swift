@@ -35,13 +35,16 @@ public final class NVML: @unchecked Sendable {
 }
 
 /// Polls NVML while one sandbox runs: the peak GPU memory of its processes (the launcher's
-/// descendants, by host pid), and with a cap, a stop of the whole sandbox (SIGTERM to the
-/// launcher, which kills its tree) the first time they hold more. Polled like the output cap.
+/// descendants, by host pid), and with a cap, a stop of the whole sandbox the first time they hold
+/// more: through the launch's own `StopSwitch`, whose watcher signals the launcher only while it is
+/// not yet reaped (never a reused pid). Polled like the output cap.
 final class GPUMemoryWatch: @unchecked Sendable {
     static let interval: useconds_t = 200_000
 
     private let nvml: NVML
     private let cap: Int64?
+    /// The launch's stop, a child of its owner's: requesting it stops this launch only.
+    let stop: StopSwitch
     private let lock = NSLock()
     private var launcher: pid_t = 0
     private var done = false
@@ -50,9 +53,10 @@ final class GPUMemoryWatch: @unchecked Sendable {
     /// What was over the cap, when the sandbox was stopped for it.
     private(set) var exceeded: String?
 
-    init(nvml: NVML, cap: Int64?) {
+    init(nvml: NVML, cap: Int64?, owner: StopSwitch?) throws {
         self.nvml = nvml
         self.cap = cap
+        stop = try StopSwitch(parent: owner)
     }
 
     func start(launcher pid: pid_t) {
@@ -66,8 +70,8 @@ final class GPUMemoryWatch: @unchecked Sendable {
         }.start()
     }
 
-    /// Stops polling after one last sample; returns once the poller is gone.
-    func stop() {
+    /// Stops polling; returns once the poller is gone.
+    func finish() {
         guard launcher > 0 else { return }
         lock.lock()
         done = true
@@ -89,7 +93,7 @@ final class GPUMemoryWatch: @unchecked Sendable {
         let over = cap.map { total > $0 } ?? false
         if over && exceeded == nil {
             exceeded = "GPU memory \(total >> 20) MiB over the cap of \(cap! >> 20) MiB (gpu_memory)"
-            kill(launcher, SIGTERM)
+            stop.request()
         }
         lock.unlock()
     }
