@@ -4,90 +4,30 @@ import ProctorConfig
 import ProctorTestSupport
 import XCTest
 
-/// Issue 13: GPU memory read through NVML, here a stub library this test compiles with the driver's
-/// entry points (nvmlInit_v2, nvmlDeviceGetCount_v2, nvmlDeviceGetHandleByIndex_v2,
-/// nvmlDeviceGetComputeRunningProcesses_v3, nvmlShutdown). It reports, as using GPU memory, every
-/// process on the machine whose name is in its script file: the sandbox's and a decoy outside it.
+/// Issue 13: GPU memory read through NVML, here a stub library the test compiles (`StubNVML`),
+/// which reports the sandbox's processes and a decoy outside it.
 final class GPUMemoryTests: XCTestCase {
-    static let stubSource = #"""
-        #include <dirent.h>
-        #include <stdio.h>
-        #include <stdlib.h>
-        #include <string.h>
-        typedef struct { unsigned int pid; unsigned long long used; unsigned int gi, ci; } info_t;
-        int nvmlInit_v2(void) { return 0; }
-        int nvmlShutdown(void) { return 0; }
-        int nvmlDeviceGetCount_v2(unsigned int *n) { *n = 1; return 0; }
-        int nvmlDeviceGetHandleByIndex_v2(unsigned int i, void **h) { *h = (void *)(long)(i + 1); return i == 0 ? 0 : 2; }
-        /* SCRIPT: lines "NAME BYTES"; each process whose comm is NAME holds BYTES. */
-        int nvmlDeviceGetComputeRunningProcesses_v3(void *dev, unsigned int *count, info_t *out) {
-            char names[16][32]; unsigned long long bytes[16]; int nn = 0;
-            FILE *f = fopen(SCRIPT, "r");
-            if (!f) return 999;
-            while (nn < 16 && fscanf(f, "%31s %llu", names[nn], &bytes[nn]) == 2) nn++;
-            fclose(f);
-            unsigned int n = 0;
-            DIR *d = opendir("/proc");
-            struct dirent *e;
-            while (d && (e = readdir(d))) {
-                char p[300], comm[64] = "";
-                snprintf(p, sizeof p, "/proc/%s/comm", e->d_name);
-                FILE *c = fopen(p, "r");
-                if (!c) continue;
-                if (!fgets(comm, sizeof comm, c)) comm[0] = 0;
-                fclose(c);
-                comm[strcspn(comm, "\n")] = 0;
-                for (int k = 0; k < nn; k++)
-                    if (!strcmp(comm, names[k])) {
-                        if (n < *count) { out[n].pid = (unsigned)atoi(e->d_name); out[n].used = bytes[k]; out[n].gi = out[n].ci = 0; }
-                        n++;
-                    }
-            }
-            if (d) closedir(d);
-            int rc = n > *count ? 7 : 0;
-            *count = n;
-            return rc;
-        }
-        """#
-
-    private var dir = ""
+    private var stub: StubNVML!
+    private var dir: String { stub.directory.path }
 
     override func setUpWithError() throws {
         try requireProctorBinary()
-        var template = Array((NSTemporaryDirectory() + "/proctor-nvml-XXXXXX").utf8CString)
-        guard let made = mkdtemp(&template) else { throw NSError(domain: "mkdtemp", code: Int(errno)) }
-        dir = String(cString: made)
-        chmod(dir, 0o755)
-        try Data(Self.stubSource.utf8).write(to: URL(fileURLWithPath: dir + "/stub.c"))
-        let cc = try runChild(["/usr/bin/env", "gcc", "-shared", "-fPIC", "-DSCRIPT=\"\(dir)/script\"", "-o", dir + "/libnvml-stub.so", dir + "/stub.c"])
-        // gcc comes with .ci/setup (the attack tests build their probe with it too).
-        guard cc.status == 0 else {
-            XCTFail("building the stub NVML: \(cc.stderr)")
-            throw XCTSkip("no stub library")
-        }
-        // A decoy outside the sandbox, under the name the sandbox's process will have too.
-        try FileManager.default.copyItem(atPath: "/bin/sleep", toPath: dir + "/gpuhog")
+        stub = try StubNVML()
     }
 
-    override func tearDown() {
-        _ = try? runChild(["/bin/rm", "-rf", dir])
-    }
+    private func script(_ text: String) throws { try stub.script(text) }
 
     /// `gpuhog 20` outside any sandbox: the stub reports it as a GPU process like the sandbox's.
     private func startDecoy() throws -> Process {
         let decoy = Process()
-        decoy.executableURL = URL(fileURLWithPath: dir + "/gpuhog")
+        decoy.executableURL = URL(fileURLWithPath: stub.decoy)
         decoy.arguments = ["20"]
         try decoy.run()
         return decoy
     }
 
-    private func script(_ text: String) throws {
-        try Data(text.utf8).write(to: URL(fileURLWithPath: dir + "/script"))
-    }
-
     func testTheStubLibraryIsReadAndABrokenOneRefused() throws {
-        let nvml = try NVML(library: dir + "/libnvml-stub.so")
+        let nvml = try NVML(library: stub.library)
         try script("gpuhog 1000\n")
         let decoy = try startDecoy()
         defer { decoy.terminate(); decoy.waitUntilExit() }
@@ -106,7 +46,7 @@ final class GPUMemoryTests: XCTestCase {
     func testPeakGPUMemoryOfTheSandboxAndTheBudgetKill() throws {
         let ws = try TestWorkspace()
         var env = try SandboxEnvironment.load(workspace: ws.root)
-        let stub = try NVML(library: dir + "/libnvml-stub.so")
+        let stub = try NVML(library: stub.library)
         env.nvml = { stub }
         env.gpus = { GPUHost(control: [DeviceNode(source: "/dev/null", target: "/dev/nvidiactl")],
                              gpus: [(0, DeviceNode(source: "/dev/zero", target: "/dev/nvidia0"))]) }
