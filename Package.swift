@@ -86,7 +86,7 @@ let package = Package(
         ),
 
         // Locating the built binaries and running children with captured output, for the test targets.
-        .target(name: "ProctorTestSupport", path: "Tests/ProctorTestSupport"),
+        .target(name: "ProctorTestSupport", dependencies: ["ProctorSandbox"], path: "Tests/ProctorTestSupport"),
         .testTarget(name: "ProctorConfigTests", dependencies: ["ProctorConfig"]),
         .testTarget(name: "SandboxTests", dependencies: ["ProctorConfig", "ProctorSandbox", "ProctorTestSupport", "CLauncherProtocol"]),
         .testTarget(name: "GitTests", dependencies: ["ProctorGit"]),

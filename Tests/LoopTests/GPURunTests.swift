@@ -22,8 +22,7 @@ final class GPURunTests: XCTestCase {
             var env = try SandboxEnvironment.load(workspace: ws.root)
             let nvml = try NVML(library: stub.library)
             env.nvml = { nvml }
-            env.gpus = { GPUHost(control: [DeviceNode(source: "/dev/null", target: "/dev/nvidiactl")],
-                                 gpus: [(0, DeviceNode(source: "/dev/zero", target: "/dev/nvidia0"))]) }
+            env.gpus = { StubNVML.oneGPU }
             env.config.experiment.gpus = .count(1)
             env.config.experiment.gpuMemoryBytes = cap
             // The experiment holds "GPU memory" (a process the stub reports) while it trains.

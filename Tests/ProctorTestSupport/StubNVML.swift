@@ -1,4 +1,5 @@
 import Foundation
+import ProctorSandbox
 
 #if canImport(Glibc)
     import Glibc
@@ -66,6 +67,10 @@ public final class StubNVML {
         guard cc.status == 0 else { throw NSError(domain: "building the stub NVML: \(cc.stderr)", code: Int(cc.status)) }
         try FileManager.default.copyItem(atPath: "/bin/sleep", toPath: decoy)
     }
+
+    /// A host with one GPU as the stub counts them: /dev/zero at /dev/nvidia0, /dev/null at /dev/nvidiactl.
+    public static let oneGPU = GPUHost(control: [DeviceNode(source: "/dev/null", target: "/dev/nvidiactl")],
+                                       gpus: [(0, DeviceNode(source: "/dev/zero", target: "/dev/nvidia0"))])
 
     /// What the next calls report.
     public func script(_ text: String) throws {

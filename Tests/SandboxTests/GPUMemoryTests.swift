@@ -48,8 +48,7 @@ final class GPUMemoryTests: XCTestCase {
         var env = try SandboxEnvironment.load(workspace: ws.root)
         let stub = try NVML(library: stub.library)
         env.nvml = { stub }
-        env.gpus = { GPUHost(control: [DeviceNode(source: "/dev/null", target: "/dev/nvidiactl")],
-                             gpus: [(0, DeviceNode(source: "/dev/zero", target: "/dev/nvidia0"))]) }
+        env.gpus = { StubNVML.oneGPU }
         env.config.experiment.gpus = .count(1)
         try script("gpuhog \(700 << 20)\n")
         let decoy = try startDecoy()
