@@ -21,6 +21,8 @@ let package = Package(
         .systemLibrary(name: "CSeccomp", pkgConfig: "libseccomp", providers: [.apt(["libseccomp-dev"])]),
         .systemLibrary(name: "CGit2", pkgConfig: "libgit2", providers: [.apt(["libgit2-dev"])]),
         .systemLibrary(name: "CCurl", pkgConfig: "libcurl", providers: [.apt(["libcurl4-openssl-dev"])]),
+        // NVML, loaded with dlopen when a phase has GPUs (Sources/CNVML/shim.h): no library to link.
+        .systemLibrary(name: "CNVML"),
         // The launcher protocol (report records, options, limits), one header both sides compile:
         // the launcher includes it, Swift imports it as this module.
         .systemLibrary(name: "CLauncherProtocol", path: "sandbox/protocol"),
@@ -50,7 +52,7 @@ let package = Package(
         ),
         .target(
             name: "ProctorSandbox",
-            dependencies: ["ProctorConfig", "CLauncherProtocol"]
+            dependencies: ["ProctorConfig", "CLauncherProtocol", "CNVML"]
         ),
         .target(
             name: "ProctorGit",
@@ -84,7 +86,7 @@ let package = Package(
         ),
 
         // Locating the built binaries and running children with captured output, for the test targets.
-        .target(name: "ProctorTestSupport", path: "Tests/ProctorTestSupport"),
+        .target(name: "ProctorTestSupport", dependencies: ["ProctorSandbox"], path: "Tests/ProctorTestSupport"),
         .testTarget(name: "ProctorConfigTests", dependencies: ["ProctorConfig"]),
         .testTarget(name: "SandboxTests", dependencies: ["ProctorConfig", "ProctorSandbox", "ProctorTestSupport", "CLauncherProtocol"]),
         .testTarget(name: "GitTests", dependencies: ["ProctorGit"]),

@@ -282,7 +282,7 @@ exec %(real)s "$@"
 
 OPTIONS = ["--timeout", "--grace", "--cpu", "--memory", "--pids", "--fsize", "--nofile", "--output-entries",
            "--stdio-limit", "--ro", "--ro-try", "--rw", "--hide", "--dev", "--proc", "--hide-sockets", "--symlink",
-           "--tmpfs", "--chdir", "--setenv", "--net", "--output-limit", "--audit-writes", "--filter-cache",
+           "--tmpfs", "--dev-node", "--chdir", "--setenv", "--net", "--output-limit", "--audit-writes", "--filter-cache",
            "--writable", "--report-fd", "--parent-fd", "--pass-fd", "--proxy-port", "--allow-host", "--allow-private",
            "--proxy-hosts", "--", "--help", "-h", "--version", "-", ""]
 NUMBERS = ["0", "1", "-1", "3", "4", "1K", "1KiB", "2M", "3GB", "1T", "1P", "9223372036854775807",

@@ -120,6 +120,13 @@ static void apply_option(struct psb_config *c, enum psb_option opt, const char *
     case PSB_OPTION_HIDE_SOCKETS: add_target_op(c, PSB_OP_HIDE_SOCKETS, a, v[0]); break;
     case PSB_OPTION_DEV: add_target_op(c, PSB_OP_DEV, a, v[0]); break;
     case PSB_OPTION_PROC: add_target_op(c, PSB_OP_PROC, a, v[0]); break;
+    case PSB_OPTION_DEV_NODE: {
+        /* SRC DST: DST must lie strictly beneath a --dev destination (checked when mounting). */
+        struct psb_op *o = new_op(c, PSB_OP_DEV_NODE);
+        o->src = check_path(a, v[0]);
+        o->dst = check_path(a, v[1]);
+        break;
+    }
     case PSB_OPTION_SYMLINK: {
         struct psb_op *o = new_op(c, PSB_OP_SYMLINK);
         o->src = v[0];

@@ -194,6 +194,8 @@ static int is_writable(const struct psb_audit *a, const char *p)
     enum psb_op_kind k = cfg->ops[best].kind;
     if (k == PSB_OP_RW || k == PSB_OP_TMPFS)
         return 1;
+    if (k == PSB_OP_DEV_NODE)
+        return !strcmp(p, cfg->ops[best].dst); /* a device passed through, opened for writing */
     if (k == PSB_OP_DEV) {
         for (int i = 0; i < 3; i++)
             if (!strcmp(p, a->devw[i]))

@@ -127,6 +127,11 @@ int psb_landlock_apply(const struct psb_config *cfg, int abi, char *err, size_t 
         const struct psb_op *o = &cfg->ops[i];
         if (o->kind == PSB_OP_RW || o->kind == PSB_OP_TMPFS)
             r = add_path(rs, o->dst, fs, 1, err, errlen);
+        else if (o->kind == PSB_OP_DEV_NODE)
+            /* A device passed through (a GPU): opened read-write, and CUDA drives it by ioctl. */
+            r = add_path(rs, o->dst, PSB_LL_FS_WRITE_FILE | (abi >= 3 ? PSB_LL_FS_TRUNCATE : 0) |
+                                         (abi >= 5 ? PSB_LL_FS_IOCTL_DEV : 0),
+                         1, err, errlen);
         else if (o->kind == PSB_OP_DEV) {
             static const char *const w[] = {"null", "zero", "full"};
             for (int k = 0; k < 3 && r == 0; k++) {

@@ -25,6 +25,7 @@
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <sys/syscall.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
 
 
@@ -38,6 +39,24 @@ static int have_new_api = 1;
 static const char *base;
 
 #define ERR(...) (snprintf(err, errlen, __VA_ARGS__), -1)
+
+const char *psb_dev_node_refusal(const struct stat *st)
+{
+    if (!S_ISCHR(st->st_mode))
+        return S_ISBLK(st->st_mode) ? "a block device (a disk) is never passed through" : "not a character device";
+    unsigned ma = major(st->st_rdev), mi = minor(st->st_rdev);
+    /* mem 1:1, kmem 1:2, port 1:4, kmsg 1:11: the host's memory, I/O ports and kernel log. */
+    if (ma == 1 && (mi == 1 || mi == 2 || mi == 4 || mi == 11))
+        return "physical memory, I/O ports or the kernel log";
+    /* Terminals type into someone's session: pty (2, 3), tty and console (4, 5), vcs (7), pts (136-143). */
+    if (ma == 2 || ma == 3 || ma == 4 || ma == 5 || ma == 7 || (ma >= 136 && ma <= 143))
+        return "a terminal";
+    /* Raw disk access through character nodes: SCSI generic (21), raw (162), loop and
+     * device-mapper control (10:237, 10:236). */
+    if (ma == 21 || ma == 162 || (ma == 10 && (mi == 236 || mi == 237)))
+        return "a disk's raw or control device";
+    return NULL;
+}
 
 int psb_open_nofollow(int dirfd, const char *path, int flags, int create, int want_dir)
 {
@@ -155,6 +174,25 @@ int psb_open_sources(const struct psb_config *cfg, char *err, size_t errlen)
                 continue;
             return ERR("open %s %s%s", o->kind == PSB_OP_RW ? "--rw" : "--ro", o->src,
                        strict ? " (no symlinks allowed)" : "");
+        }
+        src_fds[i] = fd;
+    }
+    for (int i = 0; i < cfg->nops; i++) {
+        const struct psb_op *o = &cfg->ops[i];
+        if (o->kind != PSB_OP_DEV_NODE)
+            continue;
+        /* A device node passed through (a GPU's): no symlink on the way, and checked here as well
+         * as by proctor, on the node that will be bound, not on its name. */
+        struct stat st;
+        int fd = open_strict(o->src);
+        if (fd < 0)
+            return ERR("open --dev-node %s (no symlinks allowed)", o->src);
+        if (fstat(fd, &st) < 0)
+            return ERR("stat --dev-node %s", o->src);
+        const char *why = psb_dev_node_refusal(&st);
+        if (why) {
+            close(fd);
+            return errno = EPERM, ERR("--dev-node %s: %s", o->src, why);
         }
         src_fds[i] = fd;
     }
@@ -479,12 +517,42 @@ static int hide_sockets(const struct psb_config *cfg, int rootfd, const char *ds
     return rc;
 }
 
-static int build_dev(int rootfd, const char *dst, int want_shm, char *err, size_t errlen)
+/* The --dev-node binds beneath the --dev at `dst`, made while its tmpfs is still writable: a
+ * mount point (with its parent directories) per node, then a bind of the host node that is not
+ * nodev (the tmpfs around it is read-only, so nothing else can become a device). */
+static int bind_dev_nodes(const struct psb_config *cfg, int devw, const char *dst, char *err, size_t errlen)
+{
+    for (int i = 0; i < cfg->nops; i++) {
+        const struct psb_op *o = &cfg->ops[i];
+        if (o->kind != PSB_OP_DEV_NODE || src_fds[i] < 0 || !psb_path_beneath(o->dst, dst) || !strcmp(o->dst, dst))
+            continue;
+        const char *rel = o->dst + (strcmp(dst, "/") ? strlen(dst) : 0);
+        while (*rel == '/')
+            rel++;
+        struct stat st;
+        if (fstatat(devw, rel, &st, AT_SYMLINK_NOFOLLOW) == 0)
+            return errno = EEXIST, ERR("--dev-node %s: already in %s", o->dst, dst);
+        int t = psb_open_nofollow(devw, rel, 0, 1, 0);
+        if (t < 0)
+            return ERR("create --dev-node %s", o->dst);
+        char p[PATH_MAX];
+        full_path(p, sizeof p, o->dst);
+        if (bind_fd(src_fds[i], t, p, PSB_MOUNT_ATTR_NOSUID | PSB_MOUNT_ATTR_NOEXEC, 0) < 0)
+            return ERR("bind %s on %s", o->src, o->dst);
+        close(t);
+        close(src_fds[i]);
+        src_fds[i] = -1;
+    }
+    return 0;
+}
+
+static int build_dev(const struct psb_config *cfg, int rootfd, const char *dst, int want_shm, char *err, size_t errlen)
 {
     int dfd = psb_open_nofollow(rootfd, dst, O_DIRECTORY, 1, 1);
     if (dfd < 0)
         return ERR("create --dev %s", dst);
-    if (mount_tmpfs(dfd, MS_NOSUID | MS_NOEXEC, "mode=0755,size=64k,nr_inodes=64") < 0)
+    /* Room for the --dev-node mount points too (a MIG GPU host has dozens of nvidia-caps nodes). */
+    if (mount_tmpfs(dfd, MS_NOSUID | MS_NOEXEC, "mode=0755,size=64k,nr_inodes=512") < 0)
         return ERR("mount tmpfs on --dev %s", dst);
     close(dfd);
     /* Reopen through the path: the fd above still names the covered directory. */
@@ -519,6 +587,8 @@ static int build_dev(int rootfd, const char *dst, int want_shm, char *err, size_
      * tmpfs below becomes read-only. Without one there is no /dev/shm at all. */
     if (want_shm && mkdirat(devw, "shm", 0755) < 0)
         return ERR("mkdir %s/shm", dst);
+    if (bind_dev_nodes(cfg, devw, dst, err, errlen) < 0)
+        return -1;
     close(devw);
     char p[PATH_MAX];
     full_path(p, sizeof p, dst);
@@ -682,10 +752,15 @@ int psb_build_root(const struct psb_config *cfg, char *err, size_t errlen)
             for (int j = i + 1; j < cfg->nops; j++)
                 if (cfg->ops[j].kind == PSB_OP_TMPFS && !strcmp(cfg->ops[j].dst, shm))
                     want_shm = 1;
-            if (build_dev(rootfd, o->dst, want_shm, err, errlen) < 0)
+            if (build_dev(cfg, rootfd, o->dst, want_shm, err, errlen) < 0)
                 return -1;
             break;
         }
+        case PSB_OP_DEV_NODE:
+            /* Bound by the --dev it lies beneath (build_dev), which comes before it. */
+            if (src_fds[i] >= 0)
+                return errno = EINVAL, ERR("--dev-node %s: not beneath an earlier --dev", o->dst);
+            break;
         case PSB_OP_PROC:
             if (build_proc(rootfd, o->dst, err, errlen) < 0)
                 return -1;

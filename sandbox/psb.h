@@ -6,6 +6,7 @@
 #include <stddef.h>
 #include <signal.h>
 #include <sys/types.h>
+#include <sys/stat.h>
 
 /* Limits, report records and options shared with proctor (Swift). */
 #include "protocol/psb_protocol.h"
@@ -20,6 +21,7 @@ enum psb_op_kind {
     PSB_OP_PROC,
     PSB_OP_SYMLINK,
     PSB_OP_HIDE_SOCKETS,
+    PSB_OP_DEV_NODE, /* a host character device bound beneath a --dev */
 };
 
 struct psb_op {
@@ -284,6 +286,9 @@ void psb_audit_handle(struct psb_audit *a);
 void psb_audit_finish(struct psb_audit *a);
 int psb_audit_fd(const struct psb_audit *a);
 int psb_path_beneath(const char *path, const char *base);
+/* Why a node may not be passed with --dev-node (NULL: it may): only character devices, never
+ * memory, ports, the kernel log, terminals or raw disks. */
+const char *psb_dev_node_refusal(const struct stat *st);
 void psb_path_normalize(char *path);
 
 /* proxy.c: the allowlist proxy, a child of the helper outside the sandbox, accepting on `listen_fd`

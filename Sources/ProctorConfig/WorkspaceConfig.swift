@@ -28,6 +28,15 @@ public struct WorkspaceConfig: Sendable, Equatable {
         public var network = NetworkAccess()
         public var env: [String] = ["PATH", "LANG"]
         public var seeds: [UInt64] = [42]
+        /// `gpus`: the NVIDIA GPUs the experiment gets; `gpusLine` locates the key for an error
+        /// about this host (more asked than present).
+        public var gpus = GPURequest.none
+        public var gpusLine: Int? = nil
+        /// `devices`: other character devices passed through, as written (checked by `DevicePath`).
+        public var devices: [String] = []
+        public var devicesLine: Int? = nil
+        /// `gpu_memory`: the most GPU memory the experiment's processes may hold (NVML); nil: no cap.
+        public var gpuMemoryBytes: Int64? = nil
     }
 
     /// `[evaluator]`: the locked scorer, run from the pinned copy.
@@ -39,6 +48,9 @@ public struct WorkspaceConfig: Sendable, Equatable {
         /// The sealed evaluator (a locked script over the `sealed` files); empty when there is none.
         public var sealedCommand: [String] = []
         public var maximize: Bool = true
+        /// `gpus`: as the experiment's; the evaluator gets none unless it asks.
+        public var gpus = GPURequest.none
+        public var gpusLine: Int? = nil
     }
 
     /// `[limits]`: caps on the evaluator's measurements and on the diff.
@@ -222,6 +234,19 @@ extension WorkspaceConfig {
             guard !value.isEmpty else { throw reader.error(exp.path, "seeds", "expected at least one seed") }
             config.experiment.seeds = value.map { UInt64($0) }
         }
+        config.experiment.gpus = try GPURequest.read(&exp)
+        config.experiment.gpusLine = reader.line(of: exp.path, key: "gpus")
+        if let devices = try exp.strings("devices") {
+            for device in devices {
+                if let why = DevicePath.refusal(device) { throw exp.error("devices", "\"\(device)\": \(why)") }
+            }
+            config.experiment.devices = devices
+            config.experiment.devicesLine = reader.line(of: exp.path, key: "devices")
+        }
+        if let value = try exp.size("gpu_memory") {
+            guard config.experiment.gpus.wanted else { throw exp.error("gpu_memory", "is a cap on the GPUs' memory: set gpus = N or \"all\" too") }
+            config.experiment.gpuMemoryBytes = value
+        }
         try exp.finish()
         guard !config.experiment.command.isEmpty else {
             throw reader.error(["experiment"], "command", "expected the experiment command, e.g. [\"python3\", \"train.py\"]")
@@ -239,6 +264,8 @@ extension WorkspaceConfig {
             config.evaluator.maximize = value == "maximize"
         }
         if let value = try ev.strings("sealed_command") { config.evaluator.sealedCommand = value }
+        config.evaluator.gpus = try GPURequest.read(&ev)
+        config.evaluator.gpusLine = reader.line(of: ev.path, key: "gpus")
         try ev.finish()
         // Each needs the other: a sealed evaluator without its set would score nothing, a set
         // without an evaluator would be hidden for nothing.

@@ -122,6 +122,13 @@ public struct RunRecord: Codable, Sendable {
     /// What each phase's command ran (`experiment`, `evaluator`, `sealed`): the interpreter and the
     /// environment it belongs to, as resolved on the host (issue 11).
     public var interpreters: [String: ResolvedInterpreter]?
+    /// The most GPU memory the experiment's processes held (NVML), in MiB; absent without GPUs.
+    public var peakGpuMemMB: Int? = nil
+
+    enum CodingKeys: String, CodingKey {
+        case time, run, iteration, status, reason, agentReason, description, commit, parent, score, sealed, sealedScores, bestBefore, scores, diff, measurements, limits, durations, agent, usage, violations, phase, nudges, analyses, plateau, agentLog, synthesisUsage, network, interpreters
+        case peakGpuMemMB = "peak_gpu_mem_mb"
+    }
 }
 
 public struct DiffStats: Codable, Sendable {

@@ -512,7 +512,8 @@ public final class Runner {
                          limits: measured?.limits ?? [:], durations: measured?.durations ?? [:], agent: agentName,
                          usage: usage.map { AgentUsageRecord(promptTokens: $0.promptTokens, completionTokens: $0.completionTokens, costUSD: $0.costUSD) },
                          violations: violations, network: env.network.use(of: i),
-                         interpreters: interpreters.isEmpty ? nil : interpreters)
+                         interpreters: interpreters.isEmpty ? nil : interpreters,
+                         peakGpuMemMB: measured?.peakGPUBytes.map { Int($0 >> 20) })
     }
 
     /// `.proctor/` and the outputs are proctor's and the experiment's, never the repository's.

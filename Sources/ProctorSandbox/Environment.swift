@@ -10,6 +10,11 @@ public struct SandboxEnvironment: Sendable {
     public var stop: StopSwitch?
     /// Where the launches' traffic through the allowlist proxy is counted.
     public let network = NetworkMeter()
+    /// GPU memory is read through it in phases with GPUs (`NVML.shared`: none on a host without the
+    /// driver). Asked only then: NVML's initialisation costs a GPU host tens of milliseconds.
+    public var nvml: @Sendable () -> NVML? = { NVML.shared }
+    /// The host's GPUs as `gpus` sees them (tests present stand-in nodes).
+    public var gpus: @Sendable () -> GPUHost = { GPUHost.live() }
 
     public init(config: WorkspaceConfig, preset: PolicyPreset, launcher: Launcher) {
         self.config = config
@@ -22,14 +27,31 @@ public struct SandboxEnvironment: Sendable {
     public static func load(workspace: String) throws -> SandboxEnvironment {
         let config = try WorkspaceConfig.load(workspace: workspace)
         for warning in config.warnings { FileHandle.standardError.write(Data("proctor: warning: \(warning)\n".utf8)) }
-        return SandboxEnvironment(config: config, preset: try preset(of: config), launcher: try Launcher.locate())
+        let preset = try preset(of: config)
+        try checkDevices(config, preset: preset)
+        return SandboxEnvironment(config: config, preset: preset, launcher: try Launcher.locate())
+    }
+
+    /// The GPU memory poller of a phase with GPUs, capped by `[experiment] gpu_memory`; nil without NVML.
+    private func gpuWatch(_ phase: Phase) throws -> GPUMemoryWatch? {
+        let (wanted, cap) = phase == .experiment ? (config.experiment.gpus.wanted, config.experiment.gpuMemoryBytes)
+                                                 : (phase == .evaluator && config.evaluator.gpus.wanted, nil)
+        guard wanted, let nvml = nvml() else { return nil }
+        return try GPUMemoryWatch(nvml: nvml, cap: cap, owner: stop)
+    }
+
+    /// `gpus` and `devices` against this host, before anything runs: more GPUs than there are, a
+    /// block device, a missing node is the configuration's error (file, line, key; exit 125).
+    static func checkDevices(_ config: WorkspaceConfig, preset: PolicyPreset) throws {
+        let host = HostFacts.live(workspace: config.root)
+        for phase in [Phase.experiment, .evaluator] { _ = try PhaseDevices.of(config, phase: phase, preset: preset, host: host) }
     }
 
     /// `proctor.toml` with its policy preset checked too, for the commands that launch nothing
     /// (`check`, `status`): a bad preset is the same error, file, line and key, as for `run`.
     public static func checkedConfig(workspace: String) throws -> WorkspaceConfig {
         let config = try WorkspaceConfig.load(workspace: workspace)
-        _ = try preset(of: config)
+        try checkDevices(config, preset: try preset(of: config))
         return config
     }
 
@@ -150,15 +172,28 @@ public struct SandboxEnvironment: Sendable {
                                     pinnedDirectory: pinnedDirectory, agentHome: agentHome)
         request.user = try SandboxUser.forThisProcess(configured: config.sandbox.user)
         adjust(&request)
-        let plan = try LaunchPlan.compile(request, host: .live(workspace: config.root))
+        var host = HostFacts.live(workspace: config.root)
+        host.gpus = gpus
+        let plan = try LaunchPlan.compile(request, host: host)
         // After the plan compiled: a plan that is refused leaves no output directories behind
         // (400 outputs made 400 directories, then failed the mount limit; issue 10's fuzzer).
         if phase == .experiment { try prepareOutputs(clear: false) }
         // Unattended steps read nothing: a terminal on stdin would be a channel to the user's session.
         let input = stdin ?? open("/dev/null", O_RDONLY | O_CLOEXEC)
         defer { if stdin == nil { close(input) } }
-        let result = try launcher.run(plan, audit: audit, context: context, stdin: input, stdout: stdout, stderr: stderr,
-                                      stop: stop, started: started)
+        let watch = try gpuWatch(phase)
+        var result = try launcher.run(plan, audit: audit, context: context, stdin: input, stdout: stdout, stderr: stderr,
+                                      stop: watch?.stop ?? stop, started: { pid in watch?.start(launcher: pid); started?(pid) })
+        if let watch {
+            watch.finish()
+            result.peakGPUMemoryBytes = watch.peak
+            if let over = watch.exceeded {
+                result.limitsHit.insert("gpu_memory", at: 0)
+                result.limitDetails["gpu_memory"] = over
+                audit?.append(AuditRecord(run: context.run, iteration: context.iteration, phase: phase.rawValue, kind: "limit",
+                                          decision: "killed", detail: "gpu_memory: \(over)"))
+            }
+        }
         network.add(iteration: context.iteration, phase, result.network)
         for warning in result.warnings {
             FileHandle.standardError.write(Data("proctor: warning: not enforced as asked: \(warning)\n".utf8))

@@ -20,6 +20,10 @@ public struct HostFacts: Sendable {
     public var symlinkTarget: @Sendable (String) -> String?
     /// The names in a host directory (empty when it cannot be read).
     public var directoryEntries: @Sendable (String) -> [String]
+    /// The NVIDIA GPUs and driver files, asked only when a phase wants GPUs (`GPUHost.live`).
+    public var gpus: @Sendable () -> GPUHost
+    /// What a path named in `[experiment] devices` is.
+    public var deviceKind: @Sendable (String) -> DeviceKind
 
     public init(
         environment: [String: String], exists: @escaping @Sendable (String) -> Bool,
@@ -27,8 +31,12 @@ public struct HostFacts: Sendable {
         interpreter: @escaping @Sendable (InterpreterQuery) throws -> ResolvedInterpreter?,
         symlinkTarget: @escaping @Sendable (String) -> String? = { _ in nil },
         directoryEntries: @escaping @Sendable (String) -> [String] = { _ in [] },
-        entriesReaching: (@Sendable ([Glob]) -> [String])? = nil
+        entriesReaching: (@Sendable ([Glob]) -> [String])? = nil,
+        gpus: @escaping @Sendable () -> GPUHost = { GPUHost() },
+        deviceKind: @escaping @Sendable (String) -> DeviceKind = { _ in .missing }
     ) {
+        self.gpus = gpus
+        self.deviceKind = deviceKind
         self.environment = environment
         self.exists = exists
         self.workspaceEntries = workspaceEntries
@@ -47,7 +55,8 @@ public struct HostFacts: Sendable {
             interpreter: { query in try PythonEnvironment.resolve(query) },
             symlinkTarget: { path in try? FileManager.default.destinationOfSymbolicLink(atPath: path) },
             directoryEntries: { path in (try? FileManager.default.contentsOfDirectory(atPath: path)) ?? [] },
-            entriesReaching: { globs in FileTree.entries(under: root, reaching: globs) })
+            entriesReaching: { globs in FileTree.entries(under: root, reaching: globs) },
+            gpus: { GPUHost.live() }, deviceKind: { DeviceKind.of($0) })
     }
 
 }

@@ -15,6 +15,9 @@ public struct SandboxResult: Sendable, Equatable {
     public var wallMs: Int64 = 0
     public var cpuMs: Int64 = 0
     public var peakMemoryBytes: Int64 = 0
+    /// The most GPU memory the command's processes held at once (NVML, polled); nil when the
+    /// phase has no GPU or this host no NVML.
+    public var peakGPUMemoryBytes: Int64?
     /// Budgets that were hit: `timeout`, `memory`, `pids`, `output`, `stdio`, `cpu`.
     public var limitsHit: [String] = []
     /// Details of the limits hit, by kind.

@@ -17,6 +17,8 @@ public struct LaunchPlan: Sendable, Equatable {
         /// Every unix socket beneath the directory, as mounted so far, is hidden: a read-only
         /// mount does not stop connect().
         case hideSockets(String)
+        /// A host character device bound at `target` in the private /dev (a GPU's; `PhaseDevices`).
+        case device(source: String, target: String)
     }
 
     public enum Network: String, Sendable, Equatable {
@@ -75,6 +77,7 @@ public struct LaunchPlan: Sendable, Equatable {
             case .proc(let target): args += ["--proc", target]
             case .symlink(let target, let at): args += ["--symlink", target, at]
             case .hideSockets(let dir): args += ["--hide-sockets", dir]
+            case .device(let source, let target): args += ["--dev-node", source, target]
             }
         }
         args += ["--chdir", workingDirectory, "--net", network.rawValue]
@@ -330,6 +333,8 @@ extension LaunchPlan {
             plan.writable = writable
         }
         for path in hides where inWorkspace(path) { plan.mounts.append(.hide(path)) }
+        let devices = try PhaseDevices.of(config, phase: request.phase, preset: request.preset, host: host)
+        plan.mounts += devices.mounts
         // A host process's unix socket in the workspace (an agent's, a dev server's) would be
         // connectable through the read-only bind; the launcher hides the ones it finds.
         plan.mounts.append(.hideSockets(ws))
@@ -339,9 +344,9 @@ extension LaunchPlan {
         // first by some programs (node) and as the last by others (dash).
         // The proxy variables replace any of the host's too: with an allowlist nothing else leads out.
         let proxyEnvironment = plan.network == .allowlist ? NetworkProxy.environment : []
-        let extraNames = Set((request.extraEnvironment + proxyEnvironment).map(\.0))
+        let extraNames = Set((request.extraEnvironment + proxyEnvironment + devices.environment).map(\.0))
         plan.environment = environment(request, host: host, interpreter: interpreter, outputs: outputs)
-            .filter { !extraNames.contains($0.0) } + proxyEnvironment + request.extraEnvironment
+            .filter { !extraNames.contains($0.0) } + devices.environment + proxyEnvironment + request.extraEnvironment
         plan.passDescriptors = request.passDescriptors
         if host.exists(ws + "/.proctor") { plan.filterCache = ws + "/.proctor/cache" }
         if let user = request.user {

@@ -156,7 +156,8 @@ final class LauncherEventTests: XCTestCase {
         plan.mounts = [.readOnly(source: "/usr", target: "/usr", optional: false),
                        .readOnly(source: "/lib", target: "/lib", optional: true),
                        .readWrite(source: "/ws/out", target: "/ws/out"), .hide("/ws/h"), .tmpfs("/tmp", size: 1 << 20),
-                       .dev("/dev"), .proc("/proc"), .symlink(target: "usr/bin", at: "/bin"), .hideSockets("/ws")]
+                       .dev("/dev"), .proc("/proc"), .symlink(target: "usr/bin", at: "/bin"), .hideSockets("/ws"),
+                       .device(source: "/dev/nvidia0", target: "/dev/nvidia0")]
         plan.environment = [("PATH", "/usr/bin")]
         plan.cpuSeconds = 1
         plan.memoryBytes = 1 << 30

@@ -14,9 +14,9 @@
 
 /* The first report line says it; proctor refuses a launcher that speaks another version.
  * Bump it when a record or an option changes its name, its fields or their meaning. */
-#define PSB_PROTOCOL_VERSION 3
+#define PSB_PROTOCOL_VERSION 4
 
-#define PSB_MAX_OPS 256      /* mount options: --ro, --ro-try, --rw, --symlink, --hide, --hide-sockets, --tmpfs, --dev, --proc */
+#define PSB_MAX_OPS 256      /* mount options: --ro, --ro-try, --rw, --symlink, --hide, --hide-sockets, --tmpfs, --dev, --dev-node, --proc */
 #define PSB_MAX_ENV 256      /* --setenv */
 #define PSB_MAX_WRITABLE 512 /* --writable */
 #define PSB_MAX_PASS_FDS 8   /* --pass-fd */
@@ -123,6 +123,7 @@ static inline int psb_format_record(char *buf, size_t cap, enum psb_record r, co
     X(HIDE_SOCKETS, "--hide-sockets", 1)                                                           \
     X(TMPFS, "--tmpfs", 2)                                                                         \
     X(DEV, "--dev", 1)                                                                             \
+    X(DEV_NODE, "--dev-node", 2)                                                                   \
     X(PROC, "--proc", 1)                                                                           \
     X(CHDIR, "--chdir", 1)                                                                         \
     X(SETENV, "--setenv", 2)                                                                       \

@@ -593,6 +593,71 @@ run --bogus -- true; check "bad option -> 125 with (stage: args)" bash -c "[ $RC
 run --ro /nonexistent /x -- true; check "missing --ro source -> 125" rc_is 125
 run --ro-try /nonexistent /x -- true; check "missing --ro-try source is skipped" rc_is 0
 
+# ================= devices passed through (a GPU's nodes; issue 13) =================
+# Stand-ins for /dev/nvidia*: /dev/zero bound at /dev/nvidia0 (reads zeros, takes writes), and as
+# root a node made with mknod (null's numbers) at a temporary path, bound at a nested name.
+STANDIN=/dev/null
+if [ $ROOT = 1 ] && mknod "$T/standin" c 1 3 2>/dev/null && chmod 666 "$T/standin"; then STANDIN=$T/standin; fi
+run --dev-node /dev/zero /dev/nvidia0 --dev-node "$STANDIN" /dev/nvidia-caps/nvidia-cap1 -- sh -c '
+ls /dev | tr "\n" " "; echo
+[ "$(head -c 4 /dev/nvidia0 | od -An -tx1 | tr -d " ")" = 00000000 ] && echo read-ok
+echo x > /dev/nvidia0 && echo write-ok
+echo x > /dev/nvidia-caps/nvidia-cap1 && echo nested-ok
+[ -c /dev/nvidia0 ] && echo chr-ok'
+check "--dev-node: the node is there, a character device, read and written" bash -c "[ $RC = 0 ] && grep -q read-ok '$O' && grep -q write-ok '$O' && grep -q nested-ok '$O' && grep -q chr-ok '$O'"
+check "  /dev holds the usual nodes plus the ones asked for, nothing else" bash -c "head -n1 '$O' | grep -qx 'fd full null nvidia-caps nvidia0 random stderr stdin stdout urandom zero '"
+check "  writing to it is no denied write" no_deny
+if needpy "device ioctl and mmap"; then
+    run --dev-node /dev/zero /dev/nvidia0 -- "$PY" -c '
+import errno, fcntl, mmap, os
+fd = os.open("/dev/nvidia0", os.O_RDWR)
+try: fcntl.ioctl(fd, 0x5401, bytes(64)); print("ioctl BAD no error")
+except OSError as e: print("ioctl", "ok" if e.errno == errno.ENOTTY else "BAD", e.errno)
+m = mmap.mmap(fd, 4096); print("mmap", "ok" if m[:4] == bytes(4) else "BAD")
+try: os.close(os.open("/dev/random", os.O_RDONLY)); fd2 = os.open("/dev/random", os.O_RDONLY); fcntl.ioctl(fd2, 0x80045200, bytes(4)); print("other-ioctl BAD")
+except OSError as e: print("other-ioctl ok", e.errno)'
+    check "  ioctl reaches the driver (ENOTTY, not EACCES) and mmap works; other nodes keep no ioctl" probe_ok
+    check "  python: no BAD line" bash -c "[ \$(grep -c ' ok' '$O') = 3 ]"
+    run --dev-node /dev/zero /dev/nvidia0 -- "$PY" -c '
+import os, socket, stat
+ws = os.environ["WS"]
+def t(name, f):
+    try: f(); print(name, "BAD")
+    except OSError as e: print(name, "ok", e.errno)
+t("mknod mem in outputs", lambda: os.mknod(ws + "/outputs/mem", stat.S_IFCHR | 0o666, os.makedev(1, 1)))
+t("mknod in /dev", lambda: os.mknod("/dev/nvidia1", stat.S_IFCHR | 0o666, os.makedev(195, 1)))
+t("mknod in /tmp", lambda: os.mknod("/tmp/nvidia1", stat.S_IFCHR | 0o666, os.makedev(195, 1)))
+t("write locked", lambda: open(ws + "/prepare.py", "a").write("pwn"))
+t("rename onto the node", lambda: os.rename("/tmp/x" if open("/tmp/x", "w") else "", "/dev/nvidia0"))
+t("unlink the node", lambda: os.unlink("/dev/nvidia0"))
+port = int(os.environ.get("PORT") or 0)
+if port:
+    def conn():
+        s = socket.socket(); s.settimeout(2); s.connect(("127.0.0.1", port))
+    t("connect host listener", conn)' --setenv PORT "${PORT:-0}"
+    check "a sandbox with a device: mknod (outputs, /dev, /tmp), locked writes, renames onto it, the network all fail" bash -c "! grep -q BAD '$O' && [ \$(grep -c ' ok' '$O') -ge 6 ]"
+    check "  no device node appeared on the host" bash -c "[ ! -e '$WS/outputs/mem' ]"
+fi
+run -- sh -c 'ls /dev | tr "\n" " "'
+check "no --dev-node: no device but the usual ones" bash -c "grep -qx 'fd full null random stderr stdin stdout urandom zero ' '$O'"
+for bad in /dev/kmsg /dev/tty /dev/console /dev/ptmx /dev/loop0 /dev/loop-control "$WS/prepare.py" /dev/stdin; do
+    [ -e "$bad" ] || continue
+    run --dev-node "$bad" /dev/nvidia0 -- true
+    check "--dev-node $bad refused (125, stage mounts)" bash -c "[ $RC = 125 ] && grep -q 'stage: mounts' '$E'"
+done
+if [ $ROOT = 1 ] && mknod "$T/mem" c 1 1 2>/dev/null && mknod "$T/blk" b 7 0 2>/dev/null; then
+    run --dev-node "$T/mem" /dev/nvidia0 -- true
+    check "--dev-node of a node with /dev/mem's numbers, under another name, refused" bash -c "[ $RC = 125 ] && grep -q 'physical memory' '$E'"
+    run --dev-node "$T/blk" /dev/nvidia0 -- true
+    check "--dev-node of a block device refused" bash -c "[ $RC = 125 ] && grep -q 'block device' '$E'"
+    rm -f "$T/mem" "$T/blk"
+fi
+run --dev-node /dev/zero /tmp/nvidia0 -- true
+check "--dev-node outside /dev refused" rc_is 125
+run --dev-node /dev/zero /dev/null -- true
+check "--dev-node over a node /dev already has refused" rc_is 125
+rm -f "$T/standin"
+
 # ================= judged from outside =================
 manifest > "$T/manifest.after"
 check "protected workspace bytes, modes and listing unchanged" diff "$T/manifest.before" "$T/manifest.after"

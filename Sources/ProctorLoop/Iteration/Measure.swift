@@ -41,6 +41,7 @@ extension Runner {
                                             audit: audit, context: context, stdout: log.fd, stderr: log.fd)
             result.durations["experiment", default: 0] += Double(experiment.wallMs) / 1000
             result.peakBytes = max(result.peakBytes, experiment.peakMemoryBytes)
+            if let gpu = experiment.peakGPUMemoryBytes { result.peakGPUBytes = max(result.peakGPUBytes ?? 0, gpu) }
             result.limits.merge(experiment.enforcement.mapKeys { "experiment." + $0 }) { a, _ in a }
             if stop.requested { result.outcome = .failed(.crash, .interrupted); return result }
             if experiment.timedOut {
@@ -124,6 +125,8 @@ struct Measurement {
     var peakBytes: Int64 = 0
 
     var peakMB: Int? { peakBytes > 0 ? Int(peakBytes >> 20) : nil }
+    /// The experiment's peak GPU memory over the seeds (NVML); nil when it had no GPU.
+    var peakGPUBytes: Int64?
     /// The direction, for the mean of scores at both ends of the scale.
     var maximize = true
     var mean: Double? { evaluations.isEmpty ? nil : Gate.mean(evaluations.map(\.score), maximize: maximize) }
@@ -145,6 +148,7 @@ struct Measurement {
         merged.scores += other.scores
         merged.durations.merge(other.durations, uniquingKeysWith: +)
         merged.peakBytes = max(peakBytes, other.peakBytes)
+        if let gpu = other.peakGPUBytes { merged.peakGPUBytes = max(peakGPUBytes ?? 0, gpu) }
         merged.outcome = other.outcome
         if case .scored = other.outcome, let mean = merged.mean {
             merged.outcome = .scored(mean, merged.evaluations, merged.durations.values.reduce(0, +), merged.peakMB)

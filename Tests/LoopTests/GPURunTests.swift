@@ -1,0 +1,49 @@
+import Foundation
+import ProctorConfig
+import ProctorLoop
+import ProctorSandbox
+import ProctorTestSupport
+import XCTest
+
+/// Issue 13: a real `proctor run` loop (the Runner in this process, so that the test can present a
+/// GPU: stand-in nodes, and NVML as the stub library `StubNVML`) records the experiment's peak GPU
+/// memory as `peak_gpu_mem_mb` in each runs.jsonl record, and a candidate over `gpu_memory` is a
+/// crash whose reason names the cap.
+final class GPURunTests: XCTestCase {
+    func testPeakGPUMemoryInRunsJsonlAndTheCapEndsTheIteration() throws {
+        let ws = try LoopWorkspace()
+        let stub = try StubNVML()
+        try stub.script("gpuhog \(300 << 20)\n")
+        let previous = hostEnvironment("PROCTOR_MACHINE_LOCK")
+        setenv("PROCTOR_MACHINE_LOCK", ws.machineLock, 1)
+        defer { if let previous { setenv("PROCTOR_MACHINE_LOCK", previous, 1) } else { unsetenv("PROCTOR_MACHINE_LOCK") } }
+
+        func runner(iterations: Int, resume: Bool, cap: Int64?) throws -> Runner {
+            var env = try SandboxEnvironment.load(workspace: ws.root)
+            let nvml = try NVML(library: stub.library)
+            env.nvml = { nvml }
+            env.gpus = { StubNVML.oneGPU }
+            env.config.experiment.gpus = .count(1)
+            env.config.experiment.gpuMemoryBytes = cap
+            // The experiment holds "GPU memory" (a process the stub reports) while it trains.
+            env.config.experiment.command = ["/bin/sh", "-c", "cp /bin/sleep /tmp/gpuhog && /tmp/gpuhog 0.6 && exec \"$@\"", "sh"]
+                + env.config.experiment.command
+            return try Runner(env: env, agentKind: "mutate", options: RunOptions(iterations: iterations, resume: resume, wait: false),
+                              progress: Progress(total: iterations))
+        }
+        _ = try runner(iterations: 1, resume: false, cap: nil).run()
+        let records = ws.records
+        XCTAssertEqual(records.count, 2, "baseline and one iteration: \(records)")
+        for record in records { XCTAssertEqual(record["peak_gpu_mem_mb"] as? Int, 300, "\(record)") }
+
+        _ = try runner(iterations: 1, resume: true, cap: 200 << 20).run()
+        let capped = try XCTUnwrap(ws.records.last)
+        XCTAssertEqual(capped["status"] as? String, "crash", "\(capped)")
+        XCTAssertTrue((capped["reason"] as? String)?.contains("gpu_memory limit: GPU memory 300 MiB over the cap of 200 MiB") ?? false,
+                      "\(capped)")
+        let limits = ws.jsonLines(".proctor/audit.jsonl").filter { ($0["detail"] as? String)?.hasPrefix("gpu_memory: ") == true }
+        XCTAssertEqual(limits.count, 1)
+        XCTAssertEqual(limits.first?["kind"] as? String, "limit")
+        XCTAssertEqual(limits.first?["iteration"] as? Int, capped["iteration"] as? Int)
+    }
+}

@@ -1,0 +1,79 @@
+import Foundation
+import ProctorSandbox
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+/// A stand-in for the NVIDIA driver's NVML (issue 13), compiled with gcc into a temporary directory:
+/// nvmlInit_v2, nvmlDeviceGetCount_v2 (one GPU), nvmlDeviceGetHandleByIndex_v2,
+/// nvmlDeviceGetComputeRunningProcesses_v3 and nvmlShutdown, as the real library exports them. It
+/// reports, as using GPU memory, every process on the machine whose name is in its script file
+/// (`NAME BYTES` lines; no file: an NVML error). `decoy` is a copy of sleep named `gpuhog`, for a
+/// process outside any sandbox.
+public final class StubNVML {
+    public let directory: TemporaryDirectory
+    public var library: String { directory.path + "/libnvml-stub.so" }
+    public var decoy: String { directory.path + "/gpuhog" }
+
+    static let source = #"""
+        #include <dirent.h>
+        #include <stdio.h>
+        #include <stdlib.h>
+        #include <string.h>
+        typedef struct { unsigned int pid; unsigned long long used; unsigned int gi, ci; } info_t;
+        int nvmlInit_v2(void) { return 0; }
+        int nvmlShutdown(void) { return 0; }
+        int nvmlDeviceGetCount_v2(unsigned int *n) { *n = 1; return 0; }
+        int nvmlDeviceGetHandleByIndex_v2(unsigned int i, void **h) { *h = (void *)(long)(i + 1); return i == 0 ? 0 : 2; }
+        /* SCRIPT: lines "NAME BYTES"; each process whose comm is NAME holds BYTES. */
+        int nvmlDeviceGetComputeRunningProcesses_v3(void *dev, unsigned int *count, info_t *out) {
+            char names[16][32]; unsigned long long bytes[16]; int nn = 0;
+            FILE *f = fopen(SCRIPT, "r");
+            if (!f) return 999;
+            while (nn < 16 && fscanf(f, "%31s %llu", names[nn], &bytes[nn]) == 2) nn++;
+            fclose(f);
+            unsigned int n = 0;
+            DIR *d = opendir("/proc");
+            struct dirent *e;
+            while (d && (e = readdir(d))) {
+                char p[300], comm[64] = "";
+                snprintf(p, sizeof p, "/proc/%s/comm", e->d_name);
+                FILE *c = fopen(p, "r");
+                if (!c) continue;
+                if (!fgets(comm, sizeof comm, c)) comm[0] = 0;
+                fclose(c);
+                comm[strcspn(comm, "\n")] = 0;
+                for (int k = 0; k < nn; k++)
+                    if (!strcmp(comm, names[k])) {
+                        if (n < *count) { out[n].pid = (unsigned)atoi(e->d_name); out[n].used = bytes[k]; out[n].gi = out[n].ci = 0; }
+                        n++;
+                    }
+            }
+            if (d) closedir(d);
+            int rc = n > *count ? 7 : 0;
+            *count = n;
+            return rc;
+        }
+        """#
+
+    public init() throws {
+        directory = try TemporaryDirectory("proctor-nvml")
+        chmod(directory.path, 0o755)
+        let dir = directory.path
+        try Data(Self.source.utf8).write(to: URL(fileURLWithPath: dir + "/stub.c"))
+        // gcc comes with .ci/setup (the attack tests build their probe with it too).
+        let cc = try runChild(["/usr/bin/env", "gcc", "-shared", "-fPIC", "-DSCRIPT=\"\(dir)/script\"", "-o", library, dir + "/stub.c"])
+        guard cc.status == 0 else { throw NSError(domain: "building the stub NVML: \(cc.stderr)", code: Int(cc.status)) }
+        try FileManager.default.copyItem(atPath: "/bin/sleep", toPath: decoy)
+    }
+
+    /// A host with one GPU as the stub counts them: /dev/zero at /dev/nvidia0, /dev/null at /dev/nvidiactl.
+    public static let oneGPU = GPUHost(control: [DeviceNode(source: "/dev/null", target: "/dev/nvidiactl")],
+                                       gpus: [(0, DeviceNode(source: "/dev/zero", target: "/dev/nvidia0"))])
+
+    /// What the next calls report.
+    public func script(_ text: String) throws {
+        try Data(text.utf8).write(to: URL(fileURLWithPath: directory.path + "/script"))
+    }
+}

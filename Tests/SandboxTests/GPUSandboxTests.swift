@@ -1,0 +1,139 @@
+import Foundation
+import ProctorConfig
+@testable import ProctorSandbox
+import ProctorTestSupport
+import XCTest
+
+/// Issue 13, from inside real sandboxes, judged from outside: stand-in device nodes presented as a
+/// host's NVIDIA GPUs (no GPU on the machines this runs on) are bound where CUDA looks for them,
+/// only those asked for, only in the phases that ask; the rest of the sandbox holds.
+final class GPUSandboxTests: XCTestCase {
+    override func setUpWithError() throws {
+        try requireProctorBinary()
+    }
+
+    /// Runs `script` with sh in `phase` of `ws`, its host facts live but for the GPUs.
+    private func run(_ ws: TestWorkspace, _ phase: Phase, gpus: GPUHost, _ script: String,
+                     configure: (inout WorkspaceConfig) -> Void) throws -> (status: Int32, out: String) {
+        var env = try SandboxEnvironment.load(workspace: ws.root)
+        configure(&env.config)
+        var request = LaunchRequest(config: env.config, preset: env.preset, phase: phase, command: ["/bin/sh", "-c", script],
+                                    pinnedDirectory: phase == .evaluator ? ws.root : nil)
+        request.user = try SandboxUser.forThisProcess(configured: env.config.sandbox.user)
+        var host = HostFacts.live(workspace: ws.root)
+        host.gpus = { gpus }
+        let plan = try LaunchPlan.compile(request, host: host)
+        try FileManager.default.createDirectory(atPath: ws.path("outputs"), withIntermediateDirectories: true)
+        let outPath = ws.path(".out-\(phase.rawValue)")
+        let fd = open(outPath, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+        defer { close(fd) }
+        let null = open("/dev/null", O_RDONLY | O_CLOEXEC)
+        defer { close(null) }
+        let result = try env.launcher.run(plan, audit: nil, context: AuditContext(run: "gpu-test", iteration: nil, config: env.config),
+                                          stdin: null, stdout: fd, stderr: fd)
+        return (result.status, ws.read(".out-\(phase.rawValue)") ?? "")
+    }
+
+    /// Stand-ins: /dev/zero as a GPU (reads zeros, takes writes), /dev/null as the control nodes, and
+    /// a driver directory with a library the sandbox must read but not write.
+    private func standIns(_ ws: TestWorkspace) throws -> GPUHost {
+        let driver = ws.root + "-driver"
+        try FileManager.default.createDirectory(atPath: driver, withIntermediateDirectories: true)
+        try Data("FAKE-LIBCUDA\n".utf8).write(to: URL(fileURLWithPath: driver + "/libcuda.so.1"))
+        chmod(driver, 0o755)
+        chmod(driver + "/libcuda.so.1", 0o644)
+        addTeardownBlock { _ = try? FileManager.default.removeItem(atPath: driver) }
+        return GPUHost(control: [DeviceNode(source: "/dev/null", target: "/dev/nvidiactl"),
+                                 DeviceNode(source: "/dev/null", target: "/dev/nvidia-uvm"),
+                                 DeviceNode(source: "/dev/null", target: "/dev/nvidia-caps/nvidia-cap1")],
+                       gpus: [(0, DeviceNode(source: "/dev/zero", target: "/dev/nvidia0")),
+                              (1, DeviceNode(source: "/dev/zero", target: "/dev/nvidia1"))],
+                       driverPaths: [driver])
+    }
+
+    func testAGPUExperimentSeesItsNodesAndTheDriverAndNothingMore() throws {
+        let ws = try TestWorkspace()
+        let gpus = try standIns(ws)
+        let driver = gpus.driverPaths[0]
+        let before = bytes(ws.path("prepare.py"))
+        let script = """
+            ls /dev | tr '\\n' ' '; echo; ls /dev/nvidia-caps
+            echo "visible=$CUDA_VISIBLE_DEVICES order=$CUDA_DEVICE_ORDER"
+            [ -c /dev/nvidia0 ] && [ "$(head -c 4 /dev/nvidia0 | od -An -tx1 | tr -d ' ')" = 00000000 ] && echo gpu-read-ok
+            echo x > /dev/nvidia0 && echo x > /dev/nvidiactl && echo gpu-write-ok
+            cat \(driver)/libcuda.so.1
+            echo pwn > \(driver)/libcuda.so.1 || echo driver-write-refused
+            echo pwn >> prepare.py || echo locked-write-refused
+            mkfifo /dev/x 2>/dev/null || echo dev-mknod-refused
+            """
+        let (status, out) = try run(ws, .experiment, gpus: gpus, script) { $0.experiment.gpus = .count(1) }
+        XCTAssertEqual(status, 0, out)
+        let lines = out.split(separator: "\n").map(String.init)
+        XCTAssertEqual(lines.first, "fd full null nvidia-caps nvidia-uvm nvidia0 nvidiactl random shm stderr stdin stdout urandom zero ",
+                       "the control nodes and GPU 0, not GPU 1, nothing else of the host's /dev")
+        XCTAssertTrue(lines.contains("nvidia-cap1"), out)
+        XCTAssertTrue(lines.contains("visible=0 order=PCI_BUS_ID"), out)
+        for word in ["gpu-read-ok", "gpu-write-ok", "FAKE-LIBCUDA", "driver-write-refused", "locked-write-refused", "dev-mknod-refused"] {
+            XCTAssertTrue(lines.contains(word), "\(word): \(out)")
+        }
+        XCTAssertEqual(bytes(ws.path("prepare.py")), before)
+        XCTAssertEqual(bytes(driver + "/libcuda.so.1"), Data("FAKE-LIBCUDA\n".utf8))
+    }
+
+    func testOnlyTheExperimentGetsTheGPUUnlessTheEvaluatorAsks() throws {
+        let ws = try TestWorkspace()
+        let gpus = try standIns(ws)
+        let script = "ls /dev | tr '\\n' ' '; echo \"visible=${CUDA_VISIBLE_DEVICES-unset}\""
+        let plain = "fd full null random shm stderr stdin stdout urandom zero "
+        let evaluator = try run(ws, .evaluator, gpus: gpus, script) { $0.experiment.gpus = .all }
+        XCTAssertEqual(evaluator.out, plain + "visible=unset\n", "the experiment's gpus are not the evaluator's")
+        let asked = try run(ws, .evaluator, gpus: gpus, script) { $0.evaluator.gpus = .all }
+        XCTAssertEqual(asked.out, "fd full null nvidia-caps nvidia-uvm nvidia0 nvidia1 nvidiactl random shm stderr stdin stdout urandom zero visible=0,1\n")
+        let none = try run(ws, .experiment, gpus: gpus, script) { $0.experiment.gpus = .none }
+        XCTAssertEqual(none.out, plain + "visible=unset\n")
+    }
+
+    /// Through `proctor exec` on this host: asking for a GPU it does not have, or a device that is a
+    /// disk, is the configuration's error (125, file, line, key), and nothing runs.
+    func testExecRefusesGPUsAndDevicesThisHostCannotGive() throws {
+        let hasGPU = FileManager.default.fileExists(atPath: "/dev/nvidiactl")
+        if !hasGPU {
+            let ws = try TestWorkspace(toml: TestWorkspace.defaultToml.replacingOccurrences(of: "seeds    = [42]", with: "seeds    = [42]\ngpus = 1"))
+            let out = try ws.exec(["/bin/sh", "-c", "echo ran > outputs/ran"])
+            XCTAssertEqual(out.status, 125, out.stderr)
+            XCTAssertTrue(out.stderr.contains("proctor.toml:17: experiment.gpus: 1 GPU asked, but this host has 0 NVIDIA GPUs"), out.stderr)
+            XCTAssertFalse(FileManager.default.fileExists(atPath: ws.path("outputs/ran")))
+        }
+        // A block device under a name the parser does not know as a disk's (root makes one with
+        // loop0's numbers): the node itself decides.
+        var loop = stat()
+        let standIn = "/dev/psb-test-blk-\(getpid())"
+        if getuid() == 0, stat("/dev/loop0", &loop) == 0, mknod(standIn, S_IFBLK | 0o600, loop.st_rdev) == 0 {
+            defer { unlink(standIn) }
+            let ws = try TestWorkspace()
+            try ws.write("proctor.toml", TestWorkspace.defaultToml.replacingOccurrences(of: "seeds    = [42]", with: "seeds    = [42]\ndevices = [\"\(standIn)\"]"))
+            let out = try ws.exec(["/bin/true"])
+            XCTAssertEqual(out.status, 125, out.stderr)
+            XCTAssertTrue(out.stderr.contains("experiment.devices: \"\(standIn)\" is a block device"), out.stderr)
+        }
+        let ws = try TestWorkspace()
+        try ws.write("proctor.toml", TestWorkspace.defaultToml.replacingOccurrences(of: "seeds    = [42]", with: "seeds    = [42]\ndevices = [\"/dev/sda\"]"))
+        let out = try ws.exec(["/bin/true"])
+        XCTAssertEqual(out.status, 125, out.stderr)
+        XCTAssertTrue(out.stderr.contains("proctor.toml:17: experiment.devices: \"/dev/sda\": a disk is never passed through"), out.stderr)
+    }
+
+    /// `devices`: a host character device the experiment asked for is there, through `proctor exec`.
+    func testExecPassesADeviceTheExperimentNames() throws {
+        let node = ["/dev/fuse", "/dev/kvm", "/dev/hwrng"].first { DeviceKind.of($0) == .character }
+        guard let node else { throw XCTSkip("no spare character device on this host") }
+        let ws = try TestWorkspace()
+        try ws.write("proctor.toml", TestWorkspace.defaultToml.replacingOccurrences(of: "seeds    = [42]", with: "seeds    = [42]\ndevices = [\"\(node)\"]"))
+        let out = try ws.exec(["/bin/sh", "-c", "ls /dev | tr '\\n' ' '; [ -c \(node) ] && echo chr"])
+        XCTAssertEqual(out.status, 0, out.stderr)
+        let name = String(node.dropFirst(5))
+        XCTAssertTrue(out.stdout.contains(" \(name) ") && out.stdout.contains("chr"), out.stdout)
+        let agent = try ws.exec(["/bin/sh", "-c", "ls /dev | tr '\\n' ' '"], phase: "agent")
+        XCTAssertFalse(agent.stdout.contains(" \(name) "), "the agent never: \(agent.stdout)")
+    }
+}
