@@ -43,7 +43,7 @@ public struct SearchAgent: Agent {
         var rng = SplitMix64(seed: context.seed ^ 0x5EA2_C4A6_E7F1_0B3D)
         var shiftRNG = SplitMix64(seed: context.runSeed)
         let shift = knobs.map { _ in shiftRNG.uniform() }
-        let startup = strategy.startsWithDesign ? min(10, space.count + 3) : 0
+        let startup = strategy.startsWithDesign ? max(3, min(8, space.count)) : 0
         var candidates: [[Double]]
         if observations.count < startup {
             // The design's next points (the baseline counts as one measurement of it).

@@ -25,7 +25,11 @@ struct TPEStrategy: SearchStrategy {
         let goodCount = min(max(1, Int((0.1 * Double(ranked.count)).rounded(.up))), 25, usable)
         let good = Parzen(space, ranked.prefix(goodCount).map(\.point))
         let rest = Parzen(space, ranked.dropFirst(goodCount).map(\.point))
-        let drawn = (0..<draws).map { _ in good.sample(&rng) }
+        // Half the candidates from the good mixture (exploration where good configurations are),
+        // half joint moves around the best one (exploitation, as a local search would); the
+        // density ratio decides between them.
+        let incumbent = ranked[0].point
+        let drawn = (0..<draws).map { index in index % 2 == 0 ? good.sample(&rng) : good.move(incumbent, &rng) }
         let scored = drawn.map { ($0, good.logDensity($0) - rest.logDensity($0)) }
         return scored.enumerated().sorted { $0.element.1 != $1.element.1 ? $0.element.1 > $1.element.1 : $0.offset < $1.offset }
             .map(\.element.0)
@@ -75,6 +79,23 @@ struct Parzen {
             }
             return min(max(center[dimension], 0), 1)
         }
+    }
+
+    /// `point` moved on a few of its coordinates (one, and each other with probability 1/d) by
+    /// half a kernel width, or for `choice`/`bool` to another option: moving every knob at once
+    /// rarely stays in a narrow ridge of good configurations.
+    func move(_ point: [Double], _ rng: inout SplitMix64) -> [Double] {
+        var moved = point
+        let forced = rng.below(space.count)
+        for dimension in 0..<space.count where dimension == forced || rng.uniform() < 1 / Double(space.count) {
+            if let options = space.categories(dimension) {
+                moved[dimension] = (Double(rng.below(options)) + 0.5) / Double(options)
+            } else {
+                let x = point[dimension] + 0.5 * width[dimension] * rng.gaussian()
+                moved[dimension] = x < 0 ? min(-x, 1) : x > 1 ? max(2 - x, 0) : x
+            }
+        }
+        return moved
     }
 
     /// log of the mixture's density at `x`.
