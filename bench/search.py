@@ -170,10 +170,11 @@ def run_proctor(agent, objective, tmpl, ws, budget, env):
     init = subprocess.run([env["PROCTOR_BIN"], "init", ws, "--template", tmpl], env=env, capture_output=True, text=True)
     if init.returncode != 0:
         sys.exit("proctor init failed:\n" + init.stdout + init.stderr)
-    run = subprocess.run([env["PROCTOR_BIN"], "run", "--workspace", ws, "--iterations", str(budget - 1), "--agent", agent],
-                         env=env, capture_output=True, text=True)
-    if run.returncode not in (0,):
-        B.log("proctor run (%s, %s) exited %d: %s" % (agent, objective, run.returncode, run.stderr.strip()[-400:]))
+    # --wait: one experiment at a time on the machine (another proctor's run holds the machine lock).
+    run = subprocess.run([env["PROCTOR_BIN"], "run", "--workspace", ws, "--iterations", str(budget - 1), "--agent", agent,
+                          "--wait"], env=env, capture_output=True, text=True)
+    if run.returncode != 0:
+        sys.exit("proctor run (%s, %s) exited %d: %s" % (agent, objective, run.returncode, run.stderr.strip()[-400:]))
     scores = []
     with open(os.path.join(ws, ".proctor", "runs.jsonl")) as f:
         for line in f:
@@ -299,7 +300,7 @@ def main():
     ap.add_argument("--objectives", default="bundled,smooth,noisy")
     ap.add_argument("--methods", default="search,mutate,optuna-tpe")
     ap.add_argument("--bundled-budget", type=int, default=None, help="a smaller budget for the (slow) bundled workspace")
-    ap.add_argument("--out", default=os.path.join(B.HERE, "results", "search.md"))
+    ap.add_argument("--out", default=os.path.join(B.HERE, "results", "search-%s.md" % time.strftime("%Y%m%d-%H%M%S", time.gmtime())))
     args = ap.parse_args()
     env = dict(os.environ)
     if "PROCTOR_BIN" not in env:
