@@ -41,13 +41,7 @@ import benchlib as B  # noqa: E402
 
 BUDGETS = (10, 30, 100)
 
-SYNTHETIC_TOML = """\
-[files]
-editable = ["train.py"]
-notes    = ["LOG.md"]
-locked   = ["prepare.py"]
-outputs  = ["outputs/"]
-
+SYNTHETIC_TOML = B.FILES_TOML.replace("%", "%%") + """
 [experiment]
 command = ["python3", "train.py"]
 timeout = "20s"

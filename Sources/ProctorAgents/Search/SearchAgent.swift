@@ -43,7 +43,7 @@ public struct SearchAgent: Agent {
         var rng = SplitMix64(seed: context.seed ^ 0x5EA2_C4A6_E7F1_0B3D)
         var shiftRNG = SplitMix64(seed: context.runSeed)
         let shift = knobs.map { _ in shiftRNG.uniform() }
-        let startup = strategy.startsWithDesign ? max(3, min(8, space.count)) : 0
+        let startup = strategy.startsWithDesign ? 4 : 0
         var candidates: [[Double]]
         if observations.count < startup {
             // The design's next points (the baseline counts as one measurement of it).
@@ -87,8 +87,8 @@ public struct SearchAgent: Agent {
         for entry in context.measured {
             if entry.iteration == 0 { baseline = entry.seedScores }
             guard let literals = parse(entry.description, labels: labels, current: current) else { continue }
-            let measuredOK = entry.status == "keep" || entry.status == "discard"
-            add(literals, entry.seedScores, failure: !measuredOK || entry.seedScores.isEmpty)
+            // A discard without scores was never run (no change, a duplicate): known, not a failure.
+            add(literals, entry.seedScores, failure: entry.status != "keep" && entry.status != "discard")
         }
         // The files hold the best kept configuration: the baseline's, unless a search proposal was kept.
         if !configurations.contains(current) {

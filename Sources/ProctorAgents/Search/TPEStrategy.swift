@@ -8,9 +8,9 @@
 /// Hyper-Parameter Optimization", NeurIPS 2011), multivariate: the measured configurations are
 /// split into the best tenth (at least one, at most 25) and the rest; each group becomes a
 /// mixture of product kernels over all knobs at once (one kernel per configuration, plus a broad
-/// prior), so knobs that only help together are modelled together. Candidates are drawn from the
-/// good mixture and ranked by the ratio good/rest of the two densities (the expected improvement
-/// under the model).
+/// prior), so knobs that only help together are modelled together. Candidates are ranked by the
+/// ratio good/rest of the two densities (the expected improvement under the model); they are
+/// drawn, one proposal in two, from the good mixture, else as small moves around the best.
 struct TPEStrategy: SearchStrategy {
     /// Candidates drawn from the good mixture per proposal (Optuna draws 24).
     var draws = 64
@@ -25,14 +25,21 @@ struct TPEStrategy: SearchStrategy {
         let goodCount = min(max(1, Int((0.1 * Double(ranked.count)).rounded(.up))), 25, usable)
         let good = Parzen(space, ranked.prefix(goodCount).map(\.point))
         let rest = Parzen(space, ranked.dropFirst(goodCount).map(\.point))
-        // Half the candidates from the good mixture (exploration where good configurations are),
-        // half joint moves around the best one (exploitation, as a local search would); the
-        // density ratio decides between them.
+        // Proposals alternate between the good mixture (exploration where good configurations
+        // are) and moves of one or two knobs around the best one (exploitation, as a local search
+        // would): with few configurations, the best's slightly worse neighbours sit in the "rest"
+        // mixture and the ratio alone would push every proposal away from the best region.
+        // Among the mixture's draws the density ratio decides.
         let incumbent = ranked[0].point
-        let drawn = (0..<draws).map { index in index % 2 == 0 ? good.sample(&rng) : good.move(incumbent, &rng) }
-        let scored = drawn.map { ($0, good.logDensity($0) - rest.logDensity($0)) }
-        return scored.enumerated().sorted { $0.element.1 != $1.element.1 ? $0.element.1 > $1.element.1 : $0.offset < $1.offset }
-            .map(\.element.0)
+        let global = (0..<draws).map { _ in good.sample(&rng) }
+        let local = (0..<draws).map { _ in good.move(incumbent, &rng) }
+        func byRatio(_ drawn: [[Double]]) -> [[Double]] {
+            let scored = drawn.map { ($0, good.logDensity($0) - rest.logDensity($0)) }
+            return scored.enumerated().sorted { $0.element.1 != $1.element.1 ? $0.element.1 > $1.element.1 : $0.offset < $1.offset }
+                .map(\.element.0)
+        }
+        // Local moves are taken as drawn: the good density would rank the smallest move first.
+        return observations.count % 2 == 0 ? local + byRatio(global) : byRatio(global) + local
     }
 }
 
@@ -89,7 +96,9 @@ struct Parzen {
         let forced = rng.below(space.count)
         for dimension in 0..<space.count where dimension == forced || rng.uniform() < 1 / Double(space.count) {
             if let options = space.categories(dimension) {
-                moved[dimension] = (Double(rng.below(options)) + 0.5) / Double(options)
+                let own = min(Int(point[dimension] * Double(options)), options - 1)
+                let pick = rng.below(options - 1)
+                moved[dimension] = (Double(pick >= own ? pick + 1 : pick) + 0.5) / Double(options)
             } else {
                 let x = point[dimension] + 0.5 * width[dimension] * rng.gaussian()
                 moved[dimension] = x < 0 ? min(-x, 1) : x > 1 ? max(2 - x, 0) : x
