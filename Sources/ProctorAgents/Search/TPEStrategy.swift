@@ -26,7 +26,7 @@ struct TPEStrategy: SearchStrategy {
         let good = Parzen(space, ranked.prefix(goodCount).map(\.point))
         let rest = Parzen(space, ranked.dropFirst(goodCount).map(\.point))
         // Proposals alternate between the good mixture (exploration where good configurations
-        // are) and moves of one or two knobs around the best one (exploitation, as a local search
+        // are) and moves of one knob or a few around the best one (exploitation, as a local search
         // would): with few configurations, the best's slightly worse neighbours sit in the "rest"
         // mixture and the ratio alone would push every proposal away from the best region.
         // Among the mixture's draws the density ratio decides.
