@@ -17,14 +17,19 @@ public struct AgentContext: Sendable {
     public var history: [HistoryEntry]
     /// 1-based iteration number.
     public var iteration: Int
-    /// Seed for agents that randomise (the built-in `mutate` agent).
+    /// Seed for agents that randomise (the built-in `mutate` agent), from the run and the iteration.
     public var seed: UInt64
+    /// The same for every iteration of the run (from its id): the `search` agent's initial design.
+    public var runSeed: UInt64 = 0
     /// Cap on changed lines in editable files (`[limits].diff_lines`).
     public var maxDiffLines: Int
     /// What the runtime remembers around the loop (learnings, near-misses, the phase, nudges, ...).
     public var memory: AgentMemory
     /// Where the agent's transcript goes (`.proctor/logs/<run>/<i>-agent.log`), nil for none.
     public var transcript: String?
+    /// Every iteration of this run so far (the baseline first), with each seed's score: what the
+    /// `search` agent models. Unlike `history`, never cut short.
+    public var measured: [MeasuredIteration] = []
 
     public init(
         workspace: String, program: String, editableFiles: [String: String], notesFiles: [String],
@@ -136,6 +141,23 @@ public struct HistoryEntry: Sendable, Codable {
         self.status = status
         self.score = score
         self.description = description
+    }
+}
+
+/// One iteration of the run as the ledger recorded it, with every seed's score.
+public struct MeasuredIteration: Sendable, Equatable {
+    public var iteration: Int
+    public var status: String
+    /// The agent's own description (no reason appended).
+    public var description: String
+    /// The scores of the seeds that produced one, in the order they ran (empty for a crash).
+    public var seedScores: [Double]
+
+    public init(iteration: Int, status: String, description: String, seedScores: [Double]) {
+        self.iteration = iteration
+        self.status = status
+        self.description = description
+        self.seedScores = seedScores
     }
 }
 

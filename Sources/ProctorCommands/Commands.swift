@@ -168,7 +168,7 @@ struct LoopOptions: ParsableArguments {
 
 /// `--agent`: the agent kinds `proctor run` can be told to use instead of `[agent].kind`.
 enum AgentKind: String, CaseIterable, ExpressibleByArgument {
-    case mutate, http, command
+    case mutate, search, http, command
 }
 
 /// Runs the research loop (`proctor run`, or `proctor session` when `session` is the agent's command).

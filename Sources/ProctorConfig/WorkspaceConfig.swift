@@ -71,6 +71,8 @@ public struct WorkspaceConfig: Sendable, Equatable {
     /// `[agent]`: who proposes changes. Kind-specific settings are kept raw for the agent layer.
     public struct Agent: Sendable, Equatable {
         public var kind: String = "mutate"
+        /// `kind = "search"`: the optimizer (`tpe`, `cmaes` or `random`).
+        public var strategy: String = "tpe"
         public var command: [String] = []
         /// Command and session agents' network (the http agent's requests are proctor's own).
         public var network = NetworkAccess()
@@ -301,7 +303,8 @@ extension WorkspaceConfig {
         try gates.finish()
 
         var agent = try top.table("agent")
-        if let value = try agent.string("kind", oneOf: ["mutate", "command", "http"]) { config.agent.kind = value }
+        if let value = try agent.string("kind", oneOf: ["mutate", "search", "command", "http"]) { config.agent.kind = value }
+        if let value = try agent.string("strategy", oneOf: ["tpe", "cmaes", "random"]) { config.agent.strategy = value }
         if let value = try agent.strings("command") { config.agent.command = value }
         config.agent.network = try NetworkAccess.read(&agent, warnings: &config.warnings)
         if let value = try agent.duration("timeout") { config.agent.timeoutMs = value }

@@ -11,6 +11,11 @@ public enum AgentFactory {
         switch kind {
         case "mutate":
             return MutateAgent()
+        case "search":
+            guard let search = SearchAgent(strategy: agent.strategy) else {
+                throw LoopError(.failed, "unknown [agent] strategy \"\(agent.strategy)\" (expected \(SearchAgent.strategies.joined(separator: ", ")))")
+            }
+            return search
         case "http":
             let config = HTTPAgentConfig(
                 wireProtocol: try wireProtocol(agent.httpProtocol), baseURL: agent.baseURL,
@@ -23,7 +28,7 @@ public enum AgentFactory {
         case "command":
             return CommandAgent(env: env, audit: audit, run: run)
         default:
-            throw LoopError(.failed, "unknown agent kind \"\(kind)\" (expected mutate, http or command)")
+            throw LoopError(.failed, "unknown agent kind \"\(kind)\" (expected mutate, search, http or command)")
         }
     }
 

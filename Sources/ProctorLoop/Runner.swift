@@ -63,6 +63,8 @@ public final class Runner {
     var lastAgentFailure = ""
     /// The last `historyLength` iterations as a prompt shows them (`Iteration/AgentView.swift`).
     var history: [HistoryEntry] = []
+    /// Every iteration of this run, with each seed's score (the `search` agent's model input).
+    var measuredThisRun: [MeasuredIteration] = []
     /// What the agent's answers cost during the current proposal, rejected ones included.
     let meter = UsageMeter()
     static let maxAgentFailures = 5

@@ -113,6 +113,16 @@ final class WorkspaceConfigTests: XCTestCase {
                     key: "agent.command", contains: "needs a command")
     }
 
+    /// Issue 15: `[agent] strategy` picks the search agent's optimizer; anything else names its line.
+    func testSearchStrategy() throws {
+        XCTAssertEqual(try parse(full).agent.strategy, "tpe", "the default")
+        let search = try parse(full.replacingOccurrences(of: "kind = \"mutate\"", with: "kind = \"search\"\nstrategy = \"cmaes\""))
+        XCTAssertEqual(search.agent.kind, "search")
+        XCTAssertEqual(search.agent.strategy, "cmaes")
+        assertError(full.replacingOccurrences(of: "kind = \"mutate\"", with: "kind = \"search\"\nstrategy = \"bayes\""),
+                    line: 37, key: "agent.strategy", contains: "expected one of \"tpe\", \"cmaes\", \"random\"")
+    }
+
     func testSandboxHideTakesHostPathsAndTheSitePackagesPlaceholder() throws {
         let config = try parse(full + "\n[sandbox]\nhide = [\"/srv/raw\", \"{site-packages}/sklearn/datasets/data\"]\n")
         XCTAssertEqual(config.sandbox.hide, ["/srv/raw", "{site-packages}/sklearn/datasets/data"])

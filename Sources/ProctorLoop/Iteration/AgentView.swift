@@ -30,27 +30,42 @@ extension Runner {
         let program = (try? String(contentsOfFile: root + "/program.md", encoding: .utf8)) ?? ""
         var seed = UInt64(iteration) &* 0x9E37_79B9_7F4A_7C15
         for byte in state.run.utf8 { seed = (seed ^ UInt64(byte)) &* 0x100_0000_01B3 }
-        return AgentContext(workspace: root, program: program, editableFiles: files, notesFiles: notes.sorted(),
+        var runSeed: UInt64 = 0xCBF2_9CE4_8422_2325
+        for byte in state.run.utf8 { runSeed = (runSeed ^ UInt64(byte)) &* 0x100_0000_01B3 }
+        var context = AgentContext(workspace: root, program: program, editableFiles: files, notesFiles: notes.sorted(),
                             metric: config.evaluator.metric, maximize: config.evaluator.maximize,
                             bestScore: state.bestScore, history: history, iteration: iteration, seed: seed,
                             maxDiffLines: config.limits.diffLines, memory: memory,
                             transcript: root + "/.proctor/" + transcriptPath(iteration))
+        context.runSeed = runSeed
+        context.measured = measuredThisRun
+        return context
     }
 
     /// The history a prompt shows: the last `historyLength` records, read once when the run starts or
     /// resumes (every run in this workspace, as the ledger holds them), then kept up by `record`:
     /// reading runs.jsonl for every proposal would cost more each iteration of a long night.
+    /// With it, every record of this run for the `search` agent (`measuredThisRun`).
     func loadHistory() {
-        history = Ledger.records(in: root + "/.proctor").suffix(Runner.historyLength).map(Runner.historyEntry)
+        let records = Ledger.records(in: root + "/.proctor")
+        history = records.suffix(Runner.historyLength).map(Runner.historyEntry)
+        measuredThisRun = records.filter { $0.run == state.run }.map(Runner.measuredIteration)
     }
 
     /// Appends a record just written to the history of the next prompt.
     func appendHistory(_ record: RunRecord) {
+        if record.run == state.run { measuredThisRun.append(Runner.measuredIteration(record)) }
         history.append(Runner.historyEntry(record))
         if history.count > Runner.historyLength { history.removeFirst(history.count - Runner.historyLength) }
     }
 
     static let historyLength = 50
+
+    /// One record as the `search` agent models it: the agent's description and every seed's score.
+    static func measuredIteration(_ record: RunRecord) -> MeasuredIteration {
+        MeasuredIteration(iteration: record.iteration, status: record.status.rawValue, description: record.description,
+                          seedScores: record.scores.compactMap(\.score))
+    }
 
     /// A row's description with its reason in brackets, for anything but a keep or discard: the
     /// ledger's row with the reason's `ledgerText`, a prompt's history with its `agentText`.

@@ -1,0 +1,336 @@
+#if canImport(Glibc)
+    import Glibc
+#elseif canImport(Darwin)
+    import Darwin
+#endif
+
+/// The `# mutate:` marker grammar, shared by the `mutate` and `search` agents. A marker ends a
+/// `NAME = VALUE` line of an editable file and says what values VALUE may take:
+///
+///     LEARNING_RATE = 0.1  # mutate: float 0.005..0.5 log
+///     NUM_LEAVES = 15  # mutate: int 4..128 log
+///     FEATURE_FRACTION = 1.0  # mutate: float 0.3..1.0 linear
+///     BOOSTING = "gbdt"  # mutate: choice gbdt|dart|goss
+///     USE_BAGGING = True  # mutate: bool
+///
+/// `int`/`float` take a range and a scale (`linear` when omitted). `choice` lists its options,
+/// separated by `|`, without spaces or quotes; the value is one of them, bare or quoted, and a
+/// rewrite keeps its quotes. `bool` values are `True`/`False` or `true`/`false`, and keep that
+/// spelling. A comment line that only mentions `mutate:` is not a marker; any other line with a
+/// marker that cannot be read is an error naming the file and line.
+struct Knob {
+    enum Kind: String { case int, float, choice, bool }
+    enum Scale: String { case log, linear }
+
+    let path: String
+    let lineIndex: Int
+    let line: String
+    let name: String
+    let literal: String
+    let valueRange: Range<String.Index>
+    /// The number, or for `choice`/`bool` the index of the current option.
+    let value: Double
+    let kind: Kind
+    /// The range; for `choice`/`bool`, 0 and the last option's index.
+    let low: Double
+    let high: Double
+    let scale: Scale
+    /// `choice` and `bool`: the values it may take, as written (without quotes).
+    let options: [String]
+    /// The quote a `choice` value is written in (`"`, `'` or none).
+    let quote: String
+
+    /// `NAME` or, when two files have the same name, `path:NAME`.
+    func label(qualified: Bool) -> String { qualified ? "\(path):\(name)" : name }
+
+    var isMovable: Bool {
+        switch kind {
+        case .float: return high > low
+        case .int: return high.rounded(.down) > low.rounded(.up)
+        case .choice, .bool: return options.count > 1
+        }
+    }
+
+    /// Nil for a line without a marker; throws `failed` for a marker it cannot read.
+    init?(path: String, lineIndex: Int, line: String) throws(AgentError) {
+        guard let hash = line.firstIndex(of: "#") else { return nil }
+        let comment = line[line.index(after: hash)...].drop(while: { $0 == " " })
+        guard comment.hasPrefix("mutate:") else { return nil }
+        func bad(_ why: String) -> AgentError {
+            .failed(reason: "\(path):\(lineIndex + 1): cannot read the mutate marker (\(why)): \(line.trimmed())")
+        }
+
+        // NAME = VALUE before the comment.
+        let head = line[..<hash]
+        // A comment line that only talks about the syntax is not a knob.
+        if head.allSatisfy(\.isWhitespace) { return nil }
+        let afterIndent = head.drop(while: { $0 == " " || $0 == "\t" })
+        let name = afterIndent.prefix(while: { $0 == "_" || $0.isASCII && ($0.isLetter || $0.isNumber) })
+        guard let first = name.first, !first.isNumber else { throw bad("expected NAME = VALUE") }
+        var rest = afterIndent.dropFirst(name.count).drop(while: { $0 == " " })
+        guard rest.first == "=" else { throw bad("expected NAME = VALUE") }
+        rest = rest.dropFirst().drop(while: { $0 == " " })
+        let literal = rest.prefix(while: { !$0.isWhitespace })
+        guard rest.dropFirst(literal.count).allSatisfy(\.isWhitespace), !literal.isEmpty else {
+            throw bad("expected one value after `=`")
+        }
+
+        // mutate: TYPE ...
+        let spec = comment.dropFirst("mutate:".count).split(whereSeparator: \.isWhitespace)
+        guard let typeWord = spec.first, let kind = Kind(rawValue: String(typeWord)) else {
+            throw bad("expected `mutate: int|float LO..HI log|linear`, `mutate: choice A|B|...` or `mutate: bool`")
+        }
+        var options: [String] = []
+        var quote = ""
+        var value = 0.0
+        var low = 0.0
+        var high = 0.0
+        var scale = Scale.linear
+        switch kind {
+        case .int, .float:
+            guard spec.count == 2 || spec.count == 3 else { throw bad("expected `mutate: \(kind) LO..HI log|linear`") }
+            guard let number = Double(String(literal)), number.isFinite else { throw bad("the value is not a number") }
+            guard let dots = spec[1].firstRange(of: ".."), let lo = Double(String(spec[1][..<dots.lowerBound])),
+                let hi = Double(String(spec[1][dots.upperBound...])), lo.isFinite, hi.isFinite, lo <= hi
+            else { throw bad("expected a range LO..HI with LO <= HI") }
+            guard let parsedScale = spec.count == 3 ? Scale(rawValue: String(spec[2])) : .linear else {
+                throw bad("the scale is `log` or `linear`")
+            }
+            if parsedScale == .log && lo <= 0 { throw bad("a log range must be positive") }
+            if kind == .int && (literal.contains(".") || literal.lowercased().contains("e")) {
+                throw bad("an int knob needs an integer literal")
+            }
+            (value, low, high, scale) = (number, lo, hi, parsedScale)
+        case .choice:
+            guard spec.count == 2 else { throw bad("expected `mutate: choice A|B|...` (options without spaces)") }
+            options = spec[1].split(separator: "|", omittingEmptySubsequences: false).map(String.init)
+            guard options.count >= 2, !options.contains(where: \.isEmpty), Set(options).count == options.count else {
+                throw bad("a choice lists two or more different options, separated by `|`")
+            }
+            guard !options.contains(where: { $0.contains("\"") || $0.contains("'") }) else {
+                throw bad("choice options are written without quotes")
+            }
+            var bare = Substring(literal)
+            if let open = literal.first, open == "\"" || open == "'" {
+                guard literal.count >= 2, literal.last == open else { throw bad("the value's quotes do not close") }
+                quote = String(open)
+                bare = literal.dropFirst().dropLast()
+            }
+            guard let index = options.firstIndex(of: String(bare)) else {
+                throw bad("the value \(literal) is not one of the options \(options.joined(separator: "|"))")
+            }
+            (value, high) = (Double(index), Double(options.count - 1))
+        case .bool:
+            guard spec.count == 1 else { throw bad("expected `mutate: bool` with nothing after it") }
+            switch literal {
+            case "False", "True": options = ["False", "True"]
+            case "false", "true": options = ["false", "true"]
+            default: throw bad("a bool value is True/False or true/false")
+            }
+            (value, high) = (literal.first == "T" || literal.first == "t" ? 1 : 0, 1)
+        }
+
+        self.path = path
+        self.lineIndex = lineIndex
+        self.line = line
+        self.name = String(name)
+        self.literal = String(literal)
+        self.valueRange = literal.startIndex..<literal.endIndex
+        self.value = value
+        self.kind = kind
+        self.low = low
+        self.high = high
+        self.scale = scale
+        self.options = options
+        self.quote = quote
+    }
+
+    /// A new literal, different from the current value and inside the range; nil if none was found.
+    func perturbed(_ rng: inout SplitMix64, widen: Double = 1) -> String? {
+        if kind == .choice || kind == .bool {
+            guard options.count > 1 else { return nil }
+            let current = Int(value)
+            let pick = rng.below(options.count - 1)
+            return written(options[pick >= current ? pick + 1 : pick])
+        }
+        let start = min(max(value, low), high)
+        for _ in 0..<32 {
+            var next: Double
+            switch scale {
+            case .log: next = start * exp(0.5 * widen * rng.gaussian())
+            case .linear: next = start + rng.gaussian() * 0.15 * widen * (high - low)
+            }
+            next = min(max(next, low), high)
+            if let literal = accept(next) { return literal }
+        }
+        // Every draw landed on the current value (a knob pinned at a bound): step inwards.
+        switch kind {
+        case .int:
+            let current = Int(start.rounded())
+            return accept(Double(current + 1 <= Int(high.rounded(.down)) ? current + 1 : current - 1))
+        default:
+            return accept(start + (((low + high) / 2 > start ? high : low) - start) / 2)
+        }
+    }
+
+    /// Whether `literal` (a near miss's value) is a value of this knob's type inside its range.
+    func accepts(_ literal: String) -> Bool {
+        switch kind {
+        case .choice, .bool: return options.map(written).contains(literal)
+        case .int, .float:
+            guard let number = Double(literal), number >= low, number <= high else { return false }
+            return kind == .float || Double(Int(number)) == number
+        }
+    }
+
+    /// An option as the file writes it (in the current value's quotes).
+    func written(_ option: String) -> String { quote + option + quote }
+
+    /// The literal for the value at `unit` (0...1 across the range, on the knob's scale; for
+    /// `choice`/`bool` the option whose equal share of 0...1 holds it), whether or not it is new.
+    func literal(atUnit unit: Double) -> String {
+        let u = min(max(unit, 0), 1)
+        switch kind {
+        case .choice, .bool:
+            return written(options[min(Int(u * Double(options.count)), options.count - 1)])
+        case .int:
+            let raw = scale == .log ? exp(log(low) + u * (log(high) - log(low))) : low + u * (high - low)
+            return String(Int(min(max(raw.rounded(), low.rounded(.up)), high.rounded(.down))))
+        case .float:
+            let raw = scale == .log ? exp(log(low) + u * (log(high) - log(low))) : low + u * (high - low)
+            let exponent = literal.contains("e") || literal.contains("E")
+            let text = Knob.format(raw, exponentStyle: exponent, upper: literal.contains("E"))
+            // Four significant digits may round past a bound: the bound itself then.
+            guard let parsed = Double(text) else { return text }
+            if parsed < low { return Knob.format(low, exponentStyle: exponent, upper: literal.contains("E")) }
+            if parsed > high { return Knob.format(high, exponentStyle: exponent, upper: literal.contains("E")) }
+            return text
+        }
+    }
+
+    /// Where `literal` (one of this knob's values) lies in 0...1, the inverse of `literal(atUnit:)`
+    /// (the middle of an option's share); nil when it is not a value of this knob.
+    func unit(of literal: String) -> Double? {
+        switch kind {
+        case .choice, .bool:
+            guard let index = options.map(written).firstIndex(of: literal) else { return nil }
+            return (Double(index) + 0.5) / Double(options.count)
+        case .int, .float:
+            guard let number = Double(literal), number.isFinite else { return nil }
+            guard high > low else { return 0.5 }
+            if scale == .log {
+                guard number > 0 else { return 0 }
+                return min(max((log(number) - log(low)) / (log(high) - log(low)), 0), 1)
+            }
+            return min(max((number - low) / (high - low), 0), 1)
+        }
+    }
+
+    /// The literal for `candidate` if it is a real change inside the range.
+    private func accept(_ candidate: Double) -> String? {
+        switch kind {
+        case .int:
+            let rounded = min(max(candidate.rounded(), low.rounded(.up)), high.rounded(.down))
+            guard rounded != value.rounded(), let integer = Int(exactly: rounded) else { return nil }
+            return String(integer)
+        case .float:
+            let exponent = literal.contains("e") || literal.contains("E")
+            let text = Knob.format(candidate, exponentStyle: exponent, upper: literal.contains("E"))
+            guard let parsed = Double(text), parsed != value, parsed >= low, parsed <= high else { return nil }
+            return text
+        case .choice, .bool:
+            return nil
+        }
+    }
+
+    /// `value` with at most 4 significant digits, always with a decimal point or an exponent so a
+    /// float stays a float (`0.0632`, `1.0`, `6.32e-4`).
+    static func format(_ value: Double, exponentStyle: Bool, upper: Bool = false) -> String {
+        if value == 0 { return exponentStyle ? "0e0" : "0.0" }
+        let sign = value < 0 ? "-" : ""
+        let magnitude = abs(value)
+        var exponent = Int(log10(magnitude).rounded(.down))
+        var mantissa = (magnitude / pow(10, Double(exponent - 3))).rounded()
+        if mantissa >= 10_000 {
+            exponent += 1
+            mantissa = (magnitude / pow(10, Double(exponent - 3))).rounded()
+        } else if mantissa < 1000 {
+            exponent -= 1
+            mantissa = (magnitude / pow(10, Double(exponent - 3))).rounded()
+        }
+        let digits = Array(String(Int(mantissa)))  // four digits: value = digits × 10^(exponent - 3)
+        func stripZeros(_ fraction: [Character]) -> String {
+            var fraction = fraction
+            while fraction.last == "0" { fraction.removeLast() }
+            return String(fraction)
+        }
+        if exponentStyle {
+            let fraction = stripZeros(Array(digits.dropFirst()))
+            return sign + String(digits[0]) + (fraction.isEmpty ? "" : "." + fraction) + (upper ? "E" : "e")
+                + String(exponent)
+        }
+        let pointAt = exponent + 1  // digits before the decimal point
+        var integerPart: String
+        var fraction: String
+        if pointAt <= 0 {
+            integerPart = "0"
+            fraction = String(repeating: "0", count: -pointAt) + stripZeros(digits)
+        } else if pointAt >= digits.count {
+            integerPart = String(digits) + String(repeating: "0", count: pointAt - digits.count)
+            fraction = ""
+        } else {
+            integerPart = String(digits[..<pointAt])
+            fraction = stripZeros(Array(digits[pointAt...]))
+        }
+        if fraction.isEmpty { fraction = "0" }
+        return sign + integerPart + "." + fraction
+    }
+}
+
+/// The editable files' lines and the knobs marked in them; changes are applied line by line so
+/// only the values' characters change and the rest of each file stays byte-identical.
+struct MarkedFiles {
+    private(set) var knobs: [Knob] = []
+    private var lines: [String: [String]] = [:]
+    private var changed: Set<String> = []
+
+    /// Reads every editable file (sorted by path) and its markers; a malformed marker throws.
+    init(_ context: AgentContext, _ files: WorkspaceFiles) throws {
+        for path in context.editableFiles.keys.sorted() {
+            guard let bytes = try files.contents(of: path) else { continue }
+            guard let text = String(validating: bytes, as: UTF8.self) else { continue }
+            let split = text.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
+            lines[path] = split
+            for (number, line) in split.enumerated() {
+                if let knob = try Knob(path: path, lineIndex: number, line: line) { knobs.append(knob) }
+            }
+        }
+    }
+
+    /// Knob names that two files share: those are labelled `path:NAME`.
+    var ambiguousNames: Set<String> {
+        Set(Dictionary(grouping: knobs, by: \.name).filter { $0.value.count > 1 }.keys)
+    }
+
+    /// Sets `knob`'s value to `literal` (the knob as read, not yet changed).
+    mutating func set(_ knob: Knob, to literal: String) {
+        lines[knob.path]?[knob.lineIndex] = knob.line.replacingCharacters(in: knob.valueRange, with: literal)
+        changed.insert(knob.path)
+    }
+
+    /// Writes the files that `set` changed.
+    func write(_ files: WorkspaceFiles) throws {
+        for path in changed.sorted() {
+            guard let text = lines[path] else { continue }
+            try files.replace(path, with: Array(text.joined(separator: "\n").utf8))
+        }
+    }
+}
+
+extension String {
+    func replacingCharacters(in range: Range<String.Index>, with replacement: String) -> String {
+        var copy = self
+        copy.replaceSubrange(range, with: replacement)
+        return copy
+    }
+}

@@ -1,0 +1,131 @@
+#if canImport(Glibc)
+    import Glibc
+#elseif canImport(Darwin)
+    import Darwin
+#endif
+
+/// `kind = "search"`: a model-based optimizer over the `# mutate:` knobs (grammar: `Markers.swift`).
+/// Each proposal sets every knob at once, to the configuration the strategy (`[agent] strategy`:
+/// `tpe`, `cmaes` or `random`) finds most promising given every configuration measured in this
+/// run, and never one already measured. The ledger is its memory: the description of each
+/// proposal lists the whole configuration (`search tpe: NAME=VALUE ...`), read back from the
+/// run's records with each seed's score, so `--resume` continues the same search. The first
+/// configurations follow a quasi-random design (Halton, shifted by the run's seed); draws are
+/// seeded by the run and the iteration, never the clock: the same ledger gives the same proposal.
+public struct SearchAgent: Agent {
+    public let strategyName: String
+    let strategy: SearchStrategy
+
+    /// Nil for a strategy it does not know.
+    public init?(strategy: String) {
+        guard let chosen = SearchStrategies.named(strategy) else { return nil }
+        strategyName = strategy
+        self.strategy = chosen
+    }
+
+    public static let strategies = ["tpe", "cmaes", "random"]
+
+    public func propose(_ context: AgentContext) throws -> Proposal {
+        let files = WorkspaceFiles(context)
+        var marked = try MarkedFiles(context, files)
+        let knobs = marked.knobs.filter(\.isMovable)
+        guard !knobs.isEmpty else {
+            throw AgentError.failed(
+                reason: marked.knobs.isEmpty
+                    ? "no `# mutate:` markers in the editable files (\(context.editableFiles.keys.sorted().joined(separator: ", ")))"
+                    : "every `# mutate:` range holds a single value: nothing to search")
+        }
+        let space = SearchSpace(knobs: knobs)
+        let ambiguous = marked.ambiguousNames
+        let labels = knobs.map { $0.label(qualified: ambiguous.contains($0.name)) }
+        let (observations, measured) = SearchAgent.observations(context, space: space, labels: labels)
+
+        var rng = SplitMix64(seed: context.seed ^ 0x5EA2_C4A6_E7F1_0B3D)
+        var shiftRNG = SplitMix64(seed: context.runSeed)
+        let shift = knobs.map { _ in shiftRNG.uniform() }
+        let startup = strategy.startsWithDesign ? 4 : 0
+        var candidates: [[Double]]
+        if observations.count < startup {
+            // The design's next points (the baseline counts as one measurement of it).
+            candidates = (observations.count..<(observations.count + 64)).map { space.halton($0 + 1, shift: shift) }
+        } else {
+            candidates = strategy.candidates(space, observations, &rng)
+        }
+        // Never a configuration already measured: the strategy's ranking first, then random points.
+        candidates += (0..<256).map { _ in space.random(&rng) }
+        guard let chosen = candidates.map(space.literals).first(where: { !measured.contains(SearchAgent.key($0)) }) else {
+            throw AgentError.failed(reason: "every configuration the search drew was measured already: the space is exhausted")
+        }
+        for (knob, literal) in zip(knobs, chosen) where literal != knob.literal { marked.set(knob, to: literal) }
+        try marked.write(files)
+        let description = "search \(strategyName): " + zip(labels, chosen).map { "\($0)=\($1)" }.joined(separator: " ")
+        context.transcript.map {
+            AgentTranscript.write("# search agent (\(strategyName)), iteration \(context.iteration): \(observations.count) configurations measured\n\(description)\n", to: $0)
+        }
+        return Proposal(description: description)
+    }
+
+    /// The configurations this run measured, as points with noise-aware values, and the keys of
+    /// every configuration measured or attempted (the current files' one included).
+    static func observations(_ context: AgentContext, space: SearchSpace, labels: [String]) -> ([Observation], Set<String>) {
+        let current = space.knobs.map(\.literal)
+        var configurations: [[String]] = []
+        var scores: [[Double]] = []
+        var failed: [Bool] = []
+        func add(_ literals: [String], _ seedScores: [Double], failure: Bool) {
+            let oriented = seedScores.map { context.maximize ? $0 : -$0 }
+            if let index = configurations.firstIndex(of: literals) {
+                scores[index] += oriented
+                failed[index] = failed[index] || failure
+            } else {
+                configurations.append(literals)
+                scores.append(oriented)
+                failed.append(failure)
+            }
+        }
+        var baseline: [Double]?
+        for entry in context.measured {
+            if entry.iteration == 0 { baseline = entry.seedScores }
+            guard let literals = parse(entry.description, labels: labels, current: current) else { continue }
+            // A discard without scores was never run (no change, a duplicate): known, not a failure.
+            add(literals, entry.seedScores, failure: entry.status != "keep" && entry.status != "discard")
+        }
+        // The files hold the best kept configuration: the baseline's, unless a search proposal was kept.
+        if !configurations.contains(current) {
+            add(current, baseline ?? context.bestScore.map { [$0] } ?? [], failure: false)
+        }
+        // A score at the bad end of the scale (or nan) marks the configuration as failed.
+        for (index, row) in scores.enumerated() where row.contains(where: { $0.isNaN || $0 == -Double.infinity }) {
+            failed[index] = true
+        }
+        let finite = scores.map { $0.filter(\.isFinite) }
+        let values = NoiseModel.shrunkMeans(finite)
+        var observations: [Observation] = []
+        for (index, literals) in configurations.enumerated() {
+            guard let point = Optional(zip(space.knobs, literals).compactMap { $0.unit(of: $1) }), point.count == literals.count
+            else { continue }
+            if scores[index].isEmpty && !failed[index] { continue }  // nothing known about it
+            let value = failed[index] ? -Double.infinity
+                : scores[index].contains(Double.infinity) ? Double.infinity : values[index]
+            observations.append(Observation(point: point, value: value.isNaN ? -Double.infinity : value, seeds: scores[index].count))
+        }
+        return (observations, Set(configurations.map(key)))
+    }
+
+    /// The literals a description `search STRATEGY: LABEL=VALUE ...` set, in the knobs' order;
+    /// a knob it does not name keeps the current value; nil for another agent's description.
+    static func parse(_ description: String, labels: [String], current: [String]) -> [String]? {
+        guard description.hasPrefix("search "), let colon = description.firstIndex(of: ":") else { return nil }
+        var values: [String: String] = [:]
+        for word in description[description.index(after: colon)...].split(separator: " ") {
+            // A reason the ledger appended (` [crash: ...]`) ends the configuration.
+            if word.hasPrefix("[") { break }
+            guard let equals = word.firstIndex(of: "=") else { continue }
+            values[String(word[..<equals])] = String(word[word.index(after: equals)...])
+        }
+        guard !values.isEmpty else { return nil }
+        return zip(labels, current).map { values[$0] ?? $1 }
+    }
+
+    static func key(_ literals: [String]) -> String { literals.joined(separator: "\u{1F}") }
+}

@@ -1,0 +1,108 @@
+#if canImport(Glibc)
+    import Glibc
+#elseif canImport(Darwin)
+    import Darwin
+#endif
+
+/// How the `search` agent picks the next configuration. A strategy sees the space (each knob as
+/// a coordinate in 0...1) and every measured configuration with its noise-aware value, and
+/// returns candidates, most promising first; the agent takes the first one not measured yet.
+/// A new strategy is one file with a type conforming to this and a case in `SearchStrategies`.
+protocol SearchStrategy: Sendable {
+    /// Whether the first configurations come from an even (quasi-random) design rather than the strategy.
+    var startsWithDesign: Bool { get }
+    func candidates(_ space: SearchSpace, _ observations: [Observation], _ rng: inout SplitMix64) -> [[Double]]
+}
+
+extension SearchStrategy {
+    var startsWithDesign: Bool { true }
+}
+
+/// The strategies `[agent] strategy` names.
+enum SearchStrategies {
+    static func named(_ name: String) -> SearchStrategy? {
+        switch name {
+        case "tpe": return TPEStrategy()
+        case "cmaes": return CMAESStrategy()
+        case "random": return RandomStrategy()
+        default: return nil
+        }
+    }
+}
+
+/// The knobs as coordinates: a point is one number in 0...1 per knob, in the knobs' order.
+struct SearchSpace {
+    let knobs: [Knob]
+    var count: Int { knobs.count }
+
+    /// For a `choice`/`bool` knob, its number of options (its coordinate picks an equal share);
+    /// nil for numbers.
+    func categories(_ dimension: Int) -> Int? {
+        let knob = knobs[dimension]
+        return knob.kind == .choice || knob.kind == .bool ? knob.options.count : nil
+    }
+
+    /// The literals a point sets.
+    func literals(_ point: [Double]) -> [String] {
+        zip(knobs, point).map { $0.literal(atUnit: $1) }
+    }
+
+    /// A uniformly random point.
+    func random(_ rng: inout SplitMix64) -> [Double] {
+        knobs.map { _ in rng.uniform() }
+    }
+
+    /// Point `index` (from 1) of the Halton sequence, shifted by `shift` modulo 1 (a randomised
+    /// quasi-random design: the first configurations cover the space evenly).
+    func halton(_ index: Int, shift: [Double]) -> [Double] {
+        let primes = [2, 3, 5, 7, 11, 13, 17, 19, 23, 29, 31, 37, 41, 43, 47, 53, 59, 61, 67, 71, 73, 79, 83, 89, 97]
+        return (0..<count).map { dimension in
+            let base = primes[dimension % primes.count]
+            var f = 1.0
+            var r = 0.0
+            var i = index + (dimension / primes.count) * 7919
+            while i > 0 {
+                f /= Double(base)
+                r += f * Double(i % base)
+                i /= base
+            }
+            return (r + shift[dimension]).truncatingRemainder(dividingBy: 1)
+        }
+    }
+}
+
+/// A measured configuration: where it is, and how good it is (larger is better, whatever the
+/// metric's direction; `-inf` for one that failed or scored at the bad end of the scale).
+struct Observation {
+    var point: [Double]
+    var value: Double
+    var seeds: Int
+}
+
+/// The noise model: each configuration's mean over its seeds is shrunk towards the mean of all
+/// configurations by how noisy it is (empirical Bayes: the seed-to-seed variance, pooled over the
+/// configurations measured on several seeds, against the spread between configurations), so a
+/// lucky single seed does not outrank a configuration confirmed on three.
+enum NoiseModel {
+    /// `scores[i]`: configuration i's finite seed scores, oriented so larger is better.
+    static func shrunkMeans(_ scores: [[Double]]) -> [Double] {
+        let means = scores.map { $0.isEmpty ? Double.nan : $0.reduce(0, +) / Double($0.count) }
+        var within = 0.0
+        var freedom = 0
+        for (row, mean) in zip(scores, means) where row.count > 1 {
+            within += row.reduce(0) { $0 + ($1 - mean) * ($1 - mean) }
+            freedom += row.count - 1
+        }
+        let known = zip(scores, means).filter { !$0.0.isEmpty }
+        guard freedom > 0, known.count > 1 else { return means }
+        let noise = within / Double(freedom)
+        let grand = known.reduce(0) { $0 + $1.1 } / Double(known.count)
+        let spread = known.reduce(0) { $0 + ($1.1 - grand) * ($1.1 - grand) } / Double(known.count - 1)
+        let between = max(spread - known.reduce(0) { $0 + noise / Double($1.0.count) } / Double(known.count), 1e-12)
+        return zip(scores, means).map { row, mean in
+            guard !row.isEmpty else { return mean }
+            let weight = between / (between + noise / Double(row.count))
+            return grand + weight * (mean - grand)
+        }
+    }
+}

@@ -1,0 +1,251 @@
+import Foundation
+import ProctorTestSupport
+import XCTest
+
+@testable import ProctorAgents
+
+/// The built-in `search` agent, judged by the files it leaves on disk and the ledger of a real run.
+final class SearchAgentTests: XCTestCase {
+    /// Every marker kind: numbers on both scales, a quoted and a bare choice, both bool spellings.
+    static let train = """
+        import os
+
+        LR = 0.1  # mutate: float 0.001..1.0 log
+        DROPOUT = 0.5  # mutate: float 0.0..0.9 linear
+        LEAVES = 16  # mutate: int 2..256 log
+        DEPTH = 3  # mutate: int 1..6 linear
+        BOOSTING = "gbdt"  # mutate: choice gbdt|dart|goss
+        ACTIVATION = relu  # mutate: choice relu|gelu
+        USE_BIAS = True  # mutate: bool
+        shuffle = false  # mutate: bool
+
+        print(LR, DROPOUT, LEAVES, DEPTH, BOOSTING, ACTIVATION, USE_BIAS, shuffle)
+
+        """
+
+    /// The allowed literals, written independently of the agent's parser.
+    static func isAllowed(_ name: String, _ literal: String) -> Bool {
+        func number(_ low: Double, _ high: Double) -> Bool {
+            guard let x = Double(literal) else { return false }
+            return x >= low && x <= high && (literal.contains(".") || literal.contains("e"))
+        }
+        func integer(_ low: Int, _ high: Int) -> Bool { Int(literal).map { $0 >= low && $0 <= high } ?? false }
+        switch name {
+        case "LR": return number(0.001, 1.0)
+        case "DROPOUT": return number(0.0, 0.9)
+        case "LEAVES": return integer(2, 256)
+        case "DEPTH": return integer(1, 6)
+        case "BOOSTING": return ["\"gbdt\"", "\"dart\"", "\"goss\""].contains(literal)
+        case "ACTIVATION": return ["relu", "gelu"].contains(literal)
+        case "USE_BIAS": return ["True", "False"].contains(literal)
+        case "shuffle": return ["true", "false"].contains(literal)
+        default: return false
+        }
+    }
+
+    static let names = ["LR", "DROPOUT", "LEAVES", "DEPTH", "BOOSTING", "ACTIVATION", "USE_BIAS", "shuffle"]
+
+    /// NAME -> literal of the marker lines; fails on any other line that changed.
+    func configuration(_ text: String, file: StaticString = #filePath, line: UInt = #line) -> [String: String] {
+        var values: [String: String] = [:]
+        let original = Self.train.split(separator: "\n", omittingEmptySubsequences: false)
+        let lines = text.split(separator: "\n", omittingEmptySubsequences: false)
+        XCTAssertEqual(lines.count, original.count, file: file, line: line)
+        for (old, new) in zip(original, lines) {
+            guard let name = Self.names.first(where: { old.hasPrefix($0 + " = ") }) else {
+                XCTAssertEqual(old, new, "a line without a marker changed", file: file, line: line)
+                continue
+            }
+            // Only the value between " = " and the comment changes.
+            let comment = old[old.firstIndex(of: "#")!...]
+            XCTAssertTrue(new.hasPrefix(name + " = ") && new.hasSuffix("  " + comment), String(new), file: file, line: line)
+            values[name] = String(new.dropFirst(name.count + 3).prefix(while: { $0 != " " }))
+        }
+        return values
+    }
+
+    /// A noisy score of a configuration (two "seeds"), larger is better, -inf in a corner.
+    static func scores(_ config: [String: String], iteration: Int) -> [Double] {
+        let lr = Double(config["LR"] ?? "") ?? 0
+        let dropout = Double(config["DROPOUT"] ?? "") ?? 0
+        if config["BOOSTING"] == "\"goss\"" && dropout > 0.8 { return [-Double.infinity] }
+        let base = -pow(log10(lr) + 2, 2) - pow(dropout - 0.3, 2) + (config["USE_BIAS"] == "True" ? 0.2 : 0)
+        return [base + 0.01 * Double(iteration % 3), base - 0.01 * Double(iteration % 2)]
+    }
+
+    /// A simulated run: each proposal is measured, recorded as the ledger would, and reverted (the
+    /// file goes back to the baseline: nothing is kept). Returns the configurations proposed.
+    func simulate(_ strategy: String, iterations: Int, from start: [MeasuredIteration] = [], ws: TestWorkspace,
+                  runSeed: UInt64 = 99) throws -> (configs: [[String: String]], measured: [MeasuredIteration]) {
+        let agent = try XCTUnwrap(SearchAgent(strategy: strategy))
+        var measured = start.isEmpty
+            ? [MeasuredIteration(iteration: 0, status: "keep", description: "baseline", seedScores: [-1.0, -1.02])] : start
+        var configs: [[String: String]] = []
+        let first = measured.count
+        for iteration in first..<(first + iterations) {
+            var context = ws.context(seed: UInt64(iteration) &* 7919, iteration: iteration)
+            context.runSeed = runSeed
+            context.measured = measured
+            let proposal = try agent.propose(context)
+            let config = configuration(try XCTUnwrap(ws.read("train.py")))
+            configs.append(config)
+            XCTAssertTrue(proposal.description.hasPrefix("search \(strategy): "), proposal.description)
+            measured.append(MeasuredIteration(iteration: iteration, status: "discard", description: proposal.description,
+                                              seedScores: Self.scores(config, iteration: iteration)))
+            try Self.train.write(toFile: ws.root + "/train.py", atomically: false, encoding: .utf8)
+        }
+        return (configs, measured)
+    }
+
+    func workspace() throws -> TestWorkspace {
+        try TestWorkspace(files: ["train.py": Self.train, "program.md": "Tune.\n"])
+    }
+
+    func testProposalsStayInsideEachRangeAndKindAndNeverRepeat() throws {
+        for strategy in SearchAgent.strategies {
+            let ws = try workspace()
+            let (configs, _) = try simulate(strategy, iterations: 40, ws: ws)
+            var seen: Set<[String]> = [Self.names.map { configuration(Self.train)[$0]! }]
+            for config in configs {
+                XCTAssertEqual(Set(config.keys), Set(Self.names))
+                for (name, literal) in config {
+                    XCTAssertTrue(Self.isAllowed(name, literal), "\(strategy): \(name) = \(literal)")
+                }
+                let key = Self.names.map { config[$0]! }
+                XCTAssertFalse(seen.contains(key), "\(strategy) proposed a measured configuration again: \(key)")
+                seen.insert(key)
+            }
+            // Every kind actually moves.
+            for name in Self.names {
+                XCTAssertGreaterThan(Set(configs.map { $0[name]! }).count, 1, "\(strategy) never moved \(name)")
+            }
+        }
+    }
+
+    /// An interrupted run resumed from its ledger makes the same next proposals as one that never stopped.
+    func testResumeFromTheLedgerContinuesTheSameSearch() throws {
+        for strategy in SearchAgent.strategies {
+            let straight = try workspace()
+            let whole = try simulate(strategy, iterations: 20, ws: straight)
+            let first = try workspace()
+            let part = try simulate(strategy, iterations: 12, ws: first)
+            // The resumed process starts afresh: a new workspace copy, a new agent, the ledger's records.
+            let resumedWS = try workspace()
+            let rest = try simulate(strategy, iterations: 8, from: part.measured, ws: resumedWS)
+            XCTAssertEqual(part.configs + rest.configs, whole.configs, strategy)
+            // And the model did look at the scores: another ledger gives other proposals.
+            var other = part.measured
+            for index in other.indices.dropFirst() { other[index].seedScores = other[index].seedScores.map { -$0 } }
+            let changed = try simulate(strategy, iterations: 8, from: other, ws: try workspace())
+            if strategy != "random" { XCTAssertNotEqual(changed.configs, rest.configs, strategy) }
+        }
+    }
+
+    func testChoiceAndBoolMarkersAreRewrittenInTheirOwnSpelling() throws {
+        let ws = try workspace()
+        var rng = SplitMix64(seed: 5)
+        let lines = Self.train.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
+        let boosting = try XCTUnwrap(Knob(path: "train.py", lineIndex: 6, line: lines[6]))
+        XCTAssertEqual(boosting.kind, .choice)
+        XCTAssertEqual(boosting.options, ["gbdt", "dart", "goss"])
+        XCTAssertEqual(boosting.quote, "\"")
+        let moved = try XCTUnwrap(boosting.perturbed(&rng))
+        XCTAssertTrue(["\"dart\"", "\"goss\""].contains(moved), moved)
+        let bias = try XCTUnwrap(Knob(path: "train.py", lineIndex: 8, line: lines[8]))
+        XCTAssertEqual(bias.kind, .bool)
+        XCTAssertEqual(bias.perturbed(&rng), "False")
+        let shuffle = try XCTUnwrap(Knob(path: "train.py", lineIndex: 9, line: lines[9]))
+        XCTAssertEqual(shuffle.perturbed(&rng), "true")
+        // The mutate agent moves them too, keeping quotes and spelling (checked by `configuration`).
+        for iteration in 1...30 {
+            _ = try MutateAgent().propose(ws.context(seed: 3, iteration: iteration))
+            for (name, literal) in configuration(try XCTUnwrap(ws.read("train.py"))) {
+                XCTAssertTrue(Self.isAllowed(name, literal), "mutate: \(name) = \(literal)")
+            }
+        }
+    }
+
+    func testMalformedMarkersNameTheFileAndLine() throws {
+        let bad = [
+            "MODE = \"a\"  # mutate: choice a",  // one option
+            "MODE = \"d\"  # mutate: choice a|b|c",  // not an option
+            "MODE = a  # mutate: choice a||b",  // empty option
+            "MODE = \"a  # mutate: choice a|b",  // unclosed quote
+            "FLAG = yes  # mutate: bool",  // not a bool
+            "FLAG = True  # mutate: bool 0..1",  // bool takes nothing
+            "X = 0.5  # mutate: number 0..1",  // unknown kind
+            "X = 0.5  # mutate: float 1..0 linear",  // empty range
+        ]
+        for line in bad {
+            let ws = try TestWorkspace(files: ["train.py": "import os\n\n" + line + "\n"])
+            for agent in [SearchAgent(strategy: "tpe")! as Agent, MutateAgent()] {
+                XCTAssertThrowsError(try agent.propose(ws.context())) { error in
+                    guard case AgentError.failed(let reason) = error else { return XCTFail("\(error)") }
+                    XCTAssertTrue(reason.hasPrefix("train.py:3: cannot read the mutate marker"), reason)
+                }
+            }
+            XCTAssertEqual(ws.read("train.py"), "import os\n\n" + line + "\n")
+        }
+        XCTAssertNil(SearchAgent(strategy: "bayes"))
+    }
+
+    func testNoiseModelShrinksSingleSeedsTowardsTheMean() {
+        // Three configurations on three seeds each (noise sd ~0.1), one lucky single seed.
+        let values = NoiseModel.shrunkMeans([[1.0, 1.1, 0.9], [0.5, 0.6, 0.4], [0.0, 0.1, -0.1], [1.2]])
+        XCTAssertEqual(values[0], 1.0, accuracy: 0.05)
+        XCTAssertLessThan(values[3], 1.2)
+        XCTAssertGreaterThan(values[3], 0.5)
+        // Without seed-to-seed information, the means as they are.
+        XCTAssertEqual(NoiseModel.shrunkMeans([[1.0], [2.0]]), [1.0, 2.0])
+    }
+
+    /// Through the real loop: `kind = "search"` runs, is interrupted, and `--resume` continues; each
+    /// iteration's proposal, before and after the resume, is exactly what the agent makes of the
+    /// ledger's records before it and the files at the best kept commit.
+    func testRealRunAndResumeProposeFromTheLedger() throws {
+        let ws = try LoopWorkspace(
+            agent: "[agent]\nkind = \"search\"\nstrategy = \"tpe\"",
+            train: LoopWorkspace.train("0.2", extra: "MODE = \"a\"  # mutate: choice a|b|c\nFLAG = False  # mutate: bool\n"))
+        let first = try ws.run(iterations: 3)
+        XCTAssertEqual(first.status, 0, ws.describe(first))
+        let resumed = try ws.proctor(["run", "--workspace", ws.root, "--resume", "--iterations", "3"])
+        XCTAssertEqual(resumed.status, 0, ws.describe(resumed))
+        let records = ws.records()
+        XCTAssertEqual(records.map { $0["iteration"] as? Int }, [0, 1, 2, 3, 4, 5, 6])
+        let agent = try XCTUnwrap(SearchAgent(strategy: "tpe"))
+        var seen: Set<String> = []
+        for index in 1..<records.count {
+            let before = records[..<index]
+            let measured = before.map { record in
+                MeasuredIteration(
+                    iteration: record["iteration"] as! Int, status: record["status"] as! String,
+                    description: record["description"] as! String,
+                    seedScores: (record["scores"] as? [[String: Any]] ?? []).compactMap { $0["score"] as? Double })
+            }
+            let kept = try XCTUnwrap(before.last { $0["status"] as? String == "keep" }?["commit"] as? String)
+            let show = try runChild(["/usr/bin/git", "-C", ws.root, "show", kept + ":train.py"], environment: [:], deadline: 30)
+            let replay = try TestWorkspace(files: ["train.py": show.stdout])
+            let run = try XCTUnwrap(records[index]["run"] as? String)
+            var context = replay.context(seed: Self.loopSeed(run: run, iteration: index), iteration: index)
+            context.runSeed = Self.loopRunSeed(run)
+            context.measured = measured
+            context.maximize = true
+            let proposal = try agent.propose(context)
+            XCTAssertEqual(proposal.description, records[index]["description"] as? String, "iteration \(index)")
+            XCTAssertTrue(seen.insert(proposal.description).inserted, "proposed twice: \(proposal.description)")
+        }
+    }
+
+    /// The seeds `Runner.agentContext` derives from the run id (AgentView.swift).
+    static func loopSeed(run: String, iteration: Int) -> UInt64 {
+        var seed = UInt64(iteration) &* 0x9E37_79B9_7F4A_7C15
+        for byte in run.utf8 { seed = (seed ^ UInt64(byte)) &* 0x100_0000_01B3 }
+        return seed
+    }
+
+    static func loopRunSeed(_ run: String) -> UInt64 {
+        var seed: UInt64 = 0xCBF2_9CE4_8422_2325
+        for byte in run.utf8 { seed = (seed ^ UInt64(byte)) &* 0x100_0000_01B3 }
+        return seed
+    }
+}

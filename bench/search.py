@@ -1,0 +1,340 @@
+#!/usr/bin/env python3
+"""The search agent against the mutate agent and Optuna's TPESampler, on three objectives:
+
+- `bundled`: the bundled workspace (workspace/, LightGBM on digits, AUC, 7 knobs);
+- `smooth`: a deterministic objective built here, with interacting knobs (a Rosenbrock valley
+  across three floats, a log-scale rate whose best value moves with one of them, an int, a
+  choice and a bool);
+- `noisy`: a trading-like objective built here, noisy from seed to seed, with a hard `-inf`
+  region (too much leverage for the volatility: the account is wiped out) next to the optimum.
+
+`search` (tpe) and `mutate` run inside proctor (`proctor run --agent ...` on a fresh workspace,
+sandboxed, with the workspace's multi-seed gate); Optuna's TPESampler runs outside proctor, a
+tiny ask/tell loop that writes the knobs into a scratch copy of the same workspace and runs the
+same experiment and evaluator commands on seed 42. One evaluation = one configuration measured
+(an iteration; the baseline is the first, and Optuna's first trial is the same baseline
+configuration, enqueued). Same budget and repetitions for each method; the synthetic
+objectives' noise is salted by the repetition, so repetitions differ.
+
+Reported per objective and method: the median (over repetitions) of the best score measured
+after 10, 30 and 100 evaluations, and the median number of evaluations to reach 99% of the way
+from the baseline to the best score any method found (`>N`: not reached within the budget).
+A configuration that failed, timed out or broke a limit counts as no score.
+
+Run through bench/search.sh (installs Optuna in a virtual environment of its own), or directly:
+PROCTOR_BIN=... OPTUNA_PYTHON=... python3 bench/search.py [--reps 5] [--budget 100] [--objectives ...]
+"""
+
+import argparse
+import hashlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import benchlib as B  # noqa: E402
+
+BUDGETS = (10, 30, 100)
+
+SYNTHETIC_TOML = B.FILES_TOML.replace("%", "%%") + """
+[experiment]
+command = ["python3", "train.py"]
+timeout = "20s"
+seeds   = [42]
+
+[evaluator]
+command   = ["python3", "prepare.py"]
+metric    = "score"
+direction = "maximize"
+
+[gates]
+min_improvement = %(min_improvement)s
+confirm_seeds   = %(confirm)s
+
+[agent]
+kind = "mutate"
+"""
+
+# The experiment writes its knobs' objective (and, for the noisy one, its seed's noise) to outputs/;
+# the evaluator prints it. NOISE_SALT is set per repetition by the benchmark, not a knob.
+SMOOTH_PY = """\
+import json, math, os
+
+A = 0.0  # mutate: float -2.0..2.0 linear
+B = 0.0  # mutate: float -2.0..2.0 linear
+C = 0.0  # mutate: float -2.0..2.0 linear
+RATE = 0.1  # mutate: float 1e-4..1.0 log
+DEPTH = 2  # mutate: int 1..64 log
+KIND = "a"  # mutate: choice a|b|c
+FLAG = False  # mutate: bool
+
+valley = 100 * (B - A * A) ** 2 + (1 - A) ** 2 + 100 * (C - B * B) ** 2 + (1 - B) ** 2
+rate = (math.log10(RATE) + 2 - 0.5 * (A - 1)) ** 2  # the best rate moves with A
+depth = 0.5 * (math.log2(DEPTH) - 3) ** 2
+loss = valley + rate + depth + {"a": 0.5, "b": 0.0, "c": 1.0}[KIND] + (0.0 if FLAG else 0.3)
+out = os.environ.get("PROCTOR_OUTPUTS") or "outputs"
+os.makedirs(out, exist_ok=True)
+with open(os.path.join(out, "score.json"), "w") as f:
+    json.dump({"score": -math.log1p(loss)}, f)
+"""
+
+NOISY_PY = """\
+import hashlib, json, math, os, random
+
+ENTRY = 0.5  # mutate: float 0.0..1.0 linear
+EXIT = 0.5  # mutate: float 0.0..1.0 linear
+LEVERAGE = 2.0  # mutate: float 1.0..100.0 log
+WINDOW = 10  # mutate: int 2..200 log
+MODE = "trend"  # mutate: choice trend|revert|both
+NOISE_SALT = 0
+
+SEED = int(os.environ.get("PROCTOR_SEED", "42"))
+edge = 1 - 4 * ((ENTRY - 0.7) ** 2 + (EXIT - 0.3) ** 2) - 0.3 * math.log(WINDOW / 30) ** 2
+edge += {"trend": 0.1, "revert": 0.0, "both": 0.25}[MODE] - 2 * (ENTRY - 0.7) * (EXIT - 0.3)
+volatility = 0.5 + ENTRY
+key = repr((SEED, NOISE_SALT, ENTRY, EXIT, LEVERAGE, WINDOW, MODE)).encode()
+noise = random.Random(hashlib.sha256(key).hexdigest()).gauss(0, 0.15)
+if math.log10(LEVERAGE) * volatility > 1.5:
+    score = float("-inf")  # wiped out: the hard region, right next to the best leverage
+else:
+    score = (edge + noise) * math.log10(LEVERAGE) * 2
+out = os.environ.get("PROCTOR_OUTPUTS") or "outputs"
+os.makedirs(out, exist_ok=True)
+with open(os.path.join(out, "score.json"), "w") as f:
+    f.write(json.dumps({"score": score}))
+"""
+
+SYNTHETIC_PREPARE = """\
+import json, os
+out = os.environ.get("PROCTOR_OUTPUTS") or "outputs"
+print(open(os.path.join(out, "score.json")).read().strip())
+"""
+
+OBJECTIVES = {
+    "bundled": None,
+    "smooth": {"train": SMOOTH_PY, "min_improvement": 0.0, "confirm": []},
+    "noisy": {"train": NOISY_PY, "min_improvement": 0.05, "confirm": [17, 73]},
+}
+
+MARKER = re.compile(r"^(\s*)([A-Za-z_][A-Za-z0-9_]*)( *= *)(\S+)(\s*#\s*mutate:\s*(.*))$")
+
+
+def template(objective, root, rep):
+    """The template directory of `objective` for repetition `rep`."""
+    path = os.path.join(root, "template-%s-%d" % (objective, rep))
+    if objective == "bundled":
+        shutil.copytree(os.path.join(B.REPO, "workspace"), path)
+        return path
+    spec = OBJECTIVES[objective]
+    os.makedirs(path)
+    files = {"proctor.toml": SYNTHETIC_TOML % {"min_improvement": spec["min_improvement"], "confirm": json.dumps(spec["confirm"])},
+             "train.py": spec["train"].replace("NOISE_SALT = 0", "NOISE_SALT = %d" % rep),
+             "prepare.py": SYNTHETIC_PREPARE, "program.md": "Maximize the score.\n", "LOG.md": ""}
+    for name, text in files.items():
+        with open(os.path.join(path, name), "w") as f:
+            f.write(text)
+    return path
+
+
+def commands(objective):
+    if objective == "bundled":
+        return ["python3", "train.py"], ["python3", "-I", "prepare.py", "--score"], "auc", 500
+    return ["python3", "train.py"], ["python3", "prepare.py"], "score", None
+
+
+def curve(scores, budget):
+    """Best score after each evaluation (None: nothing scored yet)."""
+    best, out = None, []
+    for s in scores[:budget]:
+        if s is not None and s == s and (best is None or s > best):
+            best = s
+        out.append(best)
+    return out
+
+
+# ----- the proctor methods --------------------------------------------------------------------
+
+def run_proctor(agent, objective, tmpl, ws, budget, env):
+    """Scores (maximized) of each evaluation of one `proctor run --agent AGENT`, baseline first."""
+    init = subprocess.run([env["PROCTOR_BIN"], "init", ws, "--template", tmpl], env=env, capture_output=True, text=True)
+    if init.returncode != 0:
+        sys.exit("proctor init failed:\n" + init.stdout + init.stderr)
+    # --wait: one experiment at a time on the machine (another proctor's run holds the machine lock).
+    run = subprocess.run([env["PROCTOR_BIN"], "run", "--workspace", ws, "--iterations", str(budget - 1), "--agent", agent,
+                          "--wait"], env=env, capture_output=True, text=True)
+    if run.returncode != 0:
+        sys.exit("proctor run (%s, %s) exited %d: %s" % (agent, objective, run.returncode, run.stderr.strip()[-400:]))
+    scores = []
+    with open(os.path.join(ws, ".proctor", "runs.jsonl")) as f:
+        for line in f:
+            record = json.loads(line)
+            ok = record["status"] in ("keep", "discard")
+            score = record.get("score")
+            scores.append(score if ok and isinstance(score, (int, float)) else None)
+    return scores
+
+
+# ----- Optuna's TPE, ask/tell, outside proctor ------------------------------------------------
+
+OPTUNA_PEER = r'''
+import json, os, re, subprocess, sys
+import optuna
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+ws, budget, seed, metric, tree_limit = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], sys.argv[5]
+experiment, evaluator = json.loads(sys.argv[6]), json.loads(sys.argv[7])
+MARKER = re.compile(r"^(\s*)([A-Za-z_][A-Za-z0-9_]*)( *= *)(\S+)(\s*#\s*mutate:\s*(.*))$")
+lines = open(os.path.join(ws, "train.py")).read().split("\n")
+knobs, baseline = {}, {}
+for index, line in enumerate(lines):
+    m = MARKER.match(line)
+    if not m:
+        continue
+    name, literal, spec = m.group(2), m.group(4), m.group(6).split()
+    if spec[0] in ("int", "float"):
+        lo, hi = spec[1].split("..")
+        log = len(spec) > 2 and spec[2] == "log"
+        dist = (optuna.distributions.IntDistribution(int(lo), int(hi), log=log) if spec[0] == "int"
+                else optuna.distributions.FloatDistribution(float(lo), float(hi), log=log))
+        baseline[name] = int(literal) if spec[0] == "int" else float(literal)
+    elif spec[0] == "choice":
+        options = spec[1].split("|")
+        dist = optuna.distributions.CategoricalDistribution(options)
+        baseline[name] = literal.strip("\"'")
+    else:
+        dist = optuna.distributions.CategoricalDistribution(["False", "True"])
+        baseline[name] = literal
+    knobs[name] = (index, m, spec[0], dist)
+study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=seed))
+study.enqueue_trial(baseline)
+env = dict(os.environ, PROCTOR_SEED="42", PROCTOR_OUTPUTS="outputs")
+for _ in range(budget):
+    trial = study.ask({name: k[3] for name, k in knobs.items()})
+    text = list(lines)
+    for name, (index, m, kind, _) in knobs.items():
+        value = trial.params[name]
+        literal = (repr(float(value)) if kind == "float" else str(value) if kind in ("int", "bool")
+                   else (m.group(4)[0] + value + m.group(4)[0] if m.group(4)[0] in "\"'" else value))
+        text[index] = m.group(1) + name + m.group(3) + literal + m.group(5)
+    open(os.path.join(ws, "train.py"), "w").write("\n".join(text))
+    score = None
+    os.makedirs(os.path.join(ws, "outputs"), exist_ok=True)
+    if subprocess.run(experiment, cwd=ws, env=env, capture_output=True, timeout=120).returncode == 0:
+        out = subprocess.run(evaluator, cwd=ws, env=env, capture_output=True, text=True, timeout=120)
+        if out.returncode == 0 and out.stdout.strip():
+            result = json.loads(out.stdout.strip().split("\n")[-1])
+            score = float(result[metric])
+            if tree_limit != "none" and result.get("trees", 0) > int(tree_limit):
+                score = None  # over [limits] trees: proctor rejects it too
+    if score is None or score != score or score == float("-inf"):
+        study.tell(trial, state=optuna.trial.TrialState.FAIL)
+    else:
+        study.tell(trial, score)
+    print(json.dumps(score if score is None or score != float("-inf") else None), flush=True)
+'''
+
+
+def run_optuna(objective, tmpl, ws, budget, rep, python):
+    shutil.copytree(tmpl, ws)
+    experiment, evaluator, metric, limit = commands(objective)
+    peer = os.path.join(os.path.dirname(ws), "optuna_peer.py")
+    with open(peer, "w") as f:
+        f.write(OPTUNA_PEER)
+    out = subprocess.run([python, peer, ws, str(budget), str(rep), metric, str(limit).lower() if limit is None else str(limit),
+                          json.dumps(experiment), json.dumps(evaluator)], capture_output=True, text=True)
+    if out.returncode != 0:
+        sys.exit("the Optuna peer failed:\n" + out.stderr[-2000:])
+    return [json.loads(line) for line in out.stdout.split("\n") if line.strip()]
+
+
+# ----- the table ------------------------------------------------------------------------------
+
+def table(results, budgets, budget):
+    """Markdown rows: objective, method, median best at each budget, median evaluations to 99%."""
+    lines = ["| objective | method | " + " | ".join("best @%d" % b for b in budgets) + " | evals to 99% |",
+             "|---|---|" + "---|" * (len(budgets) + 1)]
+    verdict = []
+    for objective, methods in results.items():
+        runs = [scores for reps in methods.values() for scores in reps]
+        finite = [s for scores in runs for s in scores if s is not None and s != float("-inf")]
+        best = max(finite)
+        base = next((s for s in runs[0] if s is not None), best)
+        target = base + 0.99 * (best - base)
+        medians = {}
+        for method, reps in methods.items():
+            row = []
+            for b in budgets:
+                values = [c[min(b, len(c)) - 1] for c in (curve(s, b) for s in reps) if c]
+                values = [v if v is not None else float("-inf") for v in values]
+                medians[(method, b)] = B.median(values)
+                row.append("%.4f" % medians[(method, b)])
+            reach = []
+            for scores in reps:
+                hit = next((i + 1 for i, v in enumerate(curve(scores, budget)) if v is not None and v >= target), None)
+                reach.append(hit if hit is not None else budget + 1)
+            m = B.median(reach)
+            row.append(">%d" % budget if m > budget else "%g" % m)
+            lines.append("| %s | %s | %s |" % (objective, method, " | ".join(row)))
+        if "search" in methods:
+            tpe_ok = all(medians[("search", b)] >= medians[("optuna-tpe", b)] for b in budgets) if "optuna-tpe" in methods else None
+            mut_ok = medians[("search", 30)] > medians[("mutate", 30)] if "mutate" in methods and 30 in budgets else None
+            verdict.append("%s: search >= Optuna TPE at every budget: %s; search > mutate at 30: %s"
+                           % (objective, {True: "yes", False: "NO", None: "n/a"}[tpe_ok], {True: "yes", False: "NO", None: "n/a"}[mut_ok]))
+    return lines, verdict
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--reps", type=int, default=5)
+    ap.add_argument("--budget", type=int, default=100, help="evaluations per run (the baseline included)")
+    ap.add_argument("--objectives", default="bundled,smooth,noisy")
+    ap.add_argument("--methods", default="search,mutate,optuna-tpe")
+    ap.add_argument("--bundled-budget", type=int, default=None, help="a smaller budget for the (slow) bundled workspace")
+    ap.add_argument("--out", default=os.path.join(B.HERE, "results", "search-%s.md" % time.strftime("%Y%m%d-%H%M%S", time.gmtime())))
+    args = ap.parse_args()
+    env = dict(os.environ)
+    if "PROCTOR_BIN" not in env:
+        sys.exit("set PROCTOR_BIN (bench/search.sh does)")
+    python = env.get("OPTUNA_PYTHON", sys.executable)
+    results = {}
+    started = time.time()
+    with tempfile.TemporaryDirectory(prefix="proctor-search-bench-") as root:
+        for objective in args.objectives.split(","):
+            budget = args.bundled_budget if objective == "bundled" and args.bundled_budget else args.budget
+            results[objective] = {m: [] for m in args.methods.split(",")}
+            for rep in range(args.reps):
+                tmpl = template(objective, root, rep)
+                for method in args.methods.split(","):
+                    ws = os.path.join(root, "%s-%s-%d" % (objective, method, rep))
+                    t0 = time.time()
+                    if method == "optuna-tpe":
+                        scores = run_optuna(objective, tmpl, ws, budget, rep, python)
+                    else:
+                        scores = run_proctor(method, objective, tmpl, ws, budget, env)
+                    results[objective][method].append(scores)
+                    best = max((s for s in scores if s is not None), default=None)
+                    B.log("%s %s rep %d: %d evaluations, best %s (%.0fs)" % (objective, method, rep, len(scores), best, time.time() - t0))
+                    shutil.rmtree(ws, ignore_errors=True)
+    budgets = sorted({min(b, args.budget) for b in BUDGETS})
+    lines, verdict = table(results, budgets, args.budget)
+    text = "\n".join(["# Search benchmark", "",
+                      "%d repetitions, budget %d evaluations%s; methods %s; %.0f s in all." % (
+                          args.reps, args.budget,
+                          " (bundled: %d)" % args.bundled_budget if args.bundled_budget else "", args.methods, time.time() - started),
+                      "Medians over repetitions; a budget beyond a run's evaluations shows its best at the end.", ""]
+                     + lines + ["", "Verdict, as measured:", ""] + ["- " + v for v in verdict] + [""]
+                     + B.machine_lines())
+    os.makedirs(os.path.dirname(args.out), exist_ok=True)
+    with open(args.out, "w") as f:
+        f.write(text + "\n")
+    with open(os.path.splitext(args.out)[0] + ".json", "w") as f:
+        json.dump({"args": vars(args), "results": results}, f)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
