@@ -303,6 +303,9 @@ def main():
     results = {}
     started = time.time()
     with tempfile.TemporaryDirectory(prefix="proctor-search-bench-") as root:
+        # A machine lock of its own, like the other benches: the shared one would make every other
+        # proctor on this machine (a demo, CI's report test) refuse while the benchmark runs.
+        env["PROCTOR_MACHINE_LOCK"] = os.path.join(root, "machine.lock")
         for objective in args.objectives.split(","):
             budget = args.bundled_budget if objective == "bundled" and args.bundled_budget else args.budget
             results[objective] = {m: [] for m in args.methods.split(",")}
