@@ -114,10 +114,10 @@ public final class Runner {
         kept = [".proctor/"] + env.config.hiddenPrefixes
     }
 
-    /// Runs the loop until the iteration count is reached or SIGINT/SIGTERM arrives.
     /// Seconds a keep's index entries may stay unwritten (see `Repository.defersIndexWrites`).
     static let indexWriteInterval = 5.0
 
+    /// Runs the loop until the iteration count is reached or SIGINT/SIGTERM arrives.
     public func run() throws -> RunSummary {
         StopSignal.install()
         try ensureIgnored()

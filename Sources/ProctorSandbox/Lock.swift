@@ -49,19 +49,26 @@ public final class ExperimentLock: @unchecked Sendable {
         guard fd >= 0 else { throw SandboxError.io(errno, "open lock \(path)") }
         var st = stat()
         if fstat(fd, &st) == 0 && st.st_uid == geteuid() { fchmod(fd, mode) }
-        if wait {
-            do {
+        do {
+            if wait {
                 try Self.waitInTurn(fd, path: path, shared: shared)
-            } catch {
-                close(fd)
-                throw error
+            } else {
+                try Self.takeAtOnce(fd, path: path)
             }
+        } catch {
+            close(fd)
+            throw error
         }
-        while !wait && flock(fd, LOCK_EX | LOCK_NB) != 0 {
-            let failure = errno  // before pread and close can change it
+        self.fd = fd
+        update(holder)
+    }
+
+    /// Without `--wait`: the lock now, or `lockBusy` naming its holder and how to wait.
+    private static func takeAtOnce(_ fd: Int32, path: String) throws {
+        while flock(fd, LOCK_EX | LOCK_NB) != 0 {
+            let failure = errno  // before pread can change it
             if failure == EINTR { continue }
             let holder = ExperimentLock.readHolder(fd)
-            close(fd)
             if failure == EWOULDBLOCK {
                 throw SandboxError(.lockBusy(path: path, holder: holder),
                                    "another run holds the lock: " + (holder?.summary ?? "unknown holder") + " [\(path)]; "
@@ -69,8 +76,6 @@ public final class ExperimentLock: @unchecked Sendable {
             }
             throw SandboxError.io(failure, "flock \(path)")
         }
-        self.fd = fd
-        update(holder)
     }
 
     /// `--wait`: first come, first served (`LockQueue`); only the first live waiter tries the lock,
