@@ -30,6 +30,9 @@ public struct AgentContext: Sendable {
     /// Every iteration of this run so far (the baseline first), with each seed's score: what the
     /// `search` agent models. Unlike `history`, never cut short.
     public var measured: [MeasuredIteration] = []
+    /// `proctor run --parallel`: the other candidates proposed and still being measured, as
+    /// "iteration N: description" (an agent proposes something else; the prompt lists them).
+    public var inFlight: [String] = []
 
     public init(
         workspace: String, program: String, editableFiles: [String: String], notesFiles: [String],
@@ -152,6 +155,9 @@ public struct MeasuredIteration: Sendable, Equatable {
     public var description: String
     /// The scores of the seeds that produced one, in the order they ran (empty for a crash).
     public var seedScores: [Double]
+
+    /// The status of a `--parallel` candidate proposed and not yet scored.
+    public static let running = "running"
 
     public init(iteration: Int, status: String, description: String, seedScores: [Double]) {
         self.iteration = iteration

@@ -77,6 +77,11 @@ public enum AgentPrompt {
             text += "\n"
         }
 
+        if !context.inFlight.isEmpty {
+            text += "# Being measured now (proposed, not scored yet; propose something different)\n\n"
+            for entry in context.inFlight { text += "- \(oneLine(entry))\n" }
+            text += "\n"
+        }
         text += "# Current files\n\n"
         for path in context.editableFiles.keys.sorted() {
             let contents = context.editableFiles[path] ?? ""

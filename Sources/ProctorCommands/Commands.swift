@@ -16,8 +16,17 @@ struct Run: ParsableCommand {
     @Option(help: "Agent kind, overriding [agent].kind.")
     var agent: AgentKind?
 
+    @Option(help: "Candidates measured at once, each in its own slot (overrides [experiment] parallel; default 1).")
+    var parallel: Int?
+
+    func validate() throws {
+        if let parallel, !(1...64).contains(parallel) { throw ValidationError("--parallel must be from 1 to 64") }
+    }
+
     func run() throws {
-        let summary = try driveLoop(workspace: options.workspace, options: loop.runOptions, agent: agent?.rawValue, session: nil)
+        var runOptions = loop.runOptions
+        runOptions.parallel = parallel
+        let summary = try driveLoop(workspace: options.workspace, options: runOptions, agent: agent?.rawValue, session: nil)
         let c = summary.counts
         print("""
 

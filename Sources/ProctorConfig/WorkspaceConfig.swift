@@ -28,6 +28,8 @@ public struct WorkspaceConfig: Sendable, Equatable {
         public var network = NetworkAccess()
         public var env: [String] = ["PATH", "LANG"]
         public var seeds: [UInt64] = [42]
+        /// `parallel`: candidates measured at once, each in its own slot (`proctor run --parallel`).
+        public var parallel = 1
         /// `gpus`: the NVIDIA GPUs the experiment gets; `gpusLine` locates the key for an error
         /// about this host (more asked than present).
         public var gpus = GPURequest.none
@@ -236,6 +238,7 @@ extension WorkspaceConfig {
             guard !value.isEmpty else { throw reader.error(exp.path, "seeds", "expected at least one seed") }
             config.experiment.seeds = value.map { UInt64($0) }
         }
+        if let value = try exp.int("parallel", min: 1, max: 64) { config.experiment.parallel = value }
         config.experiment.gpus = try GPURequest.read(&exp)
         config.experiment.gpusLine = reader.line(of: exp.path, key: "gpus")
         if let devices = try exp.strings("devices") {

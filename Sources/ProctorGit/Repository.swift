@@ -282,6 +282,16 @@ public final class Repository {
         }
     }
 
+    /// The names at the top of `commit`'s tree, with whether each is a directory.
+    public func topLevelEntries(of commit: ObjectID) throws -> [(name: String, directory: Bool)] {
+        let root = try tree(of: commit)
+        defer { git_tree_free(root) }
+        return (0..<git_tree_entrycount(root)).map { index in
+            let entry = git_tree_entry_byindex(root, index)
+            return (String(cString: git_tree_entry_name(entry)), FileMode(rawValue: git_tree_entry_filemode(entry).rawValue) == .tree)
+        }
+    }
+
     // MARK: - Internals shared by the extensions
 
     func withCommit<T>(_ id: ObjectID, _ body: (OpaquePointer) throws -> T) throws -> T {

@@ -33,7 +33,8 @@ public enum Reports {
         }
         let counts = Dictionary(grouping: latest.values, by: { $0 }).mapValues(\.count)
         lines.append("run: \(state.run) on \(state.branch)")
-        lines.append("iteration: " + (state.inProgress.map { "\($0) in progress" } ?? "\(state.lastIteration) finished"))
+        let running = ([state.inProgress].compactMap { $0 } + (state.inFlight ?? [])).reduce(into: [Int]()) { if !$0.contains($1) { $0.append($1) } }.sorted()
+        lines.append("iteration: " + (running.isEmpty ? "\(state.lastIteration) finished" : running.map(String.init).joined(separator: ", ") + " in progress"))
         lines.append("best \(config.evaluator.metric): \(format(state.bestScore)) at \(String(state.bestCommit.prefix(12))) (baseline \(format(state.baselineScore)))")
         lines.append("iterations: " + IterationStatus.allCases.map { "\($0.rawValue) \(counts[$0] ?? 0)" }.joined(separator: ", "))
         lines.append("ledger: \(root)/.proctor/results.tsv")

@@ -20,6 +20,11 @@ public struct RunState: Codable, Sendable {
     public var lastIteration: Int
     /// An iteration that started and has no row yet (the supervisor died during it).
     public var inProgress: Int?
+    /// `--parallel`: the iterations proposed and not yet recorded (nil or empty in a serial run).
+    public var inFlight: [Int]?
+
+    /// The next iteration's number: past every recorded and every in-flight one.
+    var nextIteration: Int { max(lastIteration, inProgress ?? 0, (inFlight ?? []).max() ?? 0) + 1 }
 
     public static func path(_ root: String) -> String { root + "/.proctor/state.json" }
 

@@ -11,6 +11,8 @@ public struct RunOptions: Sendable {
     public var resume: Bool
     /// Wait for the experiment lock instead of failing at once.
     public var wait: Bool
+    /// `--parallel`: candidates measured at once (nil: `[experiment] parallel`).
+    public var parallel: Int?
 
     public init(iterations: Int?, resume: Bool, wait: Bool) {
         self.iterations = iterations
@@ -65,6 +67,10 @@ public final class Runner {
     var history: [HistoryEntry] = []
     /// Every iteration of this run, with each seed's score (the `search` agent's model input).
     var measuredThisRun: [MeasuredIteration] = []
+    /// `--parallel`: the candidates being measured in slots while the next one is proposed.
+    var inFlight: [(number: Int, description: String)] = []
+    /// Their changes, for the duplicate check of the next proposal.
+    var inFlightPatches: [Int: String] = [:]
     /// What the agent's answers cost during the current proposal, rejected ones included.
     let meter = UsageMeter()
     static let maxAgentFailures = 5
@@ -125,7 +131,16 @@ public final class Runner {
         if sessionCommand == nil {
             agent = try AgentFactory.make(kind: agentName, env: env, audit: audit, run: runID, meter: meter)
         }
-        locks = try env.takeLocks(run: runID, iteration: nil, wait: options.wait, audit: audit, phase: .experiment)
+        // Sessions stay serial: one agent drives the loop through `proctor experiment`, one at a time.
+        var parallel = options.parallel ?? config.experiment.parallel
+        if parallel > 1 && sessionCommand != nil {
+            progress.line("warning: a session runs one experiment at a time; --parallel \(parallel) is ignored")
+            parallel = 1
+        }
+        if parallel > ExperimentLock.machineSlots {
+            throw LoopError(.refused, "--parallel \(parallel) needs \(parallel) experiment slots, but this machine has \(ExperimentLock.machineSlots) (PROCTOR_MACHINE_SLOTS, default 1: one experiment at a time, so that wall-clock budgets mean the same in every run); set PROCTOR_MACHINE_SLOTS=\(parallel) or more to split the machine")
+        }
+        locks = try env.takeLocks(run: runID, iteration: nil, wait: options.wait, audit: audit, phase: .experiment, slots: parallel)
         defer { locks.removeAll() }
         // Under the workspace lock no other proctor writes this index: a lock file is a killed run's.
         if try repo.removeStaleIndexLock() {
@@ -146,7 +161,11 @@ public final class Runner {
         if let command = sessionCommand { try startSession(command) }
         var interrupted = false
         var done = 0
-        while options.iterations.map({ done < $0 }) ?? true {
+        if parallel > 1 {
+            interrupted = try runParallel(parallel)
+            done = options.iterations ?? 0
+        }
+        while options.iterations.map({ done < $0 }) ?? true, parallel == 1 {
             if stop.requested { interrupted = true; break }
             let iteration = state.lastIteration + 1
             let finished = try runIteration(iteration)
@@ -322,6 +341,10 @@ public final class Runner {
         if let lost = saved.inProgress, !recorded(lost) {
             Ledger.dropRecordWithoutRow(in: root + "/.proctor", run: saved.run, iteration: lost)
         }
+        // `--parallel`: the candidates still being measured when it died (none has a row: a row
+        // leaves the list in the same state save, and the one being recorded is `inProgress`).
+        let unmeasured = (saved.inFlight ?? []).filter { $0 != saved.inProgress }.sorted()
+        for lost in unmeasured { Ledger.dropRecordWithoutRow(in: root + "/.proctor", run: saved.run, iteration: lost) }
         if tip.hex != saved.bestCommit {
             // Crash between the keep commit and its ledger row: a commit the ledger does not know
             // is not a kept experiment. Move the branch back to the last recorded keep.
@@ -333,7 +356,8 @@ public final class Runner {
         try env.clearOutputs()
         discardStashedOutputs()
         try repo.loopRestore(to: best, config: config, kept: kept, everything: true)
-        if let lost = saved.inProgress, !recorded(lost) {
+        let lostNow = (saved.inProgress.map { recorded($0) ? [] : [$0] } ?? []) + unmeasured
+        for lost in lostNow {
             let row = LedgerRow(iteration: lost, commit: "", score: nil, status: .crash, seconds: 0, peakMemMB: nil,
                                 features: nil, trees: nil, description: "interrupted: the supervisor stopped mid-iteration")
             let reason = FailureReason.supervisorStopped
@@ -346,6 +370,7 @@ public final class Runner {
             saved.lastIteration = max(saved.lastIteration, lost)
         }
         saved.inProgress = nil
+        saved.inFlight = nil
         state = saved
         try state.save(root)
         let base = try repo.resolve(saved.baseCommit)

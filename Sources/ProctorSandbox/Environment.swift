@@ -15,6 +15,14 @@ public struct SandboxEnvironment: Sendable {
     public var nvml: @Sendable () -> NVML? = { NVML.shared }
     /// The host's GPUs as `gpus` sees them (tests present stand-in nodes).
     public var gpus: @Sendable () -> GPUHost = { GPUHost.live() }
+    /// `proctor run --parallel`: this environment's experiments and evaluators measure a slot's
+    /// candidate (`SlotView`); its outputs helpers work on the slot's outputs.
+    public var slot: SlotView?
+    /// GPUs before this environment's own (`gpus = N` in slot K of a run skips K x N of them).
+    public var gpuOffset = 0
+
+    /// Where this environment's `[files].outputs` directories are on the host.
+    public var outputsBase: String { slot?.outputs ?? config.root }
 
     public init(config: WorkspaceConfig, preset: PolicyPreset, launcher: Launcher) {
         self.config = config
@@ -90,12 +98,12 @@ public struct SandboxEnvironment: Sendable {
     }
 
     /// Takes the workspace lock, then the machine lock; a busy lock is audited and thrown.
-    public func takeLocks(run: String, iteration: Int?, wait: Bool, audit: AuditLog?, phase: Phase) throws -> [ExperimentLock] {
+    /// `slots`: the machine slots a `--parallel` run needs (`ExperimentLock.takeMachineSlots`).
+    public func takeLocks(run: String, iteration: Int?, wait: Bool, audit: AuditLog?, phase: Phase, slots: Int = 1) throws -> [ExperimentLock] {
         let holder = LockHolder(pid: getpid(), run: run, iteration: iteration, since: Date(), workspace: config.root)
         do {
             let workspace = try ExperimentLock(path: ExperimentLock.workspacePath(config.root), holder: holder, wait: wait)
-            let machine = try ExperimentLock(path: ExperimentLock.machinePath, holder: holder, wait: wait, shared: true)
-            return [workspace, machine]
+            return [workspace] + (try ExperimentLock.takeMachineSlots(slots, holder: holder, wait: wait))
         } catch let busy as SandboxError {
             if case .lockBusy(let path, _) = busy.code {
                 audit?.append(AuditRecord(run: run, iteration: iteration, phase: AuditPhase(phase), kind: .lock,
@@ -111,7 +119,7 @@ public struct SandboxEnvironment: Sendable {
         for dir in config.files.outputs {
             // Every level, so that `outputs = ["runs/plots"]` works without a `runs/` (its mkdir
             // failed with ENOENT and no file or key; issue 10's fuzzer), and no level may be a link.
-            var path = config.root
+            var path = outputsBase
             for part in dir.split(separator: "/") {
                 path += "/" + part
                 var st = stat()
@@ -131,7 +139,7 @@ public struct SandboxEnvironment: Sendable {
     /// `prepareOutputs`, which refuses it).
     public func clearOutputs() throws {
         for dir in config.files.outputs {
-            let path = config.root + "/" + dir
+            let path = outputsBase + "/" + dir
             var st = stat()
             if lstat(path, &st) == 0 && (st.st_mode & S_IFMT) == S_IFDIR { try FileTree.removeContents(of: path) }
         }
@@ -144,7 +152,7 @@ public struct SandboxEnvironment: Sendable {
     public func outputsSpecialEntries(limit: Int = 20) throws -> [String] {
         var found: [String] = []
         for dir in config.files.outputs {
-            let path = config.root + "/" + dir
+            let path = outputsBase + "/" + dir
             var st = stat()
             guard lstat(path, &st) == 0 else { continue }
             guard (st.st_mode & S_IFMT) == S_IFDIR else { found.append(dir); continue }
@@ -171,6 +179,8 @@ public struct SandboxEnvironment: Sendable {
         var request = LaunchRequest(config: config, preset: preset, phase: phase, command: command, seed: seed,
                                     pinnedDirectory: pinnedDirectory, agentHome: agentHome)
         request.user = try SandboxUser.forThisProcess(configured: config.sandbox.user)
+        if phase != .agent { request.slot = slot }
+        request.gpuOffset = gpuOffset
         adjust(&request)
         var host = HostFacts.live(workspace: config.root)
         host.gpus = gpus

@@ -36,6 +36,56 @@ public final class ExperimentLock: @unchecked Sendable {
         hostEnvironment("PROCTOR_MACHINE_LOCK") ?? "/tmp/proctor-machine.lock"
     }
 
+    /// How many experiments this machine runs at once (`PROCTOR_MACHINE_SLOTS`, default 1): slot 0 is
+    /// `machinePath`, slot K `machinePath.K`. One by default because a run's budgets are wall-clock
+    /// time: two experiments sharing cores or a GPU would slow each other and skew every score
+    /// that depends on time. A user who splits the machine says so.
+    public static var machineSlots: Int {
+        hostEnvironment("PROCTOR_MACHINE_SLOTS").flatMap { Int($0) }.map { max(1, $0) } ?? 1
+    }
+
+    public static func machineSlotPath(_ slot: Int) -> String { slot == 0 ? machinePath : machinePath + ".\(slot)" }
+
+    /// `count` of the machine's slots (`machineSlots`), all or none. Without `wait`, the first busy
+    /// answer is `lockBusy`; with it, waiters are served in turn on slot 0's queue (`LockQueue`), the
+    /// first one taking free slots as they come until it has `count`.
+    public static func takeMachineSlots(_ count: Int, holder: LockHolder, wait: Bool) throws -> [ExperimentLock] {
+        let paths = (0..<machineSlots).map(machineSlotPath)
+        if count == 1 && paths.count == 1 { return [try ExperimentLock(path: paths[0], holder: holder, wait: wait, shared: true)] }
+        var held: [ExperimentLock] = []
+        func gather() throws -> Bool {
+            for path in paths where held.count < count && !held.contains(where: { $0.path == path }) {
+                if let lock = try ExperimentLock(trying: path, holder: holder) { held.append(lock) }
+            }
+            return held.count == count
+        }
+        if !wait {
+            if try gather() { return held }
+            let busy = paths.first { path in !held.contains { $0.path == path } } ?? paths[0]
+            let holderText = ExperimentLock.holder(at: busy)?.summary ?? "unknown holder"
+            throw SandboxError(.lockBusy(path: busy, holder: ExperimentLock.holder(at: busy)),
+                               "another run holds the lock: \(holderText) [\(busy)] (this run needs \(count) of the machine's \(paths.count) slots); "
+                                   + "pass --wait to wait for it (`proctor run --wait`, `proctor exec --wait`)")
+        }
+        let queue = try LockQueue(lockPath: paths[0], shared: true)
+        defer { queue.leave() }
+        while true {
+            if StopSignal.received { throw SandboxError.io(EINTR, "waiting for the lock \(paths[0])") }
+            if queue.isFirst(), try gather() { return held }
+            usleep(20_000)
+        }
+    }
+
+    /// The lock at `path` if it is free now; nil when another holds it.
+    private convenience init?(trying path: String, holder: LockHolder) throws {
+        do {
+            try self.init(path: path, holder: holder, wait: false, shared: true)
+        } catch let error as SandboxError {
+            if case .lockBusy = error.code { return nil }
+            throw error
+        }
+    }
+
     /// Takes the lock, failing at once when it is held (or waiting when `wait` is true). The
     /// machine lock is shared by every user of the machine (mode 0666); a workspace's is its
     /// owner's (0644: another user may wait on it, not rewrite its holder).

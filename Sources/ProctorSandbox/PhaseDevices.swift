@@ -8,7 +8,7 @@ struct PhaseDevices {
     var mounts: [LaunchPlan.Mount] = []
     var environment: [(String, String)] = []
 
-    static func of(_ config: WorkspaceConfig, phase: Phase, preset: PolicyPreset, host: HostFacts) throws -> PhaseDevices {
+    static func of(_ config: WorkspaceConfig, phase: Phase, preset: PolicyPreset, host: HostFacts, offset: Int = 0) throws -> PhaseDevices {
         var devices = PhaseDevices()
         let gpus: GPURequest, gpusKey: String, gpusLine: Int?, extra: [String]
         switch phase {
@@ -28,7 +28,12 @@ struct PhaseDevices {
                 throw ConfigError(file: config.file, line: gpusLine, key: gpusKey,
                                   message: "\(asked) asked, but this host has \(found.gpus.count) NVIDIA GPU\(found.gpus.count == 1 ? "" : "s") (/dev/nvidiaN)\(found.control.isEmpty ? " and no /dev/nvidiactl" : ""); set gpus = 0 or run where the GPUs are")
             }
-            let assigned = found.gpus.prefix(count)
+            // A `--parallel` slot's own GPUs: slots never share one.
+            guard offset + count <= found.gpus.count else {
+                throw ConfigError(file: config.file, line: gpusLine, key: gpusKey,
+                                  message: "\(count) GPU\(count == 1 ? "" : "s") for each of the run's slots needs \(offset + count) GPUs, but this host has \(found.gpus.count); lower --parallel or gpus")
+            }
+            let assigned = found.gpus.dropFirst(offset).prefix(count)
             for path in found.driverPaths where !covered(path, preset: preset, config: config) {
                 devices.mounts.append(.readOnly(source: path, target: path, optional: true))
             }

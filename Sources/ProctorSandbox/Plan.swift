@@ -133,6 +133,12 @@ public struct LaunchRequest: Sendable {
     /// The notes are readable too: they are hidden from experiments only because a scored program
     /// could run them unreviewed. Everything else is the experiment's view.
     public var analysisScratch: String?
+    /// Experiment and evaluator phases of `proctor run --parallel` (issue 13): the candidate is
+    /// measured on its slot's copy of the tree, with the slot's own outputs (`SlotView`).
+    public var slot: SlotView?
+    /// GPUs to skip before this launch's own: slot K of a `--parallel` run with `gpus = N` gets the
+    /// host's GPUs K x N ..< (K + 1) x N.
+    public var gpuOffset = 0
 
     public init(config: WorkspaceConfig, preset: PolicyPreset, phase: Phase, command: [String], seed: UInt64? = nil,
                 pinnedDirectory: String? = nil, agentHome: String? = nil) {
@@ -146,6 +152,27 @@ public struct LaunchRequest: Sendable {
     }
 }
 
+/// One slot of `proctor run --parallel`: what its experiment sees at the workspace's path instead of
+/// the working tree, which goes on changing while it runs (the agent proposes the next candidate
+/// there). The slot's tree holds the candidate's tracked files; the workspace's git-ignored
+/// top-level entries (data sets, `.venv/`, the hidden labels) are bound from the workspace as they
+/// are, read-only, so the command sees the same paths as a serial run; the hidden and sealed ones
+/// stay hidden as always. Another slot's tree and outputs lie under `.proctor/`, which no sandbox sees.
+public struct SlotView: Sendable, Equatable {
+    /// Host directory holding the candidate's tracked files (and empty mount points).
+    public var tree: String
+    /// Host directory whose `<output>` subdirectories are bound at the workspace's `[files].outputs`.
+    public var outputs: String
+    /// Top-level names of the workspace's git-ignored entries, bound read-only from the workspace.
+    public var userData: [String]
+
+    public init(tree: String, outputs: String, userData: [String]) {
+        self.tree = tree
+        self.outputs = outputs
+        self.userData = userData
+    }
+}
+
 extension LaunchPlan {
     /// Compiles a request into a plan. Deny by default: the child sees only the preset's system
     /// directories (minus its secrets), the interpreter's prefix, and the phase's view of the
@@ -156,6 +183,9 @@ extension LaunchPlan {
         guard !request.command.isEmpty else { throw SandboxError(.badPlan, "no command to run") }
         if request.analysisScratch != nil && request.phase != .experiment {
             throw SandboxError(.badPlan, "an analysis scratch is for the experiment phase only, not \(request.phase.rawValue)")
+        }
+        if request.slot != nil && request.phase == .agent {
+            throw SandboxError(.badPlan, "a slot is for the experiment and evaluator phases only")
         }
         let timeout: Int64
         switch request.phase {
@@ -215,6 +245,8 @@ extension LaunchPlan {
             }
         }
         let outputs = config.files.outputs.map { ws + "/" + $0 }
+        // Where the outputs really are: an analysis run's scratch, a slot's own, or the workspace's.
+        let outputSources = (request.analysisScratch ?? request.slot?.outputs).map { base in config.files.outputs.map { base + "/" + $0 } } ?? outputs
         // An environment in the workspace is read-only in every phase: never under an output.
         if let env = workspaceEnvironment, let dir = config.files.outputs.first(where: { $0 == env || env.hasPrefix($0 + "/") || $0.hasPrefix(env + "/") }) {
             throw SandboxError(.badPlan, "\(config.file): files.outputs: \"\(dir)\" overlaps the Python environment \(ws)/\(env) the command runs; an environment is read-only to every phase")
@@ -226,7 +258,12 @@ extension LaunchPlan {
         let evaluatorHidden = hiddenPaths(config, host: host, patterns: config.files.hidden)
         switch request.phase {
         case .experiment:
-            plan.mounts.append(.readOnly(source: ws, target: ws, optional: false))
+            if let slot = request.slot {
+                plan.mounts.append(.readOnly(source: slot.tree, target: ws, optional: false))
+                for name in slot.userData { plan.mounts.append(.readOnly(source: ws + "/" + name, target: ws + "/" + name, optional: false)) }
+            } else {
+                plan.mounts.append(.readOnly(source: ws, target: ws, optional: false))
+            }
             plan.mounts += protectedState(ws, host: host).map(LaunchPlan.Mount.hide)
             plan.mounts += hidden.map { .hide(ws + "/" + $0) }
             // Notes "never affect scoring", and are exempt from the diff-line cap and the binary
@@ -235,7 +272,7 @@ extension LaunchPlan {
             if request.analysisScratch == nil { plan.mounts += notesPaths(config, host: host).map { .hide(ws + "/" + $0) } }
             // The launcher opens every source before it mounts anything (no symlink on the way), so
             // a scratch under `.proctor/`, hidden from the sandbox, is still bound at the outputs.
-            let sources = request.analysisScratch.map { scratch in config.files.outputs.map { scratch + "/" + $0 } } ?? outputs
+            let sources = outputSources
             for (source, target) in zip(sources, outputs) { plan.mounts.append(.readWrite(source: source, target: target)) }
             // A preset that forbids the network keeps the experiment on its own loopback.
             if request.preset.allowNetwork { plan.setNetwork(config.experiment.network, host: host) } else { plan.network = .loopback }
@@ -265,7 +302,9 @@ extension LaunchPlan {
                 plan.mounts.append(.readOnly(source: pinned + "/" + entry, target: ws + "/" + entry, optional: false))
             }
             for path in evaluatorHidden { plan.mounts.append(.readOnly(source: ws + "/" + path, target: ws + "/" + path, optional: false)) }
-            for dir in outputs where host.exists(dir) { plan.mounts.append(.readOnly(source: dir, target: dir, optional: false)) }
+            for (source, target) in zip(outputSources, outputs) where host.exists(source) {
+                plan.mounts.append(.readOnly(source: source, target: target, optional: false))
+            }
             // The evaluator's own environment, when it is the project's (`.venv/`): read-only as elsewhere.
             for dir in interpreter?.mounts ?? [] where inWorkspace(dir) {
                 plan.mounts.append(.readOnly(source: dir, target: dir, optional: false))
@@ -333,7 +372,7 @@ extension LaunchPlan {
             plan.writable = writable
         }
         for path in hides where inWorkspace(path) { plan.mounts.append(.hide(path)) }
-        let devices = try PhaseDevices.of(config, phase: request.phase, preset: request.preset, host: host)
+        let devices = try PhaseDevices.of(config, phase: request.phase, preset: request.preset, host: host, offset: request.gpuOffset)
         plan.mounts += devices.mounts
         // A host process's unix socket in the workspace (an agent's, a dev server's) would be
         // connectable through the read-only bind; the launcher hides the ones it finds.

@@ -31,6 +31,7 @@ final class FailureReasonTests: XCTestCase {
             (.confirmation(.confirmation(.evaluator(words))), "confirmation: confirmation: evaluator: " + marker),
             (.overLimit("features 12 over the limit 10"), "features 12 over the limit 10"),
             (.meanDoesNotBeat, "mean over seeds does not beat the best"),
+            (.stale(measuredOn: "1a2b3c4d5e6f"), "stale: measured on 1a2b3c4d5e6f, the best moved since and the change does not apply to it"),
             (.ignoresSeed(seeds: [42, 17], baselineSpread: 0.25),
              "the score ignores PROCTOR_SEED (identical over seeds 42,17, the baseline's varied by 0.25)"),
             (.interrupted, "interrupted"),
@@ -56,6 +57,7 @@ final class FailureReasonTests: XCTestCase {
         case .confirmation: "confirmation"
         case .overLimit: "overLimit"
         case .meanDoesNotBeat: "meanDoesNotBeat"
+        case .stale: "stale"
         case .ignoresSeed: "ignoresSeed"
         case .interrupted: "interrupted"
         case .supervisorStopped: "supervisorStopped"

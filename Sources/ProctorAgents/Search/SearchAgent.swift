@@ -87,8 +87,9 @@ public struct SearchAgent: Agent {
         for entry in context.measured {
             if entry.iteration == 0 { baseline = entry.seedScores }
             guard let literals = parse(entry.description, labels: labels, current: current) else { continue }
-            // A discard without scores was never run (no change, a duplicate): known, not a failure.
-            add(literals, entry.seedScores, failure: entry.status != "keep" && entry.status != "discard")
+            // A discard without scores was never run (no change, a duplicate): known, not a failure;
+            // nor is a candidate still being measured (`--parallel`): known, never proposed again.
+            add(literals, entry.seedScores, failure: !["keep", "discard", MeasuredIteration.running].contains(entry.status))
         }
         // The files hold the best kept configuration: the baseline's, unless a search proposal was kept.
         if !configurations.contains(current) {

@@ -38,7 +38,10 @@ extension Runner {
                             maxDiffLines: config.limits.diffLines, memory: memory,
                             transcript: root + "/.proctor/" + transcriptPath(iteration))
         context.runSeed = runSeed
-        context.measured = measuredThisRun
+        context.measured = measuredThisRun + inFlight.map {
+            MeasuredIteration(iteration: $0.number, status: MeasuredIteration.running, description: $0.description, seedScores: [])
+        }
+        context.inFlight = inFlight.map { "iteration \($0.number): \($0.description)" }
         return context
     }
 

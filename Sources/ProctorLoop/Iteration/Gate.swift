@@ -12,10 +12,20 @@ extension Iteration {
         let gate = Gate(maximize: runner.config.evaluator.maximize, minImprovement: runner.config.gates.minImprovement)
         guard gate.beats(score, state.bestScore) else { return ends(.discard, reason: nil) }
         let confirmSeeds = runner.config.gates.confirmSeeds
-        if !confirmSeeds.isEmpty {
-            runner.progress.line("[\(number)] \(format(score)) beats \(format(state.bestScore)) on seed \(runner.firstSeed); confirming on \(confirmSeeds.map(String.init).joined(separator: ","))")
-            let confirm = try runner.measure(iteration: number, seeds: confirmSeeds, description: proposal.description)
-            if runner.stop.requested { return .abandoned }
+        guard !confirmSeeds.isEmpty else { return try judge(first: first, confirm: nil) }
+        runner.progress.line("[\(number)] \(format(score)) beats \(format(state.bestScore)) on seed \(runner.firstSeed); confirming on \(confirmSeeds.map(String.init).joined(separator: ","))")
+        let confirm = try runner.measure(iteration: number, seeds: confirmSeeds, description: proposal.description)
+        if runner.stop.requested { return .abandoned }
+        return try judge(first: first, confirm: confirm)
+    }
+
+    /// The gates after the first seed beat the best: the confirmation seeds' verdict (when there are
+    /// any), the mean over every seed, and the seed check. A `--parallel` slot measured the
+    /// confirmation seeds already, in the same job as the first (`ParallelLoop.swift`).
+    func judge(first: Measurement, confirm: Measurement?) throws -> IterationEnd? {
+        let state = runner.state!
+        let gate = Gate(maximize: runner.config.evaluator.maximize, minImprovement: runner.config.gates.minImprovement)
+        if let confirm {
             measured = first.merged(with: confirm)
             if let moved = try inputsMoved() { return moved }
             guard case .scored = confirm.outcome else {

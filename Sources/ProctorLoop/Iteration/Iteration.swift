@@ -13,10 +13,11 @@ final class Iteration {
     /// The iteration's number (the baseline is 0).
     let number: Int
     let started = Date()
-    /// The last kept commit: the diff is taken against it, a revert restores it.
-    let best: ObjectID
+    /// The last kept commit: the diff is taken against it, a revert restores it. (A `--parallel`
+    /// candidate re-applied on a newer best moves on with it.)
+    var best: ObjectID
     /// The best score when the iteration started (the record's `best_before`).
-    let bestBefore: Double
+    var bestBefore: Double
 
     // What the stages found so far.
     /// The memory the agent was shown with its proposal (recorded with the iteration).
@@ -31,6 +32,11 @@ final class Iteration {
     /// SHA-256 of each changed path as validated: what is measured and kept must be these bytes.
     var validated: [String: String] = [:]
     var measured: Measurement?
+    /// `--parallel`: measured in a slot on a copy proctor wrote, not in the working tree (which the
+    /// next proposal uses meanwhile), so there is nothing in the tree to re-validate until the keep.
+    var inSlot = false
+    /// The slot whose outputs a kept `--parallel` candidate's sealed evaluator scores.
+    var slotEnv: SandboxEnvironment?
 
     init(runner: Runner, number: Int) throws {
         self.runner = runner

@@ -17,7 +17,7 @@ extension Iteration {
             """
         // The sealed test set scores the kept candidate's outputs before the commit, so that the
         // commit and its row stay one short step apart.
-        let sealed = try runner.scoreSealed(iteration: number)
+        let sealed = try runner.scoreSealed(iteration: number, in: slotEnv)
         if let moved = try inputsMoved() { return moved }
         var paths = changes.flatMap { [$0.path, $0.oldPath] }.filter { !$0.isEmpty }
         // The forced log: the entries since the last keep, this one's included, join the commit.

@@ -22,18 +22,22 @@ extension Iteration {
 
 extension Runner {
 
-    /// The experiment and the evaluator for each seed, stopping at the first failure.
-    func measure(iteration: Int, seeds: [UInt64], description: String) throws -> Measurement {
+    /// The experiment and the evaluator for each seed, stopping at the first failure. A `--parallel`
+    /// slot passes its own environment (`Slot.env`) and the run, read once on the loop's thread.
+    func measure(iteration: Int, seeds: [UInt64], description: String, in slotEnv: SandboxEnvironment? = nil,
+                 run: String? = nil) throws -> Measurement {
+        let env = slotEnv ?? self.env
+        let run = run ?? state.run
         var result = Measurement()
         result.maximize = config.evaluator.maximize
         // Once scored, the outputs are emptied (iteratively, links unfollowed): git's status walk
         // stops at 100 nested directories and the restore recurses, so a deep tree left by the
         // experiment would otherwise stop the whole run with an error, on every --resume too.
         defer { try? env.clearOutputs() }
-        let logs = root + "/.proctor/logs/" + state.run
+        let logs = root + "/.proctor/logs/" + run
         try FileManager.default.createDirectory(atPath: logs, withIntermediateDirectories: true)
         for seed in seeds {
-            let context = AuditContext(run: state.run, iteration: iteration, config: config)
+            let context = AuditContext(run: run, iteration: iteration, config: config)
             try env.prepareOutputs(clear: true)
             progress.phase(iteration, "experiment seed \(seed)", budgetMs: config.experiment.timeoutMs)
             let log = try LogFile(path: "\(logs)/\(iteration)-\(seed)-experiment.log")
@@ -59,7 +63,7 @@ extension Runner {
             let planted = try env.outputsSpecialEntries()
             if !planted.isEmpty {
                 for path in planted {
-                    audit.append(AuditRecord(run: state.run, iteration: iteration, phase: .evaluator, kind: .tamper,
+                    audit.append(AuditRecord(run: run, iteration: iteration, phase: .evaluator, kind: .tamper,
                                              decision: .rejected, path: absolute(path), rule: .outputs,
                                              detail: "a link or special file in the outputs; the evaluator reads regular files only"))
                 }
@@ -85,7 +89,7 @@ extension Runner {
                 result.evaluations.append(evaluation)
                 result.scores.append(.init(seed: seed, score: evaluation.score, seconds: Double(experiment.wallMs) / 1000, status: "ok"))
                 // Kept aside for the sealed evaluator, which runs only if the candidate is kept.
-                if sealing { try stashOutputs(seed: seed) }
+                if sealing { try stashOutputs(seed: seed, env: env) }
             } catch {
                 result.scores.append(.init(seed: seed, score: nil, seconds: Double(experiment.wallMs) / 1000, status: "crash"))
                 result.outcome = .failed(.crash, .evaluator(EvaluatorWords("\(error)")))

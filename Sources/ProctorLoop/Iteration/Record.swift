@@ -31,8 +31,10 @@ extension Runner {
         let synthesized = synthesize(&record, patch: iteration.patch)
         try ledger.append(row, record: record)
         appendHistory(record)
-        state.lastIteration = i
+        // Completion order under `--parallel`: a later iteration may be recorded first.
+        state.lastIteration = max(state.lastIteration, i)
         state.inProgress = nil
+        state.inFlight?.removeAll { $0 == i }
         try state.save(root)
         pruneLogs(keepingFrom: i - Runner.keptLogIterations + 1)
         counts[status, default: 0] += 1

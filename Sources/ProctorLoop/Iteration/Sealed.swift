@@ -14,15 +14,18 @@ import ProctorSandbox
 extension Runner {
     var sealing: Bool { !config.evaluator.sealedCommand.isEmpty }
 
-    private var sealedStash: String { root + "/.proctor/sealed-outputs" }
+    /// Where a measurement's outputs wait: a slot's own place under `.proctor/slots/K/`.
+    private func sealedStash(_ env: SandboxEnvironment) -> String {
+        env.slot.map { ($0.outputs as NSString).deletingLastPathComponent + "/sealed-outputs" } ?? root + "/.proctor/sealed-outputs"
+    }
 
     /// Moves the outputs just scored aside for a possible sealed evaluation (a rename, not a copy).
-    func stashOutputs(seed: UInt64) throws {
-        let dir = sealedStash + "/\(seed)"
+    func stashOutputs(seed: UInt64, env: SandboxEnvironment) throws {
+        let dir = sealedStash(env) + "/\(seed)"
         FileTree.removeDirectory(dir)
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         for (index, output) in config.files.outputs.enumerated() {
-            let path = root + "/" + output
+            let path = env.outputsBase + "/" + output
             guard rename(path, dir + "/\(index)") == 0 else {
                 let failure = errno
                 throw LoopError(.io, "sealed test set: cannot move \(path) aside (\(String(cString: strerror(failure)))); the outputs must lie on the workspace's file system", errno: failure)
@@ -32,16 +35,18 @@ extension Runner {
     }
 
     /// Drops what `stashOutputs` kept (a candidate that was not kept; a start or resume after a crash).
-    func discardStashedOutputs() {
-        FileTree.removeDirectory(sealedStash)
+    func discardStashedOutputs(_ slotEnv: SandboxEnvironment? = nil) {
+        FileTree.removeDirectory(sealedStash(slotEnv ?? env))
     }
 
     /// The sealed evaluator on each stashed seed's outputs; nil when the set is not configured or
     /// it could not score (the reason goes to the progress line and the record, never to an agent).
-    func scoreSealed(iteration: Int) throws -> (mean: Double?, scores: [RunRecord.SeedScore]) {
+    func scoreSealed(iteration: Int, in slotEnv: SandboxEnvironment? = nil) throws -> (mean: Double?, scores: [RunRecord.SeedScore]) {
         guard sealing else { return (nil, []) }
+        let env = slotEnv ?? self.env
+        let sealedStash = sealedStash(env)
         defer {
-            discardStashedOutputs()
+            discardStashedOutputs(env)
             try? env.clearOutputs()
         }
         let view = config.sealedEvaluatorView
@@ -52,7 +57,7 @@ extension Runner {
             // The seed's outputs back in place, exactly as its validation evaluator saw them.
             try env.clearOutputs()
             for (index, output) in config.files.outputs.enumerated() {
-                let path = root + "/" + output
+                let path = env.outputsBase + "/" + output
                 rmdir(path)
                 guard rename(sealedStash + "/\(seed)/\(index)", path) == 0 else {
                     throw LoopError.io(errno, "sealed test set: cannot put back \(path)")

@@ -44,6 +44,7 @@ extension Iteration {
     /// Re-validation while the candidate is measured and kept: a session agent keeps running
     /// meanwhile, and whatever it changes after asking must not be kept under this score.
     func inputsMoved() throws -> IterationEnd? {
+        if inSlot { return nil }
         // A frozen session agent that ran anyway (a timer's SIGCONT) may have shown the
         // experiment other bytes and put the validated ones back: the fingerprint cannot tell.
         if runner.sessionSandbox?.ranWhileFrozen() == true {

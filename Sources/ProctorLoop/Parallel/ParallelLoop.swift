@@ -1,0 +1,302 @@
+import Foundation
+import ProctorAgents
+import ProctorGit
+import ProctorSandbox
+
+/// `proctor run --parallel N` (issue 13): while up to N candidates are measured, each in its own
+/// `Slot` on a thread of its own, the agent proposes the next one in the working tree. Proposals,
+/// validation and keep decisions stay on this thread, one at a time, in completion order:
+///
+/// **propose → validate** in the working tree (as serially) → the change is copied into a free
+/// slot and the tree reverted → **measure** in the slot (first seed, then the confirmation seeds
+/// when the first beat the best it was proposed against) → back here: a candidate whose best moved
+/// meanwhile is **re-applied** on the new best and measured again, or recorded `stale` when its
+/// diff no longer applies; otherwise **gate → keep** (its files written into the tree and
+/// committed, as serially) **→ record**.
+///
+/// `state.inFlight` lists the iterations being measured: a supervisor killed with N in flight
+/// leaves N numbers that `--resume` records as crashes; nothing kept is lost.
+extension Runner {
+    /// A candidate copied out of the working tree, on its way through a slot.
+    final class Candidate {
+        let iteration: Iteration
+        var files: [String: CandidateFile?]
+        var reapplied = 0
+        init(iteration: Iteration, files: [String: CandidateFile?]) {
+            self.iteration = iteration
+            self.files = files
+        }
+    }
+
+    /// What a slot's thread hands back: the first seed, and the confirmation seeds when it ran them.
+    struct SlotResult: @unchecked Sendable {
+        var slot: Int
+        var first: Result<Measurement, Error>
+        var confirm: Measurement?
+    }
+
+    /// Measurements finished by slot threads, taken in the order they finished.
+    final class Finished: @unchecked Sendable {
+        private let condition = NSCondition()
+        private var results: [SlotResult] = []
+
+        func post(_ result: SlotResult) {
+            condition.lock()
+            results.append(result)
+            condition.signal()
+            condition.unlock()
+        }
+
+        func next() -> SlotResult {
+            condition.lock()
+            defer { condition.unlock() }
+            while results.isEmpty { condition.wait() }
+            return results.removeFirst()
+        }
+    }
+
+    /// A candidate measured on a best that moved is re-applied at most this often, then `stale`.
+    static let maxReapplies = 3
+
+    /// Runs the loop with `count` slots; returns whether it was interrupted.
+    func runParallel(_ count: Int) throws -> Bool {
+        let slots = try (0..<count).map { try Slot(index: $0, of: count, runner: self) }
+        progress.line("\(count) slots: candidates are measured \(count) at once under \(Slot.root(root))/ (CPUs \(slots.map { $0.cpus.map(String.init).joined(separator: ",") }.joined(separator: " | ")))")
+        var free = slots
+        var flight: [Int: Candidate] = [:]
+        let finished = Finished()
+        var proposed = 0
+        var interrupted = false
+        defer {
+            // Every slot thread has posted by now (the loop drains them); the copies go.
+            if flight.isEmpty { FileTree.removeDirectory(Slot.root(root)) }
+        }
+        while true {
+            while !interrupted, !stop.requested, !free.isEmpty, options.iterations.map({ proposed < $0 }) ?? true {
+                proposed += 1
+                switch try proposeCandidate() {
+                case .measure(let candidate):
+                    let slot = free.removeFirst()
+                    flight[slot.index] = candidate
+                    try dispatch(candidate, to: slot, finished: finished)
+                case .recorded:
+                    continue
+                case .abandoned:
+                    interrupted = true
+                }
+            }
+            if flight.isEmpty { break }
+            let result = finished.next()
+            guard let candidate = flight.removeValue(forKey: result.slot) else { continue }
+            let slot = slots[result.slot]
+            if stop.requested {
+                // Ctrl-C: no row for what was being measured; the others drain the same way.
+                interrupted = true
+                forget(candidate.iteration.number)
+                free.append(slot)
+                continue
+            }
+            if try settle(candidate, result, slot: slot) {
+                flight[slot.index] = candidate
+                try dispatch(candidate, to: slot, finished: finished)
+            } else {
+                free.append(slot)
+            }
+        }
+        return interrupted || stop.requested
+    }
+
+    private enum Proposed { case measure(Candidate), recorded, abandoned }
+
+    /// Propose and validate in the working tree; a candidate that passes is copied out and the tree
+    /// reverted for the next proposal.
+    private func proposeCandidate() throws -> Proposed {
+        let i = state.nextIteration
+        state.inFlight = (state.inFlight ?? []) + [i]
+        try state.save(root)
+        let iteration = try Iteration(runner: self, number: i)
+        locks.forEach { $0.update(LockHolder(pid: getpid(), run: state.run, iteration: i, since: iteration.started, workspace: root)) }
+        if let end = try iteration.propose() ?? iteration.validate() ?? iteration.duplicateInFlight() {
+            switch end {
+            case .verdict(let verdict):
+                try iteration.revertUnlessKept(verdict)
+                try record(verdict, of: iteration)
+                if agentFailures >= Runner.maxAgentFailures {
+                    throw LoopError(.failed, "the agent failed \(agentFailures) times in a row; last: \(lastAgentFailure)")
+                }
+                return .recorded
+            case .abandoned, .sessionEnded:
+                try repo.loopRestore(to: iteration.best, config: config, kept: kept)
+                forget(i)
+                return .abandoned
+            }
+        }
+        let files = try copyOut(iteration)
+        try repo.loopRestore(to: iteration.best, config: config, kept: kept)
+        iteration.inSlot = true
+        inFlight.append((i, iteration.proposal.description))
+        return .measure(Candidate(iteration: iteration, files: files))
+    }
+
+    /// The validated change's files as they are in the tree (their bytes must be the validated ones).
+    private func copyOut(_ iteration: Iteration) throws -> [String: CandidateFile?] {
+        var files: [String: CandidateFile?] = [:]
+        for path in iteration.changes.flatMap({ [$0.path, $0.oldPath] }) where !path.isEmpty {
+            let file = CandidateFile.read(absolute(path))
+            let hash = file.map { Pins.sha256([UInt8]($0.bytes)) } ?? "-"
+            guard hash == iteration.validated[path] else {
+                throw LoopError(.failed, "\(path) changed between its validation and its copy into a slot")
+            }
+            files[path] = .some(file)
+        }
+        return files
+    }
+
+    /// Starts the candidate's measurement on a thread of the slot's own.
+    private func dispatch(_ candidate: Candidate, to slot: Slot, finished: Finished) throws {
+        let iteration = candidate.iteration
+        try slot.prepare(best: iteration.best, files: candidate.files, repo: repo, config: config)
+        discardStashedOutputs(slot.env)
+        let job = SlotJob(runner: self, slot: slot, number: iteration.number, description: iteration.proposal.description,
+                          run: state.run, best: state.bestScore)
+        Thread { job.run(into: finished) }.start()
+    }
+
+    /// What a slot's thread needs, read on the loop's thread before it starts.
+    private struct SlotJob: @unchecked Sendable {
+        let runner: Runner
+        let slot: Slot
+        let number: Int
+        let description: String
+        let run: String
+        let best: Double
+
+        func run(into finished: Finished) {
+            slot.pinThread()
+            let config = runner.config
+            var confirm: Measurement?
+            let first = Result {
+                try runner.measure(iteration: number, seeds: [runner.firstSeed], description: description, in: slot.env, run: run)
+            }
+            // The confirmation seeds follow at once when the first beat the best it was proposed against.
+            if case .success(let measured) = first, case .scored(let score, _, _, _) = measured.outcome,
+                runner.overLimits(measured) == nil, !config.gates.confirmSeeds.isEmpty, !runner.stop.requested,
+                Gate(maximize: config.evaluator.maximize, minImprovement: config.gates.minImprovement).beats(score, best) {
+                runner.progress.line("[\(number)] \(format(score)) beats \(format(best)) on seed \(runner.firstSeed); confirming on \(config.gates.confirmSeeds.map(String.init).joined(separator: ","))")
+                confirm = try? runner.measure(iteration: number, seeds: config.gates.confirmSeeds, description: description,
+                                              in: slot.env, run: run)
+            }
+            finished.post(SlotResult(slot: slot.index, first: first, confirm: confirm))
+        }
+    }
+
+    /// The verdict on a measured candidate, recorded; true when it goes back to its slot instead
+    /// (re-applied on a best that moved while it was measured).
+    private func settle(_ candidate: Candidate, _ result: SlotResult, slot: Slot) throws -> Bool {
+        let iteration = candidate.iteration
+        let first = try result.first.get()
+        iteration.measured = first
+        // Being decided: a keep commit without its row is dropped by `--resume`.
+        state.inProgress = iteration.number
+        try state.save(root)
+        var end: IterationEnd
+        if case .scored = first.outcome {
+            if iteration.best.hex != state.bestCommit {
+                if candidate.reapplied < Runner.maxReapplies, let files = try reapply(candidate) {
+                    candidate.files = files
+                    candidate.reapplied += 1
+                    progress.line("[\(iteration.number)] the best moved to \(iteration.best.short) while it was measured; re-applied, measuring again")
+                    state.inProgress = nil
+                    try state.save(root)
+                    return true
+                }
+                end = iteration.ends(.discard, reason: .stale(measuredOn: iteration.best.short))
+            } else if let over = overLimits(first) {
+                end = iteration.ends(.rejected, reason: .overLimit(over), violations: [over],
+                                     audit: [iteration.rejection(phase: .evaluator, kind: .limit, rule: .limits, detail: over)])
+            } else if let verdict = try iteration.gateMeasured(first: first, confirm: result.confirm) {
+                end = verdict
+            } else {
+                try write(candidate.files, into: root)
+                iteration.inSlot = false
+                iteration.slotEnv = slot.env
+                end = try iteration.keep()
+            }
+        } else {
+            end = iteration.ends(first.status, reason: first.reason)
+        }
+        discardStashedOutputs(slot.env)
+        inFlight.removeAll { $0.number == iteration.number }
+        inFlightPatches[iteration.number] = nil
+        guard case .verdict(let verdict) = end else {
+            // A keep interrupted before its commit: the tree back to the best, no row.
+            try repo.loopRestore(to: try repo.resolve(state.bestCommit), config: config, kept: kept)
+            forget(iteration.number)
+            return false
+        }
+        try record(verdict, of: iteration)
+        return false
+    }
+
+    /// The candidate's diff applied to the new best in the working tree (which is at the best
+    /// between proposals), validated again and copied out; nil when it no longer applies.
+    private func reapply(_ candidate: Candidate) throws -> [String: CandidateFile?]? {
+        let iteration = candidate.iteration
+        guard let patch = iteration.patch else { return nil }
+        let best = try repo.resolve(state.bestCommit)
+        defer { try? repo.loopRestore(to: best, config: config, kept: kept) }
+        do {
+            try repo.apply(patch: patch)
+        } catch {
+            return nil
+        }
+        let changes = try repo.loopStatus(against: best, config: config, scoped: true)
+        guard !changes.isEmpty, DiffValidator.validate(changes, policy: diffPolicy).isEmpty else { return nil }
+        iteration.best = best
+        iteration.bestBefore = state.bestScore
+        iteration.changes = changes
+        iteration.validated = fingerprint(changes)
+        return try copyOut(iteration)
+    }
+
+    /// Writes a candidate's files into the working tree (at the best it was measured on).
+    private func write(_ files: [String: CandidateFile?], into root: String) throws {
+        for (path, file) in files.sorted(by: { $0.key < $1.key }) {
+            unlink(root + "/" + path)
+            guard let file else { continue }
+            try FileManager.default.createDirectory(atPath: root + "/" + (path as NSString).deletingLastPathComponent,
+                                                    withIntermediateDirectories: true)
+            try file.write(to: root + "/" + path, mode: file.executable ? 0o755 : 0o644)
+        }
+    }
+
+    /// An iteration that ends without a row (Ctrl-C): out of the state's and the prompt's lists.
+    private func forget(_ number: Int) {
+        state.inFlight?.removeAll { $0 == number }
+        if state.inProgress == number { state.inProgress = nil }
+        inFlight.removeAll { $0.number == number }
+        inFlightPatches[number] = nil
+        try? state.save(root)
+    }
+}
+
+extension Iteration {
+    /// `--parallel`: a change identical to one still being measured is not measured twice.
+    func duplicateInFlight() -> IterationEnd? {
+        guard let patch, let twin = runner.inFlightPatches.first(where: { $0.value == patch })?.key else {
+            if let patch { runner.inFlightPatches[number] = patch }
+            return nil
+        }
+        return ends(.discard, reason: .duplicate(of: twin), description: proposal.description + " (duplicate of iteration \(twin))")
+    }
+
+    /// The gates on what a slot measured: the first seed must beat the best (the slot ran the
+    /// confirmation seeds only then), then `judge` as serially.
+    func gateMeasured(first: Measurement, confirm: Measurement?) throws -> IterationEnd? {
+        guard case .scored(let score, _, _, _) = first.outcome else { return ends(first.status, reason: first.reason) }
+        let gate = Gate(maximize: runner.config.evaluator.maximize, minImprovement: runner.config.gates.minImprovement)
+        guard gate.beats(score, runner.state.bestScore) else { return ends(.discard, reason: nil) }
+        if !runner.config.gates.confirmSeeds.isEmpty && confirm == nil { return ends(.discard, reason: nil) }
+        return try judge(first: first, confirm: confirm)
+    }
+}

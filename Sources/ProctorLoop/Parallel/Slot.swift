@@ -1,0 +1,160 @@
+import Foundation
+import ProctorConfig
+import ProctorGit
+import ProctorSandbox
+
+/// One slot of `proctor run --parallel N` (issue 13): `.proctor/slots/K/` holds `tree/`, the
+/// candidate's tracked files as proctor wrote them, and `outputs/`, the slot's own outputs. Its
+/// experiment sees that tree at the workspace's path (`SlotView`), never the working tree, where
+/// the next candidate is being proposed; its CPUs, its GPUs and its memory budget are its own.
+/// `.proctor/` is hidden from every sandbox, so no slot sees another's tree or outputs.
+final class Slot: @unchecked Sendable {
+    let index: Int
+    let directory: String
+    /// The launches of this slot: the run's environment with the slot's view and GPUs.
+    let env: SandboxEnvironment
+    /// The CPUs this slot's launches are pinned to (inherited from the thread that starts them).
+    let cpus: [Int]
+    /// The commit whose tracked files `tree/` holds, and the paths a candidate wrote over them.
+    private var base: ObjectID?
+    private var written: [String] = []
+    private var tree: String { directory + "/tree" }
+
+    static func root(_ workspace: String) -> String { workspace + "/.proctor/slots" }
+
+    init(index: Int, of count: Int, runner: Runner) throws {
+        self.index = index
+        directory = Slot.root(runner.root) + "/\(index)"
+        FileTree.removeDirectory(directory)
+        for dir in [directory + "/tree", directory + "/outputs"] {
+            try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        }
+        var env = runner.env
+        env.slot = SlotView(tree: directory + "/tree", outputs: directory + "/outputs", userData: try Slot.userData(runner))
+        if case .count(let n) = runner.config.experiment.gpus { env.gpuOffset = index * n }
+        self.env = env
+        cpus = Slot.share(of: index, count: count)
+    }
+
+    /// The workspace's git-ignored top-level entries (data sets, a `.venv/`, the hidden labels):
+    /// what a serial experiment sees of them, the slot's sees too, bound read-only from the workspace.
+    /// Untracked entries that are not ignored are the agent's work in progress: never bound.
+    static func userData(_ runner: Runner) throws -> [String] {
+        let root = runner.root
+        let outputs = Set(runner.config.files.outputs.compactMap { $0.split(separator: "/").first.map(String.init) })
+        var names: [String] = []
+        for name in (try? FileManager.default.contentsOfDirectory(atPath: root)) ?? [] where ![".git", ".proctor"].contains(name) && !outputs.contains(name) {
+            var st = stat()
+            guard lstat(root + "/" + name, &st) == 0 else { continue }
+            let isDirectory = (st.st_mode & S_IFMT) == S_IFDIR
+            if try runner.repo.isIgnored(name, directory: isDirectory) { names.append(name) }
+        }
+        return names.sorted()
+    }
+
+    /// Slot `index`'s share of the CPUs this process may use: an equal contiguous part, or one CPU
+    /// in turn when there are fewer CPUs than slots.
+    static func share(of index: Int, count: Int) -> [Int] {
+        var mask = [UInt64](repeating: 0, count: 16)
+        let size = mask.count * 8
+        let read = mask.withUnsafeMutableBytes { Affinity.get(0, size, $0.baseAddress!) }
+        var all: [Int] = []
+        if read == 0 {
+            for cpu in 0..<(size * 8) where mask[cpu / 64] & (1 << UInt64(cpu % 64)) != 0 { all.append(cpu) }
+        }
+        guard !all.isEmpty else { return [] }
+        guard all.count >= count else { return [all[index % all.count]] }
+        let per = all.count / count
+        return Array(all[(index * per)..<(index == count - 1 ? all.count : (index + 1) * per)])
+    }
+
+    /// Pins the calling thread to the slot's CPUs: the launcher it starts, and everything below it,
+    /// inherit them. (An affinity, not a cpuset cgroup: a program that resets its own affinity can
+    /// spread out again; the README says so.)
+    func pinThread() {
+        guard !cpus.isEmpty else { return }
+        var mask = [UInt64](repeating: 0, count: 16)
+        for cpu in cpus where cpu < mask.count * 64 { mask[cpu / 64] |= 1 << UInt64(cpu % 64) }
+        let size = mask.count * 8
+        _ = mask.withUnsafeMutableBytes { Affinity.set(0, size, $0.baseAddress!) }
+    }
+
+    /// Makes `tree/` the candidate: `best`'s tracked files with `files` written over them (nil: the
+    /// file is removed). A new best rewrites the whole tree; otherwise only what the last candidate wrote.
+    func prepare(best: ObjectID, files: [String: CandidateFile?], repo: Repository, config: WorkspaceConfig) throws {
+        if base != best {
+            FileTree.removeDirectory(tree)
+            try FileManager.default.createDirectory(atPath: tree, withIntermediateDirectories: true)
+            try repo.materialize(try repo.topLevelEntries(of: best).map(\.name), from: best, into: tree)
+            // Mount points: the workspace's own state (hidden), the user's data and the outputs.
+            for name in [".git", ".proctor"] { try Slot.makeDirectory(tree + "/" + name) }
+            for name in env.slot?.userData ?? [] {
+                var st = stat()
+                if lstat(config.root + "/" + name, &st) == 0 && (st.st_mode & S_IFMT) == S_IFDIR {
+                    try Slot.makeDirectory(tree + "/" + name)
+                } else {
+                    FileManager.default.createFile(atPath: tree + "/" + name, contents: Data())
+                }
+            }
+            for output in config.files.outputs { try Slot.makeDirectory(tree + "/" + output) }
+            base = best
+        } else {
+            for path in written {
+                unlink(tree + "/" + path)
+                if (try? repo.blob(at: path, in: best)) != nil { try repo.materialize([path], from: best, into: tree) }
+            }
+        }
+        for (path, file) in files.sorted(by: { $0.key < $1.key }) {
+            unlink(tree + "/" + path)
+            guard let file else { continue }
+            try Slot.makeDirectory(tree + "/" + (path as NSString).deletingLastPathComponent)
+            try file.write(to: tree + "/" + path)
+        }
+        written = files.keys.sorted()
+    }
+
+    private static func makeDirectory(_ path: String) throws {
+        try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+    }
+}
+
+/// One changed file of a candidate, as validated: its bytes and whether it is executable.
+struct CandidateFile: Sendable, Equatable {
+    var bytes: Data
+    var executable: Bool
+
+    /// The file at `path` now, or nil when there is none (a link is never followed: nil too).
+    static func read(_ path: String) -> CandidateFile? {
+        let fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)
+        guard fd >= 0 else { return nil }
+        var st = stat()
+        guard fstat(fd, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG else { close(fd); return nil }
+        let handle = FileHandle(fileDescriptor: fd, closeOnDealloc: true)
+        return CandidateFile(bytes: (try? handle.readToEnd()) ?? Data(), executable: st.st_mode & 0o100 != 0)
+    }
+
+    /// Writes the file new at `path` (an existing one is replaced, a link in its place too).
+    func write(to path: String, mode: mode_t? = nil) throws {
+        unlink(path)
+        let fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode ?? (executable ? 0o555 : 0o444))
+        guard fd >= 0 else { throw LoopError.io(errno, "write \(path)") }
+        defer { close(fd) }
+        let written = bytes.withUnsafeBytes { $0.isEmpty ? 0 : Glibc.write(fd, $0.baseAddress, $0.count) }
+        guard written == bytes.count else { throw LoopError.io(errno, "write \(path)") }
+    }
+}
+
+/// glibc's `sched_getaffinity` and `sched_setaffinity` (a thread's CPU mask, pid 0 = the calling
+/// thread), which Swift's Glibc module leaves out (they need `_GNU_SOURCE`): looked up once.
+enum Affinity {
+    typealias Call = @convention(c) (pid_t, Int, UnsafeMutableRawPointer) -> Int32
+    static let get: Call = lookup("sched_getaffinity")
+    static let set: Call = lookup("sched_setaffinity")
+
+    private static func lookup(_ name: String) -> Call {
+        guard let symbol = dlsym(UnsafeMutableRawPointer(bitPattern: 0), name) else {
+            return { _, _, _ in -1 }  // no such call: every slot shares the CPUs (the README says so)
+        }
+        return unsafeBitCast(symbol, to: Call.self)
+    }
+}
