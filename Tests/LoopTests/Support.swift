@@ -241,6 +241,12 @@ final class LoopWorkspace {
         try runChild([proctorBinary] + args, environment: environment)
     }
 
+    /// `proctor ARGS` with more variables (`PROCTOR_MACHINE_SLOTS`).
+    @discardableResult
+    func proctor(_ args: [String], environment extra: [String: String]) throws -> ChildOutcome {
+        try runChild([proctorBinary] + args, environment: environment.merging(extra) { $1 })
+    }
+
     /// `proctor run --workspace ROOT ARGS`.
     @discardableResult
     func run(_ args: [String] = []) throws -> ChildOutcome {

@@ -1,0 +1,202 @@
+import Foundation
+import ProctorTestSupport
+import XCTest
+
+/// Issue 13, second half: `proctor run --parallel N`. Candidates are measured in slots
+/// (`.proctor/slots/K/`), keep decisions are taken one at a time in completion order, and the
+/// ledger, the branch, `--resume` and the locks hold as in a serial run. Judged from outside.
+final class ParallelRunTests: XCTestCase {
+    /// An experiment that takes `seconds` once the agent moved X off the baseline's 0.2, while the
+    /// git-ignored `gate/` (user data, bound into every slot) holds a file `block`.
+    static func slowSpec(_ seconds: Int = 1) -> WorkspaceSpec {
+        var spec = WorkspaceSpec()
+        spec.train = WorkspaceSpec.defaultTrain.replacingOccurrences(of: "GREEDY = 0\n", with: """
+            GREEDY = 0
+            if X != 0.2 and os.path.exists("gate/block"):
+                open(os.path.join(out, "sleeping"), "w").write(str(os.getpid()))
+                time.sleep(\(seconds))
+
+            """)
+        return spec
+    }
+
+    static func workspace(_ spec: WorkspaceSpec) throws -> LoopWorkspace {
+        let ws = try LoopWorkspace(spec, files: [".gitignore": "gate/\n"])
+        try ws.write("gate/block", "1\n")
+        return ws
+    }
+
+    /// Each iteration once (in any order: completion order), ten fields a row, a record a row.
+    func assertIterations(_ ws: LoopWorkspace, _ count: Int, file: StaticString = #filePath, line: UInt = #line) {
+        let rows = ws.rows
+        XCTAssertEqual(rows.map(\.iteration).sorted(), Array(0...count), ws.ledgerLines.joined(separator: "\n"), file: file, line: line)
+        XCTAssertEqual(ws.records.compactMap { $0["iteration"] as? Int }, rows.map(\.iteration), file: file, line: line)
+        for row in ws.ledgerLines.dropFirst() { XCTAssertEqual(row.components(separatedBy: "\t").count, 10, row, file: file, line: line) }
+    }
+
+    /// Every keep on the branch in ledger order, nothing else; the tree is the tip (the user's
+    /// ignored `gate/` aside).
+    func assertBranchHoldsTheKeeps(_ ws: LoopWorkspace, file: StaticString = #filePath, line: UInt = #line) throws {
+        try? FileManager.default.removeItem(atPath: ws.path("gate"))
+        let keeps = ws.records.filter { $0["status"] as? String == "keep" && ($0["iteration"] as? Int ?? 0) > 0 }.compactMap { $0["commit"] as? String }
+        let base = try XCTUnwrap(ws.record(0)?["commit"] as? String, file: file, line: line)
+        let chain = try ws.git(["rev-list", "--first-parent", "--reverse", "\(base)..\(ws.branch!)"]).split(separator: "\n").map(String.init)
+        XCTAssertEqual(chain, keeps, file: file, line: line)
+        try ResumeTests.assertTreeAndBranchConsistent(ws, file: file, line: line)
+    }
+
+    func testTwoSlotsRecordEveryIterationOnceAndKeepInCompletionOrder() throws {
+        let ws = try ParallelRunTests.workspace(ParallelRunTests.slowSpec())
+        let result = try ws.proctor(["run", "--workspace", ws.root, "--iterations", "6", "--parallel", "2"],
+                                    environment: ["PROCTOR_MACHINE_SLOTS": "2"])
+        XCTAssertEqual(result.status, 0, result.text)
+        XCTAssertTrue(result.stdout.contains("2 slots: candidates are measured 2 at once"), result.text)
+        assertIterations(ws, 6)
+        try assertBranchHoldsTheKeeps(ws)
+        XCTAssertEqual(ws.state?["inFlight"] as? [Int], [])
+        XCTAssertEqual(ws.state?["lastIteration"] as? Int, 6)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: ws.path(".proctor/slots")), "the slots' copies are removed at the end")
+        XCTAssertTrue(processes(containing: ws.tag).isEmpty)
+        // Two experiments overlapped: the iterations' experiment spans (from the records) intersect.
+        let spans = ws.records.dropFirst().compactMap { record -> (Double, Double)? in
+            guard let end = (record["time"] as? String).flatMap(parseTime), let seconds = (record["scores"] as? [[String: Any]])?.first?["seconds"] as? Double
+            else { return nil }
+            return (end - seconds, end)
+        }
+        let overlapping = spans.enumerated().contains { i, a in spans.dropFirst(i + 1).contains { b in a.0 < b.1 && b.0 < a.1 } }
+        XCTAssertTrue(overlapping, "no two experiments ran at once: \(spans)")
+    }
+
+    func testParallelNeedsAsManyMachineSlots() throws {
+        let ws = try ParallelRunTests.workspace(WorkspaceSpec())
+        let refused = try ws.run(["--iterations", "1", "--parallel", "2"])
+        XCTAssertEqual(refused.status, 125, refused.text)
+        XCTAssertTrue(refused.stderr.contains("PROCTOR_MACHINE_SLOTS"), refused.text)
+        XCTAssertTrue(ws.rows.isEmpty, "nothing ran")
+        let flag = try ws.run(["--iterations", "1", "--parallel", "0"])
+        XCTAssertNotEqual(flag.status, 0, flag.text)
+    }
+
+    /// On a 4-slot machine two `--parallel 2` runs both run; a third is refused (or waits with --wait).
+    func testTwoParallelRunsShareAFourSlotMachineAndAThirdIsRefused() throws {
+        let first = try ParallelRunTests.workspace(ParallelRunTests.slowSpec(3))
+        let second = try ParallelRunTests.workspace(ParallelRunTests.slowSpec(3))
+        let third = try ParallelRunTests.workspace(WorkspaceSpec())
+        second.machineLock = first.machineLock
+        third.machineLock = first.machineLock
+        let slots = ["PROCTOR_MACHINE_SLOTS": "4"]
+        let outputs = try (0..<2).map { _ in try CapturedOutput() }
+        let runs = try zip([first, second], outputs).map { ws, output in
+            try startProcess([proctorBinary, "run", "--workspace", ws.root, "--iterations", "2", "--parallel", "2"],
+                             environment: ws.environment.merging(slots) { $1 }, output: output)
+        }
+        // Both hold their slots once their baselines are recorded and their candidates sleep.
+        XCTAssertTrue(waitUntil(timeout: 60) { first.rows.count >= 1 && second.rows.count >= 1 }, outputs.map(\.stdout).joined())
+        let refused = try third.proctor(["run", "--workspace", third.root, "--iterations", "1", "--parallel", "1"], environment: slots)
+        XCTAssertEqual(refused.status, 125, refused.text)
+        XCTAssertTrue(refused.stderr.contains("another run holds the lock"), refused.text)
+        for run in runs { run.waitUntilExit() }
+        for (run, output) in zip(runs, outputs) { XCTAssertEqual(exitStatus(run), 0, output.stdout) }
+        assertIterations(first, 2)
+        assertIterations(second, 2)
+        let after = try third.proctor(["run", "--workspace", third.root, "--iterations", "1", "--parallel", "1"], environment: slots)
+        XCTAssertEqual(after.status, 0, "free again: \(after.text)")
+    }
+
+    /// SIGKILL of the supervisor with two candidates in flight: nothing kept is lost, no process is
+    /// left, and `--resume` records both as crashes and goes on.
+    func testSIGKILLWithTwoInFlightThenResume() throws {
+        let ws = try ParallelRunTests.workspace(ParallelRunTests.slowSpec(60))
+        let env = ["PROCTOR_MACHINE_SLOTS": "2"]
+        let output = try CapturedOutput()
+        let run = try startProcess([proctorBinary, "run", "--workspace", ws.root, "--iterations", "8", "--parallel", "2"],
+                                   environment: ws.environment.merging(env) { $1 }, output: output)
+        let sleeping = { (0..<2).allSatisfy { FileManager.default.fileExists(atPath: ws.path(".proctor/slots/\($0)/outputs/outputs/sleeping")) } }
+        XCTAssertTrue(waitUntil(timeout: 60, sleeping), output.stdout)
+        let inFlight = try XCTUnwrap(ws.state?["inFlight"] as? [Int], output.stdout)
+        XCTAssertEqual(inFlight.count, 2, "\(inFlight)")
+        kill(run.processIdentifier, SIGKILL)
+        run.waitUntilExit()
+        XCTAssertTrue(waitUntil(timeout: 10) { processes(containing: ws.tag).isEmpty },
+                      "experiments outlived their supervisor: \(processes(containing: ws.tag))")
+        let status = try ws.proctor(["status", "--workspace", ws.root])
+        XCTAssertTrue(status.stdout.contains("lock: free"), status.stdout)
+        XCTAssertTrue(status.stdout.contains(inFlight.map(String.init).joined(separator: ", ") + " in progress"), status.stdout)
+        let before = ws.rows
+
+        try FileManager.default.removeItem(atPath: ws.path("gate/block"))
+        let resumed = try ws.proctor(["run", "--workspace", ws.root, "--resume", "--iterations", "2", "--parallel", "2"], environment: env)
+        XCTAssertEqual(resumed.status, 0, resumed.text)
+        XCTAssertEqual(Array(ws.rows.prefix(before.count)).map(\.fields), before.map(\.fields), "rows before the kill stay")
+        for lost in inFlight {
+            let row = try XCTUnwrap(ws.row(lost))
+            XCTAssertEqual(row.status, "crash")
+            XCTAssertTrue(row.description.contains("interrupted"), row.description)
+        }
+        assertIterations(ws, (ws.rows.map(\.iteration).max() ?? 0))
+        try assertBranchHoldsTheKeeps(ws)
+        XCTAssertTrue(processes(containing: ws.tag).isEmpty)
+    }
+
+    /// From inside a slot's experiment: the other slots' trees and outputs, proctor's state and the
+    /// working tree's files are out of reach; the user's ignored data is there, read-only.
+    func testASlotCannotSeeOrWriteAnotherSlotOrTheWorkingTree() throws {
+        var spec = ParallelRunTests.slowSpec(1)
+        spec.train = spec.train.replacingOccurrences(of: "GREEDY = 0\n", with: """
+            GREEDY = 0
+            import json, errno as E
+            here = os.getcwd()
+            probe = {"data": open("gate/block").read().strip()}
+            for rel in [".proctor", ".proctor/slots", ".proctor/slots/0/tree/train.py", ".proctor/slots/1/outputs", "holdout/target.txt"]:
+                probe[rel] = "visible" if os.path.exists(os.path.join(here, rel)) else "absent"
+            def attempt(name, path, mode="w"):
+                try:
+                    os.makedirs(os.path.dirname(path), exist_ok=True)
+                    open(path, mode).write("planted\\n")
+                    probe[name] = "WROTE"
+                except OSError as e:
+                    probe[name] = E.errorcode.get(e.errno, str(e.errno))
+            for k in (0, 1):
+                attempt("other-outputs-%d" % k, os.path.join(here, ".proctor/slots/%d/outputs/outputs/planted" % k))
+                attempt("other-tree-%d" % k, os.path.join(here, ".proctor/slots/%d/tree/train.py" % k), "a")
+            attempt("tree", os.path.join(here, "train.py"), "a")
+            attempt("data-write", os.path.join(here, "gate/block"), "a")
+            attempt("ws-outputs-sibling", os.path.join(here, "outputs-planted"))
+            print("PROBE " + json.dumps(probe, sort_keys=True))
+
+            """)
+        let ws = try ParallelRunTests.workspace(spec)
+        let result = try ws.proctor(["run", "--workspace", ws.root, "--iterations", "4", "--parallel", "2"],
+                                    environment: ["PROCTOR_MACHINE_SLOTS": "2"])
+        XCTAssertEqual(result.status, 0, result.text)
+        let logs = ws.path(".proctor/logs/" + ws.runID!)
+        let names = try FileManager.default.contentsOfDirectory(atPath: logs).filter { $0.hasSuffix("-experiment.log") && !$0.hasPrefix("0-") }
+        XCTAssertFalse(names.isEmpty)
+        for name in names {
+            let text = try String(contentsOfFile: logs + "/" + name, encoding: .utf8)
+            let line = try XCTUnwrap(text.split(separator: "\n").first { $0.hasPrefix("PROBE ") }, text)
+            let probe = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(line.dropFirst(6).utf8)) as? [String: String])
+            XCTAssertEqual(probe["data"], "1", "the user's ignored data is bound into the slot: \(probe)")
+            XCTAssertEqual(probe["data-write"], "EROFS", "read-only: \(probe)")
+            for rel in [".proctor", ".proctor/slots", ".proctor/slots/0/tree/train.py", ".proctor/slots/1/outputs", "holdout/target.txt"] {
+                XCTAssertEqual(probe[rel], rel == ".proctor" ? probe[rel] : "absent", "\(name): \(rel): \(probe)")
+            }
+            for (key, value) in probe where key != "data" && !key.hasPrefix(".") && !key.hasPrefix("holdout") {
+                XCTAssertNotEqual(value, "WROTE", "\(name): \(key): \(probe)")
+            }
+        }
+        // From outside: the working tree is the tip, the data untouched, nothing planted anywhere.
+        XCTAssertEqual(ws.read("gate/block"), "1\n")
+        try assertBranchHoldsTheKeeps(ws)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: ws.path("outputs-planted")))
+        let planted = FileManager.default.enumerator(atPath: ws.path(".proctor"))?.compactMap { $0 as? String }.filter { $0.hasSuffix("planted") } ?? []
+        XCTAssertEqual(planted, [])
+        XCTAssertFalse(ws.records.contains { ($0["status"] as? String) == "crash" }, ws.ledgerLines.joined(separator: "\n"))
+    }
+}
+
+private func parseTime(_ text: String) -> Double? {
+    let formatter = ISO8601DateFormatter()
+    formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+    return (formatter.date(from: text) ?? ISO8601DateFormatter().date(from: text))?.timeIntervalSince1970
+}
