@@ -193,6 +193,42 @@ final class ParallelRunTests: XCTestCase {
         XCTAssertEqual(planted, [])
         XCTAssertFalse(ws.records.contains { ($0["status"] as? String) == "crash" }, ws.ledgerLines.joined(separator: "\n"))
     }
+
+    /// Iteration 1 keeps while iteration 2, proposed on the baseline, is still measured. A change
+    /// that applies to the new best is re-applied and measured again on it; one that does not is
+    /// recorded `discard` with reason `stale`.
+    func testACandidateMeasuredOnAMovedBestIsReappliedOrStale() throws {
+        // SLOW is far below X: a change of it alone still applies once X changed.
+        for (second, applies) in [("set_var SLOW 2", true), ("set_var X 0.5; set_var SLOW 2", false)] {
+            var spec = WorkspaceSpec()
+            spec.train += "SLOW = 0\nif SLOW:\n    time.sleep(SLOW)\n"
+            spec.agentScript = agentPrelude + """
+                case "$i" in
+                1) set_var X 0.69; echo "SUMMARY: x closer" ;;
+                2) \(second); echo "SUMMARY: the slow one" ;;
+                esac
+                """
+            let ws = try LoopWorkspace(spec)
+            let result = try ws.proctor(["run", "--workspace", ws.root, "--iterations", "2", "--parallel", "2"],
+                                        environment: ["PROCTOR_MACHINE_SLOTS": "2"])
+            XCTAssertEqual(result.status, 0, result.text)
+            assertIterations(ws, 2)
+            XCTAssertEqual(ws.rows.map(\.iteration), [0, 1, 2], "completion order: 1 (fast) before 2 (slow)")
+            let kept = try XCTUnwrap(ws.record(1)?["commit"] as? String, ws.ledgerLines.joined(separator: "\n"))
+            let slow = try XCTUnwrap(ws.record(2))
+            if applies {
+                XCTAssertTrue(result.stdout.contains("[2] the best moved to"), result.stdout)
+                XCTAssertEqual(slow["parent"] as? String, kept, "measured again on the new best")
+                XCTAssertNotNil(slow["score"] as? Double)
+                XCTAssertNotEqual(ws.row(2)?.description.contains("stale"), true)
+            } else {
+                XCTAssertEqual(ws.row(2)?.status, "discard")
+                XCTAssertTrue(ws.row(2)?.description.contains("(stale: the best moved") == true, ws.ledgerLines.joined(separator: "\n"))
+                XCTAssertTrue((slow["reason"] as? String)?.hasPrefix("stale") == true, "\(slow)")
+            }
+            try assertBranchHoldsTheKeeps(ws)
+        }
+    }
 }
 
 private func parseTime(_ text: String) -> Double? {

@@ -210,7 +210,8 @@ extension Runner {
                     try state.save(root)
                     return true
                 }
-                end = iteration.ends(.discard, reason: .stale(measuredOn: iteration.best.short))
+                end = iteration.ends(.discard, reason: .stale(measuredOn: iteration.best.short),
+                                     description: iteration.proposal.description + " (stale: the best moved and the change does not apply to it)")
             } else if let over = overLimits(first) {
                 end = iteration.ends(.rejected, reason: .overLimit(over), violations: [over],
                                      audit: [iteration.rejection(phase: .evaluator, kind: .limit, rule: .limits, detail: over)])
