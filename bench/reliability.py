@@ -293,7 +293,7 @@ def ledger(ws):
     return rows, records, problems
 
 
-def check(proctor, ws, tag, locked, keep_pids=(), wait=5.0):
+def check(proctor, ws, tag, locked, keep_pids=(), wait=5.0, user_data=()):
     """Every invariant of issue 10's crash list, from outside; returns a list of violations.
     `locked`: {path: original bytes} of the locked files."""
     bad = []
@@ -312,8 +312,9 @@ def check(proctor, ws, tag, locked, keep_pids=(), wait=5.0):
     by_run = {}
     for rec in records:
         by_run.setdefault(rec.get("run"), []).append(rec.get("iteration"))
+    # (`--parallel` records in completion order: each number once, none missing.)
     for r, its in by_run.items():
-        if its != list(range(len(its))):
+        if sorted(its) != list(range(len(its))):
             bad.append("run %s: iterations %s are not contiguous from 0" % (r, its))
     mine = [rec for rec in records if rec.get("run") == run]
     if not mine:
@@ -338,7 +339,8 @@ def check(proctor, ws, tag, locked, keep_pids=(), wait=5.0):
     # The working tree is the tip: nothing modified, untracked or ignored but .proctor/ and outputs/,
     # and every tracked file's bytes hash to the tip's blob (not trusting git's stat cache).
     _, st = git(ws, "status", "--porcelain", "--untracked-files=all", "--ignored")
-    extra = [l for l in st.split("\n") if l and not l[3:].startswith((".proctor/", "outputs/"))]
+    # (`user_data`: the workspace's own git-ignored files, such as the bundled workspace's labels.)
+    extra = [l for l in st.split("\n") if l and not l[3:].startswith((".proctor/", "outputs/") + tuple(user_data))]
     if extra:
         bad.append("working tree differs from the tip: %s" % extra[:5])
     _, tree = git(ws, "ls-tree", "-r", tip or "HEAD")
@@ -373,7 +375,9 @@ def check(proctor, ws, tag, locked, keep_pids=(), wait=5.0):
     status = proctor.status(ws)
     if "lock: free" not in status:
         bad.append("proctor status: %s" % status.split("\n")[0])
-    for name, path in (("workspace", os.path.join(ws, ".proctor/lock")), ("machine", proctor.machine_lock)):
+    slots = int(proctor.env.get("PROCTOR_MACHINE_SLOTS", "1"))
+    machine = [(("machine slot %d" % k) if k else "machine", proctor.machine_lock + (".%d" % k if k else "")) for k in range(slots)]
+    for name, path in [("workspace", os.path.join(ws, ".proctor/lock"))] + machine:
         if not lock_free(path):
             bad.append("the %s lock is held (flock)" % name)
     return bad

@@ -122,3 +122,18 @@ final class PatchTests: XCTestCase {
         XCTAssertEqual(try Repository.patchEntries(""), [])
     }
 }
+
+/// `--parallel`'s re-apply (issue 13): a three-way line merge of one file.
+final class MergeFileTests: XCTestCase {
+    private func bytes(_ text: String) -> [UInt8] { Array(text.utf8) }
+
+    func testChangesToNearbyLinesMergeAndToTheSameLineDoNot() throws {
+        let base = "A = 1\nB = 2\nC = 3\nD = 4\n"
+        let merged = try Repository.mergeFile(base: bytes(base), ours: bytes("A = 9\nB = 2\nC = 3\nD = 4\n"),
+                                              theirs: bytes("A = 1\nB = 2\nC = 7\nD = 4\n"))
+        XCTAssertEqual(merged.map { String(decoding: $0, as: UTF8.self) }, "A = 9\nB = 2\nC = 7\nD = 4\n")
+        XCTAssertNil(try Repository.mergeFile(base: bytes(base), ours: bytes("A = 9\nB = 2\nC = 3\nD = 4\n"),
+                                              theirs: bytes("A = 5\nB = 2\nC = 3\nD = 4\n")), "both changed A")
+        XCTAssertEqual(try Repository.mergeFile(base: [], ours: [], theirs: bytes("new\n")), bytes("new\n"))
+    }
+}

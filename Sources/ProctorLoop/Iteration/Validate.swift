@@ -30,15 +30,20 @@ extension Iteration {
         // The exact change, kept for the memory (near misses are re-appliable); one already
         // measured in this run is not measured again.
         // Notes never affect the score: they are neither a category of change nor make a proposal new.
-        let notes = runner.config.files.notes.map(Glob.init)
-        let code = Set(changes.flatMap { [$0.path, $0.oldPath] }.filter { path in !path.isEmpty && !notes.contains { $0.matches(path) } })
-        patch = code.isEmpty ? nil : try runner.repo.diffText(against: best, paths: code.sorted())
+        patch = try codePatch()
         if let first = patch.flatMap({ runner.memory?.duplicate(of: $0) }) {
             return ends(.discard, reason: .duplicate(of: first),
                         description: proposal.description + " (duplicate of iteration \(first))")
         }
         validated = runner.fingerprint(changes)
         return nil
+    }
+
+    /// The change to everything but the notes, as a unified diff against `best`; nil for none.
+    func codePatch() throws -> String? {
+        let notes = runner.config.files.notes.map(Glob.init)
+        let code = Set(changes.flatMap { [$0.path, $0.oldPath] }.filter { path in !path.isEmpty && !notes.contains { $0.matches(path) } })
+        return code.isEmpty ? nil : try runner.repo.diffText(against: best, paths: code.sorted())
     }
 
     /// Re-validation while the candidate is measured and kept: a session agent keeps running

@@ -239,23 +239,43 @@ extension Runner {
         return false
     }
 
-    /// The candidate's diff applied to the new best in the working tree (which is at the best
-    /// between proposals), validated again and copied out; nil when it no longer applies.
+    /// The candidate's change carried onto the new best, file by file with a three-way merge (its
+    /// base, the new best, the candidate), validated again in the working tree (which is at the
+    /// best between proposals) and copied out; nil when the two changes touch the same lines, or
+    /// the result breaks the diff policy.
     private func reapply(_ candidate: Candidate) throws -> [String: CandidateFile?]? {
         let iteration = candidate.iteration
-        guard let patch = iteration.patch else { return nil }
         let best = try repo.resolve(state.bestCommit)
-        defer { try? repo.loopRestore(to: best, config: config, kept: kept) }
-        do {
-            try repo.apply(patch: patch)
-        } catch {
-            return nil
+        var merged: [String: CandidateFile?] = [:]
+        for (path, file) in candidate.files {
+            let base = try? repo.blob(at: path, in: iteration.best)
+            let ours = try? repo.blob(at: path, in: best)
+            switch (base, ours, file) {
+            case (_, _, nil):
+                guard ours == base else { return nil }  // removed by the candidate, changed by the best
+                merged[path] = .some(nil)
+            case (nil, nil, let file?):
+                merged[path] = file
+            case (nil, let ours?, let file?):
+                guard ours == [UInt8](file.bytes) else { return nil }  // both added it, differently
+                merged[path] = file
+            case (_?, nil, _?):
+                return nil  // removed by the best, changed by the candidate
+            case (let base?, let ours?, let file?):
+                guard let bytes = try Repository.mergeFile(base: base, ours: ours, theirs: [UInt8](file.bytes)) else { return nil }
+                merged[path] = CandidateFile(bytes: Data(bytes), executable: file.executable)
+            }
         }
+        defer { try? repo.loopRestore(to: best, config: config, kept: kept) }
+        try write(merged, into: root)
         let changes = try repo.loopStatus(against: best, config: config, scoped: true)
         guard !changes.isEmpty, DiffValidator.validate(changes, policy: diffPolicy).isEmpty else { return nil }
         iteration.best = best
         iteration.bestBefore = state.bestScore
         iteration.changes = changes
+        iteration.stats = DiffStats(files: changes.map(\.path), added: changes.reduce(0) { $0 + $1.addedLines },
+                                    removed: changes.reduce(0) { $0 + $1.removedLines })
+        iteration.patch = try iteration.codePatch()
         iteration.validated = fingerprint(changes)
         return try copyOut(iteration)
     }
