@@ -392,7 +392,7 @@ extension LaunchPlan {
             // Only proctor's and the user's own places: an idmapped system directory would hand its
             // root-only files back to the command.
             plan.user = user
-            let places = [ws, request.agentHome, request.pinnedDirectory, request.analysisScratch].compactMap { $0 }
+            let places = [ws, request.agentHome, request.pinnedDirectory, request.analysisScratch, request.slot?.tree, request.slot?.outputs].compactMap { $0 }
                 + request.mapOwner
             for path in places where !plan.ownerMapped.contains(where: { path == $0 || path.hasPrefix($0 + "/") }) {
                 plan.ownerMapped.append(path)

@@ -14,12 +14,14 @@ final class GPUSandboxTests: XCTestCase {
 
     /// Runs `script` with sh in `phase` of `ws`, its host facts live but for the GPUs.
     private func run(_ ws: TestWorkspace, _ phase: Phase, gpus: GPUHost, _ script: String,
+                     request adjust: (inout LaunchRequest) -> Void = { _ in },
                      configure: (inout WorkspaceConfig) -> Void) throws -> (status: Int32, out: String) {
         var env = try SandboxEnvironment.load(workspace: ws.root)
         configure(&env.config)
         var request = LaunchRequest(config: env.config, preset: env.preset, phase: phase, command: ["/bin/sh", "-c", script],
                                     pinnedDirectory: phase == .evaluator ? ws.root : nil)
         request.user = try SandboxUser.forThisProcess(configured: env.config.sandbox.user)
+        adjust(&request)
         var host = HostFacts.live(workspace: ws.root)
         host.gpus = { gpus }
         let plan = try LaunchPlan.compile(request, host: host)
@@ -78,6 +80,62 @@ final class GPUSandboxTests: XCTestCase {
         }
         XCTAssertEqual(bytes(ws.path("prepare.py")), before)
         XCTAssertEqual(bytes(driver + "/libcuda.so.1"), Data("FAKE-LIBCUDA\n".utf8))
+    }
+
+    /// `--parallel`: slot 1 of a run with `gpus = 1` gets the host's second GPU only; its experiment
+    /// sees the slot's tree at the workspace's path and still cannot write a locked file or its GPU's
+    /// neighbour, nor reach the network.
+    func testASlotGetsItsOwnGPUAndNothingMore() throws {
+        let ws = try TestWorkspace()
+        let gpus = try standIns(ws)
+        let slot = ws.root + "-slot"
+        addTeardownBlock { _ = try? FileManager.default.removeItem(atPath: slot) }
+        for dir in ["tree/.git", "tree/.proctor", "tree/outputs", "outputs/outputs"] {
+            try FileManager.default.createDirectory(atPath: slot + "/" + dir, withIntermediateDirectories: true)
+        }
+        for name in try FileManager.default.contentsOfDirectory(atPath: ws.root) where ![".git", ".proctor", "outputs"].contains(name) {
+            try FileManager.default.copyItem(atPath: ws.path(name), toPath: slot + "/tree/" + name)
+        }
+        try Data("SLOT-COPY\n".utf8).write(to: URL(fileURLWithPath: slot + "/tree/train.py"))
+        _ = try runChild(["/bin/chmod", "-R", "a+rX", slot])
+        let before = bytes(ws.path("prepare.py"))
+        // A listener on the host's loopback: the experiment's own loopback must not reach it.
+        let listener = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(listener) }
+        var addr = sockaddr_in()
+        addr.sin_family = sa_family_t(AF_INET)
+        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+        _ = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(listener, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+        XCTAssertEqual(listen(listener, 4), 0)
+        var len = socklen_t(MemoryLayout<sockaddr_in>.size)
+        _ = withUnsafeMutablePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(listener, $0, &len) } }
+        let port = Int(UInt16(bigEndian: addr.sin_port))
+        let script = """
+            ls /dev | tr '\\n' ' '; echo; echo "visible=$CUDA_VISIBLE_DEVICES"
+            cat train.py
+            echo pwn >> prepare.py || echo locked-write-refused
+            echo out > outputs/mine && echo outputs-write-ok
+            python3 -c "import socket
+            try: socket.create_connection(('127.0.0.1', \(port)), timeout=2); print('NET')
+            except OSError as e: print('no-network', e.errno)"
+            """
+        let (status, out) = try run(ws, .experiment, gpus: gpus, script, request: { request in
+            request.slot = SlotView(tree: slot + "/tree", outputs: slot + "/outputs", userData: [])
+            request.gpuOffset = 1
+        }) { $0.experiment.gpus = .count(1) }
+        XCTAssertEqual(status, 0, out)
+        let lines = out.split(separator: "\n").map(String.init)
+        XCTAssertEqual(lines.first, "fd full null nvidia-caps nvidia-uvm nvidia1 nvidiactl random shm stderr stdin stdout urandom zero ",
+                       "GPU 1, the slot's, not GPU 0")
+        XCTAssertTrue(lines.contains { $0.hasPrefix("no-network ") }, "python ran and could not connect: \(out)")
+        for word in ["visible=1", "SLOT-COPY", "locked-write-refused", "outputs-write-ok"] {
+            XCTAssertTrue(lines.contains(word), "\(word): \(out)")
+        }
+        XCTAssertEqual(bytes(ws.path("prepare.py")), before)
+        XCTAssertEqual(bytes(slot + "/outputs/outputs/mine"), Data("out\n".utf8), "the slot's own outputs")
+        XCTAssertFalse(FileManager.default.fileExists(atPath: ws.path("outputs/mine")), "not the workspace's")
+        _ = fcntl(listener, F_SETFL, O_NONBLOCK)
+        XCTAssertLessThan(accept(listener, nil, nil), 0, "the host listener received a connection")
     }
 
     func testOnlyTheExperimentGetsTheGPUUnlessTheEvaluatorAsks() throws {
