@@ -31,7 +31,7 @@ final class FailureReasonTests: XCTestCase {
             (.confirmation(.confirmation(.evaluator(words))), "confirmation: confirmation: evaluator: " + marker),
             (.overLimit("features 12 over the limit 10"), "features 12 over the limit 10"),
             (.meanDoesNotBeat, "mean over seeds does not beat the best"),
-            (.stale(measuredOn: "1a2b3c4d5e6f"), "stale: measured on 1a2b3c4d5e6f, the best moved since and the change does not apply to it"),
+            (.stale(proposedOn: "1a2b3c4d5e6f"), "stale: proposed on 1a2b3c4d5e6f, the best moved since and the change does not apply to it"),
             (.ignoresSeed(seeds: [42, 17], baselineSpread: 0.25),
              "the score ignores PROCTOR_SEED (identical over seeds 42,17, the baseline's varied by 0.25)"),
             (.interrupted, "interrupted"),
@@ -67,7 +67,7 @@ final class FailureReasonTests: XCTestCase {
 
     func testEveryCaseIsListed() {
         let listed = Set(Self.everyCase(EvaluatorWords(Self.marker)).map { Self.covered($0.0) })
-        XCTAssertEqual(listed.count, 18, "every case of FailureReason has a sample: \(listed.sorted())")
+        XCTAssertEqual(listed.count, 19, "every case of FailureReason has a sample: \(listed.sorted())")
     }
 
     /// The ledger keeps exactly today's strings: results.tsv, runs.jsonl's `reason` and every test

@@ -114,7 +114,8 @@ final class ParallelRunTests: XCTestCase {
         let sleeping = { (0..<2).allSatisfy { FileManager.default.fileExists(atPath: ws.path(".proctor/slots/\($0)/outputs/outputs/sleeping")) } }
         XCTAssertTrue(waitUntil(timeout: 60, sleeping), output.stdout)
         let inFlight = try XCTUnwrap(ws.state?["inFlight"] as? [Int], output.stdout)
-        XCTAssertEqual(inFlight.count, 2, "\(inFlight)")
+        // Two measuring, and perhaps a third proposed ahead for the first slot to finish.
+        XCTAssertTrue((2...3).contains(inFlight.count), "\(inFlight)")
         kill(run.processIdentifier, SIGKILL)
         run.waitUntilExit()
         XCTAssertTrue(waitUntil(timeout: 10) { processes(containing: ws.tag).isEmpty },

@@ -54,7 +54,7 @@ indirect enum FailureReason: Sendable, Equatable {
     case meanDoesNotBeat
     /// `--parallel`: the best moved while the candidate was measured and its diff does not apply to
     /// the new best (the commit it was measured on, short).
-    case stale(measuredOn: String)
+    case stale(proposedOn: String)
     /// The candidate's score no longer moves with `PROCTOR_SEED` where the baseline's did.
     case ignoresSeed(seeds: [UInt64], baselineSpread: Double)
     /// Ctrl-C during the measurement.
@@ -101,7 +101,7 @@ indirect enum FailureReason: Sendable, Equatable {
         case .specialOutputs(let paths): "the outputs hold links or special files: " + paths.joined(separator: ", ")
         case .overLimit(let text): text
         case .meanDoesNotBeat: "mean over seeds does not beat the best"
-        case .stale(let commit): "stale: measured on \(commit), the best moved since and the change does not apply to it"
+        case .stale(let commit): "stale: proposed on \(commit), the best moved since and the change does not apply to it"
         case .ignoresSeed(let seeds, let spread):
             "the score ignores PROCTOR_SEED (identical over seeds \(seeds.map(String.init).joined(separator: ",")), the baseline's varied by \(format(spread)))"
         case .interrupted: "interrupted"

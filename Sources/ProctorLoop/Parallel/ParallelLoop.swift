@@ -64,27 +64,42 @@ extension Runner {
         progress.line("\(count) slots: candidates are measured \(count) at once under \(Slot.root(root))/ (CPUs \(slots.map { $0.cpus.map(String.init).joined(separator: ",") }.joined(separator: " | ")))")
         var free = slots
         var flight: [Int: Candidate] = [:]
+        // One candidate proposed ahead while every slot is busy, so that a slot that finishes
+        // starts again as soon as its result is recorded, not after the next proposal.
+        var ready: Candidate?
         let finished = Finished()
         var proposed = 0
         var interrupted = false
+        func mayPropose() -> Bool { !interrupted && !stop.requested && (options.iterations.map { proposed < $0 } ?? true) }
+        /// The next candidate to measure: the one proposed ahead, else a new proposal (nil: none).
+        func next() throws -> Candidate? {
+            if let candidate = ready {
+                ready = nil
+                return candidate
+            }
+            while mayPropose() {
+                proposed += 1
+                switch try proposeCandidate() {
+                case .measure(let candidate): return candidate
+                case .recorded: continue
+                case .abandoned: interrupted = true
+                }
+            }
+            return nil
+        }
         defer {
             // Every slot thread has posted by now (the loop drains them); the copies go.
             if flight.isEmpty { FileTree.removeDirectory(Slot.root(root)) }
         }
         while true {
-            while !interrupted, !stop.requested, !free.isEmpty, options.iterations.map({ proposed < $0 }) ?? true {
-                proposed += 1
-                switch try proposeCandidate() {
-                case .measure(let candidate):
-                    let slot = free.removeFirst()
-                    flight[slot.index] = candidate
-                    try dispatch(candidate, to: slot, finished: finished)
-                case .recorded:
-                    continue
-                case .abandoned:
-                    interrupted = true
-                }
+            while !interrupted, !stop.requested, !free.isEmpty, let candidate = try next() {
+                // Proposed ahead, before a keep: carried onto the new best first (or recorded stale).
+                guard try carryOver(candidate) else { continue }
+                let slot = free.removeFirst()
+                flight[slot.index] = candidate
+                try dispatch(candidate, to: slot, finished: finished)
             }
+            if free.isEmpty && ready == nil, let candidate = try next() { ready = candidate }
             if flight.isEmpty { break }
             let result = finished.next()
             guard let candidate = flight.removeValue(forKey: result.slot) else { continue }
@@ -103,7 +118,29 @@ extension Runner {
                 free.append(slot)
             }
         }
+        if let candidate = ready { forget(candidate.iteration.number) }  // interrupted before it ran
         return interrupted || stop.requested
+    }
+
+    /// A candidate proposed on an older best, carried onto the current one before it is measured;
+    /// false when it does not apply (recorded `discard`, reason `stale`).
+    private func carryOver(_ candidate: Candidate) throws -> Bool {
+        let iteration = candidate.iteration
+        guard iteration.best.hex != state.bestCommit else { return true }
+        if let files = try reapply(candidate) {
+            candidate.files = files
+            return true
+        }
+        inFlight.removeAll { $0.number == iteration.number }
+        inFlightPatches[iteration.number] = nil
+        guard case .verdict(let verdict) = staleEnd(iteration) else { return false }
+        try record(verdict, of: iteration)
+        return false
+    }
+
+    private func staleEnd(_ iteration: Iteration) -> IterationEnd {
+        iteration.ends(.discard, reason: .stale(proposedOn: iteration.best.short),
+                       description: iteration.proposal.description + " (stale: the best moved and the change does not apply to it)")
     }
 
     private enum Proposed { case measure(Candidate), recorded, abandoned }
@@ -210,8 +247,7 @@ extension Runner {
                     try state.save(root)
                     return true
                 }
-                end = iteration.ends(.discard, reason: .stale(measuredOn: iteration.best.short),
-                                     description: iteration.proposal.description + " (stale: the best moved and the change does not apply to it)")
+                end = staleEnd(iteration)
             } else if let over = overLimits(first) {
                 end = iteration.ends(.rejected, reason: .overLimit(over), violations: [over],
                                      audit: [iteration.rejection(phase: .evaluator, kind: .limit, rule: .limits, detail: over)])
