@@ -163,7 +163,7 @@ def scenario(proctor, mnt, tmp, name, n, user):
     outcome = "exit %d" % rc
     crash_rows = [r for r in rows if r[4] == "crash"]
     if crash_rows:
-        outcome += ", crash row(s) %s: %s" % (",".join(r[0] for r in crash_rows), crash_rows[0][9][:160])
+        outcome += ", crash row(s) %s: %s" % (",".join(r[0] for r in crash_rows), crash_rows[0][10][:160])
     message = [line for line in out.split("\n") if line.startswith("proctor:") and not line.startswith("proctor: warning")]
     if message:
         outcome += "; " + message[-1][:140]

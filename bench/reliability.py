@@ -20,7 +20,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import benchlib as B  # noqa: E402
 
-HEADER = "iteration\tcommit\tscore\tsealed\tstatus\tseconds\tpeak_mem_mb\tfeatures\ttrees\tdescription"
+HEADER = "iteration\tcommit\tscore\tsealed\tstatus\tseconds\tpeak_mem_mb\tpeak_gpu_mem_mb\tfeatures\ttrees\tdescription"
 STATUSES = {"keep", "discard", "crash", "timeout", "rejected"}
 
 # The agent: a shell command agent in the agent sandbox that sleeps AGENT_SLEEP seconds, then sets X.
@@ -281,7 +281,7 @@ def ledger(ws):
     rows = []
     for n, line in enumerate(lines[1:], 2):
         fields = line.split("\t")
-        if len(fields) != 10 or not fields[0].isdigit() or fields[4] not in STATUSES:
+        if len(fields) != 11 or not fields[0].isdigit() or fields[4] not in STATUSES:
             problems.append("results.tsv line %d malformed: %r" % (n, line[:120]))
         rows.append(fields)
     records = []

@@ -16,19 +16,22 @@ public struct LedgerRow: Sendable, Equatable {
     public var status: IterationStatus
     public var seconds: Double
     public var peakMemMB: Int?
+    /// The experiment's peak GPU memory over its seeds (NVML); empty without GPUs.
+    public var peakGPUMemMB: Int?
     public var features: Int?
     public var trees: Int?
     public var description: String
 
-    public static let header = ["iteration", "commit", "score", "sealed", "status", "seconds", "peak_mem_mb", "features",
-                                "trees", "description"]
-    /// The header of ledgers written before the `sealed` column; `Ledger` migrates them on open.
-    static let headerWithoutSealed = header.filter { $0 != "sealed" }
+    public static let header = ["iteration", "commit", "score", "sealed", "status", "seconds", "peak_mem_mb", "peak_gpu_mem_mb",
+                                "features", "trees", "description"]
+    /// The headers of ledgers written before the `sealed` and `peak_gpu_mem_mb` columns; `Ledger`
+    /// migrates them on open.
+    static let olderHeaders = [header.filter { $0 != "sealed" && $0 != "peak_gpu_mem_mb" }, header.filter { $0 != "peak_gpu_mem_mb" }]
 
     public var fields: [String] {
         [String(iteration), commit, score.map(LedgerRow.scoreField) ?? "", sealed.map(LedgerRow.scoreField) ?? "",
-         status.rawValue, String(format: "%.1f", seconds), peakMemMB.map(String.init) ?? "", features.map(String.init) ?? "",
-         trees.map(String.init) ?? "", Ledger.clean(description)]
+         status.rawValue, String(format: "%.1f", seconds), peakMemMB.map(String.init) ?? "", peakGPUMemMB.map(String.init) ?? "",
+         features.map(String.init) ?? "", trees.map(String.init) ?? "", Ledger.clean(description)]
     }
 
     /// Six decimals; `-inf` and `inf` (a score at an end of the scale, issue 8) and `nan` spelled out, as
@@ -50,13 +53,14 @@ public struct LedgerRow: Sendable, Equatable {
         self.status = status
         seconds = Double(fields[5]) ?? 0
         peakMemMB = Int(fields[6])
-        features = Int(fields[7])
-        trees = Int(fields[8])
-        description = fields[9]
+        peakGPUMemMB = Int(fields[7])
+        features = Int(fields[8])
+        trees = Int(fields[9])
+        description = fields[10]
     }
 
     public init(iteration: Int, commit: String, score: Double?, sealed: Double? = nil, status: IterationStatus, seconds: Double,
-                peakMemMB: Int?, features: Int?, trees: Int?, description: String) {
+                peakMemMB: Int?, peakGPUMemMB: Int? = nil, features: Int?, trees: Int?, description: String) {
         self.iteration = iteration
         self.commit = commit
         self.score = score
@@ -64,6 +68,7 @@ public struct LedgerRow: Sendable, Equatable {
         self.status = status
         self.seconds = seconds
         self.peakMemMB = peakMemMB
+        self.peakGPUMemMB = peakGPUMemMB
         self.features = features
         self.trees = trees
         self.description = description
@@ -159,7 +164,7 @@ public final class Ledger: @unchecked Sendable {
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         Ledger.repairTail(resultsPath)
         Ledger.repairTail(runsPath)
-        try Ledger.addSealedColumn(resultsPath)
+        try Ledger.addNewColumns(resultsPath)
         results = open(resultsPath, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0o644)
         runs = open(runsPath, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0o644)
         guard results >= 0, runs >= 0 else { throw LoopError.io(errno, "open ledger in \(directory)") }
@@ -210,7 +215,14 @@ public final class Ledger: @unchecked Sendable {
         guard let text = try? String(contentsOfFile: directory + "/results.tsv", encoding: .utf8) else { return [] }
         var lines = text.components(separatedBy: "\n")
         if !text.hasSuffix("\n") { lines.removeLast() }  // torn tail
-        return lines.dropFirst().compactMap { LedgerRow(fields: $0.components(separatedBy: "\t")) }
+        // A ledger no run has opened since a column was added is read by the names of its own header.
+        let old = LedgerRow.olderHeaders.first { $0.joined(separator: "\t") == lines.first }
+        return lines.dropFirst().compactMap { line in
+            let fields = line.components(separatedBy: "\t")
+            guard let old, fields.count == old.count else { return LedgerRow(fields: fields) }
+            let named = Dictionary(uniqueKeysWithValues: zip(old, fields))
+            return LedgerRow(fields: LedgerRow.header.map { named[$0] ?? "" })
+        }
     }
 
     public static func records(in directory: String) -> [RunRecord] {
@@ -241,18 +253,17 @@ public final class Ledger: @unchecked Sendable {
         return String(out.prefix(300))
     }
 
-    /// A ledger written before the `sealed` column gets it (empty) in every row, in one atomic
-    /// replacement: a crash leaves the old file or the new one.
-    static func addSealedColumn(_ path: String) throws {
+    /// A ledger written before the `sealed` or the `peak_gpu_mem_mb` column gets them (empty) in
+    /// every row, in one atomic replacement: a crash leaves the old file or the new one.
+    static func addNewColumns(_ path: String) throws {
         guard let text = try? String(contentsOfFile: path, encoding: .utf8),
-            text.prefix(while: { $0 != "\n" }) == LedgerRow.headerWithoutSealed.joined(separator: "\t")
+            let old = LedgerRow.olderHeaders.first(where: { text.prefix(while: { $0 != "\n" }) == $0.joined(separator: "\t") })
         else { return }
-        let sealedIndex = LedgerRow.header.firstIndex(of: "sealed")!
         let lines = text.split(separator: "\n", omittingEmptySubsequences: false).dropFirst().map { line -> String in
-            guard !line.isEmpty else { return "" }
-            var fields = line.components(separatedBy: "\t")
-            if fields.count == LedgerRow.headerWithoutSealed.count { fields.insert("", at: sealedIndex) }
-            return fields.joined(separator: "\t")
+            let fields = line.components(separatedBy: "\t")
+            guard !line.isEmpty, fields.count == old.count else { return String(line) }
+            let named = Dictionary(uniqueKeysWithValues: zip(old, fields))
+            return LedgerRow.header.map { named[$0] ?? "" }.joined(separator: "\t")
         }
         try AtomicFile.write(Data(([LedgerRow.header.joined(separator: "\t")] + lines).joined(separator: "\n").utf8), to: path)
     }

@@ -237,7 +237,7 @@ public final class Runner {
         state.inProgress = nil
         let sealed = try scoreSealed(iteration: 0)
         let row = LedgerRow(iteration: 0, commit: head.short, score: mean, sealed: sealed.mean, status: .keep, seconds: seconds,
-                            peakMemMB: peak, features: evaluations.last?.count("features"),
+                            peakMemMB: peak, peakGPUMemMB: baseline.peakGPUMB, features: evaluations.last?.count("features"),
                             trees: evaluations.last?.count("trees"), description: "baseline")
         var baselineRecord = runRecord(0, .keep, reason: nil, description: "baseline", commit: head.hex,
                                        parent: head.hex, measured: baseline, bestBefore: nil, diff: nil,
@@ -540,7 +540,7 @@ public final class Runner {
                          usage: usage.map { AgentUsageRecord(promptTokens: $0.promptTokens, completionTokens: $0.completionTokens, costUSD: $0.costUSD) },
                          violations: violations, network: env.network.use(of: i),
                          interpreters: interpreters.isEmpty ? nil : interpreters,
-                         peakGpuMemMB: measured?.peakGPUBytes.map { Int($0 >> 20) })
+                         peakGpuMemMB: measured?.peakGPUMB)
     }
 
     /// `.proctor/` and the outputs are proctor's and the experiment's, never the repository's.

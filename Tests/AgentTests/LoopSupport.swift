@@ -188,7 +188,7 @@ final class LoopWorkspace {
         if lines.last == "" { lines.removeLast() }
         guard let header = lines.first?.components(separatedBy: "\t") else { return [] }
         XCTAssertEqual(
-            header, ["iteration", "commit", "score", "sealed", "status", "seconds", "peak_mem_mb", "features", "trees", "description"],
+            header, ["iteration", "commit", "score", "sealed", "status", "seconds", "peak_mem_mb", "peak_gpu_mem_mb", "features", "trees", "description"],
             file: file, line: line)
         return lines.dropFirst().map { row in
             let fields = row.components(separatedBy: "\t")

@@ -1,6 +1,6 @@
 import Foundation
 import ProctorConfig
-import ProctorLoop
+@testable import ProctorLoop
 import ProctorSandbox
 import ProctorTestSupport
 import XCTest
@@ -35,6 +35,7 @@ final class GPURunTests: XCTestCase {
         let records = ws.records
         XCTAssertEqual(records.count, 2, "baseline and one iteration: \(records)")
         for record in records { XCTAssertEqual(record["peak_gpu_mem_mb"] as? Int, 300, "\(record)") }
+        XCTAssertEqual(ws.rows.map(\.peakGPUMemMB), ["300", "300"], "the ledger's column too")
 
         _ = try runner(iterations: 1, resume: true, cap: 200 << 20).run()
         let capped = try XCTUnwrap(ws.records.last)
@@ -45,5 +46,30 @@ final class GPURunTests: XCTestCase {
         XCTAssertEqual(limits.count, 1)
         XCTAssertEqual(limits.first?["kind"] as? String, "limit")
         XCTAssertEqual(limits.first?["iteration"] as? Int, capped["iteration"] as? Int)
+    }
+
+    /// A ledger from before `peak_gpu_mem_mb` (or before `sealed` too) is read by its own header's
+    /// names, and gets the columns, empty, in one atomic rewrite when a run opens it.
+    func testOlderLedgersGetTheNewColumns() throws {
+        for (header, row) in [("iteration\tcommit\tscore\tsealed\tstatus\tseconds\tpeak_mem_mb\tfeatures\ttrees\tdescription",
+                               "0\tabc\t0.5\t0.6\tkeep\t1.0\t12\t5\t50\tbaseline"),
+                              ("iteration\tcommit\tscore\tstatus\tseconds\tpeak_mem_mb\tfeatures\ttrees\tdescription",
+                               "0\tabc\t0.5\tkeep\t1.0\t12\t5\t50\tbaseline")] {
+            let dir = NSTemporaryDirectory() + "/proctor-ledger-" + UUID().uuidString
+            try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+            defer { try? FileManager.default.removeItem(atPath: dir) }
+            try Data((header + "\n" + row + "\n").utf8).write(to: URL(fileURLWithPath: dir + "/results.tsv"))
+            let before = try XCTUnwrap(Ledger.rows(in: dir).first)
+            XCTAssertEqual([before.peakMemMB, before.features, before.trees], [12, 5, 50])
+            XCTAssertNil(before.peakGPUMemMB)
+            XCTAssertEqual(before.description, "baseline")
+            _ = try Ledger(directory: dir)
+            let text = try String(contentsOfFile: dir + "/results.tsv", encoding: .utf8)
+            let lines = text.split(separator: "\n").map(String.init)
+            XCTAssertEqual(lines.first, LedgerRow.header.joined(separator: "\t"))
+            XCTAssertEqual(lines.last, header.contains("sealed") ? "0\tabc\t0.5\t0.6\tkeep\t1.0\t12\t\t5\t50\tbaseline"
+                                                                 : "0\tabc\t0.5\t\tkeep\t1.0\t12\t\t5\t50\tbaseline")
+            XCTAssertEqual(Ledger.rows(in: dir).first, before)
+        }
     }
 }

@@ -26,12 +26,12 @@ final class ParallelRunTests: XCTestCase {
         return ws
     }
 
-    /// Each iteration once (in any order: completion order), ten fields a row, a record a row.
+    /// Each iteration once (in any order: completion order), eleven fields a row, a record a row.
     func assertIterations(_ ws: LoopWorkspace, _ count: Int, file: StaticString = #filePath, line: UInt = #line) {
         let rows = ws.rows
         XCTAssertEqual(rows.map(\.iteration).sorted(), Array(0...count), ws.ledgerLines.joined(separator: "\n"), file: file, line: line)
         XCTAssertEqual(ws.records.compactMap { $0["iteration"] as? Int }, rows.map(\.iteration), file: file, line: line)
-        for row in ws.ledgerLines.dropFirst() { XCTAssertEqual(row.components(separatedBy: "\t").count, 10, row, file: file, line: line) }
+        for row in ws.ledgerLines.dropFirst() { XCTAssertEqual(row.components(separatedBy: "\t").count, 11, row, file: file, line: line) }
     }
 
     /// Every keep on the branch in ledger order, nothing else; the tree is the tip (the user's

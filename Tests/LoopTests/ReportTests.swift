@@ -56,7 +56,7 @@ final class ReportTests: XCTestCase {
         gate["description"] = "drawdown gate failed"
         gate["usage"] = nil
         try append(ws, ".proctor/runs.jsonl", String(decoding: try JSONSerialization.data(withJSONObject: gate, options: [.sortedKeys]), as: UTF8.self))
-        try append(ws, ".proctor/results.tsv", "6\t\t-inf\t\tdiscard\t1.0\t\t\t\tdrawdown gate failed")
+        try append(ws, ".proctor/results.tsv", "6\t\t-inf\t\tdiscard\t1.0\t\t\t\t\tdrawdown gate failed")
 
         try ws.write(".proctor/memory/learnings.md", """
             # Learnings

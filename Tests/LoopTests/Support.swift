@@ -14,8 +14,9 @@ struct Row {
     var sealed: Double? { Double(fields[3]) }
     var status: String { fields[4] }
     var seconds: Double? { Double(fields[5]) }
-    var trees: String { fields[8] }
-    var description: String { fields[9] }
+    var peakGPUMemMB: String { fields[7] }
+    var trees: String { fields[9] }
+    var description: String { fields[10] }
 }
 
 /// The settings a synthetic workspace differs in.
@@ -342,15 +343,15 @@ func agentNotes(_ text: String?) -> String? {
     text.map { $0.components(separatedBy: "\n## Iteration ").first! }
 }
 
-/// Asserts the ledger is whole: the contract's header, ten fields a row, each iteration once, in order.
+/// Asserts the ledger is whole: the contract's header, eleven fields a row, each iteration once, in order.
 func assertLedgerConsistent(_ ws: LoopWorkspace, iterations expected: [Int], file: StaticString = #filePath, line: UInt = #line) {
     let lines = ws.ledgerLines
-    XCTAssertEqual(lines.first, "iteration\tcommit\tscore\tsealed\tstatus\tseconds\tpeak_mem_mb\tfeatures\ttrees\tdescription",
+    XCTAssertEqual(lines.first, "iteration\tcommit\tscore\tsealed\tstatus\tseconds\tpeak_mem_mb\tpeak_gpu_mem_mb\tfeatures\ttrees\tdescription",
                    file: file, line: line)
     let text = ws.read(".proctor/results.tsv") ?? ""
     XCTAssertTrue(text.hasSuffix("\n"), "torn last line in results.tsv", file: file, line: line)
     for row in lines.dropFirst() {
-        XCTAssertEqual(row.components(separatedBy: "\t").count, 10, "malformed row: \(row)", file: file, line: line)
+        XCTAssertEqual(row.components(separatedBy: "\t").count, 11, "malformed row: \(row)", file: file, line: line)
     }
     XCTAssertEqual(ws.rows.map(\.iteration), expected, "ledger iterations:\n\(text)", file: file, line: line)
     for row in ws.rows {

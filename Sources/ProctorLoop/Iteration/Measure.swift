@@ -131,6 +131,7 @@ struct Measurement {
     var peakMB: Int? { peakBytes > 0 ? Int(peakBytes >> 20) : nil }
     /// The experiment's peak GPU memory over the seeds (NVML); nil when it had no GPU.
     var peakGPUBytes: Int64?
+    var peakGPUMB: Int? { peakGPUBytes.map { Int($0 >> 20) } }
     /// The direction, for the mean of scores at both ends of the scale.
     var maximize = true
     var mean: Double? { evaluations.isEmpty ? nil : Gate.mean(evaluations.map(\.score), maximize: maximize) }

@@ -13,7 +13,7 @@ extension Runner {
         let measured = verdict.measured
         let last = measured?.evaluations.last
         let row = LedgerRow(iteration: i, commit: verdict.commit?.short ?? "", score: measured?.mean, sealed: verdict.sealed, status: status,
-                            seconds: seconds, peakMemMB: measured?.peakMB, features: last?.count("features"),
+                            seconds: seconds, peakMemMB: measured?.peakMB, peakGPUMemMB: measured?.peakGPUMB, features: last?.count("features"),
                             trees: last?.count("trees"),
                             description: Runner.rowDescription(verdict.description, reason: verdict.reason?.ledgerText, status: status))
         var record = runRecord(i, status, reason: verdict.reason, description: verdict.description,
