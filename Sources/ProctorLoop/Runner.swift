@@ -540,7 +540,7 @@ public final class Runner {
                          usage: usage.map { AgentUsageRecord(promptTokens: $0.promptTokens, completionTokens: $0.completionTokens, costUSD: $0.costUSD) },
                          violations: violations, network: env.network.use(of: i),
                          interpreters: interpreters.isEmpty ? nil : interpreters,
-                         peakGpuMemMB: measured?.peakGPUMB)
+                         peakGpuMemMB: measured?.peakGPUMB, gpuSeconds: measured?.gpuSeconds.map { ($0 * 1000).rounded() / 1000 })
     }
 
     /// `.proctor/` and the outputs are proctor's and the experiment's, never the repository's.

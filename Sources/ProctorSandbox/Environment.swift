@@ -197,6 +197,7 @@ public struct SandboxEnvironment: Sendable {
         if let watch {
             watch.finish()
             result.peakGPUMemoryBytes = watch.peak
+            result.gpuSeconds = watch.gpuSeconds
             if let over = watch.exceeded {
                 result.limitsHit.insert("gpu_memory", at: 0)
                 result.limitDetails["gpu_memory"] = over

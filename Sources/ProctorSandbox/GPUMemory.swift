@@ -32,6 +32,24 @@ public final class NVML: @unchecked Sendable {
         }
         return memory
     }
+
+    /// One process's SM use over the driver's sampling period that ended at `time` (microseconds).
+    public struct Sample: Sendable, Equatable {
+        public var pid: pid_t
+        public var time: UInt64
+        public var smPercent: UInt32
+    }
+
+    /// The utilization samples newer than `since` (microseconds); nil when this NVML cannot say
+    /// (no `nvmlDeviceGetProcessUtilization`, or it failed).
+    public func utilization(since: UInt64) -> [Sample]? {
+        lock.lock()
+        defer { lock.unlock() }
+        var samples = [proctor_nvml_sample](repeating: proctor_nvml_sample(), count: 1024)
+        let n = proctor_nvml_utilization(&api, &samples, UInt32(samples.count), since)
+        guard n >= 0 else { return nil }
+        return samples.prefix(Int(n)).map { Sample(pid: pid_t(bitPattern: $0.pid), time: $0.timeStamp, smPercent: $0.smUtil) }
+    }
 }
 
 /// Polls NVML while one sandbox runs: the peak GPU memory of its processes (the launcher's
@@ -50,6 +68,12 @@ final class GPUMemoryWatch: @unchecked Sendable {
     private var done = false
     private let finished = DispatchSemaphore(value: 0)
     private(set) var peak: Int64 = 0
+    /// GPU-seconds of full SM use by the sandbox's processes: each utilization sample's percent times
+    /// the time since that process's previous sample (a process's first sample only starts its clock).
+    /// Nil when this NVML has no per-process utilization.
+    private(set) var gpuSeconds: Double?
+    private var lastSample: [pid_t: UInt64] = [:]
+    private var newest: UInt64 = 0
     /// What was over the cap, when the sandbox was stopped for it.
     private(set) var exceeded: String?
 
@@ -86,6 +110,7 @@ final class GPUMemoryWatch: @unchecked Sendable {
     }
 
     func sample() {
+        sampleTime()
         guard let memory = nvml.memoryByProcess() else { return }
         let total = memory.filter { pid, _ in Self.descends(pid, from: launcher) }.values.reduce(0, +)
         lock.lock()
@@ -96,6 +121,22 @@ final class GPUMemoryWatch: @unchecked Sendable {
             stop.request()
         }
         lock.unlock()
+    }
+
+    private func sampleTime() {
+        guard let samples = nvml.utilization(since: newest) else { return }
+        lock.lock()
+        defer { lock.unlock() }
+        var seconds = gpuSeconds ?? 0
+        for sample in samples.sorted(by: { $0.time < $1.time }) where sample.time > (lastSample[sample.pid] ?? 0) {
+            newest = max(newest, sample.time)
+            guard Self.descends(sample.pid, from: launcher) else { continue }
+            if let previous = lastSample[sample.pid] {
+                seconds += Double(min(sample.smPercent, 100)) / 100 * Double(sample.time - previous) / 1_000_000
+            }
+            lastSample[sample.pid] = sample.time
+        }
+        gpuSeconds = seconds
     }
 
     /// Whether `pid` is `ancestor` or below it, by the parent links in /proc (at most 64 up).

@@ -18,6 +18,8 @@ public struct SandboxResult: Sendable, Equatable {
     /// The most GPU memory the command's processes held at once (NVML, polled); nil when the
     /// phase has no GPU or this host no NVML.
     public var peakGPUMemoryBytes: Int64?
+    /// GPU-seconds of full SM use (NVML's per-process utilization); nil without it.
+    public var gpuSeconds: Double?
     /// Budgets that were hit: `timeout`, `memory`, `pids`, `output`, `stdio`, `cpu`.
     public var limitsHit: [String] = []
     /// Details of the limits hit, by kind.

@@ -13,7 +13,7 @@ final class GPURunTests: XCTestCase {
     func testPeakGPUMemoryInRunsJsonlAndTheCapEndsTheIteration() throws {
         let ws = try LoopWorkspace()
         let stub = try StubNVML()
-        try stub.script("gpuhog \(300 << 20)\n")
+        try stub.script("gpuhog \(300 << 20) 50\n")
         let previous = hostEnvironment("PROCTOR_MACHINE_LOCK")
         setenv("PROCTOR_MACHINE_LOCK", ws.machineLock, 1)
         defer { if let previous { setenv("PROCTOR_MACHINE_LOCK", previous, 1) } else { unsetenv("PROCTOR_MACHINE_LOCK") } }
@@ -36,6 +36,14 @@ final class GPURunTests: XCTestCase {
         XCTAssertEqual(records.count, 2, "baseline and one iteration: \(records)")
         for record in records { XCTAssertEqual(record["peak_gpu_mem_mb"] as? Int, 300, "\(record)") }
         XCTAssertEqual(ws.rows.map(\.peakGPUMemMB), ["300", "300"], "the ledger's column too")
+        // GPU time: 50% of the SMs for about 0.6 s a seed, sampled every 200 ms (a process's first
+        // sample only starts its clock): at most 0.3 GPU-seconds a seed, and more than nothing.
+        for record in records {
+            let seeds = Double((record["scores"] as? [Any])?.count ?? 0)
+            let seconds = try XCTUnwrap(record["gpu_seconds"] as? Double, "\(record)")
+            XCTAssertGreaterThan(seconds, 0.05 * seeds, "\(record)")
+            XCTAssertLessThanOrEqual(seconds, 0.35 * seeds, "\(record)")
+        }
 
         _ = try runner(iterations: 1, resume: true, cap: 200 << 20).run()
         let capped = try XCTUnwrap(ws.records.last)

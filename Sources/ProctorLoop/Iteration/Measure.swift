@@ -46,6 +46,7 @@ extension Runner {
             result.durations["experiment", default: 0] += Double(experiment.wallMs) / 1000
             result.peakBytes = max(result.peakBytes, experiment.peakMemoryBytes)
             if let gpu = experiment.peakGPUMemoryBytes { result.peakGPUBytes = max(result.peakGPUBytes ?? 0, gpu) }
+            if let seconds = experiment.gpuSeconds { result.gpuSeconds = (result.gpuSeconds ?? 0) + seconds }
             result.limits.merge(experiment.enforcement.mapKeys { "experiment." + $0 }) { a, _ in a }
             if stop.requested { result.outcome = .failed(.crash, .interrupted); return result }
             if experiment.timedOut {
@@ -132,6 +133,8 @@ struct Measurement {
     /// The experiment's peak GPU memory over the seeds (NVML); nil when it had no GPU.
     var peakGPUBytes: Int64?
     var peakGPUMB: Int? { peakGPUBytes.map { Int($0 >> 20) } }
+    /// The experiment's GPU time over the seeds (GPU-seconds of full SM use); nil without it.
+    var gpuSeconds: Double?
     /// The direction, for the mean of scores at both ends of the scale.
     var maximize = true
     var mean: Double? { evaluations.isEmpty ? nil : Gate.mean(evaluations.map(\.score), maximize: maximize) }
@@ -154,6 +157,7 @@ struct Measurement {
         merged.durations.merge(other.durations, uniquingKeysWith: +)
         merged.peakBytes = max(peakBytes, other.peakBytes)
         if let gpu = other.peakGPUBytes { merged.peakGPUBytes = max(peakGPUBytes ?? 0, gpu) }
+        if let seconds = other.gpuSeconds { merged.gpuSeconds = (gpuSeconds ?? 0) + seconds }
         merged.outcome = other.outcome
         if case .scored = other.outcome, let mean = merged.mean {
             merged.outcome = .scored(mean, merged.evaluations, merged.durations.values.reduce(0, +), merged.peakMB)
