@@ -260,7 +260,10 @@ extension LaunchPlan {
         case .experiment:
             if let slot = request.slot {
                 plan.mounts.append(.readOnly(source: slot.tree, target: ws, optional: false))
-                for name in slot.userData { plan.mounts.append(.readOnly(source: ws + "/" + name, target: ws + "/" + name, optional: false)) }
+                // (A link among them is in the slot's tree already, as a link: never bound.)
+                for name in slot.userData where host.symlinkTarget(ws + "/" + name) == nil {
+                    plan.mounts.append(.readOnly(source: ws + "/" + name, target: ws + "/" + name, optional: false))
+                }
             } else {
                 plan.mounts.append(.readOnly(source: ws, target: ws, optional: false))
             }

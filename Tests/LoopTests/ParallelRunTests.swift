@@ -147,7 +147,7 @@ final class ParallelRunTests: XCTestCase {
             GREEDY = 0
             import json, errno as E
             here = os.getcwd()
-            probe = {"data": open("gate/block").read().strip()}
+            probe = {"data": open("gate/block").read().strip(), "linked": open("gatelink/block").read().strip()}
             for rel in [".proctor", ".proctor/slots", ".proctor/slots/0/tree/train.py", ".proctor/slots/1/outputs", "holdout/target.txt"]:
                 probe[rel] = "visible" if os.path.exists(os.path.join(here, rel)) else "absent"
             def attempt(name, path, mode="w"):
@@ -166,7 +166,9 @@ final class ParallelRunTests: XCTestCase {
             print("PROBE " + json.dumps(probe, sort_keys=True))
 
             """)
-        let ws = try ParallelRunTests.workspace(spec)
+        let ws = try LoopWorkspace(spec, files: [".gitignore": "gate/\ngatelink\n"])
+        try ws.write("gate/block", "1\n")
+        try FileManager.default.createSymbolicLink(atPath: ws.path("gatelink"), withDestinationPath: "gate")
         let result = try ws.proctor(["run", "--workspace", ws.root, "--iterations", "4", "--parallel", "2"],
                                     environment: ["PROCTOR_MACHINE_SLOTS": "2"])
         XCTAssertEqual(result.status, 0, result.text)
@@ -179,15 +181,17 @@ final class ParallelRunTests: XCTestCase {
             let probe = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(line.dropFirst(6).utf8)) as? [String: String])
             XCTAssertEqual(probe["data"], "1", "the user's ignored data is bound into the slot: \(probe)")
             XCTAssertEqual(probe["data-write"], "EROFS", "read-only: \(probe)")
+            XCTAssertEqual(probe["linked"], "1", "an ignored link is a link in the slot too: \(probe)")
             for rel in [".proctor", ".proctor/slots", ".proctor/slots/0/tree/train.py", ".proctor/slots/1/outputs", "holdout/target.txt"] {
                 XCTAssertEqual(probe[rel], rel == ".proctor" ? probe[rel] : "absent", "\(name): \(rel): \(probe)")
             }
-            for (key, value) in probe where key != "data" && !key.hasPrefix(".") && !key.hasPrefix("holdout") {
+            for (key, value) in probe where !["data", "linked"].contains(key) && !key.hasPrefix(".") && !key.hasPrefix("holdout") {
                 XCTAssertNotEqual(value, "WROTE", "\(name): \(key): \(probe)")
             }
         }
         // From outside: the working tree is the tip, the data untouched, nothing planted anywhere.
         XCTAssertEqual(ws.read("gate/block"), "1\n")
+        try FileManager.default.removeItem(atPath: ws.path("gatelink"))
         try assertBranchHoldsTheKeeps(ws)
         XCTAssertFalse(FileManager.default.fileExists(atPath: ws.path("outputs-planted")))
         let planted = FileManager.default.enumerator(atPath: ws.path(".proctor"))?.compactMap { $0 as? String }.filter { $0.hasSuffix("planted") } ?? []

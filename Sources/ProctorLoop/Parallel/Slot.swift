@@ -37,8 +37,9 @@ final class Slot: @unchecked Sendable {
     }
 
     /// The workspace's git-ignored top-level entries (data sets, a `.venv/`, the hidden labels):
-    /// what a serial experiment sees of them, the slot's sees too, bound read-only from the workspace.
-    /// Untracked entries that are not ignored are the agent's work in progress: never bound.
+    /// what a serial experiment sees of them, the slot's sees too, bound read-only from the workspace
+    /// (a symbolic link is copied as a link instead: a bind would follow it). Untracked entries that
+    /// are not ignored are the agent's work in progress: never bound.
     static func userData(_ runner: Runner) throws -> [String] {
         let root = runner.root
         let outputs = Set(runner.config.files.outputs.compactMap { $0.split(separator: "/").first.map(String.init) })
@@ -90,10 +91,14 @@ final class Slot: @unchecked Sendable {
             for name in [".git", ".proctor"] { try Slot.makeDirectory(tree + "/" + name) }
             for name in env.slot?.userData ?? [] {
                 var st = stat()
-                if lstat(config.root + "/" + name, &st) == 0 && (st.st_mode & S_IFMT) == S_IFDIR {
-                    try Slot.makeDirectory(tree + "/" + name)
-                } else {
-                    FileManager.default.createFile(atPath: tree + "/" + name, contents: Data())
+                guard lstat(config.root + "/" + name, &st) == 0 else { continue }
+                switch st.st_mode & S_IFMT {
+                case S_IFDIR: try Slot.makeDirectory(tree + "/" + name)
+                case S_IFLNK:
+                    // The same link, pointing where the workspace's does (the launcher never binds a link).
+                    let target = try FileManager.default.destinationOfSymbolicLink(atPath: config.root + "/" + name)
+                    try FileManager.default.createSymbolicLink(atPath: tree + "/" + name, withDestinationPath: target)
+                default: FileManager.default.createFile(atPath: tree + "/" + name, contents: Data())
                 }
             }
             for output in config.files.outputs { try Slot.makeDirectory(tree + "/" + output) }
