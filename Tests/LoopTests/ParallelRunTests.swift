@@ -139,6 +139,30 @@ final class ParallelRunTests: XCTestCase {
         XCTAssertTrue(processes(containing: ws.tag).isEmpty)
     }
 
+    /// Ctrl-C with two in flight: both sandboxes end, no row for either, exit 130, and the state has
+    /// nothing in flight; `--resume` goes on from the last row.
+    func testCtrlCWithTwoInFlightRecordsNothingForThem() throws {
+        let ws = try ParallelRunTests.workspace(ParallelRunTests.slowSpec(60))
+        let env = ["PROCTOR_MACHINE_SLOTS": "2"]
+        let output = try CapturedOutput()
+        let run = try startProcess([proctorBinary, "run", "--workspace", ws.root, "--iterations", "8", "--parallel", "2"],
+                                   environment: ws.environment.merging(env) { $1 }, output: output)
+        let sleeping = { (0..<2).allSatisfy { FileManager.default.fileExists(atPath: ws.path(".proctor/slots/\($0)/outputs/outputs/sleeping")) } }
+        XCTAssertTrue(waitUntil(timeout: 60, sleeping), output.stdout)
+        let rows = ws.rows
+        kill(run.processIdentifier, SIGINT)
+        run.waitUntilExit()
+        XCTAssertEqual(exitStatus(run), 130, output.stdout)
+        XCTAssertTrue(processes(containing: ws.tag).isEmpty, "\(processes(containing: ws.tag))")
+        XCTAssertEqual(ws.rows.map(\.fields), rows.map(\.fields), "no row for the interrupted candidates")
+        XCTAssertEqual(ws.state?["inFlight"] as? [Int], [])
+        try FileManager.default.removeItem(atPath: ws.path("gate/block"))
+        let resumed = try ws.proctor(["run", "--workspace", ws.root, "--resume", "--iterations", "2", "--parallel", "2"], environment: env)
+        XCTAssertEqual(resumed.status, 0, resumed.text)
+        XCTAssertFalse(ws.rows.contains { $0.status == "crash" }, ws.ledgerLines.joined(separator: "\n"))
+        try assertBranchHoldsTheKeeps(ws)
+    }
+
     /// From inside a slot's experiment: the other slots' trees and outputs, proctor's state and the
     /// working tree's files are out of reach; the user's ignored data is there, read-only.
     func testASlotCannotSeeOrWriteAnotherSlotOrTheWorkingTree() throws {
