@@ -35,7 +35,7 @@ def stamp(text):
 
 
 def one_run(proctor, tmp, name, k, parallel):
-    """(iterations per hour, keeps, wall seconds, oracle problems) of one fresh run."""
+    """(iterations per hour, keeps, wall seconds, seconds per seed, slots' busy share, oracle problems)."""
     ws = os.path.join(tmp, name)
     proctor.init(os.path.join(B.REPO, "workspace"), ws)
     locked = R.originals(ws, ["prepare.py"])
@@ -49,9 +49,16 @@ def one_run(proctor, tmp, name, k, parallel):
     mine = [r for r in records if r.get("run") == (R.state(ws) or {}).get("run")]
     span = stamp(mine[-1]["time"]) - stamp(mine[0]["time"])
     keeps = sum(1 for r in mine[1:] if r.get("status") == "keep")
+    # Where the time went: seconds of experiment and evaluator per seed (slower when slots contend
+    # for cores), and the share of the slots' time spent measuring (the rest is proctor's own work
+    # between measurements, a keep's sealed evaluator and commit, and idle slots).
+    seeds = sum(len(r.get("scores") or []) for r in mine[1:])
+    measuring = sum(sum((r.get("durations") or {}).values()) for r in mine[1:])
+    per_seed = measuring / max(1, seeds)
+    busy = measuring / (span * parallel)
     problems += R.check(proctor, ws, ws, locked, user_data=("holdout/", "sealed/"))
     shutil.rmtree(ws, ignore_errors=True)
-    return 3600.0 * k / span, keeps, wall, problems
+    return 3600.0 * k / span, keeps, wall, per_seed, busy, problems
 
 
 def main():
@@ -65,15 +72,17 @@ def main():
     tmp, proctor = R.scratch("parallel")
     proctor.env["PROCTOR_MACHINE_SLOTS"] = str(args.parallel)
     variants = ["serial", "parallel"]
-    results = {v: {"rate": [], "keeps": [], "wall": []} for v in variants}
+    results = {v: {"rate": [], "keeps": [], "wall": [], "seed": [], "busy": []} for v in variants}
     problems = []
     for r in range(args.rounds):
         order = variants if r % 2 == 0 else variants[::-1]
         for v in order:
-            rate, keeps, wall, bad = one_run(proctor, tmp, "%s-%d" % (v, r), args.iterations, args.parallel if v == "parallel" else 1)
+            rate, keeps, wall, per_seed, busy, bad = one_run(proctor, tmp, "%s-%d" % (v, r), args.iterations, args.parallel if v == "parallel" else 1)
             results[v]["rate"].append(rate)
             results[v]["keeps"].append(keeps)
             results[v]["wall"].append(wall)
+            results[v]["seed"].append(per_seed)
+            results[v]["busy"].append(busy)
             problems += ["%s round %d: %s" % (v, r, p) for p in bad]
         B.log("  round %d/%d: serial %.0f/h, parallel %.0f/h" % (r + 1, args.rounds, results["serial"]["rate"][-1], results["parallel"]["rate"][-1]))
     R.cleanup(tmp)
@@ -83,10 +92,12 @@ def main():
     for v in variants:
         s = results[v]
         rows.append([v if v == "serial" else "--parallel %d" % args.parallel, "%.0f" % B.median(s["rate"]),
-                     "%.0f-%.0f" % (min(s["rate"]), max(s["rate"])), "%.1f" % B.median(s["keeps"]), "%.1f" % B.median(s["wall"])])
+                     "%.0f-%.0f" % (min(s["rate"]), max(s["rate"])), "%.1f" % B.median(s["keeps"]), "%.1f" % B.median(s["wall"]),
+                     "%.3f" % B.median(s["seed"]), "%.0f%%" % (100 * B.median(s["busy"]))])
     lines = ["# proctor run --parallel %d against the serial run (bundled workspace, mutate agent)" % args.parallel, ""]
     lines += B.machine_lines(["iterations per run: %d after the baseline; rounds: %d (order alternating)" % (args.iterations, args.rounds)])
-    lines += [""] + B.table(["run", "iterations/hour (median)", "min-max", "keeps (median)", "wall s (median)"], rows)
+    lines += [""] + B.table(["run", "iterations/hour (median)", "min-max", "keeps (median)", "wall s (median)",
+                             "s per seed measured", "slots measuring"], rows)
     lines += ["", "ratio of medians, parallel/serial: %.2fx" % ratio]
     lines += ["oracle: %s" % ("every run consistent" if not problems else "%d problem(s)" % len(problems))] + ["  " + p for p in problems[:20]]
     B.emit("parallel", lines)
