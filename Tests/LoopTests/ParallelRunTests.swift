@@ -171,7 +171,8 @@ final class ParallelRunTests: XCTestCase {
             GREEDY = 0
             import json, errno as E
             here = os.getcwd()
-            probe = {"data": open("gate/block").read().strip(), "linked": open("gatelink/block").read().strip()}
+            probe = {"data": open("gate/block").read().strip(), "linked": open("gatelink/block").read().strip(),
+                     "cpus": ",".join(map(str, sorted(os.sched_getaffinity(0))))}
             for rel in [".proctor", ".proctor/slots", ".proctor/slots/0/tree/train.py", ".proctor/slots/1/outputs", "holdout/target.txt"]:
                 probe[rel] = "visible" if os.path.exists(os.path.join(here, rel)) else "absent"
             def attempt(name, path, mode="w"):
@@ -206,10 +207,13 @@ final class ParallelRunTests: XCTestCase {
             XCTAssertEqual(probe["data"], "1", "the user's ignored data is bound into the slot: \(probe)")
             XCTAssertEqual(probe["data-write"], "EROFS", "read-only: \(probe)")
             XCTAssertEqual(probe["linked"], "1", "an ignored link is a link in the slot too: \(probe)")
+            // Its share of the CPUs: half of them here (each slot a part of its own, or one in turn).
+            let cpus = (probe["cpus"] ?? "").split(separator: ",").count
+            XCTAssertTrue(cpus >= 1 && cpus <= max(1, ProcessInfo.processInfo.activeProcessorCount / 2), "\(probe)")
             for rel in [".proctor", ".proctor/slots", ".proctor/slots/0/tree/train.py", ".proctor/slots/1/outputs", "holdout/target.txt"] {
                 XCTAssertEqual(probe[rel], rel == ".proctor" ? probe[rel] : "absent", "\(name): \(rel): \(probe)")
             }
-            for (key, value) in probe where !["data", "linked"].contains(key) && !key.hasPrefix(".") && !key.hasPrefix("holdout") {
+            for (key, value) in probe where !["data", "linked", "cpus"].contains(key) && !key.hasPrefix(".") && !key.hasPrefix("holdout") {
                 XCTAssertNotEqual(value, "WROTE", "\(name): \(key): \(probe)")
             }
         }
