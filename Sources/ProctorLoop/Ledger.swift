@@ -124,10 +124,13 @@ public struct RunRecord: Codable, Sendable {
     public var interpreters: [String: ResolvedInterpreter]?
     /// The most GPU memory the experiment's processes held (NVML), in MiB; absent without GPUs.
     public var peakGpuMemMB: Int? = nil
+    /// `[executor] kind = "slurm"`: the ids of the jobs that measured the iteration (issue 14).
+    public var slurmJobs: [String]? = nil
 
     enum CodingKeys: String, CodingKey {
         case time, run, iteration, status, reason, agentReason, description, commit, parent, score, sealed, sealedScores, bestBefore, scores, diff, measurements, limits, durations, agent, usage, violations, phase, nudges, analyses, plateau, agentLog, synthesisUsage, network, interpreters
         case peakGpuMemMB = "peak_gpu_mem_mb"
+        case slurmJobs = "slurm_jobs"
     }
 }
 

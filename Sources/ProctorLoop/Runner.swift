@@ -11,6 +11,10 @@ public struct RunOptions: Sendable {
     public var resume: Bool
     /// Wait for the experiment lock instead of failing at once.
     public var wait: Bool
+    /// `--executor`: overrides `[executor] kind` (issue 14); nil keeps it.
+    public var executor: ExecutorSettings.Kind? = nil
+    /// `--resume --cancel-running`: a Slurm job left in flight is cancelled, not waited for.
+    public var cancelRunning = false
 
     public init(iterations: Int?, resume: Bool, wait: Bool) {
         self.iterations = iterations
@@ -52,6 +56,8 @@ public final class Runner {
     let interpreters: [String: ResolvedInterpreter]
     var state: RunState!
     var pinned: PinnedCopy!
+    /// `[executor] kind = "slurm"`: measurements run as Slurm jobs (Executor/SlurmMeasure.swift).
+    var slurm: SlurmExecutor?
     var locks: [ExperimentLock] = []
     var counts: [IterationStatus: Int] = [:]
     /// Iterations whose logs stay on disk: each launch may write up to the preset's `stdio_limit`,
@@ -131,6 +137,7 @@ public final class Runner {
         if try repo.removeStaleIndexLock() {
             progress.line("removed .git/index.lock, left by a proctor killed while it wrote the index")
         }
+        try startExecutor()
         if options.resume {
             try resume()
         } else {
@@ -515,7 +522,8 @@ public final class Runner {
                          usage: usage.map { AgentUsageRecord(promptTokens: $0.promptTokens, completionTokens: $0.completionTokens, costUSD: $0.costUSD) },
                          violations: violations, network: env.network.use(of: i),
                          interpreters: interpreters.isEmpty ? nil : interpreters,
-                         peakGpuMemMB: measured?.peakGPUBytes.map { Int($0 >> 20) })
+                         peakGpuMemMB: measured?.peakGPUBytes.map { Int($0 >> 20) },
+                         slurmJobs: measured.flatMap { $0.jobs.isEmpty ? nil : $0.jobs })
     }
 
     /// `.proctor/` and the outputs are proctor's and the experiment's, never the repository's.
