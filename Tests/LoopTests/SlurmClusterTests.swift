@@ -1,0 +1,295 @@
+import Foundation
+import ProctorLoop
+import ProctorSandbox
+import ProctorTestSupport
+import XCTest
+
+/// Issue 14 against a real Slurm cluster (`.ci/test` starts a one-node one on loopback with
+/// `.ci/slurm-cluster.sh`; `SLURM_CONF` comes from the environment): the bundled demo through
+/// Slurm, the cluster's singleton lock, Ctrl-C, `--resume` after a SIGKILL with a job in flight,
+/// slurmd killed mid-job. Skipped only where Slurm's commands are not installed.
+final class SlurmClusterTests: XCTestCase {
+    var base: String!
+    /// Read-only in the experiment's sandbox: `sleep` there makes each experiment sleep that long.
+    var control: String!
+
+    override func setUpWithError() throws {
+        let missing = SlurmCLI.missingTools()
+        guard missing.isEmpty else {
+            throw XCTSkip("no Slurm to test against: \(missing.joined(separator: ", ")) not on PATH (.ci/setup installs slurm-wlm; .ci/slurm-cluster.sh start runs a one-node cluster)")
+        }
+        base = NSTemporaryDirectory() + "proctor-slurm-test-" + UUID().uuidString.prefix(8)
+        // Outside /tmp, which every sandbox gets a private one of.
+        control = "/var/tmp/proctor-slurm-control-" + UUID().uuidString.prefix(8)
+        for dir in [base!, control!] {
+            try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+            chmod(dir, 0o755)
+        }
+    }
+
+    override func tearDown() {
+        // Nothing of a failed test stays queued.
+        for ws in (try? FileManager.default.contentsOfDirectory(atPath: base)) ?? [] {
+            _ = try? runChild(["/usr/bin/env", "scancel", "--name=" + jobName(base + "/" + ws)], deadline: 20)
+        }
+        _ = try? runChild(["/bin/rm", "-rf", base, control])
+    }
+
+    // MARK: - Helpers
+
+    /// The bundled workspace, its experiment made to sleep as long as `control/sleep` says.
+    func makeWorkspace(_ name: String = "ws") throws -> String {
+        let ws = base + "/" + name
+        let made = try runChild([proctorBinary, "init", ws], deadline: 60)
+        XCTAssertEqual(made.status, 0, made.text)
+        let file = control + "/sleep"
+        let train = try String(contentsOfFile: ws + "/train.py", encoding: .utf8)
+        try ("import os, time; os.path.exists(\"\(file)\") and time.sleep(float(open(\"\(file)\").read()))\n" + train)
+            .write(toFile: ws + "/train.py", atomically: true, encoding: .utf8)
+        let toml = try String(contentsOfFile: ws + "/proctor.toml", encoding: .utf8)
+        try toml.replacingOccurrences(of: "\n[sandbox]\n", with: "\n[sandbox]\nread_only = [\"\(control!)\"]\n")
+            .write(toFile: ws + "/proctor.toml", atomically: true, encoding: .utf8)
+        let committed = try runChild(["/usr/bin/git", "-C", ws, "commit", "-qam", "slurm test: a sleep the test controls"], deadline: 30)
+        XCTAssertEqual(committed.status, 0, committed.text)
+        return ws
+    }
+
+    func sleep(_ seconds: Int?) throws {
+        let file = control + "/sleep"
+        if let seconds {
+            try "\(seconds)".write(toFile: file, atomically: true, encoding: .utf8)
+            chmod(file, 0o644)
+        } else {
+            unlink(file)
+        }
+    }
+
+    func jobName(_ ws: String) -> String { "proctor-\(SlurmExecutor.workspaceID(ws))-0" }
+
+    func run(_ ws: String, _ args: [String], deadline: Double = 240) throws -> ChildOutcome {
+        try runChild([proctorBinary, "run", "--workspace", ws, "--executor", "slurm"] + args, deadline: deadline)
+    }
+
+    func start(_ ws: String, _ args: [String], output: CapturedOutput) throws -> Process {
+        try startProcess([proctorBinary, "run", "--workspace", ws, "--executor", "slurm"] + args, output: output)
+    }
+
+    /// `.proctor/slurm/jobs.jsonl`: (job, event, state, iteration) in order.
+    func jobEvents(_ ws: String) -> [SlurmExecutor.JobEvent] {
+        JSONLines.read(SlurmExecutor.JobEvent.self, from: SlurmExecutor.jobsLog(ws))
+    }
+
+    /// The first measurement job the run submitted, once it runs on the node.
+    func firstRunningJob(_ ws: String, timeout: Double = 60) -> String? {
+        var found: String?
+        waitUntil(timeout: timeout, interval: 0.3) {
+            guard let job = jobEvents(ws).first(where: { $0.event == "submitted" })?.job else { return false }
+            if SlurmCLI().state(of: job)?.name == "RUNNING" { found = job }
+            return found != nil
+        }
+        return found
+    }
+
+    /// `scontrol show job`'s field of a job (`StartTime`, `EndTime`, `JobState`).
+    func field(_ name: String, of job: String) throws -> String {
+        let out = try runChild(["/usr/bin/env", "scontrol", "show", "job", "--oneliner", job], deadline: 30)
+        return out.stdout.split(separator: " ").first { $0.hasPrefix(name + "=") }.map { String($0.dropFirst(name.count + 1)) } ?? ""
+    }
+
+    func records(_ ws: String) -> [RunRecord] { Ledger.records(in: ws + "/.proctor") }
+
+    // MARK: - Tests
+
+    func testTheBundledDemoRunsFiveIterationsAsSlurmJobs() throws {
+        let ws = try makeWorkspace()
+        let ran = try run(ws, ["--iterations", "5"])
+        XCTAssertEqual(ran.status, 0, ran.text)
+        XCTAssertTrue(ran.stdout.contains("jobs are named \(jobName(ws))"), ran.text)
+        let records = records(ws)
+        XCTAssertEqual(Set(records.map(\.iteration)), Set(0...5), ran.text)
+        for record in records where !record.scores.isEmpty {
+            // One job per seed measured, each id in runs.jsonl.
+            XCTAssertEqual(record.slurmJobs?.count, record.scores.count, "iteration \(record.iteration)")
+        }
+        let events = jobEvents(ws)
+        let submitted = events.filter { $0.event == "submitted" }.map(\.job)
+        XCTAssertEqual(submitted.sorted(), records.flatMap { $0.slurmJobs ?? [] }.sorted())
+        XCTAssertEqual(Set(events.filter { $0.event == "ended" }.compactMap(\.state)), ["COMPLETED"])
+        // Slurm's own output of each job lands in the run's logs.
+        let run = records[0].run
+        let log = "\(ws)/.proctor/logs/\(run)/0-42-slurm-\(submitted[0]).log"
+        XCTAssertTrue((try? String(contentsOfFile: log, encoding: .utf8))?.contains("proctor measurement job \(submitted[0])") ?? false, log)
+        let status = try runChild([proctorBinary, "status", "--workspace", ws], deadline: 60)
+        XCTAssertTrue(status.stdout.contains("slurm jobs: \(submitted.count)"), status.text)
+        XCTAssertTrue(status.stdout.contains("job \(submitted[0]): iteration 0 seed 42: COMPLETED"), status.text)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: "\(ws)/.proctor/slurm/inflight-0.json"))
+    }
+
+    /// `--dependency=singleton` on `proctor-<workspace id>-<slot>`: a job of the same workspace and
+    /// slot submitted from anywhere (another login node) holds the run's job back until it ends.
+    func testTheClusterHoldsTheRunsJobBehindAnotherOfTheSameWorkspaceAndSlot() throws {
+        let ws = try makeWorkspace()
+        let blocker = try runChild(["/usr/bin/env", "sbatch", "--parsable", "--job-name=" + jobName(ws), "--dependency=singleton",
+                                    "--output=/dev/null", "--mem=64M", "--time=2", "--wrap", "sleep 8"], deadline: 30)
+        XCTAssertEqual(blocker.status, 0, blocker.text)
+        let other = blocker.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        let ran = try run(ws, ["--iterations", "1"])
+        XCTAssertEqual(ran.status, 0, ran.text)
+        let first = try XCTUnwrap(jobEvents(ws).first { $0.event == "submitted" }?.job)
+        let blockerEnd = try field("EndTime", of: other), firstStart = try field("StartTime", of: first)
+        XCTAssertFalse(blockerEnd.isEmpty || firstStart.isEmpty)
+        XCTAssertGreaterThanOrEqual(firstStart, blockerEnd, "job \(first) started before job \(other) of the same name ended")
+    }
+
+    func testCtrlCCancelsTheRunsJobAndExits130() throws {
+        let ws = try makeWorkspace()
+        try sleep(60)
+        let output = try CapturedOutput()
+        let process = try start(ws, ["--iterations", "1"], output: output)
+        let job = try XCTUnwrap(firstRunningJob(ws), output.stdout + output.stderr)
+        kill(process.processIdentifier, SIGINT)
+        XCTAssertTrue(waitUntil(timeout: 60) { !process.isRunning }, "proctor did not stop")
+        if process.isRunning { kill(process.processIdentifier, SIGKILL) }
+        process.waitUntilExit()
+        XCTAssertEqual(exitStatus(process), 130, output.stdout + output.stderr)
+        XCTAssertEqual(SlurmCLI().state(of: job)?.name, "CANCELLED")
+        XCTAssertTrue(waitUntil(timeout: 30) { processes(containing: ws + "/train.py").isEmpty && processes(containing: "train.py").allSatisfy { !$0.contains(ws) } },
+                      "the job's processes outlived the cancel: \(processes(containing: ws))")
+    }
+
+    func testResumeAfterSIGKILLWaitsForTheJobInFlightAndRunsNoSecondCopy() throws {
+        let ws = try makeWorkspace()
+        try sleep(10)
+        let output = try CapturedOutput()
+        let process = try start(ws, ["--iterations", "1"], output: output)
+        let job = try XCTUnwrap(firstRunningJob(ws), output.stdout + output.stderr)
+        kill(process.processIdentifier, SIGKILL)
+        process.waitUntilExit()
+        try sleep(nil)
+        // Recorded before sbatch ran, with the id once it answered.
+        let inFlight = try String(contentsOfFile: "\(ws)/.proctor/slurm/inflight-0.json", encoding: .utf8)
+        XCTAssertTrue(inFlight.contains("\"job\":\"\(job)\""), inFlight)
+        XCTAssertEqual(SlurmCLI().state(of: job)?.name, "RUNNING")
+        let status = try runChild([proctorBinary, "status", "--workspace", ws], deadline: 60)
+        XCTAssertTrue(status.stdout.contains("job \(job): iteration 0 seed 42: RUNNING"), status.text)
+
+        let resumed = try run(ws, ["--resume", "--iterations", "1"])
+        XCTAssertEqual(resumed.status, 0, resumed.text)
+        XCTAssertTrue(resumed.stdout.contains("slurm: job \(job) of run"), resumed.text)
+        XCTAssertTrue(resumed.stdout.contains("waiting for it to end"), resumed.text)
+        XCTAssertEqual(try field("JobState", of: job), "COMPLETED")
+        // The resumed run's first job started only after the one in flight ended.
+        let next = try XCTUnwrap(jobEvents(ws).filter { $0.event == "submitted" }.map(\.job).first { $0 != job })
+        XCTAssertGreaterThanOrEqual(try field("StartTime", of: next), try field("EndTime", of: job))
+        XCTAssertEqual(Set(records(ws).map(\.iteration)), [0, 1])
+    }
+
+    func testResumeWithCancelRunningCancelsTheJobInFlight() throws {
+        let ws = try makeWorkspace()
+        try sleep(120)
+        let output = try CapturedOutput()
+        let process = try start(ws, ["--iterations", "1"], output: output)
+        let job = try XCTUnwrap(firstRunningJob(ws), output.stdout + output.stderr)
+        kill(process.processIdentifier, SIGKILL)
+        process.waitUntilExit()
+        try sleep(nil)
+        let resumed = try run(ws, ["--resume", "--cancel-running", "--iterations", "1"], deadline: 100)
+        XCTAssertEqual(resumed.status, 0, resumed.text)
+        XCTAssertTrue(resumed.stdout.contains("slurm: cancelling job \(job)"), resumed.text)
+        XCTAssertEqual(try field("JobState", of: job), "CANCELLED")
+        XCTAssertLessThan(resumed.seconds, 100)
+    }
+
+    /// The start checks' stand-ins for a cluster whose nodes do not see this machine's files: the
+    /// supervisor in a private mount namespace, where a tmpfs holds what the node cannot see.
+    func privately(_ dir: String, _ command: String, environment: [String: String] = [:]) throws -> ChildOutcome {
+        var env = ProcessInfo.processInfo.environment
+        env.merge(environment) { _, new in new }
+        return try runChild(["/usr/bin/unshare", "--mount", "--propagation", "private", "/bin/sh", "-c",
+                             "mount -t tmpfs proctor-private \"$0\" && " + command, dir], environment: env, deadline: 120)
+    }
+
+    func testAWorkspaceTheNodesDoNotShareIsRefusedWith125() throws {
+        guard geteuid() == 0 else { throw XCTSkip("a private mount namespace for the stand-in needs root") }
+        let hidden = base + "/private"
+        try FileManager.default.createDirectory(atPath: hidden, withIntermediateDirectories: true)
+        let ran = try privately(hidden, "\"$1\" init \"$0/ws\" >/dev/null && \"$1\" run --workspace \"$0/ws\" --executor slurm --iterations 1 ".replacingOccurrences(of: "$1", with: proctorBinary))
+        XCTAssertEqual(ran.status, 125, ran.text)
+        XCTAssertTrue(ran.stderr.contains("is not on a filesystem the Slurm nodes share"), ran.text)
+        XCTAssertFalse(ran.stdout.contains("measuring the baseline"), ran.text)
+    }
+
+    func testALauncherNotAtTheSamePathOnTheNodesIsRefusedWith125() throws {
+        guard geteuid() == 0 else { throw XCTSkip("a private mount namespace for the stand-in needs root") }
+        let ws = try makeWorkspace()
+        let hidden = base + "/private"
+        try FileManager.default.createDirectory(atPath: hidden, withIntermediateDirectories: true)
+        let launcher = (proctorBinary as NSString).deletingLastPathComponent + "/proctor-sandbox"
+        let ran = try privately(hidden, "cp '\(launcher)' \"$0/\" && PROCTOR_SANDBOX=\"$0/proctor-sandbox\" '\(proctorBinary)' run --workspace '\(ws)' --executor slurm --iterations 1")
+        XCTAssertEqual(ran.status, 125, ran.text)
+        XCTAssertTrue(ran.stderr.contains("is not at the same path on the Slurm nodes"), ran.text)
+        XCTAssertTrue(records(ws).isEmpty, "nothing recorded")
+    }
+
+    /// slurmd killed while the job runs: Slurm marks the node down and ends the job (NODE_FAIL);
+    /// the iteration is a `crash` row with that reason, and the run goes on once slurmd is back.
+    func testSlurmdKilledMidJobIsACrashRowWithSlurmsReasonAndTheRunGoesOn() throws {
+        guard geteuid() == 0 else { throw XCTSkip("killing and restarting the cluster's slurmd needs root") }
+        var cluster = URL(fileURLWithPath: #filePath)
+        for _ in 0..<3 { cluster.deleteLastPathComponent() }
+        let script = cluster.appendingPathComponent(".ci/slurm-cluster.sh").path
+        let ws = try makeWorkspace()
+        let output = try CapturedOutput()
+        let process = try start(ws, ["--iterations", "2"], output: output)
+        defer { if process.isRunning { kill(process.processIdentifier, SIGKILL) } }
+        // The baseline at full speed, then iteration 1's experiment sleeps.
+        XCTAssertTrue(waitUntil(timeout: 120, interval: 0.2) { output.stdout.contains("baseline auc") }, output.stdout + output.stderr)
+        try sleep(45)
+        var job: String?
+        XCTAssertTrue(waitUntil(timeout: 60, interval: 0.3) {
+            job = jobEvents(ws).last { $0.event == "submitted" && $0.iteration == 1 }?.job
+            return job.map { SlurmCLI().state(of: $0)?.name == "RUNNING" } ?? false
+        }, output.stdout + output.stderr)
+        Thread.sleep(forTimeInterval: 2)
+        XCTAssertEqual(try runChild([script, "slurmd-kill"], deadline: 20).status, 0)
+        let crashed = waitUntil(timeout: 90, interval: 0.5) { self.records(ws).contains { $0.iteration == 1 } }
+        try sleep(nil)
+        let restarted = try runChild([script, "slurmd-start"], deadline: 30)
+        XCTAssertEqual(restarted.status, 0, restarted.text)
+        XCTAssertTrue(crashed, output.stdout + output.stderr)
+        let row = try XCTUnwrap(records(ws).first { $0.iteration == 1 })
+        XCTAssertEqual(row.status, .crash)
+        XCTAssertTrue(row.reason?.contains("Slurm ended job \(job!)") ?? false, String(describing: row.reason))
+        XCTAssertTrue(row.reason?.contains("NODE_FAIL") ?? false, String(describing: row.reason))
+        XCTAssertTrue(waitUntil(timeout: 120) { !process.isRunning }, output.stdout + output.stderr)
+        process.waitUntilExit()
+        XCTAssertEqual(exitStatus(process), 0, output.stdout + output.stderr)
+        XCTAssertNotEqual(records(ws).first { $0.iteration == 2 }?.status, .crash, output.stdout)
+    }
+}
+
+/// The start check that needs no cluster: Slurm's commands missing from PATH are a 125 refusal
+/// before anything is recorded.
+final class SlurmStartTests: XCTestCase {
+    func testMissingSlurmCommandsAreRefusedWith125() throws {
+        let base = NSTemporaryDirectory() + "proctor-slurm-start-" + UUID().uuidString.prefix(8)
+        defer { _ = try? runChild(["/bin/rm", "-rf", base]) }
+        let ws = base + "/ws", bin = base + "/bin"
+        try FileManager.default.createDirectory(atPath: bin, withIntermediateDirectories: true)
+        XCTAssertEqual(try runChild([proctorBinary, "init", ws], deadline: 60).status, 0)
+        // Everything on PATH but Slurm's client commands.
+        let path = ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin"
+        for dir in path.split(separator: ":").map(String.init) {
+            for name in (try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? [] where !SlurmCLI.tools.contains(name) {
+                symlink(dir + "/" + name, bin + "/" + name)  // the first of a name wins, as on PATH
+            }
+        }
+        var env = ProcessInfo.processInfo.environment
+        env["PATH"] = bin
+        let ran = try runChild([proctorBinary, "run", "--workspace", ws, "--executor", "slurm", "--iterations", "1"],
+                               environment: env, deadline: 60)
+        XCTAssertEqual(ran.status, 125, ran.text)
+        XCTAssertTrue(ran.stderr.contains("needs sbatch, squeue, scontrol, scancel on PATH"), ran.text)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: ws + "/.proctor/results.tsv"), "nothing recorded")
+    }
+}
