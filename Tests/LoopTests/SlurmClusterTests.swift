@@ -158,15 +158,46 @@ final class SlurmClusterTests: XCTestCase {
                       "the job's processes outlived the cancel: \(processes(containing: ws))")
     }
 
-    func testResumeAfterSIGKILLWaitsForTheJobInFlightAndRunsNoSecondCopy() throws {
+    /// A run SIGKILLed while its first job runs (that job's experiment sleeps `seconds`; later
+    /// ones do not): the workspace and the job left in flight.
+    func killedWithAJobInFlight(sleeping seconds: Int) throws -> (ws: String, job: String) {
         let ws = try makeWorkspace()
-        try sleep(10)
+        try sleep(seconds)
         let output = try CapturedOutput()
         let process = try start(ws, ["--iterations", "1"], output: output)
         let job = try XCTUnwrap(firstRunningJob(ws), output.stdout + output.stderr)
         kill(process.processIdentifier, SIGKILL)
         process.waitUntilExit()
         try sleep(nil)
+        return (ws, job)
+    }
+
+    /// Someone's `scancel` of the run's job: a `crash` row with Slurm's state, and the run goes on.
+    func testAJobCancelledFromOutsideIsACrashRowAndTheRunGoesOn() throws {
+        let ws = try makeWorkspace()
+        let output = try CapturedOutput()
+        let process = try start(ws, ["--iterations", "2"], output: output)
+        defer { if process.isRunning { kill(process.processIdentifier, SIGKILL) } }
+        XCTAssertTrue(waitUntil(timeout: 120, interval: 0.2) { output.stdout.contains("baseline auc") }, output.stdout + output.stderr)
+        try sleep(60)
+        var job: String?
+        XCTAssertTrue(waitUntil(timeout: 60, interval: 0.3) {
+            job = jobEvents(ws).last { $0.event == "submitted" && $0.iteration == 1 }?.job
+            return job.map { SlurmCLI().state(of: $0)?.name == "RUNNING" } ?? false
+        }, output.stdout + output.stderr)
+        try sleep(nil)
+        SlurmCLI().cancel(try XCTUnwrap(job))
+        XCTAssertTrue(waitUntil(timeout: 60) { !process.isRunning }, output.stdout + output.stderr)
+        process.waitUntilExit()
+        XCTAssertEqual(exitStatus(process), 0, output.stdout + output.stderr)
+        let row = try XCTUnwrap(records(ws).first { $0.iteration == 1 })
+        XCTAssertEqual(row.status, .crash)
+        XCTAssertTrue(row.reason?.contains("Slurm ended job \(job!) on localhost: CANCELLED") ?? false, String(describing: row.reason))
+        XCTAssertNotNil(records(ws).first { $0.iteration == 2 }, output.stdout)
+    }
+
+    func testResumeAfterSIGKILLWaitsForTheJobInFlightAndRunsNoSecondCopy() throws {
+        let (ws, job) = try killedWithAJobInFlight(sleeping: 10)
         // Recorded before sbatch ran, with the id once it answered.
         let inFlight = try String(contentsOfFile: "\(ws)/.proctor/slurm/inflight-0.json", encoding: .utf8)
         XCTAssertTrue(inFlight.contains("\"job\":\"\(job)\""), inFlight)
@@ -186,14 +217,7 @@ final class SlurmClusterTests: XCTestCase {
     }
 
     func testResumeWithCancelRunningCancelsTheJobInFlight() throws {
-        let ws = try makeWorkspace()
-        try sleep(120)
-        let output = try CapturedOutput()
-        let process = try start(ws, ["--iterations", "1"], output: output)
-        let job = try XCTUnwrap(firstRunningJob(ws), output.stdout + output.stderr)
-        kill(process.processIdentifier, SIGKILL)
-        process.waitUntilExit()
-        try sleep(nil)
+        let (ws, job) = try killedWithAJobInFlight(sleeping: 120)
         let resumed = try run(ws, ["--resume", "--cancel-running", "--iterations", "1"], deadline: 100)
         XCTAssertEqual(resumed.status, 0, resumed.text)
         XCTAssertTrue(resumed.stdout.contains("slurm: cancelling job \(job)"), resumed.text)

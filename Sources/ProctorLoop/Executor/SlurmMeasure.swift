@@ -12,8 +12,13 @@ extension Runner {
     /// supervisor left in flight waited for or cancelled. Nothing for a local run.
     func startExecutor() throws {
         guard executorKind == .slurm else { return }
-        slurm = try SlurmExecutor.start(env: env, slot: 0, cancelRunning: options.cancelRunning, stop: stop,
-                                        say: { [progress] in progress.line($0) })
+        do {
+            slurm = try SlurmExecutor.start(env: env, slot: 0, cancelRunning: options.cancelRunning, stop: stop,
+                                            say: { [progress] in progress.line($0) })
+        } catch where stop.requested {
+            // Ctrl-C during the probe or the wait for a job left in flight: an interrupt (130), not a refusal.
+            throw LoopError(.interrupted, "interrupted during the Slurm start checks (\(error)); nothing was recorded")
+        }
     }
 
     /// With Slurm: the seed's experiment and evaluator as one job, whose results stand in for the
