@@ -17,7 +17,7 @@ extension Runner {
                                             say: { [progress] in progress.line($0) })
         } catch where stop.requested {
             // Ctrl-C during the probe or the wait for a job left in flight: an interrupt (130), not a refusal.
-            throw LoopError(.interrupted, "interrupted during the Slurm start checks (\(error)); nothing was recorded")
+            throw LoopError(.interrupted, "\(error); nothing was recorded")
         }
     }
 

@@ -134,10 +134,10 @@ public final class SlurmExecutor: @unchecked Sendable {
         }
         let limit = Double(hostEnvironment("PROCTOR_SLURM_PROBE_TIMEOUT").flatMap(Int.init) ?? 300)
         let end = wait(for: id, stop: stop, limit: limit)
+        if stop?.requested == true { throw SandboxError(.slurm, "interrupted during the Slurm probe job \(id); it was cancelled") }
         if !end.ended {
             cli.cancel(id)
-            throw SandboxError(.slurmRequirement, stop?.requested == true ? "interrupted during the Slurm probe job \(id)"
-                : "the Slurm probe job \(id) did not end within \(Int(limit)) s (\(end.description)); is the partition up? (PROCTOR_SLURM_PROBE_TIMEOUT sets the wait)")
+            throw SandboxError(.slurmRequirement, "the Slurm probe job \(id) did not end within \(Int(limit)) s (\(end.description)); is the partition up? (PROCTOR_SLURM_PROBE_TIMEOUT sets the wait)")
         }
         // The reply is written on the node: seen here only through a shared filesystem.
         let answer = (try? String(contentsOfFile: reply, encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines)
