@@ -65,7 +65,7 @@ CONF
 
 start_munged() {
     mkdir -p "$DIR/munge"
-    chmod 0700 "$DIR/munge"
+    chmod 0755 "$DIR/munge"  # every user reaches the socket, as on a real cluster; the key stays 0400
     [[ -f "$DIR/munge/munge.key" ]] || dd if=/dev/urandom of="$DIR/munge/munge.key" bs=1024 count=1 status=none
     chmod 0400 "$DIR/munge/munge.key"
     munged --force --socket="$DIR/munge/munge.socket" --key-file="$DIR/munge/munge.key" \
