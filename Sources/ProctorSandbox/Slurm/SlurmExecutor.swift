@@ -161,8 +161,10 @@ public final class SlurmExecutor: @unchecked Sendable {
 
     // MARK: - Waiting
 
-    /// Looks at the job every `pollInterval` until it ended (or `limit` seconds passed). A stop
-    /// cancels it and waits for its end; a controller that does not answer is asked again.
+    /// Looks at the job until it ended (or `limit` seconds passed): every `pollInterval` at first,
+    /// less often as it runs on (10 s at most: a long job must not flood the controller), and a
+    /// stop is seen within 0.1 s, cancels the job and waits for its end. A controller that does not
+    /// answer is asked again.
     func wait(for job: String, stop: StopSwitch?, limit: TimeInterval? = nil) -> SlurmJobState {
         let start = Date()
         var cancelled: Date?
@@ -179,7 +181,8 @@ public final class SlurmExecutor: @unchecked Sendable {
             // Cancelled and still listed after a minute (an unreachable node): the run stops anyway.
             if let cancelled, Date().timeIntervalSince(cancelled) > 60 { return last }
             if cancelled == nil, let limit, Date().timeIntervalSince(start) > limit { return last }
-            usleep(useconds_t(pollInterval * 1_000_000))
+            let pause = Date().addingTimeInterval(min(pollInterval * (1 + Date().timeIntervalSince(start) / 30), 10))
+            while Date() < pause && (stop?.requested != true || cancelled != nil) { usleep(100_000) }
         }
     }
 
