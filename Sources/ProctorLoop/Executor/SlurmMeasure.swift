@@ -23,10 +23,12 @@ extension Runner {
 
     /// With Slurm: the seed's experiment and evaluator as one job, whose results stand in for the
     /// two launches `measure` makes (nil: launch them here). Its job id joins the measurement.
-    func slurmJob(iteration: Int, seed: UInt64, context: AuditContext, into result: inout Measurement,
-                  logs: SlurmExecutor.Logs) throws -> SlurmMeasurement? {
-        guard let slurm else { return nil }
-        let job = try slurm.measure(env: env, run: state.run, iteration: iteration, seed: seed,
+    /// `env` is the launches' environment (a `--parallel` slot's has its own view), `slot` names
+    /// the job (`proctor-<workspace id>-<slot>`) and its in-flight record.
+    func slurmJob(in env: SandboxEnvironment, run: String, slot: Int = 0, iteration: Int, seed: UInt64,
+                  context: AuditContext, into result: inout Measurement, logs: SlurmExecutor.Logs) throws -> SlurmMeasurement? {
+        guard let slurm = slurm?.forSlot(slot) else { return nil }
+        let job = try slurm.measure(env: env, run: run, iteration: iteration, seed: seed,
                                     pinnedDirectory: pinned.directory, logs: logs, audit: audit, context: context,
                                     stop: stop, say: { [progress] in progress.line($0) })
         result.jobs.append(job.job)

@@ -27,6 +27,19 @@ public final class SlurmExecutor: @unchecked Sendable {
         pollInterval = Double(hostEnvironment("PROCTOR_SLURM_POLL_MS").flatMap(Int.init) ?? 1000) / 1000
     }
 
+    private init(_ other: SlurmExecutor, slot: Int) {
+        settings = other.settings
+        root = other.root
+        self.slot = slot
+        launcher = other.launcher
+        pollInterval = other.pollInterval
+    }
+
+    /// The executor of another slot (`--parallel`): its own job name, lock and in-flight record.
+    public func forSlot(_ slot: Int) -> SlurmExecutor {
+        slot == self.slot ? self : SlurmExecutor(self, slot: slot)
+    }
+
     /// `proctor-<workspace id>-<slot>`: the workspace id is a hash of its absolute path, the same
     /// from every login node that mounts it there.
     public var jobName: String { "proctor-\(Self.workspaceID(root))-\(slot)" }
@@ -57,7 +70,12 @@ public final class SlurmExecutor: @unchecked Sendable {
         }
         let executor = SlurmExecutor(env: env, slot: slot)
         try FileManager.default.createDirectory(atPath: executor.stateDirectory, withIntermediateDirectories: true)
-        try executor.settleInFlight(cancel: cancelRunning, stop: stop, say: say)
+        // Every slot's job left in flight (a killed `--parallel` run may have left several).
+        let records = (try? FileManager.default.contentsOfDirectory(atPath: executor.stateDirectory)) ?? []
+        for name in records.sorted() where name.hasPrefix("inflight-") && name.hasSuffix(".json") {
+            guard let other = Int(name.dropFirst("inflight-".count).dropLast(".json".count)) else { continue }
+            try executor.forSlot(other).settleInFlight(cancel: cancelRunning, stop: stop, say: say)
+        }
         try executor.probe(stop: stop, say: say)
         return executor
     }
