@@ -172,27 +172,34 @@ final class SlurmClusterTests: XCTestCase {
         return (ws, job)
     }
 
-    /// Someone's `scancel` of the run's job: a `crash` row with Slurm's state, and the run goes on.
-    func testAJobCancelledFromOutsideIsACrashRowAndTheRunGoesOn() throws {
+    /// A two-iteration run whose baseline ran at full speed and whose iteration 1 job is now
+    /// running, its experiment asleep for `seconds`.
+    func runningIterationOne(sleeping seconds: Int) throws -> (ws: String, process: Process, output: CapturedOutput, job: String) {
         let ws = try makeWorkspace()
         let output = try CapturedOutput()
         let process = try start(ws, ["--iterations", "2"], output: output)
-        defer { if process.isRunning { kill(process.processIdentifier, SIGKILL) } }
         XCTAssertTrue(waitUntil(timeout: 120, interval: 0.2) { output.stdout.contains("baseline auc") }, output.stdout + output.stderr)
-        try sleep(60)
+        try sleep(seconds)
         var job: String?
         XCTAssertTrue(waitUntil(timeout: 60, interval: 0.3) {
             job = jobEvents(ws).last { $0.event == "submitted" && $0.iteration == 1 }?.job
             return job.map { SlurmCLI().state(of: $0)?.name == "RUNNING" } ?? false
         }, output.stdout + output.stderr)
+        return (ws, process, output, try XCTUnwrap(job, output.stdout + output.stderr))
+    }
+
+    /// Someone's `scancel` of the run's job: a `crash` row with Slurm's state, and the run goes on.
+    func testAJobCancelledFromOutsideIsACrashRowAndTheRunGoesOn() throws {
+        let (ws, process, output, job) = try runningIterationOne(sleeping: 60)
+        defer { if process.isRunning { kill(process.processIdentifier, SIGKILL) } }
         try sleep(nil)
-        SlurmCLI().cancel(try XCTUnwrap(job))
+        SlurmCLI().cancel(job)
         XCTAssertTrue(waitUntil(timeout: 60) { !process.isRunning }, output.stdout + output.stderr)
         process.waitUntilExit()
         XCTAssertEqual(exitStatus(process), 0, output.stdout + output.stderr)
         let row = try XCTUnwrap(records(ws).first { $0.iteration == 1 })
         XCTAssertEqual(row.status, .crash)
-        XCTAssertTrue(row.reason?.contains("Slurm ended job \(job!) on localhost: CANCELLED") ?? false, String(describing: row.reason))
+        XCTAssertTrue(row.reason?.contains("Slurm ended job \(job) on localhost: CANCELLED") ?? false, String(describing: row.reason))
         XCTAssertNotNil(records(ws).first { $0.iteration == 2 }, output.stdout)
     }
 
@@ -263,18 +270,8 @@ final class SlurmClusterTests: XCTestCase {
         var cluster = URL(fileURLWithPath: #filePath)
         for _ in 0..<3 { cluster.deleteLastPathComponent() }
         let script = cluster.appendingPathComponent(".ci/slurm-cluster.sh").path
-        let ws = try makeWorkspace()
-        let output = try CapturedOutput()
-        let process = try start(ws, ["--iterations", "2"], output: output)
+        let (ws, process, output, job) = try runningIterationOne(sleeping: 45)
         defer { if process.isRunning { kill(process.processIdentifier, SIGKILL) } }
-        // The baseline at full speed, then iteration 1's experiment sleeps.
-        XCTAssertTrue(waitUntil(timeout: 120, interval: 0.2) { output.stdout.contains("baseline auc") }, output.stdout + output.stderr)
-        try sleep(45)
-        var job: String?
-        XCTAssertTrue(waitUntil(timeout: 60, interval: 0.3) {
-            job = jobEvents(ws).last { $0.event == "submitted" && $0.iteration == 1 }?.job
-            return job.map { SlurmCLI().state(of: $0)?.name == "RUNNING" } ?? false
-        }, output.stdout + output.stderr)
         Thread.sleep(forTimeInterval: 2)
         XCTAssertEqual(try runChild([script, "slurmd-kill"], deadline: 20).status, 0)
         let crashed = waitUntil(timeout: 90, interval: 0.5) { self.records(ws).contains { $0.iteration == 1 } }
@@ -284,7 +281,7 @@ final class SlurmClusterTests: XCTestCase {
         XCTAssertTrue(crashed, output.stdout + output.stderr)
         let row = try XCTUnwrap(records(ws).first { $0.iteration == 1 })
         XCTAssertEqual(row.status, .crash)
-        XCTAssertTrue(row.reason?.contains("Slurm ended job \(job!)") ?? false, String(describing: row.reason))
+        XCTAssertTrue(row.reason?.contains("Slurm ended job \(job)") ?? false, String(describing: row.reason))
         XCTAssertTrue(row.reason?.contains("NODE_FAIL") ?? false, String(describing: row.reason))
         XCTAssertTrue(waitUntil(timeout: 120) { !process.isRunning }, output.stdout + output.stderr)
         process.waitUntilExit()

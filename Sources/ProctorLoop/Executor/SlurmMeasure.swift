@@ -26,7 +26,8 @@ extension Runner {
     /// `env` is the launches' environment (a `--parallel` slot's has its own view), `slot` names
     /// the job (`proctor-<workspace id>-<slot>`) and its in-flight record.
     func slurmJob(in env: SandboxEnvironment, run: String, slot: Int = 0, iteration: Int, seed: UInt64,
-                  context: AuditContext, into result: inout Measurement, logs: SlurmExecutor.Logs) throws -> SlurmMeasurement? {
+                  context: AuditContext, into result: inout Measurement,
+                  logs: (experiment: String, evaluatorOut: String, evaluatorErr: String)) throws -> SlurmMeasurement? {
         guard let slurm = slurm?.forSlot(slot) else { return nil }
         let job = try slurm.measure(env: env, run: run, iteration: iteration, seed: seed,
                                     pinnedDirectory: pinned.directory, logs: logs, audit: audit, context: context,

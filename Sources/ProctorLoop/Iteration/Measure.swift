@@ -41,7 +41,7 @@ extension Runner {
             let err = try LogFile(path: "\(logs)/\(iteration)-\(seed)-evaluator.err")
             // [executor] kind = "slurm": one job runs both launches below (Executor/SlurmMeasure.swift).
             let job = try slurmJob(in: env, run: state.run, iteration: iteration, seed: seed, context: context, into: &result,
-                                   logs: .init(experiment: log.path, evaluatorOut: out.path, evaluatorErr: err.path))
+                                   logs: (log.path, out.path, err.path))
             let experiment = try job?.experiment ?? env.launch(phase: .experiment, command: config.experiment.command, seed: seed,
                                             audit: audit, context: context, stdout: log.fd, stderr: log.fd)
             result.durations["experiment", default: 0] += Double(experiment.wallMs) / 1000

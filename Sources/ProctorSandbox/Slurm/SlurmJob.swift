@@ -19,24 +19,13 @@ public struct SlurmMeasurement: Sendable {
 }
 
 extension SlurmExecutor {
-    /// Where one measurement's logs go: the experiment's stdout and stderr, the evaluator's each.
-    public struct Logs: Sendable {
-        public var experiment: String
-        public var evaluatorOut: String
-        public var evaluatorErr: String
-
-        public init(experiment: String, evaluatorOut: String, evaluatorErr: String) {
-            self.experiment = experiment
-            self.evaluatorOut = evaluatorOut
-            self.evaluatorErr = evaluatorErr
-        }
-    }
-
     /// One seed's experiment and evaluator as one job: the plans compiled here as `launch` would,
     /// the pinned copy put where the node sees it, the job recorded in flight, submitted, waited
-    /// for (a stop cancels it), and its launches' reports read back as a local launch's.
+    /// for (a stop cancels it), and its launches' reports read back as a local launch's. The
+    /// launches append their output to the run's log files `logs` (as `SlurmJobScript.Launch`).
     public func measure(env: SandboxEnvironment, run: String, iteration: Int, seed: UInt64, pinnedDirectory: String,
-                        logs: Logs, audit: AuditLog?, context: AuditContext, stop: StopSwitch?,
+                        logs: (experiment: String, evaluatorOut: String, evaluatorErr: String),
+                        audit: AuditLog?, context: AuditContext, stop: StopSwitch?,
                         say: (String) -> Void) throws -> SlurmMeasurement {
         let config = env.config
         let directory = try Self.scratch(in: stateDirectory, prefix: "job-\(iteration)-\(seed)")
