@@ -58,8 +58,12 @@ MinJobAge=600
 DefMemPerCPU=1024
 JobRequeue=0
 SchedulerParameters=sched_interval=2
+PreemptType=preempt/partition_prio
+PreemptMode=CANCEL
 NodeName=localhost NodeAddr=127.0.0.1 NodeHostname=localhost CPUs=$cpus RealMemory=$mem State=UNKNOWN
-PartitionName=debug Nodes=localhost Default=YES MaxTime=INFINITE State=UP
+# Jobs in "urgent" preempt (cancel) those in "debug": the preemption test's stand-in for a busy cluster.
+PartitionName=debug Nodes=localhost Default=YES MaxTime=INFINITE State=UP PriorityTier=1
+PartitionName=urgent Nodes=localhost MaxTime=INFINITE State=UP PriorityTier=2 PreemptMode=OFF
 CONF
 }
 

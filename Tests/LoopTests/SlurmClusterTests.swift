@@ -203,6 +203,27 @@ final class SlurmClusterTests: XCTestCase {
         XCTAssertNotNil(records(ws).first { $0.iteration == 2 }, output.stdout)
     }
 
+    /// A job of a higher-priority partition takes the node (`.ci/slurm-cluster.sh`: "urgent"
+    /// preempts "debug" by cancelling): the run's job ends `PREEMPTED`, a `crash` row says so, and
+    /// the run goes on once the node is free.
+    func testAPreemptedJobIsACrashRowAndTheRunGoesOn() throws {
+        let (ws, process, output, job) = try runningIterationOne(sleeping: 60)
+        defer { if process.isRunning { kill(process.processIdentifier, SIGKILL) } }
+        try sleep(nil)
+        let urgent = try runChild(["/usr/bin/env", "sbatch", "--parsable", "--partition=urgent", "--exclusive", "--mem=1G",
+                                   "--output=/dev/null", "--wrap", "sleep 3"], deadline: 30)
+        guard urgent.status == 0 else {
+            throw XCTSkip("this cluster has no partition \"urgent\" that preempts (.ci/slurm-cluster.sh makes one): \(urgent.text)")
+        }
+        XCTAssertTrue(waitUntil(timeout: 90) { !process.isRunning }, output.stdout + output.stderr)
+        process.waitUntilExit()
+        XCTAssertEqual(exitStatus(process), 0, output.stdout + output.stderr)
+        let row = try XCTUnwrap(records(ws).first { $0.iteration == 1 })
+        XCTAssertEqual(row.status, .crash)
+        XCTAssertTrue(row.reason?.contains("Slurm ended job \(job) on localhost: PREEMPTED") ?? false, String(describing: row.reason))
+        XCTAssertNotNil(records(ws).first { $0.iteration == 2 }, output.stdout)
+    }
+
     func testResumeAfterSIGKILLWaitsForTheJobInFlightAndRunsNoSecondCopy() throws {
         let (ws, job) = try killedWithAJobInFlight(sleeping: 10)
         // Recorded before sbatch ran, with the id once it answered.
