@@ -37,8 +37,9 @@ final class SlurmClusterTests: XCTestCase {
 
     // MARK: - Helpers
 
-    /// The bundled workspace, its experiment made to sleep as long as `control/sleep` says.
-    func makeWorkspace(_ name: String = "ws") throws -> String {
+    /// The bundled workspace, its experiment made to sleep as long as `control/sleep` says;
+    /// `oneSeed`: no confirmation seeds (one job per measurement: shorter tests; the demo keeps them).
+    func makeWorkspace(_ name: String = "ws", oneSeed: Bool = true) throws -> String {
         let ws = base + "/" + name
         let made = try runChild([proctorBinary, "init", ws], deadline: 60)
         XCTAssertEqual(made.status, 0, made.text)
@@ -48,6 +49,7 @@ final class SlurmClusterTests: XCTestCase {
             .write(toFile: ws + "/train.py", atomically: true, encoding: .utf8)
         let toml = try String(contentsOfFile: ws + "/proctor.toml", encoding: .utf8)
         try toml.replacingOccurrences(of: "\n[sandbox]\n", with: "\n[sandbox]\nread_only = [\"\(control!)\"]\n")
+            .replacingOccurrences(of: "confirm_seeds   = [17, 73]", with: oneSeed ? "confirm_seeds   = []" : "confirm_seeds   = [17, 73]")
             .write(toFile: ws + "/proctor.toml", atomically: true, encoding: .utf8)
         let committed = try runChild(["/usr/bin/git", "-C", ws, "commit", "-qam", "slurm test: a sleep the test controls"], deadline: 30)
         XCTAssertEqual(committed.status, 0, committed.text)
@@ -101,7 +103,7 @@ final class SlurmClusterTests: XCTestCase {
     // MARK: - Tests
 
     func testTheBundledDemoRunsFiveIterationsAsSlurmJobs() throws {
-        let ws = try makeWorkspace()
+        let ws = try makeWorkspace(oneSeed: false)
         let ran = try run(ws, ["--iterations", "5"])
         XCTAssertEqual(ran.status, 0, ran.text)
         XCTAssertTrue(ran.stdout.contains("jobs are named \(jobName(ws))"), ran.text)
@@ -139,6 +141,32 @@ final class SlurmClusterTests: XCTestCase {
         let blockerEnd = try field("EndTime", of: other), firstStart = try field("StartTime", of: first)
         XCTAssertFalse(blockerEnd.isEmpty || firstStart.isEmpty)
         XCTAssertGreaterThanOrEqual(firstStart, blockerEnd, "job \(first) started before job \(other) of the same name ended")
+    }
+
+    /// A second `proctor run --wait` on the same workspace waits for the first (the workspace lock
+    /// guards the supervisor): none of its jobs starts before the first run's last one ended.
+    func testASecondRunOnTheSameWorkspaceWaitsForTheFirst() throws {
+        let ws = try makeWorkspace()
+        try sleep(6)
+        let firstOutput = try CapturedOutput()
+        let first = try start(ws, ["--iterations", "1"], output: firstOutput)
+        defer { if first.isRunning { kill(first.processIdentifier, SIGKILL) } }
+        XCTAssertNotNil(firstRunningJob(ws), firstOutput.stdout + firstOutput.stderr)
+        let secondOutput = try CapturedOutput()
+        let second = try start(ws, ["--iterations", "1", "--wait"], output: secondOutput)
+        defer { if second.isRunning { kill(second.processIdentifier, SIGKILL) } }
+        try sleep(nil)
+        for process in [first, second] {
+            XCTAssertTrue(waitUntil(timeout: 150) { !process.isRunning }, firstOutput.stdout + secondOutput.stdout)
+            process.waitUntilExit()
+            XCTAssertEqual(exitStatus(process), 0, firstOutput.stdout + firstOutput.stderr + secondOutput.stdout + secondOutput.stderr)
+        }
+        let runs = records(ws).map(\.run).reduce(into: [String]()) { if !$0.contains($1) { $0.append($1) } }
+        XCTAssertEqual(runs.count, 2)
+        let jobs = jobEvents(ws).filter { $0.event == "submitted" }
+        let lastOfFirst = try XCTUnwrap(jobs.last { $0.run == runs[0] }?.job)
+        let firstOfSecond = try XCTUnwrap(jobs.first { $0.run == runs[1] }?.job)
+        XCTAssertGreaterThanOrEqual(try field("StartTime", of: firstOfSecond), try field("EndTime", of: lastOfFirst))
     }
 
     func testCtrlCCancelsTheRunsJobAndExits130() throws {
