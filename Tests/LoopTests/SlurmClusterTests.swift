@@ -37,16 +37,24 @@ final class SlurmClusterTests: XCTestCase {
 
     // MARK: - Helpers
 
-    /// The bundled workspace, its experiment made to sleep as long as `control/sleep` says;
-    /// `oneSeed`: no confirmation seeds (one job per measurement: shorter tests; the demo keeps them).
+    /// The bundled workspace, its experiment made to sleep as long as `control/sleep` says, or
+    /// `control/sleep-changed` once the agent changed `train.py` (never the baseline: a test that
+    /// waits for iteration 1 then races no line of output); `oneSeed`: no confirmation seeds (one
+    /// job per measurement: shorter tests; the demo keeps them).
     func makeWorkspace(_ name: String = "ws", oneSeed: Bool = true) throws -> String {
         let ws = base + "/" + name
         let made = try runChild([proctorBinary, "init", ws], deadline: 60)
         XCTAssertEqual(made.status, 0, made.text)
-        let file = control + "/sleep"
+        let c = control!
         let train = try String(contentsOfFile: ws + "/train.py", encoding: .utf8)
-        try ("import os, time; os.path.exists(\"\(file)\") and time.sleep(float(open(\"\(file)\").read()))\n" + train)
-            .write(toFile: ws + "/train.py", atomically: true, encoding: .utf8)
+        let controlled = """
+            import os, time; os.path.exists("\(c)/sleep") and time.sleep(float(open("\(c)/sleep").read()))
+            os.path.exists("\(c)/sleep-changed") and open(__file__, "rb").read() != open("\(c)/baseline.py", "rb").read() and time.sleep(float(open("\(c)/sleep-changed").read()))
+
+            """ + train
+        try controlled.write(toFile: ws + "/train.py", atomically: true, encoding: .utf8)
+        try controlled.write(toFile: c + "/baseline.py", atomically: true, encoding: .utf8)
+        chmod(c + "/baseline.py", 0o644)
         let toml = try String(contentsOfFile: ws + "/proctor.toml", encoding: .utf8)
         try toml.replacingOccurrences(of: "\n[sandbox]\n", with: "\n[sandbox]\nread_only = [\"\(control!)\"]\n")
             .replacingOccurrences(of: "confirm_seeds   = [17, 73]", with: oneSeed ? "confirm_seeds   = []" : "confirm_seeds   = [17, 73]")
@@ -56,13 +64,16 @@ final class SlurmClusterTests: XCTestCase {
         return ws
     }
 
-    func sleep(_ seconds: Int?) throws {
-        let file = control + "/sleep"
+    /// Each experiment from now on sleeps `seconds` (`afterBaseline`: once `train.py` changed);
+    /// nil: none sleeps any more.
+    func sleep(_ seconds: Int?, afterBaseline: Bool = false) throws {
+        let file = control + (afterBaseline ? "/sleep-changed" : "/sleep")
         if let seconds {
             try "\(seconds)".write(toFile: file, atomically: true, encoding: .utf8)
             chmod(file, 0o644)
         } else {
-            unlink(file)
+            unlink(control + "/sleep")
+            unlink(control + "/sleep-changed")
         }
     }
 
@@ -204,15 +215,14 @@ final class SlurmClusterTests: XCTestCase {
     /// running, its experiment asleep for `seconds`.
     func runningIterationOne(sleeping seconds: Int) throws -> (ws: String, process: Process, output: CapturedOutput, job: String) {
         let ws = try makeWorkspace()
+        try sleep(seconds, afterBaseline: true)
         let output = try CapturedOutput()
         let process = try start(ws, ["--iterations", "2"], output: output)
-        XCTAssertTrue(waitUntil(timeout: 120, interval: 0.2) { output.stdout.contains("baseline auc") }, output.stdout + output.stderr)
-        try sleep(seconds)
         var job: String?
-        XCTAssertTrue(waitUntil(timeout: 60, interval: 0.3) {
+        XCTAssertTrue(waitUntil(timeout: 90, interval: 0.3) {
             job = jobEvents(ws).last { $0.event == "submitted" && $0.iteration == 1 }?.job
-            return job.map { SlurmCLI().state(of: $0)?.name == "RUNNING" } ?? false
-        }, output.stdout + output.stderr)
+            return job.map { SlurmCLI().state(of: $0)?.name == "RUNNING" } ?? !process.isRunning
+        } && process.isRunning, output.stdout + output.stderr)
         return (ws, process, output, try XCTUnwrap(job, output.stdout + output.stderr))
     }
 
@@ -222,13 +232,7 @@ final class SlurmClusterTests: XCTestCase {
         defer { if process.isRunning { kill(process.processIdentifier, SIGKILL) } }
         try sleep(nil)
         SlurmCLI().cancel(job)
-        XCTAssertTrue(waitUntil(timeout: 60) { !process.isRunning }, output.stdout + output.stderr)
-        process.waitUntilExit()
-        XCTAssertEqual(exitStatus(process), 0, output.stdout + output.stderr)
-        let row = try XCTUnwrap(records(ws).first { $0.iteration == 1 })
-        XCTAssertEqual(row.status, .crash)
-        XCTAssertTrue(row.reason?.contains("Slurm ended job \(job) on localhost: CANCELLED") ?? false, String(describing: row.reason))
-        XCTAssertNotNil(records(ws).first { $0.iteration == 2 }, output.stdout)
+        try assertCrashRowAndTheRunGoesOn(ws, process, output, job: job, state: "CANCELLED")
     }
 
     /// A job of a higher-priority partition takes the node (`.ci/slurm-cluster.sh`: "urgent"
@@ -243,12 +247,19 @@ final class SlurmClusterTests: XCTestCase {
         guard urgent.status == 0 else {
             throw XCTSkip("this cluster has no partition \"urgent\" that preempts (.ci/slurm-cluster.sh makes one): \(urgent.text)")
         }
+        try assertCrashRowAndTheRunGoesOn(ws, process, output, job: job, state: "PREEMPTED")
+    }
+
+    /// The run of `runningIterationOne` ended well, its iteration 1 a `crash` row naming the job
+    /// and Slurm's `state`, and iteration 2 measured after it.
+    func assertCrashRowAndTheRunGoesOn(_ ws: String, _ process: Process, _ output: CapturedOutput, job: String,
+                                       state: String) throws {
         XCTAssertTrue(waitUntil(timeout: 90) { !process.isRunning }, output.stdout + output.stderr)
         process.waitUntilExit()
         XCTAssertEqual(exitStatus(process), 0, output.stdout + output.stderr)
         let row = try XCTUnwrap(records(ws).first { $0.iteration == 1 })
         XCTAssertEqual(row.status, .crash)
-        XCTAssertTrue(row.reason?.contains("Slurm ended job \(job) on localhost: PREEMPTED") ?? false, String(describing: row.reason))
+        XCTAssertTrue(row.reason?.contains("Slurm ended job \(job) on localhost: \(state)") ?? false, String(describing: row.reason))
         XCTAssertNotNil(records(ws).first { $0.iteration == 2 }, output.stdout)
     }
 
