@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import ProctorConfig
 import ProctorLoop
 import ProctorSandbox
 
@@ -168,11 +169,22 @@ struct LoopOptions: ParsableArguments {
     @Flag(help: "Wait for the experiment lock instead of failing at once.")
     var wait = false
 
+    @Option(help: "Where measurements run: local or slurm (overrides [executor] kind).")
+    var executor: ExecutorSettings.Kind?
+
+    @Flag(help: "With Slurm: cancel a job a killed run left queued or running, instead of waiting for it.")
+    var cancelRunning = false
+
     func validate() throws {
         if let iterations, iterations < 1 { throw ValidationError("--iterations must be at least 1") }
     }
 
-    var runOptions: RunOptions { RunOptions(iterations: iterations, resume: resume, wait: wait) }
+    var runOptions: RunOptions {
+        var options = RunOptions(iterations: iterations, resume: resume, wait: wait)
+        options.executor = executor
+        options.cancelRunning = cancelRunning
+        return options
+    }
 }
 
 /// `--agent`: the agent kinds `proctor run` can be told to use instead of `[agent].kind`.

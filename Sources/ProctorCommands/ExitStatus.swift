@@ -28,8 +28,8 @@ enum ExitStatus {
             }
         case let error as SandboxError:
             switch error.code {
-            case .lockBusy, .interpreter: return badInput
-            case .badPlan, .notInstalled, .planted, .io: return failed
+            case .lockBusy, .interpreter, .slurmRequirement: return badInput
+            case .badPlan, .notInstalled, .planted, .slurm, .io: return failed
             }
         default:
             return failed

@@ -149,6 +149,8 @@ public struct WorkspaceConfig: Sendable, Equatable {
     public var agent = Agent()
     public var sandbox = Sandbox()
     public var memory = Memory()
+    /// `[executor]`: local launches or Slurm jobs (issue 14).
+    public var executor = ExecutorSettings()
     public var phases: [ResearchPhase] = []
     /// Settings that work but carry a risk the user should hear of, located (`proctor.toml:12:
     /// agent.network: ...`); said once per command that launches sandboxes.
@@ -424,6 +426,9 @@ extension WorkspaceConfig {
             config.sandbox.user = value
         }
         try sandbox.finish()
+
+        var executor = try top.table("executor")
+        config.executor = try ExecutorSettings.read(&executor)
 
         try top.finish()
         return config

@@ -131,11 +131,14 @@ public struct RunRecord: Codable, Sendable {
     public var peakGpuMemMB: Int? = nil
     /// The experiment's GPU time over its seeds, GPU-seconds of full SM use (NVML); nil without it.
     public var gpuSeconds: Double? = nil
+    /// `[executor] kind = "slurm"`: the ids of the jobs that measured the iteration (issue 14).
+    public var slurmJobs: [String]? = nil
 
     enum CodingKeys: String, CodingKey {
         case time, run, iteration, status, reason, agentReason, description, commit, parent, score, sealed, sealedScores, bestBefore, scores, diff, measurements, limits, durations, agent, usage, violations, phase, nudges, analyses, plateau, agentLog, synthesisUsage, network, interpreters
         case peakGpuMemMB = "peak_gpu_mem_mb"
         case gpuSeconds = "gpu_seconds"
+        case slurmJobs = "slurm_jobs"
     }
 }
 

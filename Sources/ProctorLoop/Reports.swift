@@ -38,6 +38,7 @@ public enum Reports {
         lines.append("best \(config.evaluator.metric): \(format(state.bestScore)) at \(String(state.bestCommit.prefix(12))) (baseline \(format(state.baselineScore)))")
         lines.append("iterations: " + IterationStatus.allCases.map { "\($0.rawValue) \(counts[$0] ?? 0)" }.joined(separator: ", "))
         lines.append("ledger: \(root)/.proctor/results.tsv")
+        lines += slurmJobs(root: root, run: state.run)
         return lines
     }
 

@@ -13,6 +13,10 @@ public struct RunOptions: Sendable {
     public var wait: Bool
     /// `--parallel`: candidates measured at once (nil: `[experiment] parallel`).
     public var parallel: Int?
+    /// `--executor`: overrides `[executor] kind` (issue 14); nil keeps it.
+    public var executor: ExecutorSettings.Kind? = nil
+    /// `--resume --cancel-running`: a Slurm job left in flight is cancelled, not waited for.
+    public var cancelRunning = false
 
     public init(iterations: Int?, resume: Bool, wait: Bool) {
         self.iterations = iterations
@@ -54,6 +58,8 @@ public final class Runner {
     let interpreters: [String: ResolvedInterpreter]
     var state: RunState!
     var pinned: PinnedCopy!
+    /// `[executor] kind = "slurm"`: measurements run as Slurm jobs (Executor/SlurmMeasure.swift).
+    var slurm: SlurmExecutor?
     var locks: [ExperimentLock] = []
     var counts: [IterationStatus: Int] = [:]
     /// Iterations whose logs stay on disk: each launch may write up to the preset's `stdio_limit`,
@@ -137,15 +143,19 @@ public final class Runner {
             progress.line("warning: a session runs one experiment at a time; --parallel \(parallel) is ignored")
             parallel = 1
         }
-        if parallel > ExperimentLock.machineSlots {
+        // Through Slurm the cluster runs the experiments (one job per slot): this machine gives one
+        // slot, for what still runs here (the sealed evaluator).
+        let machineSlots = executorKind == .slurm ? 1 : parallel
+        if machineSlots > ExperimentLock.machineSlots {
             throw LoopError(.refused, "--parallel \(parallel) needs \(parallel) experiment slots, but this machine has \(ExperimentLock.machineSlots) (PROCTOR_MACHINE_SLOTS, default 1: one experiment at a time, so that wall-clock budgets mean the same in every run); set PROCTOR_MACHINE_SLOTS=\(parallel) or more to split the machine")
         }
-        locks = try env.takeLocks(run: runID, iteration: nil, wait: options.wait, audit: audit, phase: .experiment, slots: parallel)
+        locks = try env.takeLocks(run: runID, iteration: nil, wait: options.wait, audit: audit, phase: .experiment, slots: machineSlots)
         defer { locks.removeAll() }
         // Under the workspace lock no other proctor writes this index: a lock file is a killed run's.
         if try repo.removeStaleIndexLock() {
             progress.line("removed .git/index.lock, left by a proctor killed while it wrote the index")
         }
+        try startExecutor()
         if options.resume {
             try resume()
         } else {
@@ -540,7 +550,8 @@ public final class Runner {
                          usage: usage.map { AgentUsageRecord(promptTokens: $0.promptTokens, completionTokens: $0.completionTokens, costUSD: $0.costUSD) },
                          violations: violations, network: env.network.use(of: i),
                          interpreters: interpreters.isEmpty ? nil : interpreters,
-                         peakGpuMemMB: measured?.peakGPUMB, gpuSeconds: measured?.gpuSeconds.map { ($0 * 1000).rounded() / 1000 })
+                         peakGpuMemMB: measured?.peakGPUMB, gpuSeconds: measured?.gpuSeconds.map { ($0 * 1000).rounded() / 1000 },
+                         slurmJobs: measured.flatMap { $0.jobs.isEmpty ? nil : $0.jobs })
     }
 
     /// `.proctor/` and the outputs are proctor's and the experiment's, never the repository's.

@@ -20,6 +20,8 @@ public struct SandboxEnvironment: Sendable {
     public var slot: SlotView?
     /// GPUs before this environment's own (`gpus = N` in slot K of a run skips K x N of them).
     public var gpuOffset = 0
+    /// The slot these launches measure in (0 in a serial run): a Slurm job's name and record.
+    public var slotIndex = 0
 
     /// Where this environment's `[files].outputs` directories are on the host.
     public var outputsBase: String { slot?.outputs ?? config.root }
@@ -164,6 +166,20 @@ public struct SandboxEnvironment: Sendable {
         return found
     }
 
+    /// The plan of one command on this host, as `launch` runs it (a Slurm job runs the same; issue 14).
+    public func compilePlan(phase: Phase, command: [String], seed: UInt64?, pinnedDirectory: String? = nil,
+                            agentHome: String? = nil, adjust: (inout LaunchRequest) -> Void = { _ in }) throws -> LaunchPlan {
+        var request = LaunchRequest(config: config, preset: preset, phase: phase, command: command, seed: seed,
+                                    pinnedDirectory: pinnedDirectory, agentHome: agentHome)
+        request.user = try SandboxUser.forThisProcess(configured: config.sandbox.user)
+        if phase != .agent { request.slot = slot }
+        request.gpuOffset = gpuOffset
+        adjust(&request)
+        var host = HostFacts.live(workspace: config.root)
+        host.gpus = gpus
+        return try LaunchPlan.compile(request, host: host)
+    }
+
     /// Compiles the plan for one command and runs it, printing unenforced limits on stderr.
     /// `stdin` nil means /dev/null (every step of the loop); `proctor exec` passes its own.
     public func launch(phase: Phase, command: [String], seed: UInt64?, pinnedDirectory: String? = nil,
@@ -176,15 +192,8 @@ public struct SandboxEnvironment: Sendable {
                 throw SandboxError(.planted, "the outputs hold links or special files the evaluator must not follow: \(planted.joined(separator: ", "))")
             }
         }
-        var request = LaunchRequest(config: config, preset: preset, phase: phase, command: command, seed: seed,
-                                    pinnedDirectory: pinnedDirectory, agentHome: agentHome)
-        request.user = try SandboxUser.forThisProcess(configured: config.sandbox.user)
-        if phase != .agent { request.slot = slot }
-        request.gpuOffset = gpuOffset
-        adjust(&request)
-        var host = HostFacts.live(workspace: config.root)
-        host.gpus = gpus
-        let plan = try LaunchPlan.compile(request, host: host)
+        let plan = try compilePlan(phase: phase, command: command, seed: seed, pinnedDirectory: pinnedDirectory,
+                                   agentHome: agentHome, adjust: adjust)
         // After the plan compiled: a plan that is refused leaves no output directories behind
         // (400 outputs made 400 directories, then failed the mount limit; issue 10's fuzzer).
         if phase == .experiment { try prepareOutputs(clear: false) }

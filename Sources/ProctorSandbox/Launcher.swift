@@ -37,9 +37,13 @@ public struct SandboxResult: Sendable, Equatable {
     public var network: [String: NetworkUse] = [:]
     /// Connections the proxy refused (each audited, up to the proxy's cap).
     public var refusedConnections = 0
+    /// Why the workload manager ended the command before it finished (a Slurm job's state and
+    /// reason: `NODE_FAIL`, `TIMEOUT`, `PREEMPTED`, `CANCELLED`); nil for a local launch.
+    public var endedBy: String?
 
     /// A one-line reason for a non-zero status, for the ledger.
     public var reason: String {
+        if let endedBy { return endedBy }
         if timedOut { return "wall-clock limit reached" }
         if let kind = limitsHit.first { return "\(kind) limit: \(limitDetails[kind] ?? "exceeded")" }
         if let signal { return "killed by signal \(signal)" }
@@ -334,11 +338,17 @@ public struct Launcher: Sendable {
         while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
         // Held until the launcher is gone: its EOF tells the launcher that proctor died.
         death.write.close()
-        if (status & 0x7f) == 0 {
-            result.status = (status >> 8) & 0xff
-        } else {
-            result.status = 128 + (status & 0x7f)
-        }
+        return try finish(result, events: events, status: (status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f),
+                          plan: plan, audit: audit, context: context)
+    }
+
+    /// The end of a launch, from the events its report carried and its exit status (`128+N` for a
+    /// signal): the audit's `sandbox` record written, an unreadable report thrown. Shared by a local
+    /// launch and one a Slurm job ran (`SlurmJob`), whose report came back as a file.
+    func finish(_ reported: SandboxResult, events: LauncherReport, status: Int32, plan: LaunchPlan, audit: AuditLog?,
+                context: AuditContext) throws -> SandboxResult {
+        var result = reported
+        result.status = status
         if let audit {
             // Which limits were enforced and how; a launch that never got that far says so.
             let decision = result.enforcement.isEmpty || events.error != nil ? "failed"
@@ -352,7 +362,7 @@ public struct Launcher: Sendable {
         return result
     }
 
-    private func handle(_ event: LauncherEvent, result: inout SandboxResult, plan: LaunchPlan, audit: AuditLog?,
+    func handle(_ event: LauncherEvent, result: inout SandboxResult, plan: LaunchPlan, audit: AuditLog?,
                         context: AuditContext) {
         func record(_ kind: String, _ decision: String, detail: String? = nil, pid: Int? = nil, syscall: String? = nil,
                     path: String? = nil, rule: String? = nil, time: Date = Date(), count: Int? = nil) {

@@ -43,6 +43,12 @@ public enum SandboxErrorCode: LayerErrorCode {
     /// The command would run another Python than the one it names on the host, or one the sandbox
     /// cannot see (issue 11): refused before anything runs, like a bad key.
     case interpreter
+    /// `[executor] kind = "slurm"` cannot work here (a tool missing, the workspace not shared with
+    /// the nodes, proctor not at the same path there, a setting Slurm cannot honour): refused at
+    /// start, like a bad key (issue 14).
+    case slurmRequirement
+    /// A Slurm command failed while the run was under way (`sbatch` refused a job).
+    case slurm
     /// A system call failed; `errno` says why.
     case io
 }

@@ -12,9 +12,11 @@ final class ParallelRunTests: XCTestCase {
         var spec = WorkspaceSpec()
         spec.train = WorkspaceSpec.defaultTrain.replacingOccurrences(of: "GREEDY = 0\n", with: """
             GREEDY = 0
-            if X != 0.2 and os.path.exists("gate/block"):
+            began = time.time()
+            if (X != 0.2 or TREES != 50) and os.path.exists("gate/block"):
                 open(os.path.join(out, "sleeping"), "w").write(str(os.getpid()))
                 time.sleep(\(seconds))
+            print("SPAN %f %f" % (began, time.time()))
 
             """)
         return spec
@@ -57,12 +59,15 @@ final class ParallelRunTests: XCTestCase {
         XCTAssertEqual(ws.state?["lastIteration"] as? Int, 6)
         XCTAssertFalse(FileManager.default.fileExists(atPath: ws.path(".proctor/slots")), "the slots' copies are removed at the end")
         XCTAssertTrue(processes(containing: ws.tag).isEmpty)
-        // Two experiments overlapped: the iterations' experiment spans (from the records) intersect.
-        let spans = ws.records.dropFirst().compactMap { record -> (Double, Double)? in
-            guard let end = (record["time"] as? String).flatMap(parseTime), let seconds = (record["scores"] as? [[String: Any]])?.first?["seconds"] as? Double
-            else { return nil }
-            return (end - seconds, end)
-        }
+        // Two experiments overlapped: the spans they printed (start, end) intersect.
+        let logs = ws.path(".proctor/logs/" + ws.runID!)
+        let spans = try FileManager.default.contentsOfDirectory(atPath: logs).filter { $0.hasSuffix("-experiment.log") && !$0.hasPrefix("0-") }
+            .compactMap { name -> (Double, Double)? in
+                let text = (try? String(contentsOfFile: logs + "/" + name, encoding: .utf8)) ?? ""
+                guard let line = text.split(separator: "\n").first(where: { $0.hasPrefix("SPAN ") }) else { return nil }
+                let times = line.split(separator: " ").dropFirst().compactMap { Double($0) }
+                return times.count == 2 ? (times[0], times[1]) : nil
+            }
         let overlapping = spans.enumerated().contains { i, a in spans.dropFirst(i + 1).contains { b in a.0 < b.1 && b.0 < a.1 } }
         XCTAssertTrue(overlapping, "no two experiments ran at once: \(spans)")
     }
@@ -262,10 +267,4 @@ final class ParallelRunTests: XCTestCase {
             try assertBranchHoldsTheKeeps(ws)
         }
     }
-}
-
-private func parseTime(_ text: String) -> Double? {
-    let formatter = ISO8601DateFormatter()
-    formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
-    return (formatter.date(from: text) ?? ISO8601DateFormatter().date(from: text))?.timeIntervalSince1970
 }

@@ -41,7 +41,12 @@ extension Runner {
             try env.prepareOutputs(clear: true)
             progress.phase(iteration, "experiment seed \(seed)", budgetMs: config.experiment.timeoutMs)
             let log = try LogFile(path: "\(logs)/\(iteration)-\(seed)-experiment.log")
-            let experiment = try env.launch(phase: .experiment, command: config.experiment.command, seed: seed,
+            let out = try LogFile(path: "\(logs)/\(iteration)-\(seed)-evaluator.out")
+            let err = try LogFile(path: "\(logs)/\(iteration)-\(seed)-evaluator.err")
+            // [executor] kind = "slurm": one job runs both launches below (Executor/SlurmMeasure.swift).
+            let job = try slurmJob(in: env, run: run, slot: env.slotIndex, iteration: iteration, seed: seed, context: context, into: &result,
+                                   logs: (log.path, out.path, err.path))
+            let experiment = try job?.experiment ?? env.launch(phase: .experiment, command: config.experiment.command, seed: seed,
                                             audit: audit, context: context, stdout: log.fd, stderr: log.fd)
             result.durations["experiment", default: 0] += Double(experiment.wallMs) / 1000
             result.peakBytes = max(result.peakBytes, experiment.peakMemoryBytes)
@@ -73,9 +78,7 @@ extension Runner {
                 return result
             }
             progress.phase(iteration, "evaluator seed \(seed)", budgetMs: config.evaluator.timeoutMs)
-            let out = try LogFile(path: "\(logs)/\(iteration)-\(seed)-evaluator.out")
-            let err = try LogFile(path: "\(logs)/\(iteration)-\(seed)-evaluator.err")
-            let evaluator = try env.launch(phase: .evaluator, command: config.evaluator.command, seed: seed,
+            let evaluator = try job?.evaluator() ?? env.launch(phase: .evaluator, command: config.evaluator.command, seed: seed,
                                            pinnedDirectory: pinned.directory, audit: audit, context: context,
                                            stdout: out.fd, stderr: err.fd)
             result.durations["evaluator", default: 0] += Double(evaluator.wallMs) / 1000
@@ -128,6 +131,8 @@ struct Measurement {
     var durations: [String: Double] = [:]
     var limits: [String: String] = [:]
     var peakBytes: Int64 = 0
+    /// The Slurm jobs that measured it (`[executor] kind = "slurm"`), in seed order.
+    var jobs: [String] = []
 
     var peakMB: Int? { peakBytes > 0 ? Int(peakBytes >> 20) : nil }
     /// The experiment's peak GPU memory over the seeds (NVML); nil when it had no GPU.
@@ -154,6 +159,7 @@ struct Measurement {
         var merged = self
         merged.evaluations += other.evaluations
         merged.scores += other.scores
+        merged.jobs += other.jobs
         merged.durations.merge(other.durations, uniquingKeysWith: +)
         merged.peakBytes = max(peakBytes, other.peakBytes)
         if let gpu = other.peakGPUBytes { merged.peakGPUBytes = max(peakGPUBytes ?? 0, gpu) }

@@ -31,7 +31,9 @@ final class Slot: @unchecked Sendable {
         }
         var env = runner.env
         env.slot = SlotView(tree: directory + "/tree", outputs: directory + "/outputs", userData: try Slot.userData(runner))
-        if case .count(let n) = runner.config.experiment.gpus { env.gpuOffset = index * n }
+        env.slotIndex = index
+        // A slot's own GPUs on this machine; a Slurm job gets its GPUs from the cluster (`--gres`).
+        if case .count(let n) = runner.config.experiment.gpus, runner.executorKind == .local { env.gpuOffset = index * n }
         self.env = env
         cpus = Slot.share(of: index, count: count)
     }

@@ -1,0 +1,62 @@
+/// `[executor]`: where each measurement (one seed's experiment, then its evaluator) runs. `local`
+/// (the default) launches both on this machine; `slurm` submits them as one Slurm job whose script
+/// runs the same launcher with the same plans on a compute node (issue 14).
+public struct ExecutorSettings: Sendable, Equatable {
+    public enum Kind: String, Sendable, Equatable, CaseIterable {
+        case local, slurm
+    }
+
+    public var kind: Kind = .local
+    /// `sbatch --partition`, `--account`, `--qos`; nil leaves the cluster's default.
+    public var partition: String? = nil
+    public var account: String? = nil
+    public var qos: String? = nil
+    /// `sbatch --cpus-per-task` (the experiment's CPU count on the node).
+    public var cpusPerTask: Int = 1
+    /// Added to the experiment's and the evaluator's timeouts for `sbatch --time`: the job's start,
+    /// the launcher's set-up and the grace periods fit in it, and the launcher's own limits end the
+    /// commands first.
+    public var timeMarginMs: Int64 = 120_000
+    /// More `sbatch` options, one per element, passed as written (`["--constraint=a100"]`).
+    public var extraArgs: [String] = []
+
+    public init() {}
+
+    /// The `[executor]` table (missing: every key takes its default).
+    static func read(_ table: inout TableReader) throws -> ExecutorSettings {
+        var settings = ExecutorSettings()
+        if let kind = try table.string("kind", oneOf: Kind.allCases.map(\.rawValue)) { settings.kind = Kind(rawValue: kind)! }
+        for key in ["partition", "account", "qos"] {
+            guard let value = try table.string(key) else { continue }
+            // A name Slurm accepts: an option's value, never a second option or an empty one.
+            guard !value.isEmpty, !value.hasPrefix("-"),
+                  value.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || "-_.,".contains($0)) }) else {
+                throw table.error(key, "expected a Slurm \(key) name (letters, digits, - _ . ,), got \"\(value)\"")
+            }
+            switch key {
+            case "partition": settings.partition = value
+            case "account": settings.account = value
+            default: settings.qos = value
+            }
+        }
+        if let cpus = try table.int("cpus_per_task", min: 1, max: 4096) { settings.cpusPerTask = cpus }
+        if let margin = try table.duration("time_margin") { settings.timeMarginMs = margin }
+        if let extra = try table.strings("extra_args") {
+            for arg in extra where !arg.hasPrefix("--") || arg.contains("\n") || arg.contains("\0") {
+                throw table.error("extra_args", "expected sbatch long options such as \"--constraint=a100\", got \"\(arg)\"")
+            }
+            // Options proctor sets itself: given twice, the cluster would take one of the two silently.
+            let owned = ["--job-name", "--dependency", "--output", "--error", "--time", "--mem", "--cpus-per-task",
+                         "--gres", "--partition", "--account", "--qos", "--parsable", "--comment", "--chdir", "--wrap"]
+            for arg in extra {
+                let name = String(arg.prefix { $0 != "=" })
+                if owned.contains(name) {
+                    throw table.error("extra_args", "\(name) is set by proctor (use partition, account, qos, cpus_per_task, or the experiment's budgets)")
+                }
+            }
+            settings.extraArgs = extra
+        }
+        try table.finish()
+        return settings
+    }
+}

@@ -1,0 +1,70 @@
+/// The batch script of one measurement job: the experiment's launch, then (if it exited 0 and left
+/// only regular files and directories in the outputs) the evaluator's, each with the exact
+/// `proctor-sandbox` arguments a local launch passes (`LaunchPlan.arguments`), each launch's report
+/// and exit status written to files in the job's directory, which proctor reads back (`SlurmJob`).
+///
+/// Every value in the script (paths, the plans' arguments: commands, environment values, mounts)
+/// is single-quoted by `quote`: the shell treats none of it as code, whatever it holds. The
+/// agent's words (the description) never reach the script at all.
+public enum SlurmJobScript {
+    /// One launch in the script: its plan, and where its stdout and stderr go (the run's logs).
+    public struct Launch {
+        public var plan: LaunchPlan
+        public var stdout: String
+        public var stderr: String
+
+        public init(plan: LaunchPlan, stdout: String, stderr: String) {
+            self.plan = plan
+            self.stdout = stdout
+            self.stderr = stderr
+        }
+    }
+
+    /// `value` as one single-quoted shell word: `'` becomes `'\''`; nothing inside is expanded.
+    public static func quote(_ value: String) -> String {
+        "'" + value.replacingOccurrences(of: "'", with: "'\\''") + "'"
+    }
+
+    /// The script; throws for a value the launcher could not receive anyway (a NUL byte).
+    public static func text(launcher: String, directory: String, experiment: Launch, evaluator: Launch,
+                            outputs: [String]) throws -> String {
+        let words = [launcher, directory, experiment.stdout, experiment.stderr, evaluator.stdout, evaluator.stderr]
+            + outputs + experiment.plan.arguments + evaluator.plan.arguments
+        if words.contains(where: { $0.contains("\0") }) {
+            throw SandboxError(.badPlan, "a launch argument holds a NUL byte; it cannot be passed to a Slurm job")
+        }
+        func launch(_ name: String, _ step: Launch) -> String {
+            // As `Launcher.run` starts it: an empty environment, stdin from /dev/null, the report
+            // on descriptor 3. No --parent-fd: the job's end (scancel, a time limit) signals the
+            // launcher itself, which takes its sandbox with it.
+            let argv = ([launcher, "--report-fd", "3"] + step.plan.arguments).map(quote).joined(separator: " ")
+            return """
+            /usr/bin/env -i \(argv) </dev/null >>\(quote(step.stdout)) 2>>\(quote(step.stderr)) 3>"$dir/\(name).report"
+            echo $? >"$dir/\(name).status"
+            """
+        }
+        let outputChecks = outputs.map { dir in
+            """
+            if [ -n "$(find \(quote(dir)) ! -type f ! -type d -print 2>/dev/null | head -n 1)" ]; then
+                echo "a link or special file in the outputs" >"$dir/evaluator.skipped"; exit 0
+            fi
+            """
+        }.joined(separator: "\n")
+        return """
+        #!/bin/sh
+        # Written by proctor for one measurement (issue 14): the experiment, then the evaluator, each
+        # through proctor-sandbox with the plan a local launch would use. Every value is quoted.
+        PATH=/usr/bin:/bin
+        export PATH
+        dir=\(quote(directory))
+        echo "proctor measurement job ${SLURM_JOB_ID:-?} on $(hostname)"
+        \(launch("experiment", experiment))
+        [ "$(cat "$dir/experiment.status")" = 0 ] || exit 0
+        # The evaluator sees the hidden data: it never follows a link the experiment left (as locally).
+        \(outputChecks)
+        \(launch("evaluator", evaluator))
+        exit 0
+
+        """
+    }
+}
