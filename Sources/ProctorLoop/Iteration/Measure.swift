@@ -93,7 +93,7 @@ extension Runner {
                 result.evaluations.append(evaluation)
                 result.scores.append(.init(seed: seed, score: evaluation.score, seconds: Double(experiment.wallMs) / 1000, status: "ok"))
                 // Kept aside for the sealed evaluator, which runs only if the candidate is kept.
-                if sealing { try stashOutputs(seed: seed, env: env) }
+                if sealing { try stashOutputs(seed: seed, env: env, iteration: iteration) }
             } catch {
                 result.scores.append(.init(seed: seed, score: nil, seconds: Double(experiment.wallMs) / 1000, status: "crash"))
                 result.outcome = .failed(.crash, .evaluator(EvaluatorWords("\(error)")))

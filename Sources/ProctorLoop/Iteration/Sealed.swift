@@ -14,19 +14,23 @@ import ProctorSandbox
 extension Runner {
     var sealing: Bool { !config.evaluator.sealedCommand.isEmpty }
 
-    /// Where a measurement's outputs wait: a slot's own place under `.proctor/slots/K/`.
-    private func sealedStash(_ env: SandboxEnvironment) -> String {
-        env.slot.map { ($0.outputs as NSString).deletingLastPathComponent + "/sealed-outputs" } ?? root + "/.proctor/sealed-outputs"
+    /// Where a measurement's outputs wait, each seed's at `<seed>/<output>`: `.proctor/sealed-outputs`
+    /// in a serial run; under `--parallel`, `.proctor/slots/sealed/<iteration>`, apart from every
+    /// slot, so that the slot measures its next candidate while this one is decided.
+    private func sealedStash(_ env: SandboxEnvironment, iteration: Int) -> String {
+        env.slot == nil ? root + "/.proctor/sealed-outputs" : Slot.root(root) + "/sealed/\(iteration)"
     }
 
     /// Moves the outputs just scored aside for a possible sealed evaluation (a rename, not a copy).
-    func stashOutputs(seed: UInt64, env: SandboxEnvironment) throws {
-        let dir = sealedStash(env) + "/\(seed)"
+    func stashOutputs(seed: UInt64, env: SandboxEnvironment, iteration: Int) throws {
+        let dir = sealedStash(env, iteration: iteration) + "/\(seed)"
         FileTree.removeDirectory(dir)
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-        for (index, output) in config.files.outputs.enumerated() {
+        for output in config.files.outputs {
             let path = env.outputsBase + "/" + output
-            guard rename(path, dir + "/\(index)") == 0 else {
+            let stashed = dir + "/" + output
+            try FileManager.default.createDirectory(atPath: (stashed as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+            guard rename(path, stashed) == 0 else {
                 let failure = errno
                 throw LoopError(.io, "sealed test set: cannot move \(path) aside (\(String(cString: strerror(failure)))); the outputs must lie on the workspace's file system", errno: failure)
             }
@@ -35,33 +39,40 @@ extension Runner {
     }
 
     /// Drops what `stashOutputs` kept (a candidate that was not kept; a start or resume after a crash).
-    func discardStashedOutputs(_ slotEnv: SandboxEnvironment? = nil) {
-        FileTree.removeDirectory(sealedStash(slotEnv ?? env))
+    func discardStashedOutputs(_ slotEnv: SandboxEnvironment? = nil, iteration: Int = 0) {
+        FileTree.removeDirectory(sealedStash(slotEnv ?? env, iteration: iteration))
     }
 
     /// The sealed evaluator on each stashed seed's outputs; nil when the set is not configured or
     /// it could not score (the reason goes to the progress line and the record, never to an agent).
+    /// Serially the outputs are put back in place for it; a `--parallel` candidate's are bound from
+    /// the stash itself (`SlotView`), while its slot measures the next one.
     func scoreSealed(iteration: Int, in slotEnv: SandboxEnvironment? = nil) throws -> (mean: Double?, scores: [RunRecord.SeedScore]) {
         guard sealing else { return (nil, []) }
-        let env = slotEnv ?? self.env
-        let sealedStash = sealedStash(env)
+        let measured = slotEnv ?? self.env
+        let sealedStash = sealedStash(measured, iteration: iteration)
         defer {
-            discardStashedOutputs(env)
-            try? env.clearOutputs()
+            discardStashedOutputs(measured, iteration: iteration)
+            if measured.slot == nil { try? env.clearOutputs() }
         }
         let view = config.sealedEvaluatorView
         let logs = root + "/.proctor/logs/" + state.run
         var scores: [RunRecord.SeedScore] = []
         let seeds = ((try? FileManager.default.contentsOfDirectory(atPath: sealedStash)) ?? []).compactMap(UInt64.init).sorted()
         for seed in seeds {
-            // The seed's outputs back in place, exactly as its validation evaluator saw them.
-            try env.clearOutputs()
-            for (index, output) in config.files.outputs.enumerated() {
-                let path = env.outputsBase + "/" + output
-                rmdir(path)
-                guard rename(sealedStash + "/\(seed)/\(index)", path) == 0 else {
-                    throw LoopError.io(errno, "sealed test set: cannot put back \(path)")
+            var env = self.env
+            if measured.slot == nil {
+                // The seed's outputs back in place, exactly as its validation evaluator saw them.
+                try env.clearOutputs()
+                for output in config.files.outputs {
+                    let path = root + "/" + output
+                    rmdir(path)
+                    guard rename(sealedStash + "/\(seed)/" + output, path) == 0 else {
+                        throw LoopError.io(errno, "sealed test set: cannot put back \(path)")
+                    }
                 }
+            } else {
+                env.slot = SlotView(tree: sealedStash, outputs: sealedStash + "/\(seed)", userData: [])
             }
             progress.phase(iteration, "sealed evaluator seed \(seed)", budgetMs: config.evaluator.timeoutMs)
             let out = try LogFile(path: "\(logs)/\(iteration)-\(seed)-sealed.out")

@@ -60,23 +60,20 @@ extension Runner {
 
     /// Runs the loop with `count` slots; returns whether it was interrupted.
     func runParallel(_ count: Int) throws -> Bool {
+        FileTree.removeDirectory(Slot.root(root))  // what a killed run left
         let slots = try (0..<count).map { try Slot(index: $0, of: count, runner: self) }
         progress.line("\(count) slots: candidates are measured \(count) at once under \(Slot.root(root))/ (CPUs \(slots.map { $0.cpus.map(String.init).joined(separator: ",") }.joined(separator: " | ")))")
         var free = slots
         var flight: [Int: Candidate] = [:]
-        // One candidate proposed ahead while every slot is busy, so that a slot that finishes
-        // starts again as soon as its result is recorded, not after the next proposal.
-        var ready: Candidate?
+        // Candidates ready for a slot: one re-applied on a new best (first), or one proposed ahead
+        // while every slot was busy, so that a slot that finishes starts again at once.
+        var waiting: [Candidate] = []
         let finished = Finished()
         var proposed = 0
         var interrupted = false
         func mayPropose() -> Bool { !interrupted && !stop.requested && (options.iterations.map { proposed < $0 } ?? true) }
-        /// The next candidate to measure: the one proposed ahead, else a new proposal (nil: none).
-        func next() throws -> Candidate? {
-            if let candidate = ready {
-                ready = nil
-                return candidate
-            }
+        /// A new proposal that passed validation (nil: none to make).
+        func propose() throws -> Candidate? {
             while mayPropose() {
                 proposed += 1
                 switch try proposeCandidate() {
@@ -87,38 +84,39 @@ extension Runner {
             }
             return nil
         }
-        defer {
-            // Every slot thread has posted by now (the loop drains them); the copies go.
-            if flight.isEmpty { FileTree.removeDirectory(Slot.root(root)) }
-        }
-        while true {
-            while !interrupted, !stop.requested, !free.isEmpty, let candidate = try next() {
-                // Proposed ahead, before a keep: carried onto the new best first (or recorded stale).
+        /// Free slots get the waiting candidates, then (`proposing`) new ones.
+        func fill(proposing: Bool) throws {
+            while !interrupted, !stop.requested, !free.isEmpty {
+                guard let candidate = waiting.isEmpty ? (proposing ? try propose() : nil) : waiting.removeFirst() else { return }
+                // Proposed (or re-applied) before a keep: carried onto the new best first, or stale.
                 guard try carryOver(candidate) else { continue }
                 let slot = free.removeFirst()
                 flight[slot.index] = candidate
                 try dispatch(candidate, to: slot, finished: finished)
             }
-            if free.isEmpty && ready == nil, let candidate = try next() { ready = candidate }
+        }
+        defer {
+            // Every slot thread has posted by now (the loop drains them); the copies go.
+            if flight.isEmpty { FileTree.removeDirectory(Slot.root(root)) }
+        }
+        while true {
+            try fill(proposing: true)
+            if free.isEmpty && waiting.isEmpty, let candidate = try propose() { waiting.append(candidate) }
             if flight.isEmpty { break }
             let result = finished.next()
             guard let candidate = flight.removeValue(forKey: result.slot) else { continue }
-            let slot = slots[result.slot]
+            free.append(slots[result.slot])
             if stop.requested {
                 // Ctrl-C: no row for what was being measured; the others drain the same way.
                 interrupted = true
                 forget(candidate.iteration.number)
-                free.append(slot)
                 continue
             }
-            if try settle(candidate, result, slot: slot) {
-                flight[slot.index] = candidate
-                try dispatch(candidate, to: slot, finished: finished)
-            } else {
-                free.append(slot)
-            }
+            // Decided before the freed slot takes the next candidate: were this one kept, a
+            // candidate started meanwhile would have been measured on the old best (twice, then).
+            if try settle(candidate, result) { waiting.insert(candidate, at: 0) }
         }
-        if let candidate = ready { forget(candidate.iteration.number) }  // interrupted before it ran
+        for candidate in waiting { forget(candidate.iteration.number) }  // interrupted before they ran
         return interrupted || stop.requested
     }
 
@@ -193,7 +191,8 @@ extension Runner {
     private func dispatch(_ candidate: Candidate, to slot: Slot, finished: Finished) throws {
         let iteration = candidate.iteration
         try slot.prepare(best: iteration.best, files: candidate.files, repo: repo, config: config)
-        discardStashedOutputs(slot.env)
+        iteration.slotEnv = slot.env
+        discardStashedOutputs(slot.env, iteration: iteration.number)
         let job = SlotJob(runner: self, slot: slot, number: iteration.number, description: iteration.proposal.description,
                           run: state.run, best: state.bestScore)
         Thread { job.run(into: finished) }.start()
@@ -229,7 +228,7 @@ extension Runner {
 
     /// The verdict on a measured candidate, recorded; true when it goes back to its slot instead
     /// (re-applied on a best that moved while it was measured).
-    private func settle(_ candidate: Candidate, _ result: SlotResult, slot: Slot) throws -> Bool {
+    private func settle(_ candidate: Candidate, _ result: SlotResult) throws -> Bool {
         let iteration = candidate.iteration
         let first = try result.first.get()
         iteration.measured = first
@@ -256,13 +255,12 @@ extension Runner {
             } else {
                 try write(candidate.files, into: root)
                 iteration.inSlot = false
-                iteration.slotEnv = slot.env
                 end = try iteration.keep()
             }
         } else {
             end = iteration.ends(first.status, reason: first.reason)
         }
-        discardStashedOutputs(slot.env)
+        discardStashedOutputs(iteration.slotEnv, iteration: iteration.number)
         inFlight.removeAll { $0.number == iteration.number }
         inFlightPatches[iteration.number] = nil
         guard case .verdict(let verdict) = end else {
