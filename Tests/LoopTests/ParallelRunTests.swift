@@ -108,16 +108,22 @@ final class ParallelRunTests: XCTestCase {
         XCTAssertEqual(after.status, 0, "free again: \(after.text)")
     }
 
-    /// SIGKILL of the supervisor with two candidates in flight: nothing kept is lost, no process is
-    /// left, and `--resume` records both as crashes and goes on.
-    func testSIGKILLWithTwoInFlightThenResume() throws {
+    /// A `--parallel 2` run whose two slots are both measuring a candidate that sleeps a minute.
+    func startWithTwoInFlight(_ env: [String: String]) throws -> (LoopWorkspace, Process, CapturedOutput) {
         let ws = try ParallelRunTests.workspace(ParallelRunTests.slowSpec(60))
-        let env = ["PROCTOR_MACHINE_SLOTS": "2"]
         let output = try CapturedOutput()
         let run = try startProcess([proctorBinary, "run", "--workspace", ws.root, "--iterations", "8", "--parallel", "2"],
                                    environment: ws.environment.merging(env) { $1 }, output: output)
         let sleeping = { (0..<2).allSatisfy { FileManager.default.fileExists(atPath: ws.path(".proctor/slots/\($0)/outputs/outputs/sleeping")) } }
         XCTAssertTrue(waitUntil(timeout: 60, sleeping), output.stdout)
+        return (ws, run, output)
+    }
+
+    /// SIGKILL of the supervisor with two candidates in flight: nothing kept is lost, no process is
+    /// left, and `--resume` records both as crashes and goes on.
+    func testSIGKILLWithTwoInFlightThenResume() throws {
+        let env = ["PROCTOR_MACHINE_SLOTS": "2"]
+        let (ws, run, output) = try startWithTwoInFlight(env)
         let inFlight = try XCTUnwrap(ws.state?["inFlight"] as? [Int], output.stdout)
         // Two measuring, and perhaps a third proposed ahead for the first slot to finish.
         XCTAssertTrue((2...3).contains(inFlight.count), "\(inFlight)")
@@ -147,13 +153,8 @@ final class ParallelRunTests: XCTestCase {
     /// Ctrl-C with two in flight: both sandboxes end, no row for either, exit 130, and the state has
     /// nothing in flight; `--resume` goes on from the last row.
     func testCtrlCWithTwoInFlightRecordsNothingForThem() throws {
-        let ws = try ParallelRunTests.workspace(ParallelRunTests.slowSpec(60))
         let env = ["PROCTOR_MACHINE_SLOTS": "2"]
-        let output = try CapturedOutput()
-        let run = try startProcess([proctorBinary, "run", "--workspace", ws.root, "--iterations", "8", "--parallel", "2"],
-                                   environment: ws.environment.merging(env) { $1 }, output: output)
-        let sleeping = { (0..<2).allSatisfy { FileManager.default.fileExists(atPath: ws.path(".proctor/slots/\($0)/outputs/outputs/sleeping")) } }
-        XCTAssertTrue(waitUntil(timeout: 60, sleeping), output.stdout)
+        let (ws, run, output) = try startWithTwoInFlight(env)
         let rows = ws.rows
         kill(run.processIdentifier, SIGINT)
         run.waitUntilExit()
