@@ -6,10 +6,16 @@ final class LogFile {
     let path: String
     let fd: Int32
 
-    init(path: String) throws {
+    /// `truncate: false` keeps what is there (what a Slurm job wrote into it).
+    init(path: String, truncate: Bool = true) throws {
         self.path = path
-        fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0o644)
+        fd = open(path, O_WRONLY | O_CREAT | (truncate ? O_TRUNC : O_APPEND) | O_CLOEXEC | O_NOFOLLOW, 0o644)
         guard fd >= 0 else { throw LoopError.io(errno, "open \(path)") }
+    }
+
+    /// An empty file at `path`, for another to write (a Slurm job), with no descriptor held here.
+    static func empty(_ path: String) throws {
+        _ = try LogFile(path: path)
     }
 
     deinit { close(fd) }

@@ -41,11 +41,13 @@ extension Runner {
             try env.prepareOutputs(clear: true)
             progress.phase(iteration, "experiment seed \(seed)", budgetMs: config.experiment.timeoutMs)
             let log = try LogFile(path: "\(logs)/\(iteration)-\(seed)-experiment.log")
-            let out = try LogFile(path: "\(logs)/\(iteration)-\(seed)-evaluator.out")
-            let err = try LogFile(path: "\(logs)/\(iteration)-\(seed)-evaluator.err")
+            // The evaluator's logs are opened when it runs (no descriptor held through the
+            // experiment); a Slurm job writes them itself, so they are made empty for it first.
+            let outPath = "\(logs)/\(iteration)-\(seed)-evaluator.out", errPath = "\(logs)/\(iteration)-\(seed)-evaluator.err"
+            if slurm != nil { for path in [outPath, errPath] { try LogFile.empty(path) } }
             // [executor] kind = "slurm": one job runs both launches below (Executor/SlurmMeasure.swift).
             let job = try slurmJob(in: env, run: run, slot: env.slotIndex, iteration: iteration, seed: seed, context: context, into: &result,
-                                   logs: (log.path, out.path, err.path))
+                                   logs: (log.path, outPath, errPath))
             let experiment = try job?.experiment ?? env.launch(phase: .experiment, command: config.experiment.command, seed: seed,
                                             audit: audit, context: context, stdout: log.fd, stderr: log.fd)
             result.durations["experiment", default: 0] += Double(experiment.wallMs) / 1000
@@ -78,6 +80,8 @@ extension Runner {
                 return result
             }
             progress.phase(iteration, "evaluator seed \(seed)", budgetMs: config.evaluator.timeoutMs)
+            let out = try LogFile(path: outPath, truncate: job == nil)
+            let err = try LogFile(path: errPath, truncate: job == nil)
             let evaluator = try job?.evaluator() ?? env.launch(phase: .evaluator, command: config.evaluator.command, seed: seed,
                                            pinnedDirectory: pinned.directory, audit: audit, context: context,
                                            stdout: out.fd, stderr: err.fd)

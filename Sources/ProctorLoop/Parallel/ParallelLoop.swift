@@ -22,6 +22,8 @@ extension Runner {
         let iteration: Iteration
         var files: [String: CandidateFile?]
         var reapplied = 0
+        /// Slurm jobs of its measurements on an older best (its record lists every job it took).
+        var earlierJobs: [String] = []
         init(iteration: Iteration, files: [String: CandidateFile?]) {
             self.iteration = iteration
             self.files = files
@@ -131,7 +133,8 @@ extension Runner {
         }
         inFlight.removeAll { $0.number == iteration.number }
         inFlightPatches[iteration.number] = nil
-        guard case .verdict(let verdict) = staleEnd(iteration) else { return false }
+        guard case .verdict(var verdict) = staleEnd(iteration) else { return false }
+        if !candidate.earlierJobs.isEmpty { verdict.measured?.jobs.insert(contentsOf: candidate.earlierJobs, at: 0) }
         try record(verdict, of: iteration)
         return false
     }
@@ -241,6 +244,7 @@ extension Runner {
                 if candidate.reapplied < Runner.maxReapplies, let files = try reapply(candidate) {
                     candidate.files = files
                     candidate.reapplied += 1
+                    candidate.earlierJobs += first.jobs + (result.confirm?.jobs ?? [])
                     progress.line("[\(iteration.number)] the best moved to \(iteration.best.short) while it was measured; re-applied, measuring again")
                     state.inProgress = nil
                     try state.save(root)
@@ -263,12 +267,13 @@ extension Runner {
         discardStashedOutputs(iteration.slotEnv, iteration: iteration.number)
         inFlight.removeAll { $0.number == iteration.number }
         inFlightPatches[iteration.number] = nil
-        guard case .verdict(let verdict) = end else {
+        guard case .verdict(var verdict) = end else {
             // A keep interrupted before its commit: the tree back to the best, no row.
             try repo.loopRestore(to: try repo.resolve(state.bestCommit), config: config, kept: kept)
             forget(iteration.number)
             return false
         }
+        if !candidate.earlierJobs.isEmpty { verdict.measured?.jobs.insert(contentsOf: candidate.earlierJobs, at: 0) }
         try record(verdict, of: iteration)
         return false
     }
