@@ -10,9 +10,10 @@ import ProctorSandbox
 /// **propose → validate** in the working tree (as serially) → the change is copied into a free
 /// slot and the tree reverted → **measure** in the slot (first seed, then the confirmation seeds
 /// when the first beat the best it was proposed against) → back here: a candidate whose best moved
-/// meanwhile is **re-applied** on the new best and measured again, or recorded `stale` when its
-/// diff no longer applies; otherwise **gate → keep** (its files written into the tree and
-/// committed, as serially) **→ record**.
+/// meanwhile is **re-applied** on the new best (a three-way merge per file) and measured again, or
+/// recorded `stale` when both changed the same lines; otherwise **gate → keep** (its files written
+/// into the tree and committed, as serially) **→ record**. One candidate is proposed ahead while
+/// every slot is busy.
 ///
 /// `state.inFlight` lists the iterations being measured: a supervisor killed with N in flight
 /// leaves N numbers that `--resume` records as crashes; nothing kept is lost.
