@@ -381,6 +381,13 @@ final class SlurmStartTests: XCTestCase {
         let ws = base + "/ws", bin = base + "/bin"
         try FileManager.default.createDirectory(atPath: bin, withIntermediateDirectories: true)
         XCTAssertEqual(try runChild([proctorBinary, "init", ws], deadline: 60).status, 0)
+        // The workspace's python3 named by its real path: the PATH below holds only links, and a
+        // command run through a link the sandbox cannot see is refused before Slurm's check.
+        let python = try runChild(["/usr/bin/env", "python3", "-c", "import sys; print(sys.executable)"], deadline: 30)
+            .stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        let toml = try String(contentsOfFile: ws + "/proctor.toml", encoding: .utf8)
+        try toml.replacingOccurrences(of: "[\"python3\"", with: "[\"\(python)\"").write(toFile: ws + "/proctor.toml", atomically: true, encoding: .utf8)
+        XCTAssertEqual(try runChild(["/usr/bin/git", "-C", ws, "-c", "user.name=proctor test", "-c", "user.email=test@proctor.invalid", "commit", "-qam", "python3 by its path"], deadline: 30).status, 0)
         // Everything on PATH but Slurm's client commands.
         let path = ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin"
         for dir in path.split(separator: ":").map(String.init) {
