@@ -169,29 +169,28 @@ public final class Runner {
         // What agents may read of the runtime's memory; bound read-only into their sandboxes.
         try FileManager.default.createDirectory(atPath: root + "/.proctor/memory", withIntermediateDirectories: true)
         if let command = sessionCommand { try startSession(command) }
-        var interrupted = false
-        var done = 0
-        if parallel > 1 {
-            interrupted = try runParallel(parallel)
-            done = options.iterations ?? 0
-        }
-        while options.iterations.map({ done < $0 }) ?? true, parallel == 1 {
-            if stop.requested { interrupted = true; break }
-            let iteration = state.lastIteration + 1
-            let finished = try runIteration(iteration)
-            try repo.writeIndex(unlessWrittenWithin: Runner.indexWriteInterval)
-            if !finished {
-                interrupted = !sessionEnded || stop.requested
-                break
-            }
-            done += 1
-        }
+        let interrupted = parallel > 1 ? try runParallel(parallel) : try runSerial()
         stopSession()
         (agent as? SessionAgent)?.server.removeSocket()
         try repo.writeIndex()
         return RunSummary(run: state.run, branch: state.branch, counts: counts, baseline: state.baselineScore,
                           best: state.bestScore, bestCommit: state.bestCommit, ledger: ledger.resultsPath,
                           interrupted: interrupted)
+    }
+
+    /// One iteration after another until the count is reached, Ctrl-C, or the session agent ends;
+    /// returns whether it was interrupted.
+    private func runSerial() throws -> Bool {
+        var done = 0
+        while options.iterations.map({ done < $0 }) ?? true {
+            if stop.requested { return true }
+            let iteration = state.lastIteration + 1
+            let finished = try runIteration(iteration)
+            try repo.writeIndex(unlessWrittenWithin: Runner.indexWriteInterval)
+            if !finished { return !sessionEnded || stop.requested }
+            done += 1
+        }
+        return false
     }
 
     // MARK: - Start and resume
