@@ -118,6 +118,8 @@ extension Runner {
             // Decided before the freed slot takes the next candidate: were this one kept, a
             // candidate started meanwhile would have been measured on the old best (twice, then).
             if try settle(candidate, result) { waiting.insert(candidate, at: 0) }
+            // As serially: a keep's index entries reach `.git/index` within a few seconds.
+            try repo.writeIndex(unlessWrittenWithin: Runner.indexWriteInterval)
         }
         for candidate in waiting { forget(candidate.iteration.number) }  // interrupted before they ran
         return interrupted || stop.requested
