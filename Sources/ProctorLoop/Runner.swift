@@ -73,10 +73,9 @@ public final class Runner {
     var history: [HistoryEntry] = []
     /// Every iteration of this run, with each seed's score (the `search` agent's model input).
     var measuredThisRun: [MeasuredIteration] = []
-    /// `--parallel`: the candidates being measured in slots while the next one is proposed.
-    var inFlight: [(number: Int, description: String)] = []
-    /// Their changes, for the duplicate check of the next proposal.
-    var inFlightPatches: [Int: String] = [:]
+    /// `--parallel`: the candidates being measured in slots while the next one is proposed, with
+    /// their changes (for the duplicate check of the next proposal).
+    var inFlight: [(number: Int, description: String, patch: String?)] = []
     /// What the agent's answers cost during the current proposal, rejected ones included.
     let meter = UsageMeter()
     static let maxAgentFailures = 5

@@ -134,8 +134,7 @@ extension Runner {
             candidate.files = files
             return true
         }
-        inFlight.removeAll { $0.number == iteration.number }
-        inFlightPatches[iteration.number] = nil
+        leaveFlight(iteration.number)
         guard case .verdict(var verdict) = staleEnd(iteration) else { return false }
         if !candidate.earlierJobs.isEmpty { verdict.measured?.jobs.insert(contentsOf: candidate.earlierJobs, at: 0) }
         try record(verdict, of: iteration)
@@ -175,7 +174,7 @@ extension Runner {
         let files = try copyOut(iteration)
         try repo.loopRestore(to: iteration.best, config: config, kept: kept)
         iteration.inSlot = true
-        inFlight.append((i, iteration.proposal.description))
+        inFlight.append((i, iteration.proposal.description, iteration.patch))
         return .measure(Candidate(iteration: iteration, files: files))
     }
 
@@ -268,8 +267,7 @@ extension Runner {
             end = iteration.ends(first.status, reason: first.reason)
         }
         discardStashedOutputs(iteration.slotEnv, iteration: iteration.number)
-        inFlight.removeAll { $0.number == iteration.number }
-        inFlightPatches[iteration.number] = nil
+        leaveFlight(iteration.number)
         guard case .verdict(var verdict) = end else {
             // A keep interrupted before its commit: the tree back to the best, no row.
             try repo.loopRestore(to: try repo.resolve(state.bestCommit), config: config, kept: kept)
@@ -337,19 +335,20 @@ extension Runner {
     private func forget(_ number: Int) {
         state.inFlight?.removeAll { $0 == number }
         if state.inProgress == number { state.inProgress = nil }
-        inFlight.removeAll { $0.number == number }
-        inFlightPatches[number] = nil
+        leaveFlight(number)
         try? state.save(root)
+    }
+
+    /// Out of the prompt's list and the duplicate check: recorded, or forgotten.
+    private func leaveFlight(_ number: Int) {
+        inFlight.removeAll { $0.number == number }
     }
 }
 
 extension Iteration {
     /// `--parallel`: a change identical to one still being measured is not measured twice.
     func duplicateInFlight() -> IterationEnd? {
-        guard let patch, let twin = runner.inFlightPatches.first(where: { $0.value == patch })?.key else {
-            if let patch { runner.inFlightPatches[number] = patch }
-            return nil
-        }
+        guard let patch, let twin = runner.inFlight.first(where: { $0.patch == patch })?.number else { return nil }
         return ends(.discard, reason: .duplicate(of: twin), description: proposal.description + " (duplicate of iteration \(twin))")
     }
 
