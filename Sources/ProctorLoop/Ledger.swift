@@ -28,6 +28,12 @@ public struct LedgerRow: Sendable, Equatable {
     /// migrates them on open.
     static let olderHeaders = [header.filter { $0 != "sealed" && $0 != "peak_gpu_mem_mb" }, header.filter { $0 != "peak_gpu_mem_mb" }]
 
+    /// A row written under `old` (one of `olderHeaders`) in today's columns, the new ones empty.
+    static func fields(_ fields: [String], writtenUnder old: [String]) -> [String] {
+        let named = Dictionary(uniqueKeysWithValues: zip(old, fields))
+        return header.map { named[$0] ?? "" }
+    }
+
     public var fields: [String] {
         [String(iteration), commit, score.map(LedgerRow.scoreField) ?? "", sealed.map(LedgerRow.scoreField) ?? "",
          status.rawValue, String(format: "%.1f", seconds), peakMemMB.map(String.init) ?? "", peakGPUMemMB.map(String.init) ?? "",
@@ -226,8 +232,7 @@ public final class Ledger: @unchecked Sendable {
         return lines.dropFirst().compactMap { line in
             let fields = line.components(separatedBy: "\t")
             guard let old, fields.count == old.count else { return LedgerRow(fields: fields) }
-            let named = Dictionary(uniqueKeysWithValues: zip(old, fields))
-            return LedgerRow(fields: LedgerRow.header.map { named[$0] ?? "" })
+            return LedgerRow(fields: LedgerRow.fields(fields, writtenUnder: old))
         }
     }
 
@@ -268,8 +273,7 @@ public final class Ledger: @unchecked Sendable {
         let lines = text.split(separator: "\n", omittingEmptySubsequences: false).dropFirst().map { line -> String in
             let fields = line.components(separatedBy: "\t")
             guard !line.isEmpty, fields.count == old.count else { return String(line) }
-            let named = Dictionary(uniqueKeysWithValues: zip(old, fields))
-            return LedgerRow.header.map { named[$0] ?? "" }.joined(separator: "\t")
+            return LedgerRow.fields(fields, writtenUnder: old).joined(separator: "\t")
         }
         try AtomicFile.write(Data(([LedgerRow.header.joined(separator: "\t")] + lines).joined(separator: "\n").utf8), to: path)
     }
