@@ -197,6 +197,18 @@ final class ParallelRunTests: XCTestCase {
             print("PROBE " + json.dumps(probe, sort_keys=True))
 
             """)
+        // The evaluator (locked, run from the pinned copy) probes its own view the same way.
+        spec.prepare = WorkspaceSpec.defaultPrepare.replacingOccurrences(of: "import json, math, os, random\n", with: """
+            import json, math, os, random, sys
+            seen = {rel: os.path.exists(rel) for rel in [".proctor", ".proctor/slots", ".proctor/slots/0/outputs", ".proctor/slots/1/tree", "train.py"]}
+            try:
+                open("outputs/planted-by-evaluator", "w").write("x")
+                seen["write-outputs"] = True
+            except OSError:
+                seen["write-outputs"] = False
+            print("EVALPROBE " + json.dumps(seen, sort_keys=True), file=sys.stderr)
+
+            """)
         let ws = try LoopWorkspace(spec, files: [".gitignore": "gate/\ngatelink\n"])
         try ws.write("gate/block", "1\n")
         try FileManager.default.createSymbolicLink(atPath: ws.path("gatelink"), withDestinationPath: "gate")
@@ -231,6 +243,16 @@ final class ParallelRunTests: XCTestCase {
         let planted = FileManager.default.enumerator(atPath: ws.path(".proctor"))?.compactMap { $0 as? String }.filter { $0.hasSuffix("planted") } ?? []
         XCTAssertEqual(planted, [])
         XCTAssertFalse(ws.records.contains { ($0["status"] as? String) == "crash" }, ws.ledgerLines.joined(separator: "\n"))
+        // The evaluators of slot candidates: no state, no slot, no candidate tree, read-only outputs.
+        let evaluated = try FileManager.default.contentsOfDirectory(atPath: logs).filter { $0.hasSuffix("-evaluator.err") && !$0.hasPrefix("0-") }
+        XCTAssertFalse(evaluated.isEmpty)
+        for name in evaluated {
+            let text = try String(contentsOfFile: logs + "/" + name, encoding: .utf8)
+            let line = try XCTUnwrap(text.split(separator: "\n").first { $0.hasPrefix("EVALPROBE ") }, text)
+            let seen = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(line.dropFirst(10).utf8)) as? [String: Bool])
+            XCTAssertEqual(seen, [".proctor": false, ".proctor/slots": false, ".proctor/slots/0/outputs": false,
+                                  ".proctor/slots/1/tree": false, "train.py": false, "write-outputs": false], "\(name): \(seen)")
+        }
     }
 
     /// Iteration 1 keeps while iteration 2, proposed on the baseline, is still measured. A change
