@@ -169,12 +169,15 @@ def run_proctor(agent, objective, tmpl, ws, budget, env):
                           "--wait"], env=env, capture_output=True, text=True)
     if run.returncode != 0:
         sys.exit("proctor run (%s, %s) exited %d: %s" % (agent, objective, run.returncode, run.stderr.strip()[-400:]))
+    # Each configuration's score on seed 42, the seed Optuna's peer measures: a kept configuration's
+    # recorded score is its mean over the confirmation seeds too, which a best-of-N over single
+    # draws would be compared unfairly with (the best single draw is biased upwards).
     scores = []
     with open(os.path.join(ws, ".proctor", "runs.jsonl")) as f:
         for line in f:
             record = json.loads(line)
             ok = record["status"] in ("keep", "discard")
-            score = record.get("score")
+            score = next((s.get("score") for s in record.get("scores", []) if s.get("seed") == 42), None)
             scores.append(score if ok and isinstance(score, (int, float)) else None)
     return scores
 

@@ -9,8 +9,9 @@
 /// split into the best tenth (at least one, at most 25) and the rest; each group becomes a
 /// mixture of product kernels over all knobs at once (one kernel per configuration, plus a broad
 /// prior), so knobs that only help together are modelled together. Candidates are ranked by the
-/// ratio good/rest of the two densities (the expected improvement under the model); they are
-/// drawn, one proposal in two, from the good mixture, else as small moves around the best.
+/// ratio good/rest of the two densities (the expected improvement under the model). They are
+/// drawn from the good mixture, or as small moves around the best, in the share each kind of
+/// proposal has earned so far in this run (`localShare`).
 struct TPEStrategy: SearchStrategy {
     /// Candidates drawn from the good mixture per proposal (Optuna draws 24).
     var draws = 64
@@ -25,11 +26,12 @@ struct TPEStrategy: SearchStrategy {
         let goodCount = min(max(1, Int((0.1 * Double(ranked.count)).rounded(.up))), 25, usable)
         let good = Parzen(space, ranked.prefix(goodCount).map(\.point))
         let rest = Parzen(space, ranked.dropFirst(goodCount).map(\.point))
-        // Proposals alternate between the good mixture (exploration where good configurations
-        // are) and moves of one knob or a few around the best one (exploitation, as a local search
-        // would): with few configurations, the best's slightly worse neighbours sit in the "rest"
-        // mixture and the ratio alone would push every proposal away from the best region.
-        // Among the mixture's draws the density ratio decides.
+        // Two kinds of proposal: draws from the good mixture (exploration where good
+        // configurations are) and moves of one knob or a few around the best one (exploitation, as
+        // a local search would: with few configurations, the best's slightly worse neighbours sit
+        // in the "rest" mixture and the ratio alone would push every proposal away from a narrow
+        // ridge). Which pays depends on the objective, so each comes first in the share of
+        // improvements it has brought. Among the mixture's draws the density ratio decides.
         let incumbent = ranked[0].point
         let global = (0..<draws).map { _ in good.sample(&rng) }
         let local = (0..<draws).map { _ in good.move(incumbent, &rng) }
@@ -39,7 +41,27 @@ struct TPEStrategy: SearchStrategy {
                 .map(\.element.0)
         }
         // Local moves are taken as drawn: the good density would rank the smallest move first.
-        return observations.count % 2 == 0 ? local + byRatio(global) : byRatio(global) + local
+        return rng.uniform() < TPEStrategy.localShare(observations) ? local + byRatio(global) : byRatio(global) + local
+    }
+
+    /// How often a local move should come first. Each configuration after the first is labelled
+    /// local (it differs from the best before it in under half the coordinates, as `move` makes
+    /// them) or global, and each kind's rate of beating the best before it (from a prior of one
+    /// in two) sets its share, kept within 0.1...0.9 so that neither kind is ever abandoned.
+    static func localShare(_ observations: [Observation]) -> Double {
+        var tried = [1.0, 1.0], improved = [0.5, 0.5]  // local, global
+        guard var best = observations.first else { return 0.5 }
+        for observation in observations.dropFirst() {
+            let changed = zip(observation.point, best.point).filter { abs($0 - $1) > 1e-9 }.count
+            let kind = 2 * changed < observation.point.count ? 0 : 1
+            tried[kind] += 1
+            if observation.value > best.value {
+                improved[kind] += 1
+                best = observation
+            }
+        }
+        let local = improved[0] / tried[0], global = improved[1] / tried[1]
+        return min(max(local / (local + global), 0.1), 0.9)
     }
 }
 
