@@ -1,0 +1,160 @@
+import Foundation
+import XCTest
+
+@testable import ProctorAgents
+
+/// How well the `search` agent searches, on the two synthetic objectives of `bench/search.py`
+/// (formulas copied; the noise is drawn from another generator with the same distribution),
+/// through the real agent and a stand-in for the loop's gate: a proposal is measured on the first
+/// seed, confirmed on the others when it beats the best, kept when the mean still beats it.
+final class SearchQualityTests: XCTestCase {
+    struct Objective: Sendable {
+        let train: String
+        let minImprovement: Double
+        let confirm: [Int]
+        let score: @Sendable ([String: String], Int, Int) -> Double
+    }
+
+    static func value(_ config: [String: String], _ name: String) -> Double { Double(config[name]!)! }
+
+    static let smooth = Objective(
+        train: """
+            A = 0.0  # mutate: float -2.0..2.0 linear
+            B = 0.0  # mutate: float -2.0..2.0 linear
+            C = 0.0  # mutate: float -2.0..2.0 linear
+            RATE = 0.1  # mutate: float 1e-4..1.0 log
+            DEPTH = 2  # mutate: int 1..64 log
+            KIND = "a"  # mutate: choice a|b|c
+            FLAG = False  # mutate: bool
+
+            """, minImprovement: 0, confirm: []
+    ) { config, _, _ in
+        let a = value(config, "A"), b = value(config, "B"), c = value(config, "C")
+        let valley = 100 * pow(b - a * a, 2) + pow(1 - a, 2) + 100 * pow(c - b * b, 2) + pow(1 - b, 2)
+        let rate = pow(log10(value(config, "RATE")) + 2 - 0.5 * (a - 1), 2)
+        let depth = 0.5 * pow(log2(value(config, "DEPTH")) - 3, 2)
+        let kind = ["\"a\"": 0.5, "\"b\"": 0.0, "\"c\"": 1.0][config["KIND"]!]!
+        return -log1p(valley + rate + depth + kind + (config["FLAG"] == "True" ? 0 : 0.3))
+    }
+
+    static let noisy = Objective(
+        train: """
+            ENTRY = 0.5  # mutate: float 0.0..1.0 linear
+            EXIT = 0.5  # mutate: float 0.0..1.0 linear
+            LEVERAGE = 2.0  # mutate: float 1.0..100.0 log
+            WINDOW = 10  # mutate: int 2..200 log
+            MODE = "trend"  # mutate: choice trend|revert|both
+
+            """, minImprovement: 0.05, confirm: [17, 73]
+    ) { config, seed, salt in
+        let entry = value(config, "ENTRY"), exit = value(config, "EXIT"), leverage = value(config, "LEVERAGE")
+        let window = value(config, "WINDOW"), mode = config["MODE"]!
+        var edge = 1 - 4 * (pow(entry - 0.7, 2) + pow(exit - 0.3, 2)) - 0.3 * pow(log(window / 30), 2)
+        edge += ["\"trend\"": 0.1, "\"revert\"": 0.0, "\"both\"": 0.25][mode]! - 2 * (entry - 0.7) * (exit - 0.3)
+        var hash: UInt64 = 0xCBF2_9CE4_8422_2325
+        for byte in "\(seed) \(salt) \(config.sorted { $0.key < $1.key })".utf8 { hash = (hash ^ UInt64(byte)) &* 0x100_0000_01B3 }
+        var rng = SplitMix64(seed: hash)
+        let noise = 0.15 * rng.gaussian()
+        if log10(leverage) * (0.5 + entry) > 1.5 { return -Double.infinity }
+        return (edge + noise) * log10(leverage) * 2
+    }
+
+    static func configuration(_ text: String) -> [String: String] {
+        var values: [String: String] = [:]
+        for line in text.split(separator: "\n") where line.contains("# mutate:") {
+            let parts = line.split(separator: " ")
+            values[String(parts[0])] = String(parts[2])
+        }
+        return values
+    }
+
+    /// The first seed's score of every evaluation of one run (the baseline first).
+    func run(_ objective: Objective, strategy: String, evaluations: Int, salt: Int) throws -> [Double] {
+        let ws = try TestWorkspace(files: ["train.py": objective.train, "program.md": "Maximize.\n"])
+        let agent = try XCTUnwrap(SearchAgent(strategy: strategy))
+        let seeds = [42] + objective.confirm
+        var kept = objective.train
+        let baseline = seeds.map { objective.score(Self.configuration(kept), $0, salt) }
+        var best = baseline.reduce(0, +) / Double(baseline.count)
+        var measured = [MeasuredIteration(iteration: 0, status: "keep", description: "baseline", seedScores: baseline)]
+        var firstSeed = [baseline[0]]
+        for iteration in 1..<evaluations {
+            var context = ws.context(seed: UInt64(iteration) &* 0x9E37_79B9 ^ UInt64(salt), iteration: iteration)
+            context.runSeed = UInt64(salt) &* 7919 &+ 1
+            context.measured = measured
+            context.bestScore = best
+            let proposal = try agent.propose(context)
+            let text = try XCTUnwrap(ws.read("train.py"))
+            let config = Self.configuration(text)
+            var scores = [objective.score(config, 42, salt)]
+            firstSeed.append(scores[0])
+            var status = "discard"
+            if scores[0] > best + objective.minImprovement {
+                scores += objective.confirm.map { objective.score(config, $0, salt) }
+                let mean = scores.reduce(0, +) / Double(scores.count)
+                if mean > best + objective.minImprovement {
+                    status = "keep"
+                    best = mean
+                    kept = text
+                }
+            }
+            measured.append(MeasuredIteration(iteration: iteration, status: status, description: proposal.description, seedScores: scores))
+            try kept.write(toFile: ws.root + "/train.py", atomically: false, encoding: .utf8)
+        }
+        return firstSeed
+    }
+
+    static func median(_ values: [Double]) -> Double {
+        let sorted = values.sorted()
+        return sorted.count % 2 == 1 ? sorted[sorted.count / 2] : (sorted[sorted.count / 2 - 1] + sorted[sorted.count / 2]) / 2
+    }
+
+    /// Median best first-seed score after each budget over `repetitions` runs.
+    func bests(_ objective: Objective, strategy: String, repetitions: Int, budgets: [Int]) throws -> [Double] {
+        var curves: [[Double]] = []
+        for salt in 0..<repetitions {
+            let scores = try run(objective, strategy: strategy, evaluations: budgets.max()!, salt: salt)
+            var best = -Double.infinity
+            curves.append(scores.map { best = max(best, $0); return best })
+        }
+        return budgets.map { budget in Self.median(curves.map { $0[budget - 1] }) }
+    }
+
+    /// The model earns its keep: after 30 evaluations (the baseline included), TPE's median best is
+    /// above random search's on both objectives, by a margin well outside the runs' spread (medians
+    /// measured with this harness, TPE over 60 runs and random over 20: smooth -1.82 against the
+    /// baseline's -2.09, which random search never beat; noisy 2.39 against 1.80).
+    func testTPEBeatsRandomSearchAtThirtyEvaluations() throws {
+        for (name, objective, margin) in [("smooth", Self.smooth, 0.1), ("noisy", Self.noisy, 0.25)] {
+            let tpe = try bests(objective, strategy: "tpe", repetitions: 9, budgets: [30])[0]
+            let random = try bests(objective, strategy: "random", repetitions: 9, budgets: [30])[0]
+            XCTAssertGreaterThan(tpe, random + margin, "\(name): tpe \(tpe), random \(random)")
+        }
+    }
+
+    /// Local moves come first as often as they have paid: more when they improved the best, less
+    /// when mixture draws did, never all or nothing.
+    func testLocalMovesGetTheShareOfImprovementsTheyBrought() {
+        func point(_ x: Double, _ y: Double, _ z: Double) -> [Double] { [x, y, z] }
+        let start = Observation(point: point(0.5, 0.5, 0.5), value: 0, seeds: 1)
+        // Each local move (one coordinate changed) beats the best; the global draws do not.
+        var localWins = [start]
+        for step in 1...6 {
+            localWins.append(Observation(point: point(0.5 + 0.01 * Double(step), 0.5, 0.5), value: Double(step), seeds: 1))
+            localWins.append(Observation(point: point(0.1 * Double(step), 0.9, 0.05 * Double(step)), value: -1, seeds: 1))
+        }
+        // The same, with the scores of the two kinds swapped.
+        var globalWins = [start]
+        var best = start.point
+        for step in 1...6 {
+            globalWins.append(Observation(point: [best[0], best[1] + 0.01, best[2]], value: -1, seeds: 1))
+            best = point(0.1 * Double(step), 0.9 - 0.1 * Double(step), 0.05 * Double(step))
+            globalWins.append(Observation(point: best, value: Double(step), seeds: 1))
+        }
+        XCTAssertEqual(TPEStrategy.localShare([start]), 0.5)
+        XCTAssertGreaterThan(TPEStrategy.localShare(localWins), 0.8)
+        XCTAssertLessThan(TPEStrategy.localShare(globalWins), 0.2)
+        XCTAssertGreaterThanOrEqual(TPEStrategy.localShare(globalWins), 0.1)
+        XCTAssertLessThanOrEqual(TPEStrategy.localShare(localWins), 0.9)
+    }
+}
