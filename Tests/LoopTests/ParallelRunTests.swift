@@ -216,12 +216,7 @@ final class ParallelRunTests: XCTestCase {
                                     environment: ["PROCTOR_MACHINE_SLOTS": "2"])
         XCTAssertEqual(result.status, 0, result.text)
         let logs = ws.path(".proctor/logs/" + ws.runID!)
-        let names = try FileManager.default.contentsOfDirectory(atPath: logs).filter { $0.hasSuffix("-experiment.log") && !$0.hasPrefix("0-") }
-        XCTAssertFalse(names.isEmpty)
-        for name in names {
-            let text = try String(contentsOfFile: logs + "/" + name, encoding: .utf8)
-            let line = try XCTUnwrap(text.split(separator: "\n").first { $0.hasPrefix("PROBE ") }, text)
-            let probe = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(line.dropFirst(6).utf8)) as? [String: String])
+        for (name, probe) in try probes(in: logs, ending: "-experiment.log", marked: "PROBE ", as: [String: String].self) {
             XCTAssertEqual(probe["data"], "1", "the user's ignored data is bound into the slot: \(probe)")
             XCTAssertEqual(probe["data-write"], "EROFS", "read-only: \(probe)")
             XCTAssertEqual(probe["linked"], "1", "an ignored link is a link in the slot too: \(probe)")
@@ -244,14 +239,23 @@ final class ParallelRunTests: XCTestCase {
         XCTAssertEqual(planted, [])
         XCTAssertFalse(ws.records.contains { ($0["status"] as? String) == "crash" }, ws.ledgerLines.joined(separator: "\n"))
         // The evaluators of slot candidates: no state, no slot, no candidate tree, read-only outputs.
-        let evaluated = try FileManager.default.contentsOfDirectory(atPath: logs).filter { $0.hasSuffix("-evaluator.err") && !$0.hasPrefix("0-") }
-        XCTAssertFalse(evaluated.isEmpty)
-        for name in evaluated {
-            let text = try String(contentsOfFile: logs + "/" + name, encoding: .utf8)
-            let line = try XCTUnwrap(text.split(separator: "\n").first { $0.hasPrefix("EVALPROBE ") }, text)
-            let seen = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(line.dropFirst(10).utf8)) as? [String: Bool])
+        for (name, seen) in try probes(in: logs, ending: "-evaluator.err", marked: "EVALPROBE ", as: [String: Bool].self) {
             XCTAssertEqual(seen, [".proctor": false, ".proctor/slots": false, ".proctor/slots/0/outputs": false,
                                   ".proctor/slots/1/tree": false, "train.py": false, "write-outputs": false], "\(name): \(seen)")
+        }
+    }
+
+    /// The JSON a probe printed after `marker` in each slot iteration's log ending in `ending` (the
+    /// baseline's, `0-`, left out), with the log's name; fails when no slot iteration logged one.
+    func probes<T>(in logs: String, ending: String, marked marker: String, as: T.Type,
+                   file: StaticString = #filePath, line: UInt = #line) throws -> [(name: String, probe: T)] {
+        let names = try FileManager.default.contentsOfDirectory(atPath: logs).filter { $0.hasSuffix(ending) && !$0.hasPrefix("0-") }
+        XCTAssertFalse(names.isEmpty, "no \(ending) of a slot iteration", file: file, line: line)
+        return try names.map { name in
+            let text = try String(contentsOfFile: logs + "/" + name, encoding: .utf8)
+            let found = try XCTUnwrap(text.split(separator: "\n").first { $0.hasPrefix(marker) }, text, file: file, line: line)
+            let probe = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(found.dropFirst(marker.count).utf8)) as? T, file: file, line: line)
+            return (name, probe)
         }
     }
 
