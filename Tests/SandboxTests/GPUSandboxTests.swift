@@ -64,8 +64,8 @@ final class GPUSandboxTests: XCTestCase {
             [ -c /dev/nvidia0 ] && [ "$(head -c 4 /dev/nvidia0 | od -An -tx1 | tr -d ' ')" = 00000000 ] && echo gpu-read-ok
             echo x > /dev/nvidia0 && echo x > /dev/nvidiactl && echo gpu-write-ok
             cat \(driver)/libcuda.so.1
-            echo pwn > \(driver)/libcuda.so.1 || echo driver-write-refused
-            echo pwn >> prepare.py || echo locked-write-refused
+            { echo pwn > \(driver)/libcuda.so.1; } 2>/dev/null || echo driver-write-refused
+            { echo pwn >> prepare.py; } 2>/dev/null || echo locked-write-refused
             mkfifo /dev/x 2>/dev/null || echo dev-mknod-refused
             """
         let (status, out) = try run(ws, .experiment, gpus: gpus, script) { $0.experiment.gpus = .count(1) }
@@ -113,7 +113,7 @@ final class GPUSandboxTests: XCTestCase {
         let script = """
             ls /dev | tr '\\n' ' '; echo; echo "visible=$CUDA_VISIBLE_DEVICES"
             cat train.py
-            echo pwn >> prepare.py || echo locked-write-refused
+            { echo pwn >> prepare.py; } 2>/dev/null || echo locked-write-refused
             echo out > outputs/mine && echo outputs-write-ok
             python3 -c "import socket
             try: socket.create_connection(('127.0.0.1', \(port)), timeout=2); print('NET')
