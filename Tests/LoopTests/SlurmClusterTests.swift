@@ -105,6 +105,22 @@ final class SlurmClusterTests: XCTestCase {
         return found
     }
 
+    /// Some experiment (`python3 train.py`) is in the sleep `control/sleep` asked for: its kernel
+    /// wait channel says so. A job reads RUNNING from the moment its batch shell starts, before the
+    /// experiment has reached its check; a test that lifts the sleep then (`sleep(nil)`) races it:
+    /// the experiment skips the sleep and the job ends before the test acts on it.
+    func anExperimentIsAsleep() -> Bool {
+        processes(containing: "train.py").contains { line in
+            let pid = line.prefix { $0 != ":" }
+            return (try? String(contentsOfFile: "/proc/\(pid)/wchan", encoding: .utf8))?.contains("nanosleep") ?? false
+        }
+    }
+
+    func waitForTheExperimentsSleep(_ output: CapturedOutput) {
+        XCTAssertTrue(waitUntil(timeout: 60, interval: 0.2) { anExperimentIsAsleep() },
+                      "no experiment asleep: " + output.stdout + output.stderr)
+    }
+
     /// `scontrol show job`'s field of a job (`StartTime`, `EndTime`, `JobState`).
     func field(_ name: String, of job: String) throws -> String {
         let out = try runChild(["/usr/bin/env", "scontrol", "show", "job", "--oneliner", job], deadline: 30)
@@ -227,6 +243,7 @@ final class SlurmClusterTests: XCTestCase {
         let output = try CapturedOutput()
         let process = try start(ws, ["--iterations", "1"], output: output)
         let job = try XCTUnwrap(firstRunningJob(ws), output.stdout + output.stderr)
+        waitForTheExperimentsSleep(output)
         kill(process.processIdentifier, SIGKILL)
         process.waitUntilExit()
         try sleep(nil)
@@ -245,6 +262,7 @@ final class SlurmClusterTests: XCTestCase {
             job = jobEvents(ws).last { $0.event == "submitted" && $0.iteration == 1 }?.job
             return job.map { SlurmCLI().state(of: $0)?.name == "RUNNING" } ?? !process.isRunning
         } && process.isRunning, output.stdout + output.stderr)
+        waitForTheExperimentsSleep(output)
         return (ws, process, output, try XCTUnwrap(job, output.stdout + output.stderr))
     }
 
