@@ -122,6 +122,25 @@ final class SearchAgentTests: XCTestCase {
         }
     }
 
+    /// The observations are the search's history in the order it was measured, the baseline first
+    /// (the files still hold its configuration): which proposal beat the best before it depends on it.
+    func testObservationsStartWithTheBaseline() throws {
+        let ws = try workspace()
+        let (_, measured) = try simulate("tpe", iterations: 3, ws: ws)
+        var context = ws.context(seed: 1, iteration: 4)
+        context.measured = measured
+        let marked = try MarkedFiles(context, WorkspaceFiles(context))
+        let knobs = marked.knobs.filter(\.isMovable)
+        let space = SearchSpace(knobs: knobs)
+        let (observations, _) = SearchAgent.observations(context, space: space, labels: knobs.map { $0.label(qualified: false) })
+        XCTAssertEqual(observations.count, 4)
+        XCTAssertEqual(space.literals(observations[0].point), knobs.map(\.literal))
+        XCTAssertEqual(observations[0].seeds, 2)
+        let proposed = measured.dropFirst().map { SearchAgent.parse($0.description, labels: knobs.map { $0.label(qualified: false) },
+                                                                    current: knobs.map(\.literal))! }
+        XCTAssertEqual(observations.dropFirst().map { space.literals($0.point) }, proposed)
+    }
+
     /// An interrupted run resumed from its ledger makes the same next proposals as one that never stopped.
     func testResumeFromTheLedgerContinuesTheSameSearch() throws {
         for strategy in SearchAgent.strategies {

@@ -91,9 +91,14 @@ public struct SearchAgent: Agent {
             // nor is a candidate still being measured (`--parallel`): known, never proposed again.
             add(literals, entry.seedScores, failure: !["keep", "discard", MeasuredIteration.running].contains(entry.status))
         }
-        // The files hold the best kept configuration: the baseline's, unless a search proposal was kept.
+        // The files hold the best kept configuration: the baseline's, unless a search proposal was
+        // kept. The baseline was measured first, and goes first: the order is the search's history
+        // (`TPEStrategy.localShare` reads which proposals beat the best before them).
         if !configurations.contains(current) {
             add(current, baseline ?? context.bestScore.map { [$0] } ?? [], failure: false)
+            configurations.insert(configurations.removeLast(), at: 0)
+            scores.insert(scores.removeLast(), at: 0)
+            failed.insert(failed.removeLast(), at: 0)
         }
         // A score at the bad end of the scale (or nan) marks the configuration as failed.
         for (index, row) in scores.enumerated() where row.contains(where: { $0.isNaN || $0 == -Double.infinity }) {
