@@ -30,6 +30,9 @@ public struct AgentContext: Sendable {
     /// Every iteration of this run so far (the baseline first), with each seed's score: what the
     /// `search` agent models. Unlike `history`, never cut short.
     public var measured: [MeasuredIteration] = []
+    /// The editable files as the run's baseline measured them (its base commit), by path: where the
+    /// `search` agent's history starts, after the files moved on to a kept proposal.
+    public var baselineFiles: [String: String] = [:]
     /// `proctor run --parallel`: the other candidates proposed and still being measured, as
     /// "iteration N: description" (an agent proposes something else; the prompt lists them).
     public var inFlight: [String] = []

@@ -139,6 +139,26 @@ final class SearchAgentTests: XCTestCase {
         let proposed = measured.dropFirst().map { SearchAgent.parse($0.description, labels: knobs.map { $0.label(qualified: false) },
                                                                     current: knobs.map(\.literal))! }
         XCTAssertEqual(observations.dropFirst().map { space.literals($0.point) }, proposed)
+
+        // Once a proposal was kept the files hold it; the run's base commit still names the baseline.
+        var kept = measured
+        kept[2].status = "keep"
+        var moved = ws.context(seed: 1, iteration: 4)
+        moved.measured = kept
+        var text = Self.train
+        for (knob, literal) in zip(knobs, proposed[1]) {
+            text = text.replacingOccurrences(of: knob.line, with: knob.line.replacingOccurrences(of: " = \(knob.literal) ", with: " = \(literal) "))
+        }
+        try text.write(toFile: ws.root + "/train.py", atomically: false, encoding: .utf8)
+        let movedKnobs = try MarkedFiles(moved, WorkspaceFiles(moved)).knobs.filter(\.isMovable)
+        XCTAssertEqual(movedKnobs.map(\.literal), proposed[1])
+        let labels = knobs.map { $0.label(qualified: false) }
+        let before = SearchAgent.observations(moved, space: SearchSpace(knobs: movedKnobs), labels: labels).0
+        XCTAssertEqual(before.map { space.literals($0.point) }, proposed, "without the baseline's files, the baseline is unknown")
+        moved.baselineFiles = ["train.py": Self.train]
+        let after = SearchAgent.observations(moved, space: SearchSpace(knobs: movedKnobs), labels: labels).0
+        XCTAssertEqual(after.map { space.literals($0.point) }, [knobs.map(\.literal)] + proposed)
+        XCTAssertEqual(after[0].seeds, 2)
     }
 
     /// An interrupted run resumed from its ledger makes the same next proposals as one that never stopped.
@@ -233,6 +253,10 @@ final class SearchAgentTests: XCTestCase {
         XCTAssertEqual(records.map { $0["iteration"] as? Int }, [0, 1, 2, 3, 4, 5, 6])
         let agent = try XCTUnwrap(SearchAgent(strategy: "tpe"))
         var seen: Set<String> = []
+        // The run's base commit: the baseline's row names it.
+        let base = try XCTUnwrap(records[0]["commit"] as? String)
+        let baseline = try runChild(["/usr/bin/git", "-C", ws.root, "show", base + ":train.py"], environment: [:], deadline: 30).stdout
+        XCTAssertTrue(baseline.contains("MODE = \"a\""), baseline)
         for index in 1..<records.count {
             let before = records[..<index]
             let measured = before.map { record in
@@ -248,6 +272,7 @@ final class SearchAgentTests: XCTestCase {
             var context = replay.context(seed: Self.loopSeed(run: run, iteration: index), iteration: index)
             context.runSeed = Self.loopRunSeed(run)
             context.measured = measured
+            context.baselineFiles = ["train.py": baseline]
             context.maximize = true
             let proposal = try agent.propose(context)
             XCTAssertEqual(proposal.description, records[index]["description"] as? String, "iteration \(index)")

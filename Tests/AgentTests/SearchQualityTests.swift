@@ -82,6 +82,7 @@ final class SearchQualityTests: XCTestCase {
             var context = ws.context(seed: UInt64(iteration) &* 0x9E37_79B9 ^ UInt64(salt), iteration: iteration)
             context.runSeed = UInt64(salt) &* 7919 &+ 1
             context.measured = measured
+            context.baselineFiles = ["train.py": objective.train]
             context.bestScore = best
             let proposal = try agent.propose(context)
             let text = try XCTUnwrap(ws.read("train.py"))

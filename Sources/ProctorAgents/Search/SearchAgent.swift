@@ -83,22 +83,40 @@ public struct SearchAgent: Agent {
                 failed.append(failure)
             }
         }
+        // The baseline's configuration: its files' marker values (the knobs on the same lines).
+        let baselineLiterals: [String]? = {
+            let literals = space.knobs.compactMap { knob -> String? in
+                guard let text = context.baselineFiles[knob.path] else { return nil }
+                let lines = text.split(separator: "\n", omittingEmptySubsequences: false)
+                guard knob.lineIndex < lines.count, let read = try? Knob(path: knob.path, lineIndex: knob.lineIndex, line: String(lines[knob.lineIndex])),
+                    read.name == knob.name else { return nil }
+                return read.literal
+            }
+            return literals.count == space.count ? literals : nil
+        }()
         var baseline: [Double]?
         for entry in context.measured {
-            if entry.iteration == 0 { baseline = entry.seedScores }
+            if entry.iteration == 0 {
+                baseline = entry.seedScores
+                if let baselineLiterals { add(baselineLiterals, entry.seedScores, failure: false) }
+            }
             guard let literals = parse(entry.description, labels: labels, current: current) else { continue }
             // A discard without scores was never run (no change, a duplicate): known, not a failure;
             // nor is a candidate still being measured (`--parallel`): known, never proposed again.
             add(literals, entry.seedScores, failure: !["keep", "discard", MeasuredIteration.running].contains(entry.status))
         }
-        // The files hold the best kept configuration: the baseline's, unless a search proposal was
-        // kept. The baseline was measured first, and goes first: the order is the search's history
+        // The files hold the best kept configuration. Without the baseline's files (a ledger from
+        // before they were passed) it is the baseline's unless a search proposal was kept; either
+        // way the baseline goes first, as measured: the order is the search's history
         // (`TPEStrategy.localShare` reads which proposals beat the best before them).
         if !configurations.contains(current) {
-            add(current, baseline ?? context.bestScore.map { [$0] } ?? [], failure: false)
-            configurations.insert(configurations.removeLast(), at: 0)
-            scores.insert(scores.removeLast(), at: 0)
-            failed.insert(failed.removeLast(), at: 0)
+            let isBaseline = baselineLiterals == nil
+            add(current, (isBaseline ? baseline : nil) ?? context.bestScore.map { [$0] } ?? [], failure: false)
+            if isBaseline {
+                configurations.insert(configurations.removeLast(), at: 0)
+                scores.insert(scores.removeLast(), at: 0)
+                failed.insert(failed.removeLast(), at: 0)
+            }
         }
         // A score at the bad end of the scale (or nan) marks the configuration as failed.
         for (index, row) in scores.enumerated() where row.contains(where: { $0.isNaN || $0 == -Double.infinity }) {

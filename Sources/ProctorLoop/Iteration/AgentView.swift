@@ -1,6 +1,7 @@
 import Foundation
 import ProctorAgents
 import ProctorConfig
+import ProctorGit
 import ProctorSandbox
 
 /// What the agent is shown for its proposal: program.md, the goal, the recent history (never the
@@ -38,6 +39,12 @@ extension Runner {
                             maxDiffLines: config.limits.diffLines, memory: memory,
                             transcript: root + "/.proctor/" + transcriptPath(iteration))
         context.runSeed = runSeed
+        // The baseline was measured on the base commit (a run starts from a clean tree).
+        if let base = ObjectID(hex: state.baseCommit) {
+            for rel in files.keys {
+                if let bytes = try? repo.blob(at: rel, in: base) { context.baselineFiles[rel] = String(decoding: bytes, as: UTF8.self) }
+            }
+        }
         context.measured = measuredThisRun + inFlight.map {
             MeasuredIteration(iteration: $0.number, status: MeasuredIteration.running, description: $0.description, seedScores: [])
         }
