@@ -83,17 +83,7 @@ public struct SearchAgent: Agent {
                 failed.append(failure)
             }
         }
-        // The baseline's configuration: its files' marker values (the knobs on the same lines).
-        let baselineLiterals: [String]? = {
-            let literals = space.knobs.compactMap { knob -> String? in
-                guard let text = context.baselineFiles[knob.path] else { return nil }
-                let lines = text.split(separator: "\n", omittingEmptySubsequences: false)
-                guard knob.lineIndex < lines.count, let read = try? Knob(path: knob.path, lineIndex: knob.lineIndex, line: String(lines[knob.lineIndex])),
-                    read.name == knob.name else { return nil }
-                return read.literal
-            }
-            return literals.count == space.count ? literals : nil
-        }()
+        let baselineLiterals = SearchAgent.baselineLiterals(context, space: space)
         var baseline: [Double]?
         for entry in context.measured {
             if entry.iteration == 0 {
@@ -105,14 +95,14 @@ public struct SearchAgent: Agent {
             // nor is a candidate still being measured (`--parallel`): known, never proposed again.
             add(literals, entry.seedScores, failure: !["keep", "discard", MeasuredIteration.running].contains(entry.status))
         }
-        // The files hold the best kept configuration. Without the baseline's files (a ledger from
-        // before they were passed) it is the baseline's unless a search proposal was kept; either
-        // way the baseline goes first, as measured: the order is the search's history
-        // (`TPEStrategy.localShare` reads which proposals beat the best before them).
+        // The files hold the best kept configuration, known already unless another agent's proposal
+        // was kept: then it counts with the best score. Without the baseline's configuration, the
+        // files stand for it until a proposal is kept, and go first, as measured: the order is the
+        // search's history (`TPEStrategy.localShare` reads which proposals beat the best before them).
         if !configurations.contains(current) {
-            let isBaseline = baselineLiterals == nil
-            add(current, (isBaseline ? baseline : nil) ?? context.bestScore.map { [$0] } ?? [], failure: false)
-            if isBaseline {
+            let standsForBaseline = baselineLiterals == nil
+            add(current, (standsForBaseline ? baseline : nil) ?? context.bestScore.map { [$0] } ?? [], failure: false)
+            if standsForBaseline {
                 configurations.insert(configurations.removeLast(), at: 0)
                 scores.insert(scores.removeLast(), at: 0)
                 failed.insert(failed.removeLast(), at: 0)
@@ -134,6 +124,21 @@ public struct SearchAgent: Agent {
             observations.append(Observation(point: point, value: value.isNaN ? -Double.infinity : value, seeds: scores[index].count))
         }
         return (observations, Set(configurations.map(key)))
+    }
+
+    /// The baseline's configuration: the knobs' values in the run's base commit (the marker on the
+    /// same line of the same file); nil when the caller passed no baseline files or a marker moved.
+    static func baselineLiterals(_ context: AgentContext, space: SearchSpace) -> [String]? {
+        let literals = space.knobs.compactMap { knob -> String? in
+            guard let text = context.baselineFiles[knob.path] else { return nil }
+            let lines = text.split(separator: "\n", omittingEmptySubsequences: false)
+            guard knob.lineIndex < lines.count,
+                let read = try? Knob(path: knob.path, lineIndex: knob.lineIndex, line: String(lines[knob.lineIndex])),
+                read.name == knob.name
+            else { return nil }
+            return read.literal
+        }
+        return literals.count == space.count ? literals : nil
     }
 
     /// The literals a description `search STRATEGY: LABEL=VALUE ...` set, in the knobs' order;
