@@ -35,7 +35,8 @@ def stamp(text):
 
 
 def one_run(proctor, tmp, name, k, parallel):
-    """(iterations per hour, keeps, wall seconds, seconds per seed, slots' busy share, oracle problems)."""
+    """(iterations per hour, seeds measured per hour, keeps, wall seconds, seconds per seed, slots' busy
+    share, oracle problems)."""
     ws = os.path.join(tmp, name)
     proctor.init(os.path.join(B.REPO, "workspace"), ws)
     locked = R.originals(ws, ["prepare.py"])
@@ -58,7 +59,7 @@ def one_run(proctor, tmp, name, k, parallel):
     busy = measuring / (span * parallel)
     problems += R.check(proctor, ws, ws, locked, user_data=("holdout/", "sealed/"))
     shutil.rmtree(ws, ignore_errors=True)
-    return 3600.0 * k / span, keeps, wall, per_seed, busy, problems
+    return 3600.0 * k / span, 3600.0 * seeds / span, keeps, wall, per_seed, busy, problems
 
 
 def main():
@@ -66,19 +67,23 @@ def main():
     ap.add_argument("-k", "--iterations", type=int, default=30, help="iterations per run after the baseline (default 30)")
     ap.add_argument("--rounds", type=int, default=3, help="rounds, each one serial and one parallel run (default 3)")
     ap.add_argument("--parallel", type=int, default=2, help="slots of the parallel run (default 2)")
-    ap.add_argument("--check", type=float, help="exit 1 unless the median ratio parallel/serial is at least this")
+    # The floor compares seeds measured per hour: iterations per hour also counts how many keeps each
+    # run drew (a keep measures two more seeds), which in one short round can swing the ratio from
+    # about 1.0 to 2.9 while both runs use both cores.
+    ap.add_argument("--check", type=float, help="exit 1 unless the median ratio parallel/serial of seeds measured per hour is at least this")
     args = ap.parse_args()
 
     tmp, proctor = R.scratch("parallel")
     proctor.env["PROCTOR_MACHINE_SLOTS"] = str(args.parallel)
     variants = ["serial", "parallel"]
-    results = {v: {"rate": [], "keeps": [], "wall": [], "seed": [], "busy": []} for v in variants}
+    results = {v: {"rate": [], "seeds": [], "keeps": [], "wall": [], "seed": [], "busy": []} for v in variants}
     problems = []
     for r in range(args.rounds):
         order = variants if r % 2 == 0 else variants[::-1]
         for v in order:
-            rate, keeps, wall, per_seed, busy, bad = one_run(proctor, tmp, "%s-%d" % (v, r), args.iterations, args.parallel if v == "parallel" else 1)
+            rate, seeds, keeps, wall, per_seed, busy, bad = one_run(proctor, tmp, "%s-%d" % (v, r), args.iterations, args.parallel if v == "parallel" else 1)
             results[v]["rate"].append(rate)
+            results[v]["seeds"].append(seeds)
             results[v]["keeps"].append(keeps)
             results[v]["wall"].append(wall)
             results[v]["seed"].append(per_seed)
@@ -88,23 +93,24 @@ def main():
     R.cleanup(tmp)
 
     ratio = B.median(results["parallel"]["rate"]) / B.median(results["serial"]["rate"])
+    work = B.median(results["parallel"]["seeds"]) / B.median(results["serial"]["seeds"])
     rows = []
     for v in variants:
         s = results[v]
         rows.append([v if v == "serial" else "--parallel %d" % args.parallel, "%.0f" % B.median(s["rate"]),
-                     "%.0f-%.0f" % (min(s["rate"]), max(s["rate"])), "%.1f" % B.median(s["keeps"]), "%.1f" % B.median(s["wall"]),
+                     "%.0f-%.0f" % (min(s["rate"]), max(s["rate"])), "%.0f" % B.median(s["seeds"]), "%.1f" % B.median(s["keeps"]), "%.1f" % B.median(s["wall"]),
                      "%.3f" % B.median(s["seed"]), "%.0f%%" % (100 * B.median(s["busy"]))])
     lines = ["# proctor run --parallel %d against the serial run (bundled workspace, mutate agent)" % args.parallel, ""]
     lines += B.machine_lines(["iterations per run: %d after the baseline; rounds: %d (order alternating)" % (args.iterations, args.rounds)])
-    lines += [""] + B.table(["run", "iterations/hour (median)", "min-max", "keeps (median)", "wall s (median)",
+    lines += [""] + B.table(["run", "iterations/hour (median)", "min-max", "seeds/hour", "keeps (median)", "wall s (median)",
                              "s per seed measured", "slots measuring"], rows)
-    lines += ["", "ratio of medians, parallel/serial: %.2fx" % ratio]
+    lines += ["", "ratio of medians, parallel/serial: %.2fx (seeds measured per hour: %.2fx)" % (ratio, work)]
     lines += ["oracle: %s" % ("every run consistent" if not problems else "%d problem(s)" % len(problems))] + ["  " + p for p in problems[:20]]
     B.emit("parallel", lines)
     if problems:
         sys.exit(1)
-    if args.check is not None and ratio < args.check:
-        sys.exit("ratio %.2f below --check %.2f" % (ratio, args.check))
+    if args.check is not None and work < args.check:
+        sys.exit("seeds-per-hour ratio %.2f below --check %.2f" % (work, args.check))
 
 
 if __name__ == "__main__":
