@@ -73,6 +73,9 @@ public final class Runner {
     var history: [HistoryEntry] = []
     /// Every iteration of this run, with each seed's score (the `search` agent's model input).
     var measuredThisRun: [MeasuredIteration] = []
+    /// The editable files of the run's base commit, read at the first proposal after the run starts
+    /// or resumes (`Iteration/AgentView.swift`): the commit does not change during a run.
+    var baselineFiles: [String: String]?
     /// `--parallel`: the candidates being measured in slots while the next one is proposed, with
     /// their changes (for the duplicate check of the next proposal).
     var inFlight: [(number: Int, description: String, patch: String?)] = []

@@ -40,11 +40,12 @@ extension Runner {
                             transcript: root + "/.proctor/" + transcriptPath(iteration))
         context.runSeed = runSeed
         // The baseline was measured on the base commit (a run starts from a clean tree).
-        if let base = ObjectID(hex: state.baseCommit) {
-            for rel in files.keys {
-                if let bytes = try? repo.blob(at: rel, in: base) { context.baselineFiles[rel] = String(decoding: bytes, as: UTF8.self) }
+        if baselineFiles == nil, let base = ObjectID(hex: state.baseCommit) {
+            baselineFiles = files.keys.reduce(into: [:]) { read, rel in
+                if let bytes = try? repo.blob(at: rel, in: base) { read[rel] = String(decoding: bytes, as: UTF8.self) }
             }
         }
+        context.baselineFiles = baselineFiles ?? [:]
         context.measured = measuredThisRun + inFlight.map {
             MeasuredIteration(iteration: $0.number, status: MeasuredIteration.running, description: $0.description, seedScores: [])
         }
@@ -60,6 +61,7 @@ extension Runner {
         let records = Ledger.records(in: root + "/.proctor")
         history = records.suffix(Runner.historyLength).map(Runner.historyEntry)
         measuredThisRun = records.filter { $0.run == state.run }.map(Runner.measuredIteration)
+        baselineFiles = nil
     }
 
     /// Appends a record just written to the history of the next prompt.
