@@ -43,9 +43,8 @@ public struct SearchAgent: Agent {
         var rng = SplitMix64(seed: context.seed ^ 0x5EA2_C4A6_E7F1_0B3D)
         var shiftRNG = SplitMix64(seed: context.runSeed)
         let shift = knobs.map { _ in shiftRNG.uniform() }
-        let startup = strategy.startsWithDesign ? 4 : 0
         var candidates: [[Double]]
-        if observations.count < startup {
+        if observations.count < strategy.designLength {
             // The design's next points (the baseline counts as one measurement of it).
             candidates = (observations.count..<(observations.count + 64)).map { space.halton($0 + 1, shift: shift) }
         } else {

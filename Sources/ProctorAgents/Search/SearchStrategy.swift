@@ -9,13 +9,14 @@
 /// returns candidates, most promising first; the agent takes the first one not measured yet.
 /// A new strategy is one file with a type conforming to this and a case in `SearchStrategies`.
 protocol SearchStrategy: Sendable {
-    /// Whether the first configurations come from an even (quasi-random) design rather than the strategy.
-    var startsWithDesign: Bool { get }
+    /// How many configurations (the baseline included) come from an even, quasi-random design
+    /// before the strategy takes over; 0 for none.
+    var designLength: Int { get }
     func candidates(_ space: SearchSpace, _ observations: [Observation], _ rng: inout SplitMix64) -> [[Double]]
 }
 
 extension SearchStrategy {
-    var startsWithDesign: Bool { true }
+    var designLength: Int { 4 }
 }
 
 /// The strategies `[agent] strategy` names.

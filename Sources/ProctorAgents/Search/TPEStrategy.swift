@@ -16,6 +16,12 @@ struct TPEStrategy: SearchStrategy {
     /// Candidates drawn from the good mixture per proposal (Optuna draws 24).
     var draws = 64
 
+    /// Ten configurations, the baseline included, before the model (as Optuna's default): on the
+    /// bundled workspace, whose baseline is poor, broad early coverage paid (median best of 24 runs
+    /// after 30 evaluations 0.9893 against 0.9882 with four), and on the synthetic objectives it
+    /// cost nothing the moves did not win back.
+    var designLength: Int { 10 }
+
     func candidates(_ space: SearchSpace, _ observations: [Observation], _ rng: inout SplitMix64) -> [[Double]] {
         // Best first; ties in measurement order so the split depends on nothing else.
         let ranked = observations.enumerated().sorted {
@@ -34,14 +40,31 @@ struct TPEStrategy: SearchStrategy {
         // improvements it has brought. Among the mixture's draws the density ratio decides.
         let incumbent = ranked[0].point
         let global = (0..<draws).map { _ in good.sample(&rng) }
-        let local = (0..<draws).map { _ in good.move(incumbent, &rng) }
+        let local = TPEStrategy.repeatedStep(space, observations) + (0..<draws).map { _ in good.move(incumbent, &rng) }
         func byRatio(_ drawn: [[Double]]) -> [[Double]] {
             let scored = drawn.map { ($0, good.logDensity($0) - rest.logDensity($0)) }
             return scored.enumerated().sorted { $0.element.1 != $1.element.1 ? $0.element.1 > $1.element.1 : $0.offset < $1.offset }
                 .map(\.element.0)
         }
-        // Local moves are taken as drawn: the good density would rank the smallest move first.
+        // Local moves are taken as drawn (the good density would rank the smallest move first),
+        // after the last improvement's step taken once more.
         return rng.uniform() < TPEStrategy.localShare(observations) ? local + byRatio(global) : byRatio(global) + local
+    }
+
+    /// The step of the last improvement taken again from the best (a pattern move, as in Hooke and
+    /// Jeeves' search): a move that paid often pays twice along a slope. Only after a local move
+    /// of numbers (a choice cannot be stepped); once measured, the duplicate rule skips it.
+    static func repeatedStep(_ space: SearchSpace, _ observations: [Observation]) -> [[Double]] {
+        guard var best = observations.first else { return [] }
+        var previous: Observation?
+        for observation in observations.dropFirst() where observation.value > best.value {
+            previous = best
+            best = observation
+        }
+        guard let previous else { return [] }
+        let moved = (0..<space.count).filter { abs(best.point[$0] - previous.point[$0]) > 1e-9 }
+        guard 2 * moved.count < space.count, moved.allSatisfy({ space.categories($0) == nil }) else { return [] }
+        return [zip(best.point, previous.point).map { min(max(2 * $0 - $1, 0), 1) }]
     }
 
     /// How often a local move should come first. Each configuration after the first is labelled
