@@ -62,10 +62,17 @@ struct TPEStrategy: SearchStrategy {
             previous = best
             best = observation
         }
-        guard let previous else { return [] }
-        let moved = (0..<space.count).filter { abs(best.point[$0] - previous.point[$0]) > 1e-9 }
-        guard 2 * moved.count < space.count, moved.allSatisfy({ space.categories($0) == nil }) else { return [] }
+        guard let previous, let moved = localMove(best.point, from: previous.point),
+            moved.allSatisfy({ space.categories($0) == nil })
+        else { return [] }
         return [zip(best.point, previous.point).map { min(max(2 * $0 - $1, 0), 1) }]
+    }
+
+    /// The coordinates `point` changed from `origin` when that is a local move (under half of
+    /// them, as `move` makes them); nil for a broader change.
+    static func localMove(_ point: [Double], from origin: [Double]) -> [Int]? {
+        let moved = point.indices.filter { abs(point[$0] - origin[$0]) > 1e-9 }
+        return 2 * moved.count < point.count ? moved : nil
     }
 
     /// How often a local move should come first. Each configuration after the first is labelled
@@ -76,8 +83,7 @@ struct TPEStrategy: SearchStrategy {
         var tried = [1.0, 1.0], improved = [0.5, 0.5]  // local, global
         guard var best = observations.first else { return 0.5 }
         for observation in observations.dropFirst() {
-            let changed = zip(observation.point, best.point).filter { abs($0 - $1) > 1e-9 }.count
-            let kind = 2 * changed < observation.point.count ? 0 : 1
+            let kind = localMove(observation.point, from: best.point) == nil ? 1 : 0
             tried[kind] += 1
             if observation.value > best.value {
                 improved[kind] += 1
