@@ -12,7 +12,9 @@
 /// It keeps no state: the distribution is rebuilt by replaying the measured configurations in
 /// order, one generation of lambda at a time, so a resumed run continues where it was.
 struct CMAESStrategy: SearchStrategy {
-    func candidates(_ space: SearchSpace, _ observations: [Observation], _ rng: inout SplitMix64) -> [[Double]] {
+    func candidates(_ space: SearchSpace, _ observations: [Observation], design: [[Double]], _ rng: inout SplitMix64) -> [[Double]] {
+        // The design first: the first generation starts at its best point.
+        guard design.isEmpty else { return design }
         let d = space.count
         let lambda = 4 + Int(3 * log(Double(d)))
         let mu = lambda / 2

@@ -3,7 +3,7 @@
 struct RandomStrategy: SearchStrategy {
     var designLength: Int { 0 }
 
-    func candidates(_ space: SearchSpace, _ observations: [Observation], _ rng: inout SplitMix64) -> [[Double]] {
+    func candidates(_ space: SearchSpace, _ observations: [Observation], design: [[Double]], _ rng: inout SplitMix64) -> [[Double]] {
         (0..<64).map { _ in space.random(&rng) }
     }
 }

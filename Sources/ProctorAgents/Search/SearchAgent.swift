@@ -43,13 +43,10 @@ public struct SearchAgent: Agent {
         var rng = SplitMix64(seed: context.seed ^ 0x5EA2_C4A6_E7F1_0B3D)
         var shiftRNG = SplitMix64(seed: context.runSeed)
         let shift = knobs.map { _ in shiftRNG.uniform() }
-        var candidates: [[Double]]
-        if observations.count < strategy.designLength {
-            // The design's next points (the baseline counts as one measurement of it).
-            candidates = (observations.count..<(observations.count + 64)).map { space.halton($0 + 1, shift: shift) }
-        } else {
-            candidates = strategy.candidates(space, observations, &rng)
-        }
+        // The design's points (the baseline counts as its first) that are not measured yet.
+        let design = (2..<max(strategy.designLength + 1, 2)).map { space.halton($0, shift: shift) }
+            .filter { !measured.contains(SearchAgent.key(space.literals($0))) }
+        var candidates = strategy.candidates(space, observations, design: design, &rng)
         // Never a configuration already measured: the strategy's ranking first, then random points.
         candidates += (0..<256).map { _ in space.random(&rng) }
         guard let chosen = candidates.map(space.literals).first(where: { !measured.contains(SearchAgent.key($0)) }) else {

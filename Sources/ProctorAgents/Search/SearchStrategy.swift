@@ -5,14 +5,15 @@
 #endif
 
 /// How the `search` agent picks the next configuration. A strategy sees the space (each knob as
-/// a coordinate in 0...1) and every measured configuration with its noise-aware value, and
-/// returns candidates, most promising first; the agent takes the first one not measured yet.
+/// a coordinate in 0...1), every measured configuration with its noise-aware value, and the points
+/// of its quasi-random design not measured yet, and returns candidates, most promising first; the
+/// agent takes the first one not measured yet.
 /// A new strategy is one file with a type conforming to this and a case in `SearchStrategies`.
 protocol SearchStrategy: Sendable {
-    /// How many configurations (the baseline included) come from an even, quasi-random design
-    /// before the strategy takes over; 0 for none.
+    /// How many configurations (the baseline included) the even, quasi-random design has; 0 for none.
     var designLength: Int { get }
-    func candidates(_ space: SearchSpace, _ observations: [Observation], _ rng: inout SplitMix64) -> [[Double]]
+    /// `design`: the design's points not measured yet, in order (empty once it is done).
+    func candidates(_ space: SearchSpace, _ observations: [Observation], design: [[Double]], _ rng: inout SplitMix64) -> [[Double]]
 }
 
 extension SearchStrategy {
