@@ -44,7 +44,7 @@ public struct SearchAgent: Agent {
         var shiftRNG = SplitMix64(seed: context.runSeed)
         let shift = knobs.map { _ in shiftRNG.uniform() }
         // The design's points (the baseline counts as its first) that are not measured yet.
-        let design = (2..<max(strategy.designLength + 1, 2)).map { space.halton($0, shift: shift) }
+        let design = stride(from: 2, through: strategy.designLength, by: 1).map { space.halton($0, shift: shift) }
             .filter { !measured.contains(SearchAgent.key(space.literals($0))) }
         var candidates = strategy.candidates(space, observations, design: design, &rng)
         // Never a configuration already measured: the strategy's ranking first, then random points.

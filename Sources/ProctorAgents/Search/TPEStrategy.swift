@@ -174,10 +174,11 @@ struct Parzen {
 
     /// log of the mixture's density at `x`, over the coordinates `on` (nil: all of them).
     func logDensity(_ x: [Double], on dimensions: [Int]? = nil) -> Double {
+        let dimensions = dimensions ?? Array(0..<space.count)
         var terms: [Double] = [0]  // the prior: uniform, density 1 on the unit cube
         for center in points {
             var sum = 0.0
-            for dimension in dimensions ?? Array(0..<space.count) {
+            for dimension in dimensions {
                 if let options = space.categories(dimension) {
                     let own = min(Int(center[dimension] * Double(options)), options - 1)
                     let at = min(Int(x[dimension] * Double(options)), options - 1)
