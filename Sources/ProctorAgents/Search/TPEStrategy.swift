@@ -60,7 +60,7 @@ struct TPEStrategy: SearchStrategy {
         // The last improvement's step taken once more, then the model's pick among a few moves,
         // then the other moves as drawn (a fallback when those were measured already).
         let local = TPEStrategy.repeatedStep(space, observations)
-            + byRatio(Array(moves.prefix(localChoice))) { TPEStrategy.localMove($0, from: incumbent) } + moves.dropFirst(localChoice)
+            + byRatio(Array(moves.prefix(localChoice))) { TPEStrategy.changed($0, from: incumbent) } + moves.dropFirst(localChoice)
         return rng.uniform() < TPEStrategy.localShare(observations) ? local + global : global + local
     }
 
@@ -80,10 +80,15 @@ struct TPEStrategy: SearchStrategy {
         return [zip(best.point, previous.point).map { min(max(2 * $0 - $1, 0), 1) }]
     }
 
+    /// The coordinates `point` changed from `origin`.
+    static func changed(_ point: [Double], from origin: [Double]) -> [Int] {
+        point.indices.filter { abs(point[$0] - origin[$0]) > 1e-9 }
+    }
+
     /// The coordinates `point` changed from `origin` when that is a local move (under half of
-    /// them, as `move` makes them); nil for a broader change.
+    /// them); nil for a broader change.
     static func localMove(_ point: [Double], from origin: [Double]) -> [Int]? {
-        let moved = point.indices.filter { abs(point[$0] - origin[$0]) > 1e-9 }
+        let moved = changed(point, from: origin)
         return 2 * moved.count < point.count ? moved : nil
     }
 
