@@ -153,6 +153,9 @@ final class SearchQualityTests: XCTestCase {
         XCTAssertEqual(repeated.count, 1)
         XCTAssertEqual(repeated.first?[0] ?? 0, 1.0, accuracy: 1e-12)
         XCTAssertEqual(Array(repeated.first?.dropFirst() ?? []), [0.5, 0.5, 0.25])
+        // Twice as long: 0.5 -> 0.6 is followed by 0.8.
+        let short = Observation(point: [0.6, 0.5, 0.5, 0.25], value: 1, seeds: 1)
+        XCTAssertEqual(TPEStrategy.repeatedStep(space, [start, short]).first?[0] ?? 0, 0.8, accuracy: 1e-12)
         // A change of option, or a broad jump, has no step to repeat.
         let option = Observation(point: [0.8, 0.5, 0.5, 0.75], value: 2, seeds: 1)
         XCTAssertEqual(TPEStrategy.repeatedStep(space, [start, step, option]), [])
