@@ -57,8 +57,8 @@ struct TPEStrategy: SearchStrategy {
                 .map(\.element.0)
         }
         let global = design + byRatio(drawn) { _ in nil }
-        // The last improvement's step taken again, twice as long, then the model's pick among a few moves,
-        // then the other moves as drawn (a fallback when those were measured already).
+        // The last improvement's step taken again, twice as long, then the model's pick among a
+        // few moves, then the other moves as drawn (a fallback when those were measured already).
         let local = TPEStrategy.repeatedStep(space, observations)
             + byRatio(Array(moves.prefix(localChoice))) { TPEStrategy.changed($0, from: incumbent) } + moves.dropFirst(localChoice)
         return rng.uniform() < TPEStrategy.localShare(observations) ? local + global : global + local
