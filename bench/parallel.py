@@ -70,7 +70,7 @@ def main():
     # The floor compares seeds measured per hour: iterations per hour also counts how many keeps each
     # run drew (a keep measures two more seeds), which in one short round can swing the ratio from
     # about 1.0 to 2.9 while both runs use both cores.
-    ap.add_argument("--check", type=float, help="exit 1 unless the median ratio parallel/serial of seeds measured per hour is at least this")
+    ap.add_argument("--check", type=float, help="exit 1 unless the median ratio parallel/serial of seeds measured per hour is at least this (below it, up to two more rounds first)")
     args = ap.parse_args()
 
     tmp, proctor = R.scratch("parallel")
@@ -78,7 +78,16 @@ def main():
     variants = ["serial", "parallel"]
     results = {v: {"rate": [], "seeds": [], "keeps": [], "wall": [], "seed": [], "busy": []} for v in variants}
     problems = []
-    for r in range(args.rounds):
+    def work_ratio():
+        return B.median(results["parallel"]["seeds"]) / B.median(results["serial"]["seeds"])
+
+    # Under --check, a median below the floor after the rounds asked for gets up to two more rounds
+    # before it is judged: one short round on a loaded machine lands anywhere from about 1.2 to 1.8
+    # here (idle, 2 cores), while a parallel run that gains nothing stays near 1.0 in every round.
+    r = 0
+    while r < args.rounds or (args.check is not None and not problems and work_ratio() < args.check and r < args.rounds + 2):
+        if r >= args.rounds:
+            B.log("  seeds-per-hour ratio %.2f below --check %.2f: one more round" % (work_ratio(), args.check))
         order = variants if r % 2 == 0 else variants[::-1]
         for v in order:
             rate, seeds, keeps, wall, per_seed, busy, bad = one_run(proctor, tmp, "%s-%d" % (v, r), args.iterations, args.parallel if v == "parallel" else 1)
@@ -89,11 +98,12 @@ def main():
             results[v]["seed"].append(per_seed)
             results[v]["busy"].append(busy)
             problems += ["%s round %d: %s" % (v, r, p) for p in bad]
-        B.log("  round %d/%d: serial %.0f/h, parallel %.0f/h" % (r + 1, args.rounds, results["serial"]["rate"][-1], results["parallel"]["rate"][-1]))
+        B.log("  round %d/%d: serial %.0f/h, parallel %.0f/h" % (r + 1, max(r + 1, args.rounds), results["serial"]["rate"][-1], results["parallel"]["rate"][-1]))
+        r += 1
     R.cleanup(tmp)
 
     ratio = B.median(results["parallel"]["rate"]) / B.median(results["serial"]["rate"])
-    work = B.median(results["parallel"]["seeds"]) / B.median(results["serial"]["seeds"])
+    work = work_ratio()
     rows = []
     for v in variants:
         s = results[v]
@@ -101,7 +111,8 @@ def main():
                      "%.0f-%.0f" % (min(s["rate"]), max(s["rate"])), "%.0f" % B.median(s["seeds"]), "%.1f" % B.median(s["keeps"]), "%.1f" % B.median(s["wall"]),
                      "%.3f" % B.median(s["seed"]), "%.0f%%" % (100 * B.median(s["busy"]))])
     lines = ["# proctor run --parallel %d against the serial run (bundled workspace, mutate agent)" % args.parallel, ""]
-    lines += B.machine_lines(["iterations per run: %d after the baseline; rounds: %d (order alternating)" % (args.iterations, args.rounds)])
+    lines += B.machine_lines(["iterations per run: %d after the baseline; rounds: %d (order alternating)" % (args.iterations, r)
+                              + ("" if r == args.rounds else ", %d asked for and %d more under --check" % (args.rounds, r - args.rounds))])
     lines += [""] + B.table(["run", "iterations/hour (median)", "min-max", "seeds/hour", "keeps (median)", "wall s (median)",
                              "s per seed measured", "slots measuring"], rows)
     lines += ["", "ratio of medians, parallel/serial: %.2fx (seeds measured per hour: %.2fx)" % (ratio, work)]
