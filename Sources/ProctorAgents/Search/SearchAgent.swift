@@ -65,18 +65,15 @@ public struct SearchAgent: Agent {
     /// every configuration measured or attempted (the current files' one included).
     static func observations(_ context: AgentContext, space: SearchSpace, labels: [String]) -> ([Observation], Set<String>) {
         let current = space.knobs.map(\.literal)
-        var configurations: [[String]] = []
-        var scores: [[Double]] = []
-        var failed: [Bool] = []
-        func add(_ literals: [String], _ seedScores: [Double], failure: Bool) {
+        // Each configuration once, in the order first measured, with every seed's score.
+        var configurations: [(literals: [String], scores: [Double], failed: Bool)] = []
+        func add(_ literals: [String], _ seedScores: [Double], failure: Bool, first: Bool = false) {
             let oriented = seedScores.map { context.maximize ? $0 : -$0 }
-            if let index = configurations.firstIndex(of: literals) {
-                scores[index] += oriented
-                failed[index] = failed[index] || failure
+            if let index = configurations.firstIndex(where: { $0.literals == literals }) {
+                configurations[index].scores += oriented
+                configurations[index].failed = configurations[index].failed || failure
             } else {
-                configurations.append(literals)
-                scores.append(oriented)
-                failed.append(failure)
+                configurations.insert((literals, oriented, failure), at: first ? 0 : configurations.count)
             }
         }
         let baselineLiterals = SearchAgent.baselineLiterals(context, space: space)
@@ -95,31 +92,26 @@ public struct SearchAgent: Agent {
         // was kept: then it counts with the best score. Without the baseline's configuration, the
         // files stand for it until a proposal is kept, and go first, as measured: the order is the
         // search's history (`TPEStrategy.localShare` reads which proposals beat the best before them).
-        if !configurations.contains(current) {
+        if !configurations.contains(where: { $0.literals == current }) {
             let standsForBaseline = baselineLiterals == nil
-            add(current, (standsForBaseline ? baseline : nil) ?? context.bestScore.map { [$0] } ?? [], failure: false)
-            if standsForBaseline {
-                configurations.insert(configurations.removeLast(), at: 0)
-                scores.insert(scores.removeLast(), at: 0)
-                failed.insert(failed.removeLast(), at: 0)
-            }
+            add(current, (standsForBaseline ? baseline : nil) ?? context.bestScore.map { [$0] } ?? [], failure: false,
+                first: standsForBaseline)
         }
         // A score at the bad end of the scale (or nan) marks the configuration as failed.
-        for (index, row) in scores.enumerated() where row.contains(where: { $0.isNaN || $0 == -Double.infinity }) {
-            failed[index] = true
+        for index in configurations.indices
+        where configurations[index].scores.contains(where: { $0.isNaN || $0 == -Double.infinity }) {
+            configurations[index].failed = true
         }
-        let finite = scores.map { $0.filter(\.isFinite) }
-        let values = NoiseModel.shrunkMeans(finite)
+        let values = NoiseModel.shrunkMeans(configurations.map { $0.scores.filter(\.isFinite) })
         var observations: [Observation] = []
-        for (index, literals) in configurations.enumerated() {
-            guard let point = Optional(zip(space.knobs, literals).compactMap { $0.unit(of: $1) }), point.count == literals.count
-            else { continue }
-            if scores[index].isEmpty && !failed[index] { continue }  // nothing known about it
-            let value = failed[index] ? -Double.infinity
-                : scores[index].contains(Double.infinity) ? Double.infinity : values[index]
-            observations.append(Observation(point: point, value: value.isNaN ? -Double.infinity : value, seeds: scores[index].count))
+        for (row, value) in zip(configurations, values) {
+            let point = zip(space.knobs, row.literals).compactMap { $0.unit(of: $1) }
+            guard point.count == row.literals.count else { continue }
+            if row.scores.isEmpty && !row.failed { continue }  // nothing known about it
+            let shown = row.failed ? -Double.infinity : row.scores.contains(Double.infinity) ? Double.infinity : value
+            observations.append(Observation(point: point, value: shown.isNaN ? -Double.infinity : shown, seeds: row.scores.count))
         }
-        return (observations, Set(configurations.map(key)))
+        return (observations, Set(configurations.map { key($0.literals) }))
     }
 
     /// The baseline's configuration: the knobs' values in the run's base commit (the marker on the
