@@ -14,9 +14,8 @@ final class GPURunTests: XCTestCase {
         let ws = try LoopWorkspace()
         let stub = try StubNVML()
         try stub.script("gpuhog \(300 << 20) 50\n")
-        let previous = hostEnvironment("PROCTOR_MACHINE_LOCK")
-        setenv("PROCTOR_MACHINE_LOCK", ws.machineLock, 1)
-        defer { if let previous { setenv("PROCTOR_MACHINE_LOCK", previous, 1) } else { unsetenv("PROCTOR_MACHINE_LOCK") } }
+        let restoreLock = ws.useMachineLockInProcess()
+        defer { restoreLock() }
 
         func runner(iterations: Int, resume: Bool, cap: Int64?) throws -> Runner {
             var env = try SandboxEnvironment.load(workspace: ws.root)
