@@ -17,8 +17,7 @@ final class AnalysisTests: XCTestCase {
 
     func testSummaryIsBounded() throws {
         let ws = try workspace()
-        let restoreLock = ws.useMachineLockInProcess()
-        defer { restoreLock() }
+        useMachineLockInProcess(ws.machineLock)
         let outcome = try AnalyzeStep.run(workspace: ws.root, command: ["python3", "-c",
                                           "import sys\nfor i in range(5000): print('line', i, 'x' * 50)\nsys.exit(0)"])
         XCTAssertEqual(outcome.record.status, 0, outcome.summary)
@@ -59,8 +58,7 @@ final class AnalysisTests: XCTestCase {
     /// returns its result. Without the loop, the call would wait; it must not run it itself.
     func testQueuedForTheRunningLoop() throws {
         let ws = try workspace()
-        let restoreLock = ws.useMachineLockInProcess()
-        defer { restoreLock() }
+        useMachineLockInProcess(ws.machineLock)
         let env = try SandboxEnvironment.load(workspace: ws.root)
         let held = try env.takeLocks(run: "loop-under-test", iteration: 3, wait: false, audit: nil, phase: .experiment)
         let queue = AnalysisQueue(root: ws.root)
@@ -108,8 +106,7 @@ final class AnalysisTests: XCTestCase {
     /// request back and runs it itself, under the lock, instead of waiting forever.
     func testQueuedRequestIsRunHereWhenTheRunEnds() throws {
         let ws = try workspace()
-        let restoreLock = ws.useMachineLockInProcess()
-        defer { restoreLock() }
+        useMachineLockInProcess(ws.machineLock)
         let env = try SandboxEnvironment.load(workspace: ws.root)
         var held: [ExperimentLock]? = try env.takeLocks(run: "ending-run", iteration: nil, wait: false, audit: nil, phase: .experiment)
         let queue = AnalysisQueue(root: ws.root)

@@ -14,8 +14,7 @@ final class GPURunTests: XCTestCase {
         let ws = try LoopWorkspace()
         let stub = try StubNVML()
         try stub.script("gpuhog \(300 << 20) 50\n")
-        let restoreLock = ws.useMachineLockInProcess()
-        defer { restoreLock() }
+        useMachineLockInProcess(ws.machineLock)
 
         func runner(iterations: Int, resume: Bool, cap: Int64?) throws -> Runner {
             var env = try SandboxEnvironment.load(workspace: ws.root)

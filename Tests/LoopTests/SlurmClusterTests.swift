@@ -12,7 +12,6 @@ final class SlurmClusterTests: XCTestCase {
     var base: String!
     /// Read-only in the experiment's sandbox: `sleep` there makes each experiment sleep that long.
     var control: String!
-    var restoreLock: (() -> Void)?
 
     override func setUpWithError() throws {
         let missing = SlurmCLI.missingTools()
@@ -35,8 +34,8 @@ final class SlurmClusterTests: XCTestCase {
             chmod(dir, 0o755)
         }
         // A machine lock of the tests' own: never the real one another proctor on this host holds
-        // (put back in tearDown: a later test's lock would re-create the removed folder).
-        restoreLock = useMachineLockInProcess(base + "/machine.lock")
+        // (put back when the test ends: a later test's lock would re-create the removed folder).
+        useMachineLockInProcess(base + "/machine.lock")
     }
 
     override func tearDown() {
@@ -45,8 +44,6 @@ final class SlurmClusterTests: XCTestCase {
             _ = try? runChild(["/usr/bin/env", "scancel", "--name=" + jobName(base + "/" + ws)], deadline: 20)
         }
         _ = try? runChild(["/bin/rm", "-rf", base, control])
-        restoreLock?()
-        restoreLock = nil
     }
 
     // MARK: - Helpers

@@ -177,13 +177,17 @@ let fixedSeedAgent = agentPrelude + """
     echo "SUMMARY: x=0.6 with my own seed"
     """
 
-/// Points this test process's own `PROCTOR_MACHINE_LOCK` (read by library code a test calls
-/// in-process) at `path`; call the returned closure (in a `defer` or tearDown) to put it back. Left
-/// set, a later test's in-process lock would re-create the removed folder of a finished test.
-func useMachineLockInProcess(_ path: String) -> () -> Void {
-    let previous = getenv("PROCTOR_MACHINE_LOCK").map { String(cString: $0) }
-    setenv("PROCTOR_MACHINE_LOCK", path, 1)
-    return { if let previous { setenv("PROCTOR_MACHINE_LOCK", previous, 1) } else { unsetenv("PROCTOR_MACHINE_LOCK") } }
+extension XCTestCase {
+    /// Points this test process's own `PROCTOR_MACHINE_LOCK` (read by library code a test calls
+    /// in-process) at `path` until the test ends, when a teardown block puts the previous value
+    /// back. Left set, a later test's in-process lock would re-create a finished test's removed folder.
+    func useMachineLockInProcess(_ path: String) {
+        let previous = getenv("PROCTOR_MACHINE_LOCK").map { String(cString: $0) }
+        setenv("PROCTOR_MACHINE_LOCK", path, 1)
+        addTeardownBlock {
+            if let previous { setenv("PROCTOR_MACHINE_LOCK", previous, 1) } else { unsetenv("PROCTOR_MACHINE_LOCK") }
+        }
+    }
 }
 
 final class LoopWorkspace {
@@ -237,9 +241,6 @@ final class LoopWorkspace {
         FileManager.default.contents(atPath: path(rel)).map { String(decoding: $0, as: UTF8.self) }
     }
     func bytes(_ rel: String) -> Data? { FileManager.default.contents(atPath: path(rel)) }
-
-    /// This workspace's lock as the test process's own (`useMachineLockInProcess(_:)`).
-    func useMachineLockInProcess() -> () -> Void { LoopTests.useMachineLockInProcess(machineLock) }
 
     var environment: [String: String] {
         var env = ProcessInfo.processInfo.environment
