@@ -9,7 +9,8 @@ excluded); outside = per iteration - the experiment's and the evaluator's wall t
 sandboxes (proctor's own work: agent, validation, pins, sandbox start, keep/revert, ledger).
 
 Run through bench/scale.sh, or directly: PROCTOR_BIN=... python3 bench/scale.py [--files 1000,100000]
-[-n ITERATIONS] [--rounds R] [--data-mib M] [--check RATIO].
+[-n ITERATIONS] [--rounds R] [--data-mib M] [--check RATIO] (a ratio over RATIO gets up to two more
+rounds before it fails).
 """
 
 import argparse
@@ -112,6 +113,18 @@ def main():
 
         B.log("scale: %s files, %d iterations per run, %d interleaved rounds" % (counts, args.iterations, args.rounds))
         B.interleaved(counts, args.rounds, 0, run)
+        rounds = args.rounds
+
+        def outside_ratio():
+            return B.median(outside[counts[-1]]) / B.median(outside[counts[0]])
+
+        # Under --check, a ratio over the limit gets up to two more rounds before it is judged: a
+        # burst of load on a shared machine lands on one run, a cost that grows with the file count
+        # shows in every round.
+        while args.check and outside_ratio() > args.check and rounds < args.rounds + 2:
+            B.log("scale: outside ratio %.2f above --check %.2f: one more round" % (outside_ratio(), args.check))
+            B.interleaved(counts, 1, 0, run)
+            rounds += 1
         base = B.median(outside[counts[0]])
 
         def kind(n, status):  # "median (count)" of one kind of iteration's outside ms
@@ -123,11 +136,11 @@ def main():
             rows.append(["%d" % n, "%.1f" % B.median(per[n]), "%.1f" % B.percentile(per[n], 90),
                          "%.1f" % B.median(inside[n]), "%.1f" % B.median(outside[n]),
                          "%.2f" % (B.median(outside[n]) / base), kind(n, "keep"), kind(n, "discard")])
-        ratio = B.median(outside[counts[-1]]) / base
+        ratio = outside_ratio()
         out = ["# proctor scale benchmark: cost per iteration against the number of tracked files", ""]
         out += B.machine_lines()
         out += ["", "%d iterations per run, %d interleaved rounds; an ignored data/ of %d MiB (sparse) + 1,000 files"
-                % (args.iterations, args.rounds, args.data_mib),
+                % (args.iterations, rounds, args.data_mib),
                 "per iteration: between consecutive runs.jsonl records; inside: experiment + evaluator wall time;",
                 "outside = per iteration - inside (proctor's own work). Medians over every iteration of every round.", ""]
         out += B.table(["tracked files", "ms/iter", "p90", "inside ms", "outside ms", "outside / first",
