@@ -13,6 +13,8 @@ public struct HostFacts: Sendable {
     /// The workspace entries where one of the globs could match (every match among them, and the
     /// directories on the way); a walk that enters only those directories.
     public var entriesReaching: @Sendable ([Glob]) -> [String]
+    /// The same walk under another host directory (a slot's tree), its paths relative to it.
+    public var entriesReachingUnder: @Sendable (String, [Glob]) -> [String]
     /// What a phase's `command[0]` runs and what of the host it needs (`PythonEnvironment.resolve`);
     /// nil when nothing is to be mounted for it. Throws to refuse the command.
     public var interpreter: @Sendable (InterpreterQuery) throws -> ResolvedInterpreter?
@@ -32,6 +34,7 @@ public struct HostFacts: Sendable {
         symlinkTarget: @escaping @Sendable (String) -> String? = { _ in nil },
         directoryEntries: @escaping @Sendable (String) -> [String] = { _ in [] },
         entriesReaching: (@Sendable ([Glob]) -> [String])? = nil,
+        entriesReachingUnder: @escaping @Sendable (String, [Glob]) -> [String] = { _, _ in [] },
         gpus: @escaping @Sendable () -> GPUHost = { GPUHost() },
         deviceKind: @escaping @Sendable (String) -> DeviceKind = { _ in .missing }
     ) {
@@ -41,6 +44,7 @@ public struct HostFacts: Sendable {
         self.exists = exists
         self.workspaceEntries = workspaceEntries
         self.entriesReaching = entriesReaching ?? { _ in workspaceEntries() }
+        self.entriesReachingUnder = entriesReachingUnder
         self.interpreter = interpreter
         self.symlinkTarget = symlinkTarget
         self.directoryEntries = directoryEntries
@@ -56,6 +60,7 @@ public struct HostFacts: Sendable {
             symlinkTarget: { path in try? FileManager.default.destinationOfSymbolicLink(atPath: path) },
             directoryEntries: { path in (try? FileManager.default.contentsOfDirectory(atPath: path)) ?? [] },
             entriesReaching: { globs in FileTree.entries(under: root, reaching: globs) },
+            entriesReachingUnder: { dir, globs in FileTree.entries(under: dir, reaching: globs) },
             gpus: { GPUHost.live() }, deviceKind: { DeviceKind.of($0) })
     }
 

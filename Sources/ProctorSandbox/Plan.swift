@@ -272,7 +272,9 @@ extension LaunchPlan {
             // Notes "never affect scoring", and are exempt from the diff-line cap and the binary
             // check: were they visible, one `exec(open("LOG.md").read())` in train.py would run an
             // unbounded, unreviewed program. The experiment sees them empty (editable files stay).
-            if request.analysisScratch == nil { plan.mounts += notesPaths(config, host: host).map { .hide(ws + "/" + $0) } }
+            // In a slot, the notes of the candidate's tree, which the experiment sees (a new notes file is
+            // there only: the workspace was reset to the best commit when the candidate left it).
+            if request.analysisScratch == nil { plan.mounts += notesPaths(config, host: host, in: request.slot?.tree).map { .hide(ws + "/" + $0) } }
             // The launcher opens every source before it mounts anything (no symlink on the way), so
             // a scratch under `.proctor/`, hidden from the sandbox, is still bound at the outputs.
             let sources = outputSources
@@ -501,7 +503,6 @@ extension LaunchPlan {
         return result
     }
 
-    /// Workspace-relative notes files that exist and are not also editable (those the experiment needs).
     /// What of the pinned copy the evaluator gets, as few binds as possible: for each locked entry
     /// its shallowest ancestor (or itself) with no other mount (`elsewhere`: hidden paths, outputs)
     /// at, above or beneath it. The pinned copy holds the locked files only, so a whole directory
@@ -522,7 +523,10 @@ extension LaunchPlan {
         return chosen
     }
 
-    static func notesPaths(_ config: WorkspaceConfig, host: HostFacts) -> [String] {
+    /// Workspace-relative notes files that exist in `tree` (a slot's tree; nil: the workspace) and
+    /// are not also editable (those the experiment needs).
+    static func notesPaths(_ config: WorkspaceConfig, host: HostFacts, in tree: String? = nil) -> [String] {
+        let root = tree ?? config.root
         let notes = config.files.notes.map(Glob.init)
         guard !notes.isEmpty else { return [] }
         let editable = config.files.editable.map(Glob.init)
@@ -533,14 +537,14 @@ extension LaunchPlan {
             func throughLink(_ entry: String) -> Bool {
                 let parts = entry.split(separator: "/")
                 return (1..<max(parts.count, 1)).contains { n in
-                    host.symlinkTarget(config.root + "/" + parts.prefix(n).joined(separator: "/")) != nil
+                    host.symlinkTarget(root + "/" + parts.prefix(n).joined(separator: "/")) != nil
                 }
             }
             return notes.map(\.literalPrefix).filter { entry in
-                host.exists(config.root + "/" + entry) && !throughLink(entry) && !editable.contains { $0.matches(entry) }
+                host.exists(root + "/" + entry) && !throughLink(entry) && !editable.contains { $0.matches(entry) }
             }
         }
-        return host.entriesReaching(notes).filter { entry in
+        return (tree.map { host.entriesReachingUnder($0, notes) } ?? host.entriesReaching(notes)).filter { entry in
             notes.contains { $0.matches(entry) } && !editable.contains { $0.matches(entry) }
         }
     }

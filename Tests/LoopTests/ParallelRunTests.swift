@@ -245,6 +245,45 @@ final class ParallelRunTests: XCTestCase {
         }
     }
 
+    /// Notes are empty to the experiment (they skip the diff cap and the binary check, so code in
+    /// them must never run). A notes file the candidate creates exists only in its slot's tree (the
+    /// working tree is back at the best commit by then): the slot's experiment must see it empty too.
+    func testANotesFileTheCandidateCreatesIsEmptyInItsSlot() throws {
+        var spec = WorkspaceSpec()
+        spec.files = spec.files.replacingOccurrences(of: #"notes    = ["LOG.md"]"#, with: #"notes    = ["LOG.md", "notes/"]"#)
+        spec.agentScript = agentPrelude + """
+            printf 'print("CODE FROM NOTES RAN")\n' > notes/plan.md 2>/dev/null
+            set_var X 0.4
+            cat >> train.py <<'EOF'
+            plan = "notes/plan.md"
+            text = open(plan).read() if os.path.exists(plan) else None
+            print("NOTEPROBE " + ("absent" if text is None else "empty" if not text else "visible"))
+            if text:
+                exec(text)
+            EOF
+            echo "SUMMARY: a plan in notes"
+            """
+        let ws = try LoopWorkspace(spec)
+        // An empty notes directory (git keeps no empty directory): where the agent's sandbox can create a file.
+        try FileManager.default.createDirectory(atPath: ws.path("notes"), withIntermediateDirectories: false)
+        let result = try ws.proctor(["run", "--workspace", ws.root, "--iterations", "2", "--parallel", "2"],
+                                    environment: ["PROCTOR_MACHINE_SLOTS": "2"])
+        XCTAssertEqual(result.status, 0, result.text)
+        // The candidate did hold the file: the first keep committed it.
+        XCTAssertEqual(try ws.git(["show", "\(ws.branch!):notes/plan.md"]), #"print("CODE FROM NOTES RAN")"#, ws.ledgerLines.joined(separator: "\n"))
+        let logs = ws.path(".proctor/logs/" + ws.runID!)
+        var probed = 0
+        for name in try FileManager.default.contentsOfDirectory(atPath: logs) where name.hasSuffix("-experiment.log") && !name.hasPrefix("0-") {
+            let text = try String(contentsOfFile: logs + "/" + name, encoding: .utf8)
+            XCTAssertFalse(text.contains("CODE FROM NOTES RAN"), "\(name): \(text)")
+            if let line = text.split(separator: "\n").first(where: { $0.hasPrefix("NOTEPROBE ") }) {
+                probed += 1
+                XCTAssertNotEqual(line, "NOTEPROBE visible", "\(name): \(text)")
+            }
+        }
+        XCTAssertGreaterThan(probed, 0, "no slot experiment ran the probe")
+    }
+
     /// The JSON a probe printed after `marker` in each slot iteration's log ending in `ending` (the
     /// baseline's, `0-`, left out), with the log's name; fails when no slot iteration logged one.
     func probes<T>(in logs: String, ending: String, marked marker: String, as: T.Type,
