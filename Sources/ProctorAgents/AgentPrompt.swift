@@ -1,3 +1,5 @@
+import ProctorConfig
+
 /// The prompt proctor gives a language model: a system part (role, rules, answer format) and a
 /// user part (program.md, goal, recent results, the editable files in full).
 ///
@@ -147,12 +149,12 @@ public enum AgentPrompt {
         return text
     }
 
-    /// A single line of at most `limit` characters: tabs, line breaks and control characters
-    /// become spaces (the ledger is tab-separated).
+    /// A single line of at most `limit` Unicode scalars: tabs, line breaks, control characters and
+    /// bidirectional controls become spaces (the ledger is tab-separated).
     static func oneLine(_ text: String, limit: Int = 200) -> String {
-        var line = String(text.unicodeScalars.map { $0.value < 0x20 || $0.value == 0x7F ? " " : Character($0) })
+        var line = String(text.unicodeScalars.map { $0.rewritesDisplay ? " " : Character($0) })
         line = line.trimmed()
-        if line.count > limit { line = String(line.prefix(limit - 1)) + "…" }
+        if line.unicodeScalars.count > limit { line = line.prefix(scalars: limit - 1) + "…" }
         return line
     }
 

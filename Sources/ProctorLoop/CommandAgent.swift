@@ -151,9 +151,9 @@ public struct CommandAgent: Agent {
     static func summary(of text: String) -> String {
         let lines = text.split(whereSeparator: \.isNewline).map { $0.trimmingCharacters(in: .whitespaces) }
         if let line = lines.last(where: { $0.uppercased().hasPrefix("SUMMARY:") }) {
-            return String(line.dropFirst("SUMMARY:".count).trimmingCharacters(in: .whitespaces).prefix(200))
+            return line.dropFirst("SUMMARY:".count).trimmingCharacters(in: .whitespaces).prefix(scalars: 200)
         }
-        return String((lines.last(where: { !$0.isEmpty }) ?? "command agent change").prefix(200))
+        return (lines.last(where: { !$0.isEmpty }) ?? "command agent change").prefix(scalars: 200)
     }
 
     /// A private home outside the workspace and outside /tmp (the sandbox mounts its own /tmp over it).

@@ -1,4 +1,5 @@
 import Foundation
+import ProctorConfig
 import ProctorSandbox
 
 /// How an iteration ended (the ledger's `status` column).
@@ -255,13 +256,13 @@ public final class Ledger: @unchecked Sendable {
         for scalar in text.unicodeScalars {
             if scalar == "\t" || scalar == "\n" || scalar == "\r" {
                 out += " "
-            } else if scalar.properties.generalCategory == .control || scalar.value == 0x2028 || scalar.value == 0x2029 {
+            } else if scalar.rewritesDisplay {
                 out += scalar.value < 0x100 ? String(format: "\\x%02x", scalar.value) : String(format: "\\u%04x", scalar.value)
             } else {
                 out.unicodeScalars.append(scalar)
             }
         }
-        return String(out.prefix(300))
+        return out.prefix(scalars: 300)
     }
 
     /// A ledger written before the `sealed` or the `peak_gpu_mem_mb` column gets them (empty) in

@@ -1,4 +1,5 @@
 import Foundation
+import ProctorConfig
 import ProctorSandbox
 
 /// A log file a sandboxed command writes its output to.
@@ -27,6 +28,6 @@ final class LogFile {
     /// The last line, for a one-line reason.
     func tail() -> String {
         let lines = contents().split(whereSeparator: \.isNewline)
-        return lines.last.map { String($0.prefix(200)) } ?? "no output"
+        return lines.last.map { String($0).prefix(scalars: 200) } ?? "no output"
     }
 }

@@ -525,11 +525,13 @@ public final class Runner {
                           maxChangedLines: config.limits.diffLines, maxFileBytes: config.limits.maxFileBytes)
     }
 
-    /// `text` on one line: line breaks of any kind and control characters become spaces, at most 300 characters.
+    /// `text` on one line: line breaks of any kind, control characters and bidirectional controls
+    /// become spaces; at most 300 Unicode scalars (the ledger, LOG.md and every later prompt hold it).
     static func oneLine(_ text: String) -> String {
-        let flat = String(text.map { $0.isNewline || $0.unicodeScalars.contains { $0.properties.generalCategory == .control } ? " " : $0 })
+        var flat = ""
+        for scalar in text.unicodeScalars { flat.unicodeScalars.append(scalar.rewritesDisplay ? " " : scalar) }
         let trimmed = flat.trimmingCharacters(in: .whitespaces)
-        return String((trimmed.isEmpty ? "change" : trimmed).prefix(300))
+        return (trimmed.isEmpty ? "change" : trimmed).prefix(scalars: 300)
     }
 
     func absolute(_ path: String) -> String {

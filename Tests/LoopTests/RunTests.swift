@@ -43,6 +43,35 @@ final class RunTests: XCTestCase {
         XCTAssertTrue(status.stdout.contains("keep \(keeps.count)"), status.stdout)
     }
 
+    /// An agent's description is bounded in bytes, not only in characters (one character can carry
+    /// any number of combining marks, and the description goes into the ledger, LOG.md, the commit
+    /// and every later prompt), and a bidirectional override in it reaches none of them.
+    func testAnAgentsDescriptionIsBoundedInBytesAndHoldsNoBidiControl() throws {
+        var spec = WorkspaceSpec()
+        spec.agentScript = agentPrelude + """
+            set_var X 0.4
+            python3 -c 'print("SUMMARY: A" + "\\u0301" * 200000 + " \\u202e\\u2066 reversed")'
+            """
+        let ws = try LoopWorkspace(spec)
+        let result = try ws.run(["--iterations", "2"])
+        XCTAssertEqual(result.status, 0, result.text)
+        let rows = ws.rows.dropFirst()
+        XCTAssertEqual(rows.count, 2, ws.ledgerLines.joined(separator: "\n").prefix(2000).description)
+        for row in rows {
+            XCTAssertTrue(row.description.unicodeScalars.starts(with: "A\u{301}\u{301}".unicodeScalars), String(row.description.prefix(20)))
+            XCTAssertLessThanOrEqual(row.description.utf8.count, 1200, "at most 300 scalars")
+        }
+        // From outside: every place the description lands, bounded and without the override.
+        let branch = try XCTUnwrap(ws.branch)
+        let places = [ws.read(".proctor/results.tsv"), ws.read(".proctor/runs.jsonl"), try ws.git(["log", "--format=%B", branch]),
+                      try ws.git(["show", "\(branch):LOG.md"])]
+            + (try FileManager.default.contentsOfDirectory(atPath: ws.path(".proctor/memory"))).map { ws.read(".proctor/memory/" + $0) }
+        for text in places.compactMap({ $0 }) {
+            XCTAssertLessThan(text.utf8.count, 40_000, String(text.prefix(200)))
+            XCTAssertFalse(text.unicodeScalars.contains { $0.value == 0x202E || $0.value == 0x2066 }, String(text.prefix(200)))
+        }
+    }
+
     /// The experiment's own failures become statuses with a reason; `outputs/` is cleared before each
     /// experiment, so a stale prediction from an earlier experiment is never scored.
     func testTimeoutCrashAndStaleOutputs() throws {

@@ -178,7 +178,7 @@ public struct AnalysisStore: Sendable {
     /// `summaryLines` lines and `summaryBytes` bytes), control characters shown as `\xNN`.
     public func summary(of record: AnalysisRecord) -> String {
         var command = AnalysisStore.clean(record.command.map(AnalysisStore.shellQuoted).joined(separator: " "))
-        if command.count > 300 { command = String(command.prefix(300)) + "..." }
+        if command.unicodeScalars.count > 300 { command = command.prefix(scalars: 300) + "..." }
         let seconds = String(format: "%.1f", record.seconds)
         var text = "analysis #\(record.number): \(command)\nstatus \(record.status) (\(AnalysisStore.clean(String(record.reason.prefix(300))))), \(seconds) s\n"
         let tail = AnalysisStore.tail(of: logPath(record.number))
@@ -214,8 +214,7 @@ public struct AnalysisStore: Sendable {
             let v = scalar.value
             if scalar == "\n" || scalar == "\t" {
                 out.unicodeScalars.append(scalar)
-            } else if scalar.properties.generalCategory == .control || v == 0x2028 || v == 0x2029
-                || (0x202A...0x202E).contains(v) || (0x2066...0x2069).contains(v) {
+            } else if scalar.rewritesDisplay {
                 out += v < 0x80 ? String(format: "\\x%02x", v) : String(format: "\\u%04x", v)
             } else {
                 out.unicodeScalars.append(scalar)

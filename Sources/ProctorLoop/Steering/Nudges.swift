@@ -1,4 +1,5 @@
 import Foundation
+import ProctorConfig
 import ProctorSandbox
 
 /// One piece of steering from the human, queued by `proctor nudge` while a run goes on.
@@ -55,10 +56,8 @@ public struct NudgeQueue: Sendable {
             throw LoopError(.refused, "the nudge is \(clean.utf8.count) bytes; at most \(maxBytes) (it goes into every agent's next prompt)")
         }
         for scalar in clean.unicodeScalars where scalar != "\n" && scalar != "\t" {
-            let v = scalar.value
-            if scalar.properties.generalCategory == .control || v == 0x2028 || v == 0x2029
-                || (0x202A...0x202E).contains(v) || (0x2066...0x2069).contains(v) {
-                throw LoopError(.refused, String(format: "the nudge holds the control character U+%04X; only text, newlines and tabs", v))
+            if scalar.rewritesDisplay {
+                throw LoopError(.refused, String(format: "the nudge holds the control character U+%04X; only text, newlines and tabs", scalar.value))
             }
         }
         return clean

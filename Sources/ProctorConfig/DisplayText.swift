@@ -1,0 +1,20 @@
+/// Text from an untrusted source (an agent's description, an analysis's output, a nudge) on its
+/// way to a terminal, a prompt, the ledger or the report.
+extension Unicode.Scalar {
+    /// A control character, a line or paragraph separator, or a bidirectional control: text holding
+    /// one shows differently from how it is stored (an escape sequence rewrites a terminal, an
+    /// override reverses what follows it).
+    public var rewritesDisplay: Bool {
+        let v = value
+        return properties.generalCategory == .control || v == 0x2028 || v == 0x2029
+            || (0x202A...0x202E).contains(v) || (0x2066...0x2069).contains(v)
+    }
+}
+
+extension String {
+    /// At most `limit` Unicode scalars. A cap on characters alone bounds nothing: one character
+    /// can carry any number of combining marks (a letter and 450,000 accents is one character).
+    public func prefix(scalars limit: Int) -> String {
+        String(unicodeScalars.prefix(limit))
+    }
+}
