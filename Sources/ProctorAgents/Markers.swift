@@ -100,6 +100,14 @@ struct Knob {
             if kind == .int && (literal.contains(".") || literal.lowercased().contains("e")) {
                 throw bad("an int knob needs an integer literal")
             }
+            // Where every value of the range is exact and formats: an int beyond 2^53 is not one
+            // integer as a Double, and a float near the ends of its scale has no four-digit literal.
+            if kind == .int, let outside = [number, lo, hi].first(where: { abs($0) > Knob.largestInt }) {
+                throw bad("\(Knob.format(outside, exponentStyle: true)) is beyond the ints a knob can take (at most 2^53 = 9007199254740992 either way)")
+            }
+            if kind == .float, let outside = [number, lo, hi].first(where: { $0 != 0 && !(Knob.floatMagnitudes ~= abs($0)) }) {
+                throw bad("\(outside) is outside the floats a knob can take (0, or 1e-300 to 1e300 either way)")
+            }
             (value, low, high, scale) = (number, lo, hi, parsedScale)
         case .choice:
             guard spec.count == 2 else { throw bad("expected `mutate: choice A|B|...` (options without spaces)") }
@@ -144,6 +152,11 @@ struct Knob {
         self.options = options
         self.quote = quote
     }
+
+    /// The largest int magnitude a knob takes: every integer up to it is exact as a Double.
+    static let largestInt = 9_007_199_254_740_992.0
+    /// The float magnitudes a knob takes (and 0): `format` needs 10^(exponent - 3) to be a normal number.
+    static let floatMagnitudes = 1e-300...1e300
 
     /// A new literal, different from the current value and inside the range; nil if none was found.
     func perturbed(_ rng: inout SplitMix64, widen: Double = 1) -> String? {

@@ -214,6 +214,11 @@ final class SearchAgentTests: XCTestCase {
             "FLAG = True  # mutate: bool 0..1",  // bool takes nothing
             "X = 0.5  # mutate: number 0..1",  // unknown kind
             "X = 0.5  # mutate: float 1..0 linear",  // empty range
+            // Values no literal can hold (these trapped the supervisor on its next proposal).
+            "N = 5  # mutate: int 1..1e300",  // an int range beyond 2^53
+            "N = 10000000000000000000000  # mutate: int 1e22..1e23",
+            "X = 5e-324  # mutate: float 0.0..1e-323 linear",  // a float below 1e-300
+            "X = 1.0  # mutate: float 1..1e308 log",  // a float above 1e300
         ]
         for line in bad {
             let ws = try TestWorkspace(files: ["train.py": "import os\n\n" + line + "\n"])
