@@ -36,8 +36,8 @@ struct Exec: ParsableCommand {
 
     func validate() throws {
         if command.isEmpty { throw ValidationError("give the command to run after --, e.g. proctor exec -- python3 train.py") }
-        if let timeout, (Units.milliseconds(timeout) ?? 0) <= 0 {
-            throw ValidationError("--timeout: expected a positive duration such as \"500ms\", \"30s\", \"5m\" or \"1h\", got \"\(timeout)\"")
+        if let timeout, Units.budget(timeout) == nil {
+            throw ValidationError("--timeout: expected a positive duration up to a year (\"8760h\") such as \"500ms\", \"30s\", \"5m\" or \"1h\", got \"\(timeout)\"")
         }
     }
 
@@ -111,7 +111,7 @@ struct ExecArguments: Equatable {
                 guard let seed = UInt64(value) else { return nil }
                 result.seed = seed
             case "--timeout":
-                guard let ms = Units.milliseconds(value), ms > 0 else { return nil }
+                guard let ms = Units.budget(value) else { return nil }
                 result.timeoutMs = ms
             default: return nil
             }

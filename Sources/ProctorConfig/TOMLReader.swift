@@ -259,8 +259,8 @@ struct TableReader {
     /// A duration such as `500ms`, `30s`, `5m`, `1h`, in milliseconds.
     mutating func duration(_ key: String) throws -> Int64? {
         guard let text = try stringValue(key, expecting: "a duration such as \"30s\" or \"5m\"") else { return nil }
-        guard let ms = Units.milliseconds(text), ms > 0 else {
-            throw error(key, "expected a positive duration such as \"500ms\", \"30s\", \"5m\" or \"1h\", got \"\(text)\"")
+        guard let ms = Units.budget(text) else {
+            throw error(key, "expected a positive duration up to a year (\"8760h\") such as \"500ms\", \"30s\", \"5m\" or \"1h\", got \"\(text)\"")
         }
         return ms
     }

@@ -6,6 +6,15 @@ public enum Units {
         parse(text, [("ms", 1), ("s", 1000), ("m", 60_000), ("h", 3_600_000)])
     }
 
+    /// The longest duration a budget takes, a year (8760h): sums of budgets (a Slurm job's time
+    /// limit, a deadline) stay far from overflow, and no real experiment needs more.
+    public static let longestMilliseconds: Int64 = 8760 * 3_600_000
+
+    /// A positive duration up to `longestMilliseconds`; nil otherwise.
+    public static func budget(_ text: String) -> Int64? {
+        milliseconds(text).flatMap { $0 > 0 && $0 <= longestMilliseconds ? $0 : nil }
+    }
+
     /// Bytes in a size such as `4GiB`; nil when the text is not a size.
     public static func bytes(_ text: String) -> Int64? {
         parse(text, [("KiB", 1 << 10), ("MiB", 1 << 20), ("GiB", 1 << 30), ("TiB", 1 << 40),

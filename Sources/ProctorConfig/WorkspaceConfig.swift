@@ -238,6 +238,9 @@ extension WorkspaceConfig {
         if let value = try exp.strings("env") { config.experiment.env = try envNames(value, exp, "env") }
         if let value = try exp.ints("seeds") {
             guard !value.isEmpty else { throw reader.error(exp.path, "seeds", "expected at least one seed") }
+            if let twice = value.enumerated().first(where: { value[..<$0.offset].contains($0.element) })?.element {
+                throw exp.error("seeds", "seed \(twice) is listed twice; each seed once (a seed measured again gives the same score again)")
+            }
             config.experiment.seeds = value.map { UInt64($0) }
         }
         if let value = try exp.int("parallel", min: 1, max: 64) { config.experiment.parallel = value }
@@ -304,7 +307,16 @@ extension WorkspaceConfig {
 
         var gates = try top.table("gates")
         if let value = try gates.double("min_improvement", min: 0) { config.gates.minImprovement = value }
-        if let value = try gates.ints("confirm_seeds") { config.gates.confirmSeeds = value.map { UInt64($0) } }
+        if let value = try gates.ints("confirm_seeds") {
+            // The gate confirms on seeds not measured yet: a repeated one adds no evidence.
+            let seen = config.experiment.seeds.map(Int.init)
+            if let twice = value.enumerated().first(where: { seen.contains($0.element) || value[..<$0.offset].contains($0.element) })?.element {
+                throw gates.error("confirm_seeds", seen.contains(twice)
+                    ? "seed \(twice) is also in [experiment] seeds; confirmation needs other seeds"
+                    : "seed \(twice) is listed twice; each seed once (a seed measured again gives the same score again)")
+            }
+            config.gates.confirmSeeds = value.map { UInt64($0) }
+        }
         try gates.finish()
 
         var agent = try top.table("agent")

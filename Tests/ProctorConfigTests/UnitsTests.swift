@@ -10,6 +10,9 @@ final class UnitsTests: XCTestCase {
         XCTAssertNil(Units.milliseconds("5"))
         XCTAssertNil(Units.milliseconds("-5s"))
         XCTAssertNil(Units.milliseconds("ms"))
+        XCTAssertEqual(Units.budget("8760h"), 8760 * 3_600_000)
+        XCTAssertNil(Units.budget("8761h"))
+        XCTAssertNil(Units.budget("0s"))
     }
 
     func testSizes() {

@@ -101,6 +101,17 @@ final class WorkspaceConfigTests: XCTestCase {
                     key: "experiment.pids", contains: "expected an integer")
         assertError(full.replacingOccurrences(of: "timeout  = \"5m\"", with: "timeout = \"5 minutes\""), line: 10,
                     key: "experiment.timeout", contains: "duration")
+        assertError(full.replacingOccurrences(of: "timeout  = \"5m\"", with: "timeout = \"9223372036854775s\""), line: 10,
+                    key: "experiment.timeout", contains: "up to a year")
+        assertError(full.replacingOccurrences(of: "timeout  = \"5m\"", with: "timeout = \"8761h\""), line: 10,
+                    key: "experiment.timeout", contains: "up to a year")
+        // A seed twice gives one deterministic score twice: the multi-seed gate would mean nothing.
+        assertError(full.replacingOccurrences(of: "seeds    = [42]", with: "seeds    = [42, 42]"), line: 18,
+                    key: "experiment.seeds", contains: "seed 42 is listed twice")
+        assertError(full.replacingOccurrences(of: "confirm_seeds   = [17, 73]", with: "confirm_seeds   = [17, 42]"), line: 33,
+                    key: "gates.confirm_seeds", contains: "seed 42 is also in [experiment] seeds")
+        assertError(full.replacingOccurrences(of: "confirm_seeds   = [17, 73]", with: "confirm_seeds   = [17, 17]"), line: 33,
+                    key: "gates.confirm_seeds", contains: "seed 17 is listed twice")
         assertError(full.replacingOccurrences(of: "memory   = \"4GiB\"", with: "memory = \"4G\""), line: 12,
                     key: "experiment.memory", contains: "size")
         assertError(full.replacingOccurrences(of: "\"maximize\"", with: "\"up\""), line: 24,
