@@ -45,13 +45,17 @@ public struct ExecutorSettings: Sendable, Equatable {
             for arg in extra where !arg.hasPrefix("--") || arg.contains("\n") || arg.contains("\0") {
                 throw table.error("extra_args", "expected sbatch long options such as \"--constraint=a100\", got \"\(arg)\"")
             }
-            // Options proctor sets itself: given twice, the cluster would take one of the two silently.
+            // Options proctor sets itself: given twice, the cluster would take one of the two silently
+            // (later ones win: `--requeue` would undo `--no-requeue`, `--export=ALL` hand the job the
+            // supervisor's environment, its API keys included). sbatch takes any unambiguous
+            // abbreviation of a long option, so a prefix of one of these is one of these.
             let owned = ["--job-name", "--dependency", "--output", "--error", "--time", "--mem", "--cpus-per-task",
-                         "--gres", "--partition", "--account", "--qos", "--parsable", "--comment", "--chdir", "--wrap"]
+                         "--gres", "--partition", "--account", "--qos", "--parsable", "--comment", "--chdir", "--wrap",
+                         "--export", "--export-file", "--get-user-env", "--requeue", "--no-requeue"]
             for arg in extra {
                 let name = String(arg.prefix { $0 != "=" })
-                if owned.contains(name) {
-                    throw table.error("extra_args", "\(name) is set by proctor (use partition, account, qos, cpus_per_task, or the experiment's budgets)")
+                if let option = owned.first(where: { $0.hasPrefix(name) && name.count > 2 }) {
+                    throw table.error("extra_args", "\(name)\(name == option ? "" : " (\(option), abbreviated)") is set by proctor (use partition, account, qos, cpus_per_task, or the experiment's budgets)")
                 }
             }
             settings.extraArgs = extra

@@ -49,6 +49,13 @@ final class ExecutorConfigTests: XCTestCase {
             ("extra_args = [\"--time=99\"]", "executor.extra_args", 8),
             ("extra_args = [\"--job-name=other\"]", "executor.extra_args", 8),
             ("extra_args = [\"--dependency\"]", "executor.extra_args", 8),
+            // Later options win: these would undo --no-requeue and --export=NONE; sbatch takes abbreviations.
+            ("extra_args = [\"--requeue\"]", "executor.extra_args", 8),
+            ("extra_args = [\"--export=ALL\"]", "executor.extra_args", 8),
+            ("extra_args = [\"--expor=ALL\"]", "executor.extra_args", 8),
+            ("extra_args = [\"--get-user-env\"]", "executor.extra_args", 8),
+            ("extra_args = [\"--erro=/tmp/x\"]", "executor.extra_args", 8),
+            ("extra_args = [\"--cpus-per-tas=9\"]", "executor.extra_args", 8),
             ("nodes = 2", "executor.nodes", 8),
         ]
         for (text, key, line) in cases {
