@@ -459,6 +459,10 @@ extension WorkspaceConfig {
             guard !relative.isEmpty, !parts.contains(".") else {
                 throw table.reader.error(table.path, key, "expected paths below the workspace root without \".\" components, got \"\(value)\"")
             }
+            // A line break in `outputs = ["o\n*"]` became a second line, `*`, in .git/info/exclude.
+            if let scalar = value.unicodeScalars.first(where: \.rewritesDisplay) {
+                throw table.reader.error(table.path, key, "expected paths without control characters, got U+\(String(scalar.value, radix: 16, uppercase: true)) in \(value.debugDescription)")
+            }
             return relative
         }
     }

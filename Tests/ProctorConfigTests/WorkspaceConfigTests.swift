@@ -105,6 +105,8 @@ final class WorkspaceConfigTests: XCTestCase {
                     key: "experiment.timeout", contains: "up to a year")
         assertError(full.replacingOccurrences(of: "timeout  = \"5m\"", with: "timeout = \"8761h\""), line: 10,
                     key: "experiment.timeout", contains: "up to a year")
+        assertError(full.replacingOccurrences(of: "outputs  = [\"outputs/\"]", with: "outputs  = [\"o\\n*\"]"), line: 6,
+                    key: "files.outputs", contains: "control characters")
         // A seed twice gives one deterministic score twice: the multi-seed gate would mean nothing.
         assertError(full.replacingOccurrences(of: "seeds    = [42]", with: "seeds    = [42, 42]"), line: 18,
                     key: "experiment.seeds", contains: "seed 42 is listed twice")
