@@ -32,6 +32,31 @@ final class SessionAnalysisTests: XCTestCase {
         XCTAssertEqual(ws.filesContaining(LoopWorkspace.hiddenLabel, under: ws.root + "/.proctor/analysis"), [])
     }
 
+    /// A session agent running analyses in a loop does not fill the disk: each is bounded, and all
+    /// but the last ten keep only their record and the end of their log (what their summary shows).
+    func testASessionAgentsOldAnalysesArePruned() throws {
+        let ws = try LoopWorkspace(agent: SessionTests.noAgent)
+        let script = """
+            for i in 1 2 3 4 5 6 7 8 9 10 11 12; do
+                proctor analyze -- sh -c 'head -c 200000 /dev/zero > "$PROCTOR_OUTPUTS/big.bin"; seq 1 3000; echo "END-OF-ANALYSIS"' > /dev/null 2>&1
+            done
+            \(SessionTests.setX("0.6"))
+            proctor experiment "x=0.6"
+            sleep 1000
+            """
+        let outcome = try ws.proctor(["session", "--workspace", ws.root, "--iterations", "1", "--", "sh", "-c", script],
+                                     deadline: 240)
+        XCTAssertEqual(outcome.status, 0, ws.describe(outcome))
+        for number in 1...12 {
+            let scratch = ws.path(".proctor/analysis/\(number)/scratch/outputs/big.bin")
+            XCTAssertEqual(FileManager.default.fileExists(atPath: scratch), number > 2, "analysis \(number)")
+            let log = try XCTUnwrap(ws.read(".proctor/analysis/\(number)/output.log"), "analysis \(number)")
+            XCTAssertTrue(log.hasSuffix("2999\n3000\nEND-OF-ANALYSIS\n"), "analysis \(number)")
+            XCTAssertEqual(log.utf8.count <= 4097, number <= 2, "analysis \(number): \(log.utf8.count) bytes")
+            XCTAssertNotNil(ws.bytes(".proctor/analysis/\(number)/meta.json"), "analysis \(number)")
+        }
+    }
+
     /// A nudge given before `--resume` reaches the session agent with its next verdict and in the
     /// read-only memory; the agent cannot nudge itself (the queue is proctor's, invisible inside)
     /// nor write the memory. Judged from outside: the queue's bytes, the memory's, the agent's output.
