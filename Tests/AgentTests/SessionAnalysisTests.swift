@@ -93,6 +93,27 @@ final class SessionAnalysisTests: XCTestCase {
         XCTAssertNil(ws.records().last?["nudges"], "delivered once")
     }
 
+    /// A nudge given while the session agent prepares its first experiment rides on that
+    /// experiment's verdict and record (not the next one's, nor, with one iteration, none).
+    func testANudgeGivenWhileTheAgentWorksRidesOnItsNextVerdict() throws {
+        let ws = try LoopWorkspace(agent: SessionTests.noAgent)
+        let script = "sleep 8\n" + SessionTests.setX("0.6") + "proctor experiment \"x=0.6\"\nsleep 1000\n"
+        let output = try CapturedOutput()
+        let session = try startProcess([proctorBinary, "session", "--workspace", ws.root, "--iterations", "1", "--", "sh", "-c", script],
+                                       environment: ws.environment(), output: output)
+        defer { if session.isRunning { session.terminate() } }
+        // After the baseline, while the agent works on its first experiment (the loop waits for it).
+        XCTAssertTrue(waitUntil(timeout: 60) { ws.statuses() == ["keep"] }, output.stdout + output.stderr)
+        Thread.sleep(forTimeInterval: 1)
+        let nudge = try ws.proctor(["nudge", "--workspace", ws.root, "WHILE-YOU-WORK try 0.6"])
+        XCTAssertEqual(nudge.status, 0, nudge.text)
+        XCTAssertTrue(waitUntil(timeout: 90) { !session.isRunning }, output.stdout)
+        XCTAssertEqual(ws.statuses(), ["keep", "keep"])
+        XCTAssertTrue(output.stdout.contains("from the human supervising this run:\n- WHILE-YOU-WORK try 0.6"), output.stdout)
+        let record = ws.records().last { $0["iteration"] as? Int == 1 } ?? [:]
+        XCTAssertEqual(record["nudges"] as? [String], ["WHILE-YOU-WORK try 0.6"], ws.read(".proctor/runs.jsonl") ?? "")
+    }
+
     /// An analysis queued from another terminal while the session agent works is run between its
     /// experiments, without waiting for the agent's next request.
     func testAnalysisQueuedFromAnotherTerminalRunsWhileTheAgentWorks() throws {

@@ -16,6 +16,13 @@ extension Iteration {
             let summaries = analyses.summaries(since: analyses.delivered)
             if !summaries.isEmpty { shown.analyses = [summaries] }
             proposal = try runner.agent.propose(runner.agentContext(number, memory: shown))
+            // A session agent asks when it is ready, long after the steering above was gathered: the
+            // nudges given meanwhile ride on this experiment's verdict and record, not the next one's.
+            if runner.agent is SessionAgent, var steering = self.steering {
+                steering.nudges = NudgeQueue(root: runner.root).pending()
+                self.steering = steering
+                shown.nudges = steering.nudges.map(\.text)
+            }
         } catch is SessionEnded {
             return .sessionEnded
         } catch let error as AgentError {
