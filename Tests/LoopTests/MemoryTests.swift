@@ -430,6 +430,20 @@ final class MemoryTests: XCTestCase {
     /// a discard; BAGGING_FRACTION 3 discards, one with a seed above the best (promising); LAMBDA_L2 2
     /// discards (ambiguous); NUM_LEAVES (int 4..6, from 5) tried at 4 and 6 (exhausted); NUM_ROUNDS only
     /// rejected; the rest no change or agent failures.
+    /// A discarded change that rewrites its own marker narrower does not declare the parameter
+    /// exhausted: the range is the kept tree's (the removed line's), not the agent's new one.
+    func testAnAgentsNarrowedMarkerDoesNotExhaustTheParameter() {
+        var memory = ResearchMemory(run: "r", options: MemoryOptions(maximize: true))
+        memory.add(Self.record(0, .keep, score: 0.9, bestBefore: nil, seeds: [0.9], description: "baseline"), patch: nil)
+        let narrowed = Self.mutatePatch("Y", "2", "1", "int 1..3").replacingOccurrences(of: "+Y = 1  # mutate: int 1..3", with: "+Y = 1  # mutate: int 1..2")
+        XCTAssertTrue(narrowed.contains("+Y = 1  # mutate: int 1..2"), narrowed)
+        memory.add(Self.record(1, .discard, score: 0.8, bestBefore: 0.9, seeds: [0.8]), patch: narrowed)
+        XCTAssertEqual(memory.exhaustedCategories, [], memory.doNotRetryMarkdown(userLines: []))
+        // With the kept tree's range, trying its last value does exhaust it.
+        memory.add(Self.record(2, .discard, score: 0.8, bestBefore: 0.9, seeds: [0.8]), patch: Self.mutatePatch("Y", "2", "3", "int 1..3"))
+        XCTAssertEqual(memory.exhaustedCategories, ["Y"])
+    }
+
     static func syntheticMemory() -> ResearchMemory {
         var memory = ResearchMemory(run: "r", options: MemoryOptions(maximize: true))
         var i = 0

@@ -73,7 +73,9 @@ public enum Categories {
                 var category = found[name] ?? ChangeCategory(name: name)
                 if let new = added[name] { category.value = new.value }
                 if category.oldValue == nil, let old = removed[name] { category.oldValue = old.value }
-                category.mutate = category.mutate ?? added[name]?.mutate ?? removed[name]?.mutate
+                // The range of the tree the change started from (the removed line's marker): the
+                // agent's own new marker could narrow it, and so declare the parameter exhausted.
+                category.mutate = category.mutate ?? removed[name]?.mutate ?? added[name]?.mutate
                 found[name] = category
             }
             if hunkChanged && !named {

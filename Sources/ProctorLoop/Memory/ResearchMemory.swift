@@ -420,7 +420,8 @@ private struct CategoryStats: Sendable {
 
     mutating func add(_ trial: Trial, _ category: ChangeCategory, maximize: Bool) {
         tried += 1
-        if mutate == nil { mutate = category.mutate }
+        // The range in force: each trial's starting tree's (a keep's new marker is the next one's).
+        mutate = category.mutate ?? mutate
         if trial.status == .keep {
             // The parameter now starts from the kept value: what was tried before is history.
             kept += 1
