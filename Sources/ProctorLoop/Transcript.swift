@@ -49,7 +49,10 @@ final class Transcript {
 /// A session agent's stdout and stderr, copied to proctor's own stdout and into the transcript
 /// of the iteration it is working towards (`switchTo`), so that its reasoning between two
 /// experiments is kept. Only when proctor's stdout is not a terminal: an interactive CLI on a
-/// terminal keeps the terminal (its prompt, colours, raw mode), and the run says so once.
+/// terminal keeps the terminal (its prompt, colours, raw mode), and the run says so once. The
+/// copy on stdout shows control characters as `\xNN` (`DisplayFilter`): a log read later in a
+/// terminal must not let the agent clear the screen or redraw proctor's lines; the transcript
+/// keeps the bytes as they came.
 final class SessionTranscript: @unchecked Sendable {
     /// The descriptor the agent gets as stdout and stderr.
     let childEnd: Int32
@@ -57,6 +60,7 @@ final class SessionTranscript: @unchecked Sendable {
     private let lock = NSLock()
     private var current: Transcript?
     private let done = DispatchSemaphore(value: 0)
+    private var filter = DisplayFilter()
 
     /// nil when proctor's stdout is a terminal (or no pipe could be made).
     init?() {
@@ -97,11 +101,43 @@ final class SessionTranscript: @unchecked Sendable {
             let n = buffer.withUnsafeMutableBytes { read(readEnd, $0.baseAddress, $0.count) }
             if n < 0 && errno == EINTR { continue }
             guard n > 0 else { return }
-            WriteAll.bytes(1, buffer[..<n])
+            WriteAll.bytes(1, filter.shown(buffer[..<n]))
             lock.lock()
             let target = current
             lock.unlock()
             if let target { WriteAll.bytes(target.fd, buffer[..<n]) }
         }
+    }
+}
+
+/// Bytes on their way to a terminal with every control character but newline and tab shown as
+/// `\xNN`: C0 controls and DEL, and the C1 controls as UTF-8 writes them (`C2 80`...`C2 9F`, where
+/// `C2 9B` is a CSI some terminals obey). Stateful across calls so a pair split between two reads
+/// is still seen.
+struct DisplayFilter {
+    private var pendingC2 = false
+
+    mutating func shown(_ bytes: ArraySlice<UInt8>) -> [UInt8] {
+        var out: [UInt8] = []
+        out.reserveCapacity(bytes.count)
+        func escaped(_ byte: UInt8) -> [UInt8] { Array(String(format: "\\x%02x", byte).utf8) }
+        for byte in bytes {
+            if pendingC2 {
+                pendingC2 = false
+                if (0x80...0x9F).contains(byte) {
+                    out += escaped(0xC2) + escaped(byte)
+                    continue
+                }
+                out.append(0xC2)
+            }
+            if byte == 0xC2 {
+                pendingC2 = true
+            } else if byte == 0x0A || byte == 0x09 || (byte >= 0x20 && byte != 0x7F) {
+                out.append(byte)
+            } else {
+                out += escaped(byte)
+            }
+        }
+        return out
     }
 }

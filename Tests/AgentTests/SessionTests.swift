@@ -68,6 +68,27 @@ final class SessionTests: XCTestCase {
         XCTAssertEqual(ws.filesContaining(LoopWorkspace.hiddenLabel, under: ws.root + "/.proctor"), [])
     }
 
+    /// The agent's output copied to proctor's stdout shows its control characters (a clear-screen,
+    /// a carriage return, a C1 CSI) as `\xNN`: read later in a terminal, the log cannot be redrawn
+    /// by the agent. Its transcript keeps the bytes as they came.
+    func testTheAgentsOutputOnProctorsStdoutHoldsNoControlCharacter() throws {
+        let ws = try LoopWorkspace(agent: Self.noAgent)
+        let script = """
+            printf 'SPOOF\\033[2J\\r[9/9] keep score 999\\302\\233m tab\\there caf\\303\\251\\n'
+            \(Self.setX("0.6"))
+            proctor experiment "x=0.6"
+            sleep 1000
+            """
+        let outcome = try session(ws, script, iterations: 1)
+        XCTAssertEqual(outcome.status, 0, ws.describe(outcome))
+        XCTAssertTrue(outcome.stdout.contains("SPOOF\\x1b[2J\\x0d[9/9] keep score 999\\xc2\\x9bm tab\there café\n"), outcome.stdout)
+        XCTAssertFalse(outcome.stdout.unicodeScalars.contains { $0.value == 0x1B || $0.value == 0x0D || $0.value == 0x9B }, outcome.stdout)
+        let transcripts = try FileManager.default.contentsOfDirectory(atPath: ws.path(".proctor/logs/" + (ws.records().first?["run"] as? String ?? "")))
+            .filter { $0.hasSuffix("-agent.log") }
+        let raw = transcripts.compactMap { ws.bytes(".proctor/logs/\(ws.records().first?["run"] as? String ?? "")/\($0)") }
+        XCTAssertTrue(raw.contains { $0.range(of: Data("SPOOF\u{1B}[2J\r".utf8)) != nil }, "the transcript keeps the bytes: \(transcripts)")
+    }
+
     /// An evaluator that quotes the held-out data in its error: the session agent's reply says only
     /// that the outputs could not be scored; the evaluator's words stay in the ledger.
     func testEvaluatorErrorsDoNotReachTheAgent() throws {
