@@ -227,7 +227,7 @@ extension WorkspaceConfig {
         try files.finish()
 
         var exp = try top.table("experiment")
-        if let command = try exp.strings("command") { config.experiment.command = command }
+        if let command = try commandLine(&exp, "command") { config.experiment.command = command }
         if let value = try exp.duration("timeout") { config.experiment.timeoutMs = value }
         config.experiment.cpuTimeMs = try exp.duration("cpu_time")
         if exp.has("memory") { config.experiment.memoryBytes = try exp.size("memory") }
@@ -263,7 +263,7 @@ extension WorkspaceConfig {
         }
 
         var ev = try top.table("evaluator")
-        if let command = try ev.strings("command") { config.evaluator.command = command }
+        if let command = try commandLine(&ev, "command") { config.evaluator.command = command }
         if let value = try ev.duration("timeout") { config.evaluator.timeoutMs = value }
         if ev.has("memory") { config.evaluator.memoryBytes = try ev.size("memory") }
         if let value = try ev.string("metric") {
@@ -273,7 +273,7 @@ extension WorkspaceConfig {
         if let value = try ev.string("direction", oneOf: ["maximize", "minimize"]) {
             config.evaluator.maximize = value == "maximize"
         }
-        if let value = try ev.strings("sealed_command") { config.evaluator.sealedCommand = value }
+        if let value = try commandLine(&ev, "sealed_command") { config.evaluator.sealedCommand = value }
         config.evaluator.gpus = try GPURequest.read(&ev)
         config.evaluator.gpusLine = reader.line(of: ev.path, key: "gpus")
         try ev.finish()
@@ -322,7 +322,7 @@ extension WorkspaceConfig {
         var agent = try top.table("agent")
         if let value = try agent.string("kind", oneOf: ["mutate", "search", "command", "http"]) { config.agent.kind = value }
         if let value = try agent.string("strategy", oneOf: ["tpe", "cmaes", "random"]) { config.agent.strategy = value }
-        if let value = try agent.strings("command") { config.agent.command = value }
+        if let value = try commandLine(&agent, "command") { config.agent.command = value }
         config.agent.network = try NetworkAccess.read(&agent, warnings: &config.warnings)
         if let value = try agent.duration("timeout") { config.agent.timeoutMs = value }
         if agent.has("memory") { config.agent.memoryBytes = try agent.size("memory") }
@@ -346,8 +346,12 @@ extension WorkspaceConfig {
         for key in home.table?.keys ?? [] {
             guard let target = try home.string(key) else { continue }
             guard key.hasPrefix("/") else { throw reader.error(home.path, key, "expected an absolute host path as the key") }
-            guard !target.hasPrefix("/"), !target.split(separator: "/").contains("..") else {
-                throw reader.error(home.path, key, "expected a path relative to the agent's home, got \"\(target)\"")
+            // A file's place below the home: "" or "." named the home itself, and every iteration
+            // then failed to copy the file onto a directory.
+            let parts = target.split(separator: "/")
+            guard !target.hasPrefix("/"), !parts.isEmpty, !parts.contains(".."), !parts.contains("."),
+                  !target.unicodeScalars.contains(where: \.rewritesDisplay) else {
+                throw reader.error(home.path, key, "expected a file path below the agent's home, such as \".claude.json\", got \(target.debugDescription)")
             }
             config.agent.homeFiles[key] = target
         }
@@ -444,6 +448,15 @@ extension WorkspaceConfig {
 
         try top.finish()
         return config
+    }
+
+    /// A command: its program named (`[""]` passed `check`, then every launch failed).
+    private static func commandLine(_ table: inout TableReader, _ key: String) throws -> [String]? {
+        guard let command = try table.strings(key) else { return nil }
+        if let program = command.first, program.isEmpty {
+            throw table.error(key, "expected the program first, e.g. [\"python3\", \"train.py\"], got an empty string")
+        }
+        return command
     }
 
     private static func relativeGlobs(_ values: [String], _ table: TableReader, _ key: String) throws -> [String] {

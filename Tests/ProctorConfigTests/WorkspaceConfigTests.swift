@@ -107,6 +107,14 @@ final class WorkspaceConfigTests: XCTestCase {
                     key: "experiment.timeout", contains: "up to a year")
         assertError(full.replacingOccurrences(of: "outputs  = [\"outputs/\"]", with: "outputs  = [\"o\\n*\"]"), line: 6,
                     key: "files.outputs", contains: "control characters")
+        assertError(full.replacingOccurrences(of: "command  = [\"python3\", \"train.py\"]", with: "command  = [\"\"]"), line: 9,
+                    key: "experiment.command", contains: "the program first")
+        // home_files: a file below the agent's home, not the home itself.
+        let lines = full.split(separator: "\n", omittingEmptySubsequences: false).count
+        for target in ["\".\"", "\"\"", "\"a/./b\"", "\"x\\n\""] {
+            assertError(full + "\n[agent.home_files]\n\"/etc/hostname\" = \(target)\n", line: lines + 2,
+                        key: "agent.home_files./etc/hostname", contains: "a file path below the agent's home")
+        }
         // A seed twice gives one deterministic score twice: the multi-seed gate would mean nothing.
         assertError(full.replacingOccurrences(of: "seeds    = [42]", with: "seeds    = [42, 42]"), line: 18,
                     key: "experiment.seeds", contains: "seed 42 is listed twice")
