@@ -97,9 +97,10 @@ final class SessionAnalysisTests: XCTestCase {
     /// experiment's verdict and record (not the next one's, nor, with one iteration, none).
     func testANudgeGivenWhileTheAgentWorksRidesOnItsNextVerdict() throws {
         let ws = try LoopWorkspace(agent: SessionTests.noAgent)
-        let script = "sleep 8\n" + SessionTests.setX("0.6") + "proctor experiment \"x=0.6\"\nsleep 1000\n"
+        // (A second experiment so that the first verdict is printed before the session ends.)
+        let script = "sleep 8\n" + SessionTests.setX("0.6") + "proctor experiment \"x=0.6\"\nproctor experiment \"again\"\nsleep 1000\n"
         let output = try CapturedOutput()
-        let session = try startProcess([proctorBinary, "session", "--workspace", ws.root, "--iterations", "1", "--", "sh", "-c", script],
+        let session = try startProcess([proctorBinary, "session", "--workspace", ws.root, "--iterations", "2", "--", "sh", "-c", script],
                                        environment: ws.environment(), output: output)
         defer { if session.isRunning { session.terminate() } }
         // After the baseline, while the agent works on its first experiment (the loop waits for it).
@@ -108,8 +109,8 @@ final class SessionAnalysisTests: XCTestCase {
         let nudge = try ws.proctor(["nudge", "--workspace", ws.root, "WHILE-YOU-WORK try 0.6"])
         XCTAssertEqual(nudge.status, 0, nudge.text)
         XCTAssertTrue(waitUntil(timeout: 90) { !session.isRunning }, output.stdout)
-        XCTAssertEqual(ws.statuses(), ["keep", "keep"])
-        XCTAssertTrue(output.stdout.contains("from the human supervising this run:\n- WHILE-YOU-WORK try 0.6"), output.stdout)
+        XCTAssertEqual(ws.statuses().prefix(2), ["keep", "keep"])
+        XCTAssertTrue(output.stdout.contains("iteration 1: keep score 0.9 (best 0.9)\nfrom the human supervising this run:\n- WHILE-YOU-WORK try 0.6"), output.stdout)
         let record = ws.records().last { $0["iteration"] as? Int == 1 } ?? [:]
         XCTAssertEqual(record["nudges"] as? [String], ["WHILE-YOU-WORK try 0.6"], ws.read(".proctor/runs.jsonl") ?? "")
     }
