@@ -39,6 +39,8 @@ final class SlurmClusterTests: XCTestCase {
     }
 
     override func tearDown() {
+        // (After a skip in setUp too, when nothing was made.)
+        guard let base, let control else { return }
         // Nothing of a failed test stays queued.
         for ws in (try? FileManager.default.contentsOfDirectory(atPath: base)) ?? [] {
             _ = try? runChild(["/usr/bin/env", "scancel", "--name=" + jobName(base + "/" + ws)], deadline: 20)
