@@ -107,6 +107,7 @@ final class TOMLReader {
         var current: [String] = []
         var headerLine: Int?
         var tableLine: Int?
+        var inlineLine: Int?
         var seen = 0
         for (index, raw) in lines.enumerated() {
             let text = raw.trimmingCharacters(in: .whitespaces)
@@ -127,12 +128,22 @@ final class TOMLReader {
                 if let key, tableLine == nil, current == path + [key] { tableLine = index + 1 }
                 continue
             }
-            guard let key, current == path else { continue }
             let name = text.prefix(while: { $0 != "=" }).trimmingCharacters(in: .whitespaces)
                 .trimmingCharacters(in: CharacterSet(charactersIn: "\"'"))
-            if name == key && text.contains("=") { return index + 1 }
+            if let key, current == path, name == key && text.contains("=") { return index + 1 }
+            // A dotted key (`limits.features = 0` at the top level) names the key on one line of an
+            // enclosing table; an inline table (`limits = { features = 0 }`, `phases = [{ ... }]`)
+            // holds it on the line that names the table.
+            if text.contains("="), path.count > current.count, Array(path.prefix(current.count)) == current {
+                let parts = name.split(separator: ".").map {
+                    $0.trimmingCharacters(in: .whitespaces).trimmingCharacters(in: CharacterSet(charactersIn: "\"'"))
+                }
+                let rest = Array(path.dropFirst(current.count))
+                if let key, parts == rest + [key] { return index + 1 }
+                if inlineLine == nil, parts == rest { inlineLine = index + 1 }
+            }
         }
-        return tableLine ?? headerLine
+        return tableLine ?? headerLine ?? inlineLine
     }
 
     func error(_ path: [String], _ key: String?, _ message: String, occurrence: Int? = nil) -> ConfigError {

@@ -109,6 +109,11 @@ final class WorkspaceConfigTests: XCTestCase {
                     key: "files.outputs", contains: "control characters")
         assertError(full.replacingOccurrences(of: "command  = [\"python3\", \"train.py\"]", with: "command  = [\"\"]"), line: 9,
                     key: "experiment.command", contains: "the program first")
+        // An inline table and dotted keys: the line that holds the key.
+        let noLimits = full.replacingOccurrences(of: "[limits]\nfeatures   = 200\ntrees      = 500\ndiff_lines = 400\n", with: "")
+        XCTAssertNotEqual(noLimits, full)
+        assertError("limits = { trees = 5, features = 0 }\n" + noLimits, line: 1, key: "limits.features", contains: "expected an integer")
+        assertError("limits.trees = 5\nlimits.features = 0\n" + noLimits, line: 2, key: "limits.features", contains: "expected an integer")
         // home_files: a file below the agent's home, not the home itself.
         let lines = full.split(separator: "\n", omittingEmptySubsequences: false).count
         for target in ["\".\"", "\"\"", "\"a/./b\"", "\"x\\n\""] {
