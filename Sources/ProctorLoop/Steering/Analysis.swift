@@ -189,20 +189,26 @@ public struct AnalysisStore: Sendable {
     /// The end of a file: its last `summaryBytes` bytes (from a line start where possible), then
     /// its last `summaryLines` lines, cleaned.
     static func tail(of path: String) -> String {
-        let fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)
-        guard fd >= 0 else { return "" }
-        defer { close(fd) }
-        var st = stat()
-        guard fstat(fd, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG else { return "" }
-        let size = Int(st.st_size)
-        let start = max(0, size - summaryBytes)
-        var bytes = [UInt8](repeating: 0, count: size - start)
-        let n = bytes.withUnsafeMutableBytes { pread(fd, $0.baseAddress, $0.count, off_t(start)) }
-        guard n > 0 else { return "" }
-        var slice = bytes[0..<n]
-        if start > 0, let newline = slice.firstIndex(of: 0x0A), newline + 1 < slice.endIndex { slice = slice[(newline + 1)...] }
+        guard let (end, size) = lastBytes(of: path, summaryBytes), !end.isEmpty else { return "" }
+        var slice = end[...]
+        if size > end.count, let newline = slice.firstIndex(of: 0x0A), newline + 1 < slice.endIndex { slice = slice[(newline + 1)...] }
         let lines = String(decoding: slice, as: UTF8.self).split(separator: "\n", omittingEmptySubsequences: false)
         return clean(lines.suffix(summaryLines + (lines.last == "" ? 1 : 0)).joined(separator: "\n"))
+    }
+
+    /// The last `count` bytes of the regular file at `path` (no link followed) and its size; nil
+    /// when it is not one or cannot be read.
+    static func lastBytes(of path: String, _ count: Int) -> (bytes: [UInt8], size: Int)? {
+        let fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)
+        guard fd >= 0 else { return nil }
+        defer { close(fd) }
+        var st = stat()
+        guard fstat(fd, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG else { return nil }
+        let size = Int(st.st_size)
+        var bytes = [UInt8](repeating: 0, count: min(size, count))
+        let n = bytes.withUnsafeMutableBytes { pread(fd, $0.baseAddress, $0.count, off_t(size - $0.count)) }
+        guard n >= 0 else { return nil }
+        return (Array(bytes.prefix(n)), size)
     }
 
     /// Text with every control character but newline and tab shown as `\xNN` (`\uNNNN` above

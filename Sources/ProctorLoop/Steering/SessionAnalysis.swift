@@ -28,16 +28,11 @@ extension AnalysisStore {
             let scratch = scratchPath(record.number)
             guard access(scratch, F_OK) == 0 else { continue }
             FileTree.removeDirectory(scratch)
-            let log = logPath(record.number)
-            let fd = open(log, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)
-            guard fd >= 0 else { continue }
-            var st = stat()
-            let size = fstat(fd, &st) == 0 && (st.st_mode & S_IFMT) == S_IFREG ? Int(st.st_size) : 0
             // One byte more than `tail` reads: it then drops the same partial first line as before.
-            var end = [UInt8](repeating: 0, count: min(size, Self.summaryBytes + 1))
-            let n = end.withUnsafeMutableBytes { pread(fd, $0.baseAddress, $0.count, off_t(size - $0.count)) }
-            close(fd)
-            if size > end.count, n == end.count { try? AtomicFile.write(Data(end), to: log) }
+            let log = logPath(record.number)
+            if let (end, size) = Self.lastBytes(of: log, Self.summaryBytes + 1), size > end.count, end.count == Self.summaryBytes + 1 {
+                try? AtomicFile.write(Data(end), to: log)
+            }
         }
     }
 }
