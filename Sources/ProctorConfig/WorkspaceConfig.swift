@@ -238,7 +238,7 @@ extension WorkspaceConfig {
         if let value = try exp.strings("env") { config.experiment.env = try envNames(value, exp, "env") }
         if let value = try exp.ints("seeds") {
             guard !value.isEmpty else { throw reader.error(exp.path, "seeds", "expected at least one seed") }
-            if let twice = value.enumerated().first(where: { value[..<$0.offset].contains($0.element) })?.element {
+            if let twice = firstRepeated(value) {
                 throw exp.error("seeds", "seed \(twice) is listed twice; each seed once (a seed measured again gives the same score again)")
             }
             config.experiment.seeds = value.map { UInt64($0) }
@@ -310,7 +310,7 @@ extension WorkspaceConfig {
         if let value = try gates.ints("confirm_seeds") {
             // The gate confirms on seeds not measured yet: a repeated one adds no evidence.
             let seen = config.experiment.seeds.map(Int.init)
-            if let twice = value.enumerated().first(where: { seen.contains($0.element) || value[..<$0.offset].contains($0.element) })?.element {
+            if let twice = firstRepeated(seen + value) {
                 throw gates.error("confirm_seeds", seen.contains(twice)
                     ? "seed \(twice) is also in [experiment] seeds; confirmation needs other seeds"
                     : "seed \(twice) is listed twice; each seed once (a seed measured again gives the same score again)")
@@ -448,6 +448,12 @@ extension WorkspaceConfig {
 
         try top.finish()
         return config
+    }
+
+    /// The first value that appears a second time, in order.
+    private static func firstRepeated(_ values: [Int]) -> Int? {
+        var seen = Set<Int>()
+        return values.first { !seen.insert($0).inserted }
     }
 
     /// A command: its program named (`[""]` passed `check`, then every launch failed).
