@@ -50,7 +50,8 @@ final class Transcript {
 /// of the iteration it is working towards (`switchTo`), so that its reasoning between two
 /// experiments is kept. Only when proctor's stdout is not a terminal: an interactive CLI on a
 /// terminal keeps the terminal (its prompt, colours, raw mode), and the run says so once. The
-/// copy on stdout shows control characters as `\xNN` (`DisplayFilter`): a log read later in a
+/// copy on stdout shows control characters, line separators and bidirectional controls as `\xNN`
+/// (`DisplayFilter`): a log read later in a
 /// terminal must not let the agent clear the screen or redraw proctor's lines; the transcript
 /// keeps the bytes as they came.
 final class SessionTranscript: @unchecked Sendable {
@@ -110,33 +111,40 @@ final class SessionTranscript: @unchecked Sendable {
     }
 }
 
-/// Bytes on their way to a terminal with every control character but newline and tab shown as
-/// `\xNN`: C0 controls and DEL, and the C1 controls as UTF-8 writes them (`C2 80`...`C2 9F`, where
-/// `C2 9B` is a CSI some terminals obey). Stateful across calls so a pair split between two reads
-/// is still seen.
+/// Bytes on their way to a terminal with every scalar that rewrites the display
+/// (`Unicode.Scalar.rewritesDisplay`: controls, C1 ones such as the CSI `U+009B` included, line
+/// separators, bidirectional controls) but newline and tab shown as `\xNN`, one per byte, and so is
+/// a byte that is not valid UTF-8. A sequence split between two reads waits for the next one.
 struct DisplayFilter {
-    private var pendingC2 = false
+    private var pending: [UInt8] = []
 
     mutating func shown(_ bytes: ArraySlice<UInt8>) -> [UInt8] {
+        let input = pending + bytes
+        pending = []
         var out: [UInt8] = []
-        out.reserveCapacity(bytes.count)
-        func escaped(_ byte: UInt8) -> [UInt8] { Array(String(format: "\\x%02x", byte).utf8) }
-        for byte in bytes {
-            if pendingC2 {
-                pendingC2 = false
-                if (0x80...0x9F).contains(byte) {
-                    out += escaped(0xC2) + escaped(byte)
-                    continue
-                }
-                out.append(0xC2)
+        out.reserveCapacity(input.count)
+        func escape<S: Sequence>(_ raw: S) where S.Element == UInt8 {
+            for byte in raw { out += Array(String(format: "\\x%02x", byte).utf8) }
+        }
+        var i = 0
+        while i < input.count {
+            let lead = input[i]
+            let length = lead < 0x80 ? 1 : lead >= 0xF0 ? 4 : lead >= 0xE0 ? 3 : lead >= 0xC0 ? 2 : 0
+            if length > 1 && i + length > input.count {
+                pending = Array(input[i...])
+                break
             }
-            if byte == 0xC2 {
-                pendingC2 = true
-            } else if byte == 0x0A || byte == 0x09 || (byte >= 0x20 && byte != 0x7F) {
-                out.append(byte)
-            } else {
-                out += escaped(byte)
+            var decoder = Unicode.UTF8.ForwardParser()
+            var iterator = input[i..<(i + max(length, 1))].makeIterator()
+            guard length > 0, case .valid(let encoded) = decoder.parseScalar(from: &iterator), encoded.count == length else {
+                escape([lead])  // not UTF-8: the byte alone, then go on from the next one
+                i += 1
+                continue
             }
+            let scalar = Unicode.UTF8.decode(encoded)
+            let sequence = input[i..<(i + length)]
+            if scalar.rewritesDisplay && scalar != "\n" && scalar != "\t" { escape(sequence) } else { out += sequence }
+            i += length
         }
         return out
     }

@@ -74,15 +74,15 @@ final class SessionTests: XCTestCase {
     func testTheAgentsOutputOnProctorsStdoutHoldsNoControlCharacter() throws {
         let ws = try LoopWorkspace(agent: Self.noAgent)
         let script = """
-            printf 'SPOOF\\033[2J\\r[9/9] keep score 999\\302\\233m tab\\there caf\\303\\251\\n'
+            printf 'SPOOF\\033[2J\\r[9/9] keep score 999\\302\\233m tab\\there caf\\303\\251 rlo\\342\\200\\256x\\n'
             \(Self.setX("0.6"))
             proctor experiment "x=0.6"
             sleep 1000
             """
         let outcome = try session(ws, script, iterations: 1)
         XCTAssertEqual(outcome.status, 0, ws.describe(outcome))
-        XCTAssertTrue(outcome.stdout.contains("SPOOF\\x1b[2J\\x0d[9/9] keep score 999\\xc2\\x9bm tab\there café\n"), outcome.stdout)
-        XCTAssertFalse(outcome.stdout.unicodeScalars.contains { $0.value == 0x1B || $0.value == 0x0D || $0.value == 0x9B }, outcome.stdout)
+        XCTAssertTrue(outcome.stdout.contains("SPOOF\\x1b[2J\\x0d[9/9] keep score 999\\xc2\\x9bm tab\there café rlo\\xe2\\x80\\xaex\n"), outcome.stdout)
+        XCTAssertFalse(outcome.stdout.unicodeScalars.contains { $0.value == 0x1B || $0.value == 0x0D || $0.value == 0x9B || $0.value == 0x202E }, outcome.stdout)
         let transcripts = try FileManager.default.contentsOfDirectory(atPath: ws.path(".proctor/logs/" + (ws.records().first?["run"] as? String ?? "")))
             .filter { $0.hasSuffix("-agent.log") }
         let raw = transcripts.compactMap { ws.bytes(".proctor/logs/\(ws.records().first?["run"] as? String ?? "")/\($0)") }
