@@ -158,15 +158,19 @@ public struct MeasuredIteration: Sendable, Equatable {
     public var description: String
     /// The scores of the seeds that produced one, in the order they ran (empty for a crash).
     public var seedScores: [Double]
+    /// The agent kind that proposed it (`search`, `mutate`, ...): a `--resume` may change agents,
+    /// and only the `search` agent's own descriptions say what configuration was measured.
+    public var agent: String
 
     /// The status of a `--parallel` candidate proposed and not yet scored.
     public static let running = "running"
 
-    public init(iteration: Int, status: String, description: String, seedScores: [Double]) {
+    public init(iteration: Int, status: String, description: String, seedScores: [Double], agent: String) {
         self.iteration = iteration
         self.status = status
         self.description = description
         self.seedScores = seedScores
+        self.agent = agent
     }
 }
 
@@ -202,6 +206,13 @@ public enum AgentError: Error, Sendable, Equatable {
     case rejected(reason: String, paths: [String])
     /// The agent itself failed (HTTP error after retries, crash, timeout): the iteration is `crash`.
     case failed(reason: String)
+}
+
+/// Thrown by an agent with nothing left to propose (the `search` agent once every configuration
+/// of its knobs was measured): the loop ends cleanly, without a row for this iteration.
+public struct AgentEnded: Error, Sendable {
+    public let reason: String
+    public init(reason: String) { self.reason = reason }
 }
 
 /// An agent proposes one change per iteration by editing the working tree of `context.workspace`.

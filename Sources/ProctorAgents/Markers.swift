@@ -4,6 +4,8 @@
     import Darwin
 #endif
 
+import ProctorConfig
+
 /// The `# mutate:` marker grammar, shared by the `mutate` and `search` agents. A marker ends a
 /// `NAME = VALUE` line of an editable file and says what values VALUE may take:
 ///
@@ -40,8 +42,9 @@ struct Knob {
     /// The quote a `choice` value is written in (`"`, `'` or none).
     let quote: String
 
-    /// `NAME` or, when two files have the same name, `path:NAME`.
-    func label(qualified: Bool) -> String { qualified ? "\(path):\(name)" : name }
+    /// How descriptions, the ledger and the memory name this knob: one word, unique among the
+    /// marked knobs (set by `MarkedFiles`, which sees them all).
+    var label: String
 
     var isMovable: Bool {
         switch kind {
@@ -53,16 +56,23 @@ struct Knob {
 
     /// Nil for a line without a marker; throws `failed` for a marker it cannot read.
     init?(path: String, lineIndex: Int, line: String) throws(AgentError) {
-        guard let hash = line.firstIndex(of: "#") else { return nil }
+        // The marker: the first `#` that opens `mutate:` (one inside a quoted value comes earlier).
+        guard let hash = line.indices.first(where: {
+            line[$0] == "#" && line[line.index(after: $0)...].drop(while: { $0 == " " }).hasPrefix("mutate:")
+        }) else { return nil }
         let comment = line[line.index(after: hash)...].drop(while: { $0 == " " })
-        guard comment.hasPrefix("mutate:") else { return nil }
         func bad(_ why: String) -> AgentError {
             .failed(reason: "\(path):\(lineIndex + 1): cannot read the mutate marker (\(why)): \(line.trimmed())")
         }
 
         // NAME = VALUE before the comment.
         let head = line[..<hash]
-        // A comment line that only talks about the syntax is not a knob.
+        // A comment line that only talks about the syntax, or a marker commented out, is not a knob;
+        // a marker after another comment would be ignored by the program too: an error.
+        if let earlier = Knob.commentStart(head) {
+            if head[..<earlier].allSatisfy(\.isWhitespace) { return nil }
+            throw bad("`mutate:` must open the line's first comment")
+        }
         if head.allSatisfy(\.isWhitespace) { return nil }
         let afterIndent = head.drop(while: { $0 == " " || $0 == "\t" })
         let name = afterIndent.prefix(while: { $0 == "_" || $0.isASCII && ($0.isLetter || $0.isNumber) })
@@ -93,6 +103,9 @@ struct Knob {
             guard let dots = spec[1].firstRange(of: ".."), let lo = Double(String(spec[1][..<dots.lowerBound])),
                 let hi = Double(String(spec[1][dots.upperBound...])), lo.isFinite, hi.isFinite, lo <= hi
             else { throw bad("expected a range LO..HI with LO <= HI") }
+            if let tiny = [literal, spec[1][..<dots.lowerBound], spec[1][dots.upperBound...]].first(where: Knob.underflows) {
+                throw bad("\(tiny) is too small to be told from 0 (non-zero numbers are at least 1e-300 in magnitude)")
+            }
             guard let parsedScale = spec.count == 3 ? Scale(rawValue: String(spec[2])) : .linear else {
                 throw bad("the scale is `log` or `linear`")
             }
@@ -118,6 +131,8 @@ struct Knob {
             guard !options.contains(where: { $0.contains("\"") || $0.contains("'") }) else {
                 throw bad("choice options are written without quotes")
             }
+            // Written bare, `a#b` would be `a` and a comment to the program.
+            guard !options.contains(where: { $0.contains("#") }) else { throw bad("choice options hold no `#`") }
             var bare = Substring(literal)
             if let open = literal.first, open == "\"" || open == "'" {
                 guard literal.count >= 2, literal.last == open else { throw bad("the value's quotes do not close") }
@@ -142,6 +157,7 @@ struct Knob {
         self.lineIndex = lineIndex
         self.line = line
         self.name = String(name)
+        self.label = String(name)
         self.literal = String(literal)
         self.valueRange = literal.startIndex..<literal.endIndex
         self.value = value
@@ -151,6 +167,27 @@ struct Knob {
         self.scale = scale
         self.options = options
         self.quote = quote
+    }
+
+    /// Where a comment starts in `code` (the first `#` outside quotes); nil for none.
+    static func commentStart(_ code: Substring) -> Substring.Index? {
+        var quote: Character?
+        for index in code.indices {
+            let character = code[index]
+            if let open = quote {
+                if character == open { quote = nil }
+            } else if character == "\"" || character == "'" {
+                quote = character
+            } else if character == "#" {
+                return index
+            }
+        }
+        return nil
+    }
+
+    /// Whether `number` is written non-zero but reads as 0 (`1e-400`): a bound that is not what it says.
+    static func underflows(_ number: Substring) -> Bool {
+        Double(String(number)) == 0 && number.prefix(while: { $0 != "e" && $0 != "E" }).contains(where: { ("1"..."9").contains($0) })
     }
 
     /// The largest int magnitude a knob takes: every integer up to it is exact as a Double.
@@ -312,17 +349,57 @@ struct MarkedFiles {
         for path in context.editableFiles.keys.sorted() {
             guard let bytes = try files.contents(of: path) else { continue }
             guard let text = String(validating: bytes, as: UTF8.self) else { continue }
-            let split = text.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
+            let split = MarkedFiles.lines(text)
             lines[path] = split
             for (number, line) in split.enumerated() {
                 if let knob = try Knob(path: path, lineIndex: number, line: line) { knobs.append(knob) }
             }
         }
+        knobs = MarkedFiles.label(knobs)
     }
 
-    /// Knob names that two files share: those are labelled `path:NAME`.
-    var ambiguousNames: Set<String> {
-        Set(Dictionary(grouping: knobs, by: \.name).filter { $0.value.count > 1 }.keys)
+    /// `text` split at each line feed, a CRLF file's carriage returns kept at its lines' ends (as
+    /// Swift characters `"\r\n"` is one, so splitting on `"\n"` would not split such a file at all).
+    static func lines(_ text: String) -> [String] {
+        text.utf8.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: false).map { String(decoding: $0, as: UTF8.self) }
+    }
+
+    /// Labels each knob `NAME`; `path:NAME` where another file marks the same name, and
+    /// `path:LINE:NAME` where its own file does (as `if`/`else` branches may). A description lists
+    /// `LABEL=VALUE` words that the `search` agent and the memory read back, so the path is
+    /// percent-encoded where it holds a space, `=`, `%`, a control or a leading `[`: two knobs
+    /// that shared a label, or a label that split in two, would mix up their values on `--resume`.
+    static func label(_ knobs: [Knob]) -> [Knob] {
+        let names = Dictionary(grouping: knobs, by: \.name).mapValues(\.count)
+        let inFile = Dictionary(grouping: knobs, by: { [$0.path, $0.name] }).mapValues(\.count)
+        return knobs.map { knob in
+            var labelled = knob
+            let path = MarkedFiles.oneWord(knob.path)
+            if inFile[[knob.path, knob.name], default: 0] > 1 {
+                labelled.label = "\(path):\(knob.lineIndex + 1):\(knob.name)"
+            } else if names[knob.name, default: 0] > 1 {
+                labelled.label = "\(path):\(knob.name)"
+            }
+            return labelled
+        }
+    }
+
+    /// `path` with what would end, split or be rewritten in a `LABEL=VALUE` word (whitespace,
+    /// controls, `=`, `%`, a leading `[`) percent-encoded, byte by byte.
+    static func oneWord(_ path: String) -> String {
+        var out = ""
+        for scalar in path.unicodeScalars {
+            let encode = scalar.properties.isWhitespace || scalar.rewritesDisplay || scalar == "=" || scalar == "%"
+                || (out.isEmpty && scalar == "[")
+            guard encode else {
+                out.unicodeScalars.append(scalar)
+                continue
+            }
+            for byte in String(scalar).utf8 {
+                out += "%" + (byte < 16 ? "0" : "") + String(byte, radix: 16, uppercase: true)
+            }
+        }
+        return out
     }
 
     /// Sets `knob`'s value to `literal` (the knob as read, not yet changed).

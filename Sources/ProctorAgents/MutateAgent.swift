@@ -40,35 +40,33 @@ public struct MutateAgent: Agent {
         // Iteration mixed into the seed: a loop that passes one run seed still gets a new draw each time.
         var rng = SplitMix64(
             seed: context.seed ^ (UInt64(truncatingIfNeeded: context.iteration) &* 0xD1B5_4A32_D192_ED03))
-        let ambiguous = marked.ambiguousNames
         let failures = recentFailures(context.history)
 
         // The same change just tried and not kept would waste an iteration (a narrow int range
         // makes repeats likely): draw again, a few times, before settling for a repeat.
         let tried = Set(context.history.suffix(recentWindow).filter { $0.status != "keep" }.map(\.description))
         let memory = context.memory
-        func label(_ knob: Knob) -> String { knob.label(qualified: ambiguous.contains(knob.name)) }
         func describe(_ changes: [(Knob, String)]) -> String {
-            changes.map { "\(label($0.0)) \($0.0.literal) -> \($0.1)" }.joined(separator: ", ")
+            changes.map { "\($0.0.label) \($0.0.literal) -> \($0.1)" }.joined(separator: ", ")
         }
         // A value the memory says was already measured for that knob and not kept is not worth
         // another iteration; nor is a knob whose category is exhausted, while others are left.
         func triedBefore(_ change: (Knob, String)) -> Bool {
-            memory.triedValues[label(change.0)]?.contains(change.1) ?? false
+            memory.triedValues[change.0.label]?.contains(change.1) ?? false
         }
-        let fresh = movable.filter { !memory.exhausted.contains(label($0)) }
+        let fresh = movable.filter { !memory.exhausted.contains($0.label) }
         let pool = fresh.isEmpty ? movable : fresh
         // On a plateau: every other iteration combines the near misses' values, else wider steps.
         var chosen: [(Knob, String)] = []
         var description = ""
-        if memory.plateau, let combined = combineNearMisses(memory.nearMisses, knobs: movable, label: label), !combined.changes.isEmpty,
+        if memory.plateau, let combined = combineNearMisses(memory.nearMisses, knobs: movable), !combined.changes.isEmpty,
             rng.uniform() < 0.5 {
             chosen = combined.changes
             description = "combine near misses \(combined.iterations.map(String.init).joined(separator: ", ")): " + describe(chosen)
         } else {
             let widen = memory.plateau ? 2.0 : 1.0
             for _ in 0..<8 {
-                chosen = draw(pool, failures: failures, ambiguous: ambiguous, widen: widen, &rng)
+                chosen = draw(pool, failures: failures, widen: widen, &rng)
                 description = describe(chosen)
                 if !tried.contains(description) && !chosen.contains(where: triedBefore) { break }
             }
@@ -83,14 +81,14 @@ public struct MutateAgent: Agent {
     }
 
     /// One or two knobs, weighted away from those that recently failed, each with its new literal.
-    private func draw(_ movable: [Knob], failures: [String: Int], ambiguous: Set<String>, widen: Double = 1,
+    private func draw(_ movable: [Knob], failures: [String: Int], widen: Double = 1,
                       _ rng: inout SplitMix64) -> [(Knob, String)] {
         var candidates = movable
         var chosen: [Knob] = []
         let wanted = movable.count >= 2 && rng.uniform() < 0.35 ? 2 : 1
         while chosen.count < wanted && !candidates.isEmpty {
             let weights = candidates.map { knob -> Double in
-                let misses = Double(failures[knob.label(qualified: ambiguous.contains(knob.name))] ?? 0)
+                let misses = Double(failures[knob.label] ?? 0)
                 return 1 / ((1 + misses) * (1 + misses))
             }
             var target = rng.uniform() * weights.reduce(0, +)
@@ -110,16 +108,15 @@ public struct MutateAgent: Agent {
 
     /// The values the near misses (this agent's own descriptions, `LABEL OLD -> NEW, ...`) set,
     /// applied together: each knob to the value of the closest near miss that moved it.
-    private func combineNearMisses(_ misses: [AgentMemory.NearMiss], knobs: [Knob],
-                                   label: (Knob) -> String) -> (changes: [(Knob, String)], iterations: [Int])? {
+    private func combineNearMisses(_ misses: [AgentMemory.NearMiss], knobs: [Knob]) -> (changes: [(Knob, String)], iterations: [Int])? {
         guard misses.count >= 2 else { return nil }
         var changes: [(Knob, String)] = []
         var used: [Int] = []
         for miss in misses {
             for part in miss.description.split(separator: ",") {
                 let words = part.split(separator: " ").map(String.init)
-                guard words.count == 4, words[2] == "->", let knob = knobs.first(where: { label($0) == words[0] }),
-                    !changes.contains(where: { label($0.0) == words[0] }), knob.literal != words[3], knob.accepts(words[3])
+                guard words.count == 4, words[2] == "->", let knob = knobs.first(where: { $0.label == words[0] }),
+                    !changes.contains(where: { $0.0.label == words[0] }), knob.literal != words[3], knob.accepts(words[3])
                 else { continue }
                 changes.append((knob, words[3]))
                 if !used.contains(miss.iteration) { used.append(miss.iteration) }

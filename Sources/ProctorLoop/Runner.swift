@@ -94,7 +94,7 @@ public final class Runner {
     /// `agentKind` overrides `[agent].kind` (the `--agent` option).
     /// Session mode: the agent command that drives the loop with `proctor experiment`.
     public var sessionCommand: [String]?
-    var sessionEnded = false
+    var agentEnded = false
     /// Signalled when the session agent's sandbox is gone and its home removed.
     var sessionDone: DispatchSemaphore?
     /// The session agent's sandbox while it runs: frozen for each of its experiments.
@@ -180,7 +180,8 @@ public final class Runner {
                           interrupted: interrupted)
     }
 
-    /// One iteration after another until the count is reached, Ctrl-C, or the session agent ends;
+    /// One iteration after another until the count is reached, Ctrl-C, or the agent ends (a session
+    /// agent exits, a search space is exhausted);
     /// returns whether it was interrupted.
     private func runSerial() throws -> Bool {
         var done = 0
@@ -189,7 +190,7 @@ public final class Runner {
             let iteration = state.lastIteration + 1
             let finished = try runIteration(iteration)
             try repo.writeIndex(unlessWrittenWithin: Runner.indexWriteInterval)
-            if !finished { return !sessionEnded || stop.requested }
+            if !finished { return !agentEnded || stop.requested }
             done += 1
         }
         return false
@@ -397,7 +398,7 @@ public final class Runner {
     // MARK: - One iteration
 
     /// Runs iteration `i` (`Iteration.run`) to a ledger row. Returns false when it was interrupted
-    /// or the session agent ended (no row, tree restored).
+    /// or the agent ended (no row, tree restored).
     private func runIteration(_ i: Int) throws -> Bool {
         state.inProgress = i
         try state.save(root)
@@ -414,8 +415,8 @@ public final class Runner {
             return true
         case .abandoned:
             return try abandon(iteration.best)
-        case .sessionEnded:
-            sessionEnded = true
+        case .agentEnded:
+            agentEnded = true
             state.inProgress = nil
             try state.save(root)
             return false

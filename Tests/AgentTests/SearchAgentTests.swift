@@ -79,7 +79,7 @@ final class SearchAgentTests: XCTestCase {
                   runSeed: UInt64 = 99) throws -> (configs: [[String: String]], measured: [MeasuredIteration]) {
         let agent = try XCTUnwrap(SearchAgent(strategy: strategy))
         var measured = start.isEmpty
-            ? [MeasuredIteration(iteration: 0, status: "keep", description: "baseline", seedScores: [-1.0, -1.02])] : start
+            ? [MeasuredIteration(iteration: 0, status: "keep", description: "baseline", seedScores: [-1.0, -1.02], agent: "search")] : start
         var configs: [[String: String]] = []
         let first = measured.count
         for iteration in first..<(first + iterations) {
@@ -91,7 +91,7 @@ final class SearchAgentTests: XCTestCase {
             configs.append(config)
             XCTAssertTrue(proposal.description.hasPrefix("search \(strategy): "), proposal.description)
             measured.append(MeasuredIteration(iteration: iteration, status: "discard", description: proposal.description,
-                                              seedScores: Self.scores(config, iteration: iteration)))
+                                              seedScores: Self.scores(config, iteration: iteration), agent: "search"))
             try Self.train.write(toFile: ws.root + "/train.py", atomically: false, encoding: .utf8)
         }
         return (configs, measured)
@@ -132,11 +132,11 @@ final class SearchAgentTests: XCTestCase {
         let marked = try MarkedFiles(context, WorkspaceFiles(context))
         let knobs = marked.knobs.filter(\.isMovable)
         let space = SearchSpace(knobs: knobs)
-        let (observations, _) = SearchAgent.observations(context, space: space, labels: knobs.map { $0.label(qualified: false) })
+        let (observations, _) = SearchAgent.observations(context, space: space, labels: knobs.map(\.label))
         XCTAssertEqual(observations.count, 4)
         XCTAssertEqual(space.literals(observations[0].point), knobs.map(\.literal))
         XCTAssertEqual(observations[0].seeds, 2)
-        let proposed = measured.dropFirst().map { SearchAgent.parse($0.description, labels: knobs.map { $0.label(qualified: false) },
+        let proposed = measured.dropFirst().map { SearchAgent.parse($0.description, labels: knobs.map(\.label),
                                                                     current: knobs.map(\.literal))! }
         XCTAssertEqual(observations.dropFirst().map { space.literals($0.point) }, proposed)
 
@@ -152,7 +152,7 @@ final class SearchAgentTests: XCTestCase {
         try text.write(toFile: ws.root + "/train.py", atomically: false, encoding: .utf8)
         let movedKnobs = try MarkedFiles(moved, WorkspaceFiles(moved)).knobs.filter(\.isMovable)
         XCTAssertEqual(movedKnobs.map(\.literal), proposed[1])
-        let labels = knobs.map { $0.label(qualified: false) }
+        let labels = knobs.map(\.label)
         let before = SearchAgent.observations(moved, space: SearchSpace(knobs: movedKnobs), labels: labels).0
         XCTAssertEqual(before.map { space.literals($0.point) }, proposed, "without the baseline's files, the baseline is unknown")
         moved.baselineFiles = ["train.py": Self.train]
@@ -219,6 +219,11 @@ final class SearchAgentTests: XCTestCase {
             "N = 10000000000000000000000  # mutate: int 1e22..1e23",
             "X = 5e-324  # mutate: float 0.0..1e-323 linear",  // a float below 1e-300
             "X = 1.0  # mutate: float 1..1e308 log",  // a float above 1e300
+            "X = 0.5  # mutate: float 1e-400..1 linear",  // reads as 0, not what it says
+            // A `#` the program reads as a comment: the marker after one, an option holding one.
+            "X = 5  # tuned # mutate: int 1..10",
+            "K = a  # mutate: choice a|b#c",
+            "S = \"x#y\"  # mutate: choice x|y",  // was silently no marker
         ]
         for line in bad {
             let ws = try TestWorkspace(files: ["train.py": "import os\n\n" + line + "\n"])
@@ -230,7 +235,104 @@ final class SearchAgentTests: XCTestCase {
             }
             XCTAssertEqual(ws.read("train.py"), "import os\n\n" + line + "\n")
         }
+        // A marker commented out is no knob (and no error).
+        let commented = try TestWorkspace(files: ["train.py": "import os\n# X = 5  # mutate: int 1..10\nY = 1  # mutate: int 1..3\n"])
+        XCTAssertEqual(try MarkedFiles(commented.context(), WorkspaceFiles(commented.context())).knobs.map(\.name), ["Y"])
         XCTAssertNil(SearchAgent(strategy: "bayes"))
+    }
+
+    /// Knobs sharing a name (in the `if` and `else` branches of one file, and in a file whose path
+    /// holds a space and `=`) each get a label of their own that reads back as one word, so the
+    /// search reads back what it measured and moves on (before, the two `train.py:BATCH` labels
+    /// mixed up their values and the same configuration was proposed again and again).
+    func testKnobsSharingANameEachReadBackTheirOwnValue() throws {
+        let train = "import os\nif os.environ.get('BIG'):\n    BATCH = 64  # mutate: int 16..256 log\nelse:\n    BATCH = 32  # mutate: int 8..128 log\n"
+        let other = "BATCH = 4  # mutate: int 1..9 linear\nLR = 0.1  # mutate: float 0.01..1.0 log\n"
+        let files = ["train.py": train, "my conf=1.py": other]
+        let ws = try TestWorkspace(files: files.merging(["program.md": "Maximize.\n"]) { $1 })
+        let editable = ["train.py", "my conf=1.py"]
+        let agent = try XCTUnwrap(SearchAgent(strategy: "tpe"))
+        var measured = [MeasuredIteration(iteration: 0, status: "keep", description: "baseline", seedScores: [0.5], agent: "search")]
+        var proposed: Set<[String]> = []
+        for iteration in 1...12 {
+            var context = ws.context(editable: editable, seed: UInt64(iteration), iteration: iteration)
+            context.measured = measured
+            let before = try MarkedFiles(context, WorkspaceFiles(context)).knobs
+            XCTAssertEqual(before.map(\.label), ["my%20conf%3D1.py:BATCH", "LR", "train.py:3:BATCH", "train.py:5:BATCH"])
+            let description = try agent.propose(context).description
+            let after = ws.context(editable: editable)
+            let literals = try MarkedFiles(after, WorkspaceFiles(after)).knobs.map(\.literal)
+            XCTAssertEqual(SearchAgent.parse(description, labels: before.map(\.label), current: before.map(\.literal)), literals, description)
+            XCTAssertTrue(proposed.insert(literals).inserted, "proposed twice: \(description)")
+            measured.append(MeasuredIteration(iteration: iteration, status: "discard", description: description,
+                                              seedScores: [Double(iteration % 5) / 10], agent: "search"))
+            for (path, text) in files { try text.write(toFile: ws.root + "/" + path, atomically: false, encoding: .utf8) }
+        }
+    }
+
+    /// Only the search's own rows say what configuration was measured: another agent's summary that
+    /// reads like one (a command agent's `search tpe: X=6` over files that held X = 2) is not
+    /// believed, or X = 6 would never be measured and X = 2's score would be filed under it.
+    func testAnotherAgentsDescriptionIsNotTakenForAConfiguration() throws {
+        let ws = try TestWorkspace(files: ["train.py": "X = 2  # mutate: int 1..6\n", "program.md": "Maximize.\n"])
+        var context = ws.context()
+        context.measured = [
+            MeasuredIteration(iteration: 0, status: "keep", description: "baseline", seedScores: [0.5], agent: "command"),
+            MeasuredIteration(iteration: 1, status: "discard", description: "search tpe: X=6", seedScores: [0.9], agent: "command"),
+        ]
+        let knobs = try MarkedFiles(context, WorkspaceFiles(context)).knobs
+        let space = SearchSpace(knobs: knobs)
+        let (observations, measured) = SearchAgent.observations(context, space: space, labels: knobs.map(\.label))
+        XCTAssertFalse(measured.contains(SearchAgent.key(["6"])))
+        XCTAssertEqual(observations.map { space.literals($0.point) }, [["2"]])
+        context.measured[1].agent = SearchAgent.kind
+        XCTAssertTrue(SearchAgent.observations(context, space: space, labels: knobs.map(\.label)).1.contains(SearchAgent.key(["6"])))
+    }
+
+    /// A file with Windows line endings keeps its markers (as Swift characters `\r\n` is one, and a
+    /// split on `\n` saw one line: no knobs, or a marker error quoting the whole file) and its endings.
+    func testACRLFFileKeepsItsMarkersAndLineEndings() throws {
+        let text = "import os\r\n# tuned knobs\r\nX = 5  # mutate: int 1..10\r\nMODE = \"a\"  # mutate: choice a|b\r\nprint(X, MODE)\r\n"
+        let ws = try TestWorkspace(files: ["train.py": text, "program.md": "Maximize.\n"])
+        for agent in [SearchAgent(strategy: "tpe")! as Agent, MutateAgent()] {
+            try text.write(toFile: ws.root + "/train.py", atomically: false, encoding: .utf8)
+            _ = try agent.propose(ws.context())
+            let after = try XCTUnwrap(ws.read("train.py"))
+            XCTAssertNotEqual(after, text)
+            let lines = after.components(separatedBy: "\r\n")
+            XCTAssertEqual(lines.count, 6, after)
+            XCTAssertFalse(lines.contains { $0.contains("\n") || $0.contains("\r") }, after)
+            XCTAssertEqual([lines[0], lines[1], lines[4], lines[5]], ["import os", "# tuned knobs", "print(X, MODE)", ""])
+            XCTAssertTrue(lines[2].hasSuffix("  # mutate: int 1..10") && lines[3].hasSuffix("  # mutate: choice a|b"), after)
+        }
+    }
+
+    /// Once every configuration was measured the run ends cleanly (exit 0, no crash rows, a line
+    /// saying why), serially and under `--parallel`; before, each further iteration was a crash
+    /// row until five in a row failed the run.
+    func testAnExhaustedSpaceEndsTheRunCleanly() throws {
+        let train = """
+            import os
+
+            MODE = "a"  # mutate: choice a|b
+            FLAG = False  # mutate: bool
+            X = 0.2 + (0.3 if MODE == "b" else 0.0) + (0.1 if FLAG else 0.0)
+            with open(os.path.join(os.environ["PROCTOR_OUTPUTS"], "pred.txt"), "w") as f:
+                f.write(repr(X) + "\\n")
+
+            """
+        for parallel in [1, 2] {
+            let ws = try LoopWorkspace(agent: "[agent]\nkind = \"search\"", train: train)
+            let outcome = try ws.proctor(["run", "--workspace", ws.root, "--iterations", "8", "--parallel", String(parallel)],
+                                         environment: ["PROCTOR_MACHINE_SLOTS": "2"])
+            XCTAssertEqual(outcome.status, 0, ws.describe(outcome))
+            XCTAssertTrue((outcome.stdout + outcome.stderr).contains("the space of the `# mutate:` knobs is exhausted"), ws.describe(outcome))
+            let records = ws.records()
+            XCTAssertEqual(records.count, 4, ws.describe(outcome))
+            XCTAssertEqual(Set(records.dropFirst().map { $0["status"] as? String }).subtracting(["keep", "discard"]), [], ws.describe(outcome))
+            let configurations = records.dropFirst().map { $0["description"] as? String ?? "" }
+            XCTAssertEqual(Set(configurations).count, 3, "\(configurations)")
+        }
     }
 
     func testNoiseModelShrinksSingleSeedsTowardsTheMean() {
@@ -268,7 +370,8 @@ final class SearchAgentTests: XCTestCase {
                 MeasuredIteration(
                     iteration: record["iteration"] as! Int, status: record["status"] as! String,
                     description: record["description"] as! String,
-                    seedScores: (record["scores"] as? [[String: Any]] ?? []).compactMap { $0["score"] as? Double })
+                    seedScores: (record["scores"] as? [[String: Any]] ?? []).compactMap { $0["score"] as? Double },
+                    agent: record["agent"] as! String)
             }
             let kept = try XCTUnwrap(before.last { $0["status"] as? String == "keep" }?["commit"] as? String)
             let show = try runChild(["/usr/bin/git", "-C", ws.root, "show", kept + ":train.py"], environment: [:], deadline: 30)

@@ -76,7 +76,7 @@ final class SearchQualityTests: XCTestCase {
         var kept = objective.train
         let baseline = seeds.map { objective.score(Self.configuration(kept), $0, salt) }
         var best = baseline.reduce(0, +) / Double(baseline.count)
-        var measured = [MeasuredIteration(iteration: 0, status: "keep", description: "baseline", seedScores: baseline)]
+        var measured = [MeasuredIteration(iteration: 0, status: "keep", description: "baseline", seedScores: baseline, agent: "search")]
         var firstSeed = [baseline[0]]
         for iteration in 1..<evaluations {
             var context = ws.context(seed: UInt64(iteration) &* 0x9E37_79B9 ^ UInt64(salt), iteration: iteration)
@@ -99,7 +99,8 @@ final class SearchQualityTests: XCTestCase {
                     kept = text
                 }
             }
-            measured.append(MeasuredIteration(iteration: iteration, status: status, description: proposal.description, seedScores: scores))
+            measured.append(MeasuredIteration(iteration: iteration, status: status, description: proposal.description, seedScores: scores,
+                                              agent: "search"))
             try kept.write(toFile: ws.root + "/train.py", atomically: false, encoding: .utf8)
         }
         return firstSeed

@@ -24,6 +24,8 @@ public struct SearchAgent: Agent {
     }
 
     public static let strategies = ["tpe", "cmaes", "random"]
+    /// `[agent] kind`, as the ledger records it.
+    public static let kind = "search"
 
     public func propose(_ context: AgentContext) throws -> Proposal {
         let files = WorkspaceFiles(context)
@@ -36,8 +38,7 @@ public struct SearchAgent: Agent {
                     : "every `# mutate:` range holds a single value: nothing to search")
         }
         let space = SearchSpace(knobs: knobs)
-        let ambiguous = marked.ambiguousNames
-        let labels = knobs.map { $0.label(qualified: ambiguous.contains($0.name)) }
+        let labels = knobs.map(\.label)
         let (observations, measured) = SearchAgent.observations(context, space: space, labels: labels)
 
         var rng = SplitMix64(seed: context.seed ^ 0x5EA2_C4A6_E7F1_0B3D)
@@ -50,7 +51,7 @@ public struct SearchAgent: Agent {
         // Never a configuration already measured: the strategy's ranking first, then random points.
         candidates += (0..<256).map { _ in space.random(&rng) }
         guard let chosen = candidates.map(space.literals).first(where: { !measured.contains(SearchAgent.key($0)) }) else {
-            throw AgentError.failed(reason: "every configuration the search drew was measured already: the space is exhausted")
+            throw AgentEnded(reason: "search: every configuration it drew was measured already, the space of the `# mutate:` knobs is exhausted")
         }
         for (knob, literal) in zip(knobs, chosen) where literal != knob.literal { marked.set(knob, to: literal) }
         try marked.write(files)
@@ -83,7 +84,9 @@ public struct SearchAgent: Agent {
                 baseline = entry.seedScores
                 if let baselineLiterals { add(baselineLiterals, entry.seedScores, failure: false) }
             }
-            guard let literals = parse(entry.description, labels: labels, current: current) else { continue }
+            // Only this agent's descriptions: another agent's (a command agent's `SUMMARY:`) may
+            // look the same and name a configuration other than the one its files held.
+            guard entry.agent == SearchAgent.kind, let literals = parse(entry.description, labels: labels, current: current) else { continue }
             // A discard without scores was never run (no change, a duplicate): known, not a failure;
             // nor is a candidate still being measured (`--parallel`): known, never proposed again.
             add(literals, entry.seedScores, failure: !["keep", "discard", MeasuredIteration.running].contains(entry.status))
@@ -119,9 +122,9 @@ public struct SearchAgent: Agent {
     static func baselineLiterals(_ context: AgentContext, space: SearchSpace) -> [String]? {
         let literals = space.knobs.compactMap { knob -> String? in
             guard let text = context.baselineFiles[knob.path] else { return nil }
-            let lines = text.split(separator: "\n", omittingEmptySubsequences: false)
+            let lines = MarkedFiles.lines(text)
             guard knob.lineIndex < lines.count,
-                let read = try? Knob(path: knob.path, lineIndex: knob.lineIndex, line: String(lines[knob.lineIndex])),
+                let read = try? Knob(path: knob.path, lineIndex: knob.lineIndex, line: lines[knob.lineIndex]),
                 read.name == knob.name
             else { return nil }
             return read.literal

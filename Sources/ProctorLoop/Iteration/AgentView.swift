@@ -47,7 +47,8 @@ extension Runner {
         }
         context.baselineFiles = baselineFiles ?? [:]
         context.measured = measuredThisRun + inFlight.map {
-            MeasuredIteration(iteration: $0.number, status: MeasuredIteration.running, description: $0.description, seedScores: [])
+            MeasuredIteration(iteration: $0.number, status: MeasuredIteration.running, description: $0.description, seedScores: [],
+                              agent: agentName)
         }
         context.inFlight = inFlight.map { "iteration \($0.number): \($0.description)" }
         return context
@@ -76,7 +77,7 @@ extension Runner {
     /// One record as the `search` agent models it: the agent's description and every seed's score.
     static func measuredIteration(_ record: RunRecord) -> MeasuredIteration {
         MeasuredIteration(iteration: record.iteration, status: record.status.rawValue, description: record.description,
-                          seedScores: record.scores.compactMap(\.score))
+                          seedScores: record.scores.compactMap(\.score), agent: record.agent)
     }
 
     /// A row's description with its reason in brackets, for anything but a keep or discard: the

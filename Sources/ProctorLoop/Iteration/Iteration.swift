@@ -72,8 +72,9 @@ enum IterationEnd {
     case verdict(Verdict)
     /// Ctrl-C: no row, the tree back to the last kept commit.
     case abandoned
-    /// The session agent exited: the loop ends cleanly, no row.
-    case sessionEnded
+    /// The agent has nothing more to propose (the session agent exited, the search space is
+    /// exhausted): the loop ends cleanly, no row.
+    case agentEnded
 }
 
 /// What the stages decided about one candidate.

@@ -24,7 +24,10 @@ extension Iteration {
                 shown.nudges = steering.nudges.map(\.text)
             }
         } catch is SessionEnded {
-            return .sessionEnded
+            return .agentEnded
+        } catch let ended as AgentEnded {
+            runner.progress.line("the agent has nothing left to propose (\(ended.reason)): the run ends")
+            return .agentEnded
         } catch let error as AgentError {
             if runner.stop.requested { return .abandoned }
             switch error {

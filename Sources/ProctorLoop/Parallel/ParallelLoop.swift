@@ -74,7 +74,7 @@ extension Runner {
         let finished = Finished()
         var proposed = 0
         var interrupted = false
-        func mayPropose() -> Bool { !interrupted && !stop.requested && (options.iterations.map { proposed < $0 } ?? true) }
+        func mayPropose() -> Bool { !interrupted && !agentEnded && !stop.requested && (options.iterations.map { proposed < $0 } ?? true) }
         /// A new proposal that passed validation (nil: none to make).
         func propose() throws -> Candidate? {
             while mayPropose() {
@@ -83,6 +83,7 @@ extension Runner {
                 case .measure(let candidate): return candidate
                 case .recorded: continue
                 case .abandoned: interrupted = true
+                case .ended: agentEnded = true  // what is in flight is still measured
                 }
             }
             return nil
@@ -146,7 +147,7 @@ extension Runner {
                        description: iteration.proposal.description + " (stale: the best moved and the change does not apply to it)")
     }
 
-    private enum Proposed { case measure(Candidate), recorded, abandoned }
+    private enum Proposed { case measure(Candidate), recorded, abandoned, ended }
 
     /// Propose and validate in the working tree; a candidate that passes is copied out and the tree
     /// reverted for the next proposal.
@@ -165,9 +166,10 @@ extension Runner {
                     throw LoopError(.failed, "the agent failed \(agentFailures) times in a row; last: \(lastAgentFailure)")
                 }
                 return .recorded
-            case .abandoned, .sessionEnded:
+            case .abandoned, .agentEnded:
                 try repo.loopRestore(to: iteration.best, config: config, kept: kept)
                 forget(i)
+                if case .agentEnded = end { return .ended }
                 return .abandoned
             }
         }
