@@ -219,4 +219,11 @@ public struct AgentEnded: Error, Sendable {
 /// Whatever it changes is validated against the policy before anything runs.
 public protocol Agent: Sendable {
     func propose(_ context: AgentContext) throws -> Proposal
+    /// What `proctor run` checks before the baseline, on the files it starts from (nothing, unless
+    /// the agent says otherwise): a failure refuses the run, before anything was measured.
+    func check(_ context: AgentContext) throws
+}
+
+extension Agent {
+    public func check(_ context: AgentContext) throws {}
 }

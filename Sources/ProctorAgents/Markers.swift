@@ -358,6 +358,15 @@ struct MarkedFiles {
         knobs = MarkedFiles.label(knobs)
     }
 
+    /// The knobs with more than one value; throws when there are none.
+    func movable(_ context: AgentContext) throws(AgentError) -> [Knob] {
+        let movable = knobs.filter(\.isMovable)
+        guard movable.isEmpty else { return movable }
+        throw .failed(reason: knobs.isEmpty
+            ? "no `# mutate:` markers in the editable files (\(context.editableFiles.keys.sorted().joined(separator: ", ")))"
+            : "every `# mutate:` range holds a single value: nothing to change")
+    }
+
     /// `text` split at each line feed, a CRLF file's carriage returns kept at its lines' ends (as
     /// Swift characters `"\r\n"` is one, so splitting on `"\n"` would not split such a file at all).
     static func lines(_ text: String) -> [String] {

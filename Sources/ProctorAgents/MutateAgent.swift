@@ -25,17 +25,15 @@ public struct MutateAgent: Agent {
         self.recentWindow = recentWindow
     }
 
+    /// The markers, before the run starts: an unreadable one or none is the user's to fix (exit 125).
+    public func check(_ context: AgentContext) throws {
+        _ = try MarkedFiles(context, WorkspaceFiles(context)).movable(context)
+    }
+
     public func propose(_ context: AgentContext) throws -> Proposal {
         let files = WorkspaceFiles(context)
         var marked = try MarkedFiles(context, files)
-        let knobs = marked.knobs
-        let movable = knobs.filter(\.isMovable)
-        guard !movable.isEmpty else {
-            throw AgentError.failed(
-                reason: knobs.isEmpty
-                    ? "no `# mutate:` markers in the editable files (\(context.editableFiles.keys.sorted().joined(separator: ", ")))"
-                    : "every `# mutate:` range holds a single value: nothing to change")
-        }
+        let movable = try marked.movable(context)
 
         // Iteration mixed into the seed: a loop that passes one run seed still gets a new draw each time.
         var rng = SplitMix64(

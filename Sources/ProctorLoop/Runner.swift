@@ -138,6 +138,7 @@ public final class Runner {
         let runID = try options.resume ? RunState.loadForResume(root).run : RunID.make()
         if sessionCommand == nil {
             agent = try AgentFactory.make(kind: agentName, env: env, audit: audit, run: runID, meter: meter)
+            try checkAgent()
         }
         // Sessions stay serial: one agent drives the loop through `proctor experiment`, one at a time.
         var parallel = options.parallel ?? config.experiment.parallel

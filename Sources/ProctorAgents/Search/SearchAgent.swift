@@ -27,16 +27,15 @@ public struct SearchAgent: Agent {
     /// `[agent] kind`, as the ledger records it.
     public static let kind = "search"
 
+    /// The markers, before the run starts: an unreadable one or none is the user's to fix (exit 125).
+    public func check(_ context: AgentContext) throws {
+        _ = try MarkedFiles(context, WorkspaceFiles(context)).movable(context)
+    }
+
     public func propose(_ context: AgentContext) throws -> Proposal {
         let files = WorkspaceFiles(context)
         var marked = try MarkedFiles(context, files)
-        let knobs = marked.knobs.filter(\.isMovable)
-        guard !knobs.isEmpty else {
-            throw AgentError.failed(
-                reason: marked.knobs.isEmpty
-                    ? "no `# mutate:` markers in the editable files (\(context.editableFiles.keys.sorted().joined(separator: ", ")))"
-                    : "every `# mutate:` range holds a single value: nothing to search")
-        }
+        let knobs = try marked.movable(context)
         let space = SearchSpace(knobs: knobs)
         let labels = knobs.map(\.label)
         let (observations, measured) = SearchAgent.observations(context, space: space, labels: labels)

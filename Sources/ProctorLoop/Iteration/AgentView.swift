@@ -8,6 +8,36 @@ import ProctorSandbox
 /// evaluator's words), the editable files, and the runtime's memory around the loop.
 extension Runner {
     func agentContext(_ iteration: Int, memory: AgentMemory) throws -> AgentContext {
+        let (files, notes) = agentFiles()
+        try? FileManager.default.createDirectory(atPath: root + "/.proctor/logs/" + state.run, withIntermediateDirectories: true)
+        let program = (try? String(contentsOfFile: root + "/program.md", encoding: .utf8)) ?? ""
+        var seed = UInt64(iteration) &* 0x9E37_79B9_7F4A_7C15
+        for byte in state.run.utf8 { seed = (seed ^ UInt64(byte)) &* 0x100_0000_01B3 }
+        var runSeed: UInt64 = 0xCBF2_9CE4_8422_2325
+        for byte in state.run.utf8 { runSeed = (runSeed ^ UInt64(byte)) &* 0x100_0000_01B3 }
+        var context = AgentContext(workspace: root, program: program, editableFiles: files, notesFiles: notes,
+                            metric: config.evaluator.metric, maximize: config.evaluator.maximize,
+                            bestScore: state.bestScore, history: history, iteration: iteration, seed: seed,
+                            maxDiffLines: config.limits.diffLines, memory: memory,
+                            transcript: root + "/.proctor/" + transcriptPath(iteration))
+        context.runSeed = runSeed
+        // The baseline was measured on the base commit (a run starts from a clean tree).
+        if baselineFiles == nil, let base = ObjectID(hex: state.baseCommit) {
+            baselineFiles = files.keys.reduce(into: [:]) { read, rel in
+                if let bytes = try? repo.blob(at: rel, in: base) { read[rel] = String(decoding: bytes, as: UTF8.self) }
+            }
+        }
+        context.baselineFiles = baselineFiles ?? [:]
+        context.measured = measuredThisRun + inFlight.map {
+            MeasuredIteration(iteration: $0.number, status: MeasuredIteration.running, description: $0.description, seedScores: [],
+                              agent: agentName)
+        }
+        context.inFlight = inFlight.map { "iteration \($0.number): \($0.description)" }
+        return context
+    }
+
+    /// The editable files' texts and the notes files an agent is shown.
+    private func agentFiles() -> (files: [String: String], notes: [String]) {
         let editable = config.files.editable.map(Glob.init)
         var files: [String: String] = [:]
         var notes: [String] = []
@@ -27,31 +57,22 @@ extension Runner {
             && !config.isOffLimitsToAgents(pattern) {
             notes.append(pattern)
         }
-        try? FileManager.default.createDirectory(atPath: root + "/.proctor/logs/" + state.run, withIntermediateDirectories: true)
-        let program = (try? String(contentsOfFile: root + "/program.md", encoding: .utf8)) ?? ""
-        var seed = UInt64(iteration) &* 0x9E37_79B9_7F4A_7C15
-        for byte in state.run.utf8 { seed = (seed ^ UInt64(byte)) &* 0x100_0000_01B3 }
-        var runSeed: UInt64 = 0xCBF2_9CE4_8422_2325
-        for byte in state.run.utf8 { runSeed = (runSeed ^ UInt64(byte)) &* 0x100_0000_01B3 }
-        var context = AgentContext(workspace: root, program: program, editableFiles: files, notesFiles: notes.sorted(),
-                            metric: config.evaluator.metric, maximize: config.evaluator.maximize,
-                            bestScore: state.bestScore, history: history, iteration: iteration, seed: seed,
-                            maxDiffLines: config.limits.diffLines, memory: memory,
-                            transcript: root + "/.proctor/" + transcriptPath(iteration))
-        context.runSeed = runSeed
-        // The baseline was measured on the base commit (a run starts from a clean tree).
-        if baselineFiles == nil, let base = ObjectID(hex: state.baseCommit) {
-            baselineFiles = files.keys.reduce(into: [:]) { read, rel in
-                if let bytes = try? repo.blob(at: rel, in: base) { read[rel] = String(decoding: bytes, as: UTF8.self) }
-            }
+        return (files, notes.sorted())
+    }
+
+    /// Before the run starts: the agent's own check of the files it will edit (the built-in agents'
+    /// `# mutate:` markers), so that a typo in one is refused at once (exit 125), not found by the
+    /// first proposal after the baseline was measured, and then as a crash row each iteration.
+    func checkAgent() throws {
+        let (files, notes) = agentFiles()
+        let context = AgentContext(workspace: root, program: "", editableFiles: files, notesFiles: notes,
+                                   metric: config.evaluator.metric, maximize: config.evaluator.maximize, bestScore: nil,
+                                   history: [], iteration: 0, seed: 0, maxDiffLines: config.limits.diffLines)
+        do {
+            try agent.check(context)
+        } catch AgentError.failed(let reason) {
+            throw LoopError(.refused, "the \(agentName) agent cannot start: \(reason)")
         }
-        context.baselineFiles = baselineFiles ?? [:]
-        context.measured = measuredThisRun + inFlight.map {
-            MeasuredIteration(iteration: $0.number, status: MeasuredIteration.running, description: $0.description, seedScores: [],
-                              agent: agentName)
-        }
-        context.inFlight = inFlight.map { "iteration \($0.number): \($0.description)" }
-        return context
     }
 
     /// The history a prompt shows: the last `historyLength` records, read once when the run starts or
