@@ -220,10 +220,11 @@ public struct AgentEnded: Error, Sendable {
 public protocol Agent: Sendable {
     func propose(_ context: AgentContext) throws -> Proposal
     /// What `proctor run` checks before the baseline, on the files it starts from (nothing, unless
-    /// the agent says otherwise): a failure refuses the run, before anything was measured.
-    func check(_ context: AgentContext) throws
+    /// the agent says otherwise): a throw refuses the run before anything was measured; what it
+    /// returns are warnings, printed before the run goes on.
+    func check(_ context: AgentContext) throws -> [String]
 }
 
 extension Agent {
-    public func check(_ context: AgentContext) throws {}
+    public func check(_ context: AgentContext) throws -> [String] { [] }
 }

@@ -358,6 +358,12 @@ struct MarkedFiles {
         knobs = MarkedFiles.label(knobs)
     }
 
+    /// The warning a run starts with when no knob can move (every proposal will fail); none otherwise.
+    func nothingToMove(_ context: AgentContext) -> [String] {
+        do { _ = try movable(context) } catch .failed(let reason) { return [reason + ": every proposal will fail"] } catch {}
+        return []
+    }
+
     /// The knobs with more than one value; throws when there are none.
     func movable(_ context: AgentContext) throws(AgentError) -> [Knob] {
         let movable = knobs.filter(\.isMovable)

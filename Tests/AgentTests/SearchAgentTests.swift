@@ -335,16 +335,15 @@ final class SearchAgentTests: XCTestCase {
         }
     }
 
-    /// A marker the user mistyped, or no marker at all, refuses the run before the baseline (exit
-    /// 125, the file and line named, nothing measured or recorded), for both built-in agents; before,
-    /// the baseline ran and every iteration was a crash row until five in a row failed the run.
+    /// A marker the user mistyped refuses the run before the baseline (exit 125, the file and line
+    /// named, nothing measured or recorded), for both built-in agents; before, the baseline ran and
+    /// every iteration was a crash row until five in a row failed the run. No marker at all is said
+    /// at the start, as a warning.
     func testAnUnreadableMarkerRefusesTheRunBeforeTheBaseline() throws {
         for (agent, train, expected) in [
             ("search", LoopWorkspace.train("0.2", extra: "MODE = \"d\"  # mutate: choice a|b|c\n"), "train.py:4: cannot read the mutate marker"),
             ("mutate", LoopWorkspace.train("0.2", extra: "Y = 0.5  # mutate: float 1e-400..1 linear\n"),
              "train.py:4: cannot read the mutate marker (1e-400 is too small to be told from 0"),
-            ("search", LoopWorkspace.train("0.2").replacingOccurrences(of: "  # mutate: float 0.0..1.0 linear", with: ""),
-             "no `# mutate:` markers in the editable files (train.py)"),
         ] {
             let ws = try LoopWorkspace(agent: "[agent]\nkind = \"\(agent)\"", train: train)
             let outcome = try ws.run(iterations: 2)
@@ -352,6 +351,11 @@ final class SearchAgentTests: XCTestCase {
             XCTAssertTrue(outcome.stderr.contains("the \(agent) agent cannot start: \(expected)"), ws.describe(outcome))
             XCTAssertEqual(ws.records().count, 0, ws.describe(outcome))
         }
+        let bare = try LoopWorkspace(agent: "[agent]\nkind = \"search\"",
+                                     train: LoopWorkspace.train("0.2").replacingOccurrences(of: "  # mutate: float 0.0..1.0 linear", with: ""))
+        let outcome = try bare.run(iterations: 1)
+        XCTAssertTrue((outcome.stdout + outcome.stderr).contains(
+            "warning: the search agent: no `# mutate:` markers in the editable files (train.py): every proposal will fail"), bare.describe(outcome))
     }
 
     func testNoiseModelShrinksSingleSeedsTowardsTheMean() {

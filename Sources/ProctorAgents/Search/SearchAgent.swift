@@ -27,9 +27,9 @@ public struct SearchAgent: Agent {
     /// `[agent] kind`, as the ledger records it.
     public static let kind = "search"
 
-    /// The markers, before the run starts: an unreadable one or none is the user's to fix (exit 125).
-    public func check(_ context: AgentContext) throws {
-        _ = try MarkedFiles(context, WorkspaceFiles(context)).movable(context)
+    /// The markers, before the run starts: an unreadable one is the user's to fix (exit 125).
+    public func check(_ context: AgentContext) throws -> [String] {
+        try MarkedFiles(context, WorkspaceFiles(context)).nothingToMove(context)
     }
 
     public func propose(_ context: AgentContext) throws -> Proposal {

@@ -62,14 +62,15 @@ extension Runner {
 
     /// Before the run starts: the agent's own check of the files it will edit (the built-in agents'
     /// `# mutate:` markers), so that a typo in one is refused at once (exit 125), not found by the
-    /// first proposal after the baseline was measured, and then as a crash row each iteration.
+    /// first proposal after the baseline was measured, and then as a crash row each iteration; a
+    /// workspace with nothing to move starts with a warning.
     func checkAgent() throws {
         let (files, notes) = agentFiles()
         let context = AgentContext(workspace: root, program: "", editableFiles: files, notesFiles: notes,
                                    metric: config.evaluator.metric, maximize: config.evaluator.maximize, bestScore: nil,
                                    history: [], iteration: 0, seed: 0, maxDiffLines: config.limits.diffLines)
         do {
-            try agent.check(context)
+            for warning in try agent.check(context) { progress.line("warning: the \(agentName) agent: \(warning)") }
         } catch AgentError.failed(let reason) {
             throw LoopError(.refused, "the \(agentName) agent cannot start: \(reason)")
         }
