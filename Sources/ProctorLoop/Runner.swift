@@ -528,12 +528,12 @@ public final class Runner {
     }
 
     /// `text` on one line: line breaks of any kind, control characters and bidirectional controls
-    /// become spaces; at most 300 Unicode scalars (the ledger, LOG.md and every later prompt hold it).
-    static func oneLine(_ text: String) -> String {
+    /// become spaces; at most `limit` Unicode scalars (the ledger, LOG.md and every later prompt hold it).
+    static func oneLine(_ text: String, limit: Int = 300) -> String {
         var flat = ""
         for scalar in text.unicodeScalars { flat.unicodeScalars.append(scalar.rewritesDisplay ? " " : scalar) }
         let trimmed = flat.trimmingCharacters(in: .whitespaces)
-        return (trimmed.isEmpty ? "change" : trimmed).prefix(scalars: 300)
+        return (trimmed.isEmpty ? "change" : trimmed).prefix(scalars: limit)
     }
 
     func absolute(_ path: String) -> String {

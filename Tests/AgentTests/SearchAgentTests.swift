@@ -358,6 +358,24 @@ final class SearchAgentTests: XCTestCase {
             "warning: the search agent: no `# mutate:` markers in the editable files (train.py): every proposal will fail"), bare.describe(outcome))
     }
 
+    /// A search description names every knob however many there are (cut at the 300 characters
+    /// other agents' descriptions get, the knobs after the cut read back as their current values:
+    /// a wrong history and configurations proposed twice); the ledger's table still shows 300.
+    func testADescriptionOfManyKnobsIsRecordedInFull() throws {
+        let names = (1...30).map { String(format: "HYPERPARAMETER_NUMBER_%02d", $0) }
+        let knobs = names.map { "\($0) = 0.5  # mutate: float 0.0..1.0 linear\n" }.joined()
+        let ws = try LoopWorkspace(agent: "[agent]\nkind = \"search\"", train: LoopWorkspace.train("0.2", extra: knobs))
+        let outcome = try ws.run(iterations: 2)
+        XCTAssertEqual(outcome.status, 0, ws.describe(outcome))
+        let records = ws.records()
+        XCTAssertEqual(records.count, 3, ws.describe(outcome))
+        for record in records.dropFirst() {
+            let description = try XCTUnwrap(record["description"] as? String)
+            XCTAssertGreaterThan(description.unicodeScalars.count, 300)
+            for name in ["X"] + names { XCTAssertTrue(description.contains(" \(name)="), "\(name) missing: \(description)") }
+        }
+    }
+
     func testNoiseModelShrinksSingleSeedsTowardsTheMean() {
         // Three configurations on three seeds each (noise sd ~0.1), one lucky single seed.
         let values = NoiseModel.shrunkMeans([[1.0, 1.1, 0.9], [0.5, 0.6, 0.4], [0.0, 0.1, -0.1], [1.2]])
