@@ -118,7 +118,7 @@ struct Audit: ParsableCommand {
         }
         if json {
             let data = (try? JSONLines.encoder().encode(summary)) ?? Data()
-            print(String(decoding: data, as: UTF8.self))
+            print(jsonDisplaySafe(String(decoding: data, as: UTF8.self)))
         } else {
             Reports.auditText(summary).forEach { print($0) }
         }
@@ -237,8 +237,23 @@ func terminalSafe(_ text: String) -> String {
     for scalar in text.unicodeScalars {
         if scalar == "\n" || scalar == "\t" {
             out.unicodeScalars.append(scalar)
-        } else if scalar.properties.generalCategory == .control || scalar.value == 0x2028 || scalar.value == 0x2029 {
+        } else if scalar.rewritesDisplay {
             out += scalar.value < 0x80 ? String(format: "\\x%02x", scalar.value) : String(format: "\\u%04x", scalar.value)
+        } else {
+            out.unicodeScalars.append(scalar)
+        }
+    }
+    return out
+}
+
+/// JSON text with what `rewritesDisplay` names written as `\uXXXX` escapes (the encoder escapes
+/// only C0 controls: a C1 CSI, U+009B, or a bidi override in an audited path would reach a
+/// terminal that `proctor audit --json` is printed on raw). Same JSON value.
+func jsonDisplaySafe(_ json: String) -> String {
+    var out = ""
+    for scalar in json.unicodeScalars {
+        if scalar.value >= 0x80 && scalar.rewritesDisplay {
+            for unit in String(scalar).utf16 { out += String(format: "\\u%04x", unit) }
         } else {
             out.unicodeScalars.append(scalar)
         }

@@ -8,6 +8,9 @@ extension Unicode.Scalar {
         let v = value
         return properties.generalCategory == .control || v == 0x2028 || v == 0x2029
             || (0x202A...0x202E).contains(v) || (0x2066...0x2069).contains(v)
+            // Invisible marks: direction marks (LRM, RLM, ALM) reorder what is around them; zero-width
+            // spaces and joiners, the soft hyphen and the byte-order mark hide inside a word.
+            || v == 0x00AD || v == 0x061C || (0x200B...0x200F).contains(v) || (0x2060...0x2064).contains(v) || v == 0xFEFF
     }
 }
 

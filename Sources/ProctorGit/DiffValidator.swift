@@ -89,7 +89,14 @@ public enum DiffValidator {
             if change.kind != .deleted, change.newSize > policy.maxFileBytes {
                 flag(.size, "\(change.newSize) bytes, more than the limit of \(policy.maxFileBytes)")
             }
-            if counted, change.kind != .deleted { linesByPath.append((path, change.addedLines + change.removedLines + change.longLineExtra)) }
+            // A new file counts at least one line, a notes file too (its lines are exempt, not its
+            // existence): empty files would otherwise make a change of any number of files.
+            let lines = change.addedLines + change.removedLines + change.longLineExtra
+            if counted, change.kind != .deleted {
+                linesByPath.append((path, change.kind == .added ? max(lines, 1) : lines))
+            } else if policy.isNotes(path), change.kind == .added {
+                linesByPath.append((path, 1))
+            }
         }
         let total = linesByPath.reduce(0) { $0 + $1.1 }
         if total > policy.maxChangedLines, let largest = linesByPath.max(by: { $0.1 < $1.1 }) {

@@ -38,7 +38,7 @@ public struct LedgerRow: Sendable, Equatable {
     public var fields: [String] {
         [String(iteration), commit, score.map(LedgerRow.scoreField) ?? "", sealed.map(LedgerRow.scoreField) ?? "",
          status.rawValue, String(format: "%.1f", seconds), peakMemMB.map(String.init) ?? "", peakGPUMemMB.map(String.init) ?? "",
-         features.map(String.init) ?? "", trees.map(String.init) ?? "", Ledger.clean(description)]
+         features.map(String.init) ?? "", trees.map(String.init) ?? "", Ledger.cell(description)]
     }
 
     /// Six decimals; `-inf` and `inf` (a score at an end of the scale, issue 8) and `nan` spelled out, as
@@ -247,11 +247,22 @@ public final class Ledger: @unchecked Sendable {
         guard n == data.count else { throw LoopError.io(n < 0 ? errno : EIO, "write ledger") }
     }
 
+    /// The description as a table cell: cleaned (its description and reason are cut at 300 each,
+    /// `rowDescription`), and a text that a spreadsheet would take for a formula (`=`, `+`, `-`,
+    /// `@`) or a TSV reader for a quoted field running on through the next rows (`"`) starts with
+    /// `'`: descriptions are an agent's words.
+    static func cell(_ text: String) -> String {
+        let cleaned = clean(text, limit: 610)
+        return cleaned.first.map { "=+-@\"".contains($0) } == true ? "'" + cleaned : cleaned
+    }
+
     /// Tabs and newlines would break the TSV: the description is one line. Other control characters
     /// (ESC above all) are shown as `\xNN`: a description or reason quotes what an agent wrote (a path
     /// in its answer), and raw escape sequences would rewrite the operator's terminal when the row
     /// is printed (`[1] rejected` overwritten by a fake `keep 0.999`).
-    static func clean(_ text: String) -> String {
+    static func clean(_ text: String) -> String { clean(text, limit: 300) }
+
+    static func clean(_ text: String, limit: Int) -> String {
         var out = ""
         for scalar in text.unicodeScalars {
             if scalar == "\t" || scalar == "\n" || scalar == "\r" {
@@ -262,7 +273,7 @@ public final class Ledger: @unchecked Sendable {
                 out.unicodeScalars.append(scalar)
             }
         }
-        return out.prefix(scalars: 300)
+        return out.prefix(scalars: limit)
     }
 
     /// A ledger written before the `sealed` or the `peak_gpu_mem_mb` column gets them (empty) in

@@ -35,6 +35,18 @@ final class ExitStatusTests: XCTestCase {
     }
 
     /// The failure `ProctorCommand.main` prints keeps the error's message and takes the table's status.
+    /// What reaches the operator's terminal from `proctor audit --json` and any command's error
+    /// (a path an agent chose, quoted in `proctor exec`'s refusal): C1 controls such as CSI,
+    /// bidirectional overrides and invisible marks are escaped; the JSON value stays the same.
+    func testAuditJSONAndErrorsEscapeWhatRewritesATerminal() throws {
+        let json = "{\"path\":\"a\u{9B}2J\u{202E}b\u{200B}c\"}"
+        let safe = jsonDisplaySafe(json)
+        XCTAssertEqual(safe, "{\"path\":\"a\\u009b2J\\u202eb\\u200bc\"}")
+        let decoded = try JSONSerialization.jsonObject(with: Data(safe.utf8)) as? [String: String]
+        XCTAssertEqual(decoded?["path"], "a\u{9B}2J\u{202E}b\u{200B}c")
+        XCTAssertEqual(terminalSafe("a\u{1B}]0;x\u{07}\u{200F}\n"), "a\\x1b]0;x\\x07\\u200f\n")
+    }
+
     func testCommandFailureTakesTheTablesStatus() {
         let refused = CommandFailure(LoopError(.refused, "nothing to resume"), failed: ExitStatus.runFailed)
         XCTAssertEqual(refused.status, 125)

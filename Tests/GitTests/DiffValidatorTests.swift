@@ -14,7 +14,7 @@ final class DiffValidatorTests: XCTestCase {
     func testAllowedChangesPass() {
         XCTAssertEqual(
             rules(
-                Change(path: "train.py", kind: .modified, addedLines: 4, removedLines: 4, newSize: 100),
+                Change(path: "train.py", kind: .modified, addedLines: 3, removedLines: 4, newSize: 100),
                 Change(path: "models/new.py", kind: .added, oldMode: .absent, addedLines: 2, newSize: 10),
                 Change(path: "notes/idea.md", kind: .added, oldMode: .absent, addedLines: 500, newSize: 900),
                 Change(path: "LOG.md", kind: .modified, isBinary: true, newSize: 10)),
@@ -66,6 +66,15 @@ final class DiffValidatorTests: XCTestCase {
         XCTAssertEqual(violations.map(\.rule), [.diffLines])
         XCTAssertEqual(violations.first?.path, "train.py")
         XCTAssertTrue(violations.first?.message.contains("11") == true)
+    }
+
+    /// Every new file counts at least one line, in the notes too: empty files would otherwise be a
+    /// change of any number of files (3,000 kept in one commit, each listed in LOG.md and the memory).
+    func testNewEmptyFilesCountALineEach() {
+        let empty = (0..<6).map { Change(path: "models/m\($0).py", kind: .added, oldMode: .absent) }
+            + (0..<6).map { Change(path: "notes/n\($0).md", kind: .added, oldMode: .absent) }
+        XCTAssertEqual(DiffValidator.validate(empty, policy: policy).map(\.rule.rawValue), ["diff-lines"])
+        XCTAssertEqual(DiffValidator.validate(Array(empty.prefix(5)) + Array(empty.suffix(5)), policy: policy).map(\.rule.rawValue), [])
     }
 
     func testSizeCapAppliesToNotesToo() {

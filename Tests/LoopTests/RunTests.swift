@@ -72,6 +72,40 @@ final class RunTests: XCTestCase {
         }
     }
 
+    /// An agent's description in the ledger's table: a leading `"` (a TSV reader's quoted field that
+    /// swallowed the rows after it) or formula character (`=HYPERLINK(...)` in a spreadsheet) is
+    /// preceded by `'`; one padded to the cap and ending in a made-up `[reason]` leaves the real
+    /// reason after it; invisible marks (a zero-width space, a right-to-left mark) do not pass.
+    func testAnAgentsDescriptionCannotForgeLedgerRowsFormulasOrReasons() throws {
+        var spec = WorkspaceSpec()
+        spec.agentScript = agentPrelude + """
+            set_var X 0.4$i
+            case "$i" in
+            1) echo 'SUMMARY: "tune lr' ;;
+            2) echo 'SUMMARY: =HYPERLINK("http://evil.example/","lr")' ;;
+            3) echo 'raise SystemExit(3)' >> train.py
+               python3 -c 'print("SUMMARY: " + "p" * 150 + " [experiment: killed by the memory limit (memory)]")' ;;
+            4) python3 -c 'print("SUMMARY: wider\\u200btrees\\u200f done\"")' ;;
+            esac
+            """
+        let ws = try LoopWorkspace(spec)
+        let result = try ws.run(["--iterations", "4"])
+        XCTAssertEqual(result.status, 0, result.text)
+        assertLedgerConsistent(ws, iterations: [0, 1, 2, 3, 4])
+        let descriptions = ws.rows.dropFirst().map(\.description)
+        XCTAssertEqual(descriptions.count, 4, "\(descriptions)")
+        XCTAssertEqual(descriptions.first, "'\"tune lr")
+        XCTAssertTrue(descriptions[1].hasPrefix("'=HYPERLINK("), descriptions[1])
+        XCTAssertTrue(descriptions[2].contains("(memory)] [experiment: exit status 3; log ") && descriptions[2].hasSuffix("-experiment.log]"),
+                      descriptions[2])
+        XCTAssertFalse(descriptions[3].unicodeScalars.contains { $0.value == 0x200B || $0.value == 0x200F }, descriptions[3])
+        // A TSV reader sees every row.
+        let read = try runChild(["/usr/bin/env", "python3", "-c",
+                                 "import csv,sys; print(len(list(csv.DictReader(open(sys.argv[1]), delimiter='\\t'))))",
+                                 ws.path(".proctor/results.tsv")], environment: ProcessInfo.processInfo.environment, deadline: 30)
+        XCTAssertEqual(read.stdout.trimmingCharacters(in: .whitespacesAndNewlines), "5", read.stdout + read.stderr)
+    }
+
     /// The experiment's own failures become statuses with a reason; `outputs/` is cleared before each
     /// experiment, so a stale prediction from an earlier experiment is never scored.
     func testTimeoutCrashAndStaleOutputs() throws {

@@ -103,9 +103,13 @@ extension Runner {
     }
 
     /// A row's description with its reason in brackets, for anything but a keep or discard: the
-    /// ledger's row with the reason's `ledgerText`, a prompt's history with its `agentText`.
+    /// ledger's row with the reason's `ledgerText`, a prompt's history with its `agentText`. Each
+    /// part is cut at 300 characters on its own: an agent's description padded to the cap and
+    /// ending in a made-up `[reason]` must not push the real one out of the row.
     static func rowDescription(_ description: String, reason: String?, status: IterationStatus) -> String {
-        description + (reason.map { status == .keep || status == .discard ? "" : " [\($0)]" } ?? "")
+        let shown = description.prefix(scalars: 300)
+        guard let reason, status != .keep && status != .discard else { return shown }
+        return shown + " [\(reason.prefix(scalars: 300))]"
     }
 
     /// One record as a prompt's history shows it: its description and `agentReason`, never its
@@ -113,9 +117,9 @@ extension Runner {
     static func historyEntry(_ record: RunRecord) -> HistoryEntry {
         let description: String
         if record.reason != nil && record.agentReason == nil {
-            description = legacyAgentVisibleHistory(Ledger.clean(rowDescription(record.description, reason: record.reason, status: record.status)))
+            description = legacyAgentVisibleHistory(Ledger.clean(rowDescription(record.description, reason: record.reason, status: record.status), limit: 610))
         } else {
-            description = Ledger.clean(rowDescription(record.description, reason: record.agentReason, status: record.status))
+            description = Ledger.clean(rowDescription(record.description, reason: record.agentReason, status: record.status), limit: 610)
         }
         return HistoryEntry(iteration: record.iteration, status: record.status.rawValue,
                             score: record.score.map { Double(LedgerRow.scoreField($0)) ?? $0 }, description: description)
