@@ -167,6 +167,13 @@ final class ReportTests: XCTestCase {
             + "<pre><code>&lt;script&gt;alert(1)&lt;/script&gt;</code></pre>")
     }
 
+    /// A near miss's diff sits in a ```` fence because its lines may hold ```: such a line stays code
+    /// (it used to close the fence, and the rest of the diff rendered as headings and lists).
+    func testALongerFenceIsNotClosedByAShorterOne() {
+        let html = SafeMarkdown.html("````diff\n ```\n-# not a heading\n+- not a list\n````\nafter")
+        XCTAssertEqual(html, "<pre><code> ```\n-# not a heading\n+- not a list</code></pre><p>after</p>")
+    }
+
     /// Infinite scores sit on the edges, outside the finite range, which they do not stretch.
     func testChartScaleKeepsInfiniteScoresOnTheEdges() {
         let scale = ReportChart.Scale(iterations: [0, 1, 2], finite: [0.5, 0.7], infinite: true)

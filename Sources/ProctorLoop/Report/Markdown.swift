@@ -10,7 +10,9 @@ enum SafeMarkdown {
         var paragraph: [String] = []
         var list: (ordered: Bool, items: [String])?
         var table: [String] = []
-        var fence: [String]?
+        // An open code fence: its backticks and lines. It closes on a line of at least as many
+        // backticks and nothing else, so a diff's ``` context line inside a ```` fence stays code.
+        var fence: (marks: Int, lines: [String])?
 
         func flush() {
             if !paragraph.isEmpty { out += "<p>" + paragraph.map(inline).joined(separator: "<br>") + "</p>" }
@@ -26,19 +28,20 @@ enum SafeMarkdown {
 
         for line in text.components(separatedBy: "\n") {
             let trimmed = line.trimmingCharacters(in: .whitespaces)
+            let marks = trimmed.prefix(while: { $0 == "`" }).count
             if var code = fence {
-                if trimmed.hasPrefix("```") {
-                    out += "<pre><code>" + Reports.escape(code.joined(separator: "\n")) + "</code></pre>"
+                if marks >= code.marks && marks == trimmed.count {
+                    out += "<pre><code>" + Reports.escape(code.lines.joined(separator: "\n")) + "</code></pre>"
                     fence = nil
                 } else {
-                    code.append(line)
+                    code.lines.append(line)
                     fence = code
                 }
                 continue
             }
-            if trimmed.hasPrefix("```") {
+            if marks >= 3 {
                 flush()
-                fence = []
+                fence = (marks, [])
             } else if trimmed.isEmpty {
                 flush()
             } else if let found = heading(trimmed) {
@@ -60,7 +63,7 @@ enum SafeMarkdown {
                 paragraph.append(trimmed)
             }
         }
-        if let code = fence { out += "<pre><code>" + Reports.escape(code.joined(separator: "\n")) + "</code></pre>" }
+        if let code = fence { out += "<pre><code>" + Reports.escape(code.lines.joined(separator: "\n")) + "</code></pre>" }
         flush()
         return out
     }
