@@ -223,8 +223,12 @@ public protocol Agent: Sendable {
     /// the agent says otherwise): a throw refuses the run before anything was measured; what it
     /// returns are warnings, printed before the run goes on.
     func check(_ context: AgentContext) throws -> [String]
+    /// The most Unicode scalars of a description the loop keeps: 300 (an agent's words, shown in
+    /// every later prompt and row), unless the description is proctor's own record.
+    var descriptionLimit: Int { get }
 }
 
 extension Agent {
     public func check(_ context: AgentContext) throws -> [String] { [] }
+    public var descriptionLimit: Int { 300 }
 }

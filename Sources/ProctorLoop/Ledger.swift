@@ -252,7 +252,7 @@ public final class Ledger: @unchecked Sendable {
     /// `@`) or a TSV reader for a quoted field running on through the next rows (`"`) starts with
     /// `'`: descriptions are an agent's words.
     static func cell(_ text: String) -> String {
-        let cleaned = clean(text, limit: 610)
+        let cleaned = clean(text, limit: Ledger.rowDescriptionLimit)
         return cleaned.first.map { "=+-@\"".contains($0) } == true ? "'" + cleaned : cleaned
     }
 
@@ -261,6 +261,10 @@ public final class Ledger: @unchecked Sendable {
     /// in its answer), and raw escape sequences would rewrite the operator's terminal when the row
     /// is printed (`[1] rejected` overwritten by a fake `keep 0.999`).
     static func clean(_ text: String) -> String { clean(text, limit: 300) }
+
+    /// A row's description with its reason (`Runner.rowDescription`: 300 scalars of each, the
+    /// brackets between), cleaned.
+    static let rowDescriptionLimit = 610
 
     static func clean(_ text: String, limit: Int) -> String {
         var out = ""

@@ -24,9 +24,9 @@ public struct SearchAgent: Agent {
     }
 
     public static let strategies = ["tpe", "cmaes", "random"]
-    /// The longest description it writes (every knob's label and value; the loop caps other
-    /// agents' at 300 scalars); a configuration it cannot describe in full is not proposed.
-    public static let descriptionLimit = 65_536
+    /// The longest description it writes (every knob's label and value, its memory; the loop caps
+    /// other agents' at 300 scalars); a configuration it cannot describe in full is not proposed.
+    public var descriptionLimit: Int { 65_536 }
     /// `[agent] kind`, as the ledger records it.
     public static let kind = "search"
 
@@ -56,8 +56,8 @@ public struct SearchAgent: Agent {
             throw AgentEnded(reason: "search: every configuration it drew was measured already, the space of the `# mutate:` knobs is exhausted")
         }
         let description = "search \(strategyName): " + zip(labels, chosen).map { "\($0)=\($1)" }.joined(separator: " ")
-        guard description.unicodeScalars.count <= SearchAgent.descriptionLimit else {
-            throw AgentError.failed(reason: "\(knobs.count) knobs: their configuration is longer than the \(SearchAgent.descriptionLimit) characters a description holds")
+        guard description.unicodeScalars.count <= descriptionLimit else {
+            throw AgentError.failed(reason: "\(knobs.count) knobs: their configuration is longer than the \(descriptionLimit) characters a description holds")
         }
         for (knob, literal) in zip(knobs, chosen) where literal != knob.literal { marked.set(knob, to: literal) }
         try marked.write(files)

@@ -117,9 +117,9 @@ extension Runner {
     static func historyEntry(_ record: RunRecord) -> HistoryEntry {
         let description: String
         if record.reason != nil && record.agentReason == nil {
-            description = legacyAgentVisibleHistory(Ledger.clean(rowDescription(record.description, reason: record.reason, status: record.status), limit: 610))
+            description = legacyAgentVisibleHistory(Ledger.clean(rowDescription(record.description, reason: record.reason, status: record.status), limit: Ledger.rowDescriptionLimit))
         } else {
-            description = Ledger.clean(rowDescription(record.description, reason: record.agentReason, status: record.status), limit: 610)
+            description = Ledger.clean(rowDescription(record.description, reason: record.agentReason, status: record.status), limit: Ledger.rowDescriptionLimit)
         }
         return HistoryEntry(iteration: record.iteration, status: record.status.rawValue,
                             score: record.score.map { Double(LedgerRow.scoreField($0)) ?? $0 }, description: description)

@@ -47,9 +47,9 @@ extension Iteration {
         // One line, as the ledger holds it: a session agent's description spanning lines would
         // otherwise put its own trailer paragraph (`proctor-score: ...=0.999999`) in the kept
         // commit's message, a score no evaluator computed, and differ from the ledger's row.
-        // The search agent's is proctor's own words, and its memory: every knob's value, however
-        // many (cut at 300, a later knob would read back as its current value: a wrong history).
-        proposal.description = Runner.oneLine(proposal.description, limit: runner.agent is SearchAgent ? SearchAgent.descriptionLimit : 300)
+        // Cut at the agent's limit: 300, but the search agent's is its memory, every knob's value
+        // (cut at 300, a later knob would read back as its current value: a wrong history).
+        proposal.description = Runner.oneLine(proposal.description, limit: runner.agent.descriptionLimit)
         if runner.stop.requested { return .abandoned }
         return nil
     }
