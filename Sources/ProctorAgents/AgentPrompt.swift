@@ -89,7 +89,7 @@ public enum AgentPrompt {
             let contents = context.editableFiles[path] ?? ""
             let fence = String(repeating: "`", count: max(3, longestBacktickRun(contents) + 1))
             text +=
-                "FILE: \(path)\n\(fence)\n\(contents)\(contents.hasSuffix("\n") || contents.isEmpty ? "" : "\n")\(fence)\n\n"
+                "FILE: \(path)\n\(fence)\n\(contents)\(contents.endsWithLineFeed || contents.isEmpty ? "" : "\n")\(fence)\n\n"
         }
         text += "This is iteration \(context.iteration). Propose your next change in the answer format."
         return text
@@ -135,7 +135,7 @@ public enum AgentPrompt {
             var section = ""
             for miss in memory.nearMisses {
                 let fence = String(repeating: "`", count: max(3, longestBacktickRun(miss.patch) + 1))
-                section += "## iteration \(miss.iteration): \(format(miss.score)): \(oneLine(miss.description))\n\n\(fence)diff\n\(miss.patch)\(miss.patch.hasSuffix("\n") ? "" : "\n")\(fence)\n\n"
+                section += "## iteration \(miss.iteration): \(format(miss.score)): \(oneLine(miss.description))\n\n\(fence)diff\n\(miss.patch)\(miss.patch.endsWithLineFeed ? "" : "\n")\(fence)\n\n"
             }
             text += bounded(section) + "\n\n"
         }
@@ -164,7 +164,7 @@ public enum AgentPrompt {
 
     private static func longestBacktickRun(_ text: String) -> Int {
         var longest = 0
-        for line in text.split(separator: "\n") {
+        for line in text.linesSplitAtLF() {
             let stripped = line.drop(while: { $0 == " " })
             longest = max(longest, stripped.prefix(while: { $0 == "`" }).count)
         }

@@ -1,3 +1,5 @@
+import ProctorConfig
+
 /// A model's answer, parsed: a summary line and the changes it asks for, in order.
 ///
 /// The format (what `AgentPrompt` asks for):
@@ -44,8 +46,8 @@ struct Answer: Equatable {
 
     /// Parses `text`; throws `rejected` when a FILE header or a diff is malformed.
     static func parse(_ text: String) throws(AgentError) -> Answer {
-        let lines = text.split(separator: "\n", omittingEmptySubsequences: false).map { line in
-            line.hasSuffix("\r") ? String(line.dropLast()) : String(line)
+        let lines = text.linesSplitAtLF().map { line in
+            line.hasSuffix("\r") ? String(line.dropLast()) : line
         }
         var answer = Answer(summary: nil, changes: [])
         var index = 0

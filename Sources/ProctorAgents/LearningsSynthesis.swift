@@ -1,3 +1,5 @@
+import ProctorConfig
+
 /// `[memory] synthesize = "agent"`: a second model call after each iteration rewrites
 /// `learnings.md` from the last iteration's diff and result and the current file. What it is
 /// given is what every agent may see (the log entry, the diff, the deterministic synthesis),
@@ -24,7 +26,7 @@ extension HTTPAgent {
             user += "# The last iteration\n\n\(lastEntry)\n"
             if let patch, !patch.isEmpty {
                 let fence = patch.contains("```") ? "````" : "```"
-                user += "\n# Its diff\n\n\(fence)diff\n\(patch)\(patch.hasSuffix("\n") ? "" : "\n")\(fence)\n"
+                user += "\n# Its diff\n\n\(fence)diff\n\(patch)\(patch.endsWithLineFeed ? "" : "\n")\(fence)\n"
             }
             var reply = try complete(system: system, user: user, key: key)
             if let key, key.count >= 4 { reply.text = reply.text.replacing(key, with: "[redacted]") }
@@ -39,7 +41,7 @@ extension HTTPAgent {
             }
             if text.utf8.count > 32 << 10 { text = String(decoding: Array(text.utf8.prefix(32 << 10)), as: UTF8.self) }
             guard !text.trimmed().isEmpty else { throw AgentError.failed(reason: "the model's learnings.md was empty") }
-            return (text.hasSuffix("\n") ? text : text + "\n", reply.usage)
+            return (text.endsWithLineFeed ? text : text + "\n", reply.usage)
         } catch let error as AgentError {
             throw scrubbed(error, key)
         }

@@ -349,7 +349,7 @@ struct MarkedFiles {
         for path in context.editableFiles.keys.sorted() {
             guard let bytes = try files.contents(of: path) else { continue }
             guard let text = String(validating: bytes, as: UTF8.self) else { continue }
-            let split = MarkedFiles.lines(text)
+            let split = text.linesSplitAtLF()
             lines[path] = split
             for (number, line) in split.enumerated() {
                 if let knob = try Knob(path: path, lineIndex: number, line: line) { knobs.append(knob) }
@@ -371,12 +371,6 @@ struct MarkedFiles {
         throw .failed(reason: knobs.isEmpty
             ? "no `# mutate:` markers in the editable files (\(context.editableFiles.keys.sorted().joined(separator: ", ")))"
             : "every `# mutate:` range holds a single value: nothing to change")
-    }
-
-    /// `text` split at each line feed, a CRLF file's carriage returns kept at its lines' ends (as
-    /// Swift characters `"\r\n"` is one, so splitting on `"\n"` would not split such a file at all).
-    static func lines(_ text: String) -> [String] {
-        text.utf8.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: false).map { String(decoding: $0, as: UTF8.self) }
     }
 
     /// Labels each knob `NAME`; `path:NAME` where another file marks the same name, and

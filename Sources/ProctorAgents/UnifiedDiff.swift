@@ -1,3 +1,5 @@
+import ProctorConfig
+
 /// One file's part of a unified diff, and a strict applier for it.
 ///
 /// Strict where it matters for safety and meaning: every context and removed line must equal
@@ -172,12 +174,17 @@ struct FilePatch: Equatable {
         }
         if oldPath != nil, original == nil { throw doesNotApply("\(path) does not exist") }
 
-        var lines = (original ?? "").split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
+        // Lines split at LF bytes. A CR before the LF is the line's ending, not its text: an answer's
+        // diff lines carry none (`Answer` drops them), so a CRLF file is matched without them, its
+        // untouched and context lines keep their own endings, and added lines get the file's.
+        var lines = (original ?? "").linesSplitAtLF()
         var endsWithNewline = false
         if lines.last == "" {
             lines.removeLast()
             endsWithNewline = !lines.isEmpty || (original ?? "").hasSuffix("\n")
         }
+        let texts = lines.map { $0.hasSuffix("\r") ? String($0.dropLast()) : $0 }
+        let addedEnding = 2 * lines.filter { $0.hasSuffix("\r") }.count > lines.count ? "\r" : ""
 
         var result: [String] = []
         var cursor = 0
@@ -193,9 +200,9 @@ struct FilePatch: Equatable {
                 position = start
             } else {
                 var matches: [Int] = []
-                if old.count <= lines.count - cursor {
-                    for candidate in cursor...(lines.count - old.count)
-                    where lines[candidate] == old[0] && Array(lines[candidate..<(candidate + old.count)]) == old {
+                if old.count <= texts.count - cursor {
+                    for candidate in cursor...(texts.count - old.count)
+                    where texts[candidate] == old[0] && Array(texts[candidate..<(candidate + old.count)]) == old {
                         matches.append(candidate)
                     }
                 }
@@ -217,8 +224,17 @@ struct FilePatch: Equatable {
                 }
             }
             result += lines[cursor..<position]
-            result += hunk.newLines
-            cursor = position + old.count
+            var next = position
+            for line in hunk.lines {
+                switch line {
+                case .context:
+                    result.append(lines[next])
+                    next += 1
+                case .remove: next += 1
+                case .add(let text): result.append(text + addedEnding)
+                }
+            }
+            cursor = next
             if cursor == lines.count {
                 endsWithNewline = !hunk.newSideLacksFinalNewline
             }

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import ProctorConfig
 import ProctorLoop
 import ProctorSandbox
 
@@ -60,7 +61,7 @@ struct AnalyzeCommand: ParsableCommand {
             let reply: SessionProtocol.Reply
             do { reply = try SessionClient.request(analysis: command) } catch { throw CommandFailure(error, failed: ExitStatus.badInput) }
             guard reply.accepted else { throw CommandFailure(LoopError(.refused, reply.message), failed: ExitStatus.badInput) }
-            print(terminalSafe(reply.message), terminator: reply.message.hasSuffix("\n") ? "" : "\n")
+            print(terminalSafe(reply.message), terminator: reply.message.endsWithLineFeed ? "" : "\n")
             throw ExitCode(reply.exitStatus ?? 0)
         }
         AnalyzeStep.installInterruptHandler()

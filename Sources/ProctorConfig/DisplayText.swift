@@ -21,3 +21,17 @@ extension String {
         String(unicodeScalars.prefix(limit))
     }
 }
+
+extension StringProtocol {
+    /// The text's lines, split at every line feed; a carriage return before one stays at the end of
+    /// its line. Splitting a `String` on the Character "\n" finds no CRLF at all (Swift reads
+    /// "\r\n" as one Character), so a Windows-edited file would be one line.
+    public func linesSplitAtLF() -> [String] {
+        utf8.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: false).map { String(decoding: $0, as: UTF8.self) }
+    }
+}
+
+extension String {
+    /// Whether the last byte is a line feed (`hasSuffix("\n")` is false for a text ending in CRLF).
+    public var endsWithLineFeed: Bool { utf8.last == UInt8(ascii: "\n") }
+}

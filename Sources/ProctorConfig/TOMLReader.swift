@@ -8,12 +8,12 @@ import TOMLKit
 /// text for the table header and the `key =` line beneath it.
 final class TOMLReader {
     let file: String
-    private let lines: [Substring]
+    private let lines: [String]
     let root: TOMLTable
 
     init(file: String, text: String) throws {
         self.file = file
-        self.lines = text.split(separator: "\n", omittingEmptySubsequences: false)
+        self.lines = text.linesSplitAtLF()
         if let (line, message) = Self.inputTOMLKitTrapsOn(text) {
             throw ConfigError(file: file, line: line, key: nil, message: message)
         }

@@ -54,7 +54,7 @@ public enum WorkspaceSteps {
         let config = try WorkspaceConfig.load(workspace: root)
         var exclude = (try? String(contentsOfFile: root + "/.git/info/exclude", encoding: .utf8)) ?? ""
         for entry in ["/.proctor/"] + config.files.outputs.map({ "/" + $0 + "/" }) where !exclude.contains(entry + "\n") {
-            exclude += (exclude.isEmpty || exclude.hasSuffix("\n") ? "" : "\n") + entry + "\n"
+            exclude += (exclude.isEmpty || exclude.endsWithLineFeed ? "" : "\n") + entry + "\n"
         }
         try fm.createDirectory(atPath: root + "/.git/info", withIntermediateDirectories: true)
         try AtomicFile.write(Data(exclude.utf8), to: root + "/.git/info/exclude")

@@ -77,6 +77,22 @@ final class AnswerTests: XCTestCase {
         XCTAssertEqual(try patch("--- a/f\n+++ b/f\n@@ -1,3 +1,3 @@\n a\n\n-c\n+C\n").apply(to: "a\n\nc\n"), "a\n\nC\n")
     }
 
+    /// A CRLF file (edited on Windows) and a CRLF answer: Swift reads "\r\n" as one Character, so
+    /// splitting on "\n" saw the whole file as one line and every diff to it was "does not apply".
+    func testCRLFFilesAndAnswersAreSplitIntoLines() throws {
+        let file = "a\r\nb\r\nc\r\n"
+        // Context and untouched lines keep their CRLF; an added line gets the file's ending.
+        XCTAssertEqual(try patch("--- a/f\n+++ b/f\n@@ -1,3 +1,3 @@\n a\n-b\n+B\n c\n").apply(to: file), "a\r\nB\r\nc\r\n")
+        // The answer itself in CRLF: its lines' CRs are line endings, not text.
+        let answer = try Answer.parse("SUMMARY: x\r\n```diff\r\n--- a/f\r\n+++ b/f\r\n@@ -2 +2 @@\r\n-b\r\n+B\r\n```\r\n")
+        XCTAssertEqual(answer.summary, "x")
+        guard case .patch(let crlf) = answer.changes.first else { return XCTFail("no patch") }
+        XCTAssertEqual(try crlf.apply(to: file), "a\r\nB\r\nc\r\n")
+        // An LF file stays LF, and a context line still has to match its text exactly.
+        XCTAssertEqual(try crlf.apply(to: "a\nb\nc\n"), "a\nB\nc\n")
+        XCTAssertThrowsError(try patch("--- a/f\n+++ b/f\n@@ -1,2 +1,2 @@\n a \n-b\n+B\n").apply(to: file))
+    }
+
     func testNewNotesFileFromDevNull() throws {
         let created = try patch("--- /dev/null\n+++ b/LOG.md\n@@ -0,0 +1,2 @@\n+one\n+two\n")
         XCTAssertEqual(try created.apply(to: nil), "one\ntwo\n")
@@ -115,5 +131,9 @@ final class AnswerTests: XCTestCase {
         XCTAssertFalse(user.contains("iteration 5:"), "only the last 20 iterations")
         XCTAssertTrue(user.contains("- iteration 6: keep, 0.5: step 6 more"))
         XCTAssertTrue(user.contains("````\nprint(1)\n```\n````"), "a file with ``` gets a longer fence")
+        // In a CRLF file too, where the ``` line is not the file's first (it was read as one line).
+        var crlf = context
+        crlf.editableFiles = ["train.py": "print(1)\r\n```\r\n"]
+        XCTAssertTrue(AgentPrompt.user(crlf).contains("````\nprint(1)\r\n```\r\n````"), "a CRLF file with ``` gets a longer fence")
     }
 }

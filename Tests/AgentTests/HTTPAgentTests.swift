@@ -198,6 +198,21 @@ final class HTTPAgentTests: XCTestCase {
         XCTAssertEqual((body["messages"] as? [[String: String]])?.map { $0["role"] }, ["user"])
     }
 
+    /// A train.py saved with CRLF endings (on Windows): the model's diff, in LF, applies, and the
+    /// file keeps its CRLF endings (it was refused as "does not apply": the file read as one line).
+    func testDiffToACRLFFileAppliesAndKeepsItsEndings() throws {
+        let server = try ScriptedHTTPServer([Self.anthropic(Self.diffAnswer, input: 200, output: 40)])
+        let crlfTrain = TestWorkspace.train.replacingOccurrences(of: "\n", with: "\r\n")
+        let ws = try TestWorkspace(files: [
+            "train.py": crlfTrain, "prepare.py": TestWorkspace.prepare, "program.md": "Improve the AUC.\n",
+            "proctor.toml": "[files]\neditable = [\"train.py\"]\n",
+        ])
+        let (proposal, error) = propose(HTTPAgent(config: config(server, .anthropic)), ws.context())
+        XCTAssertNil(error)
+        XCTAssertEqual(proposal?.description, "use more leaves")
+        XCTAssertEqual(ws.read("train.py"), crlfTrain.replacingOccurrences(of: "NUM_LEAVES = 15 ", with: "NUM_LEAVES = 31 "))
+    }
+
     func testOpenAIDiffAndAnthropicReplacement() throws {
         for (wire, answer) in [(HTTPAgentProtocol.openai, Self.diffAnswer), (.anthropic, Self.replacementAnswer)] {
             let server = try ScriptedHTTPServer([Self.reply(wire, answer)])

@@ -96,6 +96,13 @@ final class WorkspaceConfigTests: XCTestCase {
                     contains: "unknown key")
     }
 
+    /// A CRLF proctor.toml: the error still names the line (the line finder split on the
+    /// Character "\n", which a CRLF never is, so it found no line at all).
+    func testCRLFConfigErrorsNameTheLine() {
+        let crlf = full.replacingOccurrences(of: "cpu_time", with: "cpu_tme").replacingOccurrences(of: "\n", with: "\r\n")
+        assertError(crlf, line: 11, key: "experiment.cpu_tme", contains: "unknown key")
+    }
+
     func testWrongTypeAndImpossibleValues() {
         assertError(full.replacingOccurrences(of: "pids     = 256", with: "pids = \"many\""), line: 13,
                     key: "experiment.pids", contains: "expected an integer")

@@ -4,6 +4,8 @@
     import Darwin
 #endif
 
+import ProctorConfig
+
 /// `kind = "search"`: a model-based optimizer over the `# mutate:` knobs (grammar: `Markers.swift`).
 /// Each proposal sets every knob at once, to the configuration the strategy (`[agent] strategy`:
 /// `tpe`, `cmaes` or `random`) finds most promising given every configuration measured in this
@@ -127,7 +129,7 @@ public struct SearchAgent: Agent {
     static func baselineLiterals(_ context: AgentContext, space: SearchSpace) -> [String]? {
         let literals = space.knobs.compactMap { knob -> String? in
             guard let text = context.baselineFiles[knob.path] else { return nil }
-            let lines = MarkedFiles.lines(text)
+            let lines = text.linesSplitAtLF()
             guard knob.lineIndex < lines.count,
                 let read = try? Knob(path: knob.path, lineIndex: knob.lineIndex, line: lines[knob.lineIndex]),
                 read.name == knob.name

@@ -1,5 +1,6 @@
 import Crypto
 import Foundation
+import ProctorConfig
 
 /// The knobs of the research memory (`[memory]` in `proctor.toml`, parsed by the caller).
 public struct MemoryOptions: Sendable, Equatable {
@@ -523,7 +524,7 @@ enum MemoryText {
             }
         }
         let fence = String(repeating: "`", count: max(3, longest + 1))
-        if !body.hasSuffix("\n") { body += "\n" }
+        if !body.endsWithLineFeed { body += "\n" }
         return fence + info + "\n" + body + fence + "\n"
     }
 

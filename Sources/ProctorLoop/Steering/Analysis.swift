@@ -182,7 +182,7 @@ public struct AnalysisStore: Sendable {
         let seconds = String(format: "%.1f", record.seconds)
         var text = "analysis #\(record.number): \(command)\nstatus \(record.status) (\(AnalysisStore.clean(String(record.reason.prefix(300))))), \(seconds) s\n"
         let tail = AnalysisStore.tail(of: logPath(record.number))
-        text += tail.isEmpty ? "(no output)\n" : "--- last lines of its output\n" + tail + (tail.hasSuffix("\n") ? "" : "\n") + "---\n"
+        text += tail.isEmpty ? "(no output)\n" : "--- last lines of its output\n" + tail + (tail.endsWithLineFeed ? "" : "\n") + "---\n"
         return text
     }
 
@@ -192,7 +192,7 @@ public struct AnalysisStore: Sendable {
         guard let (end, size) = lastBytes(of: path, summaryBytes), !end.isEmpty else { return "" }
         var slice = end[...]
         if size > end.count, let newline = slice.firstIndex(of: 0x0A), newline + 1 < slice.endIndex { slice = slice[(newline + 1)...] }
-        let lines = String(decoding: slice, as: UTF8.self).split(separator: "\n", omittingEmptySubsequences: false)
+        let lines = String(decoding: slice, as: UTF8.self).linesSplitAtLF()
         return clean(lines.suffix(summaryLines + (lines.last == "" ? 1 : 0)).joined(separator: "\n"))
     }
 
