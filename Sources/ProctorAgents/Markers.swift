@@ -433,3 +433,13 @@ extension String {
         return copy
     }
 }
+
+/// An agent that moves the `# mutate:` knobs (`mutate`, `search`).
+public protocol MarkerAgent: Agent {}
+
+extension MarkerAgent {
+    /// The markers, before the run starts: an unreadable one is the user's to fix (exit 125).
+    public func check(_ context: AgentContext) throws -> [String] {
+        try MarkedFiles(context, WorkspaceFiles(context)).nothingToMove(context)
+    }
+}

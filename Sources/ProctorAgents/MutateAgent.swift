@@ -16,18 +16,13 @@
 /// with at most 4 significant digits in the literal's own style (`0.0632`, or `6.32e-4` when the
 /// literal used an exponent); a `choice` or `bool` knob takes another of its values at random.
 /// Only the value's characters change; the rest of the file is byte-identical. Deterministic: the same seed and iteration give the same change.
-public struct MutateAgent: Agent {
+public struct MutateAgent: MarkerAgent {
     /// Knobs that failed within this many recent iterations are picked less often.
     public var recentWindow: Int
 
     /// The agent; `recentWindow` iterations of history steer it away from knobs that just failed.
     public init(recentWindow: Int = 10) {
         self.recentWindow = recentWindow
-    }
-
-    /// The markers, before the run starts: an unreadable one is the user's to fix (exit 125).
-    public func check(_ context: AgentContext) throws -> [String] {
-        try MarkedFiles(context, WorkspaceFiles(context)).nothingToMove(context)
     }
 
     public func propose(_ context: AgentContext) throws -> Proposal {

@@ -233,17 +233,7 @@ struct CommandFailure: Error {
 /// chose (a file it created in an editable directory while a session runs): raw, `ESC ] 0 ;`,
 /// `ESC [ 2 J` and the like would retitle, clear or rewrite the operator's terminal.
 func terminalSafe(_ text: String) -> String {
-    var out = ""
-    for scalar in text.unicodeScalars {
-        if scalar == "\n" || scalar == "\t" {
-            out.unicodeScalars.append(scalar)
-        } else if scalar.rewritesDisplay {
-            out += scalar.value < 0x80 ? String(format: "\\x%02x", scalar.value) : String(format: "\\u%04x", scalar.value)
-        } else {
-            out.unicodeScalars.append(scalar)
-        }
-    }
-    return out
+    text.displayEscaped()
 }
 
 /// JSON text with what `rewritesDisplay` names written as `\uXXXX` escapes (the encoder escapes

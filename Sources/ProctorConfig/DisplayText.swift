@@ -15,6 +15,26 @@ extension Unicode.Scalar {
 }
 
 extension String {
+    /// The text with every scalar that `rewritesDisplay` shown as an escape, `\xNN` for ASCII
+    /// controls and `\uNNNN` above, except those in `keeping` (a terminal or a prompt keeps its
+    /// newlines and tabs). One spelling for the terminal, the ledger, prompts and the report.
+    public func displayEscaped(keeping: Set<Unicode.Scalar> = ["\n", "\t"]) -> String {
+        var out = ""
+        for scalar in unicodeScalars {
+            if scalar.rewritesDisplay && !keeping.contains(scalar) {
+                out += scalar.value < 0x80 ? "\\x" + hex(scalar.value, digits: 2) : "\\u" + hex(scalar.value, digits: 4)
+            } else {
+                out.unicodeScalars.append(scalar)
+            }
+        }
+        return out
+    }
+
+    private func hex(_ value: UInt32, digits: Int) -> String {
+        let text = String(value, radix: 16)
+        return String(repeating: "0", count: max(digits - text.count, 0)) + text
+    }
+
     /// At most `limit` Unicode scalars. A cap on characters alone bounds nothing: one character
     /// can carry any number of combining marks (a letter and 450,000 accents is one character).
     public func prefix(scalars limit: Int) -> String {

@@ -257,7 +257,7 @@ public final class Ledger: @unchecked Sendable {
     }
 
     /// Tabs and newlines would break the TSV: the description is one line. Other control characters
-    /// (ESC above all) are shown as `\xNN`: a description or reason quotes what an agent wrote (a path
+    /// (ESC above all) are shown as `\xNN` (`\uNNNN` above ASCII): a description or reason quotes what an agent wrote (a path
     /// in its answer), and raw escape sequences would rewrite the operator's terminal when the row
     /// is printed (`[1] rejected` overwritten by a fake `keep 0.999`).
     static func clean(_ text: String) -> String { clean(text, limit: 300) }
@@ -267,17 +267,8 @@ public final class Ledger: @unchecked Sendable {
     static let rowDescriptionLimit = 610
 
     static func clean(_ text: String, limit: Int) -> String {
-        var out = ""
-        for scalar in text.unicodeScalars {
-            if scalar == "\t" || scalar == "\n" || scalar == "\r" {
-                out += " "
-            } else if scalar.rewritesDisplay {
-                out += scalar.value < 0x100 ? String(format: "\\x%02x", scalar.value) : String(format: "\\u%04x", scalar.value)
-            } else {
-                out.unicodeScalars.append(scalar)
-            }
-        }
-        return out.prefix(scalars: limit)
+        let oneLine = String(String.UnicodeScalarView(text.unicodeScalars.map { $0 == "\t" || $0 == "\n" || $0 == "\r" ? " " : $0 }))
+        return oneLine.displayEscaped(keeping: []).prefix(scalars: limit)
     }
 
     /// A ledger written before the `sealed` or the `peak_gpu_mem_mb` column gets them (empty) in

@@ -14,7 +14,7 @@ import ProctorConfig
 /// run's records with each seed's score, so `--resume` continues the same search. The first
 /// configurations follow a quasi-random design (Halton, shifted by the run's seed); draws are
 /// seeded by the run and the iteration, never the clock: the same ledger gives the same proposal.
-public struct SearchAgent: Agent {
+public struct SearchAgent: MarkerAgent {
     public let strategyName: String
     let strategy: SearchStrategy
 
@@ -31,11 +31,6 @@ public struct SearchAgent: Agent {
     public var descriptionLimit: Int { 65_536 }
     /// `[agent] kind`, as the ledger records it.
     public static let kind = "search"
-
-    /// The markers, before the run starts: an unreadable one is the user's to fix (exit 125).
-    public func check(_ context: AgentContext) throws -> [String] {
-        try MarkedFiles(context, WorkspaceFiles(context)).nothingToMove(context)
-    }
 
     public func propose(_ context: AgentContext) throws -> Proposal {
         let files = WorkspaceFiles(context)

@@ -215,18 +215,7 @@ public struct AnalysisStore: Sendable {
     /// ASCII, line and paragraph separators and bidirectional controls included): what an analysis
     /// printed reaches prompts and terminals, where escape sequences and CRs would rewrite what is shown.
     public static func clean(_ text: String) -> String {
-        var out = ""
-        for scalar in text.unicodeScalars {
-            let v = scalar.value
-            if scalar == "\n" || scalar == "\t" {
-                out.unicodeScalars.append(scalar)
-            } else if scalar.rewritesDisplay {
-                out += v < 0x80 ? String(format: "\\x%02x", v) : String(format: "\\u%04x", v)
-            } else {
-                out.unicodeScalars.append(scalar)
-            }
-        }
-        return out
+        text.displayEscaped()
     }
 
     static func shellQuoted(_ argument: String) -> String {
