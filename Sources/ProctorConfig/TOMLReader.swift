@@ -30,10 +30,15 @@ final class TOMLReader {
     /// a quote (`[` alone on a line, `[ =x]`), and a `}` where an array expects a value
     /// (`editable = [}train.py"]`). And a `\u0000` escape, which TOMLKit's C-string conversion
     /// silently cut the value at (`outputs = ["a\u0000b"]` made a directory `a`). The line and
-    /// the message. A header is a `[` that opens a line
+    /// the message. And a raw NUL byte, which cut the whole file short there. A header is a `[` that opens a line
     /// outside strings and outside a value's brackets, so arrays spanning lines pass.
     static func inputTOMLKitTrapsOn(_ text: String) -> (Int, String)? {
         let scalars = Array(text.unicodeScalars)
+        // A raw NUL byte: TOMLKit hands toml++ a C string, which ends there, so everything after
+        // it (a whole [sandbox] table) would vanish without an error.
+        if let nul = scalars.firstIndex(of: "\u{0}") {
+            return (scalars[..<nul].filter { $0 == "\n" }.count + 1, "a NUL byte is not allowed (the file would be read only up to it)")
+        }
         var index = 0
         var line = 1
         var open: [Unicode.Scalar] = []  // the [ and { of values not closed yet

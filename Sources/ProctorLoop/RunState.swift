@@ -29,8 +29,23 @@ public struct RunState: Codable, Sendable {
     public static func path(_ root: String) -> String { root + "/.proctor/state.json" }
 
     public static func load(_ root: String) -> RunState? {
-        guard let data = FileManager.default.contents(atPath: path(root)) else { return nil }
-        return try? JSONLines.decoder().decode(RunState.self, from: data)
+        guard let data = FileManager.default.contents(atPath: path(root)),
+            let state = try? JSONLines.decoder().decode(RunState.self, from: data), state.impossible == nil
+        else { return nil }
+        return state
+    }
+
+    /// The most iterations a run may number: a state file edited or damaged past it (or below 0)
+    /// is refused, not trusted (one past `Int.max` traps, a negative iteration has no ledger row).
+    static let largestIteration = 1_000_000_000
+
+    /// What makes the iteration numbers impossible, nil when they are fine.
+    var impossible: String? {
+        let range = 0...RunState.largestIteration
+        if !range.contains(lastIteration) { return "lastIteration \(lastIteration) is outside 0...\(RunState.largestIteration)" }
+        if let inProgress, !range.contains(inProgress) { return "inProgress \(inProgress) is outside 0...\(RunState.largestIteration)" }
+        if let bad = (inFlight ?? []).first(where: { !range.contains($0) }) { return "inFlight holds \(bad), outside 0...\(RunState.largestIteration)" }
+        return nil
     }
 
     /// The state `--resume` continues from; a missing or unreadable one refuses the start, saying which.
@@ -38,11 +53,16 @@ public struct RunState: Codable, Sendable {
         guard let data = FileManager.default.contents(atPath: path(root)) else {
             throw LoopError(.refused, "nothing to resume: no \(path(root)) (start a run without --resume)")
         }
+        let state: RunState
         do {
-            return try JSONLines.decoder().decode(RunState.self, from: data)
+            state = try JSONLines.decoder().decode(RunState.self, from: data)
         } catch {
             throw LoopError(.refused, "\(path(root)): not a run state proctor can resume (\(error)); start a new run without --resume")
         }
+        if let impossible = state.impossible {
+            throw LoopError(.refused, "\(path(root)): not a run state proctor can resume (\(impossible)); start a new run without --resume")
+        }
+        return state
     }
 
     public func save(_ root: String) throws {

@@ -30,6 +30,17 @@ final class AnalysisTests: XCTestCase {
         XCTAssertEqual(shown.last.map(String.init), "line 4999 " + String(repeating: "x", count: 50), "the end is kept")
     }
 
+    /// A folder under `.proctor/analysis/` named with the largest integer (made by hand): the next
+    /// number, one past it, trapped `proctor analyze`. It is not an analysis's folder.
+    func testAFolderWithAnImpossibleNumberIsNotAnAnalysis() throws {
+        let ws = try workspace()
+        useMachineLockInProcess(ws.machineLock)
+        try FileManager.default.createDirectory(atPath: ws.path(".proctor/analysis/9223372036854775807"), withIntermediateDirectories: true)
+        let outcome = try AnalyzeStep.run(workspace: ws.root, command: ["true"])
+        XCTAssertEqual(outcome.record.number, 1)
+        XCTAssertEqual(outcome.record.status, 0, outcome.summary)
+    }
+
     /// What the loop calls around each proposal: queued analyses run, nudges and summaries in the
     /// prompt until marked delivered, then gone.
     func testSteeringGathersNudgesAndAnalysesUntilDelivered() throws {

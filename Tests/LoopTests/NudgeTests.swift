@@ -16,6 +16,20 @@ final class NudgeTests: XCTestCase {
         return dir
     }
 
+    /// A hand-edited queue line with the largest id: the next id (one past it) trapped `proctor
+    /// nudge`. Such a line is skipped like any other that does not validate.
+    func testAQueueLineWithAnImpossibleIdIsSkipped() throws {
+        let root = try fakeRun()
+        let queue = NudgeQueue(root: root)
+        try queue.append("first")
+        let handle = try XCTUnwrap(FileHandle(forWritingAtPath: queue.queuePath))
+        handle.seekToEndOfFile()
+        handle.write(Data("{\"id\":9223372036854775807,\"text\":\"x\",\"time\":\"2026-12-05T14:38:14.105Z\"}\n".utf8))
+        handle.closeFile()
+        XCTAssertEqual(try queue.append("second").id, 2)
+        XCTAssertEqual(queue.all().map(\.text), ["first", "second"])
+    }
+
     func testNudgesQueueInOrderAreDeliveredOnceAndSurviveAReopen() throws {
         let root = try fakeRun()
         let queue = NudgeQueue(root: root)

@@ -130,6 +130,27 @@ final class ResumeTests: XCTestCase {
         XCTAssertTrue(ws.read("train.py")!.contains("X = 0.69 "))
     }
 
+    /// A state file whose iteration numbers are impossible (edited or damaged): `--resume` refused
+    /// it only when it did not decode; `lastIteration` at `Int.max` then trapped on the next
+    /// number, a negative one trapped building the agent's history after rewriting the state.
+    /// Now it is refused (125) before anything is written.
+    func testResumeRefusesImpossibleIterationNumbers() throws {
+        let ws = try LoopWorkspace(WorkspaceSpec())
+        XCTAssertEqual(try ws.run(["--iterations", "1"]).status, 0)
+        let good = try XCTUnwrap(ws.state)
+        for (key, value) in [("lastIteration", Int.max as Any), ("lastIteration", -5), ("inProgress", Int.max), ("inFlight", [3, -1])] {
+            var state = good
+            state[key] = value
+            let data = try JSONSerialization.data(withJSONObject: state)
+            try data.write(to: URL(fileURLWithPath: ws.path(".proctor/state.json")))
+            let resumed = try ws.run(["--resume", "--iterations", "1"])
+            XCTAssertEqual(resumed.status, 125, "\(key)=\(value): \(resumed.text)")
+            XCTAssertTrue(resumed.text.contains("not a run state proctor can resume (\(key)"), resumed.text)
+            XCTAssertEqual(ws.bytes(".proctor/state.json"), data, "the refused resume left the state alone")
+            XCTAssertEqual(ws.rows.count, 2)
+        }
+    }
+
     /// Rewrites state.json as it was saved when iteration 1 began: the baseline at `bestCommit` is best.
     static func rewindState(_ ws: LoopWorkspace, bestCommit: String) throws {
         var state = try XCTUnwrap(ws.state)

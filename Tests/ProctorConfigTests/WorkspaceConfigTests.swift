@@ -241,6 +241,16 @@ final class WorkspaceConfigTests: XCTestCase {
         }
     }
 
+    /// A raw NUL byte in a comment cut the file short there (TOMLKit passes a C string): every
+    /// table after it, `[sandbox] hide` included, was silently dropped and `check` said ok.
+    func testARawNULByteIsAnErrorAtItsLine() {
+        let text = full.replacingOccurrences(of: "cpu_time", with: "# note \u{0}\ncpu_time")
+        XCTAssertThrowsError(try parse(text)) { error in
+            XCTAssertEqual((error as? ConfigError)?.line, 11, "\(error)")
+            XCTAssertTrue("\(error)".contains("NUL byte"), "\(error)")
+        }
+    }
+
     /// The outputs are emptied before every experiment: a directory that is the root, git's or proctor's
     /// state, or that holds (or lies in) files the other lists name is refused, naming the line.
     func testOutputsMustBeADirectoryOfTheirOwn() throws {

@@ -123,8 +123,10 @@ public struct AnalysisStore: Sendable {
         return number
     }
 
+    /// The analyses' numbers; a folder named past a billion (made by hand) is not one, as the next
+    /// number would overflow.
     private func numbers() -> [Int] {
-        ((try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []).compactMap(Int.init).filter { $0 > 0 }.sorted()
+        ((try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []).compactMap(Int.init).filter { (1...1_000_000_000).contains($0) }.sorted()
     }
 
     /// The record of analysis `number`, once finished.

@@ -63,6 +63,10 @@ public struct NudgeQueue: Sendable {
         return clean
     }
 
+    /// The largest id a nudge may have: a hand-edited line with a larger one is skipped (the next
+    /// id, one past it, would overflow).
+    static let largestID = 1_000_000_000
+
     /// Queues a nudge after those already queued and returns it. Refused when the workspace has no
     /// run (`.proctor/state.json`): there is nobody to deliver it to, now or on `--resume`.
     /// Safe from several terminals at once: the id is taken under an `flock` of the queue file.
@@ -89,7 +93,9 @@ public struct NudgeQueue: Sendable {
     public func all() -> [Nudge] {
         var result: [Nudge] = []
         for nudge in JSONLines.read(Nudge.self, from: queuePath) {
-            guard nudge.id > (result.last?.id ?? 0), (try? NudgeQueue.validate(nudge.text)) == nudge.text else { continue }
+            guard nudge.id > (result.last?.id ?? 0), nudge.id <= NudgeQueue.largestID,
+                (try? NudgeQueue.validate(nudge.text)) == nudge.text
+            else { continue }
             result.append(nudge)
         }
         return result
