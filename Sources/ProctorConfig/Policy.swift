@@ -39,6 +39,14 @@ public struct PolicyPreset: Sendable, Equatable {
             for path in paths where !path.hasPrefix("/") || path.split(separator: "/").contains("..") {
                 throw reader.error([], key, "expected absolute paths without \"..\", got \"\(path)\"")
             }
+            if let path = paths.first(where: { WorkspaceConfig.sandboxOwn($0) != nil }) {
+                throw reader.error([], key, "expected a host path outside /tmp, /dev and /proc (the sandbox's own private ones), got \"\(path)\"")
+            }
+        }
+        // Hiding the root hides the system the sandbox is built from (the launcher then failed
+        // naming no file or key), as in `[sandbox] hide`.
+        if let root = hide.first(where: { $0.split(separator: "/").isEmpty }) {
+            throw reader.error([], "hide", "expected a directory or file below \"/\", got \"\(root)\" (hiding the root hides everything)")
         }
         let preset = PolicyPreset(
             name: name, system: system, hide: hide,

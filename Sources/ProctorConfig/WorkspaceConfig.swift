@@ -353,6 +353,15 @@ extension WorkspaceConfig {
                   !target.unicodeScalars.contains(where: \.rewritesDisplay) else {
                 throw reader.error(home.path, key, "expected a file path below the agent's home, such as \".claude.json\", got \(target.debugDescription)")
             }
+            // Copied before every agent run: a missing source failed every iteration (a crash row
+            // each), and a target inside another's (".x" and ".x/y") stopped the run with a raw error.
+            var st = stat()
+            guard stat(key, &st) == 0 else {
+                throw reader.error(home.path, key, "expected an existing host file, but \(key) cannot be read (\(String(cString: strerror(errno))))")
+            }
+            if let other = config.agent.homeFiles.first(where: { $0.value == target || $0.value.hasPrefix(target + "/") || target.hasPrefix($0.value + "/") }) {
+                throw reader.error(home.path, key, "expected a place of its own in the agent's home, but \(target.debugDescription) collides with \(other.value.debugDescription) (from \(other.key))")
+            }
             config.agent.homeFiles[key] = target
         }
         try home.finish()
@@ -429,6 +438,9 @@ extension WorkspaceConfig {
                 guard parts.contains(where: { !$0.isEmpty }) else {
                     throw reader.error(sandbox.path, "hide", "expected a directory or file below \"/\", got \"\(path)\" (hiding the root hides everything)")
                 }
+                if rest == path, let own = sandboxOwn(path) {
+                    throw reader.error(sandbox.path, "hide", "expected a host path outside \(own), got \"\(path)\" (the sandbox's \(own) is its own private one: nothing of the host's is there to hide)")
+                }
                 return path
             }
         }
@@ -500,8 +512,19 @@ extension WorkspaceConfig {
             guard path.hasPrefix("/"), !path.split(separator: "/").contains("..") else {
                 throw table.reader.error(table.path, key, "expected absolute paths without \"..\", got \"\(path)\"")
             }
+            if let own = sandboxOwn(path) {
+                throw table.reader.error(table.path, key, "expected a host path outside \(own), got \"\(path)\" (the sandbox mounts its own private \(own) over it, so it would never be seen; use another directory, such as one under /var/tmp)")
+            }
             return path
         }
+    }
+
+    /// The private directory of the sandbox (`/tmp`, `/dev`, `/proc`) that `path` is or lies in, nil
+    /// for none. Those are built fresh for every phase, after the host paths are mounted: a host
+    /// path there is covered (`read_only`) or already invisible (`hide`).
+    static func sandboxOwn(_ path: String) -> String? {
+        let first = path.split(separator: "/").first.map(String.init)
+        return first.flatMap { ["tmp", "dev", "proc"].contains($0) ? "/" + $0 : nil }
     }
 }
 

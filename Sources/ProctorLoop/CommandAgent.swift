@@ -89,9 +89,10 @@ public struct CommandAgent: Agent {
     static func populate(home: String, config: WorkspaceConfig) throws {
         for (source, target) in config.agent.homeFiles {
             let destination = home + "/" + target
-            try FileManager.default.createDirectory(atPath: (destination as NSString).deletingLastPathComponent,
-                                                    withIntermediateDirectories: true)
-            guard (try? FileManager.default.copyItem(atPath: source, toPath: destination)) != nil else {
+            guard (try? FileManager.default.createDirectory(atPath: (destination as NSString).deletingLastPathComponent,
+                                                             withIntermediateDirectories: true)) != nil,
+                (try? FileManager.default.copyItem(atPath: source, toPath: destination)) != nil
+            else {
                 throw AgentError.failed(reason: "cannot copy [agent.home_files] \(source) into the agent's home")
             }
         }

@@ -127,6 +127,15 @@ final class WorkspaceConfigTests: XCTestCase {
             assertError(full + "\n[agent.home_files]\n\"/etc/hostname\" = \(target)\n", line: lines + 2,
                         key: "agent.home_files./etc/hostname", contains: "a file path below the agent's home")
         }
+        // A missing source (every iteration crashed copying it) and targets inside one another (the
+        // run stopped with a raw "file exists" error) are refused here.
+        assertError(full + "\n[agent.home_files]\n\"/nonexistent-hf\" = \"x\"\n", line: lines + 2,
+                    key: "agent.home_files./nonexistent-hf", contains: "expected an existing host file")
+        XCTAssertThrowsError(try parse(full + "\n[agent.home_files]\n\"/etc/hostname\" = \"x\"\n\"/etc/os-release\" = \"x/y\"\n")) { error in
+            XCTAssertTrue("\(error)".contains("collides with"), "\(error)")
+        }
+        XCTAssertThrowsError(try parse(full + "\n[agent.home_files]\n\"/etc/hostname\" = \".c\"\n\"/etc/os-release\" = \".c\"\n"))
+        XCTAssertEqual(try parse(full + "\n[agent.home_files]\n\"/etc/hostname\" = \".x\"\n\"/etc/os-release\" = \".xy/z\"\n").agent.homeFiles.count, 2)
         // A seed twice gives one deterministic score twice: the multi-seed gate would mean nothing.
         assertError(full.replacingOccurrences(of: "seeds    = [42]", with: "seeds    = [42, 42]"), line: 18,
                     key: "experiment.seeds", contains: "seed 42 is listed twice")
@@ -168,6 +177,39 @@ final class WorkspaceConfigTests: XCTestCase {
         for root in ["/", "//", "///"] {
             assertError(full + "\n[sandbox]\nhide = [\"\(root)\"]\n", line: line, key: "sandbox.hide", contains: "hides everything")
         }
+    }
+
+    /// The sandbox builds its own /tmp, /dev and /proc over the host's: a `read_only` path there was
+    /// silently invisible inside (covered), a `hide` there failed the baseline mid-run with no key.
+    func testPathsInTheSandboxsOwnDirectoriesAreRefused() throws {
+        let line = full.split(separator: "\n", omittingEmptySubsequences: false).count + 2
+        for own in ["/tmp", "/tmp/models", "//tmp/x", "/dev/shm", "/proc/self"] {
+            assertError(full + "\n[sandbox]\nread_only = [\"\(own)\"]\n", line: line, key: "sandbox.read_only", contains: "outside /")
+            assertError(full + "\n[sandbox]\nhide = [\"\(own)\"]\n", line: line, key: "sandbox.hide", contains: "outside /")
+        }
+        assertError(full.replacingOccurrences(of: "kind = \"mutate\"", with: "kind = \"mutate\"\nread_only = [\"/tmp/cli\"]"),
+                    line: 37, key: "agent.read_only", contains: "outside /tmp")
+        // Near misses are fine.
+        let config = try parse(full + "\n[sandbox]\nread_only = [\"/var/tmp/m\", \"/tmpdata\", \"/srv/dev\"]\nhide = [\"/devices\"]\n")
+        XCTAssertEqual(config.sandbox.readOnly, ["/var/tmp/m", "/tmpdata", "/srv/dev"])
+    }
+
+    /// A policy preset's `hide = ["/"]` failed in the launcher naming no file or key; `system` or
+    /// `hide` under /tmp, /dev or /proc means nothing there.
+    func testAPolicyPresetRefusesTheRootAndTheSandboxsOwnDirectories() throws {
+        let dir = NSTemporaryDirectory() + "proctor-policy-\(getpid())"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        for (text, message) in [("hide = [\"/\"]\n", "hides everything"), ("system = [\"/usr\", \"/proc\"]\n", "outside /tmp"),
+                                ("hide = [\"/tmp/x\"]\n", "outside /tmp")] {
+            try text.write(toFile: dir + "/p.toml", atomically: true, encoding: .utf8)
+            XCTAssertThrowsError(try PolicyPreset.load(name: "p", from: dir)) { error in
+                XCTAssertEqual((error as? ConfigError)?.line, 1, "\(error)")
+                XCTAssertTrue("\(error)".contains(message), "\(error)")
+            }
+        }
+        try "hide = [\"/etc/shadow\"]\n".write(toFile: dir + "/p.toml", atomically: true, encoding: .utf8)
+        XCTAssertEqual(try PolicyPreset.load(name: "p", from: dir).hide, ["/etc/shadow"])
     }
 
     func testSyntaxErrorHasLine() {
