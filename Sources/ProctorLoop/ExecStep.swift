@@ -5,6 +5,19 @@ import ProctorSandbox
 /// `proctor exec`: one command under the workspace's policy, outside the research loop.
 public enum ExecStep {
     /// Runs the command and returns the status `proctor exec` exits with. Throws for proctor's own failures (125).
+    /// `--audit-log FILE`: a file (new or not) in a directory that exists; proctor makes no
+    /// directories the user did not (a typo would silently create a tree).
+    static func checkAuditLog(_ path: String) throws {
+        var st = stat()
+        let parent = path.contains("/") ? (path as NSString).deletingLastPathComponent : "."
+        guard !path.isEmpty, stat(parent.isEmpty ? "/" : parent, &st) == 0, st.st_mode & S_IFMT == S_IFDIR else {
+            throw LoopError(.refused, "--audit-log: expected a file in an existing directory, got \"\(path)\"")
+        }
+        if stat(path, &st) == 0, st.st_mode & S_IFMT == S_IFDIR {
+            throw LoopError(.refused, "--audit-log: expected a file, but \(path) is a directory")
+        }
+    }
+
     public static func run(workspace: String, phase: Phase, command: [String], auditLog: String?, seed: UInt64?,
                            wait: Bool, timeoutMs: Int64? = nil) throws -> Int32 {
         var env = try SandboxEnvironment.load(workspace: workspace)
@@ -15,6 +28,7 @@ public enum ExecStep {
             env.config.agent.timeoutMs = timeoutMs
         }
         let runID = RunID.make(prefix: "exec")
+        if let auditLog { try checkAuditLog(auditLog) }
         let audit = try AuditLog(path: auditLog ?? env.config.root + "/.proctor/audit.jsonl")
         var locks: [ExperimentLock] = []
         if phase == .experiment {

@@ -18,6 +18,10 @@ public enum WorkspaceSteps {
             try Pins.save(try lockedHashes(config, repo: repo, commit: head), root: root)
             return ["re-pinned the locked files of \(head.short)"]
         }
+        var isDirectory: ObjCBool = false
+        if fm.fileExists(atPath: root, isDirectory: &isDirectory), !isDirectory.boolValue {
+            throw LoopError(.refused, "\(root) is a file, not a directory to make the workspace in")
+        }
         if fm.fileExists(atPath: root + "/proctor.toml") {
             throw LoopError(.refused, "\(root) already holds a proctor.toml; use `proctor init --repin` to re-pin its locked files")
         }

@@ -91,6 +91,27 @@ final class ConfigTests: XCTestCase {
         XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: ws.root), [], "nothing copied into an existing directory")
     }
 
+    /// `proctor init FILE` and `proctor exec --audit-log` with a path that cannot be one: 125 naming
+    /// the path (they were raw NSCocoaErrorDomain codes), and no directory made for a typo.
+    func testInitOntoAFileAndABadAuditLogAreRefusedByName() throws {
+        let ws = try LoopWorkspace()
+        let file = ws.base + "/afile"
+        try "x\n".write(toFile: file, atomically: true, encoding: .utf8)
+        let onFile = try ws.proctor(["init", file, "--template", ws.templateDir])
+        XCTAssertEqual(onFile.status, 125, onFile.text)
+        XCTAssertTrue(onFile.stderr.contains("is a file, not a directory"), onFile.stderr)
+        XCTAssertEqual(try String(contentsOfFile: file, encoding: .utf8), "x\n")
+        for (path, message) in [("", "expected a file in an existing directory"), (ws.base, "expected a file, but"),
+                                (ws.base + "/no/such/audit.jsonl", "expected a file in an existing directory")] {
+            let result = try ws.proctor(["exec", "--workspace", ws.root, "--audit-log", path, "--", "/bin/true"])
+            XCTAssertEqual(result.status, 125, result.text)
+            XCTAssertTrue(result.stderr.contains("--audit-log: " + message), result.stderr)
+        }
+        XCTAssertFalse(FileManager.default.fileExists(atPath: ws.base + "/no"), "no directory made for the audit log")
+        let good = try ws.proctor(["exec", "--workspace", ws.root, "--audit-log", ws.base + "/audit.jsonl", "--", "/bin/true"])
+        XCTAssertEqual(good.status, 0, good.text)
+    }
+
     /// SIGKILL during `proctor init DIR`: DIR is either absent or a whole workspace, never a half-made one
     /// that every later `proctor init` refuses.
     func testInitKilledHalfwayLeavesNoHalfMadeWorkspace() throws {
