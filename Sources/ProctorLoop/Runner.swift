@@ -308,8 +308,12 @@ public final class Runner {
         guard let tip = try repo.branchTip(saved.branch) else {
             throw LoopError(.refused, "the run's branch \(saved.branch) is gone (deleted?); start a new run without --resume")
         }
-        if let lost = saved.inProgress, recorded(lost) {
-            // Died after the row, before the state: the row is the truth, a kept commit included.
+        // Died after a row, before the state that follows it: the row is the truth, a kept commit
+        // included. That iteration is the one being decided (`inProgress`) or, under `--parallel`,
+        // one still listed in flight (a proposal recorded as rejected, a measured candidate): left
+        // in the list, it was taken for unmeasured, its record cut and a crash row added on top.
+        let pending = [saved.inProgress].compactMap { $0 } + (saved.inFlight ?? [])
+        if let lost = rows.last?.iteration, pending.contains(lost), recorded(lost) {
             saved.lastIteration = max(saved.lastIteration, lost)
             if let record = lastRecord, record.status == .keep, record.commit == tip.hex, let score = record.score {
                 saved.bestCommit = tip.hex
@@ -322,7 +326,8 @@ public final class Runner {
                     saved.baselineSpread = Gate.spread(seeds)
                 }
             }
-            saved.inProgress = nil
+            if saved.inProgress == lost { saved.inProgress = nil }
+            saved.inFlight?.removeAll { $0 == lost }
         }
         // A run without a measured baseline has no best score to continue from.
         if saved.inProgress == 0 || saved.bestScore.isNaN {
@@ -355,7 +360,7 @@ public final class Runner {
             Ledger.dropRecordWithoutRow(in: root + "/.proctor", run: saved.run, iteration: lost)
         }
         // `--parallel`: the candidates still being measured when it died (none has a row: a row
-        // leaves the list in the same state save, and the one being recorded is `inProgress`).
+        // leaves the list in the same state save, and one whose save was lost is out of it above).
         let unmeasured = (saved.inFlight ?? []).filter { $0 != saved.inProgress }.sorted()
         for lost in unmeasured { Ledger.dropRecordWithoutRow(in: root + "/.proctor", run: saved.run, iteration: lost) }
         if tip.hex != saved.bestCommit {

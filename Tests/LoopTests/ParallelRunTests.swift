@@ -150,6 +150,43 @@ final class ParallelRunTests: XCTestCase {
         XCTAssertTrue(processes(containing: ws.tag).isEmpty)
     }
 
+    /// The supervisor dies between an in-flight iteration's row and the state save that takes it out
+    /// of `inFlight` (found by killing at random): `--resume` took it for unmeasured, cut its record
+    /// (a keep's included) and added a crash row on top, so the ledger held the iteration twice and
+    /// rows and records no longer paired. Both ways a row is written under `--parallel`: a measured
+    /// candidate being decided (`inProgress` is it) and a proposal rejected before measuring (nil).
+    func testDeathBetweenAnInFlightRowAndTheStateThenResume() throws {
+        let env = ["PROCTOR_MACHINE_SLOTS": "2"]
+        for decided in [true, false] {
+            let ws = try ParallelRunTests.workspace(ParallelRunTests.slowSpec())
+            try FileManager.default.removeItem(atPath: ws.path("gate/block"))
+            let first = try ws.proctor(["run", "--workspace", ws.root, "--iterations", "3", "--parallel", "2"], environment: env)
+            XCTAssertEqual(first.status, 0, first.text)
+            // The state as saved just before the last row: that iteration and one more in flight.
+            let last = try XCTUnwrap(ws.rows.last)
+            let record = try XCTUnwrap(ws.records.last)
+            var state = try XCTUnwrap(ws.state)
+            state["lastIteration"] = ws.rows.dropLast().map(\.iteration).max()
+            state["inProgress"] = decided ? last.iteration : nil
+            state["inFlight"] = [last.iteration, 4]
+            if last.status == "keep" {
+                state["bestCommit"] = record["parent"]
+                state["bestScore"] = record["bestBefore"]
+            }
+            try JSONSerialization.data(withJSONObject: state).write(to: URL(fileURLWithPath: ws.path(".proctor/state.json")))
+            let before = ws.rows
+
+            let resumed = try ws.proctor(["run", "--workspace", ws.root, "--resume", "--iterations", "1", "--parallel", "2"], environment: env)
+            XCTAssertEqual(resumed.status, 0, resumed.text)
+            XCTAssertEqual(Array(ws.rows.prefix(before.count)).map(\.fields), before.map(\.fields), "rows before the kill stay")
+            XCTAssertEqual(ws.row(4)?.status, "crash", "the one never recorded is the crash")
+            assertIterations(ws, 5)
+            XCTAssertEqual(ws.records.filter { $0["iteration"] as? Int == last.iteration }.first?["status"] as? String, last.status,
+                           "iteration \(last.iteration)'s own record stays")
+            try assertBranchHoldsTheKeeps(ws)
+        }
+    }
+
     /// Ctrl-C with two in flight: both sandboxes end, no row for either, exit 130, and the state has
     /// nothing in flight; `--resume` goes on from the last row.
     func testCtrlCWithTwoInFlightRecordsNothingForThem() throws {
