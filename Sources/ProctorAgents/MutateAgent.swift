@@ -37,7 +37,10 @@ public struct MutateAgent: MarkerAgent {
 
         // The same change just tried and not kept would waste an iteration (a narrow int range
         // makes repeats likely): draw again, a few times, before settling for a repeat.
+        // Under `--parallel` the candidates in flight count as tried: the loop would discard a twin
+        // of one as a duplicate, an iteration spent for nothing.
         let tried = Set(context.history.suffix(recentWindow).filter { $0.status != "keep" }.map(\.description))
+            .union(context.measured.filter { $0.status == MeasuredIteration.running }.map(\.description))
         let memory = context.memory
         func describe(_ changes: [(Knob, String)]) -> String {
             changes.map { "\($0.0.label) \($0.0.literal) -> \($0.1)" }.joined(separator: ", ")
@@ -52,10 +55,16 @@ public struct MutateAgent: MarkerAgent {
         // On a plateau: every other iteration combines the near misses' values, else wider steps.
         var chosen: [(Knob, String)] = []
         var description = ""
-        if memory.plateau, let combined = combineNearMisses(memory.nearMisses, knobs: movable), !combined.changes.isEmpty,
+        // The combination is the same until the near misses change: once tried (or in flight), it
+        // was proposed again at every other iteration, each a duplicate.
+        let combined = memory.plateau ? combineNearMisses(memory.nearMisses, knobs: movable) : nil
+        let combinedDescription = combined.map {
+            "combine near misses \($0.iterations.map(String.init).joined(separator: ", ")): " + describe($0.changes)
+        }
+        if let combined, let combinedDescription, !combined.changes.isEmpty, !tried.contains(combinedDescription),
             rng.uniform() < 0.5 {
             chosen = combined.changes
-            description = "combine near misses \(combined.iterations.map(String.init).joined(separator: ", ")): " + describe(chosen)
+            description = combinedDescription
         } else {
             let widen = memory.plateau ? 2.0 : 1.0
             for _ in 0..<8 {

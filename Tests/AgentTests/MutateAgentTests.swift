@@ -229,4 +229,33 @@ final class MutateAgentTests: XCTestCase {
         XCTAssertGreaterThan(combined, 3, "a plateau combines the near misses about every other time")
         XCTAssertLessThan(combined, 20, "and still explores")
     }
+
+    /// The combination once tried (discarded) or in flight under `--parallel` is not proposed
+    /// again: it was, at every other iteration, each a duplicate the loop discarded (7 of 8
+    /// iterations of one resumed run).
+    func testACombinationTriedOrInFlightIsNotProposedAgain() throws {
+        let ws = try TestWorkspace()
+        let original = try XCTUnwrap(ws.read("train.py"))
+        let twin = "combine near misses 3, 5: LEARNING_RATE 0.1 -> 0.2, NUM_LEAVES 15 -> 30"
+        for seen in ["history", "in flight"] {
+            for iteration in 1...20 {
+                try Data(original.utf8).write(to: URL(fileURLWithPath: ws.root + "/train.py"))
+                var context = ws.context(seed: 5, iteration: iteration)
+                context.memory.plateau = true
+                context.memory.iterationsWithoutKeep = 20
+                context.memory.nearMisses = [
+                    .init(iteration: 3, score: 0.8, description: "LEARNING_RATE 0.1 -> 0.2", patch: "-LEARNING_RATE = 0.1\n+LEARNING_RATE = 0.2\n"),
+                    .init(iteration: 5, score: 0.79, description: "NUM_LEAVES 15 -> 30", patch: "-NUM_LEAVES = 15\n+NUM_LEAVES = 30\n"),
+                ]
+                if seen == "history" {
+                    context.history.append(HistoryEntry(iteration: 9, status: "discard", score: 0.7, description: twin))
+                } else {
+                    context.measured.append(MeasuredIteration(iteration: 9, status: MeasuredIteration.running, description: twin,
+                                                              seedScores: [], agent: "mutate"))
+                }
+                let proposal = try MutateAgent().propose(context)
+                XCTAssertNotEqual(proposal.description, twin, "\(seen), iteration \(iteration)")
+            }
+        }
+    }
 }
