@@ -35,6 +35,7 @@ public struct Violation: Sendable, Hashable, Codable, CustomStringConvertible {
         case binary
         case diffLines = "diff-lines"
         case size
+        case attributes
     }
 
     public var path: String
@@ -54,7 +55,7 @@ public struct Violation: Sendable, Hashable, Codable, CustomStringConvertible {
 public enum DiffValidator {
     /// Every violation in `changes` (from `Repository.status(against:excluding:)`), in path order; empty when
     /// the changes may be scored. Only editable and notes paths may change or appear; nothing may be deleted,
-    /// renamed, change mode or type, be or become a link or submodule; editable files stay text; editable
+    /// renamed, change mode or type, be or become a link or submodule, or touch git's attributes; editable files stay text; editable
     /// lines changed stay within the cap; every changed file stays within the size cap.
     public static func validate(_ changes: [Change], policy: DiffPolicy) -> [Violation] {
         var violations: [Violation] = []
@@ -81,6 +82,15 @@ public enum DiffValidator {
                 flag(.mode, "file type changed (\(change.oldMode) → \(change.newMode))")
             } else if change.kind == .modified || change.kind == .renamed, change.oldMode != change.newMode {
                 flag(.mode, "mode changed (\(change.oldMode) → \(change.newMode))")
+            }
+            // git attributes change what git sees of a file: a `.gitattributes` is never an agent's to
+            // write, and a file git rewrites (`ident`) would hide code from this check.
+            let isAttributesFile = { (p: String) in p == ".gitattributes" || p.hasSuffix("/.gitattributes") }
+            if isAttributesFile(path) || isAttributesFile(change.oldPath) {
+                flag(.attributes, "git attributes files change how git reads the others and are never editable")
+            }
+            if let attribute = change.rewritingAttribute {
+                flag(.attributes, "git attribute `\(attribute)` applies (from .gitattributes): git's diff of the file would not show all of its bytes")
             }
             if change.isSymlink { flag(.symlink, "symbolic links are not allowed") }
             if change.isSubmodule { flag(.submodule, "submodules and nested repositories are not allowed") }

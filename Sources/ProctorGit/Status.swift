@@ -128,11 +128,22 @@ extension Repository {
                     change.newSize = try parent.entry(name)?.size ?? 0
                 }
             }
+            if kind != .deleted, !change.isSubmodule { change.rewritingAttribute = try rewritingAttribute(path) }
             change.isSymlink = oldMode == .symlink || newMode == .symlink
             change.isSubmodule = change.isSubmodule || oldMode == .submodule || newMode == .submodule
             changes.append(change)
         }
         return changes.sorted { $0.path < $1.path }
+    }
+
+    /// The git attribute set on `path` that makes git's view of the file differ from its bytes, nil
+    /// for none: `ident` (libgit2 rewrites `$Id: anything$` to `$Id$` before hashing and diffing, so
+    /// code inside one is in no diff, no line count and no status). `.gitattributes` files, the
+    /// repository's `info/attributes` and the user's and system's attribute files all count.
+    public func rewritingAttribute(_ path: String) throws -> String? {
+        var value: UnsafePointer<CChar>?
+        try check(git_attr_get(&value, handle, 0, path, "ident"), "git_attr_get")
+        return git_attr_value(value) == GIT_ATTR_VALUE_TRUE ? "ident" : nil
     }
 
     /// Whether `path` is a directory (not a link) without a `.git` of its own.

@@ -83,6 +83,9 @@ public struct Change: Sendable, Hashable, Codable {
     /// line of n bytes counts as ceil(n / `Change.lineWidth`) lines, so that a 900 KB one-line blob
     /// (`exec(b64decode("..."))`) is not "one changed line".
     public var longLineExtra: Int = 0
+    /// A git attribute that rewrites the file in git's view of it (`ident`), nil for none: its diff
+    /// and line counts are not of its bytes (`Repository.rewritingAttribute`).
+    public var rewritingAttribute: String?
     /// The bytes of a changed line that count as one line for the diff-line cap.
     public static let lineWidth = 200
 

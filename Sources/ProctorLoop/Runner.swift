@@ -135,6 +135,7 @@ public final class Runner {
     public func run() throws -> RunSummary {
         StopSignal.install()
         try ensureIgnored()
+        try refuseRewritingAttributes()
         let runID = try options.resume ? RunState.loadForResume(root).run : RunID.make()
         if sessionCommand == nil {
             agent = try AgentFactory.make(kind: agentName, env: env, audit: audit, run: runID, meter: meter)
@@ -562,6 +563,18 @@ public final class Runner {
                          interpreters: interpreters.isEmpty ? nil : interpreters,
                          peakGpuMemMB: measured?.peakGPUMB, gpuSeconds: measured?.gpuSeconds.map { ($0 * 1000).rounded() / 1000 },
                          slurmJobs: measured.flatMap { $0.jobs.isEmpty ? nil : $0.jobs })
+    }
+
+    /// A git attribute that rewrites an editable or notes file in git's view (`ident`) would let a
+    /// change hide inside it: not in the diff, the line count or even the status. Refused at the
+    /// start (the validation also rejects a change to such a file, or to a `.gitattributes`).
+    private func refuseRewritingAttributes() throws {
+        let globs = (config.files.editable + config.files.notes).map(Glob.init)
+        for path in FileTree.regularFiles(under: root, reaching: globs, where: { rel in globs.contains { $0.matches(rel) } }) {
+            if let attribute = try repo.rewritingAttribute(path) {
+                throw LoopError(.refused, "\(path): the git attribute `\(attribute)` (from .gitattributes or .git/info/attributes) rewrites part of it in git's view, where proctor validates changes; remove it for the editable and notes files")
+            }
+        }
     }
 
     /// `.proctor/` and the outputs are proctor's and the experiment's, never the repository's.

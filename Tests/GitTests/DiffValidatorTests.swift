@@ -11,6 +11,19 @@ final class DiffValidatorTests: XCTestCase {
         DiffValidator.validate(changes, policy: policy).map { "\($0.path) \($0.rule.rawValue)" }
     }
 
+    /// A `.gitattributes` (at any depth) is never an agent's to write, even under an editable glob;
+    /// a change to a file git rewrites (`ident`) is refused.
+    func testGitAttributesAreRefused() {
+        let all = DiffPolicy(isEditable: { _ in true }, isNotes: { _ in false }, maxChangedLines: 100, maxFileBytes: 1 << 20)
+        for path in [".gitattributes", "src/.gitattributes"] {
+            XCTAssertEqual(DiffValidator.validate([Change(path: path, kind: .added, addedLines: 1)], policy: all).map(\.rule), [.attributes])
+        }
+        var rewritten = Change(path: "train.py", kind: .modified)
+        rewritten.rewritingAttribute = "ident"
+        XCTAssertEqual(DiffValidator.validate([rewritten], policy: all).map(\.rule), [.attributes])
+        XCTAssertEqual(DiffValidator.validate([Change(path: "src/x.gitattributes", kind: .added, addedLines: 1)], policy: all), [])
+    }
+
     func testAllowedChangesPass() {
         XCTAssertEqual(
             rules(

@@ -153,6 +153,41 @@ final class DiffValidationTests: XCTestCase {
         }
     }
 
+    /// git attributes change what libgit2 sees of a file: with `ident`, `$Id: any code$` reads as
+    /// `$Id$`, so code there was in no diff, no line count and (at the same size) no status, yet ran
+    /// (found from outside: a payload ran, the ledger said 0 lines). An agent's `.gitattributes` in its
+    /// editable directory is rejected and removed; a committed one that rewrites an editable file
+    /// refuses the run before anything is measured.
+    func testGitAttributesCannotHideAChange() throws {
+        var spec = WorkspaceSpec()
+        spec.files = spec.files.replacingOccurrences(of: "editable = [\"train.py\"]", with: "editable = [\"train.py\", \"src/**\"]")
+        spec.agentScript = agentPrelude + """
+            case "$i" in
+            1) printf '*.py ident\\n' > src/.gitattributes; printf 'W = "$Id: import os$"\\n' > src/model.py; echo "SUMMARY: attributes" ;;
+            2) set_var X 0.69; echo "SUMMARY: plain" ;;
+            esac
+            """
+        let ws = try LoopWorkspace(spec, files: ["src/model.py": "W = 1\n"])
+        let result = try ws.run(["--iterations", "2"])
+        XCTAssertEqual(result.status, 0, result.text)
+        XCTAssertEqual(ws.rows.map(\.status), ["keep", "rejected", "keep"], result.text)
+        let audit = ws.audit.filter { $0["iteration"] as? Int == 1 && $0["kind"] as? String == "diff" }
+        XCTAssertTrue(audit.contains { $0["rule"] as? String == "attributes" && $0["path"] as? String == ws.path("src/.gitattributes") }, "\(audit)")
+        XCTAssertTrue(audit.contains { $0["rule"] as? String == "attributes" && $0["path"] as? String == ws.path("src/model.py") }, "\(audit)")
+        var st = stat()
+        XCTAssertNotEqual(lstat(ws.path("src/.gitattributes"), &st), 0, "the agent's .gitattributes survived the revert")
+        XCTAssertEqual(ws.read("src/model.py"), "W = 1\n")
+        XCTAssertEqual(try ws.gitStatus(), "")
+
+        // Committed by the user: the run is refused at once, naming the file and the attribute.
+        let committed = try LoopWorkspace(WorkspaceSpec(), files: [".gitattributes": "*.py ident\n"])
+        let refused = try committed.run(["--iterations", "1"])
+        XCTAssertEqual(refused.status, 125, refused.text)
+        XCTAssertTrue(refused.stderr.contains("train.py: the git attribute `ident`"), refused.stderr)
+        XCTAssertNil(committed.branch, "nothing was measured")
+        XCTAssertEqual(committed.rows.count, 0)
+    }
+
     /// Issue 10: a file git ignores, made by the agent inside its editable directory mid-run, is the
     /// agent's change like any other: measured, and removed by the revert, so it can never carry state
     /// from one iteration to the next (a `*.log`, an ignored `cache/` directory).
