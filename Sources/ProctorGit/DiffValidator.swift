@@ -36,6 +36,7 @@ public struct Violation: Sendable, Hashable, Codable, CustomStringConvertible {
         case diffLines = "diff-lines"
         case size
         case attributes
+        case nameNotUTF8 = "name-not-utf8"
     }
 
     public var path: String
@@ -55,7 +56,7 @@ public struct Violation: Sendable, Hashable, Codable, CustomStringConvertible {
 public enum DiffValidator {
     /// Every violation in `changes` (from `Repository.status(against:excluding:)`), in path order; empty when
     /// the changes may be scored. Only editable and notes paths may change or appear; nothing may be deleted,
-    /// renamed, change mode or type, be or become a link or submodule, or touch git's attributes; editable files stay text; editable
+    /// renamed, change mode or type, be or become a link or submodule, or touch git's attributes; names are UTF-8; editable files stay text; editable
     /// lines changed stay within the cap; every changed file stays within the size cap.
     public static func validate(_ changes: [Change], policy: DiffPolicy) -> [Violation] {
         var violations: [Violation] = []
@@ -92,6 +93,7 @@ public enum DiffValidator {
             if let attribute = change.rewritingAttribute {
                 flag(.attributes, "git attribute `\(attribute)` applies (from .gitattributes): git's diff of the file would not show all of its bytes")
             }
+            if change.nameIsNotUTF8 == true { flag(.nameNotUTF8, "a file name that is not UTF-8 (shown repaired)") }
             if change.isSymlink { flag(.symlink, "symbolic links are not allowed") }
             if change.isSubmodule { flag(.submodule, "submodules and nested repositories are not allowed") }
             let counted = policy.isEditable(path) && !policy.isNotes(path)

@@ -84,21 +84,60 @@ enum FileSystem {
             return Directory(fd: sub, path: child(name))
         }
 
-        /// Names in the directory, without `.` and `..`.
+        /// Names in the directory that are UTF-8, without `.` and `..` (see `namesNotUTF8`).
         func names() throws -> [String] {
+            try rawNames().compactMap { String(validatingCString: $0) }
+        }
+
+        /// Every name in the directory as readdir gives its bytes (NUL-terminated), without `.` and `..`.
+        private func rawNames() throws -> [[CChar]] {
             let copy = dup(fd)
             guard copy >= 0, let stream = fdopendir(copy) else {
                 throw GitError.system(operation: "fdopendir", path: path, errno: errno)
             }
             defer { closedir(stream) }
-            var names: [String] = []
+            // The copy shares the descriptor's position with every earlier listing: from the start.
+            rewinddir(stream)
+            var names: [[CChar]] = []
             while let entry = readdir(stream) {
                 let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
-                    String(cString: raw.bindMemory(to: CChar.self).baseAddress!)
+                    let bytes = raw.bindMemory(to: CChar.self)
+                    return Array(bytes.prefix(while: { $0 != 0 })) + [0]
                 }
-                if name != ".", name != ".." { names.append(name) }
+                if name != [46, 0], name != [46, 46, 0] { names.append(name) }
             }
             return names
+        }
+
+        /// The entries whose names are not UTF-8: each as decoding repairs it (for messages and ignore
+        /// rules) and as readdir gave it. A String cannot hold such a name, so no path git reports or
+        /// proctor restores reaches it: an agent's file named so outlived every revert, carrying state
+        /// from one iteration to the next outside git, until `removeRaw` took it out.
+        func namesNotUTF8() throws -> [(shown: String, raw: [CChar], isDirectory: Bool)] {
+            try rawNames().compactMap { raw in
+                guard String(validatingCString: raw) == nil else { return nil }
+                var info = stat()
+                guard fstatat(fd, raw, &info, AT_SYMLINK_NOFOLLOW) == 0 else { return nil }
+                return (String(cString: raw), raw, UInt32(info.st_mode) & typeMask == directoryType)
+            }
+        }
+
+        /// Removes the entry named by `raw` bytes (from `namesNotUTF8`), a directory with everything beneath it.
+        func removeRaw(_ raw: [CChar], isDirectory: Bool) throws {
+            let shown = String(cString: raw)
+            if isDirectory {
+                fchmodat(fd, raw, 0o700, 0)  // an agent may have made it unreadable to keep its contents
+                let sub = openat(fd, raw, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+                guard sub >= 0 else { throw GitError.system(operation: "openat", path: child(shown), errno: errno) }
+                let directory = Directory(fd: sub, path: child(shown))
+                for name in try directory.names() { try directory.remove(name) }
+                for entry in try directory.namesNotUTF8() { try directory.removeRaw(entry.raw, isDirectory: entry.isDirectory) }
+                guard unlinkat(fd, raw, AT_REMOVEDIR) == 0 else {
+                    throw GitError.system(operation: "rmdir", path: child(shown), errno: errno)
+                }
+            } else if unlinkat(fd, raw, 0) != 0, errno != ENOENT {
+                throw GitError.system(operation: "unlink", path: child(shown), errno: errno)
+            }
         }
 
         func chmod(_ name: String, _ mode: UInt32) throws {
@@ -115,6 +154,7 @@ enum FileSystem {
                 if entry.permissions & 0o700 != 0o700 { try chmod(name, 0o700) }
                 let sub = try subdirectory(name)
                 for child in try sub.names() { try sub.remove(child) }
+                for entry in try sub.namesNotUTF8() { try sub.removeRaw(entry.raw, isDirectory: entry.isDirectory) }
                 guard unlinkat(fd, name, AT_REMOVEDIR) == 0 else {
                     throw GitError.system(operation: "rmdir", path: child(name), errno: errno)
                 }

@@ -157,6 +157,13 @@ extension Repository {
         _ directory: FileSystem.Directory, prefix: String, expected: [String: (mode: FileMode, id: ObjectID)],
         cached: [String: FileSystem.Stamp], excluded: [String], keep: ((String, Bool) throws -> Bool)?
     ) throws {
+        // Names that are not UTF-8 are never in the tree: gone, unless the user's (ignored and kept).
+        for entry in try directory.namesNotUTF8() {
+            let path = prefix.isEmpty ? entry.shown : prefix + "/" + entry.shown
+            if excluded.contains(where: { path == $0 || path.hasPrefix($0 + "/") }) { continue }
+            if let keep, try keep(path, entry.isDirectory) { continue }
+            try directory.removeRaw(entry.raw, isDirectory: entry.isDirectory)
+        }
         for name in try directory.names() {
             let path = prefix.isEmpty ? name : prefix + "/" + name
             if prefix.isEmpty, name == ".git" { continue }

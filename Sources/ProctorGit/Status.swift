@@ -110,6 +110,12 @@ extension Repository {
             var change = Change(
                 path: path, oldPath: kind == .renamed ? oldPath : path, kind: kind,
                 oldMode: oldMode, newMode: newMode)
+            if String(validatingCString: delta.new_file.path) == nil || String(validatingCString: delta.old_file.path) == nil {
+                // The String repaired the name, so it names no file to read: reported as it is, a violation.
+                change.nameIsNotUTF8 = true
+                changes.append(change)
+                continue
+            }
             if kind == .added, delta.status != GIT_DELTA_ADDED {
                 // Untracked or ignored: libgit2 does not load their content, read it without following links.
                 guard try describeNewFile(&change, root: root) else { continue }

@@ -86,6 +86,9 @@ public struct Change: Sendable, Hashable, Codable {
     /// A git attribute that rewrites the file in git's view of it (`ident`), nil for none: its diff
     /// and line counts are not of its bytes (`Repository.rewritingAttribute`).
     public var rewritingAttribute: String?
+    /// The name (either side's) is not UTF-8: `path` is it repaired (U+FFFD for each bad byte), no
+    /// file's name, and nothing else about the change was read.
+    public var nameIsNotUTF8: Bool?
     /// The bytes of a changed line that count as one line for the diff-line cap.
     public static let lineWidth = 200
 

@@ -1,5 +1,6 @@
 import Foundation
 import XCTest
+import ProctorTestSupport
 
 /// Issue 3, step 3: a diff that breaks the policy is `rejected`, recorded in the ledger and the audit with
 /// absolute paths, and the tree is restored exactly. `proctor check` runs the same validation alone.
@@ -186,6 +187,32 @@ final class DiffValidationTests: XCTestCase {
         XCTAssertTrue(refused.stderr.contains("train.py: the git attribute `ident`"), refused.stderr)
         XCTAssertNil(committed.branch, "nothing was measured")
         XCTAssertEqual(committed.rows.count, 0)
+    }
+
+    /// A file whose name is not UTF-8, made by the agent in its editable directory: Swift strings
+    /// repair such names, so the path read back from git named no file. The change was "no change"
+    /// and the file outlived every revert (state carried outside git from one iteration to the
+    /// next, and a keep whose commit lacked it). Now rejected, audited, and removed.
+    func testAFileNamedWithBytesThatAreNotUTF8() throws {
+        var spec = WorkspaceSpec()
+        spec.files = spec.files.replacingOccurrences(of: "editable = [\"train.py\"]", with: "editable = [\"train.py\", \"src/**\"]")
+        spec.agentScript = agentPrelude + """
+            case "$i" in
+            1) printf 'x = 1\\n' > "src/$(printf 'a\\377b').py"; echo "SUMMARY: odd name" ;;
+            2) printf 'y = 2\\n' > "src/$(printf 'c\\376').py"; set_var X 0.69; echo "SUMMARY: odd name and a change" ;;
+            esac
+            """
+        let ws = try LoopWorkspace(spec, files: ["src/model.py": "W = 1\n"])
+        let result = try ws.run(["--iterations", "2"])
+        XCTAssertEqual(result.status, 0, result.text)
+        XCTAssertEqual(ws.rows.map(\.status), ["keep", "rejected", "rejected"], result.text)
+        for iteration in [1, 2] {
+            let audit = ws.audit.filter { $0["iteration"] as? Int == iteration && $0["kind"] as? String == "diff" }
+            XCTAssertTrue(audit.contains { $0["rule"] as? String == "name-not-utf8" }, "\(audit)")
+        }
+        let left = try runChild(["/bin/ls", "-A", ws.path("src")], environment: [:], deadline: 30)
+        XCTAssertEqual(left.stdout, "model.py\n", "\(ws.rows.map(\.fields))")
+        XCTAssertEqual(try ws.gitStatus(), "")
     }
 
     /// Issue 10: a file git ignores, made by the agent inside its editable directory mid-run, is the
