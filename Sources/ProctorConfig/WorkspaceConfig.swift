@@ -86,6 +86,8 @@ public struct WorkspaceConfig: Sendable, Equatable {
         public var readOnly: [String] = []
         /// Files copied into the agent's private home (e.g. a CLI's config), host path → home-relative path.
         public var homeFiles: [String: String] = [:]
+        /// The line of each `[agent.home_files]` key, for `missingHomeFile`.
+        public var homeFileLines: [String: Int] = [:]
         // http
         public var httpProtocol: String = "openai"
         public var baseURL: String = ""
@@ -353,16 +355,12 @@ extension WorkspaceConfig {
                   !target.unicodeScalars.contains(where: \.rewritesDisplay) else {
                 throw reader.error(home.path, key, "expected a file path below the agent's home, such as \".claude.json\", got \(target.debugDescription)")
             }
-            // Copied before every agent run: a missing source failed every iteration (a crash row
-            // each), and a target inside another's (".x" and ".x/y") stopped the run with a raw error.
-            var st = stat()
-            guard stat(key, &st) == 0 else {
-                throw reader.error(home.path, key, "expected an existing host file, but \(key) cannot be read (\(String(cString: strerror(errno))))")
-            }
+            // A target inside another's (".x" and ".x/y") stopped the run with a raw error.
             if let other = config.agent.homeFiles.first(where: { $0.value == target || $0.value.hasPrefix(target + "/") || target.hasPrefix($0.value + "/") }) {
                 throw reader.error(home.path, key, "expected a place of its own in the agent's home, but \(target.debugDescription) collides with \(other.value.debugDescription) (from \(other.key))")
             }
             config.agent.homeFiles[key] = target
+            config.agent.homeFileLines[key] = reader.line(of: home.path, key: key)
         }
         try home.finish()
         // `[agent.mutate]` is reserved for the mutate agent's options; markers in the files drive it.
@@ -529,6 +527,20 @@ extension WorkspaceConfig {
 }
 
 extension WorkspaceConfig {
+    /// The first `[agent.home_files]` source this host lacks, as the error that names it. Copied
+    /// before every agent run, a missing one failed every iteration (a crash row each); checked
+    /// where something will run (`run`, `exec`, `check`), not where runs are only read.
+    public func missingHomeFile() -> ConfigError? {
+        for source in agent.homeFiles.keys.sorted() {
+            var st = stat()
+            if stat(source, &st) != 0 {
+                return ConfigError(file: file, line: agent.homeFileLines[source], key: "agent.home_files.\(source)",
+                                   message: "expected an existing host file, but \(source) cannot be read (\(String(cString: strerror(errno))))")
+            }
+        }
+        return nil
+    }
+
     /// The phase iteration `i` belongs to, if `[[phases]]` are set.
     public func phase(at iteration: Int) -> (index: Int, phase: ResearchPhase)? {
         for (index, phase) in phases.enumerated() where phase.until.map({ iteration <= $0 }) ?? true {

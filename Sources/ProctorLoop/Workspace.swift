@@ -134,6 +134,7 @@ public enum WorkspaceSteps {
     /// agent's proposal, plus the locked files against their pins. Returns the problems (empty: ok).
     public static func check(workspace: String) throws -> [String] {
         let config = try SandboxEnvironment.checkedConfig(workspace: workspace)
+        if let missing = config.missingHomeFile() { throw missing }
         let root = config.root
         // The refusal `proctor run` would stop at, as a violation (issue 11).
         var problems: [String] = []

@@ -39,6 +39,7 @@ public struct SandboxEnvironment: Sendable {
         for warning in config.warnings { FileHandle.standardError.write(Data("proctor: warning: \(warning)\n".utf8)) }
         let preset = try preset(of: config)
         try checkDevices(config, preset: preset)
+        if let missing = config.missingHomeFile() { throw missing }
         return SandboxEnvironment(config: config, preset: preset, launcher: try Launcher.locate())
     }
 

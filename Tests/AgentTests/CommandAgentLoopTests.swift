@@ -394,6 +394,26 @@ final class CommandAgentLoopTests: XCTestCase {
         }
     }
 
+    /// A `[agent.home_files]` source this host lacks: every iteration was a crash row copying it. Now
+    /// `proctor run` refuses (125) naming the file, line and key; `proctor status` still reads the runs.
+    func testAMissingHomeFileRefusesTheRunButNotStatus() throws {
+        let ws = try LoopWorkspace(
+            agent: """
+                [agent]
+                kind    = "command"
+                command = ["sh", "-c", "true"]
+
+                [agent.home_files]
+                "/nonexistent-home-file-7c1e" = ".tool/cfg"
+                """)
+        let outcome = try ws.run(iterations: 1)
+        XCTAssertEqual(outcome.status, 125, ws.describe(outcome))
+        XCTAssertTrue(outcome.stderr.contains("proctor.toml:"), outcome.stderr)
+        XCTAssertTrue(outcome.stderr.contains("agent.home_files./nonexistent-home-file-7c1e: expected an existing host file"), outcome.stderr)
+        XCTAssertEqual(ws.statuses(), [])
+        XCTAssertEqual(try ws.proctor(["status", "--workspace", ws.root]).status, 0)
+    }
+
     /// `[agent] read_only` makes a CLI installed outside the system directories runnable, read-only.
     func testReadOnlyMakesTheAgentInstallationVisible() throws {
         var template = Array("/var/tmp/proctor-agentbin-XXXXXX".utf8CString)

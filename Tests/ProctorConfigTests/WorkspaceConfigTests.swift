@@ -103,7 +103,7 @@ final class WorkspaceConfigTests: XCTestCase {
         assertError(crlf, line: 11, key: "experiment.cpu_tme", contains: "unknown key")
     }
 
-    func testWrongTypeAndImpossibleValues() {
+    func testWrongTypeAndImpossibleValues() throws {
         assertError(full.replacingOccurrences(of: "pids     = 256", with: "pids = \"many\""), line: 13,
                     key: "experiment.pids", contains: "expected an integer")
         assertError(full.replacingOccurrences(of: "timeout  = \"5m\"", with: "timeout = \"5 minutes\""), line: 10,
@@ -129,8 +129,11 @@ final class WorkspaceConfigTests: XCTestCase {
         }
         // A missing source (every iteration crashed copying it) and targets inside one another (the
         // run stopped with a raw "file exists" error) are refused here.
-        assertError(full + "\n[agent.home_files]\n\"/nonexistent-hf\" = \"x\"\n", line: lines + 2,
-                    key: "agent.home_files./nonexistent-hf", contains: "expected an existing host file")
+        let missing = try parse(full + "\n[agent.home_files]\n\"/nonexistent-hf\" = \"x\"\n").missingHomeFile()
+        XCTAssertEqual(missing?.line, lines + 2, "\(String(describing: missing))")
+        XCTAssertEqual(missing?.key, "agent.home_files./nonexistent-hf")
+        XCTAssertTrue(missing?.message.contains("expected an existing host file") == true, "\(String(describing: missing))")
+        XCTAssertNil(try parse(full + "\n[agent.home_files]\n\"/etc/hostname\" = \"x\"\n").missingHomeFile())
         XCTAssertThrowsError(try parse(full + "\n[agent.home_files]\n\"/etc/hostname\" = \"x\"\n\"/etc/os-release\" = \"x/y\"\n")) { error in
             XCTAssertTrue("\(error)".contains("collides with"), "\(error)")
         }
