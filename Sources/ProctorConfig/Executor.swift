@@ -42,7 +42,9 @@ public struct ExecutorSettings: Sendable, Equatable {
         if let cpus = try table.int("cpus_per_task", min: 1, max: 4096) { settings.cpusPerTask = cpus }
         if let margin = try table.duration("time_margin") { settings.timeMarginMs = margin }
         if let extra = try table.strings("extra_args") {
-            for arg in extra where !arg.hasPrefix("--") || arg.contains("\n") || arg.contains("\0") {
+            // `--` alone ends sbatch's options: the next word (proctor's own --job-name=...) would be
+            // taken for the script, and every option after it dropped.
+            for arg in extra where !arg.hasPrefix("--") || arg.prefix(while: { $0 != "=" }).count <= 2 || arg.contains("\n") || arg.contains("\0") {
                 throw table.error("extra_args", "expected sbatch long options such as \"--constraint=a100\", got \"\(arg)\"")
             }
             // Options proctor sets itself: given twice, the cluster would take one of the two silently
@@ -51,7 +53,11 @@ public struct ExecutorSettings: Sendable, Equatable {
             // abbreviation of a long option, so a prefix of one of these is one of these.
             let owned = ["--job-name", "--dependency", "--output", "--error", "--time", "--mem", "--cpus-per-task",
                          "--gres", "--partition", "--account", "--qos", "--parsable", "--comment", "--chdir", "--wrap",
-                         "--export", "--export-file", "--get-user-env", "--requeue", "--no-requeue"]
+                         "--export", "--export-file", "--get-user-env", "--requeue", "--no-requeue",
+                         // and options that change what one measurement is: several copies of it
+                         // (`--array`), another user or image, burst-buffer scripts, a blocking or
+                         // dry-run submission, #PBS lines read as options
+                         "--array", "--uid", "--gid", "--container", "--bb", "--bbf", "--wait", "--test-only", "--ignore-pbs"]
             for arg in extra {
                 let name = String(arg.prefix { $0 != "=" })
                 if let option = owned.first(where: { $0.hasPrefix(name) && name.count > 2 }) {

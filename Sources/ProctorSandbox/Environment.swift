@@ -130,6 +130,11 @@ public struct SandboxEnvironment: Sendable {
                     guard (st.st_mode & S_IFMT) == S_IFDIR else {
                         throw SandboxError(.planted, "\(config.file): files.outputs: \(path) is not a plain directory (a symlink or file was planted); refusing to run")
                     }
+                    // The experiment may chmod its outputs (0300 kept every later run from listing
+                    // them, as a user other than root, and stopped each): back to what proctor made.
+                    if st.st_mode & 0o7777 != 0o755, chmod(path, 0o755) != 0 {
+                        throw SandboxError.io(errno, "\(config.file): files.outputs: chmod \(path)")
+                    }
                 } else if mkdir(path, 0o755) != 0 {
                     throw SandboxError.io(errno, "\(config.file): files.outputs: mkdir \(path)")
                 }
@@ -144,7 +149,10 @@ public struct SandboxEnvironment: Sendable {
         for dir in config.files.outputs {
             let path = outputsBase + "/" + dir
             var st = stat()
-            if lstat(path, &st) == 0 && (st.st_mode & S_IFMT) == S_IFDIR { try FileTree.removeContents(of: path) }
+            if lstat(path, &st) == 0 && (st.st_mode & S_IFMT) == S_IFDIR {
+                try FileTree.removeContents(of: path)
+                if st.st_mode & 0o7777 != 0o755 { chmod(path, 0o755) }  // as `prepareOutputs` puts it back
+            }
         }
     }
 
@@ -281,6 +289,12 @@ public enum FileTree {
     /// the output cap, and a recursive walk would run out of descriptors or stack and stop the run.
     /// Going back up uses `..`, checked against the device and inode it left.
     public static func walk(_ dir: String, removing: Bool, visit: (String, mode_t) -> Void) throws {
+        // An experiment may have made a directory unreadable (0300: still passable, not listable) to
+        // keep its contents from the check and the clear: its owner's bits back first, here and below.
+        var top = stat()
+        if lstat(dir, &top) == 0, (top.st_mode & S_IFMT) == S_IFDIR, (top.st_mode & 0o700) != 0o700 {
+            chmod(dir, (top.st_mode & 0o7777) | 0o700)
+        }
         var fd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
         guard fd >= 0 else { throw SandboxError.io(errno, "open \(dir)") }
         defer { close(fd) }
@@ -315,8 +329,7 @@ public enum FileTree {
                 guard fstatat(fd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 else { continue }
                 visit(rel, st.st_mode)
                 if (st.st_mode & S_IFMT) == S_IFDIR {
-                    // An experiment may have made a directory unreadable to keep its contents.
-                    if removing && (st.st_mode & 0o700) != 0o700 { fchmodat(fd, name, 0o700, 0) }
+                    if (st.st_mode & 0o700) != 0o700 { fchmodat(fd, name, (st.st_mode & 0o7777) | 0o700, 0) }
                     subdirs.append(name)
                 } else if removing && unlinkat(fd, name, 0) != 0 && errno != ENOENT {
                     throw fail("unlink", rel)

@@ -79,6 +79,32 @@ final class CheatTests: XCTestCase {
         })
     }
 
+    /// The experiment makes its outputs (and a directory in them) unlistable, 0300: as a user other
+    /// than root the check before the evaluator could not open them and stopped the run, and the mode
+    /// stayed, so every later run stopped the same way. (Through Slurm the node's check ignored the
+    /// error and the evaluator followed a link left inside.) The modes are put back, the link is
+    /// refused, and the run goes on.
+    func testUnlistableOutputsDoNotStopTheRunOrHideALink() throws {
+        let extra = """
+            out = os.environ["PROCTOR_OUTPUTS"]
+            os.mkdir(os.path.join(out, "sub"))
+            os.symlink("../../holdout/target.txt", os.path.join(out, "sub", "pred.txt"))
+            os.chmod(os.path.join(out, "sub"), 0o300)
+            os.chmod(out, 0o300)
+            """
+        let script = SessionTests.setX("0.6", extra: extra) + "echo 'SUMMARY: unlistable outputs'\n"
+        let ws = try LoopWorkspace(agent: Self.commandAgent(script))
+        let outcome = try ws.run(iterations: 2)
+        XCTAssertEqual(outcome.status, 0, ws.describe(outcome))
+        XCTAssertEqual(ws.statuses(), ["keep", "rejected", "rejected"], ws.describe(outcome))
+        XCTAssertFalse(ws.audit(kind: "tamper", decision: "rejected", iteration: 1).isEmpty, ws.describe(outcome))
+        var st = stat()
+        XCTAssertEqual(stat(ws.path("outputs"), &st), 0)
+        XCTAssertEqual(st.st_mode & 0o7777, 0o755, "the outputs' mode was put back")
+        let again = try ws.proctor(["run", "--workspace", ws.root, "--resume", "--iterations", "1"])
+        XCTAssertEqual(again.status, 0, ws.describe(again))
+    }
+
     /// The experiment leaves, under a directory in its outputs, a file whose name is not UTF-8.
     /// Emptying the outputs decoded names as UTF-8 (repairing them), so that file could not be
     /// removed, its directory neither, and the next measurement (and every `--resume`) stopped

@@ -57,6 +57,14 @@ final class ExecutorConfigTests: XCTestCase {
             ("extra_args = [\"--erro=/tmp/x\"]", "executor.extra_args", 8),
             ("extra_args = [\"--cpus-per-tas=9\"]", "executor.extra_args", 8),
             ("nodes = 2", "executor.nodes", 8),
+            // `--` alone ends sbatch's options (proctor's own would become the script and its arguments);
+            // these change what one measurement is.
+            ("extra_args = [\"--\"]", "executor.extra_args", 8),
+            ("extra_args = [\"--=x\"]", "executor.extra_args", 8),
+            ("extra_args = [\"--array=0-9\"]", "executor.extra_args", 8),
+            ("extra_args = [\"--uid=0\"]", "executor.extra_args", 8),
+            ("extra_args = [\"--wait\"]", "executor.extra_args", 8),
+            ("extra_args = [\"--bbf=/x\"]", "executor.extra_args", 8),
         ]
         for (text, key, line) in cases {
             let e = error(text)

@@ -91,6 +91,31 @@ final class SlurmJobScriptTests: XCTestCase {
         XCTAssertEqual(try String(contentsOfFile: record, encoding: .utf8), "ran\n", "the experiment only")
         XCTAssertTrue(FileManager.default.fileExists(atPath: dir + "/evaluator.skipped"))
         XCTAssertFalse(FileManager.default.fileExists(atPath: dir + "/evaluator.status"))
+
+        // Outputs find cannot list (an experiment's chmod 0300, which stops a user other than root;
+        // here a directory that is not there): the check failed open, its errors thrown away, and the
+        // evaluator followed the link. It fails closed now.
+        try FileManager.default.removeItem(atPath: dir + "/evaluator.skipped")
+        try Data().write(to: URL(fileURLWithPath: record))
+        let unlistable = try SlurmJobScript.text(launcher: launcher, directory: dir,
+                                                 experiment: .init(plan: plan, stdout: dir + "/e.log", stderr: dir + "/e.log"),
+                                                 evaluator: .init(plan: plan, stdout: dir + "/v.out", stderr: dir + "/v.err"),
+                                                 outputs: [dir + "/not-listable"])
+        try Data(unlistable.utf8).write(to: URL(fileURLWithPath: dir + "/job.sh"))
+        XCTAssertEqual(try runChild(["/bin/sh", dir + "/job.sh"], deadline: 20).status, 0)
+        XCTAssertEqual(try String(contentsOfFile: record, encoding: .utf8), "ran\n", "the experiment only")
+        XCTAssertTrue(FileManager.default.fileExists(atPath: dir + "/evaluator.skipped"))
+    }
+
+    /// Job ids proctor passes on to scontrol and scancel are ASCII digits: a `squeue` line starting
+    /// `--user=root` made `scancel --full --user=root`. A `%` in the workspace's path is not Slurm's.
+    func testJobIdsAreDigitsAndThePathsPercentSignsStayLiteral() {
+        for good in ["7", "123456789012345678"] { XCTAssertTrue(SlurmCLI.isJobID(good), good) }
+        for bad in ["", "--user=root", "12 34", "-5", "²", "١٢٣", "1234567890123456789", "7;x"] {
+            XCTAssertFalse(SlurmCLI.isJobID(bad), bad)
+        }
+        XCTAssertEqual(SlurmExecutor.outputPattern("/w/a%j b%%/.proctor/logs/r/3-42-slurm-%j.log"),
+                       "/w/a%%j b%%%%/.proctor/logs/r/3-42-slurm-%j.log")
     }
 
     func testANulByteIsRefusedNotTruncated() {

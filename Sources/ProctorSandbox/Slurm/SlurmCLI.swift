@@ -67,7 +67,7 @@ public struct SlurmCLI: Sendable {
     public func submit(script: String, options: [String]) throws -> String {
         let out = try run("sbatch", ["--parsable"] + options + [script])
         let id = out.stdout.split(separator: ";").first.map { $0.trimmingCharacters(in: .whitespacesAndNewlines) } ?? ""
-        guard out.status == 0, !id.isEmpty, id.allSatisfy(\.isNumber) else {
+        guard out.status == 0, SlurmCLI.isJobID(id) else {
             throw SandboxError(.slurm, "sbatch refused the job: \(out.message)")
         }
         return id
@@ -93,9 +93,16 @@ public struct SlurmCLI: Sendable {
         guard let out = try? run("squeue", ["--noheader", "--name=" + name, "--format=%i %k"], timeout: 30), out.status == 0 else { return nil }
         return out.stdout.split(whereSeparator: \.isNewline).compactMap { line in
             let parts = line.split(separator: " ", maxSplits: 1)
-            guard let id = parts.first else { return nil }
+            guard let id = parts.first, SlurmCLI.isJobID(String(id)) else { return nil }
             return (String(id), parts.count > 1 ? String(parts[1]) : "")
         }
+    }
+
+    /// A job id as proctor passes it on (to `scontrol`, `scancel`): 1 to 18 ASCII digits. An answer
+    /// such as `--user=root` from `squeue` would have made `scancel --full --user=root` cancel every
+    /// job of that user.
+    static func isJobID(_ text: String) -> Bool {
+        (1...18).contains(text.utf8.count) && text.utf8.allSatisfy { (0x30...0x39).contains($0) }
     }
 
     /// Cancels the job (all its steps, the batch shell included).

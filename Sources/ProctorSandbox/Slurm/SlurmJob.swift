@@ -68,13 +68,21 @@ extension SlurmExecutor {
     func jobOptions(_ config: WorkspaceConfig, token: String, directory: String, output: String) -> [String] {
         var options = common()
         options += ["--job-name=" + jobName, "--dependency=singleton", "--comment=" + token,
-                    "--chdir=" + directory, "--output=" + output.replacingOccurrences(of: "%", with: "%%")
-                        .replacingOccurrences(of: "%%j", with: "%j")]
+                    "--chdir=" + directory, "--output=" + Self.outputPattern(output)]
         options.append("--time=" + Self.timeLimit(config))
         if let memory = Self.memoryMiB(config) { options.append("--mem=\(memory)M") }
         options.append("--cpus-per-task=\(settings.cpusPerTask)")
         if let gpus = Self.gpus(config) { options.append("--gres=gpu:\(gpus)") }
         return options
+    }
+
+    /// `--output`'s pattern for `path`: every `%` of its directories doubled (a workspace named
+    /// `a%j` would get the job id in its name), the file name's `%j` kept for the job id.
+    static func outputPattern(_ path: String) -> String {
+        let directory = (path as NSString).deletingLastPathComponent
+        let name = (path as NSString).lastPathComponent
+        return directory.replacingOccurrences(of: "%", with: "%%") + "/"
+            + name.replacingOccurrences(of: "%", with: "%%").replacingOccurrences(of: "%%j", with: "%j")
     }
 
     /// `--time`: both timeouts, both graces and the margin, as `minutes:seconds`.

@@ -45,8 +45,8 @@ public enum SlurmJobScript {
         }
         let outputChecks = outputs.map { dir in
             """
-            if [ -n "$(find \(quote(dir)) ! -type f ! -type d -print 2>/dev/null | head -n 1)" ]; then
-                echo "a link or special file in the outputs" >"$dir/evaluator.skipped"; exit 0
+            if ! found=$(find \(quote(dir)) ! -type f ! -type d -print -quit 2>&1) || [ -n "$found" ]; then
+                echo "a link or special file in the outputs, or outputs it cannot list" >"$dir/evaluator.skipped"; exit 0
             fi
             """
         }.joined(separator: "\n")
@@ -60,7 +60,8 @@ public enum SlurmJobScript {
         echo "proctor measurement job ${SLURM_JOB_ID:-?} on $(hostname)"
         \(launch("experiment", experiment))
         [ "$(cat "$dir/experiment.status")" = 0 ] || exit 0
-        # The evaluator sees the hidden data: it never follows a link the experiment left (as locally).
+        # The evaluator sees the hidden data: it never follows a link the experiment left (as locally),
+        # and an outputs directory find cannot list (an experiment's chmod 0300) counts as one.
         \(outputChecks)
         \(launch("evaluator", evaluator))
         exit 0
