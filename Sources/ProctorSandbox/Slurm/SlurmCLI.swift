@@ -90,7 +90,10 @@ public struct SlurmCLI: Sendable {
     /// Queued or running jobs named `name`, with their comments (`%k`), for finding a job whose
     /// submission was cut off before its id was recorded.
     public func queued(named name: String) -> [(id: String, comment: String)]? {
-        guard let out = try? run("squeue", ["--noheader", "--name=" + name, "--format=%i %k"], timeout: 30), out.status == 0 else { return nil }
+        // This user's jobs only: another user's job of the same name and a copied token is not ours to wait for.
+        guard let out = try? run("squeue", ["--noheader", "--user=\(getuid())", "--name=" + name, "--format=%i %k"], timeout: 30),
+            out.status == 0
+        else { return nil }
         return out.stdout.split(whereSeparator: \.isNewline).compactMap { line in
             let parts = line.split(separator: " ", maxSplits: 1)
             guard let id = parts.first, SlurmCLI.isJobID(String(id)) else { return nil }
