@@ -36,12 +36,15 @@ public struct MutateAgent: MarkerAgent {
         let failures = recentFailures(context.history)
 
         // The same change just tried and not kept would waste an iteration (a narrow int range
-        // makes repeats likely): draw again, a few times, before settling for a repeat.
-        // Under `--parallel` the candidates in flight count as tried: the loop would discard a twin
-        // of one as a duplicate, an iteration spent for nothing.
-        let tried = Set(context.history.suffix(recentWindow).filter { $0.status != "keep" }.map(\.description))
-            .union(context.measured.filter { $0.status == MeasuredIteration.running }.map(\.description))
+        // makes repeats likely): draw again, a few times, before settling for a repeat. Changes are
+        // compared by the values they set, not by their words (a combination of near misses and a
+        // duplicate's row word the same change differently). Under `--parallel` the candidates in
+        // flight count as tried: the loop would discard a twin of one as a duplicate.
         let memory = context.memory
+        let triedDescriptions = context.history.suffix(recentWindow).filter { $0.status != "keep" }.map(\.description)
+            + context.measured.filter { $0.status == MeasuredIteration.running }.map(\.description)
+            + memory.nearMisses.map(\.description)
+        let tried = Set(triedDescriptions.map { MutateAgent.key(MutateAgent.changes(describedBy: $0)) }.filter { !$0.isEmpty })
         func describe(_ changes: [(Knob, String)]) -> String {
             changes.map { "\($0.0.label) \($0.0.literal) -> \($0.1)" }.joined(separator: ", ")
         }
@@ -61,8 +64,8 @@ public struct MutateAgent: MarkerAgent {
         let combinedDescription = combined.map {
             "combine near misses \($0.iterations.map(String.init).joined(separator: ", ")): " + describe($0.changes)
         }
-        if let combined, let combinedDescription, !combined.changes.isEmpty, !tried.contains(combinedDescription),
-            rng.uniform() < 0.5 {
+        if let combined, let combinedDescription, !combined.changes.isEmpty,
+            !tried.contains(MutateAgent.key(combined.changes.map { ($0.0.label, $0.1) })), rng.uniform() < 0.5 {
             chosen = combined.changes
             description = combinedDescription
         } else {
@@ -70,7 +73,7 @@ public struct MutateAgent: MarkerAgent {
             for _ in 0..<8 {
                 chosen = draw(pool, failures: failures, widen: widen, &rng)
                 description = describe(chosen)
-                if !tried.contains(description) && !chosen.contains(where: triedBefore) { break }
+                if !tried.contains(MutateAgent.key(chosen.map { ($0.0.label, $0.1) })) && !chosen.contains(where: triedBefore) { break }
             }
         }
         guard !chosen.isEmpty else { throw AgentError.failed(reason: "could not move any `# mutate:` knob") }
@@ -115,12 +118,11 @@ public struct MutateAgent: MarkerAgent {
         var changes: [(Knob, String)] = []
         var used: [Int] = []
         for miss in misses {
-            for part in miss.description.split(separator: ",") {
-                let words = part.split(separator: " ").map(String.init)
-                guard words.count == 4, words[2] == "->", let knob = knobs.first(where: { $0.label == words[0] }),
-                    !changes.contains(where: { $0.0.label == words[0] }), knob.literal != words[3], knob.accepts(words[3])
+            for (label, _, value) in MutateAgent.changes(describedBy: miss.description) {
+                guard let knob = knobs.first(where: { $0.label == label }), !changes.contains(where: { $0.0.label == label }),
+                    knob.literal != value, knob.accepts(value)
                 else { continue }
-                changes.append((knob, words[3]))
+                changes.append((knob, value))
                 if !used.contains(miss.iteration) { used.append(miss.iteration) }
             }
         }
@@ -133,11 +135,30 @@ public struct MutateAgent: MarkerAgent {
     private func recentFailures(_ history: [HistoryEntry]) -> [String: Int] {
         var counts: [String: Int] = [:]
         for entry in history.suffix(recentWindow) where entry.status != "keep" {
-            for part in entry.description.split(separator: ",") {
-                let words = part.split(separator: " ")
-                if words.count >= 4, words[2] == "->" { counts[String(words[0]), default: 0] += 1 }
-            }
+            for (label, _, _) in MutateAgent.changes(describedBy: entry.description) { counts[label, default: 0] += 1 }
         }
         return counts
+    }
+
+    /// The `LABEL OLD -> NEW` changes one of this agent's descriptions names, whatever comes before
+    /// them (`combine near misses 3, 5: `) or after (` (duplicate of iteration 4)`, as a row has it).
+    static func changes(describedBy description: String) -> [(label: String, old: String, new: String)] {
+        var text = Substring(description)
+        if text.hasPrefix("combine near misses "), let colon = text.range(of: ": ") { text = text[colon.upperBound...] }
+        if text.hasSuffix(")"), let suffix = text.range(of: " (duplicate of iteration ", options: .backwards) {
+            text = text[..<suffix.lowerBound]
+        }
+        return text.split(separator: ",").compactMap { part in
+            let words = part.split(separator: " ").map(String.init)
+            return words.count == 4 && words[2] == "->" ? (words[0], words[1], words[3]) : nil
+        }
+    }
+
+    /// A change set by the values it sets, for telling two wordings of one change apart from two changes.
+    static func key(_ changes: [(label: String, new: String)]) -> String {
+        changes.map { "\($0.label)=\($0.new)" }.sorted().joined(separator: " ")
+    }
+    static func key(_ changes: [(label: String, old: String, new: String)]) -> String {
+        key(changes.map { ($0.label, $0.new) })
     }
 }
