@@ -90,9 +90,12 @@ enum FileSystem {
         }
 
         /// Every name in the directory as readdir gives its bytes (NUL-terminated), without `.` and `..`.
-        private func rawNames() throws -> [[CChar]] {
+        private func rawNames() throws -> [[CChar]] { try Self.readNames(fd, path) }
+
+        private static func readNames(_ fd: Int32, _ path: String) throws -> [[CChar]] {
             let copy = dup(fd)
             guard copy >= 0, let stream = fdopendir(copy) else {
+                if copy >= 0 { close(copy) }
                 throw GitError.system(operation: "fdopendir", path: path, errno: errno)
             }
             defer { closedir(stream) }
@@ -122,21 +125,69 @@ enum FileSystem {
             }
         }
 
-        /// Removes the entry named by `raw` bytes (from `namesNotUTF8`), a directory with everything beneath it.
-        func removeRaw(_ raw: [CChar], isDirectory: Bool) throws {
-            let shown = String(cString: raw)
-            if isDirectory {
-                fchmodat(fd, raw, 0o700, 0)  // an agent may have made it unreadable to keep its contents
-                let sub = openat(fd, raw, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
-                guard sub >= 0 else { throw GitError.system(operation: "openat", path: child(shown), errno: errno) }
-                let directory = Directory(fd: sub, path: child(shown))
-                for name in try directory.names() { try directory.remove(name) }
-                for entry in try directory.namesNotUTF8() { try directory.removeRaw(entry.raw, isDirectory: entry.isDirectory) }
-                guard unlinkat(fd, raw, AT_REMOVEDIR) == 0 else {
-                    throw GitError.system(operation: "rmdir", path: child(shown), errno: errno)
+        /// Removes the entry named by `raw` (NUL-terminated bytes, as `namesNotUTF8` gives them) and,
+        /// for a real directory, everything beneath it, never following a link. Without recursion and
+        /// with two descriptors open at most: an agent can nest directories far deeper than a stack or
+        /// the descriptor limit allows. Going back up uses `..`, checked against the directory it left.
+        func removeRaw(_ raw: [CChar]) throws {
+            func fail(_ operation: String, _ name: [CChar]) -> GitError {
+                GitError.system(operation: operation, path: child(String(cString: name)), errno: errno)
+            }
+            func identity(_ fd: Int32) -> (UInt64, UInt64)? {
+                var info = stat()
+                return fstat(fd, &info) == 0 ? (UInt64(info.st_dev), UInt64(info.st_ino)) : nil
+            }
+            /// Opens directory `name` in `parent`, first giving its owner the bits to list and empty it
+            /// (an agent may have made it unreadable to keep its contents).
+            func enter(_ parent: Int32, _ name: [CChar], mode: mode_t) -> Int32 {
+                if mode & 0o700 != 0o700 { fchmodat(parent, name, (mode & 0o7777) | 0o700, 0) }
+                return openat(parent, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+            }
+            var info = stat()
+            guard fstatat(fd, raw, &info, AT_SYMLINK_NOFOLLOW) == 0 else { return }
+            guard UInt32(info.st_mode) & typeMask == directoryType else {
+                if unlinkat(fd, raw, 0) != 0, errno != ENOENT { throw fail("unlink", raw) }
+                return
+            }
+            var current = enter(fd, raw, mode: info.st_mode)
+            guard current >= 0 else { throw fail("openat", raw) }
+            defer { close(current) }
+            var names: [[CChar]] = [raw]  // from this directory down to `current`
+            var parents: [(UInt64, UInt64)] = []  // the identity of each directory above `current`, below this one
+            while true {
+                var deeper: (name: [CChar], mode: mode_t)?
+                for name in try Self.readNames(current, child(String(cString: raw))) {
+                    guard fstatat(current, name, &info, AT_SYMLINK_NOFOLLOW) == 0 else { continue }
+                    if UInt32(info.st_mode) & typeMask == directoryType {
+                        deeper = (name, info.st_mode)
+                        break
+                    }
+                    if unlinkat(current, name, 0) != 0, errno != ENOENT { throw fail("unlink", name) }
                 }
-            } else if unlinkat(fd, raw, 0) != 0, errno != ENOENT {
-                throw GitError.system(operation: "unlink", path: child(shown), errno: errno)
+                if let deeper {
+                    guard let here = identity(current) else { throw fail("fstat", deeper.name) }
+                    let next = enter(current, deeper.name, mode: deeper.mode)
+                    guard next >= 0 else { throw fail("openat", deeper.name) }
+                    close(current)
+                    current = next
+                    parents.append(here)
+                    names.append(deeper.name)
+                    continue
+                }
+                // `current` is empty: up to its parent, and remove it there.
+                let name = names.removeLast()
+                guard let expected = parents.popLast() else {
+                    if unlinkat(fd, name, AT_REMOVEDIR) != 0, errno != ENOENT { throw fail("rmdir", name) }
+                    return
+                }
+                let parent = openat(current, "..", O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+                guard parent >= 0 else { throw fail("openat ..", name) }
+                close(current)
+                current = parent
+                guard let found = identity(current), found == expected else {
+                    throw GitError.system(operation: "rmdir (a directory moved while it was removed)", path: child(String(cString: raw)), errno: EBUSY)
+                }
+                if unlinkat(current, name, AT_REMOVEDIR) != 0, errno != ENOENT { throw fail("rmdir", name) }
             }
         }
 
@@ -148,19 +199,7 @@ enum FileSystem {
 
         /// Removes `name` and, for a real directory, everything beneath it. A link is removed as a link.
         func remove(_ name: String) throws {
-            guard let entry = try entry(name) else { return }
-            if entry.type == .directory {
-                // An agent may have made the directory unreadable to keep its contents.
-                if entry.permissions & 0o700 != 0o700 { try chmod(name, 0o700) }
-                let sub = try subdirectory(name)
-                for child in try sub.names() { try sub.remove(child) }
-                for entry in try sub.namesNotUTF8() { try sub.removeRaw(entry.raw, isDirectory: entry.isDirectory) }
-                guard unlinkat(fd, name, AT_REMOVEDIR) == 0 else {
-                    throw GitError.system(operation: "rmdir", path: child(name), errno: errno)
-                }
-            } else if unlinkat(fd, name, 0) != 0, errno != ENOENT {
-                throw GitError.system(operation: "unlink", path: child(name), errno: errno)
-            }
+            try removeRaw(Array(name.utf8CString))
         }
 
         /// The bytes of the regular file `name`, opened without following a link.

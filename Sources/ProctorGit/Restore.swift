@@ -162,7 +162,7 @@ extension Repository {
             let path = prefix.isEmpty ? entry.shown : prefix + "/" + entry.shown
             if excluded.contains(where: { path == $0 || path.hasPrefix($0 + "/") }) { continue }
             if let keep, try keep(path, entry.isDirectory) { continue }
-            try directory.removeRaw(entry.raw, isDirectory: entry.isDirectory)
+            try directory.removeRaw(entry.raw)
         }
         for name in try directory.names() {
             let path = prefix.isEmpty ? name : prefix + "/" + name

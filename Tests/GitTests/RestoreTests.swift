@@ -12,6 +12,27 @@ final class RestoreTests: XCTestCase {
     ]
     private let excluded = [".proctor/", "outputs/"]
 
+    /// An agent can nest directories far deeper than a recursive removal's stack (or the descriptor
+    /// limit) allows, and make each unreadable: the removal holds two descriptors and no stack.
+    func testDirectoriesNestedTwentyThousandDeepAreRemoved() throws {
+        let (scratch, repo) = try Scratch.repository(self, files)
+        let commit = try repo.head()!
+        var fd = open(scratch.path + "/src", O_RDONLY | O_DIRECTORY)
+        for _ in 0..<20_000 {
+            XCTAssertEqual(mkdirat(fd, "d", 0o700), 0)
+            let next = openat(fd, "d", O_RDONLY | O_DIRECTORY)
+            close(fd)
+            fd = next
+        }
+        let file = openat(fd, "f", O_WRONLY | O_CREAT, 0o644)
+        close(file)
+        close(fd)
+        chmod(scratch.path + "/src/d", 0o300)
+        try repo.restore(to: commit, excluding: excluded)
+        XCTAssertFalse(scratch.exists("src/d"))
+        XCTAssertEqual(scratch.read("src/model.py"), "model\n")
+    }
+
     func testRestoreUndoesEverything() throws {
         let (scratch, repo) = try Scratch.repository(self, files, executable: ["run.sh"])
         let commit = try repo.head()!
