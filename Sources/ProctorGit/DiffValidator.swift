@@ -37,6 +37,7 @@ public struct Violation: Sendable, Hashable, Codable, CustomStringConvertible {
         case size
         case attributes
         case nameNotUTF8 = "name-not-utf8"
+        case unreachable
     }
 
     public var path: String
@@ -92,6 +93,9 @@ public enum DiffValidator {
             }
             if let attribute = change.rewritingAttribute {
                 flag(.attributes, "git attribute `\(attribute)` applies (from .gitattributes): git's diff of the file would not show all of its bytes")
+            }
+            if change.unreachable == true {
+                flag(.unreachable, "nested more than \(Repository.deepestEntry) deep or a path longer than \(Repository.longestPath) bytes: git cannot look at it")
             }
             if change.nameIsNotUTF8 == true { flag(.nameNotUTF8, "a file name that is not UTF-8 (shown repaired)") }
             if change.isSymlink { flag(.symlink, "symbolic links are not allowed") }

@@ -93,6 +93,21 @@ enum FileSystem {
         private func rawNames() throws -> [[CChar]] { try Self.readNames(fd, path) }
 
         private static func readNames(_ fd: Int32, _ path: String) throws -> [[CChar]] {
+            try readEntries(fd, path).map(\.name)
+        }
+
+        /// Every entry as readdir gives it: its name's bytes (NUL-terminated) and whether it is a
+        /// directory (readdir's type, or `fstatat` where the file system gives none; links are not).
+        func entries() throws -> [(name: [CChar], isDirectory: Bool)] {
+            try Self.readEntries(fd, path).map { entry in
+                guard entry.type == UInt8(DT_UNKNOWN) else { return (entry.name, entry.type == UInt8(DT_DIR)) }
+                var info = stat()
+                let isDirectory = fstatat(fd, entry.name, &info, AT_SYMLINK_NOFOLLOW) == 0 && UInt32(info.st_mode) & typeMask == directoryType
+                return (entry.name, isDirectory)
+            }
+        }
+
+        private static func readEntries(_ fd: Int32, _ path: String) throws -> [(name: [CChar], type: UInt8)] {
             let copy = dup(fd)
             guard copy >= 0, let stream = fdopendir(copy) else {
                 if copy >= 0 { close(copy) }
@@ -101,13 +116,13 @@ enum FileSystem {
             defer { closedir(stream) }
             // The copy shares the descriptor's position with every earlier listing: from the start.
             rewinddir(stream)
-            var names: [[CChar]] = []
+            var names: [(name: [CChar], type: UInt8)] = []
             while let entry = readdir(stream) {
                 let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
                     let bytes = raw.bindMemory(to: CChar.self)
                     return Array(bytes.prefix(while: { $0 != 0 })) + [0]
                 }
-                if name != [46, 0], name != [46, 46, 0] { names.append(name) }
+                if name != [46, 0], name != [46, 46, 0] { names.append((name, entry.pointee.d_type)) }
             }
             return names
         }

@@ -47,8 +47,15 @@ extension Repository {
         _ tree: OpaquePointer, commit: ObjectID, excluded: [String], prefixes: [String], keepingIgnored: ((String) -> Bool)?,
         keep: ((String, Bool) throws -> Bool)?, within: [String]
     ) throws {
-        let changes = try status(against: commit, excluding: excluded, keepingIgnored: keepingIgnored, within: within)
+        var changes = try status(against: commit, excluding: excluded, keepingIgnored: keepingIgnored, within: within)
         let root = try FileSystem.Directory.open(workdir)
+        if changes.contains(where: { $0.unreachable == true }) {
+            // Entries too deep for git: gone first, then git can look at the rest.
+            for change in changes {
+                if let (parent, name) = try FileSystem.openParent(of: change.path, in: root) { try parent.remove(name) }
+            }
+            changes = try status(against: commit, excluding: excluded, keepingIgnored: keepingIgnored, within: within)
+        }
         func inTree(_ path: String) throws -> Bool { try treeEntry(tree, path) != nil }
         let paths = Set(changes.flatMap { [$0.path, $0.oldPath] })
             .sorted { ($0.split(separator: "/").count, $0) < ($1.split(separator: "/").count, $1) }

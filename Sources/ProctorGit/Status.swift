@@ -16,6 +16,26 @@ extension Repository {
         against commit: ObjectID, excluding excluded: [String] = [], keepingIgnored: ((String) -> Bool)? = nil,
         within: [String]? = nil
     ) throws -> [Change] {
+        // What libgit2 cannot look at fails its whole status: reported alone, to be judged and removed
+        // first (`restore` then looks again).
+        // The caller's keep rule, asked once per path by this look and libgit2's below.
+        var answers: [String: Bool] = [:]
+        let keepingIgnored = keepingIgnored.map { keep in
+            { (path: String) -> Bool in
+                if let known = answers[path] { return known }
+                let answer = keep(path)
+                answers[path] = answer
+                return answer
+            }
+        }
+        let unreachable = try unreachableEntries(in: within ?? [""], excluding: excluded, keepingIgnored: keepingIgnored)
+        if !unreachable.isEmpty {
+            return unreachable.map { path in
+                var change = Change(path: path, kind: .added, oldMode: .absent)
+                change.unreachable = true
+                return change
+            }
+        }
         var byPath: [String: Change] = [:]
         for change in try changes(against: commit, excluding: excluded, untracked: true, keepingIgnored: keepingIgnored,
                                   within: within) {

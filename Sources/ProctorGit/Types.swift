@@ -89,6 +89,9 @@ public struct Change: Sendable, Hashable, Codable {
     /// The name (either side's) is not UTF-8: `path` is it repaired (U+FFFD for each bad byte), no
     /// file's name, and nothing else about the change was read.
     public var nameIsNotUTF8: Bool?
+    /// Nested too deep or with too long a path for git to look at (`Repository.unreachableEntries`):
+    /// nothing else about it, nor about the rest of the tree, was read.
+    public var unreachable: Bool?
     /// The bytes of a changed line that count as one line for the diff-line cap.
     public static let lineWidth = 200
 

@@ -250,7 +250,9 @@ public enum FileTree {
         var result: [String] = []
         guard let walker = FileManager.default.enumerator(atPath: root) else { return result }
         while let rel = walker.nextObject() as? String {
-            if rel == ".git" || rel == ".proctor" || skipping.contains(rel) {
+            // An agent can nest directories thousands deep (a cost that grows with the square of
+            // the depth here); git cannot look past 100 levels, and the loop rejects what is there.
+            if rel == ".git" || rel == ".proctor" || skipping.contains(rel) || walker.level >= 100 {
                 walker.skipDescendants()
             } else if let reaching, !reaching.contains(where: { $0.couldMatchBeneath(rel) }) {
                 walker.skipDescendants()  // a no-op for a file

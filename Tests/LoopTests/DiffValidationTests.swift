@@ -189,6 +189,34 @@ final class DiffValidationTests: XCTestCase {
         XCTAssertEqual(committed.rows.count, 0)
     }
 
+    /// Directories nested 99 deep, or 20 deep with 255-byte names, in the agent's editable directory:
+    /// libgit2 then failed the whole status ("directory nesting too deep", "invalid path"), so the
+    /// run stopped with exit 1, no row, the tree unrestored (and 10,000 levels made every resume
+    /// crash). Rejected now (rule unreachable), removed, and the run goes on.
+    func testDirectoriesTooDeepForGitAreRejectedAndRemoved() throws {
+        var spec = WorkspaceSpec()
+        spec.files = spec.files.replacingOccurrences(of: "editable = [\"train.py\"]", with: "editable = [\"train.py\", \"src/**\"]")
+        let long = String(repeating: "L", count: 255)
+        spec.agentScript = agentPrelude + """
+            case "$i" in
+            1) (cd src && for n in $(seq 99); do mkdir d && cd d; done && echo x > f); set_var X 0.6; echo "SUMMARY: deep" ;;
+            2) (cd src && for n in $(seq 20); do mkdir \(long) && cd \(long); done && echo x > f); set_var X 0.6; echo "SUMMARY: long" ;;
+            3) set_var X 0.69; echo "SUMMARY: plain" ;;
+            esac
+            """
+        let ws = try LoopWorkspace(spec, files: ["src/model.py": "W = 1\n"])
+        let result = try ws.run(["--iterations", "3"])
+        XCTAssertEqual(result.status, 0, result.text)
+        XCTAssertEqual(ws.rows.map(\.status), ["keep", "rejected", "rejected", "keep"], result.text)
+        for iteration in [1, 2] {
+            let audit = ws.audit.filter { $0["iteration"] as? Int == iteration && $0["kind"] as? String == "diff" }
+            XCTAssertTrue(audit.contains { $0["rule"] as? String == "unreachable" }, "\(audit)")
+        }
+        let left = try runChild(["/bin/ls", "-A", ws.path("src")], environment: [:], deadline: 30)
+        XCTAssertEqual(left.stdout, "model.py\n")
+        XCTAssertEqual(try ws.gitStatus(), "")
+    }
+
     /// A file whose name is not UTF-8, made by the agent in its editable directory: Swift strings
     /// repair such names, so the path read back from git named no file. The change was "no change"
     /// and the file outlived every revert (state carried outside git from one iteration to the

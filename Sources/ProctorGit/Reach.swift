@@ -1,0 +1,59 @@
+import Foundation
+
+extension Repository {
+    /// The most path components an entry may have for git to look at it: libgit2 stops a whole
+    /// status with "directory nesting too deep" at 100 levels.
+    public static let deepestEntry = 90
+    /// The longest absolute path, in bytes, git can look at (PATH_MAX is 4096 with its NUL).
+    public static let longestPath = 4000
+
+    /// The entries beneath `places` (workspace paths, "" for the whole tree) that git cannot look at:
+    /// nested deeper than `deepestEntry` components, or whose absolute path is longer than
+    /// `longestPath` bytes; the shallowest of each, nothing beneath it. An agent can make either
+    /// in its editable directory (99 nested directories, or 20 with 255-byte names), and libgit2
+    /// then fails the whole status, so the iteration could be neither judged nor reverted. Paths
+    /// under `excluded` prefixes, `.git`, and the ignored directories `keepingIgnored` accepts (the
+    /// user's, asked once each, never inside another ignored one) are not entered. Depth first, one descriptor open per level of the current path.
+    public func unreachableEntries(in places: [String], excluding excluded: [String],
+                                   keepingIgnored: ((String) throws -> Bool)? = nil) throws -> [String] {
+        let prefixes = excluded.map { $0.hasSuffix("/") ? String($0.dropLast()) : $0 }.filter { !$0.isEmpty }
+        let base = workdir.hasSuffix("/") ? workdir : workdir + "/"
+        let root = try FileSystem.Directory.open(workdir)
+        var found: [String] = []
+        for place in places {
+            let start: FileSystem.Directory
+            if place.isEmpty {
+                start = root
+            } else {
+                guard let (parent, name) = try FileSystem.openParent(of: place, in: root), try parent.entry(name)?.type == .directory
+                else { continue }
+                start = try parent.subdirectory(name)
+            }
+            // Directories still to look into, each with its parent (open until its last child is
+            // entered): depth first, so what is open is the current path's directories.
+            var stack: [(parent: FileSystem.Directory?, name: String, path: String, ignored: Bool)] = [(nil, "", place, false)]
+            while let (parent, name, path, ignored) = stack.popLast() {
+                guard let directory = parent == nil ? start : try? parent!.subdirectory(name) else { continue }
+                let depth = path.isEmpty ? 0 : path.split(separator: "/").count
+                for entry in try directory.entries() {
+                    let name = String(cString: entry.name)
+                    let child = path.isEmpty ? name : path + "/" + name
+                    if path.isEmpty && name == ".git" { continue }
+                    if prefixes.contains(where: { child == $0 || child.hasPrefix($0 + "/") }) { continue }
+                    if depth + 1 > Self.deepestEntry || (base + child).utf8.count > Self.longestPath {
+                        found.append(child)
+                        continue
+                    }
+                    guard entry.isDirectory else { continue }
+                    var inIgnored = ignored
+                    if let keep = keepingIgnored, !ignored, try isIgnored(child, directory: true) {
+                        if try keep(child) { continue }
+                        inIgnored = true
+                    }
+                    stack.append((directory, name, child, inIgnored))
+                }
+            }
+        }
+        return found.sorted()
+    }
+}
