@@ -106,7 +106,10 @@ public enum Reports {
         var lines = ["\(summary.records) audit records from \(summary.runs.count) run(s)"]
         if summary.groups.isEmpty { lines.append("nothing was blocked") }
         for group in summary.groups {
-            var line = "\(String(group.count).padding(toLength: 6, withPad: " ", startingAt: 0)) \(group.kind) \(group.decision)"
+            // Padded to six, never cut: `padding(toLength:)` also truncates, and a flood of a million
+            // denied writes read as 143823.
+            let count = String(group.count)
+            var line = "\(count)\(String(repeating: " ", count: max(6 - count.count, 0))) \(group.kind) \(group.decision)"
             if let rule = group.rule { line += " [\(rule)]" }
             if !group.syscalls.isEmpty { line += " via \(group.syscalls.joined(separator: ","))" }
             // Paths an agent named (in an answer) may hold escape sequences: shown, never sent to the terminal.

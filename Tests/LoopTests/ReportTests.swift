@@ -34,6 +34,16 @@ final class ReportTests: XCTestCase {
         return spec
     }
 
+    /// `proctor audit` padded each count to six characters with `padding(toLength:)`, which also
+    /// cuts: a flood of 1,438,235 denied writes read as 143823.
+    func testAuditCountsAreNeverCut() {
+        let group = Reports.AuditSummary.Group(kind: "write", decision: "denied", rule: nil, count: 1_438_235, paths: [], syscalls: [])
+        let small = Reports.AuditSummary.Group(kind: "write", decision: "denied", rule: "locked", count: 7, paths: [], syscalls: [])
+        let lines = Reports.auditText(Reports.AuditSummary(records: 2, runs: ["r"], groups: [group, small], unenforced: []))
+        XCTAssertTrue(lines.contains("1438235 write denied"), "\(lines)")
+        XCTAssertTrue(lines.contains("7      write denied [locked]"), "\(lines)")
+    }
+
     func testReportChartsEveryRowWithPhasesNudgesCostMemoryAndAuditAllEscaped() throws {
         let ws = try LoopWorkspace(ReportTests.spec())
         let result = try ws.run(["--iterations", "5"])
