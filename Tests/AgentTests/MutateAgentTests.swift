@@ -203,20 +203,27 @@ final class MutateAgentTests: XCTestCase {
         }
     }
 
+    /// `train.py` back to `original`, and iteration `iteration`'s context on a plateau with two near
+    /// misses: iteration 3 set LEARNING_RATE to 0.2, iteration 5 NUM_LEAVES to 30.
+    func plateau(_ ws: TestWorkspace, _ original: String, iteration: Int) throws -> AgentContext {
+        try Data(original.utf8).write(to: URL(fileURLWithPath: ws.root + "/train.py"))
+        var context = ws.context(seed: 5, iteration: iteration)
+        context.memory.plateau = true
+        context.memory.iterationsWithoutKeep = 20
+        context.memory.nearMisses = [
+            .init(iteration: 3, score: 0.8, description: "LEARNING_RATE 0.1 -> 0.2", patch: "-LEARNING_RATE = 0.1\n+LEARNING_RATE = 0.2\n"),
+            .init(iteration: 5, score: 0.79, description: "NUM_LEAVES 15 -> 30", patch: "-NUM_LEAVES = 15\n+NUM_LEAVES = 30\n"),
+        ]
+        return context
+    }
+
     /// On a plateau, the mutate agent sets the near misses' values together (every other draw).
     func testPlateauCombinesNearMisses() throws {
         let ws = try TestWorkspace()
         let original = try XCTUnwrap(ws.read("train.py"))
         var combined = 0
         for iteration in 1...20 {
-            try Data(original.utf8).write(to: URL(fileURLWithPath: ws.root + "/train.py"))
-            var context = ws.context(seed: 5, iteration: iteration)
-            context.memory.plateau = true
-            context.memory.iterationsWithoutKeep = 20
-            context.memory.nearMisses = [
-                .init(iteration: 3, score: 0.8, description: "LEARNING_RATE 0.1 -> 0.2", patch: "-LEARNING_RATE = 0.1\n+LEARNING_RATE = 0.2\n"),
-                .init(iteration: 5, score: 0.79, description: "NUM_LEAVES 15 -> 30", patch: "-NUM_LEAVES = 15\n+NUM_LEAVES = 30\n"),
-            ]
+            let context = try plateau(ws, original, iteration: iteration)
             let proposal = try MutateAgent().propose(context)
             guard proposal.description.hasPrefix("combine near misses") else { continue }
             combined += 1
@@ -239,14 +246,7 @@ final class MutateAgentTests: XCTestCase {
         let twin = "combine near misses 3, 5: LEARNING_RATE 0.1 -> 0.2, NUM_LEAVES 15 -> 30"
         for seen in ["history", "in flight", "duplicate row", "near miss"] {
             for iteration in 1...20 {
-                try Data(original.utf8).write(to: URL(fileURLWithPath: ws.root + "/train.py"))
-                var context = ws.context(seed: 5, iteration: iteration)
-                context.memory.plateau = true
-                context.memory.iterationsWithoutKeep = 20
-                context.memory.nearMisses = [
-                    .init(iteration: 3, score: 0.8, description: "LEARNING_RATE 0.1 -> 0.2", patch: "-LEARNING_RATE = 0.1\n+LEARNING_RATE = 0.2\n"),
-                    .init(iteration: 5, score: 0.79, description: "NUM_LEAVES 15 -> 30", patch: "-NUM_LEAVES = 15\n+NUM_LEAVES = 30\n"),
-                ]
+                var context = try plateau(ws, original, iteration: iteration)
                 switch seen {
                 case "history":
                     context.history.append(HistoryEntry(iteration: 9, status: "discard", score: 0.7, description: twin))

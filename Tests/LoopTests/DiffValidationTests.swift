@@ -194,27 +194,12 @@ final class DiffValidationTests: XCTestCase {
     /// run stopped with exit 1, no row, the tree unrestored (and 10,000 levels made every resume
     /// crash). Rejected now (rule unreachable), removed, and the run goes on.
     func testDirectoriesTooDeepForGitAreRejectedAndRemoved() throws {
-        var spec = WorkspaceSpec()
-        spec.files = spec.files.replacingOccurrences(of: "editable = [\"train.py\"]", with: "editable = [\"train.py\", \"src/**\"]")
         let long = String(repeating: "L", count: 255)
-        spec.agentScript = agentPrelude + """
-            case "$i" in
+        try assertRejectedAndRemoved("""
             1) (cd src && for n in $(seq 99); do mkdir d && cd d; done && echo x > f); set_var X 0.6; echo "SUMMARY: deep" ;;
             2) (cd src && for n in $(seq 20); do mkdir \(long) && cd \(long); done && echo x > f); set_var X 0.6; echo "SUMMARY: long" ;;
             3) set_var X 0.69; echo "SUMMARY: plain" ;;
-            esac
-            """
-        let ws = try LoopWorkspace(spec, files: ["src/model.py": "W = 1\n"])
-        let result = try ws.run(["--iterations", "3"])
-        XCTAssertEqual(result.status, 0, result.text)
-        XCTAssertEqual(ws.rows.map(\.status), ["keep", "rejected", "rejected", "keep"], result.text)
-        for iteration in [1, 2] {
-            let audit = ws.audit.filter { $0["iteration"] as? Int == iteration && $0["kind"] as? String == "diff" }
-            XCTAssertTrue(audit.contains { $0["rule"] as? String == "unreachable" }, "\(audit)")
-        }
-        let left = try runChild(["/bin/ls", "-A", ws.path("src")], environment: [:], deadline: 30)
-        XCTAssertEqual(left.stdout, "model.py\n")
-        XCTAssertEqual(try ws.gitStatus(), "")
+            """, statuses: ["keep", "rejected", "rejected", "keep"], rule: "unreachable")
     }
 
     /// A file whose name is not UTF-8, made by the agent in its editable directory: Swift strings
@@ -222,25 +207,31 @@ final class DiffValidationTests: XCTestCase {
     /// and the file outlived every revert (state carried outside git from one iteration to the
     /// next, and a keep whose commit lacked it). Now rejected, audited, and removed.
     func testAFileNamedWithBytesThatAreNotUTF8() throws {
-        var spec = WorkspaceSpec()
-        spec.files = spec.files.replacingOccurrences(of: "editable = [\"train.py\"]", with: "editable = [\"train.py\", \"src/**\"]")
-        spec.agentScript = agentPrelude + """
-            case "$i" in
+        try assertRejectedAndRemoved("""
             1) printf 'x = 1\\n' > "src/$(printf 'a\\377b').py"; echo "SUMMARY: odd name" ;;
             2) printf 'y = 2\\n' > "src/$(printf 'c\\376').py"; set_var X 0.69; echo "SUMMARY: odd name and a change" ;;
-            esac
-            """
+            """, statuses: ["keep", "rejected", "rejected"], rule: "name-not-utf8")
+    }
+
+    /// Runs an agent whose `case "$i"` branches are `cases`, with `src/**` editable (holding a
+    /// committed model.py); the rows must have `statuses`, each rejected iteration's audit must name
+    /// `rule`, and src/ must hold its model.py alone again, the tree clean.
+    func assertRejectedAndRemoved(_ cases: String, statuses: [String], rule: String,
+                                  file: StaticString = #filePath, line: UInt = #line) throws {
+        var spec = WorkspaceSpec()
+        spec.files = spec.files.replacingOccurrences(of: "editable = [\"train.py\"]", with: "editable = [\"train.py\", \"src/**\"]")
+        spec.agentScript = agentPrelude + "case \"$i\" in\n" + cases + "\nesac\n"
         let ws = try LoopWorkspace(spec, files: ["src/model.py": "W = 1\n"])
-        let result = try ws.run(["--iterations", "2"])
-        XCTAssertEqual(result.status, 0, result.text)
-        XCTAssertEqual(ws.rows.map(\.status), ["keep", "rejected", "rejected"], result.text)
-        for iteration in [1, 2] {
+        let result = try ws.run(["--iterations", String(statuses.count - 1)])
+        XCTAssertEqual(result.status, 0, result.text, file: file, line: line)
+        XCTAssertEqual(ws.rows.map(\.status), statuses, result.text, file: file, line: line)
+        for (iteration, status) in statuses.enumerated() where status == "rejected" {
             let audit = ws.audit.filter { $0["iteration"] as? Int == iteration && $0["kind"] as? String == "diff" }
-            XCTAssertTrue(audit.contains { $0["rule"] as? String == "name-not-utf8" }, "\(audit)")
+            XCTAssertTrue(audit.contains { $0["rule"] as? String == rule }, "\(audit)", file: file, line: line)
         }
         let left = try runChild(["/bin/ls", "-A", ws.path("src")], environment: [:], deadline: 30)
-        XCTAssertEqual(left.stdout, "model.py\n", "\(ws.rows.map(\.fields))")
-        XCTAssertEqual(try ws.gitStatus(), "")
+        XCTAssertEqual(left.stdout, "model.py\n", file: file, line: line)
+        XCTAssertEqual(try ws.gitStatus(), "", file: file, line: line)
     }
 
     /// Issue 10: a file git ignores, made by the agent inside its editable directory mid-run, is the
