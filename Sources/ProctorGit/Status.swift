@@ -154,7 +154,9 @@ extension Repository {
                     change.newSize = try parent.entry(name)?.size ?? 0
                 }
             }
-            if kind != .deleted, !change.isSubmodule { change.rewritingAttribute = try rewritingAttribute(path) }
+            if kind != .deleted, !change.isSubmodule {
+                change.rewritingAttribute = try rewritingAttribute(path) ?? convertedLineEndings(path, root: root)
+            }
             change.isSymlink = oldMode == .symlink || newMode == .symlink
             change.isSubmodule = change.isSubmodule || oldMode == .submodule || newMode == .submodule
             changes.append(change)
@@ -170,6 +172,24 @@ extension Repository {
         var value: UnsafePointer<CChar>?
         try check(git_attr_get(&value, handle, 0, path, "ident"), "git_attr_get")
         return git_attr_value(value) == GIT_ATTR_VALUE_TRUE ? "ident" : nil
+    }
+
+    /// "text/eol" when git converts `path`'s line endings (the `text`, `eol` or `crlf` attribute,
+    /// `* text=auto` included) and its bytes hold a CRLF: git reads each as LF, so which lines end
+    /// in CR is in no diff and no line count. Nil otherwise, as for the many files of a repository
+    /// with `* text=auto` that hold no CR.
+    func convertedLineEndings(_ path: String, root: FileSystem.Directory) throws -> String? {
+        var converts = false
+        for attribute in ["text", "eol", "crlf"] where !converts {
+            var value: UnsafePointer<CChar>?
+            try check(git_attr_get(&value, handle, 0, path, attribute), "git_attr_get")
+            converts = [GIT_ATTR_VALUE_TRUE, GIT_ATTR_VALUE_STRING].contains(git_attr_value(value))
+        }
+        guard converts, let (parent, name) = try FileSystem.openParent(of: path, in: root),
+            let entry = try parent.entry(name), entry.type == .regular, entry.size <= Self.largestTextFile
+        else { return nil }
+        let bytes = try parent.read(name)
+        return zip(bytes, bytes.dropFirst()).contains { $0 == 0x0D && $1 == 0x0A } ? "text/eol" : nil
     }
 
     /// Whether `path` is a directory (not a link) without a `.git` of its own.

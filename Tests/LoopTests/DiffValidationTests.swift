@@ -234,6 +234,27 @@ final class DiffValidationTests: XCTestCase {
         XCTAssertEqual(try ws.gitStatus(), "", file: file, line: line)
     }
 
+    /// With `text` (or `eol`, `* text=auto`) git turns CRLF into LF before hashing and diffing: an
+    /// agent that rewrote every line of train.py with CRLF endings showed 1 changed line. A changed
+    /// file that git converts and that holds a CRLF is rejected (rule attributes); `text` alone,
+    /// on files without CR, changes nothing.
+    func testConvertedLineEndingsCannotHideAChange() throws {
+        var spec = WorkspaceSpec()
+        spec.agentScript = agentPrelude + """
+            case "$i" in
+            1) set_var X 0.6; sed 's/$/\\r/' train.py > "$HOME/t" && cat "$HOME/t" > train.py; echo "SUMMARY: crlf" ;;
+            2) set_var X 0.69; echo "SUMMARY: plain" ;;
+            esac
+            """
+        let ws = try LoopWorkspace(spec, files: [".gitattributes": "*.py text\n"])
+        let result = try ws.run(["--iterations", "2"])
+        XCTAssertEqual(result.status, 0, result.text)
+        XCTAssertEqual(ws.rows.map(\.status), ["keep", "rejected", "keep"], result.text)
+        let audit = ws.audit.filter { $0["iteration"] as? Int == 1 && $0["kind"] as? String == "diff" }
+        XCTAssertTrue(audit.contains { $0["rule"] as? String == "attributes" && ($0["detail"] as? String ?? "").contains("text/eol") }, "\(audit)")
+        XCTAssertFalse(ws.read("train.py")!.contains("\r"))
+    }
+
     /// Issue 10: a file git ignores, made by the agent inside its editable directory mid-run, is the
     /// agent's change like any other: measured, and removed by the revert, so it can never carry state
     /// from one iteration to the next (a `*.log`, an ignored `cache/` directory).
