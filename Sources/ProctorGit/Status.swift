@@ -16,8 +16,6 @@ extension Repository {
         against commit: ObjectID, excluding excluded: [String] = [], keepingIgnored: ((String) -> Bool)? = nil,
         within: [String]? = nil
     ) throws -> [Change] {
-        // What libgit2 cannot look at fails its whole status: reported alone, to be judged and removed
-        // first (`restore` then looks again).
         // The caller's keep rule, asked once per path by this look and libgit2's below.
         var answers: [String: Bool] = [:]
         let keepingIgnored = keepingIgnored.map { keep in
@@ -28,6 +26,8 @@ extension Repository {
                 return answer
             }
         }
+        // What libgit2 cannot look at fails its whole status: reported alone, to be judged and removed
+        // first (`restore` then looks again).
         let unreachable = try unreachableEntries(in: within ?? [""], excluding: excluded, keepingIgnored: keepingIgnored)
         if !unreachable.isEmpty {
             return unreachable.map { path in
