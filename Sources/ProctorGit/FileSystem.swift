@@ -86,11 +86,8 @@ enum FileSystem {
 
         /// Names in the directory that are UTF-8, without `.` and `..` (see `namesNotUTF8`).
         func names() throws -> [String] {
-            try rawNames().compactMap { String(validatingCString: $0) }
+            try Self.readNames(fd, path).compactMap { String(validatingCString: $0) }
         }
-
-        /// Every name in the directory as readdir gives its bytes (NUL-terminated), without `.` and `..`.
-        private func rawNames() throws -> [[CChar]] { try Self.readNames(fd, path) }
 
         private static func readNames(_ fd: Int32, _ path: String) throws -> [[CChar]] {
             try readEntries(fd, path).map(\.name)
@@ -132,11 +129,8 @@ enum FileSystem {
         /// proctor restores reaches it: an agent's file named so outlived every revert, carrying state
         /// from one iteration to the next outside git, until `removeRaw` took it out.
         func namesNotUTF8() throws -> [(shown: String, raw: [CChar], isDirectory: Bool)] {
-            try rawNames().compactMap { raw in
-                guard String(validatingCString: raw) == nil else { return nil }
-                var info = stat()
-                guard fstatat(fd, raw, &info, AT_SYMLINK_NOFOLLOW) == 0 else { return nil }
-                return (String(cString: raw), raw, UInt32(info.st_mode) & typeMask == directoryType)
+            try entries().compactMap { entry in
+                String(validatingCString: entry.name) == nil ? (String(cString: entry.name), entry.name, entry.isDirectory) : nil
             }
         }
 

@@ -4,7 +4,6 @@ import ProctorSandbox
 
 /// `proctor exec`: one command under the workspace's policy, outside the research loop.
 public enum ExecStep {
-    /// Runs the command and returns the status `proctor exec` exits with. Throws for proctor's own failures (125).
     /// `--audit-log FILE`: a file (new or not) in a directory that exists; proctor makes no
     /// directories the user did not (a typo would silently create a tree).
     static func checkAuditLog(_ path: String) throws {
@@ -18,6 +17,7 @@ public enum ExecStep {
         }
     }
 
+    /// Runs the command and returns the status `proctor exec` exits with. Throws for proctor's own failures (125).
     public static func run(workspace: String, phase: Phase, command: [String], auditLog: String?, seed: UInt64?,
                            wait: Bool, timeoutMs: Int64? = nil) throws -> Int32 {
         var env = try SandboxEnvironment.load(workspace: workspace)

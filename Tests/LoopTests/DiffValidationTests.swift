@@ -160,25 +160,16 @@ final class DiffValidationTests: XCTestCase {
     /// editable directory is rejected and removed; a committed one that rewrites an editable file
     /// refuses the run before anything is measured.
     func testGitAttributesCannotHideAChange() throws {
-        var spec = WorkspaceSpec()
-        spec.files = spec.files.replacingOccurrences(of: "editable = [\"train.py\"]", with: "editable = [\"train.py\", \"src/**\"]")
-        spec.agentScript = agentPrelude + """
-            case "$i" in
+        let ws = try assertRejectedAndRemoved("""
             1) printf '*.py ident\\n' > src/.gitattributes; printf 'W = "$Id: import os$"\\n' > src/model.py; echo "SUMMARY: attributes" ;;
             2) set_var X 0.69; echo "SUMMARY: plain" ;;
-            esac
-            """
-        let ws = try LoopWorkspace(spec, files: ["src/model.py": "W = 1\n"])
-        let result = try ws.run(["--iterations", "2"])
-        XCTAssertEqual(result.status, 0, result.text)
-        XCTAssertEqual(ws.rows.map(\.status), ["keep", "rejected", "keep"], result.text)
+            """, statuses: ["keep", "rejected", "keep"], rule: "attributes")
         let audit = ws.audit.filter { $0["iteration"] as? Int == 1 && $0["kind"] as? String == "diff" }
         XCTAssertTrue(audit.contains { $0["rule"] as? String == "attributes" && $0["path"] as? String == ws.path("src/.gitattributes") }, "\(audit)")
         XCTAssertTrue(audit.contains { $0["rule"] as? String == "attributes" && $0["path"] as? String == ws.path("src/model.py") }, "\(audit)")
         var st = stat()
         XCTAssertNotEqual(lstat(ws.path("src/.gitattributes"), &st), 0, "the agent's .gitattributes survived the revert")
         XCTAssertEqual(ws.read("src/model.py"), "W = 1\n")
-        XCTAssertEqual(try ws.gitStatus(), "")
 
         // Committed by the user: the run is refused at once, naming the file and the attribute.
         let committed = try LoopWorkspace(WorkspaceSpec(), files: [".gitattributes": "*.py ident\n"])
@@ -214,14 +205,15 @@ final class DiffValidationTests: XCTestCase {
     }
 
     /// Runs an agent whose `case "$i"` branches are `cases`, with `src/**` editable (holding a
-    /// committed model.py); the rows must have `statuses`, each rejected iteration's audit must name
-    /// `rule`, and src/ must hold its model.py alone again, the tree clean.
-    func assertRejectedAndRemoved(_ cases: String, statuses: [String], rule: String,
-                                  file: StaticString = #filePath, line: UInt = #line) throws {
+    /// committed model.py, and `files` besides); the rows must have `statuses`, each rejected
+    /// iteration's audit must name `rule`, and src/ must hold its model.py alone again, the tree clean.
+    @discardableResult
+    func assertRejectedAndRemoved(_ cases: String, statuses: [String], rule: String, files: [String: String] = [:],
+                                  file: StaticString = #filePath, line: UInt = #line) throws -> LoopWorkspace {
         var spec = WorkspaceSpec()
         spec.files = spec.files.replacingOccurrences(of: "editable = [\"train.py\"]", with: "editable = [\"train.py\", \"src/**\"]")
         spec.agentScript = agentPrelude + "case \"$i\" in\n" + cases + "\nesac\n"
-        let ws = try LoopWorkspace(spec, files: ["src/model.py": "W = 1\n"])
+        let ws = try LoopWorkspace(spec, files: files.merging(["src/model.py": "W = 1\n"]) { $1 })
         let result = try ws.run(["--iterations", String(statuses.count - 1)])
         XCTAssertEqual(result.status, 0, result.text, file: file, line: line)
         XCTAssertEqual(ws.rows.map(\.status), statuses, result.text, file: file, line: line)
@@ -232,6 +224,7 @@ final class DiffValidationTests: XCTestCase {
         let left = try runChild(["/bin/ls", "-A", ws.path("src")], environment: [:], deadline: 30)
         XCTAssertEqual(left.stdout, "model.py\n", file: file, line: line)
         XCTAssertEqual(try ws.gitStatus(), "", file: file, line: line)
+        return ws
     }
 
     /// With `text` (or `eol`, `* text=auto`) git turns CRLF into LF before hashing and diffing: an
@@ -239,17 +232,10 @@ final class DiffValidationTests: XCTestCase {
     /// file that git converts and that holds a CRLF is rejected (rule attributes); `text` alone,
     /// on files without CR, changes nothing.
     func testConvertedLineEndingsCannotHideAChange() throws {
-        var spec = WorkspaceSpec()
-        spec.agentScript = agentPrelude + """
-            case "$i" in
+        let ws = try assertRejectedAndRemoved("""
             1) set_var X 0.6; sed 's/$/\\r/' train.py > "$HOME/t" && cat "$HOME/t" > train.py; echo "SUMMARY: crlf" ;;
             2) set_var X 0.69; echo "SUMMARY: plain" ;;
-            esac
-            """
-        let ws = try LoopWorkspace(spec, files: [".gitattributes": "*.py text\n"])
-        let result = try ws.run(["--iterations", "2"])
-        XCTAssertEqual(result.status, 0, result.text)
-        XCTAssertEqual(ws.rows.map(\.status), ["keep", "rejected", "keep"], result.text)
+            """, statuses: ["keep", "rejected", "keep"], rule: "attributes", files: [".gitattributes": "*.py text\n"])
         let audit = ws.audit.filter { $0["iteration"] as? Int == 1 && $0["kind"] as? String == "diff" }
         XCTAssertTrue(audit.contains { $0["rule"] as? String == "attributes" && ($0["detail"] as? String ?? "").contains("text/eol") }, "\(audit)")
         XCTAssertFalse(ws.read("train.py")!.contains("\r"))
