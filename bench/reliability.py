@@ -66,6 +66,7 @@ direction = "maximize"
 [gates]
 min_improvement = 0.0001
 confirm_seeds   = %(confirm)s
+fresh_seeds     = false   # the crash oracle tells the confirmation seeds by their values, 2 and 3
 """ % {"tag": tag, "timeout": exp_timeout, "confirm": "[2, 3]" if confirm else "[]"}
     if agent == "command":
         cmd = json.dumps(["sh", "-c", AGENT % {"agent": agent_sleep}, "agent-" + tag, "{prompt_file}"])

@@ -68,6 +68,9 @@ public struct WorkspaceConfig: Sendable, Equatable {
     public struct Gates: Sendable, Equatable {
         public var minImprovement: Double = 0
         public var confirmSeeds: [UInt64] = []
+        /// `fresh_seeds` (default true): each candidate is confirmed on seeds drawn for it alone, as
+        /// many as `confirmSeeds` lists, which stay the baseline's; false: on `confirmSeeds` themselves.
+        public var freshSeeds = true
     }
 
     /// `[agent]`: who proposes changes. Kind-specific settings are kept raw for the agent layer.
@@ -319,6 +322,7 @@ extension WorkspaceConfig {
             }
             config.gates.confirmSeeds = value.map { UInt64($0) }
         }
+        if let value = try gates.bool("fresh_seeds") { config.gates.freshSeeds = value }
         try gates.finish()
 
         var agent = try top.table("agent")

@@ -14,6 +14,12 @@ public struct RunState: Codable, Sendable {
     public var baselineScore: Double
     /// Max minus min of the baseline's scores over its seeds (nil in state files from before it was kept).
     public var baselineSpread: Double?
+    /// The best's mean over its confirmation seeds alone (nil: none, or a state file from before it
+    /// was kept): what a candidate's confirmation seeds must beat (`Iteration.judge`).
+    public var bestConfirmation: Double?
+    /// The secret the fresh confirmation seeds are drawn from (`FreshSeeds`); nil in state files
+    /// from before it, which `--resume` gives one.
+    public var seedKey: String?
     /// SHA-256 of each locked file, by workspace-relative path.
     public var pins: [String: String]
     /// The last iteration that finished (its row is in the ledger).

@@ -220,7 +220,7 @@ public final class Runner {
         ledger = try Ledger(directory: root + "/.proctor")
         let branch = "proctor/" + runID
         state = RunState(run: runID, branch: branch, baseCommit: head.hex, bestCommit: head.hex, bestScore: .nan,
-                         baselineScore: .nan, pins: pins, lastIteration: 0, inProgress: 0)
+                         baselineScore: .nan, seedKey: FreshSeeds.newKey(), pins: pins, lastIteration: 0, inProgress: 0)
         try state.save(root)
         try measureBaseline(at: head)
     }
@@ -232,7 +232,7 @@ public final class Runner {
         let branch = state.branch
         pinned = try materializePins(head)
         progress.line("run \(runID) on branch \(branch); measuring the baseline")
-        let baseline = try measure(iteration: 0, seeds: allSeeds, description: "baseline")
+        let baseline = try measure(iteration: 0, seeds: seeds(0), description: "baseline")
         if stop.requested {
             throw LoopError(.interrupted, "interrupted while measuring the baseline of run \(runID); nothing was recorded: `proctor run --resume` measures it again")
         }
@@ -247,6 +247,7 @@ public final class Runner {
         state.bestScore = mean
         state.baselineScore = mean
         state.baselineSpread = Gate.spread(evaluations.map(\.score))
+        state.bestConfirmation = confirmationMean(baseline)
         state.lastIteration = 0
         state.inProgress = nil
         let sealed = try scoreSealed(iteration: 0)
@@ -262,7 +263,7 @@ public final class Runner {
         try state.save(root)
         try openMemory(baseline: baselineRecord)
         loadHistory()
-        progress.line("baseline \(config.evaluator.metric) = \(format(mean)) over seeds \(allSeeds.map(String.init).joined(separator: ","))")
+        progress.line("baseline \(config.evaluator.metric) = \(format(mean)) over seeds \(seeds(0).map(String.init).joined(separator: ","))")
     }
 
     /// The supervisor died while measuring the baseline (nothing recorded): the same run measures it
@@ -290,12 +291,14 @@ public final class Runner {
         try env.clearOutputs()
         discardStashedOutputs()
         state = saved
+        if state.seedKey == nil { state.seedKey = FreshSeeds.newKey() }
         progress.line("resume: run \(saved.run) died measuring its baseline; measuring it again")
         try measureBaseline(at: base)
     }
 
     private func resume() throws {
         var saved = try RunState.loadForResume(root)
+        if saved.seedKey == nil { saved.seedKey = FreshSeeds.newKey() }  // a state from before fresh seeds
         let rows = Ledger.rows(in: root + "/.proctor")
         // The ledger holds every run of this workspace, oldest first, so an iteration number alone does
         // not say whose row it is: iteration `lost` has its row only if that is the ledger's last row and
@@ -319,6 +322,8 @@ public final class Runner {
             if let record = lastRecord, record.status == .keep, record.commit == tip.hex, let score = record.score {
                 saved.bestCommit = tip.hex
                 saved.bestScore = score
+                let confirmation = record.scores.dropFirst().compactMap(\.score)
+                saved.bestConfirmation = confirmation.isEmpty ? nil : Gate.mean(confirmation, maximize: config.evaluator.maximize)
                 if lost == 0 {
                     saved.baselineScore = score
                     // The spread too, from the record's seeds: without it the resumed run would no
@@ -521,7 +526,31 @@ public final class Runner {
     // MARK: - Helpers
 
     var firstSeed: UInt64 { config.experiment.seeds.first ?? 42 }
-    var allSeeds: [UInt64] { [firstSeed] + config.gates.confirmSeeds }
+
+    /// Iteration `number`'s confirmation seeds: `confirm_seeds` for the baseline and, with
+    /// `fresh_seeds = false`, for every candidate; otherwise as many drawn for it alone (`FreshSeeds`).
+    func confirmSeeds(_ number: Int) -> [UInt64] {
+        let listed = config.gates.confirmSeeds
+        guard number > 0, config.gates.freshSeeds, !listed.isEmpty, let key = state.seedKey else { return listed }
+        return FreshSeeds.seeds(key: key, iteration: number, count: listed.count, avoiding: [firstSeed])
+    }
+
+    /// The progress line's account of a confirmation (fresh seeds are not shown before they ran).
+    func confirming(_ number: Int) -> String {
+        let listed = config.gates.confirmSeeds
+        if number > 0 && config.gates.freshSeeds { return "confirming on \(listed.count) fresh seed\(listed.count == 1 ? "" : "s")" }
+        return "confirming on " + listed.map(String.init).joined(separator: ",")
+    }
+
+    /// Every seed iteration `number` is measured on when it gets past the first.
+    func seeds(_ number: Int) -> [UInt64] { [firstSeed] + confirmSeeds(number) }
+
+    /// The mean over a measurement's confirmation seeds alone (its evaluations after the first);
+    /// nil without any.
+    func confirmationMean(_ measured: Measurement?) -> Double? {
+        guard let evaluations = measured?.evaluations, evaluations.count > 1 else { return nil }
+        return Gate.mean(evaluations.dropFirst().map(\.score), maximize: config.evaluator.maximize)
+    }
 
     var diffPolicy: DiffPolicy {
         let editable = config.files.editable.map(Glob.init)

@@ -83,7 +83,7 @@ final class AgentChannelTests: XCTestCase {
     /// "evaluator"; one that failed on a confirmation seed is reported as "confirmation: evaluator:
     /// ...", and an agent that scores on the first seed and breaks the others read the label.
     func testEvaluatorErrorsOnAConfirmationSeedDoNotReachTheSessionAgent() throws {
-        let ws = try LoopWorkspace(agent: "[gates]\nconfirm_seeds = [17]\n\n" + SessionTests.noAgent,
+        let ws = try LoopWorkspace(agent: "[gates]\nconfirm_seeds = [17]\nfresh_seeds = false  # the prepare fails on seed 17\n\n" + SessionTests.noAgent,
                                    prepare: Self.leakyPrepare(seeds: [17]))
         // Two experiments: the session stops after the second, which may cut its reply short.
         let script = SessionTests.setX("0.9") + "echo \"agent: $(proctor experiment 'x=0.9' 2>&1)\"\n"
@@ -108,7 +108,7 @@ final class AgentChannelTests: XCTestCase {
             [HTTPLoopTests.reply(wire, HTTPLoopTests.setX("0.9")), HTTPLoopTests.reply(wire, HTTPLoopTests.setX("0.6")),
              HTTPLoopTests.reply(wire, HTTPLoopTests.setX("0.3"))],
             lifetime: 300)
-        let ws = try LoopWorkspace(agent: "[gates]\nconfirm_seeds = [17]\n\n" + HTTPLoopTests.agentBlock(server, wire),
+        let ws = try LoopWorkspace(agent: "[gates]\nconfirm_seeds = [17]\nfresh_seeds = false  # the prepare fails on seed 17\n\n" + HTTPLoopTests.agentBlock(server, wire),
                                    prepare: Self.leakyPrepare(seeds: [17]))
         let key = [HTTPLoopTests.keyVariable: HTTPLoopTests.key]
         let first = try ws.run(iterations: 1, environment: key)

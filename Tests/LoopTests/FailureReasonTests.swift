@@ -34,6 +34,7 @@ final class FailureReasonTests: XCTestCase {
             (.stale(proposedOn: "1a2b3c4d5e6f"), "stale: proposed on 1a2b3c4d5e6f, the best moved since and the change does not apply to it"),
             (.ignoresSeed(seeds: [42, 17], baselineSpread: 0.25),
              "the score ignores PROCTOR_SEED (identical over seeds 42,17, the baseline's varied by 0.25)"),
+            (.confirmationDoesNotBeat, "mean over the confirmation seeds does not beat the best's"),
             (.interrupted, "interrupted"),
             (.supervisorStopped, "supervisor stopped"),
             (.notRun, "not run"),
@@ -57,6 +58,7 @@ final class FailureReasonTests: XCTestCase {
         case .confirmation: "confirmation"
         case .overLimit: "overLimit"
         case .meanDoesNotBeat: "meanDoesNotBeat"
+        case .confirmationDoesNotBeat: "confirmationDoesNotBeat"
         case .stale: "stale"
         case .ignoresSeed: "ignoresSeed"
         case .interrupted: "interrupted"

@@ -28,7 +28,11 @@ final class GateTests: XCTestCase {
         XCTAssertEqual(lucky.commit, "")
         let record = try XCTUnwrap(ws.record(1))
         let scores = try XCTUnwrap(record["scores"] as? [[String: Any]])
-        XCTAssertEqual(scores.compactMap { ($0["seed"] as? NSNumber)?.intValue }, [42, 17, 73], "confirmed on every seed")
+        let seeds = scores.compactMap { ($0["seed"] as? NSNumber)?.intValue }
+        XCTAssertEqual(seeds.count, 3, "confirmed on two seeds")
+        XCTAssertEqual(seeds.first, 42)
+        XCTAssertEqual(Set(seeds).count, 3)
+        XCTAssertTrue(Set(seeds).isDisjoint(with: [17, 73]), "a candidate's confirmation seeds are fresh: \(seeds)")
         XCTAssertEqual(try XCTUnwrap(scores[0]["score"] as? Double), 1.0, accuracy: 0.001, "it won on seed 42")
         XCTAssertEqual(try XCTUnwrap(lucky.score), 0.2, accuracy: 0.001, "the ledger's score is the mean")
         XCTAssertEqual(try XCTUnwrap(record["score"] as? Double), 0.2, accuracy: 0.001)
@@ -39,9 +43,41 @@ final class GateTests: XCTestCase {
         let branch = try XCTUnwrap(ws.branch)
         XCTAssertEqual(try ws.git(["rev-list", "--count", branch]), "2", "init + one keep")
         XCTAssertEqual(try ws.git(["log", "-1", "--format=%s", branch]), "exact everywhere")
+        // Each candidate's are its own: the keep's are not the lucky attempt's, and its commit says which.
+        let keptSeeds = (ws.record(2)?["scores"] as? [[String: Any]] ?? []).compactMap { ($0["seed"] as? NSNumber)?.intValue }
+        XCTAssertEqual(keptSeeds.count, 3)
+        XCTAssertTrue(Set(keptSeeds.dropFirst()).isDisjoint(with: seeds), "\(keptSeeds) against \(seeds)")
+        XCTAssertTrue(try ws.git(["log", "-1", "--format=%b", branch]).contains("mean over seeds " + keptSeeds.map(String.init).joined(separator: ",")))
         XCTAssertEqual(try ws.git(["diff", "HEAD^", "HEAD", "--stat", "--format="]).contains("train.py"), true)
         XCTAssertFalse(try ws.git(["show", "HEAD:train.py"]).contains("BONUS = 1"))
         XCTAssertEqual(try ws.gitStatus(), "")
+    }
+
+    /// Code tuned to the seeds the workspace lists (exact on 42, 17 and 73, unchanged elsewhere: what
+    /// an agent gets by tuning a noise offset per known seed) passes the first seed and the mean over
+    /// all three, but its fresh confirmation seeds score like the best's: not kept. With
+    /// `fresh_seeds = false` the same change is confirmed on 17 and 73 and kept, which is the hole.
+    func testCodeTunedToTheListedSeedsIsNotKept() throws {
+        for fresh in [true, false] {
+            var spec = WorkspaceSpec()
+            spec.agentScript = agentPrelude + "set_var BONUS 3; echo \"SUMMARY: tuned to the seeds\"\n"
+            if !fresh { spec.minImprovement = "0.001\nfresh_seeds     = false" }
+            let ws = try LoopWorkspace(spec)
+            let result = try ws.run(["--iterations", "1"])
+            XCTAssertEqual(result.status, 0, result.text)
+            let row = try XCTUnwrap(ws.row(1))
+            let seeds = (ws.record(1)?["scores"] as? [[String: Any]] ?? []).compactMap { ($0["seed"] as? NSNumber)?.intValue }
+            XCTAssertEqual(seeds.count, 3, "confirmed: it beat the best on seed 42")
+            if fresh {
+                XCTAssertEqual(row.status, "discard", row.fields.joined(separator: " "))
+                XCTAssertEqual(ws.record(1)?["reason"] as? String, "mean over the confirmation seeds does not beat the best's")
+                XCTAssertEqual(try ws.git(["rev-list", "--count", ws.branch!]), "1", "nothing kept")
+                XCTAssertTrue(Set(seeds).isDisjoint(with: [17, 73]))
+            } else {
+                XCTAssertEqual(row.status, "keep", row.fields.joined(separator: " "))
+                XCTAssertEqual(seeds, [42, 17, 73])
+            }
+        }
     }
 
     /// A candidate that fixes its own seed (here: writes seed 1234 whatever PROCTOR_SEED says) scores
@@ -164,7 +200,9 @@ final class GateTests: XCTestCase {
             XCTAssertTrue(message.contains("proctor-iteration: \(iteration)"), message)
             let score = try XCTUnwrap(row.score)
             XCTAssertTrue(message.contains("proctor-score: score=\(String(format: "%.6g", score))"), "\(score): \(message)")
-            XCTAssertTrue(message.contains("42,17,73"), message)
+            let seeds = (ws.record(iteration)?["scores"] as? [[String: Any]] ?? []).compactMap { ($0["seed"] as? NSNumber)?.intValue }
+            XCTAssertEqual(seeds.count, 3)
+            XCTAssertTrue(message.contains("mean over seeds " + seeds.map(String.init).joined(separator: ",")), message)
             XCTAssertEqual(ws.record(iteration)?["commit"] as? String, commit)
         }
         XCTAssertEqual(try ws.git(["show", "--name-only", "--format=", commits[1]]).split(separator: "\n").sorted(),

@@ -53,7 +53,8 @@ struct WorkspaceSpec {
 
     /// Writes `outputs/pred.txt`: X, TREES, the seed. `# mutate:` markers for the mutate agent.
     /// `BONUS` (edited by the scripted agents) moves the prediction: 1 = exact on seed 42 only and far
-    /// off on every other seed, 2 = exact on every seed. `GREEDY` multiplies the trees by 10 on the
+    /// off on every other seed, 2 = exact on every seed, 3 = exact on the seeds the workspace lists
+    /// (42, 17, 73) and unchanged on any other (code tuned to the seeds it knows). `GREEDY` multiplies the trees by 10 on the
     /// seeds other than 42. `SLEEP` delays the experiment; `outputs/started` marks that it is running;
     /// `WAIT_FOR` makes it wait until prepare.py (as the experiment sees it) contains that text.
     static let defaultTrain = """
@@ -82,6 +83,8 @@ struct WorkspaceSpec {
         if BONUS == 1:
             x = target if seed == 42 else -0.5
         elif BONUS == 2:
+            x = target
+        elif BONUS == 3 and seed in (42, 17, 73):
             x = target
         trees = TREES * 10 if GREEDY and seed != 42 else TREES
         with open(os.path.join(out, "pred.txt"), "w") as f:

@@ -59,6 +59,11 @@ final class WorkspaceConfigTests: XCTestCase {
         XCTAssertEqual(config.limits.trees, 500)
         XCTAssertEqual(config.gates.confirmSeeds, [17, 73])
         XCTAssertEqual(config.gates.minImprovement, 0.0005)
+        XCTAssertTrue(config.gates.freshSeeds, "fresh confirmation seeds unless the file says otherwise")
+        let listed = try parse(full.replacingOccurrences(of: "confirm_seeds   = [17, 73]", with: "confirm_seeds   = [17, 73]\nfresh_seeds = false"))
+        XCTAssertFalse(listed.gates.freshSeeds)
+        assertError(full.replacingOccurrences(of: "confirm_seeds   = [17, 73]", with: "confirm_seeds   = [17, 73]\nfresh_seeds = \"no\""),
+                    line: 34, key: "gates.fresh_seeds", contains: "true or false")
     }
 
     /// Issue 10: where an iteration can change anything, and which ignored paths are the user's.

@@ -52,6 +52,9 @@ indirect enum FailureReason: Sendable, Equatable {
     case overLimit(String)
     /// The first seed beat the best, the mean over all seeds did not.
     case meanDoesNotBeat
+    /// The mean over all seeds beat the best, the mean over the confirmation seeds alone did not
+    /// beat the best's.
+    case confirmationDoesNotBeat
     /// `--parallel`: the best moved while the candidate was measured and its diff does not apply to
     /// the new best (the commit it was measured on, short).
     case stale(proposedOn: String)
@@ -101,6 +104,7 @@ indirect enum FailureReason: Sendable, Equatable {
         case .specialOutputs(let paths): "the outputs hold links or special files: " + paths.joined(separator: ", ")
         case .overLimit(let text): text
         case .meanDoesNotBeat: "mean over seeds does not beat the best"
+        case .confirmationDoesNotBeat: "mean over the confirmation seeds does not beat the best's"
         case .stale(let commit): "stale: proposed on \(commit), the best moved since and the change does not apply to it"
         case .ignoresSeed(let seeds, let spread):
             "the score ignores PROCTOR_SEED (identical over seeds \(seeds.map(String.init).joined(separator: ",")), the baseline's varied by \(format(spread)))"

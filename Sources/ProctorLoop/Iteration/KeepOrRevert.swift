@@ -7,7 +7,7 @@ extension Iteration {
     /// state follow in `Runner.record`).
     func keep() throws -> IterationEnd {
         guard let mean = measured?.mean else { preconditionFailure("keep() runs only on a scored candidate") }
-        let seeds = runner.allSeeds.map(String.init).joined(separator: ",")
+        let seeds = runner.seeds(number).map(String.init).joined(separator: ",")
         let message = """
             \(proposal.description)
 
@@ -31,6 +31,7 @@ extension Iteration {
         if runner.sessionSandbox?.ranWhileFrozen() == true { throw LoopError(.failed, Runner.ranWhileFrozen + " (during the commit)") }
         runner.state.bestCommit = commit.hex
         runner.state.bestScore = mean
+        runner.state.bestConfirmation = runner.confirmationMean(measured)
         guard case .verdict(var verdict) = ends(.keep, reason: nil, commit: commit) else { preconditionFailure() }
         verdict.sealed = sealed.mean
         verdict.sealedScores = runner.sealing ? sealed.scores : nil

@@ -201,7 +201,8 @@ extension Runner {
         iteration.slotEnv = slot.env
         discardStashedOutputs(slot.env, iteration: iteration.number)
         let job = SlotJob(runner: self, slot: slot, number: iteration.number, description: iteration.proposal.description,
-                          run: state.run, best: state.bestScore)
+                          run: state.run, best: state.bestScore,
+                          confirmSeeds: confirmSeeds(iteration.number))
         Thread { job.run(into: finished) }.start()
     }
 
@@ -213,6 +214,7 @@ extension Runner {
         let description: String
         let run: String
         let best: Double
+        let confirmSeeds: [UInt64]
 
         func run(into finished: Finished) {
             slot.pinThread()
@@ -223,10 +225,10 @@ extension Runner {
             }
             // The confirmation seeds follow at once when the first beat the best it was proposed against.
             if case .success(let measured) = first, case .scored(let score, _, _, _) = measured.outcome,
-                runner.overLimits(measured) == nil, !config.gates.confirmSeeds.isEmpty, !runner.stop.requested,
+                runner.overLimits(measured) == nil, !confirmSeeds.isEmpty, !runner.stop.requested,
                 Gate(maximize: config.evaluator.maximize, minImprovement: config.gates.minImprovement).beats(score, best) {
-                runner.progress.line("[\(number)] \(format(score)) beats \(format(best)) on seed \(runner.firstSeed); confirming on \(config.gates.confirmSeeds.map(String.init).joined(separator: ","))")
-                confirm = try? runner.measure(iteration: number, seeds: config.gates.confirmSeeds, description: description,
+                runner.progress.line("[\(number)] \(format(score)) beats \(format(best)) on seed \(runner.firstSeed); \(runner.confirming(number))")
+                confirm = try? runner.measure(iteration: number, seeds: confirmSeeds, description: description,
                                               in: slot.env, run: run)
             }
             finished.post(SlotResult(slot: slot.index, first: first, confirm: confirm))
