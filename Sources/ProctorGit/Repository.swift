@@ -427,14 +427,21 @@ public final class Repository {
         indexAheadOfDisk = true
     }
 
-    /// Removes libgit2's `index.lock` when one is there, as a process killed while writing the index
-    /// leaves it (every later checkout and index write then refuses). Only for a caller that knows no
-    /// other writer can hold it (proctor, under the workspace lock). True when one was removed.
-    public func removeStaleIndexLock() throws -> Bool {
-        let path = String(cString: git_repository_path(handle)) + "index.lock"
-        if unlink(path) == 0 { return true }
-        if errno == ENOENT { return false }
-        throw GitError.system(operation: "unlink", path: path, errno: errno)
+    /// Removes the lock files libgit2 leaves when the process writing the index, `HEAD` or a run's
+    /// branch (`refs/heads/proctor/*`) is killed: every later write of that file then refuses, and a
+    /// workspace whose `HEAD.lock` was left right after its baseline could start no run at all. Only
+    /// for a caller that knows no other writer can hold them (proctor, under the workspace lock).
+    /// Returns the removed ones, relative to `.git/`.
+    public func removeStaleLocks() throws -> [String] {
+        let git = String(cString: git_repository_path(handle))
+        var names = ["index.lock", "HEAD.lock"]
+        let runBranches = (try? FileManager.default.contentsOfDirectory(atPath: git + "refs/heads/proctor")) ?? []
+        names += runBranches.filter { $0.hasSuffix(".lock") }.sorted().map { "refs/heads/proctor/" + $0 }
+        return try names.filter { name in
+            if unlink(git + name) == 0 { return true }
+            if errno == ENOENT { return false }
+            throw GitError.system(operation: "unlink", path: git + name, errno: errno)
+        }
     }
 
     /// Makes the index hold `commit`'s tree (what the working tree matches), as a run's start needs: a

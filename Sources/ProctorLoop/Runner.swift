@@ -155,9 +155,10 @@ public final class Runner {
         }
         locks = try env.takeLocks(run: runID, iteration: nil, wait: options.wait, audit: audit, phase: .experiment, slots: machineSlots)
         defer { locks.removeAll() }
-        // Under the workspace lock no other proctor writes this index: a lock file is a killed run's.
-        if try repo.removeStaleIndexLock() {
-            progress.line("removed .git/index.lock, left by a proctor killed while it wrote the index")
+        // Under the workspace lock no other proctor writes the index, HEAD or a run's branch: a lock
+        // file is a killed run's.
+        for name in try repo.removeStaleLocks() {
+            progress.line("removed .git/\(name), left by a proctor killed while it wrote it")
         }
         try startExecutor()
         if options.resume {

@@ -345,6 +345,30 @@ final class ResumeTests: XCTestCase {
         try ResumeTests.assertTreeAndBranchConsistent(ws)
     }
 
+    /// The same for `HEAD.lock` (a SIGKILL in the `HEAD` update right after the baseline: no run
+    /// could start, resumed or new) and the run branch's ref lock (a SIGKILL in a keep's ref update:
+    /// every later keep failed); a red-team helper left both with `strace -e inject=rename:signal=KILL`.
+    func testResumeAndANewRunRemoveStaleHEADAndBranchLocks() throws {
+        var spec = WorkspaceSpec()
+        spec.agentScript = agentPrelude + "set_var X 0.$((i + 4)); echo \"SUMMARY: X closer\"\n"
+        let ws = try LoopWorkspace(spec)
+        XCTAssertEqual(try ws.run(["--iterations", "1"]).status, 0)
+        let branch = try XCTUnwrap(ws.branch)
+        try ws.write(".git/HEAD.lock", "")
+        try ws.write(".git/refs/heads/\(branch).lock", "")
+        let resumed = try ws.run(["--resume", "--iterations", "1"])
+        XCTAssertEqual(resumed.status, 0, resumed.text)
+        XCTAssertTrue(resumed.stdout.contains("removed .git/HEAD.lock"), resumed.stdout)
+        XCTAssertTrue(resumed.stdout.contains("removed .git/refs/heads/\(branch).lock"), resumed.stdout)
+        XCTAssertEqual(ws.rows.map(\.status), ["keep", "keep", "keep"], "the resumed keep moved the branch")
+        try ResumeTests.assertTreeAndBranchConsistent(ws)
+        try ws.write(".git/HEAD.lock", "")
+        let fresh = try ws.run(["--iterations", "1"])
+        XCTAssertEqual(fresh.status, 0, fresh.text)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: ws.path(".git/HEAD.lock")))
+        XCTAssertNotEqual(try XCTUnwrap(ws.branch), branch, "a new run on its own branch")
+    }
+
     /// A new run killed during its baseline, with an earlier run's baseline row in the ledger: resume
     /// measures the new run's baseline again (issue 10) and goes on, the earlier rows untouched. The
     /// experiment is slow while the ignored file `slow/flag` exists.
