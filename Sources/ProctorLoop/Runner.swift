@@ -392,7 +392,13 @@ public final class Runner {
                                                      commit: nil, parent: saved.bestCommit, score: nil, bestBefore: saved.bestScore,
                                                      scores: [], diff: nil, measurements: [:], limits: [:], durations: [:],
                                                      agent: agentName, usage: nil, violations: []))
+            // Each row's iteration leaves the state at once, as in the loop: killed between two of
+            // these rows, the next resume finds only the last one ahead of the state (recorded above),
+            // not every one it wrote, which it would record again.
             saved.lastIteration = max(saved.lastIteration, lost)
+            if saved.inProgress == lost { saved.inProgress = nil }
+            saved.inFlight?.removeAll { $0 == lost }
+            try saved.save(root)
         }
         saved.inProgress = nil
         saved.inFlight = nil

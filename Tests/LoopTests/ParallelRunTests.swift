@@ -150,6 +150,35 @@ final class ParallelRunTests: XCTestCase {
         XCTAssertTrue(processes(containing: ws.tag).isEmpty)
     }
 
+    /// A resume that records the in-flight iterations as crashes, killed between two of those rows
+    /// (a red-team helper's `strace` fault): the next resume recorded the first one again, so the
+    /// ledger held its number twice. Each crash row now leaves the state's list at once.
+    func testResumeKilledBetweenItsCrashRowsRecordsEachIterationOnce() throws {
+        let strace = "/usr/bin/strace"
+        try XCTSkipUnless(FileManager.default.isExecutableFile(atPath: strace), "strace is not installed (.ci/setup installs it)")
+        let env = ["PROCTOR_MACHINE_SLOTS": "2"]
+        let (ws, run, output) = try startWithTwoInFlight(env)
+        let inFlight = try XCTUnwrap(ws.state?["inFlight"] as? [Int], output.stdout)
+        XCTAssertGreaterThanOrEqual(inFlight.count, 2, "\(inFlight)")
+        kill(run.processIdentifier, SIGKILL)
+        run.waitUntilExit()
+        XCTAssertTrue(waitUntil(timeout: 10) { processes(containing: ws.tag).isEmpty })
+        try FileManager.default.removeItem(atPath: ws.path("gate/block"))
+        let rowsBefore = ws.rows.count
+        // Killed at its second write to results.tsv: one crash row written, the others not.
+        let killed = try runChild([strace, "-qq", "-f", "-P", ws.path(".proctor/results.tsv"), "-e", "trace=write",
+                                   "-e", "inject=write:signal=KILL:when=2", "-o", "/dev/null",
+                                   proctorBinary, "run", "--workspace", ws.root, "--resume", "--iterations", "1", "--parallel", "2"],
+                                  environment: ws.environment.merging(env) { $1 })
+        XCTAssertNotEqual(killed.status, 0, killed.text)
+        XCTAssertEqual(ws.rows.count, rowsBefore + 1, ws.ledgerLines.joined(separator: "\n"))
+        let resumed = try ws.proctor(["run", "--workspace", ws.root, "--resume", "--iterations", "1", "--parallel", "2"], environment: env)
+        XCTAssertEqual(resumed.status, 0, resumed.text)
+        for lost in inFlight { XCTAssertEqual(ws.rows.filter { $0.iteration == lost }.map(\.status), ["crash"], "iteration \(lost)") }
+        assertIterations(ws, (ws.rows.map(\.iteration).max() ?? 0))
+        try assertBranchHoldsTheKeeps(ws)
+    }
+
     /// The supervisor dies between an in-flight iteration's row and the state save that takes it out
     /// of `inFlight` (found by killing at random): `--resume` took it for unmeasured, cut its record
     /// (a keep's included) and added a crash row on top, so the ledger held the iteration twice and
