@@ -220,12 +220,32 @@ public final class Repository {
                 git_commit_create(&commitID, handle, "HEAD", signature, signature, nil, message, newTree, 0, nil),
                 "git_commit_create")
         }
+        try checkWritten(ObjectID(commitID))
         if paths != nil {
             try updateIndex(updates)
         } else {
             try resetIndex(to: newTree)
         }
         return ObjectID(commitID)
+    }
+
+    /// A commit on a full disk has been recorded as kept while its object was never written and the
+    /// branch never moved (libgit2 1.5 reported success; a red-team helper's 6 MiB tmpfs): before
+    /// anything records it, the commit is read back from the object store, and HEAD must name it.
+    private func checkWritten(_ commit: ObjectID) throws {
+        var odb: OpaquePointer?
+        try check(git_repository_odb(&odb, handle), "git_repository_odb")
+        defer { git_odb_free(odb) }
+        var oid = commit.oid
+        var object: OpaquePointer?
+        guard git_odb_read(&object, odb, &oid) == 0 else {
+            throw lastError("the new commit \(commit.short) cannot be read back (disk full?): git_odb_read", -1)
+        }
+        git_odb_object_free(object)
+        guard try head() == commit else {
+            throw GitError.libgit2(function: "git_commit_create", code: -1,
+                                   message: "HEAD does not name the new commit \(commit.short) (disk full?)")
+        }
     }
 
     // MARK: - Reading commits
