@@ -226,9 +226,15 @@ public protocol Agent: Sendable {
     /// The most Unicode scalars of a description the loop keeps: 300 (an agent's words, shown in
     /// every later prompt and row), unless the description is proctor's own record.
     var descriptionLimit: Int { get }
+    /// True when each proposal sets the whole configuration its description names (`search`):
+    /// under `--parallel`, a candidate whose best moved keeps the files it was measured with instead
+    /// of a three-way merge with the best's change, which would be a mix of two configurations
+    /// recorded under one's description.
+    var proposesWholeConfigurations: Bool { get }
 }
 
 extension Agent {
     public func check(_ context: AgentContext) throws -> [String] { [] }
+    public var proposesWholeConfigurations: Bool { false }
     public var descriptionLimit: Int { 300 }
 }

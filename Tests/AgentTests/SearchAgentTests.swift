@@ -386,6 +386,42 @@ final class SearchAgentTests: XCTestCase {
         XCTAssertEqual(NoiseModel.shrunkMeans([[1.0], [2.0]]), [1.0, 2.0])
     }
 
+    /// `--parallel 2`: a candidate whose best moved while it was measured was merged with the new
+    /// best's change and measured again under its own description, naming a configuration that was
+    /// never measured (a red-team helper's find: `A=8 B=9 C=6` recorded with the score and commit of
+    /// `A=8 B=9 C=9`). The score here is A+B+C, so every scored record must add up to what its
+    /// description says, and every kept commit must hold it.
+    func testParallelRecordsEveryConfigurationAsMeasured() throws {
+        let knobs = ["A", "B", "C"].map { "\($0) = 1  # mutate: int 1..9" }.joined(separator: "\nPAD = 0\nPAD = 1\nPAD = 2\n")
+        let train = "import os, time\n" + knobs + "\ntime.sleep(0.4)\n"
+            + "with open(os.path.join(os.environ[\"PROCTOR_OUTPUTS\"], \"pred.txt\"), \"w\") as f:\n    f.write(str(A + B + C) + \"\\n\")\n"
+        let prepare = "import json, os\n"
+            + "print(json.dumps({\"score\": float(open(os.path.join(os.environ.get(\"PROCTOR_OUTPUTS\", \"outputs\"), \"pred.txt\")).read())}))\n"
+        let ws = try LoopWorkspace(agent: "[agent]\nkind = \"search\"", prepare: prepare, train: train)
+        let outcome = try ws.proctor(["run", "--workspace", ws.root, "--iterations", "14", "--parallel", "2"],
+                                     environment: ["PROCTOR_MACHINE_SLOTS": "2"])
+        XCTAssertEqual(outcome.status, 0, ws.describe(outcome))
+        XCTAssertTrue(outcome.stdout.contains("restated on it"), "no candidate's best moved: \(outcome.stdout)")
+        func values(_ description: String) -> [String: Int] {
+            var values: [String: Int] = [:]
+            for word in description.split(separator: " ") {
+                let parts = word.split(separator: "=")
+                if parts.count == 2 { values[String(parts[0])] = Int(parts[1]) ?? -1 }
+            }
+            return values
+        }
+        for record in ws.records().dropFirst() where record["agent"] as? String == "search" {
+            guard let score = record["score"] as? Double else { continue }
+            let described = values(record["description"] as? String ?? "")
+            XCTAssertEqual(described.count, 3, "\(record)")
+            XCTAssertEqual(Double(described.values.reduce(0, +)), score, "iteration \(record["iteration"] ?? ""): \(record["description"] ?? "")")
+            if record["status"] as? String == "keep", let commit = record["commit"] as? String {
+                let file = try runChild(["/usr/bin/git", "-C", ws.root, "show", commit + ":train.py"], environment: [:], deadline: 30).stdout
+                for (name, value) in described { XCTAssertTrue(file.contains("\(name) = \(value)  #"), "\(commit): \(name)=\(value)") }
+            }
+        }
+    }
+
     /// Through the real loop: `kind = "search"` runs, is interrupted, and `--resume` continues; each
     /// iteration's proposal, before and after the resume, is exactly what the agent makes of the
     /// ledger's records before it and the files at the best kept commit.

@@ -29,6 +29,8 @@ public struct SearchAgent: MarkerAgent {
     /// The longest description it writes (every knob's label and value, its memory; the loop caps
     /// other agents' at 300 scalars); a configuration it cannot describe in full is not proposed.
     public var descriptionLimit: Int { 65_536 }
+    /// Every knob set at once: its description is the whole configuration (`Agent`).
+    public var proposesWholeConfigurations: Bool { true }
     /// `[agent] kind`, as the ledger records it.
     public static let kind = "search"
 

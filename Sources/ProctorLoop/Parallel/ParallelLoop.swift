@@ -131,7 +131,7 @@ extension Runner {
     private func carryOver(_ candidate: Candidate) throws -> Bool {
         let iteration = candidate.iteration
         guard iteration.best.hex != state.bestCommit else { return true }
-        if let files = try reapply(candidate) {
+        if let files = try restated(candidate) ?? reapply(candidate) {
             candidate.files = files
             return true
         }
@@ -245,6 +245,12 @@ extension Runner {
         state.inProgress = iteration.number
         try state.save(root)
         var end: IterationEnd
+        // The best moved while it was measured: a whole configuration is restated on the new best
+        // (the same tree: its measurement stands and is gated against the new best).
+        if case .scored = first.outcome, iteration.best.hex != state.bestCommit, let files = try restated(candidate) {
+            candidate.files = files
+            progress.line("[\(iteration.number)] the best moved to \(iteration.best.short) while it was measured; its configuration restated on it, its measurement stands")
+        }
         if case .scored = first.outcome {
             if iteration.best.hex != state.bestCommit {
                 if candidate.reapplied < Runner.maxReapplies, let files = try reapply(candidate) {
@@ -283,6 +289,29 @@ extension Runner {
         return false
     }
 
+    /// For an agent that proposes whole configurations (`Agent.proposesWholeConfigurations`): the
+    /// candidate's files restated on the new best, every file the best changed since the candidate's
+    /// base put back as it was there, so that the tree is the one proposed (and measured, if it was);
+    /// validated again and copied out as `reapply` does. nil for other agents, or when the result is
+    /// no change or breaks the diff policy.
+    private func restated(_ candidate: Candidate) throws -> [String: CandidateFile?]? {
+        guard agent.proposesWholeConfigurations else { return nil }
+        let iteration = candidate.iteration
+        let best = try repo.resolve(state.bestCommit)
+        defer { try? repo.loopRestore(to: best, config: config, kept: kept) }
+        // The candidate's files over the new best; what still differs from its base, beyond its own
+        // files, is the best's change since: back to the base's version.
+        try write(candidate.files, into: root)
+        var files = candidate.files
+        for change in try repo.loopStatus(against: iteration.best, config: config, scoped: true) {
+            for path in [change.oldPath, change.path] where !path.isEmpty && files.index(forKey: path) == nil {
+                let base = path == change.oldPath && change.oldMode != .absent ? try? repo.blob(at: path, in: iteration.best) : nil
+                files[path] = .some(base.map { CandidateFile(bytes: Data($0), executable: change.oldMode == .executable) })
+            }
+        }
+        return try validateOnBest(files, for: iteration, best: best)
+    }
+
     /// The candidate's change carried onto the new best, file by file with a three-way merge (its
     /// base, the new best, the candidate), validated again in the working tree (which is at the
     /// best between proposals) and copied out; nil when the two changes touch the same lines, or
@@ -311,7 +340,15 @@ extension Runner {
             }
         }
         defer { try? repo.loopRestore(to: best, config: config, kept: kept) }
-        try write(merged, into: root)
+        return try validateOnBest(merged, for: iteration, best: best)
+    }
+
+    /// `files` written over `best` in the working tree, validated as a change of `best` and copied
+    /// out: the iteration then counts as proposed on `best`. nil for no change or one the diff
+    /// policy refuses. The caller restores the tree.
+    private func validateOnBest(_ files: [String: CandidateFile?], for iteration: Iteration, best: ObjectID) throws -> [String: CandidateFile?]? {
+        try repo.loopRestore(to: best, config: config, kept: kept)
+        try write(files, into: root)
         let changes = try repo.loopStatus(against: best, config: config, scoped: true)
         guard !changes.isEmpty, DiffValidator.validate(changes, policy: diffPolicy).isEmpty else { return nil }
         iteration.best = best
