@@ -265,6 +265,19 @@ public final class Runner {
         try openMemory(baseline: baselineRecord)
         loadHistory()
         progress.line("baseline \(config.evaluator.metric) = \(format(mean)) over seeds \(seeds(0).map(String.init).joined(separator: ","))")
+        warnIfTheGateIsBelowTheNoise(evaluations.map(\.score))
+    }
+
+    /// Loud, never silent: a `min_improvement` below the seed-to-seed standard deviation of the
+    /// baseline's scores lets a change that does nothing past the gate by chance often (a red-team
+    /// agent that only re-rolled its seed got three keeps in 30 iterations on the bundled workspace
+    /// at 0.001 against a deviation of 0.004).
+    private func warnIfTheGateIsBelowTheNoise(_ scores: [Double]) {
+        guard scores.count >= 2, scores.allSatisfy(\.isFinite) else { return }
+        let mean = scores.reduce(0, +) / Double(scores.count)
+        let deviation = (scores.reduce(0) { $0 + ($1 - mean) * ($1 - mean) } / Double(scores.count - 1)).squareRoot()
+        guard config.gates.minImprovement < deviation else { return }
+        progress.line("warning: [gates] min_improvement \(format(config.gates.minImprovement)) is below the seed-to-seed standard deviation of the baseline's \(config.evaluator.metric) (\(format(deviation)) over its \(scores.count) seeds): changes that do nothing will pass the gate by chance; about \(format(2 * deviation)) keeps such noise out of the ledger")
     }
 
     /// The supervisor died while measuring the baseline (nothing recorded): the same run measures it
@@ -301,6 +314,15 @@ public final class Runner {
         var saved = try RunState.loadForResume(root)
         if saved.seedKey == nil { saved.seedKey = FreshSeeds.newKey() }  // a state from before fresh seeds
         let rows = Ledger.rows(in: root + "/.proctor")
+        if saved.bestConfirmation == nil {
+            // A state from before it was kept: the best's record has its confirmation seeds' scores
+            // (without them the gate would fall back to a best score that counts the first seed).
+            let best = Ledger.records(in: root + "/.proctor").last {
+                $0.run == saved.run && $0.status == .keep && ($0.commit == saved.bestCommit || $0.iteration == 0 && saved.bestCommit == saved.baseCommit)
+            }
+            let confirmation = best?.scores.dropFirst().compactMap(\.score) ?? []
+            if !confirmation.isEmpty { saved.bestConfirmation = Gate.mean(confirmation, maximize: config.evaluator.maximize) }
+        }
         // The ledger holds every run of this workspace, oldest first, so an iteration number alone does
         // not say whose row it is: iteration `lost` has its row only if that is the ledger's last row and
         // the last record (written just before it) is this run's.

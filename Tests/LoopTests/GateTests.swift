@@ -80,6 +80,37 @@ final class GateTests: XCTestCase {
         }
     }
 
+    /// Code that keeps seed 42 (whose scores the agent sees) and swaps every other seed for one it
+    /// found lucky there gets past fresh seeds: its confirmation seeds score the same, where the
+    /// baseline's varied. Rejected and audited as `seed`, naming the confirmation seeds.
+    func testConfirmationSeedsSwappedForOneSeedAreRejected() throws {
+        var spec = WorkspaceSpec()
+        spec.agentScript = agentPrelude + "set_var BONUS 4; echo \"SUMMARY: my lucky seed\"\n"
+        let ws = try LoopWorkspace(spec)
+        XCTAssertEqual(try ws.run(["--iterations", "1"]).status, 0)
+        let row = try XCTUnwrap(ws.row(1))
+        XCTAssertEqual(row.status, "rejected", row.fields.joined(separator: " "))
+        let seeds = (ws.record(1)?["scores"] as? [[String: Any]] ?? []).compactMap { ($0["seed"] as? NSNumber)?.intValue }
+        XCTAssertEqual(seeds.count, 3)
+        XCTAssertTrue(row.description.contains("identical over seeds \(seeds[1]),\(seeds[2])"), row.description)
+        XCTAssertEqual(ws.audit.filter { $0["kind"] as? String == "seed" }.first?["decision"] as? String, "rejected")
+        XCTAssertEqual(try ws.git(["rev-list", "--count", ws.branch!]), "1", "nothing kept")
+    }
+
+    /// A `min_improvement` below the baseline's seed-to-seed deviation is said at the start, loudly;
+    /// one above it is not (the evaluator's seeded noise here is at most 1e-5).
+    func testAGateBelowTheSeedNoiseIsWarnedAbout() throws {
+        for (minImprovement, warned) in [("0.000001", true), ("0.001", false)] {
+            var spec = WorkspaceSpec()
+            spec.minImprovement = minImprovement
+            spec.agentScript = agentPrelude + "set_var X 0.5; echo \"SUMMARY: X\"\n"
+            let ws = try LoopWorkspace(spec)
+            let result = try ws.run(["--iterations", "1"])
+            XCTAssertEqual(result.status, 0, result.text)
+            XCTAssertEqual(result.stdout.contains("warning: [gates] min_improvement"), warned, result.stdout)
+        }
+    }
+
     /// A candidate that fixes its own seed (here: writes seed 1234 whatever PROCTOR_SEED says) scores
     /// the same on every seed while the baseline's scores varied: that is re-rolling the seed until
     /// noise looks like progress, so it is rejected and audited even though its mean wins.

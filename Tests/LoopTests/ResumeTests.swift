@@ -369,6 +369,30 @@ final class ResumeTests: XCTestCase {
         XCTAssertNotEqual(try XCTUnwrap(ws.branch), branch, "a new run on its own branch")
     }
 
+    /// A state file from before `bestConfirmation` was kept: `--resume` takes it from the best's
+    /// record (the gate would otherwise compare confirmation seeds with a score that counts the
+    /// first seed), and gives the run a `seedKey`.
+    func testResumeOfAnOlderStateRebuildsTheBestsConfirmationMean() throws {
+        var spec = WorkspaceSpec()
+        spec.agentScript = agentPrelude + "case \"$i\" in 1) set_var X 0.5 ;; *) set_var X 0.1 ;; esac; echo \"SUMMARY: X\"\n"
+        let ws = try LoopWorkspace(spec)
+        XCTAssertEqual(try ws.run(["--iterations", "1"]).status, 0)
+        XCTAssertEqual(ws.rows.map(\.status), ["keep", "keep"])
+        var state = try XCTUnwrap(ws.state)
+        let kept = try XCTUnwrap(state["bestConfirmation"] as? Double)
+        state["bestConfirmation"] = nil
+        state["seedKey"] = nil
+        try JSONSerialization.data(withJSONObject: state).write(to: URL(fileURLWithPath: ws.path(".proctor/state.json")))
+        let resumed = try ws.run(["--resume", "--iterations", "1"])
+        XCTAssertEqual(resumed.status, 0, resumed.text)
+        XCTAssertEqual(ws.rows.map(\.status), ["keep", "keep", "discard"])
+        let after = try XCTUnwrap(ws.state)
+        XCTAssertEqual(try XCTUnwrap(after["bestConfirmation"] as? Double), kept, accuracy: 1e-12)
+        let scores = (ws.record(1)?["scores"] as? [[String: Any]] ?? []).compactMap { $0["score"] as? Double }
+        XCTAssertEqual(kept, scores.dropFirst().reduce(0, +) / Double(scores.count - 1), accuracy: 1e-12)
+        XCTAssertNotNil(after["seedKey"] as? String)
+    }
+
     /// A new run killed during its baseline, with an earlier run's baseline row in the ledger: resume
     /// measures the new run's baseline again (issue 10) and goes on, the earlier rows untouched. The
     /// experiment is slow while the ignored file `slow/flag` exists.

@@ -54,7 +54,8 @@ struct WorkspaceSpec {
     /// Writes `outputs/pred.txt`: X, TREES, the seed. `# mutate:` markers for the mutate agent.
     /// `BONUS` (edited by the scripted agents) moves the prediction: 1 = exact on seed 42 only and far
     /// off on every other seed, 2 = exact on every seed, 3 = exact on the seeds the workspace lists
-    /// (42, 17, 73) and unchanged on any other (code tuned to the seeds it knows). `GREEDY` multiplies the trees by 10 on the
+    /// (42, 17, 73) and unchanged on any other (code tuned to the seeds it knows), 4 = exact on every
+    /// seed with every seed but 42 swapped for 5 (one it found lucky). `GREEDY` multiplies the trees by 10 on the
     /// seeds other than 42. `SLEEP` delays the experiment; `outputs/started` marks that it is running;
     /// `WAIT_FOR` makes it wait until prepare.py (as the experiment sees it) contains that text.
     static let defaultTrain = """
@@ -86,6 +87,9 @@ struct WorkspaceSpec {
             x = target
         elif BONUS == 3 and seed in (42, 17, 73):
             x = target
+        elif BONUS == 4:
+            x = target
+            seed = seed if seed == 42 else 5
         trees = TREES * 10 if GREEDY and seed != 42 else TREES
         with open(os.path.join(out, "pred.txt"), "w") as f:
             f.write(f"{x} {trees} {FEATURES} {seed} {MODE}\\n")

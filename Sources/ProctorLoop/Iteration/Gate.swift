@@ -40,22 +40,28 @@ extension Iteration {
         guard let mean = measured?.mean, gate.beats(mean, state.bestScore) else {
             return ends(.discard, reason: .meanDoesNotBeat)
         }
+        // A candidate whose score no longer moves with PROCTOR_SEED, where the baseline's did, has
+        // fixed its own seed: re-rolling that seed until noise looks like progress is what the gate
+        // is there to stop. The same over its confirmation seeds alone: code that swaps any seed but
+        // the first for one it found lucky on the first seed's visible scores (a red-team agent's
+        // way past fresh seeds) scores the same on all of them.
+        let scores = measured?.evaluations.map(\.score) ?? []
+        let seeds = runner.seeds(number)
+        for (subset, named) in [(scores, seeds), (Array(scores.dropFirst()), Array(seeds.dropFirst()))]
+        where subset.count >= 2 {
+            if let candidateSpread = Gate.spread(subset), candidateSpread <= 1e-12 * max(1, abs(mean)),
+                let spread = state.baselineSpread, spread > 1e-12 * max(1, abs(state.baselineScore)) {
+                let reason = FailureReason.ignoresSeed(seeds: named, baselineSpread: spread)
+                return ends(.rejected, reason: reason, violations: [reason.ledgerText],
+                            audit: [rejection(phase: .evaluator, kind: .seed, rule: .ignoresSeed, detail: reason.ledgerText)])
+            }
+        }
         // The first seed is the one every candidate is screened on, and the one whose score the
         // agent sees: it passed because it was lucky, or because the code was tuned to it. Only the
         // confirmation seeds, measured after the choice (and, fresh, unknown to any code), are
         // evidence, against the same evidence for the best.
         if let confirmation = runner.confirmationMean(measured), !gate.beats(confirmation, state.bestConfirmation ?? state.bestScore) {
             return ends(.discard, reason: .confirmationDoesNotBeat)
-        }
-        // A candidate whose score no longer moves with PROCTOR_SEED, where the baseline's did, has
-        // fixed its own seed: re-rolling that seed until noise looks like progress is what the gate
-        // is there to stop.
-        let scores = measured?.evaluations.map(\.score) ?? []
-        if scores.count >= 2, let candidateSpread = Gate.spread(scores), candidateSpread <= 1e-12 * max(1, abs(mean)),
-            let spread = state.baselineSpread, spread > 1e-12 * max(1, abs(state.baselineScore)) {
-            let reason = FailureReason.ignoresSeed(seeds: runner.seeds(number), baselineSpread: spread)
-            return ends(.rejected, reason: reason, violations: [reason.ledgerText],
-                        audit: [rejection(phase: .evaluator, kind: .seed, rule: .ignoresSeed, detail: reason.ledgerText)])
         }
         return nil
     }
