@@ -419,6 +419,13 @@ final class SearchAgentTests: XCTestCase {
                 let file = try runChild(["/usr/bin/git", "-C", ws.root, "show", commit + ":train.py"], environment: [:], deadline: 30).stdout
                 for (name, value) in described { XCTAssertTrue(file.contains("\(name) = \(value)  #"), "\(commit): \(name)=\(value)") }
             }
+            // Its change is its configuration: the forced log's entries of earlier keeps (LOG.md, a
+            // notes file) are not put back to the candidate's base.
+            XCTAssertEqual((record["diff"] as? [String: Any])?["files"] as? [String], ["train.py"], "\(record)")
+        }
+        let log = try runChild(["/usr/bin/git", "-C", ws.root, "show", "HEAD:LOG.md"], environment: [:], deadline: 30).stdout
+        for record in ws.records().dropFirst() where record["status"] as? String == "keep" {
+            XCTAssertTrue(log.contains("## Iteration \(record["iteration"] as? Int ?? -1) "), "the branch's LOG.md lost a keep's entry: \(log)")
         }
     }
 

@@ -1,5 +1,6 @@
 import Foundation
 import ProctorAgents
+import ProctorConfig
 import ProctorGit
 import ProctorSandbox
 
@@ -292,8 +293,9 @@ extension Runner {
     /// For an agent that proposes whole configurations (`Agent.proposesWholeConfigurations`): the
     /// candidate's files restated on the new best, every file the best changed since the candidate's
     /// base put back as it was there, so that the tree is the one proposed (and measured, if it was);
-    /// validated again and copied out as `reapply` does. nil for other agents, or when the result is
-    /// no change or breaks the diff policy.
+    /// validated again and copied out as `reapply` does. Notes files stay as the best has them: no
+    /// phase measures them, and the forced log's entries of the keeps since are in them. nil for
+    /// other agents, or when the result is no change or breaks the diff policy.
     private func restated(_ candidate: Candidate) throws -> [String: CandidateFile?]? {
         guard agent.proposesWholeConfigurations else { return nil }
         let iteration = candidate.iteration
@@ -303,8 +305,10 @@ extension Runner {
         // files, is the best's change since: back to the base's version.
         try write(candidate.files, into: root)
         var files = candidate.files
+        let notes = config.files.notes.map(Glob.init)
         for change in try repo.loopStatus(against: iteration.best, config: config, scoped: true) {
-            for path in [change.oldPath, change.path] where !path.isEmpty && files.index(forKey: path) == nil {
+            for path in [change.oldPath, change.path]
+            where !path.isEmpty && files.index(forKey: path) == nil && !notes.contains(where: { $0.matches(path) }) {
                 let base = path == change.oldPath && change.oldMode != .absent ? try? repo.blob(at: path, in: iteration.best) : nil
                 files[path] = .some(base.map { CandidateFile(bytes: Data($0), executable: change.oldMode == .executable) })
             }
