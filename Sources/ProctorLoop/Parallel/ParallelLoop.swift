@@ -319,8 +319,10 @@ extension Runner {
     /// The candidate's change carried onto the new best, file by file with a three-way merge (its
     /// base, the new best, the candidate), validated again in the working tree (which is at the
     /// best between proposals) and copied out; nil when the two changes touch the same lines, or
-    /// the result breaks the diff policy.
+    /// the result breaks the diff policy, and for an agent that proposes whole configurations (a mix
+    /// of two is neither: `restated` or `stale`).
     private func reapply(_ candidate: Candidate) throws -> [String: CandidateFile?]? {
+        guard !agent.proposesWholeConfigurations else { return nil }
         let iteration = candidate.iteration
         let best = try repo.resolve(state.bestCommit)
         var merged: [String: CandidateFile?] = [:]
