@@ -273,10 +273,7 @@ public final class Runner {
     /// agent that only re-rolled its seed got three keeps in 30 iterations on the bundled workspace
     /// at 0.001 against a deviation of 0.004).
     private func warnIfTheGateIsBelowTheNoise(_ scores: [Double]) {
-        guard scores.count >= 2, scores.allSatisfy(\.isFinite) else { return }
-        let mean = scores.reduce(0, +) / Double(scores.count)
-        let deviation = (scores.reduce(0) { $0 + ($1 - mean) * ($1 - mean) } / Double(scores.count - 1)).squareRoot()
-        guard config.gates.minImprovement < deviation else { return }
+        guard let deviation = Gate.deviation(scores), config.gates.minImprovement < deviation else { return }
         progress.line("warning: [gates] min_improvement \(format(config.gates.minImprovement)) is below the seed-to-seed standard deviation of the baseline's \(config.evaluator.metric) (\(format(deviation)) over its \(scores.count) seeds): changes that do nothing will pass the gate by chance; about \(format(2 * deviation)) keeps such noise out of the ledger")
     }
 
@@ -314,19 +311,19 @@ public final class Runner {
         var saved = try RunState.loadForResume(root)
         if saved.seedKey == nil { saved.seedKey = FreshSeeds.newKey() }  // a state from before fresh seeds
         let rows = Ledger.rows(in: root + "/.proctor")
+        let records = Ledger.records(in: root + "/.proctor")
         if saved.bestConfirmation == nil {
             // A state from before it was kept: the best's record has its confirmation seeds' scores
             // (without them the gate would fall back to a best score that counts the first seed).
-            let best = Ledger.records(in: root + "/.proctor").last {
+            let best = records.last {
                 $0.run == saved.run && $0.status == .keep && ($0.commit == saved.bestCommit || $0.iteration == 0 && saved.bestCommit == saved.baseCommit)
             }
-            let confirmation = best?.scores.dropFirst().compactMap(\.score) ?? []
-            if !confirmation.isEmpty { saved.bestConfirmation = Gate.mean(confirmation, maximize: config.evaluator.maximize) }
+            saved.bestConfirmation = best.flatMap(confirmationMean)
         }
         // The ledger holds every run of this workspace, oldest first, so an iteration number alone does
         // not say whose row it is: iteration `lost` has its row only if that is the ledger's last row and
         // the last record (written just before it) is this run's.
-        let lastRecord = Ledger.records(in: root + "/.proctor").last
+        let lastRecord = records.last
         let recorded = { (i: Int) in rows.last?.iteration == i && lastRecord?.run == saved.run && lastRecord?.iteration == i }
         // The branch is made once the baseline is scored, so a run that died in its baseline may have none.
         if saved.inProgress == 0 && !recorded(0) {
@@ -345,8 +342,7 @@ public final class Runner {
             if let record = lastRecord, record.status == .keep, record.commit == tip.hex, let score = record.score {
                 saved.bestCommit = tip.hex
                 saved.bestScore = score
-                let confirmation = record.scores.dropFirst().compactMap(\.score)
-                saved.bestConfirmation = confirmation.isEmpty ? nil : Gate.mean(confirmation, maximize: config.evaluator.maximize)
+                saved.bestConfirmation = confirmationMean(record)
                 if lost == 0 {
                     saved.baselineScore = score
                     // The spread too, from the record's seeds: without it the resumed run would no
@@ -560,14 +556,17 @@ public final class Runner {
     /// `fresh_seeds = false`, for every candidate; otherwise as many drawn for it alone (`FreshSeeds`).
     func confirmSeeds(_ number: Int) -> [UInt64] {
         let listed = config.gates.confirmSeeds
-        guard number > 0, config.gates.freshSeeds, !listed.isEmpty, let key = state.seedKey else { return listed }
+        guard drawsFreshSeeds(number), !listed.isEmpty, let key = state.seedKey else { return listed }
         return FreshSeeds.seeds(key: key, iteration: number, count: listed.count, avoiding: [firstSeed])
     }
+
+    /// Whether iteration `number` is confirmed on fresh seeds: every candidate, unless `fresh_seeds = false`.
+    private func drawsFreshSeeds(_ number: Int) -> Bool { number > 0 && config.gates.freshSeeds }
 
     /// The progress line's account of a confirmation (fresh seeds are not shown before they ran).
     func confirming(_ number: Int) -> String {
         let listed = config.gates.confirmSeeds
-        if number > 0 && config.gates.freshSeeds { return "confirming on \(listed.count) fresh seed\(listed.count == 1 ? "" : "s")" }
+        if drawsFreshSeeds(number) { return "confirming on \(listed.count) fresh seed\(listed.count == 1 ? "" : "s")" }
         return "confirming on " + listed.map(String.init).joined(separator: ",")
     }
 
@@ -577,8 +576,17 @@ public final class Runner {
     /// The mean over a measurement's confirmation seeds alone (its evaluations after the first);
     /// nil without any.
     func confirmationMean(_ measured: Measurement?) -> Double? {
-        guard let evaluations = measured?.evaluations, evaluations.count > 1 else { return nil }
-        return Gate.mean(evaluations.dropFirst().map(\.score), maximize: config.evaluator.maximize)
+        confirmationMean(ofSeedScores: (measured?.evaluations ?? []).map(\.score))
+    }
+
+    /// The same from a record (the best's, read back by `--resume`).
+    func confirmationMean(_ record: RunRecord) -> Double? {
+        confirmationMean(ofSeedScores: record.scores.compactMap(\.score))
+    }
+
+    /// Every seed's score after the first, averaged; nil without any.
+    private func confirmationMean(ofSeedScores scores: [Double]) -> Double? {
+        scores.count > 1 ? Gate.mean(Array(scores.dropFirst()), maximize: config.evaluator.maximize) : nil
     }
 
     var diffPolicy: DiffPolicy {

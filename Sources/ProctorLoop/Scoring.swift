@@ -194,4 +194,12 @@ public struct Gate: Sendable {
         guard scores.allSatisfy(\.isFinite) else { return nil }
         return (scores.max() ?? 0) - (scores.min() ?? 0)
     }
+
+    /// The sample standard deviation of one configuration's scores over its seeds; nil for fewer
+    /// than two or an infinite one (as `spread`).
+    public static func deviation(_ scores: [Double]) -> Double? {
+        guard scores.count >= 2, scores.allSatisfy(\.isFinite) else { return nil }
+        let mean = scores.reduce(0, +) / Double(scores.count)
+        return (scores.reduce(0) { $0 + ($1 - mean) * ($1 - mean) } / Double(scores.count - 1)).squareRoot()
+    }
 }

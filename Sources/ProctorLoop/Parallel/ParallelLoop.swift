@@ -349,11 +349,11 @@ extension Runner {
         return try validateOnBest(merged, for: iteration, best: best)
     }
 
-    /// `files` written over `best` in the working tree, validated as a change of `best` and copied
-    /// out: the iteration then counts as proposed on `best`. nil for no change or one the diff
-    /// policy refuses. The caller restores the tree.
+    /// `files` written over `best` in the working tree (at `best`, or at `best` with some of `files`
+    /// written already), validated as a change of `best` and copied out: the iteration then counts
+    /// as proposed on `best`. nil for no change or one the diff policy refuses. The caller restores
+    /// the tree.
     private func validateOnBest(_ files: [String: CandidateFile?], for iteration: Iteration, best: ObjectID) throws -> [String: CandidateFile?]? {
-        try repo.loopRestore(to: best, config: config, kept: kept)
         try write(files, into: root)
         let changes = try repo.loopStatus(against: best, config: config, scoped: true)
         guard !changes.isEmpty, DiffValidator.validate(changes, policy: diffPolicy).isEmpty else { return nil }
