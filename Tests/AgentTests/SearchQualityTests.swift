@@ -164,8 +164,8 @@ final class SearchQualityTests: XCTestCase {
         XCTAssertEqual(TPEStrategy.repeatedStep(space, [start, step, jump]), [])
     }
 
-    /// Local moves come first as often as they have paid: more when they improved the best, less
-    /// when mixture draws did, never all or nothing.
+    /// Local moves come first in the share of the improvement they brought: more when they raised
+    /// the best, less when mixture draws did, never all or nothing.
     func testLocalMovesGetTheShareOfImprovementsTheyBrought() {
         func point(_ x: Double, _ y: Double, _ z: Double) -> [Double] { [x, y, z] }
         let start = Observation(point: point(0.5, 0.5, 0.5), value: 0, seeds: 1)
@@ -188,6 +188,49 @@ final class SearchQualityTests: XCTestCase {
         XCTAssertLessThan(TPEStrategy.localShare(globalWins), 0.2)
         XCTAssertGreaterThanOrEqual(TPEStrategy.localShare(globalWins), 0.1)
         XCTAssertLessThanOrEqual(TPEStrategy.localShare(localWins), 0.9)
+
+        // How much, not how often: four moves each beat the best by a noise-sized step, one broad
+        // jump of four beat it by far more. Counted by wins, the moves would get nine tenths.
+        var smallSteps = [start]
+        for step in 1...4 {
+            smallSteps.append(Observation(point: point(0.1 * Double(step), 0.9, 0.1), value: -1, seeds: 1))
+            if step == 2 { smallSteps.append(Observation(point: point(0.8, 0.2, 0.9), value: 1, seeds: 1)) }
+        }
+        for step in 1...4 {
+            smallSteps.append(Observation(point: point(0.8 + 0.01 * Double(step), 0.2, 0.9), value: 1 + 0.001 * Double(step), seeds: 1))
+        }
+        XCTAssertEqual(TPEStrategy.localShare(smallSteps), 0.1)
+        // Nothing scored before (a failed baseline): the first score is no measurable gain.
+        let failed = [Observation(point: point(0.5, 0.5, 0.5), value: -.infinity, seeds: 1),
+                      Observation(point: point(0.1, 0.9, 0.1), value: 1, seeds: 1)]
+        XCTAssertEqual(TPEStrategy.localShare(failed), 0.5)
+    }
+
+    /// The first three proposals after the baseline are the design's points whatever the share:
+    /// here every local move so far paid, and the design still comes first until three were made.
+    func testTheFirstProposalsAreGlobal() {
+        let space = SearchSpace(knobs: (0..<3).map { index in
+            try! Knob(path: "train.py", lineIndex: index, line: "K\(index) = 0.5  # mutate: float 0.0..1.0 linear")!
+        })
+        var observations = [Observation(point: [0.5, 0.5, 0.5], value: 0, seeds: 1)]
+        let design = [[0.25, 0.75, 0.125], [0.75, 0.25, 0.625], [0.125, 0.625, 0.375]]
+        for step in 1...3 {
+            for seed in 0..<20 as Range<UInt64> {
+                var rng = SplitMix64(seed: seed)
+                let first = TPEStrategy().candidates(space, observations, design: Array(design.dropFirst(step - 1)), &rng)[0]
+                if observations.count <= TPEStrategy.globalFirst {
+                    XCTAssertEqual(first, design[step - 1], "proposal \(step), seed \(seed)")
+                }
+            }
+            observations.append(Observation(point: [0.5 + 0.02 * Double(step), 0.5, 0.5], value: Double(step), seeds: 1))
+        }
+        // The fourth: local moves paid every time, so they now come first in most draws.
+        let local = (0..<20 as Range<UInt64>).filter { seed in
+            var rng = SplitMix64(seed: seed)
+            let first = TPEStrategy().candidates(space, observations, design: [design[2]], &rng)[0]
+            return TPEStrategy.localMove(first, from: observations.last!.point) != nil
+        }.count
+        XCTAssertGreaterThan(local, 10)
     }
 
     /// While the design lasts, its next point is the global proposal: it comes first when global
