@@ -576,17 +576,18 @@ public final class Runner {
     /// The mean over a measurement's confirmation seeds alone (its evaluations after the first);
     /// nil without any.
     func confirmationMean(_ measured: Measurement?) -> Double? {
-        confirmationMean(ofSeedScores: (measured?.evaluations ?? []).map(\.score))
+        confirmationMean(ofConfirmationScores: (measured?.evaluations ?? []).dropFirst().map(\.score))
     }
 
-    /// The same from a record (the best's, read back by `--resume`).
+    /// The same from a record (the best's, read back by `--resume`): the seeds after the first, so
+    /// a first seed without a score never shifts a confirmation seed into its place.
     func confirmationMean(_ record: RunRecord) -> Double? {
-        confirmationMean(ofSeedScores: record.scores.compactMap(\.score))
+        confirmationMean(ofConfirmationScores: record.scores.dropFirst().compactMap(\.score))
     }
 
-    /// Every seed's score after the first, averaged; nil without any.
-    private func confirmationMean(ofSeedScores scores: [Double]) -> Double? {
-        scores.count > 1 ? Gate.mean(Array(scores.dropFirst()), maximize: config.evaluator.maximize) : nil
+    /// The confirmation seeds' scores averaged; nil without any.
+    private func confirmationMean(ofConfirmationScores scores: [Double]) -> Double? {
+        scores.isEmpty ? nil : Gate.mean(scores, maximize: config.evaluator.maximize)
     }
 
     var diffPolicy: DiffPolicy {
