@@ -278,4 +278,51 @@ final class SearchQualityTests: XCTestCase {
         let unranked = firstKnobUp(TPEStrategy(localChoice: 1)), ranked = firstKnobUp(TPEStrategy())
         XCTAssertLessThan(ranked * 2, unranked, "picked by the model \(ranked) times in 100, as drawn \(unranked)")
     }
+
+    /// A hard region set by one knob (past 0.8 on the first, every configuration failed), with the
+    /// best configurations right next to it: the proposals stay on the side that scores far more
+    /// often than with the failures left to the two mixtures, which in the joint space barely see
+    /// them; along the other knobs, where the failures are spread evenly, no edge is seen.
+    /// An edge needs two failures beyond every score along a knob (an option: two and no score).
+    func testProposalsStayOffAKnobsHardEdge() {
+        let space = SearchSpace(knobs: (0..<4).map { index in
+            try! Knob(path: "train.py", lineIndex: index, line: "K\(index) = 0.5  # mutate: float 0.0..1.0 linear")!
+        })
+        var rng = SplitMix64(seed: 7)
+        var observations = [Observation(point: [0.5, 0.5, 0.5, 0.5], value: 0, seeds: 1)]
+        for step in 0..<24 {
+            var point = space.random(&rng)
+            point[0] = 0.4 + 0.4 * point[0]  // scores below the edge, better the closer it is
+            observations.append(Observation(point: point, value: point[0] - 0.1 * abs(point[1] - 0.5), seeds: 1))
+            if step % 3 == 0 {
+                var over = space.random(&rng)
+                over[0] = 0.8 + 0.2 * over[0]
+                observations.append(Observation(point: over, value: -.infinity, seeds: 1))
+            }
+        }
+        let failures = Failures(space, observations, width: [0.1, 0.1, 0.1, 0.1])
+        XCTAssertTrue(failures.pastAnEdge([0.95, 0.5, 0.5, 0.5]))
+        XCTAssertFalse(failures.pastAnEdge([0.79, 0.01, 0.99, 0.5]))
+        XCTAssertLessThan(failures.logSurvival([0.95, 0.5, 0.5, 0.5]), failures.logSurvival([0.6, 0.5, 0.5, 0.5]) + log(0.5))
+        func overTheEdge(_ strategy: TPEStrategy) -> Int {
+            (0..<200 as Range<UInt64>).filter { seed in
+                var rng = SplitMix64(seed: seed)
+                return strategy.candidates(space, observations, design: [], &rng)[0][0] > 0.8
+            }.count
+        }
+        let blind = overTheEdge(TPEStrategy(avoidsFailures: false)), seeing = overTheEdge(TPEStrategy())
+        XCTAssertLessThan(seeing * 3, blind, "proposals past the edge: \(seeing) in 200, \(blind) without the failure model")
+        let scored = Failures(space, observations.filter { $0.value > -.infinity }, width: [0.1, 0.1, 0.1, 0.1])
+        XCTAssertEqual(scored.logSurvival([0.95, 0.5, 0.5, 0.5]), 0)
+        XCTAssertFalse(scored.pastAnEdge([0.95, 0.5, 0.5, 0.5]))
+
+        // A choice: an option that failed twice and never scored is an edge; once is not enough.
+        let options = SearchSpace(knobs: [try! Knob(path: "train.py", lineIndex: 0, line: "MODE = \"a\"  # mutate: choice a|b|c")!,
+                                          try! Knob(path: "train.py", lineIndex: 1, line: "X = 0.5  # mutate: float 0.0..1.0 linear")!])
+        var tried = [Observation(point: [0.1, 0.5], value: 1, seeds: 1), Observation(point: [0.9, 0.2], value: -.infinity, seeds: 1)]
+        XCTAssertFalse(Failures(options, tried, width: [0.1, 0.1]).pastAnEdge([0.9, 0.5]))
+        tried.append(Observation(point: [0.9, 0.8], value: -.infinity, seeds: 1))
+        XCTAssertTrue(Failures(options, tried, width: [0.1, 0.1]).pastAnEdge([0.9, 0.5]))
+        XCTAssertFalse(Failures(options, tried, width: [0.1, 0.1]).pastAnEdge([0.5, 0.5]))
+    }
 }

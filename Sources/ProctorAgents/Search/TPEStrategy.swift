@@ -19,6 +19,9 @@ struct TPEStrategy: SearchStrategy {
     /// Local moves the model chooses among: more selection trusts a model of few points too much
     /// (among eight: better on the benchmark's smooth objective, worse on its noisy one).
     var localChoice = 5
+    /// Candidates ranked down by their chance to fail and past a knob's hard edge put last, read
+    /// from the configurations that failed (`Failures`); off only to measure what it brings.
+    var avoidsFailures = true
 
     /// Ten configurations, the baseline included (as Optuna's default ten startup trials): on the
     /// bundled workspace, whose baseline is poor, broad early coverage pays, and on the noisy
@@ -58,10 +61,11 @@ struct TPEStrategy: SearchStrategy {
         let moves = (0..<draws).map { _ in good.move(incumbent, &rng) }
         // The ratio over every knob for draws; for a move, over the knobs it moves only (over all,
         // the smallest move would win): a value that good configurations have and the rest do not.
+        let failures = Failures(space, avoidsFailures ? observations : [], width: good.width)
         func byRatio(_ points: [[Double]], moved: ([Double]) -> [Int]?) -> [[Double]] {
             let scored = points.map { point -> ([Double], Double) in
                 let knobs = moved(point)
-                return (point, good.logDensity(point, on: knobs) - rest.logDensity(point, on: knobs))
+                return (point, good.logDensity(point, on: knobs) - rest.logDensity(point, on: knobs) + failures.logSurvival(point))
             }
             return scored.enumerated().sorted { $0.element.1 != $1.element.1 ? $0.element.1 > $1.element.1 : $0.offset < $1.offset }
                 .map(\.element.0)
@@ -72,7 +76,10 @@ struct TPEStrategy: SearchStrategy {
         let local = TPEStrategy.repeatedStep(space, observations)
             + byRatio(Array(moves.prefix(localChoice))) { TPEStrategy.changed($0, from: incumbent) } + moves.dropFirst(localChoice)
         let share = observations.count <= TPEStrategy.globalFirst ? 0 : TPEStrategy.localShare(observations)
-        return rng.uniform() < share ? local + global : global + local
+        let ordered = rng.uniform() < share ? local + global : global + local
+        // A candidate past a knob's hard edge goes after every other.
+        let likely = ordered.map { !failures.pastAnEdge($0) }
+        return zip(ordered, likely).filter(\.1).map(\.0) + zip(ordered, likely).filter { !$0.1 }.map(\.0)
     }
 
     /// The step of the last improvement taken again from the best, twice as long (an accelerating
@@ -134,6 +141,76 @@ struct TPEStrategy: SearchStrategy {
         let prior = 0.25 * total / improvements
         let local = (gained[0] + prior) / tried[0], global = (gained[1] + prior) / tried[1]
         return min(max(local * local / (local * local + global * global), 0.1), 0.9)
+    }
+}
+
+/// Where configurations failed (scored -inf: a crash, or a hard region such as a leverage that
+/// wipes a trading account out), knob by knob. A hard region is usually set by one knob or two,
+/// with the best configurations right next to it; in the joint space the failures near a candidate
+/// are too few for the two mixtures to see it, along the knob that sets it they are not. Two
+/// readings: along each knob, the share of the configurations near a value that failed (a kernel
+/// estimate with one configuration at the run's failure rate as prior; a candidate's chance to
+/// score is the smallest over its knobs), which ranks candidates; and a knob's hard edge, beyond
+/// every score and at or beyond two failures, past which a candidate goes last. On the bundled
+/// workspace (over 500 trees fails) the share of proposals that failed in evaluations 11 to 30
+/// fell from 10% to 5%, Optuna's.
+struct Failures {
+    let space: SearchSpace
+    let width: [Double]
+    let points: [[Double]]
+    let failed: [Bool]
+    let rate: Double
+
+    init(_ space: SearchSpace, _ observations: [Observation], width: [Double]) {
+        self.space = space
+        self.width = width
+        points = observations.map(\.point)
+        failed = observations.map { $0.value == -Double.infinity }
+        rate = Double(failed.filter { $0 }.count) / Double(max(observations.count, 1))
+    }
+
+    /// Whether `x` lies past a hard edge along one of its knobs: beyond every configuration that
+    /// scored, at or beyond one that failed, where at least two failed and none scored (for a
+    /// `choice`/`bool`, an option with two failures and no score).
+    func pastAnEdge(_ x: [Double]) -> Bool {
+        guard rate > 0 else { return false }
+        for dimension in 0..<space.count {
+            if let options = space.categories(dimension) {
+                let option = { (v: Double) in min(Int(v * Double(options)), options - 1) }
+                let same = zip(points, failed).filter { option($0.0[dimension]) == option(x[dimension]) }
+                if same.count >= 2 && same.allSatisfy(\.1) { return true }
+                continue
+            }
+            let scored = zip(points, failed).filter { !$0.1 }.map { $0.0[dimension] }
+            let fails = zip(points, failed).filter(\.1).map { $0.0[dimension] }
+            guard let high = scored.max(), let low = scored.min() else { continue }
+            let above = fails.filter { $0 > high }, below = fails.filter { $0 < low }
+            if above.count >= 2 && x[dimension] >= above.min()! { return true }
+            if below.count >= 2 && x[dimension] <= below.max()! { return true }
+        }
+        return false
+    }
+
+    /// log of the chance that `x` scores (0 while nothing failed).
+    func logSurvival(_ x: [Double]) -> Double {
+        guard rate > 0 else { return 0 }
+        var worst = 0.0
+        for dimension in 0..<space.count {
+            var near = 1.0, nearFailed = rate
+            for (point, failed) in zip(points, failed) {
+                let k: Double
+                if let options = space.categories(dimension) {
+                    k = min(Int(point[dimension] * Double(options)), options - 1) == min(Int(x[dimension] * Double(options)), options - 1) ? 1 : 0
+                } else {
+                    let z = (x[dimension] - point[dimension]) / width[dimension]
+                    k = exp(-0.5 * z * z)
+                }
+                near += k
+                if failed { nearFailed += k }
+            }
+            worst = max(worst, nearFailed / near)
+        }
+        return log(max(1 - worst, 1e-6))
     }
 }
 
