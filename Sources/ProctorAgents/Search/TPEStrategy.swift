@@ -160,6 +160,10 @@ struct Failures {
     let points: [[Double]]
     let failed: [Bool]
     let rate: Double
+    /// Per knob, the values at and beyond which a candidate is past its hard edge (numbers: below
+    /// `low` or above `high`, infinite where there is none), or its options with two failures and
+    /// no score (`choice`/`bool`).
+    let edges: [(low: Double, high: Double, deadOptions: Set<Int>)]
 
     init(_ space: SearchSpace, _ observations: [Observation], width: [Double]) {
         self.space = space
@@ -167,28 +171,34 @@ struct Failures {
         points = observations.map(\.point)
         failed = observations.map { $0.value == -Double.infinity }
         rate = Double(failed.filter { $0 }.count) / Double(max(observations.count, 1))
+        let scored = zip(points, failed).filter { !$0.1 }.map(\.0), fails = zip(points, failed).filter(\.1).map(\.0)
+        edges = (0..<space.count).map { dimension in
+            if let options = space.categories(dimension) {
+                let option = { (point: [Double]) in Failures.option(point[dimension], of: options) }
+                let scoredOptions = Set(scored.map(option))
+                let dead = Dictionary(grouping: fails.map(option), by: { $0 }).filter { $0.value.count >= 2 && !scoredOptions.contains($0.key) }
+                return (-Double.infinity, Double.infinity, Set(dead.keys))
+            }
+            let values = scored.map { $0[dimension] }
+            guard let lowest = values.min(), let highest = values.max() else { return (-Double.infinity, Double.infinity, []) }
+            let below = fails.map { $0[dimension] }.filter { $0 < lowest }.sorted(by: >)
+            let above = fails.map { $0[dimension] }.filter { $0 > highest }.sorted()
+            return (below.count >= 2 ? below[0] : -Double.infinity, above.count >= 2 ? above[0] : Double.infinity, [])
+        }
     }
+
+    /// The option a coordinate in 0...1 picks among `options`.
+    static func option(_ value: Double, of options: Int) -> Int { min(Int(value * Double(options)), options - 1) }
 
     /// Whether `x` lies past a hard edge along one of its knobs: beyond every configuration that
     /// scored, at or beyond one that failed, where at least two failed and none scored (for a
     /// `choice`/`bool`, an option with two failures and no score).
     func pastAnEdge(_ x: [Double]) -> Bool {
-        guard rate > 0 else { return false }
-        for dimension in 0..<space.count {
-            if let options = space.categories(dimension) {
-                let option = { (v: Double) in min(Int(v * Double(options)), options - 1) }
-                let same = zip(points, failed).filter { option($0.0[dimension]) == option(x[dimension]) }
-                if same.count >= 2 && same.allSatisfy(\.1) { return true }
-                continue
-            }
-            let scored = zip(points, failed).filter { !$0.1 }.map { $0.0[dimension] }
-            let fails = zip(points, failed).filter(\.1).map { $0.0[dimension] }
-            guard let high = scored.max(), let low = scored.min() else { continue }
-            let above = fails.filter { $0 > high }, below = fails.filter { $0 < low }
-            if above.count >= 2 && x[dimension] >= above.min()! { return true }
-            if below.count >= 2 && x[dimension] <= below.max()! { return true }
+        zip(x, edges).enumerated().contains { dimension, pair in
+            let (value, edge) = pair
+            if let options = space.categories(dimension) { return edge.deadOptions.contains(Failures.option(value, of: options)) }
+            return value <= edge.low || value >= edge.high
         }
-        return false
     }
 
     /// log of the chance that `x` scores (0 while nothing failed).
@@ -200,7 +210,7 @@ struct Failures {
             for (point, failed) in zip(points, failed) {
                 let k: Double
                 if let options = space.categories(dimension) {
-                    k = min(Int(point[dimension] * Double(options)), options - 1) == min(Int(x[dimension] * Double(options)), options - 1) ? 1 : 0
+                    k = Failures.option(point[dimension], of: options) == Failures.option(x[dimension], of: options) ? 1 : 0
                 } else {
                     let z = (x[dimension] - point[dimension]) / width[dimension]
                     k = exp(-0.5 * z * z)
