@@ -12,7 +12,9 @@
 /// ratio good/rest of the two densities (the expected improvement under the model). Proposals are
 /// global (the design's next point while it lasts, then draws from the good mixture) or small
 /// moves around the best: the first `globalFirst` global, then each kind in the share of the
-/// improvement it has brought so far in this run (`localShare`).
+/// improvement it has brought so far in this run (`localShare`). Where configurations failed is
+/// read knob by knob (`Failures`): a candidate likely to fail ranks lower, one past a knob's hard
+/// edge goes last.
 struct TPEStrategy: SearchStrategy {
     /// Candidates drawn from the good mixture per proposal (Optuna draws 24).
     var draws = 64
