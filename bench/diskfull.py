@@ -167,7 +167,9 @@ def scenario(proctor, mnt, tmp, name, n, user):
     message = [line for line in out.split("\n") if line.startswith("proctor:") and not line.startswith("proctor: warning")]
     if message:
         outcome += "; " + message[-1][:140]
-    clear = crash_rows or (rc != 0 and any("space" in m.lower() or "ENOSPC" in m for m in message))
+    # Naming the full disk: ENOSPC's words, or the read-back check's "disk full?" (a commit whose
+    # object write failed though libgit2 reported success, Repository.checkWritten).
+    clear = crash_rows or (rc != 0 and any("space" in m.lower() or "ENOSPC" in m or "disk full" in m.lower() for m in message))
     if not clear:
         problems.append("neither a crash row nor a clear error: %s" % out[-400:].replace("\n", " | "))
     if target and not filled:
