@@ -44,6 +44,9 @@ struct SearchSpace {
         return knob.kind == .choice || knob.kind == .bool ? knob.options.count : nil
     }
 
+    /// The option (from 0) a coordinate in 0...1 picks among `options` equal shares.
+    static func option(_ unit: Double, of options: Int) -> Int { min(Int(unit * Double(options)), options - 1) }
+
     /// The literals a point sets.
     func literals(_ point: [Double]) -> [String] {
         zip(knobs, point).map { $0.literal(atUnit: $1) }

@@ -176,7 +176,7 @@ struct Failures {
         let scored = zip(points, failed).filter { !$0.1 }.map(\.0), fails = zip(points, failed).filter(\.1).map(\.0)
         edges = (0..<space.count).map { dimension in
             if let options = space.categories(dimension) {
-                let option = { (point: [Double]) in Failures.option(point[dimension], of: options) }
+                let option = { (point: [Double]) in SearchSpace.option(point[dimension], of: options) }
                 let scoredOptions = Set(scored.map(option))
                 let dead = Dictionary(grouping: fails.map(option), by: { $0 }).filter { $0.value.count >= 2 && !scoredOptions.contains($0.key) }
                 return (-Double.infinity, Double.infinity, Set(dead.keys))
@@ -189,16 +189,13 @@ struct Failures {
         }
     }
 
-    /// The option a coordinate in 0...1 picks among `options`.
-    static func option(_ value: Double, of options: Int) -> Int { min(Int(value * Double(options)), options - 1) }
-
     /// Whether `x` lies past a hard edge along one of its knobs: beyond every configuration that
     /// scored, at or beyond one that failed, where at least two failed and none scored (for a
     /// `choice`/`bool`, an option with two failures and no score).
     func pastAnEdge(_ x: [Double]) -> Bool {
         zip(x, edges).enumerated().contains { dimension, pair in
             let (value, edge) = pair
-            if let options = space.categories(dimension) { return edge.deadOptions.contains(Failures.option(value, of: options)) }
+            if let options = space.categories(dimension) { return edge.deadOptions.contains(SearchSpace.option(value, of: options)) }
             return value <= edge.low || value >= edge.high
         }
     }
@@ -208,11 +205,12 @@ struct Failures {
         guard rate > 0 else { return 0 }
         var worst = 0.0
         for dimension in 0..<space.count {
+            let options = space.categories(dimension)
             var near = 1.0, nearFailed = rate
             for (point, failed) in zip(points, failed) {
                 let k: Double
-                if let options = space.categories(dimension) {
-                    k = Failures.option(point[dimension], of: options) == Failures.option(x[dimension], of: options) ? 1 : 0
+                if let options {
+                    k = SearchSpace.option(point[dimension], of: options) == SearchSpace.option(x[dimension], of: options) ? 1 : 0
                 } else {
                     let z = (x[dimension] - point[dimension]) / width[dimension]
                     k = exp(-0.5 * z * z)
@@ -259,7 +257,7 @@ struct Parzen {
         let center = points[component]
         return (0..<space.count).map { dimension in
             if let options = space.categories(dimension) {
-                let own = min(Int(center[dimension] * Double(options)), options - 1)
+                let own = SearchSpace.option(center[dimension], of: options)
                 let pick = rng.uniform() < Parzen.categoricalSpread ? rng.below(options) : own
                 return (Double(pick) + 0.5) / Double(options)
             }
@@ -281,7 +279,7 @@ struct Parzen {
         if space.count > 1 && rng.uniform() < 0.35 { dimensions.append((dimensions[0] + 1 + rng.below(space.count - 1)) % space.count) }
         for dimension in dimensions {
             if let options = space.categories(dimension) {
-                let own = min(Int(point[dimension] * Double(options)), options - 1)
+                let own = SearchSpace.option(point[dimension], of: options)
                 let pick = rng.below(options - 1)
                 moved[dimension] = (Double(pick >= own ? pick + 1 : pick) + 0.5) / Double(options)
             } else {
@@ -300,8 +298,8 @@ struct Parzen {
             var sum = 0.0
             for dimension in dimensions {
                 if let options = space.categories(dimension) {
-                    let own = min(Int(center[dimension] * Double(options)), options - 1)
-                    let at = min(Int(x[dimension] * Double(options)), options - 1)
+                    let own = SearchSpace.option(center[dimension], of: options)
+                    let at = SearchSpace.option(x[dimension], of: options)
                     let p = Parzen.categoricalSpread / Double(options) + (own == at ? 1 - Parzen.categoricalSpread : 0)
                     sum += log(p * Double(options))  // per unit length, like the prior
                 } else {
