@@ -18,8 +18,9 @@ import ProctorConfig
 /// `int`/`float` take a range and a scale (`linear` when omitted). `choice` lists its options,
 /// separated by `|`, without spaces or quotes; the value is one of them, bare or quoted, and a
 /// rewrite keeps its quotes. `bool` values are `True`/`False` or `true`/`false`, and keep that
-/// spelling. A comment line that only mentions `mutate:` is not a marker; any other line with a
-/// marker that cannot be read is an error naming the file and line.
+/// spelling. A comment line that only mentions `mutate:`, or a line of a string in triple quotes
+/// (`MarkedFiles.holdTripleQuotedText`), is not a marker; any other line with a marker that cannot
+/// be read (a number outside its own range included) is an error naming the file and line.
 struct Knob {
     enum Kind: String { case int, float, choice, bool }
     enum Scale: String { case log, linear }
@@ -121,6 +122,9 @@ struct Knob {
             if kind == .float, let outside = [number, lo, hi].first(where: { $0 != 0 && !(Knob.floatMagnitudes ~= abs($0)) }) {
                 throw bad("\(outside) is outside the floats a knob can take (0, or 1e-300 to 1e300 either way)")
             }
+            // The search maps the value into its range and could never propose it again; mutate
+            // would only ever move it inside: a value outside is a marker that says two things.
+            guard number >= lo, number <= hi else { throw bad("the value \(literal) is outside the range \(spec[1])") }
             (value, low, high, scale) = (number, lo, hi, parsedScale)
         case .choice:
             guard spec.count == 2 else { throw bad("expected `mutate: choice A|B|...` (options without spaces)") }
@@ -351,11 +355,50 @@ struct MarkedFiles {
             guard let text = String(validating: bytes, as: UTF8.self) else { continue }
             let split = text.linesSplitAtLF()
             lines[path] = split
-            for (number, line) in split.enumerated() {
+            let inText = MarkedFiles.holdTripleQuotedText(split)
+            for (number, line) in split.enumerated() where !inText[number] {
                 if let knob = try Knob(path: path, lineIndex: number, line: line) { knobs.append(knob) }
             }
         }
         knobs = MarkedFiles.label(knobs)
+    }
+
+    /// For each line, whether it holds text of a string in triple quotes (a docstring): a marker
+    /// there is text the program never runs (a docstring showing the grammar), not a knob to move
+    /// or an error. A marked line never holds one (its value is one token, and options have no
+    /// quotes). Strings in single quotes end on their line, and a `#` outside quotes ends it.
+    static func holdTripleQuotedText(_ lines: [String]) -> [Bool] {
+        var open: [Character]?  // the triple quote a string is open in
+        return lines.map { line in
+            var holds = open != nil
+            let characters = Array(line)
+            var index = 0
+            func at(_ quote: [Character]) -> Bool {
+                index + quote.count <= characters.count && Array(characters[index..<index + quote.count]) == quote
+            }
+            while index < characters.count {
+                let character = characters[index]
+                if let quote = open {
+                    if character == "\\" { index += 2; continue }
+                    if at(quote) { open = nil; index += 3; continue }
+                    index += 1
+                } else if character == "#" {
+                    break
+                } else if character == "\"" || character == "'" {
+                    let triple = [Character](repeating: character, count: 3)
+                    if at(triple) { (open, holds) = (triple, true); index += 3; continue }
+                    // A string on one line: skip to its closing quote (an escaped one does not close it).
+                    index += 1
+                    while index < characters.count && characters[index] != character {
+                        index += characters[index] == "\\" ? 2 : 1
+                    }
+                    index += 1
+                } else {
+                    index += 1
+                }
+            }
+            return holds
+        }
     }
 
     /// The warning a run starts with when no knob can move (every proposal will fail); none otherwise.

@@ -224,6 +224,9 @@ final class SearchAgentTests: XCTestCase {
             "X = 5  # tuned # mutate: int 1..10",
             "K = a  # mutate: choice a|b#c",
             "S = \"x#y\"  # mutate: choice x|y",  // was silently no marker
+            // A value its own range leaves out: the search could never propose it again.
+            "N = 11  # mutate: int 1..10",
+            "X = 0.9  # mutate: float 0.001..0.5 log",
         ]
         for line in bad {
             let ws = try TestWorkspace(files: ["train.py": "import os\n\n" + line + "\n"])
@@ -239,6 +242,43 @@ final class SearchAgentTests: XCTestCase {
         let commented = try TestWorkspace(files: ["train.py": "import os\n# X = 5  # mutate: int 1..10\nY = 1  # mutate: int 1..3\n"])
         XCTAssertEqual(try MarkedFiles(commented.context(), WorkspaceFiles(commented.context())).knobs.map(\.name), ["Y"])
         XCTAssertNil(SearchAgent(strategy: "bayes"))
+    }
+
+    /// A marker inside a string in triple quotes (a docstring showing the grammar, even a broken
+    /// example) is text: no knob to move, no error; the knobs around it still are.
+    func testMarkersInsideDocstringsAreText() throws {
+        let train = ##"""
+            """Tuning notes. Mark a constant like this:
+
+                LR = 0.1  # mutate: float 0.001..1.0 log
+            or like this (wrong): N = 5  # mutate: int 9..1
+            """
+            X = 5  # mutate: int 1..10
+            QUOTES = "\"\"\"" + '#'  # a string holding a triple quote opens nothing
+            def f():
+                '''One line.'''
+                return '''X = 1  # mutate: int oops'''
+            HELP = '''
+            Y = 2  # mutate: int 1..3
+            '''
+            Y = 1  # mutate: int 1..3
+            """Z = 1  # mutate: bool"""
+            Z = True  # mutate: bool
+
+            """##
+        let ws = try TestWorkspace(files: ["train.py": train])
+        let marked = try MarkedFiles(ws.context(), WorkspaceFiles(ws.context()))
+        XCTAssertEqual(marked.knobs.map { "\($0.name)@\($0.lineIndex + 1)" }, ["X@6", "Y@14", "Z@16"])
+        for agent in [SearchAgent(strategy: "tpe")! as Agent, MutateAgent()] {
+            let before = try XCTUnwrap(ws.read("train.py"))
+            _ = try agent.propose(ws.context(iteration: 1))
+            let after = try XCTUnwrap(ws.read("train.py"))
+            let changed = zip(before.split(separator: "\n", omittingEmptySubsequences: false), after.split(separator: "\n", omittingEmptySubsequences: false))
+                .enumerated().filter { $0.element.0 != $0.element.1 }.map { $0.offset + 1 }
+            XCTAssertFalse(changed.isEmpty)
+            XCTAssertTrue(Set(changed).isSubset(of: [6, 14, 16]), "\(changed)")
+            try before.write(toFile: ws.root + "/train.py", atomically: false, encoding: .utf8)
+        }
     }
 
     /// Knobs sharing a name (in the `if` and `else` branches of one file, and in a file whose path
