@@ -13,8 +13,9 @@ sandboxed, with the workspace's multi-seed gate); Optuna's TPESampler runs outsi
 tiny ask/tell loop that writes the knobs into a scratch copy of the same workspace and runs the
 same experiment and evaluator commands on seed 42. One evaluation = one configuration measured
 (an iteration; the baseline is the first, and Optuna's first trial is the same baseline
-configuration, enqueued). Same budget and repetitions for each method; the synthetic
-objectives' noise is salted by the repetition, so repetitions differ.
+configuration, enqueued). Same budget, repetitions and seeds for each method: Optuna's sampler
+and proctor's agents (`[agent] seed`) draw from the repetition's number, so a row comes out the
+same when run again; the synthetic objectives' noise is salted by the repetition too.
 
 Reported per objective and method: the median (over repetitions) of the best score measured
 after 10, 30 and 100 evaluations, and the median number of evaluations to reach 99% of the way
@@ -125,10 +126,12 @@ MARKER = re.compile(r"^(\s*)([A-Za-z_][A-Za-z0-9_]*)( *= *)(\S+)(\s*#\s*mutate:\
 
 
 def template(objective, root, rep):
-    """The template directory of `objective` for repetition `rep`."""
+    """The template directory of `objective` for repetition `rep`: proctor's agents draw from the
+    repetition (`[agent] seed`), as Optuna's sampler does, so every row can be run again."""
     path = os.path.join(root, "template-%s-%d" % (objective, rep))
     if objective == "bundled":
         shutil.copytree(os.path.join(B.REPO, "workspace"), path)
+        seed_agents(path, rep)
         return path
     spec = OBJECTIVES[objective]
     os.makedirs(path)
@@ -138,7 +141,19 @@ def template(objective, root, rep):
     for name, text in files.items():
         with open(os.path.join(path, name), "w") as f:
             f.write(text)
+    seed_agents(path, rep)
     return path
+
+
+def seed_agents(path, rep):
+    """Sets `[agent] seed = rep` in the template's proctor.toml."""
+    toml = os.path.join(path, "proctor.toml")
+    with open(toml) as f:
+        text = f.read()
+    if text.count("\n[agent]\n") != 1:
+        sys.exit("%s: expected one [agent] table" % toml)
+    with open(toml, "w") as f:
+        f.write(text.replace("\n[agent]\n", "\n[agent]\nseed = %d\n" % rep))
 
 
 def commands(objective):

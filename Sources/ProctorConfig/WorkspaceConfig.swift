@@ -78,6 +78,9 @@ public struct WorkspaceConfig: Sendable, Equatable {
         public var kind: String = "mutate"
         /// `kind = "search"`: the optimizer (`tpe`, `cmaes` or `random`).
         public var strategy: String = "tpe"
+        /// `seed`: the `mutate` and `search` agents draw from it instead of from the run id, so two
+        /// runs of the same workspace that measure the same scores propose the same configurations.
+        public var seed: Int? = nil
         public var command: [String] = []
         /// Command and session agents' network (the http agent's requests are proctor's own).
         public var network = NetworkAccess()
@@ -328,6 +331,7 @@ extension WorkspaceConfig {
         var agent = try top.table("agent")
         if let value = try agent.string("kind", oneOf: ["mutate", "search", "command", "http"]) { config.agent.kind = value }
         if let value = try agent.string("strategy", oneOf: ["tpe", "cmaes", "random"]) { config.agent.strategy = value }
+        if let value = try agent.int("seed", min: 0) { config.agent.seed = value }
         if let value = try commandLine(&agent, "command") { config.agent.command = value }
         config.agent.network = try NetworkAccess.read(&agent, warnings: &config.warnings)
         if let value = try agent.duration("timeout") { config.agent.timeoutMs = value }

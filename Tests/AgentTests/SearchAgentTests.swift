@@ -513,6 +513,33 @@ final class SearchAgentTests: XCTestCase {
     }
 
     /// The seeds `Runner.agentContext` derives from the run id (AgentView.swift).
+    /// `[agent] seed`: two runs of one workspace with the same seed propose the same configurations
+    /// (the runs' ids differ), and another seed proposes others; `--resume` draws from it too.
+    func testAFixedSeedRepeatsTheSearch() throws {
+        var runs: Set<String> = []
+        func proposals(_ seed: Int, resume: Bool = false) throws -> [String] {
+            let ws = try LoopWorkspace(
+                agent: "[agent]\nkind = \"search\"\nseed = \(seed)",
+                train: LoopWorkspace.train("0.2", extra: "MODE = \"a\"  # mutate: choice a|b|c\nFLAG = False  # mutate: bool\n"))
+            let first = try ws.run(iterations: resume ? 2 : 4)
+            XCTAssertEqual(first.status, 0, ws.describe(first))
+            if resume {
+                let resumed = try ws.proctor(["run", "--workspace", ws.root, "--resume", "--iterations", "2"])
+                XCTAssertEqual(resumed.status, 0, ws.describe(resumed))
+            }
+            let records = ws.records()
+            let run = Set(records.compactMap { $0["run"] as? String })
+            XCTAssertEqual(run.count, 1)
+            XCTAssertTrue(runs.insert(run.first ?? "").inserted, "the same run id twice: \(run)")
+            return records.dropFirst().compactMap { $0["description"] as? String }
+        }
+        let seven = try proposals(7)
+        XCTAssertEqual(seven.count, 4)
+        XCTAssertEqual(try proposals(7), seven)
+        XCTAssertEqual(try proposals(7, resume: true), seven)
+        XCTAssertNotEqual(try proposals(8), seven)
+    }
+
     static func loopSeed(run: String, iteration: Int) -> UInt64 {
         var seed = UInt64(iteration) &* 0x9E37_79B9_7F4A_7C15
         for byte in run.utf8 { seed = (seed ^ UInt64(byte)) &* 0x100_0000_01B3 }

@@ -171,6 +171,13 @@ final class WorkspaceConfigTests: XCTestCase {
         XCTAssertEqual(search.agent.strategy, "cmaes")
         assertError(full.replacingOccurrences(of: "kind = \"mutate\"", with: "kind = \"search\"\nstrategy = \"bayes\""),
                     line: 37, key: "agent.strategy", contains: "expected one of \"tpe\", \"cmaes\", \"random\"")
+        // `seed`: none by default (the run id seeds the draws); a number repeats a search.
+        XCTAssertNil(try parse(full).agent.seed)
+        XCTAssertEqual(try parse(full.replacingOccurrences(of: "kind = \"mutate\"", with: "kind = \"search\"\nseed = 3")).agent.seed, 3)
+        for bad in ["-1", "1.5", "\"3\""] {
+            assertError(full.replacingOccurrences(of: "kind = \"mutate\"", with: "kind = \"search\"\nseed = \(bad)"),
+                        line: 37, key: "agent.seed", contains: "expected an integer")
+        }
     }
 
     func testSandboxHideTakesHostPathsAndTheSitePackagesPlaceholder() throws {

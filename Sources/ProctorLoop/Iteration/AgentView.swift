@@ -11,10 +11,12 @@ extension Runner {
         let (files, notes) = agentFiles()
         try? FileManager.default.createDirectory(atPath: root + "/.proctor/logs/" + state.run, withIntermediateDirectories: true)
         let program = (try? String(contentsOfFile: root + "/program.md", encoding: .utf8)) ?? ""
+        // The built-in agents' draws: from the run id, or from `[agent] seed` to repeat a search.
+        let source = config.agent.seed.map { "seed \($0)" } ?? state.run
         var seed = UInt64(iteration) &* 0x9E37_79B9_7F4A_7C15
-        for byte in state.run.utf8 { seed = (seed ^ UInt64(byte)) &* 0x100_0000_01B3 }
+        for byte in source.utf8 { seed = (seed ^ UInt64(byte)) &* 0x100_0000_01B3 }
         var runSeed: UInt64 = 0xCBF2_9CE4_8422_2325
-        for byte in state.run.utf8 { runSeed = (runSeed ^ UInt64(byte)) &* 0x100_0000_01B3 }
+        for byte in source.utf8 { runSeed = (runSeed ^ UInt64(byte)) &* 0x100_0000_01B3 }
         var context = AgentContext(workspace: root, program: program, editableFiles: files, notesFiles: notes,
                             metric: config.evaluator.metric, maximize: config.evaluator.maximize,
                             bestScore: state.bestScore, history: history, iteration: iteration, seed: seed,
