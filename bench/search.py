@@ -14,8 +14,9 @@ tiny ask/tell loop that writes the knobs into a scratch copy of the same workspa
 same experiment and evaluator commands on seed 42. One evaluation = one configuration measured
 (an iteration; the baseline is the first, and Optuna's first trial is the same baseline
 configuration, enqueued). Same budget, repetitions and seeds for each method: Optuna's sampler
-and proctor's agents (`[agent] seed`) draw from the repetition's number, so a row comes out the
-same when run again; the synthetic objectives' noise is salted by the repetition too.
+and proctor's agents (`[agent] seed`) draw from the repetition's number (proctor's gate still
+confirms on fresh seeds of each run's own, so a noisy row repeats only up to the first confirmation
+that they change); the synthetic objectives' noise is salted by the repetition too.
 
 Reported per objective and method: the median (over repetitions) of the best score measured
 after 10, 30 and 100 evaluations, and the median number of evaluations to reach 99% of the way
