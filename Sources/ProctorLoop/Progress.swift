@@ -40,7 +40,7 @@ public final class Progress: @unchecked Sendable {
     }
 
     /// An iteration ended.
-    public func finished(_ iteration: Int, total: Int?, status: IterationStatus, score: Double?, best: Double,
+    public func finished(_ iteration: Int, status: IterationStatus, score: Double?, best: Double,
                          seconds: Double, description: String) {
         let scoreText = score.map { format($0) } ?? "-"
         line("[\(label(iteration))] \(status.rawValue.padding(toLength: 8, withPad: " ", startingAt: 0)) score \(scoreText)  best \(format(best))  \(String(format: "%.1fs", seconds))  \(description)")

@@ -174,6 +174,8 @@ public final class Runner {
         // What agents may read of the runtime's memory; bound read-only into their sandboxes.
         try FileManager.default.createDirectory(atPath: root + "/.proctor/memory", withIntermediateDirectories: true)
         if let command = sessionCommand { try startSession(command) }
+        // `[i/N]`: N is the last iteration this invocation runs to (a resumed run goes on from its own).
+        progress.total = options.iterations.map { state.lastIteration + $0 }
         let interrupted = parallel > 1 ? try runParallel(parallel) : try runSerial()
         stopSession()
         (agent as? SessionAgent)?.server.removeSocket()

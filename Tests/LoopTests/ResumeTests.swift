@@ -70,6 +70,8 @@ final class ResumeTests: XCTestCase {
         XCTAssertEqual(ws.runID, run, "the same run continues")
         assertLedgerConsistent(ws, iterations: [0, 1, 2, 3, 4])
         XCTAssertEqual(ws.rows.map(\.status), ["keep", "keep", "crash", "keep", "discard"])
+        // Progress counts to the last iteration this invocation runs (it printed `[3/2]` before).
+        XCTAssertTrue(resumed.text.contains("[3/4] keep") && resumed.text.contains("[4/4] discard"), resumed.text)
         let interrupted = try XCTUnwrap(ws.row(2))
         XCTAssertEqual(interrupted.commit, "")
         XCTAssertNil(interrupted.score)

@@ -41,7 +41,7 @@ extension Runner {
         remember(record, patch: iteration.patch, steering: iteration.steering, synthesized: synthesized)
         (agent as? SessionAgent)?.finished(iteration: i, status: status, score: measured?.mean, best: state.bestScore,
                                            reason: verdict.reason, nudges: iteration.shown.nudges)
-        progress.finished(i, total: options.iterations.map { state.lastIteration - i + $0 }, status: status,
+        progress.finished(i, status: status,
                           score: measured?.mean, best: state.bestScore, seconds: seconds,
                           description: Ledger.clean(row.description))
     }
