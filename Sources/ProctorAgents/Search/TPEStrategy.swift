@@ -24,6 +24,9 @@ struct TPEStrategy: SearchStrategy {
     /// Candidates ranked down by their chance to fail and past a knob's hard edge put last, read
     /// from the configurations that failed (`Failures`); off only to measure what it brings.
     var avoidsFailures = true
+    /// Local moves pick their knobs away from those whose recent moves did not pay (`knobWeights`);
+    /// off only to measure what it brings.
+    var weighsKnobs = true
 
     /// Ten configurations, the baseline included (as Optuna's default ten startup trials): on the
     /// bundled workspace, whose baseline is poor, broad early coverage pays, and on the noisy
@@ -60,7 +63,8 @@ struct TPEStrategy: SearchStrategy {
         // improvements it has brought. Among the mixture's draws the density ratio decides.
         let incumbent = ranked[0].point
         let drawn = (0..<draws).map { _ in good.sample(&rng) }
-        let moves = (0..<draws).map { _ in good.move(incumbent, &rng) }
+        let weights = weighsKnobs ? TPEStrategy.knobWeights(space, observations) : Array(repeating: 1, count: space.count)
+        let moves = (0..<draws).map { _ in good.move(incumbent, weights: weights, &rng) }
         // The ratio over every knob for draws; for a move, over the knobs it moves only (over all,
         // the smallest move would win): a value that good configurations have and the rest do not.
         let failures = Failures(space, avoidsFailures ? observations : [], width: good.width)
@@ -101,6 +105,25 @@ struct TPEStrategy: SearchStrategy {
             moved.allSatisfy({ space.categories($0) == nil })
         else { return [] }
         return [zip(best.point, previous.point).map { min(max($0 + 2 * ($0 - $1), 0), 1) }]
+    }
+
+    /// How likely each knob is to be the one a local move changes, as the `mutate` agent weighs its
+    /// knobs: 1/(1+m)^2 for a knob that m of the local moves among the last ten configurations
+    /// changed without raising the best. Where some knobs only pay together (a narrow valley), a
+    /// move of one of them alone keeps failing, and the moves go to the knobs that pay alone: on
+    /// the benchmark's `smooth` objective, the median best after 30 evaluations over 100 real runs
+    /// rose from -1.47 to -1.39 (`mutate`: -1.44).
+    static func knobWeights(_ space: SearchSpace, _ observations: [Observation]) -> [Double] {
+        var misses = [Double](repeating: 0, count: space.count)
+        guard var best = observations.first else { return misses.map { _ in 1 } }
+        for (index, observation) in observations.enumerated().dropFirst() {
+            let improved = observation.value > best.value
+            if index >= observations.count - 10, !improved, let moved = localMove(observation.point, from: best.point) {
+                for dimension in moved { misses[dimension] += 1 }
+            }
+            if improved { best = observation }
+        }
+        return misses.map { 1 / ((1 + $0) * (1 + $0)) }
     }
 
     /// The coordinates `point` changed from `origin`.
@@ -273,10 +296,18 @@ struct Parzen {
     /// `mutate` agent does), by three quarters of a kernel width (half a width measured worse on
     /// the benchmark's objectives), or for `choice`/`bool` to another option: moving every knob at
     /// once rarely stays in a narrow ridge of good configurations.
-    func move(_ point: [Double], _ rng: inout SplitMix64) -> [Double] {
+    func move(_ point: [Double], weights: [Double], _ rng: inout SplitMix64) -> [Double] {
         var moved = point
-        var dimensions = [rng.below(space.count)]
-        if space.count > 1 && rng.uniform() < 0.35 { dimensions.append((dimensions[0] + 1 + rng.below(space.count - 1)) % space.count) }
+        func pick(_ from: [Int]) -> Int {
+            var target = rng.uniform() * from.reduce(0) { $0 + weights[$1] }
+            for dimension in from {
+                if target < weights[dimension] { return dimension }
+                target -= weights[dimension]
+            }
+            return from[from.count - 1]
+        }
+        var dimensions = [pick(Array(0..<space.count))]
+        if space.count > 1 && rng.uniform() < 0.35 { dimensions.append(pick((0..<space.count).filter { $0 != dimensions[0] })) }
         for dimension in dimensions {
             if let options = space.categories(dimension) {
                 let own = SearchSpace.option(point[dimension], of: options)
