@@ -112,7 +112,8 @@ struct TPEStrategy: SearchStrategy {
     /// changed without raising the best. Where some knobs only pay together (a narrow valley), a
     /// move of one of them alone keeps failing, and the moves go to the knobs that pay alone: on
     /// the benchmark's `smooth` objective, the median best after 30 evaluations over 100 real runs
-    /// rose from -1.47 to -1.39 (`mutate`: -1.44).
+    /// rose from -1.47 to -1.38 (`mutate`: -1.42); on the bundled workspace 10 paired runs lost
+    /// about 0.0009 at 30 (README, Benchmarks).
     static func knobWeights(_ space: SearchSpace, _ observations: [Observation]) -> [Double] {
         var misses = [Double](repeating: 0, count: space.count)
         guard var best = observations.first else { return misses.map { _ in 1 } }
