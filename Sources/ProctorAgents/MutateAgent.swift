@@ -96,16 +96,7 @@ public struct MutateAgent: MarkerAgent {
                 let misses = Double(failures[knob.label] ?? 0)
                 return 1 / ((1 + misses) * (1 + misses))
             }
-            var target = rng.uniform() * weights.reduce(0, +)
-            var pick = candidates.count - 1
-            for (index, weight) in weights.enumerated() {
-                if target < weight {
-                    pick = index
-                    break
-                }
-                target -= weight
-            }
-            chosen.append(candidates.remove(at: pick))
+            chosen.append(candidates.remove(at: rng.index(weights: weights)))
         }
         chosen.sort { ($0.path, $0.lineIndex) < ($1.path, $1.lineIndex) }
         return chosen.compactMap { knob in knob.perturbed(&rng, widen: widen).map { (knob, $0) } }

@@ -33,6 +33,16 @@ struct SplitMix64 {
         return Int(next() % UInt64(bound))
     }
 
+    /// An index drawn in proportion to `weights` (non-negative, not all 0): one uniform draw.
+    mutating func index(weights: [Double]) -> Int {
+        var target = uniform() * weights.reduce(0, +)
+        for (index, weight) in weights.enumerated() {
+            if target < weight { return index }
+            target -= weight
+        }
+        return weights.count - 1
+    }
+
     /// Standard normal, Box-Muller.
     mutating func gaussian() -> Double {
         let u1 = 1 - uniform()  // (0, 1]: log is finite

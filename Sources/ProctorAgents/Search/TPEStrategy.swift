@@ -116,15 +116,19 @@ struct TPEStrategy: SearchStrategy {
     /// about 0.0009 at 30 (README, Benchmarks).
     static func knobWeights(_ space: SearchSpace, _ observations: [Observation]) -> [Double] {
         var misses = [Double](repeating: 0, count: space.count)
-        guard var best = observations.first else { return misses.map { _ in 1 } }
-        for (index, observation) in observations.enumerated().dropFirst() {
-            let improved = observation.value > best.value
-            if index >= observations.count - 10, !improved, let moved = localMove(observation.point, from: best.point) {
-                for dimension in moved { misses[dimension] += 1 }
-            }
-            if improved { best = observation }
+        for (observation, best) in againstTheBest(observations).suffix(10) where observation.value <= best.value {
+            for dimension in localMove(observation.point, from: best.point) ?? [] { misses[dimension] += 1 }
         }
         return misses.map { 1 / ((1 + $0) * (1 + $0)) }
+    }
+
+    /// Each configuration after the first, in measurement order, with the best one before it.
+    static func againstTheBest(_ observations: [Observation]) -> [(observation: Observation, best: Observation)] {
+        guard var best = observations.first else { return [] }
+        return observations.dropFirst().map { observation in
+            defer { if observation.value > best.value { best = observation } }
+            return (observation, best)
+        }
     }
 
     /// The coordinates `point` changed from `origin`.
@@ -149,17 +153,16 @@ struct TPEStrategy: SearchStrategy {
     /// evaluations soon; one half until anything has improved. The share stays within 0.1...0.9 so
     /// that neither kind is ever abandoned.
     static func localShare(_ observations: [Observation]) -> Double {
-        guard var best = observations.first else { return 0.5 }
+        guard !observations.isEmpty else { return 0.5 }
         var gained = [0.0, 0.0], tried = [1.0, 1.0]  // local, global; the prior counts as one try
         var improvements = 0.0
-        for observation in observations.dropFirst() {
+        for (observation, best) in againstTheBest(observations) {
             let kind = localMove(observation.point, from: best.point) == nil ? 1 : 0
             tried[kind] += 1
             if observation.value > best.value {
                 // A best of -inf (nothing has scored yet) is left by any score: no gain to measure.
                 gained[kind] += best.value > -Double.infinity ? observation.value - best.value : 0
                 improvements += 1
-                best = observation
             }
         }
         let total = gained[0] + gained[1]
@@ -299,14 +302,7 @@ struct Parzen {
     /// once rarely stays in a narrow ridge of good configurations.
     func move(_ point: [Double], weights: [Double], _ rng: inout SplitMix64) -> [Double] {
         var moved = point
-        func pick(_ from: [Int]) -> Int {
-            var target = rng.uniform() * from.reduce(0) { $0 + weights[$1] }
-            for dimension in from {
-                if target < weights[dimension] { return dimension }
-                target -= weights[dimension]
-            }
-            return from[from.count - 1]
-        }
+        func pick(_ from: [Int]) -> Int { from[rng.index(weights: from.map { weights[$0] })] }
         var dimensions = [pick(Array(0..<space.count))]
         if space.count > 1 && rng.uniform() < 0.35 { dimensions.append(pick((0..<space.count).filter { $0 != dimensions[0] })) }
         for dimension in dimensions {
