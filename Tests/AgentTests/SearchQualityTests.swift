@@ -206,6 +206,51 @@ final class SearchQualityTests: XCTestCase {
         XCTAssertEqual(TPEStrategy.localShare(failed), 0.5)
     }
 
+    /// Before anything has raised the best, the share goes to the kind whose configurations came
+    /// closer to it: local moves that fell just short against broad jumps that fell far short
+    /// (the smooth objective's baseline) get nine tenths, the other way round one tenth, and one
+    /// half until both kinds have been tried.
+    func testBeforeAnyGainTheShareGoesToTheKindThatCameCloser() {
+        let start = Observation(point: [0.5, 0.5, 0.5], value: 0, seeds: 1)
+        let near = [0.1, 0.2, 0.3].map { Observation(point: [0.5 + $0, 0.5, 0.5], value: -$0, seeds: 1) }
+        let far = [0.1, 0.2, 0.3].map { Observation(point: [$0, 0.9 - $0, 0.9], value: -5 - $0, seeds: 1) }
+        XCTAssertEqual(TPEStrategy.localShare([start] + far), 0.5)
+        XCTAssertEqual(TPEStrategy.localShare([start] + near), 0.5)
+        XCTAssertEqual(TPEStrategy.localShare([start] + far + near), 0.9)
+        // Swapped: the broad jumps came closer.
+        let nearJumps = far.map { Observation(point: $0.point, value: ($0.value + 5) / 10, seeds: 1) }
+        let farMoves = near.map { Observation(point: $0.point, value: $0.value - 5, seeds: 1) }
+        XCTAssertEqual(TPEStrategy.localShare([start] + nearJumps + farMoves), 0.1)
+        // Mixed: two of the three moves came closer than every jump, one fell further than all.
+        let mixed = [start, near[0], near[1], Observation(point: [0.5, 0.9, 0.5], value: -9, seeds: 1)] + far
+        XCTAssertEqual(TPEStrategy.localShare(mixed), 2.0 / 3, accuracy: 1e-12)
+        // Once a configuration has raised the best, the gains decide, not the shortfalls.
+        XCTAssertLessThan(TPEStrategy.localShare([start] + near + far + [Observation(point: [0.9, 0.1, 0.1], value: 1, seeds: 1)]), 0.2)
+    }
+
+    /// Draws from the good configurations keep to the values they agree on: along a knob where
+    /// they lie together the draws' width shrinks with their spread, along one where they differ it
+    /// stays the model's width, and one configuration alone is drawn around with that width.
+    func testDrawsKeepToTheValuesTheGoodAgreeOn() {
+        let space = SearchSpace(knobs: (0..<3).map { index in
+            try! Knob(path: "train.py", lineIndex: index, line: "K\(index) = 0.5  # mutate: float 0.0..1.0 linear")!
+        })
+        let agreeing: [[Double]] = (0..<8).map { index -> [Double] in
+            let i = Double(index)
+            return [0.3 + 0.005 * i, 0.1 * i + 0.1, 0.5]
+        }
+        let good = Parzen(space, agreeing)
+        XCTAssertLessThan(good.drawWidth[0], 0.5 * good.width[0])
+        XCTAssertLessThan(good.drawWidth[2], 0.5 * good.width[2])
+        XCTAssertEqual(good.drawWidth[1], good.width[1], accuracy: 0.15 * good.width[1])
+        XCTAssertEqual(Parzen(space, [agreeing[0]]).drawWidth, Parzen(space, [agreeing[0]]).width)
+        // The draws themselves: most of them near 0.3 on the knob the points agree on.
+        var rng = SplitMix64(seed: 11)
+        let draws = (0..<2000).map { _ in good.sample(&rng) }
+        let near = draws.filter { abs($0[0] - 0.32) < 0.1 }.count
+        XCTAssertGreaterThan(near, 1500, "\(near) of 2000 draws within 0.1 of the agreed value")
+    }
+
     /// The first three proposals after the baseline are the design's points whatever the share:
     /// here every local move so far paid, and the design still comes first until three were made.
     func testTheFirstProposalsAreGlobal() {

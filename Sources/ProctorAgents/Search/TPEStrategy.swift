@@ -150,8 +150,8 @@ struct TPEStrategy: SearchStrategy {
     /// noise-sized steps, while broad jumps beat it less often by much more). Each kind's gain per
     /// configuration tried, from a prior of a quarter of the mean gain per improvement, sets its
     /// share in proportion to the squares of the two, so a kind that stopped paying loses its
-    /// evaluations soon; one half until anything has improved. The share stays within 0.1...0.9 so
-    /// that neither kind is ever abandoned.
+    /// evaluations soon; until anything has improved, `closerShare`. The share stays within
+    /// 0.1...0.9 so that neither kind is ever abandoned.
     static func localShare(_ observations: [Observation]) -> Double {
         guard !observations.isEmpty else { return 0.5 }
         var gained = [0.0, 0.0], tried = [1.0, 1.0]  // local, global; the prior counts as one try
@@ -166,10 +166,30 @@ struct TPEStrategy: SearchStrategy {
             }
         }
         let total = gained[0] + gained[1]
-        guard improvements > 0, total > 0, total.isFinite else { return 0.5 }
+        guard improvements > 0, total > 0, total.isFinite else { return closerShare(observations) }
         let prior = 0.25 * total / improvements
         let local = (gained[0] + prior) / tried[0], global = (gained[1] + prior) / tried[1]
         return min(max(local * local / (local * local + global * global), 0.1), 0.9)
+    }
+
+    /// The local share while nothing has raised the best: the chance that a local configuration
+    /// fell short of the best before it by less than a global one did (over every pair of the two),
+    /// within 0.1...0.9; one half until each kind has been tried. Where the baseline is hard to beat
+    /// (the smooth objective), broad jumps fall far short and moves around it come close, and the
+    /// next evaluations go to the moves before any of them has won: there, the median best after 30
+    /// evaluations over 100 real runs rose from -1.38 to -1.26 (with the narrower draws of `Parzen`
+    /// too, -1.30; `mutate`: -1.42).
+    static func closerShare(_ observations: [Observation]) -> Double {
+        var shortfalls: [[Double]] = [[], []]  // local, global
+        for (observation, best) in againstTheBest(observations) where best.value > -Double.infinity {
+            shortfalls[localMove(observation.point, from: best.point) == nil ? 1 : 0].append(best.value - observation.value)
+        }
+        guard !shortfalls[0].isEmpty, !shortfalls[1].isEmpty else { return 0.5 }
+        var closer = 0.0
+        for local in shortfalls[0] {
+            for global in shortfalls[1] { closer += local < global ? 1 : local == global ? 0.5 : 0 }
+        }
+        return min(max(closer / Double(shortfalls[0].count * shortfalls[1].count), 0.1), 0.9)
     }
 }
 
@@ -257,6 +277,8 @@ struct Parzen {
     let space: SearchSpace
     let points: [[Double]]
     let width: [Double]
+    /// The widths `sample` draws with: along a knob where the points agree, narrower (`init`).
+    let drawWidth: [Double]
 
     /// Share of a categorical kernel's mass spread over every option.
     static let categoricalSpread = 0.25
@@ -267,13 +289,23 @@ struct Parzen {
         // Scott-like shrinking width; never below half an integer step, so ints keep neighbours.
         let n = Double(points.count + 1)
         let base = 0.25 * pow(n, -1 / Double(space.count + 4))
-        width = space.knobs.map { knob in
-            var floor = 0.02
-            if knob.kind == .int {
-                let steps = knob.high.rounded(.down) - knob.low.rounded(.up)
-                if steps > 0 { floor = max(floor, 0.5 / steps) }
-            }
-            return max(base, floor)
+        let floors = space.knobs.map { knob in
+            let steps = knob.high.rounded(.down) - knob.low.rounded(.up)
+            return knob.kind == .int && steps > 0 ? max(0.02, 0.5 / steps) : 0.02
+        }
+        width = floors.map { max(base, $0) }
+        // Draws keep near the points' values along the knobs where they agree and spread along the
+        // others, as Scott's rule scales a kernel by the data's spread: the points' spread along a
+        // knob (the uniform's, 0.29, counted as one more point's) against the uniform's. Measured in
+        // real runs: noisy objective, median best after 30 evaluations over 100 runs 2.46 -> 2.63;
+        // bundled workspace after 100, 10 paired runs, 0.9922 -> 0.9927; smooth -1.38 -> -1.40.
+        let uniform = 1.0 / 12
+        drawWidth = (0..<space.count).map { [width] dimension in
+            let values = points.map { $0[dimension] }
+            guard values.count > 1 else { return width[dimension] }
+            let mean = values.reduce(0, +) / Double(values.count)
+            let spread = ((values.reduce(0) { $0 + ($1 - mean) * ($1 - mean) } + uniform) / Double(values.count)).squareRoot()
+            return max(width[dimension] * min(spread / uniform.squareRoot(), 1), floors[dimension])
         }
     }
 
@@ -289,7 +321,7 @@ struct Parzen {
                 return (Double(pick) + 0.5) / Double(options)
             }
             for _ in 0..<16 {
-                let x = center[dimension] + width[dimension] * rng.gaussian()
+                let x = center[dimension] + drawWidth[dimension] * rng.gaussian()
                 if x >= 0 && x <= 1 { return x }
             }
             return min(max(center[dimension], 0), 1)
