@@ -132,6 +132,7 @@ OBJECTIVES = {
     "noisy": {"train": NOISY_PY, "min_improvement": 0.05, "confirm": [17, 73]},
 }
 
+# A `# mutate:` line (the Optuna peer reads the knobs with it).
 MARKER = re.compile(r"^(\s*)([A-Za-z_][A-Za-z0-9_]*)( *= *)(\S+)(\s*#\s*mutate:\s*(.*))$")
 
 
@@ -172,6 +173,25 @@ def commands(objective):
     return ["python3", "train.py"], ["python3", "prepare.py"], "score", None
 
 
+def measure(directory, objective, seed):
+    """The score of the configuration in `directory` on `seed`, outside proctor: the objective's
+    experiment, then its evaluator. None when either fails, the score is nan or -inf, or the model
+    is over the bundled workspace's [limits] trees (proctor rejects it too)."""
+    experiment, evaluator, metric, limit = commands(objective)
+    env = dict(os.environ, PROCTOR_SEED=str(seed), PROCTOR_OUTPUTS="outputs")
+    os.makedirs(os.path.join(directory, "outputs"), exist_ok=True)
+    if subprocess.run(experiment, cwd=directory, env=env, capture_output=True, timeout=120).returncode != 0:
+        return None
+    out = subprocess.run(evaluator, cwd=directory, env=env, capture_output=True, text=True, timeout=120)
+    if out.returncode != 0 or not out.stdout.strip():
+        return None
+    result = json.loads(out.stdout.strip().split("\n")[-1])
+    score = float(result[metric])
+    if score != score or score == float("-inf") or (limit is not None and result.get("trees", 0) > limit):
+        return None
+    return score
+
+
 def curve(scores, budget):
     """Best score after each evaluation (None: nothing scored yet)."""
     best, out = None, []
@@ -210,12 +230,12 @@ def run_proctor(agent, objective, tmpl, ws, budget, env):
 # ----- Optuna's TPE, ask/tell, outside proctor ------------------------------------------------
 
 OPTUNA_PEER = r'''
-import json, os, re, subprocess, sys
+import json, os, sys
 import optuna
 optuna.logging.set_verbosity(optuna.logging.WARNING)
-ws, budget, seed, metric, tree_limit = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], sys.argv[5]
-experiment, evaluator = json.loads(sys.argv[6]), json.loads(sys.argv[7])
-MARKER = re.compile(r"^(\s*)([A-Za-z_][A-Za-z0-9_]*)( *= *)(\S+)(\s*#\s*mutate:\s*(.*))$")
+ws, budget, seed, objective, bench = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], sys.argv[5]
+sys.path.insert(0, bench)
+from search import MARKER, measure  # the benchmark's own marker pattern and measurement
 lines = open(os.path.join(ws, "train.py")).read().split("\n")
 knobs, baseline = {}, {}
 for index, line in enumerate(lines):
@@ -239,7 +259,6 @@ for index, line in enumerate(lines):
     knobs[name] = (index, m, spec[0], dist)
 study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=seed))
 study.enqueue_trial(baseline)
-env = dict(os.environ, PROCTOR_SEED="42", PROCTOR_OUTPUTS="outputs")
 def write(params):
     text = list(lines)
     for name, (index, m, kind, _) in knobs.items():
@@ -251,20 +270,12 @@ def write(params):
 for _ in range(budget):
     trial = study.ask({name: k[3] for name, k in knobs.items()})
     write(trial.params)
-    score = None
-    os.makedirs(os.path.join(ws, "outputs"), exist_ok=True)
-    if subprocess.run(experiment, cwd=ws, env=env, capture_output=True, timeout=120).returncode == 0:
-        out = subprocess.run(evaluator, cwd=ws, env=env, capture_output=True, text=True, timeout=120)
-        if out.returncode == 0 and out.stdout.strip():
-            result = json.loads(out.stdout.strip().split("\n")[-1])
-            score = float(result[metric])
-            if tree_limit != "none" and result.get("trees", 0) > int(tree_limit):
-                score = None  # over [limits] trees: proctor rejects it too
-    if score is None or score != score or score == float("-inf"):
+    score = measure(ws, objective, 42)
+    if score is None:
         study.tell(trial, state=optuna.trial.TrialState.FAIL)
     else:
         study.tell(trial, score)
-    print(json.dumps(score if score is None or score != float("-inf") else None), flush=True)
+    print(json.dumps(score), flush=True)
 # What Optuna hands over: its best trial's configuration (the baseline when nothing scored).
 completed = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
 write(study.best_trial.params if completed else baseline)
@@ -273,12 +284,10 @@ write(study.best_trial.params if completed else baseline)
 
 def run_optuna(objective, tmpl, ws, budget, rep, python):
     shutil.copytree(tmpl, ws)
-    experiment, evaluator, metric, limit = commands(objective)
     peer = os.path.join(os.path.dirname(ws), "optuna_peer.py")
     with open(peer, "w") as f:
         f.write(OPTUNA_PEER)
-    out = subprocess.run([python, peer, ws, str(budget), str(rep), metric, str(limit).lower() if limit is None else str(limit),
-                          json.dumps(experiment), json.dumps(evaluator)], capture_output=True, text=True)
+    out = subprocess.run([python, peer, ws, str(budget), str(rep), objective, B.HERE], capture_output=True, text=True)
     if out.returncode != 0:
         sys.exit("the Optuna peer failed:\n" + out.stderr[-2000:])
     return [json.loads(line) for line in out.stdout.split("\n") if line.strip()]
@@ -296,19 +305,10 @@ def rescore(objective, tmpl, ws, root):
     shutil.copytree(tmpl, scratch)
     with open(os.path.join(scratch, "train.py"), "w") as f:
         f.write(chosen)
-    experiment, evaluator, metric, limit = commands(objective)
     scores = []
     for seed in RESCORE_SEEDS:
-        env = dict(os.environ, PROCTOR_SEED=str(seed), PROCTOR_OUTPUTS="outputs")
-        os.makedirs(os.path.join(scratch, "outputs"), exist_ok=True)
-        if subprocess.run(experiment, cwd=scratch, env=env, capture_output=True, timeout=120).returncode != 0:
-            return None
-        out = subprocess.run(evaluator, cwd=scratch, env=env, capture_output=True, text=True, timeout=120)
-        if out.returncode != 0 or not out.stdout.strip():
-            return None
-        result = json.loads(out.stdout.strip().split("\n")[-1])
-        score = float(result[metric])
-        if score != score or score == float("-inf") or (limit is not None and result.get("trees", 0) > limit):
+        score = measure(scratch, objective, seed)
+        if score is None:
             return None
         scores.append(score)
     return sum(scores) / len(scores)
