@@ -355,12 +355,21 @@ def table(results, budgets, budget, chosen):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--reps", type=int, default=5)
+    ap.add_argument("--first-rep", type=int, default=0,
+                    help="number of the first repetition (its seeds): more repetitions for a table run before, see --merge")
     ap.add_argument("--budget", type=int, default=100, help="evaluations per run (the baseline included)")
     ap.add_argument("--objectives", default="bundled,smooth,noisy")
     ap.add_argument("--methods", default="search,mutate,optuna-tpe")
     ap.add_argument("--bundled-budget", type=int, default=None, help="a smaller budget for the (slow) bundled workspace")
+    ap.add_argument("--merge", nargs="+", metavar="JSON",
+                    help="run nothing: the table of the results saved in these .json files together (each objective's and "
+                         "method's repetitions appended: methods run apart, or more repetitions with --first-rep)")
     ap.add_argument("--out", default=os.path.join(B.HERE, "results", "search-%s.md" % time.strftime("%Y%m%d-%H%M%S", time.gmtime())))
     args = ap.parse_args()
+    if args.merge:
+        results, chosen, budget = merge(args.merge)
+        write(args, results, chosen, budget, "merged from %s" % ", ".join(os.path.basename(p) for p in args.merge))
+        return
     env = dict(os.environ)
     if "PROCTOR_BIN" not in env:
         sys.exit("set PROCTOR_BIN (bench/search.sh does)")
@@ -375,7 +384,7 @@ def main():
             budget = args.bundled_budget if objective == "bundled" and args.bundled_budget else args.budget
             results[objective] = {m: [] for m in args.methods.split(",")}
             chosen[objective] = {m: [] for m in args.methods.split(",")}
-            for rep in range(args.reps):
+            for rep in range(args.first_rep, args.first_rep + args.reps):
                 tmpl = template(objective, root, rep)
                 for method in args.methods.split(","):
                     ws = os.path.join(root, "%s-%s-%d" % (objective, method, rep))
@@ -390,12 +399,33 @@ def main():
                     B.log("%s %s rep %d: %d evaluations, best %s, chosen %s on unseen seeds (%.0fs)"
                           % (objective, method, rep, len(scores), best, chosen[objective][method][-1], time.time() - t0))
                     shutil.rmtree(ws, ignore_errors=True)
-    budgets = sorted({min(b, args.budget) for b in BUDGETS})
-    lines, verdict = table(results, budgets, args.budget, chosen)
+    write(args, results, chosen, args.budget, "%d repetitions from %d, budget %d evaluations%s; methods %s; %.0f s in all" % (
+        args.reps, args.first_rep, args.budget, " (bundled: %d)" % args.bundled_budget if args.bundled_budget else "",
+        args.methods, time.time() - started))
+
+
+def merge(paths):
+    """The results, handed-over scores and longest budget of several saved runs, each objective's and
+    method's repetitions appended in the order of `paths`."""
+    results, chosen, budget = {}, {}, 0
+    for path in paths:
+        with open(path) as f:
+            saved = json.load(f)
+        for objective, methods in saved["results"].items():
+            for method, reps in methods.items():
+                results.setdefault(objective, {}).setdefault(method, []).extend(reps)
+                chosen.setdefault(objective, {}).setdefault(method, []).extend(saved["chosen"][objective][method])
+                budget = max([budget] + [len(scores) for scores in reps])
+    return results, chosen, budget
+
+
+def write(args, results, chosen, budget, what):
+    """The table and verdict to args.out (and stdout), the raw results beside it as .json."""
+    budgets = sorted({min(b, budget) for b in BUDGETS})
+    lines, verdict = table(results, budgets, budget, chosen)
+    counts = sorted({len(reps) for methods in results.values() for reps in methods.values()})
     text = "\n".join(["# Search benchmark", "",
-                      "%d repetitions, budget %d evaluations%s; methods %s; %.0f s in all." % (
-                          args.reps, args.budget,
-                          " (bundled: %d)" % args.bundled_budget if args.bundled_budget else "", args.methods, time.time() - started),
+                      "%s; %s repetitions per method." % (what, "/".join(map(str, counts))),
                       "Medians over repetitions; a budget beyond a run's evaluations shows its best at the end.", ""]
                      + lines + ["", "Verdict, as measured:", ""] + ["- " + v for v in verdict] + [""]
                      + B.machine_lines())
