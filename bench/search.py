@@ -399,8 +399,8 @@ def main():
                     B.log("%s %s rep %d: %d evaluations, best %s, chosen %s on unseen seeds (%.0fs)"
                           % (objective, method, rep, len(scores), best, chosen[objective][method][-1], time.time() - t0))
                     shutil.rmtree(ws, ignore_errors=True)
-    write(args, results, chosen, args.budget, "%d repetitions from %d, budget %d evaluations%s; methods %s; %.0f s in all" % (
-        args.reps, args.first_rep, args.budget, " (bundled: %d)" % args.bundled_budget if args.bundled_budget else "",
+    write(args, results, chosen, args.budget, "from repetition %d, budget %d evaluations%s; methods %s; %.0f s in all" % (
+        args.first_rep, args.budget, " (bundled: %d)" % args.bundled_budget if args.bundled_budget else "",
         args.methods, time.time() - started))
 
 
