@@ -116,7 +116,13 @@ public enum DiffValidator {
         }
         let total = linesByPath.reduce(0) { $0 + $1.1 }
         if total > policy.maxChangedLines, let largest = linesByPath.max(by: { $0.1 < $1.1 }) {
-            let detail = linesByPath.map { "\($0.0): \($0.1)" }.joined(separator: ", ")
+            // The ten largest files by lines, the rest counted: a change of thousands of files
+            // would otherwise make this one message megabytes long (in the ledger and the prompt).
+            let shown = linesByPath.count <= 10 ? linesByPath
+                : Array(linesByPath.enumerated().sorted { $0.element.1 != $1.element.1 ? $0.element.1 > $1.element.1 : $0.offset < $1.offset }
+                    .prefix(10).map(\.element))
+            let detail = shown.map { "\($0.0): \($0.1)" }.joined(separator: ", ")
+                + (shown.count < linesByPath.count ? ", and \(linesByPath.count - shown.count) more files" : "")
             violations.append(
                 Violation(
                     path: largest.0, rule: .diffLines,

@@ -204,6 +204,28 @@ final class DiffValidationTests: XCTestCase {
             """, statuses: ["keep", "rejected", "rejected"], rule: "name-not-utf8")
     }
 
+    /// A rejection of many files: the audit has a line for each, and the run record lists the
+    /// first of them and counts the rest (every path in the reason and in `violations` made a
+    /// 50,000-file rejection write megabytes into runs.jsonl, which the memory reads every iteration).
+    func testARejectionOfManyFilesIsCountedNotListedInTheLedger() throws {
+        let ws = try assertRejectedAndRemoved("""
+            1) for n in $(seq 150); do printf 'a\\000' > "src/f$n.bin"; done; echo "SUMMARY: binaries" ;;
+            """, statuses: ["keep", "rejected"], rule: "binary")
+        let audit = ws.audit.filter { $0["iteration"] as? Int == 1 && $0["kind"] as? String == "diff" }
+        XCTAssertEqual(audit.filter { $0["rule"] as? String == "binary" }.count, 150, "every rejected file is audited")
+        let record = try XCTUnwrap(ws.record(1))
+        let reason = try XCTUnwrap(record["reason"] as? String)
+        XCTAssertTrue(reason.hasSuffix("; and \(audit.count - 20) more (each in the audit log)"), reason)
+        XCTAssertEqual(reason.components(separatedBy: " [binary]").count + reason.components(separatedBy: " [diff-lines]").count - 2, 20, reason)
+        XCTAssertTrue(reason.contains(", and 140 more files; a line counts once per"), reason)
+        let violations = try XCTUnwrap(record["violations"] as? [String])
+        XCTAssertEqual(violations.count, 101)
+        XCTAssertEqual(violations.last, "and \(audit.count - 100) more (each in the audit log)")
+        let line = try XCTUnwrap(String(contentsOfFile: ws.path(".proctor/runs.jsonl"), encoding: .utf8)
+            .split(separator: "\n").last)
+        XCTAssertLessThan(line.utf8.count, 15_000, "the record of a 150-file rejection (over 30,000 bytes when every path was listed)")
+    }
+
     /// Runs an agent whose `case "$i"` branches are `cases`, with `src/**` editable (holding a
     /// committed model.py, and `files` besides); the rows must have `statuses`, each rejected
     /// iteration's audit must name `rule`, and src/ must hold its model.py alone again, the tree clean.

@@ -152,6 +152,20 @@ final class FailureReasonTests: XCTestCase {
         XCTAssertEqual(Runner.historyEntry(old).description, "set x [no change]")
     }
 
+    /// A reason names at most twenty paths or violations and counts the rest, in both renderings;
+    /// twenty are listed as they always were.
+    func testLongListsAreCountedPastTwenty() {
+        let twenty = (1...20).map { "f\($0).py" }
+        XCTAssertEqual(FailureReason.inputsMoved(twenty).ledgerText, "changed while the experiment ran: " + twenty.joined(separator: ", "))
+        let many = (1...25).map { "f\($0).py" }
+        let listed = many.prefix(20).joined(separator: ", ") + ", and 5 more (each in the audit log)"
+        for reason in [FailureReason.lockedFilesChanged(many), .inputsMoved(many), .specialOutputs(many)] {
+            XCTAssertTrue(reason.ledgerText.hasSuffix(": " + listed), reason.ledgerText)
+            XCTAssertEqual(reason.agentText, reason.ledgerText)
+        }
+        XCTAssertEqual(FailureReason.violations(many).ledgerText, many.prefix(20).joined(separator: "; ") + "; and 5 more (each in the audit log)")
+    }
+
     /// `agentReason` is written to runs.jsonl next to `reason`, under that key.
     func testRecordCarriesBothRenderings() throws {
         let record = Self.record(.crash, reason: .evaluator(EvaluatorWords(Self.marker)))

@@ -88,20 +88,32 @@ indirect enum FailureReason: Sendable, Equatable {
         }
     }
 
+    /// How many paths or violations a reason's text names; the rest are counted. A rejection of
+    /// thousands of files would otherwise write megabytes into its ledger row (runs.jsonl, which the
+    /// memory reads every iteration); the audit log keeps every one.
+    static let listedAtMost = 20
+
+    /// `items` joined, the first `listedAtMost` of them and then how many more.
+    static func listed(_ items: [String], _ separator: String) -> String {
+        guard items.count > listedAtMost else { return items.joined(separator: separator) }
+        return items.prefix(listedAtMost).joined(separator: separator) + separator
+            + "and \(items.count - listedAtMost) more (each in the audit log)"
+    }
+
     /// What an agent reads instead of the evaluator's words.
     static let evaluatorHidden = "the evaluator could not score the outputs (its messages are in the ledger, not shown to agents)"
 
     /// The text of the reasons that quote nothing of the evaluator, for both renderings.
     private var sharedText: String {
         switch self {
-        case .lockedFilesChanged(let paths): "locked file changed: " + paths.joined(separator: ", ")
-        case .violations(let violations): violations.joined(separator: "; ")
+        case .lockedFilesChanged(let paths): "locked file changed: " + FailureReason.listed(paths, ", ")
+        case .violations(let violations): FailureReason.listed(violations, "; ")
         case .noChange: "no change"
         case .duplicate(let first): "duplicate of iteration \(first)"
         case .ranWhileFrozen: Runner.ranWhileFrozen
-        case .inputsMoved(let paths): "changed while the experiment ran: " + paths.joined(separator: ", ")
+        case .inputsMoved(let paths): "changed while the experiment ran: " + FailureReason.listed(paths, ", ")
         case .experiment(let detail): "experiment: " + detail
-        case .specialOutputs(let paths): "the outputs hold links or special files: " + paths.joined(separator: ", ")
+        case .specialOutputs(let paths): "the outputs hold links or special files: " + FailureReason.listed(paths, ", ")
         case .overLimit(let text): text
         case .meanDoesNotBeat: "mean over seeds does not beat the best"
         case .confirmationDoesNotBeat: "mean over the confirmation seeds does not beat the best's"

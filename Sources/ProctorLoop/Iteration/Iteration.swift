@@ -56,7 +56,7 @@ final class Iteration {
               commit: ObjectID? = nil, violations: [String] = [], audit: [AuditRecord] = []) -> IterationEnd {
         .verdict(Verdict(status: status, reason: reason, description: description ?? proposal.description,
                          measured: measured, commit: commit, diff: stats, usage: usage ?? proposal.usage,
-                         violations: violations, audit: audit))
+                         violations: Verdict.recorded(violations), audit: audit))
     }
 
     /// An audit line of this iteration for a rejected candidate (`path` relative to the workspace).
@@ -79,6 +79,15 @@ enum IterationEnd {
 
 /// What the stages decided about one candidate.
 struct Verdict {
+    /// The violations a run record lists: the first hundred, then a line that counts the rest (the
+    /// audit log has a line for each; as `FailureReason.listed`, a rejection of thousands of files
+    /// must not write megabytes into runs.jsonl).
+    static func recorded(_ violations: [String]) -> [String] {
+        let most = 100
+        guard violations.count > most else { return violations }
+        return Array(violations.prefix(most)) + ["and \(violations.count - most) more (each in the audit log)"]
+    }
+
     var status: IterationStatus
     /// Why, for anything but a plain keep or discard (the ledger shows it in brackets; agents see
     /// only its `agentText`).
