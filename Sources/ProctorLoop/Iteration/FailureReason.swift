@@ -95,9 +95,15 @@ indirect enum FailureReason: Sendable, Equatable {
 
     /// `items` joined, the first `listedAtMost` of them and then how many more.
     static func listed(_ items: [String], _ separator: String) -> String {
-        guard items.count > listedAtMost else { return items.joined(separator: separator) }
-        return items.prefix(listedAtMost).joined(separator: separator) + separator
-            + "and \(items.count - listedAtMost) more (each in the audit log)"
+        counted(items, atMost: listedAtMost).joined(separator: separator)
+    }
+
+    /// The first `most` of `items`, then one item that counts the rest (every one of them is in the
+    /// audit log); `items` as they are when there are no more. The reasons' texts and a record's
+    /// `violations` (`Verdict.recorded`) both shorten their lists so.
+    static func counted(_ items: [String], atMost most: Int) -> [String] {
+        guard items.count > most else { return items }
+        return Array(items.prefix(most)) + ["and \(items.count - most) more (each in the audit log)"]
     }
 
     /// What an agent reads instead of the evaluator's words.

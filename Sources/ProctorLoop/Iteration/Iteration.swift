@@ -80,12 +80,10 @@ enum IterationEnd {
 /// What the stages decided about one candidate.
 struct Verdict {
     /// The violations a run record lists: the first hundred, then a line that counts the rest (the
-    /// audit log has a line for each; as `FailureReason.listed`, a rejection of thousands of files
-    /// must not write megabytes into runs.jsonl).
+    /// audit log has a line for each; as a reason's text, a rejection of thousands of files must not
+    /// write megabytes into runs.jsonl).
     static func recorded(_ violations: [String]) -> [String] {
-        let most = 100
-        guard violations.count > most else { return violations }
-        return Array(violations.prefix(most)) + ["and \(violations.count - most) more (each in the audit log)"]
+        FailureReason.counted(violations, atMost: 100)
     }
 
     var status: IterationStatus
