@@ -224,6 +224,11 @@ final class DiffValidationTests: XCTestCase {
         let line = try XCTUnwrap(String(contentsOfFile: ws.path(".proctor/runs.jsonl"), encoding: .utf8)
             .split(separator: "\n").last)
         XCTAssertLessThan(line.utf8.count, 15_000, "the record of a 150-file rejection (over 30,000 bytes when every path was listed)")
+        // The forced log agents read (and the workspace's LOG.md commits) names twenty and counts the rest.
+        let log = try String(contentsOfFile: ws.path(".proctor/memory/LOG.md"), encoding: .utf8)
+        let change = try XCTUnwrap(log.split(separator: "\n").first { $0.hasPrefix("- change: ") }, log)
+        XCTAssertEqual(change.components(separatedBy: ".bin`").count - 1, 20, String(change))
+        XCTAssertTrue(change.contains(".bin`, and 130 more files, +"), String(change))
     }
 
     /// Runs an agent whose `case "$i"` branches are `cases`, with `src/**` editable (holding a

@@ -13,10 +13,11 @@ extension Runner {
         let program = (try? String(contentsOfFile: root + "/program.md", encoding: .utf8)) ?? ""
         // The built-in agents' draws: from the run id, or from `[agent] seed` to repeat a search.
         let source = config.agent.seed.map { "seed \($0)" } ?? state.run
-        var seed = UInt64(iteration) &* 0x9E37_79B9_7F4A_7C15
-        for byte in source.utf8 { seed = (seed ^ UInt64(byte)) &* 0x100_0000_01B3 }
-        var runSeed: UInt64 = 0xCBF2_9CE4_8422_2325
-        for byte in source.utf8 { runSeed = (runSeed ^ UInt64(byte)) &* 0x100_0000_01B3 }
+        // FNV-1a over the source, from the iteration (this proposal's draws) or from FNV's own
+        // offset (the run's: the search design's shift, the same at every iteration).
+        func hashed(from start: UInt64) -> UInt64 { source.utf8.reduce(start) { ($0 ^ UInt64($1)) &* 0x100_0000_01B3 } }
+        let seed = hashed(from: UInt64(iteration) &* 0x9E37_79B9_7F4A_7C15)
+        let runSeed = hashed(from: 0xCBF2_9CE4_8422_2325)
         var context = AgentContext(workspace: root, program: program, editableFiles: files, notesFiles: notes,
                             metric: config.evaluator.metric, maximize: config.evaluator.maximize,
                             bestScore: state.bestScore, history: history, iteration: iteration, seed: seed,

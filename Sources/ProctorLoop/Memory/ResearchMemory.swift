@@ -367,10 +367,17 @@ public struct ResearchMemory: Sendable {
         return text
     }
 
+    /// How many changed files a log entry names before it counts the rest.
+    static let filesListed = 20
+
     private func logEntry(_ trial: Trial, gain: Double?, duplicateOf: Int?, takeaway: [String]) -> String {
         var text = "## Iteration \(trial.iteration) (proctor)\n\n"
         text += "- hypothesis: \(MemoryText.code(trial.description))\n"
-        let change = trial.files.isEmpty ? "no files" : trial.files.map(MemoryText.code).joined(separator: ", ")
+        // The first files and a count: a rejection of thousands of files would otherwise write
+        // every path into the log agents read and the workspace's LOG.md commits.
+        let listed = trial.files.prefix(ResearchMemory.filesListed).map(MemoryText.code).joined(separator: ", ")
+        let more = trial.files.count - ResearchMemory.filesListed
+        let change = trial.files.isEmpty ? "no files" : listed + (more > 0 ? ", and \(more) more files" : "")
         text += "- change: \(change), +\(trial.added) -\(trial.removed) lines\n"
         var result = "\(trial.status.rawValue), score \(MemoryText.number(trial.score))"
         if trial.score != nil, trial.bestBefore != nil {
