@@ -6,7 +6,7 @@ import XCTest
 
 /// Issue 14 against a real Slurm cluster (`.ci/test` starts a one-node one on loopback with
 /// `.ci/slurm-cluster.sh`; `SLURM_CONF` comes from the environment): the bundled demo through
-/// Slurm, the cluster's singleton lock, Ctrl-C, `--resume` after a SIGKILL with a job in flight,
+/// Slurm, the cluster's singleton lock, Ctrl-C, `--resume` after a SIGKILL with a job in flight, sessions,
 /// slurmd killed mid-job. Skipped only where Slurm's commands are not installed.
 final class SlurmClusterTests: XCTestCase {
     var base: String!
@@ -167,6 +167,40 @@ final class SlurmClusterTests: XCTestCase {
         XCTAssertFalse(FileManager.default.fileExists(atPath: "\(ws)/.proctor/slurm/inflight-0.json"))
     }
 
+    /// `proctor session` through Slurm: a session agent's `proctor experiment` is measured in jobs
+    /// on the node like a run's iteration (one per seed, each id in runs.jsonl), the agent reads each
+    /// verdict, and nothing of the session stays queued once it ends.
+    func testASessionAgentsExperimentsRunAsSlurmJobs() throws {
+        let ws = try makeWorkspace()
+        // In place (the agent sandbox binds train.py alone: a rename over it is refused).
+        func set(_ value: String) -> String {
+            "python3 -c 'import re; p = \"train.py\"; s = open(p).read(); open(p, \"w\").write(re.sub(r\"LEARNING_RATE = [0-9.]+ \", \"LEARNING_RATE = \(value) \", s))'"
+        }
+        let script = """
+            \(set("0.1")) && proctor experiment "learning rate 0.1"; echo "rc=$?"
+            \(set("0.05")) && proctor experiment "learning rate 0.05"; echo "rc=$?"
+            """
+        let ran = try runChild([proctorBinary, "session", "--workspace", ws, "--executor", "slurm", "--iterations", "3", "--",
+                                "sh", "-c", script], deadline: 300)
+        XCTAssertEqual(ran.status, 0, ran.text)
+        let records = records(ws)
+        XCTAssertEqual(records.map(\.iteration), [0, 1, 2], ran.text)
+        XCTAssertEqual(records.dropFirst().map(\.description), ["learning rate 0.1", "learning rate 0.05"])
+        for record in records {
+            XCTAssertFalse(record.scores.isEmpty, "iteration \(record.iteration) was not measured: \(ran.text)")
+            XCTAssertEqual(record.slurmJobs?.count, record.scores.count, "iteration \(record.iteration)")
+        }
+        // The agent read both verdicts (proctor experiment exits 0 on a measured experiment) and the
+        // session ended with it, below its three iterations.
+        XCTAssertEqual(ran.stdout.components(separatedBy: "rc=0").count - 1, 2, ran.text)
+        let events = jobEvents(ws)
+        XCTAssertEqual(events.filter { $0.event == "submitted" }.map(\.job).sorted(), records.flatMap { $0.slurmJobs ?? [] }.sorted())
+        XCTAssertEqual(Set(events.filter { $0.event == "ended" }.compactMap(\.state)), ["COMPLETED"])
+        let queued = try runChild(["/usr/bin/env", "squeue", "--noheader", "--name=" + jobName(ws)], deadline: 30)
+        XCTAssertEqual(queued.stdout.trimmingCharacters(in: .whitespacesAndNewlines), "", "jobs left queued")
+        XCTAssertFalse(FileManager.default.fileExists(atPath: "\(ws)/.proctor/slurm/inflight-0.json"))
+    }
+
     /// `--parallel 2` through Slurm: one job per slot (`proctor-<id>-0` and `proctor-<id>-1`), the
     /// cluster running the two at once; each iteration recorded once, its jobs in runs.jsonl.
     func testParallelTwoMeasuresInTwoJobsAtOnce() throws {
@@ -244,6 +278,84 @@ final class SlurmClusterTests: XCTestCase {
         // The launcher's command line names the workspace (--chdir, its mounts): none is left.
         XCTAssertTrue(waitUntil(timeout: 30) { processes(containing: ws).isEmpty },
                       "the job's processes outlived the cancel: \(processes(containing: ws))")
+    }
+
+    /// Ctrl-C while a session agent's experiment runs as a job: the job is cancelled, the agent
+    /// stopped, and the session exits 130 with nothing of it left running.
+    func testCtrlCDuringASessionsExperimentCancelsItsJobAndStopsTheAgent() throws {
+        let ws = try makeWorkspace()
+        try sleep(60, afterBaseline: true)
+        let marker = "slurm-session-agent-\(UUID().uuidString.prefix(8))"
+        let script = """
+            python3 -c 'p = "train.py"; s = open(p).read(); open(p, "w").write(s.replace("LEARNING_RATE = 0.3 ", "LEARNING_RATE = 0.1 "))'
+            proctor experiment "learning rate 0.1"; sleep 300
+            """
+        let output = try CapturedOutput()
+        let process = try startProcess([proctorBinary, "session", "--workspace", ws, "--executor", "slurm", "--",
+                                        "sh", "-c", script, marker], output: output)
+        defer { if process.isRunning { kill(process.processIdentifier, SIGKILL) } }
+        var job: String?
+        XCTAssertTrue(waitUntil(timeout: 90, interval: 0.3) {
+            job = jobEvents(ws).last { $0.event == "submitted" && $0.iteration == 1 }?.job
+            return job.map { SlurmCLI().state(of: $0)?.name == "RUNNING" } ?? !process.isRunning
+        } && process.isRunning, output.stdout + output.stderr)
+        waitForTheExperimentsSleep(output)
+        kill(process.processIdentifier, SIGINT)
+        XCTAssertTrue(waitUntil(timeout: 60) { !process.isRunning }, "proctor session did not stop")
+        if process.isRunning { kill(process.processIdentifier, SIGKILL) }
+        process.waitUntilExit()
+        XCTAssertEqual(exitStatus(process), 130, output.stdout + output.stderr)
+        XCTAssertEqual(SlurmCLI().state(of: try XCTUnwrap(job))?.name, "CANCELLED")
+        XCTAssertTrue(waitUntil(timeout: 30) { processes(containing: ws).isEmpty && processes(containing: marker).isEmpty },
+                      "left running: \(processes(containing: ws)) \(processes(containing: marker))")
+        XCTAssertEqual(Set(records(ws).map(\.iteration)), [0], "an interrupted experiment is not recorded as measured")
+    }
+
+    /// A session's supervisor SIGKILLed while its agent's experiment runs as a job: the agent does
+    /// not outlive it, and `proctor session --resume` waits for the job in flight (no second copy)
+    /// before its agent starts, the workspace back at the last keep.
+    func testASessionKilledWithAJobInFlightResumes() throws {
+        let ws = try makeWorkspace()
+        try sleep(10, afterBaseline: true)
+        let marker = "slurm-session-agent-\(UUID().uuidString.prefix(8))"
+        let script = """
+            python3 -c 'p = "train.py"; s = open(p).read(); open(p, "w").write(s.replace("LEARNING_RATE = 0.3 ", "LEARNING_RATE = 0.1 "))'
+            proctor experiment "learning rate 0.1"; sleep 300
+            """
+        let output = try CapturedOutput()
+        let process = try startProcess([proctorBinary, "session", "--workspace", ws, "--executor", "slurm", "--",
+                                        "sh", "-c", script, marker], output: output)
+        defer { if process.isRunning { kill(process.processIdentifier, SIGKILL) } }
+        var job: String?
+        XCTAssertTrue(waitUntil(timeout: 90, interval: 0.3) {
+            job = jobEvents(ws).last { $0.event == "submitted" && $0.iteration == 1 }?.job
+            return job.map { SlurmCLI().state(of: $0)?.name == "RUNNING" } ?? !process.isRunning
+        } && process.isRunning, output.stdout + output.stderr)
+        waitForTheExperimentsSleep(output)
+        kill(process.processIdentifier, SIGKILL)
+        process.waitUntilExit()
+        try sleep(nil)
+        XCTAssertTrue(waitUntil(timeout: 30) { processes(containing: marker).isEmpty },
+                      "the session agent outlived its supervisor: \(processes(containing: marker))")
+        let inFlight = try XCTUnwrap(job)
+
+        let resumed = try runChild([proctorBinary, "session", "--workspace", ws, "--executor", "slurm", "--resume", "--",
+                                    "sh", "-c", "grep '^LEARNING_RATE' train.py; echo agent-started"], deadline: 240)
+        XCTAssertEqual(resumed.status, 0, resumed.text)
+        XCTAssertTrue(resumed.stdout.contains("slurm: job \(inFlight) of run"), resumed.text)
+        XCTAssertEqual(try field("JobState", of: inFlight), "COMPLETED")
+        XCTAssertEqual(jobEvents(ws).filter { $0.event == "submitted" && $0.job == inFlight }.count, 1)
+        // The resumed agent found the tree as the last keep left it.
+        let agentLines = resumed.stdout.split(separator: "\n").drop { !$0.contains("session: agent started") }.dropFirst()
+        XCTAssertEqual(Array(agentLines.prefix(2)), ["LEARNING_RATE = 0.3  # mutate: float 0.005..0.5 log", "agent-started"], resumed.text)
+        let status = try runChild(["/usr/bin/git", "-C", ws, "status", "--porcelain", "--untracked-files=no"], deadline: 30)
+        XCTAssertEqual(status.stdout, "", "the tree differs from the last keep")
+        // The iteration cut short is a crash row (its measurement is not used), the session goes on after it.
+        XCTAssertTrue(resumed.stdout.contains("its measurement is not used"), resumed.text)
+        XCTAssertTrue(resumed.stdout.contains("resuming run \(records(ws)[0].run) at iteration 2"), resumed.text)
+        XCTAssertEqual(records(ws).map(\.status), [.keep, .crash])
+        XCTAssertEqual(records(ws).last?.reason, "supervisor stopped")
+        XCTAssertFalse(FileManager.default.fileExists(atPath: "\(ws)/.proctor/slurm/inflight-0.json"))
     }
 
     /// A run SIGKILLed while its first job runs (that job's experiment sleeps `seconds`; later
