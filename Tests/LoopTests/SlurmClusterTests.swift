@@ -280,6 +280,48 @@ final class SlurmClusterTests: XCTestCase {
                       "the job's processes outlived the cancel: \(processes(containing: ws))")
     }
 
+    /// Ctrl-C while `sbatch` itself runs (a slow controller; here a stand-in that waits before the
+    /// real sbatch): the run waits for sbatch's answer, cancels the job it submitted, and exits 130
+    /// with nothing queued and nothing left in flight.
+    func testCtrlCWhileSbatchRunsCancelsTheJobItSubmitsAndExits130() throws {
+        let ws = try makeWorkspace()
+        let bin = base + "/slow-sbatch"
+        try FileManager.default.createDirectory(atPath: bin, withIntermediateDirectories: true)
+        let path = ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin"
+        let real = try XCTUnwrap(path.split(separator: ":").map { String($0) + "/sbatch" }.first { FileManager.default.isExecutableFile(atPath: $0) }, "no sbatch on PATH")
+        // The probe job passes; a measurement job's submission waits in a sleep the test can see.
+        try """
+            #!/bin/sh
+            case "$*" in *probe*) ;; *) sleep 6 ;; esac
+            exec '\(real)' "$@"
+
+            """.write(toFile: bin + "/sbatch", atomically: true, encoding: .utf8)
+        chmod(bin + "/sbatch", 0o755)
+        chmod(bin, 0o755)
+        var environment = ProcessInfo.processInfo.environment
+        environment["PATH"] = bin + ":" + (environment["PATH"] ?? "/usr/bin:/bin")
+        let output = try CapturedOutput()
+        let process = try startProcess([proctorBinary, "run", "--workspace", ws, "--executor", "slurm", "--iterations", "1"],
+                                       environment: environment, output: output)
+        defer { if process.isRunning { kill(process.processIdentifier, SIGKILL) } }
+        XCTAssertTrue(waitUntil(timeout: 90, interval: 0.2) { !processes(containing: bin + "/sbatch --parsable").isEmpty || !process.isRunning },
+                      output.stdout + output.stderr)
+        XCTAssertTrue(process.isRunning, output.stdout + output.stderr)
+        kill(process.processIdentifier, SIGINT)
+        XCTAssertTrue(waitUntil(timeout: 60) { !process.isRunning }, "proctor did not stop")
+        if process.isRunning { kill(process.processIdentifier, SIGKILL) }
+        process.waitUntilExit()
+        XCTAssertEqual(exitStatus(process), 130, output.stdout + output.stderr)
+        let submitted = jobEvents(ws).filter { $0.event == "submitted" }.map(\.job)
+        XCTAssertEqual(submitted.count, 1, "the baseline's job, submitted once sbatch answered")
+        for job in submitted {
+            XCTAssertTrue(waitUntil(timeout: 30) { SlurmCLI().state(of: job)?.name == "CANCELLED" }, "job \(job): \(String(describing: SlurmCLI().state(of: job)))")
+        }
+        let queued = try runChild(["/usr/bin/env", "squeue", "--noheader", "--name=" + jobName(ws)], deadline: 30)
+        XCTAssertEqual(queued.stdout.trimmingCharacters(in: .whitespacesAndNewlines), "", "jobs left queued")
+        XCTAssertFalse(FileManager.default.fileExists(atPath: "\(ws)/.proctor/slurm/inflight-0.json"))
+    }
+
     /// Ctrl-C while a session agent's experiment runs as a job: the job is cancelled, the agent
     /// stopped, and the session exits 130 with nothing of it left running.
     func testCtrlCDuringASessionsExperimentCancelsItsJobAndStopsTheAgent() throws {
