@@ -100,6 +100,15 @@ final class SlurmClusterTests: XCTestCase {
         try startProcess([proctorBinary, "run", "--workspace", ws, "--executor", "slurm"] + args, output: output)
     }
 
+    /// SIGINT, as Ctrl-C sends: proctor must stop within a minute and exit 130.
+    func assertCtrlCExits130(_ process: Process, _ output: CapturedOutput, file: StaticString = #filePath, line: UInt = #line) {
+        kill(process.processIdentifier, SIGINT)
+        XCTAssertTrue(waitUntil(timeout: 60) { !process.isRunning }, "proctor did not stop", file: file, line: line)
+        if process.isRunning { kill(process.processIdentifier, SIGKILL) }
+        process.waitUntilExit()
+        XCTAssertEqual(exitStatus(process), 130, output.stdout + output.stderr, file: file, line: line)
+    }
+
     /// `.proctor/slurm/jobs.jsonl`: (job, event, state, iteration) in order.
     func jobEvents(_ ws: String) -> [SlurmExecutor.JobEvent] {
         JSONLines.read(SlurmExecutor.JobEvent.self, from: SlurmExecutor.jobsLog(ws))
@@ -269,11 +278,7 @@ final class SlurmClusterTests: XCTestCase {
         let output = try CapturedOutput()
         let process = try start(ws, ["--iterations", "1"], output: output)
         let job = try XCTUnwrap(firstRunningJob(ws), output.stdout + output.stderr)
-        kill(process.processIdentifier, SIGINT)
-        XCTAssertTrue(waitUntil(timeout: 60) { !process.isRunning }, "proctor did not stop")
-        if process.isRunning { kill(process.processIdentifier, SIGKILL) }
-        process.waitUntilExit()
-        XCTAssertEqual(exitStatus(process), 130, output.stdout + output.stderr)
+        assertCtrlCExits130(process, output)
         XCTAssertEqual(SlurmCLI().state(of: job)?.name, "CANCELLED")
         // The launcher's command line names the workspace (--chdir, its mounts): none is left.
         XCTAssertTrue(waitUntil(timeout: 30) { processes(containing: ws).isEmpty },
@@ -307,11 +312,7 @@ final class SlurmClusterTests: XCTestCase {
         XCTAssertTrue(waitUntil(timeout: 90, interval: 0.2) { !processes(containing: bin + "/sbatch --parsable").isEmpty || !process.isRunning },
                       output.stdout + output.stderr)
         XCTAssertTrue(process.isRunning, output.stdout + output.stderr)
-        kill(process.processIdentifier, SIGINT)
-        XCTAssertTrue(waitUntil(timeout: 60) { !process.isRunning }, "proctor did not stop")
-        if process.isRunning { kill(process.processIdentifier, SIGKILL) }
-        process.waitUntilExit()
-        XCTAssertEqual(exitStatus(process), 130, output.stdout + output.stderr)
+        assertCtrlCExits130(process, output)
         let submitted = jobEvents(ws).filter { $0.event == "submitted" }.map(\.job)
         XCTAssertEqual(submitted.count, 1, "the baseline's job, submitted once sbatch answered")
         for job in submitted {
@@ -325,29 +326,11 @@ final class SlurmClusterTests: XCTestCase {
     /// Ctrl-C while a session agent's experiment runs as a job: the job is cancelled, the agent
     /// stopped, and the session exits 130 with nothing of it left running.
     func testCtrlCDuringASessionsExperimentCancelsItsJobAndStopsTheAgent() throws {
-        let ws = try makeWorkspace()
-        try sleep(60, afterBaseline: true)
         let marker = "slurm-session-agent-\(UUID().uuidString.prefix(8))"
-        let script = """
-            python3 -c 'p = "train.py"; s = open(p).read(); open(p, "w").write(s.replace("LEARNING_RATE = 0.3 ", "LEARNING_RATE = 0.1 "))'
-            proctor experiment "learning rate 0.1"; sleep 300
-            """
-        let output = try CapturedOutput()
-        let process = try startProcess([proctorBinary, "session", "--workspace", ws, "--executor", "slurm", "--",
-                                        "sh", "-c", script, marker], output: output)
+        let (ws, process, output, job) = try runningIterationOne(sleeping: 60, sessionAgent: marker)
         defer { if process.isRunning { kill(process.processIdentifier, SIGKILL) } }
-        var job: String?
-        XCTAssertTrue(waitUntil(timeout: 90, interval: 0.3) {
-            job = jobEvents(ws).last { $0.event == "submitted" && $0.iteration == 1 }?.job
-            return job.map { SlurmCLI().state(of: $0)?.name == "RUNNING" } ?? !process.isRunning
-        } && process.isRunning, output.stdout + output.stderr)
-        waitForTheExperimentsSleep(output)
-        kill(process.processIdentifier, SIGINT)
-        XCTAssertTrue(waitUntil(timeout: 60) { !process.isRunning }, "proctor session did not stop")
-        if process.isRunning { kill(process.processIdentifier, SIGKILL) }
-        process.waitUntilExit()
-        XCTAssertEqual(exitStatus(process), 130, output.stdout + output.stderr)
-        XCTAssertEqual(SlurmCLI().state(of: try XCTUnwrap(job))?.name, "CANCELLED")
+        assertCtrlCExits130(process, output)
+        XCTAssertEqual(SlurmCLI().state(of: job)?.name, "CANCELLED")
         XCTAssertTrue(waitUntil(timeout: 30) { processes(containing: ws).isEmpty && processes(containing: marker).isEmpty },
                       "left running: \(processes(containing: ws)) \(processes(containing: marker))")
         XCTAssertEqual(Set(records(ws).map(\.iteration)), [0], "an interrupted experiment is not recorded as measured")
@@ -357,29 +340,15 @@ final class SlurmClusterTests: XCTestCase {
     /// not outlive it, and `proctor session --resume` waits for the job in flight (no second copy)
     /// before its agent starts, the workspace back at the last keep.
     func testASessionKilledWithAJobInFlightResumes() throws {
-        let ws = try makeWorkspace()
-        try sleep(10, afterBaseline: true)
         let marker = "slurm-session-agent-\(UUID().uuidString.prefix(8))"
-        let script = """
-            python3 -c 'p = "train.py"; s = open(p).read(); open(p, "w").write(s.replace("LEARNING_RATE = 0.3 ", "LEARNING_RATE = 0.1 "))'
-            proctor experiment "learning rate 0.1"; sleep 300
-            """
-        let output = try CapturedOutput()
-        let process = try startProcess([proctorBinary, "session", "--workspace", ws, "--executor", "slurm", "--",
-                                        "sh", "-c", script, marker], output: output)
+        let (ws, process, output, job) = try runningIterationOne(sleeping: 10, sessionAgent: marker)
         defer { if process.isRunning { kill(process.processIdentifier, SIGKILL) } }
-        var job: String?
-        XCTAssertTrue(waitUntil(timeout: 90, interval: 0.3) {
-            job = jobEvents(ws).last { $0.event == "submitted" && $0.iteration == 1 }?.job
-            return job.map { SlurmCLI().state(of: $0)?.name == "RUNNING" } ?? !process.isRunning
-        } && process.isRunning, output.stdout + output.stderr)
-        waitForTheExperimentsSleep(output)
         kill(process.processIdentifier, SIGKILL)
         process.waitUntilExit()
         try sleep(nil)
         XCTAssertTrue(waitUntil(timeout: 30) { processes(containing: marker).isEmpty },
                       "the session agent outlived its supervisor: \(processes(containing: marker))")
-        let inFlight = try XCTUnwrap(job)
+        let inFlight = job
 
         let resumed = try runChild([proctorBinary, "session", "--workspace", ws, "--executor", "slurm", "--resume", "--",
                                     "sh", "-c", "grep '^LEARNING_RATE' train.py; echo agent-started"], deadline: 240)
@@ -416,12 +385,22 @@ final class SlurmClusterTests: XCTestCase {
     }
 
     /// A two-iteration run whose baseline ran at full speed and whose iteration 1 job is now
-    /// running, its experiment asleep for `seconds`.
-    func runningIterationOne(sleeping seconds: Int) throws -> (ws: String, process: Process, output: CapturedOutput, job: String) {
+    /// running, its experiment asleep for `seconds`; with `sessionAgent`, a session instead, whose
+    /// agent (`sh -c ... MARKER`) asked for that experiment and then sleeps.
+    func runningIterationOne(sleeping seconds: Int, sessionAgent marker: String? = nil) throws
+        -> (ws: String, process: Process, output: CapturedOutput, job: String)
+    {
         let ws = try makeWorkspace()
         try sleep(seconds, afterBaseline: true)
         let output = try CapturedOutput()
-        let process = try start(ws, ["--iterations", "2"], output: output)
+        let script = """
+            python3 -c 'p = "train.py"; s = open(p).read(); open(p, "w").write(s.replace("LEARNING_RATE = 0.3 ", "LEARNING_RATE = 0.1 "))'
+            proctor experiment "learning rate 0.1"; sleep 300
+            """
+        let process = try marker.map {
+            try startProcess([proctorBinary, "session", "--workspace", ws, "--executor", "slurm", "--", "sh", "-c", script, $0],
+                             output: output)
+        } ?? start(ws, ["--iterations", "2"], output: output)
         var job: String?
         XCTAssertTrue(waitUntil(timeout: 90, interval: 0.3) {
             job = jobEvents(ws).last { $0.event == "submitted" && $0.iteration == 1 }?.job
