@@ -6,7 +6,7 @@ import XCTest
 
 /// Issue 14 against a real Slurm cluster (`.ci/test` starts a one-node one on loopback with
 /// `.ci/slurm-cluster.sh`; `SLURM_CONF` comes from the environment): the bundled demo through
-/// Slurm, the cluster's singleton lock, Ctrl-C, `--resume` after a SIGKILL with a job in flight, sessions,
+/// Slurm, the cluster's singleton lock, Ctrl-C, `--resume` after a SIGKILL with a job in flight, sessions, suspension,
 /// slurmd killed mid-job. Skipped only where Slurm's commands are not installed.
 final class SlurmClusterTests: XCTestCase {
     var base: String!
@@ -367,6 +367,31 @@ final class SlurmClusterTests: XCTestCase {
         XCTAssertEqual(records(ws).map(\.status), [.keep, .crash])
         XCTAssertEqual(records(ws).last?.reason, "supervisor stopped")
         XCTAssertFalse(FileManager.default.fileExists(atPath: "\(ws)/.proctor/slurm/inflight-0.json"))
+    }
+
+    /// A job the cluster suspends (`scontrol suspend`, as preemption by suspension does) is waited
+    /// for, not given up: once resumed it ends, and its measurement stands.
+    func testASuspendedJobIsWaitedForAndItsMeasurementStands() throws {
+        let ws = try makeWorkspace()
+        try sleep(12)
+        let output = try CapturedOutput()
+        let process = try start(ws, ["--iterations", "1"], output: output)
+        defer { if process.isRunning { kill(process.processIdentifier, SIGKILL) } }
+        let job = try XCTUnwrap(firstRunningJob(ws), output.stdout + output.stderr)
+        waitForTheExperimentsSleep(output)
+        let suspended = try runChild(["/usr/bin/env", "scontrol", "suspend", job], deadline: 30)
+        XCTAssertEqual(suspended.status, 0, suspended.text)
+        XCTAssertTrue(waitUntil(timeout: 30) { SlurmCLI().state(of: job)?.name == "SUSPENDED" })
+        Thread.sleep(forTimeInterval: 8)
+        XCTAssertTrue(process.isRunning, "proctor gave up on a suspended job: " + output.stdout + output.stderr)
+        try sleep(nil)
+        let resumed = try runChild(["/usr/bin/env", "scontrol", "resume", job], deadline: 30)
+        XCTAssertEqual(resumed.status, 0, resumed.text)
+        XCTAssertTrue(waitUntil(timeout: 120) { !process.isRunning }, output.stdout + output.stderr)
+        process.waitUntilExit()
+        XCTAssertEqual(exitStatus(process), 0, output.stdout + output.stderr)
+        XCTAssertEqual(records(ws).first?.scores.map(\.score), [0.951428], output.stdout)
+        XCTAssertEqual(jobEvents(ws).first { $0.event == "ended" && $0.job == job }?.state, "COMPLETED")
     }
 
     /// A run SIGKILLed while its first job runs (that job's experiment sleeps `seconds`; later
