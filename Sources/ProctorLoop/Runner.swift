@@ -174,11 +174,12 @@ public final class Runner {
         // What agents may read of the runtime's memory; bound read-only into their sandboxes.
         try FileManager.default.createDirectory(atPath: root + "/.proctor/memory", withIntermediateDirectories: true)
         if let command = sessionCommand { try startSession(command) }
+        // On every way out (an interrupt or an error in an iteration included), not only the end.
+        defer { (agent as? SessionAgent)?.server.removeSocket() }
         // `[i/N]`: N is the last iteration this invocation runs to (a resumed run goes on from its own).
         progress.total = options.iterations.map { state.lastIteration + $0 }
         let interrupted = parallel > 1 ? try runParallel(parallel) : try runSerial()
         stopSession()
-        (agent as? SessionAgent)?.server.removeSocket()
         try repo.writeIndex()
         return RunSummary(run: state.run, branch: state.branch, counts: counts, baseline: state.baselineScore,
                           best: state.bestScore, bestCommit: state.bestCommit, ledger: ledger.resultsPath,

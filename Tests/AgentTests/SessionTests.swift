@@ -252,27 +252,7 @@ final class SessionTests: XCTestCase {
     /// cannot reach the channel at all (neither the mounted path, the host path nor the fd).
     func testMountedSocketIsOneAtATimeFixedAndInvisibleToTheExperiment() throws {
         let ws = try LoopWorkspace(agent: Self.noAgent)
-        let probe = """
-            import glob, os, socket, time
-            time.sleep(3)
-            reached = []
-            for fd in range(3, 64):
-                try:
-                    if os.path.stat.S_ISSOCK(os.fstat(fd).st_mode):
-                        reached.append("fd %d" % fd)
-                except OSError:
-                    pass
-            for path in ["/run/proctor/session.sock"] + glob.glob("/var/tmp/proctor-session-*/session.sock"):
-                s = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-                try:
-                    s.connect(path)
-                    reached.append(path)
-                except OSError:
-                    pass
-                finally:
-                    s.close()
-            print("SESSION-REACHABLE " + " ".join(reached) if reached else "SESSION-UNREACHABLE")
-            """
+        let probe = sessionChannelProbe(sleep: 3)
         let script = """
             \(Self.setX("0.6", extra: probe))
             rm -f /run/proctor/session.sock
@@ -299,6 +279,7 @@ final class SessionTests: XCTestCase {
     func testInterruptStopsTheSessionAgent() throws {
         let ws = try LoopWorkspace(agent: Self.noAgent)
         let marker = "session-agent-\(UUID().uuidString.prefix(8))"
+        let channels = sessionDirectories()
         let process = Process()
         process.executableURL = URL(fileURLWithPath: proctorBinary)
         let script = Self.setX("0.6") + "proctor experiment first\nsleep 1000\n"
@@ -325,6 +306,7 @@ final class SessionTests: XCTestCase {
         XCTAssertEqual(process.terminationStatus, 130, "an interrupted session exits 130")
         usleep(200_000)
         XCTAssertEqual(processes(containing: marker), [], "the session agent outlived proctor")
+        XCTAssertEqual(sessionDirectories().subtracting(channels), [], "the session channel's directory outlived proctor")
         XCTAssertEqual(ws.statuses(), ["keep", "keep"])
     }
 

@@ -285,6 +285,33 @@ final class SlurmClusterTests: XCTestCase {
                       "the job's processes outlived the cancel: \(processes(containing: ws))")
     }
 
+    /// A session's experiment, run as a job on the node (here the same machine), cannot reach the
+    /// session's channel: no socket descriptor, neither the agent's mounted path nor the host's.
+    /// Judged from outside, from the experiment's log of iteration 1 (asked for by the agent).
+    func testASessionsExperimentOnTheNodeCannotReachTheSessionChannel() throws {
+        let ws = try makeWorkspace()
+        let probe = sessionChannelProbe()
+        let train = try String(contentsOfFile: ws + "/train.py", encoding: .utf8)
+        try (probe + train).write(toFile: ws + "/train.py", atomically: true, encoding: .utf8)
+        let committed = try runChild(["/usr/bin/git", "-C", ws, "commit", "-qam", "slurm test: the session probe"], deadline: 30)
+        XCTAssertEqual(committed.status, 0, committed.text)
+        let script = """
+            python3 -c 'p = "train.py"; s = open(p).read(); open(p, "w").write(s.replace("LEARNING_RATE = 0.3 ", "LEARNING_RATE = 0.1 "))'
+            test -S /run/proctor/session.sock && echo "agent-sees-its-socket"
+            proctor experiment "learning rate 0.1"; echo "rc=$?"
+            """
+        let ran = try runChild([proctorBinary, "session", "--workspace", ws, "--executor", "slurm", "--iterations", "2", "--",
+                                "sh", "-c", script], deadline: 300)
+        XCTAssertEqual(ran.status, 0, ran.text)
+        XCTAssertTrue(ran.stdout.contains("agent-sees-its-socket"), ran.text)
+        XCTAssertEqual(records(ws).map(\.iteration), [0, 1], ran.text)
+        XCTAssertEqual(records(ws).last?.slurmJobs?.count, 1, "iteration 1 measured in a job")
+        let run = try XCTUnwrap(records(ws).first?.run)
+        let log = try String(contentsOfFile: "\(ws)/.proctor/logs/\(run)/1-42-experiment.log", encoding: .utf8)
+        XCTAssertTrue(log.contains("SESSION-UNREACHABLE"), "the probe never ran: " + log)
+        XCTAssertFalse(log.contains("SESSION-REACHABLE"), "the experiment reached the session channel: " + log)
+    }
+
     /// Ctrl-C while `sbatch` itself runs (a slow controller; here a stand-in that waits before the
     /// real sbatch): the run waits for sbatch's answer, cancels the job it submitted, and exits 130
     /// with nothing queued and nothing left in flight.
@@ -327,12 +354,14 @@ final class SlurmClusterTests: XCTestCase {
     /// stopped, and the session exits 130 with nothing of it left running.
     func testCtrlCDuringASessionsExperimentCancelsItsJobAndStopsTheAgent() throws {
         let marker = "slurm-session-agent-\(UUID().uuidString.prefix(8))"
+        let channels = sessionDirectories()
         let (ws, process, output, job) = try runningIterationOne(sleeping: 60, sessionAgent: marker)
         defer { if process.isRunning { kill(process.processIdentifier, SIGKILL) } }
         assertCtrlCExits130(process, output)
         XCTAssertEqual(SlurmCLI().state(of: job)?.name, "CANCELLED")
         XCTAssertTrue(waitUntil(timeout: 30) { processes(containing: ws).isEmpty && processes(containing: marker).isEmpty },
                       "left running: \(processes(containing: ws)) \(processes(containing: marker))")
+        XCTAssertEqual(sessionDirectories().subtracting(channels), [], "the session channel's directory outlived proctor")
         XCTAssertEqual(Set(records(ws).map(\.iteration)), [0], "an interrupted experiment is not recorded as measured")
     }
 
@@ -341,6 +370,7 @@ final class SlurmClusterTests: XCTestCase {
     /// before its agent starts, the workspace back at the last keep.
     func testASessionKilledWithAJobInFlightResumes() throws {
         let marker = "slurm-session-agent-\(UUID().uuidString.prefix(8))"
+        let channels = sessionDirectories()
         let (ws, process, output, job) = try runningIterationOne(sleeping: 10, sessionAgent: marker)
         defer { if process.isRunning { kill(process.processIdentifier, SIGKILL) } }
         kill(process.processIdentifier, SIGKILL)
@@ -367,6 +397,8 @@ final class SlurmClusterTests: XCTestCase {
         XCTAssertEqual(records(ws).map(\.status), [.keep, .crash])
         XCTAssertEqual(records(ws).last?.reason, "supervisor stopped")
         XCTAssertFalse(FileManager.default.fileExists(atPath: "\(ws)/.proctor/slurm/inflight-0.json"))
+        // The killed supervisor's channel directory, swept by the resumed session's start.
+        XCTAssertEqual(sessionDirectories().subtracting(channels), [], "the killed session's channel directory was left")
     }
 
     /// A job the cluster suspends (`scontrol suspend`, as preemption by suspension does) is waited

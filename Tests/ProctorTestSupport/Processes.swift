@@ -133,3 +133,39 @@ public func processes(containing marker: String) -> [String] {
     }
     return found
 }
+
+/// The session channels' directories (`proctor-session-*`) in the base proctor makes them in: a
+/// test compares them before and after a session to find one it left behind.
+public func sessionDirectories() -> Set<String> {
+    let base = ProcessInfo.processInfo.environment["PROCTOR_AGENT_HOME_BASE"] ?? "/var/tmp"
+    return Set(((try? FileManager.default.contentsOfDirectory(atPath: base)) ?? []).filter { $0.hasPrefix("proctor-session-") })
+}
+
+/// Python that prints `SESSION-UNREACHABLE`, or `SESSION-REACHABLE` and what it reached: a socket
+/// descriptor, the agent's mounted session socket or a host one (`proctor-session-*` in /var/tmp).
+/// Put before an experiment's code (its names start with `_`), it tells from the experiment's log
+/// whether the experiment could talk to the session channel; it first sleeps `sleep` seconds.
+public func sessionChannelProbe(sleep: Int = 0) -> String {
+    """
+    import glob as _glob, os as _os, socket as _socket, time as _time
+    _time.sleep(\(sleep))
+    _reached = []
+    for _fd in range(3, 64):
+        try:
+            if _os.path.stat.S_ISSOCK(_os.fstat(_fd).st_mode):
+                _reached.append("fd %d" % _fd)
+        except OSError:
+            pass
+    for _path in ["/run/proctor/session.sock"] + _glob.glob("/var/tmp/proctor-session-*/session.sock"):
+        _client = _socket.socket(_socket.AF_UNIX, _socket.SOCK_SEQPACKET)
+        try:
+            _client.connect(_path)
+            _reached.append(_path)
+        except OSError:
+            pass
+        finally:
+            _client.close()
+    print("SESSION-REACHABLE " + " ".join(_reached) if _reached else "SESSION-UNREACHABLE")
+
+    """
+}
