@@ -6,8 +6,9 @@ import XCTest
 
 /// Issue 14 against a real Slurm cluster (`.ci/test` starts a one-node one on loopback with
 /// `.ci/slurm-cluster.sh`; `SLURM_CONF` comes from the environment): the bundled demo through
-/// Slurm, the cluster's singleton lock, Ctrl-C, `--resume` after a SIGKILL with a job in flight, sessions, suspension,
-/// slurmd killed mid-job. Skipped only where Slurm's commands are not installed.
+/// Slurm, the cluster's singleton lock, Ctrl-C, `--resume` after a SIGKILL with a job in flight,
+/// slurmd killed mid-job, a suspended job, sessions through Slurm. Skipped only where Slurm's
+/// commands are not installed.
 final class SlurmClusterTests: XCTestCase {
     var base: String!
     /// Read-only in the experiment's sandbox: `sleep` there makes each experiment sleep that long.
