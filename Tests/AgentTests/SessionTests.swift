@@ -310,6 +310,29 @@ final class SessionTests: XCTestCase {
         XCTAssertEqual(ws.statuses(), ["keep", "keep"])
     }
 
+    /// A session's supervisor SIGKILLed while its agent thinks: the agent goes with it, and the
+    /// channel's directory it could not remove is swept by the next session's start
+    /// (`proctor session --resume`), which goes on from the last iteration.
+    func testAKilledSessionsChannelDirectoryIsSweptByTheNext() throws {
+        let ws = try LoopWorkspace(agent: Self.noAgent)
+        let marker = "session-agent-\(UUID().uuidString.prefix(8))"
+        let channels = sessionDirectories()
+        let output = try CapturedOutput()
+        let process = try startProcess([proctorBinary, "session", "--workspace", ws.root, "--", "sh", "-c", "sleep 1000", marker],
+                                       environment: ws.environment(), output: output)
+        defer { if process.isRunning { kill(process.processIdentifier, SIGKILL) } }
+        XCTAssertTrue(waitUntil(timeout: 60) { processes(containing: marker).contains { $0.contains(": sh -c ") } },
+                      output.stdout + output.stderr)
+        kill(process.processIdentifier, SIGKILL)
+        process.waitUntilExit()
+        XCTAssertTrue(waitUntil(timeout: 10) { processes(containing: marker).isEmpty }, "the session agent outlived its supervisor")
+        XCTAssertEqual(sessionDirectories().subtracting(channels).count, 1, "the killed supervisor's channel directory")
+        let resumed = try ws.proctor(["session", "--workspace", ws.root, "--resume", "--", "sh", "-c", "true"], deadline: 120)
+        XCTAssertEqual(resumed.status, 0, ws.describe(resumed))
+        XCTAssertTrue(resumed.stdout.contains("resuming run"), resumed.stdout)
+        XCTAssertEqual(sessionDirectories().subtracting(channels), [], "the killed session's channel directory was left")
+    }
+
     /// Outside a session there is no channel: `proctor experiment` fails with a clear message.
     func testExperimentOutsideASessionFails() throws {
         let ws = try LoopWorkspace(agent: Self.noAgent)
