@@ -101,6 +101,12 @@ final class SlurmClusterTests: XCTestCase {
         try startProcess([proctorBinary, "run", "--workspace", ws, "--executor", "slurm"] + args, output: output)
     }
 
+    /// A session agent's shell line that sets train.py's LEARNING_RATE to `value`, in place (the
+    /// agent sandbox binds train.py alone: a rename over it is refused).
+    static func setLearningRate(_ value: String) -> String {
+        "python3 -c 'import re; p = \"train.py\"; s = open(p).read(); open(p, \"w\").write(re.sub(r\"LEARNING_RATE = [0-9.]+ \", \"LEARNING_RATE = \(value) \", s))'"
+    }
+
     /// SIGINT, as Ctrl-C sends: proctor must stop within a minute and exit 130.
     func assertCtrlCExits130(_ process: Process, _ output: CapturedOutput, file: StaticString = #filePath, line: UInt = #line) {
         kill(process.processIdentifier, SIGINT)
@@ -182,13 +188,9 @@ final class SlurmClusterTests: XCTestCase {
     /// verdict, and nothing of the session stays queued once it ends.
     func testASessionAgentsExperimentsRunAsSlurmJobs() throws {
         let ws = try makeWorkspace()
-        // In place (the agent sandbox binds train.py alone: a rename over it is refused).
-        func set(_ value: String) -> String {
-            "python3 -c 'import re; p = \"train.py\"; s = open(p).read(); open(p, \"w\").write(re.sub(r\"LEARNING_RATE = [0-9.]+ \", \"LEARNING_RATE = \(value) \", s))'"
-        }
         let script = """
-            \(set("0.1")) && proctor experiment "learning rate 0.1"; echo "rc=$?"
-            \(set("0.05")) && proctor experiment "learning rate 0.05"; echo "rc=$?"
+            \(Self.setLearningRate("0.1")) && proctor experiment "learning rate 0.1"; echo "rc=$?"
+            \(Self.setLearningRate("0.05")) && proctor experiment "learning rate 0.05"; echo "rc=$?"
             """
         let ran = try runChild([proctorBinary, "session", "--workspace", ws, "--executor", "slurm", "--iterations", "3", "--",
                                 "sh", "-c", script], deadline: 300)
@@ -297,7 +299,7 @@ final class SlurmClusterTests: XCTestCase {
         let committed = try runChild(["/usr/bin/git", "-C", ws, "commit", "-qam", "slurm test: the session probe"], deadline: 30)
         XCTAssertEqual(committed.status, 0, committed.text)
         let script = """
-            python3 -c 'p = "train.py"; s = open(p).read(); open(p, "w").write(s.replace("LEARNING_RATE = 0.3 ", "LEARNING_RATE = 0.1 "))'
+            \(Self.setLearningRate("0.1"))
             test -S /run/proctor/session.sock && echo "agent-sees-its-socket"
             proctor experiment "learning rate 0.1"; echo "rc=$?"
             """
@@ -452,7 +454,7 @@ final class SlurmClusterTests: XCTestCase {
         try sleep(seconds, afterBaseline: true)
         let output = try CapturedOutput()
         let script = """
-            python3 -c 'p = "train.py"; s = open(p).read(); open(p, "w").write(s.replace("LEARNING_RATE = 0.3 ", "LEARNING_RATE = 0.1 "))'
+            \(Self.setLearningRate("0.1"))
             proctor experiment "learning rate 0.1"; sleep 300
             """
         let process = try marker.map {
