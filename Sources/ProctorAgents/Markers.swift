@@ -251,15 +251,30 @@ struct Knob {
             let raw = scale == .log ? exp(log(low) + u * (log(high) - log(low))) : low + u * (high - low)
             return String(Int(min(max(raw.rounded(), low.rounded(.up)), high.rounded(.down))))
         case .float:
-            let raw = scale == .log ? exp(log(low) + u * (log(high) - log(low))) : low + u * (high - low)
-            let exponent = literal.contains("e") || literal.contains("E")
-            let text = Knob.format(raw, exponentStyle: exponent, upper: literal.contains("E"))
-            // Four significant digits may round past a bound: the bound itself then.
-            guard let parsed = Double(text) else { return text }
-            if parsed < low { return Knob.format(low, exponentStyle: exponent, upper: literal.contains("E")) }
-            if parsed > high { return Knob.format(high, exponentStyle: exponent, upper: literal.contains("E")) }
-            return text
+            return floatLiteral(scale == .log ? exp(log(low) + u * (log(high) - log(low))) : low + u * (high - low))
         }
+    }
+
+    /// `raw`, clamped into the range, in the literal's own style with four significant digits, or
+    /// more where four cannot write a value inside the range (next to a bound such as `97.30659`,
+    /// four digits round to 97.31, which the next read of the marker would refuse): to the nearest,
+    /// else rounded towards the inside. A range no fifteen digits can write a value inside of
+    /// gets the current literal (inside, by the marker's own check). A number too small for a knob
+    /// (under 1e-300, as in a range that ends there) is 0, which such a range holds.
+    private func floatLiteral(_ raw: Double) -> String {
+        let clamped = min(max(raw, low), high)
+        let x = abs(clamped) < Knob.floatMagnitudes.lowerBound ? 0 : clamped
+        let exponent = literal.contains("e") || literal.contains("E"), upper = literal.contains("E")
+        for digits in 4...15 {
+            let nearest = Knob.format(x, exponentStyle: exponent, upper: upper, digits: digits)
+            guard let parsed = Double(nearest) else { continue }
+            if parsed >= low && parsed <= high { return nearest }
+            // Past the high bound: a smaller number (a positive one rounded towards zero); past the low, a larger.
+            let rule: FloatingPointRoundingRule = (parsed > high) == (x > 0) ? .towardZero : .awayFromZero
+            let inward = Knob.format(x, exponentStyle: exponent, upper: upper, digits: digits, rounding: rule)
+            if let parsed = Double(inward), parsed >= low && parsed <= high { return inward }
+        }
+        return literal
     }
 
     /// Where `literal` (one of this knob's values) lies in 0...1, the inverse of `literal(atUnit:)`
@@ -288,8 +303,7 @@ struct Knob {
             guard rounded != value.rounded(), let integer = Int(exactly: rounded) else { return nil }
             return String(integer)
         case .float:
-            let exponent = literal.contains("e") || literal.contains("E")
-            let text = Knob.format(candidate, exponentStyle: exponent, upper: literal.contains("E"))
+            let text = floatLiteral(candidate)
             guard let parsed = Double(text), parsed != value, parsed >= low, parsed <= high else { return nil }
             return text
         case .choice, .bool:
@@ -297,22 +311,27 @@ struct Knob {
         }
     }
 
-    /// `value` with at most 4 significant digits, always with a decimal point or an exponent so a
-    /// float stays a float (`0.0632`, `1.0`, `6.32e-4`).
-    static func format(_ value: Double, exponentStyle: Bool, upper: Bool = false) -> String {
+    /// `value` with at most `digits` significant digits (4 unless a bound needs more), its magnitude
+    /// rounded by `rule`, always with a decimal point or an exponent so a float stays a float
+    /// (`0.0632`, `1.0`, `6.32e-4`).
+    static func format(
+        _ value: Double, exponentStyle: Bool, upper: Bool = false, digits count: Int = 4,
+        rounding rule: FloatingPointRoundingRule = .toNearestOrAwayFromZero
+    ) -> String {
         if value == 0 { return exponentStyle ? "0e0" : "0.0" }
         let sign = value < 0 ? "-" : ""
         let magnitude = abs(value)
         var exponent = Int(log10(magnitude).rounded(.down))
-        var mantissa = (magnitude / pow(10, Double(exponent - 3))).rounded()
-        if mantissa >= 10_000 {
+        func mantissa() -> Double { (magnitude / pow(10, Double(exponent - count + 1))).rounded(rule) }
+        var scaled = mantissa()
+        if scaled >= pow(10, Double(count)) {
             exponent += 1
-            mantissa = (magnitude / pow(10, Double(exponent - 3))).rounded()
-        } else if mantissa < 1000 {
+            scaled = mantissa()
+        } else if scaled < pow(10, Double(count - 1)) {
             exponent -= 1
-            mantissa = (magnitude / pow(10, Double(exponent - 3))).rounded()
+            scaled = mantissa()
         }
-        let digits = Array(String(Int(mantissa)))  // four digits: value = digits × 10^(exponent - 3)
+        let digits = Array(String(Int(scaled)))  // `count` digits: value = digits × 10^(exponent - count + 1)
         func stripZeros(_ fraction: [Character]) -> String {
             var fraction = fraction
             while fraction.last == "0" { fraction.removeLast() }

@@ -14,7 +14,7 @@
 /// Log-scale knobs are multiplied by `exp(N(0, 0.5))`, linear ones get `N(0, 0.15 * (hi - lo))`
 /// added; results are clamped to the range, integers rounded and always moved, floats written
 /// with at most 4 significant digits in the literal's own style (`0.0632`, or `6.32e-4` when the
-/// literal used an exponent); a `choice` or `bool` knob takes another of its values at random.
+/// literal used an exponent) and inside the range (`Knob.floatLiteral`); a `choice` or `bool` knob takes another of its values at random.
 /// Only the value's characters change; the rest of the file is byte-identical. Deterministic: the same seed and iteration give the same change.
 public struct MutateAgent: MarkerAgent {
     /// Knobs that failed within this many recent iterations are picked less often.
