@@ -398,6 +398,24 @@ final class SearchAgentTests: XCTestCase {
             "warning: the search agent: no `# mutate:` markers in the editable files (train.py): every proposal will fail"), bare.describe(outcome))
     }
 
+    /// A knob whose range holds no number of four significant digits (0.99991..0.99999): each
+    /// proposal is written with five, inside the range, until all nine were measured. Before, every
+    /// proposal wrote 1.0 or 0.9999, outside the range, and once one was kept every later proposal
+    /// was a crash row (`cannot read the mutate marker`).
+    func testANarrowRangeIsWrittenWithTheDigitsItNeeds() throws {
+        let train = LoopWorkspace.train("0.99995").replacingOccurrences(of: "# mutate: float 0.0..1.0 linear", with: "# mutate: float 0.99991..0.99999 linear")
+            .replacingOccurrences(of: "f.write(repr(X)", with: "f.write(repr(0.7 * (X - 0.99991) / 0.00008)")
+        let ws = try LoopWorkspace(agent: "[agent]\nkind = \"search\"", train: train)
+        let outcome = try ws.run(iterations: 12)
+        XCTAssertEqual(outcome.status, 0, ws.describe(outcome))
+        XCTAssertTrue((outcome.stdout + outcome.stderr).contains("the space of the `# mutate:` knobs is exhausted"), ws.describe(outcome))
+        let records = ws.records()
+        XCTAssertEqual(Set(records.dropFirst().map { $0["status"] as? String }).subtracting(["keep", "discard"]), [], ws.describe(outcome))
+        let literals = records.dropFirst().compactMap { ($0["description"] as? String)?.split(separator: "=").last.map(String.init) }
+        XCTAssertEqual(Set(literals), ["0.99991", "0.99992", "0.99993", "0.99994", "0.99996", "0.99997", "0.99998", "0.99999"], ws.describe(outcome))
+        XCTAssertEqual(try XCTUnwrap(ws.read("train.py")).contains("X = 0.99999  # mutate"), true)
+    }
+
     /// A search description names every knob however many there are (cut at the 300 characters
     /// other agents' descriptions get, the knobs after the cut read back as their current values:
     /// a wrong history and configurations proposed twice); the ledger's table still shows 300.
