@@ -312,6 +312,13 @@ public final class Repository {
         }
     }
 
+    /// Every path in `commit`'s tree, files and directories, with whether it is a directory.
+    public func trackedPaths(of commit: ObjectID) throws -> [String: Bool] {
+        let root = try tree(of: commit)
+        defer { git_tree_free(root) }
+        return try flatten(root).mapValues { $0.mode == .tree }
+    }
+
     // MARK: - Internals shared by the extensions
 
     func withCommit<T>(_ id: ObjectID, _ body: (OpaquePointer) throws -> T) throws -> T {

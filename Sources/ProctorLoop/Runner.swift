@@ -153,6 +153,7 @@ public final class Runner {
         if machineSlots > ExperimentLock.machineSlots {
             throw LoopError(.refused, "--parallel \(parallel) needs \(parallel) experiment slots, but this machine has \(ExperimentLock.machineSlots) (PROCTOR_MACHINE_SLOTS, default 1: one experiment at a time, so that wall-clock budgets mean the same in every run); set PROCTOR_MACHINE_SLOTS=\(parallel) or more to split the machine")
         }
+        try checkPlans(parallel: parallel)
         locks = try env.takeLocks(run: runID, iteration: nil, wait: options.wait, audit: audit, phase: .experiment, slots: machineSlots)
         defer { locks.removeAll() }
         // Under the workspace lock no other proctor writes the index, HEAD or a run's branch: a lock
@@ -644,6 +645,24 @@ public final class Runner {
             if let attribute = try repo.rewritingAttribute(path) {
                 throw LoopError(.refused, "\(path): the git attribute `\(attribute)` (from .gitattributes or .git/info/attributes) rewrites part of it in git's view, where proctor validates changes; remove it for the editable and notes files")
             }
+        }
+    }
+
+    /// Each phase's sandbox, as its launches will compile it, before anything runs or is written: a
+    /// plan that cannot be made (more mounts than the launcher takes: `[files]` globs matching
+    /// hundreds of single files, or under `--parallel` that many git-ignored entries) is the user's
+    /// to fix, refused with exit 125, where it was found by the baseline's launch (exit 1, a run begun).
+    private func checkPlans(parallel: Int) throws {
+        var experiment = env
+        if parallel > 1 {
+            let slot = Slot.root(root) + "/0"
+            experiment.slot = SlotView(tree: slot + "/tree", outputs: slot + "/outputs", userData: try Slot.userData(self))
+        }
+        _ = try experiment.compilePlan(phase: .experiment, command: config.experiment.command, seed: nil)
+        _ = try env.compilePlan(phase: .evaluator, command: config.evaluator.command, seed: nil, pinnedDirectory: root + "/.proctor/pinned")
+        if agentName == "command" || sessionCommand != nil {
+            _ = try env.compilePlan(phase: .agent, command: sessionCommand ?? config.agent.command, seed: nil,
+                                    agentHome: root + "/.proctor/agent-home")
         }
     }
 

@@ -155,15 +155,16 @@ public struct LaunchRequest: Sendable {
 /// One slot of `proctor run --parallel`: what its experiment sees at the workspace's path instead of
 /// the working tree, which goes on changing while it runs (the agent proposes the next candidate
 /// there). The slot's tree holds the candidate's tracked files; the workspace's git-ignored
-/// top-level entries (data sets, `.venv/`, the hidden labels) are bound from the workspace as they
-/// are, read-only, so the command sees the same paths as a serial run; the hidden and sealed ones
+/// entries (data sets, `.venv/`, the hidden labels, at the top or inside tracked directories) are
+/// bound from the workspace as they are, read-only, so the command sees the same paths as a serial run; the hidden and sealed ones
 /// stay hidden as always. Another slot's tree and outputs lie under `.proctor/`, which no sandbox sees.
 public struct SlotView: Sendable, Equatable {
     /// Host directory holding the candidate's tracked files (and empty mount points).
     public var tree: String
     /// Host directory whose `<output>` subdirectories are bound at the workspace's `[files].outputs`.
     public var outputs: String
-    /// Top-level names of the workspace's git-ignored entries, bound read-only from the workspace.
+    /// The workspace's git-ignored entries (paths from its root: `.venv`, `data/train.csv`), bound
+    /// read-only from the workspace.
     public var userData: [String]
 
     public init(tree: String, outputs: String, userData: [String]) {
@@ -408,7 +409,10 @@ extension LaunchPlan {
         if plan.mounts.count > LaunchPlan.maxMounts {
             // Located at the [files] table, as a bad key is (a mutant with 400 outputs named only
             // editable, notes and hidden, and no file: issue 10's fuzzer).
-            throw SandboxError(.badPlan, "\(request.config.file): files: the \(request.phase.rawValue) sandbox would need \(plan.mounts.count) mounts, more than the \(LaunchPlan.maxMounts) it takes: [files] globs (editable, notes, hidden) match too many single files, or there are too many outputs; name their directory instead (\"src/\", \"holdout/**\")")
+            // A --parallel slot binds each of the workspace's git-ignored entries (`SlotView.userData`).
+            let ignored = request.slot?.userData ?? []
+            let slotData = ignored.count < 32 ? "" : "; under --parallel, each of the workspace's \(ignored.count) git-ignored entries (\(ignored.prefix(3).joined(separator: ", ")), ...) is bound into the slot one by one: ignore a directory as a whole (\"data/\" in .gitignore, not \"data/*\")"
+            throw SandboxError(.mountLimit, "\(request.config.file): files: the \(request.phase.rawValue) sandbox would need \(plan.mounts.count) mounts, more than the \(LaunchPlan.maxMounts) it takes: [files] globs (editable, notes, hidden) match too many single files, or there are too many outputs; name their directory instead (\"src/\", \"holdout/**\")\(slotData)")
         }
         return plan
     }

@@ -31,8 +31,12 @@ public protocol LayerErrorCode: Sendable, Equatable {
 public typealias SandboxError = LayerError<SandboxErrorCode>
 
 public enum SandboxErrorCode: LayerErrorCode {
-    /// The request cannot become a launch plan: no command, too many mounts, a phase it does not take.
+    /// The request cannot become a launch plan: no command, a phase it does not take.
     case badPlan
+    /// The workspace's `[files]` (globs that match hundreds of single files, many outputs, or under
+    /// `--parallel` many git-ignored entries) need more mounts than the launcher takes: the user's
+    /// to change, refused at start like a bad key.
+    case mountLimit
     /// Part of proctor's installation is missing (the launcher, the bundled policies).
     case notInstalled
     /// Another process holds the experiment lock at `path`; `holder` as written in the lock file.

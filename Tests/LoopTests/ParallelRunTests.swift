@@ -244,6 +244,8 @@ final class ParallelRunTests: XCTestCase {
             import json, errno as E
             here = os.getcwd()
             probe = {"data": open("gate/block").read().strip(), "linked": open("gatelink/block").read().strip(),
+                     "nested": open("data/train.csv").read().strip(), "nested-dir": open("data/raw/x").read().strip(),
+                     "nested-link": open("data/latest/x").read().strip(),
                      "cpus": ",".join(map(str, sorted(os.sched_getaffinity(0))))}
             for rel in [".proctor", ".proctor/slots", ".proctor/slots/0/tree/train.py", ".proctor/slots/1/outputs", "holdout/target.txt"]:
                 probe[rel] = "visible" if os.path.exists(os.path.join(here, rel)) else "absent"
@@ -259,6 +261,7 @@ final class ParallelRunTests: XCTestCase {
                 attempt("other-tree-%d" % k, os.path.join(here, ".proctor/slots/%d/tree/train.py" % k), "a")
             attempt("tree", os.path.join(here, "train.py"), "a")
             attempt("data-write", os.path.join(here, "gate/block"), "a")
+            attempt("nested-write", os.path.join(here, "data/train.csv"), "a")
             attempt("ws-outputs-sibling", os.path.join(here, "outputs-planted"))
             print("PROBE " + json.dumps(probe, sort_keys=True))
 
@@ -275,9 +278,14 @@ final class ParallelRunTests: XCTestCase {
             print("EVALPROBE " + json.dumps(seen, sort_keys=True), file=sys.stderr)
 
             """)
-        let ws = try LoopWorkspace(spec, files: [".gitignore": "gate/\ngatelink\n"])
+        // Ignored data beside a tracked file of its directory too (`data/.gitkeep`), as data-science
+        // layouts have it: a file, a directory and a link.
+        let ws = try LoopWorkspace(spec, files: [".gitignore": "gate/\ngatelink\ndata/*\n!data/.gitkeep\n", "data/.gitkeep": ""])
         try ws.write("gate/block", "1\n")
         try FileManager.default.createSymbolicLink(atPath: ws.path("gatelink"), withDestinationPath: "gate")
+        try ws.write("data/train.csv", "2\n")
+        try ws.write("data/raw/x", "3\n")
+        try FileManager.default.createSymbolicLink(atPath: ws.path("data/latest"), withDestinationPath: "raw")
         let result = try ws.proctor(["run", "--workspace", ws.root, "--iterations", "4", "--parallel", "2"],
                                     environment: ["PROCTOR_MACHINE_SLOTS": "2"])
         XCTAssertEqual(result.status, 0, result.text)
@@ -286,19 +294,23 @@ final class ParallelRunTests: XCTestCase {
             XCTAssertEqual(probe["data"], "1", "the user's ignored data is bound into the slot: \(probe)")
             XCTAssertEqual(probe["data-write"], "EROFS", "read-only: \(probe)")
             XCTAssertEqual(probe["linked"], "1", "an ignored link is a link in the slot too: \(probe)")
+            XCTAssertEqual([probe["nested"], probe["nested-dir"], probe["nested-link"]], ["2", "3", "3"],
+                           "ignored data inside a tracked directory is bound too: \(probe)")
+            XCTAssertEqual(probe["nested-write"], "EROFS", "read-only: \(probe)")
             // Its share of the CPUs: half of them here (each slot a part of its own, or one in turn).
             let cpus = (probe["cpus"] ?? "").split(separator: ",").count
             XCTAssertTrue(cpus >= 1 && cpus <= max(1, ProcessInfo.processInfo.activeProcessorCount / 2), "\(probe)")
             for rel in [".proctor", ".proctor/slots", ".proctor/slots/0/tree/train.py", ".proctor/slots/1/outputs", "holdout/target.txt"] {
                 XCTAssertEqual(probe[rel], rel == ".proctor" ? probe[rel] : "absent", "\(name): \(rel): \(probe)")
             }
-            for (key, value) in probe where !["data", "linked", "cpus"].contains(key) && !key.hasPrefix(".") && !key.hasPrefix("holdout") {
+            for (key, value) in probe where !["data", "linked", "cpus", "nested", "nested-dir", "nested-link"].contains(key) && !key.hasPrefix(".") && !key.hasPrefix("holdout") {
                 XCTAssertNotEqual(value, "WROTE", "\(name): \(key): \(probe)")
             }
         }
         // From outside: the working tree is the tip, the data untouched, nothing planted anywhere.
         XCTAssertEqual(ws.read("gate/block"), "1\n")
-        try FileManager.default.removeItem(atPath: ws.path("gatelink"))
+        XCTAssertEqual(ws.read("data/train.csv"), "2\n")
+        for path in ["gatelink", "data/train.csv", "data/raw", "data/latest"] { try FileManager.default.removeItem(atPath: ws.path(path)) }
         try assertBranchHoldsTheKeeps(ws)
         XCTAssertFalse(FileManager.default.fileExists(atPath: ws.path("outputs-planted")))
         let planted = FileManager.default.enumerator(atPath: ws.path(".proctor"))?.compactMap { $0 as? String }.filter { $0.hasSuffix("planted") } ?? []

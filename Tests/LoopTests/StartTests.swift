@@ -61,6 +61,40 @@ final class StartTests: XCTestCase {
         StartTests.assertRefused(try agentDir.run(["--iterations", "1"]), mentioning: "src/debug.log")
     }
 
+    /// A sandbox that needs more mounts than the launcher takes is refused before anything runs or
+    /// is written: a hidden glob matching 300 single files (the experiment's and the evaluator's),
+    /// a notes glob matching 300 (a command agent's), and under `--parallel` 300 git-ignored files
+    /// beside a tracked `data/.gitkeep`, each bound into the slots. Before, the first two stopped the
+    /// run when the baseline's launch failed (exit 1, a run begun), the last once the slots started.
+    func testASandboxOfTooManyMountsIsRefusedBeforeTheBaseline() throws {
+        var hidden = WorkspaceSpec()
+        hidden.files = hidden.files.replacingOccurrences(of: "hidden   = [\"holdout/**\"]", with: "hidden   = [\"holdout/**\", \"secret/*\"]")
+        var notes = WorkspaceSpec()
+        notes.files = notes.files.replacingOccurrences(of: "notes    = [\"LOG.md\"]", with: "notes    = [\"LOG.md\", \"notes/*.md\"]")
+        notes.agentScript = "true"
+        let cases: [(WorkspaceSpec, [String: String], String, [String], String)] = [
+            (hidden, [:], "secret", [], "name their directory instead"),
+            (notes, [:], "notes", [], "name their directory instead"),
+            (WorkspaceSpec(), [".gitignore": "data/*\n!data/.gitkeep\n", "data/.gitkeep": ""], "data", ["--parallel", "2"],
+             "under --parallel, each of the workspace's 300 git-ignored entries (data/f0.csv, data/f1.csv, data/f10.csv, ...) is bound into the slot"),
+        ]
+        for (spec, files, directory, options, text) in cases {
+            var files = files
+            if directory != "data" { for i in 0..<300 { files["\(directory)/f\(i).md"] = "\(i)\n" } }
+            let ws = try LoopWorkspace(spec, files: files)
+            if directory == "data" { for i in 0..<300 { try ws.write("data/f\(i).csv", "\(i)\n") } }
+            let head = try ws.git(["rev-parse", "HEAD"])
+            let result = try ws.proctor(["run", "--workspace", ws.root, "--iterations", "1"] + options, environment: ["PROCTOR_MACHINE_SLOTS": "2"])
+            StartTests.assertRefused(result, mentioning: "more than the 256 it takes")
+            XCTAssertTrue(result.stderr.contains(text), result.stderr)
+            StartTests.assertNoLedger(ws)
+            XCTAssertFalse(FileManager.default.fileExists(atPath: ws.path(".proctor/state.json")))
+            XCTAssertFalse(FileManager.default.fileExists(atPath: ws.path(".proctor/logs")), "nothing was launched")
+            XCTAssertEqual(try ws.proctorBranches(), [])
+            XCTAssertEqual(try ws.git(["rev-parse", "HEAD"]), head)
+        }
+    }
+
     func testResumeWithNothingToResumeIsRefusedWith125() throws {
         let ws = try LoopWorkspace()
         StartTests.assertRefused(try ws.run(["--resume", "--iterations", "1"]), mentioning: "nothing to resume")

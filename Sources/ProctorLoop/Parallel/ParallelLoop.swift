@@ -65,7 +65,8 @@ extension Runner {
     /// Runs the loop with `count` slots; returns whether it was interrupted.
     func runParallel(_ count: Int) throws -> Bool {
         FileTree.removeDirectory(Slot.root(root))  // what a killed run left
-        let slots = try (0..<count).map { try Slot(index: $0, of: count, runner: self) }
+        let userData = try Slot.userData(self)
+        let slots = try (0..<count).map { try Slot(index: $0, of: count, runner: self, userData: userData) }
         progress.line("\(count) slots: candidates are measured \(count) at once under \(Slot.root(root))/ (CPUs \(slots.map { $0.cpus.map(String.init).joined(separator: ",") }.joined(separator: " | ")))")
         var free = slots
         var flight: [Int: Candidate] = [:]

@@ -22,7 +22,8 @@ final class Slot: @unchecked Sendable {
 
     static func root(_ workspace: String) -> String { workspace + "/.proctor/slots" }
 
-    init(index: Int, of count: Int, runner: Runner) throws {
+    /// `userData`: `Slot.userData`, the same for every slot of the run.
+    init(index: Int, of count: Int, runner: Runner, userData: [String]) throws {
         self.index = index
         directory = Slot.root(runner.root) + "/\(index)"
         FileTree.removeDirectory(directory)
@@ -30,7 +31,7 @@ final class Slot: @unchecked Sendable {
             try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         }
         var env = runner.env
-        env.slot = SlotView(tree: directory + "/tree", outputs: directory + "/outputs", userData: try Slot.userData(runner))
+        env.slot = SlotView(tree: directory + "/tree", outputs: directory + "/outputs", userData: userData)
         env.slotIndex = index
         // A slot's own GPUs on this machine; a Slurm job gets its GPUs from the cluster (`--gres`).
         if case .count(let n) = runner.config.experiment.gpus, runner.executorKind == .local { env.gpuOffset = index * n }
@@ -38,21 +39,43 @@ final class Slot: @unchecked Sendable {
         cpus = Slot.share(of: index, count: count)
     }
 
-    /// The workspace's git-ignored top-level entries (data sets, a `.venv/`, the hidden labels):
-    /// what a serial experiment sees of them, the slot's sees too, bound read-only from the workspace
-    /// (a symbolic link is copied as a link instead: a bind would follow it). Untracked entries that
-    /// are not ignored are the agent's work in progress: never bound.
+    /// The workspace's git-ignored entries (data sets, a `.venv/`, the hidden labels), at the top
+    /// and inside tracked directories (`data/train.csv` beside a tracked `data/.gitkeep`): what a
+    /// serial experiment sees of them, the slot's sees too, bound read-only from the workspace (a
+    /// symbolic link is copied as a link instead: a bind would follow it). An ignored directory is
+    /// one entry, not walked. Untracked entries that are not ignored, and ignored ones an `editable`
+    /// or `notes` glob reaches, are the agent's work (bound live, the agent proposing the next
+    /// candidate could change what a running experiment reads); a tracked file is the candidate's
+    /// (in the slot's tree, even where an ignore rule matches it): never bound. The outputs, and
+    /// what holds them, are the slot's own.
     static func userData(_ runner: Runner) throws -> [String] {
         let root = runner.root
-        let outputs = Set(runner.config.files.outputs.compactMap { $0.split(separator: "/").first.map(String.init) })
-        var names: [String] = []
-        for name in (try? FileManager.default.contentsOfDirectory(atPath: root)) ?? [] where ![".git", ".proctor"].contains(name) && !outputs.contains(name) {
-            var st = stat()
-            guard lstat(root + "/" + name, &st) == 0 else { continue }
-            let isDirectory = (st.st_mode & S_IFMT) == S_IFDIR
-            if try runner.repo.isIgnored(name, directory: isDirectory) { names.append(name) }
+        let outputs = runner.config.files.outputs.map { output in
+            var clean = output.hasPrefix("./") ? String(output.dropFirst(2)) : output
+            while clean.hasSuffix("/") { clean.removeLast() }
+            return clean
         }
-        return names.sorted()
+        let tracked = try runner.repo.head().map { try runner.repo.trackedPaths(of: $0) } ?? [:]
+        var found: [String] = []
+        func visit(_ directory: String) throws {
+            let names = (try? FileManager.default.contentsOfDirectory(atPath: directory.isEmpty ? root : root + "/" + directory)) ?? []
+            for name in names.sorted() {
+                let path = directory.isEmpty ? name : directory + "/" + name
+                if directory.isEmpty && [".git", ".proctor"].contains(name) { continue }
+                if outputs.contains(where: { path == $0 || $0.hasPrefix(path + "/") || path.hasPrefix($0 + "/") }) { continue }
+                var st = stat()
+                guard lstat(root + "/" + path, &st) == 0 else { continue }
+                let isDirectory = (st.st_mode & S_IFMT) == S_IFDIR
+                if tracked[path] == false { continue }  // a tracked file
+                if try runner.repo.isIgnored(path, directory: isDirectory) {
+                    if runner.config.isUsersIgnoredPath(path) { found.append(path) }
+                } else if isDirectory && tracked[path] == true {
+                    try visit(path)
+                }
+            }
+        }
+        try visit("")
+        return found
     }
 
     /// Slot `index`'s share of the CPUs this process may use: an equal contiguous part, or one CPU
@@ -91,16 +114,17 @@ final class Slot: @unchecked Sendable {
             try repo.materialize(try repo.topLevelEntries(of: best).map(\.name), from: best, into: tree)
             // Mount points: the workspace's own state (hidden), the user's data and the outputs.
             for name in [".git", ".proctor"] { try Slot.makeDirectory(tree + "/" + name) }
-            for name in env.slot?.userData ?? [] {
+            for path in env.slot?.userData ?? [] {
                 var st = stat()
-                guard lstat(config.root + "/" + name, &st) == 0 else { continue }
+                guard lstat(config.root + "/" + path, &st) == 0 else { continue }
+                try Slot.makeDirectory(tree + "/" + (path as NSString).deletingLastPathComponent)
                 switch st.st_mode & S_IFMT {
-                case S_IFDIR: try Slot.makeDirectory(tree + "/" + name)
+                case S_IFDIR: try Slot.makeDirectory(tree + "/" + path)
                 case S_IFLNK:
                     // The same link, pointing where the workspace's does (the launcher never binds a link).
-                    let target = try FileManager.default.destinationOfSymbolicLink(atPath: config.root + "/" + name)
-                    try FileManager.default.createSymbolicLink(atPath: tree + "/" + name, withDestinationPath: target)
-                default: FileManager.default.createFile(atPath: tree + "/" + name, contents: Data())
+                    let target = try FileManager.default.destinationOfSymbolicLink(atPath: config.root + "/" + path)
+                    try FileManager.default.createSymbolicLink(atPath: tree + "/" + path, withDestinationPath: target)
+                default: FileManager.default.createFile(atPath: tree + "/" + path, contents: Data())
                 }
             }
             for output in config.files.outputs { try Slot.makeDirectory(tree + "/" + output) }
