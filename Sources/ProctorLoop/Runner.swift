@@ -659,7 +659,12 @@ public final class Runner {
             experiment.slot = SlotView(tree: slot + "/tree", outputs: slot + "/outputs", userData: try Slot.userData(self))
         }
         _ = try experiment.compilePlan(phase: .experiment, command: config.experiment.command, seed: nil)
-        _ = try env.compilePlan(phase: .evaluator, command: config.evaluator.command, seed: nil, pinnedDirectory: root + "/.proctor/pinned")
+        let pinned = root + "/.proctor/pinned"
+        _ = try env.compilePlan(phase: .evaluator, command: config.evaluator.command, seed: nil, pinnedDirectory: pinned)
+        if !config.evaluator.sealedCommand.isEmpty {
+            let view = config.sealedEvaluatorView
+            _ = try env.compilePlan(phase: .evaluator, command: view.evaluator.command, seed: nil, pinnedDirectory: pinned) { $0.config = view }
+        }
         if agentName == "command" || sessionCommand != nil {
             _ = try env.compilePlan(phase: .agent, command: sessionCommand ?? config.agent.command, seed: nil,
                                     agentHome: root + "/.proctor/agent-home")
