@@ -161,6 +161,8 @@ public final class Runner {
         for name in try repo.removeStaleLocks() {
             progress.line("removed .git/\(name), left by a proctor killed while it wrote it")
         }
+        // Analyses a killed run had taken from the queue and not answered: this run runs them.
+        AnalysisQueue(root: root).requeueOrphans()
         try startExecutor()
         if options.resume {
             try resume()

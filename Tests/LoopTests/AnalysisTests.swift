@@ -144,6 +144,63 @@ final class AnalysisTests: XCTestCase {
         XCTAssertNil(held)
     }
 
+    /// The run that took the request is killed before it answers (here: the request renamed to
+    /// `running`, as `runPending` takes it, then the lock released without a result): the waiting
+    /// call sees the lock free, puts the request back and runs it itself, at once. Before, it waited
+    /// the experiment's timeout plus a minute and failed.
+    func testARequestTakenByARunThatDiedIsRunHere() throws {
+        let ws = try workspace()
+        useMachineLockInProcess(ws.machineLock)
+        let env = try SandboxEnvironment.load(workspace: ws.root)
+        var held: [ExperimentLock]? = try env.takeLocks(run: "killed-run", iteration: nil, wait: false, audit: nil, phase: .experiment)
+        let queue = AnalysisQueue(root: ws.root)
+        let result = LockedBox<Result<AnalyzeStep.Outcome, Error>?>(nil)
+        let root = ws.root
+        let waiter = Thread {
+            result.value = Result { try AnalyzeStep.run(workspace: root, command: ["sh", "-c", "echo ran-after-the-kill"]) }
+        }
+        waiter.start()
+        var id = ""
+        XCTAssertTrue(waitUntil(timeout: 30) {
+            id = ((try? FileManager.default.contentsOfDirectory(atPath: queue.directory)) ?? []).first { $0.hasSuffix(".request") } ?? ""
+            return !id.isEmpty
+        }, "the request was never queued")
+        id = String(id.dropLast(".request".count))
+        XCTAssertEqual(rename(queue.directory + "/\(id).request", queue.directory + "/\(id).running"), 0, "taken, as the loop takes it")
+        usleep(500_000)
+        XCTAssertNil(result.value, "it waits while the run that took it holds the lock")
+        held = nil  // the run is killed: its locks go with it, no result written
+        let start = Date()
+        XCTAssertTrue(waitUntil(timeout: 30) { result.value != nil }, "the waiting call never ran it")
+        XCTAssertLessThan(Date().timeIntervalSince(start), Double(env.config.experiment.timeoutMs) / 1000, "not after the deadline")
+        let outcome = try XCTUnwrap(result.value).get()
+        XCTAssertFalse(outcome.queued)
+        XCTAssertEqual(outcome.record.status, 0)
+        XCTAssertTrue(outcome.summary.contains("ran-after-the-kill"), outcome.summary)
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: queue.directory), [])
+        XCTAssertNil(held)
+    }
+
+    /// A run starting (or resuming) after a killed one puts the requests that one had taken and not
+    /// answered back in the queue, and runs them; an answered one only loses its `running` mark.
+    func testARunStartingAfterAKilledOneRunsTheRequestsItHadTaken() throws {
+        let ws = try workspace()
+        let queue = AnalysisQueue(root: ws.root)
+        let orphan = try queue.enqueue(["sh", "-c", "echo orphan-ran"])
+        XCTAssertEqual(rename(queue.directory + "/\(orphan).request", queue.directory + "/\(orphan).running"), 0)
+        let answered = try queue.enqueue(["sh", "-c", "echo never"])
+        XCTAssertEqual(rename(queue.directory + "/\(answered).request", queue.directory + "/\(answered).running"), 0)
+        try Data("{\"id\":\"\(answered)\",\"error\":\"x\"}".utf8).write(to: URL(fileURLWithPath: queue.directory + "/\(answered).result"))
+        let result = try ws.proctor(["run", "--workspace", ws.root, "--iterations", "1"])
+        XCTAssertEqual(result.status, 0, result.text)
+        let left = try FileManager.default.contentsOfDirectory(atPath: queue.directory).sorted()
+        XCTAssertEqual(left, ["\(answered).result", "\(orphan).result"].sorted(), "the orphan answered, the answered one untouched")
+        let answer = try XCTUnwrap(queue.takeResult(orphan))
+        let record = try XCTUnwrap(AnalysisStore(root: ws.root).record(try XCTUnwrap(answer.number)))
+        XCTAssertEqual(record.origin, "queue")
+        XCTAssertTrue(AnalysisStore(root: ws.root).summary(of: record).contains("orphan-ran"))
+    }
+
     /// The loop checks what it finds in the queue: garbage, a link, or a request for another id is
     /// answered with an error and never run.
     func testInvalidQueueEntriesAreNotRun() throws {

@@ -61,6 +61,26 @@ public struct AnalysisQueue: Sendable {
         FileManager.default.fileExists(atPath: path(id, "running")) || FileManager.default.fileExists(atPath: path(id, "result"))
     }
 
+    /// Puts a request back in the queue that a loop took and never answered: it died (a SIGKILL, a
+    /// power cut) between `runPending` taking it and writing its result. Call it only where no loop
+    /// can be running it: under the workspace lock, or with the lock seen free. True when it is back.
+    @discardableResult
+    public func requeue(_ id: String) -> Bool {
+        guard !FileManager.default.fileExists(atPath: path(id, "result")) else { return false }
+        return rename(path(id, "running"), path(id, "request")) == 0
+    }
+
+    /// **For a run's start**, under the workspace lock: every request a killed run had taken and not
+    /// answered goes back in the queue, so this run runs it (or, if its `proctor analyze` stopped
+    /// waiting, the request is withdrawn by nobody and runs anyway, as it would have). An answered
+    /// one only loses its `running` mark. The half-written directory of the first attempt stays.
+    public func requeueOrphans() {
+        for name in (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? [] where name.hasSuffix(".running") {
+            let id = String(name.dropLast(".running".count))
+            if !requeue(id) { unlink(path(id, "running")) }
+        }
+    }
+
     /// Whether the request is still waiting in the queue.
     public func isQueued(_ id: String) -> Bool { FileManager.default.fileExists(atPath: path(id, "request")) }
 
@@ -213,6 +233,12 @@ public enum AnalyzeStep {
                     return Outcome(record: record, summary: store.summary(of: record), path: store.path(number), queued: true)
                 }
                 if queue.isTaken(id) {
+                    // Taken by a run that is gone without an answer (killed): back in the queue, and
+                    // with the lock free, withdrawn and run here on the next pass.
+                    if ExperimentLock.state(at: ExperimentLock.workspacePath(root)) == .free, queue.requeue(id) {
+                        deadline = nil
+                        continue
+                    }
                     let limit = Double(env.config.experiment.timeoutMs + env.preset.graceMs) / 1000 + margin
                     if deadline == nil { deadline = Date().addingTimeInterval(limit) }
                     if Date() > deadline! {
