@@ -113,6 +113,23 @@ final class AnalysisTests: XCTestCase {
         withExtendedLifetime(held) {}
     }
 
+    /// `proctor analyze -- COMMAND` on a thread; its outcome once it returns.
+    static func analyzeInBackground(_ root: String, _ command: [String]) -> LockedBox<Result<AnalyzeStep.Outcome, Error>?> {
+        let result = LockedBox<Result<AnalyzeStep.Outcome, Error>?>(nil)
+        Thread { result.value = Result { try AnalyzeStep.run(workspace: root, command: command) } }.start()
+        return result
+    }
+
+    /// The id of the first request waiting in `queue`, once there is one (nil after 30 s).
+    static func queuedRequest(_ queue: AnalysisQueue) -> String? {
+        var name: String?
+        _ = waitUntil(timeout: 30) {
+            name = ((try? FileManager.default.contentsOfDirectory(atPath: queue.directory)) ?? []).first { $0.hasSuffix(".request") }
+            return name != nil
+        }
+        return name.map { String($0.dropLast(".request".count)) }
+    }
+
     /// The lock holder goes away while the request waits (the run ended): the waiting call takes the
     /// request back and runs it itself, under the lock, instead of waiting forever.
     func testQueuedRequestIsRunHereWhenTheRunEnds() throws {
@@ -121,27 +138,26 @@ final class AnalysisTests: XCTestCase {
         let env = try SandboxEnvironment.load(workspace: ws.root)
         var held: [ExperimentLock]? = try env.takeLocks(run: "ending-run", iteration: nil, wait: false, audit: nil, phase: .experiment)
         let queue = AnalysisQueue(root: ws.root)
-        let result = LockedBox<Result<AnalyzeStep.Outcome, Error>?>(nil)
-        let root = ws.root
-        let waiter = Thread {
-            result.value = Result { try AnalyzeStep.run(workspace: root, command: ["sh", "-c", "echo ran-here"]) }
-        }
-        waiter.start()
-        XCTAssertTrue(waitUntil(timeout: 30) {
-            ((try? FileManager.default.contentsOfDirectory(atPath: queue.directory)) ?? []).contains { $0.hasSuffix(".request") }
-        }, "the request was never queued")
+        let result = AnalysisTests.analyzeInBackground(ws.root, ["sh", "-c", "echo ran-here"])
+        XCTAssertNotNil(AnalysisTests.queuedRequest(queue), "the request was never queued")
         usleep(500_000)
         XCTAssertNil(result.value, "it waits while the run holds the lock")
         XCTAssertNil(AnalysisStore(root: ws.root).record(1), "and does not run it meanwhile")
         held = nil
         XCTAssertTrue(waitUntil(timeout: 60) { result.value != nil })
-        let outcome = try XCTUnwrap(result.value).get()
-        XCTAssertFalse(outcome.queued)
-        XCTAssertEqual(outcome.record.origin, "cli")
-        XCTAssertEqual(outcome.record.status, 0)
-        XCTAssertTrue(outcome.summary.contains("ran-here"), outcome.summary)
-        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: queue.directory), [])
+        try AnalysisTests.assertRanHere(result, printing: "ran-here", queue)
         XCTAssertNil(held)
+    }
+
+    /// The waiting `proctor analyze` ran the analysis itself, under the lock, and left nothing queued.
+    static func assertRanHere(_ result: LockedBox<Result<AnalyzeStep.Outcome, Error>?>, printing text: String, _ queue: AnalysisQueue,
+                              file: StaticString = #filePath, line: UInt = #line) throws {
+        let outcome = try XCTUnwrap(result.value, file: file, line: line).get()
+        XCTAssertFalse(outcome.queued, file: file, line: line)
+        XCTAssertEqual(outcome.record.origin, "cli", file: file, line: line)
+        XCTAssertEqual(outcome.record.status, 0, file: file, line: line)
+        XCTAssertTrue(outcome.summary.contains(text), outcome.summary, file: file, line: line)
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: queue.directory), [], file: file, line: line)
     }
 
     /// The run that took the request is killed before it answers (here: the request renamed to
@@ -154,18 +170,8 @@ final class AnalysisTests: XCTestCase {
         let env = try SandboxEnvironment.load(workspace: ws.root)
         var held: [ExperimentLock]? = try env.takeLocks(run: "killed-run", iteration: nil, wait: false, audit: nil, phase: .experiment)
         let queue = AnalysisQueue(root: ws.root)
-        let result = LockedBox<Result<AnalyzeStep.Outcome, Error>?>(nil)
-        let root = ws.root
-        let waiter = Thread {
-            result.value = Result { try AnalyzeStep.run(workspace: root, command: ["sh", "-c", "echo ran-after-the-kill"]) }
-        }
-        waiter.start()
-        var id = ""
-        XCTAssertTrue(waitUntil(timeout: 30) {
-            id = ((try? FileManager.default.contentsOfDirectory(atPath: queue.directory)) ?? []).first { $0.hasSuffix(".request") } ?? ""
-            return !id.isEmpty
-        }, "the request was never queued")
-        id = String(id.dropLast(".request".count))
+        let result = AnalysisTests.analyzeInBackground(ws.root, ["sh", "-c", "echo ran-after-the-kill"])
+        let id = try XCTUnwrap(AnalysisTests.queuedRequest(queue), "the request was never queued")
         XCTAssertEqual(rename(queue.directory + "/\(id).request", queue.directory + "/\(id).running"), 0, "taken, as the loop takes it")
         usleep(500_000)
         XCTAssertNil(result.value, "it waits while the run that took it holds the lock")
@@ -173,11 +179,7 @@ final class AnalysisTests: XCTestCase {
         let start = Date()
         XCTAssertTrue(waitUntil(timeout: 30) { result.value != nil }, "the waiting call never ran it")
         XCTAssertLessThan(Date().timeIntervalSince(start), Double(env.config.experiment.timeoutMs) / 1000, "not after the deadline")
-        let outcome = try XCTUnwrap(result.value).get()
-        XCTAssertFalse(outcome.queued)
-        XCTAssertEqual(outcome.record.status, 0)
-        XCTAssertTrue(outcome.summary.contains("ran-after-the-kill"), outcome.summary)
-        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: queue.directory), [])
+        try AnalysisTests.assertRanHere(result, printing: "ran-after-the-kill", queue)
         XCTAssertNil(held)
     }
 
