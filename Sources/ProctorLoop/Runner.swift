@@ -650,27 +650,16 @@ public final class Runner {
         }
     }
 
-    /// Each phase's sandbox, as its launches will compile it, before anything runs or is written: a
-    /// plan that cannot be made (more mounts than the launcher takes: `[files]` globs matching
-    /// hundreds of single files, or under `--parallel` that many git-ignored entries) is the user's
-    /// to fix, refused with exit 125, where it was found by the baseline's launch (exit 1, a run begun).
+    /// Each phase's sandbox, as its launches will compile it, before anything runs or is written
+    /// (`SandboxEnvironment.checkPlans`; under `--parallel`, a slot's): a plan that cannot be made is
+    /// the user's to fix, refused with exit 125, where the baseline's launch found it (exit 1, a run begun).
     private func checkPlans(parallel: Int) throws {
-        var experiment = env
+        var env = self.env
         if parallel > 1 {
             let slot = Slot.root(root) + "/0"
-            experiment.slot = SlotView(tree: slot + "/tree", outputs: slot + "/outputs", userData: try Slot.userData(self))
+            env.slot = SlotView(tree: slot + "/tree", outputs: slot + "/outputs", userData: try Slot.userData(self))
         }
-        _ = try experiment.compilePlan(phase: .experiment, command: config.experiment.command, seed: nil)
-        let pinned = root + "/.proctor/pinned"
-        _ = try env.compilePlan(phase: .evaluator, command: config.evaluator.command, seed: nil, pinnedDirectory: pinned)
-        if !config.evaluator.sealedCommand.isEmpty {
-            let view = config.sealedEvaluatorView
-            _ = try env.compilePlan(phase: .evaluator, command: view.evaluator.command, seed: nil, pinnedDirectory: pinned) { $0.config = view }
-        }
-        if agentName == "command" || sessionCommand != nil {
-            _ = try env.compilePlan(phase: .agent, command: sessionCommand ?? config.agent.command, seed: nil,
-                                    agentHome: root + "/.proctor/agent-home")
-        }
+        try env.checkPlans(agentCommand: sessionCommand ?? (agentName == "command" ? config.agent.command : nil))
     }
 
     /// `.proctor/` and the outputs are proctor's and the experiment's, never the repository's.

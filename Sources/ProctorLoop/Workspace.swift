@@ -140,7 +140,8 @@ public enum WorkspaceSteps {
         var problems: [String] = []
         do {
             _ = try SandboxEnvironment.interpreters(of: config)
-        } catch let error as SandboxError where error.code == .interpreter {
+            try SandboxEnvironment.checkPlans(of: config)
+        } catch let error as SandboxError where error.code == .interpreter || error.code == .mountLimit {
             problems.append(error.description)
         }
         let repo = try Repository.workspace(root)

@@ -100,6 +100,29 @@ public struct SandboxEnvironment: Sendable {
         return found
     }
 
+    /// Each phase's sandbox compiled as its launches will compile it, nothing run: throws the first
+    /// plan that cannot be made (`.mountLimit`: `[files]` globs matching hundreds of single files,
+    /// exit 125). `agentCommand`: a command or session agent's, whose sandbox is compiled too. The
+    /// experiment's is the slot's where the caller set `slot` (`--parallel`).
+    public func checkPlans(agentCommand: [String]?) throws {
+        let pinned = config.root + "/.proctor/pinned"
+        _ = try compilePlan(phase: .experiment, command: config.experiment.command, seed: nil)
+        _ = try compilePlan(phase: .evaluator, command: config.evaluator.command, seed: nil, pinnedDirectory: pinned)
+        if !config.evaluator.sealedCommand.isEmpty {
+            let view = config.sealedEvaluatorView
+            _ = try compilePlan(phase: .evaluator, command: view.evaluator.command, seed: nil, pinnedDirectory: pinned) { $0.config = view }
+        }
+        if let agentCommand {
+            _ = try compilePlan(phase: .agent, command: agentCommand, seed: nil, agentHome: config.root + "/.proctor/agent-home")
+        }
+    }
+
+    /// `checkPlans` for a configuration read without a launcher (`proctor check`), serially.
+    public static func checkPlans(of config: WorkspaceConfig) throws {
+        let env = SandboxEnvironment(config: config, preset: try preset(of: config), launcher: Launcher(helper: ""))
+        try env.checkPlans(agentCommand: config.agent.kind == "command" ? config.agent.command : nil)
+    }
+
     /// Takes the workspace lock, then the machine lock; a busy lock is audited and thrown.
     /// `slots`: the machine slots a `--parallel` run needs (`ExperimentLock.takeMachineSlots`).
     public func takeLocks(run: String, iteration: Int?, wait: Bool, audit: AuditLog?, phase: Phase, slots: Int = 1) throws -> [ExperimentLock] {

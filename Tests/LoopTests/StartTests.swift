@@ -92,6 +92,12 @@ final class StartTests: XCTestCase {
             XCTAssertFalse(FileManager.default.fileExists(atPath: ws.path(".proctor/logs")), "nothing was launched")
             XCTAssertEqual(try ws.proctorBranches(), [])
             XCTAssertEqual(try ws.git(["rev-parse", "HEAD"]), head)
+            // `proctor check` says so too, as a violation (it does not know of --parallel).
+            if options.isEmpty {
+                let checked = try ws.proctor(["check", "--workspace", ws.root])
+                XCTAssertEqual(checked.status, 1, checked.text)
+                XCTAssertTrue(checked.stdout.contains("violation: ") && checked.stdout.contains("more than the 256 it takes"), checked.text)
+            }
         }
     }
 
