@@ -159,9 +159,8 @@ public struct CommandAgent: Agent {
 
     /// A private home outside the workspace and outside /tmp (the sandbox mounts its own /tmp over it).
     static func makeHome() throws -> String {
-        let base = ProcessInfo.processInfo.environment["PROCTOR_AGENT_HOME_BASE"] ?? "/var/tmp"
         do {
-            return try ScratchDirectory.make(in: base, prefix: "proctor-agent")
+            return try ScratchDirectory.make(in: ScratchDirectory.agentBase, prefix: "proctor-agent")
         } catch {
             throw AgentError.failed(reason: "\(error)")
         }

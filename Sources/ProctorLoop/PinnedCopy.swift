@@ -50,6 +50,10 @@ public final class PinnedCopy: @unchecked Sendable {
 /// Private scratch directories (`mkdtemp`, mode 0700) whose names carry the creating process's pid,
 /// so that the ones a killed proctor left behind can be recognised and removed by the next one.
 enum ScratchDirectory {
+    /// Where agents' private homes and session channels go: outside the workspace and outside /tmp
+    /// (each sandbox mounts its own /tmp over it); `PROCTOR_AGENT_HOME_BASE` moves it.
+    static var agentBase: String { ProcessInfo.processInfo.environment["PROCTOR_AGENT_HOME_BASE"] ?? "/var/tmp" }
+
     static func make(in base: String, prefix: String) throws -> String {
         sweep(in: base, prefix: prefix)
         var template = Array((base + "/" + prefix + "-\(getpid())-XXXXXX").utf8CString)

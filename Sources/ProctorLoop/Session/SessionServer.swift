@@ -39,10 +39,9 @@ final class SessionServer: @unchecked Sendable {
         agentEnd = pair.remote.raw
         agentEndOwner = .some(pair.remote)
         serverEnd = pair.local
-        let base = ProcessInfo.processInfo.environment["PROCTOR_AGENT_HOME_BASE"] ?? "/var/tmp"
         // Named with this process's id: a supervisor killed before it could remove its directory
         // leaves it to the next session's start, which sweeps those whose process is gone.
-        socketPath = try ScratchDirectory.make(in: base, prefix: "proctor-session") + "/session.sock"
+        socketPath = try ScratchDirectory.make(in: ScratchDirectory.agentBase, prefix: "proctor-session") + "/session.sock"
         listener = try OwnedDescriptor(checking: socket(AF_UNIX, Int32(SOCK_SEQPACKET.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0),
                                        "session socket")
         guard var address = SessionProtocol.address(socketPath) else { throw LoopError(.failed, "session socket \(socketPath): path too long") }
