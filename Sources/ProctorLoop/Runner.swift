@@ -153,7 +153,9 @@ public final class Runner {
         if machineSlots > ExperimentLock.machineSlots {
             throw LoopError(.refused, "--parallel \(parallel) needs \(parallel) experiment slots, but this machine has \(ExperimentLock.machineSlots) (PROCTOR_MACHINE_SLOTS, default 1: one experiment at a time, so that wall-clock budgets mean the same in every run); set PROCTOR_MACHINE_SLOTS=\(parallel) or more to split the machine")
         }
-        try checkPlans(parallel: parallel)
+        // The user's ignored data the slots bind, read once (`Slot.userData`).
+        let slotData = parallel > 1 ? try Slot.userData(self) : nil
+        try checkPlans(slotData: slotData)
         locks = try env.takeLocks(run: runID, iteration: nil, wait: options.wait, audit: audit, phase: .experiment, slots: machineSlots)
         defer { locks.removeAll() }
         // Under the workspace lock no other proctor writes the index, HEAD or a run's branch: a lock
@@ -181,7 +183,7 @@ public final class Runner {
         defer { (agent as? SessionAgent)?.server.removeSocket() }
         // `[i/N]`: N is the last iteration this invocation runs to (a resumed run goes on from its own).
         progress.total = options.iterations.map { state.lastIteration + $0 }
-        let interrupted = parallel > 1 ? try runParallel(parallel) : try runSerial()
+        let interrupted = parallel > 1 ? try runParallel(parallel, userData: slotData ?? []) : try runSerial()
         stopSession()
         try repo.writeIndex()
         return RunSummary(run: state.run, branch: state.branch, counts: counts, baseline: state.baselineScore,
@@ -651,13 +653,14 @@ public final class Runner {
     }
 
     /// Each phase's sandbox, as its launches will compile it, before anything runs or is written
-    /// (`SandboxEnvironment.checkPlans`; under `--parallel`, a slot's): a plan that cannot be made is
-    /// the user's to fix, refused with exit 125, where the baseline's launch found it (exit 1, a run begun).
-    private func checkPlans(parallel: Int) throws {
+    /// (`SandboxEnvironment.checkPlans`; under `--parallel`, a slot's, binding `slotData`): a plan
+    /// that cannot be made is the user's to fix, refused with exit 125, where the baseline's launch
+    /// found it (exit 1, a run begun).
+    private func checkPlans(slotData: [String]?) throws {
         var env = self.env
-        if parallel > 1 {
+        if let slotData {
             let slot = Slot.root(root) + "/0"
-            env.slot = SlotView(tree: slot + "/tree", outputs: slot + "/outputs", userData: try Slot.userData(self))
+            env.slot = SlotView(tree: slot + "/tree", outputs: slot + "/outputs", userData: slotData)
         }
         try env.checkPlans(agentCommand: sessionCommand ?? (agentName == "command" ? config.agent.command : nil))
     }

@@ -62,10 +62,10 @@ extension Runner {
     /// A candidate measured on a best that moved is re-applied at most this often, then `stale`.
     static let maxReapplies = 3
 
-    /// Runs the loop with `count` slots; returns whether it was interrupted.
-    func runParallel(_ count: Int) throws -> Bool {
+    /// Runs the loop with `count` slots, binding `userData` (`Slot.userData`, read at the run's
+    /// start) into each; returns whether it was interrupted.
+    func runParallel(_ count: Int, userData: [String]) throws -> Bool {
         FileTree.removeDirectory(Slot.root(root))  // what a killed run left
-        let userData = try Slot.userData(self)
         let slots = try (0..<count).map { try Slot(index: $0, of: count, runner: self, userData: userData) }
         progress.line("\(count) slots: candidates are measured \(count) at once under \(Slot.root(root))/ (CPUs \(slots.map { $0.cpus.map(String.init).joined(separator: ",") }.joined(separator: " | ")))")
         var free = slots

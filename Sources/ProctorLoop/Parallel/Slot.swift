@@ -50,11 +50,7 @@ final class Slot: @unchecked Sendable {
     /// what holds them, are the slot's own.
     static func userData(_ runner: Runner) throws -> [String] {
         let root = runner.root
-        let outputs = runner.config.files.outputs.map { output in
-            var clean = output.hasPrefix("./") ? String(output.dropFirst(2)) : output
-            while clean.hasSuffix("/") { clean.removeLast() }
-            return clean
-        }
+        let outputs = runner.config.files.outputs  // workspace-relative, without "./" or a trailing "/"
         let tracked = try runner.repo.head().map { try runner.repo.trackedPaths(of: $0) } ?? [:]
         var found: [String] = []
         func visit(_ directory: String) throws {
@@ -62,11 +58,11 @@ final class Slot: @unchecked Sendable {
             for name in names.sorted() {
                 let path = directory.isEmpty ? name : directory + "/" + name
                 if directory.isEmpty && [".git", ".proctor"].contains(name) { continue }
+                if tracked[path] == false { continue }  // a tracked file
                 if outputs.contains(where: { path == $0 || $0.hasPrefix(path + "/") || path.hasPrefix($0 + "/") }) { continue }
                 var st = stat()
                 guard lstat(root + "/" + path, &st) == 0 else { continue }
                 let isDirectory = (st.st_mode & S_IFMT) == S_IFDIR
-                if tracked[path] == false { continue }  // a tracked file
                 if try runner.repo.isIgnored(path, directory: isDirectory) {
                     if runner.config.isUsersIgnoredPath(path) { found.append(path) }
                 } else if isDirectory && tracked[path] == true {
