@@ -273,12 +273,12 @@ static void run_command(struct psb_child_ctx *ctx)
     int sk = ctx->setup_sock;
     char err[512];
 
+    /* Every signal as a fresh process has it, whatever the launcher inherited (a shell's
+     * background job ignores SIGINT and SIGQUIT: the Slurm job script starts it so). */
     struct sigaction dfl = {.sa_handler = SIG_DFL};
-    sigaction(SIGTERM, &dfl, NULL);
-    sigaction(SIGINT, &dfl, NULL);
-    sigaction(SIGHUP, &dfl, NULL);
-    sigaction(SIGCHLD, &dfl, NULL);
-    signal(SIGPIPE, SIG_DFL);
+    for (int s = 1; s < NSIG; s++)
+        if (s != SIGKILL && s != SIGSTOP)
+            (void)sigaction(s, &dfl, NULL); /* EINVAL for the C library's own: left as they are */
     sigset_t none;
     sigemptyset(&none);
     sigprocmask(SIG_SETMASK, &none, NULL);

@@ -53,15 +53,21 @@ public struct ExecutorSettings: Sendable, Equatable {
             // abbreviation of a long option, so a prefix of one of these is one of these.
             let owned = ["--job-name", "--dependency", "--output", "--error", "--time", "--mem", "--cpus-per-task",
                          "--gres", "--partition", "--account", "--qos", "--parsable", "--comment", "--chdir", "--wrap",
-                         "--export", "--export-file", "--get-user-env", "--requeue", "--no-requeue",
-                         // and options that change what one measurement is: several copies of it
-                         // (`--array`), another user or image, burst-buffer scripts, a blocking or
-                         // dry-run submission, #PBS lines read as options
-                         "--array", "--uid", "--gid", "--container", "--bb", "--bbf", "--wait", "--test-only", "--ignore-pbs"]
+                         "--export", "--export-file", "--get-user-env", "--requeue", "--no-requeue"]
+            // Options that change what one measurement is: several copies of it (`--array`), another
+            // user or image, burst-buffer scripts, a blocking or dry-run submission, #PBS lines read
+            // as options, signals before the time limit (the launcher's own timeouts end a
+            // measurement; a signal to the job's processes is a stop or, SIGUSR1, a freeze).
+            let refused = ["--array", "--uid", "--gid", "--container", "--bb", "--bbf", "--wait", "--test-only",
+                           "--ignore-pbs", "--signal"]
             for arg in extra {
                 let name = String(arg.prefix { $0 != "=" })
+                let abbreviated = { (option: String) in name == option ? "" : " (\(option), abbreviated)" }
                 if let option = owned.first(where: { $0.hasPrefix(name) && name.count > 2 }) {
-                    throw table.error("extra_args", "\(name)\(name == option ? "" : " (\(option), abbreviated)") is set by proctor (use partition, account, qos, cpus_per_task, or the experiment's budgets)")
+                    throw table.error("extra_args", "\(name)\(abbreviated(option)) is set by proctor (use partition, account, qos, cpus_per_task, or the experiment's budgets)")
+                }
+                if let option = refused.first(where: { $0.hasPrefix(name) && name.count > 2 }) {
+                    throw table.error("extra_args", "\(name)\(abbreviated(option)) changes what one measurement is: proctor submits one job per measurement, as the submitting user, ended by the budgets of proctor.toml")
                 }
             }
             settings.extraArgs = extra

@@ -479,6 +479,32 @@ final class SlurmClusterTests: XCTestCase {
         try assertCrashRowAndTheRunGoesOn(ws, process, output, job: job, state: "CANCELLED")
     }
 
+    /// `scancel --batch`: SIGTERM to the job's batch shell alone. The shell used to die of it, and its
+    /// launcher, out of proctrack/linuxproc's sight once its parent was gone, ran the experiment on
+    /// after the job's end while the run measured its next candidate. The shell now passes the
+    /// signal on and waits: nothing is left running, a `crash` row, and the run goes on.
+    func testASignalToTheBatchShellAloneLeavesNoLauncherBehind() throws {
+        let (ws, process, output, job) = try runningIterationOne(sleeping: 60)
+        defer { if process.isRunning { kill(process.processIdentifier, SIGKILL) } }
+        try sleep(nil)
+        // The experiment's launcher (and the sandbox's init, a copy of it): the node is this machine.
+        let launchers = processes(containing: ws).filter { $0.contains("proctor-sandbox") }
+        XCTAssertFalse(launchers.isEmpty, "no launcher found")
+        let pids = launchers.compactMap { Int32($0.prefix { $0 != ":" }) }
+        let signalled = try runChild(["/usr/bin/env", "scancel", "--batch", "--signal=TERM", job], deadline: 30)
+        XCTAssertEqual(signalled.status, 0, signalled.text)
+        XCTAssertTrue(waitUntil(timeout: 30) { SlurmCLI().state(of: job)?.ended ?? false }, "the job did not end")
+        XCTAssertTrue(waitUntil(timeout: 10) { pids.allSatisfy { kill($0, 0) != 0 } },
+                      "left running after the job's end: \(launchers)")
+        XCTAssertTrue(waitUntil(timeout: 90) { !process.isRunning }, output.stdout + output.stderr)
+        process.waitUntilExit()
+        XCTAssertEqual(exitStatus(process), 0, output.stdout + output.stderr)
+        let row = try XCTUnwrap(records(ws).first { $0.iteration == 1 })
+        XCTAssertEqual(row.status, .crash)
+        XCTAssertTrue(row.reason?.contains("Slurm job \(job) ended (FAILED") ?? false, String(describing: row.reason))
+        XCTAssertNotNil(records(ws).first { $0.iteration == 2 }, output.stdout)
+    }
+
     /// A job of a higher-priority partition takes the node (`.ci/slurm-cluster.sh`: "urgent"
     /// preempts "debug" by cancelling): the run's job ends `PREEMPTED`, a `crash` row says so, and
     /// the run goes on once the node is free.

@@ -65,6 +65,9 @@ final class ExecutorConfigTests: XCTestCase {
             ("extra_args = [\"--uid=0\"]", "executor.extra_args", 8),
             ("extra_args = [\"--wait\"]", "executor.extra_args", 8),
             ("extra_args = [\"--bbf=/x\"]", "executor.extra_args", 8),
+            // A signal before the time limit: to the batch shell (B:) a stop, to the launcher SIGUSR1 a freeze.
+            ("extra_args = [\"--signal=B:USR1@60\"]", "executor.extra_args", 8),
+            ("extra_args = [\"--sig=TERM@30\"]", "executor.extra_args", 8),
         ]
         for (text, key, line) in cases {
             let e = error(text)

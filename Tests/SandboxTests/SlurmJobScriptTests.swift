@@ -107,6 +107,49 @@ final class SlurmJobScriptTests: XCTestCase {
         XCTAssertTrue(FileManager.default.fileExists(atPath: dir + "/evaluator.skipped"))
     }
 
+    /// A signal to the batch shell alone (`scancel --batch`, a `--signal=B:` option) reaches the
+    /// launcher as a stop, and the shell stays until the launcher is gone: the shell used to die
+    /// of it, leaving the launcher running on, where Slurm's end of the job (proctrack/linuxproc:
+    /// processes found through their parents) no longer finds it. No status is written for the
+    /// launch it stopped, and the evaluator does not run.
+    func testASignalToTheBatchShellStopsTheLauncherAndLeavesNothingRunning() throws {
+        let record = dir + "/launcher.log"
+        let launcher = dir + "/launcher"
+        // A stand-in launcher: it notes each start and the TERM it gets; otherwise it runs 60 s.
+        try Data("""
+            #!/bin/sh
+            echo "started $$" >>'\(record)'
+            trap 'kill $!; echo TERM >>"\(record)"; exit 143' TERM
+            sleep 60 & wait
+
+            """.utf8).write(to: URL(fileURLWithPath: launcher))
+        chmod(launcher, 0o755)
+        let plan = LaunchPlan(phase: .experiment, workingDirectory: dir, timeoutMs: 1000, graceMs: 100, command: ["true"])
+        let script = try SlurmJobScript.text(launcher: launcher, directory: dir,
+                                             experiment: .init(plan: plan, stdout: dir + "/e.log", stderr: dir + "/e.log"),
+                                             evaluator: .init(plan: plan, stdout: dir + "/v.out", stderr: dir + "/v.err"),
+                                             outputs: [])
+        try Data(script.utf8).write(to: URL(fileURLWithPath: dir + "/job.sh"))
+        for shell in ["/bin/sh", "/bin/bash", "/bin/dash"] where access(shell, X_OK) == 0 {
+            unlink(record)
+            let output = try CapturedOutput()
+            let job = try startProcess([shell, dir + "/job.sh"], cwd: dir, output: output)
+            defer { if job.isRunning { kill(job.processIdentifier, SIGKILL) } }
+            func log() -> String { (try? String(contentsOfFile: record, encoding: .utf8)) ?? "" }
+            XCTAssertTrue(waitUntil(timeout: 10) { log().hasPrefix("started") }, shell)
+            let pid = try XCTUnwrap(Int32(log().split(separator: "\n")[0].dropFirst("started ".count)), shell)
+            Thread.sleep(forTimeInterval: 0.2)
+            kill(job.processIdentifier, SIGTERM)
+            XCTAssertTrue(waitUntil(timeout: 10) { !job.isRunning }, "\(shell): the shell did not end")
+            job.waitUntilExit()
+            XCTAssertEqual(exitStatus(job), 1, "\(shell): \(output.stdout) \(output.stderr)")
+            XCTAssertTrue(output.stderr.contains("SIGTERM to its batch shell stopped the measurement"), shell + output.stderr)
+            XCTAssertEqual(log().split(separator: "\n").dropFirst(), ["TERM"], "\(shell): the launcher was stopped, once, and nothing ran after it")
+            XCTAssertTrue(waitUntil(timeout: 5) { kill(pid, 0) != 0 }, "\(shell): the launcher outlived its shell")
+            XCTAssertFalse(FileManager.default.fileExists(atPath: dir + "/experiment.status"), shell)
+        }
+    }
+
     /// Job ids proctor passes on to scontrol and scancel are ASCII digits: a `squeue` line starting
     /// `--user=root` made `scancel --full --user=root`. A `%` in the workspace's path is not Slurm's.
     func testJobIdsAreDigitsAndThePathsPercentSignsStayLiteral() {

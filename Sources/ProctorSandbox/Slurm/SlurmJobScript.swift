@@ -36,11 +36,18 @@ public enum SlurmJobScript {
         func launch(_ name: String, _ step: Launch) -> String {
             // As `Launcher.run` starts it: an empty environment, stdin from /dev/null, the report
             // on descriptor 3. No --parent-fd: the job's end (scancel, a time limit) signals the
-            // launcher itself, which takes its sandbox with it.
+            // launcher itself, which takes its sandbox with it. In the background, so that a signal
+            // to the shell is passed on at once (`on_signal`); waited for until it is gone.
             let argv = ([launcher, "--report-fd", "3"] + step.plan.arguments).map(quote).joined(separator: " ")
             return """
-            /usr/bin/env -i \(argv) </dev/null >>\(quote(step.stdout)) 2>>\(quote(step.stderr)) 3>"$dir/\(name).report"
-            echo $? >"$dir/\(name).status"
+            [ -z "$stop_signal" ] || stop_here
+            /usr/bin/env -i \(argv) </dev/null >>\(quote(step.stdout)) 2>>\(quote(step.stderr)) 3>"$dir/\(name).report" &
+            launcher=$!
+            [ -z "$stop_signal" ] || kill -TERM "$launcher" 2>/dev/null
+            until wait "$launcher"; rc=$?; ! kill -0 "$launcher" 2>/dev/null; do :; done
+            launcher=
+            [ -z "$stop_signal" ] || stop_here
+            echo "$rc" >"$dir/\(name).status"
             """
         }
         let outputChecks = outputs.map { dir in
@@ -58,6 +65,14 @@ public enum SlurmJobScript {
         export PATH
         dir=\(quote(directory))
         echo "proctor measurement job ${SLURM_JOB_ID:-?} on $(hostname)"
+        # A signal to this shell alone (`scancel --batch`) stops the measurement: it is passed on to
+        # the launcher, which stops its sandbox, and the shell waits for it. A shell that died of it
+        # would leave the launcher running on, unjudged, out of reach of the job's end where Slurm
+        # finds a job's processes through their parents (proctrack/linuxproc).
+        launcher= stop_signal=
+        on_signal() { stop_signal=$1; [ -z "$launcher" ] || kill -TERM "$launcher" 2>/dev/null; }
+        stop_here() { echo "proctor measurement job: SIG$stop_signal to its batch shell stopped the measurement" >&2; exit 1; }
+        for signal in HUP INT QUIT ALRM TERM USR1 USR2; do trap "on_signal $signal" "$signal"; done
         \(launch("experiment", experiment))
         [ "$(cat "$dir/experiment.status")" = 0 ] || exit 0
         # The evaluator sees the hidden data: it never follows a link the experiment left (as locally),
