@@ -567,26 +567,36 @@ extension LaunchPlan {
         passedNames(request).contains("PATH") ? host.environment["PATH"] ?? "" : "/usr/local/bin:/usr/bin:/bin"
     }
 
+    /// The command whose `command[0]` the launch resolves on the host: the request's own, but for
+    /// an analysis run, which runs with the experiment's interpreter and environment, whatever it
+    /// asks to run. Its command may be the session agent's: resolving that on the host would mean
+    /// running a "shim" the agent wrote (a host process outside every sandbox) and mounting what a
+    /// `pyvenv.cfg` it wrote names; inside, the sandbox looks it up on the experiment's PATH.
+    static func resolvedCommand(_ request: LaunchRequest) -> [String] {
+        request.analysisScratch == nil ? request.command : request.config.experiment.command
+    }
+
     /// What `command[0]` is resolved against in this phase (see `PythonEnvironment.resolve`).
     static func interpreterQuery(_ request: LaunchRequest, host: HostFacts) -> InterpreterQuery {
         let config = request.config
+        let command = resolvedCommand(request)
         var visible = request.preset.system + config.sandbox.readOnly
         var key: String
         switch request.phase {
         case .experiment:
-            key = request.command == config.experiment.command ? "[experiment] command" : ""
+            key = command == config.experiment.command ? "[experiment] command" : ""
         case .evaluator:
-            let sealed = !config.evaluator.sealedCommand.isEmpty && request.command == config.evaluator.sealedCommand
-            key = sealed ? "[evaluator] sealed_command" : request.command == config.evaluator.command ? "[evaluator] command" : ""
+            let sealed = !config.evaluator.sealedCommand.isEmpty && command == config.evaluator.sealedCommand
+            key = sealed ? "[evaluator] sealed_command" : command == config.evaluator.command ? "[evaluator] command" : ""
         case .agent:
-            key = request.command.first == config.agent.command.first ? "[agent] command" : ""
+            key = command.first == config.agent.command.first ? "[agent] command" : ""
             visible += config.agent.readOnly
         }
         // A command given on the command line (`proctor exec`), not by a key.
         if key.isEmpty { key = "the \(request.phase.rawValue) command" }
         // The evaluator sees none of the live workspace but what its plan binds.
         if request.phase != .evaluator { visible.append(config.root) }
-        return InterpreterQuery(command: request.command[0], sandboxPath: sandboxPath(request, host: host),
+        return InterpreterQuery(command: command[0], sandboxPath: sandboxPath(request, host: host),
                                 environment: host.environment, workspace: config.root, visible: visible, key: key,
                                 envKey: request.phase == .agent ? "[agent] env" : "[experiment] env", file: config.file)
     }
@@ -594,13 +604,14 @@ extension LaunchPlan {
     /// What `command[0]` of `request` runs, as a launch would resolve it; throws the refusal
     /// (`.interpreter`) a launch would throw. For the start checks of `proctor run` and `proctor check`.
     public static func resolveInterpreter(_ request: LaunchRequest, host: HostFacts) throws -> ResolvedInterpreter? {
-        guard !request.command.isEmpty else { return nil }
+        let command = resolvedCommand(request)
+        guard !command.isEmpty else { return nil }
         let query = interpreterQuery(request, host: host)
         // `uv run`, `poetry run`, `conda run`: the tool would start inside the sandbox, wanting its
         // cache, its configuration and the network to sync the environment. Name the interpreter.
         let runners = ["uv", "poetry", "pipenv", "pdm", "hatch", "conda", "mamba", "micromamba"]
-        if request.command.count > 1, request.command[1] == "run",
-            let tool = runners.first(where: { $0 == PythonEnvironment.basename(request.command[0]) }) {
+        if command.count > 1, command[1] == "run",
+            let tool = runners.first(where: { $0 == PythonEnvironment.basename(command[0]) }) {
             throw PythonEnvironment.refusal(query, "\"\(tool) run\" would start \(tool) inside the sandbox, without its cache, its configuration or the network", fix: tool == "uv" || tool == "poetry" ? ".venv/bin/python" : nil, orPath: false)
         }
         return try host.interpreter(query)

@@ -32,6 +32,49 @@ final class SessionAnalysisTests: XCTestCase {
         XCTAssertEqual(ws.filesContaining(LoopWorkspace.hiddenLabel, under: ws.root + "/.proctor/analysis"), [])
     }
 
+    /// The session agent's analysis command is never resolved on the host. It used to be, as an
+    /// interpreter: a `#!` file named `python3` in the agent's home was run on the host as a pyenv
+    /// shim (outside every sandbox, as the supervisor's user: it could rewrite the ledger), and a
+    /// fake venv there got the directory its `pyvenv.cfg` named mounted into the analysis (any host
+    /// directory, `[sandbox] hide` bypassed). Both run as the experiment's sandbox sees them now:
+    /// not at all (127). Judged from outside: the marker the shim writes, the secret's bytes.
+    func testAnAnalysisCommandFromTheAgentsHomeRunsNothingOnTheHostAndMountsNothing() throws {
+        let ws = try LoopWorkspace(agent: SessionTests.noAgent)
+        let outside = try TemporaryDirectory("agent-analysis")
+        chmod(outside.path, 0o755)
+        let marker = outside.path + "/SHIM-RAN-ON-THE-HOST"
+        let secret = outside.path + "/secret"
+        try FileManager.default.createDirectory(atPath: secret + "/bin", withIntermediateDirectories: true)
+        chmod(secret, 0o755)
+        chmod(secret + "/bin", 0o755)
+        try Data("HOST-SECRET-7f3a\n".utf8).write(to: URL(fileURLWithPath: secret + "/secret.txt"))
+        chmod(secret + "/secret.txt", 0o644)
+        let script = """
+            printf '#!/bin/sh\\ntouch %s\\n' '\(marker)' > "$HOME/python3"; chmod 755 "$HOME/python3"
+            proctor analyze -- "$HOME/python3" > "$HOME/a1" 2>&1; echo "shim rc=$?"
+            mkdir -p "$HOME/venv/bin"; printf 'home = %s\\n' '\(secret)/bin' > "$HOME/venv/pyvenv.cfg"
+            cp /bin/dash "$HOME/venv/bin/python3"; chmod -R a+rX "$HOME"
+            proctor analyze -- "$HOME/venv/bin/python3" -c 'cat \(secret)/secret.txt' > "$HOME/a2" 2>&1; echo "venv rc=$?"
+            echo "replies: $(cat "$HOME/a1" "$HOME/a2" | tr '\\n' ' ')"
+            proctor analyze -- python3 -c 'import sys; print("SAME-PYTHON", sys.version_info[0])' > "$HOME/a3" 2>&1; echo "python rc=$?"
+            cat "$HOME/a3"
+            \(SessionTests.setX("0.6"))
+            proctor experiment "x=0.6"
+            sleep 1000
+            """
+        let outcome = try ws.proctor(["session", "--workspace", ws.root, "--iterations", "1", "--", "sh", "-c", script],
+                                     deadline: 180)
+        XCTAssertEqual(outcome.status, 0, ws.describe(outcome))
+        XCTAssertFalse(FileManager.default.fileExists(atPath: marker), "the agent's file ran on the host: \(outcome.stdout)")
+        XCTAssertFalse(outcome.stdout.contains("HOST-SECRET-7f3a"), outcome.stdout)
+        XCTAssertEqual(ws.filesContaining("HOST-SECRET-7f3a", under: ws.root + "/.proctor"), [])
+        XCTAssertTrue(outcome.stdout.contains("shim rc=127"), outcome.stdout)
+        XCTAssertTrue(outcome.stdout.contains("venv rc=127"), outcome.stdout)
+        // The experiment's own interpreter still answers to its name.
+        XCTAssertTrue(outcome.stdout.contains("python rc=0"), outcome.stdout)
+        XCTAssertTrue(outcome.stdout.contains("SAME-PYTHON 3"), outcome.stdout)
+    }
+
     /// A session agent running analyses in a loop does not fill the disk: each is bounded, and all
     /// but the last ten keep only their record and the end of their log (what their summary shows).
     func testASessionAgentsOldAnalysesArePruned() throws {
