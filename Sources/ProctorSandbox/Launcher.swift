@@ -202,7 +202,7 @@ public final class FreezableSandbox: @unchecked Sendable {
 enum ProcessTree {
     /// Whether every process under the launcher's init (init itself excepted) is stopped or gone.
     static func allStopped(below launcher: pid_t) -> Bool {
-        for pid in descendants(of: launcher).dropFirst() {  // the first is init, which never stops
+        for pid in sandboxed(below: launcher) {
             guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
                 let close = stat.lastIndex(of: ")")
             else { continue }  // gone
@@ -223,7 +223,7 @@ enum ProcessTree {
     /// Every thread under the launcher's init (init excepted), keyed `PID/TID`.
     static func tasks(below launcher: pid_t) -> [String: Task] {
         var result: [String: Task] = [:]
-        for pid in descendants(of: launcher).dropFirst() {
+        for pid in sandboxed(below: launcher) {
             for tid in (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/task")) ?? [] {
                 guard let status = try? String(contentsOfFile: "/proc/\(pid)/task/\(tid)/status", encoding: .utf8) else { continue }
                 var state: Character = "?"
@@ -241,18 +241,33 @@ enum ProcessTree {
         return result
     }
 
+    /// The processes of the launcher's sandbox: its init's descendants (init, which never stops, is
+    /// not one). Not the launcher's other children: the network proxy's helper (`network =
+    /// "allowlist"`) is the launcher's, outside the sandbox's PID namespace, and is not frozen.
+    static func sandboxed(below launcher: pid_t) -> [pid_t] {
+        let children = descendants(of: launcher, depth: 1)
+        // init is the child that is pid 1 in its own PID namespace (`NSpid: <host pid> 1`).
+        guard let initPid = children.first(where: { pid in
+            let status = (try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8)) ?? ""
+            let nspid = status.split(separator: "\n").first { $0.hasPrefix("NSpid:") }
+            return nspid?.split(whereSeparator: { $0 == " " || $0 == "\t" }).last == "1"
+        }) else { return [] }
+        return descendants(of: initPid)
+    }
+
     /// Descendants in breadth-first order (children of every thread, from /proc/PID/task/TID/children).
-    static func descendants(of root: pid_t) -> [pid_t] {
+    static func descendants(of root: pid_t, depth: Int = .max) -> [pid_t] {
         var result: [pid_t] = []
-        var queue: [pid_t] = [root]
+        var queue: [(pid: pid_t, depth: Int)] = [(root, 0)]
         while !queue.isEmpty {
-            let pid = queue.removeFirst()
+            let (pid, level) = queue.removeFirst()
+            guard level < depth else { continue }
             let tasks = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/task")) ?? []
             for tid in tasks {
                 let text = (try? String(contentsOfFile: "/proc/\(pid)/task/\(tid)/children", encoding: .utf8)) ?? ""
                 for child in text.split(separator: " ").compactMap({ pid_t($0) }) {
                     result.append(child)
-                    queue.append(child)
+                    queue.append((child, level + 1))
                 }
             }
         }

@@ -68,6 +68,32 @@ final class SessionTests: XCTestCase {
         XCTAssertEqual(ws.filesContaining(LoopWorkspace.hiddenLabel, under: ws.root + "/.proctor"), [])
     }
 
+    /// A session agent with `network = "allowlist"` (the README's Claude Code setup): its launcher
+    /// has a second child, the proxy's helper, outside the sandbox, which the freeze does not stop.
+    /// The freeze took it for a process of the agent's and waited for it to stop: every experiment
+    /// was a `crash` ("could not be frozen"). Frozen and measured now, and the freeze still holds
+    /// the agent's own processes (a child it left running stays stopped while it is measured).
+    func testASessionAgentBehindTheAllowlistProxyRunsItsExperiments() throws {
+        let ws = try LoopWorkspace(agent: """
+            [agent]
+            kind = "mutate"
+            timeout = "60s"
+            network = "allowlist"
+            allow_hosts = ["api.test:443"]
+            """)
+        let script = """
+            ( while :; do date +%s%N >> "$HOME/ticks"; sleep 0.05; done ) &
+            \(Self.setX("0.6"))
+            proctor experiment "x=0.6"
+            sleep 1000
+            """
+        let outcome = try session(ws, script, iterations: 1)
+        XCTAssertEqual(outcome.status, 0, ws.describe(outcome))
+        XCTAssertEqual(ws.statuses(), ["keep", "keep"], ws.describe(outcome))
+        // The agent's ticker was stopped too: a process that ran while frozen rejects the experiment.
+        XCTAssertTrue(ws.audit(kind: "tamper", decision: "denied").isEmpty, "\(ws.audit(kind: "tamper", decision: "denied"))")
+    }
+
     /// The agent's output copied to proctor's stdout shows its control characters (a clear-screen,
     /// a carriage return, a C1 CSI) as `\xNN`: read later in a terminal, the log cannot be redrawn
     /// by the agent. Its transcript keeps the bytes as they came.
