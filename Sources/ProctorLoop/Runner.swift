@@ -659,8 +659,9 @@ public final class Runner {
     private func checkPlans(slotData: [String]?) throws {
         var env = self.env
         if let slotData {
+            // The tree the run starts from (a slot's copy of it), not what a stopped run left in the slot.
             let slot = Slot.root(root) + "/0"
-            env.slot = SlotView(tree: slot + "/tree", outputs: slot + "/outputs", userData: slotData)
+            env.slot = SlotView(tree: root, outputs: slot + "/outputs", userData: slotData)
         }
         try env.checkPlans(agentCommand: sessionCommand ?? (agentName == "command" ? config.agent.command : nil))
     }

@@ -548,9 +548,24 @@ extension LaunchPlan {
                 host.exists(root + "/" + entry) && !throughLink(entry) && !editable.contains { $0.matches(entry) }
             }
         }
-        return (tree.map { host.entriesReachingUnder($0, notes) } ?? host.entriesReaching(notes)).filter { entry in
-            notes.contains { $0.matches(entry) } && !editable.contains { $0.matches(entry) }
+        let reached = tree.map { host.entriesReachingUnder($0, notes) } ?? host.entriesReaching(notes)
+        let matched = reached.filter { entry in notes.contains { $0.matches(entry) } && !editable.contains { $0.matches(entry) } }
+        // A notes directory is hidden whole, one mount however many notes the agent writes into it
+        // (it may create files there: 300 of them took more mounts than the launcher takes, and
+        // stopped the run), unless something beneath it is editable (the experiment needs that:
+        // then its notes files are hidden one by one, the directory never).
+        func ancestors(_ entry: String) -> [String] {
+            var result: [String] = []
+            var path = Substring(entry)
+            while let slash = path.lastIndex(of: "/") {
+                path = path[..<slash]
+                result.append(String(path))
+            }
+            return result
         }
+        let aboveEditable = Set(reached.filter { entry in editable.contains { $0.matches(entry) } }.flatMap(ancestors))
+        let whole = Set(matched.filter { !aboveEditable.contains($0) })
+        return matched.filter { entry in !aboveEditable.contains(entry) && !ancestors(entry).contains(where: whole.contains) }
     }
 
     /// The variables of the phase's `env` allowlist.

@@ -415,6 +415,44 @@ final class CommandAgentLoopTests: XCTestCase {
     }
 
     /// `[agent] read_only` makes a CLI installed outside the system directories runnable, read-only.
+    /// An agent that writes 300 files into a notes directory (it may create files there). Each
+    /// notes file was hidden from the experiment by a mount of its own: the sandbox needed more
+    /// than the launcher takes, and the run stopped (exit 125, blaming proctor.toml, iterations
+    /// left in progress, the files in the tree for every --resume). The directory is one mount now,
+    /// and the experiment still reads nothing of it. Where an editable file in it keeps the notes
+    /// hidden one by one, the candidate is `rejected` for it, and the run goes on.
+    func testThreeHundredNotesFilesNeitherStopTheRunNorReachTheExperiment() throws {
+        let write = """
+            for i in $(seq 1 300); do echo "NOTE-SECRET-$i" > notes/n$i.md; done
+            \(Self.good)
+            """
+        let readsNotes = LoopWorkspace.train("0.2", extra: "print('notes seen:', os.listdir('notes') if os.path.isdir('notes') else None)\n")
+        for editableInside in [false, true] {
+            let ws = try LoopWorkspace(agent: """
+                [agent]
+                kind    = "command"
+                command = ["sh", "-c", \(tomlString(write)), "agent", "{prompt_file}"]
+                timeout = "30s"
+                """, editable: editableInside ? "[\"train.py\", \"notes/params.py\"]" : "[\"train.py\"]",
+                notes: "[\"LOG.md\", \"notes/\"]", files: ["notes/README.md": "# notes\n", "notes/params.py": "P = 1\n"],
+                train: readsNotes)
+            let outcome = try ws.run(iterations: 2)
+            XCTAssertEqual(outcome.status, 0, ws.describe(outcome))
+            XCTAssertEqual(ws.rows().map { $0["iteration"] }, ["0", "1", "2"], ws.describe(outcome))
+            if editableInside {
+                XCTAssertEqual(ws.statuses(), ["keep", "rejected", "rejected"], ws.describe(outcome))
+                XCTAssertTrue(ws.rows()[1]["description"]?.contains("more sandbox mounts than the 256 the launcher takes") ?? false, ws.describe(outcome))
+            } else {
+                XCTAssertEqual(ws.statuses().first, "keep", ws.describe(outcome))
+                XCTAssertTrue(ws.statuses().dropFirst().contains("keep"), ws.describe(outcome))
+                let logs = ws.filesContaining("notes seen:", under: ws.root + "/.proctor/logs")
+                XCTAssertFalse(logs.isEmpty)
+                XCTAssertEqual(ws.filesContaining("NOTE-SECRET", under: ws.root + "/.proctor/logs").filter { $0.contains("experiment") }, [],
+                               "an experiment read the notes")
+            }
+        }
+    }
+
     func testReadOnlyMakesTheAgentInstallationVisible() throws {
         var template = Array("/var/tmp/proctor-agentbin-XXXXXX".utf8CString)
         let dir = String(cString: try XCTUnwrap(mkdtemp(&template)))

@@ -81,6 +81,20 @@ final class PlanHostTests: XCTestCase {
         config.files.notes = ["notes/*.md"]
         XCTAssertEqual(LaunchPlan.notesPaths(config, host: h), ["notes/a.md"])
         XCTAssertEqual(calls.walks, 1, "a wildcard needs the walk")
+        // A notes directory is one hide, whatever the agent wrote into it; one holding an editable
+        // file is hidden file by file, the editable one left visible.
+        let many = HostFacts(environment: [:], exists: { _ in true },
+                             workspaceEntries: { ["notes", "notes/deep", "notes/deep/b.md"] + (1...300).map { "notes/n\($0).md" } + ["train.py"] },
+                             interpreter: { _ in nil })
+        config.files.notes = ["notes/"]
+        XCTAssertEqual(LaunchPlan.notesPaths(config, host: many), ["notes"])
+        config.files.notes = ["notes/**"]
+        XCTAssertEqual(LaunchPlan.notesPaths(config, host: many), ["notes"])
+        config.files.editable = ["train.py", "notes/deep/b.md"]
+        XCTAssertEqual(LaunchPlan.notesPaths(config, host: many).count, 300)
+        XCTAssertFalse(LaunchPlan.notesPaths(config, host: many).contains { $0 == "notes" || $0.hasPrefix("notes/deep") },
+                       "a directory above an editable file is never hidden (it hid the file)")
+        config.files.editable = ["train.py"]
         let linked = HostFacts(environment: [:], exists: { _ in true }, workspaceEntries: { [] },
                                interpreter: { _ in nil }, symlinkTarget: { $0 == "/ws/docs" ? "/elsewhere" : nil })
         config.files.notes = ["docs/LOG.md", "LOG.md"]

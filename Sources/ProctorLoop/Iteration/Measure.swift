@@ -46,10 +46,19 @@ extension Runner {
             let outPath = "\(logs)/\(iteration)-\(seed)-evaluator.out", errPath = "\(logs)/\(iteration)-\(seed)-evaluator.err"
             if slurm != nil { for path in [outPath, errPath] { try LogFile.empty(path) } }
             // [executor] kind = "slurm": one job runs both launches below (Executor/SlurmMeasure.swift).
-            let job = try slurmJob(in: env, run: run, slot: env.slotIndex, iteration: iteration, seed: seed, context: context, into: &result,
-                                   logs: (log.path, outPath, errPath))
-            let experiment = try job?.experiment ?? env.launch(phase: .experiment, command: config.experiment.command, seed: seed,
-                                            audit: audit, context: context, stdout: log.fd, stderr: log.fd)
+            let job: SlurmMeasurement?, experiment: SandboxResult
+            do {
+                job = try slurmJob(in: env, run: run, slot: env.slotIndex, iteration: iteration, seed: seed, context: context, into: &result,
+                                       logs: (log.path, outPath, errPath))
+                experiment = try job?.experiment ?? env.launch(phase: .experiment, command: config.experiment.command, seed: seed,
+                                                               audit: audit, context: context, stdout: log.fd, stderr: log.fd)
+            } catch let error as SandboxError where error.code == .mountLimit {
+                // The run's start compiled this plan for the baseline's tree: what grew is the
+                // candidate's (notes files it wrote, each hidden from the experiment where their
+                // directory holds an editable file). Its doing, not the run's: rejected, the run goes on.
+                result.outcome = .failed(.rejected, .violations(["the candidate's files need more sandbox mounts than the \(LaunchPlan.maxMounts) the launcher takes (a notes file beside an editable one is hidden by a mount of its own)"]))
+                return result
+            }
             result.durations["experiment", default: 0] += Double(experiment.wallMs) / 1000
             result.peakBytes = max(result.peakBytes, experiment.peakMemoryBytes)
             if let gpu = experiment.peakGPUMemoryBytes { result.peakGPUBytes = max(result.peakGPUBytes ?? 0, gpu) }
