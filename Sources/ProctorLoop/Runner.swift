@@ -489,11 +489,16 @@ public final class Runner {
     }
 
     /// Removes the log files of iterations before `first` (not the baseline's): `ITERATION-...` names.
+    /// Never those of an iteration still measured under `--parallel`, however old: a slow candidate's
+    /// evaluator output is read back from its log once it ends (fast ones recorded meanwhile had
+    /// deleted it, and a scored candidate was a `crash`, "the evaluator printed nothing").
     func pruneLogs(keepingFrom first: Int) {
         guard first > 1 else { return }
         let dir = root + "/.proctor/logs/" + state.run
+        let measuring = Set(state.inFlight ?? [])
         for name in (try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? [] {
-            guard let iteration = Int(name.prefix { $0 != "-" }), iteration > 0, iteration < first else { continue }
+            guard let iteration = Int(name.prefix { $0 != "-" }), iteration > 0, iteration < first,
+                  !measuring.contains(iteration) else { continue }
             unlink(dir + "/" + name)
         }
     }

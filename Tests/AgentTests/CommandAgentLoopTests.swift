@@ -453,6 +453,49 @@ final class CommandAgentLoopTests: XCTestCase {
         }
     }
 
+    /// `--parallel 2`: a slow candidate measured while more than fifty others are recorded (the
+    /// agent's later candidates write the locked evaluator: each `rejected` at once), some while
+    /// its evaluator runs. Recording a row deletes the logs of iterations fifty back, and deleted
+    /// the slow one's: its evaluator's output, read back from its log, was gone, and the candidate
+    /// that scored was a `crash`, "the evaluator printed nothing". One still measured keeps them.
+    func testASlowCandidateKeepsItsLogsWhileFiftyOthersAreRecorded() throws {
+        let slow = LoopWorkspace.train("0.6", extra: "import time\nwhile os.path.exists('gate/block'): time.sleep(0.1)\n")
+        let script = """
+            if grep -q 'This is iteration 1\\.' "$1"; then
+            cat > train.py <<'PROCTOR_EOF'
+            \(slow)PROCTOR_EOF
+            echo "SUMMARY: slow"; exit 0
+            fi
+            echo tampered >> prepare.py
+            echo "SUMMARY: writes the evaluator"
+            """
+        let ws = try LoopWorkspace(agent: """
+            [agent]
+            kind    = "command"
+            command = ["sh", "-c", \(tomlString(script)), "agent", "{prompt_file}"]
+            timeout = "20s"
+            """, prepare: LoopWorkspace.prepare.replacingOccurrences(of: "import json\n", with: "import json\nimport time\ntime.sleep(1)\n"),
+            files: [".gitignore": "gate/\n"])
+        try FileManager.default.createDirectory(atPath: ws.path("gate"), withIntermediateDirectories: true)
+        try Data("1\n".utf8).write(to: URL(fileURLWithPath: ws.path("gate/block")))
+        let output = try CapturedOutput()
+        let run = try startProcess([proctorBinary, "run", "--workspace", ws.root, "--iterations", "300", "--parallel", "2"],
+                                   environment: ws.environment(["PROCTOR_MACHINE_SLOTS": "2"]), output: output)
+        defer { if run.isRunning { kill(run.processIdentifier, SIGKILL) } }
+        // Iterations 2 to 56 recorded while the first one waits at the gate.
+        XCTAssertTrue(waitUntil(timeout: 180, interval: 0.2) { ws.rows().contains { $0["iteration"] == "56" } || !run.isRunning },
+                      output.stdout + output.stderr)
+        XCTAssertFalse(ws.rows().contains { $0["iteration"] == "1" }, "the slow candidate was recorded before the others")
+        // The slow one's evaluator takes a second: more rows are recorded meanwhile.
+        unlink(ws.path("gate/block"))
+        XCTAssertTrue(waitUntil(timeout: 120) { !run.isRunning }, output.stdout + output.stderr)
+        run.waitUntilExit()
+        XCTAssertEqual(exitStatus(run), 0, output.stdout + output.stderr)
+        let first = try XCTUnwrap(ws.rows().first { $0["iteration"] == "1" }, output.stdout)
+        XCTAssertEqual(first["status"], "keep", "\(first)")
+        XCTAssertEqual(first["score"], "0.900000", "\(first)")
+    }
+
     func testReadOnlyMakesTheAgentInstallationVisible() throws {
         var template = Array("/var/tmp/proctor-agentbin-XXXXXX".utf8CString)
         let dir = String(cString: try XCTUnwrap(mkdtemp(&template)))
