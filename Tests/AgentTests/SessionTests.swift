@@ -94,6 +94,48 @@ final class SessionTests: XCTestCase {
         XCTAssertTrue(ws.audit(kind: "tamper", decision: "denied").isEmpty, "\(ws.audit(kind: "tamper", decision: "denied"))")
     }
 
+    /// A request whose reply descriptor is a loopback TCP socket with unsent data and an hour's
+    /// SO_LINGER (an agent with network): closing it after the (dropped) reply waited for the data
+    /// to drain, on the loop's thread, and the session hung past `--iterations` and Ctrl-C. Only a
+    /// Unix socket is answered; anything else is closed unanswered, at once.
+    func testALingeringReplySocketDoesNotHoldTheLoop() throws {
+        let ws = try LoopWorkspace(agent: """
+            [agent]
+            kind = "mutate"
+            timeout = "90s"
+            network = "allowlist"
+            allow_hosts = ["api.test:443"]
+            """)
+        let simple = """
+            python3 -c '
+            import array, os, socket, struct, subprocess, time
+            listener = socket.socket(); listener.bind(("127.0.0.1", 0)); listener.listen()
+            client = socket.create_connection(listener.getsockname()); server, _ = listener.accept()
+            server.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            client.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+            client.setblocking(False)
+            try:
+                while True: client.send(b"x" * 65536)
+            except BlockingIOError: pass
+            client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 3600))
+            channel = socket.socket(fileno=int(os.environ["PROCTOR_SESSION_FD"]))
+            channel.sendmsg([b"EXPERIMENT\\tlinger"], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [client.fileno()]))])
+            client.close()
+            print("lingering request sent", flush=True)
+            time.sleep(0.5)
+            subprocess.run(["sh", "-c", open(os.environ["HOME"] + "/then").read()])
+            time.sleep(1000)
+            '
+            """
+        let then = Self.setX("0.6") + "proctor experiment \"x=0.6\"\n"
+        let outcome = try session(ws, "cat > \"$HOME/then\" <<'THEN_EOF'\n\(then)THEN_EOF\n" + simple, iterations: 1, deadline: 120)
+        XCTAssertEqual(outcome.status, 0, ws.describe(outcome))
+        XCTAssertLessThan(outcome.seconds, 40, ws.describe(outcome))
+        XCTAssertTrue(outcome.stdout.contains("lingering request sent"), outcome.stdout)
+        XCTAssertEqual(ws.statuses(), ["keep", "keep"], ws.describe(outcome))
+        XCTAssertEqual(ws.rows().last?["description"], "x=0.6", "the lingering request was not run")
+    }
+
     /// The agent's output copied to proctor's stdout shows its control characters (a clear-screen,
     /// a carriage return, a C1 CSI) as `\xNN`: read later in a terminal, the log cannot be redrawn
     /// by the agent. Its transcript keeps the bytes as they came.

@@ -115,6 +115,14 @@ final class SessionServer: @unchecked Sendable {
         while var message = SocketChannel.receive(serverEnd.raw, capacity: 4096) {
             // No reply channel: nothing to answer on.
             guard let reply = message.descriptor.take() else { continue }
+            // `proctor experiment` passes a Unix socket. Anything else the agent passed goes unanswered,
+            // closed at once: a TCP socket with unsent data and an hour's SO_LINGER made that close
+            // wait, and held the loop (past --iterations and Ctrl-C).
+            guard SessionServer.isUnixSocket(reply.raw) else {
+                var abort = linger(l_onoff: 1, l_linger: 0)
+                _ = setsockopt(reply.raw, SOL_SOCKET, SO_LINGER, &abort, socklen_t(MemoryLayout<linger>.size))
+                continue
+            }
             handle(String(decoding: message.bytes, as: UTF8.self), reply: reply, sender: message.senderPID)
         }
         shutdown()
@@ -168,6 +176,13 @@ final class SessionServer: @unchecked Sendable {
         // the agent would get no reply at all.
         guard let data = try? JSONLines.encoder().encode(reply) else { return }
         _ = SocketChannel.send(fd, [UInt8](data), flags: Int32(MSG_NOSIGNAL | MSG_DONTWAIT))
+    }
+
+    /// Whether `fd` is a Unix-domain socket (whose close never lingers).
+    static func isUnixSocket(_ fd: Int32) -> Bool {
+        var domain: Int32 = 0
+        var length = socklen_t(MemoryLayout<Int32>.size)
+        return getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &length) == 0 && domain == AF_UNIX
     }
 
     /// The agent's sandbox is gone: the reader sees end of file once no copy of its end is left.
