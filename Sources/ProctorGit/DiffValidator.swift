@@ -38,6 +38,7 @@ public struct Violation: Sendable, Hashable, Codable, CustomStringConvertible {
         case attributes
         case nameNotUTF8 = "name-not-utf8"
         case unreachable
+        case untrackable
     }
 
     public var path: String
@@ -84,6 +85,8 @@ public enum DiffValidator {
                 flag(.mode, "file type changed (\(change.oldMode) → \(change.newMode))")
             } else if change.kind == .modified || change.kind == .renamed, change.oldMode != change.newMode {
                 flag(.mode, "mode changed (\(change.oldMode) → \(change.newMode))")
+            } else if change.kind == .added, change.newMode == .executable {
+                flag(.mode, "a new executable file (a keep would commit it \(change.newMode))")
             }
             // git attributes change what git sees of a file: a `.gitattributes` is never an agent's to
             // write, and a file git rewrites (`ident`) would hide code from this check.
@@ -98,6 +101,9 @@ public enum DiffValidator {
                 flag(.unreachable, "nested more than \(Repository.deepestEntry) deep or a path longer than \(Repository.longestPath) bytes: git cannot look at it")
             }
             if change.nameIsNotUTF8 == true { flag(.nameNotUTF8, "a file name that is not UTF-8 (shown repaired)") }
+            if let what = change.untrackable {
+                flag(.untrackable, "\(what): git keeps none, so the experiment would see what a keep cannot commit")
+            }
             if change.isSymlink { flag(.symlink, "symbolic links are not allowed") }
             if change.isSubmodule { flag(.submodule, "submodules and nested repositories are not allowed") }
             let counted = policy.isEditable(path) && !policy.isNotes(path)

@@ -104,6 +104,28 @@ enum FileSystem {
             }
         }
 
+        /// Every entry as readdir gives it, with its type (readdir's, or `fstatat`'s where the file
+        /// system gives none; a link is a link).
+        func typedEntries() throws -> [(name: [CChar], type: EntryType)] {
+            try Self.readEntries(fd, path).map { entry in
+                switch Int32(entry.type) {
+                case Int32(DT_DIR): return (entry.name, .directory)
+                case Int32(DT_REG): return (entry.name, .regular)
+                case Int32(DT_LNK): return (entry.name, .symlink)
+                case Int32(DT_UNKNOWN):
+                    var info = stat()
+                    guard fstatat(fd, entry.name, &info, AT_SYMLINK_NOFOLLOW) == 0 else { return (entry.name, .other) }
+                    switch UInt32(info.st_mode) & typeMask {
+                    case directoryType: return (entry.name, .directory)
+                    case regularType: return (entry.name, .regular)
+                    case symlinkType: return (entry.name, .symlink)
+                    default: return (entry.name, .other)
+                    }
+                default: return (entry.name, .other)
+                }
+            }
+        }
+
         private static func readEntries(_ fd: Int32, _ path: String) throws -> [(name: [CChar], type: UInt8)] {
             let copy = dup(fd)
             guard copy >= 0, let stream = fdopendir(copy) else {

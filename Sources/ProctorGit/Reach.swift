@@ -16,10 +16,22 @@ extension Repository {
     /// user's, asked once each, never inside another ignored one) are not entered. Depth first, one descriptor open per level of the current path.
     public func unreachableEntries(in places: [String], excluding excluded: [String],
                                    keepingIgnored: ((String) throws -> Bool)? = nil) throws -> [String] {
+        try invisibleEntries(in: places, excluding: excluded, keepingIgnored: keepingIgnored).unreachable
+    }
+
+    /// What a status cannot show beneath `places`: the unreachable entries (`unreachableEntries`)
+    /// and, with `untrackable`, what git keeps nothing of, each with what it is: a directory that
+    /// holds nothing (beneath a place, not the place itself) and a FIFO, socket or device. An agent
+    /// in an editable directory can make either, and the experiment would read them (names of empty
+    /// directories carried a whole program past the diff) while a keep commits none of them.
+    public func invisibleEntries(in places: [String], excluding excluded: [String],
+                                 keepingIgnored: ((String) throws -> Bool)? = nil,
+                                 untrackable: Bool = false) throws -> (unreachable: [String], untrackable: [(path: String, what: String)]) {
         let prefixes = excluded.map { $0.hasSuffix("/") ? String($0.dropLast()) : $0 }.filter { !$0.isEmpty }
         let base = workdir.hasSuffix("/") ? workdir : workdir + "/"
         let root = try FileSystem.Directory.open(workdir)
         var found: [String] = []
+        var untracked: [(path: String, what: String)] = []
         for place in places {
             let start: FileSystem.Directory
             if place.isEmpty {
@@ -35,7 +47,9 @@ extension Repository {
             while let (parent, name, path, ignored) = stack.popLast() {
                 guard let directory = parent == nil ? start : try? parent!.subdirectory(name) else { continue }
                 let depth = path.isEmpty ? 0 : path.split(separator: "/").count
-                for entry in try directory.entries() {
+                let entries = try directory.typedEntries()
+                if untrackable, parent != nil, entries.isEmpty { untracked.append((path, "an empty directory")) }
+                for entry in entries {
                     let name = String(cString: entry.name)
                     let child = path.isEmpty ? name : path + "/" + name
                     if path.isEmpty && name == ".git" { continue }
@@ -44,7 +58,11 @@ extension Repository {
                         found.append(child)
                         continue
                     }
-                    guard entry.isDirectory else { continue }
+                    if entry.type == .other {
+                        if untrackable { untracked.append((child, "a FIFO, socket or device")) }
+                        continue
+                    }
+                    guard entry.type == .directory else { continue }
                     var inIgnored = ignored
                     if let keep = keepingIgnored, !ignored, try isIgnored(child, directory: true) {
                         if try keep(child) { continue }
@@ -54,6 +72,6 @@ extension Repository {
                 }
             }
         }
-        return found.sorted()
+        return (found.sorted(), untracked.sorted { $0.path < $1.path })
     }
 }

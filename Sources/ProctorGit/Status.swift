@@ -12,9 +12,11 @@ extension Repository {
     /// reported nor entered: its size costs nothing. Ignored directories it refuses are listed file by file.
     ///
     /// `within`: only these paths (files, or directories and everything beneath them) are looked at.
+    /// `untrackable`: also what git keeps nothing of there (`invisibleEntries`), as changes: an
+    /// iteration's look, where only the agent could have made them.
     public func status(
         against commit: ObjectID, excluding excluded: [String] = [], keepingIgnored: ((String) -> Bool)? = nil,
-        within: [String]? = nil
+        within: [String]? = nil, untrackable: Bool = false
     ) throws -> [Change] {
         // The caller's keep rule, asked once per path by this look and libgit2's below.
         var answers: [String: Bool] = [:]
@@ -28,7 +30,9 @@ extension Repository {
         }
         // What libgit2 cannot look at fails its whole status: reported alone, to be judged and removed
         // first (`restore` then looks again).
-        let unreachable = try unreachableEntries(in: within ?? [""], excluding: excluded, keepingIgnored: keepingIgnored)
+        let invisible = try invisibleEntries(in: within ?? [""], excluding: excluded, keepingIgnored: keepingIgnored,
+                                             untrackable: untrackable)
+        let unreachable = invisible.unreachable
         if !unreachable.isEmpty {
             return unreachable.map { path in
                 var change = Change(path: path, kind: .added, oldMode: .absent)
@@ -40,6 +44,11 @@ extension Repository {
         for change in try changes(against: commit, excluding: excluded, untracked: true, keepingIgnored: keepingIgnored,
                                   within: within) {
             byPath[change.path] = change
+        }
+        for (path, what) in invisible.untrackable where byPath[path] == nil {
+            var change = Change(path: path, kind: .added, oldMode: .absent, newMode: .absent)
+            change.untrackable = what
+            byPath[path] = change
         }
         return byPath.values.sorted { $0.path < $1.path }
     }

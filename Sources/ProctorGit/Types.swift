@@ -92,6 +92,9 @@ public struct Change: Sendable, Hashable, Codable {
     /// Nested too deep or with too long a path for git to look at (`Repository.unreachableEntries`):
     /// nothing else about it, nor about the rest of the tree, was read.
     public var unreachable: Bool?
+    /// Something git keeps nothing of (an empty directory, a FIFO, socket or device), what it is
+    /// (`Repository.invisibleEntries`); nil for a file git sees.
+    public var untrackable: String?
     /// The bytes of a changed line that count as one line for the diff-line cap.
     public static let lineWidth = 200
 

@@ -28,9 +28,30 @@ public struct RunState: Codable, Sendable {
     public var inProgress: Int?
     /// `--parallel`: the iterations proposed and not yet recorded (nil or empty in a serial run).
     public var inFlight: [Int]?
+    /// Numbers given out that ended without a row (Ctrl-C with candidates in flight, one of them
+    /// below a later one that was recorded): given out again first, so no number is left without
+    /// a row.
+    public var abandoned: [Int]?
 
-    /// The next iteration's number: past every recorded and every in-flight one.
-    var nextIteration: Int { max(lastIteration, inProgress ?? 0, (inFlight ?? []).max() ?? 0) + 1 }
+    /// The next iteration's number: an abandoned one, else past every recorded and in-flight one.
+    var nextIteration: Int {
+        if let reused = abandoned?.min() { return reused }
+        return max(lastIteration, inProgress ?? 0, (inFlight ?? []).max() ?? 0) + 1
+    }
+
+    /// Iteration `number` starts (serially, or proposed under `--parallel`): no longer abandoned.
+    mutating func starting(_ number: Int) {
+        abandoned?.removeAll { $0 == number }
+        if abandoned?.isEmpty == true { abandoned = nil }
+    }
+
+    /// Iteration `number` ends without a row: its number is given out again, unless no recorded or
+    /// in-flight iteration lies past it (then the next number is it anyway).
+    mutating func abandon(_ number: Int) {
+        inFlight?.removeAll { $0 == number }
+        if inProgress == number { inProgress = nil }
+        if number < nextIteration && !(abandoned ?? []).contains(number) { abandoned = (abandoned ?? []) + [number] }
+    }
 
     public static func path(_ root: String) -> String { root + "/.proctor/state.json" }
 
@@ -51,6 +72,7 @@ public struct RunState: Codable, Sendable {
         if !range.contains(lastIteration) { return "lastIteration \(lastIteration) is outside 0...\(RunState.largestIteration)" }
         if let inProgress, !range.contains(inProgress) { return "inProgress \(inProgress) is outside 0...\(RunState.largestIteration)" }
         if let bad = (inFlight ?? []).first(where: { !range.contains($0) }) { return "inFlight holds \(bad), outside 0...\(RunState.largestIteration)" }
+        if let bad = (abandoned ?? []).first(where: { !range.contains($0) || $0 == 0 }) { return "abandoned holds \(bad), outside 1...\(RunState.largestIteration)" }
         return nil
     }
 

@@ -198,7 +198,7 @@ public final class Runner {
         var done = 0
         while options.iterations.map({ done < $0 }) ?? true {
             if stop.requested { return true }
-            let iteration = state.lastIteration + 1
+            let iteration = state.nextIteration
             let finished = try runIteration(iteration)
             try repo.writeIndex(unlessWrittenWithin: Runner.indexWriteInterval)
             if !finished { return !agentEnded || stop.requested }
@@ -224,6 +224,10 @@ public final class Runner {
         let pins = try pinLockedFiles(at: head)
         // The start checks passed: from here on the run writes.
         try repo.resetIndex(to: head)  // the index may hold what the user staged; keeps update it entry by entry
+        // What git keeps nothing of where the agent writes (empty directories, FIFOs: no status shows
+        // them, so the check above passed) goes now, as after every discard: an iteration's look
+        // reports any such entry as the agent's (`Status.invisibleEntries`).
+        try repo.loopRestore(to: head, config: config, kept: kept)
         try env.clearOutputs()
         discardStashedOutputs()
         ledger = try Ledger(directory: root + "/.proctor")
@@ -260,6 +264,9 @@ public final class Runner {
         state.lastIteration = 0
         state.inProgress = nil
         let sealed = try scoreSealed(iteration: 0)
+        if stop.requested {
+            throw LoopError(.interrupted, "interrupted while the sealed evaluator scored the baseline of run \(runID); nothing was recorded: `proctor run --resume` measures it again")
+        }
         let row = LedgerRow(iteration: 0, commit: head.short, score: mean, sealed: sealed.mean, status: .keep, seconds: seconds,
                             peakMemMB: peak, peakGPUMemMB: baseline.peakGPUMB, features: evaluations.last?.count("features"),
                             trees: evaluations.last?.count("trees"), description: "baseline")
@@ -387,7 +394,11 @@ public final class Runner {
             // HEAD elsewhere with changes in the tree: the user's work, which the restore below would wipe.
             throw LoopError(.refused, "the working tree has changes on \(current), not on the run's branch \(saved.branch): commit or stash them before --resume")
         }
-        // The start checks passed: from here on the resumed run writes.
+        // The start checks passed: from here on the resumed run writes. The state first, as reconciled
+        // with the ledger above: killed after a crash row below and before its save, the next resume
+        // would find that row last, no longer the one recorded before the first death, and record
+        // that iteration again (a keep's commit dropped from the branch with it).
+        try saved.save(root)
         ledger = try Ledger(directory: root + "/.proctor")  // cuts torn tails first
         if let lost = saved.inProgress, !recorded(lost) {
             Ledger.dropRecordWithoutRow(in: root + "/.proctor", run: saved.run, iteration: lost)
@@ -437,7 +448,7 @@ public final class Runner {
         try openMemory(baseline: nil)
         loadHistory()
         locks.forEach { $0.update(LockHolder(pid: getpid(), run: saved.run, iteration: nil, since: Date(), workspace: root)) }
-        progress.line("resuming run \(saved.run) at iteration \(saved.lastIteration + 1); best \(format(saved.bestScore))")
+        progress.line("resuming run \(saved.run) at iteration \(saved.nextIteration); best \(format(saved.bestScore))")
     }
 
     // MARK: - One iteration
@@ -446,6 +457,7 @@ public final class Runner {
     /// or the agent ended (no row, tree restored).
     private func runIteration(_ i: Int) throws -> Bool {
         state.inProgress = i
+        state.starting(i)
         try state.save(root)
         let iteration = try Iteration(runner: self, number: i)
         locks.forEach { $0.update(LockHolder(pid: getpid(), run: state.run, iteration: i, since: iteration.started, workspace: root)) }
@@ -462,7 +474,7 @@ public final class Runner {
             return try abandon(iteration.best)
         case .agentEnded:
             agentEnded = true
-            state.inProgress = nil
+            state.abandon(i)
             try state.save(root)
             return false
         }
@@ -506,7 +518,7 @@ public final class Runner {
     /// Ctrl-C during an iteration: no row, the tree back to the last kept commit, the state consistent.
     func abandon(_ best: ObjectID) throws -> Bool {
         try repo.loopRestore(to: best, config: config, kept: kept)
-        state.inProgress = nil
+        if let i = state.inProgress { state.abandon(i) }
         try state.save(root)
         progress.line("interrupted: iteration abandoned, tree restored to \(best.short)")
         return false

@@ -182,8 +182,10 @@ extension Repository {
     func loopStatus(against commit: ObjectID, config: WorkspaceConfig, scoped: Bool = false) throws -> [Change] {
         let hidden = config.hiddenPrefixes
         return try status(against: commit, excluding: config.untrackedByLoop, keepingIgnored: config.isUsersIgnoredPath,
-                          within: scoped ? config.agentWritableRoots : nil).filter { change in
-            !(change.kind == .added && hidden.contains { change.path == $0 || change.path.hasPrefix($0) })
+                          within: scoped ? config.agentWritableRoots : nil, untrackable: scoped).filter { change in
+            // A prefix ends at a `/`: `holdout` hides holdout/, never holdout_tools/ (whose new files
+            // went unvalidated, any size, into a keep).
+            !(change.kind == .added && hidden.contains { change.path == $0 || change.path.hasPrefix($0.hasSuffix("/") ? $0 : $0 + "/") })
         }
     }
 }

@@ -13,6 +13,7 @@ import XCTest
 /// rows, run records, audit lines, commits and files.
 final class CheatTests: XCTestCase {
     static func commandAgent(_ script: String) -> String { RedTeamTests.commandAgent(script) }
+    static let good = CommandAgentLoopTests.good
 
     /// Notes are exempt from the diff-line cap and the binary check, and "never affect scoring".
     /// A one-line `exec(open("LOG.md").read())` in train.py would make them the experiment's code:
@@ -134,6 +135,56 @@ final class CheatTests: XCTestCase {
         XCTAssertEqual(outcome2.status, 0, ws2.describe(outcome2))
         XCTAssertEqual(ws2.statuses(), ["keep", "rejected"], ws2.describe(outcome2))
         XCTAssertFalse(ws2.audit(kind: "tamper", decision: "rejected", iteration: 1).isEmpty, ws2.describe(outcome2))
+    }
+
+    /// What git keeps nothing of, made in an editable directory: the names of empty directories
+    /// (a whole program hex-encoded in them passed no diff: only the two-line loader in train.py
+    /// did, and was kept with a score its commit does not reproduce), a FIFO, and a new executable
+    /// file (committed 100755). Each is rejected now, and gone after the revert.
+    func testWhatGitCannotKeepIsRejected() throws {
+        let loader = LoopWorkspace.train("0.2", extra: "X = float(bytes.fromhex(sorted(os.listdir('src/p'))[0]).decode()) if os.path.isdir('src/p') else X")
+        let script = """
+            if grep -q 'This is iteration 1\\.' "$1"; then
+                mkdir -p src/p/302e37
+                cat > train.py <<'PROCTOR_EOF'
+            \(loader)PROCTOR_EOF
+                echo "SUMMARY: a loader"; exit 0
+            fi
+            if grep -q 'This is iteration 2\\.' "$1"; then
+                mkfifo src/fifo
+                \(Self.good)
+                exit 0
+            fi
+            printf '#!/bin/sh\\n' > src/run.sh; chmod 755 src/run.sh
+            \(Self.good)
+            """
+        let ws = try LoopWorkspace(agent: Self.commandAgent(script), editable: "[\"train.py\", \"src/\"]",
+                                   files: ["src/__init__.py": ""])
+        let outcome = try ws.run(iterations: 3)
+        XCTAssertEqual(outcome.status, 0, ws.describe(outcome))
+        XCTAssertEqual(ws.statuses(), ["keep", "rejected", "rejected", "rejected"], ws.describe(outcome))
+        let reasons = ws.rows().dropFirst().map { $0["description"] ?? "" }
+        XCTAssertTrue(reasons[0].contains("src/p/302e37: an empty directory") && reasons[0].contains("[untrackable]"), reasons[0])
+        XCTAssertTrue(reasons[1].contains("src/fifo: a FIFO, socket or device"), reasons[1])
+        XCTAssertTrue(reasons[2].contains("src/run.sh: a new executable file"), reasons[2])
+        XCTAssertEqual(ws.gitSubjects().count, 1, "a commit was kept: \(ws.gitSubjects())")
+        XCTAssertFalse(FileManager.default.fileExists(atPath: ws.path("src/p")))
+        XCTAssertFalse(FileManager.default.fileExists(atPath: ws.path("src/fifo")))
+    }
+
+    /// `hidden = ["holdout"]` (a directory named without its slash) hid every new file whose path
+    /// merely began so: a 500-line `holdout_tools/payload.py` in an editable directory passed no
+    /// diff-line cap, and train.py's import of it was kept. The prefix ends at a `/` now.
+    func testAHiddenNameHidesOnlyItsOwnDirectoryFromValidation() throws {
+        let payload = (1...500).map { "P\($0) = \($0)" }.joined(separator: "\\n")
+        let script = "printf '\(payload)\\n' > holdout_tools/payload.py\n" + Self.good
+        let ws = try LoopWorkspace(agent: Self.commandAgent(script), editable: "[\"train.py\", \"holdout_tools/\"]",
+                                   hidden: "[\"holdout\"]", files: ["holdout_tools/__init__.py": ""])
+        let outcome = try ws.run(iterations: 1)
+        XCTAssertEqual(outcome.status, 0, ws.describe(outcome))
+        XCTAssertEqual(ws.statuses(), ["keep", "rejected"], ws.describe(outcome))
+        XCTAssertTrue(ws.rows().last?["description"]?.contains("diff-lines") == true, ws.describe(outcome))
+        XCTAssertFalse(FileManager.default.fileExists(atPath: ws.path("holdout_tools/payload.py")))
     }
 
     /// A session agent's description spans lines and carries its own `proctor-score:` trailer

@@ -79,14 +79,15 @@ final class LoopWorkspace {
         """
 
     static func toml(agent: String, experimentTimeout: String = "30s", editable: String = "[\"train.py\"]",
-                     notes: String = "[\"LOG.md\"]", locked: String = "[\"prepare.py\"]", filesExtra: String = "", experimentExtra: String = "",
+                     notes: String = "[\"LOG.md\"]", locked: String = "[\"prepare.py\"]", hidden: String = "[\"holdout/**\"]",
+                     filesExtra: String = "", experimentExtra: String = "",
                      evaluatorExtra: String = "", extra: String = "") -> String {
         """
         [files]
         editable = \(editable)
         notes    = \(notes)
         locked   = \(locked)
-        hidden   = ["holdout/**"]
+        hidden   = \(hidden)
         outputs  = ["outputs/"]
         \(filesExtra)
 
@@ -112,7 +113,8 @@ final class LoopWorkspace {
 
     /// Writes the template next to the workspace and runs `proctor init ROOT --template TEMPLATE`.
     init(agent: String, experimentTimeout: String = "30s", prepare: String = LoopWorkspace.prepare,
-         editable: String = "[\"train.py\"]", notes: String = "[\"LOG.md\"]", locked: String = "[\"prepare.py\"]", filesExtra: String = "",
+         editable: String = "[\"train.py\"]", notes: String = "[\"LOG.md\"]", locked: String = "[\"prepare.py\"]",
+         hidden: String = "[\"holdout/**\"]", filesExtra: String = "",
          experimentExtra: String = "", evaluatorExtra: String = "", extra: String = "", files extraFiles: [String: String] = [:],
          train: String = LoopWorkspace.train("0.2"), file: StaticString = #filePath, line: UInt = #line) throws {
         var template = Array((NSTemporaryDirectory() + "/proctor-loop-XXXXXX").utf8CString)
@@ -123,7 +125,7 @@ final class LoopWorkspace {
         machineLock = parent + "/machine.lock"
         let source = parent + "/template"
         var files = [
-            "proctor.toml": Self.toml(agent: agent, experimentTimeout: experimentTimeout, editable: editable, notes: notes, locked: locked,
+            "proctor.toml": Self.toml(agent: agent, experimentTimeout: experimentTimeout, editable: editable, notes: notes, locked: locked, hidden: hidden,
                                       filesExtra: filesExtra, experimentExtra: experimentExtra,
                                       evaluatorExtra: evaluatorExtra, extra: extra),
             "train.py": train,

@@ -216,6 +216,51 @@ final class ParallelRunTests: XCTestCase {
         }
     }
 
+    /// Two deaths: the first between an in-flight iteration's row and its state save (as above),
+    /// the second in the resume that reconciles it. That resume reconciled only in memory, wrote a
+    /// crash row for the other iteration in flight, and could die before saving: the next resume
+    /// found that crash row last, no longer the first death's row, and recorded that iteration
+    /// again (its keep's commit dropped from the branch; found by killing at random). The
+    /// reconciled state is saved before anything is written now.
+    func testASecondDeathWhileResumingRecordsNothingTwice() throws {
+        let strace = "/usr/bin/strace"
+        try XCTSkipUnless(FileManager.default.isExecutableFile(atPath: strace), "strace is not installed (.ci/setup installs it)")
+        let env = ["PROCTOR_MACHINE_SLOTS": "2"]
+        let ws = try ParallelRunTests.workspace(ParallelRunTests.slowSpec())
+        try FileManager.default.removeItem(atPath: ws.path("gate/block"))
+        let first = try ws.proctor(["run", "--workspace", ws.root, "--iterations", "3", "--parallel", "2"], environment: env)
+        XCTAssertEqual(first.status, 0, first.text)
+        let last = try XCTUnwrap(ws.rows.last)
+        let record = try XCTUnwrap(ws.records.last)
+        var state = try XCTUnwrap(ws.state)
+        state["lastIteration"] = ws.rows.dropLast().map(\.iteration).max()
+        state["inProgress"] = last.iteration
+        state["inFlight"] = [last.iteration, 4]
+        if last.status == "keep" {
+            state["bestCommit"] = record["parent"]
+            state["bestScore"] = record["bestBefore"]
+        }
+        try JSONSerialization.data(withJSONObject: state).write(to: URL(fileURLWithPath: ws.path(".proctor/state.json")))
+        // Killed as it writes its first row (the crash row of iteration 4): what it had saved by
+        // then is the state the first death left, reconciled with the ledger.
+        let killed = try runChild([strace, "-qq", "-f", "-P", ws.path(".proctor/results.tsv"), "-e", "trace=write",
+                                   "-e", "inject=write:signal=KILL:when=1", "-o", "/dev/null",
+                                   proctorBinary, "run", "--workspace", ws.root, "--resume", "--iterations", "1", "--parallel", "2"],
+                                  environment: ws.environment.merging(env) { $1 })
+        XCTAssertNotEqual(killed.status, 0, killed.text)
+        let saved = try XCTUnwrap(ws.state)
+        XCTAssertNil(saved["inProgress"] as? Int, "\(saved)")
+        XCTAssertEqual(saved["inFlight"] as? [Int], [4], "\(saved)")
+        XCTAssertEqual(saved["lastIteration"] as? Int, last.iteration, "\(saved)")
+        if last.status == "keep" { XCTAssertEqual(saved["bestCommit"] as? String, record["commit"] as? String, "\(saved)") }
+        let resumed = try ws.proctor(["run", "--workspace", ws.root, "--resume", "--iterations", "1", "--parallel", "2"], environment: env)
+        XCTAssertEqual(resumed.status, 0, resumed.text)
+        XCTAssertEqual(ws.rows.filter { $0.iteration == last.iteration }.map(\.status), [last.status], ws.ledgerLines.joined(separator: "\n"))
+        XCTAssertEqual(ws.row(4)?.status, "crash")
+        assertIterations(ws, 5)
+        try assertBranchHoldsTheKeeps(ws)
+    }
+
     /// Ctrl-C with two in flight: both sandboxes end, no row for either, exit 130, and the state has
     /// nothing in flight; `--resume` goes on from the last row.
     func testCtrlCWithTwoInFlightRecordsNothingForThem() throws {
@@ -232,6 +277,41 @@ final class ParallelRunTests: XCTestCase {
         let resumed = try ws.proctor(["run", "--workspace", ws.root, "--resume", "--iterations", "2", "--parallel", "2"], environment: env)
         XCTAssertEqual(resumed.status, 0, resumed.text)
         XCTAssertFalse(ws.rows.contains { $0.status == "crash" }, ws.ledgerLines.joined(separator: "\n"))
+        // An interrupted number below a recorded one was left without a row for good; it is given
+        // out again first.
+        assertIterations(ws, ws.rows.map(\.iteration).max() ?? 0)
+        try assertBranchHoldsTheKeeps(ws)
+    }
+
+    /// Ctrl-C (or SIGTERM) while a candidate is in flight below one already recorded (a later one
+    /// finished first): the interrupted number had no row and was never given out again, a hole
+    /// for good in the run's iterations. It is given out first on `--resume` now.
+    func testAnInterruptedNumberBelowARecordedOneIsGivenOutAgain() throws {
+        let env = ["PROCTOR_MACHINE_SLOTS": "2"]
+        var spec = WorkspaceSpec()
+        // Candidates take as long as X is far from the baseline's: a later one often finishes first.
+        spec.train = WorkspaceSpec.defaultTrain.replacingOccurrences(of: "GREEDY = 0\n", with: """
+            GREEDY = 0
+            if os.path.exists("gate/block"):
+                time.sleep(0.2 + 4 * abs(X - 0.2))
+
+            """)
+        let ws = try ParallelRunTests.workspace(spec)
+        let output = try CapturedOutput()
+        let run = try startProcess([proctorBinary, "run", "--workspace", ws.root, "--iterations", "200", "--parallel", "2"],
+                                   environment: ws.environment.merging(env) { $1 }, output: output)
+        defer { if run.isRunning { kill(run.processIdentifier, SIGKILL) } }
+        XCTAssertTrue(waitUntil(timeout: 120, interval: 0.01) {
+            guard let state = ws.state, let last = state["lastIteration"] as? Int, let flight = state["inFlight"] as? [Int] else { return false }
+            return flight.contains { $0 < last }
+        }, output.stdout)
+        kill(run.processIdentifier, SIGINT)
+        run.waitUntilExit()
+        XCTAssertEqual(exitStatus(run), 130, output.stdout)
+        try FileManager.default.removeItem(atPath: ws.path("gate/block"))
+        let resumed = try ws.proctor(["run", "--workspace", ws.root, "--resume", "--iterations", "3", "--parallel", "2"], environment: env)
+        XCTAssertEqual(resumed.status, 0, resumed.text)
+        assertIterations(ws, ws.rows.map(\.iteration).max() ?? 0)
         try assertBranchHoldsTheKeeps(ws)
     }
 

@@ -1,4 +1,5 @@
 import Foundation
+import ProctorTestSupport
 import XCTest
 
 @testable import ProctorLoop
@@ -99,6 +100,40 @@ final class SealedTests: XCTestCase {
         XCTAssertEqual(report.status, 0, report.text)
         let html = try String(contentsOfFile: ws.base + "/report.html", encoding: .utf8)
         XCTAssertTrue(html.contains("sealed"), "the report shows the sealed score")
+    }
+
+    /// Ctrl-C while the sealed evaluator scores a keep: the keep was recorded without its sealed
+    /// score (a stopped sealed run counted as one that failed), and `--resume` never scored it.
+    /// No row now, as for any iteration Ctrl-C stops; `--resume` measures it again, sealed score and all.
+    func testCtrlCDuringTheSealedEvaluatorRecordsNoKeepWithoutItsSealedScore() throws {
+        let agent = agentPrelude + """
+            set_var X 0.7; echo "SUMMARY: x to 0.7"
+            """
+        let slowSealed = SealedTests.sealedEvaluator.replacingOccurrences(of: "import json, os\n", with: """
+            import json, os, time
+            if os.path.exists("sealed/slow") and "0.7" in open(os.path.join(os.environ.get("PROCTOR_OUTPUTS", "outputs"), "pred.txt")).read():
+                time.sleep(60)
+
+            """)
+        let ws = try LoopWorkspace(SealedTests.spec(agent: agent), files: ["sealed/target.txt": "0.3141\n", "sealed_eval.py": slowSealed])
+        try ws.write("sealed/slow", "1\n")
+        let output = try CapturedOutput()
+        let run = try startProcess([proctorBinary, "run", "--workspace", ws.root, "--iterations", "1"],
+                                   environment: ws.environment, output: output)
+        defer { if run.isRunning { kill(run.processIdentifier, SIGKILL) } }
+        XCTAssertTrue(waitUntil(timeout: 120, interval: 0.1) { ws.rows.count == 1 && !processes(containing: "sealed_eval.py").isEmpty },
+                      output.stdout + output.stderr)
+        Thread.sleep(forTimeInterval: 0.5)
+        kill(run.processIdentifier, SIGINT)
+        run.waitUntilExit()
+        XCTAssertEqual(exitStatus(run), 130, output.stdout + output.stderr)
+        XCTAssertEqual(ws.rows.map(\.iteration), [0], "a row for the interrupted keep: " + ws.ledgerLines.joined(separator: "\n"))
+        XCTAssertNil(ws.record(1), "a record for the interrupted keep")
+        try FileManager.default.removeItem(atPath: ws.path("sealed/slow"))
+        let resumed = try ws.run(["--resume", "--iterations", "1"])
+        XCTAssertEqual(resumed.status, 0, resumed.text)
+        XCTAssertEqual(ws.row(1)?.status, "keep", resumed.text)
+        XCTAssertNotNil(ws.record(1)?["sealed"] as? Double, "\(String(describing: ws.record(1)))")
     }
 
     func testSealedCommandAndSetNeedEachOther() throws {

@@ -18,6 +18,9 @@ extension Iteration {
         // The sealed test set scores the kept candidate's outputs before the commit, so that the
         // commit and its row stay one short step apart.
         let sealed = try runner.scoreSealed(iteration: number, in: slotEnv)
+        // Ctrl-C stopped the sealed evaluator: no row (a keep without its sealed score, as a failed
+        // sealed run would be, was recorded), the tree back to the best; `--resume` measures again.
+        if runner.stop.requested { return .abandoned }
         if let moved = try inputsMoved() { return moved }
         var paths = changes.flatMap { [$0.path, $0.oldPath] }.filter { !$0.isEmpty }
         // The forced log: the entries since the last keep, this one's included, join the commit.

@@ -156,6 +156,7 @@ extension Runner {
     private func proposeCandidate() throws -> Proposed {
         let i = state.nextIteration
         state.inFlight = (state.inFlight ?? []) + [i]
+        state.starting(i)
         try state.save(root)
         let iteration = try Iteration(runner: self, number: i)
         locks.forEach { $0.update(LockHolder(pid: getpid(), run: state.run, iteration: i, since: iteration.started, workspace: root)) }
@@ -381,8 +382,7 @@ extension Runner {
 
     /// An iteration that ends without a row (Ctrl-C): out of the state's and the prompt's lists.
     private func forget(_ number: Int) {
-        state.inFlight?.removeAll { $0 == number }
-        if state.inProgress == number { state.inProgress = nil }
+        state.abandon(number)
         leaveFlight(number)
         try? state.save(root)
     }

@@ -43,7 +43,7 @@ extension Runner {
         let output = SessionTranscript()
         let root = self.root
         if let output {
-            output.switchTo(root + "/.proctor/" + transcriptPath(state.lastIteration + 1))
+            output.switchTo(root + "/.proctor/" + transcriptPath(state.nextIteration))
             (agent as? SessionAgent)?.output = output
             (agent as? SessionAgent)?.transcriptFor = { [run = state.run] i in root + "/.proctor/logs/\(run)/\(i)-agent.log" }
         } else {
