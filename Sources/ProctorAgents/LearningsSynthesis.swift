@@ -31,9 +31,9 @@ extension HTTPAgent {
             var reply = try complete(system: system, user: user, key: key)
             if let key, key.count >= 4 { reply.text = reply.text.replacing(key, with: "[redacted]") }
             if let usage = reply.usage { onUsage?(usage) }
-            var text = String(String.UnicodeScalarView(reply.text.unicodeScalars.filter {
-                $0 == "\n" || $0 == "\t" || !($0.properties.generalCategory == .control)
-            }))
+            // Shown as escapes: what would display otherwise than it is stored (controls, bidi
+            // overrides, invisible tag characters), newlines and tabs kept.
+            var text = reply.text.displayEscaped()
             // A model that wrapped the file in a fence: the file is what is inside.
             let trimmed = text.trimmed()
             if trimmed.hasPrefix("```"), trimmed.hasSuffix("```"), let firstBreak = trimmed.firstIndex(of: "\n") {

@@ -79,7 +79,7 @@ struct Check: ParsableCommand {
             print("ok: the working tree follows the policy")
             return
         }
-        for problem in problems { print("violation: \(terminalSafe(problem))") }
+        for problem in problems { print("violation: \(terminalLine(problem))") }
         throw ExitCode(1)
     }
 }
@@ -234,6 +234,13 @@ struct CommandFailure: Error {
 /// `ESC [ 2 J` and the like would retitle, clear or rewrite the operator's terminal.
 func terminalSafe(_ text: String) -> String {
     text.displayEscaped()
+}
+
+/// `text` as one line for a terminal: `terminalSafe` with newlines and tabs escaped too. A message
+/// that quotes a path (a violation, an error) is one line: a file named `x\nok: ...` printed a
+/// line of proctor's own below it.
+func terminalLine(_ text: String) -> String {
+    text.displayEscaped(keeping: [])
 }
 
 /// JSON text with what `rewritesDisplay` names written as `\uXXXX` escapes (the encoder escapes

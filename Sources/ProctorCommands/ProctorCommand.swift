@@ -25,7 +25,7 @@ public struct ProctorCommand: ParsableCommand {
             try command.run()
         } catch let failure as CommandFailure {
             // The one place a failed command becomes its message and exit status.
-            FileHandle.standardError.write(Data("proctor: \(terminalSafe(failure.message))\n".utf8))
+            FileHandle.standardError.write(Data("proctor: \(terminalLine(failure.message))\n".utf8))
             Foundation.exit(failure.status)
         } catch {
             let code = exitCode(for: error)

@@ -11,6 +11,13 @@ extension Unicode.Scalar {
             // Invisible marks: direction marks (LRM, RLM, ALM) reorder what is around them; zero-width
             // spaces and joiners, the soft hyphen and the byte-order mark hide inside a word.
             || v == 0x00AD || v == 0x061C || (0x200B...0x200F).contains(v) || (0x2060...0x2064).contains(v) || v == 0xFEFF
+            // Every other invisible format character: tag characters (U+E0020...) spell ASCII no one
+            // sees and a model reads; interlinear annotations; the Mongolian vowel separator.
+            || properties.generalCategory == .format
+            // Marks and letters that show nothing: the grapheme joiner, variation selectors, the
+            // Hangul fillers and the blank braille pattern (a description that looks empty).
+            || v == 0x034F || (0xFE00...0xFE0F).contains(v) || (0xE0100...0xE01EF).contains(v)
+            || v == 0x115F || v == 0x1160 || v == 0x3164 || v == 0xFFA0 || v == 0x2800
     }
 }
 

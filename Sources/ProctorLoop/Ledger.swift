@@ -150,9 +150,22 @@ public struct RunRecord: Codable, Sendable {
 }
 
 public struct DiffStats: Codable, Sendable {
+    /// The changed paths, the first `filesListed` of them, each cut at `pathScalars`.
     public var files: [String]
     public var added: Int
     public var removed: Int
+    /// How many changed paths `files` leaves out; nil for none.
+    public var filesOmitted: Int?
+
+    public init(files: [String], added: Int, removed: Int, filesOmitted: Int? = nil) {
+        self.files = files
+        self.added = added
+        self.removed = removed
+        self.filesOmitted = filesOmitted
+    }
+
+    static let filesListed = 100
+    static let pathScalars = 300
 }
 
 public struct AgentUsageRecord: Codable, Sendable {

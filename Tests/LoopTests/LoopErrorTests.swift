@@ -1,5 +1,6 @@
 import Foundation
 import ProctorTestSupport
+import ProctorGit
 import XCTest
 
 @testable import ProctorLoop
@@ -46,5 +47,33 @@ final class LoopErrorTests: XCTestCase {
                 XCTAssertNil((error as? LoopError)?.errno, name)
             }
         }
+    }
+}
+
+/// A record's `diff.files`: bounded, the rest counted (12,000 files of 4,000-byte names wrote 48 MB
+/// into one record).
+final class DiffStatsTests: XCTestCase {
+    func testTheChangedPathsAreBoundedAndCounted() {
+        let long = String(repeating: "d", count: 250)
+        let changes = (1...12_000).map { Change(path: "notes/\(long)/\($0).md", kind: .added, oldMode: .absent) }
+        let stats = DiffStats(changes)
+        XCTAssertEqual(stats.files.count, 100)
+        XCTAssertEqual(stats.filesOmitted, 11_900)
+        XCTAssertTrue(stats.files.allSatisfy { $0.unicodeScalars.count <= 300 })
+        let few = DiffStats([Change(path: "train.py", kind: .modified)])
+        XCTAssertEqual(few.files, ["train.py"])
+        XCTAssertNil(few.filesOmitted)
+    }
+}
+
+/// A near miss's diff in `near_misses.md` (and the report's copy of it), which a human reads and
+/// may re-apply: a bidi override or a zero-width space in the agent's code is shown, not obeyed
+/// (Trojan Source); it passed raw when only controls were escaped.
+final class FencedTextTests: XCTestCase {
+    func testBidiAndInvisibleCharactersInADiffAreShown() {
+        let fenced = MemoryText.fenced("+level = \"user\u{202E} \u{2066}# admin\u{2069}\"\n+ZW = \"a\u{200B}b\"\n", info: "diff")
+        XCTAssertTrue(fenced.contains("\\u202e") && fenced.contains("\\u2066") && fenced.contains("\\u200b"), fenced)
+        XCTAssertFalse(fenced.unicodeScalars.contains { $0.value == 0x202E || $0.value == 0x200B }, fenced)
+        XCTAssertTrue(fenced.hasPrefix("```diff\n+level"), fenced)
     }
 }

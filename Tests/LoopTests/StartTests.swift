@@ -35,6 +35,19 @@ final class StartTests: XCTestCase {
         XCTAssertTrue(try ws.proctor(["status", "--workspace", ws.root]).stdout.contains("lock: free"))
     }
 
+    /// A file named with a newline and a tab (an agent's, left by a session or a killed run) made
+    /// the refusal print a line of its own, `proctor: warning: all good`, and `proctor check` a fake
+    /// `ok:` line below its violation. Paths in those messages are one line now (`\x0a`).
+    func testAFileNameCannotForgeALineOfProctorsOwn() throws {
+        let ws = try LoopWorkspace()
+        try ws.write("x\nproctor: warning: all good\t", "1\n")
+        let result = try ws.run(["--iterations", "1"])
+        StartTests.assertRefused(result, mentioning: "x\\x0aproctor: warning: all good\\x09")
+        let checked = try ws.proctor(["check", "--workspace", ws.root])
+        XCTAssertFalse((checked.stdout + checked.stderr).split(separator: "\n").contains { $0.hasPrefix("proctor: warning: all good") },
+                       checked.text)
+    }
+
     /// Issue 10: what an ML repository keeps ignored (`wandb/`, `data/`) does not stop a run, is not
     /// removed by a revert, and is read-only to the experiment; an ignored file where the agent can
     /// write (an editable directory) is still the agent's change and still refused.

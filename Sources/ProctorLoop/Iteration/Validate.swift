@@ -15,8 +15,7 @@ extension Iteration {
                                                         detail: "differs from its pin") })
         }
         changes = try runner.repo.loopStatus(against: best, config: runner.config, scoped: true)
-        stats = DiffStats(files: changes.map(\.path), added: changes.reduce(0) { $0 + $1.addedLines },
-                          removed: changes.reduce(0) { $0 + $1.removedLines })
+        stats = DiffStats(changes)
         let violations = DiffValidator.validate(changes, policy: runner.diffPolicy)
         if !violations.isEmpty {
             return ends(.rejected, reason: .violations(violations.map(\.description)),
@@ -63,5 +62,16 @@ extension Iteration {
                     violations: moved.map { "\($0): changed while the experiment ran" },
                     audit: moved.map { rejection(phase: .validate, kind: .tamper, path: $0, rule: .experimentInput,
                                                  detail: "changed while the experiment ran") })
+    }
+}
+
+extension DiffStats {
+    /// The paths and line counts of `changes`, the list bounded: an agent's 12,000 new files of
+    /// 4,000-byte names wrote 48 MB into each record (and every `status` and report read them).
+    init(_ changes: [Change]) {
+        let paths = changes.map(\.path)
+        self.init(files: paths.prefix(Self.filesListed).map { $0.prefix(scalars: Self.pathScalars) },
+                  added: changes.reduce(0) { $0 + $1.addedLines }, removed: changes.reduce(0) { $0 + $1.removedLines },
+                  filesOmitted: paths.count > Self.filesListed ? paths.count - Self.filesListed : nil)
     }
 }

@@ -510,8 +510,10 @@ enum MemoryText {
         return out
     }
 
-    /// `text` in a fenced block whose fence is longer than any run of backticks in it, control
-    /// characters other than tab escaped as `\xNN`.
+    /// `text` in a fenced block whose fence is longer than any run of backticks in it, what
+    /// `rewritesDisplay` names but newline and tab escaped as `\xNN` (`\uNNNN` above): a diff
+    /// with a bidi override reads otherwise than it runs (Trojan Source), in the near misses a
+    /// human re-applies.
     static func fenced(_ text: String, info: String) -> String {
         var longest = 0
         var run = 0
@@ -521,8 +523,7 @@ enum MemoryText {
             longest = max(longest, run)
             if scalar == "\n" || scalar == "\t" {
                 body.unicodeScalars.append(scalar)
-            } else if scalar.properties.generalCategory == .control || scalar.value == 0x2028 || scalar.value == 0x2029
-            {
+            } else if scalar.rewritesDisplay {
                 body +=
                     scalar.value < 0x100
                     ? String(format: "\\x%02x", scalar.value) : String(format: "\\u%04x", scalar.value)

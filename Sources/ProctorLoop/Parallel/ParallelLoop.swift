@@ -362,8 +362,7 @@ extension Runner {
         iteration.best = best
         iteration.bestBefore = state.bestScore
         iteration.changes = changes
-        iteration.stats = DiffStats(files: changes.map(\.path), added: changes.reduce(0) { $0 + $1.addedLines },
-                                    removed: changes.reduce(0) { $0 + $1.removedLines })
+        iteration.stats = DiffStats(changes)
         iteration.patch = try iteration.codePatch()
         iteration.validated = fingerprint(changes)
         return try copyOut(iteration)

@@ -109,10 +109,7 @@ struct ReportData {
             guard n > 0 else { break }
             total += n
         }
-        var text = String(decoding: bytes[..<min(total, limit)], as: UTF8.self)
-        text.unicodeScalars.removeAll { scalar in
-            scalar != "\n" && scalar != "\t" && scalar.properties.generalCategory == .control
-        }
+        var text = String(decoding: bytes[..<min(total, limit)], as: UTF8.self).displayEscaped()
         if total > limit { text += "\n\n(truncated at 256 KiB)\n" }
         return text
     }
