@@ -6,18 +6,20 @@ import XCTest
 /// `proctor experiment`: the supervisor runs it in the experiment sandbox between experiments and
 /// answers with its summary and exit status.
 final class SessionAnalysisTests: XCTestCase {
+    /// A session whose agent runs `script`, then one experiment (x = 0.6), and waits to be stopped.
+    func sessionThenOneExperiment(_ ws: LoopWorkspace, _ script: String) throws -> ChildOutcome {
+        let agent = script + "\n" + SessionTests.setX("0.6") + "proctor experiment \"x=0.6\"\nsleep 1000\n"
+        return try ws.proctor(["session", "--workspace", ws.root, "--iterations", "1", "--", "sh", "-c", agent], deadline: 180)
+    }
+
     func testAnalysisFromInsideASession() throws {
         let ws = try LoopWorkspace(agent: SessionTests.noAgent)
         let script = """
             proctor analyze -- sh -c 'cat holdout/target.txt; echo ANALYSIS-MARK; echo kept > "$PROCTOR_OUTPUTS/made.txt"; exit 5' > "$HOME/a" 2>&1
             echo "analysis rc=$?"
             echo "reply: $(tr '\\n' ' ' < "$HOME/a")"
-            \(SessionTests.setX("0.6"))
-            proctor experiment "x=0.6"
-            sleep 1000
             """
-        let outcome = try ws.proctor(["session", "--workspace", ws.root, "--iterations", "1", "--", "sh", "-c", script],
-                                     deadline: 180)
+        let outcome = try sessionThenOneExperiment(ws, script)
         XCTAssertEqual(outcome.status, 0, ws.describe(outcome))
         XCTAssertTrue(outcome.stdout.contains("analysis rc=5"), "the command's status: \(outcome.stdout)")
         XCTAssertTrue(outcome.stdout.contains("ANALYSIS-MARK"), outcome.stdout)
@@ -58,12 +60,8 @@ final class SessionAnalysisTests: XCTestCase {
             echo "replies: $(cat "$HOME/a1" "$HOME/a2" | tr '\\n' ' ')"
             proctor analyze -- python3 -c 'import sys; print("SAME-PYTHON", sys.version_info[0])' > "$HOME/a3" 2>&1; echo "python rc=$?"
             cat "$HOME/a3"
-            \(SessionTests.setX("0.6"))
-            proctor experiment "x=0.6"
-            sleep 1000
             """
-        let outcome = try ws.proctor(["session", "--workspace", ws.root, "--iterations", "1", "--", "sh", "-c", script],
-                                     deadline: 180)
+        let outcome = try sessionThenOneExperiment(ws, script)
         XCTAssertEqual(outcome.status, 0, ws.describe(outcome))
         XCTAssertFalse(FileManager.default.fileExists(atPath: marker), "the agent's file ran on the host: \(outcome.stdout)")
         XCTAssertFalse(outcome.stdout.contains("HOST-SECRET-7f3a"), outcome.stdout)

@@ -34,6 +34,10 @@ final class SessionTests: XCTestCase {
     }
 
     static let noAgent = "[agent]\nkind = \"mutate\"\ntimeout = \"60s\""
+    /// A session whose agent's network is the allowlist proxy (its launcher has the proxy's helper).
+    static func behindTheProxy(timeout: String) -> String {
+        "[agent]\nkind = \"mutate\"\ntimeout = \"\(timeout)\"\nnetwork = \"allowlist\"\nallow_hosts = [\"api.test:443\"]"
+    }
 
     /// Three experiments asked for from inside: each is validated, run, scored and kept or
     /// reverted; the agent reads every result; the session stops after `--iterations 3`.
@@ -74,13 +78,7 @@ final class SessionTests: XCTestCase {
     /// was a `crash` ("could not be frozen"). Frozen and measured now, and the freeze still holds
     /// the agent's own processes (a child it left running stays stopped while it is measured).
     func testASessionAgentBehindTheAllowlistProxyRunsItsExperiments() throws {
-        let ws = try LoopWorkspace(agent: """
-            [agent]
-            kind = "mutate"
-            timeout = "60s"
-            network = "allowlist"
-            allow_hosts = ["api.test:443"]
-            """)
+        let ws = try LoopWorkspace(agent: Self.behindTheProxy(timeout: "60s"))
         let script = """
             ( while :; do date +%s%N >> "$HOME/ticks"; sleep 0.05; done ) &
             \(Self.setX("0.6"))
@@ -99,13 +97,7 @@ final class SessionTests: XCTestCase {
     /// to drain, on the loop's thread, and the session hung past `--iterations` and Ctrl-C. Only a
     /// Unix socket is answered; anything else is closed unanswered, at once.
     func testALingeringReplySocketDoesNotHoldTheLoop() throws {
-        let ws = try LoopWorkspace(agent: """
-            [agent]
-            kind = "mutate"
-            timeout = "90s"
-            network = "allowlist"
-            allow_hosts = ["api.test:443"]
-            """)
+        let ws = try LoopWorkspace(agent: Self.behindTheProxy(timeout: "90s"))
         let simple = """
             python3 -c '
             import array, os, socket, struct, subprocess, time

@@ -179,6 +179,27 @@ final class ParallelRunTests: XCTestCase {
         try assertBranchHoldsTheKeeps(ws)
     }
 
+    /// A three-iteration `--parallel 2` run, its state put back as saved just before its last row:
+    /// that iteration (being decided, or a proposal recorded before measuring) and one more, 4, in flight.
+    func diedBeforeItsLastRowsState(decided: Bool, _ env: [String: String]) throws -> (LoopWorkspace, Row) {
+        let ws = try ParallelRunTests.workspace(ParallelRunTests.slowSpec())
+        try FileManager.default.removeItem(atPath: ws.path("gate/block"))
+        let first = try ws.proctor(["run", "--workspace", ws.root, "--iterations", "3", "--parallel", "2"], environment: env)
+        XCTAssertEqual(first.status, 0, first.text)
+        let last = try XCTUnwrap(ws.rows.last)
+        let record = try XCTUnwrap(ws.records.last)
+        var state = try XCTUnwrap(ws.state)
+        state["lastIteration"] = ws.rows.dropLast().map(\.iteration).max()
+        state["inProgress"] = decided ? last.iteration : nil
+        state["inFlight"] = [last.iteration, 4]
+        if last.status == "keep" {
+            state["bestCommit"] = record["parent"]
+            state["bestScore"] = record["bestBefore"]
+        }
+        try JSONSerialization.data(withJSONObject: state).write(to: URL(fileURLWithPath: ws.path(".proctor/state.json")))
+        return (ws, last)
+    }
+
     /// The supervisor dies between an in-flight iteration's row and the state save that takes it out
     /// of `inFlight` (found by killing at random): `--resume` took it for unmeasured, cut its record
     /// (a keep's included) and added a crash row on top, so the ledger held the iteration twice and
@@ -187,22 +208,7 @@ final class ParallelRunTests: XCTestCase {
     func testDeathBetweenAnInFlightRowAndTheStateThenResume() throws {
         let env = ["PROCTOR_MACHINE_SLOTS": "2"]
         for decided in [true, false] {
-            let ws = try ParallelRunTests.workspace(ParallelRunTests.slowSpec())
-            try FileManager.default.removeItem(atPath: ws.path("gate/block"))
-            let first = try ws.proctor(["run", "--workspace", ws.root, "--iterations", "3", "--parallel", "2"], environment: env)
-            XCTAssertEqual(first.status, 0, first.text)
-            // The state as saved just before the last row: that iteration and one more in flight.
-            let last = try XCTUnwrap(ws.rows.last)
-            let record = try XCTUnwrap(ws.records.last)
-            var state = try XCTUnwrap(ws.state)
-            state["lastIteration"] = ws.rows.dropLast().map(\.iteration).max()
-            state["inProgress"] = decided ? last.iteration : nil
-            state["inFlight"] = [last.iteration, 4]
-            if last.status == "keep" {
-                state["bestCommit"] = record["parent"]
-                state["bestScore"] = record["bestBefore"]
-            }
-            try JSONSerialization.data(withJSONObject: state).write(to: URL(fileURLWithPath: ws.path(".proctor/state.json")))
+            let (ws, last) = try diedBeforeItsLastRowsState(decided: decided, env)
             let before = ws.rows
 
             let resumed = try ws.proctor(["run", "--workspace", ws.root, "--resume", "--iterations", "1", "--parallel", "2"], environment: env)
@@ -226,21 +232,8 @@ final class ParallelRunTests: XCTestCase {
         let strace = "/usr/bin/strace"
         try XCTSkipUnless(FileManager.default.isExecutableFile(atPath: strace), "strace is not installed (.ci/setup installs it)")
         let env = ["PROCTOR_MACHINE_SLOTS": "2"]
-        let ws = try ParallelRunTests.workspace(ParallelRunTests.slowSpec())
-        try FileManager.default.removeItem(atPath: ws.path("gate/block"))
-        let first = try ws.proctor(["run", "--workspace", ws.root, "--iterations", "3", "--parallel", "2"], environment: env)
-        XCTAssertEqual(first.status, 0, first.text)
-        let last = try XCTUnwrap(ws.rows.last)
+        let (ws, last) = try diedBeforeItsLastRowsState(decided: true, env)
         let record = try XCTUnwrap(ws.records.last)
-        var state = try XCTUnwrap(ws.state)
-        state["lastIteration"] = ws.rows.dropLast().map(\.iteration).max()
-        state["inProgress"] = last.iteration
-        state["inFlight"] = [last.iteration, 4]
-        if last.status == "keep" {
-            state["bestCommit"] = record["parent"]
-            state["bestScore"] = record["bestBefore"]
-        }
-        try JSONSerialization.data(withJSONObject: state).write(to: URL(fileURLWithPath: ws.path(".proctor/state.json")))
         // Killed as it writes its first row (the crash row of iteration 4): what it had saved by
         // then is the state the first death left, reconciled with the ledger.
         let killed = try runChild([strace, "-qq", "-f", "-P", ws.path(".proctor/results.tsv"), "-e", "trace=write",
