@@ -496,13 +496,7 @@ final class SlurmClusterTests: XCTestCase {
         XCTAssertTrue(waitUntil(timeout: 30) { SlurmCLI().state(of: job)?.ended ?? false }, "the job did not end")
         XCTAssertTrue(waitUntil(timeout: 10) { pids.allSatisfy { kill($0, 0) != 0 } },
                       "left running after the job's end: \(launchers)")
-        XCTAssertTrue(waitUntil(timeout: 90) { !process.isRunning }, output.stdout + output.stderr)
-        process.waitUntilExit()
-        XCTAssertEqual(exitStatus(process), 0, output.stdout + output.stderr)
-        let row = try XCTUnwrap(records(ws).first { $0.iteration == 1 })
-        XCTAssertEqual(row.status, .crash)
-        XCTAssertTrue(row.reason?.contains("Slurm job \(job) ended (FAILED") ?? false, String(describing: row.reason))
-        XCTAssertNotNil(records(ws).first { $0.iteration == 2 }, output.stdout)
+        try assertCrashRowAndTheRunGoesOn(ws, process, output, job: job, state: "FAILED", reason: "Slurm job \(job) ended (FAILED")
     }
 
     /// A job of a higher-priority partition takes the node (`.ci/slurm-cluster.sh`: "urgent"
@@ -522,14 +516,15 @@ final class SlurmClusterTests: XCTestCase {
 
     /// The run of `runningIterationOne` ended well, its iteration 1 a `crash` row naming the job
     /// and Slurm's `state`, and iteration 2 measured after it.
+    /// `reason`: what the crash row says, by default that Slurm ended the job in `state`.
     func assertCrashRowAndTheRunGoesOn(_ ws: String, _ process: Process, _ output: CapturedOutput, job: String,
-                                       state: String) throws {
+                                       state: String, reason: String? = nil) throws {
         XCTAssertTrue(waitUntil(timeout: 90) { !process.isRunning }, output.stdout + output.stderr)
         process.waitUntilExit()
         XCTAssertEqual(exitStatus(process), 0, output.stdout + output.stderr)
         let row = try XCTUnwrap(records(ws).first { $0.iteration == 1 })
         XCTAssertEqual(row.status, .crash)
-        XCTAssertTrue(row.reason?.contains("Slurm ended job \(job) on localhost: \(state)") ?? false, String(describing: row.reason))
+        XCTAssertTrue(row.reason?.contains(reason ?? "Slurm ended job \(job) on localhost: \(state)") ?? false, String(describing: row.reason))
         XCTAssertNotNil(records(ws).first { $0.iteration == 2 }, output.stdout)
     }
 
