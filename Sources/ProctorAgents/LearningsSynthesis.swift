@@ -29,7 +29,7 @@ extension HTTPAgent {
                 user += "\n# Its diff\n\n\(fence)diff\n\(patch)\(patch.endsWithLineFeed ? "" : "\n")\(fence)\n"
             }
             var reply = try complete(system: system, user: user, key: key)
-            if let key, key.count >= 4 { reply.text = reply.text.replacing(key, with: "[redacted]") }
+            reply.text = reply.text.redacting(key)
             if let usage = reply.usage { onUsage?(usage) }
             // Shown as escapes: what would display otherwise than it is stored (controls, bidi
             // overrides, invisible tag characters), newlines and tabs kept.

@@ -267,4 +267,23 @@ final class AgentChannelTests: XCTestCase {
         XCTAssertFalse(ws.gitSubjects().contains { $0.contains(key) }, "the API key is in a commit message")
         XCTAssertTrue(ws.read("train.py")?.contains("KEY = '[redacted]'") == true, ws.read("train.py") ?? "")
     }
+
+    /// The key echoed with a combining mark, a joiner or a variation selector right after it: the
+    /// mark joins the key's last letter into another character, and a match on characters missed
+    /// the key; its bytes reached the commit, the ledger and the transcript. Matched on bytes now.
+    func testAnAPIKeyEchoedWithAMarkAfterItIsNeverWritten() throws {
+        let wire = HTTPAgentProtocol.openai
+        let key = HTTPLoopTests.key
+        for mark in ["\u{0301}", "\u{200D}", "\u{FE0F}"] {
+            let echoed = key + mark
+            let answer = "SUMMARY: set X with key \(echoed)\nFILE: train.py\n```python\n"
+                + LoopWorkspace.train("0.6", extra: "KEY = '\(echoed)'").dropLast() + "\n```\n"
+            let server = try ScriptedHTTPServer([HTTPLoopTests.reply(wire, answer)], lifetime: 300)
+            let ws = try LoopWorkspace(agent: HTTPLoopTests.agentBlock(server, wire))
+            let outcome = try ws.run(iterations: 1, environment: [HTTPLoopTests.keyVariable: key])
+            XCTAssertEqual(outcome.status, 0, ws.describe(outcome))
+            XCTAssertEqual(ws.filesContaining(key, under: ws.root), [], "the API key was written (mark \(mark.unicodeScalars.first!.value))")
+            XCTAssertFalse(Data((outcome.stdout + outcome.stderr).utf8).range(of: Data(key.utf8)) != nil, "the API key was printed")
+        }
+    }
 }

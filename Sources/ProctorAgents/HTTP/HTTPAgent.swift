@@ -50,7 +50,7 @@ public struct HTTPAgent: Agent {
             // The server knows the key and may echo it in the answer (a proxy, a compromised
             // endpoint): the summary becomes the ledger row and the commit message, FILE blocks
             // the committed code, so a run pushed anywhere would publish it.
-            if let key, key.count >= 4 { reply.text = reply.text.replacing(key, with: "[redacted]") }
+            reply.text = reply.text.redacting(key)
             if let usage = reply.usage {
                 onUsage?(usage)
                 log += "# usage: \(usage.promptTokens) prompt tokens, \(usage.completionTokens) completion tokens\n"
@@ -146,7 +146,7 @@ public struct HTTPAgent: Agent {
     /// The key never leaves proctor in an error: replace it wherever a server echoed it.
     func scrub(_ error: AgentError, _ key: String?) -> AgentError {
         guard let key, key.count >= 4 else { return error }
-        func clean(_ text: String) -> String { text.replacing(key, with: "[redacted]") }
+        func clean(_ text: String) -> String { text.redacting(key) }
         switch error {
         case .rejected(let reason, let paths): return .rejected(reason: clean(reason), paths: paths.map(clean))
         case .failed(let reason): return .failed(reason: clean(reason))
