@@ -43,7 +43,11 @@ struct WorkspaceFiles {
         if components.contains("..") { return "path leaves the workspace" }
         if components.contains(where: { $0.lowercased() == ".git" }) { return ".git is never writable" }
         if components.contains(where: { $0.isEmpty || $0 == "." }) { return "path is not normalised" }
-        if !editable.contains(path) && !notes.contains(path) { return "not an editable or notes file" }
+        // On the bytes: Swift's string equality takes `cafe\u{301}.md` for `café.md`, and the file
+        // opened would be the answer's spelling, another file.
+        if !editable.contains(where: { $0.utf8.elementsEqual(path.utf8) }) && !notes.contains(where: { $0.utf8.elementsEqual(path.utf8) }) {
+            return "not an editable or notes file"
+        }
         return nil
     }
 

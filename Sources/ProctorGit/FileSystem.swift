@@ -16,6 +16,8 @@ enum FileSystem {
         var size: Int64
         /// What a git index caches of a file to decide that it did not change since.
         var stamp = Stamp()
+        /// Its number of names (hard links).
+        var links: UInt64 = 1
     }
 
     /// The stat fields a git index entry caches. An agent can put a file's size and mtime back after
@@ -71,7 +73,8 @@ enum FileSystem {
                 mtime: (Int64(info.st_mtim.tv_sec), Int64(info.st_mtim.tv_nsec)),
                 ctime: (Int64(info.st_ctim.tv_sec), Int64(info.st_ctim.tv_nsec)),
                 inode: UInt64(info.st_ino), size: Int64(info.st_size))
-            return Entry(type: type, permissions: UInt32(info.st_mode) & 0o7777, size: Int64(info.st_size), stamp: stamp)
+            return Entry(type: type, permissions: UInt32(info.st_mode) & 0o7777, size: Int64(info.st_size), stamp: stamp,
+                         links: UInt64(info.st_nlink))
         }
 
         /// Opens the subdirectory `name`, failing on a link (`O_NOFOLLOW`); creates it first when `create`.

@@ -114,9 +114,17 @@ extension Repository {
     }
 
     /// Writes blob `id` into the existing regular file `name` in place, with the mode git gives `mode`.
+    /// A file with other names (a hard link someone made at the tracked path to a file elsewhere) is
+    /// replaced instead: written in place, the other file got the committed bytes and mode.
     private func overwrite(_ parent: FileSystem.Directory, _ name: String, id: ObjectID, mode: FileMode) throws {
         let bytes = try blobBytes(id.oid)
-        try bytes.withUnsafeBytes { try parent.overwrite(name, bytes: $0, mode: mode == .executable ? 0o755 : 0o644) }
+        let permissions: UInt32 = mode == .executable ? 0o755 : 0o644
+        if try parent.entry(name)?.links ?? 1 > 1 {
+            try parent.remove(name)
+            try bytes.withUnsafeBytes { try parent.create(name, bytes: $0, mode: permissions) }
+            return
+        }
+        try bytes.withUnsafeBytes { try parent.overwrite(name, bytes: $0, mode: permissions) }
     }
 
     /// `flatten` of the entries at `places` and beneath them.

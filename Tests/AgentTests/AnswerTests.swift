@@ -110,6 +110,10 @@ final class AnswerTests: XCTestCase {
         XCTAssertEqual(files.violation("src//model.py"), "path is not normalised")
         XCTAssertEqual(files.violation("prepare.py"), "not an editable or notes file")
         XCTAssertEqual(files.violation("train.py\n"), "control character in path")
+        // Canonically equivalent is not the same file: the bytes decide.
+        let accented = WorkspaceFiles(root: "/ws", editable: [], notes: ["caf\u{E9}.md"])
+        XCTAssertNil(accented.violation("caf\u{E9}.md"))
+        XCTAssertEqual(accented.violation("cafe\u{301}.md"), "not an editable or notes file")
     }
 
     func testPromptListsHistoryAndRules() {

@@ -143,6 +143,24 @@ final class RestoreTests: XCTestCase {
         XCTAssertEqual(try scratch.git("status", "--porcelain"), "")
     }
 
+    /// A hard link planted at a tracked path to a file elsewhere (mode 0600): written in place, the
+    /// restore gave the other file the committed bytes and mode 0644. The name is replaced now.
+    func testRestoreWithinDoesNotWriteThroughAHardLink() throws {
+        let (scratch, repo, commit, outside) = try withOutsideDirectory()
+        let victim = outside + "/victim.txt"
+        try Data("victim\n".utf8).write(to: URL(fileURLWithPath: victim))
+        chmod(victim, 0o600)
+        try scratch.remove("train.py")
+        XCTAssertEqual(link(victim, scratch.path + "/train.py"), 0, String(cString: strerror(errno)))
+
+        try repo.restore(to: commit, excluding: excluded, within: ["train.py", "src"])
+
+        XCTAssertEqual(scratch.read("train.py"), "lr = 0.1\n")
+        XCTAssertEqual(try String(contentsOfFile: victim, encoding: .utf8), "victim\n", "written through the link")
+        XCTAssertEqual((try FileManager.default.attributesOfItem(atPath: victim)[.posixPermissions] as? Int), 0o600)
+        XCTAssertEqual(try repo.status(against: commit, excluding: excluded), [])
+    }
+
     /// A link planted in place of a tracked directory: removed as a link, the directory checked out again.
     func testRestoreWithinReplacesALinkedDirectory() throws {
         let (scratch, repo, commit, outside) = try withOutsideDirectory()
