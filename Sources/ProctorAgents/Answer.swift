@@ -119,8 +119,10 @@ struct Answer: Equatable {
     /// The line without surrounding blanks, markdown emphasis and heading marks.
     private static func stripDecoration(_ line: String) -> String {
         var text = line.trimmed(" \t")
-        while text.hasPrefix("#") || text.hasPrefix("*") { text = String(text.dropFirst()) }
-        while text.hasSuffix("*") { text = String(text.dropLast()) }
+        // Cut once (dropping one mark at a time copied the rest of the line each time: a line of a
+        // million `#` took minutes).
+        text = String(text.drop { $0 == "#" || $0 == "*" })
+        if let last = text.lastIndex(where: { $0 != "*" }) { text = String(text[...last]) } else { text = "" }
         if text.hasPrefix("**") { text = String(text.dropFirst(2)) }
         text = text.trimmed(" \t")
         if text.hasPrefix("SUMMARY:**") || text.hasPrefix("FILE:**") {

@@ -57,6 +57,25 @@ final class AnswerTests: XCTestCase {
         return patch
     }
 
+    /// The hunk search finds every place a run of lines occurs, overlapping ones included.
+    func testOccurrencesFindsEveryPlace() {
+        XCTAssertEqual(FilePatch.occurrences(of: [1, 1], in: [1, 1, 1, 2, 1, 1], from: 0), [0, 1, 4])
+        XCTAssertEqual(FilePatch.occurrences(of: [1, 2, 1], in: [1, 2, 1, 2, 1], from: 1), [2])
+        XCTAssertEqual(FilePatch.occurrences(of: [3], in: [1, 2], from: 0), [])
+        XCTAssertEqual(FilePatch.occurrences(of: [1], in: [1], from: 5), [])
+    }
+
+    /// Hostile answers that cost hunk x file (160k identical lines, an 80k-line hunk: 85 s) or the
+    /// square of a line (a million `#` before a name: minutes) are parsed and applied in one pass.
+    func testHostileAnswersAreParsedAndAppliedInLinearTime() throws {
+        let file = String(repeating: "x\n", count: 160_000)
+        let hunk = "--- a/f\n+++ b/f\n@@ -1,80001 +1,80001 @@\n" + String(repeating: " x\n", count: 80_000) + "-x\n+y\n"
+        let patched = try patch(hunk).apply(to: file)
+        XCTAssertEqual(patched.split(separator: "\n").filter { $0 == "y" }.count, 1)
+        let answer = try Answer.parse(String(repeating: "#", count: 1_000_000) + " SUMMARY: marks\n" + String(repeating: "*", count: 1_000_000) + "\n")
+        XCTAssertEqual(answer.summary, "marks")
+    }
+
     func testApplyExactOffsetAndNearest() throws {
         let file = "a\nb\nc\nd\nb\nc\ne\n"
         // Wrong line number (10): placed where the context matches, nearest to it.
