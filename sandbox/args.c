@@ -172,10 +172,17 @@ static void apply_option(struct psb_config *c, enum psb_option opt, const char *
     case PSB_OPTION_PIDS: c->pids = parse_num(a, v[0]); break;
     case PSB_OPTION_FSIZE: c->fsize = parse_num(a, v[0]); break;
     case PSB_OPTION_NOFILE: c->nofile = parse_num(a, v[0]); break;
-    case PSB_OPTION_OUTPUT_LIMIT:
-        c->output_dir = check_path(a, v[0]);
-        c->output_limit = parse_num(a, v[1]);
+    case PSB_OPTION_OUTPUT_LIMIT: {
+        /* One per outputs directory, all counted together: a later option replaced the earlier one,
+         * and every directory but the last was written without a cap. */
+        if (c->noutput >= PSB_MAX_OUTPUTS)
+            die_args("too many --output-limit");
+        c->output_dirs[c->noutput++] = check_path(a, v[0]);
+        long long limit = parse_num(a, v[1]);
+        if (c->output_limit < 0 || limit < c->output_limit)
+            c->output_limit = limit;
         break;
+    }
     case PSB_OPTION_OUTPUT_ENTRIES: c->output_entries = parse_num(a, v[0]); break;
     case PSB_OPTION_STDIO_LIMIT: c->stdio_limit = parse_num(a, v[0]); break;
     case PSB_OPTION_FILTER_CACHE: c->filter_cache = check_path(a, v[0]); break;

@@ -339,7 +339,7 @@ static void on_setup(struct helper *h, long long now)
                 h->deadline = now + h->cfg->timeout_ms;
             /* The first look at the outputs one poll after the start: a command cannot have
              * written anything yet, and a short one is spared the walk. */
-            if (h->cfg->output_dir)
+            if (h->cfg->noutput)
                 h->next_output = now + 50;
         }
     }

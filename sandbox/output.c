@@ -277,22 +277,35 @@ count:;
 int psb_output_over(const struct psb_config *cfg, pid_t init, const struct psb_cgroups *cg)
 {
     struct out_walk w = {0, 0, cfg->output_entries, 0, 0};
-    int dfd = open(cfg->output_dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-    struct stat ost;
     long long nameless = 0;
-    if (dfd >= 0 && fstat(dfd, &ost) == 0) {
-        nameless = nameless_bytes(init, ost.st_dev, cg);
-        w.bytes += nameless;
-    }
-    if (dfd >= 0)
+    dev_t counted[PSB_MAX_OUTPUTS];
+    int ncounted = 0;
+    for (int i = 0; i < cfg->noutput; i++) {
+        int dfd = open(cfg->output_dirs[i], O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (dfd < 0)
+            continue;
+        struct stat ost;
+        /* Unlinked files still open or mapped, once per file system the directories are on. */
+        int seen = 0;
+        if (fstat(dfd, &ost) == 0) {
+            for (int k = 0; k < ncounted; k++)
+                seen |= counted[k] == ost.st_dev;
+            if (!seen) {
+                counted[ncounted++] = ost.st_dev;
+                nameless += nameless_bytes(init, ost.st_dev, cg);
+            }
+        }
         walk_dir(dfd, &w, 0);
+    }
+    w.bytes += nameless;
+    const char *where = cfg->noutput == 1 ? cfg->output_dirs[0] : "the outputs directories";
     if (w.over_depth)
-        psb_limit("output", "directories nested more than %d deep under %s", PSB_OUTPUT_MAX_DEPTH, cfg->output_dir);
+        psb_limit("output", "directories nested more than %d deep under %s", PSB_OUTPUT_MAX_DEPTH, where);
     else if (w.over_entries)
-        psb_limit("output", "more than %lld entries under %s", cfg->output_entries, cfg->output_dir);
+        psb_limit("output", "more than %lld entries under %s", cfg->output_entries, where);
     else if (w.bytes > cfg->output_limit)
-        psb_limit("output", "%lld bytes > %lld under %s (%lld in unlinked files)", w.bytes, cfg->output_limit,
-                  cfg->output_dir, nameless);
+        psb_limit("output", "%lld bytes > %lld under %s (%lld in unlinked files)", w.bytes, cfg->output_limit, where,
+                  nameless);
     else
         return 0;
     return 1;

@@ -52,8 +52,9 @@ struct psb_config {
     long long pids;       /* -1 = unset */
     long long fsize;      /* -1 = unset */
     long long nofile;     /* -1 = unset */
-    const char *output_dir;
-    long long output_limit; /* -1 = unset */
+    const char *output_dirs[PSB_MAX_OUTPUTS];
+    int noutput;
+    long long output_limit; /* -1 = unset; the smallest given, for all the directories together */
     long long output_entries; /* entry cap of the output walk */
     long long stdio_limit;  /* -1 = unset */
     int audit_writes;

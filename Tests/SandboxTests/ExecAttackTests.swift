@@ -560,6 +560,22 @@ final class ExecAttackTests: XCTestCase {
         XCTAssertLessThan(total, 48 << 20, "outputs grew far past the 16 MiB cap")
     }
 
+    /// Two outputs directories: the launcher kept one `--output-limit`, the last given, and the
+    /// first directory could be filled without a cap. They are counted together now.
+    func testEveryOutputsDirectoryIsCapped() throws {
+        let ws = try TestWorkspace(toml: TestWorkspace.defaultToml.replacingOccurrences(of: #"outputs  = ["outputs/"]"#,
+                                                                                        with: #"outputs  = ["outputs/", "extra/"]"#))
+        for dir in ["outputs", "extra"] {
+            let out = try ws.exec(["sh", "-c", "i=0; while [ $i -lt 64 ]; do head -c 1048576 /dev/zero > \(dir)/f$i || exit 9; i=$((i+1)); done; echo WROTE-ALL"])
+            XCTAssertFalse(out.stdout.contains("WROTE-ALL"), "\(dir): \(out.stdout)")
+            XCTAssertNotEqual(out.status, 0, dir)
+            let total = ((try? FileManager.default.contentsOfDirectory(atPath: ws.path(dir))) ?? []).reduce(0) { sum, name in
+                sum + ((try? FileManager.default.attributesOfItem(atPath: ws.path(dir + "/" + name))[.size] as? Int) ?? 0)
+            }
+            XCTAssertLessThan(total, 48 << 20, "\(dir) grew far past the 16 MiB cap")
+        }
+    }
+
     func testStdoutFloodIsCapped() throws {
         let ws = try TestWorkspace(extra: "[sandbox]\npolicy = \"strict\"\n")
         let out = try ws.exec(["sh", "-c", "head -c 100000000 /dev/zero | tr '\\0' a; echo"])

@@ -14,12 +14,13 @@
 
 /* The first report line says it; proctor refuses a launcher that speaks another version.
  * Bump it when a record or an option changes its name, its fields or their meaning. */
-#define PSB_PROTOCOL_VERSION 4
+#define PSB_PROTOCOL_VERSION 5
 
 #define PSB_MAX_OPS 256      /* mount options: --ro, --ro-try, --rw, --symlink, --hide, --hide-sockets, --tmpfs, --dev, --dev-node, --proc */
 #define PSB_MAX_ENV 256      /* --setenv */
 #define PSB_MAX_WRITABLE 512 /* --writable */
 #define PSB_MAX_PASS_FDS 8   /* --pass-fd */
+#define PSB_MAX_OUTPUTS 64   /* --output-limit: one per outputs directory, capped together */
 #define PSB_MAX_MAP_OWNER 16 /* --map-owner */
 #define PSB_MAX_ALLOW_HOSTS 64 /* --allow-host */
 #define PSB_REPORT_LINE_MAX 8192 /* a longer line is cut (a deny path is the child's choice) */
