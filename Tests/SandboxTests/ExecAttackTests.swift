@@ -576,6 +576,32 @@ final class ExecAttackTests: XCTestCase {
         }
     }
 
+    /// Unlinked files kept only by a small mapping: each 8 MiB, fallocated, mapped by 4 KiB, its
+    /// descriptor closed at once (open for far less than the 50 ms poll). The mapping's length was
+    /// counted, so ten of them passed a 16 MiB cap; the file's whole size counts now (as root).
+    func testUnlinkedFilesHeldByASmallMappingCountWhole() throws {
+        try XCTSkipUnless(geteuid() == 0, "the files behind a mapping are read through /proc/PID/map_files, which needs root")
+        let ws = try TestWorkspace()
+        // mmap through ctypes: Python's mmap object keeps a copy of the descriptor open.
+        let fill = """
+            import ctypes, os, time
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.mmap.restype = ctypes.c_void_p
+            libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_long]
+            for i in range(10):
+                fd = os.open("outputs", os.O_TMPFILE | os.O_RDWR, 0o600)
+                os.posix_fallocate(fd, 0, 8 << 20)
+                assert libc.mmap(None, 4096, 3, 1, fd, 0) not in (None, ctypes.c_void_p(-1).value)
+                os.close(fd)
+            time.sleep(1)
+            print("HELD-ALL", flush=True)
+            """
+        let out = try ws.exec(["python3", "-c", fill])
+        XCTAssertFalse(out.stdout.contains("HELD-ALL"), out.stdout + out.stderr)
+        XCTAssertEqual(out.status, 137, "killed for its outputs, not failed: " + out.stdout + out.stderr)
+        XCTAssertFalse(out.stderr.contains("Traceback"), out.stderr)
+    }
+
     func testStdoutFloodIsCapped() throws {
         let ws = try TestWorkspace(extra: "[sandbox]\npolicy = \"strict\"\n")
         let out = try ws.exec(["sh", "-c", "head -c 100000000 /dev/zero | tr '\\0' a; echo"])
