@@ -39,6 +39,8 @@ public struct Trial: Sendable, Equatable {
     public var seedScores: [Double]
     /// The changed files and line counts (`RunRecord.diff`).
     public var files: [String]
+    /// How many more files changed than `files` lists (`DiffStats.filesOmitted`).
+    public var filesOmitted = 0
     public var added: Int
     public var removed: Int
 
@@ -51,6 +53,7 @@ public struct Trial: Sendable, Equatable {
         bestBefore = record.bestBefore
         seedScores = record.scores.compactMap(\.score)
         files = (record.diff?.files ?? []).map(Ledger.clean)
+        filesOmitted = record.diff?.filesOmitted ?? 0
         added = record.diff?.added ?? 0
         removed = record.diff?.removed ?? 0
     }
@@ -376,7 +379,7 @@ public struct ResearchMemory: Sendable {
         // The first files and a count: a rejection of thousands of files would otherwise write
         // every path into the log agents read and the workspace's LOG.md commits.
         let listed = trial.files.prefix(ResearchMemory.filesListed).map(MemoryText.code).joined(separator: ", ")
-        let more = trial.files.count - ResearchMemory.filesListed
+        let more = trial.files.count + trial.filesOmitted - ResearchMemory.filesListed
         let change = trial.files.isEmpty ? "no files" : listed + (more > 0 ? ", and \(more) more files" : "")
         text += "- change: \(change), +\(trial.added) -\(trial.removed) lines\n"
         var result = "\(trial.status.rawValue), score \(MemoryText.number(trial.score))"
