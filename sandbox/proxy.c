@@ -593,8 +593,9 @@ static void decide(struct proxy *p, struct conn *c, size_t head_end)
         if (cls && (always || !p->cfg->allow_private)) {
             char addr[INET6_ADDRSTRLEN], msg[256];
             addr_text(&c->addrs[i], addr, sizeof addr);
-            snprintf(msg, sizeof msg, "resolves to %s, a%s %s address%s", addr, strchr("aeiou", cls[0]) ? "n" : "", cls,
-                     always ? "" : " (allow_private = false)");
+            /* "the host's own address", "an IPv4-compatible address", "a private address" */
+            const char *article = strncmp(cls, "the ", 4) == 0 ? "" : strchr("aeiouAEIOU", cls[0]) ? "an " : "a ";
+            snprintf(msg, sizeof msg, "resolves to %s, %s%s address%s", addr, article, cls, always ? "" : " (allow_private = false)");
             deny(p, c, msg);
             return;
         }
@@ -728,6 +729,7 @@ static void proxy_loop(struct proxy *p)
 {
     static struct pollfd pf[1 + 2 * PROXY_MAX_CONNS];
     static int who[1 + 2 * PROXY_MAX_CONNS]; /* connection index; -1 the listener */
+    static char upstream_side[1 + 2 * PROXY_MAX_CONNS];
     sigset_t none;
     sigemptyset(&none);
     while (!stop_requested) {
@@ -747,10 +749,16 @@ static void proxy_loop(struct proxy *p)
                 ce = (short)((c->up_len == 0 && !c->client_eof ? POLLIN : 0) | (c->down_len ? POLLOUT : 0));
                 ue = (short)((c->down_len == 0 && !c->upstream_eof ? POLLIN : 0) | (c->up_len ? POLLOUT : 0));
             }
-            pf[n] = (struct pollfd){c->client, ce, 0};
+            /* A side nothing is asked of is not polled (a negative descriptor): poll reports an error
+             * or a hang-up whatever was asked, and a client reset while its bytes waited for the
+             * destination (or while it connected) woke this loop at once, forever: a host core
+             * spent outside the sandbox's limits. It is found when that side is next read. */
+            pf[n] = (struct pollfd){ce ? c->client : -1, ce, 0};
+            upstream_side[n] = 0;
             who[n++] = i;
             if (c->upstream >= 0) {
-                pf[n] = (struct pollfd){c->upstream, ue, 0};
+                pf[n] = (struct pollfd){ue ? c->upstream : -1, ue, 0};
+                upstream_side[n] = 1;
                 who[n++] = i;
             }
         }
@@ -768,7 +776,7 @@ static void proxy_loop(struct proxy *p)
         for (int k = 0; k < n && r > 0; k++) {
             if (who[k] < 0)
                 accept_ready = pf[k].revents != 0;
-            else if (pf[k].fd == p->conns[who[k]].client)
+            else if (!upstream_side[k])
                 cre[who[k]] = pf[k].revents;
             else
                 ure[who[k]] = pf[k].revents;

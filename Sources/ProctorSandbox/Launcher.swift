@@ -277,6 +277,9 @@ enum ProcessTree {
 
 /// Runs commands through the `proctor-sandbox` executable and turns its report into audit lines.
 public struct Launcher: Sendable {
+    /// The most host names a launch's network use lists; the rest are counted under `otherHosts`.
+    static let networkHostsListed = 100
+    static let otherHosts = "(other hosts)"
     public var helper: String
 
     public init(helper: String) {
@@ -410,7 +413,10 @@ public struct Launcher: Sendable {
             let time = Date(timeIntervalSince1970: Double(unixMs) / 1000)
             switch decision {
             case "allowed":
-                result.network[host, default: NetworkUse()] = result.network[host, default: NetworkUse()]
+                // At most `networkHostsListed` names, the rest together: a wildcard entry over a
+                // domain that answers every name let each made-up name add one to the record.
+                let key = result.network[host] != nil || result.network.count < Self.networkHostsListed ? host : Self.otherHosts
+                result.network[key, default: NetworkUse()] = result.network[key, default: NetworkUse()]
                     + NetworkUse(connections: 1, bytesUp: up, bytesDown: down)
             case "dropped":
                 // Refusals past the proxy's cap: `up` counts them.

@@ -193,3 +193,20 @@ final class LauncherEventTests: XCTestCase {
         XCTAssertEqual(LaunchPlan.maxMounts, Int(PSB_MAX_OPS))
     }
 }
+
+/// A launch's network use lists at most a hundred host names: a wildcard entry over a domain that
+/// answers every name let each made-up name add one to the iteration's record.
+final class NetworkUseTests: XCTestCase {
+    func testTheHostsListedAreBoundedAndTheRestCounted() {
+        let plan = LaunchPlan(phase: .agent, workingDirectory: "/ws", timeoutMs: 1000, graceMs: 100, command: ["true"])
+        let context = AuditContext(run: "r", iteration: 1, config: WorkspaceConfig(root: "/ws", file: "/ws/proctor.toml"))
+        var result = SandboxResult(status: 0)
+        for n in 0..<150 {
+            Launcher(helper: "").handle(.net(unixMs: 0, host: "h\(n).any.test", port: 443, decision: "allowed", detail: "", up: 10, down: 20),
+                                        result: &result, plan: plan, audit: nil, context: context)
+        }
+        XCTAssertEqual(result.network.count, 101)
+        XCTAssertEqual(result.network[Launcher.otherHosts]?.connections, 50)
+        XCTAssertEqual(result.network["h0.any.test"]?.connections, 1)
+    }
+}

@@ -49,6 +49,56 @@ final class NetworkProxyAttackTests: XCTestCase {
 
         """
 
+    /// A tunnel to an allowed host that reads nothing, its buffer full, then reset by the client:
+    /// poll reported the client's error at every turn while the proxy waited to pass the buffer on,
+    /// and the proxy (the launcher's child, outside the sandbox's limits) spun a host core until the
+    /// phase ended. It sleeps now. Judged from outside: the CPU time of every process of the launch.
+    func testAResetTunnelDoesNotSpinTheProxy() throws {
+        let (sink, port) = try loopbackSocket(Int32(SOCK_STREAM.rawValue))
+        defer { close(sink) }
+        XCTAssertEqual(listen(sink, 4), 0)  // connections complete in the backlog; nothing is ever read
+        let (ws, env) = try workspace(agent: "network = \"allowlist\"\nallow_hosts = [\"sink.test:\(port)\"]\nallow_private = true\n",
+                                      hosts: "sink.test 127.0.0.1\n")
+        let script = """
+            import os, socket, struct, time
+            proxy = os.environ['HTTPS_PROXY'].rsplit(':', 1)
+            s = socket.create_connection((proxy[0].split('//')[1], int(proxy[1])))
+            s.sendall(b"CONNECT sink.test:\(port) HTTP/1.1\\r\\n\\r\\n")
+            print(s.recv(100), flush=True)
+            s.setblocking(False)
+            until = time.time() + 2
+            while time.time() < until:
+                try: s.send(b"A" * 65536)
+                except BlockingIOError: time.sleep(0.05)
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack('ii', 1, 0))
+            s.close()
+            print("reset", flush=True)
+            time.sleep(4)
+            """
+        let output = try CapturedOutput()
+        var environment = env
+        environment["PROCTOR_MACHINE_LOCK"] = ws.path(".machine.lock")
+        let run = try startProcess([proctorBinary, "exec", "--workspace", ws.root, "--phase", "agent", "--", "python3", "-c", script],
+                                   environment: environment, output: output)
+        defer { if run.isRunning { kill(run.processIdentifier, SIGKILL) } }
+        XCTAssertTrue(waitUntil(timeout: 30) { output.stdout.contains("reset") || !run.isRunning }, output.stdout + output.stderr)
+        Thread.sleep(forTimeInterval: 0.5)
+        func ticks() -> Int {
+            // The launcher and what it forked (the proxy among them) carry its arguments, the workspace's path.
+            processes(containing: ws.root).filter { $0.contains("proctor-sandbox") }.compactMap { Int32($0.prefix { $0 != ":" }) }.reduce(0) { sum, pid in
+                let stat = (try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8)) ?? ""
+                let fields = stat.split(separator: ")").last?.split(separator: " ") ?? []
+                return sum + (fields.count > 13 ? (Int(fields[11]) ?? 0) + (Int(fields[12]) ?? 0) : 0)
+            }
+        }
+        let before = ticks()
+        Thread.sleep(forTimeInterval: 2)
+        let spent = ticks() - before
+        XCTAssertTrue(run.isRunning, "the launch ended before it was measured: " + output.stdout + output.stderr)
+        XCTAssertLessThan(spent, Int(sysconf(Int32(_SC_CLK_TCK))) / 2, "the launch's processes spent \(spent) ticks in 2 s of an idle tunnel")
+        run.waitUntilExit()
+    }
+
     func testAllowlistAdmitsOnlyListedHostsAndPortsAndNoOtherRouteExists() throws {
         let allowed = try LoopbackListener(), byAddress = try LoopbackListener(), other = try LoopbackListener()
         let udp = try LoopbackUDP()
