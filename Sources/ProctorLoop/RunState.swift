@@ -34,10 +34,10 @@ public struct RunState: Codable, Sendable {
     public var abandoned: [Int]?
 
     /// The next iteration's number: an abandoned one, else past every recorded and in-flight one.
-    var nextIteration: Int {
-        if let reused = abandoned?.min() { return reused }
-        return max(lastIteration, inProgress ?? 0, (inFlight ?? []).max() ?? 0) + 1
-    }
+    var nextIteration: Int { abandoned?.min() ?? highestGivenOut + 1 }
+
+    /// The highest number recorded, being decided or in flight.
+    private var highestGivenOut: Int { max(lastIteration, inProgress ?? 0, (inFlight ?? []).max() ?? 0) }
 
     /// Iteration `number` starts (serially, or proposed under `--parallel`): no longer abandoned.
     mutating func starting(_ number: Int) {
@@ -46,11 +46,11 @@ public struct RunState: Codable, Sendable {
     }
 
     /// Iteration `number` ends without a row: its number is given out again, unless no recorded or
-    /// in-flight iteration lies past it (then the next number is it anyway).
+    /// in-flight iteration lies past it (then a next number reaches it anyway).
     mutating func abandon(_ number: Int) {
         inFlight?.removeAll { $0 == number }
         if inProgress == number { inProgress = nil }
-        if number < nextIteration && !(abandoned ?? []).contains(number) { abandoned = (abandoned ?? []) + [number] }
+        if number < highestGivenOut && !(abandoned ?? []).contains(number) { abandoned = (abandoned ?? []) + [number] }
     }
 
     public static func path(_ root: String) -> String { root + "/.proctor/state.json" }

@@ -77,3 +77,28 @@ final class FencedTextTests: XCTestCase {
         XCTAssertTrue(fenced.hasPrefix("```diff\n+level"), fenced)
     }
 }
+
+/// Iteration numbers that ended without a row (Ctrl-C under --parallel) are given out again,
+/// smallest first, so that a run's numbers have no hole; one past every other needs no reuse.
+final class AbandonedNumberTests: XCTestCase {
+    func testAbandonedNumbersAreGivenOutAgainSmallestFirst() {
+        var state = RunState(run: "r", branch: "b", baseCommit: "c", bestCommit: "c", bestScore: 0, baselineScore: 0, pins: [:],
+                             lastIteration: 6, inProgress: nil)
+        state.inFlight = [4, 5, 7]
+        state.abandon(5)
+        state.abandon(4)
+        state.abandon(7)  // the highest given out: the next number past the rest is it anyway
+        XCTAssertEqual(state.inFlight, [])
+        XCTAssertEqual(state.nextIteration, 4)
+        state.starting(4)
+        XCTAssertEqual(state.nextIteration, 5)
+        state.starting(5)
+        XCTAssertEqual(state.nextIteration, 7)
+        XCTAssertNil(state.abandoned)
+        // With one number waiting, a later one abandoned is not lost behind it.
+        state.lastIteration = 9
+        state.abandon(3)
+        state.abandon(8)
+        XCTAssertEqual(state.abandoned, [3, 8])
+    }
+}
