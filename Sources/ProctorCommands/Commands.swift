@@ -138,10 +138,21 @@ struct Report: ParsableCommand {
     func run() throws {
         do {
             let html = try Reports.html(workspace: options.workspace)
-            let path = out ?? URL(fileURLWithPath: options.workspace).standardizedFileURL.path + "/.proctor/report.html"
+            let gap = try Reports.sealedGap(workspace: options.workspace)
+            let root = URL(fileURLWithPath: options.workspace).resolvingSymlinksInPath().path
+            let path = out.map { given -> String in
+                // Where it really lands: its directory with links resolved, its own name as given.
+                let url = URL(fileURLWithPath: given).standardizedFileURL
+                return url.deletingLastPathComponent().resolvingSymlinksInPath().path + "/" + url.lastPathComponent
+            } ?? root + "/.proctor/report.html"
+            // Inside the workspace only under .proctor/: `--out prepare.py` replaced the locked
+            // evaluator, `--out proctor.toml` the config (the error came after the write).
+            if path.hasPrefix(root + "/"), !path.hasPrefix(root + "/.proctor/") {
+                throw LoopError(.refused, "--out \(path): inside the workspace, over its own files; write the report outside it or under .proctor/")
+            }
             // POSIX calls for a one-line reason ("open /x/r.html: No such file or directory"), not
-            // Foundation's NSCocoaErrorDomain dump.
-            let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+            // Foundation's NSCocoaErrorDomain dump. A link at the path is refused, not followed.
+            let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0o644)
             guard fd >= 0 else { throw LoopError.io(errno, "--out: open \(path)") }
             let bytes = Array(html.utf8)
             let written = write(fd, bytes, bytes.count)
@@ -151,7 +162,7 @@ struct Report: ParsableCommand {
                 throw written < 0 ? LoopError.io(failure, "--out: write \(path)") : LoopError(.io, "--out: write \(path): short write")
             }
             print("report: \(path)")
-            if let gap = try Reports.sealedGap(workspace: options.workspace) { print("sealed test set: \(gap)") }
+            if let gap { print("sealed test set: \(gap)") }
         } catch {
             throw CommandFailure(error, failed: ExitStatus.badInput)
         }

@@ -6,7 +6,14 @@ import ProctorSandbox
 public enum ExecStep {
     /// `--audit-log FILE`: a file (new or not) in a directory that exists; proctor makes no
     /// directories the user did not (a typo would silently create a tree).
-    static func checkAuditLog(_ path: String) throws {
+    static func checkAuditLog(_ path: String, workspace: String) throws {
+        // Inside the workspace only under .proctor/: `--audit-log prepare.py` appended to the locked evaluator.
+        let root = URL(fileURLWithPath: workspace).resolvingSymlinksInPath().path
+        let url = URL(fileURLWithPath: path).standardizedFileURL
+        let real = url.deletingLastPathComponent().resolvingSymlinksInPath().path + "/" + url.lastPathComponent
+        if real.hasPrefix(root + "/"), !real.hasPrefix(root + "/.proctor/") {
+            throw LoopError(.refused, "--audit-log \(real): inside the workspace, over its own files; write it outside it or under .proctor/")
+        }
         var st = stat()
         let parent = path.contains("/") ? (path as NSString).deletingLastPathComponent : "."
         guard !path.isEmpty, stat(parent.isEmpty ? "/" : parent, &st) == 0, st.st_mode & S_IFMT == S_IFDIR else {
@@ -28,7 +35,7 @@ public enum ExecStep {
             env.config.agent.timeoutMs = timeoutMs
         }
         let runID = RunID.make(prefix: "exec")
-        if let auditLog { try checkAuditLog(auditLog) }
+        if let auditLog { try checkAuditLog(auditLog, workspace: env.config.root) }
         let audit = try AuditLog(path: auditLog ?? env.config.root + "/.proctor/audit.jsonl")
         var locks: [ExperimentLock] = []
         if phase == .experiment {

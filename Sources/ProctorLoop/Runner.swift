@@ -238,6 +238,9 @@ public final class Runner {
         try measureBaseline(at: head)
     }
 
+    /// The command that continues this run: `session` or `run`.
+    private var resumeCommand: String { sessionCommand == nil ? "run" : "session" }
+
     /// Iteration 0: the base commit measured on every seed, then the run's branch, the row and the
     /// memory. Run at start, and again by `--resume` when the supervisor died before the row.
     private func measureBaseline(at head: ObjectID) throws {
@@ -247,7 +250,7 @@ public final class Runner {
         progress.line("run \(runID) on branch \(branch); measuring the baseline")
         let baseline = try measure(iteration: 0, seeds: seeds(0), description: "baseline")
         if stop.requested {
-            throw LoopError(.interrupted, "interrupted while measuring the baseline of run \(runID); nothing was recorded: `proctor run --resume` measures it again")
+            throw LoopError(.interrupted, "interrupted while measuring the baseline of run \(runID); nothing was recorded: `proctor \(resumeCommand) --resume` measures it again")
         }
         guard case .scored(let mean, let evaluations, let seconds, let peak) = baseline.outcome else {
             throw LoopError(.failed, "the baseline did not produce a score (\(baseline.reason?.ledgerText ?? "")); see \(root)/.proctor/logs/\(runID)")
@@ -265,7 +268,7 @@ public final class Runner {
         state.inProgress = nil
         let sealed = try scoreSealed(iteration: 0)
         if stop.requested {
-            throw LoopError(.interrupted, "interrupted while the sealed evaluator scored the baseline of run \(runID); nothing was recorded: `proctor run --resume` measures it again")
+            throw LoopError(.interrupted, "interrupted while the sealed evaluator scored the baseline of run \(runID); nothing was recorded: `proctor \(resumeCommand) --resume` measures it again")
         }
         let row = LedgerRow(iteration: 0, commit: head.short, score: mean, sealed: sealed.mean, status: .keep, seconds: seconds,
                             peakMemMB: peak, peakGPUMemMB: baseline.peakGPUMB, features: evaluations.last?.count("features"),

@@ -131,6 +131,19 @@ final class HTTPLoopTests: XCTestCase {
     }
 
     /// A body that is not JSON: `rejected`, audited, the tree untouched, the next answer kept.
+    /// `api_key_env` names a variable that is not set: the run used to start, measure its baseline
+    /// and make a `crash` row of every iteration (exit 0). Refused at the start now, nothing written.
+    func testAnUnsetKeyVariableIsRefusedAtTheStart() throws {
+        let server = try ScriptedHTTPServer([], lifetime: 60)
+        let ws = try LoopWorkspace(agent: Self.agentBlock(server, .openai))
+        XCTAssertNil(ProcessInfo.processInfo.environment[Self.keyVariable])
+        let outcome = try ws.proctor(["run", "--workspace", ws.root, "--iterations", "1"])
+        XCTAssertEqual(outcome.status, 125, ws.describe(outcome))
+        XCTAssertTrue(outcome.stderr.contains("\(Self.keyVariable) (api_key_env) is not set"), outcome.stderr)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: ws.path(".proctor/results.tsv")), "a run began")
+        XCTAssertEqual(server.requests.count, 0)
+    }
+
     func testMalformedJSONIsRejectedAndTheLoopGoesOn() throws {
         for wire in HTTPAgentProtocol.allCases {
             let (ws, server, _) = try loop(

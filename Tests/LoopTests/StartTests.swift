@@ -35,6 +35,32 @@ final class StartTests: XCTestCase {
         XCTAssertTrue(try ws.proctor(["status", "--workspace", ws.root]).stdout.contains("lock: free"))
     }
 
+    /// `proctor report --out` and `proctor exec --audit-log` inside the workspace wrote over its own
+    /// files (the locked evaluator, proctor.toml, whose refusal came after the write). Refused (125),
+    /// nothing written, but under .proctor/; a link at the report's path is not followed.
+    func testReportsAndAuditLogsAreNotWrittenOverTheWorkspacesFiles() throws {
+        let ws = try LoopWorkspace()
+        XCTAssertEqual(try ws.run(["--iterations", "1"]).status, 0)
+        for target in ["prepare.py", "proctor.toml", "notes.html"] {
+            let before = ws.read(target)
+            let report = try ws.proctor(["report", "--workspace", ws.root, "--out", ws.path(target)])
+            XCTAssertEqual(report.status, 125, report.text)
+            XCTAssertTrue(report.stderr.contains("inside the workspace"), report.stderr)
+            XCTAssertEqual(ws.read(target), before, target)
+        }
+        let audit = try ws.proctor(["exec", "--workspace", ws.root, "--audit-log", ws.path("prepare.py"), "--", "true"])
+        XCTAssertEqual(audit.status, 125, audit.text)
+        XCTAssertEqual(try ws.git(["status", "--porcelain"]), "")
+        XCTAssertEqual(try ws.proctor(["report", "--workspace", ws.root, "--out", ws.path(".proctor/mine.html")]).status, 0)
+        let outside = (ws.root as NSString).deletingLastPathComponent + "/elsewhere-\(getpid()).txt"
+        defer { unlink(outside) }
+        try Data("mine\n".utf8).write(to: URL(fileURLWithPath: outside))
+        unlink(ws.path(".proctor/report.html"))
+        XCTAssertEqual(symlink(outside, ws.path(".proctor/report.html")), 0)
+        XCTAssertNotEqual(try ws.proctor(["report", "--workspace", ws.root]).status, 0)
+        XCTAssertEqual(try String(contentsOfFile: outside, encoding: .utf8), "mine\n", "the report followed a link")
+    }
+
     /// A file named with a newline and a tab (an agent's, left by a session or a killed run) made
     /// the refusal print a line of its own, `proctor: warning: all good`, and `proctor check` a fake
     /// `ok:` line below its violation. Paths in those messages are one line now (`\x0a`).

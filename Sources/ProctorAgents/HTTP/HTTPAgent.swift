@@ -133,6 +133,12 @@ public struct HTTPAgent: Agent {
 
     func apiKeyForSynthesis() throws(AgentError) -> String? { try apiKey() }
 
+    /// At the run's start: a key variable that is not set would make every iteration a `crash`.
+    public func check(_ context: AgentContext) throws -> [String] {
+        _ = try apiKey()
+        return []
+    }
+
     func scrubbed(_ error: AgentError, _ key: String?) -> AgentError { scrub(error, key) }
 
     func apiKey() throws(AgentError) -> String? {
