@@ -11,6 +11,19 @@ public enum Pins {
         return try? JSONDecoder().decode([String: String].self, from: data)
     }
 
+    /// The pins for a run's start: nil when there is no file (a workspace not made by `proctor
+    /// init`) or nothing is locked; a file that is there but unreadable or not pins is refused,
+    /// where it was taken for none and a changed locked evaluator started a run unchecked.
+    static func loadForStart(_ root: String) throws -> [String: String]? {
+        var st = stat()
+        guard lstat(path(root), &st) == 0 else { return nil }
+        guard let data = FileManager.default.contents(atPath: path(root)),
+              let pins = try? JSONDecoder().decode([String: String].self, from: data) else {
+            throw LoopError(.refused, "\(path(root)): unreadable, or not pins: the locked files cannot be checked; if they are as you want them, run `proctor init --repin`")
+        }
+        return pins.isEmpty ? nil : pins
+    }
+
     public static func save(_ pins: [String: String], root: String) throws {
         try FileManager.default.createDirectory(atPath: root + "/.proctor", withIntermediateDirectories: true)
         try AtomicFile.write(JSONLines.encoder().encode(pins), to: path(root))

@@ -532,7 +532,7 @@ public final class Runner {
     /// SHA-256 of every locked file in `commit`, after checking the working tree holds the same bytes.
     private func pinLockedFiles(at commit: ObjectID) throws -> [String: String] {
         let pins = try hashLockedFiles(at: commit)
-        if let initial = Pins.load(root), !initial.isEmpty {
+        if let initial = try Pins.loadForStart(root) {
             let changed = Set(initial.keys).union(pins.keys).filter { initial[$0] != pins[$0] }.sorted()
             if !changed.isEmpty {
                 for path in changed {

@@ -35,6 +35,19 @@ final class StartTests: XCTestCase {
         XCTAssertTrue(try ws.proctor(["status", "--workspace", ws.root]).stdout.contains("lock: free"))
     }
 
+    /// A corrupt `.proctor/pins.json` was taken for no pins: a committed change to the locked
+    /// evaluator then started a run unchecked. Refused (125), nothing written.
+    func testACorruptPinsFileIsRefused() throws {
+        let ws = try LoopWorkspace()
+        try ws.write("prepare.py", ws.read("prepare.py")! + "# changed\n")
+        _ = try ws.git(["commit", "-qam", "edit the evaluator"])
+        try ws.write(".proctor/pins.json", "{\"bad")
+        let result = try ws.run(["--iterations", "1"])
+        StartTests.assertRefused(result, mentioning: "pins.json: unreadable, or not pins")
+        StartTests.assertNoLedger(ws)
+        XCTAssertEqual(try ws.proctorBranches(), [])
+    }
+
     /// `proctor report --out` and `proctor exec --audit-log` inside the workspace wrote over its own
     /// files (the locked evaluator, proctor.toml, whose refusal came after the write). Refused (125),
     /// nothing written, but under .proctor/; a link at the report's path is not followed.
