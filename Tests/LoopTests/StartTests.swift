@@ -40,7 +40,7 @@ final class StartTests: XCTestCase {
     func testACorruptPinsFileIsRefused() throws {
         let ws = try LoopWorkspace()
         try ws.write("prepare.py", ws.read("prepare.py")! + "# changed\n")
-        _ = try ws.git(["commit", "-qam", "edit the evaluator"])
+        _ = try ws.git(["-c", "user.name=T", "-c", "user.email=t@example.com", "commit", "-qam", "edit the evaluator"])
         try ws.write(".proctor/pins.json", "{\"bad")
         let result = try ws.run(["--iterations", "1"])
         StartTests.assertRefused(result, mentioning: "pins.json: unreadable, or not pins")
