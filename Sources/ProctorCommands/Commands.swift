@@ -139,17 +139,10 @@ struct Report: ParsableCommand {
         do {
             let html = try Reports.html(workspace: options.workspace)
             let gap = try Reports.sealedGap(workspace: options.workspace)
-            let root = URL(fileURLWithPath: options.workspace).resolvingSymlinksInPath().path
-            let path = out.map { given -> String in
-                // Where it really lands: its directory with links resolved, its own name as given.
-                let url = URL(fileURLWithPath: given).standardizedFileURL
-                return url.deletingLastPathComponent().resolvingSymlinksInPath().path + "/" + url.lastPathComponent
-            } ?? root + "/.proctor/report.html"
-            // Inside the workspace only under .proctor/: `--out prepare.py` replaced the locked
-            // evaluator, `--out proctor.toml` the config (the error came after the write).
-            if path.hasPrefix(root + "/"), !path.hasPrefix(root + "/.proctor/") {
-                throw LoopError(.refused, "--out \(path): inside the workspace, over its own files; write the report outside it or under .proctor/")
-            }
+            // `--out prepare.py` replaced the locked evaluator, `--out proctor.toml` the config (the
+            // error came after the write).
+            let path = try WorkspaceSteps.writablePath(out ?? options.workspace + "/.proctor/report.html", option: "--out",
+                                                       workspace: options.workspace)
             // POSIX calls for a one-line reason ("open /x/r.html: No such file or directory"), not
             // Foundation's NSCocoaErrorDomain dump. A link at the path is refused, not followed.
             let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0o644)

@@ -7,13 +7,8 @@ public enum ExecStep {
     /// `--audit-log FILE`: a file (new or not) in a directory that exists; proctor makes no
     /// directories the user did not (a typo would silently create a tree).
     static func checkAuditLog(_ path: String, workspace: String) throws {
-        // Inside the workspace only under .proctor/: `--audit-log prepare.py` appended to the locked evaluator.
-        let root = URL(fileURLWithPath: workspace).resolvingSymlinksInPath().path
-        let url = URL(fileURLWithPath: path).standardizedFileURL
-        let real = url.deletingLastPathComponent().resolvingSymlinksInPath().path + "/" + url.lastPathComponent
-        if real.hasPrefix(root + "/"), !real.hasPrefix(root + "/.proctor/") {
-            throw LoopError(.refused, "--audit-log \(real): inside the workspace, over its own files; write it outside it or under .proctor/")
-        }
+        // `--audit-log prepare.py` appended to the locked evaluator.
+        _ = try WorkspaceSteps.writablePath(path, option: "--audit-log", workspace: workspace)
         var st = stat()
         let parent = path.contains("/") ? (path as NSString).deletingLastPathComponent : "."
         guard !path.isEmpty, stat(parent.isEmpty ? "/" : parent, &st) == 0, st.st_mode & S_IFMT == S_IFDIR else {
@@ -49,5 +44,21 @@ public enum ExecStep {
                                     pinnedDirectory: pinned?.directory, audit: audit,
                                     context: AuditContext(run: runID, iteration: nil, config: env.config), stdin: 0)
         return result.status
+    }
+}
+
+extension WorkspaceSteps {
+    /// Where a file proctor is told to write (`report --out`, `exec --audit-log`) really lands: its
+    /// directory with links resolved, its own name as given. Refused inside the workspace but under
+    /// `.proctor/`, where it would be written over the workspace's own files (the locked evaluator,
+    /// proctor.toml).
+    public static func writablePath(_ given: String, option: String, workspace: String) throws -> String {
+        let root = URL(fileURLWithPath: workspace).resolvingSymlinksInPath().path
+        let url = URL(fileURLWithPath: given).standardizedFileURL
+        let real = url.deletingLastPathComponent().resolvingSymlinksInPath().path + "/" + url.lastPathComponent
+        if real.hasPrefix(root + "/"), !real.hasPrefix(root + "/.proctor/") {
+            throw LoopError(.refused, "\(option) \(real): inside the workspace, over its own files; write it outside the workspace or under .proctor/")
+        }
+        return real
     }
 }
