@@ -7,23 +7,18 @@ extension Repository {
     /// The longest absolute path, in bytes, git can look at (PATH_MAX is 4096 with its NUL).
     public static let longestPath = 4000
 
-    /// The entries beneath `places` (workspace paths, "" for the whole tree) that git cannot look at:
-    /// nested deeper than `deepestEntry` components, or whose absolute path is longer than
-    /// `longestPath` bytes; the shallowest of each, nothing beneath it. An agent can make either
-    /// in its editable directory (99 nested directories, or 20 with 255-byte names), and libgit2
-    /// then fails the whole status, so the iteration could be neither judged nor reverted. Paths
-    /// under `excluded` prefixes, `.git`, and the ignored directories `keepingIgnored` accepts (the
-    /// user's, asked once each, never inside another ignored one) are not entered. Depth first, one descriptor open per level of the current path.
-    public func unreachableEntries(in places: [String], excluding excluded: [String],
-                                   keepingIgnored: ((String) throws -> Bool)? = nil) throws -> [String] {
-        try invisibleEntries(in: places, excluding: excluded, keepingIgnored: keepingIgnored).unreachable
-    }
-
-    /// What a status cannot show beneath `places`: the unreachable entries (`unreachableEntries`)
-    /// and, with `untrackable`, what git keeps nothing of, each with what it is: a directory that
-    /// holds nothing (beneath a place, not the place itself) and a FIFO, socket or device. An agent
-    /// in an editable directory can make either, and the experiment would read them (names of empty
-    /// directories carried a whole program past the diff) while a keep commits none of them.
+    /// What a status cannot show beneath `places` (workspace paths, "" for the whole tree).
+    /// `unreachable`: the entries git cannot look at, nested deeper than `deepestEntry` components
+    /// or whose absolute path is longer than `longestPath` bytes; the shallowest of each, nothing
+    /// beneath it. An agent can make either in its editable directory (99 nested directories, or 20
+    /// with 255-byte names), and libgit2 then fails the whole status, so the iteration could be
+    /// neither judged nor reverted. With `untrackable`: what git keeps nothing of, each with what it
+    /// is: a directory that holds nothing (beneath a place, not the place itself) and a FIFO, socket
+    /// or device. An agent in an editable directory can make either, and the experiment would read
+    /// them (names of empty directories carried a whole program past the diff) while a keep commits
+    /// none of them. Paths under `excluded` prefixes, `.git`, and the ignored directories
+    /// `keepingIgnored` accepts (the user's, asked once each, never inside another ignored one) are
+    /// not entered. Depth first, one descriptor open per level of the current path.
     public func invisibleEntries(in places: [String], excluding excluded: [String],
                                  keepingIgnored: ((String) throws -> Bool)? = nil,
                                  untrackable: Bool = false) throws -> (unreachable: [String], untrackable: [(path: String, what: String)]) {
