@@ -20,6 +20,10 @@ public struct ProctorCommand: ParsableCommand {
         if let exec = ExecArguments.fastParse(CommandLine.arguments.dropFirst()) {
             Foundation.exit(exec.run())
         }
+        if let twice = repeatedOption(CommandLine.arguments.dropFirst()) {
+            FileHandle.standardError.write(Data("proctor: \(terminalLine(twice)) is given twice; give each option once\n".utf8))
+            Foundation.exit(ExitStatus.badInput)
+        }
         do {
             var command = try parseAsRoot()
             try command.run()
@@ -36,6 +40,19 @@ public struct ProctorCommand: ParsableCommand {
             exit(withError: error)
         }
     }
+}
+
+/// The first option given twice before `--`, or nil. ArgumentParser keeps the last one silently: a
+/// wrapper that appends its own `--iterations 500` overrode the user's `--iterations 5` unseen.
+func repeatedOption(_ arguments: ArraySlice<String>) -> String? {
+    var seen = Set<String>()
+    for argument in arguments {
+        if argument == "--" { break }
+        guard argument.hasPrefix("--"), argument.count > 2 else { continue }
+        let name = String(argument.prefix { $0 != "=" })
+        if !seen.insert(name).inserted { return name }
+    }
+    return nil
 }
 
 /// Options every workspace command shares.

@@ -40,6 +40,14 @@ public enum DevicePath {
         let disks = ["sd", "hd", "vd", "xvd", "nvme", "loop", "md", "dm-", "mmcblk", "sr", "sg", "nbd", "ram", "zram", "disk/", "mapper/"]
         if disks.contains(where: { name.hasPrefix($0) }) { return "a disk is never passed through" }
         if name.hasPrefix("nvidia") { return "NVIDIA devices come with gpus = N, which also sets CUDA_VISIBLE_DEVICES" }
+        if let first = parts.first, sandboxOwn.contains(String(first)) {
+            return "every sandbox's /dev already has \(sandboxOwn.prefix(5).joined(separator: ", ")) and the links fd, stdin, stdout, stderr (and shm, its own capped tmpfs)"
+        }
         return nil
     }
+
+    /// What the launcher puts in every sandbox's private /dev itself (sandbox/mounts.c): a device
+    /// passed through at one of these names could not be placed there (the launch failed at the
+    /// baseline, after the run had begun).
+    static let sandboxOwn = ["null", "zero", "full", "random", "urandom", "fd", "stdin", "stdout", "stderr", "shm"]
 }

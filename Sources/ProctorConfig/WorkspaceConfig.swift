@@ -13,6 +13,8 @@ public struct WorkspaceConfig: Sendable, Equatable {
         public var sealed: [String] = []
         /// Directories, workspace-relative, without a trailing slash.
         public var outputs: [String] = ["outputs"]
+        /// The lines of `editable` and `notes`, for `linkedAgentFile`.
+        public var lines: [String: Int] = [:]
     }
 
     /// `[experiment]`: the budgeted run of the agent-edited script.
@@ -175,6 +177,13 @@ extension WorkspaceConfig {
     public static func load(workspace: String) throws -> WorkspaceConfig {
         let root = URL(fileURLWithPath: workspace).standardizedFileURL.path
         let file = root + "/proctor.toml"
+        // Every sandbox hides proctor.toml; a link there cannot be hidden (the launcher refused it,
+        // and only once the baseline ran), and what it points at is not the committed file.
+        var link = stat()
+        if lstat(file, &link) == 0, (link.st_mode & S_IFMT) == S_IFLNK {
+            let target = (try? FileManager.default.destinationOfSymbolicLink(atPath: file)).map { " (to \($0))" } ?? ""
+            throw ConfigError(file: file, line: nil, key: nil, message: "is a symbolic link\(target): proctor reads the workspace's own proctor.toml, a regular file committed with it")
+        }
         guard let data = FileManager.default.contents(atPath: file) else {
             // Missing, or there and unreadable (permissions, a directory): different fixes, so say which.
             var st = stat()
@@ -199,6 +208,7 @@ extension WorkspaceConfig {
         var files = try top.table("files")
         config.files.editable = try files.strings("editable").map { try relativeGlobs($0, files, "editable") } ?? []
         config.files.notes = try files.strings("notes").map { try relativeGlobs($0, files, "notes") } ?? []
+        for key in ["editable", "notes"] { config.files.lines[key] = reader.line(of: files.path, key: key) }
         config.files.locked = try files.strings("locked").map { try relativeGlobs($0, files, "locked") } ?? []
         config.files.hidden = try files.strings("hidden").map { try relativeGlobs($0, files, "hidden") } ?? []
         config.files.sealed = try files.strings("sealed").map { try relativeGlobs($0, files, "sealed") } ?? []
@@ -258,6 +268,11 @@ extension WorkspaceConfig {
             for device in devices {
                 if let why = DevicePath.refusal(device) { throw exp.error("devices", "\"\(device)\": \(why)") }
             }
+            // Bound twice, the second bind found the first node there and the launch failed.
+            var seen = Set<String>()
+            if let twice = devices.first(where: { !seen.insert($0).inserted }) {
+                throw exp.error("devices", "\"\(twice)\" is listed twice; each device once")
+            }
             config.experiment.devices = devices
             config.experiment.devicesLine = reader.line(of: exp.path, key: "devices")
         }
@@ -299,6 +314,22 @@ extension WorkspaceConfig {
             }
             if let overlap {
                 throw reader.error(["files"], "sealed", "expected files apart from the other [files] lists, got \"\(pattern)\", which overlaps \"\(overlap)\"")
+            }
+        }
+        // A file named outright as the agent's that another list keeps from it: locked, it was left
+        // out of what the agent edits without a word; hidden, the experiment could not read it.
+        for (key, patterns) in [("editable", config.files.editable), ("notes", config.files.notes)] {
+            for path in patterns where !path.contains(where: { "*?[\\".contains($0) }) {
+                func covers(_ pattern: String, hiding: Bool) -> Bool {
+                    if Glob(pattern).matches(path) { return true }
+                    guard hiding, let base = hiddenPrefix(pattern).map({ $0.hasSuffix("/") ? String($0.dropLast()) : $0 }) else { return false }
+                    return path == base || path.hasPrefix(base + "/")
+                }
+                for (list, globs) in [("locked", config.files.locked), ("hidden", config.files.hidden), ("sealed", config.files.sealed)] {
+                    if let pattern = globs.first(where: { covers($0, hiding: list != "locked") }) {
+                        throw reader.error(["files"], key, "expected files the agent may change, got \"\(path)\", which is also \(list) (\"\(pattern)\")")
+                    }
+                }
             }
         }
         // Without one, the run would create its branch and only then fail the baseline with "no command to run".
@@ -549,6 +580,20 @@ extension WorkspaceConfig {
         return nil
     }
 
+    /// A file named outright in `editable` or `notes` that is committed as a symbolic link
+    /// (`linkTarget` gives a path's target, nil for anything else): no agent may change a link (the
+    /// validator rejects it), so the agent was shown nothing to edit and every proposal failed.
+    public func linkedAgentFile(linkTarget: (String) -> String?) -> ConfigError? {
+        for key in ["editable", "notes"] {
+            for path in key == "editable" ? files.editable : files.notes where !path.contains(where: { "*?[\\".contains($0) }) {
+                guard let target = linkTarget(path) else { continue }
+                return ConfigError(file: file, line: files.lines[key], key: "files.\(key)",
+                                   message: "expected regular files, but \(path) is committed as a symbolic link (to \(target)): an agent changes regular files only; commit the file itself")
+            }
+        }
+        return nil
+    }
+
     /// The phase iteration `i` belongs to, if `[[phases]]` are set.
     public func phase(at iteration: Int) -> (index: Int, phase: ResearchPhase)? {
         for (index, phase) in phases.enumerated() where phase.until.map({ iteration <= $0 }) ?? true {
@@ -571,12 +616,16 @@ extension WorkspaceConfig {
     /// the evaluator's sees them, and it only reads them, so the diff validator and the revert leave
     /// them alone: held-out labels may live outside git (ignored) without being reported or deleted.
     public var hiddenPrefixes: [String] {
-        (files.hidden + files.sealed).compactMap { pattern in
-            var base = pattern
-            if base.hasSuffix("/**") { base.removeLast(3) } else if base.hasSuffix("/") { base.removeLast() }
-            guard !base.isEmpty, !base.contains(where: { "*?[\\".contains($0) }) else { return nil }
-            return base == pattern ? base : base + "/"
-        }
+        (files.hidden + files.sealed).compactMap(Self.hiddenPrefix)
+    }
+
+    /// `hiddenPrefixes`' entry for one pattern: `holdout/` for `holdout/**` or `holdout/`, the path
+    /// itself for a plain one; nil for a pattern with a wildcard before its end.
+    static func hiddenPrefix(_ pattern: String) -> String? {
+        var base = pattern
+        if base.hasSuffix("/**") { base.removeLast(3) } else if base.hasSuffix("/") { base.removeLast() }
+        guard !base.isEmpty, !base.contains(where: { "*?[\\".contains($0) }) else { return nil }
+        return base == pattern ? base : base + "/"
     }
 
     /// Whether `path` (workspace-relative) is never an agent's to read or change, whatever the

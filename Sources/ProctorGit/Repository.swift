@@ -265,6 +265,19 @@ public final class Repository {
         return try blobBytes(git_tree_entry_id(entry).pointee)
     }
 
+    /// The target of `path` in `commit` when it is committed as a symbolic link; nil when it is
+    /// anything else or not there.
+    public func linkTarget(at path: String, in commit: ObjectID) throws -> String? {
+        guard WorkspacePath.problem(path) == nil else { return nil }
+        let root = try tree(of: commit)
+        defer { git_tree_free(root) }
+        var entry: OpaquePointer?
+        guard git_tree_entry_bypath(&entry, root, path) == 0 else { return nil }
+        defer { git_tree_entry_free(entry) }
+        guard FileMode(rawValue: git_tree_entry_filemode(entry).rawValue) == .symlink else { return nil }
+        return String(decoding: try blobBytes(git_tree_entry_id(entry).pointee), as: UTF8.self)
+    }
+
     /// Writes `paths` (files or directories) as they are in `commit` into `directory`, creating
     /// subdirectories as needed: files are created new (an existing file is an error) with mode 0444, or
     /// 0555 when executable in git. Refuses `..`, absolute and `.git` paths, links and submodules, and

@@ -85,7 +85,7 @@ public struct RunState: Codable, Sendable {
         do {
             state = try JSONLines.decoder().decode(RunState.self, from: data)
         } catch {
-            throw LoopError(.refused, "\(path(root)): not a run state proctor can resume (\(error)); start a new run without --resume")
+            throw LoopError(.refused, "\(path(root)): not a run state proctor can resume (\(JSONLines.problem(error))); start a new run without --resume")
         }
         if let impossible = state.impossible {
             throw LoopError(.refused, "\(path(root)): not a run state proctor can resume (\(impossible)); start a new run without --resume")

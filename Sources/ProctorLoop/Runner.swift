@@ -221,6 +221,9 @@ public final class Runner {
             }
             throw LoopError(.refused, "the working tree differs from HEAD (\(dirty.prefix(5).map(\.path).joined(separator: ", "))): commit or remove the changes before `proctor run`")
         }
+        if let linked = config.linkedAgentFile(linkTarget: { try? repo.linkTarget(at: $0, in: head) }) {
+            throw LoopError(.refused, linked.description)
+        }
         let pins = try pinLockedFiles(at: head)
         // The start checks passed: from here on the run writes.
         try repo.resetIndex(to: head)  // the index may hold what the user staged; keeps update it entry by entry

@@ -190,6 +190,23 @@ public enum JSONLines {
         return decoder
     }
 
+    /// What a decoding failure says, in one short clause (Foundation's own is a multi-part dump):
+    /// `not valid JSON`, `no key "run"`, `key "pins.a": expected a string`.
+    public static func problem(_ error: Error) -> String {
+        func key(_ path: [CodingKey]) -> String { "\"" + path.map { $0.intValue.map(String.init) ?? $0.stringValue }.joined(separator: ".") + "\"" }
+        guard let error = error as? DecodingError else { return "\(error)" }
+        switch error {
+        case .dataCorrupted(let context):
+            return context.codingPath.isEmpty ? "not valid JSON" : "key \(key(context.codingPath)): \(context.debugDescription)"
+        case .keyNotFound(let missing, let context):
+            return "no key \(key(context.codingPath + [missing]))"
+        case .typeMismatch(let type, let context), .valueNotFound(let type, let context):
+            return "key \(key(context.codingPath)): expected \(type == String.self ? "a string" : "a value of type \(type)")"
+        @unknown default:
+            return "\(error)"
+        }
+    }
+
     /// For reading only: writing uses `UTCTime.iso8601`, which needs no ICU formatter (building one
     /// costs about 2 ms of `proctor exec`'s start-up).
     nonisolated(unsafe) static let isoFormatter: ISO8601DateFormatter = {
@@ -250,8 +267,13 @@ public final class AuditLog: @unchecked Sendable {
 
     public init(path: String) throws {
         self.path = path
-        try FileManager.default.createDirectory(atPath: (path as NSString).deletingLastPathComponent,
-                                                withIntermediateDirectories: true)
+        // `.proctor` as a file: Foundation's error is a multi-line dump.
+        var st = stat()
+        let directory = (path as NSString).deletingLastPathComponent
+        if stat(directory, &st) == 0, (st.st_mode & S_IFMT) != S_IFDIR {
+            throw SandboxError.io(ENOTDIR, "\(directory) (proctor keeps its state there; move what is there away)")
+        }
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0o644)
         guard fd >= 0 else { throw SandboxError.io(errno, "open \(path)") }
     }

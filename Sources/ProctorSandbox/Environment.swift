@@ -114,7 +114,28 @@ public struct SandboxEnvironment: Sendable {
         }
         if let agentCommand {
             _ = try compilePlan(phase: .agent, command: agentCommand, seed: nil, agentHome: config.root + "/.proctor/agent-home")
+            try checkAgentProgram(agentCommand)
         }
+    }
+
+    /// Refuses a command or session agent whose program the agent's sandbox would not find (exit
+    /// 127 inside): a typo ran the whole baseline, then failed every proposal (a session's ended at
+    /// once, exit 0). Looked up on the host, through the sandbox's PATH, among what it sees.
+    func checkAgentProgram(_ command: [String]) throws {
+        guard let name = command.first, name != "proctor" else { return }
+        let query = LaunchPlan.interpreterQuery(LaunchRequest(config: config, preset: preset, phase: .agent, command: command),
+                                                host: .live(workspace: config.root))
+        // (A name with a slash is taken as it is; whether the sandbox sees it is asked here.)
+        if let found = PythonEnvironment.locate(name, path: query.sandboxPath, workspace: config.root, within: query.visible),
+            PythonEnvironment.within(found, query.visible) { return }
+        var why = name.contains("/") ? "is no executable file the agent's sandbox sees" : "is on no directory of the agent sandbox's PATH (\(query.sandboxPath)) that it sees"
+        if let outside = PythonEnvironment.locate(name, path: query.environment["PATH"] ?? "", workspace: config.root) {
+            why += "; on this host it is \(outside): make its directory visible with [agent] read_only"
+            if !name.contains("/") && !config.agent.env.contains("PATH") { why += " (and pass PATH with [agent] env, or name it by its path)" }
+        }
+        // A session's command comes from the command line, not from proctor.toml.
+        let source = query.key.hasPrefix("[") ? "\(query.file): \(query.key)" : "the agent's command"
+        throw SandboxError(.interpreter, "\(source): \"\(name)\" \(why)")
     }
 
     /// `checkPlans` for a configuration read without a launcher (`proctor check`), serially.

@@ -32,6 +32,17 @@ final class CommandLineTests: XCTestCase {
         }
     }
 
+    /// An option given twice was the last one, silently (`--iterations 5 ... --iterations 500`):
+    /// `proctor` now refuses it (125) before parsing. After `--` is the command's own.
+    func testAnOptionGivenTwiceIsFound() {
+        XCTAssertEqual(repeatedOption(["run", "--iterations", "5", "--resume", "--iterations", "500"]), "--iterations")
+        XCTAssertEqual(repeatedOption(["exec", "--seed=1", "--phase", "agent", "--seed", "2", "--", "x"]), "--seed")
+        XCTAssertEqual(repeatedOption(["run", "--resume", "--resume"]), "--resume")
+        XCTAssertNil(repeatedOption(["session", "--iterations", "2", "--", "agent", "--iterations", "3"]))
+        XCTAssertNil(repeatedOption(["exec", "--workspace", "w", "--", "sh", "-c", "--", "--"]))
+        XCTAssertNil(repeatedOption(["run", "--iterations", "5", "--wait", "--agent", "http"]))
+    }
+
     /// A failure carries its exit status to the one place that prints it and exits.
     func testCommandFailureKeepsItsStatus() {
         struct Refused: Error, CustomStringConvertible { var description = "the working tree differs from HEAD" }

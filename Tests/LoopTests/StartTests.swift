@@ -165,9 +165,23 @@ final class StartTests: XCTestCase {
     func testResumeWithACorruptStateNamesTheFile() throws {
         let ws = try LoopWorkspace()
         try ws.write(".proctor/state.json", "{\"run\": \"x\", \"branch\": ")
-        StartTests.assertRefused(try ws.run(["--resume", "--iterations", "1"]), mentioning: "state.json: not a run state")
+        StartTests.assertRefused(try ws.run(["--resume", "--iterations", "1"]), mentioning: "state.json: not a run state proctor can resume (not valid JSON)")
         StartTests.assertNoLedger(ws)
         XCTAssertEqual(ws.read(".proctor/state.json"), "{\"run\": \"x\", \"branch\": ", "the state is left for the user")
+        // What is wrong, in a clause, not Foundation's dump of the decoding error.
+        try ws.write(".proctor/state.json", "{\"run\": 3}")
+        StartTests.assertRefused(try ws.run(["--resume", "--iterations", "1"]), mentioning: "(key \"run\": expected a string)")
+    }
+
+    /// `.proctor` as a file, and an option given twice (the last one used to win silently): one
+    /// line each, exit 125.
+    func testAStateFolderThatIsAFileAndARepeatedOptionAreOneLineRefusals() throws {
+        let ws = try LoopWorkspace()
+        StartTests.assertRefused(try ws.run(["--iterations", "1", "--iterations", "2"]), mentioning: "--iterations is given twice")
+        try FileManager.default.removeItem(atPath: ws.path(".proctor"))
+        try ws.write(".proctor", "a file\n")
+        StartTests.assertRefused(try ws.run(["--iterations", "1"]), mentioning: "/.proctor (proctor keeps its state there; move what is there away): Not a directory")
+        XCTAssertEqual(ws.read(".proctor"), "a file\n")
     }
 
     /// The user deleted the run's branch between runs: resume refuses and writes no row for the lost run.
@@ -195,6 +209,43 @@ final class StartTests: XCTestCase {
             StartTests.assertRefused(result, mentioning: key)
             XCTAssertTrue(result.stderr.contains("proctor.toml"), result.stderr)
         }
+        StartTests.assertNoLedger(ws)
+        XCTAssertEqual(try ws.proctorBranches(), [])
+        XCTAssertNil(ws.read("outputs/started"), "the baseline never ran")
+    }
+
+    /// An agent's program that its sandbox would not find (a typo, a CLI in a directory it does not
+    /// see) ran the whole baseline, then crashed every proposal with exit 127 (exit 0); a session
+    /// agent's ended at once and the session exited 0. Refused before the baseline, naming it.
+    func testAnAgentProgramTheSandboxWouldNotFindIsRefused() throws {
+        var spec = WorkspaceSpec()
+        spec.extraSections = "[agent]\nkind = \"command\"\ncommand = [\"no-such-agent-cli\", \"{prompt}\"]\n"
+        let ws = try LoopWorkspace(spec)
+        let missing = try ws.run(["--iterations", "1"])
+        StartTests.assertRefused(missing, mentioning: "[agent] command: \"no-such-agent-cli\" is on no directory of the agent sandbox's PATH")
+        // A program the host has where no sandbox looks (the workspace's parent here).
+        let outside = URL(fileURLWithPath: ws.root).deletingLastPathComponent().path + "/outside-agent.sh"
+        try LoopWorkspace.write(outside, "#!/bin/sh\nexit 0\n")
+        chmod(outside, 0o755)
+        defer { unlink(outside) }
+        let session = try ws.proctor(["session", "--workspace", ws.root, "--iterations", "1", "--", outside])
+        StartTests.assertRefused(session, mentioning: "the agent's command: \"\(outside)\" is no executable file the agent's sandbox sees")
+        StartTests.assertNoLedger(ws)
+        XCTAssertEqual(try ws.proctorBranches(), [])
+        XCTAssertNil(ws.read("outputs/started"), "the baseline never ran")
+    }
+
+    /// An editable file committed as a symbolic link: the agent was shown nothing to edit and every
+    /// proposal crashed, after the baseline. Refused at the start (125), naming the key; `proctor
+    /// check` of a tree where the link is the change still reports it as a violation.
+    func testAnEditableFileCommittedAsALinkIsRefused() throws {
+        let ws = try LoopWorkspace()
+        try FileManager.default.moveItem(atPath: ws.path("train.py"), toPath: ws.path("real_train.py"))
+        XCTAssertEqual(symlink("real_train.py", ws.path("train.py")), 0)
+        _ = try ws.git(["add", "-A"])
+        _ = try ws.git(["-c", "user.name=T", "-c", "user.email=t@example.com", "commit", "-qm", "train.py as a link"])
+        let result = try ws.run(["--iterations", "1"])
+        StartTests.assertRefused(result, mentioning: "files.editable: expected regular files, but train.py is committed as a symbolic link (to real_train.py)")
         StartTests.assertNoLedger(ws)
         XCTAssertEqual(try ws.proctorBranches(), [])
         XCTAssertNil(ws.read("outputs/started"), "the baseline never ran")

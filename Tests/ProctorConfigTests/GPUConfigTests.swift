@@ -54,4 +54,21 @@ final class GPUConfigTests: XCTestCase {
             XCTAssertTrue(e?.message.contains(path) ?? false, "\(String(describing: e))")
         }
     }
+
+    /// The sandbox's own /dev entries, and a device listed twice, were accepted here and failed the
+    /// baseline's launch (exit 1, a run begun) with "already in /dev".
+    func testDevicesTheSandboxHasOrListedTwiceAreLocated() {
+        for path in ["/dev/null", "/dev/zero", "/dev/full", "/dev/random", "/dev/urandom", "/dev/fd", "/dev/fd/3",
+                     "/dev/stdin", "/dev/stdout", "/dev/stderr", "/dev/shm", "/dev/shm/x"] {
+            let e = error(experiment: "devices = [\"\(path)\"]")
+            XCTAssertEqual(e?.key, "experiment.devices", path)
+            XCTAssertEqual(e?.line, 3, path)
+            XCTAssertTrue(e?.message.contains("already has") ?? false, "\(String(describing: e))")
+        }
+        let twice = error(experiment: "devices = [\"/dev/kfd\", \"/dev/dri/renderD128\", \"/dev/kfd\"]")
+        XCTAssertEqual(twice?.key, "experiment.devices")
+        XCTAssertEqual(twice?.line, 3)
+        XCTAssertTrue(twice?.message.contains("\"/dev/kfd\" is listed twice") ?? false, "\(String(describing: twice))")
+        XCTAssertNil(error(experiment: "devices = [\"/dev/nullish\", \"/dev/shmem\"]"))
+    }
 }

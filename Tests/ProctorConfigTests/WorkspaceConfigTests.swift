@@ -330,4 +330,46 @@ final class WorkspaceConfigTests: XCTestCase {
     func testMissingCommandIsAnError() {
         assertError("[files]\neditable = [\"a\"]\n", line: nil, key: "experiment.command", contains: "experiment command")
     }
+    /// A file named outright as the agent's that another list keeps from it: locked, it was dropped
+    /// from what the agent edits without a word; hidden, the experiment could not read it (the
+    /// baseline failed, a run begun). A glob that also matches a locked file stays allowed: the
+    /// locked file is simply not the agent's.
+    func testAnEditableFileThatIsAlsoLockedOrHiddenIsLocated() throws {
+        let files = "editable = [\"train.py\"]"
+        for (editable, other) in [("[\"train.py\", \"prepare.py\"]", "locked"), ("[\"train.py\", \"holdout/a.csv\"]", "hidden"),
+                                  ("[\"train.py\", \"holdout\"]", "hidden")] {
+            assertError(full.replacingOccurrences(of: files, with: "editable = \(editable)"), line: 2, key: "files.editable",
+                        contains: "which is also \(other)")
+        }
+        assertError(full.replacingOccurrences(of: "notes    = [\"LOG.md\", \"LEARNING.md\"]", with: "notes = [\"LOG.md\", \"prepare.py\"]"),
+                    line: 3, key: "files.notes", contains: "\"prepare.py\", which is also locked")
+        assertError(full.replacingOccurrences(of: "hidden   = [\"holdout/**\"]", with: "hidden = [\"holdout\", \"train.py\"]"),
+                    line: 2, key: "files.editable", contains: "\"train.py\", which is also hidden (\"train.py\")")
+        let glob = try parse(full.replacingOccurrences(of: files, with: "editable = [\"*.py\"]"))
+        XCTAssertEqual(glob.files.editable, ["*.py"])
+        XCTAssertNoThrow(try parse(full.replacingOccurrences(of: files, with: "editable = [\"holdout_tools.py\"]")))
+    }
+
+    /// proctor.toml as a link: every sandbox hides proctor.toml, and a link cannot be hidden (the
+    /// launcher refused it at the baseline, exit 1). An editable file committed as a link: the agent
+    /// was shown nothing to edit, and every proposal failed (the run refuses it, `StartTests`).
+    func testProctorTomlOrAnEditableFileThatIsALinkIsRefused() throws {
+        let dir = NSTemporaryDirectory() + "proctor-links-\(getpid())"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        FileManager.default.createFile(atPath: dir + "/real.toml", contents: Data(full.utf8))
+        try FileManager.default.createSymbolicLink(atPath: dir + "/proctor.toml", withDestinationPath: "real.toml")
+        XCTAssertThrowsError(try WorkspaceConfig.load(workspace: dir)) { error in
+            XCTAssertTrue("\(error)".hasSuffix("/proctor.toml: is a symbolic link (to real.toml): proctor reads the workspace's own proctor.toml, a regular file committed with it"), "\(error)")
+        }
+        try FileManager.default.removeItem(atPath: dir + "/proctor.toml")
+        try FileManager.default.moveItem(atPath: dir + "/real.toml", toPath: dir + "/proctor.toml")
+        let config = try WorkspaceConfig.load(workspace: dir)
+        XCTAssertNil(config.linkedAgentFile { _ in nil })
+        let linked = config.linkedAgentFile { $0 == "train.py" ? "real.py" : nil }
+        XCTAssertEqual(linked?.key, "files.editable")
+        XCTAssertEqual(linked?.line, 2)
+        XCTAssertTrue(linked?.message.contains("train.py is committed as a symbolic link (to real.py)") ?? false, "\(String(describing: linked))")
+        XCTAssertEqual(config.linkedAgentFile { $0 == "LEARNING.md" ? "/etc/passwd" : nil }?.key, "files.notes")
+    }
 }
