@@ -339,7 +339,6 @@ final class SessionTests: XCTestCase {
     func testInterruptStopsTheSessionAgent() throws {
         let ws = try LoopWorkspace(agent: Self.noAgent)
         let marker = "session-agent-\(UUID().uuidString.prefix(8))"
-        let channels = sessionDirectories()
         let process = Process()
         process.executableURL = URL(fileURLWithPath: proctorBinary)
         let script = Self.setX("0.6") + "proctor experiment first\nsleep 1000\n"
@@ -366,7 +365,7 @@ final class SessionTests: XCTestCase {
         XCTAssertEqual(process.terminationStatus, 130, "an interrupted session exits 130")
         usleep(200_000)
         XCTAssertEqual(processes(containing: marker), [], "the session agent outlived proctor")
-        XCTAssertEqual(sessionDirectories().subtracting(channels), [], "the session channel's directory outlived proctor")
+        XCTAssertEqual(sessionDirectories(of: process.processIdentifier), [], "the session channel's directory outlived proctor")
         XCTAssertEqual(ws.statuses(), ["keep", "keep"])
     }
 
@@ -376,7 +375,6 @@ final class SessionTests: XCTestCase {
     func testAKilledSessionsChannelDirectoryIsSweptByTheNext() throws {
         let ws = try LoopWorkspace(agent: Self.noAgent)
         let marker = "session-agent-\(UUID().uuidString.prefix(8))"
-        let channels = sessionDirectories()
         let output = try CapturedOutput()
         let process = try startProcess([proctorBinary, "session", "--workspace", ws.root, "--", "sh", "-c", "sleep 1000", marker],
                                        environment: ws.environment(), output: output)
@@ -386,11 +384,12 @@ final class SessionTests: XCTestCase {
         kill(process.processIdentifier, SIGKILL)
         process.waitUntilExit()
         XCTAssertTrue(waitUntil(timeout: 10) { processes(containing: marker).isEmpty }, "the session agent outlived its supervisor")
-        XCTAssertEqual(sessionDirectories().subtracting(channels).count, 1, "the killed supervisor's channel directory")
+        let killed = process.processIdentifier
+        XCTAssertEqual(sessionDirectories(of: killed).count, 1, "the killed supervisor's channel directory")
         let resumed = try ws.proctor(["session", "--workspace", ws.root, "--resume", "--", "sh", "-c", "true"], deadline: 120)
         XCTAssertEqual(resumed.status, 0, ws.describe(resumed))
         XCTAssertTrue(resumed.stdout.contains("resuming run"), resumed.stdout)
-        XCTAssertEqual(sessionDirectories().subtracting(channels), [], "the killed session's channel directory was left")
+        XCTAssertEqual(sessionDirectories(of: killed), [], "the killed session's channel directory was left")
     }
 
     /// Outside a session there is no channel: `proctor experiment` fails with a clear message.

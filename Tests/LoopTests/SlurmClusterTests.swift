@@ -357,14 +357,13 @@ final class SlurmClusterTests: XCTestCase {
     /// stopped, and the session exits 130 with nothing of it left running.
     func testCtrlCDuringASessionsExperimentCancelsItsJobAndStopsTheAgent() throws {
         let marker = "slurm-session-agent-\(UUID().uuidString.prefix(8))"
-        let channels = sessionDirectories()
         let (ws, process, output, job) = try runningIterationOne(sleeping: 60, sessionAgent: marker)
         defer { if process.isRunning { kill(process.processIdentifier, SIGKILL) } }
         assertCtrlCExits130(process, output)
         XCTAssertEqual(SlurmCLI().state(of: job)?.name, "CANCELLED")
         XCTAssertTrue(waitUntil(timeout: 30) { processes(containing: ws).isEmpty && processes(containing: marker).isEmpty },
                       "left running: \(processes(containing: ws)) \(processes(containing: marker))")
-        XCTAssertEqual(sessionDirectories().subtracting(channels), [], "the session channel's directory outlived proctor")
+        XCTAssertEqual(sessionDirectories(of: process.processIdentifier), [], "the session channel's directory outlived proctor")
         XCTAssertEqual(Set(records(ws).map(\.iteration)), [0], "an interrupted experiment is not recorded as measured")
     }
 
@@ -373,7 +372,6 @@ final class SlurmClusterTests: XCTestCase {
     /// before its agent starts, the workspace back at the last keep.
     func testASessionKilledWithAJobInFlightResumes() throws {
         let marker = "slurm-session-agent-\(UUID().uuidString.prefix(8))"
-        let channels = sessionDirectories()
         let (ws, process, output, job) = try runningIterationOne(sleeping: 10, sessionAgent: marker)
         defer { if process.isRunning { kill(process.processIdentifier, SIGKILL) } }
         kill(process.processIdentifier, SIGKILL)
@@ -401,7 +399,7 @@ final class SlurmClusterTests: XCTestCase {
         XCTAssertEqual(records(ws).last?.reason, "supervisor stopped")
         XCTAssertFalse(FileManager.default.fileExists(atPath: "\(ws)/.proctor/slurm/inflight-0.json"))
         // The killed supervisor's channel directory, swept by the resumed session's start.
-        XCTAssertEqual(sessionDirectories().subtracting(channels), [], "the killed session's channel directory was left")
+        XCTAssertEqual(sessionDirectories(of: process.processIdentifier), [], "the killed session's channel directory was left")
     }
 
     /// A job the cluster suspends (`scontrol suspend`, as preemption by suspension does) is waited

@@ -134,11 +134,13 @@ public func processes(containing marker: String) -> [String] {
     return found
 }
 
-/// The session channels' directories (`proctor-session-*`) in the base proctor makes them in: a
-/// test compares them before and after a session to find one it left behind.
-public func sessionDirectories() -> Set<String> {
+/// The session channels' directories (`proctor-session-PID-*`) in the base proctor makes them in;
+/// with `pid`, only those of that supervisor (a test's own, not another session's on the machine
+/// meanwhile: counting every new one failed a test while helpers ran sessions beside it).
+public func sessionDirectories(of pid: Int32? = nil) -> Set<String> {
     let base = ProcessInfo.processInfo.environment["PROCTOR_AGENT_HOME_BASE"] ?? "/var/tmp"
-    return Set(((try? FileManager.default.contentsOfDirectory(atPath: base)) ?? []).filter { $0.hasPrefix("proctor-session-") })
+    let prefix = "proctor-session-" + (pid.map { "\($0)-" } ?? "")
+    return Set(((try? FileManager.default.contentsOfDirectory(atPath: base)) ?? []).filter { $0.hasPrefix(prefix) })
 }
 
 /// Python that prints `SESSION-UNREACHABLE`, or `SESSION-REACHABLE` and what it reached: a socket
