@@ -56,7 +56,7 @@ let package = Package(
         ),
         .target(
             name: "ProctorGit",
-            dependencies: ["CGit2"]
+            dependencies: ["CGit2", "ProctorConfig"]
         ),
         .target(
             name: "ProctorLoop",

@@ -336,7 +336,8 @@ struct psb_cgroups *psb_cgroups_setup_v1(const struct psb_config *cfg, struct ps
         if (!cg->has_mem) {
             plan->use_rlimit_as = 1;
             psb_enforce("memory", "rlimit-as", "%lld", cfg->memory);
-            psb_warn("memory", "%s; RLIMIT_AS only (virtual memory, not resident)", why);
+            psb_warn("memory", "%s; RLIMIT_AS only: virtual memory, per process (N processes may hold N times it), "
+                               "not the private /tmp or /dev/shm", why);
         }
     }
     if (cfg->pids >= 0) {

@@ -56,6 +56,11 @@ static const char *const notify_always[] = {
     "fsetxattr", "removexattr", "lremovexattr", "fremovexattr", "setxattrat", "removexattrat",
 };
 
+/* Setting or removing an extended attribute: refused in every phase (see below). */
+static const char *const xattr_writes[] = {
+    "setxattr", "lsetxattr", "fsetxattr", "removexattr", "lremovexattr", "fremovexattr", "setxattrat", "removexattrat",
+};
+
 static int resolve(const char *name)
 {
     int nr = seccomp_syscall_resolve_name(name);
@@ -203,6 +208,20 @@ int psb_seccomp_build(const struct psb_config *cfg, void **prog_out, char *err, 
                 struct scmp_arg_cmp c = cmp(chmods[i].arg, SCMP_CMP_MASKED_EQ, bits[b], bits[b]);
                 ADD(eperm, nr, 1, &c);
             }
+        }
+    }
+
+    /* Extended attributes: git keeps none, so an attribute on an editable file carried a program
+     * past the diff that the experiment ran and no commit holds (kept, then not reproducible); ACLs
+     * (system.posix_acl_*) are attributes too. Setting or removing one fails as on a file system
+     * without them (tools such as shutil.copy2 carry on). With --audit-writes the listener
+     * refuses them instead, and reports each (see audit.c). */
+    if (!cfg->audit_writes) {
+        for (size_t i = 0; i < sizeof xattr_writes / sizeof xattr_writes[0]; i++) {
+            int nr = resolve(xattr_writes[i]);
+            if (nr == __NR_SCMP_ERROR || nr < 0)
+                continue;
+            ADD(SCMP_ACT_ERRNO(EOPNOTSUPP), nr, 0, NULL);
         }
     }
 

@@ -110,7 +110,8 @@ public enum AgentPrompt {
         func bounded(_ text: String) -> String {
             let trimmed = text.trimmed()
             guard trimmed.count > sectionLimit else { return trimmed }
-            return String(trimmed.prefix(sectionLimit)) + "\n[... cut at \(sectionLimit) characters; the whole file is in the memory directory]"
+            return closingOpenFence(String(trimmed.prefix(sectionLimit)))
+                + "\n[... cut at \(sectionLimit) characters; the whole file is in the memory directory]"
         }
         var text = ""
         if let phase = memory.phase {
@@ -132,10 +133,17 @@ public enum AgentPrompt {
         }
         if !memory.nearMisses.isEmpty {
             text += "# Near misses (discarded, closest to the best; re-appliable diffs)\n\n"
+            // Whole near misses while they fit: one cut inside its diff left the fence open, and the
+            // next section's fence closed it, so the agent's own file read as the prompt's text.
             var section = ""
-            for miss in memory.nearMisses {
+            for (index, miss) in memory.nearMisses.enumerated() {
                 let fence = String(repeating: "`", count: max(3, longestBacktickRun(miss.patch) + 1))
-                section += "## iteration \(miss.iteration): \(format(miss.score)): \(oneLine(miss.description))\n\n\(fence)diff\n\(miss.patch)\(miss.patch.endsWithLineFeed ? "" : "\n")\(fence)\n\n"
+                let block = "## iteration \(miss.iteration): \(format(miss.score)): \(oneLine(miss.description))\n\n\(fence)diff\n\(miss.patch)\(miss.patch.endsWithLineFeed ? "" : "\n")\(fence)\n\n"
+                if index > 0 && section.count + block.count > sectionLimit {
+                    section += "[... \(memory.nearMisses.count - index) more near misses; the whole file is in the memory directory]"
+                    break
+                }
+                section += block
             }
             text += bounded(section) + "\n\n"
         }
@@ -160,6 +168,24 @@ public enum AgentPrompt {
 
     private static func format(_ value: Double) -> String {
         "\(value)"
+    }
+
+    /// `text` cut inside a fenced block (a line of three or more backticks opens one; a line of
+    /// at least as many closes it) with that block closed: left open, the next fence in the prompt
+    /// closed it instead, and what followed read as the prompt's own text.
+    static func closingOpenFence(_ text: String) -> String {
+        var open: Int?
+        for line in text.split(separator: "\n", omittingEmptySubsequences: false) {
+            let run = line.prefix { $0 == "`" }.count
+            guard run >= 3 else { continue }
+            if let opened = open {
+                if run >= opened && line.dropFirst(run).allSatisfy({ $0 == " " }) { open = nil }
+            } else {
+                open = run
+            }
+        }
+        guard let open else { return text }
+        return text + (text.hasSuffix("\n") ? "" : "\n") + String(repeating: "`", count: open)
     }
 
     private static func longestBacktickRun(_ text: String) -> Int {

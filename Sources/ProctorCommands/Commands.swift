@@ -222,7 +222,7 @@ struct CommandFailure: Error {
     var status: Int32
 
     init(_ error: Error, status: Int32) {
-        message = String(describing: error)
+        message = describe(error)
         self.status = status
     }
 
@@ -230,6 +230,20 @@ struct CommandFailure: Error {
     init(_ error: Error, failed: Int32) {
         self.init(error, status: ExitStatus.of(error, failed: failed))
     }
+}
+
+/// An error as proctor prints it: its description, but Foundation's file errors (`Error
+/// Domain=NSCocoaErrorDomain Code=4 "..." UserInfo={...}`, several lines of it) as the path and the
+/// system's reason.
+func describe(_ error: Error) -> String {
+    let ns = error as NSError
+    guard ns.domain == NSCocoaErrorDomain else { return String(describing: error) }
+    let path = ns.userInfo[NSFilePathErrorKey] as? String ?? (ns.userInfo[NSURLErrorKey] as? URL)?.path
+    var reason = ns.localizedDescription
+    if let underlying = ns.userInfo[NSUnderlyingErrorKey] as? NSError, underlying.domain == NSPOSIXErrorDomain {
+        reason = String(cString: strerror(Int32(underlying.code)))
+    }
+    return path.map { "\($0): \(reason)" } ?? reason
 }
 
 /// `text` with control characters shown as `\xNN` (`\uNNNN` for C1 and the line/paragraph

@@ -1,3 +1,5 @@
+import ProctorConfig
+
 /// What an iteration's changes to the working tree may be. Path classes are predicates so that this module
 /// does not depend on how patterns are written (the caller passes `Glob` matchers from `proctor.toml`).
 public struct DiffPolicy: Sendable {
@@ -37,6 +39,7 @@ public struct Violation: Sendable, Hashable, Codable, CustomStringConvertible {
         case size
         case attributes
         case nameNotUTF8 = "name-not-utf8"
+        case name
         case unreachable
         case untrackable
     }
@@ -97,10 +100,9 @@ public enum DiffValidator {
             if let attribute = change.rewritingAttribute {
                 flag(.attributes, "git attribute `\(attribute)` applies (from .gitattributes): git's diff of the file would not show all of its bytes")
             }
-            if change.unreachable == true {
-                flag(.unreachable, "nested more than \(Repository.deepestEntry) deep or a path longer than \(Repository.longestPath) bytes: git cannot look at it")
-            }
+            if let why = change.unreachable { flag(.unreachable, "\(why): git cannot look at it") }
             if change.nameIsNotUTF8 == true { flag(.nameNotUTF8, "a file name that is not UTF-8 (shown repaired)") }
+            if let why = nameProblem(change) { flag(.name, why) }
             if let what = change.untrackable {
                 flag(.untrackable, "\(what): git keeps none, so the experiment would see what a keep cannot commit")
             }
@@ -136,5 +138,17 @@ public enum DiffValidator {
                         + "\(policy.maxChangedLines) (\(detail); a line counts once per \(Change.lineWidth) bytes)"))
         }
         return violations.sorted { ($0.path, $0.rule.rawValue) < ($1.path, $1.rule.rawValue) }
+    }
+
+    /// Why a changed path's name may not be kept: one no commit takes (a control character or a
+    /// backslash: the keep failed and stopped the whole run), or a new name that shows as other
+    /// than it is (a C1 escape, a direction override, an invisible mark) in a terminal, a prompt or
+    /// the report.
+    static func nameProblem(_ change: Change) -> String? {
+        for path in Set([change.path, change.oldPath]) where !path.isEmpty {
+            if let problem = WorkspacePath.problem(path) { return "a name no commit takes (\(problem))" }
+        }
+        guard change.kind == .added || change.kind == .renamed, change.path.unicodeScalars.contains(where: \.rewritesDisplay) else { return nil }
+        return "a name with a character that shows as other than it is (a control, a direction override or an invisible mark)"
     }
 }

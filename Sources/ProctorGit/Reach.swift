@@ -8,8 +8,9 @@ extension Repository {
     public static let longestPath = 4000
 
     /// What a status cannot show beneath `places` (workspace paths, "" for the whole tree).
-    /// `unreachable`: the entries git cannot look at, nested deeper than `deepestEntry` components
-    /// or whose absolute path is longer than `longestPath` bytes; the shallowest of each, nothing
+    /// `unreachable`: the entries git cannot look at, each with why: nested deeper than `deepestEntry`
+    /// components, an absolute path longer than `longestPath` bytes, or a directory that cannot be
+    /// opened for reading (EACCES); the shallowest of each, nothing
     /// beneath it. An agent can make either in its editable directory (99 nested directories, or 20
     /// with 255-byte names), and libgit2 then fails the whole status, so the iteration could be
     /// neither judged nor reverted. With `untrackable`: what git keeps nothing of, each with what it
@@ -21,11 +22,11 @@ extension Repository {
     /// not entered. Depth first, one descriptor open per level of the current path.
     public func invisibleEntries(in places: [String], excluding excluded: [String],
                                  keepingIgnored: ((String) throws -> Bool)? = nil,
-                                 untrackable: Bool = false) throws -> (unreachable: [String], untrackable: [(path: String, what: String)]) {
+                                 untrackable: Bool = false) throws -> (unreachable: [(path: String, why: String)], untrackable: [(path: String, what: String)]) {
         let prefixes = excluded.map { $0.hasSuffix("/") ? String($0.dropLast()) : $0 }.filter { !$0.isEmpty }
         let base = workdir.hasSuffix("/") ? workdir : workdir + "/"
         let root = try FileSystem.Directory.open(workdir)
-        var found: [String] = []
+        var found: [(path: String, why: String)] = []
         var untracked: [(path: String, what: String)] = []
         for place in places {
             let start: FileSystem.Directory
@@ -34,13 +35,33 @@ extension Repository {
             } else {
                 guard let (parent, name) = try FileSystem.openParent(of: place, in: root), try parent.entry(name)?.type == .directory
                 else { continue }
-                start = try parent.subdirectory(name)
+                do {
+                    start = try parent.subdirectory(name)
+                } catch GitError.system(_, _, let code) where code == EACCES {
+                    found.append((place, "a directory that cannot be read"))
+                    continue
+                }
             }
             // Directories still to look into, each with its parent (open until its last child is
             // entered): depth first, so what is open is the current path's directories.
             var stack: [(parent: FileSystem.Directory?, name: String, path: String, ignored: Bool)] = [(nil, "", place, false)]
             while let (parent, name, path, ignored) = stack.popLast() {
-                guard let directory = parent == nil ? start : try? parent!.subdirectory(name) else { continue }
+                let directory: FileSystem.Directory
+                if let parent {
+                    do {
+                        directory = try parent.subdirectory(name)
+                    } catch GitError.system(_, _, let code) where code == EACCES {
+                        // Made unreadable by its owner (the sandbox's user, proctor's own when it is
+                        // not root): libgit2 skipped what it held with a warning, and a program in it
+                        // ran unseen by the diff. Root opens it anyway.
+                        found.append((path, "a directory that cannot be read"))
+                        continue
+                    } catch {
+                        continue
+                    }
+                } else {
+                    directory = start
+                }
                 let depth = path.isEmpty ? 0 : path.split(separator: "/").count
                 let entries = try directory.typedEntries()
                 if untrackable, parent != nil, entries.isEmpty { untracked.append((path, "an empty directory")) }
@@ -50,7 +71,7 @@ extension Repository {
                     if path.isEmpty && name == ".git" { continue }
                     if prefixes.contains(where: { child == $0 || child.hasPrefix($0 + "/") }) { continue }
                     if depth + 1 > Self.deepestEntry || (base + child).utf8.count > Self.longestPath {
-                        found.append(child)
+                        found.append((child, "nested more than \(Self.deepestEntry) deep or a path longer than \(Self.longestPath) bytes"))
                         continue
                     }
                     if entry.type == .other {
@@ -67,6 +88,6 @@ extension Repository {
                 }
             }
         }
-        return (found.sorted(), untracked.sorted { $0.path < $1.path })
+        return (found.sorted { $0.path < $1.path }, untracked.sorted { $0.path < $1.path })
     }
 }

@@ -49,8 +49,8 @@ extension Repository {
     ) throws {
         var changes = try status(against: commit, excluding: excluded, keepingIgnored: keepingIgnored, within: within)
         let root = try FileSystem.Directory.open(workdir)
-        if changes.contains(where: { $0.unreachable == true }) {
-            // Entries too deep for git: gone first, then git can look at the rest.
+        if changes.contains(where: { $0.unreachable != nil }) {
+            // Entries git cannot look at (too deep, unreadable): gone first, then git can look at the rest.
             for change in changes {
                 if let (parent, name) = try FileSystem.openParent(of: change.path, in: root) { try parent.remove(name) }
             }

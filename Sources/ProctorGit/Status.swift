@@ -34,9 +34,9 @@ extension Repository {
                                              untrackable: untrackable)
         let unreachable = invisible.unreachable
         if !unreachable.isEmpty {
-            return unreachable.map { path in
+            return unreachable.map { path, why in
                 var change = Change(path: path, kind: .added, oldMode: .absent)
-                change.unreachable = true
+                change.unreachable = why
                 return change
             }
         }
@@ -50,7 +50,32 @@ extension Repository {
             change.untrackable = what
             byPath[path] = change
         }
+        var layouts: [String: Bool] = [:]
+        for (path, change) in byPath where change.kind != .deleted && !change.isSubmodule {
+            var directory = Substring(path)
+            while let slash = directory.lastIndex(of: "/") {
+                directory = directory[..<slash]
+                let key = String(directory)
+                if layouts[key] == nil { layouts[key] = holdsGitDirectoryFiles(key) }
+                if layouts[key] == true {
+                    byPath[path]?.isSubmodule = true
+                    break
+                }
+            }
+        }
         return byPath.values.sorted { $0.path < $1.path }
+    }
+
+    /// Whether `directory` (workspace-relative) holds a git repository's own files: a `HEAD` beside
+    /// `objects`, `refs`, `commondir`, `gitdir` or `config`. Git takes such a directory, whatever its
+    /// name, for a repository (a bare one, or one whose config names a work tree) and runs what its
+    /// config says (`core.fsmonitor`) when the user's git, or a git-aware shell prompt, looks there:
+    /// a kept change planted one that ran a command as the user, outside every sandbox.
+    func holdsGitDirectoryFiles(_ directory: String) -> Bool {
+        let base = (workdir.hasSuffix("/") ? workdir : workdir + "/") + directory + "/"
+        var st = stat()
+        guard lstat(base + "HEAD", &st) == 0, (st.st_mode & S_IFMT) == S_IFREG else { return false }
+        return ["objects", "refs", "commondir", "gitdir", "config"].contains { lstat(base + $0, &st) == 0 }
     }
 
     /// `within`: the paths the diff is limited to (a directory stands for what is beneath it).

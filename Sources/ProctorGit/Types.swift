@@ -89,9 +89,10 @@ public struct Change: Sendable, Hashable, Codable {
     /// The name (either side's) is not UTF-8: `path` is it repaired (U+FFFD for each bad byte), no
     /// file's name, and nothing else about the change was read.
     public var nameIsNotUTF8: Bool?
-    /// Nested too deep or with too long a path for git to look at (`Repository.invisibleEntries`):
-    /// nothing else about it, nor about the rest of the tree, was read.
-    public var unreachable: Bool?
+    /// Why git cannot look at it (nested too deep, too long a path, a directory that cannot be
+    /// read: `Repository.invisibleEntries`), nil when it can: nothing else about it, nor about the
+    /// rest of the tree, was read.
+    public var unreachable: String?
     /// Something git keeps nothing of (an empty directory, a FIFO, socket or device), what it is
     /// (`Repository.invisibleEntries`); nil for a file git sees.
     public var untrackable: String?

@@ -1,4 +1,5 @@
 import Foundation
+import ProctorConfig
 
 /// Progress of a run on stderr-free stdout: an updating status line on a terminal, plain lines otherwise.
 public final class Progress: @unchecked Sendable {
@@ -15,12 +16,14 @@ public final class Progress: @unchecked Sendable {
         isTerminal = isatty(1) == 1 && ProcessInfo.processInfo.environment["TERM"] != "dumb"
     }
 
-    /// A plain line (clears the status line first on a terminal).
+    /// A plain line (clears the status line first on a terminal). Whatever it quotes is shown
+    /// escaped (`displayEscaped`): a warning that listed the editable files printed a file name's
+    /// C1 escape sequence raw into the operator's terminal.
     public func line(_ text: String) {
         lock.lock()
         defer { lock.unlock() }
         stopTicker()
-        write((isTerminal ? "\r\u{1B}[K" : "") + text + "\n")
+        write((isTerminal ? "\r\u{1B}[K" : "") + text.displayEscaped() + "\n")
     }
 
     /// The iteration entered a phase with a wall-clock budget.

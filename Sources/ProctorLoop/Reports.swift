@@ -46,7 +46,17 @@ public enum Reports {
     public static func auditRecords(workspace: String, run: String?) throws -> [AuditRecord] {
         let config = try WorkspaceConfig.load(workspace: workspace)
         let records = JSONLines.read(AuditRecord.self, from: config.root + "/.proctor/audit.jsonl")
-        return run.map { id in records.filter { $0.run == id } } ?? records
+        guard let run else { return records }
+        let mine = records.filter { $0.run == run }
+        // A run nothing was blocked in has no records, but it is in the ledger; a typo is neither.
+        let runs = Ledger.records(in: config.root + "/.proctor").map(\.run)
+        if mine.isEmpty && !runs.contains(run) && RunState.load(config.root)?.run != run {
+            var known: [String] = []
+            for id in runs + records.map(\.run) where !known.contains(id) { known.append(id) }
+            let listed = known.suffix(5).joined(separator: ", ")
+            throw LoopError(.refused, "--run \(run): no such run in \(config.root) (\(known.isEmpty ? "no runs yet" : "the last: " + listed))")
+        }
+        return mine
     }
 
     /// What was blocked, grouped: one summary line per (kind, decision, rule) with counts and example paths.

@@ -95,7 +95,11 @@ public struct SandboxEnvironment: Sendable {
         for (role, phase, view) in roles {
             let command = phase == .experiment ? view.experiment.command : view.evaluator.command
             let request = LaunchRequest(config: view, preset: preset, phase: phase, command: command)
-            if let resolved = try LaunchPlan.resolveInterpreter(request, host: host) { found[role] = resolved }
+            if let resolved = try LaunchPlan.resolveInterpreter(request, host: host) {
+                found[role] = resolved
+            } else {
+                try checkProgram(request, host: host)
+            }
         }
         return found
     }
@@ -114,27 +118,35 @@ public struct SandboxEnvironment: Sendable {
         }
         if let agentCommand {
             _ = try compilePlan(phase: .agent, command: agentCommand, seed: nil, agentHome: config.root + "/.proctor/agent-home")
-            try checkAgentProgram(agentCommand)
+            try Self.checkProgram(LaunchRequest(config: config, preset: preset, phase: .agent, command: agentCommand),
+                                  host: .live(workspace: config.root))
         }
     }
 
-    /// Refuses a command or session agent whose program the agent's sandbox would not find (exit
-    /// 127 inside): a typo ran the whole baseline, then failed every proposal (a session's ended at
-    /// once, exit 0). Looked up on the host, through the sandbox's PATH, among what it sees.
-    func checkAgentProgram(_ command: [String]) throws {
-        guard let name = command.first, name != "proctor" else { return }
-        let query = LaunchPlan.interpreterQuery(LaunchRequest(config: config, preset: preset, phase: .agent, command: command),
-                                                host: .live(workspace: config.root))
-        // (A name with a slash is taken as it is; whether the sandbox sees it is asked here.)
-        if let found = PythonEnvironment.locate(name, path: query.sandboxPath, workspace: config.root, within: query.visible),
+    /// Refuses a command whose program its sandbox would not find (exit 127 inside): a typo in an
+    /// agent's ran the whole baseline, then failed every proposal (a session's ended at once, exit
+    /// 0); in the experiment's or evaluator's, the baseline failed after the run had begun. Looked
+    /// up on the host, through the sandbox's PATH, among what it sees.
+    static func checkProgram(_ request: LaunchRequest, host: HostFacts) throws {
+        guard let name = request.command.first, !(request.phase == .agent && name == "proctor") else { return }
+        let query = LaunchPlan.interpreterQuery(request, host: host)
+        let workspace = request.config.root
+        let sandbox = "the \(request.phase.rawValue) sandbox"
+        if name.contains("/") && !name.hasPrefix("/") {
+            // From the working directory: the workspace (the evaluator's pinned copy of it).
+            if PythonEnvironment.locate(name, path: "", workspace: workspace) != nil { return }
+            throw SandboxError(.interpreter, "\(query.file): \(query.key): \"\(name)\" is no executable file in the workspace")
+        }
+        if let found = PythonEnvironment.locate(name, path: query.sandboxPath, workspace: workspace, within: query.visible),
             PythonEnvironment.within(found, query.visible) { return }
-        var why = name.contains("/") ? "is no executable file the agent's sandbox sees" : "is on no directory of the agent sandbox's PATH (\(query.sandboxPath)) that it sees"
-        if let outside = PythonEnvironment.locate(name, path: query.environment["PATH"] ?? "", workspace: config.root) {
-            why += "; on this host it is \(outside): make its directory visible with [agent] read_only"
-            if !name.contains("/") && !config.agent.env.contains("PATH") { why += " (and pass PATH with [agent] env, or name it by its path)" }
+        var why = name.contains("/") ? "is no executable file \(sandbox) sees" : "is on no directory of \(sandbox)'s PATH (\(query.sandboxPath)) that it sees"
+        if let outside = PythonEnvironment.locate(name, path: query.environment["PATH"] ?? "", workspace: workspace) {
+            let (readOnly, env) = request.phase == .agent ? ("[agent] read_only", "[agent] env") : ("[sandbox] read_only", "[experiment] env")
+            why += "; on this host it is \(outside): make its directory visible with \(readOnly)"
+            if !name.contains("/") && query.sandboxPath != query.environment["PATH"] { why += " (and pass PATH with \(env), or name it by its path)" }
         }
         // A session's command comes from the command line, not from proctor.toml.
-        let source = query.key.hasPrefix("[") ? "\(query.file): \(query.key)" : "the agent's command"
+        let source = query.key.hasPrefix("[") ? "\(query.file): \(query.key)" : "the \(request.phase.rawValue)'s command"
         throw SandboxError(.interpreter, "\(source): \"\(name)\" \(why)")
     }
 

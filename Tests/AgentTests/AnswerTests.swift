@@ -159,4 +159,24 @@ final class AnswerTests: XCTestCase {
         crlf.editableFiles = ["train.py": "print(1)\r\n```\r\n"]
         XCTAssertTrue(AgentPrompt.user(crlf).contains("````\nprint(1)\r\n```\r\n````"), "a CRLF file with ``` gets a longer fence")
     }
+    /// Three near misses of padded diffs filled the section past its cap, cut inside a diff: the
+    /// fence stayed open, the next section's fence closed it, and the agent's own file then read as
+    /// the prompt's text (a comment posing as a nudge from the human). Whole near misses now, and any
+    /// cut closes the fence it is in.
+    func testACutNearMissSectionLeavesNoFenceOpen() {
+        let padded = (1...50).map { "+# " + String(repeating: "y", count: 190) + " \($0)" }.joined(separator: "\n") + "\n"
+        let misses = (1...3).map { AgentMemory.NearMiss(iteration: $0, score: 0.5, description: "padded \($0)", patch: padded) }
+        let text = AgentPrompt.memory(AgentMemory(nearMisses: misses))
+        let fences = text.split(separator: "\n").filter { $0.hasPrefix("```") }
+        XCTAssertEqual(fences.count % 2, 0, "an open fence: \(fences)")
+        XCTAssertTrue(text.contains("more near misses; the whole file is in the memory directory"), text.suffix(300).description)
+        XCTAssertTrue(text.contains("## iteration 1:"))
+        // One near miss longer than the cap alone: cut, and its fence closed.
+        let huge = AgentMemory.NearMiss(iteration: 9, score: 0.5, description: "huge", patch: String(repeating: padded, count: 3))
+        let alone = AgentPrompt.memory(AgentMemory(nearMisses: [huge]))
+        XCTAssertEqual(alone.split(separator: "\n").filter { $0.hasPrefix("```") }.count % 2, 0, alone.suffix(300).description)
+        XCTAssertTrue(alone.contains("[... cut at"))
+        XCTAssertEqual(AgentPrompt.closingOpenFence("a\n````diff\n+x\n```\n+y"), "a\n````diff\n+x\n```\n+y\n````")
+        XCTAssertEqual(AgentPrompt.closingOpenFence("```\nx\n```\nafter"), "```\nx\n```\nafter")
+    }
 }

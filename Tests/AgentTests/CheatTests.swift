@@ -172,6 +172,81 @@ final class CheatTests: XCTestCase {
         XCTAssertFalse(FileManager.default.fileExists(atPath: ws.path("src/fifo")))
     }
 
+    /// A new file named with a backslash (or a control character) passed validation, was measured,
+    /// and its keep failed in the commit ("refusing path"): `proctor run` exited 1 mid-night, the
+    /// tree dirty, no row; the agent could end every run so. A C1 escape (U+009B, the terminal's
+    /// one-byte CSI) in a kept name reached the terminal raw in a later warning. Both `rejected`
+    /// now (rule `name`), the run goes on, and nothing raw reaches proctor's output.
+    func testANameNoCommitTakesOrThatShowsOtherwiseIsRejected() throws {
+        let script = """
+            if grep -q 'This is iteration 1\\.' "$1"; then printf 'x = 1\\n' > 'src/a\\b.py'; fi
+            if grep -q 'This is iteration 2\\.' "$1"; then printf 'x = 1\\n' > "src/$(printf '\\302\\233')2J.py"; fi
+            \(Self.good)
+            """
+        let ws = try LoopWorkspace(agent: Self.commandAgent(script), editable: "[\"train.py\", \"src/\"]",
+                                   files: ["src/__init__.py": ""])
+        let outcome = try ws.run(iterations: 3)
+        XCTAssertEqual(outcome.status, 0, ws.describe(outcome))
+        XCTAssertEqual(ws.statuses(), ["keep", "rejected", "rejected", "keep"], ws.describe(outcome))
+        let reasons = ws.rows().dropFirst().map { $0["description"] ?? "" }
+        XCTAssertTrue(reasons[0].contains("a name no commit takes") && reasons[0].contains("[name]"), reasons[0])
+        XCTAssertTrue(reasons[1].contains("shows as other than it is") && reasons[1].contains("[name]"), reasons[1])
+        XCTAssertFalse(outcome.stdout.unicodeScalars.contains("\u{9B}") || outcome.stderr.unicodeScalars.contains("\u{9B}"), outcome.text)
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: ws.path("src")), ["__init__.py"])
+    }
+
+    /// A program in a directory the agent made unreadable (mode 0300), run by train.py: as its
+    /// owner (proctor not root) libgit2 left the directory out with a warning, the change was kept
+    /// and its commit held the loader only. Unprivileged it is `rejected` now (rule `unreachable`)
+    /// and removed; as root git reads it, and the kept commit holds what ran.
+    func testAProgramInAnUnreadableDirectoryIsNotKeptUnseen() throws {
+        let loader = LoopWorkspace.train("0.2", extra: "exec(open('src/hid/p.py').read()) if os.path.exists('src/hid/p.py') else None")
+        let script = """
+            mkdir -p src/hid
+            printf 'X = 0.6\\n' > src/hid/p.py
+            chmod 0300 src/hid
+            cat > train.py <<'PROCTOR_EOF'
+            \(loader)PROCTOR_EOF
+            echo "SUMMARY: a loader"
+            """
+        let ws = try LoopWorkspace(agent: Self.commandAgent(script), editable: "[\"train.py\", \"src/\"]",
+                                   files: ["src/__init__.py": ""])
+        let outcome = try ws.run(iterations: 1)
+        XCTAssertEqual(outcome.status, 0, ws.describe(outcome))
+        if geteuid() == 0 {
+            XCTAssertEqual(ws.statuses(), ["keep", "keep"], ws.describe(outcome))
+            let tree = try runChild(["/usr/bin/git", "-C", ws.root, "ls-tree", "-r", "--name-only", "HEAD"], deadline: 30)
+            XCTAssertTrue(tree.stdout.contains("src/hid/p.py"), "the kept commit holds what ran: \(tree.stdout)")
+        } else {
+            XCTAssertEqual(ws.statuses(), ["keep", "rejected"], ws.describe(outcome))
+            let reason = ws.rows().last?["description"] ?? ""
+            XCTAssertTrue(reason.contains("src/hid: a directory that cannot be read") && reason.contains("[unreachable]"), reason)
+            XCTAssertFalse(FileManager.default.fileExists(atPath: ws.path("src/hid")))
+        }
+    }
+
+    /// An extended attribute on train.py held a program the two-line loader in train.py ran: git
+    /// keeps no attribute, so the diff showed the loader only, the change was kept, and its commit
+    /// scored the baseline. Setting one fails in the agent's sandbox (audited), so the loader finds
+    /// nothing and the file carries no attribute afterwards.
+    func testAProgramInAnExtendedAttributeDoesNotReachTheExperiment() throws {
+        let loader = LoopWorkspace.train("0.2", extra: "exec(os.getxattr(__file__, 'user.p')) if 'user.p' in os.listxattr(__file__) else None")
+        let script = """
+            cat > train.py <<'PROCTOR_EOF'
+            \(loader)PROCTOR_EOF
+            python3 -c "import os; os.setxattr('train.py', 'user.p', b'X = 0.6')" 2> "$HOME/err" || true
+            grep -q 'Operation not supported' "$HOME/err" && echo "SUMMARY: xattr refused" || echo "SUMMARY: xattr set"
+            """
+        let ws = try LoopWorkspace(agent: Self.commandAgent(script))
+        let outcome = try ws.run(iterations: 1)
+        XCTAssertEqual(outcome.status, 0, ws.describe(outcome))
+        XCTAssertEqual(ws.rows().last?["description"], "xattr refused", ws.describe(outcome))
+        XCTAssertNotEqual(ws.statuses().last, "keep", "the loader alone is no better: \(ws.describe(outcome))")
+        let attributes = try runChild(["/usr/bin/python3", "-c", "import os, sys; print(os.listxattr(sys.argv[1]))", ws.path("train.py")], deadline: 30)
+        XCTAssertEqual(attributes.stdout, "[]\n", "train.py carries an attribute: \(attributes.text)")
+        XCTAssertTrue(ws.read(".proctor/audit.jsonl")?.contains("setxattr") ?? false, "the refused attribute is audited")
+    }
+
     /// `hidden = ["holdout"]` (a directory named without its slash) hid every new file whose path
     /// merely began so: a 500-line `holdout_tools/payload.py` in an editable directory passed no
     /// diff-line cap, and train.py's import of it was kept. The prefix ends at a `/` now.

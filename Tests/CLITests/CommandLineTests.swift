@@ -43,6 +43,19 @@ final class CommandLineTests: XCTestCase {
         XCTAssertNil(repeatedOption(["run", "--iterations", "5", "--wait", "--agent", "http"]))
     }
 
+    /// Foundation's file errors were printed whole: `proctor init /proc/x` gave `Error
+    /// Domain=NSCocoaErrorDomain Code=4 ... UserInfo={...}` over several lines. Now the path and
+    /// the system's reason; other errors keep their own description.
+    func testFoundationFileErrorsAreThePathAndTheReason() throws {
+        XCTAssertThrowsError(try FileManager.default.createDirectory(atPath: "/proc/no-such-dir/x", withIntermediateDirectories: false)) { error in
+            let text = describe(error)
+            XCTAssertFalse(text.contains("NSCocoaErrorDomain") || text.contains("\n"), text)
+            XCTAssertTrue(text.hasPrefix("/proc/no-such-dir/x: "), text)
+        }
+        struct Own: Error, CustomStringConvertible { var description = "the working tree differs from HEAD" }
+        XCTAssertEqual(describe(Own()), "the working tree differs from HEAD")
+    }
+
     /// A failure carries its exit status to the one place that prints it and exits.
     func testCommandFailureKeepsItsStatus() {
         struct Refused: Error, CustomStringConvertible { var description = "the working tree differs from HEAD" }

@@ -11,6 +11,19 @@ final class DiffValidatorTests: XCTestCase {
         DiffValidator.validate(changes, policy: policy).map { "\($0.path) \($0.rule.rawValue)" }
     }
 
+    /// A name no commit takes (a backslash, a control character: its keep failed and stopped the
+    /// run), or a new one that shows as other than it is (a C1 escape, a direction override).
+    func testNamesACommitRefusesOrThatShowOtherwiseAreRefused() {
+        for path in ["models/a\\b.py", "models/a\u{7}.py", "notes/x\ty.md"] {
+            XCTAssertEqual(rules(Change(path: path, kind: .added, oldMode: .absent)), ["\(path) name"], path)
+        }
+        for path in ["models/\u{9B}2J.py", "models/a\u{202E}yp.py", "notes/\u{200B}.md"] {
+            XCTAssertEqual(rules(Change(path: path, kind: .added, oldMode: .absent)), ["\(path) name"], path)
+            XCTAssertEqual(rules(Change(path: path, kind: .modified)), [], "a name already committed: \(path)")
+        }
+        XCTAssertEqual(rules(Change(path: "models/é.py", kind: .added, oldMode: .absent)), [])
+    }
+
     /// A `.gitattributes` (at any depth) is never an agent's to write, even under an editable glob;
     /// a change to a file git rewrites (`ident`) is refused.
     func testGitAttributesAreRefused() {

@@ -63,6 +63,10 @@ final class DiffValidationTests: XCTestCase {
             XCTAssertEqual(group["decision"] as? String, "rejected")
             XCTAssertEqual(group["paths"] as? [String], [ws.path("train.py")])
         }
+        // A run id that is no run (a typo) said "0 audit records", exit 0: now refused, naming the runs.
+        let typo = try ws.proctor(["audit", "--workspace", ws.root, "--run", ws.runID! + "x"])
+        XCTAssertEqual(typo.status, 125, typo.text)
+        XCTAssertTrue(typo.stderr.contains("no such run") && typo.stderr.contains(ws.runID!), typo.stderr)
 
         // The legal change after three rejections is scored against the untouched baseline.
         let legal = try XCTUnwrap(ws.row(4))

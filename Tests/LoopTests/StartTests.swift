@@ -229,10 +229,29 @@ final class StartTests: XCTestCase {
         chmod(outside, 0o755)
         defer { unlink(outside) }
         let session = try ws.proctor(["session", "--workspace", ws.root, "--iterations", "1", "--", outside])
-        StartTests.assertRefused(session, mentioning: "the agent's command: \"\(outside)\" is no executable file the agent's sandbox sees")
+        StartTests.assertRefused(session, mentioning: "the agent's command: \"\(outside)\" is no executable file the agent sandbox sees")
         StartTests.assertNoLedger(ws)
         XCTAssertEqual(try ws.proctorBranches(), [])
         XCTAssertNil(ws.read("outputs/started"), "the baseline never ran")
+    }
+
+    /// The experiment's or evaluator's program missing: the baseline failed (exit 1) after the run
+    /// had begun. Refused at the start, naming the key.
+    func testAnExperimentOrEvaluatorProgramTheSandboxWouldNotFindIsRefused() throws {
+        for (from, to, key) in [("command  = [\"python3\", \"train.py\"", "command  = [\"python3-typo\", \"train.py\"", "[experiment] command"),
+                                ("command  = [\"python3\", \"prepare.py\"]", "command  = [\"./score.sh\"]", "[evaluator] command")] {
+            let ws = try LoopWorkspace()
+            let toml = try XCTUnwrap(ws.read("proctor.toml"))
+            XCTAssertTrue(toml.contains(from), toml)
+            try ws.write("proctor.toml", toml.replacingOccurrences(of: from, with: to))
+            _ = try ws.git(["-c", "user.name=T", "-c", "user.email=t@example.com", "commit", "-qam", "a typo"])
+            let result = try ws.run(["--iterations", "1"])
+            StartTests.assertRefused(result, mentioning: key)
+            XCTAssertTrue(result.stderr.contains(to.contains("typo") ? "\"python3-typo\" is on no directory" : "\"./score.sh\" is no executable file in the workspace"),
+                          result.stderr)
+            StartTests.assertNoLedger(ws)
+            XCTAssertNil(ws.read("outputs/started"), "the baseline never ran")
+        }
     }
 
     /// An editable file committed as a symbolic link: the agent was shown nothing to edit and every

@@ -602,6 +602,26 @@ final class ExecAttackTests: XCTestCase {
         XCTAssertFalse(out.stderr.contains("Traceback"), out.stderr)
     }
 
+    /// A directory in the outputs that the experiment made unreadable (mode 0300): the output
+    /// poll of an unprivileged launcher (its owner, never root) skipped it, and 600 MiB passed a
+    /// 32 MiB cap. It is given back its bits and counted (root reads it anyway).
+    func testAnUnreadableDirectoryInTheOutputsIsCounted() throws {
+        let ws = try TestWorkspace()
+        let fill = """
+            import os, time
+            os.makedirs("outputs/hid")
+            os.chmod("outputs/hid", 0o300)
+            for i in range(8):
+                with open("outputs/hid/f%d" % i, "wb") as f:
+                    f.write(b"x" * (8 << 20))
+                time.sleep(0.1)
+            print("WROTE-ALL", flush=True)
+            """
+        let out = try ws.exec(["python3", "-c", fill])
+        XCTAssertFalse(out.stdout.contains("WROTE-ALL"), out.stdout + out.stderr)
+        XCTAssertEqual(out.status, 137, "killed for its outputs: " + out.stdout + out.stderr)
+    }
+
     func testStdoutFloodIsCapped() throws {
         let ws = try TestWorkspace(extra: "[sandbox]\npolicy = \"strict\"\n")
         let out = try ws.exec(["sh", "-c", "head -c 100000000 /dev/zero | tr '\\0' a; echo"])

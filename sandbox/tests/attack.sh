@@ -151,6 +151,40 @@ check "  audit: new .git hook reported" reported "\topenat\t$WS/.git/hooks/pre-c
 check "  audit: '..' normalised" reported "\topenat\t$WS/prepare.py$"
 fi
 
+# Extended attributes on a file the sandbox MAY write: git keeps none, so one on an editable file
+# carried a program past the diff (kept, not reproducible). Refused everywhere, with and without
+# --audit-writes; checked from outside with the host's view of the file.
+if needpy "xattr on a writable file"; then
+# The host's own attribute on the same file system first: without it, EOPNOTSUPP inside would prove nothing.
+if ! "$PY" -c 'import os,sys; open(sys.argv[1],"w"); os.setxattr(sys.argv[1], "user.t", b"1")' "$WS/outputs/x.txt" 2>/dev/null; then
+    skip "xattr on a writable file (this file system keeps no user attributes)"
+else
+rm -f "$WS/outputs/x.txt"
+XPROBE='
+import os
+p = os.environ["WS"] + "/outputs/x.txt"
+open(p, "w").write("x")
+for name, f in [("set", lambda: os.setxattr(p, "user.payload", b"exec(1)")),
+                ("lset", lambda: os.setxattr(p, "user.payload", b"1", follow_symlinks=False)),
+                ("fset", lambda: os.setxattr(os.open(p, os.O_RDWR), "user.payload", b"1")),
+                ("remove", lambda: os.removexattr(p, "user.absent"))]:
+    try: f(); print(name, "BAD")
+    except OSError as e: print(name, "ok" if e.errno == 95 else "BAD errno %d" % e.errno)
+'
+run -- "$PY" -c "$XPROBE"
+check "xattr set/lset/fset/remove on a writable file fail with EOPNOTSUPP (audited)" bash -c "! grep -q BAD '$O' && [ \$(grep -c ' ok' '$O') = 4 ]"
+check "  audit: setxattr of the writable file reported" reported "\t(setxattr|fsetxattr)\t$WS/outputs/x.txt$"
+check "  outside: the file carries no attribute" bash -c "! $PY -c 'import os,sys; sys.exit(0 if os.listxattr(sys.argv[1]) else 1)' '$WS/outputs/x.txt'"
+rm -f "$WS/outputs/x.txt"
+POLICY_NOAUDIT=()
+for a in "${POLICY[@]}"; do [ "$a" = --audit-writes ] || POLICY_NOAUDIT+=("$a"); done
+env "$PSB" "${POLICY_NOAUDIT[@]}" -- "$PY" -c "$XPROBE" 3>"$R" >"$O" 2>"$E" </dev/null
+check "  the same without --audit-writes" bash -c "! grep -q BAD '$O' && [ \$(grep -c ' ok' '$O') = 4 ]"
+check "  outside: still no attribute" bash -c "! $PY -c 'import os,sys; sys.exit(0 if os.listxattr(sys.argv[1]) else 1)' '$WS/outputs/x.txt'"
+rm -f "$WS/outputs/x.txt"
+fi
+fi
+
 run -- sh -c 'echo new > outputs/new.txt; mv outputs/new.txt prepare.py; mv prepare.py outputs/stolen.py; echo pwn >> outputs/stolen.py; exit 0'
 check "rename over a protected file / rename it away fails" true
 check "  audit: rename over reported (destination)" reported "\trename(at|at2)?\t$WS/prepare.py$"
