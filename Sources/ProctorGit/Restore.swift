@@ -14,10 +14,10 @@ extension Repository {
     /// restore cost what changed, not the size of the tree: what `status` reports there is restored path
     /// by path, and `within` is walked for what status cannot see (empty directories, permissions); the
     /// rest is not looked at. HEAD must then be `commit`, whose tree the index already holds (proctor's
-    /// commit and restore leave it so).
+    /// commit and restore leave it so). `lineEndings`: as for `status`.
     public func restore(
         to commit: ObjectID, excluding excluded: [String] = [], keepingIgnored: ((String) -> Bool)? = nil,
-        within: [String]? = nil
+        within: [String]? = nil, lineEndings: ((String) -> Bool)? = nil
     ) throws {
         let tree = try tree(of: commit)
         defer { git_tree_free(tree) }
@@ -27,7 +27,7 @@ extension Repository {
         }
         if let within, try head() == commit {
             try restoreChanged(tree, commit: commit, excluded: excluded, prefixes: prefixes, keepingIgnored: keepingIgnored,
-                               keep: keep, within: within)
+                               keep: keep, within: within, lineEndings: lineEndings)
             return
         }
         // First clear everything checkout must not see: libgit2's own removal of untracked files is not
@@ -45,16 +45,18 @@ extension Repository {
     /// it; emptied untracked directories go; the `within` places are pruned whole.
     private func restoreChanged(
         _ tree: OpaquePointer, commit: ObjectID, excluded: [String], prefixes: [String], keepingIgnored: ((String) -> Bool)?,
-        keep: ((String, Bool) throws -> Bool)?, within: [String]
+        keep: ((String, Bool) throws -> Bool)?, within: [String], lineEndings: ((String) -> Bool)?
     ) throws {
-        var changes = try status(against: commit, excluding: excluded, keepingIgnored: keepingIgnored, within: within)
+        var changes = try status(against: commit, excluding: excluded, keepingIgnored: keepingIgnored, within: within,
+                                 lineEndings: lineEndings)
         let root = try FileSystem.Directory.open(workdir)
         if changes.contains(where: { $0.unreachable != nil }) {
             // Entries git cannot look at (too deep, unreadable): gone first, then git can look at the rest.
             for change in changes {
                 if let (parent, name) = try FileSystem.openParent(of: change.path, in: root) { try parent.remove(name) }
             }
-            changes = try status(against: commit, excluding: excluded, keepingIgnored: keepingIgnored, within: within)
+            changes = try status(against: commit, excluding: excluded, keepingIgnored: keepingIgnored, within: within,
+                                 lineEndings: lineEndings)
         }
         func inTree(_ path: String) throws -> Bool { try treeEntry(tree, path) != nil }
         let paths = Set(changes.flatMap { [$0.path, $0.oldPath] })

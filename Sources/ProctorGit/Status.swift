@@ -13,10 +13,11 @@ extension Repository {
     ///
     /// `within`: only these paths (files, or directories and everything beneath them) are looked at.
     /// `untrackable`: also what git keeps nothing of there (`invisibleEntries`), as changes: an
-    /// iteration's look, where only the agent could have made them.
+    /// iteration's look, where only the agent could have made them. `lineEndings`: the tracked files
+    /// also read for changes git's line-ending conversion hides (`lineEndingChanges`).
     public func status(
         against commit: ObjectID, excluding excluded: [String] = [], keepingIgnored: ((String) -> Bool)? = nil,
-        within: [String]? = nil, untrackable: Bool = false
+        within: [String]? = nil, untrackable: Bool = false, lineEndings: ((String) -> Bool)? = nil
     ) throws -> [Change] {
         // The caller's keep rule, asked once per path by this look and libgit2's below.
         var answers: [String: Bool] = [:]
@@ -45,10 +46,14 @@ extension Repository {
                                   within: within) {
             byPath[change.path] = change
         }
-        for (path, what) in invisible.untrackable where byPath[path] == nil {
-            var change = Change(path: path, kind: .added, oldMode: .absent, newMode: .absent)
-            change.untrackable = what
-            byPath[path] = change
+        for (path, what) in invisible.untrackable {
+            if byPath[path] == nil { byPath[path] = Change(path: path, kind: .added, oldMode: .absent, newMode: .absent) }
+            byPath[path]?.untrackable = what
+        }
+        if let lineEndings {
+            for change in try lineEndingChanges(against: commit, within: within ?? [""], of: lineEndings, skipping: Set(byPath.keys)) {
+                byPath[change.path] = change
+            }
         }
         var layouts: [String: Bool] = [:]
         for (path, change) in byPath where change.kind != .deleted && !change.isSubmodule {
@@ -208,6 +213,28 @@ extension Repository {
         return git_attr_value(value) == GIT_ATTR_VALUE_TRUE ? "ident" : nil
     }
 
+    /// The settings of the repository's effective git configuration (its own, the user's, the
+    /// system's) under which status trusts what an agent can put back, or reads a file other than
+    /// its bytes: `core.trustctime = false` and `core.checkStat = minimal` (a same-size edit with
+    /// its modification time put back was no change), `core.autocrlf` (CRLFs given to a file were
+    /// no change). Empty when there is none.
+    public func untrustworthySettings() throws -> [String] {
+        var config: OpaquePointer?
+        try check(git_repository_config_snapshot(&config, handle), "git_repository_config_snapshot")
+        defer { git_config_free(config) }
+        func value(_ name: String) -> String? {
+            var text: UnsafePointer<CChar>?
+            guard git_config_get_string(&text, config, name) == 0, let text else { return nil }
+            return String(cString: text).lowercased()
+        }
+        let no = ["false", "no", "off", "0", ""]
+        var found: [String] = []
+        if let trust = value("core.trustctime"), no.contains(trust) { found.append("core.trustctime = \(trust)") }
+        if value("core.checkstat") == "minimal" { found.append("core.checkStat = minimal") }
+        if let crlf = value("core.autocrlf"), !no.contains(crlf) { found.append("core.autocrlf = \(crlf)") }
+        return found
+    }
+
     /// "text/eol" when git converts `path`'s line endings (the `text`, `eol` or `crlf` attribute,
     /// `* text=auto` included) and its bytes hold a CRLF: git reads each as LF, so which lines end
     /// in CR is in no diff and no line count. Nil otherwise, as for the many files of a repository
@@ -224,6 +251,49 @@ extension Repository {
         else { return nil }
         let bytes = try parent.read(name)
         return zip(bytes, bytes.dropFirst()).contains { $0 == 0x0D && $1 == 0x0A } ? "text/eol" : nil
+    }
+
+    /// Tracked files under `within` whose bytes differ from their blob only where git's line-ending
+    /// conversion hides it (`* text=auto`, `eol`, `crlf`: git turns each CRLF into LF before it
+    /// hashes, so a file given CRLFs is unchanged to status and diff, and which lines end in CR was
+    /// a channel into the experiment that no commit holds). Each as a modified file with the
+    /// attribute, which the validator refuses.
+    /// `of`: which tracked paths to read (the agent's files: the locked ones are hashed against
+    /// their pins anyway, and a data set is not read every iteration).
+    func lineEndingChanges(against commit: ObjectID, within: [String], of checked: (String) -> Bool, skipping: Set<String>) throws -> [Change] {
+        let tree = try tree(of: commit)
+        defer { git_tree_free(tree) }
+        let root = try FileSystem.Directory.open(workdir)
+        var found: [Change] = []
+        for place in within {
+            let trimmed = place.hasSuffix("/") ? String(place.dropLast()) : place
+            var entries: [String: (mode: FileMode, id: ObjectID)]
+            if trimmed.isEmpty {
+                entries = try flatten(tree)
+            } else if let entry = try treeEntry(tree, trimmed) {
+                if entry.mode == .tree {
+                    var subtree: OpaquePointer?
+                    var oid = entry.id.oid
+                    try check(git_tree_lookup(&subtree, handle, &oid), "git_tree_lookup")
+                    defer { git_tree_free(subtree) }
+                    entries = try flatten(subtree!, prefix: trimmed + "/")
+                } else {
+                    entries = [trimmed: entry]
+                }
+            } else {
+                continue
+            }
+            for (path, entry) in entries where (entry.mode == .regular || entry.mode == .executable) && !skipping.contains(path) && checked(path) {
+                guard try convertedLineEndings(path, root: root) != nil,
+                    let (parent, name) = try FileSystem.openParent(of: path, in: root),
+                    try parent.read(name) != blobBytes(entry.id.oid) else { continue }
+                var change = Change(path: path, kind: .modified, oldMode: entry.mode, newMode: entry.mode)
+                change.rewritingAttribute = "text/eol"
+                change.newSize = try parent.entry(name)?.size ?? 0
+                found.append(change)
+            }
+        }
+        return found
     }
 
     /// Whether `path` is a directory (not a link) without a `.git` of its own.

@@ -665,8 +665,14 @@ public final class Runner {
 
     /// A git attribute that rewrites an editable or notes file in git's view (`ident`) would let a
     /// change hide inside it: not in the diff, the line count or even the status. Refused at the
-    /// start (the validation also rejects a change to such a file, or to a `.gitattributes`).
+    /// start (the validation also rejects a change to such a file, or to a `.gitattributes`); so is
+    /// a git setting that makes status trust what an agent can put back (`untrustworthySettings`).
     private func refuseRewritingAttributes() throws {
+        let settings = try repo.untrustworthySettings()
+        if !settings.isEmpty {
+            let fix = settings.map { "git -C \(root) config \($0.hasPrefix("core.checkStat") ? "core.checkStat default" : $0.hasPrefix("core.trustctime") ? "core.trustctime true" : "core.autocrlf false")" }
+            throw LoopError(.refused, "the git configuration sets \(settings.joined(separator: ", ")) (yours, the system's or the repository's): git's view of a file would then not be its bytes, or would trust what an agent can put back, where proctor validates changes; for this workspace alone: \(fix.joined(separator: "; "))")
+        }
         let globs = (config.files.editable + config.files.notes).map(Glob.init)
         for path in FileTree.regularFiles(under: root, reaching: globs, where: { rel in globs.contains { $0.matches(rel) } }) {
             if let attribute = try repo.rewritingAttribute(path) {

@@ -182,7 +182,8 @@ extension Repository {
     func loopStatus(against commit: ObjectID, config: WorkspaceConfig, scoped: Bool = false) throws -> [Change] {
         let hidden = config.hiddenPrefixes
         return try status(against: commit, excluding: config.untrackedByLoop, keepingIgnored: config.isUsersIgnoredPath,
-                          within: scoped ? config.agentWritableRoots : nil, untrackable: scoped).filter { change in
+                          within: scoped ? config.agentWritableRoots : nil, untrackable: scoped,
+                          lineEndings: scoped ? config.agentsFiles : nil).filter { change in
             // A prefix ends at a `/`: `holdout` hides holdout/, never holdout_tools/ (whose new files
             // went unvalidated, any size, into a keep).
             !(change.kind == .added && hidden.contains { change.path == $0 || change.path.hasPrefix($0.hasSuffix("/") ? $0 : $0 + "/") })
@@ -197,7 +198,16 @@ extension Repository {
     /// (a resume, which may have moved the branch and the index) looks at the whole tree.
     func loopRestore(to commit: ObjectID, config: WorkspaceConfig, kept: [String], everything: Bool = false) throws {
         try restore(to: commit, excluding: kept, keepingIgnored: config.isUsersIgnoredPath,
-                    within: everything ? nil : config.agentWritableRoots)
+                    within: everything ? nil : config.agentWritableRoots, lineEndings: everything ? nil : config.agentsFiles)
+    }
+}
+
+extension WorkspaceConfig {
+    /// Whether a workspace path is one the agent may change: an editable or notes file, never
+    /// what is off limits to agents whatever the globs say.
+    var agentsFiles: (String) -> Bool {
+        let globs = (files.editable + files.notes).map(Glob.init)
+        return { path in globs.contains { $0.matches(path) } && !self.isOffLimitsToAgents(path) }
     }
 }
 

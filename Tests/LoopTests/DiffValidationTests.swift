@@ -272,6 +272,36 @@ final class DiffValidationTests: XCTestCase {
         XCTAssertFalse(ws.read("train.py")!.contains("\r"))
     }
 
+    /// Only the line endings of another tracked file changed, under `*.py text` (or `* text=auto`):
+    /// git reads each CRLF as LF, so the file was no change at all (status, diff, the keep's
+    /// commit) while the experiment read which of its lines end in CR, and the revert left them.
+    /// Rejected now, and the revert gives the file back its bytes.
+    func testLineEndingsAloneAreAChange() throws {
+        let ws = try assertRejectedAndRemoved("""
+            1) set_var X 0.6; sed 's/$/\\r/' src/model.py > "$HOME/t" && cat "$HOME/t" > src/model.py; echo "SUMMARY: crlf elsewhere" ;;
+            2) set_var X 0.69; echo "SUMMARY: plain" ;;
+            """, statuses: ["keep", "rejected", "keep"], rule: "attributes", files: [".gitattributes": "* text=auto\n"])
+        let audit = ws.audit.filter { $0["iteration"] as? Int == 1 && $0["kind"] as? String == "diff" }
+        XCTAssertTrue(audit.contains { $0["rule"] as? String == "attributes" && $0["path"] as? String == ws.path("src/model.py") }, "\(audit)")
+        XCTAssertEqual(ws.read("src/model.py"), "W = 1\n")
+    }
+
+    /// A git setting under which status trusts what an agent can put back (a same-size edit with its
+    /// time restored passed unseen with `core.trustctime = false`) or reads CRLF as LF: the run is
+    /// refused at the start, naming the setting and the command that overrides it for the workspace.
+    func testAnUntrustworthyGitSettingRefusesTheStart() throws {
+        for (key, value) in [("core.trustctime", "false"), ("core.autocrlf", "input"), ("core.checkStat", "minimal")] {
+            let ws = try LoopWorkspace()
+            _ = try ws.git(["config", key, value])
+            let refused = try ws.run(["--iterations", "1"])
+            XCTAssertEqual(refused.status, 125, refused.text)
+            XCTAssertTrue(refused.stderr.contains("\(key) = \(value)") && refused.stderr.contains("git -C \(ws.root) config"), refused.stderr)
+            XCTAssertNil(ws.branch, "nothing was measured")
+            _ = try ws.git(["config", "--unset", key])
+            XCTAssertEqual(try ws.run(["--iterations", "1"]).status, 0)
+        }
+    }
+
     /// Issue 10: a file git ignores, made by the agent inside its editable directory mid-run, is the
     /// agent's change like any other: measured, and removed by the revert, so it can never carry state
     /// from one iteration to the next (a `*.log`, an ignored `cache/` directory).
