@@ -293,6 +293,8 @@ final class DiffValidationTests: XCTestCase {
         for (key, value) in [("core.trustctime", "false"), ("core.autocrlf", "input"), ("core.checkStat", "minimal")] {
             let ws = try LoopWorkspace()
             _ = try ws.git(["config", key, value])
+            let check = try ws.proctor(["check", "--workspace", ws.root])
+            XCTAssertTrue(check.stdout.contains("git configuration: \(key) = \(value)"), check.text)
             let refused = try ws.run(["--iterations", "1"])
             XCTAssertEqual(refused.status, 125, refused.text)
             XCTAssertTrue(refused.stderr.contains("\(key) = \(value)") && refused.stderr.contains("git -C \(ws.root) config"), refused.stderr)
