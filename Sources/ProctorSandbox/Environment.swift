@@ -132,10 +132,12 @@ public struct SandboxEnvironment: Sendable {
         let query = LaunchPlan.interpreterQuery(request, host: host)
         let workspace = request.config.root
         let sandbox = "the \(request.phase.rawValue) sandbox"
+        // A session's command comes from the command line, not from proctor.toml.
+        let source = query.key.hasPrefix("[") ? "\(query.file): \(query.key)" : "the \(request.phase.rawValue)'s command"
         if name.contains("/") && !name.hasPrefix("/") {
             // From the working directory: the workspace (the evaluator's pinned copy of it).
             if PythonEnvironment.locate(name, path: "", workspace: workspace) != nil { return }
-            throw SandboxError(.interpreter, "\(query.file): \(query.key): \"\(name)\" is no executable file in the workspace")
+            throw SandboxError(.interpreter, "\(source): \"\(name)\" is no executable file in the workspace")
         }
         if let found = PythonEnvironment.locate(name, path: query.sandboxPath, workspace: workspace, within: query.visible),
             PythonEnvironment.within(found, query.visible) { return }
@@ -145,8 +147,6 @@ public struct SandboxEnvironment: Sendable {
             why += "; on this host it is \(outside): make its directory visible with \(readOnly)"
             if !name.contains("/") && query.sandboxPath != query.environment["PATH"] { why += " (and pass PATH with \(env), or name it by its path)" }
         }
-        // A session's command comes from the command line, not from proctor.toml.
-        let source = query.key.hasPrefix("[") ? "\(query.file): \(query.key)" : "the \(request.phase.rawValue)'s command"
         throw SandboxError(.interpreter, "\(source): \"\(name)\" \(why)")
     }
 
