@@ -11,6 +11,13 @@ public enum WorkspaceSteps {
         let root = URL(fileURLWithPath: dir).standardizedFileURL.path
         let fm = FileManager.default
         var notes: [String] = []
+        // Set while an init copies, commits and pins into a directory that already existed; left by
+        // a SIGKILL there, it lets the next `proctor init` finish what it began.
+        let pending = root + "/.proctor/init.pending"
+        let unfinished = fm.fileExists(atPath: pending)
+        if repin && unfinished {
+            throw LoopError(.refused, "\(root) holds an unfinished `proctor init` (it was stopped): run `proctor init` again to finish it")
+        }
         if repin {
             let config = try WorkspaceConfig.load(workspace: root)
             let repo = try Repository.workspace(root)
@@ -22,7 +29,7 @@ public enum WorkspaceSteps {
         if fm.fileExists(atPath: root, isDirectory: &isDirectory), !isDirectory.boolValue {
             throw LoopError(.refused, "\(root) is a file, not a directory to make the workspace in")
         }
-        if fm.fileExists(atPath: root + "/proctor.toml") {
+        if fm.fileExists(atPath: root + "/proctor.toml") && !unfinished {
             throw LoopError(.refused, "\(root) already holds a proctor.toml; use `proctor init --repin` to re-pin its locked files")
         }
         let source = try templatePath(template)
@@ -34,7 +41,10 @@ public enum WorkspaceSteps {
         if !fm.fileExists(atPath: root) {
             let parent = (root as NSString).deletingLastPathComponent
             try fm.createDirectory(atPath: parent, withIntermediateDirectories: true)
-            let staging = parent + "/." + (root as NSString).lastPathComponent + ".proctor-init-\(getpid())"
+            let prefix = "." + (root as NSString).lastPathComponent + ".proctor-init"
+            // Those of inits killed half-way (their process gone) first: nothing else removes them.
+            ScratchDirectory.sweep(in: parent, prefix: prefix)
+            let staging = parent + "/" + prefix + "-\(getpid())"
             _ = try? fm.removeItem(atPath: staging)
             try fm.createDirectory(atPath: staging, withIntermediateDirectories: false)
             do {
@@ -48,6 +58,8 @@ public enum WorkspaceSteps {
                 throw error
             }
         }
+        try fm.createDirectory(atPath: root + "/.proctor", withIntermediateDirectories: true)
+        if !unfinished { try AtomicFile.write(Data("copying\n".utf8), to: pending) }
         try copyTree(from: source, to: root)
         let repo: Repository
         if fm.fileExists(atPath: root + "/.git") {
@@ -66,9 +78,20 @@ public enum WorkspaceSteps {
         let entries = try fm.contentsOfDirectory(atPath: source).filter {
             ![".git", ".proctor", "__pycache__", ".pytest_cache"].contains($0) && !config.files.outputs.contains($0)
         }.sorted()
-        let head = try repo.commit(message: "proctor init: workspace from \(URL(fileURLWithPath: source).lastPathComponent)",
-                                   paths: entries)
+        // The marker says where HEAD was before the init's commit: an init killed after its commit
+        // is finished with that commit, not a second one (nor the user's own earlier commit).
+        let before = (try? String(contentsOfFile: pending, encoding: .utf8))?.split(separator: "\n")
+            .first { $0.hasPrefix("head ") }.map { String($0.dropFirst(5)) }
+        let current = try repo.head()
+        let head: ObjectID
+        if unfinished, let before, let current, current.hex != before {
+            head = current
+        } else {
+            try AtomicFile.write(Data("head \(current?.hex ?? "none")\n".utf8), to: pending)
+            head = try repo.commit(message: "proctor init: workspace from \(URL(fileURLWithPath: source).lastPathComponent)", paths: entries)
+        }
         try Pins.save(try lockedHashes(config, repo: repo, commit: head), root: root)
+        try fm.removeItem(atPath: pending)
         notes.append("workspace ready at \(root) (commit \(head.short)); locked files pinned")
         notes.append("next: proctor run --workspace \(root) --iterations 20")
         return notes

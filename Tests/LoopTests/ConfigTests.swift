@@ -135,4 +135,48 @@ final class ConfigTests: XCTestCase {
         XCTAssertEqual(result.status, 0, result.text)
         XCTAssertEqual(try ws.git(["status", "--porcelain"]), "")
     }
+
+    /// `proctor init` into a directory that exists (the current one, by default) killed half-way
+    /// left a proctor.toml with no repository or no commit, and every command sent to another
+    /// (`init`: use --repin; `--repin`: no commit; `run`: run init): only deleting files by hand
+    /// got out. The next `proctor init` finishes it now, whenever the kill came. A killed init of a
+    /// new directory left its staging copy for good; the next init sweeps those of dead processes.
+    func testInitKilledInAnExistingDirectoryIsFinishedByTheNext() throws {
+        let ws = try LoopWorkspace(initialize: false)
+        for i in 0..<400 { try LoopWorkspace.write(ws.templateDir + "/data/f\(i).txt", String(repeating: "x\(i)\n", count: 2000)) }
+        for delay in [0.02, 0.04, 0.08, 0.15, 0.3] {
+            try? FileManager.default.removeItem(atPath: ws.root)
+            try FileManager.default.createDirectory(atPath: ws.root, withIntermediateDirectories: true)
+            let output = try CapturedOutput()
+            let child = try startProcess([proctorBinary, "init", ws.root, "--template", ws.templateDir],
+                                         environment: ws.environment, output: output)
+            usleep(useconds_t(delay * 1_000_000))
+            kill(child.processIdentifier, SIGKILL)
+            child.waitUntilExit()
+            if ws.read(".proctor/init.pending") != nil {
+                let run = try ws.run(["--iterations", "1"])
+                XCTAssertEqual(run.status, 125, run.text)
+                // (Before the template's proctor.toml was copied, there is no configuration to read.)
+                XCTAssertTrue(run.stderr.contains("unfinished `proctor init`") || ws.read("proctor.toml") == nil, run.stderr)
+            }
+            let again = try ws.proctor(["init", ws.root, "--template", ws.templateDir])
+            if ws.read(".proctor/init.pending") == nil && again.status == 125 {
+                XCTAssertTrue(again.stderr.contains("already holds a proctor.toml"), "killed after \(delay)s: \(again.text)")
+            } else {
+                XCTAssertEqual(again.status, 0, "killed after \(delay)s: \(again.text)")
+            }
+            XCTAssertEqual(try ws.git(["status", "--porcelain"]), "", "killed after \(delay)s")
+            XCTAssertEqual(try ws.git(["log", "--format=%s"]).split(separator: "\n").count, 1, "killed after \(delay)s: one init commit")
+            XCTAssertNotNil(ws.read(".proctor/pins.json"), "killed after \(delay)s: pinned")
+            XCTAssertNil(ws.read(".proctor/init.pending"))
+        }
+        // A staging copy of a killed init of a new directory (its pid long gone) is swept.
+        try FileManager.default.removeItem(atPath: ws.root)
+        let parent = URL(fileURLWithPath: ws.root).deletingLastPathComponent().path
+        let stale = parent + "/." + URL(fileURLWithPath: ws.root).lastPathComponent + ".proctor-init-999999999"
+        try LoopWorkspace.write(stale + "/proctor.toml", "x")
+        let made = try ws.proctor(["init", ws.root, "--template", ws.templateDir])
+        XCTAssertEqual(made.status, 0, made.text)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: stale), "the dead init's staging copy was left")
+    }
 }
