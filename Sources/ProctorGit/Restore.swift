@@ -17,7 +17,7 @@ extension Repository {
     /// commit and restore leave it so). `lineEndings`: as for `status`.
     public func restore(
         to commit: ObjectID, excluding excluded: [String] = [], keepingIgnored: ((String) -> Bool)? = nil,
-        within: [String]? = nil, lineEndings: ((String) -> Bool)? = nil
+        within: [String]? = nil, lineEndings: LineEndingScope? = nil
     ) throws {
         let tree = try tree(of: commit)
         defer { git_tree_free(tree) }
@@ -45,7 +45,7 @@ extension Repository {
     /// it; emptied untracked directories go; the `within` places are pruned whole.
     private func restoreChanged(
         _ tree: OpaquePointer, commit: ObjectID, excluded: [String], prefixes: [String], keepingIgnored: ((String) -> Bool)?,
-        keep: ((String, Bool) throws -> Bool)?, within: [String], lineEndings: ((String) -> Bool)?
+        keep: ((String, Bool) throws -> Bool)?, within: [String], lineEndings: LineEndingScope?
     ) throws {
         var changes = try status(against: commit, excluding: excluded, keepingIgnored: keepingIgnored, within: within,
                                  lineEndings: lineEndings)

@@ -1,6 +1,18 @@
 import CGit2
 import Foundation
 
+/// The tracked files a status also reads for changes git's line-ending conversion hides
+/// (`Repository.lineEndingChanges`): those beneath `within` (nil: anywhere) that `includes` accepts.
+public struct LineEndingScope {
+    public var within: [String]?
+    public var includes: (String) -> Bool
+
+    public init(within: [String]?, includes: @escaping (String) -> Bool) {
+        self.within = within
+        self.includes = includes
+    }
+}
+
 extension Repository {
     /// How the working tree differs from `commit`: every added, modified, deleted, renamed or type-changed
     /// path, untracked and `.gitignore`d files included (an ignore rule must not hide a change), except the
@@ -17,7 +29,7 @@ extension Repository {
     /// also read for changes git's line-ending conversion hides (`lineEndingChanges`).
     public func status(
         against commit: ObjectID, excluding excluded: [String] = [], keepingIgnored: ((String) -> Bool)? = nil,
-        within: [String]? = nil, untrackable: Bool = false, lineEndings: ((String) -> Bool)? = nil
+        within: [String]? = nil, untrackable: Bool = false, lineEndings: LineEndingScope? = nil
     ) throws -> [Change] {
         // The caller's keep rule, asked once per path by this look and libgit2's below.
         var answers: [String: Bool] = [:]
@@ -51,7 +63,8 @@ extension Repository {
             byPath[path]?.untrackable = what
         }
         if let lineEndings {
-            for change in try lineEndingChanges(against: commit, within: within ?? [""], of: lineEndings, skipping: Set(byPath.keys)) {
+            for change in try lineEndingChanges(against: commit, within: lineEndings.within ?? [""], of: lineEndings.includes,
+                                                skipping: Set(byPath.keys)) {
                 byPath[change.path] = change
             }
         }

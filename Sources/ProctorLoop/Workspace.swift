@@ -208,7 +208,7 @@ extension Repository {
         let hidden = config.hiddenPrefixes
         return try status(against: commit, excluding: config.untrackedByLoop, keepingIgnored: config.isUsersIgnoredPath,
                           within: scoped ? config.agentWritableRoots : nil, untrackable: scoped,
-                          lineEndings: scoped ? config.agentsFiles : nil).filter { change in
+                          lineEndings: scoped ? config.agentsFilesScope : nil).filter { change in
             // A prefix ends at a `/`: `holdout` hides holdout/, never holdout_tools/ (whose new files
             // went unvalidated, any size, into a keep).
             !(change.kind == .added && hidden.contains { change.path == $0 || change.path.hasPrefix($0.hasSuffix("/") ? $0 : $0 + "/") })
@@ -223,16 +223,20 @@ extension Repository {
     /// (a resume, which may have moved the branch and the index) looks at the whole tree.
     func loopRestore(to commit: ObjectID, config: WorkspaceConfig, kept: [String], everything: Bool = false) throws {
         try restore(to: commit, excluding: kept, keepingIgnored: config.isUsersIgnoredPath,
-                    within: everything ? nil : config.agentWritableRoots, lineEndings: everything ? nil : config.agentsFiles)
+                    within: everything ? nil : config.agentWritableRoots, lineEndings: everything ? nil : config.agentsFilesScope)
     }
 }
 
 extension WorkspaceConfig {
-    /// Whether a workspace path is one the agent may change: an editable or notes file, never
-    /// what is off limits to agents whatever the globs say.
-    var agentsFiles: (String) -> Bool {
+    /// The agent's tracked files, for `status` and `restore` to read for line endings git's
+    /// conversion hides: beneath the literal part of the `editable` and `notes` globs (a locked
+    /// data set is not walked), those the globs match, never what is off limits to agents.
+    var agentsFilesScope: LineEndingScope {
         let globs = (files.editable + files.notes).map(Glob.init)
-        return { path in globs.contains { $0.matches(path) } && !self.isOffLimitsToAgents(path) }
+        let roots = globs.map(\.literalPrefix)
+        return LineEndingScope(within: roots.contains("") ? nil : roots) { path in
+            globs.contains { $0.matches(path) } && !self.isOffLimitsToAgents(path)
+        }
     }
 }
 

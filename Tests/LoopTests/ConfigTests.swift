@@ -143,8 +143,8 @@ final class ConfigTests: XCTestCase {
     /// new directory left its staging copy for good; the next init sweeps those of dead processes.
     func testInitKilledInAnExistingDirectoryIsFinishedByTheNext() throws {
         let ws = try LoopWorkspace(initialize: false)
-        for i in 0..<400 { try LoopWorkspace.write(ws.templateDir + "/data/f\(i).txt", String(repeating: "x\(i)\n", count: 2000)) }
-        for delay in [0.02, 0.04, 0.08, 0.15, 0.3] {
+        for i in 0..<200 { try LoopWorkspace.write(ws.templateDir + "/data/f\(i).txt", String(repeating: "x\(i)\n", count: 2000)) }
+        for delay in [0.02, 0.06, 0.15] {
             try? FileManager.default.removeItem(atPath: ws.root)
             try FileManager.default.createDirectory(atPath: ws.root, withIntermediateDirectories: true)
             let output = try CapturedOutput()

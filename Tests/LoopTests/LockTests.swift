@@ -102,7 +102,10 @@ final class LockTests: XCTestCase {
         let ws = try LoopWorkspace()
         try ws.write(".proctor/lock", "")
         let output = try CapturedOutput()
-        let holder = try startProcess(["/usr/bin/flock", ws.path(".proctor/lock"), "sleep", "30"], environment: ws.environment, output: output)
+        // --no-fork: flock runs sleep itself, so the kill below ends the holder (a forked sleep
+        // kept the output pipe open and the test waited out its 30 s).
+        let holder = try startProcess(["/usr/bin/flock", "--no-fork", ws.path(".proctor/lock"), "sleep", "30"],
+                                      environment: ws.environment, output: output)
         defer { kill(holder.processIdentifier, SIGKILL); holder.waitUntilExit() }
         XCTAssertTrue(waitUntil(timeout: 10) {
             (try? ws.proctor(["status", "--workspace", ws.root]).stdout.contains("lock: held (holder unknown")) == true
