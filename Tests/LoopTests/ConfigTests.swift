@@ -112,6 +112,16 @@ final class ConfigTests: XCTestCase {
         XCTAssertEqual(good.status, 0, good.text)
     }
 
+    /// `proctor init` of `ws.root` from its template, SIGKILLed after `delay` seconds.
+    private func initKilled(_ ws: LoopWorkspace, after delay: Double) throws {
+        let output = try CapturedOutput()
+        let child = try startProcess([proctorBinary, "init", ws.root, "--template", ws.templateDir],
+                                     environment: ws.environment, output: output)
+        usleep(useconds_t(delay * 1_000_000))
+        kill(child.processIdentifier, SIGKILL)
+        child.waitUntilExit()
+    }
+
     /// SIGKILL during `proctor init DIR`: DIR is either absent or a whole workspace, never a half-made one
     /// that every later `proctor init` refuses.
     func testInitKilledHalfwayLeavesNoHalfMadeWorkspace() throws {
@@ -119,12 +129,7 @@ final class ConfigTests: XCTestCase {
         // A template big enough that copying and committing it takes a while.
         for i in 0..<400 { try LoopWorkspace.write(ws.templateDir + "/data/f\(i).txt", String(repeating: "x\(i)\n", count: 2000)) }
         for delay in [0.02, 0.05, 0.1, 0.2] {
-            let output = try CapturedOutput()
-            let child = try startProcess([proctorBinary, "init", ws.root, "--template", ws.templateDir],
-                                         environment: ws.environment, output: output)
-            usleep(useconds_t(delay * 1_000_000))
-            kill(child.processIdentifier, SIGKILL)
-            child.waitUntilExit()
+            try initKilled(ws, after: delay)
             if FileManager.default.fileExists(atPath: ws.root) {
                 XCTAssertEqual(try ws.git(["status", "--porcelain"]), "", "killed after \(delay)s: a whole workspace")
                 XCTAssertNotNil(ws.read(".proctor/pins.json"), "killed after \(delay)s: pinned")
@@ -147,12 +152,7 @@ final class ConfigTests: XCTestCase {
         for delay in [0.02, 0.06, 0.15] {
             try? FileManager.default.removeItem(atPath: ws.root)
             try FileManager.default.createDirectory(atPath: ws.root, withIntermediateDirectories: true)
-            let output = try CapturedOutput()
-            let child = try startProcess([proctorBinary, "init", ws.root, "--template", ws.templateDir],
-                                         environment: ws.environment, output: output)
-            usleep(useconds_t(delay * 1_000_000))
-            kill(child.processIdentifier, SIGKILL)
-            child.waitUntilExit()
+            try initKilled(ws, after: delay)
             if ws.read(".proctor/init.pending") != nil {
                 let run = try ws.run(["--iterations", "1"])
                 XCTAssertEqual(run.status, 125, run.text)
