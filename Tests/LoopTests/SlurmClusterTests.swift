@@ -136,15 +136,28 @@ final class SlurmClusterTests: XCTestCase {
     /// wait channel says so. A job reads RUNNING from the moment its batch shell starts, before the
     /// experiment has reached its check; a test that lifts the sleep then (`sleep(nil)`) races it:
     /// the experiment skips the sleep and the job ends before the test acts on it.
-    func anExperimentIsAsleep() -> Bool {
+    /// Whether an experiment of `ws` sleeps: a `train.py` in `nanosleep` below a process whose
+    /// arguments name the workspace (its launcher). Any sleeping train.py on the machine was taken
+    /// for it, which failed a test while other runs went on beside the suite.
+    func anExperimentIsAsleep(in ws: String) -> Bool {
         processes(containing: "train.py").contains { line in
-            let pid = line.prefix { $0 != ":" }
-            return (try? String(contentsOfFile: "/proc/\(pid)/wchan", encoding: .utf8))?.contains("nanosleep") ?? false
+            var pid = String(line.prefix { $0 != ":" })
+            guard (try? String(contentsOfFile: "/proc/\(pid)/wchan", encoding: .utf8))?.contains("nanosleep") ?? false else { return false }
+            for _ in 0..<8 {
+                guard let status = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8),
+                    let parent = status.split(separator: "\n").first(where: { $0.hasPrefix("PPid:") })
+                else { return false }
+                pid = parent.dropFirst(5).trimmingCharacters(in: .whitespaces)
+                if pid == "0" || pid == "1" { return false }
+                if let arguments = FileManager.default.contents(atPath: "/proc/\(pid)/cmdline"),
+                    String(decoding: arguments, as: UTF8.self).contains(ws) { return true }
+            }
+            return false
         }
     }
 
-    func waitForTheExperimentsSleep(_ output: CapturedOutput) {
-        XCTAssertTrue(waitUntil(timeout: 60, interval: 0.2) { anExperimentIsAsleep() },
+    func waitForTheExperimentsSleep(_ output: CapturedOutput, in ws: String) {
+        XCTAssertTrue(waitUntil(timeout: 60, interval: 0.2) { anExperimentIsAsleep(in: ws) },
                       "no experiment asleep: " + output.stdout + output.stderr)
     }
 
@@ -411,7 +424,7 @@ final class SlurmClusterTests: XCTestCase {
         let process = try start(ws, ["--iterations", "1"], output: output)
         defer { if process.isRunning { kill(process.processIdentifier, SIGKILL) } }
         let job = try XCTUnwrap(firstRunningJob(ws), output.stdout + output.stderr)
-        waitForTheExperimentsSleep(output)
+        waitForTheExperimentsSleep(output, in: ws)
         let suspended = try runChild(["/usr/bin/env", "scontrol", "suspend", job], deadline: 30)
         XCTAssertEqual(suspended.status, 0, suspended.text)
         XCTAssertTrue(waitUntil(timeout: 30) { SlurmCLI().state(of: job)?.name == "SUSPENDED" })
@@ -435,7 +448,7 @@ final class SlurmClusterTests: XCTestCase {
         let output = try CapturedOutput()
         let process = try start(ws, ["--iterations", "1"], output: output)
         let job = try XCTUnwrap(firstRunningJob(ws), output.stdout + output.stderr)
-        waitForTheExperimentsSleep(output)
+        waitForTheExperimentsSleep(output, in: ws)
         kill(process.processIdentifier, SIGKILL)
         process.waitUntilExit()
         try sleep(nil)
@@ -464,7 +477,7 @@ final class SlurmClusterTests: XCTestCase {
             job = jobEvents(ws).last { $0.event == "submitted" && $0.iteration == 1 }?.job
             return job.map { SlurmCLI().state(of: $0)?.name == "RUNNING" } ?? !process.isRunning
         } && process.isRunning, output.stdout + output.stderr)
-        waitForTheExperimentsSleep(output)
+        waitForTheExperimentsSleep(output, in: ws)
         return (ws, process, output, try XCTUnwrap(job, output.stdout + output.stderr))
     }
 
