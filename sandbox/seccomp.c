@@ -52,11 +52,11 @@ static const char *const deny_eperm[] = {
 static const char *const notify_always[] = {
     "creat", "openat2", "truncate", "rename", "renameat", "renameat2", "link", "linkat", "symlink",
     "symlinkat", "unlink", "unlinkat", "mkdir", "mkdirat", "rmdir", "mknod", "mknodat", "chown",
-    "lchown", "fchownat", "fchown", "utime", "utimes", "utimensat", "futimesat", "setxattr", "lsetxattr",
-    "fsetxattr", "removexattr", "lremovexattr", "fremovexattr", "setxattrat", "removexattrat",
+    "lchown", "fchownat", "fchown", "utime", "utimes", "utimensat", "futimesat",
 };
 
-/* Setting or removing an extended attribute: refused in every phase (see below). */
+/* Setting or removing an extended attribute: refused in every phase (see below); with
+ * --audit-writes notified like the calls above, and the listener refuses them. */
 static const char *const xattr_writes[] = {
     "setxattr", "lsetxattr", "fsetxattr", "removexattr", "lremovexattr", "fremovexattr", "setxattrat", "removexattrat",
 };
@@ -216,13 +216,11 @@ int psb_seccomp_build(const struct psb_config *cfg, void **prog_out, char *err, 
      * (system.posix_acl_*) are attributes too. Setting or removing one fails as on a file system
      * without them (tools such as shutil.copy2 carry on). With --audit-writes the listener
      * refuses them instead, and reports each (see audit.c). */
-    if (!cfg->audit_writes) {
-        for (size_t i = 0; i < sizeof xattr_writes / sizeof xattr_writes[0]; i++) {
-            int nr = resolve(xattr_writes[i]);
-            if (nr == __NR_SCMP_ERROR || nr < 0)
-                continue;
-            ADD(SCMP_ACT_ERRNO(EOPNOTSUPP), nr, 0, NULL);
-        }
+    for (size_t i = 0; i < sizeof xattr_writes / sizeof xattr_writes[0]; i++) {
+        int nr = resolve(xattr_writes[i]);
+        if (nr == __NR_SCMP_ERROR || nr < 0)
+            continue;
+        ADD(cfg->audit_writes ? SCMP_ACT_NOTIFY : SCMP_ACT_ERRNO(EOPNOTSUPP), nr, 0, NULL);
     }
 
     if (cfg->audit_writes) {

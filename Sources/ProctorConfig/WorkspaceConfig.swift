@@ -319,7 +319,7 @@ extension WorkspaceConfig {
         // A file named outright as the agent's that another list keeps from it: locked, it was left
         // out of what the agent edits without a word; hidden, the experiment could not read it.
         for (key, patterns) in [("editable", config.files.editable), ("notes", config.files.notes)] {
-            for path in patterns where !path.contains(where: { "*?[\\".contains($0) }) {
+            for path in patterns where namesOnePath(path) {
                 func covers(_ pattern: String, hiding: Bool) -> Bool {
                     if Glob(pattern).matches(path) { return true }
                     guard hiding, let base = hiddenPrefix(pattern).map({ $0.hasSuffix("/") ? String($0.dropLast()) : $0 }) else { return false }
@@ -585,7 +585,7 @@ extension WorkspaceConfig {
     /// validator rejects it), so the agent was shown nothing to edit and every proposal failed.
     public func linkedAgentFile(linkTarget: (String) -> String?) -> ConfigError? {
         for key in ["editable", "notes"] {
-            for path in key == "editable" ? files.editable : files.notes where !path.contains(where: { "*?[\\".contains($0) }) {
+            for path in key == "editable" ? files.editable : files.notes where Self.namesOnePath(path) {
                 guard let target = linkTarget(path) else { continue }
                 return ConfigError(file: file, line: files.lines[key], key: "files.\(key)",
                                    message: "expected regular files, but \(path) is committed as a symbolic link (to \(target)): an agent changes regular files only; commit the file itself")
@@ -621,11 +621,16 @@ extension WorkspaceConfig {
 
     /// `hiddenPrefixes`' entry for one pattern: `holdout/` for `holdout/**` or `holdout/`, the path
     /// itself for a plain one; nil for a pattern with a wildcard before its end.
-    static func hiddenPrefix(_ pattern: String) -> String? {
+    public static func hiddenPrefix(_ pattern: String) -> String? {
         var base = pattern
         if base.hasSuffix("/**") { base.removeLast(3) } else if base.hasSuffix("/") { base.removeLast() }
-        guard !base.isEmpty, !base.contains(where: { "*?[\\".contains($0) }) else { return nil }
+        guard !base.isEmpty, namesOnePath(base) else { return nil }
         return base == pattern ? base : base + "/"
+    }
+
+    /// Whether a `[files]` pattern names one path as written: no wildcard, no escape.
+    static func namesOnePath(_ pattern: String) -> Bool {
+        !pattern.contains { "*?[\\".contains($0) }
     }
 
     /// Whether `path` (workspace-relative) is never an agent's to read or change, whatever the

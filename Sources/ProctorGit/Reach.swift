@@ -28,6 +28,17 @@ extension Repository {
         let root = try FileSystem.Directory.open(workdir)
         var found: [(path: String, why: String)] = []
         var untracked: [(path: String, what: String)] = []
+        /// `name` in `parent` opened; nil, recorded as unreachable, when its owner took its read bit
+        /// away (the sandbox's user, proctor's own when it is not root): libgit2 skipped what it
+        /// held with a warning, and a program in it ran unseen by the diff. Root opens it anyway.
+        func enter(_ parent: FileSystem.Directory, _ name: String, _ path: String) throws -> FileSystem.Directory? {
+            do {
+                return try parent.subdirectory(name)
+            } catch GitError.system(_, _, let code) where code == EACCES {
+                found.append((path, "a directory that cannot be read"))
+                return nil
+            }
+        }
         for place in places {
             let start: FileSystem.Directory
             if place.isEmpty {
@@ -35,33 +46,14 @@ extension Repository {
             } else {
                 guard let (parent, name) = try FileSystem.openParent(of: place, in: root), try parent.entry(name)?.type == .directory
                 else { continue }
-                do {
-                    start = try parent.subdirectory(name)
-                } catch GitError.system(_, _, let code) where code == EACCES {
-                    found.append((place, "a directory that cannot be read"))
-                    continue
-                }
+                guard let opened = try enter(parent, name, place) else { continue }
+                start = opened
             }
             // Directories still to look into, each with its parent (open until its last child is
             // entered): depth first, so what is open is the current path's directories.
             var stack: [(parent: FileSystem.Directory?, name: String, path: String, ignored: Bool)] = [(nil, "", place, false)]
             while let (parent, name, path, ignored) = stack.popLast() {
-                let directory: FileSystem.Directory
-                if let parent {
-                    do {
-                        directory = try parent.subdirectory(name)
-                    } catch GitError.system(_, _, let code) where code == EACCES {
-                        // Made unreadable by its owner (the sandbox's user, proctor's own when it is
-                        // not root): libgit2 skipped what it held with a warning, and a program in it
-                        // ran unseen by the diff. Root opens it anyway.
-                        found.append((path, "a directory that cannot be read"))
-                        continue
-                    } catch {
-                        continue
-                    }
-                } else {
-                    directory = start
-                }
+                guard let directory = parent == nil ? start : try? enter(parent!, name, path) else { continue }
                 let depth = path.isEmpty ? 0 : path.split(separator: "/").count
                 let entries = try directory.typedEntries()
                 if untrackable, parent != nil, entries.isEmpty { untracked.append((path, "an empty directory")) }

@@ -58,9 +58,10 @@ extension Repository {
                                   within: within) {
             byPath[change.path] = change
         }
-        for (path, what) in invisible.untrackable {
-            if byPath[path] == nil { byPath[path] = Change(path: path, kind: .added, oldMode: .absent, newMode: .absent) }
-            byPath[path]?.untrackable = what
+        for (path, what) in invisible.untrackable where byPath[path] == nil {
+            var change = Change(path: path, kind: .added, oldMode: .absent, newMode: .absent)
+            change.untrackable = what
+            byPath[path] = change
         }
         if let lineEndings {
             for change in try lineEndingChanges(against: commit, within: lineEndings.within ?? [""], of: lineEndings.includes,
@@ -230,8 +231,8 @@ extension Repository {
     /// system's) under which status trusts what an agent can put back, or reads a file other than
     /// its bytes: `core.trustctime = false` and `core.checkStat = minimal` (a same-size edit with
     /// its modification time put back was no change), `core.autocrlf` (CRLFs given to a file were
-    /// no change). Empty when there is none.
-    public func untrustworthySettings() throws -> [String] {
+    /// no change). Each as set, with the value that overrides it; empty when there is none.
+    public func untrustworthySettings() throws -> [(setting: String, safe: String)] {
         var config: OpaquePointer?
         try check(git_repository_config_snapshot(&config, handle), "git_repository_config_snapshot")
         defer { git_config_free(config) }
@@ -241,10 +242,10 @@ extension Repository {
             return String(cString: text).lowercased()
         }
         let no = ["false", "no", "off", "0", ""]
-        var found: [String] = []
-        if let trust = value("core.trustctime"), no.contains(trust) { found.append("core.trustctime = \(trust)") }
-        if value("core.checkstat") == "minimal" { found.append("core.checkStat = minimal") }
-        if let crlf = value("core.autocrlf"), !no.contains(crlf) { found.append("core.autocrlf = \(crlf)") }
+        var found: [(setting: String, safe: String)] = []
+        if let trust = value("core.trustctime"), no.contains(trust) { found.append(("core.trustctime = \(trust)", "core.trustctime true")) }
+        if value("core.checkstat") == "minimal" { found.append(("core.checkStat = minimal", "core.checkStat default")) }
+        if let crlf = value("core.autocrlf"), !no.contains(crlf) { found.append(("core.autocrlf = \(crlf)", "core.autocrlf false")) }
         return found
     }
 

@@ -673,8 +673,8 @@ public final class Runner {
     private func refuseRewritingAttributes() throws {
         let settings = try repo.untrustworthySettings()
         if !settings.isEmpty {
-            let fix = settings.map { "git -C \(root) config \($0.hasPrefix("core.checkStat") ? "core.checkStat default" : $0.hasPrefix("core.trustctime") ? "core.trustctime true" : "core.autocrlf false")" }
-            throw LoopError(.refused, "the git configuration sets \(settings.joined(separator: ", ")) (yours, the system's or the repository's): git's view of a file would then not be its bytes, or would trust what an agent can put back, where proctor validates changes; for this workspace alone: \(fix.joined(separator: "; "))")
+            let fix = settings.map { "git -C \(root) config \($0.safe)" }
+            throw LoopError(.refused, "the git configuration sets \(settings.map(\.setting).joined(separator: ", ")) (yours, the system's or the repository's): git's view of a file would then not be its bytes, or would trust what an agent can put back, where proctor validates changes; for this workspace alone: \(fix.joined(separator: "; "))")
         }
         let globs = (config.files.editable + config.files.notes).map(Glob.init)
         for path in FileTree.regularFiles(under: root, reaching: globs, where: { rel in globs.contains { $0.matches(rel) } }) {

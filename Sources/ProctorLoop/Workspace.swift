@@ -169,7 +169,7 @@ public enum WorkspaceSteps {
         }
         let repo = try Repository.workspace(root)
         // The settings `proctor run` refuses to start under (status would trust what an agent can put back).
-        problems += try repo.untrustworthySettings().map { "git configuration: \($0): proctor run refuses it (git -C \(root) config ... overrides it here)" }
+        problems += try repo.untrustworthySettings().map { "git configuration: \($0.setting): proctor run refuses it (git -C \(root) config \($0.safe) overrides it here)" }
         let base: ObjectID
         if let state = RunState.load(root), let best = try? repo.resolve(state.bestCommit),
             try repo.currentBranch() == state.branch {

@@ -485,9 +485,8 @@ extension LaunchPlan {
         var result: [String] = []
         var globs: [Glob] = []
         for pattern in patterns {
-            var base = pattern
-            if base.hasSuffix("/**") { base.removeLast(3) } else if base.hasSuffix("/") { base.removeLast() }
-            if base != pattern, !base.contains(where: { "*?[\\".contains($0) }) {
+            if let prefix = WorkspaceConfig.hiddenPrefix(pattern), prefix.hasSuffix("/") {
+                let base = String(prefix.dropLast())
                 if host.exists(config.root + "/" + base) { result.append(base) }
             } else {
                 globs.append(Glob(pattern))

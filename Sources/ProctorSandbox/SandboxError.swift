@@ -45,8 +45,8 @@ public enum SandboxErrorCode: LayerErrorCode {
     /// directory, links or special files in the outputs, a directory moved while it was walked.
     case planted
     /// The command would run another Python than the one it names on the host, or one the sandbox
-    /// cannot see (issue 11), or an agent's program its sandbox would not find: refused before
-    /// anything runs, like a bad key.
+    /// cannot see (issue 11), or a program its sandbox would not find (`checkProgram`): refused
+    /// before anything runs, like a bad key.
     case interpreter
     /// `[executor] kind = "slurm"` cannot work here (a tool missing, the workspace not shared with
     /// the nodes, proctor not at the same path there, a setting Slurm cannot honour): refused at
