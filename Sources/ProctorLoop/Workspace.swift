@@ -61,10 +61,16 @@ public enum WorkspaceSteps {
         try fm.createDirectory(atPath: root + "/.proctor", withIntermediateDirectories: true)
         if !unfinished { try AtomicFile.write(Data("copying\n".utf8), to: pending) }
         try copyTree(from: source, to: root)
+        // A repository this init began making (the marker says so) that a kill left unopenable is
+        // made again; one that was there before the init is the user's and only opened.
+        let marker = (try? String(contentsOfFile: pending, encoding: .utf8))?.split(separator: "\n").map(String.init) ?? []
         let repo: Repository
-        if fm.fileExists(atPath: root + "/.git") {
+        if fm.fileExists(atPath: root + "/.git"),
+           !marker.contains("made-git") || (try? Repository.open(at: root)) != nil {
             repo = try Repository.open(at: root)
         } else {
+            try AtomicFile.write(Data("copying\nmade-git\n".utf8), to: pending)
+            _ = try? fm.removeItem(atPath: root + "/.git")
             repo = try Repository.create(at: root)
         }
         let config = try WorkspaceConfig.load(workspace: root)
@@ -80,8 +86,7 @@ public enum WorkspaceSteps {
         }.sorted()
         // The marker says where HEAD was before the init's commit: an init killed after its commit
         // is finished with that commit, not a second one (nor the user's own earlier commit).
-        let before = (try? String(contentsOfFile: pending, encoding: .utf8))?.split(separator: "\n")
-            .first { $0.hasPrefix("head ") }.map { String($0.dropFirst(5)) }
+        let before = marker.first { $0.hasPrefix("head ") }.map { String($0.dropFirst(5)) }
         let current = try repo.head()
         let head: ObjectID
         if unfinished, let before, let current, current.hex != before {
@@ -128,7 +133,14 @@ public enum WorkspaceSteps {
             switch st.st_mode & S_IFMT {
             case S_IFDIR: try fm.createDirectory(atPath: target + "/" + rel, withIntermediateDirectories: true)
             case S_IFREG:
-                if !fm.fileExists(atPath: target + "/" + rel) { try fm.copyItem(atPath: source + "/" + rel, toPath: target + "/" + rel) }
+                let path = target + "/" + rel
+                guard !fm.fileExists(atPath: path) else { continue }
+                // Copied under a fixed side name and renamed: a kill mid-copy leaves no truncated file
+                // that the next init (which keeps files already there) would take for whole and commit.
+                let part = path + ".proctor-init-part"
+                _ = try? fm.removeItem(atPath: part)
+                try fm.copyItem(atPath: source + "/" + rel, toPath: part)
+                guard rename(part, path) == 0 else { throw LoopError.io(errno, "rename \(part) to \(path)") }
             default: continue
             }
         }

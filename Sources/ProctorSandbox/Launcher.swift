@@ -209,7 +209,7 @@ enum ProcessTree {
                 let close = stat.lastIndex(of: ")")
             else { continue }  // gone
             let state = stat[stat.index(close, offsetBy: 2)]
-            if !"TtZX".contains(state) { return false }
+            if !Task.held(state, task: "/proc/\(pid)") { return false }
         }
         return true
     }
@@ -219,7 +219,23 @@ enum ProcessTree {
         var state: Character
         var switches: String
 
-        var stopped: Bool { "TtZX".contains(state) }
+        var stopped: Bool { "TtZXV".contains(state) }
+
+        /// Stopped, gone, or waiting on a vfork child (`V`, below).
+        static func held(_ state: Character, task: String) -> Bool {
+            "TtZX".contains(state) || (state == "D" && inVfork(task))
+        }
+
+        /// Whether the task (`/proc/PID` or `/proc/PID/task/TID`) sleeps in vfork until its child
+        /// execs or exits. A shell that runs commands by vfork (dash does) and whose child was
+        /// stopped before its exec stays there, in `D`, never `T`: it runs no code of its own until the
+        /// child does, and the child is one of the tasks checked. Without this, such a frozen agent
+        /// counted as running and its experiment failed ("could not be frozen").
+        static func inVfork(_ task: String) -> Bool {
+            let wchan = (try? String(contentsOfFile: task + "/wchan", encoding: .utf8)) ?? ""
+            // The wait is inlined into the clone path: `kernel_clone` (5.10+), `_do_fork` before.
+            return ["kernel_clone", "_do_fork", "do_fork", "wait_for_vfork_done"].contains(wchan)
+        }
     }
 
     /// Every thread under the launcher's init (init excepted), keyed `PID/TID`.
@@ -237,6 +253,7 @@ enum ProcessTree {
                         switches.append(line)
                     }
                 }
+                if state == "D" && Task.inVfork("/proc/\(pid)/task/\(tid)") { state = "V" }
                 result["\(pid)/\(tid)"] = Task(state: state, switches: switches.joined(separator: ","))
             }
         }

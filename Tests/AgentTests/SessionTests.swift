@@ -92,6 +92,38 @@ final class SessionTests: XCTestCase {
         XCTAssertTrue(ws.audit(kind: "tamper", decision: "denied").isEmpty, "\(ws.audit(kind: "tamper", decision: "denied"))")
     }
 
+    /// A shell that runs its commands by vfork (dash, Debian's `sh`) whose child the freeze stopped
+    /// between the vfork and the exec: the shell sleeps in the vfork (`D`) until the child goes on,
+    /// never `T`. The freeze waited for it to stop and gave up: a `crash` row for an agent that had
+    /// done nothing wrong (a CI flake: a 20 Hz ticker hit the window). Made certain here by a child
+    /// that stops itself before its exec; it is held, the experiment runs, nothing counts as having
+    /// run while frozen.
+    func testAShellWaitingOnAStoppedVforkChildCountsAsFrozen() throws {
+        let ws = try LoopWorkspace(agent: Self.noAgent)
+        let script = """
+            cat > "$HOME/vf.c" <<'C_EOF'
+            #include <signal.h>
+            #include <unistd.h>
+            int main(void) {
+                if (vfork() == 0) { raise(SIGSTOP); execl("/bin/true", "true", (char *)0); _exit(1); }
+                return 0;
+            }
+            C_EOF
+            gcc -o "$HOME/vf" "$HOME/vf.c" || echo "no gcc"
+            "$HOME/vf" &
+            sleep 0.5
+            echo "vfork parent: $(cut -d' ' -f3 /proc/$!/stat)"
+            \(Self.setX("0.6"))
+            proctor experiment "x=0.6"
+            sleep 1000
+            """
+        let outcome = try session(ws, script, iterations: 1)
+        XCTAssertTrue(outcome.stdout.contains("vfork parent: D"), outcome.stdout)
+        XCTAssertEqual(outcome.status, 0, ws.describe(outcome))
+        XCTAssertEqual(ws.statuses(), ["keep", "keep"], ws.describe(outcome))
+        XCTAssertTrue(ws.audit(kind: "tamper", decision: "denied").isEmpty, "\(ws.audit(kind: "tamper", decision: "denied"))")
+    }
+
     /// A request whose reply descriptor is a loopback TCP socket with unsent data and an hour's
     /// SO_LINGER (an agent with network): closing it after the (dropped) reply waited for the data
     /// to drain, on the loop's thread, and the session hung past `--iterations` and Ctrl-C. Only a

@@ -170,6 +170,31 @@ final class ConfigTests: XCTestCase {
             XCTAssertNotNil(ws.read(".proctor/pins.json"), "killed after \(delay)s: pinned")
             XCTAssertNil(ws.read(".proctor/init.pending"))
         }
+        // Two states a kill at the wrong moment left, made certain: the next init finishes both.
+        // A file cut short mid-copy: the init kept it (files already there are the user's) and
+        // committed it cut short. It is copied under a side name now and renamed whole.
+        try FileManager.default.removeItem(atPath: ws.root)
+        try LoopWorkspace.write(ws.root + "/.proctor/init.pending", "copying\n")
+        try LoopWorkspace.write(ws.root + "/data/f7.txt.proctor-init-part", "x7\n")
+        var again = try ws.proctor(["init", ws.root, "--template", ws.templateDir])
+        XCTAssertEqual(again.status, 0, again.text)
+        XCTAssertEqual(ws.read("data/f7.txt"), String(repeating: "x7\n", count: 2000))
+        XCTAssertEqual(try ws.git(["status", "--porcelain", "--untracked-files=all"]), "", "the cut copy was left")
+        // A repository the init had begun to make (a kill inside the repository's creation): it
+        // could not be opened, and every later init failed on it. It is made again.
+        try FileManager.default.removeItem(atPath: ws.root)
+        try LoopWorkspace.write(ws.root + "/.proctor/init.pending", "copying\nmade-git\n")
+        try LoopWorkspace.write(ws.root + "/.git/description", "x\n")
+        again = try ws.proctor(["init", ws.root, "--template", ws.templateDir])
+        XCTAssertEqual(again.status, 0, again.text)
+        XCTAssertEqual(try ws.git(["log", "--format=%s"]).split(separator: "\n").count, 1, again.text)
+        // One the user had before the init is theirs: opened, never made again.
+        try FileManager.default.removeItem(atPath: ws.root)
+        try LoopWorkspace.write(ws.root + "/.proctor/init.pending", "copying\n")
+        try LoopWorkspace.write(ws.root + "/.git/description", "x\n")
+        again = try ws.proctor(["init", ws.root, "--template", ws.templateDir])
+        XCTAssertNotEqual(again.status, 0, again.text)
+        XCTAssertEqual(ws.read(".git/description"), "x\n", "the user's .git was replaced")
         // A staging copy of a killed init of a new directory (its pid long gone) is swept.
         try FileManager.default.removeItem(atPath: ws.root)
         let parent = URL(fileURLWithPath: ws.root).deletingLastPathComponent().path
