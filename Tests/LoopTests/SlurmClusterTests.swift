@@ -27,6 +27,10 @@ final class SlurmClusterTests: XCTestCase {
                 throw XCTSkip("no Slurm controller answers `scontrol ping` and SLURM_CONF is unset (.ci/slurm-cluster.sh start runs a one-node cluster, as .ci/test does): \(ping.stderr.suffix(200))")
             }
         }
+        // Each proctor these tests start looks at its job every 0.2 s, not every second: the
+        // tests wait on some 60 jobs, and half a second each was a minute of CI (what is
+        // looked at does not change with how often).
+        setenv("PROCTOR_SLURM_POLL_MS", "200", 0)
         base = NSTemporaryDirectory() + "proctor-slurm-test-" + UUID().uuidString.prefix(8)
         // Outside /tmp, which every sandbox gets a private one of.
         control = "/var/tmp/proctor-slurm-control-" + UUID().uuidString.prefix(8)
