@@ -134,9 +134,6 @@ public final class Runner {
     /// Runs the loop until the iteration count is reached or SIGINT/SIGTERM arrives.
     public func run() throws -> RunSummary {
         StopSignal.install()
-        if FileManager.default.fileExists(atPath: root + "/.proctor/init.pending") {
-            throw LoopError(.refused, "\(root) holds an unfinished `proctor init` (it was stopped): run `proctor init \(root)` again to finish it")
-        }
         try ensureIgnored()
         try refuseRewritingAttributes()
         let runID = try options.resume ? RunState.loadForResume(root).run : RunID.make()

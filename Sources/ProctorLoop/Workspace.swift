@@ -15,10 +15,8 @@ public enum WorkspaceSteps {
         // a SIGKILL there, it lets the next `proctor init` finish what it began.
         let pending = root + "/.proctor/init.pending"
         let unfinished = fm.fileExists(atPath: pending)
-        if repin && unfinished {
-            throw LoopError(.refused, "\(root) holds an unfinished `proctor init` (it was stopped): run `proctor init` again to finish it")
-        }
         if repin {
+            try refuseUnfinishedInit(root)
             let config = try WorkspaceConfig.load(workspace: root)
             let repo = try Repository.workspace(root)
             guard let head = try repo.head() else { throw LoopError(.refused, "\(root) has no commit to pin") }
@@ -100,6 +98,14 @@ public enum WorkspaceSteps {
         notes.append("workspace ready at \(root) (commit \(head.short)); locked files pinned")
         notes.append("next: proctor run --workspace \(root) --iterations 20")
         return notes
+    }
+
+    /// Every command on a workspace whose init was stopped half-way (its repository may be missing,
+    /// half-made or uncommitted) says how to finish it, before anything else about it.
+    static func refuseUnfinishedInit(_ root: String) throws {
+        if FileManager.default.fileExists(atPath: root + "/.proctor/init.pending") {
+            throw LoopError(.refused, "\(root) holds an unfinished `proctor init` (it was stopped): run `proctor init \(root)` again to finish it")
+        }
     }
 
     static func templatePath(_ name: String?) throws -> String {
@@ -255,6 +261,7 @@ extension WorkspaceConfig {
 extension Repository {
     /// The workspace's own repository, with an error that says what to do when there is none.
     static func workspace(_ root: String) throws -> Repository {
+        try WorkspaceSteps.refuseUnfinishedInit(root)
         do {
             return try Repository.open(at: root)
         } catch let error as GitError where error.isNotFound {

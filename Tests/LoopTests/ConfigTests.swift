@@ -176,6 +176,13 @@ final class ConfigTests: XCTestCase {
         try FileManager.default.removeItem(atPath: ws.root)
         try LoopWorkspace.write(ws.root + "/.proctor/init.pending", "copying\n")
         try LoopWorkspace.write(ws.root + "/data/f7.txt.proctor-init-part", "x7\n")
+        // (Killed after the configuration's copy, before the repository: said first, not "no repository".)
+        try FileManager.default.copyItem(atPath: ws.templateDir + "/proctor.toml", toPath: ws.root + "/proctor.toml")
+        for command in [["run", "--workspace", ws.root, "--iterations", "1"], ["check", "--workspace", ws.root]] {
+            let refused = try ws.proctor(command)
+            XCTAssertEqual(refused.status, 125, refused.text)
+            XCTAssertTrue(refused.stderr.contains("unfinished `proctor init`"), refused.stderr)
+        }
         var again = try ws.proctor(["init", ws.root, "--template", ws.templateDir])
         XCTAssertEqual(again.status, 0, again.text)
         XCTAssertEqual(ws.read("data/f7.txt"), String(repeating: "x7\n", count: 2000))
