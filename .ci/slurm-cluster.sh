@@ -57,7 +57,9 @@ KillWait=5
 MinJobAge=600
 DefMemPerCPU=1024
 JobRequeue=0
-SchedulerParameters=sched_interval=2
+# A batch job is scheduled when it is submitted, not up to 3 s later (batch_sched_delay's
+# default, for clusters flooded with submissions): the tests wait on some 60 jobs, one at a time.
+SchedulerParameters=sched_interval=2,batch_sched_delay=0
 PreemptType=preempt/partition_prio
 PreemptMode=CANCEL
 NodeName=localhost NodeAddr=127.0.0.1 NodeHostname=localhost CPUs=$cpus RealMemory=$mem State=UNKNOWN
