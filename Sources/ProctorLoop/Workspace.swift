@@ -65,7 +65,11 @@ public enum WorkspaceSteps {
         let repo: Repository
         if fm.fileExists(atPath: root + "/.git"),
            !marker.contains("made-git") || (try? Repository.open(at: root)) != nil {
-            repo = try Repository.open(at: root)
+            do {
+                repo = try Repository.open(at: root)
+            } catch let error as GitError where error.isNotFound {
+                throw LoopError(.refused, "\(root)/.git is there but git cannot open it as a repository; repair it or move it away, then run `proctor init` again")
+            }
         } else {
             try AtomicFile.write(Data("copying\nmade-git\n".utf8), to: pending)
             _ = try? fm.removeItem(atPath: root + "/.git")

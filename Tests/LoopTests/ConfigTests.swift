@@ -200,7 +200,8 @@ final class ConfigTests: XCTestCase {
         try LoopWorkspace.write(ws.root + "/.proctor/init.pending", "copying\n")
         try LoopWorkspace.write(ws.root + "/.git/description", "x\n")
         again = try ws.proctor(["init", ws.root, "--template", ws.templateDir])
-        XCTAssertNotEqual(again.status, 0, again.text)
+        XCTAssertEqual(again.status, 125, again.text)
+        XCTAssertTrue(again.stderr.contains("/.git is there but git cannot open it as a repository"), again.stderr)
         XCTAssertEqual(ws.read(".git/description"), "x\n", "the user's .git was replaced")
         // A staging copy of a killed init of a new directory (its pid long gone) is swept.
         try FileManager.default.removeItem(atPath: ws.root)
