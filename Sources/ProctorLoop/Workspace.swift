@@ -62,14 +62,20 @@ public enum WorkspaceSteps {
         // A repository this init began making (the marker says so) that a kill left unopenable is
         // made again; one that was there before the init is the user's and only opened.
         let marker = (try? String(contentsOfFile: pending, encoding: .utf8))?.split(separator: "\n").map(String.init) ?? []
-        let repo: Repository
-        if fm.fileExists(atPath: root + "/.git"),
-           !marker.contains("made-git") || (try? Repository.open(at: root)) != nil {
+        let madeHere = marker.contains("made-git")
+        var opened: Repository?
+        if fm.fileExists(atPath: root + "/.git") {
             do {
-                repo = try Repository.open(at: root)
+                opened = try Repository.open(at: root)
+            } catch where madeHere {
+                opened = nil
             } catch let error as GitError where error.isNotFound {
                 throw LoopError(.refused, "\(root)/.git is there but git cannot open it as a repository; repair it or move it away, then run `proctor init` again")
             }
+        }
+        let repo: Repository
+        if let opened {
+            repo = opened
         } else {
             try AtomicFile.write(Data("copying\nmade-git\n".utf8), to: pending)
             _ = try? fm.removeItem(atPath: root + "/.git")

@@ -209,7 +209,7 @@ enum ProcessTree {
                 let close = stat.lastIndex(of: ")")
             else { continue }  // gone
             let state = stat[stat.index(close, offsetBy: 2)]
-            if !Task.held(state, task: "/proc/\(pid)") { return false }
+            if !Task.stops(Task.state(state, task: "/proc/\(pid)")) { return false }
         }
         return true
     }
@@ -219,11 +219,14 @@ enum ProcessTree {
         var state: Character
         var switches: String
 
-        var stopped: Bool { "TtZXV".contains(state) }
+        var stopped: Bool { Self.stops(state) }
 
         /// Stopped, gone, or waiting on a vfork child (`V`, below).
-        static func held(_ state: Character, task: String) -> Bool {
-            "TtZX".contains(state) || (state == "D" && inVfork(task))
+        static func stops(_ state: Character) -> Bool { "TtZXV".contains(state) }
+
+        /// The state /proc shows for the task, `V` for a `D` that is the vfork wait (below).
+        static func state(_ shown: Character, task: String) -> Character {
+            shown == "D" && inVfork(task) ? "V" : shown
         }
 
         /// Whether the task (`/proc/PID` or `/proc/PID/task/TID`) sleeps in vfork until its child
@@ -253,8 +256,8 @@ enum ProcessTree {
                         switches.append(line)
                     }
                 }
-                if state == "D" && Task.inVfork("/proc/\(pid)/task/\(tid)") { state = "V" }
-                result["\(pid)/\(tid)"] = Task(state: state, switches: switches.joined(separator: ","))
+                result["\(pid)/\(tid)"] = Task(state: Task.state(state, task: "/proc/\(pid)/task/\(tid)"),
+                                                 switches: switches.joined(separator: ","))
             }
         }
         return result

@@ -95,7 +95,7 @@ final class SessionTests: XCTestCase {
     /// A shell that runs its commands by vfork (dash, Debian's `sh`) whose child the freeze stopped
     /// between the vfork and the exec: the shell sleeps in the vfork (`D`) until the child goes on,
     /// never `T`. The freeze waited for it to stop and gave up: a `crash` row for an agent that had
-    /// done nothing wrong (a CI flake: a 20 Hz ticker hit the window). Made certain here by a child
+    /// done nothing wrong (seen in CI, where a 20 Hz ticker hit the window). Made certain here by a child
     /// that stops itself before its exec; it is held, the experiment runs, nothing counts as having
     /// run while frozen.
     func testAShellWaitingOnAStoppedVforkChildCountsAsFrozen() throws {
