@@ -306,6 +306,7 @@ struct Session: ParsableCommand {
         let summary = try driveLoop(workspace: options.workspace, options: loop.runOptions, agent: nil, session: command)
         print("session \(summary.run)\(summary.interrupted ? " (interrupted; continue with --resume)" : ""): kept \(summary.counts[.keep] ?? 0) of \(summary.counts.values.reduce(0, +)) experiments; best \(formatScore(summary.best)) vs baseline \(formatScore(summary.baseline)); ledger \(summary.ledger)")
         if summary.interrupted { throw ExitCode(ExitStatus.interrupted) }
+        if summary.agentFailure != nil { throw ExitCode(ExitStatus.runFailed) }
     }
 }
 

@@ -35,6 +35,9 @@ public struct RunSummary: Sendable {
     public var bestCommit: String
     public var ledger: String
     public var interrupted: Bool
+    /// `proctor session`: why its agent failed (exited non-zero, was killed, did not start); nil
+    /// when it exited 0, ran out of its `[agent] timeout`, or the run stopped it.
+    public var agentFailure: String?
 }
 
 /// The research loop: start or resume a run, then one `Iteration` after another (propose → validate →
@@ -99,6 +102,7 @@ public final class Runner {
     var sessionDone: DispatchSemaphore?
     /// The session agent's sandbox while it runs: frozen for each of its experiments.
     var sessionSandbox: FreezableSandbox?
+    let sessionOutcome = SessionOutcome()
     /// This run's stop: its sandboxes stop, and the loop ends, when it is requested or at SIGINT/SIGTERM.
     public let stop: StopSwitch
 
@@ -188,7 +192,7 @@ public final class Runner {
         try repo.writeIndex()
         return RunSummary(run: state.run, branch: state.branch, counts: counts, baseline: state.baselineScore,
                           best: state.bestScore, bestCommit: state.bestCommit, ledger: ledger.resultsPath,
-                          interrupted: interrupted)
+                          interrupted: interrupted, agentFailure: sessionOutcome.failure)
     }
 
     /// One iteration after another until the count is reached, Ctrl-C, or the agent ends (a session

@@ -424,6 +424,26 @@ final class SessionTests: XCTestCase {
         XCTAssertEqual(sessionDirectories(of: killed), [], "the killed session's channel directory was left")
     }
 
+    /// The agent's own end decides the session's status: a failed agent (a bad flag, a missing API
+    /// key: it exits at once) exits 1, with its reason, after its experiments are recorded; one that
+    /// exits 0, or that the run stops after `--iterations`, exits 0. (It exited 0 in every case.)
+    func testAFailedSessionAgentFailsTheSession() throws {
+        let ws = try LoopWorkspace(agent: Self.noAgent)
+        let failed = try session(ws, Self.setX("0.6") + "proctor experiment \"x=0.6\"; exit 3")
+        XCTAssertEqual(failed.status, 1, ws.describe(failed))
+        XCTAssertTrue(failed.stderr.contains("the session agent exited (exit status 3)"), failed.stderr)
+        XCTAssertTrue(failed.stdout.contains("kept 1 of 1 experiments"), failed.stdout)
+        XCTAssertEqual(ws.statuses(), ["keep", "keep"])
+        let killed = try session(ws, "kill -KILL $$", deadline: 120)
+        XCTAssertEqual(killed.status, 1, ws.describe(killed))
+        XCTAssertTrue(killed.stderr.contains("killed by signal 9"), killed.stderr)
+        let fine = try session(ws, "true", deadline: 120)
+        XCTAssertEqual(fine.status, 0, ws.describe(fine))
+        let stopped = try session(ws, "proctor experiment \"same\"; sleep 1000", iterations: 1, deadline: 120)
+        XCTAssertEqual(stopped.status, 0, ws.describe(stopped))
+        XCTAssertTrue(stopped.stderr.contains("stopped by the supervisor"), stopped.stderr)
+    }
+
     /// Outside a session there is no channel: `proctor experiment` fails with a clear message.
     func testExperimentOutsideASessionFails() throws {
         let ws = try LoopWorkspace(agent: Self.noAgent)

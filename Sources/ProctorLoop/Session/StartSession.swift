@@ -34,6 +34,7 @@ extension Runner {
         sessionEnv.stop = sandbox.stop
         let env = sessionEnv
         let audit = self.audit
+        let outcome = sessionOutcome
         let context = AuditContext(run: state.run, iteration: nil, config: config)
         // `proctor` first, then the PATH the agent would have had (`[agent] env` passes it), so a
         // CLI installed in ~/.local/bin and made visible with `[agent] read_only` is still found.
@@ -55,23 +56,37 @@ extension Runner {
             defer { done.signal() }
             // The user's terminal is the agent's stdin: a session agent is interactive (Claude Code's
             // prompt). It still has no controlling terminal, and TIOCSTI/TIOCLINUX are denied.
-            let result = try? env.launch(phase: .agent, command: command, seed: nil, agentHome: home, audit: audit,
-                                         context: context, stdin: 0, stdout: output?.childEnd ?? 1, stderr: output?.childEnd ?? 2,
-                                         started: sandbox.started) { request in
-                request.extraReadOnly += mounts + [(server.socketPath, SessionProtocol.socketPath)]
-                if let memory = Transcript.memorySource(root) { request.extraReadOnly.append((memory, Transcript.memoryMount)) }
-                request.extraEnvironment += [(SessionProtocol.environmentName, String(server.agentEnd)),
-                                             ("PATH", path)]
-                request.passDescriptors = [server.agentEnd]
-                // Run as root, the agent's user connects to the socket (a 0600 file of root's) as its owner.
-                request.mapOwner.append(server.socketPath)
+            let result = Result {
+                try env.launch(phase: .agent, command: command, seed: nil, agentHome: home, audit: audit,
+                               context: context, stdin: 0, stdout: output?.childEnd ?? 1, stderr: output?.childEnd ?? 2,
+                               started: sandbox.started) { request in
+                    request.extraReadOnly += mounts + [(server.socketPath, SessionProtocol.socketPath)]
+                    if let memory = Transcript.memorySource(root) { request.extraReadOnly.append((memory, Transcript.memoryMount)) }
+                    request.extraEnvironment += [(SessionProtocol.environmentName, String(server.agentEnd)),
+                                                 ("PATH", path)]
+                    request.passDescriptors = [server.agentEnd]
+                    // Run as root, the agent's user connects to the socket (a 0600 file of root's) as its owner.
+                    request.mapOwner.append(server.socketPath)
+                }
             }
             sandbox.ended()
             output?.finish()
             server.closeAgentEnd()
             server.removeSocket()
             FileTree.removeDirectory(home)
-            FileHandle.standardError.write(Data("proctor: the session agent exited (\(result?.reason ?? "launch failed"))\n".utf8))
+            // Stopped by the run (its iterations done, Ctrl-C) or ended by its own time budget, the
+            // night went as configured; an agent that failed (a bad flag, a missing key, a crash, its
+            // memory limit) makes the session exit 1, so a script notices.
+            let reason: String, failed: Bool
+            switch result {
+            case .success(let ended):
+                reason = ended.reason
+                failed = !ended.timedOut && (ended.status != 0 || ended.signal != nil)
+            case .failure(let error):
+                (reason, failed) = ("could not start: \(error)", true)
+            }
+            if failed && !sandbox.stop.requested { outcome.failed(reason) }
+            FileHandle.standardError.write(Data("proctor: the session agent exited (\(reason))\n".utf8))
             server.shutdown()
         }
         thread.start()
@@ -88,6 +103,16 @@ extension Runner {
         _ = done.wait(timeout: .now() + .seconds(10))
         sessionDone = nil
     }
+}
+
+/// How the session agent ended, set by the thread that ran it: why it failed, nil while it has not
+/// (or when it ended because the run stopped it).
+final class SessionOutcome: @unchecked Sendable {
+    private let lock = NSLock()
+    private var reason: String?
+
+    func failed(_ reason: String) { lock.withLock { self.reason = reason } }
+    var failure: String? { lock.withLock { reason } }
 }
 
 /// Where the running proctor's shared libraries live (the Swift runtime outside the system dirs).
