@@ -261,7 +261,8 @@ public enum JSONLines {
 /// `.proctor/audit.jsonl`, opened for appending.
 public final class AuditLog: @unchecked Sendable {
     public let path: String
-    private let fd: Int32
+    /// -1 until the first line creates the file.
+    private var fd: Int32
     private let encoder = JSONLines.encoder()
     private let lock = NSLock()
 
@@ -274,17 +275,30 @@ public final class AuditLog: @unchecked Sendable {
             throw SandboxError.io(ENOTDIR, "\(directory) (proctor keeps its state there; move what is there away)")
         }
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-        fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0o644)
-        guard fd >= 0 else { throw SandboxError.io(errno, "open \(path)") }
+        // Opened now, so that a log proctor cannot write stops it before anything runs; a missing
+        // one is created with its first line, so that a command refused at its start (a dirty
+        // tree, the lock held) leaves no empty log behind. (Removing an empty one on the way out
+        // instead could drop the lines of another proctor that had opened it meanwhile.)
+        fd = open(path, O_WRONLY | O_APPEND | O_CLOEXEC | O_NOFOLLOW)
+        if fd < 0 {
+            guard errno == ENOENT else { throw SandboxError.io(errno, "open \(path)") }
+            guard access(directory, W_OK) == 0 else { throw SandboxError.io(errno, "create \(path)") }
+        }
     }
 
-    deinit { close(fd) }
+    deinit { if fd >= 0 { close(fd) } }
 
     public func append(_ record: AuditRecord) {
         lock.lock()
         defer { lock.unlock() }
         // An audit line that cannot be written must not stop the run; say so on stderr.
-        do { try JSONLines.append(record, to: fd, encoder: encoder) } catch {
+        do {
+            if fd < 0 {
+                fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0o644)
+                guard fd >= 0 else { throw SandboxError.io(errno, "open \(path)") }
+            }
+            try JSONLines.append(record, to: fd, encoder: encoder)
+        } catch {
             FileHandle.standardError.write(Data("proctor: audit: \(error)\n".utf8))
         }
     }

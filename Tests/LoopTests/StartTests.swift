@@ -6,9 +6,9 @@ import XCTest
 /// gone, an `--agent` the configuration cannot serve) is bad input: exit 125, one line naming what to fix,
 /// and nothing half-done: no ledger, no branch, no commit, HEAD and the tree untouched, the lock free.
 final class StartTests: XCTestCase {
-    /// The ledger files a refused start must not create.
+    /// The ledger files a refused start must not create (an empty audit log was left once).
     static func assertNoLedger(_ ws: LoopWorkspace, file: StaticString = #filePath, line: UInt = #line) {
-        for name in ["results.tsv", "runs.jsonl"] {
+        for name in ["results.tsv", "runs.jsonl", "audit.jsonl"] {
             XCTAssertFalse(FileManager.default.fileExists(atPath: ws.path(".proctor/" + name)), "\(name) was created",
                            file: file, line: line)
         }
