@@ -163,7 +163,15 @@ final class AgentChannelTests: XCTestCase {
         try timerResumesTheFrozenAgent(orphan: true)
     }
 
-    func timerResumesTheFrozenAgent(orphan: Bool, line: UInt = #line) throws {
+    /// The same from a vfork child that stopped itself before its exec: its parent waits in the
+    /// vfork (`V`) and counts as held, so the freeze is confirmed with the two of them still; the
+    /// child's own timer wakes it, it execs the program that swaps the code, and its parent runs on.
+    /// The child is one of the tasks the freeze checks: it moved.
+    func testATimerThatWakesAStoppedVforkChildIsCaught() throws {
+        try timerResumesTheFrozenAgent(orphan: false, vfork: true)
+    }
+
+    func timerResumesTheFrozenAgent(orphan: Bool, vfork: Bool = false, line: UInt = #line) throws {
         let validated = """
             import os
             import time
@@ -195,7 +203,18 @@ final class AgentChannelTests: XCTestCase {
                 _fields_ = [("s", ctypes.c_long), ("ns", ctypes.c_long)]
             class itimerspec(ctypes.Structure):
                 _fields_ = [("interval", timespec), ("value", timespec)]
+            swap = \(tomlString(Self.swap))
+            if \(vfork ? "True" : "False"):
+                home = os.environ["HOME"]
+                open(home + "/swap.py", "w").write(swap)
+                open(home + "/vf.c", "w").write(\(tomlString(Self.vforkChild)))
+                subprocess.run(["gcc", "-o", home + "/vf", home + "/vf.c"], check=True)
+                subprocess.Popen([home + "/vf", home + "/swap.py", validated])
+                time.sleep(0.3)
             client = subprocess.Popen(["proctor", "experiment", "x=0.3"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+            if \(vfork ? "True" : "False"):
+                print("agent: " + client.communicate()[0].decode().strip(), flush=True)
+                time.sleep(1000)
             if \(orphan ? "True" : "False"):
                 if os.fork() != 0:
                     print("agent: " + client.communicate()[0].decode().strip(), flush=True)
@@ -207,12 +226,7 @@ final class AgentChannelTests: XCTestCase {
             assert libc.timer_create(1, ctypes.byref(event), ctypes.byref(timer)) == 0
             # One shot, well after the 300 ms settle and the freeze, well before the experiment gives up.
             assert libc.timer_settime(timer, 0, ctypes.byref(itimerspec(timespec(0, 0), timespec(1, 500000000))), None) == 0
-            while not os.path.exists("outputs/ready"):
-                time.sleep(0.005)
-            open("train.py", "r+").write(validated.replace("X = 0.3", "X = 0.7"))
-            while not os.path.exists("outputs/done"):
-                time.sleep(0.005)
-            f = open("train.py", "r+"); f.write(validated); f.truncate(); f.close()
+            exec(swap)
             if \(orphan ? "True" : "False"):
                 os._exit(0)
             print("agent: " + client.communicate()[0].decode().strip(), flush=True)
@@ -229,6 +243,45 @@ final class AgentChannelTests: XCTestCase {
         XCTAssertTrue(row["description"]?.contains("while it was frozen") == true, ws.describe(outcome), line: line)
         XCTAssertEqual(ws.read("train.py"), LoopWorkspace.train("0.2"), "the rejected change was not reverted", line: line)
     }
+
+    /// Run while the experiment runs (`validated` is the validated train.py): X = 0.7 in place,
+    /// then the validated bytes back before it ends, so the fingerprint after it matches.
+    static let swap = """
+        import os, sys, time
+        if "validated" not in globals():
+            validated = sys.argv[1]
+        while not os.path.exists("outputs/ready"):
+            time.sleep(0.005)
+        open("train.py", "r+").write(validated.replace("X = 0.3", "X = 0.7"))
+        while not os.path.exists("outputs/done"):
+            time.sleep(0.005)
+        f = open("train.py", "r+"); f.write(validated); f.truncate(); f.close()
+
+        """
+
+    /// `vf SCRIPT ARG`: a vfork child that arms a one-shot SIGCONT timer of its own (as
+    /// `timerResumesTheFrozenAgent`'s), stops itself before its exec and, woken, runs python3 SCRIPT ARG.
+    static let vforkChild = """
+        #include <signal.h>
+        #include <time.h>
+        #include <unistd.h>
+        int main(int argc, char **argv) {
+            (void)argc;
+            if (vfork() == 0) {
+                struct sigevent event = {0};
+                event.sigev_notify = SIGEV_SIGNAL;
+                event.sigev_signo = SIGCONT;
+                timer_t timer;
+                struct itimerspec when = {{0, 0}, {1, 800000000}};
+                if (timer_create(CLOCK_MONOTONIC, &event, &timer) != 0 || timer_settime(timer, 0, &when, 0) != 0) _exit(2);
+                raise(SIGSTOP);
+                execl("/usr/bin/python3", "python3", argv[1], argv[2], (char *)0);
+                _exit(1);
+            }
+            return 0;
+        }
+
+        """
 
     // MARK: - The operator's terminal
 
