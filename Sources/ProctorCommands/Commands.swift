@@ -21,7 +21,7 @@ struct Run: ParsableCommand {
     var parallel: Int?
 
     func validate() throws {
-        if let parallel, !(1...64).contains(parallel) { throw ValidationError("--parallel must be from 1 to 64") }
+        try validateParallel(parallel)
     }
 
     func run() throws {
@@ -72,9 +72,16 @@ struct Check: ParsableCommand {
 
     @OptionGroup var options: WorkspaceOptions
 
+    @Option(help: "Check for this many slots, as `proctor run --parallel N` (default: [experiment] parallel).")
+    var parallel: Int?
+
+    func validate() throws {
+        try validateParallel(parallel)
+    }
+
     func run() throws {
         let problems: [String]
-        do { problems = try WorkspaceSteps.check(workspace: options.workspace) } catch { throw CommandFailure(error, failed: ExitStatus.badInput) }
+        do { problems = try WorkspaceSteps.check(workspace: options.workspace, parallel: parallel) } catch { throw CommandFailure(error, failed: ExitStatus.badInput) }
         if problems.isEmpty {
             print("ok: the working tree follows the policy")
             return
@@ -194,6 +201,11 @@ struct LoopOptions: ParsableArguments {
 /// `--agent`: the agent kinds `proctor run` can be told to use instead of `[agent].kind`.
 enum AgentKind: String, CaseIterable, ExpressibleByArgument {
     case mutate, search, http, command
+}
+
+/// `--parallel N` of `proctor run` and `proctor check`.
+func validateParallel(_ parallel: Int?) throws {
+    if let parallel, !(1...64).contains(parallel) { throw ValidationError("--parallel must be from 1 to 64") }
 }
 
 /// Runs the research loop (`proctor run`, or `proctor session` when `session` is the agent's command).

@@ -151,14 +151,10 @@ public final class Runner {
             progress.line("warning: a session runs one experiment at a time; --parallel \(parallel) is ignored")
             parallel = 1
         }
-        // Through Slurm the cluster runs the experiments (one job per slot): this machine gives one
-        // slot, for what still runs here (the sealed evaluator).
-        let machineSlots = executorKind == .slurm ? 1 : parallel
-        if machineSlots > ExperimentLock.machineSlots {
-            throw LoopError(.refused, "--parallel \(parallel) needs \(parallel) experiment slots, but this machine has \(ExperimentLock.machineSlots) (PROCTOR_MACHINE_SLOTS, default 1: one experiment at a time, so that wall-clock budgets mean the same in every run); set PROCTOR_MACHINE_SLOTS=\(parallel) or more to split the machine")
-        }
+        let machineSlots = Slot.machineSlots(parallel: parallel, executor: executorKind)
+        if let shortfall = Slot.machineShortfall(parallel: parallel, executor: executorKind) { throw LoopError(.refused, shortfall) }
         // The user's ignored data the slots bind, read once (`Slot.userData`).
-        let slotData = parallel > 1 ? try Slot.userData(self) : nil
+        let slotData = parallel > 1 ? try Slot.userData(root: root, config: config, repo: repo) : nil
         try checkPlans(slotData: slotData)
         locks = try env.takeLocks(run: runID, iteration: nil, wait: options.wait, audit: audit, phase: .experiment, slots: machineSlots)
         defer { locks.removeAll() }

@@ -183,19 +183,25 @@ public enum WorkspaceSteps {
 
     /// `proctor check`: the working tree's changes against the last kept commit, validated like an
     /// agent's proposal, plus the locked files against their pins. Returns the problems (empty: ok).
-    public static func check(workspace: String) throws -> [String] {
+    /// `parallel`: the slots `proctor run --parallel` would measure in (nil: `[experiment] parallel`).
+    public static func check(workspace: String, parallel: Int? = nil) throws -> [String] {
         let config = try SandboxEnvironment.checkedConfig(workspace: workspace)
         if let missing = config.missingHomeFile() { throw missing }
         let root = config.root
-        // The refusal `proctor run` would stop at, as a violation (issue 11).
+        let repo = try Repository.workspace(root)
+        // The refusals `proctor run` would stop at, as violations (issue 11), with as many slots.
         var problems: [String] = []
+        let slots = parallel ?? config.experiment.parallel
+        if let shortfall = Slot.machineShortfall(parallel: slots, executor: config.executor.kind) { problems.append(shortfall) }
         do {
             _ = try SandboxEnvironment.interpreters(of: config)
-            try SandboxEnvironment.checkPlans(of: config)
+            // A slot's sandbox binds each of the user's ignored entries on its own: more mounts.
+            let slot = slots > 1 ? SlotView(tree: root, outputs: Slot.root(root) + "/0/outputs",
+                                            userData: try Slot.userData(root: root, config: config, repo: repo)) : nil
+            try SandboxEnvironment.checkPlans(of: config, slot: slot)
         } catch let error as SandboxError where error.code == .interpreter || error.code == .mountLimit {
             problems.append(error.description)
         }
-        let repo = try Repository.workspace(root)
         // The settings `proctor run` refuses to start under (status would trust what an agent can put back).
         problems += try repo.untrustworthySettings().map { "git configuration: \($0.setting): proctor run refuses it (git -C \(root) config \($0.safe) overrides it here)" }
         let base: ObjectID

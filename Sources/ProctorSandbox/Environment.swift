@@ -151,8 +151,10 @@ public struct SandboxEnvironment: Sendable {
     }
 
     /// `checkPlans` for a configuration read without a launcher (`proctor check`), serially.
-    public static func checkPlans(of config: WorkspaceConfig) throws {
-        let env = SandboxEnvironment(config: config, preset: try preset(of: config), launcher: Launcher(helper: ""))
+    /// `slot`: a `--parallel` slot's view, whose sandboxes bind the user's ignored data one by one.
+    public static func checkPlans(of config: WorkspaceConfig, slot: SlotView? = nil) throws {
+        var env = SandboxEnvironment(config: config, preset: try preset(of: config), launcher: Launcher(helper: ""))
+        env.slot = slot
         try env.checkPlans(agentCommand: config.agent.kind == "command" ? config.agent.command : nil)
     }
 

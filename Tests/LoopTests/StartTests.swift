@@ -144,13 +144,38 @@ final class StartTests: XCTestCase {
             XCTAssertFalse(FileManager.default.fileExists(atPath: ws.path(".proctor/logs")), "nothing was launched")
             XCTAssertEqual(try ws.proctorBranches(), [])
             XCTAssertEqual(try ws.git(["rev-parse", "HEAD"]), head)
-            // `proctor check` says so too, as a violation (it does not know of --parallel).
-            if options.isEmpty {
-                let checked = try ws.proctor(["check", "--workspace", ws.root])
-                XCTAssertEqual(checked.status, 1, checked.text)
-                XCTAssertTrue(checked.stdout.contains("violation: ") && checked.stdout.contains("more than the 256 it takes"), checked.text)
+            // `proctor check` says so too, as a violation, with the same `--parallel`; the data case
+            // without it is fine (a serial experiment binds the ignored directory's parent whole).
+            let checked = try ws.proctor(["check", "--workspace", ws.root] + options, environment: ["PROCTOR_MACHINE_SLOTS": "2"])
+            XCTAssertEqual(checked.status, 1, checked.text)
+            XCTAssertTrue(checked.stdout.contains("violation: ") && checked.stdout.contains("more than the 256 it takes"), checked.text)
+            XCTAssertTrue(checked.stdout.contains(text), checked.text)
+            if !options.isEmpty {
+                let serial = try ws.proctor(["check", "--workspace", ws.root])
+                XCTAssertEqual(serial.status, 0, serial.text)
             }
         }
+    }
+
+    /// `proctor check --parallel N` (or `[experiment] parallel`) reports what `proctor run` would
+    /// refuse with as many slots: a machine that gives fewer (PROCTOR_MACHINE_SLOTS).
+    func testCheckKnowsTheSlotsARunWouldTake() throws {
+        let ws = try LoopWorkspace()
+        let one = ["PROCTOR_MACHINE_SLOTS": "1"]
+        let refused = try ws.proctor(["run", "--workspace", ws.root, "--iterations", "1", "--parallel", "2"], environment: one)
+        StartTests.assertRefused(refused, mentioning: "--parallel 2 needs 2 experiment slots, but this machine has 1")
+        let checked = try ws.proctor(["check", "--workspace", ws.root, "--parallel", "2"], environment: one)
+        XCTAssertEqual(checked.status, 1, checked.text)
+        XCTAssertTrue(checked.stdout.contains("violation: --parallel 2 needs 2 experiment slots, but this machine has 1"), checked.text)
+        XCTAssertEqual(try ws.proctor(["check", "--workspace", ws.root, "--parallel", "2"], environment: ["PROCTOR_MACHINE_SLOTS": "2"]).status, 0)
+        try ws.write("proctor.toml", ws.read("proctor.toml")!.replacingOccurrences(of: "[experiment]\n", with: "[experiment]\nparallel = 3\n"))
+        XCTAssertTrue(ws.read("proctor.toml")!.contains("parallel = 3"))
+        _ = try ws.git(["commit", "-qam", "three slots"])
+        let configured = try ws.proctor(["check", "--workspace", ws.root], environment: ["PROCTOR_MACHINE_SLOTS": "2"])
+        XCTAssertEqual(configured.status, 1, configured.text)
+        XCTAssertTrue(configured.stdout.contains("--parallel 3 needs 3 experiment slots, but this machine has 2"), configured.text)
+        XCTAssertEqual(try ws.proctor(["check", "--workspace", ws.root, "--parallel", "1"]).status, 0)
+        XCTAssertEqual(try ws.proctor(["check", "--workspace", ws.root, "--parallel", "0"]).status, 125)
     }
 
     func testResumeWithNothingToResumeIsRefusedWith125() throws {

@@ -22,6 +22,21 @@ final class Slot: @unchecked Sendable {
 
     static func root(_ workspace: String) -> String { workspace + "/.proctor/slots" }
 
+    /// The machine slots (`PROCTOR_MACHINE_SLOTS`) `parallel` slots take. Through Slurm the cluster
+    /// runs the experiments (one job per slot): this machine gives one, for what still runs here
+    /// (the sealed evaluator).
+    static func machineSlots(parallel: Int, executor: ExecutorSettings.Kind) -> Int {
+        executor == .slurm ? 1 : parallel
+    }
+
+    /// Why this machine cannot give `parallel` slots; nil when it can (`proctor run` refuses to
+    /// start, `proctor check` reports it).
+    static func machineShortfall(parallel: Int, executor: ExecutorSettings.Kind) -> String? {
+        let available = ExperimentLock.machineSlots
+        guard machineSlots(parallel: parallel, executor: executor) > available else { return nil }
+        return "--parallel \(parallel) needs \(parallel) experiment slots, but this machine has \(available) (PROCTOR_MACHINE_SLOTS, default 1: one experiment at a time, so that wall-clock budgets mean the same in every run); set PROCTOR_MACHINE_SLOTS=\(parallel) or more to split the machine"
+    }
+
     /// `userData`: `Slot.userData`, the same for every slot of the run.
     init(index: Int, of count: Int, runner: Runner, userData: [String]) throws {
         self.index = index
@@ -48,10 +63,9 @@ final class Slot: @unchecked Sendable {
     /// candidate could change what a running experiment reads); a tracked file is the candidate's
     /// (in the slot's tree, even where an ignore rule matches it): never bound. The outputs, and
     /// what holds them, are the slot's own.
-    static func userData(_ runner: Runner) throws -> [String] {
-        let root = runner.root
-        let outputs = runner.config.files.outputs  // workspace-relative, without "./" or a trailing "/"
-        let tracked = try runner.repo.head().map { try runner.repo.trackedPaths(of: $0) } ?? [:]
+    static func userData(root: String, config: WorkspaceConfig, repo: Repository) throws -> [String] {
+        let outputs = config.files.outputs  // workspace-relative, without "./" or a trailing "/"
+        let tracked = try repo.head().map { try repo.trackedPaths(of: $0) } ?? [:]
         var found: [String] = []
         func visit(_ directory: String) throws {
             let names = (try? FileManager.default.contentsOfDirectory(atPath: directory.isEmpty ? root : root + "/" + directory)) ?? []
@@ -63,8 +77,8 @@ final class Slot: @unchecked Sendable {
                 var st = stat()
                 guard lstat(root + "/" + path, &st) == 0 else { continue }
                 let isDirectory = (st.st_mode & S_IFMT) == S_IFDIR
-                if try runner.repo.isIgnored(path, directory: isDirectory) {
-                    if runner.config.isUsersIgnoredPath(path) { found.append(path) }
+                if try repo.isIgnored(path, directory: isDirectory) {
+                    if config.isUsersIgnoredPath(path) { found.append(path) }
                 } else if isDirectory && tracked[path] == true {
                     try visit(path)
                 }
