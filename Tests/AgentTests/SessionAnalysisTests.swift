@@ -139,16 +139,17 @@ final class SessionAnalysisTests: XCTestCase {
     func testANudgeGivenWhileTheAgentWorksRidesOnItsNextVerdict() throws {
         let ws = try LoopWorkspace(agent: SessionTests.noAgent)
         // (A second experiment so that the first verdict is printed before the session ends.)
-        let script = "sleep 8\n" + SessionTests.setX("0.6") + "proctor experiment \"x=0.6\"\nproctor experiment \"again\"\nsleep 1000\n"
+        let script = Self.untilGo + SessionTests.setX("0.6") + "proctor experiment \"x=0.6\"\nproctor experiment \"again\"\nsleep 1000\n"
         let output = try CapturedOutput()
         let session = try startProcess([proctorBinary, "session", "--workspace", ws.root, "--iterations", "2", "--", "sh", "-c", script],
                                        environment: ws.environment(), output: output)
         defer { if session.isRunning { session.terminate() } }
         // After the baseline, while the agent works on its first experiment (the loop waits for it).
         XCTAssertTrue(waitUntil(timeout: 60) { ws.statuses() == ["keep"] }, output.stdout + output.stderr)
-        Thread.sleep(forTimeInterval: 1)
+        XCTAssertTrue(waitUntil(timeout: 60) { output.stdout.contains("session: agent started") }, output.stdout + output.stderr)
         let nudge = try ws.proctor(["nudge", "--workspace", ws.root, "WHILE-YOU-WORK try 0.6"])
         XCTAssertEqual(nudge.status, 0, nudge.text)
+        try Self.go(ws)
         XCTAssertTrue(waitUntil(timeout: 90) { !session.isRunning }, output.stdout)
         XCTAssertEqual(ws.statuses().prefix(2), ["keep", "keep"])
         XCTAssertTrue(output.stdout.contains("iteration 1: keep score 0.9 (best 0.9)\nfrom the human supervising this run:\n- WHILE-YOU-WORK try 0.6"), output.stdout)
@@ -160,7 +161,7 @@ final class SessionAnalysisTests: XCTestCase {
     /// experiments, without waiting for the agent's next request.
     func testAnalysisQueuedFromAnotherTerminalRunsWhileTheAgentWorks() throws {
         let ws = try LoopWorkspace(agent: SessionTests.noAgent)
-        let script = "sleep 12\n" + SessionTests.setX("0.6") + "proctor experiment \"x=0.6\"\nsleep 1000\n"
+        let script = Self.untilGo + SessionTests.setX("0.6") + "proctor experiment \"x=0.6\"\nsleep 1000\n"
         let output = try CapturedOutput()
         let session = try startProcess([proctorBinary, "session", "--workspace", ws.root, "--iterations", "1", "--", "sh", "-c", script],
                                        environment: ws.environment(), output: output)
@@ -171,7 +172,17 @@ final class SessionAnalysisTests: XCTestCase {
         XCTAssertTrue(analysis.stdout.contains("IDLE-ANALYSIS"), analysis.text)
         XCTAssertTrue(session.isRunning, "answered while the agent was still working")
         XCTAssertEqual(ws.statuses(), ["keep"], "before the agent's first experiment")
+        try Self.go(ws)
         XCTAssertTrue(waitUntil(timeout: 90) { !session.isRunning })
         XCTAssertEqual(ws.statuses(), ["keep", "keep"])
+    }
+
+    /// The agent works (waits) until the test has done what it does meanwhile and says `go` in
+    /// LOG.md, a notes file the agent sees live: no fixed sleep to outlast on a loaded machine.
+    static let untilGo = "until grep -q PROCEED LOG.md; do sleep 0.1; done\n"
+
+    static func go(_ ws: LoopWorkspace) throws {
+        // In place (no atomic rename): the agent may see the file through a bind of its own.
+        try Data("# Notes\nPROCEED\n".utf8).write(to: URL(fileURLWithPath: ws.path("LOG.md")))
     }
 }
