@@ -435,6 +435,48 @@ final class ParallelRunTests: XCTestCase {
         XCTAssertGreaterThan(probed, 0, "no slot experiment ran the probe")
     }
 
+    /// Between two candidates without a keep, a slot's tree went back to the best by removing the
+    /// last candidate's files only: the directories it made stayed, empty. Their names reached the
+    /// next candidates' experiments (bytes no commit holds, past the diff's line count), and a
+    /// later candidate's file where one of them was stopped the whole run (exit 1, "File exists").
+    /// Every candidate here is discarded: candidates 1 and 2 make `extra/x/`, later ones write a
+    /// file `extra/x`; each makes a directory of its own. No experiment sees an empty directory or
+    /// another candidate's; the run ends well.
+    func testASlotKeepsNoDirectoryOfADiscardedCandidate() throws {
+        var spec = WorkspaceSpec()
+        spec.files = spec.files.replacingOccurrences(of: #"editable = ["train.py"]"#, with: #"editable = ["train.py", "extra/"]"#)
+        spec.agentScript = agentPrelude + """
+            if [ "$i" -le 2 ]; then mkdir -p extra/x && echo "dir $i" > extra/x/f.txt; else echo "file $i" > extra/x; fi
+            mkdir -p "extra/made$i" && echo "$i" > "extra/made$i/f.txt"
+            set_var X 0.1
+            cat >> train.py <<EOF
+            # candidate $i
+            for top, dirs, names in os.walk("extra"):
+                print("DIRPROBE " + top + (" EMPTY" if not dirs and not names else ""))
+            EOF
+            echo "SUMMARY: candidate $i"
+            """
+        let ws = try LoopWorkspace(spec, files: ["extra/keep.txt": "kept\n"])
+        let result = try ws.proctor(["run", "--workspace", ws.root, "--iterations", "6", "--parallel", "2"],
+                                    environment: ["PROCTOR_MACHINE_SLOTS": "2"])
+        XCTAssertEqual(result.status, 0, result.text)
+        assertIterations(ws, 6)
+        XCTAssertEqual(ws.rows.dropFirst().map(\.status), Array(repeating: "discard", count: 6), ws.ledgerLines.joined(separator: "\n"))
+        let logs = ws.path(".proctor/logs/" + ws.runID!)
+        var probed = 0
+        for name in try FileManager.default.contentsOfDirectory(atPath: logs) where name.hasSuffix("-experiment.log") && !name.hasPrefix("0-") {
+            let text = try String(contentsOfFile: logs + "/" + name, encoding: .utf8)
+            let lines = text.split(separator: "\n").filter { $0.hasPrefix("DIRPROBE ") }
+            if !lines.isEmpty { probed += 1 }
+            XCTAssertFalse(lines.contains { $0.hasSuffix(" EMPTY") }, "\(name): \(text)")
+            // Its own directory, and no other candidate's.
+            let iteration = name.split(separator: "-").first.map(String.init) ?? ""
+            let made = lines.filter { $0.hasPrefix("DIRPROBE extra/made") }
+            XCTAssertEqual(made, ["DIRPROBE extra/made" + iteration], "\(name): \(text)")
+        }
+        XCTAssertGreaterThanOrEqual(probed, 6, "the probes ran")
+    }
+
     /// The JSON a probe printed after `marker` in each slot iteration's log ending in `ending` (the
     /// baseline's, `0-`, left out), with the log's name; fails when no slot iteration logged one.
     func probes<T>(in logs: String, ending: String, marked marker: String, as: T.Type,

@@ -140,18 +140,35 @@ final class Slot: @unchecked Sendable {
             for output in config.files.outputs { try Slot.makeDirectory(tree + "/" + output) }
             base = best
         } else {
-            for path in written {
-                unlink(tree + "/" + path)
-                if (try? repo.blob(at: path, in: best)) != nil { try repo.materialize([path], from: best, into: tree) }
+            // Back to `best`: the last candidate's files go, with the directories it made, then
+            // `best`'s files come back. (Its empty directories were left: their names reached the
+            // next candidates' experiments, a channel no diff showed, and a file of a later
+            // candidate's at the path of one stopped the run.)
+            for path in written { remove(path) }
+            for path in written where (try? repo.blob(at: path, in: best)) != nil {
+                try repo.materialize([path], from: best, into: tree)
             }
         }
-        for (path, file) in files.sorted(by: { $0.key < $1.key }) {
-            unlink(tree + "/" + path)
+        // What the candidate removes first (a directory it empties may be where it writes a file).
+        let ordered = files.sorted { ($0.value == nil) != ($1.value == nil) ? $0.value == nil : $0.key < $1.key }
+        for (path, file) in ordered {
+            remove(path)
             guard let file else { continue }
             try Slot.makeDirectory(tree + "/" + (path as NSString).deletingLastPathComponent)
             try file.write(to: tree + "/" + path)
         }
         written = files.keys.sorted()
+    }
+
+    /// Removes `path` from the tree, and the directories above it that this leaves empty (git
+    /// has no empty directories). The tree itself stays, and so do the mount points: no
+    /// candidate's path lies in one, and one below a directory keeps it from being empty.
+    private func remove(_ path: String) {
+        unlink(tree + "/" + path)
+        var directory = (path as NSString).deletingLastPathComponent
+        while !directory.isEmpty && rmdir(tree + "/" + directory) == 0 {
+            directory = (directory as NSString).deletingLastPathComponent
+        }
     }
 
     private static func makeDirectory(_ path: String) throws {
