@@ -33,6 +33,11 @@
 static const char *const deny_eperm[] = {
     /* io_uring does opens and sockets the filter never sees */
     "io_uring_setup", "io_uring_enter", "io_uring_register",
+    /* Linux AIO: reads and writes the kernel finishes after the call returns, while every process
+     * of a frozen session agent is stopped (a read into a shared mapping of an editable file
+     * changed the file 0.3 s after its submitter stopped: attack review); as with io_uring, its
+     * users (libaio) are left out */
+    "io_setup", "io_destroy", "io_submit", "io_cancel", "io_getevents", "io_pgetevents",
     /* namespaces and mounts: a nested namespace could remount things writable */
     "unshare", "setns", "mount", "umount", "umount2", "pivot_root", "chroot", "open_tree", "move_mount",
     "fsopen", "fsconfig", "fsmount", "fspick", "mount_setattr",
@@ -145,6 +150,13 @@ int psb_seccomp_build(const struct psb_config *cfg, void **prog_out, char *err, 
         ADD(eperm, SCMP_SYS(ioctl), 1, &c);
         c = cmp(1, SCMP_CMP_MASKED_EQ, 0xffffffffULL, 0x541C /* TIOCLINUX */);
         ADD(eperm, SCMP_SYS(ioctl), 1, &c);
+    }
+    /* fcntl(F_SETLEASE): a lease taken on an editable file (the agent owns it there) made the
+     * supervisor's non-blocking open for the revert fail while the frozen agent held it, and the
+     * run stopped, the tree unreverted (attack review, session mode). The command is 32 bits. */
+    {
+        struct scmp_arg_cmp c = cmp(1, SCMP_CMP_MASKED_EQ, 0xffffffffULL, 1024 /* F_SETLEASE */);
+        ADD(eperm, SCMP_SYS(fcntl), 1, &c);
     }
     /* personality: only PER_LINUX (0) and the 0xffffffff query. libseccomp allows one
      * comparison per argument, so the complement is covered with masked compares: a 32-bit

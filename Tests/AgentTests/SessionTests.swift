@@ -124,6 +124,34 @@ final class SessionTests: XCTestCase {
         XCTAssertTrue(ws.audit(kind: "tamper", decision: "denied").isEmpty, "\(ws.audit(kind: "tamper", decision: "denied"))")
     }
 
+    /// A lease on the editable file (`fcntl(F_SETLEASE)`: the agent owns it in its sandbox), held
+    /// through the freeze: the revert's non-blocking open of the file failed ("Resource temporarily
+    /// unavailable"), the supervisor stopped with exit 1, no row, the tree unreverted (attack
+    /// review). The filter refuses the lease; the discard is recorded and reverted.
+    func testALeaseOnTheEditableFileCannotStopTheRevert() throws {
+        let ws = try LoopWorkspace(agent: Self.noAgent)
+        let script = Self.setX("0.1") + """
+            python3 - <<'PY'
+            import fcntl, os, signal, subprocess
+            signal.signal(signal.SIGIO, signal.SIG_IGN)
+            fd = os.open("train.py", os.O_RDONLY)
+            try:
+                fcntl.fcntl(fd, fcntl.F_SETLEASE, fcntl.F_RDLCK)
+                print("lease: taken", flush=True)
+            except OSError as e:
+                print("lease: denied", e.errno, flush=True)
+            verdict = subprocess.run(["proctor", "experiment", "x=0.1 under a lease"], capture_output=True, text=True)
+            print("agent:", verdict.stdout.strip(), flush=True)
+            PY
+            sleep 1000
+            """
+        let outcome = try session(ws, script, iterations: 1)
+        XCTAssertTrue(outcome.stdout.contains("lease: denied 1\n"), outcome.stdout)
+        XCTAssertEqual(outcome.status, 0, ws.describe(outcome))
+        XCTAssertEqual(ws.statuses(), ["keep", "discard"], ws.describe(outcome))
+        XCTAssertEqual(ws.read("train.py"), LoopWorkspace.train("0.2"), "the discarded change was not reverted")
+    }
+
     /// A request whose reply descriptor is a loopback TCP socket with unsent data and an hour's
     /// SO_LINGER (an agent with network): closing it after the (dropped) reply waited for the data
     /// to drain, on the loop's thread, and the session hung past `--iterations` and Ctrl-C. Only a
