@@ -170,7 +170,7 @@ final class StartTests: XCTestCase {
         XCTAssertEqual(try ws.proctor(["check", "--workspace", ws.root, "--parallel", "2"], environment: ["PROCTOR_MACHINE_SLOTS": "2"]).status, 0)
         try ws.write("proctor.toml", ws.read("proctor.toml")!.replacingOccurrences(of: "[experiment]\n", with: "[experiment]\nparallel = 3\n"))
         XCTAssertTrue(ws.read("proctor.toml")!.contains("parallel = 3"))
-        _ = try ws.git(["commit", "-qam", "three slots"])
+        _ = try ws.git(["-c", "user.name=T", "-c", "user.email=t@example.com", "commit", "-qam", "three slots"])
         let configured = try ws.proctor(["check", "--workspace", ws.root], environment: ["PROCTOR_MACHINE_SLOTS": "2"])
         XCTAssertEqual(configured.status, 1, configured.text)
         XCTAssertTrue(configured.stdout.contains("--parallel 3 needs 3 experiment slots, but this machine has 2"), configured.text)
