@@ -116,17 +116,23 @@ extension Repository {
     }
 
     /// Writes blob `id` into the existing regular file `name` in place, with the mode git gives `mode`.
-    /// A file with other names (a hard link someone made at the tracked path to a file elsewhere) is
-    /// replaced instead: written in place, the other file got the committed bytes and mode.
+    /// Replaced instead: a file with other names (a hard link someone made at the tracked path to a
+    /// file elsewhere: written in place, the other file got the committed bytes and mode), and one a
+    /// program runs from (ETXTBSY: a frozen session agent that made its editable file a program and
+    /// runs it; the revert failed and stopped the run). The program keeps the old file.
     private func overwrite(_ parent: FileSystem.Directory, _ name: String, id: ObjectID, mode: FileMode) throws {
         let bytes = try blobBytes(id.oid)
         let permissions: UInt32 = mode == .executable ? 0o755 : 0o644
-        if try parent.entry(name)?.links ?? 1 > 1 {
+        func replace() throws {
             try parent.remove(name)
             try bytes.withUnsafeBytes { try parent.create(name, bytes: $0, mode: permissions) }
-            return
         }
-        try bytes.withUnsafeBytes { try parent.overwrite(name, bytes: $0, mode: permissions) }
+        if try parent.entry(name)?.links ?? 1 > 1 { return try replace() }
+        do {
+            try bytes.withUnsafeBytes { try parent.overwrite(name, bytes: $0, mode: permissions) }
+        } catch GitError.system(_, _, let code) where code == ETXTBSY {
+            try replace()
+        }
     }
 
     /// `flatten` of the entries at `places` and beneath them.

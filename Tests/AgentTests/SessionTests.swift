@@ -152,6 +152,26 @@ final class SessionTests: XCTestCase {
         XCTAssertEqual(ws.read("train.py"), LoopWorkspace.train("0.2"), "the discarded change was not reverted")
     }
 
+    /// The editable file made a program and left running (frozen with the agent): the kernel
+    /// refuses to write a file a program runs from (ETXTBSY), so the revert failed and the run
+    /// stopped (exit 1, no row, the tree unreverted). The file is replaced instead; the program
+    /// keeps the old one, and the agent's bind of the file goes with it (its own loss).
+    func testAnEditableFileRunningAsAProgramIsStillReverted() throws {
+        let ws = try LoopWorkspace(agent: Self.noAgent)
+        let script = """
+            cp /bin/sleep train.py && chmod +x train.py && (./train.py 1000 &)
+            sleep 0.3
+            proctor experiment "train.py runs"
+            sleep 1000
+            """
+        let outcome = try session(ws, script, iterations: 1)
+        XCTAssertEqual(outcome.status, 0, ws.describe(outcome))
+        XCTAssertEqual(ws.statuses(), ["keep", "rejected"], ws.describe(outcome))
+        XCTAssertEqual(ws.read("train.py"), LoopWorkspace.train("0.2"), "the rejected change was not reverted")
+        let status = try runChild(["/usr/bin/git", "-C", ws.root, "status", "--porcelain"], deadline: 30)
+        XCTAssertEqual(status.stdout, "", "the tree is the kept commit's")
+    }
+
     /// A request whose reply descriptor is a loopback TCP socket with unsent data and an hour's
     /// SO_LINGER (an agent with network): closing it after the (dropped) reply waited for the data
     /// to drain, on the loop's thread, and the session hung past `--iterations` and Ctrl-C. Only a
