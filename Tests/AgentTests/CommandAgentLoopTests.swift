@@ -146,6 +146,25 @@ final class CommandAgentLoopTests: XCTestCase {
         XCTAssertTrue(reason(ws, 1).contains("program.md"), reason(ws, 1))
     }
 
+    /// Its editable file and notes left without permissions (the agent owns them in its sandbox):
+    /// as a user, libgit2 could not read them and the run stopped (exit 1). Their owner's bits come
+    /// back before the validation: the iteration is measured and reverted, the run goes on.
+    func testFilesLeftWithoutPermissionsNeitherStopTheRunNorStayUnreadable() throws {
+        let (ws, outcome) = try loop(
+            """
+            sed 's/^X = .*/X = 0.1  # mutate: float 0.0..1.0 linear/' train.py > /tmp/train.new && cat /tmp/train.new > train.py
+            echo "a note" >> LOG.md
+            chmod 000 train.py LOG.md
+            echo "SUMMARY: x=0.1, then no permissions"
+            """)
+        XCTAssertEqual(ws.statuses(), ["keep", "discard", "keep"], ws.describe(outcome))
+        for name in ["train.py", "LOG.md"] {
+            var info = stat()
+            XCTAssertEqual(lstat(ws.path(name), &info), 0)
+            XCTAssertEqual(info.st_mode & 0o777, 0o644, name)
+        }
+    }
+
     /// What a CLI's atomic save does (Claude Code's Edit tool, write-file-atomic): create
     /// `train.py.tmp.PID.N`, fail, write in place instead. The new name is never created and the
     /// attempt is audited, but it is no attack on the score: the in-place edit is measured and kept.

@@ -172,6 +172,26 @@ final class SessionTests: XCTestCase {
         XCTAssertEqual(status.stdout, "", "the tree is the kept commit's")
     }
 
+    /// The editable file changed and left without permissions (the agent owns it in its sandbox):
+    /// as a user, libgit2 could not read it and the run stopped (exit 1, no row). Its owner's bits
+    /// come back before the validation: it is measured (git records no read or write bits),
+    /// discarded and reverted to the committed bytes and mode.
+    func testAnEditableFileLeftWithoutPermissionsIsStillReverted() throws {
+        let ws = try LoopWorkspace(agent: Self.noAgent)
+        let script = Self.setX("0.1") + """
+            chmod 000 train.py
+            proctor experiment "no permissions"
+            sleep 1000
+            """
+        let outcome = try session(ws, script, iterations: 1)
+        XCTAssertEqual(outcome.status, 0, ws.describe(outcome))
+        XCTAssertEqual(ws.statuses(), ["keep", "discard"], ws.describe(outcome))
+        XCTAssertEqual(ws.read("train.py"), LoopWorkspace.train("0.2"), "the discarded change was not reverted")
+        var info = stat()
+        XCTAssertEqual(lstat(ws.path("train.py"), &info), 0)
+        XCTAssertEqual(info.st_mode & 0o777, 0o644)
+    }
+
     /// A request whose reply descriptor is a loopback TCP socket with unsent data and an hour's
     /// SO_LINGER (an agent with network): closing it after the (dropped) reply waited for the data
     /// to drain, on the loop's thread, and the session hung past `--iterations` and Ctrl-C. Only a

@@ -7,6 +7,7 @@ extension Iteration {
     /// 3. Validate: locked files must still match their pins, then the diff against the last kept
     /// commit must follow the policy. Nothing runs before this passes.
     func validate() throws -> IterationEnd? {
+        runner.restoreOwnerAccess()
         let tampered = try runner.tamperedLockedFiles()
         if !tampered.isEmpty {
             return ends(.rejected, reason: .lockedFilesChanged(tampered),
@@ -62,6 +63,32 @@ extension Iteration {
                     violations: moved.map { "\($0): changed while the experiment ran" },
                     audit: moved.map { rejection(phase: .validate, kind: .tamper, path: $0, rule: .experimentInput,
                                                  detail: "changed while the experiment ran") })
+    }
+}
+
+extension Runner {
+    /// Gives the owner back read and write on every file, and search on every directory, of the
+    /// agent's writable places (the supervisor owns them: the agent's writes are its user's). An
+    /// agent's `chmod 000 train.py` (or a 0777 umask) left a file libgit2 could not read and a
+    /// revert could not write: as a user, the run stopped. Only agents that run in a sandbox (a
+    /// command agent, a session's) write there themselves; one is not running now (ended, or frozen).
+    func restoreOwnerAccess() {
+        guard sessionCommand != nil || agentName == "command",
+            let plan = try? env.compilePlan(phase: .agent, command: ["true"], seed: nil)
+        else { return }
+        for place in plan.writable {
+            var info = stat()
+            guard lstat(place, &info) == 0 else { continue }
+            switch info.st_mode & S_IFMT {
+            case S_IFREG where info.st_mode & 0o600 != 0o600: chmod(place, (info.st_mode & 0o7777) | 0o600)
+            case S_IFDIR:
+                // The walk gives each directory its owner's bits back before reading it.
+                try? FileTree.walk(place, removing: false) { relative, mode in
+                    if mode & S_IFMT == S_IFREG && mode & 0o600 != 0o600 { chmod(place + "/" + relative, (mode & 0o7777) | 0o600) }
+                }
+            default: break
+            }
+        }
     }
 }
 
