@@ -146,15 +146,16 @@ final class CommandAgentLoopTests: XCTestCase {
         XCTAssertTrue(reason(ws, 1).contains("program.md"), reason(ws, 1))
     }
 
-    /// Its editable file and notes left without permissions (the agent owns them in its sandbox):
-    /// as a user, libgit2 could not read them and the run stopped (exit 1). Their owner's bits come
-    /// back before the validation: the iteration is measured and reverted, the run goes on.
+    /// Its editable file left without permissions (the agent owns it in its sandbox): as a user,
+    /// libgit2 could not read it and the run stopped (exit 1); its notes left writable by every
+    /// local user. The owner's bits come back, and the others' write goes, before the validation:
+    /// the iteration is measured and reverted, the run goes on.
     func testFilesLeftWithoutPermissionsNeitherStopTheRunNorStayUnreadable() throws {
         let (ws, outcome) = try loop(
             """
             sed 's/^X = .*/X = 0.1  # mutate: float 0.0..1.0 linear/' train.py > /tmp/train.new && cat /tmp/train.new > train.py
             echo "a note" >> LOG.md
-            chmod 000 train.py LOG.md
+            chmod 000 train.py && chmod 666 LOG.md
             echo "SUMMARY: x=0.1, then no permissions"
             """)
         XCTAssertEqual(ws.statuses(), ["keep", "discard", "keep"], ws.describe(outcome))

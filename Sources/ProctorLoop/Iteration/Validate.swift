@@ -68,25 +68,29 @@ extension Iteration {
 
 extension Runner {
     /// Gives the owner back read and write on every file, and search on every directory, of the
-    /// agent's writable places (the supervisor owns them: the agent's writes are its user's). An
-    /// agent's `chmod 000 train.py` (or a 0777 umask) left a file libgit2 could not read and a
-    /// revert could not write: as a user, the run stopped. Only agents that run in a sandbox (a
-    /// command agent, a session's) write there themselves; one is not running now (ended, or frozen).
+    /// agent's writable places (the supervisor owns them: the agent's writes are its user's), and
+    /// takes write away from the group and others. An agent's `chmod 000 train.py` (or a 0777
+    /// umask) left a file libgit2 could not read and a revert could not write: as a user, the run
+    /// stopped; a `chmod 666` let every local user change the next candidate. Only agents that run
+    /// in a sandbox (a command agent, a session's) write there themselves; none runs now (it
+    /// ended, or is frozen).
     func restoreOwnerAccess() {
         guard sessionCommand != nil || agentName == "command",
             let plan = try? env.compilePlan(phase: .agent, command: ["true"], seed: nil)
         else { return }
+        func mend(_ path: String, _ mode: mode_t) {
+            let owner: mode_t = mode & S_IFMT == S_IFDIR ? 0o700 : mode & S_IFMT == S_IFREG ? 0o600 : 0
+            guard owner != 0 else { return }  // a link or a special file: the validation refuses it
+            let mended = ((mode & 0o7777) | owner) & ~0o022
+            if mended != mode & 0o7777 { chmod(path, mended) }
+        }
         for place in plan.writable {
             var info = stat()
             guard lstat(place, &info) == 0 else { continue }
-            switch info.st_mode & S_IFMT {
-            case S_IFREG where info.st_mode & 0o600 != 0o600: chmod(place, (info.st_mode & 0o7777) | 0o600)
-            case S_IFDIR:
-                // The walk gives each directory its owner's bits back before reading it.
-                try? FileTree.walk(place, removing: false) { relative, mode in
-                    if mode & S_IFMT == S_IFREG && mode & 0o600 != 0o600 { chmod(place + "/" + relative, (mode & 0o7777) | 0o600) }
-                }
-            default: break
+            mend(place, info.st_mode)
+            // The walk gives each directory its owner's bits back before reading it.
+            if info.st_mode & S_IFMT == S_IFDIR {
+                try? FileTree.walk(place, removing: false) { relative, mode in mend(place + "/" + relative, mode) }
             }
         }
     }
