@@ -621,15 +621,7 @@ public final class Runner {
         scores.isEmpty ? nil : Gate.mean(scores, maximize: config.evaluator.maximize)
     }
 
-    var diffPolicy: DiffPolicy {
-        let editable = config.files.editable.map(Glob.init)
-        let notes = config.files.notes.map(Glob.init)
-        // A broad glob (`**`) also matches the config, the locked and the hidden files: never editable.
-        let config = self.config
-        return DiffPolicy(isEditable: { path in !config.isOffLimitsToAgents(path) && editable.contains { $0.matches(path) } },
-                          isNotes: { path in !config.isOffLimitsToAgents(path) && notes.contains { $0.matches(path) } },
-                          maxChangedLines: config.limits.diffLines, maxFileBytes: config.limits.maxFileBytes)
-    }
+    var diffPolicy: DiffPolicy { config.diffPolicy }
 
     /// `text` on one line: line breaks of any kind, control characters and bidirectional controls
     /// become spaces; at most `limit` Unicode scalars (the ledger, LOG.md and every later prompt hold it).

@@ -214,13 +214,7 @@ public enum WorkspaceSteps {
             throw LoopError(.refused, "\(root) has no commit; run `proctor init`")
         }
         let changes = try repo.loopStatus(against: base, config: config)
-        let editable = config.files.editable.map(Glob.init)
-        let notes = config.files.notes.map(Glob.init)
-        // As the loop's policy: a broad glob never makes the config, locked or hidden files editable.
-        let policy = DiffPolicy(isEditable: { p in !config.isOffLimitsToAgents(p) && editable.contains { $0.matches(p) } },
-                                isNotes: { p in !config.isOffLimitsToAgents(p) && notes.contains { $0.matches(p) } },
-                                maxChangedLines: config.limits.diffLines, maxFileBytes: config.limits.maxFileBytes)
-        problems += DiffValidator.validate(changes, policy: policy).map(\.description)
+        problems += DiffValidator.validate(changes, policy: config.diffPolicy).map(\.description)
         let pins = RunState.load(root)?.pins ?? Pins.load(root) ?? [:]
         for (path, hash) in pins.sorted(by: { $0.key < $1.key }) {
             let data = FileManager.default.contents(atPath: root + "/" + path).map { [UInt8]($0) }
@@ -283,5 +277,24 @@ extension Repository {
         } catch let error as GitError where error.isNotFound {
             throw LoopError(.refused, "\(root) is not a git repository of its own; make a workspace with `proctor init DIR` (it copies a template, commits it and pins the locked files)")
         }
+    }
+}
+
+extension WorkspaceConfig {
+    /// What the validation allows: `editable` and `notes` files, each as the sandboxes treat it. A
+    /// broad glob (`**`) also matches the config, the locked and the hidden files: never the
+    /// agent's. A file both lists name is editable: the experiment sees it (only notes that are not
+    /// editable are hidden from it), so its lines count against `diff_lines` (as notes they did
+    /// not: 300 lines went through a limit of 60 and were measured).
+    var diffPolicy: DiffPolicy {
+        let editable = files.editable.map(Glob.init)
+        let notes = files.notes.map(Glob.init)
+        let config = self
+        let isEditable: @Sendable (String) -> Bool = { path in
+            !config.isOffLimitsToAgents(path) && editable.contains { $0.matches(path) }
+        }
+        return DiffPolicy(isEditable: isEditable,
+                          isNotes: { path in !isEditable(path) && !config.isOffLimitsToAgents(path) && notes.contains { $0.matches(path) } },
+                          maxChangedLines: limits.diffLines, maxFileBytes: limits.maxFileBytes)
     }
 }

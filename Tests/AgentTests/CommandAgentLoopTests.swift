@@ -166,6 +166,22 @@ final class CommandAgentLoopTests: XCTestCase {
         }
     }
 
+    /// A file both lists name (`notes = ["LOG.md", "train.py"]`) is editable: the experiment sees
+    /// it, so its lines count against `diff_lines`. As notes they did not: 300 added lines went
+    /// through the limit and were measured.
+    func testAFileBothEditableAndNotesCountsItsLines() throws {
+        let bad = """
+            for i in $(seq 300); do echo "# line $i" >> train.py; done
+            echo "SUMMARY: 300 lines through the notes"
+            """
+        let ws = try LoopWorkspace(agent: Self.agentBlock(iterationOne: bad), notes: "[\"LOG.md\", \"train.py\"]",
+                                   extra: "[limits]\ndiff_lines = 60")
+        let outcome = try ws.run(iterations: 2)
+        XCTAssertEqual(outcome.status, 0, ws.describe(outcome))
+        XCTAssertEqual(ws.statuses(), ["keep", "rejected", "keep"], ws.describe(outcome))
+        XCTAssertTrue(reason(ws, 1).contains("more than the limit of 60"), reason(ws, 1))
+    }
+
     /// What a CLI's atomic save does (Claude Code's Edit tool, write-file-atomic): create
     /// `train.py.tmp.PID.N`, fail, write in place instead. The new name is never created and the
     /// attempt is audited, but it is no attack on the score: the in-place edit is measured and kept.

@@ -41,8 +41,8 @@ extension Iteration {
 
     /// The change to everything but the notes, as a unified diff against `best`; nil for none.
     func codePatch() throws -> String? {
-        let notes = runner.config.files.notes.map(Glob.init)
-        let code = Set(changes.flatMap { [$0.path, $0.oldPath] }.filter { path in !path.isEmpty && !notes.contains { $0.matches(path) } })
+        let policy = runner.diffPolicy
+        let code = Set(changes.flatMap { [$0.path, $0.oldPath] }.filter { path in !path.isEmpty && !policy.isNotes(path) })
         return code.isEmpty ? nil : try runner.repo.diffText(against: best, paths: code.sorted())
     }
 

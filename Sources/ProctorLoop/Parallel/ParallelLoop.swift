@@ -307,10 +307,10 @@ extension Runner {
         // files, is the best's change since: back to the base's version.
         try write(candidate.files, into: root)
         var files = candidate.files
-        let notes = config.files.notes.map(Glob.init)
+        let policy = diffPolicy
         for change in try repo.loopStatus(against: iteration.best, config: config, scoped: true) {
             for path in [change.oldPath, change.path]
-            where !path.isEmpty && files.index(forKey: path) == nil && !notes.contains(where: { $0.matches(path) }) {
+            where !path.isEmpty && files.index(forKey: path) == nil && !policy.isNotes(path) {
                 let base = path == change.oldPath && change.oldMode != .absent ? try? repo.blob(at: path, in: iteration.best) : nil
                 files[path] = .some(base.map { CandidateFile(bytes: Data($0), executable: change.oldMode == .executable) })
             }
