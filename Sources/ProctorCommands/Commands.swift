@@ -149,7 +149,7 @@ struct Report: ParsableCommand {
             // `--out prepare.py` replaced the locked evaluator, `--out proctor.toml` the config (the
             // error came after the write).
             let path = try WorkspaceSteps.writablePath(out ?? options.workspace + "/.proctor/report.html", option: "--out",
-                                                       workspace: options.workspace)
+                                                       workspace: options.workspace, stateName: "*.html")
             // POSIX calls for a one-line reason ("open /x/r.html: No such file or directory"), not
             // Foundation's NSCocoaErrorDomain dump. A link at the path is refused, not followed.
             let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0o644)

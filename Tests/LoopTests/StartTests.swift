@@ -65,6 +65,18 @@ final class StartTests: XCTestCase {
         XCTAssertEqual(audit.status, 125, audit.text)
         XCTAssertEqual(try ws.git(["status", "--porcelain"]), "")
         XCTAssertEqual(try ws.proctor(["report", "--workspace", ws.root, "--out", ws.path(".proctor/mine.html")]).status, 0)
+        // Proctor's own files in .proctor/: `--out .proctor/results.tsv` made the ledger a page,
+        // `.proctor/state.json` a run that cannot resume, `.proctor/memory/x.md` a file agents read.
+        for target in [".proctor/results.tsv", ".proctor/state.json", ".proctor/memory/x.md", ".proctor/runs.jsonl"] {
+            let before = ws.read(target)
+            let report = try ws.proctor(["report", "--workspace", ws.root, "--out", ws.path(target)])
+            XCTAssertEqual(report.status, 125, report.text)
+            XCTAssertEqual(ws.read(target), before, target)
+            let exec = try ws.proctor(["exec", "--workspace", ws.root, "--audit-log", ws.path(target), "--", "true"])
+            XCTAssertEqual(exec.status, 125, exec.text)
+            XCTAssertEqual(ws.read(target), before, target)
+        }
+        XCTAssertEqual(try ws.proctor(["exec", "--workspace", ws.root, "--audit-log", ws.path(".proctor/audit.jsonl"), "--", "true"]).status, 0)
         let outside = (ws.root as NSString).deletingLastPathComponent + "/elsewhere-\(getpid()).txt"
         defer { unlink(outside) }
         try Data("mine\n".utf8).write(to: URL(fileURLWithPath: outside))
