@@ -13,7 +13,7 @@ public struct WorkspaceConfig: Sendable, Equatable {
         public var sealed: [String] = []
         /// Directories, workspace-relative, without a trailing slash.
         public var outputs: [String] = ["outputs"]
-        /// The lines of `editable` and `notes`, for `linkedAgentFile`.
+        /// The lines of `editable`, `notes` and `outputs`, for `linkedAgentFile` and `outputOverTheTree`.
         public var lines: [String: Int] = [:]
     }
 
@@ -208,7 +208,7 @@ extension WorkspaceConfig {
         var files = try top.table("files")
         config.files.editable = try files.strings("editable").map { try relativeGlobs($0, files, "editable") } ?? []
         config.files.notes = try files.strings("notes").map { try relativeGlobs($0, files, "notes") } ?? []
-        for key in ["editable", "notes"] { config.files.lines[key] = reader.line(of: files.path, key: key) }
+        for key in ["editable", "notes", "outputs"] { config.files.lines[key] = reader.line(of: files.path, key: key) }
         config.files.locked = try files.strings("locked").map { try relativeGlobs($0, files, "locked") } ?? []
         config.files.hidden = try files.strings("hidden").map { try relativeGlobs($0, files, "hidden") } ?? []
         config.files.sealed = try files.strings("sealed").map { try relativeGlobs($0, files, "sealed") } ?? []
@@ -227,6 +227,19 @@ extension WorkspaceConfig {
                     throw reader.error(files.path, "outputs", "expected a directory of its own below the workspace root (not \".\", \".git\", \".proctor\" or \"proctor.toml\"), got \"\(path)\"")
                 }
                 return trimmed
+            }
+            // The experiment writes where the evaluator reads: with none, no score could come back.
+            guard !config.files.outputs.isEmpty else {
+                throw reader.error(files.path, "outputs", "expected at least one directory, e.g. [\"outputs/\"]: the evaluator reads the experiment's results there")
+            }
+            // Each is emptied and bound on its own: one inside another (or listed twice) was moved
+            // aside twice and the baseline failed.
+            for (index, output) in config.files.outputs.enumerated() {
+                if let other = config.files.outputs[..<index].first(where: { $0 == output || $0.hasPrefix(output + "/") || output.hasPrefix($0 + "/") }) {
+                    throw reader.error(files.path, "outputs", other == output
+                        ? "\"\(output)\" is listed twice; each directory once"
+                        : "expected directories apart from each other, got \"\(output)\" and \"\(other)\", one inside the other")
+                }
             }
             for output in config.files.outputs {
                 let lists = [("editable", config.files.editable), ("notes", config.files.notes),
@@ -576,6 +589,27 @@ extension WorkspaceConfig {
                 return ConfigError(file: file, line: agent.homeFileLines[source], key: "agent.home_files.\(source)",
                                    message: "expected an existing host file, but \(source) cannot be read (\(String(cString: strerror(errno))))")
             }
+        }
+        return nil
+    }
+
+    /// An output that is part of the committed tree (`tracked`: every path of it, with whether it
+    /// is a directory) or that is something other than a directory (`notADirectory`): the outputs
+    /// are emptied before every experiment, tracked files with them, and `outputs = ["program.md"]`
+    /// failed the baseline after the run had begun.
+    public func outputOverTheTree(tracked: [String: Bool], notADirectory: (String) -> Bool) -> ConfigError? {
+        for output in files.outputs {
+            let problem: String
+            if let isDirectory = tracked[output] {
+                problem = isDirectory ? "a directory that holds committed files, which would be deleted with the outputs before every experiment"
+                    : "a committed file"
+            } else if notADirectory(output) {
+                problem = "there as something other than a directory"
+            } else {
+                continue
+            }
+            return ConfigError(file: file, line: files.lines["outputs"], key: "files.outputs",
+                               message: "expected directories of the experiment's own, but \"\(output)\" is \(problem); name another directory")
         }
         return nil
     }

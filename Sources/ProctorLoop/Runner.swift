@@ -224,6 +224,7 @@ public final class Runner {
         if let linked = config.linkedAgentFile(linkTarget: { try? repo.linkTarget(at: $0, in: head) }) {
             throw LoopError(.refused, linked.description)
         }
+        if let output = try WorkspaceSteps.outputOverTheTree(config, repo: repo, head: head) { throw LoopError(.refused, output.description) }
         let pins = try pinLockedFiles(at: head)
         // The start checks passed: from here on the run writes.
         try repo.resetIndex(to: head)  // the index may hold what the user staged; keeps update it entry by entry

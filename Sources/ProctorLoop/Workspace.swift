@@ -213,6 +213,7 @@ public enum WorkspaceSteps {
         } else {
             throw LoopError(.refused, "\(root) has no commit; run `proctor init`")
         }
+        if let head = try repo.head(), let output = try outputOverTheTree(config, repo: repo, head: head) { problems.append(output.description) }
         let changes = try repo.loopStatus(against: base, config: config)
         problems += DiffValidator.validate(changes, policy: config.diffPolicy).map(\.description)
         let pins = RunState.load(root)?.pins ?? Pins.load(root) ?? [:]
@@ -276,6 +277,17 @@ extension Repository {
             return try Repository.open(at: root)
         } catch let error as GitError where error.isNotFound {
             throw LoopError(.refused, "\(root) is not a git repository of its own; make a workspace with `proctor init DIR` (it copies a template, commits it and pins the locked files)")
+        }
+    }
+}
+
+extension WorkspaceSteps {
+    /// `WorkspaceConfig.outputOverTheTree` for `head` and the working tree.
+    static func outputOverTheTree(_ config: WorkspaceConfig, repo: Repository, head: ObjectID) throws -> ConfigError? {
+        let tracked = try repo.trackedPaths(of: head)
+        return config.outputOverTheTree(tracked: tracked) { output in
+            var info = stat()
+            return lstat(config.root + "/" + output, &info) == 0 && info.st_mode & S_IFMT != S_IFDIR
         }
     }
 }

@@ -190,6 +190,30 @@ final class StartTests: XCTestCase {
         XCTAssertEqual(try ws.proctor(["check", "--workspace", ws.root, "--parallel", "0"]).status, 125)
     }
 
+    /// An output that is a committed file (or a directory of committed files: emptied before every
+    /// experiment, they would go with it) failed the baseline after the run had begun (exit 1, state
+    /// and ledger written). Refused at the start, and by `proctor check`, naming the line.
+    func testAnOutputOverCommittedFilesIsRefused() throws {
+        for (output, problem) in [("program.md", "is a committed file"), ("docs", "is a directory that holds committed files")] {
+            let ws = try LoopWorkspace()
+            try ws.write("program.md", "Improve X.\n")
+            try ws.write("docs/notes.txt", "mine\n")
+            try ws.write("proctor.toml", ws.read("proctor.toml")!.replacingOccurrences(of: #"outputs  = ["outputs/"]"#, with: "outputs  = [\"\(output)\"]"))
+            _ = try ws.git(["add", "-f", "program.md", "docs/notes.txt", "proctor.toml"])
+            _ = try ws.git(["-c", "user.name=T", "-c", "user.email=t@example.com", "commit", "-qm", "outputs over committed files"])
+            let line = try XCTUnwrap(ws.read("proctor.toml")?.components(separatedBy: "\n").firstIndex { $0.hasPrefix("outputs") }) + 1
+            let result = try ws.run(["--iterations", "1"])
+            StartTests.assertRefused(result, mentioning: "proctor.toml:\(line): files.outputs: expected directories of the experiment's own, but \"\(output)\" \(problem)")
+            StartTests.assertNoLedger(ws)
+            XCTAssertFalse(FileManager.default.fileExists(atPath: ws.path(".proctor/state.json")))
+            XCTAssertEqual(ws.read("program.md"), "Improve X.\n")
+            XCTAssertEqual(ws.read("docs/notes.txt"), "mine\n")
+            let checked = try ws.proctor(["check", "--workspace", ws.root])
+            XCTAssertEqual(checked.status, 1, checked.text)
+            XCTAssertTrue(checked.stdout.contains("violation: ") && checked.stdout.contains(problem), checked.text)
+        }
+    }
+
     func testResumeWithNothingToResumeIsRefusedWith125() throws {
         let ws = try LoopWorkspace()
         StartTests.assertRefused(try ws.run(["--resume", "--iterations", "1"]), mentioning: "nothing to resume")

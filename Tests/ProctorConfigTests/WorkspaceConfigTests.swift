@@ -316,6 +316,13 @@ final class WorkspaceConfigTests: XCTestCase {
             assertError(full.replacingOccurrences(of: "outputs  = [\"outputs/\"]", with: "outputs  = [\"\(bad)\"]"),
                         line: 6, key: "files.outputs", contains: "expected")
         }
+        // None (no score could come back), one twice, one inside another (moved aside twice: the
+        // baseline failed after the run had begun).
+        for (bad, message) in [("[]", "at least one directory"), ("[\"outputs/\", \"outputs\"]", "listed twice"),
+                               ("[\"outputs/\", \"outputs/sub\"]", "one inside the other"), ("[\"a/b\", \"a\"]", "one inside the other")] {
+            assertError(full.replacingOccurrences(of: "outputs  = [\"outputs/\"]", with: "outputs  = \(bad)"),
+                        line: 6, key: "files.outputs", contains: message)
+        }
         let config = try parse(full.replacingOccurrences(of: "outputs  = [\"outputs/\"]", with: "outputs  = [\"out/models/\", \"gitout\"]"))
         XCTAssertEqual(config.files.outputs, ["out/models", "gitout"])
     }
