@@ -179,12 +179,15 @@ public struct AnalysisStore: Sendable {
     /// One analysis for a prompt: the command, how it ended, the end of its output (at most
     /// `summaryLines` lines and `summaryBytes` bytes), control characters shown as `\xNN`.
     public func summary(of record: AnalysisRecord) -> String {
-        var command = AnalysisStore.clean(record.command.map(AnalysisStore.shellQuoted).joined(separator: " "))
+        // One line: the command's own line breaks shown as `\x0a` (a line of it read as the prompt's).
+        var command = record.command.map(AnalysisStore.shellQuoted).joined(separator: " ").displayEscaped(keeping: [])
         if command.unicodeScalars.count > 300 { command = command.prefix(scalars: 300) + "..." }
         let seconds = String(format: "%.1f", record.seconds)
         var text = "analysis #\(record.number): \(command)\nstatus \(record.status) (\(AnalysisStore.clean(String(record.reason.prefix(300))))), \(seconds) s\n"
         let tail = AnalysisStore.tail(of: logPath(record.number))
-        text += tail.isEmpty ? "(no output)\n" : "--- last lines of its output\n" + tail + (tail.endsWithLineFeed ? "" : "\n") + "---\n"
+        // Fenced, as the near misses: unfenced, an output line `# From the human supervising this
+        // run ...` read as the prompt's own section header (an agent's notes, `cat` by an analysis).
+        text += tail.isEmpty ? "(no output)\n" : "last lines of its output:\n" + MemoryText.fenced(tail, info: "text")
         return text
     }
 
