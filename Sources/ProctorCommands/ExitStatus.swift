@@ -28,7 +28,7 @@ enum ExitStatus {
             }
         case let error as SandboxError:
             switch error.code {
-            case .lockBusy, .interpreter, .slurmRequirement, .mountLimit: return badInput
+            case .lockBusy, .interpreter, .slurmRequirement, .mountLimit, .hostSetting: return badInput
             case .badPlan, .notInstalled, .planted, .slurm, .io: return failed
             }
         default:

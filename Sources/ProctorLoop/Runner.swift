@@ -151,6 +151,7 @@ public final class Runner {
             progress.line("warning: a session runs one experiment at a time; --parallel \(parallel) is ignored")
             parallel = 1
         }
+        try ExperimentLock.checkHostSettings()
         let machineSlots = Slot.machineSlots(parallel: parallel, executor: executorKind)
         if let shortfall = Slot.machineShortfall(parallel: parallel, executor: executorKind) { throw LoopError(.refused, shortfall) }
         // The user's ignored data the slots bind, read once (`Slot.userData`).

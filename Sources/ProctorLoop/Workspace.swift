@@ -192,6 +192,7 @@ public enum WorkspaceSteps {
         // The refusals `proctor run` would stop at, as violations (issue 11), with as many slots.
         var problems: [String] = []
         let slots = parallel ?? config.experiment.parallel
+        try ExperimentLock.checkHostSettings()
         if let shortfall = Slot.machineShortfall(parallel: slots, executor: config.executor.kind) { problems.append(shortfall) }
         do {
             _ = try SandboxEnvironment.interpreters(of: config)

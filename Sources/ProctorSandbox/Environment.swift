@@ -161,6 +161,7 @@ public struct SandboxEnvironment: Sendable {
     /// Takes the workspace lock, then the machine lock; a busy lock is audited and thrown.
     /// `slots`: the machine slots a `--parallel` run needs (`ExperimentLock.takeMachineSlots`).
     public func takeLocks(run: String, iteration: Int?, wait: Bool, audit: AuditLog?, phase: Phase, slots: Int = 1) throws -> [ExperimentLock] {
+        try ExperimentLock.checkHostSettings()
         let holder = LockHolder(pid: getpid(), run: run, iteration: iteration, since: Date(), workspace: config.root)
         do {
             let workspace = try ExperimentLock(path: ExperimentLock.workspacePath(config.root), holder: holder, wait: wait)

@@ -46,6 +46,30 @@ public final class ExperimentLock: @unchecked Sendable {
 
     public static func machineSlotPath(_ slot: Int) -> String { slot == 0 ? machinePath : machinePath + ".\(slot)" }
 
+    /// The machine's settings from the environment, checked before they are used: read as they
+    /// were, `PROCTOR_MACHINE_SLOTS=abc` (or 0, -1) meant one slot without a word, and a
+    /// `PROCTOR_MACHINE_LOCK` that is a directory failed the run (exit 1), one in a directory that
+    /// does not exist made that directory.
+    public static func checkHostSettings() throws {
+        if let slots = hostEnvironment("PROCTOR_MACHINE_SLOTS"), Int(slots).map({ $0 < 1 }) ?? true {
+            throw SandboxError(.hostSetting, "PROCTOR_MACHINE_SLOTS: expected a whole number of experiments this machine runs at once, 1 or more, got \"\(slots.displayEscaped(keeping: []))\"")
+        }
+        if let lock = hostEnvironment("PROCTOR_MACHINE_LOCK") {
+            let shown = lock.displayEscaped(keeping: [])
+            let directory = (lock as NSString).deletingLastPathComponent
+            var info = stat()
+            guard !lock.isEmpty, !lock.hasSuffix("/") else {
+                throw SandboxError(.hostSetting, "PROCTOR_MACHINE_LOCK: expected the path of a lock file, got \"\(shown)\"")
+            }
+            if stat(directory.isEmpty ? "." : directory, &info) != 0 || info.st_mode & S_IFMT != S_IFDIR {
+                throw SandboxError(.hostSetting, "PROCTOR_MACHINE_LOCK: expected a file in an existing directory, got \"\(shown)\"")
+            }
+            if lstat(lock, &info) == 0 && info.st_mode & S_IFMT != S_IFREG {
+                throw SandboxError(.hostSetting, "PROCTOR_MACHINE_LOCK: expected a lock file, but \"\(shown)\" is there as something else (a directory or a link)")
+            }
+        }
+    }
+
     /// `count` of the machine's slots (`machineSlots`), all or none. Without `wait`, the first busy
     /// answer is `lockBusy`; with it, waiters are served in turn on slot 0's queue (`LockQueue`), the
     /// first one taking free slots as they come until it has `count`.

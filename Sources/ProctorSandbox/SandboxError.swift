@@ -52,6 +52,9 @@ public enum SandboxErrorCode: LayerErrorCode {
     /// the nodes, proctor not at the same path there, a setting Slurm cannot honour): refused at
     /// start, like a bad key (issue 14).
     case slurmRequirement
+    /// A `PROCTOR_*` variable of the environment that cannot be what it names (`PROCTOR_MACHINE_SLOTS=abc`,
+    /// `PROCTOR_MACHINE_LOCK` a directory): refused before anything runs, like a bad key.
+    case hostSetting
     /// A Slurm command failed while the run was under way (`sbatch` refused a job).
     case slurm
     /// A system call failed; `errno` says why.

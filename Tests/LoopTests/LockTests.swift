@@ -98,6 +98,32 @@ final class LockTests: XCTestCase {
 
     /// A lock held without a holder record (another tool's flock, a holder killed before it wrote):
     /// `proctor status` said "lock: free" (bench/crash.sh's oracle found it).
+    /// The machine's settings in the environment are input too: `PROCTOR_MACHINE_SLOTS=abc` (or 0,
+    /// -1) was one slot without a word; a `PROCTOR_MACHINE_LOCK` that is a directory failed the run
+    /// with exit 1, one in a missing directory made it. 125 naming the variable, nothing made.
+    func testMalformedMachineSettingsAreRefused() throws {
+        let ws = try LoopWorkspace()
+        let missing = ws.base + "/no/such/dir/machine.lock"
+        let cases: [([String: String], String)] = [
+            (["PROCTOR_MACHINE_SLOTS": "abc"], "PROCTOR_MACHINE_SLOTS: expected a whole number"),
+            (["PROCTOR_MACHINE_SLOTS": "0"], "PROCTOR_MACHINE_SLOTS: expected a whole number"),
+            (["PROCTOR_MACHINE_SLOTS": "-1"], "PROCTOR_MACHINE_SLOTS: expected a whole number"),
+            (["PROCTOR_MACHINE_LOCK": ws.base], "PROCTOR_MACHINE_LOCK: expected a lock file"),
+            (["PROCTOR_MACHINE_LOCK": missing], "PROCTOR_MACHINE_LOCK: expected a file in an existing directory"),
+        ]
+        for (environment, message) in cases {
+            for args in [["run", "--workspace", ws.root, "--iterations", "1"], ["exec", "--workspace", ws.root, "--", "true"],
+                         ["check", "--workspace", ws.root]] where !(args[0] == "check" && environment["PROCTOR_MACHINE_LOCK"] != nil) {
+                let result = try ws.proctor(args, environment: environment)
+                XCTAssertEqual(result.status, 125, "\(args[0]) \(environment): \(result.text)")
+                XCTAssertTrue(result.stderr.contains(message), "\(args[0]) \(environment): \(result.stderr)")
+            }
+        }
+        XCTAssertFalse(FileManager.default.fileExists(atPath: ws.base + "/no"), "a directory was made")
+        XCTAssertFalse(FileManager.default.fileExists(atPath: ws.path(".proctor/results.tsv")))
+        XCTAssertEqual(try ws.proctor(["run", "--workspace", ws.root, "--iterations", "1"], environment: ["PROCTOR_MACHINE_SLOTS": "1"]).status, 0)
+    }
+
     func testStatusSaysALockWithoutAHolderIsHeld() throws {
         let ws = try LoopWorkspace()
         try ws.write(".proctor/lock", "")
