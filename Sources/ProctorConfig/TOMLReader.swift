@@ -9,12 +9,14 @@ import TOMLKit
 final class TOMLReader {
     let file: String
     private let lines: [String]
+    /// Lines (from 1) that begin inside a multi-line string: never a header or a key's line.
+    private var insideStrings: Set<Int> = []
     let root: TOMLTable
 
     init(file: String, text: String) throws {
         self.file = file
         self.lines = text.linesSplitAtLF()
-        if let (line, message) = Self.inputTOMLKitTrapsOn(text) {
+        if let (line, message) = Self.inputTOMLKitTrapsOn(text, insideStrings: &insideStrings) {
             throw ConfigError(file: file, line: line, key: nil, message: message)
         }
         do {
@@ -32,7 +34,8 @@ final class TOMLReader {
     /// silently cut the value at (`outputs = ["a\u0000b"]` made a directory `a`). The line and
     /// the message. And a raw NUL byte, which cut the whole file short there. A header is a `[` that opens a line
     /// outside strings and outside a value's brackets, so arrays spanning lines pass.
-    static func inputTOMLKitTrapsOn(_ text: String) -> (Int, String)? {
+    /// `insideStrings`: the lines that begin inside a multi-line string, gathered on the way.
+    static func inputTOMLKitTrapsOn(_ text: String, insideStrings: inout Set<Int>) -> (Int, String)? {
         let scalars = Array(text.unicodeScalars)
         // A raw NUL byte: TOMLKit hands toml++ a C string, which ends there, so everything after
         // it (a whole [sandbox] table) would vanish without an error.
@@ -85,12 +88,23 @@ final class TOMLReader {
                         if startsWith("\\u0000", index) || startsWith("\\U00000000", index) {
                             return (line, "a NUL character (\\u0000) in a string is not allowed (the value would be cut short there)")
                         }
+                        // toml++ 3.4 kept an escape TOML does not have (`metric = "a\qc"` meant `a\qc`);
+                        // a multi-line string may end a line with a backslash.
+                        let escaped = at(index + 1)
+                        let known = escaped.map { "btnfr\"\\uU".unicodeScalars.contains($0) } ?? true
+                        let lineEnd = triple && escaped.map { $0 == " " || $0 == "\t" || $0 == "\n" || $0 == "\r" } == true
+                        if !known && !lineEnd {
+                            let shown = escaped.map { $0.escaped(asASCII: true) } ?? ""
+                            return (line, "\"\\\(shown)\" is no escape TOML has (\\b \\t \\n \\f \\r \\\" \\\\ \\uXXXX \\UXXXXXXXX); write \\\\ for a backslash, or use a 'literal string'")
+                        }
+                        if escaped == "\n" { line += 1; insideStrings.insert(line) }
                         index += 2
                         continue
                     }
                     if d == "\n" {
                         if !triple { break }  // an unterminated string: toml++ reports it
                         line += 1
+                        insideStrings.insert(line)
                     }
                     if d == c && (!triple || startsWith(String(c) + String(c) + String(c), index)) {
                         index += triple ? 3 : 1
@@ -114,7 +128,8 @@ final class TOMLReader {
         var tableLine: Int?
         var inlineLine: Int?
         var seen = 0
-        for (index, raw) in lines.enumerated() {
+        // A line of a multi-line string that starts with `[` or reads `key =` is the string's.
+        for (index, raw) in lines.enumerated() where !insideStrings.contains(index + 1) {
             let text = raw.trimmingCharacters(in: .whitespaces)
             if text.hasPrefix("[") {
                 let inner = text.drop(while: { $0 == "[" }).prefix(while: { $0 != "]" })

@@ -261,6 +261,28 @@ final class WorkspaceConfigTests: XCTestCase {
                 XCTAssertTrue(error.message.contains("NUL character"), "\(error)")
             }
         }
+        // A multi-line string's line that starts with `[` was taken for a table header: the unknown
+        // key after it was named on the header's line.
+        let string = "[[phases]]\nuntil = 3\nstrategy = \"\"\"\n[experiment]\nuntill = 1\n\"\"\"\nuntill = 3\n"
+        XCTAssertThrowsError(try parse(full + "\n" + string)) { error in
+            guard let error = error as? ConfigError else { return XCTFail("\(error)") }
+            XCTAssertEqual(error.line, lines + 7, "\(error)")
+            XCTAssertEqual(error.key, "phases[1].untill", "\(error)")
+        }
+        // An escape TOML does not have was kept as written: metric = "a\qc" meant `a\qc`.
+        for bad in ["k = \"a\\qc\"", "k = [\"x\", \"\\d+\"]", "k = \"\"\"\nline\\q\"\"\""] {
+            XCTAssertThrowsError(try parse(full + "\n" + bad + "\n")) { error in
+                guard let error = error as? ConfigError else { return XCTFail("\(error)") }
+                XCTAssertEqual(error.line, bad.contains("\n") ? lines + 2 : lines + 1, "\(bad): \(error)")
+                XCTAssertTrue(error.message.contains("is no escape TOML has"), "\(error)")
+            }
+        }
+        for fine in ["note = \"\"\"\nends with a backslash \\\n  and goes on\"\"\"\n", "note = \"tab\\t quote\\\" back\\\\ u\\u00e9\"\n",
+                     "note = 'C:\\q literal'\n"] {
+            XCTAssertThrowsError(try parse(full + "\n" + fine)) { error in
+                XCTAssertTrue("\(error)".contains("unknown key"), "\(fine): \(error)")
+            }
+        }
         for fine in ["seeds_x = [\n[\n1]]\n", "note = \"\"\"\n[\n\"\"\"\n", "note = '''\n[\n'''\n", "note = \"[\" # [\n", "note = [{a = \"}\"}, {b = [1]}]\n", "note = \"\\\\u0000 \\u0001\"\n", "note = '\\u0000'\n"] {
             XCTAssertThrowsError(try parse(full + "\n" + fine)) { error in
                 XCTAssertTrue("\(error)".contains("unknown key"), "\(fine): \(error)")
