@@ -214,6 +214,22 @@ final class StartTests: XCTestCase {
         }
     }
 
+    /// An editable file that is not UTF-8 (a Latin-1 `# café` comment) read as empty: the mutate
+    /// agent warned of no markers (it has some) and every proposal crashed. Refused at the start,
+    /// naming the file and line.
+    func testAnEditableFileThatIsNotUTF8IsRefusedForTheBuiltInAgents() throws {
+        let ws = try LoopWorkspace()
+        var bytes = Array(ws.read("train.py")!.utf8)
+        let second = bytes.firstIndex(of: 0x0A)! + 1
+        bytes.insert(contentsOf: Array("# caf".utf8) + [0xE9, 0x0A], at: second)
+        FileManager.default.createFile(atPath: ws.path("train.py"), contents: Data(bytes))
+        _ = try ws.git(["-c", "user.name=T", "-c", "user.email=t@example.com", "commit", "-qam", "a Latin-1 comment"])
+        let result = try ws.run(["--iterations", "1"])
+        StartTests.assertRefused(result, mentioning: "the mutate agent cannot start: train.py:2: not UTF-8 text")
+        StartTests.assertNoLedger(ws)
+        XCTAssertEqual(try ws.proctorBranches(), [])
+    }
+
     func testResumeWithNothingToResumeIsRefusedWith125() throws {
         let ws = try LoopWorkspace()
         StartTests.assertRefused(try ws.run(["--resume", "--iterations", "1"]), mentioning: "nothing to resume")

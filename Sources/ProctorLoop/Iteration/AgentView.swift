@@ -8,7 +8,7 @@ import ProctorSandbox
 /// evaluator's words), the editable files, and the runtime's memory around the loop.
 extension Runner {
     func agentContext(_ iteration: Int, memory: AgentMemory) throws -> AgentContext {
-        let (files, notes) = agentFiles()
+        let (files, notes, _) = agentFiles()
         try? FileManager.default.createDirectory(atPath: root + "/.proctor/logs/" + state.run, withIntermediateDirectories: true)
         let program = (try? String(contentsOfFile: root + "/program.md", encoding: .utf8)) ?? ""
         // The built-in agents' draws: from the run id, or from `[agent] seed` to repeat a search.
@@ -39,11 +39,13 @@ extension Runner {
         return context
     }
 
-    /// The editable files' texts and the notes files an agent is shown.
-    private func agentFiles() -> (files: [String: String], notes: [String]) {
+    /// The editable files' texts and the notes files an agent is shown; `notText`: each editable
+    /// file that is not UTF-8 (shown empty) with the first line that is not.
+    private func agentFiles() -> (files: [String: String], notes: [String], notText: [String]) {
         let editable = config.files.editable.map(Glob.init)
         var files: [String: String] = [:]
         var notes: [String] = []
+        var notText: [String] = []
         let noteGlobs = config.files.notes.map(Glob.init)
         // Never the hidden labels, the locked evaluator or the config, however broad the globs: these
         // files are the prompt of an http agent (sent to a remote model) and what it may rewrite.
@@ -52,7 +54,12 @@ extension Runner {
         }
         for rel in listed {
             if editable.contains(where: { $0.matches(rel) }) {
-                files[rel] = (try? String(contentsOfFile: root + "/" + rel, encoding: .utf8)) ?? ""
+                let data = FileManager.default.contents(atPath: root + "/" + rel) ?? Data()
+                files[rel] = String(data: data, encoding: .utf8) ?? ""
+                if files[rel]!.isEmpty && !data.isEmpty {
+                    let line = data.split(separator: 0x0A, omittingEmptySubsequences: false).firstIndex { String(data: Data($0), encoding: .utf8) == nil }
+                    notText.append("\(rel):\((line ?? 0) + 1)")
+                }
             }
             if noteGlobs.contains(where: { $0.matches(rel) }) { notes.append(rel) }
         }
@@ -60,7 +67,7 @@ extension Runner {
             && !config.isOffLimitsToAgents(pattern) {
             notes.append(pattern)
         }
-        return (files, notes.sorted())
+        return (files, notes.sorted(), notText.sorted())
     }
 
     /// Before the run starts: the agent's own check of the files it will edit (the built-in agents'
@@ -68,7 +75,12 @@ extension Runner {
     /// first proposal after the baseline was measured, and then as a crash row each iteration; a
     /// workspace with nothing to move starts with a warning.
     func checkAgent() throws {
-        let (files, notes) = agentFiles()
+        let (files, notes, notText) = agentFiles()
+        // The built-in agents read and rewrite the editable files as UTF-8 text: a Latin-1 train.py
+        // read as empty (no markers, "every proposal will fail"; an http agent shown nothing).
+        if agentName != "command", let first = notText.first {
+            throw LoopError(.refused, "the \(agentName) agent cannot start: \(first): not UTF-8 text; the \(agentName) agent reads and writes the editable files as UTF-8 (convert the file, or use a command agent)")
+        }
         let context = AgentContext(workspace: root, program: "", editableFiles: files, notesFiles: notes,
                                    metric: config.evaluator.metric, maximize: config.evaluator.maximize, bestScore: nil,
                                    history: [], iteration: 0, seed: 0, maxDiffLines: config.limits.diffLines)
