@@ -118,6 +118,7 @@ public struct WorkspaceConfig: Sendable, Equatable {
         /// Host paths no sandbox phase sees: absolute, or `{site-packages}/REL` for REL in every
         /// Python package directory (a dataset a package ships that would give the holdout away).
         public var hide: [String] = []
+        public var hideLine: Int? = nil
         /// `user`: the host user whose uid and gid every sandboxed command runs as when proctor runs
         /// as root (nil: `proctor-sandbox`, created on first use). Checked when read: it exists and
         /// is neither root nor in root's group.
@@ -474,6 +475,7 @@ extension WorkspaceConfig {
         }
         if let value = try sandbox.strings("read_only") { config.sandbox.readOnly = try absolutePaths(value, sandbox, "read_only") }
         if let value = try sandbox.strings("hide") {
+            config.sandbox.hideLine = reader.line(of: sandbox.path, key: "hide")
             config.sandbox.hide = try value.map { path in
                 let placeholder = "{site-packages}/"
                 let rest = path.hasPrefix(placeholder) ? String(path.dropFirst(placeholder.count)) : path

@@ -97,11 +97,30 @@ public struct SandboxEnvironment: Sendable {
             let request = LaunchRequest(config: view, preset: preset, phase: phase, command: command)
             if let resolved = try LaunchPlan.resolveInterpreter(request, host: host) {
                 found[role] = resolved
+                try checkNotHidden(resolved.executable, role: role, config: view, packageRoots: resolved.packageRoots, host: host)
             } else {
                 try checkProgram(request, host: host)
+                if let name = command.first, name.hasPrefix("/") { try checkNotHidden(name, role: role, config: view, packageRoots: [], host: host) }
             }
         }
         return found
+    }
+
+    /// Refuses a `[sandbox] hide` entry that covers the program a phase runs, or the dynamic loader
+    /// and C library every program needs: with `hide = ["/root/.pyenv"]` the experiment ran the
+    /// system's python3 instead, without a word, and failed on a missing package after the run had
+    /// begun (exit 1); `hide = ["/usr"]` failed every launch the same way.
+    static func checkNotHidden(_ program: String, role: String, config: WorkspaceConfig, packageRoots: [String], host: HostFacts) throws {
+        let hides = LaunchPlan.hostHides(config.sandbox.hide, packageRoots: packageRoots, host: host)
+        let system = ["/lib64/ld-linux-x86-64.so.2", "/lib/x86_64-linux-gnu/libc.so.6", "/usr/lib/x86_64-linux-gnu/libc.so.6"]
+        let needed = [(program, "\(program), the program the \(role == "sealed" ? "sealed evaluator" : role) runs")]
+            + (system + system.map { URL(fileURLWithPath: $0).resolvingSymlinksInPath().path }).filter(host.exists).map { ($0, "\($0), which every program needs") }
+        for (path, what) in needed {
+            if let hide = hides.first(where: { path == $0 || path.hasPrefix($0.hasSuffix("/") ? $0 : $0 + "/") }) {
+                let place = "\(config.file)\(config.sandbox.hideLine.map { ":\($0)" } ?? "")"
+                throw SandboxError(.interpreter, "\(place): sandbox.hide: \"\(hide)\" hides \(what); hide something inside it instead")
+            }
+        }
     }
 
     /// Each phase's sandbox compiled as its launches will compile it, nothing run: throws the first

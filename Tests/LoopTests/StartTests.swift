@@ -230,6 +230,22 @@ final class StartTests: XCTestCase {
         XCTAssertEqual(try ws.proctorBranches(), [])
     }
 
+    /// A `[sandbox] hide` over what every program needs (`/usr`: the C library) or over the
+    /// experiment's own interpreter failed every launch after the run had begun (exit 1; a hidden
+    /// pyenv ran the system's python3 without a word). Refused at the start, naming the line.
+    func testAHideOverTheProgramsItRunsIsRefused() throws {
+        var spec = WorkspaceSpec()
+        spec.extraSections = "[sandbox]\nhide = [\"/usr\"]\n"
+        let ws = try LoopWorkspace(spec)
+        let line = try XCTUnwrap(ws.read("proctor.toml")?.components(separatedBy: "\n").firstIndex { $0.hasPrefix("hide") }) + 1
+        let result = try ws.run(["--iterations", "1"])
+        StartTests.assertRefused(result, mentioning: "proctor.toml:\(line): sandbox.hide: \"/usr\" hides /usr/")
+        StartTests.assertNoLedger(ws)
+        let checked = try ws.proctor(["check", "--workspace", ws.root])
+        XCTAssertEqual(checked.status, 1, checked.text)
+        XCTAssertTrue(checked.stdout.contains("sandbox.hide: \"/usr\""), checked.text)
+    }
+
     func testResumeWithNothingToResumeIsRefusedWith125() throws {
         let ws = try LoopWorkspace()
         StartTests.assertRefused(try ws.run(["--resume", "--iterations", "1"]), mentioning: "nothing to resume")
