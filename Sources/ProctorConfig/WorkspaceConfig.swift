@@ -385,8 +385,13 @@ extension WorkspaceConfig {
         if let value = try agent.strings("read_only") { config.agent.readOnly = try absolutePaths(value, agent, "read_only") }
         if let value = try agent.string("protocol", oneOf: ["openai", "anthropic"]) { config.agent.httpProtocol = value }
         if let value = try agent.string("base_url") {
-            guard value.hasPrefix("http://") || value.hasPrefix("https://") else {
-                throw reader.error(agent.path, "base_url", "expected an http:// or https:// URL, got \"\(value)\"")
+            // A space, a line break or no host ("http:// ", "http://x\r\nHost: evil") passed here and
+            // made every iteration a crash ("URL using bad/illegal format").
+            let scheme = value.hasPrefix("https://") ? "https://" : value.hasPrefix("http://") ? "http://" : nil
+            let host = scheme.map { value.dropFirst($0.count).prefix { $0 != "/" && $0 != "?" && $0 != "#" } } ?? ""
+            guard scheme != nil, !host.isEmpty, !host.hasPrefix(":"), !value.unicodeScalars.contains(where: { $0.properties.isWhitespace || $0.rewritesDisplay }),
+                  URL(string: value)?.host?.isEmpty == false else {
+                throw reader.error(agent.path, "base_url", "expected an http:// or https:// URL with a host and no spaces or control characters, got \(value.debugDescription)")
             }
             config.agent.baseURL = value
         }
@@ -403,8 +408,8 @@ extension WorkspaceConfig {
             guard key.hasPrefix("/") else { throw reader.error(home.path, key, "expected an absolute host path as the key") }
             // A file's place below the home: "" or "." named the home itself, and every iteration
             // then failed to copy the file onto a directory.
-            let parts = target.split(separator: "/")
-            guard !target.hasPrefix("/"), !parts.isEmpty, !parts.contains(".."), !parts.contains("."),
+            let parts = target.split(separator: "/", omittingEmptySubsequences: false)
+            guard !target.hasPrefix("/"), !target.isEmpty, !parts.contains(""), !parts.contains(".."), !parts.contains("."),
                   !target.unicodeScalars.contains(where: \.rewritesDisplay) else {
                 throw reader.error(home.path, key, "expected a file path below the agent's home, such as \".claude.json\", got \(target.debugDescription)")
             }

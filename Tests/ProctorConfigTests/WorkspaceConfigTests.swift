@@ -128,10 +128,17 @@ final class WorkspaceConfigTests: XCTestCase {
         assertError("limits.trees = 5\nlimits.features = 0\n" + noLimits, line: 2, key: "limits.features", contains: "expected an integer")
         // home_files: a file below the agent's home, not the home itself.
         let lines = full.split(separator: "\n", omittingEmptySubsequences: false).count
-        for target in ["\".\"", "\"\"", "\"a/./b\"", "\"x\\n\""] {
+        for target in ["\".\"", "\"\"", "\"a/./b\"", "\"x\\n\"", "\".x/\"", "\".x//y\""] {
             assertError(full + "\n[agent.home_files]\n\"/etc/hostname\" = \(target)\n", line: lines + 2,
                         key: "agent.home_files./etc/hostname", contains: "a file path below the agent's home")
         }
+        // base_url: a space, a line break or no host made every iteration a crash.
+        for url in ["\"http://x\\r\\nHost: evil\"", "\"http:// \"", "\"https://\"", "\"http://:80/v1\"", "\"ftp://x\""] {
+            assertError(full + "\nmodel = \"m\"\nbase_url = \(url)\n", line: lines + 2,
+                        key: "agent.base_url", contains: "expected an http:// or https:// URL")
+        }
+        XCTAssertEqual(try parse(full + "\nmodel = \"m\"\nbase_url = \"http://127.0.0.1:8080/v1\"\n").agent.baseURL,
+                       "http://127.0.0.1:8080/v1")
         // A missing source (every iteration crashed copying it) and targets inside one another (the
         // run stopped with a raw "file exists" error) are refused here.
         let missing = try parse(full + "\n[agent.home_files]\n\"/nonexistent-hf\" = \"x\"\n").missingHomeFile()
