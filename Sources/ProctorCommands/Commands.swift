@@ -150,17 +150,13 @@ struct Report: ParsableCommand {
             // error came after the write).
             let path = try WorkspaceSteps.writablePath(out ?? options.workspace + "/.proctor/report.html", option: "--out",
                                                        workspace: options.workspace, stateName: "*.html")
-            // POSIX calls for a one-line reason ("open /x/r.html: No such file or directory"), not
-            // Foundation's NSCocoaErrorDomain dump. A link at the path is refused, not followed.
-            let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0o644)
-            guard fd >= 0 else { throw LoopError.io(errno, "--out: open \(path)") }
-            let bytes = Array(html.utf8)
-            let written = write(fd, bytes, bytes.count)
-            let failure = errno
-            close(fd)
-            guard written == bytes.count else {
-                throw written < 0 ? LoopError.io(failure, "--out: write \(path)") : LoopError(.io, "--out: write \(path): short write")
+            // A link at the path is refused, not followed (nor replaced). The page is written beside
+            // it and renamed over it: killed while writing, the report was left empty.
+            var info = stat()
+            if lstat(path, &info) == 0 && info.st_mode & S_IFMT == S_IFLNK {
+                throw LoopError(.io, "--out: \(path) is a symbolic link; name the file itself")
             }
+            do { try AtomicFile.write(Data(html.utf8), to: path) } catch let error as LoopError { throw LoopError(error.code, "--out: " + error.description) }
             print("report: \(path)")
             if let gap { print("sealed test set: \(gap)") }
         } catch {

@@ -166,6 +166,7 @@ public final class Runner {
         }
         // Analyses a killed run had taken from the queue and not answered: this run runs them.
         AnalysisQueue(root: root).requeueOrphans()
+        sweepWhatKilledRunsLeft(parallel: parallel)
         try startExecutor()
         if options.resume {
             try resume()
@@ -186,6 +187,12 @@ public final class Runner {
         progress.total = options.iterations.map { state.lastIteration + $0 }
         let interrupted = parallel > 1 ? try runParallel(parallel, userData: slotData ?? []) : try runSerial()
         stopSession()
+        if sessionCommand != nil {
+            // The session agent is gone: what it left unsubmitted (an edit it never asked to have
+            // measured, one a Ctrl-C cut short) goes, as after `proctor run`'s Ctrl-C; the tree is
+            // the last kept commit's (it was left half-written, and the next run refused it).
+            try repo.loopRestore(to: try repo.resolve(state.bestCommit), config: config, kept: kept)
+        }
         try repo.writeIndex()
         return RunSummary(run: state.run, branch: state.branch, counts: counts, baseline: state.baselineScore,
                           best: state.bestScore, bestCommit: state.bestCommit, ledger: ledger.resultsPath,
@@ -687,6 +694,24 @@ public final class Runner {
             env.slot = SlotView(tree: root, outputs: slot + "/outputs", userData: slotData)
         }
         try env.checkPlans(agentCommand: sessionCommand ?? (agentName == "command" ? config.agent.command : nil))
+    }
+
+    /// What a killed proctor left, removed under the workspace lock: agent homes and session
+    /// channels of processes that are gone (a home holds what the agent wrote and the
+    /// `[agent.home_files]` copied in; it stayed until the next agent of that kind started), the
+    /// temporary files of whole-file writes, and a serial run's view of another run's slots.
+    private func sweepWhatKilledRunsLeft(parallel: Int) {
+        for prefix in ["proctor-agent", "proctor-session"] { ScratchDirectory.sweep(in: ScratchDirectory.agentBase, prefix: prefix) }
+        for directory in [root + "/.proctor", root + "/.proctor/memory"] {
+            for name in (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? [] {
+                guard let mark = name.range(of: ".tmp-", options: .backwards), let pid = Int32(name[mark.upperBound...]), pid > 0,
+                      pid != getpid(), kill(pid, 0) != 0, errno == ESRCH else { continue }
+                var info = stat()
+                if lstat(directory + "/" + name, &info) == 0, info.st_mode & S_IFMT == S_IFREG { unlink(directory + "/" + name) }
+            }
+        }
+        // A parallel run removes them itself when it starts (`runParallel`).
+        if parallel <= 1 { FileTree.removeDirectory(Slot.root(root)) }
     }
 
     /// `.proctor/` and the outputs are proctor's and the experiment's, never the repository's.

@@ -512,6 +512,20 @@ final class SessionTests: XCTestCase {
         XCTAssertTrue(stopped.stderr.contains("stopped by the supervisor"), stopped.stderr)
     }
 
+    /// What the agent leaves unsubmitted when the session ends (an edit it never asked to have
+    /// measured, or one cut short) goes: the tree is the last kept commit's. It stayed, and the
+    /// next `proctor run` refused the dirty tree.
+    func testTheAgentsUnsubmittedEditGoesWhenTheSessionEnds() throws {
+        let ws = try LoopWorkspace(agent: Self.noAgent)
+        let outcome = try session(ws, Self.setX("0.6") + "proctor experiment \"x=0.6\"\n" + Self.setX("0.9") + "echo unsubmitted >> LOG.md\nexit 0\n")
+        XCTAssertEqual(outcome.status, 0, ws.describe(outcome))
+        XCTAssertEqual(ws.statuses(), ["keep", "keep"], ws.describe(outcome))
+        XCTAssertEqual(ws.read("train.py"), LoopWorkspace.train("0.6"), "the unsubmitted edit stayed")
+        XCTAssertFalse(ws.read("LOG.md")?.contains("unsubmitted") ?? true)
+        let status = try runChild(["/usr/bin/git", "-C", ws.root, "status", "--porcelain"], deadline: 30)
+        XCTAssertEqual(status.stdout, "", "the tree is the kept commit's")
+    }
+
     /// Outside a session there is no channel: `proctor experiment` fails with a clear message.
     func testExperimentOutsideASessionFails() throws {
         let ws = try LoopWorkspace(agent: Self.noAgent)

@@ -246,6 +246,34 @@ final class StartTests: XCTestCase {
         XCTAssertTrue(checked.stdout.contains("sandbox.hide: \"/usr\""), checked.text)
     }
 
+    /// What a killed proctor left stayed until a later run of the same kind: an agent's home (what
+    /// it wrote, the `[agent.home_files]` copied in) until the next agent of that kind started, the
+    /// `.tmp-PID` files of whole-file writes for ever, a parallel run's slots until the next
+    /// parallel run. Any run's start removes those of processes that are gone, and nothing else.
+    func testARunStartRemovesWhatKilledRunsLeft() throws {
+        let ws = try LoopWorkspace()
+        let base = ws.base + "/homes"
+        try FileManager.default.createDirectory(atPath: base, withIntermediateDirectories: true)
+        let gone: Int32 = 4_194_303  // above any pid_max the kernel allows: no such process
+        let stale = ["\(base)/proctor-agent-\(gone)-AbCdEf", "\(base)/proctor-session-\(gone)-AbCdEf"]
+        let live = "\(base)/proctor-agent-\(getpid())-AbCdEf"
+        for directory in stale + [live] {
+            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+            try Data("token\n".utf8).write(to: URL(fileURLWithPath: directory + "/cred.json"))
+        }
+        for name in [".proctor/state.json.tmp-\(gone)", ".proctor/memory/learnings.md.tmp-\(gone)", ".proctor/slots/0/tree/train.py"] {
+            try ws.write(name, "left\n")
+        }
+        try ws.write(".proctor/mine.tmp-\(getpid())", "a live process's\n")
+        let result = try ws.proctor(["run", "--workspace", ws.root, "--iterations", "1"], environment: ["PROCTOR_AGENT_HOME_BASE": base])
+        XCTAssertEqual(result.status, 0, result.text)
+        for path in stale + [ws.path(".proctor/state.json.tmp-\(gone)"), ws.path(".proctor/memory/learnings.md.tmp-\(gone)"), ws.path(".proctor/slots")] {
+            XCTAssertFalse(FileManager.default.fileExists(atPath: path), path)
+        }
+        XCTAssertTrue(FileManager.default.fileExists(atPath: live + "/cred.json"), "a live process's home was removed")
+        XCTAssertEqual(ws.read(".proctor/mine.tmp-\(getpid())"), "a live process's\n")
+    }
+
     func testResumeWithNothingToResumeIsRefusedWith125() throws {
         let ws = try LoopWorkspace()
         StartTests.assertRefused(try ws.run(["--resume", "--iterations", "1"]), mentioning: "nothing to resume")
