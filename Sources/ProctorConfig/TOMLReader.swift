@@ -297,10 +297,15 @@ struct TableReader {
     }
 
     /// A size such as `64KiB`, `512MiB`, `4GiB`, in bytes.
-    mutating func size(_ key: String) throws -> Int64? {
+    /// `minimum`: the least that can work (a memory limit of "1B" passed, and the baseline was
+    /// killed for memory after the run had begun).
+    mutating func size(_ key: String, minimum: Int64 = 1) throws -> Int64? {
         guard let text = try stringValue(key, expecting: "a size such as \"512MiB\"") else { return nil }
         guard let bytes = Units.bytes(text), bytes > 0 else {
             throw error(key, "expected a positive size such as \"64KiB\", \"512MiB\" or \"4GiB\", got \"\(text)\"")
+        }
+        guard bytes >= minimum else {
+            throw error(key, "expected at least \(minimum >> 20)MiB (no program starts in less), got \"\(text)\"")
         }
         return bytes
     }

@@ -262,7 +262,7 @@ extension WorkspaceConfig {
         if let command = try commandLine(&exp, "command") { config.experiment.command = command }
         if let value = try exp.duration("timeout") { config.experiment.timeoutMs = value }
         config.experiment.cpuTimeMs = try exp.duration("cpu_time")
-        if exp.has("memory") { config.experiment.memoryBytes = try exp.size("memory") }
+        if exp.has("memory") { config.experiment.memoryBytes = try exp.size("memory", minimum: 8 << 20) }
         if let value = try exp.int("pids", min: 1, max: 1 << 22) { config.experiment.pids = value }
         if let value = try exp.size("max_file_size") { config.experiment.maxFileSize = value }
         if let value = try exp.size("max_output_bytes") { config.experiment.maxOutputBytes = value }
@@ -302,7 +302,7 @@ extension WorkspaceConfig {
         var ev = try top.table("evaluator")
         if let command = try commandLine(&ev, "command") { config.evaluator.command = command }
         if let value = try ev.duration("timeout") { config.evaluator.timeoutMs = value }
-        if ev.has("memory") { config.evaluator.memoryBytes = try ev.size("memory") }
+        if ev.has("memory") { config.evaluator.memoryBytes = try ev.size("memory", minimum: 8 << 20) }
         if let value = try ev.string("metric") {
             guard !value.isEmpty else { throw reader.error(ev.path, "metric", "expected a non-empty key name") }
             config.evaluator.metric = value
@@ -380,7 +380,7 @@ extension WorkspaceConfig {
         if let value = try commandLine(&agent, "command") { config.agent.command = value }
         config.agent.network = try NetworkAccess.read(&agent, warnings: &config.warnings)
         if let value = try agent.duration("timeout") { config.agent.timeoutMs = value }
-        if agent.has("memory") { config.agent.memoryBytes = try agent.size("memory") }
+        if agent.has("memory") { config.agent.memoryBytes = try agent.size("memory", minimum: 8 << 20) }
         if let value = try agent.strings("env") { config.agent.env = try envNames(value, agent, "env") }
         if let value = try agent.strings("read_only") { config.agent.readOnly = try absolutePaths(value, agent, "read_only") }
         if let value = try agent.string("protocol", oneOf: ["openai", "anthropic"]) { config.agent.httpProtocol = value }

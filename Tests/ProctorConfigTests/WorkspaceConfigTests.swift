@@ -132,6 +132,10 @@ final class WorkspaceConfigTests: XCTestCase {
             assertError(full + "\n[agent.home_files]\n\"/etc/hostname\" = \(target)\n", line: lines + 2,
                         key: "agent.home_files./etc/hostname", contains: "a file path below the agent's home")
         }
+        // A memory limit no program starts in ("1B", "512KiB"): the baseline was killed.
+        for size in ["\"1B\"", "\"512KiB\"", "\"7MiB\""] {
+            assertError(full + "\nmemory = \(size)\n", line: lines + 1, key: "agent.memory", contains: "expected at least 8MiB")
+        }
         // base_url: a space, a line break or no host made every iteration a crash.
         for url in ["\"http://x\\r\\nHost: evil\"", "\"http:// \"", "\"https://\"", "\"http://:80/v1\"", "\"ftp://x\""] {
             assertError(full + "\nmodel = \"m\"\nbase_url = \(url)\n", line: lines + 2,
