@@ -20,7 +20,10 @@ public enum WorkspaceSteps {
             let config = try WorkspaceConfig.load(workspace: root)
             let repo = try Repository.workspace(root)
             guard let head = try repo.head() else { throw LoopError(.refused, "\(root) has no commit to pin") }
-            try Pins.save(try lockedHashes(config, repo: repo, commit: head), root: root)
+            // Not under a run (it went ahead beside one): the workspace lock, or 125 naming its holder.
+            let lock = try ExperimentLock(path: ExperimentLock.workspacePath(root),
+                                          holder: LockHolder(pid: getpid(), run: "repin", iteration: nil, since: Date(), workspace: root))
+            try withExtendedLifetime(lock) { try Pins.save(try lockedHashes(config, repo: repo, commit: head), root: root) }
             return ["re-pinned the locked files of \(head.short)"]
         }
         var isDirectory: ObjCBool = false

@@ -36,6 +36,18 @@ final class TamperTests: XCTestCase {
         XCTAssertEqual(check.status, 1, check.text)
         XCTAssertTrue(check.stdout.contains("prepare.py: differs from its pin [tamper]"), check.text)
 
+        // Not beside a run that holds the workspace lock (it went ahead): 125 naming the holder.
+        let output = try CapturedOutput()
+        let hold = "import fcntl, sys, time\nf = open(sys.argv[1], 'a')\nfcntl.flock(f, fcntl.LOCK_EX)\nprint('held', flush=True)\ntime.sleep(30)"
+        let holder = try startProcess(["/usr/bin/env", "python3", "-c", hold, ws.path(".proctor/lock")], output: output)
+        XCTAssertTrue(waitUntil(timeout: 20) { output.stdout.contains("held") }, output.stderr)
+        let pinsBefore = ws.read(".proctor/pins.json")
+        let busy = try ws.proctor(["init", ws.root, "--repin"])
+        holder.terminate()
+        holder.waitUntilExit()
+        XCTAssertEqual(busy.status, 125, busy.text)
+        XCTAssertEqual(ws.read(".proctor/pins.json"), pinsBefore, "re-pinned beside a run")
+
         // Re-pinning on purpose makes the new evaluator the locked one.
         let repin = try ws.proctor(["init", ws.root, "--repin"])
         XCTAssertEqual(repin.status, 0, repin.text)
