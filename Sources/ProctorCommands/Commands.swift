@@ -156,7 +156,12 @@ struct Report: ParsableCommand {
             if lstat(path, &info) == 0 && info.st_mode & S_IFMT == S_IFLNK {
                 throw LoopError(.io, "--out: \(path) is a symbolic link; name the file itself")
             }
-            do { try AtomicFile.write(Data(html.utf8), to: path) } catch let error as LoopError { throw LoopError(error.code, "--out: " + error.description) }
+            do {
+                try AtomicFile.write(Data(html.utf8), to: path)
+            } catch let error as LoopError {
+                // Named by the file asked for, not the temporary one beside it.
+                throw LoopError.io(error.errno ?? EIO, "--out: \(error.description.hasPrefix("open ") ? "open" : "write") \(path)")
+            }
             print("report: \(path)")
             if let gap { print("sealed test set: \(gap)") }
         } catch {

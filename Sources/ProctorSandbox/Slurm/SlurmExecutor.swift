@@ -76,7 +76,14 @@ public final class SlurmExecutor: @unchecked Sendable {
             guard let other = Int(name.dropFirst("inflight-".count).dropLast(".json".count)) else { continue }
             try executor.forSlot(other).settleInFlight(cancel: cancelRunning, stop: stop, say: say)
         }
-        try executor.probe(stop: stop, say: say)
+        do {
+            try executor.probe(stop: stop, say: say)
+        } catch {
+            // A refused start leaves nothing behind: the directory goes while it is empty (an
+            // earlier run's jobs log keeps it).
+            rmdir(executor.stateDirectory)
+            throw error
+        }
         return executor
     }
 
