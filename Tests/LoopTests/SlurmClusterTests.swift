@@ -601,6 +601,7 @@ final class SlurmClusterTests: XCTestCase {
         XCTAssertEqual(ran.status, 125, ran.text)
         XCTAssertTrue(ran.stderr.contains("is not at the same path on the Slurm nodes"), ran.text)
         XCTAssertTrue(records(ws).isEmpty, "nothing recorded")
+        XCTAssertFalse(FileManager.default.fileExists(atPath: ws + "/.proctor/slurm"), "the refused start left .proctor/slurm/")
     }
 
     /// slurmd killed while the job runs: Slurm marks the node down and ends the job (NODE_FAIL);
