@@ -486,6 +486,16 @@ public final class Repository {
 
     /// Makes the index hold `commit`'s tree (what the working tree matches), as a run's start needs: a
     /// commit of a few paths then changes only their entries. Cached stat data of unchanged entries stays.
+    /// The index entries of `paths` (files, or directories and all beneath them) as `commit` holds
+    /// them: what `commit(message:paths:)` writes after making its commit, for a process killed
+    /// between the two (`proctor init` finishing the commit of a killed one left an empty index).
+    public func stageCommitted(_ paths: [String], of commit: ObjectID) throws {
+        let root = try tree(of: commit)
+        defer { git_tree_free(root) }
+        let entries = try flatten(root, only: paths).filter { $0.value.mode != .tree }
+        try updateIndex(entries.sorted { $0.key < $1.key }.map { (path: $0.key, mode: $0.value.mode, id: Optional($0.value.id)) })
+    }
+
     public func resetIndex(to commit: ObjectID) throws {
         let tree = try tree(of: commit)
         defer { git_tree_free(tree) }

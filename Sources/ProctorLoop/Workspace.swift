@@ -102,6 +102,8 @@ public enum WorkspaceSteps {
         let head: ObjectID
         if unfinished, let before, let current, current.hex != before {
             head = current
+            // Killed after the commit, maybe before its index entries were written: write them.
+            try repo.stageCommitted(entries, of: head)
         } else {
             try AtomicFile.write(Data("head \(current?.hex ?? "none")\n".utf8), to: pending)
             head = try repo.commit(message: "proctor init: workspace from \(URL(fileURLWithPath: source).lastPathComponent)", paths: entries)

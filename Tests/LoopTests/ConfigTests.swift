@@ -195,6 +195,18 @@ final class ConfigTests: XCTestCase {
         again = try ws.proctor(["init", ws.root, "--template", ws.templateDir])
         XCTAssertEqual(again.status, 0, again.text)
         XCTAssertEqual(try ws.git(["log", "--format=%s"]).split(separator: "\n").count, 1, again.text)
+        // Killed after its commit, before the commit's index entries were written (seen in CI as
+        // the unprivileged user): the next init kept the commit and left the index empty, every
+        // file "deleted" and untracked. It writes the entries now.
+        let committed = try ws.git(["rev-parse", "HEAD"])
+        try LoopWorkspace.write(ws.root + "/.proctor/init.pending", "head none\n")
+        _ = try ws.git(["rm", "-q", "-r", "--cached", "."])
+        XCTAssertNotEqual(try ws.git(["status", "--porcelain"]), "")
+        again = try ws.proctor(["init", ws.root, "--template", ws.templateDir])
+        XCTAssertEqual(again.status, 0, again.text)
+        XCTAssertEqual(try ws.git(["rev-parse", "HEAD"]), committed, "a second commit was made")
+        XCTAssertEqual(try ws.git(["status", "--porcelain", "--untracked-files=all"]), "", "the index was left empty")
+        XCTAssertNil(ws.read(".proctor/init.pending"))
         // One the user had before the init is theirs: opened, never made again.
         try FileManager.default.removeItem(atPath: ws.root)
         try LoopWorkspace.write(ws.root + "/.proctor/init.pending", "copying\n")
