@@ -197,8 +197,9 @@ final class CheatTests: XCTestCase {
 
     /// A program in a directory the agent made unreadable (mode 0300), run by train.py: as its
     /// owner (proctor not root) libgit2 left the directory out with a warning, the change was kept
-    /// and its commit held the loader only. Unprivileged it is `rejected` now (rule `unreachable`)
-    /// and removed; as root git reads it, and the kept commit holds what ran.
+    /// and its commit held the loader only. The validation now gives the owner's bits back first
+    /// (`restoreOwnerAccess`), so git reads the directory, as root and as a user, and the kept
+    /// commit holds what ran. (`Status.unreachable` still rejects one it cannot read.)
     func testAProgramInAnUnreadableDirectoryIsNotKeptUnseen() throws {
         let loader = LoopWorkspace.train("0.2", extra: "exec(open('src/hid/p.py').read()) if os.path.exists('src/hid/p.py') else None")
         let script = """
@@ -213,16 +214,9 @@ final class CheatTests: XCTestCase {
                                    files: ["src/__init__.py": ""])
         let outcome = try ws.run(iterations: 1)
         XCTAssertEqual(outcome.status, 0, ws.describe(outcome))
-        if geteuid() == 0 {
-            XCTAssertEqual(ws.statuses(), ["keep", "keep"], ws.describe(outcome))
-            let tree = try runChild(["/usr/bin/git", "-C", ws.root, "ls-tree", "-r", "--name-only", "HEAD"], deadline: 30)
-            XCTAssertTrue(tree.stdout.contains("src/hid/p.py"), "the kept commit holds what ran: \(tree.stdout)")
-        } else {
-            XCTAssertEqual(ws.statuses(), ["keep", "rejected"], ws.describe(outcome))
-            let reason = ws.rows().last?["description"] ?? ""
-            XCTAssertTrue(reason.contains("src/hid: a directory that cannot be read") && reason.contains("[unreachable]"), reason)
-            XCTAssertFalse(FileManager.default.fileExists(atPath: ws.path("src/hid")))
-        }
+        XCTAssertEqual(ws.statuses(), ["keep", "keep"], ws.describe(outcome))
+        let tree = try runChild(["/usr/bin/git", "-C", ws.root, "ls-tree", "-r", "--name-only", "HEAD"], deadline: 30)
+        XCTAssertTrue(tree.stdout.contains("src/hid/p.py"), "the kept commit holds what ran: \(tree.stdout)")
     }
 
     /// An extended attribute on train.py held a program the two-line loader in train.py ran: git
