@@ -157,19 +157,27 @@ final class SessionTests: XCTestCase {
     /// stopped (exit 1, no row, the tree unreverted). The file is replaced instead; the program
     /// keeps the old one, and the agent's bind of the file goes with it (its own loss).
     func testAnEditableFileRunningAsAProgramIsStillReverted() throws {
-        let ws = try LoopWorkspace(agent: Self.noAgent)
-        let script = """
+        try assertRevertedAfterOneExperiment("""
             cp /bin/sleep train.py && chmod +x train.py && (./train.py 1000 &)
             sleep 0.3
             proctor experiment "train.py runs"
             sleep 1000
-            """
+            """, ending: "rejected")
+    }
+
+    /// A session of one experiment (`script`) that ends `ending`; then the tree is the kept
+    /// commit's, train.py the baseline's with its committed mode, and the session exited 0.
+    func assertRevertedAfterOneExperiment(_ script: String, ending: String, line: UInt = #line) throws {
+        let ws = try LoopWorkspace(agent: Self.noAgent)
         let outcome = try session(ws, script, iterations: 1)
-        XCTAssertEqual(outcome.status, 0, ws.describe(outcome))
-        XCTAssertEqual(ws.statuses(), ["keep", "rejected"], ws.describe(outcome))
-        XCTAssertEqual(ws.read("train.py"), LoopWorkspace.train("0.2"), "the rejected change was not reverted")
+        XCTAssertEqual(outcome.status, 0, ws.describe(outcome), line: line)
+        XCTAssertEqual(ws.statuses(), ["keep", ending], ws.describe(outcome), line: line)
+        XCTAssertEqual(ws.read("train.py"), LoopWorkspace.train("0.2"), "the change was not reverted", line: line)
+        var info = stat()
+        XCTAssertEqual(lstat(ws.path("train.py"), &info), 0, line: line)
+        XCTAssertEqual(info.st_mode & 0o777, 0o644, line: line)
         let status = try runChild(["/usr/bin/git", "-C", ws.root, "status", "--porcelain"], deadline: 30)
-        XCTAssertEqual(status.stdout, "", "the tree is the kept commit's")
+        XCTAssertEqual(status.stdout, "", "the tree is the kept commit's", line: line)
     }
 
     /// The editable file changed and left without permissions (the agent owns it in its sandbox):
@@ -177,19 +185,11 @@ final class SessionTests: XCTestCase {
     /// come back before the validation: it is measured (git records no read or write bits),
     /// discarded and reverted to the committed bytes and mode.
     func testAnEditableFileLeftWithoutPermissionsIsStillReverted() throws {
-        let ws = try LoopWorkspace(agent: Self.noAgent)
-        let script = Self.setX("0.1") + """
+        try assertRevertedAfterOneExperiment(Self.setX("0.1") + """
             chmod 000 train.py
             proctor experiment "no permissions"
             sleep 1000
-            """
-        let outcome = try session(ws, script, iterations: 1)
-        XCTAssertEqual(outcome.status, 0, ws.describe(outcome))
-        XCTAssertEqual(ws.statuses(), ["keep", "discard"], ws.describe(outcome))
-        XCTAssertEqual(ws.read("train.py"), LoopWorkspace.train("0.2"), "the discarded change was not reverted")
-        var info = stat()
-        XCTAssertEqual(lstat(ws.path("train.py"), &info), 0)
-        XCTAssertEqual(info.st_mode & 0o777, 0o644)
+            """, ending: "discard")
     }
 
     /// A request whose reply descriptor is a loopback TCP socket with unsent data and an hour's
