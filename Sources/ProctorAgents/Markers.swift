@@ -116,8 +116,12 @@ struct Knob {
             }
             // Where every value of the range is exact and formats: an int beyond 2^53 is not one
             // integer as a Double, and a float near the ends of its scale has no four-digit literal.
-            if kind == .int, let outside = [number, lo, hi].first(where: { abs($0) > Knob.largestInt }) {
-                throw bad("\(Knob.format(outside, exponentStyle: true)) is beyond the ints a knob can take (at most 2^53 = 9007199254740992 either way)")
+            // Read as integers, not as Doubles: 9007199254740993 is 2^53 as a Double, and passed.
+            if kind == .int, let outside = [literal, spec[1][..<dots.lowerBound], spec[1][dots.upperBound...]].first(where: { text in
+                let digits = text.hasPrefix("+") ? text.dropFirst() : text[...]
+                return Int(digits).map { $0.magnitude > UInt(Knob.largestInt) } ?? (Double(String(text)).map { abs($0) > Knob.largestInt } ?? true)
+            }) {
+                throw bad("\(outside) is beyond the ints a knob can take (at most 2^53 = 9007199254740992 either way)")
             }
             if kind == .float, let outside = [number, lo, hi].first(where: { $0 != 0 && !(Knob.floatMagnitudes ~= abs($0)) }) {
                 throw bad("\(outside) is outside the floats a knob can take (0, or 1e-300 to 1e300 either way)")

@@ -217,6 +217,8 @@ final class SearchAgentTests: XCTestCase {
             // Values no literal can hold (these trapped the supervisor on its next proposal).
             "N = 5  # mutate: int 1..1e300",  // an int range beyond 2^53
             "N = 10000000000000000000000  # mutate: int 1e22..1e23",
+            "N = 5  # mutate: int 1..9007199254740993",  // 2^53 + 1: 2^53 itself as a Double
+            "N = -9007199254740993  # mutate: int -9007199254740993..0",
             "X = 5e-324  # mutate: float 0.0..1e-323 linear",  // a float below 1e-300
             "X = 1.0  # mutate: float 1..1e308 log",  // a float above 1e300
             "X = 0.5  # mutate: float 1e-400..1 linear",  // reads as 0, not what it says
