@@ -118,8 +118,7 @@ struct Knob {
             // integer as a Double, and a float near the ends of its scale has no four-digit literal.
             // Read as integers, not as Doubles: 9007199254740993 is 2^53 as a Double, and passed.
             if kind == .int, let outside = [literal, spec[1][..<dots.lowerBound], spec[1][dots.upperBound...]].first(where: { text in
-                let digits = text.hasPrefix("+") ? text.dropFirst() : text[...]
-                return Int(digits).map { $0.magnitude > UInt(Knob.largestInt) } ?? (Double(String(text)).map { abs($0) > Knob.largestInt } ?? true)
+                Int(text).map { $0.magnitude > UInt(Knob.largestInt) } ?? (Double(String(text)).map { abs($0) > Knob.largestInt } ?? true)
             }) {
                 throw bad("\(outside) is beyond the ints a knob can take (at most 2^53 = 9007199254740992 either way)")
             }

@@ -55,8 +55,10 @@ extension Runner {
         for rel in listed {
             if editable.contains(where: { $0.matches(rel) }) {
                 let data = FileManager.default.contents(atPath: root + "/" + rel) ?? Data()
-                files[rel] = String(data: data, encoding: .utf8) ?? ""
-                if files[rel]!.isEmpty && !data.isEmpty {
+                if let text = String(data: data, encoding: .utf8) {
+                    files[rel] = text
+                } else {
+                    files[rel] = ""
                     let line = data.split(separator: 0x0A, omittingEmptySubsequences: false).firstIndex { String(data: Data($0), encoding: .utf8) == nil }
                     notText.append("\(rel):\((line ?? 0) + 1)")
                 }
