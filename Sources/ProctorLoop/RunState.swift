@@ -100,8 +100,17 @@ public struct RunState: Codable, Sendable {
 
 /// Whole-file replacement that survives a crash at any moment.
 public enum AtomicFile {
+    /// The temporary file a whole-file write of `path` by this process goes through.
+    static func temporary(for path: String) -> String { path + ".tmp-\(getpid())" }
+
+    /// Whether `name` is such a temporary file of a process that is gone (a killed writer's).
+    static func leftByDeadProcess(_ name: String) -> Bool {
+        guard let mark = name.range(of: ".tmp-", options: .backwards), let pid = Int32(name[mark.upperBound...]), pid > 0 else { return false }
+        return pid != getpid() && kill(pid, 0) != 0 && errno == ESRCH
+    }
+
     public static func write(_ data: Data, to path: String) throws {
-        let temp = path + ".tmp-\(getpid())"
+        let temp = temporary(for: path)
         let fd = open(temp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0o644)
         guard fd >= 0 else { throw LoopError.io(errno, "open \(temp)") }
         let written = data.withUnsafeBytes { Glibc.write(fd, $0.baseAddress, $0.count) }

@@ -703,9 +703,7 @@ public final class Runner {
     private func sweepWhatKilledRunsLeft(parallel: Int) {
         for prefix in ["proctor-agent", "proctor-session"] { ScratchDirectory.sweep(in: ScratchDirectory.agentBase, prefix: prefix) }
         for directory in [root + "/.proctor", root + "/.proctor/memory"] {
-            for name in (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? [] {
-                guard let mark = name.range(of: ".tmp-", options: .backwards), let pid = Int32(name[mark.upperBound...]), pid > 0,
-                      pid != getpid(), kill(pid, 0) != 0, errno == ESRCH else { continue }
+            for name in (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? [] where AtomicFile.leftByDeadProcess(name) {
                 var info = stat()
                 if lstat(directory + "/" + name, &info) == 0, info.st_mode & S_IFMT == S_IFREG { unlink(directory + "/" + name) }
             }

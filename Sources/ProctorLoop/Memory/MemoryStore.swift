@@ -102,7 +102,7 @@ public final class MemoryStore {
     /// Replaces the file at `path` whole: a temporary file beside it (never through a link), renamed
     /// over it. Not fsynced (see the type).
     static func replace(_ path: String, with data: Data) throws {
-        let temp = path + ".tmp-\(getpid())"
+        let temp = AtomicFile.temporary(for: path)
         let fd = open(temp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0o644)
         guard fd >= 0 else { throw LoopError.io(errno, "memory: open \(temp)") }
         let status = WriteAll.bytes(fd, data)
