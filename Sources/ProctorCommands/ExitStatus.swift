@@ -1,3 +1,4 @@
+import ProctorConfig
 import ProctorLoop
 import ProctorSandbox
 
@@ -31,6 +32,8 @@ enum ExitStatus {
             case .lockBusy, .interpreter, .slurmRequirement, .mountLimit, .hostSetting: return badInput
             case .badPlan, .notInstalled, .planted, .slurm, .io: return failed
             }
+        case is ConfigError:
+            return badInput  // `proctor.toml` against what the run finds (a locked name matching nothing)
         default:
             return failed
         }

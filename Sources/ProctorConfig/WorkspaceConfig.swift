@@ -92,6 +92,7 @@ public struct WorkspaceConfig: Sendable, Equatable {
         public var env: [String] = ["PATH", "LANG", "TERM"]
         /// Read-only paths a command agent may additionally see (its own installation).
         public var readOnly: [String] = []
+        public var readOnlyLine: Int? = nil
         /// Files copied into the agent's private home (e.g. a CLI's config), host path → home-relative path.
         public var homeFiles: [String: String] = [:]
         /// The line of each `[agent.home_files]` key, for `missingHomeFile`.
@@ -115,6 +116,7 @@ public struct WorkspaceConfig: Sendable, Equatable {
         public var policyLine: Int? = nil
         /// Extra read-only host paths (e.g. a toolchain outside /usr).
         public var readOnly: [String] = []
+        public var readOnlyLine: Int? = nil
         /// Host paths no sandbox phase sees: absolute, or `{site-packages}/REL` for REL in every
         /// Python package directory (a dataset a package ships that would give the holdout away).
         public var hide: [String] = []
@@ -134,6 +136,7 @@ public struct WorkspaceConfig: Sendable, Equatable {
         public var plateauAfter: Int = 15
         /// A user-maintained, locked file whose lines join `do_not_retry.md`.
         public var doNotRetry: String? = nil
+        public var doNotRetryLine: Int? = nil
         /// `rules` (deterministic, from the ledger and the diffs) or `agent` (an http agent rewrites
         /// `learnings.md` with a second model call).
         public var synthesize: String = "rules"
@@ -209,7 +212,7 @@ extension WorkspaceConfig {
         var files = try top.table("files")
         config.files.editable = try files.strings("editable").map { try relativeGlobs($0, files, "editable") } ?? []
         config.files.notes = try files.strings("notes").map { try relativeGlobs($0, files, "notes") } ?? []
-        for key in ["editable", "notes", "outputs"] { config.files.lines[key] = reader.line(of: files.path, key: key) }
+        for key in ["editable", "notes", "locked", "outputs"] { config.files.lines[key] = reader.line(of: files.path, key: key) }
         config.files.locked = try files.strings("locked").map { try relativeGlobs($0, files, "locked") } ?? []
         config.files.hidden = try files.strings("hidden").map { try relativeGlobs($0, files, "hidden") } ?? []
         config.files.sealed = try files.strings("sealed").map { try relativeGlobs($0, files, "sealed") } ?? []
@@ -382,7 +385,10 @@ extension WorkspaceConfig {
         if let value = try agent.duration("timeout") { config.agent.timeoutMs = value }
         if agent.has("memory") { config.agent.memoryBytes = try agent.size("memory", minimum: 8 << 20) }
         if let value = try agent.strings("env") { config.agent.env = try envNames(value, agent, "env") }
-        if let value = try agent.strings("read_only") { config.agent.readOnly = try absolutePaths(value, agent, "read_only") }
+        if let value = try agent.strings("read_only") {
+            config.agent.readOnly = try absolutePaths(value, agent, "read_only")
+            config.agent.readOnlyLine = reader.line(of: agent.path, key: "read_only")
+        }
         if let value = try agent.string("protocol", oneOf: ["openai", "anthropic"]) { config.agent.httpProtocol = value }
         if let value = try agent.string("base_url") {
             // A space, a line break or no host ("http:// ", "http://x\r\nHost: evil") passed here and
@@ -438,6 +444,7 @@ extension WorkspaceConfig {
         if let value = try memory.int("plateau_after", min: 1) { config.memory.plateauAfter = value }
         if let value = try memory.string("do_not_retry") {
             config.memory.doNotRetry = try relativeGlobs([value], memory, "do_not_retry")[0]
+            config.memory.doNotRetryLine = reader.line(of: memory.path, key: "do_not_retry")
             guard !value.contains(where: { "*?[".contains($0) }) else {
                 throw memory.error("do_not_retry", "expected one workspace-relative file name, got \"\(value)\"")
             }
@@ -478,7 +485,10 @@ extension WorkspaceConfig {
             config.sandbox.policy = value
             config.sandbox.policyLine = reader.line(of: sandbox.path, key: "policy")
         }
-        if let value = try sandbox.strings("read_only") { config.sandbox.readOnly = try absolutePaths(value, sandbox, "read_only") }
+        if let value = try sandbox.strings("read_only") {
+            config.sandbox.readOnly = try absolutePaths(value, sandbox, "read_only")
+            config.sandbox.readOnlyLine = reader.line(of: sandbox.path, key: "read_only")
+        }
         if let value = try sandbox.strings("hide") {
             config.sandbox.hideLine = reader.line(of: sandbox.path, key: "hide")
             config.sandbox.hide = try value.map { path in
@@ -586,16 +596,52 @@ extension WorkspaceConfig {
 }
 
 extension WorkspaceConfig {
-    /// The first `[agent.home_files]` source this host lacks, as the error that names it. Copied
-    /// before every agent run, a missing one failed every iteration (a crash row each); checked
-    /// where something will run (`run`, `exec`, `check`), not where runs are only read.
+    /// The first `[agent.home_files]` source this host lacks, or that is not a file, as the error
+    /// that names it. Copied before every agent run, a missing one failed every iteration (a crash
+    /// row each), and a directory was copied whole (a `~/.claude` with every past conversation);
+    /// checked where something will run (`run`, `exec`, `check`), not where runs are only read.
     public func missingHomeFile() -> ConfigError? {
         for source in agent.homeFiles.keys.sorted() {
             var st = stat()
-            if stat(source, &st) != 0 {
+            let problem = stat(source, &st) != 0 ? "\(source) cannot be read (\(String(cString: strerror(errno))))"
+                : st.st_mode & S_IFMT == S_IFDIR ? "\(source) is a directory; name the files in it, one key each"
+                : st.st_mode & S_IFMT != S_IFREG ? "\(source) is not a regular file" : nil
+            if let problem {
                 return ConfigError(file: file, line: agent.homeFileLines[source], key: "agent.home_files.\(source)",
-                                   message: "expected an existing host file, but \(source) cannot be read (\(String(cString: strerror(errno))))")
+                                   message: "expected an existing host file, but \(problem)")
             }
+        }
+        return nil
+    }
+
+    /// `read_only` paths this host lacks, as warnings naming file, line and key: they are not
+    /// mounted (a path may exist only on some machines, a Slurm cluster's nodes), so what needs
+    /// them fails inside the sandbox; a typo was silent until then.
+    public func missingReadOnlyPaths() -> [String] {
+        [("sandbox", sandbox.readOnly, sandbox.readOnlyLine), ("agent", agent.readOnly, agent.readOnlyLine)].flatMap { table, paths, line in
+            paths.filter { access($0, F_OK) != 0 }.map { path in
+                "\(file):\(line.map(String.init) ?? "?"): \(table).read_only: \(path) does not exist on this host; it is not mounted"
+            }
+        }
+    }
+
+    /// A `[files] locked` entry that names one path (no wildcard) but none of the locked files
+    /// `pinned` holds, or a `[memory] do_not_retry` file that is not among them, as the error that
+    /// names it. A typo (`eval_util.py`, or `eval` for the directory `eval/`) left the file it meant
+    /// unlocked and out of the evaluator's pinned copy, and a missing do-not-retry list was read
+    /// as empty, both without a word.
+    public func missingLockedFile(pinned: Set<String>) -> ConfigError? {
+        for entry in files.locked where Self.namesOnePath(entry) {
+            let glob = Glob(entry)
+            guard !pinned.contains(where: glob.matches) else { continue }
+            var info = stat()
+            let directory = !entry.hasSuffix("/") && stat(root + "/" + entry, &info) == 0 && info.st_mode & S_IFMT == S_IFDIR
+            return ConfigError(file: file, line: files.lines["locked"], key: "files.locked",
+                               message: "expected committed files, but \"\(entry)\" names none" + (directory ? " (a directory is written \"\(entry)/\")" : ""))
+        }
+        if let list = memory.doNotRetry, !pinned.contains(list) {
+            return ConfigError(file: file, line: memory.doNotRetryLine, key: "memory.do_not_retry",
+                               message: "expected a committed locked file, but \(list) is not one")
         }
         return nil
     }

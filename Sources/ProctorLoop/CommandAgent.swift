@@ -85,13 +85,19 @@ public struct CommandAgent: Agent {
         return Proposal(description: Self.summary(of: text))
     }
 
-    /// Copies `[agent.home_files]` into a fresh private home.
+    /// Copies `[agent.home_files]` into a fresh private home: each file's bytes, links followed (a
+    /// copied link, as a dotfile manager leaves, pointed at a host path no sandbox shows), readable
+    /// and writable by its owner alone (a credentials file).
     static func populate(home: String, config: WorkspaceConfig) throws {
-        for (source, target) in config.agent.homeFiles {
+        for (source, target) in config.agent.homeFiles.sorted(by: { $0.key < $1.key }) {
             let destination = home + "/" + target
+            var info = stat()
             guard (try? FileManager.default.createDirectory(atPath: (destination as NSString).deletingLastPathComponent,
                                                              withIntermediateDirectories: true)) != nil,
-                (try? FileManager.default.copyItem(atPath: source, toPath: destination)) != nil
+                stat(source, &info) == 0, info.st_mode & S_IFMT == S_IFREG,
+                let bytes = FileManager.default.contents(atPath: source),
+                FileManager.default.createFile(atPath: destination, contents: bytes,
+                                               attributes: [.posixPermissions: Int(info.st_mode & 0o700 | 0o600)])
             else {
                 throw AgentError.failed(reason: "cannot copy [agent.home_files] \(source) into the agent's home")
             }

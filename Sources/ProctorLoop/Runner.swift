@@ -558,12 +558,14 @@ public final class Runner {
         return pins
     }
 
-    /// The pins of a run: as `WorkspaceSteps.lockedHashes`, and `[files].locked` must match something.
+    /// The pins of a run: as `WorkspaceSteps.lockedHashes`; `[files].locked` must match something,
+    /// and each name in it (and the `[memory] do_not_retry` file) a file.
     func hashLockedFiles(at commit: ObjectID) throws -> [String: String] {
         let pins = try WorkspaceSteps.lockedHashes(config, repo: repo, commit: commit)
         if pins.isEmpty && !config.files.locked.isEmpty {
             throw LoopError(.refused, "no file matches [files].locked \(config.files.locked); the evaluator must be locked")
         }
+        if let missing = config.missingLockedFile(pinned: Set(pins.keys)) { throw missing }
         return pins
     }
 

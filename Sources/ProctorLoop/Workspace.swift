@@ -220,6 +220,7 @@ public enum WorkspaceSteps {
             throw LoopError(.refused, "\(root) has no commit; run `proctor init`")
         }
         if let head = try repo.head(), let output = try outputOverTheTree(config, repo: repo, head: head) { problems.append(output.description) }
+        if let missing = config.missingLockedFile(pinned: Set(lockedPaths(config))) { problems.append(missing.description) }
         let changes = try repo.loopStatus(against: base, config: config)
         problems += DiffValidator.validate(changes, policy: config.diffPolicy).map(\.description)
         let pins = RunState.load(root)?.pins ?? Pins.load(root) ?? [:]

@@ -36,7 +36,9 @@ public struct SandboxEnvironment: Sendable {
     /// The configuration's warnings (`network = true`) go to stderr here, once per command that launches.
     public static func load(workspace: String) throws -> SandboxEnvironment {
         let config = try WorkspaceConfig.load(workspace: workspace)
-        for warning in config.warnings { FileHandle.standardError.write(Data("proctor: warning: \(warning)\n".utf8)) }
+        for warning in config.warnings + config.missingReadOnlyPaths() {
+            FileHandle.standardError.write(Data("proctor: warning: \(warning)\n".utf8))
+        }
         let preset = try preset(of: config)
         try checkDevices(config, preset: preset)
         if let missing = config.missingHomeFile() { throw missing }

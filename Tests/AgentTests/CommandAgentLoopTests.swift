@@ -368,12 +368,16 @@ final class CommandAgentLoopTests: XCTestCase {
         var template = Array("/var/tmp/proctor-homefile-XXXXXX".utf8CString)
         let dir = String(cString: try XCTUnwrap(mkdtemp(&template)))
         defer { _ = try? runChild(["/bin/rm", "-rf", dir], environment: [:], deadline: 30) }
-        try Data("token = home-file-7d1c\n".utf8).write(to: URL(fileURLWithPath: dir + "/cfg"))
+        // The source is a link, as a dotfile manager leaves it: the file's bytes are copied, not the link.
+        try Data("token = home-file-7d1c\n".utf8).write(to: URL(fileURLWithPath: dir + "/real-cfg"))
+        chmod(dir + "/real-cfg", 0o644)
+        XCTAssertEqual(symlink("real-cfg", dir + "/cfg"), 0)
         let script = """
             echo "HOME=$HOME" >> LOG.md
             echo "LISTED=${AGENT_TEST_LISTED_KEY:-absent}" >> LOG.md
             echo "UNLISTED=${AGENT_TEST_UNLISTED_SECRET:-absent}" >> LOG.md
             echo "CFG=$(cat "$HOME/.config/tool/cfg")" >> LOG.md
+            echo "CFG-MODE=$(stat -c %a "$HOME/.config/tool/cfg")" >> LOG.md
             ls /root /home > /dev/null 2>&1 && ls /root /home | head -5 >> LOG.md
             \(Self.good)
             """
@@ -396,6 +400,7 @@ final class CommandAgentLoopTests: XCTestCase {
         XCTAssertTrue(log.contains("LISTED=listed-3b9f"), log)
         XCTAssertTrue(log.contains("UNLISTED=absent"), log)
         XCTAssertTrue(log.contains("CFG=token = home-file-7d1c"), log)
+        XCTAssertTrue(log.contains("CFG-MODE=600"), log)
         let home = log.split(separator: "\n").first { $0.hasPrefix("HOME=") }.map { String($0.dropFirst(5)) } ?? ""
         XCTAssertTrue(home.hasPrefix("/var/tmp/proctor-agent-"), log)
         XCTAssertNotEqual(home, ProcessInfo.processInfo.environment["HOME"])

@@ -214,6 +214,32 @@ final class StartTests: XCTestCase {
         }
     }
 
+    /// A `[files] locked` name that matches nothing (a typo, or `eval` for the directory `eval/`)
+    /// left the file it meant unlocked and out of the evaluator's pinned copy, and a
+    /// `[memory] do_not_retry` list that does not exist was read as empty, without a word. Refused
+    /// at the start, and by `proctor check`, naming the line.
+    func testALockedNameThatMatchesNothingIsRefused() throws {
+        let cases = [(#"locked   = ["prepare.py", "eval_util.py"]"#, "", "locked", "files.locked: expected committed files, but \"eval_util.py\" names none"),
+                     (#"locked   = ["prepare.py", "eval"]"#, "", "locked", "files.locked: expected committed files, but \"eval\" names none (a directory is written \"eval/\")"),
+                     (#"locked   = ["prepare.py", "DONT*"]"#, "[memory]\ndo_not_retry = \"DONT.md\"\n", "do_not_retry",
+                      "memory.do_not_retry: expected a committed locked file, but DONT.md is not one")]
+        for (locked, extra, key, message) in cases {
+            let ws = try LoopWorkspace()
+            try ws.write("eval/helper.py", "X = 1\n")
+            try ws.write("proctor.toml", ws.read("proctor.toml")!.replacingOccurrences(of: #"locked   = ["prepare.py"]"#, with: locked) + extra)
+            _ = try ws.git(["add", "-f", "eval/helper.py", "proctor.toml"])
+            _ = try ws.git(["-c", "user.name=T", "-c", "user.email=t@example.com", "commit", "-qm", "a locked name that matches nothing"])
+            let line = try XCTUnwrap(ws.read("proctor.toml")?.components(separatedBy: "\n").firstIndex { $0.hasPrefix(key) }) + 1
+            let result = try ws.run(["--iterations", "1"])
+            StartTests.assertRefused(result, mentioning: "proctor.toml:\(line): \(message)")
+            StartTests.assertNoLedger(ws)
+            XCTAssertEqual(try ws.proctorBranches(), [])
+            let checked = try ws.proctor(["check", "--workspace", ws.root])
+            XCTAssertEqual(checked.status, 1, checked.text)
+            XCTAssertTrue(checked.stdout.contains("violation: ") && checked.stdout.contains(message), checked.text)
+        }
+    }
+
     /// An editable file that is not UTF-8 (a Latin-1 `# café` comment) read as empty: the mutate
     /// agent warned of no markers (it has some) and every proposal crashed. Refused at the start,
     /// naming the file and line.

@@ -88,6 +88,32 @@ final class MemoryConfigTests: XCTestCase {
         assertError("[memory]\ndo_not_retry = \"../x\"\n", line: 14, key: "memory.do_not_retry", containing: "without \"..\"")
     }
 
+    /// A locked name that matches no pinned file, and a do-not-retry list that is not one, name their line.
+    func testLockedNamesAndTheDoNotRetryListMustBeFiles() throws {
+        let config = try parse("[memory]\ndo_not_retry = \"DO_NOT_RETRY.md\"\n")
+        XCTAssertNil(config.missingLockedFile(pinned: ["prepare.py", "DO_NOT_RETRY.md"]))
+        let missing = config.missingLockedFile(pinned: ["prepare.py"])
+        XCTAssertEqual(missing?.key, "files.locked")
+        XCTAssertEqual(missing?.line, 4)
+        XCTAssertTrue(missing?.message.contains("\"DO_NOT_RETRY.md\" names none") == true, "\(String(describing: missing))")
+        let globbed = try WorkspaceConfig.parse(Self.base.replacingOccurrences(of: "\"DO_NOT_RETRY.md\"]", with: "\"DONT*\", \"eval/\"]")
+                                                + "[memory]\ndo_not_retry = \"DONT.md\"\n", root: "/ws", file: "/ws/proctor.toml")
+        let list = globbed.missingLockedFile(pinned: ["prepare.py", "eval/a.py"])
+        XCTAssertEqual(list?.key, "memory.do_not_retry")
+        XCTAssertEqual(list?.line, 13)
+        XCTAssertNil(globbed.missingLockedFile(pinned: ["prepare.py", "eval/a.py", "DONT.md"]))
+        XCTAssertEqual(globbed.missingLockedFile(pinned: ["prepare.py", "DONT.md"])?.message.contains("\"eval/\" names none"), true)
+    }
+
+    /// `read_only` paths this host lacks are not mounted; each is a warning naming its line.
+    func testMissingReadOnlyPathsAreWarnings() throws {
+        let config = try parse("[sandbox]\nread_only = [\"/etc\", \"/nonexistent-ro-5e1\"]\n[agent]\nkind = \"command\"\ncommand = [\"true\"]\nread_only = [\"/nonexistent-ro-5e2\"]\n")
+        XCTAssertEqual(config.missingReadOnlyPaths(), [
+            "/ws/proctor.toml:14: sandbox.read_only: /nonexistent-ro-5e1 does not exist on this host; it is not mounted",
+            "/ws/proctor.toml:18: agent.read_only: /nonexistent-ro-5e2 does not exist on this host; it is not mounted"])
+        XCTAssertEqual(try parse("[sandbox]\nread_only = [\"/etc\"]\n").missingReadOnlyPaths(), [])
+    }
+
     func testSealedSetAndCommandNeedEachOther() {
         assertError("", files: "sealed = [\"sealed/**\"]", line: 6, key: "files.sealed", containing: "sealed_command")
         XCTAssertThrowsError(try WorkspaceConfig.parse(

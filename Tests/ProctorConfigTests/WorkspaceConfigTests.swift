@@ -150,6 +150,10 @@ final class WorkspaceConfigTests: XCTestCase {
         XCTAssertEqual(missing?.key, "agent.home_files./nonexistent-hf")
         XCTAssertTrue(missing?.message.contains("expected an existing host file") == true, "\(String(describing: missing))")
         XCTAssertNil(try parse(full + "\n[agent.home_files]\n\"/etc/hostname\" = \"x\"\n").missingHomeFile())
+        // A directory was copied whole into every agent's home.
+        let directory = try parse(full + "\n[agent.home_files]\n\"/etc\" = \"x\"\n").missingHomeFile()
+        XCTAssertEqual(directory?.key, "agent.home_files./etc")
+        XCTAssertTrue(directory?.message.contains("is a directory") == true, "\(String(describing: directory))")
         XCTAssertThrowsError(try parse(full + "\n[agent.home_files]\n\"/etc/hostname\" = \"x\"\n\"/etc/os-release\" = \"x/y\"\n")) { error in
             XCTAssertTrue("\(error)".contains("collides with"), "\(error)")
         }
