@@ -17,7 +17,7 @@ struct Run: ParsableCommand {
     @Option(help: "Agent kind, overriding [agent].kind.")
     var agent: AgentKind?
 
-    @Option(help: "Candidates measured at once, each in its own slot (overrides [experiment] parallel; default 1).")
+    @Option(parsing: .unconditional, help: "Candidates measured at once, each in its own slot (overrides [experiment] parallel; default 1).")
     var parallel: Int?
 
     func validate() throws {
@@ -72,7 +72,7 @@ struct Check: ParsableCommand {
 
     @OptionGroup var options: WorkspaceOptions
 
-    @Option(help: "Check for this many slots, as `proctor run --parallel N` (default: [experiment] parallel).")
+    @Option(parsing: .unconditional, help: "Check for this many slots, as `proctor run --parallel N` (default: [experiment] parallel).")
     var parallel: Int?
 
     func validate() throws {
@@ -172,7 +172,8 @@ struct Report: ParsableCommand {
 
 /// What `proctor run` and `proctor session` share.
 struct LoopOptions: ParsableArguments {
-    @Option(help: "Iterations (session: experiments) after the baseline (default: until interrupted or the agent ends).")
+    // Unconditional: `--iterations -1` is a bad count, not a missing value followed by an option.
+    @Option(parsing: .unconditional, help: "Iterations (session: experiments) after the baseline (default: until interrupted or the agent ends).")
     var iterations: Int?
 
     @Flag(help: "Continue the last run from its ledger and branch.")

@@ -22,7 +22,7 @@ struct Exec: ParsableCommand {
     @Option(name: .customLong("audit-log"), help: "Where audit lines go (default: WORKSPACE/.proctor/audit.jsonl).")
     var auditLog: String?
 
-    @Option(help: "PROCTOR_SEED for the command (default: the first of [experiment].seeds).")
+    @Option(parsing: .unconditional, help: "PROCTOR_SEED for the command (default: the first of [experiment].seeds).")
     var seed: UInt64?
 
     @Flag(help: "Wait for the experiment lock instead of failing when another run holds it.")

@@ -59,4 +59,10 @@ func repeatedOption(_ arguments: ArraySlice<String>) -> String? {
 struct WorkspaceOptions: ParsableArguments {
     @Option(name: .long, help: "The workspace directory (holding proctor.toml).")
     var workspace: String = "."
+
+    /// `--workspace "$WS"` with WS unset meant the current directory: a run in whatever workspace
+    /// the shell happened to be in.
+    func validate() throws {
+        if workspace.isEmpty { throw ValidationError("--workspace is empty; name the workspace directory (\".\" for this one)") }
+    }
 }

@@ -126,6 +126,10 @@ public final class Runner {
             throw ConfigError(file: env.config.file, line: nil, key: env.config.agent.baseURL.isEmpty ? "agent.base_url" : "agent.model",
                               message: "--agent http needs [agent] base_url and model in this file")
         }
+        // It only acts on Slurm jobs; accepted locally, it promised a cancel nothing would do.
+        if options.cancelRunning && (options.executor ?? env.config.executor.kind) != .slurm {
+            throw LoopError(.refused, "--cancel-running cancels Slurm jobs a killed run left; this run measures locally (--executor slurm or [executor] kind = \"slurm\" uses Slurm)")
+        }
         // Before anything runs: a command that would run another Python than the host's is refused.
         interpreters = try env.interpreters()
         audit = try AuditLog(path: root + "/.proctor/audit.jsonl")

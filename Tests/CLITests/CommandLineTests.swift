@@ -25,6 +25,19 @@ final class CommandLineTests: XCTestCase {
                 XCTAssertEqual(ProctorCommand.exitCode(for: error), .validationFailure, "\(args): \(error)")
             }
         }
+        // A negative number is the option's bad value, not a missing one ("Missing value for
+        // '--iterations'" read -1 as an option), and an empty --workspace is not the current directory.
+        for (args, text) in [(["run", "--iterations", "-1"], "--iterations must be at least 1"),
+                             (["run", "--parallel", "-2"], "--parallel must be from 1 to 64"),
+                             (["check", "--parallel", "-2"], "--parallel must be from 1 to 64"),
+                             (["exec", "--seed", "-1", "--", "true"], "'-1' is invalid for '--seed"),
+                             (["status", "--workspace", ""], "--workspace is empty"),
+                             (["run", "--workspace", "", "--iterations", "1"], "--workspace is empty")] {
+            XCTAssertThrowsError(try ProctorCommand.parseAsRoot(args), "\(args)") { error in
+                XCTAssertEqual(ProctorCommand.exitCode(for: error), .validationFailure, "\(args): \(error)")
+                XCTAssertTrue(ProctorCommand.message(for: error).contains(text), "\(args): \(ProctorCommand.message(for: error))")
+            }
+        }
         // The message names what --agent takes.
         XCTAssertThrowsError(try ProctorCommand.parseAsRoot(["run", "--agent", "gpt"])) { error in
             let message = ProctorCommand.message(for: error)

@@ -214,6 +214,15 @@ final class StartTests: XCTestCase {
         }
     }
 
+    /// `--cancel-running` acts on Slurm jobs only: with the local executor it was accepted and did nothing.
+    func testCancelRunningWithTheLocalExecutorIsRefused() throws {
+        let ws = try LoopWorkspace()
+        let result = try ws.run(["--iterations", "1", "--cancel-running"])
+        StartTests.assertRefused(result, mentioning: "--cancel-running cancels Slurm jobs a killed run left; this run measures locally")
+        StartTests.assertNoLedger(ws)
+        XCTAssertEqual(try ws.proctorBranches(), [])
+    }
+
     /// A `[files] locked` name that matches nothing (a typo, or `eval` for the directory `eval/`)
     /// left the file it meant unlocked and out of the evaluator's pinned copy, and a
     /// `[memory] do_not_retry` list that does not exist was read as empty, without a word. Refused
