@@ -149,7 +149,7 @@ struct Report: ParsableCommand {
             // `--out prepare.py` replaced the locked evaluator, `--out proctor.toml` the config (the
             // error came after the write).
             let path = try WorkspaceSteps.writablePath(out ?? options.workspace + "/.proctor/report.html", option: "--out",
-                                                       workspace: options.workspace, stateName: "*.html")
+                                                       workspace: options.workspace, kind: .report)
             // A link at the path is refused, not followed (nor replaced). The page is written beside
             // it and renamed over it: killed while writing, the report was left empty.
             var info = stat()

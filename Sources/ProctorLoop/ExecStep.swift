@@ -8,7 +8,7 @@ public enum ExecStep {
     /// directories the user did not (a typo would silently create a tree).
     static func checkAuditLog(_ path: String, workspace: String) throws {
         // `--audit-log prepare.py` appended to the locked evaluator.
-        _ = try WorkspaceSteps.writablePath(path, option: "--audit-log", workspace: workspace, stateName: "audit.jsonl")
+        _ = try WorkspaceSteps.writablePath(path, option: "--audit-log", workspace: workspace, kind: .auditLog)
         var st = stat()
         let parent = path.contains("/") ? (path as NSString).deletingLastPathComponent : "."
         guard !path.isEmpty, stat(parent.isEmpty ? "/" : parent, &st) == 0, st.st_mode & S_IFMT == S_IFDIR else {
@@ -47,26 +47,42 @@ public enum ExecStep {
     }
 }
 
+/// A file of its own kind that a command writes where it is told, and may write directly in
+/// `.proctor/` (next to the ledger, which it must not replace).
+public enum OwnFile {
+    case report    // `proctor report --out`: any `NAME.html`
+    case auditLog  // `proctor exec --audit-log`: `audit.jsonl`
+
+    /// Whether a file called `name` is of this kind.
+    func named(_ name: String) -> Bool {
+        switch self {
+        case .report: return name.hasSuffix(".html") && name != ".html"
+        case .auditLog: return name == "audit.jsonl"
+        }
+    }
+
+    /// Its name in messages.
+    var example: String { self == .report ? "NAME.html" : "audit.jsonl" }
+}
+
 extension WorkspaceSteps {
     /// Where a file proctor is told to write (`report --out`, `exec --audit-log`) really lands: its
     /// directory with links resolved, its own name as given. Refused inside the workspace, where it
     /// would be written over the workspace's own files (the locked evaluator, proctor.toml), and in
-    /// `.proctor/` but as a file directly in it whose name `stateName` matches (the command's own
-    /// kind of file): `--out .proctor/results.tsv` made the ledger a page, `.proctor/state.json` a
-    /// run that cannot resume, and a file in `.proctor/memory/` would be read by every agent.
-    public static func writablePath(_ given: String, option: String, workspace: String, stateName: String) throws -> String {
+    /// `.proctor/` but as a file of `kind` directly in it: `--out .proctor/results.tsv` made the
+    /// ledger a page, `.proctor/state.json` a run that cannot resume, and a file in
+    /// `.proctor/memory/` would be read by every agent.
+    public static func writablePath(_ given: String, option: String, workspace: String, kind: OwnFile) throws -> String {
         let root = URL(fileURLWithPath: workspace).resolvingSymlinksInPath().path
         let url = URL(fileURLWithPath: given).standardizedFileURL
         let directory = url.deletingLastPathComponent().resolvingSymlinksInPath().path
         let real = directory + "/" + url.lastPathComponent
-        let name = url.lastPathComponent
-        let ownKind = stateName.hasPrefix("*") ? name.hasSuffix(stateName.dropFirst()) && name.count > stateName.count - 1 : name == stateName
         if directory == root + "/.proctor" {
-            guard ownKind else {
-                throw LoopError(.refused, "\(option) \(real): one of proctor's own files in .proctor/; write \(stateName) there, or elsewhere outside the workspace")
+            guard kind.named(url.lastPathComponent) else {
+                throw LoopError(.refused, "\(option) \(real): one of proctor's own files in .proctor/; write \(kind.example) there, or elsewhere outside the workspace")
             }
         } else if real.hasPrefix(root + "/") {
-            throw LoopError(.refused, "\(option) \(real): inside the workspace, over its own files; write it outside the workspace or as .proctor/\(stateName)")
+            throw LoopError(.refused, "\(option) \(real): inside the workspace, over its own files; write it outside the workspace or as .proctor/\(kind.example)")
         }
         return real
     }
