@@ -383,19 +383,23 @@ final class ExecAttackTests: XCTestCase {
             ctx = ctypes.c_ulong(0)
             call('io_setup', 206, 8, ctypes.byref(ctx))
             call('io_submit', 209, 0, 0, 0)
-            # A lease on a file of its own (outputs): the supervisor's later open of it would fail.
-            fd = os.open(os.path.join(os.environ['PROCTOR_OUTPUTS'], 'leased'), os.O_RDONLY | os.O_CREAT, 0o644)
+            # A lease on a file of its own: the supervisor's later open of such a file would fail.
+            fd = os.open('/tmp/leased', os.O_RDONLY | os.O_CREAT, 0o644)
             call('fcntl-F_SETLEASE', 72, fd, 1024, 0)
             call('fcntl-F_SETLEASE-high-bits', 72, fd, 0xdeadbeef00000400, 0)
             r = libc.syscall(435, 0, 0)
             print('clone3', 'ALLOWED' if r >= 0 else 'denied', ctypes.get_errno())
             """
-        let out = try ws.exec([python, "-c", script])
-        XCTAssertFalse(out.stdout.contains("ALLOWED"), out.stdout + out.stderr)
-        XCTAssertTrue(out.stdout.contains("clone3 denied 38"), "clone3 must fail with ENOSYS: \(out.stdout)")
-        XCTAssertTrue(out.stdout.contains("io_uring_setup denied"), out.stdout + out.stderr)
-        XCTAssertTrue(out.stdout.contains("io_setup denied 1\n"), out.stdout + out.stderr)
-        XCTAssertTrue(out.stdout.contains("fcntl-F_SETLEASE denied 1\n"), out.stdout + out.stderr)
+        // Every phase loads the same filter; each is tried (the evaluator's and the agent's too).
+        for phase in ["experiment", "evaluator", "agent"] {
+            let out = try ws.exec([python, "-c", script], phase: phase)
+            XCTAssertEqual(out.status, 0, "\(phase): \(out.text)")
+            XCTAssertFalse(out.stdout.contains("ALLOWED"), "\(phase): " + out.stdout + out.stderr)
+            XCTAssertTrue(out.stdout.contains("clone3 denied 38"), "\(phase): clone3 must fail with ENOSYS: \(out.stdout)")
+            XCTAssertTrue(out.stdout.contains("io_uring_setup denied"), "\(phase): " + out.stdout + out.stderr)
+            XCTAssertTrue(out.stdout.contains("io_setup denied 1\n"), "\(phase): " + out.stdout + out.stderr)
+            XCTAssertTrue(out.stdout.contains("fcntl-F_SETLEASE denied 1\n"), "\(phase): " + out.stdout + out.stderr)
+        }
     }
 
     func testForeignABIsAreRejected() throws {
