@@ -58,10 +58,13 @@ struct Knob {
     /// Nil for a line without a marker; throws `failed` for a marker it cannot read.
     init?(path: String, lineIndex: Int, line: String) throws(AgentError) {
         // The marker: the first `#` that opens `mutate:` (one inside a quoted value comes earlier).
+        // Spaces and tabs alike, wherever Python allows them (`#\tmutate:` was no marker: its knob
+        // was left out without a word).
+        let blank: (Character) -> Bool = { $0 == " " || $0 == "\t" }
         guard let hash = line.indices.first(where: {
-            line[$0] == "#" && line[line.index(after: $0)...].drop(while: { $0 == " " }).hasPrefix("mutate:")
+            line[$0] == "#" && line[line.index(after: $0)...].drop(while: blank).hasPrefix("mutate:")
         }) else { return nil }
-        let comment = line[line.index(after: hash)...].drop(while: { $0 == " " })
+        let comment = line[line.index(after: hash)...].drop(while: blank)
         func bad(_ why: String) -> AgentError {
             .failed(reason: "\(path):\(lineIndex + 1): cannot read the mutate marker (\(why)): \(line.trimmed())")
         }
@@ -75,12 +78,12 @@ struct Knob {
             throw bad("`mutate:` must open the line's first comment")
         }
         if head.allSatisfy(\.isWhitespace) { return nil }
-        let afterIndent = head.drop(while: { $0 == " " || $0 == "\t" })
+        let afterIndent = head.drop(while: blank)
         let name = afterIndent.prefix(while: { $0 == "_" || $0.isASCII && ($0.isLetter || $0.isNumber) })
         guard let first = name.first, !first.isNumber else { throw bad("expected NAME = VALUE") }
-        var rest = afterIndent.dropFirst(name.count).drop(while: { $0 == " " })
+        var rest = afterIndent.dropFirst(name.count).drop(while: blank)
         guard rest.first == "=" else { throw bad("expected NAME = VALUE") }
-        rest = rest.dropFirst().drop(while: { $0 == " " })
+        rest = rest.dropFirst().drop(while: blank)
         let literal = rest.prefix(while: { !$0.isWhitespace })
         guard rest.dropFirst(literal.count).allSatisfy(\.isWhitespace), !literal.isEmpty else {
             throw bad("expected one value after `=`")
@@ -238,6 +241,35 @@ struct Knob {
             guard let number = Double(literal), number >= low, number <= high else { return false }
             return kind == .float || Double(Int(number)) == number
         }
+    }
+
+    /// What `literal` (one of this knob's values) stands for, whatever its spelling: the number
+    /// (`+3` is `3`, `0.50` is `0.5`, `1e-4` is `0.0001`) or the option's index. Two literals with
+    /// the same identity are the same configuration, which the search never measures twice.
+    func identity(of literal: String) -> String {
+        switch kind {
+        case .choice, .bool:
+            let bare = literal.count >= 2 && (literal.first == "\"" || literal.first == "'") && literal.last == literal.first
+                ? String(literal.dropFirst().dropLast()) : literal
+            return options.firstIndex(of: bare).map { "#\($0)" } ?? literal
+        case .int, .float:
+            guard let number = Double(literal) else { return literal }
+            return number == 0 ? "0" : "\(number)"
+        }
+    }
+
+    /// How many values the knob takes, for `int`, `choice` and `bool`; nil for `float` (as good as unbounded).
+    var valueCount: Int? {
+        switch kind {
+        case .choice, .bool: return options.count
+        case .int: return Int(high.rounded(.down) - low.rounded(.up)) + 1
+        case .float: return nil
+        }
+    }
+
+    /// Value `index` (from 0) of `valueCount`, as the file would write it.
+    func literal(ofValue index: Int) -> String {
+        kind == .int ? String(Int(low.rounded(.up)) + index) : written(options[index])
     }
 
     /// An option as the file writes it (in the current value's quotes).

@@ -246,6 +246,86 @@ final class SearchAgentTests: XCTestCase {
         XCTAssertNil(SearchAgent(strategy: "bayes"))
     }
 
+    /// A tab is blank wherever Python takes one: `#<TAB>mutate:` was no marker at all (its knob
+    /// left out without a word, a reversed range not refused), and a tab around `=` was refused.
+    func testTabsAreBlankInAMarkerLine() throws {
+        XCTAssertThrowsError(try Knob(path: "train.py", lineIndex: 0, line: "A = 1  #\tmutate: int 9..5"))
+        let tabbed = try XCTUnwrap(try Knob(path: "train.py", lineIndex: 0, line: "A\t=\t2\t#\tmutate:\tint 1..5"))
+        XCTAssertEqual([tabbed.name, tabbed.literal], ["A", "2"])
+        XCTAssertEqual([tabbed.low, tabbed.high], [1, 5])
+    }
+
+    /// A configuration is known by its values, not by how the file spells them: `N = +3` and the
+    /// search's `N=3` are one configuration (it measured the baseline again as a new one).
+    func testAConfigurationIsKnownByItsValuesNotItsSpelling() throws {
+        let train = "N = +3  # mutate: int 1..3\nU = True  # mutate: bool\n"
+        let ws = try TestWorkspace(files: ["train.py": train, "program.md": "Tune.\n"])
+        let agent = try XCTUnwrap(SearchAgent(strategy: "tpe"))
+        var measured = [MeasuredIteration(iteration: 0, status: "keep", description: "baseline", seedScores: [1.0], agent: "search")]
+        var proposed: [String] = []
+        for iteration in 1...6 {
+            var context = ws.context(seed: UInt64(iteration), iteration: iteration)
+            context.measured = measured
+            context.baselineFiles = ["train.py": train]
+            do {
+                let proposal = try agent.propose(context)
+                proposed.append(String(proposal.description.dropFirst("search tpe: ".count)))
+                measured.append(MeasuredIteration(iteration: iteration, status: "discard", description: proposal.description,
+                                                  seedScores: [0.5], agent: "search"))
+                try train.write(toFile: ws.root + "/train.py", atomically: false, encoding: .utf8)
+            } catch let ended as AgentEnded {
+                XCTAssertEqual(iteration, 6, "\(proposed)")
+                XCTAssertTrue(ended.reason.contains("all 6 configurations of the `# mutate:` knobs were measured"), ended.reason)
+            }
+        }
+        XCTAssertEqual(Set(proposed), ["N=1 U=True", "N=2 U=True", "N=1 U=False", "N=2 U=False", "N=3 U=False"])
+        XCTAssertEqual(proposed.count, 5)
+    }
+
+    /// The last configurations of a small space are found by listing it, not left to random draws:
+    /// with 2 of 400 values left the run ended, claiming the space was exhausted.
+    func testTheLastConfigurationsOfASmallSpaceAreProposed() throws {
+        let ws = try TestWorkspace(files: ["train.py": "N = 1  # mutate: int 1..400\n", "program.md": "Tune.\n"])
+        let agent = try XCTUnwrap(SearchAgent(strategy: "random"))
+        var measured = [MeasuredIteration(iteration: 0, status: "keep", description: "baseline", seedScores: [1.0], agent: "search")]
+        for value in 2...398 {
+            measured.append(MeasuredIteration(iteration: value - 1, status: "discard", description: "search random: N=\(value)",
+                                              seedScores: [0.5], agent: "search"))
+        }
+        var last: [String] = []
+        for iteration in 398...400 {
+            var context = ws.context(seed: UInt64(iteration), iteration: iteration)
+            context.measured = measured
+            do {
+                let proposal = try agent.propose(context)
+                last.append(proposal.description)
+                measured.append(MeasuredIteration(iteration: iteration, status: "discard", description: proposal.description,
+                                                  seedScores: [0.5], agent: "search"))
+                try "N = 1  # mutate: int 1..400\n".write(toFile: ws.root + "/train.py", atomically: false, encoding: .utf8)
+            } catch let ended as AgentEnded {
+                XCTAssertEqual(iteration, 400, "\(last)")
+                XCTAssertTrue(ended.reason.contains("all 400 configurations"), ended.reason)
+            }
+        }
+        XCTAssertEqual(Set(last), ["search random: N=399", "search random: N=400"])
+    }
+
+    /// Each proposal rewrites every knob's line: a `[limits] diff_lines` below twice the marked
+    /// lines rejected every broad proposal. The search refuses to start, saying what to raise.
+    func testDiffLinesBelowAWholeConfigurationIsRefusedAtTheStart() throws {
+        let ws = try workspace()
+        var context = ws.context()
+        context.maxDiffLines = 15
+        XCTAssertThrowsError(try SearchAgent(strategy: "tpe")!.check(context)) { error in
+            guard case AgentError.failed(let reason) = error else { return XCTFail("\(error)") }
+            XCTAssertTrue(reason.contains("sets all 8 knobs, 16 changed lines") && reason.contains("raise diff_lines to 16"), reason)
+        }
+        context.maxDiffLines = 16
+        XCTAssertEqual(try SearchAgent(strategy: "tpe")!.check(context), [])
+        context.maxDiffLines = 2
+        XCTAssertEqual(try MutateAgent().check(context), [], "mutate moves one or two knobs: not its concern")
+    }
+
     /// A marker inside a string in triple quotes (a docstring showing the grammar, even a broken
     /// example) is text: no knob to move, no error; the knobs around it still are.
     func testMarkersInsideDocstringsAreText() throws {
@@ -325,10 +405,10 @@ final class SearchAgentTests: XCTestCase {
         let knobs = try MarkedFiles(context, WorkspaceFiles(context)).knobs
         let space = SearchSpace(knobs: knobs)
         let (observations, measured) = SearchAgent.observations(context, space: space, labels: knobs.map(\.label))
-        XCTAssertFalse(measured.contains(SearchAgent.key(["6"])))
+        XCTAssertFalse(measured.contains(space.key(["6"])))
         XCTAssertEqual(observations.map { space.literals($0.point) }, [["2"]])
         context.measured[1].agent = SearchAgent.kind
-        XCTAssertTrue(SearchAgent.observations(context, space: space, labels: knobs.map(\.label)).1.contains(SearchAgent.key(["6"])))
+        XCTAssertTrue(SearchAgent.observations(context, space: space, labels: knobs.map(\.label)).1.contains(space.key(["6"])))
     }
 
     /// A file with Windows line endings keeps its markers (as Swift characters `\r\n` is one, and a
@@ -368,7 +448,7 @@ final class SearchAgentTests: XCTestCase {
             let outcome = try ws.proctor(["run", "--workspace", ws.root, "--iterations", "8", "--parallel", String(parallel)],
                                          environment: ["PROCTOR_MACHINE_SLOTS": "2"])
             XCTAssertEqual(outcome.status, 0, ws.describe(outcome))
-            XCTAssertTrue((outcome.stdout + outcome.stderr).contains("the space of the `# mutate:` knobs is exhausted"), ws.describe(outcome))
+            XCTAssertTrue((outcome.stdout + outcome.stderr).contains("all 4 configurations of the `# mutate:` knobs were measured"), ws.describe(outcome))
             let records = ws.records()
             XCTAssertEqual(records.count, 4, ws.describe(outcome))
             XCTAssertEqual(Set(records.dropFirst().map { $0["status"] as? String }).subtracting(["keep", "discard"]), [], ws.describe(outcome))
@@ -410,7 +490,7 @@ final class SearchAgentTests: XCTestCase {
         let ws = try LoopWorkspace(agent: "[agent]\nkind = \"search\"", train: train)
         let outcome = try ws.run(iterations: 12)
         XCTAssertEqual(outcome.status, 0, ws.describe(outcome))
-        XCTAssertTrue((outcome.stdout + outcome.stderr).contains("the space of the `# mutate:` knobs is exhausted"), ws.describe(outcome))
+        XCTAssertTrue((outcome.stdout + outcome.stderr).contains("the space of the `# mutate:` knobs is as good as exhausted"), ws.describe(outcome))
         let records = ws.records()
         XCTAssertEqual(Set(records.dropFirst().map { $0["status"] as? String }).subtracting(["keep", "discard"]), [], ws.describe(outcome))
         let literals = records.dropFirst().compactMap { ($0["description"] as? String)?.split(separator: "=").last.map(String.init) }

@@ -34,6 +34,24 @@ public struct SearchAgent: MarkerAgent {
     /// `[agent] kind`, as the ledger records it.
     public static let kind = "search"
 
+    /// The markers, and `[limits] diff_lines` against a whole configuration: a proposal rewrites
+    /// every knob's line (one removed and one added, and the validator counts a line once per 200
+    /// bytes), and one over the limit is rejected before it runs (40 knobs under the bundled
+    /// workspace's 60 made every broad proposal a rejection, which the model then took for a bad region).
+    public func check(_ context: AgentContext) throws -> [String] {
+        let marked = try MarkedFiles(context, WorkspaceFiles(context))
+        let warnings = marked.nothingToMove(context)
+        guard warnings.isEmpty else { return warnings }
+        let knobs = try marked.movable(context)
+        var lines: [String: Int] = [:]
+        for knob in knobs { lines["\(knob.path)\u{1F}\(knob.lineIndex)"] = 2 * max(1, (knob.line.utf8.count + 199) / 200) }
+        let changed = lines.values.reduce(0, +)
+        if changed > context.maxDiffLines {
+            throw AgentError.failed(reason: "a proposal sets all \(knobs.count) knobs, \(changed) changed lines (each line removed and added), more than [limits] diff_lines = \(context.maxDiffLines); raise diff_lines to \(changed) or more, or mark fewer constants")
+        }
+        return []
+    }
+
     public func propose(_ context: AgentContext) throws -> Proposal {
         let files = WorkspaceFiles(context)
         var marked = try MarkedFiles(context, files)
@@ -47,12 +65,21 @@ public struct SearchAgent: MarkerAgent {
         let shift = knobs.map { _ in shiftRNG.uniform() }
         // The design's points (the baseline counts as its first) that are not measured yet.
         let design = stride(from: 2, through: strategy.designLength, by: 1).map { space.halton($0, shift: shift) }
-            .filter { !measured.contains(SearchAgent.key(space.literals($0))) }
+            .filter { !measured.contains(space.key(space.literals($0))) }
         var candidates = strategy.candidates(space, observations, design: design, &rng)
-        // Never a configuration already measured: the strategy's ranking first, then random points.
+        // Never a configuration already measured: the strategy's ranking first, then random points,
+        // then (a small space of ints and options) one of those left, so it ends only when none is.
         candidates += (0..<256).map { _ in space.random(&rng) }
-        guard let chosen = candidates.map(space.literals).first(where: { !measured.contains(SearchAgent.key($0)) }) else {
-            throw AgentEnded(reason: "search: every configuration it drew was measured already, the space of the `# mutate:` knobs is exhausted")
+        let chosen: [String]
+        if let drawn = candidates.map(space.literals).first(where: { !measured.contains(space.key($0)) }) {
+            chosen = drawn
+        } else if let left = space.unmeasured(measured) {
+            guard !left.isEmpty else {
+                throw AgentEnded(reason: "search: all \(space.size ?? 0) configurations of the `# mutate:` knobs were measured")
+            }
+            chosen = left[rng.below(left.count)]
+        } else {
+            throw AgentEnded(reason: "search: every configuration it drew was measured already; the space of the `# mutate:` knobs is as good as exhausted")
         }
         let description = "search \(strategyName): " + zip(labels, chosen).map { "\($0)=\($1)" }.joined(separator: " ")
         guard description.unicodeScalars.count <= descriptionLimit else {
@@ -70,15 +97,17 @@ public struct SearchAgent: MarkerAgent {
     /// every configuration measured or attempted (the current files' one included).
     static func observations(_ context: AgentContext, space: SearchSpace, labels: [String]) -> ([Observation], Set<String>) {
         let current = space.knobs.map(\.literal)
-        // Each configuration once, in the order first measured, with every seed's score.
-        var configurations: [(literals: [String], scores: [Double], failed: Bool)] = []
+        // Each configuration once (by value: `+3` in the files is the search's `3`), in the order
+        // first measured, with every seed's score.
+        var configurations: [(literals: [String], key: String, scores: [Double], failed: Bool)] = []
         func add(_ literals: [String], _ seedScores: [Double], failure: Bool, first: Bool = false) {
             let oriented = seedScores.map { context.maximize ? $0 : -$0 }
-            if let index = configurations.firstIndex(where: { $0.literals == literals }) {
+            let key = space.key(literals)
+            if let index = configurations.firstIndex(where: { $0.key == key }) {
                 configurations[index].scores += oriented
                 configurations[index].failed = configurations[index].failed || failure
             } else {
-                configurations.insert((literals, oriented, failure), at: first ? 0 : configurations.count)
+                configurations.insert((literals, key, oriented, failure), at: first ? 0 : configurations.count)
             }
         }
         let baselineLiterals = SearchAgent.baselineLiterals(context, space: space)
@@ -99,7 +128,7 @@ public struct SearchAgent: MarkerAgent {
         // was kept: then it counts with the best score. Without the baseline's configuration, the
         // files stand for it until a proposal is kept, and go first, as measured: the order is the
         // search's history (`TPEStrategy.localShare` reads which proposals beat the best before them).
-        if !configurations.contains(where: { $0.literals == current }) {
+        if !configurations.contains(where: { $0.key == space.key(current) }) {
             let standsForBaseline = baselineLiterals == nil
             add(current, (standsForBaseline ? baseline : nil) ?? context.bestScore.map { [$0] } ?? [], failure: false,
                 first: standsForBaseline)
@@ -118,7 +147,7 @@ public struct SearchAgent: MarkerAgent {
             let shown = row.failed ? -Double.infinity : row.scores.contains(Double.infinity) ? Double.infinity : value
             observations.append(Observation(point: point, value: shown.isNaN ? -Double.infinity : shown, seeds: row.scores.count))
         }
-        return (observations, Set(configurations.map { key($0.literals) }))
+        return (observations, Set(configurations.map(\.key)))
     }
 
     /// The baseline's configuration: the knobs' values in the run's base commit (the marker on the
@@ -150,6 +179,4 @@ public struct SearchAgent: MarkerAgent {
         guard !values.isEmpty else { return nil }
         return zip(labels, current).map { values[$0] ?? $1 }
     }
-
-    static func key(_ literals: [String]) -> String { literals.joined(separator: "\u{1F}") }
 }

@@ -52,6 +52,42 @@ struct SearchSpace {
         zip(knobs, point).map { $0.literal(atUnit: $1) }
     }
 
+    /// A configuration's identity: each knob's value, not its spelling (`Knob.identity`).
+    func key(_ literals: [String]) -> String {
+        zip(knobs, literals).map { $0.identity(of: $1) }.joined(separator: "\u{1F}")
+    }
+
+    /// How many configurations there are when every knob is an int, a choice or a bool and they
+    /// number at most `listable`; nil otherwise.
+    var size: Int? {
+        var total = 1
+        for knob in knobs {
+            guard let values = knob.valueCount else { return nil }
+            let (product, overflow) = total.multipliedReportingOverflow(by: values)
+            guard !overflow, product <= Self.listable else { return nil }
+            total = product
+        }
+        return total
+    }
+
+    /// The most configurations `unmeasured` lists: 256 random draws that all hit measured ones
+    /// mean most of the space was measured, which no run does to a larger one.
+    static let listable = 65_536
+
+    /// Every configuration whose key `measured` lacks, in a fixed order; nil when `size` is.
+    func unmeasured(_ measured: Set<String>) -> [[String]]? {
+        guard let size else { return nil }
+        return (0..<size).compactMap { index in
+            var rest = index
+            let literals = knobs.map { knob -> String in
+                let values = knob.valueCount ?? 1
+                defer { rest /= values }
+                return knob.literal(ofValue: rest % values)
+            }
+            return measured.contains(key(literals)) ? nil : literals
+        }
+    }
+
     /// A uniformly random point.
     func random(_ rng: inout SplitMix64) -> [Double] {
         knobs.map { _ in rng.uniform() }

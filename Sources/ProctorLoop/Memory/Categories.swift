@@ -236,7 +236,7 @@ public enum Categories {
 
     /// `mutate: float 0.01..0.5 log` (the text after `#`).
     static func mutateRange(_ comment: Substring) -> MutateRange? {
-        let text = comment.drop(while: { $0 == " " })
+        let text = comment.drop(while: { $0 == " " || $0 == "\t" })
         guard text.hasPrefix("mutate:") else { return nil }
         let spec = text.dropFirst("mutate:".count).split(whereSeparator: \.isWhitespace)
         guard spec.count >= 2, spec[0] == "int" || spec[0] == "float", let dots = spec[1].range(of: ".."),
