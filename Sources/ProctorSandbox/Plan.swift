@@ -220,7 +220,8 @@ extension LaunchPlan {
         let interpreter = try resolveInterpreter(request, host: host)
         let inWorkspace = { (path: String) in path.hasPrefix(ws + "/") }
         for path in request.preset.hide where host.exists(path) { plan.mounts.append(.hide(path)) }
-        let hides = hostHides(config.sandbox.hide, packageRoots: interpreter?.packageRoots ?? [], host: host)
+        let hides = hostHides(config.sandbox.hide, packageRoots: (interpreter?.packageRoots ?? []) + visibleInstallations(request, host: host),
+                              host: host)
         let workspaceEnvironment = (interpreter?.prefix).flatMap { inWorkspace($0) ? String($0.dropFirst(ws.count + 1)) : nil }
         // The private /tmp, /dev and /proc come before the workspace: a workspace that lives under
         // /tmp must be mounted on top of the private /tmp, not hidden by it.
@@ -472,6 +473,40 @@ extension LaunchPlan {
             for path in paths where host.exists(path) && !result.contains(path) { result.append(path) }
         }
         return result
+    }
+
+    /// The Python installations this phase's sandbox shows besides its own interpreter's, which a
+    /// `{site-packages}` hide must reach too: under the system directories (`/opt/conda`), the
+    /// `read_only` paths (a pyenv root, a miniconda) and, for the phases that see the workspace, a
+    /// project's `.venv/`. An agent's `sh` or `claude` (or an experiment's `sh -c ...`) has no
+    /// interpreter of its own: the labels scikit-learn ships were readable through the workspace's
+    /// `.venv/`, and the agent rebuilt the held-out set from them.
+    static func visibleInstallations(_ request: LaunchRequest, host: HostFacts) -> [String] {
+        let config = request.config
+        guard config.sandbox.hide.contains(where: { $0.hasPrefix("{site-packages}/") }) else { return [] }
+        var roots = request.preset.system + config.sandbox.readOnly
+        if request.phase == .agent { roots += config.agent.readOnly }
+        if request.phase != .evaluator { roots.append(config.root) }
+        return pythonInstallations(under: roots, host: host)
+    }
+
+    /// Directories under `roots` that may be Python installations, found without a deep walk: each
+    /// root, the directories in it, and the `envs/*` (conda) and `versions/*` (pyenv) directories
+    /// of both. Links are not followed (a sandbox sees what they name only where that is mounted,
+    /// and so searched, itself). `hostHides` keeps those with a `lib/python3...` package directory.
+    static func pythonInstallations(under roots: [String], host: HostFacts) -> [String] {
+        func children(_ path: String) -> [String] {
+            host.directoryEntries(path).sorted().map { (path == "/" ? "" : path) + "/" + $0 }.filter { host.symlinkTarget($0) == nil }
+        }
+        var found: [String] = []
+        for root in roots where host.exists(root) && host.symlinkTarget(root) == nil {
+            for level in [root] + children(root) {
+                for candidate in [level] + children(level + "/envs") + children(level + "/versions") where !found.contains(candidate) {
+                    found.append(candidate)
+                }
+            }
+        }
+        return found
     }
 
     /// The supervisor's own files in the workspace: never visible from any sandbox.

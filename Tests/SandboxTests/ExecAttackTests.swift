@@ -32,6 +32,44 @@ final class ExecAttackTests: XCTestCase {
         }
     }
 
+    /// The same hide reaches every Python installation a phase can see, not only its own
+    /// interpreter's: a project's `.venv/` in the workspace (an agent runs `sh` or `claude`, an
+    /// experiment may run `sh -c ...`), a pyenv root or a conda installation given as `read_only`.
+    /// An agent read the raw digits through the workspace's `.venv/` and rebuilt the held-out labels.
+    func testPackageDataSetHiddenInEveryInstallationAPhaseSees() throws {
+        var template = Array("/var/tmp/proctor-pyroots-XXXXXX".utf8CString)
+        let roots = String(cString: try XCTUnwrap(mkdtemp(&template)))
+        defer { _ = try? runChild(["/bin/rm", "-rf", roots]) }
+        let data = "lib/python3.11/site-packages/pkgx/data/secret.csv"
+        let inRoots = ["pyenv/versions/3.11.7/" + data, "conda/" + data, "conda/envs/ml/" + data]
+        for rel in inRoots {
+            let path = roots + "/" + rel
+            try FileManager.default.createDirectory(atPath: (path as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+            try Data("SECRET-PKG-DATA\n".utf8).write(to: URL(fileURLWithPath: path))
+        }
+        _ = try runChild(["/bin/chmod", "-R", "a+rX", roots])
+        func workspace(hide: Bool) throws -> TestWorkspace {
+            let ws = try TestWorkspace(extra: "[sandbox]\nread_only = [\"\(roots)/pyenv\", \"\(roots)/conda\"]\n"
+                                       + (hide ? "hide = [\"{site-packages}/pkgx/data\"]\n" : ""))
+            try ws.write(".venv/pyvenv.cfg", "home = /usr/bin\n")
+            try ws.write(".venv/" + data, "SECRET-PKG-DATA\n")
+            return ws
+        }
+        let paths = [".venv/" + data] + inRoots.map { roots + "/" + $0 }
+        let read = ["sh", "-c", "for f in \(paths.joined(separator: " ")); do cat \"$f\"; done 2>&1"]
+        // Without the hide each copy is readable: this test can fail.
+        let open = try workspace(hide: false)
+        for phase in ["experiment", "agent"] {
+            let out = try open.exec(read, phase: phase)
+            XCTAssertEqual(out.stdout.components(separatedBy: "SECRET-PKG-DATA").count - 1, 4, "\(phase): \(out.text)")
+        }
+        let ws = try workspace(hide: true)
+        for phase in ["experiment", "evaluator", "agent"] {
+            let out = try ws.exec(read, phase: phase)
+            XCTAssertFalse(out.stdout.contains("SECRET-PKG-DATA"), "\(phase): \(out.text)")
+        }
+    }
+
     // MARK: Writing where it must not
 
     func testAppendToLockedFileIsDeniedAndAuditedOnce() throws {
