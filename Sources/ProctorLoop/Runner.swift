@@ -280,6 +280,7 @@ public final class Runner {
         state.baselineScore = mean
         state.baselineSpread = Gate.spread(evaluations.map(\.score))
         state.bestConfirmation = confirmationMean(baseline)
+        refuseASandbaggedBaseline(head, scores: evaluations.map(\.score), mean: mean)
         state.lastIteration = 0
         state.inProgress = nil
         let sealed = try scoreSealed(iteration: 0)
@@ -300,6 +301,32 @@ public final class Runner {
         loadHistory()
         progress.line("baseline \(config.evaluator.metric) = \(format(mean)) over seeds \(seeds(0).map(String.init).joined(separator: ","))")
         warnIfTheGateIsBelowTheNoise(evaluations.map(\.score))
+    }
+
+    /// A baseline clearly worse than an earlier run's measurement of the same commit (kept by that
+    /// run, or its baseline) does not set this run's best: the earlier score does, said loudly and
+    /// audited. The code an agent wrote can tell that it is measured as a later run's baseline (the
+    /// time since it was written, which it can carry in itself; the listed seeds only baselines
+    /// get) and do worse on purpose then, so that a change that does nothing looks like a gain in
+    /// the next run. "Clearly": by more than `min_improvement` and three seed standard deviations
+    /// (the same commit, its locked evaluator and data included, scores the same up to its noise;
+    /// a machine or packages changed since are the case this rule gets wrong, and the warning says so).
+    private func refuseASandbaggedBaseline(_ head: ObjectID, scores: [Double], mean: Double) {
+        let maximize = config.evaluator.maximize
+        guard let earlier = Ledger.records(in: root + "/.proctor").last(where: {
+            $0.run != state.run && $0.commit == head.hex && $0.status == .keep && $0.score?.isFinite == true
+        }), let score = earlier.score else { return }
+        let margin = max(config.gates.minImprovement, 3 * (Gate.deviation(scores) ?? 0))
+        guard (maximize ? score - mean : mean - score) > margin else { return }
+        state.bestScore = score
+        if let confirmation = confirmationMean(earlier), let current = state.bestConfirmation,
+            maximize ? confirmation > current : confirmation < current {
+            state.bestConfirmation = confirmation
+        }
+        let detail = "the baseline scored \(format(mean)), clearly below the \(format(score)) this commit (\(head.short)) scored in run \(earlier.run), iteration \(earlier.iteration); this run's best starts from \(format(score))"
+        audit.append(AuditRecord(run: state.run, iteration: 0, phase: .evaluator, kind: .tamper, decision: .rejected,
+                                 rule: .baselineDrop, detail: detail))
+        progress.line("warning: \(detail): code can tell a later run's baseline from a candidate (the time since it was written, the seeds only baselines get) and do worse on purpose, so that a change doing nothing looks like a gain. If this machine, its packages or its data changed since, start from a new commit instead")
     }
 
     /// Loud, never silent: a `min_improvement` below the seed-to-seed standard deviation of the

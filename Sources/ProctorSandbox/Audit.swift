@@ -81,6 +81,8 @@ public struct AuditRule: AuditValue {
     public static let experimentInput = AuditRule(rawValue: "experiment-input")
     /// A frozen session agent ran during its experiment.
     public static let sessionFreeze = AuditRule(rawValue: "session-freeze")
+    /// A baseline clearly below what an earlier run measured for the same commit.
+    public static let baselineDrop = AuditRule(rawValue: "baseline-drop")
 }
 
 /// One line of `.proctor/audit.jsonl`.

@@ -80,6 +80,36 @@ final class GateTests: XCTestCase {
         }
     }
 
+    /// Code that scores worse when it was written long before it is measured (a later run's
+    /// baseline; it could carry its own writing time as well) made the next run's change that
+    /// does nothing a keep: its baseline was sandbagged. The earlier run's score of the same commit
+    /// sets the best instead, said and audited, and the comment-only change is not kept.
+    func testASandbaggedBaselineDoesNotLowerTheNextRunsBest() throws {
+        var spec = WorkspaceSpec()
+        spec.train = WorkspaceSpec.defaultTrain.replacingOccurrences(
+            of: "x = X\n", with: "x = X\nif time.time() - os.path.getmtime(__file__) > 600:\n    x = X - 0.3\n")
+        spec.agentScript = agentPrelude + """
+            if grep -q '^X = 0.6 ' train.py; then echo "# tidy" >> train.py; echo "SUMMARY: tidy up"
+            else set_var X 0.6; echo "SUMMARY: x=0.6"; fi
+            """
+        let ws = try LoopWorkspace(spec)
+        XCTAssertEqual(try ws.run(["--iterations", "1"]).status, 0)
+        XCTAssertEqual(ws.row(1)?.status, "keep")
+        let kept = try XCTUnwrap(ws.row(1)?.score)
+        XCTAssertEqual(kept, 0.9, accuracy: 0.001)
+        // The next night: the kept code was written an hour ago.
+        try FileManager.default.setAttributes([.modificationDate: Date(timeIntervalSinceNow: -3600)], ofItemAtPath: ws.path("train.py"))
+        let second = try ws.run(["--iterations", "1"])
+        XCTAssertEqual(second.status, 0, second.text)
+        XCTAssertEqual(try XCTUnwrap(ws.row(0)?.score), 0.6, accuracy: 0.001, "the ledger keeps what the baseline scored")
+        XCTAssertTrue(second.text.contains("clearly below the 0.9"), second.text)
+        let tidy = try XCTUnwrap(ws.row(1))
+        XCTAssertEqual(tidy.description, "tidy up")
+        XCTAssertEqual(tidy.status, "discard", tidy.fields.joined(separator: " "))
+        XCTAssertEqual(try ws.git(["rev-list", "--count", ws.branch!]), "2", "init + the first run's keep: nothing new kept")
+        XCTAssertEqual(ws.audit.filter { $0["rule"] as? String == "baseline-drop" }.count, 1, "one baseline-drop record")
+    }
+
     /// Code that keeps seed 42 (whose scores the agent sees) and swaps every other seed for one it
     /// found lucky there gets past fresh seeds: its confirmation seeds score the same, where the
     /// baseline's varied. Rejected and audited as `seed`, naming the confirmation seeds.
