@@ -40,6 +40,38 @@ static const char *base;
 
 #define ERR(...) (snprintf(err, errlen, __VA_ARGS__), -1)
 
+/* Misc devices (major 10) that hand a sandbox what its seccomp filter denies (userfaultfd) or
+ * the host's own controls: by their fixed minors, and by name in /proc/misc for those whose minor
+ * is given at boot (userfaultfd, vsock, cpu_dma_latency: 257-259 on one host, others elsewhere). */
+static int misc_refused(unsigned minor)
+{
+    static const unsigned fixed[] = {130 /* watchdog */, 184 /* microcode */, 196 /* vfio */, 200 /* tun */,
+                                     203 /* cuse */, 223 /* uinput */, 227 /* mcelog */, 229 /* fuse */,
+                                     231 /* snapshot */, 232 /* kvm */, 234 /* btrfs-control */, 235 /* autofs */,
+                                     238 /* vhost-net */, 239 /* uhid */, 240 /* userio */, 241 /* vhost-vsock */,
+                                     242 /* rfkill */};
+    for (size_t i = 0; i < sizeof fixed / sizeof fixed[0]; i++)
+        if (minor == fixed[i])
+            return 1;
+    static const char *const names[] = {"userfaultfd", "kvm", "fuse", "tun", "vhost-net", "vhost-vsock", "vsock",
+                                        "uinput", "uhid", "snapshot", "watchdog", "microcode", "cpu_dma_latency",
+                                        "btrfs-control", "autofs", "loop-control", "device-mapper", "mcelog",
+                                        "vfio", "cuse", "userio", "rfkill", "vga_arbiter"};
+    FILE *misc = fopen("/proc/misc", "re");
+    if (!misc)
+        return 0;
+    unsigned m;
+    char name[64];
+    int refused = 0;
+    while (!refused && fscanf(misc, "%u %63s", &m, name) == 2)
+        if (m == minor)
+            for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+                if (strcmp(name, names[i]) == 0)
+                    refused = 1;
+    fclose(misc);
+    return refused;
+}
+
 const char *psb_dev_node_refusal(const struct stat *st)
 {
     if (!S_ISCHR(st->st_mode))
@@ -55,6 +87,12 @@ const char *psb_dev_node_refusal(const struct stat *st)
      * device-mapper control (10:237, 10:236). */
     if (ma == 21 || ma == 162 || (ma == 10 && (mi == 236 || mi == 237)))
         return "a disk's raw or control device";
+    /* The host's keyboards and mice (input, 13), model-specific registers and CPUID (202, 203). */
+    if (ma == 13 || ma == 202 || ma == 203)
+        return "the host's input devices or CPU registers";
+    if (ma == 10 && misc_refused(mi))
+        return "a kernel facility the sandbox's filter denies or the host's own control (userfaultfd, KVM, FUSE, TUN, "
+               "vhost, vsock, input injection, hibernation image, watchdog, microcode, filesystem control)";
     return NULL;
 }
 

@@ -40,6 +40,13 @@ public enum DevicePath {
         let disks = ["sd", "hd", "vd", "xvd", "nvme", "loop", "md", "dm-", "mmcblk", "sr", "sg", "nbd", "ram", "zram", "disk/", "mapper/"]
         if disks.contains(where: { name.hasPrefix($0) }) { return "a disk is never passed through" }
         if name.hasPrefix("nvidia") { return "NVIDIA devices come with gpus = N, which also sets CUDA_VISIBLE_DEVICES" }
+        // What the seccomp filter denies as a call (userfaultfd), or the host's own controls: the
+        // launcher refuses these by their numbers too, whatever the node is called.
+        let facilities = ["userfaultfd", "kvm", "fuse", "net/tun", "vhost-", "vsock", "uinput", "uhid", "input/", "snapshot",
+                          "watchdog", "cpu/", "cpu_dma_latency", "btrfs-control", "autofs", "vfio/", "mcelog", "cuse", "rfkill"]
+        if facilities.contains(where: { name == $0 || ($0.hasSuffix("/") || $0.hasSuffix("-")) && name.hasPrefix($0) || name.hasPrefix($0 + "/") }) {
+            return "a kernel facility the sandbox's filter denies or a control of the host's (userfaultfd, KVM, FUSE, TUN, vhost, vsock, input, watchdog, CPU registers) is never passed through"
+        }
         if let first = parts.first, sandboxOwn.contains(String(first)) {
             return "every sandbox's /dev already has \(sandboxOwn.prefix(5).joined(separator: ", ")) and the links fd, stdin, stdout, stderr (and shm, its own capped tmpfs)"
         }

@@ -70,6 +70,15 @@ public struct ExecutorSettings: Sendable, Equatable {
                     throw table.error("extra_args", "\(name)\(abbreviated(option)) changes what one measurement is: proctor submits one job per measurement, as the submitting user, ended by the budgets of proctor.toml")
                 }
             }
+            // An option with a value written as two words (`--mail-user`, then nothing) took
+            // proctor's next option (`--job-name=...`) for its value: the one-job-per-workspace
+            // lock and the lookup of a job by its comment were lost. A value goes after `=`; bare,
+            // only the flags that take none.
+            let flags = ["--exclusive", "--contiguous", "--hold", "--overcommit", "--oversubscribe", "--spread-job",
+                         "--use-min-nodes", "--reboot", "--no-kill", "--quiet", "--verbose"]
+            if let bare = extra.first(where: { !$0.contains("=") && !flags.contains($0) }) {
+                throw table.error("extra_args", "\(bare) without a value: write options that take one as \"\(bare)=VALUE\" (bare, only \(flags.joined(separator: ", ")))")
+            }
             settings.extraArgs = extra
         }
         try table.finish()

@@ -68,6 +68,7 @@ final class SlurmClusterTests: XCTestCase {
         let controlled = """
             import os, time; os.path.exists("\(c)/sleep") and time.sleep(float(open("\(c)/sleep").read()))
             os.path.exists("\(c)/sleep-changed") and open(__file__, "rb").read() != open("\(c)/baseline.py", "rb").read() and time.sleep(float(open("\(c)/sleep-changed").read()))
+            os.path.exists("\(c)/link-changed") and open(__file__, "rb").read() != open("\(c)/baseline.py", "rb").read() and os.symlink("/etc/hostname", os.path.join(os.environ.get("PROCTOR_OUTPUTS") or "outputs", "planted"))
 
             """ + train
         try controlled.write(toFile: ws + "/train.py", atomically: true, encoding: .utf8)
@@ -248,6 +249,25 @@ final class SlurmClusterTests: XCTestCase {
         let overlapping = spans.enumerated().contains { i, a in spans.dropFirst(i + 1).contains { b in a.0 < b.1 && b.0 < a.1 } }
         XCTAssertTrue(overlapping, "\(spans)")
         XCTAssertFalse(FileManager.default.fileExists(atPath: "\(ws)/.proctor/slurm/inflight-1.json"))
+    }
+
+    /// Under `--parallel` each job checks its own slot's outputs for a link before its evaluator
+    /// (it checked the working tree's, and a slot's evaluator followed the link it was given; the
+    /// supervisor's own check rejected the row afterwards). Every candidate's job skips it.
+    func testAParallelJobChecksItsOwnSlotsOutputsForLinks() throws {
+        let ws = try makeWorkspace()
+        try "1".write(toFile: control + "/link-changed", atomically: true, encoding: .utf8)
+        chmod(control + "/link-changed", 0o644)
+        let ran = try run(ws, ["--iterations", "2", "--parallel", "2"])
+        XCTAssertEqual(ran.status, 0, ran.text)
+        let records = records(ws)
+        XCTAssertEqual(records.filter { $0.iteration > 0 }.map(\.status), [.rejected, .rejected], ran.text)
+        let logs = ws + "/.proctor/logs/" + (records.first?.run ?? "")
+        for iteration in [1, 2] {
+            let out = (try? String(contentsOfFile: "\(logs)/\(iteration)-42-evaluator.out", encoding: .utf8)) ?? ""
+            XCTAssertEqual(out, "", "iteration \(iteration)'s evaluator ran on a link")
+        }
+        XCTAssertEqual(records.first?.status, .keep, "the baseline's evaluator ran")
     }
 
     /// `--dependency=singleton` on `proctor-<workspace id>-<slot>`: a job of the same workspace and
@@ -552,6 +572,11 @@ final class SlurmClusterTests: XCTestCase {
         let status = try runChild([proctorBinary, "status", "--workspace", ws], deadline: 60)
         XCTAssertTrue(status.stdout.contains("job \(job): iteration 0 seed 42: RUNNING"), status.text)
 
+        // A local run would measure beside it (the job's score was credited to a local candidate).
+        let local = try runChild([proctorBinary, "run", "--workspace", ws, "--executor", "local", "--resume", "--iterations", "1"], deadline: 60)
+        XCTAssertEqual(local.status, 125, local.text)
+        XCTAssertTrue(local.stderr.contains("a Slurm job a killed run left may still be running (.proctor/slurm/inflight-0.json)"), local.text)
+        XCTAssertTrue(FileManager.default.fileExists(atPath: "\(ws)/.proctor/slurm/inflight-0.json"))
         let resumed = try run(ws, ["--resume", "--iterations", "1"])
         XCTAssertEqual(resumed.status, 0, resumed.text)
         XCTAssertTrue(resumed.stdout.contains("slurm: job \(job) of run"), resumed.text)

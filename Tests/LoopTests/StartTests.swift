@@ -214,6 +214,17 @@ final class StartTests: XCTestCase {
         }
     }
 
+    /// Slurm drops a backslash from a job's `--output` path: every job of a workspace under such a
+    /// path failed to launch after the probe passed. Refused at the start (before Slurm is asked).
+    func testAWorkspacePathWithABackslashIsRefusedForSlurm() throws {
+        let spec = try LoopWorkspace(initialize: false)
+        let root = spec.base + "/back\\slash"
+        XCTAssertEqual(try spec.proctor(["init", root, "--template", spec.templateDir]).status, 0)
+        let result = try spec.proctor(["run", "--workspace", root, "--iterations", "1", "--executor", "slurm"])
+        StartTests.assertRefused(result, mentioning: "holds a backslash, which Slurm drops from a job's log path")
+        XCTAssertFalse(FileManager.default.fileExists(atPath: root + "/.proctor/results.tsv"))
+    }
+
     /// `--cancel-running` acts on Slurm jobs only: with the local executor it was accepted and did nothing.
     func testCancelRunningWithTheLocalExecutorIsRefused() throws {
         let ws = try LoopWorkspace()

@@ -68,6 +68,9 @@ final class ExecutorConfigTests: XCTestCase {
             // A signal before the time limit: to the batch shell (B:) a stop, to the launcher SIGUSR1 a freeze.
             ("extra_args = [\"--signal=B:USR1@60\"]", "executor.extra_args", 8),
             ("extra_args = [\"--sig=TERM@30\"]", "executor.extra_args", 8),
+            // An option's value as a second word: `--mail-user` took proctor's `--job-name=...` for its value.
+            ("extra_args = [\"--mail-user\"]", "executor.extra_args", 8),
+            ("extra_args = [\"--constraint\", \"a100\"]", "executor.extra_args", 8),
         ]
         for (text, key, line) in cases {
             let e = error(text)

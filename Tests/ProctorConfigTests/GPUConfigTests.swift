@@ -46,7 +46,11 @@ final class GPUConfigTests: XCTestCase {
         let refused = ["/dev/mem", "/dev/kmem", "/dev/port", "/dev/kmsg", "/dev/tty", "/dev/tty1", "/dev/ttyS0", "/dev/pts/0",
                        "/dev/console", "/dev/ptmx", "/dev/sda", "/dev/sda1", "/dev/nvme0", "/dev/nvme0n1", "/dev/loop0",
                        "/dev/dm-0", "/dev/mapper/root", "/dev/disk/by-id/x", "/dev/sg0", "/dev/vcs1", "dev/kfd", "/tmp/kfd",
-                       "/dev/../etc/passwd", "/dev/", "/dev/nvidia0"]
+                       "/dev/../etc/passwd", "/dev/", "/dev/nvidia0",
+                       // What the filter denies as a call, or the host's own controls.
+                       "/dev/userfaultfd", "/dev/kvm", "/dev/fuse", "/dev/net/tun", "/dev/vhost-net", "/dev/vsock",
+                       "/dev/uinput", "/dev/input/event0", "/dev/snapshot", "/dev/watchdog", "/dev/cpu/0/msr",
+                       "/dev/cpu_dma_latency", "/dev/btrfs-control", "/dev/vfio/vfio"]
         for path in refused {
             let e = error(experiment: "devices = [\"\(path)\"]")
             XCTAssertEqual(e?.key, "experiment.devices", path)

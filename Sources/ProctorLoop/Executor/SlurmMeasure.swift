@@ -11,7 +11,14 @@ extension Runner {
     /// At start (and `--resume`), under the workspace lock: Slurm's checks, a job a killed
     /// supervisor left in flight waited for or cancelled. Nothing for a local run.
     func startExecutor() throws {
-        guard executorKind == .slurm else { return }
+        guard executorKind == .slurm else {
+            // A job a killed Slurm run left would go on writing into this workspace's outputs beside
+            // the local experiment (its score was credited to a local candidate): settled by Slurm first.
+            if let record = SlurmExecutor.inFlightRecords(root: root).first {
+                throw SandboxError(.slurmRequirement, "a Slurm job a killed run left may still be running (.proctor/slurm/\(record)) and would write into this workspace beside a local experiment: run once with --executor slurm, which waits for it (--cancel-running cancels it), or remove that file if its cluster is gone")
+            }
+            return
+        }
         do {
             slurm = try SlurmExecutor.start(env: env, slot: 0, cancelRunning: options.cancelRunning, stop: stop,
                                             say: { [progress] in progress.line($0) })

@@ -88,6 +88,17 @@ extension Runner {
                 result.outcome = .failed(.rejected, .specialOutputs(planted))
                 return result
             }
+            // The job's node found what this walk did not: a directory its user could not list (an
+            // experiment's chmod 0300; the walk gives the owner's bits back first). The candidate's
+            // doing, rejected like a planted link; it stopped the whole run (exit 1) as a Slurm error.
+            if let job, job.evaluatorResult == nil {
+                let detail = "Slurm job \(job.job)'s node found a link, a special file or a directory it could not list in the outputs, and did not run the evaluator"
+                audit.append(AuditRecord(run: run, iteration: iteration, phase: .evaluator, kind: .tamper, decision: .rejected,
+                                         rule: .outputs, detail: detail))
+                result.scores.append(.init(seed: seed, score: nil, seconds: Double(experiment.wallMs) / 1000, status: "rejected"))
+                result.outcome = .failed(.rejected, .specialOutputs(config.files.outputs.map { "\($0) (as Slurm job \(job.job)'s node found it)" }))
+                return result
+            }
             progress.phase(iteration, "evaluator seed \(seed)", budgetMs: config.evaluator.timeoutMs)
             let out = try LogFile(path: outPath, truncate: job == nil)
             let err = try LogFile(path: errPath, truncate: job == nil)

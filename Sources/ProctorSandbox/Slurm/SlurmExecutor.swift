@@ -64,6 +64,11 @@ public final class SlurmExecutor: @unchecked Sendable {
     public static func start(env: SandboxEnvironment, slot: Int = 0, cancelRunning: Bool, stop: StopSwitch?,
                              say: (String) -> Void) throws -> SlurmExecutor {
         try checkSettings(env.config)
+        // Slurm drops a backslash from `--output`'s path (and stops expanding `%j` there): every
+        // job failed to launch, or wrote its log into the sibling the name became.
+        if env.config.root.contains("\\") {
+            throw SandboxError(.slurmRequirement, "the workspace's path \(env.config.root) holds a backslash, which Slurm drops from a job's log path: move the workspace to a path without one")
+        }
         let missing = SlurmCLI.missingTools()
         guard missing.isEmpty else {
             throw SandboxError(.slurmRequirement, "[executor] kind = \"slurm\" needs \(missing.joined(separator: ", ")) on PATH (Slurm's client commands); not found")
@@ -71,8 +76,7 @@ public final class SlurmExecutor: @unchecked Sendable {
         let executor = SlurmExecutor(env: env, slot: slot)
         try FileManager.default.createDirectory(atPath: executor.stateDirectory, withIntermediateDirectories: true)
         // Every slot's job left in flight (a killed `--parallel` run may have left several).
-        let records = (try? FileManager.default.contentsOfDirectory(atPath: executor.stateDirectory)) ?? []
-        for name in records.sorted() where name.hasPrefix("inflight-") && name.hasSuffix(".json") {
+        for name in inFlightRecords(root: env.config.root) {
             guard let other = Int(name.dropFirst("inflight-".count).dropLast(".json".count)) else { continue }
             try executor.forSlot(other).settleInFlight(cancel: cancelRunning, stop: stop, say: say)
         }
@@ -85,6 +89,12 @@ public final class SlurmExecutor: @unchecked Sendable {
             throw error
         }
         return executor
+    }
+
+    /// The in-flight records (`inflight-<slot>.json`) a killed Slurm run left in `root`'s workspace.
+    public static func inFlightRecords(root: String) -> [String] {
+        ((try? FileManager.default.contentsOfDirectory(atPath: stateDirectory(root))) ?? [])
+            .filter { $0.hasPrefix("inflight-") && $0.hasSuffix(".json") }.sorted()
     }
 
     /// What only a local launch can do, refused before anything is submitted.

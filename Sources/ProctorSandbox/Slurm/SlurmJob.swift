@@ -39,7 +39,9 @@ extension SlurmExecutor {
             launcher: launcher.helper, directory: directory,
             experiment: .init(plan: experimentPlan, stdout: logs.experiment, stderr: logs.experiment),
             evaluator: .init(plan: evaluatorPlan, stdout: logs.evaluatorOut, stderr: logs.evaluatorErr),
-            outputs: config.files.outputs.map { config.root + "/" + $0 })
+            // Where this launch's outputs are: a slot's own under `--parallel` (the working tree's
+            // were checked, so a link a slot's experiment left was followed by its evaluator).
+            outputs: config.files.outputs.map { env.outputsBase + "/" + $0 })
         try Data(script.utf8).write(to: URL(fileURLWithPath: directory + "/job.sh"))
 
         var inFlight = InFlight(run: run, iteration: iteration, seed: seed, token: UUID().uuidString, job: nil, directory: directory)
