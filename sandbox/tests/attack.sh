@@ -674,7 +674,8 @@ if port:
 fi
 run -- sh -c 'ls /dev | tr "\n" " "'
 check "no --dev-node: no device but the usual ones" bash -c "grep -qx 'fd full null random stderr stdin stdout urandom zero ' '$O'"
-for bad in /dev/kmsg /dev/tty /dev/console /dev/ptmx /dev/loop0 /dev/loop-control "$WS/prepare.py" /dev/stdin; do
+for bad in /dev/kmsg /dev/tty /dev/console /dev/ptmx /dev/loop0 /dev/loop-control /dev/kvm /dev/fuse /dev/net/tun \
+           /dev/userfaultfd /dev/vsock /dev/cpu_dma_latency /dev/btrfs-control "$WS/prepare.py" /dev/stdin; do
     [ -e "$bad" ] || continue
     run --dev-node "$bad" /dev/nvidia0 -- true
     check "--dev-node $bad refused (125, stage mounts)" bash -c "[ $RC = 125 ] && grep -q 'stage: mounts' '$E'"
@@ -685,6 +686,13 @@ if [ $ROOT = 1 ] && mknod "$T/mem" c 1 1 2>/dev/null && mknod "$T/blk" b 7 0 2>/
     run --dev-node "$T/blk" /dev/nvidia0 -- true
     check "--dev-node of a block device refused" bash -c "[ $RC = 125 ] && grep -q 'block device' '$E'"
     rm -f "$T/mem" "$T/blk"
+fi
+# userfaultfd's minor is given at boot: the launcher reads it in /proc/misc, whatever the node's name.
+UFFD_MINOR=$(awk '$2 == "userfaultfd" { print $1 }' /proc/misc 2>/dev/null)
+if [ $ROOT = 1 ] && [ -n "$UFFD_MINOR" ] && mknod "$T/uffd" c 10 "$UFFD_MINOR" 2>/dev/null; then
+    run --dev-node "$T/uffd" /dev/nvidia0 -- true
+    check "--dev-node of a node with userfaultfd's numbers, under another name, refused" bash -c "[ $RC = 125 ] && grep -q 'filter denies' '$E'"
+    rm -f "$T/uffd"
 fi
 run --dev-node /dev/zero /tmp/nvidia0 -- true
 check "--dev-node outside /dev refused" rc_is 125
