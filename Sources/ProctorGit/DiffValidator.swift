@@ -66,6 +66,14 @@ public enum DiffValidator {
     public static func validate(_ changes: [Change], policy: DiffPolicy) -> [Violation] {
         var violations: [Violation] = []
         var linesByPath: [(String, Int)] = []
+        // The byte forms of each name, grouped by `String` equality, which takes `café` precomposed
+        // and decomposed for one: an agent's two such files were one path to the keep (it committed
+        // one, the experiment had read both) and to the revert (the other stayed).
+        var forms: [String: [[UInt8]]] = [:]
+        for change in changes where !change.path.utf8.allSatisfy({ $0 < 0x80 }) {
+            let bytes = Array(change.path.utf8)
+            if !(forms[change.path]?.contains(bytes) ?? false) { forms[change.path, default: []].append(bytes) }
+        }
         for change in changes {
             let path = change.path
             let allowed = { (path: String) in policy.isEditable(path) || policy.isNotes(path) }
@@ -103,6 +111,11 @@ public enum DiffValidator {
             if let why = change.unreachable { flag(.unreachable, "\(why): git cannot look at it") }
             if change.nameIsNotUTF8 == true { flag(.nameNotUTF8, "a file name that is not UTF-8 (shown repaired)") }
             if let why = nameProblem(change) { flag(.name, why) }
+            if let twin = forms[change.path]?.first(where: { $0 != Array(change.path.utf8) }) {
+                let shown = String(decoding: twin, as: UTF8.self).unicodeScalars
+                    .map { $0.isASCII ? String($0) : "\\u{\(String($0.value, radix: 16))}" }.joined()
+                flag(.name, "another changed path, \(shown), has this name in another Unicode form: two files on disk and in git that Swift, and most tools, take for one; keep one form")
+            }
             if let what = change.untrackable {
                 flag(.untrackable, "\(what): git keeps none, so the experiment would see what a keep cannot commit")
             }

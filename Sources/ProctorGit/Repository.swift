@@ -332,6 +332,41 @@ public final class Repository {
         return try flatten(root).mapValues { $0.mode == .tree }
     }
 
+    /// The path of `commit` that is `path` written in another Unicode form (`café` precomposed
+    /// against decomposed: other bytes, one `String` to Swift), or nil. Such twins are two files on
+    /// disk and in git but one key in every `Set` and `Dictionary` of the supervisor's.
+    public func unicodeTwin(of path: String, in commit: ObjectID) throws -> String? {
+        guard !path.utf8.allSatisfy({ $0 < 0x80 }) else { return nil }
+        var tree = try self.tree(of: commit)
+        defer { git_tree_free(tree) }
+        var found: [String] = []
+        let parts = path.split(separator: "/").map(String.init)
+        for (index, part) in parts.enumerated() {
+            guard let entry = (0..<git_tree_entrycount(tree)).lazy.map({ git_tree_entry_byindex(tree, $0) })
+                .first(where: { String(cString: git_tree_entry_name($0)) == part }) else { return nil }
+            found.append(String(cString: git_tree_entry_name(entry)))
+            if index == parts.count - 1 { break }
+            guard git_tree_entry_filemode(entry).rawValue == FileMode.tree.rawValue else { return nil }
+            var subtree: OpaquePointer?
+            try check(git_tree_lookup(&subtree, handle, git_tree_entry_id(entry)), "git_tree_lookup")
+            git_tree_free(tree)
+            tree = subtree!
+        }
+        let twin = found.joined(separator: "/")
+        return Array(twin.utf8) == Array(path.utf8) ? nil : twin
+    }
+
+    /// A violation for each new path of `changes` that a path of `commit` has in another Unicode
+    /// form (`unicodeTwin`): the new file and the committed one would be one path to the keep.
+    public func unicodeTwinViolations(_ changes: [Change], in commit: ObjectID) throws -> [Violation] {
+        try changes.filter { $0.kind == .added || $0.kind == .renamed }.compactMap { change in
+            guard let twin = try unicodeTwin(of: change.path, in: commit) else { return nil }
+            let shown = twin.unicodeScalars.map { $0.isASCII ? String($0) : "\\u{\(String($0.value, radix: 16))}" }.joined()
+            return Violation(path: change.path, rule: .name,
+                             message: "the committed \(shown) has this name in another Unicode form: two files on disk and in git that Swift, and most tools, take for one; edit the committed one")
+        }
+    }
+
     // MARK: - Internals shared by the extensions
 
     func withCommit<T>(_ id: ObjectID, _ body: (OpaquePointer) throws -> T) throws -> T {

@@ -59,8 +59,19 @@ extension Repository {
                                  lineEndings: lineEndings)
         }
         func inTree(_ path: String) throws -> Bool { try treeEntry(tree, path) != nil }
-        let paths = Set(changes.flatMap { [$0.path, $0.oldPath] })
-            .sorted { ($0.split(separator: "/").count, $0) < ($1.split(separator: "/").count, $1) }
+        // Parents before children: by depth, counted once per path (a comparison that split both
+        // paths cost minutes on thousands of paths 85 directories deep).
+        // Distinct by bytes: a `Set<String>` merged `café.py` precomposed with its decomposed twin
+        // (one name to Swift, two files on disk), and the twin outlived the revert.
+        var seen = Set<[UInt8]>()
+        var byDepth: [(depth: Int, bytes: [UInt8], path: String)] = []
+        for path in changes.flatMap({ [$0.path, $0.oldPath] }) {
+            let bytes = Array(path.utf8)
+            guard seen.insert(bytes).inserted else { continue }
+            byDepth.append((bytes.filter { $0 == UInt8(ascii: "/") }.count, bytes, path))
+        }
+        byDepth.sort { $0.depth != $1.depth ? $0.depth < $1.depth : $0.bytes.lexicographicallyPrecedes($1.bytes) }
+        let paths = byDepth.map(\.path)
         var restored: [String] = []
         for path in paths {
             // A parent that is gone or a link was itself a change, handled before (or removed with it).
@@ -79,9 +90,17 @@ extension Repository {
         // so status compares their content (a few files), and the index is not rewritten.
         // Untracked directories the removals emptied, deepest first; a non-empty one (excluded or kept
         // content beneath) stays.
-        let parents = Set(paths.flatMap { path in
-            path.split(separator: "/").dropLast().indices.map { path.split(separator: "/").prefix($0 + 1).joined(separator: "/") }
-        }).sorted { $0.count > $1.count }
+        // Each path's directories, walked up until one already listed (whose own are listed too):
+        // every prefix rebuilt from its components was quadratic in the depth, per path.
+        var ancestors = Set<[UInt8]>()
+        for path in paths {
+            var directory = Array(path.utf8)
+            while let slash = directory.lastIndex(of: UInt8(ascii: "/")) {
+                directory.removeSubrange(slash...)
+                if !ancestors.insert(directory).inserted { break }
+            }
+        }
+        let parents = ancestors.sorted { $0.count > $1.count }.map { String(decoding: $0, as: UTF8.self) }
         for directory in parents where try !inTree(directory) {
             if let (parent, name) = try FileSystem.openParent(of: directory, in: root), try parent.entry(name)?.type == .directory,
                 try parent.subdirectory(name).names().isEmpty {

@@ -32,12 +32,16 @@ extension Repository {
         within: [String]? = nil, untrackable: Bool = false, lineEndings: LineEndingScope? = nil
     ) throws -> [Change] {
         // The caller's keep rule, asked once per path by this look and libgit2's below.
-        var answers: [String: Bool] = [:]
+        // Paths are keyed by their bytes throughout: `String` equality takes `café` precomposed and
+        // decomposed for one, and an agent's two such files were one change (the keep committed one,
+        // the experiment had read both, the revert left the other).
+        var answers: [[UInt8]: Bool] = [:]
         let keepingIgnored = keepingIgnored.map { keep in
             { (path: String) -> Bool in
-                if let known = answers[path] { return known }
+                let key = Array(path.utf8)
+                if let known = answers[key] { return known }
                 let answer = keep(path)
-                answers[path] = answer
+                answers[key] = answer
                 return answer
             }
         }
@@ -53,36 +57,37 @@ extension Repository {
                 return change
             }
         }
-        var byPath: [String: Change] = [:]
+        var byPath: [[UInt8]: Change] = [:]
         for change in try changes(against: commit, excluding: excluded, untracked: true, keepingIgnored: keepingIgnored,
                                   within: within) {
-            byPath[change.path] = change
+            byPath[Array(change.path.utf8)] = change
         }
-        for (path, what) in invisible.untrackable where byPath[path] == nil {
+        for (path, what) in invisible.untrackable where byPath[Array(path.utf8)] == nil {
             var change = Change(path: path, kind: .added, oldMode: .absent, newMode: .absent)
             change.untrackable = what
-            byPath[path] = change
+            byPath[Array(path.utf8)] = change
         }
         if let lineEndings {
+            let changed = byPath.values.map(\.path)
             for change in try lineEndingChanges(against: commit, within: lineEndings.within ?? [""], of: lineEndings.includes,
-                                                skipping: Set(byPath.keys)) {
-                byPath[change.path] = change
+                                                skipping: Set(changed)) where byPath[Array(change.path.utf8)] == nil {
+                byPath[Array(change.path.utf8)] = change
             }
         }
-        var layouts: [String: Bool] = [:]
-        for (path, change) in byPath where change.kind != .deleted && !change.isSubmodule {
-            var directory = Substring(path)
+        var layouts: [[UInt8]: Bool] = [:]
+        for (key, change) in byPath where change.kind != .deleted && !change.isSubmodule {
+            var directory = Substring(change.path)
             while let slash = directory.lastIndex(of: "/") {
                 directory = directory[..<slash]
-                let key = String(directory)
-                if layouts[key] == nil { layouts[key] = holdsGitDirectoryFiles(key) }
-                if layouts[key] == true {
-                    byPath[path]?.isSubmodule = true
+                let bytes = Array(directory.utf8)
+                if layouts[bytes] == nil { layouts[bytes] = holdsGitDirectoryFiles(String(directory)) }
+                if layouts[bytes] == true {
+                    byPath[key]?.isSubmodule = true
                     break
                 }
             }
         }
-        return byPath.values.sorted { $0.path < $1.path }
+        return byPath.values.sorted { Array($0.path.utf8).lexicographicallyPrecedes(Array($1.path.utf8)) }
     }
 
     /// Whether `directory` (workspace-relative) holds a git repository's own files: a `HEAD` beside

@@ -223,6 +223,7 @@ public enum WorkspaceSteps {
         if let missing = config.missingLockedFile(pinned: Set(lockedPaths(config))) { problems.append(missing.description) }
         let changes = try repo.loopStatus(against: base, config: config)
         problems += DiffValidator.validate(changes, policy: config.diffPolicy).map(\.description)
+        problems += try repo.unicodeTwinViolations(changes, in: base).map(\.description)
         let pins = RunState.load(root)?.pins ?? Pins.load(root) ?? [:]
         for (path, hash) in pins.sorted(by: { $0.key < $1.key }) {
             let data = FileManager.default.contents(atPath: root + "/" + path).map { [UInt8]($0) }
@@ -270,8 +271,9 @@ extension WorkspaceConfig {
     var agentsFilesScope: LineEndingScope {
         let globs = (files.editable + files.notes).map(Glob.init)
         let roots = globs.map(\.literalPrefix)
+        let offLimits = OffLimits(self)
         return LineEndingScope(within: roots.contains("") ? nil : roots) { path in
-            globs.contains { $0.matches(path) } && !self.isOffLimitsToAgents(path)
+            globs.contains { $0.matches(path) } && !offLimits.contains(path)
         }
     }
 }
@@ -308,12 +310,36 @@ extension WorkspaceConfig {
     var diffPolicy: DiffPolicy {
         let editable = files.editable.map(Glob.init)
         let notes = files.notes.map(Glob.init)
-        let config = self
-        let isEditable: @Sendable (String) -> Bool = { path in
-            !config.isOffLimitsToAgents(path) && editable.contains { $0.matches(path) }
+        let offLimits = OffLimits(self)
+        // Each path judged once: the validator asks about a path several times, and each answer
+        // matches every glob against it (thousands of paths 85 directories deep took seconds each).
+        let kinds = PathMemo<(editable: Bool, notes: Bool)> { path in
+            if offLimits.contains(path) { return (false, false) }
+            let isEditable = editable.contains { $0.matches(path) }
+            return (isEditable, !isEditable && notes.contains { $0.matches(path) })
         }
-        return DiffPolicy(isEditable: isEditable,
-                          isNotes: { path in !isEditable(path) && !config.isOffLimitsToAgents(path) && notes.contains { $0.matches(path) } },
+        return DiffPolicy(isEditable: { kinds[$0].editable }, isNotes: { kinds[$0].notes },
                           maxChangedLines: limits.diffLines, maxFileBytes: limits.maxFileBytes)
+    }
+}
+
+/// A function of a workspace path, computed once per path (for one look at a change).
+/// Keyed by the path's bytes: Swift's `String` equality takes `café` written precomposed and
+/// decomposed for one name, which the file system and git keep apart.
+final class PathMemo<Value>: @unchecked Sendable {
+    private let compute: (String) -> Value
+    private var known: [[UInt8]: Value] = [:]
+    private let lock = NSLock()
+
+    init(_ compute: @escaping (String) -> Value) { self.compute = compute }
+
+    subscript(path: String) -> Value {
+        lock.lock()
+        defer { lock.unlock() }
+        let key = Array(path.utf8)
+        if let value = known[key] { return value }
+        let value = compute(path)
+        known[key] = value
+        return value
     }
 }

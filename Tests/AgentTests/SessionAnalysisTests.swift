@@ -34,6 +34,32 @@ final class SessionAnalysisTests: XCTestCase {
         XCTAssertEqual(ws.filesContaining(LoopWorkspace.hiddenLabel, under: ws.root + "/.proctor/analysis"), [])
     }
 
+    /// One request right after another's answer is served, not refused as busy: the server sent the
+    /// answer before it was free again, and about one back-to-back request in twelve was refused
+    /// ("another experiment is running").
+    func testARequestRightAfterAnAnswerIsServed() throws {
+        let ws = try LoopWorkspace(agent: SessionTests.noAgent)
+        // The requests `proctor analyze` sends, straight on the session channel: one process, so the
+        // next one follows the answer within microseconds.
+        let client = """
+            import array, json, os, socket
+            fd = int(os.environ["PROCTOR_SESSION_FD"])
+            refused = 0
+            for i in range(150):
+                s = socket.socket(fileno=fd)
+                a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+                s.sendmsg([("ANALYZE\t" + json.dumps(["true"])).encode()], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [b.fileno()]))])
+                b.close(); s.detach()
+                reply = a.recv(65536).decode(); a.close()
+                refused += "one at a time" in reply
+            print("refused=%d" % refused)
+            """
+        let script = "cat > \"$HOME/client.py\" <<'CLIENT'\n\(client)\nCLIENT\npython3 \"$HOME/client.py\""
+        let outcome = try sessionThenOneExperiment(ws, script)
+        XCTAssertEqual(outcome.status, 0, ws.describe(outcome))
+        XCTAssertTrue(outcome.stdout.contains("refused=0"), outcome.stdout)
+    }
+
     /// The session agent's analysis command is never resolved on the host. It used to be, as an
     /// interpreter: a `#!` file named `python3` in the agent's home was run on the host as a pyenv
     /// shim (outside every sandbox, as the supervisor's user: it could rewrite the ledger), and a

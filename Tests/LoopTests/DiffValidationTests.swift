@@ -112,6 +112,32 @@ final class DiffValidationTests: XCTestCase {
         XCTAssertEqual(try ws.git(["rev-parse", ws.branch!]), head)
     }
 
+    /// Two names Swift takes for one (`café.py` precomposed and decomposed: other bytes, two files
+    /// on disk and in git) were one change: the experiment read both, the keep committed one, and the
+    /// revert left the other. Each twin is now its own change, rejected by name: beside another new
+    /// one, or beside a committed one; the revert removes both.
+    func testNamesInTwoUnicodeFormsAreRejected() throws {
+        var spec = WorkspaceSpec()
+        spec.files = spec.files.replacingOccurrences(of: "editable = [\"train.py\"]", with: "editable = [\"train.py\", \"src/**\"]")
+        spec.agentScript = agentPrelude + """
+            case "$i" in
+            1) printf 'A = 1\\n' > "src/caf$(printf '\\303\\251').py"; printf 'B = 2\\n' > "src/cafe$(printf '\\314\\201').py"; echo "SUMMARY: twins" ;;
+            2) printf 'A = 1\\n' > "src/caf$(printf '\\303\\251').py"; set_var X 0.6; echo "SUMMARY: one form" ;;
+            3) printf 'B = 2\\n' > "src/cafe$(printf '\\314\\201').py"; echo "SUMMARY: the twin of a kept one" ;;
+            esac
+            """
+        let ws = try LoopWorkspace(spec, files: ["src/lib.py": "X = 0\n"])
+        let result = try ws.run(["--iterations", "3"])
+        XCTAssertEqual(result.status, 0, result.text)
+        XCTAssertEqual(ws.rows.map(\.status), ["keep", "rejected", "keep", "rejected"], result.text)
+        XCTAssertTrue(ws.row(1)?.description.contains("has this name in another Unicode form") == true, ws.row(1)?.description ?? "")
+        XCTAssertTrue(ws.row(3)?.description.contains("the committed src/caf\\u{e9}.py has this name in another Unicode form") == true,
+                      ws.row(3)?.description ?? "")
+        let names = try FileManager.default.contentsOfDirectory(atPath: ws.path("src")).map { Array($0.utf8) }.sorted { $0.lexicographicallyPrecedes($1) }
+        XCTAssertEqual(names, [Array("caf\u{e9}.py".utf8), Array("lib.py".utf8)], "the decomposed twins went with the reverts")
+        XCTAssertEqual(try ws.gitStatus(), "")
+    }
+
     /// An editable directory (`src/**`) is writable as a whole in the agent sandbox, so the agent can make
     /// links, write binaries and nest repositories there; each is rejected in the loop and undone, and a
     /// legal new file in it is kept. (Existing files are bind mounts of their own there, so deleting or

