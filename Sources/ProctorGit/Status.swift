@@ -74,20 +74,30 @@ extension Repository {
                 byPath[Array(change.path.utf8)] = change
             }
         }
-        var layouts: [[UInt8]: Bool] = [:]
-        for (key, change) in byPath where change.kind != .deleted && !change.isSubmodule {
-            var directory = Substring(change.path)
-            while let slash = directory.lastIndex(of: "/") {
-                directory = directory[..<slash]
-                let bytes = Array(directory.utf8)
-                if layouts[bytes] == nil { layouts[bytes] = holdsGitDirectoryFiles(String(directory)) }
-                if layouts[bytes] == true {
-                    byPath[key]?.isSubmodule = true
-                    break
-                }
+        // Whether a directory, or one above it, holds a git repository's files: each directory
+        // looked at once, walking up only to the nearest one known (rebuilding every ancestor of
+        // every path was quadratic in the depth: thousands of files 85 directories deep).
+        var nested: [[UInt8]: Bool] = [:]
+        func insideRepository(_ directory: Substring) -> Bool {
+            var unknown: [Substring] = []
+            var current = directory
+            var above = false
+            while true {
+                if let known = nested[Array(current.utf8)] { above = known; break }
+                unknown.append(current)
+                guard let slash = current.lastIndex(of: "/") else { break }
+                current = current[..<slash]
             }
+            for directory in unknown.reversed() {
+                above = above || holdsGitDirectoryFiles(String(directory))
+                nested[Array(directory.utf8)] = above
+            }
+            return above
         }
-        return byPath.values.sorted { Array($0.path.utf8).lexicographicallyPrecedes(Array($1.path.utf8)) }
+        for (key, change) in byPath where change.kind != .deleted && !change.isSubmodule {
+            if let slash = change.path.lastIndex(of: "/"), insideRepository(change.path[..<slash]) { byPath[key]?.isSubmodule = true }
+        }
+        return byPath.sorted { $0.key.lexicographicallyPrecedes($1.key) }.map(\.value)
     }
 
     /// Whether `directory` (workspace-relative) holds a git repository's own files: a `HEAD` beside
