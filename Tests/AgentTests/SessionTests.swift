@@ -41,6 +41,38 @@ final class SessionTests: XCTestCase {
 
     /// Three experiments asked for from inside: each is validated, run, scored and kept or
     /// reverted; the agent reads every result; the session stops after `--iterations 3`.
+    /// A session agent reads the user's terminal and may change its settings (`stty -echo -isig`,
+    /// as full-screen agents do): they stayed so after proctor exited. Put back when the agent ends.
+    /// On a pseudo-terminal the test makes, proctor in its foreground.
+    func testTheTerminalsSettingsAreRestoredWhenTheAgentEnds() throws {
+        let ws = try LoopWorkspace(agent: Self.noAgent)
+        let driver = """
+            import os, pty, sys
+            pid, master = pty.fork()
+            if pid == 0:
+                os.execvp("sh", ["sh", "-c", sys.argv[1] + " session --workspace " + sys.argv[2] + " -- sh -c 'stty -echo -isig; echo AGENT-CHANGED-IT'; echo PROCTOR-EXIT=$?; stty -a"])
+            out = b""
+            while True:
+                try:
+                    data = os.read(master, 65536)
+                except OSError:
+                    break
+                if not data:
+                    break
+                out += data
+            os.waitpid(pid, 0)
+            sys.stdout.write(out.decode(errors="replace").replace("\\r", ""))
+            """
+        let outcome = try runChild(["/usr/bin/env", "python3", "-c", driver, proctorBinary, ws.root],
+                                   environment: ws.environment(), deadline: 120)
+        XCTAssertTrue(outcome.stdout.contains("AGENT-CHANGED-IT"), outcome.text)
+        XCTAssertTrue(outcome.stdout.contains("PROCTOR-EXIT=0"), outcome.text)
+        let after = outcome.stdout.components(separatedBy: "PROCTOR-EXIT=0").last ?? ""
+        let flags = after.split(whereSeparator: { $0 == " " || $0 == "\n" || $0 == ";" })
+        XCTAssertTrue(flags.contains("isig") && flags.contains("echo"), "after proctor: \(after)")
+        XCTAssertFalse(flags.contains("-isig") || flags.contains("-echo"), "after proctor: \(after)")
+    }
+
     func testAgentRunsExperimentsThroughTheSupervisor() throws {
         let ws = try LoopWorkspace(agent: Self.noAgent)
         let script = """

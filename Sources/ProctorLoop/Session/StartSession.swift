@@ -52,8 +52,17 @@ extension Runner {
         }
         let done = DispatchSemaphore(value: 0)
         sessionDone = done
+        // The terminal's settings as the user left them: the agent may change them (`stty -isig
+        // -echo`, as every full-screen agent does), and they were left so after proctor exited.
+        var terminal = termios()
+        let onTerminal = isatty(0) == 1 && tcgetattr(0, &terminal) == 0
+        let saved = terminal
         let thread = Thread {
-            defer { done.signal() }
+            defer {
+                // Only from the foreground: a background proctor would be stopped by SIGTTOU.
+                if onTerminal && tcgetpgrp(0) == getpgrp() { var settings = saved; _ = tcsetattr(0, TCSANOW, &settings) }
+                done.signal()
+            }
             // The user's terminal is the agent's stdin: a session agent is interactive (Claude Code's
             // prompt). It still has no controlling terminal, and TIOCSTI/TIOCLINUX are denied.
             let result = Result {
