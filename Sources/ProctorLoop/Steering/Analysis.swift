@@ -135,8 +135,10 @@ public struct AnalysisStore: Sendable {
         return try? JSONLines.decoder().decode(AnalysisRecord.self, from: data)
     }
 
-    /// Every finished analysis, oldest first.
-    public func records() -> [AnalysisRecord] { numbers().compactMap(record) }
+    /// Every finished analysis, oldest first; with `after`, only those numbered above it (each
+    /// record read only then: reading all of them for every prompt made thousands of old analyses
+    /// cost each later iteration most of a second).
+    public func records(after: Int = 0) -> [AnalysisRecord] { numbers().filter { $0 > after }.compactMap(record) }
 
     // MARK: Delivery to the agent
 
@@ -152,8 +154,7 @@ public struct AnalysisStore: Sendable {
 
     /// Finished analyses the agent has not been shown, oldest first.
     public func pending() -> [AnalysisRecord] {
-        let done = delivered
-        return records().filter { $0.number > done }
+        records(after: delivered)
     }
 
     /// After the iteration whose prompt showed them is recorded. Never moves back.
@@ -167,7 +168,7 @@ public struct AnalysisStore: Sendable {
     /// `summaryCount` of them with `summary(of:)`, a line for the ones left out. Bounded: at most
     /// about `summaryCount` × (`summaryBytes` + 600) bytes.
     public func summaries(since: Int) -> String {
-        let fresh = records().filter { $0.number > since }
+        let fresh = records(after: since)
         guard !fresh.isEmpty else { return "" }
         let shown = fresh.suffix(AnalysisStore.summaryCount)
         var text = "Analysis runs since your last proposal (no score; outputs kept by the supervisor):\n"
