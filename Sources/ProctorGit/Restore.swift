@@ -47,8 +47,9 @@ extension Repository {
         _ tree: OpaquePointer, commit: ObjectID, excluded: [String], prefixes: [String], keepingIgnored: ((String) -> Bool)?,
         keep: ((String, Bool) throws -> Bool)?, within: [String], lineEndings: LineEndingScope?
     ) throws {
+        // What changed, not by how many lines: no diff is made (`countingLines`).
         var changes = try status(against: commit, excluding: excluded, keepingIgnored: keepingIgnored, within: within,
-                                 lineEndings: lineEndings)
+                                 lineEndings: lineEndings, countingLines: { _ in false })
         let root = try FileSystem.Directory.open(workdir)
         if changes.contains(where: { $0.unreachable != nil }) {
             // Entries git cannot look at (too deep, unreadable): gone first, then git can look at the rest.
@@ -56,7 +57,7 @@ extension Repository {
                 if let (parent, name) = try FileSystem.openParent(of: change.path, in: root) { try parent.remove(name) }
             }
             changes = try status(against: commit, excluding: excluded, keepingIgnored: keepingIgnored, within: within,
-                                 lineEndings: lineEndings)
+                                 lineEndings: lineEndings, countingLines: { _ in false })
         }
         func inTree(_ path: String) throws -> Bool { try treeEntry(tree, path) != nil }
         // Parents before children: by depth, counted once per path (a comparison that split both

@@ -27,9 +27,14 @@ extension Repository {
     /// `untrackable`: also what git keeps nothing of there (`invisibleEntries`), as changes: an
     /// iteration's look, where only the agent could have made them. `lineEndings`: the tracked files
     /// also read for changes git's line-ending conversion hides (`lineEndingChanges`).
+    ///
+    /// `countingLines`: whether a modified path's lines are counted (a diff of it made); nil for all.
+    /// A diff costs what its content does: a notes file of 500,000 lines took the supervisor 7.5 s,
+    /// and notes' lines count against no limit.
     public func status(
         against commit: ObjectID, excluding excluded: [String] = [], keepingIgnored: ((String) -> Bool)? = nil,
-        within: [String]? = nil, untrackable: Bool = false, lineEndings: LineEndingScope? = nil
+        within: [String]? = nil, untrackable: Bool = false, lineEndings: LineEndingScope? = nil,
+        countingLines: ((String) -> Bool)? = nil
     ) throws -> [Change] {
         // The caller's keep rule, asked once per path by this look and libgit2's below.
         // Paths are keyed by their bytes throughout: `String` equality takes `café` precomposed and
@@ -59,7 +64,7 @@ extension Repository {
         }
         var byPath: [[UInt8]: Change] = [:]
         for change in try changes(against: commit, excluding: excluded, untracked: true, keepingIgnored: keepingIgnored,
-                                  within: within) {
+                                  within: within, countingLines: countingLines) {
             byPath[Array(change.path.utf8)] = change
         }
         for (path, what) in invisible.untrackable where byPath[Array(path.utf8)] == nil {
@@ -115,7 +120,7 @@ extension Repository {
     /// `within`: the paths the diff is limited to (a directory stands for what is beneath it).
     func changes(
         against commit: ObjectID, excluding excluded: [String], untracked: Bool,
-        keepingIgnored: ((String) -> Bool)? = nil, within: [String]? = nil
+        keepingIgnored: ((String) -> Bool)? = nil, within: [String]? = nil, countingLines: ((String) -> Bool)? = nil
     ) throws -> [Change] {
         let tree = try tree(of: commit)
         defer { git_tree_free(tree) }
@@ -207,6 +212,10 @@ extension Repository {
             if kind == .added, delta.status != GIT_DELTA_ADDED {
                 // Untracked or ignored: libgit2 does not load their content, read it without following links.
                 guard try describeNewFile(&change, root: root) else { continue }
+            } else if countingLines?(path) == false {
+                if kind != .deleted, let (parent, name) = try FileSystem.openParent(of: path, in: root) {
+                    change.newSize = try parent.entry(name)?.size ?? 0
+                }
             } else {
                 var patch: OpaquePointer?
                 try check(git_patch_from_diff(&patch, diff, index), "git_patch_from_diff")
