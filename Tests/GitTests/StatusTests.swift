@@ -49,6 +49,22 @@ final class StatusTests: XCTestCase {
         XCTAssertEqual(prepare.newMode, .absent)
     }
 
+    /// A path whose lines count against nothing (notes; anything a revert looks at) is not diffed:
+    /// a diff costs what the content does (a notes file of 500,000 lines took 7.5 s). Its change and
+    /// size are reported all the same.
+    func testPathsNotCountedAreNotDiffed() throws {
+        let (scratch, repo) = try Scratch.repository(self, files)
+        try scratch.write("train.py", "a = 1\nb = 20\nc = 3\nd = 4\n")
+        try scratch.write("long.txt", "replaced\n")
+        let changes = try repo.status(against: repo.head()!, excluding: [".proctor/", "outputs"], countingLines: { $0 != "long.txt" })
+        let byPath = Dictionary(uniqueKeysWithValues: changes.map { ($0.path, $0) })
+        XCTAssertEqual([byPath["train.py"]?.addedLines, byPath["train.py"]?.removedLines], [2, 1])
+        let notes = try XCTUnwrap(byPath["long.txt"])
+        XCTAssertEqual(notes.kind, .modified)
+        XCTAssertEqual([notes.addedLines, notes.removedLines], [0, 0], "not diffed")
+        XCTAssertEqual(notes.newSize, 9)
+    }
+
     func testIgnoredFilesAreReportedButExcludedPrefixesAreNot() throws {
         let (scratch, repo) = try Scratch.repository(self, files)
         try scratch.write("debug.log", "hidden by .gitignore\n")
