@@ -19,6 +19,9 @@ extension Iteration {
         stats = DiffStats(changes)
         let violations = DiffValidator.validate(changes, policy: runner.diffPolicy)
             + (try runner.repo.unicodeTwinViolations(changes, in: best))
+        // Ctrl-C while a large change was looked at (a minute for thousands of files): abandoned
+        // now, not recorded and the interrupt lost.
+        if runner.stop.requested { return .abandoned }
         if !violations.isEmpty {
             return ends(.rejected, reason: .violations(violations.map(\.description)),
                         violations: violations.map(\.description),
