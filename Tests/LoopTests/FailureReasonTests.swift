@@ -67,6 +67,18 @@ final class FailureReasonTests: XCTestCase {
         }
     }
 
+    /// A record's lists are bounded in length as in count: a hundred violations quoting
+    /// 3,700-byte paths wrote 0.6 MB into one record.
+    func testListedItemsAreCutToALength() {
+        let long = "notes/" + String(repeating: "D", count: 3_700) + ": new file outside the editable and notes files [new-file]"
+        let listed = FailureReason.counted(Array(repeating: long, count: 150), atMost: 100)
+        XCTAssertEqual(listed.count, 101)
+        XCTAssertEqual(listed[0].unicodeScalars.count, FailureReason.itemScalars + 3)
+        XCTAssertTrue(listed[0].hasSuffix("..."))
+        XCTAssertEqual(listed.last, "and 50 more (each in the audit log)")
+        XCTAssertEqual(FailureReason.counted(["short"], atMost: 100), ["short"])
+    }
+
     func testEveryCaseIsListed() {
         let listed = Set(Self.everyCase(EvaluatorWords(Self.marker)).map { Self.covered($0.0) })
         XCTAssertEqual(listed.count, 20, "every case of FailureReason has a sample: \(listed.sorted())")

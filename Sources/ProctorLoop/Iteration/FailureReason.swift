@@ -102,9 +102,14 @@ indirect enum FailureReason: Sendable, Equatable {
     /// audit log); `items` as they are when there are no more. The reasons' texts and a record's
     /// `violations` (`Verdict.recorded`) both shorten their lists so.
     static func counted(_ items: [String], atMost most: Int) -> [String] {
-        guard items.count > most else { return items }
-        return Array(items.prefix(most)) + ["and \(items.count - most) more (each in the audit log)"]
+        // Each at most `itemScalars` long: a hundred violations quoting 3,700-byte paths wrote
+        // 0.6 MB into one record (the audit log has each in full).
+        let shown = items.prefix(most).map { $0.unicodeScalars.count > itemScalars ? $0.prefix(scalars: itemScalars) + "..." : $0 }
+        guard items.count > most else { return shown }
+        return shown + ["and \(items.count - most) more (each in the audit log)"]
     }
+
+    static let itemScalars = 500
 
     /// What an agent reads instead of the evaluator's words.
     static let evaluatorHidden = "the evaluator could not score the outputs (its messages are in the ledger, not shown to agents)"
