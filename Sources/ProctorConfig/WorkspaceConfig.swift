@@ -739,15 +739,14 @@ public final class OffLimits: @unchecked Sendable {
     private let config: WorkspaceConfig
     private let protected: [Glob]
     private let prefixes: [String]
-    private let lock = NSLock()
-    /// Workspace-relative directories (by their bytes: `String` equality merges a precomposed and a
-    /// decomposed name, two directories on disk): whether it, or one above it, holds an environment.
-    private var environments: [[UInt8]: Bool] = [:]
+    /// Workspace-relative directories that hold an environment, or lie in one.
+    private var environments: AncestorMemo!
 
     public init(_ config: WorkspaceConfig) {
         self.config = config
         protected = (config.files.hidden + config.files.sealed + config.files.locked).map(Glob.init)
         prefixes = [".git", ".proctor", "proctor.toml"] + config.files.outputs + config.hiddenPrefixes
+        environments = AncestorMemo { [unowned self] in self.holds($0) }
     }
 
     public func contains(_ path: String) -> Bool {
@@ -773,34 +772,44 @@ public final class OffLimits: @unchecked Sendable {
         guard !trimmed.isEmpty else { return false }
         if holds(trimmed) { return true }
         guard let slash = trimmed.lastIndex(of: "/") else { return false }
-        return environment(at: trimmed[..<slash])
-    }
-
-    /// `dir` or a directory above it holds an environment; each directory looked at once.
-    private func environment(at dir: Substring) -> Bool {
-        lock.lock()
-        defer { lock.unlock() }
-        // The nearest known ancestor, then the unknown ones below it, top down.
-        var unknown: [Substring] = []
-        var current = dir
-        var above = false
-        while true {
-            if let known = environments[Array(current.utf8)] { above = known; break }
-            unknown.append(current)
-            guard let slash = current.lastIndex(of: "/") else { break }
-            current = current[..<slash]
-        }
-        for directory in unknown.reversed() {
-            above = above || holds(directory)
-            environments[Array(directory.utf8)] = above
-        }
-        return above
+        return environments.atOrAbove(trimmed[..<slash])
     }
 
     private func holds(_ dir: Substring) -> Bool {
         var st = stat()
         let base = config.root + "/" + dir
         return lstat(base + "/pyvenv.cfg", &st) == 0 || lstat(base + "/conda-meta", &st) == 0
+    }
+}
+
+/// Whether a workspace-relative directory, or one above it, has a property (`holds`), each
+/// directory looked at once: a walk up from a path stops at the nearest directory known. Asking
+/// every ancestor of each of thousands of paths 85 directories deep was quadratic in the depth.
+/// Keyed by bytes: `String` equality merges a precomposed and a decomposed name, two directories.
+public final class AncestorMemo: @unchecked Sendable {
+    private let holds: (Substring) -> Bool
+    private var known: [[UInt8]: Bool] = [:]
+    private let lock = NSLock()
+
+    public init(_ holds: @escaping (Substring) -> Bool) { self.holds = holds }
+
+    public func atOrAbove(_ directory: Substring) -> Bool {
+        lock.lock()
+        defer { lock.unlock() }
+        var unknown: [Substring] = []
+        var current = directory
+        var above = false
+        while true {
+            if let answer = known[Array(current.utf8)] { above = answer; break }
+            unknown.append(current)
+            guard let slash = current.lastIndex(of: "/") else { break }
+            current = current[..<slash]
+        }
+        for directory in unknown.reversed() {
+            above = above || holds(directory)
+            known[Array(directory.utf8)] = above
+        }
+        return above
     }
 }
 

@@ -1,5 +1,6 @@
 import CGit2
 import Foundation
+import ProctorConfig
 
 /// The tracked files a status also reads for changes git's line-ending conversion hides
 /// (`Repository.lineEndingChanges`): those beneath `within` (nil: anywhere) that `includes` accepts.
@@ -79,28 +80,10 @@ extension Repository {
                 byPath[Array(change.path.utf8)] = change
             }
         }
-        // Whether a directory, or one above it, holds a git repository's files: each directory
-        // looked at once, walking up only to the nearest one known (rebuilding every ancestor of
-        // every path was quadratic in the depth: thousands of files 85 directories deep).
-        var nested: [[UInt8]: Bool] = [:]
-        func insideRepository(_ directory: Substring) -> Bool {
-            var unknown: [Substring] = []
-            var current = directory
-            var above = false
-            while true {
-                if let known = nested[Array(current.utf8)] { above = known; break }
-                unknown.append(current)
-                guard let slash = current.lastIndex(of: "/") else { break }
-                current = current[..<slash]
-            }
-            for directory in unknown.reversed() {
-                above = above || holdsGitDirectoryFiles(String(directory))
-                nested[Array(directory.utf8)] = above
-            }
-            return above
-        }
+        // Whether a directory, or one above it, holds a git repository's files.
+        let repositories = AncestorMemo { [self] in holdsGitDirectoryFiles(String($0)) }
         for (key, change) in byPath where change.kind != .deleted && !change.isSubmodule {
-            if let slash = change.path.lastIndex(of: "/"), insideRepository(change.path[..<slash]) { byPath[key]?.isSubmodule = true }
+            if let slash = change.path.lastIndex(of: "/"), repositories.atOrAbove(change.path[..<slash]) { byPath[key]?.isSubmodule = true }
         }
         return byPath.sorted { $0.key.lexicographicallyPrecedes($1.key) }.map(\.value)
     }
