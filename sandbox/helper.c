@@ -203,7 +203,9 @@ static void hand_over(struct helper *h)
         h->setup_error = 1;
         kill(h->init, SIGKILL);
     } else if ((r = psb_cgroups_attach(h->cg, h->init, h->ctx.setup_sock_peer, err, sizeof err)) < 0) {
-        if (errno != ESRCH) {
+        /* Init gone (ESRCH), or its end of the socket closed (EPIPE, ECONNRESET: it failed while
+         * building the mounts, a refused --dev-node): its own record says why, not "join". */
+        if (errno != ESRCH && errno != EPIPE && errno != ECONNRESET) {
             setup_fail(err, errno, "cgroups");
             h->setup_error = 1;
         }
