@@ -241,11 +241,13 @@ extension Repository {
     /// `scoped`: only where an iteration can change anything (`agentWritableRoots`), so that its cost
     /// follows the editable files, not the size of the workspace; start, resume and `proctor check`
     /// look at everything.
-    func loopStatus(against commit: ObjectID, config: WorkspaceConfig, scoped: Bool = false) throws -> [Change] {
+    func loopStatus(against commit: ObjectID, config: WorkspaceConfig, scoped: Bool = false,
+                    policy given: DiffPolicy? = nil) throws -> [Change] {
         let hidden = config.hiddenPrefixes
         // Notes' lines count against no limit: they are not diffed (a notes file of 500,000 lines
-        // took 7.5 s of the supervisor's, each iteration, for nothing).
-        let policy = config.diffPolicy
+        // took 7.5 s of the supervisor's, each iteration, for nothing). `given`: the policy the
+        // caller validates with, so each path is judged once.
+        let policy = given ?? config.diffPolicy
         return try status(against: commit, excluding: config.untrackedByLoop, keepingIgnored: config.isUsersIgnoredPath,
                           within: scoped ? config.agentWritableRoots : nil, untrackable: scoped,
                           lineEndings: scoped ? config.agentsFilesScope : nil,

@@ -128,7 +128,8 @@ public struct SearchAgent: MarkerAgent {
         // was kept: then it counts with the best score. Without the baseline's configuration, the
         // files stand for it until a proposal is kept, and go first, as measured: the order is the
         // search's history (`TPEStrategy.localShare` reads which proposals beat the best before them).
-        if !configurations.contains(where: { $0.key == space.key(current) }) {
+        let currentKey = space.key(current)
+        if !configurations.contains(where: { $0.key == currentKey }) {
             let standsForBaseline = baselineLiterals == nil
             add(current, (standsForBaseline ? baseline : nil) ?? context.bestScore.map { [$0] } ?? [], failure: false,
                 first: standsForBaseline)

@@ -15,9 +15,10 @@ extension Iteration {
                         audit: tampered.map { rejection(phase: .validate, kind: .tamper, path: $0, rule: .locked,
                                                         detail: "differs from its pin") })
         }
-        changes = try runner.repo.loopStatus(against: best, config: runner.config, scoped: true)
+        let policy = runner.diffPolicy
+        changes = try runner.repo.loopStatus(against: best, config: runner.config, scoped: true, policy: policy)
         stats = DiffStats(changes)
-        let violations = DiffValidator.validate(changes, policy: runner.diffPolicy)
+        let violations = DiffValidator.validate(changes, policy: policy)
             + (try runner.repo.unicodeTwinViolations(changes, in: best))
         // Ctrl-C while a large change was looked at (a minute for thousands of files): abandoned
         // now, not recorded and the interrupt lost.
