@@ -123,7 +123,7 @@ struct ExecArguments: Equatable {
 /// Runs `body`; a thrown error is proctor's own failure: one line on stderr and its status (125).
 func statusOrFailure(_ body: () throws -> Int32) -> Int32 {
     do { return try body() } catch {
-        FileHandle.standardError.write(Data("proctor: \(terminalLine(describe(error)))\n".utf8))
+        Console.err("proctor: \(terminalLine(describe(error)))\n")
         return ExitStatus.of(error, failed: ExitStatus.badInput)
     }
 }

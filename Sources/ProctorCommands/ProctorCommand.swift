@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import ProctorSandbox
 
 /// `proctor`: supervise an untrusted research agent. Argument parsing only; the work is in the
 /// libraries. The executable (`Sources/proctor/main.swift`) calls `ProctorCommand.main()`; tests
@@ -21,7 +22,7 @@ public struct ProctorCommand: ParsableCommand {
             Foundation.exit(exec.run())
         }
         if let twice = repeatedOption(CommandLine.arguments.dropFirst()) {
-            FileHandle.standardError.write(Data("proctor: \(terminalLine(twice)) is given twice; give each option once\n".utf8))
+            Console.err("proctor: \(terminalLine(twice)) is given twice; give each option once\n")
             Foundation.exit(ExitStatus.badInput)
         }
         do {
@@ -29,12 +30,12 @@ public struct ProctorCommand: ParsableCommand {
             try command.run()
         } catch let failure as CommandFailure {
             // The one place a failed command becomes its message and exit status.
-            FileHandle.standardError.write(Data("proctor: \(terminalLine(failure.message))\n".utf8))
+            Console.err("proctor: \(terminalLine(failure.message))\n")
             Foundation.exit(failure.status)
         } catch {
             let code = exitCode(for: error)
             if code == .validationFailure {
-                FileHandle.standardError.write(Data((fullMessage(for: error) + "\n").utf8))
+                Console.err(fullMessage(for: error) + "\n")
                 Foundation.exit(ExitStatus.badInput)
             }
             exit(withError: error)

@@ -68,7 +68,7 @@ struct AnalyzeCommand: ParsableCommand {
         let outcome: AnalyzeStep.Outcome
         do {
             outcome = try AnalyzeStep.run(workspace: options.workspace, command: command) { line in
-                FileHandle.standardError.write(Data("proctor: \(terminalSafe(line))\n".utf8))
+                Console.err("proctor: \(terminalSafe(line))\n")
             }
         } catch {
             throw CommandFailure(error, failed: ExitStatus.badInput)

@@ -24,7 +24,7 @@ public final class PinnedCopy: @unchecked Sendable {
     /// a copy of its working tree, with a warning.
     public static func forExec(_ config: WorkspaceConfig) throws -> PinnedCopy {
         guard let repo = try? Repository.open(at: config.root), let head = try? repo.head() else {
-            FileHandle.standardError.write(Data("proctor: warning: \(config.root) has no git history; the evaluator runs from the working tree's locked files\n".utf8))
+            Console.err("proctor: warning: \(config.root) has no git history; the evaluator runs from the working tree's locked files\n")
             return try fromWorkingTree(config)
         }
         let base = RunState.load(config.root).flatMap { try? repo.resolve($0.baseCommit) } ?? head

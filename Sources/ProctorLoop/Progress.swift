@@ -1,4 +1,5 @@
 import Foundation
+import ProctorSandbox
 import ProctorConfig
 
 /// Progress of a run on stderr-free stdout: an updating status line on a terminal, plain lines otherwise.
@@ -66,6 +67,6 @@ public final class Progress: @unchecked Sendable {
     }
 
     private func write(_ text: String) {
-        FileHandle.standardOutput.write(Data(text.utf8))
+        Console.out(text)
     }
 }

@@ -301,7 +301,7 @@ public final class AuditLog: @unchecked Sendable {
             }
             try JSONLines.append(record, to: fd, encoder: encoder)
         } catch {
-            FileHandle.standardError.write(Data("proctor: audit: \(error)\n".utf8))
+            Console.err("proctor: audit: \(error)\n")
         }
     }
 }

@@ -37,7 +37,7 @@ public struct SandboxEnvironment: Sendable {
     public static func load(workspace: String) throws -> SandboxEnvironment {
         let config = try WorkspaceConfig.load(workspace: workspace)
         for warning in config.warnings + config.missingReadOnlyPaths() {
-            FileHandle.standardError.write(Data("proctor: warning: \(warning)\n".utf8))
+            Console.err("proctor: warning: \(warning)\n")
         }
         let preset = try preset(of: config)
         try checkDevices(config, preset: preset)
@@ -305,7 +305,7 @@ public struct SandboxEnvironment: Sendable {
         }
         network.add(iteration: context.iteration, phase, result.network)
         for warning in result.warnings {
-            FileHandle.standardError.write(Data("proctor: warning: not enforced as asked: \(warning)\n".utf8))
+            Console.err("proctor: warning: not enforced as asked: \(warning)\n")
         }
         return result
     }

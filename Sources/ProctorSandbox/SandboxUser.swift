@@ -30,7 +30,7 @@ public struct SandboxUser: Sendable, Equatable {
             throw SandboxError(.notInstalled, "proctor runs as root and needs the unprivileged system user \"\(name)\" to run sandboxes as, but could not create it (\(created ?? "useradd failed")); create it (useradd --system --user-group --no-create-home --shell /usr/sbin/nologin \(name)) or set [sandbox] user")
         }
         if created == nil {
-            FileHandle.standardError.write(Data("proctor: created the system user \(name) (uid \(user.uid), gid \(user.gid)): proctor runs as root, and its sandboxes run as this user so that files only root may read stay unreadable\n".utf8))
+            Console.err("proctor: created the system user \(name) (uid \(user.uid), gid \(user.gid)): proctor runs as root, and its sandboxes run as this user so that files only root may read stay unreadable\n")
         }
         return user
     }

@@ -5,7 +5,7 @@ import Synchronization
     import Glibc
 #endif
 
-/// SIGINT and SIGTERM: the process's only global state. The handler does two async-signal-safe
+/// SIGINT, SIGTERM, SIGHUP and SIGPIPE: the process's only global state. The handler does two async-signal-safe
 /// things, an atomic store and a one-byte `write` to a pipe that nobody drains, so the pipe stays
 /// readable from the first signal on and every launch polling it sees the stop, however many
 /// wait. The sandboxes themselves belong to their runs (`StopSwitch`), which stop them.
@@ -20,17 +20,28 @@ public enum StopSignal {
         return (fds[0], fds[1])
     }()
 
-    /// Whether SIGINT or SIGTERM arrived since `install`.
+    /// Whether one of those signals arrived since `install`.
     public static var received: Bool { flag.load(ordering: .acquiring) }
 
-    /// Installs the handler for SIGINT and SIGTERM: finish or abort cleanly instead of dying mid-write.
+    /// Installs the handler: finish or abort cleanly instead of dying mid-write, at SIGINT, SIGTERM,
+    /// SIGHUP (the terminal went away: an ssh session that dropped) and SIGPIPE (the reader of the
+    /// output went away: `proctor run | head`; the supervisor's own sockets send with MSG_NOSIGNAL,
+    /// so no other pipe raises it). A signal that was ignored when proctor started stays ignored:
+    /// `nohup proctor run` keeps running when the terminal closes, as nohup means. A handled
+    /// signal is back to its default in every child after exec; an ignored one is not, so the
+    /// launcher resets them (`Launcher`'s spawn attributes).
     public static func install() {
         // Initialised here, not lazily inside the handler (swift_once is not async-signal-safe).
         _ = pipe
         _ = received
         let handler: @convention(c) (Int32) -> Void = { _ in StopSignal.raise() }
-        signal(SIGINT, handler)
-        signal(SIGTERM, handler)
+        for sig in [SIGINT, SIGTERM, SIGHUP, SIGPIPE] {
+            var current = sigaction()
+            if sigaction(sig, nil, &current) == 0,
+               unsafeBitCast(current.__sigaction_handler.sa_handler, to: Int.self) == unsafeBitCast(SIG_IGN, to: Int.self)
+            { continue }
+            signal(sig, handler)
+        }
     }
 
     /// What the handler does; tests call it to stand in for a signal.

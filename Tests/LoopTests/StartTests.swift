@@ -556,6 +556,57 @@ final class StartTests: XCTestCase {
         XCTAssertTrue(try ws.proctor(["status", "--workspace", ws.root]).stdout.contains("lock: free"))
     }
 
+    /// The terminal hung up (an ssh session that dropped): SIGHUP stops the run as Ctrl-C does (exit
+    /// 130, nothing left running, the ledger whole, `--resume` goes on); it killed proctor outright.
+    /// Started under `nohup` (SIGHUP ignored), the run goes on to its end, as nohup means.
+    func testAHungUpTerminalStopsTheRunCleanlyUnlessNohupIgnoresIt() throws {
+        var spec = WorkspaceSpec()
+        spec.train = WorkspaceSpec.defaultTrain.replacingOccurrences(of: "SLEEP = 0\n", with: "SLEEP = 2\n")
+        let ws = try LoopWorkspace(spec)
+        let output = try CapturedOutput()
+        let run = try ws.startRun(["--iterations", "3"], output: output)
+        defer { if run.isRunning { kill(run.processIdentifier, SIGKILL) } }
+        XCTAssertTrue(waitUntil(timeout: 60) { ws.rows.count >= 1 && ws.read("outputs/sleeping") != nil }, output.stderr)
+        kill(run.processIdentifier, SIGHUP)
+        run.waitUntilExit()
+        XCTAssertEqual(exitStatus(run), 130, output.stderr)
+        XCTAssertTrue(processes(containing: ws.tag).isEmpty)
+        assertLedgerConsistent(ws, iterations: Array(0..<ws.rows.count))
+        let resumed = try ws.run(["--resume", "--iterations", "1"])
+        XCTAssertEqual(resumed.status, 0, resumed.text)
+
+        let ignoring = try CapturedOutput()
+        let command = "trap '' HUP; exec \"$0\" run --workspace \"$1\" --resume --iterations 1"
+        let nohup = try startProcess(["/bin/bash", "-c", command, proctorBinary, ws.root], environment: ws.environment, output: ignoring)
+        defer { if nohup.isRunning { kill(nohup.processIdentifier, SIGKILL) } }
+        let before = ws.rows.count
+        XCTAssertTrue(waitUntil(timeout: 60) { ws.read("outputs/sleeping") != nil && (try? String(contentsOfFile: "/proc/\(nohup.processIdentifier)/comm", encoding: .utf8)) == "proctor\n" }, ignoring.stderr)
+        kill(nohup.processIdentifier, SIGHUP)
+        nohup.waitUntilExit()
+        XCTAssertEqual(exitStatus(nohup), 0, ignoring.stderr)
+        XCTAssertEqual(ws.rows.count, before + 1)
+    }
+
+    /// The reader of proctor's output went away (`proctor run | head -1`): the next progress line
+    /// raised SIGPIPE, which killed proctor (141); it stops the run as Ctrl-C does.
+    func testAReaderThatGoesAwayStopsTheRunCleanly() throws {
+        var spec = WorkspaceSpec()
+        spec.train = WorkspaceSpec.defaultTrain.replacingOccurrences(of: "SLEEP = 0\n", with: "SLEEP = 1\n")
+        let ws = try LoopWorkspace(spec)
+        let command = "\"$0\" run --workspace \"$1\" --iterations 20 | head -c 1 >/dev/null; exit ${PIPESTATUS[0]}"
+        let result = try runChild(["/bin/bash", "-c", command, proctorBinary, ws.root], environment: ws.environment, deadline: 300)
+        XCTAssertEqual(result.status, 130, result.stderr)
+        XCTAssertTrue(processes(containing: ws.tag).isEmpty)
+        XCTAssertLessThan(ws.rows.count, 21)
+        assertLedgerConsistent(ws, iterations: Array(0..<ws.rows.count))
+
+        // Output that cannot be written (a terminal that hung up gives EIO; /dev/full, ENOSPC) is
+        // dropped: Foundation's FileHandle.write trapped on it (exit 132) at the first progress line.
+        let full = try runChild(["/bin/bash", "-c", "exec \"$0\" run --workspace \"$1\" --resume --iterations 1 >/dev/full",
+                                 proctorBinary, ws.root], environment: ws.environment, deadline: 300)
+        XCTAssertEqual(full.status, 0, full.stderr)
+    }
+
     /// `proctor status` over a state.json that does not decode said "run: none yet"; `proctor report
     /// --out` into a missing directory printed Foundation's NSCocoaErrorDomain dump.
     func testStatusAndReportNameTheirBadInput() throws {

@@ -95,7 +95,7 @@ extension Runner {
                 (reason, failed) = ("could not start: \(error)", true)
             }
             if failed && !sandbox.stop.requested { outcome.failed(reason) }
-            FileHandle.standardError.write(Data("proctor: the session agent exited (\(reason))\n".utf8))
+            Console.err("proctor: the session agent exited (\(reason))\n")
             server.shutdown()
         }
         thread.start()

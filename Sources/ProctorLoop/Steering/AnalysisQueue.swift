@@ -133,7 +133,7 @@ public struct AnalysisQueue: Sendable {
             do {
                 try AtomicFile.write(JSONLines.encoder().encode(result), to: path(id, "result"))
             } catch {
-                FileHandle.standardError.write(Data("proctor: analysis queue: \(error)\n".utf8))
+                Console.err("proctor: analysis queue: \(error)\n")
             }
             unlink(path(id, "running"))
         }
