@@ -26,10 +26,10 @@ public enum StopSignal {
     /// Installs the handler: finish or abort cleanly instead of dying mid-write, at SIGINT, SIGTERM,
     /// SIGHUP (the terminal went away: an ssh session that dropped) and SIGPIPE (the reader of the
     /// output went away: `proctor run | head`; the supervisor's own sockets send with MSG_NOSIGNAL,
-    /// so no other pipe raises it). A signal that was ignored when proctor started stays ignored:
-    /// `nohup proctor run` keeps running when the terminal closes, as nohup means. A handled
-    /// signal is back to its default in every child after exec; an ignored one is not, so the
-    /// launcher resets them (`Launcher`'s spawn attributes).
+    /// so no other pipe raises it). SIGHUP ignored when proctor started stays ignored: `nohup
+    /// proctor run` keeps running when the terminal closes, as nohup means. SIGINT is caught even
+    /// when ignored: a shell without job control starts `proctor run &` so, and `kill -INT` must
+    /// still stop it. A handled signal is back to its default in every child after exec.
     public static func install() {
         // Initialised here, not lazily inside the handler (swift_once is not async-signal-safe).
         _ = pipe
@@ -37,7 +37,7 @@ public enum StopSignal {
         let handler: @convention(c) (Int32) -> Void = { _ in StopSignal.raise() }
         for sig in [SIGINT, SIGTERM, SIGHUP, SIGPIPE] {
             var current = sigaction()
-            if sigaction(sig, nil, &current) == 0,
+            if sig == SIGHUP, sigaction(sig, nil, &current) == 0,
                unsafeBitCast(current.__sigaction_handler.sa_handler, to: Int.self) == unsafeBitCast(SIG_IGN, to: Int.self)
             { continue }
             signal(sig, handler)
