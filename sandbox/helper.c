@@ -68,6 +68,7 @@ struct helper {
     struct rusage ru;
     /* milliseconds on CLOCK_MONOTONIC, -1 = not yet or none */
     long long t_clone, t_start, t_end, deadline, kill_at, next_output;
+    struct psb_output_base output_base; /* zero unless --output-growth */
     int stopping, timed_out;
     enum kill_reason killed_for;
     char limit_detail[256];
@@ -93,6 +94,8 @@ static void report_enforcement(struct helper *h)
     if (cfg->output_limit >= 0) {
         psb_enforce("output", "host-poll-50ms", "%lld", cfg->output_limit);
         psb_enforce("output-entries", "host-poll-50ms", "%lld", cfg->output_entries);
+        if (cfg->output_growth)
+            psb_enforce("output-growth", "host-walk-at-start", "%lld", h->output_base.bytes);
     }
     if (cfg->stdio_limit >= 0)
         psb_enforce("stdio", "pipe-drain", "%lld", cfg->stdio_limit);
@@ -402,7 +405,7 @@ static void on_timers(struct helper *h, long long now)
         h->kill_at = -1;
     }
     if (!h->init_done && h->next_output >= 0 && now >= h->next_output && !h->stopping) {
-        if (psb_output_over(h->cfg, h->init, h->cg)) {
+        if (psb_output_over(h->cfg, h->init, h->cg, &h->output_base)) {
             h->stopping = 1;
             h->killed_for = KILL_OUTPUT;
             kill(h->init, SIGKILL);
@@ -615,6 +618,8 @@ int psb_helper_run(const struct psb_config *cfg)
     h.got_sigchld = 1; /* init may be gone before the first poll */
     /* cgroup v2 before clone (init is born inside it); v1 after, overlapping init's mounts. */
     h.cg = psb_cgroups_setup_v2(cfg);
+    /* Before init exists: nothing of the sandbox's is in it yet. */
+    psb_output_base(cfg, &h.output_base);
     report_enforcement(&h);
 
     char err[512];

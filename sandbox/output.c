@@ -305,9 +305,23 @@ count:;
     return bytes;
 }
 
-int psb_output_over(const struct psb_config *cfg, pid_t init, const struct psb_cgroups *cg)
+void psb_output_base(const struct psb_config *cfg, struct psb_output_base *base)
 {
-    struct out_walk w = {0, 0, cfg->output_entries, 0, 0, 0};
+    /* No entry cap here: the directories are the user's (an agent's editable source tree). */
+    struct out_walk w = {0, 0, LLONG_MAX, 0, 0, 0};
+    for (int i = 0; cfg->output_growth && i < cfg->noutput; i++) {
+        int dfd = open(cfg->output_dirs[i], O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (dfd >= 0)
+            walk_dir(dfd, &w, 0);
+    }
+    base->bytes = w.bytes;
+    base->entries = w.entries;
+}
+
+int psb_output_over(const struct psb_config *cfg, pid_t init, const struct psb_cgroups *cg,
+                    const struct psb_output_base *base)
+{
+    struct out_walk w = {0, 0, cfg->output_entries + base->entries, 0, 0, 0};
     long long nameless = 0;
     dev_t counted[PSB_MAX_OUTPUTS];
     int ncounted = 0;
@@ -329,16 +343,19 @@ int psb_output_over(const struct psb_config *cfg, pid_t init, const struct psb_c
         walk_dir(dfd, &w, 0);
     }
     w.bytes += nameless;
-    const char *where = cfg->noutput == 1 ? cfg->output_dirs[0] : "the outputs directories";
+    const char *where = cfg->noutput == 1 ? cfg->output_dirs[0]
+                        : cfg->output_growth ? "the writable places"
+                                             : "the outputs directories";
+    const char *added = cfg->output_growth ? " added" : "";
     if (w.over_depth)
         psb_limit("output", "directories nested more than %d deep under %s", PSB_OUTPUT_MAX_DEPTH, where);
     else if (w.over_unreadable)
         psb_limit("output", "a directory under %s that cannot be read, so not counted", where);
     else if (w.over_entries)
-        psb_limit("output", "more than %lld entries under %s", cfg->output_entries, where);
-    else if (w.bytes > cfg->output_limit)
-        psb_limit("output", "%lld bytes > %lld under %s (%lld in unlinked files)", w.bytes, cfg->output_limit, where,
-                  nameless);
+        psb_limit("output", "more than %lld entries%s under %s", cfg->output_entries, added, where);
+    else if (w.bytes - base->bytes > cfg->output_limit)
+        psb_limit("output", "%lld bytes%s > %lld under %s (%lld in unlinked files)", w.bytes - base->bytes, added,
+                  cfg->output_limit, where, nameless);
     else
         return 0;
     return 1;

@@ -56,6 +56,7 @@ struct psb_config {
     int noutput;
     long long output_limit; /* -1 = unset; the smallest given, for all the directories together */
     long long output_entries; /* entry cap of the output walk */
+    int output_growth;        /* the caps count what the directories gain from the launch on */
     long long stdio_limit;  /* -1 = unset */
     int audit_writes;
     const char *filter_cache; /* directory for compiled seccomp filters, NULL = none */
@@ -299,7 +300,14 @@ pid_t psb_proxy_start(const struct psb_config *cfg, int listen_fd);
 void psb_proxy_stop(pid_t proxy);
 
 /* output.c */
+/* What the --output-limit directories hold (bytes, entries): with --output-growth, the caps
+ * count from this, taken before the sandbox starts. */
+struct psb_output_base {
+    long long bytes, entries;
+};
+void psb_output_base(const struct psb_config *cfg, struct psb_output_base *base);
 /* Polls --output-limit: true when the outputs are over a cap (the limit line is reported). */
-int psb_output_over(const struct psb_config *cfg, pid_t init, const struct psb_cgroups *cg);
+int psb_output_over(const struct psb_config *cfg, pid_t init, const struct psb_cgroups *cg,
+                    const struct psb_output_base *base);
 
 #endif

@@ -88,6 +88,9 @@ public struct WorkspaceConfig: Sendable, Equatable {
         public var network = NetworkAccess()
         public var timeoutMs: Int64 = 10 * 60_000
         public var memoryBytes: Int64? = 4 << 30
+        /// What a command or session agent may add to its writable places (editable and notes
+        /// directories, its home) in one launch, all together.
+        public var maxOutputBytes: Int64? = 1 << 30
         /// Environment variables passed to a command agent (names), e.g. its API key.
         public var env: [String] = ["PATH", "LANG", "TERM"]
         /// Read-only paths a command agent may additionally see (its own installation).
@@ -384,6 +387,7 @@ extension WorkspaceConfig {
         config.agent.network = try NetworkAccess.read(&agent, warnings: &config.warnings)
         if let value = try agent.duration("timeout") { config.agent.timeoutMs = value }
         if agent.has("memory") { config.agent.memoryBytes = try agent.size("memory", minimum: 8 << 20) }
+        if let value = try agent.size("max_output_bytes") { config.agent.maxOutputBytes = value }
         if let value = try agent.strings("env") { config.agent.env = try envNames(value, agent, "env") }
         if let value = try agent.strings("read_only") {
             config.agent.readOnly = try absolutePaths(value, agent, "read_only")

@@ -49,6 +49,10 @@ public struct LaunchPlan: Sendable, Equatable {
     public var nofile: Int?
     /// Directories whose total size is capped, with the cap.
     public var outputLimits: [(String, Int64)] = []
+    /// The caps count what `outputLimits`' directories gain from the launch on, not what they hold.
+    public var outputGrowth = false
+    /// How many entries they may hold (gain, with `outputGrowth`); nil: the launcher's 100,000.
+    public var outputEntries: Int?
     public var stdioLimit: Int64?
     /// Absolute paths where writes are allowed (the audit reports writes anywhere else).
     public var writable: [String] = []
@@ -90,6 +94,8 @@ public struct LaunchPlan: Sendable, Equatable {
         if let maxFileSize { args += ["--fsize", String(maxFileSize)] }
         if let nofile { args += ["--nofile", String(nofile)] }
         for (dir, bytes) in outputLimits { args += ["--output-limit", dir, String(bytes)] }
+        if outputGrowth && !outputLimits.isEmpty { args.append("--output-growth") }
+        if let outputEntries, !outputLimits.isEmpty { args += ["--output-entries", String(outputEntries)] }
         if let stdioLimit { args += ["--stdio-limit", String(stdioLimit)] }
         for path in writable { args += ["--writable", path] }
         for fd in passDescriptors { args += ["--pass-fd", String(fd)] }
@@ -376,6 +382,16 @@ extension LaunchPlan {
             plan.memoryBytes = config.agent.memoryBytes
             plan.pids = 512
             plan.maxFileSize = config.limits.maxFileBytes
+            // All the agent adds to its writable places together (the launcher skips single files:
+            // `max_file_size` bounds each): a disk filled within the agent's timeout ends the night,
+            // and every file it makes in the workspace costs the supervisor a look when it validates
+            // and reverts (milliseconds each: 20,000 is minutes, 100,000 most of an hour). Counted
+            // from what they hold at the launch, which is the user's.
+            if let cap = config.agent.maxOutputBytes {
+                plan.outputLimits = writable.map { ($0, cap) }
+                plan.outputGrowth = true
+                plan.outputEntries = LaunchPlan.agentEntries
+            }
             plan.writable = writable
         }
         for path in hides where inWorkspace(path) { plan.mounts.append(.hide(path)) }
@@ -431,6 +447,8 @@ extension LaunchPlan {
 
     /// The most mount options the launcher takes (`PSB_MAX_OPS`, sandbox/protocol/psb_protocol.h).
     public static let maxMounts = Int(PSB_MAX_OPS)
+    /// New entries (files, directories, links) an agent phase may make in its writable places.
+    public static let agentEntries = 20_000
 
     /// The link text when `dir` is a symlink into another system directory that is itself a real
     /// directory (merged /usr: /bin -> usr/bin): the sandbox gets the same link, not a bind.

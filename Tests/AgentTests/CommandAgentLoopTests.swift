@@ -311,6 +311,40 @@ final class CommandAgentLoopTests: XCTestCase {
         XCTAssertFalse(ws.audit(kind: "memory", decision: "killed", iteration: 1).isEmpty, "\(ws.audit())")
     }
 
+    /// An agent that fills the disk (its private home here; an editable directory is counted with
+    /// it) is stopped once what it added passes `[agent] max_output_bytes`: `crash`, the reason
+    /// named, the next iteration kept. There was no cap: 400 MiB went into the home, and an agent's
+    /// timeout is long enough to fill a disk. What the editable directory held before the launch
+    /// (more than the cap) is the user's and does not count.
+    func testAnAgentThatFillsTheDiskIsStoppedAtItsOutputCap() throws {
+        let big = String(repeating: "# a line of the user's own module, longer than the cap in all\n", count: 50_000)
+        let ws = try LoopWorkspace(
+            agent: Self.agentBlock(iterationOne: """
+                i=0; while [ $i -lt 400 ]; do head -c 1048576 /dev/zero > "$HOME/fill$i" || break; i=$((i+1)); done
+                """, extra: "max_output_bytes = \"2MiB\""),
+            editable: "[\"train.py\", \"src/\"]", files: ["src/big.py": big])
+        let outcome = try ws.run(iterations: 2)
+        XCTAssertEqual(outcome.status, 0, ws.describe(outcome))
+        XCTAssertEqual(ws.statuses(), ["keep", "crash", "keep"], ws.describe(outcome))
+        XCTAssertTrue(reason(ws, 1).contains("output"), reason(ws, 1))
+        let killed = ws.audit(kind: "limit", decision: "killed", iteration: 1).compactMap { $0["detail"] as? String }
+        XCTAssertTrue(killed.contains { $0.hasPrefix("output: ") && $0.contains("added") && $0.contains("the writable places") }, "\(killed)")
+        XCTAssertEqual(ws.audit(kind: "limit", decision: "killed", iteration: 2).count, 0, "the user's src/ counted against the cap")
+    }
+
+    /// An agent that makes files by the ten thousand (each costs the supervisor a look when it
+    /// validates and reverts a workspace directory) is stopped past 20,000 new entries.
+    func testAnAgentThatMakesTensOfThousandsOfFilesIsStopped() throws {
+        let (ws, outcome) = try loop("""
+            python3 -c 'import os
+            os.makedirs(os.environ["HOME"] + "/many")
+            for i in range(60000): open(os.environ["HOME"] + "/many/%d" % i, "w").close()'
+            """)
+        XCTAssertEqual(ws.statuses(), ["keep", "crash", "keep"], ws.describe(outcome))
+        let killed = ws.audit(kind: "limit", decision: "killed", iteration: 1).compactMap { $0["detail"] as? String }
+        XCTAssertTrue(killed.contains { $0.contains("more than 20000 entries added") }, "\(killed)")
+    }
+
     /// An agent that never finishes is killed at `[agent] timeout`: `crash` within the budget.
     func testHungAgentCrashesAtItsTimeout() throws {
         let ws = try LoopWorkspace(

@@ -165,6 +165,8 @@ final class LauncherEventTests: XCTestCase {
         plan.maxFileSize = 1 << 20
         plan.nofile = 64
         plan.outputLimits = [("/ws/out", 1 << 20)]
+        plan.outputGrowth = true
+        plan.outputEntries = 500
         plan.stdioLimit = 1 << 20
         plan.writable = ["/ws/out"]
         plan.passDescriptors = [7, 8]
@@ -188,8 +190,8 @@ final class LauncherEventTests: XCTestCase {
         }
         XCTAssertEqual(Array(args), ["--", "true", "--ro"])
         let table = Set((0..<PSB_OPTION_COUNT.rawValue).map { String(cString: psb_option_spec(psb_option(rawValue: $0)).name) })
-        // Launcher.run passes the descriptors; --output-entries keeps the launcher's default.
-        XCTAssertEqual(table.subtracting(used), ["--report-fd", "--parent-fd", "--output-entries"])
+        // Launcher.run passes the descriptors.
+        XCTAssertEqual(table.subtracting(used), ["--report-fd", "--parent-fd"])
         XCTAssertEqual(LaunchPlan.maxMounts, Int(PSB_MAX_OPS))
     }
 }

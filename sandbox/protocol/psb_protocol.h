@@ -20,7 +20,7 @@
 #define PSB_MAX_ENV 256      /* --setenv */
 #define PSB_MAX_WRITABLE 512 /* --writable */
 #define PSB_MAX_PASS_FDS 8   /* --pass-fd */
-#define PSB_MAX_OUTPUTS 64   /* --output-limit: one per outputs directory, capped together */
+#define PSB_MAX_OUTPUTS 512  /* --output-limit: one per directory (an agent's writable places), capped together */
 #define PSB_MAX_MAP_OWNER 16 /* --map-owner */
 #define PSB_MAX_ALLOW_HOSTS 64 /* --allow-host */
 #define PSB_REPORT_LINE_MAX 8192 /* a longer line is cut (a deny path is the child's choice) */
@@ -138,6 +138,7 @@ static inline int psb_format_record(char *buf, size_t cap, enum psb_record r, co
     X(NOFILE, "--nofile", 1)                                                                       \
     X(OUTPUT_LIMIT, "--output-limit", 2)                                                           \
     X(OUTPUT_ENTRIES, "--output-entries", 1)                                                       \
+    X(OUTPUT_GROWTH, "--output-growth", 0)                                                         \
     X(STDIO_LIMIT, "--stdio-limit", 1)                                                             \
     X(FILTER_CACHE, "--filter-cache", 1)                                                           \
     X(AUDIT_WRITES, "--audit-writes", 0)                                                           \
