@@ -67,7 +67,7 @@ public enum BundledData {
     /// built in (found by walking up from the executable), that has a `policies/` folder.
     public static func root(executable: String = CommandLine.arguments[0]) -> String? {
         var candidates: [String] = []
-        if let home = hostEnvironment("PROCTOR_HOME") { candidates.append(home) }
+        if let home = hostEnvironment("PROCTOR_HOME") { candidates.append(URL(fileURLWithPath: home).standardizedFileURL.path) }
         let exe = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? executable
         var dir = URL(fileURLWithPath: exe).deletingLastPathComponent()
         candidates.append(dir.appendingPathComponent("../share/proctor").standardizedFileURL.path)

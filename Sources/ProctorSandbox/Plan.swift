@@ -242,6 +242,12 @@ extension LaunchPlan {
         // `[sandbox] hide`: after the interpreter's mounts, so its packages are covered; those inside
         // the workspace (a project's `.venv/`) after the workspace's own mounts, below.
         for path in hides where !inWorkspace(path) { plan.mounts.append(.hide(path)) }
+        // The bundled example `proctor init` copies, held-out and sealed labels included: installed
+        // under /usr/local/share/proctor or /opt it lies in every phase's view, and its labels are
+        // those of every workspace made from it. (Not when it is the workspace itself, or holds it.)
+        if let template = BundledData.workspaceTemplate, template != ws, !ws.hasPrefix(template + "/"), !template.hasPrefix(ws + "/"), host.exists(template) {
+            plan.mounts.append(.hide(template))
+        }
 
         // The supervisor's own state is never writable from a sandbox, whatever the configuration
         // says: `outputs = [".proctor"]` handed the experiment the ledger, the pins and the seccomp

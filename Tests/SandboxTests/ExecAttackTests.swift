@@ -70,6 +70,30 @@ final class ExecAttackTests: XCTestCase {
         }
     }
 
+    /// The bundled example that `proctor init` copies lies in every phase's view once proctor is
+    /// installed under /usr/local/share or /opt (here: a `read_only` path), and its held-out and
+    /// sealed labels are those of every workspace made from it: a red team's experiment trained on
+    /// them and was kept at AUC 0.998. Hidden from every phase; the policies beside it stay.
+    func testTheBundledExampleIsHiddenFromEveryPhase() throws {
+        var template = Array("/var/tmp/proctor-home-XXXXXX".utf8CString)
+        let home = String(cString: try XCTUnwrap(mkdtemp(&template)))
+        defer { _ = try? runChild(["/bin/rm", "-rf", home]) }
+        let repo = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().path
+        _ = try runChild(["/bin/cp", "-R", repo + "/policies", home + "/policies"])
+        try FileManager.default.createDirectory(atPath: home + "/workspace/holdout", withIntermediateDirectories: true)
+        try Data("id,label\nSECRET-BUNDLED-LABELS\n".utf8).write(to: URL(fileURLWithPath: home + "/workspace/holdout/test_labels.csv"))
+        _ = try runChild(["/bin/chmod", "-R", "a+rX", home])
+        let ws = try TestWorkspace(extra: "[sandbox]\nread_only = [\"\(home)\"]\n")
+        var env = ProcessInfo.processInfo.environment
+        env["PROCTOR_HOME"] = home
+        let read = ["sh", "-c", "cat \(home)/workspace/holdout/test_labels.csv; ls \(home)/policies 2>&1"]
+        for phase in ["experiment", "evaluator", "agent"] {
+            let out = try ws.exec(read, phase: phase, environment: env)
+            XCTAssertFalse(out.stdout.contains("SECRET-BUNDLED-LABELS"), "\(phase): \(out.text)")
+            XCTAssertTrue(out.stdout.contains("default.toml"), "\(phase): \(out.text)")
+        }
+    }
+
     // MARK: Writing where it must not
 
     func testAppendToLockedFileIsDeniedAndAuditedOnce() throws {
