@@ -280,7 +280,7 @@ public final class Runner {
         state.baselineScore = mean
         state.baselineSpread = Gate.spread(evaluations.map(\.score))
         state.bestConfirmation = confirmationMean(baseline)
-        refuseASandbaggedBaseline(head, scores: evaluations.map(\.score), mean: mean)
+        carryAnEarlierMeasurement(head.hex, mean: mean, into: &state)
         state.lastIteration = 0
         state.inProgress = nil
         let sealed = try scoreSealed(iteration: 0)
@@ -303,27 +303,39 @@ public final class Runner {
         warnIfTheGateIsBelowTheNoise(evaluations.map(\.score))
     }
 
-    /// A baseline clearly worse than an earlier run's measurement of the same commit (kept by that
-    /// run, or its baseline) does not set this run's best: the earlier score does, said loudly and
-    /// audited. The code an agent wrote can tell that it is measured as a later run's baseline (the
-    /// time since it was written, which it can carry in itself; the listed seeds only baselines
-    /// get) and do worse on purpose then, so that a change that does nothing looks like a gain in
-    /// the next run. "Clearly": by more than `min_improvement` and three seed standard deviations
-    /// (the same commit, its locked evaluator and data included, scores the same up to its noise;
-    /// a machine or packages changed since are the case this rule gets wrong, and the warning says so).
-    private func refuseASandbaggedBaseline(_ head: ObjectID, scores: [Double], mean: Double) {
+    /// A later run's baseline never sets a best below what an earlier run measured of the same
+    /// commit (kept by that run, or its baseline), nor turns the seed check off where that
+    /// measurement moved with the seed. The code an agent wrote can tell that it is measured as a
+    /// later run's baseline (the time since it was written, which it can carry in itself; the
+    /// listed seeds only baselines get) and do worse on purpose then, or ignore those seeds, so that
+    /// a change doing nothing looks like a gain in the next run. Any margin for "clearly worse" let
+    /// a drop below it through (one measured from this baseline's own seeds was the sandbagging
+    /// code's to set: two of three seeds worse by d lower the mean by 2d/3, three deviations are
+    /// 1.7d), so the better of the two always sets the best; only a drop beyond the earlier
+    /// measurement's own noise is warned of and audited. A machine or packages changed since, which
+    /// can lower the same commit's score honestly, is what this gets wrong: start from a new commit.
+    /// (`--resume` of a run killed after its baseline's row applies it again, quietly: `announce`.)
+    private func carryAnEarlierMeasurement(_ commit: String, mean: Double, into state: inout RunState, announce: Bool = true) {
         let maximize = config.evaluator.maximize
-        guard let earlier = Ledger.records(in: root + "/.proctor").last(where: {
-            $0.run != state.run && $0.commit == head.hex && $0.status == .keep && $0.score?.isFinite == true
+        guard let earlier = Ledger.records(in: root + "/.proctor").last(where: { [run = state.run] in
+            $0.run != run && $0.commit == commit && $0.status == .keep && $0.score?.isFinite == true
         }), let score = earlier.score else { return }
-        let margin = max(config.gates.minImprovement, 3 * (Gate.deviation(scores) ?? 0))
-        guard (maximize ? score - mean : mean - score) > margin else { return }
+        let earlierScores = earlier.scores.compactMap(\.score)
+        if let spread = Gate.spread(earlierScores), spread > (state.baselineSpread ?? 0) { state.baselineSpread = spread }
+        let drop = maximize ? score - mean : mean - score
+        guard drop > 0 else { return }
         state.bestScore = score
         if let confirmation = confirmationMean(earlier), let current = state.bestConfirmation,
             maximize ? confirmation > current : confirmation < current {
             state.bestConfirmation = confirmation
         }
-        let detail = "the baseline scored \(format(mean)), clearly below the \(format(score)) this commit (\(head.short)) scored in run \(earlier.run), iteration \(earlier.iteration); this run's best starts from \(format(score))"
+        guard announce else { return }
+        let margin = max(config.gates.minImprovement, 3 * (Gate.deviation(earlierScores) ?? 0))
+        guard drop > margin else {
+            progress.line("the baseline scored \(format(mean)), below the \(format(score)) this commit scored in run \(earlier.run): this run's best starts from \(format(score))")
+            return
+        }
+        let detail = "the baseline scored \(format(mean)), clearly below the \(format(score)) this commit (\(commit.prefix(12))) scored in run \(earlier.run), iteration \(earlier.iteration); this run's best starts from \(format(score))"
         audit.append(AuditRecord(run: state.run, iteration: 0, phase: .evaluator, kind: .tamper, decision: .rejected,
                                  rule: .baselineDrop, detail: detail))
         progress.line("warning: \(detail): code can tell a later run's baseline from a candidate (the time since it was written, the seeds only baselines get) and do worse on purpose, so that a change doing nothing looks like a gain. If this machine, its packages or its data changed since, start from a new commit instead")
@@ -410,6 +422,7 @@ public final class Runner {
                     // longer reject a candidate that fixed its own seed (the gate's noise check).
                     let seeds = record.scores.compactMap(\.score)
                     saved.baselineSpread = Gate.spread(seeds)
+                    carryAnEarlierMeasurement(tip.hex, mean: score, into: &saved, announce: false)
                 }
             }
             if saved.inProgress == lost { saved.inProgress = nil }
