@@ -150,6 +150,15 @@ int psb_seccomp_build(const struct psb_config *cfg, void **prog_out, char *err, 
         ADD(eperm, SCMP_SYS(ioctl), 1, &c);
         c = cmp(1, SCMP_CMP_MASKED_EQ, 0xffffffffULL, 0x541C /* TIOCLINUX */);
         ADD(eperm, SCMP_SYS(ioctl), 1, &c);
+        /* Inode flags (chattr: nodump, notail, noatime, sync...) and the project-quota attributes:
+         * file metadata git does not keep, which an agent set on an editable file past the diff
+         * and the revert (a red team's channel, like the extended attributes refused elsewhere). */
+        static const uint32_t setattr[] = {0x40086602 /* FS_IOC_SETFLAGS */, 0x40046602 /* FS_IOC32_SETFLAGS */,
+                                           0x401c5820 /* FS_IOC_FSSETXATTR */};
+        for (size_t i = 0; i < sizeof setattr / sizeof setattr[0]; i++) {
+            c = cmp(1, SCMP_CMP_MASKED_EQ, 0xffffffffULL, setattr[i]);
+            ADD(eperm, SCMP_SYS(ioctl), 1, &c);
+        }
     }
     /* fcntl(F_SETLEASE): a lease taken on an editable file (the agent owns it there) made the
      * supervisor's non-blocking open for the revert fail while the frozen agent held it, and the

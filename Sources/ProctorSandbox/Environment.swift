@@ -247,9 +247,9 @@ public struct SandboxEnvironment: Sendable {
             var st = stat()
             guard lstat(path, &st) == 0 else { continue }
             guard (st.st_mode & S_IFMT) == S_IFDIR else { found.append(dir); continue }
-            try FileTree.walk(path, removing: false) { rel, mode in
-                let type = mode & S_IFMT
-                if type != S_IFDIR && type != S_IFREG && found.count < limit { found.append(dir + "/" + rel) }
+            try FileTree.walk(path, removing: false) { entry in
+                let type = entry.mode & S_IFMT
+                if type != S_IFDIR && type != S_IFREG && found.count < limit { found.append(dir + "/" + entry.path) }
             }
         }
         return found
@@ -362,7 +362,23 @@ public enum FileTree {
 
     /// Removes everything inside `dir` (not `dir` itself). Symlinks are removed as links.
     public static func removeContents(of dir: String) throws {
-        try walk(dir, removing: true) { _, _ in }
+        try walk(dir, removing: true) { _ in }
+    }
+
+    /// One entry a walk visits: its path relative to the walk's top, its `lstat` mode, and the
+    /// directory it was read from, so that a change to it is made there, never through a path
+    /// that a link planted since could carry onto a host file.
+    public struct Entry {
+        public let path: String
+        public let mode: mode_t
+        let directory: Int32
+        let name: [CChar]
+
+        /// `chmod` of the entry itself, never of what a link in its place points at (a writer
+        /// racing the walk swaps a directory for a link to a host one: as root, the supervisor
+        /// then changed the modes of host files no sandbox could reach).
+        @discardableResult
+        public func chmod(_ mode: mode_t) -> Bool { fchmodat(directory, name, mode, AT_SYMLINK_NOFOLLOW) == 0 }
     }
 
     /// Visits every entry beneath `dir` (relative path, `lstat` mode) without following a link, and with
@@ -370,12 +386,13 @@ public enum FileTree {
     /// descriptors: an experiment can nest directories 100000 deep in the time between two polls of
     /// the output cap, and a recursive walk would run out of descriptors or stack and stop the run.
     /// Going back up uses `..`, checked against the device and inode it left.
-    public static func walk(_ dir: String, removing: Bool, visit: (String, mode_t) -> Void) throws {
+    public static func walk(_ dir: String, removing: Bool, visit: (Entry) -> Void) throws {
         // An experiment may have made a directory unreadable (0300: still passable, not listable) to
-        // keep its contents from the check and the clear: its owner's bits back first, here and below.
+        // keep its contents from the check and the clear: its owner's bits back first, here and below
+        // (and never through a link: `dir` is the supervisor's choice, a link put in its place is not).
         var top = stat()
         if lstat(dir, &top) == 0, (top.st_mode & S_IFMT) == S_IFDIR, (top.st_mode & 0o700) != 0o700 {
-            chmod(dir, (top.st_mode & 0o7777) | 0o700)
+            fchmodat(AT_FDCWD, dir, (top.st_mode & 0o7777) | 0o700, AT_SYMLINK_NOFOLLOW)
         }
         var fd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
         guard fd >= 0 else { throw SandboxError.io(errno, "open \(dir)") }
@@ -409,9 +426,9 @@ public enum FileTree {
                 let rel = path.isEmpty ? display(name) : path + "/" + display(name)
                 var st = stat()
                 guard fstatat(fd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 else { continue }
-                visit(rel, st.st_mode)
+                visit(Entry(path: rel, mode: st.st_mode, directory: fd, name: name))
                 if (st.st_mode & S_IFMT) == S_IFDIR {
-                    if (st.st_mode & 0o700) != 0o700 { fchmodat(fd, name, (st.st_mode & 0o7777) | 0o700, 0) }
+                    if (st.st_mode & 0o700) != 0o700 { fchmodat(fd, name, (st.st_mode & 0o7777) | 0o700, AT_SYMLINK_NOFOLLOW) }
                     subdirs.append(name)
                 } else if removing && unlinkat(fd, name, 0) != 0 && errno != ENOENT {
                     throw fail("unlink", rel)

@@ -94,6 +94,36 @@ final class ExecAttackTests: XCTestCase {
         }
     }
 
+    /// Inode flags (`chattr +t`, nodump, noatime, sync) set through FS_IOC_SETFLAGS are file
+    /// metadata git does not keep, like extended attributes: a red team set one on an editable file
+    /// and it survived the diff and the revert. Refused in every phase that writes; judged by
+    /// `lsattr` from outside, where the same flag can be set (the test says so when it cannot).
+    func testInodeFlagsCannotBeSetFromAnyPhase() throws {
+        let ws = try TestWorkspace()
+        try ws.write("outputs/probe.txt", "x\n")
+        let control = ws.path("control.txt")
+        try Data("x\n".utf8).write(to: URL(fileURLWithPath: control))
+        guard try runChild(["/usr/bin/chattr", "+d", control]).status == 0 else {
+            throw XCTSkip("this file system keeps no inode flags")
+        }
+        let script = """
+            import fcntl, struct, sys
+            with open(sys.argv[1], "rb") as f:
+                for cmd in (0x40086602, 0xdead000040086602, 0x40046602):
+                    try:
+                        fcntl.ioctl(f.fileno(), cmd & 0xffffffffffffffff, struct.pack("l", 0x40))
+                        print("SET", hex(cmd))
+                    except OSError as e:
+                        print("refused", hex(cmd), e.errno)
+            """
+        for (phase, rel) in [("experiment", "outputs/probe.txt"), ("agent", "train.py")] {
+            let out = try ws.exec([python, "-c", script, ws.path(rel)], phase: phase)
+            XCTAssertFalse(out.stdout.contains("SET"), "\(phase): \(out.text)")
+            let flags = try runChild(["/usr/bin/lsattr", "-d", ws.path(rel)]).stdout
+            XCTAssertFalse(flags.prefix(while: { $0 != " " }).contains("d"), "\(phase): \(flags)")
+        }
+    }
+
     // MARK: Writing where it must not
 
     func testAppendToLockedFileIsDeniedAndAuditedOnce() throws {

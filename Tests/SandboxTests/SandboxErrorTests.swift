@@ -23,7 +23,7 @@ final class SandboxErrorTests: XCTestCase {
             ({ try ExperimentLock(path: self.dir + "/file/lock", holder: self.holder()) },
              SandboxError(.io, "open lock \(dir)/file/lock: Not a directory", errno: ENOTDIR)),
             ({ try AuditLog(path: self.dir) }, SandboxError(.io, "open \(dir): Is a directory", errno: EISDIR)),
-            ({ try FileTree.walk(self.dir + "/missing", removing: false) { _, _ in } },
+            ({ try FileTree.walk(self.dir + "/missing", removing: false) { _ in } },
              SandboxError(.io, "open \(dir)/missing: No such file or directory", errno: ENOENT)),
         ]
         for (body, expected) in failures {

@@ -16,13 +16,23 @@ extension Iteration {
                                                         detail: "differs from its pin") })
         }
         let policy = runner.diffPolicy
-        changes = try runner.repo.loopStatus(against: best, config: runner.config, scoped: true, policy: policy)
-        stats = DiffStats(changes)
-        let violations = DiffValidator.validate(changes, policy: policy)
-            + (try runner.repo.unicodeTwinViolations(changes, in: best))
+        let violations: [Violation]
+        do {
+            changes = try runner.repo.loopStatus(against: best, config: runner.config, scoped: true, policy: policy)
+            stats = DiffStats(changes)
+            violations = DiffValidator.validate(changes, policy: policy) + (try runner.repo.unicodeTwinViolations(changes, in: best))
+        } catch {
+            // A tree that changed while it was read (a walk that found a directory moved) is the
+            // doing of a session agent that ran while frozen: its iteration, not the run, ends.
+            if let ran = ranWhileFrozen() { return ran }
+            throw error
+        }
         // Ctrl-C while a large change was looked at (a minute for thousands of files): abandoned
         // now, not recorded and the interrupt lost.
         if runner.stop.requested { return .abandoned }
+        // What was just read may have been changed under the reading: rejected at once, and
+        // audited, whatever else the validation found.
+        if let ran = ranWhileFrozen() { return ran }
         if !violations.isEmpty {
             return ends(.rejected, reason: .violations(violations.map(\.description)),
                         violations: violations.map(\.description),
@@ -51,17 +61,22 @@ extension Iteration {
         return code.isEmpty ? nil : try runner.repo.diffText(against: best, paths: code.sorted())
     }
 
+    /// A session agent frozen for this iteration that ran anyway (a timer's SIGCONT): `rejected`,
+    /// audited as `session-freeze`; nil when it stayed frozen (or there is none).
+    func ranWhileFrozen() -> IterationEnd? {
+        guard runner.sessionSandbox?.ranWhileFrozen() == true else { return nil }
+        let reason = Runner.ranWhileFrozen
+        return ends(.rejected, reason: .ranWhileFrozen, violations: [reason],
+                    audit: [rejection(phase: .validate, kind: .tamper, rule: .sessionFreeze, detail: reason)])
+    }
+
     /// Re-validation while the candidate is measured and kept: a session agent keeps running
     /// meanwhile, and whatever it changes after asking must not be kept under this score.
     func inputsMoved() throws -> IterationEnd? {
         if inSlot { return nil }
         // A frozen session agent that ran anyway (a timer's SIGCONT) may have shown the
         // experiment other bytes and put the validated ones back: the fingerprint cannot tell.
-        if runner.sessionSandbox?.ranWhileFrozen() == true {
-            let reason = Runner.ranWhileFrozen
-            return ends(.rejected, reason: .ranWhileFrozen, violations: [reason],
-                        audit: [rejection(phase: .validate, kind: .tamper, rule: .sessionFreeze, detail: reason)])
-        }
+        if let ran = ranWhileFrozen() { return ran }
         let moved = try runner.movedPaths(since: validated, against: best)
         guard !moved.isEmpty else { return nil }
         return ends(.rejected, reason: .inputsMoved(moved),
@@ -83,19 +98,25 @@ extension Runner {
         guard sessionCommand != nil || agentName == "command",
             let plan = try? env.compilePlan(phase: .agent, command: ["true"], seed: nil)
         else { return }
-        func mend(_ path: String, _ mode: mode_t) {
+        // What the mode should be; nil for a link or a special file (the validation refuses it).
+        func mended(_ mode: mode_t) -> mode_t? {
             let owner: mode_t = mode & S_IFMT == S_IFDIR ? 0o700 : mode & S_IFMT == S_IFREG ? 0o600 : 0
-            guard owner != 0 else { return }  // a link or a special file: the validation refuses it
+            guard owner != 0 else { return nil }
             let mended = ((mode & 0o7777) | owner) & ~0o022
-            if mended != mode & 0o7777 { chmod(path, mended) }
+            return mended != mode & 0o7777 ? mended : nil
         }
         for place in plan.writable {
             var info = stat()
             guard lstat(place, &info) == 0 else { continue }
-            mend(place, info.st_mode)
+            // Each change through the directory the walk read it from and without following a
+            // link: an agent that keeps running while it should be frozen swaps what the walk is
+            // about to reach for a link onto the host (its modes were changed, as root).
+            if let mode = mended(info.st_mode) { fchmodat(AT_FDCWD, place, mode, AT_SYMLINK_NOFOLLOW) }
             // The walk gives each directory its owner's bits back before reading it.
             if info.st_mode & S_IFMT == S_IFDIR {
-                try? FileTree.walk(place, removing: false) { relative, mode in mend(place + "/" + relative, mode) }
+                try? FileTree.walk(place, removing: false) { entry in
+                    if let mode = mended(entry.mode) { entry.chmod(mode) }
+                }
             }
         }
     }
