@@ -225,8 +225,10 @@ enum FileSystem {
             }
         }
 
+        /// The entry's own mode, never a link's target's (a session agent racing the revert could
+        /// put a link to a host file where the file was).
         func chmod(_ name: String, _ mode: UInt32) throws {
-            guard fchmodat(fd, name, mode_t(mode), 0) == 0 else {
+            guard fchmodat(fd, name, mode_t(mode), AT_SYMLINK_NOFOLLOW) == 0 else {
                 throw GitError.system(operation: "fchmodat", path: child(name), errno: errno)
             }
         }

@@ -212,7 +212,7 @@ public struct SandboxEnvironment: Sendable {
                     }
                     // The experiment may chmod its outputs (0300 kept every later run from listing
                     // them, as a user other than root, and stopped each): back to what proctor made.
-                    if st.st_mode & 0o7777 != 0o755, chmod(path, 0o755) != 0 {
+                    if st.st_mode & 0o7777 != 0o755, fchmodat(AT_FDCWD, path, 0o755, AT_SYMLINK_NOFOLLOW) != 0 {
                         throw SandboxError.io(errno, "\(config.file): files.outputs: chmod \(path)")
                     }
                 } else if mkdir(path, 0o755) != 0 {
@@ -231,7 +231,7 @@ public struct SandboxEnvironment: Sendable {
             var st = stat()
             if lstat(path, &st) == 0 && (st.st_mode & S_IFMT) == S_IFDIR {
                 try FileTree.removeContents(of: path)
-                if st.st_mode & 0o7777 != 0o755 { chmod(path, 0o755) }  // as `prepareOutputs` puts it back
+                if st.st_mode & 0o7777 != 0o755 { fchmodat(AT_FDCWD, path, 0o755, AT_SYMLINK_NOFOLLOW) }  // as `prepareOutputs` puts it back
             }
         }
     }
