@@ -15,6 +15,9 @@ final class GPUMemoryTests: XCTestCase {
         stub = try StubNVML()
     }
 
+    /// XCTest keeps every test case object to the end of the run: its directory goes now.
+    override func tearDown() { stub = nil }
+
     private func script(_ text: String) throws { try stub.script(text) }
 
     /// `gpuhog 20` outside any sandbox: the stub reports it as a GPU process like the sandbox's.
