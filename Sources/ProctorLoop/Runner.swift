@@ -589,6 +589,9 @@ public final class Runner {
     private func pinLockedFiles(at commit: ObjectID) throws -> [String: String] {
         let pins = try hashLockedFiles(at: commit)
         if let initial = try Pins.loadForStart(root) {
+            // Files no longer locked, or newly locked, are a change of proctor.toml, not of the
+            // files: said as such, and not audited as tampering.
+            if let changed = WorkspaceSteps.lockedListChange(config, pinned: Set(initial.keys), locked: Set(pins.keys)) { throw changed }
             let changed = Set(initial.keys).union(pins.keys).filter { initial[$0] != pins[$0] }.sorted()
             if !changed.isEmpty {
                 for path in changed {
@@ -607,7 +610,8 @@ public final class Runner {
     func hashLockedFiles(at commit: ObjectID) throws -> [String: String] {
         let pins = try WorkspaceSteps.lockedHashes(config, repo: repo, commit: commit)
         if pins.isEmpty && !config.files.locked.isEmpty {
-            throw LoopError(.refused, "no file matches [files].locked \(config.files.locked); the evaluator must be locked")
+            throw ConfigError(file: config.file, line: config.files.lines["locked"], key: "files.locked",
+                              message: "expected committed files the evaluator runs from, but no file matches \(config.files.locked) (a directory is written \"data/\")")
         }
         if let missing = config.missingLockedFile(pinned: Set(pins.keys)) { throw missing }
         return pins

@@ -168,6 +168,17 @@ public enum WorkspaceSteps {
     }
 
     /// Locked files as they exist in the working tree (regular files, links not followed).
+    /// `[files] locked` naming other files than those pinned at `proctor init` (`pinned`): a
+    /// located error that says which, for `run` to refuse and `check` to report.
+    static func lockedListChange(_ config: WorkspaceConfig, pinned: Set<String>, locked: Set<String>) -> ConfigError? {
+        let unlocked = pinned.subtracting(locked).sorted(), added = locked.subtracting(pinned).sorted()
+        guard !unlocked.isEmpty || !added.isEmpty else { return nil }
+        func list(_ paths: [String]) -> String { paths.prefix(10).joined(separator: ", ") + (paths.count > 10 ? " and \(paths.count - 10) more" : "") }
+        let what = [unlocked.isEmpty ? nil : "no longer locked: \(list(unlocked))", added.isEmpty ? nil : "newly locked: \(list(added))"]
+        return ConfigError(file: config.file, line: config.files.lines["locked"], key: "files.locked",
+                           message: "expected the files pinned at `proctor init`, but \(what.compactMap { $0 }.joined(separator: "; ")). If you changed the list on purpose, run `proctor init --repin`")
+    }
+
     static func lockedPaths(_ config: WorkspaceConfig) -> [String] {
         let globs = config.files.locked.map(Glob.init)
         return FileTree.regularFiles(under: config.root, reaching: globs) { rel in globs.contains { $0.matches(rel) } }
@@ -224,7 +235,11 @@ public enum WorkspaceSteps {
         let changes = try repo.loopStatus(against: base, config: config)
         problems += DiffValidator.validate(changes, policy: config.diffPolicy).map(\.description)
         problems += try repo.unicodeTwinViolations(changes, in: base).map(\.description)
-        let pins = RunState.load(root)?.pins ?? Pins.load(root) ?? [:]
+        let state = RunState.load(root)
+        let pins = state?.pins ?? Pins.load(root) ?? [:]
+        if state == nil, !pins.isEmpty, let changed = lockedListChange(config, pinned: Set(pins.keys), locked: Set(lockedPaths(config))) {
+            problems.append(changed.description)
+        }
         for (path, hash) in pins.sorted(by: { $0.key < $1.key }) {
             let data = FileManager.default.contents(atPath: root + "/" + path).map { [UInt8]($0) }
             if data.map(Pins.sha256) != hash { problems.append("\(path): differs from its pin [tamper]") }

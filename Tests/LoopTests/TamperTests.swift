@@ -8,6 +8,30 @@ import XCTest
 final class TamperTests: XCTestCase {
     static let cheatingEvaluator = "import json\nprint(json.dumps({\"score\": 999.0}))\n"
 
+    /// A `[files] locked` list changed since `proctor init` is a change of proctor.toml, not of the
+    /// files: it said "locked files differ from their pins" and audited each as `tamper`. Now a
+    /// located configuration error (125), nothing audited or written.
+    func testAChangedLockedListIsAConfigurationErrorNotTampering() throws {
+        let ws = try LoopWorkspace()
+        try ws.write("other.py", "x = 1\n")
+        let config = try XCTUnwrap(ws.read("proctor.toml"))
+        try ws.write("proctor.toml", config.replacingOccurrences(of: "locked   = [\"prepare.py\"]", with: "locked   = [\"other.py\"]"))
+        try ws.git(["add", "-A"])
+        try ws.git(["-c", "user.name=me", "-c", "user.email=me@example.org", "commit", "-qm", "lock other.py instead"])
+        let refused = try ws.run(["--iterations", "1"])
+        XCTAssertEqual(refused.status, 125, refused.text)
+        XCTAssertTrue(refused.stderr.contains("proctor.toml:"), refused.text)
+        XCTAssertTrue(refused.stderr.contains("files.locked"), refused.text)
+        XCTAssertTrue(refused.stderr.contains("no longer locked: prepare.py; newly locked: other.py"), refused.text)
+        XCTAssertTrue(refused.stderr.contains("--repin"), refused.text)
+        XCTAssertEqual(ws.audit.filter { $0["kind"] as? String == "tamper" }.count, 0, "\(ws.audit)")
+        XCTAssertTrue(ws.rows.isEmpty)
+        XCTAssertNil(ws.state)
+        let check = try ws.proctor(["check", "--workspace", ws.root])
+        XCTAssertEqual(check.status, 1, check.text)
+        XCTAssertTrue(check.stdout.contains("no longer locked: prepare.py; newly locked: other.py"), check.text)
+    }
+
     /// A human (or an agent with host access) commits a changed evaluator on the branch: the pin taken at
     /// `proctor init` no longer matches, the run refuses before anything runs, and `--repin` accepts it.
     func testCommittedEvaluatorChangeIsRefusedUntilRepinned() throws {
