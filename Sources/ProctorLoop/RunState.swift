@@ -66,8 +66,23 @@ public struct RunState: Codable, Sendable {
     /// is refused, not trusted (one past `Int.max` traps, a negative iteration has no ledger row).
     static let largestIteration = 1_000_000_000
 
-    /// What makes the iteration numbers impossible, nil when they are fine.
+    /// What makes the state impossible (a file edited or damaged: every name in it reaches a path
+    /// or a git reference, every number an iteration), nil when it is fine.
     var impossible: String? {
+        func hex(_ text: String, _ lengths: Set<Int>) -> Bool { lengths.contains(text.utf8.count) && text.utf8.allSatisfy { (0x30...0x39).contains($0) || (0x61...0x66).contains($0) } }
+        let token = !run.isEmpty && run.utf8.count <= 100 && run != "." && run != ".."
+            && run.utf8.allSatisfy { (0x30...0x39).contains($0) || (0x41...0x5A).contains($0) || (0x61...0x7A).contains($0) || $0 == 0x2D || $0 == 0x5F || $0 == 0x2E }
+        if !token { return "run \(run.debugDescription) is not a run id" }
+        if branch != "proctor/" + run { return "branch \(branch.debugDescription) is not proctor/\(run)" }
+        for (name, commit) in [("baseCommit", baseCommit), ("bestCommit", bestCommit)] where !hex(commit, [40, 64]) {
+            return "\(name) \(commit.debugDescription) is not a commit id"
+        }
+        if bestScore.isInfinite || baselineScore.isInfinite { return "bestScore or baselineScore is infinite" }
+        if let bad = pins.first(where: { path, hash in
+            path.isEmpty || path.hasPrefix("/") || path.split(separator: "/", omittingEmptySubsequences: false).contains { $0 == ".." || $0 == "." || $0.isEmpty } || !hex(hash, [64])
+        }) {
+            return "pins holds \(bad.key.debugDescription), not a workspace path with a SHA-256"
+        }
         let range = 0...RunState.largestIteration
         if !range.contains(lastIteration) { return "lastIteration \(lastIteration) is outside 0...\(RunState.largestIteration)" }
         if let inProgress, !range.contains(inProgress) { return "inProgress \(inProgress) is outside 0...\(RunState.largestIteration)" }

@@ -453,6 +453,12 @@ public final class Runner {
             // HEAD elsewhere with changes in the tree: the user's work, which the restore below would wipe.
             throw LoopError(.refused, "the working tree has changes on \(current), not on the run's branch \(saved.branch): commit or stash them before --resume")
         }
+        // The locked files the run was pinned on, before anything is written: a state edited by hand
+        // (or a base commit whose files changed) is refused, not re-saved and then failed.
+        let base = try repo.resolve(saved.baseCommit)
+        if try hashLockedFiles(at: base) != saved.pins {
+            throw LoopError(.refused, "\(RunState.path(root)): the locked files of \(base.short) no longer match the run's pins; start a new run without --resume")
+        }
         // The start checks passed: from here on the resumed run writes. The state first, as reconciled
         // with the ledger above: killed after a crash row below and before its save, the next resume
         // would find that row last, no longer the one recorded before the first death, and record
@@ -500,9 +506,6 @@ public final class Runner {
         saved.inFlight = nil
         state = saved
         try state.save(root)
-        let base = try repo.resolve(saved.baseCommit)
-        let pins = try hashLockedFiles(at: base)
-        if pins != saved.pins { throw LoopError(.failed, "the locked files of \(saved.baseCommit) no longer match the run's pins") }
         pinned = try materializePins(base)
         try openMemory(baseline: nil)
         loadHistory()

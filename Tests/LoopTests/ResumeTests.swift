@@ -153,6 +153,39 @@ final class ResumeTests: XCTestCase {
         }
     }
 
+    /// The names in a state file reach paths and git references, and its pins the evaluator's
+    /// files: a run id with a slash, a branch of another name, a pin edited or a path with `..`
+    /// failed with exit 1 after the state had been re-saved ("memory: run id 'a/b' is not a file
+    /// name", git's "not valid (code -12)"). Now each is refused (125) naming state.json, the
+    /// state left as it was.
+    func testResumeRefusesAStateWhoseNamesOrPinsWereEdited() throws {
+        let ws = try LoopWorkspace(WorkspaceSpec())
+        XCTAssertEqual(try ws.run(["--iterations", "1"]).status, 0)
+        let good = try XCTUnwrap(ws.state)
+        var pins = try XCTUnwrap(good["pins"] as? [String: String])
+        let pinned = try XCTUnwrap(pins.keys.sorted().first)
+        var edited = pins
+        edited[pinned] = String(repeating: "0", count: 64)
+        pins["../outside"] = pins[pinned]
+        let cases: [(String, Any, String)] = [
+            ("run", "a/b", "not a run id"), ("run", "..", "not a run id"), ("branch", "../../HEAD", "is not proctor/"),
+            ("baseCommit", "HEAD", "not a commit id"), ("pins", pins, "not a workspace path"),
+            ("pins", edited, "no longer match the run's pins"),
+        ]
+        for (key, value, words) in cases {
+            var state = good
+            state[key] = value
+            if key == "run" { state["branch"] = "proctor/\(value)" }
+            let data = try JSONSerialization.data(withJSONObject: state)
+            try data.write(to: URL(fileURLWithPath: ws.path(".proctor/state.json")))
+            let resumed = try ws.run(["--resume", "--iterations", "1"])
+            XCTAssertEqual(resumed.status, 125, "\(key)=\(value): \(resumed.text)")
+            XCTAssertTrue(resumed.stderr.contains("state.json") && resumed.stderr.contains(words), "\(key): \(resumed.text)")
+            XCTAssertEqual(ws.bytes(".proctor/state.json"), data, "the refused resume left the state alone")
+            XCTAssertEqual(ws.rows.count, 2)
+        }
+    }
+
     /// Rewrites state.json as it was saved when iteration 1 began: the baseline at `bestCommit` is best.
     static func rewindState(_ ws: LoopWorkspace, bestCommit: String) throws {
         var state = try XCTUnwrap(ws.state)
