@@ -79,6 +79,8 @@ static inline int proctor_curl_load(char *error, size_t size) {
 }
 
 typedef size_t (*proctor_curl_data_fn)(char *data, size_t size, size_t count, void *user);
+/// CURLOPT_XFERINFOFUNCTION: called about once a second and on every transfer; non-zero aborts.
+typedef int (*proctor_curl_progress_fn)(void *user, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal, curl_off_t ulnow);
 
 static inline CURL *proctor_curl_easy_init(void) { return proctor_curl_api()->easy_init(); }
 
@@ -108,6 +110,12 @@ static inline CURLcode proctor_curl_setopt_str(CURL *handle, CURLoption option, 
 
 static inline CURLcode proctor_curl_setopt_func(CURL *handle, CURLoption option, proctor_curl_data_fn value) {
     return proctor_curl_api()->easy_setopt(handle, option, value);
+}
+
+static inline CURLcode proctor_curl_setopt_progress(CURL *handle, proctor_curl_progress_fn value) {
+    CURLcode rc = proctor_curl_api()->easy_setopt(handle, CURLOPT_XFERINFOFUNCTION, value);
+    if (rc != CURLE_OK) return rc;
+    return proctor_curl_api()->easy_setopt(handle, CURLOPT_NOPROGRESS, 0L);
 }
 
 static inline CURLcode proctor_curl_setopt_off(CURL *handle, CURLoption option, curl_off_t value) {

@@ -1,4 +1,5 @@
 import CCurl
+import ProctorSandbox
 
 #if canImport(Glibc)
     import Glibc
@@ -54,6 +55,8 @@ public struct HTTPClientError: Error, Sendable, Equatable, CustomStringConvertib
         case tls
         /// A header name or value that cannot be sent (line breaks).
         case invalidHeader
+        /// Ctrl-C or SIGTERM (`StopSignal`) while it waited: not an answer to retry.
+        case interrupted
         /// Anything else libcurl reported.
         case other
     }
@@ -166,6 +169,9 @@ public struct HTTPClient: Sendable {
         try set("WRITEDATA", proctor_curl_setopt_ptr(handle, CURLOPT_WRITEDATA, sinkPointer))
         try set("HEADERFUNCTION", proctor_curl_setopt_func(handle, CURLOPT_HEADERFUNCTION, responseHeaderCallback))
         try set("HEADERDATA", proctor_curl_setopt_ptr(handle, CURLOPT_HEADERDATA, sinkPointer))
+        // A model that takes minutes to answer must not hold a stop for minutes (and with it, a
+        // kept commit that has no row yet): the request is abandoned at Ctrl-C or SIGTERM.
+        try set("XFERINFOFUNCTION", proctor_curl_setopt_progress(handle, stopCallback))
 
         let code = withExtendedLifetime(sink) { proctor_curl_easy_perform(handle) }
         if code != CURLE_OK {
@@ -186,6 +192,8 @@ public struct HTTPClient: Sendable {
     private static func kind(of code: CURLcode, overflowed: Bool, connected: Bool) -> HTTPClientError.Kind {
         if overflowed { return .tooLarge }
         switch code {
+        case CURLE_ABORTED_BY_CALLBACK:
+            return .interrupted
         case CURLE_OPERATION_TIMEDOUT:
             // The connect timeout reports the same code; a connection that never came up is
             // worth another attempt, a server that took the whole budget is not.
@@ -259,6 +267,8 @@ private let responseBodyCallback: proctor_curl_data_fn = { data, size, count, us
     guard total > 0, let data else { return total }
     return sink.appendBody(UnsafeRawBufferPointer(start: data, count: total)) ? total : 0
 }
+
+private let stopCallback: proctor_curl_progress_fn = { _, _, _, _, _ in StopSignal.received ? 1 : 0 }
 
 private let responseHeaderCallback: proctor_curl_data_fn = { data, size, count, user in
     guard let user else { return 0 }

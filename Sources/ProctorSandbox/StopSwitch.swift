@@ -5,7 +5,7 @@ import Synchronization
     import Glibc
 #endif
 
-/// SIGINT, SIGTERM, SIGHUP and SIGPIPE: the process's only global state. The handler does two async-signal-safe
+/// SIGINT, SIGTERM, SIGQUIT, SIGHUP and SIGPIPE: the process's only global state. The handler does two async-signal-safe
 /// things, an atomic store and a one-byte `write` to a pipe that nobody drains, so the pipe stays
 /// readable from the first signal on and every launch polling it sees the stop, however many
 /// wait. The sandboxes themselves belong to their runs (`StopSwitch`), which stop them.
@@ -24,7 +24,8 @@ public enum StopSignal {
     public static var received: Bool { flag.load(ordering: .acquiring) }
 
     /// Installs the handler: finish or abort cleanly instead of dying mid-write, at SIGINT, SIGTERM,
-    /// SIGHUP (the terminal went away: an ssh session that dropped) and SIGPIPE (the reader of the
+    /// SIGQUIT (Ctrl-\, which Swift's runtime took for a crash: a backtrace dump, and the run went
+    /// on), SIGHUP (the terminal went away: an ssh session that dropped) and SIGPIPE (the reader of the
     /// output went away: `proctor run | head`; the supervisor's own sockets send with MSG_NOSIGNAL,
     /// so no other pipe raises it). SIGHUP ignored when proctor started stays ignored: `nohup
     /// proctor run` keeps running when the terminal closes, as nohup means. SIGINT is caught even
@@ -35,7 +36,7 @@ public enum StopSignal {
         _ = pipe
         _ = received
         let handler: @convention(c) (Int32) -> Void = { _ in StopSignal.raise() }
-        for sig in [SIGINT, SIGTERM, SIGHUP, SIGPIPE] {
+        for sig in [SIGINT, SIGTERM, SIGQUIT, SIGHUP, SIGPIPE] {
             var current = sigaction()
             if sig == SIGHUP, sigaction(sig, nil, &current) == 0,
                unsafeBitCast(current.__sigaction_handler.sa_handler, to: Int.self) == unsafeBitCast(SIG_IGN, to: Int.self)

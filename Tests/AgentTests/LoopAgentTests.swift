@@ -203,6 +203,27 @@ final class HTTPLoopTests: XCTestCase {
         }
     }
 
+    /// SIGTERM (or Ctrl-C, or SIGQUIT) while the model has not answered: the request is abandoned at
+    /// once, proctor exits 130 with no row for the iteration. It waited for the answer (minutes
+    /// with a real model; with `synthesize = "agent"`, with a kept commit that had no row yet).
+    func testAStopDoesNotWaitForTheModel() throws {
+        for signal in [SIGTERM, SIGQUIT] {
+            let server = try ScriptedHTTPServer([.hang], lifetime: 120)
+            let ws = try LoopWorkspace(agent: Self.agentBlock(server, .openai, timeout: "90s", retries: 1))
+            let output = try CapturedOutput()
+            let run = try startProcess([proctorBinary, "run", "--workspace", ws.root, "--iterations", "1"],
+                                       environment: ws.environment([Self.keyVariable: Self.key]), output: output)
+            defer { if run.isRunning { kill(run.processIdentifier, SIGKILL) } }
+            XCTAssertTrue(waitUntil(timeout: 60) { !server.requests.isEmpty }, output.stderr)
+            let sent = Date()
+            kill(run.processIdentifier, signal)
+            run.waitUntilExit()
+            XCTAssertEqual(exitStatus(run), 130, "signal \(signal): \(output.stderr)")
+            XCTAssertLessThan(Date().timeIntervalSince(sent), 10, "signal \(signal): it waited for the model")
+            XCTAssertEqual(ws.rows().count, 1, "signal \(signal): only the baseline's row")
+        }
+    }
+
     /// A diff reaching `../outside.txt`: `rejected`, an audit line naming the path, nothing written.
     func testPatchLeavingTheWorkspaceIsRejected() throws {
         let escape = escapingDiffAnswer

@@ -4,6 +4,8 @@
     import Foundation
 #endif
 
+import ProctorSandbox
+
 #if canImport(Glibc)
     import Glibc
 #elseif canImport(Darwin)
@@ -62,6 +64,8 @@ extension HTTPAgent {
                 switch error.kind {
                 case .timeout:
                     throw AgentError.failed(reason: "no answer from \(url) within \(config.timeoutSeconds)s")
+                case .interrupted:
+                    throw AgentError.failed(reason: "interrupted while waiting for \(url)")
                 case .connection:
                     problem = error.message
                     wait = backoff(attempt, &generator)
@@ -79,6 +83,7 @@ extension HTTPAgent {
                 throw .failed(reason: "\(problem); no time left to retry within \(config.timeoutSeconds)s")
             }
             sleep(seconds: wait)
+            if StopSignal.received { throw .failed(reason: "interrupted while waiting to retry \(url)") }
         }
         throw .failed(reason: "\(lastProblem) after \(attempts) attempt\(attempts == 1 ? "" : "s")")
     }
@@ -111,10 +116,15 @@ extension HTTPAgent {
         return Double(whole) + Double(attoseconds) / 1e18
     }
 
+    /// The back-off before a retry, cut short by Ctrl-C or SIGTERM (a `Retry-After` of minutes).
     func sleep(seconds: Double) {
-        guard seconds > 0 else { return }
-        var request = timespec(tv_sec: Int(seconds), tv_nsec: Int((seconds - Double(Int(seconds))) * 1e9))
-        var remaining = timespec()
-        while nanosleep(&request, &remaining) != 0 && errno == EINTR { request = remaining }
+        var left = seconds
+        while left > 0 && !StopSignal.received {
+            let step = min(left, 0.1)
+            var request = timespec(tv_sec: Int(step), tv_nsec: Int((step - Double(Int(step))) * 1e9))
+            var remaining = timespec()
+            while nanosleep(&request, &remaining) != 0 && errno == EINTR { request = remaining }
+            left -= step
+        }
     }
 }
