@@ -172,6 +172,9 @@ public struct WorkspaceConfig: Sendable, Equatable {
     /// Settings that work but carry a risk the user should hear of, located (`proctor.toml:12:
     /// agent.network: ...`); said once per command that launches sandboxes.
     public var warnings: [String] = []
+    /// The line of each command and `env` key (`"[experiment] command"`), for what is found wrong
+    /// with them after loading (a program the sandbox would not find).
+    public var commandLines: [String: Int] = [:]
 
     public init(root: String, file: String) {
         self.root = root
@@ -530,6 +533,10 @@ extension WorkspaceConfig {
         config.executor = try ExecutorSettings.read(&executor)
 
         try top.finish()
+        for (table, key) in [("experiment", "command"), ("experiment", "env"), ("evaluator", "command"),
+                             ("evaluator", "sealed_command"), ("agent", "command"), ("agent", "env")] {
+            config.commandLines["[\(table)] \(key)"] = reader.line(of: [table], key: key)
+        }
         return config
     }
 

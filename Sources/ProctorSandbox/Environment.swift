@@ -154,7 +154,7 @@ public struct SandboxEnvironment: Sendable {
         let workspace = request.config.root
         let sandbox = "the \(request.phase.rawValue) sandbox"
         // A session's command comes from the command line, not from proctor.toml.
-        let source = query.key.hasPrefix("[") ? "\(query.file): \(query.key)" : "the \(request.phase.rawValue)'s command"
+        let source = query.key.hasPrefix("[") ? query.located : "the \(request.phase.rawValue)'s command"
         if name.contains("/") && !name.hasPrefix("/") {
             // From the working directory: the workspace (the evaluator's pinned copy of it).
             if PythonEnvironment.locate(name, path: "", workspace: workspace) != nil { return }

@@ -671,7 +671,8 @@ extension LaunchPlan {
         if request.phase != .evaluator { visible.append(config.root) }
         return InterpreterQuery(command: command[0], sandboxPath: sandboxPath(request, host: host),
                                 environment: host.environment, workspace: config.root, visible: visible, key: key,
-                                envKey: request.phase == .agent ? "[agent] env" : "[experiment] env", file: config.file)
+                                envKey: request.phase == .agent ? "[agent] env" : "[experiment] env", file: config.file,
+                                line: config.commandLines[key])
     }
 
     /// What `command[0]` of `request` runs, as a launch would resolve it; throws the refusal

@@ -21,6 +21,11 @@ public struct InterpreterQuery: Sendable, Equatable {
     public var envKey: String
     /// The `proctor.toml` file, for the refusal.
     public var file: String
+    /// The line of `key` in it, when the command came from there.
+    public var line: Int? = nil
+
+    /// `proctor.toml:LINE: [experiment] command`, where an error about the command starts.
+    public var located: String { "\(file)\(line.map { ":\($0)" } ?? ""): \(key)" }
 }
 
 /// The interpreter a phase's command runs, as resolved on the host, and what of the host it needs.
@@ -243,7 +248,7 @@ public enum PythonEnvironment {
 
     /// The refusal: what `command[0]` is on each side and the proctor.toml key that fixes it.
     static func refusal(_ query: InterpreterQuery, _ what: String, fix: String?, orPath: Bool = true) -> SandboxError {
-        var text = "\(query.file): \(query.key): \(what). Refusing to run another interpreter than the one the command names."
+        var text = "\(query.located): \(what). Refusing to run another interpreter than the one the command names."
         let set = query.key.hasPrefix("[") ? " in proctor.toml, \(query.key) =" : ":"
         if var fix {
             // An environment in the workspace by its relative path: the workspace may move.

@@ -56,6 +56,6 @@ final class PythonEnvironmentRunTests: XCTestCase {
 
         let check = try runChild([proctorBinary, "check", "--workspace", ws.root], environment: plain)
         XCTAssertEqual(check.status, 1, check.text)
-        XCTAssertTrue(check.stdout.contains("violation: \(ws.root)/proctor.toml: [experiment] command: \"python3\" would run"), check.stdout)
+        XCTAssertTrue(check.stdout.contains("violation: \(ws.root)/proctor.toml:9: [experiment] command: \"python3\" would run"), check.stdout)
     }
 }
