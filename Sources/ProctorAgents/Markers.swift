@@ -117,6 +117,10 @@ struct Knob {
             if kind == .int && (literal.contains(".") || literal.lowercased().contains("e")) {
                 throw bad("an int knob needs an integer literal")
             }
+            // `int 20.5..800`: which ints are in it was a guess (20 or 21), and mutate and search guessed differently.
+            if kind == .int, let bound = [spec[1][..<dots.lowerBound], spec[1][dots.upperBound...]].first(where: { Double(String($0)).map { $0 != $0.rounded() } ?? false }) {
+                throw bad("an int range needs integer bounds, got \(bound)")
+            }
             // Where every value of the range is exact and formats: an int beyond 2^53 is not one
             // integer as a Double, and a float near the ends of its scale has no four-digit literal.
             // Read as integers, not as Doubles: 9007199254740993 is 2^53 as a Double, and passed.

@@ -229,6 +229,9 @@ final class SearchAgentTests: XCTestCase {
             // A value its own range leaves out: the search could never propose it again.
             "N = 11  # mutate: int 1..10",
             "X = 0.9  # mutate: float 0.001..0.5 log",
+            // Which ints an int range of fractional bounds holds was each agent's guess.
+            "N = 21  # mutate: int 20.5..800 log",
+            "N = 21  # mutate: int 1..30.25",
         ]
         for line in bad {
             let ws = try TestWorkspace(files: ["train.py": "import os\n\n" + line + "\n"])
