@@ -66,7 +66,9 @@ struct Knob {
         }) else { return nil }
         let comment = line[line.index(after: hash)...].drop(while: blank)
         func bad(_ why: String) -> AgentError {
-            .failed(reason: "\(path):\(lineIndex + 1): cannot read the mutate marker (\(why)): \(line.trimmed())")
+            // Each part cut: a marker of 200,000 options made a 3 MB error, twice over.
+            func cut(_ text: String) -> String { text.unicodeScalars.count > 300 ? text.prefix(scalars: 300) + "..." : text }
+            return .failed(reason: "\(path):\(lineIndex + 1): cannot read the mutate marker (\(cut(why))): \(cut(line.trimmed()))")
         }
 
         // NAME = VALUE before the comment.

@@ -343,6 +343,11 @@ extension WorkspaceConfig {
         // out of what the agent edits without a word; hidden, the experiment could not read it.
         for (key, patterns) in [("editable", config.files.editable), ("notes", config.files.notes)] {
             for path in patterns where namesOnePath(path) {
+                // Proctor's own: never writable by an agent, whatever a list says (it was left out without a word).
+                let own = [".git", ".proctor", "proctor.toml"]
+                if let first = path.split(separator: "/").first.map(String.init), own.contains(first) {
+                    throw reader.error(["files"], key, "expected files the agent may change, got \"\(path)\", which is proctor's own (\(own.joined(separator: ", ")) never are)")
+                }
                 func covers(_ pattern: String, hiding: Bool) -> Bool {
                     if Glob(pattern).matches(path) { return true }
                     guard hiding, let base = hiddenPrefix(pattern).map({ $0.hasSuffix("/") ? String($0.dropLast()) : $0 }) else { return false }

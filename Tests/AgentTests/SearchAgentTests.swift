@@ -243,6 +243,14 @@ final class SearchAgentTests: XCTestCase {
             }
             XCTAssertEqual(ws.read("train.py"), "import os\n\n" + line + "\n")
         }
+        // An error about a marker of 100,000 options is a line, not a megabyte, and says it was cut.
+        let options = (0..<100_000).map { "o\($0)" }.joined(separator: "|")
+        let huge = try TestWorkspace(files: ["train.py": "import os\n\nMODE = zz  # mutate: choice \(options)\n"])
+        XCTAssertThrowsError(try MutateAgent().propose(huge.context())) { error in
+            guard case AgentError.failed(let reason) = error else { return XCTFail("\(error)") }
+            XCTAssertLessThan(reason.utf8.count, 1000)
+            XCTAssertTrue(reason.hasPrefix("train.py:3: cannot read the mutate marker (the value zz is not one of the options o0|o1|") && reason.hasSuffix("..."), reason)
+        }
         // A marker commented out is no knob (and no error).
         let commented = try TestWorkspace(files: ["train.py": "import os\n# X = 5  # mutate: int 1..10\nY = 1  # mutate: int 1..3\n"])
         XCTAssertEqual(try MarkedFiles(commented.context(), WorkspaceFiles(commented.context())).knobs.map(\.name), ["Y"])

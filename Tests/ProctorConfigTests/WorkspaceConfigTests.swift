@@ -389,6 +389,11 @@ final class WorkspaceConfigTests: XCTestCase {
                     line: 3, key: "files.notes", contains: "\"prepare.py\", which is also locked")
         assertError(full.replacingOccurrences(of: "hidden   = [\"holdout/**\"]", with: "hidden = [\"holdout\", \"train.py\"]"),
                     line: 2, key: "files.editable", contains: "\"train.py\", which is also hidden (\"train.py\")")
+        // Proctor's own files named outright were dropped from the list without a word.
+        for own in ["proctor.toml", ".git/hooks/pre-commit", ".proctor/state.json"] {
+            assertError(full.replacingOccurrences(of: files, with: "editable = [\"train.py\", \"\(own)\"]"), line: 2, key: "files.editable",
+                        contains: "\"\(own)\", which is proctor's own")
+        }
         let glob = try parse(full.replacingOccurrences(of: files, with: "editable = [\"*.py\"]"))
         XCTAssertEqual(glob.files.editable, ["*.py"])
         XCTAssertNoThrow(try parse(full.replacingOccurrences(of: files, with: "editable = [\"holdout_tools.py\"]")))
