@@ -43,6 +43,15 @@ public struct PolicyPreset: Sendable, Equatable {
                 throw reader.error([], key, "expected a host path outside /tmp, /dev and /proc (the sandbox's own private ones), got \"\(path)\"")
             }
         }
+        // The whole host read-only (home directories, keys) is no sandbox, and no list at all runs
+        // nothing: both started the run and failed its baseline (a mount of "/" and "/bin" over it,
+        // or exit 127).
+        if system.isEmpty {
+            throw reader.error([], "system", "expected the host directories programs run from, such as [\"/usr\", \"/bin\", \"/lib\", \"/lib64\", \"/etc\"]")
+        }
+        if let root = system.first(where: { $0.split(separator: "/").isEmpty }) {
+            throw reader.error([], "system", "expected directories below \"/\", got \"\(root)\" (the whole host, its home directories and keys included)")
+        }
         // Hiding the root hides the system the sandbox is built from (the launcher then failed
         // naming no file or key), as in `[sandbox] hide`.
         if let root = hide.first(where: { $0.split(separator: "/").isEmpty }) {

@@ -225,13 +225,15 @@ final class WorkspaceConfigTests: XCTestCase {
     }
 
     /// A policy preset's `hide = ["/"]` failed in the launcher naming no file or key; `system` or
-    /// `hide` under /tmp, /dev or /proc means nothing there.
+    /// `hide` under /tmp, /dev or /proc means nothing there; `system` of the root, or of nothing.
     func testAPolicyPresetRefusesTheRootAndTheSandboxsOwnDirectories() throws {
         let dir = NSTemporaryDirectory() + "proctor-policy-\(getpid())"
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: dir) }
         for (text, message) in [("hide = [\"/\"]\n", "hides everything"), ("system = [\"/usr\", \"/proc\"]\n", "outside /tmp"),
-                                ("hide = [\"/tmp/x\"]\n", "outside /tmp")] {
+                                ("hide = [\"/tmp/x\"]\n", "outside /tmp"),
+                                // Both started the run and failed its baseline (exit 1).
+                                ("system = [\"/\", \"/bin\"]\n", "the whole host"), ("system = []\n", "programs run from")] {
             try text.write(toFile: dir + "/p.toml", atomically: true, encoding: .utf8)
             XCTAssertThrowsError(try PolicyPreset.load(name: "p", from: dir)) { error in
                 XCTAssertEqual((error as? ConfigError)?.line, 1, "\(error)")
