@@ -43,7 +43,8 @@ enum kill_reason {
     KILL_NONE,
     KILL_OUTPUT, /* over --output-limit: exit 137 */
     KILL_PARENT, /* the supervisor's pipe hung up: exit 137 */
-    KILL_SIGNAL, /* SIGTERM/SIGINT/SIGHUP to the helper: a graceful stop */
+    KILL_SIGNAL, /* SIGTERM/SIGINT/SIGHUP to the helper from its parent (the supervisor): a graceful stop */
+    KILL_OUTSIDE, /* the same from anyone else (an operator's kill, a service manager) */
 };
 
 struct stdio_pipe {
@@ -244,7 +245,7 @@ static void on_signals(struct helper *h, long long now)
         if (!h->init_done && !h->stopping) {
             h->stopping = 1;
             if (h->killed_for == KILL_NONE)
-                h->killed_for = KILL_SIGNAL;
+                h->killed_for = (pid_t)si.ssi_pid == getppid() ? KILL_SIGNAL : KILL_OUTSIDE;
             kill(h->init, h->t_start >= 0 ? SIGTERM : SIGKILL);
             h->kill_at = now + h->cfg->grace_ms;
         }
@@ -560,6 +561,8 @@ static void report_limits_hit(const struct helper *h, int sig)
         psb_limit("parent", "%s", h->limit_detail);
     if (h->killed_for == KILL_SIGNAL)
         psb_limit("signal", "stopped by the supervisor");
+    else if (h->killed_for == KILL_OUTSIDE)
+        psb_limit("signal", "stopped by a signal from outside proctor");
 }
 
 /* Reaps init, reads the counters, removes the cgroups and reports the result. */

@@ -124,6 +124,29 @@ final class ExecAttackTests: XCTestCase {
         }
     }
 
+    /// A launcher stopped by someone else's SIGTERM (an operator, a service manager) said "stopped
+    /// by the supervisor", which had asked nothing; its own stop still says that (SessionTests).
+    func testALauncherStoppedFromOutsideSaysSo() throws {
+        let ws = try TestWorkspace()
+        let output = try CapturedOutput()
+        var env = ProcessInfo.processInfo.environment
+        env["PROCTOR_MACHINE_LOCK"] = ws.path(".machine.lock")
+        let exec = try startProcess([proctorBinary, "exec", "--workspace", ws.root, "--", "sleep", "60"], environment: env, output: output)
+        defer { if exec.isRunning { kill(exec.processIdentifier, SIGKILL) } }
+        var launcher: pid_t = 0
+        XCTAssertTrue(waitUntil(timeout: 30) {
+            let children = (try? String(contentsOfFile: "/proc/\(exec.processIdentifier)/task/\(exec.processIdentifier)/children", encoding: .utf8)) ?? ""
+            launcher = children.split(separator: " ").compactMap { pid_t($0) }.first {
+                ((try? String(contentsOfFile: "/proc/\($0)/comm", encoding: .utf8)) ?? "").hasPrefix("proctor-sandbo")
+            } ?? 0
+            return launcher > 0 && ((try? String(contentsOfFile: "/proc/\(launcher)/task/\(launcher)/children", encoding: .utf8)) ?? "") != ""
+        }, output.stderr)
+        kill(launcher, SIGTERM)
+        exec.waitUntilExit()
+        let details = ws.audit().filter { $0["kind"] as? String == "limit" }.compactMap { $0["detail"] as? String }
+        XCTAssertEqual(details, ["signal: stopped by a signal from outside proctor"], "\(ws.audit())")
+    }
+
     // MARK: Writing where it must not
 
     func testAppendToLockedFileIsDeniedAndAuditedOnce() throws {
