@@ -241,6 +241,11 @@ static void on_signals(struct helper *h, long long now)
                 kill(h->init, (int)si.ssi_signo);
             continue;
         }
+        /* A hang-up from anyone but the parent (the terminal's, bash's to its job's process group)
+         * is the supervisor's to act on: under `nohup proctor run` it ignores it, and so does
+         * this launcher; without nohup the supervisor stops its launches itself. */
+        if (si.ssi_signo == SIGHUP && (pid_t)si.ssi_pid != getppid())
+            continue;
         /* A stop request from the supervisor: the same path as a timeout, minus 124. */
         if (!h->init_done && !h->stopping) {
             h->stopping = 1;

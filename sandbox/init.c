@@ -362,6 +362,11 @@ int psb_init_main(void *arg)
     sigaction(SIGUSR1, &sa, NULL);
     sigaction(SIGUSR2, &sa, NULL);
 
+    /* A process group of its own: signals to the job proctor runs in (bash's SIGHUP when the
+     * terminal hangs up, under nohup too) reach it from outside its PID namespace like the
+     * helper's orders, which it could not tell apart; they are the supervisor's and the helper's
+     * to act on, and the helper passes on what stops the sandbox. */
+    (void)setpgid(0, 0);
     memset(psb_wipe_start, 0, psb_wipe_len);
     prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
     /* getppid() is 0 across the PID namespace boundary; a widowed status pipe says the same. */

@@ -62,7 +62,9 @@ static void walk_dir(int dfd, struct out_walk *w, int depth)
             if (sub < 0 && errno == EACCES) {
                 /* Made unreadable by its owner: an unprivileged helper is that owner (root reads it
                  * anyway). Unseen, 600 MiB passed a 32 MiB cap; given back its bits, or over. */
-                if (fchmodat(dirfd(d), de->d_name, (st.st_mode & 07777) | 0700, 0) == 0)
+                /* Never through a link swapped in meanwhile (the agent's places are polled while it
+                 * runs): the entry itself, or nothing. */
+                if (fchmodat(dirfd(d), de->d_name, (st.st_mode & 07777) | 0700, AT_SYMLINK_NOFOLLOW) == 0)
                     sub = openat(dirfd(d), de->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
                 if (sub < 0) {
                     w->over_unreadable = 1;

@@ -89,4 +89,14 @@ public enum BundledData {
 
     public static var policies: String? { root().map { $0 + "/policies" } }
     public static var workspaceTemplate: String? { root().map { $0 + "/workspace" } }
+
+    /// The bundled example as every sandbox of `workspace` hides it: links resolved (a hide refuses
+    /// a path through a link, and every launch failed), nil where it is that workspace, holds it or
+    /// lies in it (then the workspace's own lists govern it), or is not there.
+    public static func templateToHide(workspace: String) -> String? {
+        guard let template = workspaceTemplate.map({ URL(fileURLWithPath: $0).resolvingSymlinksInPath().path }),
+              FileManager.default.fileExists(atPath: template) else { return nil }
+        let ws = URL(fileURLWithPath: workspace).resolvingSymlinksInPath().path
+        return template == ws || ws.hasPrefix(template + "/") || template.hasPrefix(ws + "/") ? nil : template
+    }
 }

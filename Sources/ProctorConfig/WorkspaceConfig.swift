@@ -646,6 +646,14 @@ extension WorkspaceConfig {
     /// names it. A typo (`eval_util.py`, or `eval` for the directory `eval/`) left the file it meant
     /// unlocked and out of the evaluator's pinned copy, and a missing do-not-retry list was read
     /// as empty, both without a word.
+    /// The `[files] locked` globs with a wildcard that match none of the locked files: each
+    /// locks nothing (a typo in `data/*.csv` leaves the data the agent's), said, not refused.
+    public func lockedGlobsMatchingNothing(pinned: Set<String>) -> [String] {
+        files.locked.filter { entry in
+            !Self.namesOnePath(entry) && !pinned.contains(where: Glob(entry).matches)
+        }.map { "\(file)\(files.lines["locked"].map { ":\($0)" } ?? ""): files.locked: \"\($0)\" matches no committed file: it locks nothing" }
+    }
+
     public func missingLockedFile(pinned: Set<String>) -> ConfigError? {
         for entry in files.locked where Self.namesOnePath(entry) {
             let glob = Glob(entry)

@@ -280,7 +280,7 @@ public final class Runner {
         state.baselineScore = mean
         state.baselineSpread = Gate.spread(evaluations.map(\.score))
         state.bestConfirmation = confirmationMean(baseline)
-        carryAnEarlierMeasurement(head.hex, mean: mean, into: &state)
+        let carried = carryAnEarlierMeasurement(head.hex, mean: mean, into: &state)
         state.lastIteration = 0
         state.inProgress = nil
         let sealed = try scoreSealed(iteration: 0)
@@ -296,6 +296,7 @@ public final class Runner {
         baselineRecord.sealed = sealed.mean
         baselineRecord.sealedScores = sealing ? sealed.scores : nil
         try ledger.append(row, record: baselineRecord)
+        carried?()
         try state.save(root)
         try openMemory(baseline: baselineRecord)
         loadHistory()
@@ -303,9 +304,9 @@ public final class Runner {
         warnIfTheGateIsBelowTheNoise(evaluations.map(\.score))
     }
 
-    /// A later run's baseline never sets a best below what an earlier run measured of the same
-    /// commit (kept by that run, or its baseline), nor turns the seed check off where that
-    /// measurement moved with the seed. The code an agent wrote can tell that it is measured as a
+    /// A later run's baseline never sets a best below the best that earlier runs measured of the same
+    /// commit (kept by them, or their baselines), nor turns the seed check off where one of those
+    /// measurements moved with the seed. The code an agent wrote can tell that it is measured as a
     /// later run's baseline (the time since it was written, which it can carry in itself; the
     /// listed seeds only baselines get) and do worse on purpose then, or ignore those seeds, so that
     /// a change doing nothing looks like a gain in the next run. Any margin for "clearly worse" let
@@ -314,31 +315,40 @@ public final class Runner {
     /// 1.7d), so the better of the two always sets the best; only a drop beyond the earlier
     /// measurement's own noise is warned of and audited. A machine or packages changed since, which
     /// can lower the same commit's score honestly, is what this gets wrong: start from a new commit.
-    /// (`--resume` of a run killed after its baseline's row applies it again, quietly: `announce`.)
-    private func carryAnEarlierMeasurement(_ commit: String, mean: Double, into state: inout RunState, announce: Bool = true) {
+    /// (`--resume` of a run killed after its baseline's row applies it again, and says nothing more.)
+    @discardableResult
+    private func carryAnEarlierMeasurement(_ commit: String, mean: Double, into state: inout RunState) -> (() -> Void)? {
         let maximize = config.evaluator.maximize
-        guard let earlier = Ledger.records(in: root + "/.proctor").last(where: { [run = state.run] in
+        // The best of every earlier measurement, not the last: a second sandbagged baseline was the
+        // last one, and carried nothing.
+        let earlierRecords = Ledger.records(in: root + "/.proctor").filter { [run = state.run] in
             $0.run != run && $0.commit == commit && $0.status == .keep && $0.score?.isFinite == true
-        }), let score = earlier.score else { return }
-        let earlierScores = earlier.scores.compactMap(\.score)
-        if let spread = Gate.spread(earlierScores), spread > (state.baselineSpread ?? 0) { state.baselineSpread = spread }
+        }
+        for record in earlierRecords {
+            if let spread = Gate.spread(record.scores.compactMap(\.score)), spread > (state.baselineSpread ?? 0) { state.baselineSpread = spread }
+        }
+        guard let earlier = earlierRecords.max(by: { maximize ? $0.score! < $1.score! : $0.score! > $1.score! }),
+              let score = earlier.score else { return nil }
         let drop = maximize ? score - mean : mean - score
-        guard drop > 0 else { return }
+        guard drop > 0 else { return nil }
         state.bestScore = score
-        if let confirmation = confirmationMean(earlier), let current = state.bestConfirmation,
-            maximize ? confirmation > current : confirmation < current {
-            state.bestConfirmation = confirmation
+        for confirmation in earlierRecords.compactMap(confirmationMean) {
+            if let current = state.bestConfirmation, maximize ? confirmation > current : confirmation < current {
+                state.bestConfirmation = confirmation
+            }
         }
-        guard announce else { return }
-        let margin = max(config.gates.minImprovement, 3 * (Gate.deviation(earlierScores) ?? 0))
-        guard drop > margin else {
-            progress.line("the baseline scored \(format(mean)), below the \(format(score)) this commit scored in run \(earlier.run): this run's best starts from \(format(score))")
-            return
+        let margin = max(config.gates.minImprovement, 3 * (Gate.deviation(earlier.scores.compactMap(\.score)) ?? 0))
+        // Said once the baseline's row is written: a baseline interrupted before it records nothing.
+        return { [self, run = state.run] in
+            guard drop > margin else {
+                progress.line("the baseline scored \(format(mean)), below the \(format(score)) this commit scored in run \(earlier.run): this run's best starts from \(format(score))")
+                return
+            }
+            let detail = "the baseline scored \(format(mean)), clearly below the \(format(score)) this commit (\(commit.prefix(12))) scored in run \(earlier.run), iteration \(earlier.iteration); this run's best starts from \(format(score))"
+            audit.append(AuditRecord(run: run, iteration: 0, phase: .evaluator, kind: .tamper, decision: .rejected,
+                                     rule: .baselineDrop, detail: detail))
+            progress.line("warning: \(detail): code can tell a later run's baseline from a candidate (the time since it was written, the seeds only baselines get) and do worse on purpose, so that a change doing nothing looks like a gain. If this machine, its packages or its data changed since, start from a new commit instead")
         }
-        let detail = "the baseline scored \(format(mean)), clearly below the \(format(score)) this commit (\(commit.prefix(12))) scored in run \(earlier.run), iteration \(earlier.iteration); this run's best starts from \(format(score))"
-        audit.append(AuditRecord(run: state.run, iteration: 0, phase: .evaluator, kind: .tamper, decision: .rejected,
-                                 rule: .baselineDrop, detail: detail))
-        progress.line("warning: \(detail): code can tell a later run's baseline from a candidate (the time since it was written, the seeds only baselines get) and do worse on purpose, so that a change doing nothing looks like a gain. If this machine, its packages or its data changed since, start from a new commit instead")
     }
 
     /// Loud, never silent: a `min_improvement` below the seed-to-seed standard deviation of the
@@ -422,7 +432,7 @@ public final class Runner {
                     // longer reject a candidate that fixed its own seed (the gate's noise check).
                     let seeds = record.scores.compactMap(\.score)
                     saved.baselineSpread = Gate.spread(seeds)
-                    carryAnEarlierMeasurement(tip.hex, mean: score, into: &saved, announce: false)
+                    carryAnEarlierMeasurement(tip.hex, mean: score, into: &saved)
                 }
             }
             if saved.inProgress == lost { saved.inProgress = nil }
@@ -591,6 +601,7 @@ public final class Runner {
     /// SHA-256 of every locked file in `commit`, after checking the working tree holds the same bytes.
     private func pinLockedFiles(at commit: ObjectID) throws -> [String: String] {
         let pins = try hashLockedFiles(at: commit)
+        for unmatched in config.lockedGlobsMatchingNothing(pinned: Set(pins.keys)) { progress.line("warning: \(unmatched)") }
         if let initial = try Pins.loadForStart(root) {
             // Files no longer locked, or newly locked, are a change of proctor.toml, not of the
             // files: said as such, and not audited as tampering.

@@ -176,7 +176,7 @@ public enum WorkspaceSteps {
         func list(_ paths: [String]) -> String { paths.prefix(10).joined(separator: ", ") + (paths.count > 10 ? " and \(paths.count - 10) more" : "") }
         let what = [unlocked.isEmpty ? nil : "no longer locked: \(list(unlocked))", added.isEmpty ? nil : "newly locked: \(list(added))"]
         return ConfigError(file: config.file, line: config.files.lines["locked"], key: "files.locked",
-                           message: "expected the files pinned at `proctor init`, but \(what.compactMap { $0 }.joined(separator: "; ")). If you changed the list on purpose, run `proctor init --repin`")
+                           message: "expected the locked files pinned at `proctor init`, but the committed files this list matches differ (\(what.compactMap { $0 }.joined(separator: "; "))). If the list or those files changed on purpose, run `proctor init --repin`")
     }
 
     static func lockedPaths(_ config: WorkspaceConfig) -> [String] {

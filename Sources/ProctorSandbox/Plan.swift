@@ -245,9 +245,7 @@ extension LaunchPlan {
         // The bundled example `proctor init` copies, held-out and sealed labels included: installed
         // under /usr/local/share/proctor or /opt it lies in every phase's view, and its labels are
         // those of every workspace made from it. (Not when it is the workspace itself, or holds it.)
-        if let template = BundledData.workspaceTemplate, template != ws, !ws.hasPrefix(template + "/"), !template.hasPrefix(ws + "/"), host.exists(template) {
-            plan.mounts.append(.hide(template))
-        }
+        if let template = BundledData.templateToHide(workspace: ws) { plan.mounts.append(.hide(template)) }
 
         // The supervisor's own state is never writable from a sandbox, whatever the configuration
         // says: `outputs = [".proctor"]` handed the experiment the ledger, the pins and the seccomp

@@ -138,6 +138,11 @@ final class GateTests: XCTestCase {
                 XCTAssertEqual(try XCTUnwrap(ws.row(0)?.score), 0.7, accuracy: 0.001, "the ledger keeps what the baseline scored")
                 XCTAssertEqual(next.description, "tidy up")
                 XCTAssertEqual(next.status, "discard", next.fields.joined(separator: " "))
+                // A third run: the last earlier measurement is the second run's sandbagged baseline;
+                // the best of them all (the first run's keep) still sets the best.
+                let third = try ws.run(["--iterations", "1"])
+                XCTAssertEqual(third.status, 0, third.text)
+                XCTAssertEqual(ws.row(1)?.status, "discard", ws.row(1)?.fields.joined(separator: " ") ?? "")
             } else {
                 XCTAssertEqual(next.status, "rejected", next.fields.joined(separator: " "))
                 XCTAssertTrue(next.description.hasPrefix("my seed [the score ignores PROCTOR_SEED (identical over seeds 42,"), next.description)

@@ -303,7 +303,7 @@ final class NonFiniteScoreTests: XCTestCase {
         XCTAssertEqual(records.map { $0.scores.first?.score }, [-.infinity, .infinity, 0.125])
         XCTAssertEqual(records.map { $0.measurements["sharpe"] }, [-.infinity, .infinity, 0.125])
 
-        let state = RunState(run: "r", branch: "proctor/r", baseCommit: "a", bestCommit: "a", bestScore: -.infinity,
+        let state = RunState(run: "r", branch: "proctor/r", baseCommit: String(repeating: "a", count: 40), bestCommit: String(repeating: "a", count: 40), bestScore: -.infinity,
                              baselineScore: -.infinity, baselineSpread: nil, pins: [:], lastIteration: 0, inProgress: nil)
         try state.save(dir)
         XCTAssertTrue(try String(contentsOfFile: RunState.path(dir), encoding: .utf8).contains("\"bestScore\":\"-inf\""))

@@ -567,7 +567,10 @@ final class StartTests: XCTestCase {
         let run = try ws.startRun(["--iterations", "3"], output: output)
         defer { if run.isRunning { kill(run.processIdentifier, SIGKILL) } }
         XCTAssertTrue(waitUntil(timeout: 60) { ws.rows.count >= 1 && ws.read("outputs/sleeping") != nil }, output.stderr)
-        kill(run.processIdentifier, SIGHUP)
+        // To the process group, as bash sends it to a job when the terminal hangs up (Foundation
+        // starts each child in a group of its own).
+        XCTAssertEqual(getpgid(run.processIdentifier), run.processIdentifier)
+        kill(-run.processIdentifier, SIGHUP)
         run.waitUntilExit()
         XCTAssertEqual(exitStatus(run), 130, output.stderr)
         XCTAssertTrue(processes(containing: ws.tag).isEmpty)
@@ -581,10 +584,15 @@ final class StartTests: XCTestCase {
         defer { if nohup.isRunning { kill(nohup.processIdentifier, SIGKILL) } }
         let before = ws.rows.count
         XCTAssertTrue(waitUntil(timeout: 60) { ws.read("outputs/sleeping") != nil && (try? String(contentsOfFile: "/proc/\(nohup.processIdentifier)/comm", encoding: .utf8)) == "proctor\n" }, ignoring.stderr)
-        kill(nohup.processIdentifier, SIGHUP)
+        // The launchers are in proctor's process group: one stopped its sandbox at the hang-up
+        // meant for proctor, and the experiment was lost ("stopped by the supervisor").
+        XCTAssertEqual(getpgid(nohup.processIdentifier), nohup.processIdentifier)
+        XCTAssertTrue(waitUntil(timeout: 60) { !processes(containing: ws.tag).isEmpty }, ignoring.stderr)
+        kill(-nohup.processIdentifier, SIGHUP)
         nohup.waitUntilExit()
         XCTAssertEqual(exitStatus(nohup), 0, ignoring.stderr)
         XCTAssertEqual(ws.rows.count, before + 1)
+        XCTAssertFalse(ws.rows.contains { $0.status == "crash" }, ws.ledgerLines.joined(separator: "\n"))
     }
 
     /// The reader of proctor's output went away (`proctor run | head -1`): the next progress line

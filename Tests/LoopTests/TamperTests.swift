@@ -32,6 +32,20 @@ final class TamperTests: XCTestCase {
         XCTAssertTrue(check.stdout.contains("no longer locked: prepare.py; newly locked: other.py"), check.text)
     }
 
+    /// A locked glob with a wildcard that matches nothing locks nothing (a typo leaves the data the
+    /// agent's): the run says so, located, and goes on; it said nothing.
+    func testALockedGlobMatchingNothingIsSaid() throws {
+        let ws = try LoopWorkspace()
+        let config = try XCTUnwrap(ws.read("proctor.toml"))
+        try ws.write("proctor.toml", config.replacingOccurrences(of: "locked   = [\"prepare.py\"]", with: "locked   = [\"prepare.py\", \"dta/*.csv\"]"))
+        try ws.git(["add", "-A"])
+        try ws.git(["-c", "user.name=me", "-c", "user.email=me@example.org", "commit", "-qm", "lock the data"])
+        XCTAssertEqual(try ws.proctor(["init", ws.root, "--repin"]).status, 0)
+        let run = try ws.run(["--iterations", "1"])
+        XCTAssertEqual(run.status, 0, run.text)
+        XCTAssertTrue(run.text.contains("proctor.toml:4: files.locked: \"dta/*.csv\" matches no committed file: it locks nothing"), run.text)
+    }
+
     /// A human (or an agent with host access) commits a changed evaluator on the branch: the pin taken at
     /// `proctor init` no longer matches, the run refuses before anything runs, and `--repin` accepts it.
     func testCommittedEvaluatorChangeIsRefusedUntilRepinned() throws {
