@@ -148,6 +148,12 @@ public final class Repository {
         }
     }
 
+    /// The tree a commit records: two commits with the same tree hold the same files (a squash or a
+    /// rebase of a kept commit).
+    public func treeID(of id: ObjectID) throws -> ObjectID {
+        try withCommit(id) { ObjectID(git_commit_tree_id($0).pointee) }
+    }
+
     /// Commits reachable from the tip of `branch` (HEAD when nil) along first parents, newest first, at most
     /// `limit` of them. Empty for an unborn branch.
     public func log(branch: String? = nil, limit: Int = .max) throws -> [CommitInfo] {

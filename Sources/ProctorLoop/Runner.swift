@@ -320,9 +320,18 @@ public final class Runner {
     private func carryAnEarlierMeasurement(_ commit: String, mean: Double, into state: inout RunState) -> (() -> Void)? {
         let maximize = config.evaluator.maximize
         // The best of every earlier measurement, not the last: a second sandbagged baseline was the
-        // last one, and carried nothing.
+        // last one, and carried nothing. Of the same files, not only the same commit: a kept commit
+        // squashed or rebased onto main (the morning's merge) is a new commit with the same tree.
+        let tree = try? repo.treeID(of: repo.resolve(commit))
+        var sameTree: [String: Bool] = [commit: true]
+        func holdsTheSameFiles(_ other: String) -> Bool {
+            if let known = sameTree[other] { return known }
+            let same = tree != nil && (try? repo.treeID(of: repo.resolve(other))) == tree
+            sameTree[other] = same
+            return same
+        }
         let earlierRecords = Ledger.records(in: root + "/.proctor").filter { [run = state.run] in
-            $0.run != run && $0.commit == commit && $0.status == .keep && $0.score?.isFinite == true
+            $0.run != run && $0.status == .keep && $0.score?.isFinite == true && $0.commit.map(holdsTheSameFiles) == true
         }
         for record in earlierRecords {
             if let spread = Gate.spread(record.scores.compactMap(\.score)), spread > (state.baselineSpread ?? 0) { state.baselineSpread = spread }

@@ -117,11 +117,13 @@ final class GateTests: XCTestCase {
     /// whatever the margin. And code that ignores those seeds (scoring as on 42) turned the seed
     /// check off for the run (a baseline spread of zero): the earlier measurement's spread holds.
     func testABaselineSandbaggedOnItsListedSeedsDoesNotLowerTheNextRunsBest() throws {
-        for variant in ["worse", "seedless"] {
+        // "squashed": the kept commit squashed onto another branch (the morning's merge) before
+        // the next run, a new commit with the same files.
+        for variant in ["worse", "seedless", "squashed"] {
             var spec = WorkspaceSpec()
-            let bag = variant == "worse" ? "if seed in (17, 73):\n    x = X - 0.3\n" : "if seed in (17, 73):\n    seed = 42\n"
+            let bag = variant != "seedless" ? "if seed in (17, 73):\n    x = X - 0.3\n" : "if seed in (17, 73):\n    seed = 42\n"
             spec.train = WorkspaceSpec.defaultTrain.replacingOccurrences(of: "x = X\n", with: "x = X\n" + bag)
-            spec.agentScript = agentPrelude + (variant == "worse" ? """
+            spec.agentScript = agentPrelude + (variant != "seedless" ? """
                 if grep -q '^X = 0.6 ' train.py; then echo "# tidy" >> train.py; echo "SUMMARY: tidy up"
                 else set_var X 0.6; echo "SUMMARY: x=0.6"; fi
                 """ : """
@@ -131,10 +133,15 @@ final class GateTests: XCTestCase {
             let ws = try LoopWorkspace(spec)
             XCTAssertEqual(try ws.run(["--iterations", "1"]).status, 0)
             XCTAssertEqual(ws.row(1)?.status, "keep", variant)
+            if variant == "squashed" {
+                try ws.git(["checkout", "-q", "-b", "merged", ws.branch!])
+                try ws.git(["reset", "-q", "--soft", "HEAD~1"])
+                try ws.git(["-c", "user.name=me", "-c", "user.email=me@example.org", "commit", "-qm", "squashed: x=0.6"])
+            }
             let second = try ws.run(["--iterations", "1"])
             XCTAssertEqual(second.status, 0, second.text)
             let next = try XCTUnwrap(ws.row(1), variant)
-            if variant == "worse" {
+            if variant != "seedless" {
                 XCTAssertEqual(try XCTUnwrap(ws.row(0)?.score), 0.7, accuracy: 0.001, "the ledger keeps what the baseline scored")
                 XCTAssertEqual(next.description, "tidy up")
                 XCTAssertEqual(next.status, "discard", next.fields.joined(separator: " "))
