@@ -362,9 +362,16 @@ public final class Repository {
         return Array(twin.utf8) == Array(path.utf8) ? nil : twin
     }
 
+    /// Every rule a change of `commit` is judged by: the diff policy (`DiffValidator`), and the
+    /// names the commit already holds in another Unicode form. The one entry point of the run's
+    /// validation, a `--parallel` candidate's and `proctor check`'s.
+    public func violations(_ changes: [Change], of commit: ObjectID, policy: DiffPolicy) throws -> [Violation] {
+        DiffValidator.validate(changes, policy: policy) + (try unicodeTwinViolations(changes, in: commit))
+    }
+
     /// A violation for each new path of `changes` that a path of `commit` has in another Unicode
     /// form (`unicodeTwin`): the new file and the committed one would be one path to the keep.
-    public func unicodeTwinViolations(_ changes: [Change], in commit: ObjectID) throws -> [Violation] {
+    func unicodeTwinViolations(_ changes: [Change], in commit: ObjectID) throws -> [Violation] {
         try changes.filter { $0.kind == .added || $0.kind == .renamed }.compactMap { change in
             guard let twin = try unicodeTwin(of: change.path, in: commit) else { return nil }
             let shown = twin.unicodeScalars.map { $0.isASCII ? String($0) : "\\u{\(String($0.value, radix: 16))}" }.joined()

@@ -233,8 +233,7 @@ public enum WorkspaceSteps {
         if let head = try repo.head(), let output = try outputOverTheTree(config, repo: repo, head: head) { problems.append(output.description) }
         if let missing = config.missingLockedFile(pinned: Set(lockedPaths(config))) { problems.append(missing.description) }
         let changes = try repo.loopStatus(against: base, config: config)
-        problems += DiffValidator.validate(changes, policy: config.diffPolicy).map(\.description)
-        problems += try repo.unicodeTwinViolations(changes, in: base).map(\.description)
+        problems += try repo.violations(changes, of: base, policy: config.diffPolicy).map(\.description)
         let state = RunState.load(root)
         let pins = state?.pins ?? Pins.load(root) ?? [:]
         if state == nil, !pins.isEmpty, let changed = lockedListChange(config, pinned: Set(pins.keys), locked: Set(lockedPaths(config))) {

@@ -20,7 +20,7 @@ extension Iteration {
         do {
             changes = try runner.repo.loopStatus(against: best, config: runner.config, scoped: true, policy: policy)
             stats = DiffStats(changes)
-            violations = DiffValidator.validate(changes, policy: policy) + (try runner.repo.unicodeTwinViolations(changes, in: best))
+            violations = try runner.repo.violations(changes, of: best, policy: policy)
         } catch {
             // A tree that changed while it was read (a walk that found a directory moved) is the
             // doing of a session agent that ran while frozen: its iteration, not the run, ends.

@@ -358,8 +358,7 @@ extension Runner {
     private func validateOnBest(_ files: [String: CandidateFile?], for iteration: Iteration, best: ObjectID) throws -> [String: CandidateFile?]? {
         try write(files, into: root)
         let changes = try repo.loopStatus(against: best, config: config, scoped: true)
-        guard !changes.isEmpty, DiffValidator.validate(changes, policy: diffPolicy).isEmpty,
-              try repo.unicodeTwinViolations(changes, in: best).isEmpty else { return nil }
+        guard !changes.isEmpty, try repo.violations(changes, of: best, policy: diffPolicy).isEmpty else { return nil }
         iteration.best = best
         iteration.bestBefore = state.bestScore
         iteration.changes = changes
