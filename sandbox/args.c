@@ -185,6 +185,7 @@ static void apply_option(struct psb_config *c, enum psb_option opt, const char *
     }
     case PSB_OPTION_OUTPUT_ENTRIES: c->output_entries = parse_num(a, v[0]); break;
     case PSB_OPTION_OUTPUT_GROWTH: c->output_growth = 1; break;
+    case PSB_OPTION_NO_WAKE: c->no_wake = 1; break;
     case PSB_OPTION_STDIO_LIMIT: c->stdio_limit = parse_num(a, v[0]); break;
     case PSB_OPTION_FILTER_CACHE: c->filter_cache = check_path(a, v[0]); break;
     case PSB_OPTION_AUDIT_WRITES: c->audit_writes = 1; break;

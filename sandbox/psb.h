@@ -57,6 +57,7 @@ struct psb_config {
     long long output_limit; /* -1 = unset; the smallest given, for all the directories together */
     long long output_entries; /* entry cap of the output walk */
     int output_growth;        /* the caps count what the directories gain from the launch on */
+    int no_wake;              /* --no-wake-signals: no signal the kernel sends later may be SIGCONT */
     long long stdio_limit;  /* -1 = unset */
     int audit_writes;
     const char *filter_cache; /* directory for compiled seccomp filters, NULL = none */

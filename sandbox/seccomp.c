@@ -15,6 +15,7 @@
 #include <linux/filter.h>
 #include <linux/seccomp.h>
 #include <sched.h>
+#include <signal.h>
 #include <seccomp.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -159,6 +160,21 @@ int psb_seccomp_build(const struct psb_config *cfg, void **prog_out, char *err, 
             c = cmp(1, SCMP_CMP_MASKED_EQ, 0xffffffffULL, setattr[i]);
             ADD(eperm, SCMP_SYS(ioctl), 1, &c);
         }
+    }
+    /* --no-wake-signals (a session agent, frozen with SIGSTOP while its experiment runs): the
+     * ways a process arranges for the kernel to send it a signal later, which a stopped process
+     * gets too, and SIGCONT resumes it. A red team's agent armed a POSIX timer with SIGCONT and
+     * kept running through every freeze, racing the revert. The timer's signal number is behind
+     * a pointer (sigevent), as mq_notify's is: both refused outright; F_SETSIG (the signal for
+     * SIGIO, dnotify and leases) and a parent-death signal of SIGCONT by their arguments. */
+    if (cfg->no_wake) {
+        ADD(eperm, SCMP_SYS(timer_create), 0, NULL);
+        ADD(eperm, SCMP_SYS(mq_notify), 0, NULL);
+        struct scmp_arg_cmp c = cmp(1, SCMP_CMP_MASKED_EQ, 0xffffffffULL, 10 /* F_SETSIG */);
+        ADD(eperm, SCMP_SYS(fcntl), 1, &c);
+        struct scmp_arg_cmp p[2] = {cmp(0, SCMP_CMP_MASKED_EQ, 0xffffffffULL, 1 /* PR_SET_PDEATHSIG */),
+                                    cmp(1, SCMP_CMP_MASKED_EQ, 0xffffffffULL, SIGCONT)};
+        ADD(eperm, SCMP_SYS(prctl), 2, p);
     }
     /* fcntl(F_SETLEASE): a lease taken on an editable file (the agent owns it there) made the
      * supervisor's non-blocking open for the revert fail while the frozen agent held it, and the
@@ -325,7 +341,7 @@ static void cache_name(const struct psb_config *cfg, char *out, size_t len)
     memset(&st, 0, sizeof st);
     (void)stat("/proc/self/exe", &st);
     char key[256];
-    int n = snprintf(key, sizeof key, "%d %d %u.%u.%u %llu %llu %lld.%09ld %lld", cfg->audit_writes, (int)cfg->net,
+    int n = snprintf(key, sizeof key, "%d %d %d %u.%u.%u %llu %llu %lld.%09ld %lld", cfg->audit_writes, cfg->no_wake, (int)cfg->net,
                      v ? v->major : 0, v ? v->minor : 0, v ? v->micro : 0, (unsigned long long)st.st_dev,
                      (unsigned long long)st.st_ino, (long long)st.st_mtim.tv_sec, st.st_mtim.tv_nsec,
                      (long long)st.st_size);

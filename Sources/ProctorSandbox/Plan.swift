@@ -53,6 +53,9 @@ public struct LaunchPlan: Sendable, Equatable {
     public var outputGrowth = false
     /// How many entries they may hold (gain, with `outputGrowth`); nil: the launcher's 100,000.
     public var outputEntries: Int?
+    /// No signal the kernel sends the command later may be SIGCONT (`--no-wake-signals`): a
+    /// session agent, which is frozen with SIGSTOP while its experiments run.
+    public var noWakeSignals = false
     public var stdioLimit: Int64?
     /// Absolute paths where writes are allowed (the audit reports writes anywhere else).
     public var writable: [String] = []
@@ -96,6 +99,7 @@ public struct LaunchPlan: Sendable, Equatable {
         for (dir, bytes) in outputLimits { args += ["--output-limit", dir, String(bytes)] }
         if outputGrowth && !outputLimits.isEmpty { args.append("--output-growth") }
         if let outputEntries, !outputLimits.isEmpty { args += ["--output-entries", String(outputEntries)] }
+        if noWakeSignals { args.append("--no-wake-signals") }
         if let stdioLimit { args += ["--stdio-limit", String(stdioLimit)] }
         for path in writable { args += ["--writable", path] }
         for fd in passDescriptors { args += ["--pass-fd", String(fd)] }
@@ -127,6 +131,8 @@ public struct LaunchRequest: Sendable {
     public var extraEnvironment: [(String, String)] = []
     /// Launcher descriptors the command inherits (see `LaunchPlan.passDescriptors`).
     public var passDescriptors: [Int32] = []
+    /// A sandbox its owner freezes (a session agent's): see `LaunchPlan.noWakeSignals`.
+    public var frozenAtTimes = false
     /// Proctor run as root: the user the command runs as (see `SandboxUser`); nil otherwise.
     public var user: SandboxUser?
     /// With `user`: host paths besides the workspace, the agent's home and the pinned copy whose
@@ -414,6 +420,7 @@ extension LaunchPlan {
         plan.environment = environment(request, host: host, interpreter: interpreter, outputs: outputs)
             .filter { !extraNames.contains($0.0) } + devices.environment + proxyEnvironment + request.extraEnvironment
         plan.passDescriptors = request.passDescriptors
+        plan.noWakeSignals = request.frozenAtTimes
         if host.exists(ws + "/.proctor") { plan.filterCache = ws + "/.proctor/cache" }
         if let user = request.user {
             // Only proctor's and the user's own places: an idmapped system directory would hand its

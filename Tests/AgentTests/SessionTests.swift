@@ -20,6 +20,47 @@ final class SessionTests: XCTestCase {
         return try ws.proctor(args + ["--", "sh", "-c", script], deadline: deadline)
     }
 
+    /// A session agent is frozen with SIGSTOP while its experiments run, and SIGCONT resumes a
+    /// stopped process whoever sends it: a red team's agent armed a POSIX timer with SIGCONT, ran
+    /// through every freeze and raced the revert (which wrote a host file through its link). The
+    /// ways to have the kernel signal it later are refused in its sandbox: timer_create and
+    /// mq_notify, F_SETSIG, a parent-death SIGCONT (SIGALRM from setitimer resumes nothing).
+    func testASessionAgentCannotArmASignalThatWakesItFromTheFreeze() throws {
+        let ws = try LoopWorkspace(agent: Self.noAgent)
+        let probe = """
+            python3 - <<'PY'
+            import ctypes, errno, fcntl, os, signal, struct
+            libc = ctypes.CDLL(None, use_errno=True)
+            sev = ctypes.create_string_buffer(64)
+            struct.pack_into("Pii", sev, 0, 0, signal.SIGCONT, 0)  # sigev_value, sigev_signo, sigev_notify = SIGEV_SIGNAL
+            tid = ctypes.c_void_p()
+            r = libc.timer_create(1, sev, ctypes.byref(tid))
+            print("timer_create", r, ctypes.get_errno())
+            r = libc.syscall(244, 0, sev)  # mq_notify
+            print("mq_notify", r, ctypes.get_errno())
+            try:
+                fcntl.fcntl(0, 10, signal.SIGCONT)
+                print("F_SETSIG ok")
+            except OSError as e:
+                print("F_SETSIG", e.errno)
+            r = libc.prctl(1, signal.SIGCONT, 0, 0, 0)
+            print("PDEATHSIG", r, ctypes.get_errno())
+            r = libc.prctl(1, signal.SIGTERM, 0, 0, 0)
+            print("PDEATHSIG-TERM", r)
+            PY
+            """
+        let outcome = try session(ws, probe, iterations: 1)
+        XCTAssertEqual(outcome.status, 0, ws.describe(outcome))
+        for line in ["timer_create -1 1", "F_SETSIG 1", "PDEATHSIG -1 1", "PDEATHSIG-TERM 0"] {
+            XCTAssertTrue(outcome.stdout.contains(line), "\(line): \(outcome.stdout)")
+        }
+        XCTAssertTrue(outcome.stdout.contains("mq_notify -1 1"), outcome.stdout)
+        // Not in a command agent's sandbox, which is never frozen.
+        let exec = try ws.proctor(["exec", "--workspace", ws.root, "--phase", "agent", "--", "python3", "-c",
+                                   "import ctypes, struct, signal; libc = ctypes.CDLL(None, use_errno=True); sev = ctypes.create_string_buffer(64); struct.pack_into('Pii', sev, 0, 0, signal.SIGCONT, 0); tid = ctypes.c_void_p(); print('timer_create', libc.timer_create(1, sev, ctypes.byref(tid)))"])
+        XCTAssertTrue(exec.stdout.contains("timer_create 0"), exec.text)
+    }
+
     /// Two `proctor experiment` at the same moment, their replies printed as "A: ..." and "B: ...".
     static let twoAtOnce = """
         ( proctor experiment "first"; echo "rc=$?" ) > /tmp/a 2>&1 &

@@ -167,6 +167,7 @@ final class LauncherEventTests: XCTestCase {
         plan.outputLimits = [("/ws/out", 1 << 20)]
         plan.outputGrowth = true
         plan.outputEntries = 500
+        plan.noWakeSignals = true
         plan.stdioLimit = 1 << 20
         plan.writable = ["/ws/out"]
         plan.passDescriptors = [7, 8]

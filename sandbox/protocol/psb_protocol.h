@@ -139,6 +139,7 @@ static inline int psb_format_record(char *buf, size_t cap, enum psb_record r, co
     X(OUTPUT_LIMIT, "--output-limit", 2)                                                           \
     X(OUTPUT_ENTRIES, "--output-entries", 1)                                                       \
     X(OUTPUT_GROWTH, "--output-growth", 0)                                                         \
+    X(NO_WAKE, "--no-wake-signals", 0)                                                             \
     X(STDIO_LIMIT, "--stdio-limit", 1)                                                             \
     X(FILTER_CACHE, "--filter-cache", 1)                                                           \
     X(AUDIT_WRITES, "--audit-writes", 0)                                                           \

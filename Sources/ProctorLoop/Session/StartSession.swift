@@ -74,6 +74,7 @@ extension Runner {
                     request.extraEnvironment += [(SessionProtocol.environmentName, String(server.agentEnd)),
                                                  ("PATH", path)]
                     request.passDescriptors = [server.agentEnd]
+                    request.frozenAtTimes = true
                     // Run as root, the agent's user connects to the socket (a 0600 file of root's) as its owner.
                     request.mapOwner.append(server.socketPath)
                 }
