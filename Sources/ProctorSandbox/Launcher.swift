@@ -192,6 +192,25 @@ public final class FreezableSandbox: @unchecked Sendable {
         return frozen.contains { key, task in now[key] == nil && task.state != "Z" && task.state != "X" }
     }
 
+    /// Ends every process of the sandbox at once, before the supervisor touches its writable places
+    /// again: one that ran while frozen is hostile, and would race the revert. SIGKILL to the
+    /// sandbox's init ends its whole PID namespace; returns once none of its processes is left
+    /// (or after `timeout`). The session then ends as an agent killed by a signal does.
+    @discardableResult
+    public func killEverything(timeout: TimeInterval = 10) -> Bool {
+        let session = lock.withLock { frozen?.launcher ?? launcher }
+        guard session > 0 else { return true }
+        let deadline = Date().addingTimeInterval(timeout)
+        repeat {
+            let inside = ProcessTree.sandboxed(below: session)
+            if inside.isEmpty { return true }
+            if let initPid = ProcessTree.initProcess(below: session) { kill(initPid, SIGKILL) }
+            for pid in inside { kill(pid, SIGKILL) }
+            usleep(2_000)
+        } while Date() < deadline
+        return false
+    }
+
     /// Lets the sandbox run again.
     public func thaw() {
         let session = current
@@ -267,14 +286,17 @@ enum ProcessTree {
     /// not one). Not the launcher's other children: the network proxy's helper (`network =
     /// "allowlist"`) is the launcher's, outside the sandbox's PID namespace, and is not frozen.
     static func sandboxed(below launcher: pid_t) -> [pid_t] {
-        let children = descendants(of: launcher, depth: 1)
-        // init is the child that is pid 1 in its own PID namespace (`NSpid: <host pid> 1`).
-        guard let initPid = children.first(where: { pid in
+        guard let initPid = initProcess(below: launcher) else { return [] }
+        return descendants(of: initPid)
+    }
+
+    /// The launcher's init: the child that is pid 1 in its own PID namespace (`NSpid: <host pid> 1`).
+    static func initProcess(below launcher: pid_t) -> pid_t? {
+        descendants(of: launcher, depth: 1).first(where: { pid in
             let status = (try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8)) ?? ""
             let nspid = status.split(separator: "\n").first { $0.hasPrefix("NSpid:") }
             return nspid?.split(whereSeparator: { $0 == " " || $0 == "\t" }).last == "1"
-        }) else { return [] }
-        return descendants(of: initPid)
+        })
     }
 
     /// Descendants in breadth-first order (children of every thread, from /proc/PID/task/TID/children).

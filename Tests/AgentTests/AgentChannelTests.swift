@@ -147,36 +147,37 @@ final class AgentChannelTests: XCTestCase {
     // MARK: - The freeze
 
     /// A session agent is stopped (SIGSTOP) while its experiment is validated, run and committed.
-    /// But a stopped process is resumed by any SIGCONT, and the kernel sends one on the agent's
-    /// behalf: a POSIX timer (`timer_create` with `sigev_signo = SIGCONT`), `F_SETSIG`, a
-    /// parent-death signal. Here a one-shot timer wakes the agent after the freeze was confirmed;
-    /// it swaps `X = 0.7` into train.py while the validated code (which re-reads itself) runs, and
-    /// puts the validated bytes back before the experiment ends, so the post-experiment fingerprint
-    /// matched: 1.0 was kept under a commit whose code scores 0.6.
-    func testATimerThatResumesTheFrozenSessionAgentIsCaught() throws {
-        try timerResumesTheFrozenAgent(orphan: false)
+    /// But a stopped process is resumed by any SIGCONT: a POSIX timer of its own did it (those are
+    /// refused in its sandbox now: SessionTests), and the check stays for any other way. Here the
+    /// test sends the SIGCONT, once the experiment runs; the agent swaps `X = 0.7` into train.py
+    /// while the validated code (which re-reads itself) runs, and puts the validated bytes back
+    /// before the experiment ends, so the post-experiment fingerprint matched: 1.0 was kept under a
+    /// commit whose code scores 0.6. Caught, and the agent killed before the revert.
+    func testASessionAgentResumedWhileFrozenIsCaughtAndKilled() throws {
+        try resumeTheFrozenAgent(orphan: false)
     }
 
     /// The same from a process whose parent is the sandbox's init (double fork), which exits once it
     /// has put the validated bytes back: init reaps it, and no task that ran is left to look at.
-    func testATimerResumedProcessThatExitsAfterwardsIsCaught() throws {
-        try timerResumesTheFrozenAgent(orphan: true)
+    func testAResumedProcessThatExitsAfterwardsIsCaught() throws {
+        try resumeTheFrozenAgent(orphan: true)
     }
 
     /// The same from a vfork child that stopped itself before its exec: its parent waits in the
     /// vfork (`V`) and counts as held, so the freeze is confirmed with the two of them still; the
     /// child's own timer wakes it, it execs the program that swaps the code, and its parent runs on.
     /// The child is one of the tasks the freeze checks: it moved.
-    func testATimerThatWakesAStoppedVforkChildIsCaught() throws {
-        try timerResumesTheFrozenAgent(orphan: false, vfork: true)
+    func testAWokenVforkChildIsCaught() throws {
+        try resumeTheFrozenAgent(orphan: false, vfork: true)
     }
 
-    func timerResumesTheFrozenAgent(orphan: Bool, vfork: Bool = false, line: UInt = #line) throws {
+    func resumeTheFrozenAgent(orphan: Bool, vfork: Bool = false, line: UInt = #line) throws {
         let validated = """
             import os
             import time
 
             X = 0.3  # mutate: float 0.0..1.0 linear
+            # WAKE-ME-7f3a
             out = os.environ["PROCTOR_OUTPUTS"]
             open(os.path.join(out, "ready"), "w").close()
             deadline = time.time() + 8
@@ -221,11 +222,6 @@ final class AgentChannelTests: XCTestCase {
                     time.sleep(1000)
                 if os.fork() != 0:
                     os._exit(0)
-            event = sigevent(signo=signal.SIGCONT, notify=0)  # SIGEV_SIGNAL
-            timer = ctypes.c_void_p()
-            assert libc.timer_create(1, ctypes.byref(event), ctypes.byref(timer)) == 0
-            # One shot, well after the 300 ms settle and the freeze, well before the experiment gives up.
-            assert libc.timer_settime(timer, 0, ctypes.byref(itimerspec(timespec(0, 0), timespec(1, 500000000))), None) == 0
             exec(swap)
             if \(orphan ? "True" : "False"):
                 os._exit(0)
@@ -233,9 +229,20 @@ final class AgentChannelTests: XCTestCase {
             time.sleep(1000)
             """
         let ws = try LoopWorkspace(agent: SessionTests.noAgent)
+        // The wake: SIGCONT to every process of the agent's once the experiment runs (the timer's part).
+        let ready = ws.path("outputs/ready")
+        let waker = Thread {
+            guard waitUntil(timeout: 120, { FileManager.default.fileExists(atPath: ready) }) else { return }
+            for process in processes(containing: "WAKE-ME-7f3a") {
+                if let pid = pid_t(process.prefix { $0 != ":" }) { kill(pid, SIGCONT) }
+            }
+        }
+        waker.start()
         let outcome = try ws.proctor(["session", "--workspace", ws.root, "--iterations", "1", "--", "python3", "-c", agent],
                                      deadline: 180)
-        XCTAssertEqual(outcome.status, 0, ws.describe(outcome), line: line)
+        // The agent is killed once caught: the session ends as an agent killed by a signal does.
+        XCTAssertEqual(outcome.status, 1, ws.describe(outcome), line: line)
+        XCTAssertTrue(outcome.stderr.contains("the session agent exited (killed by signal 9)"), outcome.stderr, line: line)
         let row = ws.rows().last ?? [:]
         // Without the check: `keep 1.000000` under a commit whose train.py says X = 0.3 (0.6).
         XCTAssertEqual(row["commit"], "", "a score the committed code does not produce was kept: \(ws.describe(outcome))", line: line)
@@ -259,8 +266,8 @@ final class AgentChannelTests: XCTestCase {
 
         """
 
-    /// `vf SCRIPT ARG`: a vfork child that arms a one-shot SIGCONT timer of its own (as
-    /// `timerResumesTheFrozenAgent`'s), stops itself before its exec and, woken, runs python3 SCRIPT ARG.
+    /// `vf SCRIPT ARG`: a vfork child that stops itself before its exec and, woken (by the test's
+    /// SIGCONT, where its own timer did it), runs python3 SCRIPT ARG.
     static let vforkChild = """
         #include <signal.h>
         #include <time.h>
@@ -268,12 +275,6 @@ final class AgentChannelTests: XCTestCase {
         int main(int argc, char **argv) {
             (void)argc;
             if (vfork() == 0) {
-                struct sigevent event = {0};
-                event.sigev_notify = SIGEV_SIGNAL;
-                event.sigev_signo = SIGCONT;
-                timer_t timer;
-                struct itimerspec when = {{0, 0}, {1, 800000000}};
-                if (timer_create(CLOCK_MONOTONIC, &event, &timer) != 0 || timer_settime(timer, 0, &when, 0) != 0) _exit(2);
                 raise(SIGSTOP);
                 execl("/usr/bin/python3", "python3", argv[1], argv[2], (char *)0);
                 _exit(1);

@@ -31,7 +31,10 @@ extension Iteration {
         runner.researchLog?.committed()
         // Ran between that check and the commit (which reads the working tree): stop before the row;
         // `--resume` drops a commit the ledger does not know.
-        if runner.sessionSandbox?.ranWhileFrozen() == true { throw LoopError(.failed, Runner.ranWhileFrozen + " (during the commit)") }
+        if let sandbox = runner.sessionSandbox, sandbox.ranWhileFrozen() {
+            sandbox.killEverything()
+            throw LoopError(.failed, Runner.ranWhileFrozen + " (during the commit)")
+        }
         runner.state.bestCommit = commit.hex
         runner.state.bestScore = mean
         runner.state.bestConfirmation = runner.confirmationMean(measured)

@@ -64,7 +64,10 @@ extension Iteration {
     /// A session agent frozen for this iteration that ran anyway (a timer's SIGCONT): `rejected`,
     /// audited as `session-freeze`; nil when it stayed frozen (or there is none).
     func ranWhileFrozen() -> IterationEnd? {
-        guard runner.sessionSandbox?.ranWhileFrozen() == true else { return nil }
+        guard let sandbox = runner.sessionSandbox, sandbox.ranWhileFrozen() else { return nil }
+        // Killed before the revert that follows: awake, it raced it (a link put back where the
+        // revert was writing, through which a host file was written).
+        sandbox.killEverything()
         let reason = Runner.ranWhileFrozen
         return ends(.rejected, reason: .ranWhileFrozen, violations: [reason],
                     audit: [rejection(phase: .validate, kind: .tamper, rule: .sessionFreeze, detail: reason)])
