@@ -44,8 +44,20 @@ static void walk_dir(int dfd, struct out_walk *w, int depth)
             break;
         }
         struct stat st;
-        if (fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0)
-            continue;
+        if (fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0) {
+            /* A directory readable but not searchable (0600): its entries listed, none looked at;
+             * an unprivileged agent filled 200 MiB under a 16 MiB cap so. Its search bit back (the
+             * helper is its owner), or over. */
+            struct stat ds;
+            int e = errno;
+            if (e == ENOENT)
+                continue; /* gone meanwhile */
+            if (e != EACCES || fstat(dirfd(d), &ds) < 0 || fchmod(dirfd(d), (ds.st_mode & 07777) | 0700) < 0 ||
+                fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0) {
+                w->over_unreadable = 1;
+                break;
+            }
+        }
         long long b = (long long)st.st_blocks * 512;
         /* Sparse files count at their apparent size: the cap is about what a reader sees too. */
         if (S_ISREG(st.st_mode) && st.st_size > b)

@@ -332,6 +332,23 @@ final class CommandAgentLoopTests: XCTestCase {
         XCTAssertEqual(ws.audit(kind: "limit", decision: "killed", iteration: 2).count, 0, "the user's src/ counted against the cap")
     }
 
+    /// A directory made readable but not searchable (0600) showed its names to the cap's walk and
+    /// none of their sizes: as an ordinary user, an agent wrote 200 MiB under a 16 MiB cap through
+    /// files it had opened there first. Its search bit is given back, and the writer is stopped.
+    func testAnAgentsUnsearchableDirectoryStillCountsAgainstItsCap() throws {
+        let ws = try LoopWorkspace(
+            agent: Self.agentBlock(iterationOne: """
+                mkdir -p notes/d
+                python3 -c 'import os, time; fs = [open("notes/d/e%d" % i, "wb") for i in range(60)]; os.chmod("notes/d", 0o600); [f.write(b"x" * 500000) or f.flush() or time.sleep(0.01) for f in fs]'
+                """, extra: "max_output_bytes = \"8MiB\""),
+            notes: "[\"LOG.md\", \"notes/\"]", files: ["notes/README.md": "notes\n"])
+        let outcome = try ws.run(iterations: 2)
+        XCTAssertEqual(outcome.status, 0, ws.describe(outcome))
+        XCTAssertEqual(ws.statuses(), ["keep", "crash", "keep"], ws.describe(outcome))
+        let killed = ws.audit(kind: "limit", decision: "killed", iteration: 1).compactMap { $0["detail"] as? String }
+        XCTAssertTrue(killed.contains { $0.hasPrefix("output: ") }, "\(killed)")
+    }
+
     /// An agent that makes files by the ten thousand (each costs the supervisor a look when it
     /// validates and reverts a workspace directory) is stopped past 20,000 new entries.
     func testAnAgentThatMakesTensOfThousandsOfFilesIsStopped() throws {
