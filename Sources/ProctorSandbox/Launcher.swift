@@ -382,7 +382,10 @@ public struct Launcher: Sendable {
         var pid: pid_t = 0
         let rc = posix_spawn(&pid, helper, &actions, &attributes, &cArgs, &cEnv)
         guard rc == 0 else { throw SandboxError(.io, "spawn \(helper): \(String(cString: strerror(rc))) (stage: launch)", errno: rc) }
-        let watcher = StopSwitch.watch(pid, stop: stop, done: watching.read.raw)
+        // The deadline: the phase's timeout, its grace period and some slack for the start.
+        let watcher = StopSwitch.watch(pid, stop: stop, done: watching.read.raw,
+                                       deadlineMs: plan.timeoutMs > 0 ? plan.timeoutMs + plan.graceMs + 10_000 : Int64(Int32.max),
+                                       graceMs: plan.graceMs)
         started?(pid)
         // The helper holds its copies; ours of the write end must go so that EOF comes when it exits.
         report.write.close()

@@ -85,18 +85,32 @@ public final class StopSwitch: Sendable {
     }
 
     /// Starts watching the launcher `pid` until `done` is readable (or closed): SIGTERM to it once
-    /// `stop` (or, without one, a signal) asks. Wait on the semaphore before reaping the launcher,
-    /// so that the kill never reaches a pid reused after it.
-    static func watch(_ pid: pid_t, stop: StopSwitch?, done: Int32) -> DispatchSemaphore {
+    /// `stop` (or, without one, a signal) asks, or once `deadlineMs` passed (the launcher enforces
+    /// the phase's timeout itself; this is for a launcher that cannot). SIGCONT with it, and SIGKILL
+    /// if it is still there `graceMs` later: a launcher someone stopped (SIGSTOP) made proctor
+    /// impossible to stop, and the run wait past every timeout. Wait on the semaphore before
+    /// reaping the launcher, so that no kill reaches a pid reused after it.
+    static func watch(_ pid: pid_t, stop: StopSwitch?, done: Int32, deadlineMs: Int64, graceMs: Int64) -> DispatchSemaphore {
         let finished = DispatchSemaphore(value: 0)
         let stops = stop?.descriptors ?? [StopSignal.pipe.read]
         let thread = Thread {
             defer { finished.signal() }
-            var fds = (stops + [done]).map { pollfd(fd: $0, events: Int16(POLLIN), revents: 0) }
-            while poll(&fds, nfds_t(fds.count), -1) < 0 && errno == EINTR {}
-            if fds.last!.revents == 0 && fds.dropLast().contains(where: { $0.revents != 0 }) {
-                kill(pid, SIGTERM)
+            func wait(_ ms: Int64) -> [pollfd] {
+                var fds = (stops + [done]).map { pollfd(fd: $0, events: Int16(POLLIN), revents: 0) }
+                let end = DispatchTime.now().uptimeNanoseconds + UInt64(max(ms, 0)) * 1_000_000
+                while true {
+                    let left = Int64(end) - Int64(DispatchTime.now().uptimeNanoseconds)
+                    let rc = poll(&fds, nfds_t(fds.count), Int32(clamping: max(left / 1_000_000, 0)))
+                    if rc >= 0 || errno != EINTR { return fds }
+                }
             }
+            let fds = wait(deadlineMs)
+            guard fds.last!.revents == 0 else { return }  // done
+            kill(pid, SIGTERM)
+            kill(pid, SIGCONT)
+            var doneOnly = [pollfd(fd: done, events: Int16(POLLIN), revents: 0)]
+            while poll(&doneOnly, 1, Int32(clamping: graceMs + 2_000)) < 0 && errno == EINTR {}
+            if doneOnly[0].revents == 0 { kill(pid, SIGKILL) }
         }
         thread.start()
         return finished

@@ -339,7 +339,7 @@ final class CommandAgentLoopTests: XCTestCase {
         let ws = try LoopWorkspace(
             agent: Self.agentBlock(iterationOne: """
                 mkdir -p notes/d
-                python3 -c 'import os, time; fs = [open("notes/d/e%d" % i, "wb") for i in range(60)]; os.chmod("notes/d", 0o600); [f.write(b"x" * 500000) or f.flush() or time.sleep(0.01) for f in fs]'
+                python3 -c 'import os, time; fs = [open("notes/d/e%d" % i, "wb") for i in range(60)]; os.chmod("notes/d", 0o600); [(f.write(b"x" * 500000), f.flush(), time.sleep(0.01)) for f in fs]'
                 """, extra: "max_output_bytes = \"8MiB\""),
             notes: "[\"LOG.md\", \"notes/\"]", files: ["notes/README.md": "notes\n"])
         let outcome = try ws.run(iterations: 2)

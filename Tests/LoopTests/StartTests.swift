@@ -595,6 +595,32 @@ final class StartTests: XCTestCase {
         XCTAssertFalse(ws.rows.contains { $0.status == "crash" }, ws.ledgerLines.joined(separator: "\n"))
     }
 
+    /// A launcher someone stopped (SIGSTOP) made proctor impossible to stop: it sent the launcher
+    /// one SIGTERM, which a stopped process does not act on, and waited for it. Now SIGCONT with
+    /// it, and SIGKILL after the grace period: exit 130 in seconds, nothing left running.
+    func testAStoppedLauncherDoesNotHoldTheRun() throws {
+        var spec = WorkspaceSpec()
+        spec.train = WorkspaceSpec.defaultTrain.replacingOccurrences(of: "SLEEP = 0\n", with: "SLEEP = 60\n")
+        spec.experimentTimeout = "90s"
+        let ws = try LoopWorkspace(spec)
+        let output = try CapturedOutput()
+        let run = try ws.startRun(["--iterations", "1"], output: output)
+        defer { if run.isRunning { kill(run.processIdentifier, SIGKILL) } }
+        XCTAssertTrue(waitUntil(timeout: 60) { ws.read("outputs/sleeping") != nil }, output.stderr)
+        let children = (try? String(contentsOfFile: "/proc/\(run.processIdentifier)/task/\(run.processIdentifier)/children", encoding: .utf8)) ?? ""
+        let launchers = children.split(separator: " ").compactMap { pid_t($0) }.filter {
+            ((try? String(contentsOfFile: "/proc/\($0)/comm", encoding: .utf8)) ?? "").hasPrefix("proctor-sandbo")
+        }
+        XCTAssertEqual(launchers.count, 1, children)
+        for pid in launchers { kill(pid, SIGSTOP) }
+        let sent = Date()
+        kill(run.processIdentifier, SIGTERM)
+        XCTAssertTrue(waitUntil(timeout: 30) { !run.isRunning }, "proctor did not stop: \(output.stderr)")
+        XCTAssertEqual(exitStatus(run), 130, output.stderr)
+        XCTAssertLessThan(Date().timeIntervalSince(sent), 15)
+        XCTAssertTrue(waitUntil(timeout: 10) { processes(containing: ws.tag).isEmpty }, "\(processes(containing: ws.tag))")
+    }
+
     /// The reader of proctor's output went away (`proctor run | head -1`): the next progress line
     /// raised SIGPIPE, which killed proctor (141); it stops the run as Ctrl-C does.
     func testAReaderThatGoesAwayStopsTheRunCleanly() throws {
