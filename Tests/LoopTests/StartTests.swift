@@ -534,17 +534,26 @@ final class StartTests: XCTestCase {
         XCTAssertEqual(try ws.git(["symbolic-ref", "--short", "HEAD"]), "main")
     }
 
-    /// Ctrl-C during the baseline: exit 130 as for any interrupted run (it was 1, "the baseline did not
-    /// produce a score (interrupted)"), the experiment gone, no branch, HEAD and the tree untouched.
-    func testSIGINTDuringTheBaselineExits130() throws {
+    /// `proctor run --iterations 1` whose baseline experiment sleeps a minute, once it sleeps.
+    func startedDuringALongBaseline() throws -> (LoopWorkspace, CapturedOutput, Process) {
         var spec = WorkspaceSpec()
         spec.train = WorkspaceSpec.defaultTrain.replacingOccurrences(of: "SLEEP = 0\n", with: "SLEEP = 60\n")
         spec.experimentTimeout = "90s"
         let ws = try LoopWorkspace(spec)
         let output = try CapturedOutput()
         let run = try ws.startRun(["--iterations", "1"], output: output)
+        if !waitUntil(timeout: 60, { ws.read("outputs/sleeping") != nil }) {
+            kill(run.processIdentifier, SIGKILL)
+            XCTFail("the baseline never slept: \(output.stdout)\(output.stderr)")
+        }
+        return (ws, output, run)
+    }
+
+    /// Ctrl-C during the baseline: exit 130 as for any interrupted run (it was 1, "the baseline did not
+    /// produce a score (interrupted)"), the experiment gone, no branch, HEAD and the tree untouched.
+    func testSIGINTDuringTheBaselineExits130() throws {
+        let (ws, output, run) = try startedDuringALongBaseline()
         defer { if run.isRunning { kill(run.processIdentifier, SIGKILL) } }
-        XCTAssertTrue(waitUntil(timeout: 60) { ws.read("outputs/sleeping") != nil }, "\(output.stdout)\(output.stderr)")
         kill(run.processIdentifier, SIGINT)
         run.waitUntilExit()
         XCTAssertEqual(exitStatus(run), 130, output.stderr)
@@ -599,14 +608,8 @@ final class StartTests: XCTestCase {
     /// one SIGTERM, which a stopped process does not act on, and waited for it. Now SIGCONT with
     /// it, and SIGKILL after the grace period: exit 130 in seconds, nothing left running.
     func testAStoppedLauncherDoesNotHoldTheRun() throws {
-        var spec = WorkspaceSpec()
-        spec.train = WorkspaceSpec.defaultTrain.replacingOccurrences(of: "SLEEP = 0\n", with: "SLEEP = 60\n")
-        spec.experimentTimeout = "90s"
-        let ws = try LoopWorkspace(spec)
-        let output = try CapturedOutput()
-        let run = try ws.startRun(["--iterations", "1"], output: output)
+        let (ws, output, run) = try startedDuringALongBaseline()
         defer { if run.isRunning { kill(run.processIdentifier, SIGKILL) } }
-        XCTAssertTrue(waitUntil(timeout: 60) { ws.read("outputs/sleeping") != nil }, output.stderr)
         let children = (try? String(contentsOfFile: "/proc/\(run.processIdentifier)/task/\(run.processIdentifier)/children", encoding: .utf8)) ?? ""
         let launchers = children.split(separator: " ").compactMap { pid_t($0) }.filter {
             ((try? String(contentsOfFile: "/proc/\($0)/comm", encoding: .utf8)) ?? "").hasPrefix("proctor-sandbo")
