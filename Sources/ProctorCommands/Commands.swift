@@ -139,13 +139,20 @@ struct Report: ParsableCommand {
 
     @OptionGroup var options: WorkspaceOptions
 
-    @Option(help: "Output file (default: WORKSPACE/.proctor/report.html).")
+    @Option(help: "Output file (default: WORKSPACE/.proctor/report.html; - for standard output).")
     var out: String?
 
     func run() throws {
         do {
             let html = try Reports.html(workspace: options.workspace)
             let gap = try Reports.sealedGap(workspace: options.workspace)
+            // `--out -`: the page on stdout (a pipe to a browser or a file elsewhere), the sealed
+            // gap's line on stderr so that it stays out of the page.
+            if out == "-" {
+                Console.out(html)
+                if let gap { Console.err("sealed test set: \(gap)\n") }
+                return
+            }
             // `--out prepare.py` replaced the locked evaluator, `--out proctor.toml` the config (the
             // error came after the write).
             let path = try WorkspaceSteps.writablePath(out ?? options.workspace + "/.proctor/report.html", option: "--out",

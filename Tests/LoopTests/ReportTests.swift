@@ -153,6 +153,18 @@ final class ReportTests: XCTestCase {
         XCTAssertTrue(html.contains("<th>cost per kept improvement</th><td class='n'>n/a</td>"))
     }
 
+    /// `--out -`: the page on stdout, no file named "-" anywhere, the default report untouched.
+    func testReportToStandardOutput() throws {
+        let ws = try LoopWorkspace()
+        let report = try ws.proctor(["report", "--workspace", ws.root, "--out", "-"])
+        XCTAssertEqual(report.status, 0, report.text)
+        XCTAssertTrue(report.stdout.hasPrefix("<!doctype html>") && report.stdout.contains("no iterations yet"), report.text)
+        XCTAssertTrue(report.stdout.trimmingCharacters(in: .whitespacesAndNewlines).hasSuffix("</html>"), String(report.stdout.suffix(200)))
+        XCTAssertFalse(FileManager.default.fileExists(atPath: ws.path("-")))
+        XCTAssertFalse(FileManager.default.fileExists(atPath: FileManager.default.currentDirectoryPath + "/-"))
+        XCTAssertFalse(FileManager.default.fileExists(atPath: ws.path(".proctor/report.html")))
+    }
+
     /// The memory files' markdown: only the tags the converter writes, whatever the text holds.
     func testMarkdownEscapesEverythingAndKeepsItsOwnTagsOnly() {
         let text = """

@@ -688,6 +688,18 @@ final class ExecAttackTests: XCTestCase {
         XCTAssertLessThan(total, 48 << 20, "outputs grew far past the 16 MiB cap")
     }
 
+    /// A burst past the cap made in a few milliseconds just before the command exits (fallocate,
+    /// 3 files of 7 MiB over a 16 MiB cap) falls between two polls: the launcher looks once more
+    /// when the command has exited, and the burst is caught as if the command had been killed for it.
+    func testABurstPastTheCapJustBeforeExitIsCaught() throws {
+        let ws = try TestWorkspace()
+        for round in 0..<3 {
+            let out = try ws.exec(["sh", "-c", "rm -f outputs/*; for f in a b c; do fallocate -l 7340032 outputs/$f || exit 9; done; echo WROTE-ALL; exit 0"])
+            XCTAssertTrue(out.stdout.contains("WROTE-ALL"), "round \(round): \(out.stdout)\(out.stderr)")
+            XCTAssertEqual(out.status, 137, "round \(round): exited 0 past the cap: \(out.stdout)\(out.stderr)")
+        }
+    }
+
     /// Two outputs directories: the launcher kept one `--output-limit`, the last given, and the
     /// first directory could be filled without a cap. They are counted together now.
     func testEveryOutputsDirectoryIsCapped() throws {
