@@ -585,6 +585,28 @@ final class SessionTests: XCTestCase {
         XCTAssertTrue(stopped.stderr.contains("stopped by the supervisor"), stopped.stderr)
     }
 
+    /// A session agent is one launch for the whole session, under `[agent] max_output_bytes` like a
+    /// command agent's: one that fills its home after an experiment is stopped, the session fails
+    /// (exit 1) naming the cap, the audit has the kill, what it measured stays, and its files go.
+    func testASessionAgentThatFillsTheDiskIsStoppedAtItsCap() throws {
+        let ws = try LoopWorkspace(agent: Self.noAgent + "\nmax_output_bytes = \"2MiB\"")
+        let script = Self.setX("0.6") + """
+            proctor experiment "x=0.6"
+            i=0; while [ $i -lt 400 ]; do head -c 1048576 /dev/zero > "$HOME/fill$i" || break; i=$((i+1)); done
+            echo FILLED-ALL
+            sleep 30
+            """
+        let outcome = try session(ws, script, deadline: 120)
+        XCTAssertEqual(outcome.status, 1, ws.describe(outcome))
+        XCTAssertFalse(outcome.stdout.contains("FILLED-ALL"), ws.describe(outcome))
+        XCTAssertTrue(outcome.stderr.contains("output"), outcome.stderr)
+        XCTAssertEqual(ws.statuses(), ["keep", "keep"], ws.describe(outcome))
+        let killed = ws.audit(kind: "limit", decision: "killed").compactMap { $0["detail"] as? String }
+        XCTAssertTrue(killed.contains { $0.hasPrefix("output: ") }, "\(killed)")
+        let status = try runChild(["/usr/bin/git", "-C", ws.root, "status", "--porcelain"], deadline: 30)
+        XCTAssertEqual(status.stdout, "", "the tree is the kept commit's")
+    }
+
     /// What the agent leaves unsubmitted when the session ends (an edit it never asked to have
     /// measured, or one cut short) goes: the tree is the last kept commit's. It stayed, and the
     /// next `proctor run` refused the dirty tree.

@@ -96,7 +96,7 @@ final class ExecAttackTests: XCTestCase {
 
     /// Inode flags (`chattr +t`, nodump, noatime, sync) set through FS_IOC_SETFLAGS are file
     /// metadata git does not keep, like extended attributes: a red team set one on an editable file
-    /// and it survived the diff and the revert. Refused in every phase that writes; judged by
+    /// and it survived the diff and the revert. Refused in every phase, the evaluator's too; judged by
     /// `lsattr` from outside, where the same flag can be set (the test says so when it cannot).
     func testInodeFlagsCannotBeSetFromAnyPhase() throws {
         let ws = try TestWorkspace()
@@ -116,9 +116,10 @@ final class ExecAttackTests: XCTestCase {
                     except OSError as e:
                         print("refused", hex(cmd), e.errno)
             """
-        for (phase, rel) in [("experiment", "outputs/probe.txt"), ("agent", "train.py")] {
+        for (phase, rel) in [("experiment", "outputs/probe.txt"), ("agent", "train.py"), ("evaluator", "outputs/probe.txt"), ("evaluator", "prepare.py")] {
             let out = try ws.exec([python, "-c", script, ws.path(rel)], phase: phase)
             XCTAssertFalse(out.stdout.contains("SET"), "\(phase): \(out.text)")
+            XCTAssertEqual(out.stdout.components(separatedBy: "refused").count - 1, 3, "\(phase) \(rel): opened and tried: \(out.text)")
             let flags = try runChild(["/usr/bin/lsattr", "-d", ws.path(rel)]).stdout
             XCTAssertFalse(flags.prefix(while: { $0 != " " }).contains("d"), "\(phase): \(flags)")
         }
