@@ -45,7 +45,7 @@ struct psb_audit {
     char devw[3][PATH_MAX];
 };
 
-enum { F_NONE = 0, F_OPEN = 1, F_OPENAT2 = 2, F_CREATE = 4, F_NOFOLLOW = 8, F_EMPTY = 16 };
+enum { F_NONE = 0, F_OPEN = 1, F_CREATE = 4, F_NOFOLLOW = 8, F_EMPTY = 16 };
 
 /* Which arguments carry dirfds and paths. -1: none (AT_FDCWD for a dirfd). */
 struct psb_sc {
@@ -60,7 +60,6 @@ static struct psb_sc table[] = {
     {"open", 0, -1, 0, -1, -1, -1, 1, F_OPEN},
     {"openat", 0, 0, 1, -1, -1, -1, 2, F_OPEN},
     {"creat", 0, -1, 0, -1, -1, -1, -1, F_NONE},
-    {"openat2", 0, 0, 1, -1, -1, -1, 2, F_OPENAT2},
     {"truncate", 0, -1, 0, -1, -1, -1, -1, F_NONE},
     {"rename", 0, -1, 0, -1, 1, -1, -1, F_NOFOLLOW},
     {"renameat", 0, 0, 1, 2, 3, -1, -1, F_NOFOLLOW},
@@ -375,19 +374,6 @@ static void collect(struct psb_audit *a, const struct psb_sc *sc, const struct s
         if (flags & O_NOFOLLOW)
             nofollow = 1;
     }
-    if (sc->kind & F_OPENAT2) {
-        struct open_how how;
-        if (pread(memfd, &how, sizeof how, (off_t)d->args[2]) != (ssize_t)sizeof how)
-            memset(&how, 0, sizeof how);
-        int acc = (int)how.flags & O_ACCMODE;
-        if (acc == O_RDONLY && !(how.flags & (O_TRUNC | O_CREAT)))
-            return; /* a read */
-        if (acc == O_RDONLY && !(how.flags & O_TRUNC))
-            j[0].ok = -1;
-        flags = how.flags;
-        if (how.flags & O_NOFOLLOW)
-            nofollow = 1;
-    }
     if (sc->fd >= 0) {
         char rel[1] = "";
         j[*nj].ok = 0;
@@ -480,12 +466,16 @@ void psb_audit_handle(struct psb_audit *a)
         else
             snprintf(j[k].path, PATH_MAX, "%s", t);
     }
-    /* A setuid or setgid mode is refused here (seccomp.c says why), wherever the file is. */
+    /* A setuid or setgid mode is refused here (seccomp.c says why), wherever the file is: set by
+     * the chmod family, or given to a file as it is made (a creating open, creat, mknod). */
     int setid = 0;
-    if (sc && (!strcmp(sc->name, "chmod") || !strcmp(sc->name, "fchmod")))
+    if (sc && (!strcmp(sc->name, "chmod") || !strcmp(sc->name, "fchmod") || !strcmp(sc->name, "creat") ||
+               !strcmp(sc->name, "mknod")))
         setid = (d->args[1] & (S_ISUID | S_ISGID)) != 0;
-    else if (sc && (!strcmp(sc->name, "fchmodat") || !strcmp(sc->name, "fchmodat2")))
+    else if (sc && (!strcmp(sc->name, "fchmodat") || !strcmp(sc->name, "fchmodat2") || !strcmp(sc->name, "mknodat")))
         setid = (d->args[2] & (S_ISUID | S_ISGID)) != 0;
+    else if (sc && (sc->kind & F_OPEN) && (d->args[sc->flags_arg] & (O_CREAT | PSB_O_TMPFILE_BIT)))
+        setid = (d->args[sc->flags_arg + 1] & (S_ISUID | S_ISGID)) != 0;
     /* So is any extended attribute change (seccomp.c says why): as on a file system without them. */
     int xattr = sc && strstr(sc->name, "xattr") != NULL;
     memset(a->resp, 0, sizeof *a->resp);

@@ -206,6 +206,8 @@ int psb_init_main(void *arg);
 #ifndef AT_RECURSIVE
 #define AT_RECURSIVE 0x8000
 #endif
+/* O_TMPFILE's own bit (O_TMPFILE also sets O_DIRECTORY): an open that makes a file. */
+#define PSB_O_TMPFILE_BIT 020000000
 #define PSB_MOUNT_ATTR_RDONLY 0x00000001
 #define PSB_MOUNT_ATTR_NOSUID 0x00000002
 #define PSB_MOUNT_ATTR_NODEV 0x00000004

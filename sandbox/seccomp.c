@@ -56,7 +56,7 @@ static const char *const deny_eperm[] = {
 /* Write intent: path arguments the audit listener reads (see audit.c). The chmod family is
  * notified too (see the setuid rules below). */
 static const char *const notify_always[] = {
-    "creat", "openat2", "truncate", "rename", "renameat", "renameat2", "link", "linkat", "symlink",
+    "creat", "truncate", "rename", "renameat", "renameat2", "link", "linkat", "symlink",
     "symlinkat", "unlink", "unlinkat", "mkdir", "mkdirat", "rmdir", "mknod", "mknodat", "chown",
     "lchown", "fchownat", "fchown", "utime", "utimes", "utimensat", "futimesat",
 };
@@ -137,6 +137,10 @@ int psb_seccomp_build(const struct psb_config *cfg, void **prog_out, char *err, 
         ADD(eperm, nr, 0, NULL);
     }
     ADD(SCMP_ACT_ERRNO(ENOSYS), resolve("clone3"), 0, NULL);
+    /* openat2 keeps its flags and mode behind a pointer, which neither a filter nor the listener
+     * can judge without a race (the kernel reads the struct again after the reply): it fails as
+     * on kernels before 5.6, and its callers fall back to openat, whose mode the rules below see. */
+    ADD(SCMP_ACT_ERRNO(ENOSYS), resolve("openat2"), 0, NULL);
 
     /* clone with any namespace flag (arg0 holds the flags on x86_64). */
     static const uint64_t nsflags[] = {CLONE_NEWNS,  CLONE_NEWCGROUP, CLONE_NEWUTS, CLONE_NEWIPC,
@@ -222,11 +226,13 @@ int psb_seccomp_build(const struct psb_config *cfg, void **prog_out, char *err, 
     /* No setuid/setgid bits: the command's files are the host user's files (host root's when
      * proctor runs as root), and a writable place (outputs, an editable file) is on a host
      * filesystem that is not nosuid outside the sandbox. `chmod 4755 outputs/x` on a copy of
-     * any binary made a setuid-root program for every local user. Creating a file with these
-     * bits is harmless: any write or truncate by an unprivileged process clears them.
-     * With --audit-writes the whole chmod family goes to the listener, which refuses such a
-     * mode (the mode is an argument value: no race) and reports it; an unconditional notify
-     * rule would shadow an EPERM rule for the same call anyway. */
+     * any binary made a setuid-root program for every local user. Creating a file with them is
+     * refused too (open/openat with O_CREAT or O_TMPFILE, creat, mknod, mknodat): a sandbox's
+     * write clears them, but host root writing into such an empty file made a setuid-root
+     * program, and an editable file made so kept its bits in the tree past every commit.
+     * With --audit-writes the whole chmod family (and every creating call) goes to the listener,
+     * which refuses such a mode (the mode is an argument value: no race) and reports it; an
+     * unconditional notify rule would shadow an EPERM rule for the same call anyway. */
     {
         static const struct {
             const char *name;
@@ -244,6 +250,30 @@ int psb_seccomp_build(const struct psb_config *cfg, void **prog_out, char *err, 
             for (size_t b = 0; b < 2; b++) {
                 struct scmp_arg_cmp c = cmp(chmods[i].arg, SCMP_CMP_MASKED_EQ, bits[b], bits[b]);
                 ADD(eperm, nr, 1, &c);
+            }
+        }
+        /* The creating calls' mode: without --audit-writes, EPERM rules (the listener judges them
+         * otherwise); `flags` -1: the call always creates. */
+        static const struct {
+            const char *name;
+            int flags;
+            unsigned mode;
+        } creates[] = {{"open", 1, 2}, {"openat", 2, 3}, {"creat", -1, 1}, {"mknod", -1, 1}, {"mknodat", -1, 2}};
+        static const uint64_t creating[] = {O_CREAT, PSB_O_TMPFILE_BIT};
+        for (size_t i = 0; !cfg->audit_writes && i < sizeof creates / sizeof creates[0]; i++) {
+            int nr = resolve(creates[i].name);
+            if (nr == __NR_SCMP_ERROR || nr < 0)
+                continue;
+            for (size_t b = 0; b < 2; b++) {
+                struct scmp_arg_cmp mode = cmp(creates[i].mode, SCMP_CMP_MASKED_EQ, bits[b], bits[b]);
+                if (creates[i].flags < 0) {
+                    ADD(eperm, nr, 1, &mode);
+                    continue;
+                }
+                for (size_t f = 0; f < 2; f++) {
+                    struct scmp_arg_cmp both[2] = {cmp((unsigned)creates[i].flags, SCMP_CMP_MASKED_EQ, creating[f], creating[f]), mode};
+                    ADD(eperm, nr, 2, both);
+                }
             }
         }
     }
