@@ -21,6 +21,12 @@ final class LogFile {
 
     deinit { close(fd) }
 
+    /// The bytes as written (the evaluator's output is read so: text that is not UTF-8 anywhere
+    /// must not hide its last line).
+    func bytes() -> [UInt8] {
+        FileManager.default.contents(atPath: path).map { [UInt8]($0) } ?? []
+    }
+
     func contents() -> String {
         (try? String(contentsOfFile: path, encoding: .utf8)) ?? ""
     }

@@ -8,72 +8,80 @@ public struct Evaluation: Sendable, Equatable {
     /// and `inf` included, NaN left out (it measures nothing).
     public var measurements: [String: Double]
 
+    /// The keys that are there with something other than a number (a limit on one of them must
+    /// not pass for want of a number to compare), and what stood there.
+    public var nonNumbers: [String: Failure.NonNumber] = [:]
+
+    public init(score: Double, measurements: [String: Double], nonNumbers: [String: Failure.NonNumber] = [:]) {
+        self.score = score
+        self.measurements = measurements
+        self.nonNumbers = nonNumbers
+    }
+
     public enum Failure: Error, Equatable, CustomStringConvertible {
         case noOutput
         case notJSON(String)
+        /// The same key twice at the top of the object.
+        case duplicateKey(String)
         case missingMetric(String)
         /// The metric key is there, its value is not a number.
         case notANumber(String, NonNumber)
 
-        /// What stood where the metric's number should be.
+        /// What stood where a number should be.
         public enum NonNumber: String, Sendable {
             case nan = "NaN"
             case null = "null"
             case string = "a string"
+            case outOfRange = "a number past a double's range"
+            case other = "not a number"
         }
 
         public var description: String {
             switch self {
             case .noOutput: return "the evaluator printed nothing"
             case .notJSON(let line): return "the evaluator's last line is not a JSON object: \(line.prefix(120))"
+            case .duplicateKey(let key): return "the evaluator's JSON gives \"\(key.prefix(120))\" twice"
             case .missingMetric(let key): return "the evaluator's JSON has no numeric \"\(key)\""
             case .notANumber(let key, let value): return "the evaluator's \"\(key)\" is \(value.rawValue), not a score"
             }
         }
     }
 
-    /// A JSON value, of which only numbers matter here (and, for the reason of a crash, what else it is).
-    private enum Value: Decodable {
-        case number(Double)
-        case string
-        case null
-        case other
-
-        init(from decoder: Decoder) throws {
-            let container = try decoder.singleValueContainer()
-            if container.decodeNil() {
-                self = .null
-            } else if (try? container.decode(Bool.self)) != nil {
-                self = .other
-            } else if let number = try? container.decode(Double.self) {
-                self = .number(number)
-            } else if (try? container.decode(String.self)) != nil {
-                self = .string
-            } else {
-                self = .other
-            }
-        }
-    }
-
-    /// Parses the evaluator's stdout. Only the last non-empty line counts; what the experiment
-    /// printed never reaches here.
-    public static func parse(stdout: String, metric: String) throws -> Evaluation {
-        guard let line = stdout.split(whereSeparator: \.isNewline).last(where: { !$0.allSatisfy(\.isWhitespace) }) else {
+    /// Parses the evaluator's stdout. Only the last line that is not blank counts (lines end at
+    /// LF alone: a CR before it is blank space, and no other character ends a line, as for
+    /// `tail -n1`); what the experiment printed never reaches here.
+    public static func parse(stdout: some Collection<UInt8>, metric: String) throws -> Evaluation {
+        let blank: Set<UInt8> = [0x20, 0x09, 0x0D, 0x0B, 0x0C]
+        guard let line = stdout.split(separator: 0x0A).last(where: { !$0.allSatisfy(blank.contains) }) else {
             throw Failure.noOutput
         }
-        guard let object = decodeObject(Array(line.utf8)) else { throw Failure.notJSON(String(line)) }
-        var measurements: [String: Double] = [:]
+        let object: [String: EvaluatorLine.Value]
+        do {
+            object = try EvaluatorLine.object(Array(line))
+        } catch .duplicateKey(let key) {
+            throw Failure.duplicateKey(key)
+        } catch {
+            throw Failure.notJSON(String(decoding: line, as: UTF8.self))
+        }
+        var measurements: [String: Double] = [:], nonNumbers: [String: Failure.NonNumber] = [:]
         for (key, value) in object {
-            if case .number(let number) = value, !number.isNaN { measurements[key] = number }
+            switch value {
+            case .number(let number) where number.isNaN: nonNumbers[key] = .nan
+            case .number(let number): measurements[key] = number
+            case .outOfRange: nonNumbers[key] = .outOfRange
+            case .string: nonNumbers[key] = .string
+            case .null: nonNumbers[key] = .null
+            case .other: nonNumbers[key] = .other
+            }
         }
-        switch object[metric] {
-        case .number(let score) where score.isNaN: throw Failure.notANumber(metric, .nan)
-        case .null: throw Failure.notANumber(metric, .null)
-        case .string: throw Failure.notANumber(metric, .string)
-        default: break
-        }
+        if let what = nonNumbers[metric], what != .other { throw Failure.notANumber(metric, what) }
         guard let score = measurements.removeValue(forKey: metric) else { throw Failure.missingMetric(metric) }
-        return Evaluation(score: score, measurements: measurements)
+        return Evaluation(score: score, measurements: measurements, nonNumbers: nonNumbers)
+    }
+
+    /// The same, of text.
+    public static func parse(stdout: String, metric: String) throws -> Evaluation {
+        try parse(stdout: Array(stdout.utf8), metric: metric)
     }
 
     /// `key`'s measurement as a whole count (`features`, `trees`): nil when absent, infinite or past `Int`'s
@@ -82,68 +90,16 @@ public struct Evaluation: Sendable, Equatable {
         measurements[key].flatMap { Int(exactly: $0.rounded(.towardZero)) }
     }
 
-    /// The line as a JSON object, where Python's `Infinity`, `-Infinity` and `NaN` may stand as values.
-    /// JSON has no such tokens and strict JSONDecoder refuses them; JSON5 has them, but also comments,
-    /// hex, unquoted keys and trailing commas, none of which an evaluator should get away with. So the
-    /// line must be strict JSON once each Python token is replaced by `0`, and is then read as JSON5
-    /// for the tokens' values.
-    private static func decodeObject(_ line: [UInt8]) -> [String: Value]? {
-        guard let strict = withoutPythonTokens(line) else {
-            return try? JSONDecoder().decode([String: Value].self, from: Data(line))
+    /// Why `key` (a count a limit caps: `features`, `trees`) is over `cap`: past it, or there and not
+    /// a count (NaN, `-Infinity`, negative, a string, a number past a double's range: an evaluator
+    /// that prints such a value has measured nothing the limit could pass); nil when within it or
+    /// absent.
+    public func over(_ key: String, cap: Int) -> String? {
+        if let value = measurements[key] {
+            if value > Double(cap) { return "\(key) \(format(value)) over the limit \(cap)" }
+            return value >= 0 ? nil : "\(key) \(format(value)) is not a count (the limit is \(cap))"
         }
-        guard (try? JSONDecoder().decode([String: Value].self, from: Data(strict))) != nil else { return nil }
-        let json5 = JSONDecoder()
-        json5.allowsJSON5 = true
-        return try? json5.decode([String: Value].self, from: Data(line))
-    }
-
-    /// `line` with each `Infinity`, `-Infinity` and `NaN` that stands as a value (outside strings, after
-    /// `:`, `,` or `[`, before a delimiter) replaced by `0`; nil when there is none.
-    static func withoutPythonTokens(_ line: [UInt8]) -> [UInt8]? {
-        let tokens: [[UInt8]] = [Array("-Infinity".utf8), Array("Infinity".utf8), Array("NaN".utf8)]
-        var out: [UInt8] = []
-        out.reserveCapacity(line.count)
-        var found = false
-        var inString = false
-        var escaped = false
-        var i = 0
-        while i < line.count {
-            let byte = line[i]
-            if inString {
-                if escaped {
-                    escaped = false
-                } else if byte == UInt8(ascii: "\\") {
-                    escaped = true
-                } else if byte == UInt8(ascii: "\"") {
-                    inString = false
-                }
-            } else if byte == UInt8(ascii: "\"") {
-                inString = true
-            } else if let token = tokens.first(where: { line[i...].starts(with: $0) }), atValueStart(out),
-                i + token.count == line.count || isDelimiter(line[i + token.count]) {
-                out.append(UInt8(ascii: "0"))
-                i += token.count
-                found = true
-                continue
-            }
-            out.append(byte)
-            i += 1
-        }
-        return found ? out : nil
-    }
-
-    /// Whether what was written so far ends where a value may start: after `:`, `,` or `[`.
-    private static func atValueStart(_ written: [UInt8]) -> Bool {
-        guard let last = written.last(where: { !isJSONWhitespace($0) }) else { return false }
-        return last == UInt8(ascii: ":") || last == UInt8(ascii: ",") || last == UInt8(ascii: "[")
-    }
-
-    private static func isJSONWhitespace(_ byte: UInt8) -> Bool {
-        byte == 0x20 || byte == 0x09 || byte == 0x0A || byte == 0x0D
-    }
-
-    private static func isDelimiter(_ byte: UInt8) -> Bool {
-        isJSONWhitespace(byte) || byte == UInt8(ascii: ",") || byte == UInt8(ascii: "}") || byte == UInt8(ascii: "]")
+        return nonNumbers[key].map { "\(key) is \($0.rawValue), not a count (the limit is \(cap))" }
     }
 }
 

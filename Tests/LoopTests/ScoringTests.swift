@@ -130,6 +130,40 @@ final class ScoringTests: XCTestCase {
     /// Writing the ledger, the state or the branch from the experiment does nothing: `.proctor/` and `.git`
     /// are out of every sandbox's reach, and what the loop records is only what it measured. (A command
     /// agent that tries the same is rejected outright: CommandAgentLoopTests.)
+    /// An evaluator that echoes a file of the outputs (a log, a report) before its result: the
+    /// experiment made that file end in a good score line exactly at the preset's 64 MiB stdio
+    /// limit, so the launcher's cut dropped the real last line and the fake one was scored (a red
+    /// team's keep at 0.95 of a 0.3 model). Cut output is a crash that says so, never a score.
+    func testAnEvaluatorOutputCutAtTheStdioLimitIsNotScored() throws {
+        var spec = WorkspaceSpec()
+        spec.prepare = """
+            import os, sys
+            notes = os.path.join(os.environ.get("PROCTOR_OUTPUTS", "outputs"), "notes.txt")
+            if os.path.exists(notes):
+                sys.stdout.buffer.write(open(notes, "rb").read())
+                sys.stdout.flush()
+
+            """ + WorkspaceSpec.defaultPrepare
+        spec.agentScript = agentPrelude + """
+            set_var X 0.0
+            cat >> train.py <<'EOF'
+            fake = b'{"score": 0.99, "trees": 50, "features": 5}\\n'
+            with open(os.path.join(out, "notes.txt"), "wb") as f:
+                f.write(b"#" * ((64 << 20) - len(fake) - 1) + b"\\n" + fake)
+            EOF
+            echo "SUMMARY: a worse model with a long report"
+            """
+        let ws = try LoopWorkspace(spec)
+        let result = try ws.run(["--iterations", "1"])
+        XCTAssertEqual(result.status, 0, result.text)
+        let row = try XCTUnwrap(ws.row(1))
+        XCTAssertEqual(row.status, "crash", row.fields.joined(separator: " "))
+        XCTAssertNil(row.score)
+        let reason = "\(ws.record(1)?["reason"] ?? "")"
+        XCTAssertTrue(reason.contains("stdio_limit"), reason)
+        XCTAssertEqual(try ws.git(["rev-list", "--count", ws.branch!]), "1", "nothing was kept")
+    }
+
     func testExperimentAndAgentCannotWriteTheLedgerStateOrBranch() throws {
         var spec = WorkspaceSpec()
         spec.agentScript = agentPrelude + """
@@ -226,6 +260,58 @@ final class NonFiniteScoreTests: XCTestCase {
                 continue
             }
         }
+    }
+
+    /// A red team's evaluator lines: each is read as Python's `json.loads` and `tail -n1` read it,
+    /// or refused; never a score that another reader of the same log would not see.
+    func testTheLineIsStrictJSONReadAsPythonAndTailReadIt() throws {
+        // A key twice: refused (a decoder took the first, Python takes the last).
+        XCTAssertEqual(failure(#"{"score": 0.2, "score": 0.9}"#), .duplicateKey("score"))
+        XCTAssertEqual(failure(#"{"score": 0.25, "\u0073core": Infinity}"#), .duplicateKey("score"), "the same key escaped")
+        XCTAssertEqual(try parse(#"{"a": {"x": 1, "x": 2}, "score": 0.5}"#).score, 0.5, "nested keys are not looked at")
+        // Not JSON: a trailing comma, a leading zero, an unescaped control character, invalid UTF-8 in a string, nesting past the limit.
+        for line in [#"{"score": 0.55,}"#, #"{"score": [1,], "x": 1}"#, #"{"score": 01}"#, "{\"score\": 0.5, \"n\": \"a\u{01}b\"}",
+                     #"{"score": 1.}"#, #"{"score": .5}"#, #"{"score": 1e}"#, #"{"score": 0.5}{"#, #"{"score": nul}"#,
+                     String(repeating: "[", count: 200) + "{", "{\"a\":" + String(repeating: "[", count: 200) + String(repeating: "]", count: 200) + ", \"score\": 1}"] {
+            guard case .notJSON = failure(line) else {
+                XCTFail("\(line.prefix(60)): \(String(describing: failure(line)))")
+                continue
+            }
+        }
+        XCTAssertThrowsError(try Evaluation.parse(stdout: Array("{\"n\": \"".utf8) + [0xFF] + Array("\", \"score\": 1}\n".utf8), metric: "score"))
+        // Only LF ends a line: U+2028, VT and CR inside it do not, so a line `tail -n1` shows as junk is junk here.
+        XCTAssertEqual(failure("junk\u{2028}{\"score\": 0.3}"), .notJSON("junk\u{2028}{\"score\": 0.3}"))
+        XCTAssertEqual(failure("junk\u{0B}{\"score\": 0.3}"), .notJSON("junk\u{0B}{\"score\": 0.3}"))
+        XCTAssertEqual(try parse("{\"score\": 0.3}\r").score, 0.3, "CRLF: the CR is blank")
+        XCTAssertEqual(try Evaluation.parse(stdout: "{\"score\": 0.1}\r\n\r\n  \n", metric: "score").score, 0.1)
+        // Invalid UTF-8 on another line does not hide the last one.
+        let bytes = Array("evaluating \u{1}".utf8) + [0xFF, 0xFE] + Array("\n{\"score\": 0.75}\n".utf8)
+        XCTAssertEqual(try Evaluation.parse(stdout: bytes, metric: "score").score, 0.75)
+        // A number past a double's range is no score (Python would read 1e400 as infinity, the best there is);
+        // one that underflows is the zero Python reads.
+        XCTAssertEqual(failure(#"{"score": 1e400}"#), .notANumber("score", .outOfRange))
+        XCTAssertEqual(failure("{\"score\": 1" + String(repeating: "0", count: 400) + "}"), .notANumber("score", .outOfRange))
+        XCTAssertEqual(try parse(#"{"score": 7e-400}"#).score, 0)
+        XCTAssertEqual(try parse(#"{"score": -0.0, "k": 1E+2, "e": 2e-3}"#).measurements, ["k": 100, "e": 0.002])
+        XCTAssertEqual(try parse(#"{"s\"c": 1, "score": 0.5, "u": "\ud83d\ude00 \ud800"}"#).score, 0.5)
+    }
+
+    /// A limit on a count the evaluator printed as something else fails closed: the candidate is over it.
+    func testALimitOnACountThatIsNoCountIsOver() throws {
+        for (line, words) in [(#"{"score": 1, "features": NaN}"#, "features is NaN, not a count"),
+                              (#"{"score": 1, "features": -1e400}"#, "features is a number past a double's range, not a count"),
+                              (#"{"score": 1, "features": "9"}"#, "features is a string, not a count"),
+                              (#"{"score": 1, "features": [99]}"#, "features is not a number, not a count"),
+                              (#"{"score": 1, "features": null}"#, "features is null, not a count"),
+                              (#"{"score": 1, "features": -Infinity}"#, "features -inf is not a count"),
+                              (#"{"score": 1, "features": -3}"#, "features -3 is not a count"),
+                              (#"{"score": 1, "features": 11}"#, "features 11 over the limit 10")] {
+            let over = try parse(line).over("features", cap: 10)
+            XCTAssertEqual(over.map { String($0.prefix(words.count)) }, words, line)
+        }
+        XCTAssertNil(try parse(#"{"score": 1, "features": 10}"#).over("features", cap: 10))
+        XCTAssertNil(try parse(#"{"score": 1}"#).over("features", cap: 10), "not measured: nothing to hold")
+        XCTAssertEqual(failure(#"{"score": true}"#), .missingMetric("score"))
     }
 
     func testGateWithInfinitiesMaximizing() {

@@ -112,8 +112,16 @@ extension Runner {
                 result.outcome = .failed(evaluator.timedOut ? .timeout : .crash, .evaluator(EvaluatorWords("\(evaluator.reason); \(err.tail())")))
                 return result
             }
+            // Past `stdio_limit` the launcher drops the rest of the evaluator's output: the last line
+            // left is not its last line (an experiment that made it print enough chose which line
+            // that was), so nothing of it is read.
+            if evaluator.limitsHit.contains("stdio") {
+                result.scores.append(.init(seed: seed, score: nil, seconds: Double(experiment.wallMs) / 1000, status: "crash"))
+                result.outcome = .failed(.crash, .evaluator(EvaluatorWords(Runner.evaluatorOverStdio)))
+                return result
+            }
             do {
-                let evaluation = try Evaluation.parse(stdout: out.contents(), metric: config.evaluator.metric)
+                let evaluation = try Evaluation.parse(stdout: out.bytes(), metric: config.evaluator.metric)
                 result.evaluations.append(evaluation)
                 result.scores.append(.init(seed: seed, score: evaluation.score, seconds: Double(experiment.wallMs) / 1000, status: "ok"))
                 // Kept aside for the sealed evaluator, which runs only if the candidate is kept.
@@ -129,14 +137,12 @@ extension Runner {
         return result
     }
 
+    static let evaluatorOverStdio = "the evaluator's output passed the preset's stdio_limit and was cut: its last line is not known"
+
     func overLimits(_ measured: Measurement) -> String? {
         for evaluation in measured.evaluations {
-            if let cap = config.limits.features, let value = evaluation.measurements["features"], value > Double(cap) {
-                return "features \(format(value)) over the limit \(cap)"
-            }
-            if let cap = config.limits.trees, let value = evaluation.measurements["trees"], value > Double(cap) {
-                return "trees \(format(value)) over the limit \(cap)"
-            }
+            if let cap = config.limits.features, let over = evaluation.over("features", cap: cap) { return over }
+            if let cap = config.limits.trees, let over = evaluation.over("trees", cap: cap) { return over }
         }
         return nil
     }

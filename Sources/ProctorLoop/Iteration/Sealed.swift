@@ -82,7 +82,10 @@ extension Runner {
                                         pinnedDirectory: pinned.directory, audit: audit, context: context,
                                         stdout: out.fd, stderr: err.fd, adjust: { $0.config = view })
             let seconds = Double(result.wallMs) / 1000
-            guard result.status == 0, let evaluation = try? Evaluation.parse(stdout: out.contents(), metric: config.evaluator.metric) else {
+            // Cut at stdio_limit, its last line is not known (`Runner.evaluatorOverStdio`).
+            guard result.status == 0, !result.limitsHit.contains("stdio"),
+                let evaluation = try? Evaluation.parse(stdout: out.bytes(), metric: config.evaluator.metric)
+            else {
                 scores.append(.init(seed: seed, score: nil, seconds: seconds, status: result.status == 0 ? "crash" : (result.timedOut ? "timeout" : "crash")))
                 progress.line("[\(iteration)] the sealed evaluator could not score seed \(seed); see \(err.path)")
                 return (nil, scores)
