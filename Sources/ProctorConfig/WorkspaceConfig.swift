@@ -30,8 +30,10 @@ public struct WorkspaceConfig: Sendable, Equatable {
         public var network = NetworkAccess()
         public var env: [String] = ["PATH", "LANG"]
         public var seeds: [UInt64] = [42]
-        /// `parallel`: candidates measured at once, each in its own slot (`proctor run --parallel`).
+        /// `parallel`: candidates measured at once, each in its own slot (`proctor run --parallel`);
+        /// `parallelLine` locates the key for a message about it.
         public var parallel = 1
+        public var parallelLine: Int? = nil
         /// `gpus`: the NVIDIA GPUs the experiment gets; `gpusLine` locates the key for an error
         /// about this host (more asked than present).
         public var gpus = GPURequest.none
@@ -172,9 +174,9 @@ public struct WorkspaceConfig: Sendable, Equatable {
     /// Settings that work but carry a risk the user should hear of, located (`proctor.toml:12:
     /// agent.network: ...`); said once per command that launches sandboxes.
     public var warnings: [String] = []
-    /// The line of each command and `env` key (`"[experiment] command"`), for what is found wrong
-    /// with them after loading (a program the sandbox would not find).
-    public var commandLines: [String: Int] = [:]
+    /// The line of each key found wrong only after loading (`"[experiment] command"`: a program the
+    /// sandbox would not find; `"[experiment] network"`: a setting the executor cannot honour).
+    public var keyLines: [String: Int] = [:]
 
     public init(root: String, file: String) {
         self.root = root
@@ -284,7 +286,10 @@ extension WorkspaceConfig {
             }
             config.experiment.seeds = value.map { UInt64($0) }
         }
-        if let value = try exp.int("parallel", min: 1, max: 64) { config.experiment.parallel = value }
+        if let value = try exp.int("parallel", min: 1, max: 64) {
+            config.experiment.parallel = value
+            config.experiment.parallelLine = reader.line(of: exp.path, key: "parallel")
+        }
         config.experiment.gpus = try GPURequest.read(&exp)
         config.experiment.gpusLine = reader.line(of: exp.path, key: "gpus")
         if let devices = try exp.strings("devices") {
@@ -539,8 +544,9 @@ extension WorkspaceConfig {
 
         try top.finish()
         for (table, key) in [("experiment", "command"), ("experiment", "env"), ("evaluator", "command"),
-                             ("evaluator", "sealed_command"), ("agent", "command"), ("agent", "env")] {
-            config.commandLines["[\(table)] \(key)"] = reader.line(of: [table], key: key)
+                             ("evaluator", "sealed_command"), ("agent", "command"), ("agent", "env"),
+                             ("experiment", "network"), ("experiment", "gpu_memory")] {
+            config.keyLines["[\(table)] \(key)"] = reader.line(of: [table], key: key)
         }
         return config
     }

@@ -79,7 +79,7 @@ extension WorkspaceSteps {
         let real = directory + "/" + url.lastPathComponent
         if directory == root + "/.proctor" {
             guard kind.named(url.lastPathComponent) else {
-                throw LoopError(.refused, "\(option) \(real): one of proctor's own files in .proctor/; write \(kind.example) there, or elsewhere outside the workspace")
+                throw LoopError(.refused, "\(option) \(real): in .proctor/, beside proctor's own files, only \(kind.example) may be written; name such a file, or one outside the workspace")
             }
         } else if real.hasPrefix(root + "/") {
             throw LoopError(.refused, "\(option) \(real): inside the workspace, over its own files; write it outside the workspace or as .proctor/\(kind.example)")

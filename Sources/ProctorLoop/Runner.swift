@@ -151,13 +151,16 @@ public final class Runner {
         }
         // Sessions stay serial: one agent drives the loop through `proctor experiment`, one at a time.
         var parallel = options.parallel ?? config.experiment.parallel
+        let parallelNamed = Slot.named(parallel, flag: options.parallel, config: config)
         if parallel > 1 && sessionCommand != nil {
-            progress.line("warning: a session runs one experiment at a time; --parallel \(parallel) is ignored")
+            progress.line("warning: a session runs one experiment at a time; \(parallelNamed) is ignored")
             parallel = 1
         }
         try ExperimentLock.checkHostSettings()
         let machineSlots = Slot.machineSlots(parallel: parallel, executor: executorKind)
-        if let shortfall = Slot.machineShortfall(parallel: parallel, executor: executorKind) { throw LoopError(.refused, shortfall) }
+        if let shortfall = Slot.machineShortfall(parallel: parallel, named: parallelNamed, executor: executorKind) {
+            throw LoopError(.refused, shortfall)
+        }
         // The user's ignored data the slots bind, read once (`Slot.userData`).
         let slotData = parallel > 1 ? try Slot.userData(root: root, config: config, repo: repo) : nil
         try checkPlans(slotData: slotData)

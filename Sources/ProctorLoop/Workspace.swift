@@ -21,8 +21,15 @@ public enum WorkspaceSteps {
             let repo = try Repository.workspace(root)
             guard let head = try repo.head() else { throw LoopError(.refused, "\(root) has no commit to pin") }
             // Not under a run (it went ahead beside one): the workspace lock, or 125 naming its holder.
-            let lock = try ExperimentLock(path: ExperimentLock.workspacePath(root),
+            let lock: ExperimentLock
+            do {
+                lock = try ExperimentLock(path: ExperimentLock.workspacePath(root),
                                           holder: LockHolder(pid: getpid(), run: "repin", iteration: nil, since: Date(), workspace: root))
+            } catch let error as SandboxError {
+                // init has no --wait: the lock error's hint would name a flag it does not take.
+                guard case .lockBusy(_, let holder) = error.code else { throw error }
+                throw LoopError(.refused, "a run holds the workspace: \(holder?.summary ?? "unknown holder"); re-pin when it has ended")
+            }
             try withExtendedLifetime(lock) { try Pins.save(try lockedHashes(config, repo: repo, commit: head), root: root) }
             return ["re-pinned the locked files of \(head.short)"]
         }
@@ -202,14 +209,20 @@ public enum WorkspaceSteps {
     /// `parallel`: the slots `proctor run --parallel` would measure in (nil: `[experiment] parallel`).
     public static func check(workspace: String, parallel: Int? = nil) throws -> [String] {
         let config = try SandboxEnvironment.checkedConfig(workspace: workspace)
+        SandboxEnvironment.sayWarnings(config)
         if let missing = config.missingHomeFile() { throw missing }
+        // What `proctor run` refuses before submitting to Slurm, as the bad input it is (125).
+        if config.executor.kind == .slurm { try SlurmExecutor.checkSettings(config) }
         let root = config.root
         let repo = try Repository.workspace(root)
         // The refusals `proctor run` would stop at, as violations (issue 11), with as many slots.
         var problems: [String] = []
         let slots = parallel ?? config.experiment.parallel
         try ExperimentLock.checkHostSettings()
-        if let shortfall = Slot.machineShortfall(parallel: slots, executor: config.executor.kind) { problems.append(shortfall) }
+        if let shortfall = Slot.machineShortfall(parallel: slots, named: Slot.named(slots, flag: parallel, config: config),
+                                                 executor: config.executor.kind) {
+            problems.append(shortfall)
+        }
         do {
             _ = try SandboxEnvironment.interpreters(of: config)
             // A slot's sandbox binds each of the user's ignored entries on its own: more mounts.

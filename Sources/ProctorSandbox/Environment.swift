@@ -36,9 +36,7 @@ public struct SandboxEnvironment: Sendable {
     /// The configuration's warnings (`network = true`) go to stderr here, once per command that launches.
     public static func load(workspace: String) throws -> SandboxEnvironment {
         let config = try WorkspaceConfig.load(workspace: workspace)
-        for warning in config.warnings + config.missingReadOnlyPaths() {
-            Console.err("proctor: warning: \(warning)\n")
-        }
+        sayWarnings(config)
         let preset = try preset(of: config)
         try checkDevices(config, preset: preset)
         if let missing = config.missingHomeFile() { throw missing }
@@ -62,6 +60,13 @@ public struct SandboxEnvironment: Sendable {
 
     /// `proctor.toml` with its policy preset checked too, for the commands that launch nothing
     /// (`check`, `status`): a bad preset is the same error, file, line and key, as for `run`.
+    /// The configuration's warnings on stderr (`proctor check` says them too).
+    public static func sayWarnings(_ config: WorkspaceConfig) {
+        for warning in config.warnings + config.missingReadOnlyPaths() {
+            Console.err("proctor: warning: \(warning)\n")
+        }
+    }
+
     public static func checkedConfig(workspace: String) throws -> WorkspaceConfig {
         let config = try WorkspaceConfig.load(workspace: workspace)
         try checkDevices(config, preset: try preset(of: config))

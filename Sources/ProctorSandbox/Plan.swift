@@ -677,7 +677,7 @@ extension LaunchPlan {
         return InterpreterQuery(command: command[0], sandboxPath: sandboxPath(request, host: host),
                                 environment: host.environment, workspace: config.root, visible: visible, key: key,
                                 envKey: request.phase == .agent ? "[agent] env" : "[experiment] env", file: config.file,
-                                line: config.commandLines[key])
+                                line: config.keyLines[key])
     }
 
     /// What `command[0]` of `request` runs, as a launch would resolve it; throws the refusal

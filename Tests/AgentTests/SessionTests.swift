@@ -582,7 +582,7 @@ final class SessionTests: XCTestCase {
         XCTAssertEqual(fine.status, 0, ws.describe(fine))
         let stopped = try session(ws, "proctor experiment \"same\"; sleep 1000", iterations: 1, deadline: 120)
         XCTAssertEqual(stopped.status, 0, ws.describe(stopped))
-        XCTAssertTrue(stopped.stderr.contains("stopped by the supervisor"), stopped.stderr)
+        XCTAssertTrue(stopped.stderr.contains("the session agent was stopped (the run is over)") && !stopped.stderr.contains("exited"), stopped.stderr)
     }
 
     /// A session agent is one launch for the whole session, under `[agent] max_output_bytes` like a

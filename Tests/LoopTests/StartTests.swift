@@ -185,9 +185,39 @@ final class StartTests: XCTestCase {
         _ = try ws.git(["-c", "user.name=T", "-c", "user.email=t@example.com", "commit", "-qam", "three slots"])
         let configured = try ws.proctor(["check", "--workspace", ws.root], environment: ["PROCTOR_MACHINE_SLOTS": "2"])
         XCTAssertEqual(configured.status, 1, configured.text)
-        XCTAssertTrue(configured.stdout.contains("--parallel 3 needs 3 experiment slots, but this machine has 2"), configured.text)
+        // Named as the user wrote it: the config's key and its line, not a flag that was never given.
+        let line = ws.read("proctor.toml")!.components(separatedBy: "\n").firstIndex(of: "parallel = 3")! + 1
+        XCTAssertTrue(configured.stdout.contains("proctor.toml:\(line): experiment.parallel = 3 needs 3 experiment slots, but this machine has 2"), configured.text)
+        let run = try ws.proctor(["run", "--workspace", ws.root, "--iterations", "1"], environment: ["PROCTOR_MACHINE_SLOTS": "2"])
+        StartTests.assertRefused(run, mentioning: "proctor.toml:\(line): experiment.parallel = 3 needs 3 experiment slots")
         XCTAssertEqual(try ws.proctor(["check", "--workspace", ws.root, "--parallel", "1"]).status, 0)
         XCTAssertEqual(try ws.proctor(["check", "--workspace", ws.root, "--parallel", "0"]).status, 125)
+    }
+
+    /// `proctor check` says the configuration's warnings as `run` and `exec` do (it said "ok" alone).
+    func testCheckSaysTheConfigurationsWarnings() throws {
+        var spec = WorkspaceSpec()
+        spec.extraSections = "[sandbox]\nread_only = [\"/nonexistent-check-ro-7\"]\n"
+        let ws = try LoopWorkspace(spec)
+        let checked = try ws.proctor(["check", "--workspace", ws.root])
+        XCTAssertEqual(checked.status, 0, checked.text)
+        XCTAssertTrue(checked.stderr.contains("warning: ") && checked.stderr.contains("sandbox.read_only: /nonexistent-check-ro-7 does not exist on this host"), checked.text)
+    }
+
+    /// A setting only a local launch can honour under `[executor] kind = "slurm"` (the allowlist proxy
+    /// runs beside the supervisor): `proctor check` refuses it as `proctor run` does, naming the
+    /// line (it said "ok", and run's error had no line).
+    func testCheckRefusesWhatSlurmCannotHonourNamingTheLine() throws {
+        var spec = WorkspaceSpec()
+        spec.extraSections = "[executor]\nkind = \"slurm\"\n"
+        let ws = try LoopWorkspace(spec)
+        try ws.write("proctor.toml", ws.read("proctor.toml")!.replacingOccurrences(
+            of: "[experiment]\n", with: "[experiment]\nnetwork = \"allowlist\"\nallow_hosts = [\"data.test:443\"]\n"))
+        _ = try ws.git(["-c", "user.name=T", "-c", "user.email=t@example.com", "commit", "-qam", "allowlist"])
+        let line = ws.read("proctor.toml")!.components(separatedBy: "\n").firstIndex(of: "network = \"allowlist\"")! + 1
+        let checked = try ws.proctor(["check", "--workspace", ws.root])
+        XCTAssertEqual(checked.status, 125, checked.text)
+        XCTAssertTrue(checked.stderr.contains("proctor.toml:\(line): experiment.network: network = \"allowlist\" runs its proxy"), checked.text)
     }
 
     /// An output that is a committed file (or a directory of committed files: emptied before every

@@ -31,10 +31,17 @@ final class Slot: @unchecked Sendable {
 
     /// Why this machine cannot give `parallel` slots; nil when it can (`proctor run` refuses to
     /// start, `proctor check` reports it).
-    static func machineShortfall(parallel: Int, executor: ExecutorSettings.Kind) -> String? {
+    /// `named`: where the number came from (`Slot.named`).
+    static func machineShortfall(parallel: Int, named: String, executor: ExecutorSettings.Kind) -> String? {
         let available = ExperimentLock.machineSlots
         guard machineSlots(parallel: parallel, executor: executor) > available else { return nil }
-        return "--parallel \(parallel) needs \(parallel) experiment slots, but this machine has \(available) (PROCTOR_MACHINE_SLOTS, default 1: one experiment at a time, so that wall-clock budgets mean the same in every run); set PROCTOR_MACHINE_SLOTS=\(parallel) or more to split the machine"
+        return "\(named) needs \(parallel) experiment slots, but this machine has \(available) (PROCTOR_MACHINE_SLOTS, default 1: one experiment at a time, so that wall-clock budgets mean the same in every run); set PROCTOR_MACHINE_SLOTS=\(parallel) or more to split the machine"
+    }
+
+    /// The slots asked for, as the user wrote it: the flag, or the config's key with its line.
+    static func named(_ parallel: Int, flag: Int?, config: WorkspaceConfig) -> String {
+        if flag != nil { return "--parallel \(parallel)" }
+        return "\(config.file)\(config.experiment.parallelLine.map { ":\($0)" } ?? ""): experiment.parallel = \(parallel)"
     }
 
     /// `userData`: `Slot.userData`, the same for every slot of the run.

@@ -96,7 +96,9 @@ extension Runner {
                 (reason, failed) = ("could not start: \(error)", true)
             }
             if failed && !sandbox.stop.requested { outcome.failed(reason) }
-            Console.err("proctor: the session agent exited (\(reason))\n")
+            // Stopped by the run, it did not fail: said as such, not in a failure's words.
+            Console.err(sandbox.stop.requested ? "proctor: the session agent was stopped (the run is over)\n"
+                                               : "proctor: the session agent exited (\(reason))\n")
             server.shutdown()
         }
         thread.start()

@@ -97,8 +97,8 @@ public final class SlurmExecutor: @unchecked Sendable {
             .filter { $0.hasPrefix("inflight-") && $0.hasSuffix(".json") }.sorted()
     }
 
-    /// What only a local launch can do, refused before anything is submitted.
-    static func checkSettings(_ config: WorkspaceConfig) throws {
+    /// What only a local launch can do, refused before anything is submitted (and by `proctor check`).
+    public static func checkSettings(_ config: WorkspaceConfig) throws {
         func refuse(_ key: String, _ line: Int?, _ message: String) -> Error {
             ConfigError(file: config.file, line: line, key: key, message: message)
         }
@@ -108,10 +108,10 @@ public final class SlurmExecutor: @unchecked Sendable {
                          "gpus = \"all\" cannot be asked of Slurm ([executor] kind = \"slurm\"): give a number of GPUs (--gres=gpu:N)")
         }
         if config.experiment.gpuMemoryBytes != nil {
-            throw refuse("experiment.gpu_memory", nil, "gpu_memory is polled by the supervisor through NVML on its own machine and cannot reach a Slurm node: leave it out with [executor] kind = \"slurm\"")
+            throw refuse("experiment.gpu_memory", config.keyLines["[experiment] gpu_memory"], "gpu_memory is polled by the supervisor through NVML on its own machine and cannot reach a Slurm node: leave it out with [executor] kind = \"slurm\"")
         }
         if config.experiment.network.mode == .allowlist {
-            throw refuse("experiment.network", nil, "network = \"allowlist\" runs its proxy beside the supervisor, which a Slurm node cannot reach: use \"none\" or \"host\" with [executor] kind = \"slurm\"")
+            throw refuse("experiment.network", config.keyLines["[experiment] network"], "network = \"allowlist\" runs its proxy beside the supervisor, which a Slurm node cannot reach: use \"none\" or \"host\" with [executor] kind = \"slurm\"")
         }
     }
 
