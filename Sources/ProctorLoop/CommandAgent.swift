@@ -154,13 +154,13 @@ public struct CommandAgent: Agent {
         return system + "\n\n" + user
     }
 
-    /// The agent's `SUMMARY:` line, else its last non-empty line.
+    /// The agent's `SUMMARY:` line, else its last non-empty line, at most the 300 characters of a description.
     static func summary(of text: String) -> String {
         let lines = text.split(whereSeparator: \.isNewline).map { $0.trimmingCharacters(in: .whitespaces) }
         if let line = lines.last(where: { $0.uppercased().hasPrefix("SUMMARY:") }) {
-            return line.dropFirst("SUMMARY:".count).trimmingCharacters(in: .whitespaces).prefix(scalars: 200)
+            return line.dropFirst("SUMMARY:".count).trimmingCharacters(in: .whitespaces).prefix(scalars: 300)
         }
-        return (lines.last(where: { !$0.isEmpty }) ?? "command agent change").prefix(scalars: 200)
+        return (lines.last(where: { !$0.isEmpty }) ?? "command agent change").prefix(scalars: 300)
     }
 
     /// A private home outside the workspace and outside /tmp (the sandbox mounts its own /tmp over it).
