@@ -14,8 +14,11 @@ public enum Reports {
         case .held(nil): lines.append("lock: held (holder unknown: not written by a proctor run)")
         case .free: lines.append("lock: free")
         }
-        if let holder = ExperimentLock.holder(at: ExperimentLock.machinePath), holder.workspace != root {
-            lines.append("machine lock: held by \(holder.summary)")
+        // Every slot of the machine (PROCTOR_MACHINE_SLOTS): two runs of other workspaces may hold some each.
+        let slots = ExperimentLock.machineSlots
+        for slot in 0..<slots {
+            guard let holder = ExperimentLock.holder(at: ExperimentLock.machineSlotPath(slot)), holder.workspace != root else { continue }
+            lines.append("machine lock\(slots > 1 ? " (slot \(slot))" : ""): held by \(holder.summary)")
         }
         guard let state = RunState.load(root) else {
             // A state file that is there but does not decode is not "no run yet": say which it is.

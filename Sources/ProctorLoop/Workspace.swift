@@ -141,7 +141,9 @@ public enum WorkspaceSteps {
             throw LoopError(.failed, "cannot find proctor's bundled workspace/ (set PROCTOR_HOME to the checkout)")
         }
         guard name == nil || name == "default" || name == "tabular" else {
-            throw LoopError(.refused, "unknown template \"\(name!)\"; bundled: default (or give a directory path)")
+            // A bare name is a bundled template's; a directory here of that name is said, not guessed at.
+            let here = FileManager.default.fileExists(atPath: name! + "/proctor.toml") ? " (for the directory here, give ./\(name!))" : ""
+            throw LoopError(.refused, "unknown template \"\(name!)\"; bundled: default (or give a directory path)\(here)")
         }
         return bundled
     }
