@@ -597,7 +597,7 @@ final class SessionTests: XCTestCase {
             sleep 30
             """
         let outcome = try session(ws, script, deadline: 120)
-        XCTAssertEqual(outcome.status, 1, ws.describe(outcome))
+        XCTAssertEqual(outcome.status, 1, ws.describe(outcome) + outcome.text)
         XCTAssertFalse(outcome.stdout.contains("FILLED-ALL"), ws.describe(outcome))
         XCTAssertTrue(outcome.stderr.contains("output"), outcome.stderr)
         XCTAssertEqual(ws.statuses(), ["keep", "keep"], ws.describe(outcome))

@@ -396,6 +396,33 @@ final class ParallelRunTests: XCTestCase {
         }
     }
 
+    /// Rows come in completion order: a fast discard (2) recorded before a slow keep (1) went into
+    /// that keep's commit of LOG.md. A resumed run took "the entries after the last keep" by
+    /// iteration number (2 > 1), not by place in the ledger, and wrote 2's entry into the next keep's
+    /// LOG.md again. Each iteration's entry is in the branch's LOG.md once.
+    func testAResumedRunWritesNoLogEntryIntoTheBranchTwice() throws {
+        var spec = WorkspaceSpec()
+        spec.agentScript = agentPrelude + """
+            case "$i" in
+            1) set_var X 0.6; set_var SLEEP 3; echo "SUMMARY: x=0.6, slowly" ;;
+            2) set_var X 0.0; echo "SUMMARY: x=0.0" ;;
+            *) set_var X 0.7; set_var SLEEP 0; echo "SUMMARY: x=0.7" ;;
+            esac
+            """
+        let ws = try LoopWorkspace(spec)
+        let first = try ws.proctor(["run", "--workspace", ws.root, "--iterations", "2", "--parallel", "2"],
+                                   environment: ["PROCTOR_MACHINE_SLOTS": "2"])
+        XCTAssertEqual(first.status, 0, first.text)
+        XCTAssertEqual(ws.rows.map(\.iteration), [0, 2, 1], "the discard recorded before the slow keep: \(ws.ledgerLines)")
+        let resumed = try ws.run(["--resume", "--iterations", "1"])
+        XCTAssertEqual(resumed.status, 0, resumed.text)
+        XCTAssertEqual(ws.rows.map(\.status), ["keep", "discard", "keep", "keep"], ws.ledgerLines.joined(separator: "\n"))
+        let log = try ws.git(["show", "\(ws.branch!):LOG.md"])
+        for i in 1...3 {
+            XCTAssertEqual(log.components(separatedBy: "## Iteration \(i)").count - 1, 1, "iteration \(i) in LOG.md: \(log)")
+        }
+    }
+
     /// Notes are empty to the experiment (they skip the diff cap and the binary check, so code in
     /// them must never run). A notes file the candidate creates exists only in its slot's tree (the
     /// working tree is back at the best commit by then): the slot's experiment must see it empty too.

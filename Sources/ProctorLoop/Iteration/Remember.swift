@@ -127,9 +127,11 @@ final class ResearchLog {
         }
         guard let memory = runner.memory else { return }
         let records = Ledger.records(in: runner.root + "/.proctor").filter { $0.run == runner.state.run }
-        // After a resume: the entries since the last keep of this run are not in the kept commit.
-        let lastKeep = records.last(where: { $0.status == .keep })?.iteration ?? 0
-        pending = records.filter { $0.iteration > lastKeep }.compactMap { ResearchLog.entry($0.iteration, memory: memory, nudges: $0.nudges ?? []) }
+        // After a resume: the entries recorded after the last keep of this run are not in the kept
+        // commit. After by place in the ledger, not by number: under --parallel rows come in
+        // completion order, and a higher-numbered row recorded before a keep went into its commit.
+        let afterLastKeep = records.lastIndex(where: { $0.status == .keep }).map { $0 + 1 } ?? 0
+        pending = records[afterLastKeep...].compactMap { ResearchLog.entry($0.iteration, memory: memory, nudges: $0.nudges ?? []) }
         // The run's section of .proctor/memory/LOG.md, and any entry a crash kept from it (between
         // a row and its entry): the ledger is the truth.
         let header = "# Run \(runner.state.run)\n"
