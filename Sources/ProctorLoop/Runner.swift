@@ -91,6 +91,8 @@ public final class Runner {
     var researchLog: ResearchLog?
     /// The lines of `[memory] do_not_retry`, read once from the pinned copy.
     var userDoNotRetry: [String] = []
+    /// The steering this process has handed to proposals (`Steering.Handed`).
+    var steeringHanded = Steering.Handed()
     /// `[memory] synthesize = "agent"`: the model's latest learnings.md.
     var synthesizedLearnings: String?
 

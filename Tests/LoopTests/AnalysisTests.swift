@@ -65,16 +65,24 @@ final class AnalysisTests: XCTestCase {
         try NudgeQueue(root: ws.root).append("look at feature 3")
         let env = try SandboxEnvironment.load(workspace: ws.root)
         let id = try AnalysisQueue(root: ws.root).enqueue(["sh", "-c", "echo from-the-queue"])
-        let first = Steering.beforeProposal(env: env, audit: nil, run: "r", iteration: 1)
+        var handed = Steering.Handed()
+        let first = Steering.beforeProposal(env: env, audit: nil, run: "r", iteration: 1, handed: &handed)
         XCTAssertEqual(first.nudges.map(\.text), ["look at feature 3"])
         XCTAssertEqual(first.analyses.map(\.origin), ["queue"])
         XCTAssertTrue(first.prompt.contains("- look at feature 3\n"), first.prompt)
         XCTAssertTrue(first.prompt.contains("from-the-queue"), first.prompt)
         XCTAssertEqual(AnalysisQueue(root: ws.root).takeResult(id)?.number, first.analyses.first?.number)
-        // Not marked (a crash before the record): the next iteration shows the same again.
-        XCTAssertEqual(Steering.beforeProposal(env: env, audit: nil, run: "r", iteration: 2).prompt, first.prompt)
+        // Not marked, and handed to a proposal still in flight (--parallel): the next proposal of the
+        // same process does not get them again.
+        let inFlight = Steering.beforeProposal(env: env, audit: nil, run: "r", iteration: 2, handed: &handed)
+        XCTAssertEqual(inFlight.prompt, "")
+        XCTAssertEqual(inFlight.nudges, [])
+        // Not marked and not handed (a crash before the record: a new process): shown the same again.
+        var resumed = Steering.Handed()
+        XCTAssertEqual(Steering.beforeProposal(env: env, audit: nil, run: "r", iteration: 2, handed: &resumed).prompt, first.prompt)
         try first.markDelivered()
-        let next = Steering.beforeProposal(env: env, audit: nil, run: "r", iteration: 2)
+        var fresh = Steering.Handed()
+        let next = Steering.beforeProposal(env: env, audit: nil, run: "r", iteration: 2, handed: &fresh)
         XCTAssertEqual(next.prompt, "")
         XCTAssertEqual(next.nudges, [])
         XCTAssertEqual(next.analyses, [])

@@ -8,13 +8,12 @@ extension Iteration {
         _ = runner.meter.take()
         do {
             // What the human said and the analyses run since the last proposal (queued ones run now).
-            let steering = Steering.beforeProposal(env: runner.env, audit: runner.audit, run: runner.state.run, iteration: nil)
+            let steering = Steering.beforeProposal(env: runner.env, audit: runner.audit, run: runner.state.run, iteration: nil,
+                                                   handed: &runner.steeringHanded)
             self.steering = steering
             shown = runner.agentMemory(number)
             shown.nudges = steering.nudges.map(\.text)
-            let analyses = AnalysisStore(root: runner.root)
-            let summaries = analyses.summaries(since: analyses.delivered)
-            if !summaries.isEmpty { shown.analyses = [summaries] }
+            if !steering.analysisSummaries.isEmpty { shown.analyses = [steering.analysisSummaries] }
             proposal = try runner.agent.propose(runner.agentContext(number, memory: shown))
             // A session agent asks when it is ready, long after the steering above was gathered: the
             // nudges given meanwhile ride on this experiment's verdict and record, not the next one's.

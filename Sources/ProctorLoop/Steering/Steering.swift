@@ -16,20 +16,36 @@ public struct Steering: Sendable {
     public var nudges: [Nudge]
     /// Finished analyses not yet shown, oldest first.
     public var analyses: [AnalysisRecord]
-    /// The prompt section: `NudgeQueue.render` then `AnalysisStore.summaries`; bounded (nudges of
+    /// `AnalysisStore.summaries` of `analyses` (empty when none).
+    public var analysisSummaries: String
+    /// The prompt section: `NudgeQueue.render` then `analysisSummaries`; bounded (nudges of
     /// at most 4 KiB each, at most `AnalysisStore.summaryCount` summaries) and free of control
     /// characters other than newline and tab.
     public var prompt: String
 
+    /// The newest nudge and analysis this process has handed to a proposal. Under `--parallel` the
+    /// next proposals are made before the first one's record marks anything delivered: without it,
+    /// one nudge reached every proposal in flight. Not kept across a crash, which delivers again.
+    public struct Handed: Sendable {
+        var nudge = 0
+        var analysis = 0
+        public init() {}
+    }
+
     /// Step 1. The caller holds the run's locks (queued analyses run now, in the experiment sandbox).
-    public static func beforeProposal(env: SandboxEnvironment, audit: AuditLog?, run: String, iteration: Int?) -> Steering {
+    public static func beforeProposal(env: SandboxEnvironment, audit: AuditLog?, run: String, iteration: Int?,
+                                      handed: inout Handed) -> Steering {
         let root = env.config.root
         AnalysisQueue(root: root).runPending(env: env, audit: audit, run: run, iteration: iteration)
         let store = AnalysisStore(root: root)
-        let nudges = NudgeQueue(root: root).pending()
-        let analyses = store.pending()
-        let sections = [NudgeQueue.render(nudges), store.summaries(since: store.delivered)].filter { !$0.isEmpty }
-        return Steering(root: root, nudges: nudges, analyses: analyses, prompt: sections.joined(separator: "\n"))
+        let nudges = NudgeQueue(root: root).pending().filter { $0.id > handed.nudge }
+        let analyses = store.pending().filter { $0.number > handed.analysis }
+        let summaries = store.summaries(since: max(store.delivered, handed.analysis))
+        handed.nudge = max(handed.nudge, nudges.last?.id ?? 0)
+        handed.analysis = max(handed.analysis, analyses.last?.number ?? 0)
+        let sections = [NudgeQueue.render(nudges), summaries].filter { !$0.isEmpty }
+        return Steering(root: root, nudges: nudges, analyses: analyses, analysisSummaries: summaries,
+                        prompt: sections.joined(separator: "\n"))
     }
 
     /// Step 3: what `beforeProposal` gathered has reached the agent and is recorded.
