@@ -218,10 +218,18 @@ public enum JSONLines {
     }()
 
     /// Appends one record as one line with one `write(2)`. A short write (a full disk, a file size
-    /// limit) is cut back off, so the next line does not run on from half a record.
+    /// limit) is cut back off, so the next line does not run on from half a record; a torn line left
+    /// by a crash of the machine mid-write is not cut (another process may be appending) but ended
+    /// first, so the record starts on a line of its own and is read (it was glued to the fragment:
+    /// a nudge queued after it was never delivered).
     public static func append<T: Encodable>(_ value: T, to fd: Int32, encoder: JSONEncoder) throws {
         var data = try encoder.encode(value)
         data.append(0x0A)
+        var info = stat()
+        var last: UInt8 = 0x0A
+        if fstat(fd, &info) == 0, info.st_size > 0, pread(fd, &last, 1, info.st_size - 1) == 1, last != 0x0A {
+            data.insert(0x0A, at: data.startIndex)
+        }
         try data.withUnsafeBytes { raw in
             let written = write(fd, raw.baseAddress, raw.count)
             if written == raw.count { return }
@@ -281,7 +289,7 @@ public final class AuditLog: @unchecked Sendable {
         // one is created with its first line, so that a command refused at its start (a dirty
         // tree, the lock held) leaves no empty log behind. (Removing an empty one on the way out
         // instead could drop the lines of another proctor that had opened it meanwhile.)
-        fd = open(path, O_WRONLY | O_APPEND | O_CLOEXEC | O_NOFOLLOW)
+        fd = open(path, O_RDWR | O_APPEND | O_CLOEXEC | O_NOFOLLOW)
         if fd < 0 {
             guard errno == ENOENT else { throw SandboxError.io(errno, "open \(path)") }
             guard access(directory, W_OK) == 0 else { throw SandboxError.io(errno, "create \(path)") }
@@ -296,7 +304,7 @@ public final class AuditLog: @unchecked Sendable {
         // An audit line that cannot be written must not stop the run; say so on stderr.
         do {
             if fd < 0 {
-                fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0o644)
+                fd = open(path, O_RDWR | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0o644)
                 guard fd >= 0 else { throw SandboxError.io(errno, "open \(path)") }
             }
             try JSONLines.append(record, to: fd, encoder: encoder)

@@ -30,6 +30,31 @@ final class NudgeTests: XCTestCase {
         XCTAssertEqual(queue.all().map(\.text), ["first", "second"])
     }
 
+    /// A torn last line (the machine lost power mid-write): the next nudge was glued onto it and
+    /// never read, while `proctor nudge` said it was queued. It starts on a line of its own; so does
+    /// the next audit line after a torn one.
+    func testALineAfterATornOneIsRead() throws {
+        let root = try fakeRun()
+        let queue = NudgeQueue(root: root)
+        try queue.append("first")
+        let handle = try XCTUnwrap(FileHandle(forWritingAtPath: queue.queuePath))
+        handle.seekToEndOfFile()
+        handle.write(Data("{\"id\":2,\"te".utf8))
+        handle.closeFile()
+        XCTAssertEqual(try queue.append("after the tear").id, 2)
+        XCTAssertEqual(queue.all().map(\.text), ["first", "after the tear"])
+
+        let auditPath = root + "/.proctor/audit.jsonl"
+        let log = try AuditLog(path: auditPath)
+        log.append(AuditRecord(run: "r", iteration: 1, phase: .experiment, kind: .write, decision: .denied, path: "/a"))
+        let torn = try XCTUnwrap(FileHandle(forWritingAtPath: auditPath))
+        torn.seekToEndOfFile()
+        torn.write(Data("{\"run\":\"r\",\"ite".utf8))
+        torn.closeFile()
+        log.append(AuditRecord(run: "r", iteration: 2, phase: .experiment, kind: .write, decision: .denied, path: "/b"))
+        XCTAssertEqual(JSONLines.read(AuditRecord.self, from: auditPath).map(\.path), ["/a", "/b"])
+    }
+
     func testNudgesQueueInOrderAreDeliveredOnceAndSurviveAReopen() throws {
         let root = try fakeRun()
         let queue = NudgeQueue(root: root)

@@ -271,7 +271,7 @@ public final class SlurmExecutor: @unchecked Sendable {
 
     func appendJobEvent(_ event: JobEvent) {
         let path = Self.jobsLog(root)
-        let fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0o644)
+        let fd = open(path, O_RDWR | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0o644)
         guard fd >= 0 else { return }
         defer { close(fd) }
         try? JSONLines.append(event, to: fd, encoder: JSONLines.encoder())
