@@ -1,6 +1,6 @@
 import Foundation
 import ProctorConfig
-import ProctorLoop
+@testable import ProctorLoop
 import ProctorSandbox
 import ProctorTestSupport
 import XCTest
@@ -86,6 +86,23 @@ final class AnalysisTests: XCTestCase {
         XCTAssertEqual(next.prompt, "")
         XCTAssertEqual(next.nudges, [])
         XCTAssertEqual(next.analyses, [])
+    }
+
+    /// The loop ran a queued analysis and could not write its answer (a full disk): the waiting
+    /// `proctor analyze` said its request had "disappeared". The request is marked unanswered instead.
+    func testAnAnswerThatCannotBeWrittenIsMarkedNotLost() throws {
+        let ws = try workspace()
+        try ws.write(".proctor/state.json", "{}")
+        let env = try SandboxEnvironment.load(workspace: ws.root)
+        let queue = AnalysisQueue(root: ws.root)
+        let id = try queue.enqueue(["sh", "-c", "echo ran"])
+        // The answer's place taken by a directory: its write fails as on a full disk.
+        try FileManager.default.createDirectory(atPath: queue.path(id, "result"), withIntermediateDirectories: false)
+        let ran = queue.runPending(env: env, audit: nil, run: "r", iteration: 1)
+        XCTAssertEqual(ran.count, 1, "the analysis itself ran")
+        XCTAssertFalse(FileManager.default.fileExists(atPath: queue.path(id, "running")))
+        XCTAssertTrue(queue.takeUnanswered(id), "marked for the waiter")
+        XCTAssertFalse(queue.takeUnanswered(id), "read once")
     }
 
     /// A run holds the workspace lock: `proctor analyze` queues the request, the loop (here a

@@ -84,6 +84,10 @@ public struct AnalysisQueue: Sendable {
     /// Whether the request is still waiting in the queue.
     public func isQueued(_ id: String) -> Bool { FileManager.default.fileExists(atPath: path(id, "request")) }
 
+    /// Whether the loop ran (or tried) the request and could not write its answer (a full disk);
+    /// the mark is removed as it is read.
+    func takeUnanswered(_ id: String) -> Bool { unlink(path(id, "unanswered")) == 0 }
+
     /// The answer, once there is one; it is removed as it is read.
     public func takeResult(_ id: String) -> Result? {
         guard let data = AnalysisQueue.readOwnFile(path(id, "result")),
@@ -102,7 +106,7 @@ public struct AnalysisQueue: Sendable {
                            limit: Int = 8) -> [AnalysisRecord] {
         let entries = (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []
         // Answers nobody collected (the `proctor analyze` gave up or was killed) go after an hour.
-        for name in entries where name.hasSuffix(".result") {
+        for name in entries where name.hasSuffix(".result") || name.hasSuffix(".unanswered") {
             var st = stat()
             if lstat(directory + "/" + name, &st) == 0, time(nil) - st.st_mtim.tv_sec > 3600 { unlink(directory + "/" + name) }
         }
@@ -132,10 +136,13 @@ public struct AnalysisQueue: Sendable {
             }
             do {
                 try AtomicFile.write(JSONLines.encoder().encode(result), to: path(id, "result"))
+                unlink(path(id, "running"))
             } catch {
+                // A full disk: the request renamed (no new blocks) so the waiter says what happened,
+                // not that its request vanished.
                 Console.err("proctor: analysis queue: \(error)\n")
+                if rename(path(id, "running"), path(id, "unanswered")) != 0 { unlink(path(id, "running")) }
             }
-            unlink(path(id, "running"))
         }
         return records
     }
@@ -231,6 +238,10 @@ public enum AnalyzeStep {
                         throw LoopError(.failed, "the run could not start the analysis: \(result.error ?? "no record")")
                     }
                     return Outcome(record: record, summary: store.summary(of: record), path: store.path(number), queued: true)
+                }
+                if queue.takeUnanswered(id) {
+                    queued = nil
+                    throw LoopError(.failed, "the run took the analysis but could not write its answer in \(queue.directory) (is the disk full?); see \(store.directory)")
                 }
                 if queue.isTaken(id) {
                     // Taken by a run that is gone without an answer (killed): back in the queue, and
