@@ -51,14 +51,18 @@ struct WorkspaceFiles {
         return nil
     }
 
-    /// Throws `rejected` naming every path in `paths` the agent may not write.
+    /// Throws `rejected` with every path in `paths` the agent may not write; its reason names the
+    /// first twenty and counts the rest (an answer of 80,000 such paths wrote each one's audit line
+    /// with all of them in it: 82 GB of audit log).
     func checkAll(_ paths: [String]) throws(AgentError) {
         var bad: [(String, String)] = []
-        for path in paths {
-            if let reason = violation(path), !bad.contains(where: { $0.0 == path }) { bad.append((path, reason)) }
+        var seen = Set<[UInt8]>()  // by bytes: canonically equivalent names are different files
+        for path in paths where seen.insert(Array(path.utf8)).inserted {
+            if let reason = violation(path) { bad.append((path, reason)) }
         }
         guard bad.isEmpty else {
-            let list = bad.map { "\($0.0) (\($0.1))" }.joined(separator: ", ")
+            var list = bad.prefix(20).map { "\($0.0) (\($0.1))" }.joined(separator: ", ")
+            if bad.count > 20 { list += " and \(bad.count - 20) more" }
             throw AgentError.rejected(reason: "the answer touches forbidden paths: \(list)", paths: bad.map(\.0))
         }
     }

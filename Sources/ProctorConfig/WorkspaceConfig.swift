@@ -642,9 +642,18 @@ extension WorkspaceConfig {
     public func missingReadOnlyPaths() -> [String] {
         [("sandbox", sandbox.readOnly, sandbox.readOnlyLine), ("agent", agent.readOnly, agent.readOnlyLine)].flatMap { table, paths, line in
             paths.filter { access($0, F_OK) != 0 }.map { path in
-                "\(file):\(line.map(String.init) ?? "?"): \(table).read_only: \(path) does not exist on this host; it is not mounted"
+                ConfigError(file: file, line: line, key: "\(table).read_only", message: "\(path) does not exist on this host; it is not mounted").description
             }
         }
+    }
+
+    /// The `[files] locked` globs with a wildcard that match none of the locked files: each
+    /// locks nothing (a typo in `data/*.csv` leaves the data the agent's), said, not refused.
+    public func lockedGlobsMatchingNothing(pinned: Set<String>) -> [String] {
+        files.locked.filter { entry in
+            !Self.namesOnePath(entry) && !pinned.contains(where: Glob(entry).matches)
+        }.map { ConfigError(file: file, line: files.lines["locked"], key: "files.locked",
+                            message: "\"\($0)\" matches no committed file: it locks nothing").description }
     }
 
     /// A `[files] locked` entry that names one path (no wildcard) but none of the locked files
@@ -652,14 +661,6 @@ extension WorkspaceConfig {
     /// names it. A typo (`eval_util.py`, or `eval` for the directory `eval/`) left the file it meant
     /// unlocked and out of the evaluator's pinned copy, and a missing do-not-retry list was read
     /// as empty, both without a word.
-    /// The `[files] locked` globs with a wildcard that match none of the locked files: each
-    /// locks nothing (a typo in `data/*.csv` leaves the data the agent's), said, not refused.
-    public func lockedGlobsMatchingNothing(pinned: Set<String>) -> [String] {
-        files.locked.filter { entry in
-            !Self.namesOnePath(entry) && !pinned.contains(where: Glob(entry).matches)
-        }.map { "\(file)\(files.lines["locked"].map { ":\($0)" } ?? ""): files.locked: \"\($0)\" matches no committed file: it locks nothing" }
-    }
-
     public func missingLockedFile(pinned: Set<String>) -> ConfigError? {
         for entry in files.locked where Self.namesOnePath(entry) {
             let glob = Glob(entry)

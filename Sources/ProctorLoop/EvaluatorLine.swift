@@ -28,14 +28,14 @@ struct EvaluatorLine {
 
     private init(_ bytes: [UInt8]) { self.bytes = bytes }
 
-    /// The top-level object's keys and values.
-    static func object(_ line: [UInt8]) throws(Problem) -> [String: Value] {
-        var reader = EvaluatorLine(line)
+    /// The top-level object's keys (as UTF-8 bytes) and values.
+    static func object(_ line: ArraySlice<UInt8>) throws(Problem) -> [[UInt8]: Value] {
+        var reader = EvaluatorLine(Array(line))
         reader.skipBlank()
         guard reader.peek == UInt8(ascii: "{") else { throw .malformed }
-        var object: [String: Value] = [:]
+        var object: [[UInt8]: Value] = [:]
         try reader.members(depth: 1) { key, value throws(Problem) in
-            guard object.updateValue(value, forKey: key) == nil else { throw .duplicateKey(key) }
+            guard object.updateValue(value, forKey: key) == nil else { throw .duplicateKey(String(decoding: key, as: UTF8.self)) }
         }
         reader.skipBlank()
         guard reader.at == reader.bytes.count else { throw .malformed }
@@ -55,7 +55,7 @@ struct EvaluatorLine {
     }
 
     /// `{ "key": value, ... }`, each member handed to `member`.
-    private mutating func members(depth: Int, _ member: (String, Value) throws(Problem) -> Void) throws(Problem) {
+    private mutating func members(depth: Int, _ member: ([UInt8], Value) throws(Problem) -> Void) throws(Problem) {
         guard depth <= Self.maxDepth else { throw .malformed }
         try expect(UInt8(ascii: "{"))
         skipBlank()
@@ -154,38 +154,32 @@ struct EvaluatorLine {
         return number.isFinite ? .number(number) : .outOfRange
     }
 
-    /// A string, its escapes decoded; raw control characters and invalid UTF-8 are refused.
-    private mutating func string() throws(Problem) -> String {
+    /// A string, its escapes decoded, as UTF-8 bytes (a key is compared byte for byte, as Python
+    /// compares code points: no canonical equivalence); raw control characters and invalid UTF-8
+    /// are refused. Built byte by byte and checked once at the closing quote: linear in its length.
+    private mutating func string() throws(Problem) -> [UInt8] {
         guard peek == UInt8(ascii: "\"") else { throw .malformed }
         at += 1
-        var scalars = String.UnicodeScalarView()
-        var raw: [UInt8] = []
-        func flush() throws(Problem) {
-            guard !raw.isEmpty else { return }
-            guard let text = String(validating: raw, as: UTF8.self) else { throw .malformed }
-            scalars.append(contentsOf: text.unicodeScalars)
-            raw.removeAll(keepingCapacity: true)
-        }
+        var out: [UInt8] = []
         while true {
             guard let byte = peek else { throw .malformed }
             at += 1
             switch byte {
             case UInt8(ascii: "\""):
-                try flush()
-                return String(scalars)
+                guard String(validating: out, as: UTF8.self) != nil else { throw .malformed }
+                return out
             case 0..<0x20:
                 throw .malformed
             case UInt8(ascii: "\\"):
-                try flush()
                 guard let escape = peek else { throw .malformed }
                 at += 1
                 switch escape {
-                case UInt8(ascii: "\""), UInt8(ascii: "\\"), UInt8(ascii: "/"): scalars.append(Unicode.Scalar(escape))
-                case UInt8(ascii: "b"): scalars.append("\u{08}")
-                case UInt8(ascii: "f"): scalars.append("\u{0C}")
-                case UInt8(ascii: "n"): scalars.append("\n")
-                case UInt8(ascii: "r"): scalars.append("\r")
-                case UInt8(ascii: "t"): scalars.append("\t")
+                case UInt8(ascii: "\""), UInt8(ascii: "\\"), UInt8(ascii: "/"): out.append(escape)
+                case UInt8(ascii: "b"): out.append(0x08)
+                case UInt8(ascii: "f"): out.append(0x0C)
+                case UInt8(ascii: "n"): out.append(0x0A)
+                case UInt8(ascii: "r"): out.append(0x0D)
+                case UInt8(ascii: "t"): out.append(0x09)
                 case UInt8(ascii: "u"):
                     var unit = try hex4()
                     if (0xD800..<0xDC00).contains(unit), bytes.count - at >= 6, bytes[at] == UInt8(ascii: "\\"), bytes[at + 1] == UInt8(ascii: "u") {
@@ -199,12 +193,12 @@ struct EvaluatorLine {
                         }
                     }
                     // A lone surrogate is no scalar: it stands as U+FFFD (Python keeps it as is).
-                    scalars.append(Unicode.Scalar(unit) ?? "\u{FFFD}")
+                    out.append(contentsOf: String(Unicode.Scalar(unit) ?? "\u{FFFD}").utf8)
                 default:
                     throw .malformed
                 }
             default:
-                raw.append(byte)
+                out.append(byte)
             }
         }
     }

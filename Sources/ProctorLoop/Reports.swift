@@ -14,11 +14,16 @@ public enum Reports {
         case .held(nil): lines.append("lock: held (holder unknown: not written by a proctor run)")
         case .free: lines.append("lock: free")
         }
-        // Every slot of the machine (PROCTOR_MACHINE_SLOTS): two runs of other workspaces may hold some each.
-        let slots = ExperimentLock.machineSlots
-        for slot in 0..<slots {
-            guard let holder = ExperimentLock.holder(at: ExperimentLock.machineSlotPath(slot)), holder.workspace != root else { continue }
-            lines.append("machine lock\(slots > 1 ? " (slot \(slot))" : ""): held by \(holder.summary)")
+        // Every slot lock file there is (a run split the machine with a PROCTOR_MACHINE_SLOTS this
+        // shell may not have): two runs of other workspaces may hold some each.
+        let machine = ExperimentLock.machinePath
+        let directory = (machine as NSString).deletingLastPathComponent, name = (machine as NSString).lastPathComponent
+        let slots = ((try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []).compactMap { entry -> Int? in
+            entry == name ? 0 : entry.hasPrefix(name + ".") ? Int(entry.dropFirst(name.count + 1)).flatMap { $0 > 0 ? $0 : nil } : nil
+        }.sorted()
+        for slot in slots {
+            guard case .held(let holder) = ExperimentLock.state(at: ExperimentLock.machineSlotPath(slot)), holder?.workspace != root else { continue }
+            lines.append("machine lock\(slots.count > 1 ? " (slot \(slot))" : ""): held by \(holder?.summary ?? "an unknown holder (not written by a proctor run)")")
         }
         guard let state = RunState.load(root) else {
             // A state file that is there but does not decode is not "no run yet": say which it is.

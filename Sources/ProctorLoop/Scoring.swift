@@ -33,7 +33,7 @@ public struct Evaluation: Sendable, Equatable {
             case null = "null"
             case string = "a string"
             case outOfRange = "a number past a double's range"
-            case other = "not a number"
+            case other = "true, false, an array or an object"
         }
 
         public var description: String {
@@ -49,33 +49,53 @@ public struct Evaluation: Sendable, Equatable {
 
     /// Parses the evaluator's stdout. Only the last line that is not blank counts (lines end at
     /// LF alone: a CR before it is blank space, and no other character ends a line, as for
-    /// `tail -n1`); what the experiment printed never reaches here.
-    public static func parse(stdout: some Collection<UInt8>, metric: String) throws -> Evaluation {
+    /// `tail -n1`); what the experiment printed never reaches here. Found from the end, so a
+    /// 64 MiB output costs one pass over its last line, not a split of all of it.
+    public static func parse(stdout: [UInt8], metric: String) throws -> Evaluation {
         let blank: Set<UInt8> = [0x20, 0x09, 0x0D, 0x0B, 0x0C]
-        guard let line = stdout.split(separator: 0x0A).last(where: { !$0.allSatisfy(blank.contains) }) else {
-            throw Failure.noOutput
+        var end = stdout.endIndex
+        var line: ArraySlice<UInt8>?
+        while end > stdout.startIndex {
+            let start = (stdout[..<end].lastIndex(of: 0x0A)).map { $0 + 1 } ?? stdout.startIndex
+            let candidate = stdout[start..<end]
+            if !candidate.allSatisfy(blank.contains) {
+                line = candidate
+                break
+            }
+            end = start > stdout.startIndex ? start - 1 : stdout.startIndex
         }
-        let object: [String: EvaluatorLine.Value]
+        guard let line else { throw Failure.noOutput }
+        let object: [[UInt8]: EvaluatorLine.Value]
         do {
-            object = try EvaluatorLine.object(Array(line))
+            object = try EvaluatorLine.object(line)
         } catch .duplicateKey(let key) {
             throw Failure.duplicateKey(key)
         } catch {
             throw Failure.notJSON(String(decoding: line, as: UTF8.self))
         }
+        // The metric is found by its bytes (Python compares keys by code points); the other keys
+        // are recorded by name.
         var measurements: [String: Double] = [:], nonNumbers: [String: Failure.NonNumber] = [:]
-        for (key, value) in object {
+        var score: Double?
+        for (bytes, value) in object {
+            let what: Failure.NonNumber
             switch value {
-            case .number(let number) where number.isNaN: nonNumbers[key] = .nan
-            case .number(let number): measurements[key] = number
-            case .outOfRange: nonNumbers[key] = .outOfRange
-            case .string: nonNumbers[key] = .string
-            case .null: nonNumbers[key] = .null
-            case .other: nonNumbers[key] = .other
+            case .number(let number) where !number.isNaN:
+                if bytes.elementsEqual(metric.utf8) { score = number } else { measurements[String(decoding: bytes, as: UTF8.self)] = number }
+                continue
+            case .number: what = .nan
+            case .outOfRange: what = .outOfRange
+            case .string: what = .string
+            case .null: what = .null
+            case .other: what = .other
+            }
+            if bytes.elementsEqual(metric.utf8) {
+                if what != .other { throw Failure.notANumber(metric, what) }
+            } else {
+                nonNumbers[String(decoding: bytes, as: UTF8.self)] = what
             }
         }
-        if let what = nonNumbers[metric], what != .other { throw Failure.notANumber(metric, what) }
-        guard let score = measurements.removeValue(forKey: metric) else { throw Failure.missingMetric(metric) }
+        guard let score else { throw Failure.missingMetric(metric) }
         return Evaluation(score: score, measurements: measurements, nonNumbers: nonNumbers)
     }
 
@@ -91,15 +111,16 @@ public struct Evaluation: Sendable, Equatable {
     }
 
     /// Why `key` (a count a limit caps: `features`, `trees`) is over `cap`: past it, or there and not
-    /// a count (NaN, `-Infinity`, negative, a string, a number past a double's range: an evaluator
-    /// that prints such a value has measured nothing the limit could pass); nil when within it or
-    /// absent.
+    /// a count (NaN, `-Infinity`, negative, a string, `true`, an array, a number past a double's
+    /// range: an evaluator that prints such a value has measured nothing the limit could pass); nil
+    /// when within it, absent or `null` (not measured, as an evaluator of a model without trees says).
     public func over(_ key: String, cap: Int) -> String? {
         if let value = measurements[key] {
             if value > Double(cap) { return "\(key) \(format(value)) over the limit \(cap)" }
             return value >= 0 ? nil : "\(key) \(format(value)) is not a count (the limit is \(cap))"
         }
-        return nonNumbers[key].map { "\(key) is \($0.rawValue), not a count (the limit is \(cap))" }
+        guard let what = nonNumbers[key], what != .null else { return nil }
+        return "\(key) is \(what == .other ? "not a number" : what.rawValue), not a count (the limit is \(cap))"
     }
 }
 

@@ -28,7 +28,7 @@ public enum WorkspaceSteps {
             } catch let error as SandboxError {
                 // init has no --wait: the lock error's hint would name a flag it does not take.
                 guard case .lockBusy(_, let holder) = error.code else { throw error }
-                throw LoopError(.refused, "a run holds the workspace: \(holder?.summary ?? "unknown holder"); re-pin when it has ended")
+                throw LoopError(.refused, "the workspace is held by \(holder?.summary ?? "an unknown holder"); re-pin when it is free")
             }
             try withExtendedLifetime(lock) { try Pins.save(try lockedHashes(config, repo: repo, commit: head), root: root) }
             return ["re-pinned the locked files of \(head.short)"]

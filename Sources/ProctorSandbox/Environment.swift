@@ -58,8 +58,6 @@ public struct SandboxEnvironment: Sendable {
         for phase in [Phase.experiment, .evaluator] { _ = try PhaseDevices.of(config, phase: phase, preset: preset, host: host) }
     }
 
-    /// `proctor.toml` with its policy preset checked too, for the commands that launch nothing
-    /// (`check`, `status`): a bad preset is the same error, file, line and key, as for `run`.
     /// The configuration's warnings on stderr (`proctor check` says them too).
     public static func sayWarnings(_ config: WorkspaceConfig) {
         for warning in config.warnings + config.missingReadOnlyPaths() {
@@ -67,6 +65,8 @@ public struct SandboxEnvironment: Sendable {
         }
     }
 
+    /// `proctor.toml` with its policy preset checked too, for the commands that launch nothing
+    /// (`check`, `status`): a bad preset is the same error, file, line and key, as for `run`.
     public static func checkedConfig(workspace: String) throws -> WorkspaceConfig {
         let config = try WorkspaceConfig.load(workspace: workspace)
         try checkDevices(config, preset: try preset(of: config))

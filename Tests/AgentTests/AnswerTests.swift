@@ -135,6 +135,24 @@ final class AnswerTests: XCTestCase {
         XCTAssertEqual(accented.violation("cafe\u{301}.md"), "not an editable or notes file")
     }
 
+    /// An answer of thousands of forbidden paths: rejected at once, every path kept for the audit,
+    /// the reason naming twenty and counting the rest (each audit line carried all of them: 82 GB).
+    /// Canonically equivalent names are checked each on its own bytes.
+    func testManyForbiddenPathsGiveABoundedReason() {
+        let files = WorkspaceFiles(root: "/ws", editable: ["caf\u{E9}.md"], notes: [])
+        let paths = (0..<20_000).map { "../p\($0)" } + ["../p1"]
+        let started = Date()
+        XCTAssertThrowsError(try files.checkAll(paths)) { error in
+            guard case .rejected(let reason, let rejected) = error as? AgentError else { return XCTFail("\(error)") }
+            XCTAssertEqual(rejected.count, 20_000)
+            XCTAssertLessThan(reason.count, 1_000, reason)
+            XCTAssertTrue(reason.hasSuffix("and 19980 more"), reason)
+        }
+        XCTAssertLessThan(Date().timeIntervalSince(started), 5)
+        XCTAssertThrowsError(try files.checkAll(["caf\u{E9}.md", "cafe\u{301}.md"]), "the second name is not the editable file")
+        XCTAssertNoThrow(try files.checkAll(["caf\u{E9}.md", "caf\u{E9}.md"]))
+    }
+
     func testPromptListsHistoryAndRules() {
         let history = (1...25).map {
             HistoryEntry(

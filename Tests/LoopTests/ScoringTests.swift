@@ -294,6 +294,25 @@ final class NonFiniteScoreTests: XCTestCase {
         XCTAssertEqual(try parse(#"{"score": 7e-400}"#).score, 0)
         XCTAssertEqual(try parse(#"{"score": -0.0, "k": 1E+2, "e": 2e-3}"#).measurements, ["k": 100, "e": 0.002])
         XCTAssertEqual(try parse(#"{"s\"c": 1, "score": 0.5, "u": "\ud83d\ude00 \ud800"}"#).score, 0.5)
+        // Keys are their code points, as Python compares them: canonically equivalent is not the same key.
+        XCTAssertEqual(try parse("{\"caf\u{E9}\": 1, \"cafe\u{301}\": 2, \"score\": 3}").score, 3, "two keys, not one given twice")
+        XCTAssertThrowsError(try Evaluation.parse(stdout: "{\"cafe\u{301}\": 0.9}\n", metric: "caf\u{E9}"),
+                             "the metric is not found under an equivalent spelling")
+    }
+
+    /// Reading is linear: a line of megabytes of escaped text (what json.dumps writes of a report
+    /// with line breaks) took seconds per MiB, quadratically, at 100% of the supervisor's CPU; an
+    /// output of millions of short lines was split whole.
+    func testLongLinesAndManyLinesReadInLinearTime() throws {
+        let chunk = String(repeating: "text \\n\\u00e9 ", count: 1)
+        let long = "{\"report\": \"" + String(repeating: chunk, count: 400_000) + "\", \"score\": 0.25}"
+        var started = Date()
+        XCTAssertEqual(try parse(long).score, 0.25)
+        XCTAssertLessThan(Date().timeIntervalSince(started), 10, "\(long.utf8.count) bytes")
+        let many = Array(String(repeating: "a\n", count: 4_000_000).utf8) + Array("{\"score\": 0.5}\n\n".utf8)
+        started = Date()
+        XCTAssertEqual(try Evaluation.parse(stdout: many, metric: "score").score, 0.5)
+        XCTAssertLessThan(Date().timeIntervalSince(started), 5)
     }
 
     /// A limit on a count the evaluator printed as something else fails closed: the candidate is over it.
@@ -302,7 +321,7 @@ final class NonFiniteScoreTests: XCTestCase {
                               (#"{"score": 1, "features": -1e400}"#, "features is a number past a double's range, not a count"),
                               (#"{"score": 1, "features": "9"}"#, "features is a string, not a count"),
                               (#"{"score": 1, "features": [99]}"#, "features is not a number, not a count"),
-                              (#"{"score": 1, "features": null}"#, "features is null, not a count"),
+                              (#"{"score": 1, "features": true}"#, "features is not a number, not a count"),
                               (#"{"score": 1, "features": -Infinity}"#, "features -inf is not a count"),
                               (#"{"score": 1, "features": -3}"#, "features -3 is not a count"),
                               (#"{"score": 1, "features": 11}"#, "features 11 over the limit 10")] {
@@ -311,6 +330,7 @@ final class NonFiniteScoreTests: XCTestCase {
         }
         XCTAssertNil(try parse(#"{"score": 1, "features": 10}"#).over("features", cap: 10))
         XCTAssertNil(try parse(#"{"score": 1}"#).over("features", cap: 10), "not measured: nothing to hold")
+        XCTAssertNil(try parse(#"{"score": 1, "features": null}"#).over("features", cap: 10), "null: not measured, as absent")
         XCTAssertEqual(failure(#"{"score": true}"#), .missingMetric("score"))
     }
 

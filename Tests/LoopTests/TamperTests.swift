@@ -84,7 +84,7 @@ final class TamperTests: XCTestCase {
         holder.terminate()
         holder.waitUntilExit()
         XCTAssertEqual(busy.status, 125, busy.text)
-        XCTAssertTrue(busy.stderr.contains("a run holds the workspace") && !busy.stderr.contains("--wait"), "init takes no --wait: \(busy.stderr)")
+        XCTAssertTrue(busy.stderr.contains("the workspace is held by") && !busy.stderr.contains("--wait"), "init takes no --wait: \(busy.stderr)")
         XCTAssertEqual(ws.read(".proctor/pins.json"), pinsBefore, "re-pinned beside a run")
 
         // Re-pinning on purpose makes the new evaluator the locked one.

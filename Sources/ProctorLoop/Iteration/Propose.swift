@@ -31,8 +31,15 @@ extension Iteration {
             if runner.stop.requested { return .abandoned }
             switch error {
             case .rejected(let reason, let paths):
-                let lines = (paths.isEmpty ? [nil] : paths.map { Optional($0) }).map {
+                // A line per path, up to a thousand; one more counts the rest (the answer is one
+                // rejected proposal, not a write each: 80,000 paths must not be 80,000 lines).
+                let most = 1000
+                var lines = (paths.isEmpty ? [nil] : paths.prefix(most).map { Optional($0) }).map {
                     rejection(phase: .agent, kind: .diff, path: $0, rule: .agentProposal, detail: reason)
+                }
+                if paths.count > most {
+                    lines.append(rejection(phase: .agent, kind: .diff, rule: .agentProposal,
+                                           detail: "and \(paths.count - most) more forbidden paths in the same answer"))
                 }
                 return ends(.rejected, reason: .agentRejected(reason), description: "agent proposal rejected", usage: runner.meter.take(),
                             violations: [reason], audit: lines)
