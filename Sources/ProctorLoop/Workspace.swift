@@ -131,7 +131,7 @@ public enum WorkspaceSteps {
     }
 
     static func templatePath(_ name: String?) throws -> String {
-        if let name, name.contains("/") {
+        if let name, name.contains("/") || name == "." || name == ".." {
             guard FileManager.default.fileExists(atPath: name + "/proctor.toml") else {
                 throw LoopError(.refused, "template \(name) has no proctor.toml")
             }
