@@ -208,6 +208,15 @@ public enum AgentError: Error, Sendable, Equatable {
     case failed(reason: String)
 }
 
+extension AgentError: CustomStringConvertible {
+    /// Its reason, as a message says it (not Swift's `failed(reason: "...")`).
+    public var description: String {
+        switch self {
+        case .rejected(let reason, _), .failed(let reason): return reason
+        }
+    }
+}
+
 /// Thrown by an agent with nothing left to propose (the `search` agent once every configuration
 /// of its knobs was measured): the loop ends cleanly, without a row for this iteration.
 public struct AgentEnded: Error, Sendable {

@@ -103,7 +103,9 @@ struct WorkspaceFiles {
             descriptor = try openBelowRoot(path, flags: O_WRONLY | O_CREAT | O_EXCL, mode: 0o644)
         }
         guard let fd = descriptor else {
-            throw AgentError.failed(reason: "create \(absolute(path)): \(errnoName())")
+            // Nil only for ENOENT: a new notes file in a directory that is not there, the answer's
+            // doing, not a failure of the agent (five in a row stop the run).
+            throw AgentError.rejected(reason: "\(path): its directory does not exist (a new notes file goes in one that does)", paths: [path])
         }
         defer { close(fd) }
         try checkRegular(fd, path)

@@ -406,6 +406,33 @@ final class HTTPAgentTests: XCTestCase {
         XCTAssertEqual(ws.snapshot(), before)
     }
 
+    /// A FILE block that makes train.py 100,000 lines, then 2,000 one-line diff sections on it:
+    /// each section went over the whole file (85 s of supervisor CPU, Ctrl-C waited for it). The
+    /// lines the sections go over are capped: refused at once, nothing written.
+    func testManyDiffSectionsOnALongFileAreRefusedQuickly() throws {
+        let sections = String(repeating: "--- a/train.py\n+++ b/train.py\n@@ -1,0 +2,1 @@\n+#\n", count: 2_000)
+        let answer = "SUMMARY: many sections\nFILE: train.py\n```\n" + String(repeating: "x = 1\n", count: 100_000)
+            + "```\n```diff\n" + sections + "```\n"
+        let server = try ScriptedHTTPServer([Self.openAI(answer)])
+        let ws = try TestWorkspace()
+        let before = ws.snapshot()
+        let started = Date()
+        let (_, error) = propose(HTTPAgent(config: config(server)), ws.context())
+        XCTAssertLessThan(Date().timeIntervalSince(started), 20)
+        assertRejected(error, containing: "go over its files more than")
+        XCTAssertEqual(ws.snapshot(), before)
+    }
+
+    /// A new notes file in a directory that is not there: the answer is `rejected` (it was an agent
+    /// crash, and five in a row stop the run).
+    func testANotesFileInAMissingDirectoryIsRejectedNotACrash() throws {
+        let answer = "SUMMARY: notes too\nFILE: train.py\n```\nprint(2)\n```\nFILE: docs/NOTES.md\n```\nthoughts\n```\n"
+        let server = try ScriptedHTTPServer([Self.openAI(answer)])
+        let ws = try TestWorkspace()
+        let (_, error) = propose(HTTPAgent(config: config(server)), ws.context(notes: ["LOG.md", "docs/NOTES.md"]))
+        assertRejected(error, containing: "docs/NOTES.md: its directory does not exist")
+    }
+
     func testConfigProblemsNameTheKey() {
         var settings = HTTPAgentConfig(wireProtocol: .openai, baseURL: "http://127.0.0.1:11434/v1", model: "llama3")
         XCTAssertEqual(settings.problems, [])

@@ -9,6 +9,7 @@
 #elseif canImport(Darwin)
     import Darwin
 #endif
+import ProctorSandbox
 
 public struct HTTPAgent: Agent {
     public let config: HTTPAgentConfig
@@ -88,7 +89,13 @@ public struct HTTPAgent: Agent {
         // The files as the answer leaves them, in memory; nil: the file does not exist.
         var current: [String: String] = [:]
         var order: [String] = []
+        // Each diff section is applied to the whole file as the answer leaves it, so the cost is
+        // sections x lines: a hostile answer of 2,000 one-line sections on a 100k-line file held
+        // the supervisor for minutes, past Ctrl-C. The lines read are counted and capped far above
+        // what a real answer needs, and a stop is seen between sections.
+        var linesRead = 0
         for change in answer.changes {
+            if StopSignal.received { throw .failed(reason: "stopped while applying the answer") }
             let path = files.normalized(change.paths.last ?? "")
             if !order.contains(path) {
                 if let bytes = try files.contents(of: path) {
@@ -103,6 +110,10 @@ public struct HTTPAgent: Agent {
             case .replace(_, let contents):
                 current[path] = contents
             case .patch(let patch):
+                linesRead += (current[path]?.utf8.lazy.filter { $0 == 0x0A }.count ?? 0) + 1
+                guard linesRead <= Self.maxLinesRead else {
+                    throw .rejected(reason: "the answer's diff sections go over its files more than \(Self.maxLinesRead) lines in all: give a file rewritten throughout whole, in a FILE: block", paths: [])
+                }
                 current[path] = try patch.apply(to: current[path])
             }
         }
@@ -121,6 +132,10 @@ public struct HTTPAgent: Agent {
         let summary = answer.summary.map { AgentPrompt.oneLine($0) } ?? ""
         return summary.isEmpty ? "edit \(changed.joined(separator: ", "))" : summary
     }
+
+    /// The most file lines an answer's diff sections may go over, summed over its sections (an
+    /// answer of 50 sections on a 20,000-line file reads a million).
+    static let maxLinesRead = 5_000_000
 
     // MARK: - Talking to the server
 

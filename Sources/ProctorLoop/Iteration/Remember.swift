@@ -51,7 +51,7 @@ extension Runner {
             synthesizedLearnings = result.text
             record.synthesisUsage = result.usage.map { AgentUsageRecord(promptTokens: $0.promptTokens, completionTokens: $0.completionTokens, costUSD: $0.costUSD) }
         } catch {
-            progress.line("warning: [memory] synthesize = \"agent\": the model could not rewrite learnings.md (\(error)); kept the ledger's synthesis")
+            progress.line("warning: [memory] synthesize = \"agent\": the model could not rewrite learnings.md (\(Ledger.clean("\(error)"))); kept the ledger's synthesis")
         }
         return next
     }
