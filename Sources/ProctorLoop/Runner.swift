@@ -99,6 +99,9 @@ public final class Runner {
     /// `agentKind` overrides `[agent].kind` (the `--agent` option).
     /// Session mode: the agent command that drives the loop with `proctor experiment`.
     public var sessionCommand: [String]?
+    /// The agent its records name: `session` for a session's experiments (they were recorded under
+    /// `[agent] kind`, and a later mutate or search run read them as its own).
+    var recordedAgent: String { sessionCommand == nil ? agentName : "session" }
     var agentEnded = false
     /// Signalled when the session agent's sandbox is gone and its home removed.
     var sessionDone: DispatchSemaphore?
@@ -517,7 +520,7 @@ public final class Runner {
                                                      description: row.description,
                                                      commit: nil, parent: saved.bestCommit, score: nil, bestBefore: saved.bestScore,
                                                      scores: [], diff: nil, measurements: [:], limits: [:], durations: [:],
-                                                     agent: agentName, usage: nil, violations: []))
+                                                     agent: recordedAgent, usage: nil, violations: []))
             // Each row's iteration leaves the state at once, as in the loop: killed between two of
             // these rows, the next resume finds only the last one ahead of the state (recorded above),
             // not every one it wrote, which it would record again.
@@ -734,7 +737,7 @@ public final class Runner {
                          agentReason: reason?.agentText, description: description,
                          commit: commit, parent: parent, score: measured?.mean, bestBefore: bestBefore?.isNaN == true ? nil : bestBefore,
                          scores: measured?.scores ?? [], diff: diff, measurements: measurements,
-                         limits: measured?.limits ?? [:], durations: measured?.durations ?? [:], agent: agentName,
+                         limits: measured?.limits ?? [:], durations: measured?.durations ?? [:], agent: recordedAgent,
                          usage: usage.map { AgentUsageRecord(promptTokens: $0.promptTokens, completionTokens: $0.completionTokens, costUSD: $0.costUSD) },
                          violations: violations, network: env.network.use(of: i),
                          interpreters: interpreters.isEmpty ? nil : interpreters,

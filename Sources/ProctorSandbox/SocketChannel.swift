@@ -56,6 +56,21 @@ public enum SocketChannel {
         return getsockopt(socket, SOL_SOCKET, SO_PEERCRED, &peer, &length) == 0 && peer.pid > 0 ? peer.pid : nil
     }
 
+    /// `SO_LINGER` of none on `fd`, if it is a socket: its last close resets at once instead of
+    /// waiting (up to the linger time the sender set) for unsent data to go.
+    public static func abortLinger(_ fd: Int32) {
+        var abort = linger(l_onoff: 1, l_linger: 0)
+        _ = setsockopt(fd, SOL_SOCKET, SO_LINGER, &abort, socklen_t(MemoryLayout<linger>.size))
+    }
+
+    /// Whether the other end of `fd` is still there: no hang-up, error or invalid descriptor now.
+    public static func peerIsThere(_ fd: Int32) -> Bool {
+        let rdhup: Int16 = 0x2000  // POLLRDHUP, which Glibc shows only under _GNU_SOURCE
+        var entry = pollfd(fd: fd, events: rdhup, revents: 0)
+        let ready = poll(&entry, 1, 0)
+        return ready == 0 || (ready == 1 && entry.revents & (Int16(POLLHUP | POLLERR | POLLNVAL) | rdhup) == 0)
+    }
+
     private static let headerSize = align(MemoryLayout<cmsghdr>.size)
 
     /// `CMSG_ALIGN`: control headers and their data start on `size_t` boundaries.
@@ -96,8 +111,10 @@ public enum SocketChannel {
     /// on an error (errno says which). Passed descriptors arrive close-on-exec.
     public static func receive(_ socket: Int32, capacity: Int = 65536) -> ChannelMessage? {
         var buffer = [UInt8](repeating: 0, count: capacity)
-        // Room for a few descriptors (a sender may attach more than one; they are closed) and credentials.
-        var control = [UInt8](repeating: 0, count: 2 * headerSize + align(4 * MemoryLayout<Int32>.size)
+        // Room for every descriptor one message can carry (SCM_MAX_FD, 253) and the credentials: one
+        // the buffer had no room for was released by the kernel on this thread's way back from
+        // recvmsg, and a TCP socket with unsent data and an hour's SO_LINGER held it there.
+        var control = [UInt8](repeating: 0, count: 2 * headerSize + align(253 * MemoryLayout<Int32>.size)
                                   + align(MemoryLayout<Credentials>.size))
         var received = -1
         var descriptors: [Int32] = []
@@ -132,7 +149,9 @@ public enum SocketChannel {
                 }
             }
         }
-        // Exactly one descriptor is kept; a sender that attached more gets the rest closed here.
+        // No close of a passed socket may wait: its linger is set to none (an abortive close) before
+        // anything else. Exactly one descriptor is kept; a sender that attached more gets the rest closed.
+        for fd in descriptors { abortLinger(fd) }
         let kept = descriptors.first
         for extra in descriptors.dropFirst() { close(extra) }
         // 0 is the peer's end of file on a SEQPACKET socket (an empty request means nothing either).

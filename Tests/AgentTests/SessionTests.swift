@@ -607,6 +607,51 @@ final class SessionTests: XCTestCase {
         XCTAssertEqual(status.stdout, "", "the tree is the kept commit's")
     }
 
+    /// The channel against a hostile agent: an empty packet on it ended the session (exit 0, "the run is
+    /// over", nothing measured); a TCP socket with unsent data and an hour's SO_LINGER passed as a second
+    /// descriptor, or on a connection to the mounted socket, held the supervisor's reader in close(),
+    /// and every later experiment hung. Each is shrugged off, the next experiment is measured at once,
+    /// and its record names the session as the agent.
+    func testTheChannelShrugsOffEmptyPacketsAndLingeringSockets() throws {
+        let ws = try LoopWorkspace(agent: Self.noAgent + "\nnetwork = \"host\"")
+        let probe = #"""
+            import array, os, socket, struct, time
+            FD = int(os.environ["PROCTOR_SESSION_FD"])
+            def chan(): return socket.socket(fileno=os.dup(FD))
+            def lingering():
+                srv = socket.socket(); srv.bind(("127.0.0.1", 0)); srv.listen(1)
+                c = socket.socket(); c.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+                c.connect(srv.getsockname()); a, _ = srv.accept()
+                a.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+                c.setblocking(False)
+                try:
+                    while True: c.send(b"x" * 65536)
+                except BlockingIOError: pass
+                c.setblocking(True)
+                c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 3600))
+                return c, a, srv
+            s = chan(); s.send(b""); s.close()
+            c, a, srv = lingering()
+            x, y = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+            s = chan(); s.sendmsg([b"BOGUS"], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [y.fileno(), c.fileno()]))])
+            s.close(); y.close(); c.close()
+            c2, a2, srv2 = lingering()
+            m = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET); m.connect("/run/proctor/session.sock")
+            m.sendmsg([b"BOGUS2"], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [c2.fileno()]))]); c2.close()
+            time.sleep(1)
+            print("PROBED", flush=True)
+            """#
+        let script = "python3 -c '\(probe.replacingOccurrences(of: "'", with: "'\\''"))'\n" + Self.setX("0.6")
+            + "start=$(date +%s); proctor experiment \"x=0.6\"; echo \"WAITED $(( $(date +%s) - start ))\"\n"
+        let outcome = try session(ws, script, deadline: 120)
+        XCTAssertEqual(outcome.status, 0, ws.describe(outcome))
+        XCTAssertTrue(outcome.stdout.contains("PROBED"), outcome.text)
+        XCTAssertEqual(ws.statuses(), ["keep", "keep"], ws.describe(outcome))
+        let waited = outcome.stdout.components(separatedBy: "WAITED ").last.flatMap { Int($0.prefix { $0.isNumber }) } ?? 999
+        XCTAssertLessThan(waited, 20, outcome.text)
+        XCTAssertEqual(ws.records().last?["agent"] as? String, "session")
+    }
+
     /// What the agent leaves unsubmitted when the session ends (an edit it never asked to have
     /// measured, or one cut short) goes: the tree is the last kept commit's. It stayed, and the
     /// next `proctor run` refused the dirty tree.

@@ -33,7 +33,7 @@ extension Runner {
         context.baselineFiles = baselineFiles ?? [:]
         context.measured = measuredThisRun + inFlight.map {
             MeasuredIteration(iteration: $0.number, status: MeasuredIteration.running, description: $0.description, seedScores: [],
-                              agent: agentName)
+                              agent: recordedAgent)
         }
         context.inFlight = inFlight.map { "iteration \($0.number): \($0.description)" }
         return context

@@ -70,18 +70,28 @@ final class SessionServer: @unchecked Sendable {
     func next(idle: (() -> Void)? = nil, interval: TimeInterval = 1) -> SessionRequest? {
         lock.lock()
         defer { lock.unlock() }
-        while pending == nil && !closed {
-            guard let idle else {
-                lock.wait()
+        while true {
+            while pending == nil && !closed {
+                guard let idle else {
+                    lock.wait()
+                    continue
+                }
+                if !lock.wait(until: Date().addingTimeInterval(interval)) && pending == nil && !closed {
+                    lock.unlock()
+                    idle()
+                    lock.lock()
+                }
+            }
+            guard let request = pending.take() else { return nil }
+            // Asked, then gone (its client timed out or the agent exited while the reader was held):
+            // nobody waits for this experiment, and it must not run after the agent has left.
+            if closed || !SocketChannel.peerIsThere(request.reply.raw) {
+                busy = false
+                _ = consume request
                 continue
             }
-            if !lock.wait(until: Date().addingTimeInterval(interval)) && pending == nil && !closed {
-                lock.unlock()
-                idle()
-                lock.lock()
-            }
+            return request
         }
-        return pending.take()
     }
 
     /// Answers the request being served and accepts new ones again.
@@ -114,17 +124,19 @@ final class SessionServer: @unchecked Sendable {
     }
 
     private func readLoop() {
-        while var message = SocketChannel.receive(serverEnd.raw, capacity: 4096) {
+        while true {
+            guard var message = SocketChannel.receive(serverEnd.raw, capacity: 4096) else {
+                // End of file, an error, or an empty message: only the first two end the session (an
+                // agent's empty packet ended it, and the agent was told nothing).
+                if SocketChannel.peerIsThere(serverEnd.raw) { continue }
+                break
+            }
             // No reply channel: nothing to answer on.
             guard let reply = message.descriptor.take() else { continue }
             // `proctor experiment` passes a Unix socket. Anything else the agent passed goes unanswered,
-            // closed at once: a TCP socket with unsent data and an hour's SO_LINGER made that close
-            // wait, and held the loop (past --iterations and Ctrl-C).
-            guard SessionServer.isUnixSocket(reply.raw) else {
-                var abort = linger(l_onoff: 1, l_linger: 0)
-                _ = setsockopt(reply.raw, SOL_SOCKET, SO_LINGER, &abort, socklen_t(MemoryLayout<linger>.size))
-                continue
-            }
+            // closed at once (`receive` made its close abortive: a TCP socket with unsent data and an
+            // hour's SO_LINGER held the loop, past --iterations and Ctrl-C).
+            guard SessionServer.isUnixSocket(reply.raw) else { continue }
             handle(String(decoding: message.bytes, as: UTF8.self), reply: reply, sender: message.senderPID)
         }
         shutdown()
@@ -140,8 +152,9 @@ final class SessionServer: @unchecked Sendable {
             }
             let connection = OwnedDescriptor(accepted)
             _ = fcntl(connection.raw, F_SETFD, FD_CLOEXEC)  // proctor never execs, but the launcher is spawned
-            // A client that connects and says nothing must not hold this thread.
-            var timeout = timeval(tv_sec: 5, tv_usec: 0)
+            // A client that connects and says nothing must not hold this thread (`proctor experiment`
+            // sends its request as it connects; 18 silent ones at 5 s each held a real one 92 s).
+            var timeout = timeval(tv_sec: 0, tv_usec: 500_000)
             setsockopt(connection.raw, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
             let sender = SocketChannel.peer(connection.raw)
             guard let message = SocketChannel.receive(connection.raw, capacity: 4096) else { continue }
