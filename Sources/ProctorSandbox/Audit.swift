@@ -81,6 +81,9 @@ public struct AuditRule: AuditValue {
     public static let experimentInput = AuditRule(rawValue: "experiment-input")
     /// A frozen session agent ran during its experiment.
     public static let sessionFreeze = AuditRule(rawValue: "session-freeze")
+    /// A session agent's request the supervisor refused as malformed (not a request, or a reply
+    /// channel that is not a Unix socket).
+    public static let sessionChannel = AuditRule(rawValue: "session-channel")
     /// A baseline clearly below what an earlier run measured for the same commit.
     public static let baselineDrop = AuditRule(rawValue: "baseline-drop")
 }

@@ -650,6 +650,9 @@ final class SessionTests: XCTestCase {
         let waited = outcome.stdout.components(separatedBy: "WAITED ").last.flatMap { Int($0.prefix { $0.isNumber }) } ?? 999
         XCTAssertLessThan(waited, 20, outcome.text)
         XCTAssertEqual(ws.records().last?["agent"] as? String, "session")
+        // Each malformed request is audited.
+        let refused = ws.audit().filter { $0["rule"] as? String == "session-channel" }.compactMap { $0["detail"] as? String }
+        XCTAssertEqual(refused.filter { $0.hasPrefix("unknown request: BOGUS") }.count, 2, "\(refused)")
     }
 
     /// What the agent leaves unsubmitted when the session ends (an edit it never asked to have

@@ -32,7 +32,16 @@ final class SessionServer: @unchecked Sendable {
     let socketPath: String
     private let listener: OwnedDescriptor
 
-    init() throws {
+    /// Where refused requests are recorded (`refused`), and the run they belong to.
+    private let audit: AuditLog?
+    private let run: String
+    /// Refusals recorded so far; past `SessionServer.auditedRefusals` they are only counted.
+    private var refusals = 0
+    static let auditedRefusals = 100
+
+    init(audit: AuditLog? = nil, run: String = "") throws {
+        self.audit = audit
+        self.run = run
         let pair = try SocketPair()
         // Every request then carries its sender's pid (`refuseOnce`).
         try SocketChannel.passSenders(pair.local.raw)
@@ -115,12 +124,29 @@ final class SessionServer: @unchecked Sendable {
         lock.unlock()
     }
 
-    /// The agent's side is gone: wake the loop.
+    /// The agent's side is gone: wake the loop (and count the refusals past those recorded).
     func shutdown() {
         lock.lock()
+        let unrecorded = closed ? 0 : refusals - SessionServer.auditedRefusals
         closed = true
         lock.broadcast()
         lock.unlock()
+        if unrecorded > 0 { record("and \(unrecorded) more malformed requests on the session channel") }
+    }
+
+    /// A malformed request, audited (the first hundred; the rest counted when the session ends): a
+    /// blocked attempt that leaves no record is half a defence.
+    private func refused(_ detail: String) {
+        lock.lock()
+        refusals += 1
+        let recorded = refusals <= SessionServer.auditedRefusals
+        lock.unlock()
+        if recorded { record(detail) }
+    }
+
+    private func record(_ detail: String) {
+        audit?.append(AuditRecord(run: run, iteration: nil, phase: .agent, kind: .tamper, decision: .rejected,
+                                  rule: .sessionChannel, detail: detail))
     }
 
     private func readLoop() {
@@ -136,7 +162,10 @@ final class SessionServer: @unchecked Sendable {
             // `proctor experiment` passes a Unix socket. Anything else the agent passed goes unanswered,
             // closed at once (`receive` made its close abortive: a TCP socket with unsent data and an
             // hour's SO_LINGER held the loop, past --iterations and Ctrl-C).
-            guard SessionServer.isUnixSocket(reply.raw) else { continue }
+            guard SessionServer.isUnixSocket(reply.raw) else {
+                refused("a request whose reply channel is not a Unix socket")
+                continue
+            }
             handle(String(decoding: message.bytes, as: UTF8.self), reply: reply, sender: message.senderPID)
         }
         shutdown()
@@ -165,6 +194,7 @@ final class SessionServer: @unchecked Sendable {
     /// One request: refused while another experiment or analysis runs, else handed to the loop.
     private func handle(_ text: String, reply: consuming OwnedDescriptor, sender: pid_t?) {
         guard let request = SessionProtocol.Request(text) else {
+            refused("unknown request: \(Ledger.clean(text, limit: 200))")
             SessionServer.send(reply.raw, .init(accepted: false, message: "unknown request"))
             return
         }

@@ -7,7 +7,7 @@ extension Runner {
     /// Starts the session agent in the agent sandbox on a background thread, with the session
     /// channel inherited and `proctor` itself mounted read-only so `proctor experiment` works inside.
     func startSession(_ command: [String]) throws {
-        let server = try SessionServer()
+        let server = try SessionServer(audit: audit, run: state.run)
         // The agent's sandbox is the run's: stopped with it, or alone when the loop is over.
         let sandbox = FreezableSandbox(stop: try StopSwitch(parent: stop))
         sessionSandbox = sandbox
