@@ -19,7 +19,10 @@ public enum Reports {
         let machine = ExperimentLock.machinePath
         let directory = (machine as NSString).deletingLastPathComponent, name = (machine as NSString).lastPathComponent
         let slots = ((try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []).compactMap { entry -> Int? in
-            entry == name ? 0 : entry.hasPrefix(name + ".") ? Int(entry.dropFirst(name.count + 1)).flatMap { $0 > 0 ? $0 : nil } : nil
+            guard entry != name else { return 0 }
+            guard entry.hasPrefix(name + "."), let slot = Int(entry.dropFirst(name.count + 1)), slot > 0,
+                entry == name + ".\(slot)" else { return nil }  // `.05`, `.+5` are not slot 5
+            return slot
         }.sorted()
         for slot in slots {
             guard case .held(let holder) = ExperimentLock.state(at: ExperimentLock.machineSlotPath(slot)), holder?.workspace != root else { continue }

@@ -77,11 +77,16 @@ public struct Evaluation: Sendable, Equatable {
         // are recorded by name.
         var measurements: [String: Double] = [:], nonNumbers: [String: Failure.NonNumber] = [:]
         var score: Double?
+        var names = Set<String>()
         for (bytes, value) in object {
+            // Recorded by name: two keys Swift takes as one (canonically equivalent spellings)
+            // would keep whichever came last out of the dictionary; refused as a key given twice.
+            let name = String(decoding: bytes, as: UTF8.self)
+            guard names.insert(name).inserted else { throw Failure.duplicateKey(name) }
             let what: Failure.NonNumber
             switch value {
             case .number(let number) where !number.isNaN:
-                if bytes.elementsEqual(metric.utf8) { score = number } else { measurements[String(decoding: bytes, as: UTF8.self)] = number }
+                if bytes.elementsEqual(metric.utf8) { score = number } else { measurements[name] = number }
                 continue
             case .number: what = .nan
             case .outOfRange: what = .outOfRange
@@ -92,7 +97,7 @@ public struct Evaluation: Sendable, Equatable {
             if bytes.elementsEqual(metric.utf8) {
                 if what != .other { throw Failure.notANumber(metric, what) }
             } else {
-                nonNumbers[String(decoding: bytes, as: UTF8.self)] = what
+                nonNumbers[name] = what
             }
         }
         guard let score else { throw Failure.missingMetric(metric) }

@@ -193,11 +193,13 @@ public final class ExperimentLock: @unchecked Sendable {
     public enum State: Equatable { case free, held(LockHolder?) }
 
     public static func state(at path: String) -> State {
-        let fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)
+        // Never waits: a FIFO planted under a lock's name (any user may, in /tmp) hung `proctor status`.
+        let fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK)
         guard fd >= 0 else { return .free }
         defer { close(fd) }
         var st = stat()
-        guard fstat(fd, &st) == 0, isFlocked(device: UInt64(st.st_dev), inode: UInt64(st.st_ino)) else { return .free }
+        guard fstat(fd, &st) == 0, st.st_mode & S_IFMT == S_IFREG,
+            isFlocked(device: UInt64(st.st_dev), inode: UInt64(st.st_ino)) else { return .free }
         return .held(readHolder(fd))
     }
 

@@ -63,12 +63,13 @@ public enum SocketChannel {
         _ = setsockopt(fd, SOL_SOCKET, SO_LINGER, &abort, socklen_t(MemoryLayout<linger>.size))
     }
 
-    /// Whether the other end of `fd` is still there: no hang-up, error or invalid descriptor now.
+    /// Whether the other end of `fd` is still there: no hang-up, error or invalid descriptor now (a
+    /// peer that only shut down its writing still waits for an answer).
     public static func peerIsThere(_ fd: Int32) -> Bool {
-        let rdhup: Int16 = 0x2000  // POLLRDHUP, which Glibc shows only under _GNU_SOURCE
-        var entry = pollfd(fd: fd, events: rdhup, revents: 0)
-        let ready = poll(&entry, 1, 0)
-        return ready == 0 || (ready == 1 && entry.revents & (Int16(POLLHUP | POLLERR | POLLNVAL) | rdhup) == 0)
+        var entry = pollfd(fd: fd, events: 0, revents: 0)
+        var ready: Int32
+        repeat { ready = poll(&entry, 1, 0) } while ready < 0 && errno == EINTR
+        return ready == 0 || (ready == 1 && entry.revents & Int16(POLLHUP | POLLERR | POLLNVAL) == 0)
     }
 
     private static let headerSize = align(MemoryLayout<cmsghdr>.size)

@@ -200,6 +200,16 @@ final class SessionServer: @unchecked Sendable {
         }
         lock.lock()
         let together = sender.map { startedTogether.remove($0) != nil } ?? false
+        // A request still waiting for the loop whose client has gone (timed out, killed) holds the
+        // place of none: dropped here too, or every new one was refused until the loop looked.
+        if let waiting = pending.take() {
+            if SocketChannel.peerIsThere(waiting.reply.raw) {
+                pending = consume waiting
+            } else {
+                busy = false
+                _ = consume waiting
+            }
+        }
         if busy || pending != nil || closed || together {
             let message = closed ? "refused: the session is over" : "refused: another experiment is running; one at a time"
             lock.unlock()

@@ -79,6 +79,9 @@ extension Runner {
                     request.mapOwner.append(server.socketPath)
                 }
             }
+            // Whether the run had stopped it, read before anything tells the loop the agent is gone:
+            // read later, the loop's own stop after an agent killed for its cap made a failure exit 0.
+            let stoppedByRun = sandbox.stop.requested
             sandbox.ended()
             output?.finish()
             server.closeAgentEnd()
@@ -95,10 +98,10 @@ extension Runner {
             case .failure(let error):
                 (reason, failed) = ("could not start: \(error)", true)
             }
-            if failed && !sandbox.stop.requested { outcome.failed(reason) }
+            if failed && !stoppedByRun { outcome.failed(reason) }
             // Stopped by the run, it did not fail: said as such, not in a failure's words.
-            Console.err(sandbox.stop.requested ? "proctor: the session agent was stopped (the run is over)\n"
-                                               : "proctor: the session agent exited (\(reason))\n")
+            Console.err(stoppedByRun ? "proctor: the session agent was stopped (the run is over)\n"
+                                     : "proctor: the session agent exited (\(reason))\n")
             server.shutdown()
         }
         thread.start()

@@ -260,6 +260,9 @@ public enum AnalyzeStep {
                     queued = nil  // the run is gone; take the lock here
                     break
                 } else if !queue.isQueued(id) && !queue.isTaken(id) {
+                    // Answered (or marked unanswered) between the looks above: read it next time round.
+                    if FileManager.default.fileExists(atPath: queue.path(id, "result"))
+                        || FileManager.default.fileExists(atPath: queue.path(id, "unanswered")) { continue }
                     queued = nil
                     throw LoopError(.failed, "the queued analysis request disappeared from \(queue.directory)")
                 }
