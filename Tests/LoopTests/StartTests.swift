@@ -685,6 +685,18 @@ final class StartTests: XCTestCase {
         StartTests.assertRefused(report, mentioning: "open \(ws.base)/missing/report.html: No such file or directory")
     }
 
+    /// `proctor status` reads every slot lock file beside the machine lock: a FIFO planted under such
+    /// a name (any user may, in /tmp) hung it; it is passed over.
+    func testStatusIsNotHeldByAFIFOUnderALockName() throws {
+        let ws = try LoopWorkspace()
+        XCTAssertEqual(mkfifo(ws.machineLock + ".7", 0o644), 0)
+        XCTAssertEqual(mkfifo(ws.machineLock + ".05", 0o644), 0)
+        let status = try runChild([proctorBinary, "status", "--workspace", ws.root], environment: ws.environment, deadline: 30)
+        XCTAssertFalse(status.killed, "status hung on the FIFO")
+        XCTAssertEqual(status.status, 0, status.text)
+        XCTAssertFalse(status.stdout.contains("machine lock"), status.stdout)
+    }
+
     /// A proctor.toml that is there but cannot be read is not "is this a proctor workspace?".
     func testUnreadableConfigurationSaysWhy() throws {
         let ws = try LoopWorkspace()
