@@ -31,9 +31,20 @@ final class LogFile {
         (try? String(contentsOfFile: path, encoding: .utf8)) ?? ""
     }
 
-    /// The last line, for a one-line reason.
+    /// The last line that is not blank, for a one-line reason: read from the file's last 64 KiB only
+    /// (an evaluator's 62 MB of stderr, read and split whole, cost 9 s and 1.1 GB of the supervisor's).
     func tail() -> String {
-        let lines = contents().split(whereSeparator: \.isNewline)
+        let fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)
+        guard fd >= 0 else { return "no output" }
+        defer { close(fd) }
+        var info = stat()
+        guard fstat(fd, &info) == 0 else { return "no output" }
+        let length = Int(min(info.st_size, 65536))
+        var bytes = [UInt8](repeating: 0, count: length)
+        let read = bytes.withUnsafeMutableBytes { pread(fd, $0.baseAddress, length, info.st_size - off_t(length)) }
+        guard read > 0 else { return "no output" }
+        let text = String(decoding: bytes[0..<read], as: UTF8.self)
+        let lines = text.split(whereSeparator: \.isNewline).filter { !$0.allSatisfy(\.isWhitespace) }
         return lines.last.map { String($0).prefix(scalars: 200) } ?? "no output"
     }
 }

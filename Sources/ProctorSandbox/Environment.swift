@@ -444,10 +444,12 @@ public enum FileTree {
         var st = stat()
         guard fstat(fd, &st) == 0 else { throw fail("fstat", "") }
         var frames = [Frame(name: [0], path: "", dev: UInt(st.st_dev), ino: UInt(st.st_ino), subdirs: try scan(fd, ""))]
-        while let top = frames.last {
-            if let next = top.subdirs.last {
-                frames[frames.count - 1].subdirs.removeLast()
-                let path = top.path.isEmpty ? display(next) : top.path + "/" + display(next)
+        // The top frame is changed in place, never copied: a copy held across the pop copied the
+        // list of its subdirectories once per subdirectory (90,000 siblings: 156 s of CPU).
+        while !frames.isEmpty {
+            if let next = frames[frames.count - 1].subdirs.popLast() {
+                let parentPath = frames[frames.count - 1].path
+                let path = parentPath.isEmpty ? display(next) : parentPath + "/" + display(next)
                 let child = openat(fd, next, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
                 guard child >= 0, fstat(child, &st) == 0 else { throw fail("open", path) }
                 close(fd)
@@ -456,7 +458,7 @@ public enum FileTree {
                 continue
             }
             guard frames.count > 1 else { return }
-            frames.removeLast()
+            let top = frames.removeLast()
             let parent = openat(fd, "..", O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
             guard parent >= 0, fstat(parent, &st) == 0 else { throw fail("open", top.path + "/..") }
             close(fd)

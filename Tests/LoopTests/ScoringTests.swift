@@ -1,5 +1,6 @@
 import Foundation
 import ProctorSandbox
+import ProctorTestSupport
 import XCTest
 
 @testable import ProctorLoop
@@ -299,6 +300,21 @@ final class NonFiniteScoreTests: XCTestCase {
         if case .duplicateKey = failure("{\"caf\u{E9}\": 1, \"cafe\u{301}\": 2, \"score\": 3}") {} else { XCTFail("merged") }
         XCTAssertThrowsError(try Evaluation.parse(stdout: "{\"cafe\u{301}\": 0.9}\n", metric: "caf\u{E9}"),
                              "the metric is not found under an equivalent spelling")
+    }
+
+    /// A failed evaluator's reason quotes its stderr's last line, read from the end: 62 MB of stderr
+    /// read and split whole cost the supervisor 9 s and 1.1 GB (and held Ctrl-C).
+    func testAFailedEvaluatorsLastWordsAreReadFromTheEnd() throws {
+        let dir = try TemporaryDirectory("logtail")
+        let log = try LogFile(path: dir.path + "/err")
+        let filler = [UInt8](String(repeating: "a\n", count: 1 << 20).utf8)
+        for _ in 0..<20 { XCTAssertEqual(write(log.fd, filler, filler.count), filler.count) }
+        let last = Array("Traceback: the real error\n\n  \n".utf8)
+        XCTAssertEqual(write(log.fd, last, last.count), last.count)
+        let started = Date()
+        XCTAssertEqual(log.tail(), "Traceback: the real error")
+        XCTAssertLessThan(Date().timeIntervalSince(started), 1)
+        XCTAssertEqual(try LogFile(path: dir.path + "/empty").tail(), "no output")
     }
 
     /// Reading is linear: a line of megabytes of escaped text (what json.dumps writes of a report
