@@ -655,6 +655,23 @@ final class SessionTests: XCTestCase {
         XCTAssertEqual(refused.filter { $0.hasPrefix("unknown request: BOGUS") }.count, 2, "\(refused)")
     }
 
+    /// A `proctor experiment` killed right after asking (a tool's timeout): nobody waits for its
+    /// verdict, and nothing is run for it (a red team had 32 of 54 run, some kept); the agent's next
+    /// request is served as usual.
+    func testAnExperimentWhoseClientIsKilledIsNotRun() throws {
+        let ws = try LoopWorkspace(agent: Self.noAgent)
+        let script = Self.setX("0.6") + """
+            proctor experiment "killed client" & pid=$!
+            sleep 0.05; kill -KILL $pid; wait $pid
+            sleep 1
+            proctor experiment "x=0.6"
+            """
+        let outcome = try session(ws, script, deadline: 120)
+        XCTAssertEqual(outcome.status, 0, ws.describe(outcome))
+        XCTAssertEqual(ws.statuses(), ["keep", "keep"], ws.describe(outcome))
+        XCTAssertFalse(ws.records().contains { ($0["description"] as? String ?? "").contains("killed client") }, ws.describe(outcome))
+    }
+
     /// What the agent leaves unsubmitted when the session ends (an edit it never asked to have
     /// measured, or one cut short) goes: the tree is the last kept commit's. It stayed, and the
     /// next `proctor run` refused the dirty tree.

@@ -30,7 +30,10 @@ final class SessionAgent: Agent, @unchecked Sendable {
         var next = server.next(idle: idle)
         while let request = next.take() {
             guard case .analysis(let command) = request.request else {
-                return try freeze(for: request, context)
+                if let proposal = try freeze(for: request, context) { return proposal }
+                if sandbox.stop.requested { throw SessionEnded() }
+                next = server.next(idle: idle)
+                continue
             }
             server.finish(request.reply, analyze?(command) ?? .init(accepted: false, message: "refused: this supervisor runs no analyses"))
             if sandbox.stop.requested { throw SessionEnded() }
@@ -41,7 +44,8 @@ final class SessionAgent: Agent, @unchecked Sendable {
 
     /// The agent keeps running while its experiment is validated, run and committed: freeze it, or
     /// it could swap in code that was never validated and put the honest bytes back in time.
-    private func freeze(for request: consuming SessionRequest, _ context: AgentContext) throws -> Proposal {
+    /// Nil when the request's client went away before the freeze: nothing is run for it.
+    private func freeze(for request: consuming SessionRequest, _ context: AgentContext) throws -> Proposal? {
         guard case .experiment(let requested) = request.request else { preconditionFailure("an experiment") }
         let sender = request.sender
         current = .some(request.reply)
@@ -58,6 +62,15 @@ final class SessionAgent: Agent, @unchecked Sendable {
         // One that was still starting after the settle (a loaded machine) is frozen before it could
         // ask: it is refused when it asks after the thaw, not run as the next experiment.
         server.refuseOnce(sandbox.frozenProcesses.subtracting(sender.map { [$0] } ?? []))
+        // Its client killed during the settle, or gone with the agent: nobody waits for this
+        // experiment, and it must not run (a red team had 32 of 54 such run, some kept). Frozen
+        // now, the agent cannot ask again meanwhile; it is thawed and the loop waits on.
+        if let raw = current?.raw, !SocketChannel.peerIsThere(raw) {
+            sandbox.thaw()
+            server.refuseOnce([])
+            if let gone = current.take() { server.finish(gone, .init(accepted: false, message: "refused: its client is gone")) }
+            return nil
+        }
         // What it prints from now on belongs to its next experiment.
         if let output, let path = transcriptFor?(context.iteration + 1) { output.switchTo(path) }
         let description = requested.trimmingCharacters(in: .whitespacesAndNewlines)
