@@ -27,10 +27,6 @@ final class LogFile {
         FileManager.default.contents(atPath: path).map { [UInt8]($0) } ?? []
     }
 
-    func contents() -> String {
-        (try? String(contentsOfFile: path, encoding: .utf8)) ?? ""
-    }
-
     /// The last line that is not blank, for a one-line reason: read from the file's last 64 KiB only
     /// (an evaluator's 62 MB of stderr, read and split whole, cost 9 s and 1.1 GB of the supervisor's).
     func tail() -> String {
